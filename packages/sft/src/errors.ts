@@ -1,0 +1,36 @@
+// Error classes of @huatuo/sft. Messages name the file, flag or record, what was
+// expected, what was found, and what to do about it.
+
+/** A data or template file that cannot be read as the recipe expects (bad JSON, bad records). */
+export class DataError extends Error {
+  override readonly name = 'DataError';
+  /** The file at fault, as given by the caller. */
+  readonly file: string;
+  /** Every problem found, one sentence each; the message shows the first few. */
+  readonly problems: readonly string[];
+
+  constructor(file: string, problems: readonly string[], maxShown = 10) {
+    const shown = problems.slice(0, maxShown);
+    const more = problems.length > shown.length ? `\n  ... and ${problems.length - shown.length} more` : '';
+    super(`${file}: ${problems.length === 1 ? shown[0] : `${problems.length} problems:\n  ${shown.join('\n  ')}${more}`}`);
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** A prompt template that is missing, malformed or used with a field it lacks. */
+export class TemplateError extends Error {
+  override readonly name = 'TemplateError';
+}
+
+/** A configuration value (flag) out of range or of the wrong type. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  /** The command-line flag at fault, e.g. `--cutoff-len`. */
+  readonly flag: string;
+
+  constructor(flag: string, message: string) {
+    super(`${flag}: ${message}`);
+    this.flag = flag;
+  }
+}
