@@ -1,0 +1,281 @@
+/**
+ * The `Tokenizer` contract used by the rest of the package, the streaming
+ * decoder shared by both implementations, and `HfTokenizer`, which wraps a
+ * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
+ */
+import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { TokenizerError } from './tokenizer-errors.js';
+
+/** Options of {@link Tokenizer.encode}. */
+export interface EncodeOptions {
+  /** Put the beginning-of-sequence token (`<s>`, id 1 for LLaMA) first. Default true. */
+  addBos?: boolean;
+  /** Put the end-of-sequence token (`</s>`, id 2 for LLaMA) last. Default false. */
+  addEos?: boolean;
+}
+
+/** Options of {@link Tokenizer.decode} and {@link Tokenizer.createStreamDecoder}. */
+export interface DecodeOptions {
+  /** Leave out special tokens (`<unk>`, `<s>`, `</s>`) instead of writing their text. Default false, as in Hugging Face's `decode`. */
+  skipSpecialTokens?: boolean;
+}
+
+/** Turns token ids into text one id at a time. */
+export interface StreamDecoder {
+  /**
+   * Adds one token id and returns the text it completes: bytes of a UTF-8
+   * character that is still incomplete are held back until the rest arrive.
+   */
+  push(id: number): string;
+  /** Returns whatever is held back (an incomplete character becomes U+FFFD) and resets the decoder. */
+  flush(): string;
+}
+
+/**
+ * A LLaMA-style tokenizer: text to token ids and back.
+ *
+ * @example
+ * const tok = await loadTokenizer('./llama-7b');
+ * tok.encode('the'); // [1, 278]
+ * tok.decode([1, 278], { skipSpecialTokens: true }); // 'the'
+ */
+export interface Tokenizer {
+  /** Token ids of `text`; BOS first unless `addBos: false`, EOS last when `addEos: true`. */
+  encode(text: string, options?: EncodeOptions): number[];
+  /** Text of `ids`; the leading space that encoding adds is removed, as Hugging Face's decode does. */
+  decode(ids: readonly number[], options?: DecodeOptions): string;
+  /** A decoder that streams text id by id; the concatenation of its outputs equals `decode` of all ids. */
+  createStreamDecoder(options?: DecodeOptions): StreamDecoder;
+  /** The piece (vocabulary string) of `id`, e.g. `'▁the'` or `'<0x0A>'`. */
+  idToPiece(id: number): string;
+  /** The id of `piece`, or undefined when it is not in the vocabulary. */
+  pieceToId(piece: string): number | undefined;
+  /** Beginning-of-sequence id. */
+  readonly bosId: number;
+  /** End-of-sequence id. */
+  readonly eosId: number;
+  /** Padding id: LLaMA has none, so HuaTuo and alpaca-lora pad with `<unk>` (0). */
+  readonly padId: number;
+  /** Number of ids. */
+  readonly vocabSize: number;
+}
+
+/** How one id decodes: a special token, or plain bytes. */
+export interface PieceBytes {
+  special: boolean;
+  /** UTF-8 bytes of the piece's text ('▁' read as a space; `<0xXX>` as that byte; a special token as its own text). */
+  bytes: Uint8Array;
+}
+
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+const utf8 = new TextEncoder();
+
+/** Bytes a SentencePiece-style piece stands for: `<0xXX>` is one byte, '▁' is a space. */
+export function pieceToBytes(piece: string): Uint8Array {
+  const byte = BYTE_PIECE.exec(piece);
+  if (byte !== null) return Uint8Array.of(parseInt(byte[1] as string, 16));
+  return utf8.encode(piece.replaceAll('\u2581', ' '));
+}
+
+/**
+ * The streaming decoder of SentencePiece-style vocabularies: bytes of each
+ * piece go through one streaming UTF-8 decoder, and one space is dropped when
+ * it is the very first byte of the output (the dummy prefix of encoding).
+ */
+export function createByteStreamDecoder(
+  lookup: (id: number) => PieceBytes,
+  options: DecodeOptions = {},
+): StreamDecoder {
+  const skip = options.skipSpecialTokens ?? false;
+  let decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  let atStart = true;
+  return {
+    push(id: number): string {
+      const piece = lookup(id);
+      if (piece.special && skip) return '';
+      let bytes = piece.bytes;
+      if (bytes.length === 0) return '';
+      if (atStart) {
+        atStart = false;
+        if (bytes[0] === 0x20) bytes = bytes.subarray(1);
+      }
+      return decoder.decode(bytes, { stream: true });
+    },
+    flush(): string {
+      const rest = decoder.decode();
+      decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+      atStart = true;
+      return rest;
+    },
+  };
+}
+
+/** Decodes all of `ids` through {@link createByteStreamDecoder}. */
+export function decodeBytes(lookup: (id: number) => PieceBytes, ids: readonly number[], options: DecodeOptions = {}): string {
+  const stream = createByteStreamDecoder(lookup, options);
+  let text = '';
+  for (const id of ids) text += stream.push(id);
+  return text + stream.flush();
+}
+
+/** A token given in tokenizer_config.json as a string or as `{ content }`. */
+function tokenName(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return undefined;
+}
+
+interface HfAddedToken {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
+/**
+ * A tokenizer read from a Hugging Face `tokenizer.json` (and optionally its
+ * `tokenizer_config.json`), run by `@huggingface/tokenizers`.
+ *
+ * Encoding asks the library for the ids without special tokens and adds BOS
+ * and EOS itself, so `addBos`/`addEos` mean the same for every file.
+ *
+ * @example
+ * const tok = HfTokenizer.fromJson(JSON.parse(text), { clean_up_tokenization_spaces: false });
+ * tok.encode('the'); // [1, 278] with LLaMA's vocabulary
+ */
+export class HfTokenizer implements Tokenizer {
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly padId: number;
+  readonly vocabSize: number;
+  private readonly hf: HfLibTokenizer;
+  private readonly specialIds: Set<number>;
+  private readonly pieces: PieceBytes[] = [];
+  private readonly byteDecoding: boolean;
+
+  private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
+    this.hf = hf;
+    const added = Array.isArray(json.added_tokens) ? (json.added_tokens as HfAddedToken[]) : [];
+    this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
+    this.vocabSize = hf.get_vocab(true).size;
+    const idOf = (key: string, fallback: string): number => {
+      const name = tokenName(config[key]) ?? fallback;
+      const id = hf.token_to_id(name);
+      if (id === undefined) {
+        throw new TokenizerError(
+          `${file}: ${key} "${name}" is not in the vocabulary; give ${key} in tokenizer_config.json as a token of the vocabulary`,
+          { file },
+        );
+      }
+      return id;
+    };
+    this.bosId = idOf('bos_token', '<s>');
+    this.eosId = idOf('eos_token', '</s>');
+    const padName = tokenName(config.pad_token);
+    const padId = padName === undefined ? undefined : hf.token_to_id(padName);
+    this.padId = padId ?? hf.token_to_id(tokenName(config.unk_token) ?? '<unk>') ?? 0;
+    // Byte-level streaming holds for SentencePiece-style vocabularies ('▁' and <0xXX> pieces);
+    // other decoders (e.g. GPT-2's ByteLevel) stream by decoding the whole prefix.
+    this.byteDecoding = !JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
+  }
+
+  /**
+   * Builds a tokenizer from the parsed (or raw) contents of `tokenizer.json`
+   * and, optionally, `tokenizer_config.json`. `file` names the source in errors.
+   */
+  static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json'): HfTokenizer {
+    let parsed = json;
+    if (typeof json === 'string') {
+      try {
+        parsed = JSON.parse(json);
+      } catch (cause) {
+        throw new TokenizerError(`${file}: not valid JSON (${(cause as Error).message}); replace it with the model's original tokenizer.json`, { file, cause });
+      }
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new TokenizerError(`${file}: expected a JSON object with a "model" field, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}; replace it with the model's original tokenizer.json`, { file });
+    }
+    const obj = parsed as Record<string, unknown>;
+    const model = obj.model as Record<string, unknown> | undefined;
+    if (typeof model !== 'object' || model === null || typeof model.vocab !== 'object' || model.vocab === null) {
+      throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : JSON.stringify(model).slice(0, 80)}; replace it with the model's original tokenizer.json`, { file });
+    }
+    const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
+    // Decoding must give back the text as it was; Hugging Face's clean-up would change " ." to ".".
+    cfg.clean_up_tokenization_spaces = false;
+    const withAdded = { added_tokens: [], ...obj };
+    let hf: HfLibTokenizer;
+    try {
+      hf = new HfLibTokenizer(withAdded, cfg);
+    } catch (cause) {
+      throw new TokenizerError(`${file}: @huggingface/tokenizers could not build a tokenizer from it (${(cause as Error).message}); replace it with the model's original tokenizer.json`, { file, cause });
+    }
+    return new HfTokenizer(hf, withAdded, cfg, file);
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const ids = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
+    if (options.addBos ?? true) ids.unshift(this.bosId);
+    if (options.addEos ?? false) ids.push(this.eosId);
+    return ids;
+  }
+
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    for (const id of ids) this.checkId(id);
+    if (ids.length === 0) return '';
+    return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+  }
+
+  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    if (this.byteDecoding) return createByteStreamDecoder((id) => this.pieceBytes(id), options);
+    // Re-decode the whole prefix and emit what grew, holding back a trailing U+FFFD (an incomplete character).
+    let ids: number[] = [];
+    let emitted = '';
+    return {
+      push: (id: number): string => {
+        this.checkId(id);
+        ids.push(id);
+        const text = this.decode(ids, options);
+        if (text.endsWith('\uFFFD') || !text.startsWith(emitted)) return '';
+        const fresh = text.slice(emitted.length);
+        emitted = text;
+        return fresh;
+      },
+      flush: (): string => {
+        const text = ids.length === 0 ? '' : this.decode(ids, options);
+        const rest = text.startsWith(emitted) ? text.slice(emitted.length) : '';
+        ids = [];
+        emitted = '';
+        return rest;
+      },
+    };
+  }
+
+  idToPiece(id: number): string {
+    this.checkId(id);
+    return this.hf.id_to_token(id) as string;
+  }
+
+  pieceToId(piece: string): number | undefined {
+    return this.hf.token_to_id(piece);
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.hf.id_to_token(id) === undefined) {
+      throw new TokenizerError(`token id ${id} is out of range: ids of this tokenizer are integers from 0 to ${this.vocabSize - 1}`);
+    }
+  }
+
+  private pieceBytes(id: number): PieceBytes {
+    this.checkId(id);
+    let piece = this.pieces[id];
+    if (piece === undefined) {
+      const text = this.hf.id_to_token(id) as string;
+      const special = this.specialIds.has(id);
+      piece = { special, bytes: special ? utf8.encode(text) : pieceToBytes(text) };
+      this.pieces[id] = piece;
+    }
+    return piece;
+  }
+}
