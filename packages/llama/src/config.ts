@@ -1,0 +1,288 @@
+// LLaMA hyperparameters: Hugging Face `config.json` parsed into a typed, validated
+// `LlamaConfig`, written back out, and named presets. Browser-safe.
+
+import { ConfigError } from './errors.js';
+
+/** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
+export type TorchDType = 'float32' | 'float16' | 'bfloat16';
+
+/** LLaMA hyperparameters in camelCase; HF `config.json` field names in comments. */
+export interface LlamaConfig {
+  /** C, the residual width (`hidden_size`). */
+  readonly hiddenSize: number;
+  /** The SwiGLU MLP's inner width (`intermediate_size`). */
+  readonly intermediateSize: number;
+  /** Number of decoder blocks (`num_hidden_layers`). */
+  readonly numHiddenLayers: number;
+  /** H, query heads (`num_attention_heads`). */
+  readonly numAttentionHeads: number;
+  /** Key/value heads (`num_key_value_heads`); equal to H without grouped-query attention. Divides H. */
+  readonly numKeyValueHeads: number;
+  /** D = C / H, the per-head width (derived; HF's optional `head_dim` must agree). */
+  readonly headDim: number;
+  /** Epsilon inside RMSNorm's square root (`rms_norm_eps`). */
+  readonly rmsNormEps: number;
+  /** RoPE base frequency (`rope_theta`). */
+  readonly ropeTheta: number;
+  /** V, vocabulary size (`vocab_size`). */
+  readonly vocabSize: number;
+  /** Longest sequence the position encoding is meant for (`max_position_embeddings`). */
+  readonly maxPositionEmbeddings: number;
+  /** Whether `lm_head` shares the embedding matrix (`tie_word_embeddings`). */
+  readonly tieWordEmbeddings: boolean;
+  /** Beginning-of-sequence token id (`bos_token_id`). */
+  readonly bosTokenId: number;
+  /** End-of-sequence token id (`eos_token_id`; the first when HF gives a list). */
+  readonly eosTokenId: number;
+  /** Every end-of-sequence id (HF allows a list). */
+  readonly eosTokenIds: readonly number[];
+  /** Padding token id (`pad_token_id`), or undefined when the model has none. */
+  readonly padTokenId: number | undefined;
+  /** MLP activation (`hidden_act`); LLaMA uses SiLU. */
+  readonly hiddenAct: 'silu';
+  /** Standard deviation of the normal init of fresh weights (`initializer_range`). */
+  readonly initializerRange: number;
+  /** Dtype the weights are stored in (`torch_dtype`). */
+  readonly torchDtype: TorchDType;
+}
+
+/** Named presets: `llama-7b` (HF's LLaMA-7B) and `tiny` (for demos and tests). */
+export type LlamaPresetName = 'llama-7b' | 'tiny';
+
+/** Preset hyperparameters. */
+export const llamaPresets: Readonly<Record<LlamaPresetName, LlamaConfig>> = Object.freeze({
+  // huggyllama/llama-7b's config.json.
+  'llama-7b': Object.freeze({
+    hiddenSize: 4096,
+    intermediateSize: 11008,
+    numHiddenLayers: 32,
+    numAttentionHeads: 32,
+    numKeyValueHeads: 32,
+    headDim: 128,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    vocabSize: 32000,
+    maxPositionEmbeddings: 2048,
+    tieWordEmbeddings: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    eosTokenIds: Object.freeze([2]),
+    padTokenId: 0,
+    hiddenAct: 'silu',
+    initializerRange: 0.02,
+    torchDtype: 'float16',
+  }),
+  // Small enough to train on a laptop; keeps LLaMA's vocabulary so the real tokenizer fits,
+  // and uses grouped-query attention (2 KV heads for 4 query heads) to exercise that path.
+  tiny: Object.freeze({
+    hiddenSize: 64,
+    intermediateSize: 172,
+    numHiddenLayers: 2,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    headDim: 16,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    vocabSize: 32000,
+    maxPositionEmbeddings: 512,
+    tieWordEmbeddings: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    eosTokenIds: Object.freeze([2]),
+    padTokenId: 0,
+    hiddenAct: 'silu',
+    initializerRange: 0.02,
+    torchDtype: 'float32',
+  }),
+});
+
+type Json = Record<string, unknown>;
+
+function field(file: string, json: Json, key: string): unknown {
+  return Object.prototype.hasOwnProperty.call(json, key) ? json[key] : undefined;
+}
+
+function positiveInt(file: string, json: Json, key: string, fallback?: number): number {
+  const v = field(file, json, key);
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError(file, key, 'is missing; expected a positive integer');
+  }
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new ConfigError(file, key, `expected a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function positiveNumber(file: string, json: Json, key: string, fallback: number): number {
+  const v = field(file, json, key);
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new ConfigError(file, key, `expected a positive number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function tokenId(file: string, key: string, v: unknown, vocabSize: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= vocabSize) {
+    throw new ConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Parses a Hugging Face LLaMA `config.json` (already JSON-decoded). Absent fields take
+ * HF's LlamaConfig defaults: num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6,
+ * rope_theta 10000, max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2,
+ * hidden_act "silu", initializer_range 0.02, torch_dtype float32. Throws ConfigError naming
+ * `fileName` and the field for anything missing, malformed, or unsupported.
+ *
+ * @example
+ * const cfg = parseLlamaConfig(JSON.parse(text), 'models/llama-7b/config.json');
+ * cfg.headDim; // 128
+ */
+export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
+  const file = fileName;
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new ConfigError(file, undefined, 'expected a JSON object of LLaMA hyperparameters');
+  }
+  const j = json as Json;
+  const modelType = field(file, j, 'model_type');
+  if (modelType !== undefined && modelType !== 'llama') {
+    throw new ConfigError(file, 'model_type', `expected "llama", got ${JSON.stringify(modelType)}; only LLaMA checkpoints are supported`);
+  }
+  const hiddenSize = positiveInt(file, j, 'hidden_size');
+  const intermediateSize = positiveInt(file, j, 'intermediate_size');
+  const numHiddenLayers = positiveInt(file, j, 'num_hidden_layers');
+  const numAttentionHeads = positiveInt(file, j, 'num_attention_heads');
+  const numKeyValueHeads = positiveInt(file, j, 'num_key_value_heads', numAttentionHeads);
+  const vocabSize = positiveInt(file, j, 'vocab_size');
+  const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', 2048);
+  if (hiddenSize % numAttentionHeads !== 0) {
+    throw new ConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number`);
+  }
+  const headDim = hiddenSize / numAttentionHeads;
+  const declaredHeadDim = field(file, j, 'head_dim');
+  if (declaredHeadDim !== undefined && declaredHeadDim !== null && declaredHeadDim !== headDim) {
+    throw new ConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}`);
+  }
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    throw new ConfigError(file, 'num_key_value_heads', `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}; each key/value head must serve a whole number of query heads`);
+  }
+  const rmsNormEps = positiveNumber(file, j, 'rms_norm_eps', 1e-6);
+  const ropeTheta = positiveNumber(file, j, 'rope_theta', 10000);
+  const initializerRange = positiveNumber(file, j, 'initializer_range', 0.02);
+
+  const hiddenAct = field(file, j, 'hidden_act') ?? 'silu';
+  if (hiddenAct !== 'silu') {
+    throw new ConfigError(file, 'hidden_act', `expected "silu", got ${JSON.stringify(hiddenAct)}; LLaMA's MLP is SwiGLU`);
+  }
+  const tie = field(file, j, 'tie_word_embeddings') ?? false;
+  if (typeof tie !== 'boolean') throw new ConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
+  const ropeScaling = field(file, j, 'rope_scaling');
+  if (ropeScaling !== undefined && ropeScaling !== null) {
+    throw new ConfigError(file, 'rope_scaling', `expected null, got ${JSON.stringify(ropeScaling)}; scaled RoPE is not supported: remove the field to use plain RoPE`);
+  }
+  for (const key of ['attention_bias', 'mlp_bias']) {
+    const v = field(file, j, key);
+    if (v !== undefined && v !== null && v !== false) {
+      throw new ConfigError(file, key, `expected false, got ${JSON.stringify(v)}; LLaMA's projections have no bias`);
+    }
+  }
+  const torchDtype = field(file, j, 'torch_dtype') ?? 'float32';
+  if (torchDtype !== 'float32' && torchDtype !== 'float16' && torchDtype !== 'bfloat16') {
+    throw new ConfigError(file, 'torch_dtype', `expected "float32", "float16" or "bfloat16", got ${JSON.stringify(torchDtype)}`);
+  }
+
+  const bosRaw = field(file, j, 'bos_token_id');
+  const bosTokenId = bosRaw === undefined || bosRaw === null ? 1 : tokenId(file, 'bos_token_id', bosRaw, vocabSize);
+  const eosRaw = field(file, j, 'eos_token_id');
+  let eosTokenIds: number[];
+  if (eosRaw === undefined || eosRaw === null) eosTokenIds = [2];
+  else if (Array.isArray(eosRaw)) {
+    if (eosRaw.length === 0) throw new ConfigError(file, 'eos_token_id', 'expected a token id or a non-empty list of ids, got []');
+    eosTokenIds = eosRaw.map((v) => tokenId(file, 'eos_token_id', v, vocabSize));
+  } else eosTokenIds = [tokenId(file, 'eos_token_id', eosRaw, vocabSize)];
+  const padRaw = field(file, j, 'pad_token_id');
+  // LLaMA-1 conversions write pad_token_id -1 or 0; -1 means "none".
+  const padTokenId = padRaw === undefined || padRaw === null || padRaw === -1 ? undefined : tokenId(file, 'pad_token_id', padRaw, vocabSize);
+
+  return Object.freeze({
+    hiddenSize,
+    intermediateSize,
+    numHiddenLayers,
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    rmsNormEps,
+    ropeTheta,
+    vocabSize,
+    maxPositionEmbeddings,
+    tieWordEmbeddings: tie,
+    bosTokenId,
+    eosTokenId: eosTokenIds[0]!,
+    eosTokenIds: Object.freeze(eosTokenIds),
+    padTokenId,
+    hiddenAct: 'silu',
+    initializerRange,
+    torchDtype,
+  });
+}
+
+/**
+ * A complete Hugging Face `config.json` object for `config` (architectures
+ * `["LlamaForCausalLM"]`, `model_type` "llama", every hyperparameter) that
+ * `parseLlamaConfig` reads back to an equal config. Serialize with
+ * `JSON.stringify(obj, null, 2)`.
+ */
+export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
+  const eos = config.eosTokenIds.length > 1 ? [...config.eosTokenIds] : config.eosTokenId;
+  const out: Record<string, unknown> = {
+    architectures: ['LlamaForCausalLM'],
+    attention_bias: false,
+    bos_token_id: config.bosTokenId,
+    eos_token_id: eos,
+    head_dim: config.headDim,
+    hidden_act: config.hiddenAct,
+    hidden_size: config.hiddenSize,
+    initializer_range: config.initializerRange,
+    intermediate_size: config.intermediateSize,
+    max_position_embeddings: config.maxPositionEmbeddings,
+    mlp_bias: false,
+    model_type: 'llama',
+    num_attention_heads: config.numAttentionHeads,
+    num_hidden_layers: config.numHiddenLayers,
+    num_key_value_heads: config.numKeyValueHeads,
+    pad_token_id: config.padTokenId ?? null,
+    pretraining_tp: 1,
+    rms_norm_eps: config.rmsNormEps,
+    rope_scaling: null,
+    rope_theta: config.ropeTheta,
+    tie_word_embeddings: config.tieWordEmbeddings,
+    torch_dtype: config.torchDtype,
+    use_cache: true,
+    vocab_size: config.vocabSize,
+  };
+  return out;
+}
+
+/** Hyperparameter overrides in camelCase; `headDim` and `eosTokenIds` follow from the rest. */
+export type LlamaConfigOverrides = Partial<Omit<LlamaConfig, 'headDim' | 'eosTokenIds' | 'hiddenAct'>>;
+
+/**
+ * A preset with some fields changed, validated like a parsed config.
+ *
+ * @example
+ * const cfg = configFromPreset('tiny', { numHiddenLayers: 4 });
+ */
+export function configFromPreset(name: LlamaPresetName, overrides: LlamaConfigOverrides = {}): LlamaConfig {
+  const preset = Object.prototype.hasOwnProperty.call(llamaPresets, name) ? llamaPresets[name] : undefined;
+  if (preset === undefined) {
+    throw new ConfigError(`preset "${String(name)}"`, undefined, `unknown preset; expected one of ${Object.keys(llamaPresets).join(', ')}`);
+  }
+  const merged: LlamaConfig = { ...preset, ...overrides, headDim: 0, hiddenAct: 'silu' } as LlamaConfig;
+  const eosTokenIds = overrides.eosTokenId !== undefined ? [overrides.eosTokenId] : [...preset.eosTokenIds];
+  const json = toHfConfigJson({ ...merged, headDim: merged.hiddenSize / merged.numAttentionHeads, eosTokenIds, eosTokenId: eosTokenIds[0]! });
+  delete json['head_dim'];
+  return parseLlamaConfig(json, `preset "${name}" with overrides ${JSON.stringify(overrides)}`);
+}

@@ -1,0 +1,43 @@
+// Error classes of @huatuo/llama. Every message names the file (and the tensor or
+// field), what was expected, what was found, and what to do about it.
+
+/** A file on disk or in memory does not follow the format it claims. */
+export class FormatError extends Error {
+  /** The file (path or name) whose content is malformed. */
+  readonly file: string;
+
+  constructor(file: string, message: string) {
+    super(message);
+    this.name = 'FormatError';
+    this.file = file;
+  }
+}
+
+/**
+ * A safetensors file, or a sharded checkpoint's `model.safetensors.index.json`,
+ * is malformed or does not hold what was asked for.
+ */
+export class SafetensorsError extends FormatError {
+  /** The tensor the problem concerns, when there is one. */
+  readonly tensor: string | undefined;
+
+  constructor(file: string, tensor: string | undefined, message: string) {
+    const where = tensor === undefined ? `${file}` : `${file}: tensor "${tensor}"`;
+    super(file, `${where}: ${message}`);
+    this.name = 'SafetensorsError';
+    this.tensor = tensor;
+  }
+}
+
+/** A Hugging Face `config.json` is malformed or describes an unsupported model. */
+export class ConfigError extends FormatError {
+  /** The config field at fault (HF snake_case name), when there is one. */
+  readonly field: string | undefined;
+
+  constructor(file: string, field: string | undefined, message: string) {
+    const where = field === undefined ? `${file}` : `${file}: field "${field}"`;
+    super(file, `${where}: ${message}`);
+    this.name = 'ConfigError';
+    this.field = field;
+  }
+}

@@ -1,0 +1,72 @@
+// Public surface of @huatuo/llama. Modules named *-node use Node built-ins; a browser
+// bundle imports the others (config, source, safetensors, safetensors-checkpoint) directly.
+
+// Errors
+export { FormatError, SafetensorsError, ConfigError } from './errors.js';
+
+// Config: Hugging Face config.json and presets
+export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './config.js';
+export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './config.js';
+export { loadLlamaConfig } from './config-node.js';
+
+// Byte sources: random-access reads from files, Blobs and memory
+export { blobSource, bytesSource } from './source.js';
+export type { ByteSource } from './source.js';
+export { openFileSource } from './source-node.js';
+
+// Float conversions: f32, f16 and bf16 bit patterns
+export {
+  f32BitsToF16Bits,
+  f16BitsToNumber,
+  numberToF16Bits,
+  bf16BitsToNumber,
+  f16ToF32,
+  bf16ToF32,
+  f32ToF16,
+  bf16ToF16,
+  f32ToBf16,
+} from './dtype-convert.js';
+
+// Safetensors: streaming reader and writers
+export {
+  SafetensorsFile,
+  safetensorsDTypeSizes,
+  isSafetensorsDType,
+  maxHeaderBytes,
+  convertFloatBytes,
+  planSafetensors,
+  serializeSafetensors,
+} from './safetensors.js';
+export type {
+  SafetensorsDType,
+  TensorInfo,
+  HostFloatDType,
+  HostFloatArray,
+  TensorData,
+  TensorToWrite,
+  SafetensorsOrder,
+  SafetensorsWriteOptions,
+  SafetensorsPlan,
+} from './safetensors.js';
+export {
+  Checkpoint,
+  openCheckpointFromFiles,
+  parseSafetensorsIndex,
+  safetensorsIndexName,
+  safetensorsSingleName,
+} from './safetensors-checkpoint.js';
+export type {
+  CheckpointTensorInfo,
+  LoadProgress,
+  IterateOptions,
+  LoadedTensor,
+  SafetensorsIndex,
+} from './safetensors-checkpoint.js';
+export {
+  openSafetensors,
+  openCheckpoint,
+  writeSafetensors,
+  writeShardedCheckpoint,
+  shardFileName,
+} from './safetensors-node.js';
+export type { ShardedWriteOptions, ShardedWriteResult } from './safetensors-node.js';
