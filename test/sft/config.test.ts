@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, trainingSchedule } from '../../packages/sft/src/config.js';
+import { ConfigError } from '../../packages/sft/src/errors.js';
+
+test("the defaults are HuaTuo's recipe", () => {
+  assert.deepEqual(
+    { ...DEFAULT_CONFIG },
+    {
+      dataPath: null, template: 'med_template', baseModel: null, outputDir: './lora-llama-med',
+      cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
+      loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraBias: 'none',
+      batchSize: 128, microBatchSize: 'auto', padToMultipleOf: 8, padId: 0, paddingSide: 'left',
+      numEpochs: 10, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
+      warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42,
+    },
+  );
+  assert.deepEqual({ ...DEFAULT_GENERATION }, { numBeams: 4, maxNewTokens: 256, doSample: false, temperature: 0.1, topP: 0.75, topK: 40 });
+});
+
+test('overrides parse from CLI strings, by flag or key, and leave the defaults untouched', () => {
+  const c = resolveConfig({ '--micro-batch': '4', cutoffLen: '512', '--lora-target-modules': 'q_proj, k_proj,v_proj', trainOnInputs: 'true', '--data': 'x.json', seed: undefined });
+  assert.equal(c.microBatchSize, 4);
+  assert.equal(c.cutoffLen, 512);
+  assert.deepEqual(c.loraTargetModules, ['q_proj', 'k_proj', 'v_proj']);
+  assert.equal(c.trainOnInputs, true);
+  assert.equal(c.dataPath, 'x.json');
+  assert.equal(c.seed, 42);
+  assert.deepEqual(DEFAULT_CONFIG.loraTargetModules, ['q_proj', 'v_proj']);
+});
+
+test('the demo overrides resolve to a valid config', () => {
+  const c = resolveConfig(DEMO_OVERRIDES);
+  assert.equal(c.saveSteps % c.evalSteps, 0);
+});
+
+const failsOn = (overrides: Record<string, unknown>, flag: string, pattern: RegExp) =>
+  assert.throws(() => resolveConfig(overrides), (e: unknown) => e instanceof ConfigError && e.flag === flag && e.message.startsWith(flag) && pattern.test(e.message), `${flag} ${pattern.source}`);
+
+test('bad values are refused naming the flag, the value and what was expected', () => {
+  failsOn({ cutoffLen: 'abc' }, '--cutoff-len', /expected an integer, got "abc"/);
+  failsOn({ cutoffLen: '12.5' }, '--cutoff-len', /expected an integer/);
+  failsOn({ '--lora-dropout': '1' }, '--lora-dropout', /expected a value >= 0 and < 1, got "1"/);
+  failsOn({ learningRate: '0' }, '--learning-rate', /> 0/);
+  failsOn({ trainOnInputs: 'maybe' }, '--train-on-inputs', /true or false/);
+  failsOn({ '--lora-target-modules': 'q_proj,attn' }, '--lora-target-modules', /unknown module "attn"/);
+  failsOn({ '--micro-batch': '3' }, '--micro-batch', /must divide --batch-size 128/);
+  failsOn({ '--micro-batch': '256' }, '--micro-batch', /must divide/);
+  failsOn({ saveSteps: '40' }, '--save-steps', /multiple of --eval-steps 32/);
+  failsOn({ '--learning-rat': '1' }, '--learning-rat', /unknown option/);
+  failsOn({ numBeams: '2' }, '--num-beams', /unknown option/);
+});
+
+test('every option has a distinct flag and names a config key', () => {
+  assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.flag)).size, CONFIG_OPTIONS.length);
+  for (const o of CONFIG_OPTIONS) assert.ok(o.key in DEFAULT_CONFIG, o.key);
+});
+
+test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,158 training records", () => {
+  // 8158 / 8 = 1019.75 -> 1020 micro-batches; 128 / 8 = 16 per step -> 63 steps per epoch.
+  const s = trainingSchedule(DEFAULT_CONFIG, 8158, 8);
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 630, warmupSteps: 63 });
+  assert.equal(trainingSchedule(DEFAULT_CONFIG, 50, 8).stepsPerEpoch, 1);
+  assert.throws(() => trainingSchedule(DEFAULT_CONFIG, 50, 6), ConfigError);
+});
+
+test('the learning rate warms up linearly to the peak, then decays linearly to 0 at the last step', () => {
+  const s = { totalSteps: 630, warmupSteps: 63 };
+  assert.equal(learningRateAt(0, s, 3e-4), 0);
+  assert.ok(Math.abs(learningRateAt(31.5, s, 3e-4) - 1.5e-4) < 1e-12);
+  assert.equal(learningRateAt(63, s, 3e-4), 3e-4);
+  assert.ok(Math.abs(learningRateAt(63 + 567 / 2, s, 3e-4) - 1.5e-4) < 1e-12);
+  assert.equal(learningRateAt(630, s, 3e-4), 0);
+  assert.equal(learningRateAt(700, s, 3e-4), 0);
+});
