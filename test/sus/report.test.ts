@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSusCommand, type Study } from '@huatuo/sus';
+import { ANNOTATORS, DIMS, MODELS, QUESTION_IDS, makeFixture, mulberry32, responseText, type FixtureRating } from './fixture.js';
+
+async function sus(args: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  await buildSusCommand({ print: (l) => lines.push(l) }).parseAsync(args, { from: 'user' });
+  return lines;
+}
+
+function quantile7(sorted: number[], p: number): number {
+  const h = (sorted.length - 1) * p;
+  const lo = Math.floor(h);
+  return sorted[lo]! + (h - lo) * (sorted[Math.min(lo + 1, sorted.length - 1)]! - sorted[lo]!);
+}
+
+/** Alpha from the pairwise definition: D_o over within-unit pairs weighted 1/(m_u - 1), D_e over all pairs of pairable values. */
+function alphaPairwise(units: number[][], level: 'interval' | 'ordinal'): number {
+  const pairable = units.filter((u) => u.length >= 2);
+  const all = pairable.flat();
+  const n = all.length;
+  const freq = new Map<number, number>();
+  for (const v of all) freq.set(v, (freq.get(v) ?? 0) + 1);
+  const delta = (a: number, b: number): number => {
+    if (level === 'interval') return (a - b) ** 2;
+    const [lo, hi] = a <= b ? [a, b] : [b, a];
+    let s = 0;
+    for (const [g, c] of freq) if (g >= lo && g <= hi) s += c;
+    return (s - ((freq.get(a) ?? 0) + (freq.get(b) ?? 0)) / 2) ** 2;
+  };
+  let dO = 0;
+  for (const u of pairable) {
+    let s = 0;
+    for (let i = 0; i < u.length; i++) for (let j = 0; j < u.length; j++) if (i !== j) s += delta(u[i]!, u[j]!);
+    dO += s / (u.length - 1);
+  }
+  dO /= n;
+  let dE = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) dE += delta(all[i]!, all[j]!);
+  dE /= n * (n - 1);
+  return 1 - dO / dE;
+}
+
+test('the report of a 4 models x 30 questions x 5 annotators study reproduces independently computed means, SDs, seeded cluster-bootstrap intervals and alphas', async () => {
+  const fx = makeFixture();
+  const studyDir = join(fx.dir, 'study');
+  await sus(['create', '--out', studyDir, '--questions', fx.questions, '--responses', ...fx.responses, '--annotators', ANNOTATORS.join(','), '--seed', '11']);
+  const study = JSON.parse(readFileSync(join(studyDir, 'study.json'), 'utf8')) as Study;
+  assert.equal(study.items.length, 120);
+  // Map codes to (model, question) through the response texts, not through the key.
+  const byText = new Map<string, { model: string; qid: string }>();
+  for (const m of MODELS) for (const q of QUESTION_IDS) byText.set(responseText(m, q), { model: m, qid: q });
+  const codeOf = new Map<string, string>();
+  for (const item of study.items) { const t = byText.get(item.response)!; codeOf.set(`${t.model}/${t.qid}`, item.code); }
+  const byAnnotator = new Map<string, FixtureRating[]>();
+  for (const r of fx.ratings) byAnnotator.set(r.annotator, [...(byAnnotator.get(r.annotator) ?? []), r]);
+  for (const a of ANNOTATORS) {
+    const sheet = join(fx.dir, `${a}.jsonl`);
+    await sus(['export', '--study', studyDir, '--annotator', a, '--out', sheet]);
+    const rows = readFileSync(sheet, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const mine = new Map(byAnnotator.get(a)!.map((r) => [`${codeOf.get(`${r.model}/${r.qid}`)}:${r.dim}`, r.value]));
+    for (const row of rows) for (const d of DIMS) row[d] = mine.get(`${String(row['code'])}:${d}`);
+    writeFileSync(sheet, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    await sus(['import', '--study', studyDir, '--annotator', a, '--file', sheet]);
+  }
+  const out = join(fx.dir, 'report');
+  const B = 300;
+  await sus(['score', '--study', studyDir, '--out', out, '--seed', '5', '--bootstrap', String(B)]);
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+
+  const qs = [...QUESTION_IDS].sort();
+  const rng = mulberry32(5);
+  const draws: number[][] = [];
+  for (let b = 0; b < B; b++) draws.push(qs.map(() => Math.floor(rng() * qs.length)));
+  for (const m of MODELS) {
+    for (const d of DIMS) {
+      const vs = fx.ratings.filter((r) => r.model === m && r.dim === d).map((r) => r.value);
+      const mu = vs.reduce((a, b) => a + b, 0) / vs.length;
+      const sd = Math.sqrt(vs.reduce((a, b) => a + (b - mu) ** 2, 0) / (vs.length - 1));
+      const cell = report.table[m][d];
+      assert.equal(cell.n, 150);
+      assert.ok(Math.abs(cell.mean - mu) < 1e-12, `${m} ${d} mean ${cell.mean} vs ${mu}`);
+      assert.ok(Math.abs(cell.sd - sd) < 1e-12, `${m} ${d} sd ${cell.sd} vs ${sd}`);
+      const boot = draws.map((draw) => {
+        const picked = draw.flatMap((i) => fx.ratings.filter((r) => r.model === m && r.dim === d && r.qid === qs[i]).map((r) => r.value));
+        return picked.reduce((a, b) => a + b, 0) / picked.length;
+      }).sort((a, b) => a - b);
+      assert.ok(Math.abs(cell.ciLow - quantile7(boot, 0.025)) < 1e-12, `${m} ${d} ciLow`);
+      assert.ok(Math.abs(cell.ciHigh - quantile7(boot, 0.975)) < 1e-12, `${m} ${d} ciHigh`);
+      assert.ok(cell.ciLow <= mu && mu <= cell.ciHigh);
+    }
+  }
+  for (const g of report.agreement) {
+    const units = [...codeOf.entries()].map(([mq]) => fx.ratings.filter((r) => `${r.model}/${r.qid}` === mq && r.dim === g.dimension).map((r) => r.value));
+    assert.ok(Math.abs(g.alphaInterval - alphaPairwise(units, 'interval')) < 1e-9, `${g.dimension} interval alpha`);
+    assert.ok(Math.abs(g.alphaOrdinal - alphaPairwise(units, 'ordinal')) < 1e-9, `${g.dimension} ordinal alpha`);
+  }
+  assert.deepEqual(report.flaggedAnnotators, ['ann5']);
+  assert.equal(report.comparisons.length, 6 * 3);
+  const md = readFileSync(join(out, 'table4.md'), 'utf8');
+  assert.match(md, /\| Model \| Safety \| Usability \| Smoothness \|/);
+  assert.match(md, /ann5/);
+  const csv = readFileSync(join(out, 'table4.csv'), 'utf8').trim().split('\r\n');
+  assert.equal(csv.length, 1 + 4 * 3);
+  const svg = readFileSync(join(out, 'table4.svg'), 'utf8');
+  assert.equal((svg.match(/<rect data-model=/g) ?? []).length, 12);
+  assert.equal((svg.match(/class="ci"/g) ?? []).length, 12);
+});
+
+test('sus --help documents create, export, import, serve, score and judge', () => {
+  const help = buildSusCommand().helpInformation();
+  for (const sub of ['create', 'export', 'import', 'serve', 'score', 'judge']) assert.match(help, new RegExp(`\\b${sub}\\b`), `help lacks ${sub}`);
+});
