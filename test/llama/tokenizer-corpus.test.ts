@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { both, oracle } from './tokenizer-helpers.ts';
+import { both, oracle } from '../fixtures/tokenizer/llama-tokenizers.ts';
 
 const data = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/data/huatuo');
 

@@ -16,7 +16,7 @@ import {
   PieceType,
   type SentencePieceModel,
 } from '@huatuo/llama';
-import { both, hf, mixedText, oracle, sp } from './tokenizer-helpers.ts';
+import { both, hf, mixedText, oracle, sp } from '../fixtures/tokenizer/llama-tokenizers.ts';
 
 describe('LLaMA tokenizer through both file formats', () => {
   it("encodes 'the' as [1, 278], the ids llama-tokenizer-js gives", () => {

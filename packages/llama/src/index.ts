@@ -70,3 +70,20 @@ export {
   shardFileName,
 } from './safetensors-node.js';
 export type { ShardedWriteOptions, ShardedWriteResult } from './safetensors-node.js';
+
+// Tokenizers: tokenizer.json (via @huggingface/tokenizers) and SentencePiece tokenizer.model
+export { TokenizerError } from './tokenizer-errors.js';
+export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizer.js';
+export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizer.js';
+export {
+  SentencePieceTokenizer,
+  PieceType,
+  parseSentencePieceModel,
+  writeSentencePieceModel,
+} from './sentencepiece.js';
+export type { SentencePiece, SentencePieceModel } from './sentencepiece.js';
+export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizer-convert.js';
+export type { BpeVocabulary } from './tokenizer-convert.js';
+export { tokenizerFromFiles } from './tokenizer-files.js';
+export type { TokenizerFiles } from './tokenizer-files.js';
+export { loadTokenizer, llamaTokenizerDir } from './tokenizer-node.js';

@@ -1,0 +1,53 @@
+/**
+ * Reads the tokenizer of a model folder: `tokenizer.json` when it is there,
+ * else SentencePiece's `tokenizer.model`. Node only (reads files).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Tokenizer } from './tokenizer.js';
+import { TokenizerError } from './tokenizer-errors.js';
+import { tokenizerFromFiles } from './tokenizer-files.js';
+
+/**
+ * Reads the tokenizer of the model folder `folder`: tokenizer.json (with
+ * tokenizer_config.json) when present, else tokenizer.model.
+ * Throws `TokenizerError` naming the file when none is there or it is corrupt.
+ *
+ * @example
+ * const tok = await loadTokenizer('./llama-7b-hf');
+ * tok.encode('the'); // [1, 278]
+ */
+export async function loadTokenizer(folder: string): Promise<Tokenizer> {
+  const read = async (file: string): Promise<Uint8Array | undefined> => {
+    try {
+      return new Uint8Array(await readFile(join(folder, file)));
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      throw new TokenizerError(`${join(folder, file)}: cannot be read (${code ?? (cause as Error).message}); check its permissions`, { file: join(folder, file), cause });
+    }
+  };
+  const tokenizerJson = await read('tokenizer.json');
+  if (tokenizerJson !== undefined) {
+    const tokenizerConfigJson = await read('tokenizer_config.json');
+    return tokenizerFromFiles(tokenizerConfigJson === undefined ? { tokenizerJson } : { tokenizerJson, tokenizerConfigJson }, folder);
+  }
+  const tokenizerModel = await read('tokenizer.model');
+  if (tokenizerModel !== undefined) return tokenizerFromFiles({ tokenizerModel }, folder);
+  throw new TokenizerError(
+    `${folder}: has neither tokenizer.json nor tokenizer.model; copy the model's tokenizer into it (LLaMA's own is in the package's assets/llama-tokenizer)`,
+    { file: folder },
+  );
+}
+
+/**
+ * The folder of LLaMA's 32000-piece tokenizer shipped with this package
+ * (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json).
+ *
+ * @example
+ * const tok = await loadTokenizer(llamaTokenizerDir());
+ */
+export function llamaTokenizerDir(): string {
+  return fileURLToPath(new URL('../assets/llama-tokenizer', import.meta.url));
+}
