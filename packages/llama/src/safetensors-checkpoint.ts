@@ -139,10 +139,9 @@ export class Checkpoint {
       const parsed = parseSafetensorsIndex(index.json, index.file);
       const shards = [...new Set(parsed.weightMap.values())].sort();
       const tensors: CheckpointTensorInfo[] = [];
+      for (const shard of shards) files.set(shard, await openClosingOnError(await shardSource(shard)));
       for (const shard of shards) {
-        const st = await openClosingOnError(await shardSource(shard));
-        files.set(shard, st);
-        for (const t of st.tensors) {
+        for (const t of files.get(shard)!.tensors) {
           const mapped = parsed.weightMap.get(t.name);
           if (mapped !== shard) {
             throw new SafetensorsError(
