@@ -24,6 +24,12 @@ describe('LLaMA tokenizer through both file formats', () => {
     for (const [name, tok] of both) assert.deepEqual(tok.encode('the'), [1, 278], name);
   });
 
+  it("encodes 'This is 🦙.cpp' as Meta's SentencePiece tokenizer does (byte pieces for the emoji)", () => {
+    // Ids printed by Meta's own tokenizer.model for this text (llama.cpp issue 167).
+    const meta = [1, 910, 338, 29871, 243, 162, 169, 156, 29889, 8223];
+    for (const [name, tok] of both) assert.deepEqual(tok.encode('This is 🦙.cpp'), meta, name);
+  });
+
   it('has LLaMA special ids: bos 1, eos 2, pad 0 (unk, as HuaTuo pads) and 32000 ids', () => {
     for (const [name, tok] of both) {
       assert.equal(tok.bosId, 1, name);
