@@ -1,0 +1,70 @@
+// Batched matmul, the naive tiled baseline: c[b, m, n] = sum_k a[b, m, k] * b[b, k, n].
+// a and b are read through element strides, so transposed and broadcast operands need no copy;
+// batch dims (up to 4) broadcast through their strides (0 where an operand has size 1). c is contiguous.
+// Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<T> read_write.
+// Workgroup: 16x16 threads, one output each, 16x16 tiles of a and b staged in workgroup memory;
+// grid (ceil(N/16), ceil(M/16), batch). Accumulates in f32.
+alias T = f32;
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  batch_rank: u32,
+  a_offset: u32,
+  b_offset: u32,
+  a_sm: u32,
+  a_sk: u32,
+  b_sk: u32,
+  b_sn: u32,
+  _pad0: u32,
+  _pad1: u32,
+  batch_shape: vec4<u32>,
+  a_batch_strides: vec4<u32>,
+  b_batch_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> c: array<T>;
+
+var<workgroup> tile_a: array<array<f32, 16>, 16>;
+var<workgroup> tile_b: array<array<f32, 16>, 16>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.y * 16u + lid.y;
+  let col = wid.x * 16u + lid.x;
+  let batch = wid.z;
+  var rem = batch;
+  var a_base = p.a_offset;
+  var b_base = p.b_offset;
+  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
+    let s = p.batch_shape[d];
+    let coord = rem % s;
+    a_base += coord * p.a_batch_strides[d];
+    b_base += coord * p.b_batch_strides[d];
+    rem = rem / s;
+  }
+  var acc = 0.0;
+  let tiles = (p.K + 15u) / 16u;
+  for (var t = 0u; t < tiles; t++) {
+    let ka = t * 16u + lid.x;
+    let kb = t * 16u + lid.y;
+    var va = 0.0;
+    var vb = 0.0;
+    if (row < p.M && ka < p.K) { va = f32(a[a_base + row * p.a_sm + ka * p.a_sk]); }
+    if (col < p.N && kb < p.K) { vb = f32(b[b_base + kb * p.b_sk + col * p.b_sn]); }
+    tile_a[lid.y][lid.x] = va;
+    tile_b[lid.y][lid.x] = vb;
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) {
+      acc = fma(tile_a[lid.y][k], tile_b[k][lid.x], acc);
+    }
+    workgroupBarrier();
+  }
+  if (row < p.M && col < p.N) {
+    c[batch * p.M * p.N + row * p.N + col] = T(acc);
+  }
+}

@@ -1,0 +1,64 @@
+// Max over the middle axis of a contiguous [outer, n, inner] tensor, with the index of the first
+// maximum (as torch.max(dim) returns): y[o, j] = max_k x[o, k, j], idx[o, j] = argmax_k.
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 y: array<T> read_write; 3 idx: array<i32> read_write.
+// Workgroup: 64 threads per output element, strided over k, then a tree reduction; 2-D grid beyond 65535.
+alias T = f32;
+
+struct Params {
+  outer: u32,
+  n: u32,
+  inner: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+@group(0) @binding(3) var<storage, read_write> idx: array<i32>;
+
+var<workgroup> best: array<f32, 64>;
+var<workgroup> best_at: array<u32, 64>;
+
+// Not const-evaluated, so -inf is allowed.
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
+  // NaN wins (propagates, as in torch); otherwise larger, then smaller index.
+  if (v != v) { return bv == bv || k < bk; }
+  if (bv != bv) { return false; }
+  return v > bv || (v == bv && k < bk);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let o = wid.x + wid.y * nwg.x;
+  let valid = o < p.outer * p.inner;
+  let outer_i = o / max(p.inner, 1u);
+  let inner_i = o % max(p.inner, 1u);
+  let base = outer_i * p.n * p.inner + inner_i;
+  var bv = f32_from_bits(0xff800000u);
+  var bk = 0xffffffffu;
+  if (valid) {
+    for (var k = lid; k < p.n; k += 64u) {
+      let v = f32(x[base + k * p.inner]);
+      if (better(v, k, bv, bk)) { bv = v; bk = k; }
+    }
+  }
+  best[lid] = bv;
+  best_at[lid] = bk;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid < s && better(best[lid + s], best_at[lid + s], best[lid], best_at[lid])) {
+      best[lid] = best[lid + s];
+      best_at[lid] = best_at[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u && valid) {
+    y[o] = T(best[0]);
+    idx[o] = i32(best_at[0]);
+  }
+}

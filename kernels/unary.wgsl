@@ -1,0 +1,50 @@
+// Elementwise unary: y[i] = f(x[at(i)], c) where at(i) walks x's strides (any view), y contiguous.
+// f is the define EXPR over v (the element as f32) and c (a uniform constant); computed in f32.
+// Bindings: 0 Params (uniform); 1 x: array<TX> read; 2 y: array<TY> read_write.
+// Workgroup: 256 threads, one element each; the grid is 2-D when it exceeds 65535 workgroups.
+alias TX = f32;
+alias TY = f32;
+
+struct Params {
+  numel: u32,
+  rank: u32,
+  x_offset: u32,
+  c: f32,
+  shape: array<vec4<u32>, 2>,
+  x_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<TX>;
+@group(0) @binding(2) var<storage, read_write> y: array<TY>;
+
+// Not const-evaluated, so NaN and infinities are allowed.
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+fn signed_pow(v: f32, c: f32) -> f32 {
+  if (v >= 0.0) { return pow(v, c); }
+  if (c != floor(c)) { return f32_from_bits(0x7fc00000u); }
+  let r = pow(-v, c);
+  if (abs(c % 2.0) == 1.0) { return -r; }
+  return r;
+}
+
+fn f(v: f32, c: f32) -> f32 {
+  return {{EXPR}};
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.numel) { return; }
+  var rem = i;
+  var off = p.x_offset;
+  for (var d = i32(p.rank) - 1; d >= 0; d--) {
+    let s = p.shape[d / 4][d % 4];
+    off += (rem % s) * p.x_strides[d / 4][d % 4];
+    rem = rem / s;
+  }
+  y[i] = TY(f(f32(x[off]), p.c));
+}

@@ -1,0 +1,112 @@
+// Reverse-mode differentiation: a topological order of the recorded graph, walked backwards;
+// gradients of a tensor used twice are summed; leaves accumulate into `.grad`; the graph is
+// freed afterwards.
+import { AutogradError, ShapeError, fmtShape } from './errors.js';
+import { setGradEnabled } from './grad-mode.js';
+import { runBinary, runFill, runUnary } from './ops/launch.js';
+import { keep, startScope } from './scope.js';
+import type { Tensor } from './tensor.js';
+
+/** Options of {@link backward}. */
+export interface BackwardOptions {
+  /** Keep the graph so backward can run again through it. */
+  retainGraph?: boolean;
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i]!;
+      if (!visited.has(next) && (next.node || next.requiresGrad)) {
+        visited.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+/** Adds `g` into a leaf's `.grad` (created on first use, then accumulated in place of a sum). */
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  const converted = g.dtype === leaf.dtype ? g : runUnary('backward', g, 'v', 0, leaf.dtype);
+  if (!leaf.grad) {
+    leaf.grad = keep(runUnary('backward', converted, 'v'));
+  } else {
+    const sum = runBinary('backward', leaf.grad, converted, 'a + b');
+    leaf.grad.dispose('replaced by the accumulated gradient');
+    leaf.grad = keep(sum);
+  }
+}
+
+/**
+ * Computes gradients of `root` with respect to every leaf that requires them. A non-scalar root
+ * needs `grad` (the gradient of some scalar with respect to root).
+ * @example
+ * const loss = mean(mul(sub(pred, y), sub(pred, y)));
+ * backward(loss); // w.grad now holds dloss/dw
+ */
+export function backward(root: Tensor, grad?: Tensor, options: BackwardOptions = {}): void {
+  if (!root.node && !root.requiresGrad) {
+    throw new AutogradError(
+      `backward: ${root} was not computed from any tensor that requires a gradient (or was computed under noGrad)`,
+    );
+  }
+  if (!grad && root.size !== 1) {
+    throw new AutogradError(`backward: ${root} is not a scalar; pass the gradient of the output: backward(out, grad)`);
+  }
+  if (grad && (grad.rank !== root.rank || grad.shape.some((d, i) => d !== root.shape[i]))) {
+    throw new ShapeError(`backward: gradient ${fmtShape(grad.shape)} does not match output ${fmtShape(root.shape)}`);
+  }
+  const order = topologicalOrder(root);
+  for (const t of order) {
+    for (const s of t.node?.saved ?? []) {
+      if (s.disposed) {
+        throw new AutogradError(
+          `backward: a tensor saved by '${t.node!.op}' for backward was disposed; run backward inside the tidy() that built the graph`,
+        );
+      }
+    }
+  }
+  const previous = setGradEnabled(false);
+  const scope = startScope();
+  try {
+    const grads = new Map<Tensor, Tensor>();
+    grads.set(root, grad ?? runFill(root.shape, root.dtype, 1, null));
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i]!;
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      if (!t.node) {
+        if (t.requiresGrad) accumulateLeaf(t, g);
+        continue;
+      }
+      const inputGrads = t.node.backward(g);
+      t.node.inputs.forEach((input, k) => {
+        const gi = inputGrads[k];
+        if (!gi || !(input.node || input.requiresGrad)) return;
+        if (gi.rank !== input.rank || gi.shape.some((d, j) => d !== input.shape[j])) {
+          throw new Error(`internal: '${t.node!.op}' backward gave ${fmtShape(gi.shape)} for input ${fmtShape(input.shape)}`);
+        }
+        const existing = grads.get(input);
+        grads.set(input, existing ? runBinary('backward', existing, gi, 'a + b') : gi);
+      });
+      if (!options.retainGraph) t.node = null;
+      if (g !== grad && ![...grads.values()].includes(g)) g.dispose('gradient consumed by backward');
+    }
+  } finally {
+    setGradEnabled(previous);
+    scope.end();
+  }
+}

@@ -1,0 +1,95 @@
+// A pool of storage buffers keyed by rounded size: a training loop that allocates the same
+// shapes every step reuses the same buffers instead of creating new ones.
+
+const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+
+/** Rounds a byte size up to the pool's size classes (multiples of 256 B, then of 1/8 of the power of two). */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(16, bytes);
+  if (b <= 64 * 1024) return Math.ceil(b / 256) * 256;
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+/** Counters of {@link BufferPool}. */
+export interface PoolStats {
+  /** Buffers handed out and not yet released. */
+  buffersInUse: number;
+  bytesInUse: number;
+  /** Released buffers kept for reuse. */
+  buffersPooled: number;
+  bytesPooled: number;
+  /** Buffers ever created by the pool (a flat number over a loop means no new allocations). */
+  buffersCreated: number;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly inUse = new Set<GPUBuffer>();
+  private bytesInUse = 0;
+  private bytesPooled = 0;
+  private buffersPooled = 0;
+  private buffersCreated = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    /** Pooled bytes above which released buffers are destroyed instead of kept. */
+    public maxPooledBytes = 4 * 1024 ** 3,
+  ) {}
+
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const list = this.free.get(size);
+    let buffer = list?.pop();
+    if (buffer) {
+      this.buffersPooled--;
+      this.bytesPooled -= size;
+    } else {
+      buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+      this.buffersCreated++;
+    }
+    this.inUse.add(buffer);
+    this.bytesInUse += size;
+    return buffer;
+  }
+
+  /**
+   * Returns a buffer for reuse. Safe while queued commands still read it: later commands that
+   * reuse it run after them on the same queue. `beforeDestroy` flushes pending commands first.
+   */
+  release(buffer: GPUBuffer, beforeDestroy: () => void): void {
+    if (!this.inUse.delete(buffer)) throw new Error('internal: buffer released twice or not from this pool');
+    const size = buffer.size;
+    this.bytesInUse -= size;
+    if (this.bytesPooled + size > this.maxPooledBytes) {
+      beforeDestroy();
+      buffer.destroy();
+      return;
+    }
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
+    list.push(buffer);
+    this.buffersPooled++;
+    this.bytesPooled += size;
+  }
+
+  /** Destroys every pooled (free) buffer. */
+  trim(beforeDestroy: () => void): void {
+    if (this.buffersPooled === 0) return;
+    beforeDestroy();
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+    this.buffersPooled = 0;
+    this.bytesPooled = 0;
+  }
+
+  stats(): PoolStats {
+    return {
+      buffersInUse: this.inUse.size,
+      bytesInUse: this.bytesInUse,
+      buffersPooled: this.buffersPooled,
+      bytesPooled: this.bytesPooled,
+      buffersCreated: this.buffersCreated,
+    };
+  }
+}

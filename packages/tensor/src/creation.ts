@@ -1,0 +1,196 @@
+// Creating tensors: from host arrays, constants, ranges and seeded random numbers.
+import { hasF16 } from './backend/context.js';
+import { DTypeError, ShapeError, fmtShape } from './errors.js';
+import { runFill, runUnary } from './ops/launch.js';
+import { Generator, defaultGenerator } from './random.js';
+import { checkShape, fromHost, numel, type DType, type Tensor } from './tensor.js';
+
+/** Options shared by the creation functions. */
+export interface CreateOptions {
+  dtype?: DType;
+  requiresGrad?: boolean;
+}
+
+/** Options of the random creation functions. */
+export interface RandomOptions extends CreateOptions {
+  /** Same seed, same numbers on any device. Omitted: the default generator (see manualSeed). */
+  seed?: number;
+}
+
+type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array | readonly number[] | number;
+
+function finish(t: Tensor, options: CreateOptions): Tensor {
+  if (options.requiresGrad) t.requireGrad();
+  return t;
+}
+
+function checkDType(op: string, dtype: DType): void {
+  if (dtype === 'f16' && !hasF16()) {
+    throw new DTypeError(`${op}: f16 needs the adapter feature shader-f16, which this adapter lacks; use f32`);
+  }
+}
+
+function inferDType(data: HostData): DType {
+  if (data instanceof Int32Array) return 'i32';
+  if (data instanceof Uint32Array) return 'u32';
+  return 'f32';
+}
+
+/**
+ * A tensor from host data (a typed array, a number array or a number) in the given shape
+ * (default: 1-D, or a scalar for a number). Uint16Array data is taken as f16 bit patterns.
+ * @example
+ * const x = tensor([1, 2, 3, 4], [2, 2]);
+ * const ids = tensor(new Int32Array([5, 7]));
+ */
+export function tensor(data: HostData, shape?: readonly number[], options: CreateOptions = {}): Tensor {
+  const values = typeof data === 'number' ? [data] : data;
+  const dtype = options.dtype ?? (data instanceof Uint16Array ? 'f16' : inferDType(data));
+  const dims = shape ?? (typeof data === 'number' ? [] : [values.length]);
+  checkShape('tensor', dims);
+  checkDType('tensor', dtype);
+  if (numel(dims) !== values.length) {
+    throw new ShapeError(`tensor: ${values.length} values do not fill shape ${fmtShape(dims)} (${numel(dims)} elements)`);
+  }
+  let host: ArrayBufferView;
+  if (dtype === 'f16') {
+    host = values instanceof Uint16Array ? values : f32ToF16Bits(Float32Array.from(values as ArrayLike<number>));
+  } else if (dtype === 'f32') {
+    host = values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
+  } else if (dtype === 'i32') {
+    host = values instanceof Int32Array ? values : Int32Array.from(values as ArrayLike<number>);
+  } else {
+    host = values instanceof Uint32Array ? values : Uint32Array.from(values as ArrayLike<number>);
+  }
+  return finish(fromHost(host, dims, dtype), options);
+}
+
+/** A tensor filled with `value`. */
+export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
+  checkShape('full', shape);
+  const dtype = options.dtype ?? 'f32';
+  checkDType('full', dtype);
+  return finish(runFill(shape, dtype, value, null), options);
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+/** A tensor of ones. */
+export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return full(shape, 1, options);
+}
+
+/** Zeros with the shape and dtype of `t`. */
+export function zerosLike(t: Tensor): Tensor {
+  return full(t.shape, 0, { dtype: t.dtype });
+}
+
+/** start, start + step, ... below end (as torch.arange); `arange(n)` is 0..n-1. */
+export function arange(start: number, end?: number, step = 1, options: CreateOptions = {}): Tensor {
+  if (end === undefined) [start, end] = [0, start];
+  if (step === 0) throw new ShapeError('arange: step must not be 0');
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const dtype = options.dtype ?? 'f32';
+  checkDType('arange', dtype);
+  if (dtype === 'i32' || dtype === 'u32') {
+    const host = dtype === 'i32' ? new Int32Array(n) : new Uint32Array(n);
+    for (let i = 0; i < n; i++) host[i] = start + i * step;
+    return finish(fromHost(host, [n], dtype), options);
+  }
+  return finish(runFill([n], dtype, start, step), options);
+}
+
+function randomTensor(op: string, shape: readonly number[], options: RandomOptions, fill: (g: Generator, out: Float32Array) => void): Tensor {
+  checkShape(op, shape);
+  const dtype = options.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new DTypeError(`${op}: dtype must be f32 or f16, got ${dtype}`);
+  checkDType(op, dtype);
+  const g = options.seed === undefined ? defaultGenerator() : new Generator(options.seed >>> 0);
+  const host = new Float32Array(numel(shape));
+  fill(g, host);
+  const t = fromHost(host, shape, 'f32');
+  if (dtype === 'f32') return finish(t, options);
+  const h = runUnary(op, t, 'v', 0, 'f16');
+  t.dispose('converted to f16');
+  return finish(h, options);
+}
+
+/** Standard normal samples (mean 0, std 1), seeded. */
+export function randn(shape: readonly number[], options: RandomOptions = {}): Tensor {
+  return randomTensor('randn', shape, options, (g, out) => g.fillNormal(out));
+}
+
+/** Uniform samples in [0, 1), seeded. */
+export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
+  return randomTensor('rand', shape, options, (g, out) => g.fillUniform(out));
+}
+
+/** f32 values to IEEE half bit patterns, rounding to nearest even. */
+export function f32ToF16Bits(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i]!;
+    const x = u[0]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      const half = 1 << (shift - 1);
+      let m = mant >>> shift;
+      const rest = mant & ((1 << shift) - 1);
+      if (rest > half || (rest === half && m & 1)) m++;
+      out[i] = sign | m;
+      continue;
+    }
+    let m = mant >>> 13;
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
+      m++;
+      if (m === 0x400) {
+        m = 0;
+        e++;
+        if (e >= 0x1f) {
+          out[i] = sign | 0x7c00;
+          continue;
+        }
+      }
+    }
+    out[i] = sign | (e << 10) | m;
+  }
+  return out;
+}
+
+/** IEEE half bit patterns to f32 values (exact). */
+export function f16BitsToF32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) out[i] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) out[i] = mant ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}

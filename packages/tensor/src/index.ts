@@ -1,0 +1,35 @@
+// @huatuo/tensor: tensors on WebGPU with reverse-mode autograd. This file is the public surface.
+import './methods.js';
+
+// Device
+export { initWebGPU, destroyWebGPU, deviceInfo, hasF16, synchronize, runtimeStats } from './backend/context.js';
+export type { DeviceInfo, DeviceOptions, OptionalFeature } from './backend/device.js';
+export type { RuntimeStats } from './backend/runtime.js';
+
+// Tensors
+export { Tensor, numel } from './tensor.js';
+export type { DType, FloatDType, HostArray } from './tensor.js';
+export { tensor, zeros, ones, full, zerosLike, arange, randn, rand, f32ToF16Bits, f16BitsToF32 } from './creation.js';
+export type { CreateOptions, RandomOptions } from './creation.js';
+export { Generator, manualSeed } from './random.js';
+export { toArray, item } from './io.js';
+
+// Memory and autograd
+export { tidy, keep, startScope } from './scope.js';
+export type { Scope } from './scope.js';
+export { noGrad, isGradEnabled, setGradEnabled } from './grad-mode.js';
+export { backward } from './autograd.js';
+export type { BackwardOptions } from './autograd.js';
+
+// Ops
+export { add, sub, mul, div, neg } from './ops/arithmetic.js';
+export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
+export { sum, mean, max, argmax } from './ops/reduce.js';
+export { matmul } from './ops/matmul.js';
+export { reshape, permute, transpose, slice, expand, contiguous, cat } from './ops/views.js';
+export { where, maskedFill, cast } from './ops/select.js';
+export { defineOp } from './ops/define.js';
+export type { OpDef, OpContext, Op } from './ops/define.js';
+
+// Errors
+export { TensorError, ShapeError, DTypeError, DisposedError, DeviceError, ValueError, AutogradError } from './errors.js';

@@ -1,0 +1,121 @@
+// The kernel table: for each WGSL module in kernels/, its storage bindings (checked against the
+// file by a test), the features it needs, and how to turn defines into a compiled variant.
+import type { OptionalFeature } from './backend/device.js';
+import type { CompiledKernel, Runtime } from './backend/runtime.js';
+import { wgslSources, type WgslName } from './kernels.generated.js';
+
+/** A storage binding of a kernel, in binding order starting at 1 (binding 0 is the uniform block). */
+export interface BindingSpec {
+  name: string;
+  access: 'read' | 'read_write';
+}
+
+/** What the runtime needs to know about a WGSL module. */
+export interface KernelSpec {
+  /** Whether binding 0 is a uniform `Params` block. */
+  uniform: boolean;
+  bindings: readonly BindingSpec[];
+  /** Features the module needs whatever its defines (f16 variants add shader-f16 themselves). */
+  features?: readonly OptionalFeature[];
+}
+
+const read = (name: string): BindingSpec => ({ name, access: 'read' });
+const write = (name: string): BindingSpec => ({ name, access: 'read_write' });
+
+/** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */
+export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
+  unary: { uniform: true, bindings: [read('x'), write('y')] },
+  binary: { uniform: true, bindings: [read('a'), read('b'), write('out')] },
+  where: { uniform: true, bindings: [read('cond'), read('a'), read('b'), write('out')] },
+  fill: { uniform: true, bindings: [write('y')] },
+  copy_strided: { uniform: true, bindings: [read('src'), write('dst')] },
+  reduce_sum: { uniform: true, bindings: [read('x'), write('y')] },
+  reduce_max: { uniform: true, bindings: [read('x'), write('y'), write('idx')] },
+  scatter_max_grad: { uniform: true, bindings: [read('g'), read('idx'), write('dx')] },
+  matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
+};
+
+/** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */
+export type Defines = Readonly<Record<string, string>>;
+
+/** Substitutes defines into a WGSL module and enables f16 when a type alias needs it. */
+export function preprocess(name: WgslName, defines: Defines): string {
+  let src: string = wgslSources[name];
+  let needsF16 = false;
+  src = src.replace(/^alias (\w+) = (\w+);$/gm, (line, alias: string) => {
+    const t = defines[alias];
+    if (t === undefined) return line;
+    if (t === 'f16') needsF16 = true;
+    return `alias ${alias} = ${t};`;
+  });
+  src = src.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const v = defines[key];
+    if (v === undefined) throw new Error(`internal: kernel ${name} needs define ${key}`);
+    return v;
+  });
+  return needsF16 ? `enable f16;\n${src}` : src;
+}
+
+/** The compiled pipeline of a kernel variant (compiled once, then cached by the runtime). */
+export function compileKernel(rt: Runtime, name: WgslName, defines: Defines = {}): CompiledKernel {
+  const keys = Object.keys(defines).sort();
+  const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
+  return rt.kernel(key, preprocessCached(name, defines, key), key);
+}
+
+const sourceCache = new Map<string, string>();
+function preprocessCached(name: WgslName, defines: Defines, key: string): string {
+  let s = sourceCache.get(key);
+  if (s === undefined) sourceCache.set(key, (s = preprocess(name, defines)));
+  return s;
+}
+
+/** Workgroup counts for `threads` threads in groups of `size`, folded into 2-D past the per-dimension limit. */
+export function grid1d(threads: number, size: number, maxPerDim = 65535): [number, number] {
+  const groups = Math.max(1, Math.ceil(threads / size));
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y];
+}
+
+/** Packs a uniform block: scalars are 4-byte words; `vec4`/`arr8` start on 16-byte boundaries. */
+export class Params {
+  private readonly words: number[] = [];
+  private readonly kinds: ('u' | 'f')[] = [];
+
+  u32(...values: number[]): this {
+    for (const v of values) {
+      this.words.push(v >>> 0);
+      this.kinds.push('u');
+    }
+    return this;
+  }
+
+  f32(...values: number[]): this {
+    for (const v of values) {
+      this.words.push(v);
+      this.kinds.push('f');
+    }
+    return this;
+  }
+
+  /** Pads to a 16-byte boundary then writes `n` u32 (zero-filled), e.g. n = 8 for `array<vec4<u32>, 2>`. */
+  u32Array(values: readonly number[], n: number): this {
+    while (this.words.length % 4 !== 0) this.u32(0);
+    if (values.length > n) throw new Error(`internal: ${values.length} values for a uniform array of ${n}`);
+    for (let i = 0; i < n; i++) this.u32(values[i] ?? 0);
+    return this;
+  }
+
+  build(): ArrayBuffer {
+    const n = Math.max(4, Math.ceil(this.words.length / 4) * 4);
+    const buf = new ArrayBuffer(n * 4);
+    const u = new Uint32Array(buf);
+    const f = new Float32Array(buf);
+    this.words.forEach((w, i) => {
+      if (this.kinds[i] === 'f') f[i] = w;
+      else u[i] = w;
+    });
+    return buf;
+  }
+}

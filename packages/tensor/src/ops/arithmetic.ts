@@ -1,0 +1,112 @@
+// Broadcasting arithmetic: add, sub, mul, div, neg. A number operand is folded into the kernel
+// as a constant. Gradients of broadcast operands are summed back to their shapes.
+import { ShapeError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, runBinary, runUnary, sumToShape } from './launch.js';
+
+type Operand = Tensor | number;
+
+function operands(op: string, a: Operand, b: Operand): void {
+  if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new ShapeError(`${op}: at least one operand must be a tensor`);
+  for (const x of [a, b]) if (x instanceof Tensor) checkFloat(op, x);
+}
+
+/** Gradients of (a, b) from per-operand gradient functions, for tensor operands only. */
+function grads(a: Operand, b: Operand, ga: () => Tensor, gb: () => Tensor, needs: (i: number) => boolean): (Tensor | null)[] {
+  const out: (Tensor | null)[] = [];
+  let i = 0;
+  if (a instanceof Tensor) out.push(needs(i++) ? sumToShape('add', ga(), a.shape) : null);
+  if (b instanceof Tensor) out.push(needs(i++) ? sumToShape('add', gb(), b.shape) : null);
+  return out;
+}
+
+/** a + b with broadcasting. @example add(x, bias) */
+export const add = defineOp({
+  name: 'add',
+  forward(ctx, a: Operand, b: Operand) {
+    operands('add', a, b);
+    ctx.data = { a, b };
+    if (!(a instanceof Tensor)) return runUnary('add', b as Tensor, 'v + c', a);
+    if (!(b instanceof Tensor)) return runUnary('add', a, 'v + c', b);
+    return runBinary('add', a, b, 'a + b');
+  },
+  // d(a+b)/da = 1, d(a+b)/db = 1
+  backward(ctx, g) {
+    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    return grads(a, b, () => g, () => g, ctx.needsGrad);
+  },
+});
+
+/** a - b with broadcasting. */
+export const sub = defineOp({
+  name: 'sub',
+  forward(ctx, a: Operand, b: Operand) {
+    operands('sub', a, b);
+    ctx.data = { a, b };
+    if (!(a instanceof Tensor)) return runUnary('sub', b as Tensor, 'c - v', a);
+    if (!(b instanceof Tensor)) return runUnary('sub', a, 'v - c', b);
+    return runBinary('sub', a, b, 'a - b');
+  },
+  // d(a-b)/da = 1, d(a-b)/db = -1
+  backward(ctx, g) {
+    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    return grads(a, b, () => g, () => runUnary('sub', g, '-v'), ctx.needsGrad);
+  },
+});
+
+/** a * b with broadcasting. */
+export const mul = defineOp({
+  name: 'mul',
+  forward(ctx, a: Operand, b: Operand) {
+    operands('mul', a, b);
+    ctx.data = { a, b };
+    ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
+    if (!(a instanceof Tensor)) return runUnary('mul', b as Tensor, 'v * c', a);
+    if (!(b instanceof Tensor)) return runUnary('mul', a, 'v * c', b);
+    return runBinary('mul', a, b, 'a * b');
+  },
+  // d(ab)/da = b, d(ab)/db = a
+  backward(ctx, g) {
+    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const times = (x: Operand) => (x instanceof Tensor ? runBinary('mul', g, x, 'a * b') : runUnary('mul', g, 'v * c', x));
+    return grads(a, b, () => times(b), () => times(a), ctx.needsGrad);
+  },
+});
+
+/** a / b with broadcasting. */
+export const div = defineOp({
+  name: 'div',
+  forward(ctx, a: Operand, b: Operand) {
+    operands('div', a, b);
+    ctx.data = { a, b };
+    ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
+    if (!(a instanceof Tensor)) return runUnary('div', b as Tensor, 'c / v', a);
+    if (!(b instanceof Tensor)) return runUnary('div', a, 'v / c', b);
+    return runBinary('div', a, b, 'a / b');
+  },
+  // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+  backward(ctx, g) {
+    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const ga = () => (b instanceof Tensor ? runBinary('div', g, b, 'a / b') : runUnary('div', g, 'v / c', b));
+    const gb = () => {
+      const bt = b as Tensor;
+      const ratio = a instanceof Tensor ? runBinary('div', a, bt, 'a / (b * b)') : runUnary('div', bt, 'c / (v * v)', a);
+      return runBinary('div', g, ratio, '-a * b');
+    };
+    return grads(a, b, ga, gb, ctx.needsGrad);
+  },
+});
+
+/** -x. */
+export const neg = defineOp({
+  name: 'neg',
+  forward(_ctx, x: Tensor) {
+    checkFloat('neg', x);
+    return runUnary('neg', x, '-v');
+  },
+  // d(-x)/dx = -1
+  backward(_ctx, g) {
+    return [runUnary('neg', g, '-v')];
+  },
+});

@@ -1,0 +1,208 @@
+// Launch helpers shared by the ops: strided elementwise kernels, broadcasting, reductions and copies.
+import { getRuntime } from '../backend/context.js';
+import { DTypeError, ShapeError, fmtShape } from '../errors.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import { contiguousStrides, empty, numel, Tensor, type DType } from '../tensor.js';
+
+/** Kernels index at most this many dimensions after merging contiguous ones. */
+export const MAX_RANK = 8;
+
+export function isFloat(dtype: DType): boolean {
+  return dtype === 'f32' || dtype === 'f16';
+}
+
+export function checkFloat(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    if (!isFloat(t.dtype)) throw new DTypeError(`${op}: expected a float tensor (f32 or f16), got ${t.dtype} ${fmtShape(t.shape)}`);
+  }
+}
+
+export function checkSameDType(op: string, a: Tensor, b: Tensor): void {
+  if (a.dtype !== b.dtype) {
+    throw new DTypeError(
+      `${op}: operands have different dtypes (${a.dtype} ${fmtShape(a.shape)} and ${b.dtype} ${fmtShape(b.shape)}); cast one with .to()`,
+    );
+  }
+}
+
+/** The broadcast shape of two shapes (NumPy rules), or a ShapeError naming the op. */
+export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new ShapeError(
+        `${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast (dimension ${i} of the result: ${da} vs ${db})`,
+      );
+    }
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** Strides that read `t` as if it had `shape` (0 on broadcast dimensions). */
+export function broadcastStrides(t: Tensor, shape: readonly number[]): number[] {
+  const rank = shape.length;
+  const out = new Array<number>(rank).fill(0);
+  for (let i = 0; i < t.rank; i++) {
+    const j = rank - t.rank + i;
+    out[j] = t.shape[i] === 1 && shape[j] !== 1 ? 0 : t.strides[i]!;
+  }
+  return out;
+}
+
+/** Drops size-1 dimensions and merges dimensions that are contiguous in every stride list. */
+export function coalesce(shape: readonly number[], stridesList: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const dims: number[] = [];
+  const strides: number[][] = stridesList.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i]!;
+    if (d === 1) continue;
+    const last = dims.length - 1;
+    if (last >= 0 && stridesList.every((s, k) => strides[k]![last] === s[i]! * d)) {
+      dims[last] = dims[last]! * d;
+      stridesList.forEach((s, k) => (strides[k]![last] = s[i]!));
+    } else {
+      dims.push(d);
+      stridesList.forEach((s, k) => strides[k]!.push(s[i]!));
+    }
+  }
+  if (dims.length === 0) {
+    dims.push(1);
+    strides.forEach((s) => s.push(0));
+  }
+  return { shape: dims, strides };
+}
+
+function checkRank(op: string, shape: readonly number[], original: readonly number[]): void {
+  if (shape.length > MAX_RANK) {
+    throw new ShapeError(`${op}: ${fmtShape(original)} has more than ${MAX_RANK} non-mergeable dimensions; make it contiguous or reshape first`);
+  }
+}
+
+/** y = f(x) elementwise (`expr` over `v` and the constant `c`), for any view of x. */
+export function runUnary(op: string, x: Tensor, expr: string, c = 0, outDtype: DType = x.dtype): Tensor {
+  const y = empty(x.shape, outDtype);
+  const n = x.size;
+  if (n === 0) return y;
+  const { shape, strides } = coalesce(x.shape, [x.strides]);
+  checkRank(op, shape, x.shape);
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, 'unary', { TX: x.dtype, TY: outDtype, EXPR: expr });
+  const params = new Params().u32(n, shape.length, x.offset).f32(c).u32Array(shape, 8).u32Array(strides[0]!, 8).build();
+  rt.dispatch({ kernel, params, buffers: [x.buffer(op), y.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  return y;
+}
+
+/** out = f(a, b) elementwise with broadcasting (`expr` over `a` and `b`). */
+export function runBinary(op: string, a: Tensor, b: Tensor, expr: string): Tensor {
+  checkSameDType(op, a, b);
+  const outShape = broadcastShapes(op, a.shape, b.shape);
+  const out = empty(outShape, a.dtype);
+  const n = out.size;
+  if (n === 0) return out;
+  const { shape, strides } = coalesce(outShape, [broadcastStrides(a, outShape), broadcastStrides(b, outShape)]);
+  checkRank(op, shape, outShape);
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, 'binary', { T: a.dtype, EXPR: expr });
+  const params = new Params()
+    .u32(n, shape.length, a.offset, b.offset)
+    .u32Array(shape, 8)
+    .u32Array(strides[0]!, 8)
+    .u32Array(strides[1]!, 8)
+    .build();
+  rt.dispatch({ kernel, params, buffers: [a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  return out;
+}
+
+/** Copies `src` (any view) into the view `dst` of the same shape. */
+export function runCopy(op: string, src: Tensor, dst: Tensor): void {
+  if (src.dtype !== dst.dtype) throw new DTypeError(`${op}: copy from ${src.dtype} into ${dst.dtype}`);
+  const n = src.size;
+  if (n === 0) return;
+  const { shape, strides } = coalesce(src.shape, [src.strides, dst.strides]);
+  checkRank(op, shape, src.shape);
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, 'copy_strided', { T: src.dtype === 'f16' ? 'f16' : src.dtype === 'f32' ? 'f32' : src.dtype });
+  const params = new Params()
+    .u32(n, shape.length, src.offset, dst.offset)
+    .u32Array(shape, 8)
+    .u32Array(strides[0]!, 8)
+    .u32Array(strides[1]!, 8)
+    .build();
+  rt.dispatch({ kernel, params, buffers: [src.buffer(op), dst.buffer(op)], workgroups: grid1d(n, 256), label: op });
+}
+
+/** A contiguous copy of any view (the input itself when it is already contiguous from offset 0). */
+export function contiguousData(op: string, x: Tensor): Tensor {
+  if (x.isContiguous && x.offset === 0) return x;
+  const y = empty(x.shape, x.dtype);
+  runCopy(op, x, y);
+  return y;
+}
+
+/** Fills a new tensor with a constant (mode 0) or start + i * step (mode 1). */
+export function runFill(shape: readonly number[], dtype: DType, start: number, step: number | null): Tensor {
+  const y = empty(shape, dtype);
+  const n = y.size;
+  if (n === 0) return y;
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, 'fill', { T: dtype });
+  const params = new Params().u32(n, step === null ? 0 : 1).f32(start, step ?? 0).build();
+  rt.dispatch({ kernel, params, buffers: [y.buffer('fill')], workgroups: grid1d(n, 256), label: 'fill' });
+  return y;
+}
+
+/** Sums a contiguous tensor over the given axes (scaled by `scale`), keeping them as size 1. */
+export function runSumAxes(op: string, x: Tensor, axes: readonly number[], scale = 1): Tensor {
+  let cur = contiguousData(op, x);
+  let shape = [...x.shape];
+  const sorted = [...new Set(axes)].sort((p, q) => p - q);
+  // Merge runs of adjacent reduced axes, then reduce each run as the middle of [outer, n, inner].
+  const runs: [number, number][] = [];
+  for (const a of sorted) {
+    const last = runs[runs.length - 1];
+    if (last && last[1] === a) last[1] = a + 1;
+    else runs.push([a, a + 1]);
+  }
+  const rt = getRuntime();
+  runs.forEach(([from, to], k) => {
+    const outer = numel(shape.slice(0, from));
+    const n = numel(shape.slice(from, to));
+    const inner = numel(shape.slice(to));
+    const outShape = shape.map((d, i) => (i >= from && i < to ? 1 : d));
+    const y = empty(outShape, cur.dtype);
+    if (y.size > 0) {
+      const kernel = compileKernel(rt, 'reduce_sum', { T: cur.dtype });
+      const s = k === runs.length - 1 ? scale : 1;
+      const params = new Params().u32(outer, n, inner).f32(s).build();
+      rt.dispatch({ kernel, params, buffers: [cur.buffer(op), y.buffer(op)], workgroups: grid1d(outer * inner, 1), label: op });
+    }
+    if (cur !== x) cur.dispose('temporary of a reduction');
+    cur = y;
+    shape = outShape;
+  });
+  if (runs.length === 0) {
+    if (scale !== 1) {
+      const y = runUnary(op, cur, 'v * c', scale);
+      if (cur !== x) cur.dispose('temporary of a reduction');
+      return y;
+    }
+    return cur === x ? runUnary(op, x, 'v') : cur;
+  }
+  return cur;
+}
+
+/** Sums a broadcast gradient back to `shape` (the reverse of broadcasting). */
+export function sumToShape(op: string, g: Tensor, shape: readonly number[]): Tensor {
+  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  const summed = runSumAxes(op, g, axes);
+  return summed.view([...shape], contiguousStrides(shape), 0);
+}

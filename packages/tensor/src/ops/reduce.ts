@@ -1,0 +1,118 @@
+// Reductions over axes: sum, mean, max (with torch.max(dim)'s first-index gradient routing).
+import { getRuntime } from '../backend/context.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, contiguousData, runSumAxes, runUnary } from './launch.js';
+import { expand, normAxis } from './views.js';
+
+/** Axes to reduce: all when undefined, else normalised and deduplicated. */
+function reduceAxes(op: string, x: Tensor, axis: number | readonly number[] | undefined): number[] {
+  if (axis === undefined) return x.shape.map((_, i) => i);
+  const list = typeof axis === 'number' ? [axis] : axis;
+  return [...new Set(list.map((a) => normAxis(op, a, x.rank)))].sort((p, q) => p - q);
+}
+
+function resultShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
+  return keepdim ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+}
+
+function sumLike(op: string, scaleOf: (n: number) => number) {
+  return defineOp({
+    name: op,
+    forward(ctx, x: Tensor, axis?: number | readonly number[], keepdim: boolean = false) {
+      checkFloat(op, x);
+      const axes = reduceAxes(op, x, axis);
+      const n = numel(axes.map((a) => x.shape[a]!));
+      const kept = runSumAxes(op, x, axes, scaleOf(n));
+      const shape = resultShape(x, axes, keepdim);
+      ctx.data = { inShape: x.shape, keptShape: kept.shape, scale: scaleOf(n) };
+      return kept.view(shape, contiguousStrides(shape), 0);
+    },
+    // d sum/dx = 1 (mean: 1/n) broadcast over the reduced axes
+    backward(ctx, g) {
+      const { inShape, keptShape, scale } = ctx.data as { inShape: number[]; keptShape: number[]; scale: number };
+      const gk = g.view(keptShape, contiguousStrides(keptShape), g.offset);
+      const spread = expand(contiguousData(op, gk), inShape);
+      return [scale === 1 ? contiguousData(op, spread) : runUnary(op, spread, 'v * c', scale)];
+    },
+  });
+}
+
+/** Sum over `axis` (a number, a list, or every axis when omitted); `keepdim` keeps them as size 1. */
+export const sum = sumLike('sum', () => 1);
+
+/** Mean over `axis` (a number, a list, or every axis when omitted). */
+export const mean = sumLike('mean', (n) => (n === 0 ? NaN : 1 / n));
+
+/** Maximum over one axis. The gradient goes to the first maximal element, as torch.max(dim) does. */
+export const max = defineOp({
+  name: 'max',
+  forward(ctx, x: Tensor, axis: number, keepdim: boolean = false) {
+    checkFloat('max', x);
+    const a = normAxis('max', axis, x.rank);
+    const { values, indices } = maxWithIndices(x, a);
+    const shape = resultShape(x, [a], keepdim);
+    ctx.saved.push(indices);
+    ctx.data = { inShape: x.shape, a };
+    return values.view(shape, contiguousStrides(shape), 0);
+  },
+  // d max/dx = 1 at the argmax, 0 elsewhere
+  backward(ctx, g) {
+    const { inShape, a } = ctx.data as { inShape: number[]; a: number };
+    const indices = ctx.saved[0]!;
+    const gk = contiguousData('max', g);
+    const outer = numel(inShape.slice(0, a));
+    const n = inShape[a]!;
+    const inner = numel(inShape.slice(a + 1));
+    const dx = empty(inShape, g.dtype);
+    const rt = getRuntime();
+    const kernel = compileKernel(rt, 'scatter_max_grad', { T: g.dtype });
+    const params = new Params().u32(outer, n, inner).build();
+    rt.dispatch({
+      kernel,
+      params,
+      buffers: [gk.buffer('max'), indices.buffer('max'), dx.buffer('max')],
+      workgroups: grid1d(outer * n * inner, 256),
+      label: 'max backward',
+    });
+    return [dx];
+  },
+});
+
+/** Maximum values and their first indices (i32) along axis `a`, keeping it as size 1. */
+export function maxWithIndices(x: Tensor, a: number): { values: Tensor; indices: Tensor } {
+  const c = contiguousData('max', x);
+  const outer = numel(x.shape.slice(0, a));
+  const n = x.shape[a]!;
+  const inner = numel(x.shape.slice(a + 1));
+  const shape = x.shape.map((d, i) => (i === a ? 1 : d));
+  const values = empty(shape, x.dtype);
+  const indices = empty(shape, 'i32');
+  if (values.size > 0 && n > 0) {
+    const rt = getRuntime();
+    const kernel = compileKernel(rt, 'reduce_max', { T: x.dtype });
+    const params = new Params().u32(outer, n, inner).build();
+    rt.dispatch({
+      kernel,
+      params,
+      buffers: [c.buffer('max'), values.buffer('max'), indices.buffer('max')],
+      workgroups: grid1d(outer * inner, 1),
+      label: 'max',
+    });
+  }
+  if (c !== x) c.dispose('temporary of max');
+  return { values, indices };
+}
+
+/** Index of the first maximum along `axis` (i32, no gradient). */
+export function argmax(x: Tensor, axis: number, keepdim: boolean = false): Tensor {
+  checkFloat('argmax', x);
+  const a = normAxis('argmax', axis, x.rank);
+  const { values, indices } = maxWithIndices(x, a);
+  values.dispose('not needed by argmax');
+  const shape = resultShape(x, [a], keepdim);
+  const out = indices.view(shape, contiguousStrides(shape), 0);
+  indices.dispose('replaced by a reshaped view');
+  return out;
+}

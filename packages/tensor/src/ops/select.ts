@@ -1,0 +1,76 @@
+// where(cond, a, b), maskedFill, and dtype casts.
+import { getRuntime } from '../backend/context.js';
+import { DTypeError, fmtShape } from '../errors.js';
+import { hasF16 } from '../backend/context.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import { empty, Tensor, type DType } from '../tensor.js';
+import { defineOp } from './define.js';
+import { broadcastShapes, broadcastStrides, checkSameDType, coalesce, isFloat, runFill, runUnary, sumToShape } from './launch.js';
+
+function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  checkSameDType(op, a, b);
+  const outShape = broadcastShapes(op, cond.shape, broadcastShapes(op, a.shape, b.shape));
+  const out = empty(outShape, a.dtype);
+  const n = out.size;
+  if (n === 0) return out;
+  const { shape, strides } = coalesce(outShape, [cond, a, b].map((t) => broadcastStrides(t, outShape)));
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, 'where', { T: a.dtype, TC: cond.dtype });
+  const params = new Params()
+    .u32(n, shape.length, cond.offset, a.offset, b.offset, 0, 0, 0)
+    .u32Array(shape, 8)
+    .u32Array(strides[0]!, 8)
+    .u32Array(strides[1]!, 8)
+    .u32Array(strides[2]!, 8)
+    .build();
+  rt.dispatch({ kernel, params, buffers: [cond.buffer(op), a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  return out;
+}
+
+/** Elementwise `cond != 0 ? a : b` with broadcasting; cond may be u32, i32 or a float mask. */
+export const where = defineOp({
+  name: 'where',
+  forward(ctx, cond: Tensor, a: Tensor, b: Tensor) {
+    ctx.saved.push(cond);
+    ctx.data = { aShape: a.shape, bShape: b.shape };
+    return runWhere('where', cond, a, b);
+  },
+  // d/da = [cond], d/db = [!cond]; no gradient to the condition
+  backward(ctx, g) {
+    const cond = ctx.saved[0]!;
+    const { aShape, bShape } = ctx.data as { aShape: number[]; bShape: number[] };
+    const zero = runFill([], g.dtype, 0, null);
+    return [
+      null,
+      ctx.needsGrad(1) ? sumToShape('where', runWhere('where', cond, g, zero), aShape) : null,
+      ctx.needsGrad(2) ? sumToShape('where', runWhere('where', cond, zero, g), bShape) : null,
+    ];
+  },
+});
+
+/** `x` with `value` wherever `mask` is non-zero (mask broadcasts against x). */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  const fill = runFill([], x.dtype, value, null);
+  const out = where(mask, fill, x);
+  fill.dispose('temporary of maskedFill');
+  return out;
+}
+
+/** Converts to another dtype (f32 <-> f16, floats <-> integers by truncation); a copy. */
+export const cast = defineOp({
+  name: 'cast',
+  forward(ctx, x: Tensor, dtype: DType) {
+    if ((dtype === 'f16' || x.dtype === 'f16') && !hasF16()) {
+      throw new DTypeError(`cast: ${x.dtype} ${fmtShape(x.shape)} to ${dtype} needs shader-f16, which this adapter lacks; stay in f32`);
+    }
+    ctx.data = { from: x.dtype };
+    if (dtype === x.dtype) return runUnary('cast', x, 'v');
+    const expr = isFloat(x.dtype) && !isFloat(dtype) ? 'trunc(v)' : 'v';
+    return runUnary('cast', x, expr, 0, dtype);
+  },
+  // the gradient is cast back to the input's dtype (none flows to integers)
+  backward(ctx, g) {
+    const { from } = ctx.data as { from: DType };
+    return [isFloat(from) ? runUnary('cast', g, 'v', 0, from) : null];
+  },
+});

@@ -1,0 +1,177 @@
+// Layout ops. reshape, transpose, permute, slice and expand return views sharing storage (reshape
+// copies only a non-contiguous input); contiguous and cat copy.
+import { ShapeError, fmtShape } from '../errors.js';
+import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
+import { defineOp, type Op } from './define.js';
+import { contiguousData, runCopy, runFill, runSumAxes } from './launch.js';
+
+/** Resolves a possibly negative axis against a rank. */
+export function normAxis(op: string, axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(axis) || a < 0 || a >= rank) {
+    throw new ShapeError(`${op}: axis ${axis} is out of range for a tensor of rank ${rank}`);
+  }
+  return a;
+}
+
+/** Same elements in another shape; one dimension may be -1. */
+export const reshape: Op<[Tensor, readonly number[]]> = defineOp({
+  name: 'reshape',
+  forward(ctx, x: Tensor, shape: readonly number[]) {
+    const target = [...shape];
+    const unknown = target.indexOf(-1);
+    if (unknown !== target.lastIndexOf(-1)) throw new ShapeError(`reshape: ${fmtShape(shape)} has more than one -1`);
+    if (unknown >= 0) {
+      const known = numel(target.filter((_, i) => i !== unknown));
+      if (known === 0 || x.size % known !== 0) {
+        throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
+      }
+      target[unknown] = x.size / known;
+    }
+    if (target.some((d) => !Number.isInteger(d) || d < 0) || numel(target) !== x.size) {
+      throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
+    }
+    ctx.data = { inShape: x.shape };
+    if (x.isContiguous) return x.view(target, contiguousStrides(target), x.offset);
+    const c = contiguousData('reshape', x);
+    return c.view(target, contiguousStrides(target), 0);
+  },
+  backward(ctx, g) {
+    return [reshape(g, (ctx.data as { inShape: number[] }).inShape)];
+  },
+});
+
+/** Reorders dimensions: result dimension i is input dimension `order[i]`. A view. */
+export const permute: Op<[Tensor, readonly number[]]> = defineOp({
+  name: 'permute',
+  forward(ctx, x: Tensor, order: readonly number[]) {
+    const axes = order.map((a) => normAxis('permute', a, x.rank));
+    if (axes.length !== x.rank || new Set(axes).size !== axes.length) {
+      throw new ShapeError(`permute: order ${fmtShape(order)} is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
+    }
+    ctx.data = { axes };
+    return x.view(
+      axes.map((a) => x.shape[a]!),
+      axes.map((a) => x.strides[a]!),
+      x.offset,
+    );
+  },
+  backward(ctx, g) {
+    const { axes } = ctx.data as { axes: number[] };
+    const inverse = new Array<number>(axes.length);
+    axes.forEach((a, i) => (inverse[a] = i));
+    return [permute(g, inverse)];
+  },
+});
+
+/** Swaps two dimensions (default: the last two). A view. */
+export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
+  const order = x.shape.map((_, i) => i);
+  const a = normAxis('transpose', dim0, x.rank);
+  const b = normAxis('transpose', dim1, x.rank);
+  [order[a], order[b]] = [order[b]!, order[a]!];
+  return permute(x, order);
+}
+
+/** Elements start <= i < end along `axis` (negative indices count from the end). A view. */
+export const slice = defineOp({
+  name: 'slice',
+  forward(ctx, x: Tensor, axis: number, start: number, end?: number) {
+    const a = normAxis('slice', axis, x.rank);
+    const n = x.shape[a]!;
+    const s = Math.min(Math.max(start < 0 ? start + n : start, 0), n);
+    const e = Math.min(Math.max(end === undefined ? n : end < 0 ? end + n : end, s), n);
+    if (!Number.isInteger(start) || (end !== undefined && !Number.isInteger(end))) {
+      throw new ShapeError(`slice: start ${start} and end ${end} must be integers`);
+    }
+    ctx.data = { a, s, inShape: x.shape };
+    const shape = [...x.shape];
+    shape[a] = e - s;
+    return x.view(shape, x.strides, x.offset + s * x.strides[a]!);
+  },
+  // The gradient is g placed into zeros at the sliced positions.
+  backward(ctx, g) {
+    const { a, s, inShape } = ctx.data as { a: number; s: number; inShape: number[] };
+    const out = runFill(inShape, g.dtype, 0, null);
+    const strides = contiguousStrides(inShape);
+    runCopy('slice', g, out.view(g.shape, strides, s * strides[a]!));
+    return [out];
+  },
+});
+
+/** Broadcasts size-1 dimensions to `shape` (and adds leading ones). A view with zero strides. */
+export const expand = defineOp({
+  name: 'expand',
+  forward(ctx, x: Tensor, shape: readonly number[]) {
+    const lead = shape.length - x.rank;
+    if (lead < 0) throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to the lower rank ${fmtShape(shape)}`);
+    const strides = shape.map((d, i) => {
+      if (i < lead) return 0;
+      const src = x.shape[i - lead]!;
+      if (src === d) return x.strides[i - lead]!;
+      if (src === 1) return 0;
+      throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)} (dimension ${i}: ${src} vs ${d})`);
+    });
+    ctx.data = { inShape: x.shape, lead };
+    return x.view([...shape], strides, x.offset);
+  },
+  backward(ctx, g) {
+    const { inShape, lead } = ctx.data as { inShape: number[]; lead: number };
+    const axes: number[] = [];
+    g.shape.forEach((d, i) => {
+      if (i < lead || (inShape[i - lead] === 1 && d !== 1)) axes.push(i);
+    });
+    const summed = runSumAxes('expand', g, axes);
+    return [summed.view(inShape, contiguousStrides(inShape), 0)];
+  },
+});
+
+/** A row-major copy (or the tensor itself when already contiguous). */
+export const contiguous = defineOp({
+  name: 'contiguous',
+  forward(_ctx, x: Tensor) {
+    if (x.isContiguous) return x.view(x.shape, x.strides, x.offset);
+    return contiguousData('contiguous', x);
+  },
+  backward(_ctx, g) {
+    return [g];
+  },
+});
+
+/** Joins tensors of equal shape except along `axis`. */
+export const cat = defineOp({
+  name: 'cat',
+  forward(ctx, xs: readonly Tensor[], axis: number = 0) {
+    if (xs.length === 0) throw new ShapeError('cat: needs at least one tensor');
+    const first = xs[0]!;
+    const a = normAxis('cat', axis, first.rank);
+    for (const x of xs) {
+      const same = x.rank === first.rank && x.shape.every((d, i) => i === a || d === first.shape[i]) && x.dtype === first.dtype;
+      if (!same) {
+        throw new ShapeError(
+          `cat: ${xs.map((t) => `${fmtShape(t.shape)} ${t.dtype}`).join(', ')} differ outside axis ${axis} (or in dtype)`,
+        );
+      }
+    }
+    const shape = [...first.shape];
+    shape[a] = xs.reduce((s, x) => s + x.shape[a]!, 0);
+    const out = empty(shape, first.dtype);
+    const strides = contiguousStrides(shape);
+    let at = 0;
+    for (const x of xs) {
+      runCopy('cat', x, out.view(x.shape, strides, at * strides[a]!));
+      at += x.shape[a]!;
+    }
+    ctx.data = { a, sizes: xs.map((x) => x.shape[a]!) };
+    return out;
+  },
+  backward(ctx, g) {
+    const { a, sizes } = ctx.data as { a: number; sizes: number[] };
+    let at = 0;
+    return sizes.map((n) => {
+      const part = slice(g, a, at, at + n);
+      at += n;
+      return contiguousData('cat', part);
+    });
+  },
+});

@@ -1,0 +1,88 @@
+// Scopes that free a step's temporaries: every tensor created inside `tidy(fn)` is disposed when
+// fn returns, except what fn returns and what was passed to `keep()`.
+import type { Tensor } from './tensor.js';
+
+const scopes: Set<Tensor>[] = [];
+
+/** Registers a new tensor with the innermost open scope (internal). */
+export function trackTensor(t: Tensor): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+/** Removes a tensor from every open scope so no scope disposes it. Returns it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+/** A manually closed scope, for code that awaits between creating and freeing tensors. */
+export interface Scope {
+  /** Disposes the scope's tensors except `result`'s (which move to the enclosing scope). */
+  end<R>(result?: R): R | undefined;
+}
+
+/** Opens a scope that must be closed with `end()` (scopes nest; close them in reverse order). */
+export function startScope(): Scope {
+  const own = new Set<Tensor>();
+  scopes.push(own);
+  return {
+    end<R>(result?: R): R | undefined {
+      const i = scopes.lastIndexOf(own);
+      if (i !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
+      scopes.pop();
+      const kept = new Set<Tensor>();
+      collectTensors(result, kept);
+      for (const t of own) {
+        if (kept.has(t)) trackTensor(t);
+        else t.dispose('its tidy() scope ended');
+      }
+      return result;
+    },
+  };
+}
+
+/**
+ * Runs `fn` and disposes every tensor it created except those it returns (a tensor, or arrays
+ * and plain objects of tensors) and those passed to `keep()`.
+ * @example
+ * const loss = tidy(() => {
+ *   const l = crossEntropy(model(x), y);
+ *   l.backward();
+ *   return l;
+ * });
+ */
+export function tidy<R>(fn: () => R): R {
+  const scope = startScope();
+  let result: R;
+  try {
+    result = fn();
+  } catch (e) {
+    scope.end();
+    throw e;
+  }
+  if (result instanceof Promise) {
+    scope.end();
+    throw new Error('tidy: fn returned a Promise; use startScope()/end() around async code');
+  }
+  return scope.end(result) as R;
+}
+
+function collectTensors(value: unknown, out: Set<Tensor>): void {
+  if (value === null || typeof value !== 'object') return;
+  if (isTensor(value)) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collectTensors(v, out);
+    return;
+  }
+  if (Object.getPrototypeOf(value) === Object.prototype || value instanceof Map) {
+    const values = value instanceof Map ? [...value.values()] : Object.values(value);
+    for (const v of values) collectTensors(v, out);
+  }
+}
+
+function isTensor(v: object): v is Tensor {
+  return 'shape' in v && 'dtype' in v && typeof (v as { dispose?: unknown }).dispose === 'function' && 'node' in v;
+}
