@@ -288,3 +288,26 @@ test('lazily produced tensors are written in turn and read back', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('the browser-safe modules bundle for the browser with no Node built-in', async () => {
+  const { build } = await import('esbuild');
+  const src = join(import.meta.dirname, '..', '..', 'packages', 'llama', 'src');
+  const result = await build({
+    stdin: {
+      contents: ['config', 'source', 'safetensors', 'safetensors-checkpoint', 'dtype-convert', 'errors']
+        .map((m, i) => `export * as m${i} from './${m}.js';`)
+        .join('\n'),
+      resolveDir: src,
+      loader: 'ts',
+    },
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    write: false,
+    logLevel: 'silent',
+  });
+  assert.equal(result.errors.length, 0);
+  const code = result.outputFiles[0]!.text;
+  assert.ok(code.includes('SafetensorsFile = class'));
+  assert.ok(!/from\s+["']node:|require\(["']node:/.test(code));
+});
