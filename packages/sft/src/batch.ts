@@ -70,8 +70,10 @@ export function tokenizeRecord(record: QaRecord, template: PromptTemplate, token
   const { cutoffLen, trainOnInputs } = options;
   const fullPrompt = generatePrompt(template, record.instruction, record.input, record.output);
   const fullIds = tokenizer.encode(fullPrompt, { addBos: true, addEos: false });
-  const inputIds = tokenizeText(tokenizer, fullPrompt, cutoffLen, true);
-  const eosAppended = inputIds.length > Math.min(fullIds.length, cutoffLen);
+  // tokenizeText(tokenizer, fullPrompt, cutoffLen, true), reusing the untruncated ids.
+  const inputIds = fullIds.slice(0, cutoffLen);
+  const eosAppended = inputIds.length < cutoffLen && inputIds[inputIds.length - 1] !== tokenizer.eosId;
+  if (eosAppended) inputIds.push(tokenizer.eosId);
   let labels = inputIds.slice();
   const promptLength = tokenizeText(tokenizer, generatePrompt(template, record.instruction, record.input), cutoffLen, false).length;
   if (!trainOnInputs) {
