@@ -1,0 +1,69 @@
+// Shared test helpers: one WebGPU device per test process, closeness checks that name the first
+// mismatch, and central finite differences.
+import assert from 'node:assert/strict';
+import { initWebGPU, tensor, type Tensor, type DeviceInfo } from '@huatuo/tensor';
+
+let info: Promise<DeviceInfo> | null = null;
+
+/** Opens the device once per process. */
+export function gpu(): Promise<DeviceInfo> {
+  info ??= initWebGPU();
+  return info;
+}
+
+export interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+/** Asserts |actual - expected| <= atol + rtol * |expected| elementwise; names the first bad index. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs expected ${expected.length}`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    if (e === a) continue;
+    const bound = tol.atol + tol.rtol * Math.abs(e);
+    if (!(Math.abs(a - e) <= bound)) {
+      assert.fail(`${what}: first mismatch at index ${i}: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)} > ${bound})`);
+    }
+  }
+}
+
+/** Seeded values in [-1, 1) from a 32-bit LCG, for test inputs. */
+export function seededValues(n: number, seed: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/**
+ * Central finite differences of a scalar function of one f32 input, evaluated on the GPU:
+ * d f / d x_i ~ (f(x + h e_i) - f(x - h e_i)) / 2h.
+ */
+export async function finiteDifferences(
+  f: (x: Tensor) => Tensor,
+  x: Float32Array,
+  shape: readonly number[],
+  h = 1e-2,
+): Promise<Float64Array> {
+  const grad = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const plus = Float32Array.from(x);
+    const minus = Float32Array.from(x);
+    plus[i] = plus[i]! + h;
+    minus[i] = minus[i]! - h;
+    const tp = tensor(plus, shape);
+    const tm = tensor(minus, shape);
+    const fp = f(tp);
+    const fm = f(tm);
+    grad[i] = ((await fp.item()) - (await fm.item())) / (2 * h);
+    for (const t of [tp, tm, fp, fm]) t.dispose();
+  }
+  return grad;
+}
