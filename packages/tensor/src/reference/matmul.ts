@@ -1,0 +1,70 @@
+// CPU reference of the batched matrix product [..., M, K] x [..., K, N] -> [..., M, N] with
+// broadcast batch dimensions, and its gradients.
+import { refBroadcastShape, refSumToShape } from './elementwise.js';
+import { refZeros, unravel, type RefTensor } from './ref-tensor.js';
+
+/** Offset of matrix `batchIdx` (a multi-index of the broadcast batch shape) in a tensor of `shape`. */
+function matrixOffset(batchIdx: readonly number[], shape: readonly number[]): number {
+  const batchRank = shape.length - 2;
+  const lead = batchIdx.length - batchRank;
+  let flat = 0;
+  for (let d = 0; d < batchRank; d++) {
+    const n = shape[d]!;
+    flat = flat * n + (n === 1 ? 0 : batchIdx[lead + d]!);
+  }
+  return flat * shape[batchRank]! * shape[batchRank + 1]!;
+}
+
+/** c[..., m, n] = sum_k a[..., m, k] b[..., k, n], batch dims broadcast. */
+export function refMatmul(a: RefTensor, b: RefTensor): RefTensor {
+  const [M, K] = a.shape.slice(-2) as [number, number];
+  const [K2, N] = b.shape.slice(-2) as [number, number];
+  if (K !== K2) throw new Error(`reference: matmul inner dims ${K} and ${K2} differ`);
+  const batchShape = refBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = refZeros([...batchShape, M, N]);
+  const batches = batchShape.reduce((p, d) => p * d, 1);
+  for (let bi = 0; bi < batches; bi++) {
+    const idx = unravel(bi, batchShape);
+    const ao = matrixOffset(idx, a.shape);
+    const bo = matrixOffset(idx, b.shape);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a.data[ao + m * K + k]! * b.data[bo + k * N + n]!;
+        out.data[bi * M * N + m * N + n] = s;
+      }
+    }
+  }
+  return out;
+}
+
+/** Gradients of c = a b: da = g b^T, db = a^T g, each summed over the batch dims it was broadcast along. */
+export function refMatmulBackward(a: RefTensor, b: RefTensor, g: RefTensor): [RefTensor, RefTensor] {
+  const [M, K] = a.shape.slice(-2) as [number, number];
+  const N = b.shape[b.shape.length - 1]!;
+  const batchShape = g.shape.slice(0, -2);
+  const da = refZeros([...batchShape, M, K]);
+  const db = refZeros([...batchShape, K, N]);
+  const batches = batchShape.reduce((p, d) => p * d, 1);
+  for (let bi = 0; bi < batches; bi++) {
+    const idx = unravel(bi, batchShape);
+    const ao = matrixOffset(idx, a.shape);
+    const bo = matrixOffset(idx, b.shape);
+    const go = bi * M * N;
+    for (let m = 0; m < M; m++) {
+      for (let k = 0; k < K; k++) {
+        let s = 0;
+        for (let n = 0; n < N; n++) s += g.data[go + m * N + n]! * b.data[bo + k * N + n]!;
+        da.data[bi * M * K + m * K + k] = s;
+      }
+    }
+    for (let k = 0; k < K; k++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let m = 0; m < M; m++) s += a.data[ao + m * K + k]! * g.data[go + m * N + n]!;
+        db.data[bi * K * N + k * N + n] = s;
+      }
+    }
+  }
+  return [refSumToShape(da, a.shape), refSumToShape(db, b.shape)];
+}
