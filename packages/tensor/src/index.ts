@@ -31,5 +31,22 @@ export { where, maskedFill, cast } from './ops/select.js';
 export { defineOp } from './ops/define.js';
 export type { OpDef, OpContext, Op } from './ops/define.js';
 
+// CPU references of the core ops (float64 loops written from the math)
+export { refTensor, refZeros, refNumel } from './reference/ref-tensor.js';
+export type { RefTensor } from './reference/ref-tensor.js';
+export {
+  refBroadcastShape, refBroadcastTo, refSumToShape,
+  refAdd, refAddBackward, refSub, refSubBackward, refMul, refMulBackward, refDiv, refDivBackward, refNeg, refNegBackward,
+  refExp, refExpBackward, refLog, refLogBackward, refSqrt, refSqrtBackward, refRsqrt, refRsqrtBackward,
+  refPow, refPowBackward, refSilu, refSiluBackward, refRelu, refReluBackward,
+  refWhere, refWhereBackward, refRoundToF16, refCast, refCastBackward,
+} from './reference/elementwise.js';
+export { refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward } from './reference/reduce.js';
+export { refMatmul, refMatmulBackward } from './reference/matmul.js';
+export {
+  refReshape, refReshapeBackward, refPermute, refPermuteBackward, refTranspose, refSlice, refSliceBackward,
+  refExpand, refExpandBackward, refCat, refCatBackward,
+} from './reference/views.js';
+
 // Errors
 export { TensorError, ShapeError, DTypeError, DisposedError, DeviceError, ValueError, AutogradError } from './errors.js';
