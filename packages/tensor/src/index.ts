@@ -31,6 +31,21 @@ export { where, maskedFill, cast } from './ops/select.js';
 export { defineOp } from './ops/define.js';
 export type { OpDef, OpContext, Op } from './ops/define.js';
 
+// Optimizers and learning-rate schedules
+export { AdamW } from './optim/adamw.js';
+export type { AdamWOptions } from './optim/adamw.js';
+export { SGD } from './optim/sgd.js';
+export type { SGDOptions } from './optim/sgd.js';
+export { Optimizer } from './optim/optimizer.js';
+export type { ParamGroup, OptimizerStateDict, OptionValue } from './optim/optimizer.js';
+export { clipGradNorm } from './optim/clip.js';
+export {
+  LambdaLR, linearWarmupDecay, cosineWarmupDecay, linearScheduleWithWarmup, cosineScheduleWithWarmup,
+} from './optim/schedule.js';
+export type { LrLambda, LrSchedulable } from './optim/schedule.js';
+export { refAdamWState, refAdamWStep, refSgdStep, refClipGradNorm } from './reference/optim.js';
+export type { RefAdamWOptions, RefAdamWState, RefSgdOptions, RefSgdState } from './reference/optim.js';
+
 // CPU references of the core ops (float64 loops written from the math)
 export { refTensor, refZeros, refNumel } from './reference/ref-tensor.js';
 export type { RefTensor } from './reference/ref-tensor.js';

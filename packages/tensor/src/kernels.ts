@@ -33,6 +33,11 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   reduce_max: { uniform: true, bindings: [read('x'), write('y'), write('idx')] },
   scatter_max_grad: { uniform: true, bindings: [read('g'), read('idx'), write('dx')] },
   matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
+  adamw: { uniform: true, bindings: [write('param'), read('grad'), write('m'), write('v')] },
+  sgd: { uniform: true, bindings: [write('param'), read('grad'), write('buf')] },
+  clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },
+  clip_norm: { uniform: true, bindings: [read('partial'), write('out')] },
+  clip_scale: { uniform: true, bindings: [write('g'), read('coef')] },
 };
 
 /** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */

@@ -1,0 +1,36 @@
+// Partial sums of squares of one gradient, for the global L2 norm of clip_grad_norm:
+// partial[base + w] = sum of g[offset + i]^2 over the elements i that workgroup w visits
+// (i = w * 256 + lid, then strides of num_workgroups * 256). Accumulates in f32.
+// Bindings: 0 Params (uniform); 1 g: array<T> read; 2 partial: array<f32> read_write.
+// Workgroup: 256 threads, a tree reduction in workgroup memory; 1-D grid of at most 256 workgroups.
+alias T = f32;
+
+struct Params {
+  numel: u32,
+  offset: u32,
+  base: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> u: Params;
+@group(0) @binding(1) var<storage, read> g: array<T>;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+
+var<workgroup> acc: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  var s = 0.0;
+  for (var i = wid.x * 256u + lid; i < u.numel; i += nwg.x * 256u) {
+    let x = f32(g[u.offset + i]);
+    s = fma(x, x, s);
+  }
+  acc[lid] = s;
+  workgroupBarrier();
+  for (var k = 128u; k > 0u; k >>= 1u) {
+    if (lid < k) { acc[lid] += acc[lid + k]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { partial[u.base + wid.x] = acc[0]; }
+}
