@@ -32,8 +32,9 @@ function sumLike(op: string, scaleOf: (n: number) => number) {
     // d sum/dx = 1 (mean: 1/n) broadcast over the reduced axes
     backward(ctx, g) {
       const { inShape, keptShape, scale } = ctx.data as { inShape: number[]; keptShape: number[]; scale: number };
-      const gk = g.view(keptShape, contiguousStrides(keptShape), g.offset);
-      const spread = expand(contiguousData(op, gk), inShape);
+      // g may be any view (a transpose downstream): make it row-major before re-viewing its shape.
+      const gk = contiguousData(op, g).view(keptShape, contiguousStrides(keptShape), 0);
+      const spread = expand(gk, inShape);
       return [scale === 1 ? contiguousData(op, spread) : runUnary(op, spread, 'v * c', scale)];
     },
   });

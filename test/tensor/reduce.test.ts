@@ -1,0 +1,186 @@
+// Reductions against the CPU reference: sum and mean over axis sets with keepdim, max and argmax
+// over one axis (first index on ties), forward on fast-check shapes and views, backward by finite
+// differences and against the reference.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  sum, mean, max, argmax, mul, cast, tensor, transpose, slice, startScope, hasF16, numel,
+  refTensor, refTranspose, refSlice, refCast, refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward,
+  type RefTensor, type Tensor,
+} from '@huatuo/tensor';
+import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
+
+before(async () => {
+  await gpu();
+});
+
+type Layout = 'contiguous' | 'transposed' | 'sliced';
+
+/** A GPU tensor of `shape` in the given layout and its reference; `quantize` makes ties likely. */
+function input(shape: readonly number[], seed: number, layout: Layout, quantize = false): { t: Tensor; ref: RefTensor } {
+  const make = (s: readonly number[]) => {
+    const values = seededValues(numel(s), seed).map((v) => (quantize ? Math.round(v * 3) / 4 : v));
+    return { t: tensor(values, s), ref: refTensor(values, s) };
+  };
+  if (layout === 'transposed' && shape.length >= 2) {
+    const base = make([...shape.slice(0, -2), shape[shape.length - 1]!, shape[shape.length - 2]!]);
+    return { t: transpose(base.t), ref: refTranspose(base.ref) };
+  }
+  if (layout === 'sliced' && shape.length >= 1) {
+    const last = shape[shape.length - 1]!;
+    const base = make([...shape.slice(0, -1), last + 2]);
+    return { t: slice(base.t, -1, 1, 1 + last), ref: refSlice(base.ref, -1, 1, 1 + last) };
+  }
+  return make(shape);
+}
+
+async function scoped<R>(body: () => Promise<R>): Promise<R> {
+  const scope = startScope();
+  try {
+    return await body();
+  } finally {
+    scope.end();
+  }
+}
+
+const dim = fc.constantFrom(1, 2, 3, 5, 17, 65, 257);
+const shapeArb = fc.array(dim, { minLength: 1, maxLength: 4 }).filter((s) => numel(s) <= 6000);
+const layoutArb = fc.constantFrom<Layout>('contiguous', 'transposed', 'sliced');
+/** A shape and a subset of its axes (some given as negative numbers), or undefined for all. */
+const axesCase = fc
+  .record({ shape: shapeArb, pick: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), negative: fc.boolean(), all: fc.boolean() })
+  .map(({ shape, pick, negative, all }) => {
+    const axes = shape.map((_, i) => i).filter((i) => pick[i]).map((i) => (negative ? i - shape.length : i));
+    return { shape, axes: all ? undefined : axes.length > 0 ? axes : [0] };
+  });
+
+const sumTol = { atol: 1e-4, rtol: 1e-5 };
+
+test('sum and mean over any set of axes, with and without keepdim, match the reference on views', async () => {
+  await fc.assert(
+    fc.asyncProperty(axesCase, layoutArb, fc.boolean(), fc.nat(1 << 20), async ({ shape, axes }, layout, keepdim, seed) =>
+      scoped(async () => {
+        const x = input(shape, seed, layout);
+        const s = sum(x.t, axes, keepdim);
+        const expected = refSum(x.ref, axes, keepdim);
+        assert.deepEqual(s.shape, expected.shape, `sum shape of [${shape}] over ${axes}`);
+        assertClose(await s.toArray(), expected.data, sumTol, `sum [${shape}] (${layout}) axes ${axes} keepdim ${keepdim}`);
+        const m = mean(x.t, axes, keepdim);
+        assertClose(await m.toArray(), refMean(x.ref, axes, keepdim).data, sumTol, `mean [${shape}] (${layout}) axes ${axes}`);
+      }),
+    ),
+    { numRuns: 25 },
+  );
+});
+
+test('max and argmax over one axis match the reference, taking the first index on ties', async () => {
+  await fc.assert(
+    fc.asyncProperty(shapeArb, fc.nat(3), layoutArb, fc.boolean(), fc.nat(1 << 20), async (shape, axisPick, layout, keepdim, seed) =>
+      scoped(async () => {
+        const axis = axisPick % shape.length;
+        const x = input(shape, seed, layout, true);
+        const expected = refMax(x.ref, axis, keepdim);
+        const values = max(x.t, axis, keepdim);
+        assert.deepEqual(values.shape, expected.values.shape);
+        assertClose(await values.toArray(), expected.values.data, { atol: 0, rtol: 0 }, `max [${shape}] axis ${axis}`);
+        const idx = argmax(x.t, axis - shape.length, keepdim);
+        assert.equal(idx.dtype, 'i32');
+        assertClose(await idx.toArray(), expected.indices.data, { atol: 0, rtol: 0 }, `argmax [${shape}] axis ${axis}`);
+      }),
+    ),
+    { numRuns: 25 },
+  );
+});
+
+test('f16 sum and max match the reference on f16-rounded inputs', async (t) => {
+  if (!hasF16()) return t.skip('adapter lacks shader-f16');
+  await fc.assert(
+    fc.asyncProperty(axesCase, fc.nat(1 << 20), async ({ shape, axes }, seed) =>
+      scoped(async () => {
+        const x = input(shape, seed, 'contiguous');
+        const x16 = cast(x.t, 'f16');
+        const r16 = refCast(x.ref, 'f16');
+        const s = refSum(r16, axes);
+        assertClose(await sum(x16, axes).toArray(), refCast(s, 'f16').data, { atol: 2e-3, rtol: 2e-3 }, `f16 sum [${shape}] axes ${axes}`);
+        assertClose(await max(x16, 0).toArray(), refMax(r16, 0).values.data, { atol: 0, rtol: 0 }, `f16 max [${shape}]`);
+      }),
+    ),
+    { numRuns: 10 },
+  );
+});
+
+function projection(shape: readonly number[], seed: number): { w: Tensor; rw: RefTensor } {
+  const values = seededValues(numel(shape), seed);
+  return { w: tensor(values, shape), rw: refTensor(values, shape) };
+}
+
+test('sum, mean and max gradients match central finite differences', async () => {
+  const shape = [2, 3, 4];
+  const values = seededValues(24, 61);
+  const cases: [string, (x: Tensor) => Tensor, number[]][] = [
+    ['sum over [0, 2]', (x) => sum(x, [0, 2]), [3]],
+    ['mean over axis 1 keepdim', (x) => mean(x, 1, true), [2, 1, 4]],
+    ['max over axis 1', (x) => max(x, 1), [2, 4]],
+    ['max over axis -1 keepdim', (x) => max(x, -1, true), [2, 3, 1]],
+  ];
+  for (const [what, f, outShape] of cases) {
+    await scoped(async () => {
+      const { w } = projection(outShape, 62);
+      const x = tensor(values, shape).requireGrad();
+      sum(mul(f(x), w)).backward();
+      const fd = await finiteDifferences((v) => sum(mul(f(v), w)), values, shape, 1e-3);
+      assertClose(await x.grad!.toArray(), fd, { atol: 5e-3, rtol: 5e-3 }, `${what} vs finite differences`);
+    });
+  }
+});
+
+test('sum, mean and max gradients match the reference on larger shapes with ties', async () => {
+  await fc.assert(
+    fc.asyncProperty(axesCase, fc.boolean(), fc.nat(1 << 20), async ({ shape, axes }, keepdim, seed) =>
+      scoped(async () => {
+        const x = input(shape, seed, 'contiguous', true);
+        x.t.requireGrad();
+        const s = sum(x.t, axes, keepdim);
+        const ps = projection(s.shape, seed + 1);
+        sum(mul(s, ps.w)).backward();
+        assertClose(await x.t.grad!.toArray(), refSumBackward(x.ref, axes, keepdim, ps.rw).data, sumTol, `sum gradient [${shape}] axes ${axes}`);
+        x.t.grad!.dispose();
+        x.t.grad = null;
+        const m = mean(x.t, axes, keepdim);
+        sum(mul(m, ps.w)).backward();
+        assertClose(await x.t.grad!.toArray(), refMeanBackward(x.ref, axes, keepdim, ps.rw).data, sumTol, `mean gradient [${shape}] axes ${axes}`);
+        x.t.grad!.dispose();
+        x.t.grad = null;
+        const axis = shape.length - 1;
+        const mx = max(x.t, axis, keepdim);
+        const pm = projection(mx.shape, seed + 2);
+        sum(mul(mx, pm.w)).backward();
+        assertClose(await x.t.grad!.toArray(), refMaxBackward(x.ref, axis, keepdim, pm.rw).data, { atol: 0, rtol: 0 }, `max gradient [${shape}]`);
+      }),
+    ),
+    { numRuns: 15 },
+  );
+});
+
+test('reduction gradients are right when the incoming gradient is a non-contiguous view', async () => {
+  await scoped(async () => {
+    const values = seededValues(24, 71);
+    const rx = refTensor(values, [2, 3, 4]);
+    const { w, rw } = projection([3, 2], 72);
+    // sum/mean over the last axis gives [2, 3]; its transpose [3, 2] meets w, so the gradient
+    // arriving at the reduction is a transposed view.
+    const expectedSum = refSumBackward(rx, 2, false, refTranspose(rw));
+    const x = tensor(values, [2, 3, 4]).requireGrad();
+    sum(mul(transpose(sum(x, 2)), w)).backward();
+    assertClose(await x.grad!.toArray(), expectedSum.data, { atol: 1e-6, rtol: 1e-6 }, 'sum gradient through a transpose');
+    x.grad!.dispose();
+    x.grad = null;
+    sum(mul(transpose(mean(x, 2)), w)).backward();
+    assertClose(await x.grad!.toArray(), refMeanBackward(rx, 2, false, refTranspose(rw)).data, { atol: 1e-6, rtol: 1e-6 }, 'mean gradient through a transpose');
+    x.grad!.dispose();
+    x.grad = null;
+    sum(mul(transpose(max(x, 2)), w)).backward();
+    assertClose(await x.grad!.toArray(), refMaxBackward(rx, 2, false, refTranspose(rw)).data, { atol: 0, rtol: 0 }, 'max gradient through a transpose');
+  });
+});
