@@ -1,0 +1,56 @@
+// Memory discipline of a training loop: forward, backward and an AdamW step inside tidy() must
+// reuse the same pooled buffers every iteration, compile nothing after the first step, and
+// never read back.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AdamW, mean, relu, runtimeStats, silu, tensor, tidy, type RuntimeStats } from '@huatuo/tensor';
+import { gpu, seededValues } from './helpers.js';
+
+const [B, I, H, O] = [16, 8, 32, 4];
+const ITERATIONS = 200;
+
+test('200 training iterations inside tidy() keep buffers, bytes, created buffers and pipelines flat and never read back', async () => {
+  await gpu();
+  const x = tensor(seededValues(B * I, 1), [B, I]);
+  const y = tensor(seededValues(B * O, 2), [B, O]);
+  const w1 = tensor(seededValues(I * H, 3, 0.5), [I, H], { requiresGrad: true });
+  const b1 = tensor(seededValues(H, 4, 0.1), [H], { requiresGrad: true });
+  const w2 = tensor(seededValues(H * O, 5, 0.5), [H, O], { requiresGrad: true });
+  const b2 = tensor(seededValues(O, 6, 0.1), [O], { requiresGrad: true });
+  const opt = new AdamW([w1, b1, w2, b2], { lr: 1e-2 });
+  // relu and silu of the same pre-activation: a tensor used twice, so backward sums two gradients.
+  const forward = () => {
+    const a = x.matmul(w1).add(b1); // [B, H]
+    const h = relu(a).add(silu(a));
+    const d = h.matmul(w2).add(b2).sub(y); // [B, O]
+    return mean(d.mul(d));
+  };
+  const readbacksBefore = runtimeStats().readbacks;
+  const initialLoss = tidy(() => forward());
+  const stats: RuntimeStats[] = [];
+  for (let i = 1; i <= ITERATIONS; i++) {
+    tidy(() => {
+      forward().backward();
+      opt.step();
+      opt.zeroGrad();
+    });
+    stats[i] = runtimeStats();
+  }
+  const after = runtimeStats();
+  assert.equal(after.readbacks, readbacksBefore, 'the training loop read back from the GPU');
+  const at10 = stats[10]!;
+  const at200 = stats[ITERATIONS]!;
+  for (const key of ['buffersInUse', 'bytesInUse', 'buffersCreated'] as const) {
+    assert.equal(at200[key], at10[key], `${key} grew from ${at10[key]} at iteration 10 to ${at200[key]} at iteration ${ITERATIONS}`);
+  }
+  assert.equal(at200.pipelines, stats[1]!.pipelines, 'pipelines were compiled after the first step');
+  // Parameters, data, the AdamW moments and the initial loss are all that stays alive.
+  const tensorsAlive = 6 + 2 * 4 + 1;
+  assert.equal(at200.buffersInUse, tensorsAlive, `buffers in use: ${at200.buffersInUse}, expected ${tensorsAlive}`);
+  const finalLoss = tidy(() => forward());
+  const [l0, l1] = [await initialLoss.item(), await finalLoss.item()];
+  assert.ok(l1 < l0 * 0.5, `training did not reduce the loss: ${l0} -> ${l1}`);
+  assert.equal(runtimeStats().readbacks, readbacksBefore + 2);
+  for (const t of [x, y, w1, b1, w2, b2, initialLoss, finalLoss]) t.dispose();
+  opt.dispose();
+});
