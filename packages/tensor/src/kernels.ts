@@ -38,6 +38,27 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },
   clip_norm: { uniform: true, bindings: [read('partial'), write('out')] },
   clip_scale: { uniform: true, bindings: [write('g'), read('coef')] },
+  softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
+  softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
+  log_softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
+  log_softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
+  rmsnorm_forward: { uniform: true, bindings: [read('x'), read('w'), write('y'), write('rstd')] },
+  rmsnorm_backward: { uniform: true, bindings: [read('x'), read('w'), read('dy'), read('rstd'), write('dx')] },
+  rmsnorm_dweight: { uniform: true, bindings: [read('x'), read('dy'), read('rstd'), write('dw')] },
+  rope: { uniform: true, bindings: [read('x'), read('positions'), read('cos_t'), read('sin_t'), write('out')] },
+  embedding_forward: { uniform: true, bindings: [read('ids'), read('table'), write('out')] },
+  embedding_backward_csr: {
+    uniform: true,
+    bindings: [read('dy'), read('uniq'), read('offsets'), read('positions'), write('dtable')],
+  },
+  embedding_backward_scan: { uniform: true, bindings: [read('dy'), read('ids'), write('dtable')] },
+  cross_entropy_forward: { uniform: true, bindings: [read('x'), read('targets'), write('loss'), write('lse'), write('valid')] },
+  cross_entropy_reduce: { uniform: true, bindings: [read('loss'), read('valid'), write('out'), write('count')] },
+  cross_entropy_backward: {
+    uniform: true,
+    bindings: [read('x'), read('targets'), read('lse'), read('g'), read('count'), write('dx')],
+  },
+  dropout: { uniform: true, bindings: [read('x'), write('y')] },
 };
 
 /** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */

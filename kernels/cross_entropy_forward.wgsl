@@ -1,0 +1,71 @@
+// Cross-entropy forward, one row of contiguous logits [N, V] per workgroup, without materialising
+// softmax: lse[n] = m + log(sum_v exp(x[n, v] - m)), m = max_v x[n, v];
+// loss[n] = lse[n] - x[n, t] for t = targets[n], 0 where t == ignore_index; valid[n] = 1 or 0.
+// A target outside [0, V) that is not ignore_index gives NaN (host targets are checked before dispatch).
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 targets: array<i32> read ([N]);
+// 3 loss: array<f32> read_write ([N]); 4 lse: array<f32> read_write ([N]); 5 valid: array<f32> read_write ([N]).
+// Workgroup: 64 threads per row, strided over V, tree reductions in workgroup memory; one
+// workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
+alias T = f32;
+
+struct Params {
+  N: u32,
+  V: u32,
+  ignore_index: i32,
+  _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> targets: array<i32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> valid: array<f32>;
+
+var<workgroup> partial: array<f32, 64>;
+
+// Not const-evaluated, so NaN and infinities are allowed.
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.N) { return; }
+  let base = row * p.V;
+  var m = f32_from_bits(0xff800000u);
+  for (var v = lid; v < p.V; v += 64u) { m = max(m, f32(x[base + v])); }
+  partial[lid] = m;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (lid < k) { partial[lid] = max(partial[lid], partial[lid + k]); }
+    workgroupBarrier();
+  }
+  m = partial[0];
+  workgroupBarrier();
+  var s = 0.0;
+  for (var v = lid; v < p.V; v += 64u) { s += exp(f32(x[base + v]) - m); }
+  partial[lid] = s;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (lid < k) { partial[lid] += partial[lid + k]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let l = m + log(partial[0]);
+    lse[row] = l;
+    let t = targets[row];
+    if (t == p.ignore_index) {
+      loss[row] = 0.0;
+      valid[row] = 0.0;
+    } else if (t < 0 || u32(t) >= p.V) {
+      loss[row] = f32_from_bits(0x7fc00000u);
+      valid[row] = 1.0;
+    } else {
+      loss[row] = l - f32(x[base + u32(t)]);
+      valid[row] = 1.0;
+    }
+  }
+}

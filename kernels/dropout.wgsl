@@ -1,0 +1,37 @@
+// Dropout with a counter-based keep mask: h = hash32(seed, i) (the host's hash32 in random.ts, in
+// integer ops only); keep when h / 2^32 >= p, i.e. h >= threshold = ceil(p * 2^32) (none kept when
+// drop_all is 1); y[i] = keep ? x[i] * scale : 0 with scale = 1 / (1 - p). The backward applies the
+// same kernel, seed and threshold to dy.
+// Bindings: 0 Params (uniform); 1 x: array<T> read (contiguous); 2 y: array<T> read_write.
+// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+alias T = f32;
+
+struct Params {
+  numel: u32,
+  seed: u32,
+  threshold: u32,
+  drop_all: u32,
+  scale: f32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+fn hash32(seed: u32, counter: u32) -> u32 {
+  var z = seed * 0x9e3779b9u + counter * 0x85ebca6bu + 0x6a09e667u;
+  z = (z ^ (z >> 16u)) * 0x85ebca6bu;
+  z = (z ^ (z >> 13u)) * 0xc2b2ae35u;
+  return z ^ (z >> 16u);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.numel) { return; }
+  let keep = p.drop_all == 0u && hash32(p.seed, i) >= p.threshold;
+  y[i] = select(T(0.0), T(f32(x[i]) * p.scale), keep);
+}

@@ -1,0 +1,36 @@
+// Embedding backward by rows grouped on the host (CSR): for each unique id u[k],
+// dtable[u[k], c] = sum_{q in offsets[k] .. offsets[k+1]} dy[positions[q], c], in ascending position
+// order (deterministic, no atomics). Rows of dtable not named in u are left as they are (zeros).
+// Bindings: 0 Params (uniform); 1 dy: array<T> read ([N, C]); 2 uniq: array<i32> read ([U]);
+// 3 offsets: array<i32> read ([U + 1]); 4 positions: array<i32> read ([N]); 5 dtable: array<T> read_write ([V, C]).
+// Workgroup: 64 threads per unique id, strided over C; one workgroup per unique id, 2-D grid beyond 65535.
+alias T = f32;
+
+struct Params {
+  U: u32,
+  C: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read> uniq: array<i32>;
+@group(0) @binding(3) var<storage, read> offsets: array<i32>;
+@group(0) @binding(4) var<storage, read> positions: array<i32>;
+@group(0) @binding(5) var<storage, read_write> dtable: array<T>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let k = wid.x + wid.y * nwg.x;
+  if (k >= p.U) { return; }
+  let row = u32(uniq[k]) * p.C;
+  let first = u32(offsets[k]);
+  let last = u32(offsets[k + 1u]);
+  for (var c = lid; c < p.C; c += 64u) {
+    var acc = 0.0;
+    for (var q = first; q < last; q++) { acc += f32(dy[u32(positions[q]) * p.C + c]); }
+    dtable[row + c] = T(acc);
+  }
+}

@@ -1,0 +1,33 @@
+// Embedding backward for ids that live only on the GPU: one workgroup per table row v scans every
+// id and sums the matching rows of dy in ascending position order (deterministic, no atomics):
+// dtable[v, c] = sum_{n : ids[n] == v} dy[n, c]. Costs V * N id comparisons.
+// Bindings: 0 Params (uniform); 1 dy: array<T> read ([N, C]); 2 ids: array<i32> read ([N]);
+// 3 dtable: array<T> read_write ([V, C]).
+// Workgroup: 64 threads per table row, strided over C; one workgroup per row, 2-D grid beyond 65535.
+alias T = f32;
+
+struct Params {
+  V: u32,
+  C: u32,
+  N: u32,
+  _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read> ids: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dtable: array<T>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let v = wid.x + wid.y * nwg.x;
+  if (v >= p.V) { return; }
+  for (var c = lid; c < p.C; c += 64u) {
+    var acc = 0.0;
+    for (var n = 0u; n < p.N; n++) {
+      if (ids[n] == i32(v)) { acc += f32(dy[n * p.C + c]); }
+    }
+    dtable[v * p.C + c] = T(acc);
+  }
+}

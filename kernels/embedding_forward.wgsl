@@ -1,0 +1,29 @@
+// Embedding lookup: out[n, c] = table[ids[n], c] for contiguous ids [N] (i32) and table [V, C];
+// an id outside [0, V) gives a row of zeros (ids with a host copy are checked before dispatch).
+// Bindings: 0 Params (uniform); 1 ids: array<i32> read; 2 table: array<T> read; 3 out: array<T> read_write.
+// Workgroup: 256 threads, one output element each; 2-D grid beyond 65535 workgroups.
+alias T = f32;
+
+struct Params {
+  numel: u32,
+  C: u32,
+  V: u32,
+  _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<i32>;
+@group(0) @binding(2) var<storage, read> table: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.numel) { return; }
+  let n = i / p.C;
+  let c = i % p.C;
+  let id = ids[n];
+  var v = T(0.0);
+  if (id >= 0 && u32(id) < p.V) { v = table[u32(id) * p.C + c]; }
+  out[i] = v;
+}

@@ -1,0 +1,47 @@
+// RMSNorm backward for dx over the last axis of contiguous [rows, C] tensors. With r = rstd[r],
+// xhat = x * r and dh = dy * w: dx[r, c] = r * (dh[r, c] - xhat[r, c] * mean_k dh[r, k] * xhat[r, k]).
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 w: array<T> read ([C]); 3 dy: array<T> read;
+// 4 rstd: array<f32> read ([rows]); 5 dx: array<T> read_write.
+// Workgroup: 64 threads per row, strided over C, a tree reduction in workgroup memory; one
+// workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
+alias T = f32;
+
+struct Params {
+  rows: u32,
+  C: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read> rstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<T>;
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  let r = rstd[row];
+  var s = 0.0;
+  for (var c = lid; c < p.C; c += 64u) {
+    s += f32(dy[base + c]) * f32(w[c]) * f32(x[base + c]) * r;
+  }
+  partial[lid] = s;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (lid < k) { partial[lid] += partial[lid + k]; }
+    workgroupBarrier();
+  }
+  let m = partial[0] / f32(p.C);
+  for (var c = lid; c < p.C; c += 64u) {
+    let xhat = f32(x[base + c]) * r;
+    dx[base + c] = T(r * (f32(dy[base + c]) * f32(w[c]) - xhat * m));
+  }
+}

@@ -1,0 +1,31 @@
+// RMSNorm weight gradient: dw[c] = sum_r dy[r, c] * T(x[r, c] * rstd[r]) over contiguous [rows, C]
+// tensors, summed in row order (deterministic, no atomics).
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 dy: array<T> read; 3 rstd: array<f32> read ([rows]);
+// 4 dw: array<T> read_write ([C]).
+// Workgroup: 64 threads, one column each (adjacent threads read adjacent columns); ceil(C/64) workgroups.
+alias T = f32;
+
+struct Params {
+  rows: u32,
+  C: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dw: array<T>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = gid.x + gid.y * nwg.x * 64u;
+  if (c >= p.C) { return; }
+  var acc = 0.0;
+  for (var r = 0u; r < p.rows; r++) {
+    let i = r * p.C + c;
+    acc += f32(dy[i]) * f32(T(f32(x[i]) * rstd[r]));
+  }
+  dw[c] = T(acc);
+}

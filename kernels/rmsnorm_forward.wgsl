@@ -1,0 +1,47 @@
+// RMSNorm forward (Hugging Face LlamaRMSNorm) over the last axis of a contiguous [rows, C] tensor:
+// r_r = 1 / sqrt(mean_k x[r, k]^2 + eps) in f32; y[r, c] = w[c] * T(x[r, c] * r_r); rstd[r] = r_r.
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 w: array<T> read ([C]); 3 y: array<T> read_write;
+// 4 rstd: array<f32> read_write ([rows], saved for backward).
+// Workgroup: 64 threads per row, strided over C, a tree reduction in workgroup memory; one
+// workgroup per row, 2-D grid beyond 65535 rows.
+alias T = f32;
+
+struct Params {
+  rows: u32,
+  C: u32,
+  eps: f32,
+  _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  var s = 0.0;
+  for (var c = lid; c < p.C; c += 64u) {
+    let v = f32(x[base + c]);
+    s += v * v;
+  }
+  partial[lid] = s;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (lid < k) { partial[lid] += partial[lid + k]; }
+    workgroupBarrier();
+  }
+  let r = inverseSqrt(partial[0] / f32(p.C) + p.eps);
+  for (var c = lid; c < p.C; c += 64u) {
+    let h = T(f32(x[base + c]) * r);
+    y[base + c] = T(f32(w[c]) * f32(h));
+  }
+  if (lid == 0u) { rstd[row] = r; }
+}

@@ -1,0 +1,57 @@
+// Rotary position embedding, Hugging Face LLaMA rotate_half convention, on a contiguous [N, T, D]
+// tensor (N = product of the leading dims) with h = D/2 and, for j < h, c = cos(pos * inv_freq[j]),
+// s = sin(pos * inv_freq[j]) from the host-computed f32 tables (rounded to T as HF casts them):
+// out[n, t, j] = x[j] * c - x[j + h] * s; out[n, t, j + h] = x[j + h] * c + x[j] * s.
+// sign = -1 applies the inverse rotation (the backward). pos = positions[(n / per_batch) * pos_bstride + t]
+// (pos_bstride 0 for [T] positions). Positions outside the table fall back to GPU cos/sin.
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 positions: array<i32> read;
+// 3 cos_t: array<f32> read ([rows, h]); 4 sin_t: array<f32> read ([rows, h]); 5 out: array<T> read_write.
+// Workgroup: 256 threads, one (n, t, j) pair each; 2-D grid beyond 65535 workgroups.
+alias T = f32;
+
+struct Params {
+  pairs: u32,
+  T_len: u32,
+  h: u32,
+  per_batch: u32,
+  pos_bstride: u32,
+  table_rows: u32,
+  sign: f32,
+  theta: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> cos_t: array<f32>;
+@group(0) @binding(4) var<storage, read> sin_t: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<T>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.pairs) { return; }
+  let j = i % p.h;
+  let nt = i / p.h;
+  let t = nt % p.T_len;
+  let n = nt / p.T_len;
+  let pos = positions[(n / p.per_batch) * p.pos_bstride + t];
+  var c: f32;
+  var s: f32;
+  if (pos >= 0 && u32(pos) < p.table_rows) {
+    c = cos_t[u32(pos) * p.h + j];
+    s = sin_t[u32(pos) * p.h + j];
+  } else {
+    let inv_freq = 1.0 / pow(p.theta, f32(2u * j) / f32(2u * p.h));
+    let angle = f32(pos) * inv_freq;
+    c = cos(angle);
+    s = sin(angle);
+  }
+  c = f32(T(c));
+  s = f32(T(s)) * p.sign;
+  let base = nt * 2u * p.h;
+  let x1 = f32(x[base + j]);
+  let x2 = f32(x[base + j + p.h]);
+  out[base + j] = T(f32(T(x1 * c)) - f32(T(x2 * s)));
+  out[base + j + p.h] = T(f32(T(x2 * c)) + f32(T(x1 * s)));
+}

@@ -1,0 +1,71 @@
+// Softmax over the last axis of a contiguous [rows, C] tensor:
+// y[r, c] = exp(x[r, c] - m_r) / sum_k exp(x[r, k] - m_r), m_r = max_k x[r, k].
+// A row of all -inf gives NaN everywhere (as torch.softmax does).
+// Bindings: 0 Params (uniform); 1 x: array<T> read; 2 y: array<T> read_write.
+// Workgroup: 64 threads per row, strided over C, tree reductions in workgroup memory; one
+// workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
+alias T = f32;
+
+struct Params {
+  rows: u32,
+  C: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+var<workgroup> partial: array<f32, 64>;
+
+// Not const-evaluated, so NaN and infinities are allowed.
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+fn row_max(lid: u32, v: f32) -> f32 {
+  partial[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] = max(partial[lid], partial[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = partial[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn row_sum(lid: u32, v: f32) -> f32 {
+  partial[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = partial[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  let neg_inf = f32_from_bits(0xff800000u);
+  var m = neg_inf;
+  for (var c = lid; c < p.C; c += 64u) { m = max(m, f32(x[base + c])); }
+  m = row_max(lid, m);
+  var s = 0.0;
+  for (var c = lid; c < p.C; c += 64u) { s += exp(f32(x[base + c]) - m); }
+  s = row_sum(lid, s);
+  let all_neg_inf = m == neg_inf;
+  let inv = 1.0 / s;
+  for (var c = lid; c < p.C; c += 64u) {
+    var v = exp(f32(x[base + c]) - m) * inv;
+    if (all_neg_inf) { v = f32_from_bits(0x7fc00000u); }
+    y[base + c] = T(v);
+  }
+}

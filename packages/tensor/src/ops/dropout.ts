@@ -1,0 +1,59 @@
+// dropout: training-time dropout with a keep mask hashed from (seed, element index) in the kernel,
+// so the backward recomputes the mask from the seed and saves nothing else.
+import { getRuntime } from '../backend/context.js';
+import { ValueError } from '../errors.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import { defaultGenerator } from '../random.js';
+import { empty, Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, contiguousData } from './launch.js';
+
+const TWO_32 = 4294967296;
+
+/** Applies the mask of (seed, p) to a contiguous copy of x: kept elements scaled by 1 / (1 - p). */
+function runDropout(op: string, x: Tensor, p: number, seed: number): Tensor {
+  const y = empty(x.shape, x.dtype);
+  if (y.size === 0) return y;
+  const xc = contiguousData(op, x);
+  // keep iff hash / 2^32 >= p iff hash >= ceil(p * 2^32) (hash is an integer)
+  const threshold = Math.ceil(p * TWO_32);
+  const dropAll = threshold >= TWO_32 ? 1 : 0;
+  const rt = getRuntime();
+  rt.dispatch({
+    kernel: compileKernel(rt, 'dropout', { T: x.dtype }),
+    params: new Params()
+      .u32(y.size, seed, dropAll ? 0 : threshold, dropAll)
+      .f32(1 / (1 - p))
+      .build(),
+    buffers: [xc.buffer(op), y.buffer(op)],
+    workgroups: grid1d(y.size, 256),
+    label: op,
+  });
+  return y;
+}
+
+/**
+ * Training dropout as torch: each element is zeroed with probability p and the kept ones are
+ * scaled by 1 / (1 - p). Element i (row-major) is kept when hash32(seed, i) / 2^32 >= p, with
+ * random.ts's hash32 computed in the kernel, so a seed gives the same mask on every device.
+ * Without a seed one is drawn from the default generator (see manualSeed). p = 0 copies x;
+ * p must be in [0, 1).
+ * @example
+ * const h = dropout(x, 0.1, 1234);
+ */
+export const dropout = defineOp({
+  name: 'dropout',
+  forward(ctx, x: Tensor, p: number, seed?: number) {
+    checkFloat('dropout', x);
+    if (!(p >= 0 && p < 1)) throw new ValueError(`dropout: p must be in [0, 1), got ${p}`);
+    if (seed !== undefined && !Number.isInteger(seed)) throw new ValueError(`dropout: seed must be an integer, got ${seed}`);
+    const s = seed === undefined ? defaultGenerator().nextU32() : seed >>> 0;
+    ctx.data = { p, seed: s };
+    return runDropout('dropout', x, p, s);
+  },
+  // dx = dy * mask / (1 - p), with the mask recomputed from the seed
+  backward(ctx, g) {
+    const { p, seed } = ctx.data as { p: number; seed: number };
+    return [runDropout('dropout backward', g, p, seed)];
+  },
+});

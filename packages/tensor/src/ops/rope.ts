@@ -1,0 +1,135 @@
+// rope: rotary position embedding in Hugging Face LLaMA's rotate_half convention, with cos/sin
+// tables computed on the host (float32 angles as torch computes them) and cached on the GPU.
+import { getRuntime } from '../backend/context.js';
+import type { Runtime } from '../backend/runtime.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import { keep } from '../scope.js';
+import { empty, fromHost, Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, contiguousData } from './launch.js';
+
+/** The smallest table built; device-resident positions get at least max(this, T) rows. */
+const MIN_TABLE_ROWS = 2048;
+
+interface RopeTable {
+  rows: number;
+  cos: Tensor; // [rows, D/2] f32
+  sin: Tensor; // [rows, D/2] f32
+}
+
+const tables = new WeakMap<Runtime, Map<string, RopeTable>>();
+
+/** inv_freq[j] = 1 / theta^(2j / D), each step rounded to f32 as torch computes it in float32. */
+export function ropeInvFreq(D: number, theta: number): Float32Array {
+  const out = new Float32Array(D / 2);
+  for (let j = 0; j < D / 2; j++) out[j] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * j) / D))));
+  return out;
+}
+
+/** The cached cos/sin tables for (D, theta), grown (doubling) to cover `rows` positions. */
+function ropeTable(D: number, theta: number, rows: number): RopeTable {
+  const rt = getRuntime();
+  let byKey = tables.get(rt);
+  if (!byKey) tables.set(rt, (byKey = new Map()));
+  const key = `${D}|${theta}`;
+  const cached = byKey.get(key);
+  if (cached && cached.rows >= rows) return cached;
+  const size = Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0));
+  const h = D / 2;
+  const invFreq = ropeInvFreq(D, theta);
+  const cos = new Float32Array(size * h);
+  const sin = new Float32Array(size * h);
+  for (let pos = 0; pos < size; pos++) {
+    for (let j = 0; j < h; j++) {
+      const angle = Math.fround(pos * invFreq[j]!);
+      cos[pos * h + j] = Math.cos(angle);
+      sin[pos * h + j] = Math.sin(angle);
+    }
+  }
+  // Graphs recorded earlier hold views of the old tables, which keep their storage alive.
+  cached?.cos.dispose('replaced by a larger rope table');
+  cached?.sin.dispose('replaced by a larger rope table');
+  const table = { rows: size, cos: keep(fromHost(cos, [size, h], 'f32')), sin: keep(fromHost(sin, [size, h], 'f32')) };
+  byKey.set(key, table);
+  return table;
+}
+
+function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, theta: number, sign: number): Tensor {
+  const out = empty(x.shape, x.dtype);
+  const D = x.shape[x.rank - 1]!;
+  const T = x.shape[x.rank - 2]!;
+  const pairs = out.size / 2;
+  if (pairs === 0) return out;
+  const N = out.size / (T * D);
+  const B = positions.rank === 2 ? positions.shape[0]! : 1;
+  const rt = getRuntime();
+  const xc = contiguousData(op, x);
+  const params = new Params()
+    .u32(pairs, T, D / 2, N / B, positions.rank === 2 ? T : 0, rows)
+    .f32(sign, theta)
+    .build();
+  rt.dispatch({
+    kernel: compileKernel(rt, 'rope', { T: x.dtype }),
+    params,
+    buffers: [xc.buffer(op), positions.buffer(op), cos.buffer(op), sin.buffer(op), out.buffer(op)],
+    workgroups: grid1d(pairs, 256),
+    label: op,
+  });
+  return out;
+}
+
+/**
+ * Rotary position embedding, Hugging Face LLaMA convention (rotate_half): with h = D/2 and
+ * angle = pos * inv_freq[j], inv_freq[j] = 1 / theta^(2j/D),
+ * out[..., j] = x[j] cos - x[j+h] sin and out[..., j+h] = x[j+h] cos + x[j] sin.
+ * x is [B, H, T, D] (or any [..., T, D]); positions are i32 [T], or [B, T] with one row per batch
+ * entry (B = x's first dim). cos/sin come from f32 tables computed on the host and cached per
+ * (D, theta); positions with a host copy grow the table to cover them, device-resident positions
+ * beyond the table (at least max(2048, T) rows) fall back to the GPU's less precise cos/sin.
+ * positions gets no gradient.
+ * @example
+ * const q2 = rope(q, tensor(new Int32Array([0, 1, 2, 3])), 10000); // q: [1, 8, 4, 64]
+ */
+export const rope = defineOp({
+  name: 'rope',
+  forward(ctx, x: Tensor, positions: Tensor, theta: number = 10000) {
+    checkFloat('rope', x);
+    if (positions.dtype !== 'i32') throw new DTypeError(`rope: positions must be i32, got ${positions.dtype} ${fmtShape(positions.shape)}`);
+    if (x.rank < 2) throw new ShapeError(`rope: x is ${fmtShape(x.shape)}; expected [..., T, D]`);
+    const D = x.shape[x.rank - 1]!;
+    const T = x.shape[x.rank - 2]!;
+    if (D % 2 !== 0) throw new ShapeError(`rope: x is ${fmtShape(x.shape)}; the head dim D = ${D} must be even`);
+    const perBatch = positions.rank === 2 && x.rank >= 3 && positions.shape[0] === x.shape[0] && positions.shape[1] === T;
+    if (!(positions.rank === 1 && positions.shape[0] === T) && !perBatch) {
+      throw new ShapeError(
+        `rope: x is ${fmtShape(x.shape)}, positions is ${fmtShape(positions.shape)}; positions must be [T] = [${T}]` +
+          (x.rank >= 3 ? ` or [B, T] = [${x.shape[0]}, ${T}]` : ''),
+      );
+    }
+    if (!(theta > 0) || !Number.isFinite(theta)) throw new ValueError(`rope: theta must be a finite number > 0, got ${theta}`);
+    const host = positions.hostIndices();
+    let needed = T;
+    if (host) {
+      for (let i = 0; i < host.length; i++) {
+        const p = host[i]!;
+        if (p < 0) throw new ValueError(`rope: positions[${i}] = ${p} is negative; positions must be >= 0`);
+        if (p + 1 > needed) needed = p + 1;
+      }
+    }
+    const table = D === 0 ? null : ropeTable(D, theta, needed);
+    const pc = contiguousData('rope', positions);
+    const cos = table ? table.cos.detach() : empty([0], 'f32');
+    const sin = table ? table.sin.detach() : empty([0], 'f32');
+    const rows = table?.rows ?? 0;
+    ctx.saved.push(pc, cos, sin);
+    ctx.data = { rows, theta };
+    return runRope('rope', x, pc, cos, sin, rows, theta, 1);
+  },
+  // The rotation is orthogonal: dx is dy rotated by -angle (sin negated). positions: none.
+  backward(ctx, g) {
+    const [pc, cos, sin] = ctx.saved as [Tensor, Tensor, Tensor];
+    const { rows, theta } = ctx.data as { rows: number; theta: number };
+    return [runRope('rope backward', g, pc, cos, sin, rows, theta, -1), null];
+  },
+});

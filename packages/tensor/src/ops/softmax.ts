@@ -1,0 +1,71 @@
+// softmax and logSoftmax over the last axis: one workgroup per row (max, sum of exp, write).
+import { getRuntime } from '../backend/context.js';
+import { ShapeError } from '../errors.js';
+import { compileKernel, grid1d, Params } from '../kernels.js';
+import type { WgslName } from '../kernels.generated.js';
+import { empty, Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, checkSameDType, contiguousData } from './launch.js';
+
+/** Runs a row kernel over the last axis of contiguous operands: out = kernel(...inputs). */
+function runRows(op: string, name: WgslName, inputs: Tensor[], shape: readonly number[]): Tensor {
+  const out = empty(shape, inputs[0]!.dtype);
+  const C = shape[shape.length - 1]!;
+  const rows = C === 0 ? 0 : out.size / C;
+  if (rows === 0) return out;
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, name, { T: out.dtype });
+  const params = new Params().u32(rows, C).build();
+  const buffers = inputs.map((t) => contiguousData(op, t).buffer(op));
+  rt.dispatch({ kernel, params, buffers: [...buffers, out.buffer(op)], workgroups: grid1d(rows, 1), label: op });
+  return out;
+}
+
+function checkInput(op: string, x: Tensor): void {
+  checkFloat(op, x);
+  if (x.rank === 0) throw new ShapeError(`${op}: x is a scalar []; it needs at least one axis (the last is normalised)`);
+}
+
+/**
+ * Softmax over the last axis, computed in f32: exp(x - max) / sum(exp(x - max)). A row whose
+ * entries are all -inf gives NaN, as torch.softmax does.
+ * @example
+ * const p = softmax(tensor([1, 2, 3], [1, 3])); // rows sum to 1
+ */
+export const softmax = defineOp({
+  name: 'softmax',
+  forward(ctx, x: Tensor) {
+    checkInput('softmax', x);
+    const y = runRows('softmax', 'softmax_forward', [x], x.shape);
+    ctx.saved.push(y);
+    return y;
+  },
+  // dx = y * (dy - sum_k dy_k y_k)
+  backward(ctx, g) {
+    const y = ctx.saved[0]!;
+    checkSameDType('softmax backward', y, g);
+    return [runRows('softmax backward', 'softmax_backward', [y, g], y.shape)];
+  },
+});
+
+/**
+ * Log-softmax over the last axis, computed in f32: x - max - log(sum(exp(x - max))). A row whose
+ * entries are all -inf gives NaN, as torch.log_softmax does.
+ * @example
+ * const lp = logSoftmax(logits); // [N, V]
+ */
+export const logSoftmax = defineOp({
+  name: 'logSoftmax',
+  forward(ctx, x: Tensor) {
+    checkInput('logSoftmax', x);
+    const y = runRows('logSoftmax', 'log_softmax_forward', [x], x.shape);
+    ctx.saved.push(y);
+    return y;
+  },
+  // dx = dy - exp(y) * sum_k dy_k
+  backward(ctx, g) {
+    const y = ctx.saved[0]!;
+    checkSameDType('logSoftmax backward', y, g);
+    return [runRows('logSoftmax backward', 'log_softmax_backward', [y, g], y.shape)];
+  },
+});
