@@ -49,15 +49,15 @@ function cpuLossAndGrads(p: Params, x: Float32Array, y: Float32Array, kind: Acti
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < O; k++) {
       const d = dOut[b * O + k]!;
-      g.b2[k] += d;
-      for (let j = 0; j < H; j++) g.w2[j * O + k] += h[b * H + j]! * d;
+      g.b2[k] = g.b2[k]! + d;
+      for (let j = 0; j < H; j++) g.w2[j * O + k] = g.w2[j * O + k]! + h[b * H + j]! * d;
     }
     for (let j = 0; j < H; j++) {
       let dh = 0;
       for (let k = 0; k < O; k++) dh += dOut[b * O + k]! * p.w2[j * O + k]!;
       const da = dh * actGrad[kind](a[b * H + j]!);
-      g.b1[j] += da;
-      for (let i = 0; i < I; i++) g.w1[i * H + j] += x[b * I + i]! * da;
+      g.b1[j] = g.b1[j]! + da;
+      for (let i = 0; i < I; i++) g.w1[i * H + j] = g.w1[i * H + j]! + x[b * I + i]! * da;
     }
   }
   return { loss, grads: g };

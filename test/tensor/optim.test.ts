@@ -232,7 +232,7 @@ test('a scheduler sets the optimizer learning rate each step without compiling a
 test('an AdamW state dict round-trips exactly, and a restored optimizer continues bit for bit', async () => {
   await gpu();
   const shapes = [[17], [3, 5], [1]] as const;
-  const inits = shapes.map((s, i) => seededValues(s.reduce((a, b) => a * b, 1), 40 + i));
+  const inits = shapes.map((s, i) => seededValues((s as readonly number[]).reduce((a, b) => a * b, 1), 40 + i));
   const a = inits.map((v, i) => tensor(v, shapes[i]!));
   const optA = new AdamW([{ params: [a[0]!, a[1]!] }, { params: [a[2]!], lr: 0.05 }], { lr: 0.01 });
   const gradsAt = (t: number, i: number) => seededValues(inits[i]!.length, 1000 * t + i, 3);
