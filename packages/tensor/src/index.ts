@@ -26,8 +26,13 @@ export { add, sub, mul, div, neg } from './ops/arithmetic.js';
 export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
 export { matmul } from './ops/matmul.js';
+export { attention } from './ops/attention.js';
+export type { AttentionOptions } from './ops/attention.js';
+export { refAttention, refAttentionBackward } from './reference/attention.js';
+export type { RefAttentionOptions } from './reference/attention.js';
 export { reshape, permute, transpose, slice, expand, contiguous, cat } from './ops/views.js';
 export { where, maskedFill, cast } from './ops/select.js';
+export { copyInto } from './ops/inplace.js';
 export { defineOp } from './ops/define.js';
 export type { OpDef, OpContext, Op } from './ops/define.js';
 

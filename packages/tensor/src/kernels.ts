@@ -33,11 +33,27 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   reduce_max: { uniform: true, bindings: [read('x'), write('y'), write('idx')] },
   scatter_max_grad: { uniform: true, bindings: [read('g'), read('idx'), write('dx')] },
   matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
-  adamw: { uniform: true, bindings: [write('param'), read('grad'), write('m'), write('v')] },
-  sgd: { uniform: true, bindings: [write('param'), read('grad'), write('buf')] },
-  clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },
-  clip_norm: { uniform: true, bindings: [read('partial'), write('out')] },
-  clip_scale: { uniform: true, bindings: [write('g'), read('coef')] },
+  'matmul.v2': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
+  'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
+  matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
+  attention_forward: {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],
+  },
+  attention_backward_delta: { uniform: true, bindings: [read('o'), read('d_o'), read('lse'), write('stats')] },
+  attention_backward_dq: {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dq')],
+  },
+  attention_backward_dkv: {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dk'), write('dv')],
+  },
+  attention_decode_partial: {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), write('part_acc'), write('part_ml')],
+  },
+  attention_decode_combine: { uniform: true, bindings: [read('part_acc'), read('part_ml'), write('o'), write('lse')] },
   softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
   softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
   log_softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
@@ -59,6 +75,11 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
     bindings: [read('x'), read('targets'), read('lse'), read('g'), read('count'), write('dx')],
   },
   dropout: { uniform: true, bindings: [read('x'), write('y')] },
+  adamw: { uniform: true, bindings: [write('param'), read('grad'), write('m'), write('v')] },
+  sgd: { uniform: true, bindings: [write('param'), read('grad'), write('buf')] },
+  clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },
+  clip_norm: { uniform: true, bindings: [read('partial'), write('out')] },
+  clip_scale: { uniform: true, bindings: [write('g'), read('coef')] },
 };
 
 /** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */

@@ -1,0 +1,133 @@
+// Attention backward for keys and values, FlashAttention-2 style: one thread per key row j of kv
+// head hk sums over every query head h of its group (h / (Hq / Hkv) == hk) and every query row i
+// that sees key j, recomputing P_ij = exp(scale q_i . k_j - lse_i) tile by tile:
+// dv_j = sum P_ij dO_i; dk_j = scale * sum dS_ij q_i with dS_ij = P_ij (dO_i . v_j - delta_i).
+// Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: T read; 2 k, 3 v [B, Hkv, S, D]: T read;
+// 4 mask [B, S] raw 32-bit words read; 5 d_o [B, Hq, T, D]: T read; 6 stats [B, Hq, T, 2] (lse, delta):
+// f32 read; 7 dk, 8 dv [B, Hkv, S, D]: T read_write.
+// Workgroup: ROWS threads, one key row each; Q/dO tiles of BK query rows in workgroup memory;
+// grid (ceil(S / ROWS), B * Hkv). Accumulates in f32.
+alias T = f32;
+
+const ROWS: u32 = 16u;
+const CAP4: u32 = 512u;
+const MAXQ: u32 = 64u;
+const DMAX4: u32 = {{DMAX4}}u;
+
+struct Params {
+  B: u32,
+  Hq: u32,
+  Hkv: u32,
+  T: u32,
+  S: u32,
+  D: u32,
+  D4: u32,
+  BK: u32,
+  causal: u32,
+  has_mask: u32,
+  mask_bits: u32,
+  mask_offset: u32,
+  scale: f32,
+  kv_offset: i32,
+  n_split: u32,
+  split_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<{{ELEM}}>;
+@group(0) @binding(2) var<storage, read> k: array<{{ELEM}}>;
+@group(0) @binding(3) var<storage, read> v: array<{{ELEM}}>;
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read> d_o: array<{{ELEM}}>;
+@group(0) @binding(6) var<storage, read> stats: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dk: array<{{ELEM}}>;
+@group(0) @binding(8) var<storage, read_write> dv: array<{{ELEM}}>;
+
+var<workgroup> q_tile: array<vec4<f32>, CAP4>;
+var<workgroup> do_tile: array<vec4<f32>, CAP4>;
+var<workgroup> stats_tile: array<vec2<f32>, MAXQ>;
+
+fn load_q(e: u32, end: u32) -> vec4<f32> { {{LOAD_Q}} }
+fn load_k(e: u32, end: u32) -> vec4<f32> { {{LOAD_K}} }
+fn load_v(e: u32, end: u32) -> vec4<f32> { {{LOAD_V}} }
+fn load_d_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_D_O}} }
+fn store_dk(e: u32, end: u32, x: vec4<f32>) { {{STORE_DK}} }
+fn store_dv(e: u32, end: u32, x: vec4<f32>) { {{STORE_DV}} }
+
+fn visible(b: u32, i: u32, j: u32) -> bool {
+  if (p.causal != 0u && i32(j) > i32(i) + p.kv_offset) { return false; }
+  if (p.has_mask != 0u && (mask[p.mask_offset + b * p.S + j] & p.mask_bits) == 0u) { return false; }
+  return true;
+}
+
+@compute @workgroup_size(ROWS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bhk = wid.y;
+  let b = bhk / p.Hkv;
+  let hk = bhk % p.Hkv;
+  let group = p.Hq / p.Hkv;
+  let j0 = wid.x * ROWS;
+  let j = j0 + lid;
+  let key_ok = j < p.S;
+  let kv_base = (bhk * p.S + j) * p.D;
+
+  var kr: array<vec4<f32>, DMAX4>;
+  var vr: array<vec4<f32>, DMAX4>;
+  var dk_acc: array<vec4<f32>, DMAX4>;
+  var dv_acc: array<vec4<f32>, DMAX4>;
+  if (key_ok) {
+    for (var c = 0u; c < p.D4; c++) {
+      kr[c] = load_k(kv_base + 4u * c, kv_base + p.D);
+      vr[c] = load_v(kv_base + 4u * c, kv_base + p.D);
+      dk_acc[c] = vec4<f32>(0.0);
+      dv_acc[c] = vec4<f32>(0.0);
+    }
+  }
+
+  // Query rows before the first key's causal limit see no key of this workgroup.
+  var i_start = 0u;
+  if (p.causal != 0u) { i_start = u32(clamp(i32(j0) - p.kv_offset, 0, i32(p.T))); }
+  for (var g = 0u; g < group; g++) {
+    let bh = b * p.Hq + hk * group + g;
+    for (var r0 = i_start; r0 < p.T; r0 += p.BK) {
+      let nq = min(p.BK, p.T - r0);
+      workgroupBarrier();
+      for (var x = lid; x < nq * p.D4; x += ROWS) {
+        let row = (bh * p.T + r0 + x / p.D4) * p.D;
+        let e = row + 4u * (x % p.D4);
+        q_tile[x] = load_q(e, row + p.D) * p.scale;
+        do_tile[x] = load_d_o(e, row + p.D);
+      }
+      for (var x = lid; x < nq; x += ROWS) {
+        let r = bh * p.T + r0 + x;
+        stats_tile[x] = vec2<f32>(stats[2u * r], stats[2u * r + 1u]);
+      }
+      workgroupBarrier();
+      if (key_ok) {
+        for (var ii = 0u; ii < nq; ii++) {
+          if (!visible(b, r0 + ii, j)) { continue; }
+          let t = ii * p.D4;
+          var s = 0.0;
+          var dp = 0.0;
+          for (var c = 0u; c < p.D4; c++) {
+            s += dot(q_tile[t + c], kr[c]);
+            dp += dot(do_tile[t + c], vr[c]);
+          }
+          let st = stats_tile[ii];
+          let pij = exp(s - st.x);
+          let ds = pij * (dp - st.y);
+          for (var c = 0u; c < p.D4; c++) {
+            dv_acc[c] += pij * do_tile[t + c];
+            dk_acc[c] += ds * q_tile[t + c];
+          }
+        }
+      }
+    }
+  }
+  if (key_ok) {
+    for (var c = 0u; c < p.D4; c++) {
+      store_dk(kv_base + 4u * c, kv_base + p.D, dk_acc[c]);
+      store_dv(kv_base + 4u * c, kv_base + p.D, dv_acc[c]);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+// Merges the key splits of attention_decode_partial: with M = max_sp m_sp and w_sp = exp(m_sp - M),
+// o[r] = sum_sp w_sp acc_sp / L and lse[r] = M + log L where L = sum_sp w_sp l_sp; a row whose
+// splits saw no key (L == 0) gets o = 0 and lse = -inf.
+// Bindings: 0 Params (uniform); 1 part_acc [B * Hq, n_split, D4]: vec4<f32> read;
+// 2 part_ml [B * Hq, n_split, 2]: f32 read; 3 o [B, Hq, 1, D]: T read_write; 4 lse [B, Hq, 1]: f32 read_write.
+// Workgroup: 64 threads, one (row, 4-column chunk) each; 2-D grid beyond 65535 workgroups.
+alias T = f32;
+
+struct Params {
+  B: u32,
+  Hq: u32,
+  Hkv: u32,
+  T: u32,
+  S: u32,
+  D: u32,
+  D4: u32,
+  BK: u32,
+  causal: u32,
+  has_mask: u32,
+  mask_bits: u32,
+  mask_offset: u32,
+  scale: f32,
+  kv_offset: i32,
+  n_split: u32,
+  split_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> part_acc: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> part_ml: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<{{ELEM}}>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+fn store_o(e: u32, end: u32, x: vec4<f32>) { {{STORE_O}} }
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (t >= p.B * p.Hq * p.D4) { return; }
+  let r = t / p.D4;
+  let c = t % p.D4;
+  let first = r * p.n_split;
+  var mx = -3.0e38;
+  for (var sp = 0u; sp < p.n_split; sp++) { mx = max(mx, part_ml[2u * (first + sp)]); }
+  var l = 0.0;
+  var acc = vec4<f32>(0.0);
+  for (var sp = 0u; sp < p.n_split; sp++) {
+    let w = exp(part_ml[2u * (first + sp)] - mx);
+    l += w * part_ml[2u * (first + sp) + 1u];
+    acc += w * part_acc[(first + sp) * p.D4 + c];
+  }
+  var inv = 0.0;
+  if (l > 0.0) { inv = 1.0 / l; }
+  store_o(r * p.D + 4u * c, r * p.D + p.D, acc * inv);
+  if (c == 0u) {
+    var out = f32_from_bits(0xff800000u);
+    if (l > 0.0) { out = mx + log(l); }
+    lse[r] = out;
+  }
+}

@@ -1,0 +1,84 @@
+// Attention forward for one query row per head (T == 1, decoding against a KV cache), split over
+// keys: thread (r, sp) runs the online softmax of query row r = b * Hq + h over keys
+// [sp * split_len, (sp + 1) * split_len) and writes its partial state: m (running max of the scaled
+// scores), l = sum_j exp(s_j - m) and acc = sum_j exp(s_j - m) v_j. attention_decode_combine merges the
+// splits. Causal masking is a no-op at T == 1 (the row sees all S keys); the padding mask applies.
+// Bindings: 0 Params (uniform); 1 q [B, Hq, 1, D]: T read; 2 k, 3 v [B, Hkv, S, D]: T read;
+// 4 mask [B, S] raw 32-bit words read; 5 part_acc [B * Hq, n_split, D4]: vec4<f32> read_write;
+// 6 part_ml [B * Hq, n_split, 2]: f32 read_write.
+// Workgroup: 32 threads, one (row, split) each; 2-D grid beyond 65535 workgroups. Accumulates in f32.
+alias T = f32;
+
+const DMAX4: u32 = {{DMAX4}}u;
+
+struct Params {
+  B: u32,
+  Hq: u32,
+  Hkv: u32,
+  T: u32,
+  S: u32,
+  D: u32,
+  D4: u32,
+  BK: u32,
+  causal: u32,
+  has_mask: u32,
+  mask_bits: u32,
+  mask_offset: u32,
+  scale: f32,
+  kv_offset: i32,
+  n_split: u32,
+  split_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<{{ELEM}}>;
+@group(0) @binding(2) var<storage, read> k: array<{{ELEM}}>;
+@group(0) @binding(3) var<storage, read> v: array<{{ELEM}}>;
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read_write> part_acc: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> part_ml: array<f32>;
+
+fn load_q(e: u32, end: u32) -> vec4<f32> { {{LOAD_Q}} }
+fn load_k(e: u32, end: u32) -> vec4<f32> { {{LOAD_K}} }
+fn load_v(e: u32, end: u32) -> vec4<f32> { {{LOAD_V}} }
+
+@compute @workgroup_size(32)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * 32u + lid;
+  if (t >= p.B * p.Hq * p.n_split) { return; }
+  let r = t / p.n_split;
+  let sp = t % p.n_split;
+  let b = r / p.Hq;
+  let hk = (r % p.Hq) / (p.Hq / p.Hkv);
+  let q_base = r * p.D;
+  let kv_base = (b * p.Hkv + hk) * p.S * p.D;
+
+  var qr: array<vec4<f32>, DMAX4>;
+  var acc: array<vec4<f32>, DMAX4>;
+  for (var c = 0u; c < p.D4; c++) {
+    qr[c] = load_q(q_base + 4u * c, q_base + p.D) * p.scale;
+    acc[c] = vec4<f32>(0.0);
+  }
+  var m = -3.0e38;
+  var l = 0.0;
+  let j_end = min(p.S, (sp + 1u) * p.split_len);
+  for (var j = sp * p.split_len; j < j_end; j++) {
+    if (p.has_mask != 0u && (mask[p.mask_offset + b * p.S + j] & p.mask_bits) == 0u) { continue; }
+    let row = kv_base + j * p.D;
+    var s = 0.0;
+    for (var c = 0u; c < p.D4; c++) { s += dot(qr[c], load_k(row + 4u * c, row + p.D)); }
+    if (s > m) {
+      let corr = exp(m - s);
+      l *= corr;
+      for (var c = 0u; c < p.D4; c++) { acc[c] *= corr; }
+      m = s;
+    }
+    let pj = exp(s - m);
+    l += pj;
+    for (var c = 0u; c < p.D4; c++) { acc[c] += pj * load_v(row + 4u * c, row + p.D); }
+  }
+  for (var c = 0u; c < p.D4; c++) { part_acc[t * p.D4 + c] = acc[c]; }
+  part_ml[2u * t] = m;
+  part_ml[2u * t + 1u] = l;
+}

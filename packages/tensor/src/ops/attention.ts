@@ -1,0 +1,256 @@
+// Causal scaled-dot-product attention with grouped-query heads, flash style: the forward keeps only
+// the output and a per-row logsumexp, the backward recomputes scores tile by tile (no T x S buffer).
+import { getRuntime } from '../backend/context.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { compileKernel, grid1d, Params, type Defines } from '../kernels.js';
+import { empty, type Tensor } from '../tensor.js';
+import { defineOp } from './define.js';
+import { checkFloat, contiguousData } from './launch.js';
+
+/** Options of {@link attention}. */
+export interface AttentionOptions {
+  /** Multiplier of q . k (default 1 / sqrt(D)). */
+  scale?: number;
+  /**
+   * Causal mask aligned bottom-right, as with a KV cache (default true): query i (0-based among the
+   * T queries) sees keys j <= i + (S - T).
+   */
+  causal?: boolean;
+  /** [B, S] u32, i32 or f32: nonzero marks a real key, 0 a padding key that no query sees. */
+  keyPaddingMask?: Tensor | null;
+}
+
+const OP = 'attention';
+/** Rows per workgroup and the size (in vec4) of each workgroup-memory tile, as in the kernels. */
+const TILE_VEC4 = 512;
+const MAX_TILE_ROWS = 64;
+const MAX_D = 256;
+/** Keys per split of the T == 1 decode kernel (at least; more when S is long). */
+const MIN_SPLIT = 16;
+const MAX_SPLITS = 128;
+
+interface Geometry {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  T: number;
+  S: number;
+  D: number;
+  scale: number;
+  causal: boolean;
+}
+
+function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
+  for (const [name, t] of [['q', q], ['k', k], ['v', v], ['keyPaddingMask', mask]] as const) {
+    if (t) t.storage(`${OP} (${name})`);
+  }
+  const shapes = `q is ${fmtShape(q.shape)}, k is ${fmtShape(k.shape)}, v is ${fmtShape(v.shape)}`;
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
+    throw new ShapeError(`${OP}: ${shapes}; expected q [B, Hq, T, D] and k, v [B, Hkv, S, D]`);
+  }
+  checkFloat(OP, q, k, v);
+  if (q.dtype !== k.dtype || q.dtype !== v.dtype) {
+    throw new DTypeError(`${OP}: q is ${q.dtype}, k is ${k.dtype}, v is ${v.dtype}; cast them to one float dtype`);
+  }
+  const [B, Hq, , D] = q.shape as [number, number, number, number];
+  const [Bk, Hkv, S, Dk] = k.shape as [number, number, number, number];
+  if (v.shape.some((n, i) => n !== k.shape[i])) throw new ShapeError(`${OP}: ${shapes}; k and v must have the same shape`);
+  if (Bk !== B) throw new ShapeError(`${OP}: ${shapes}; batch sizes differ (${B} vs ${Bk})`);
+  if (Dk !== D) throw new ShapeError(`${OP}: ${shapes}; head dims differ (${D} vs ${Dk})`);
+  if (Hkv === 0 || Hq % Hkv !== 0) {
+    throw new ShapeError(`${OP}: ${shapes}; query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`);
+  }
+  if (D > MAX_D) throw new ShapeError(`${OP}: ${shapes}; head dim ${D} is over the supported ${MAX_D}`);
+  if (mask) {
+    if (mask.dtype === 'f16') {
+      throw new DTypeError(`${OP}: keyPaddingMask is f16 ${fmtShape(mask.shape)}; pass it as u32, i32 or f32`);
+    }
+    if (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== S) {
+      throw new ShapeError(`${OP}: keyPaddingMask is ${fmtShape(mask.shape)}, ${shapes}; expected [B, S] = [${B}, ${S}]`);
+    }
+  }
+}
+
+/** The `{{...}}` defines of a kernel variant: storage element type, loaders and storers per buffer. */
+function variant(dtype: string, D: number, loads: string[], stores: string[]): Defines {
+  const vec4 = D % 4 === 0;
+  const defines: Record<string, string> = { T: dtype, ELEM: vec4 ? 'vec4<T>' : 'T', DMAX4: D <= 64 ? '16' : '64' };
+  for (const name of loads) {
+    defines[`LOAD_${name.toUpperCase()}`] = vec4
+      ? `return vec4<f32>(${name}[e / 4u]);`
+      : `var r = vec4<f32>(0.0); for (var t = 0u; t < 4u; t++) { if (e + t < end) { r[t] = f32(${name}[e + t]); } } return r;`;
+  }
+  for (const name of stores) {
+    defines[`STORE_${name.toUpperCase()}`] = vec4
+      ? `${name}[e / 4u] = vec4<T>(x);`
+      : `for (var t = 0u; t < 4u; t++) { if (e + t < end) { ${name}[e + t] = T(x[t]); } }`;
+  }
+  return defines;
+}
+
+/** The uniform block shared by the attention kernels. */
+function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }): ArrayBuffer {
+  const D4 = Math.ceil(g.D / 4);
+  const tileRows = Math.max(1, Math.min(MAX_TILE_ROWS, Math.floor(TILE_VEC4 / Math.max(D4, 1))));
+  const maskBits = mask?.dtype === 'f32' ? 0x7fffffff : 0xffffffff; // f32: -0 is zero too
+  return new Params()
+    .u32(g.B, g.Hq, g.Hkv, g.T, g.S, g.D, D4, tileRows)
+    .u32(g.causal ? 1 : 0, mask ? 1 : 0, maskBits, mask?.offset ?? 0)
+    .f32(g.scale)
+    .u32(g.S - g.T, split.n, split.len)
+    .build();
+}
+
+/** The forward kernels: the output [B, Hq, T, D] and the per-row logsumexp [B, Hq, T] (f32). */
+function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): { out: Tensor; lse: Tensor } {
+  const out = empty([g.B, g.Hq, g.T, g.D], q.dtype);
+  const lse = empty([g.B, g.Hq, g.T], 'f32');
+  if (out.size === 0) return { out, lse };
+  const rt = getRuntime();
+  const maskBuffer = mask ? mask.buffer(OP) : q.buffer(OP);
+  const D4 = Math.ceil(g.D / 4);
+  if (g.T === 1) {
+    // Decode: one query per head, parallel over splits of the keys, then a combine.
+    const len = Math.max(MIN_SPLIT, Math.ceil(g.S / MAX_SPLITS));
+    const n = Math.max(1, Math.ceil(g.S / len));
+    const p = params(g, mask, { n, len });
+    const rows = g.B * g.Hq;
+    const partAcc = empty([rows, n, D4 * 4], 'f32');
+    const partMl = empty([rows, n, 2], 'f32');
+    const partial = compileKernel(rt, 'attention_decode_partial', variant(q.dtype, g.D, ['q', 'k', 'v'], []));
+    rt.dispatch({
+      kernel: partial,
+      params: p,
+      buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, partAcc.buffer(OP), partMl.buffer(OP)],
+      workgroups: grid1d(rows * n, 32),
+      label: 'attention decode',
+    });
+    const combine = compileKernel(rt, 'attention_decode_combine', variant(q.dtype, g.D, [], ['o']));
+    rt.dispatch({
+      kernel: combine,
+      params: p,
+      buffers: [partAcc.buffer(OP), partMl.buffer(OP), out.buffer(OP), lse.buffer(OP)],
+      workgroups: grid1d(rows * D4, 64),
+      label: 'attention decode combine',
+    });
+    partAcc.dispose('temporary of attention decode');
+    partMl.dispose('temporary of attention decode');
+    return { out, lse };
+  }
+  const kernel = compileKernel(rt, 'attention_forward', variant(q.dtype, g.D, ['q', 'k', 'v'], ['o']));
+  rt.dispatch({
+    kernel,
+    params: params(g, mask),
+    buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, out.buffer(OP), lse.buffer(OP)],
+    workgroups: [Math.ceil(g.T / 16), g.B * g.Hq],
+    label: OP,
+  });
+  return { out, lse };
+}
+
+/** The backward kernels: delta, then dq (per query row) and dk, dv (per key row). */
+function runBackward(
+  g: Geometry,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | null,
+  out: Tensor,
+  lse: Tensor,
+  dOut: Tensor,
+  needs: [boolean, boolean, boolean],
+): [Tensor | null, Tensor | null, Tensor | null] {
+  const rt = getRuntime();
+  const op = `${OP} backward`;
+  const p = params(g, mask);
+  const maskBuffer = mask ? mask.buffer(op) : q.buffer(op);
+  const dq = needs[0] ? empty(q.shape, q.dtype) : null;
+  const dk = needs[1] || needs[2] ? empty(k.shape, k.dtype) : null;
+  const dv = needs[1] || needs[2] ? empty(v.shape, v.dtype) : null;
+  const rows = g.B * g.Hq * g.T;
+  if (rows === 0 || g.D === 0) return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
+  const stats = empty([g.B, g.Hq, g.T, 2], 'f32');
+  rt.dispatch({
+    kernel: compileKernel(rt, 'attention_backward_delta', variant(q.dtype, g.D, ['o', 'd_o'], [])),
+    params: p,
+    buffers: [out.buffer(op), dOut.buffer(op), lse.buffer(op), stats.buffer(op)],
+    workgroups: grid1d(rows, 64),
+    label: `${op} delta`,
+  });
+  if (dq) {
+    rt.dispatch({
+      kernel: compileKernel(rt, 'attention_backward_dq', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dq'])),
+      params: p,
+      buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dq.buffer(op)],
+      workgroups: [Math.ceil(g.T / 16), g.B * g.Hq],
+      label: `${op} dq`,
+    });
+  }
+  if (dk && dv && g.S > 0) {
+    rt.dispatch({
+      kernel: compileKernel(rt, 'attention_backward_dkv', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dk', 'dv'])),
+      params: p,
+      buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dk.buffer(op), dv.buffer(op)],
+      workgroups: [Math.ceil(g.S / 16), g.B * g.Hkv],
+      label: `${op} dk dv`,
+    });
+  }
+  stats.dispose('temporary of attention backward');
+  return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
+}
+
+const attentionOp = defineOp({
+  name: OP,
+  forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: Geometry) {
+    const [qc, kc, vc] = [contiguousData(OP, q), contiguousData(OP, k), contiguousData(OP, v)];
+    const mc = mask ? contiguousData(OP, mask) : null;
+    const { out, lse } = runForward(g, qc, kc, vc, mc);
+    if (ctx.needsGrad(0) || ctx.needsGrad(1) || ctx.needsGrad(2)) {
+      ctx.saved.push(qc, kc, vc, out, lse);
+      if (mc) ctx.saved.push(mc);
+    } else {
+      lse.dispose('not needed without gradients');
+    }
+    ctx.data.geometry = g;
+    return out;
+  },
+  // With s_ij = scale q_i . k_j, P = softmax over the keys row i sees, dP_ij = dO_i . v_j and
+  // dS_ij = P_ij (dP_ij - delta_i), delta_i = dO_i . O_i:
+  // dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i; dv_j = sum_i P_ij dO_i
+  // (sums over the query heads of each kv head's group). No gradient flows to the mask.
+  backward(ctx, grad) {
+    const [q, k, v, out, lse, mask] = ctx.saved as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
+    const g = ctx.data.geometry as Geometry;
+    const dOut = contiguousData(`${OP} backward`, grad);
+    const grads: (Tensor | null)[] = runBackward(g, q, k, v, mask ?? null, out, lse, dOut, [
+      ctx.needsGrad(0),
+      ctx.needsGrad(1),
+      ctx.needsGrad(2),
+    ]);
+    if (ctx.inputs.length === 4) grads.push(null);
+    return grads;
+  },
+});
+
+/**
+ * Scaled-dot-product attention with grouped-query heads and a causal mask by default:
+ * out[b, h, i] = sum_j softmax_j(scale q[b, h, i] . k[b, hk, j]) v[b, hk, j] with hk = floor(h / (Hq / Hkv))
+ * (as HF's repeat_kv), over the keys j query i sees: j <= i + (S - T) when causal (bottom-right aligned,
+ * as with a KV cache) and keyPaddingMask[b, j] != 0. Never builds the T x S score matrix; T == 1 runs a
+ * decode kernel split over the keys. A query row that sees no key at all (e.g. a left-padding row)
+ * outputs zeros and gets zero gradient, where HF's eager path gives a uniform average or NaN depending
+ * on the version; such rows carry label -100, so they never reach the loss.
+ * q [B, Hq, T, D], k and v [B, Hkv, S, D] (D <= 256), f32 or f16 -> [B, Hq, T, D].
+ * @example
+ * const out = attention(q, k, v, { keyPaddingMask: mask }); // q [2, 8, T, 64], k/v [2, 2, T, 64], mask [2, T]
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  const mask = options.keyPaddingMask ?? null;
+  check(q, k, v, mask);
+  const [B, Hq, T, D] = q.shape as [number, number, number, number];
+  const [, Hkv, S] = k.shape as [number, number, number, number];
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(scale)) throw new ValueError(`${OP}: scale is ${scale}; pass a finite number`);
+  const g: Geometry = { B, Hq, Hkv, T, S, D, scale, causal: options.causal ?? true };
+  return attentionOp(q, k, v, mask, g);
+}
