@@ -41,3 +41,27 @@ export class ConfigError extends FormatError {
     this.field = field;
   }
 }
+
+/** A run whose estimated GPU memory does not fit the adapter's limits. */
+export class MemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MemoryError';
+  }
+}
+
+/** A LoRA adapter (config or tensors) that does not match the model or PEFT's format. */
+export class AdapterError extends FormatError {
+  constructor(file: string, message: string) {
+    super(file, `${file}: ${message}`);
+    this.name = 'AdapterError';
+  }
+}
+
+/** A model used in a way its state does not allow (an argument out of range, a missing adapter). */
+export class ModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelError';
+  }
+}

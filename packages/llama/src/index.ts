@@ -2,7 +2,7 @@
 // bundle imports the others (config, source, safetensors, safetensors-checkpoint) directly.
 
 // Errors
-export { FormatError, SafetensorsError, ConfigError } from './errors.js';
+export { FormatError, SafetensorsError, ConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './config.js';
@@ -87,3 +87,18 @@ export type { BpeVocabulary } from './tokenizer-convert.js';
 export { tokenizerFromFiles } from './tokenizer-files.js';
 export type { TokenizerFiles } from './tokenizer-files.js';
 export { loadTokenizer, llamaTokenizerDir } from './tokenizer-node.js';
+
+// Model: LLaMA on @huatuo/tensor, its weights and KV cache
+export { LlamaModel, DecoderLayer } from './model.js';
+export type { ForwardOptions } from './model.js';
+export { Linear } from './linear.js';
+export type { LoraWeights } from './linear.js';
+export { KvCache } from './kv-cache.js';
+export { createRandomLlama, expectedWeights, modelTensorsToWrite } from './weights.js';
+export type { WeightSpec, ModelOptions, RandomModelOptions } from './weights.js';
+export { loadLlama } from './weights-node.js';
+export type { LoadLlamaOptions } from './weights-node.js';
+
+// Memory planning
+export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, splitRows } from './memory.js';
+export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './memory.js';

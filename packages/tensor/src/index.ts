@@ -32,6 +32,7 @@ export { refAttention, refAttentionBackward } from './reference/attention.js';
 export type { RefAttentionOptions } from './reference/attention.js';
 export { reshape, permute, transpose, slice, expand, contiguous, cat } from './ops/views.js';
 export { where, maskedFill, cast } from './ops/select.js';
+export { copyInto } from './ops/inplace.js';
 export { defineOp } from './ops/define.js';
 export type { OpDef, OpContext, Op } from './ops/define.js';
 

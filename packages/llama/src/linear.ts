@@ -1,0 +1,60 @@
+// A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
+// transposed in place; W may be split along its rows (outputs) into several buffers when it
+// exceeds the adapter's binding limit. An optional LoRA adapter adds B(A(dropout(x))) * alpha / r.
+
+import { add, cast, cat, dropout, matmul, mul, transpose, type Tensor } from '@huatuo/tensor';
+
+/** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
+export interface LoraWeights {
+  readonly A: Tensor;
+  readonly B: Tensor;
+  /** alpha / r. */
+  readonly scaling: number;
+  /** Dropout probability on the adapter's input while training. */
+  readonly dropout: number;
+}
+
+/** A projection of a decoder layer or the lm_head. */
+export class Linear {
+  /** Weight rows, in order: one part [out, in], or several [rows_i, in] that concatenate to it. Frozen. */
+  parts: Tensor[];
+  lora: LoraWeights | null = null;
+  /** Whether the adapter has been added into `parts` (then forward skips it). */
+  merged = false;
+
+  constructor(
+    /** Hugging Face name, e.g. `model.layers.0.self_attn.q_proj`. */
+    readonly name: string,
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+    parts: Tensor[],
+  ) {
+    this.parts = parts;
+  }
+
+  /**
+   * y = x W^T (+ the adapter's update); x [..., in] -> [..., out]. `dropoutSeed` enables the
+   * adapter's dropout (training).
+   */
+  forward(x: Tensor, dropoutSeed?: number): Tensor {
+    const outs = this.parts.map((w) => matmul(x, transpose(w))); // [..., rows_i]
+    let y = outs.length === 1 ? outs[0]! : cat(outs, -1); // [..., out]
+    const lora = this.lora;
+    if (lora !== null && !this.merged) {
+      const A = lora.A.dtype === x.dtype ? lora.A : cast(lora.A, x.dtype);
+      const B = lora.B.dtype === x.dtype ? lora.B : cast(lora.B, x.dtype);
+      const xin = dropoutSeed !== undefined && lora.dropout > 0 ? dropout(x, lora.dropout, dropoutSeed) : x;
+      const h = matmul(xin, transpose(A)); // [..., r]
+      y = add(y, mul(matmul(h, transpose(B)), lora.scaling)); // [..., out]
+    }
+    return y;
+  }
+
+  /** Disposes the weight parts and the adapter. */
+  dispose(): void {
+    for (const p of this.parts) p.dispose();
+    this.lora?.A.dispose();
+    this.lora?.B.dispose();
+    this.lora = null;
+  }
+}

@@ -1,0 +1,224 @@
+// GPU memory planning: bytes of weights, LoRA parameters, their gradients and AdamW state,
+// activations kept for backward, logits and the KV cache, for a config, batch and sequence
+// length; which weights must be split to fit the adapter's binding limit; and a refusal, up
+// front and with the estimate in its message, of runs that cannot fit.
+
+import type { LlamaConfig } from './config.js';
+import { MemoryError } from './errors.js';
+import { moduleGroup, type LoraTargetModule } from './lora-config.js';
+
+/** The adapter limits a plan is checked against (WebGPU's `GPUSupportedLimits` names). */
+export interface MemoryLimits {
+  /** Largest single buffer. */
+  readonly maxBufferSize: number;
+  /** Largest range one storage binding may cover: tensors above it are split. */
+  readonly maxStorageBufferBindingSize: number;
+  /** Total GPU memory when known (WebGPU does not report it; pass it yourself). */
+  readonly totalMemory?: number;
+}
+
+/** What run to plan. */
+export interface MemoryPlanOptions {
+  /** Sequences per step (for beam search, prompts x beams). */
+  readonly batchSize: number;
+  /** Tokens per sequence (training) or prompt plus new tokens (inference). */
+  readonly seqLen: number;
+  /** Dtype of the base weights and activations. Default 'f32'. */
+  readonly dtype?: 'f32' | 'f16';
+  /** LoRA adapter, when one is attached. */
+  readonly lora?: { readonly r: number; readonly targetModules: readonly LoraTargetModule[] };
+  /** Training (graph kept for backward, gradients, AdamW state) or inference. Default: true when `lora` is given. */
+  readonly training?: boolean;
+  /** KV cache length for inference; default `seqLen`. Ignored in training. */
+  readonly kvCacheLen?: number;
+}
+
+/** A weight stored in several buffers because it exceeds the binding limit. */
+export interface TensorSplit {
+  /** Hugging Face name pattern, e.g. `model.embed_tokens.weight` or `model.layers.*.mlp.up_proj.weight`. */
+  readonly name: string;
+  readonly shape: readonly [number, number];
+  readonly bytes: number;
+  /** Row counts of the parts, split along the first (output or vocabulary) dimension. */
+  readonly rows: readonly number[];
+}
+
+/** Estimated GPU bytes of a run. */
+export interface MemoryPlan {
+  readonly weights: number;
+  readonly lora: number;
+  /** Gradients of the trainable (LoRA) parameters. */
+  readonly gradients: number;
+  /** AdamW's two moments per trainable parameter, f32. */
+  readonly optimizer: number;
+  /** Activations: those kept for backward in training, one layer's temporaries in inference. */
+  readonly activations: number;
+  /** Logits and, in training, the loss's saved softmax. */
+  readonly logits: number;
+  readonly kvCache: number;
+  readonly total: number;
+  /** The largest single activation tensor, which cannot be split. */
+  readonly largestActivation: { readonly name: string; readonly bytes: number };
+  /** Weights split to fit the binding limit (empty when no limits were given or all fit). */
+  readonly splits: readonly TensorSplit[];
+}
+
+const MiB = 1024 * 1024;
+
+/** Bytes as "123.4 MiB". */
+export function formatBytes(bytes: number): string {
+  return bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(2)} GiB` : `${(bytes / MiB).toFixed(1)} MiB`;
+}
+
+/** Row counts of parts of a [rows, rowBytes] matrix so that each part stays within `limit` bytes. */
+export function splitRows(rows: number, rowBytes: number, limit: number): number[] {
+  if (rowBytes > limit) {
+    throw new MemoryError(`one row of ${rowBytes} bytes exceeds the binding limit of ${limit} bytes; no split along rows can fit it`);
+  }
+  const per = Math.max(1, Math.floor(limit / rowBytes));
+  if (per >= rows) return [rows];
+  // Equal parts (the last one shorter) keep the number of distinct kernel shapes small.
+  const parts: number[] = [];
+  for (let at = 0; at < rows; at += per) parts.push(Math.min(per, rows - at));
+  return parts;
+}
+
+/** Output and input sizes of a projection. */
+export function projectionShape(config: LlamaConfig, target: LoraTargetModule): [number, number] {
+  const C = config.hiddenSize;
+  const kvd = config.numKeyValueHeads * config.headDim;
+  const I = config.intermediateSize;
+  switch (target) {
+    case 'q_proj':
+    case 'o_proj':
+      return [C, C];
+    case 'k_proj':
+    case 'v_proj':
+      return [kvd, C];
+    case 'gate_proj':
+    case 'up_proj':
+      return [I, C];
+    case 'down_proj':
+      return [C, I];
+  }
+}
+
+/**
+ * Estimates the GPU memory of a run and, given `limits`, which weights must be split.
+ * The estimate counts tensors, not the pool's rounding or WebGPU's own overhead.
+ *
+ * @example
+ * const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 4, seqLen: 256, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] } });
+ * formatBytes(plan.total);
+ */
+export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limits?: MemoryLimits): MemoryPlan {
+  const { batchSize: B, seqLen: T } = options;
+  for (const [k, v] of [['batchSize', B], ['seqLen', T]] as const) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new MemoryError(`planMemory: ${k} should be a positive integer, got ${v}`);
+  }
+  const bytes = options.dtype === 'f16' ? 2 : 4;
+  const training = options.training ?? options.lora !== undefined;
+  const { hiddenSize: C, intermediateSize: I, vocabSize: V, numHiddenLayers: L, numAttentionHeads: H } = config;
+  const kvd = config.numKeyValueHeads * config.headDim;
+  const N = B * T;
+
+  const perLayer = 2 * C + C * C * 2 + 2 * C * kvd + 3 * C * I;
+  const weightElements = V * C * (config.tieWordEmbeddings ? 1 : 2) + L * perLayer + C;
+  const weights = weightElements * bytes;
+
+  let loraElements = 0;
+  let loraInputs = 0;
+  for (const t of options.lora?.targetModules ?? []) {
+    const [out, inp] = projectionShape(config, t);
+    loraElements += L * options.lora!.r * (out + inp);
+    loraInputs += inp + options.lora!.r;
+  }
+  const lora = loraElements * 4;
+  const gradients = training ? lora : 0;
+  const optimizer = training ? 2 * lora : 0;
+
+  const S = training ? T : (options.kvCacheLen ?? T);
+  const scores = B * H * T * S * 4;
+  let activations: number;
+  if (training) {
+    // Per layer: residual, two norms, q/k/v and their rotations, attention output and
+    // probabilities (with scores), o_proj and MLP (gate, up, silu, product, down), LoRA inputs.
+    const layer = N * (9 * C + 3 * kvd + 5 * I + loraInputs) * bytes + 2 * scores;
+    activations = L * layer + 2 * N * C * bytes;
+  } else {
+    activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + 2 * scores;
+  }
+  const logitBytes = N * V * 4;
+  const logits = training ? 3 * logitBytes : logitBytes;
+  const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
+  const total = weights + lora + gradients + optimizer + activations + logits + kvCache;
+
+  const candidates: [string, number][] = [
+    [`logits [${B}, ${T}, ${V}] f32`, logitBytes],
+    [`attention scores [${B}, ${H}, ${T}, ${S}] f32`, scores],
+    [`MLP activation [${B}, ${T}, ${I}] ${options.dtype ?? 'f32'}`, N * I * bytes],
+  ];
+  const largest = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));
+
+  const splits: TensorSplit[] = [];
+  if (limits !== undefined) {
+    const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const matrices: [string, number, number][] = [['model.embed_tokens.weight', V, C]];
+    if (!config.tieWordEmbeddings) matrices.push(['lm_head.weight', V, C]);
+    for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
+      const [out, inp] = projectionShape(config, t);
+      matrices.push([`model.layers.*.${moduleGroup(t)}.${t}.weight`, out, inp]);
+    }
+    for (const [name, rows, cols] of matrices) {
+      const b = rows * cols * bytes;
+      if (b > limit) splits.push({ name, shape: [rows, cols], bytes: b, rows: splitRows(rows, cols * bytes, limit) });
+    }
+  }
+  return {
+    weights,
+    lora,
+    gradients,
+    optimizer,
+    activations,
+    logits,
+    kvCache,
+    total,
+    largestActivation: { name: largest[0], bytes: largest[1] },
+    splits,
+  };
+}
+
+/** The plan as one line: "weights 12.6 GiB, LoRA 16.0 MiB, ..., total 14.1 GiB". */
+export function formatMemoryPlan(plan: MemoryPlan): string {
+  const parts: [string, number][] = [
+    ['weights', plan.weights],
+    ['LoRA', plan.lora],
+    ['gradients', plan.gradients],
+    ['AdamW state', plan.optimizer],
+    ['activations', plan.activations],
+    ['logits', plan.logits],
+    ['KV cache', plan.kvCache],
+  ];
+  return `${parts.map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}; total ${formatBytes(plan.total)}`;
+}
+
+/**
+ * Throws MemoryError, with the whole estimate in the message, when the plan cannot fit:
+ * an activation tensor over the binding or buffer limit (activations cannot be split), or
+ * a total over `limits.totalMemory` when that is known.
+ */
+export function checkMemoryPlan(plan: MemoryPlan, limits: MemoryLimits, what = 'this run'): void {
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (plan.largestActivation.bytes > limit) {
+    throw new MemoryError(
+      `${what}: the ${plan.largestActivation.name} needs ${formatBytes(plan.largestActivation.bytes)}, over the adapter's ` +
+        `binding limit of ${formatBytes(limit)}; reduce the batch size or sequence length (estimate: ${formatMemoryPlan(plan)})`,
+    );
+  }
+  if (limits.totalMemory !== undefined && plan.total > limits.totalMemory) {
+    throw new MemoryError(
+      `${what}: needs about ${formatBytes(plan.total)} of GPU memory, more than the ${formatBytes(limits.totalMemory)} available; ` +
+        `use dtype f16, a smaller batch or shorter sequences (estimate: ${formatMemoryPlan(plan)})`,
+    );
+  }
+}

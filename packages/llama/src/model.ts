@@ -1,0 +1,222 @@
+// LLaMA (Hugging Face's LlamaForCausalLM) on @huatuo/tensor, in reading order: token
+// embedding, decoder layers (RMSNorm, attention with rotate_half RoPE and grouped-query
+// heads, SwiGLU MLP, both residual), final RMSNorm, lm_head (tied or not). One forward serves
+// training over padded batches and cached incremental decoding.
+
+import {
+  add,
+  attention,
+  cast,
+  crossEntropy,
+  embedding,
+  mul,
+  reshape,
+  rmsNorm,
+  rope,
+  silu,
+  slice,
+  tensor,
+  transpose,
+  type FloatDType,
+  type Tensor,
+} from '@huatuo/tensor';
+import type { LlamaConfig } from './config.js';
+import { ModelError } from './errors.js';
+import type { KvCache } from './kv-cache.js';
+import { Linear } from './linear.js';
+
+/** Options of {@link LlamaModel.forward}. */
+export interface ForwardOptions {
+  /**
+   * [B, S] (u32, i32 or f32): 1 for real tokens, 0 for padding, over every key position, i.e.
+   * S = T without a cache and S = cache.length + T with one. Default: no padding.
+   */
+  readonly attentionMask?: Tensor | null;
+  /** i32 positions [T] or [B, T] for RoPE; default cache.length + 0 .. T-1. */
+  readonly positions?: Tensor;
+  /** Cache to read earlier keys/values from and append this step's to (inference). */
+  readonly cache?: KvCache;
+  /** Compute logits of the last position only ([B, 1, V]), as decoding needs. */
+  readonly lastOnly?: boolean;
+}
+
+/** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
+export class DecoderLayer {
+  constructor(
+    readonly index: number,
+    /** [C] */
+    public inputNorm: Tensor,
+    readonly qProj: Linear,
+    readonly kProj: Linear,
+    readonly vProj: Linear,
+    readonly oProj: Linear,
+    /** [C] */
+    public postNorm: Tensor,
+    readonly gateProj: Linear,
+    readonly upProj: Linear,
+    readonly downProj: Linear,
+  ) {}
+
+  /** The seven projections, in PEFT target-module order. */
+  linears(): Linear[] {
+    return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
+  }
+
+  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined): Tensor {
+    const c = model.config;
+    const [B, T] = [x.shape[0]!, x.shape[1]!];
+    const seed = model.nextDropoutSeed();
+    // Attention.
+    const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
+    const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
+    const q = rope(heads(this.qProj.forward(h, seed), c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
+    let k = rope(heads(this.kProj.forward(h, seed), c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
+    let v = heads(this.vProj.forward(h, seed), c.numKeyValueHeads); // [B, Hkv, T, D]
+    if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
+    const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
+    const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
+    x = add(x, this.oProj.forward(merged, seed));
+    // SwiGLU MLP: down(silu(gate(h)) * up(h)).
+    const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
+    const inner = mul(silu(this.gateProj.forward(h2, seed)), this.upProj.forward(h2, seed)); // [B, T, I]
+    return add(x, this.downProj.forward(inner, seed)); // [B, T, C]
+  }
+}
+
+/**
+ * A LLaMA causal language model. Create it with `loadLlama` (a Hugging Face folder) or
+ * `createRandomLlama`; call inside `tidy()` (or `noGrad()` for inference).
+ *
+ * @example
+ * const logits = noGrad(() => model.forward(tensor(new Int32Array([1, 278, 4996]), [1, 3]))); // [1, 3, V]
+ */
+export class LlamaModel {
+  /** Whether LoRA dropout is active (training) or not (evaluation, generation). */
+  training = false;
+  private dropoutCounter: number;
+
+  constructor(
+    readonly config: LlamaConfig,
+    /** Dtype of the base weights and activations. */
+    readonly dtype: FloatDType,
+    /** Embedding rows [V, C], split along the vocabulary into parts when over the binding limit. */
+    readonly embedParts: Tensor[],
+    readonly layers: DecoderLayer[],
+    /** [C] */
+    public norm: Tensor,
+    /** lm_head [V, C]: the embedding parts themselves when `tieWordEmbeddings`. */
+    readonly lmHead: Linear,
+    seed = 0,
+  ) {
+    this.dropoutCounter = seed >>> 0;
+  }
+
+  /** A fresh seed for each layer's dropout in training, undefined otherwise (internal). */
+  nextDropoutSeed(): number | undefined {
+    if (!this.training) return undefined;
+    this.dropoutCounter = (this.dropoutCounter + 0x9e3779b9) >>> 0;
+    return this.dropoutCounter;
+  }
+
+  /** Every projection of every layer (not the lm_head). */
+  linears(): Linear[] {
+    return this.layers.flatMap((l) => l.linears());
+  }
+
+  /** The LoRA parameters (A and B of each adapted projection), the only ones that train. */
+  loraParameters(): Tensor[] {
+    return this.linears().flatMap((l) => (l.lora === null ? [] : [l.lora.A, l.lora.B]));
+  }
+
+  /** Token embeddings of `ids` [B, T] -> [B, T, C]; gathers per vocabulary part when split. */
+  embed(ids: Tensor): Tensor {
+    if (this.embedParts.length === 1) return embedding(ids, this.embedParts[0]!);
+    const host = ids.hostIndices();
+    if (host === null) {
+      throw new ModelError('forward: the embedding is split into parts, which needs ids created from host data (tensor(new Int32Array(...))), not computed on the GPU');
+    }
+    const outs: Tensor[] = [];
+    let start = 0;
+    for (const part of this.embedParts) {
+      const rows = part.shape[0]!;
+      const local = new Int32Array(host.length);
+      const inside = new Float32Array(host.length);
+      for (let i = 0; i < host.length; i++) {
+        const id = host[i]! - start;
+        if (id >= 0 && id < rows) {
+          local[i] = id;
+          inside[i] = 1;
+        }
+      }
+      start += rows;
+      const e = embedding(tensor(local, ids.shape), part); // [B, T, C]
+      const m = tensor(inside, [...ids.shape, 1], { dtype: 'f32' });
+      outs.push(mul(e, this.dtype === 'f32' ? m : cast(m, this.dtype)));
+    }
+    return outs.reduce((a, b) => add(a, b));
+  }
+
+  /**
+   * Logits [B, T, V] in f32 for token ids [B, T] (i32). With a cache, `ids` are the new tokens
+   * and the cache grows by T.
+   */
+  forward(ids: Tensor, options: ForwardOptions = {}): Tensor {
+    if (ids.rank !== 2 || ids.dtype !== 'i32') {
+      throw new ModelError(`forward: ids should be i32 [B, T], got ${ids.dtype} [${ids.shape.join(', ')}]`);
+    }
+    const [B, T] = [ids.shape[0]!, ids.shape[1]!];
+    const cache = options.cache;
+    const past = cache?.length ?? 0;
+    if (cache !== undefined && cache.batchSize !== B) {
+      throw new ModelError(`forward: ids have ${B} rows but the cache has ${cache.batchSize}`);
+    }
+    const mask = options.attentionMask ?? null;
+    if (mask !== null && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== past + T)) {
+      throw new ModelError(`forward: attentionMask is [${mask.shape.join(', ')}], expected [${B}, ${past + T}] (batch, cached plus new positions)`);
+    }
+    const positions = options.positions ?? tensor(Int32Array.from({ length: T }, (_, i) => past + i));
+    let x = this.embed(ids); // [B, T, C]
+    for (const layer of this.layers) x = layer.forward(this, x, positions, mask, cache);
+    cache?.advance(T);
+    if (options.lastOnly) x = slice(x, 1, T - 1, T); // [B, 1, C]
+    x = rmsNorm(x, this.norm, this.config.rmsNormEps);
+    const logits = this.lmHead.forward(x); // [B, T, V]
+    return logits.dtype === 'f32' ? logits : cast(logits, 'f32');
+  }
+
+  /**
+   * Mean next-token cross-entropy of a padded batch, as Hugging Face computes it: logits at
+   * positions 0..T-2 against labels at 1..T-1, labels of -100 ignored.
+   * ids, labels: i32 [B, T]; attentionMask [B, T] (1 real, 0 padding).
+   */
+  loss(ids: Tensor, labels: Tensor, attentionMask?: Tensor | null): Tensor {
+    const [B, T] = [ids.shape[0]!, ids.shape[1]!];
+    if (labels.rank !== 2 || labels.shape[0] !== B || labels.shape[1] !== T || labels.dtype !== 'i32') {
+      throw new ModelError(`loss: labels should be i32 [${B}, ${T}] like ids, got ${labels.dtype} [${labels.shape.join(', ')}]`);
+    }
+    const logits = this.forward(ids, { attentionMask: attentionMask ?? null }); // [B, T, V]
+    const shifted = slice(logits, 1, 0, T - 1); // [B, T-1, V]
+    const host = labels.hostIndices();
+    let targets: Tensor; // [B, T-1]
+    if (host !== null) {
+      const t = new Int32Array(B * (T - 1));
+      for (let b = 0; b < B; b++) for (let i = 1; i < T; i++) t[b * (T - 1) + i - 1] = host[b * T + i]!;
+      targets = tensor(t, [B, T - 1]);
+    } else {
+      targets = slice(labels, 1, 1, T);
+    }
+    return crossEntropy(shifted, targets, { ignoreIndex: -100 });
+  }
+
+  /** Frees every weight and adapter. */
+  dispose(): void {
+    for (const l of this.layers) {
+      l.inputNorm.dispose();
+      l.postNorm.dispose();
+      for (const p of l.linears()) p.dispose();
+    }
+    this.norm.dispose();
+    for (const p of this.embedParts) p.dispose();
+    if (!this.config.tieWordEmbeddings) this.lmHead.dispose();
+  }
+}

@@ -1,0 +1,123 @@
+// LlamaModel against the PyTorch reference of Hugging Face's LlamaForCausalLM: logits and loss
+// of padded batches for three configurations, the KV-cache path, split weights, and the loader's checks.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initWebGPU, noGrad, tensor, tidy, toArray, cat, type Tensor } from '@huatuo/tensor';
+import { KvCache, loadLlama, type LlamaModel } from '@huatuo/llama';
+import { assertClose } from '../tensor/helpers.js';
+import { fixtureDir, fixtureNames, readReference, type LogitsRecord } from './fixtures.js';
+
+const tol = { atol: 1e-4, rtol: 1e-4 };
+
+function ids2d(rows: number[][]): Tensor {
+  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
+}
+
+/** Checks logits [B, T, V] against a record (all columns, or leading columns plus logsumexp). */
+export async function checkLogits(logits: Tensor, rec: LogitsRecord, what: string): Promise<void> {
+  const V = logits.shape[2]!;
+  const got = await toArray(logits);
+  if (rec.logitColumns === undefined) {
+    assertClose(got, rec.logits, tol, what);
+    return;
+  }
+  const n = rec.logitColumns;
+  const rows = got.length / V;
+  const cols = new Float64Array(rows * n);
+  const lse = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let j = 0; j < V; j++) m = Math.max(m, got[r * V + j]!);
+    let s = 0;
+    for (let j = 0; j < V; j++) s += Math.exp(got[r * V + j]! - m);
+    lse[r] = m + Math.log(s);
+    for (let j = 0; j < n; j++) cols[r * n + j] = got[r * V + j]!;
+  }
+  assertClose(cols, rec.logits, tol, `${what} (first ${n} columns)`);
+  assertClose(lse, rec.logsumexp!, tol, `${what} (logsumexp over the vocabulary)`);
+}
+
+describe('LlamaModel against the PyTorch reference', () => {
+  before(async () => {
+    await initWebGPU();
+  });
+
+  for (const name of fixtureNames) {
+    it(`gives the reference logits and loss of a right-padded batch (${name})`, async () => {
+      const ref = readReference(name);
+      const model = await loadLlama(fixtureDir(name));
+      try {
+        const { logits, loss } = noGrad(() =>
+          tidy(() => {
+            const ids = ids2d(ref.ids);
+            const mask = ids2d(ref.attentionMask);
+            return { logits: model.forward(ids, { attentionMask: mask }), loss: model.loss(ids, ids2d(ref.labels), mask) };
+          }),
+        );
+        await checkLogits(logits, ref, `${name} logits`);
+        assertClose([(await toArray(loss))[0]!], [ref.loss], tol, `${name} loss`);
+        logits.dispose();
+        loss.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  it('gives the same logits through the KV cache (prefill 4, then one token at a time) as the full forward', async () => {
+    const ref = readReference('gqa');
+    const model = await loadLlama(fixtureDir('gqa'));
+    const row = ref.ids[0]!;
+    const cache = new KvCache(model.config, 1, row.length, 'f32');
+    try {
+      const full = noGrad(() => tidy(() => model.forward(ids2d([row]))));
+      const steps: Tensor[] = [];
+      noGrad(() => {
+        steps.push(tidy(() => model.forward(ids2d([row.slice(0, 4)]), { cache })));
+        for (let t = 4; t < row.length; t++) steps.push(tidy(() => model.forward(ids2d([row.slice(t, t + 1)]), { cache })));
+      });
+      const cached = tidy(() => cat(steps, 1));
+      assertClose(await toArray(cached), await toArray(full), { atol: 1e-5, rtol: 1e-5 }, 'cached vs full logits');
+      assertClose(await toArray(cached), ref.logits.slice(0, row.length * model.config.vocabSize), tol, 'cached vs reference');
+      for (const t of [full, cached, ...steps]) t.dispose();
+    } finally {
+      cache.dispose();
+      model.dispose();
+    }
+  });
+
+  it('splits embedding, lm_head and projections over a small binding limit and gives the same logits', async () => {
+    const ref = readReference('gqa');
+    // 2 KiB per buffer: the [128, 32] f32 embedding and lm_head (16 KiB) go in 8 parts, the MLP in several.
+    const model: LlamaModel = await loadLlama(fixtureDir('gqa'), { maxBindingBytes: 2048 });
+    try {
+      assert.equal(model.embedParts.length, 8);
+      assert.ok(model.layers[0]!.gateProj.parts.length > 1);
+      const logits = noGrad(() => tidy(() => model.forward(ids2d(ref.ids), { attentionMask: ids2d(ref.attentionMask) })));
+      await checkLogits(logits, ref, 'split gqa logits');
+      logits.dispose();
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('refuses a checkpoint whose tensor shape disagrees with config.json, naming the tensor', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'llama-bad-'));
+    try {
+      await cp(fixtureDir('tied-odd'), dir, { recursive: true });
+      const cfg = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+      cfg.intermediate_size = 60;
+      await writeFile(join(dir, 'config.json'), JSON.stringify(cfg));
+      await assert.rejects(loadLlama(dir), /model\.layers\.0\.mlp\.gate_proj\.weight.*\[61, 24\].*\[60, 24\]/);
+      cfg.intermediate_size = 61;
+      cfg.num_hidden_layers = 2;
+      await writeFile(join(dir, 'config.json'), JSON.stringify(cfg));
+      await assert.rejects(loadLlama(dir), /model\.layers\.1\.input_layernorm\.weight.*missing/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
