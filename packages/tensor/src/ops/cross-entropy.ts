@@ -43,6 +43,8 @@ export const crossEntropy = defineOp({
   forward(ctx, logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}) {
     const ignoreIndex = options.ignoreIndex ?? -100;
     const reduction = options.reduction ?? 'mean';
+    logits.storage('crossEntropy');
+    targets.storage('crossEntropy');
     checkFloat('crossEntropy', logits);
     if (targets.dtype !== 'i32') {
       throw new DTypeError(`crossEntropy: targets must be i32 class indices, got ${targets.dtype} ${fmtShape(targets.shape)}`);

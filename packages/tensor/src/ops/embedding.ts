@@ -45,6 +45,8 @@ function groupById(ids: Int32Array | Uint32Array): { uniq: Int32Array; offsets: 
 export const embedding = defineOp({
   name: 'embedding',
   forward(ctx, ids: Tensor, table: Tensor) {
+    ids.storage('embedding');
+    table.storage('embedding');
     if (ids.dtype !== 'i32') throw new DTypeError(`embedding: ids must be i32, got ${ids.dtype} ${fmtShape(ids.shape)}`);
     checkFloat('embedding', table);
     if (table.rank !== 2) throw new ShapeError(`embedding: table is ${fmtShape(table.shape)}; expected [V, C]`);

@@ -94,6 +94,8 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
 export const rope = defineOp({
   name: 'rope',
   forward(ctx, x: Tensor, positions: Tensor, theta: number = 10000) {
+    x.storage('rope');
+    positions.storage('rope');
     checkFloat('rope', x);
     if (positions.dtype !== 'i32') throw new DTypeError(`rope: positions must be i32, got ${positions.dtype} ${fmtShape(positions.shape)}`);
     if (x.rank < 2) throw new ShapeError(`rope: x is ${fmtShape(x.shape)}; expected [..., T, D]`);
