@@ -10,3 +10,20 @@ export const platformName = 'browser';
 export const missingAdapterHint =
   'this browser exposes no WebGPU adapter (navigator.gpu). Use a browser with WebGPU enabled ' +
   '(Chrome/Edge 113+, or Chromium with --enable-unsafe-webgpu) on a page served over https or from localhost.';
+
+let tuningCache: Record<string, unknown> = {};
+
+/** The browser keeps matmul tuning results in memory only (one search per page load). */
+export function tuningCachePath(): string {
+  return 'memory';
+}
+
+/** The in-memory tuning cache. */
+export function loadTuningCache(): Record<string, unknown> {
+  return tuningCache;
+}
+
+/** Replaces the in-memory tuning cache. */
+export function saveTuningCache(cache: Record<string, unknown>): void {
+  tuningCache = { ...cache };
+}

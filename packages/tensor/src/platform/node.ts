@@ -1,5 +1,8 @@
 // Node platform: WebGPU through Dawn's bindings (the `webgpu` package). The only module
 // of the package that imports Node-specific code; browsers get ./browser.ts instead.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { create, globals } from 'webgpu';
 
 /** Kept for the life of the process: if Dawn's instance is garbage-collected, its devices die with it. */
@@ -31,3 +34,32 @@ export const missingAdapterHint =
   'Node found no WebGPU adapter. On Linux without a GPU install the Vulkan loader and Mesa lavapipe ' +
   '(Debian bookworm: `bash scripts/setup.sh`, or apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers); ' +
   'with a GPU, install its Vulkan driver. See the README section "Prerequisites".';
+
+/** Where the matmul tuning results live: $XDG_CACHE_HOME (or ~/.cache)/huatuo-webgpu/tiles.json. */
+export function tuningCachePath(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'huatuo-webgpu', 'tiles.json');
+}
+
+/** The tuning cache (adapter key -> entry), or an empty object when absent or unreadable. */
+export function loadTuningCache(): Record<string, unknown> {
+  try {
+    const data: unknown = JSON.parse(readFileSync(tuningCachePath(), 'utf8'));
+    return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Writes the tuning cache (temp file, then rename); a cache that cannot be written is skipped. */
+export function saveTuningCache(cache: Record<string, unknown>): void {
+  const path = tuningCachePath();
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(cache, null, 2));
+    renameSync(tmp, path);
+  } catch {
+    // A read-only home directory only costs a search per process.
+  }
+}

@@ -1,0 +1,98 @@
+// Batched matmul, v2 (workgroup tiling + register blocking): c[b, m, n] = sum_k a[b, m, k] * b[b, k, n].
+// A TILE x TILE block of c per workgroup of (TILE/4) x (TILE/4) threads, each thread a 4 x 4 block of c
+// held in 4 vec4 accumulators (f32). Per step, a TILE x 16 slice of a and a 16 x TILE slice of b are
+// staged in workgroup memory (as f32, k-major so the inner loop reads vec4s) from any strides, so
+// transposed and broadcast operands need no copy; out-of-range elements stage as zero. Works for any
+// M, N, K and needs no optional feature: the path for GPUs with fast workgroup memory and the fallback.
+// Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read;
+// 3 c: array<T> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
+alias T = f32;
+
+const TILE: u32 = {{TILE}}u;
+const BK: u32 = 16u;
+const TPR: u32 = TILE / 4u;
+const WG: u32 = TPR * TPR;
+const LOADS: u32 = TILE * BK / WG;
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  batch_rank: u32,
+  a_offset: u32,
+  b_offset: u32,
+  a_sm: u32,
+  a_sk: u32,
+  b_sk: u32,
+  b_sn: u32,
+  _pad0: u32,
+  _pad1: u32,
+  batch_shape: vec4<u32>,
+  a_batch_strides: vec4<u32>,
+  b_batch_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> c: array<T>;
+
+var<workgroup> ta: array<f32, BK * TILE>;
+var<workgroup> tb: array<f32, BK * TILE>;
+
+@compute @workgroup_size(TPR, TPR)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * TILE;
+  let n0 = wid.x * TILE;
+  var rem = wid.z;
+  var a_base = p.a_offset;
+  var b_base = p.b_offset;
+  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
+    let s = p.batch_shape[d];
+    let coord = rem % s;
+    a_base += coord * p.a_batch_strides[d];
+    b_base += coord * p.b_batch_strides[d];
+    rem = rem / s;
+  }
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    for (var t = 0u; t < LOADS; t++) {
+      let e = li + t * WG;
+      // a: consecutive threads walk k (coalesced for row-major a); stored k-major.
+      let ak = e % BK;
+      let am = e / BK;
+      var va = 0.0;
+      if (m0 + am < p.M && k0 + ak < p.K) { va = f32(a[a_base + (m0 + am) * p.a_sm + (k0 + ak) * p.a_sk]); }
+      ta[ak * TILE + am] = va;
+      // b: consecutive threads walk n.
+      let bn = e % TILE;
+      let bk = e / TILE;
+      var vb = 0.0;
+      if (n0 + bn < p.N && k0 + bk < p.K) { vb = f32(b[b_base + (k0 + bk) * p.b_sk + (n0 + bn) * p.b_sn]); }
+      tb[bk * TILE + bn] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      let ai = k * TILE + lid.y * 4u;
+      let bi = k * TILE + lid.x * 4u;
+      let av = vec4<f32>(ta[ai], ta[ai + 1u], ta[ai + 2u], ta[ai + 3u]);
+      let bv = vec4<f32>(tb[bi], tb[bi + 1u], tb[bi + 2u], tb[bi + 3u]);
+      acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+      acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+      acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+      acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  let c_base = wid.z * p.M * p.N;
+  for (var i = 0u; i < 4u; i++) {
+    let row = m0 + lid.y * 4u + i;
+    if (row < p.M) {
+      for (var j = 0u; j < 4u; j++) {
+        let col = n0 + lid.x * 4u + j;
+        if (col < p.N) { c[c_base + row * p.N + col] = T(acc[i][j]); }
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// Matrix-vector product for decoding (M = 1), memory bound: y[b, n] = sum_k x[b, k] * w[b, k, n].
+// BT = false: w rows along n ([K, N], N a multiple of 4); each thread owns a vec4 of y and streams
+// its column panel of w one vec4 per k, so a workgroup reads contiguous runs of each row.
+// BT = true: w stored transposed ([N, K] rows along k, K a multiple of 4, the layout of a linear
+// layer's weight); each thread owns 4 outputs and streams 4 rows of w as vec4s along k.
+// Both accumulate in f32 over 4 independent k steps per iteration. x is contiguous along k.
+// Bindings: 0 Params (uniform, strides in vec4 units); 1 x: array<vec4<T>> read;
+// 2 w: array<vec4<T>> read; 3 y: array<vec4<T>> read_write. Workgroup WG threads;
+// grid (ceil(N / (4 WG)), 1, batch).
+alias T = f32;
+
+const WG: u32 = {{WG}}u;
+const BT: bool = {{BT}};
+
+struct Params {
+  N: u32,
+  K: u32,
+  x_offset: u32,
+  w_offset: u32,
+  w_row: u32,
+  batch_rank: u32,
+  _pad0: u32,
+  _pad1: u32,
+  batch_shape: vec4<u32>,
+  x_batch_strides: vec4<u32>,
+  w_batch_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let N4 = p.N / 4u;
+  let K4 = p.K / 4u;
+  let n4 = wid.x * WG + li;
+  if (n4 >= N4) { return; }
+  var rem = wid.z;
+  var x_base = p.x_offset;
+  var w_base = p.w_offset;
+  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
+    let s = p.batch_shape[d];
+    let coord = rem % s;
+    x_base += coord * p.x_batch_strides[d];
+    w_base += coord * p.w_batch_strides[d];
+    rem = rem / s;
+  }
+  var acc = vec4<f32>(0.0);
+  if (BT) {
+    let r0 = w_base + n4 * 4u * p.w_row;
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    for (var k4 = 0u; k4 < K4; k4++) {
+      let xv = vec4<f32>(x[x_base + k4]);
+      s0 = fma(xv, vec4<f32>(w[r0 + k4]), s0);
+      s1 = fma(xv, vec4<f32>(w[r0 + p.w_row + k4]), s1);
+      s2 = fma(xv, vec4<f32>(w[r0 + 2u * p.w_row + k4]), s2);
+      s3 = fma(xv, vec4<f32>(w[r0 + 3u * p.w_row + k4]), s3);
+    }
+    let one = vec4<f32>(1.0);
+    acc = vec4<f32>(dot(s0, one), dot(s1, one), dot(s2, one), dot(s3, one));
+  } else {
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    for (var k4 = 0u; k4 < K4; k4++) {
+      let xv = vec4<f32>(x[x_base + k4]);
+      let base = w_base + k4 * 4u * p.w_row + n4;
+      s0 = fma(vec4<f32>(xv.x), vec4<f32>(w[base]), s0);
+      s1 = fma(vec4<f32>(xv.y), vec4<f32>(w[base + p.w_row]), s1);
+      s2 = fma(vec4<f32>(xv.z), vec4<f32>(w[base + 2u * p.w_row]), s2);
+      s3 = fma(vec4<f32>(xv.w), vec4<f32>(w[base + 3u * p.w_row]), s3);
+    }
+    acc = (s0 + s1) + (s2 + s3);
+  }
+  y[wid.z * N4 + n4] = vec4<T>(acc);
+}
