@@ -57,6 +57,11 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
  * backward(loss); // w.grad now holds dloss/dw
  */
 export function backward(root: Tensor, grad?: Tensor, options: BackwardOptions = {}): void {
+  if (!root.node && root.graphFreed) {
+    throw new AutogradError(
+      `backward: the graph of ${root} was freed by an earlier backward(); pass { retainGraph: true } to that call to run backward again`,
+    );
+  }
   if (!root.node && !root.requiresGrad) {
     throw new AutogradError(
       `backward: ${root} was not computed from any tensor that requires a gradient (or was computed under noGrad)`,
@@ -102,7 +107,10 @@ export function backward(root: Tensor, grad?: Tensor, options: BackwardOptions =
         const existing = grads.get(input);
         grads.set(input, existing ? runBinary('backward', existing, gi, 'a + b') : gi);
       });
-      if (!options.retainGraph) t.node = null;
+      if (!options.retainGraph) {
+        t.node = null;
+        t.graphFreed = true;
+      }
       if (g !== grad && ![...grads.values()].includes(g)) g.dispose('gradient consumed by backward');
     }
   } finally {

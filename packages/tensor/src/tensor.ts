@@ -56,6 +56,8 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The op that produced this tensor, while its graph is alive. */
   node: GraphNode | null = null;
+  /** Set when backward() freed this tensor's graph node, for a clear error on a second backward. */
+  graphFreed = false;
   private disposedBy: string | null = null;
 
   constructor(
@@ -117,13 +119,13 @@ export class Tensor {
   }
 
   /** A tensor over the same storage with another shape/strides/offset (internal: views). */
-  view(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
-    return new Tensor(this.storage('view').retain(), shape, this.dtype, strides, offset);
+  view(shape: readonly number[], strides: readonly number[], offset: number, op = 'view'): Tensor {
+    return new Tensor(this.storage(op).retain(), shape, this.dtype, strides, offset);
   }
 
   /** A tensor sharing this storage, cut from the graph: no gradient flows through it. */
   detach(): Tensor {
-    return this.view(this.shape, this.strides, this.offset);
+    return this.view(this.shape, this.strides, this.offset, 'detach');
   }
 
   /** Marks this tensor as a leaf that accumulates gradients. Returns `this`. */

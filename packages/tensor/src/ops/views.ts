@@ -32,7 +32,7 @@ export const reshape: Op<[Tensor, readonly number[]]> = defineOp({
       throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
     }
     ctx.data = { inShape: x.shape };
-    if (x.isContiguous) return x.view(target, contiguousStrides(target), x.offset);
+    if (x.isContiguous) return x.view(target, contiguousStrides(target), x.offset, 'reshape');
     const c = contiguousData('reshape', x);
     return c.view(target, contiguousStrides(target), 0);
   },
@@ -54,6 +54,7 @@ export const permute: Op<[Tensor, readonly number[]]> = defineOp({
       axes.map((a) => x.shape[a]!),
       axes.map((a) => x.strides[a]!),
       x.offset,
+      'permute',
     );
   },
   backward(ctx, g) {
@@ -87,7 +88,7 @@ export const slice = defineOp({
     ctx.data = { a, s, inShape: x.shape };
     const shape = [...x.shape];
     shape[a] = e - s;
-    return x.view(shape, x.strides, x.offset + s * x.strides[a]!);
+    return x.view(shape, x.strides, x.offset + s * x.strides[a]!, 'slice');
   },
   // The gradient is g placed into zeros at the sliced positions.
   backward(ctx, g) {
@@ -113,7 +114,7 @@ export const expand = defineOp({
       throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)} (dimension ${i}: ${src} vs ${d})`);
     });
     ctx.data = { inShape: x.shape, lead };
-    return x.view([...shape], strides, x.offset);
+    return x.view([...shape], strides, x.offset, 'expand');
   },
   backward(ctx, g) {
     const { inShape, lead } = ctx.data as { inShape: number[]; lead: number };
@@ -130,7 +131,7 @@ export const expand = defineOp({
 export const contiguous = defineOp({
   name: 'contiguous',
   forward(_ctx, x: Tensor) {
-    if (x.isContiguous) return x.view(x.shape, x.strides, x.offset);
+    if (x.isContiguous) return x.view(x.shape, x.strides, x.offset, 'contiguous');
     return contiguousData('contiguous', x);
   },
   backward(_ctx, g) {

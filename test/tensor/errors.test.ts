@@ -1,0 +1,93 @@
+// Errors at the op boundary: each bad call raises the package's error class with a message that
+// names the op and the shapes or dtypes involved.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import {
+  add, mul, exp, sum, max, matmul, reshape, permute, transpose, slice, expand, cat, where, cast, tensor, zeros, ones, arange,
+  ShapeError, DTypeError, DisposedError, AutogradError, TensorError,
+} from '@huatuo/tensor';
+import { gpu } from './helpers.js';
+
+before(async () => {
+  await gpu();
+});
+
+/** Asserts that fn throws an instance of `cls` whose message contains every one of `parts`. */
+function throwsWith(fn: () => unknown, cls: new (...args: never[]) => Error, parts: string[]): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof cls, `expected ${cls.name}, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    assert.ok(e instanceof TensorError, 'every error of the package is a TensorError');
+    for (const p of parts) assert.ok(e.message.includes(p), `message "${e.message}" should mention "${p}"`);
+    return true;
+  });
+}
+
+test('adding shapes that do not broadcast raises a ShapeError naming the op and both shapes', () => {
+  throwsWith(() => add(zeros([2, 3]), zeros([4])), ShapeError, ['add', '[2, 3]', '[4]']);
+  throwsWith(() => mul(zeros([5, 1, 3]), zeros([2, 4])), ShapeError, ['mul', '[5, 1, 3]', '[2, 4]']);
+});
+
+test('matmul with mismatched inner dimensions raises a ShapeError naming both operand shapes', () => {
+  throwsWith(() => matmul(zeros([4, 8]), zeros([6, 2])), ShapeError, ['matmul', '[4, 8]', '[6, 2]']);
+  throwsWith(() => matmul(zeros([2, 4, 8]), zeros([2, 6, 2])), ShapeError, ['matmul', '[2, 4, 8]', '[2, 6, 2]']);
+  throwsWith(() => matmul(zeros([2, 4, 8]), zeros([3, 8, 2])), ShapeError, ['matmul', '[2]', '[3]', 'broadcast']);
+  throwsWith(() => matmul(zeros([8]), zeros([8, 2])), ShapeError, ['matmul', '[8]']);
+});
+
+test('an integer operand of float arithmetic raises a DTypeError naming the op and dtype', () => {
+  const i = tensor(new Int32Array([1, 2, 3]));
+  throwsWith(() => add(ones([3]), i), DTypeError, ['add', 'i32', '[3]']);
+  throwsWith(() => exp(i), DTypeError, ['exp', 'i32']);
+  throwsWith(() => matmul(ones([2, 2]), cast(ones([2, 2]), 'i32')), DTypeError, ['matmul', 'i32']);
+  throwsWith(() => where(tensor(new Uint32Array([1, 0, 1])), ones([3]), i), DTypeError, ['where', 'f32', 'i32']);
+  throwsWith(() => ones([2]).requireGrad().detach() && i.requireGrad(), DTypeError, ['requireGrad', 'i32']);
+});
+
+test('using a tensor after dispose raises a DisposedError naming the op that used it', async () => {
+  const x = ones([2, 3]);
+  x.dispose();
+  assert.equal(x.disposed, true);
+  throwsWith(() => exp(x), DisposedError, ['exp', '[2, 3]', 'disposed']);
+  throwsWith(() => add(x, ones([3])), DisposedError, ['add', '[2, 3]']);
+  throwsWith(() => matmul(x, ones([3, 2])), DisposedError, ['matmul', '[2, 3]']);
+  throwsWith(() => sum(x), DisposedError, ['sum', '[2, 3]']);
+  throwsWith(() => transpose(x), DisposedError, ['permute', '[2, 3]']);
+  throwsWith(() => slice(x, 0, 1), DisposedError, ['slice', '[2, 3]']);
+  throwsWith(() => reshape(x, [6]), DisposedError, ['reshape', '[2, 3]']);
+  await assert.rejects(x.toArray(), (e: unknown) => e instanceof DisposedError && e.message.includes('toArray'));
+  x.dispose(); // disposing twice is harmless
+});
+
+test('reshape to a different number of elements raises a ShapeError naming both shapes', () => {
+  throwsWith(() => reshape(zeros([2, 3]), [4]), ShapeError, ['reshape', '[2, 3]', '[4]']);
+  throwsWith(() => reshape(zeros([2, 3]), [-1, 4]), ShapeError, ['reshape', '[2, 3]', '[-1, 4]']);
+  throwsWith(() => reshape(zeros([2, 3]), [-1, -1]), ShapeError, ['reshape', '-1']);
+});
+
+test('axes out of range or not forming a permutation raise a ShapeError naming the op, axis and rank', () => {
+  throwsWith(() => sum(zeros([2, 3]), 2), ShapeError, ['sum', 'axis 2', 'rank 2']);
+  throwsWith(() => max(zeros([2, 3]), -3), ShapeError, ['max', 'axis -3', 'rank 2']);
+  throwsWith(() => transpose(zeros([4])), ShapeError, ['transpose', 'rank 1']);
+  throwsWith(() => permute(zeros([2, 3, 4]), [0, 0, 1]), ShapeError, ['permute', '[0, 0, 1]', '[2, 3, 4]']);
+  throwsWith(() => permute(zeros([2, 3]), [1]), ShapeError, ['permute', '[1]', '[2, 3]']);
+  throwsWith(() => slice(zeros([2, 3]), 5, 0, 1), ShapeError, ['slice', 'axis 5']);
+  throwsWith(() => cat([zeros([2, 3]), zeros([2, 4])], 0), ShapeError, ['cat', '[2, 3]', '[2, 4]']);
+});
+
+test('expand to an incompatible shape raises a ShapeError naming both shapes', () => {
+  throwsWith(() => expand(zeros([2, 3]), [2, 4]), ShapeError, ['expand', '[2, 3]', '[2, 4]']);
+  throwsWith(() => expand(zeros([2, 3]), [3]), ShapeError, ['expand', '[2, 3]', '[3]']);
+});
+
+test('bad creation arguments raise errors naming the function', () => {
+  throwsWith(() => tensor([1, 2, 3], [2, 2]), ShapeError, ['tensor', '3 values', '[2, 2]']);
+  throwsWith(() => zeros([2, -1]), ShapeError, ['full', '[2, -1]']);
+  throwsWith(() => arange(0, 5, 0), ShapeError, ['arange', 'step']);
+});
+
+test('backward on a non-scalar without a gradient, or outside any graph, raises an AutogradError', () => {
+  const x = ones([2, 2]).requireGrad();
+  throwsWith(() => mul(x, 2).backward(), AutogradError, ['backward', 'not a scalar']);
+  throwsWith(() => ones([1]).backward(), AutogradError, ['backward', 'requires a gradient']);
+  throwsWith(() => mul(x, 2).backward(ones([3])), ShapeError, ['backward', '[3]', '[2, 2]']);
+});
