@@ -8,36 +8,12 @@ import { join } from 'node:path';
 import { initWebGPU, noGrad, tensor, tidy, toArray, cat, type Tensor } from '@huatuo/tensor';
 import { KvCache, loadLlama, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir, fixtureNames, readReference, type LogitsRecord } from './fixtures.js';
+import { checkLogits, fixtureDir, fixtureNames, readReference } from './fixtures.js';
 
 const tol = { atol: 1e-4, rtol: 1e-4 };
 
 function ids2d(rows: number[][]): Tensor {
   return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-}
-
-/** Checks logits [B, T, V] against a record (all columns, or leading columns plus logsumexp). */
-export async function checkLogits(logits: Tensor, rec: LogitsRecord, what: string): Promise<void> {
-  const V = logits.shape[2]!;
-  const got = await toArray(logits);
-  if (rec.logitColumns === undefined) {
-    assertClose(got, rec.logits, tol, what);
-    return;
-  }
-  const n = rec.logitColumns;
-  const rows = got.length / V;
-  const cols = new Float64Array(rows * n);
-  const lse = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) m = Math.max(m, got[r * V + j]!);
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(got[r * V + j]! - m);
-    lse[r] = m + Math.log(s);
-    for (let j = 0; j < n; j++) cols[r * n + j] = got[r * V + j]!;
-  }
-  assertClose(cols, rec.logits, tol, `${what} (first ${n} columns)`);
-  assertClose(lse, rec.logsumexp!, tol, `${what} (logsumexp over the vocabulary)`);
 }
 
 describe('LlamaModel against the PyTorch reference', () => {

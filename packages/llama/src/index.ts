@@ -102,3 +102,11 @@ export type { LoadLlamaOptions } from './weights-node.js';
 // Memory planning
 export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, splitRows } from './memory.js';
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './memory.js';
+
+// LoRA in PEFT's format
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfig, toPeftConfigJson, peftKey, modulePath } from './lora-config.js';
+export type { LoraConfig, LoraTargetModule } from './lora-config.js';
+export { applyLora, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora.js';
+export type { ApplyLoraOptions } from './lora.js';
+export { saveAdapter, loadAdapter, saveMergedModel, adapterConfigName, adapterWeightsName } from './lora-node.js';
+export type { SaveMergedOptions } from './lora-node.js';

@@ -24,6 +24,7 @@ import type { LlamaConfig } from './config.js';
 import { ModelError } from './errors.js';
 import type { KvCache } from './kv-cache.js';
 import { Linear } from './linear.js';
+import type { LoraConfig } from './lora-config.js';
 
 /** Options of {@link LlamaModel.forward}. */
 export interface ForwardOptions {
@@ -93,6 +94,8 @@ export class DecoderLayer {
 export class LlamaModel {
   /** Whether LoRA dropout is active (training) or not (evaluation, generation). */
   training = false;
+  /** The attached LoRA adapter's hyperparameters, or null (see applyLora). */
+  loraConfig: LoraConfig | null = null;
   private dropoutCounter: number;
 
   constructor(

@@ -1,0 +1,154 @@
+// Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors) and
+// merged Hugging Face model folders (sharded safetensors, index, config, tokenizer).
+
+import { copyFile, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { toHfConfigJson } from './config.js';
+import { AdapterError, ModelError } from './errors.js';
+import { adaptedLinears, adapterTensorsToWrite, applyLora, loraDelta, setAdapterWeights } from './lora.js';
+import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
+import type { Linear } from './linear.js';
+import type { LlamaModel } from './model.js';
+import { f32ToF16 } from './dtype-convert.js';
+import { openSafetensors, writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
+import { modelTensorsToWrite } from './weights.js';
+
+/** PEFT's adapter file names. */
+export const adapterConfigName = 'adapter_config.json';
+export const adapterWeightsName = 'adapter_model.safetensors';
+
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const handle = await open(tmp, 'w');
+  try {
+    await handle.writeFile(text, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, path);
+}
+
+/**
+ * Saves the model's adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
+ * (f32, keys like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), each
+ * written to a temp file and renamed. Loadable with PEFT's `PeftModel.from_pretrained`.
+ *
+ * @example
+ * await saveAdapter(model, 'out/lora-huatuo');
+ */
+export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''): Promise<void> {
+  if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
+  await mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
+  await writeTextAtomic(join(dir, adapterConfigName), `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`);
+}
+
+/**
+ * Loads a PEFT LoRA adapter folder into the model (replacing any adapter), checking every
+ * key and shape against the model and the adapter's config.
+ *
+ * @example
+ * const model = await loadLlama('models/llama-7b', { dtype: 'f16' });
+ * await loadAdapter(model, 'lora-llama-med');
+ */
+export async function loadAdapter(model: LlamaModel, dir: string): Promise<void> {
+  const configPath = join(dir, adapterConfigName);
+  let text: string;
+  try {
+    text = await readFile(configPath, 'utf8');
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(configPath, 'file not found; pass a PEFT adapter folder holding adapter_config.json and adapter_model.safetensors');
+    throw err;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new AdapterError(configPath, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const config = parsePeftConfig(json, configPath);
+  const weightsPath = join(dir, adapterWeightsName);
+  const st = await openSafetensors(weightsPath).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(weightsPath, 'file not found; PEFT adapters saved as adapter_model.bin must be converted to safetensors first');
+    throw err;
+  });
+  try {
+    const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+    for (const info of st.tensors) weights.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
+    applyLora(model, config);
+    setAdapterWeights(model, weights, weightsPath);
+  } finally {
+    await st.close();
+  }
+}
+
+/** Options of {@link saveMergedModel}. */
+export interface SaveMergedOptions {
+  /** Largest shard in bytes (Hugging Face's default 5 GB; the 7B model is usually saved in 2 GB shards). */
+  readonly maxShardBytes?: number;
+  /** Folder whose tokenizer files (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json) are copied along. */
+  readonly tokenizerDir?: string;
+}
+
+const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+/**
+ * Saves a Hugging Face model folder with the adapter's update merged into the base weights
+ * (W + alpha / r * B A, computed per tensor as it is written; the model itself is unchanged):
+ * sharded safetensors with their index, config.json, and the tokenizer when `tokenizerDir` is given.
+ *
+ * @example
+ * await saveMergedModel(model, 'out/huatuo-merged', { maxShardBytes: 2e9, tokenizerDir: 'models/llama-7b' });
+ */
+export async function saveMergedModel(model: LlamaModel, dir: string, options: SaveMergedOptions = {}): Promise<ShardedWriteResult> {
+  const merged = new Map<string, { linear: Linear }>();
+  for (const { linear } of adaptedLinears(model)) if (!linear.merged) merged.set(`${linear.name}.weight`, { linear });
+  const f16 = model.dtype === 'f16';
+  const tensors = modelTensorsToWrite(model).map((t) => {
+    const m = merged.get(t.name);
+    if (m === undefined) return t;
+    return {
+      ...t,
+      data: async () => {
+        const parts = noGrad(() =>
+          tidy(() => {
+            const delta = loraDelta(m.linear, model.dtype);
+            let start = 0;
+            return m.linear.parts.map((p) => {
+              const rows = p.shape[0]!;
+              const out = add(p, slice(delta, 0, start, start + rows));
+              start += rows;
+              return out;
+            });
+          }),
+        );
+        const arrays = await Promise.all(parts.map((p: Tensor) => toArray(p)));
+        for (const p of parts) p.dispose();
+        const all = new Float32Array(arrays.reduce((s, a) => s + a.length, 0));
+        let at = 0;
+        for (const a of arrays) {
+          all.set(a as Float32Array, at);
+          at += a.length;
+        }
+        return f16 ? f32ToF16(all) : all;
+      },
+    };
+  });
+  await mkdir(dir, { recursive: true });
+  const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
+  const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
+  await writeTextAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  if (options.tokenizerDir !== undefined) {
+    for (const f of tokenizerFiles) {
+      try {
+        await copyFile(join(options.tokenizerDir, f), join(dir, `${f}.tmp`));
+        await rename(join(dir, `${f}.tmp`), join(dir, f));
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+  return result;
+}
