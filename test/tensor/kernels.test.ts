@@ -1,0 +1,142 @@
+// The kernel table against the WGSL files: every kernelSpecs entry matches its file's bindings,
+// every file compiles on the device, the generated module is current, and the package's core
+// modules stay free of Node built-ins.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { hasF16 } from '@huatuo/tensor';
+import { getRuntime } from '../../packages/tensor/src/backend/context.js';
+import { kernelSpecs, preprocess, type Defines } from '../../packages/tensor/src/kernels.js';
+import type { WgslName } from '../../packages/tensor/src/kernels.generated.js';
+import { gpu } from './helpers.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const kernelsDir = join(root, 'kernels');
+const files = readdirSync(kernelsDir).filter((f) => f.endsWith('.wgsl')).sort();
+const nameOf = (f: string) => f.slice(0, -'.wgsl'.length) as WgslName;
+
+before(async () => {
+  await gpu();
+});
+
+interface ParsedBinding {
+  binding: number;
+  kind: 'uniform' | 'storage';
+  access: 'read' | 'read_write' | null;
+  name: string;
+}
+
+function parseBindings(src: string): ParsedBinding[] {
+  const re = /@group\(0\)\s*@binding\((\d+)\)\s*var<(uniform|storage)(?:,\s*(read_write|read))?>\s*(\w+)/g;
+  const out: ParsedBinding[] = [];
+  for (const m of src.matchAll(re)) {
+    out.push({ binding: Number(m[1]), kind: m[2] as 'uniform' | 'storage', access: (m[3] ?? null) as ParsedBinding['access'], name: m[4]! });
+  }
+  return out.sort((a, b) => a.binding - b.binding);
+}
+
+test('every kernel file has a kernelSpecs entry and every entry has a file', () => {
+  const names = files.map(nameOf).sort();
+  assert.deepEqual(Object.keys(kernelSpecs).sort(), names);
+});
+
+test('every kernelSpecs entry matches its WGSL file: uniform at binding 0, then storage bindings in order', () => {
+  for (const f of files) {
+    const name = nameOf(f);
+    const spec = kernelSpecs[name];
+    const parsed = parseBindings(readFileSync(join(kernelsDir, f), 'utf8'));
+    const uniform = parsed.filter((b) => b.kind === 'uniform');
+    if (spec.uniform) {
+      assert.equal(uniform.length, 1, `${f}: spec says a uniform block, file has ${uniform.length}`);
+      assert.equal(uniform[0]!.binding, 0, `${f}: the uniform block must be binding 0`);
+    } else {
+      assert.equal(uniform.length, 0, `${f}: spec says no uniform block, file has one`);
+    }
+    const storage = parsed.filter((b) => b.kind === 'storage');
+    assert.deepEqual(
+      storage.map((b) => ({ binding: b.binding, name: b.name, access: b.access ?? 'read' })),
+      spec.bindings.map((b, i) => ({ binding: i + 1, name: b.name, access: b.access })),
+      `${f}: storage bindings differ from kernelSpecs.${name}`,
+    );
+  }
+});
+
+/** Representative values of the `{{NAME}}` placeholders of the core kernels. */
+const placeholderExamples: Record<string, string> = {
+  EXPR: 'v',
+};
+const binaryExpr = 'a * b + 1.0';
+
+function placeholders(src: string): string[] {
+  return [...new Set([...src.matchAll(/\{\{(\w+)\}\}/g)].map((m) => m[1]!))];
+}
+
+function aliases(src: string): string[] {
+  return [...src.matchAll(/^alias (\w+) = \w+;$/gm)].map((m) => m[1]!);
+}
+
+async function compileErrors(code: string, label: string): Promise<string[]> {
+  const module = getRuntime().device.createShaderModule({ code, label });
+  const info = await module.getCompilationInfo();
+  return info.messages.filter((m) => m.type === 'error').map((m) => `${label} line ${m.lineNum}:${m.linePos}: ${m.message}`);
+}
+
+test('every kernel file whose placeholders are known compiles on the device, in f32 and (with shader-f16) f16', async () => {
+  const compiled: string[] = [];
+  const skipped: string[] = [];
+  for (const f of files) {
+    const name = nameOf(f);
+    const src = readFileSync(join(kernelsDir, f), 'utf8');
+    const holes = placeholders(src);
+    if (holes.some((h) => placeholderExamples[h] === undefined)) {
+      skipped.push(`${name} (${holes.join(', ')})`);
+      continue;
+    }
+    const base: Record<string, string> = {};
+    for (const h of holes) base[h] = name === 'binary' && h === 'EXPR' ? binaryExpr : placeholderExamples[h]!;
+    const variants: Defines[] = [base];
+    const typeAliases = aliases(src).filter((a) => a !== 'TC');
+    if (hasF16() && typeAliases.length > 0) variants.push({ ...base, ...Object.fromEntries(typeAliases.map((a) => [a, 'f16'])) });
+    if (name === 'where') variants.push({ ...base, TC: 'f32' });
+    for (const d of variants) {
+      const errors = await compileErrors(preprocess(name, d), `${name}(${JSON.stringify(d)})`);
+      assert.deepEqual(errors, [], errors.join('\n'));
+    }
+    compiled.push(name);
+  }
+  for (const core of ['unary', 'binary', 'where', 'fill', 'copy_strided', 'reduce_sum', 'reduce_max', 'scatter_max_grad', 'matmul']) {
+    assert.ok(compiled.includes(core), `core kernel ${core} was not compiled (skipped: ${skipped.join('; ')})`);
+  }
+});
+
+test('the generated kernel module is up to date with kernels/*.wgsl', () => {
+  const r = spawnSync(process.execPath, [join(root, 'scripts/gen-kernels.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `gen-kernels --check failed: ${r.stderr}`);
+});
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((e) => {
+    const p = join(dir, e);
+    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+test('the package sources import no Node built-ins and not webgpu, except platform/node.ts', () => {
+  const src = join(root, 'packages/tensor/src');
+  const builtins = /(?:from\s+|import\s*\(\s*|require\s*\(\s*)['"](node:[\w/]+|fs|path|os|url|child_process|crypto|worker_threads|util|module|process|buffer|stream)['"]/;
+  const dawn = /(?:from\s+|import\s*\(\s*)['"]webgpu['"]/;
+  const offenders: string[] = [];
+  for (const file of walk(src)) {
+    const rel = relative(src, file);
+    if (rel === join('platform', 'node.ts')) continue;
+    const text = readFileSync(file, 'utf8');
+    const b = text.match(builtins);
+    if (b) offenders.push(`${rel} imports ${b[1]}`);
+    if (dawn.test(text)) offenders.push(`${rel} imports webgpu`);
+  }
+  assert.deepEqual(offenders, []);
+  assert.match(readFileSync(join(src, 'platform/node.ts'), 'utf8'), /from 'webgpu'/);
+});
