@@ -110,3 +110,7 @@ export { applyLora, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights,
 export type { ApplyLoraOptions } from './lora.js';
 export { saveAdapter, loadAdapter, saveMergedModel, adapterConfigName, adapterWeightsName } from './lora-node.js';
 export type { SaveMergedOptions } from './lora-node.js';
+
+// Generation
+export { generate, sampleToken, topIndices, logSoftmaxRow, applyRepetitionPenalty } from './generate.js';
+export type { GenerateOptions, Generation, TokenEvent } from './generate.js';
