@@ -1,0 +1,70 @@
+// Memory planning: LLaMA-7B's weight bytes from its known parameter count, LoRA and AdamW bytes
+// from the adapter's shapes, splits that fit the binding limit, and up-front refusals that carry
+// the estimate. (Split weights loading and running: model.test.ts and layer7b.test.ts.)
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { checkMemoryPlan, llamaPresets, MemoryError, planMemory, splitRows } from '@huatuo/llama';
+
+const limits128 = { maxStorageBufferBindingSize: 128 * 1024 * 1024, maxBufferSize: 2 ** 32 - 1 };
+
+describe('planMemory', () => {
+  it("counts LLaMA-7B's 6,738,415,616 parameters as weight bytes in f16 and f32", () => {
+    const cfg = llamaPresets['llama-7b'];
+    assert.equal(planMemory(cfg, { batchSize: 1, seqLen: 1, dtype: 'f16' }).weights, 6_738_415_616 * 2);
+    assert.equal(planMemory(cfg, { batchSize: 1, seqLen: 1, dtype: 'f32' }).weights, 6_738_415_616 * 4);
+  });
+
+  it("counts HuaTuo's LoRA (r 8 on q_proj and v_proj) as 4,194,304 f32 parameters, with gradients and two AdamW moments", () => {
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 4, seqLen: 256, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] } });
+    // 32 layers x 2 modules x r 8 x (4096 + 4096).
+    assert.equal(plan.lora, 4_194_304 * 4);
+    assert.equal(plan.gradients, plan.lora);
+    assert.equal(plan.optimizer, 2 * plan.lora);
+    assert.equal(plan.kvCache, 0);
+    assert.equal(plan.total, plan.weights + plan.lora + plan.gradients + plan.optimizer + plan.activations + plan.logits + plan.kvCache);
+  });
+
+  it('sizes the KV cache of inference as 2 x layers x batch x KV heads x length x head width', () => {
+    const cfg = llamaPresets['tiny'];
+    const plan = planMemory(cfg, { batchSize: 3, seqLen: 100, dtype: 'f32', kvCacheLen: 128 });
+    assert.equal(plan.kvCache, 2 * cfg.numHiddenLayers * 3 * cfg.numKeyValueHeads * 128 * cfg.headDim * 4);
+    assert.equal(plan.optimizer, 0);
+  });
+
+  it('splits the 32000 x 4096 f16 embedding and lm_head on a 128 MiB-binding adapter into parts that fit', () => {
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 1, seqLen: 16, dtype: 'f16' }, limits128);
+    const embed = plan.splits.find((s) => s.name === 'model.embed_tokens.weight');
+    assert.ok(embed, 'embedding is split');
+    assert.equal(embed.rows.reduce((a, b) => a + b, 0), 32000);
+    assert.ok(embed.rows.every((r) => r * 4096 * 2 <= limits128.maxStorageBufferBindingSize));
+    assert.ok(plan.splits.some((s) => s.name === 'lm_head.weight'));
+    // 11008 x 4096 f16 is 86 MiB: fits without a split.
+    assert.ok(!plan.splits.some((s) => s.name.includes('mlp')));
+  });
+
+  it('splitRows gives parts that cover every row and each fit the limit', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 64, max: 100_000 }), (rows, rowBytes, limit) => {
+        const parts = splitRows(rows, rowBytes, limit);
+        assert.equal(parts.reduce((a, b) => a + b, 0), rows);
+        assert.ok(parts.every((p) => p > 0 && p * rowBytes <= limit));
+        assert.ok(parts.length === Math.ceil(rows / Math.floor(limit / rowBytes)));
+      }),
+    );
+  });
+
+  it('refuses up front, with the estimate in the message, logits larger than the binding limit', () => {
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 8, seqLen: 512, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] } });
+    assert.throws(
+      () => checkMemoryPlan(plan, limits128, 'training'),
+      (err: unknown) => err instanceof MemoryError && /logits \[8, 512, 32000\] f32 needs 500\.0 MiB.*binding limit of 128\.0 MiB.*estimate: weights 12\.55 GiB/.test(err.message),
+    );
+  });
+
+  it('refuses a run whose total exceeds the known GPU memory, and accepts one that fits', () => {
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 1, seqLen: 64, dtype: 'f32' });
+    assert.throws(() => checkMemoryPlan(plan, { ...limits128, totalMemory: 16 * 2 ** 30 }), /needs about 25\.\d+ GiB.*more than the 16\.00 GiB available/);
+    assert.doesNotThrow(() => checkMemoryPlan(plan, { ...limits128, totalMemory: 80 * 2 ** 30 }));
+  });
+});
