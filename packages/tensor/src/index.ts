@@ -29,6 +29,8 @@ export { matmul, matmulPlan, tuneMatmul } from './ops/matmul.js';
 export type { MatmulPlan } from './ops/matmul.js';
 export { matmulCandidates, setMatmulVariant, variantName } from './tuning.js';
 export type { MatmulVariant, MatmulChoice, ForceOptions } from './tuning.js';
+export { Profiler, profile } from './profiler.js';
+export type { KernelTime, ProfileReport } from './profiler.js';
 export { attention } from './ops/attention.js';
 export type { AttentionOptions } from './ops/attention.js';
 export { refAttention, refAttentionBackward } from './reference/attention.js';

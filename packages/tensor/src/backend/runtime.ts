@@ -51,6 +51,8 @@ export class Runtime {
   private unsyncedSince = 0;
   /** Measured ms per dispatch of earlier waits, by dispatch count: the same step takes the same time. */
   private readonly waitHistory = new Map<number, number>();
+  /** When the last idle sleep ended (0 when the last wait did not sleep). */
+  private wokeAt = 0;
   private lost: string | null = null;
   private counters = { dispatches: 0, submits: 0, readbacks: 0 };
   /** Hooks run around each dispatch (the profiler). */
@@ -270,19 +272,25 @@ export class Runtime {
   private async idleWait(): Promise<void> {
     const n = this.unsyncedDispatches;
     const msPerDispatch = this.waitHistory.get(n);
+    this.wokeAt = 0;
     if (msPerDispatch === undefined) return;
     const remaining = msPerDispatch * n * 0.85 - (now() - this.unsyncedSince);
-    if (remaining > 2) await new Promise((r) => setTimeout(r, remaining));
+    if (remaining > 2) {
+      await new Promise((r) => setTimeout(r, remaining));
+      this.wokeAt = now();
+    }
   }
 
   private recordWait(): void {
     const n = this.unsyncedDispatches;
     if (n > 0) {
-      const elapsed = now() - this.unsyncedSince;
-      const previous = this.waitHistory.get(n);
-      const measured = elapsed / n;
-      // A sleep that overshot shows up as a longer measurement: keep the smaller.
-      this.waitHistory.set(n, previous === undefined ? measured : Math.min(previous * 1.05, measured));
+      const t = now();
+      const measured = (t - this.unsyncedSince) / n;
+      // Work that was already done when the sleep ended (it resolved within a poll) took an unknown,
+      // shorter time: shrink the estimate so the next sleep ends before the work (a first run that
+      // compiled its pipelines would otherwise set a long sleep). Otherwise the poll saw the real end.
+      const overslept = this.wokeAt > 0 && t - this.wokeAt < 1;
+      this.waitHistory.set(n, overslept ? measured * 0.8 : measured);
       if (this.waitHistory.size > 256) this.waitHistory.clear();
     }
     this.unsyncedDispatches = 0;

@@ -1,0 +1,137 @@
+// The project's matmul (tuned kernels) and its naive v1 baseline on the benchmark shapes, through the
+// public API: compute, then read back a few values. f32 weights over the adapter's storage binding
+// limit are run as two half products (noted in the row).
+import {
+  deviceInfo,
+  f32ToF16Bits,
+  tensor,
+  matmul,
+  randn,
+  setMatmulVariant,
+  slice,
+  sum,
+  toArray,
+  type FloatDType,
+  type Tensor,
+} from '@huatuo/tensor';
+import { timeMedian } from './timing.js';
+
+/** Seeded values in [-0.5, 0.5) as a tensor; f16 data is made on the host (an f32 copy may not fit). */
+function rnd(shape: number[], dtype: FloatDType, seed: number): Tensor {
+  if (dtype === 'f32') return randn(shape, { seed });
+  const n = shape.reduce((p, d) => p * d, 1);
+  const bits = new Uint16Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    bits[i] = f32ToF16Bits(s / 4294967296 - 0.5);
+  }
+  return tensor(bits, shape);
+}
+
+export interface Shape {
+  M: number;
+  K: number;
+  N: number;
+  name: string;
+}
+
+export const squares = (sizes: number[]): Shape[] => sizes.map((n) => ({ M: n, K: n, N: n, name: `${n}x${n}x${n}` }));
+export const llamaTrain: Shape[] = [
+  { M: 256, K: 4096, N: 4096, name: '256x4096x4096' },
+  { M: 256, K: 4096, N: 11008, name: '256x4096x11008' },
+  { M: 256, K: 11008, N: 4096, name: '256x11008x4096' },
+];
+export const llamaDecode: Shape[] = [
+  { M: 1, K: 4096, N: 4096, name: '1x4096x4096' },
+  { M: 1, K: 4096, N: 11008, name: '1x4096x11008' },
+];
+
+/** Reads 4 values of a result: the benchmark's completion point. */
+export async function readFew(t: Tensor): Promise<number> {
+  const v = slice(t.reshape([t.size]), 0, 0, Math.min(4, t.size));
+  const out = await toArray(v);
+  v.dispose();
+  return out[0]!;
+}
+
+export interface Measured {
+  ms: number;
+  note?: string;
+}
+
+/** Times `matmul` on a shape; splits b in two when one operand would exceed the binding limit. */
+export async function benchMatmul(s: Shape, dtype: FloatDType, reps: number, naive = false): Promise<Measured | null> {
+  const limit = deviceInfo()!.maxStorageBufferBindingSize;
+  const bytes = dtype === 'f16' ? 2 : 4;
+  const split = s.K * s.N * bytes > limit;
+  if (naive) setMatmulVariant({ kernel: 'v1' });
+  try {
+    const a = rnd([s.M, s.K], dtype, 1);
+    let run: () => Promise<unknown>;
+    let note: string | undefined;
+    const keep: Tensor[] = [a];
+    if (!split) {
+      const b = rnd([s.K, s.N], dtype, 2);
+      keep.push(b);
+      run = async () => {
+        const c = matmul(a, b);
+        await readFew(c);
+        c.dispose();
+      };
+    } else if (s.N >= s.K) {
+      // Column halves: c = [a b1, a b2].
+      const b1 = rnd([s.K, s.N / 2], dtype, 2);
+      const b2 = rnd([s.K, s.N / 2], dtype, 3);
+      keep.push(b1, b2);
+      note = `b (${s.K}x${s.N} ${dtype}) exceeds the ${limit >> 20} MiB binding limit: two products of N/2`;
+      run = async () => {
+        const c1 = matmul(a, b1);
+        const c2 = matmul(a, b2);
+        await readFew(c1);
+        await readFew(c2);
+        c1.dispose();
+        c2.dispose();
+      };
+    } else {
+      // Row halves of b (K split): c = a1 b1 + a2 b2.
+      const a1 = rnd([s.M, s.K / 2], dtype, 4);
+      const a2 = rnd([s.M, s.K / 2], dtype, 5);
+      const b1 = rnd([s.K / 2, s.N], dtype, 2);
+      const b2 = rnd([s.K / 2, s.N], dtype, 3);
+      keep.push(a1, a2, b1, b2);
+      note = `b (${s.K}x${s.N} ${dtype}) exceeds the ${limit >> 20} MiB binding limit: two products of K/2, summed`;
+      run = async () => {
+        const c1 = matmul(a1, b1);
+        const c2 = matmul(a2, b2);
+        const c = c1.add(c2);
+        await readFew(c);
+        for (const t of [c1, c2, c]) t.dispose();
+      };
+    }
+    const ms = await timeMedian(run, reps);
+    for (const t of keep) t.dispose();
+    return note ? { ms, note } : { ms };
+  } finally {
+    if (naive) setMatmulVariant(null);
+  }
+}
+
+/** One training step of y = x W: forward, loss = sum(y), dW by backward; reads a few values of dW. */
+export async function benchTrainStep(M: number, K: number, N: number, reps: number): Promise<number> {
+  const x = randn([M, K], { seed: 1 });
+  const w = randn([K, N], { seed: 2, requiresGrad: true });
+  const ms = await timeMedian(async () => {
+    const y = matmul(x, w);
+    const loss = sum(y);
+    loss.backward();
+    await readFew(w.grad!);
+    w.grad!.dispose();
+    w.grad = null;
+    y.dispose();
+    loss.dispose();
+  }, reps);
+  x.dispose();
+  w.dispose();
+  return ms;
+}

@@ -1,0 +1,178 @@
+// `npm run bench [-- --quick]`: the adapter's roofline, the project's matmul (tuned and naive), decode
+// matrix-vector, softmax and a training step, beside tfjs-webgpu and jax-js on the same adapter; writes
+// a table, bench/results/<adapter>-<date>.json and bench/RESULTS.md, and checks the targets.
+import {
+  destroyWebGPU,
+  initWebGPU,
+  matmul,
+  randn,
+  runtimeStats,
+  softmax,
+  tuneMatmul,
+  variantName,
+  type FloatDType,
+} from '@huatuo/tensor';
+import { benchMatmul, benchTrainStep, llamaDecode, llamaTrain, readFew, squares, type Shape } from './matmul.bench.js';
+import { loadJax, loadTfjs, type Peer } from './peers.js';
+import { idleKernelMs, measureRoofline } from './roofline.js';
+import { getRuntime } from '../packages/tensor/src/backend/context.js';
+import { timeMedian, type Row } from './timing.js';
+import { table, writeResults } from './report.js';
+
+const quick = process.argv.includes('--quick');
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+const info = await initWebGPU();
+const adapter = info.adapterName;
+const f16 = info.features.has('shader-f16');
+log(`adapter: ${adapter}; features ${[...info.features].join(', ')}; subgroup ${info.subgroupMinSize}-${info.subgroupMaxSize}${quick ? '; quick subset' : ''}`);
+const choice = await tuneMatmul();
+log(`matmul choice: main ${variantName(choice.main)}, fallback ${variantName(choice.fallback)}, decode ${choice.decode}`);
+
+const roof = await measureRoofline(quick);
+log(`roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.copyGbps.toFixed(2)} GB/s read+write (${roof.readGbps.toFixed(2)} GB/s read); copyBufferToBuffer ${roof.copyToCopyGbps.toFixed(2)} GB/s`);
+
+const rows: Row[] = [
+  { bench: 'roofline fma', impl: 'huatuo', dtype: 'f32', shape: '-', ms: NaN, gflops: roof.gflops, gbps: null, adapter },
+  { bench: 'roofline copy', impl: 'huatuo', dtype: 'f32', shape: '-', ms: NaN, gflops: null, gbps: roof.copyGbps, adapter, note: `read ${roof.readGbps.toFixed(2)} GB/s` },
+  { bench: 'roofline copyBufferToBuffer', impl: 'webgpu', dtype: 'f32', shape: '-', ms: NaN, gflops: null, gbps: roof.copyToCopyGbps, adapter },
+];
+const push = (r: Omit<Row, 'adapter'>) => {
+  const row = { ...r, adapter };
+  rows.push(row);
+  log(`${r.bench.padEnd(16)} ${r.impl.padEnd(12)} ${r.dtype} ${r.shape.padEnd(16)} ${r.ms.toFixed(2).padStart(9)} ms ${r.gflops !== null ? `${r.gflops.toFixed(1)} GFLOP/s` : ''} ${r.gbps !== null ? `${r.gbps.toFixed(2)} GB/s` : ''} ${r.note ?? ''}`);
+};
+const flops = (s: Shape) => 2 * s.M * s.N * s.K;
+const dtypes: FloatDType[] = f16 ? ['f32', 'f16'] : ['f32'];
+const reps = quick ? 3 : 5;
+
+// Matmul: the project's kernels.
+const mmShapes = quick ? [...squares([256, 512, 1024]), llamaTrain[0]!] : [...squares([256, 512, 1024, 2048]), ...llamaTrain];
+for (const dtype of dtypes) {
+  for (const s of mmShapes) {
+    const m = await benchMatmul(s, dtype, s.M * s.N * s.K > 4e9 ? 3 : reps);
+    if (!m) continue;
+    const gflops = flops(s) / m.ms / 1e6;
+    push({ bench: 'matmul', impl: 'huatuo', dtype, shape: s.name, ms: m.ms, gflops, gbps: null, roofline: gflops / roof.gflops, ...(m.note ? { note: m.note } : {}) });
+  }
+  for (const s of llamaDecode) {
+    const m = await benchMatmul(s, dtype, reps);
+    if (!m) continue;
+    const bytes = s.K * s.N * (dtype === 'f16' ? 2 : 4);
+    const gbps = bytes / m.ms / 1e6;
+    push({ bench: 'decode matvec', impl: 'huatuo', dtype, shape: s.name, ms: m.ms, gflops: flops(s) / m.ms / 1e6, gbps, roofline: gbps / roof.readGbps, ...(m.note ? { note: m.note } : {}) });
+  }
+}
+// The naive baseline (v1).
+for (const s of squares(quick ? [256, 512] : [256, 512, 1024])) {
+  const m = (await benchMatmul(s, 'f32', 3, true))!;
+  const gflops = flops(s) / m.ms / 1e6;
+  push({ bench: 'matmul', impl: 'naive', dtype: 'f32', shape: s.name, ms: m.ms, gflops, gbps: null, roofline: gflops / roof.gflops });
+}
+
+// Softmax and a training step of the project.
+const smShapes: [number, number][] = quick ? [[2048, 1024]] : [[2048, 1024], [256, 32000]];
+for (const [R, C] of smShapes) {
+  const x = randn([R, C], { seed: 3 });
+  const ms = await timeMedian(async () => {
+    const y = softmax(x);
+    await readFew(y);
+    y.dispose();
+  }, reps);
+  x.dispose();
+  push({ bench: 'softmax', impl: 'huatuo', dtype: 'f32', shape: `${R}x${C}`, ms, gflops: null, gbps: (2 * R * C * 4) / ms / 1e6 });
+}
+const train: [number, number, number] = quick ? [256, 512, 512] : [256, 1024, 1024];
+const trainName = `${train[0]}x${train[1]}x${train[2]}`;
+{
+  const ms = await benchTrainStep(...train, reps);
+  push({ bench: 'train step xW,dW', impl: 'huatuo', dtype: 'f32', shape: trainName, ms, gflops: (4 * train[0] * train[1] * train[2]) / ms / 1e6, gbps: null });
+}
+
+// Waiting: the same 1024^3 kernel through the public readback vs timed with idle waiting.
+const s1024 = squares([1024])[0]!;
+const viaReadback = rows.find((r) => r.bench === 'matmul' && r.impl === 'huatuo' && r.dtype === 'f32' && r.shape === s1024.name)!;
+let idleMs: number;
+{
+  const a = randn([1024, 1024], { seed: 1 });
+  const b = randn([1024, 1024], { seed: 2 });
+  const rt = getRuntime();
+  idleMs = await idleKernelMs(() => matmul(a, b).dispose(), reps);
+  await rt.sync();
+  a.dispose();
+  b.dispose();
+}
+push({ bench: 'matmul idle wait', impl: 'huatuo', dtype: 'f32', shape: s1024.name, ms: idleMs, gflops: flops(s1024) / idleMs / 1e6, gbps: null, roofline: flops(s1024) / idleMs / 1e6 / roof.gflops, note: 'kernel time by timestamp queries while the host sleeps' });
+
+// First-use compile: pipelines after the first training step stay constant over the next steps.
+const pipelines0 = runtimeStats().pipelines;
+await benchTrainStep(...train, 2);
+const pipelines1 = runtimeStats().pipelines;
+
+// Peers.
+const peerShapes = quick ? squares([512, 1024]) : [...squares([256, 512, 1024, 2048]), llamaTrain[0]!];
+const peers: Peer[] = [];
+for (const load of [loadTfjs, loadJax]) {
+  try {
+    const p = await load();
+    if (p) peers.push(p);
+  } catch (e) {
+    log(`peer failed to load: ${(e as Error).message}`);
+  }
+}
+for (const p of peers) {
+  for (const s of peerShapes) {
+    try {
+      const ms = await p.matmul(s.M, s.K, s.N, s.M * s.K * s.N > 4e9 ? 2 : 3);
+      const gflops = flops(s) / ms / 1e6;
+      push({ bench: 'matmul', impl: p.name, dtype: 'f32', shape: s.name, ms, gflops, gbps: null, roofline: gflops / roof.gflops });
+    } catch (e) {
+      log(`${p.name} matmul ${s.name} failed: ${(e as Error).message}`);
+    }
+  }
+  for (const [R, C] of smShapes) {
+    try {
+      const ms = await p.softmax(R, C, reps);
+      push({ bench: 'softmax', impl: p.name, dtype: 'f32', shape: `${R}x${C}`, ms, gflops: null, gbps: (2 * R * C * 4) / ms / 1e6 });
+    } catch (e) {
+      log(`${p.name} softmax failed: ${(e as Error).message}`);
+    }
+  }
+  try {
+    const ms = await p.trainStep(...train, reps);
+    if (ms !== null) push({ bench: 'train step xW,dW', impl: p.name, dtype: 'f32', shape: trainName, ms, gflops: (2 * train[0] * train[1] * train[2]) / ms / 1e6, gbps: null, note: 'dW only (the peer computes the needed gradient)' });
+  } catch (e) {
+    log(`${p.name} train step failed: ${(e as Error).message}`);
+  }
+}
+
+// Targets.
+const get = (impl: string, dtype: string, shape: string, bench = 'matmul') => rows.find((r) => r.bench === bench && r.impl === impl && r.dtype === dtype && r.shape === shape);
+const lines: string[] = [];
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+const h32 = get('huatuo', 'f32', s1024.name);
+const peerBest = Math.max(...peers.map((p) => get(p.name, 'f32', s1024.name)?.gflops ?? 0));
+if (h32) {
+  const x = peerBest > 0 ? h32.gflops! / peerBest : NaN;
+  lines.push(`- f32 1024^3: ${h32.gflops!.toFixed(1)} GFLOP/s, ${x.toFixed(1)}x the faster peer (${peerBest.toFixed(1)}; target 8x): ${verdict(x >= 8)}; ${(h32.roofline! * 100).toFixed(0)} % of the FMA roofline (target 35 %): ${verdict(h32.roofline! >= 0.35)}.`);
+  for (const r of rows.filter((r) => r.impl === 'huatuo' && r.bench === 'matmul' && r.dtype === 'f32' && r.shape !== s1024.name && (r.shape.startsWith('2048') || r.shape.startsWith('256x')) && r.shape !== '256x256x256')) {
+    lines.push(`- f32 ${r.shape}: ${r.gflops!.toFixed(1)} GFLOP/s = ${((r.gflops! / h32.gflops!) * 100).toFixed(0)} % of the 1024^3 figure (target >= 80 %): ${verdict(r.gflops! >= 0.8 * h32.gflops!)}.`);
+  }
+}
+const h16 = get('huatuo', 'f16', s1024.name);
+if (h16) lines.push(`- f16 1024^3: ${h16.gflops!.toFixed(1)} GFLOP/s, ${(h16.roofline! * 100).toFixed(0)} % of the FMA roofline (target 45 %): ${verdict(h16.roofline! >= 0.45)}.`);
+if (h32) lines.push(`- Waiting: 1024^3 through the public readback ${h32.ms.toFixed(1)} ms vs ${idleMs.toFixed(1)} ms with idle waiting = ${((idleMs / h32.ms) * 100).toFixed(0)} % (target >= 90 %): ${verdict(idleMs / h32.ms >= 0.9)}.`);
+for (const dtype of dtypes) {
+  const d = get('huatuo', dtype, '1x4096x11008', 'decode matvec');
+  if (d) lines.push(`- Decode ${dtype} 1x4096x11008: ${d.gbps!.toFixed(2)} GB/s = ${(d.roofline! * 100).toFixed(0)} % of the copy kernel's read bandwidth (target >= 60 %): ${verdict(d.roofline! >= 0.6)}.`);
+}
+lines.push(`- First-use compile: ${pipelines0} pipelines after the first training steps, ${pipelines1} after two more: ${verdict(pipelines0 === pipelines1)}.`);
+const summary = `Roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.readGbps.toFixed(2)} GB/s read (${roof.copyGbps.toFixed(2)} read+write). Matmul choice: ${variantName(choice.main)} (fallback ${variantName(choice.fallback)}).\n\nTargets:\n${lines.join('\n')}`;
+log('');
+log(table(rows));
+log('');
+log(summary);
+const path = writeResults(adapter, rows, summary, quick);
+log(`\nwrote ${path} and bench/RESULTS.md`);
+await destroyWebGPU();
+process.exit(0);
