@@ -21,7 +21,8 @@ export interface AttentionOptions {
 }
 
 const OP = 'attention';
-/** Rows per workgroup and the size (in vec4) of each workgroup-memory tile, as in the kernels. */
+/** Threads (query or key rows) per workgroup and the size in vec4 of each workgroup-memory tile, as in the kernels. */
+const ROWS = 16;
 const TILE_VEC4 = 512;
 const MAX_TILE_ROWS = 64;
 const MAX_D = 256;
@@ -142,7 +143,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     kernel,
     params: params(g, mask),
     buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, out.buffer(OP), lse.buffer(OP)],
-    workgroups: [Math.ceil(g.T / 16), g.B * g.Hq],
+    workgroups: [Math.ceil(g.T / ROWS), g.B * g.Hq],
     label: OP,
   });
   return { out, lse };
@@ -182,7 +183,7 @@ function runBackward(
       kernel: compileKernel(rt, 'attention_backward_dq', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dq'])),
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dq.buffer(op)],
-      workgroups: [Math.ceil(g.T / 16), g.B * g.Hq],
+      workgroups: [Math.ceil(g.T / ROWS), g.B * g.Hq],
       label: `${op} dq`,
     });
   }
@@ -191,7 +192,7 @@ function runBackward(
       kernel: compileKernel(rt, 'attention_backward_dkv', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dk', 'dv'])),
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dk.buffer(op), dv.buffer(op)],
-      workgroups: [Math.ceil(g.S / 16), g.B * g.Hkv],
+      workgroups: [Math.ceil(g.S / ROWS), g.B * g.Hkv],
       label: `${op} dk dv`,
     });
   }
