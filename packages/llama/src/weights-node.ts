@@ -59,21 +59,26 @@ export async function loadLlama(folder: string, options: LoadLlamaOptions = {}):
       }
     }
     const uploaded = new Map<string, Tensor[]>();
-    for await (const { info, data } of ckpt.iterateAs(dtype, { names: specs.map((s) => s.name), onProgress: options.onProgress })) {
-      if (info.shape.length === 2) {
-        const [rows, cols] = info.shape as [number, number];
-        let start = 0;
-        uploaded.set(
-          info.name,
-          weightParts(rows, cols, dtype, limit).map((r) => {
-            const part = uploadWeight(hostRows(data, start, r, cols), [r, cols], dtype);
-            start += r;
-            return part;
-          }),
-        );
-      } else {
-        uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
+    try {
+      for await (const { info, data } of ckpt.iterateAs(dtype, { names: specs.map((s) => s.name), onProgress: options.onProgress })) {
+        if (info.shape.length === 2) {
+          const [rows, cols] = info.shape as [number, number];
+          let start = 0;
+          uploaded.set(
+            info.name,
+            weightParts(rows, cols, dtype, limit).map((r) => {
+              const part = uploadWeight(hostRows(data, start, r, cols), [r, cols], dtype);
+              start += r;
+              return part;
+            }),
+          );
+        } else {
+          uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
+        }
       }
+    } catch (err) {
+      for (const parts of uploaded.values()) for (const p of parts) p.dispose('loading failed');
+      throw err;
     }
     return assembleModel(
       config,
