@@ -99,6 +99,32 @@ describe('LoRA in PEFT format against the PyTorch reference', () => {
     }
   });
 
+  it('applies LoRA dropout only while training: the loss then varies between steps, and evaluation is deterministic', async () => {
+    const ref = readReference('gqa');
+    const model = await loadLlama(fixtureDir('gqa'));
+    try {
+      await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
+      for (const p of model.linears()) if (p.lora) p.lora = { ...p.lora, dropout: 0.5 };
+      const lossOf = async () => {
+        const l = noGrad(() => tidy(() => model.loss(ids2d(ref.ids), ids2d(ref.labels), ids2d(ref.attentionMask))));
+        const v = (await toArray(l))[0]!;
+        l.dispose();
+        return v;
+      };
+      const evalLoss = await lossOf();
+      assertClose([evalLoss], [ref.lora.loss], { atol: 1e-4, rtol: 1e-4 }, 'evaluation loss ignores dropout');
+      model.training = true;
+      const a = await lossOf();
+      const b = await lossOf();
+      model.training = false;
+      assert.notEqual(a, b, 'two training steps draw different dropout masks');
+      assert.notEqual(a, evalLoss);
+      assert.equal(await lossOf(), evalLoss);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('saves an adapter with PEFT key names and shapes, and loading it back gives the same outputs', async () => {
     const ref = readReference('tied-odd');
     const dir = await mkdtemp(join(tmpdir(), 'llama-lora-'));
