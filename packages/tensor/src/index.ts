@@ -73,7 +73,7 @@ export {
   refExpand, refExpandBackward, refCat, refCatBackward,
 } from './reference/views.js';
 
-// Neural-network ops: softmax, rmsNorm, rope, embedding, crossEntropy, dropout, and their CPU references
+// Neural-network ops: softmax, rmsNorm, rope, embedding, crossEntropy, dropout, swiglu, and their CPU references
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { rmsNorm } from './ops/rmsnorm.js';
 export { rope, ropeInvFreq } from './ops/rope.js';
@@ -81,6 +81,7 @@ export { embedding } from './ops/embedding.js';
 export { crossEntropy } from './ops/cross-entropy.js';
 export type { CrossEntropyOptions, Reduction } from './ops/cross-entropy.js';
 export { dropout } from './ops/dropout.js';
+export { swiglu } from './ops/swiglu.js';
 export { hash32 } from './random.js';
 export { refSoftmax, refSoftmaxBackward, refLogSoftmax, refLogSoftmaxBackward } from './reference/softmax.js';
 export { refRmsNorm, refRmsNormBackward } from './reference/rmsnorm.js';
@@ -89,6 +90,7 @@ export { refEmbedding, refEmbeddingBackward } from './reference/embedding.js';
 export { refCrossEntropy, refCrossEntropyBackward } from './reference/cross-entropy.js';
 export type { RefReduction } from './reference/cross-entropy.js';
 export { refDropout, refDropoutBackward, refDropoutKeep } from './reference/dropout.js';
+export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
 
 // Errors
 export { TensorError, ShapeError, DTypeError, DisposedError, DeviceError, ValueError, AutogradError } from './errors.js';

@@ -75,6 +75,8 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
     bindings: [read('x'), read('targets'), read('lse'), read('g'), read('count'), write('dx')],
   },
   dropout: { uniform: true, bindings: [read('x'), write('y')] },
+  swiglu_forward: { uniform: true, bindings: [read('gate'), read('up'), write('y')] },
+  swiglu_backward: { uniform: true, bindings: [read('gate'), read('up'), read('dy'), write('d_gate'), write('d_up')] },
   adamw: { uniform: true, bindings: [write('param'), read('grad'), write('m'), write('v')] },
   sgd: { uniform: true, bindings: [write('param'), read('grad'), write('buf')] },
   clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },

@@ -1,0 +1,33 @@
+// SwiGLU backward, both gradients in one pass. With s = sigmoid(gate), silu(gate) = gate * s and
+// silu'(gate) = s * (1 + gate * (1 - s)): d_gate = dy * up * silu'(gate), d_up = dy * silu(gate);
+// computed in f32 and stored as T. All buffers are contiguous and of the same size numel.
+// Bindings: 0 Params (uniform); 1 gate: array<T> read; 2 up: array<T> read; 3 dy: array<T> read;
+// 4 d_gate: array<T> read_write; 5 d_up: array<T> read_write.
+// Workgroup: 256 threads, one element each; the grid is 2-D when it exceeds 65535 workgroups.
+alias T = f32;
+
+struct Params {
+  numel: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gate: array<T>;
+@group(0) @binding(2) var<storage, read> up: array<T>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> d_gate: array<T>;
+@group(0) @binding(5) var<storage, read_write> d_up: array<T>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.numel) { return; }
+  let g = f32(gate[i]);
+  let u = f32(up[i]);
+  let d = f32(dy[i]);
+  let s = 1.0 / (1.0 + exp(-g));
+  d_gate[i] = T(d * u * s * (1.0 + g * (1.0 - s)));
+  d_up[i] = T(d * g * s);
+}
