@@ -13,8 +13,8 @@ import {
   reshape,
   rmsNorm,
   rope,
-  silu,
   slice,
+  swiglu,
   tensor,
   transpose,
   type FloatDType,
@@ -81,7 +81,7 @@ export class DecoderLayer {
     x = add(x, this.oProj.forward(merged, sub(seed, 3)));
     // SwiGLU MLP: down(silu(gate(h)) * up(h)).
     const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
-    const inner = mul(silu(this.gateProj.forward(h2, sub(seed, 4))), this.upProj.forward(h2, sub(seed, 5))); // [B, T, I]
+    const inner = swiglu(this.gateProj.forward(h2, sub(seed, 4)), this.upProj.forward(h2, sub(seed, 5))); // [B, T, I]
     return add(x, this.downProj.forward(inner, sub(seed, 6))); // [B, T, C]
   }
 }
