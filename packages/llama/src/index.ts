@@ -106,7 +106,7 @@ export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from '.
 // LoRA in PEFT's format
 export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfig, toPeftConfigJson, peftKey, modulePath } from './lora-config.js';
 export type { LoraConfig, LoraTargetModule } from './lora-config.js';
-export { applyLora, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora.js';
+export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora.js';
 export type { ApplyLoraOptions } from './lora.js';
 export { saveAdapter, loadAdapter, saveMergedModel, adapterConfigName, adapterWeightsName } from './lora-node.js';
 export type { SaveMergedOptions } from './lora-node.js';

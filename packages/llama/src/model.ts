@@ -116,6 +116,14 @@ export class LlamaModel {
     this.dropoutCounter = seed >>> 0;
   }
 
+  /**
+   * Restarts the stream of dropout seeds: the next forward in training draws the same masks
+   * for the same seed (a resumed run repeats an interrupted one exactly).
+   */
+  seedDropout(seed: number): void {
+    this.dropoutCounter = seed >>> 0;
+  }
+
   /** A fresh seed for each layer's dropout in training, undefined otherwise (internal). */
   nextDropoutSeed(): number | undefined {
     if (!this.training) return undefined;

@@ -34,3 +34,13 @@ export class ConfigError extends Error {
     this.flag = flag;
   }
 }
+
+/** A checkpoint that is missing, incomplete or does not match the run resuming from it. */
+export class CheckpointError extends Error {
+  override readonly name = 'CheckpointError';
+}
+
+/** Training stopped: a non-finite loss, a lost device, or an interruption (the message says what to resume from). */
+export class TrainingError extends Error {
+  override readonly name = 'TrainingError';
+}

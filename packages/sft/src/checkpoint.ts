@@ -1,0 +1,130 @@
+// Checkpoints that survive interruption: each is a folder written under a temporary name and
+// renamed into place, holding the PEFT adapter, the optimizer state and the trainer state, so a
+// resumed run continues exactly where the interrupted one stopped.
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openSafetensors, writeSafetensors, type TensorToWrite } from '@huatuo/llama';
+import { CheckpointError } from './errors.js';
+
+/** Where the run stood when a checkpoint was written. */
+export interface TrainerState {
+  /** Optimizer steps completed. */
+  step: number;
+  totalSteps: number;
+  microBatchSize: number;
+  gradientAccumulation: number;
+  /** Logged history: training losses and validation losses by step. */
+  history: { step: number; loss?: number; valLoss?: number; lr?: number; tokensPerSec?: number; gpuBytes?: number }[];
+  bestValLoss: number | null;
+  bestStep: number | null;
+  /** Hash of the recipe values that must not change across a resume. */
+  recipeKey: string;
+}
+
+/** What a checkpoint folder holds besides the adapter (written by the model). */
+export interface CheckpointPayload {
+  state: TrainerState;
+  /** Optimizer state, serialized by the optimizer (host arrays by name). */
+  optimizer: unknown;
+}
+
+export const CHECKPOINT_PREFIX = 'checkpoint-';
+
+export function checkpointDir(outputDir: string, step: number): string {
+  return join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
+}
+
+/**
+ * Writes a checkpoint atomically: everything goes into `checkpoint-N.tmp`, which is renamed to
+ * `checkpoint-N` only when complete. A crash leaves at worst a `.tmp` folder that is ignored.
+ */
+export async function writeCheckpoint(
+  outputDir: string,
+  step: number,
+  payload: CheckpointPayload,
+  writeAdapter: (dir: string) => Promise<void>,
+): Promise<string> {
+  const final = checkpointDir(outputDir, step);
+  const tmp = `${final}.tmp`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await writeAdapter(tmp);
+  const arrays: TensorToWrite[] = [];
+  const structure = splitArrays(payload.optimizer, arrays);
+  await writeSafetensors(join(tmp, 'optimizer.safetensors'), arrays, { metadata: { format: 'huatuo-optimizer' } });
+  await writeFile(join(tmp, 'optimizer.json'), JSON.stringify(structure));
+  await writeFile(join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
+  if (existsSync(final)) await rm(final, { recursive: true, force: true });
+  await rename(tmp, final);
+  return final;
+}
+
+/** Completed checkpoints in a folder, oldest first. */
+export async function listCheckpoints(outputDir: string): Promise<{ step: number; dir: string }[]> {
+  if (!existsSync(outputDir)) return [];
+  const names = await readdir(outputDir);
+  return names
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ step: Number(m[1]), dir: join(outputDir, m[0]) }))
+    .filter((c) => existsSync(join(c.dir, 'trainer_state.json')))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** Reads a checkpoint's trainer and optimizer state. */
+export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
+  const statePath = join(dir, 'trainer_state.json');
+  const optimizerPath = join(dir, 'optimizer.json');
+  const arraysPath = join(dir, 'optimizer.safetensors');
+  for (const p of [statePath, optimizerPath, arraysPath, join(dir, 'adapter_model.safetensors')]) {
+    if (!existsSync(p)) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
+  }
+  try {
+    const state = JSON.parse(await readFile(statePath, 'utf8')) as TrainerState;
+    const structure = JSON.parse(await readFile(optimizerPath, 'utf8')) as unknown;
+    if (typeof state.step !== 'number' || !Array.isArray(state.history)) throw new Error('fields step/history missing');
+    const file = await openSafetensors(arraysPath);
+    try {
+      return { state, optimizer: await joinArrays(structure, (name) => file.readAs(name, 'f32')) };
+    } finally {
+      await file.close();
+    }
+  } catch (e) {
+    throw new CheckpointError(`${dir}: cannot read the trainer state (${(e as Error).message}); choose another checkpoint`);
+  }
+}
+
+/** Removes old checkpoints beyond `keep`, never the best one. */
+export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null): Promise<void> {
+  const all = await listCheckpoints(outputDir);
+  const removable = all.filter((c) => c.step !== bestStep);
+  const excess = removable.length - keep;
+  for (const c of removable.slice(0, Math.max(0, excess))) await rm(c.dir, { recursive: true, force: true });
+}
+
+/** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */
+function splitArrays(value: unknown, out: TensorToWrite[]): unknown {
+  if (value instanceof Float32Array) {
+    const name = `t${out.length}`;
+    out.push({ name, dtype: 'F32', shape: [value.length], data: value });
+    return { $tensor: name };
+  }
+  if (ArrayBuffer.isView(value)) throw new Error('internal: only Float32Array state is checkpointed');
+  if (Array.isArray(value)) return value.map((v) => splitArrays(v, out));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, splitArrays(v, out)]));
+  }
+  return value;
+}
+
+async function joinArrays(value: unknown, read: (name: string) => Promise<Float32Array>): Promise<unknown> {
+  if (Array.isArray(value)) return Promise.all(value.map((v) => joinArrays(v, read)));
+  if (value && typeof value === 'object') {
+    const ref = (value as { $tensor?: unknown }).$tensor;
+    if (typeof ref === 'string') return read(ref);
+    const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await joinArrays(v, read)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
+}

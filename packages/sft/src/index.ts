@@ -1,0 +1,45 @@
+// @huatuo/sft: HuaTuo's input-only supervised fine-tuning of LLaMA with LoRA on WebGPU.
+
+// Recipe
+export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt } from './config.js';
+export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule } from './config.js';
+
+// Data, prompts, tokens and batches
+export { DEMO_DATA_PATH, parseRecords, loadRecords, loadRecordsSync, describeLocation } from './data.js';
+export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
+export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, resolveTemplate, loadTemplate, parseTemplate, generatePrompt, getResponse } from './prompt.js';
+export type { PromptTemplate } from './prompt.js';
+export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
+export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
+export { splitTrainVal } from './split.js';
+export type { TrainValSplit } from './split.js';
+export { Pcg64, numpyPermutation } from './rng.js';
+
+// Model, training and checkpoints
+export { loadBaseModel, attachLora, chooseMicroBatch, LoraModel, DEMO_MODEL_NAME } from './model.js';
+export type { BaseModel } from './model.js';
+export { train, evaluate } from './trainer.js';
+export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
+export { prepareData, planRun, runTraining } from './pipeline.js';
+export type { PreparedData, RunPlan, RunOptions, RunOutcome } from './pipeline.js';
+export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
+export type { TrainerState, CheckpointPayload } from './checkpoint.js';
+export { lossCurveSvg, writeLossCurve, appendMetrics } from './metrics.js';
+export type { MetricsRow } from './metrics.js';
+export { progressReporter } from './progress.js';
+
+// Inference
+export { answerQuestions } from './answer.js';
+export type { Answer, AnswerOptions } from './answer.js';
+
+// Serving: an OpenAI-compatible API
+export { startServer, chatToInstruction, DEFAULT_SERVE_GENERATION } from './serve.js';
+export type { ServeOptions, ServeGenerationDefaults, ServeEvent, RunningServer, ChatMessage } from './serve.js';
+export { buildServeCommand } from './serve-command.js';
+export type { ServeCommandIo } from './serve-command.js';
+
+// CLI
+export { buildProgram, main, DEMO_OUTPUT_DIR, DEMO_CONFIG } from './cli.js';
+
+// Errors
+export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';

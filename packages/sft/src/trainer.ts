@@ -1,0 +1,294 @@
+// The training loop of HuaTuo's recipe as the Hugging Face Trainer runs it: micro-batches whose
+// gradients accumulate to the effective batch, global-norm clipping, AdamW with warm-up then linear
+// decay, evaluation and checkpoints every N steps, the best checkpoint kept and loaded at the end.
+// Runs resume exactly: data order, dropout seeds and optimizer state all come from the checkpoint.
+import { AdamW, clipGradNorm, DeviceError, runtimeStats, startScope, tensor, type Tensor } from '@huatuo/tensor';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { chunkOrder, collate, epochOrder, type TokenizedExample } from './batch.js';
+import {
+  checkpointDir,
+  listCheckpoints,
+  pruneCheckpoints,
+  readCheckpoint,
+  writeCheckpoint,
+  type TrainerState,
+} from './checkpoint.js';
+import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
+import { CheckpointError, TrainingError } from './errors.js';
+import { writeLossCurve, appendMetrics, type MetricsRow } from './metrics.js';
+
+/** A padded micro-batch on the device. */
+export interface DeviceBatch {
+  /** [B, T] i32 token ids. */
+  inputIds: Tensor;
+  /** [B, T] i32 targets, -100 where no loss is taken. */
+  labels: Tensor;
+  /** [B, T] i32, 1 on tokens and 0 on padding. */
+  attentionMask: Tensor;
+  /** Non-padding tokens in the batch. */
+  tokens: number;
+}
+
+/** What the trainer needs from a model with LoRA adapters. */
+export interface TrainableModel {
+  /** Mean cross-entropy over the labels that are not -100 (logits shifted as a causal LM's). */
+  loss(batch: DeviceBatch, options: { training: boolean; dropoutSeed: number }): Tensor;
+  /** The trainable (LoRA) parameters, by PEFT key. */
+  readonly trainableParameters: ReadonlyMap<string, Tensor>;
+  /** Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`. */
+  saveAdapter(dir: string): Promise<void>;
+  /** Loads a PEFT adapter folder's weights into the trainable parameters. */
+  loadAdapter(dir: string): Promise<void>;
+}
+
+/** A progress event, for a progress bar or log lines. */
+export interface ProgressEvent {
+  kind: 'step' | 'log' | 'eval' | 'save' | 'done';
+  step: number;
+  totalSteps: number;
+  loss?: number;
+  valLoss?: number;
+  lr?: number;
+  tokensPerSec?: number;
+  elapsedSec: number;
+  checkpoint?: string;
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  config: TrainConfig;
+  model: TrainableModel;
+  train: readonly TokenizedExample[];
+  val: readonly TokenizedExample[];
+  /** Examples per forward pass (the gradient accumulation makes up config.batchSize). */
+  microBatchSize: number;
+  /** A checkpoint folder to resume from, or 'latest' for the newest in the output folder. */
+  resume?: string | null;
+  /** Aborting saves a checkpoint at the end of the current step and stops. */
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+  /** Stop after this many optimizer steps in total (for tests and short runs); the schedule is unchanged. */
+  stopAfterStep?: number;
+}
+
+/** What {@link train} returns. */
+export interface TrainResult {
+  state: TrainerState;
+  /** Training loss of every optimizer step run in this call, by step. */
+  stepLosses: Map<number, number>;
+  /** Folder of the checkpoint loaded at the end (the best by validation loss), if any. */
+  bestCheckpoint: string | null;
+  interrupted: boolean;
+  adapterDir: string;
+}
+
+/** Seed of the dropout masks of one micro-batch: the same step always draws the same masks. */
+function dropoutSeed(seed: number, step: number, micro: number): number {
+  return (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ Math.imul(micro + 1, 0xc2b2ae35)) >>> 0;
+}
+
+function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): string {
+  const keyed = {
+    cutoffLen: config.cutoffLen,
+    loraR: config.loraR,
+    loraAlpha: config.loraAlpha,
+    loraTargetModules: config.loraTargetModules,
+    batchSize: config.batchSize,
+    microBatchSize,
+    numEpochs: config.numEpochs,
+    learningRate: config.learningRate,
+    seed: config.seed,
+    nTrain,
+  };
+  return createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 16);
+}
+
+function toDevice(examples: readonly TokenizedExample[], config: TrainConfig): DeviceBatch {
+  const b = collate(examples, { padId: config.padId, padToMultipleOf: config.padToMultipleOf, paddingSide: config.paddingSide });
+  const shape = [b.batchSize, b.seqLen];
+  let tokens = 0;
+  for (const m of b.attentionMask) tokens += m;
+  return {
+    inputIds: tensor(b.inputIds, shape),
+    labels: tensor(b.labels, shape),
+    attentionMask: tensor(b.attentionMask, shape),
+    tokens,
+  };
+}
+
+/** Micro-batches of the whole run in order: epoch by epoch, leftovers that do not fill a step dropped. */
+function stepBatches(nTrain: number, config: TrainConfig, schedule: TrainingSchedule, microBatchSize: number) {
+  const accumulation = schedule.gradientAccumulationSteps;
+  return (step: number): number[][] => {
+    const epoch = Math.floor(step / schedule.stepsPerEpoch);
+    const within = step % schedule.stepsPerEpoch;
+    const chunks = chunkOrder(epochOrder(nTrain, config.seed, epoch), microBatchSize);
+    return chunks.slice(within * accumulation, (within + 1) * accumulation);
+  };
+}
+
+/** Validation loss: per-batch mean losses averaged with batch-size weights (as the HF Trainer reports). */
+export async function evaluate(model: TrainableModel, val: readonly TokenizedExample[], config: TrainConfig, microBatchSize: number): Promise<number> {
+  let total = 0;
+  let count = 0;
+  for (const chunk of chunkOrder(val.map((_, i) => i), microBatchSize)) {
+    const scope = startScope();
+    try {
+      const batch = toDevice(chunk.map((i) => val[i]!), config);
+      const loss = await model.loss(batch, { training: false, dropoutSeed: 0 }).item();
+      total += loss * chunk.length;
+      count += chunk.length;
+    } finally {
+      scope.end();
+    }
+  }
+  return count === 0 ? NaN : total / count;
+}
+
+/** Runs (or resumes) training and leaves the final adapter in `config.outputDir`. */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const { config, model, microBatchSize } = options;
+  const schedule = trainingSchedule(config, options.train.length, microBatchSize);
+  const accumulation = schedule.gradientAccumulationSteps;
+  const key = recipeKey(config, options.train.length, microBatchSize);
+  const params = [...model.trainableParameters.values()];
+  const optimizer = new AdamW(params, {
+    lr: config.learningRate,
+    betas: [config.adamBeta1, config.adamBeta2],
+    eps: config.adamEpsilon,
+    weightDecay: config.weightDecay,
+  });
+  let state: TrainerState = {
+    step: 0,
+    totalSteps: schedule.totalSteps,
+    microBatchSize,
+    gradientAccumulation: accumulation,
+    history: [],
+    bestValLoss: null,
+    bestStep: null,
+    recipeKey: key,
+  };
+
+  if (options.resume) {
+    const dir = options.resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : options.resume;
+    if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
+    const saved = await readCheckpoint(dir);
+    if (saved.state.recipeKey !== key) {
+      throw new CheckpointError(
+        `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, lr or seed); resume with the same flags`,
+      );
+    }
+    await model.loadAdapter(dir);
+    await optimizer.loadStateDict(saved.optimizer as never);
+    state = saved.state;
+  }
+
+  const batchesOf = stepBatches(options.train.length, config, schedule, microBatchSize);
+  const stepLosses = new Map<number, number>();
+  const metricsPath = join(config.outputDir, 'metrics.jsonl');
+  const started = performance.now();
+  let tokensSinceLog = 0;
+  let timeAtLog = performance.now();
+  let interrupted = false;
+  const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
+  const elapsed = () => (performance.now() - started) / 1000;
+
+  const save = async (): Promise<string> => {
+    const dir = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
+    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep);
+    options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir });
+    return dir;
+  };
+
+  while (state.step < lastStep) {
+    const step = state.step;
+    const lr = learningRateAt(step, schedule, config.learningRate);
+    optimizer.setLr(lr);
+    const scope = startScope();
+    let stepLoss: number;
+    try {
+      let lossSum: Tensor | null = null;
+      batchesOf(step).forEach((chunk, micro) => {
+        const batch = toDevice(chunk.map((i) => options.train[i]!), config);
+        tokensSinceLog += batch.tokens;
+        const loss = model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, step, micro) });
+        loss.mul(1 / accumulation).backward();
+        lossSum = lossSum ? lossSum.add(loss) : loss;
+      });
+      if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
+      optimizer.step();
+      optimizer.zeroGrad();
+      stepLoss = (await (lossSum as unknown as Tensor).item()) / accumulation;
+    } catch (e) {
+      if (e instanceof DeviceError) {
+        const last = (await listCheckpoints(config.outputDir)).pop();
+        throw new TrainingError(
+          `the GPU device failed at step ${step + 1} of ${schedule.totalSteps} (${e.message}); ` +
+            (last ? `resume with --resume ${last.dir}` : 'no checkpoint was written yet; start again'),
+        );
+      }
+      throw e;
+    } finally {
+      scope.end();
+    }
+    if (!Number.isFinite(stepLoss)) {
+      const last = (await listCheckpoints(config.outputDir)).pop();
+      throw new TrainingError(
+        `the training loss became ${stepLoss} at step ${step + 1}; stopped without saving this step. ` +
+          (last ? `The last good checkpoint is ${last.dir}: resume from it with a lower --learning-rate.` : 'No checkpoint was written yet: lower --learning-rate.'),
+      );
+    }
+    state.step = step + 1;
+    stepLosses.set(state.step, stepLoss);
+    options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed() });
+
+    if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
+      const now = performance.now();
+      const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
+      tokensSinceLog = 0;
+      timeAtLog = now;
+      const row: MetricsRow = { step: state.step, loss: stepLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
+      state.history.push(row);
+      await appendMetrics(metricsPath, row);
+      options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, tokensPerSec, elapsedSec: elapsed() });
+    }
+    const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
+    if (evalNow) {
+      const valLoss = await evaluate(model, options.val, config, microBatchSize);
+      state.history.push({ step: state.step, valLoss });
+      await appendMetrics(metricsPath, { step: state.step, valLoss });
+      if (state.bestValLoss === null || valLoss < state.bestValLoss) {
+        state.bestValLoss = valLoss;
+        state.bestStep = state.step;
+      }
+      await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
+      options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
+    }
+    const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
+    if (saveNow) await save();
+    if (options.signal?.aborted) {
+      if (!saveNow) await save();
+      interrupted = true;
+      break;
+    }
+  }
+
+  await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
+  let bestCheckpoint: string | null = null;
+  const finished = state.step >= schedule.totalSteps;
+  if (finished && config.loadBestModelAtEnd && state.bestStep !== null) {
+    const dir = checkpointDir(config.outputDir, state.bestStep);
+    if (existsSync(dir)) {
+      await model.loadAdapter(dir);
+      bestCheckpoint = dir;
+    }
+  }
+  // The final adapter sits at the top of the output folder, as PEFT's save_pretrained leaves it.
+  if (!interrupted) {
+    await model.saveAdapter(config.outputDir);
+  }
+  options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed() });
+  return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };
+}
