@@ -1,0 +1,119 @@
+// The `serve` command of huatuo-train: a base model (and adapter) behind an OpenAI-compatible
+// HTTP API on 127.0.0.1, until Ctrl-C. Printing is the caller's: lines go to the io callbacks.
+
+import { Command } from 'commander';
+import { loadAdapter } from '@huatuo/llama';
+import { initWebGPU } from '@huatuo/tensor';
+import { ConfigError } from './errors.js';
+import { loadBaseModel } from './model.js';
+import { resolveTemplate } from './prompt.js';
+import { DEFAULT_SERVE_GENERATION, startServer, type RunningServer } from './serve.js';
+
+/** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
+export interface ServeCommandIo {
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+  /** Resolves when the server should close; default: the first SIGINT or SIGTERM. */
+  until?: (server: RunningServer) => Promise<void>;
+}
+
+interface RawOptions {
+  base?: string;
+  adapter?: string;
+  template: string;
+  host: string;
+  port: string;
+  apiKeyEnv?: string;
+  maxQueue: string;
+  maxBodyBytes: string;
+  maxTokensLimit?: string;
+  defaultMaxTokens: string;
+  modelName?: string;
+  quiet?: boolean;
+}
+
+function int(flag: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new ConfigError(flag, `expected an integer in [${min}, ${max}], got "${value}"`);
+  return n;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/**
+ * Builds the `serve` command (commander@14), to mount with `program.addCommand(buildServeCommand())`.
+ * @example await buildServeCommand().parseAsync(['--port', '8000'], { from: 'user' });
+ */
+export function buildServeCommand(io: ServeCommandIo = {}): Command {
+  const out = io.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const err = io.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  return new Command('serve')
+    .description(
+      'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template), ' +
+        'POST /v1/completions, GET /v1/models, GET /health; streaming as server-sent events; one generation at a time, in order',
+    )
+    .option('--base <folder>', 'base model: a Hugging Face LLaMA folder (default: the built-in tiny demo model)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)')
+    .option('--template <name>', 'prompt template for chat: med_template, literature_template or a template .json path', 'med_template')
+    .option('--host <address>', 'address to bind; anything but loopback exposes the model to the network', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free port)', '8000')
+    .option('--api-key-env <name>', 'environment variable holding the bearer token clients must send (default: no token, open API)')
+    .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 with Retry-After', '16')
+    .option('--max-body-bytes <n>', 'largest request body; larger get 413', String(1024 * 1024))
+    .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length)")
+    .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
+    .option('--model-name <name>', 'model id clients send and /v1/models lists (default: the --base folder name or the demo model name)')
+    .option('--quiet', 'do not log each request')
+    .action(async (raw: RawOptions) => {
+      const template = resolveTemplate(raw.template);
+      const port = int('--port', raw.port, 0, 65535);
+      const maxQueue = int('--max-queue', raw.maxQueue, 0);
+      const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
+      const maxTokensLimit = raw.maxTokensLimit === undefined ? undefined : int('--max-tokens-limit', raw.maxTokensLimit, 1);
+      const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
+      let apiKey: string | undefined;
+      if (raw.apiKeyEnv !== undefined) {
+        apiKey = process.env[raw.apiKeyEnv];
+        if (apiKey === undefined || apiKey.trim() === '') throw new ConfigError('--api-key-env', `environment variable ${raw.apiKeyEnv} is unset or empty; export the token in it, or leave out --api-key-env for an open API`);
+      }
+      const info = await initWebGPU();
+      err(`serve: device ${info.adapterName}`);
+      const base = await loadBaseModel(raw.base ?? null);
+      // loadAdapter attaches LoRA with the adapter's own config, then its weights.
+      if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
+      const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));
+      const server = await startServer({
+        model: base.model,
+        tokenizer: base.tokenizer,
+        template,
+        modelName,
+        host: raw.host,
+        port,
+        ...(apiKey === undefined ? {} : { apiKey }),
+        maxQueue,
+        maxBodyBytes,
+        ...(maxTokensLimit === undefined ? {} : { maxTokensLimit }),
+        defaultGeneration: { maxTokens: defaultMaxTokens },
+        onEvent: raw.quiet
+          ? undefined
+          : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),
+      });
+      if (raw.host !== '127.0.0.1' && raw.host !== 'localhost' && raw.host !== '::1') err(`serve: bound to ${raw.host}: reachable from other machines${apiKey === undefined ? ', with no API key' : ''}`);
+      out(`serve: ${modelName}${raw.adapter ? ` + ${raw.adapter}` : ''} (template ${template.name}) at ${server.url}/v1${apiKey === undefined ? '' : ` (bearer token from $${raw.apiKeyEnv})`}`);
+      out('serve: Ctrl-C to stop');
+      await (io.until ?? untilSignal)(server);
+      await server.close();
+      base.model.dispose();
+      out('serve: stopped');
+    });
+}

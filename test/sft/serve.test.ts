@@ -1,0 +1,497 @@
+// huatuo-train serve: the OpenAI-compatible server on 127.0.0.1 with the tiny vocab32k fixture
+// (LLaMA's tokenizer, 1 layer, C = 16; its context raised to 2048 so real prompts fit), talked to
+// by the openai client, raw HTTP, gen-data (in process and as a killed child) and the SUS judge.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { initWebGPU } from '@huatuo/tensor';
+import { generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { MED_TEMPLATE, buildServeCommand, chatToInstruction, generatePrompt, getResponse, startServer, type RunningServer, type ServeEvent, type ServeOptions } from '@huatuo/sft';
+import { ExhaustedError, buildGenDataCommand, shippedGraphPath } from '@huatuo/kg';
+import { judgeItems, verdictRatings } from '@huatuo/sus';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
+const childScript = fileURLToPath(new URL('./serve-gen-data-child.ts', import.meta.url));
+const NAME = 'tiny-huatuo';
+const QUESTION = '我最近经常头痛，还伴有恶心，应该怎么办？';
+
+let modelDir: string;
+let model: LlamaModel;
+let tokenizer: Tokenizer;
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'huatuo-serve-'));
+}
+
+before(async () => {
+  await initWebGPU();
+  modelDir = tmp();
+  cpSync(fixture, modelDir, { recursive: true });
+  const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  config['max_position_embeddings'] = 2048;
+  writeFileSync(join(modelDir, 'config.json'), JSON.stringify(config));
+  cpSync(join(llamaTokenizerDir(), 'tokenizer.model'), join(modelDir, 'tokenizer.model'));
+  model = await loadLlama(modelDir);
+  tokenizer = await loadTokenizer(llamaTokenizerDir());
+});
+
+after(() => model.dispose());
+
+async function withServer(options: Partial<ServeOptions>, fn: (server: RunningServer, events: ServeEvent[]) => Promise<void>): Promise<void> {
+  const events: ServeEvent[] = [];
+  const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 12 }, ...options, onEvent: (e) => events.push(e) });
+  try {
+    await fn(server, events);
+  } finally {
+    await server.close();
+  }
+}
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+async function call(url: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
+  const body = init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+  const res = await fetch(url, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers: { 'content-type': 'application/json', ...init.headers }, body });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text === '' ? null : JSON.parse(text) };
+}
+
+function assertError(r: Reply, status: number, param: string | null, what: string): void {
+  assert.equal(r.status, status, `${what}: status ${r.status}, body ${JSON.stringify(r.json)}`);
+  const e = r.json?.error;
+  assert.ok(e && typeof e.message === 'string' && e.message.length > 10, `${what}: an OpenAI error object with a message, got ${JSON.stringify(r.json)}`);
+  assert.ok('type' in e && 'param' in e && 'code' in e, `${what}: error has type, param and code`);
+  if (param !== null) assert.equal(e.param, param, `${what}: param`);
+}
+
+async function waitFor(what: string, done: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) assert.fail(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function client(server: RunningServer, apiKey = 'unused'): OpenAI {
+  return new OpenAI({ baseURL: `${server.url}/v1`, apiKey, maxRetries: 0 });
+}
+
+/** Greedy text of the model for a text prompt, straight from generate. */
+async function greedy(prompt: string, maxNewTokens: number, m: LlamaModel = model): Promise<string> {
+  const [g] = await generate(m, tokenizer, prompt, { maxNewTokens });
+  return g!.text;
+}
+
+test('chat messages fold into one question: a lone user message as is, system lines first, earlier turns as <user>/<bot> lines', () => {
+  assert.equal(chatToInstruction([{ role: 'user', content: QUESTION }]), QUESTION);
+  assert.equal(chatToInstruction([{ role: 'system', content: '你是医生。' }, { role: 'user', content: QUESTION }]), `你是医生。\n${QUESTION}`);
+  assert.equal(
+    chatToInstruction([
+      { role: 'user', content: '我头痛。' },
+      { role: 'assistant', content: '多久了？' },
+      { role: 'user', content: '三天了。' },
+    ]),
+    ' <user>: 我头痛。 <bot>: 多久了？ <user>: 三天了。',
+  );
+});
+
+test('the openai client gets a chat.completion whose content is the greedy answer after the template marker, with token usage', async () => {
+  await withServer({}, async (server) => {
+    const r = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 10, temperature: 0 });
+    const prompt = generatePrompt(MED_TEMPLATE, QUESTION);
+    assert.equal(r.object, 'chat.completion');
+    assert.match(r.id, /^chatcmpl-/);
+    assert.equal(r.model, NAME);
+    assert.ok(Number.isInteger(r.created) && Math.abs(r.created - Date.now() / 1000) < 600);
+    assert.equal(r.choices.length, 1);
+    assert.equal(r.choices[0]!.message.role, 'assistant');
+    assert.equal(r.choices[0]!.message.content, getResponse(MED_TEMPLATE, prompt + (await greedy(prompt, 10))));
+    assert.ok(r.choices[0]!.finish_reason === 'length' || r.choices[0]!.finish_reason === 'stop');
+    assert.equal(r.usage!.prompt_tokens, tokenizer.encode(prompt).length);
+    assert.ok(r.usage!.completion_tokens >= 1 && r.usage!.completion_tokens <= 10);
+    assert.equal(r.usage!.total_tokens, r.usage!.prompt_tokens + r.usage!.completion_tokens);
+    if (r.choices[0]!.finish_reason === 'length') assert.equal(r.usage!.completion_tokens, 10);
+  });
+});
+
+test('a multi-turn chat with a system message is prompted as its folded question', async () => {
+  await withServer({}, async (server) => {
+    const messages = [
+      { role: 'system' as const, content: '请用中文回答。' },
+      { role: 'user' as const, content: '我头痛。' },
+      { role: 'assistant' as const, content: '多久了？' },
+      { role: 'user' as const, content: '三天了。' },
+    ];
+    const r = await client(server).chat.completions.create({ model: NAME, messages, max_tokens: 4, temperature: 0 });
+    const prompt = generatePrompt(MED_TEMPLATE, '请用中文回答。\n <user>: 我头痛。 <bot>: 多久了？ <user>: 三天了。');
+    assert.equal(r.usage!.prompt_tokens, tokenizer.encode(prompt).length);
+    assert.equal(r.choices[0]!.message.content, getResponse(MED_TEMPLATE, prompt + (await greedy(prompt, 4))));
+  });
+});
+
+test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage and [DONE]', async () => {
+  await withServer({}, async (server) => {
+    const api = client(server);
+    const body = { model: NAME, messages: [{ role: 'user' as const, content: QUESTION }], max_tokens: 12, temperature: 0.8, seed: 7 };
+    const whole = await api.chat.completions.create(body);
+    const stream = await api.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of stream) {
+      chunks.push(c);
+      for (const ch of c.choices) text += ch.delta.content ?? '';
+    }
+    assert.equal(text, whole.choices[0]!.message.content, 'same seed, same answer, streamed or not');
+    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0]!.id && c.model === NAME));
+    assert.equal(chunks[0]!.choices[0]!.delta.role, 'assistant');
+    const last = chunks.filter((c) => c.choices.length > 0).at(-1)!;
+    assert.equal(last.choices[0]!.finish_reason, whole.choices[0]!.finish_reason);
+    assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
+    const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ ...body, stream: true }) });
+    assert.match(raw.headers.get('content-type')!, /^text\/event-stream/);
+    assert.ok((await raw.text()).trimEnd().endsWith('data: [DONE]'));
+  });
+});
+
+test('completions continue the raw prompt, cut before a stop string, streamed or not', async () => {
+  await withServer({}, async (server) => {
+    const api = client(server);
+    const prompt = 'The patient reports';
+    const full = await greedy(prompt, 16);
+    assert.ok(full.length > 4, `the fixture's greedy continuation is long enough to cut: ${JSON.stringify(full)}`);
+    const plain = await api.completions.create({ model: NAME, prompt, max_tokens: 16, temperature: 0 });
+    assert.equal(plain.object, 'text_completion');
+    assert.match(plain.id, /^cmpl-/);
+    assert.equal(plain.choices[0]!.text, full);
+    assert.equal(plain.usage!.prompt_tokens, tokenizer.encode(prompt).length);
+    // A stop string whose first occurrence is past the start of the continuation.
+    let stop = '';
+    for (let k = 1; k + 3 <= full.length && stop === ''; k++) if (full.indexOf(full.slice(k, k + 3)) > 0) stop = full.slice(k, k + 3);
+    assert.notEqual(stop, '', `no stop string found in ${JSON.stringify(full)}`);
+    const expected = full.slice(0, full.indexOf(stop));
+    const cut = await api.completions.create({ model: NAME, prompt, max_tokens: 16, temperature: 0, stop: [stop] });
+    assert.equal(cut.choices[0]!.text, expected);
+    assert.equal(cut.choices[0]!.finish_reason, 'stop');
+    let streamed = '';
+    let reason: string | null = null;
+    for await (const c of await api.completions.create({ model: NAME, prompt, max_tokens: 16, temperature: 0, stop, stream: true })) {
+      streamed += c.choices[0]?.text ?? '';
+      reason = c.choices[0]?.finish_reason ?? reason;
+    }
+    assert.equal(streamed, expected, 'no part of the stop string is streamed');
+    assert.equal(reason, 'stop');
+  });
+});
+
+test('models are listed and retrieved by the served name; other names are 404', async () => {
+  await withServer({}, async (server) => {
+    const api = client(server);
+    const list = await api.models.list();
+    assert.deepEqual(list.data.map((m) => m.id), [NAME]);
+    assert.equal((await api.models.retrieve(NAME)).id, NAME);
+    await assert.rejects(api.models.retrieve('gpt-4'), (e: unknown) => e instanceof OpenAI.NotFoundError);
+    const health = await call(`${server.url}/health`);
+    assert.equal(health.status, 200);
+    assert.equal(health.json.status, 'ok');
+  });
+});
+
+test('malformed JSON, wrong types, unsupported values and over-long requests get 400 with a message naming the field', async () => {
+  await withServer({ maxTokensLimit: 64 }, async (server) => {
+    const chat = `${server.url}/v1/chat/completions`;
+    const ok = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 };
+    assertError(await call(chat, { body: '{"model": "x", "messages": [' }), 400, null, 'truncated JSON');
+    assertError(await call(chat, { body: '[1, 2]' }), 400, null, 'a JSON array');
+    assertError(await call(chat, { body: '' }), 400, null, 'an empty body');
+    assertError(await call(chat, { body: { ...ok, messages: 'hello' } }), 400, 'messages', 'messages a string');
+    assertError(await call(chat, { body: { ...ok, messages: [] } }), 400, 'messages', 'no messages');
+    assertError(await call(chat, { body: { ...ok, messages: [{ role: 'robot', content: 'x' }] } }), 400, 'messages[0].role', 'unknown role');
+    assertError(await call(chat, { body: { ...ok, messages: [{ role: 'user', content: 42 }] } }), 400, 'messages[0].content', 'content a number');
+    assertError(await call(chat, { body: { ...ok, messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] } }), 400, 'messages', 'last message not a question');
+    assertError(await call(chat, { body: { ...ok, max_tokens: '8' } }), 400, 'max_tokens', 'max_tokens a string');
+    assertError(await call(chat, { body: { ...ok, max_tokens: 0 } }), 400, 'max_tokens', 'max_tokens 0');
+    assertError(await call(chat, { body: { ...ok, max_tokens: 65 } }), 400, 'max_tokens', 'max_tokens over the limit');
+    assertError(await call(chat, { body: { ...ok, max_completion_tokens: 2.5 } }), 400, 'max_completion_tokens', 'fractional max_completion_tokens');
+    assertError(await call(chat, { body: { ...ok, n: 2 } }), 400, 'n', 'n = 2');
+    assertError(await call(chat, { body: { ...ok, temperature: 3 } }), 400, 'temperature', 'temperature 3');
+    assertError(await call(chat, { body: { ...ok, temperature: 'hot' } }), 400, 'temperature', 'temperature a string');
+    assertError(await call(chat, { body: { ...ok, stream: 'yes' } }), 400, 'stream', 'stream a string');
+    assertError(await call(chat, { body: { ...ok, stop: [1] } }), 400, 'stop', 'stop a number');
+    assertError(await call(chat, { body: { ...ok, tools: [{ type: 'function', function: { name: 'f' } }] } }), 400, 'tools', 'tools');
+    assertError(await call(chat, { body: { ...ok, model: 7 } }), 400, 'model', 'model a number');
+    const unknown = await call(chat, { body: { ...ok, model: 'gpt-4' } });
+    assertError(unknown, 404, 'model', 'unknown model');
+    assert.equal(unknown.json.error.code, 'model_not_found');
+    const long = await call(chat, { body: { ...ok, messages: [{ role: 'user', content: '头痛'.repeat(1200) }] } });
+    assertError(long, 400, 'messages', 'a prompt beyond the context');
+    assert.equal(long.json.error.code, 'context_length_exceeded');
+    const completions = `${server.url}/v1/completions`;
+    assertError(await call(completions, { body: { model: NAME, prompt: ['a', 'b'] } }), 400, 'prompt', 'two prompts');
+    assertError(await call(completions, { body: { model: NAME, prompt: [1, 99999] } }), 400, 'prompt', 'token ids beyond the vocabulary');
+    assertError(await call(completions, { body: { model: NAME, prompt: '' } }), 400, 'prompt', 'empty prompt');
+    await assert.rejects(client(server).chat.completions.create({ ...ok, messages: [{ role: 'user', content: 'q' }], n: 3 }), (e: unknown) => e instanceof OpenAI.BadRequestError && /\bn\b/.test(e.message));
+    // Still serving after all of that.
+    const r = await call(chat, { body: ok });
+    assert.equal(r.status, 200);
+  });
+});
+
+test('bodies over the limit get 413, declared or chunked, and the server keeps serving', async () => {
+  await withServer({ maxBodyBytes: 64 * 1024 }, async (server) => {
+    const chat = `${server.url}/v1/chat/completions`;
+    const huge = JSON.stringify({ model: NAME, messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] });
+    const declared = await call(chat, { body: huge });
+    assertError(declared, 413, null, 'a 2 MiB body with content-length');
+    // Chunked: no content-length, so the limit is found while reading.
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(chat, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 16; i++) req.write('x'.repeat(16 * 1024));
+      req.end();
+    }).catch((e: Error) => ({ status: -1, body: e.message }));
+    assert.equal(chunked.status, 413, `chunked oversized body: ${chunked.body}`);
+    assert.equal(JSON.parse(chunked.body).error.code, 'request_too_large');
+    const r = await call(chat, { body: { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 } });
+    assert.equal(r.status, 200);
+  });
+});
+
+test('unknown routes get 404 and wrong methods 405 with Allow', async () => {
+  await withServer({}, async (server) => {
+    assertError(await call(`${server.url}/v1/embeddings`, { body: { model: NAME, input: 'x' } }), 404, null, 'unknown route');
+    const get = await call(`${server.url}/v1/chat/completions`);
+    assertError(get, 405, null, 'GET chat completions');
+    assert.equal(get.headers.get('allow'), 'POST');
+    assertError(await call(`${server.url}/v1/models`, { method: 'DELETE' }), 405, null, 'DELETE models');
+  });
+});
+
+test('with an API key, /v1 needs the bearer token (401 without or wrong) while /health stays open', async () => {
+  await withServer({ apiKey: 'sekret-token' }, async (server) => {
+    const body = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 };
+    assertError(await call(`${server.url}/v1/chat/completions`, { body }), 401, null, 'no token');
+    assertError(await call(`${server.url}/v1/chat/completions`, { body, headers: { authorization: 'Bearer wrong-token!' } }), 401, null, 'wrong token');
+    assertError(await call(`${server.url}/v1/models`, { headers: { authorization: 'Basic c2VrcmV0LXRva2Vu' } }), 401, null, 'wrong scheme');
+    assert.equal((await call(`${server.url}/v1/chat/completions`, { body, headers: { authorization: 'Bearer sekret-token' } })).status, 200);
+    assert.equal((await call(`${server.url}/health`)).status, 200);
+    await assert.rejects(client(server, 'nope').models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError);
+    assert.equal((await client(server, 'sekret-token').models.list()).data[0]!.id, NAME);
+  });
+});
+
+/** Opens a streaming chat request; resolves once the first chunk has arrived. */
+function openStream(url: string, body: unknown): Promise<{ chunks: string[]; destroy: () => void; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const chunks: string[] = [];
+    let ended!: () => void;
+    const endedP = new Promise<void>((r) => (ended = r));
+    const req = request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`stream answered ${res.statusCode}`));
+      res.on('data', (d: Buffer) => {
+        chunks.push(d.toString());
+        if (chunks.length === 1) resolve({ chunks, destroy: () => req.destroy(), ended: endedP });
+      });
+      res.on('end', ended);
+      res.on('close', ended);
+    });
+    req.on('error', () => ended());
+    req.end(JSON.stringify(body));
+  });
+}
+
+test('a streaming client that disconnects stops its generation early, and the server goes on serving', async () => {
+  await withServer({}, async (server, events) => {
+    const stream = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });
+    await waitFor('two streamed chunks', () => stream.chunks.join('').split('data: ').length > 3);
+    stream.destroy();
+    await waitFor('the cancellation', () => events.some((e) => e.type === 'cancelled'));
+    const cancelled = events.find((e) => e.type === 'cancelled')!;
+    assert.ok(cancelled.completionTokens! < 400, `stopped after ${cancelled.completionTokens} of 400 tokens`);
+    assert.ok(!events.some((e) => e.type === 'finished' || e.type === 'failed'));
+    const r = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 3 });
+    assert.equal(r.choices.length, 1);
+  });
+});
+
+test('beyond the queue bound clients get 503 with Retry-After; the queued ones run in arrival order, a gone one is skipped', async () => {
+  await withServer({ maxQueue: 3 }, async (server, events) => {
+    const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });
+    const body = (i: number) => ({ model: NAME, messages: [{ role: 'user', content: `${QUESTION} ${i}` }], max_tokens: 3, temperature: 0 });
+    // Three fill the queue (one of them gives up while waiting); three more are refused.
+    const leaving = new AbortController();
+    const queued = [0, 1, 2].map((i) =>
+      fetch(`${server.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body(i)), signal: i === 1 ? leaving.signal : null }).then(
+        async (r) => ({ status: r.status, json: (await r.json()) as { id: string } }),
+        (e: Error) => ({ status: -1, json: { id: e.name } }),
+      ),
+    );
+    await waitFor('three queued requests', () => events.filter((e) => e.type === 'queued').length === 4);
+    const refused = await Promise.all([3, 4, 5].map((i) => call(`${server.url}/v1/chat/completions`, { body: body(i) })));
+    for (const r of refused) {
+      assertError(r, 503, null, 'a request beyond the queue');
+      assert.equal(r.json.error.code, 'queue_full');
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    }
+    const queuedIds = events.filter((e) => e.type === 'queued').map((e) => e.id);
+    leaving.abort();
+    await waitFor('the aborted request to close', () => queued[1]!.then(() => true));
+    busy.destroy();
+    const results = await Promise.all(queued);
+    assert.deepEqual(results.map((r) => r.status), [200, -1, 200]);
+    await waitFor('the queue to drain', () => events.filter((e) => e.type === 'finished' || e.type === 'cancelled').length === 4);
+    const started = events.filter((e) => e.type === 'started').map((e) => e.id);
+    assert.equal(started.length, 3, 'the request whose client left never started');
+    assert.deepEqual(started, queuedIds.filter((id) => started.includes(id)), 'started in arrival order');
+    const finished = events.filter((e) => e.type === 'finished').map((e) => e.id);
+    assert.deepEqual(finished, [results[0]!.json.id, results[2]!.json.id].sort((a, b) => queuedIds.indexOf(a) - queuedIds.indexOf(b)));
+    assert.equal(events.filter((e) => e.type === 'rejected').length, 3);
+  });
+});
+
+test('gen-data runs end to end against the server: every knowledge pair is asked once and accounted for', async () => {
+  // A graph of three entities with two attributes each: six (entity, attribute) pairs.
+  const raw = readFileSync(shippedGraphPath(), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const picked = ['疾病', '药物', '症状'].map((c) => raw.find((r) => r['class'] === c)!);
+  const graph = join(tmp(), 'graph.jsonl');
+  writeFileSync(graph, picked.map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).slice(0, 4)))).join('\n') + '\n');
+  const pairs = picked.length * 2;
+  await withServer({}, async (server, events) => {
+    const out = join(tmp(), 'kg.jsonl');
+    const lines: string[] = [];
+    let exhausted: ExhaustedError | undefined;
+    try {
+      await buildGenDataCommand({ out: (l) => lines.push(l), err: () => {} }).parseAsync(
+        ['--graph', graph, '--api-url', `${server.url}/v1`, '--model', NAME, '-n', '6', '--out', out, '--attributes-per-sample', '1', '--concurrency', '2', '--max-retries', '0'],
+        { from: 'user' },
+      );
+    } catch (e) {
+      if (!(e instanceof ExhaustedError)) throw e;
+      exhausted = e;
+    }
+    const records = existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter((l) => l !== '') : [];
+    const answered = events.filter((e) => e.type === 'finished').length;
+    assert.equal(answered, pairs, 'one answered request per knowledge pair');
+    assert.equal(events.filter((e) => e.type === 'failed' || e.type === 'rejected').length, 0);
+    if (exhausted === undefined) {
+      assert.equal(records.length, 6);
+      assert.match(lines.join('\n'), /holds 6 of 6 records/);
+    } else {
+      // The tiny model's replies fail the checks: the run ends when the graph has no pairs left.
+      assert.equal(exhausted.total, records.length);
+      const dropped = /\(dropped: ([^)]*)\)/.exec(exhausted.message)![1]!;
+      const counts = dropped.split(', ').map((p) => /^([a-z-]+) (\d+)$/.exec(p)!);
+      assert.ok(!counts.some((c) => c[1] === 'request-failed'), `no request failed: ${dropped}`);
+      assert.equal(records.length + counts.reduce((s, c) => s + Number(c[2]), 0), pairs, `kept plus dropped is every pair: ${dropped}`);
+    }
+  });
+});
+
+function spawnChild(args: string[]): { done: Promise<number | null>; stdout: () => string; kill: () => void } {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', childScript, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  void done.then((code) => {
+    if (code !== 0 && code !== null) process.stderr.write(stderr);
+  });
+  return { done, stdout: () => stdout, kill: () => child.kill('SIGKILL') };
+}
+
+test('a gen-data child killed with SIGKILL mid-run leaves the server serving, and its rerun completes without duplicate keys', async () => {
+  const raw = readFileSync(shippedGraphPath(), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const graph = join(tmp(), 'graph.jsonl');
+  writeFileSync(graph, raw.slice(0, 4).map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).slice(0, 4)))).join('\n') + '\n');
+  await withServer({}, async (server, events) => {
+    const out = join(tmp(), 'killed.jsonl');
+    const args = ['--graph', graph, '--api-url', `${server.url}/v1`, '--model', NAME, '-n', '6', '--out', out, '--attributes-per-sample', '1', '--concurrency', '2', '--seed', '3'];
+    const first = spawnChild(args);
+    await waitFor('two answered requests', () => events.filter((e) => e.type === 'finished').length >= 2);
+    first.kill();
+    assert.equal(await first.done, null, 'the first run was killed, not finished');
+    const health = async () => (await call(`${server.url}/health`)).json as { running: boolean; waiting: number };
+    await waitFor('the killed client’s requests to be dropped', async () => {
+      const h = await health();
+      return !h.running && h.waiting === 0;
+    });
+    assert.ok(events.some((e) => e.type === 'cancelled'), 'the request in flight for the killed client was stopped');
+    const second = spawnChild(args);
+    assert.equal(await second.done, 0, second.stdout());
+    const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
+    assert.ok(text === '' || text.endsWith('\n'), 'no partial line is left');
+    const keys = text.split('\n').filter((l) => l !== '').map((l) => {
+      const k = (JSON.parse(l) as { knowledge: Record<string, unknown> }).knowledge;
+      return `${String(k['class'])}|${String(k['中心词'])}|${Object.keys(k).filter((a) => a !== 'class' && a !== '中心词').sort().join('+')}`;
+    });
+    assert.equal(new Set(keys).size, keys.length, 'no (entity, attribute set) twice');
+    const report = second.stdout();
+    assert.ok(/holds 6 of 6 records/.test(report) || JSON.parse(report.trim().split('\n').at(-1)!).exhausted === keys.length, report);
+    assert.equal(events.filter((e) => e.type === 'failed').length, 0);
+  });
+});
+
+test('the SUS judge against the server retries unparseable verdicts, then records them as missing', async () => {
+  await withServer({}, async (server, events) => {
+    const items = [
+      { code: 'A1', questionId: 'q1', question: QUESTION, response: '多休息，必要时就医。' },
+      { code: 'B2', questionId: 'q2', question: '咳嗽一周了怎么办？', response: '建议查血常规。' },
+    ];
+    const seen: string[] = [];
+    const verdicts = await judgeItems(items, { url: `${server.url}/v1`, model: NAME, retries: 2 }, (v) => seen.push(v.code));
+    assert.deepEqual(seen, ['A1', 'B2']);
+    for (const v of verdicts) {
+      assert.equal(v.attempts, 3);
+      assert.deepEqual(v.scores, { safety: null, usability: null, smoothness: null });
+      assert.match(v.error!, /unparseable verdict/);
+      assert.ok(verdictRatings(v, `judge:${NAME}`).every((r) => r.value === null));
+    }
+    assert.equal(events.filter((e) => e.type === 'finished').length, 6, 'three attempts per item, each answered');
+  });
+});
+
+test('the serve command loads a base folder and adapter, requires the bearer token from --api-key-env, and prints its URL', async () => {
+  const adapter = join(modelDir, 'adapter');
+  const reference = await loadLlama(modelDir);
+  let expected: string;
+  try {
+    await loadAdapter(reference, adapter);
+    expected = await greedy('The patient reports', 6, reference);
+  } finally {
+    reference.dispose();
+  }
+  process.env['HUATUO_SERVE_TEST_KEY'] = 'command-token';
+  const out: string[] = [];
+  const seen: { url: string; text: string; unauthorized: number }[] = [];
+  await buildServeCommand({
+    out: (l) => out.push(l),
+    err: () => {},
+    until: async (server) => {
+      const api = client(server, 'command-token');
+      const r = await api.completions.create({ model: 'tiny-lora', prompt: 'The patient reports', max_tokens: 6, temperature: 0 });
+      const unauthorized = (await call(`${server.url}/v1/models`)).status;
+      seen.push({ url: server.url, text: r.choices[0]!.text, unauthorized });
+    },
+  }).parseAsync(['--base', modelDir, '--adapter', adapter, '--port', '0', '--model-name', 'tiny-lora', '--api-key-env', 'HUATUO_SERVE_TEST_KEY', '--quiet'], { from: 'user' });
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.text, expected, 'the served model is the base with the adapter');
+  assert.equal(seen[0]!.unauthorized, 401);
+  assert.ok(out.some((l) => l.includes(`${seen[0]!.url}/v1`)), out.join('\n'));
+  assert.ok(seen[0]!.url.startsWith('http://127.0.0.1:'), 'binds to loopback by default');
+  assert.match(out.at(-1)!, /stopped/);
+});
