@@ -18,6 +18,9 @@ import { idleKernelMs, measureRoofline } from './roofline.js';
 import { getRuntime } from '../packages/tensor/src/backend/context.js';
 import { timeMedian, type Row } from './timing.js';
 import { table, writeResults } from './report.js';
+import { benchKernels } from './kernels.bench.js';
+import { benchTrain } from './train.bench.js';
+import { benchTorch } from './sft.bench.js';
 
 const quick = process.argv.includes('--quick');
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -167,6 +170,14 @@ for (const dtype of dtypes) {
   if (d) lines.push(`- Decode ${dtype} 1x4096x11008: ${d.gbps!.toFixed(2)} GB/s = ${(d.roofline! * 100).toFixed(0)} % of the copy kernel's read bandwidth (target >= 60 %): ${verdict(d.roofline! >= 0.6)}.`);
 }
 lines.push(`- First-use compile: ${pipelines0} pipelines after the first training steps, ${pipelines1} after two more: ${verdict(pipelines0 === pipelines1)}.`);
+// Fused kernels, LLaMA training steps and the PyTorch CPU step (--no-torch skips it).
+{
+  const ctx = { quick, reps, roof, push, log };
+  lines.push(...(await benchKernels(ctx)));
+  const train = await benchTrain(ctx);
+  lines.push(...train.lines);
+  if (!process.argv.includes('--no-torch')) lines.push(...(await benchTorch(ctx, train.results)));
+}
 const summary = `Roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.readGbps.toFixed(2)} GB/s read (${roof.copyGbps.toFixed(2)} read+write). Matmul choice: ${variantName(choice.main)} (fallback ${variantName(choice.fallback)}).\n\nTargets:\n${lines.join('\n')}`;
 log('');
 log(table(rows));

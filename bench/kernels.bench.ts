@@ -1,0 +1,269 @@
+// Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
+// unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW and swiglu.
+// Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
+// halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
+// pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
+import {
+  AdamW,
+  attention,
+  backward,
+  crossEntropy,
+  deviceInfo,
+  matmul,
+  maskedFill,
+  mul,
+  randn,
+  rmsNorm,
+  silu,
+  softmax,
+  swiglu,
+  tensor,
+  transpose,
+  type Tensor,
+} from '@huatuo/tensor';
+import { getRuntime } from '../packages/tensor/src/backend/context.js';
+import { readFew } from './matmul.bench.js';
+import type { Roofline } from './roofline.js';
+import { timeMedian, type Row } from './timing.js';
+
+/** What a bench module gets from bench/run.ts. */
+export interface BenchContext {
+  quick: boolean;
+  reps: number;
+  roof: Roofline;
+  push: (r: Omit<Row, 'adapter'>) => void;
+  log: (s: string) => void;
+}
+
+const MiB = 1 << 20;
+
+/** Bytes the pool grows by over one run of `fn` from an empty pool (its high-water mark), and the run's ms. */
+async function peakBytes(fn: () => Promise<void>): Promise<{ bytes: number; ms: number }> {
+  const rt = getRuntime();
+  await rt.sync();
+  rt.pool.trim(() => rt.flush());
+  const s0 = rt.stats();
+  const t0 = performance.now();
+  await fn();
+  const ms = performance.now() - t0;
+  await rt.sync();
+  const s1 = rt.stats();
+  return { bytes: s1.bytesInUse + s1.bytesPooled - (s0.bytesInUse + s0.bytesPooled), ms };
+}
+
+const freeGrads = (...ts: Tensor[]) => {
+  for (const t of ts) {
+    t.grad?.dispose();
+    t.grad = null;
+  }
+};
+
+/** Causal attention the unfused way: scores, scale, mask, softmax, weighted values. q, k, v: [B, H, T, D]. */
+function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, future: Tensor): { o: Tensor; temps: Tensor[] } {
+  const D = q.shape[3]!;
+  const kt = transpose(k, 2, 3); // [B, H, D, T]
+  const s = matmul(q, kt); // [B, H, T, T]
+  const scaled = mul(s, 1 / Math.sqrt(D));
+  const masked = maskedFill(scaled, future, -1e30);
+  const p = softmax(masked);
+  const o = matmul(p, v); // [B, H, T, D]
+  return { o, temps: [kt, s, scaled, masked, p] };
+}
+
+async function benchAttention(ctx: BenchContext): Promise<string[]> {
+  const H = 32;
+  const D = 128;
+  const limit = deviceInfo()!.maxStorageBufferBindingSize;
+  const lines: string[] = [];
+  const Ts = ctx.quick ? [128, 512] : [128, 512, 1024, 2048];
+  const found = new Map<string, { ms: number; bytes: number }>();
+  for (const T of Ts) {
+    const shape = [1, H, T, D];
+    const fwdFlops = (2 * 2 * T * T * D * H) / 2;
+    const name = `H${H} T${T} D${D} causal`;
+    // Long sequences take seconds per run: one timed run at 1024, and at 2048 the memory run is the timed run.
+    const reps = T >= 2048 ? 0 : T >= 1024 ? 1 : ctx.reps;
+    const runs = reps === 0 ? 'one run (pipelines compiled at shorter T)' : reps === 1 ? 'one timed run' : `median of ${reps}`;
+    const q = randn(shape, { seed: 1 }).requireGrad();
+    const k = randn(shape, { seed: 2 }).requireGrad();
+    const v = randn(shape, { seed: 3 }).requireGrad();
+    const dy = randn(shape, { seed: 4 });
+    const future = new Int32Array(T * T);
+    for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) future[i * T + j] = 1;
+    const mask = tensor(future, [T, T], { dtype: 'i32' });
+    const scoreBytes = H * T * T * 4;
+    const impls: { impl: string; fwd: () => Promise<void>; fwdBwd: () => Promise<void> }[] = [
+      {
+        impl: 'huatuo',
+        fwd: async () => {
+          const o = attention(q, k, v, { causal: true });
+          await readFew(o);
+          o.dispose();
+        },
+        fwdBwd: async () => {
+          const o = attention(q, k, v, { causal: true });
+          backward(o, dy);
+          await readFew(q.grad!);
+          o.dispose();
+          freeGrads(q, k, v);
+        },
+      },
+    ];
+    if (scoreBytes <= limit) {
+      impls.push({
+        impl: 'unfused',
+        fwd: async () => {
+          const { o, temps } = unfusedAttention(q, k, v, mask);
+          await readFew(o);
+          for (const t of [o, ...temps]) t.dispose();
+        },
+        fwdBwd: async () => {
+          const { o, temps } = unfusedAttention(q, k, v, mask);
+          backward(o, dy);
+          await readFew(q.grad!);
+          for (const t of [o, ...temps]) t.dispose();
+          freeGrads(q, k, v);
+        },
+      });
+    } else {
+      ctx.log(`attention unfused ${name}: skipped, the [H, T, T] f32 scores (${scoreBytes / MiB} MiB) exceed the ${limit / MiB} MiB binding limit`);
+    }
+    for (const { impl, fwd, fwdBwd } of impls) {
+      for (const [bench, fn, flops] of [
+        ['attention fwd', fwd, fwdFlops],
+        ['attention fwd+bwd', fwdBwd, fwdFlops * 3.5],
+      ] as const) {
+        const peak = await peakBytes(fn);
+        const bytes = peak.bytes;
+        const ms = reps === 0 ? peak.ms : await timeMedian(fn, reps, 0);
+        const gflops = flops / ms / 1e6;
+        found.set(`${bench} ${impl} ${T}`, { ms, bytes });
+        ctx.push({ bench, impl, dtype: 'f32', shape: name, ms, gflops, gbps: null, roofline: gflops / ctx.roof.gflops, note: `peak +${(bytes / MiB).toFixed(1)} MiB; ${runs}` });
+      }
+    }
+    if (scoreBytes > limit) {
+      ctx.push({ bench: 'attention fwd+bwd', impl: 'unfused', dtype: 'f32', shape: name, ms: NaN, gflops: null, gbps: null, note: `skipped: [H, T, T] scores of ${scoreBytes / MiB} MiB exceed the ${limit / MiB} MiB binding limit` });
+    }
+    for (const t of [q, k, v, dy, mask]) t.dispose();
+  }
+  // Target: attention fwd+bwd at T = 1024 uses O(T) extra memory and beats the unfused composition.
+  const T = ctx.quick ? 512 : 1024;
+  const f = found.get(`attention fwd+bwd huatuo ${T}`);
+  const u = found.get(`attention fwd+bwd unfused ${T}`);
+  if (f) {
+    // O(T): q, k, v-sized tensors only (o, lse, dq, dk, dv, stats, dy copies): a few times H T D floats, not H T^2.
+    const perQkv = H * T * D * 4;
+    const linear = f.bytes <= 8 * perQkv;
+    const faster = u ? f.ms < u.ms : false;
+    lines.push(
+      `- Attention fwd+bwd at T ${T}: peak +${(f.bytes / MiB).toFixed(1)} MiB = ${(f.bytes / perQkv).toFixed(1)}x one [H, T, D] tensor ` +
+        `(the [H, T, T] scores alone are ${((H * T * T * 4) / MiB).toFixed(0)} MiB) -> O(T): ${linear ? 'met' : '**missed**'}; ` +
+        (u ? `${f.ms.toFixed(0)} ms vs unfused ${u.ms.toFixed(0)} ms (${(u.ms / f.ms).toFixed(2)}x, peak +${(u.bytes / MiB).toFixed(0)} MiB): ${faster ? 'met' : '**missed**'}.` : 'no unfused row to compare.'),
+    );
+  }
+  return lines;
+}
+
+/** One memory-bound row: GB/s over `bytes` of minimal traffic and the fraction of the copy kernel's read+write GB/s. */
+async function bandwidthRow(ctx: BenchContext, bench: string, impl: string, shape: string, bytes: number, traffic: string, fn: () => Promise<void>): Promise<void> {
+  const ms = await timeMedian(fn, ctx.reps);
+  const gbps = bytes / ms / 1e6;
+  ctx.push({ bench, impl, dtype: 'f32', shape, ms, gflops: null, gbps, roofline: gbps / ctx.roof.copyGbps, note: traffic });
+}
+
+async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
+  const lines: string[] = [];
+  const start = ctx.push;
+  const rows: Omit<Row, 'adapter'>[] = [];
+  ctx = { ...ctx, push: (r) => (rows.push(r), start(r)) };
+  // rmsNorm [256, 4096].
+  {
+    const [R, C] = [256, 4096];
+    const n = R * C * 4;
+    const x = randn([R, C], { seed: 1 }).requireGrad();
+    const w = randn([C], { seed: 2 });
+    const dy = randn([R, C], { seed: 3 });
+    await bandwidthRow(ctx, 'rmsNorm fwd', 'huatuo', `${R}x${C}`, 2 * n, 'traffic: read x, write y', async () => {
+      const y = rmsNorm(x, w, 1e-6);
+      await readFew(y);
+      y.dispose();
+    });
+    await bandwidthRow(ctx, 'rmsNorm fwd+bwd', 'huatuo', `${R}x${C}`, 5 * n, 'traffic: fwd read x, write y; bwd read x, dy, write dx', async () => {
+      const y = rmsNorm(x, w, 1e-6);
+      backward(y, dy);
+      await readFew(x.grad!);
+      y.dispose();
+      freeGrads(x);
+    });
+    for (const t of [x, w, dy]) t.dispose();
+  }
+  // crossEntropy [256, 32000].
+  {
+    const [N, V] = [256, 32000];
+    const n = N * V * 4;
+    const logits = randn([N, V], { seed: 4 }).requireGrad();
+    const t = new Int32Array(N);
+    for (let i = 0; i < N; i++) t[i] = (i * 7919) % V;
+    const targets = tensor(t, [N], { dtype: 'i32' });
+    await bandwidthRow(ctx, 'crossEntropy fwd+bwd', 'huatuo', `${N}x${V}`, 3 * n, 'traffic: fwd read logits; bwd read logits, write dlogits', async () => {
+      const loss = crossEntropy(logits, targets);
+      loss.backward();
+      await readFew(logits.grad!);
+      loss.dispose();
+      freeGrads(logits);
+    });
+    logits.dispose();
+    targets.dispose();
+  }
+  // AdamW over 16M parameters, one step.
+  {
+    const P = 16 * MiB;
+    const p = randn([P], { seed: 5 }).requireGrad();
+    p.grad = randn([P], { seed: 6 });
+    const opt = new AdamW([p], { lr: 1e-4 });
+    await bandwidthRow(ctx, 'AdamW step', 'huatuo', '16M params', 28 * P, 'traffic: read p, g, m, v, write p, m, v (28 B/param)', async () => {
+      opt.step();
+      await readFew(p);
+    });
+    opt.zeroGrad();
+    opt.dispose();
+    p.dispose();
+  }
+  // swiglu [256, 11008], fused and as silu then mul.
+  {
+    const [R, I] = [256, 11008];
+    const n = R * I * 4;
+    const g = randn([R, I], { seed: 7 }).requireGrad();
+    const u = randn([R, I], { seed: 8 }).requireGrad();
+    const dy = randn([R, I], { seed: 9 });
+    for (const [impl, f] of [
+      ['huatuo', swiglu],
+      ['unfused', (a: Tensor, b: Tensor) => mul(silu(a), b)],
+    ] as const) {
+      await bandwidthRow(ctx, 'swiglu fwd', impl, `${R}x${I}`, 3 * n, 'traffic: read gate, up, write y', async () => {
+        const y = f(g, u);
+        await readFew(y);
+        y.dispose();
+      });
+      await bandwidthRow(ctx, 'swiglu fwd+bwd', impl, `${R}x${I}`, 8 * n, 'traffic: fwd read gate, up, write y; bwd read gate, up, dy, write dgate, dup', async () => {
+        const y = f(g, u);
+        backward(y, dy);
+        await readFew(g.grad!);
+        y.dispose();
+        freeGrads(g, u);
+      });
+    }
+    for (const t of [g, u, dy]) t.dispose();
+  }
+  const fused = rows.filter((r) => r.impl === 'huatuo');
+  lines.push(
+    `- Memory-bound kernels, share of the copy kernel's ${ctx.roof.copyGbps.toFixed(1)} GB/s read+write: ` +
+      fused.map((r) => `${r.bench} ${r.shape} ${((r.roofline ?? 0) * 100).toFixed(0)} %`).join(', ') + '.',
+  );
+  return lines;
+}
+
+/** Attention, rmsNorm, crossEntropy, AdamW and swiglu rows; returns target lines for the summary. */
+export async function benchKernels(ctx: BenchContext): Promise<string[]> {
+  return [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
+}

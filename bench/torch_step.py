@@ -1,0 +1,155 @@
+"""One LoRA training step of LLaMA in plain PyTorch (CPU), the peer of bench/train.bench.ts.
+
+RMSNorm, rotate_half RoPE, causal attention, SwiGLU MLP, LoRA (r 8, alpha 16, dropout 0.05) on
+q_proj and v_proj, next-token cross-entropy, clip to norm 1, AdamW on the LoRA parameters.
+Prints one JSON line: {"tokens_per_s", "ms_per_step", "params", "threads", "torch"}.
+
+    python3 bench/torch_step.py --dim 64 --layers 2 --heads 4 --kv-heads 2 --inter 172 --seq 256
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+class RMSNorm(torch.nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps))
+
+
+class LoraLinear(torch.nn.Module):
+    """y = x W^T (+ dropout(x) A^T B^T * alpha / r when adapted)."""
+
+    def __init__(self, inf, outf, r=0, alpha=16, dropout=0.05):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(outf, inf) * 0.02, requires_grad=False)
+        self.r = r
+        if r > 0:
+            self.A = torch.nn.Parameter(torch.empty(r, inf).uniform_(-1 / math.sqrt(inf), 1 / math.sqrt(inf)))
+            self.B = torch.nn.Parameter(torch.zeros(outf, r))
+            self.scaling = alpha / r
+            self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, x):
+        y = F.linear(x, self.weight)
+        if self.r > 0:
+            y = y + F.linear(F.linear(self.dropout(x), self.A), self.B) * self.scaling
+        return y
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Layer(torch.nn.Module):
+    def __init__(self, dim, heads, kv_heads, inter):
+        super().__init__()
+        self.h, self.kvh, self.d = heads, kv_heads, dim // heads
+        self.input_norm = RMSNorm(dim)
+        self.q = LoraLinear(dim, heads * self.d, r=8)
+        self.k = LoraLinear(dim, kv_heads * self.d)
+        self.v = LoraLinear(dim, kv_heads * self.d, r=8)
+        self.o = LoraLinear(heads * self.d, dim)
+        self.post_norm = RMSNorm(dim)
+        self.gate = LoraLinear(dim, inter)
+        self.up = LoraLinear(dim, inter)
+        self.down = LoraLinear(inter, dim)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, C = x.shape
+        h = self.input_norm(x)
+        q = self.q(h).view(B, T, self.h, self.d).transpose(1, 2)  # (B, H, T, D)
+        k = self.k(h).view(B, T, self.kvh, self.d).transpose(1, 2)
+        v = self.v(h).view(B, T, self.kvh, self.d).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if self.kvh != self.h:
+            k = k.repeat_interleave(self.h // self.kvh, dim=1)
+            v = v.repeat_interleave(self.h // self.kvh, dim=1)
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(self.d)  # (B, H, T, T)
+        s = s.masked_fill(mask, float('-inf'))
+        y = F.softmax(s, dim=-1) @ v  # (B, H, T, D)
+        x = x + self.o(y.transpose(1, 2).reshape(B, T, C))
+        h2 = self.post_norm(x)
+        return x + self.down(F.silu(self.gate(h2)) * self.up(h2))
+
+
+class Llama(torch.nn.Module):
+    def __init__(self, vocab, dim, layers, heads, kv_heads, inter, seq):
+        super().__init__()
+        self.embed = torch.nn.Parameter(torch.randn(vocab, dim) * 0.02, requires_grad=False)
+        self.layers = torch.nn.ModuleList([Layer(dim, heads, kv_heads, inter) for _ in range(layers)])
+        self.norm = RMSNorm(dim)
+        self.lm_head = LoraLinear(dim, vocab)
+        d = dim // heads
+        inv = 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d))
+        f = torch.outer(torch.arange(seq).float(), inv)
+        emb = torch.cat((f, f), dim=-1)
+        self.cos, self.sin = emb.cos(), emb.sin()
+        self.mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+        for p in self.parameters():
+            if p.dim() == 1:
+                p.requires_grad_(False)
+
+    def loss(self, ids):
+        x = F.embedding(ids, self.embed)  # (B, T, C)
+        for layer in self.layers:
+            x = layer(x, self.cos, self.sin, self.mask)
+        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--vocab', type=int, default=32000)
+    ap.add_argument('--dim', type=int, default=64)
+    ap.add_argument('--layers', type=int, default=2)
+    ap.add_argument('--heads', type=int, default=4)
+    ap.add_argument('--kv-heads', type=int, default=2)
+    ap.add_argument('--inter', type=int, default=172)
+    ap.add_argument('--seq', type=int, default=256)
+    ap.add_argument('--steps', type=int, default=3)
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per CPU core)')
+    a = ap.parse_args()
+    import os
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = Llama(a.vocab, a.dim, a.layers, a.heads, a.kv_heads, a.inter, a.seq)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    ids = torch.randint(3, a.vocab, (1, a.seq))
+
+    def step():
+        loss = model.loss(ids)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    step()  # warm-up, untimed
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    ms = times[len(times) // 2] * 1000
+    total = sum(p.numel() for p in model.parameters())
+    print(json.dumps({'tokens_per_s': a.seq * 1000 / ms, 'ms_per_step': ms, 'params': total,
+                      'threads': torch.get_num_threads(), 'torch': torch.__version__}))
+
+
+if __name__ == '__main__':
+    main()
