@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { initWebGPU } from '@huatuo/tensor';
-import { generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { deviceInfo, initWebGPU } from '@huatuo/tensor';
+import { checkMemoryPlan, generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, planMemory, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { MED_TEMPLATE, buildServeCommand, chatToInstruction, generatePrompt, getResponse, startServer, type RunningServer, type ServeEvent, type ServeOptions } from '@huatuo/sft';
 import { ExhaustedError, buildGenDataCommand, shippedGraphPath } from '@huatuo/kg';
 import { judgeItems, verdictRatings } from '@huatuo/sus';
@@ -57,7 +57,8 @@ async function withServer(options: Partial<ServeOptions>, fn: (server: RunningSe
 interface Reply {
   status: number;
   headers: Headers;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // Parsed JSON of any shape: the tests read OpenAI fields off it.
+  json: any;
 }
 
 async function call(url: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
@@ -244,6 +245,33 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
     // Still serving after all of that.
     const r = await call(chat, { body: ok });
     assert.equal(r.status, 200);
+  });
+});
+
+test('a max_tokens within the context whose generation would not fit the GPU is refused with 400 before it is queued', async (t) => {
+  const fits = (length: number) => {
+    try {
+      checkMemoryPlan(planMemory(model.config, { batchSize: 1, seqLen: length, dtype: model.dtype, training: false }), deviceInfo()!);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const prompt = [1, 450, 16500, 13676];
+  let length = prompt.length + 1;
+  while (length <= model.config.maxPositionEmbeddings && fits(length)) length++;
+  if (length > model.config.maxPositionEmbeddings) {
+    t.skip('this adapter fits the whole context');
+    return;
+  }
+  await withServer({}, async (server, events) => {
+    const r = await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt, max_tokens: length - prompt.length } });
+    assertError(r, 400, 'max_tokens', 'a generation over the binding limit');
+    assert.match(r.json.error.message, /does not fit the GPU/);
+    assert.equal(events.length, 0, 'nothing was queued');
+    const ok = await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt, max_tokens: 2, temperature: 0 } });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.json.usage, { prompt_tokens: prompt.length, completion_tokens: 2, total_tokens: prompt.length + 2 });
   });
 });
 
