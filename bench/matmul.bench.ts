@@ -21,10 +21,15 @@ function rnd(shape: number[], dtype: FloatDType, seed: number): Tensor {
   if (dtype === 'f32') return randn(shape, { seed });
   const n = shape.reduce((p, d) => p * d, 1);
   const bits = new Uint16Array(n);
+  const chunk = new Float32Array(Math.min(n, 1 << 20));
   let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    bits[i] = f32ToF16Bits(s / 4294967296 - 0.5);
+  for (let at = 0; at < n; at += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, n - at));
+    for (let i = 0; i < part.length; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      part[i] = s / 4294967296 - 0.5;
+    }
+    bits.set(f32ToF16Bits(part), at);
   }
   return tensor(bits, shape);
 }

@@ -35,7 +35,7 @@ const dtypes: FloatDType[] = hasF16() ? ['f32', 'f16'] : ['f32'];
 /** Values exactly representable in the dtype, so the reference sees what the kernel reads. */
 function values(n: number, seed: number, dtype: FloatDType): Float32Array {
   const v = seededValues(n, seed);
-  return dtype === 'f16' ? Float32Array.from(v, (x) => f16BitsToF32(f32ToF16Bits(x))) : v;
+  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(v)) : v;
 }
 
 /** Row-major [..., R, C] data of `shape`, as a tensor stored transposed (last two dims swapped) or not. */

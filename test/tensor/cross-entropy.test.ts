@@ -26,7 +26,7 @@ test('crossEntropy matches the CPU reference for [N, V] and [B, T, V] logits and
   await gpu();
   await fc.assert(
     fc.asyncProperty(caseArb, async ([lead, V, reduction, seed]) => {
-      const n = lead.reduce((a, b) => a * b, 1);
+      const n = lead.reduce((a: number, b: number) => a * b, 1);
       const xv = seededValues(n * V, seed, 4);
       const tv = targetsFor(n, seed + 5, V);
       if (reduction === 'mean' && tv.every((t) => t === -100)) tv[0] = 0;
@@ -102,7 +102,7 @@ test('crossEntropy backward matches the reference analytic gradient on larger sh
   await gpu();
   await fc.assert(
     fc.asyncProperty(caseArb, async ([lead, V, reduction, seed]) => {
-      const n = lead.reduce((a, b) => a * b, 1);
+      const n = lead.reduce((a: number, b: number) => a * b, 1);
       const xv = seededValues(n * V, seed, 4);
       const tv = targetsFor(n, seed + 5, V);
       if (tv.every((t) => t === -100)) tv[0] = 0;

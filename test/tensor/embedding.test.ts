@@ -24,7 +24,7 @@ test('embedding gathers the table rows of the ids for any ids shape', async () =
   await gpu();
   await fc.assert(
     fc.asyncProperty(caseArb, async ([idsShape, V, C, seed]) => {
-      const ids = idsFor(idsShape.reduce((a, b) => a * b, 1), seed, V);
+      const ids = idsFor(idsShape.reduce((a: number, b: number) => a * b, 1), seed, V);
       const tv = seededValues(V * C, seed + 1, 2);
       const s = startScope();
       try {
@@ -73,7 +73,7 @@ test('embedding table gradient sums the rows of equal ids as the reference does'
   await gpu();
   await fc.assert(
     fc.asyncProperty(caseArb, async ([idsShape, V, C, seed]) => {
-      const n = idsShape.reduce((a, b) => a * b, 1);
+      const n = idsShape.reduce((a: number, b: number) => a * b, 1);
       const ids = idsFor(n, seed, V);
       const rv = seededValues(n * C, seed + 2);
       const s = startScope();

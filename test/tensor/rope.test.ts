@@ -29,9 +29,9 @@ test('rope matches the CPU reference in f32 for [T] and per-batch [B, T] positio
     fc.asyncProperty(caseArb, async ([lead, T, h, perBatch, seed]) => {
       const D = 2 * h;
       const shape = [...lead, T, D];
-      const xv = seededValues(shape.reduce((a, b) => a * b, 1), seed, 2);
+      const xv = seededValues(shape.reduce((a: number, b: number) => a * b, 1), seed, 2);
       const posShape = perBatch && lead.length >= 1 ? [lead[0]!, T] : [T];
-      const pv = positionsFor(posShape.reduce((a, b) => a * b, 1), seed + 3, 300);
+      const pv = positionsFor(posShape.reduce((a: number, b: number) => a * b, 1), seed + 3, 300);
       const s = startScope();
       try {
         const y = await rope(tensor(xv, shape), tensor(pv, posShape), THETA).toArray();
@@ -119,11 +119,11 @@ test('rope backward matches the reference inverse rotation on larger shapes', as
   await fc.assert(
     fc.asyncProperty(caseArb, async ([lead, T, h, perBatch, seed]) => {
       const shape = [...lead, T, 2 * h];
-      const n = shape.reduce((a, b) => a * b, 1);
+      const n = shape.reduce((a: number, b: number) => a * b, 1);
       const xv = seededValues(n, seed, 2);
       const rv = seededValues(n, seed + 1);
       const posShape = perBatch && lead.length >= 1 ? [lead[0]!, T] : [T];
-      const pv = positionsFor(posShape.reduce((a, b) => a * b, 1), seed + 2, 300);
+      const pv = positionsFor(posShape.reduce((a: number, b: number) => a * b, 1), seed + 2, 300);
       const s = startScope();
       try {
         const x = tensor(xv, shape).requireGrad();

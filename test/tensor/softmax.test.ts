@@ -120,7 +120,7 @@ test('softmax rows sum to one and logSoftmax equals the log of softmax', async (
     const p = await softmax(tensor(vals, [3, 65])).toArray();
     const lp = await logSoftmax(tensor(vals, [3, 65])).toArray();
     for (let r = 0; r < 3; r++) {
-      const total = p.slice(r * 65, (r + 1) * 65).reduce((a, b) => a + b, 0);
+      const total = Array.from(p.slice(r * 65, (r + 1) * 65)).reduce((a, b) => a + b, 0);
       assert.ok(Math.abs(total - 1) < 1e-5, `row ${r} sums to ${total}`);
     }
     assertClose(lp, Array.from(p, Math.log), { atol: 1e-5, rtol: 1e-4 }, 'logSoftmax vs log(softmax)');

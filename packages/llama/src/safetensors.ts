@@ -525,7 +525,7 @@ export async function tensorBytes(file: string, t: TensorToWrite, byteLength: nu
  * @example
  * const bytes = serializeSafetensors([{ name: 'w', dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) }]);
  */
-export function serializeSafetensors(tensors: readonly TensorToWrite[], options: SafetensorsWriteOptions = {}): Uint8Array {
+export function serializeSafetensors(tensors: readonly TensorToWrite[], options: SafetensorsWriteOptions = {}): Uint8Array<ArrayBuffer> {
   const file = 'serializeSafetensors';
   for (const t of tensors) {
     if (typeof t.data === 'function') {
