@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { checkMemoryPlan, generate, planMemory, type Generation, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
+import { ConfigError } from './errors.js';
 import { generatePrompt, pythonStrip, type PromptTemplate } from './prompt.js';
 
 /** Generation settings used when a request leaves a field out. */
@@ -342,10 +343,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const context = model.config.maxPositionEmbeddings;
   const maxTokensLimit = options.maxTokensLimit ?? context;
   const defaults: ServeGenerationDefaults = { ...DEFAULT_SERVE_GENERATION, ...options.defaultGeneration };
-  if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new RangeError(`startServer: maxQueue should be an integer >= 0, got ${maxQueue}`);
-  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`startServer: maxBodyBytes should be a positive integer, got ${maxBodyBytes}`);
-  if (!Number.isSafeInteger(maxTokensLimit) || maxTokensLimit < 1) throw new RangeError(`startServer: maxTokensLimit should be a positive integer, got ${maxTokensLimit}`);
-  if (!Number.isSafeInteger(defaults.maxTokens) || defaults.maxTokens < 1) throw new RangeError(`startServer: defaultGeneration.maxTokens should be a positive integer, got ${defaults.maxTokens}`);
+  if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new ConfigError('--max-queue', `startServer: maxQueue should be an integer >= 0, got ${maxQueue}`);
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new ConfigError('--max-body-bytes', `startServer: maxBodyBytes should be a positive integer, got ${maxBodyBytes}`);
+  if (!Number.isSafeInteger(maxTokensLimit) || maxTokensLimit < 1) throw new ConfigError('--max-tokens-limit', `startServer: maxTokensLimit should be a positive integer, got ${maxTokensLimit}`);
+  if (!Number.isSafeInteger(defaults.maxTokens) || defaults.maxTokens < 1) throw new ConfigError('--default-max-tokens', `startServer: defaultGeneration.maxTokens should be a positive integer, got ${defaults.maxTokens}`);
   const created = Math.floor(Date.now() / 1000);
   const emit = (e: ServeEvent) => options.onEvent?.(e);
 
