@@ -153,13 +153,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const schedule = trainingSchedule(config, options.train.length, microBatchSize);
   const accumulation = schedule.gradientAccumulationSteps;
   const key = recipeKey(config, options.train.length, microBatchSize);
-  const params = [...model.trainableParameters.values()];
-  const optimizer = new AdamW(params, {
-    lr: config.learningRate,
-    betas: [config.adamBeta1, config.adamBeta2],
-    eps: config.adamEpsilon,
-    weightDecay: config.weightDecay,
-  });
   let state: TrainerState = {
     step: 0,
     totalSteps: schedule.totalSteps,
@@ -171,17 +164,29 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     recipeKey: key,
   };
 
+  // The checkpoint's adapter is loaded before the optimizer is built: loading replaces the
+  // parameter tensors, and the optimizer must hold (and restore the moments of) the new ones.
+  let saved: Awaited<ReturnType<typeof readCheckpoint>> | null = null;
   if (options.resume) {
     const dir = options.resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : options.resume;
     if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
-    const saved = await readCheckpoint(dir);
+    saved = await readCheckpoint(dir);
     if (saved.state.recipeKey !== key) {
       throw new CheckpointError(
         `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, lr or seed); resume with the same flags`,
       );
     }
     await model.loadAdapter(dir);
-    await optimizer.loadStateDict(saved.optimizer as never);
+  }
+  const params = [...model.trainableParameters.values()];
+  const optimizer = new AdamW(params, {
+    lr: config.learningRate,
+    betas: [config.adamBeta1, config.adamBeta2],
+    eps: config.adamEpsilon,
+    weightDecay: config.weightDecay,
+  });
+  if (saved) {
+    optimizer.loadStateDict(saved.optimizer as never);
     state = saved.state;
   }
 
