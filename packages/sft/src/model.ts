@@ -13,6 +13,7 @@ import {
   peftKey,
   planMemory,
   saveAdapter,
+  type LlamaConfigOverrides,
   type LlamaModel,
   type LoraTargetModule,
   type Tokenizer,
@@ -38,10 +39,19 @@ export interface BaseModel {
   isDemo: boolean;
 }
 
-/** Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16), or the demo model. */
-export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void): Promise<BaseModel> {
+/** Options of {@link loadBaseModel}. */
+export interface BaseModelOptions {
+  /** Changes to the demo model's `tiny` preset (sizes, layers), e.g. a smaller model for tests; ignored with a folder. */
+  demoConfig?: LlamaConfigOverrides;
+}
+
+/**
+ * Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16), or the demo model.
+ * @example const base = await loadBaseModel(null, undefined, { demoConfig: { hiddenSize: 32, numHiddenLayers: 1 } });
+ */
+export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void, options: BaseModelOptions = {}): Promise<BaseModel> {
   if (folder === null) {
-    const config = configFromPreset('tiny');
+    const config = configFromPreset('tiny', options.demoConfig ?? {});
     const model = createRandomLlama(config, { seed: DEMO_MODEL_SEED, dtype: 'f32' });
     const tokenizer = await loadTokenizer(llamaTokenizerDir());
     return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };

@@ -5,7 +5,7 @@ import { DEMO_DATA_PATH, loadRecords, type LoadedRecord } from './data.js';
 import { tokenizeRecords, type DataWarning, type TokenizedExample } from './batch.js';
 import { trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
 import { ConfigError, DataError } from './errors.js';
-import { attachLora, chooseMicroBatch, loadBaseModel, type BaseModel, type LoraModel } from './model.js';
+import { attachLora, chooseMicroBatch, loadBaseModel, type BaseModel, type BaseModelOptions, type LoraModel } from './model.js';
 import { resolveTemplate, type PromptTemplate } from './prompt.js';
 import { splitTrainVal } from './split.js';
 import { train, type ProgressEvent, type TrainResult } from './trainer.js';
@@ -99,6 +99,8 @@ export interface RunOptions {
   stopAfterStep?: number;
   /** Validate and plan only. */
   dryRun?: boolean;
+  /** Options of the base model (the demo model's size when config.baseModel is null). */
+  baseModel?: BaseModelOptions;
 }
 
 /** Everything a finished (or dry) run leaves for the caller. */
@@ -113,7 +115,7 @@ export interface RunOutcome {
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const { config } = options;
-  const base = await loadBaseModel(config.baseModel);
+  const base = await loadBaseModel(config.baseModel, undefined, options.baseModel);
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);
