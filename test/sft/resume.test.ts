@@ -1,0 +1,133 @@
+// Exact resumption: a run interrupted (by stopAfterStep, by an AbortSignal, or by SIGKILL of the
+// process) and resumed from its checkpoint has the same per-step training losses as a run that
+// was never interrupted, with LoRA dropout active; checkpoints hold what a resume needs.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initWebGPU } from '@huatuo/tensor';
+import { CheckpointError, listCheckpoints, readCheckpoint, train, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
+
+const childScript = fileURLToPath(new URL('./resume-child.ts', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+let dataPath: string;
+/** Losses of the uninterrupted 20-step run, steps 1..20. */
+let full: number[];
+
+async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController } } = {}): Promise<TrainResult> {
+  const { data, model, base } = await smallRun(config);
+  try {
+    return await train({
+      config,
+      model,
+      train: data.train,
+      val: data.val,
+      microBatchSize: 2,
+      resume: options.resume ?? null,
+      stopAfterStep: options.stopAfterStep,
+      signal: options.abortAfter?.controller.signal,
+      onProgress: (e) => {
+        if (e.kind === 'step' && options.abortAfter && e.step === options.abortAfter.step) options.abortAfter.controller.abort();
+      },
+    });
+  } finally {
+    base.model.dispose();
+  }
+}
+
+function losses(result: TrainResult, from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let s = from; s <= to; s++) {
+    const l = result.stepLosses.get(s);
+    assert.ok(l !== undefined, `step ${s} has a loss (steps run: ${[...result.stepLosses.keys()].join(', ')})`);
+    out.push(l);
+  }
+  return out;
+}
+
+before(async () => {
+  await initWebGPU();
+  dataPath = writeRecords(tmp(), smallRecords(12));
+  const result = await run(smallConfig(dataPath, tmp()));
+  assert.equal(result.state.totalSteps, 20, 'the small recipe runs 20 optimizer steps');
+  full = losses(result, 1, 20);
+  assert.ok(full.every(Number.isFinite), `finite losses: ${full.join(', ')}`);
+});
+
+test('training 10 steps, stopping, and resuming from checkpoint-10 gives the losses of 20 uninterrupted steps, step for step', async () => {
+  const out = tmp();
+  const config = smallConfig(dataPath, out);
+  const first = await run(config, { stopAfterStep: 10 });
+  assert.deepEqual(losses(first, 1, 10), full.slice(0, 10), 'the first 10 steps repeat the uninterrupted run');
+  assert.equal(first.stepLosses.size, 10);
+  assert.ok(existsSync(join(out, 'checkpoint-10')), `checkpoint-10 written (have ${readdirSync(out).join(', ')})`);
+  const resumed = await run(config, { resume: join(out, 'checkpoint-10') });
+  assert.deepEqual([...resumed.stepLosses.keys()], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 'the resumed run starts at step 11');
+  assert.deepEqual(losses(resumed, 11, 20), full.slice(10), 'steps 11..20 equal the uninterrupted run exactly');
+  assert.equal(resumed.state.step, 20);
+});
+
+test('an AbortSignal between checkpoints saves the step reached, and --resume latest continues from it with identical losses', async () => {
+  const out = tmp();
+  const config = smallConfig(dataPath, out);
+  const first = await run(config, { abortAfter: { step: 7, controller: new AbortController() } });
+  assert.equal(first.interrupted, true);
+  assert.equal(first.state.step, 7);
+  assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [5, 7], 'the save steps plus the step where the abort came');
+  const saved = await readCheckpoint(join(out, 'checkpoint-7'));
+  assert.equal(saved.state.step, 7);
+  assert.ok(!existsSync(join(out, 'adapter_model.safetensors')), 'an interrupted run leaves no final adapter at the top of the output folder');
+  const resumed = await run(config, { resume: 'latest' });
+  assert.deepEqual(losses(resumed, 8, 20), full.slice(7), 'steps 8..20 equal the uninterrupted run exactly');
+});
+
+test('a process killed with SIGKILL after a checkpoint resumes from it to the same losses as an uninterrupted run', async () => {
+  const out = tmp();
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', childScript, dataPath, out], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+  const childLosses = new Map<number, number>();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  let buffered = '';
+  let killedAt: number | null = null;
+  child.stdout.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const e = JSON.parse(line) as { kind: string; step: number; loss?: number };
+      if (e.kind === 'step') childLosses.set(e.step, e.loss!);
+      if (e.kind === 'save' && e.step === 10 && killedAt === null) {
+        killedAt = e.step;
+        child.kill('SIGKILL');
+      }
+    }
+  });
+  const { signal } = await exit;
+  assert.equal(signal, 'SIGKILL', `the child was killed, not finished (stderr: ${stderr.slice(-2000)})`);
+  assert.equal(killedAt, 10);
+  const kept = await listCheckpoints(out);
+  const latest = kept.at(-1)!;
+  assert.ok(latest.step >= 10 && latest.step < 20, `the newest complete checkpoint is from the killed run, got ${latest?.step}`);
+  for (const [step, loss] of childLosses) assert.equal(loss, full[step - 1], `the child's step ${step} matches the uninterrupted run`);
+  const resumed = await run(smallConfig(dataPath, out), { resume: 'latest' });
+  assert.equal(Math.min(...resumed.stepLosses.keys()), latest.step + 1, 'no step after the checkpoint is skipped or repeated');
+  assert.deepEqual(losses(resumed, latest.step + 1, 20), full.slice(latest.step), 'the resumed steps equal the uninterrupted run exactly');
+});
+
+test('resuming with a different recipe is refused with a CheckpointError naming the checkpoint', async () => {
+  const out = tmp();
+  await run(smallConfig(dataPath, out), { stopAfterStep: 5 });
+  const dir = join(out, 'checkpoint-5');
+  await assert.rejects(run(smallConfig(dataPath, out, { learningRate: 1e-3 }), { resume: dir }), (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+    assert.match(e.message, /checkpoint-5/);
+    assert.match(e.message, /same flags/);
+    return true;
+  });
+});
