@@ -95,12 +95,11 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   }
 }
 
-/** Removes old checkpoints beyond `keep`, never the best one. */
+/** Keeps the `keep` most recent checkpoints and the best one; removes the others. */
 export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null): Promise<void> {
   const all = await listCheckpoints(outputDir);
-  const removable = all.filter((c) => c.step !== bestStep);
-  const excess = removable.length - keep;
-  for (const c of removable.slice(0, Math.max(0, excess))) await rm(c.dir, { recursive: true, force: true });
+  const old = all.slice(0, Math.max(0, all.length - keep));
+  for (const c of old) if (c.step !== bestStep) await rm(c.dir, { recursive: true, force: true });
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */
