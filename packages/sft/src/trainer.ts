@@ -207,77 +207,83 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return dir;
   };
 
-  while (state.step < lastStep) {
-    const step = state.step;
-    const lr = learningRateAt(step, schedule, config.learningRate);
-    optimizer.setLr(lr);
-    const scope = startScope();
-    let stepLoss: number;
-    try {
-      let lossSum: Tensor | null = null;
-      batchesOf(step).forEach((chunk, micro) => {
-        const batch = toDevice(chunk.map((i) => options.train[i]!), config);
-        tokensSinceLog += batch.tokens;
-        const loss = model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, step, micro) });
-        loss.mul(1 / accumulation).backward();
-        lossSum = lossSum ? lossSum.add(loss) : loss;
-      });
-      if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
-      optimizer.step();
-      optimizer.zeroGrad();
-      stepLoss = (await (lossSum as unknown as Tensor).item()) / accumulation;
-    } catch (e) {
-      if (e instanceof DeviceError) {
+  // A lost device can surface in a step, an evaluation or a save: each says where the run stood.
+  let activity = '';
+  try {
+    while (state.step < lastStep) {
+      const step = state.step;
+      activity = `at step ${step + 1} of ${schedule.totalSteps}`;
+      const lr = learningRateAt(step, schedule, config.learningRate);
+      optimizer.setLr(lr);
+      const scope = startScope();
+      let stepLoss: number;
+      try {
+        let lossSum: Tensor | null = null;
+        batchesOf(step).forEach((chunk, micro) => {
+          const batch = toDevice(chunk.map((i) => options.train[i]!), config);
+          tokensSinceLog += batch.tokens;
+          const loss = model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, step, micro) });
+          loss.mul(1 / accumulation).backward();
+          lossSum = lossSum ? lossSum.add(loss) : loss;
+        });
+        if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
+        optimizer.step();
+        optimizer.zeroGrad();
+        stepLoss = (await (lossSum as unknown as Tensor).item()) / accumulation;
+      } finally {
+        scope.end();
+      }
+      if (!Number.isFinite(stepLoss)) {
         const last = (await listCheckpoints(config.outputDir)).pop();
         throw new TrainingError(
-          `the GPU device failed at step ${step + 1} of ${schedule.totalSteps} (${e.message}); ` +
-            (last ? `resume with --resume ${last.dir}` : 'no checkpoint was written yet; start again'),
+          `the training loss became ${stepLoss} at step ${step + 1}; stopped without saving this step. ` +
+            (last ? `The last good checkpoint is ${last.dir}: resume from it with a lower --learning-rate.` : 'No checkpoint was written yet: lower --learning-rate.'),
         );
       }
-      throw e;
-    } finally {
-      scope.end();
+      state.step = step + 1;
+      stepLosses.set(state.step, stepLoss);
+      options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed() });
+
+      if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
+        const now = performance.now();
+        const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
+        tokensSinceLog = 0;
+        timeAtLog = now;
+        const row: MetricsRow = { step: state.step, loss: stepLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
+        state.history.push(row);
+        await appendMetrics(metricsPath, row);
+        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, tokensPerSec, elapsedSec: elapsed() });
+      }
+      const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
+      if (evalNow) {
+        activity = `in the evaluation after step ${state.step} of ${schedule.totalSteps}`;
+        const valLoss = await evaluate(model, options.val, config, microBatchSize);
+        state.history.push({ step: state.step, valLoss });
+        await appendMetrics(metricsPath, { step: state.step, valLoss });
+        if (state.bestValLoss === null || valLoss < state.bestValLoss) {
+          state.bestValLoss = valLoss;
+          state.bestStep = state.step;
+        }
+        await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
+        options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
+      }
+      const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
+      activity = `while saving the checkpoint of step ${state.step} of ${schedule.totalSteps}`;
+      if (saveNow) await save();
+      if (options.signal?.aborted) {
+        if (!saveNow) await save();
+        interrupted = true;
+        break;
+      }
     }
-    if (!Number.isFinite(stepLoss)) {
+  } catch (e) {
+    if (e instanceof DeviceError) {
       const last = (await listCheckpoints(config.outputDir)).pop();
       throw new TrainingError(
-        `the training loss became ${stepLoss} at step ${step + 1}; stopped without saving this step. ` +
-          (last ? `The last good checkpoint is ${last.dir}: resume from it with a lower --learning-rate.` : 'No checkpoint was written yet: lower --learning-rate.'),
+        `the GPU device failed ${activity} (${e.message}); ` + (last ? `resume with --resume ${last.dir}` : 'no checkpoint was written yet; start again'),
       );
     }
-    state.step = step + 1;
-    stepLosses.set(state.step, stepLoss);
-    options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed() });
-
-    if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
-      const now = performance.now();
-      const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
-      tokensSinceLog = 0;
-      timeAtLog = now;
-      const row: MetricsRow = { step: state.step, loss: stepLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
-      state.history.push(row);
-      await appendMetrics(metricsPath, row);
-      options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, tokensPerSec, elapsedSec: elapsed() });
-    }
-    const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
-    if (evalNow) {
-      const valLoss = await evaluate(model, options.val, config, microBatchSize);
-      state.history.push({ step: state.step, valLoss });
-      await appendMetrics(metricsPath, { step: state.step, valLoss });
-      if (state.bestValLoss === null || valLoss < state.bestValLoss) {
-        state.bestValLoss = valLoss;
-        state.bestStep = state.step;
-      }
-      await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
-      options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
-    }
-    const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
-    if (saveNow) await save();
-    if (options.signal?.aborted) {
-      if (!saveNow) await save();
-      interrupted = true;
-      break;
-    }
+    throw e;
   }
 
   await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
