@@ -4,7 +4,8 @@
 // A target outside [0, V) that is not ignore_index gives NaN (host targets are checked before dispatch).
 // Bindings: 0 Params (uniform); 1 x: array<T> read; 2 targets: array<i32> read ([N]);
 // 3 loss: array<f32> read_write ([N]); 4 lse: array<f32> read_write ([N]); 5 valid: array<f32> read_write ([N]).
-// Workgroup: 64 threads per row, strided over V, tree reductions in workgroup memory; one
+// Workgroup: 64 threads per row, strided over V in one pass (online max and sum of exp), tree
+// reduction in workgroup memory; one
 // workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
 alias T = f32;
 
@@ -23,6 +24,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> valid: array<f32>;
 
 var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial_max: array<f32, 64>;
 
 // Not const-evaluated, so NaN and infinities are allowed.
 fn f32_from_bits(bits: u32) -> f32 {
@@ -35,24 +37,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.N) { return; }
   let base = row * p.V;
-  var m = f32_from_bits(0xff800000u);
-  for (var v = lid; v < p.V; v += 64u) { m = max(m, f32(x[base + v])); }
-  partial[lid] = m;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (lid < k) { partial[lid] = max(partial[lid], partial[lid + k]); }
-    workgroupBarrier();
-  }
-  m = partial[0];
-  workgroupBarrier();
+  // One pass: each thread keeps a running max m and a sum s of exp(x - m), rescaled when m grows.
+  let neg_inf = f32_from_bits(0xff800000u);
+  var m = neg_inf;
   var s = 0.0;
-  for (var v = lid; v < p.V; v += 64u) { s += exp(f32(x[base + v]) - m); }
+  for (var v = lid; v < p.V; v += 64u) {
+    let xv = f32(x[base + v]);
+    if (xv > m) {
+      s = s * exp(m - xv) + 1.0;
+      m = xv;
+    } else {
+      s += exp(xv - m);
+    }
+  }
+  partial_max[lid] = m;
   partial[lid] = s;
   workgroupBarrier();
   for (var k = 32u; k > 0u; k >>= 1u) {
-    if (lid < k) { partial[lid] += partial[lid + k]; }
+    if (lid < k) {
+      let m1 = partial_max[lid];
+      let m2 = partial_max[lid + k];
+      let mm = max(m1, m2);
+      var total = 0.0;
+      if (m1 != neg_inf) { total += partial[lid] * exp(m1 - mm); }
+      if (m2 != neg_inf) { total += partial[lid + k] * exp(m2 - mm); }
+      partial_max[lid] = mm;
+      partial[lid] = total;
+    }
     workgroupBarrier();
   }
+  m = partial_max[0];
   if (lid == 0u) {
     let l = m + log(partial[0]);
     lse[row] = l;

@@ -174,6 +174,12 @@ export class LlamaModel {
    * and the cache grows by T.
    */
   forward(ids: Tensor, options: ForwardOptions = {}): Tensor {
+    const x = this.hiddenStates(ids, options); // [B, T, C] (or [B, 1, C] with lastOnly)
+    return this.logits(x);
+  }
+
+  /** The final-norm hidden states [B, T, C] that lm_head turns into logits (same options as forward). */
+  hiddenStates(ids: Tensor, options: ForwardOptions = {}): Tensor {
     if (ids.rank !== 2 || ids.dtype !== 'i32') {
       throw new ModelError(`forward: ids should be i32 [B, T], got ${ids.dtype} [${ids.shape.join(', ')}]`);
     }
@@ -192,8 +198,12 @@ export class LlamaModel {
     for (const layer of this.layers) x = layer.forward(this, x, positions, mask, cache);
     cache?.advance(T);
     if (options.lastOnly) x = slice(x, 1, T - 1, T); // [B, 1, C]
-    x = rmsNorm(x, this.norm, this.config.rmsNormEps);
-    const logits = this.lmHead.forward(x); // [B, T, V]
+    return rmsNorm(x, this.norm, this.config.rmsNormEps);
+  }
+
+  /** lm_head over hidden states [..., C] -> f32 logits [..., V]. */
+  logits(hidden: Tensor): Tensor {
+    const logits = this.lmHead.forward(hidden);
     return logits.dtype === 'f32' ? logits : cast(logits, 'f32');
   }
 
@@ -201,24 +211,37 @@ export class LlamaModel {
    * Mean next-token cross-entropy of a padded batch, as Hugging Face computes it: logits at
    * positions 0..T-2 against labels at 1..T-1, labels of -100 ignored.
    * ids, labels: i32 [B, T]; attentionMask [B, T] (1 real, 0 padding).
+   * With labels created from host data, lm_head and the loss run only on the positions whose
+   * next label counts (the answer tokens of an SFT batch): the same loss and gradients as the
+   * full [B, T, V] logits, without computing the rows the loss ignores.
    */
   loss(ids: Tensor, labels: Tensor, attentionMask?: Tensor | null): Tensor {
     const [B, T] = [ids.shape[0]!, ids.shape[1]!];
     if (labels.rank !== 2 || labels.shape[0] !== B || labels.shape[1] !== T || labels.dtype !== 'i32') {
       throw new ModelError(`loss: labels should be i32 [${B}, ${T}] like ids, got ${labels.dtype} [${labels.shape.join(', ')}]`);
     }
-    const logits = this.forward(ids, { attentionMask: attentionMask ?? null }); // [B, T, V]
-    const shifted = slice(logits, 1, 0, T - 1); // [B, T-1, V]
+    const hidden = this.hiddenStates(ids, { attentionMask: attentionMask ?? null }); // [B, T, C]
     const host = labels.hostIndices();
-    let targets: Tensor; // [B, T-1]
     if (host !== null) {
-      const t = new Int32Array(B * (T - 1));
-      for (let b = 0; b < B; b++) for (let i = 1; i < T; i++) t[b * (T - 1) + i - 1] = host[b * T + i]!;
-      targets = tensor(t, [B, T - 1]);
-    } else {
-      targets = slice(labels, 1, 1, T);
+      const rows: number[] = [];
+      const targets: number[] = [];
+      for (let b = 0; b < B; b++) {
+        for (let i = 1; i < T; i++) {
+          const label = host[b * T + i]!;
+          if (label === -100) continue;
+          rows.push(b * T + i - 1);
+          targets.push(label);
+        }
+      }
+      if (rows.length > 0) {
+        const C = this.config.hiddenSize;
+        const picked = embedding(tensor(Int32Array.from(rows)), reshape(hidden, [B * T, C])); // [N, C]
+        return crossEntropy(this.logits(picked), tensor(Int32Array.from(targets)), { ignoreIndex: -100 });
+      }
     }
-    return crossEntropy(shifted, targets, { ignoreIndex: -100 });
+    const logits = this.logits(slice(hidden, 1, 0, T - 1)); // [B, T-1, V]
+    const targets = slice(labels, 1, 1, T); // [B, T-1]
+    return crossEntropy(logits, targets, { ignoreIndex: -100 });
   }
 
   /** Frees every weight and adapter. */

@@ -8,6 +8,7 @@ import { buildGenDataCommand } from '@huatuo/kg';
 import { mkdir, writeFile, appendFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { answerQuestions } from './answer.js';
+import { checkpointDir } from './checkpoint.js';
 import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, resolveConfig, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data.js';
 import { tokenizeRecords } from './batch.js';
@@ -17,6 +18,7 @@ import { runTraining, type RunPlan } from './pipeline.js';
 import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt.js';
 import { evaluate } from './trainer.js';
+import { buildServeCommand } from './serve-command.js';
 
 const out = process.stdout;
 const err = process.stderr;
@@ -112,7 +114,7 @@ async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; r
     }
     const r = outcome.result;
     if (r.interrupted) {
-      say(`stopped at step ${r.state.step}; resume with: huatuo-train train --resume ${resolve(config.outputDir)} (and the same flags)`);
+      say(`stopped at step ${r.state.step}; resume with: huatuo-train train --resume ${checkpointDir(resolve(config.outputDir), r.state.step)} (and the same flags)`);
       process.exitCode = 130;
       return;
     }
@@ -271,6 +273,7 @@ export function buildProgram(): Command {
   program.addCommand(buildGenerateCommand());
   program.addCommand(buildMergeCommand());
   program.addCommand(buildEvalCommand());
+  program.addCommand(buildServeCommand());
   program.addCommand(buildSusCommand());
   program.addCommand(buildGenDataCommand());
   return program;
