@@ -1,0 +1,198 @@
+// huatuo-train as a user runs it (a child process per command): every flag documented in --help,
+// --dry-run's plan, bad input refused before training with the file and record or tensor named,
+// Ctrl-C saving a checkpoint, and generate / eval / merge on a small model folder.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hasF16, initWebGPU, tensor } from '@huatuo/tensor';
+import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, loadAdapter, loadLlama, saveAdapter, saveMergedModel, setAdapterWeights, adaptedLinears, peftKey } from '@huatuo/llama';
+import { buildProgram, loadRecords, readCheckpoint } from '@huatuo/sft';
+import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
+const inferFile = join(repoRoot, '../shared/data/huatuo/infer.json');
+const otherAdapter = fileURLToPath(new URL('../fixtures/llama/vocab32k/adapter', import.meta.url));
+
+let modelDir: string;
+let adapterDir: string;
+let dataPath: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], options: { onStdout?: (text: string, proc: ReturnType<typeof spawn>) => void } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      options.onStdout?.(stdout, proc);
+    });
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The small recipe's flags (see trainer-setup.ts) for a data file and an output folder. */
+function recipe(data: string, out: string): string[] {
+  return ['--base', modelDir, '--data', data, '--output-dir', out, '--cutoff-len', '64', '--val-set-size', '2', '--batch-size', '4', '--micro-batch', '2', '--lora-r', '4', '--lora-alpha', '8', '--logging-steps', '1', '--eval-steps', '5', '--save-steps', '5', '--epochs', '10'];
+}
+
+before(async () => {
+  await initWebGPU();
+  // A Hugging Face folder of the small test model, with LLaMA's tokenizer files.
+  const config = configFromPreset('tiny', SMALL_MODEL);
+  const model = createRandomLlama(config, { seed: 7 });
+  modelDir = join(tmp(), 'small-llama');
+  await saveMergedModel(model, modelDir, { tokenizerDir: llamaTokenizerDir() });
+  // An adapter for it with non-zero B, so merging and loading change the outputs.
+  applyLora(model, { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }, { seed: 3 });
+  const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const { layer, target, linear } of adaptedLinears(model)) {
+    const A = linear.lora!.A;
+    const B = linear.lora!.B;
+    weights.set(peftKey(layer, target, 'A'), { shape: A.shape, data: (await A.toArray()) as Float32Array });
+    weights.set(peftKey(layer, target, 'B'), { shape: B.shape, data: Float32Array.from({ length: B.size }, (_, i) => Math.sin(i + 1) * 0.05) });
+  }
+  setAdapterWeights(model, weights, 'test adapter');
+  adapterDir = join(tmp(), 'adapter');
+  await saveAdapter(model, adapterDir, modelDir);
+  model.dispose();
+  dataPath = writeRecords(tmp(), smallRecords(12));
+});
+
+test('--help of train, generate, merge and eval documents every flag the command registers', () => {
+  const program = buildProgram();
+  for (const name of ['train', 'generate', 'merge', 'eval']) {
+    const cmd = program.commands.find((c) => c.name() === name);
+    assert.ok(cmd, `command ${name} exists`);
+    const help = cmd.helpInformation();
+    assert.ok(cmd.options.length > 0);
+    for (const o of cmd.options) {
+      assert.ok(o.long && help.includes(o.long), `${name} --help shows ${o.long}`);
+      assert.ok(o.description.trim().length > 0, `${name} ${o.long} has a description`);
+    }
+  }
+});
+
+test('train --dry-run prints records, tokens, steps and a memory estimate, and trains nothing', async () => {
+  const out = join(tmp(), 'out');
+  const r = await cli(['train', ...recipe(dataPath, out), '--dry-run']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /10 training and 2 validation records, \d+ training tokens/);
+  assert.match(r.stdout, /20 optimizer steps \(2 per epoch x 10 epochs\), batch 4 = micro-batch 2 x 2 accumulation/);
+  assert.match(r.stdout, /memory: weights .*total/);
+  assert.match(r.stdout, /dry run/);
+  assert.ok(!existsSync(out) || readdirSync(out).length === 0, 'nothing written by a dry run');
+});
+
+test('bad input stops train before any step with exit code 1 and a message naming the file and the record or tensor', async () => {
+  const dir = tmp();
+  const notJson = join(dir, 'notjson.json');
+  writeFileSync(notJson, 'this is not json {');
+  const missing = writeRecords(dir, [...smallRecords(4), { instruction: 'Q?', input: '' }], 'missing.jsonl');
+  const empty = writeRecords(dir, [...smallRecords(4), { instruction: 'Q?', input: '', output: '' }], 'empty.jsonl');
+  const brokenBase = join(dir, 'broken-base');
+  mkdirSync(brokenBase);
+  copyFileSync(join(modelDir, 'config.json'), join(brokenBase, 'config.json'));
+  for (const f of ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(brokenBase, f));
+  const cases: { what: string; args: string[]; expect: RegExp[] }[] = [
+    { what: 'a data file that is not JSON', args: recipe(notJson, join(dir, 'o1')), expect: [/notjson\.json/] },
+    { what: 'a record without output', args: recipe(missing, join(dir, 'o2')), expect: [/missing\.jsonl/, /line 5|record 5/, /output/] },
+    { what: 'a record with an empty output', args: recipe(empty, join(dir, 'o3')), expect: [/empty\.jsonl/, /line 5|record 5/, /output/] },
+    { what: 'a base folder without weights', args: [...recipe(dataPath, join(dir, 'o4')), '--base', brokenBase], expect: [/broken-base/, /safetensors/] },
+    { what: 'an adapter of another model', args: [...recipe(dataPath, join(dir, 'o5')), '--init-adapter', otherAdapter], expect: [/adapter_model\.safetensors/, /lora_[AB]/, /shape/] },
+  ];
+  for (const c of cases) {
+    const r = await cli(['train', ...c.args]);
+    assert.equal(r.code, 1, `${c.what}: exit code 1 (stderr: ${r.stderr})`);
+    for (const e of c.expect) assert.match(r.stderr, e, `${c.what}: the message matches ${e}`);
+    assert.doesNotMatch(r.stdout, /^step \d+/m, `${c.what}: no training step ran`);
+    assert.ok(!/at .*\(.*\.ts:\d+/.test(r.stderr), `${c.what}: no stack trace`);
+  }
+});
+
+test('Ctrl-C during train saves a checkpoint, prints how to resume from it and exits with code 130', async () => {
+  const out = join(tmp(), 'out');
+  let sent = false;
+  const r = await cli(['train', ...recipe(dataPath, out)], {
+    onStdout: (text, proc) => {
+      if (!sent && /^step \d+\/20/m.test(text)) {
+        sent = true;
+        proc.kill('SIGINT');
+      }
+    },
+  });
+  assert.ok(sent, `a step was logged: ${r.stdout}`);
+  assert.equal(r.code, 130, `exit code 130 (stderr: ${r.stderr})`);
+  const hint = /stopped at step (\d+); resume with: huatuo-train train --resume (\S+)/.exec(r.stdout);
+  assert.ok(hint, `a resume hint: ${r.stdout}`);
+  const saved = await readCheckpoint(hint[2]!);
+  assert.equal(saved.state.step, Number(hint[1]));
+  assert.ok(saved.state.step < 20, 'stopped before the end');
+});
+
+test('generate --input infer.json --output writes one JSONL {question, answer} per question, the answer cut after the response marker', async () => {
+  const outFile = join(tmp(), 'answers.jsonl');
+  const r = await cli(['generate', '--base', modelDir, '--adapter', adapterDir, '--input', inferFile, '--output', outFile, '--num-beams', '1', '--max-new-tokens', '4']);
+  assert.equal(r.code, 0, r.stderr);
+  const questions = (await loadRecords(inferFile)).records.map((q) => q.instruction);
+  const lines = readFileSync(outFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { question: string; answer: string });
+  assert.deepEqual(lines.map((l) => l.question), questions);
+  for (const l of lines) {
+    assert.deepEqual(Object.keys(l).sort(), ['answer', 'question']);
+    assert.equal(typeof l.answer, 'string');
+    assert.ok(!l.answer.includes('### 回答:') && !l.answer.includes(l.question), `the answer holds no prompt: ${JSON.stringify(l.answer)}`);
+  }
+});
+
+test('eval prints the validation loss and its perplexity, exp(loss)', async () => {
+  const r = await cli(['eval', '--base', modelDir, '--adapter', adapterDir, '--data', dataPath, '--cutoff-len', '64']);
+  assert.equal(r.code, 0, r.stderr);
+  const m = /12 records, loss (\d+\.\d+), perplexity (\d+(?:\.\d+)?)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const loss = Number(m[1]);
+  assert.ok(loss > 0 && loss < 20);
+  assert.ok(Math.abs(Number(m[2]) - Math.exp(loss)) <= Math.exp(loss) * 1e-3, `perplexity ${m[2]} is exp(${loss})`);
+});
+
+test('merge writes a Hugging Face folder that loadLlama reads and that computes what the base with the adapter computes', async () => {
+  const out = join(tmp(), 'merged');
+  const r = await cli(['merge', '--base', modelDir, '--adapter', adapterDir, '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const merged = await loadLlama(out);
+  const adapted = await loadLlama(modelDir);
+  const plain = await loadLlama(modelDir);
+  try {
+    await loadAdapter(adapted, adapterDir);
+    const ids = tensor(new Int32Array([1, 450, 2060, 338, 263]), [1, 5]);
+    const a = (await merged.forward(ids).toArray()) as Float32Array;
+    const b = (await adapted.forward(ids).toArray()) as Float32Array;
+    const c = (await plain.forward(ids).toArray()) as Float32Array;
+    let diff = 0;
+    let changed = 0;
+    let largest = 0;
+    for (let i = 0; i < a.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+      changed = Math.max(changed, Math.abs(b[i]! - c[i]!));
+      largest = Math.max(largest, Math.abs(b[i]!));
+    }
+    // Where the adapter has shader-f16 the CLI loads the base in f16 and writes f16 weights (as
+    // HuaTuo's export does), so the merged logits carry f16 rounding: 2^-11 relative per weight.
+    const tolerance = largest * (hasF16() ? 4e-3 : 1e-5);
+    assert.ok(changed > 10 * tolerance, `the adapter changes the outputs (${changed}) by far more than the tolerance ${tolerance}`);
+    assert.ok(diff <= tolerance, `merged and adapted logits agree: largest difference ${diff}, tolerance ${tolerance}`);
+  } finally {
+    merged.dispose();
+    adapted.dispose();
+    plain.dispose();
+  }
+});
