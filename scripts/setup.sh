@@ -62,6 +62,8 @@ install_lavapipe() {
 }
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# Compiles the packages (dist/) that the huatuo-train command runs.
+npm run build
 
 if have_adapter; then
   log "WebGPU adapter found: $(node scripts/probe-adapter.mjs)"
