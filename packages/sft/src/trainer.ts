@@ -6,7 +6,7 @@ import { AdamW, clipGradNorm, DeviceError, runtimeStats, startScope, tensor, typ
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chunkOrder, collate, epochOrder, type TokenizedExample } from './batch.js';
+import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
 import {
   checkpointDir,
   listCheckpoints,
@@ -118,6 +118,12 @@ function toDevice(examples: readonly TokenizedExample[], config: TrainConfig): D
   };
 }
 
+/** Whether an example has a label the shifted loss counts (labels 1..T-1 that are not -100). */
+function hasTarget(example: TokenizedExample): boolean {
+  for (let t = 1; t < example.labels.length; t++) if (example.labels[t] !== IGNORE_INDEX) return true;
+  return false;
+}
+
 /** Micro-batches of the whole run in order: epoch by epoch, leftovers that do not fill a step dropped. */
 function stepBatches(nTrain: number, config: TrainConfig, schedule: TrainingSchedule, microBatchSize: number) {
   const accumulation = schedule.gradientAccumulationSteps;
@@ -134,6 +140,7 @@ export async function evaluate(model: TrainableModel, val: readonly TokenizedExa
   let total = 0;
   let count = 0;
   for (const chunk of chunkOrder(val.map((_, i) => i), microBatchSize)) {
+    if (!chunk.some((i) => hasTarget(val[i]!))) continue; // no answer token: no loss to average
     const scope = startScope();
     try {
       const batch = toDevice(chunk.map((i) => val[i]!), config);
@@ -219,17 +226,26 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       let stepLoss: number;
       try {
         let lossSum: Tensor | null = null;
+        let counted = 0;
         batchesOf(step).forEach((chunk, micro) => {
-          const batch = toDevice(chunk.map((i) => options.train[i]!), config);
+          const examples = chunk.map((i) => options.train[i]!);
+          // A micro-batch of records cut before their answer has no label to take a loss on (its
+          // mean would be 0/0 = NaN); such records add no loss, as the data warnings say.
+          if (!examples.some(hasTarget)) return;
+          const batch = toDevice(examples, config);
           tokensSinceLog += batch.tokens;
           const loss = model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, step, micro) });
           loss.mul(1 / accumulation).backward();
           lossSum = lossSum ? lossSum.add(loss) : loss;
+          counted++;
         });
-        if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
-        optimizer.step();
-        optimizer.zeroGrad();
-        stepLoss = (await (lossSum as unknown as Tensor).item()) / accumulation;
+        if (lossSum) {
+          if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
+          optimizer.step();
+          optimizer.zeroGrad();
+        }
+        // The mean over the micro-batches that had answer tokens; 0 (and no update) when none had.
+        stepLoss = lossSum ? (await (lossSum as Tensor).item()) / counted : 0;
       } finally {
         scope.end();
       }
