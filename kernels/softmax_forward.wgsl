@@ -1,10 +1,13 @@
-// Softmax over the last axis of a contiguous [rows, C] tensor:
-// y[r, c] = exp(x[r, c] - m_r) / sum_k exp(x[r, k] - m_r), m_r = max_k x[r, k].
-// A row of all -inf gives NaN everywhere (as torch.softmax does).
+// Softmax (LOG false) or log-softmax (LOG true) over the last axis of a contiguous [rows, C] tensor:
+// softmax:     y[r, c] = exp(x[r, c] - m_r) / s_r
+// log-softmax: y[r, c] = x[r, c] - m_r - log(s_r),   m_r = max_k x[r, k], s_r = sum_k exp(x[r, k] - m_r).
+// A row of all -inf gives NaN everywhere (as torch.softmax and torch.log_softmax do).
 // Bindings: 0 Params (uniform); 1 x: array<T> read; 2 y: array<T> read_write.
 // Workgroup: 64 threads per row, strided over C, tree reductions in workgroup memory; one
 // workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
 alias T = f32;
+
+const LOG: bool = {{LOG}};
 
 struct Params {
   rows: u32,
@@ -63,8 +66,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   s = row_sum(lid, s);
   let all_neg_inf = m == neg_inf;
   let inv = 1.0 / s;
+  let lse = m + log(s);
   for (var c = lid; c < p.C; c += 64u) {
-    var v = exp(f32(x[base + c]) - m) * inv;
+    var v = select(exp(f32(x[base + c]) - m) * inv, f32(x[base + c]) - lse, LOG);
     if (all_neg_inf) { v = f32_from_bits(0x7fc00000u); }
     y[base + c] = T(v);
   }

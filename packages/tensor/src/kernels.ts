@@ -56,8 +56,6 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   attention_decode_combine: { uniform: true, bindings: [read('part_acc'), read('part_ml'), write('o'), write('lse')] },
   softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
   softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
-  log_softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
-  log_softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
   rmsnorm_forward: { uniform: true, bindings: [read('x'), read('w'), write('y'), write('rstd')] },
   rmsnorm_backward: { uniform: true, bindings: [read('x'), read('w'), read('dy'), read('rstd'), write('dx')] },
   rmsnorm_dweight: { uniform: true, bindings: [read('x'), read('dy'), read('rstd'), write('dw')] },

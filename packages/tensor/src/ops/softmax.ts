@@ -8,13 +8,13 @@ import { defineOp } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
 
 /** Runs a row kernel over the last axis of contiguous operands: out = kernel(...inputs). */
-function runRows(op: string, name: WgslName, inputs: Tensor[], shape: readonly number[]): Tensor {
+function runRows(op: string, name: WgslName, log: boolean, inputs: Tensor[], shape: readonly number[]): Tensor {
   const out = empty(shape, inputs[0]!.dtype);
   const C = shape[shape.length - 1]!;
   const rows = C === 0 ? 0 : out.size / C;
   if (rows === 0) return out;
   const rt = getRuntime();
-  const kernel = compileKernel(rt, name, { T: out.dtype });
+  const kernel = compileKernel(rt, name, { T: out.dtype, LOG: String(log) });
   const params = new Params().u32(rows, C).build();
   const buffers = inputs.map((t) => contiguousData(op, t).buffer(op));
   rt.dispatch({ kernel, params, buffers: [...buffers, out.buffer(op)], workgroups: grid1d(rows, 1), label: op });
@@ -36,7 +36,7 @@ export const softmax = defineOp({
   name: 'softmax',
   forward(ctx, x: Tensor) {
     checkInput('softmax', x);
-    const y = runRows('softmax', 'softmax_forward', [x], x.shape);
+    const y = runRows('softmax', 'softmax_forward', false, [x], x.shape);
     ctx.saved.push(y);
     return y;
   },
@@ -44,7 +44,7 @@ export const softmax = defineOp({
   backward(ctx, g) {
     const y = ctx.saved[0]!;
     checkSameDType('softmax backward', y, g);
-    return [runRows('softmax backward', 'softmax_backward', [y, g], y.shape)];
+    return [runRows('softmax backward', 'softmax_backward', false, [y, g], y.shape)];
   },
 });
 
@@ -58,7 +58,7 @@ export const logSoftmax = defineOp({
   name: 'logSoftmax',
   forward(ctx, x: Tensor) {
     checkInput('logSoftmax', x);
-    const y = runRows('logSoftmax', 'log_softmax_forward', [x], x.shape);
+    const y = runRows('logSoftmax', 'softmax_forward', true, [x], x.shape);
     ctx.saved.push(y);
     return y;
   },
@@ -66,6 +66,6 @@ export const logSoftmax = defineOp({
   backward(ctx, g) {
     const y = ctx.saved[0]!;
     checkSameDType('logSoftmax backward', y, g);
-    return [runRows('logSoftmax backward', 'log_softmax_backward', [y, g], y.shape)];
+    return [runRows('logSoftmax backward', 'softmax_backward', true, [y, g], y.shape)];
   },
 });
