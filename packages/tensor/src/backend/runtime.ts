@@ -49,8 +49,13 @@ export class Runtime {
   /** Dispatches submitted since the last completed wait, and when the first of them was submitted. */
   private unsyncedDispatches = 0;
   private unsyncedSince = 0;
-  /** Measured ms per dispatch of earlier waits, by dispatch count: the same step takes the same time. */
-  private readonly waitHistory = new Map<number, number>();
+  /**
+   * Measured milliseconds of earlier waits, keyed by what was queued (the kernels and their grid
+   * sizes since the last wait): the same step takes about the same time again.
+   */
+  private readonly waitHistory = new Map<string, { ms: number; seen: number }>();
+  /** Running hash of the dispatches queued since the last wait. */
+  private workHash = 0x811c9dc5;
   /** When the last idle sleep ended (0 when the last wait did not sleep). */
   private wokeAt = 0;
   private lost: string | null = null;
@@ -150,6 +155,7 @@ export class Runtime {
     if (timestampWrites) this.endPass();
     this.pendingDispatches++;
     this.counters.dispatches++;
+    this.workHash = hashWork(this.workHash, d.label, d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
     if (this.pendingDispatches >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
 
@@ -159,6 +165,7 @@ export class Runtime {
     this.encoder ??= this.device.createCommandEncoder();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.pendingDispatches++;
+    this.workHash = hashWork(this.workHash, 'copy', bytes % 0x100000000, Math.floor(bytes / 0x100000000), 0);
   }
 
   /** Gives the current encoder to a caller that needs raw access (query resolution). */
@@ -269,12 +276,19 @@ export class Runtime {
   }
 
   /** Sleeps through most of the time the same amount of queued work took before. */
+  private waitKey(): string {
+    return `${this.unsyncedDispatches}:${this.workHash}`;
+  }
+
+  /**
+   * Sleeps through most of the time the same queued work took before (seen at least twice, so a
+   * first run's shader compiles do not count), then lets the caller poll for the rest.
+   */
   private async idleWait(): Promise<void> {
-    const n = this.unsyncedDispatches;
-    const msPerDispatch = this.waitHistory.get(n);
+    const record = this.waitHistory.get(this.waitKey());
     this.wokeAt = 0;
-    if (msPerDispatch === undefined) return;
-    const remaining = msPerDispatch * n * 0.85 - (now() - this.unsyncedSince);
+    if (record === undefined || record.seen < 2) return;
+    const remaining = record.ms * 0.85 - (now() - this.unsyncedSince);
     if (remaining > 2) {
       await new Promise((r) => setTimeout(r, remaining));
       this.wokeAt = now();
@@ -282,22 +296,38 @@ export class Runtime {
   }
 
   private recordWait(): void {
-    const n = this.unsyncedDispatches;
-    if (n > 0) {
+    if (this.unsyncedDispatches > 0) {
+      const key = this.waitKey();
       const t = now();
-      const measured = (t - this.unsyncedSince) / n;
-      // Work that was already done when the sleep ended (it resolved within a poll) took an unknown,
-      // shorter time: shrink the estimate so the next sleep ends before the work (a first run that
-      // compiled its pipelines would otherwise set a long sleep). Otherwise the poll saw the real end.
+      const measured = t - this.unsyncedSince;
+      const record = this.waitHistory.get(key);
+      // Work that was already done when the sleep ended took an unknown, shorter time: halve the
+      // estimate. Otherwise the poll saw the real end: keep the fastest time seen.
       const overslept = this.wokeAt > 0 && t - this.wokeAt < 1;
-      this.waitHistory.set(n, overslept ? measured * 0.8 : measured);
-      if (this.waitHistory.size > 256) this.waitHistory.clear();
+      const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.5 : Math.min(record.ms, measured);
+      if (this.waitHistory.size >= 1024) this.waitHistory.clear();
+      this.waitHistory.set(key, { ms, seen: (record?.seen ?? 0) + 1 });
     }
     this.unsyncedDispatches = 0;
+    this.workHash = 0x811c9dc5;
   }
 }
 
 const uncapturedErrors: string[] = [];
+
+/** FNV-1a over a dispatch's label and grid, folded into the running hash of queued work. */
+function hashWork(hash: number, label: string, x: number, y: number, z: number): number {
+  let h = hash;
+  const mix = (v: number) => {
+    h = Math.imul(h ^ (v & 0xffff), 0x01000193) >>> 0;
+    h = Math.imul(h ^ (v >>> 16), 0x01000193) >>> 0;
+  };
+  for (let i = 0; i < label.length; i++) mix(label.charCodeAt(i));
+  mix(x);
+  mix(y);
+  mix(z);
+  return h;
+}
 
 function now(): number {
   return globalThis.performance.now();
