@@ -30,7 +30,7 @@ if (files.length === 0) {
 const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
 const result = spawnSync(
   process.execPath,
-  ['--conditions=source', '--import', 'tsx', '--test', '--test-reporter=spec', ...files],
+  ['--conditions=source', '--import', 'tsx', '--import', './test/setup.ts', '--test', '--test-reporter=spec', ...files],
   { stdio: 'inherit', cwd: root, env },
 );
 process.exit(result.status ?? 1);
