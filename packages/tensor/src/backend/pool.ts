@@ -27,29 +27,45 @@ export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly inUse = new Set<GPUBuffer>();
   private bytesInUse = 0;
+  /** Most bytes ever in use at once: the pool keeps at most this much (and at least minPooledBytes) for reuse. */
+  private peakBytesInUse = 0;
   private bytesPooled = 0;
   private buffersPooled = 0;
   private buffersCreated = 0;
 
   constructor(
     private readonly device: GPUDevice,
-    /** Pooled bytes above which released buffers are destroyed instead of kept. */
-    public maxPooledBytes = 4 * 1024 ** 3,
+    /** Pooled bytes kept whatever the peak (small workloads churn less). */
+    public minPooledBytes = 256 * 1024 ** 2,
   ) {}
 
+  /** Pooled bytes above which released buffers are destroyed instead of kept. */
+  get maxPooledBytes(): number {
+    return Math.max(this.minPooledBytes, this.peakBytesInUse);
+  }
+
+  /**
+   * A buffer of at least `bytes`: a pooled one of the same size class, else the smallest pooled
+   * one up to twice the size (batches of varying length reuse each other's buffers), else new.
+   */
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
-    const list = this.free.get(size);
-    let buffer = list?.pop();
+    let buffer = this.free.get(size)?.pop();
+    if (!buffer) {
+      let best = Infinity;
+      for (const [s, list] of this.free) if (s > size && s <= 2 * size && s < best && list.length > 0) best = s;
+      if (best !== Infinity) buffer = this.free.get(best)!.pop();
+    }
     if (buffer) {
       this.buffersPooled--;
-      this.bytesPooled -= size;
+      this.bytesPooled -= buffer.size;
     } else {
       buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
       this.buffersCreated++;
     }
     this.inUse.add(buffer);
-    this.bytesInUse += size;
+    this.bytesInUse += buffer.size;
+    this.peakBytesInUse = Math.max(this.peakBytesInUse, this.bytesInUse);
     return buffer;
   }
 
