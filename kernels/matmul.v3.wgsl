@@ -5,19 +5,22 @@
 // them through subgroupShuffle, so every A element is loaded once per workgroup.
 // Layout (checked on the host): a rows contiguous along k (a_sk = 1), K, row and batch strides multiples
 // of 4; b either rows along n (BT = false: b_sn = 1, N multiple of 4) or stored transposed (BT = true:
-// b_sk = 1, [N, K] rows along k). c is contiguous with N a multiple of 4. Edge rows beyond M and vec4
-// columns beyond N are clamped on load and skipped on store (the whole subgroup stays converged).
+// b_sk = 1, [N, K] rows along k), or packed in column panels (PACKED = true, from matmul_pack: panel
+// j holds b's 4 SG columns of this workgroup for every k, contiguous; b_row is ignored). c is contiguous
+// with N a multiple of 4. Edge rows beyond M and vec4 columns beyond N are clamped on load (packed
+// panels are zero-padded) and skipped on store (the whole subgroup stays converged).
 // The SHARE placeholder is the sharing step unrolled on the host (shareStep in ops/matmul.ts): subgroupBroadcast
 // takes only constant lane indices, and accumulators indexed by loop counters spill out of registers.
 // Bindings: 0 Params (uniform, strides and offsets in vec4 units); 1 a: array<vec4<T>> read;
 // 2 b: array<vec4<T>> read; 3 c: array<vec4<T>> read_write.
-// Grid (ceil(N / (4 SG)), ceil(M / TM), batch).
+// Grid (ceil(N / (4 SG)), ceil(M / TM), batch); PACKED: (ceil(M / TM), ceil(N / (4 SG)), batch).
 enable subgroups;
 alias T = f32;
 
 const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
 const BT: bool = {{BT}};
+const PACKED: bool = {{PACKED}};
 
 struct Params {
   M: u32,
@@ -42,9 +45,11 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let N4 = p.N / 4u;
   let K4 = p.K / 4u;
-  let n4 = wid.x * SG + lane;
+  // PACKED: row blocks vary fastest, so consecutive workgroups reuse one panel of b from the cache.
+  let panel = select(wid.x, wid.y, PACKED);
+  let n4 = panel * SG + lane;
   let nl = min(n4, N4 - 1u);
-  let m0 = wid.y * TM;
+  let m0 = select(wid.y, wid.x, PACKED) * TM;
   var rem = wid.z;
   var a_base = p.a_offset;
   var b_base = p.b_offset;
@@ -65,7 +70,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     var b1: vec4<f32>;
     var b2: vec4<f32>;
     var b3: vec4<f32>;
-    if (BT) {
+    if (PACKED) {
+      let base = b_base + (panel * p.K + k4 * 4u) * SG + lane;
+      b0 = vec4<f32>(b[base]);
+      b1 = vec4<f32>(b[base + SG]);
+      b2 = vec4<f32>(b[base + 2u * SG]);
+      b3 = vec4<f32>(b[base + 3u * SG]);
+    } else if (BT) {
       let base = b_base + nl * 4u * p.b_row + k4;
       let t0 = vec4<f32>(b[base]);
       let t1 = vec4<f32>(b[base + p.b_row]);

@@ -29,7 +29,11 @@ import {
 import { assertClose, gpu, seededValues } from '../tensor/helpers.js';
 
 const info = await gpu();
-const variants: MatmulVariant[] = [...matmulCandidates(info), { kernel: 'matvec' }];
+const v3Candidate = matmulCandidates(info).find((v) => v.kernel === 'v3');
+/** Every candidate, the decode kernel, and v3 reading b packed into column panels at any size. */
+const variants: MatmulVariant[] = [...matmulCandidates(info), { kernel: 'matvec' }, ...(v3Candidate ? [{ ...v3Candidate, pack: true }] : [])];
+/** What a plan ran, as `check` reports it: the kernel, `+pack` when b was packed first. */
+const ranName = (v: MatmulVariant, packed: boolean) => `${v.kernel}${packed ? '+pack' : ''}`;
 const dtypes: FloatDType[] = hasF16() ? ['f32', 'f16'] : ['f32'];
 
 /** Values exactly representable in the dtype, so the reference sees what the kernel reads. */
@@ -78,7 +82,7 @@ async function check(v: MatmulVariant, dtype: FloatDType, c: Case): Promise<stri
   const last = want.data.length - 1;
   assertClose([got[last]!, got[c.N - 1]!], [want.data[last]!, want.data[c.N - 1]!], tol, `${what} (last row/column)`);
   for (const t of [a, b, out]) t.dispose();
-  return plan.kernel.kernel;
+  return ranName(plan.kernel, plan.packB);
 }
 
 const dim = fc.constantFrom(1, 3, 4, 17, 31, 32, 33, 64, 65);
@@ -108,7 +112,8 @@ for (const v of variants) {
           { numRuns: 8, seed: 20261125 },
         );
         // The variant itself ran on some of the cases (not only its fallback).
-        assert.ok(ran.has(v.kernel), `${variantName(v)} never ran; ran ${[...ran].join(', ')}`);
+        const own = ranName(v, v.kernel === 'v3' && v.pack === true);
+        assert.ok(ran.has(own), `${variantName(v)} never ran as ${own}; ran ${[...ran].join(', ')}`);
       } finally {
         setMatmulVariant(null);
       }

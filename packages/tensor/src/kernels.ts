@@ -35,6 +35,7 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v2': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
+  matmul_pack: { uniform: true, bindings: [read('b'), write('packed')] },
   matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
   attention_forward: {
     uniform: true,

@@ -7,13 +7,14 @@ import type { DeviceInfo } from './backend/device.js';
 /**
  * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
  * the output in workgroup memory with 4 x 4 register blocks per thread; `v3` shares rows of a across one
- * subgroup of `sg` lanes (the adapter's subgroup size) with `rows` output rows per workgroup; `matvec` is
+ * subgroup of `sg` lanes (the adapter's subgroup size) with `rows` output rows per workgroup, reading a large
+ * shared b packed into column panels first (by size; `pack` true or false forces it either way); `matvec` is
  * the decoding path for a single row (M = 1).
  */
 export type MatmulVariant =
   | { kernel: 'v1' }
   | { kernel: 'v2'; tile: 32 | 64 }
-  | { kernel: 'v3'; rows: 16 | 32; sg: number }
+  | { kernel: 'v3'; rows: 16 | 32; sg: number; pack?: boolean }
   | { kernel: 'matvec' };
 
 /** The variants used for general products (`main`) and for single rows (`decode`). */
@@ -57,7 +58,7 @@ export function variantName(v: MatmulVariant): string {
     case 'v2':
       return `v2(tile=${v.tile})`;
     case 'v3':
-      return `v3(rows=${v.rows},sg=${v.sg})`;
+      return `v3(rows=${v.rows},sg=${v.sg}${v.pack === undefined ? '' : `,pack=${v.pack}`})`;
     default:
       return v.kernel;
   }

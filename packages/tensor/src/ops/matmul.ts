@@ -4,10 +4,11 @@
 // a along k, b along n or stored transposed), matvec (M = 1). Which one runs is chosen per adapter
 // (tuning.ts); an operand v3 cannot read in place is copied only when the copy is cheap next to the
 // product (the other output dimension is at least COPY_MIN), otherwise the fallback variant reads it.
+// A large shared b (K x N past the caches) is first packed into column panels for v3 (matmul_pack).
 import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, Params, preprocess } from '../kernels.js';
+import { compileKernel, grid1d, Params, preprocess } from '../kernels.js';
 import { empty, itemSize, numel, Tensor, type DType } from '../tensor.js';
 import {
   currentChoice,
@@ -25,6 +26,12 @@ import { transpose } from './views.js';
 const MAX_BATCH_RANK = 4;
 /** Copying an operand costs about 16 / (other dimension) of the product's time: copy when that is small. */
 const COPY_MIN = 64;
+/**
+ * Packing b into panels reads and writes K x N once while v3 reads b ceil(M / rows) times with a stride of
+ * N per k: pack when b exceeds PACK_MIN_BYTES (past the CPU adapters' caches) and M is at least PACK_MIN_M.
+ */
+const PACK_MIN_BYTES = 8 << 20;
+const PACK_MIN_M = 64;
 
 /** One operand as the kernels see it: buffer, element offset, strides of its matrix and batch dims. */
 interface Operand {
@@ -55,6 +62,8 @@ export interface MatmulPlan {
   transposedB: boolean;
   copyA: boolean;
   copyB: boolean;
+  /** b is first packed into column panels of the v3 workgroup's width (then read by v3 as PACKED). */
+  packB: boolean;
 }
 
 const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
@@ -73,20 +82,44 @@ function bLayout(p: Problem): boolean | null {
 }
 
 /** The kernel a product will use under a choice (exported for tests through `matmulPlan`). */
-function plan(p: Problem, choice: MatmulChoice): MatmulPlan {
-  const none = { transposedB: false, copyA: false, copyB: false };
+function plan(p: Problem, choice: MatmulChoice, maxBinding: number): MatmulPlan {
+  const none = { transposedB: false, copyA: false, copyB: false, packB: false };
   const bt = bLayout(p);
   if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) return { kernel: { kernel: 'matvec' }, ...none, transposedB: bt };
   const main = choice.main;
   if (main.kernel !== 'v3' && main.kernel !== 'matvec') return { kernel: main, ...none };
   if (main.kernel === 'v3' && aligned(p.N, p.K)) {
     const copyA = !aRowsOk(p);
-    const copyB = bt === null;
+    const packB = packable(p, main, maxBinding);
+    const copyB = bt === null && !packB;
     if ((!copyA || p.N >= COPY_MIN) && (!copyB || p.M >= COPY_MIN)) {
-      return { kernel: main, transposedB: copyB ? false : bt!, copyA, copyB };
+      return { kernel: main, transposedB: copyB || packB ? false : bt!, copyA, copyB, packB };
     }
   }
   return { kernel: choice.fallback, ...none };
+}
+
+/** Bytes of b packed into v3 panels (4 sg columns each, zero-padded). */
+function packedBytes(p: Problem, sg: number): number {
+  return Math.ceil(p.N / (4 * sg)) * 4 * sg * p.K * itemSize[p.dtype];
+}
+
+/** Whether v3 reads b packed into panels: one b shared by the batch, and `pack` forces it or b and M are large. */
+function packable(p: Problem, v: Extract<MatmulVariant, { kernel: 'v3' }>, maxBinding: number): boolean {
+  if (numel(p.batchShape) !== 1 || packedBytes(p, v.sg) > maxBinding) return false;
+  if (v.pack !== undefined) return v.pack;
+  return p.K * p.N * itemSize[p.dtype] >= PACK_MIN_BYTES && p.M >= PACK_MIN_M;
+}
+
+/** Encodes the packing of b into v3 panels; returns the packed buffer (release it after the product). */
+function encodePack(rt: Runtime, p: Problem, sg: number, label: string): GPUBuffer {
+  const bytes = packedBytes(p, sg);
+  const total = bytes / (4 * itemSize[p.dtype]);
+  const out = rt.acquire(Math.max(16, bytes));
+  const kernel = compileKernel(rt, 'matmul_pack', { T: p.dtype, SG: String(sg) });
+  const params = new Params().u32(p.N, p.K, p.b.offset, p.b.rowStride, p.b.colStride, total).build();
+  rt.dispatch({ kernel, params, buffers: [p.b.buffer, out], workgroups: grid1d(total, 64), label: `${label} (pack b)` });
+  return out;
 }
 
 /** The v3 sharing step, unrolled: subgroupBroadcast needs constant lanes, accumulators constant indices. */
@@ -138,22 +171,26 @@ function encode(rt: Runtime, p: Problem, pl: MatmulPlan, label: string): void {
     rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / 4 / MATVEC_WG), 1, batch], label });
     return;
   }
-  const defines = { T: p.dtype, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB) };
-  const key = `matmul.v3(BT=${defines.BT},SG=${defines.SG},T=${defines.T},TM=${defines.TM})`;
+  const defines = { T: p.dtype, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
+  const key = `matmul.v3(BT=${defines.BT},PACKED=${defines.PACKED},SG=${defines.SG},T=${defines.T},TM=${defines.TM})`;
   const kernel = rt.kernel(key, preprocess('matmul.v3', { ...defines, SHARE: shareStep(v.sg, v.rows) }), key);
+  const packed = pl.packB ? encodePack(rt, p, v.sg, label) : null;
+  const bOffset = packed ? 0 : q(p.b.offset);
+  const bBatch = packed ? [0] : p.b.batchStrides.map(q);
   const params = new Params()
-    .u32(p.M, p.N, p.K, rank, q(p.a.offset), q(p.b.offset), q(p.a.rowStride), q(bRow))
+    .u32(p.M, p.N, p.K, rank, q(p.a.offset), bOffset, q(p.a.rowStride), q(bRow))
     .u32Array(p.batchShape, 4)
     .u32Array(p.a.batchStrides.map(q), 4)
-    .u32Array(p.b.batchStrides.map(q), 4)
+    .u32Array(bBatch, 4)
     .build();
   rt.dispatch({
     kernel,
     params,
-    buffers: [p.a.buffer, p.b.buffer, p.c],
-    workgroups: [Math.ceil(p.N / (4 * v.sg)), Math.ceil(p.M / v.rows), batch],
+    buffers: [p.a.buffer, packed ?? p.b.buffer, p.c],
+    workgroups: packed ? [Math.ceil(p.M / v.rows), Math.ceil(p.N / (4 * v.sg)), batch] : [Math.ceil(p.N / (4 * v.sg)), Math.ceil(p.M / v.rows), batch],
     label,
   });
+  if (packed) rt.release(packed);
 }
 
 interface Prepared {
@@ -219,7 +256,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
   const rt = getRuntime();
   const { problem, out } = prepare(op, a, b);
   if (out.size === 0) return out;
-  const pl = plan(problem, choiceFor(rt));
+  const pl = plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
   if (!pl.copyA && !pl.copyB) {
     encode(rt, problem, pl, op);
     return out;
@@ -229,7 +266,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
   const bc = pl.copyB ? copyOperand(op, b) : b;
   const { problem: p2, out: out2 } = prepare(op, ac, bc);
   out2.dispose('temporary of matmul');
-  encode(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt)), op);
+  encode(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt), rt.info.maxStorageBufferBindingSize), op);
   if (ac !== a) ac.dispose('temporary copy of matmul');
   if (bc !== b) bc.dispose('temporary copy of matmul');
   return out;
@@ -240,7 +277,7 @@ export function matmulPlan(a: Tensor, b: Tensor): MatmulPlan {
   const rt = getRuntime();
   const { problem, out } = prepare('matmulPlan', a, b);
   out.dispose('matmulPlan');
-  return plan(problem, choiceFor(rt));
+  return plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
 }
 
 function choiceFor(rt: Runtime): MatmulChoice {
@@ -286,7 +323,7 @@ async function search(rt: Runtime): Promise<MatmulChoice> {
         : { buffer: buffers[1]!, offset: 0, rowStride: N, colStride: 1, batchStrides: [0] },
       c: buffers[2]!,
     },
-    { kernel: v, transposedB: bt && v.kernel === 'v3', copyA: false, copyB: false },
+    { kernel: v, transposedB: bt && v.kernel === 'v3', copyA: false, copyB: false, packB: false },
   ];
   const timings: Record<string, number> = {};
   try {
@@ -328,7 +365,7 @@ async function warm(rt: Runtime, choice: MatmulChoice, problem: (v: MatmulVarian
     }
     for (const bt of [false, true]) {
       const [p] = problem({ kernel: 'matvec' }, bt, dtype);
-      encode(rt, { ...p, M: 1 }, { kernel: { kernel: 'matvec' }, transposedB: bt, copyA: false, copyB: false }, 'matmul warm-up');
+      encode(rt, { ...p, M: 1 }, { kernel: { kernel: 'matvec' }, transposedB: bt, copyA: false, copyB: false, packB: false }, 'matmul warm-up');
     }
   }
   await rt.sync();
