@@ -2,6 +2,7 @@
 // public API: compute, then read back a few values. f32 weights over the adapter's storage binding
 // limit are run as two half products (noted in the row).
 import {
+  cat,
   deviceInfo,
   f32ToF16Bits,
   tensor,
@@ -11,9 +12,11 @@ import {
   slice,
   sum,
   toArray,
+  transpose,
   type FloatDType,
   type Tensor,
 } from '@huatuo/tensor';
+import { idleKernelMs } from './roofline.js';
 import { timeMedian } from './timing.js';
 
 /** Seeded values in [-0.5, 0.5) as a tensor; f16 data is made on the host (an f32 copy may not fit). */
@@ -114,12 +117,55 @@ export async function benchMatmul(s: Shape, dtype: FloatDType, reps: number, nai
         for (const t of [c1, c2, c]) t.dispose();
       };
     }
-    const ms = await timeMedian(run, reps);
+    const ms = await timeMedian(run, reps, 1, `matmul ${naive ? 'v1 ' : ''}${dtype} ${s.name}`);
     for (const t of keep) t.dispose();
     return note ? { ms, note } : { ms };
   } finally {
     if (naive) setMatmulVariant(null);
   }
+}
+
+/** A decode row: kernel time by timestamp queries (as the copy roofline) and benny's wall clock. */
+export interface DecodeMeasured {
+  kernelMs: number;
+  wallMs: number;
+  note?: string;
+}
+
+/**
+ * Times y = x W^T for one row x [1, K] with W [N, K] stored as a linear layer's weight (Hugging Face
+ * [out, in], read transposed in place), split into row parts under the binding limit as @huatuo/llama's
+ * Linear loads it (parts' outputs concatenated).
+ */
+export async function benchDecode(s: Shape, dtype: FloatDType, reps: number): Promise<DecodeMeasured> {
+  const limit = deviceInfo()!.maxStorageBufferBindingSize;
+  const bytes = dtype === 'f16' ? 2 : 4;
+  const nParts = Math.ceil((s.K * s.N * bytes) / limit);
+  const rows = Math.ceil(s.N / nParts / 4) * 4;
+  const x = rnd([1, s.K], dtype, 1);
+  const parts: Tensor[] = [];
+  for (let r = 0; r < s.N; r += rows) parts.push(rnd([Math.min(rows, s.N - r), s.K], dtype, 2 + r));
+  const forward = () => {
+    const outs = parts.map((w) => matmul(x, transpose(w)));
+    if (outs.length === 1) return outs[0]!;
+    const y = cat(outs, -1);
+    for (const o of outs) o.dispose();
+    return y;
+  };
+  const kernelMs = await idleKernelMs(() => forward().dispose(), reps);
+  const wallMs = await timeMedian(
+    async () => {
+      const y = forward();
+      await readFew(y);
+      y.dispose();
+    },
+    reps,
+    1,
+    `decode ${dtype} ${s.name}`,
+  );
+  for (const t of [x, ...parts]) t.dispose();
+  const note = nParts > 1 ? `W (${s.N}x${s.K} ${dtype}) over the ${limit >> 20} MiB binding limit: ${nParts} row parts, as Linear loads it` : undefined;
+  return note ? { kernelMs, wallMs, note } : { kernelMs, wallMs };
 }
 
 /** One training step of y = x W: forward, loss = sum(y), dW by backward; reads a few values of dW. */
@@ -135,7 +181,7 @@ export async function benchTrainStep(M: number, K: number, N: number, reps: numb
     w.grad = null;
     y.dispose();
     loss.dispose();
-  }, reps);
+  }, reps, 1, `train step ${M}x${K}x${N}`);
   x.dispose();
   w.dispose();
   return ms;
