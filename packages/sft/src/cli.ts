@@ -1,7 +1,7 @@
 // The huatuo-train command line: train (and, with no arguments, the demonstration run), generate,
 // merge, eval, plus sus, gen-data and serve from their packages. The only module that prints or exits.
 import { Command, Option } from 'commander';
-import { initWebGPU } from '@huatuo/tensor';
+import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { applyLora, loadAdapter, mergeAdapter, saveMergedModel } from '@huatuo/llama';
 import { buildSusCommand } from '@huatuo/sus';
 import { buildGenDataCommand } from '@huatuo/kg';
@@ -74,6 +74,7 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
 async function openDevice(): Promise<void> {
   const info = await initWebGPU();
   say(`device: ${info.adapterName} (${[...info.features].join(', ') || 'no optional features'})`);
+  await readyMatmul();
 }
 
 /** Runs training with progress, Ctrl-C handling and the final summary. */

@@ -3,7 +3,7 @@
 
 import { Command } from 'commander';
 import { loadAdapter } from '@huatuo/llama';
-import { initWebGPU } from '@huatuo/tensor';
+import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { ConfigError } from './errors.js';
 import { loadBaseModel } from './model.js';
 import { resolveTemplate } from './prompt.js';
@@ -88,6 +88,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       }
       const info = await initWebGPU();
       err(`serve: device ${info.adapterName}`);
+      await readyMatmul();
       const base = await loadBaseModel(raw.base ?? null);
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);

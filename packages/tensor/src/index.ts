@@ -25,7 +25,7 @@ export type { BackwardOptions } from './autograd.js';
 export { add, sub, mul, div, neg } from './ops/arithmetic.js';
 export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
-export { matmul, matmulPlan, tuneMatmul } from './ops/matmul.js';
+export { matmul, matmulPlan, readyMatmul, tuneMatmul } from './ops/matmul.js';
 export type { MatmulPlan } from './ops/matmul.js';
 export { matmulCandidates, setMatmulVariant, variantName } from './tuning.js';
 export type { MatmulVariant, MatmulChoice, ForceOptions } from './tuning.js';

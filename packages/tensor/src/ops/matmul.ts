@@ -295,6 +295,17 @@ export async function tuneMatmul(): Promise<MatmulChoice> {
   return search(rt);
 }
 
+/**
+ * The matmul choice for this adapter: the cached one when a search ran before (on disk in Node),
+ * else the result of a search run now. Call it after initWebGPU() so that no training step waits on
+ * (or shares the GPU with) the first-use search.
+ */
+export async function readyMatmul(): Promise<MatmulChoice> {
+  const rt = getRuntime();
+  const choice = choiceFor(rt);
+  return (await searchInProgress()) ?? choice;
+}
+
 /** The representative shape of the search: [256, 512] x [512, 512], f32, row-major operands. */
 const SEARCH_M = 256;
 const SEARCH_NK = 512;
