@@ -41,6 +41,11 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
     uniform: true,
     bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],
   },
+  'attention_forward.v2': {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],
+    features: ['subgroups'],
+  },
   attention_backward_delta: { uniform: true, bindings: [read('o'), read('d_o'), read('lse'), write('stats')] },
   attention_backward_dq: {
     uniform: true,
@@ -49,6 +54,16 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   attention_backward_dkv: {
     uniform: true,
     bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dk'), write('dv')],
+  },
+  'attention_backward_dq.v2': {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dq')],
+    features: ['subgroups'],
+  },
+  'attention_backward_dkv.v2': {
+    uniform: true,
+    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dk'), write('dv')],
+    features: ['subgroups'],
   },
   attention_decode_partial: {
     uniform: true,

@@ -1,0 +1,147 @@
+// Attention backward for keys and values, v2 (subgroup sharing): the same result as
+// attention_backward_dkv (dv_j = sum P_ij dO_i, dk_j = scale sum dS_ij q_i over every query head h of
+// kv head hk's group and every query row i that sees key j; P_ij = exp(scale q_i . k_j - lse_i),
+// dS_ij = P_ij (dO_i . v_j - delta_i)) with keys in the role of the forward's rows: one subgroup of SG
+// lanes per workgroup, TM = SG * RPL key rows; per block of 4 SG query rows, S^T = (scale k) q^T and
+// dP^T = v dO^T with lane l owning 4 queries and the k and v rows broadcast from the lanes that keep them;
+// then dv += P^T dO and dk += dS^T q with lane l owning DL vec4 columns of D and P, dS values broadcast
+// from the lane of each query. Needs D = 4 SG DL.
+// SHARE_S and SHARE_DKV are unrolled on the host (ops/attention.ts).
+// Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: vec4<T> read; 2 k, 3 v [B, Hkv, S, D]: vec4<T> read;
+// 4 mask [B, S] raw 32-bit words read; 5 d_o [B, Hq, T, D]: vec4<T> read; 6 stats [B, Hq, T, 2] (lse, delta):
+// f32 read; 7 dk, 8 dv [B, Hkv, S, D]: vec4<T> read_write.
+// Grid (ceil(S / TM), B * Hkv). Accumulates in f32.
+enable subgroups;
+alias T = f32;
+
+const SG: u32 = {{SG}}u;
+const RPL: u32 = {{RPL}}u;
+const TM: u32 = SG * RPL;
+const DL: u32 = {{DL}}u;
+const D4: u32 = SG * DL;
+const BQ: u32 = 4u * SG;
+
+struct Params {
+  B: u32,
+  Hq: u32,
+  Hkv: u32,
+  T: u32,
+  S: u32,
+  D: u32,
+  D4: u32,
+  BK: u32,
+  causal: u32,
+  has_mask: u32,
+  mask_bits: u32,
+  mask_offset: u32,
+  scale: f32,
+  kv_offset: i32,
+  n_split: u32,
+  split_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<T>>;
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read> d_o: array<vec4<T>>;
+@group(0) @binding(6) var<storage, read> stats: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dk: array<vec4<T>>;
+@group(0) @binding(8) var<storage, read_write> dv: array<vec4<T>>;
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bhk = wid.y;
+  let b = bhk / p.Hkv;
+  let hk = bhk % p.Hkv;
+  let group = p.Hq / p.Hkv;
+  let j0 = wid.x * TM;
+  let kv_head = bhk * p.S * D4;
+
+  // This lane's key rows j0 + t SG + lane (t < RPL): k scaled, and v.
+  var kr: array<vec4<f32>, RPL * D4>;
+  var vr: array<vec4<f32>, RPL * D4>;
+  for (var t = 0u; t < RPL; t++) {
+    let row = kv_head + min(j0 + t * SG + lane, p.S - 1u) * D4;
+    for (var d4 = 0u; d4 < D4; d4++) {
+      kr[t * D4 + d4] = vec4<f32>(k[row + d4]) * p.scale;
+      vr[t * D4 + d4] = vec4<f32>(v[row + d4]);
+    }
+  }
+  // Whether key row j0 + r exists and is not padding.
+  var kvis: array<bool, TM>;
+  for (var r = 0u; r < TM; r++) {
+    let j = j0 + r;
+    kvis[r] = j < p.S;
+    if (p.has_mask != 0u && j < p.S) { kvis[r] = (mask[p.mask_offset + b * p.S + j] & p.mask_bits) != 0u; }
+  }
+  var dk_acc: array<vec4<f32>, TM * DL>;
+  var dv_acc: array<vec4<f32>, TM * DL>;
+
+  // Query rows before the first key's causal limit see no key of this workgroup.
+  var i_start = 0u;
+  if (p.causal != 0u) { i_start = u32(clamp(i32(j0) - p.kv_offset, 0, i32(p.T))); }
+  for (var g = 0u; g < group; g++) {
+    let bh = b * p.Hq + hk * group + g;
+    let q_head = bh * p.T * D4;
+    for (var r0 = i_start; r0 < p.T; r0 += BQ) {
+      let qi = vec4<u32>(r0 + 4u * lane) + vec4<u32>(0u, 1u, 2u, 3u);
+      let qc = min(qi, vec4<u32>(p.T - 1u));
+      let qok = qi < vec4<u32>(p.T);
+      let st = 2u * (vec4<u32>(bh * p.T) + qc);
+      let lse4 = vec4<f32>(stats[st.x], stats[st.y], stats[st.z], stats[st.w]);
+      let delta4 = vec4<f32>(stats[st.x + 1u], stats[st.y + 1u], stats[st.z + 1u], stats[st.w + 1u]);
+      let q0 = q_head + qc.x * D4;
+      let q1 = q_head + qc.y * D4;
+      let q2 = q_head + qc.z * D4;
+      let q3 = q_head + qc.w * D4;
+      // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
+      var sc = array<vec4<f32>, TM>();
+      var dp = array<vec4<f32>, TM>();
+      for (var d4 = 0u; d4 < D4; d4++) {
+        let t0 = vec4<f32>(q[q0 + d4]);
+        let t1 = vec4<f32>(q[q1 + d4]);
+        let t2 = vec4<f32>(q[q2 + d4]);
+        let t3 = vec4<f32>(q[q3 + d4]);
+        let kb0 = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
+        let kb1 = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
+        let kb2 = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
+        let kb3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
+        let w0 = vec4<f32>(d_o[q0 + d4]);
+        let w1 = vec4<f32>(d_o[q1 + d4]);
+        let w2 = vec4<f32>(d_o[q2 + d4]);
+        let w3 = vec4<f32>(d_o[q3 + d4]);
+        let vb0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
+        let vb1 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
+        let vb2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
+        let vb3 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
+        // SHARE_S: sc[t SG + j] += (kr from lane j) . [kb0..kb3]; dp[t SG + j] += (vr from lane j) . [vb0..vb3].
+{{SHARE_S}}
+      }
+      // sc[r] becomes P^T and dp[r] dS^T of key row j0 + r at this lane's 4 queries.
+      for (var r = 0u; r < TM; r++) {
+        var vis = qok & vec4<bool>(kvis[r]);
+        if (p.causal != 0u) {
+          vis = vis & (vec4<i32>(qi) + vec4<i32>(p.kv_offset) >= vec4<i32>(i32(j0 + r)));
+        }
+        let pr = select(vec4<f32>(0.0), exp(sc[r] - lse4), vis);
+        sc[r] = pr;
+        dp[r] = pr * (dp[r] - delta4);
+      }
+      // SHARE_DKV: for each lane g (constant), its queries' dO and q rows at this lane's columns;
+      // dv_acc[r DL + u] += (sc[r] from lane g) . [dO rows], dk_acc[r DL + u] += (dp[r] from lane g) . [q rows].
+{{SHARE_DKV}}
+    }
+  }
+  for (var r = 0u; r < TM; r++) {
+    let j = j0 + r;
+    if (j < p.S) {
+      let row = kv_head + j * D4 + lane;
+      for (var u = 0u; u < DL; u++) {
+        dk[row + u * SG] = vec4<T>(dk_acc[r * DL + u] * p.scale);
+        dv[row + u * SG] = vec4<T>(dv_acc[r * DL + u]);
+      }
+    }
+  }
+}

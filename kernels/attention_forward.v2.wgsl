@@ -1,0 +1,146 @@
+// Causal grouped-query attention forward, v2 (subgroup sharing): the same result as attention_forward
+// (o = softmax-weighted values over the keys each row sees, lse = log sum exp, an empty row gives o = 0,
+// lse = -inf) computed as two small matmuls per block of BK = 4 SG keys, in the layout of matmul.v3.
+// One subgroup per workgroup (workgroup size SG = the adapter's subgroup size), no workgroup memory, no
+// barriers; TM = SG * RPL query rows per workgroup. S = (scale q) k^T: lane l keeps its RPL rows of q in
+// private memory and owns 4 keys (4l .. 4l + 3 of the block); q values reach the other lanes through
+// subgroupBroadcast. Online softmax per row (subgroupMax for the block's row max; the row sum stays
+// per lane until the end). O += P v: lane l owns DL vec4 columns of D (l, l + SG, ...); P values of
+// lane g's keys are broadcast while every lane loads its own columns of those keys' v rows, so each
+// k and v element is loaded once per workgroup. Rows past T and keys past S are clamped on load, never
+// stored, never seen. Needs D = 4 SG DL.
+// SHARE_S and SHARE_PV are the sharing steps unrolled on the host (ops/attention.ts): subgroupBroadcast
+// takes only constant lane indices.
+// Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: vec4<T> read; 2 k, 3 v [B, Hkv, S, D]: vec4<T> read;
+// 4 mask [B, S] raw 32-bit words read; 5 o [B, Hq, T, D]: vec4<T> read_write; 6 lse [B, Hq, T]: f32 read_write.
+// Grid (ceil(T / TM), B * Hq). Accumulates in f32.
+enable subgroups;
+alias T = f32;
+
+const SG: u32 = {{SG}}u;
+const RPL: u32 = {{RPL}}u;
+const TM: u32 = SG * RPL;
+const DL: u32 = {{DL}}u;
+const D4: u32 = SG * DL;
+const BK: u32 = 4u * SG;
+
+struct Params {
+  B: u32,
+  Hq: u32,
+  Hkv: u32,
+  T: u32,
+  S: u32,
+  D: u32,
+  D4: u32,
+  BK: u32,
+  causal: u32,
+  has_mask: u32,
+  mask_bits: u32,
+  mask_offset: u32,
+  scale: f32,
+  kv_offset: i32,
+  n_split: u32,
+  split_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<T>>;
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read_write> o: array<vec4<T>>;
+@group(0) @binding(6) var<storage, read_write> lse: array<f32>;
+
+fn f32_from_bits(bits: u32) -> f32 {
+  return bitcast<f32>(bits);
+}
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.y;
+  let b = bh / p.Hq;
+  let hk = (bh % p.Hq) / (p.Hq / p.Hkv);
+  let i0 = wid.x * TM;
+  let q_head = bh * p.T * D4;
+  let kv_head = (b * p.Hkv + hk) * p.S * D4;
+
+  // This lane's query rows i0 + t SG + lane (t < RPL), scaled.
+  var qr: array<vec4<f32>, RPL * D4>;
+  for (var t = 0u; t < RPL; t++) {
+    let row = q_head + min(i0 + t * SG + lane, p.T - 1u) * D4;
+    for (var d4 = 0u; d4 < D4; d4++) { qr[t * D4 + d4] = vec4<f32>(q[row + d4]) * p.scale; }
+  }
+  var acc: array<vec4<f32>, TM * DL>;
+  var m: array<f32, TM>;
+  var l: array<f32, TM>;
+  for (var r = 0u; r < TM; r++) { m[r] = -3.0e38; }
+
+  // Keys past the last row's causal limit are seen by no row of this workgroup.
+  var s_end = p.S;
+  if (p.causal != 0u) {
+    let last = i32(min(i0 + TM, p.T)) + p.kv_offset;
+    s_end = u32(clamp(last, 0, i32(p.S)));
+  }
+  for (var j0 = 0u; j0 < s_end; j0 += BK) {
+    let key = vec4<u32>(j0 + 4u * lane) + vec4<u32>(0u, 1u, 2u, 3u);
+    let kc = min(key, vec4<u32>(p.S - 1u));
+    var kvis = key < vec4<u32>(s_end);
+    if (p.has_mask != 0u) {
+      let mrow = p.mask_offset + b * p.S;
+      for (var n = 0u; n < 4u; n++) { kvis[n] = kvis[n] && (mask[mrow + kc[n]] & p.mask_bits) != 0u; }
+    }
+    let k0 = kv_head + kc.x * D4;
+    let k1 = kv_head + kc.y * D4;
+    let k2 = kv_head + kc.z * D4;
+    let k3 = kv_head + kc.w * D4;
+    // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
+    var sc = array<vec4<f32>, TM>();
+    for (var d4 = 0u; d4 < D4; d4++) {
+      let t0 = vec4<f32>(k[k0 + d4]);
+      let t1 = vec4<f32>(k[k1 + d4]);
+      let t2 = vec4<f32>(k[k2 + d4]);
+      let t3 = vec4<f32>(k[k3 + d4]);
+      let kb0 = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
+      let kb1 = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
+      let kb2 = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
+      let kb3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
+      // SHARE_S: for each t < RPL, a = qr[t D4 + d4]; for each lane j (constant), sc[t SG + j] += (a from lane j) . [kb0..kb3].
+{{SHARE_S}}
+    }
+    // Online softmax: sc[r] becomes this lane's 4 probabilities of row i0 + r, rescaled to the new row max.
+    for (var r = 0u; r < TM; r++) {
+      var vis = kvis;
+      if (p.causal != 0u) {
+        let lim = vec4<i32>(i32(i0 + r) + p.kv_offset);
+        vis = vis & (vec4<i32>(key) <= lim);
+      }
+      let s = sc[r];
+      let sm = select(vec4<f32>(-3.0e38), s, vis);
+      let mn = max(m[r], subgroupMax(max(max(sm.x, sm.y), max(sm.z, sm.w))));
+      let corr = exp(m[r] - mn);
+      let pr = select(vec4<f32>(0.0), exp(s - mn), vis);
+      l[r] = l[r] * corr + (pr.x + pr.y + pr.z + pr.w);
+      m[r] = mn;
+      sc[r] = pr;
+      for (var u = 0u; u < DL; u++) { acc[r * DL + u] *= corr; }
+    }
+    // SHARE_PV: for each lane g (constant), its keys' v rows at this lane's columns, and for each row r
+    // acc[r DL + u] += (sc[r] from lane g) . [v rows].
+{{SHARE_PV}}
+  }
+  for (var r = 0u; r < TM; r++) {
+    let lt = subgroupAdd(l[r]);
+    let i = i0 + r;
+    if (i < p.T) {
+      var inv = 0.0;
+      if (lt > 0.0) { inv = 1.0 / lt; }
+      let row = q_head + i * D4 + lane;
+      for (var u = 0u; u < DL; u++) { o[row + u * SG] = vec4<T>(acc[r * DL + u] * inv); }
+      if (lane == 0u) {
+        var x = f32_from_bits(0xff800000u);
+        if (lt > 0.0) { x = m[r] + log(lt); }
+        lse[bh * p.T + i] = x;
+      }
+    }
+  }
+}
