@@ -1,4 +1,5 @@
-// The adapter's own roofline, measured in the same run: a bandwidth kernel (vec4 copy) and an
+// The adapter's own roofline, measured in the same run: bandwidth kernels (vec4 copies, the faster
+// of two launch shapes) and an
 // FMA-bound kernel (independent vec4 fma chains), timed with idle waiting (sleep, then wait) and
 // by timestamp queries where the adapter has them.
 import { getRuntime } from '../packages/tensor/src/backend/context.js';
@@ -12,6 +13,24 @@ const COPY_WGSL = `
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 64u;
   if (i < arrayLength(&dst)) { dst[i] = src[i]; }
+}`;
+
+// The same copy with fewer, longer-running invocations (each strides over the array, four
+// consecutive vec4 per step), which suits CPU adapters whose per-workgroup cost is high; the
+// roofline keeps the faster of the two.
+const COPY_STRIDED_WGSL = `
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = arrayLength(&dst) / 4u;
+  let stride = nwg.x * 64u;
+  for (var i = gid.x; i < n; i += stride) {
+    dst[4u * i] = src[4u * i];
+    dst[4u * i + 1u] = src[4u * i + 1u];
+    dst[4u * i + 2u] = src[4u * i + 2u];
+    dst[4u * i + 3u] = src[4u * i + 3u];
+  }
 }`;
 
 const FMA_ITERS = 512;
@@ -83,7 +102,10 @@ export async function measureRoofline(quick: boolean): Promise<Roofline> {
   const groups = Math.ceil(n4 / 64);
   const gx = Math.min(groups, 65535);
   const gy = Math.ceil(groups / gx);
-  const copyMs = await idleKernelMs(() => rt.dispatch({ kernel: copy, buffers: [src, dst], workgroups: [gx, gy], label: 'roofline copy' }), 5);
+  const perElementMs = await idleKernelMs(() => rt.dispatch({ kernel: copy, buffers: [src, dst], workgroups: [gx, gy], label: 'roofline copy' }), 5);
+  const strided = rt.kernel('bench-copy-strided', COPY_STRIDED_WGSL, 'bench copy strided');
+  const stridedMs = await idleKernelMs(() => rt.dispatch({ kernel: strided, buffers: [src, dst], workgroups: [256], label: 'roofline copy strided' }), 5);
+  const copyMs = Math.min(perElementMs, stridedMs);
   const c2cMs = await idleKernelMs(() => rt.copy(src, 0, dst, 0, bytes), 3);
   const threads = 64 * 1024;
   const out = dev.createBuffer({ size: threads * 16, usage: GPUBufferUsage.STORAGE });

@@ -301,10 +301,11 @@ export class Runtime {
       const t = now();
       const measured = t - this.unsyncedSince;
       const record = this.waitHistory.get(key);
-      // Work that was already done when the sleep ended took an unknown, shorter time: halve the
-      // estimate. Otherwise the poll saw the real end: keep the fastest time seen.
+      // Work that was already done when the sleep ended took an unknown, shorter time: step the
+      // estimate down by a tenth (a few waits find the edge, where only a short poll remains).
+      // Otherwise the poll saw the real end: keep the fastest time seen.
       const overslept = this.wokeAt > 0 && t - this.wokeAt < 1;
-      const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.5 : Math.min(record.ms, measured);
+      const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.9 : Math.min(record.ms, measured);
       if (this.waitHistory.size >= 1024) this.waitHistory.clear();
       this.waitHistory.set(key, { ms, seen: (record?.seen ?? 0) + 1 });
     }
