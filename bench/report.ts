@@ -34,6 +34,10 @@ export function writeResults(adapter: string, rows: Row[], summary: string, quic
   const date = new Date().toISOString().slice(0, 10);
   const jsonPath = join(benchDir, 'results', `${slug(adapter)}-${date}${quick ? '-quick' : ''}.json`);
   writeAtomic(jsonPath, JSON.stringify(rows, null, 1) + '\n');
+  // A quick subset never replaces the full table of an adapter already measured.
+  if (quick && existsSync(join(benchDir, 'RESULTS.md')) && readFileSync(join(benchDir, 'RESULTS.md'), 'utf8').includes(`## ${adapter}\n\nMeasured`)) {
+    return jsonPath;
+  }
   const mdPath = join(benchDir, 'RESULTS.md');
   const header = '# Benchmark results\n\nLatest `npm run bench` table for each adapter measured (`bench/run.ts`). Rows: median ms of runs timed to GPU completion (a readback of a few values), after an untimed first run.\n';
   const old = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : header;
