@@ -30,13 +30,13 @@ function writeAtomic(path: string, text: string): void {
 }
 
 /** Writes the JSON rows and replaces this adapter's section of RESULTS.md; returns the JSON path. */
-export function writeResults(adapter: string, rows: Row[], summary: string, quick: boolean): string {
+export function writeResults(adapter: string, rows: Row[], summary: string, quick: boolean): { json: string; markdown: boolean } {
   const date = new Date().toISOString().slice(0, 10);
   const jsonPath = join(benchDir, 'results', `${slug(adapter)}-${date}${quick ? '-quick' : ''}.json`);
   writeAtomic(jsonPath, JSON.stringify(rows, null, 1) + '\n');
   // A quick subset never replaces the full table of an adapter already measured.
   if (quick && existsSync(join(benchDir, 'RESULTS.md')) && readFileSync(join(benchDir, 'RESULTS.md'), 'utf8').includes(`## ${adapter}\n\nMeasured`)) {
-    return jsonPath;
+    return { json: jsonPath, markdown: false };
   }
   const mdPath = join(benchDir, 'RESULTS.md');
   const header = '# Benchmark results\n\nLatest `npm run bench` table for each adapter measured (`bench/run.ts`). Rows: median ms of runs timed to GPU completion (a readback of a few values), after an untimed first run.\n';
@@ -47,5 +47,5 @@ export function writeResults(adapter: string, rows: Row[], summary: string, quic
   const kept = sections.slice(1).filter((s) => !s.startsWith(`${adapter}\n`));
   const text = [sections[0]!.trimEnd() + '\n', ...kept.map((s) => `## ${s.trimEnd()}\n`), body].join('\n');
   writeAtomic(mdPath, text);
-  return jsonPath;
+  return { json: jsonPath, markdown: true };
 }
