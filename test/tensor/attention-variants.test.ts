@@ -11,13 +11,12 @@ import {
   refAttention,
   refAttentionBackward,
   refTensor,
-  runtimeStats,
   sum,
-  synchronize,
   tensor,
   type Tensor,
 } from '@huatuo/tensor';
 import { getRuntime } from '../../packages/tensor/src/backend/context.js';
+import { measureAttentionMemory } from './attention-memory.js';
 import { attentionKernelFor, setAttentionKernel, type AttentionKernel } from '../../packages/tensor/src/ops/attention.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
@@ -270,36 +269,14 @@ for (const kernel of ['v2', 'v1'] as const) {
     const dims = await skip(t);
     if (dims.length === 0) return;
     await withKernel(kernel, dims, async () => {
-      const [B, H, T, D] = [1, 2, 1024, dims[0]!];
-      const shape = [B, H, T, D];
-      const q = tensor(seededValues(B * H * T * D, 81), shape, { requiresGrad: true });
-      const k = tensor(seededValues(B * H * T * D, 82), shape, { requiresGrad: true });
-      const v = tensor(seededValues(B * H * T * D, 83), shape, { requiresGrad: true });
-      const g = tensor(seededValues(B * H * T * D, 84), shape);
-      await synchronize();
-      const footprint = () => {
-        const s = runtimeStats();
-        return { inUse: s.bytesInUse, total: s.bytesInUse + s.bytesPooled };
-      };
-      const before = footprint();
-      const out = attention(q, k, v);
-      await synchronize();
-      const afterForward = footprint();
-      out.backward(g);
-      await synchronize();
-      const afterBackward = footprint();
-      const scoreMatrixPerHead = T * T * 4;
-      const tensorBytes = B * H * T * D * 4;
+      const m = await measureAttentionMemory(dims[0]!);
       // Forward keeps the output and the logsumexp; backward dq, dk, dv, the [B, H, T, 2] stats and
       // what autograd adds for leaf gradients: a few [B, H, T, D] tensors, never a T x T matrix.
-      assert.ok(afterForward.inUse - before.inUse <= tensorBytes + 4 * B * H * T + 4096, `forward keeps ${afterForward.inUse - before.inUse} bytes`);
-      assert.ok(afterForward.total - before.total < scoreMatrixPerHead / 8, `forward grew GPU memory by ${afterForward.total - before.total} bytes`);
-      const backwardExtra = afterBackward.total - afterForward.total;
-      assert.ok(backwardExtra <= 7 * tensorBytes + 8 * B * H * T, `backward grew GPU memory by ${backwardExtra} bytes`);
-      assert.ok(backwardExtra < scoreMatrixPerHead, `backward grew GPU memory by ${backwardExtra} bytes`);
-      const values = (await out.toArray()) as Float32Array;
-      assert.ok(values.every(Number.isFinite), 'output is finite');
-      for (const x of [q, k, v, g, out]) x.dispose();
+      assert.ok(m.forwardKept <= m.tensorBytes + 4 * m.rows + 4096, `forward keeps ${m.forwardKept} bytes`);
+      assert.ok(m.forwardExtra < m.scoreMatrixPerHead / 8, `forward grew GPU memory by ${m.forwardExtra} bytes`);
+      assert.ok(m.backwardExtra <= 7 * m.tensorBytes + 8 * m.rows, `backward grew GPU memory by ${m.backwardExtra} bytes`);
+      assert.ok(m.backwardExtra < m.scoreMatrixPerHead, `backward grew GPU memory by ${m.backwardExtra} bytes`);
+      assert.ok(m.output.every(Number.isFinite), 'output is finite');
     });
   });
 }

@@ -10,9 +10,7 @@ import {
   refAttention,
   refAttentionBackward,
   refTensor,
-  runtimeStats,
   sum,
-  synchronize,
   tensor,
   transpose,
   DisposedError,
@@ -22,6 +20,7 @@ import {
   type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
+import { measureAttentionMemory } from './attention-memory.js';
 
 interface Case {
   B: number;
@@ -386,37 +385,15 @@ test('f16 attention gradients match the reference within f16 tolerance', async (
 
 test('attention forward and backward at T = S = 1024 allocate O(T) GPU memory, far below a T x T score matrix', async () => {
   await gpu();
-  const [B, H, T, D] = [1, 2, 1024, 16];
-  const q = tensor(seededValues(B * H * T * D, 81), [B, H, T, D], { requiresGrad: true });
-  const k = tensor(seededValues(B * H * T * D, 82), [B, H, T, D], { requiresGrad: true });
-  const v = tensor(seededValues(B * H * T * D, 83), [B, H, T, D], { requiresGrad: true });
-  const g = tensor(seededValues(B * H * T * D, 84), [B, H, T, D]);
-  await synchronize();
-  const footprint = () => {
-    const s = runtimeStats();
-    return { inUse: s.bytesInUse, total: s.bytesInUse + s.bytesPooled };
-  };
-  const before = footprint();
-  const out = attention(q, k, v);
-  await synchronize();
-  const afterForward = footprint();
-  out.backward(g);
-  await synchronize();
-  const afterBackward = footprint();
-  const scoreMatrixPerHead = T * T * 4;
-  const tensorBytes = B * H * T * D * 4;
+  const m = await measureAttentionMemory(16);
   // Forward keeps the output and the logsumexp [B, H, T]. Backward allocates dq, dk, dv, a
   // [B, H, T, 2] buffer and whatever autograd adds to accumulate leaf gradients: a few [B, H, T, D]
   // tensors, against 4 MiB for a single head's T x T score matrix.
-  const forwardExtra = afterForward.total - before.total;
-  const backwardExtra = afterBackward.total - afterForward.total;
-  assert.ok(afterForward.inUse - before.inUse <= tensorBytes + 4 * B * H * T + 4096, `forward keeps ${afterForward.inUse - before.inUse} bytes`);
-  assert.ok(forwardExtra < scoreMatrixPerHead / 16, `forward grew GPU memory by ${forwardExtra} bytes`);
-  assert.ok(backwardExtra <= 7 * tensorBytes + 8 * B * H * T, `backward grew GPU memory by ${backwardExtra} bytes`);
-  assert.ok(backwardExtra < scoreMatrixPerHead / 4, `backward grew GPU memory by ${backwardExtra} bytes`);
-  const values = (await out.toArray()) as Float32Array;
-  assert.ok(values.every(Number.isFinite), 'output is finite');
-  for (const t of [q, k, v, g, out]) t.dispose();
+  assert.ok(m.forwardKept <= m.tensorBytes + 4 * m.rows + 4096, `forward keeps ${m.forwardKept} bytes`);
+  assert.ok(m.forwardExtra < m.scoreMatrixPerHead / 16, `forward grew GPU memory by ${m.forwardExtra} bytes`);
+  assert.ok(m.backwardExtra <= 7 * m.tensorBytes + 8 * m.rows, `backward grew GPU memory by ${m.backwardExtra} bytes`);
+  assert.ok(m.backwardExtra < m.scoreMatrixPerHead / 4, `backward grew GPU memory by ${m.backwardExtra} bytes`);
+  assert.ok(m.output.every(Number.isFinite), 'output is finite');
 });
 
 test('attention rejects mismatched shapes, dtypes and disposed inputs, naming the op and the shapes', async () => {
