@@ -71,6 +71,10 @@ export {
 } from './safetensors-node.js';
 export type { ShardedWriteOptions, ShardedWriteResult } from './safetensors-node.js';
 
+// Atomic file writes (temp file, fsync, rename)
+export { writeFileAtomic, syncDir } from './write-atomic-node.js';
+export type { WriteFileAtomicOptions } from './write-atomic-node.js';
+
 // Tokenizers: tokenizer.json (via @huggingface/tokenizers) and SentencePiece tokenizer.model
 export { TokenizerError } from './tokenizer-errors.js';
 export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizer.js';

@@ -1,7 +1,7 @@
 // Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors) and
 // merged Hugging Face model folders (sharded safetensors, index, config, tokenizer).
 
-import { copyFile, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from './config.js';
@@ -13,22 +13,11 @@ import type { LlamaModel } from './model.js';
 import { f32ToF16 } from './dtype-convert.js';
 import { openSafetensors, writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
 import { modelTensorsToWrite } from './weights.js';
+import { writeFileAtomic } from './write-atomic-node.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';
 export const adapterWeightsName = 'adapter_model.safetensors';
-
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, 'w');
-  try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
-}
 
 /**
  * Saves the model's adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
@@ -42,7 +31,7 @@ export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
-  await writeTextAtomic(join(dir, adapterConfigName), `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`);
+  await writeFileAtomic(join(dir, adapterConfigName), `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`);
 }
 
 /**
@@ -139,12 +128,11 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
   await mkdir(dir, { recursive: true });
   const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
   const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
-  await writeTextAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   if (options.tokenizerDir !== undefined) {
     for (const f of tokenizerFiles) {
       try {
-        await copyFile(join(options.tokenizerDir, f), join(dir, `${f}.tmp`));
-        await rename(join(dir, `${f}.tmp`), join(dir, f));
+        await writeFileAtomic(join(dir, f), await readFile(join(options.tokenizerDir, f)));
       } catch (err) {
         if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
       }

@@ -1,7 +1,7 @@
 // Node side of safetensors: open files and checkpoint folders, stream tensors to disk
 // (temp file, then rename), and write Hugging Face sharded checkpoints.
 
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsError } from './errors.js';
 import {
@@ -13,6 +13,7 @@ import {
 } from './safetensors.js';
 import { Checkpoint, safetensorsIndexName, safetensorsSingleName } from './safetensors-checkpoint.js';
 import { openFileSource } from './source-node.js';
+import { writeFileAtomic } from './write-atomic-node.js';
 
 /**
  * Opens one safetensors file for streaming reads. Close it when done.
@@ -93,7 +94,7 @@ export async function openCheckpoint(folder: string): Promise<Checkpoint> {
 /**
  * Streams tensors to a safetensors file: the header first, then each tensor's data in
  * turn (a tensor given as a function is produced only when written, so at most one is
- * in memory). Writes `path + '.tmp'` and renames it over `path` only when complete, so
+ * in memory). Written through {@link writeFileAtomic} (temp file, fsync, rename), so
  * bad input or a failure leaves any existing file untouched.
  *
  * @example
@@ -107,9 +108,7 @@ export async function writeSafetensors(
   options: SafetensorsWriteOptions = {},
 ): Promise<void> {
   const plan = planSafetensors(path, tensors, options);
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, 'w');
-  try {
+  await writeFileAtomic(path, async (handle) => {
     let position = 0;
     const writeAll = async (bytes: Uint8Array) => {
       let done = 0;
@@ -123,14 +122,7 @@ export async function writeSafetensors(
     for (const { tensor, byteLength } of plan.tensors) {
       await writeAll(await tensorBytes(path, tensor, byteLength));
     }
-    await handle.sync();
-    await handle.close();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await rename(tmp, path);
+  });
 }
 
 /** Options of `writeShardedCheckpoint`. */
@@ -213,16 +205,7 @@ export async function writeShardedCheckpoint(
     entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [k, v] of entries) Object.defineProperty(weightMap, k, { value: v, enumerable: true, writable: true, configurable: true });
     const text = `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`;
-    const indexPath = join(folder, safetensorsIndexName);
-    const tmp = `${indexPath}.tmp`;
-    const handle = await open(tmp, 'w');
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, indexPath);
+    await writeFileAtomic(join(folder, safetensorsIndexName), text);
     indexName = safetensorsIndexName;
   }
   // Remove what an earlier save left that would now be wrong or misleading.

@@ -1,10 +1,10 @@
 // Checkpoints that survive interruption: each is a folder written under a temporary name and
 // renamed into place, holding the PEFT adapter, the optimizer state and the trainer state, so a
 // resumed run continues exactly where the interrupted one stopped.
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openSafetensors, writeSafetensors, type TensorToWrite } from '@huatuo/llama';
+import { openSafetensors, syncDir, writeFileAtomic, writeSafetensors, type TensorToWrite } from '@huatuo/llama';
 import { CheckpointError } from './errors.js';
 
 /** Where the run stood when a checkpoint was written. */
@@ -53,10 +53,11 @@ export async function writeCheckpoint(
   const arrays: TensorToWrite[] = [];
   const structure = splitArrays(payload.optimizer, arrays);
   await writeSafetensors(join(tmp, 'optimizer.safetensors'), arrays, { metadata: { format: 'huatuo-optimizer' } });
-  await writeFile(join(tmp, 'optimizer.json'), JSON.stringify(structure));
-  await writeFile(join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
+  await writeFileAtomic(join(tmp, 'optimizer.json'), JSON.stringify(structure));
+  await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
   if (existsSync(final)) await rm(final, { recursive: true, force: true });
   await rename(tmp, final);
+  await syncDir(outputDir);
   return final;
 }
 

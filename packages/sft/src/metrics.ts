@@ -1,6 +1,7 @@
 // Training metrics on disk: one JSON line per logged step or evaluation (metrics.jsonl), and a
 // loss curve (SVG) of training and validation loss against the step.
-import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { writeFileAtomic } from '@huatuo/llama';
 import { dirname } from 'node:path';
 
 /** One line of metrics.jsonl. */
@@ -60,6 +61,5 @@ export function lossCurveSvg(history: readonly MetricsRow[], width = 640, height
 /** Writes the loss curve atomically. */
 export async function writeLossCurve(path: string, history: readonly MetricsRow[]): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  await writeFile(`${path}.tmp`, lossCurveSvg(history));
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(path, lossCurveSvg(history));
 }
