@@ -92,5 +92,12 @@ export type { RefReduction } from './reference/cross-entropy.js';
 export { refDropout, refDropoutBackward, refDropoutKeep } from './reference/dropout.js';
 export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
 
+// Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
+export {
+  NF4_CODE, NF4_BLOCK, NF4_ABSMAX_BLOCK, DYNAMIC_CODE, nearestCode, nf4CodeAt,
+  quantizeInt8, dequantizeInt8, quantizeNf4, dequantizeNf4, nf4Absmax, quantizeBlockwise8, quantizeHost, dequantizeHost,
+} from './quant/formats.js';
+export type { Int8Weight, Nf4Weight, QuantFormat, HostQuantized } from './quant/formats.js';
+
 // Errors
 export { TensorError, ShapeError, DTypeError, DisposedError, DeviceError, ValueError, AutogradError } from './errors.js';
