@@ -154,6 +154,26 @@ test('generate --input infer.json --output writes one JSONL {question, answer} p
   }
 });
 
+test('generate --output leaves an existing file as it was when generation fails part-way, and --append adds to it', async () => {
+  const dir = tmp();
+  const outFile = join(dir, 'answers.jsonl');
+  writeFileSync(outFile, '{"question":"kept","answer":"from an earlier run"}\n');
+  // The second question is longer than the model's 512 positions: generation fails after the first answer.
+  const questions = writeRecords(dir, [{ instruction: '头痛怎么办？', input: '', output: '-' }, { instruction: '头痛'.repeat(400), input: '', output: '-' }], 'questions.jsonl');
+  const failed = await cli(['generate', '--base', modelDir, '--input', questions, '--output', outFile, '--num-beams', '1', '--max-new-tokens', '2']);
+  assert.equal(failed.code, 1, `the long question fails (stdout: ${failed.stdout})`);
+  assert.match(failed.stderr, /max_position_embeddings/);
+  assert.equal(readFileSync(outFile, 'utf8'), '{"question":"kept","answer":"from an earlier run"}\n', 'the earlier file is intact');
+  assert.deepEqual(readdirSync(dir).sort(), ['answers.jsonl', 'questions.jsonl'], 'no temp file is left');
+  const appended = await cli(['generate', '--base', modelDir, '--prompt', '头痛怎么办？', '--output', outFile, '--append', '--num-beams', '1', '--max-new-tokens', '2']);
+  assert.equal(appended.code, 0, appended.stderr);
+  const lines = readFileSync(outFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { question: string });
+  assert.deepEqual(lines.map((l) => l.question), ['kept', '头痛怎么办？']);
+  const noOutput = await cli(['generate', '--base', modelDir, '--prompt', 'x', '--append']);
+  assert.equal(noOutput.code, 1);
+  assert.match(noOutput.stderr, /--append.*--output/);
+});
+
 test('eval prints the validation loss and its perplexity, exp(loss)', async () => {
   const r = await cli(['eval', '--base', modelDir, '--adapter', adapterDir, '--data', dataPath, '--cutoff-len', '64']);
   assert.equal(r.code, 0, r.stderr);

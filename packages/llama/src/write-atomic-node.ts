@@ -23,7 +23,7 @@ let counter = 0;
  */
 export async function writeFileAtomic(
   path: string,
-  content: string | Uint8Array | ((file: FileHandle) => Promise<void>),
+  content: string | Uint8Array | ((file: FileHandle) => Promise<unknown>),
   options: WriteFileAtomicOptions = {},
 ): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${counter++}.tmp`);

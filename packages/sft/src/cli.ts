@@ -2,12 +2,12 @@
 // merge, eval, plus sus, gen-data and serve from their packages. The only module that prints or exits.
 import { Command, Option } from 'commander';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
-import { applyLora, loadAdapter, mergeAdapter, saveMergedModel } from '@huatuo/llama';
+import { applyLora, loadAdapter, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
 import { buildSusCommand } from '@huatuo/sus';
 import { buildGenDataCommand } from '@huatuo/kg';
-import { mkdir, writeFile, appendFile } from 'node:fs/promises';
+import { mkdir, appendFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { answerQuestions } from './answer.js';
+import { answerQuestions, type Answer } from './answer.js';
 import { checkpointDir } from './checkpoint.js';
 import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, resolveConfig, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data.js';
@@ -162,7 +162,8 @@ function buildGenerateCommand(): Command {
     .option('--adapter <dir>', 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)')
     .option('--prompt <text>', 'one question')
     .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json)')
-    .option('--output <file>', 'write JSONL {question, answer} here (default: print)')
+    .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
+    .option('--append', 'add the answers to the end of --output instead of replacing it')
     .option('--template <name>', 'prompt template name or file', 'med_template')
     .option('--num-beams <n>', 'beams (1: greedy or sampling)', String(DEFAULT_GENERATION.numBeams))
     .option('--max-new-tokens <n>', 'most new tokens per answer', String(DEFAULT_GENERATION.maxNewTokens))
@@ -174,6 +175,7 @@ function buildGenerateCommand(): Command {
     .option('--seed <n>', 'sampling seed', '0')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       if (!opts.prompt === !opts.input) throw new ConfigError('--prompt', 'give exactly one of --prompt <text> or --input <file>');
+      if (opts.append && !opts.output) throw new ConfigError('--append', 'appends to the file of --output <file>; give one');
       const num = (flag: string, v: unknown, integer: boolean, min: number): number => {
         const n = Number(v);
         if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) throw new ConfigError(flag, `expected ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(v)}`);
@@ -199,18 +201,21 @@ function buildGenerateCommand(): Command {
         await loadAdapter(base.model, String(opts.adapter));
       }
       const output = opts.output ? String(opts.output) : null;
-      if (output) {
-        await mkdir(dirname(resolve(output)), { recursive: true });
-        await writeFile(output, '');
+      const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
+      const answerAll = (onAnswer: (a: Answer) => Promise<void>) => answerQuestions(base.model, base.tokenizer, template, questions, { ...generation, onAnswer });
+      if (output === null) {
+        await answerAll(async (a) => void say(`${a.question}\n=> ${a.answer}\n`));
+        return;
       }
-      await answerQuestions(base.model, base.tokenizer, template, questions, {
-        ...generation,
-        onAnswer: async (a) => {
-          if (output) await appendFile(output, `${JSON.stringify({ question: a.question, answer: a.answer })}\n`);
-          else say(`${a.question}\n=> ${a.answer}\n`);
-        },
-      });
-      if (output) say(`wrote ${questions.length} answers to ${output}`);
+      await mkdir(dirname(resolve(output)), { recursive: true });
+      if (opts.append) {
+        await answerAll((a) => appendFile(output, line(a)));
+        say(`appended ${questions.length} answers to ${output}`);
+      } else {
+        // The answers replace the file only once all are written: a failed run leaves it as it was.
+        await writeFileAtomic(output, (file) => answerAll(async (a) => void (await file.write(line(a)))));
+        say(`wrote ${questions.length} answers to ${output}`);
+      }
     });
 }
 
