@@ -216,3 +216,27 @@ test('merge writes a Hugging Face folder that loadLlama reads and that computes 
     plain.dispose();
   }
 });
+
+test('merge refuses an --out that is the base folder or inside it, and one holding a model unless --overwrite', async () => {
+  const before = readFileSync(join(modelDir, 'model.safetensors'));
+  const configBefore = readFileSync(join(modelDir, 'config.json'), 'utf8');
+  for (const out of [modelDir, join(modelDir, 'merged'), `${modelDir}/./`]) {
+    const r = await cli(['merge', '--base', modelDir, '--adapter', adapterDir, '--out', out, '--overwrite']);
+    assert.equal(r.code, 1, `--out ${out} is refused (stdout: ${r.stdout})`);
+    assert.match(r.stderr, /--out: .*(the --base folder|inside the --base folder)/);
+  }
+  assert.deepEqual(readFileSync(join(modelDir, 'model.safetensors')), before, 'the base weights are untouched');
+  assert.equal(readFileSync(join(modelDir, 'config.json'), 'utf8'), configBefore);
+  assert.ok(!existsSync(join(modelDir, 'merged')));
+
+  const taken = join(tmp(), 'taken');
+  mkdirSync(taken);
+  writeFileSync(join(taken, 'config.json'), '{"kept": true}');
+  const refused = await cli(['merge', '--base', modelDir, '--adapter', adapterDir, '--out', taken]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /--out: .*taken already holds a model \(config\.json\); pass --overwrite/);
+  assert.equal(readFileSync(join(taken, 'config.json'), 'utf8'), '{"kept": true}');
+  const replaced = await cli(['merge', '--base', modelDir, '--adapter', adapterDir, '--out', taken, '--overwrite']);
+  assert.equal(replaced.code, 0, replaced.stderr);
+  (await loadLlama(taken)).dispose();
+});

@@ -19,6 +19,7 @@ import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt.js';
 import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
+import { checkMergeOut } from './output-dir.js';
 
 const out = process.stdout;
 const err = process.stderr;
@@ -226,7 +227,9 @@ function buildMergeCommand(): Command {
     .requiredOption('--adapter <dir>', 'PEFT adapter folder')
     .requiredOption('--out <folder>', 'where to write the merged model')
     .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
-    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string }) => {
+    .option('--overwrite', 'replace a model already in --out (never the --base folder)')
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean }) => {
+      checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       await openDevice();
       const base = await loadBaseModel(opts.base);
       applyLora(base.model, {});
