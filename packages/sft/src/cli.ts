@@ -72,8 +72,11 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
   say(`memory: ${plan.memory}`);
 }
 
+/** Set by the global --verbose flag: show the GPU runtime's own notices. */
+let verbose = false;
+
 async function openDevice(): Promise<void> {
-  const info = await initWebGPU();
+  const info = await initWebGPU({ showDawnNotices: verbose });
   say(`device: ${info.adapterName} (${[...info.features].join(', ') || 'no optional features'})`);
   await readyMatmul();
 }
@@ -273,6 +276,10 @@ export function buildProgram(): Command {
         `(a LoRA on a built-in tiny LLaMA with the built-in sample, written to ${DEMO_OUTPUT_DIR}).`,
     )
     .version('0.1.0')
+    .option('--verbose', "also show the GPU runtime's own notices (Dawn's adapter limit warnings)")
+    .hook('preAction', (command) => {
+      verbose = Boolean(command.opts().verbose);
+    })
     .showHelpAfterError()
     .action(async () => {
       const config = resolveConfig({}, { ...DEFAULT_CONFIG, ...DEMO_CONFIG } as TrainConfig);

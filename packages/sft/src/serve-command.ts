@@ -74,7 +74,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
     .option('--model-name <name>', 'model id clients send and /v1/models lists (default: the --base folder name or the demo model name)')
     .option('--quiet', 'do not log each request')
-    .action(async (raw: RawOptions) => {
+    .action(async (raw: RawOptions, cmd: Command) => {
       const template = resolveTemplate(raw.template);
       const port = int('--port', raw.port, 0, 65535);
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
@@ -86,7 +86,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         apiKey = process.env[raw.apiKeyEnv];
         if (apiKey === undefined || apiKey.trim() === '') throw new ConfigError('--api-key-env', `environment variable ${raw.apiKeyEnv} is unset or empty; export the token in it, or leave out --api-key-env for an open API`);
       }
-      const info = await initWebGPU();
+      const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
       const base = await loadBaseModel(raw.base ?? null);

@@ -1,6 +1,6 @@
 // Opens the WebGPU device: the adapter's largest buffer limits, and the optional features
 // the kernels can use (shader-f16, subgroups, timestamp-query) when the adapter has them.
-import { missingAdapterHint, platformGPU, platformName } from '#platform';
+import { missingAdapterHint, platformGPU, platformName, platformRequestAdapter } from '#platform';
 import { DeviceError } from '../errors.js';
 
 /** Optional WebGPU features the kernels use when present. */
@@ -15,6 +15,11 @@ export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Features to leave off even when the adapter offers them, e.g. `['shader-f16']` to force f32 paths. */
   disableFeatures?: OptionalFeature[];
+  /**
+   * Let Dawn (Node) print its notices that it lowered two dynamic-buffer limits of the adapter.
+   * They say nothing about this library's work, so by default they are dropped.
+   */
+  showDawnNotices?: boolean;
 }
 
 /** What the opened device offers, as the kernels see it. */
@@ -40,7 +45,7 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
   if (!gpu) throw new DeviceError(`no WebGPU on this ${platformName} platform: ${missingAdapterHint}`);
   let adapter: GPUAdapter | null = null;
   if (!options.device) {
-    adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : {});
+    adapter = await platformRequestAdapter(gpu, options.powerPreference ? { powerPreference: options.powerPreference } : {}, options.showDawnNotices ?? false);
     if (!adapter) throw new DeviceError(`requestAdapter returned no adapter: ${missingAdapterHint}`);
   }
   const disabled = new Set(options.disableFeatures ?? []);

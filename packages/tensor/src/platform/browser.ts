@@ -7,6 +7,11 @@ export function platformGPU(): GPU | undefined {
 
 export const platformName = 'browser';
 
+/** Requests an adapter (a browser prints nothing of its own to hide). */
+export function platformRequestAdapter(gpu: GPU, options: GPURequestAdapterOptions, _showNotices: boolean): Promise<GPUAdapter | null> {
+  return gpu.requestAdapter(options);
+}
+
 export const missingAdapterHint =
   'this browser exposes no WebGPU adapter (navigator.gpu). Use a browser with WebGPU enabled ' +
   '(Chrome/Edge 113+, or Chromium with --enable-unsafe-webgpu) on a page served over https or from localhost.';

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { create, globals } from 'webgpu';
+import { withoutDawnNotices } from './native-stderr.js';
 
 /** Kept for the life of the process: if Dawn's instance is garbage-collected, its devices die with it. */
 let dawnInstance: GPU | undefined;
@@ -29,6 +30,14 @@ export function platformGPU(): GPU | undefined {
 }
 
 export const platformName = 'node';
+
+/**
+ * Requests an adapter without Dawn's two limit notices on stderr (printed by native code on the
+ * first request of every process), unless `showNotices`.
+ */
+export function platformRequestAdapter(gpu: GPU, options: GPURequestAdapterOptions, showNotices: boolean): Promise<GPUAdapter | null> {
+  return withoutDawnNotices(() => gpu.requestAdapter(options), showNotices);
+}
 
 export const missingAdapterHint =
   'Node found no WebGPU adapter. On Linux without a GPU install the Vulkan loader and Mesa lavapipe ' +
