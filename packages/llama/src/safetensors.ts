@@ -111,6 +111,30 @@ function elementCount(shape: readonly number[]): number | undefined {
   return n;
 }
 
+/** Deepest nesting a header can have: the object of tensors, each an object holding arrays of integers. */
+const maxHeaderDepth = 3;
+
+/**
+ * The deepest nesting of objects and arrays in JSON text (brackets inside strings skipped),
+ * found before parsing so that a header of millions of nested arrays is refused by name
+ * rather than exhausting the stack.
+ */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return deepest;
+}
+
 interface ParsedHeader {
   metadata: Record<string, string>;
   /** Sorted by offset. */
@@ -135,6 +159,14 @@ function parseHeader(file: string, headerBytes: Uint8Array, fileSize: number): P
       file,
       undefined,
       `the header should start with "{", got ${JSON.stringify(text.slice(0, 16))}; the file is corrupt or not a safetensors file`,
+    );
+  }
+  const depth = jsonDepth(text);
+  if (depth > maxHeaderDepth) {
+    throw new SafetensorsError(
+      file,
+      undefined,
+      `the ${n}-byte header nests objects and arrays ${depth} levels deep, but a safetensors header has at most ${maxHeaderDepth} (tensors, each with arrays of integers); the file is corrupt or not a safetensors file`,
     );
   }
   let json: unknown;

@@ -2,6 +2,7 @@
 // gradients accumulate to the effective batch, global-norm clipping, AdamW with warm-up then linear
 // decay, evaluation and checkpoints every N steps, the best checkpoint kept and loaded at the end.
 // Runs resume exactly: data order, dropout seeds and optimizer state all come from the checkpoint.
+// One loop for Node and the browser: its files go through run-files.ts (disk or IndexedDB).
 import { AdamW, clipGradNorm, DeviceError, runtimeStats, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';

@@ -1,0 +1,67 @@
+// PEFT adapter files as bytes: adapter_config.json and adapter_model.safetensors written to
+// memory and read from any byte source, so Node folders and browser downloads/uploads share them.
+
+import { AdapterError, ModelError } from './errors.js';
+import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
+import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
+import type { LlamaModel } from './model.js';
+import { SafetensorsFile, serializeSafetensors } from './safetensors.js';
+import type { ByteSource } from './source.js';
+
+/** PEFT's adapter file names. */
+export const adapterConfigName = 'adapter_config.json';
+export const adapterWeightsName = 'adapter_model.safetensors';
+
+/** The two files of a PEFT adapter, as bytes. */
+export interface AdapterFiles {
+  /** adapter_config.json (UTF-8 JSON, 2-space indented, newline at the end). */
+  config: string;
+  /** adapter_model.safetensors (f32, PEFT keys, metadata format "pt"). */
+  weights: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * The adapter as PEFT's save_pretrained writes it, byte for byte what `saveAdapter` puts in a folder.
+ *
+ * @example
+ * const { config, weights } = await serializeAdapter(model, 'huatuo-webgpu/tiny-llama-demo');
+ */
+export async function serializeAdapter(model: LlamaModel, baseModel = ''): Promise<AdapterFiles> {
+  if (model.loraConfig === null) throw new ModelError('serializeAdapter: the model has no adapter; call applyLora first');
+  const tensors = await Promise.all(
+    adapterTensorsToWrite(model).map(async (t) => ({ ...t, data: typeof t.data === 'function' ? await t.data() : t.data })),
+  );
+  return { config: adapterConfigText(model, baseModel), weights: serializeSafetensors(tensors, { metadata: { format: 'pt' } }) };
+}
+
+/** adapter_config.json's text for the model's adapter. */
+export function adapterConfigText(model: LlamaModel, baseModel = ''): string {
+  if (model.loraConfig === null) throw new ModelError('adapterConfigText: the model has no adapter; call applyLora first');
+  return `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`;
+}
+
+/**
+ * Loads a PEFT adapter into the model (replacing any adapter) from its config text and its
+ * safetensors bytes, checking every key and shape. `configName` names the config in errors.
+ *
+ * @example
+ * await loadAdapterFromFiles(model, await configFile.text(), 'adapter_config.json', blobSource(weightsFile));
+ */
+export async function loadAdapterFromFiles(model: LlamaModel, configText: string, configName: string, weights: ByteSource): Promise<void> {
+  let json: unknown;
+  try {
+    json = JSON.parse(configText);
+  } catch (err) {
+    throw new AdapterError(configName, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const config = parsePeftConfig(json, configName);
+  const st = await SafetensorsFile.open(weights);
+  try {
+    const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+    for (const info of st.tensors) tensors.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
+    applyLora(model, config);
+    setAdapterWeights(model, tensors, weights.name);
+  } finally {
+    await st.close();
+  }
+}

@@ -1,0 +1,105 @@
+// Public surface of @huatuo/llama in a browser (the "browser" export condition): index.ts less
+// the *-node modules. Folders come in as Files (openCheckpointFromFiles, tokenizerFromFiles).
+
+// Errors
+export { FormatError, SafetensorsError, ConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
+
+// Config: Hugging Face config.json and presets
+export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './config.js';
+export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './config.js';
+
+// Byte sources: random-access reads from files, Blobs and memory
+export { blobSource, bytesSource } from './source.js';
+export type { ByteSource } from './source.js';
+
+// Float conversions: f32, f16 and bf16 bit patterns
+export {
+  f32BitsToF16Bits,
+  f16BitsToNumber,
+  numberToF16Bits,
+  bf16BitsToNumber,
+  f16ToF32,
+  bf16ToF32,
+  f32ToF16,
+  bf16ToF16,
+  f32ToBf16,
+} from './dtype-convert.js';
+
+// Safetensors: streaming reader and writers
+export {
+  SafetensorsFile,
+  safetensorsDTypeSizes,
+  isSafetensorsDType,
+  maxHeaderBytes,
+  convertFloatBytes,
+  planSafetensors,
+  serializeSafetensors,
+} from './safetensors.js';
+export type {
+  SafetensorsDType,
+  TensorInfo,
+  HostFloatDType,
+  HostFloatArray,
+  TensorData,
+  TensorToWrite,
+  SafetensorsOrder,
+  SafetensorsWriteOptions,
+  SafetensorsPlan,
+} from './safetensors.js';
+export {
+  Checkpoint,
+  openCheckpointFromFiles,
+  parseSafetensorsIndex,
+  safetensorsIndexName,
+  safetensorsSingleName,
+} from './safetensors-checkpoint.js';
+export type {
+  CheckpointTensorInfo,
+  LoadProgress,
+  IterateOptions,
+  LoadedTensor,
+  SafetensorsIndex,
+} from './safetensors-checkpoint.js';
+
+// Tokenizers: tokenizer.json (via @huggingface/tokenizers) and SentencePiece tokenizer.model
+export { TokenizerError } from './tokenizer-errors.js';
+export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizer.js';
+export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizer.js';
+export {
+  SentencePieceTokenizer,
+  PieceType,
+  parseSentencePieceModel,
+  writeSentencePieceModel,
+} from './sentencepiece.js';
+export type { SentencePiece, SentencePieceModel } from './sentencepiece.js';
+export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizer-convert.js';
+export type { BpeVocabulary } from './tokenizer-convert.js';
+export { tokenizerFromFiles } from './tokenizer-files.js';
+export type { TokenizerFiles } from './tokenizer-files.js';
+
+// Model: LLaMA on @huatuo/tensor, its weights and KV cache
+export { LlamaModel, DecoderLayer } from './model.js';
+export type { ForwardOptions } from './model.js';
+export { Linear } from './linear.js';
+export type { LoraWeights } from './linear.js';
+export { KvCache } from './kv-cache.js';
+export { createRandomLlama, expectedWeights, modelTensorsToWrite } from './weights.js';
+export type { WeightSpec, ModelOptions, RandomModelOptions } from './weights.js';
+export { loadLlamaFromCheckpoint } from './weights-load.js';
+export type { LoadLlamaOptions } from './weights-load.js';
+
+// Memory planning
+export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, splitRows } from './memory.js';
+export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './memory.js';
+
+// LoRA in PEFT's format
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfig, toPeftConfigJson, peftKey, modulePath } from './lora-config.js';
+export type { LoraConfig, LoraTargetModule } from './lora-config.js';
+export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora.js';
+export type { ApplyLoraOptions } from './lora.js';
+export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName } from './adapter-files.js';
+export type { AdapterFiles } from './adapter-files.js';
+
+// Generation
+export { generate, sampleToken, topIndices, logSoftmaxRow, applyRepetitionPenalty } from './generate.js';
+export type { GenerateOptions, Generation, TokenEvent } from './generate.js';

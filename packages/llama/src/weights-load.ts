@@ -1,0 +1,84 @@
+// Loading LLaMA weights from an open safetensors checkpoint (files on disk or browser Files):
+// every expected key and shape checked against the config, then tensors streamed one at a time.
+
+import type { FloatDType, Tensor } from '@huatuo/tensor';
+import { hasF16 } from '@huatuo/tensor';
+import type { LlamaConfig } from './config.js';
+import { ModelError, SafetensorsError } from './errors.js';
+import type { LlamaModel } from './model.js';
+import type { Checkpoint, LoadProgress } from './safetensors-checkpoint.js';
+import { assembleModel, bindingLimit, expectedWeights, hostRows, uploadWeight, weightParts, type ModelOptions } from './weights.js';
+
+/** Options of {@link loadLlama} and {@link loadLlamaFromCheckpoint}. */
+export interface LoadLlamaOptions extends ModelOptions {
+  /** Called after each tensor is read and uploaded. */
+  readonly onProgress?: (progress: LoadProgress) => void;
+}
+
+// Buffers some conversions save that the model recomputes.
+const ignoredKey = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+
+/**
+ * Loads a LLaMA from an open checkpoint whose config is already parsed; `where` names the
+ * folder in errors. The checkpoint stays open (the caller closes it). Browser-safe.
+ *
+ * @example
+ * const ckpt = await openCheckpointFromFiles([...input.files]);
+ * const model = await loadLlamaFromCheckpoint(ckpt, parseLlamaConfig(json, 'config.json'), 'picked folder');
+ */
+export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaConfig, where: string, options: LoadLlamaOptions = {}): Promise<LlamaModel> {
+  const dtype: FloatDType = options.dtype ?? 'f32';
+  if (dtype === 'f16' && !hasF16()) {
+    throw new ModelError(`loadLlama: dtype f16 needs the adapter feature shader-f16, which this adapter lacks; load ${where} with dtype 'f32'`);
+  }
+  const limit = bindingLimit(options.maxBindingBytes);
+  const specs = expectedWeights(config);
+  const expected = new Set(specs.map((s) => s.name));
+  for (const spec of specs) {
+    if (!ckpt.has(spec.name)) {
+      throw new SafetensorsError(where, spec.name, `missing; config.json (${config.numHiddenLayers} layers, tie_word_embeddings ${config.tieWordEmbeddings}) expects it with shape [${spec.shape.join(', ')}]`);
+    }
+    const info = ckpt.info(spec.name);
+    if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new SafetensorsError(info.shard, spec.name, `has shape [${info.shape.join(', ')}], but config.json implies [${spec.shape.join(', ')}]; the config and the weights belong to different models`);
+    }
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+      throw new SafetensorsError(info.shard, spec.name, `has dtype ${info.dtype}; expected F32, F16 or BF16 (quantized checkpoints are not supported)`);
+    }
+  }
+  for (const t of ckpt.tensors) {
+    const tiedHead = t.name === 'lm_head.weight' && config.tieWordEmbeddings;
+    if (!expected.has(t.name) && !ignoredKey.test(t.name) && !tiedHead) {
+      throw new SafetensorsError(t.shard, t.name, `is not a weight of LlamaForCausalLM with ${config.numHiddenLayers} layers; check config.json against the checkpoint`);
+    }
+  }
+  const uploaded = new Map<string, Tensor[]>();
+  try {
+    for await (const { info, data } of ckpt.iterateAs(dtype, { names: specs.map((s) => s.name), onProgress: options.onProgress })) {
+      if (info.shape.length === 2) {
+        const [rows, cols] = info.shape as [number, number];
+        let start = 0;
+        uploaded.set(
+          info.name,
+          weightParts(rows, cols, dtype, limit).map((r) => {
+            const part = uploadWeight(hostRows(data, start, r, cols), [r, cols], dtype);
+            start += r;
+            return part;
+          }),
+        );
+      } else {
+        uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
+      }
+    }
+  } catch (err) {
+    for (const parts of uploaded.values()) for (const p of parts) p.dispose('loading failed');
+    throw err;
+  }
+  return assembleModel(
+    config,
+    dtype,
+    limit,
+    (spec) => uploaded.get(spec.name)!,
+    (spec) => uploaded.get(spec.name)![0]!,
+  );
+}

@@ -1,0 +1,38 @@
+// @huatuo/sft in a browser (the "browser" export condition): the recipe, data, prompts, batches,
+// the trainer loop and its checkpoints (kept in IndexedDB), without the CLI, the server or disk paths.
+
+// Recipe
+export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt } from './config.js';
+export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule } from './config.js';
+
+// Data, prompts, tokens and batches
+export { parseRecords, describeLocation } from './data.js';
+export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
+export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
+export type { PromptTemplate } from './prompt.js';
+export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
+export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
+export { splitTrainVal } from './split.js';
+export type { TrainValSplit } from './split.js';
+export { Pcg64, numpyPermutation } from './rng.js';
+
+// Model, training and checkpoints
+export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export type { BaseModel } from './lora-model.js';
+export { train, evaluate } from './trainer.js';
+export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
+export { prepareRecords, planRun } from './prepare.js';
+export type { PreparedData, RunPlan } from './prepare.js';
+export { runFiles } from './run-files.js';
+export type { RunFiles } from './run-files.js';
+export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
+export type { TrainerState, CheckpointPayload } from './checkpoint.js';
+export { lossCurveSvg, writeLossCurve, appendMetrics } from './metrics.js';
+export type { MetricsRow } from './metrics.js';
+
+// Inference
+export { answerQuestions } from './answer.js';
+export type { Answer, AnswerOptions } from './answer.js';
+
+// Errors
+export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';

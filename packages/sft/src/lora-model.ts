@@ -1,0 +1,115 @@
+// The adapted model as the trainer sees it: LoRA attached the way HuaTuo's recipe configures it,
+// the built-in tiny demo base, and the micro-batch that fits the adapter. Browser-safe.
+import {
+  adaptedLinears,
+  applyLora,
+  checkMemoryPlan,
+  configFromPreset,
+  createRandomLlama,
+  peftKey,
+  planMemory,
+  type LlamaConfigOverrides,
+  type LlamaModel,
+  type LoraTargetModule,
+  type Tokenizer,
+} from '@huatuo/llama';
+import { deviceInfo, type Tensor } from '@huatuo/tensor';
+import type { TrainConfig } from './config.js';
+import { runFiles } from './run-files.js';
+import type { DeviceBatch, TrainableModel } from './trainer.js';
+
+/** Name written into adapter_config.json's base_model_name_or_path for the demo model. */
+export const DEMO_MODEL_NAME = 'huatuo-webgpu/tiny-llama-demo';
+
+/** The demonstration base: LLaMA's architecture and real tokenizer, tiny random weights. */
+export const DEMO_MODEL_SEED = 2023;
+
+/** A base model with its tokenizer, ready for an adapter. */
+export interface BaseModel {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  /** The folder it came from, or {@link DEMO_MODEL_NAME}. */
+  name: string;
+  isDemo: boolean;
+}
+
+/**
+ * The demonstration base: LLaMA's `tiny` preset (changed by `demoConfig`) with random weights
+ * drawn from {@link DEMO_MODEL_SEED}, so every platform builds the same model, and LLaMA's tokenizer.
+ * @example const base = demoBaseModel(tokenizerFromFiles({ tokenizerModel }), { numHiddenLayers: 1 });
+ */
+export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverrides = {}): BaseModel {
+  const model = createRandomLlama(configFromPreset('tiny', demoConfig), { seed: DEMO_MODEL_SEED, dtype: 'f32' });
+  return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
+}
+
+/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets from the config) and wraps the model for the trainer. */
+export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
+  const targets = config.loraTargetModules as LoraTargetModule[];
+  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets }, { seed: config.seed });
+  return new LoraModel(base.model, base.name);
+}
+
+/** A LLaMA with LoRA adapters, as the trainer sees it. */
+export class LoraModel implements TrainableModel {
+  constructor(
+    readonly llama: LlamaModel,
+    readonly baseName: string,
+  ) {}
+
+  get trainableParameters(): ReadonlyMap<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const { layer, target, linear } of adaptedLinears(this.llama)) {
+      if (!linear.lora) continue;
+      out.set(peftKey(layer, target, 'A'), linear.lora.A);
+      out.set(peftKey(layer, target, 'B'), linear.lora.B);
+    }
+    return out;
+  }
+
+  loss(batch: DeviceBatch, options: { training: boolean; dropoutSeed: number }): Tensor {
+    this.llama.training = options.training;
+    this.llama.seedDropout(options.dropoutSeed);
+    try {
+      return this.llama.loss(batch.inputIds, batch.labels, batch.attentionMask);
+    } finally {
+      this.llama.training = false;
+    }
+  }
+
+  saveAdapter(dir: string): Promise<void> {
+    return runFiles.saveAdapter(this.llama, dir, this.baseName);
+  }
+
+  loadAdapter(dir: string): Promise<void> {
+    return runFiles.loadAdapter(this.llama, dir);
+  }
+}
+
+/**
+ * The micro-batch: the largest power of two dividing the effective batch whose training
+ * memory estimate fits the adapter (binding and buffer limits, and total memory when known).
+ */
+export function chooseMicroBatch(model: LlamaModel, config: TrainConfig): number {
+  if (config.microBatchSize !== 'auto') return config.microBatchSize;
+  const info = deviceInfo();
+  if (!info) return 1;
+  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
+  let best = 1;
+  for (let mb = 1; mb <= config.batchSize; mb *= 2) {
+    if (config.batchSize % mb !== 0) break;
+    const plan = planMemory(
+      model.config,
+      { batchSize: mb, seqLen: config.cutoffLen, dtype: model.dtype, lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] }, training: true },
+      limits,
+    );
+    try {
+      checkMemoryPlan(plan, limits);
+    } catch {
+      break;
+    }
+    best = mb;
+    if (mb >= 16) break; // past 16 sequences a step gains little and costs latency per log line
+  }
+  return best;
+}

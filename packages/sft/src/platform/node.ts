@@ -1,0 +1,28 @@
+// Run files in Node: the file system, and PEFT adapter folders written by @huatuo/llama.
+
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { loadAdapter, saveAdapter } from '@huatuo/llama';
+import type { RunFiles } from '../run-files.js';
+
+/** Node's file system as {@link RunFiles}. */
+export const runFiles: RunFiles = {
+  join: (...parts) => join(...parts),
+  exists: async (path) => existsSync(path),
+  list: async (dir) => (existsSync(dir) ? readdir(dir) : []),
+  readBytes: async (path) => new Uint8Array(await readFile(path)),
+  readText: (path) => readFile(path, 'utf8'),
+  async writeFile(path, data) {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, data);
+  },
+  async appendText(path, text) {
+    await mkdir(dirname(path), { recursive: true });
+    await appendFile(path, text);
+  },
+  remove: (path) => rm(path, { recursive: true, force: true }),
+  rename: (from, to) => rename(from, to),
+  saveAdapter: (model, dir, baseModel) => saveAdapter(model, dir, baseModel),
+  loadAdapter: (model, dir) => loadAdapter(model, dir),
+};
