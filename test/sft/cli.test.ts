@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasF16, initWebGPU, tensor } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, loadAdapter, loadLlama, saveAdapter, saveMergedModel, setAdapterWeights, adaptedLinears, peftKey } from '@huatuo/llama';
-import { buildProgram, loadRecords, readCheckpoint } from '@huatuo/sft';
+import { buildProgram, listCheckpoints, loadRecords, readCheckpoint } from '@huatuo/sft';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -118,6 +118,34 @@ test('bad input stops train before any step with exit code 1 and a message namin
     assert.doesNotMatch(r.stdout, /^step \d+/m, `${c.what}: no training step ran`);
     assert.ok(!/at .*\(.*\.ts:\d+/.test(r.stderr), `${c.what}: no stack trace`);
   }
+});
+
+test('train into a folder holding another run is refused naming --resume and --overwrite-output-dir; with the flag the old run is removed first', async () => {
+  const out = join(tmp(), 'out');
+  // The sample answer after training may fail for memory on lavapipe; the run's files are written before it.
+  const first = await cli(['train', ...recipe(dataPath, out), '--epochs', '3']);
+  assert.match(first.stdout, /wrote .*adapter_model\.safetensors/, first.stderr);
+  assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [5, 6]);
+  const adapter = readFileSync(join(out, 'adapter_model.safetensors'));
+  const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
+
+  const refused = await cli(['train', ...recipe(dataPath, out), '--epochs', '1']);
+  assert.equal(refused.code, 1, `refused (stdout: ${refused.stdout})`);
+  assert.match(refused.stderr, /--output-dir: .*already holds a training run/);
+  assert.match(refused.stderr, /--resume/);
+  assert.match(refused.stderr, /--overwrite-output-dir/);
+  assert.doesNotMatch(refused.stdout, /^step \d+/m, 'no step ran');
+  assert.deepEqual(readFileSync(join(out, 'adapter_model.safetensors')), adapter, 'the earlier adapter is untouched');
+  assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metrics, 'the earlier metrics are untouched');
+
+  // A 2-step run keeping one recent checkpoint: the earlier run's checkpoint-6 must not count as the newest.
+  const replaced = await cli(['train', ...recipe(dataPath, out), '--epochs', '1', '--eval-steps', '1', '--save-steps', '1', '--save-total-limit', '1', '--overwrite-output-dir']);
+  assert.match(replaced.stdout, /wrote .*adapter_model\.safetensors/, replaced.stderr);
+  assert.match(replaced.stdout, /holds an earlier run .*removing it before the first step/);
+  const kept = (await listCheckpoints(out)).map((c) => c.step);
+  assert.ok(kept.includes(2) && kept.every((s) => s <= 2), `only the new run's checkpoints, the last kept: ${kept.join(', ')}`);
+  const rows = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { step: number });
+  assert.deepEqual(rows.map((r) => r.step), [1, 1, 2, 2], 'metrics.jsonl holds the new run only');
 });
 
 test('Ctrl-C during train saves a checkpoint, prints how to resume from it and exits with code 130', async () => {

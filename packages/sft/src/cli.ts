@@ -19,7 +19,7 @@ import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt.js';
 import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
-import { checkMergeOut } from './output-dir.js';
+import { checkMergeOut, runFiles } from './output-dir.js';
 
 const out = process.stdout;
 const err = process.stderr;
@@ -82,7 +82,7 @@ async function openDevice(): Promise<void> {
 }
 
 /** Runs training with progress, Ctrl-C handling and the final summary. */
-async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean }, demo: boolean): Promise<void> {
+async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean }, demo: boolean): Promise<void> {
   await openDevice();
   if (demo) {
     say('This is the demonstration run: a LoRA adapter trained on a built-in tiny LLaMA (random weights,');
@@ -109,8 +109,15 @@ async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; r
       initAdapter: opts.initAdapter ?? null,
       resume: opts.resume === true ? 'latest' : (opts.resume as string | undefined) ?? null,
       dryRun: opts.dryRun ?? false,
+      overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
-      onPlan: (plan, data) => printPlan(plan, config, data.file, data.warnings.length),
+      onPlan: (plan, data) => {
+        printPlan(plan, config, data.file, data.warnings.length);
+        const earlier = opts.resume ? [] : runFiles(config.outputDir);
+        if (opts.overwriteOutputDir && earlier.length > 0) {
+          say(`output: ${resolve(config.outputDir)} holds an earlier run (${earlier.length} files and checkpoints); ${opts.dryRun ? 'a real run removes' : 'removing'} it before the first step`);
+        }
+      },
       onProgress: progressReporter(out, Boolean(out.isTTY)),
     });
     if (!outcome.result) {
@@ -146,6 +153,7 @@ function buildTrainCommand(): Command {
     .option('--data <file>', 'training data, JSON array or JSONL of {instruction, input, output}; default: the built-in demo sample')
     .option('--init-adapter <dir>', 'start from the weights of an existing PEFT adapter folder')
     .option('--resume [dir]', 'continue an interrupted run from a checkpoint folder (default: the newest in --output-dir)')
+    .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing');
   addRecipeOptions(cmd, DEFAULT_CONFIG);
   cmd.action(async (opts: Record<string, unknown>) => {
@@ -283,7 +291,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .action(async () => {
       const config = resolveConfig({}, { ...DEFAULT_CONFIG, ...DEMO_CONFIG } as TrainConfig);
-      await trainCommand(config, {}, true);
+      await trainCommand(config, { overwriteOutputDir: true }, true);
     });
   program.addCommand(buildTrainCommand());
   program.addCommand(buildGenerateCommand());

@@ -8,7 +8,8 @@ import { ConfigError, DataError } from './errors.js';
 import { attachLora, chooseMicroBatch, loadBaseModel, type BaseModel, type BaseModelOptions, type LoraModel } from './model.js';
 import { resolveTemplate, type PromptTemplate } from './prompt.js';
 import { splitTrainVal } from './split.js';
-import { train, type ProgressEvent, type TrainResult } from './trainer.js';
+import { checkOutputDir } from './output-dir.js';
+import { train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
 
 /** Data ready for training: the split records and their tokens. */
 export interface PreparedData {
@@ -93,6 +94,8 @@ export interface RunOptions {
   /** A PEFT adapter folder whose weights start the training (HuaTuo's resume from an adapter file). */
   initAdapter?: string | null;
   resume?: string | null;
+  /** Replace the run already in the output folder (see {@link TrainOptions.overwriteOutputDir}). */
+  overwriteOutputDir?: boolean;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
   onPlan?: (plan: RunPlan, data: PreparedData, base: BaseModel) => void;
@@ -115,6 +118,7 @@ export interface RunOutcome {
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const { config } = options;
+  checkOutputDir(config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
   const base = await loadBaseModel(config.baseModel, undefined, options.baseModel);
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
@@ -129,6 +133,7 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
     val: data.val,
     microBatchSize: plan.microBatchSize,
     resume: options.resume ?? null,
+    overwriteOutputDir: options.overwriteOutputDir ?? false,
     signal: options.signal,
     onProgress: options.onProgress,
     stopAfterStep: options.stopAfterStep,

@@ -19,6 +19,7 @@ import {
 import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
 import { CheckpointError, TrainingError } from './errors.js';
 import { writeLossCurve, appendMetrics, type MetricsRow } from './metrics.js';
+import { checkOutputDir, clearRun } from './output-dir.js';
 
 /** A padded micro-batch on the device. */
 export interface DeviceBatch {
@@ -72,6 +73,12 @@ export interface TrainOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Stop after this many optimizer steps in total (for tests and short runs); the schedule is unchanged. */
   stopAfterStep?: number;
+  /**
+   * Start afresh in an output folder that holds another run: its adapter, metrics, loss curve and
+   * checkpoints are removed before the first step (the Hugging Face Trainer's `overwrite_output_dir`).
+   * Without it such a folder is refused unless resuming.
+   */
+  overwriteOutputDir?: boolean;
 }
 
 /** What {@link train} returns. */
@@ -171,6 +178,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     bestStep: null,
     recipeKey: key,
   };
+
+  // Another run's checkpoints would be counted by the pruner and its metrics appended to.
+  if (!options.resume) {
+    checkOutputDir(config.outputDir, { resume: false, overwrite: options.overwriteOutputDir ?? false });
+    if (options.overwriteOutputDir) await clearRun(config.outputDir);
+  }
 
   // The checkpoint's adapter is loaded before the optimizer is built: loading replaces the
   // parameter tensors, and the optimizer must hold (and restore the moments of) the new ones.
