@@ -98,6 +98,8 @@ export {
   quantizeInt8, dequantizeInt8, quantizeNf4, dequantizeNf4, nf4Absmax, quantizeBlockwise8, quantizeHost, dequantizeHost,
 } from './quant/formats.js';
 export type { Int8Weight, Nf4Weight, QuantFormat, HostQuantized } from './quant/formats.js';
+export { QuantizedWeight } from './quant/weight.js';
+export { quantizedMatmul } from './ops/quantized-matmul.js';
 
 // Errors
 export { TensorError, ShapeError, DTypeError, DisposedError, DeviceError, ValueError, AutogradError } from './errors.js';

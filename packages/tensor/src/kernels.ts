@@ -37,6 +37,12 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
   'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
   matmul_pack: { uniform: true, bindings: [read('b'), write('packed')] },
   matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
+  matmul_int8: { uniform: true, bindings: [read('a'), read('codes'), read('absmax'), write('c')], features: ['subgroups'] },
+  matmul_nf4: {
+    uniform: true,
+    bindings: [read('a'), read('codes'), read('qabs'), read('scales'), read('dyn'), write('c')],
+    features: ['subgroups'],
+  },
   attention_forward: {
     uniform: true,
     bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],

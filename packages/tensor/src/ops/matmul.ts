@@ -123,7 +123,7 @@ function encodePack(rt: Runtime, p: Problem, sg: number, label: string): GPUBuff
 }
 
 /** The v3 sharing step, unrolled: subgroupBroadcast needs constant lanes, accumulators constant indices. */
-function shareStep(sg: number, rows: number): string {
+export function shareStep(sg: number, rows: number): string {
   const lines: string[] = [];
   for (let i = 0; i < rows / sg; i++) {
     lines.push(`    {`, `      let av = vec4<f32>(a[a_rows[${i}] + k4]);`);

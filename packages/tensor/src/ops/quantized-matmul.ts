@@ -1,0 +1,65 @@
+// y = x W^T with a frozen int8 or NF4 weight, dequantized inside the kernel (matmul_int8, matmul_nf4).
+// The gradient flows to x only (dX = dY W, the same kernels reading W untransposed); W never trains.
+import { getRuntime } from '../backend/context.js';
+import { DeviceError, ShapeError, fmtShape } from '../errors.js';
+import { Params, preprocess } from '../kernels.js';
+import type { QuantizedWeight } from '../quant/weight.js';
+import { empty, type Tensor } from '../tensor.js';
+import { currentChoice, v3SubgroupSize } from '../tuning.js';
+import { defineOp } from './define.js';
+import { checkFloat } from './launch.js';
+import { shareStep, tuneMatmul } from './matmul.js';
+import { contiguous, reshape } from './views.js';
+
+/** Runs c [M, N] = a [M, K] times W^T (wt) or W, dequantizing W as it is read. */
+function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor {
+  const rt = getRuntime();
+  const sg = v3SubgroupSize(rt.info);
+  if (sg === 0) {
+    throw new DeviceError(`${label}: quantized weights need an adapter with the subgroups feature and one subgroup size; load the model with quantize: 'none'`);
+  }
+  const [M, K] = [a.shape[0]!, a.shape[1]!];
+  const N = wt ? w.rows : w.cols;
+  const out = empty([M, N], a.dtype);
+  if (M === 0) return out;
+  const main = currentChoice(rt.info, tuneMatmul).main;
+  const rows = M <= sg ? sg : main.kernel === 'v3' ? main.rows : 32;
+  const defines = { T: a.dtype, SG: String(sg), TM: String(rows), WT: String(wt) };
+  const name = w.format === 'int8' ? 'matmul_int8' : 'matmul_nf4';
+  const key = `${name}(SG=${sg},T=${a.dtype},TM=${rows},WT=${wt})`;
+  const kernel = rt.kernel(key, preprocess(name, { ...defines, SHARE: shareStep(sg, rows) }), key);
+  const params =
+    w.format === 'int8' ? new Params().u32(M, N, K, w.cols / 4).build() : new Params().u32(M, N, K, w.cols).f32(w.offset).u32(0, 0, 0).build();
+  const buffers =
+    w.format === 'int8'
+      ? [a.buffer(label), w.codes.buffer(label), w.scales.buffer(label), out.buffer(label)]
+      : [a.buffer(label), w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), out.buffer(label)];
+  rt.dispatch({ kernel, params, buffers, workgroups: [Math.ceil(N / (4 * sg)), Math.ceil(M / rows), 1], label });
+  return out;
+}
+
+/**
+ * x [..., in] times a quantized weight [out, in] read transposed: [..., out], in x's dtype (f32 or f16),
+ * accumulated in f32. Differentiable in x; the weight is frozen.
+ * @example const y = quantizedMatmul(x, QuantizedWeight.upload(quantizeNf4(w, out, inF))); // x [B, T, in]
+ */
+export const quantizedMatmul = defineOp({
+  name: 'quantizedMatmul',
+  forward(ctx, x: Tensor, w: QuantizedWeight) {
+    checkFloat('quantizedMatmul', x);
+    if (x.rank < 1 || x.shape[x.rank - 1] !== w.cols) {
+      throw new ShapeError(`quantizedMatmul: x is ${fmtShape(x.shape)}, the weight is [${w.rows}, ${w.cols}]; x's last dim must equal the weight's in features (${w.cols})`);
+    }
+    ctx.data.w = w;
+    const lead = x.shape.slice(0, -1);
+    const flat = reshape(contiguous(x), [lead.reduce((p, d) => p * d, 1), w.cols]); // [M, in]
+    return reshape(run(flat, w, true, 'quantizedMatmul'), [...lead, w.rows]);
+  },
+  // dX = dY W (the weight is frozen: no gradient)
+  backward(ctx, g) {
+    const w = ctx.data.w as QuantizedWeight;
+    const lead = g.shape.slice(0, -1);
+    const flat = reshape(contiguous(g), [lead.reduce((p, d) => p * d, 1), w.rows]); // [M, out]
+    return [reshape(run(flat, w, false, 'quantizedMatmul backward'), [...lead, w.cols])];
+  },
+});
