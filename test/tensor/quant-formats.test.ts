@@ -103,8 +103,8 @@ test('NF4 packs two codes per byte, the even-indexed value in the high nibble, b
   const q = quantizeNf4(w, 2, 65);
   assert.equal(q.packed.length, 65);
   assert.equal(q.packed[0], (15 << 4) | 0);
-  assert.equal(q.packed[1] >> 4, 13);
-  assert.equal(q.packed[1] & 15, 7, 'zero is code 7');
+  assert.equal(q.packed[1]! >> 4, 13);
+  assert.equal(q.packed[1]! & 15, 7, 'zero is code 7');
   assert.equal(nf4CodeAt(q.packed, 65), 13);
   assert.equal(q.absmaxCodes.length, 3, 'ceil(130 / 64) blocks');
   assert.equal(q.absmaxScales.length, 1);
