@@ -19,7 +19,9 @@ import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt.js';
 import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
-import { checkMergeOut, runFiles } from './output-dir.js';
+import { checkMergeOut } from './merge-out-node.js';
+import { earlierRun } from './output-dir.js';
+import { runFiles } from './platform/node.js';
 
 const out = process.stdout;
 const err = process.stderr;
@@ -111,9 +113,9 @@ async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; r
       dryRun: opts.dryRun ?? false,
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
-      onPlan: (plan, data) => {
+      onPlan: async (plan, data) => {
         printPlan(plan, config, data.file, data.warnings.length);
-        const earlier = opts.resume ? [] : runFiles(config.outputDir);
+        const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
         if (opts.overwriteOutputDir && earlier.length > 0) {
           say(`output: ${resolve(config.outputDir)} holds an earlier run (${earlier.length} files and checkpoints); ${opts.dryRun ? 'a real run removes' : 'removing'} it before the first step`);
         }

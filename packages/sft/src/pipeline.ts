@@ -9,6 +9,7 @@ import { attachLora, chooseMicroBatch, loadBaseModel, type BaseModel, type BaseM
 import { resolveTemplate, type PromptTemplate } from './prompt.js';
 import { splitTrainVal } from './split.js';
 import { checkOutputDir } from './output-dir.js';
+import { runFiles } from './platform/node.js';
 import { train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
 
 /** Data ready for training: the split records and their tokens. */
@@ -98,7 +99,7 @@ export interface RunOptions {
   overwriteOutputDir?: boolean;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
-  onPlan?: (plan: RunPlan, data: PreparedData, base: BaseModel) => void;
+  onPlan?: (plan: RunPlan, data: PreparedData, base: BaseModel) => void | Promise<void>;
   stopAfterStep?: number;
   /** Validate and plan only. */
   dryRun?: boolean;
@@ -118,13 +119,13 @@ export interface RunOutcome {
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const { config } = options;
-  checkOutputDir(config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
+  await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
   const base = await loadBaseModel(config.baseModel, undefined, options.baseModel);
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);
   const plan = planRun(config, base, data);
-  options.onPlan?.(plan, data, base);
+  await options.onPlan?.(plan, data, base);
   if (options.dryRun) return { base, model, data, plan, result: null };
   const result = await train({
     config,

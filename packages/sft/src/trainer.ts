@@ -20,6 +20,7 @@ import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedu
 import { CheckpointError, TrainingError } from './errors.js';
 import { writeLossCurve, appendMetrics, type MetricsRow } from './metrics.js';
 import { checkOutputDir, clearRun } from './output-dir.js';
+import { runFiles } from './platform/node.js';
 
 /** A padded micro-batch on the device. */
 export interface DeviceBatch {
@@ -181,8 +182,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   // Another run's checkpoints would be counted by the pruner and its metrics appended to.
   if (!options.resume) {
-    checkOutputDir(config.outputDir, { resume: false, overwrite: options.overwriteOutputDir ?? false });
-    if (options.overwriteOutputDir) await clearRun(config.outputDir);
+    await checkOutputDir(runFiles, config.outputDir, { resume: false, overwrite: options.overwriteOutputDir ?? false });
+    if (options.overwriteOutputDir) await clearRun(runFiles, config.outputDir);
   }
 
   // The checkpoint's adapter is loaded before the optimizer is built: loading replaces the
