@@ -4,11 +4,11 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
-import { CheckpointError, listCheckpoints, readCheckpoint, train, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { CheckpointError, listCheckpoints, progressReporter, readCheckpoint, train, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 const childScript = fileURLToPath(new URL('./resume-child.ts', import.meta.url));
@@ -18,7 +18,7 @@ let dataPath: string;
 /** Losses of the uninterrupted 20-step run, steps 1..20. */
 let full: number[];
 
-async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController } } = {}): Promise<TrainResult> {
+async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController }; events?: ProgressEvent[] } = {}): Promise<TrainResult> {
   const { data, model, base } = await smallRun(config);
   try {
     return await train({
@@ -31,6 +31,7 @@ async function run(config: TrainConfig, options: { resume?: string; stopAfterSte
       stopAfterStep: options.stopAfterStep,
       signal: options.abortAfter?.controller.signal,
       onProgress: (e) => {
+        options.events?.push(e);
         if (e.kind === 'step' && options.abortAfter && e.step === options.abortAfter.step) options.abortAfter.controller.abort();
       },
     });
@@ -130,4 +131,31 @@ test('resuming with a different recipe is refused with a CheckpointError naming 
     assert.match(e.message, /same flags/);
     return true;
   });
+});
+
+test('a resumed run says which checkpoint it continues from, and metrics.jsonl then holds every step once (the rows logged after the checkpoint are dropped)', async () => {
+  const out = tmp();
+  const config = smallConfig(dataPath, out);
+  const rows = () => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number; valLoss?: number });
+  // Stopping after step 7 leaves checkpoint-5 and rows of steps 6 and 7, as a kill after step 7 would.
+  await run(config, { stopAfterStep: 7 });
+  assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [5]);
+  assert.equal(Math.max(...rows().map((r) => r.step)), 7);
+
+  const events: ProgressEvent[] = [];
+  await run(config, { resume: 'latest', events });
+  const resume = events.find((e) => e.kind === 'resume');
+  assert.ok(resume, `a resume event (got ${[...new Set(events.map((e) => e.kind))].join(', ')})`);
+  assert.equal(resume.checkpoint, join(out, 'checkpoint-5'));
+  assert.equal(resume.step, 5);
+  assert.equal(events[0], resume, 'reported before the first step');
+  let printed = '';
+  progressReporter({ write: (s: string) => (printed += s) }, false)(resume);
+  assert.equal(printed, `resumed from ${join(out, 'checkpoint-5')} at step 5/20\n`);
+
+  const all = rows();
+  const lossSteps = all.filter((r) => r.loss !== undefined).map((r) => r.step);
+  assert.deepEqual(lossSteps, Array.from({ length: 20 }, (_, i) => i + 1), 'one training-loss row per step, none repeated');
+  assert.deepEqual(all.filter((r) => r.valLoss !== undefined).map((r) => r.step), [5, 10, 15, 20], 'one validation row per evaluation');
+  for (const r of all) if (r.loss !== undefined) assert.equal(r.loss, full[r.step - 1], `step ${r.step}'s logged loss is the uninterrupted run's`);
 });

@@ -24,7 +24,7 @@ export { prepareData, planRun, runTraining } from './pipeline.js';
 export type { PreparedData, RunPlan, RunOptions, RunOutcome } from './pipeline.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
-export { lossCurveSvg, writeLossCurve, appendMetrics } from './metrics.js';
+export { lossCurveSvg, writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export type { MetricsRow } from './metrics.js';
 export { progressReporter } from './progress.js';
 

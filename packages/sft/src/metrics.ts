@@ -14,9 +14,16 @@ export interface MetricsRow {
   gpuBytes?: number;
 }
 
+/** Appends one row to metrics.jsonl. */
 export async function appendMetrics(path: string, row: MetricsRow): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   await appendFile(path, `${JSON.stringify(row)}\n`);
+}
+
+/** Replaces metrics.jsonl with `rows` (temp file, then rename), e.g. a resumed checkpoint's history. */
+export async function writeMetrics(path: string, rows: readonly MetricsRow[]): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
 }
 
 /** The loss curve as an SVG document (training loss in blue, validation loss in orange). */

@@ -38,6 +38,9 @@ export function progressReporter(out: { write(s: string): unknown }, tty: boolea
       .filter(Boolean)
       .join('  ');
     switch (e.kind) {
+      case 'resume':
+        line(`resumed from ${e.checkpoint} at step ${e.step}/${e.totalSteps}`);
+        break;
       case 'step':
         if (tty) {
           const width = 24;

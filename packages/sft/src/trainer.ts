@@ -18,7 +18,7 @@ import {
 } from './checkpoint.js';
 import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
 import { CheckpointError, TrainingError } from './errors.js';
-import { writeLossCurve, appendMetrics, type MetricsRow } from './metrics.js';
+import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { checkOutputDir, clearRun } from './output-dir.js';
 import { runFiles } from './platform/node.js';
 
@@ -48,7 +48,8 @@ export interface TrainableModel {
 
 /** A progress event, for a progress bar or log lines. */
 export interface ProgressEvent {
-  kind: 'step' | 'log' | 'eval' | 'save' | 'done';
+  /** 'resume': the run continues from `checkpoint`, whose step is `step`. */
+  kind: 'resume' | 'step' | 'log' | 'eval' | 'save' | 'done';
   step: number;
   totalSteps: number;
   loss?: number;
@@ -189,6 +190,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // The checkpoint's adapter is loaded before the optimizer is built: loading replaces the
   // parameter tensors, and the optimizer must hold (and restore the moments of) the new ones.
   let saved: Awaited<ReturnType<typeof readCheckpoint>> | null = null;
+  let resumedFrom = '';
   if (options.resume) {
     const dir = options.resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : options.resume;
     if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
@@ -199,6 +201,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       );
     }
     await model.loadAdapter(dir);
+    resumedFrom = dir;
   }
   const params = [...model.trainableParameters.values()];
   const optimizer = new AdamW(params, {
@@ -207,14 +210,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     eps: config.adamEpsilon,
     weightDecay: config.weightDecay,
   });
+  const metricsPath = join(config.outputDir, 'metrics.jsonl');
   if (saved) {
     optimizer.loadStateDict(saved.optimizer as never);
     state = saved.state;
+    // The interrupted run may have logged steps past its checkpoint; they run again, so
+    // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
+    await writeMetrics(metricsPath, state.history);
+    options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom });
   }
 
   const batchesOf = stepBatches(options.train.length, config, schedule, microBatchSize);
   const stepLosses = new Map<number, number>();
-  const metricsPath = join(config.outputDir, 'metrics.jsonl');
   const started = performance.now();
   let tokensSinceLog = 0;
   let timeAtLog = performance.now();
