@@ -11,7 +11,7 @@ test("the defaults are HuaTuo's recipe", () => {
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', padToMultipleOf: 8, padId: 0, paddingSide: 'left',
-      numEpochs: 10, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
+      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
       warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42,
     },
   );
@@ -62,6 +62,16 @@ test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,
   assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 630, warmupSteps: 63 });
   assert.equal(trainingSchedule(DEFAULT_CONFIG, 50, 8).stepsPerEpoch, 1);
   assert.throws(() => trainingSchedule(DEFAULT_CONFIG, 50, 6), ConfigError);
+});
+
+test('--max-steps sets the total optimizer steps, overriding --epochs either way, as max_steps does in the Hugging Face Trainer', () => {
+  const s = trainingSchedule(resolveConfig({ '--max-steps': '100' }), 8158, 8);
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 100, warmupSteps: 10 });
+  assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '1000', '--epochs': '1' }), 8158, 8).totalSteps, 1000);
+  assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '-1', '--epochs': '2' }), 8158, 8).totalSteps, 126);
+  failsOn({ '--max-steps': '0' }, '--max-steps', /positive number of optimizer steps, or -1/);
+  failsOn({ '--max-steps': '-2' }, '--max-steps', /expected a value >= -1/);
+  failsOn({ '--max-steps': '2.5' }, '--max-steps', /expected an integer/);
 });
 
 test('the learning rate warms up linearly to the peak, then decays linearly to 0 at the last step', () => {

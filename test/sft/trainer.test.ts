@@ -171,3 +171,20 @@ test('an unfinished checkpoint-N.tmp folder left by a crash is ignored by listin
   }
   assert.ok(readdirSync(out).includes('checkpoint-9.tmp'));
 });
+
+test('maxSteps runs that many optimizer steps past the epochs given, the data order continuing into later epochs and the learning rate decaying to 0 at the last', async () => {
+  const config = smallConfig(dataPath, tmp(), { numEpochs: 1, maxSteps: 5, warmupRatio: 0.2 });
+  const { data, model, base } = await smallRun(config);
+  const lrs = new Map<number, number>();
+  try {
+    const result = await train({ config, model, train: data.train, val: data.val, microBatchSize: 2, onProgress: (e) => e.kind === 'step' && lrs.set(e.step, e.lr!) });
+    assert.equal(result.state.totalSteps, 5, 'one epoch is 2 steps; --max-steps makes it 5');
+    assert.deepEqual([...result.stepLosses.keys()], [1, 2, 3, 4, 5]);
+    assert.ok([...result.stepLosses.values()].every(Number.isFinite));
+    // warm-up ceil(5 * 0.2) = 1 step, then linear decay over the remaining 4: steps 1..5 use lr(0..4).
+    assert.deepEqual([...lrs.values()], [0, 3e-3, 3e-3 * 0.75, 3e-3 * 0.5, 3e-3 * 0.25]);
+    assert.ok(existsSync(join(config.outputDir, 'adapter_model.safetensors')), 'a finished run writes its adapter');
+  } finally {
+    base.model.dispose();
+  }
+});

@@ -69,7 +69,8 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
   const s = plan.schedule;
   say(`data: ${dataFile}: ${plan.records.train} training and ${plan.records.val} validation records, ${plan.tokens.train} training tokens (longest ${plan.tokens.longest})`);
   if (warnings > 0) say(`data: ${warnings} records were cut to --cutoff-len ${config.cutoffLen} or left without EOS (as the original recipe does)`);
-  say(`plan: ${s.totalSteps} optimizer steps (${s.stepsPerEpoch} per epoch x ${config.numEpochs} epochs), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
+  const steps = config.maxSteps > 0 ? `--max-steps ${config.maxSteps}, ${s.stepsPerEpoch} per epoch: ${+(s.totalSteps / s.stepsPerEpoch).toFixed(2)} epochs` : `${s.stepsPerEpoch} per epoch x ${config.numEpochs} epochs`;
+  say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
   say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout} on ${config.loraTargetModules.join(', ')}; AdamW lr ${config.learningRate}`);
   say(`memory: ${plan.memory}`);
 }

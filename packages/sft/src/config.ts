@@ -31,6 +31,8 @@ export interface TrainConfig {
   padId: number;
   paddingSide: 'left' | 'right';
   numEpochs: number;
+  /** Total optimizer steps when positive, overriding numEpochs; -1: numEpochs decides. */
+  maxSteps: number;
   learningRate: number;
   adamBeta1: number;
   adamBeta2: number;
@@ -72,6 +74,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   paddingSide: 'left', // tokenizer.padding_side = "left"
   // optimisation (Hugging Face Trainer defaults unless HuaTuo sets them)
   numEpochs: 10,
+  maxSteps: -1, // TrainingArguments.max_steps: when positive, the total optimizer steps (epochs then ignored)
   learningRate: 3e-4, // AdamW
   adamBeta1: 0.9,
   adamBeta2: 0.999,
@@ -155,6 +158,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
   { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },
   { key: 'numEpochs', flag: '--epochs', kind: 'number', above: 0, help: 'training epochs' },
+  { key: 'maxSteps', flag: '--max-steps', kind: 'int', min: -1, help: 'total optimizer steps, overriding --epochs (-1: train --epochs)' },
   { key: 'learningRate', flag: '--learning-rate', kind: 'number', above: 0, help: 'peak AdamW learning rate' },
   { key: 'adamBeta1', flag: '--adam-beta1', kind: 'number', min: 0, below: 1, help: 'AdamW beta1' },
   { key: 'adamBeta2', flag: '--adam-beta2', kind: 'number', min: 0, below: 1, help: 'AdamW beta2' },
@@ -243,6 +247,9 @@ export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {},
 
 /** Checks the relations between values that no single flag can check. */
 export function checkConfig(config: Readonly<TrainConfig>): void {
+  if (config.maxSteps === 0) {
+    throw new ConfigError('--max-steps', 'expected a positive number of optimizer steps, or -1 to train --epochs; got 0');
+  }
   for (const m of config.loraTargetModules) {
     if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(m)) {
       throw new ConfigError('--lora-target-modules', `unknown module ${JSON.stringify(m)}; LLaMA's are ${LLAMA_LORA_TARGETS.join(', ')}`);
@@ -266,7 +273,7 @@ export interface TrainingSchedule {
   microBatchesPerEpoch: number;
   /** max(1, floor(microBatchesPerEpoch / gradientAccumulationSteps)). */
   stepsPerEpoch: number;
-  /** ceil(numEpochs * stepsPerEpoch). */
+  /** maxSteps when positive, else ceil(numEpochs * stepsPerEpoch). */
   totalSteps: number;
   /** ceil(totalSteps * warmupRatio). */
   warmupSteps: number;
@@ -284,7 +291,7 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
   const gradientAccumulationSteps = config.batchSize / microBatchSize;
   const microBatchesPerEpoch = Math.ceil(nTrain / microBatchSize);
   const stepsPerEpoch = Math.max(1, Math.floor(microBatchesPerEpoch / gradientAccumulationSteps));
-  const totalSteps = Math.ceil(config.numEpochs * stepsPerEpoch);
+  const totalSteps = config.maxSteps > 0 ? config.maxSteps : Math.ceil(config.numEpochs * stepsPerEpoch);
   const warmupSteps = Math.ceil(totalSteps * config.warmupRatio);
   return { microBatchSize, gradientAccumulationSteps, microBatchesPerEpoch, stepsPerEpoch, totalSteps, warmupSteps };
 }

@@ -111,6 +111,8 @@ function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number):
     learningRate: config.learningRate,
     seed: config.seed,
     nTrain,
+    // Absent unless set, so the checkpoints of runs without --max-steps keep their key.
+    ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
   };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 16);
 }
@@ -197,7 +199,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     saved = await readCheckpoint(dir);
     if (saved.state.recipeKey !== key) {
       throw new CheckpointError(
-        `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, lr or seed); resume with the same flags`,
+        `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
       );
     }
     await model.loadAdapter(dir);
