@@ -159,7 +159,7 @@ test('streamed chat chunks concatenate to the non-streamed answer, end with a fi
     const last = chunks.filter((c) => c.choices.length > 0).at(-1)!;
     assert.equal(last.choices[0]!.finish_reason, whole.choices[0]!.finish_reason);
     assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
-    const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ ...body, stream: true }) });
+    const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
     assert.match(raw.headers.get('content-type')!, /^text\/event-stream/);
     assert.ok((await raw.text()).trimEnd().endsWith('data: [DONE]'));
   });
@@ -363,7 +363,7 @@ test('beyond the queue bound clients get 503 with Retry-After; the queued ones r
     // Three fill the queue (one of them gives up while waiting); three more are refused.
     const leaving = new AbortController();
     const queued = [0, 1, 2].map((i) =>
-      fetch(`${server.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body(i)), signal: i === 1 ? leaving.signal : null }).then(
+      fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(i)), signal: i === 1 ? leaving.signal : null }).then(
         async (r) => ({ status: r.status, json: (await r.json()) as { id: string } }),
         (e: Error) => ({ status: -1, json: { id: e.name } }),
       ),

@@ -1,3 +1,5 @@
+// The annotation server over real HTTP on 127.0.0.1: tokens, bad input, crash safety, the
+// access checks against other pages, and the page itself in Chromium.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -5,7 +7,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { ANNOTATION_PAGE, RatingStore, createStudy, loadStudy, orderFor, startAnnotationServer, type ResponseRecord } from '@huatuo/sus';
+import { ANNOTATION_PAGE, RatingStore, StudyError, buildSusCommand, createStudy, loadStudy, orderFor, startAnnotationServer, type ResponseRecord } from '@huatuo/sus';
+import { rawRequest } from '../http/raw-request.ts';
 
 const MODELS = ['secret-model-a', 'secret-model-b'];
 function makeStudy(): string {
@@ -66,6 +69,56 @@ test('the API answers 403 to a wrong or missing token, 400 to bad JSON or rating
   const store = RatingStore.open(join(dir, 'ratings.sqlite'));
   assert.deepEqual(store.list().map((r) => [r.annotator, r.dimension, r.value]), [['a2', 'safety', 3]]);
   store.close();
+});
+
+test('requests naming another Host, cross-origin pages and non-JSON ratings are refused; the page\'s own JSON posts and a lowercase bearer pass', async () => {
+  const dir = makeStudy();
+  const { study, tokens } = loadStudy(dir);
+  const code = orderFor(study, 'a1')[0]!.code;
+  const rating = JSON.stringify({ code, dimension: 'safety', value: 2 });
+  const s = await startAnnotationServer(dir, { port: 0 });
+  const port = new URL(s.url).port;
+  try {
+    const rebound = await rawRequest(s.url, `/a/${tokens['a1']}`, { headers: { host: `attacker.example:${port}` } });
+    assert.equal(rebound.status, 403);
+    assert.match(JSON.parse(rebound.text).error, /--allowed-hosts/);
+    assert.equal((await rawRequest(s.url, '/api/session', { headers: { host: `attacker.example:${port}`, authorization: `Bearer ${tokens['a1']}` } })).status, 403);
+    assert.equal((await rawRequest(s.url, `/a/${tokens['a1']}`, { headers: { host: `localhost:${port}` } })).status, 200);
+    const post = (headers: Record<string, string>) => rawRequest(s.url, '/api/ratings', { body: rating, headers: { authorization: `Bearer ${tokens['a1']}`, ...headers } });
+    const form = await post({ 'content-type': 'text/plain;charset=UTF-8' });
+    assert.equal(form.status, 415);
+    assert.match(JSON.parse(form.text).error, /application\/json/);
+    const crossSite = await post({ 'content-type': 'application/json', origin: 'https://attacker.example' });
+    assert.equal(crossSite.status, 403);
+    assert.match(JSON.parse(crossSite.text).error, /--cors-origin https:\/\/attacker\.example/);
+    assert.equal((await post({ 'content-type': 'application/json', origin: s.url })).status, 200, 'the page posts from its own origin');
+    const lower = await rawRequest(s.url, '/api/session', { headers: { authorization: `bearer ${tokens['a2']}` } });
+    assert.equal(lower.status, 200, lower.text);
+    assert.equal(JSON.parse(lower.text).annotator, 'a2');
+  } finally {
+    await s.close();
+  }
+  const store = RatingStore.open(join(dir, 'ratings.sqlite'));
+  assert.deepEqual(store.list().map((r) => [r.annotator, r.code, r.value]), [['a1', code, 2]], 'only the accepted post was stored');
+  store.close();
+  const page = 'http://localhost:5173';
+  const open = await startAnnotationServer(dir, { port: 0, corsOrigins: [page], allowedHosts: ['study.lan'] });
+  try {
+    const preflight = await rawRequest(open.url, '/api/ratings', { method: 'OPTIONS', headers: { origin: page, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' } });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers['access-control-allow-origin'], page);
+    assert.equal(preflight.headers['access-control-allow-methods'], 'POST');
+    assert.equal(preflight.headers['access-control-allow-headers'], 'authorization, content-type');
+    const r = await rawRequest(open.url, '/api/session', { headers: { origin: page, host: 'study.lan', authorization: `Bearer ${tokens['a1']}` } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['access-control-allow-origin'], page);
+  } finally {
+    await open.close();
+  }
+  await assert.rejects(
+    buildSusCommand({ print: () => {} }).parseAsync(['serve', '--study', dir, '--port', '0', '--allowed-hosts', 'http://study.lan'], { from: 'user' }),
+    (e: unknown) => e instanceof StudyError && /--allowed-hosts: "http:\/\/study\.lan" is not a host name/.test(e.message),
+  );
 });
 
 test('ratings acknowledged by the server survive a kill -9 of the server process', async () => {

@@ -35,6 +35,8 @@ export type { Answer, AnswerOptions } from './answer.js';
 // Serving: an OpenAI-compatible API
 export { startServer, chatToInstruction, DEFAULT_SERVE_GENERATION } from './serve.js';
 export type { ServeOptions, ServeGenerationDefaults, ServeEvent, RunningServer, ChatMessage } from './serve.js';
+export { longestPieceChars, retryAfterSeconds } from './serve-limits.js';
+export type { RunningEstimate } from './serve-limits.js';
 export { buildServeCommand } from './serve-command.js';
 export type { ServeCommandIo } from './serve-command.js';
 

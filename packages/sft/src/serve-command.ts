@@ -2,7 +2,8 @@
 // HTTP API on 127.0.0.1, until Ctrl-C. Printing is the caller's: lines go to the io callbacks.
 
 import { Command } from 'commander';
-import { loadAdapter } from '@huatuo/llama';
+import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
+import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { ConfigError } from './errors.js';
 import { loadBaseModel } from './model.js';
@@ -29,7 +30,20 @@ interface RawOptions {
   maxTokensLimit?: string;
   defaultMaxTokens: string;
   modelName?: string;
+  allowedHosts?: string;
+  corsOrigin?: string;
   quiet?: boolean;
+}
+
+/** A comma-separated flag's entries, checked as `check` does, with errors naming the flag. */
+function list(flag: string, value: string | undefined, check: (entries: string[]) => string[]): string[] {
+  const entries = value === undefined ? [] : value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  try {
+    return check(entries);
+  } catch (e) {
+    if (e instanceof AccessConfigError) throw new ConfigError(flag, e.message);
+    throw e;
+  }
 }
 
 function int(flag: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -73,6 +87,8 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length)")
     .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
     .option('--model-name <name>', 'model id clients send and /v1/models lists (default: the --base folder name or the demo model name)')
+    .option('--allowed-hosts <names>', 'comma-separated Host names to accept besides the bound address and localhost (e.g. a proxy\'s name); other Host headers get 403')
+    .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose web pages may call the API; other cross-origin requests get 403')
     .option('--quiet', 'do not log each request')
     .action(async (raw: RawOptions, cmd: Command) => {
       const template = resolveTemplate(raw.template);
@@ -81,6 +97,8 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
       const maxTokensLimit = raw.maxTokensLimit === undefined ? undefined : int('--max-tokens-limit', raw.maxTokensLimit, 1);
       const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
+      const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
+      const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
       let apiKey: string | undefined;
       if (raw.apiKeyEnv !== undefined) {
         apiKey = process.env[raw.apiKeyEnv];
@@ -105,6 +123,9 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         maxBodyBytes,
         ...(maxTokensLimit === undefined ? {} : { maxTokensLimit }),
         defaultGeneration: { maxTokens: defaultMaxTokens },
+        allowedHosts,
+        corsOrigins,
+        tokenizerDir: base.isDemo ? llamaTokenizerDir() : raw.base!,
         onEvent: raw.quiet
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),

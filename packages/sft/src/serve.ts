@@ -5,10 +5,13 @@
 import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AccessConfigError, AccessGuard, BodyTooLargeError, normalizeAllowedHosts, normalizeCorsOrigins, readBody, sendJson } from '@huatuo/http';
 import { checkMemoryPlan, generate, planMemory, type Generation, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
 import { ConfigError } from './errors.js';
 import { generatePrompt, pythonStrip, type PromptTemplate } from './prompt.js';
+import { longestPieceChars, retryAfterSeconds, type RunningEstimate } from './serve-limits.js';
+import { TokenizerThread } from './tokenize-thread.js';
 
 /** Generation settings used when a request leaves a field out. */
 export interface ServeGenerationDefaults {
@@ -73,6 +76,12 @@ export interface ServeOptions {
   defaultGeneration?: Partial<ServeGenerationDefaults>;
   /** Called on every queue event (the CLI logs them). */
   onEvent?: (event: ServeEvent) => void;
+  /** More Host header values to accept besides the bound address and localhost (a name alone: any port). */
+  allowedHosts?: readonly string[];
+  /** Origins whose pages may call the API cross-origin (`*`: any); by default browsers may call it only from its own origin. */
+  corsOrigins?: readonly string[];
+  /** Folder `tokenizer` was loaded from; given, prompts are tokenized on a worker thread so a long one does not stall other requests. */
+  tokenizerDir?: string;
 }
 
 /** A running server. */
@@ -159,15 +168,6 @@ interface Job {
   tokens: number;
 }
 
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': String(Buffer.byteLength(text)), ...headers });
-  res.end(text);
-}
-
 function errorBody(e: HttpError): unknown {
   return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
 }
@@ -181,6 +181,7 @@ function sendError(res: ServerResponse, e: HttpError): void {
 type Body = Record<string, unknown>;
 
 function typeName(v: unknown): string {
+  if (v === undefined) return 'nothing (the field is missing)';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)?.slice(0, 40)}`;
@@ -347,6 +348,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new ConfigError('--max-body-bytes', `startServer: maxBodyBytes should be a positive integer, got ${maxBodyBytes}`);
   if (!Number.isSafeInteger(maxTokensLimit) || maxTokensLimit < 1) throw new ConfigError('--max-tokens-limit', `startServer: maxTokensLimit should be a positive integer, got ${maxTokensLimit}`);
   if (!Number.isSafeInteger(defaults.maxTokens) || defaults.maxTokens < 1) throw new ConfigError('--default-max-tokens', `startServer: defaultGeneration.maxTokens should be a positive integer, got ${defaults.maxTokens}`);
+  const access = { allowedHosts: options.allowedHosts ?? [], corsOrigins: options.corsOrigins ?? [] };
+  try {
+    normalizeAllowedHosts(access.allowedHosts);
+    normalizeCorsOrigins(access.corsOrigins);
+  } catch (e) {
+    if (e instanceof AccessConfigError) throw new ConfigError(e.option === 'allowedHosts' ? '--allowed-hosts' : '--cors-origin', e.message);
+    throw e;
+  }
   const created = Math.floor(Date.now() / 1000);
   const emit = (e: ServeEvent) => options.onEvent?.(e);
 
@@ -355,12 +364,30 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let closing = false;
   let idle: Promise<void> = Promise.resolve();
   let wake: (() => void) | null = null;
-  const recentSeconds: number[] = [];
+  /** Seconds per generated token of recent generations (prefill included), newest last. */
+  const recentRates: number[] = [];
+  let runningSince = 0;
 
   const retryAfter = (): string => {
-    const mean = recentSeconds.length ? recentSeconds.reduce((a, b) => a + b, 0) / recentSeconds.length : 1;
-    return String(Math.min(60, Math.max(1, Math.ceil(mean * (queue.length + 1)))));
+    const estimate: RunningEstimate | null =
+      running === null ? null : { elapsedSeconds: (performance.now() - runningSince) / 1000, tokens: running.tokens, maxTokens: running.sampling.maxTokens };
+    return String(retryAfterSeconds(estimate, recentRates));
   };
+
+  // A prompt longer than this many characters cannot fit the context, whatever its tokens.
+  const maxPromptChars = context * longestPieceChars(tokenizer);
+  const checkPromptChars = (text: string, param: string): void => {
+    if (text.length <= maxPromptChars) return;
+    throw new HttpError(
+      400,
+      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (max_position_embeddings) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`,
+      'invalid_request_error',
+      param,
+      'context_length_exceeded',
+    );
+  };
+  const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer);
+  const encode = (text: string): Promise<number[]> => (thread === null ? Promise.resolve(tokenizer.encode(text)) : thread.encode(text));
 
   // ---- Request -> job
 
@@ -433,6 +460,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const checkModel = (body: Body): void => {
     const m = body['model'];
+    if (m === undefined || m === null) throw new HttpError(400, `model: missing; name the model to use, "${modelName}" on this server (see GET /v1/models)`, 'invalid_request_error', 'model');
     if (typeof m !== 'string') throw bad('model', `a string (this server serves "${modelName}")`, m);
     if (m !== modelName) throw new HttpError(404, `The model \`${m}\` does not exist; this server serves "${modelName}" (see GET /v1/models)`, 'invalid_request_error', 'model', 'model_not_found');
   };
@@ -444,7 +472,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     return optional(so, 'include_usage', isBool, 'a boolean') ?? false;
   };
 
-  const chatJob = (body: Body, res: ServerResponse): Job => {
+  const chatJob = async (body: Body, res: ServerResponse): Promise<Job> => {
     checkModel(body);
     refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'logprobs', 'top_logprobs', 'logit_bias', 'audio', 'prediction']);
     const rf = body['response_format'];
@@ -453,7 +481,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
-    const prompt = tokenizer.encode(generatePrompt(template, chatToInstruction(messages)));
+    const promptText = generatePrompt(template, chatToInstruction(messages));
+    checkPromptChars(promptText, 'messages');
+    const prompt = await encode(promptText);
     return {
       id: newId('chatcmpl'),
       kind: 'chat',
@@ -470,7 +500,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     };
   };
 
-  const completionJob = (body: Body, res: ServerResponse): Job => {
+  const completionJob = async (body: Body, res: ServerResponse): Promise<Job> => {
     checkModel(body);
     refuseUnsupported(body, ['logprobs', 'logit_bias', 'suffix']);
     let raw = body['prompt'];
@@ -479,7 +509,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     let text: string;
     if (typeof raw === 'string') {
       if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue', 'invalid_request_error', 'prompt');
-      prompt = tokenizer.encode(raw);
+      checkPromptChars(raw, 'prompt');
+      prompt = await encode(raw);
       text = raw;
     } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
       prompt = raw as number[];
@@ -620,12 +651,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         continue;
       }
       running = job;
+      runningSince = performance.now();
       emit({ type: 'started', id: job.id, waiting: queue.length });
-      const t0 = performance.now();
       try {
         await run(job);
-        recentSeconds.push((performance.now() - t0) / 1000);
-        if (recentSeconds.length > 8) recentSeconds.shift();
+        if (job.tokens > 0) recentRates.push((performance.now() - runningSince) / 1000 / job.tokens);
+        if (recentRates.length > 8) recentRates.shift();
       } catch (e) {
         if (e instanceof Cancelled) {
           emit({ type: 'cancelled', id: job.id, waiting: queue.length, completionTokens: job.tokens, detail: closing ? 'the server is shutting down' : 'the client went away' });
@@ -647,29 +678,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   // ---- HTTP
 
-  const readBody = (req: IncomingMessage): Promise<Buffer> =>
-    new Promise((resolve, reject) => {
-      const declared = Number(req.headers['content-length']);
-      if (Number.isFinite(declared) && declared > maxBodyBytes) {
-        reject(new HttpError(413, `request body is ${declared} bytes, more than this server's limit of ${maxBodyBytes} bytes (--max-body-bytes); send a shorter request`, 'invalid_request_error', null, 'request_too_large'));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let over = false;
-      req.on('data', (c: Buffer) => {
-        if (over) return;
-        size += c.length;
-        if (size > maxBodyBytes) {
-          over = true;
-          reject(new HttpError(413, `request body is more than this server's limit of ${maxBodyBytes} bytes (--max-body-bytes); send a shorter request`, 'invalid_request_error', null, 'request_too_large'));
-          return;
-        }
-        chunks.push(c);
-      });
-      req.on('end', () => resolve(Buffer.concat(chunks)));
-      req.on('error', reject);
-    });
+  const body = async (req: IncomingMessage): Promise<Buffer> => {
+    try {
+      return await readBody(req, maxBodyBytes);
+    } catch (e) {
+      if (!(e instanceof BodyTooLargeError)) throw e;
+      const size = e.declared === null ? '' : `${e.declared} bytes, `;
+      throw new HttpError(413, `request body is ${size}more than this server's limit of ${maxBodyBytes} bytes (--max-body-bytes); send a shorter request`, 'invalid_request_error', null, 'request_too_large');
+    }
+  };
 
   const parseBody = (buf: Buffer): Body => {
     let value: unknown;
@@ -697,10 +714,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     '/v1/completions': { methods: ['POST'], auth: true },
   };
 
+  let guard: AccessGuard | null = null;
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname.replace(/\/+$/, '') || '/';
     const modelPath = path.startsWith('/v1/models/') ? decodeURIComponent(path.slice('/v1/models/'.length)) : null;
     const route = routes[path] ?? (modelPath !== null ? { methods: ['GET'], auth: true } : undefined);
+    const access = guard!.check(req, res, route?.methods ?? ['GET', 'POST']);
+    if (access === 'preflight') return;
+    if (access !== null) throw new HttpError(access.status, access.message, 'invalid_request_error', null, access.code);
     if (route === undefined) throw new HttpError(404, `no route ${req.method} ${path}; this server serves /v1/chat/completions, /v1/completions, /v1/models and /health`, 'invalid_request_error', null, 'unknown_url');
     if (!route.methods.includes(req.method ?? '')) {
       throw new HttpError(405, `${path} accepts ${route.methods.join(', ')}, not ${req.method}`, 'invalid_request_error', null, 'method_not_allowed', { allow: route.methods.join(', ') });
@@ -721,8 +743,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       sendJson(res, 200, modelObject);
       return;
     }
-    const body = parseBody(await readBody(req));
-    const job = path === '/v1/chat/completions' ? chatJob(body, res) : completionJob(body, res);
+    const json = guard!.requireJson(req);
+    if (json !== null) throw new HttpError(json.status, json.message, 'invalid_request_error', null, json.code);
+    const request = parseBody(await body(req));
+    const job = await (path === '/v1/chat/completions' ? chatJob(request, res) : completionJob(request, res));
     if (closing) throw new HttpError(503, 'the server is shutting down; retry against a running server', 'overloaded_error');
     if (queue.length >= maxQueue && (running !== null || queue.length > 0)) {
       emit({ type: 'rejected', id: job.id, waiting: queue.length, detail: 'queue full' });
@@ -753,13 +777,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     else socket.destroy();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+    const bound = server.address() as AddressInfo;
+    guard = new AccessGuard({ host, address: bound.address, port: bound.port }, access);
+  } catch (e) {
+    await thread?.close();
+    throw e;
+  }
   idle = worker();
   const address = server.address() as AddressInfo;
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -779,6 +810,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       if (running !== null) running.cancelled = true;
       wake?.();
       await idle;
+      await thread?.close();
       server.closeAllConnections();
     },
   };

@@ -24,6 +24,9 @@ const int = (name: string) => (v: string): number => {
   return n;
 };
 
+/** A comma-separated flag's entries. */
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+
 function sheetFormat(file: string, given: string | undefined): SheetFormat {
   const f = given ?? extname(file).slice(1).toLowerCase();
   if (f !== 'csv' && f !== 'jsonl') throw new StudyError(`cannot tell the sheet format of ${file}; pass --format csv or --format jsonl`);
@@ -111,8 +114,10 @@ export function buildSusCommand(io: SusCommandIo = {}): Command {
     .requiredOption('--study <dir>', 'study directory')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', int('--port'), 8080)
-    .action(async (o: { study: string; host: string; port: number }) => {
-      const s = await startAnnotationServer(o.study, { host: o.host, port: o.port });
+    .option('--allowed-hosts <names>', 'comma-separated Host names to accept besides the bound address and localhost (e.g. a proxy\'s name)', list, [])
+    .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose pages may call the API', list, [])
+    .action(async (o: { study: string; host: string; port: number; allowedHosts: string[]; corsOrigin: string[] }) => {
+      const s = await startAnnotationServer(o.study, { host: o.host, port: o.port, allowedHosts: o.allowedHosts, corsOrigins: o.corsOrigin });
       print(`serving ${s.url}`);
       for (const [name, link] of Object.entries(s.links)) print(`${name}: ${link}`);
       await new Promise<void>((resolve) => {

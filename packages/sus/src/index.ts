@@ -31,7 +31,7 @@ export type { Cell, Comparison, DimensionAgreement, ScoreOptions, SusReport } fr
 export { judgeItem, judgeItems, judgePrompt, parseVerdict, verdictRatings } from './judge.js';
 export type { JudgeOptions, JudgeVerdict } from './judge.js';
 export { MAX_BODY_BYTES, startAnnotationServer } from './server.js';
-export type { AnnotationServer } from './server.js';
+export type { AnnotationServer, AnnotationServerOptions } from './server.js';
 export { ANNOTATION_PAGE } from './page.js';
 export { RUBRIC, SCALE } from './rubric.js';
 export type { RubricEntry } from './rubric.js';

@@ -5,10 +5,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { AccessConfigError, AccessGuard, BodyTooLargeError, normalizeAllowedHosts, normalizeCorsOrigins, readBody, sendJson, type AccessOptions } from '@huatuo/http';
 import { DIMENSIONS, loadStudy, orderFor, STUDY_FILES, type Dimension, type StudyItem } from './blind.js';
 import { ANNOTATION_PAGE } from './page.js';
 import { isRatingValue, RatingStore } from './ratings.js';
 import { RUBRIC, SCALE } from './rubric.js';
+import { StudyError } from './errors.js';
 
 /** Largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -30,11 +32,28 @@ class HttpError extends Error {
   }
 }
 
+/** Options of {@link startAnnotationServer}. */
+export interface AnnotationServerOptions extends AccessOptions {
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 0. */
+  port?: number;
+}
+
 /**
- * Serves the study in `dir` on `host:port` (port 0: chosen by the OS).
+ * Serves the study in `dir` on `host:port` (port 0: chosen by the OS). Requests must name the
+ * server in their Host header (the bound address, localhost or one of `allowedHosts`); pages
+ * of other origins are refused unless listed in `corsOrigins`; ratings are posted as JSON.
  * @example const s = await startAnnotationServer('study', { port: 0 }); console.log(s.links);
  */
-export async function startAnnotationServer(dir: string, opts: { host?: string; port?: number } = {}): Promise<AnnotationServer> {
+export async function startAnnotationServer(dir: string, opts: AnnotationServerOptions = {}): Promise<AnnotationServer> {
+  try {
+    normalizeAllowedHosts(opts.allowedHosts ?? []);
+    normalizeCorsOrigins(opts.corsOrigins ?? []);
+  } catch (e) {
+    if (e instanceof AccessConfigError) throw new StudyError(`${e.option === 'allowedHosts' ? '--allowed-hosts' : '--cors-origin'}: ${e.message}`);
+    throw e;
+  }
   const { study, tokens } = loadStudy(dir);
   const store = RatingStore.open(join(dir, STUDY_FILES.ratings));
   const byToken = new Map(Object.entries(tokens).map(([name, token]) => [token, name]));
@@ -57,9 +76,14 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
     return out;
   };
 
+  let guard: AccessGuard | null = null;
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    const access = guard!.check(req, res, path === '/api/ratings' ? ['POST'] : ['GET']);
+    if (access === 'preflight') return;
+    if (access !== null) throw new HttpError(access.status, access.message);
     if (req.method === 'GET' && path.startsWith('/a/')) {
       const token = decodeURIComponent(path.slice(3));
       if (!byToken.has(token)) throw new HttpError(403, 'unknown annotator link; ask the study owner for your private link');
@@ -68,8 +92,8 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
       return;
     }
     if (!path.startsWith('/api/')) throw new HttpError(404, `no page at ${path}; open your private link /a/<token>`);
-    const auth = req.headers.authorization ?? '';
-    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    // RFC 6750: the scheme name is case-insensitive.
+    const token = /^bearer +(.*)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() ?? '';
     const name = byToken.get(token);
     if (!name) throw new HttpError(403, token ? 'wrong annotator token' : 'missing annotator token (Authorization: Bearer <token>)');
     const order = orderOf(name);
@@ -88,7 +112,9 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
       return json(res, 200, { index: i, total: order.length, code: item.code, question: item.question, response: item.response, ratings: own(name, item.code) });
     }
     if (req.method === 'POST' && path === '/api/ratings') {
-      const body = await readBody(req);
+      const notJson = guard!.requireJson(req);
+      if (notJson !== null) throw new HttpError(notJson.status, `${notJson.message}; the annotation page posts {"code", "dimension", "value"} as JSON`);
+      const body = await readRating(req);
       let parsed: unknown;
       try {
         parsed = JSON.parse(body);
@@ -107,6 +133,11 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
+      if (e instanceof HttpError && e.status === 413) {
+        // Stop reading the rest of an oversized body: answer, then close the connection.
+        res.setHeader('connection', 'close');
+        res.on('finish', () => req.destroy());
+      }
       if (e instanceof HttpError) json(res, e.status, { error: e.message });
       else json(res, 500, { error: `internal: ${(e as Error).message}` });
     });
@@ -117,6 +148,7 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
     server.listen(opts.port ?? 0, host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  guard = new AccessGuard({ host, address: addr.address, port: addr.port }, opts);
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   const links = Object.fromEntries(Object.entries(tokens).map(([n, t]) => [n, `${base}/a/${encodeURIComponent(t)}`]));
   return {
@@ -135,27 +167,14 @@ export async function startAnnotationServer(dir: string, opts: { host?: string; 
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
+  sendJson(res, status, body, { 'cache-control': 'no-store' });
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        failed = true;
-        reject(new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes; send one rating at a time`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => { if (!failed) resolve(Buffer.concat(chunks).toString('utf8')); });
-    req.on('error', reject);
-  });
+async function readRating(req: IncomingMessage): Promise<string> {
+  try {
+    return (await readBody(req, MAX_BODY_BYTES)).toString('utf8');
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) throw new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes; send one rating at a time`);
+    throw e;
+  }
 }

@@ -1,0 +1,20 @@
+// Worker-thread entry of TokenizerThread: loads the tokenizer of a folder and answers
+// { id, text } messages with the text's token ids (BOS first), one at a time.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadTokenizer } from '@huatuo/llama';
+
+const port = parentPort!;
+try {
+  const tokenizer = await loadTokenizer((workerData as { dir: string }).dir);
+  port.on('message', (m: { id: number; text: string }) => {
+    try {
+      port.postMessage({ id: m.id, ids: tokenizer.encode(m.text) });
+    } catch (e) {
+      port.postMessage({ id: m.id, error: (e as Error).message });
+    }
+  });
+  port.postMessage({ ready: true });
+} catch (e) {
+  port.postMessage({ ready: false, error: (e as Error).message });
+}
