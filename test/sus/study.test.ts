@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -133,4 +133,24 @@ test('bad sheets are rejected with the row number and the reason, and nothing al
   assert.equal(store.list('a1').length, 9);
   assert.ok(store.list('a1').every((r) => r.value === 2));
   store.close();
+});
+
+test('key.json and tokens.json are written readable by their owner only (0600), on create and on extend, and create says where they are', async () => {
+  const dir = tmp();
+  const lines: string[] = [];
+  const questions = join(dir, 'q.jsonl');
+  const answers = join(dir, 'r.jsonl');
+  writeFileSync(questions, '{"id": "q1", "question": "问题1"}\n');
+  writeFileSync(answers, '{"id": "q1", "question": "问题1", "model": "m1", "response": "答案"}\n');
+  const study = join(dir, 'study');
+  await buildSusCommand({ print: (l) => lines.push(l) }).parseAsync(['create', '--out', study, '--questions', questions, '--responses', answers, '--annotators', 'a1'], { from: 'user' });
+  const mode = (f: string): number => statSync(join(study, f)).mode & 0o777;
+  assert.equal(mode('key.json'), 0o600);
+  assert.equal(mode('tokens.json'), 0o600);
+  assert.equal(mode('study.json') & 0o077, 0o044 & ~process.umask(), 'what annotators see keeps the usual mode');
+  const said = lines.join('\n');
+  assert.ok(said.includes(join(study, 'key.json')) && said.includes(join(study, 'tokens.json')) && said.includes('0600'), said);
+  chmodSync(join(study, 'tokens.json'), 0o644);
+  extendStudy(study, { responses: [], annotators: ['a2'] });
+  assert.equal(mode('tokens.json'), 0o600, 'an older study\'s secrets are closed when it is extended');
 });

@@ -80,6 +80,9 @@ export const STUDY_FILES = {
   ratings: 'ratings.sqlite',
 } as const;
 
+/** Permission bits of key.json and tokens.json: read and write for their owner only. */
+export const SECRET_MODE = 0o600;
+
 /**
  * Reads a questions file: JSONL or a JSON array of `{id?, question}` or HuaTuo's
  * `{instruction, input}` records. Missing ids become `q1`, `q2`, ... by position.
@@ -263,10 +266,10 @@ function addToStudy(
   return { study, key, tokens, added, flagged, missing };
 }
 
-/** Writes the three study files atomically. */
+/** Writes the three study files atomically, key.json and tokens.json readable by their owner only ({@link SECRET_MODE}). */
 export function saveStudy(dir: string, study: Study, key: StudyKey, tokens: Record<string, string>): void {
-  writeFileAtomic(join(dir, STUDY_FILES.key), JSON.stringify(key, null, 2) + '\n');
-  writeFileAtomic(join(dir, STUDY_FILES.tokens), JSON.stringify(tokens, null, 2) + '\n');
+  writeFileAtomic(join(dir, STUDY_FILES.key), JSON.stringify(key, null, 2) + '\n', SECRET_MODE);
+  writeFileAtomic(join(dir, STUDY_FILES.tokens), JSON.stringify(tokens, null, 2) + '\n', SECRET_MODE);
   writeFileAtomic(join(dir, STUDY_FILES.study), JSON.stringify(study, null, 2) + '\n');
 }
 

@@ -68,7 +68,7 @@ export function buildSusCommand(io: SusCommandIo = {}): Command {
       print(`study ${o.out}: ${r.study.items.length} items (${r.added} added), ${r.study.annotators.length} annotators, seed ${r.study.seed}`);
       for (const f of r.flagged) print(`flagged ${f.code} (model ${f.model}, question ${f.questionId}): names ${f.words.join(', ')}${o.keepLeaks ? '' : '; left out'}`);
       if (r.missing.length > 0) print(`missing responses: ${r.missing.length} (first: ${r.missing[0]})`);
-      print(`keep ${join(o.out, STUDY_FILES.key)} and ${join(o.out, STUDY_FILES.tokens)} away from annotators`);
+      print(`secrets (mode 0600, readable by you only): ${join(o.out, STUDY_FILES.key)} (code -> model) and ${join(o.out, STUDY_FILES.tokens)} (private links); keep them away from annotators`);
     });
 
   sus

@@ -1,13 +1,18 @@
 // File helpers: atomic writes (temp file + rename) and JSON / JSONL reading with
 // errors that name the file and line.
 
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { FormatError } from './errors.js';
 
-/** Writes `text` to `path` through a temp file in the same folder and a rename, so a crash leaves the old file or the new one. */
-export function writeFileAtomic(path: string, text: string): void {
+/**
+ * Writes `text` to `path` through a temp file in the same folder and a rename, so a crash leaves
+ * the old file or the new one. `mode` (e.g. 0o600 for secrets) is the file's permission bits
+ * from the moment it exists, whatever the umask.
+ */
+export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  writeFileSync(tmp, text);
+  writeFileSync(tmp, text, { mode });
+  chmodSync(tmp, mode);
   renameSync(tmp, path);
 }
 

@@ -6,6 +6,7 @@ export type { SusCommandIo } from './cli.js';
 export {
   DIMENSIONS,
   DEFAULT_LEAK_WORDS,
+  SECRET_MODE,
   STUDY_FILES,
   annotatorSeed,
   createStudy,
