@@ -9,34 +9,31 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias TG = f32;
 
-struct Params {
-  numel: u32,
-  p_offset: u32,
-  g_offset: u32,
-  _pad: u32,
-  decay: f32,
-  beta1: f32,
-  beta2: f32,
-  eps: f32,
-  step_size: f32,
-  bc2_sqrt: f32,
-}
-
-@group(0) @binding(0) var<uniform> u: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<TG>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+//! params
+//!   numel: u32
+//!   p_offset: u32
+//!   g_offset: u32
+//!   decay: f32
+//!   beta1: f32
+//!   beta2: f32
+//!   eps: f32
+//!   step_size: f32
+//!   bc2_sqrt: f32
+//! bindings
+//!   param: array<f32> read_write
+//!   grad: array<TG> read
+//!   m: array<f32> read_write
+//!   v: array<f32> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= u.numel) { return; }
-  let g = f32(grad[u.g_offset + i]);
-  let p = param[u.p_offset + i] * u.decay;
-  let mi = u.beta1 * m[i] + (1.0 - u.beta1) * g;
-  let vi = u.beta2 * v[i] + (1.0 - u.beta2) * g * g;
+  if (i >= p.numel) { return; }
+  let g = f32(grad[p.g_offset + i]);
+  let w = param[p.p_offset + i] * p.decay;
+  let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+  let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
   m[i] = mi;
   v[i] = vi;
-  param[u.p_offset + i] = p - u.step_size * mi / (sqrt(vi) / u.bc2_sqrt + u.eps);
+  param[p.p_offset + i] = w - p.step_size * mi / (sqrt(vi) / p.bc2_sqrt + p.eps);
 }

@@ -6,30 +6,12 @@
 // Workgroup: 64 threads, one row each; 2-D grid beyond 65535 workgroups. Accumulates in f32.
 alias T = f32;
 
-struct Params {
-  B: u32,
-  Hq: u32,
-  Hkv: u32,
-  T: u32,
-  S: u32,
-  D: u32,
-  D4: u32,
-  BK: u32,
-  causal: u32,
-  has_mask: u32,
-  mask_bits: u32,
-  mask_offset: u32,
-  scale: f32,
-  kv_offset: i32,
-  n_split: u32,
-  split_len: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> o: array<{{ELEM}}>;
-@group(0) @binding(2) var<storage, read> d_o: array<{{ELEM}}>;
-@group(0) @binding(3) var<storage, read> lse: array<f32>;
-@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+//! params from attention
+//! bindings
+//!   o: array<{{ELEM}}> read
+//!   d_o: array<{{ELEM}}> read
+//!   lse: array<f32> read
+//!   stats: array<f32> read_write
 
 fn load_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_O}} }
 fn load_d_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_D_O}} }

@@ -19,33 +19,15 @@ const DL: u32 = {{DL}}u;
 const D4: u32 = SG * DL;
 const BK: u32 = 4u * SG;
 
-struct Params {
-  B: u32,
-  Hq: u32,
-  Hkv: u32,
-  T: u32,
-  S: u32,
-  D: u32,
-  D4: u32,
-  BK: u32,
-  causal: u32,
-  has_mask: u32,
-  mask_bits: u32,
-  mask_offset: u32,
-  scale: f32,
-  kv_offset: i32,
-  n_split: u32,
-  split_len: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<T>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<T>>;
-@group(0) @binding(4) var<storage, read> mask: array<u32>;
-@group(0) @binding(5) var<storage, read> d_o: array<vec4<T>>;
-@group(0) @binding(6) var<storage, read> stats: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<vec4<T>>;
+//! params from attention
+//! bindings
+//!   q: array<vec4<T>> read
+//!   k: array<vec4<T>> read
+//!   v: array<vec4<T>> read
+//!   mask: array<u32> read
+//!   d_o: array<vec4<T>> read
+//!   stats: array<f32> read
+//!   dq: array<vec4<T>> read_write
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {

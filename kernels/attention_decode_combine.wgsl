@@ -6,30 +6,12 @@
 // Workgroup: 64 threads, one (row, 4-column chunk) each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  B: u32,
-  Hq: u32,
-  Hkv: u32,
-  T: u32,
-  S: u32,
-  D: u32,
-  D4: u32,
-  BK: u32,
-  causal: u32,
-  has_mask: u32,
-  mask_bits: u32,
-  mask_offset: u32,
-  scale: f32,
-  kv_offset: i32,
-  n_split: u32,
-  split_len: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part_acc: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> part_ml: array<f32>;
-@group(0) @binding(3) var<storage, read_write> o: array<{{ELEM}}>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+//! params from attention
+//! bindings
+//!   part_acc: array<vec4<f32>> read
+//!   part_ml: array<f32> read
+//!   o: array<{{ELEM}}> read_write
+//!   lse: array<f32> read_write
 
 fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);

@@ -11,32 +11,14 @@ alias T = f32;
 
 const DMAX4: u32 = {{DMAX4}}u;
 
-struct Params {
-  B: u32,
-  Hq: u32,
-  Hkv: u32,
-  T: u32,
-  S: u32,
-  D: u32,
-  D4: u32,
-  BK: u32,
-  causal: u32,
-  has_mask: u32,
-  mask_bits: u32,
-  mask_offset: u32,
-  scale: f32,
-  kv_offset: i32,
-  n_split: u32,
-  split_len: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<{{ELEM}}>;
-@group(0) @binding(2) var<storage, read> k: array<{{ELEM}}>;
-@group(0) @binding(3) var<storage, read> v: array<{{ELEM}}>;
-@group(0) @binding(4) var<storage, read> mask: array<u32>;
-@group(0) @binding(5) var<storage, read_write> part_acc: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> part_ml: array<f32>;
+//! params from attention
+//! bindings
+//!   q: array<{{ELEM}}> read
+//!   k: array<{{ELEM}}> read
+//!   v: array<{{ELEM}}> read
+//!   mask: array<u32> read
+//!   part_acc: array<vec4<f32>> read_write
+//!   part_ml: array<f32> read_write
 
 fn load_q(e: u32, end: u32) -> vec4<f32> { {{LOAD_Q}} }
 fn load_k(e: u32, end: u32) -> vec4<f32> { {{LOAD_K}} }

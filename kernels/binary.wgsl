@@ -4,20 +4,18 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  shape: array<vec4<u32>, 2>,
-  a_strides: array<vec4<u32>, 2>,
-  b_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
+//! params
+//!   numel: u32
+//!   rank: u32
+//!   a_offset: u32
+//!   b_offset: u32
+//!   shape: array<vec4<u32>, 2>
+//!   a_strides: array<vec4<u32>, 2>
+//!   b_strides: array<vec4<u32>, 2>
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   out: array<T> read_write
 
 // Not const-evaluated, so NaN and infinities are allowed.
 fn f32_from_bits(bits: u32) -> f32 {

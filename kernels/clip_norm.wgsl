@@ -3,23 +3,19 @@
 // Bindings: 0 Params (uniform); 1 partial: array<f32> read; 2 out: array<f32> read_write (2 elements).
 // Workgroup: one workgroup of 256 threads, strided over the partials, then a tree reduction.
 
-struct Params {
-  count: u32,
-  max_norm: f32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Params;
-@group(0) @binding(1) var<storage, read> partial: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+//! params
+//!   count: u32
+//!   max_norm: f32
+//! bindings
+//!   partial: array<f32> read
+//!   out: array<f32> read_write
 
 var<workgroup> acc: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var k = lid; k < u.count; k += 256u) { s += partial[k]; }
+  for (var k = lid; k < p.count; k += 256u) { s += partial[k]; }
   acc[lid] = s;
   workgroupBarrier();
   for (var k = 128u; k > 0u; k >>= 1u) {
@@ -29,6 +25,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) {
     let norm = sqrt(acc[0]);
     out[0] = norm;
-    out[1] = min(1.0, u.max_norm / (norm + 1e-6));
+    out[1] = min(1.0, p.max_norm / (norm + 1e-6));
   }
 }

@@ -3,20 +3,16 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  offset: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Params;
-@group(0) @binding(1) var<storage, read_write> g: array<T>;
-@group(0) @binding(2) var<storage, read> coef: array<f32>;
+//! params
+//!   numel: u32
+//!   offset: u32
+//! bindings
+//!   g: array<T> read_write
+//!   coef: array<f32> read
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= u.numel) { return; }
-  g[u.offset + i] = T(f32(g[u.offset + i]) * coef[1]);
+  if (i >= p.numel) { return; }
+  g[p.offset + i] = T(f32(g[p.offset + i]) * coef[1]);
 }

@@ -5,16 +5,13 @@
 // Workgroup: 256 threads, a tree reduction in workgroup memory; 1-D grid of at most 256 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  offset: u32,
-  base: u32,
-  _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Params;
-@group(0) @binding(1) var<storage, read> g: array<T>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+//! params
+//!   numel: u32
+//!   offset: u32
+//!   base: u32
+//! bindings
+//!   g: array<T> read
+//!   partial: array<f32> read_write
 
 var<workgroup> acc: array<f32, 256>;
 
@@ -22,8 +19,8 @@ var<workgroup> acc: array<f32, 256>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = wid.x * 256u + lid; i < u.numel; i += nwg.x * 256u) {
-    let x = f32(g[u.offset + i]);
+  for (var i = wid.x * 256u + lid; i < p.numel; i += nwg.x * 256u) {
+    let x = f32(g[p.offset + i]);
     s = fma(x, x, s);
   }
   acc[lid] = s;
@@ -32,5 +29,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lid < k) { acc[lid] += acc[lid + k]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { partial[u.base + wid.x] = acc[0]; }
+  if (lid == 0u) { partial[p.base + wid.x] = acc[0]; }
 }

@@ -4,19 +4,17 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  rank: u32,
-  src_offset: u32,
-  dst_offset: u32,
-  shape: array<vec4<u32>, 2>,
-  src_strides: array<vec4<u32>, 2>,
-  dst_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<T>;
-@group(0) @binding(2) var<storage, read_write> dst: array<T>;
+//! params
+//!   numel: u32
+//!   rank: u32
+//!   src_offset: u32
+//!   dst_offset: u32
+//!   shape: array<vec4<u32>, 2>
+//!   src_strides: array<vec4<u32>, 2>
+//!   dst_strides: array<vec4<u32>, 2>
+//! bindings
+//!   src: array<T> read
+//!   dst: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

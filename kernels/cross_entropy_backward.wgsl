@@ -7,20 +7,18 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  N: u32,
-  V: u32,
-  ignore_index: i32,
-  mode: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> targets: array<i32>;
-@group(0) @binding(3) var<storage, read> lse: array<f32>;
-@group(0) @binding(4) var<storage, read> g: array<T>;
-@group(0) @binding(5) var<storage, read> count: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<T>;
+//! params
+//!   N: u32
+//!   V: u32
+//!   ignore_index: i32
+//!   mode: u32
+//! bindings
+//!   x: array<T> read
+//!   targets: array<i32> read
+//!   lse: array<f32> read
+//!   g: array<T> read
+//!   count: array<f32> read
+//!   dx: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

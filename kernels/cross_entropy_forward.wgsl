@@ -9,19 +9,16 @@
 // workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
 alias T = f32;
 
-struct Params {
-  N: u32,
-  V: u32,
-  ignore_index: i32,
-  _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> targets: array<i32>;
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> valid: array<f32>;
+//! params
+//!   N: u32
+//!   V: u32
+//!   ignore_index: i32
+//! bindings
+//!   x: array<T> read
+//!   targets: array<i32> read
+//!   loss: array<f32> read_write
+//!   lse: array<f32> read_write
+//!   valid: array<f32> read_write
 
 var<workgroup> partial: array<f32, 64>;
 var<workgroup> partial_max: array<f32, 64>;

@@ -5,18 +5,14 @@
 // Workgroup: one workgroup of 256 threads strided over N, then tree reductions (fixed order).
 alias T = f32;
 
-struct Params {
-  N: u32,
-  mean: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> loss: array<f32>;
-@group(0) @binding(2) var<storage, read> valid: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
-@group(0) @binding(4) var<storage, read_write> count: array<f32>;
+//! params
+//!   N: u32
+//!   mean: u32
+//! bindings
+//!   loss: array<f32> read
+//!   valid: array<f32> read
+//!   out: array<T> read_write
+//!   count: array<f32> read_write
 
 var<workgroup> part_loss: array<f32, 256>;
 var<workgroup> part_count: array<f32, 256>;

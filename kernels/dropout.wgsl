@@ -6,20 +6,15 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  seed: u32,
-  threshold: u32,
-  drop_all: u32,
-  scale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+//! params
+//!   numel: u32
+//!   seed: u32
+//!   threshold: u32
+//!   drop_all: u32
+//!   scale: f32
+//! bindings
+//!   x: array<T> read
+//!   y: array<T> read_write
 
 fn hash32(seed: u32, counter: u32) -> u32 {
   var z = seed * 0x9e3779b9u + counter * 0x85ebca6bu + 0x6a09e667u;

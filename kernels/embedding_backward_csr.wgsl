@@ -6,19 +6,15 @@
 // Workgroup: 64 threads per unique id, strided over C; one workgroup per unique id, 2-D grid beyond 65535.
 alias T = f32;
 
-struct Params {
-  U: u32,
-  C: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read> uniq: array<i32>;
-@group(0) @binding(3) var<storage, read> offsets: array<i32>;
-@group(0) @binding(4) var<storage, read> positions: array<i32>;
-@group(0) @binding(5) var<storage, read_write> dtable: array<T>;
+//! params
+//!   U: u32
+//!   C: u32
+//! bindings
+//!   dy: array<T> read
+//!   uniq: array<i32> read
+//!   offsets: array<i32> read
+//!   positions: array<i32> read
+//!   dtable: array<T> read_write
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -6,17 +6,14 @@
 // Workgroup: 64 threads per table row, strided over C; one workgroup per row, 2-D grid beyond 65535.
 alias T = f32;
 
-struct Params {
-  V: u32,
-  C: u32,
-  N: u32,
-  _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read> ids: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dtable: array<T>;
+//! params
+//!   V: u32
+//!   C: u32
+//!   N: u32
+//! bindings
+//!   dy: array<T> read
+//!   ids: array<i32> read
+//!   dtable: array<T> read_write
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

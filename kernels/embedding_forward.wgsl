@@ -4,17 +4,14 @@
 // Workgroup: 256 threads, one output element each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  C: u32,
-  V: u32,
-  _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read> table: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
+//! params
+//!   numel: u32
+//!   C: u32
+//!   V: u32
+//! bindings
+//!   ids: array<i32> read
+//!   table: array<T> read
+//!   out: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -2,15 +2,13 @@
 // Bindings: 0 Params (uniform); 1 y: array<T> read_write. Workgroup: 256 threads; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  mode: u32,
-  start: f32,
-  step: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
+//! params
+//!   numel: u32
+//!   mode: u32
+//!   start: f32
+//!   step: f32
+//! bindings
+//!   y: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

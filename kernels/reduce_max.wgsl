@@ -4,17 +4,14 @@
 // Workgroup: 64 threads per output element, strided over k, then a tree reduction; 2-D grid beyond 65535.
 alias T = f32;
 
-struct Params {
-  outer: u32,
-  n: u32,
-  inner: u32,
-  _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
-@group(0) @binding(3) var<storage, read_write> idx: array<i32>;
+//! params
+//!   outer: u32
+//!   n: u32
+//!   inner: u32
+//! bindings
+//!   x: array<T> read
+//!   y: array<T> read_write
+//!   idx: array<i32> read_write
 
 var<workgroup> best: array<f32, 64>;
 var<workgroup> best_at: array<u32, 64>;

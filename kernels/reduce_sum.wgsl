@@ -4,16 +4,14 @@
 // memory; one workgroup per output, 2-D grid beyond 65535 outputs. Accumulates in f32.
 alias T = f32;
 
-struct Params {
-  outer: u32,
-  n: u32,
-  inner: u32,
-  scale: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+//! params
+//!   outer: u32
+//!   n: u32
+//!   inner: u32
+//!   scale: f32
+//! bindings
+//!   x: array<T> read
+//!   y: array<T> read_write
 
 var<workgroup> partial: array<f32, 64>;
 

@@ -6,19 +6,15 @@
 // workgroup per row, 2-D grid beyond 65535 rows. Computes in f32.
 alias T = f32;
 
-struct Params {
-  rows: u32,
-  C: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> w: array<T>;
-@group(0) @binding(3) var<storage, read> dy: array<T>;
-@group(0) @binding(4) var<storage, read> rstd: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<T>;
+//! params
+//!   rows: u32
+//!   C: u32
+//! bindings
+//!   x: array<T> read
+//!   w: array<T> read
+//!   dy: array<T> read
+//!   rstd: array<f32> read
+//!   dx: array<T> read_write
 
 var<workgroup> partial: array<f32, 64>;
 

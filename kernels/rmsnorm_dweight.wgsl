@@ -5,18 +5,14 @@
 // Workgroup: 64 threads, one column each (adjacent threads read adjacent columns); ceil(C/64) workgroups.
 alias T = f32;
 
-struct Params {
-  rows: u32,
-  C: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> dy: array<T>;
-@group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw: array<T>;
+//! params
+//!   rows: u32
+//!   C: u32
+//! bindings
+//!   x: array<T> read
+//!   dy: array<T> read
+//!   rstd: array<f32> read
+//!   dw: array<T> read_write
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -6,18 +6,15 @@
 // workgroup per row, 2-D grid beyond 65535 rows.
 alias T = f32;
 
-struct Params {
-  rows: u32,
-  C: u32,
-  eps: f32,
-  _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> w: array<T>;
-@group(0) @binding(3) var<storage, read_write> y: array<T>;
-@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
+//! params
+//!   rows: u32
+//!   C: u32
+//!   eps: f32
+//! bindings
+//!   x: array<T> read
+//!   w: array<T> read
+//!   y: array<T> read_write
+//!   rstd: array<f32> read_write
 
 var<workgroup> partial: array<f32, 64>;
 

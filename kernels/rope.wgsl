@@ -9,23 +9,21 @@
 // Workgroup: 256 threads, one (n, t, j) pair each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  pairs: u32,
-  T_len: u32,
-  h: u32,
-  per_batch: u32,
-  pos_bstride: u32,
-  table_rows: u32,
-  sign: f32,
-  theta: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> positions: array<i32>;
-@group(0) @binding(3) var<storage, read> cos_t: array<f32>;
-@group(0) @binding(4) var<storage, read> sin_t: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<T>;
+//! params
+//!   pairs: u32
+//!   T_len: u32
+//!   h: u32
+//!   per_batch: u32
+//!   pos_bstride: u32
+//!   table_rows: u32
+//!   sign: f32
+//!   theta: f32
+//! bindings
+//!   x: array<T> read
+//!   positions: array<i32> read
+//!   cos_t: array<f32> read
+//!   sin_t: array<f32> read
+//!   out: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

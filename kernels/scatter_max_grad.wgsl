@@ -3,17 +3,14 @@
 // 3 dx: array<T> read_write ([outer, n, inner]). Workgroup: 256 threads, one dx element each; 2-D grid.
 alias T = f32;
 
-struct Params {
-  outer: u32,
-  n: u32,
-  inner: u32,
-  _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<T>;
-@group(0) @binding(2) var<storage, read> idx: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<T>;
+//! params
+//!   outer: u32
+//!   n: u32
+//!   inner: u32
+//! bindings
+//!   g: array<T> read
+//!   idx: array<i32> read
+//!   dx: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

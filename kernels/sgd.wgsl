@@ -8,35 +8,32 @@
 // Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
 alias TG = f32;
 
-struct Params {
-  numel: u32,
-  p_offset: u32,
-  g_offset: u32,
-  // 0: no momentum; 1: momentum, first step; 2: momentum, later steps.
-  momentum_mode: u32,
-  lr: f32,
-  weight_decay: f32,
-  momentum: f32,
-  dampening: f32,
-  nesterov: u32,
-}
-
-@group(0) @binding(0) var<uniform> u: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<TG>;
-@group(0) @binding(3) var<storage, read_write> buf: array<f32>;
+//! params
+//!   numel: u32
+//!   p_offset: u32
+//!   g_offset: u32
+//!   momentum_mode: u32  // 0: no momentum; 1: momentum, first step; 2: momentum, later steps.
+//!   lr: f32
+//!   weight_decay: f32
+//!   momentum: f32
+//!   dampening: f32
+//!   nesterov: u32
+//! bindings
+//!   param: array<f32> read_write
+//!   grad: array<TG> read
+//!   buf: array<f32> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= u.numel) { return; }
-  let p = param[u.p_offset + i];
-  var d = f32(grad[u.g_offset + i]) + u.weight_decay * p;
-  if (u.momentum_mode != 0u) {
+  if (i >= p.numel) { return; }
+  let w = param[p.p_offset + i];
+  var d = f32(grad[p.g_offset + i]) + p.weight_decay * w;
+  if (p.momentum_mode != 0u) {
     var b = d;
-    if (u.momentum_mode == 2u) { b = u.momentum * buf[i] + (1.0 - u.dampening) * d; }
+    if (p.momentum_mode == 2u) { b = p.momentum * buf[i] + (1.0 - p.dampening) * d; }
     buf[i] = b;
-    if (u.nesterov != 0u) { d = d + u.momentum * b; } else { d = b; }
+    if (p.nesterov != 0u) { d = d + p.momentum * b; } else { d = b; }
   }
-  param[u.p_offset + i] = p - u.lr * d;
+  param[p.p_offset + i] = w - p.lr * d;
 }

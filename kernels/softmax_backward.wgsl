@@ -8,17 +8,13 @@ alias T = f32;
 
 const LOG: bool = {{LOG}};
 
-struct Params {
-  rows: u32,
-  C: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> y: array<T>;
-@group(0) @binding(2) var<storage, read> dy: array<T>;
-@group(0) @binding(3) var<storage, read_write> dx: array<T>;
+//! params
+//!   rows: u32
+//!   C: u32
+//! bindings
+//!   y: array<T> read
+//!   dy: array<T> read
+//!   dx: array<T> read_write
 
 var<workgroup> partial: array<f32, 64>;
 

@@ -9,16 +9,12 @@ alias T = f32;
 
 const LOG: bool = {{LOG}};
 
-struct Params {
-  rows: u32,
-  C: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+//! params
+//!   rows: u32
+//!   C: u32
+//! bindings
+//!   x: array<T> read
+//!   y: array<T> read_write
 
 var<workgroup> partial: array<f32, 64>;
 

@@ -6,19 +6,14 @@
 // Workgroup: 256 threads, one element each; the grid is 2-D when it exceeds 65535 workgroups.
 alias T = f32;
 
-struct Params {
-  numel: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gate: array<T>;
-@group(0) @binding(2) var<storage, read> up: array<T>;
-@group(0) @binding(3) var<storage, read> dy: array<T>;
-@group(0) @binding(4) var<storage, read_write> d_gate: array<T>;
-@group(0) @binding(5) var<storage, read_write> d_up: array<T>;
+//! params
+//!   numel: u32
+//! bindings
+//!   gate: array<T> read
+//!   up: array<T> read
+//!   dy: array<T> read
+//!   d_gate: array<T> read_write
+//!   d_up: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -5,18 +5,16 @@
 alias TX = f32;
 alias TY = f32;
 
-struct Params {
-  numel: u32,
-  rank: u32,
-  x_offset: u32,
-  c: f32,
-  shape: array<vec4<u32>, 2>,
-  x_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<TX>;
-@group(0) @binding(2) var<storage, read_write> y: array<TY>;
+//! params
+//!   numel: u32
+//!   rank: u32
+//!   x_offset: u32
+//!   c: f32
+//!   shape: array<vec4<u32>, 2>
+//!   x_strides: array<vec4<u32>, 2>
+//! bindings
+//!   x: array<TX> read
+//!   y: array<TY> read_write
 
 // Not const-evaluated, so NaN and infinities are allowed.
 fn f32_from_bits(bits: u32) -> f32 {

@@ -4,26 +4,21 @@
 alias T = f32;
 alias TC = u32;
 
-struct Params {
-  numel: u32,
-  rank: u32,
-  c_offset: u32,
-  a_offset: u32,
-  b_offset: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  shape: array<vec4<u32>, 2>,
-  c_strides: array<vec4<u32>, 2>,
-  a_strides: array<vec4<u32>, 2>,
-  b_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> cond: array<TC>;
-@group(0) @binding(2) var<storage, read> a: array<T>;
-@group(0) @binding(3) var<storage, read> b: array<T>;
-@group(0) @binding(4) var<storage, read_write> out: array<T>;
+//! params
+//!   numel: u32
+//!   rank: u32
+//!   c_offset: u32
+//!   a_offset: u32
+//!   b_offset: u32
+//!   shape: array<vec4<u32>, 2>
+//!   c_strides: array<vec4<u32>, 2>
+//!   a_strides: array<vec4<u32>, 2>
+//!   b_strides: array<vec4<u32>, 2>
+//! bindings
+//!   cond: array<TC> read
+//!   a: array<T> read
+//!   b: array<T> read
+//!   out: array<T> read_write
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

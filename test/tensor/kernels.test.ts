@@ -1,6 +1,6 @@
-// The kernel table against the WGSL files: every kernelSpecs entry matches its file's bindings,
-// every file compiles on the device, the generated module is current, and the package's core
-// modules stay free of Node built-ins.
+// The kernel table against the generated WGSL modules: every kernelSpecs entry matches its module's
+// bindings, every module compiles on the device, the generated file is current, and the package's
+// core modules stay free of Node built-ins.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { hasF16 } from '@huatuo/tensor';
 import { getRuntime } from '../../packages/tensor/src/backend/context.js';
 import { kernelSpecs, preprocess, type Defines } from '../../packages/tensor/src/kernels.js';
-import type { WgslName } from '../../packages/tensor/src/kernels.generated.js';
+import { wgslSources, type WgslName } from '../../packages/tensor/src/kernels.generated.js';
 import { gpu } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -43,11 +43,11 @@ test('every kernel file has a kernelSpecs entry and every entry has a file', () 
   assert.deepEqual(Object.keys(kernelSpecs).sort(), names);
 });
 
-test('every kernelSpecs entry matches its WGSL file: uniform at binding 0, then storage bindings in order', () => {
+test('every kernelSpecs entry matches its generated WGSL module: uniform at binding 0, then storage bindings in order', () => {
   for (const f of files) {
     const name = nameOf(f);
     const spec = kernelSpecs[name];
-    const parsed = parseBindings(readFileSync(join(kernelsDir, f), 'utf8'));
+    const parsed = parseBindings(wgslSources[name]);
     const uniform = parsed.filter((b) => b.kind === 'uniform');
     if (spec.uniform) {
       assert.equal(uniform.length, 1, `${f}: spec says a uniform block, file has ${uniform.length}`);
@@ -89,7 +89,7 @@ test('every kernel file whose placeholders are known compiles on the device, in 
   const skipped: string[] = [];
   for (const f of files) {
     const name = nameOf(f);
-    const src = readFileSync(join(kernelsDir, f), 'utf8');
+    const src: string = wgslSources[name];
     const holes = placeholders(src);
     if (holes.some((h) => placeholderExamples[h] === undefined)) {
       skipped.push(`${name} (${holes.join(', ')})`);

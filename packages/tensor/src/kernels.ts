@@ -1,8 +1,9 @@
-// The kernel table: for each WGSL module in kernels/, its storage bindings (checked against the
-// file by a test), the features it needs, and how to turn defines into a compiled variant.
+// The kernel table: for each WGSL module in kernels/, its storage bindings (generated from the file's
+// spec block, or by hand for the files without one), the features it needs, its typed uniform packer,
+// and how to turn defines into a compiled variant.
 import type { OptionalFeature } from './backend/device.js';
 import type { CompiledKernel, Runtime } from './backend/runtime.js';
-import { wgslSources, type WgslName } from './kernels.generated.js';
+import { paramLayouts, specifiedKernels, wgslSources, type ParamStruct, type ParamValues, type WgslName } from './kernels.generated.js';
 
 /** A storage binding of a kernel, in binding order starting at 1 (binding 0 is the uniform block). */
 export interface BindingSpec {
@@ -22,16 +23,8 @@ export interface KernelSpec {
 const read = (name: string): BindingSpec => ({ name, access: 'read' });
 const write = (name: string): BindingSpec => ({ name, access: 'read_write' });
 
-/** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */
-export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
-  unary: { uniform: true, bindings: [read('x'), write('y')] },
-  binary: { uniform: true, bindings: [read('a'), read('b'), write('out')] },
-  where: { uniform: true, bindings: [read('cond'), read('a'), read('b'), write('out')] },
-  fill: { uniform: true, bindings: [write('y')] },
-  copy_strided: { uniform: true, bindings: [read('src'), write('dst')] },
-  reduce_sum: { uniform: true, bindings: [read('x'), write('y')] },
-  reduce_max: { uniform: true, bindings: [read('x'), write('y'), write('idx')] },
-  scatter_max_grad: { uniform: true, bindings: [read('g'), read('idx'), write('dx')] },
+/** Kernels whose file has no `//!` spec block yet: their bindings, by hand. */
+const handwrittenSpecs = {
   matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v2': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
@@ -43,66 +36,37 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = {
     bindings: [read('a'), read('codes'), read('qabs'), read('scales'), read('dyn'), write('c')],
     features: ['subgroups'],
   },
-  attention_forward: {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],
-  },
-  'attention_forward.v2': {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), write('o'), write('lse')],
-    features: ['subgroups'],
-  },
-  attention_backward_delta: { uniform: true, bindings: [read('o'), read('d_o'), read('lse'), write('stats')] },
-  attention_backward_dq: {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dq')],
-  },
-  attention_backward_dkv: {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dk'), write('dv')],
-  },
-  'attention_backward_dq.v2': {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dq')],
-    features: ['subgroups'],
-  },
-  'attention_backward_dkv.v2': {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), read('d_o'), read('stats'), write('dk'), write('dv')],
-    features: ['subgroups'],
-  },
-  attention_decode_partial: {
-    uniform: true,
-    bindings: [read('q'), read('k'), read('v'), read('mask'), write('part_acc'), write('part_ml')],
-  },
-  attention_decode_combine: { uniform: true, bindings: [read('part_acc'), read('part_ml'), write('o'), write('lse')] },
-  softmax_forward: { uniform: true, bindings: [read('x'), write('y')] },
-  softmax_backward: { uniform: true, bindings: [read('y'), read('dy'), write('dx')] },
-  rmsnorm_forward: { uniform: true, bindings: [read('x'), read('w'), write('y'), write('rstd')] },
-  rmsnorm_backward: { uniform: true, bindings: [read('x'), read('w'), read('dy'), read('rstd'), write('dx')] },
-  rmsnorm_dweight: { uniform: true, bindings: [read('x'), read('dy'), read('rstd'), write('dw')] },
-  rope: { uniform: true, bindings: [read('x'), read('positions'), read('cos_t'), read('sin_t'), write('out')] },
-  embedding_forward: { uniform: true, bindings: [read('ids'), read('table'), write('out')] },
-  embedding_backward_csr: {
-    uniform: true,
-    bindings: [read('dy'), read('uniq'), read('offsets'), read('positions'), write('dtable')],
-  },
-  embedding_backward_scan: { uniform: true, bindings: [read('dy'), read('ids'), write('dtable')] },
-  cross_entropy_forward: { uniform: true, bindings: [read('x'), read('targets'), write('loss'), write('lse'), write('valid')] },
-  cross_entropy_reduce: { uniform: true, bindings: [read('loss'), read('valid'), write('out'), write('count')] },
-  cross_entropy_backward: {
-    uniform: true,
-    bindings: [read('x'), read('targets'), read('lse'), read('g'), read('count'), write('dx')],
-  },
-  dropout: { uniform: true, bindings: [read('x'), write('y')] },
-  swiglu_forward: { uniform: true, bindings: [read('gate'), read('up'), write('y')] },
-  swiglu_backward: { uniform: true, bindings: [read('gate'), read('up'), read('dy'), write('d_gate'), write('d_up')] },
-  adamw: { uniform: true, bindings: [write('param'), read('grad'), write('m'), write('v')] },
-  sgd: { uniform: true, bindings: [write('param'), read('grad'), write('buf')] },
-  clip_sumsq: { uniform: true, bindings: [read('g'), write('partial')] },
-  clip_norm: { uniform: true, bindings: [read('partial'), write('out')] },
-  clip_scale: { uniform: true, bindings: [write('g'), read('coef')] },
-};
+} satisfies Partial<Record<WgslName, KernelSpec>>;
+
+/** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */
+export const kernelSpecs: { [K in WgslName]: KernelSpec } = { ...specifiedKernels, ...handwrittenSpecs };
+
+/**
+ * Packs the uniform block of a Params struct by field name (names and types generated from the
+ * kernels' spec blocks, so a missing or misnamed field fails to compile).
+ * @example packParams('fill', { numel: n, mode: 0, start: 1, step: 0 })
+ */
+export function packParams<S extends ParamStruct>(struct: S, values: ParamValues[S]): ArrayBuffer {
+  const layout = paramLayouts[struct];
+  const buf = new ArrayBuffer(Math.max(16, Math.ceil(layout.size / 16) * 16));
+  const view = new DataView(buf);
+  const given = values as unknown as Record<string, number | readonly number[]>;
+  for (const f of layout.fields) {
+    const v = given[f.name];
+    const list = typeof v === 'number' ? [v] : v;
+    if (list === undefined || (typeof v === 'number') !== (f.count === 1) || list.length > f.count) {
+      throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${JSON.stringify(v)}`);
+    }
+    list.forEach((x, i) => {
+      const at = f.offset + Math.floor(i / f.lanes) * f.stride + (i % f.lanes) * 4;
+      if (f.kind === 'f32') view.setFloat32(at, x, true);
+      else if (!Number.isInteger(x)) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${x}`);
+      else if (f.kind === 'i32') view.setInt32(at, x, true);
+      else view.setUint32(at, x >>> 0, true);
+    });
+  }
+  return buf;
+}
 
 /** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */
 export type Defines = Readonly<Record<string, string>>;
@@ -147,7 +111,10 @@ export function grid1d(threads: number, size: number, maxPerDim = 65535): [numbe
   return [Math.ceil(groups / y), y];
 }
 
-/** Packs a uniform block: scalars are 4-byte words; `vec4`/`arr8` start on 16-byte boundaries. */
+/**
+ * Packs a uniform block by position, for the kernels whose file has no `//!` spec block yet (the
+ * matmul family): scalars are 4-byte words; `vec4`/`arr8` start on 16-byte boundaries. Prefer {@link packParams}.
+ */
 export class Params {
   private readonly words: number[] = [];
   private readonly kinds: ('u' | 'f')[] = [];

@@ -8,7 +8,7 @@ import { getRuntime } from '../backend/context.js';
 import type { DeviceInfo } from '../backend/device.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params, preprocess, type Defines } from '../kernels.js';
+import { compileKernel, grid1d, packParams, preprocess, type Defines } from '../kernels.js';
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
@@ -238,12 +238,24 @@ function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }): Arr
   const D4 = Math.ceil(g.D / 4);
   const tileRows = Math.max(1, Math.min(MAX_TILE_ROWS, Math.floor(TILE_VEC4 / Math.max(D4, 1))));
   const maskBits = mask?.dtype === 'f32' ? 0x7fffffff : 0xffffffff; // f32: -0 is zero too
-  return new Params()
-    .u32(g.B, g.Hq, g.Hkv, g.T, g.S, g.D, D4, tileRows)
-    .u32(g.causal ? 1 : 0, mask ? 1 : 0, maskBits, mask?.offset ?? 0)
-    .f32(g.scale)
-    .u32(g.S - g.T, split.n, split.len)
-    .build();
+  return packParams('attention', {
+    B: g.B,
+    Hq: g.Hq,
+    Hkv: g.Hkv,
+    T: g.T,
+    S: g.S,
+    D: g.D,
+    D4,
+    BK: tileRows,
+    causal: g.causal ? 1 : 0,
+    has_mask: mask ? 1 : 0,
+    mask_bits: maskBits,
+    mask_offset: mask?.offset ?? 0,
+    scale: g.scale,
+    kv_offset: g.S - g.T,
+    n_split: split.n,
+    split_len: split.len,
+  });
 }
 
 /** The forward kernels: the output [B, Hq, T, D] and the per-row logsumexp [B, Hq, T] (f32). */

@@ -3,7 +3,7 @@
 // whose count of valid targets stays on the GPU, and one backward kernel from the saved logsumexp.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, contiguousData, runUnary } from './launch.js';
@@ -81,7 +81,7 @@ export const crossEntropy = defineOp({
     if (N > 0) {
       rt.dispatch({
         kernel: compileKernel(rt, 'cross_entropy_forward', { T: logits.dtype }),
-        params: new Params().u32(N, V, ignoreIndex | 0).build(),
+        params: packParams('cross_entropy_forward', { N, V, ignore_index: ignoreIndex | 0 }),
         buffers: [xc.buffer('crossEntropy'), tc.buffer('crossEntropy'), loss.buffer('crossEntropy'), lse.buffer('crossEntropy'), valid.buffer('crossEntropy')],
         workgroups: grid1d(N, 1),
         label: 'crossEntropy',
@@ -98,7 +98,7 @@ export const crossEntropy = defineOp({
       count = empty([1], 'f32');
       rt.dispatch({
         kernel: compileKernel(rt, 'cross_entropy_reduce', { T: logits.dtype }),
-        params: new Params().u32(N, reduction === 'mean' ? 1 : 0).build(),
+        params: packParams('cross_entropy_reduce', { N, mean: reduction === 'mean' ? 1 : 0 }),
         buffers: [loss.buffer('crossEntropy'), valid.buffer('crossEntropy'), scalar.buffer('crossEntropy'), count.buffer('crossEntropy')],
         workgroups: [1],
         label: 'crossEntropy reduce',
@@ -119,7 +119,7 @@ export const crossEntropy = defineOp({
       const rt = getRuntime();
       rt.dispatch({
         kernel: compileKernel(rt, 'cross_entropy_backward', { T: xc.dtype }),
-        params: new Params().u32(N, V, ignoreIndex | 0, mode).build(),
+        params: packParams('cross_entropy_backward', { N, V, ignore_index: ignoreIndex | 0, mode }),
         buffers: [
           xc.buffer('crossEntropy'),
           tc.buffer('crossEntropy'),

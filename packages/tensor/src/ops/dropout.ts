@@ -2,7 +2,7 @@
 // so the backward recomputes the mask from the seed and saves nothing else.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { defaultGenerator } from '../random.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
@@ -21,10 +21,7 @@ function runDropout(op: string, x: Tensor, p: number, seed: number): Tensor {
   const rt = getRuntime();
   rt.dispatch({
     kernel: compileKernel(rt, 'dropout', { T: x.dtype }),
-    params: new Params()
-      .u32(y.size, seed, dropAll ? 0 : threshold, dropAll)
-      .f32(1 / (1 - p))
-      .build(),
+    params: packParams('dropout', { numel: y.size, seed, threshold: dropAll ? 0 : threshold, drop_all: dropAll, scale: 1 / (1 - p) }),
     buffers: [xc.buffer(op), y.buffer(op)],
     workgroups: grid1d(y.size, 256),
     label: op,

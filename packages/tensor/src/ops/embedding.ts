@@ -2,7 +2,7 @@
 // float atomics (rows grouped by id on the host when the ids have a host copy).
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, contiguousData, runFill } from './launch.js';
@@ -70,7 +70,7 @@ export const embedding = defineOp({
       const rt = getRuntime();
       rt.dispatch({
         kernel: compileKernel(rt, 'embedding_forward', { T: table.dtype }),
-        params: new Params().u32(out.size, C, V).build(),
+        params: packParams('embedding_forward', { numel: out.size, C, V }),
         buffers: [ic.buffer('embedding'), tc.buffer('embedding'), out.buffer('embedding')],
         workgroups: grid1d(out.size, 256),
         label: 'embedding',
@@ -96,7 +96,7 @@ export const embedding = defineOp({
       const tp = fromHost(positions, [positions.length], 'i32');
       rt.dispatch({
         kernel: compileKernel(rt, 'embedding_backward_csr', { T: dtype }),
-        params: new Params().u32(uniq.length, C).build(),
+        params: packParams('embedding_backward_csr', { U: uniq.length, C }),
         buffers: [dy.buffer('embedding'), tu.buffer('embedding'), to.buffer('embedding'), tp.buffer('embedding'), dtable.buffer('embedding')],
         workgroups: grid1d(uniq.length, 1),
         label: 'embedding backward',
@@ -106,7 +106,7 @@ export const embedding = defineOp({
     const dtable = empty([V, C], dtype);
     rt.dispatch({
       kernel: compileKernel(rt, 'embedding_backward_scan', { T: dtype }),
-      params: new Params().u32(V, C, N).build(),
+      params: packParams('embedding_backward_scan', { V, C, N }),
       buffers: [dy.buffer('embedding'), ids.buffer('embedding'), dtable.buffer('embedding')],
       workgroups: grid1d(V, 1),
       label: 'embedding backward',

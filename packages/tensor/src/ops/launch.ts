@@ -1,7 +1,7 @@
 // Launch helpers shared by the ops: strided elementwise kernels, broadcasting, reductions and copies.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, numel, Tensor, type DType } from '../tensor.js';
 
 /** Kernels index at most this many dimensions after merging contiguous ones. */
@@ -91,7 +91,7 @@ export function runUnary(op: string, x: Tensor, expr: string, c = 0, outDtype: D
   checkRank(op, shape, x.shape);
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'unary', { TX: x.dtype, TY: outDtype, EXPR: expr });
-  const params = new Params().u32(n, shape.length, x.offset).f32(c).u32Array(shape, 8).u32Array(strides[0]!, 8).build();
+  const params = packParams('unary', { numel: n, rank: shape.length, x_offset: x.offset, c, shape, x_strides: strides[0]! });
   rt.dispatch({ kernel, params, buffers: [x.buffer(op), y.buffer(op)], workgroups: grid1d(n, 256), label: op });
   return y;
 }
@@ -107,12 +107,15 @@ export function runBinary(op: string, a: Tensor, b: Tensor, expr: string): Tenso
   checkRank(op, shape, outShape);
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'binary', { T: a.dtype, EXPR: expr });
-  const params = new Params()
-    .u32(n, shape.length, a.offset, b.offset)
-    .u32Array(shape, 8)
-    .u32Array(strides[0]!, 8)
-    .u32Array(strides[1]!, 8)
-    .build();
+  const params = packParams('binary', {
+    numel: n,
+    rank: shape.length,
+    a_offset: a.offset,
+    b_offset: b.offset,
+    shape,
+    a_strides: strides[0]!,
+    b_strides: strides[1]!,
+  });
   rt.dispatch({ kernel, params, buffers: [a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
   return out;
 }
@@ -126,12 +129,15 @@ export function runCopy(op: string, src: Tensor, dst: Tensor): void {
   checkRank(op, shape, src.shape);
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'copy_strided', { T: src.dtype === 'f16' ? 'f16' : src.dtype === 'f32' ? 'f32' : src.dtype });
-  const params = new Params()
-    .u32(n, shape.length, src.offset, dst.offset)
-    .u32Array(shape, 8)
-    .u32Array(strides[0]!, 8)
-    .u32Array(strides[1]!, 8)
-    .build();
+  const params = packParams('copy_strided', {
+    numel: n,
+    rank: shape.length,
+    src_offset: src.offset,
+    dst_offset: dst.offset,
+    shape,
+    src_strides: strides[0]!,
+    dst_strides: strides[1]!,
+  });
   rt.dispatch({ kernel, params, buffers: [src.buffer(op), dst.buffer(op)], workgroups: grid1d(n, 256), label: op });
 }
 
@@ -150,7 +156,7 @@ export function runFill(shape: readonly number[], dtype: DType, start: number, s
   if (n === 0) return y;
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'fill', { T: dtype });
-  const params = new Params().u32(n, step === null ? 0 : 1).f32(start, step ?? 0).build();
+  const params = packParams('fill', { numel: n, mode: step === null ? 0 : 1, start, step: step ?? 0 });
   rt.dispatch({ kernel, params, buffers: [y.buffer('fill')], workgroups: grid1d(n, 256), label: 'fill' });
   return y;
 }
@@ -177,7 +183,7 @@ export function runSumAxes(op: string, x: Tensor, axes: readonly number[], scale
     if (y.size > 0) {
       const kernel = compileKernel(rt, 'reduce_sum', { T: cur.dtype });
       const s = k === runs.length - 1 ? scale : 1;
-      const params = new Params().u32(outer, n, inner).f32(s).build();
+      const params = packParams('reduce_sum', { outer, n, inner, scale: s });
       rt.dispatch({ kernel, params, buffers: [cur.buffer(op), y.buffer(op)], workgroups: grid1d(outer * inner, 1), label: op });
     }
     if (cur !== x) cur.dispose('temporary of a reduction');

@@ -1,6 +1,6 @@
 // Reductions over axes: sum, mean, max (with torch.max(dim)'s first-index gradient routing).
 import { getRuntime } from '../backend/context.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, contiguousData, runSumAxes, runUnary } from './launch.js';
@@ -69,7 +69,7 @@ export const max = defineOp({
     const dx = empty(inShape, g.dtype);
     const rt = getRuntime();
     const kernel = compileKernel(rt, 'scatter_max_grad', { T: g.dtype });
-    const params = new Params().u32(outer, n, inner).build();
+    const params = packParams('scatter_max_grad', { outer, n, inner });
     rt.dispatch({
       kernel,
       params,
@@ -93,7 +93,7 @@ export function maxWithIndices(x: Tensor, a: number): { values: Tensor; indices:
   if (values.size > 0 && n > 0) {
     const rt = getRuntime();
     const kernel = compileKernel(rt, 'reduce_max', { T: x.dtype });
-    const params = new Params().u32(outer, n, inner).build();
+    const params = packParams('reduce_max', { outer, n, inner });
     rt.dispatch({
       kernel,
       params,

@@ -2,7 +2,7 @@
 // rsqrt, one backward kernel for dx, one column kernel for the weight gradient.
 import { getRuntime } from '../backend/context.js';
 import { ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
@@ -34,7 +34,7 @@ export const rmsNorm = defineOp({
       const rt = getRuntime();
       rt.dispatch({
         kernel: compileKernel(rt, 'rmsnorm_forward', { T: x.dtype }),
-        params: new Params().u32(rows, C).f32(eps).build(),
+        params: packParams('rmsnorm_forward', { rows, C, eps }),
         buffers: [xc.buffer('rmsNorm'), wc.buffer('rmsNorm'), y.buffer('rmsNorm'), rstd.buffer('rmsNorm')],
         workgroups: grid1d(rows, 1),
         label: 'rmsNorm',
@@ -57,7 +57,7 @@ export const rmsNorm = defineOp({
       if (rows > 0) {
         rt.dispatch({
           kernel: compileKernel(rt, 'rmsnorm_backward', { T: x.dtype }),
-          params: new Params().u32(rows, C).build(),
+          params: packParams('rmsnorm_backward', { rows, C }),
           buffers: [x.buffer('rmsNorm'), w.buffer('rmsNorm'), dy.buffer('rmsNorm'), rstd.buffer('rmsNorm'), dx.buffer('rmsNorm')],
           workgroups: grid1d(rows, 1),
           label: 'rmsNorm backward',
@@ -69,7 +69,7 @@ export const rmsNorm = defineOp({
       if (C > 0) {
         rt.dispatch({
           kernel: compileKernel(rt, 'rmsnorm_dweight', { T: x.dtype }),
-          params: new Params().u32(rows, C).build(),
+          params: packParams('rmsnorm_dweight', { rows, C }),
           buffers: [x.buffer('rmsNorm'), dy.buffer('rmsNorm'), rstd.buffer('rmsNorm'), dw.buffer('rmsNorm')],
           workgroups: grid1d(C, 64),
           label: 'rmsNorm dweight',

@@ -3,7 +3,7 @@
 import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
@@ -65,10 +65,16 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
   const B = positions.rank === 2 ? positions.shape[0]! : 1;
   const rt = getRuntime();
   const xc = contiguousData(op, x);
-  const params = new Params()
-    .u32(pairs, T, D / 2, N / B, positions.rank === 2 ? T : 0, rows)
-    .f32(sign, theta)
-    .build();
+  const params = packParams('rope', {
+    pairs,
+    T_len: T,
+    h: D / 2,
+    per_batch: N / B,
+    pos_bstride: positions.rank === 2 ? T : 0,
+    table_rows: rows,
+    sign,
+    theta,
+  });
   rt.dispatch({
     kernel: compileKernel(rt, 'rope', { T: x.dtype }),
     params,

@@ -2,7 +2,7 @@
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor, type DType } from '../tensor.js';
 import { defineOp } from './define.js';
 import { broadcastShapes, broadcastStrides, checkSameDType, coalesce, isFloat, runFill, runUnary, sumToShape } from './launch.js';
@@ -16,13 +16,17 @@ function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const { shape, strides } = coalesce(outShape, [cond, a, b].map((t) => broadcastStrides(t, outShape)));
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'where', { T: a.dtype, TC: cond.dtype });
-  const params = new Params()
-    .u32(n, shape.length, cond.offset, a.offset, b.offset, 0, 0, 0)
-    .u32Array(shape, 8)
-    .u32Array(strides[0]!, 8)
-    .u32Array(strides[1]!, 8)
-    .u32Array(strides[2]!, 8)
-    .build();
+  const params = packParams('where', {
+    numel: n,
+    rank: shape.length,
+    c_offset: cond.offset,
+    a_offset: a.offset,
+    b_offset: b.offset,
+    shape,
+    c_strides: strides[0]!,
+    a_strides: strides[1]!,
+    b_strides: strides[2]!,
+  });
   rt.dispatch({ kernel, params, buffers: [cond.buffer(op), a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
   return out;
 }

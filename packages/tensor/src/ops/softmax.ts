@@ -1,21 +1,20 @@
 // softmax and logSoftmax over the last axis: one workgroup per row (max, sum of exp, write).
 import { getRuntime } from '../backend/context.js';
 import { ShapeError } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
-import type { WgslName } from '../kernels.generated.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
 
 /** Runs a row kernel over the last axis of contiguous operands: out = kernel(...inputs). */
-function runRows(op: string, name: WgslName, log: boolean, inputs: Tensor[], shape: readonly number[]): Tensor {
+function runRows(op: string, name: 'softmax_forward' | 'softmax_backward', log: boolean, inputs: Tensor[], shape: readonly number[]): Tensor {
   const out = empty(shape, inputs[0]!.dtype);
   const C = shape[shape.length - 1]!;
   const rows = C === 0 ? 0 : out.size / C;
   if (rows === 0) return out;
   const rt = getRuntime();
   const kernel = compileKernel(rt, name, { T: out.dtype, LOG: String(log) });
-  const params = new Params().u32(rows, C).build();
+  const params = packParams(name, { rows, C });
   const buffers = inputs.map((t) => contiguousData(op, t).buffer(op));
   rt.dispatch({ kernel, params, buffers: [...buffers, out.buffer(op)], workgroups: grid1d(rows, 1), label: op });
   return out;

@@ -2,7 +2,7 @@
 // kernel for both gradients, instead of silu, mul and their three backward passes.
 import { getRuntime } from '../backend/context.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
@@ -28,7 +28,7 @@ export const swiglu = defineOp({
       const rt = getRuntime();
       rt.dispatch({
         kernel: compileKernel(rt, 'swiglu_forward', { T: gate.dtype }),
-        params: new Params().u32(y.size, 0, 0, 0).build(),
+        params: packParams('swiglu_forward', { numel: y.size }),
         buffers: [gc.buffer('swiglu'), uc.buffer('swiglu'), y.buffer('swiglu')],
         workgroups: grid1d(y.size, 256),
         label: 'swiglu',
@@ -48,7 +48,7 @@ export const swiglu = defineOp({
       const rt = getRuntime();
       rt.dispatch({
         kernel: compileKernel(rt, 'swiglu_backward', { T: gate.dtype }),
-        params: new Params().u32(gate.size, 0, 0, 0).build(),
+        params: packParams('swiglu_backward', { numel: gate.size }),
         buffers: [gate.buffer('swiglu'), up.buffer('swiglu'), dy.buffer('swiglu'), dGate.buffer('swiglu'), dUp.buffer('swiglu')],
         workgroups: grid1d(gate.size, 256),
         label: 'swiglu backward',

@@ -2,7 +2,7 @@
 // gradient and both moments and writes them back; the per-step scalars travel in the uniform block.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
@@ -59,10 +59,17 @@ export class AdamW extends Optimizer<AdamWOptions> {
         s.step += 1;
         if (p.size === 0) continue;
         const g = contiguousGrad('AdamW.step', p, p.grad);
-        const params_ = new Params()
-          .u32(p.size, p.offset, g.offset, 0)
-          .f32(1 - o.lr * o.weightDecay, b1, b2, o.eps, o.lr / (1 - b1 ** s.step), Math.sqrt(1 - b2 ** s.step))
-          .build();
+        const params_ = packParams('adamw', {
+          numel: p.size,
+          p_offset: p.offset,
+          g_offset: g.offset,
+          decay: 1 - o.lr * o.weightDecay,
+          beta1: b1,
+          beta2: b2,
+          eps: o.eps,
+          step_size: o.lr / (1 - b1 ** s.step),
+          bc2_sqrt: Math.sqrt(1 - b2 ** s.step),
+        });
         rt.dispatch({
           kernel,
           params: params_,

@@ -3,7 +3,7 @@
 // in-place scale of each gradient. Nothing is read back.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ValueError } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { runFill } from '../ops/launch.js';
 import { empty, Tensor } from '../tensor.js';
 
@@ -35,12 +35,12 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   let base = 0;
   grads.forEach((g, k) => {
     const kernel = compileKernel(rt, 'clip_sumsq', { T: g.dtype });
-    const params = new Params().u32(g.size, g.offset, base, 0).build();
+    const params = packParams('clip_sumsq', { numel: g.size, offset: g.offset, base });
     rt.dispatch({ kernel, params, buffers: [g.buffer('clipGradNorm'), partial.buffer('clipGradNorm')], workgroups: [groups[k]!], label: 'clip_sumsq' });
     base += groups[k]!;
   });
   const out = empty([2], 'f32'); // [norm, coefficient]
-  const normParams = new Params().u32(partial.size).f32(maxNorm).u32(0, 0).build();
+  const normParams = packParams('clip_norm', { count: partial.size, max_norm: maxNorm });
   rt.dispatch({
     kernel: compileKernel(rt, 'clip_norm'),
     params: normParams,
@@ -51,7 +51,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   partial.dispose('temporary of clipGradNorm');
   for (const g of grads) {
     const kernel = compileKernel(rt, 'clip_scale', { T: g.dtype });
-    const params = new Params().u32(g.size, g.offset, 0, 0).build();
+    const params = packParams('clip_scale', { numel: g.size, offset: g.offset });
     rt.dispatch({ kernel, params, buffers: [g.buffer('clipGradNorm'), out.buffer('clipGradNorm')], workgroups: grid1d(g.size, 256), label: 'clip_scale' });
   }
   const norm = out.view([], [], 0);

@@ -1,7 +1,7 @@
 // SGD with momentum, dampening, Nesterov and weight decay as torch.optim.SGD: one kernel per parameter.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, Params } from '../kernels.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, type Tensor } from '../tensor.js';
 import { contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
@@ -63,11 +63,17 @@ export class SGD extends Optimizer<SGDOptions> {
         if (p.size === 0) continue;
         const buf = s.buffers.momentumBuffer ?? (this.unused ??= keep(empty([1], 'f32')));
         const g = contiguousGrad('SGD.step', p, p.grad);
-        const params_ = new Params()
-          .u32(p.size, p.offset, g.offset, mode)
-          .f32(o.lr, o.weightDecay, o.momentum, o.dampening)
-          .u32(o.nesterov ? 1 : 0)
-          .build();
+        const params_ = packParams('sgd', {
+          numel: p.size,
+          p_offset: p.offset,
+          g_offset: g.offset,
+          momentum_mode: mode,
+          lr: o.lr,
+          weight_decay: o.weightDecay,
+          momentum: o.momentum,
+          dampening: o.dampening,
+          nesterov: o.nesterov ? 1 : 0,
+        });
         rt.dispatch({
           kernel,
           params: params_,
