@@ -46,6 +46,11 @@ function recipe(data: string, out: string): string[] {
   return ['--base', modelDir, '--data', data, '--output-dir', out, '--cutoff-len', '64', '--val-set-size', '2', '--batch-size', '4', '--micro-batch', '2', '--lora-r', '4', '--lora-alpha', '8', '--logging-steps', '1', '--eval-steps', '5', '--save-steps', '5', '--epochs', '10'];
 }
 
+/** `args` less the given flags and their values. */
+function withoutFlags(args: string[], flags: string[]): string[] {
+  return args.filter((a, i) => !flags.includes(a) && !flags.includes(args[i - 1] ?? ''));
+}
+
 before(async () => {
   await initWebGPU();
   // A Hugging Face folder of the small test model, with LLaMA's tokenizer files.
@@ -94,6 +99,19 @@ test('train --dry-run prints records, tokens, steps and a memory estimate, and t
   assert.ok(!existsSync(out) || readdirSync(out).length === 0, 'nothing written by a dry run');
 });
 
+test('train --init-adapter trains the adapter as it is: the plan shows its own r, alpha and dropout, and a flag contradicting them is refused', async () => {
+  const out = join(tmp(), 'out');
+  const plan = await cli(['train', ...recipe(dataPath, out), '--init-adapter', adapterDir, '--max-steps', '7', '--dry-run']);
+  assert.equal(plan.code, 0, plan.stderr);
+  assert.match(plan.stdout, /LoRA r 4, alpha 8, dropout 0 on q_proj, v_proj \(the --init-adapter's own, from /, 'dropout 0 is the adapter\'s, not the default 0.05');
+  assert.match(plan.stdout, /7 optimizer steps \(--max-steps 7, 2 per epoch: 3\.5 epochs\)/);
+  for (const [flag, value, own] of [['--lora-r', '16', 'r is 4'], ['--lora-dropout', '0.1', 'lora_dropout is 0']] as const) {
+    const r = await cli(['train', ...recipe(dataPath, out), '--init-adapter', adapterDir, flag, value, '--dry-run']);
+    assert.equal(r.code, 1, `${flag} ${value} is refused (stdout: ${r.stdout})`);
+    assert.match(r.stderr, new RegExp(`${flag}: ${value} contradicts the --init-adapter, whose ${own} \\(.*adapter_config\\.json\\); drop ${flag}`));
+  }
+});
+
 test('bad input stops train before any step with exit code 1 and a message naming the file and the record or tensor', async () => {
   const dir = tmp();
   const notJson = join(dir, 'notjson.json');
@@ -109,7 +127,7 @@ test('bad input stops train before any step with exit code 1 and a message namin
     { what: 'a record without output', args: recipe(missing, join(dir, 'o2')), expect: [/missing\.jsonl/, /line 5|record 5/, /output/] },
     { what: 'a record with an empty output', args: recipe(empty, join(dir, 'o3')), expect: [/empty\.jsonl/, /line 5|record 5/, /output/] },
     { what: 'a base folder without weights', args: [...recipe(dataPath, join(dir, 'o4')), '--base', brokenBase], expect: [/broken-base/, /safetensors/] },
-    { what: 'an adapter of another model', args: [...recipe(dataPath, join(dir, 'o5')), '--init-adapter', otherAdapter], expect: [/adapter_model\.safetensors/, /lora_[AB]/, /shape/] },
+    { what: 'an adapter of another model', args: [...withoutFlags(recipe(dataPath, join(dir, 'o5')), ['--lora-r', '--lora-alpha']), '--init-adapter', otherAdapter], expect: [/adapter_model\.safetensors/, /lora_[AB]/, /shape/] },
   ];
   for (const c of cases) {
     const r = await cli(['train', ...c.args]);

@@ -21,6 +21,7 @@ import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
 import { checkMergeOut } from './merge-out-node.js';
 import { earlierRun } from './output-dir.js';
+import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './platform/node.js';
 
 const out = process.stdout;
@@ -65,13 +66,14 @@ function recipeOverrides(opts: Record<string, unknown>): Record<string, unknown>
   return overrides;
 }
 
-function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warnings: number): void {
+function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warnings: number, initAdapter: string | null): void {
   const s = plan.schedule;
   say(`data: ${dataFile}: ${plan.records.train} training and ${plan.records.val} validation records, ${plan.tokens.train} training tokens (longest ${plan.tokens.longest})`);
   if (warnings > 0) say(`data: ${warnings} records were cut to --cutoff-len ${config.cutoffLen} or left without EOS (as the original recipe does)`);
   const steps = config.maxSteps > 0 ? `--max-steps ${config.maxSteps}, ${s.stepsPerEpoch} per epoch: ${+(s.totalSteps / s.stepsPerEpoch).toFixed(2)} epochs` : `${s.stepsPerEpoch} per epoch x ${config.numEpochs} epochs`;
   say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
-  say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout} on ${config.loraTargetModules.join(', ')}; AdamW lr ${config.learningRate}`);
+  const from = initAdapter ? ` (the --init-adapter's own, from ${initAdapter})` : '';
+  say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout} on ${config.loraTargetModules.join(', ')}${from}; AdamW lr ${config.learningRate}`);
   say(`memory: ${plan.memory}`);
 }
 
@@ -85,7 +87,12 @@ async function openDevice(): Promise<void> {
 }
 
 /** Runs training with progress, Ctrl-C handling and the final summary. */
-async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean }, demo: boolean): Promise<void> {
+async function trainCommand(
+  recipe: TrainConfig,
+  opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean; given?: (keyof TrainConfig)[] },
+  demo: boolean,
+): Promise<void> {
+  const config = opts.initAdapter ? await withInitAdapter(runFiles, recipe, opts.initAdapter, opts.given ?? []) : recipe;
   await openDevice();
   if (demo) {
     say('This is the demonstration run: a LoRA adapter trained on a built-in tiny LLaMA (random weights,');
@@ -110,12 +117,13 @@ async function trainCommand(config: TrainConfig, opts: { initAdapter?: string; r
     const outcome = await runTraining({
       config,
       initAdapter: opts.initAdapter ?? null,
+      explicitKeys: opts.given ?? [],
       resume: opts.resume === true ? 'latest' : (opts.resume as string | undefined) ?? null,
       dryRun: opts.dryRun ?? false,
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
       onPlan: async (plan, data) => {
-        printPlan(plan, config, data.file, data.warnings.length);
+        printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null);
         const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
         if (opts.overwriteOutputDir && earlier.length > 0) {
           say(`output: ${resolve(config.outputDir)} holds an earlier run (${earlier.length} files and checkpoints); ${opts.dryRun ? 'a real run removes' : 'removing'} it before the first step`);
@@ -165,7 +173,8 @@ function buildTrainCommand(): Command {
       baseModel: (opts.base as string | undefined) ?? null,
       dataPath: (opts.data as string | undefined) ?? null,
     });
-    await trainCommand(config, opts, false);
+    const given = CONFIG_OPTIONS.filter((o) => opts[camel(o.flag)] !== undefined).map((o) => o.key);
+    await trainCommand(config, { ...opts, given }, false);
   });
   return cmd;
 }

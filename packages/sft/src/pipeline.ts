@@ -9,6 +9,7 @@ import { attachLora, chooseMicroBatch, loadBaseModel, type BaseModel, type BaseM
 import { resolveTemplate, type PromptTemplate } from './prompt.js';
 import { splitTrainVal } from './split.js';
 import { checkOutputDir } from './output-dir.js';
+import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './platform/node.js';
 import { train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
 
@@ -92,8 +93,13 @@ export function planRun(config: TrainConfig, base: BaseModel, data: PreparedData
 /** Options of {@link runTraining}. */
 export interface RunOptions {
   config: TrainConfig;
-  /** A PEFT adapter folder whose weights start the training (HuaTuo's resume from an adapter file). */
+  /**
+   * A PEFT adapter folder whose weights start the training (HuaTuo's resume from an adapter file);
+   * its r, alpha, dropout and target modules replace the config's.
+   */
   initAdapter?: string | null;
+  /** Config keys set explicitly (flags given): with `initAdapter`, one differing from the adapter is refused. */
+  explicitKeys?: readonly (keyof TrainConfig)[];
   resume?: string | null;
   /** Replace the run already in the output folder (see {@link TrainOptions.overwriteOutputDir}). */
   overwriteOutputDir?: boolean;
@@ -118,7 +124,7 @@ export interface RunOutcome {
 
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
-  const { config } = options;
+  const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
   const base = await loadBaseModel(config.baseModel, undefined, options.baseModel);
   const data = await prepareData(config, base);
