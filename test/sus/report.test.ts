@@ -17,6 +17,23 @@ function quantile7(sorted: number[], p: number): number {
   return sorted[lo]! + (h - lo) * (sorted[Math.min(lo + 1, sorted.length - 1)]! - sorted[lo]!);
 }
 
+/** Fleiss' kappa from its pairwise reading: agreeing pairs of raters within an item against pairs drawn from all ratings, over the items with the most ratings. */
+function fleissPairwise(units: number[][]): { kappa: number; units: number } {
+  const n = Math.max(...units.map((u) => u.length));
+  const full = units.filter((u) => u.length === n);
+  let agree = 0;
+  for (const u of full) {
+    let same = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j && u[i] === u[j]) same++;
+    agree += same / (n * (n - 1));
+  }
+  agree /= full.length;
+  const all = full.flat();
+  let chance = 0;
+  for (const c of new Set(all)) chance += (all.filter((v) => v === c).length / all.length) ** 2;
+  return { kappa: (agree - chance) / (1 - chance), units: full.length };
+}
+
 /** Alpha from the pairwise definition: D_o over within-unit pairs weighted 1/(m_u - 1), D_e over all pairs of pairable values. */
 function alphaPairwise(units: number[][], level: 'interval' | 'ordinal'): number {
   const pairable = units.filter((u) => u.length >= 2);
@@ -95,6 +112,9 @@ test('the report of a 4 models x 30 questions x 5 annotators study reproduces in
   }
   for (const g of report.agreement) {
     const units = [...codeOf.entries()].map(([mq]) => fx.ratings.filter((r) => `${r.model}/${r.qid}` === mq && r.dim === g.dimension).map((r) => r.value));
+    const kappa = fleissPairwise(units);
+    assert.ok(g.fleiss !== null && Math.abs(g.fleiss.kappa - kappa.kappa) < 1e-12, `${g.dimension} Fleiss' kappa ${g.fleiss?.kappa} vs ${kappa.kappa}`);
+    assert.equal(g.fleiss.subjects, kappa.units);
     assert.ok(Math.abs(g.alphaInterval - alphaPairwise(units, 'interval')) < 1e-9, `${g.dimension} interval alpha`);
     assert.ok(Math.abs(g.alphaOrdinal - alphaPairwise(units, 'ordinal')) < 1e-9, `${g.dimension} ordinal alpha`);
   }
@@ -103,6 +123,7 @@ test('the report of a 4 models x 30 questions x 5 annotators study reproduces in
   const md = readFileSync(join(out, 'table4.md'), 'utf8');
   assert.match(md, /\| Model \| Safety \| Usability \| Smoothness \|/);
   assert.match(md, /ann5/);
+  assert.match(md, /\| Dimension \| Alpha, ordinal \| Alpha, interval \| Fleiss' kappa \| SE0 \| z \| p \| Items x raters \|/);
   const csv = readFileSync(join(out, 'table4.csv'), 'utf8').trim().split('\r\n');
   assert.equal(csv.length, 1 + 4 * 3);
   const svg = readFileSync(join(out, 'table4.svg'), 'utf8');

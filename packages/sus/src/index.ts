@@ -23,6 +23,8 @@ export { RatingStore, SHEET_COLUMNS, exportSheet, isRatingValue, parseSheet } fr
 export type { Rating, SheetFormat } from './ratings.js';
 export { annotatorAgreement, krippendorffAlpha } from './agreement.js';
 export type { AlphaLevel, AnnotatorAgreement, ReliabilityData } from './agreement.js';
+export { fleissKappa, fleissKappaOfRatings } from './fleiss.js';
+export type { CategoryKappa, FleissKappa } from './fleiss.js';
 export { averageRanks, holm, mean, normalCdf, quantile, sampleSd, signFlipTest, wilcoxonSignedRank } from './stats.js';
 export type { PairedTestResult } from './stats.js';
 export { createRng, hashString } from './rng.js';

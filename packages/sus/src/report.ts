@@ -1,11 +1,12 @@
 // Scoring: the paper's Table 4 (mean per model and dimension) with SD, n and a seeded
 // cluster bootstrap over questions, paired model comparisons (sign-flip permutation and
-// Wilcoxon, Holm-corrected), Krippendorff's alpha per dimension, and the outputs
+// Wilcoxon, Holm-corrected), Krippendorff's alpha and Fleiss' kappa per dimension, and the outputs
 // (Markdown, CSV, JSON, SVG).
 
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { annotatorAgreement, krippendorffAlpha, type AnnotatorAgreement } from './agreement.js';
+import { fleissKappaOfRatings, type FleissKappa } from './fleiss.js';
 import { DIMENSIONS, type Dimension, type Study, type StudyKey } from './blind.js';
 import { toCsv } from './csv.js';
 import { StudyError } from './errors.js';
@@ -56,6 +57,8 @@ export interface DimensionAgreement {
   dimension: Dimension;
   alphaOrdinal: number;
   alphaInterval: number;
+  /** Fleiss' kappa (nominal) over the items rated by the most raters; null when no item has two ratings. */
+  fleiss: (FleissKappa & { left: number }) | null;
   annotators: AnnotatorAgreement[];
 }
 
@@ -199,6 +202,7 @@ export function scoreStudy(study: Study, key: StudyKey, ratings: readonly Rating
       dimension: d,
       alphaOrdinal: krippendorffAlpha(data, 'ordinal'),
       alphaInterval: krippendorffAlpha(data, 'interval'),
+      fleiss: fleissKappaOfRatings(data, [1, 2, 3]),
       annotators: annotatorAgreement(annotators, data, 'ordinal'),
     };
   });
@@ -234,8 +238,13 @@ export function reportMarkdown(r: SusReport): string {
   lines.push('', '## Paired comparisons', '', 'On per-question means; p-values two-sided, Holm-corrected across all model pairs and dimensions.', '');
   lines.push('| A | B | Dimension | Pairs | Mean diff (A-B) | Sign-flip p | Holm | Wilcoxon p | Holm |', '|---|---|---|---|---|---|---|---|---|');
   for (const c of r.comparisons) lines.push(`| ${c.a} | ${c.b} | ${LABEL[c.dimension]} | ${c.pairs} | ${f(c.meanDiff, 3)} | ${fp(c.signFlip.p)} (${c.signFlip.method}) | ${fp(c.signFlip.pHolm)} | ${fp(c.wilcoxon.p)} (${c.wilcoxon.method}) | ${fp(c.wilcoxon.pHolm)} |`);
-  lines.push('', '## Agreement (Krippendorff\'s alpha)', '', '| Dimension | Ordinal | Interval |', '|---|---|---|');
-  for (const g of r.agreement) lines.push(`| ${LABEL[g.dimension]} | ${f(g.alphaOrdinal, 3)} | ${f(g.alphaInterval, 3)} |`);
+  lines.push('', '## Agreement', '', 'Krippendorff\'s alpha (ordinal, interval) over every rating; Fleiss\' kappa (nominal, 1971) over the items rated by the most raters, with its standard error under no agreement beyond chance (Fleiss, Nee & Landis 1979) and the z test of kappa = 0.', '');
+  lines.push('| Dimension | Alpha, ordinal | Alpha, interval | Fleiss\' kappa | SE0 | z | p | Items x raters |', '|---|---|---|---|---|---|---|---|');
+  for (const g of r.agreement) {
+    const k = g.fleiss;
+    const fleiss = k === null ? 'n/a | n/a | n/a | n/a | n/a' : `${f(k.kappa, 3)} | ${f(k.se0, 3)} | ${f(k.z, 2)} | ${Number.isFinite(k.p) ? fp(k.p) : 'n/a'} | ${k.subjects} x ${k.raters}${k.left > 0 ? ` (${k.left} left out)` : ''}`;
+    lines.push(`| ${LABEL[g.dimension]} | ${f(g.alphaOrdinal, 3)} | ${f(g.alphaInterval, 3)} | ${fleiss} |`);
+  }
   lines.push('', '| Annotator | ' + DIMENSIONS.map((d) => `${LABEL[d]}: alpha with rest`).join(' | ') + ' | Flagged |', '|---|' + DIMENSIONS.map(() => '---').join('|') + '|---|');
   for (const a of r.annotators) {
     const cells = r.agreement.map((g) => { const x = g.annotators.find((y) => y.annotator === a); return x ? `${f(x.withRest, 3)}${x.flagged ? ' (far off)' : ''}` : 'n/a'; });
