@@ -7,8 +7,7 @@
 // Tiling as matmul.v3: one subgroup per workgroup, each lane owns a vec4 of c columns over TM rows, rows of a
 // shared through subgroupBroadcast (the SHARE step, unrolled on the host). a contiguous [M, K]; c contiguous
 // [M, N]; R and C multiples of 4. Edge rows and columns are clamped on load and skipped on store.
-// Bindings: 0 Params (uniform); 1 a: array<vec4<T>> read; 2 codes: array<u32> read; 3 absmax: array<f32>
-// read; 4 c: array<vec4<T>> read_write. Grid (ceil(N / (4 SG)), ceil(M / TM)).
+// Grid (ceil(N / (4 SG)), ceil(M / TM)).
 enable subgroups;
 alias T = f32;
 
@@ -16,19 +15,16 @@ const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
 const WT: bool = {{WT}};
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  /** Words per weight row (C / 4). */
-  C4: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> codes: array<u32>;
-@group(0) @binding(3) var<storage, read> absmax: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<vec4<T>>;
+//! params
+//!   M: u32
+//!   N: u32
+//!   K: u32
+//!   C4: u32             // words per weight row (C / 4)
+//! bindings
+//!   a: array<vec4<T>> read
+//!   codes: array<u32> read
+//!   absmax: array<f32> read
+//!   c: array<vec4<T>> read_write
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {

@@ -1,15 +1,13 @@
 // Dequantizing matmul with an NF4 weight (QLoRA): c[m, n] = sum_k a[m, k] * Wt(k, n), f32 accumulation.
 // W [R, C] is the row-major byte stream of bitsandbytes (two codes per byte, the even element in the high
-// nibble), read as u32 words (little-endian: element e is in word e / 8). Element e = NF4[code] * absmax(e / 64),
-// absmax(b) = dyn[qabs byte b] * scales[b / 256] + offset (double quantization). Codes and absmaxes are
-// dequantized in registers as they are read: no dequantized copy of W exists.
+// nibble), read as u32 words (little-endian: element e is in word e / 8). Element e = NF4[code] * absmax[e / 64],
+// the absmaxes of this product decoded from their double quantization by nf4_absmax first (one f32 per 64
+// values, 1/32 of an f16 copy). Codes are dequantized in registers as they are read: no dequantized copy of W exists.
 // WT = true (forward, x @ W^T): Wt(k, n) = W[n, k], K = C, N = R; each lane keeps the absmax of its four
 // rows and reloads it where a block starts. WT = false (the gradient to the input, dY @ W): Wt(k, n) =
 // W[k, n], K = R, N = C. Tiling as matmul.v3 (one subgroup per workgroup, a lane owns a vec4 of c columns over
 // TM rows, rows of a shared by the SHARE step). a contiguous [M, K], c contiguous [M, N]; R a multiple of 4,
-// C a multiple of 8. Bindings: 0 Params (uniform); 1 a: array<vec4<T>> read; 2 codes: array<u32> read;
-// 3 qabs: array<u32> read (absmax codes, 4 per word); 4 scales: array<f32> read; 5 dyn: array<f32> read
-// (the 256-value dynamic map); 6 c: array<vec4<T>> read_write. Grid (ceil(N / (4 SG)), ceil(M / TM)).
+// C a multiple of 8. Grid (ceil(N / (4 SG)), ceil(M / TM)).
 enable subgroups;
 alias T = f32;
 
@@ -17,26 +15,16 @@ const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
 const WT: bool = {{WT}};
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  /** Values per weight row. */
-  C: u32,
-  /** Mean absmax added back after the absmaxes' own dequantization. */
-  offset: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> codes: array<u32>;
-@group(0) @binding(3) var<storage, read> qabs: array<u32>;
-@group(0) @binding(4) var<storage, read> scales: array<f32>;
-@group(0) @binding(5) var<storage, read> dyn: array<f32>;
-@group(0) @binding(6) var<storage, read_write> c: array<vec4<T>>;
+//! params
+//!   M: u32
+//!   N: u32
+//!   K: u32
+//!   C: u32              // values per weight row
+//! bindings
+//!   a: array<vec4<T>> read
+//!   codes: array<u32> read
+//!   absmax: array<f32> read
+//!   c: array<vec4<T>> read_write
 
 var<private> NF4: array<f32, 16> = array<f32, 16>(
   -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
@@ -48,12 +36,6 @@ var<private> NF4: array<f32, 16> = array<f32, 16>(
 fn nf4x4(e: u32) -> vec4<f32> {
   let bits = (codes[e / 8u] >> ((e & 4u) * 4u)) & 0xffffu;
   return vec4<f32>(NF4[(bits >> 4u) & 15u], NF4[bits & 15u], NF4[(bits >> 12u) & 15u], NF4[(bits >> 8u) & 15u]);
-}
-
-/** The dequantized absmax of block b. */
-fn absmax(b: u32) -> f32 {
-  let q = (qabs[b / 4u] >> ((b & 3u) * 8u)) & 255u;
-  return dyn[q] * scales[b / 256u] + p.offset;
 }
 
 @compute @workgroup_size(SG)
@@ -78,10 +60,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     var b3: vec4<f32>;
     if (WT) {
       let e = e0 + k4 * 4u;
-      if (k4 == 0u || (e & 63u) == 0u) { am.x = absmax(e / 64u); }
-      if (k4 == 0u || ((e + p.C) & 63u) == 0u) { am.y = absmax((e + p.C) / 64u); }
-      if (k4 == 0u || ((e + 2u * p.C) & 63u) == 0u) { am.z = absmax((e + 2u * p.C) / 64u); }
-      if (k4 == 0u || ((e + 3u * p.C) & 63u) == 0u) { am.w = absmax((e + 3u * p.C) / 64u); }
+      if (k4 == 0u || (e & 63u) == 0u) { am.x = absmax[e / 64u]; }
+      if (k4 == 0u || ((e + p.C) & 63u) == 0u) { am.y = absmax[(e + p.C) / 64u]; }
+      if (k4 == 0u || ((e + 2u * p.C) & 63u) == 0u) { am.z = absmax[(e + 2u * p.C) / 64u]; }
+      if (k4 == 0u || ((e + 3u * p.C) & 63u) == 0u) { am.w = absmax[(e + 3u * p.C) / 64u]; }
       let t0 = nf4x4(e) * am.x;
       let t1 = nf4x4(e + p.C) * am.y;
       let t2 = nf4x4(e + 2u * p.C) * am.z;
@@ -92,10 +74,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       b3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
     } else {
       let e = k4 * 4u * p.C + nl * 4u;
-      b0 = nf4x4(e) * absmax(e / 64u);
-      b1 = nf4x4(e + p.C) * absmax((e + p.C) / 64u);
-      b2 = nf4x4(e + 2u * p.C) * absmax((e + 2u * p.C) / 64u);
-      b3 = nf4x4(e + 3u * p.C) * absmax((e + 3u * p.C) / 64u);
+      b0 = nf4x4(e) * absmax[e / 64u];
+      b1 = nf4x4(e + p.C) * absmax[(e + p.C) / 64u];
+      b2 = nf4x4(e + 2u * p.C) * absmax[(e + 2u * p.C) / 64u];
+      b3 = nf4x4(e + 3u * p.C) * absmax[(e + 3u * p.C) / 64u];
     }
 {{SHARE}}
   }

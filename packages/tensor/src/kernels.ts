@@ -30,12 +30,6 @@ const handwrittenSpecs = {
   'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
   matmul_pack: { uniform: true, bindings: [read('b'), write('packed')] },
   matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
-  matmul_int8: { uniform: true, bindings: [read('a'), read('codes'), read('absmax'), write('c')], features: ['subgroups'] },
-  matmul_nf4: {
-    uniform: true,
-    bindings: [read('a'), read('codes'), read('qabs'), read('scales'), read('dyn'), write('c')],
-    features: ['subgroups'],
-  },
 } satisfies Partial<Record<WgslName, KernelSpec>>;
 
 /** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */

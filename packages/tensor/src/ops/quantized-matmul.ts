@@ -1,8 +1,9 @@
-// y = x W^T with a frozen int8 or NF4 weight, dequantized inside the kernel (matmul_int8, matmul_nf4).
-// The gradient flows to x only (dX = dY W, the same kernels reading W untransposed); W never trains.
+// y = x W^T with a frozen int8 or NF4 weight, dequantized inside the kernel (matmul_int8, matmul_nf4; NF4's
+// double-quantized absmaxes are first decoded to one f32 per block by nf4_absmax, a temporary of 1/32 of an
+// f16 copy). The gradient flows to x only (dX = dY W, the same kernels reading W untransposed).
 import { getRuntime } from '../backend/context.js';
 import { DeviceError, ShapeError, fmtShape } from '../errors.js';
-import { Params, preprocess } from '../kernels.js';
+import { grid1d, packParams, preprocess, compileKernel } from '../kernels.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 import { empty, type Tensor } from '../tensor.js';
 import { currentChoice, v3SubgroupSize } from '../tuning.js';
@@ -28,13 +29,24 @@ function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor 
   const name = w.format === 'int8' ? 'matmul_int8' : 'matmul_nf4';
   const key = `${name}(SG=${sg},T=${a.dtype},TM=${rows},WT=${wt})`;
   const kernel = rt.kernel(key, preprocess(name, { ...defines, SHARE: shareStep(sg, rows) }), key);
-  const params =
-    w.format === 'int8' ? new Params().u32(M, N, K, w.cols / 4).build() : new Params().u32(M, N, K, w.cols).f32(w.offset).u32(0, 0, 0).build();
-  const buffers =
-    w.format === 'int8'
-      ? [a.buffer(label), w.codes.buffer(label), w.scales.buffer(label), out.buffer(label)]
-      : [a.buffer(label), w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), out.buffer(label)];
-  rt.dispatch({ kernel, params, buffers, workgroups: [Math.ceil(N / (4 * sg)), Math.ceil(M / rows), 1], label });
+  const buffers = [a.buffer(label), w.codes.buffer(label), w.scales.buffer(label), out.buffer(label)];
+  const workgroups: [number, number, number] = [Math.ceil(N / (4 * sg)), Math.ceil(M / rows), 1];
+  if (w.format === 'int8') {
+    rt.dispatch({ kernel, params: packParams('matmul_int8', { M, N, K, C4: w.cols / 4 }), buffers, workgroups, label });
+    return out;
+  }
+  const blocks = Math.ceil((w.rows * w.cols) / 64);
+  const absmax = rt.acquire(blocks * 4);
+  rt.dispatch({
+    kernel: compileKernel(rt, 'nf4_absmax'),
+    params: packParams('nf4_absmax', { blocks, offset: w.offset }),
+    buffers: [w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), absmax],
+    workgroups: grid1d(blocks, 64),
+    label: `${label} (absmax)`,
+  });
+  buffers[2] = absmax;
+  rt.dispatch({ kernel, params: packParams('matmul_nf4', { M, N, K, C: w.cols }), buffers, workgroups, label });
+  rt.release(absmax);
   return out;
 }
 
