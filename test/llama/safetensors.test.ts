@@ -215,6 +215,21 @@ test('each kind of malformed file raises SafetensorsError naming the file, the t
   await assert.rejects(ok.read('missing'), e('missing', 'no such tensor', '(a)'));
 });
 
+test('a header of a million nested arrays is refused as too deeply nested, naming the file, without exhausting the stack', async () => {
+  const open = (bytes: Uint8Array) => SafetensorsFile.open(bytesSource('deep.safetensors', bytes));
+  const deep = 1_000_000;
+  for (const header of [
+    `{"t":${'['.repeat(deep)}${']'.repeat(deep)}}`,
+    `{"t":{"dtype":"F32","shape":${'['.repeat(deep)}${']'.repeat(deep)},"data_offsets":[0,0]}}`,
+    `{"__metadata__":${'['.repeat(deep)}${']'.repeat(deep)}}`,
+  ]) {
+    await assert.rejects(open(craft(header, 0)), expectSafetensorsError('deep.safetensors', undefined, 'levels deep', 'at most 3'));
+  }
+  // Brackets inside strings are not nesting.
+  const named = await open(craft('{"[[[[":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 1));
+  assert.deepEqual(named.tensors.map((t) => t.name), ['[[[[']);
+});
+
 test('a file truncated after opening raises SafetensorsError when the lost tensor is read', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'st-'));
   try {
