@@ -186,9 +186,9 @@ export class Checkpoint {
   }
 
   /** Reads one F32, F16 or BF16 tensor as f32 values or f16 bit patterns. */
-  async readAs<T extends HostFloatDType>(name: string, target: T): Promise<HostFloatArray<T>> {
+  async readAs<T extends HostFloatDType>(name: string, target: T, options: { allowNonFinite?: boolean } = {}): Promise<HostFloatArray<T>> {
     const t = this.info(name);
-    return this.files.get(t.shard)!.readAs(name, target);
+    return this.files.get(t.shard)!.readAs(name, target, options);
   }
 
   /** Iterates over tensors' raw bytes, one tensor in memory at a time, in file order. */

@@ -11,6 +11,7 @@ import {
   hostIsLittleEndian,
 } from './dtype-convert.js';
 import { SafetensorsError } from './errors.js';
+import { nonFiniteProblem } from './finite-check.js';
 import type { ByteSource } from './source.js';
 
 /** Element types of the safetensors format. */
@@ -391,14 +392,21 @@ export class SafetensorsFile {
 
   /**
    * Reads an F32, F16 or BF16 tensor as host floats: `'f32'` gives a Float32Array,
-   * `'f16'` the f16 bit patterns in a Uint16Array (rounded to nearest, ties to even).
+   * `'f16'` the f16 bit patterns in a Uint16Array (rounded to nearest, ties to even). A tensor
+   * holding NaN or infinity (or, read as f16, values beyond f16's range) is refused with a
+   * SafetensorsError naming it, unless `options.allowNonFinite`.
    */
-  async readAs<T extends HostFloatDType>(name: string, target: T): Promise<HostFloatArray<T>> {
+  async readAs<T extends HostFloatDType>(name: string, target: T, options: { allowNonFinite?: boolean } = {}): Promise<HostFloatArray<T>> {
     const t = this.info(name);
     const bytes = await this.read(name);
     const out = convertFloatBytes(bytes, t.dtype, target);
     if (out === undefined) {
       throw new SafetensorsError(this.name, name, `dtype ${t.dtype} cannot be read as ${target}; only F32, F16 and BF16 convert; use read() for the raw bytes`);
+    }
+    if (!options.allowNonFinite) {
+      const inFile = target === 'f16' && t.dtype !== 'F16' ? () => convertFloatBytes(bytes, t.dtype, 'f32')! : undefined;
+      const problem = nonFiniteProblem(out, inFile);
+      if (problem !== undefined) throw new SafetensorsError(this.name, name, problem);
     }
     return out;
   }
