@@ -162,7 +162,7 @@ function buildTrainCommand(): Command {
     .description("fine-tune a LoRA adapter with HuaTuo's recipe (input-only prompts, loss on the answer only)")
     .option('--base <folder>', 'base model: a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer.json or tokenizer.model); default: the built-in tiny demo model')
     .option('--data <file>', 'training data, JSON array or JSONL of {instruction, input, output}; default: the built-in demo sample')
-    .option('--init-adapter <dir>', 'start from the weights of an existing PEFT adapter folder')
+    .option('--init-adapter <dir>', "start from an existing PEFT adapter folder, training it as it is (its r, alpha, dropout and target modules)")
     .option('--resume [dir]', 'continue an interrupted run from a checkpoint folder (default: the newest in --output-dir)')
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing');
