@@ -33,8 +33,11 @@ export { answerQuestions } from './answer.js';
 export type { Answer, AnswerOptions } from './answer.js';
 
 // Serving: an OpenAI-compatible API
-export { startServer, chatToInstruction, DEFAULT_SERVE_GENERATION } from './serve.js';
-export type { ServeOptions, ServeGenerationDefaults, ServeEvent, RunningServer, ChatMessage } from './serve.js';
+export { startServer } from './serve.js';
+export type { ServeOptions, RunningServer } from './serve.js';
+export { chatToInstruction, DEFAULT_SERVE_GENERATION } from './serve-request.js';
+export type { ServeGenerationDefaults, ChatMessage } from './serve-request.js';
+export type { ServeEvent } from './serve-queue.js';
 export { longestPieceChars, retryAfterSeconds } from './serve-limits.js';
 export type { RunningEstimate } from './serve-limits.js';
 export { buildServeCommand } from './serve-command.js';

@@ -8,7 +8,8 @@ import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { ConfigError } from './errors.js';
 import { loadBaseModel } from './model.js';
 import { resolveTemplate } from './prompt.js';
-import { DEFAULT_SERVE_GENERATION, startServer, type RunningServer } from './serve.js';
+import { startServer, type RunningServer } from './serve.js';
+import { DEFAULT_SERVE_GENERATION } from './serve-request.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {

@@ -1,0 +1,294 @@
+// One OpenAI request read into what the queue runs: chat messages folded into HuaTuo's prompt
+// template or a raw completion prompt, its length checked against the context (characters
+// first, then tokens), and the sampling settings with OpenAI's defaults and ranges.
+
+import { randomBytes, randomInt } from 'node:crypto';
+import { checkMemoryPlan, planMemory, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { deviceInfo } from '@huatuo/tensor';
+import { generatePrompt, type PromptTemplate } from './prompt.js';
+import { HttpError } from './serve-errors.js';
+import { bad, inRange, isBool, isInt, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
+import { longestPieceChars } from './serve-limits.js';
+
+/** Generation settings used when a request leaves a field out. */
+export interface ServeGenerationDefaults {
+  /** New tokens when a request gives no max_tokens (clipped to the context left). Default 256. */
+  maxTokens: number;
+  /** OpenAI's default 1; 0 decodes greedily. */
+  temperature: number;
+  /** OpenAI's default 1 (no nucleus filtering). */
+  topP: number;
+  /** Extension `top_k`; 0 (OpenAI's behaviour) keeps every token. */
+  topK: number;
+  /** Extension `num_beams`; 1 samples (or decodes greedily at temperature 0). */
+  numBeams: number;
+  /** Extension `repetition_penalty`; 1 is none. */
+  repetitionPenalty: number;
+}
+
+/** OpenAI's defaults, 256 new tokens at most when a request does not say. */
+export const DEFAULT_SERVE_GENERATION: Readonly<ServeGenerationDefaults> = Object.freeze({
+  maxTokens: 256,
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  numBeams: 1,
+  repetitionPenalty: 1,
+});
+
+/** One chat message as OpenAI sends it. */
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant';
+  content: string;
+}
+
+/**
+ * The single question HuaTuo's single-turn template receives for a chat. System (and
+ * developer) messages come first, joined by newlines, each followed by a newline. A chat
+ * with one user message and nothing before it gives that message as is (HuaTuo's
+ * med_template data). With earlier turns, the conversation is written the way HuaTuo's
+ * liver-cancer data writes multi-turn records: " <user>: q1 <bot>: a1 <user>: q2".
+ * The last message must be the user's.
+ *
+ * @example chatToInstruction([{ role: 'user', content: '头痛怎么办？' }]) === '头痛怎么办？'
+ */
+export function chatToInstruction(messages: readonly ChatMessage[]): string {
+  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => `${m.content}\n`).join('');
+  const turns = messages.filter((m) => m.role === 'user' || m.role === 'assistant');
+  const last = turns[turns.length - 1];
+  if (last === undefined || last.role !== 'user') {
+    throw new HttpError(400, 'messages: the last user or assistant message must be from the user (the model answers the last question)', 'invalid_request_error', 'messages');
+  }
+  if (turns.length === 1) return `${system}${last.content}`;
+  return system + turns.map((m) => ` <${m.role === 'user' ? 'user' : 'bot'}>: ${m.content}`).join('');
+}
+
+/** How one request samples. */
+export interface Sampling {
+  maxTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topP: number;
+  topK: number;
+  numBeams: number;
+  repetitionPenalty: number;
+  stop: string[];
+  seed: number;
+}
+
+/** A request read and checked, ready to queue. */
+export interface JobRequest {
+  /** The response id (chatcmpl-... or cmpl-...). */
+  id: string;
+  kind: 'chat' | 'completion';
+  created: number;
+  prompt: number[];
+  /** Text before the completion (completions with echo). */
+  echo: string;
+  sampling: Sampling;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+/** What {@link createRequestReader} reads requests against. */
+export interface RequestReaderOptions {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  template: PromptTemplate;
+  modelName: string;
+  defaults: ServeGenerationDefaults;
+  maxTokensLimit: number;
+  /** Token ids of a prompt text, BOS first (on a worker thread, or the tokenizer itself). */
+  encode: (text: string) => Promise<number[]>;
+}
+
+/** Text of a message's content: a string, or an array of {type: 'text', text} parts. */
+function messageText(v: unknown, where: string): string {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    return v
+      .map((part, j) => {
+        if (!isObject(part) || part['type'] !== 'text' || typeof part['text'] !== 'string') {
+          throw new HttpError(400, `${where}[${j}]: expected a text part {"type": "text", "text": "..."}, got ${typeName(part)}; only text content is supported`, 'invalid_request_error', where);
+        }
+        return part['text'];
+      })
+      .join('');
+  }
+  throw bad(where, 'a string or an array of text parts', v);
+}
+
+function parseMessages(body: Body): ChatMessage[] {
+  const raw = body['messages'];
+  if (!Array.isArray(raw) || raw.length === 0) throw bad('messages', 'a non-empty array of {role, content}', raw);
+  return raw.map((m, i) => {
+    if (!isObject(m)) throw bad(`messages[${i}]`, 'an object {role, content}', m);
+    const role = m['role'];
+    if (role !== 'system' && role !== 'developer' && role !== 'user' && role !== 'assistant') {
+      throw new HttpError(400, `messages[${i}].role: expected "system", "developer", "user" or "assistant", got ${typeName(role)} (tools are not supported)`, 'invalid_request_error', `messages[${i}].role`);
+    }
+    return { role, content: messageText(m['content'], `messages[${i}].content`) };
+  });
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString('hex')}`;
+}
+
+/** Reads /v1/chat/completions and /v1/completions bodies into {@link JobRequest}s, or throws the HttpError to answer. */
+export function createRequestReader(o: RequestReaderOptions): { chat: (body: Body) => Promise<JobRequest>; completion: (body: Body) => Promise<JobRequest> } {
+  const { model, tokenizer, template, modelName, defaults, maxTokensLimit, encode } = o;
+  const context = model.config.maxPositionEmbeddings;
+  // A prompt longer than this many characters cannot fit the context, whatever its tokens.
+  const maxPromptChars = context * longestPieceChars(tokenizer);
+  const checkPromptChars = (text: string, param: string): void => {
+    if (text.length <= maxPromptChars) return;
+    throw new HttpError(
+      400,
+      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (max_position_embeddings) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`,
+      'invalid_request_error',
+      param,
+      'context_length_exceeded',
+    );
+  };
+
+  const sampling = (body: Body, promptTokens: number, extraStops: readonly string[]): Sampling => {
+    for (const key of ['n', 'best_of']) {
+      const v = optional(body, key, isInt, 'an integer');
+      if (v !== undefined && v !== 1) throw new HttpError(400, `${key}: this server returns one choice per request, got ${v}; send ${key}: 1 or leave it out`, 'invalid_request_error', key);
+    }
+    const maxCompletion = inRange(body, 'max_completion_tokens', 1, maxTokensLimit, true);
+    const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
+    const left = context - promptTokens;
+    if (left < 1) {
+      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (max_position_embeddings), leaving no room for an answer; shorten the messages`, 'invalid_request_error', 'messages', 'context_length_exceeded');
+    }
+    const asked = maxCompletion ?? maxTokensField;
+    const askedParam = maxCompletion !== undefined ? 'max_completion_tokens' : 'max_tokens';
+    if (asked !== undefined && asked > left) {
+      throw new HttpError(
+        400,
+        `the prompt is ${promptTokens} tokens and ${askedParam} asks for ${asked} more, beyond this model's context of ${context} tokens; ask for at most ${left} or shorten the prompt`,
+        'invalid_request_error',
+        askedParam,
+        'context_length_exceeded',
+      );
+    }
+    const temperature = inRange(body, 'temperature', 0, 2, false) ?? defaults.temperature;
+    const topP = inRange(body, 'top_p', 0, 1, false) ?? defaults.topP;
+    const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
+    const numBeams = inRange(body, 'num_beams', 1, 16, true) ?? defaults.numBeams;
+    const repetitionPenalty = inRange(body, 'repetition_penalty', 0.01, 10, false) ?? defaults.repetitionPenalty;
+    const seed = inRange(body, 'seed', -(2 ** 53 - 1), 2 ** 53 - 1, true) ?? randomInt(2 ** 31);
+    let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
+    const fit = memoryRefusal(numBeams, promptTokens + maxTokens);
+    if (fit !== null) {
+      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}`, 'invalid_request_error', askedParam, 'context_length_exceeded');
+      // No length asked for: the longest answer that fits.
+      let lo = 0;
+      for (let hi = maxTokens; hi - lo > 1; ) {
+        const mid = (lo + hi) >> 1;
+        if (memoryRefusal(numBeams, promptTokens + mid) === null) lo = mid;
+        else hi = mid;
+      }
+      if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}; shorten the messages`, 'invalid_request_error', 'messages', 'context_length_exceeded');
+      maxTokens = lo;
+    }
+    return {
+      maxTokens,
+      doSample: numBeams === 1 && temperature > 0 && topP > 0 && topK !== 1,
+      temperature: temperature > 0 ? temperature : 1,
+      topP: topP > 0 ? topP : 1,
+      topK,
+      numBeams,
+      repetitionPenalty,
+      stop: [...parseStop(body), ...extraStops],
+      seed: Number(BigInt.asUintN(32, BigInt(seed))),
+    };
+  };
+
+  /** Why a generation of `length` tokens (prompt included) on `beams` sequences cannot fit the device, or null. */
+  const memoryRefusal = (beams: number, length: number): string | null => {
+    const info = deviceInfo();
+    if (info === null) return null;
+    try {
+      checkMemoryPlan(planMemory(model.config, { batchSize: beams, seqLen: length, dtype: model.dtype, training: false }), info, `${beams} sequence(s) of ${length} tokens`);
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+
+  const checkModel = (body: Body): void => {
+    const m = body['model'];
+    if (m === undefined || m === null) throw new HttpError(400, `model: missing; name the model to use, "${modelName}" on this server (see GET /v1/models)`, 'invalid_request_error', 'model');
+    if (typeof m !== 'string') throw bad('model', `a string (this server serves "${modelName}")`, m);
+    if (m !== modelName) throw new HttpError(404, `The model \`${m}\` does not exist; this server serves "${modelName}" (see GET /v1/models)`, 'invalid_request_error', 'model', 'model_not_found');
+  };
+
+  const streamOptions = (body: Body, stream: boolean): boolean => {
+    const so = optional(body, 'stream_options', isObject, 'an object {include_usage}');
+    if (so === undefined) return false;
+    if (!stream) throw new HttpError(400, 'stream_options: only allowed with "stream": true', 'invalid_request_error', 'stream_options');
+    return optional(so, 'include_usage', isBool, 'a boolean') ?? false;
+  };
+
+  const chat = async (body: Body): Promise<JobRequest> => {
+    checkModel(body);
+    refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'logprobs', 'top_logprobs', 'logit_bias', 'audio', 'prediction']);
+    const rf = body['response_format'];
+    if (rf !== undefined && rf !== null && !(isObject(rf) && rf['type'] === 'text')) {
+      throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${JSON.stringify(rf).slice(0, 80)}`, 'invalid_request_error', 'response_format');
+    }
+    const messages = parseMessages(body);
+    const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
+    const promptText = generatePrompt(template, chatToInstruction(messages));
+    checkPromptChars(promptText, 'messages');
+    const prompt = await encode(promptText);
+    return {
+      id: newId('chatcmpl'),
+      kind: 'chat',
+      created: Math.floor(Date.now() / 1000),
+      prompt,
+      echo: '',
+      // The model writing the response marker again ends its answer (get_response reads up to it).
+      sampling: sampling(body, prompt.length, [template.responseSplit]),
+      stream,
+      includeUsage: streamOptions(body, stream),
+    };
+  };
+
+  const completion = async (body: Body): Promise<JobRequest> => {
+    checkModel(body);
+    refuseUnsupported(body, ['logprobs', 'logit_bias', 'suffix']);
+    let raw = body['prompt'];
+    if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
+    let prompt: number[];
+    let text: string;
+    if (typeof raw === 'string') {
+      if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue', 'invalid_request_error', 'prompt');
+      checkPromptChars(raw, 'prompt');
+      prompt = await encode(raw);
+      text = raw;
+    } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
+      prompt = raw as number[];
+      text = tokenizer.decode(prompt, { skipSpecialTokens: true });
+    } else {
+      throw bad('prompt', `a non-empty string, or one array of token ids in [0, ${model.config.vocabSize}) (one prompt per request)`, raw);
+    }
+    const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
+    const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
+    return {
+      id: newId('cmpl'),
+      kind: 'completion',
+      created: Math.floor(Date.now() / 1000),
+      prompt,
+      echo: echo ? text : '',
+      sampling: sampling(body, prompt.length, []),
+      stream,
+      includeUsage: streamOptions(body, stream),
+    };
+  };
+
+  return { chat, completion };
+}
