@@ -51,6 +51,7 @@ test('only Host headers naming the bound address or localhost with the port, or 
     const status = async (host: string) => (await rawRequest(base, '/', { headers: { host } })).status;
     assert.equal(await status(`127.0.0.1:${port}`), 200);
     assert.equal(await status(`[::1]:${port}`), 200, 'a wildcard bind answers loopback names');
+    assert.equal(await status(`0.0.0.0:${port}`), 200, 'and the address it was given');
     assert.equal(await status(`somebody.example:${port}`), 403);
   }, '0.0.0.0');
 });

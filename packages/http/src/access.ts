@@ -84,7 +84,7 @@ const bracket = (address: string): string => (address.includes(':') && !address.
 /**
  * Decides which requests a server bound to `host` (as given to listen) at `address:port`
  * answers. The Host header must be `localhost`, the bound address (with 127.0.0.1 and [::1]
- * for a wildcard bind) or an allowed name, with the server's port. A request with an Origin
+ * for a wildcard bind such as 0.0.0.0) or an allowed name, with the server's port. A request with an Origin
  * header must come from the server's own origin or an allowed one; allowed cross-origin
  * requests get Access-Control-Allow-Origin and preflights (OPTIONS) are answered with the
  * methods and headers asked for.
@@ -106,7 +106,7 @@ export class AccessGuard {
   ) {
     const own = ['localhost', bracket(bound.address), bracket(bound.host)];
     if (WILDCARD.has(bracket(bound.host)) || WILDCARD.has(bracket(bound.address))) own.push('127.0.0.1', '[::1]');
-    this.names = new Set(own.filter((n) => !WILDCARD.has(n)));
+    this.names = new Set(own);
     this.anyPortNames = new Set();
     this.hostPorts = new Set();
     for (const h of normalizeAllowedHosts(options.allowedHosts ?? [])) (h.includes(':') && !h.endsWith(']') ? this.hostPorts : this.anyPortNames).add(h);

@@ -131,7 +131,10 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),
       });
-      if (raw.host !== '127.0.0.1' && raw.host !== 'localhost' && raw.host !== '::1') err(`serve: bound to ${raw.host}: reachable from other machines${apiKey === undefined ? ', with no API key' : ''}`);
+      if (raw.host !== '127.0.0.1' && raw.host !== 'localhost' && raw.host !== '::1') {
+        err(`serve: bound to ${raw.host}: reachable from other machines${apiKey === undefined ? ', with no API key' : ''}`);
+        err(`serve: requests must name the server as ${raw.host} or localhost${allowedHosts.length > 0 ? ` or ${allowedHosts.join(', ')}` : ''} in their Host header; add the names clients use with --allowed-hosts`);
+      }
       out(`serve: ${modelName}${raw.adapter ? ` + ${raw.adapter}` : ''} (template ${template.name}) at ${server.url}/v1${apiKey === undefined ? '' : ` (bearer token from $${raw.apiKeyEnv})`}`);
       out('serve: Ctrl-C to stop');
       await (io.until ?? untilSignal)(server);
