@@ -30,7 +30,7 @@ const adapter = info.adapterName;
 const f16 = info.features.has('shader-f16');
 log(`adapter: ${adapter}; features ${[...info.features].join(', ')}; subgroup ${info.subgroupMinSize}-${info.subgroupMaxSize}${quick ? '; quick subset' : ''}`);
 const choice = await tuneMatmul();
-log(`matmul choice: main ${variantName(choice.main)}, fallback ${variantName(choice.fallback)}, decode ${choice.decode}`);
+log(`matmul choice: main ${variantName(choice.main)}, fallback ${variantName(choice.fallback)}, decode ${choice.decode ? variantName(choice.decode) : 'general kernels'}${choice.f16 ? `, f16 ${variantName(choice.f16)}` : ''}`);
 
 const roof = await measureRoofline(quick);
 log(`roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.copyGbps.toFixed(2)} GB/s read+write (${roof.readGbps.toFixed(2)} GB/s read); copyBufferToBuffer ${roof.copyToCopyGbps.toFixed(2)} GB/s`);

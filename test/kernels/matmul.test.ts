@@ -1,10 +1,8 @@
 // Every matmul kernel variant (each tile configuration the per-adapter search may choose, the subgroup
-// kernel, the decode matrix-vector kernel; f32 and f16) against the CPU reference, on edge sizes, with
-// transposed operands read in place and broadcast batch dims; and the tuning cache round trip.
+// kernel, the GPU-shaped v4, the decode matrix-vector kernels; f32 and f16; subgroup matrices where the
+// adapter has them) against the CPU reference, on edge sizes, with transposed operands read in place and
+// broadcast batch dims.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -12,6 +10,7 @@ import {
   f32ToF16Bits,
   hasF16,
   matmul,
+  decodeCandidates,
   matmulCandidates,
   matmulPlan,
   refMatmul,
@@ -20,7 +19,6 @@ import {
   tensor,
   toArray,
   transpose,
-  tuneMatmul,
   variantName,
   type FloatDType,
   type MatmulVariant,
@@ -30,11 +28,20 @@ import { assertClose, gpu, seededValues } from '../tensor/helpers.js';
 
 const info = await gpu();
 const v3Candidate = matmulCandidates(info).find((v) => v.kernel === 'v3');
-/** Every candidate, the decode kernel, and v3 reading b packed into column panels at any size. */
-const variants: MatmulVariant[] = [...matmulCandidates(info), { kernel: 'matvec' }, ...(v3Candidate ? [{ ...v3Candidate, pack: true }] : [])];
-/** What a plan ran, as `check` reports it: the kernel, `+pack` when b was packed first. */
-const ranName = (v: MatmulVariant, packed: boolean) => `${v.kernel}${packed ? '+pack' : ''}`;
-const dtypes: FloatDType[] = hasF16() ? ['f32', 'f16'] : ['f32'];
+const gpuShaped: MatmulVariant[] = [
+  { kernel: 'v4', tile: 128 },
+  { kernel: 'v4', tile: 64 },
+];
+/** Every candidate, v4 (a candidate on GPUs only), the decode kernels, and v3 reading b packed into column panels at any size. */
+const variants: MatmulVariant[] = [
+  ...matmulCandidates(info),
+  ...gpuShaped.filter((v) => !matmulCandidates(info).some((c) => variantName(c) === variantName(v))),
+  ...decodeCandidates(info),
+  ...(v3Candidate ? [{ ...v3Candidate, pack: true }] : []),
+];
+/** What a plan ran, as `check` reports it: the variant, `+pack` when b was packed first. */
+const ranName = (v: MatmulVariant, packed: boolean) => `${variantName(v)}${packed ? '+pack' : ''}`;
+const dtypesOf = (v: MatmulVariant): FloatDType[] => (v.kernel === 'sgmat' ? ['f16'] : hasF16() ? ['f32', 'f16'] : ['f32']);
 
 /** Values exactly representable in the dtype, so the reference sees what the kernel reads. */
 function values(n: number, seed: number, dtype: FloatDType): Float32Array {
@@ -100,7 +107,7 @@ const caseArb = (v: MatmulVariant) =>
   });
 
 for (const v of variants) {
-  for (const dtype of dtypes) {
+  for (const dtype of dtypesOf(v)) {
     test(`matmul ${variantName(v)} ${dtype} matches the reference on edge sizes, transposed operands and batch dims`, async () => {
       setMatmulVariant(v);
       try {
@@ -126,42 +133,41 @@ test('matmul v3 reads 257 rows with b stored transposed, and falls back for N no
   if (!v3) return t.skip('adapter has no fixed subgroup size for v3');
   setMatmulVariant(v3);
   try {
-    assert.equal(await check(v3, 'f32', { M: 257, K: 36, N: 68, batchA: [], batchB: [], ta: false, tb: true, seed: 7 }), 'v3');
-    assert.equal(await check(v3, 'f32', { M: 65, K: 36, N: 66, batchA: [], batchB: [], ta: false, tb: false, seed: 8 }), 'v2');
+    assert.equal(await check(v3, 'f32', { M: 257, K: 36, N: 68, batchA: [], batchB: [], ta: false, tb: true, seed: 7 }), variantName(v3));
+    assert.equal(await check(v3, 'f32', { M: 65, K: 36, N: 66, batchA: [], batchB: [], ta: false, tb: false, seed: 8 }), 'v2(tile=32)');
   } finally {
     setMatmulVariant(null);
   }
 });
 
-test('the decode path reads a linear layer weight stored transposed ([N, K]) in place', async () => {
-  setMatmulVariant({ kernel: 'matvec' });
-  try {
-    const c = { M: 1, K: 260, N: 132, batchA: [], batchB: [], ta: false, tb: true, seed: 11 };
-    assert.equal(await check({ kernel: 'matvec' }, 'f32', c), 'matvec');
-  } finally {
-    setMatmulVariant(null);
+test('the decode paths read a linear layer weight stored transposed ([N, K]) in place', async () => {
+  for (const v of decodeCandidates(info)) {
+    setMatmulVariant(v);
+    try {
+      const c = { M: 1, K: 260, N: 132, batchA: [], batchB: [], ta: false, tb: true, seed: 11 };
+      assert.equal(await check(v, 'f32', c), variantName(v));
+    } finally {
+      setMatmulVariant(null);
+    }
   }
 });
 
-test('the tuning search caches its winner on disk under the adapter and the next product uses it', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'huatuo-tune-'));
-  const saved = process.env.XDG_CACHE_HOME;
-  process.env.XDG_CACHE_HOME = dir;
-  try {
-    const choice = await tuneMatmul();
-    const cache = JSON.parse(readFileSync(join(dir, 'huatuo-webgpu', 'tiles.json'), 'utf8')) as Record<string, { choice: unknown; timings: Record<string, number> }>;
-    const entries = Object.values(cache);
-    assert.equal(entries.length, 1);
-    assert.deepEqual(entries[0]!.choice, choice);
-    const names = matmulCandidates(info).map(variantName);
-    assert.ok(names.includes(variantName(choice.main)), `winner ${variantName(choice.main)} not among ${names.join(', ')}`);
-    assert.deepEqual(Object.keys(entries[0]!.timings).sort(), [...names].sort());
-    const a = tensor(seededValues(64 * 64, 3), [64, 64]);
-    assert.deepEqual(matmulPlan(a, a).kernel, choice.main);
-    a.dispose();
-  } finally {
-    if (saved === undefined) delete process.env.XDG_CACHE_HOME;
-    else process.env.XDG_CACHE_HOME = saved;
-    rmSync(dir, { recursive: true, force: true });
+test('the subgroup-matrix variants match the reference where the adapter offers subgroup matrices', async (t) => {
+  const sgmat = matmulCandidates(info).filter((v) => v.kernel === 'sgmat');
+  if (sgmat.length === 0) {
+    return t.skip(`adapter offers no f16 subgroup-matrix config (needs chromium-experimental-subgroup-matrix: HUATUO_UNSAFE_APIS=1)`);
+  }
+  for (const v of sgmat) {
+    setMatmulVariant(v);
+    try {
+      for (const c of [
+        { M: 130, K: 72, N: 136, batchA: [], batchB: [], ta: false, tb: true, seed: 3 },
+        { M: 33, K: 19, N: 65, batchA: [2], batchB: [2], ta: true, tb: false, seed: 4 },
+      ]) {
+        assert.equal(await check(v, 'f16', c), variantName(v));
+      }
+    } finally {
+      setMatmulVariant(null);
+    }
   }
 });

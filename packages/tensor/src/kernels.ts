@@ -28,8 +28,11 @@ const handwrittenSpecs = {
   matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v2': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
   'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
+  'matmul.v4': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
+  matmul_sgmat: { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['chromium-experimental-subgroup-matrix', 'shader-f16'] },
   matmul_pack: { uniform: true, bindings: [read('b'), write('packed')] },
   matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
+  'matvec.v2': { uniform: true, bindings: [read('x'), read('w'), write('y')], features: ['subgroups'] },
 } satisfies Partial<Record<WgslName, KernelSpec>>;
 
 /** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */

@@ -1,154 +1,238 @@
-// Matmul kernel variants per adapter: the candidates an adapter can run, a small timed search at first
-// use whose winner is cached (on disk in Node, in memory in the browser) under the adapter's name, and
-// a switch to force one variant (tests, benchmarks) or to skip the search (HUATUO_MATMUL_TUNE=0).
-import { loadTuningCache, saveTuningCache } from '#platform';
-import type { DeviceInfo } from './backend/device.js';
+// The per-adapter matmul search: every candidate is first checked against the CPU reference on the
+// device (tuning-check.ts) and refused, with its reason, when it computes wrong results or cannot be
+// created; the rest are timed on the products of a LLaMA-7B LoRA step and of decoding (scaled down on
+// slow adapters to a bounded time) and the fastest are chosen and cached with the report.
+import { getRuntime } from './backend/context.js';
+import { encodeMatmul, type KernelRewrite } from './backend/matmul-encode.js';
+import { plan, type Problem } from './backend/matmul-plan.js';
+import type { Runtime } from './backend/runtime.js';
+import {
+  adapterKey,
+  currentChoice,
+  decodeCandidates,
+  defaultChoice,
+  lastTuningReport,
+  matmulCandidates,
+  recordChoice,
+  searchInProgress,
+  variantName,
+  type CandidateReport,
+  type MatmulChoice,
+  type MatmulTuningReport,
+  type MatmulVariant,
+} from './matmul-choice.js';
+import type { FloatDType } from './tensor.js';
+import { checkVariant } from './tuning-check.js';
 
-/**
- * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
- * the output in workgroup memory with 4 x 4 register blocks per thread; `v3` shares rows of a across one
- * subgroup of `sg` lanes (the adapter's subgroup size) with `rows` output rows per workgroup, reading a large
- * shared b packed into column panels first (by size; `pack` true or false forces it either way); `matvec` is
- * the decoding path for a single row (M = 1).
- */
-export type MatmulVariant =
-  | { kernel: 'v1' }
-  | { kernel: 'v2'; tile: 32 | 64 }
-  | { kernel: 'v3'; rows: 16 | 32; sg: number; pack?: boolean }
-  | { kernel: 'matvec' };
-
-/** The variants used for general products (`main`) and for single rows (`decode`). */
-export interface MatmulChoice {
-  main: MatmulVariant;
-  /** Used where `main` cannot read the operands' layout in place and copying them is not cheap. */
-  fallback: MatmulVariant;
-  /** Whether single-row products (M = 1) use the matrix-vector kernel. */
-  decode: boolean;
+/** A timed product: [M, K] x [K, N], an operand stored transposed where `ta`/`tb`. */
+interface Shape {
+  name: string;
+  M: number;
+  K: number;
+  N: number;
+  ta: boolean;
+  tb: boolean;
 }
 
-/** Subgroup sizes the v3 kernel is written for (lanes x 4 columns per workgroup). */
-const V3_SUBGROUP_SIZES = [4, 8, 16, 32, 64];
+/** LLaMA-7B: hidden 4096, MLP 11008; a step of 8 x 256 tokens; LoRA rank 8 on a linear layer. */
+const [T, H, F, R] = [2048, 4096, 11008, 8];
+const TRAIN_SHAPES: Shape[] = [
+  { name: 'q/k/v/o', M: T, K: H, N: H, ta: false, tb: true },
+  { name: 'gate/up', M: T, K: H, N: F, ta: false, tb: true },
+  { name: 'down', M: T, K: F, N: H, ta: false, tb: true },
+  { name: 'dx of q/k/v/o', M: T, K: H, N: H, ta: false, tb: false },
+  { name: 'LoRA x A^T', M: T, K: H, N: R, ta: false, tb: true },
+  { name: 'LoRA h B^T', M: T, K: R, N: H, ta: false, tb: true },
+  { name: 'LoRA dA = dh^T x', M: R, K: T, N: H, ta: true, tb: false },
+];
+const DECODE_SHAPES: Shape[] = [
+  { name: 'decode q/k/v/o', M: 1, K: H, N: H, ta: false, tb: true },
+  { name: 'decode gate/up', M: 1, K: H, N: F, ta: false, tb: true },
+];
+/** Default time the timed part of a search may take (HUATUO_MATMUL_TUNE_MS overrides). */
+const BUDGET_MS = 4000;
+/** The most the timed shapes are scaled down: below 1/16 (128 tokens x 256) they stop resembling the step. */
+const MAX_SCALE = 16;
 
-/** Every general-product variant this adapter can run, in a fixed order. */
-export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
-  const out: MatmulVariant[] = [{ kernel: 'v1' }];
-  if (info.maxComputeInvocationsPerWorkgroup >= 256 && info.maxComputeWorkgroupStorageSize >= 8192) out.push({ kernel: 'v2', tile: 64 });
-  out.push({ kernel: 'v2', tile: 32 });
-  const sg = v3SubgroupSize(info);
-  if (sg) {
-    out.push({ kernel: 'v3', rows: 32, sg });
-    if (sg <= 16) out.push({ kernel: 'v3', rows: 16, sg });
-  }
-  return out;
+/** A candidate of {@link checkMatmulCandidates}: a variant, optionally with its WGSL rewritten. */
+export interface MatmulCandidate {
+  variant: MatmulVariant;
+  /** Rewrites the variant's WGSL before compiling (a kernel change to try; a name is then required). */
+  rewrite?: KernelRewrite;
 }
 
-/**
- * The subgroup size v3 can rely on, or 0: the adapter must have the subgroups feature and report one
- * size (min = max), since v3 is compiled for exactly that many lanes.
- */
-export function v3SubgroupSize(info: DeviceInfo): number {
-  if (!info.features.has('subgroups')) return 0;
-  const sg = info.subgroupMinSize;
-  return sg > 0 && sg === info.subgroupMaxSize && V3_SUBGROUP_SIZES.includes(sg) ? sg : 0;
-}
-
-/** A readable name of a variant, e.g. `v3(rows=32,sg=8)`. */
-export function variantName(v: MatmulVariant): string {
-  switch (v.kernel) {
-    case 'v2':
-      return `v2(tile=${v.tile})`;
-    case 'v3':
-      return `v3(rows=${v.rows},sg=${v.sg}${v.pack === undefined ? '' : `,pack=${v.pack}`})`;
-    default:
-      return v.kernel;
-  }
-}
-
-/** The choice before any measurement: v3 where the adapter supports it, else the 64-tile v2. */
-export function defaultChoice(info: DeviceInfo): MatmulChoice {
-  const candidates = matmulCandidates(info);
-  const fallback = candidates.find((v) => v.kernel === 'v2') ?? { kernel: 'v1' };
-  return { main: candidates.find((v) => v.kernel === 'v3') ?? fallback, fallback, decode: true };
-}
-
-/** Key of an adapter in the tuning cache: name and driver as the adapter reports them. */
-export function adapterKey(info: DeviceInfo): string {
-  return `${info.platform}|${info.adapterName}|sg${info.subgroupMinSize}-${info.subgroupMaxSize}|${[...info.features].sort().join(',')}`;
-}
-
-let forced: MatmulChoice | null = null;
-let tuned: { key: string; choice: MatmulChoice } | null = null;
-let searching: Promise<MatmulChoice> | null = null;
-
-/** Options of {@link setMatmulVariant}. */
-export interface ForceOptions {
-  /** Use the matrix-vector kernel for M = 1 (default false when forcing, so the forced kernel runs). */
-  decode?: boolean;
+/** The choice in force for the runtime's adapter (starting the search on first use). */
+export function choiceFor(rt: Runtime): MatmulChoice {
+  return currentChoice(rt.info, () => search(rt));
 }
 
 /**
- * Forces one variant for every product (where it can read the operands; see `matmulPlan`), or restores
- * the tuned choice with `null`. Forcing also stops the search from running.
- * @example setMatmulVariant({ kernel: 'v2', tile: 32 }); // ... setMatmulVariant(null);
+ * Runs the per-adapter search now (it otherwise starts in the background at the first product) and
+ * returns the winner; the result is cached (disk in Node, memory in browsers) under the adapter's name.
  */
-export function setMatmulVariant(v: MatmulVariant | null, options: ForceOptions = {}): void {
-  if (v === null) {
-    forced = null;
-    return;
-  }
-  const fallback: MatmulVariant = v.kernel === 'v3' || v.kernel === 'matvec' ? { kernel: 'v2', tile: 32 } : v;
-  forced = v.kernel === 'matvec' ? { main: fallback, fallback, decode: true } : { main: v, fallback, decode: options.decode ?? false };
+export async function tuneMatmul(): Promise<MatmulChoice> {
+  const rt = getRuntime();
+  return searchInProgress() ?? search(rt);
 }
 
-/** Whether the search may run: not when HUATUO_MATMUL_TUNE=0 or when a variant is forced. */
-export function tuningEnabled(): boolean {
+/**
+ * The matmul choice for this adapter: the cached one when a search ran before (on disk in Node),
+ * else the result of a search run now. Call it after initWebGPU() so that no training step waits on
+ * (or shares the GPU with) the first-use search.
+ */
+export async function readyMatmul(): Promise<MatmulChoice> {
+  const rt = getRuntime();
+  const choice = choiceFor(rt);
+  return (await searchInProgress()) ?? choice;
+}
+
+/**
+ * What the search behind the current choice checked and measured: each candidate with its status
+ * (`ok`, `wrong` or `failed`, and why) and times. Null when no search has run for this adapter.
+ * @example console.table(matmulTuningReport()?.candidates.map((c) => [c.name, c.status, c.reason]));
+ */
+export function matmulTuningReport(): MatmulTuningReport | null {
+  return lastTuningReport(getRuntime().info);
+}
+
+/**
+ * Checks and times the given candidates as the search would, without changing the adapter's choice or
+ * cache: for trying a kernel change on a device, or showing that a wrong kernel is refused.
+ */
+export async function checkMatmulCandidates(candidates: readonly MatmulCandidate[]): Promise<MatmulTuningReport> {
+  return evaluate(getRuntime(), candidates);
+}
+
+async function search(rt: Runtime): Promise<MatmulChoice> {
+  const general = matmulCandidates(rt.info).map((variant) => ({ variant }));
+  const decode = decodeCandidates(rt.info).map((variant) => ({ variant }));
+  const report = await evaluate(rt, [...general, ...decode]);
+  recordChoice(rt.info, report);
+  return report.choice;
+}
+
+async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[]): Promise<MatmulTuningReport> {
+  const reports: CandidateReport[] = [];
+  for (const c of candidates) {
+    const name = variantName(c.variant) + (c.rewrite ? `#${c.rewrite.name}` : '');
+    const r = await checkVariant(rt, c.variant, c.rewrite);
+    reports.push(r.ok ? { name, variant: c.variant, status: 'ok' } : { name, variant: c.variant, status: r.status, reason: r.reason });
+  }
+  const passed = candidates.filter((_, i) => reports[i]!.status === 'ok');
+  const scale = await pickScale(rt, passed.length);
+  const f16 = rt.info.features.has('shader-f16');
+  for (const [i, c] of candidates.entries()) {
+    const rep = reports[i]!;
+    if (rep.status !== 'ok') continue;
+    const decode = c.variant.kernel === 'matvec';
+    const dtypes: FloatDType[] = c.variant.kernel === 'sgmat' ? ['f16'] : f16 ? ['f32', 'f16'] : ['f32'];
+    rep.ms = {};
+    for (const dtype of dtypes) {
+      const key = decode ? `decode ${dtype}` : dtype;
+      rep.ms[key] = await timeShapes(rt, c, decode ? DECODE_SHAPES : TRAIN_SHAPES, scale, dtype);
+    }
+  }
+  const choice = choose(rt, reports);
+  return {
+    adapter: adapterKey(rt.info),
+    measuredAt: new Date().toISOString(),
+    shapes: [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => describe(s, scale)),
+    scale,
+    candidates: reports,
+    choice,
+  };
+}
+
+function describe(s: Shape, scale: number): string {
+  const d = scaled(s, scale);
+  return `${s.name} [${d.M},${d.K}]${s.ta ? '^T' : ''}x[${d.K},${d.N}]${s.tb ? '^T' : ''}`;
+}
+
+/** The fastest correct variants: general (f32 and f16), generic-stride fallback, decode. */
+function choose(rt: Runtime, reports: readonly CandidateReport[]): MatmulChoice {
+  const ok = reports.filter((r) => r.status === 'ok' && r.ms);
+  const best = (list: CandidateReport[], key: string) =>
+    list.filter((r) => r.ms![key] !== undefined).sort((x, y) => x.ms![key]! - y.ms![key]!)[0]?.variant;
+  const general = ok.filter((r) => r.variant.kernel !== 'matvec');
+  const fallbackList = general.filter((r) => r.variant.kernel === 'v1' || r.variant.kernel === 'v2' || r.variant.kernel === 'v4');
+  const dflt = defaultChoice(rt.info);
+  const main = best(general.filter((r) => r.variant.kernel !== 'sgmat'), 'f32') ?? dflt.fallback;
+  const fallback = best(fallbackList, 'f32') ?? { kernel: 'v1' };
+  const f16 = rt.info.features.has('shader-f16') ? best(general, 'f16') : undefined;
+  const decodeList = ok.filter((r) => r.variant.kernel === 'matvec');
+  const dtype = rt.info.features.has('shader-f16') ? 'decode f16' : 'decode f32';
+  const decode = (best(decodeList, dtype) as MatmulChoice['decode'] | undefined) ?? null;
+  const choice: MatmulChoice = { main, fallback, decode };
+  if (f16 && variantName(f16) !== variantName(main)) choice.f16 = f16;
+  return choice;
+}
+
+function scaled(s: Shape, scale: number): Shape {
+  const d = (x: number) => (x === R || x === 1 ? x : Math.max(4, Math.round(x / scale / 4) * 4));
+  return { ...s, M: d(s.M), K: d(s.K), N: d(s.N) };
+}
+
+/**
+ * The power of two every dimension is divided by so that timing `n` candidates (three runs of every
+ * shape in each dtype) fits the budget at the rate of a first measured product (down to 1 / MAX_SCALE),
+ * and every operand fits one binding.
+ */
+async function pickScale(rt: Runtime, n: number): Promise<number> {
+  if (n === 0) return 1;
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.HUATUO_MATMUL_TUNE !== '0' && forced === null;
+  const budget = Number(env?.HUATUO_MATMUL_TUNE_MS ?? BUDGET_MS);
+  const probe: Shape = { name: 'probe', M: 256, K: 512, N: 512, ta: false, tb: false };
+  const msProbe = await timeShapes(rt, { variant: { kernel: 'v2', tile: 32 } }, [probe], 1, 'f32', 2);
+  const rate = (2 * 256 * 512 * 512) / Math.max(msProbe, 1e-3);
+  const dtypes = rt.info.features.has('shader-f16') ? 2 : 1;
+  const flops = (scale: number) => [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => scaled(s, scale)).reduce((t, s) => t + 2 * s.M * s.K * s.N, 0);
+  const fits = (scale: number) => [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => scaled(s, scale)).every((s) => Math.max(s.M * s.K, s.K * s.N, s.M * s.N) * 4 <= rt.info.maxStorageBufferBindingSize);
+  let scale = 1;
+  while (!fits(scale) || (scale < MAX_SCALE && (3 * n * dtypes * flops(scale)) / rate > budget)) scale *= 2;
+  return scale;
 }
 
 /**
- * The choice in force for this adapter: forced, else tuned (memory, then cache), else the default. On a
- * first use with tuning enabled and nothing cached, `startSearch` is called once to run the search.
+ * Milliseconds of one run of every shape (the fastest of `reps` after a warm-up run). An operand the
+ * variant would copy first is timed in the copied layout (the plan copies only when that is cheap).
  */
-export function currentChoice(info: DeviceInfo, startSearch: () => Promise<MatmulChoice>): MatmulChoice {
-  if (forced) return forced;
-  const key = adapterKey(info);
-  if (tuned?.key === key) return tuned.choice;
-  const cached = readCached(key, info);
-  if (cached) {
-    tuned = { key, choice: cached };
-    return cached;
+async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shape[], scale: number, dtype: FloatDType, reps = 2): Promise<number> {
+  const dims = shapes.map((s) => scaled(s, scale));
+  const size = dtype === 'f16' ? 2 : 4;
+  const bytes = (f: (s: Shape) => number) => Math.max(16, ...dims.map((s) => Math.ceil((f(s) * size) / 4) * 4));
+  const a = rt.acquire(bytes((s) => s.M * s.K));
+  const b = rt.acquire(bytes((s) => s.K * s.N));
+  const out = rt.acquire(bytes((s) => s.M * s.N));
+  const choice: MatmulChoice = { main: c.variant, fallback: { kernel: 'v2', tile: 32 }, decode: c.variant.kernel === 'matvec' ? c.variant : null };
+  try {
+    const problems = dims.map((s) => {
+      const make = (ta: boolean, tb: boolean): Problem => ({
+        dtype,
+        M: s.M,
+        N: s.N,
+        K: s.K,
+        batchShape: [1],
+        a: { buffer: a, offset: 0, rowStride: ta ? 1 : s.K, colStride: ta ? s.M : 1, batchStrides: [0] },
+        b: { buffer: b, offset: 0, rowStride: tb ? 1 : s.N, colStride: tb ? s.K : 1, batchStrides: [0] },
+        c: out,
+      });
+      const first = plan(make(s.ta, s.tb), choice, rt.info.maxStorageBufferBindingSize);
+      const p = make(s.ta && !first.copyA, s.tb && !first.copyB);
+      return { p, pl: plan(p, choice, rt.info.maxStorageBufferBindingSize) };
+    });
+    let best = Infinity;
+    for (let r = 0; r <= reps; r++) {
+      let total = 0;
+      for (const { p, pl } of problems) {
+        const t0 = performance.now();
+        encodeMatmul(rt, p, pl, 'matmul tuning', variantName(pl.kernel) === variantName(c.variant) ? c.rewrite : undefined);
+        await rt.sync();
+        total += performance.now() - t0;
+      }
+      if (r > 0 || reps === 0) best = Math.min(best, total);
+    }
+    return best;
+  } finally {
+    for (const buf of [a, b, out]) rt.release(buf);
   }
-  if (tuningEnabled() && !searching) {
-    searching = startSearch().finally(() => (searching = null));
-    searching.catch(() => undefined);
-  }
-  return defaultChoice(info);
-}
-
-/** Records the search's winner for this adapter, in memory and in the platform's cache. */
-export function recordChoice(info: DeviceInfo, choice: MatmulChoice, timings: Record<string, number>): void {
-  const key = adapterKey(info);
-  tuned = { key, choice };
-  const cache = loadTuningCache();
-  cache[key] = { choice, timings, measuredAt: new Date().toISOString() };
-  saveTuningCache(cache);
-}
-
-/** The search in progress, if any (so callers can wait for it). */
-export function searchInProgress(): Promise<MatmulChoice> | null {
-  return searching;
-}
-
-/** Forgets the in-memory winner (the next use reads the cache again). */
-export function resetTuning(): void {
-  tuned = null;
-}
-
-function readCached(key: string, info: DeviceInfo): MatmulChoice | null {
-  const entry = loadTuningCache()[key] as { choice?: MatmulChoice } | undefined;
-  const choice = entry?.choice;
-  if (!choice || typeof choice !== 'object') return null;
-  const names = new Set(matmulCandidates(info).map(variantName));
-  return names.has(variantName(choice.main)) && names.has(variantName(choice.fallback)) ? choice : null;
 }

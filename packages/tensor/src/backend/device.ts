@@ -4,7 +4,7 @@ import { missingAdapterHint, platformGPU, platformName, platformRequestAdapter }
 import { DeviceError } from '../errors.js';
 
 /** Optional WebGPU features the kernels use when present. */
-export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as const;
 export type OptionalFeature = (typeof OPTIONAL_FEATURES)[number];
 
 /** Options of {@link initWebGPU}. */
@@ -20,6 +20,25 @@ export interface DeviceOptions {
    * They say nothing about this library's work, so by default they are dropped.
    */
   showDawnNotices?: boolean;
+  /**
+   * Node only: open the adapter with Dawn's `allow_unsafe_apis` toggle, which exposes experimental
+   * features such as `chromium-experimental-subgroup-matrix` (tensor-core matmul on GPUs that have it).
+   * Default false, or true when the environment variable HUATUO_UNSAFE_APIS is `1`. Off by default
+   * because the features it unlocks are experimental and less validated; the matmul search still checks
+   * every kernel against the CPU reference before using it. Browsers expose what their flags allow.
+   */
+  unsafeApis?: boolean;
+}
+
+/** A subgroup-matrix shape the adapter runs: an M x K times K x N product per subgroup. */
+export interface SubgroupMatrixConfig {
+  M: number;
+  N: number;
+  K: number;
+  /** Component type of the left and right matrices (`f16`, `f32`, ...). */
+  componentType: string;
+  /** Component type of the result matrix. */
+  resultComponentType: string;
 }
 
 /** What the opened device offers, as the kernels see it. */
@@ -37,11 +56,13 @@ export interface DeviceInfo {
   /** Subgroup sizes the adapter reports (0 when unknown). */
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /** Subgroup-matrix shapes (empty unless `chromium-experimental-subgroup-matrix` is enabled). */
+  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
 }
 
 /** Requests an adapter and a device with the adapter's maximum buffer limits. */
 export async function openDevice(options: DeviceOptions = {}): Promise<{ device: GPUDevice; info: DeviceInfo }> {
-  const gpu = platformGPU();
+  const gpu = platformGPU(options.unsafeApis ?? false);
   if (!gpu) throw new DeviceError(`no WebGPU on this ${platformName} platform: ${missingAdapterHint}`);
   let adapter: GPUAdapter | null = null;
   if (!options.device) {
@@ -67,7 +88,7 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
     });
   }
   const adapterInfo = (adapter?.info ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo) as
-    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number })
+    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: readonly Record<string, unknown>[] })
     | undefined;
   const name = [adapterInfo?.vendor, adapterInfo?.architecture, adapterInfo?.description]
     .filter((s) => s)
@@ -87,6 +108,18 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
       subgroupMinSize: adapterInfo?.subgroupMinSize ?? 0,
       subgroupMaxSize: adapterInfo?.subgroupMaxSize ?? 0,
+      subgroupMatrixConfigs: features.has('chromium-experimental-subgroup-matrix') ? matrixConfigs(adapterInfo?.subgroupMatrixConfigs) : [],
     },
   };
+}
+
+/** The adapter's subgroup-matrix configs as plain objects (Dawn's do not serialize with JSON.stringify). */
+function matrixConfigs(list: readonly Record<string, unknown>[] | undefined): SubgroupMatrixConfig[] {
+  return [...(list ?? [])].map((c) => ({
+    M: Number(c.M),
+    N: Number(c.N),
+    K: Number(c.K),
+    componentType: String(c.componentType),
+    resultComponentType: String(c.resultComponentType),
+  }));
 }

@@ -29,6 +29,8 @@ export interface RuntimeStats extends PoolStats {
   dispatches: number;
   submits: number;
   readbacks: number;
+  /** Bytes read back to the host. */
+  readbackBytes: number;
   uniformBuffers: number;
 }
 
@@ -59,7 +61,7 @@ export class Runtime {
   /** When the last idle sleep ended (0 when the last wait did not sleep). */
   private wokeAt = 0;
   private lost: string | null = null;
-  private counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  private counters = { dispatches: 0, submits: 0, readbacks: 0, readbackBytes: 0 };
   /** Hooks run around each dispatch (the profiler). */
   passHook: ((label: string) => GPUComputePassTimestampWrites | undefined) | null = null;
 
@@ -99,6 +101,40 @@ export class Runtime {
       const lines = info.messages.map((m) => `  line ${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
       uncapturedErrors.push(`kernel ${label} failed to compile: ${err.message}\n${lines.join('\n')}`);
     });
+    return k;
+  }
+
+  /**
+   * Compiles the pipeline of a WGSL module asynchronously and rejects, naming the step and the
+   * compiler's messages, when the module or the pipeline cannot be created on this device. On
+   * success the pipeline is cached under `key` as {@link kernel} would cache it.
+   */
+  async kernelChecked(key: string, source: string, label: string): Promise<CompiledKernel> {
+    const cached = this.pipelines.get(key);
+    if (cached) return cached;
+    this.device.pushErrorScope('internal');
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: source, label });
+    const moduleErrors = [await this.device.popErrorScope(), await this.device.popErrorScope()].filter((e) => e !== null);
+    const messages = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+    if (moduleErrors.length > 0 || messages.length > 0) {
+      const lines = messages.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`);
+      throw new DeviceError(`kernel ${label}: shader module failed: ${[...moduleErrors.map((e) => e.message), ...lines].join('; ')}`);
+    }
+    let pipeline: GPUComputePipeline;
+    this.device.pushErrorScope('internal');
+    this.device.pushErrorScope('validation');
+    try {
+      pipeline = await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+    } catch (e) {
+      await this.device.popErrorScope();
+      await this.device.popErrorScope();
+      throw new DeviceError(`kernel ${label}: pipeline creation failed: ${(e as Error).message}`);
+    }
+    const errors = [await this.device.popErrorScope(), await this.device.popErrorScope()].filter((e) => e !== null);
+    if (errors.length > 0) throw new DeviceError(`kernel ${label}: pipeline creation failed: ${errors.map((e) => e.message).join('; ')}`);
+    const k = { key, pipeline };
+    this.pipelines.set(key, k);
     return k;
   }
 
@@ -211,6 +247,7 @@ export class Runtime {
     staging.unmap();
     staging.destroy();
     this.counters.readbacks++;
+    this.counters.readbackBytes += bytes;
     this.raiseUncaptured();
     return out;
   }

@@ -1,197 +1,19 @@
 // Batched matrix product with broadcast batch dimensions. Transposed (or otherwise strided) operands
-// are read in place through their strides. The gradient keeps only the operand the other side needs.
-// Kernels: v1 (naive, any layout), v2 (workgroup tiles, any layout), v3 (subgroup sharing, vec4 rows:
-// a along k, b along n or stored transposed), matvec (M = 1). Which one runs is chosen per adapter
-// (tuning.ts); an operand v3 cannot read in place is copied only when the copy is cheap next to the
-// product (the other output dimension is at least COPY_MIN), otherwise the fallback variant reads it.
-// A large shared b (K x N past the caches) is first packed into column panels for v3 (matmul_pack).
+// are read in place through their strides. The op describes the product (prepare); which kernel runs it
+// is planned and encoded on the backend (backend/matmul-plan.ts, backend/matmul-encode.ts) under the
+// adapter's choice (matmul-choice.ts, searched by tuning.ts). An operand a kernel cannot read in place is
+// copied only when the plan finds the copy cheap next to the product.
 import { getRuntime } from '../backend/context.js';
-import type { Runtime } from '../backend/runtime.js';
+import { encodeMatmul } from '../backend/matmul-encode.js';
+import { plan, type MatmulPlan, type Problem } from '../backend/matmul-plan.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, Params, preprocess } from '../kernels.js';
-import { empty, itemSize, numel, Tensor, type DType } from '../tensor.js';
-import {
-  currentChoice,
-  matmulCandidates,
-  recordChoice,
-  searchInProgress,
-  variantName,
-  type MatmulChoice,
-  type MatmulVariant,
-} from '../tuning.js';
+import { empty, numel, Tensor } from '../tensor.js';
+import { choiceFor } from '../tuning.js';
 import { defineOp } from './define.js';
 import { broadcastShapes, checkFloat, checkSameDType, coalesce, runCopy, sumToShape } from './launch.js';
 import { transpose } from './views.js';
 
 const MAX_BATCH_RANK = 4;
-/** Copying an operand costs about 16 / (other dimension) of the product's time: copy when that is small. */
-const COPY_MIN = 64;
-/**
- * Packing b into panels reads and writes K x N once while v3 reads b ceil(M / rows) times with a stride of
- * N per k: pack when b exceeds PACK_MIN_BYTES (past the CPU adapters' caches) and M is at least PACK_MIN_M.
- */
-const PACK_MIN_BYTES = 8 << 20;
-const PACK_MIN_M = 64;
-
-/** One operand as the kernels see it: buffer, element offset, strides of its matrix and batch dims. */
-interface Operand {
-  buffer: GPUBuffer;
-  offset: number;
-  /** Stride between rows (a: m, b: k) and between columns (a: k, b: n). */
-  rowStride: number;
-  colStride: number;
-  batchStrides: number[];
-}
-
-/** A product ready to encode: [batch] x [M, K] x [K, N] -> contiguous [batch, M, N]. */
-interface Problem {
-  dtype: DType;
-  M: number;
-  N: number;
-  K: number;
-  batchShape: number[];
-  a: Operand;
-  b: Operand;
-  c: GPUBuffer;
-}
-
-/** Which kernel runs a product, and whether an operand is first copied to rows. */
-export interface MatmulPlan {
-  kernel: MatmulVariant;
-  /** b is read stored transposed ([N, K] rows) by v3 or matvec. */
-  transposedB: boolean;
-  copyA: boolean;
-  copyB: boolean;
-  /** b is first packed into column panels of the v3 workgroup's width (then read by v3 as PACKED). */
-  packB: boolean;
-}
-
-const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
-
-/** a read as vec4 rows along k (v3, matvec). */
-function aRowsOk(p: Problem): boolean {
-  return p.a.colStride === 1 && aligned(p.K, p.a.offset, p.M === 1 ? 0 : p.a.rowStride, ...p.a.batchStrides);
-}
-
-/** b read as vec4 rows along n (false), stored transposed as vec4 rows along k (true), or neither (null). */
-function bLayout(p: Problem): boolean | null {
-  if (!aligned(p.N, p.K, p.b.offset, ...p.b.batchStrides)) return null;
-  if (p.b.colStride === 1 && aligned(p.b.rowStride)) return false;
-  if (p.b.rowStride === 1 && aligned(p.b.colStride)) return true;
-  return null;
-}
-
-/** The kernel a product will use under a choice (exported for tests through `matmulPlan`). */
-function plan(p: Problem, choice: MatmulChoice, maxBinding: number): MatmulPlan {
-  const none = { transposedB: false, copyA: false, copyB: false, packB: false };
-  const bt = bLayout(p);
-  if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) return { kernel: { kernel: 'matvec' }, ...none, transposedB: bt };
-  const main = choice.main;
-  if (main.kernel !== 'v3' && main.kernel !== 'matvec') return { kernel: main, ...none };
-  if (main.kernel === 'v3' && aligned(p.N, p.K)) {
-    const copyA = !aRowsOk(p);
-    const packB = packable(p, main, maxBinding);
-    const copyB = bt === null && !packB;
-    if ((!copyA || p.N >= COPY_MIN) && (!copyB || p.M >= COPY_MIN)) {
-      return { kernel: main, transposedB: copyB || packB ? false : bt!, copyA, copyB, packB };
-    }
-  }
-  return { kernel: choice.fallback, ...none };
-}
-
-/** Bytes of b packed into v3 panels (4 sg columns each, zero-padded). */
-function packedBytes(p: Problem, sg: number): number {
-  return Math.ceil(p.N / (4 * sg)) * 4 * sg * p.K * itemSize[p.dtype];
-}
-
-/** Whether v3 reads b packed into panels: one b shared by the batch, and `pack` forces it or b and M are large. */
-function packable(p: Problem, v: Extract<MatmulVariant, { kernel: 'v3' }>, maxBinding: number): boolean {
-  if (numel(p.batchShape) !== 1 || packedBytes(p, v.sg) > maxBinding) return false;
-  if (v.pack !== undefined) return v.pack;
-  return p.K * p.N * itemSize[p.dtype] >= PACK_MIN_BYTES && p.M >= PACK_MIN_M;
-}
-
-/** Encodes the packing of b into v3 panels; returns the packed buffer (release it after the product). */
-function encodePack(rt: Runtime, p: Problem, sg: number, label: string): GPUBuffer {
-  const bytes = packedBytes(p, sg);
-  const total = bytes / (4 * itemSize[p.dtype]);
-  const out = rt.acquire(Math.max(16, bytes));
-  const kernel = compileKernel(rt, 'matmul_pack', { T: p.dtype, SG: String(sg) });
-  const params = new Params().u32(p.N, p.K, p.b.offset, p.b.rowStride, p.b.colStride, total).build();
-  rt.dispatch({ kernel, params, buffers: [p.b.buffer, out], workgroups: grid1d(total, 64), label: `${label} (pack b)` });
-  return out;
-}
-
-/** The v3 sharing step, unrolled: subgroupBroadcast needs constant lanes, accumulators constant indices. */
-export function shareStep(sg: number, rows: number): string {
-  const lines: string[] = [];
-  for (let i = 0; i < rows / sg; i++) {
-    lines.push(`    {`, `      let av = vec4<f32>(a[a_rows[${i}] + k4]);`);
-    for (let j = 0; j < sg; j++) {
-      const r = i * sg + j;
-      lines.push(
-        `      { let x = subgroupBroadcast(av, ${j}u); acc[${r}] = fma(vec4<f32>(x.w), b3, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.x), b0, acc[${r}])))); }`,
-      );
-    }
-    lines.push(`    }`);
-  }
-  return lines.join('\n');
-}
-
-const MATVEC_WG = 64;
-
-/** Encodes one product with a given plan. */
-function encode(rt: Runtime, p: Problem, pl: MatmulPlan, label: string): void {
-  const batch = numel(p.batchShape);
-  const rank = p.batchShape.length;
-  const v = pl.kernel;
-  if (v.kernel === 'v1' || v.kernel === 'v2') {
-    const kernel = v.kernel === 'v1' ? compileKernel(rt, 'matmul', { T: p.dtype }) : compileKernel(rt, 'matmul.v2', { T: p.dtype, TILE: String(v.tile) });
-    const tile = v.kernel === 'v1' ? 16 : v.tile;
-    const params = new Params()
-      .u32(p.M, p.N, p.K, rank, p.a.offset, p.b.offset)
-      .u32(p.a.rowStride, p.a.colStride, p.b.rowStride, p.b.colStride)
-      .u32Array(p.batchShape, 4)
-      .u32Array(p.a.batchStrides, 4)
-      .u32Array(p.b.batchStrides, 4)
-      .build();
-    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / tile), Math.ceil(p.M / tile), batch], label });
-    return;
-  }
-  const q = (x: number) => x / 4;
-  const bRow = pl.transposedB ? p.b.colStride : p.b.rowStride;
-  if (v.kernel === 'matvec') {
-    const kernel = compileKernel(rt, 'matvec', { T: p.dtype, WG: String(MATVEC_WG), BT: String(pl.transposedB) });
-    const params = new Params()
-      .u32(p.N, p.K, q(p.a.offset), q(p.b.offset), q(bRow), rank)
-      .u32Array(p.batchShape, 4)
-      .u32Array(p.a.batchStrides.map(q), 4)
-      .u32Array(p.b.batchStrides.map(q), 4)
-      .build();
-    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / 4 / MATVEC_WG), 1, batch], label });
-    return;
-  }
-  const defines = { T: p.dtype, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
-  const key = `matmul.v3(BT=${defines.BT},PACKED=${defines.PACKED},SG=${defines.SG},T=${defines.T},TM=${defines.TM})`;
-  const kernel = rt.kernel(key, preprocess('matmul.v3', { ...defines, SHARE: shareStep(v.sg, v.rows) }), key);
-  const packed = pl.packB ? encodePack(rt, p, v.sg, label) : null;
-  const bOffset = packed ? 0 : q(p.b.offset);
-  const bBatch = packed ? [0] : p.b.batchStrides.map(q);
-  const params = new Params()
-    .u32(p.M, p.N, p.K, rank, q(p.a.offset), bOffset, q(p.a.rowStride), q(bRow))
-    .u32Array(p.batchShape, 4)
-    .u32Array(p.a.batchStrides.map(q), 4)
-    .u32Array(bBatch, 4)
-    .build();
-  rt.dispatch({
-    kernel,
-    params,
-    buffers: [p.a.buffer, packed ?? p.b.buffer, p.c],
-    workgroups: packed ? [Math.ceil(p.M / v.rows), Math.ceil(p.N / (4 * v.sg)), batch] : [Math.ceil(p.N / (4 * v.sg)), Math.ceil(p.M / v.rows), batch],
-    label,
-  });
-  if (packed) rt.release(packed);
-}
 
 interface Prepared {
   problem: Problem;
@@ -258,7 +80,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
   if (out.size === 0) return out;
   const pl = plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
   if (!pl.copyA && !pl.copyB) {
-    encode(rt, problem, pl, op);
+    encodeMatmul(rt, problem, pl, op);
     return out;
   }
   // Copies keep the operands' own batch shapes, so the product is re-described from the copies.
@@ -266,7 +88,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
   const bc = pl.copyB ? copyOperand(op, b) : b;
   const { problem: p2, out: out2 } = prepare(op, ac, bc);
   out2.dispose('temporary of matmul');
-  encode(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt), rt.info.maxStorageBufferBindingSize), op);
+  encodeMatmul(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt), rt.info.maxStorageBufferBindingSize), op);
   if (ac !== a) ac.dispose('temporary copy of matmul');
   if (bc !== b) bc.dispose('temporary copy of matmul');
   return out;
@@ -280,123 +102,26 @@ export function matmulPlan(a: Tensor, b: Tensor): MatmulPlan {
   return plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
 }
 
-function choiceFor(rt: Runtime): MatmulChoice {
-  return currentChoice(rt.info, () => search(rt));
-}
-
-/**
- * Runs the per-adapter search now (it otherwise starts in the background at the first product) and
- * returns the winner; the result is cached (disk in Node, memory in browsers) under the adapter's name.
- */
-export async function tuneMatmul(): Promise<MatmulChoice> {
-  const rt = getRuntime();
-  const running = searchInProgress();
-  if (running) return running;
-  return search(rt);
-}
-
-/**
- * The matmul choice for this adapter: the cached one when a search ran before (on disk in Node),
- * else the result of a search run now. Call it after initWebGPU() so that no training step waits on
- * (or shares the GPU with) the first-use search.
- */
-export async function readyMatmul(): Promise<MatmulChoice> {
-  const rt = getRuntime();
-  const choice = choiceFor(rt);
-  return (await searchInProgress()) ?? choice;
-}
-
-/** The representative shape of the search: [256, 512] x [512, 512], f32, row-major operands. */
-const SEARCH_M = 256;
-const SEARCH_NK = 512;
-
-/**
- * Times every candidate on the representative shape (after one warm-up run that compiles it) and keeps
- * the fastest; also warms the winner's f16 and transposed-b variants so no later step compiles them.
- */
-async function search(rt: Runtime): Promise<MatmulChoice> {
-  const [M, N, K] = [SEARCH_M, SEARCH_NK, SEARCH_NK];
-  const bytes = (n: number, dtype: DType) => Math.max(16, n * itemSize[dtype]);
-  const buffers = [rt.acquire(bytes(M * K, 'f32')), rt.acquire(bytes(K * N, 'f32')), rt.acquire(bytes(M * N, 'f32'))];
-  const ones = new Float32Array(Math.max(M * K, K * N)).fill(0.5);
-  rt.write(buffers[0]!, 0, ones.subarray(0, M * K));
-  rt.write(buffers[1]!, 0, ones.subarray(0, K * N));
-  const problem = (v: MatmulVariant, bt: boolean, dtype: DType = 'f32'): [Problem, MatmulPlan] => [
-    {
-      dtype,
-      M,
-      N,
-      K,
-      batchShape: [1],
-      a: { buffer: buffers[0]!, offset: 0, rowStride: K, colStride: 1, batchStrides: [0] },
-      b: bt
-        ? { buffer: buffers[1]!, offset: 0, rowStride: 1, colStride: K, batchStrides: [0] }
-        : { buffer: buffers[1]!, offset: 0, rowStride: N, colStride: 1, batchStrides: [0] },
-      c: buffers[2]!,
-    },
-    { kernel: v, transposedB: bt && v.kernel === 'v3', copyA: false, copyB: false, packB: false },
-  ];
-  const timings: Record<string, number> = {};
-  try {
-    let best: { v: MatmulVariant; ms: number } | null = null;
-    let bestGeneral: { v: MatmulVariant; ms: number } | null = null;
-    for (const v of matmulCandidates(rt.info)) {
-      const [p, pl] = problem(v, false);
-      encode(rt, p, pl, 'matmul tuning');
-      await rt.sync();
-      let ms = Infinity;
-      for (let r = 0; r < 3; r++) {
-        const t0 = performance.now();
-        encode(rt, p, pl, 'matmul tuning');
-        await rt.sync();
-        ms = Math.min(ms, performance.now() - t0);
-      }
-      timings[variantName(v)] = ms;
-      if (!best || ms < best.ms) best = { v, ms };
-      if (v.kernel !== 'v3' && (!bestGeneral || ms < bestGeneral.ms)) bestGeneral = { v, ms };
-    }
-    const choice: MatmulChoice = { main: best!.v, fallback: bestGeneral!.v, decode: true };
-    await warm(rt, choice, problem);
-    recordChoice(rt.info, choice, timings);
-    return choice;
-  } finally {
-    for (const buf of buffers) rt.release(buf);
-  }
-}
-
-/** Compiles (by running once on the search buffers) the kernels a training step may need. */
-async function warm(rt: Runtime, choice: MatmulChoice, problem: (v: MatmulVariant, bt: boolean, dtype?: DType) => [Problem, MatmulPlan]): Promise<void> {
-  const dtypes: DType[] = rt.info.features.has('shader-f16') ? ['f32', 'f16'] : ['f32'];
-  for (const dtype of dtypes) {
-    for (const v of [choice.main, choice.fallback]) {
-      for (const bt of v.kernel === 'v3' ? [false, true] : [false]) {
-        const [p, pl] = problem(v, bt, dtype);
-        encode(rt, p, pl, 'matmul warm-up');
-      }
-    }
-    for (const bt of [false, true]) {
-      const [p] = problem({ kernel: 'matvec' }, bt, dtype);
-      encode(rt, { ...p, M: 1 }, { kernel: { kernel: 'matvec' }, transposedB: bt, copyA: false, copyB: false, packB: false }, 'matmul warm-up');
-    }
-  }
-  await rt.sync();
-}
-
 /**
  * Matrix product of the last two dimensions, broadcasting the rest: [..., M, K] x [..., K, N] -> [..., M, N].
  * @example matmul(x, transpose(w)) // x [B, T, C] times w [O, C] read transposed in place
  */
 export const matmul = defineOp({
   name: 'matmul',
+  // Each gradient needs only the other operand: a is kept when b needs a gradient, b when a does.
   forward(ctx, a: Tensor, b: Tensor) {
-    ctx.saved.push(a, b);
+    ctx.data.shapes = [a.shape, b.shape];
+    if (ctx.needsGrad(1)) ctx.saved.push(a);
+    if (ctx.needsGrad(0)) ctx.saved.push(b);
     return runMatmul('matmul', a, b);
   },
   // dA = dC B^T, dB = A^T dC (summed over broadcast batch dims)
   backward(ctx, g) {
-    const [a, b] = ctx.saved as [Tensor, Tensor];
-    const da = ctx.needsGrad(0) ? sumToShape('matmul', runMatmul('matmul backward', g, transpose(b)), a.shape) : null;
-    const db = ctx.needsGrad(1) ? sumToShape('matmul', runMatmul('matmul backward', transpose(a), g), b.shape) : null;
+    const [aShape, bShape] = ctx.data.shapes as [readonly number[], readonly number[]];
+    const a = ctx.needsGrad(1) ? ctx.saved[0]! : null;
+    const b = ctx.needsGrad(0) ? ctx.saved[ctx.saved.length - 1]! : null;
+    const da = b !== null ? sumToShape('matmul', runMatmul('matmul backward', g, transpose(b)), aShape) : null;
+    const db = a !== null ? sumToShape('matmul', runMatmul('matmul backward', transpose(a), g), bShape) : null;
     return [da, db];
   },
 });

@@ -6,10 +6,11 @@ import { DeviceError, ShapeError, fmtShape } from '../errors.js';
 import { grid1d, packParams, preprocess, compileKernel } from '../kernels.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 import { empty, type Tensor } from '../tensor.js';
-import { currentChoice, v3SubgroupSize } from '../tuning.js';
+import { shareStep } from '../kernelgen/matmul.js';
+import { v3SubgroupSize } from '../matmul-choice.js';
+import { choiceFor } from '../tuning.js';
 import { defineOp } from './define.js';
 import { checkFloat } from './launch.js';
-import { shareStep, tuneMatmul } from './matmul.js';
 import { contiguous, reshape } from './views.js';
 
 /** Runs c [M, N] = a [M, K] times W^T (wt) or W, dequantizing W as it is read. */
@@ -23,7 +24,7 @@ function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor 
   const N = wt ? w.rows : w.cols;
   const out = empty([M, N], a.dtype);
   if (M === 0) return out;
-  const main = currentChoice(rt.info, tuneMatmul).main;
+  const main = choiceFor(rt).main;
   const rows = M <= sg ? sg : main.kernel === 'v3' ? main.rows : 32;
   const defines = { T: a.dtype, SG: String(sg), TM: String(rows), WT: String(wt) };
   const name = w.format === 'int8' ? 'matmul_int8' : 'matmul_nf4';

@@ -1,7 +1,10 @@
 // Browser platform: WebGPU from `navigator.gpu`.
 
-/** The platform's `GPU` object, or undefined when the browser has none. */
-export function platformGPU(): GPU | undefined {
+/**
+ * The platform's `GPU` object, or undefined when the browser has none. Experimental features (subgroup
+ * matrices) are whatever the browser exposes; `unsafeApis` has no effect here.
+ */
+export function platformGPU(_unsafeApis = false): GPU | undefined {
   return (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
 }
 

@@ -7,26 +7,37 @@ import { create, globals } from 'webgpu';
 import { withoutDawnNotices } from './native-stderr.js';
 
 /** Kept for the life of the process: if Dawn's instance is garbage-collected, its devices die with it. */
-let dawnInstance: GPU | undefined;
+const dawnInstances = new Map<boolean, GPU>();
 
-/** Extra Dawn toggles from HUATUO_DAWN_FLAGS (comma-separated `enable-dawn-features=...` strings). */
-function dawnOptions(): string[] {
-  const options = ['enable-dawn-features=vulkan_enable_f16_on_nvidia'];
+/**
+ * Dawn toggles: f16 on NVIDIA's Vulkan driver always; `allow_unsafe_apis` (experimental features such as
+ * chromium-experimental-subgroup-matrix) only when asked; extra ones from HUATUO_DAWN_FLAGS
+ * (comma-separated `enable-dawn-features=...` strings).
+ */
+function dawnOptions(unsafeApis: boolean): string[] {
+  const toggles = ['vulkan_enable_f16_on_nvidia', ...(unsafeApis ? ['allow_unsafe_apis'] : [])];
+  const options = [`enable-dawn-features=${toggles.join(',')}`];
   const extra = globalThis.process?.env?.HUATUO_DAWN_FLAGS;
   if (extra) options.push(...extra.split(',').map((s) => s.trim()).filter(Boolean));
   return options;
 }
 
-/** The platform's `GPU` object, or undefined when the platform has none. */
-export function platformGPU(): GPU | undefined {
-  if (!dawnInstance) {
+/**
+ * The platform's `GPU` object, or undefined when the platform has none. `unsafeApis` (or the
+ * environment variable HUATUO_UNSAFE_APIS=1) enables Dawn's `allow_unsafe_apis` toggle.
+ */
+export function platformGPU(unsafeApis = false): GPU | undefined {
+  const unsafe = unsafeApis || globalThis.process?.env?.HUATUO_UNSAFE_APIS === '1';
+  let instance = dawnInstances.get(unsafe);
+  if (!instance) {
     if (typeof (globalThis as { GPUBufferUsage?: unknown }).GPUBufferUsage === 'undefined') {
       Object.assign(globalThis, globals);
     }
     globalThis.process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    dawnInstance = create(dawnOptions());
+    instance = create(dawnOptions(unsafe));
+    dawnInstances.set(unsafe, instance);
   }
-  return dawnInstance;
+  return instance;
 }
 
 export const platformName = 'node';

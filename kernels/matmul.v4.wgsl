@@ -1,0 +1,103 @@
+// Batched matmul, v4 (shaped for GPUs): c[b, m, n] = sum_k a[b, m, k] * b[b, k, n], f32 accumulation.
+// 256 threads (16 x 16) per TILE x TILE block of c; each thread holds a TT x TT register block (TT = TILE / 16:
+// 8 at TILE 128, 4 at TILE 64) as vec4 accumulators. Per step a TILE x 16 slice of a and a 16 x TILE slice
+// of b are staged in workgroup memory as f32 (f16 data converts on load), k-major so each thread reads its
+// rows and columns as vec4s: 2 TT values feed TT * TT FMAs. Global loads read any strides in place; the
+// threads walk the operand's contiguous dimension (a_walk_k: a along k, else along m; b_walk_n: b along n,
+// else along k) so neighbouring lanes read neighbouring addresses. Out-of-range elements stage as zero.
+// Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read;
+// 3 c: array<T> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
+alias T = f32;
+
+const TILE: u32 = {{TILE}}u;
+const BK: u32 = 16u;
+const TT: u32 = TILE / 16u;
+const TV: u32 = TT / 4u;
+const LOADS: u32 = TILE * BK / 256u;
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  batch_rank: u32,
+  a_offset: u32,
+  b_offset: u32,
+  a_sm: u32,
+  a_sk: u32,
+  b_sk: u32,
+  b_sn: u32,
+  a_walk_k: u32,
+  b_walk_n: u32,
+  batch_shape: vec4<u32>,
+  a_batch_strides: vec4<u32>,
+  b_batch_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> c: array<T>;
+
+var<workgroup> ta: array<vec4<f32>, BK * TILE / 4u>;
+var<workgroup> tb: array<vec4<f32>, BK * TILE / 4u>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * TILE;
+  let n0 = wid.x * TILE;
+  var rem = wid.z;
+  var a_base = p.a_offset;
+  var b_base = p.b_offset;
+  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
+    let s = p.batch_shape[d];
+    let coord = rem % s;
+    a_base += coord * p.a_batch_strides[d];
+    b_base += coord * p.b_batch_strides[d];
+    rem = rem / s;
+  }
+  var acc: array<vec4<f32>, TT * TV>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    for (var t = 0u; t < LOADS; t++) {
+      let e = li + t * 256u;
+      let ak = select(e / TILE, e % BK, p.a_walk_k != 0u);
+      let am = select(e % TILE, e / BK, p.a_walk_k != 0u);
+      var va = 0.0;
+      if (m0 + am < p.M && k0 + ak < p.K) { va = f32(a[a_base + (m0 + am) * p.a_sm + (k0 + ak) * p.a_sk]); }
+      let ia = ak * TILE + am;
+      ta[ia / 4u][ia % 4u] = va;
+      let bn = select(e / BK, e % TILE, p.b_walk_n != 0u);
+      let bk = select(e % BK, e / TILE, p.b_walk_n != 0u);
+      var vb = 0.0;
+      if (n0 + bn < p.N && k0 + bk < p.K) { vb = f32(b[b_base + (k0 + bk) * p.b_sk + (n0 + bn) * p.b_sn]); }
+      let ib = bk * TILE + bn;
+      tb[ib / 4u][ib % 4u] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      var av: array<vec4<f32>, TV>;
+      var bv: array<vec4<f32>, TV>;
+      for (var v = 0u; v < TV; v++) {
+        av[v] = ta[(k * TILE + lid.y * TT) / 4u + v];
+        bv[v] = tb[(k * TILE + lid.x * TT) / 4u + v];
+      }
+      for (var i = 0u; i < TT; i++) {
+        let ai = vec4<f32>(av[i / 4u][i % 4u]);
+        for (var v = 0u; v < TV; v++) {
+          acc[i * TV + v] = fma(ai, bv[v], acc[i * TV + v]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  let c_base = wid.z * p.M * p.N;
+  for (var i = 0u; i < TT; i++) {
+    let row = m0 + lid.y * TT + i;
+    if (row < p.M) {
+      for (var j = 0u; j < TT; j++) {
+        let col = n0 + lid.x * TT + j;
+        if (col < p.N) { c[c_base + row * p.N + col] = T(acc[i * TV + j / 4u][j % 4u]); }
+      }
+    }
+  }
+}

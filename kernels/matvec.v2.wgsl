@@ -1,0 +1,71 @@
+// Matrix-vector product for decoding (M = 1), lanes along k: y[b, n] = sum_k x[b, k] * w[b, n, k], w stored
+// [N, K] with rows along k (a linear layer's weight; K a multiple of 4). A workgroup is one subgroup of SG
+// lanes (the adapter's fixed subgroup size) and owns 4 outputs: lane l reads vec4s l, l + SG, ... of each
+// of the 4 rows, so neighbouring lanes read neighbouring addresses (coalesced on a GPU), accumulates in f32,
+// and subgroupAdd sums the lanes. Rows past N are clamped on load and skipped on store.
+// Bindings: 0 Params (uniform, strides in vec4 units); 1 x: array<vec4<T>> read; 2 w: array<vec4<T>> read;
+// 3 y: array<T> read_write. Workgroup SG threads; grid (groups of 4 rows, folded into x and y; batch).
+enable subgroups;
+alias T = f32;
+
+const SG: u32 = {{SG}}u;
+
+struct Params {
+  N: u32,
+  K: u32,
+  x_offset: u32,
+  w_offset: u32,
+  w_row: u32,
+  batch_rank: u32,
+  _pad0: u32,
+  _pad1: u32,
+  batch_shape: vec4<u32>,
+  x_batch_strides: vec4<u32>,
+  w_batch_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  let n0 = (wid.x + wid.y * nwg.x) * 4u;
+  if (n0 >= p.N) { return; }
+  let K4 = p.K / 4u;
+  var rem = wid.z;
+  var x_base = p.x_offset;
+  var w_base = p.w_offset;
+  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
+    let s = p.batch_shape[d];
+    let coord = rem % s;
+    x_base += coord * p.x_batch_strides[d];
+    w_base += coord * p.w_batch_strides[d];
+    rem = rem / s;
+  }
+  let r0 = w_base + n0 * p.w_row;
+  let r1 = w_base + min(n0 + 1u, p.N - 1u) * p.w_row;
+  let r2 = w_base + min(n0 + 2u, p.N - 1u) * p.w_row;
+  let r3 = w_base + min(n0 + 3u, p.N - 1u) * p.w_row;
+  var s0 = vec4<f32>(0.0);
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  var s3 = vec4<f32>(0.0);
+  for (var k4 = lane; k4 < K4; k4 += SG) {
+    let xv = vec4<f32>(x[x_base + k4]);
+    s0 = fma(xv, vec4<f32>(w[r0 + k4]), s0);
+    s1 = fma(xv, vec4<f32>(w[r1 + k4]), s1);
+    s2 = fma(xv, vec4<f32>(w[r2 + k4]), s2);
+    s3 = fma(xv, vec4<f32>(w[r3 + k4]), s3);
+  }
+  let one = vec4<f32>(1.0);
+  let total = subgroupAdd(vec4<f32>(dot(s0, one), dot(s1, one), dot(s2, one), dot(s3, one)));
+  if (lane == 0u) {
+    let base = wid.z * p.N + n0;
+    for (var i = 0u; i < 4u; i++) {
+      if (n0 + i < p.N) { y[base + i] = T(total[i]); }
+    }
+  }
+}

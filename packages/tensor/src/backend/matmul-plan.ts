@@ -1,0 +1,96 @@
+// Matmul planning: a product described by buffers and strides, and which kernel variant runs it
+// under a choice (whether an operand is first copied to rows, or b packed into column panels).
+import { itemSize, numel, type DType } from '../tensor.js';
+import type { MatmulChoice, MatmulVariant } from '../matmul-choice.js';
+
+/** One operand as the kernels see it: buffer, element offset, strides of its matrix and batch dims. */
+export interface Operand {
+  buffer: GPUBuffer;
+  offset: number;
+  /** Stride between rows (a: m, b: k) and between columns (a: k, b: n). */
+  rowStride: number;
+  colStride: number;
+  batchStrides: number[];
+}
+
+/** A product ready to encode: [batch] x [M, K] x [K, N] -> contiguous [batch, M, N]. */
+export interface Problem {
+  dtype: DType;
+  M: number;
+  N: number;
+  K: number;
+  batchShape: number[];
+  a: Operand;
+  b: Operand;
+  c: GPUBuffer;
+}
+
+/** Which kernel runs a product, and whether an operand is first copied to rows. */
+export interface MatmulPlan {
+  kernel: MatmulVariant;
+  /** b is read stored transposed ([N, K] rows) by v3 or matvec. */
+  transposedB: boolean;
+  copyA: boolean;
+  copyB: boolean;
+  /** b is first packed into column panels of the v3 workgroup's width (then read by v3 as PACKED). */
+  packB: boolean;
+}
+
+/** Copying an operand costs about 16 / (other dimension) of the product's time: copy when that is small. */
+const COPY_MIN = 64;
+/**
+ * Packing b into panels reads and writes K x N once while v3 reads b ceil(M / rows) times with a stride of
+ * N per k: pack when b exceeds PACK_MIN_BYTES (past the CPU adapters' caches) and M is at least PACK_MIN_M.
+ */
+const PACK_MIN_BYTES = 8 << 20;
+const PACK_MIN_M = 64;
+
+const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+
+/** a read as vec4 rows along k (v3, matvec). */
+function aRowsOk(p: Problem): boolean {
+  return p.a.colStride === 1 && aligned(p.K, p.a.offset, p.M === 1 ? 0 : p.a.rowStride, ...p.a.batchStrides);
+}
+
+/** b read as vec4 rows along n (false), stored transposed as vec4 rows along k (true), or neither (null). */
+function bLayout(p: Problem): boolean | null {
+  if (!aligned(p.N, p.K, p.b.offset, ...p.b.batchStrides)) return null;
+  if (p.b.colStride === 1 && aligned(p.b.rowStride)) return false;
+  if (p.b.rowStride === 1 && aligned(p.b.colStride)) return true;
+  return null;
+}
+
+/** The kernel a product uses under a choice. */
+export function plan(p: Problem, choice: MatmulChoice, maxBinding: number): MatmulPlan {
+  const none = { transposedB: false, copyA: false, copyB: false, packB: false };
+  const bt = bLayout(p);
+  if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) {
+    // The lanes-along-k kernel reads rows of a weight stored [N, K]; b along n is already coalesced.
+    const kernel = bt ? choice.decode : { kernel: 'matvec' as const };
+    return { kernel, ...none, transposedB: bt };
+  }
+  const main = p.dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
+  if (main.kernel === 'sgmat' && p.dtype !== 'f16') return { kernel: choice.fallback, ...none };
+  if (main.kernel !== 'v3' && main.kernel !== 'matvec') return { kernel: main, ...none };
+  if (main.kernel === 'v3' && aligned(p.N, p.K)) {
+    const copyA = !aRowsOk(p);
+    const packB = packable(p, main, maxBinding);
+    const copyB = bt === null && !packB;
+    if ((!copyA || p.N >= COPY_MIN) && (!copyB || p.M >= COPY_MIN)) {
+      return { kernel: main, transposedB: copyB || packB ? false : bt!, copyA, copyB, packB };
+    }
+  }
+  return { kernel: choice.fallback, ...none };
+}
+
+/** Bytes of b packed into v3 panels (4 sg columns each, zero-padded). */
+export function packedBytes(p: Problem, sg: number): number {
+  return Math.ceil(p.N / (4 * sg)) * 4 * sg * p.K * itemSize[p.dtype];
+}
+
+/** Whether v3 reads b packed into panels: one b shared by the batch, and `pack` forces it or b and M are large. */
+function packable(p: Problem, v: Extract<MatmulVariant, { kernel: 'v3' }>, maxBinding: number): boolean {
+  if (numel(p.batchShape) !== 1 || packedBytes(p, v.sg) > maxBinding) return false;
+  if (v.pack !== undefined) return v.pack;
+  return p.K * p.N * itemSize[p.dtype] >= PACK_MIN_BYTES && p.M >= PACK_MIN_M;
+}

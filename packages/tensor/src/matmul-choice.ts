@@ -1,0 +1,235 @@
+// Matmul kernel variants per adapter: the candidates an adapter may run, the choice in force (forced,
+// tuned, cached or default), and the tuning cache (on disk in Node, in memory in the browser) keyed by
+// the adapter. The search that fills the cache is tuning.ts.
+import { loadTuningCache, saveTuningCache } from '#platform';
+import type { DeviceInfo } from './backend/device.js';
+
+/**
+ * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
+ * the output in workgroup memory with 4 x 4 register blocks per thread; `v3` shares rows of a across one
+ * subgroup of `sg` lanes (the adapter's subgroup size) with `rows` output rows per workgroup, reading a large
+ * shared b packed into column panels first (by size; `pack` true or false forces it either way); `v4` is
+ * shaped for GPUs (256 threads, `tile` x `tile` outputs, 8 x 8 or 4 x 4 register blocks, vec4 workgroup
+ * reads); `sgmat` multiplies f16 tiles with subgroup matrices (`m` x `k` times `k` x `n` per subgroup,
+ * f32 results; f16 products only); `matvec` is the decoding path for a single row (M = 1), one thread
+ * per 4 outputs, or with `sg` the lanes of a subgroup striding along k with a subgroup sum.
+ */
+export type MatmulVariant =
+  | { kernel: 'v1' }
+  | { kernel: 'v2'; tile: 32 | 64 }
+  | { kernel: 'v3'; rows: 16 | 32; sg: number; pack?: boolean }
+  | { kernel: 'v4'; tile: 64 | 128 }
+  | { kernel: 'sgmat'; m: number; n: number; k: number; sg: number }
+  | DecodeVariant;
+
+/** A single-row (M = 1) variant. */
+export type DecodeVariant = { kernel: 'matvec'; sg?: number };
+
+/** The variants used for general products (`main`, `f16`) and for single rows (`decode`). */
+export interface MatmulChoice {
+  main: MatmulVariant;
+  /** Used where `main` cannot read the operands' layout in place and copying them is not cheap. */
+  fallback: MatmulVariant;
+  /** The variant for f16 products when it differs from `main` (the subgroup-matrix kernel is f16 only). */
+  f16?: MatmulVariant;
+  /** The matrix-vector variant for single-row products, or null to use the general variants. */
+  decode: DecodeVariant | null;
+}
+
+/** Subgroup sizes the v3 kernel is written for (lanes x 4 columns per workgroup). */
+const V3_SUBGROUP_SIZES = [4, 8, 16, 32, 64];
+/** Subgroup-matrix tile sides the sgmat kernel stages (its workgroup tile is 64 x 64, k steps of 32). */
+const SGMAT_SIDES = [8, 16];
+/** Workgroup memory of v4 at its larger tile (two 16 x 128 f32 tiles) and of sgmat (f16 tiles, f32 results). */
+const V4_STORAGE = 2 * 16 * 128 * 4;
+const SGMAT_STORAGE = 2 * 64 * 32 * 2 + 64 * 64 * 4;
+
+/** Every general-product variant this adapter can run, in a fixed order. */
+export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
+  const out: MatmulVariant[] = [{ kernel: 'v1' }];
+  if (info.maxComputeInvocationsPerWorkgroup >= 256 && info.maxComputeWorkgroupStorageSize >= 8192) out.push({ kernel: 'v2', tile: 64 });
+  out.push({ kernel: 'v2', tile: 32 });
+  const sg = v3SubgroupSize(info);
+  if (sg) {
+    out.push({ kernel: 'v3', rows: 32, sg });
+    if (sg <= 16) out.push({ kernel: 'v3', rows: 16, sg });
+  }
+  // v4's 256-thread workgroups suit GPUs (subgroups of 16 lanes or more), not CPU adapters.
+  if (info.maxComputeInvocationsPerWorkgroup >= 256 && info.subgroupMinSize >= 16) {
+    if (info.maxComputeWorkgroupStorageSize >= V4_STORAGE) out.push({ kernel: 'v4', tile: 128 });
+    out.push({ kernel: 'v4', tile: 64 });
+  }
+  out.push(...sgmatCandidates(info));
+  return out;
+}
+
+/** Subgroup-matrix variants: f16 x f16 -> f32 configs the adapter lists, with one fixed subgroup size. */
+export function sgmatCandidates(info: DeviceInfo): MatmulVariant[] {
+  const sg = info.subgroupMinSize;
+  if (!info.features.has('chromium-experimental-subgroup-matrix') || !info.features.has('shader-f16')) return [];
+  if (sg === 0 || sg !== info.subgroupMaxSize || 4 * sg > info.maxComputeInvocationsPerWorkgroup) return [];
+  if (info.maxComputeWorkgroupStorageSize < SGMAT_STORAGE) return [];
+  return info.subgroupMatrixConfigs
+    .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && [c.M, c.N, c.K].every((d) => SGMAT_SIDES.includes(d)))
+    .map((c) => ({ kernel: 'sgmat' as const, m: c.M, n: c.N, k: c.K, sg }));
+}
+
+/** Single-row variants: a thread per 4 outputs always; lanes along k where the subgroup size is fixed. */
+export function decodeCandidates(info: DeviceInfo): DecodeVariant[] {
+  const sg = v3SubgroupSize(info);
+  return sg ? [{ kernel: 'matvec' }, { kernel: 'matvec', sg }] : [{ kernel: 'matvec' }];
+}
+
+/**
+ * The subgroup size v3 can rely on, or 0: the adapter must have the subgroups feature and report one
+ * size (min = max), since v3 is compiled for exactly that many lanes.
+ */
+export function v3SubgroupSize(info: DeviceInfo): number {
+  if (!info.features.has('subgroups')) return 0;
+  const sg = info.subgroupMinSize;
+  return sg > 0 && sg === info.subgroupMaxSize && V3_SUBGROUP_SIZES.includes(sg) ? sg : 0;
+}
+
+/** A readable name of a variant, e.g. `v3(rows=32,sg=8)`. */
+export function variantName(v: MatmulVariant): string {
+  switch (v.kernel) {
+    case 'v2':
+    case 'v4':
+      return `${v.kernel}(tile=${v.tile})`;
+    case 'v3':
+      return `v3(rows=${v.rows},sg=${v.sg}${v.pack === undefined ? '' : `,pack=${v.pack}`})`;
+    case 'sgmat':
+      return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg})`;
+    case 'matvec':
+      return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg})`;
+    default:
+      return v.kernel;
+  }
+}
+
+/** The choice before any measurement: v3 where the adapter supports it, else the 64-tile v2. */
+export function defaultChoice(info: DeviceInfo): MatmulChoice {
+  const candidates = matmulCandidates(info);
+  const fallback = candidates.find((v) => v.kernel === 'v2') ?? { kernel: 'v1' };
+  return { main: candidates.find((v) => v.kernel === 'v3') ?? fallback, fallback, decode: { kernel: 'matvec' } };
+}
+
+/** Key of an adapter in the tuning cache: name and driver as the adapter reports them. */
+export function adapterKey(info: DeviceInfo): string {
+  return `${info.platform}|${info.adapterName}|sg${info.subgroupMinSize}-${info.subgroupMaxSize}|${[...info.features].sort().join(',')}`;
+}
+
+/** How one candidate fared in the search. */
+export interface CandidateReport {
+  name: string;
+  variant: MatmulVariant;
+  /** `ok`: correct and timed; `wrong`: results differ from the CPU reference; `failed`: no pipeline or a device error. */
+  status: 'ok' | 'wrong' | 'failed';
+  /** Why a candidate was refused (the case, the first bad element, or the device's message). */
+  reason?: string;
+  /** Milliseconds over the timed shapes, by dtype (`f32`, `f16`, `decode`); absent when not timed. */
+  ms?: Record<string, number>;
+}
+
+/** What a search checked and measured, and what it chose; kept in the tuning cache. */
+export interface MatmulTuningReport {
+  adapter: string;
+  measuredAt: string;
+  /** Timed shapes, e.g. `q/k/v/o [2048,4096]x[4096,4096]^T` (scaled by 1 / `scale` on slow adapters). */
+  shapes: string[];
+  /** Every timed dimension was divided by this to keep the search short on this adapter. */
+  scale: number;
+  candidates: CandidateReport[];
+  choice: MatmulChoice;
+}
+
+/** Version of the cache entries: entries written by searches that did not check correctness are ignored. */
+const CACHE_VERSION = 2;
+
+let forced: MatmulChoice | null = null;
+let tuned: { key: string; choice: MatmulChoice; report: MatmulTuningReport | null } | null = null;
+let searching: Promise<MatmulChoice> | null = null;
+
+/** Options of {@link setMatmulVariant}. */
+export interface ForceOptions {
+  /** Use the matrix-vector kernel for M = 1 (default false when forcing, so the forced kernel runs). */
+  decode?: boolean;
+}
+
+/**
+ * Forces one variant for every product (where it can read the operands; see `matmulPlan`), or restores
+ * the tuned choice with `null`. Forcing also stops the search from running.
+ * @example setMatmulVariant({ kernel: 'v2', tile: 32 }); // ... setMatmulVariant(null);
+ */
+export function setMatmulVariant(v: MatmulVariant | null, options: ForceOptions = {}): void {
+  if (v === null) {
+    forced = null;
+    return;
+  }
+  const fallback: MatmulVariant = v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' ? v : { kernel: 'v2', tile: 32 };
+  if (v.kernel === 'matvec') forced = { main: fallback, fallback, decode: v };
+  else forced = { main: v, fallback, decode: options.decode ? { kernel: 'matvec' } : null };
+}
+
+/** Whether the search may run: not when HUATUO_MATMUL_TUNE=0 or when a variant is forced. */
+export function tuningEnabled(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.HUATUO_MATMUL_TUNE !== '0' && forced === null;
+}
+
+/**
+ * The choice in force for this adapter: forced, else tuned (memory, then cache), else the default. On a
+ * first use with tuning enabled and nothing cached, `startSearch` is called once to run the search.
+ */
+export function currentChoice(info: DeviceInfo, startSearch: () => Promise<MatmulChoice>): MatmulChoice {
+  if (forced) return forced;
+  const key = adapterKey(info);
+  if (tuned?.key === key) return tuned.choice;
+  const cached = readCached(key, info);
+  if (cached) {
+    tuned = { key, ...cached };
+    return cached.choice;
+  }
+  if (tuningEnabled() && !searching) {
+    searching = startSearch().finally(() => (searching = null));
+    searching.catch(() => undefined);
+  }
+  return defaultChoice(info);
+}
+
+/** Records the search's choice and report for this adapter, in memory and in the platform's cache. */
+export function recordChoice(info: DeviceInfo, report: MatmulTuningReport): void {
+  const key = adapterKey(info);
+  tuned = { key, choice: report.choice, report };
+  const cache = loadTuningCache();
+  cache[key] = { version: CACHE_VERSION, choice: report.choice, report, measuredAt: report.measuredAt };
+  saveTuningCache(cache);
+}
+
+/** The search in progress, if any (so callers can wait for it). */
+export function searchInProgress(): Promise<MatmulChoice> | null {
+  return searching;
+}
+
+/** Forgets the in-memory winner (the next use reads the cache again). */
+export function resetTuning(): void {
+  tuned = null;
+}
+
+/** The report of the search behind the choice in force (this process's, or the cached one), or null. */
+export function lastTuningReport(info: DeviceInfo): MatmulTuningReport | null {
+  const key = adapterKey(info);
+  if (tuned?.key === key) return tuned.report;
+  return readCached(key, info)?.report ?? null;
+}
+
+function readCached(key: string, info: DeviceInfo): { choice: MatmulChoice; report: MatmulTuningReport | null } | null {
+  const entry = loadTuningCache()[key] as { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined;
+  const choice = entry?.choice;
+  if (entry?.version !== CACHE_VERSION || !choice || typeof choice !== 'object') return null;
+  const names = new Set(matmulCandidates(info).map(variantName));
+  const decodeNames = new Set(decodeCandidates(info).map(variantName));
+  const known = (v: MatmulVariant | undefined) => v === undefined || names.has(variantName(v));
+  const decodeOk = choice.decode === null || decodeNames.has(variantName(choice.decode));
+  return known(choice.main) && known(choice.fallback) && known(choice.f16) && decodeOk ? { choice, report: entry.report ?? null } : null;
+}

@@ -1,0 +1,153 @@
+// The correctness check a matmul variant passes on the device before the search may time or choose it:
+// small awkward products (edges off every tile, transposed operands read in place, batch dims, single
+// rows; f32 and f16) against a float64 CPU product, every element compared. A pipeline that cannot be
+// created or a device error during the run fails the check too; the reason names the case.
+import { encodeMatmul, matmulKernels, type KernelRewrite } from './backend/matmul-encode.js';
+import { plan, type Problem } from './backend/matmul-plan.js';
+import type { Runtime } from './backend/runtime.js';
+import { f16BitsToF32, f32ToF16Bits } from './creation.js';
+import { variantName, type MatmulChoice, type MatmulVariant } from './matmul-choice.js';
+import type { FloatDType } from './tensor.js';
+
+/** One product of the check: [batch] x [M, K] x [K, N]; `ta`/`tb`: the operand is stored transposed. */
+export interface CheckCase {
+  M: number;
+  K: number;
+  N: number;
+  batch: number;
+  ta: boolean;
+  tb: boolean;
+}
+
+/** Sizes off the 16/32/64/128 tiles and the vec4 widths, crossing tile and k-step boundaries. */
+const GENERAL_CASES: CheckCase[] = [
+  { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: false },
+  { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: true },
+  { M: 33, K: 19, N: 35, batch: 1, ta: true, tb: false },
+  { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true },
+  { M: 133, K: 40, N: 140, batch: 1, ta: false, tb: true },
+];
+const DECODE_CASES: CheckCase[] = [
+  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: true },
+  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false },
+  { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true },
+];
+
+/** The outcome of a check: passed, or refused with the status and reason the report records. */
+export type CheckResult = { ok: true } | { ok: false; status: 'wrong' | 'failed'; reason: string };
+
+/** Seeded values in [-1, 1), exactly representable in f16 when the product is f16. */
+function values(n: number, seed: number, dtype: FloatDType): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(out)) : out;
+}
+
+/** Logical [batch, R, C] data stored as [batch, C, R] rows (the operand read transposed in place). */
+function stored(data: Float32Array, batch: number, R: number, C: number, transposed: boolean): Float32Array {
+  if (!transposed) return data;
+  const t = new Float32Array(data.length);
+  for (let b = 0; b < batch; b++) for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) t[b * R * C + c * R + r] = data[b * R * C + r * C + c]!;
+  return t;
+}
+
+function reference(a: Float32Array, b: Float32Array, c: CheckCase): Float64Array {
+  const out = new Float64Array(c.batch * c.M * c.N);
+  for (let z = 0; z < c.batch; z++) {
+    for (let m = 0; m < c.M; m++) {
+      for (let n = 0; n < c.N; n++) {
+        let s = 0;
+        for (let k = 0; k < c.K; k++) s += a[(z * c.M + m) * c.K + k]! * b[(z * c.K + k) * c.N + n]!;
+        out[(z * c.M + m) * c.N + n] = s;
+      }
+    }
+  }
+  return out;
+}
+
+/** The cases a variant runs itself (the plan neither copies nor hands them to a fallback), by dtype. */
+function casesFor(v: MatmulVariant): CheckCase[] {
+  return v.kernel === 'matvec' ? DECODE_CASES : GENERAL_CASES;
+}
+
+/**
+ * Checks one variant on the device in each dtype the adapter runs (f16 only for sgmat): every case it
+ * would run is compiled (asynchronously, errors captured), run and compared element by element.
+ */
+export async function checkVariant(rt: Runtime, v: MatmulVariant, custom?: KernelRewrite): Promise<CheckResult> {
+  const dtypes: FloatDType[] = v.kernel === 'sgmat' ? ['f16'] : rt.info.features.has('shader-f16') ? ['f32', 'f16'] : ['f32'];
+  const choice: MatmulChoice = { main: v, fallback: { kernel: 'v1' }, decode: v.kernel === 'matvec' ? v : null };
+  const extra: MatmulVariant[] = v.kernel === 'v3' && v.pack === undefined ? [{ ...v, pack: true }] : [];
+  let ran = 0;
+  for (const dtype of dtypes) {
+    for (const variant of [v, ...extra]) {
+      for (const [i, c] of casesFor(v).entries()) {
+        const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''})`;
+        const r = await runCase(rt, { ...choice, main: variant }, variant, dtype, c, what, custom);
+        if (r === 'skipped') continue;
+        if (!r.ok) return r;
+        ran++;
+      }
+    }
+  }
+  return ran > 0 ? { ok: true } : { ok: false, status: 'failed', reason: `${variantName(v)} runs none of the check's cases` };
+}
+
+async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtype: FloatDType, c: CheckCase, what: string, custom?: KernelRewrite): Promise<CheckResult | 'skipped'> {
+  const { M, K, N, batch } = c;
+  const size = dtype === 'f16' ? 2 : 4;
+  const ad = values(batch * M * K, 11 + M + K, dtype);
+  const bd = values(batch * K * N, 29 + K + N, dtype);
+  const upload = (data: Float32Array) => {
+    const buf = rt.acquire(Math.max(16, Math.ceil((data.length * size) / 4) * 4));
+    rt.write(buf, 0, dtype === 'f16' ? f32ToF16Bits(data) : data);
+    return buf;
+  };
+  const a = upload(stored(ad, batch, M, K, c.ta));
+  const b = upload(stored(bd, batch, K, N, c.tb));
+  const out = rt.acquire(Math.max(16, Math.ceil((batch * M * N * size) / 4) * 4));
+  try {
+    const p: Problem = {
+      dtype,
+      M,
+      N,
+      K,
+      batchShape: [batch],
+      a: { buffer: a, offset: 0, rowStride: c.ta ? 1 : K, colStride: c.ta ? M : 1, batchStrides: [batch > 1 ? M * K : 0] },
+      b: { buffer: b, offset: 0, rowStride: c.tb ? 1 : N, colStride: c.tb ? K : 1, batchStrides: [batch > 1 ? K * N : 0] },
+      c: out,
+    };
+    const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
+    if (variantName(pl.kernel) !== variantName(v) || pl.copyA || pl.copyB) return 'skipped';
+    for (const s of matmulKernels(p, pl, custom)) {
+      try {
+        await rt.kernelChecked(s.key, s.source, s.key);
+      } catch (e) {
+        return { ok: false, status: 'failed', reason: `${what}: ${(e as Error).message}` };
+      }
+    }
+    rt.device.pushErrorScope('internal');
+    rt.device.pushErrorScope('validation');
+    encodeMatmul(rt, p, pl, 'matmul check', custom);
+    rt.flush();
+    const errors = [await rt.device.popErrorScope(), await rt.device.popErrorScope()].filter((e) => e !== null);
+    if (errors.length > 0) return { ok: false, status: 'failed', reason: `${what}: ${errors.map((e) => e.message).join('; ')}` };
+    const raw = await rt.read(out, 0, batch * M * N * size);
+    const got = dtype === 'f16' ? f16BitsToF32(new Uint16Array(raw)) : new Float32Array(raw);
+    const want = reference(ad, bd, c);
+    const atol = dtype === 'f16' ? 2e-3 * Math.sqrt(K) + 1e-2 : 1e-5 * Math.sqrt(K) + 1e-5;
+    const rtol = dtype === 'f16' ? 1e-2 : 1e-4;
+    for (let i = 0; i < want.length; i++) {
+      if (!(Math.abs(got[i]! - want[i]!) <= atol + rtol * Math.abs(want[i]!))) {
+        return { ok: false, status: 'wrong', reason: `${what}: element ${i} is ${got[i]}, the CPU reference ${want[i]!.toPrecision(7)}` };
+      }
+    }
+    return { ok: true };
+  } finally {
+    for (const buf of [a, b, out]) rt.release(buf);
+  }
+}

@@ -1,0 +1,86 @@
+// The per-adapter matmul search: it checks every candidate against the CPU reference before timing it,
+// refuses a variant that computes wrong results or whose pipeline cannot be created (with the reason in
+// its report), and caches its choice and report on disk under the adapter.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import {
+  checkMatmulCandidates,
+  decodeCandidates,
+  matmulCandidates,
+  matmulPlan,
+  matmulTuningReport,
+  tensor,
+  tuneMatmul,
+  variantName,
+  type MatmulTuningReport,
+} from '@huatuo/tensor';
+import { gpu, seededValues } from '../tensor/helpers.js';
+
+const info = await gpu();
+/** The candidate checks are what these tests are about: time them at the smallest scale. */
+const timeBudget = process.env.HUATUO_MATMUL_TUNE_MS;
+
+function quickTiming(): () => void {
+  process.env.HUATUO_MATMUL_TUNE_MS = '1';
+  return () => {
+    if (timeBudget === undefined) delete process.env.HUATUO_MATMUL_TUNE_MS;
+    else process.env.HUATUO_MATMUL_TUNE_MS = timeBudget;
+  };
+}
+
+test('the search refuses a variant that computes wrong results, and says where it went wrong', async () => {
+  // v2 made to skip its last step of k: faster, and wrong whenever K is past one step.
+  const wrong = { name: 'skips-last-k-step', rewrite: (wgsl: string) => wgsl.replace('k0 < p.K; k0 += BK', 'k0 + BK < p.K; k0 += BK') };
+  const restore = quickTiming();
+  const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, { variant: { kernel: 'v2', tile: 32 }, rewrite: wrong }]).finally(restore);
+  const bad = report.candidates[1]!;
+  assert.equal(bad.name, 'v2(tile=32)#skips-last-k-step');
+  assert.equal(bad.status, 'wrong', JSON.stringify(bad));
+  assert.match(bad.reason!, /element \d+ is .*the CPU reference/);
+  assert.equal(bad.ms, undefined, 'a refused variant is not timed');
+  assert.equal(report.candidates[0]!.status, 'ok');
+  assert.equal(variantName(report.choice.main), 'v1');
+  assert.equal(variantName(report.choice.fallback), 'v1');
+});
+
+test('the search skips a variant whose shader or pipeline cannot be created, with the compiler message', async () => {
+  const broken = { name: 'does-not-compile', rewrite: (wgsl: string) => wgsl.replace('acc[0] = fma(', 'acc[0] = fma_undefined(') };
+  const restore = quickTiming();
+  const report = await checkMatmulCandidates([{ variant: { kernel: 'v2', tile: 32 }, rewrite: broken }, { variant: { kernel: 'v1' } }]).finally(restore);
+  const bad = report.candidates[0]!;
+  assert.equal(bad.status, 'failed', JSON.stringify(bad));
+  assert.match(bad.reason!, /fma_undefined/);
+  assert.equal(variantName(report.choice.main), 'v1');
+});
+
+test('the search checks every candidate, times LLaMA-shaped products, and caches choice and report on disk', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'huatuo-tune-'));
+  const saved = process.env.XDG_CACHE_HOME;
+  process.env.XDG_CACHE_HOME = dir;
+  try {
+    const choice = await tuneMatmul();
+    const cache = JSON.parse(readFileSync(join(dir, 'huatuo-webgpu', 'tiles.json'), 'utf8')) as Record<string, { choice: unknown; report: MatmulTuningReport }>;
+    const entries = Object.values(cache);
+    assert.equal(entries.length, 1);
+    assert.deepEqual(entries[0]!.choice, choice);
+    const report = entries[0]!.report;
+    const names = [...matmulCandidates(info), ...decodeCandidates(info)].map(variantName);
+    assert.deepEqual(report.candidates.map((c) => c.name), names);
+    for (const c of report.candidates) {
+      assert.equal(c.status, 'ok', `${c.name} was refused on this adapter: ${c.reason}`);
+      assert.ok(Object.values(c.ms ?? {}).every((ms) => ms > 0), `${c.name} has no timings`);
+    }
+    assert.ok(report.shapes.some((s) => s.startsWith('gate/up')) && report.shapes.some((s) => s.startsWith('LoRA')) && report.shapes.some((s) => s.startsWith('decode')));
+    assert.deepEqual(matmulTuningReport(), report);
+    const a = tensor(seededValues(64 * 64, 3), [64, 64]);
+    assert.deepEqual(matmulPlan(a, a).kernel, choice.main);
+    a.dispose();
+  } finally {
+    if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
