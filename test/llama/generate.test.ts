@@ -4,7 +4,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { initWebGPU } from '@huatuo/tensor';
+import { initWebGPU, readyMatmul, runtimeStats } from '@huatuo/tensor';
 import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, sampleToken, topIndices, type LlamaModel, type TokenEvent } from '@huatuo/llama';
 import { fixtureDir, readReference } from './fixtures.js';
 
@@ -26,6 +26,16 @@ describe('generate against the reference decoding', () => {
     assert.equal(out[0]!.tokens.at(-1), g.eosTokenId);
     assert.equal(out[1]!.finishReason, 'length');
     for (const [i, o] of out.entries()) assert.deepEqual(streamed.filter((e) => e.prompt === i).map((e) => e.token), o.tokens);
+  });
+
+  it('greedy decoding picks tokens on the GPU: it reads back each step\'s ids, never the logits', async () => {
+    await readyMatmul(); // no search reading back its checks meanwhile
+    const before = runtimeStats().readbackBytes;
+    const out = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
+    assert.deepEqual(out.map((o) => o.tokens), g.greedy);
+    const steps = Math.max(...out.map((o) => o.tokens.length));
+    const read = runtimeStats().readbackBytes - before;
+    assert.ok(read <= steps * g.prompts.length * 4, `read back ${read} bytes in ${steps} steps of ${g.prompts.length} ids (one row of logits is ${model.config.vocabSize * 4})`);
   });
 
   it('greedy decoding with repetition penalty 1.3 gives the reference ids', async () => {

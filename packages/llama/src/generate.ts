@@ -1,9 +1,10 @@
 // Text generation with a KV cache, following Hugging Face's `generate`: greedy decoding,
 // sampling (temperature, top-k, top-p), repetition penalty, beam search (transformers 4.28
 // semantics), max new tokens, end-of-sequence ids and stop strings, streaming, batched prompts.
-// Scores are processed on the host in float64 from each step's f32 logits.
+// Greedy decoding without a repetition penalty picks each token on the GPU (argmax) and reads back only
+// the ids; otherwise scores are processed on the host in float64 from each step's f32 logits.
 
-import { deviceInfo, Generator, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { argmax, deviceInfo, Generator, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { ModelError } from './errors.js';
 import { KvCache } from './kv-cache.js';
 import { checkMemoryPlan, planMemory } from './memory.js';
@@ -181,10 +182,9 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
   return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 }
 
-/** Logits of the last position of each row, [B][V], read back to the host. */
-async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Promise<Float32Array[]> {
-  const V = model.config.vocabSize;
-  const logits = noGrad(() =>
+/** Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. */
+function stepForward(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Tensor {
+  return noGrad(() =>
     tidy(() =>
       model.forward(idsTensor(ids), {
         attentionMask: tensor(mask.slice(0, B * S), [B, S]),
@@ -194,12 +194,35 @@ async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, 
       }),
     ),
   );
+}
+
+/** One decoding step's result on the host: every row's logits, or (greedy on the GPU) only the picked ids. */
+type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
+
+/** Logits of the last position of each row read back as [B][V], or, when `greedy`, their argmax ids [B]. */
+async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, greedy: boolean): Promise<StepResult> {
+  const V = model.config.vocabSize;
+  const logits = stepForward(model, ids, mask, B, S, positions, cache);
   try {
+    if (greedy) {
+      const picked = noGrad(() => tidy(() => argmax(logits.reshape([B, V]), 1)));
+      try {
+        return { ids: (await toArray(picked)) as Int32Array };
+      } finally {
+        picked.dispose();
+      }
+    }
     const host = (await toArray(logits)) as Float32Array;
-    return Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V));
+    return { rows: Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V)) };
   } finally {
     logits.dispose();
   }
+}
+
+/** Logits of the last position of each row, [B][V], read back to the host. */
+async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Promise<Float32Array[]> {
+  const r = await step(model, ids, mask, B, S, positions, cache, false);
+  return 'rows' in r ? r.rows : [];
 }
 
 function checkFits(model: LlamaModel, batch: number, length: number): void {
@@ -266,9 +289,11 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const positions = prompts.map((p) => Array.from({ length: P }, (_, j) => Math.max(0, j - (P - p.length))));
   prompts.forEach((p, b) => mask.fill(1, b * maxLen + P - p.length, b * maxLen + P));
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
+  // Greedy picks need no scores on the host: the GPU's argmax is the first maximum, as topIndices.
+  const onDevice = !r.doSample && r.repetitionPenalty === 1;
   try {
-    let rows = await stepLogits(model, ids, maskRows(P), B, P, positions, cache);
-    for (let step = 0; ; step++) {
+    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice);
+    for (let s = 0; ; s++) {
       const next: number[] = [];
       for (let b = 0; b < B; b++) {
         const out = outputs[b]!;
@@ -276,23 +301,28 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
           next.push(pad);
           continue;
         }
-        const scores = Float64Array.from(rows[b]!);
-        applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
-        const token = r.doSample ? sampleToken(scores, r, gen.uniform()) : topIndices(scores, 1)[0]!;
+        let token: number;
+        if ('ids' in res) token = res.ids[b]!;
+        else {
+          const scores = Float64Array.from(res.rows[b]!);
+          applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
+          token = r.doSample ? sampleToken(scores, r, gen.uniform()) : topIndices(scores, 1)[0]!;
+        }
         out.push(token);
         next.push(token);
       }
       if (outputs.every((o) => o.finishReason !== null)) break;
-      const S = P + step + 1;
+      const S = P + s + 1;
       for (let b = 0; b < B; b++) mask[b * maxLen + S - 1] = 1;
-      rows = await stepLogits(
+      res = await step(
         model,
         next.map((t) => [t]),
         maskRows(S),
         B,
         S,
-        prompts.map((p) => [p.length + step]),
+        prompts.map((p) => [p.length + s]),
         cache,
+        onDevice,
       );
     }
   } finally {
