@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { TemplateError } from '../../packages/sft/src/errors.js';
-import { LITERATURE_TEMPLATE, MED_TEMPLATE, generatePrompt, getResponse, loadTemplate, parseTemplate, pythonFormat, pythonStrip, resolveTemplate } from '../../packages/sft/src/prompt.js';
+import { LITERATURE_TEMPLATE, MED_TEMPLATE, generatePrompt, getResponse, parseTemplate, pythonFormat, pythonStrip } from '../../packages/sft/src/prompt.js';
+import { loadTemplate, resolveTemplate } from '../../packages/sft/src/prompt-node.js';
 
 const templateFile = (name: string) => fileURLToPath(new URL(`../../../shared/data/huatuo/templates/${name}.json`, import.meta.url));
 

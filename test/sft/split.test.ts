@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { loadRecordsSync } from '../../packages/sft/src/data.js';
+import { loadRecordsSync } from '../../packages/sft/src/data-node.js';
 import { ConfigError } from '../../packages/sft/src/errors.js';
 import { Pcg64, numpyPermutation, seedSequencePool } from '../../packages/sft/src/rng.js';
 import { splitTrainVal } from '../../packages/sft/src/split.js';

@@ -1,5 +1,5 @@
-// Public surface of @huatuo/llama. Modules named *-node use Node built-ins; a browser
-// bundle imports the others (config, source, safetensors, safetensors-checkpoint) directly.
+// Public surface of @huatuo/llama in Node. Modules named *-node use Node built-ins; the
+// browser entry (browser.ts, the "browser" export condition) is this surface without them.
 
 // Errors
 export { FormatError, SafetensorsError, ConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
@@ -100,8 +100,9 @@ export type { LoraWeights } from './linear.js';
 export { KvCache } from './kv-cache.js';
 export { createRandomLlama, expectedWeights, modelTensorsToWrite } from './weights.js';
 export type { WeightSpec, ModelOptions, RandomModelOptions } from './weights.js';
+export { loadLlamaFromCheckpoint } from './weights-load.js';
+export type { LoadLlamaOptions } from './weights-load.js';
 export { loadLlama } from './weights-node.js';
-export type { LoadLlamaOptions } from './weights-node.js';
 
 // Memory planning
 export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, splitRows } from './memory.js';
@@ -112,7 +113,9 @@ export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfi
 export type { LoraConfig, LoraTargetModule } from './lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora.js';
 export type { ApplyLoraOptions } from './lora.js';
-export { saveAdapter, loadAdapter, saveMergedModel, adapterConfigName, adapterWeightsName } from './lora-node.js';
+export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName } from './adapter-files.js';
+export type { AdapterFiles } from './adapter-files.js';
+export { saveAdapter, loadAdapter, saveMergedModel } from './lora-node.js';
 export type { SaveMergedOptions } from './lora-node.js';
 
 // Generation

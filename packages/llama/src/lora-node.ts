@@ -6,18 +6,15 @@ import { join } from 'node:path';
 import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from './config.js';
 import { AdapterError, ModelError } from './errors.js';
-import { adaptedLinears, adapterTensorsToWrite, applyLora, loraDelta, setAdapterWeights } from './lora.js';
-import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
+import { adapterConfigName, adapterConfigText, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
+import { adaptedLinears, adapterTensorsToWrite, loraDelta } from './lora.js';
 import type { Linear } from './linear.js';
 import type { LlamaModel } from './model.js';
 import { f32ToF16 } from './dtype-convert.js';
-import { openSafetensors, writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
+import { openFileSource } from './source-node.js';
+import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
 import { modelTensorsToWrite } from './weights.js';
 import { writeFileAtomic } from './write-atomic-node.js';
-
-/** PEFT's adapter file names. */
-export const adapterConfigName = 'adapter_config.json';
-export const adapterWeightsName = 'adapter_model.safetensors';
 
 /**
  * Saves the model's adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
@@ -31,7 +28,7 @@ export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
-  await writeFileAtomic(join(dir, adapterConfigName), `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`);
+  await writeFileAtomic(join(dir, adapterConfigName), adapterConfigText(model, baseModel));
 }
 
 /**
@@ -51,25 +48,15 @@ export async function loadAdapter(model: LlamaModel, dir: string): Promise<void>
     if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(configPath, 'file not found; pass a PEFT adapter folder holding adapter_config.json and adapter_model.safetensors');
     throw err;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new AdapterError(configPath, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
-  }
-  const config = parsePeftConfig(json, configPath);
   const weightsPath = join(dir, adapterWeightsName);
-  const st = await openSafetensors(weightsPath).catch((err: unknown) => {
+  const source = await openFileSource(weightsPath).catch((err: unknown) => {
     if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(weightsPath, 'file not found; PEFT adapters saved as adapter_model.bin must be converted to safetensors first');
     throw err;
   });
   try {
-    const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-    for (const info of st.tensors) weights.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
-    applyLora(model, config);
-    setAdapterWeights(model, weights, weightsPath);
+    await loadAdapterFromFiles(model, text, configPath, source);
   } finally {
-    await st.close();
+    await source.close?.();
   }
 }
 

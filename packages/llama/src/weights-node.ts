@@ -1,23 +1,10 @@
 // Node side of weights: load a Hugging Face LLaMA folder onto the GPU, one tensor at a time,
 // after checking every expected key and shape against config.json.
 
-import type { FloatDType, Tensor } from '@huatuo/tensor';
-import { hasF16 } from '@huatuo/tensor';
 import { loadLlamaConfig } from './config-node.js';
-import { ModelError, SafetensorsError } from './errors.js';
 import type { LlamaModel } from './model.js';
-import type { LoadProgress } from './safetensors-checkpoint.js';
 import { openCheckpoint } from './safetensors-node.js';
-import { assembleModel, bindingLimit, expectedWeights, hostRows, uploadWeight, weightParts, type ModelOptions } from './weights.js';
-
-/** Options of {@link loadLlama}. */
-export interface LoadLlamaOptions extends ModelOptions {
-  /** Called after each tensor is read and uploaded. */
-  readonly onProgress?: (progress: LoadProgress) => void;
-}
-
-// Buffers some conversions save that the model recomputes.
-const ignoredKey = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+import { loadLlamaFromCheckpoint, type LoadLlamaOptions } from './weights-load.js';
 
 /**
  * Loads a Hugging Face LLaMA folder (config.json and model.safetensors, or shards with
@@ -30,63 +17,10 @@ const ignoredKey = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
  * const model = await loadLlama('models/llama-7b', { dtype: 'f16', onProgress: (p) => console.log(p.tensorsRead, p.totalTensors) });
  */
 export async function loadLlama(folder: string, options: LoadLlamaOptions = {}): Promise<LlamaModel> {
-  const dtype: FloatDType = options.dtype ?? 'f32';
-  if (dtype === 'f16' && !hasF16()) {
-    throw new ModelError(`loadLlama: dtype f16 needs the adapter feature shader-f16, which this adapter lacks; load ${folder} with dtype 'f32'`);
-  }
   const config = await loadLlamaConfig(folder);
-  const limit = bindingLimit(options.maxBindingBytes);
   const ckpt = await openCheckpoint(folder);
   try {
-    const specs = expectedWeights(config);
-    const expected = new Set(specs.map((s) => s.name));
-    for (const spec of specs) {
-      if (!ckpt.has(spec.name)) {
-        throw new SafetensorsError(folder, spec.name, `missing; config.json (${config.numHiddenLayers} layers, tie_word_embeddings ${config.tieWordEmbeddings}) expects it with shape [${spec.shape.join(', ')}]`);
-      }
-      const info = ckpt.info(spec.name);
-      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
-        throw new SafetensorsError(info.shard, spec.name, `has shape [${info.shape.join(', ')}], but config.json implies [${spec.shape.join(', ')}]; the config and the weights belong to different models`);
-      }
-      if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
-        throw new SafetensorsError(info.shard, spec.name, `has dtype ${info.dtype}; expected F32, F16 or BF16 (quantized checkpoints are not supported)`);
-      }
-    }
-    for (const t of ckpt.tensors) {
-      const tiedHead = t.name === 'lm_head.weight' && config.tieWordEmbeddings;
-      if (!expected.has(t.name) && !ignoredKey.test(t.name) && !tiedHead) {
-        throw new SafetensorsError(t.shard, t.name, `is not a weight of LlamaForCausalLM with ${config.numHiddenLayers} layers; check config.json against the checkpoint`);
-      }
-    }
-    const uploaded = new Map<string, Tensor[]>();
-    try {
-      for await (const { info, data } of ckpt.iterateAs(dtype, { names: specs.map((s) => s.name), onProgress: options.onProgress })) {
-        if (info.shape.length === 2) {
-          const [rows, cols] = info.shape as [number, number];
-          let start = 0;
-          uploaded.set(
-            info.name,
-            weightParts(rows, cols, dtype, limit).map((r) => {
-              const part = uploadWeight(hostRows(data, start, r, cols), [r, cols], dtype);
-              start += r;
-              return part;
-            }),
-          );
-        } else {
-          uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
-        }
-      }
-    } catch (err) {
-      for (const parts of uploaded.values()) for (const p of parts) p.dispose('loading failed');
-      throw err;
-    }
-    return assembleModel(
-      config,
-      dtype,
-      limit,
-      (spec) => uploaded.get(spec.name)!,
-      (spec) => uploaded.get(spec.name)![0]!,
-    );
+    return await loadLlamaFromCheckpoint(ckpt, config, folder, options);
   } finally {
     await ckpt.close();
   }

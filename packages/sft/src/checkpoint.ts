@@ -1,11 +1,9 @@
 // Checkpoints that survive interruption: each is a folder written under a temporary name and
 // renamed into place, holding the PEFT adapter, the optimizer state and the trainer state, so a
-// resumed run continues exactly where the interrupted one stopped.
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { openSafetensors, syncDir, writeFileAtomic, writeSafetensors, type TensorToWrite } from '@huatuo/llama';
+// resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
+import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
 import { CheckpointError } from './errors.js';
+import { runFiles as files } from './run-files.js';
 
 /** Where the run stood when a checkpoint was written. */
 export interface TrainerState {
@@ -32,7 +30,7 @@ export interface CheckpointPayload {
 export const CHECKPOINT_PREFIX = 'checkpoint-';
 
 export function checkpointDir(outputDir: string, step: number): string {
-  return join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
+  return files.join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
 }
 
 /**
@@ -47,45 +45,41 @@ export async function writeCheckpoint(
 ): Promise<string> {
   const final = checkpointDir(outputDir, step);
   const tmp = `${final}.tmp`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
+  await files.remove(tmp);
   await writeAdapter(tmp);
   const arrays: TensorToWrite[] = [];
   const structure = splitArrays(payload.optimizer, arrays);
-  await writeSafetensors(join(tmp, 'optimizer.safetensors'), arrays, { metadata: { format: 'huatuo-optimizer' } });
-  await writeFileAtomic(join(tmp, 'optimizer.json'), JSON.stringify(structure));
-  await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
-  if (existsSync(final)) await rm(final, { recursive: true, force: true });
-  await rename(tmp, final);
-  await syncDir(outputDir);
+  await files.writeFile(files.join(tmp, 'optimizer.safetensors'), serializeSafetensors(arrays, { metadata: { format: 'huatuo-optimizer' } }));
+  await files.writeFile(files.join(tmp, 'optimizer.json'), JSON.stringify(structure));
+  await files.writeFile(files.join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
+  await files.remove(final);
+  await files.rename(tmp, final);
   return final;
 }
 
 /** Completed checkpoints in a folder, oldest first. */
 export async function listCheckpoints(outputDir: string): Promise<{ step: number; dir: string }[]> {
-  if (!existsSync(outputDir)) return [];
-  const names = await readdir(outputDir);
-  return names
+  const found = (await files.list(outputDir))
     .map((n) => /^checkpoint-(\d+)$/.exec(n))
     .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ step: Number(m[1]), dir: join(outputDir, m[0]) }))
-    .filter((c) => existsSync(join(c.dir, 'trainer_state.json')))
-    .sort((a, b) => a.step - b.step);
+    .map((m) => ({ step: Number(m[1]), dir: files.join(outputDir, m[0]) }));
+  const complete = await Promise.all(found.map((c) => files.exists(files.join(c.dir, 'trainer_state.json'))));
+  return found.filter((_, i) => complete[i]).sort((a, b) => a.step - b.step);
 }
 
 /** Reads a checkpoint's trainer and optimizer state. */
 export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
-  const statePath = join(dir, 'trainer_state.json');
-  const optimizerPath = join(dir, 'optimizer.json');
-  const arraysPath = join(dir, 'optimizer.safetensors');
-  for (const p of [statePath, optimizerPath, arraysPath, join(dir, 'adapter_model.safetensors')]) {
-    if (!existsSync(p)) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
+  const statePath = files.join(dir, 'trainer_state.json');
+  const optimizerPath = files.join(dir, 'optimizer.json');
+  const arraysPath = files.join(dir, 'optimizer.safetensors');
+  for (const p of [statePath, optimizerPath, arraysPath, files.join(dir, 'adapter_model.safetensors')]) {
+    if (!(await files.exists(p))) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
   }
   try {
-    const state = JSON.parse(await readFile(statePath, 'utf8')) as TrainerState;
-    const structure = JSON.parse(await readFile(optimizerPath, 'utf8')) as unknown;
+    const state = JSON.parse(await files.readText(statePath)) as TrainerState;
+    const structure = JSON.parse(await files.readText(optimizerPath)) as unknown;
     if (typeof state.step !== 'number' || !Array.isArray(state.history)) throw new Error('fields step/history missing');
-    const file = await openSafetensors(arraysPath);
+    const file = await SafetensorsFile.open(bytesSource(arraysPath, await files.readBytes(arraysPath)));
     try {
       return { state, optimizer: await joinArrays(structure, (name) => file.readAs(name, 'f32')) };
     } finally {
@@ -100,7 +94,7 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
 export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null): Promise<void> {
   const all = await listCheckpoints(outputDir);
   const old = all.slice(0, Math.max(0, all.length - keep));
-  for (const c of old) if (c.step !== bestStep) await rm(c.dir, { recursive: true, force: true });
+  for (const c of old) if (c.step !== bestStep) await files.remove(c.dir);
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */

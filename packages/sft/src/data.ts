@@ -1,10 +1,6 @@
-// Loading HuaTuo's question/answer records: a JSON array or JSON Lines, whatever the
-// file's extension, each record {instruction, input, output}, checked field by field.
+// Parsing HuaTuo's question/answer records: a JSON array or JSON Lines, whatever the
+// file's extension, each record {instruction, input, output}, checked field by field. Browser-safe.
 
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DataError } from './errors.js';
 
 /** One instruction-tuning record in alpaca / HuaTuo format. `input` is "" in HuaTuo's data. */
@@ -29,16 +25,18 @@ export interface LoadedData {
   records: LoadedRecord[];
 }
 
-/** The built-in demo sample of Chinese medical QA (`huatuo-train` with no data path). */
-export const DEMO_DATA_PATH: string = fileURLToPath(new URL('../data/demo-qa.jsonl', import.meta.url));
-
 /**
  * "llama_data.json line 12" or "liver_cancer.json record 7" (both 1-based).
  * @example describeLocation({ file: '/d/x.jsonl', line: 3 }) === 'x.jsonl line 3'
  */
 export function describeLocation(location: RecordLocation): string {
-  const name = basename(location.file);
+  const name = baseName(location.file);
   return 'line' in location ? `${name} line ${location.line}` : `${name} record ${location.index}`;
+}
+
+/** The last segment of a path (either separator), as path.basename gives it. */
+export function baseName(path: string): string {
+  return path.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? path;
 }
 
 const FIELDS = ['instruction', 'input', 'output'] as const;
@@ -186,7 +184,8 @@ function locateJsonError(text: string): { offset: number; element: number | null
   }
 }
 
-function jsonMessage(err: unknown): string {
+/** The first line of a JSON.parse or read error's message. */
+export function jsonMessage(err: unknown): string {
   // V8 quotes the whole input after the reason; the location is given separately.
   return err instanceof Error ? err.message.replace(/, ".*" is not valid JSON$/s, '').split('\n')[0]!.slice(0, 120) : String(err);
 }
@@ -260,35 +259,4 @@ export function parseRecords(text: string, file: string): LoadedData {
   }
   if (problems.length > 0) throw new DataError(file, problems);
   return { file, format: 'jsonl', records };
-}
-
-function readError(file: string, err: unknown): DataError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const why = code === 'ENOENT' ? 'no such file; check the data path' : code === 'EISDIR' ? 'is a directory; pass a JSON or JSONL file' : jsonMessage(err);
-  return new DataError(file, [`cannot read: ${why}`]);
-}
-
-/**
- * Reads and parses a data file (JSON array or JSONL).
- * @example const { records } = await loadRecords('../shared/data/huatuo/llama_data.json'); // 8,658 records
- */
-export async function loadRecords(file: string): Promise<LoadedData> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw readError(file, err);
-  }
-  return parseRecords(text, file);
-}
-
-/** Synchronous {@link loadRecords}. */
-export function loadRecordsSync(file: string): LoadedData {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw readError(file, err);
-  }
-  return parseRecords(text, file);
 }

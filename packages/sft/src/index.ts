@@ -5,9 +5,11 @@ export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLA
 export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule } from './config.js';
 
 // Data, prompts, tokens and batches
-export { DEMO_DATA_PATH, parseRecords, loadRecords, loadRecordsSync, describeLocation } from './data.js';
+export { parseRecords, describeLocation } from './data.js';
+export { DEMO_DATA_PATH, loadRecords, loadRecordsSync } from './data-node.js';
 export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
-export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, resolveTemplate, loadTemplate, parseTemplate, generatePrompt, getResponse } from './prompt.js';
+export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
+export { resolveTemplate, loadTemplate } from './prompt-node.js';
 export type { PromptTemplate } from './prompt.js';
 export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
 export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
@@ -16,12 +18,18 @@ export type { TrainValSplit } from './split.js';
 export { Pcg64, numpyPermutation } from './rng.js';
 
 // Model, training and checkpoints
-export { loadBaseModel, attachLora, chooseMicroBatch, LoraModel, DEMO_MODEL_NAME } from './model.js';
-export type { BaseModel } from './model.js';
+export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export type { BaseModel } from './lora-model.js';
+export { loadBaseModel } from './model.js';
+export type { BaseModelOptions } from './model.js';
 export { train, evaluate } from './trainer.js';
 export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
-export { prepareData, planRun, runTraining } from './pipeline.js';
-export type { PreparedData, RunPlan, RunOptions, RunOutcome } from './pipeline.js';
+export { prepareRecords, planRun } from './prepare.js';
+export type { PreparedData, RunPlan } from './prepare.js';
+export { prepareData, runTraining } from './pipeline.js';
+export type { RunOptions, RunOutcome } from './pipeline.js';
+export { runFiles } from './run-files.js';
+export type { RunFiles } from './run-files.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
 export { lossCurveSvg, writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';

@@ -1,8 +1,6 @@
-// Training metrics on disk: one JSON line per logged step or evaluation (metrics.jsonl), and a
+// Training metrics in the run's files: one JSON line per logged step or evaluation (metrics.jsonl), and a
 // loss curve (SVG) of training and validation loss against the step.
-import { appendFile, mkdir } from 'node:fs/promises';
-import { writeFileAtomic } from '@huatuo/llama';
-import { dirname } from 'node:path';
+import { runFiles as files } from './run-files.js';
 
 /** One line of metrics.jsonl. */
 export interface MetricsRow {
@@ -16,14 +14,12 @@ export interface MetricsRow {
 
 /** Appends one row to metrics.jsonl. */
 export async function appendMetrics(path: string, row: MetricsRow): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await appendFile(path, `${JSON.stringify(row)}\n`);
+  await files.appendText(path, `${JSON.stringify(row)}\n`);
 }
 
-/** Replaces metrics.jsonl with `rows` (temp file, then rename), e.g. a resumed checkpoint's history. */
+/** Replaces metrics.jsonl with `rows` (atomically), e.g. a resumed checkpoint's history. */
 export async function writeMetrics(path: string, rows: readonly MetricsRow[]): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomic(path, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  await files.writeFile(path, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
 }
 
 /** The loss curve as an SVG document (training loss in blue, validation loss in orange). */
@@ -67,6 +63,5 @@ export function lossCurveSvg(history: readonly MetricsRow[], width = 640, height
 
 /** Writes the loss curve atomically. */
 export async function writeLossCurve(path: string, history: readonly MetricsRow[]): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomic(path, lossCurveSvg(history));
+  await files.writeFile(path, lossCurveSvg(history));
 }

@@ -1,43 +1,13 @@
-// The base model side of training: a Hugging Face LLaMA folder or the built-in tiny demo model,
-// LLaMA's tokenizer, and a LoRA adapter attached the way HuaTuo's recipe configures it.
-import {
-  adaptedLinears,
-  applyLora,
-  checkMemoryPlan,
-  configFromPreset,
-  createRandomLlama,
-  llamaTokenizerDir,
-  loadAdapter,
-  loadLlama,
-  loadTokenizer,
-  peftKey,
-  planMemory,
-  saveAdapter,
-  type LlamaConfigOverrides,
-  type LlamaModel,
-  type LoraTargetModule,
-  type Tokenizer,
-} from '@huatuo/llama';
-import { deviceInfo, hasF16, type Tensor } from '@huatuo/tensor';
+// The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
+// model with LLaMA's tokenizer from this package's assets.
+import { llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaConfigOverrides } from '@huatuo/llama';
+import { hasF16 } from '@huatuo/tensor';
 import { existsSync } from 'node:fs';
-import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import type { DeviceBatch, TrainableModel } from './trainer.js';
+import { demoBaseModel, type BaseModel } from './lora-model.js';
 
-/** Name written into adapter_config.json's base_model_name_or_path for the demo model. */
-export const DEMO_MODEL_NAME = 'huatuo-webgpu/tiny-llama-demo';
-
-/** The demonstration base: LLaMA's architecture and real tokenizer, tiny random weights. */
-export const DEMO_MODEL_SEED = 2023;
-
-/** A base model with its tokenizer, ready for an adapter. */
-export interface BaseModel {
-  model: LlamaModel;
-  tokenizer: Tokenizer;
-  /** The folder it came from, or {@link DEMO_MODEL_NAME}. */
-  name: string;
-  isDemo: boolean;
-}
+export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME, DEMO_MODEL_SEED } from './lora-model.js';
+export type { BaseModel } from './lora-model.js';
 
 /** Options of {@link loadBaseModel}. */
 export interface BaseModelOptions {
@@ -50,12 +20,7 @@ export interface BaseModelOptions {
  * @example const base = await loadBaseModel(null, undefined, { demoConfig: { hiddenSize: 32, numHiddenLayers: 1 } });
  */
 export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void, options: BaseModelOptions = {}): Promise<BaseModel> {
-  if (folder === null) {
-    const config = configFromPreset('tiny', options.demoConfig ?? {});
-    const model = createRandomLlama(config, { seed: DEMO_MODEL_SEED, dtype: 'f32' });
-    const tokenizer = await loadTokenizer(llamaTokenizerDir());
-    return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
-  }
+  if (folder === null) return demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {});
   if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {
@@ -63,75 +28,4 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
   return { model, tokenizer, name: folder, isDemo: false };
-}
-
-/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets from the config) and wraps the model for the trainer. */
-export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
-  const targets = config.loraTargetModules as LoraTargetModule[];
-  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets }, { seed: config.seed });
-  return new LoraModel(base.model, base.name);
-}
-
-/** A LLaMA with LoRA adapters, as the trainer sees it. */
-export class LoraModel implements TrainableModel {
-  constructor(
-    readonly llama: LlamaModel,
-    readonly baseName: string,
-  ) {}
-
-  get trainableParameters(): ReadonlyMap<string, Tensor> {
-    const out = new Map<string, Tensor>();
-    for (const { layer, target, linear } of adaptedLinears(this.llama)) {
-      if (!linear.lora) continue;
-      out.set(peftKey(layer, target, 'A'), linear.lora.A);
-      out.set(peftKey(layer, target, 'B'), linear.lora.B);
-    }
-    return out;
-  }
-
-  loss(batch: DeviceBatch, options: { training: boolean; dropoutSeed: number }): Tensor {
-    this.llama.training = options.training;
-    this.llama.seedDropout(options.dropoutSeed);
-    try {
-      return this.llama.loss(batch.inputIds, batch.labels, batch.attentionMask);
-    } finally {
-      this.llama.training = false;
-    }
-  }
-
-  saveAdapter(dir: string): Promise<void> {
-    return saveAdapter(this.llama, dir, this.baseName);
-  }
-
-  loadAdapter(dir: string): Promise<void> {
-    return loadAdapter(this.llama, dir);
-  }
-}
-
-/**
- * The micro-batch: the largest power of two dividing the effective batch whose training
- * memory estimate fits the adapter (binding and buffer limits, and total memory when known).
- */
-export function chooseMicroBatch(model: LlamaModel, config: TrainConfig): number {
-  if (config.microBatchSize !== 'auto') return config.microBatchSize;
-  const info = deviceInfo();
-  if (!info) return 1;
-  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
-  let best = 1;
-  for (let mb = 1; mb <= config.batchSize; mb *= 2) {
-    if (config.batchSize % mb !== 0) break;
-    const plan = planMemory(
-      model.config,
-      { batchSize: mb, seqLen: config.cutoffLen, dtype: model.dtype, lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] }, training: true },
-      limits,
-    );
-    try {
-      checkMemoryPlan(plan, limits);
-    } catch {
-      break;
-    }
-    best = mb;
-    if (mb >= 16) break; // past 16 sequences a step gains little and costs latency per log line
-  }
-  return best;
 }

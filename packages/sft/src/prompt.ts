@@ -2,8 +2,7 @@
 // prompt_no_input, response_split}, filled as Python's str.format fills it; the answer is
 // appended right after the prompt, and read back as the text after the response marker.
 
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { baseName } from './data.js';
 import { TemplateError } from './errors.js';
 
 /** A prompt template, as HuaTuo's `templates/<name>.json` files hold one. */
@@ -131,36 +130,6 @@ export function parseTemplate(json: unknown, name: string): PromptTemplate {
   return { name, description: str('description', false) ?? '', promptInput, promptNoInput, responseSplit };
 }
 
-/** Reads a template JSON file. */
-export function loadTemplate(file: string): PromptTemplate {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new TemplateError(`${file}: cannot read the template (${(err as Error).message}); pass a built-in name (${Object.keys(BUILTIN_TEMPLATES).join(', ')}) or a template JSON file`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new TemplateError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]}); a template is one JSON object`);
-  }
-  return parseTemplate(json, file);
-}
-
-/**
- * A built-in template by name (`med_template`, `literature_template`), or a template file by path.
- * @example resolveTemplate('med_template').responseSplit === '### 回答:'
- */
-export function resolveTemplate(nameOrPath: string): PromptTemplate {
-  const builtin = BUILTIN_TEMPLATES[nameOrPath];
-  if (builtin) return builtin;
-  if (/[\\/]/.test(nameOrPath) || nameOrPath.endsWith('.json')) return loadTemplate(nameOrPath);
-  throw new TemplateError(
-    `template ${JSON.stringify(nameOrPath)}: no built-in template by that name (built-in: ${Object.keys(BUILTIN_TEMPLATES).join(', ')}); pass one of those or a path to a template .json file`,
-  );
-}
-
 /**
  * HuaTuo's `Prompter.generate_prompt`: the template filled with the question (and `input`
  * when non-empty), with the answer appended directly when one is given.
@@ -170,7 +139,7 @@ export function generatePrompt(template: PromptTemplate, instruction: string, in
   let res: string;
   if (input) {
     if (template.promptInput === null) {
-      throw new TemplateError(`${basename(template.name)}: the record has a non-empty "input" but the template has no prompt_input; clear the input or use a template with prompt_input`);
+      throw new TemplateError(`${baseName(template.name)}: the record has a non-empty "input" but the template has no prompt_input; clear the input or use a template with prompt_input`);
     }
     res = pythonFormat(template.promptInput, { instruction, input });
   } else {
@@ -198,7 +167,7 @@ export function pythonStrip(text: string): string {
 export function getResponse(template: PromptTemplate, output: string): string {
   const parts = output.split(template.responseSplit);
   if (parts.length < 2) {
-    throw new TemplateError(`${basename(template.name)}: generated text holds no response marker ${JSON.stringify(template.responseSplit)}; decode the prompt together with the new tokens`);
+    throw new TemplateError(`${baseName(template.name)}: generated text holds no response marker ${JSON.stringify(template.responseSplit)}; decode the prompt together with the new tokens`);
   }
   return pythonStrip(parts[1]!);
 }

@@ -17,7 +17,7 @@ export interface RunFiles {
   list(dir: string): Promise<string[]>;
   readBytes(path: string): Promise<Uint8Array>;
   readText(path: string): Promise<string>;
-  /** Writes a whole file, creating its folder. */
+  /** Writes a whole file atomically (the old content or the new, never a mix), creating its folder. */
   writeFile(path: string, data: string | Uint8Array): Promise<void>;
   appendText(path: string, text: string): Promise<void>;
   /** Removes a file or a folder with everything in it; nothing when it does not exist. */

@@ -7,7 +7,7 @@ import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { ConfigError } from './errors.js';
 import { loadBaseModel } from './model.js';
-import { resolveTemplate } from './prompt.js';
+import { resolveTemplate } from './prompt-node.js';
 import { startServer, type RunningServer } from './serve.js';
 import { DEFAULT_SERVE_GENERATION } from './serve-request.js';
 

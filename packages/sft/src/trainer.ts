@@ -4,9 +4,6 @@
 // Runs resume exactly: data order, dropout seeds and optimizer state all come from the checkpoint.
 // One loop for Node and the browser: its files go through run-files.ts (disk or IndexedDB).
 import { AdamW, clipGradNorm, DeviceError, runtimeStats, startScope, tensor, type Tensor } from '@huatuo/tensor';
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
 import {
   checkpointDir,
@@ -20,7 +17,7 @@ import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedu
 import { CheckpointError, TrainingError } from './errors.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { checkOutputDir, clearRun } from './output-dir.js';
-import { runFiles } from './platform/node.js';
+import { runFiles } from './run-files.js';
 
 /** A padded micro-batch on the device. */
 export interface DeviceBatch {
@@ -99,7 +96,7 @@ function dropoutSeed(seed: number, step: number, micro: number): number {
   return (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ Math.imul(micro + 1, 0xc2b2ae35)) >>> 0;
 }
 
-function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): string {
+async function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): Promise<string> {
   const keyed = {
     cutoffLen: config.cutoffLen,
     loraR: config.loraR,
@@ -114,7 +111,8 @@ function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number):
     // Absent unless set, so the checkpoints of runs without --max-steps keep their key.
     ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
   };
-  return createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 16);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
+  return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function toDevice(examples: readonly TokenizedExample[], config: TrainConfig): DeviceBatch {
@@ -171,7 +169,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, model, microBatchSize } = options;
   const schedule = trainingSchedule(config, options.train.length, microBatchSize);
   const accumulation = schedule.gradientAccumulationSteps;
-  const key = recipeKey(config, options.train.length, microBatchSize);
+  const key = await recipeKey(config, options.train.length, microBatchSize);
   let state: TrainerState = {
     step: 0,
     totalSteps: schedule.totalSteps,
@@ -212,7 +210,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     eps: config.adamEpsilon,
     weightDecay: config.weightDecay,
   });
-  const metricsPath = join(config.outputDir, 'metrics.jsonl');
+  const metricsPath = runFiles.join(config.outputDir, 'metrics.jsonl');
   if (saved) {
     optimizer.loadStateDict(saved.optimizer as never);
     state = saved.state;
@@ -304,7 +302,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           state.bestValLoss = valLoss;
           state.bestStep = state.step;
         }
-        await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
+        await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
         options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
       }
       const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
@@ -326,12 +324,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     throw e;
   }
 
-  await writeLossCurve(join(config.outputDir, 'loss.svg'), state.history);
+  await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
   let bestCheckpoint: string | null = null;
   const finished = state.step >= schedule.totalSteps;
   if (finished && config.loadBestModelAtEnd && state.bestStep !== null) {
     const dir = checkpointDir(config.outputDir, state.bestStep);
-    if (existsSync(dir)) {
+    if (await runFiles.exists(dir)) {
       await model.loadAdapter(dir);
       bestCheckpoint = dir;
     }

@@ -1,9 +1,10 @@
-// Run files in Node: the file system, and PEFT adapter folders written by @huatuo/llama.
+// Run files in Node: the file system (writes atomic and flushed to disk), and PEFT adapter
+// folders written by @huatuo/llama.
 
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { loadAdapter, saveAdapter } from '@huatuo/llama';
+import { loadAdapter, saveAdapter, syncDir, writeFileAtomic } from '@huatuo/llama';
 import type { RunFiles } from '../run-files.js';
 
 /** Node's file system as {@link RunFiles}. */
@@ -15,14 +16,17 @@ export const runFiles: RunFiles = {
   readText: (path) => readFile(path, 'utf8'),
   async writeFile(path, data) {
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, data);
+    await writeFileAtomic(path, data);
   },
   async appendText(path, text) {
     await mkdir(dirname(path), { recursive: true });
     await appendFile(path, text);
   },
   remove: (path) => rm(path, { recursive: true, force: true }),
-  rename: (from, to) => rename(from, to),
+  async rename(from, to) {
+    await rename(from, to);
+    await syncDir(dirname(to));
+  },
   saveAdapter: (model, dir, baseModel) => saveAdapter(model, dir, baseModel),
   loadAdapter: (model, dir) => loadAdapter(model, dir),
 };
