@@ -144,7 +144,7 @@ test('with tokenizerDir, prompts are tokenized on a worker thread: same answers,
     assert.equal(r.usage.prompt_tokens, tokenizer.encode(generatePrompt(MED_TEMPLATE, QUESTION)).length);
     // Within the character bound, but far more tokens than the context: refused after tokenizing.
     const order: string[] = [];
-    const longPrompt = rawRequest(server.url, '/v1/completions', { body: JSON.stringify({ model: NAME, prompt: 'hello world '.repeat(2500) }), headers: json }).then((x) => {
+    const longPrompt = rawRequest(server.url, '/v1/completions', { body: JSON.stringify({ model: NAME, prompt: 'hello world '.repeat(2700) }), headers: json }).then((x) => {
       order.push('long prompt');
       return x;
     });
