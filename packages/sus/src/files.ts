@@ -6,13 +6,13 @@ import { FormatError } from './errors.js';
 
 /**
  * Writes `text` to `path` through a temp file in the same folder and a rename, so a crash leaves
- * the old file or the new one. `mode` (e.g. 0o600 for secrets) is the file's permission bits
- * from the moment it exists, whatever the umask.
+ * the old file or the new one. `mode` (e.g. 0o600 for secrets), when given, is the file's
+ * permission bits from the moment it exists, whatever the umask; otherwise the umask decides.
  */
-export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
+export function writeFileAtomic(path: string, text: string, mode?: number): void {
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode);
+  writeFileSync(tmp, text, mode === undefined ? {} : { mode });
+  if (mode !== undefined) chmodSync(tmp, mode);
   renameSync(tmp, path);
 }
 
