@@ -8,34 +8,17 @@
 // 3 c: array<T> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
 alias T = f32;
 
+//! params from matmul_strided
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   c: array<T> read_write
+
 const TILE: u32 = {{TILE}}u;
 const BK: u32 = 16u;
 const TPR: u32 = TILE / 4u;
 const WG: u32 = TPR * TPR;
 const LOADS: u32 = TILE * BK / WG;
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  a_sm: u32,
-  a_sk: u32,
-  b_sk: u32,
-  b_sn: u32,
-  _pad0: u32,
-  _pad1: u32,
-  batch_shape: vec4<u32>,
-  a_batch_strides: vec4<u32>,
-  b_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> c: array<T>;
 
 var<workgroup> ta: array<f32, BK * TILE>;
 var<workgroup> tb: array<f32, BK * TILE>;

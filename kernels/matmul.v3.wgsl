@@ -9,7 +9,7 @@
 // j holds b's 4 SG columns of this workgroup for every k, contiguous; b_row is ignored). c is contiguous
 // with N a multiple of 4. Edge rows beyond M and vec4 columns beyond N are clamped on load (packed
 // panels are zero-padded) and skipped on store (the whole subgroup stays converged).
-// The SHARE placeholder is the sharing step unrolled on the host (shareStep in ops/matmul.ts): subgroupBroadcast
+// The SHARE placeholder is the sharing step unrolled on the host (shareStep in kernelgen/matmul.ts): subgroupBroadcast
 // takes only constant lane indices, and accumulators indexed by loop counters spill out of registers.
 // Bindings: 0 Params (uniform, strides and offsets in vec4 units); 1 a: array<vec4<T>> read;
 // 2 b: array<vec4<T>> read; 3 c: array<vec4<T>> read_write.
@@ -17,29 +17,27 @@
 enable subgroups;
 alias T = f32;
 
+//! params
+//!   M: u32
+//!   N: u32
+//!   K: u32
+//!   batch_rank: u32
+//!   a_offset: u32
+//!   b_offset: u32
+//!   a_sm: u32
+//!   b_row: u32
+//!   batch_shape: vec4<u32>
+//!   a_batch_strides: vec4<u32>
+//!   b_batch_strides: vec4<u32>
+//! bindings
+//!   a: array<vec4<T>> read
+//!   b: array<vec4<T>> read
+//!   c: array<vec4<T>> read_write
+
 const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
 const BT: bool = {{BT}};
 const PACKED: bool = {{PACKED}};
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  a_sm: u32,
-  b_row: u32,
-  batch_shape: vec4<u32>,
-  a_batch_strides: vec4<u32>,
-  b_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<T>>;
-@group(0) @binding(3) var<storage, read_write> c: array<vec4<T>>;
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {

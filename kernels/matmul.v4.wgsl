@@ -9,34 +9,17 @@
 // 3 c: array<T> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
 alias T = f32;
 
+//! params from matmul_strided
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   c: array<T> read_write
+
 const TILE: u32 = {{TILE}}u;
 const BK: u32 = 16u;
 const TT: u32 = TILE / 16u;
 const TV: u32 = TT / 4u;
 const LOADS: u32 = TILE * BK / 256u;
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  a_sm: u32,
-  a_sk: u32,
-  b_sk: u32,
-  b_sn: u32,
-  a_walk_k: u32,
-  b_walk_n: u32,
-  batch_shape: vec4<u32>,
-  a_batch_strides: vec4<u32>,
-  b_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> c: array<T>;
 
 var<workgroup> ta: array<vec4<f32>, BK * TILE / 4u>;
 var<workgroup> tb: array<vec4<f32>, BK * TILE / 4u>;

@@ -6,28 +6,11 @@
 // grid (ceil(N/16), ceil(M/16), batch). Accumulates in f32.
 alias T = f32;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  a_sm: u32,
-  a_sk: u32,
-  b_sk: u32,
-  b_sn: u32,
-  _pad0: u32,
-  _pad1: u32,
-  batch_shape: vec4<u32>,
-  a_batch_strides: vec4<u32>,
-  b_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> c: array<T>;
+//! params from matmul_strided
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   c: array<T> read_write
 
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;

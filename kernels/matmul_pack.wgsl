@@ -7,22 +7,18 @@
 // One thread per vec4 of p; workgroup 64; grid grid1d(panels * K * SG, 64) (i = gid.x + gid.y * nwg.x * 64).
 alias T = f32;
 
+//! params
+//!   N: u32
+//!   K: u32
+//!   b_offset: u32
+//!   b_sk: u32
+//!   b_sn: u32
+//!   total: u32
+//! bindings
+//!   b: array<T> read
+//!   packed: array<vec4<T>> read_write
+
 const SG: u32 = {{SG}}u;
-
-struct Params {
-  N: u32,
-  K: u32,
-  b_offset: u32,
-  b_sk: u32,
-  b_sn: u32,
-  total: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> b: array<T>;
-@group(0) @binding(2) var<storage, read_write> packed: array<vec4<T>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -14,6 +14,12 @@
 enable chromium_experimental_subgroup_matrix;
 alias T = f32;
 
+//! params from matmul_strided
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   c: array<T> read_write
+
 const SG: u32 = {{SG}}u;
 const SM: u32 = {{SM}}u;
 const SN: u32 = {{SN}}u;
@@ -22,29 +28,6 @@ const TILE: u32 = 64u;
 const BK: u32 = 32u;
 const WG: u32 = 4u * SG;
 const LOADS: u32 = TILE * BK / WG;
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  batch_rank: u32,
-  a_offset: u32,
-  b_offset: u32,
-  a_sm: u32,
-  a_sk: u32,
-  b_sk: u32,
-  b_sn: u32,
-  a_walk_k: u32,
-  b_walk_n: u32,
-  batch_shape: vec4<u32>,
-  a_batch_strides: vec4<u32>,
-  b_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> c: array<T>;
 
 // a slice row-major [m][k] (stride BK), b slice row-major [k][n] (stride TILE), results [m][n] (stride TILE).
 var<workgroup> ta: array<T, TILE * BK>;

@@ -9,27 +9,14 @@
 // grid (ceil(N / (4 WG)), 1, batch).
 alias T = f32;
 
+//! params from matvec
+//! bindings
+//!   x: array<vec4<T>> read
+//!   w: array<vec4<T>> read
+//!   y: array<vec4<T>> read_write
+
 const WG: u32 = {{WG}}u;
 const BT: bool = {{BT}};
-
-struct Params {
-  N: u32,
-  K: u32,
-  x_offset: u32,
-  w_offset: u32,
-  w_row: u32,
-  batch_rank: u32,
-  _pad0: u32,
-  _pad1: u32,
-  batch_shape: vec4<u32>,
-  x_batch_strides: vec4<u32>,
-  w_batch_strides: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<T>>;
-@group(0) @binding(3) var<storage, read_write> y: array<vec4<T>>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {

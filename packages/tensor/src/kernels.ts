@@ -1,6 +1,6 @@
 // The kernel table: for each WGSL module in kernels/, its storage bindings (generated from the file's
-// spec block, or by hand for the files without one), the features it needs, its typed uniform packer,
-// and how to turn defines into a compiled variant.
+// spec block), the features it needs, its typed uniform packer, and how to turn defines into a
+// compiled variant.
 import type { OptionalFeature } from './backend/device.js';
 import type { CompiledKernel, Runtime } from './backend/runtime.js';
 import { paramLayouts, specifiedKernels, wgslSources, type ParamStruct, type ParamValues, type WgslName } from './kernels.generated.js';
@@ -20,23 +20,9 @@ export interface KernelSpec {
   features?: readonly OptionalFeature[];
 }
 
-const read = (name: string): BindingSpec => ({ name, access: 'read' });
-const write = (name: string): BindingSpec => ({ name, access: 'read_write' });
 
-/** Kernels whose file has no `//!` spec block yet: their bindings, by hand. */
-const handwrittenSpecs = {
-  matmul: { uniform: true, bindings: [read('a'), read('b'), write('c')] },
-  'matmul.v2': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
-  'matmul.v3': { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['subgroups'] },
-  'matmul.v4': { uniform: true, bindings: [read('a'), read('b'), write('c')] },
-  matmul_sgmat: { uniform: true, bindings: [read('a'), read('b'), write('c')], features: ['chromium-experimental-subgroup-matrix', 'shader-f16'] },
-  matmul_pack: { uniform: true, bindings: [read('b'), write('packed')] },
-  matvec: { uniform: true, bindings: [read('x'), read('w'), write('y')] },
-  'matvec.v2': { uniform: true, bindings: [read('x'), read('w'), write('y')], features: ['subgroups'] },
-} satisfies Partial<Record<WgslName, KernelSpec>>;
-
-/** Every kernel file, by name. A file without an entry here fails to compile (mapped over WgslName). */
-export const kernelSpecs: { [K in WgslName]: KernelSpec } = { ...specifiedKernels, ...handwrittenSpecs };
+/** Every kernel file, by name, as its spec block declares it. */
+export const kernelSpecs: { [K in WgslName]: KernelSpec } = specifiedKernels;
 
 /**
  * Packs the uniform block of a Params struct by field name (names and types generated from the
@@ -106,49 +92,4 @@ export function grid1d(threads: number, size: number, maxPerDim = 65535): [numbe
   if (groups <= maxPerDim) return [groups, 1];
   const y = Math.ceil(groups / maxPerDim);
   return [Math.ceil(groups / y), y];
-}
-
-/**
- * Packs a uniform block by position, for the kernels whose file has no `//!` spec block yet (the
- * matmul family): scalars are 4-byte words; `vec4`/`arr8` start on 16-byte boundaries. Prefer {@link packParams}.
- */
-export class Params {
-  private readonly words: number[] = [];
-  private readonly kinds: ('u' | 'f')[] = [];
-
-  u32(...values: number[]): this {
-    for (const v of values) {
-      this.words.push(v >>> 0);
-      this.kinds.push('u');
-    }
-    return this;
-  }
-
-  f32(...values: number[]): this {
-    for (const v of values) {
-      this.words.push(v);
-      this.kinds.push('f');
-    }
-    return this;
-  }
-
-  /** Pads to a 16-byte boundary then writes `n` u32 (zero-filled), e.g. n = 8 for `array<vec4<u32>, 2>`. */
-  u32Array(values: readonly number[], n: number): this {
-    while (this.words.length % 4 !== 0) this.u32(0);
-    if (values.length > n) throw new Error(`internal: ${values.length} values for a uniform array of ${n}`);
-    for (let i = 0; i < n; i++) this.u32(values[i] ?? 0);
-    return this;
-  }
-
-  build(): ArrayBuffer {
-    const n = Math.max(4, Math.ceil(this.words.length / 4) * 4);
-    const buf = new ArrayBuffer(n * 4);
-    const u = new Uint32Array(buf);
-    const f = new Float32Array(buf);
-    this.words.forEach((w, i) => {
-      if (this.kinds[i] === 'f') f[i] = w;
-      else u[i] = w;
-    });
-    return buf;
-  }
 }

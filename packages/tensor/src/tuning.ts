@@ -115,7 +115,7 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[]): Pr
   const reports: CandidateReport[] = [];
   for (const c of candidates) {
     const name = variantName(c.variant) + (c.rewrite ? `#${c.rewrite.name}` : '');
-    const r = await checkVariant(rt, c.variant, c.rewrite);
+    const r = await checkVariant(rt, c.variant, c.rewrite).catch((e: Error) => ({ ok: false as const, status: 'failed' as const, reason: e.message }));
     reports.push(r.ok ? { name, variant: c.variant, status: 'ok' } : { name, variant: c.variant, status: r.status, reason: r.reason });
   }
   const passed = candidates.filter((_, i) => reports[i]!.status === 'ok');

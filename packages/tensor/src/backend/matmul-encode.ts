@@ -1,6 +1,6 @@
 // Matmul encoding: the WGSL modules a planned product needs (keyed by variant and defines), their
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
-import { grid1d, Params, preprocess, type Defines } from '../kernels.js';
+import { grid1d, packParams, preprocess, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
 import { sgmatParts, shareStep } from '../kernelgen/matmul.js';
 import { itemSize, numel } from '../tensor.js';
@@ -76,28 +76,43 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
   const v = pl.kernel;
   if (v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' || v.kernel === 'sgmat') {
     const tile = v.kernel === 'v1' ? 16 : v.kernel === 'sgmat' ? SGMAT_TILE : v.tile;
-    // v4 and sgmat stage tiles walking each operand's contiguous dimension (the padding words of v1, v2).
+    // v4 and sgmat stage tiles walking each operand's contiguous dimension (v1 and v2 ignore it).
     const walkA = p.a.colStride === 1 || p.M === 1 ? 1 : 0;
     const walkB = p.b.colStride === 1 || p.K === 1 ? 1 : 0;
-    const params = new Params()
-      .u32(p.M, p.N, p.K, rank, p.a.offset, p.b.offset)
-      .u32(p.a.rowStride, p.a.colStride, p.b.rowStride, p.b.colStride, walkA, walkB)
-      .u32Array(p.batchShape, 4)
-      .u32Array(p.a.batchStrides, 4)
-      .u32Array(p.b.batchStrides, 4)
-      .build();
+    const params = packParams('matmul_strided', {
+      M: p.M,
+      N: p.N,
+      K: p.K,
+      batch_rank: rank,
+      a_offset: p.a.offset,
+      b_offset: p.b.offset,
+      a_sm: p.a.rowStride,
+      a_sk: p.a.colStride,
+      b_sk: p.b.rowStride,
+      b_sn: p.b.colStride,
+      a_walk_k: walkA,
+      b_walk_n: walkB,
+      batch_shape: p.batchShape,
+      a_batch_strides: p.a.batchStrides,
+      b_batch_strides: p.b.batchStrides,
+    });
     rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / tile), Math.ceil(p.M / tile), batch], label });
     return;
   }
   const q = (x: number) => x / 4;
   const bRow = pl.transposedB ? p.b.colStride : p.b.rowStride;
   if (v.kernel === 'matvec') {
-    const params = new Params()
-      .u32(p.N, p.K, q(p.a.offset), q(p.b.offset), q(bRow), rank)
-      .u32Array(p.batchShape, 4)
-      .u32Array(p.a.batchStrides.map(q), 4)
-      .u32Array(p.b.batchStrides.map(q), 4)
-      .build();
+    const params = packParams('matvec', {
+      N: p.N,
+      K: p.K,
+      x_offset: q(p.a.offset),
+      w_offset: q(p.b.offset),
+      w_row: q(bRow),
+      batch_rank: rank,
+      batch_shape: p.batchShape,
+      x_batch_strides: p.a.batchStrides.map(q),
+      w_batch_strides: p.b.batchStrides.map(q),
+    });
     const groups: readonly [number, number] = v.sg === undefined ? [Math.ceil(p.N / 4 / MATVEC_WG), 1] : grid1d(Math.ceil(p.N / 4), 1, rt.info.maxComputeWorkgroupsPerDimension);
     rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [groups[0], groups[1], batch], label });
     return;
@@ -105,12 +120,19 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
   const packed = pl.packB ? encodePack(rt, kernels[0]!, p, v.sg, label) : null;
   const bOffset = packed ? 0 : q(p.b.offset);
   const bBatch = packed ? [0] : p.b.batchStrides.map(q);
-  const params = new Params()
-    .u32(p.M, p.N, p.K, rank, q(p.a.offset), bOffset, q(p.a.rowStride), q(bRow))
-    .u32Array(p.batchShape, 4)
-    .u32Array(p.a.batchStrides.map(q), 4)
-    .u32Array(bBatch, 4)
-    .build();
+  const params = packParams('matmul.v3', {
+    M: p.M,
+    N: p.N,
+    K: p.K,
+    batch_rank: rank,
+    a_offset: q(p.a.offset),
+    b_offset: bOffset,
+    a_sm: q(p.a.rowStride),
+    b_row: packed ? 0 : q(bRow),
+    batch_shape: p.batchShape,
+    a_batch_strides: p.a.batchStrides.map(q),
+    b_batch_strides: bBatch,
+  });
   rt.dispatch({
     kernel,
     params,
@@ -126,7 +148,7 @@ function encodePack(rt: Runtime, kernel: ReturnType<Runtime['kernel']>, p: Probl
   const bytes = packedBytes(p, sg);
   const total = bytes / (4 * itemSize[p.dtype]);
   const out = rt.acquire(Math.max(16, bytes));
-  const params = new Params().u32(p.N, p.K, p.b.offset, p.b.rowStride, p.b.colStride, total).build();
+  const params = packParams('matmul_pack', { N: p.N, K: p.K, b_offset: p.b.offset, b_sk: p.b.rowStride, b_sn: p.b.colStride, total });
   rt.dispatch({ kernel, params, buffers: [p.b.buffer, out], workgroups: grid1d(total, 64), label: `${label} (pack b)` });
   return out;
 }
