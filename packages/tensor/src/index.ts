@@ -52,6 +52,8 @@ export type { SGDOptions } from './optim/sgd.js';
 export { Optimizer } from './optim/optimizer.js';
 export type { ParamGroup, OptimizerStateDict, OptionValue } from './optim/optimizer.js';
 export { clipGradNorm } from './optim/clip.js';
+export { GradScaler, nextScaleState, unscaleGradients } from './optim/grad-scaler.js';
+export type { GradScalerOptions, GradScalerState, ScaledOptimizer } from './optim/grad-scaler.js';
 export {
   LambdaLR, linearWarmupDecay, cosineWarmupDecay, linearScheduleWithWarmup, cosineScheduleWithWarmup,
 } from './optim/schedule.js';

@@ -1,0 +1,165 @@
+// Dynamic loss scaling as torch.amp.GradScaler: the loss is multiplied by a scale before backward so
+// small f16 gradients do not flush to zero; the gradients are unscaled in place on the GPU while one
+// flag records any inf or NaN; the optimizer step is skipped when it is set and the scale backs off.
+import { getRuntime } from '../backend/context.js';
+import { ValueError } from '../errors.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { mul } from '../ops/arithmetic.js';
+import { runFill } from '../ops/launch.js';
+import { keep } from '../scope.js';
+import type { Tensor } from '../tensor.js';
+
+/** Hyperparameters of {@link GradScaler} (torch's defaults). */
+export interface GradScalerOptions {
+  /** Scale of the first step; default 2^16. */
+  initScale: number;
+  /** Factor applied after `growthInterval` steps in a row without inf/NaN; default 2. */
+  growthFactor: number;
+  /** Factor applied when a step's gradients hold inf/NaN; default 0.5. */
+  backoffFactor: number;
+  /** Consecutive finite steps before the scale grows; default 2000. */
+  growthInterval: number;
+  /** false: scale 1, no checks, every step taken (the f32 path); default true. */
+  enabled: boolean;
+}
+
+/** What a checkpoint keeps of a scaler so a resumed run scales exactly as the interrupted one. */
+export interface GradScalerState {
+  scale: number;
+  /** Consecutive finite steps since the last change of scale (torch's `_growth_tracker`). */
+  growthTracker: number;
+}
+
+const DEFAULTS: GradScalerOptions = { initScale: 2 ** 16, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, enabled: true };
+
+/** An optimizer as the scaler sees it: its parameters and its step. */
+export interface ScaledOptimizer {
+  readonly paramGroups: readonly { readonly params: readonly Tensor[] }[];
+  step(): void;
+}
+
+/**
+ * The scale update after one step (torch's `_amp_update_scale_`): inf/NaN found multiplies the
+ * scale by `backoffFactor` and resets the tracker; otherwise the tracker counts up and, on reaching
+ * `growthInterval`, the scale grows by `growthFactor` (when that stays finite in f32) and it resets.
+ */
+export function nextScaleState(state: GradScalerState, foundInf: boolean, options: Pick<GradScalerOptions, 'growthFactor' | 'backoffFactor' | 'growthInterval'>): GradScalerState {
+  if (foundInf) return { scale: Math.fround(state.scale * options.backoffFactor), growthTracker: 0 };
+  const successful = state.growthTracker + 1;
+  if (successful < options.growthInterval) return { scale: state.scale, growthTracker: successful };
+  const grown = Math.fround(state.scale * options.growthFactor);
+  return { scale: Number.isFinite(grown) ? grown : state.scale, growthTracker: 0 };
+}
+
+/**
+ * Unscales each gradient in place by `invScale` on the GPU and returns a [1] u32 tensor that is 1
+ * when any of them held inf or NaN, 0 otherwise. Nothing is read back.
+ */
+export function unscaleGradients(grads: readonly Tensor[], invScale: number): Tensor {
+  const rt = getRuntime();
+  const found = runFill([1], 'u32', 0, null);
+  for (const g of grads) {
+    if (g.size === 0) continue;
+    if (!g.isContiguous) throw new ValueError('GradScaler.unscale: a gradient is a strided view; gradients from backward() are contiguous');
+    const kernel = compileKernel(rt, 'amp_unscale', { T: g.dtype });
+    const params = packParams('amp_unscale', { numel: g.size, offset: g.offset, inv_scale: invScale });
+    rt.dispatch({ kernel, params, buffers: [g.buffer('GradScaler.unscale'), found.buffer('GradScaler.unscale')], workgroups: grid1d(g.size, 256), label: 'amp_unscale' });
+  }
+  return found;
+}
+
+/**
+ * Dynamic loss scaling, step by step as torch.amp.GradScaler: `scale(loss).backward()`, then
+ * `unscale(optimizer)` (before clipping), `await step(optimizer)` (skipped on inf/NaN, one flag
+ * read back), `update()`.
+ * @example
+ * const scaler = new GradScaler();
+ * scaler.scale(loss).backward();
+ * scaler.unscale(opt);
+ * clipGradNorm(params, 1.0);
+ * const stepped = await scaler.step(opt);
+ * scaler.update();
+ * opt.zeroGrad();
+ */
+export class GradScaler {
+  readonly options: Readonly<GradScalerOptions>;
+  private state: GradScalerState;
+  private found: Tensor | null = null;
+  private foundInf: boolean | null = null;
+
+  constructor(options: Partial<GradScalerOptions> = {}) {
+    const o = { ...DEFAULTS, ...options };
+    const bad = (what: string, v: number, rule: string) => new ValueError(`GradScaler: ${what} must be ${rule}, got ${v}`);
+    if (!(o.initScale > 0) || !Number.isFinite(o.initScale)) throw bad('initScale', o.initScale, 'a finite number > 0');
+    if (!(o.growthFactor > 1)) throw bad('growthFactor', o.growthFactor, '> 1');
+    if (!(o.backoffFactor > 0 && o.backoffFactor < 1)) throw bad('backoffFactor', o.backoffFactor, 'in (0, 1)');
+    if (!(Number.isInteger(o.growthInterval) && o.growthInterval > 0)) throw bad('growthInterval', o.growthInterval, 'an integer > 0');
+    this.options = Object.freeze(o);
+    this.state = { scale: Math.fround(o.initScale), growthTracker: 0 };
+  }
+
+  get enabled(): boolean {
+    return this.options.enabled;
+  }
+
+  /** The current scale (1 when disabled). */
+  getScale(): number {
+    return this.enabled ? this.state.scale : 1;
+  }
+
+  /** loss x scale (the loss itself when disabled). */
+  scale(loss: Tensor): Tensor {
+    return this.enabled ? mul(loss, this.state.scale) : loss;
+  }
+
+  /** Divides the optimizer's gradients by the scale in place and records whether any is inf/NaN (once per step). */
+  unscale(optimizer: ScaledOptimizer): void {
+    if (!this.enabled) return;
+    if (this.found !== null || this.foundInf !== null) throw new ValueError('GradScaler.unscale: already called since the last update()');
+    const grads = optimizer.paramGroups.flatMap((g) => g.params.flatMap((p) => (p.grad ? [p.grad] : [])));
+    this.found = keep(unscaleGradients(grads, Math.fround(1 / this.state.scale)));
+  }
+
+  /**
+   * Runs `optimizer.step()` unless the unscaled gradients hold inf/NaN (unscaling them first if
+   * `unscale` was not called). Reads back one flag; returns whether the step was taken.
+   */
+  async step(optimizer: ScaledOptimizer): Promise<boolean> {
+    if (!this.enabled) {
+      optimizer.step();
+      return true;
+    }
+    if (this.foundInf !== null) throw new ValueError('GradScaler.step: already called since the last update()');
+    if (this.found === null) this.unscale(optimizer);
+    const found = this.found!;
+    this.found = null;
+    try {
+      this.foundInf = (await found.item()) !== 0;
+    } finally {
+      found.dispose('GradScaler read its flag');
+    }
+    if (!this.foundInf) optimizer.step();
+    return !this.foundInf;
+  }
+
+  /** Updates the scale from this step's check (see {@link nextScaleState}). */
+  update(): void {
+    if (!this.enabled) return;
+    if (this.foundInf === null) throw new ValueError('GradScaler.update: no inf/NaN check was recorded; call step(optimizer) first');
+    this.state = nextScaleState(this.state, this.foundInf, this.options);
+    this.foundInf = null;
+  }
+
+  /** The scale and growth tracker, for a checkpoint. */
+  stateDict(): GradScalerState {
+    return { ...this.state };
+  }
+
+  /** Restores {@link stateDict}'s values. */
+  loadStateDict(state: GradScalerState): void {
+    if (!(state.scale > 0) || !Number.isFinite(state.scale) || !Number.isInteger(state.growthTracker) || state.growthTracker < 0) {
+      throw new ValueError(`GradScaler.loadStateDict: expected a finite scale > 0 and an integer growthTracker >= 0, got ${JSON.stringify(state)}`);
+    }
+    this.state = { scale: state.scale, growthTracker: state.growthTracker };
+  }
+}

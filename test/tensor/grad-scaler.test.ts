@@ -1,0 +1,129 @@
+// GradScaler as torch.amp.GradScaler: the scale's state machine on the CPU, the unscale kernel's
+// inf/NaN flag and quotients against a host reference, and a skipped step on overflow.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { AdamW, GradScaler, nextScaleState, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
+import { gpu, seededValues } from './helpers.js';
+
+const TORCH = { growthFactor: 2, backoffFactor: 0.5, growthInterval: 3 };
+
+test('the scale grows by 2 after growthInterval finite steps in a row and halves on every overflow, resetting the count', () => {
+  // Traced by hand from torch's _amp_update_scale_ with growth_interval=3.
+  const found = [false, false, false, false, true, false, true, true, false, false, false];
+  const expected: GradScalerState[] = [
+    { scale: 65536, growthTracker: 1 },
+    { scale: 65536, growthTracker: 2 },
+    { scale: 131072, growthTracker: 0 },
+    { scale: 131072, growthTracker: 1 },
+    { scale: 65536, growthTracker: 0 },
+    { scale: 65536, growthTracker: 1 },
+    { scale: 32768, growthTracker: 0 },
+    { scale: 16384, growthTracker: 0 },
+    { scale: 16384, growthTracker: 1 },
+    { scale: 16384, growthTracker: 2 },
+    { scale: 32768, growthTracker: 0 },
+  ];
+  let s: GradScalerState = { scale: 65536, growthTracker: 0 };
+  found.forEach((inf, i) => {
+    s = nextScaleState(s, inf, TORCH);
+    assert.deepEqual(s, expected[i], `after step ${i + 1} (inf: ${inf})`);
+  });
+});
+
+test('with torch defaults the scale doubles at the 2000th finite step and never grows past f32', () => {
+  const scaler = new GradScaler();
+  assert.equal(scaler.getScale(), 65536);
+  assert.deepEqual(scaler.options, { initScale: 65536, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, enabled: true });
+  let s = scaler.stateDict();
+  for (let i = 0; i < 1999; i++) s = nextScaleState(s, false, scaler.options);
+  assert.deepEqual(s, { scale: 65536, growthTracker: 1999 });
+  assert.deepEqual(nextScaleState(s, false, scaler.options), { scale: 131072, growthTracker: 0 });
+  const top = { scale: 2 ** 127, growthTracker: 1999 };
+  assert.deepEqual(nextScaleState(top, false, scaler.options), { scale: 2 ** 127, growthTracker: 0 });
+});
+
+test('state dicts round trip and bad values are refused by name', () => {
+  const a = new GradScaler({ growthInterval: 5 });
+  a.loadStateDict({ scale: 1024, growthTracker: 3 });
+  assert.deepEqual(a.stateDict(), { scale: 1024, growthTracker: 3 });
+  assert.throws(() => a.loadStateDict({ scale: Infinity, growthTracker: 0 }), ValueError);
+  assert.throws(() => new GradScaler({ backoffFactor: 1 }), /backoffFactor/);
+  assert.throws(() => new GradScaler({ growthInterval: 0 }), /growthInterval/);
+  assert.equal(new GradScaler({ enabled: false }).getScale(), 1);
+});
+
+/** Values in [-range, range) with inf, -inf and NaN at the given positions. */
+function withSpecials(n: number, seed: number, specials: readonly number[]): Float32Array {
+  const v = seededValues(n, seed, 1e4);
+  specials.forEach((pos, k) => (v[pos % n] = [Infinity, -Infinity, NaN][k % 3]!));
+  return v;
+}
+
+test('unscaleGradients flags inf or NaN in any gradient exactly when the host finds one, and divides every element by the scale', async () => {
+  await gpu();
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ n: fc.constantFrom(1, 7, 255, 256, 257, 4099), specials: fc.array(fc.nat(5000), { maxLength: 3 }), lead: fc.constantFrom(0, 3) }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 1, max: 1 << 30 }),
+      fc.constantFrom(2 ** -16, 2 ** -7, 1 / 3, 1),
+      async (specs, seed, invScale) => {
+        const hosts = specs.map((s, i) => withSpecials(s.n, seed + i, s.specials));
+        // A gradient may start past its buffer's first element (a contiguous slice).
+        const owners: Tensor[] = hosts.map((h, i) => tensor(Float32Array.from([...new Float32Array(specs[i]!.lead), ...h]), [specs[i]!.lead + h.length]));
+        const grads = owners.map((o, i) => (specs[i]!.lead === 0 ? o : slice(o, 0, specs[i]!.lead, specs[i]!.lead + hosts[i]!.length)));
+        const found = unscaleGradients(grads, invScale);
+        const expectInf = hosts.some((h) => h.some((x) => !Number.isFinite(x)));
+        const what = `seed=${seed} invScale=${invScale} sizes=${specs.map((s) => s.n).join(',')}`;
+        assert.equal((await found.item()) !== 0, expectInf, `found flag, ${what}`);
+        for (let k = 0; k < grads.length; k++) {
+          const got = await grads[k]!.toArray();
+          const h = hosts[k]!;
+          for (let i = 0; i < h.length; i++) {
+            const want = Math.fround(h[i]! * Math.fround(invScale));
+            if (Number.isNaN(want)) assert.ok(Number.isNaN(got[i]!), `gradient ${k} index ${i}: NaN stays NaN, got ${got[i]}, ${what}`);
+            else assert.equal(got[i], want, `gradient ${k} index ${i}: ${h[i]} x ${invScale}, ${what}`);
+          }
+        }
+        found.dispose();
+        for (const o of owners) o.dispose();
+      },
+    ),
+    { numRuns: 25, seed: 20261204 },
+  );
+});
+
+test('an f16 gradient that overflowed to inf is flagged', async () => {
+  await gpu();
+  const g = tensor(new Float32Array([1, 70000, 2]), [3], { dtype: 'f16' });
+  const found = unscaleGradients([g], 0.5);
+  assert.equal(await found.item(), 1);
+  const got = await g.toArray();
+  assert.deepEqual([got[0], got[2]], [0.5, 1]);
+});
+
+test('a step whose gradients hold inf is skipped, the parameters keep their values and the scale backs off; a finite step updates from the unscaled gradients', async () => {
+  await gpu();
+  const p = tensor(new Float32Array([1, -2, 3]), [3]).requireGrad();
+  const opt = new AdamW([p], { lr: 0.1, weightDecay: 0 });
+  const scaler = new GradScaler({ initScale: 1024, growthInterval: 2 });
+  p.grad = tensor(new Float32Array([1, Infinity, 1]), [3]);
+  scaler.unscale(opt);
+  assert.equal(await scaler.step(opt), false);
+  scaler.update();
+  opt.zeroGrad();
+  assert.deepEqual([...(await p.toArray())], [1, -2, 3]);
+  assert.equal(scaler.getScale(), 512);
+  // Gradients scaled by 512: the first AdamW step moves each parameter by lr against the sign.
+  p.grad = tensor(new Float32Array([512, -1024, 5120]), [3]);
+  assert.equal(await scaler.step(opt), true);
+  assert.deepEqual([...(await p.grad.toArray())], [1, -2, 10]);
+  scaler.update();
+  opt.zeroGrad();
+  const after = await p.toArray();
+  [0.9, -1.9, 2.9].forEach((v, i) => assert.ok(Math.abs(after[i]! - v) < 1e-5, `parameter ${i}: ${after[i]} vs ${v}`));
+  assert.deepEqual(scaler.stateDict(), { scale: 512, growthTracker: 1 });
+  assert.throws(() => scaler.update(), /no inf\/NaN check/);
+  opt.dispose();
+  p.dispose();
+});
