@@ -7,8 +7,10 @@ import {
   add,
   attention,
   cast,
+  checkpoint,
   crossEntropy,
   embedding,
+  isGradEnabled,
   mul,
   reshape,
   rmsNorm,
@@ -63,11 +65,21 @@ export class DecoderLayer {
     return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
   }
 
-  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined): Tensor {
+  /** Trainable leaves read by this layer (the adapters' A and B), for checkpointing. */
+  trainableParameters(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const l of this.linears()) if (l.lora !== null && !l.merged) out.push(l.lora.A, l.lora.B);
+    return out.filter((t) => t.requiresGrad);
+  }
+
+  /**
+   * x [B, T, C] -> [B, T, C]. `seed` (undefined: no dropout) gives each adapter its dropout mask,
+   * so that a recomputation under checkpointing draws the same masks.
+   */
+  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined, seed?: number): Tensor {
     const c = model.config;
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
-    const seed = model.nextDropoutSeed();
     const sub = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
     const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
@@ -98,6 +110,12 @@ export class LlamaModel {
   training = false;
   /** The attached LoRA adapter's hyperparameters, or null (see applyLora). */
   loraConfig: LoraConfig | null = null;
+  /**
+   * Activation checkpointing per decoder layer (HF's gradient_checkpointing_enable()): while the
+   * graph is recorded, each layer keeps only its input and runs again inside backward. Gradients
+   * are unchanged; activation memory is one layer's instead of all layers'.
+   */
+  gradientCheckpointing = false;
   private dropoutCounter: number;
 
   constructor(
@@ -195,7 +213,17 @@ export class LlamaModel {
     }
     const positions = options.positions ?? tensor(Int32Array.from({ length: T }, (_, i) => past + i));
     let x = this.embed(ids); // [B, T, C]
-    for (const layer of this.layers) x = layer.forward(this, x, positions, mask, cache);
+    const checkpointed = this.gradientCheckpointing && cache === undefined && isGradEnabled();
+    for (const layer of this.layers) {
+      const seed = this.nextDropoutSeed();
+      if (checkpointed) {
+        const inputs = mask === null ? [x, positions] : [x, positions, mask];
+        const run = (h: Tensor, p: Tensor, m?: Tensor) => layer.forward(this, h, p, m ?? null, undefined, seed);
+        x = checkpoint(run as (...t: Tensor[]) => Tensor, inputs, layer.trainableParameters());
+      } else {
+        x = layer.forward(this, x, positions, mask, cache, seed);
+      }
+    }
     cache?.advance(T);
     if (options.lastOnly) x = slice(x, 1, T - 1, T); // [B, 1, C]
     return rmsNorm(x, this.norm, this.config.rmsNormEps);

@@ -27,6 +27,8 @@ export interface TrainConfig {
   loraBias: 'none';
   batchSize: number;
   microBatchSize: number | 'auto';
+  /** Recompute each decoder layer's activations in backward instead of keeping them. */
+  gradientCheckpointing: boolean;
   padToMultipleOf: number;
   padId: number;
   paddingSide: 'left' | 'right';
@@ -69,6 +71,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   // batching
   batchSize: 128, // effective batch: microBatchSize * gradient accumulation steps
   microBatchSize: 'auto', // chosen to fit device memory; --micro-batch overrides
+  gradientCheckpointing: false, // TrainingArguments.gradient_checkpointing: keep layer inputs only, recompute in backward
   padToMultipleOf: 8, // DataCollatorForSeq2Seq(pad_to_multiple_of=8)
   padId: 0, // tokenizer.pad_token_id = 0 (unk), distinct from EOS
   paddingSide: 'left', // tokenizer.padding_side = "left"
@@ -155,6 +158,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loraDropout', flag: '--lora-dropout', kind: 'number', min: 0, below: 1, help: 'dropout on the LoRA input' },
   { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
   { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
+  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, about a third more compute" },
   { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
   { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },
   { key: 'numEpochs', flag: '--epochs', kind: 'number', above: 0, help: 'training epochs' },

@@ -47,6 +47,7 @@ export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverr
 export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
   const targets = config.loraTargetModules as LoraTargetModule[];
   applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets }, { seed: config.seed });
+  base.model.gradientCheckpointing = config.gradientCheckpointing;
   return new LoraModel(base.model, base.name);
 }
 

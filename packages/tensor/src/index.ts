@@ -2,7 +2,7 @@
 import './methods.js';
 
 // Device
-export { initWebGPU, destroyWebGPU, deviceInfo, hasF16, synchronize, runtimeStats } from './backend/context.js';
+export { initWebGPU, destroyWebGPU, deviceInfo, hasF16, synchronize, runtimeStats, resetPeakBytes } from './backend/context.js';
 export type { DeviceInfo, DeviceOptions, OptionalFeature } from './backend/device.js';
 export type { RuntimeStats } from './backend/runtime.js';
 
@@ -19,6 +19,8 @@ export { tidy, keep, startScope } from './scope.js';
 export type { Scope } from './scope.js';
 export { noGrad, isGradEnabled, setGradEnabled } from './grad-mode.js';
 export { backward } from './autograd.js';
+export { checkpoint } from './checkpoint.js';
+export type { CheckpointFn } from './checkpoint.js';
 export type { BackwardOptions } from './autograd.js';
 
 // Ops

@@ -49,6 +49,17 @@ export function runtimeStats(): RuntimeStats {
   return getRuntime().stats();
 }
 
+/**
+ * Restarts `runtimeStats().peakBytes` from the bytes in use now, to measure the peak of what follows.
+ * @example
+ * resetPeakBytes();
+ * trainStep();
+ * console.log(runtimeStats().peakBytes);
+ */
+export function resetPeakBytes(): void {
+  getRuntime().pool.resetPeak();
+}
+
 /** Frees pooled buffers and destroys the device; tensors created before become unusable. */
 export async function destroyWebGPU(): Promise<void> {
   if (!runtime) return;

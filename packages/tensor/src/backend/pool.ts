@@ -21,6 +21,8 @@ export interface PoolStats {
   bytesPooled: number;
   /** Buffers ever created by the pool (a flat number over a loop means no new allocations). */
   buffersCreated: number;
+  /** Most bytes in use at once since the device was opened or since {@link BufferPool.resetPeak}. */
+  peakBytes: number;
 }
 
 export class BufferPool {
@@ -29,6 +31,8 @@ export class BufferPool {
   private bytesInUse = 0;
   /** Most bytes ever in use at once: the pool keeps at most this much (and at least minPooledBytes) for reuse. */
   private peakBytesInUse = 0;
+  /** Like peakBytesInUse, but reset on request to measure one stretch of work. */
+  private measuredPeak = 0;
   private bytesPooled = 0;
   private buffersPooled = 0;
   private buffersCreated = 0;
@@ -66,6 +70,7 @@ export class BufferPool {
     this.inUse.add(buffer);
     this.bytesInUse += buffer.size;
     this.peakBytesInUse = Math.max(this.peakBytesInUse, this.bytesInUse);
+    this.measuredPeak = Math.max(this.measuredPeak, this.bytesInUse);
     return buffer;
   }
 
@@ -99,6 +104,11 @@ export class BufferPool {
     this.bytesPooled = 0;
   }
 
+  /** Starts measuring `peakBytes` afresh from the bytes in use now. */
+  resetPeak(): void {
+    this.measuredPeak = this.bytesInUse;
+  }
+
   stats(): PoolStats {
     return {
       buffersInUse: this.inUse.size,
@@ -106,6 +116,7 @@ export class BufferPool {
       buffersPooled: this.buffersPooled,
       bytesPooled: this.bytesPooled,
       buffersCreated: this.buffersCreated,
+      peakBytes: this.measuredPeak,
     };
   }
 }
