@@ -7,7 +7,7 @@ test("the defaults are HuaTuo's recipe", () => {
   assert.deepEqual(
     { ...DEFAULT_CONFIG },
     {
-      dataPath: null, template: 'med_template', baseModel: null, outputDir: './lora-llama-med',
+      dataPath: null, template: 'med_template', baseModel: null, quantize: 'none', outputDir: './lora-llama-med',
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
@@ -27,6 +27,12 @@ test('overrides parse from CLI strings, by flag or key, and leave the defaults u
   assert.equal(c.dataPath, 'x.json');
   assert.equal(c.seed, 42);
   assert.deepEqual(DEFAULT_CONFIG.loraTargetModules, ['q_proj', 'v_proj']);
+});
+
+test('--quantize takes none, int8 or nf4 and refuses anything else, naming the flag', () => {
+  assert.equal(resolveConfig({ '--quantize': 'nf4' }).quantize, 'nf4');
+  assert.equal(resolveConfig({ quantize: 'int8' }).quantize, 'int8');
+  assert.throws(() => resolveConfig({ '--quantize': 'int4' }), /--quantize: expected one of none, int8, nf4, got "int4"/);
 });
 
 test('the demo overrides resolve to a valid config', () => {

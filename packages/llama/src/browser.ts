@@ -83,8 +83,8 @@ export type { ForwardOptions } from './model.js';
 export { Linear } from './linear.js';
 export type { LoraWeights } from './linear.js';
 export { KvCache } from './kv-cache.js';
-export { createRandomLlama, expectedWeights, modelTensorsToWrite } from './weights.js';
-export type { WeightSpec, ModelOptions, RandomModelOptions } from './weights.js';
+export { createRandomLlama, expectedWeights, modelTensorsToWrite, quantizeModel, readLinearWeight } from './weights.js';
+export type { WeightSpec, ModelOptions, RandomModelOptions, Quantization } from './weights.js';
 export { loadLlamaFromCheckpoint } from './weights-load.js';
 export type { LoadLlamaOptions } from './weights-load.js';
 

@@ -1,8 +1,9 @@
 // A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
 // transposed in place; W may be split along its rows (outputs) into several buffers when it
-// exceeds the adapter's binding limit. An optional LoRA adapter adds B(A(dropout(x))) * alpha / r.
+// exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
+// An optional LoRA adapter adds B(A(dropout(x))) * alpha / r.
 
-import { add, cast, cat, dropout, matmul, mul, transpose, type Tensor } from '@huatuo/tensor';
+import { add, cast, cat, dropout, matmul, mul, quantizedMatmul, transpose, type QuantizedWeight, type Tensor } from '@huatuo/tensor';
 
 /** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
 export interface LoraWeights {
@@ -16,8 +17,10 @@ export interface LoraWeights {
 
 /** A projection of a decoder layer or the lm_head. */
 export class Linear {
-  /** Weight rows, in order: one part [out, in], or several [rows_i, in] that concatenate to it. Frozen. */
+  /** Weight rows, in order: one part [out, in], or several [rows_i, in] that concatenate to it. Frozen. Empty when quantized. */
   parts: Tensor[];
+  /** The frozen weight [out, in] quantized (then `parts` is empty), or null. */
+  quantized: QuantizedWeight | null;
   lora: LoraWeights | null = null;
   /** Whether the adapter has been added into `parts` (then forward skips it). */
   merged = false;
@@ -28,8 +31,10 @@ export class Linear {
     readonly outFeatures: number,
     readonly inFeatures: number,
     parts: Tensor[],
+    quantized: QuantizedWeight | null = null,
   ) {
     this.parts = parts;
+    this.quantized = quantized;
   }
 
   /**
@@ -37,8 +42,13 @@ export class Linear {
    * adapter's dropout (training).
    */
   forward(x: Tensor, dropoutSeed?: number): Tensor {
-    const outs = this.parts.map((w) => matmul(x, transpose(w))); // [..., rows_i]
-    let y = outs.length === 1 ? outs[0]! : cat(outs, -1); // [..., out]
+    let y: Tensor;
+    if (this.quantized !== null) {
+      y = quantizedMatmul(x, this.quantized); // [..., out]
+    } else {
+      const outs = this.parts.map((w) => matmul(x, transpose(w))); // [..., rows_i]
+      y = outs.length === 1 ? outs[0]! : cat(outs, -1); // [..., out]
+    }
     const lora = this.lora;
     if (lora !== null && !this.merged) {
       const A = lora.A.dtype === x.dtype ? lora.A : cast(lora.A, x.dtype);
@@ -53,6 +63,8 @@ export class Linear {
   /** Disposes the weight parts and the adapter. */
   dispose(): void {
     for (const p of this.parts) p.dispose();
+    this.quantized?.dispose();
+    this.quantized = null;
     this.lora?.A.dispose();
     this.lora?.B.dispose();
     this.lora = null;

@@ -13,7 +13,7 @@ import type { LlamaModel } from './model.js';
 import { f32ToF16 } from './dtype-convert.js';
 import { openFileSource } from './source-node.js';
 import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
-import { modelTensorsToWrite } from './weights.js';
+import { modelTensorsToWrite, readLinearWeight } from './weights.js';
 import { writeFileAtomic } from './write-atomic-node.js';
 
 /**
@@ -74,6 +74,8 @@ const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.j
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
  * (W + alpha / r * B A, computed per tensor as it is written; the model itself is unchanged):
  * sharded safetensors with their index, config.json, and the tokenizer when `tokenizerDir` is given.
+ * From a quantized base (int8, nf4), each projection is dequantized, merged in f32 and written as f16,
+ * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint.
  *
  * @example
  * await saveMergedModel(model, 'out/huatuo-merged', { maxShardBytes: 2e9, tokenizerDir: 'models/llama-7b' });
@@ -81,13 +83,22 @@ const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.j
 export async function saveMergedModel(model: LlamaModel, dir: string, options: SaveMergedOptions = {}): Promise<ShardedWriteResult> {
   const merged = new Map<string, { linear: Linear }>();
   for (const { linear } of adaptedLinears(model)) if (!linear.merged) merged.set(`${linear.name}.weight`, { linear });
-  const f16 = model.dtype === 'f16';
+  const f16 = model.dtype === 'f16' || model.quantization !== 'none';
   const tensors = modelTensorsToWrite(model).map((t) => {
     const m = merged.get(t.name);
     if (m === undefined) return t;
     return {
       ...t,
       data: async () => {
+        if (m.linear.quantized !== null) {
+          // Dequantized on the host, the update added in f32, written as f16.
+          const all = await readLinearWeight(m.linear);
+          const delta = noGrad(() => tidy(() => loraDelta(m.linear, 'f32')));
+          const d = (await toArray(delta)) as Float32Array;
+          delta.dispose();
+          for (let i = 0; i < all.length; i++) all[i] = all[i]! + d[i]!;
+          return f32ToF16(all);
+        }
         const parts = noGrad(() =>
           tidy(() => {
             const delta = loraDelta(m.linear, model.dtype);

@@ -151,12 +151,14 @@ function unmergeLinear(linear: Linear, model: LlamaModel): void {
 
 /**
  * Adds every adapter's update into its base weights (W += alpha / r * B A), so inference runs
- * at base speed; the adapter stays attached for `unmergeAdapter`.
+ * at base speed; the adapter stays attached for `unmergeAdapter`. Quantized projections are left
+ * as they are, their adapters still applied in forward (saveMergedModel merges them on the host).
  */
 export function mergeAdapter(model: LlamaModel): void {
   if (model.loraConfig === null) throw new ModelError('mergeAdapter: the model has no adapter; call applyLora or loadAdapter first');
   for (const { linear } of adaptedLinears(model)) {
-    if (linear.merged) continue;
+    // A quantized weight cannot hold the update exactly: its adapter keeps running beside it.
+    if (linear.merged || linear.quantized !== null) continue;
     shiftParts(linear, model, 1);
     linear.merged = true;
   }

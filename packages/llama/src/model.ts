@@ -120,7 +120,7 @@ export class LlamaModel {
 
   constructor(
     readonly config: LlamaConfig,
-    /** Dtype of the base weights and activations. */
+    /** Dtype of the base weights (norms, embeddings, unquantized projections) and activations. */
     readonly dtype: FloatDType,
     /** Embedding rows [V, C], split along the vocabulary into parts when over the binding limit. */
     readonly embedParts: Tensor[],
@@ -147,6 +147,11 @@ export class LlamaModel {
     if (!this.training) return undefined;
     this.dropoutCounter = (this.dropoutCounter + 0x9e3779b9) >>> 0;
     return this.dropoutCounter;
+  }
+
+  /** How the decoder projections are stored: 'none', 'int8' or 'nf4' (see loadLlama's `quantize`). */
+  get quantization(): 'none' | 'int8' | 'nf4' {
+    return this.layers[0]?.qProj.quantized?.format ?? 'none';
   }
 
   /** Every projection of every layer (not the lm_head). */

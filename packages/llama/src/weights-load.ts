@@ -1,18 +1,24 @@
 // Loading LLaMA weights from an open safetensors checkpoint (files on disk or browser Files):
 // every expected key and shape checked against the config, then tensors streamed one at a time.
 
-import type { FloatDType, Tensor } from '@huatuo/tensor';
-import { hasF16 } from '@huatuo/tensor';
+import type { FloatDType, QuantizedWeight, Tensor } from '@huatuo/tensor';
+import { QuantizedWeight as Quantized, hasF16, quantizeHost } from '@huatuo/tensor';
 import type { LlamaConfig } from './config.js';
 import { ModelError, SafetensorsError } from './errors.js';
 import type { LlamaModel } from './model.js';
 import type { Checkpoint, LoadProgress } from './safetensors-checkpoint.js';
-import { assembleModel, bindingLimit, expectedWeights, hostRows, uploadWeight, weightParts, type ModelOptions } from './weights.js';
+import { loraTargetModules, modulePath } from './lora-config.js';
+import { assembleModel, bindingLimit, expectedWeights, hostRows, uploadWeight, weightParts, type ModelOptions, type Quantization } from './weights.js';
 
 /** Options of {@link loadLlama} and {@link loadLlamaFromCheckpoint}. */
 export interface LoadLlamaOptions extends ModelOptions {
   /** Called after each tensor is read and uploaded. */
   readonly onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Quantize the decoder layers' projections while loading (each tensor read as f32 on the host, quantized,
+   * and uploaded quantized; no unquantized copy reaches the GPU): 'int8' or 'nf4'. Default 'none'.
+   */
+  readonly quantize?: Quantization;
 }
 
 // Buffers some conversions save that the model recomputes.
@@ -52,9 +58,20 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
       throw new SafetensorsError(t.shard, t.name, `is not a weight of LlamaForCausalLM with ${config.numHiddenLayers} layers; check config.json against the checkpoint`);
     }
   }
+  const quantize = options.quantize ?? 'none';
+  const projections = new Set(
+    quantize === 'none' ? [] : Array.from({ length: config.numHiddenLayers }, (_, i) => loraTargetModules.map((t) => `${modulePath(i, t)}.weight`)).flat(),
+  );
   const uploaded = new Map<string, Tensor[]>();
+  const quantized = new Map<string, QuantizedWeight>();
+  // Two passes (the model's dtype, then the projections as f32 to quantize), reported as one.
+  const plain = specs.map((s) => s.name).filter((n) => !projections.has(n));
+  const firstBytes = plain.reduce((s, n) => s + ckpt.info(n).byteLength, 0);
+  const totalBytes = ckpt.tensors.filter((t) => expected.has(t.name)).reduce((s, t) => s + t.byteLength, 0);
+  const progress = (offsetBytes: number, offsetTensors: number) => (p: LoadProgress) =>
+    options.onProgress?.({ ...p, bytesRead: p.bytesRead + offsetBytes, totalBytes, tensorsRead: p.tensorsRead + offsetTensors, totalTensors: specs.length });
   try {
-    for await (const { info, data } of ckpt.iterateAs(dtype, { names: specs.map((s) => s.name), onProgress: options.onProgress })) {
+    for await (const { info, data } of ckpt.iterateAs(dtype, { names: plain, onProgress: progress(0, 0) })) {
       if (info.shape.length === 2) {
         const [rows, cols] = info.shape as [number, number];
         let start = 0;
@@ -70,8 +87,15 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
         uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
       }
     }
+    if (quantize !== 'none') {
+      for await (const { info, data } of ckpt.iterateAs('f32', { names: [...projections], onProgress: progress(firstBytes, plain.length) })) {
+        const [rows, cols] = info.shape as [number, number];
+        quantized.set(info.name, Quantized.upload(quantizeHost(data, rows, cols, quantize), info.name));
+      }
+    }
   } catch (err) {
     for (const parts of uploaded.values()) for (const p of parts) p.dispose('loading failed');
+    for (const q of quantized.values()) q.dispose();
     throw err;
   }
   return assembleModel(
@@ -80,5 +104,6 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
     limit,
     (spec) => uploaded.get(spec.name)!,
     (spec) => uploaded.get(spec.name)![0]!,
+    quantize === 'none' ? undefined : (spec) => quantized.get(spec.name)!,
   );
 }

@@ -1,5 +1,5 @@
 // Node side of weights: load a Hugging Face LLaMA folder onto the GPU, one tensor at a time,
-// after checking every expected key and shape against config.json.
+// after checking every expected key and shape against config.json (weights-load.ts).
 
 import { loadLlamaConfig } from './config-node.js';
 import type { LlamaModel } from './model.js';
@@ -10,11 +10,12 @@ import { loadLlamaFromCheckpoint, type LoadLlamaOptions } from './weights-load.j
  * Loads a Hugging Face LLaMA folder (config.json and model.safetensors, or shards with
  * model.safetensors.index.json) onto the GPU. Every expected tensor's presence and shape is
  * checked before any is read; tensors stream one at a time, converted to `dtype` (default
- * 'f32'; 'f16' halves the memory where the adapter has shader-f16).
+ * 'f32'; 'f16' halves the memory where the adapter has shader-f16). `quantize: 'int8' | 'nf4'`
+ * quantizes the decoder projections as they stream (an 8 GB GPU holds LLaMA-7B in NF4).
  *
  * @example
  * await initWebGPU();
- * const model = await loadLlama('models/llama-7b', { dtype: 'f16', onProgress: (p) => console.log(p.tensorsRead, p.totalTensors) });
+ * const model = await loadLlama('models/llama-7b', { dtype: 'f16', quantize: 'nf4', onProgress: (p) => console.log(p.tensorsRead, p.totalTensors) });
  */
 export async function loadLlama(folder: string, options: LoadLlamaOptions = {}): Promise<LlamaModel> {
   const config = await loadLlamaConfig(folder);

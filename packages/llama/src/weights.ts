@@ -2,7 +2,20 @@
 // from per-tensor uploads (splitting matrices over the adapter's binding limit along their
 // rows), seeded random models, and reading weights back for saving. Browser-safe.
 
-import { deviceInfo, keep, ones, randn, tensor, toArray, type FloatDType, type Tensor } from '@huatuo/tensor';
+import {
+  QuantizedWeight,
+  dequantizeHost,
+  deviceInfo,
+  keep,
+  ones,
+  quantizeHost,
+  randn,
+  tensor,
+  toArray,
+  type FloatDType,
+  type QuantFormat,
+  type Tensor,
+} from '@huatuo/tensor';
 import type { LlamaConfig } from './config.js';
 import { f32ToF16 } from './dtype-convert.js';
 import { ModelError } from './errors.js';
@@ -57,8 +70,16 @@ export function weightParts(rows: number, cols: number, dtype: FloatDType, limit
 }
 
 /**
+ * How the frozen projections of the decoder layers are stored: 'none' (the model's dtype), or quantized
+ * ('int8': per-row absmax; 'nf4': QLoRA's 4-bit NormalFloat, double-quantized) and dequantized inside
+ * the matmul kernels. Norms, embeddings and the lm_head keep the model's dtype.
+ */
+export type Quantization = 'none' | QuantFormat;
+
+/**
  * Assembles a model; `matrix(name, rows)` gives a [rows_i, cols] part per entry of `rows`
- * and `vector(name)` a [C] tensor. Every tensor it returns is kept out of tidy scopes.
+ * and `vector(name)` a [C] tensor; `quantized(name)`, when given, the quantized weight of a
+ * decoder projection (then `matrix` is not called for it). Every tensor it returns is kept out of tidy scopes.
  */
 export function assembleModel(
   config: LlamaConfig,
@@ -66,6 +87,7 @@ export function assembleModel(
   limit: number,
   matrix: (spec: WeightSpec, rows: readonly number[]) => Tensor[],
   vector: (spec: WeightSpec) => Tensor,
+  quantized?: (spec: WeightSpec) => QuantizedWeight,
 ): LlamaModel {
   const specs = new Map(expectedWeights(config).map((s) => [s.name, s]));
   const mat = (name: string): Tensor[] => {
@@ -76,7 +98,9 @@ export function assembleModel(
   const vec = (name: string): Tensor => keep(vector(specs.get(name)!));
   const linear = (i: number, t: LoraTargetModule): Linear => {
     const [out, inp] = projectionShape(config, t);
-    return new Linear(modulePath(i, t), out, inp, mat(`${modulePath(i, t)}.weight`));
+    const name = `${modulePath(i, t)}.weight`;
+    if (quantized !== undefined) return new Linear(modulePath(i, t), out, inp, [], quantized(specs.get(name)!));
+    return new Linear(modulePath(i, t), out, inp, mat(name));
   };
   const embed = mat('model.embed_tokens.weight');
   const layers: DecoderLayer[] = [];
@@ -153,29 +177,58 @@ export async function readWeight(parts: readonly Tensor[]): Promise<Float32Array
   return out;
 }
 
+/** Host copy (f32, row-major [out, in]) of a projection's frozen weight, dequantized when quantized. */
+export async function readLinearWeight(linear: Linear): Promise<Float32Array> {
+  if (linear.quantized === null) return readWeight(linear.parts);
+  return dequantizeHost(await linear.quantized.download());
+}
+
+/**
+ * Quantizes the frozen projections of every decoder layer in place, one at a time (read back, quantized on
+ * the host, uploaded, the unquantized parts freed), e.g. for a model made by createRandomLlama. Adapters stay.
+ *
+ * @example
+ * const model = createRandomLlama(configFromPreset('tiny'), { seed: 1 });
+ * await quantizeModel(model, 'nf4');
+ */
+export async function quantizeModel(model: LlamaModel, format: QuantFormat): Promise<void> {
+  for (const linear of model.linears()) {
+    if (linear.quantized !== null) throw new ModelError(`quantizeModel: ${linear.name} is already quantized (${linear.quantized.format})`);
+    if (linear.merged) throw new ModelError(`quantizeModel: ${linear.name} has an adapter merged into it; unmergeAdapter first`);
+    const host = await readWeight(linear.parts);
+    linear.quantized = QuantizedWeight.upload(quantizeHost(host, linear.outFeatures, linear.inFeatures, format), linear.name);
+    for (const p of linear.parts) p.dispose('replaced by its quantized weight');
+    linear.parts = [];
+  }
+}
+
 /**
  * The model's weights as Hugging Face tensors to write (read back from the GPU one at a time,
- * when the writer reaches each), in the model's dtype: F32 or F16.
+ * when the writer reaches each), in the model's dtype: F32 or F16. A quantized model's weights are
+ * dequantized and written as F16 (the format the base was loaded from cannot be recovered).
  */
 export function modelTensorsToWrite(model: LlamaModel): TensorToWrite[] {
-  const st = model.dtype === 'f16' ? 'F16' : 'F32';
-  const convert = async (parts: readonly Tensor[]) => {
-    const f32 = await readWeight(parts);
-    return model.dtype === 'f16' ? f32ToF16(f32) : f32;
-  };
+  const f16 = model.dtype === 'f16' || model.quantization !== 'none';
+  const st = f16 ? 'F16' : 'F32';
+  const write = (f32: Float32Array) => (f16 ? f32ToF16(f32) : f32);
+  const convert = async (parts: readonly Tensor[]) => write(await readWeight(parts));
   const byName = new Map<string, readonly Tensor[]>();
   byName.set('model.embed_tokens.weight', model.embedParts);
   for (const layer of model.layers) {
     byName.set(`model.layers.${layer.index}.input_layernorm.weight`, [layer.inputNorm]);
     byName.set(`model.layers.${layer.index}.post_attention_layernorm.weight`, [layer.postNorm]);
-    for (const l of layer.linears()) byName.set(`${l.name}.weight`, l.parts);
+    for (const l of layer.linears()) if (l.quantized === null) byName.set(`${l.name}.weight`, l.parts);
   }
+  const quantized = new Map(model.linears().filter((l) => l.quantized !== null).map((l) => [`${l.name}.weight`, l]));
   byName.set('model.norm.weight', [model.norm]);
   if (!model.config.tieWordEmbeddings) byName.set('lm_head.weight', model.lmHead.parts);
   return expectedWeights(model.config).map((spec) => ({
     name: spec.name,
     dtype: st,
     shape: spec.shape,
-    data: () => convert(byName.get(spec.name)!),
+    data: async () => {
+      const q = quantized.get(spec.name);
+      return q === undefined ? convert(byName.get(spec.name)!) : write(await readLinearWeight(q));
+    },
   }));
 }

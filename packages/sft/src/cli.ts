@@ -179,6 +179,13 @@ function buildTrainCommand(): Command {
   return cmd;
 }
 
+const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
+
+/** The checked value of a command's --quantize flag. */
+function quantizeFlag(v: unknown): TrainConfig['quantize'] {
+  return resolveConfig({ '--quantize': v ?? 'none' }).quantize;
+}
+
 function buildGenerateCommand(): Command {
   return new Command('generate')
     .description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)")
@@ -197,6 +204,7 @@ function buildGenerateCommand(): Command {
     .option('--top-k <k>', 'sample among the k most likely tokens', String(DEFAULT_GENERATION.topK))
     .option('--repetition-penalty <x>', 'penalty for repeated tokens (1: none)', '1')
     .option('--seed <n>', 'sampling seed', '0')
+    .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       if (!opts.prompt === !opts.input) throw new ConfigError('--prompt', 'give exactly one of --prompt <text> or --input <file>');
       if (opts.append && !opts.output) throw new ConfigError('--append', 'appends to the file of --output <file>; give one');
@@ -218,8 +226,9 @@ function buildGenerateCommand(): Command {
       if (generation.doSample) generation.numBeams = 1;
       const template = resolveTemplate(String(opts.template));
       const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map((r) => r.instruction);
+      const quantize = quantizeFlag(opts.quantize);
       await openDevice();
-      const base = await loadBaseModel((opts.base as string | undefined) ?? null);
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize });
       if (opts.adapter) {
         applyLora(base.model, {});
         await loadAdapter(base.model, String(opts.adapter));
@@ -251,10 +260,13 @@ function buildMergeCommand(): Command {
     .requiredOption('--out <folder>', 'where to write the merged model')
     .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
     .option('--overwrite', 'replace a model already in --out (never the --base folder)')
-    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean }) => {
+    .option('--quantize <format>', `${QUANTIZE_HELP}, as the adapter was trained; the merged model is written in f16`, 'none')
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string }) => {
+      const quantize = quantizeFlag(opts.quantize);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       await openDevice();
-      const base = await loadBaseModel(opts.base);
+      const base = await loadBaseModel(opts.base, undefined, { quantize });
+      if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
       applyLora(base.model, {});
       await loadAdapter(base.model, opts.adapter);
       mergeAdapter(base.model);
@@ -272,10 +284,11 @@ function buildEvalCommand(): Command {
     .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')
-    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string }) => {
-      const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch });
+    .option('--quantize <format>', QUANTIZE_HELP, 'none')
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string }) => {
+      const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
       await openDevice();
-      const base = await loadBaseModel(opts.base ?? null);
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize });
       if (opts.adapter) {
         applyLora(base.model, {});
         await loadAdapter(base.model, opts.adapter);

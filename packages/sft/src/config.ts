@@ -14,6 +14,8 @@ export interface TrainConfig {
   template: string;
   /** Base model folder (safetensors + tokenizer); null lets the caller choose. */
   baseModel: string | null;
+  /** Frozen decoder projections: 'none' (the base's dtype), 'int8' or 'nf4' (QLoRA's 4-bit NormalFloat). */
+  quantize: 'none' | 'int8' | 'nf4';
   /** Where checkpoints and the final adapter go. */
   outputDir: string;
   cutoffLen: number;
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   dataPath: null, // HuaTuo trains on ../shared/data/huatuo/llama_data.json (8,658 JSONL records)
   template: 'med_template', // HuaTuo's prompt_template_name
   baseModel: null,
+  quantize: 'none', // HuaTuo loads LLaMA in 8 bits (load_in_8bit); 'int8' is the nearest here, 'nf4' QLoRA's
   outputDir: './lora-llama-med',
   cutoffLen: 256, // tokens, BOS and EOS included; longer sequences are cut, losing their EOS
   valSetSize: 500, // validation records split off before training
@@ -140,6 +143,8 @@ export interface ConfigOption {
   /** Exclusive bounds for numbers. */
   above?: number;
   below?: number;
+  /** The values a string option may take. */
+  choices?: readonly string[];
   help: string;
 }
 
@@ -148,6 +153,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'dataPath', flag: '--data', kind: 'nullable-string', help: 'data file, JSON array or JSONL of {instruction, input, output} (default: built-in demo sample)' },
   { key: 'template', flag: '--template', kind: 'string', help: 'prompt template: med_template, literature_template or a template .json path' },
   { key: 'baseModel', flag: '--base-model', kind: 'nullable-string', help: 'base LLaMA model folder' },
+  { key: 'quantize', flag: '--quantize', kind: 'string', choices: ['none', 'int8', 'nf4'], help: 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)' },
   { key: 'outputDir', flag: '--output-dir', kind: 'string', help: 'folder for checkpoints and the adapter' },
   { key: 'cutoffLen', flag: '--cutoff-len', kind: 'int', min: 2, help: 'longest tokenized example; longer ones are truncated' },
   { key: 'valSetSize', flag: '--val-set-size', kind: 'int', min: 0, help: 'validation records split off (0: none)' },
@@ -217,6 +223,7 @@ function parseValue(option: ConfigOption, value: unknown): unknown {
     case 'nullable-string':
       if (value === null && option.kind === 'nullable-string') return null;
       if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(option.flag, `expected a non-empty string, got ${describe(value)}`);
+      if (option.choices !== undefined && !option.choices.includes(value)) throw new ConfigError(option.flag, `expected one of ${option.choices.join(', ')}, got ${describe(value)}`);
       return value;
     case 'list': {
       const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : null;

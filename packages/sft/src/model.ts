@@ -1,6 +1,6 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets.
-import { llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaConfigOverrides } from '@huatuo/llama';
+import { llamaTokenizerDir, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
 import { hasF16 } from '@huatuo/tensor';
 import { existsSync } from 'node:fs';
 import { ConfigError } from './errors.js';
@@ -13,18 +13,27 @@ export type { BaseModel } from './lora-model.js';
 export interface BaseModelOptions {
   /** Changes to the demo model's `tiny` preset (sizes, layers), e.g. a smaller model for tests; ignored with a folder. */
   demoConfig?: LlamaConfigOverrides;
+  /** Quantize the decoder projections while loading (`--quantize`); default 'none'. */
+  quantize?: Quantization;
 }
 
 /**
- * Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16), or the demo model.
+ * Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16), or the demo model;
+ * `quantize` stores the decoder projections in int8 or NF4.
  * @example const base = await loadBaseModel(null, undefined, { demoConfig: { hiddenSize: 32, numHiddenLayers: 1 } });
  */
 export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void, options: BaseModelOptions = {}): Promise<BaseModel> {
-  if (folder === null) return demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {});
+  const quantize = options.quantize ?? 'none';
+  if (folder === null) {
+    const demo = demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {});
+    if (quantize !== 'none') await quantizeModel(demo.model, quantize);
+    return demo;
+  }
   if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {
     dtype: hasF16() ? 'f16' : 'f32',
+    quantize,
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
   return { model, tokenizer, name: folder, isDemo: false };

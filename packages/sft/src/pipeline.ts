@@ -56,7 +56,7 @@ export interface RunOutcome {
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
-  const base = await loadBaseModel(config.baseModel, undefined, options.baseModel);
+  const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, ...options.baseModel });
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);

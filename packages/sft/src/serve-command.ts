@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
+import { resolveConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { loadBaseModel } from './model.js';
 import { resolveTemplate } from './prompt-node.js';
@@ -34,6 +35,7 @@ interface RawOptions {
   allowedHosts?: string;
   corsOrigin?: string;
   quiet?: boolean;
+  quantize?: string;
 }
 
 /** A comma-separated flag's entries, checked as `check` does, with errors naming the flag. */
@@ -91,6 +93,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--allowed-hosts <names>', 'comma-separated Host names to accept besides the bound address and localhost (e.g. a proxy\'s name); other Host headers get 403')
     .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose web pages may call the API; other cross-origin requests get 403')
     .option('--quiet', 'do not log each request')
+    .option('--quantize <format>', 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)', 'none')
     .action(async (raw: RawOptions, cmd: Command) => {
       const template = resolveTemplate(raw.template);
       const port = int('--port', raw.port, 0, 65535);
@@ -100,6 +103,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
       const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
       const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
+      const quantize = resolveConfig({ '--quantize': raw.quantize ?? 'none' }).quantize;
       let apiKey: string | undefined;
       if (raw.apiKeyEnv !== undefined) {
         apiKey = process.env[raw.apiKeyEnv];
@@ -108,7 +112,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
-      const base = await loadBaseModel(raw.base ?? null);
+      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));

@@ -35,12 +35,12 @@ export class QuantizedWeight {
   }
 
   /**
-   * Uploads a host-quantized weight. Rows must be a multiple of 4 and columns a multiple of 8 (every LLaMA
-   * projection is), so that the kernels read whole words and vec4s.
+   * Uploads a host-quantized weight. Rows and columns must be multiples of 4 (every LLaMA projection's are),
+   * so that the kernels read whole words and vec4s.
    */
   static upload(q: HostQuantized, name = 'weight'): QuantizedWeight {
-    if (q.rows % 4 !== 0 || q.cols % 8 !== 0) {
-      throw new ShapeError(`quantize: ${name} is [${q.rows}, ${q.cols}]; ${q.format} weights need rows a multiple of 4 and columns a multiple of 8 (load it unquantized)`);
+    if (q.rows % 4 !== 0 || q.cols % 4 !== 0) {
+      throw new ShapeError(`quantize: ${name} is [${q.rows}, ${q.cols}]; ${q.format} weights need rows and columns that are multiples of 4 (load it unquantized)`);
     }
     if (q.format === 'int8') {
       return new QuantizedWeight('int8', q.rows, q.cols, tensor(words(q.codes), undefined, { dtype: 'u32' }), tensor(q.absmax, undefined, { dtype: 'f32' }), null, null, 0);
