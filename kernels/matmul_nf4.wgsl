@@ -6,8 +6,8 @@
 // WT = true (forward, x @ W^T): Wt(k, n) = W[n, k], K = C, N = R; each lane keeps the absmax of its four
 // rows and reloads it where a block starts. WT = false (the gradient to the input, dY @ W): Wt(k, n) =
 // W[k, n], K = R, N = C. Tiling as matmul.v3 (one subgroup per workgroup, a lane owns a vec4 of c columns over
-// TM rows, rows of a shared by the SHARE step). a contiguous [M, K], c contiguous [M, N]; R a multiple of 4,
-// C a multiple of 8. Grid (ceil(N / (4 SG)), ceil(M / TM)).
+// TM rows, rows of a shared by the SHARE step). a contiguous [M, K], c contiguous [M, N]; R and C multiples
+// of 4 (then every group of 4 elements is half a word). Grid (ceil(N / (4 SG)), ceil(M / TM)).
 enable subgroups;
 alias T = f32;
 
