@@ -228,7 +228,7 @@ async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, 
 function checkFits(model: LlamaModel, batch: number, length: number): void {
   const info = deviceInfo();
   if (info === null) throw new ModelError('generate: no WebGPU device yet: call `await initWebGPU()` first');
-  const plan = planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, training: false });
+  const plan = planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, training: false, lastPositionLogits: true });
   checkMemoryPlan(plan, info, `generate (${batch} sequences of up to ${length} tokens)`);
 }
 

@@ -31,6 +31,11 @@ export interface MemoryPlanOptions {
   readonly training?: boolean;
   /** KV cache length for inference; default `seqLen`. Ignored in training. */
   readonly kvCacheLen?: number;
+  /**
+   * Inference computes logits of the last position only ([batchSize, V]), as decoding does (the prompt's
+   * forward included). Default false: logits of every position. Ignored in training.
+   */
+  readonly lastPositionLogits?: boolean;
 }
 
 /** A weight stored in several buffers because it exceeds the binding limit. */
@@ -138,24 +143,25 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const optimizer = training ? 2 * lora : 0;
 
   const S = training ? T : (options.kvCacheLen ?? T);
-  const scores = B * H * T * S * 4;
+  // Attention is flash style: no [B, H, T, S] scores, only the output and a logsumexp per row and head.
+  const attentionStats = B * H * T * 4;
   let activations: number;
   if (training) {
-    // Per layer: residual, two norms, q/k/v and their rotations, attention output and
-    // probabilities (with scores), o_proj and MLP (gate, up, silu, product, down), LoRA inputs.
-    const layer = N * (9 * C + 3 * kvd + 5 * I + loraInputs) * bytes + 2 * scores;
+    // Per layer: residual, two norms, q/k/v and their rotations, attention output and its
+    // logsumexp, o_proj and MLP (gate, up, silu, product, down), LoRA inputs.
+    const layer = N * (9 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats;
     activations = L * layer + 2 * N * C * bytes;
   } else {
-    activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + 2 * scores;
+    activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + attentionStats;
   }
-  const logitBytes = N * V * 4;
+  const logitRows = !training && options.lastPositionLogits ? B : N;
+  const logitBytes = logitRows * V * 4;
   const logits = training ? 3 * logitBytes : logitBytes;
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
   const total = weights + lora + gradients + optimizer + activations + logits + kvCache;
 
   const candidates: [string, number][] = [
-    [`logits [${B}, ${T}, ${V}] f32`, logitBytes],
-    [`attention scores [${B}, ${H}, ${T}, ${S}] f32`, scores],
+    [logitRows === B && T > 1 ? `logits [${B}, 1, ${V}] f32` : `logits [${B}, ${T}, ${V}] f32`, logitBytes],
     [`MLP activation [${B}, ${T}, ${I}] ${options.dtype ?? 'f32'}`, N * I * bytes],
   ];
   const largest = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));

@@ -212,7 +212,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const info = deviceInfo();
     if (info === null) return null;
     try {
-      checkMemoryPlan(planMemory(model.config, { batchSize: beams, seqLen: length, dtype: model.dtype, training: false }), info, `${beams} sequence(s) of ${length} tokens`);
+      checkMemoryPlan(planMemory(model.config, { batchSize: beams, seqLen: length, dtype: model.dtype, training: false, lastPositionLogits: true }), info, `${beams} sequence(s) of ${length} tokens`);
       return null;
     } catch (e) {
       return (e as Error).message;
