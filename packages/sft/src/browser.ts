@@ -27,7 +27,9 @@ export { runFiles } from './run-files.js';
 export type { RunFiles } from './run-files.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
-export { lossCurveSvg, writeLossCurve, appendMetrics } from './metrics.js';
+export { writeLossCurve, appendMetrics } from './metrics.js';
+export { lossCurveSvg } from './loss-curve.js';
+export type { LossCurveOptions } from './loss-curve.js';
 export type { MetricsRow } from './metrics.js';
 
 // Inference
