@@ -25,6 +25,26 @@ export interface LoadLlamaOptions extends ModelOptions {
 const ignoredKey = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
 /**
+ * Refuses a config whose layer count the weights do not have, before the nine names per layer
+ * it implies are listed (a config claiming a million layers would take minutes to list).
+ */
+function checkLayerCount(ckpt: Checkpoint, config: LlamaConfig, where: string): void {
+  const layers = new Set<number>();
+  for (const t of ckpt.tensors) {
+    const m = /^model\.layers\.(\d+)\./.exec(t.name);
+    if (m) layers.add(Number(m[1]));
+  }
+  if (layers.size !== config.numHiddenLayers) {
+    const held = layers.size === 0 ? 'no decoder layer' : `${layers.size} decoder layer${layers.size === 1 ? '' : 's'} (model.layers.${Math.min(...layers)} to model.layers.${Math.max(...layers)})`;
+    throw new SafetensorsError(
+      where,
+      undefined,
+      `config.json gives num_hidden_layers ${config.numHiddenLayers}, but the weights hold ${held}; the config and the weights belong to different models`,
+    );
+  }
+}
+
+/**
  * Loads a LLaMA from an open checkpoint whose config is already parsed; `where` names the
  * folder in errors. The checkpoint stays open (the caller closes it). Browser-safe.
  *
@@ -38,6 +58,7 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
     throw new ModelError(`loadLlama: dtype f16 needs the adapter feature shader-f16, which this adapter lacks; load ${where} with dtype 'f32'`);
   }
   const limit = bindingLimit(options.maxBindingBytes);
+  checkLayerCount(ckpt, config, where);
   const specs = expectedWeights(config);
   const expected = new Set(specs.map((s) => s.name));
   for (const spec of specs) {
