@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkMemoryPlan, llamaPresets, MemoryError, planMemory, splitRows } from '@huatuo/llama';
+import { checkMemoryPlan, llamaPresets, lossChunkRows, MemoryError, planMemory, splitRows } from '@huatuo/llama';
 
 const limits128 = { maxStorageBufferBindingSize: 128 * 1024 * 1024, maxBufferSize: 2 ** 32 - 1 };
 
@@ -55,11 +55,17 @@ describe('planMemory', () => {
   });
 
   it('refuses up front, with the estimate in the message, logits larger than the binding limit', () => {
-    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 8, seqLen: 512, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] } });
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 8, seqLen: 512, dtype: 'f16', training: false });
     assert.throws(
       () => checkMemoryPlan(plan, limits128, 'training'),
       (err: unknown) => err instanceof MemoryError && /logits \[8, 512, 32000\] f32 needs 500\.0 MiB.*binding limit of 128\.0 MiB.*estimate: weights 12\.55 GiB/.test(err.message),
     );
+  });
+
+  it('sizes training logits as one chunk of the fused loss, so long batches are not refused for their logits', () => {
+    const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 8, seqLen: 512, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] } });
+    assert.equal(plan.logits, 3 * lossChunkRows(32000) * 32000 * 4);
+    assert.doesNotThrow(() => checkMemoryPlan(plan, limits128, 'training'));
   });
 
   it('refuses a run whose total exceeds the known GPU memory, and accepts one that fits', () => {

@@ -94,7 +94,8 @@ export { loadTokenizer, llamaTokenizerDir } from './tokenizer-node.js';
 
 // Model: LLaMA on @huatuo/tensor, its weights and KV cache
 export { LlamaModel, DecoderLayer } from './model.js';
-export type { ForwardOptions } from './model.js';
+export type { ForwardOptions, LossOptions } from './model.js';
+export { lossChunkRows } from './chunked-loss.js';
 export { Linear } from './linear.js';
 export type { LoraWeights } from './linear.js';
 export { KvCache } from './kv-cache.js';

@@ -4,6 +4,7 @@
 // front and with the estimate in its message, of runs that cannot fit.
 
 import type { LlamaConfig } from './config.js';
+import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from './errors.js';
 import { moduleGroup, type LoraTargetModule } from './lora-config.js';
 
@@ -58,7 +59,7 @@ export interface MemoryPlan {
   readonly optimizer: number;
   /** Activations: those kept for backward in training, one layer's temporaries in inference. */
   readonly activations: number;
-  /** Logits and, in training, the loss's saved softmax. */
+  /** Logits: in training one chunk of the fused loss (its f32 logits, their gradient and the lm_head output). */
   readonly logits: number;
   readonly kvCache: number;
   readonly total: number;
@@ -154,14 +155,15 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   } else {
     activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + attentionStats;
   }
-  const logitRows = !training && options.lastPositionLogits ? B : N;
+  // Training's loss runs lm_head in chunks of rows (chunked-loss.ts): one chunk's f32 logits at a time.
+  const logitRows = training ? Math.min(N, lossChunkRows(V)) : options.lastPositionLogits ? B : N;
   const logitBytes = logitRows * V * 4;
   const logits = training ? 3 * logitBytes : logitBytes;
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
   const total = weights + lora + gradients + optimizer + activations + logits + kvCache;
 
   const candidates: [string, number][] = [
-    [logitRows === B && T > 1 ? `logits [${B}, 1, ${V}] f32` : `logits [${B}, ${T}, ${V}] f32`, logitBytes],
+    [training ? `loss chunk of logits [${logitRows}, ${V}] f32` : logitRows === B && T > 1 ? `logits [${B}, 1, ${V}] f32` : `logits [${B}, ${T}, ${V}] f32`, logitBytes],
     [`MLP activation [${B}, ${T}, ${I}] ${options.dtype ?? 'f32'}`, N * I * bytes],
   ];
   const largest = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));

@@ -23,6 +23,7 @@ import {
   type Tensor,
 } from '@huatuo/tensor';
 import type { LlamaConfig } from './config.js';
+import { lmHeadLoss } from './chunked-loss.js';
 import { ModelError } from './errors.js';
 import type { KvCache } from './kv-cache.js';
 import { Linear } from './linear.js';
@@ -41,6 +42,12 @@ export interface ForwardOptions {
   readonly cache?: KvCache;
   /** Compute logits of the last position only ([B, 1, V]), as decoding needs. */
   readonly lastOnly?: boolean;
+}
+
+/** Options of {@link LlamaModel.loss}. */
+export interface LossOptions {
+  /** Rows of logits computed at once by the fused lm_head and loss (default: 32 MiB of f32 logits). */
+  readonly lossChunkRows?: number;
 }
 
 /** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
@@ -245,10 +252,11 @@ export class LlamaModel {
    * positions 0..T-2 against labels at 1..T-1, labels of -100 ignored.
    * ids, labels: i32 [B, T]; attentionMask [B, T] (1 real, 0 padding).
    * With labels created from host data, lm_head and the loss run only on the positions whose
-   * next label counts (the answer tokens of an SFT batch): the same loss and gradients as the
-   * full [B, T, V] logits, without computing the rows the loss ignores.
+   * next label counts (the answer tokens of an SFT batch), fused and in chunks of rows
+   * (`lossChunkRows`, default 32 MiB of f32 logits): the same loss and gradients as the full
+   * [B, T, V] logits, which are never materialized.
    */
-  loss(ids: Tensor, labels: Tensor, attentionMask?: Tensor | null): Tensor {
+  loss(ids: Tensor, labels: Tensor, attentionMask?: Tensor | null, options: LossOptions = {}): Tensor {
     const [B, T] = [ids.shape[0]!, ids.shape[1]!];
     if (labels.rank !== 2 || labels.shape[0] !== B || labels.shape[1] !== T || labels.dtype !== 'i32') {
       throw new ModelError(`loss: labels should be i32 [${B}, ${T}] like ids, got ${labels.dtype} [${labels.shape.join(', ')}]`);
@@ -269,7 +277,9 @@ export class LlamaModel {
       if (rows.length > 0) {
         const C = this.config.hiddenSize;
         const picked = embedding(tensor(Int32Array.from(rows)), reshape(hidden, [B * T, C])); // [N, C]
-        return crossEntropy(this.logits(picked), tensor(Int32Array.from(targets)), { ignoreIndex: -100 });
+        const t = tensor(Int32Array.from(targets)); // [N]
+        if (this.lmHead.lora !== null || this.lmHead.quantized !== null) return crossEntropy(this.logits(picked), t, { ignoreIndex: -100 });
+        return lmHeadLoss(picked, this.lmHead.parts, t, options.lossChunkRows);
       }
     }
     const logits = this.logits(slice(hidden, 1, 0, T - 1)); // [B, T-1, V]
