@@ -138,6 +138,15 @@ test('bad input stops train before any step with exit code 1 and a message namin
   }
 });
 
+test('train without --data stops before opening the device, naming --data and the command that runs the demonstration', async () => {
+  const r = await cli(['train']);
+  assert.equal(r.code, 1, `exit code 1 (stderr: ${r.stderr})`);
+  assert.match(r.stderr, /--data: train needs a data file/);
+  assert.match(r.stderr, /huatuo-train with no command/);
+  assert.doesNotMatch(r.stderr, /validation records/);
+  assert.doesNotMatch(r.stdout, /^device:/m, 'no device was opened');
+});
+
 test('train into a folder holding another run is refused naming --resume and --overwrite-output-dir; with the flag the old run is removed first', async () => {
   const out = join(tmp(), 'out');
   // The sample answer after training may fail for memory on lavapipe; the run's files are written before it.

@@ -161,13 +161,20 @@ function buildTrainCommand(): Command {
   const cmd = new Command('train')
     .description("fine-tune a LoRA adapter with HuaTuo's recipe (input-only prompts, loss on the answer only)")
     .option('--base <folder>', 'base model: a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer.json or tokenizer.model); default: the built-in tiny demo model')
-    .option('--data <file>', 'training data, JSON array or JSONL of {instruction, input, output}; default: the built-in demo sample')
+    .option('--data <file>', 'training data (required), JSON array or JSONL of {instruction, input, output}; `huatuo-train` with no command trains on the built-in demo sample')
     .option('--init-adapter <dir>', "start from an existing PEFT adapter folder, training it as it is (its r, alpha, dropout and target modules)")
     .option('--resume [dir]', 'continue an interrupted run from a checkpoint folder (default: the newest in --output-dir)')
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing');
   addRecipeOptions(cmd, DEFAULT_CONFIG);
   cmd.action(async (opts: Record<string, unknown>) => {
+    if (opts.data === undefined) {
+      throw new ConfigError(
+        '--data',
+        'train needs a data file: pass --data <file.json|file.jsonl> with {instruction, input, output} records (HuaTuo trains on llama_data.json). ' +
+          'For the demonstration on the built-in sample, run huatuo-train with no command.',
+      );
+    }
     const config = resolveConfig({
       ...recipeOverrides(opts),
       baseModel: (opts.base as string | undefined) ?? null,
