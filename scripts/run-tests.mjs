@@ -27,7 +27,9 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+// No background matmul search in test processes (it would dispatch and read back beside the tests'
+// own counts): products use the default choice, and the search's tests run it explicitly.
+const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', HUATUO_MATMUL_TUNE: process.env.HUATUO_MATMUL_TUNE ?? '0' };
 const result = spawnSync(
   process.execPath,
   ['--conditions=source', '--import', 'tsx', '--import', './test/setup.ts', '--test', '--test-reporter=spec', ...files],
