@@ -21,6 +21,7 @@ import { table, writeResults } from './report.js';
 import { benchKernels } from './kernels.bench.js';
 import { benchTrain } from './train.bench.js';
 import { benchTorch } from './sft.bench.js';
+import { benchGpu } from './gpu.bench.js';
 
 const quick = process.argv.includes('--quick');
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -179,6 +180,7 @@ lines.push(`- First-use compile: ${pipelines0} pipelines after the first trainin
   const train = await benchTrain(ctx);
   lines.push(...train.lines);
   if (!process.argv.includes('--no-torch')) lines.push(...(await benchTorch(ctx, train.results)));
+  lines.push(...(await benchGpu(ctx)));
 }
 const summary = `Roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.readGbps.toFixed(2)} GB/s read (${roof.copyGbps.toFixed(2)} read+write). Matmul choice: ${variantName(choice.main)} (fallback ${variantName(choice.fallback)}).\n\nTargets:\n${lines.join('\n')}`;
 log('');

@@ -1,10 +1,16 @@
-"""One LoRA training step of LLaMA in plain PyTorch (CPU), the peer of bench/train.bench.ts.
+"""One LoRA training step of LLaMA in PyTorch, the peer of bench/train.bench.ts and bench/gpu.bench.ts.
 
-RMSNorm, rotate_half RoPE, causal attention, SwiGLU MLP, LoRA (r 8, alpha 16, dropout 0.05) on
-q_proj and v_proj, next-token cross-entropy, clip to norm 1, AdamW on the LoRA parameters.
-Prints one JSON line: {"tokens_per_s", "ms_per_step", "params", "threads", "torch"}.
+Plain PyTorch (default, CPU): RMSNorm, rotate_half RoPE, causal attention, SwiGLU MLP, LoRA (r 8,
+alpha 16, dropout 0.05) on q_proj and v_proj, next-token cross-entropy, clip to norm 1, AdamW on the
+LoRA parameters. With --hf: transformers' LlamaForCausalLM with PEFT's LoRA (same settings) on the
+--device (cuda), base weights in --dtype. --mode matmul times torch.matmul at M x K x N; --mode decode
+times transformers' greedy generate per token (--hf). Prints one JSON line: {"tokens_per_s",
+"ms_per_step", "params", "threads", "torch", ...}.
 
     python3 bench/torch_step.py --dim 64 --layers 2 --heads 4 --kv-heads 2 --inter 172 --seq 256
+    python3 bench/torch_step.py --hf --device cuda --dtype f16 --dim 4096 --layers 2 --heads 32 \
+        --kv-heads 32 --inter 11008 --seq 256 --batch 8
+    python3 bench/torch_step.py --mode matmul --device cuda --dtype f16 --mnk 2048,4096,4096
 """
 import argparse
 import json
@@ -95,8 +101,9 @@ class Llama(torch.nn.Module):
         inv = 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d))
         f = torch.outer(torch.arange(seq).float(), inv)
         emb = torch.cat((f, f), dim=-1)
-        self.cos, self.sin = emb.cos(), emb.sin()
-        self.mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+        self.register_buffer('cos', emb.cos(), persistent=False)
+        self.register_buffer('sin', emb.sin(), persistent=False)
+        self.register_buffer('mask', torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1), persistent=False)
         for p in self.parameters():
             if p.dim() == 1:
                 p.requires_grad_(False)
@@ -107,6 +114,58 @@ class Llama(torch.nn.Module):
             x = layer(x, self.cos, self.sin, self.mask)
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def median_ms(fn, steps, device):
+    fn()  # warm-up, untimed
+    sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2] * 1000
+
+
+def hf_model(a, dtype):
+    """transformers' LLaMA with the given dims (random weights) and PEFT's LoRA on q_proj, v_proj."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from peft import LoraConfig, get_peft_model
+    cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.dim, intermediate_size=a.inter, num_hidden_layers=a.layers,
+                      num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, max_position_embeddings=2048)
+    model = LlamaForCausalLM(cfg).to(device=a.device, dtype=dtype)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=['q_proj', 'v_proj'], task_type='CAUSAL_LM')
+    model = get_peft_model(model, lora)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
+def run_matmul(a, dtype):
+    M, K, N = (int(x) for x in a.mnk.split(','))
+    x = torch.randn(M, K, device=a.device, dtype=dtype)
+    w = torch.randn(K, N, device=a.device, dtype=dtype)
+    ms = median_ms(lambda: torch.matmul(x, w), a.steps, a.device)
+    return {'ms': ms, 'tflops': 2 * M * K * N / ms / 1e9}
+
+
+def run_decode(a, dtype):
+    model = hf_model(a, dtype).eval()
+    ids = torch.randint(3, a.vocab, (1, 16), device=a.device)
+    with torch.no_grad():
+        def gen(n):
+            return lambda: model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        short = median_ms(gen(1), a.steps, a.device)
+        long = median_ms(gen(33), a.steps, a.device)
+    return {'ms_per_token': (long - short) / 32}
 
 
 def main():
@@ -120,15 +179,38 @@ def main():
     ap.add_argument('--seq', type=int, default=256)
     ap.add_argument('--steps', type=int, default=3)
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per CPU core)')
+    ap.add_argument('--device', default='cpu', help='cpu or cuda')
+    ap.add_argument('--dtype', default='f32', help='base weights: f32 or f16 (LoRA parameters stay f32)')
+    ap.add_argument('--batch', type=int, default=1)
+    ap.add_argument('--hf', action='store_true', help='transformers + PEFT instead of the plain model')
+    ap.add_argument('--mode', default='step', help='step, matmul or decode')
+    ap.add_argument('--mnk', default='2048,4096,4096', help='--mode matmul: M,K,N')
     a = ap.parse_args()
     import os
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
-    model = Llama(a.vocab, a.dim, a.layers, a.heads, a.kv_heads, a.inter, a.seq)
+    dtype = torch.float16 if a.dtype == 'f16' else torch.float32
+    if a.device == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = False
+    info = {'threads': torch.get_num_threads(), 'torch': torch.__version__, 'device': a.device}
+    if a.device == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name()
+    if a.mode == 'matmul':
+        print(json.dumps({**run_matmul(a, dtype), **info}))
+        return
+    if a.mode == 'decode':
+        print(json.dumps({**run_decode(a, dtype), **info}))
+        return
+    if a.hf:
+        model = hf_model(a, dtype)
+    else:
+        model = Llama(a.vocab, a.dim, a.layers, a.heads, a.kv_heads, a.inter, a.seq).to(a.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
-    ids = torch.randint(3, a.vocab, (1, a.seq))
+    ids = torch.randint(3, a.vocab, (a.batch, a.seq), device=a.device)
+    if a.hf:
+        model.loss = lambda ids: model(input_ids=ids, labels=ids).loss
 
     def step():
         loss = model.loss(ids)
@@ -138,17 +220,13 @@ def main():
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    step()  # warm-up, untimed
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    ms = times[len(times) // 2] * 1000
+    if a.device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    ms = median_ms(step, a.steps, a.device)
     total = sum(p.numel() for p in model.parameters())
-    print(json.dumps({'tokens_per_s': a.seq * 1000 / ms, 'ms_per_step': ms, 'params': total,
-                      'threads': torch.get_num_threads(), 'torch': torch.__version__}))
+    if a.device == 'cuda':
+        info['peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    print(json.dumps({'tokens_per_s': a.batch * a.seq * 1000 / ms, 'ms_per_step': ms, 'params': total, **info}))
 
 
 if __name__ == '__main__':
