@@ -1,0 +1,93 @@
+// The base model of the page: the built-in tiny demo (LLaMA's tokenizer, random weights from a
+// fixed seed, the same model Node builds) or a Hugging Face LLaMA folder picked from disk, whose
+// safetensors are read tensor by tensor through Blob slices.
+
+import {
+  checkMemoryPlan,
+  formatBytes,
+  loadLlamaFromCheckpoint,
+  openCheckpointFromFiles,
+  parseLlamaConfig,
+  planMemory,
+  tokenizerFromFiles,
+  type LlamaConfig,
+  type LoraTargetModule,
+  type TokenizerFiles,
+} from '@huatuo/llama';
+import { demoBaseModel, type BaseModel } from '@huatuo/sft';
+import { deviceInfo, hasF16 } from '@huatuo/tensor';
+
+let demoTokenizer: Promise<TokenizerFiles> | null = null;
+
+/** LLaMA's SentencePiece tokenizer.model, served beside the page. */
+async function demoTokenizerFiles(): Promise<TokenizerFiles> {
+  demoTokenizer ??= fetch('assets/tokenizer.model').then(async (r) => {
+    if (!r.ok) throw new Error(`assets/tokenizer.model: the server answered ${r.status}; rebuild the page (npm run web)`);
+    return { tokenizerModel: new Uint8Array(await r.arrayBuffer()) };
+  });
+  return demoTokenizer;
+}
+
+/** The demo base model. */
+export async function loadDemoModel(): Promise<BaseModel> {
+  return demoBaseModel(tokenizerFromFiles(await demoTokenizerFiles(), 'tokenizer.model'));
+}
+
+/** Parameters of a LLaMA config (weights only). */
+export function parameterCount(c: LlamaConfig): number {
+  const attn = c.hiddenSize * c.numAttentionHeads * c.headDim * 2 + c.hiddenSize * c.numKeyValueHeads * c.headDim * 2;
+  const mlp = 3 * c.hiddenSize * c.intermediateSize;
+  return c.numHiddenLayers * (attn + mlp + 2 * c.hiddenSize) + c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize;
+}
+
+/** The folder's name from the files a directory input gave. */
+export function folderName(files: readonly File[]): string {
+  const rel = (files[0] as File & { webkitRelativePath?: string })?.webkitRelativePath ?? '';
+  return rel.includes('/') ? rel.split('/')[0]! : 'picked files';
+}
+
+/**
+ * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors shards). Before
+ * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter.
+ */
+export async function loadFolderModel(files: readonly File[], cutoffLen: number, lora: { r: number; targetModules: LoraTargetModule[] }, onProgress: (fraction: number) => void): Promise<BaseModel> {
+  const name = folderName(files);
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const configFile = byName.get('config.json');
+  if (!configFile) throw new Error(`${name}: no config.json among the ${files.length} files; pick the folder of a Hugging Face LLaMA model`);
+  let json: unknown;
+  try {
+    json = JSON.parse(await configFile.text());
+  } catch (err) {
+    throw new Error(`${name}/config.json: not valid JSON (${(err as Error).message})`);
+  }
+  const config = parseLlamaConfig(json, `${name}/config.json`);
+  const read = async (n: string) => (byName.has(n) ? new Uint8Array(await byName.get(n)!.arrayBuffer()) : undefined);
+  const tokenizerJson = await read('tokenizer.json');
+  const tokenizerConfigJson = await read('tokenizer_config.json');
+  const tokenizerModel = tokenizerJson ? undefined : await read('tokenizer.model');
+  const tokenizer = tokenizerFromFiles({ tokenizerJson, tokenizerConfigJson, tokenizerModel }, name);
+  const dtype = hasF16() ? 'f16' : 'f32';
+  const info = deviceInfo()!;
+  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
+  const plan = planMemory(config, { batchSize: 1, seqLen: cutoffLen, dtype, lora, training: true }, limits);
+  checkMemoryPlan(plan, limits, `${name} (${dtype}, one sequence of ${cutoffLen} tokens)`);
+  const ckpt = await openCheckpointFromFiles(files);
+  try {
+    const model = await loadLlamaFromCheckpoint(ckpt, config, name, {
+      dtype,
+      onProgress: (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0),
+    });
+    return { model, tokenizer, name, isDemo: false };
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/** "2 layers, hidden 64, 32000 vocab, 4.3 M parameters, f32". */
+export function describeModel(base: BaseModel): string {
+  const c = base.model.config;
+  const params = parameterCount(c);
+  const bytes = params * (base.model.dtype === 'f16' ? 2 : 4);
+  return `${c.numHiddenLayers} layer${c.numHiddenLayers === 1 ? '' : 's'}, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, ${(params / 1e6).toFixed(params < 1e8 ? 2 : 0)} M parameters, ${base.model.dtype} (${formatBytes(bytes)})`;
+}

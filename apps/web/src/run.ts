@@ -1,0 +1,140 @@
+// One training run of the page on @huatuo/sft's trainer: the recipe from the knobs, the data and
+// memory plan, and the run's files (manifest, data, checkpoints, metrics) in the browser's
+// IndexedDB, so a closed or reloaded tab resumes from the last checkpoint.
+
+import { checkMemoryPlan, formatBytes, planMemory, type LoraTargetModule } from '@huatuo/llama';
+import {
+  attachLora,
+  checkConfig,
+  DEFAULT_CONFIG,
+  listCheckpoints,
+  MED_TEMPLATE,
+  planRun,
+  prepareRecords,
+  readCheckpoint,
+  runFiles,
+  train,
+  type BaseModel,
+  type LoraModel,
+  type MetricsRow,
+  type PreparedData,
+  type ProgressEvent,
+  type RunPlan,
+  type TrainConfig,
+  type TrainResult,
+} from '@huatuo/sft';
+import { deviceInfo } from '@huatuo/tensor';
+import type { DataSource } from './data-source.js';
+
+/** Where the page's run lives in IndexedDB. */
+export const RUN_DIR = 'runs/current';
+const MANIFEST = `${RUN_DIR}/run.json`;
+const DATA = `${RUN_DIR}/data.txt`;
+
+/** The knobs of the page, by TrainConfig field. */
+export type Knobs = Pick<TrainConfig, 'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'>;
+
+/** HuaTuo's recipe with the page's knobs; logs every step, evaluates and saves every `evalSteps`. */
+export function recipe(knobs: Knobs): TrainConfig {
+  const config: TrainConfig = {
+    ...DEFAULT_CONFIG,
+    ...knobs,
+    saveSteps: knobs.evalSteps,
+    loggingSteps: 1,
+    saveTotalLimit: 2,
+    outputDir: RUN_DIR,
+    loraTargetModules: [...DEFAULT_CONFIG.loraTargetModules],
+  };
+  checkConfig(config);
+  return config;
+}
+
+/** The data and memory plan of a run; `refusal` says why it cannot run and what to change. */
+export interface Planned {
+  config: TrainConfig;
+  data: PreparedData;
+  plan: RunPlan;
+  refusal: string | null;
+}
+
+/** Splits and tokenizes the data and plans memory; a step of one sequence must fit the adapter. */
+export function planTraining(base: BaseModel, source: DataSource, config: TrainConfig): Planned {
+  const data = prepareRecords(source.records, source.file, MED_TEMPLATE, config, base);
+  const plan = planRun(config, base, data);
+  const info = deviceInfo()!;
+  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
+  let refusal: string | null = null;
+  try {
+    const lora = { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] };
+    const one = planMemory(base.model.config, { batchSize: 1, seqLen: config.cutoffLen, dtype: base.model.dtype, lora, training: true }, limits);
+    checkMemoryPlan(one, limits, `one sequence of ${config.cutoffLen} tokens`);
+  } catch (err) {
+    refusal = `${(err as Error).message}. Lower the cutoff (now ${config.cutoffLen} tokens) or pick a smaller model; the largest buffer this adapter allows is ${formatBytes(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize))}.`;
+  }
+  return { config, data, plan, refusal };
+}
+
+/** What the page keeps to resume a run after a reload. */
+export interface Manifest {
+  config: TrainConfig;
+  base: { name: string; demo: boolean };
+  data: { file: string; demo: boolean };
+  totalSteps: number;
+}
+
+/** The run stored in this browser, with its newest checkpoint, or null. */
+export async function storedRun(): Promise<{ manifest: Manifest; step: number; history: MetricsRow[]; dataText: string | null } | null> {
+  if (!(await runFiles.exists(MANIFEST))) return null;
+  const manifest = JSON.parse(await runFiles.readText(MANIFEST)) as Manifest;
+  const last = (await listCheckpoints(RUN_DIR)).pop();
+  if (!last) return null;
+  const { state } = await readCheckpoint(last.dir);
+  const dataText = manifest.data.demo ? null : await runFiles.readText(DATA);
+  return { manifest, step: state.step, history: state.history, dataText };
+}
+
+/** Removes the stored run. */
+export async function discardRun(): Promise<void> {
+  await runFiles.remove(RUN_DIR);
+}
+
+/** Options of {@link runTraining}. */
+export interface RunOptions {
+  base: BaseModel;
+  source: DataSource;
+  planned: Planned;
+  /** Continue the stored run from its newest checkpoint (the model gets that checkpoint's adapter). */
+  resume: boolean;
+  /** The adapted model of an earlier call, trained further; a fresh adapter when null. */
+  model: LoraModel | null;
+  signal: AbortSignal;
+  onProgress: (event: ProgressEvent) => void;
+}
+
+/** Trains (or resumes) until done or aborted (a checkpoint is written at the abort). */
+export async function runTraining(options: RunOptions): Promise<{ model: LoraModel; result: TrainResult }> {
+  const { base, source, planned } = options;
+  if (!options.resume) {
+    await discardRun();
+    const manifest: Manifest = {
+      config: planned.config,
+      base: { name: base.name, demo: base.isDemo },
+      data: { file: source.file, demo: source.demo },
+      totalSteps: planned.plan.schedule.totalSteps,
+    };
+    await runFiles.writeFile(MANIFEST, JSON.stringify(manifest, null, 1));
+    if (!source.demo) await runFiles.writeFile(DATA, source.text);
+  }
+  const model = options.model ?? attachLora(base, planned.config);
+  const result = await train({
+    config: planned.config,
+    model,
+    train: planned.data.train,
+    val: planned.data.val,
+    microBatchSize: planned.plan.microBatchSize,
+    resume: options.resume ? 'latest' : null,
+    signal: options.signal,
+    onProgress: options.onProgress,
+  });
+  return { model, result };
+}

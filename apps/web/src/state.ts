@@ -1,0 +1,52 @@
+// The page's state and the controls it enables: one object, one refresh, one fatal message.
+
+import type { BaseModel, LoraModel, MetricsRow } from '@huatuo/sft';
+import type { DataSource } from './data-source.js';
+import { byId } from './dom.js';
+import type { Planned } from './run.js';
+
+/** Everything the page knows; the views read and write it, then call {@link refresh}. */
+export const state = {
+  base: null as BaseModel | null,
+  source: null as DataSource | null,
+  planned: null as Planned | null,
+  model: null as LoraModel | null,
+  adapterLabel: '',
+  history: [] as MetricsRow[],
+  busy: '' as '' | 'loading' | 'training' | 'chatting',
+  controller: null as AbortController | null,
+  stopMode: '' as '' | 'pause' | 'stop',
+  resumable: false,
+  gpuDead: false,
+};
+
+const buttons = ['demo-model', 'demo-data', 'train', 'pause', 'resume', 'stop', 'ask', 'download-config', 'download-weights', 'resume-run', 'discard-run'];
+const fileInputs = ['model-folder', 'model-files', 'data-file', 'adapter-folder', 'adapter-files'];
+
+/** Shows a message that stops the page's work, with what to do. */
+export function fatal(title: string, text: string): void {
+  const el = byId('fatal');
+  el.hidden = false;
+  el.innerHTML = '';
+  const strong = document.createElement('strong');
+  strong.textContent = title;
+  el.append(strong, text);
+}
+
+/** Enables exactly the controls that make sense now. */
+export function refresh(): void {
+  const idle = state.busy === '' && !state.gpuDead;
+  const set = (id: string, on: boolean) => ((byId<HTMLButtonElement>(id).disabled = !on));
+  for (const id of buttons) set(id, idle);
+  for (const id of fileInputs) byId<HTMLInputElement>(id).disabled = !idle;
+  set('train', idle && state.planned !== null && state.planned.refusal === null);
+  set('pause', state.busy === 'training' && state.controller !== null && !state.stopMode);
+  set('stop', state.busy === 'training' && state.controller !== null && !state.stopMode);
+  set('resume', idle && state.resumable && state.planned !== null);
+  set('ask', idle && state.base !== null);
+  const hasAdapter = state.base !== null && state.base.model.loraConfig !== null;
+  set('download-config', idle && hasAdapter);
+  set('download-weights', idle && hasAdapter);
+  document.body.dataset.busy = state.busy;
+  for (const el of document.querySelectorAll<HTMLInputElement>('#knobs input')) el.disabled = state.busy === 'training';
+}

@@ -1,0 +1,75 @@
+// Node's side of the web app test: the same demo model the page builds (LLaMA's tokenizer.model,
+// random weights from the demo seed), PEFT adapters written by saveAdapter, and greedy answers.
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  adaptedLinears,
+  applyLora,
+  configFromPreset,
+  createRandomLlama,
+  modelTensorsToWrite,
+  toHfConfigJson,
+  writeShardedCheckpoint,
+  bytesSource,
+  generate,
+  llamaTokenizerDir,
+  parsePeftConfig,
+  peftKey,
+  SafetensorsFile,
+  saveAdapter,
+  setAdapterWeights,
+  tokenizerFromFiles,
+} from '@huatuo/llama';
+import { DEMO_MODEL_NAME, demoBaseModel, generatePrompt, getResponse, MED_TEMPLATE, type BaseModel } from '@huatuo/sft';
+import { initWebGPU, manualSeed, randn } from '@huatuo/tensor';
+
+/** The page's demo base model, built in Node. */
+export async function nodeDemoModel(): Promise<BaseModel> {
+  await initWebGPU();
+  const tokenizerModel = new Uint8Array(await readFile(join(llamaTokenizerDir(), 'tokenizer.model')));
+  return demoBaseModel(tokenizerFromFiles({ tokenizerModel }, 'tokenizer.model'));
+}
+
+/** Loads a downloaded adapter's weights into the model and writes it with saveAdapter into `dir`. */
+export async function resaveAdapter(base: BaseModel, configText: string, weights: Uint8Array, dir: string): Promise<void> {
+  const st = await SafetensorsFile.open(bytesSource('downloaded adapter_model.safetensors', weights));
+  const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const info of st.tensors) tensors.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
+  applyLora(base.model, parsePeftConfig(JSON.parse(configText), 'adapter_config.json'));
+  setAdapterWeights(base.model, tensors, 'downloaded adapter_model.safetensors');
+  await saveAdapter(base.model, dir, DEMO_MODEL_NAME);
+}
+
+/** A PEFT adapter with large random A and B (so it changes the answers), saved into `dir`. */
+export async function writeStrongAdapter(base: BaseModel, dir: string): Promise<void> {
+  manualSeed(7);
+  applyLora(base.model, { r: 4, alpha: 64, targetModules: ['q_proj', 'v_proj'] }, { seed: 7 });
+  const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const { layer, target, linear } of adaptedLinears(base.model)) {
+    for (const [which, t] of [['A', linear.lora!.A], ['B', linear.lora!.B]] as const) {
+      const r = randn(t.shape);
+      tensors.set(peftKey(layer, target, which), { shape: t.shape, data: (await r.toArray()) as Float32Array });
+      r.dispose();
+    }
+  }
+  setAdapterWeights(base.model, tensors, 'random adapter');
+  await saveAdapter(base.model, dir, DEMO_MODEL_NAME);
+}
+
+/** Greedy answers of the model as it stands (with whatever adapter it holds) to HuaTuo's prompt. */
+export async function greedyAnswer(base: BaseModel, question: string, maxNewTokens: number): Promise<string> {
+  const prompt = generatePrompt(MED_TEMPLATE, question);
+  const [g] = await generate(base.model, base.tokenizer, prompt, { maxNewTokens });
+  return getResponse(MED_TEMPLATE, prompt + g!.text);
+}
+
+/** A Hugging Face LLaMA folder (one layer, two safetensors shards with their index, tokenizer.model). */
+export async function writeTinyHfFolder(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const config = configFromPreset('tiny', { numHiddenLayers: 1, hiddenSize: 32, intermediateSize: 86, numAttentionHeads: 2, numKeyValueHeads: 2 });
+  const model = createRandomLlama(config, { seed: 11, dtype: 'f32' });
+  await writeShardedCheckpoint(dir, modelTensorsToWrite(model), { maxShardBytes: 3_000_000 });
+  model.dispose();
+  await writeFile(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config), null, 2));
+  await copyFile(join(llamaTokenizerDir(), 'tokenizer.model'), join(dir, 'tokenizer.model'));
+}
