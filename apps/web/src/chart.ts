@@ -40,8 +40,8 @@ export function drawLossCurve(figure: HTMLElement, rows: readonly MetricsRow[], 
     val.length ? `<path class="val" d="${path(val)}"/>` : '',
     ...val.map(([s, l]) => `<circle class="val-dot" cx="${x(s).toFixed(1)}" cy="${y(l).toFixed(1)}" r="3.5"/>`),
     `<g transform="translate(${M.left}, 6)">`,
-    `<line class="train" x1="0" x2="20" y1="8" y2="8"/><text x="26" y="12">train loss${train.length ? ` ${train.at(-1)![1].toFixed(3)}` : ''}</text>`,
-    `<line class="val" x1="140" x2="160" y1="8" y2="8"/><text x="166" y="12">validation loss${val.length ? ` ${val.at(-1)![1].toFixed(3)}` : ''}</text></g>`,
+    `<line class="train" x1="0" x2="20" y1="8" y2="8"/><text x="26" y="12">${W < 500 ? 'train' : 'train loss'}${train.length ? ` ${train.at(-1)![1].toFixed(3)}` : ''}</text>`,
+    `<line class="val" x1="${W < 500 ? 120 : 140}" x2="${W < 500 ? 140 : 160}" y1="8" y2="8"/><text x="${W < 500 ? 146 : 166}" y="12">${W < 500 ? 'val' : 'validation loss'}${val.length ? ` ${val.at(-1)![1].toFixed(3)}` : ''}</text></g>`,
     '</svg>',
   ];
   figure.innerHTML = parts.join('');
