@@ -46,6 +46,16 @@ test('the search refuses a variant that computes wrong results, and says where i
   assert.equal(variantName(report.choice.fallback), 'v1');
 });
 
+test('single rows use the general kernels when the plain decode kernel is refused, whatever the other decode kernel did', async (t) => {
+  const lanes = decodeCandidates(info).find((v) => v.sg !== undefined);
+  if (!lanes) return t.skip('adapter has no fixed subgroup size for the lanes-along-k decode kernel');
+  const doubled = { name: 'doubles-y', rewrite: (wgsl: string) => wgsl.replace('= vec4<T>(acc);', '= vec4<T>(acc * 2.0);') };
+  const restore = quickTiming();
+  const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, { variant: { kernel: 'matvec' }, rewrite: doubled }, { variant: lanes }]).finally(restore);
+  assert.deepEqual(report.candidates.map((c) => c.status), ['ok', 'wrong', 'ok']);
+  assert.equal(report.choice.decode, null);
+});
+
 test('the search skips a variant whose shader or pipeline cannot be created, with the compiler message', async () => {
   const broken = { name: 'does-not-compile', rewrite: (wgsl: string) => wgsl.replace('acc[0] = fma(', 'acc[0] = fma_undefined(') };
   const restore = quickTiming();

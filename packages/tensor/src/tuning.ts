@@ -10,7 +10,6 @@ import {
   adapterKey,
   currentChoice,
   decodeCandidates,
-  defaultChoice,
   lastTuningReport,
   matmulCandidates,
   recordChoice,
@@ -155,13 +154,16 @@ function choose(rt: Runtime, reports: readonly CandidateReport[]): MatmulChoice 
     list.filter((r) => r.ms![key] !== undefined).sort((x, y) => x.ms![key]! - y.ms![key]!)[0]?.variant;
   const general = ok.filter((r) => r.variant.kernel !== 'matvec');
   const fallbackList = general.filter((r) => r.variant.kernel === 'v1' || r.variant.kernel === 'v2' || r.variant.kernel === 'v4');
-  const dflt = defaultChoice(rt.info);
-  const main = best(general.filter((r) => r.variant.kernel !== 'sgmat'), 'f32') ?? dflt.fallback;
+  // Nothing passed: the naive kernel, the simplest there is.
+  const main = best(general.filter((r) => r.variant.kernel !== 'sgmat'), 'f32') ?? { kernel: 'v1' };
   const fallback = best(fallbackList, 'f32') ?? { kernel: 'v1' };
   const f16 = rt.info.features.has('shader-f16') ? best(general, 'f16') : undefined;
   const decodeList = ok.filter((r) => r.variant.kernel === 'matvec');
   const dtype = rt.info.features.has('shader-f16') ? 'decode f16' : 'decode f32';
-  const decode = (best(decodeList, dtype) as MatmulChoice['decode'] | undefined) ?? null;
+  // The lanes-along-k kernel reads only weights stored [N, K]; other layouts take the plain one, so
+  // either both passed or single rows use the general kernels.
+  const plain = decodeList.some((r) => r.variant.kernel === 'matvec' && r.variant.sg === undefined);
+  const decode = plain ? ((best(decodeList, dtype) as MatmulChoice['decode'] | undefined) ?? null) : null;
   const choice: MatmulChoice = { main, fallback, decode };
   if (f16 && variantName(f16) !== variantName(main)) choice.f16 = f16;
   return choice;
