@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, trainingSchedule } from '../../packages/sft/src/config.js';
+import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule } from '../../packages/sft/src/config.js';
 import { ConfigError } from '../../packages/sft/src/errors.js';
 
 test("the defaults are HuaTuo's recipe", () => {
@@ -12,7 +12,7 @@ test("the defaults are HuaTuo's recipe", () => {
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
       numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
-      warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42,
+      warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
     },
   );
   assert.deepEqual({ ...DEFAULT_GENERATION }, { numBeams: 4, maxNewTokens: 256, doSample: false, temperature: 0.1, topP: 0.75, topK: 40 });
@@ -88,4 +88,13 @@ test('the learning rate warms up linearly to the peak, then decays linearly to 0
   assert.ok(Math.abs(learningRateAt(63 + 567 / 2, s, 3e-4) - 1.5e-4) < 1e-12);
   assert.equal(learningRateAt(630, s, 3e-4), 0);
   assert.equal(learningRateAt(700, s, 3e-4), 0);
+});
+
+test("--precision takes auto, f32 or mixed; auto is mixed exactly where the adapter has shader-f16; mixed without it is refused", () => {
+  assert.equal(resolveConfig({ '--precision': 'f32' }).precision, 'f32');
+  assert.throws(() => resolveConfig({ '--precision': 'fp16' }), (e: unknown) => e instanceof ConfigError && e.message.includes('--precision') && e.message.includes('auto, f32, mixed'));
+  assert.equal(resolvePrecision('auto', true), 'mixed');
+  assert.equal(resolvePrecision('auto', false), 'f32');
+  assert.equal(resolvePrecision('f32', true), 'f32');
+  assert.throws(() => resolvePrecision('mixed', false), /--precision.*shader-f16/);
 });

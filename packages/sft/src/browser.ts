@@ -2,8 +2,8 @@
 // the trainer loop and its checkpoints (kept in IndexedDB), without the CLI, the server or disk paths.
 
 // Recipe
-export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt } from './config.js';
-export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule } from './config.js';
+export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt, resolvePrecision } from './config.js';
+export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule, Precision } from './config.js';
 
 // Data, prompts, tokens and batches
 export { parseRecords, describeLocation } from './data.js';

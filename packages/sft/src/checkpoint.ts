@@ -2,6 +2,7 @@
 // renamed into place, holding the PEFT adapter, the optimizer state and the trainer state, so a
 // resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
 import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
+import type { GradScalerState } from '@huatuo/tensor';
 import { CheckpointError } from './errors.js';
 import { runFiles as files } from './run-files.js';
 
@@ -18,6 +19,8 @@ export interface TrainerState {
   bestStep: number | null;
   /** Hash of the recipe values that must not change across a resume. */
   recipeKey: string;
+  /** Loss scale and growth tracker of a mixed-precision run after `step` (absent in f32). */
+  gradScaler?: GradScalerState;
 }
 
 /** What a checkpoint folder holds besides the adapter (written by the model). */

@@ -51,7 +51,7 @@ function addRecipeOptions(cmd: Command, defaults: TrainConfig): Command {
     if (o.key === 'baseModel' || o.key === 'dataPath') continue;
     const value = defaults[o.key];
     const shown = Array.isArray(value) ? value.join(',') : String(value);
-    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : '<value>';
+    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.choices ? `<${o.choices.join('|')}>` : '<value>';
     cmd.addOption(new Option(`${o.flag} ${placeholder}`, `${o.help} (default: ${shown})`));
   }
   return cmd;
@@ -66,7 +66,7 @@ function recipeOverrides(opts: Record<string, unknown>): Record<string, unknown>
   return overrides;
 }
 
-function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warnings: number, initAdapter: string | null): void {
+function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warnings: number, initAdapter: string | null, dtype: string): void {
   const s = plan.schedule;
   say(`data: ${dataFile}: ${plan.records.train} training and ${plan.records.val} validation records, ${plan.tokens.train} training tokens (longest ${plan.tokens.longest})`);
   if (warnings > 0) say(`data: ${warnings} records were cut to --cutoff-len ${config.cutoffLen} or left without EOS (as the original recipe does)`);
@@ -74,6 +74,11 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
   say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
   const from = initAdapter ? ` (the --init-adapter's own, from ${initAdapter})` : '';
   say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout} on ${config.loraTargetModules.join(', ')}${from}; AdamW lr ${config.learningRate}`);
+  say(
+    dtype === 'f16'
+      ? 'precision: mixed (--precision): f16 base and activations; f32 norm and attention statistics, loss, LoRA weights, gradients and AdamW state; dynamic loss scaling from 65536'
+      : 'precision: f32 (--precision): every weight, activation and gradient in f32',
+  );
   say(`memory: ${plan.memory}`);
 }
 
@@ -122,8 +127,8 @@ async function trainCommand(
       dryRun: opts.dryRun ?? false,
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
-      onPlan: async (plan, data) => {
-        printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null);
+      onPlan: async (plan, data, base) => {
+        printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null, base.model.dtype);
         const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
         if (opts.overwriteOutputDir && earlier.length > 0) {
           say(`output: ${resolve(config.outputDir)} holds an earlier run (${earlier.length} files and checkpoints); ${opts.dryRun ? 'a real run removes' : 'removing'} it before the first step`);

@@ -51,7 +51,16 @@ export interface TrainConfig {
   saveTotalLimit: number;
   loadBestModelAtEnd: boolean;
   seed: number;
+  /**
+   * 'mixed': f16 base weights and activations, f32 statistics, loss, LoRA master weights, their
+   * gradients and AdamW state, with dynamic loss scaling (PyTorch autocast + GradScaler).
+   * 'f32': everything in f32. 'auto': mixed where the adapter has shader-f16, else f32.
+   */
+  precision: Precision;
 }
+
+/** Numeric precision of training: see {@link TrainConfig.precision}. */
+export type Precision = 'auto' | 'f32' | 'mixed';
 
 /** HuaTuo's recipe. */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
@@ -96,6 +105,8 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   saveTotalLimit: 5, // keep the last 5 checkpoints, plus the best by validation loss
   loadBestModelAtEnd: true,
   seed: 42, // TrainingArguments.seed: LoRA init, dropout, data order
+  // numerics
+  precision: 'auto', // mixed (f16 with f32 master weights and loss scaling) where shader-f16 exists, else f32
 });
 
 /**
@@ -181,6 +192,13 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'saveSteps', flag: '--save-steps', kind: 'int', min: 1, help: 'optimizer steps between checkpoints (a multiple of --eval-steps)' },
   { key: 'saveTotalLimit', flag: '--save-total-limit', kind: 'int', min: 1, help: 'recent checkpoints kept (the best is kept too)' },
   { key: 'seed', flag: '--seed', kind: 'int', min: 0, help: 'seed of LoRA initialisation, dropout and data order' },
+  {
+    key: 'precision',
+    flag: '--precision',
+    kind: 'string',
+    choices: ['auto', 'f32', 'mixed'],
+    help: 'mixed: f16 base and activations, f32 LoRA weights, gradients, optimizer and loss, with dynamic loss scaling; f32: everything in f32; auto: mixed where the adapter has shader-f16',
+  },
 ];
 
 const OPTION_BY_KEY = new Map(CONFIG_OPTIONS.map((o) => [o.key as string, o]));
@@ -254,6 +272,19 @@ export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {},
   }
   checkConfig(config);
   return config;
+}
+
+/**
+ * The precision a run trains in: 'auto' is 'mixed' where the adapter has shader-f16, else 'f32'.
+ * @throws ConfigError when 'mixed' is asked of an adapter without shader-f16.
+ * @example resolvePrecision('auto', true) === 'mixed'
+ */
+export function resolvePrecision(precision: Precision, hasShaderF16: boolean): 'f32' | 'mixed' {
+  if (precision === 'auto') return hasShaderF16 ? 'mixed' : 'f32';
+  if (precision === 'mixed' && !hasShaderF16) {
+    throw new ConfigError('--precision', 'mixed computes in f16, which needs the adapter feature shader-f16; this adapter lacks it: use --precision f32');
+  }
+  return precision;
 }
 
 /** Checks the relations between values that no single flag can check. */

@@ -13,7 +13,7 @@ import {
   type LoraTargetModule,
   type Tokenizer,
 } from '@huatuo/llama';
-import { deviceInfo, type Tensor } from '@huatuo/tensor';
+import { deviceInfo, type FloatDType, type Tensor } from '@huatuo/tensor';
 import type { TrainConfig } from './config.js';
 import { runFiles } from './run-files.js';
 import type { DeviceBatch, TrainableModel } from './trainer.js';
@@ -36,10 +36,11 @@ export interface BaseModel {
 /**
  * The demonstration base: LLaMA's `tiny` preset (changed by `demoConfig`) with random weights
  * drawn from {@link DEMO_MODEL_SEED}, so every platform builds the same model, and LLaMA's tokenizer.
+ * `dtype` is its weights' (f16 rounds the same f32 draws).
  * @example const base = demoBaseModel(tokenizerFromFiles({ tokenizerModel }), { numHiddenLayers: 1 });
  */
-export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverrides = {}): BaseModel {
-  const model = createRandomLlama(configFromPreset('tiny', demoConfig), { seed: DEMO_MODEL_SEED, dtype: 'f32' });
+export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverrides = {}, dtype: FloatDType = 'f32'): BaseModel {
+  const model = createRandomLlama(configFromPreset('tiny', demoConfig), { seed: DEMO_MODEL_SEED, dtype });
   return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
 }
 
@@ -57,6 +58,11 @@ export class LoraModel implements TrainableModel {
     readonly llama: LlamaModel,
     readonly baseName: string,
   ) {}
+
+  /** The dtype the base weights and activations compute in. */
+  get dtype(): FloatDType {
+    return this.llama.dtype;
+  }
 
   get trainableParameters(): ReadonlyMap<string, Tensor> {
     const out = new Map<string, Tensor>();

@@ -1,7 +1,7 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets.
 import { llamaTokenizerDir, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
-import { hasF16 } from '@huatuo/tensor';
+import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 import { demoBaseModel, type BaseModel } from './lora-model.js';
@@ -15,6 +15,11 @@ export interface BaseModelOptions {
   demoConfig?: LlamaConfigOverrides;
   /** Quantize the decoder projections while loading (`--quantize`); default 'none'. */
   quantize?: Quantization;
+  /**
+   * Dtype of the base weights (and so of the activations): default f16 for a folder where the
+   * adapter has shader-f16, else f32; f32 for the demo model. Training chooses it from the precision.
+   */
+  dtype?: FloatDType;
 }
 
 /**
@@ -24,15 +29,16 @@ export interface BaseModelOptions {
  */
 export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void, options: BaseModelOptions = {}): Promise<BaseModel> {
   const quantize = options.quantize ?? 'none';
+  if (options.dtype === 'f16' && !hasF16()) throw new ConfigError('--precision', 'f16 weights need the adapter feature shader-f16, which this adapter lacks; use --precision f32');
   if (folder === null) {
-    const demo = demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {});
+    const demo = demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {}, options.dtype ?? 'f32');
     if (quantize !== 'none') await quantizeModel(demo.model, quantize);
     return demo;
   }
   if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {
-    dtype: hasF16() ? 'f16' : 'f32',
+    dtype: options.dtype ?? (hasF16() ? 'f16' : 'f32'),
     quantize,
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });

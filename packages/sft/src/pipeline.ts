@@ -1,6 +1,7 @@
 // The steps of a training run in order, shared by the CLI and by library users: data, split,
 // tokens, base model and adapter, micro-batch, plan, then the trainer.
-import type { TrainConfig } from './config.js';
+import { hasF16 } from '@huatuo/tensor';
+import { resolvePrecision, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
 import { attachLora, loadBaseModel, type BaseModel, type BaseModelOptions, type LoraModel } from './model.js';
 import { planRun, prepareRecords, type PreparedData, type RunPlan } from './prepare.js';
@@ -56,7 +57,9 @@ export interface RunOutcome {
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
-  const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, ...options.baseModel });
+  // Mixed precision keeps the frozen base in f16 (autocast's f16 copies of the weights, made once).
+  const precision = resolvePrecision(config.precision, hasF16());
+  const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype: precision === 'mixed' ? 'f16' : 'f32', ...options.baseModel });
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);

@@ -3,7 +3,7 @@
 // decay, evaluation and checkpoints every N steps, the best checkpoint kept and loaded at the end.
 // Runs resume exactly: data order, dropout seeds and optimizer state all come from the checkpoint.
 // One loop for Node and the browser: its files go through run-files.ts (disk or IndexedDB).
-import { AdamW, clipGradNorm, DeviceError, runtimeStats, startScope, tensor, type Tensor } from '@huatuo/tensor';
+import { AdamW, clipGradNorm, DeviceError, GradScaler, hasF16, runtimeStats, startScope, tensor, type FloatDType, type GradScalerOptions, type Tensor } from '@huatuo/tensor';
 import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
 import {
   checkpointDir,
@@ -13,8 +13,8 @@ import {
   writeCheckpoint,
   type TrainerState,
 } from './checkpoint.js';
-import { learningRateAt, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
-import { CheckpointError, TrainingError } from './errors.js';
+import { learningRateAt, resolvePrecision, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
+import { CheckpointError, ConfigError, TrainingError } from './errors.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { checkOutputDir, clearRun } from './output-dir.js';
 import { runFiles } from './run-files.js';
@@ -41,6 +41,8 @@ export interface TrainableModel {
   saveAdapter(dir: string): Promise<void>;
   /** Loads a PEFT adapter folder's weights into the trainable parameters. */
   loadAdapter(dir: string): Promise<void>;
+  /** The dtype its activations compute in (default f32): f16 trains with loss scaling. */
+  readonly dtype?: FloatDType;
 }
 
 /** A progress event, for a progress bar or log lines. */
@@ -55,6 +57,10 @@ export interface ProgressEvent {
   tokensPerSec?: number;
   elapsedSec: number;
   checkpoint?: string;
+  /** On 'step' events of a loss-scaled (mixed precision) run: the scale this step's loss was multiplied by. */
+  lossScale?: number;
+  /** On 'step' events: true when the gradients held inf/NaN and the optimizer step was skipped (mixed precision). */
+  skipped?: boolean;
 }
 
 /** Options of {@link train}. */
@@ -78,6 +84,8 @@ export interface TrainOptions {
    * Without it such a folder is refused unless resuming.
    */
   overwriteOutputDir?: boolean;
+  /** Loss scaling of a mixed-precision run (torch.amp.GradScaler's arguments; default its defaults). */
+  gradScaler?: Partial<Omit<GradScalerOptions, 'enabled'>>;
 }
 
 /** What {@link train} returns. */
@@ -164,9 +172,21 @@ export async function evaluate(model: TrainableModel, val: readonly TokenizedExa
   return count === 0 ? NaN : total / count;
 }
 
+/** Whether the model's dtype is the one the config's precision asks for; true when losses need scaling (f16). */
+function lossScaling(config: TrainConfig, model: TrainableModel): boolean {
+  const dtype = model.dtype ?? 'f32';
+  if (config.precision === 'auto') return dtype === 'f16';
+  const want = resolvePrecision(config.precision, hasF16()) === 'mixed' ? 'f16' : 'f32';
+  if (dtype !== want) {
+    throw new ConfigError('--precision', `${config.precision} trains a model computing in ${want}, but this one computes in ${dtype}; load the base in ${want} or choose --precision ${dtype === 'f16' ? 'mixed' : 'f32'}`);
+  }
+  return dtype === 'f16';
+}
+
 /** Runs (or resumes) training and leaves the final adapter in `config.outputDir`. */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, model, microBatchSize } = options;
+  const scaler = new GradScaler({ ...options.gradScaler, enabled: lossScaling(config, model) });
   const schedule = trainingSchedule(config, options.train.length, microBatchSize);
   const accumulation = schedule.gradientAccumulationSteps;
   const key = await recipeKey(config, options.train.length, microBatchSize);
@@ -214,6 +234,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (saved) {
     optimizer.loadStateDict(saved.optimizer as never);
     state = saved.state;
+    if (scaler.enabled && state.gradScaler) scaler.loadStateDict(state.gradScaler);
     // The interrupted run may have logged steps past its checkpoint; they run again, so
     // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
     await writeMetrics(metricsPath, state.history);
@@ -245,6 +266,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const lr = learningRateAt(step, schedule, config.learningRate);
       optimizer.setLr(lr);
       const scope = startScope();
+      const lossScale = scaler.getScale();
+      let stepped = true;
       let stepLoss: number;
       try {
         let lossSum: Tensor | null = null;
@@ -257,13 +280,16 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           const batch = toDevice(examples, config);
           tokensSinceLog += batch.tokens;
           const loss = model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, step, micro) });
-          loss.mul(1 / accumulation).backward();
+          loss.mul(lossScale / accumulation).backward();
           lossSum = lossSum ? lossSum.add(loss) : loss;
           counted++;
         });
         if (lossSum) {
+          // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
+          scaler.unscale(optimizer);
           if (config.maxGradNorm > 0) clipGradNorm(params, config.maxGradNorm);
-          optimizer.step();
+          stepped = await scaler.step(optimizer);
+          scaler.update();
           optimizer.zeroGrad();
         }
         // The mean over the micro-batches that had answer tokens; 0 (and no update) when none had.
@@ -279,8 +305,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         );
       }
       state.step = step + 1;
+      if (scaler.enabled) state.gradScaler = scaler.stateDict();
       stepLosses.set(state.step, stepLoss);
-      options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed() });
+      const scaling = scaler.enabled ? { lossScale, skipped: !stepped } : {};
+      options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed(), ...scaling });
 
       if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
         const now = performance.now();
