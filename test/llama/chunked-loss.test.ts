@@ -58,6 +58,27 @@ describe('chunked lm_head and cross-entropy', () => {
     }
   });
 
+  it('gives lm_head the weight gradient of full logits when it trains (a base trained in full), whatever the chunk size', async () => {
+    const model = createRandomLlama(configFromPreset('tiny', { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 1, vocabSize: 500 }), { seed: 5, std: 0.2 });
+    const head = model.lmHead.parts;
+    const grads = async (rows: number | 'full') => {
+      for (const p of head) p.grad = null;
+      await lossAndGrads(model, rows);
+      return Promise.all(head.map(async (p) => (await toArray(p.grad!)) as Float32Array));
+    };
+    try {
+      for (const p of head) p.requireGrad();
+      const full = await grads('full');
+      assert.ok(full.some((g) => g.some((v) => v !== 0)), 'full logits give lm_head a gradient');
+      for (const rows of [1, 7, 1000]) {
+        const got = await grads(rows);
+        got.forEach((g, i) => assertClose(g, full[i]!, { atol: 1e-7, rtol: 1e-4 }, `lm_head gradient, part ${i}, chunks of ${rows}`));
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('holds one chunk of logits at a time: the peak stays under the full [N, V] logits', async () => {
     const model = createRandomLlama(configFromPreset('tiny', { numHiddenLayers: 1 }), { seed: 4 }); // V = 32000
     applyLora(model, { r: 4, targetModules: ['q_proj'] }, { seed: 1 });

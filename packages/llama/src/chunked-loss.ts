@@ -34,7 +34,7 @@ interface Options {
 /**
  * Mean cross-entropy of lm_head(hidden) against targets, over the `count` targets that are not
  * ignoreIndex (as torch's mean reduction; NaN when none count). hidden [N, C], lm_head `parts` [rows_i, C]
- * (frozen: no gradient), targets i32 [N]. Logits are computed `chunkRows` rows at a time.
+ * (gradients only for parts that require them), targets i32 [N]. Logits are computed `chunkRows` rows at a time.
  */
 const chunkedLmHeadLoss = defineOp({
   name: 'chunkedLmHeadLoss',
@@ -54,41 +54,52 @@ const chunkedLmHeadLoss = defineOp({
     ctx.data = { options, parts: parts.length };
     return mul(total ?? tensor(0), 1 / options.count);
   },
-  // dhidden[chunk] = ((softmax(logits) - onehot(t)) * g / count) W, logits recomputed per chunk
+  // dlogits[chunk] = (softmax(logits) - onehot(t)) * g / count, logits recomputed per chunk;
+  // dhidden[chunk] = dlogits W, and dW_i = sum over chunks of dlogits[:, rows_i]^T hidden[chunk]
+  // for the parts that train (a base trained in full, or an lm_head tied to the embedding).
   backward(ctx, g) {
     const { options, parts: P } = ctx.data as { options: Options; parts: number };
     const hidden = ctx.saved[0]!;
     const parts = ctx.saved.slice(1, 1 + P);
     const targets = ctx.saved[1 + P]!;
+    const wantW = parts.map((_, i) => ctx.needsGrad(1 + i));
     const N = hidden.shape[0]!;
     const chunks: Tensor[] = [];
+    let dW: (Tensor | null)[] = parts.map(() => null);
     noGrad(() => {
       const scale = mul(g, 1 / options.count);
       for (let s = 0; s < N; s += options.chunkRows) {
         const e = Math.min(N, s + options.chunkRows);
-        chunks.push(
-          tidy(() => {
-            const logits = chunkLogits(slice(hidden, 0, s, e), parts); // [n, V] f32
-            const t = slice(targets, 0, s, e);
-            const ce = ceContext([logits, t]);
-            crossEntropy.def.forward(ce, logits, t, { ignoreIndex: options.ignoreIndex, reduction: 'sum' });
-            const dlogits = crossEntropy.def.backward(ce, scale)[0]!; // [n, V] f32
-            const d = dlogits.dtype === hidden.dtype ? dlogits : cast(dlogits, hidden.dtype);
-            let start = 0;
-            let dh: Tensor | null = null;
-            for (const w of parts) {
-              const rows = w.shape[0]!;
-              const term = matmul(slice(d, 1, start, start + rows), w); // [n, C]
-              start += rows;
-              dh = dh === null ? term : add(dh, term);
-            }
-            return dh!;
-          }),
-        );
+        const previous = dW;
+        const [dh, ...next] = tidy(() => {
+          const h = slice(hidden, 0, s, e); // [n, C]
+          const logits = chunkLogits(h, parts); // [n, V] f32
+          const t = slice(targets, 0, s, e);
+          const ce = ceContext([logits, t]);
+          crossEntropy.def.forward(ce, logits, t, { ignoreIndex: options.ignoreIndex, reduction: 'sum' });
+          const dlogits = crossEntropy.def.backward(ce, scale)[0]!; // [n, V] f32
+          const d = dlogits.dtype === hidden.dtype ? dlogits : cast(dlogits, hidden.dtype);
+          let start = 0;
+          let dh: Tensor | null = null;
+          const grads = parts.map((w, i) => {
+            const rows = w.shape[0]!;
+            const dPart = slice(d, 1, start, start + rows); // [n, rows_i]
+            start += rows;
+            const term = matmul(dPart, w); // [n, C]
+            dh = dh === null ? term : add(dh, term);
+            if (!wantW[i]) return null;
+            const gw = matmul(transpose(dPart), h); // [rows_i, C]
+            return previous[i] ? add(previous[i]!, gw) : gw;
+          });
+          return [dh!, ...grads] as const;
+        });
+        for (const old of previous) old?.dispose();
+        dW = next as (Tensor | null)[];
+        chunks.push(dh as Tensor);
       }
     });
     const dhidden = chunks.length === 1 ? chunks[0]! : cat(chunks, 0);
-    return [dhidden, ...parts.map(() => null), null];
+    return [dhidden, ...dW, null];
   },
 });
 
