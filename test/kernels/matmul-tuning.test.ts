@@ -31,6 +31,30 @@ function quickTiming(): () => void {
   };
 }
 
+test('subgroup-matrix variants are candidates only for f16 x f16 -> f32 configs of an adapter with the feature and one subgroup size', () => {
+  const configs = [
+    { M: 16, N: 16, K: 16, componentType: 'f16', resultComponentType: 'f32' },
+    { M: 16, N: 16, K: 16, componentType: 'f16', resultComponentType: 'f16' },
+    { M: 8, N: 8, K: 8, componentType: 'f32', resultComponentType: 'f32' },
+    { M: 32, N: 8, K: 16, componentType: 'f16', resultComponentType: 'f32' },
+  ];
+  const gpuLike = {
+    ...info,
+    features: new Set([...info.features, 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const),
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+    maxComputeInvocationsPerWorkgroup: 1024,
+    maxComputeWorkgroupStorageSize: 32768,
+    subgroupMatrixConfigs: configs,
+  };
+  const names = matmulCandidates(gpuLike).map(variantName);
+  assert.deepEqual(names.filter((n) => n.startsWith('sgmat')), ['sgmat(16x16x16,sg=32)']);
+  assert.ok(names.includes('v4(tile=128)') && names.includes('v4(tile=64)'), names.join(', '));
+  const without = { ...gpuLike, features: new Set([...gpuLike.features].filter((f) => f !== 'chromium-experimental-subgroup-matrix')) };
+  assert.equal(matmulCandidates(without).filter((v) => v.kernel === 'sgmat').length, 0);
+  assert.equal(matmulCandidates({ ...gpuLike, subgroupMinSize: 16 }).filter((v) => v.kernel === 'sgmat').length, 0);
+});
+
 test('the search refuses a variant that computes wrong results, and says where it went wrong', async () => {
   // v2 made to skip its last step of k: faster, and wrong whenever K is past one step.
   const wrong = { name: 'skips-last-k-step', rewrite: (wgsl: string) => wgsl.replace('k0 < p.K; k0 += BK', 'k0 + BK < p.K; k0 += BK') };

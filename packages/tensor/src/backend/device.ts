@@ -113,13 +113,13 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
   };
 }
 
-/** The adapter's subgroup-matrix configs as plain objects (Dawn's do not serialize with JSON.stringify). */
+/** The adapter's subgroup-matrix configs as plain objects, types lower-case (Dawn's objects do not serialize with JSON.stringify). */
 function matrixConfigs(list: readonly Record<string, unknown>[] | undefined): SubgroupMatrixConfig[] {
   return [...(list ?? [])].map((c) => ({
     M: Number(c.M),
     N: Number(c.N),
     K: Number(c.K),
-    componentType: String(c.componentType),
-    resultComponentType: String(c.resultComponentType),
+    componentType: String(c.componentType).toLowerCase(),
+    resultComponentType: String(c.resultComponentType).toLowerCase(),
   }));
 }
