@@ -90,11 +90,13 @@ test('the learning rate warms up linearly to the peak, then decays linearly to 0
   assert.equal(learningRateAt(700, s, 3e-4), 0);
 });
 
-test("--precision takes auto, f32 or mixed; auto is mixed exactly where the adapter has shader-f16; mixed without it is refused", () => {
+test('--precision takes auto, f32 or mixed; auto is mixed for a base folder exactly where the adapter has shader-f16 and f32 for the demo model; mixed without shader-f16 is refused', () => {
   assert.equal(resolveConfig({ '--precision': 'f32' }).precision, 'f32');
   assert.throws(() => resolveConfig({ '--precision': 'fp16' }), (e: unknown) => e instanceof ConfigError && e.message.includes('--precision') && e.message.includes('auto, f32, mixed'));
   assert.equal(resolvePrecision('auto', true), 'mixed');
   assert.equal(resolvePrecision('auto', false), 'f32');
+  assert.equal(resolvePrecision('auto', true, true), 'f32');
+  assert.equal(resolvePrecision('mixed', true, true), 'mixed');
   assert.equal(resolvePrecision('f32', true), 'f32');
   assert.throws(() => resolvePrecision('mixed', false), /--precision.*shader-f16/);
 });

@@ -54,7 +54,8 @@ export interface TrainConfig {
   /**
    * 'mixed': f16 base weights and activations, f32 statistics, loss, LoRA master weights, their
    * gradients and AdamW state, with dynamic loss scaling (PyTorch autocast + GradScaler).
-   * 'f32': everything in f32. 'auto': mixed where the adapter has shader-f16, else f32.
+   * 'f32': everything in f32. 'auto': mixed for a Hugging Face base where the adapter has
+   * shader-f16, else f32 (the built-in demo model trains in f32).
    */
   precision: Precision;
 }
@@ -106,7 +107,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loadBestModelAtEnd: true,
   seed: 42, // TrainingArguments.seed: LoRA init, dropout, data order
   // numerics
-  precision: 'auto', // mixed (f16 with f32 master weights and loss scaling) where shader-f16 exists, else f32
+  precision: 'auto', // mixed (f16 with f32 master weights and loss scaling) for a base folder where shader-f16 exists, else f32
 });
 
 /**
@@ -197,7 +198,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     flag: '--precision',
     kind: 'string',
     choices: ['auto', 'f32', 'mixed'],
-    help: 'mixed: f16 base and activations, f32 LoRA weights, gradients, optimizer and loss, with dynamic loss scaling; f32: everything in f32; auto: mixed where the adapter has shader-f16',
+    help: 'mixed: f16 base and activations, f32 LoRA weights, gradients, optimizer and loss, with dynamic loss scaling; f32: everything in f32; auto: mixed for a --base folder where the adapter has shader-f16, f32 for the demo model',
   },
 ];
 
@@ -275,12 +276,14 @@ export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {},
 }
 
 /**
- * The precision a run trains in: 'auto' is 'mixed' where the adapter has shader-f16, else 'f32'.
+ * The precision a run trains in. 'auto' is 'mixed' for a Hugging Face base where the adapter has
+ * shader-f16 and 'f32' otherwise, and 'f32' for the built-in demo model (`demo`): it is small
+ * enough that f16 saves no memory that matters, and on lavapipe its steps run slower in f16.
  * @throws ConfigError when 'mixed' is asked of an adapter without shader-f16.
  * @example resolvePrecision('auto', true) === 'mixed'
  */
-export function resolvePrecision(precision: Precision, hasShaderF16: boolean): 'f32' | 'mixed' {
-  if (precision === 'auto') return hasShaderF16 ? 'mixed' : 'f32';
+export function resolvePrecision(precision: Precision, hasShaderF16: boolean, demo = false): 'f32' | 'mixed' {
+  if (precision === 'auto') return hasShaderF16 && !demo ? 'mixed' : 'f32';
   if (precision === 'mixed' && !hasShaderF16) {
     throw new ConfigError('--precision', 'mixed computes in f16, which needs the adapter feature shader-f16; this adapter lacks it: use --precision f32');
   }

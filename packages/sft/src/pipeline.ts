@@ -58,7 +58,7 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
   // Mixed precision keeps the frozen base in f16 (autocast's f16 copies of the weights, made once).
-  const precision = resolvePrecision(config.precision, hasF16());
+  const precision = resolvePrecision(config.precision, hasF16(), config.baseModel === null);
   const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype: precision === 'mixed' ? 'f16' : 'f32', ...options.baseModel });
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
