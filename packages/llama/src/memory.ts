@@ -3,6 +3,7 @@
 // length; which weights must be split to fit the adapter's binding limit; and a refusal, up
 // front and with the estimate in its message, of runs that cannot fit.
 
+import type { QuantFormat } from '@huatuo/tensor';
 import type { LlamaConfig } from './config.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from './errors.js';
@@ -30,6 +31,14 @@ export interface MemoryPlanOptions {
   readonly lora?: { readonly r: number; readonly targetModules: readonly LoraTargetModule[] };
   /** Training (graph kept for backward, gradients, AdamW state) or inference. Default: true when `lora` is given. */
   readonly training?: boolean;
+  /**
+   * How the decoder projections are stored: 'none' (in `dtype`), 'int8' (a byte per weight and an
+   * f32 absmax per row) or 'nf4' (half a byte per weight, an 8-bit absmax code per block of 64,
+   * an f32 scale per 256 blocks). Embeddings, lm_head and norms stay in `dtype`. Default 'none'.
+   */
+  readonly quantize?: 'none' | QuantFormat;
+  /** Activation checkpointing per decoder layer (training): keep layer inputs, recompute in backward. */
+  readonly gradientCheckpointing?: boolean;
   /** KV cache length for inference; default `seqLen`. Ignored in training. */
   readonly kvCacheLen?: number;
   /**
@@ -51,17 +60,25 @@ export interface TensorSplit {
 
 /** Estimated GPU bytes of a run. */
 export interface MemoryPlan {
+  /** Frozen base weights, quantized or not. */
   readonly weights: number;
   readonly lora: number;
   /** Gradients of the trainable (LoRA) parameters. */
   readonly gradients: number;
   /** AdamW's two moments per trainable parameter, f32. */
   readonly optimizer: number;
-  /** Activations: those kept for backward in training, one layer's temporaries in inference. */
+  /**
+   * Activations: those kept for backward in training (with checkpointing, every layer's input plus
+   * one layer rebuilt in backward), one layer's temporaries in inference.
+   */
   readonly activations: number;
   /** Logits: in training one chunk of the fused loss (its f32 logits, their gradient and the lm_head output). */
   readonly logits: number;
   readonly kvCache: number;
+  /**
+   * The peak: the sum of the parts, except that with checkpointing the loss logits and the layer
+   * rebuilt in backward are not held at once (the larger counts).
+   */
   readonly total: number;
   /** The largest single activation tensor, which cannot be split. */
   readonly largestActivation: { readonly name: string; readonly bytes: number };
@@ -109,6 +126,22 @@ export function projectionShape(config: LlamaConfig, target: LoraTargetModule): 
   }
 }
 
+/** Bytes of one frozen [rows, cols] projection as the device holds it (see QuantizedWeight). */
+export function projectionBytes(rows: number, cols: number, quantize: 'none' | QuantFormat, dtypeBytes: number): number {
+  const n = rows * cols;
+  const words = (bytes: number) => Math.max(1, Math.ceil(bytes / 4)) * 4;
+  switch (quantize) {
+    case 'none':
+      return n * dtypeBytes;
+    case 'int8':
+      return words(n) + rows * 4;
+    case 'nf4': {
+      const blocks = Math.ceil(n / 64);
+      return words(Math.ceil(n / 2)) + words(blocks) + Math.ceil(blocks / 256) * 4 + 256 * 4;
+    }
+  }
+}
+
 /**
  * Estimates the GPU memory of a run and, given `limits`, which weights must be split.
  * The estimate counts tensors, not the pool's rounding or WebGPU's own overhead.
@@ -128,9 +161,13 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const kvd = config.numKeyValueHeads * config.headDim;
   const N = B * T;
 
-  const perLayer = 2 * C + C * C * 2 + 2 * C * kvd + 3 * C * I;
-  const weightElements = V * C * (config.tieWordEmbeddings ? 1 : 2) + L * perLayer + C;
-  const weights = weightElements * bytes;
+  const quantize = options.quantize ?? 'none';
+  let layerBytes = 2 * C * bytes;
+  for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
+    const [out, inp] = projectionShape(config, t);
+    layerBytes += projectionBytes(out, inp, quantize, bytes);
+  }
+  const weights = (V * C * (config.tieWordEmbeddings ? 1 : 2) + C) * bytes + L * layerBytes;
 
   let loraElements = 0;
   let loraInputs = 0;
@@ -151,7 +188,8 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     // Per layer: residual, two norms, q/k/v and their rotations, attention output and its
     // logsumexp, o_proj and MLP (gate, up, silu, product, down), LoRA inputs.
     const layer = N * (9 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats;
-    activations = L * layer + 2 * N * C * bytes;
+    // With checkpointing each layer keeps only its input [B, T, C]; backward rebuilds one layer at a time.
+    activations = options.gradientCheckpointing ? L * N * C * bytes + layer + 2 * N * C * bytes : L * layer + 2 * N * C * bytes;
   } else {
     activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + attentionStats;
   }
@@ -160,7 +198,10 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const logitBytes = logitRows * V * 4;
   const logits = training ? 3 * logitBytes : logitBytes;
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
-  const total = weights + lora + gradients + optimizer + activations + logits + kvCache;
+  // With checkpointing the loss's logits are freed before backward rebuilds a layer: the larger of the two counts.
+  const oneLayer = training && options.gradientCheckpointing ? N * (8 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats : 0;
+  const transient = oneLayer > 0 ? Math.max(logits, oneLayer) - oneLayer : logits;
+  const total = weights + lora + gradients + optimizer + activations + transient + kvCache;
 
   const candidates: [string, number][] = [
     [training ? `loss chunk of logits [${logitRows}, ${V}] f32` : logitRows === B && T > 1 ? `logits [${B}, 1, ${V}] f32` : `logits [${B}, ${T}, ${V}] f32`, logitBytes],
@@ -196,7 +237,7 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   };
 }
 
-/** The plan as one line: "weights 12.6 GiB, LoRA 16.0 MiB, ..., total 14.1 GiB". */
+/** The plan as one line: "weights 12.6 GiB, LoRA 16.0 MiB, ...; peak 14.1 GiB" (the peak is the sum of the parts). */
 export function formatMemoryPlan(plan: MemoryPlan): string {
   const parts: [string, number][] = [
     ['weights', plan.weights],
@@ -207,7 +248,7 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
     ['logits', plan.logits],
     ['KV cache', plan.kvCache],
   ];
-  return `${parts.map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}; total ${formatBytes(plan.total)}`;
+  return `${parts.map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}; peak ${formatBytes(plan.total)}`;
 }
 
 /**

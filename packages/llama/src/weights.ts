@@ -12,6 +12,7 @@ import {
   randn,
   tensor,
   toArray,
+  zeros,
   type FloatDType,
   type QuantFormat,
   type Tensor,
@@ -130,7 +131,7 @@ export function assembleModel(
 export interface RandomModelOptions extends ModelOptions {
   /** Seed of the weights (same seed, same model). Default 0. */
   readonly seed?: number;
-  /** Standard deviation of the normal weights; default the config's initializerRange. Norm weights are 1. */
+  /** Standard deviation of the normal weights; default the config's initializerRange. Norm weights are 1. 0 gives zeros (fast: nothing is drawn). */
   readonly std?: number;
 }
 
@@ -150,7 +151,7 @@ export function createRandomLlama(config: LlamaConfig, options: RandomModelOptio
     config,
     dtype,
     bindingLimit(options.maxBindingBytes),
-    (spec, rows) => rows.map((r) => randn([r, spec.shape[1]!], { seed: nextSeed(), dtype }).mul(std)),
+    (spec, rows) => rows.map((r) => (std === 0 ? zeros([r, spec.shape[1]!], { dtype }) : randn([r, spec.shape[1]!], { seed: nextSeed(), dtype }).mul(std))),
     (spec) => ones(spec.shape, { dtype }),
   );
 }

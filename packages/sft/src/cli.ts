@@ -19,6 +19,7 @@ import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt-node.js';
 import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
+import { buildPlanCommand } from './plan-command.js';
 import { checkMergeOut } from './merge-out-node.js';
 import { earlierRun } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
@@ -334,6 +335,7 @@ export function buildProgram(): Command {
   program.addCommand(buildGenerateCommand());
   program.addCommand(buildMergeCommand());
   program.addCommand(buildEvalCommand());
+  program.addCommand(buildPlanCommand(say));
   program.addCommand(buildServeCommand());
   program.addCommand(buildSusCommand());
   program.addCommand(buildGenDataCommand());

@@ -31,6 +31,8 @@ export interface TrainConfig {
   microBatchSize: number | 'auto';
   /** Recompute each decoder layer's activations in backward instead of keeping them. */
   gradientCheckpointing: boolean;
+  /** GiB of GPU memory the run must fit in (WebGPU does not report it); 0: unknown, only binding limits are checked. */
+  gpuMemory: number;
   padToMultipleOf: number;
   padId: number;
   paddingSide: 'left' | 'right';
@@ -85,6 +87,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   batchSize: 128, // effective batch: microBatchSize * gradient accumulation steps
   microBatchSize: 'auto', // chosen to fit device memory; --micro-batch overrides
   gradientCheckpointing: false, // TrainingArguments.gradient_checkpointing: keep layer inputs only, recompute in backward
+  gpuMemory: 0, // GiB the plan must fit; 0: unknown (WebGPU does not say), only binding limits are checked
   padToMultipleOf: 8, // DataCollatorForSeq2Seq(pad_to_multiple_of=8)
   padId: 0, // tokenizer.pad_token_id = 0 (unk), distinct from EOS
   paddingSide: 'left', // tokenizer.padding_side = "left"
@@ -177,6 +180,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
   { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
   { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, about a third more compute" },
+  { key: 'gpuMemory', flag: '--gpu-memory', kind: 'number', min: 0, help: 'GiB of GPU memory to plan for: the micro-batch is chosen to fit and a run that cannot fit is refused before loading (0: unknown)' },
   { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
   { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },
   { key: 'numEpochs', flag: '--epochs', kind: 'number', above: 0, help: 'training epochs' },

@@ -3,18 +3,18 @@
 import {
   adaptedLinears,
   applyLora,
-  checkMemoryPlan,
   configFromPreset,
   createRandomLlama,
   peftKey,
-  planMemory,
   type LlamaConfigOverrides,
   type LlamaModel,
   type LoraTargetModule,
+  type MemoryLimits,
   type Tokenizer,
 } from '@huatuo/llama';
 import { deviceInfo, type FloatDType, type Tensor } from '@huatuo/tensor';
 import type { TrainConfig } from './config.js';
+import { fitMicroBatch } from './memory-plan.js';
 import { runFiles } from './run-files.js';
 import type { DeviceBatch, TrainableModel } from './trainer.js';
 
@@ -94,29 +94,18 @@ export class LoraModel implements TrainableModel {
 }
 
 /**
- * The micro-batch: the largest power of two dividing the effective batch whose training
- * memory estimate fits the adapter (binding and buffer limits, and total memory when known).
+ * The micro-batch: `config.microBatchSize`, or with 'auto' the largest power of two dividing the
+ * effective batch whose training plan fits the adapter's binding limits and `--gpu-memory`.
+ * Throws ConfigError naming the flag to change when none fits (see {@link fitMicroBatch}).
  */
 export function chooseMicroBatch(model: LlamaModel, config: TrainConfig): number {
-  if (config.microBatchSize !== 'auto') return config.microBatchSize;
+  return fitMicroBatch(model.config, config, model.dtype, deviceLimits(config));
+}
+
+/** The device's limits with `--gpu-memory`, or null before the device is opened. */
+export function deviceLimits(config: TrainConfig): MemoryLimits | null {
   const info = deviceInfo();
-  if (!info) return 1;
-  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
-  let best = 1;
-  for (let mb = 1; mb <= config.batchSize; mb *= 2) {
-    if (config.batchSize % mb !== 0) break;
-    const plan = planMemory(
-      model.config,
-      { batchSize: mb, seqLen: config.cutoffLen, dtype: model.dtype, lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] }, training: true },
-      limits,
-    );
-    try {
-      checkMemoryPlan(plan, limits);
-    } catch {
-      break;
-    }
-    best = mb;
-    if (mb >= 16) break; // past 16 sequences a step gains little and costs latency per log line
-  }
-  return best;
+  if (!info) return null;
+  const total = config.gpuMemory > 0 ? { totalMemory: config.gpuMemory * 1024 ** 3 } : {};
+  return { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, ...total };
 }

@@ -1,9 +1,14 @@
 // The steps of a training run in order, shared by the CLI and by library users: data, split,
 // tokens, base model and adapter, micro-batch, plan, then the trainer.
-import { hasF16 } from '@huatuo/tensor';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { configFromPreset, loadLlamaConfig } from '@huatuo/llama';
+import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
 import { attachLora, loadBaseModel, type BaseModel, type BaseModelOptions, type LoraModel } from './model.js';
+import { deviceLimits } from './lora-model.js';
+import { fitMicroBatch } from './memory-plan.js';
 import { planRun, prepareRecords, type PreparedData, type RunPlan } from './prepare.js';
 import { resolveTemplate } from './prompt-node.js';
 import { checkOutputDir } from './output-dir.js';
@@ -53,13 +58,24 @@ export interface RunOutcome {
   result: TrainResult | null;
 }
 
+/** Refuses, from config.json alone and before any weight loads, a run whose plan cannot fit (naming the flag). */
+async function checkRunFits(config: TrainConfig, dtype: FloatDType, baseOptions: BaseModelOptions | undefined): Promise<void> {
+  const limits = deviceLimits(config);
+  if (limits === null) return;
+  if (config.baseModel !== null && !existsSync(join(config.baseModel, 'config.json'))) return; // the loader says what is missing
+  const model = config.baseModel === null ? configFromPreset('tiny', baseOptions?.demoConfig ?? {}) : await loadLlamaConfig(config.baseModel);
+  fitMicroBatch(model, config, dtype, limits);
+}
+
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
   // Mixed precision keeps the frozen base in f16 (autocast's f16 copies of the weights, made once).
   const precision = resolvePrecision(config.precision, hasF16(), config.baseModel === null);
-  const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype: precision === 'mixed' ? 'f16' : 'f32', ...options.baseModel });
+  const dtype = precision === 'mixed' ? 'f16' : 'f32';
+  await checkRunFits(config, dtype, options.baseModel);
+  const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype, ...options.baseModel });
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);

@@ -1,6 +1,7 @@
 // Data and plan of a run, whatever the platform: records split, tokenized with the prompt
 // template and checked for answer tokens; the micro-batch, schedule and memory the run will use.
-import { formatBytes, planMemory, type LoraTargetModule } from '@huatuo/llama';
+import { formatMemoryPlan } from '@huatuo/llama';
+import { trainingPlan } from './memory-plan.js';
 import { tokenizeRecords, type DataWarning, type TokenizedExample } from './batch.js';
 import { trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
 import type { LoadedRecord } from './data.js';
@@ -70,18 +71,12 @@ export interface RunPlan {
 export function planRun(config: TrainConfig, base: BaseModel, data: PreparedData): RunPlan {
   const microBatchSize = chooseMicroBatch(base.model, config);
   const schedule = trainingSchedule(config, data.train.length, microBatchSize);
-  const plan = planMemory(base.model.config, {
-    batchSize: microBatchSize,
-    seqLen: config.cutoffLen,
-    dtype: base.model.dtype,
-    lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] },
-    training: true,
-  });
+  const plan = trainingPlan(base.model.config, config, base.model.dtype, microBatchSize);
   return {
     records: { train: data.train.length, val: data.val.length },
     tokens: { train: data.train.reduce((s, e) => s + e.inputIds.length, 0), longest: Math.max(...data.train.map((e) => e.inputIds.length)) },
     schedule,
     microBatchSize,
-    memory: `weights ${formatBytes(plan.weights)}, LoRA ${formatBytes(plan.lora + plan.gradients + plan.optimizer)}, activations ${formatBytes(plan.activations + plan.logits)}, total ${formatBytes(plan.total)}`,
+    memory: `${formatMemoryPlan(plan)} (${config.quantize === 'none' ? base.model.dtype : config.quantize} base${config.gradientCheckpointing ? ', gradient checkpointing' : ''}, micro-batch ${microBatchSize} x ${config.cutoffLen} tokens)`,
   };
 }

@@ -1,0 +1,66 @@
+// `huatuo-train plan`: the GPU memory of a training run (weights, LoRA, gradients, AdamW state,
+// activations, loss logits, peak) from a preset or a config.json alone, with no weights or GPU.
+import { Command } from 'commander';
+import { configFromPreset, formatBytes, llamaPresets, loadLlamaConfig, type LlamaConfig, type LlamaPresetName, type MemoryPlan } from '@huatuo/llama';
+import { resolveConfig, type TrainConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import { fitMicroBatch, trainingPlan } from './memory-plan.js';
+
+/** The plan's lines as `huatuo-train plan` prints them. */
+export function planLines(name: string, model: LlamaConfig, config: TrainConfig, dtype: 'f16' | 'f32', microBatch: number, plan: MemoryPlan): string[] {
+  const base = config.quantize === 'none' ? `${dtype} base` : `${config.quantize} base (embeddings, lm_head and norms ${dtype})`;
+  const rows: [string, number][] = [
+    ['weights', plan.weights],
+    ['LoRA', plan.lora],
+    ['LoRA gradients', plan.gradients],
+    ['AdamW state', plan.optimizer],
+    [`activations (${config.gradientCheckpointing ? 'checkpointed: layer inputs + one layer' : 'every layer'})`, plan.activations],
+    ['loss logits (one chunk)', plan.logits],
+  ];
+  return [
+    `${name}: ${model.numHiddenLayers} layers, hidden ${model.hiddenSize}, ${base}; LoRA r ${config.loraR} on ${config.loraTargetModules.join(', ')}; micro-batch ${microBatch} x ${config.cutoffLen} tokens${config.gradientCheckpointing ? ', gradient checkpointing' : ''}`,
+    ...rows.map(([k, v]) => `  ${k.padEnd(56)} ${formatBytes(v).padStart(10)}`),
+    `  ${'peak'.padEnd(56)} ${formatBytes(plan.total).padStart(10)}`,
+  ];
+}
+
+/** The `plan` subcommand; `print` writes one line. */
+export function buildPlanCommand(print: (line: string) => void): Command {
+  return new Command('plan')
+    .description('print the GPU memory a training run needs (weights, LoRA, AdamW, activations, peak) from a preset or config.json, without loading weights')
+    .option('--preset <name>', `model shape: ${Object.keys(llamaPresets).join(', ')}`)
+    .option('--base <folder>', 'a Hugging Face LLaMA folder: only its config.json is read')
+    .option('--base-dtype <dtype>', 'f16 or f32 (base weights and activations)', 'f16')
+    .option('--quantize <format>', 'none, int8 or nf4 (decoder projections)', 'none')
+    .option('--gradient-checkpointing', 'keep only layer inputs, recompute layers in backward')
+    .option('--micro-batch <n>', 'sequences per forward pass', '4')
+    .option('--cutoff-len <n>', 'tokens per sequence', '256')
+    .option('--lora-r <n>', 'LoRA rank', '8')
+    .option('--lora-target-modules <list>', 'adapted projections', 'q_proj,v_proj')
+    .option('--gpu-memory <GiB>', 'check that the run fits in this much GPU memory')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      if ((opts.preset === undefined) === (opts.base === undefined)) throw new ConfigError('--preset', 'give either --preset (e.g. llama-7b) or --base <folder>');
+      if (opts.baseDtype !== 'f16' && opts.baseDtype !== 'f32') throw new ConfigError('--base-dtype', `expected f16 or f32, got ${String(opts.baseDtype)}`);
+      const config = resolveConfig({
+        '--quantize': opts.quantize,
+        '--gradient-checkpointing': opts.gradientCheckpointing === true ? 'true' : 'false',
+        '--micro-batch': opts.microBatch,
+        '--batch-size': opts.microBatch,
+        '--cutoff-len': opts.cutoffLen,
+        '--lora-r': opts.loraR,
+        '--lora-target-modules': opts.loraTargetModules,
+        '--gpu-memory': opts.gpuMemory ?? '0',
+      });
+      const name = (opts.preset as string | undefined) ?? (opts.base as string);
+      const model = opts.preset !== undefined ? configFromPreset(opts.preset as LlamaPresetName) : await loadLlamaConfig(opts.base as string);
+      const dtype = opts.baseDtype;
+      const microBatch = config.microBatchSize === 'auto' ? 1 : config.microBatchSize;
+      const plan = trainingPlan(model, config, dtype, microBatch);
+      for (const line of planLines(name, model, config, dtype, microBatch, plan)) print(line);
+      if (config.gpuMemory > 0) {
+        const limits = { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity, totalMemory: config.gpuMemory * 1024 ** 3 };
+        fitMicroBatch(model, config, dtype, limits);
+        print(`fits in --gpu-memory ${config.gpuMemory} GiB`);
+      }
+    });
+}

@@ -1,0 +1,42 @@
+// The memory plan against the buffer pool's measured peak (runtimeStats().peakBytes) on one decoder
+// layer at LLaMA-7B width (hidden 4096, MLP 11008, 32 heads; f16 zero weights, vocabulary 256):
+// the training forward, graph and loss kept, with and without checkpointing, within 10 %.
+// (Backward at this width takes minutes on lavapipe; the full step's peak is held on the tiny
+// model in checkpoint.test.ts.)
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { hasF16, initWebGPU, resetPeakBytes, runtimeStats, synchronize, tensor, tidy } from '@huatuo/tensor';
+import { applyLora, configFromPreset, createRandomLlama, planMemory } from '@huatuo/llama';
+
+describe('the memory plan at LLaMA-7B width', () => {
+  before(async () => {
+    await initWebGPU();
+  });
+
+  it('is within 10 % of the measured peak of a training forward, with and without gradient checkpointing', async (t) => {
+    if (!hasF16()) return t.skip('needs shader-f16');
+    const config = configFromPreset('llama-7b', { numHiddenLayers: 1, vocabSize: 256 });
+    const model = createRandomLlama(config, { dtype: 'f16', std: 0 });
+    try {
+      const lora = { r: 8, targetModules: ['q_proj', 'v_proj'] as const };
+      applyLora(model, { r: lora.r, alpha: 16, dropout: 0.05, targetModules: [...lora.targetModules] }, { seed: 1 });
+      const [B, T] = [1, 16];
+      const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 7) % 256);
+      for (const gradientCheckpointing of [false, true]) {
+        model.gradientCheckpointing = gradientCheckpointing;
+        model.training = true;
+        await synchronize();
+        resetPeakBytes();
+        tidy(() => model.loss(tensor(ids, [B, T]), tensor(ids, [B, T])));
+        model.training = false;
+        const measured = runtimeStats().peakBytes;
+        const plan = planMemory(config, { batchSize: B, seqLen: T, dtype: 'f16', gradientCheckpointing, lora: { r: lora.r, targetModules: [...lora.targetModules] } });
+        const ratio = plan.total / measured;
+        t.diagnostic(`checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B, ratio ${ratio.toFixed(3)}`);
+        assert.ok(Math.abs(ratio - 1) <= 0.1, `checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured peak ${measured} B (ratio ${ratio.toFixed(3)})`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});
