@@ -18,7 +18,7 @@ before(async () => {
 const STEPS = 12;
 
 /** Trains STEPS optimizer steps with the base in `dtype`; returns the step events and the run's result. */
-async function run(config: TrainConfig, dtype: 'f32' | 'f16', extra: { gradScaler?: { initScale: number }; resume?: string; stopAfterStep?: number } = {}) {
+async function run(config: TrainConfig, dtype: 'f32' | 'f16', extra: { gradScaler?: { initScale: number; growthInterval?: number }; resume?: string; stopAfterStep?: number } = {}) {
   const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL, dtype });
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
@@ -74,6 +74,21 @@ test('an overflowing loss scale skips the step, leaves the adapter untouched and
   assert.deepEqual(saved.gradScaler, { scale: 2 ** 39, growthTracker: 0 });
   const resumed = await run(config, 'f16', { resume: join(out, 'checkpoint-1'), stopAfterStep: 2 });
   assert.deepEqual(resumed.events.map((e) => [e.step, e.lossScale, e.skipped]), [[2, 2 ** 39, true]], 'the resumed run continues from the saved scale');
+});
+
+test('a mixed run stopped at step 2 and resumed from its checkpoint repeats the uninterrupted run: losses, loss scales and weights', async (t) => {
+  if (!hasF16()) return t.skip('the adapter lacks shader-f16');
+  const config = (out: string) => smallConfig(dataPath, out, { maxSteps: 4, evalSteps: 2, saveSteps: 2, precision: 'mixed' });
+  // The scale doubles after every finite step, so a resume that lost it would scale differently.
+  const gradScaler = { initScale: 2 ** 14, growthInterval: 1 };
+  const whole = await run(config(tmp()), 'f16', { gradScaler });
+  const out = tmp();
+  await run(config(out), 'f16', { gradScaler, stopAfterStep: 2 });
+  const rest = await run(config(out), 'f16', { gradScaler, resume: join(out, 'checkpoint-2') });
+  const scales = (r: typeof whole) => r.events.map((e) => [e.step, e.lossScale, e.skipped]);
+  assert.deepEqual(scales(rest), scales(whole).slice(2));
+  assert.deepEqual([...rest.result.stepLosses], [...whole.result.stepLosses].slice(2));
+  assert.deepEqual([...rest.loraB], [...whole.loraB]);
 });
 
 test('--precision f32 with a base in f16 is refused naming the flag', async (t) => {
