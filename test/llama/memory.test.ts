@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkMemoryPlan, llamaPresets, lossChunkRows, MemoryError, planMemory, splitRows } from '@huatuo/llama';
+import { checkMemoryPlan, llamaPresets, lossChunkRows, MemoryError, planMemory, projectionBytes, splitRows } from '@huatuo/llama';
 
 const limits128 = { maxStorageBufferBindingSize: 128 * 1024 * 1024, maxBufferSize: 2 ** 32 - 1 };
 
@@ -72,5 +72,30 @@ describe('planMemory', () => {
     const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 1, seqLen: 64, dtype: 'f32' });
     assert.throws(() => checkMemoryPlan(plan, { ...limits128, totalMemory: 16 * 2 ** 30 }), /needs about 25\.\d+ GiB.*more than the 16\.00 GiB available/);
     assert.doesNotThrow(() => checkMemoryPlan(plan, { ...limits128, totalMemory: 80 * 2 ** 30 }));
+  });
+});
+
+describe('planMemory with a quantized base and checkpointing', () => {
+  it('sizes int8 as a byte per weight plus an f32 absmax per row, and NF4 as half a byte plus a code per 64 and a scale per 256 blocks', () => {
+    assert.equal(projectionBytes(4096, 4096, 'int8', 2), 4096 * 4096 + 4096 * 4);
+    const blocks = (4096 * 4096) / 64;
+    assert.equal(projectionBytes(4096, 4096, 'nf4', 2), (4096 * 4096) / 2 + blocks + (blocks / 256) * 4 + 256 * 4);
+    const cfg = llamaPresets['llama-7b'];
+    const f16 = planMemory(cfg, { batchSize: 1, seqLen: 1, dtype: 'f16' }).weights;
+    const nf4 = planMemory(cfg, { batchSize: 1, seqLen: 1, dtype: 'f16', quantize: 'nf4' }).weights;
+    // Embeddings and lm_head (2 x 32000 x 4096) and norms stay f16; the 6.48e9 projection weights take ~0.516 bytes each.
+    const embeddings = (2 * 32000 * 4096 + 4096 + 32 * 2 * 4096) * 2;
+    assert.ok(Math.abs((nf4 - embeddings) / (f16 - embeddings) - 0.5159 / 2) < 1e-3);
+  });
+
+  it('keeps only layer inputs with checkpointing, so activations shrink to L x [B, T, C] plus one layer', () => {
+    const cfg = llamaPresets['llama-7b'];
+    const opts = { batchSize: 4, seqLen: 256, dtype: 'f16' as const, lora: { r: 8, targetModules: ['q_proj', 'v_proj'] as const } };
+    const plain = planMemory(cfg, { ...opts, lora: { ...opts.lora, targetModules: [...opts.lora.targetModules] } });
+    const ckpt = planMemory(cfg, { ...opts, lora: { ...opts.lora, targetModules: [...opts.lora.targetModules] }, gradientCheckpointing: true });
+    const inputs = 32 * 4 * 256 * 4096 * 2;
+    const oneLayer = (plain.activations - 2 * 4 * 256 * 4096 * 2) / 32;
+    assert.equal(ckpt.activations, inputs + oneLayer + 2 * 4 * 256 * 4096 * 2);
+    assert.ok(ckpt.total < plain.total);
   });
 });

@@ -179,7 +179,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loraDropout', flag: '--lora-dropout', kind: 'number', min: 0, below: 1, help: 'dropout on the LoRA input' },
   { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
   { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
-  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, about a third more compute" },
+  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, one more forward per step" },
   { key: 'gpuMemory', flag: '--gpu-memory', kind: 'number', min: 0, help: 'GiB of GPU memory to plan for: the micro-batch is chosen to fit and a run that cannot fit is refused before loading (0: unknown)' },
   { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
   { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },

@@ -18,7 +18,8 @@ export type { TrainValSplit } from './split.js';
 export { Pcg64, numpyPermutation } from './rng.js';
 
 // Model, training and checkpoints
-export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export { fitMicroBatch, trainingPlan } from './memory-plan.js';
 export type { BaseModel } from './lora-model.js';
 export { loadBaseModel } from './model.js';
 export type { BaseModelOptions } from './model.js';
