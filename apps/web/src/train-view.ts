@@ -41,7 +41,7 @@ export async function startTraining(resume: boolean): Promise<void> {
   stats.textContent = resume ? 'Resuming from the stored checkpoint…' : 'Starting…';
   try {
     const { model, result } = await runTraining({
-      base: state.base, source: state.source, planned: state.planned, resume, model: state.model,
+      base: state.base, source: state.source, planned: state.planned, resume, model: resume ? state.model : null,
       signal: state.controller.signal, onProgress: (e) => onProgress(e, started),
     });
     state.model = model;
