@@ -96,10 +96,12 @@ test(
       await page.click('#demo-data');
       await page.waitForSelector('#data-status.ok');
       await page.fill('#knobs input[name=cutoffLen]', '65536');
+      await page.fill('#knobs input[name=gpuMemory]', '0.5');
       await page.dispatchEvent('#knobs', 'change');
       await page.waitForSelector('#plan.bad');
-      assert.match((await page.textContent('#plan')) ?? '', /Does not fit.*Lower the cutoff/s);
+      assert.match((await page.textContent('#plan')) ?? '', /Does not fit.*Lower the cutoff.*raise the GPU memory/s);
       assert.equal(await page.isDisabled('#train'), true);
+      await page.fill('#knobs input[name=gpuMemory]', '4');
       for (const [name, value] of [['numEpochs', '1'], ['learningRate', '0.01'], ['cutoffLen', '96'], ['batchSize', '8'], ['valSetSize', '8'], ['evalSteps', '2']] as const) {
         await page.fill(`#knobs input[name=${name}]`, value);
       }

@@ -48,9 +48,16 @@ export function folderName(files: readonly File[]): string {
 
 /**
  * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors shards). Before
- * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter.
+ * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter
+ * and `gpuMemory` bytes.
  */
-export async function loadFolderModel(files: readonly File[], cutoffLen: number, lora: { r: number; targetModules: LoraTargetModule[] }, onProgress: (fraction: number) => void): Promise<BaseModel> {
+export async function loadFolderModel(
+  files: readonly File[],
+  cutoffLen: number,
+  lora: { r: number; targetModules: LoraTargetModule[] },
+  gpuMemory: number,
+  onProgress: (fraction: number) => void,
+): Promise<BaseModel> {
   const name = folderName(files);
   const byName = new Map(files.map((f) => [f.name, f]));
   const configFile = byName.get('config.json');
@@ -69,7 +76,7 @@ export async function loadFolderModel(files: readonly File[], cutoffLen: number,
   const tokenizer = tokenizerFromFiles({ tokenizerJson, tokenizerConfigJson, tokenizerModel }, name);
   const dtype = hasF16() ? 'f16' : 'f32';
   const info = deviceInfo()!;
-  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
+  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };
   const plan = planMemory(config, { batchSize: 1, seqLen: cutoffLen, dtype, lora, training: true }, limits);
   checkMemoryPlan(plan, limits, `${name} (${dtype}, one sequence of ${cutoffLen} tokens)`);
   const ckpt = await openCheckpointFromFiles(files);

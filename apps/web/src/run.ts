@@ -57,20 +57,39 @@ export interface Planned {
   refusal: string | null;
 }
 
-/** Splits and tokenizes the data and plans memory; a step of one sequence must fit the adapter. */
-export function planTraining(base: BaseModel, source: DataSource, config: TrainConfig): Planned {
+/**
+ * Splits and tokenizes the data and plans memory. A step of one sequence must fit the adapter's
+ * buffer limits and `gpuMemory` bytes (WebGPU does not report the GPU's memory; the page asks).
+ */
+export function planTraining(base: BaseModel, source: DataSource, recipeConfig: TrainConfig, gpuMemory: number): Planned {
+  let config = recipeConfig;
   const data = prepareRecords(source.records, source.file, MED_TEMPLATE, config, base);
-  const plan = planRun(config, base, data);
+  let plan = planRun(config, base, data);
   const info = deviceInfo()!;
-  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize };
-  let refusal: string | null = null;
-  try {
-    const lora = { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] };
-    const one = planMemory(base.model.config, { batchSize: 1, seqLen: config.cutoffLen, dtype: base.model.dtype, lora, training: true }, limits);
-    checkMemoryPlan(one, limits, `one sequence of ${config.cutoffLen} tokens`);
-  } catch (err) {
-    refusal = `${(err as Error).message}. Lower the cutoff (now ${config.cutoffLen} tokens) or pick a smaller model; the largest buffer this adapter allows is ${formatBytes(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize))}.`;
+  const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };
+  const lora = { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] };
+  const problem = (mb: number): string | null => {
+    try {
+      const p = planMemory(base.model.config, { batchSize: mb, seqLen: config.cutoffLen, dtype: base.model.dtype, lora, training: true }, limits);
+      checkMemoryPlan(p, limits, `${mb} sequence${mb === 1 ? '' : 's'} of ${config.cutoffLen} tokens`);
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  // The micro-batch planRun chose fits the buffer limits; halve it until it fits the memory too.
+  let mb = plan.microBatchSize;
+  while (mb > 1 && problem(mb) !== null) mb /= 2;
+  if (mb !== plan.microBatchSize) {
+    config = { ...config, microBatchSize: mb };
+    plan = planRun(config, base, data);
   }
+  const why = problem(mb);
+  const refusal =
+    why === null
+      ? null
+      : `${why}. Lower the cutoff (now ${config.cutoffLen} tokens) or pick a smaller model, or raise the GPU memory if your GPU has ` +
+        `more than ${formatBytes(gpuMemory)}; the largest buffer this adapter allows is ${formatBytes(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize))}.`;
   return { config, data, plan, refusal };
 }
 

@@ -14,6 +14,11 @@ export function knobs(): Knobs {
   return { numEpochs: v('numEpochs'), learningRate: v('learningRate'), loraR: v('loraR'), loraAlpha: v('loraAlpha'), cutoffLen: v('cutoffLen'), batchSize: v('batchSize'), valSetSize: v('valSetSize'), evalSteps: v('evalSteps') };
 }
 
+/** The GPU memory the plan may use, in bytes (WebGPU does not report it; the form says). */
+export function gpuMemory(): number {
+  return Number((byId<HTMLFormElement>('knobs').elements.namedItem('gpuMemory') as HTMLInputElement).value) * 2 ** 30;
+}
+
 /** Puts a run's knobs back into the form (resuming a stored run). */
 export function setKnobs(k: Knobs): void {
   const form = byId<HTMLFormElement>('knobs');
@@ -30,7 +35,7 @@ export function replan(): void {
     return refresh();
   }
   try {
-    const p = planTraining(state.base, state.source, recipe(knobs()));
+    const p = planTraining(state.base, state.source, recipe(knobs()), gpuMemory());
     state.planned = p;
     const s = p.plan.schedule;
     plan.classList.toggle('bad', p.refusal !== null);
