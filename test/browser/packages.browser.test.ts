@@ -1,6 +1,7 @@
 // @huatuo/llama and @huatuo/sft bundled for a browser: the "browser" export condition leaves out
 // every module that needs Node, so the bundles import no Node built-ins and resolve completely.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { build } from 'esbuild';
 
@@ -49,4 +50,22 @@ test('the Node entries still carry the Node-only surface (folders, the CLI)', as
   assert.equal(typeof sft.loadRecords, 'function');
   assert.equal(typeof sft.buildProgram, 'function');
   assert.equal(sft.runFiles.join('a', 'b'), 'a/b');
+});
+
+/** Names each module re-exports from an entry file: module -> sorted names. */
+function reexports(file: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const m of readFileSync(file, 'utf8').matchAll(/export (?:type )?\{([^}]*)\} from '([^']+)'/g)) {
+    const names = m[1]!.split(',').map((n) => n.trim()).filter(Boolean);
+    out.set(m[2]!, [...(out.get(m[2]!) ?? []), ...names].sort());
+  }
+  return out;
+}
+
+test('each browser entry re-exports everything its Node entry takes from the same browser-safe module', () => {
+  for (const pkg of ['llama', 'sft']) {
+    const node = reexports(`${root}packages/${pkg}/src/index.ts`);
+    const browser = reexports(`${root}packages/${pkg}/src/browser.ts`);
+    for (const [module, names] of browser) assert.deepEqual(names, node.get(module), `@huatuo/${pkg}: browser.ts and index.ts differ on ${module}`);
+  }
 });

@@ -17,17 +17,18 @@ export type { TrainValSplit } from './split.js';
 export { Pcg64, numpyPermutation } from './rng.js';
 
 // Model, training and checkpoints
-export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
 export type { BaseModel } from './lora-model.js';
 export { train, evaluate } from './trainer.js';
 export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
 export { prepareRecords, planRun } from './prepare.js';
+export { fitMicroBatch, trainingPlan } from './memory-plan.js';
 export type { PreparedData, RunPlan } from './prepare.js';
 export { runFiles } from './run-files.js';
 export type { RunFiles } from './run-files.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
-export { writeLossCurve, appendMetrics } from './metrics.js';
+export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export { lossCurveSvg } from './loss-curve.js';
 export type { LossCurveOptions } from './loss-curve.js';
 export type { MetricsRow } from './metrics.js';
