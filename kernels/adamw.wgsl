@@ -25,10 +25,9 @@ alias TG = f32;
 //!   m: array<f32> read_write
 //!   v: array<f32> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let g = f32(grad[p.g_offset + i]);
   let w = param[p.p_offset + i] * p.decay;
   let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;

@@ -13,8 +13,7 @@ alias T = f32;
 //!   lse: array<f32> read
 //!   stats: array<f32> read_write
 
-fn load_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_O}} }
-fn load_d_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_D_O}} }
+{{include attention_v1}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

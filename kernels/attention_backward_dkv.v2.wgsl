@@ -6,20 +6,13 @@
 // dP^T = v dO^T with lane l owning 4 queries and the k and v rows broadcast from the lanes that keep them;
 // then dv += P^T dO and dk += dS^T q with lane l owning DL vec4 columns of D and P, dS values broadcast
 // from the lane of each query. Needs D = 4 SG DL.
-// SHARE_S and SHARE_DKV are unrolled on the host (ops/attention.ts).
+// SHARE_S and SHARE_DKV are unrolled on the host (kernelgen/attention.ts).
 // Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: vec4<T> read; 2 k, 3 v [B, Hkv, S, D]: vec4<T> read;
 // 4 mask [B, S] raw 32-bit words read; 5 d_o [B, Hq, T, D]: vec4<T> read; 6 stats [B, Hq, T, 2] (lse, delta):
 // f32 read; 7 dk, 8 dv [B, Hkv, S, D]: vec4<T> read_write.
 // Grid (ceil(S / TM), B * Hkv). Accumulates in f32.
 enable subgroups;
 alias T = f32;
-
-const SG: u32 = {{SG}}u;
-const RPL: u32 = {{RPL}}u;
-const TM: u32 = SG * RPL;
-const DL: u32 = {{DL}}u;
-const D4: u32 = SG * DL;
-const BQ: u32 = 4u * SG;
 
 //! params from attention
 //! bindings
@@ -32,19 +25,19 @@ const BQ: u32 = 4u * SG;
 //!   dk: array<vec4<T>> read_write
 //!   dv: array<vec4<T>> read_write
 
+{{include attention_v2}}
+
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let bhk = wid.y;
   let b = bhk / p.Hkv;
-  let hk = bhk % p.Hkv;
-  let group = p.Hq / p.Hkv;
   let j0 = wid.x * TM;
   let kv_head = bhk * p.S * D4;
 
-  // This lane's key rows j0 + t SG + lane (t < RPL): k scaled, and v.
-  var kr: array<vec4<f32>, RPL * D4>;
-  var vr: array<vec4<f32>, RPL * D4>;
-  for (var t = 0u; t < RPL; t++) {
+  // This lane's key rows j0 + t SG + lane (t < RPL): k scaled, and v, when it keeps them.
+  var kr: array<vec4<f32>, KEPT>;
+  var vr: array<vec4<f32>, KEPT>;
+  for (var t = 0u; KEEP_ROWS && t < RPL; t++) {
     let row = kv_head + min(j0 + t * SG + lane, p.S - 1u) * D4;
     for (var d4 = 0u; d4 < D4; d4++) {
       kr[t * D4 + d4] = vec4<f32>(k[row + d4]) * p.scale;
@@ -56,49 +49,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   for (var r = 0u; r < TM; r++) {
     let j = j0 + r;
     kvis[r] = j < p.S;
-    if (p.has_mask != 0u && j < p.S) { kvis[r] = (mask[p.mask_offset + b * p.S + j] & p.mask_bits) != 0u; }
+    if (j < p.S) { kvis[r] = key_kept(b, j); }
   }
   var dk_acc: array<vec4<f32>, TM * DL>;
   var dv_acc: array<vec4<f32>, TM * DL>;
 
   // Query rows before the first key's causal limit see no key of this workgroup.
-  var i_start = 0u;
-  if (p.causal != 0u) { i_start = u32(clamp(i32(j0) - p.kv_offset, 0, i32(p.T))); }
-  for (var g = 0u; g < group; g++) {
-    let bh = b * p.Hq + hk * group + g;
+  let i_start = first_query(j0);
+  let h0 = first_query_head(bhk);
+  for (var bh = h0; bh < h0 + p.Hq / p.Hkv; bh++) {
     let q_head = bh * p.T * D4;
-    for (var r0 = i_start; r0 < p.T; r0 += BQ) {
-      let qi = vec4<u32>(r0 + 4u * lane) + vec4<u32>(0u, 1u, 2u, 3u);
+    for (var r0 = i_start; r0 < p.T; r0 += BK) {
+      let qi = lane_rows(r0, lane);
       let qc = min(qi, vec4<u32>(p.T - 1u));
       let qok = qi < vec4<u32>(p.T);
       let st = 2u * (vec4<u32>(bh * p.T) + qc);
       let lse4 = vec4<f32>(stats[st.x], stats[st.y], stats[st.z], stats[st.w]);
       let delta4 = vec4<f32>(stats[st.x + 1u], stats[st.y + 1u], stats[st.z + 1u], stats[st.w + 1u]);
-      let q0 = q_head + qc.x * D4;
-      let q1 = q_head + qc.y * D4;
-      let q2 = q_head + qc.z * D4;
-      let q3 = q_head + qc.w * D4;
+      let qrow = q_head + qc * D4;
       // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
       var sc = array<vec4<f32>, TM>();
       var dp = array<vec4<f32>, TM>();
       for (var d4 = 0u; d4 < D4; d4++) {
-        let t0 = vec4<f32>(q[q0 + d4]);
-        let t1 = vec4<f32>(q[q1 + d4]);
-        let t2 = vec4<f32>(q[q2 + d4]);
-        let t3 = vec4<f32>(q[q3 + d4]);
-        let kb0 = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
-        let kb1 = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
-        let kb2 = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
-        let kb3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
-        let w0 = vec4<f32>(d_o[q0 + d4]);
-        let w1 = vec4<f32>(d_o[q1 + d4]);
-        let w2 = vec4<f32>(d_o[q2 + d4]);
-        let w3 = vec4<f32>(d_o[q3 + d4]);
-        let vb0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
-        let vb1 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
-        let vb2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
-        let vb3 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
-        // SHARE_S: sc[t SG + j] += (kr from lane j) . [kb0..kb3]; dp[t SG + j] += (vr from lane j) . [vb0..vb3].
+        // SHARE_S: kb0..kb3 and vb0..vb3, column d4 of this lane's 4 queries of q and dO transposed;
+        // sc[t SG + j] += (k row from lane j) . [kb0..kb3]; dp[t SG + j] += (v row from lane j) . [vb0..vb3].
 {{SHARE_S}}
       }
       // sc[r] becomes P^T and dp[r] dS^T of key row j0 + r at this lane's 4 queries.

@@ -12,7 +12,6 @@ alias T = f32;
 const ROWS: u32 = 16u;
 const CAP4: u32 = 512u;
 const MAXQ: u32 = 64u;
-const DMAX4: u32 = {{DMAX4}}u;
 
 //! params from attention
 //! bindings
@@ -25,29 +24,18 @@ const DMAX4: u32 = {{DMAX4}}u;
 //!   dk: array<{{ELEM}}> read_write
 //!   dv: array<{{ELEM}}> read_write
 
+{{include attention}}
+
 var<workgroup> q_tile: array<vec4<f32>, CAP4>;
 var<workgroup> do_tile: array<vec4<f32>, CAP4>;
 var<workgroup> stats_tile: array<vec2<f32>, MAXQ>;
 
-fn load_q(e: u32, end: u32) -> vec4<f32> { {{LOAD_Q}} }
-fn load_k(e: u32, end: u32) -> vec4<f32> { {{LOAD_K}} }
-fn load_v(e: u32, end: u32) -> vec4<f32> { {{LOAD_V}} }
-fn load_d_o(e: u32, end: u32) -> vec4<f32> { {{LOAD_D_O}} }
-fn store_dk(e: u32, end: u32, x: vec4<f32>) { {{STORE_DK}} }
-fn store_dv(e: u32, end: u32, x: vec4<f32>) { {{STORE_DV}} }
-
-fn visible(b: u32, i: u32, j: u32) -> bool {
-  if (p.causal != 0u && i32(j) > i32(i) + p.kv_offset) { return false; }
-  if (p.has_mask != 0u && (mask[p.mask_offset + b * p.S + j] & p.mask_bits) == 0u) { return false; }
-  return true;
-}
+{{include attention_v1}}
 
 @compute @workgroup_size(ROWS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let bhk = wid.y;
   let b = bhk / p.Hkv;
-  let hk = bhk % p.Hkv;
-  let group = p.Hq / p.Hkv;
   let j0 = wid.x * ROWS;
   let j = j0 + lid;
   let key_ok = j < p.S;
@@ -67,10 +55,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   // Query rows before the first key's causal limit see no key of this workgroup.
-  var i_start = 0u;
-  if (p.causal != 0u) { i_start = u32(clamp(i32(j0) - p.kv_offset, 0, i32(p.T))); }
-  for (var g = 0u; g < group; g++) {
-    let bh = b * p.Hq + hk * group + g;
+  let i_start = first_query(j0);
+  let h0 = first_query_head(bhk);
+  for (var bh = h0; bh < h0 + p.Hq / p.Hkv; bh++) {
     for (var r0 = i_start; r0 < p.T; r0 += p.BK) {
       let nq = min(p.BK, p.T - r0);
       workgroupBarrier();

@@ -17,7 +17,7 @@ fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
-fn store_o(e: u32, end: u32, x: vec4<f32>) { {{STORE_O}} }
+{{include attention_v1}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

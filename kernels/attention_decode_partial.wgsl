@@ -9,8 +9,6 @@
 // Workgroup: 32 threads, one (row, split) each; 2-D grid beyond 65535 workgroups. Accumulates in f32.
 alias T = f32;
 
-const DMAX4: u32 = {{DMAX4}}u;
-
 //! params from attention
 //! bindings
 //!   q: array<{{ELEM}}> read
@@ -20,9 +18,10 @@ const DMAX4: u32 = {{DMAX4}}u;
 //!   part_acc: array<vec4<f32>> read_write
 //!   part_ml: array<f32> read_write
 
-fn load_q(e: u32, end: u32) -> vec4<f32> { {{LOAD_Q}} }
-fn load_k(e: u32, end: u32) -> vec4<f32> { {{LOAD_K}} }
-fn load_v(e: u32, end: u32) -> vec4<f32> { {{LOAD_V}} }
+{{include attention}}
+{{include online_softmax}}
+
+{{include attention_v1}}
 
 @compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -32,32 +31,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let r = t / p.n_split;
   let sp = t % p.n_split;
   let b = r / p.Hq;
-  let hk = (r % p.Hq) / (p.Hq / p.Hkv);
   let q_base = r * p.D;
-  let kv_base = (b * p.Hkv + hk) * p.S * p.D;
+  let kv_base = kv_head_of(r) * p.S * p.D;
 
   var qr: array<vec4<f32>, DMAX4>;
   var acc: array<vec4<f32>, DMAX4>;
-  for (var c = 0u; c < p.D4; c++) {
-    qr[c] = load_q(q_base + 4u * c, q_base + p.D) * p.scale;
-    acc[c] = vec4<f32>(0.0);
-  }
+  for (var c = 0u; c < p.D4; c++) { qr[c] = load_q(q_base + 4u * c, q_base + p.D) * p.scale; }
   var m = -3.0e38;
   var l = 0.0;
   let j_end = min(p.S, (sp + 1u) * p.split_len);
   for (var j = sp * p.split_len; j < j_end; j++) {
-    if (p.has_mask != 0u && (mask[p.mask_offset + b * p.S + j] & p.mask_bits) == 0u) { continue; }
+    if (!key_kept(b, j)) { continue; }
     let row = kv_base + j * p.D;
     var s = 0.0;
     for (var c = 0u; c < p.D4; c++) { s += dot(qr[c], load_k(row + 4u * c, row + p.D)); }
-    if (s > m) {
-      let corr = exp(m - s);
-      l *= corr;
-      for (var c = 0u; c < p.D4; c++) { acc[c] *= corr; }
-      m = s;
-    }
-    let pj = exp(s - m);
-    l += pj;
+    let pj = online_softmax(s, &m, &l, &acc);
     for (var c = 0u; c < p.D4; c++) { acc[c] += pj * load_v(row + 4u * c, row + p.D); }
   }
   for (var c = 0u; c < p.D4; c++) { part_acc[t * p.D4 + c] = acc[c]; }

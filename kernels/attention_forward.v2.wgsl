@@ -9,20 +9,13 @@
 // lane g's keys are broadcast while every lane loads its own columns of those keys' v rows, so each
 // k and v element is loaded once per workgroup. Rows past T and keys past S are clamped on load, never
 // stored, never seen. Needs D = 4 SG DL.
-// SHARE_S and SHARE_PV are the sharing steps unrolled on the host (ops/attention.ts): subgroupBroadcast
+// SHARE_S and SHARE_PV are the sharing steps unrolled on the host (kernelgen/attention.ts): subgroupBroadcast
 // takes only constant lane indices.
 // Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: vec4<T> read; 2 k, 3 v [B, Hkv, S, D]: vec4<T> read;
 // 4 mask [B, S] raw 32-bit words read; 5 o [B, Hq, T, D]: vec4<T> read_write; 6 lse [B, Hq, T]: f32 read_write.
 // Grid (ceil(T / TM), B * Hq). Accumulates in f32.
 enable subgroups;
 alias T = f32;
-
-const SG: u32 = {{SG}}u;
-const RPL: u32 = {{RPL}}u;
-const TM: u32 = SG * RPL;
-const DL: u32 = {{DL}}u;
-const D4: u32 = SG * DL;
-const BK: u32 = 4u * SG;
 
 //! params from attention
 //! bindings
@@ -33,23 +26,20 @@ const BK: u32 = 4u * SG;
 //!   o: array<vec4<T>> read_write
 //!   lse: array<f32> read_write
 
+{{include attention_v2}}
+
 fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-  let bh = wid.y;
-  let b = bh / p.Hq;
-  let hk = (bh % p.Hq) / (p.Hq / p.Hkv);
-  let i0 = wid.x * TM;
-  let q_head = bh * p.T * D4;
-  let kv_head = (b * p.Hkv + hk) * p.S * D4;
+  let blk = query_block(wid);
 
-  // This lane's query rows i0 + t SG + lane (t < RPL), scaled.
-  var qr: array<vec4<f32>, RPL * D4>;
-  for (var t = 0u; t < RPL; t++) {
-    let row = q_head + min(i0 + t * SG + lane, p.T - 1u) * D4;
+  // This lane's query rows i0 + t SG + lane (t < RPL), scaled, when it keeps them.
+  var qr: array<vec4<f32>, KEPT>;
+  for (var t = 0u; KEEP_ROWS && t < RPL; t++) {
+    let row = blk.q_head + min(blk.i0 + t * SG + lane, p.T - 1u) * D4;
     for (var d4 = 0u; d4 < D4; d4++) { qr[t * D4 + d4] = vec4<f32>(q[row + d4]) * p.scale; }
   }
   var acc: array<vec4<f32>, TM * DL>;
@@ -58,44 +48,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   for (var r = 0u; r < TM; r++) { m[r] = -3.0e38; }
 
   // Keys past the last row's causal limit are seen by no row of this workgroup.
-  var s_end = p.S;
-  if (p.causal != 0u) {
-    let last = i32(min(i0 + TM, p.T)) + p.kv_offset;
-    s_end = u32(clamp(last, 0, i32(p.S)));
-  }
+  let s_end = keys_seen(blk.i0, TM);
   for (var j0 = 0u; j0 < s_end; j0 += BK) {
-    let key = vec4<u32>(j0 + 4u * lane) + vec4<u32>(0u, 1u, 2u, 3u);
-    let kc = min(key, vec4<u32>(p.S - 1u));
-    var kvis = key < vec4<u32>(s_end);
-    if (p.has_mask != 0u) {
-      let mrow = p.mask_offset + b * p.S;
-      for (var n = 0u; n < 4u; n++) { kvis[n] = kvis[n] && (mask[mrow + kc[n]] & p.mask_bits) != 0u; }
-    }
-    let k0 = kv_head + kc.x * D4;
-    let k1 = kv_head + kc.y * D4;
-    let k2 = kv_head + kc.z * D4;
-    let k3 = kv_head + kc.w * D4;
+    let keys = key_block(blk.b, blk.kv_head, j0, s_end, lane);
     // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
     var sc = array<vec4<f32>, TM>();
     for (var d4 = 0u; d4 < D4; d4++) {
-      let t0 = vec4<f32>(k[k0 + d4]);
-      let t1 = vec4<f32>(k[k1 + d4]);
-      let t2 = vec4<f32>(k[k2 + d4]);
-      let t3 = vec4<f32>(k[k3 + d4]);
-      let kb0 = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
-      let kb1 = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
-      let kb2 = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
-      let kb3 = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
-      // SHARE_S: for each t < RPL, a = qr[t D4 + d4]; for each lane j (constant), sc[t SG + j] += (a from lane j) . [kb0..kb3].
+      // SHARE_S: kb0..kb3, column d4 of this lane's 4 keys transposed (kbc = element c of each key);
+      // for each t < RPL, a = this lane's query row t at d4; for each lane j (constant),
+      // sc[t SG + j] += (a from lane j) . [kb0..kb3].
 {{SHARE_S}}
     }
     // Online softmax: sc[r] becomes this lane's 4 probabilities of row i0 + r, rescaled to the new row max.
     for (var r = 0u; r < TM; r++) {
-      var vis = kvis;
-      if (p.causal != 0u) {
-        let lim = vec4<i32>(i32(i0 + r) + p.kv_offset);
-        vis = vis & (vec4<i32>(key) <= lim);
-      }
+      let vis = row_sees(keys, blk.i0 + r);
       let s = sc[r];
       let sm = select(vec4<f32>(-3.0e38), s, vis);
       let mn = max(m[r], subgroupMax(max(max(sm.x, sm.y), max(sm.z, sm.w))));
@@ -112,16 +78,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   }
   for (var r = 0u; r < TM; r++) {
     let lt = subgroupAdd(l[r]);
-    let i = i0 + r;
+    let i = blk.i0 + r;
     if (i < p.T) {
       var inv = 0.0;
       if (lt > 0.0) { inv = 1.0 / lt; }
-      let row = q_head + i * D4 + lane;
+      let row = blk.q_head + i * D4 + lane;
       for (var u = 0u; u < DL; u++) { o[row + u * SG] = vec4<T>(acc[r * DL + u] * inv); }
       if (lane == 0u) {
         var x = f32_from_bits(0xff800000u);
         if (lt > 0.0) { x = m[r] + log(lt); }
-        lse[bh * p.T + i] = x;
+        lse[blk.bh * p.T + i] = x;
       }
     }
   }

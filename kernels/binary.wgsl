@@ -26,19 +26,10 @@ fn f(a: f32, b: f32) -> f32 {
   return {{EXPR}};
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
-  var rem = i;
-  var oa = p.a_offset;
-  var ob = p.b_offset;
-  for (var d = i32(p.rank) - 1; d >= 0; d--) {
-    let s = p.shape[d / 4][d % 4];
-    let coord = rem % s;
-    oa += coord * p.a_strides[d / 4][d % 4];
-    ob += coord * p.b_strides[d / 4][d % 4];
-    rem = rem / s;
-  }
-  out[i] = T(f(f32(a[oa]), f32(b[ob])));
+{{include elementwise}}
+{{include strided}}
+
+fn element(i: u32) {
+  let off = strided_offsets(i, array<Strides, 3>(p.a_strides, p.b_strides, p.b_strides), vec3<u32>(p.a_offset, p.b_offset, p.b_offset));
+  out[i] = T(f(f32(a[off.x]), f32(b[off.y])));
 }

@@ -10,20 +10,16 @@
 //!   partial: array<f32> read
 //!   out: array<f32> read_write
 
-var<workgroup> acc: array<f32, 256>;
+const WG: u32 = 256u;
+{{include workgroup_reduce}}
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var k = lid; k < p.count; k += 256u) { s += partial[k]; }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k >>= 1u) {
-    if (lid < k) { acc[lid] += acc[lid + k]; }
-    workgroupBarrier();
-  }
+  for (var k = lid; k < p.count; k += WG) { s += partial[k]; }
+  let total = workgroup_sum(lid, s);
   if (lid == 0u) {
-    let norm = sqrt(acc[0]);
+    let norm = sqrt(total);
     out[0] = norm;
     out[1] = min(1.0, p.max_norm / (norm + 1e-6));
   }

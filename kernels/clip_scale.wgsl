@@ -10,9 +10,8 @@ alias T = f32;
 //!   g: array<T> read_write
 //!   coef: array<f32> read
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   g[p.offset + i] = T(f32(g[p.offset + i]) * coef[1]);
 }

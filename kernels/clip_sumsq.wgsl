@@ -13,21 +13,17 @@ alias T = f32;
 //!   g: array<T> read
 //!   partial: array<f32> read_write
 
-var<workgroup> acc: array<f32, 256>;
+const WG: u32 = 256u;
+{{include workgroup_reduce}}
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = wid.x * 256u + lid; i < p.numel; i += nwg.x * 256u) {
+  for (var i = wid.x * WG + lid; i < p.numel; i += nwg.x * WG) {
     let x = f32(g[p.offset + i]);
     s = fma(x, x, s);
   }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k >>= 1u) {
-    if (lid < k) { acc[lid] += acc[lid + k]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { partial[p.base + wid.x] = acc[0]; }
+  let total = workgroup_sum(lid, s);
+  if (lid == 0u) { partial[p.base + wid.x] = total; }
 }

@@ -16,19 +16,10 @@ alias T = f32;
 //!   src: array<T> read
 //!   dst: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
-  var rem = i;
-  var os = p.src_offset;
-  var od = p.dst_offset;
-  for (var d = i32(p.rank) - 1; d >= 0; d--) {
-    let s = p.shape[d / 4][d % 4];
-    let coord = rem % s;
-    os += coord * p.src_strides[d / 4][d % 4];
-    od += coord * p.dst_strides[d / 4][d % 4];
-    rem = rem / s;
-  }
-  dst[od] = src[os];
+{{include elementwise}}
+{{include strided}}
+
+fn element(i: u32) {
+  let off = strided_offsets(i, array<Strides, 3>(p.src_strides, p.dst_strides, p.dst_strides), vec3<u32>(p.src_offset, p.dst_offset, p.dst_offset));
+  dst[off.y] = src[off.x];
 }

@@ -14,35 +14,25 @@ alias T = f32;
 //!   out: array<T> read_write
 //!   count: array<f32> read_write
 
-var<workgroup> part_loss: array<f32, 256>;
-var<workgroup> part_count: array<f32, 256>;
+const WG: u32 = 256u;
+{{include workgroup_reduce}}
 
 // Not const-evaluated, so NaN is allowed.
 fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   var l = 0.0;
   var c = 0.0;
-  for (var n = lid; n < p.N; n += 256u) {
+  for (var n = lid; n < p.N; n += WG) {
     l += loss[n];
     c += valid[n];
   }
-  part_loss[lid] = l;
-  part_count[lid] = c;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k >>= 1u) {
-    if (lid < k) {
-      part_loss[lid] += part_loss[lid + k];
-      part_count[lid] += part_count[lid + k];
-    }
-    workgroupBarrier();
-  }
+  let total = workgroup_sum(lid, l);
+  let n = workgroup_sum(lid, c);
   if (lid == 0u) {
-    let total = part_loss[0];
-    let n = part_count[0];
     count[0] = n;
     if (p.mean == 1u) {
       if (n == 0.0) { out[0] = T(f32_from_bits(0x7fc00000u)); } else { out[0] = T(total / n); }

@@ -23,10 +23,9 @@ fn hash32(seed: u32, counter: u32) -> u32 {
   return z ^ (z >> 16u);
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let keep = p.drop_all == 0u && hash32(p.seed, i) >= p.threshold;
   y[i] = select(T(0.0), T(f32(x[i]) * p.scale), keep);
 }

@@ -13,10 +13,9 @@ alias T = f32;
 //!   table: array<T> read
 //!   out: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let n = i / p.C;
   let c = i % p.C;
   let id = ids[n];

@@ -10,10 +10,9 @@ alias T = f32;
 //! bindings
 //!   y: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   if (p.mode == 0u) {
     y[i] = T(p.start);
   } else {

@@ -13,6 +13,8 @@ alias T = f32;
 //!   y: array<T> read_write
 //!   idx: array<i32> read_write
 
+{{include middle_axis}}
+
 var<workgroup> best: array<f32, 64>;
 var<workgroup> best_at: array<u32, 64>;
 
@@ -33,9 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let o = wid.x + wid.y * nwg.x;
   let valid = o < p.outer * p.inner;
-  let outer_i = o / max(p.inner, 1u);
-  let inner_i = o % max(p.inner, 1u);
-  let base = outer_i * p.n * p.inner + inner_i;
+  let base = middle_axis_base(o);
   var bv = f32_from_bits(0xff800000u);
   var bk = 0xffffffffu;
   if (valid) {

@@ -13,27 +13,22 @@ alias T = f32;
 //!   x: array<T> read
 //!   y: array<T> read_write
 
-var<workgroup> partial: array<f32, 64>;
+const WG: u32 = 64u;
+{{include workgroup_reduce}}
+{{include middle_axis}}
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let o = wid.x + wid.y * nwg.x;
   let valid = o < p.outer * p.inner;
-  let outer_i = o / max(p.inner, 1u);
-  let inner_i = o % max(p.inner, 1u);
-  let base = outer_i * p.n * p.inner + inner_i;
+  let base = middle_axis_base(o);
   var acc = 0.0;
   if (valid) {
-    for (var k = lid; k < p.n; k += 64u) {
+    for (var k = lid; k < p.n; k += WG) {
       acc += f32(x[base + k * p.inner]);
     }
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u && valid) { y[o] = T(partial[0] * p.scale); }
+  let total = workgroup_sum(lid, acc);
+  if (lid == 0u && valid) { y[o] = T(total * p.scale); }
 }

@@ -16,27 +16,16 @@ alias T = f32;
 //!   rstd: array<f32> read
 //!   dx: array<T> read_write
 
-var<workgroup> partial: array<f32, 64>;
+{{include row_workgroup}}
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
-  let base = row * p.C;
+fn row_main(row: u32, base: u32, lid: u32) {
   let r = rstd[row];
   var s = 0.0;
-  for (var c = lid; c < p.C; c += 64u) {
+  for (var c = lid; c < p.C; c += WG) {
     s += f32(dy[base + c]) * f32(w[c]) * f32(x[base + c]) * r;
   }
-  partial[lid] = s;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (lid < k) { partial[lid] += partial[lid + k]; }
-    workgroupBarrier();
-  }
-  let m = partial[0] / f32(p.C);
-  for (var c = lid; c < p.C; c += 64u) {
+  let m = workgroup_sum(lid, s) / f32(p.C);
+  for (var c = lid; c < p.C; c += WG) {
     let xhat = f32(x[base + c]) * r;
     dx[base + c] = T(r * (f32(dy[base + c]) * f32(w[c]) - xhat * m));
   }

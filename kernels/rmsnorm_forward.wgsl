@@ -16,27 +16,16 @@ alias T = f32;
 //!   y: array<T> read_write
 //!   rstd: array<f32> read_write
 
-var<workgroup> partial: array<f32, 64>;
+{{include row_workgroup}}
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
-  let base = row * p.C;
+fn row_main(row: u32, base: u32, lid: u32) {
   var s = 0.0;
-  for (var c = lid; c < p.C; c += 64u) {
+  for (var c = lid; c < p.C; c += WG) {
     let v = f32(x[base + c]);
     s += v * v;
   }
-  partial[lid] = s;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (lid < k) { partial[lid] += partial[lid + k]; }
-    workgroupBarrier();
-  }
-  let r = inverseSqrt(partial[0] / f32(p.C) + p.eps);
-  for (var c = lid; c < p.C; c += 64u) {
+  let r = inverseSqrt(workgroup_sum(lid, s) / f32(p.C) + p.eps);
+  for (var c = lid; c < p.C; c += WG) {
     let h = T(f32(x[base + c]) * r);
     y[base + c] = T(f32(w[c]) * f32(h));
   }

@@ -23,10 +23,9 @@ alias TG = f32;
 //!   grad: array<TG> read
 //!   buf: array<f32> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let w = param[p.p_offset + i];
   var d = f32(grad[p.g_offset + i]) + p.weight_decay * w;
   if (p.momentum_mode != 0u) {

@@ -16,28 +16,13 @@ const LOG: bool = {{LOG}};
 //!   dy: array<T> read
 //!   dx: array<T> read_write
 
-var<workgroup> partial: array<f32, 64>;
+{{include row_workgroup}}
 
-fn row_sum(lid: u32, v: f32) -> f32 {
-  partial[lid] = v;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  return partial[0];
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
-  let base = row * p.C;
+fn row_main(row: u32, base: u32, lid: u32) {
   var s = 0.0;
-  for (var c = lid; c < p.C; c += 64u) { s += f32(dy[base + c]) * select(f32(y[base + c]), 1.0, LOG); }
-  s = row_sum(lid, s);
-  for (var c = lid; c < p.C; c += 64u) {
+  for (var c = lid; c < p.C; c += WG) { s += f32(dy[base + c]) * select(f32(y[base + c]), 1.0, LOG); }
+  s = workgroup_sum(lid, s);
+  for (var c = lid; c < p.C; c += WG) {
     let v = f32(y[base + c]);
     let g = f32(dy[base + c]);
     dx[base + c] = T(select(v * (g - s), g - exp(v) * s, LOG));

@@ -15,10 +15,9 @@ alias T = f32;
 //!   d_gate: array<T> read_write
 //!   d_up: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let g = f32(gate[i]);
   let u = f32(up[i]);
   let d = f32(dy[i]);

@@ -11,10 +11,9 @@ alias T = f32;
 //!   up: array<T> read
 //!   y: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
+{{include elementwise}}
+
+fn element(i: u32) {
   let g = f32(gate[i]);
   let s = 1.0 / (1.0 + exp(-g));
   y[i] = T(g * s * f32(up[i]));

@@ -33,16 +33,10 @@ fn f(v: f32, c: f32) -> f32 {
   return {{EXPR}};
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
-  var rem = i;
-  var off = p.x_offset;
-  for (var d = i32(p.rank) - 1; d >= 0; d--) {
-    let s = p.shape[d / 4][d % 4];
-    off += (rem % s) * p.x_strides[d / 4][d % 4];
-    rem = rem / s;
-  }
+{{include elementwise}}
+{{include strided}}
+
+fn element(i: u32) {
+  let off = strided_offsets(i, array<Strides, 3>(p.x_strides, p.x_strides, p.x_strides), vec3<u32>(p.x_offset)).x;
   y[i] = TY(f(f32(x[off]), p.c));
 }

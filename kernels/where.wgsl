@@ -20,21 +20,10 @@ alias TC = u32;
 //!   b: array<T> read
 //!   out: array<T> read_write
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.numel) { return; }
-  var rem = i;
-  var oc = p.c_offset;
-  var oa = p.a_offset;
-  var ob = p.b_offset;
-  for (var d = i32(p.rank) - 1; d >= 0; d--) {
-    let s = p.shape[d / 4][d % 4];
-    let coord = rem % s;
-    oc += coord * p.c_strides[d / 4][d % 4];
-    oa += coord * p.a_strides[d / 4][d % 4];
-    ob += coord * p.b_strides[d / 4][d % 4];
-    rem = rem / s;
-  }
-  out[i] = select(b[ob], a[oa], cond[oc] != TC(0));
+{{include elementwise}}
+{{include strided}}
+
+fn element(i: u32) {
+  let off = strided_offsets(i, array<Strides, 3>(p.c_strides, p.a_strides, p.b_strides), vec3<u32>(p.c_offset, p.a_offset, p.b_offset));
+  out[i] = select(b[off.z], a[off.y], cond[off.x] != TC(0));
 }

@@ -18,6 +18,7 @@ import {
 import { getRuntime } from '../../packages/tensor/src/backend/context.js';
 import { measureAttentionMemory } from './attention-memory.js';
 import { attentionKernelFor, setAttentionKernel, type AttentionKernel } from '../../packages/tensor/src/ops/attention.js';
+import { setV2KeepRows, v2Layout } from '../../packages/tensor/src/kernelgen/attention.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
@@ -186,6 +187,25 @@ for (const kernel of ['v2', 'v1'] as const) {
     });
   });
 
+  if (kernel === 'v2') {
+    test('attention v2 with rows re-read (the layout for large head dims on GPUs) matches the reference', async (t) => {
+      const dims = await skip(t);
+      if (dims.length === 0) return;
+      setV2KeepRows(false);
+      try {
+        await withKernel(kernel, dims, async () => {
+          for (const k of ['attention_forward.v2', 'attention_backward_dq.v2', 'attention_backward_dkv.v2'] as const) {
+            assert.equal(v2Layout(getRuntime().info, dims[0]!, k)?.keepRows, false, k);
+          }
+          const c: Case = { B: 2, Hq: 4, Hkv: 2, T: 21, S: 26, D: dims[0]!, causal: true, padding: [[3, 0], [0, 2]], seed: 41 };
+          await checkCase(c, 'v2 rows re-read');
+        });
+      } finally {
+        setV2KeepRows(null);
+      }
+    });
+  }
+
   test(`attention ${kernel} gives an empty row zeros and zero gradients, and keys past S - T + i none of it`, async (t) => {
     const dims = await skip(t);
     if (dims.length === 0) return;
@@ -273,9 +293,12 @@ for (const kernel of ['v2', 'v1'] as const) {
       // Forward keeps the output and the logsumexp; backward dq, dk, dv, the [B, H, T, 2] stats and
       // what autograd adds for leaf gradients: a few [B, H, T, D] tensors, never a T x T matrix.
       assert.ok(m.forwardKept <= m.tensorBytes + 4 * m.rows + 4096, `forward keeps ${m.forwardKept} bytes`);
-      assert.ok(m.forwardExtra < m.scoreMatrixPerHead / 8, `forward grew GPU memory by ${m.forwardExtra} bytes`);
+      // Beyond what it keeps: at D = 128 (a subgroup of 32) the output alone is 1 MiB, more than 1/8 of a score matrix.
+      assert.ok(m.forwardExtra - m.forwardKept < m.scoreMatrixPerHead / 8, `forward grew GPU memory by ${m.forwardExtra} bytes`);
       assert.ok(m.backwardExtra <= 7 * m.tensorBytes + 8 * m.rows, `backward grew GPU memory by ${m.backwardExtra} bytes`);
-      assert.ok(m.backwardExtra < m.scoreMatrixPerHead, `backward grew GPU memory by ${m.backwardExtra} bytes`);
+      // Beyond dq, dk, dv and the leaf gradients (six [B, H, T, D] tensors: 6 MiB at D = 128, more than a
+      // head's score matrix), only the stats: far below a T x T buffer.
+      assert.ok(m.backwardExtra - 6 * m.tensorBytes < m.scoreMatrixPerHead / 4, `backward grew GPU memory by ${m.backwardExtra} bytes`);
       assert.ok(m.output.every(Number.isFinite), 'output is finite');
     });
   });

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { hasF16 } from '@huatuo/tensor';
+import { hasF16, synchronize } from '@huatuo/tensor';
 import { getRuntime } from '../../packages/tensor/src/backend/context.js';
 import { kernelSpecs, preprocess, type Defines } from '../../packages/tensor/src/kernels.js';
 import { wgslSources, type WgslName } from '../../packages/tensor/src/kernels.generated.js';
@@ -110,6 +110,14 @@ test('every kernel file whose placeholders are known compiles on the device, in 
   for (const core of ['unary', 'binary', 'where', 'fill', 'copy_strided', 'reduce_sum', 'reduce_max', 'scatter_max_grad', 'matmul']) {
     assert.ok(compiled.includes(core), `core kernel ${core} was not compiled (skipped: ${skipped.join('; ')})`);
   }
+});
+
+test('a pipeline the adapter refuses is reported by kernelChecked, not raised at the next read', async () => {
+  const rt = getRuntime();
+  await assert.rejects(rt.kernelChecked('refused', '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }', 'refused'), /kernel refused: shader module failed/);
+  await synchronize();
+  const k = await rt.kernelChecked('accepted', '@compute @workgroup_size(1) fn main() {}', 'accepted');
+  assert.equal(await rt.kernelChecked('accepted', '', 'accepted'), k, 'a created pipeline is cached by key');
 });
 
 test('the generated kernel module is up to date with kernels/*.wgsl', () => {

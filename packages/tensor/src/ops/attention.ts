@@ -1,14 +1,13 @@
 // Causal scaled-dot-product attention with grouped-query heads, flash style: the forward keeps only
 // the output and a per-row logsumexp, the backward recomputes scores tile by tile (no T x S buffer).
 // Kernels: v1 (one query or key row per thread, K/V tiles in workgroup memory; any adapter, any D) and
-// v2 (one subgroup per workgroup, rows shared through subgroupBroadcast as in matmul.v3; needs the
-// subgroups feature, one reported subgroup size and D a multiple of 4 x that size). v2 runs where it can
-// unless a variant is forced (tests, benchmarks).
+// v2 (one subgroup per workgroup, rows shared through subgroupBroadcast; layouts in kernelgen/attention.ts).
+// v2 runs where it can unless a variant is forced (tests, benchmarks).
 import { getRuntime } from '../backend/context.js';
-import type { DeviceInfo } from '../backend/device.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, packParams, preprocess, type Defines } from '../kernels.js';
+import { compileKernel, grid1d, packParams, preprocess } from '../kernels.js';
+import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
@@ -36,12 +35,6 @@ const MAX_D = 256;
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
 
-/** Subgroup sizes v2 is written for; v2 keeps at most V2_MAX_DL vec4 columns of D per lane. */
-const V2_SUBGROUP_SIZES = [4, 8, 16, 32];
-const V2_MAX_DL = 4;
-/** Query (or key) rows per v2 workgroup: at least 16, a multiple of the subgroup size. */
-const V2_MIN_ROWS = 16;
-
 /** Which attention kernels run: `v1` (portable) or `v2` (subgroup sharing). */
 export type AttentionKernel = 'v1' | 'v2';
 
@@ -56,122 +49,44 @@ export function setAttentionKernel(kernel: AttentionKernel | null): void {
   forcedKernel = kernel;
 }
 
-/** The subgroup size v2 can rely on, or 0: the subgroups feature and one reported size it is written for. */
-function v2SubgroupSize(info: DeviceInfo): number {
-  if (!info.features.has('subgroups')) return 0;
-  const sg = info.subgroupMinSize;
-  return sg > 0 && sg === info.subgroupMaxSize && V2_SUBGROUP_SIZES.includes(sg) ? sg : 0;
-}
-
-/** The v2 layout for head dim D on this adapter (subgroup size, rows per lane, vec4 columns per lane), or null. */
-function v2Layout(info: DeviceInfo, D: number): { sg: number; rpl: number; dl: number } | null {
-  const sg = v2SubgroupSize(info);
-  if (sg === 0 || D % (4 * sg) !== 0) return null;
-  const dl = D / (4 * sg);
-  if (dl > V2_MAX_DL) return null;
-  return { sg, rpl: Math.max(1, V2_MIN_ROWS / sg), dl };
-}
-
-/** The kernels attention with head dim D runs now on the current device (T > 1; T = 1 forwards decode). */
+/**
+ * The kernels attention with head dim D runs on the current device (T > 1; T = 1 forwards decode). On
+ * adapters with 32-wide subgroups or more, v2 runs once its pipeline exists (v1 until then, and for good
+ * if the driver refuses it); backward kernels may fall back on their own where their layout does not fit.
+ */
 export function attentionKernelFor(D: number): AttentionKernel {
   if (forcedKernel === 'v1') return 'v1';
-  return v2Layout(getRuntime().info, D) ? 'v2' : 'v1';
+  return v2Layout(getRuntime().info, D, 'attention_forward.v2') ? 'v2' : 'v1';
 }
 
 /**
- * v2's sharing step over D: for each of this lane's rows t and each lane j (a constant, as
- * subgroupBroadcast needs), acc[t sg + j] += (a[t D4 + d4] from lane j) . [b0; b1; b2; b3].
+ * v2 pipelines being created, created or refused, per runtime. Where subgroups are 32 wide or more (GPUs,
+ * whose drivers may refuse a layout, e.g. for too many registers a thread) a v2 variant is created
+ * asynchronously on first use and v1 runs until it exists; one the driver refuses is never tried again.
+ * Narrower subgroups (lavapipe) create it in place, as a forced v2 does, so that it runs at once.
  */
-function shareRows(sg: number, rpl: number, terms: { a: string; acc: string; b: string }[]): string {
-  const lines: string[] = [];
-  for (let t = 0; t < rpl; t++) {
-    for (const { a } of terms) lines.push(`      let ${a}${t} = ${a}[${t}u * D4 + d4];`);
-    for (let j = 0; j < sg; j++) {
-      const r = t * sg + j;
-      for (const { a, acc, b } of terms) {
-        lines.push(
-          `      { let x = subgroupBroadcast(${a}${t}, ${j}u); ${acc}[${r}] = fma(vec4<f32>(x.w), ${b}3, fma(vec4<f32>(x.z), ${b}2, fma(vec4<f32>(x.y), ${b}1, fma(vec4<f32>(x.x), ${b}0, ${acc}[${r}])))); }`,
-        );
-      }
-    }
+const v2Pipelines = new WeakMap<Runtime, Map<string, CompiledKernel | 'pending' | { refused: string }>>();
+
+/** The v2 kernel to dispatch for this call, or null for v1. */
+function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
+  if (forcedKernel === 'v1') return null;
+  const l: V2Layout | null = v2Layout(rt.info, D, kernel);
+  if (!l) return null;
+  const key = v2Key(kernel, dtype, l);
+  const rows = l.sg * l.rpl;
+  if (forcedKernel === 'v2' || l.sg < 32) return { kernel: rt.kernel(key, preprocess(kernel, v2Defines(kernel, dtype, l)), key), rows };
+  let states = v2Pipelines.get(rt);
+  if (!states) v2Pipelines.set(rt, (states = new Map()));
+  const state = states.get(key);
+  if (state === undefined) {
+    states.set(key, 'pending');
+    rt.kernelChecked(key, preprocess(kernel, v2Defines(kernel, dtype, l)), key).then(
+      (k) => states.set(key, k),
+      (e: Error) => states.set(key, { refused: e.message }),
+    );
+    return null;
   }
-  return lines.join('\n');
-}
-
-/**
- * v2's sharing step over a block of 4 sg rows of `src` (keys or queries): for each lane g (a constant),
- * every lane loads its DL vec4 columns of rows 4g .. 4g + 3 of the block, and for each output row r
- * acc[r DL + u] += (p[r] from lane g) . [those rows]. The loop over rows stays a loop: unrolling it too
- * made the shader minutes to compile on llvmpipe.
- */
-function shareCols(sg: number, dl: number, rowBase: (x: number) => string, terms: { p: string; acc: string; src: string }[]): string {
-  const lines: string[] = [];
-  for (let g = 0; g < sg; g++) {
-    lines.push('    {');
-    for (let n = 0; n < 4; n++) lines.push(`      let row${n} = ${rowBase(4 * g + n)};`);
-    for (const { src } of terms) {
-      for (let n = 0; n < 4; n++) {
-        for (let u = 0; u < dl; u++) lines.push(`      let ${src}${n}_${u} = vec4<f32>(${src}[row${n} + ${u * sg}u]);`);
-      }
-    }
-    lines.push('      for (var r = 0u; r < TM; r++) {');
-    for (const { p, acc, src } of terms) {
-      lines.push(`        { let x = subgroupBroadcast(${p}[r], ${g}u);`);
-      for (let u = 0; u < dl; u++) {
-        const i = `r * DL + ${u}u`;
-        lines.push(
-          `          ${acc}[${i}] = fma(vec4<f32>(x.w), ${src}3_${u}, fma(vec4<f32>(x.z), ${src}2_${u}, fma(vec4<f32>(x.y), ${src}1_${u}, fma(vec4<f32>(x.x), ${src}0_${u}, ${acc}[${i}]))));`,
-        );
-      }
-      lines.push('        }');
-    }
-    lines.push('      }', '    }');
-  }
-  return lines.join('\n');
-}
-
-type V2Name = 'attention_forward.v2' | 'attention_backward_dq.v2' | 'attention_backward_dkv.v2';
-
-/** A compiled v2 kernel for dtype and layout (the sharing steps generated here, cached by key). */
-function compileV2(rt: Runtime, name: V2Name, dtype: string, l: { sg: number; rpl: number; dl: number }): CompiledKernel {
-  const key = `${name}(DL=${l.dl},RPL=${l.rpl},SG=${l.sg},T=${dtype})`;
-  const base = { T: dtype, SG: String(l.sg), RPL: String(l.rpl), DL: String(l.dl) };
-  const keyRows = (x: number) => `kv_head + min(j0 + ${x}u, p.S - 1u) * D4 + lane`;
-  let defines: Defines;
-  if (name === 'attention_forward.v2') {
-    defines = {
-      ...base,
-      SHARE_S: shareRows(l.sg, l.rpl, [{ a: 'qr', acc: 'sc', b: 'kb' }]),
-      SHARE_PV: shareCols(l.sg, l.dl, keyRows, [{ p: 'sc', acc: 'acc', src: 'v' }]),
-    };
-  } else if (name === 'attention_backward_dq.v2') {
-    defines = {
-      ...base,
-      SHARE_S: shareRows(l.sg, l.rpl, [
-        { a: 'qr', acc: 'sc', b: 'kb' },
-        { a: 'dor', acc: 'dp', b: 'vb' },
-      ]),
-      SHARE_DQ: shareCols(l.sg, l.dl, keyRows, [{ p: 'sc', acc: 'acc', src: 'k' }]),
-    };
-  } else {
-    defines = {
-      ...base,
-      SHARE_S: shareRows(l.sg, l.rpl, [
-        { a: 'kr', acc: 'sc', b: 'kb' },
-        { a: 'vr', acc: 'dp', b: 'vb' },
-      ]),
-      SHARE_DKV: shareCols(l.sg, l.dl, (x) => `q_head + min(r0 + ${x}u, p.T - 1u) * D4 + lane`, [
-        { p: 'sc', acc: 'dv_acc', src: 'd_o' },
-        { p: 'dp', acc: 'dk_acc', src: 'q' },
-      ]),
-    };
-  }
-  return rt.kernel(key, preprocess(name, defines), key);
-}
-
-/** The v2 layout to use for this call, or null for v1. */
-function v2For(rt: Runtime, D: number): { sg: number; rpl: number; dl: number } | null {
-  return forcedKernel === 'v1' ? null : v2Layout(rt.info, D);
+  return typeof state === 'object' && 'pipeline' in state ? { kernel: state, rows } : null;
 }
 
 interface Geometry {
@@ -216,23 +131,6 @@ function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
   }
 }
 
-/** The `{{...}}` defines of a kernel variant: storage element type, loaders and storers per buffer. */
-function variant(dtype: string, D: number, loads: string[], stores: string[]): Defines {
-  const vec4 = D % 4 === 0;
-  const defines: Record<string, string> = { T: dtype, ELEM: vec4 ? 'vec4<T>' : 'T', DMAX4: D <= 64 ? '16' : '64' };
-  for (const name of loads) {
-    defines[`LOAD_${name.toUpperCase()}`] = vec4
-      ? `return vec4<f32>(${name}[e / 4u]);`
-      : `var r = vec4<f32>(0.0); for (var t = 0u; t < 4u; t++) { if (e + t < end) { r[t] = f32(${name}[e + t]); } } return r;`;
-  }
-  for (const name of stores) {
-    defines[`STORE_${name.toUpperCase()}`] = vec4
-      ? `${name}[e / 4u] = vec4<T>(x);`
-      : `for (var t = 0u; t < 4u; t++) { if (e + t < end) { ${name}[e + t] = T(x[t]); } }`;
-  }
-  return defines;
-}
-
 /** The uniform block shared by the attention kernels. */
 function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }): ArrayBuffer {
   const D4 = Math.ceil(g.D / 4);
@@ -274,7 +172,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     const rows = g.B * g.Hq;
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');
-    const partial = compileKernel(rt, 'attention_decode_partial', variant(q.dtype, g.D, ['q', 'k', 'v'], []));
+    const partial = compileKernel(rt, 'attention_decode_partial', v1Defines(q.dtype, g.D, ['q', 'k', 'v'], []));
     rt.dispatch({
       kernel: partial,
       params: p,
@@ -282,7 +180,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
       workgroups: grid1d(rows * n, 32),
       label: 'attention decode',
     });
-    const combine = compileKernel(rt, 'attention_decode_combine', variant(q.dtype, g.D, [], ['o']));
+    const combine = compileKernel(rt, 'attention_decode_combine', v1Defines(q.dtype, g.D, [], ['o']));
     rt.dispatch({
       kernel: combine,
       params: p,
@@ -294,12 +192,12 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     partMl.dispose('temporary of attention decode');
     return { out, lse };
   }
-  const l = v2For(rt, g.D);
+  const v2 = v2Kernel(rt, 'attention_forward.v2', q.dtype, g.D);
   rt.dispatch({
-    kernel: l ? compileV2(rt, 'attention_forward.v2', q.dtype, l) : compileKernel(rt, 'attention_forward', variant(q.dtype, g.D, ['q', 'k', 'v'], ['o'])),
+    kernel: v2?.kernel ?? compileKernel(rt, 'attention_forward', v1Defines(q.dtype, g.D, ['q', 'k', 'v'], ['o'])),
     params: params(g, mask),
     buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, out.buffer(OP), lse.buffer(OP)],
-    workgroups: [Math.ceil(g.T / (l ? l.sg * l.rpl : ROWS)), g.B * g.Hq],
+    workgroups: [Math.ceil(g.T / (v2?.rows ?? ROWS)), g.B * g.Hq],
     label: OP,
   });
   return { out, lse };
@@ -328,33 +226,29 @@ function runBackward(
   if (rows === 0 || g.D === 0) return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
   const stats = empty([g.B, g.Hq, g.T, 2], 'f32');
   rt.dispatch({
-    kernel: compileKernel(rt, 'attention_backward_delta', variant(q.dtype, g.D, ['o', 'd_o'], [])),
+    kernel: compileKernel(rt, 'attention_backward_delta', v1Defines(q.dtype, g.D, ['o', 'd_o'], [])),
     params: p,
     buffers: [out.buffer(op), dOut.buffer(op), lse.buffer(op), stats.buffer(op)],
     workgroups: grid1d(rows, 64),
     label: `${op} delta`,
   });
-  const l = v2For(rt, g.D);
-  const rowsPerGroup = l ? l.sg * l.rpl : ROWS;
   if (dq) {
+    const v2 = v2Kernel(rt, 'attention_backward_dq.v2', q.dtype, g.D);
     rt.dispatch({
-      kernel: l
-        ? compileV2(rt, 'attention_backward_dq.v2', q.dtype, l)
-        : compileKernel(rt, 'attention_backward_dq', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dq'])),
+      kernel: v2?.kernel ?? compileKernel(rt, 'attention_backward_dq', v1Defines(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dq'])),
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dq.buffer(op)],
-      workgroups: [Math.ceil(g.T / rowsPerGroup), g.B * g.Hq],
+      workgroups: [Math.ceil(g.T / (v2?.rows ?? ROWS)), g.B * g.Hq],
       label: `${op} dq`,
     });
   }
   if (dk && dv && g.S > 0) {
+    const v2 = v2Kernel(rt, 'attention_backward_dkv.v2', q.dtype, g.D);
     rt.dispatch({
-      kernel: l
-        ? compileV2(rt, 'attention_backward_dkv.v2', q.dtype, l)
-        : compileKernel(rt, 'attention_backward_dkv', variant(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dk', 'dv'])),
+      kernel: v2?.kernel ?? compileKernel(rt, 'attention_backward_dkv', v1Defines(q.dtype, g.D, ['q', 'k', 'v', 'd_o'], ['dk', 'dv'])),
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dk.buffer(op), dv.buffer(op)],
-      workgroups: [Math.ceil(g.S / rowsPerGroup), g.B * g.Hkv],
+      workgroups: [Math.ceil(g.S / (v2?.rows ?? ROWS)), g.B * g.Hkv],
       label: `${op} dk dv`,
     });
   }
