@@ -19,6 +19,7 @@ function adapter(sg: number): DeviceInfo {
     maxComputeInvocationsPerWorkgroup: 1024,
     subgroupMinSize: sg,
     subgroupMaxSize: sg,
+    subgroupMatrixConfigs: [],
   };
 }
 
