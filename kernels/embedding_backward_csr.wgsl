@@ -7,7 +7,7 @@
 alias T = f32;
 
 //! params
-//!   U: u32
+//!   rows: u32  // U, the unique ids
 //!   C: u32
 //! bindings
 //!   dy: array<T> read
@@ -16,15 +16,14 @@ alias T = f32;
 //!   positions: array<i32> read
 //!   dtable: array<T> read_write
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let k = wid.x + wid.y * nwg.x;
-  if (k >= p.U) { return; }
+{{include row_workgroup}}
+
+// Row k of the work is unique id uniq[k].
+fn row_main(k: u32, base: u32, lid: u32) {
   let row = u32(uniq[k]) * p.C;
   let first = u32(offsets[k]);
   let last = u32(offsets[k + 1u]);
-  for (var c = lid; c < p.C; c += 64u) {
+  for (var c = lid; c < p.C; c += WG) {
     var acc = 0.0;
     for (var q = first; q < last; q++) { acc += f32(dy[u32(positions[q]) * p.C + c]); }
     dtable[row + c] = T(acc);

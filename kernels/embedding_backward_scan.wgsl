@@ -7,7 +7,7 @@
 alias T = f32;
 
 //! params
-//!   V: u32
+//!   rows: u32  // V, the table rows
 //!   C: u32
 //!   N: u32
 //! bindings
@@ -15,16 +15,14 @@ alias T = f32;
 //!   ids: array<i32> read
 //!   dtable: array<T> read_write
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let v = wid.x + wid.y * nwg.x;
-  if (v >= p.V) { return; }
-  for (var c = lid; c < p.C; c += 64u) {
+{{include row_workgroup}}
+
+fn row_main(v: u32, base: u32, lid: u32) {
+  for (var c = lid; c < p.C; c += WG) {
     var acc = 0.0;
     for (var n = 0u; n < p.N; n++) {
       if (ids[n] == i32(v)) { acc += f32(dy[n * p.C + c]); }
     }
-    dtable[v * p.C + c] = T(acc);
+    dtable[base + c] = T(acc);
   }
 }

@@ -96,7 +96,7 @@ export const embedding = defineOp({
       const tp = fromHost(positions, [positions.length], 'i32');
       rt.dispatch({
         kernel: compileKernel(rt, 'embedding_backward_csr', { T: dtype }),
-        params: packParams('embedding_backward_csr', { U: uniq.length, C }),
+        params: packParams('embedding_backward_csr', { rows: uniq.length, C }),
         buffers: [dy.buffer('embedding'), tu.buffer('embedding'), to.buffer('embedding'), tp.buffer('embedding'), dtable.buffer('embedding')],
         workgroups: grid1d(uniq.length, 1),
         label: 'embedding backward',
@@ -106,7 +106,7 @@ export const embedding = defineOp({
     const dtable = empty([V, C], dtype);
     rt.dispatch({
       kernel: compileKernel(rt, 'embedding_backward_scan', { T: dtype }),
-      params: packParams('embedding_backward_scan', { V, C, N }),
+      params: packParams('embedding_backward_scan', { rows: V, C, N }),
       buffers: [dy.buffer('embedding'), ids.buffer('embedding'), dtable.buffer('embedding')],
       workgroups: grid1d(V, 1),
       label: 'embedding backward',
