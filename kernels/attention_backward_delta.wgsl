@@ -15,11 +15,14 @@ alias T = f32;
 
 {{include attention_v1}}
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let r = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (r >= p.B * p.Hq * p.T) { return; }
+const WG: u32 = 64u;
+{{include attention_parts}}
+
+// A thread per query position i of head bh: row r of [B, Hq, T].
+fn parts() -> u32 { return p.T; }
+
+fn part(bh: u32, i: u32) {
+  let r = bh * p.T + i;
   let base = r * p.D;
   var acc = 0.0;
   for (var c = 0u; c < p.D4; c++) {

@@ -19,13 +19,13 @@ fn f32_from_bits(bits: u32) -> f32 {
 
 {{include attention_v1}}
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (t >= p.B * p.Hq * p.D4) { return; }
-  let r = t / p.D4;
-  let c = t % p.D4;
+const WG: u32 = 64u;
+{{include attention_parts}}
+
+// A thread per vec4 column c of each row.
+fn parts() -> u32 { return p.D4; }
+
+fn part(r: u32, c: u32) {
   let first = r * p.n_split;
   var mx = -3.0e38;
   for (var sp = 0u; sp < p.n_split; sp++) { mx = max(mx, part_ml[2u * (first + sp)]); }

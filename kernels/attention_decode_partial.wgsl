@@ -23,13 +23,14 @@ alias T = f32;
 
 {{include attention_v1}}
 
-@compute @workgroup_size(32)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * 32u + lid;
-  if (t >= p.B * p.Hq * p.n_split) { return; }
-  let r = t / p.n_split;
-  let sp = t % p.n_split;
+const WG: u32 = 32u;
+{{include attention_parts}}
+
+// A thread per split sp of the keys of each row: partial t = r n_split + sp.
+fn parts() -> u32 { return p.n_split; }
+
+fn part(r: u32, sp: u32) {
+  let t = r * p.n_split + sp;
   let b = r / p.Hq;
   let q_base = r * p.D;
   let kv_base = kv_head_of(r) * p.S * p.D;
