@@ -1,6 +1,6 @@
 // Opens the WebGPU device: the adapter's largest buffer limits, and the optional features
 // the kernels can use (shader-f16, subgroups, timestamp-query) when the adapter has them.
-import { missingAdapterHint, platformGPU, platformName, platformRequestAdapter } from '#platform';
+import { missingAdapterHint, platformGPU, platformHostMemory, platformName, platformRequestAdapter } from '#platform';
 import { DeviceError } from '../errors.js';
 
 /** Optional WebGPU features the kernels use when present. */
@@ -53,6 +53,13 @@ export interface DeviceInfo {
   maxComputeWorkgroupsPerDimension: number;
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup: number;
+  /** A software (CPU) adapter such as lavapipe, whose buffers live in the host's memory. */
+  isFallbackAdapter: boolean;
+  /**
+   * Bytes the adapter's buffers can take in all, when known: the host's memory for a fallback
+   * (CPU) adapter in Node; null for a GPU, whose memory WebGPU does not report.
+   */
+  memoryBytes: number | null;
   /** Subgroup sizes the adapter reports (0 when unknown). */
   subgroupMinSize: number;
   subgroupMaxSize: number;
@@ -88,13 +95,14 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
     });
   }
   const adapterInfo = (adapter?.info ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo) as
-    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: readonly Record<string, unknown>[] })
+    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: readonly Record<string, unknown>[]; isFallbackAdapter?: boolean })
     | undefined;
   const name = [adapterInfo?.vendor, adapterInfo?.architecture, adapterInfo?.description]
     .filter((s) => s)
     .join(' ')
     .trim();
   const limits = device.limits;
+  const isFallbackAdapter = adapterInfo?.isFallbackAdapter ?? false;
   return {
     device,
     info: {
@@ -106,6 +114,8 @@ export async function openDevice(options: DeviceOptions = {}): Promise<{ device:
       maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
       maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      isFallbackAdapter,
+      memoryBytes: isFallbackAdapter ? (platformHostMemory() ?? null) : null,
       subgroupMinSize: adapterInfo?.subgroupMinSize ?? 0,
       subgroupMaxSize: adapterInfo?.subgroupMaxSize ?? 0,
       subgroupMatrixConfigs: features.has('chromium-experimental-subgroup-matrix') ? matrixConfigs(adapterInfo?.subgroupMatrixConfigs) : [],

@@ -10,6 +10,11 @@ export function platformGPU(_unsafeApis = false): GPU | undefined {
 
 export const platformName = 'browser';
 
+/** A page cannot know the host's memory exactly (navigator.deviceMemory is rounded and capped). */
+export function platformHostMemory(): number | undefined {
+  return undefined;
+}
+
 /** Requests an adapter (a browser prints nothing of its own to hide). */
 export function platformRequestAdapter(gpu: GPU, options: GPURequestAdapterOptions, _showNotices: boolean): Promise<GPUAdapter | null> {
   return gpu.requestAdapter(options);

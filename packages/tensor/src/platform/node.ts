@@ -1,7 +1,7 @@
 // Node platform: WebGPU through Dawn's bindings (the `webgpu` package). The only module
 // of the package that imports Node-specific code; browsers get ./browser.ts instead.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { create, globals } from 'webgpu';
 import { withoutDawnNotices } from './native-stderr.js';
@@ -41,6 +41,11 @@ export function platformGPU(unsafeApis = false): GPU | undefined {
 }
 
 export const platformName = 'node';
+
+/** The host's memory in bytes (what a CPU adapter's buffers come from). */
+export function platformHostMemory(): number | undefined {
+  return totalmem();
+}
 
 /**
  * Requests an adapter without Dawn's two limit notices on stderr (printed by native code on the
