@@ -17,6 +17,8 @@ function adapter(sg: number): DeviceInfo {
     maxComputeWorkgroupsPerDimension: 65535,
     maxComputeWorkgroupStorageSize: 32768,
     maxComputeInvocationsPerWorkgroup: 1024,
+    isFallbackAdapter: false,
+    memoryBytes: null,
     subgroupMinSize: sg,
     subgroupMaxSize: sg,
     subgroupMatrixConfigs: [],

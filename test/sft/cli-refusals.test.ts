@@ -4,10 +4,11 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { initWebGPU } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, llamaTokenizerDir, saveMergedModel } from '@huatuo/llama';
+import { deviceInfo, initWebGPU } from '@huatuo/tensor';
+import { configFromPreset, createRandomLlama, llamaPresets, llamaTokenizerDir, planMemory, saveMergedModel } from '@huatuo/llama';
+import { checkPlanFits } from '../../packages/sft/src/preflight.js';
 import { join } from 'node:path';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
@@ -16,6 +17,8 @@ const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
 
 let modelDir: string;
 let dataPath: string;
+/** Records whose answers run to about 3,000 tokens. */
+let longPath: string;
 
 interface Run {
   code: number | null;
@@ -41,14 +44,94 @@ function recipe(out: string, data = dataPath): string[] {
 
 before(async () => {
   await initWebGPU();
-  // The small test model with a 512-token context, as a Hugging Face folder.
-  const model = createRandomLlama(configFromPreset('tiny', { ...SMALL_MODEL, maxPositionEmbeddings: 512 }), { seed: 7 });
+  // The small test model with a 4096-token context, as a Hugging Face folder.
+  const model = createRandomLlama(configFromPreset('tiny', { ...SMALL_MODEL, maxPositionEmbeddings: 4096 }), { seed: 7 });
   modelDir = join(tmp(), 'small-llama');
   await saveMergedModel(model, modelDir, { tokenizerDir: llamaTokenizerDir() });
   model.dispose();
   dataPath = writeRecords(tmp(), smallRecords(12));
+  longPath = writeRecords(tmp(), Array.from({ length: 12 }, (_, i) => ({ instruction: `Q${i} headache?`, input: '', output: `drink water and rest ${i} `.repeat(500) })));
 });
 
+/** The adapter's binding limit is lavapipe's 128 MiB, which the logits of 2,097 answer tokens fill. */
+function smallBindingLimit(): boolean {
+  const info = deviceInfo()!;
+  return Math.min(info.maxStorageBufferBindingSize, info.maxBufferSize) <= 256 * 2 ** 20;
+}
+
+test('--cutoff-len beyond the model context is refused naming the flag and max_position_embeddings, by --dry-run and by the real run', async () => {
+  for (const dry of [true, false]) {
+    const out = join(tmp(), 'out');
+    const run = await cli(['train', ...(dry ? ['--dry-run'] : []), ...recipe(out), '--cutoff-len', '5000']);
+    assert.equal(run.code, 1, run.stdout);
+    assert.match(run.stderr, /--cutoff-len: 5000 tokens is beyond the context of .*small-llama, 4096 tokens \(max_position_embeddings\); lower it to 4096 or less/);
+    assert.ok(!existsSync(join(out, 'adapter_model.safetensors')));
+  }
+  const evalRun = await cli(['eval', '--base', modelDir, '--data', dataPath, '--cutoff-len', '5000']);
+  assert.equal(evalRun.code, 1);
+  assert.match(evalRun.stderr, /--cutoff-len: 5000 tokens is beyond the context/);
+});
+
+test('micro-batches whose logits exceed the binding limit are refused before any step, naming --micro-batch or --cutoff-len and the limit', async (t) => {
+  if (!smallBindingLimit()) return t.skip('the adapter binds more than 256 MiB; these micro-batches fit');
+  const long = ['--base', modelDir, '--data', longPath, '--val-set-size', '2', '--batch-size', '4', '--lora-r', '4', '--lora-alpha', '8'];
+  const mb = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '2048', '--micro-batch', '2']);
+  assert.equal(mb.code, 1, mb.stdout);
+  assert.match(mb.stderr, /ConfigError: --micro-batch: the logits \[\d+, 32000\] \w+ of \d+ answer tokens in one micro-batch need [\d.]+ MiB, over the adapter's binding limit of 128\.0 MiB .*; lower --micro-batch from 2 to 1 or less/);
+  const cut = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '4096', '--micro-batch', '1']);
+  assert.equal(cut.code, 1, cut.stdout);
+  assert.match(cut.stderr, /ConfigError: --cutoff-len: .*one example of .* alone has \d+ answer tokens: lower --cutoff-len so that at most \d+ remain/);
+  const evalRun = await cli(['eval', '--base', modelDir, '--data', longPath, '--cutoff-len', '2048', '--micro-batch', '4']);
+  assert.equal(evalRun.code, 1, evalRun.stdout);
+  assert.match(evalRun.stderr, /ConfigError: --micro-batch: .*binding limit of 128\.0 MiB.*lower --micro-batch from 4 to 1 or less/);
+  assert.doesNotMatch(evalRun.stderr + cut.stderr + mb.stderr, /ShapeError|split it/);
+});
+
+test('--dry-run --resume reads the checkpoint as the real run would and refuses a truncated optimizer.safetensors', async () => {
+  const out = join(tmp(), 'out');
+  const first = await cli(['train', ...recipe(out), '--max-steps', '1', '--save-steps', '1', '--eval-steps', '1']);
+  assert.equal(first.code, 0, first.stderr);
+  const checkpoint = join(out, 'checkpoint-1');
+  const ok = await cli(['train', '--dry-run', ...recipe(out), '--max-steps', '1', '--save-steps', '1', '--eval-steps', '1', '--resume', checkpoint]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const optimizer = join(checkpoint, 'optimizer.safetensors');
+  writeFileSync(optimizer, readFileSync(optimizer).subarray(0, statSync(optimizer).size - 16));
+  const bad = await cli(['train', '--dry-run', ...recipe(out), '--max-steps', '1', '--save-steps', '1', '--eval-steps', '1', '--resume', checkpoint]);
+  assert.equal(bad.code, 1, bad.stdout);
+  assert.match(bad.stderr, /CheckpointError: .*checkpoint-1: cannot read the trainer state \(.*optimizer\.safetensors.*truncated/);
+  assert.doesNotMatch(bad.stdout, /dry run: .* valid/);
+});
+
+test('a plan larger than a CPU adapter\'s memory (the host\'s) is refused naming --micro-batch, with the estimate', (t) => {
+  const info = deviceInfo()!;
+  if (info.memoryBytes === null) return t.skip('a GPU adapter: WebGPU reports no memory size');
+  const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 128, seqLen: 2048, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] }, training: true });
+  assert.ok(plan.total > info.memoryBytes);
+  assert.throws(() => checkPlanFits(plan), /--micro-batch: the run needs about [\d,.]+ GiB, more than the [\d.]+ GiB this CPU adapter can use .*lower --micro-batch or --cutoff-len/);
+  checkPlanFits(planMemory(configFromPreset('tiny', SMALL_MODEL), { batchSize: 2, seqLen: 64, lora: { r: 4, targetModules: ['q_proj'] }, training: true }));
+});
+
+test('--base naming a file, --resume naming a missing folder and an unwritable --output say what is wrong with the path', async () => {
+  const file = await cli(['train', '--dry-run', ...recipe(join(tmp(), 'out')).map((a) => (a === modelDir ? join(modelDir, 'config.json') : a))]);
+  assert.equal(file.code, 1);
+  assert.match(file.stderr, /ConfigError: --base: .*config\.json is a file; pass the folder that holds it/);
+  const missing = await cli(['train', '--dry-run', ...recipe(join(tmp(), 'out')), '--resume', '/missing-checkpoint']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /CheckpointError: \/missing-checkpoint does not exist; pass a checkpoint folder/);
+  // /sys refuses new folders (EPERM as root, EACCES otherwise).
+  const denied = await cli(['generate', '--prompt', 'hi', '--max-new-tokens', '1', '--num-beams', '1', '--output', '/sys/huatuo-test/answers.jsonl']);
+  assert.equal(denied.code, 1);
+  assert.match(denied.stderr, /^huatuo-train: cannot write \/sys\/huatuo-test: .*(EPERM|EACCES)\)$/m);
+});
+
+test('eval --base-dtype f32 loads the base in f32 and says so; other values are refused', async () => {
+  const run = await cli(['eval', '--base', modelDir, '--data', dataPath, '--cutoff-len', '64', '--base-dtype', 'f32']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /12 records, loss \d+\.\d+, perplexity [\d.]+ \(base weights f32\)$/m);
+  const bad = await cli(['eval', '--base', modelDir, '--data', dataPath, '--base-dtype', 'bf16']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--base-dtype: expected auto, f32 or f16, got "bf16"/);
+});
 /** Runs the CLI through a shell with stderr sent to a file, or with both outputs into one pipe. */
 function shell(args: string[], stderr: 'file' | 'pipe'): Promise<{ code: number | null; stderr: string }> {
   const quoted = ['--conditions=source', '--import', 'tsx', child, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');

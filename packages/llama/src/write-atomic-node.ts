@@ -39,6 +39,9 @@ export async function writeFileAtomic(
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => undefined);
+    // A failed write (ENOSPC) names no file; say which one it was.
+    const e = err as { code?: unknown; path?: unknown };
+    if (typeof e?.code === 'string' && e.path === undefined) e.path = path;
     throw err;
   }
   await syncDir(dirname(path));

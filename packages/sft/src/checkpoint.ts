@@ -75,6 +75,7 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   const statePath = files.join(dir, 'trainer_state.json');
   const optimizerPath = files.join(dir, 'optimizer.json');
   const arraysPath = files.join(dir, 'optimizer.safetensors');
+  if (!(await files.exists(dir))) throw new CheckpointError(`${dir} does not exist; pass a checkpoint folder (checkpoint-N in the run's --output-dir), or --resume alone for the newest there`);
   for (const p of [statePath, optimizerPath, arraysPath, files.join(dir, 'adapter_model.safetensors')]) {
     if (!(await files.exists(p))) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
   }

@@ -13,7 +13,9 @@ import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, res
 import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
 import { tokenizeRecords } from './batch.js';
 import { ConfigError } from './errors.js';
-import { LoraModel, loadBaseModel } from './model.js';
+import { describeFileSystemError } from './fs-errors.js';
+import { checkContext, checkMicroBatchFits } from './preflight.js';
+import { LoraModel, baseDtypeOption, loadBaseModel } from './model.js';
 import { runTraining, type RunPlan } from './pipeline.js';
 import { progressReporter } from './progress.js';
 import { resolveTemplate } from './prompt-node.js';
@@ -204,6 +206,7 @@ function buildGenerateCommand(): Command {
     .description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)")
     .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
     .option('--adapter <dir>', 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
     .option('--prompt <text>', 'one question')
     .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json)')
     .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
@@ -241,7 +244,7 @@ function buildGenerateCommand(): Command {
       const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map((r) => r.instruction);
       const quantize = quantizeFlag(opts.quantize);
       await openDevice();
-      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize });
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
       if (opts.adapter) {
         applyLora(base.model, {});
         await loadAdapter(base.model, String(opts.adapter));
@@ -270,15 +273,16 @@ function buildMergeCommand(): Command {
     .description('merge a LoRA adapter into the base weights and save a Hugging Face folder (sharded safetensors, index, config, tokenizer)')
     .requiredOption('--base <folder>', 'base model folder')
     .requiredOption('--adapter <dir>', 'PEFT adapter folder')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
     .requiredOption('--out <folder>', 'where to write the merged model')
     .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
     .option('--overwrite', 'replace a model already in --out (never the --base folder)')
     .option('--quantize <format>', `${QUANTIZE_HELP}, as the adapter was trained; the merged model is written in f16`, 'none')
-    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string }) => {
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; baseDtype: string }) => {
       const quantize = quantizeFlag(opts.quantize);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       await openDevice();
-      const base = await loadBaseModel(opts.base, undefined, { quantize });
+      const base = await loadBaseModel(opts.base, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
       if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
       applyLora(base.model, {});
       await loadAdapter(base.model, opts.adapter);
@@ -294,14 +298,16 @@ function buildEvalCommand(): Command {
     .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
     .option('--adapter <dir>', 'PEFT adapter folder')
     .option('--data <file>', 'data file (default: the built-in demo sample)')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
     .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
-    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string }) => {
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; baseDtype: string }) => {
       const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
       await openDevice();
-      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize });
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      checkContext(config.cutoffLen, base.model.config, base.name);
       if (opts.adapter) {
         applyLora(base.model, {});
         await loadAdapter(base.model, opts.adapter);
@@ -309,8 +315,9 @@ function buildEvalCommand(): Command {
       const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
       const tok = base.tokenizer;
       const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), { encode: (t, o) => tok.encode(t, o), bosId: tok.bosId, eosId: tok.eosId, padId: 0 }, { cutoffLen: config.cutoffLen, trainOnInputs: false });
+      checkMicroBatchFits(base.model, examples, config.microBatchSize as number, { file, flag: '--micro-batch', shuffled: false });
       const loss = await evaluate(new LoraModel(base.model, base.name), examples, config, config.microBatchSize as number);
-      say(`${file}: ${examples.length} records, loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)}`);
+      say(`${file}: ${examples.length} records, loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)} (base weights ${base.model.dtype})`);
     });
 }
 
@@ -347,6 +354,12 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (e) {
+    const fileProblem = describeFileSystemError(e);
+    if (fileProblem !== null) {
+      err.write(`huatuo-train: ${fileProblem}\n`);
+      process.exitCode = 1;
+      return;
+    }
     const error = e as Error;
     const known = error && typeof error.name === 'string' && error.name !== 'Error' && error.name !== 'TypeError';
     err.write(`huatuo-train: ${known ? `${error.name}: ` : ''}${error?.message ?? String(e)}\n`);

@@ -2,7 +2,7 @@
 // model with LLaMA's tokenizer from this package's assets.
 import { llamaTokenizerDir, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 import { demoBaseModel, type BaseModel } from './lora-model.js';
 
@@ -17,25 +17,37 @@ export interface BaseModelOptions {
   quantize?: Quantization;
   /**
    * Dtype of the base weights (and so of the activations): default f16 for a folder where the
-   * adapter has shader-f16, else f32; f32 for the demo model. Training chooses it from the precision.
+   * adapter has shader-f16, else f32; f32 for the demo model. Training chooses it from --precision,
+   * generate, eval, merge and serve from --base-dtype.
    */
   dtype?: FloatDType;
 }
 
+/** The `--base-dtype` value as a {@link BaseModelOptions.dtype}: undefined for 'auto' (or not given). */
+export function baseDtypeOption(value: unknown): FloatDType | undefined {
+  if (value === undefined || value === 'auto') return undefined;
+  if (value === 'f32' || value === 'f16') return value;
+  throw new ConfigError('--base-dtype', `expected auto, f32 or f16, got ${JSON.stringify(value)}`);
+}
+
 /**
- * Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16), or the demo model;
+ * Loads a Hugging Face LLaMA folder (f16 weights where the adapter has shader-f16, unless `dtype`
+ * says otherwise), or the demo model;
  * `quantize` stores the decoder projections in int8 or NF4.
  * @example const base = await loadBaseModel(null, undefined, { demoConfig: { hiddenSize: 32, numHiddenLayers: 1 } });
  */
 export async function loadBaseModel(folder: string | null, onProgress?: (fraction: number) => void, options: BaseModelOptions = {}): Promise<BaseModel> {
   const quantize = options.quantize ?? 'none';
-  if (options.dtype === 'f16' && !hasF16()) throw new ConfigError('--precision', 'f16 weights need the adapter feature shader-f16, which this adapter lacks; use --precision f32');
+  if (options.dtype === 'f16' && !hasF16()) throw new ConfigError('--precision', 'f16 weights need the adapter feature shader-f16, which this adapter lacks; use --precision f32 (train) or --base-dtype f32');
   if (folder === null) {
     const demo = demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {}, options.dtype ?? 'f32');
     if (quantize !== 'none') await quantizeModel(demo.model, quantize);
     return demo;
   }
   if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
+  if (!statSync(folder).isDirectory()) {
+    throw new ConfigError('--base', `${folder} is a file; pass the folder that holds it, a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
+  }
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {
     dtype: options.dtype ?? (hasF16() ? 'f16' : 'f32'),

@@ -11,10 +11,11 @@ import { deviceLimits } from './lora-model.js';
 import { fitMicroBatch } from './memory-plan.js';
 import { planRun, prepareRecords, type PreparedData, type RunPlan } from './prepare.js';
 import { resolveTemplate } from './prompt-node.js';
+import { checkContext } from './preflight.js';
 import { checkOutputDir } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './run-files.js';
-import { train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
+import { readResumePoint, train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
 
 export type { PreparedData, RunPlan } from './prepare.js';
 
@@ -76,12 +77,17 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const dtype = precision === 'mixed' ? 'f16' : 'f32';
   await checkRunFits(config, dtype, options.baseModel);
   const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype, ...options.baseModel });
+  checkContext(config.cutoffLen, base.model.config, base.name);
   const data = await prepareData(config, base);
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);
   const plan = planRun(config, base, data);
   await options.onPlan?.(plan, data, base);
-  if (options.dryRun) return { base, model, data, plan, result: null };
+  if (options.dryRun) {
+    // What the real run reads before its first step: the checkpoint's state, optimizer and adapter.
+    if (options.resume) await model.loadAdapter((await readResumePoint(options.resume, config, data.train.length, plan.microBatchSize)).dir);
+    return { base, model, data, plan, result: null };
+  }
   const result = await train({
     config,
     model,

@@ -8,6 +8,7 @@ import type { LoadedRecord } from './data.js';
 import { ConfigError, DataError } from './errors.js';
 import { chooseMicroBatch, type BaseModel } from './lora-model.js';
 import type { PromptTemplate } from './prompt.js';
+import { checkMicroBatchFits, checkPlanFits } from './preflight.js';
 import { splitTrainVal } from './split.js';
 
 /** Data ready for training: the split records and their tokens. */
@@ -71,7 +72,10 @@ export interface RunPlan {
 export function planRun(config: TrainConfig, base: BaseModel, data: PreparedData): RunPlan {
   const microBatchSize = chooseMicroBatch(base.model, config);
   const schedule = trainingSchedule(config, data.train.length, microBatchSize);
+  checkMicroBatchFits(base.model, data.train, microBatchSize, { file: data.file, flag: '--micro-batch', shuffled: true });
+  checkMicroBatchFits(base.model, data.val, microBatchSize, { file: data.file, flag: '--micro-batch', shuffled: false });
   const plan = trainingPlan(base.model.config, config, base.model.dtype, microBatchSize);
+  checkPlanFits(plan);
   return {
     records: { train: data.train.length, val: data.val.length },
     tokens: { train: data.train.reduce((s, e) => s + e.inputIds.length, 0), longest: Math.max(...data.train.map((e) => e.inputIds.length)) },

@@ -7,7 +7,7 @@ import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { resolveConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { loadBaseModel } from './model.js';
+import { baseDtypeOption, loadBaseModel } from './model.js';
 import { resolveTemplate } from './prompt-node.js';
 import { startServer, type RunningServer } from './serve.js';
 import { DEFAULT_SERVE_GENERATION } from './serve-request.js';
@@ -23,6 +23,7 @@ export interface ServeCommandIo {
 interface RawOptions {
   base?: string;
   adapter?: string;
+  baseDtype: string;
   template: string;
   host: string;
   port: string;
@@ -81,6 +82,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     )
     .option('--base <folder>', 'base model: a Hugging Face LLaMA folder (default: the built-in tiny demo model)')
     .option('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
     .option('--template <name>', 'prompt template for chat: med_template, literature_template or a template .json path', 'med_template')
     .option('--host <address>', 'address to bind; anything but loopback exposes the model to the network', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8000')
@@ -112,7 +114,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
-      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize });
+      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, dtype: baseDtypeOption(raw.baseDtype) });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));

@@ -11,6 +11,7 @@ import {
   pruneCheckpoints,
   readCheckpoint,
   writeCheckpoint,
+  type CheckpointPayload,
   type TrainerState,
 } from './checkpoint.js';
 import { learningRateAt, resolvePrecision, trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
@@ -183,6 +184,22 @@ function lossScaling(config: TrainConfig, model: TrainableModel): boolean {
   return dtype === 'f16';
 }
 
+/**
+ * The checkpoint a run resumes from ('latest': the newest in the output folder), read and checked
+ * against the run's recipe; what the real run reads, so `--dry-run` can check it too.
+ */
+export async function readResumePoint(resume: string, config: TrainConfig, nTrain: number, microBatchSize: number): Promise<{ dir: string; payload: CheckpointPayload }> {
+  const dir = resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : resume;
+  if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
+  const payload = await readCheckpoint(dir);
+  if (payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
+    throw new CheckpointError(
+      `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
+    );
+  }
+  return { dir, payload };
+}
+
 /** Runs (or resumes) training and leaves the final adapter in `config.outputDir`. */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, model, microBatchSize } = options;
@@ -212,14 +229,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let saved: Awaited<ReturnType<typeof readCheckpoint>> | null = null;
   let resumedFrom = '';
   if (options.resume) {
-    const dir = options.resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : options.resume;
-    if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
-    saved = await readCheckpoint(dir);
-    if (saved.state.recipeKey !== key) {
-      throw new CheckpointError(
-        `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
-      );
-    }
+    const point = await readResumePoint(options.resume, config, options.train.length, microBatchSize);
+    const dir = point.dir;
+    saved = point.payload;
     await model.loadAdapter(dir);
     resumedFrom = dir;
   }
