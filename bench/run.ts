@@ -19,6 +19,7 @@ import { getRuntime } from '../packages/tensor/src/backend/context.js';
 import { timeMedian, type Row } from './timing.js';
 import { table, writeResults } from './report.js';
 import { benchKernels } from './kernels.bench.js';
+import { benchQuant } from './quant.bench.js';
 import { benchTrain } from './train.bench.js';
 import { benchTorch } from './sft.bench.js';
 import { benchGpu } from './gpu.bench.js';
@@ -177,6 +178,7 @@ lines.push(`- First-use compile: ${pipelines0} pipelines after the first trainin
 {
   const ctx = { quick, reps, roof, push, log };
   lines.push(...(await benchKernels(ctx)));
+  lines.push(...(await benchQuant(ctx, quick ? 256 : 2048)));
   const train = await benchTrain(ctx);
   lines.push(...train.lines);
   if (!process.argv.includes('--no-torch')) lines.push(...(await benchTorch(ctx, train.results)));
