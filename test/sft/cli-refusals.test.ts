@@ -53,38 +53,37 @@ before(async () => {
   longPath = writeRecords(tmp(), Array.from({ length: 12 }, (_, i) => ({ instruction: `Q${i} headache?`, input: '', output: `drink water and rest ${i} `.repeat(500) })));
 });
 
-/** The adapter's binding limit is lavapipe's 128 MiB, which the logits of 2,097 answer tokens fill. */
+/** The adapter's binding limit is lavapipe's 128 MiB, which the wide model's MLP activation fills at 2,048 tokens. */
 function smallBindingLimit(): boolean {
   const info = deviceInfo()!;
-  return Math.min(info.maxStorageBufferBindingSize, info.maxBufferSize) <= 256 * 2 ** 20;
+  return Math.min(info.maxStorageBufferBindingSize, info.maxBufferSize) <= 128 * 2 ** 20;
 }
 
-test('--cutoff-len beyond the model context is refused naming the flag and max_position_embeddings, by --dry-run and by the real run', async () => {
-  for (const dry of [true, false]) {
-    const out = join(tmp(), 'out');
-    const run = await cli(['train', ...(dry ? ['--dry-run'] : []), ...recipe(out), '--cutoff-len', '5000']);
-    assert.equal(run.code, 1, run.stdout);
-    assert.match(run.stderr, /--cutoff-len: 5000 tokens is beyond the context of .*small-llama, 4096 tokens \(max_position_embeddings\); lower it to 4096 or less/);
-    assert.ok(!existsSync(join(out, 'adapter_model.safetensors')));
-  }
-  const evalRun = await cli(['eval', '--base', modelDir, '--data', dataPath, '--cutoff-len', '5000']);
-  assert.equal(evalRun.code, 1);
-  assert.match(evalRun.stderr, /--cutoff-len: 5000 tokens is beyond the context/);
-});
-
-test('micro-batches whose logits exceed the binding limit are refused before any step, naming --micro-batch or --cutoff-len and the limit', async (t) => {
-  if (!smallBindingLimit()) return t.skip('the adapter binds more than 256 MiB; these micro-batches fit');
-  const long = ['--base', modelDir, '--data', longPath, '--val-set-size', '2', '--batch-size', '4', '--lora-r', '4', '--lora-alpha', '8'];
+test('micro-batches whose largest activation exceeds the binding limit are refused before any step, naming --micro-batch or --cutoff-len and the limit', async (t) => {
+  if (!smallBindingLimit()) return t.skip('the adapter binds more than 128 MiB; these micro-batches fit');
+  // An MLP 16384 wide: [1, 2048, 16384] f32 is 128 MiB, so a micro-batch of two 2,048-token sequences is over.
+  const wide = createRandomLlama(configFromPreset('tiny', { ...SMALL_MODEL, intermediateSize: 16384, maxPositionEmbeddings: 4096 }), { seed: 7, dtype: 'f32' });
+  const wideDir = join(tmp(), 'wide-llama');
+  await saveMergedModel(wide, wideDir, { tokenizerDir: llamaTokenizerDir() });
+  wide.dispose();
+  const long = ['--base', wideDir, '--data', longPath, '--val-set-size', '2', '--batch-size', '4', '--lora-r', '4', '--lora-alpha', '8', '--precision', 'f32'];
   const mb = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '2048', '--micro-batch', '2']);
   assert.equal(mb.code, 1, mb.stdout);
-  assert.match(mb.stderr, /ConfigError: --micro-batch: the logits \[\d+, 32000\] \w+ of \d+ answer tokens in one micro-batch need [\d.]+ MiB, over the adapter's binding limit of 128\.0 MiB .*; lower --micro-batch from 2 to 1 or less/);
+  assert.match(mb.stderr, /ConfigError: --micro-batch: .*MLP activation \[2, 2048, 16384\] f32 needs 256\.0 MiB, over the adapter's binding limit of 128\.0 MiB/);
   const cut = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '4096', '--micro-batch', '1']);
   assert.equal(cut.code, 1, cut.stdout);
-  assert.match(cut.stderr, /ConfigError: --cutoff-len: .*one example of .* alone has \d+ answer tokens: lower --cutoff-len so that at most \d+ remain/);
-  const evalRun = await cli(['eval', '--base', modelDir, '--data', longPath, '--cutoff-len', '2048', '--micro-batch', '4']);
+  assert.match(cut.stderr, /ConfigError: --cutoff-len: .*cannot fit: its MLP activation \[1, 4096, 16384\] f32 needs 256\.0 MiB.*lower --cutoff-len/);
+  const evalRun = await cli(['eval', '--base', wideDir, '--data', longPath, '--cutoff-len', '2048', '--micro-batch', '4', '--base-dtype', 'f32']);
   assert.equal(evalRun.code, 1, evalRun.stdout);
   assert.match(evalRun.stderr, /ConfigError: --micro-batch: .*binding limit of 128\.0 MiB.*lower --micro-batch from 4 to 1 or less/);
   assert.doesNotMatch(evalRun.stderr + cut.stderr + mb.stderr, /ShapeError|split it/);
+});
+
+test('the logits of a long micro-batch do not limit it: the loss runs lm_head in chunks of rows', async () => {
+  const long = ['--base', modelDir, '--data', longPath, '--val-set-size', '2', '--batch-size', '4', '--lora-r', '4', '--lora-alpha', '8'];
+  // [4 x 2048 answer tokens, 32000] logits would be 1 GiB; the small model's activations are small.
+  const run = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '2048', '--micro-batch', '4']);
+  assert.equal(run.code, 0, run.stderr);
 });
 
 test('--dry-run --resume reads the checkpoint as the real run would and refuses a truncated optimizer.safetensors', async () => {

@@ -53,7 +53,8 @@ export function fitMicroBatch(model: LlamaConfig, config: TrainConfig, dtype: Fl
     const why = overflow(plan, limits);
     if (why === null) return config.microBatchSize;
     const one = config.microBatchSize > 1 && overflow(trainingPlan(model, config, dtype, 1), limits) === null;
-    throw new ConfigError('--micro-batch', `a micro-batch of ${config.microBatchSize} sequences of ${config.cutoffLen} tokens cannot fit: ${describe(plan, why)}; ${one ? 'use --micro-batch auto or a smaller one' : remedies(config, why)}`);
+    const flag = one ? '--micro-batch' : why === 'binding' ? '--cutoff-len' : '--gpu-memory';
+    throw new ConfigError(flag, `a micro-batch of ${config.microBatchSize} sequences of ${config.cutoffLen} tokens cannot fit: ${describe(plan, why)}; ${one ? 'use --micro-batch auto or a smaller one' : remedies(config, why)}`);
   }
   if (limits === null) return 1;
   let best = 0;

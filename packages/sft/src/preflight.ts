@@ -1,7 +1,7 @@
 // Checks made before a run allocates anything, so that what cannot run is refused up front (by
 // --dry-run too) naming the flag to change: the model's context, the largest tensor a
 // micro-batch makes against the adapter's binding limit, and the whole plan against memory.
-import { formatBytes, formatMemoryPlan, type LlamaConfig, type LlamaModel, type MemoryPlan } from '@huatuo/llama';
+import { formatBytes, formatMemoryPlan, planMemory, type LlamaConfig, type LlamaModel, type MemoryPlan } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { ConfigError } from './errors.js';
@@ -19,13 +19,6 @@ export function checkContext(cutoffLen: number, config: LlamaConfig, model: stri
   }
 }
 
-/** Tokens of an example the loss is computed on (its labels other than -100, past the first position). */
-function answerTokens(e: TokenizedExample): number {
-  let n = 0;
-  for (let i = 1; i < e.labels.length; i++) if (e.labels[i] !== -100) n++;
-  return n;
-}
-
 /** Where the micro-batches come from, for the messages of {@link checkMicroBatchFits}. */
 export interface MicroBatchSource {
   /** The data file. */
@@ -36,36 +29,50 @@ export interface MicroBatchSource {
   shuffled: boolean;
 }
 
+/** The largest single activation of a micro-batch of `rows` sequences padded to `length` tokens. */
+function largestActivation(model: LlamaModel, rows: number, length: number): { name: string; bytes: number } {
+  return planMemory(model.config, { batchSize: rows, seqLen: length, dtype: model.dtype, training: true }).largestActivation;
+}
+
+/** The longest padded micro-batch of `size` examples: any `size` examples together when shuffled, else consecutive ones. */
+function worstMicroBatch(lengths: readonly number[], size: number, shuffled: boolean): { rows: number; length: number } {
+  if (shuffled) return { rows: Math.min(size, lengths.length), length: Math.max(...lengths) };
+  let worst = { rows: 1, length: 0 };
+  for (let i = 0; i < lengths.length; i += size) {
+    const group = lengths.slice(i, i + size);
+    const length = Math.max(...group);
+    if (group.length * length > worst.rows * worst.length) worst = { rows: group.length, length };
+  }
+  return worst;
+}
+
 /**
- * Refuses micro-batches whose logits cannot be allocated: the loss computes logits [N, V] in the
- * model's dtype for the N answer tokens of a micro-batch, one buffer that the adapter's binding
- * limit bounds. With shuffled batches the worst case is the `microBatchSize` examples with the
- * most answer tokens together.
+ * Refuses micro-batches with an activation one storage binding cannot hold. The loss runs lm_head
+ * in chunks of rows, so the largest tensor is a layer's activation over the micro-batch's padded
+ * tokens ([B, T, intermediate] in the MLP), sized by the memory planner.
  */
 export function checkMicroBatchFits(model: LlamaModel, examples: readonly TokenizedExample[], microBatchSize: number, source: MicroBatchSource): void {
   const info = deviceInfo();
   if (info === null || examples.length === 0) return;
   const limit = Math.min(info.maxStorageBufferBindingSize, info.maxBufferSize);
-  const V = model.config.vocabSize;
-  const tokenBytes = V * (model.dtype === 'f16' ? 2 : 4);
-  const fit = Math.floor(limit / tokenBytes);
-  const counts = examples.map(answerTokens);
-  let worst = 0;
-  if (source.shuffled) {
-    worst = [...counts].sort((a, b) => b - a).slice(0, microBatchSize).reduce((s, n) => s + n, 0);
-  } else {
-    for (let i = 0; i < counts.length; i += microBatchSize) worst = Math.max(worst, counts.slice(i, i + microBatchSize).reduce((s, n) => s + n, 0));
-  }
-  if (worst <= fit) return;
-  const tensor = `the logits [${worst}, ${V}] ${model.dtype} of ${worst} answer tokens in one micro-batch need ${formatBytes(worst * tokenBytes)}, over the adapter's binding limit of ${formatBytes(limit)} (${fit} answer tokens)`;
-  const longest = Math.max(...counts);
-  if (longest > fit) {
-    throw new ConfigError('--cutoff-len', `${tensor}; one example of ${source.file} alone has ${longest} answer tokens: lower --cutoff-len so that at most ${fit} remain`);
+  // Micro-batches are padded to their longest example, rounded up to a multiple of 8 (batch.ts).
+  const lengths = examples.map((e) => Math.ceil(e.inputIds.length / 8) * 8);
+  const worst = worstMicroBatch(lengths, microBatchSize, source.shuffled);
+  const largest = largestActivation(model, worst.rows, worst.length);
+  if (largest.bytes <= limit) return;
+  const tensor = `its ${largest.name} needs ${formatBytes(largest.bytes)}, over the adapter's binding limit of ${formatBytes(limit)}`;
+  const longest = Math.max(...lengths);
+  const one = largestActivation(model, 1, longest);
+  if (one.bytes > limit) {
+    throw new ConfigError('--cutoff-len', `one example of ${source.file} alone (${longest} tokens) cannot fit: its ${one.name} needs ${formatBytes(one.bytes)}, over the adapter's binding limit of ${formatBytes(limit)}; lower --cutoff-len`);
   }
   let size = 1;
-  const sorted = [...counts].sort((a, b) => b - a);
-  while (size < microBatchSize && sorted.slice(0, size + 1).reduce((s, n) => s + n, 0) <= fit) size++;
-  throw new ConfigError(source.flag, `${tensor}; lower ${source.flag} from ${microBatchSize} to ${size} or less, or lower --cutoff-len`);
+  while (size < microBatchSize) {
+    const next = worstMicroBatch(lengths, size + 1, source.shuffled);
+    if (largestActivation(model, next.rows, next.length).bytes > limit) break;
+    size++;
+  }
+  throw new ConfigError(source.flag, `a micro-batch of ${worst.rows} sequences of ${worst.length} tokens from ${source.file} cannot fit: ${tensor}; lower ${source.flag} from ${microBatchSize} to ${size} or less, or lower --cutoff-len`);
 }
 
 /**
