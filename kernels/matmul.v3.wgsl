@@ -39,6 +39,8 @@ const TM: u32 = {{TM}}u;
 const BT: bool = {{BT}};
 const PACKED: bool = {{PACKED}};
 
+{{include batch_bases}}
+
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let N4 = p.N / 4u;
@@ -48,16 +50,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let n4 = panel * SG + lane;
   let nl = min(n4, N4 - 1u);
   let m0 = select(wid.y, wid.x, PACKED) * TM;
-  var rem = wid.z;
-  var a_base = p.a_offset;
-  var b_base = p.b_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    a_base += coord * p.a_batch_strides[d];
-    b_base += coord * p.b_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
+  var a_base = bases.x;
+  var b_base = bases.y;
   var a_rows: array<u32, TM / SG>;
   for (var i = 0u; i < TM / SG; i++) {
     a_rows[i] = a_base + min(m0 + i * SG + lane, p.M - 1u) * p.a_sm;

@@ -24,21 +24,16 @@ const LOADS: u32 = TILE * BK / 256u;
 var<workgroup> ta: array<vec4<f32>, BK * TILE / 4u>;
 var<workgroup> tb: array<vec4<f32>, BK * TILE / 4u>;
 
+{{include batch_bases}}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let m0 = wid.y * TILE;
   let n0 = wid.x * TILE;
-  var rem = wid.z;
-  var a_base = p.a_offset;
-  var b_base = p.b_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    a_base += coord * p.a_batch_strides[d];
-    b_base += coord * p.b_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
+  var a_base = bases.x;
+  var b_base = bases.y;
   var acc: array<vec4<f32>, TT * TV>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var t = 0u; t < LOADS; t++) {

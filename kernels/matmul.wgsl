@@ -15,21 +15,16 @@ alias T = f32;
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;
 
+{{include batch_bases}}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row = wid.y * 16u + lid.y;
   let col = wid.x * 16u + lid.x;
   let batch = wid.z;
-  var rem = batch;
-  var a_base = p.a_offset;
-  var b_base = p.b_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    a_base += coord * p.a_batch_strides[d];
-    b_base += coord * p.b_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(batch, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
+  var a_base = bases.x;
+  var b_base = bases.y;
   var acc = 0.0;
   let tiles = (p.K + 15u) / 16u;
   for (var t = 0u; t < tiles; t++) {

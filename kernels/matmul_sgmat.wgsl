@@ -34,6 +34,8 @@ var<workgroup> ta: array<T, TILE * BK>;
 var<workgroup> tb: array<T, BK * TILE>;
 var<workgroup> tc: array<f32, TILE * TILE>;
 
+{{include batch_bases}}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let m0 = wid.y * TILE;
@@ -41,16 +43,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sgi = li / SG;
   let qm = (sgi / 2u) * 32u;
   let qn = (sgi % 2u) * 32u;
-  var rem = wid.z;
-  var a_base = p.a_offset;
-  var b_base = p.b_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    a_base += coord * p.a_batch_strides[d];
-    b_base += coord * p.b_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
+  var a_base = bases.x;
+  var b_base = bases.y;
 {{DECL}}
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var t = 0u; t < LOADS; t++) {

@@ -16,22 +16,17 @@ alias T = f32;
 
 const SG: u32 = {{SG}}u;
 
+{{include batch_bases}}
+
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
   let n0 = (wid.x + wid.y * nwg.x) * 4u;
   if (n0 >= p.N) { return; }
   let K4 = p.K / 4u;
-  var rem = wid.z;
-  var x_base = p.x_offset;
-  var w_base = p.w_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    x_base += coord * p.x_batch_strides[d];
-    w_base += coord * p.w_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(wid.z, vec2<u32>(p.x_offset, p.w_offset), p.x_batch_strides, p.w_batch_strides);
+  var x_base = bases.x;
+  var w_base = bases.y;
   let r0 = w_base + n0 * p.w_row;
   let r1 = w_base + min(n0 + 1u, p.N - 1u) * p.w_row;
   let r2 = w_base + min(n0 + 2u, p.N - 1u) * p.w_row;

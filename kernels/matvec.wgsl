@@ -18,22 +18,17 @@ alias T = f32;
 const WG: u32 = {{WG}}u;
 const BT: bool = {{BT}};
 
+{{include batch_bases}}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let N4 = p.N / 4u;
   let K4 = p.K / 4u;
   let n4 = wid.x * WG + li;
   if (n4 >= N4) { return; }
-  var rem = wid.z;
-  var x_base = p.x_offset;
-  var w_base = p.w_offset;
-  for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
-    let s = p.batch_shape[d];
-    let coord = rem % s;
-    x_base += coord * p.x_batch_strides[d];
-    w_base += coord * p.w_batch_strides[d];
-    rem = rem / s;
-  }
+  let bases = batch_bases(wid.z, vec2<u32>(p.x_offset, p.w_offset), p.x_batch_strides, p.w_batch_strides);
+  var x_base = bases.x;
+  var w_base = bases.y;
   var acc = vec4<f32>(0.0);
   if (BT) {
     let r0 = w_base + n4 * 4u * p.w_row;
