@@ -42,13 +42,13 @@ test("the browser bundle of @huatuo/sft's trainer keeps its run files in Indexed
   assertBrowserSafe('@huatuo/sft', bundle);
 });
 
-test('the Node entries still carry the Node-only surface (folders, the CLI)', async () => {
+test('the Node entries still carry the Node-only surface (folders, the server)', async () => {
   const llama = await import('@huatuo/llama');
   const sft = await import('@huatuo/sft');
   assert.equal(typeof llama.loadLlama, 'function');
   assert.equal(typeof llama.saveAdapter, 'function');
   assert.equal(typeof sft.loadRecords, 'function');
-  assert.equal(typeof sft.buildProgram, 'function');
+  assert.equal(typeof sft.startServer, 'function');
   assert.equal(sft.runFiles.join('a', 'b'), 'a/b');
 });
 

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaPresets, llamaTokenizerDir, planMemory, saveMergedModel } from '@huatuo/llama';
-import { checkPlanFits } from '../../packages/sft/src/preflight.js';
+import { checkPlanFits } from '@huatuo/sft';
 import { join } from 'node:path';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasF16, initWebGPU, tensor } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, loadAdapter, loadLlama, saveAdapter, saveMergedModel, setAdapterWeights, adaptedLinears, peftKey } from '@huatuo/llama';
-import { buildProgram, listCheckpoints, loadRecords, readCheckpoint } from '@huatuo/sft';
+import { buildProgram } from '@huatuo/cli';
+import { listCheckpoints, loadRecords, readCheckpoint } from '@huatuo/sft';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -8,7 +8,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
-import { CheckpointError, listCheckpoints, progressReporter, readCheckpoint, train, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { progressReporter } from '@huatuo/cli';
+import { CheckpointError, listCheckpoints, readCheckpoint, train, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 const childScript = fileURLToPath(new URL('./resume-child.ts', import.meta.url));

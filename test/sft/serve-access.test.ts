@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
-import { ConfigError, MED_TEMPLATE, buildServeCommand, generatePrompt, longestPieceChars, retryAfterSeconds, startServer, type RunningServer, type ServeOptions } from '@huatuo/sft';
+import { buildServeCommand } from '@huatuo/cli';
+import { ConfigError, MED_TEMPLATE, generatePrompt, longestPieceChars, retryAfterSeconds, startServer, type RunningServer, type ServeOptions } from '@huatuo/sft';
 import { rawRequest, type RawReply } from '../http/raw-request.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));

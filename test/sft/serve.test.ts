@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { checkMemoryPlan, generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, planMemory, type LlamaModel, type Tokenizer } from '@huatuo/llama';
-import { MED_TEMPLATE, buildServeCommand, chatToInstruction, generatePrompt, getResponse, startServer, type RunningServer, type ServeEvent, type ServeOptions } from '@huatuo/sft';
+import { buildServeCommand } from '@huatuo/cli';
+import { MED_TEMPLATE, chatToInstruction, generatePrompt, getResponse, startServer, type RunningServer, type ServeEvent, type ServeOptions } from '@huatuo/sft';
 import { ExhaustedError, buildGenDataCommand, shippedGraphPath } from '@huatuo/kg';
 import { judgeItems, verdictRatings } from '@huatuo/sus';
 

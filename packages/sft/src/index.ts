@@ -21,11 +21,16 @@ export { Pcg64, numpyPermutation } from './rng.js';
 export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
 export { fitMicroBatch, trainingPlan } from './memory-plan.js';
 export type { BaseModel } from './lora-model.js';
-export { loadBaseModel } from './model.js';
+export { baseDtypeOption, loadBaseModel } from './model.js';
 export type { BaseModelOptions } from './model.js';
 export { train, evaluate } from './trainer.js';
 export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
 export { prepareRecords, planRun } from './prepare.js';
+export { checkContext, checkMicroBatchFits, checkPlanFits } from './preflight.js';
+export type { MicroBatchSource } from './preflight.js';
+export { earlierRun } from './output-dir.js';
+export { checkMergeOut } from './merge-out-node.js';
+export { withInitAdapter } from './init-adapter.js';
 export type { PreparedData, RunPlan } from './prepare.js';
 export { prepareData, runTraining } from './pipeline.js';
 export type { RunOptions, RunOutcome } from './pipeline.js';
@@ -37,7 +42,6 @@ export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export { lossCurveSvg } from './loss-curve.js';
 export type { LossCurveOptions } from './loss-curve.js';
 export type { MetricsRow } from './metrics.js';
-export { progressReporter } from './progress.js';
 
 // Inference
 export { answerQuestions } from './answer.js';
@@ -51,11 +55,6 @@ export type { ServeGenerationDefaults, ChatMessage } from './serve-request.js';
 export type { ServeEvent } from './serve-queue.js';
 export { longestPieceChars, retryAfterSeconds } from './serve-limits.js';
 export type { RunningEstimate } from './serve-limits.js';
-export { buildServeCommand } from './serve-command.js';
-export type { ServeCommandIo } from './serve-command.js';
-
-// CLI
-export { buildProgram, main, DEMO_OUTPUT_DIR, DEMO_CONFIG } from './cli.js';
 
 // Errors
 export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';

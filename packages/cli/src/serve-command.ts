@@ -5,12 +5,7 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
-import { resolveConfig } from './config.js';
-import { ConfigError } from './errors.js';
-import { baseDtypeOption, loadBaseModel } from './model.js';
-import { resolveTemplate } from './prompt-node.js';
-import { startServer, type RunningServer } from './serve.js';
-import { DEFAULT_SERVE_GENERATION } from './serve-request.js';
+import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveConfig, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {

@@ -1,5 +1,5 @@
 // Progress of a training run as a one-line bar on a terminal, or as plain log lines otherwise.
-import type { ProgressEvent } from './trainer.js';
+import type { ProgressEvent } from '@huatuo/sft';
 
 function clock(seconds: number): string {
   if (!Number.isFinite(seconds)) return '--:--';

@@ -1,5 +1,5 @@
 // The huatuo-train command line: train (and, with no arguments, the demonstration run), generate,
-// merge, eval, plus sus, gen-data and serve from their packages. The only module that prints or exits.
+// merge, eval, plan and serve, plus sus and gen-data from their packages. The only module that exits.
 import { Command, Option } from 'commander';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { applyLora, loadAdapter, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
@@ -7,25 +7,38 @@ import { buildSusCommand } from '@huatuo/sus';
 import { buildGenDataCommand } from '@huatuo/kg';
 import { mkdir, appendFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { answerQuestions, type Answer } from './answer.js';
-import { checkpointDir } from './checkpoint.js';
-import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, resolveConfig, type TrainConfig } from './config.js';
-import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
-import { tokenizeRecords } from './batch.js';
-import { ConfigError } from './errors.js';
+import {
+  CONFIG_OPTIONS,
+  ConfigError,
+  DEFAULT_CONFIG,
+  DEFAULT_GENERATION,
+  DEMO_DATA_PATH,
+  DEMO_OVERRIDES,
+  LoraModel,
+  answerQuestions,
+  baseDtypeOption,
+  checkContext,
+  checkMergeOut,
+  checkMicroBatchFits,
+  checkpointDir,
+  earlierRun,
+  evaluate,
+  loadBaseModel,
+  loadRecords,
+  resolveConfig,
+  resolveTemplate,
+  runFiles,
+  runTraining,
+  tokenizeRecords,
+  withInitAdapter,
+  type Answer,
+  type RunPlan,
+  type TrainConfig,
+} from '@huatuo/sft';
 import { describeFileSystemError } from './fs-errors.js';
-import { checkContext, checkMicroBatchFits } from './preflight.js';
-import { LoraModel, baseDtypeOption, loadBaseModel } from './model.js';
-import { runTraining, type RunPlan } from './pipeline.js';
 import { progressReporter } from './progress.js';
-import { resolveTemplate } from './prompt-node.js';
-import { evaluate } from './trainer.js';
 import { buildServeCommand } from './serve-command.js';
 import { buildPlanCommand } from './plan-command.js';
-import { checkMergeOut } from './merge-out-node.js';
-import { earlierRun } from './output-dir.js';
-import { withInitAdapter } from './init-adapter.js';
-import { runFiles } from './platform/node.js';
 
 const out = process.stdout;
 const err = process.stderr;

@@ -2,9 +2,7 @@
 // activations, loss logits, peak) from a preset or a config.json alone, with no weights or GPU.
 import { Command } from 'commander';
 import { configFromPreset, formatBytes, llamaPresets, loadLlamaConfig, type LlamaConfig, type LlamaPresetName, type MemoryPlan } from '@huatuo/llama';
-import { resolveConfig, type TrainConfig } from './config.js';
-import { ConfigError } from './errors.js';
-import { fitMicroBatch, trainingPlan } from './memory-plan.js';
+import { ConfigError, fitMicroBatch, resolveConfig, trainingPlan, type TrainConfig } from '@huatuo/sft';
 
 /** The plan's lines as `huatuo-train plan` prints them. */
 export function planLines(name: string, model: LlamaConfig, config: TrainConfig, dtype: 'f16' | 'f32', microBatch: number, plan: MemoryPlan): string[] {
