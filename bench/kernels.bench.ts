@@ -22,7 +22,7 @@ import {
   transpose,
   type Tensor,
 } from '@huatuo/tensor';
-import { getRuntime } from '../packages/tensor/src/backend/context.js';
+import { getRuntime } from '@huatuo/tensor/internal';
 import { readFew } from './matmul.bench.js';
 import type { Roofline } from './roofline.js';
 import { timeMedian, type Row } from './timing.js';

@@ -2,7 +2,7 @@
 // of two launch shapes) and an
 // FMA-bound kernel (independent vec4 fma chains), timed with idle waiting (sleep, then wait) and
 // by timestamp queries where the adapter has them.
-import { getRuntime } from '../packages/tensor/src/backend/context.js';
+import { getRuntime } from '@huatuo/tensor/internal';
 import { Profiler } from '@huatuo/tensor';
 import { sleep } from './timing.js';
 

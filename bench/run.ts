@@ -15,7 +15,7 @@ import {
 import { benchDecode, benchMatmul, benchTrainStep, llamaDecode, llamaTrain, readFew, squares, type Shape } from './matmul.bench.js';
 import { loadJax, loadTfjs, type Peer } from './peers.js';
 import { idleKernelMs, measureRoofline } from './roofline.js';
-import { getRuntime } from '../packages/tensor/src/backend/context.js';
+import { getRuntime } from '@huatuo/tensor/internal';
 import { timeMedian, type Row } from './timing.js';
 import { table, writeResults } from './report.js';
 import { benchKernels } from './kernels.bench.js';

@@ -11,14 +11,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import llamaTokenizer from 'llama-tokenizer-js';
-import {
-  bpeSentencePieceModel,
-  bpeTokenizerJson,
-  llamaSpecialTokensMap,
-  llamaTokenizerConfig,
-  type BpeVocabulary,
-} from '../packages/llama/src/tokenizer-convert.js';
-import { writeSentencePieceModel } from '../packages/llama/src/sentencepiece.js';
+import { bpeSentencePieceModel, bpeTokenizerJson, llamaSpecialTokensMap, llamaTokenizerConfig, type BpeVocabulary, writeSentencePieceModel } from '@huatuo/llama';
 
 /** LLaMA's pieces and merges as llama-tokenizer-js stores them (merges in priority order). */
 export function llamaVocabulary(): BpeVocabulary {

@@ -2,8 +2,8 @@
 // supports (rows re-read where keeping them would pass it), and unchanged where subgroups are narrow.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DeviceInfo } from '../../packages/tensor/src/backend/device.js';
-import { v2Layout, v2PrivateValues, type V2Kernel } from '../../packages/tensor/src/kernelgen/attention.js';
+import type { DeviceInfo } from '@huatuo/tensor';
+import { v2Layout, v2PrivateValues, type V2Kernel } from '@huatuo/tensor/internal';
 
 const KERNELS: V2Kernel[] = ['attention_forward.v2', 'attention_backward_dq.v2', 'attention_backward_dkv.v2'];
 

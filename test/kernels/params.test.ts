@@ -3,14 +3,7 @@
 // field packed with a distinct value and read back at those offsets.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelSpecs, packParams } from '../../packages/tensor/src/kernels.js';
-import {
-  paramLayouts,
-  specifiedKernels,
-  wgslSources,
-  type ParamStruct,
-  type ParamValues,
-} from '../../packages/tensor/src/kernels.generated.js';
+import { kernelSpecs, packParams, paramLayouts, specifiedKernels, wgslSources, type ParamStruct, type ParamValues } from '@huatuo/tensor/internal';
 
 interface WgslType {
   align: number;

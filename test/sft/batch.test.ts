@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { IGNORE_INDEX, collate, tokenizeRecord, tokenizeRecords, tokenizeText, chunkOrder, epochOrder, type TokenizedExample } from '../../packages/sft/src/batch.js';
-import { MED_TEMPLATE, generatePrompt } from '../../packages/sft/src/prompt.js';
+import { IGNORE_INDEX, collate, tokenizeRecord, tokenizeRecords, tokenizeText, chunkOrder, epochOrder, type TokenizedExample, MED_TEMPLATE, generatePrompt } from '@huatuo/sft';
 import { llama, llamaText, pieces } from './llama-tokenizer.js';
 
 const question = '头痛怎么办？';

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule } from '../../packages/sft/src/config.js';
-import { ConfigError } from '../../packages/sft/src/errors.js';
+import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule, ConfigError } from '@huatuo/sft';
 
 test("the defaults are HuaTuo's recipe", () => {
   assert.deepEqual(

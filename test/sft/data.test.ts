@@ -4,11 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { describeLocation, parseRecords } from '../../packages/sft/src/data.js';
-import { DEMO_DATA_PATH, loadRecords, loadRecordsSync } from '../../packages/sft/src/data-node.js';
-import { DataError } from '../../packages/sft/src/errors.js';
-import { tokenizeRecords } from '../../packages/sft/src/batch.js';
-import { MED_TEMPLATE } from '../../packages/sft/src/prompt.js';
+import { describeLocation, parseRecords, DEMO_DATA_PATH, loadRecords, loadRecordsSync, DataError, tokenizeRecords, MED_TEMPLATE } from '@huatuo/sft';
 import { llamaText } from './llama-tokenizer.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../shared/data/huatuo/${p}`, import.meta.url));

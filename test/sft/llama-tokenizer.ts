@@ -3,7 +3,7 @@
 // a leading "▁" dummy prefix, BOS 1 by default, EOS 2 on request, pad 0.
 
 import llamaTokenizer from 'llama-tokenizer-js';
-import type { TextTokenizer } from '../../packages/sft/src/batch.js';
+import type { TextTokenizer } from '@huatuo/sft';
 
 export const llama = llamaTokenizer;
 

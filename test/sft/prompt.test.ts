@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { TemplateError } from '../../packages/sft/src/errors.js';
-import { LITERATURE_TEMPLATE, MED_TEMPLATE, generatePrompt, getResponse, parseTemplate, pythonFormat, pythonStrip } from '../../packages/sft/src/prompt.js';
-import { loadTemplate, resolveTemplate } from '../../packages/sft/src/prompt-node.js';
+import { TemplateError, LITERATURE_TEMPLATE, MED_TEMPLATE, generatePrompt, getResponse, parseTemplate, loadTemplate, resolveTemplate } from '@huatuo/sft';
+import { pythonFormat, pythonStrip } from '@huatuo/sft/internal';
 
 const templateFile = (name: string) => fileURLToPath(new URL(`../../../shared/data/huatuo/templates/${name}.json`, import.meta.url));
 

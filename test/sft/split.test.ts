@@ -3,10 +3,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { loadRecordsSync } from '../../packages/sft/src/data-node.js';
-import { ConfigError } from '../../packages/sft/src/errors.js';
-import { Pcg64, numpyPermutation, seedSequencePool } from '../../packages/sft/src/rng.js';
-import { splitTrainVal } from '../../packages/sft/src/split.js';
+import { loadRecordsSync, ConfigError, Pcg64, numpyPermutation, splitTrainVal } from '@huatuo/sft';
+import { seedSequencePool } from '@huatuo/sft/internal';
 
 // Made by scripts/fixtures/make-split-fixture.py with NumPy.
 interface Fixture {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
 import { listCheckpoints, readCheckpoint, train, TrainingError, type TrainableModel } from '@huatuo/sft';
 // The runtime's GPUDevice is internal to @huatuo/tensor; the test reaches it to destroy it.
-import { getRuntime } from '../../packages/tensor/src/backend/context.js';
+import { getRuntime } from '@huatuo/tensor/internal';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 test('destroying the device during step 5 stops the run with a TrainingError naming step 5 and --resume checkpoint-4', async () => {

@@ -15,10 +15,8 @@ import {
   tensor,
   type Tensor,
 } from '@huatuo/tensor';
-import { getRuntime } from '../../packages/tensor/src/backend/context.js';
+import { getRuntime, attentionKernelFor, setAttentionKernel, type AttentionKernel, setV2KeepRows, v2Layout } from '@huatuo/tensor/internal';
 import { measureAttentionMemory } from './attention-memory.js';
-import { attentionKernelFor, setAttentionKernel, type AttentionKernel } from '../../packages/tensor/src/ops/attention.js';
-import { setV2KeepRows, v2Layout } from '../../packages/tensor/src/kernelgen/attention.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };

@@ -8,9 +8,7 @@ import { dirname, join, relative } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { hasF16, synchronize } from '@huatuo/tensor';
-import { getRuntime } from '../../packages/tensor/src/backend/context.js';
-import { kernelSpecs, preprocess, type Defines } from '../../packages/tensor/src/kernels.js';
-import { wgslSources, type WgslName } from '../../packages/tensor/src/kernels.generated.js';
+import { getRuntime, kernelSpecs, preprocess, type Defines, wgslSources, type WgslName } from '@huatuo/tensor/internal';
 import { gpu } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

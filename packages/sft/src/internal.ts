@@ -1,0 +1,5 @@
+// @huatuo/sft/internal: helpers below the public API that this repository's tests check on their
+// own (Python's str.format and str.strip as the recipe's prompts use them, NumPy's SeedSequence).
+// Not a stable surface.
+export { pythonFormat, pythonStrip } from './prompt.js';
+export { seedSequencePool } from './rng.js';

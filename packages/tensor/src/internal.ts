@@ -1,0 +1,20 @@
+// @huatuo/tensor/internal: what this repository's benchmarks, tests and sibling packages use below
+// the public API: the live runtime, the kernel specs and generated WGSL, attention's variant switches.
+// Not a stable surface: it follows the kernels, and users need none of it to train.
+
+// The runtime: device, pipelines, buffer pool and dispatch counters of the initialized adapter
+export { getRuntime } from './backend/context.js';
+export { Runtime } from './backend/runtime.js';
+export type { CompiledKernel, Dispatch } from './backend/runtime.js';
+
+// Kernels as data: specs, uniform packers, the #define step, the generated WGSL and Params layouts
+export { kernelSpecs, packParams, preprocess } from './kernels.js';
+export type { BindingSpec, KernelSpec, Defines } from './kernels.js';
+export { wgslSources, paramLayouts, specifiedKernels } from './kernels.generated.js';
+export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from './kernels.generated.js';
+
+// Attention: which kernel version runs, and the v2 kernels' register layout on an adapter
+export { attentionKernelFor, setAttentionKernel } from './ops/attention.js';
+export type { AttentionKernel } from './ops/attention.js';
+export { setV2KeepRows, v2Layout, v2PrivateValues } from './kernelgen/attention.js';
+export type { V2Kernel, V2Layout } from './kernelgen/attention.js';
