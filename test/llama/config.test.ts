@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
-  ConfigError,
+  ModelConfigError,
   configFromPreset,
   llamaPresets,
   loadLlamaConfig,
@@ -18,7 +18,7 @@ const fixtureDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures
 
 function expectConfigError(fn: () => unknown, field: string | undefined, ...fragments: string[]): void {
   assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
     assert.equal(err.field, field);
     for (const f of fragments) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
     return true;
@@ -126,7 +126,7 @@ test('configFromPreset applies overrides and validates the result', () => {
   expectConfigError(() => configFromPreset('nope' as 'tiny'), undefined, 'unknown preset', 'llama-7b');
 });
 
-test('malformed configs raise ConfigError naming the file, the field, what was expected and what was got', () => {
+test('malformed configs raise ModelConfigError naming the file, the field, what was expected and what was got', () => {
   const base = toHfConfigJson(llamaPresets.tiny);
   const file = 'models/x/config.json';
   const withField = (k: string, v: unknown) => ({ ...base, [k]: v });
@@ -147,7 +147,7 @@ test('malformed configs raise ConfigError naming the file, the field, what was e
 
 test('loadLlamaConfig names the missing config.json and the fix', async () => {
   await assert.rejects(loadLlamaConfig(join(fixtureDir, 'missing')), (err: unknown) => {
-    assert.ok(err instanceof ConfigError);
+    assert.ok(err instanceof ModelConfigError);
     assert.ok(err.message.includes(join(fixtureDir, 'missing', 'config.json')));
     assert.ok(err.message.includes('model folder'));
     return true;

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  FormatError, RatingStore, createStudy, exportSheet, extendStudy, loadStudy, orderFor, parseSheet, parseCsv, readQuestions, readResponses, buildSusCommand,
+  StudyFormatError, RatingStore, createStudy, exportSheet, extendStudy, loadStudy, orderFor, parseSheet, parseCsv, readQuestions, readResponses, buildSusCommand,
   type ResponseRecord,
 } from '@huatuo/sus';
 
@@ -68,7 +68,7 @@ test('generate output ({question, answer}) is read with the model from MODEL=FIL
   const rs = readResponses(join(dir, 'gen.jsonl'), { model: 'tuned', questions: qs });
   assert.deepEqual(rs.map((r) => [r.id, r.model, r.response]), [['k2', 'tuned', '多喝水。'], ['q1', 'tuned', '物理降温。']]);
   writeFileSync(join(dir, 'bad.jsonl'), '{"question": "头痛？", "answer": "休息。"}\n');
-  assert.throws(() => readResponses(join(dir, 'bad.jsonl'), { questions: qs }), (e: unknown) => e instanceof FormatError && e.row === 1);
+  assert.throws(() => readResponses(join(dir, 'bad.jsonl'), { questions: qs }), (e: unknown) => e instanceof StudyFormatError && e.row === 1);
   const lines: string[] = [];
   await buildSusCommand({ print: (l) => lines.push(l) }).parseAsync(['create', '--out', join(dir, 's'), '--questions', join(dir, 'q.jsonl'), '--responses', `tuned=${join(dir, 'gen.jsonl')}`, '--annotators', 'a1', '--seed', '2'], { from: 'user' });
   assert.equal(loadStudy(join(dir, 's')).study.items.length, 2);
@@ -125,7 +125,7 @@ test('bad sheets are rejected with the row number and the reason, and nothing al
   ];
   for (const [rows, re] of cases) {
     writeFileSync(f, sheet(rows.map((r) => ({ ...r, smoothness: 1 }))));
-    await assert.rejects(run(['import', '--study', dir, '--annotator', 'a1', '--file', f]), (e: unknown) => e instanceof FormatError && re.test(e.message), String(re));
+    await assert.rejects(run(['import', '--study', dir, '--annotator', 'a1', '--file', f]), (e: unknown) => e instanceof StudyFormatError && re.test(e.message), String(re));
   }
   writeFileSync(join(dir, 'broken.csv'), 'code,safety,usability,smoothness\nR1,"2,1,1\n');
   await assert.rejects(run(['import', '--study', dir, '--annotator', 'a1', '--file', join(dir, 'broken.csv')]), /broken\.csv, row 2: a quoted field is not closed/);

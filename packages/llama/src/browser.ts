@@ -2,7 +2,7 @@
 // the *-node modules. Folders come in as Files (openCheckpointFromFiles, tokenizerFromFiles).
 
 // Errors
-export { FormatError, SafetensorsError, ConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
+export { FormatError, SafetensorsError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './config.js';

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
-import { ConfigError } from './errors.js';
+import { ModelConfigError } from './errors.js';
 
 /**
  * Reads and validates `<folder>/config.json`.
@@ -18,7 +18,7 @@ export async function loadLlamaConfig(folder: string): Promise<LlamaConfig> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as { code?: unknown } | null)?.code === 'ENOENT') {
-      throw new ConfigError(path, undefined, 'file not found; pass a Hugging Face model folder holding config.json');
+      throw new ModelConfigError(path, undefined, 'file not found; pass a Hugging Face model folder holding config.json');
     }
     throw err;
   }
@@ -26,7 +26,7 @@ export async function loadLlamaConfig(folder: string): Promise<LlamaConfig> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(path, undefined, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new ModelConfigError(path, undefined, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   return parseLlamaConfig(json, path);
 }

@@ -1,7 +1,7 @@
 // LLaMA hyperparameters: Hugging Face `config.json` parsed into a typed, validated
 // `LlamaConfig`, written back out, and named presets. Browser-safe.
 
-import { ConfigError } from './errors.js';
+import { ModelConfigError } from './errors.js';
 
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
 export type TorchDType = 'float32' | 'float16' | 'bfloat16';
@@ -106,10 +106,10 @@ function positiveInt(file: string, json: Json, key: string, fallback?: number): 
   const v = field(file, json, key);
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw new ConfigError(file, key, 'is missing; expected a positive integer');
+    throw new ModelConfigError(file, key, 'is missing; expected a positive integer');
   }
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ConfigError(file, key, `expected a positive integer, got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a positive integer, got ${JSON.stringify(v)}`);
   }
   return v;
 }
@@ -118,14 +118,14 @@ function positiveNumber(file: string, json: Json, key: string, fallback: number)
   const v = field(file, json, key);
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new ConfigError(file, key, `expected a positive number, got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a positive number, got ${JSON.stringify(v)}`);
   }
   return v;
 }
 
 function tokenId(file: string, key: string, v: unknown, vocabSize: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= vocabSize) {
-    throw new ConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${JSON.stringify(v)}`);
   }
   return v;
 }
@@ -134,7 +134,7 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
  * Parses a Hugging Face LLaMA `config.json` (already JSON-decoded). Absent fields take
  * HF's LlamaConfig defaults: num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6,
  * rope_theta 10000, max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2,
- * hidden_act "silu", initializer_range 0.02, torch_dtype float32. Throws ConfigError naming
+ * hidden_act "silu", initializer_range 0.02, torch_dtype float32. Throws ModelConfigError naming
  * `fileName` and the field for anything missing, malformed, or unsupported.
  *
  * @example
@@ -144,12 +144,12 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
 export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const file = fileName;
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new ConfigError(file, undefined, 'expected a JSON object of LLaMA hyperparameters');
+    throw new ModelConfigError(file, undefined, 'expected a JSON object of LLaMA hyperparameters');
   }
   const j = json as Json;
   const modelType = field(file, j, 'model_type');
   if (modelType !== undefined && modelType !== 'llama') {
-    throw new ConfigError(file, 'model_type', `expected "llama", got ${JSON.stringify(modelType)}; only LLaMA checkpoints are supported`);
+    throw new ModelConfigError(file, 'model_type', `expected "llama", got ${JSON.stringify(modelType)}; only LLaMA checkpoints are supported`);
   }
   const hiddenSize = positiveInt(file, j, 'hidden_size');
   const intermediateSize = positiveInt(file, j, 'intermediate_size');
@@ -159,15 +159,15 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const vocabSize = positiveInt(file, j, 'vocab_size');
   const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', 2048);
   if (hiddenSize % numAttentionHeads !== 0) {
-    throw new ConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number`);
+    throw new ModelConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number`);
   }
   const headDim = hiddenSize / numAttentionHeads;
   const declaredHeadDim = field(file, j, 'head_dim');
   if (declaredHeadDim !== undefined && declaredHeadDim !== null && declaredHeadDim !== headDim) {
-    throw new ConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}`);
+    throw new ModelConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}`);
   }
   if (numAttentionHeads % numKeyValueHeads !== 0) {
-    throw new ConfigError(file, 'num_key_value_heads', `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}; each key/value head must serve a whole number of query heads`);
+    throw new ModelConfigError(file, 'num_key_value_heads', `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}; each key/value head must serve a whole number of query heads`);
   }
   const rmsNormEps = positiveNumber(file, j, 'rms_norm_eps', 1e-6);
   const ropeTheta = positiveNumber(file, j, 'rope_theta', 10000);
@@ -175,23 +175,23 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
 
   const hiddenAct = field(file, j, 'hidden_act') ?? 'silu';
   if (hiddenAct !== 'silu') {
-    throw new ConfigError(file, 'hidden_act', `expected "silu", got ${JSON.stringify(hiddenAct)}; LLaMA's MLP is SwiGLU`);
+    throw new ModelConfigError(file, 'hidden_act', `expected "silu", got ${JSON.stringify(hiddenAct)}; LLaMA's MLP is SwiGLU`);
   }
   const tie = field(file, j, 'tie_word_embeddings') ?? false;
-  if (typeof tie !== 'boolean') throw new ConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
+  if (typeof tie !== 'boolean') throw new ModelConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
   const ropeScaling = field(file, j, 'rope_scaling');
   if (ropeScaling !== undefined && ropeScaling !== null) {
-    throw new ConfigError(file, 'rope_scaling', `expected null, got ${JSON.stringify(ropeScaling)}; scaled RoPE is not supported: remove the field to use plain RoPE`);
+    throw new ModelConfigError(file, 'rope_scaling', `expected null, got ${JSON.stringify(ropeScaling)}; scaled RoPE is not supported: remove the field to use plain RoPE`);
   }
   for (const key of ['attention_bias', 'mlp_bias']) {
     const v = field(file, j, key);
     if (v !== undefined && v !== null && v !== false) {
-      throw new ConfigError(file, key, `expected false, got ${JSON.stringify(v)}; LLaMA's projections have no bias`);
+      throw new ModelConfigError(file, key, `expected false, got ${JSON.stringify(v)}; LLaMA's projections have no bias`);
     }
   }
   const torchDtype = field(file, j, 'torch_dtype') ?? 'float32';
   if (torchDtype !== 'float32' && torchDtype !== 'float16' && torchDtype !== 'bfloat16') {
-    throw new ConfigError(file, 'torch_dtype', `expected "float32", "float16" or "bfloat16", got ${JSON.stringify(torchDtype)}`);
+    throw new ModelConfigError(file, 'torch_dtype', `expected "float32", "float16" or "bfloat16", got ${JSON.stringify(torchDtype)}`);
   }
 
   const bosRaw = field(file, j, 'bos_token_id');
@@ -200,7 +200,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   let eosTokenIds: number[];
   if (eosRaw === undefined || eosRaw === null) eosTokenIds = [2];
   else if (Array.isArray(eosRaw)) {
-    if (eosRaw.length === 0) throw new ConfigError(file, 'eos_token_id', 'expected a token id or a non-empty list of ids, got []');
+    if (eosRaw.length === 0) throw new ModelConfigError(file, 'eos_token_id', 'expected a token id or a non-empty list of ids, got []');
     eosTokenIds = eosRaw.map((v) => tokenId(file, 'eos_token_id', v, vocabSize));
   } else eosTokenIds = [tokenId(file, 'eos_token_id', eosRaw, vocabSize)];
   const padRaw = field(file, j, 'pad_token_id');
@@ -278,7 +278,7 @@ export type LlamaConfigOverrides = Partial<Omit<LlamaConfig, 'headDim' | 'eosTok
 export function configFromPreset(name: LlamaPresetName, overrides: LlamaConfigOverrides = {}): LlamaConfig {
   const preset = Object.prototype.hasOwnProperty.call(llamaPresets, name) ? llamaPresets[name] : undefined;
   if (preset === undefined) {
-    throw new ConfigError(`preset "${String(name)}"`, undefined, `unknown preset; expected one of ${Object.keys(llamaPresets).join(', ')}`);
+    throw new ModelConfigError(`preset "${String(name)}"`, undefined, `unknown preset; expected one of ${Object.keys(llamaPresets).join(', ')}`);
   }
   const merged: LlamaConfig = { ...preset, ...overrides, headDim: 0, hiddenAct: 'silu' } as LlamaConfig;
   const eosTokenIds = overrides.eosTokenId !== undefined ? [overrides.eosTokenId] : [...preset.eosTokenIds];

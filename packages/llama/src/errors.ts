@@ -30,14 +30,14 @@ export class SafetensorsError extends FormatError {
 }
 
 /** A Hugging Face `config.json` is malformed or describes an unsupported model. */
-export class ConfigError extends FormatError {
+export class ModelConfigError extends FormatError {
   /** The config field at fault (HF snake_case name), when there is one. */
   readonly field: string | undefined;
 
   constructor(file: string, field: string | undefined, message: string) {
     const where = field === undefined ? `${file}` : `${file}: field "${field}"`;
     super(file, `${where}: ${message}`);
-    this.name = 'ConfigError';
+    this.name = 'ModelConfigError';
     this.field = field;
   }
 }

@@ -2,7 +2,7 @@
 // browser entry (browser.ts, the "browser" export condition) is this surface without them.
 
 // Errors
-export { FormatError, SafetensorsError, ConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
+export { FormatError, SafetensorsError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './config.js';

@@ -87,21 +87,21 @@ export class DecoderLayer {
     const c = model.config;
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
-    const sub = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
+    const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
     const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
-    const q = rope(heads(this.qProj.forward(h, sub(seed, 0)), c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
-    let k = rope(heads(this.kProj.forward(h, sub(seed, 1)), c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
-    let v = heads(this.vProj.forward(h, sub(seed, 2)), c.numKeyValueHeads); // [B, Hkv, T, D]
+    const q = rope(heads(this.qProj.forward(h, projSeed(seed, 0)), c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
+    let k = rope(heads(this.kProj.forward(h, projSeed(seed, 1)), c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
+    let v = heads(this.vProj.forward(h, projSeed(seed, 2)), c.numKeyValueHeads); // [B, Hkv, T, D]
     if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
     const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
-    x = add(x, this.oProj.forward(merged, sub(seed, 3)));
+    x = add(x, this.oProj.forward(merged, projSeed(seed, 3)));
     // SwiGLU MLP: down(silu(gate(h)) * up(h)).
     const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
-    const inner = swiglu(this.gateProj.forward(h2, sub(seed, 4)), this.upProj.forward(h2, sub(seed, 5))); // [B, T, I]
-    return add(x, this.downProj.forward(inner, sub(seed, 6))); // [B, T, C]
+    const inner = swiglu(this.gateProj.forward(h2, projSeed(seed, 4)), this.upProj.forward(h2, projSeed(seed, 5))); // [B, T, I]
+    return add(x, this.downProj.forward(inner, projSeed(seed, 6))); // [B, T, C]
   }
 }
 

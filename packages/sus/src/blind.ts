@@ -5,7 +5,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { basename, extname, join } from 'node:path';
 import { existsSync, mkdirSync } from 'node:fs';
-import { FormatError, StudyError } from './errors.js';
+import { StudyFormatError, StudyError } from './errors.js';
 import { parseJsonRecords, readText, writeFileAtomic } from './files.js';
 import { createRng, hashString } from './rng.js';
 
@@ -92,10 +92,10 @@ export function readQuestions(path: string): Question[] {
   const seen = new Map<string, number>();
   parseJsonRecords(readText(path), path).forEach(({ row, value }, i) => {
     const q = questionText(value);
-    if (q === undefined) throw new FormatError(path, row, 'expected a "question" (or "instruction") string');
+    if (q === undefined) throw new StudyFormatError(path, row, 'expected a "question" (or "instruction") string');
     const id = value['id'] === undefined ? `q${i + 1}` : String(value['id']);
     const prev = seen.get(id);
-    if (prev !== undefined) throw new FormatError(path, row, `question id "${id}" already used on row ${prev}; ids must be unique`);
+    if (prev !== undefined) throw new StudyFormatError(path, row, `question id "${id}" already used on row ${prev}; ids must be unique`);
     seen.set(id, row);
     out.push({ id, question: q });
   });
@@ -123,14 +123,14 @@ export function readResponses(path: string, opts: { model?: string; questions?: 
   return parseJsonRecords(readText(path), path).map(({ row, value }) => {
     const question = questionText(value);
     const response = typeof value['response'] === 'string' ? value['response'] : value['answer'];
-    if (question === undefined) throw new FormatError(path, row, 'expected a "question" string');
-    if (typeof response !== 'string') throw new FormatError(path, row, 'expected a "response" (or "answer") string');
+    if (question === undefined) throw new StudyFormatError(path, row, 'expected a "question" string');
+    if (typeof response !== 'string') throw new StudyFormatError(path, row, 'expected a "response" (or "answer") string');
     const model = opts.model ?? (typeof value['model'] === 'string' ? value['model'] : fallbackModel);
     let id = value['id'] === undefined ? undefined : String(value['id']);
     if (id === undefined) {
       id = byText.get(question.trim());
       if (id === undefined) {
-        throw new FormatError(path, row, `record has no "id" and its question does not match any question of the questions file; give ids or pass --questions`);
+        throw new StudyFormatError(path, row, `record has no "id" and its question does not match any question of the questions file; give ids or pass --questions`);
       }
     }
     return { id, question, model, response };
@@ -281,14 +281,14 @@ export function loadStudy(dir: string): { study: Study; key: StudyKey; tokens: R
     try {
       return JSON.parse(readText(path));
     } catch (e) {
-      throw new FormatError(path, undefined, `not valid JSON (${(e as Error).message})`);
+      throw new StudyFormatError(path, undefined, `not valid JSON (${(e as Error).message})`);
     }
   };
   const study = read(STUDY_FILES.study) as Study;
   const key = read(STUDY_FILES.key) as StudyKey;
   const tokens = read(STUDY_FILES.tokens) as Record<string, string>;
   if (study.version !== 1 || !Array.isArray(study.items) || !Array.isArray(study.annotators)) {
-    throw new FormatError(join(dir, STUDY_FILES.study), undefined, 'expected a version 1 study with "items" and "annotators"');
+    throw new StudyFormatError(join(dir, STUDY_FILES.study), undefined, 'expected a version 1 study with "items" and "annotators"');
   }
   for (const item of study.items) {
     if (!key.codes[item.code]) throw new StudyError(`${join(dir, STUDY_FILES.key)} has no entry for code ${item.code}; the key and the study do not belong together`);

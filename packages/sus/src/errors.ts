@@ -10,7 +10,7 @@ export class SusError extends Error {
 }
 
 /** A file (questions, responses, sheet, study) does not have the expected shape. */
-export class FormatError extends SusError {
+export class StudyFormatError extends SusError {
   /** File the problem was found in. */
   readonly file: string;
   /** 1-based data row (sheet row or JSONL line) where the problem is, when known. */

@@ -2,7 +2,7 @@
 // errors that name the file and line.
 
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { FormatError } from './errors.js';
+import { StudyFormatError } from './errors.js';
 
 /**
  * Writes `text` to `path` through a temp file in the same folder and a rename, so a crash leaves
@@ -18,7 +18,7 @@ export function writeFileAtomic(path: string, text: string, mode?: number): void
 
 /** Reads a file as UTF-8, stripping a byte-order mark. */
 export function readText(path: string): string {
-  if (!existsSync(path)) throw new FormatError(path, undefined, 'file not found; check the path');
+  if (!existsSync(path)) throw new StudyFormatError(path, undefined, 'file not found; check the path');
   return readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
 }
 
@@ -34,7 +34,7 @@ export function parseJsonRecords(text: string, file: string): Array<{ row: numbe
     try {
       arr = JSON.parse(trimmed);
     } catch (e) {
-      throw new FormatError(file, undefined, `not valid JSON (${(e as Error).message}); expected a JSON array or JSONL`);
+      throw new StudyFormatError(file, undefined, `not valid JSON (${(e as Error).message}); expected a JSON array or JSONL`);
     }
     (arr as unknown[]).forEach((v, i) => out.push({ row: i + 1, value: asObject(v, file, i + 1) }));
     return out;
@@ -45,7 +45,7 @@ export function parseJsonRecords(text: string, file: string): Array<{ row: numbe
     try {
       v = JSON.parse(line);
     } catch (e) {
-      throw new FormatError(file, i + 1, `not valid JSON (${(e as Error).message}); each line must be one JSON object`);
+      throw new StudyFormatError(file, i + 1, `not valid JSON (${(e as Error).message}); each line must be one JSON object`);
     }
     out.push({ row: i + 1, value: asObject(v, file, i + 1) });
   });
@@ -54,7 +54,7 @@ export function parseJsonRecords(text: string, file: string): Array<{ row: numbe
 
 function asObject(v: unknown, file: string, row: number): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new FormatError(file, row, `expected a JSON object, got ${Array.isArray(v) ? 'an array' : typeof v}`);
+    throw new StudyFormatError(file, row, `expected a JSON object, got ${Array.isArray(v) ? 'an array' : typeof v}`);
   }
   return v as Record<string, unknown>;
 }

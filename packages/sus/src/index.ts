@@ -39,4 +39,4 @@ export { ANNOTATION_PAGE } from './page.js';
 export { RUBRIC, SCALE } from './rubric.js';
 export type { RubricEntry } from './rubric.js';
 export { parseCsv, toCsv } from './csv.js';
-export { FormatError, JudgeError, RatingError, StatsError, StudyError, SusError } from './errors.js';
+export { StudyFormatError, JudgeError, RatingError, StatsError, StudyError, SusError } from './errors.js';

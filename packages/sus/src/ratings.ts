@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { DIMENSIONS, orderFor, type Dimension, type Study } from './blind.js';
 import { parseCsv, toCsv } from './csv.js';
-import { FormatError, RatingError } from './errors.js';
+import { StudyFormatError, RatingError } from './errors.js';
 import { parseJsonRecords } from './files.js';
 
 /** One stored rating; `value` is null only for a judge verdict recorded as missing. */
@@ -136,17 +136,17 @@ export function exportSheet(study: Study, annotator: string, format: SheetFormat
 /**
  * Parses and validates a filled sheet of `annotator`. Every item of the annotator must
  * appear exactly once; codes must belong to the study; each rating cell is 1, 2, 3 or empty
- * (not yet rated). Throws a {@link FormatError} naming the file and row (CSV: the header is
+ * (not yet rated). Throws a {@link StudyFormatError} naming the file and row (CSV: the header is
  * row 1; JSONL: the line) on the first problem; nothing is written here.
  */
 export function parseSheet(text: string, format: SheetFormat, file: string, study: Study, annotator: string): Rating[] {
   const rows: Array<{ row: number; value: Record<string, unknown> }> = [];
   if (format === 'csv') {
     const { records, error } = parseCsv(text);
-    if (error) throw new FormatError(file, error.record, `${error.message}; close the quote or re-export the sheet`);
+    if (error) throw new StudyFormatError(file, error.record, `${error.message}; close the quote or re-export the sheet`);
     const header = (records[0] ?? []).map((h) => h.trim().toLowerCase());
     for (const col of ['code', ...DIMENSIONS]) {
-      if (!header.includes(col)) throw new FormatError(file, 1, `header lacks column "${col}"; expected columns ${SHEET_COLUMNS.join(', ')}`);
+      if (!header.includes(col)) throw new StudyFormatError(file, 1, `header lacks column "${col}"; expected columns ${SHEET_COLUMNS.join(', ')}`);
     }
     records.slice(1).forEach((rec, i) => {
       if (rec.length === 1 && rec[0]!.trim() === '') return;
@@ -160,27 +160,27 @@ export function parseSheet(text: string, format: SheetFormat, file: string, stud
   const out: Rating[] = [];
   for (const { row, value } of rows) {
     const code = String(value['code'] ?? '').trim();
-    if (code === '') throw new FormatError(file, row, 'the "code" cell is empty; every row needs the item code from the exported sheet');
-    if (!expected.has(code)) throw new FormatError(file, row, `unknown code "${code}"; it is not an item of this study for annotator "${annotator}". Use the sheet exported for this annotator`);
+    if (code === '') throw new StudyFormatError(file, row, 'the "code" cell is empty; every row needs the item code from the exported sheet');
+    if (!expected.has(code)) throw new StudyFormatError(file, row, `unknown code "${code}"; it is not an item of this study for annotator "${annotator}". Use the sheet exported for this annotator`);
     const who = value['annotator'];
     if (who !== undefined && String(who).trim() !== '' && String(who).trim() !== annotator) {
-      throw new FormatError(file, row, `row belongs to annotator "${String(who).trim()}", but the sheet is imported for "${annotator}"; pass --annotator ${String(who).trim()}`);
+      throw new StudyFormatError(file, row, `row belongs to annotator "${String(who).trim()}", but the sheet is imported for "${annotator}"; pass --annotator ${String(who).trim()}`);
     }
     const prev = seen.get(code);
-    if (prev !== undefined) throw new FormatError(file, row, `item ${code} appears again (first on row ${prev}); each item must appear exactly once`);
+    if (prev !== undefined) throw new StudyFormatError(file, row, `item ${code} appears again (first on row ${prev}); each item must appear exactly once`);
     seen.set(code, row);
     for (const d of DIMENSIONS) {
       const raw = value[d];
       const s = raw === undefined || raw === null ? '' : String(raw).trim();
       if (s === '') continue;
       const v = Number(s);
-      if (!/^[123]$/.test(s) || !isRatingValue(v)) throw new FormatError(file, row, `${d} of item ${code} must be 1, 2 or 3 (or empty if not rated yet); got "${s}"`);
+      if (!/^[123]$/.test(s) || !isRatingValue(v)) throw new StudyFormatError(file, row, `${d} of item ${code} must be 1, 2 or 3 (or empty if not rated yet); got "${s}"`);
       out.push({ annotator, code, dimension: d, value: v, source: 'sheet' });
     }
   }
   const missing = [...expected].filter((c) => !seen.has(c));
   if (missing.length > 0) {
-    throw new FormatError(file, undefined, `${missing.length} of the annotator's ${expected.size} items are missing (first: ${missing[0]}); every item must appear once, leave ratings empty if not rated yet`);
+    throw new StudyFormatError(file, undefined, `${missing.length} of the annotator's ${expected.size} items are missing (first: ${missing[0]}); every item must appear once, leave ratings empty if not rated yet`);
   }
   return out;
 }
