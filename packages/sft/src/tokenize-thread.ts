@@ -86,7 +86,10 @@ export class TokenizerThread {
   }
 }
 
-/** The worker, from this module's own folder: compiled JavaScript, or TypeScript sources through tsx. */
+/**
+ * The worker, from this module's own folder: compiled JavaScript, or TypeScript sources through tsx
+ * (the repository's development dependency; an installed package runs the compiled files).
+ */
 function spawn(dir: string): Worker {
   const here = import.meta.url;
   if (!here.endsWith('.ts')) return new Worker(new URL('./tokenize-worker.js', here), { workerData: { dir } });
