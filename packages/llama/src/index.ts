@@ -79,13 +79,9 @@ export type { WriteFileAtomicOptions } from './write-atomic-node.js';
 export { TokenizerError } from './tokenizer-errors.js';
 export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizer.js';
 export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizer.js';
-export {
-  SentencePieceTokenizer,
-  PieceType,
-  parseSentencePieceModel,
-  writeSentencePieceModel,
-} from './sentencepiece.js';
-export type { SentencePiece, SentencePieceModel } from './sentencepiece.js';
+export { SentencePieceTokenizer } from './sentencepiece.js';
+export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './sentencepiece-model.js';
+export type { SentencePiece, SentencePieceModel } from './sentencepiece-model.js';
 export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizer-convert.js';
 export type { BpeVocabulary } from './tokenizer-convert.js';
 export { tokenizerFromFiles } from './tokenizer-files.js';

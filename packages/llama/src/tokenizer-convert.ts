@@ -3,7 +3,7 @@
  * BPE merges: `tokenizer.json` in the layout of Hugging Face's LLaMA
  * conversion, and a SentencePiece `tokenizer.model` whose scores give the same merges.
  */
-import { PieceType, type SentencePiece, type SentencePieceModel } from './sentencepiece.js';
+import { PieceType, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 const BYTE_PIECE = /^<0x[0-9A-F]{2}>$/;
