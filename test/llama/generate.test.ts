@@ -5,7 +5,8 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { initWebGPU, readyMatmul, runtimeStats } from '@huatuo/tensor';
-import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, sampleToken, topIndices, type LlamaModel, type TokenEvent } from '@huatuo/llama';
+import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type TokenEvent } from '@huatuo/llama';
+import { sampleToken, topIndices } from '@huatuo/llama/internal';
 import { fixtureDir, readReference } from './fixtures.js';
 
 describe('generate against the reference decoding', () => {

@@ -98,5 +98,5 @@ export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfi
 export type { AdapterFiles } from './adapter-files.js';
 
 // Generation
-export { generate, sampleToken, topIndices, logSoftmaxRow, applyRepetitionPenalty } from './generate.js';
-export type { GenerateOptions, Generation, TokenEvent } from './generate.js';
+export { generate } from './generate.js';
+export type { GenerateOptions, Generation, TokenEvent } from './generate-options.js';

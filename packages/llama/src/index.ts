@@ -116,5 +116,5 @@ export { saveAdapter, loadAdapter, saveMergedModel } from './lora-node.js';
 export type { SaveMergedOptions } from './lora-node.js';
 
 // Generation
-export { generate, sampleToken, topIndices, logSoftmaxRow, applyRepetitionPenalty } from './generate.js';
-export type { GenerateOptions, Generation, TokenEvent } from './generate.js';
+export { generate } from './generate.js';
+export type { GenerateOptions, Generation, TokenEvent } from './generate-options.js';

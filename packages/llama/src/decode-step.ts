@@ -1,0 +1,104 @@
+// One decoding step of `generate` (the model over new positions with the KV cache, logits or greedy
+// ids read back), the memory check before decoding, and the output of one prompt as it grows.
+
+import { argmax, deviceInfo, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { ModelError } from './errors.js';
+import type { Generation, Resolved } from './generate-options.js';
+import type { KvCache } from './kv-cache.js';
+import { checkMemoryPlan, planMemory } from './memory.js';
+import type { LlamaModel } from './model.js';
+import type { Tokenizer } from './tokenizer.js';
+
+function idsTensor(rows: readonly (readonly number[])[]): Tensor {
+  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
+}
+
+/** Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. */
+function stepForward(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Tensor {
+  return noGrad(() =>
+    tidy(() =>
+      model.forward(idsTensor(ids), {
+        attentionMask: tensor(mask.slice(0, B * S), [B, S]),
+        positions: idsTensor(positions),
+        cache,
+        lastOnly: true,
+      }),
+    ),
+  );
+}
+
+/** One decoding step's result on the host: every row's logits, or (greedy on the GPU) only the picked ids. */
+export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
+
+/** Logits of the last position of each row read back as [B][V], or, when `greedy`, their argmax ids [B]. */
+export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, greedy: boolean): Promise<StepResult> {
+  const V = model.config.vocabSize;
+  const logits = stepForward(model, ids, mask, B, S, positions, cache);
+  try {
+    if (greedy) {
+      const picked = noGrad(() => tidy(() => argmax(logits.reshape([B, V]), 1)));
+      try {
+        return { ids: (await toArray(picked)) as Int32Array };
+      } finally {
+        picked.dispose();
+      }
+    }
+    const host = (await toArray(logits)) as Float32Array;
+    return { rows: Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V)) };
+  } finally {
+    logits.dispose();
+  }
+}
+
+/** Logits of the last position of each row, [B][V], read back to the host. */
+export async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Promise<Float32Array[]> {
+  const r = await step(model, ids, mask, B, S, positions, cache, false);
+  return 'rows' in r ? r.rows : [];
+}
+
+/** Refuses, with the memory estimate, `batch` sequences of `length` tokens that cannot fit the adapter. */
+export function checkFits(model: LlamaModel, batch: number, length: number): void {
+  const info = deviceInfo();
+  if (info === null) throw new ModelError('generate: no WebGPU device yet: call `await initWebGPU()` first');
+  const plan = planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, training: false, lastPositionLogits: true });
+  checkMemoryPlan(plan, info, `generate (${batch} sequences of up to ${length} tokens)`);
+}
+
+/** One prompt's new tokens as they come: streamed text, stop strings, end of sequence, length limit. */
+export class Output {
+  tokens: number[] = [];
+  text = '';
+  finishReason: Generation['finishReason'] | null = null;
+  private readonly decoder;
+
+  constructor(
+    readonly prompt: number,
+    readonly promptTokens: readonly number[],
+    private readonly tokenizer: Tokenizer | null,
+    private readonly r: Resolved,
+  ) {
+    this.decoder = tokenizer?.createStreamDecoder({ skipSpecialTokens: true }) ?? null;
+  }
+
+  /** Adds a token, streams it, and settles the finish reason. */
+  push(token: number): void {
+    this.tokens.push(token);
+    const piece = this.r.eos.has(token) || this.decoder === null ? '' : this.decoder.push(token);
+    this.text += piece;
+    this.r.onToken?.({ prompt: this.prompt, token, text: piece });
+    if (this.r.eos.has(token)) this.finishReason = 'eos';
+    else {
+      const hit = this.r.stopStrings.map((s) => this.text.indexOf(s)).filter((i) => i >= 0);
+      if (hit.length > 0) {
+        this.text = this.text.slice(0, Math.min(...hit));
+        this.finishReason = 'stop';
+      }
+    }
+    if (this.finishReason === null && this.tokens.length >= this.r.maxNewTokens) this.finishReason = 'length';
+  }
+
+  result(): Generation {
+    if (this.finishReason !== 'stop' && this.decoder !== null) this.text += this.decoder.flush();
+    return { promptTokens: this.promptTokens, tokens: this.tokens, text: this.text, finishReason: this.finishReason ?? 'length' };
+  }
+}

@@ -1,0 +1,100 @@
+// The options of `generate` (Hugging Face's names and defaults), what it returns, and their check.
+
+import { ModelError } from './errors.js';
+import type { LlamaModel } from './model.js';
+
+/** A token as it is generated (streaming). */
+export interface TokenEvent {
+  /** Index of the prompt it continues. */
+  readonly prompt: number;
+  readonly token: number;
+  /** Text this token completes (may be empty while a UTF-8 character is incomplete). */
+  readonly text: string;
+}
+
+/** Options of {@link generate}; defaults are Hugging Face's. */
+export interface GenerateOptions {
+  /** Most tokens to add per prompt. Default 128. */
+  readonly maxNewTokens?: number;
+  /** Sample instead of taking the most likely token (greedy) or beams. Default false. */
+  readonly doSample?: boolean;
+  /** Sampling temperature (sampling only). Default 1. */
+  readonly temperature?: number;
+  /** Keep the k most likely tokens (sampling only; 0 disables). Default 50. */
+  readonly topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (sampling only). Default 1. */
+  readonly topP?: number;
+  /** Divides positive and multiplies negative scores of tokens already in the sequence (> 1 discourages repeats). Default 1. */
+  readonly repetitionPenalty?: number;
+  /** Beams per prompt; above 1 runs beam search (deterministic, as HF without doSample). Default 1. */
+  readonly numBeams?: number;
+  /** Beam hypotheses' scores are divided by length ** lengthPenalty. Default 1. */
+  readonly lengthPenalty?: number;
+  /** Ids that end a sequence. Default the config's eos_token_id(s). */
+  readonly eosTokenIds?: readonly number[];
+  /** Strings that end a sequence once the generated text contains one (it is cut before it). */
+  readonly stopStrings?: readonly string[];
+  /** Seed of sampling. Default 0. */
+  readonly seed?: number;
+  /** Put BOS before text prompts. Default true. */
+  readonly addBos?: boolean;
+  /**
+   * Called with each new token (greedy and sampling: as generated; beam search: the chosen
+   * beam's tokens once it is done).
+   */
+  readonly onToken?: (event: TokenEvent) => void;
+}
+
+/** What one prompt produced. */
+export interface Generation {
+  /** The prompt's token ids. */
+  readonly promptTokens: readonly number[];
+  /** New token ids (the end-of-sequence id included when it ended the sequence). */
+  readonly tokens: readonly number[];
+  /** Text of the new tokens without special tokens, cut before a stop string. */
+  readonly text: string;
+  readonly finishReason: 'eos' | 'stop' | 'length';
+}
+
+/** Options of {@link generate} with defaults filled in and checked. */
+export interface Resolved {
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  numBeams: number;
+  lengthPenalty: number;
+  eos: Set<number>;
+  stopStrings: readonly string[];
+  onToken: ((event: TokenEvent) => void) | undefined;
+}
+
+/** The options with Hugging Face's defaults; refuses values `generate` cannot honour, naming the option. */
+export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved {
+  const r: Resolved = {
+    maxNewTokens: o.maxNewTokens ?? 128,
+    doSample: o.doSample ?? false,
+    temperature: o.temperature ?? 1,
+    topK: o.topK ?? 50,
+    topP: o.topP ?? 1,
+    repetitionPenalty: o.repetitionPenalty ?? 1,
+    numBeams: o.numBeams ?? 1,
+    lengthPenalty: o.lengthPenalty ?? 1,
+    eos: new Set(o.eosTokenIds ?? model.config.eosTokenIds),
+    stopStrings: o.stopStrings ?? [],
+    onToken: o.onToken,
+  };
+  const positiveInt = (k: string, v: number) => {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new ModelError(`generate: ${k} should be a positive integer, got ${v}`);
+  };
+  positiveInt('maxNewTokens', r.maxNewTokens);
+  positiveInt('numBeams', r.numBeams);
+  if (!(r.temperature > 0)) throw new ModelError(`generate: temperature should be above 0, got ${r.temperature}; use doSample: false for greedy decoding`);
+  if (!Number.isSafeInteger(r.topK) || r.topK < 0) throw new ModelError(`generate: topK should be a non-negative integer, got ${r.topK}`);
+  if (!(r.topP > 0 && r.topP <= 1)) throw new ModelError(`generate: topP should be in (0, 1], got ${r.topP}`);
+  if (!(r.repetitionPenalty > 0)) throw new ModelError(`generate: repetitionPenalty should be above 0, got ${r.repetitionPenalty}`);
+  if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
+  return r;
+}
