@@ -19,8 +19,9 @@ export { Pcg64, numpyPermutation } from './rng.js';
 // Model, training and checkpoints
 export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
 export type { BaseModel } from './lora-model.js';
-export { train, evaluate } from './trainer.js';
-export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './trainer.js';
+export { train } from './trainer.js';
+export { evaluate } from './evaluate.js';
+export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './train-types.js';
 export { prepareRecords, planRun } from './prepare.js';
 export { fitMicroBatch, trainingPlan } from './memory-plan.js';
 export type { PreparedData, RunPlan } from './prepare.js';

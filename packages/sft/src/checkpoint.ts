@@ -2,7 +2,7 @@
 // renamed into place, holding the PEFT adapter, the optimizer state and the trainer state, so a
 // resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
 import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
-import type { GradScalerState } from '@huatuo/tensor';
+import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
 import { CheckpointError } from './errors.js';
 import { runFiles as files } from './run-files.js';
 
@@ -26,8 +26,8 @@ export interface TrainerState {
 /** What a checkpoint folder holds besides the adapter (written by the model). */
 export interface CheckpointPayload {
   state: TrainerState;
-  /** Optimizer state, serialized by the optimizer (host arrays by name). */
-  optimizer: unknown;
+  /** The optimizer's state dict (moments as host arrays), as `Optimizer.stateDict()` gives it. */
+  optimizer: OptimizerStateDict;
 }
 
 export const CHECKPOINT_PREFIX = 'checkpoint-';
@@ -85,7 +85,7 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
     if (typeof state.step !== 'number' || !Array.isArray(state.history)) throw new Error('fields step/history missing');
     const file = await SafetensorsFile.open(bytesSource(arraysPath, await files.readBytes(arraysPath)));
     try {
-      return { state, optimizer: await joinArrays(structure, (name) => file.readAs(name, 'f32')) };
+      return { state, optimizer: optimizerState(await joinArrays(structure, (name) => file.readAs(name, 'f32'))) };
     } finally {
       await file.close();
     }
@@ -125,4 +125,25 @@ async function joinArrays(value: unknown, read: (name: string) => Promise<Float3
     return Object.fromEntries(entries);
   }
   return value;
+}
+
+/** `value` checked to be an optimizer state dict (what `Optimizer.stateDict()` writes), or an error saying what is wrong. */
+function optimizerState(value: unknown): OptimizerStateDict {
+  const v = value as Partial<OptimizerStateDict> | null;
+  if (v === null || typeof v !== 'object' || !Array.isArray(v.state) || !Array.isArray(v.paramGroups)) {
+    throw new Error('optimizer.json holds no optimizer state dict (fields state and paramGroups)');
+  }
+  v.state.forEach((s, i) => {
+    if (s === null) return;
+    const buffers = (s as { buffers?: unknown } | undefined)?.buffers;
+    if (typeof s?.step !== 'number' || buffers === null || typeof buffers !== 'object' || !Object.values(buffers).every((b) => b instanceof Float32Array)) {
+      throw new Error(`optimizer.json: state ${i} should be null or {step, buffers of tensors}`);
+    }
+  });
+  v.paramGroups.forEach((g, i) => {
+    if (g === null || typeof g !== 'object' || typeof g.options !== 'object' || g.options === null || !Array.isArray(g.params) || !g.params.every((n) => Number.isInteger(n))) {
+      throw new Error(`optimizer.json: paramGroups ${i} should be {options, params: state indices}`);
+    }
+  });
+  return v as OptimizerStateDict;
 }

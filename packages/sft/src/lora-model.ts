@@ -16,7 +16,7 @@ import { deviceInfo, type FloatDType, type Tensor } from '@huatuo/tensor';
 import type { TrainConfig } from './config.js';
 import { fitMicroBatch } from './memory-plan.js';
 import { runFiles } from './run-files.js';
-import type { DeviceBatch, TrainableModel } from './trainer.js';
+import type { DeviceBatch, TrainableModel } from './train-types.js';
 
 /** Name written into adapter_config.json's base_model_name_or_path for the demo model. */
 export const DEMO_MODEL_NAME = 'huatuo-webgpu/tiny-llama-demo';

@@ -15,7 +15,9 @@ import { checkContext } from './preflight.js';
 import { checkOutputDir } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './run-files.js';
-import { readResumePoint, train, type ProgressEvent, type TrainOptions, type TrainResult } from './trainer.js';
+import { readResumePoint } from './resume.js';
+import { train } from './trainer.js';
+import type { ProgressEvent, TrainOptions, TrainResult } from './train-types.js';
 
 export type { PreparedData, RunPlan } from './prepare.js';
 

@@ -1,0 +1,41 @@
+// Resuming a run: the recipe key that ties a checkpoint to the recipe that wrote it, and the
+// checkpoint a run resumes from, read and checked against that key.
+import { listCheckpoints, readCheckpoint, type CheckpointPayload } from './checkpoint.js';
+import type { TrainConfig } from './config.js';
+import { CheckpointError } from './errors.js';
+
+/** A hash of the recipe values a resumed run must share with the run that wrote its checkpoint. */
+export async function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): Promise<string> {
+  const keyed = {
+    cutoffLen: config.cutoffLen,
+    loraR: config.loraR,
+    loraAlpha: config.loraAlpha,
+    loraTargetModules: config.loraTargetModules,
+    batchSize: config.batchSize,
+    microBatchSize,
+    numEpochs: config.numEpochs,
+    learningRate: config.learningRate,
+    seed: config.seed,
+    nTrain,
+    // Absent unless set, so the checkpoints of runs without --max-steps keep their key.
+    ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
+  };
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
+  return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The checkpoint a run resumes from ('latest': the newest in the output folder), read and checked
+ * against the run's recipe; what the real run reads, so `--dry-run` can check it too.
+ */
+export async function readResumePoint(resume: string, config: TrainConfig, nTrain: number, microBatchSize: number): Promise<{ dir: string; payload: CheckpointPayload }> {
+  const dir = resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : resume;
+  if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
+  const payload = await readCheckpoint(dir);
+  if (payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
+    throw new CheckpointError(
+      `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
+    );
+  }
+  return { dir, payload };
+}
