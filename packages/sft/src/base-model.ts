@@ -6,9 +6,6 @@ import { existsSync, statSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 import { demoBaseModel, type BaseModel } from './lora-model.js';
 
-export { attachLora, chooseMicroBatch, demoBaseModel, LoraModel, DEMO_MODEL_NAME, DEMO_MODEL_SEED } from './lora-model.js';
-export type { BaseModel } from './lora-model.js';
-
 /** Options of {@link loadBaseModel}. */
 export interface BaseModelOptions {
   /** Changes to the demo model's `tiny` preset (sizes, layers), e.g. a smaller model for tests; ignored with a folder. */
