@@ -3,6 +3,7 @@
 // and evaluation at LLaMA's 32000-word vocabulary stay far under the binding limit).
 
 import { add, cast, cat, crossEntropy, defineOp, matmul, mul, noGrad, slice, tensor, tidy, transpose, type OpContext, type Tensor } from '@huatuo/tensor';
+import { opContext } from '@huatuo/tensor/internal';
 import { ModelError } from './errors.js';
 
 /** Bytes of f32 logits one chunk may hold. */
@@ -21,8 +22,8 @@ function chunkLogits(h: Tensor, parts: readonly Tensor[]): Tensor {
 }
 
 /** A context for running crossEntropy's forward and backward directly on one chunk. */
-function ceContext(inputs: Tensor[]): OpContext {
-  return { inputs, saved: [], data: {}, needsGrad: () => true };
+function ceContext(inputs: Tensor[]): Parameters<typeof crossEntropy.def.forward>[0] {
+  return opContext(inputs, () => true);
 }
 
 interface Options {
@@ -38,7 +39,7 @@ interface Options {
  */
 const chunkedLmHeadLoss = defineOp({
   name: 'chunkedLmHeadLoss',
-  forward(ctx, hidden: Tensor, parts: Tensor[], targets: Tensor, options: Options) {
+  forward(ctx: OpContext<Tensor[], { options: Options; parts: number }>, hidden: Tensor, parts: Tensor[], targets: Tensor, options: Options) {
     const N = hidden.shape[0]!;
     let total: Tensor | null = null;
     for (let s = 0; s < N; s += options.chunkRows) {
@@ -58,7 +59,7 @@ const chunkedLmHeadLoss = defineOp({
   // dhidden[chunk] = dlogits W, and dW_i = sum over chunks of dlogits[:, rows_i]^T hidden[chunk]
   // for the parts that train (a base trained in full, or an lm_head tied to the embedding).
   backward(ctx, g) {
-    const { options, parts: P } = ctx.data as { options: Options; parts: number };
+    const { options, parts: P } = ctx.data;
     const hidden = ctx.saved[0]!;
     const parts = ctx.saved.slice(1, 1 + P);
     const targets = ctx.saved[1 + P]!;

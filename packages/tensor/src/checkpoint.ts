@@ -3,7 +3,7 @@
 import { backward } from './autograd.js';
 import { AutogradError } from './errors.js';
 import { setGradEnabled } from './grad-mode.js';
-import { defineOp } from './ops/define.js';
+import { defineOp, type OpContext } from './ops/define.js';
 import type { Tensor } from './tensor.js';
 
 /** A block's forward over its tensor inputs; must compute the same values each time it runs. */
@@ -11,7 +11,7 @@ export type CheckpointFn = (...inputs: Tensor[]) => Tensor;
 
 const checkpointOp = defineOp({
   name: 'checkpoint',
-  forward(ctx, fn: CheckpointFn, inputs: Tensor[], parameters: readonly Tensor[]) {
+  forward(ctx: OpContext<Tensor[], { fn: CheckpointFn; parameters: number }>, fn: CheckpointFn, inputs: Tensor[], parameters: readonly Tensor[]) {
     ctx.saved.push(...inputs);
     ctx.data.fn = fn;
     ctx.data.parameters = parameters.length;
@@ -20,7 +20,7 @@ const checkpointOp = defineOp({
   // d(out)/d(input) and d(out)/d(parameter) are those of fn's own graph, rebuilt here: the
   // parameters' gradients accumulate into their .grad directly (as leaves of that graph).
   backward(ctx, grad) {
-    const fn = ctx.data.fn as CheckpointFn;
+    const { fn } = ctx.data;
     const inputs = ctx.saved.map((x, i) => (ctx.needsGrad(i) ? x.detach().requireGrad() : x.detach()));
     const previous = setGradEnabled(true);
     let out: Tensor;
@@ -38,7 +38,7 @@ const checkpointOp = defineOp({
       x.grad = null; // the copy is freed with this scope; its gradient goes on
       return g;
     });
-    for (let i = 0; i < (ctx.data.parameters as number); i++) grads.push(null);
+    for (let i = 0; i < ctx.data.parameters; i++) grads.push(null);
     return grads;
   },
 });

@@ -1,5 +1,5 @@
 // @huatuo/tensor/internal: what this repository's benchmarks, tests and sibling packages use below
-// the public API: the live runtime, the kernel specs and generated WGSL, attention's variant switches.
+// the public API: the live runtime, the kernel specs and generated WGSL, op contexts, attention's switches.
 // Not a stable surface: it follows the kernels, and users need none of it to train.
 
 // The runtime: device, pipelines, buffer pool and dispatch counters of the initialized adapter
@@ -12,6 +12,9 @@ export { kernelSpecs, packParams, preprocess } from './kernels.js';
 export type { BindingSpec, KernelSpec, Defines } from './kernels.js';
 export { wgslSources, paramLayouts, specifiedKernels } from './kernels.generated.js';
 export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from './kernels.generated.js';
+
+// Op definitions: a fresh context for running another op's forward and backward directly (fused ops)
+export { opContext } from './ops/define.js';
 
 // Attention: which kernel version runs, and the v2 kernels' register layout on an adapter
 export { attentionKernelFor, setAttentionKernel } from './ops/attention.js';

@@ -2,10 +2,12 @@
 // as a constant. Gradients of broadcast operands are summed back to their shapes.
 import { ShapeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary, sumToShape } from './launch.js';
 
 type Operand = Tensor | number;
+/** The operands as given, for the backward. */
+type Operands = { a: Operand; b: Operand };
 
 function operands(op: string, a: Operand, b: Operand): void {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new ShapeError(`${op}: at least one operand must be a tensor`);
@@ -24,7 +26,7 @@ function grads(a: Operand, b: Operand, ga: () => Tensor, gb: () => Tensor, needs
 /** a + b with broadcasting. @example add(x, bias) */
 export const add = defineOp({
   name: 'add',
-  forward(ctx, a: Operand, b: Operand) {
+  forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
     operands('add', a, b);
     ctx.data = { a, b };
     if (!(a instanceof Tensor)) return runUnary('add', b as Tensor, 'v + c', a);
@@ -33,7 +35,7 @@ export const add = defineOp({
   },
   // d(a+b)/da = 1, d(a+b)/db = 1
   backward(ctx, g) {
-    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const { a, b } = ctx.data;
     return grads(a, b, () => g, () => g, ctx.needsGrad);
   },
 });
@@ -41,7 +43,7 @@ export const add = defineOp({
 /** a - b with broadcasting. */
 export const sub = defineOp({
   name: 'sub',
-  forward(ctx, a: Operand, b: Operand) {
+  forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
     operands('sub', a, b);
     ctx.data = { a, b };
     if (!(a instanceof Tensor)) return runUnary('sub', b as Tensor, 'c - v', a);
@@ -50,7 +52,7 @@ export const sub = defineOp({
   },
   // d(a-b)/da = 1, d(a-b)/db = -1
   backward(ctx, g) {
-    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const { a, b } = ctx.data;
     return grads(a, b, () => g, () => runUnary('sub', g, '-v'), ctx.needsGrad);
   },
 });
@@ -58,7 +60,7 @@ export const sub = defineOp({
 /** a * b with broadcasting. */
 export const mul = defineOp({
   name: 'mul',
-  forward(ctx, a: Operand, b: Operand) {
+  forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
     operands('mul', a, b);
     ctx.data = { a, b };
     ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
@@ -68,7 +70,7 @@ export const mul = defineOp({
   },
   // d(ab)/da = b, d(ab)/db = a
   backward(ctx, g) {
-    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const { a, b } = ctx.data;
     const times = (x: Operand) => (x instanceof Tensor ? runBinary('mul', g, x, 'a * b') : runUnary('mul', g, 'v * c', x));
     return grads(a, b, () => times(b), () => times(a), ctx.needsGrad);
   },
@@ -77,7 +79,7 @@ export const mul = defineOp({
 /** a / b with broadcasting. */
 export const div = defineOp({
   name: 'div',
-  forward(ctx, a: Operand, b: Operand) {
+  forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
     operands('div', a, b);
     ctx.data = { a, b };
     ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
@@ -87,7 +89,7 @@ export const div = defineOp({
   },
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
   backward(ctx, g) {
-    const { a, b } = ctx.data as { a: Operand; b: Operand };
+    const { a, b } = ctx.data;
     const ga = () => (b instanceof Tensor ? runBinary('div', g, b, 'a / b') : runUnary('div', g, 'v / c', b));
     const gb = () => {
       const bt = b as Tensor;

@@ -9,7 +9,7 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams, preprocess } from '../kernels.js';
 import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
 import { empty, type Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
 
 /** Options of {@link attention}. */
@@ -256,15 +256,17 @@ function runBackward(
   return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
 }
 
+/** What the backward reads: q, k, v, the output and its log-sum-exp, and the mask when there is one. */
+type AttentionSaved = [Tensor, Tensor, Tensor, Tensor, Tensor] | [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+
 const attentionOp = defineOp({
   name: OP,
-  forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: Geometry) {
+  forward(ctx: OpContext<AttentionSaved, { geometry: Geometry }>, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: Geometry) {
     const [qc, kc, vc] = [contiguousData(OP, q), contiguousData(OP, k), contiguousData(OP, v)];
     const mc = mask ? contiguousData(OP, mask) : null;
     const { out, lse } = runForward(g, qc, kc, vc, mc);
     if (ctx.needsGrad(0) || ctx.needsGrad(1) || ctx.needsGrad(2)) {
-      ctx.saved.push(qc, kc, vc, out, lse);
-      if (mc) ctx.saved.push(mc);
+      ctx.saved = mc ? [qc, kc, vc, out, lse, mc] : [qc, kc, vc, out, lse];
     } else {
       lse.dispose('not needed without gradients');
     }
@@ -276,8 +278,8 @@ const attentionOp = defineOp({
   // dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i; dv_j = sum_i P_ij dO_i
   // (sums over the query heads of each kv head's group). No gradient flows to the mask.
   backward(ctx, grad) {
-    const [q, k, v, out, lse, mask] = ctx.saved as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
-    const g = ctx.data.geometry as Geometry;
+    const [q, k, v, out, lse, mask] = ctx.saved;
+    const g = ctx.data.geometry;
     const dOut = contiguousData(`${OP} backward`, grad);
     const grads: (Tensor | null)[] = runBackward(g, q, k, v, mask ?? null, out, lse, dOut, [
       ctx.needsGrad(0),

@@ -5,7 +5,7 @@ import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runUnary } from './launch.js';
 
 /** How the per-target losses are combined. */
@@ -40,7 +40,7 @@ function unravelIndex(i: number, shape: readonly number[]): number[] {
  */
 export const crossEntropy = defineOp({
   name: 'crossEntropy',
-  forward(ctx, logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}) {
+  forward(ctx: OpContext<[Tensor, Tensor, Tensor, Tensor], { N: number; V: number; ignoreIndex: number; mode: number }>, logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}) {
     const ignoreIndex = options.ignoreIndex ?? -100;
     const reduction = options.reduction ?? 'mean';
     logits.storage('crossEntropy');
@@ -105,14 +105,14 @@ export const crossEntropy = defineOp({
       });
       out = scalar.view([], [], 0);
     }
-    ctx.saved.push(xc, tc, lse, count);
+    ctx.saved = [xc, tc, lse, count];
     ctx.data = { N, V, ignoreIndex, mode: MODES[reduction] };
     return out;
   },
   // dlogits[n, v] = (softmax(logits[n])[v] - [v == t_n]) * g_n (g / count for 'mean'), 0 rows where ignored
   backward(ctx, g) {
-    const [xc, tc, lse, count] = ctx.saved as [Tensor, Tensor, Tensor, Tensor];
-    const { N, V, ignoreIndex, mode } = ctx.data as { N: number; V: number; ignoreIndex: number; mode: number };
+    const [xc, tc, lse, count] = ctx.saved;
+    const { N, V, ignoreIndex, mode } = ctx.data;
     const gc = contiguousData('crossEntropy backward', g);
     const dx = empty(xc.shape, xc.dtype);
     if (dx.size > 0) {

@@ -4,37 +4,58 @@ import { isGradEnabled, setGradEnabled } from '../grad-mode.js';
 import { startScope } from '../scope.js';
 import { Tensor } from '../tensor.js';
 
-/** State shared by an op's forward and backward. */
-export interface OpContext {
+/**
+ * State shared by an op's forward and backward: `S` types the tensors the forward saves, `D` the other
+ * values it records, so the backward reads both without casts.
+ */
+export interface OpContext<S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>> {
   /** The op's tensor inputs, in argument order (arrays of tensors flattened). */
   readonly inputs: readonly Tensor[];
-  /** Tensors the backward will read. */
-  saved: Tensor[];
+  /** Tensors the backward will read: the forward assigns them (`ctx.saved = [x, w]`), or pushes onto the default list. */
+  saved: S;
   /** Whether input `i` needs a gradient (skip computing the others). */
   needsGrad(i: number): boolean;
-  /** Non-tensor values the backward needs (shapes, axes, constants). */
-  data: Record<string, unknown>;
+  /** Non-tensor values the backward needs (shapes, axes, constants); the forward assigns them. */
+  data: D;
 }
 
-/** An op: forward and backward in one place. A definition without a backward does not compile. */
-export interface OpDef<A extends unknown[]> {
+/**
+ * An op: forward and backward in one place. A definition without a backward does not compile.
+ * Annotating the forward's `ctx` (`OpContext<[Tensor, Tensor], { eps: number }>`) types the backward's.
+ */
+export interface OpDef<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>> {
   name: string;
-  /** Computes the output; calls `ctx.saved.push(...)` for what backward reads. */
-  forward(ctx: OpContext, ...args: A): Tensor;
+  /** Computes the output; sets `ctx.saved` and `ctx.data` to what backward reads. */
+  forward(ctx: OpContext<S, D>, ...args: A): Tensor;
   /** Gradient of each tensor input given the output's gradient; null where none flows. */
-  backward(ctx: OpContext, grad: Tensor): (Tensor | null)[];
+  backward(ctx: OpContext<S, D>, grad: Tensor): (Tensor | null)[];
 }
 
 /** A callable op with its definition attached. */
-export type Op<A extends unknown[]> = ((...args: A) => Tensor) & { readonly def: OpDef<A> };
+export type Op<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>> = ((...args: A) => Tensor) & {
+  readonly def: OpDef<A, S, D>;
+};
 
 /** Whether gradients flow into `t`: a leaf that requires them, or a tensor on a recorded graph. */
 export function needsGradient(t: Tensor): boolean {
   return t.requiresGrad || t.node !== null;
 }
 
+/**
+ * A fresh context for an op's forward, which fills its `saved` and `data`; for fused ops that run
+ * another op's forward and backward directly on part of their input.
+ * @example const ctx: Parameters<typeof crossEntropy.def.forward>[0] = opContext([logits, t], () => true);
+ */
+export function opContext<S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(
+  inputs: readonly Tensor[],
+  needsGrad: (i: number) => boolean,
+): OpContext<S, D> {
+  // Empty until the forward fills them: a backward reads them only after its forward ran.
+  return { inputs, saved: [] as Tensor[] as unknown as S, data: {} as D, needsGrad };
+}
+
 /** Turns an op definition into a callable that records the graph. */
-export function defineOp<A extends unknown[]>(def: OpDef<A>): Op<A> {
+export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(def: OpDef<A, S, D>): Op<A, S, D> {
   const call = (...args: A): Tensor => {
     const inputs: Tensor[] = [];
     for (const a of args) {
@@ -43,7 +64,7 @@ export function defineOp<A extends unknown[]>(def: OpDef<A>): Op<A> {
     }
     const record = isGradEnabled() && inputs.some(needsGradient);
     const needs = inputs.map((t) => record && needsGradient(t));
-    const ctx: OpContext = { inputs, saved: [], data: {}, needsGrad: (i) => needs[i] ?? false };
+    const ctx = opContext<S, D>(inputs, (i) => needs[i] ?? false);
     const previous = setGradEnabled(false);
     const scope = startScope();
     let out: Tensor;

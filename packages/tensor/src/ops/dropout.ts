@@ -5,7 +5,7 @@ import { ValueError } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { defaultGenerator } from '../random.js';
 import { empty, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
 
 const TWO_32 = 4294967296;
@@ -40,7 +40,7 @@ function runDropout(op: string, x: Tensor, p: number, seed: number): Tensor {
  */
 export const dropout = defineOp({
   name: 'dropout',
-  forward(ctx, x: Tensor, p: number, seed?: number) {
+  forward(ctx: OpContext<[], { p: number; seed: number }>, x: Tensor, p: number, seed?: number) {
     checkFloat('dropout', x);
     if (!(p >= 0 && p < 1)) throw new ValueError(`dropout: p must be in [0, 1), got ${p}`);
     if (seed !== undefined && !Number.isInteger(seed)) throw new ValueError(`dropout: seed must be an integer, got ${seed}`);
@@ -50,7 +50,7 @@ export const dropout = defineOp({
   },
   // dx = dy * mask / (1 - p), with the mask recomputed from the seed
   backward(ctx, g) {
-    const { p, seed } = ctx.data as { p: number; seed: number };
+    const { p, seed } = ctx.data;
     return [runDropout('dropout backward', g, p, seed)];
   },
 });

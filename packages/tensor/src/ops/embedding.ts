@@ -3,8 +3,8 @@
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
-import { empty, fromHost, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { empty, fromHost, Tensor, type DType } from '../tensor.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runFill } from './launch.js';
 
 /** The multi-index of flat index i in shape, for messages. */
@@ -44,7 +44,7 @@ function groupById(ids: Int32Array | Uint32Array): { uniq: Int32Array; offsets: 
  */
 export const embedding = defineOp({
   name: 'embedding',
-  forward(ctx, ids: Tensor, table: Tensor) {
+  forward(ctx: OpContext<[Tensor], { V: number; C: number; host: Int32Array | Uint32Array | null; dtype: DType }>, ids: Tensor, table: Tensor) {
     ids.storage('embedding');
     table.storage('embedding');
     if (ids.dtype !== 'i32') throw new DTypeError(`embedding: ids must be i32, got ${ids.dtype} ${fmtShape(ids.shape)}`);
@@ -76,14 +76,14 @@ export const embedding = defineOp({
         label: 'embedding',
       });
     }
-    ctx.saved.push(ic);
+    ctx.saved = [ic];
     ctx.data = { V, C, host, dtype: table.dtype };
     return out;
   },
   // dtable[v, :] = sum over positions n with ids[n] == v of dy[n, :]; ids: no gradient
   backward(ctx, g) {
-    const ids = ctx.saved[0]!;
-    const { V, C, host, dtype } = ctx.data as { V: number; C: number; host: Int32Array | null; dtype: 'f32' | 'f16' };
+    const [ids] = ctx.saved;
+    const { V, C, host, dtype } = ctx.data;
     const dy = contiguousData('embedding backward', g);
     const rt = getRuntime();
     const N = ids.size;

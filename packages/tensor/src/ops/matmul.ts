@@ -9,7 +9,7 @@ import { plan, type MatmulPlan, type Problem } from '../backend/matmul-plan.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { empty, numel, Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { broadcastShapes, checkFloat, checkSameDType, coalesce, runCopy, sumToShape } from './launch.js';
 import { transpose } from './views.js';
 
@@ -109,7 +109,7 @@ export function matmulPlan(a: Tensor, b: Tensor): MatmulPlan {
 export const matmul = defineOp({
   name: 'matmul',
   // Each gradient needs only the other operand: a is kept when b needs a gradient, b when a does.
-  forward(ctx, a: Tensor, b: Tensor) {
+  forward(ctx: OpContext<Tensor[], { shapes: [readonly number[], readonly number[]] }>, a: Tensor, b: Tensor) {
     ctx.data.shapes = [a.shape, b.shape];
     if (ctx.needsGrad(1)) ctx.saved.push(a);
     if (ctx.needsGrad(0)) ctx.saved.push(b);
@@ -117,7 +117,7 @@ export const matmul = defineOp({
   },
   // dA = dC B^T, dB = A^T dC (summed over broadcast batch dims)
   backward(ctx, g) {
-    const [aShape, bShape] = ctx.data.shapes as [readonly number[], readonly number[]];
+    const [aShape, bShape] = ctx.data.shapes;
     const a = ctx.needsGrad(1) ? ctx.saved[0]! : null;
     const b = ctx.needsGrad(0) ? ctx.saved[ctx.saved.length - 1]! : null;
     const da = b !== null ? sumToShape('matmul', runMatmul('matmul backward', g, transpose(b)), aShape) : null;

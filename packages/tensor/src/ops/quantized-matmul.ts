@@ -9,7 +9,7 @@ import { empty, type Tensor } from '../tensor.js';
 import { shareStep } from '../kernelgen/matmul.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
 import { choiceFor } from '../tuning.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat } from './launch.js';
 import { contiguous, reshape } from './views.js';
 
@@ -58,7 +58,7 @@ function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor 
  */
 export const quantizedMatmul = defineOp({
   name: 'quantizedMatmul',
-  forward(ctx, x: Tensor, w: QuantizedWeight) {
+  forward(ctx: OpContext<[], { w: QuantizedWeight }>, x: Tensor, w: QuantizedWeight) {
     checkFloat('quantizedMatmul', x);
     if (x.rank < 1 || x.shape[x.rank - 1] !== w.cols) {
       throw new ShapeError(`quantizedMatmul: x is ${fmtShape(x.shape)}, the weight is [${w.rows}, ${w.cols}]; x's last dim must equal the weight's in features (${w.cols})`);
@@ -70,7 +70,7 @@ export const quantizedMatmul = defineOp({
   },
   // dX = dY W (the weight is frozen: no gradient)
   backward(ctx, g) {
-    const w = ctx.data.w as QuantizedWeight;
+    const { w } = ctx.data;
     const lead = g.shape.slice(0, -1);
     const flat = reshape(contiguous(g), [lead.reduce((p, d) => p * d, 1), w.rows]); // [M, out]
     return [reshape(run(flat, w, false, 'quantizedMatmul backward'), [...lead, w.cols])];

@@ -2,7 +2,7 @@
 import { getRuntime } from '../backend/context.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runSumAxes, runUnary } from './launch.js';
 import { expand, normAxis } from './views.js';
 
@@ -20,7 +20,7 @@ function resultShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
 function sumLike(op: string, scaleOf: (n: number) => number) {
   return defineOp({
     name: op,
-    forward(ctx, x: Tensor, axis?: number | readonly number[], keepdim: boolean = false) {
+    forward(ctx: OpContext<[], { inShape: readonly number[]; keptShape: readonly number[]; scale: number }>, x: Tensor, axis?: number | readonly number[], keepdim: boolean = false) {
       checkFloat(op, x);
       const axes = reduceAxes(op, x, axis);
       const n = numel(axes.map((a) => x.shape[a]!));
@@ -31,7 +31,7 @@ function sumLike(op: string, scaleOf: (n: number) => number) {
     },
     // d sum/dx = 1 (mean: 1/n) broadcast over the reduced axes
     backward(ctx, g) {
-      const { inShape, keptShape, scale } = ctx.data as { inShape: number[]; keptShape: number[]; scale: number };
+      const { inShape, keptShape, scale } = ctx.data;
       // g may be any view (a transpose downstream): make it row-major before re-viewing its shape.
       const gk = contiguousData(op, g).view(keptShape, contiguousStrides(keptShape), 0);
       const spread = expand(gk, inShape);
@@ -49,19 +49,19 @@ export const mean = sumLike('mean', (n) => (n === 0 ? NaN : 1 / n));
 /** Maximum over one axis. The gradient goes to the first maximal element, as torch.max(dim) does. */
 export const max = defineOp({
   name: 'max',
-  forward(ctx, x: Tensor, axis: number, keepdim: boolean = false) {
+  forward(ctx: OpContext<[Tensor], { inShape: readonly number[]; a: number }>, x: Tensor, axis: number, keepdim: boolean = false) {
     checkFloat('max', x);
     const a = normAxis('max', axis, x.rank);
     const { values, indices } = maxWithIndices(x, a);
     const shape = resultShape(x, [a], keepdim);
-    ctx.saved.push(indices);
+    ctx.saved = [indices];
     ctx.data = { inShape: x.shape, a };
     return values.view(shape, contiguousStrides(shape), 0);
   },
   // d max/dx = 1 at the argmax, 0 elsewhere
   backward(ctx, g) {
-    const { inShape, a } = ctx.data as { inShape: number[]; a: number };
-    const indices = ctx.saved[0]!;
+    const { inShape, a } = ctx.data;
+    const [indices] = ctx.saved;
     const gk = contiguousData('max', g);
     const outer = numel(inShape.slice(0, a));
     const n = inShape[a]!;

@@ -4,7 +4,7 @@ import { getRuntime } from '../backend/context.js';
 import { ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
 
 /**
@@ -15,7 +15,7 @@ import { checkFloat, checkSameDType, contiguousData } from './launch.js';
  */
 export const rmsNorm = defineOp({
   name: 'rmsNorm',
-  forward(ctx, x: Tensor, weight: Tensor, eps: number = 1e-6) {
+  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number; C: number }>, x: Tensor, weight: Tensor, eps: number = 1e-6) {
     checkFloat('rmsNorm', x, weight);
     checkSameDType('rmsNorm', x, weight);
     const C = x.shape[x.rank - 1];
@@ -40,14 +40,14 @@ export const rmsNorm = defineOp({
         label: 'rmsNorm',
       });
     }
-    ctx.saved.push(xc, wc, rstd);
+    ctx.saved = [xc, wc, rstd];
     ctx.data = { rows, C };
     return y;
   },
   // With xhat = x * rstd: dx = rstd * (dy * w - xhat * mean_c(dy * w * xhat)); dw = sum_rows dy * xhat
   backward(ctx, g) {
-    const [x, w, rstd] = ctx.saved as [Tensor, Tensor, Tensor];
-    const { rows, C } = ctx.data as { rows: number; C: number };
+    const [x, w, rstd] = ctx.saved;
+    const { rows, C } = ctx.data;
     const dy = contiguousData('rmsNorm backward', g);
     const rt = getRuntime();
     let dx: Tensor | null = null;

@@ -6,7 +6,7 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
 
 /** The smallest table built; device-resident positions get at least max(this, T) rows. */
@@ -99,7 +99,7 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
  */
 export const rope = defineOp({
   name: 'rope',
-  forward(ctx, x: Tensor, positions: Tensor, theta: number = 10000) {
+  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number; theta: number }>, x: Tensor, positions: Tensor, theta: number = 10000) {
     x.storage('rope');
     positions.storage('rope');
     checkFloat('rope', x);
@@ -130,14 +130,14 @@ export const rope = defineOp({
     const cos = table ? table.cos.detach() : empty([0], 'f32');
     const sin = table ? table.sin.detach() : empty([0], 'f32');
     const rows = table?.rows ?? 0;
-    ctx.saved.push(pc, cos, sin);
+    ctx.saved = [pc, cos, sin];
     ctx.data = { rows, theta };
     return runRope('rope', x, pc, cos, sin, rows, theta, 1);
   },
   // The rotation is orthogonal: dx is dy rotated by -angle (sin negated). positions: none.
   backward(ctx, g) {
-    const [pc, cos, sin] = ctx.saved as [Tensor, Tensor, Tensor];
-    const { rows, theta } = ctx.data as { rows: number; theta: number };
+    const [pc, cos, sin] = ctx.saved;
+    const { rows, theta } = ctx.data;
     return [runRope('rope backward', g, pc, cos, sin, rows, theta, -1), null];
   },
 });

@@ -4,7 +4,7 @@ import { DTypeError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor, type DType } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { broadcastShapes, broadcastStrides, checkSameDType, coalesce, isFloat, runFill, runUnary, sumToShape } from './launch.js';
 
 function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
@@ -34,15 +34,15 @@ function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
 /** Elementwise `cond != 0 ? a : b` with broadcasting; cond may be u32, i32 or a float mask. */
 export const where = defineOp({
   name: 'where',
-  forward(ctx, cond: Tensor, a: Tensor, b: Tensor) {
-    ctx.saved.push(cond);
+  forward(ctx: OpContext<[Tensor], { aShape: readonly number[]; bShape: readonly number[] }>, cond: Tensor, a: Tensor, b: Tensor) {
+    ctx.saved = [cond];
     ctx.data = { aShape: a.shape, bShape: b.shape };
     return runWhere('where', cond, a, b);
   },
   // d/da = [cond], d/db = [!cond]; no gradient to the condition
   backward(ctx, g) {
-    const cond = ctx.saved[0]!;
-    const { aShape, bShape } = ctx.data as { aShape: number[]; bShape: number[] };
+    const [cond] = ctx.saved;
+    const { aShape, bShape } = ctx.data;
     const zero = runFill([], g.dtype, 0, null);
     return [
       null,
@@ -63,7 +63,7 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
 /** Converts to another dtype (f32 <-> f16, floats <-> integers by truncation); a copy. */
 export const cast = defineOp({
   name: 'cast',
-  forward(ctx, x: Tensor, dtype: DType) {
+  forward(ctx: OpContext<[], { from: DType }>, x: Tensor, dtype: DType) {
     if ((dtype === 'f16' || x.dtype === 'f16') && !hasF16()) {
       throw new DTypeError(`cast: ${x.dtype} ${fmtShape(x.shape)} to ${dtype} needs shader-f16, which this adapter lacks; stay in f32`);
     }
@@ -74,7 +74,7 @@ export const cast = defineOp({
   },
   // the gradient is cast back to the input's dtype (none flows to integers)
   backward(ctx, g) {
-    const { from } = ctx.data as { from: DType };
+    const { from } = ctx.data;
     return [isFloat(from) ? runUnary('cast', g, 'v', 0, from) : null];
   },
 });

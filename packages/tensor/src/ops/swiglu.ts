@@ -4,7 +4,7 @@ import { getRuntime } from '../backend/context.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, checkSameDType, contiguousData } from './launch.js';
 
 /**
@@ -15,7 +15,7 @@ import { checkFloat, checkSameDType, contiguousData } from './launch.js';
  */
 export const swiglu = defineOp({
   name: 'swiglu',
-  forward(ctx, gate: Tensor, up: Tensor) {
+  forward(ctx: OpContext<[Tensor, Tensor]>, gate: Tensor, up: Tensor) {
     checkFloat('swiglu', gate, up);
     checkSameDType('swiglu', gate, up);
     if (gate.rank !== up.rank || gate.shape.some((d, i) => d !== up.shape[i])) {
@@ -34,13 +34,13 @@ export const swiglu = defineOp({
         label: 'swiglu',
       });
     }
-    ctx.saved.push(gc, uc);
+    ctx.saved = [gc, uc];
     return y;
   },
   // With s = sigmoid(gate): d gate = g * up * s * (1 + gate * (1 - s)) (= g * up * silu'(gate)),
   // d up = g * gate * s (= g * silu(gate)); one kernel writes both.
   backward(ctx, g) {
-    const [gate, up] = ctx.saved as [Tensor, Tensor];
+    const [gate, up] = ctx.saved;
     const dy = contiguousData('swiglu backward', g);
     const dGate = empty(gate.shape, gate.dtype);
     const dUp = empty(up.shape, up.dtype);

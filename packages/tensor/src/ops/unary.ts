@@ -1,6 +1,6 @@
 // Elementwise functions: exp, log, sqrt, rsqrt, pow (number exponent), silu, relu.
 import { Tensor } from '../tensor.js';
-import { defineOp } from './define.js';
+import { defineOp, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary } from './launch.js';
 
 /** e^x. */
@@ -65,7 +65,7 @@ export const rsqrt = defineOp({
 /** x^p for a number exponent p (negative bases allowed with integer p). */
 export const pow = defineOp({
   name: 'pow',
-  forward(ctx, x: Tensor, p: number) {
+  forward(ctx: OpContext<Tensor[], { p: number }>, x: Tensor, p: number) {
     checkFloat('pow', x);
     ctx.saved.push(x);
     ctx.data = { p };
@@ -74,7 +74,7 @@ export const pow = defineOp({
   },
   // d x^p/dx = p x^(p-1)
   backward(ctx, g) {
-    const { p } = ctx.data as { p: number };
+    const { p } = ctx.data;
     const x = ctx.saved[0]!;
     if (p === 0) return [runUnary('pow', g, '0.0 * v')];
     const d = p === 2 ? runUnary('pow', x, '2.0 * v') : runUnary('pow', x, `${fmtFloat(p)} * signed_pow(v, c)`, p - 1);

@@ -2,7 +2,7 @@
 // copies only a non-contiguous input); contiguous and cat copy.
 import { ShapeError, fmtShape } from '../errors.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
-import { defineOp, type Op } from './define.js';
+import { defineOp, type OpContext, type Op } from './define.js';
 import { contiguousData, runCopy, runFill, runSumAxes } from './launch.js';
 
 /** Resolves a possibly negative axis against a rank. */
@@ -15,9 +15,9 @@ export function normAxis(op: string, axis: number, rank: number): number {
 }
 
 /** Same elements in another shape; one dimension may be -1. */
-export const reshape: Op<[Tensor, readonly number[]]> = defineOp({
+export const reshape: Op<[Tensor, readonly number[]], [], { inShape: readonly number[] }> = defineOp({
   name: 'reshape',
-  forward(ctx, x: Tensor, shape: readonly number[]) {
+  forward(ctx: OpContext<[], { inShape: readonly number[] }>, x: Tensor, shape: readonly number[]) {
     const target = [...shape];
     const unknown = target.indexOf(-1);
     if (unknown !== target.lastIndexOf(-1)) throw new ShapeError(`reshape: ${fmtShape(shape)} has more than one -1`);
@@ -37,14 +37,14 @@ export const reshape: Op<[Tensor, readonly number[]]> = defineOp({
     return c.view(target, contiguousStrides(target), 0);
   },
   backward(ctx, g) {
-    return [reshape(g, (ctx.data as { inShape: number[] }).inShape)];
+    return [reshape(g, ctx.data.inShape)];
   },
 });
 
 /** Reorders dimensions: result dimension i is input dimension `order[i]`. A view. */
-export const permute: Op<[Tensor, readonly number[]]> = defineOp({
+export const permute: Op<[Tensor, readonly number[]], [], { axes: number[] }> = defineOp({
   name: 'permute',
-  forward(ctx, x: Tensor, order: readonly number[]) {
+  forward(ctx: OpContext<[], { axes: number[] }>, x: Tensor, order: readonly number[]) {
     const axes = order.map((a) => normAxis('permute', a, x.rank));
     if (axes.length !== x.rank || new Set(axes).size !== axes.length) {
       throw new ShapeError(`permute: order ${fmtShape(order)} is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
@@ -58,7 +58,7 @@ export const permute: Op<[Tensor, readonly number[]]> = defineOp({
     );
   },
   backward(ctx, g) {
-    const { axes } = ctx.data as { axes: number[] };
+    const { axes } = ctx.data;
     const inverse = new Array<number>(axes.length);
     axes.forEach((a, i) => (inverse[a] = i));
     return [permute(g, inverse)];
@@ -77,7 +77,7 @@ export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
 /** Elements start <= i < end along `axis` (negative indices count from the end). A view. */
 export const slice = defineOp({
   name: 'slice',
-  forward(ctx, x: Tensor, axis: number, start: number, end?: number) {
+  forward(ctx: OpContext<[], { a: number; s: number; inShape: readonly number[] }>, x: Tensor, axis: number, start: number, end?: number) {
     const a = normAxis('slice', axis, x.rank);
     const n = x.shape[a]!;
     const s = Math.min(Math.max(start < 0 ? start + n : start, 0), n);
@@ -92,7 +92,7 @@ export const slice = defineOp({
   },
   // The gradient is g placed into zeros at the sliced positions.
   backward(ctx, g) {
-    const { a, s, inShape } = ctx.data as { a: number; s: number; inShape: number[] };
+    const { a, s, inShape } = ctx.data;
     const out = runFill(inShape, g.dtype, 0, null);
     const strides = contiguousStrides(inShape);
     runCopy('slice', g, out.view(g.shape, strides, s * strides[a]!));
@@ -103,7 +103,7 @@ export const slice = defineOp({
 /** Broadcasts size-1 dimensions to `shape` (and adds leading ones). A view with zero strides. */
 export const expand = defineOp({
   name: 'expand',
-  forward(ctx, x: Tensor, shape: readonly number[]) {
+  forward(ctx: OpContext<[], { inShape: readonly number[]; lead: number }>, x: Tensor, shape: readonly number[]) {
     const lead = shape.length - x.rank;
     if (lead < 0) throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to the lower rank ${fmtShape(shape)}`);
     const strides = shape.map((d, i) => {
@@ -117,7 +117,7 @@ export const expand = defineOp({
     return x.view([...shape], strides, x.offset, 'expand');
   },
   backward(ctx, g) {
-    const { inShape, lead } = ctx.data as { inShape: number[]; lead: number };
+    const { inShape, lead } = ctx.data;
     const axes: number[] = [];
     g.shape.forEach((d, i) => {
       if (i < lead || (inShape[i - lead] === 1 && d !== 1)) axes.push(i);
@@ -142,7 +142,7 @@ export const contiguous = defineOp({
 /** Joins tensors of equal shape except along `axis`. */
 export const cat = defineOp({
   name: 'cat',
-  forward(ctx, xs: readonly Tensor[], axis: number = 0) {
+  forward(ctx: OpContext<[], { a: number; sizes: number[] }>, xs: readonly Tensor[], axis: number = 0) {
     if (xs.length === 0) throw new ShapeError('cat: needs at least one tensor');
     const first = xs[0]!;
     const a = normAxis('cat', axis, first.rank);
@@ -167,7 +167,7 @@ export const cat = defineOp({
     return out;
   },
   backward(ctx, g) {
-    const { a, sizes } = ctx.data as { a: number; sizes: number[] };
+    const { a, sizes } = ctx.data;
     let at = 0;
     return sizes.map((n) => {
       const part = slice(g, a, at, at + n);
