@@ -2,7 +2,7 @@
 // fused row kernel (max, logsumexp, loss) that never materialises softmax, a GPU-side reduction
 // whose count of valid targets stays on the GPU, and one backward kernel from the saved logsumexp.
 import { getRuntime } from '../backend/context.js';
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { DTypeError, ShapeError, ValueError, fmtShape, unravelIndex } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
@@ -20,15 +20,6 @@ export interface CrossEntropyOptions {
 }
 
 const MODES: Record<Reduction, number> = { mean: 0, sum: 1, none: 2 };
-
-function unravelIndex(i: number, shape: readonly number[]): number[] {
-  const idx = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return idx;
-}
 
 /**
  * Cross-entropy between logits [N, V] (or [B, T, V]) and i32 class targets [N] (or [B, T]), as

@@ -1,21 +1,11 @@
 // embedding: row lookup in a [V, C] table; the backward is a deterministic scatter-add without
 // float atomics (rows grouped by id on the host when the ids have a host copy).
 import { getRuntime } from '../backend/context.js';
-import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { DTypeError, ShapeError, ValueError, fmtShape, unravelIndex } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { empty, fromHost, Tensor, type DType } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runFill } from './launch.js';
-
-/** The multi-index of flat index i in shape, for messages. */
-function unravelIndex(i: number, shape: readonly number[]): number[] {
-  const idx = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return idx;
-}
 
 /** Ids grouped by value (CSR): unique ids ascending, offsets into positions (ascending per id). */
 function groupById(ids: Int32Array | Uint32Array): { uniq: Int32Array; offsets: Int32Array; positions: Int32Array } {
