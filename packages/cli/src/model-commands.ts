@@ -1,0 +1,157 @@
+// `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions, merged
+// into a Hugging Face folder, or scored on a data file with the training prompt and masking.
+import { Command } from 'commander';
+import { applyLora, loadAdapter, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
+import {
+  ConfigError,
+  DEFAULT_CONFIG,
+  DEFAULT_GENERATION,
+  DEMO_DATA_PATH,
+  LoraModel,
+  answerQuestions,
+  baseDtypeOption,
+  checkContext,
+  checkMergeOut,
+  checkMicroBatchFits,
+  evaluate,
+  loadBaseModel,
+  loadRecords,
+  resolveConfig,
+  resolveTemplate,
+  tokenizeRecords,
+  type Answer,
+  type TrainConfig,
+} from '@huatuo/sft';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { openDevice, say } from './terminal.js';
+
+const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
+
+/** The checked value of a command's --quantize flag. */
+function quantizeFlag(v: unknown): TrainConfig['quantize'] {
+  return resolveConfig({ '--quantize': v ?? 'none' }).quantize;
+}
+
+/** The `generate` subcommand. */
+export function buildGenerateCommand(): Command {
+  return new Command('generate')
+    .description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)")
+    .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
+    .option('--adapter <dir>', 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+    .option('--prompt <text>', 'one question')
+    .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json)')
+    .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
+    .option('--append', 'add the answers to the end of --output instead of replacing it')
+    .option('--template <name>', 'prompt template name or file', 'med_template')
+    .option('--num-beams <n>', 'beams (1: greedy or sampling)', String(DEFAULT_GENERATION.numBeams))
+    .option('--max-new-tokens <n>', 'most new tokens per answer', String(DEFAULT_GENERATION.maxNewTokens))
+    .option('--do-sample', 'sample with temperature, top-k and top-p instead of beam search')
+    .option('--temperature <t>', 'sampling temperature', String(DEFAULT_GENERATION.temperature))
+    .option('--top-p <p>', 'nucleus sampling mass', String(DEFAULT_GENERATION.topP))
+    .option('--top-k <k>', 'sample among the k most likely tokens', String(DEFAULT_GENERATION.topK))
+    .option('--repetition-penalty <x>', 'penalty for repeated tokens (1: none)', '1')
+    .option('--seed <n>', 'sampling seed', '0')
+    .option('--quantize <format>', QUANTIZE_HELP, 'none')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      if (!opts.prompt === !opts.input) throw new ConfigError('--prompt', 'give exactly one of --prompt <text> or --input <file>');
+      if (opts.append && !opts.output) throw new ConfigError('--append', 'appends to the file of --output <file>; give one');
+      const num = (flag: string, v: unknown, integer: boolean, min: number): number => {
+        const n = Number(v);
+        if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) throw new ConfigError(flag, `expected ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(v)}`);
+        return n;
+      };
+      const generation = {
+        numBeams: num('--num-beams', opts.numBeams, true, 1),
+        maxNewTokens: num('--max-new-tokens', opts.maxNewTokens, true, 1),
+        doSample: Boolean(opts.doSample),
+        temperature: num('--temperature', opts.temperature, false, 0),
+        topP: num('--top-p', opts.topP, false, 0),
+        topK: num('--top-k', opts.topK, true, 0),
+        repetitionPenalty: num('--repetition-penalty', opts.repetitionPenalty, false, 0),
+        seed: num('--seed', opts.seed, true, 0),
+      };
+      if (generation.doSample) generation.numBeams = 1;
+      const template = resolveTemplate(String(opts.template));
+      const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map((r) => r.instruction);
+      const quantize = quantizeFlag(opts.quantize);
+      await openDevice();
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      if (opts.adapter) {
+        applyLora(base.model, {});
+        await loadAdapter(base.model, String(opts.adapter));
+      }
+      const output = opts.output ? String(opts.output) : null;
+      const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
+      const answerAll = (onAnswer: (a: Answer) => Promise<void>) => answerQuestions(base.model, base.tokenizer, template, questions, { ...generation, onAnswer });
+      if (output === null) {
+        await answerAll(async (a) => void say(`${a.question}\n=> ${a.answer}\n`));
+        return;
+      }
+      await mkdir(dirname(resolve(output)), { recursive: true });
+      if (opts.append) {
+        await answerAll((a) => appendFile(output, line(a)));
+        say(`appended ${questions.length} answers to ${output}`);
+      } else {
+        // The answers replace the file only once all are written: a failed run leaves it as it was.
+        await writeFileAtomic(output, (file) => answerAll(async (a) => void (await file.write(line(a)))));
+        say(`wrote ${questions.length} answers to ${output}`);
+      }
+    });
+}
+
+/** The `merge` subcommand. */
+export function buildMergeCommand(): Command {
+  return new Command('merge')
+    .description('merge a LoRA adapter into the base weights and save a Hugging Face folder (sharded safetensors, index, config, tokenizer)')
+    .requiredOption('--base <folder>', 'base model folder')
+    .requiredOption('--adapter <dir>', 'PEFT adapter folder')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+    .requiredOption('--out <folder>', 'where to write the merged model')
+    .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
+    .option('--overwrite', 'replace a model already in --out (never the --base folder)')
+    .option('--quantize <format>', `${QUANTIZE_HELP}, as the adapter was trained; the merged model is written in f16`, 'none')
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; baseDtype: string }) => {
+      const quantize = quantizeFlag(opts.quantize);
+      checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
+      await openDevice();
+      const base = await loadBaseModel(opts.base, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
+      applyLora(base.model, {});
+      await loadAdapter(base.model, opts.adapter);
+      mergeAdapter(base.model);
+      const result = await saveMergedModel(base.model, opts.out, { maxShardBytes: Number(opts.maxShardSize), tokenizerDir: opts.base });
+      say(`wrote ${opts.out} (${JSON.stringify(result).slice(0, 200)})`);
+    });
+}
+
+/** The `eval` subcommand. */
+export function buildEvalCommand(): Command {
+  return new Command('eval')
+    .description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking')
+    .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
+    .option('--adapter <dir>', 'PEFT adapter folder')
+    .option('--data <file>', 'data file (default: the built-in demo sample)')
+    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+    .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
+    .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
+    .option('--micro-batch <n>', 'examples per forward pass', '1')
+    .option('--quantize <format>', QUANTIZE_HELP, 'none')
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; baseDtype: string }) => {
+      const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
+      await openDevice();
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      checkContext(config.cutoffLen, base.model.config, base.name);
+      if (opts.adapter) {
+        applyLora(base.model, {});
+        await loadAdapter(base.model, opts.adapter);
+      }
+      const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
+      const tok = base.tokenizer;
+      const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), { encode: (t, o) => tok.encode(t, o), bosId: tok.bosId, eosId: tok.eosId, padId: 0 }, { cutoffLen: config.cutoffLen, trainOnInputs: false });
+      checkMicroBatchFits(base.model, examples, config.microBatchSize as number, { file, flag: '--micro-batch', shuffled: false });
+      const loss = await evaluate(new LoraModel(base.model, base.name), examples, config, config.microBatchSize as number);
+      say(`${file}: ${examples.length} records, loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)} (base weights ${base.model.dtype})`);
+    });
+}
