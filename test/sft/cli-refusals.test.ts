@@ -59,24 +59,18 @@ function smallBindingLimit(): boolean {
   return Math.min(info.maxStorageBufferBindingSize, info.maxBufferSize) <= 128 * 2 ** 20;
 }
 
-test('micro-batches whose largest activation exceeds the binding limit are refused before any step, naming --micro-batch or --cutoff-len and the limit', async (t) => {
-  if (!smallBindingLimit()) return t.skip('the adapter binds more than 128 MiB; these micro-batches fit');
-  // An MLP 16384 wide: [1, 2048, 16384] f32 is 128 MiB, so a micro-batch of two 2,048-token sequences is over.
+test('micro-batches whose MLP activation exceeds the binding limit are not refused: the MLP runs in chunks of tokens', async (t) => {
+  if (!smallBindingLimit()) return t.skip('the adapter binds more than 128 MiB; these micro-batches fit unsplit');
+  // An MLP 16384 wide: [1, 2048, 16384] f32 is 128 MiB, so [2, 2048, 16384] and [1, 4096, 16384] are over.
   const wide = createRandomLlama(configFromPreset('tiny', { ...SMALL_MODEL, intermediateSize: 16384, maxPositionEmbeddings: 4096 }), { seed: 7, dtype: 'f32' });
   const wideDir = join(tmp(), 'wide-llama');
   await saveMergedModel(wide, wideDir, { tokenizerDir: llamaTokenizerDir() });
   wide.dispose();
   const long = ['--base', wideDir, '--data', longPath, '--val-set-size', '2', '--batch-size', '4', '--lora-r', '4', '--lora-alpha', '8', '--precision', 'f32'];
-  const mb = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '2048', '--micro-batch', '2']);
-  assert.equal(mb.code, 1, mb.stdout);
-  assert.match(mb.stderr, /ConfigError: --micro-batch: .*MLP activation \[2, 2048, 16384\] f32 needs 256\.0 MiB, over the adapter's binding limit of 128\.0 MiB/);
-  const cut = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', '4096', '--micro-batch', '1']);
-  assert.equal(cut.code, 1, cut.stdout);
-  assert.match(cut.stderr, /ConfigError: --cutoff-len: .*cannot fit: its MLP activation \[1, 4096, 16384\] f32 needs 256\.0 MiB.*lower --cutoff-len/);
-  const evalRun = await cli(['eval', '--base', wideDir, '--data', longPath, '--cutoff-len', '2048', '--micro-batch', '4', '--base-dtype', 'f32']);
-  assert.equal(evalRun.code, 1, evalRun.stdout);
-  assert.match(evalRun.stderr, /ConfigError: --micro-batch: .*binding limit of 128\.0 MiB.*lower --micro-batch from 4 to 1 or less/);
-  assert.doesNotMatch(evalRun.stderr + cut.stderr + mb.stderr, /ShapeError|split it/);
+  for (const [cutoff, mb] of [['2048', '2'], ['4096', '1']] as const) {
+    const run = await cli(['train', '--dry-run', ...long, '--output-dir', join(tmp(), 'out'), '--cutoff-len', cutoff, '--micro-batch', mb]);
+    assert.equal(run.code, 0, `--cutoff-len ${cutoff} --micro-batch ${mb}: ${run.stderr}`);
+  }
 });
 
 test('the logits of a long micro-batch do not limit it: the loss runs lm_head in chunks of rows', async () => {

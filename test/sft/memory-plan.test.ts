@@ -30,8 +30,12 @@ test('refuses an explicit --micro-batch that cannot fit, naming it, when a small
   assert.throws(() => fitMicroBatch(sevenB, config, 'f16', limits(8)), (e: unknown) => e instanceof ConfigError && e.flag === '--micro-batch' && /smaller/.test(e.message));
 });
 
-test('refuses a sequence whose activation exceeds the binding limit, naming --cutoff-len', () => {
-  const config = resolveConfig({ '--cutoff-len': '8192' });
+test('splits an MLP activation over the binding limit, and refuses only hidden states over it, naming --cutoff-len', () => {
   const small = { maxBufferSize: 256 * 1024 ** 2, maxStorageBufferBindingSize: 128 * 1024 ** 2 };
-  assert.throws(() => fitMicroBatch(sevenB, config, 'f16', small), (e: unknown) => e instanceof ConfigError && e.flag === '--cutoff-len');
+  // [2, 8192, 11008] f16 in the MLP is 344 MiB and runs in chunks; the hidden states [2, 8192, 4096] f16 are 128 MiB.
+  assert.equal(fitMicroBatch(sevenB, resolveConfig({ '--cutoff-len': '8192' }), 'f16', small), 2);
+  assert.throws(
+    () => fitMicroBatch(sevenB, resolveConfig({ '--cutoff-len': '32768' }), 'f16', small),
+    (e: unknown) => e instanceof ConfigError && e.flag === '--cutoff-len' && /hidden states \[1, 32768, 4096\] f16 needs 256\.0 MiB/.test(e.message),
+  );
 });

@@ -102,7 +102,7 @@ export type { LoadLlamaOptions } from './weights-load.js';
 export { loadLlama } from './weights-node.js';
 
 // Memory planning
-export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, projectionBytes, splitRows } from './memory.js';
+export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, projectionBytes, splitRows, mlpChunkRows } from './memory.js';
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './memory.js';
 
 // LoRA in PEFT's format

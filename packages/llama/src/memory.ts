@@ -80,7 +80,7 @@ export interface MemoryPlan {
    * rebuilt in backward are not held at once (the larger counts).
    */
   readonly total: number;
-  /** The largest single activation tensor, which cannot be split. */
+  /** The largest activation tensor that is not split (the MLP's is, in chunks of token rows, over the binding limit). */
   readonly largestActivation: { readonly name: string; readonly bytes: number };
   /** Weights split to fit the binding limit (empty when no limits were given or all fit). */
   readonly splits: readonly TensorSplit[];
@@ -104,6 +104,15 @@ export function splitRows(rows: number, rowBytes: number, limit: number): number
   const parts: number[] = [];
   for (let at = 0; at < rows; at += per) parts.push(Math.min(per, rows - at));
   return parts;
+}
+
+/**
+ * Token rows per chunk of the MLP for N tokens: N when [N, I] fits `limit`, else the most rows
+ * whose [rows, I] activation does (the decoder layer then runs its MLP chunk by chunk).
+ */
+export function mlpChunkRows(N: number, I: number, dtype: 'f32' | 'f16', limit: number): number {
+  const rowBytes = I * (dtype === 'f16' ? 2 : 4);
+  return N * rowBytes <= limit ? N : Math.max(1, Math.floor(limit / rowBytes));
 }
 
 /** Output and input sizes of a projection. */
@@ -205,7 +214,9 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
 
   const candidates: [string, number][] = [
     [training ? `loss chunk of logits [${logitRows}, ${V}] f32` : logitRows === B && T > 1 ? `logits [${B}, 1, ${V}] f32` : `logits [${B}, ${T}, ${V}] f32`, logitBytes],
-    [`MLP activation [${B}, ${T}, ${I}] ${options.dtype ?? 'f32'}`, N * I * bytes],
+    // The MLP's [B, T, I] runs in chunks of token rows when over the binding limit (mlpChunkRows):
+    // the hidden states [B, T, C] (residual, norms, attention) are the largest that stay whole.
+    [`hidden states [${B}, ${T}, ${C}] ${options.dtype ?? 'f32'}`, N * C * bytes],
   ];
   const largest = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));
 
@@ -253,7 +264,7 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
 
 /**
  * Throws MemoryError, with the whole estimate in the message, when the plan cannot fit:
- * an activation tensor over the binding or buffer limit (activations cannot be split), or
+ * an activation that is not split (the hidden states, a loss chunk) over the binding or buffer limit, or
  * a total over `limits.totalMemory` when that is known.
  */
 export function checkMemoryPlan(plan: MemoryPlan, limits: MemoryLimits, what = 'this run'): void {

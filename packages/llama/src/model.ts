@@ -7,6 +7,7 @@ import {
   add,
   attention,
   cast,
+  cat,
   checkpoint,
   crossEntropy,
   embedding,
@@ -25,6 +26,7 @@ import {
 import type { LlamaConfig } from './config.js';
 import { lmHeadLoss } from './chunked-loss.js';
 import { ModelError } from './errors.js';
+import { mlpChunkRows } from './memory.js';
 import type { KvCache } from './kv-cache.js';
 import { Linear } from './linear.js';
 import type { LoraConfig } from './lora-config.js';
@@ -98,10 +100,22 @@ export class DecoderLayer {
     const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
     x = add(x, this.oProj.forward(merged, projSeed(seed, 3)));
-    // SwiGLU MLP: down(silu(gate(h)) * up(h)).
     const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
-    const inner = swiglu(this.gateProj.forward(h2, projSeed(seed, 4)), this.upProj.forward(h2, projSeed(seed, 5))); // [B, T, I]
-    return add(x, this.downProj.forward(inner, projSeed(seed, 6))); // [B, T, C]
+    const rows = mlpChunkRows(B * T, c.intermediateSize, model.dtype, model.maxBindingBytes);
+    if (rows >= B * T) return add(x, this.mlp(h2, seed === undefined ? undefined : (i) => projSeed(seed, i))); // [B, T, C]
+    // [B, T, I] is over the binding limit: the MLP runs on chunks of token rows (each row is independent).
+    const flat = reshape(h2, [B * T, c.hiddenSize]); // [N, C]
+    const outs: Tensor[] = [];
+    for (let s = 0, k = 0; s < B * T; s += rows, k++) {
+      outs.push(this.mlp(slice(flat, 0, s, s + rows), seed === undefined ? undefined : (i) => projSeed(seed, i + 3 * (k + 1)))); // [n, C]
+    }
+    return add(x, reshape(cat(outs, 0), [B, T, c.hiddenSize])); // [B, T, C]
+  }
+
+  /** SwiGLU MLP down(silu(gate(h)) * up(h)): [..., C] -> [..., C]; `seeds(i)` gives gate's (4), up's (5) and down's (6) dropout seeds. */
+  private mlp(h: Tensor, seeds: ((i: number) => number | undefined) | undefined): Tensor {
+    const inner = swiglu(this.gateProj.forward(h, seeds?.(4)), this.upProj.forward(h, seeds?.(5))); // [..., I]
+    return this.downProj.forward(inner, seeds?.(6));
   }
 }
 
@@ -123,6 +137,11 @@ export class LlamaModel {
    * are unchanged; activation memory is one layer's instead of all layers'.
    */
   gradientCheckpointing = false;
+  /**
+   * Bytes one activation buffer may hold: where the MLP's [B, T, I] would be larger, it runs on
+   * chunks of token rows. Set when the model is created: the limit its weights were split at.
+   */
+  maxBindingBytes = Infinity;
   private dropoutCounter: number;
 
   constructor(

@@ -124,7 +124,9 @@ export function assembleModel(
   const norm = vec('model.norm.weight');
   const head = config.tieWordEmbeddings ? embed : mat('lm_head.weight');
   const lmHead = new Linear('lm_head', config.vocabSize, config.hiddenSize, head);
-  return new LlamaModel(config, dtype, embed, layers, norm, lmHead);
+  const model = new LlamaModel(config, dtype, embed, layers, norm, lmHead);
+  model.maxBindingBytes = limit;
+  return model;
 }
 
 /** Options of {@link createRandomLlama}. */

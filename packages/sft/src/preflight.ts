@@ -48,8 +48,8 @@ function worstMicroBatch(lengths: readonly number[], size: number, shuffled: boo
 
 /**
  * Refuses micro-batches with an activation one storage binding cannot hold. The loss runs lm_head
- * in chunks of rows, so the largest tensor is a layer's activation over the micro-batch's padded
- * tokens ([B, T, intermediate] in the MLP), sized by the memory planner.
+ * in chunks of rows and the MLP in chunks of tokens, so the largest tensor is the hidden states over the
+ * micro-batch's padded tokens ([B, T, C]), sized by the memory planner.
  */
 export function checkMicroBatchFits(model: LlamaModel, examples: readonly TokenizedExample[], microBatchSize: number, source: MicroBatchSource): void {
   const info = deviceInfo();
