@@ -5,7 +5,8 @@ import { AdapterError, ModelError } from './errors.js';
 import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
 import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
 import type { LlamaModel } from './model.js';
-import { SafetensorsFile, serializeSafetensors } from './safetensors.js';
+import { SafetensorsFile } from './safetensors.js';
+import { serializeSafetensors } from './safetensors-write.js';
 import type { ByteSource } from './source.js';
 
 /** PEFT's adapter file names. */

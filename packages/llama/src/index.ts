@@ -28,26 +28,12 @@ export {
 } from './dtype-convert.js';
 
 // Safetensors: streaming reader and writers
-export {
-  SafetensorsFile,
-  safetensorsDTypeSizes,
-  isSafetensorsDType,
-  maxHeaderBytes,
-  convertFloatBytes,
-  planSafetensors,
-  serializeSafetensors,
-} from './safetensors.js';
-export type {
-  SafetensorsDType,
-  TensorInfo,
-  HostFloatDType,
-  HostFloatArray,
-  TensorData,
-  TensorToWrite,
-  SafetensorsOrder,
-  SafetensorsWriteOptions,
-  SafetensorsPlan,
-} from './safetensors.js';
+export { SafetensorsFile, convertFloatBytes } from './safetensors.js';
+export type { HostFloatDType, HostFloatArray } from './safetensors.js';
+export { safetensorsDTypeSizes, isSafetensorsDType, maxHeaderBytes } from './safetensors-header.js';
+export type { SafetensorsDType, TensorInfo } from './safetensors-header.js';
+export { planSafetensors, serializeSafetensors } from './safetensors-write.js';
+export type { TensorData, TensorToWrite, SafetensorsOrder, SafetensorsWriteOptions, SafetensorsPlan } from './safetensors-write.js';
 export {
   Checkpoint,
   openCheckpointFromFiles,

@@ -7,7 +7,7 @@ import { AdapterError, ModelError } from './errors.js';
 import type { Linear } from './linear.js';
 import { peftKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
 import type { LlamaModel } from './model.js';
-import type { TensorToWrite } from './safetensors.js';
+import type { TensorToWrite } from './safetensors-write.js';
 
 /** Options of {@link applyLora}. */
 export interface ApplyLoraOptions {

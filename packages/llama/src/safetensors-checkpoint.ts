@@ -2,13 +2,8 @@
 // `model.safetensors.index.json`, read tensor by tensor with progress. Browser-safe.
 
 import { SafetensorsError } from './errors.js';
-import {
-  SafetensorsFile,
-  convertFloatBytes,
-  type HostFloatArray,
-  type HostFloatDType,
-  type TensorInfo,
-} from './safetensors.js';
+import { SafetensorsFile, convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
+import type { TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';
 
 /** File name of a sharded checkpoint's index. */

@@ -4,13 +4,8 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsError } from './errors.js';
-import {
-  SafetensorsFile,
-  planSafetensors,
-  tensorBytes,
-  type SafetensorsWriteOptions,
-  type TensorToWrite,
-} from './safetensors.js';
+import { SafetensorsFile } from './safetensors.js';
+import { planSafetensors, tensorBytes, type SafetensorsWriteOptions, type TensorToWrite } from './safetensors-write.js';
 import { Checkpoint, safetensorsIndexName, safetensorsSingleName } from './safetensors-checkpoint.js';
 import { openFileSource } from './source-node.js';
 import { writeFileAtomic } from './write-atomic-node.js';

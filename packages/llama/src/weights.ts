@@ -24,7 +24,7 @@ import { Linear } from './linear.js';
 import { loraTargetModules, modulePath, type LoraTargetModule } from './lora-config.js';
 import { projectionShape, splitRows } from './memory.js';
 import { DecoderLayer, LlamaModel } from './model.js';
-import type { TensorToWrite } from './safetensors.js';
+import type { TensorToWrite } from './safetensors-write.js';
 
 /** A weight the config implies: Hugging Face name and shape. */
 export interface WeightSpec {
