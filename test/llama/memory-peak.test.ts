@@ -1,8 +1,9 @@
 // The memory plan against the buffer pool's measured peak (runtimeStats().peakBytes) on one decoder
-// layer at LLaMA-7B width (hidden 4096, MLP 11008, 32 heads; f16 zero weights, vocabulary 256):
-// the training forward, graph and loss kept, with and without checkpointing, within 10 %.
-// (Backward at this width takes minutes on lavapipe; the full step's peak is held on the tiny
-// model in checkpoint.test.ts.)
+// layer at LLaMA-7B width (hidden 4096, MLP 11008; f16 zero weights, vocabulary 256): a whole training
+// step (loss, backward, LoRA gradients), with and without checkpointing, within 10 % (measured: 0.98).
+// Heads of 32 (128 of them) instead of LLaMA's 32 heads of 128: the plan differs only in the logsumexp
+// (B H T f32, 8 KiB here), and on lavapipe the first dispatch of the attention backward kernels at
+// head width 128 takes 13 minutes (compiling them: the same step then runs in 5 s), at 32 a second.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { hasF16, initWebGPU, resetPeakBytes, runtimeStats, synchronize, tensor, tidy } from '@huatuo/tensor';
@@ -13,9 +14,9 @@ describe('the memory plan at LLaMA-7B width', () => {
     await initWebGPU();
   });
 
-  it('is within 10 % of the measured peak of a training forward, with and without gradient checkpointing', async (t) => {
+  it('is within 10 % of the measured peak of a training step, forward and backward, with and without gradient checkpointing', async (t) => {
     if (!hasF16()) return t.skip('needs shader-f16');
-    const config = configFromPreset('llama-7b', { numHiddenLayers: 1, vocabSize: 256 });
+    const config = configFromPreset('llama-7b', { numHiddenLayers: 1, vocabSize: 256, numAttentionHeads: 128, numKeyValueHeads: 128 });
     const model = createRandomLlama(config, { dtype: 'f16', std: 0 });
     try {
       const lora = { r: 8, targetModules: ['q_proj', 'v_proj'] as const };
@@ -27,9 +28,16 @@ describe('the memory plan at LLaMA-7B width', () => {
         model.training = true;
         await synchronize();
         resetPeakBytes();
-        tidy(() => model.loss(tensor(ids, [B, T]), tensor(ids, [B, T])));
+        tidy(() => model.loss(tensor(ids, [B, T]), tensor(ids, [B, T])).backward());
         model.training = false;
+        await synchronize();
         const measured = runtimeStats().peakBytes;
+        const grads = model.loraParameters().map((p) => p.grad);
+        assert.ok(grads.every((g) => g !== null), 'every LoRA parameter has its gradient');
+        for (const p of model.loraParameters()) {
+          p.grad!.dispose();
+          p.grad = null;
+        }
         const plan = planMemory(config, { batchSize: B, seqLen: T, dtype: 'f16', gradientCheckpointing, lora: { r: lora.r, targetModules: [...lora.targetModules] } });
         const ratio = plan.total / measured;
         t.diagnostic(`checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B, ratio ${ratio.toFixed(3)}`);
