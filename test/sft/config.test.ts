@@ -34,6 +34,14 @@ test('--quantize takes none, int8 or nf4 and refuses anything else, naming the f
   assert.throws(() => resolveConfig({ '--quantize': 'int4' }), /--quantize: expected one of none, int8, nf4, got "int4"/);
 });
 
+test('--quantize int8 or nf4 turns gradient checkpointing on unless --gradient-checkpointing says otherwise (PEFT prepare_model_for_kbit_training)', () => {
+  assert.equal(resolveConfig({ '--quantize': 'int8' }).gradientCheckpointing, true);
+  assert.equal(resolveConfig({ quantize: 'nf4' }).gradientCheckpointing, true);
+  assert.equal(resolveConfig({ '--quantize': 'int8', '--gradient-checkpointing': 'false' }).gradientCheckpointing, false);
+  assert.equal(resolveConfig({ '--quantize': 'none' }).gradientCheckpointing, false);
+  assert.equal(resolveConfig({}).gradientCheckpointing, false);
+});
+
 test('the demo overrides resolve to a valid config', () => {
   const c = resolveConfig(DEMO_OVERRIDES);
   assert.equal(c.saveSteps % c.evalSteps, 0);

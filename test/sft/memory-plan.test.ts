@@ -17,6 +17,14 @@ test('chooses the largest power-of-two micro-batch whose plan fits --gpu-memory'
   assert.equal(fitMicroBatch(sevenB, config, 'f16', limits(80)), 16);
 });
 
+test("LLaMA-7B with HuaTuo's recipe and --quantize int8 plans under 10 GB: checkpointing comes with the quantized base", () => {
+  const config = resolveConfig({ '--quantize': 'int8', '--micro-batch': '4' });
+  assert.ok(trainingPlan(sevenB, config, 'f16', 4).total <= 10e9, `${trainingPlan(sevenB, config, 'f16', 4).total} bytes`);
+  const without = resolveConfig({ '--quantize': 'int8', '--micro-batch': '4', '--gradient-checkpointing': 'false' });
+  assert.ok(trainingPlan(sevenB, without, 'f16', 4).total > 10e9, 'without checkpointing it does not fit 10 GB at micro-batch 4');
+  assert.equal(fitMicroBatch(sevenB, resolveConfig({ '--quantize': 'int8', '--gradient-checkpointing': 'false', '--gpu-memory': '9.3' }), 'f16', limits(9.3)), 1, 'but --gpu-memory picks a micro-batch that fits');
+});
+
 test('refuses an f16 LLaMA-7B in 8 GiB naming --gpu-memory and suggesting --quantize and --gradient-checkpointing', () => {
   const config = resolveConfig({});
   assert.throws(

@@ -30,7 +30,7 @@ export function buildPlanCommand(print: (line: string) => void): Command {
     .option('--base <folder>', 'a Hugging Face LLaMA folder: only its config.json is read')
     .option('--base-dtype <dtype>', 'f16 or f32 (base weights and activations)', 'f16')
     .option('--quantize <format>', 'none, int8 or nf4 (decoder projections)', 'none')
-    .option('--gradient-checkpointing', 'keep only layer inputs, recompute layers in backward')
+    .option('--gradient-checkpointing [bool]', 'keep only layer inputs, recompute layers in backward (default: on with --quantize int8 or nf4)')
     .option('--micro-batch <n>', 'sequences per forward pass', '4')
     .option('--cutoff-len <n>', 'tokens per sequence', '256')
     .option('--lora-r <n>', 'LoRA rank', '8')
@@ -41,7 +41,7 @@ export function buildPlanCommand(print: (line: string) => void): Command {
       if (opts.baseDtype !== 'f16' && opts.baseDtype !== 'f32') throw new ConfigError('--base-dtype', `expected f16 or f32, got ${String(opts.baseDtype)}`);
       const config = resolveConfig({
         '--quantize': opts.quantize,
-        '--gradient-checkpointing': opts.gradientCheckpointing === true ? 'true' : 'false',
+        '--gradient-checkpointing': opts.gradientCheckpointing === true ? 'true' : opts.gradientCheckpointing,
         '--micro-batch': opts.microBatch,
         '--batch-size': opts.microBatch,
         '--cutoff-len': opts.cutoffLen,
