@@ -6,14 +6,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { importSites } from './imports.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** This file, whose examples are the imports it looks for. */
 const self = relative(root, fileURLToPath(import.meta.url)).split(sep).join('/');
 const SKIPPED_DIRS = new Set(['node_modules', 'dist']);
 const SOURCE_FILE = /\.(?:ts|tsx|mts|cts|js|mjs|cjs)$/;
-/** Module specifiers of static imports and re-exports, side-effect imports, import() and require(). */
-const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\brequire\s*\(\s*)(['"])([^'"\n]+)\1/g;
 
 /** A specifier that reaches into another package's sources, with the line it is on. */
 interface PathImport {
@@ -26,8 +25,7 @@ interface PathImport {
 function sourcePathImports(file: string, text: string): PathImport[] {
   const own = /^packages\/([^/]+)\//.exec(file)?.[1];
   const found: PathImport[] = [];
-  for (const m of text.matchAll(SPECIFIER)) {
-    const specifier = m[2]!;
+  for (const { line, specifier } of importSites(text)) {
     let pkg: string | undefined;
     if (specifier.startsWith('.')) {
       const target = relative(root, resolve(root, dirname(file), specifier)).split(sep).join('/');
@@ -35,7 +33,7 @@ function sourcePathImports(file: string, text: string): PathImport[] {
     } else {
       pkg = /^@huatuo\/([^/]+)\/src(?:\/|$)/.exec(specifier)?.[1];
     }
-    if (pkg !== undefined && pkg !== own) found.push({ line: text.slice(0, m.index).split('\n').length, specifier, pkg });
+    if (pkg !== undefined && pkg !== own) found.push({ line, specifier, pkg });
   }
   return found;
 }
