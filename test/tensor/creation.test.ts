@@ -78,6 +78,18 @@ test('randn and rand give the same numbers for the same seed, equal to the Gener
   assert.deepEqual(u, new Generator(9).fillUniform(new Float32Array(65)));
 });
 
+test('f16 randn is the f32 draws rounded to nearest even, and fits any f16 tensor the binding limit holds (not its f32 copy)', async (t) => {
+  if (!hasF16()) return t.skip('needs shader-f16');
+  const small = await randn([5, 13], { seed: 21, dtype: 'f16' }).toArray();
+  assert.deepEqual(small, f16BitsToF32(f32ToF16Bits(new Generator(21).fillNormal(new Float32Array(65)))));
+  // 40 million values: 80 MB in f16, 160 MB in f32 (over a 128 MiB binding limit).
+  const big = randn([40, 1 << 20], { seed: 3, dtype: 'f16' });
+  assert.equal(big.dtype, 'f16');
+  const head = (await big.toArray()).subarray(0, 1000);
+  big.dispose();
+  assert.deepEqual(head, f16BitsToF32(f32ToF16Bits(new Generator(3).fillNormal(new Float32Array(1000)))));
+});
+
 function stats(x: ArrayLike<number> & Iterable<number>): { mean: number; std: number; min: number; max: number } {
   let s = 0;
   for (const v of x) s += v;

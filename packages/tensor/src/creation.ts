@@ -1,7 +1,7 @@
 // Creating tensors: from host arrays, constants, ranges and seeded random numbers.
 import { hasF16 } from './backend/context.js';
 import { DTypeError, ShapeError, fmtShape } from './errors.js';
-import { runFill, runUnary } from './ops/launch.js';
+import { runFill } from './ops/launch.js';
 import { Generator, defaultGenerator } from './random.js';
 import { checkShape, fromHost, numel, type DType, type Tensor } from './tensor.js';
 
@@ -111,11 +111,9 @@ function randomTensor(op: string, shape: readonly number[], options: RandomOptio
   const g = options.seed === undefined ? defaultGenerator() : new Generator(options.seed >>> 0);
   const host = new Float32Array(numel(shape));
   fill(g, host);
-  const t = fromHost(host, shape, 'f32');
-  if (dtype === 'f32') return finish(t, options);
-  const h = runUnary(op, t, 'v', 0, 'f16');
-  t.dispose('converted to f16');
-  return finish(h, options);
+  // f16 is rounded on the host (to nearest even), so no f32 copy twice the size (over the binding limit
+  // for a weight that fits it in f16) is ever uploaded.
+  return finish(dtype === 'f32' ? fromHost(host, shape, 'f32') : fromHost(f32ToF16Bits(host), shape, 'f16'), options);
 }
 
 /** Standard normal samples (mean 0, std 1), seeded. */
