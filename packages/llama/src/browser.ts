@@ -72,7 +72,7 @@ export { loadLlamaFromCheckpoint } from './weights-load.js';
 export type { LoadLlamaOptions } from './weights-load.js';
 
 // Memory planning
-export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, projectionBytes, splitRows } from './memory.js';
+export { planMemory, checkMemoryPlan, formatMemoryPlan, formatBytes, projectionBytes, splitRows, mlpChunkRows } from './memory.js';
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './memory.js';
 
 // LoRA in PEFT's format
