@@ -309,7 +309,7 @@ test('the browser-safe modules bundle for the browser with no Node built-in', as
   const src = join(import.meta.dirname, '..', '..', 'packages', 'llama', 'src');
   const result = await build({
     stdin: {
-      contents: ['config', 'source', 'safetensors', 'safetensors-checkpoint', 'dtype-convert', 'errors']
+      contents: ['formats/config', 'formats/source', 'formats/safetensors', 'formats/safetensors-header', 'formats/safetensors-write', 'formats/safetensors-checkpoint', 'formats/dtype-convert', 'errors']
         .map((m, i) => `export * as m${i} from './${m}.js';`)
         .join('\n'),
       resolveDir: src,

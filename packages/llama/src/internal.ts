@@ -1,3 +1,3 @@
 // @huatuo/llama/internal: helpers below the public API that this repository's tests check on their
 // own (the host-side logits processing of generate). Not a stable surface.
-export { applyRepetitionPenalty, logSoftmaxRow, sampleToken, topIndices } from './sampling.js';
+export { applyRepetitionPenalty, logSoftmaxRow, sampleToken, topIndices } from './generate/sampling.js';

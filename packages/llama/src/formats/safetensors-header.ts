@@ -1,7 +1,7 @@
 // The safetensors header: the format's dtypes and their sizes, and the JSON header (tensor names,
 // dtypes, shapes, data offsets) validated whole against the file's size before any data is read.
 
-import { SafetensorsError } from './errors.js';
+import { SafetensorsError } from '../errors.js';
 
 /** Element types of the safetensors format. */
 export type SafetensorsDType =

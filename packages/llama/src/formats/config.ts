@@ -1,7 +1,7 @@
 // LLaMA hyperparameters: Hugging Face `config.json` parsed into a typed, validated
 // `LlamaConfig`, written back out, and named presets. Browser-safe.
 
-import { ModelConfigError } from './errors.js';
+import { ModelConfigError } from '../errors.js';
 
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
 export type TorchDType = 'float32' | 'float16' | 'bfloat16';

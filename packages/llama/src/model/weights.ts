@@ -17,14 +17,14 @@ import {
   type QuantFormat,
   type Tensor,
 } from '@huatuo/tensor';
-import type { LlamaConfig } from './config.js';
-import { f32ToF16 } from './dtype-convert.js';
-import { ModelError } from './errors.js';
+import type { LlamaConfig } from '../formats/config.js';
+import { f32ToF16 } from '../formats/dtype-convert.js';
+import { ModelError } from '../errors.js';
 import { Linear } from './linear.js';
-import { loraTargetModules, modulePath, type LoraTargetModule } from './lora-config.js';
+import { loraTargetModules, modulePath, type LoraTargetModule } from '../lora/lora-config.js';
 import { projectionShape, splitRows } from './memory.js';
 import { DecoderLayer, LlamaModel } from './model.js';
-import type { TensorToWrite } from './safetensors-write.js';
+import type { TensorToWrite } from '../formats/safetensors-write.js';
 
 /** A weight the config implies: Hugging Face name and shape. */
 export interface WeightSpec {

@@ -3,11 +3,11 @@
 // B(A(dropout(x))) * alpha / r; merging the update into the base weights and back. Browser-safe.
 
 import { add, cast, keep, matmul, mul, noGrad, rand, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
-import { AdapterError, ModelError } from './errors.js';
-import type { Linear } from './linear.js';
+import { AdapterError, ModelError } from '../errors.js';
+import type { Linear } from '../model/linear.js';
 import { peftKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
-import type { LlamaModel } from './model.js';
-import type { TensorToWrite } from './safetensors-write.js';
+import type { LlamaModel } from '../model/model.js';
+import type { TensorToWrite } from '../formats/safetensors-write.js';
 
 /** Options of {@link applyLora}. */
 export interface ApplyLoraOptions {

@@ -4,17 +4,17 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
-import { toHfConfigJson } from './config.js';
-import { AdapterError, ModelError } from './errors.js';
+import { toHfConfigJson } from '../formats/config.js';
+import { AdapterError, ModelError } from '../errors.js';
 import { adapterConfigName, adapterConfigText, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
 import { adaptedLinears, adapterTensorsToWrite, loraDelta } from './lora.js';
-import type { Linear } from './linear.js';
-import type { LlamaModel } from './model.js';
-import { f32ToF16 } from './dtype-convert.js';
-import { openFileSource } from './source-node.js';
-import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from './safetensors-node.js';
-import { modelTensorsToWrite, readLinearWeight } from './weights.js';
-import { writeFileAtomic } from './write-atomic-node.js';
+import type { Linear } from '../model/linear.js';
+import type { LlamaModel } from '../model/model.js';
+import { f32ToF16 } from '../formats/dtype-convert.js';
+import { openFileSource } from '../formats/source-node.js';
+import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from '../formats/safetensors-node.js';
+import { modelTensorsToWrite, readLinearWeight } from '../model/weights.js';
+import { writeFileAtomic } from '../formats/write-atomic-node.js';
 
 /**
  * Saves the model's adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`

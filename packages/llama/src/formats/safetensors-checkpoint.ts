@@ -1,7 +1,7 @@
 // Checkpoints of one or more safetensors shards, with or without Hugging Face's
 // `model.safetensors.index.json`, read tensor by tensor with progress. Browser-safe.
 
-import { SafetensorsError } from './errors.js';
+import { SafetensorsError } from '../errors.js';
 import { SafetensorsFile, convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
 import type { TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';

@@ -1,9 +1,9 @@
 // Node side of weights: load a Hugging Face LLaMA folder onto the GPU, one tensor at a time,
 // after checking every expected key and shape against config.json (weights-load.ts).
 
-import { loadLlamaConfig } from './config-node.js';
+import { loadLlamaConfig } from '../formats/config-node.js';
 import type { LlamaModel } from './model.js';
-import { openCheckpoint } from './safetensors-node.js';
+import { openCheckpoint } from '../formats/safetensors-node.js';
 import { loadLlamaFromCheckpoint, type LoadLlamaOptions } from './weights-load.js';
 
 /**

@@ -1,7 +1,7 @@
 // LoRA hyperparameters and PEFT's on-disk names: `adapter_config.json` fields and the tensor
 // keys of `adapter_model.safetensors`. Browser-safe.
 
-import { AdapterError } from './errors.js';
+import { AdapterError } from '../errors.js';
 
 /** Projections LoRA can adapt, by their Hugging Face module names. */
 export type LoraTargetModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';

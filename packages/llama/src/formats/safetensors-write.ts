@@ -1,7 +1,7 @@
 // Writing safetensors: the header planned once (names, dtypes, offsets; the reference writer's
 // order on request), then the data, in memory or streamed by the Node writer. Browser-safe.
 
-import { SafetensorsError } from './errors.js';
+import { SafetensorsError } from '../errors.js';
 import { describe, dtypeRank, elementCount, isNonNegativeInt, isSafetensorsDType, maxHeaderBytes, safetensorsDTypeSizes, type SafetensorsDType } from './safetensors-header.js';
 
 /** Bytes of a tensor to write: any typed array or byte view, in the host's (little-endian) byte order. */

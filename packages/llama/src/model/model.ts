@@ -23,13 +23,13 @@ import {
   type FloatDType,
   type Tensor,
 } from '@huatuo/tensor';
-import type { LlamaConfig } from './config.js';
+import type { LlamaConfig } from '../formats/config.js';
 import { lmHeadLoss } from './chunked-loss.js';
-import { ModelError } from './errors.js';
+import { ModelError } from '../errors.js';
 import { mlpChunkRows } from './memory.js';
 import type { KvCache } from './kv-cache.js';
 import { Linear } from './linear.js';
-import type { LoraConfig } from './lora-config.js';
+import type { LoraConfig } from '../lora/lora-config.js';
 
 /** Options of {@link LlamaModel.forward}. */
 export interface ForwardOptions {

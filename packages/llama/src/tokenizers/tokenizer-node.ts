@@ -49,5 +49,5 @@ export async function loadTokenizer(folder: string): Promise<Tokenizer> {
  * const tok = await loadTokenizer(llamaTokenizerDir());
  */
 export function llamaTokenizerDir(): string {
-  return fileURLToPath(new URL('../assets/llama-tokenizer', import.meta.url));
+  return fileURLToPath(new URL('../../assets/llama-tokenizer', import.meta.url));
 }

@@ -3,10 +3,10 @@
 
 import { checkFits, Output, stepLogits } from './decode-step.js';
 import type { Generation, Resolved } from './generate-options.js';
-import { KvCache } from './kv-cache.js';
-import type { LlamaModel } from './model.js';
+import { KvCache } from '../model/kv-cache.js';
+import type { LlamaModel } from '../model/model.js';
 import { applyRepetitionPenalty, logSoftmaxRow, topIndices } from './sampling.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** Finished beam hypotheses of one prompt (transformers 4.28's BeamHypotheses). */
 class BeamHypotheses {

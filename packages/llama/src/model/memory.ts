@@ -4,10 +4,10 @@
 // front and with the estimate in its message, of runs that cannot fit.
 
 import type { QuantFormat } from '@huatuo/tensor';
-import type { LlamaConfig } from './config.js';
+import type { LlamaConfig } from '../formats/config.js';
 import { lossChunkRows } from './chunked-loss.js';
-import { MemoryError } from './errors.js';
-import { moduleGroup, type LoraTargetModule } from './lora-config.js';
+import { MemoryError } from '../errors.js';
+import { moduleGroup, type LoraTargetModule } from '../lora/lora-config.js';
 
 /** The adapter limits a plan is checked against (WebGPU's `GPUSupportedLimits` names). */
 export interface MemoryLimits {

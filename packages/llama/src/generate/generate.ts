@@ -4,12 +4,12 @@
 import { Generator } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step } from './decode-step.js';
-import { ModelError } from './errors.js';
+import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
-import { KvCache } from './kv-cache.js';
-import type { LlamaModel } from './model.js';
+import { KvCache } from '../model/kv-cache.js';
+import type { LlamaModel } from '../model/model.js';
 import { applyRepetitionPenalty, sampleToken, topIndices } from './sampling.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number): Promise<Generation[]> {
   const B = prompts.length;

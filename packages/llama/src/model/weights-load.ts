@@ -3,11 +3,11 @@
 
 import type { FloatDType, QuantizedWeight, Tensor } from '@huatuo/tensor';
 import { QuantizedWeight as Quantized, hasF16, quantizeHost } from '@huatuo/tensor';
-import type { LlamaConfig } from './config.js';
-import { ModelError, SafetensorsError } from './errors.js';
+import type { LlamaConfig } from '../formats/config.js';
+import { ModelError, SafetensorsError } from '../errors.js';
 import type { LlamaModel } from './model.js';
-import type { Checkpoint, LoadProgress } from './safetensors-checkpoint.js';
-import { loraTargetModules, modulePath } from './lora-config.js';
+import type { Checkpoint, LoadProgress } from '../formats/safetensors-checkpoint.js';
+import { loraTargetModules, modulePath } from '../lora/lora-config.js';
 import { assembleModel, bindingLimit, expectedWeights, hostRows, uploadWeight, weightParts, type ModelOptions, type Quantization } from './weights.js';
 
 /** Options of {@link loadLlama} and {@link loadLlamaFromCheckpoint}. */

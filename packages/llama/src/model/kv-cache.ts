@@ -3,8 +3,8 @@
 // prefix through a slice view. Beam search reorders its rows.
 
 import { copyInto, keep, slice, tidy, zeros, type FloatDType, type Tensor } from '@huatuo/tensor';
-import type { LlamaConfig } from './config.js';
-import { ModelError } from './errors.js';
+import type { LlamaConfig } from '../formats/config.js';
+import { ModelError } from '../errors.js';
 
 /** Cached keys and values of every layer for a batch of sequences. */
 export class KvCache {

@@ -1,13 +1,13 @@
 // PEFT adapter files as bytes: adapter_config.json and adapter_model.safetensors written to
 // memory and read from any byte source, so Node folders and browser downloads/uploads share them.
 
-import { AdapterError, ModelError } from './errors.js';
+import { AdapterError, ModelError } from '../errors.js';
 import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
 import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
-import type { LlamaModel } from './model.js';
-import { SafetensorsFile } from './safetensors.js';
-import { serializeSafetensors } from './safetensors-write.js';
-import type { ByteSource } from './source.js';
+import type { LlamaModel } from '../model/model.js';
+import { SafetensorsFile } from '../formats/safetensors.js';
+import { serializeSafetensors } from '../formats/safetensors-write.js';
+import type { ByteSource } from '../formats/source.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';

@@ -2,12 +2,12 @@
 // ids read back), the memory check before decoding, and the output of one prompt as it grows.
 
 import { argmax, deviceInfo, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
-import { ModelError } from './errors.js';
+import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
-import type { KvCache } from './kv-cache.js';
-import { checkMemoryPlan, planMemory } from './memory.js';
-import type { LlamaModel } from './model.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { KvCache } from '../model/kv-cache.js';
+import { checkMemoryPlan, planMemory } from '../model/memory.js';
+import type { LlamaModel } from '../model/model.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 function idsTensor(rows: readonly (readonly number[])[]): Tensor {
   return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);

@@ -4,7 +4,7 @@
 
 import { add, cast, cat, crossEntropy, defineOp, matmul, mul, noGrad, slice, tensor, tidy, transpose, type OpContext, type Tensor } from '@huatuo/tensor';
 import { opContext } from '@huatuo/tensor/internal';
-import { ModelError } from './errors.js';
+import { ModelError } from '../errors.js';
 
 /** Bytes of f32 logits one chunk may hold. */
 const CHUNK_BYTES = 32 * 1024 * 1024;

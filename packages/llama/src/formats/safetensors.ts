@@ -2,7 +2,7 @@
 // then raw little-endian tensor data, read one tensor at a time from its offsets. Browser-safe.
 
 import { bf16ToF16, bf16ToF32, f16ToF32, f32ToF16, hostIsLittleEndian } from './dtype-convert.js';
-import { SafetensorsError } from './errors.js';
+import { SafetensorsError } from '../errors.js';
 import { nonFiniteProblem } from './finite-check.js';
 import { maxHeaderBytes, parseHeader, type ParsedHeader, type SafetensorsDType, type TensorInfo } from './safetensors-header.js';
 import type { ByteSource } from './source.js';

@@ -1,7 +1,7 @@
 // The options of `generate` (Hugging Face's names and defaults), what it returns, and their check.
 
-import { ModelError } from './errors.js';
-import type { LlamaModel } from './model.js';
+import { ModelError } from '../errors.js';
+import type { LlamaModel } from '../model/model.js';
 
 /** A token as it is generated (streaming). */
 export interface TokenEvent {

@@ -3,7 +3,7 @@
 
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SafetensorsError } from './errors.js';
+import { SafetensorsError } from '../errors.js';
 import { SafetensorsFile } from './safetensors.js';
 import { planSafetensors, tensorBytes, type SafetensorsWriteOptions, type TensorToWrite } from './safetensors-write.js';
 import { Checkpoint, safetensorsIndexName, safetensorsSingleName } from './safetensors-checkpoint.js';

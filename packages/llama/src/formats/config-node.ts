@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
-import { ModelConfigError } from './errors.js';
+import { ModelConfigError } from '../errors.js';
 
 /**
  * Reads and validates `<folder>/config.json`.
