@@ -6,15 +6,21 @@ function rowsOf(x: RefTensor): { rows: number; C: number } {
   return { rows: C === 0 ? 0 : x.data.length / C, C };
 }
 
+/** Row r's maximum m and sum_k exp(x[r, k] - m). */
+function rowMaxSum(x: RefTensor, r: number, C: number): { m: number; s: number } {
+  let m = -Infinity;
+  for (let c = 0; c < C; c++) m = Math.max(m, x.data[r * C + c]!);
+  let s = 0;
+  for (let c = 0; c < C; c++) s += Math.exp(x.data[r * C + c]! - m);
+  return { m, s };
+}
+
 /** softmax(x)[r, c] = exp(x[r, c]) / sum_k exp(x[r, k]) (shifted by the row max); all -inf rows give NaN. */
 export function refSoftmax(x: RefTensor): RefTensor {
   const y = refZeros(x.shape);
   const { rows, C } = rowsOf(x);
   for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let c = 0; c < C; c++) m = Math.max(m, x.data[r * C + c]!);
-    let s = 0;
-    for (let c = 0; c < C; c++) s += Math.exp(x.data[r * C + c]! - m);
+    const { m, s } = rowMaxSum(x, r, C);
     for (let c = 0; c < C; c++) y.data[r * C + c] = m === -Infinity ? NaN : Math.exp(x.data[r * C + c]! - m) / s;
   }
   return y;
@@ -25,10 +31,7 @@ export function refLogSoftmax(x: RefTensor): RefTensor {
   const y = refZeros(x.shape);
   const { rows, C } = rowsOf(x);
   for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let c = 0; c < C; c++) m = Math.max(m, x.data[r * C + c]!);
-    let s = 0;
-    for (let c = 0; c < C; c++) s += Math.exp(x.data[r * C + c]! - m);
+    const { m, s } = rowMaxSum(x, r, C);
     const lse = m + Math.log(s);
     for (let c = 0; c < C; c++) y.data[r * C + c] = m === -Infinity ? NaN : x.data[r * C + c]! - lse;
   }
