@@ -48,7 +48,12 @@ test('subgroup-matrix variants are candidates only for f16 x f16 -> f32 configs 
     subgroupMatrixConfigs: configs,
   };
   const names = matmulCandidates(gpuLike).map(variantName);
-  assert.deepEqual(names.filter((n) => n.startsWith('sgmat')), ['sgmat(16x16x16,sg=32)']);
+  assert.deepEqual(
+    names.filter((n) => n.startsWith('sgmat')),
+    ['64x64/32x32', '128x64/64x32', '128x128/64x32', '128x128/64x64', '64x64/64x64'].map((t) => `sgmat(16x16x16,sg=32,tile=${t})`),
+  );
+  const smallWorkgroupMemory = { ...gpuLike, maxComputeWorkgroupStorageSize: 16384 };
+  assert.deepEqual(matmulCandidates(smallWorkgroupMemory).filter((v) => v.kernel === 'sgmat').map(variantName), ['sgmat(16x16x16,sg=32,tile=64x64/32x32)', 'sgmat(16x16x16,sg=32,tile=64x64/64x64)']);
   assert.ok(names.includes('v4(tile=128)') && names.includes('v4(tile=64)'), names.join(', '));
   const without = { ...gpuLike, features: new Set([...gpuLike.features].filter((f) => f !== 'chromium-experimental-subgroup-matrix')) };
   assert.equal(matmulCandidates(without).filter((v) => v.kernel === 'sgmat').length, 0);
@@ -116,5 +121,24 @@ test('the search checks every candidate, times LLaMA-shaped products, and caches
     if (saved === undefined) delete process.env.XDG_CACHE_HOME;
     else process.env.XDG_CACHE_HOME = saved;
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the subgroup-matrix kernel stages, tiles and stores every layout right (its builtins emulated per lane)', async () => {
+  const { emulateSubgroupMatrices } = await import('./subgroup-matrix-emulation.js');
+  {
+    // 8 x 8 x 8 matrices and one small tile keep the emulation affordable on a CPU adapter (it holds whole
+    // matrices in every lane); the staging and layout code is the same at every tile.
+    const tiles = [[32, 32, 16, 16]] as const;
+    const candidates = tiles.map(([tm, tn, wm, wn]) => ({
+      variant: { kernel: 'sgmat' as const, m: 8, n: 8, k: 8, sg: 8, tm, tn, wm, wn },
+      rewrite: { name: 'emulated', rewrite: emulateSubgroupMatrices },
+    }));
+    const report = await checkMatmulCandidates(candidates, { time: false });
+    for (const c of report.candidates) assert.equal(c.status, 'ok', `${c.name}: ${c.reason}`);
+    // The emulation computes what the kernel asks of it: a kernel that loads the wrong k slice is refused.
+    const shifted = { name: 'emulated-wrong-k', rewrite: (w: string) => emulateSubgroupMatrices(w).replace(/\(qm \+ 0u\) \* LDA \+ kk/g, '(qm + 0u) * LDA + (kk ^ 16u)') };
+    const wrong = await checkMatmulCandidates([{ variant: candidates[0]!.variant, rewrite: shifted }], { time: false });
+    assert.equal(wrong.candidates[0]!.status, 'wrong', JSON.stringify(wrong.candidates[0]));
   }
 });

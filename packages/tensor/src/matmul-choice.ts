@@ -3,6 +3,7 @@
 // the adapter. The search that fills the cache is tuning.ts.
 import { loadTuningCache, saveTuningCache } from '#platform';
 import type { DeviceInfo } from './backend/device.js';
+import { sgmatStorage, sgmatThreads } from './kernelgen/matmul.js';
 
 /**
  * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
@@ -19,11 +20,27 @@ export type MatmulVariant =
   | { kernel: 'v2'; tile: 32 | 64 }
   | { kernel: 'v3'; rows: 16 | 32; sg: number; pack?: boolean }
   | { kernel: 'v4'; tile: 64 | 128 }
-  | { kernel: 'sgmat'; m: number; n: number; k: number; sg: number }
+  | SgmatVariant
   | DecodeVariant;
 
+/**
+ * A subgroup-matrix variant: the adapter's `m` x `n` x `k` matrix config at subgroup size `sg`; each
+ * workgroup computes a `tm` x `tn` block of c, each subgroup a `wm` x `wn` part of it.
+ */
+export interface SgmatVariant {
+  kernel: 'sgmat';
+  m: number;
+  n: number;
+  k: number;
+  sg: number;
+  tm: number;
+  tn: number;
+  wm: number;
+  wn: number;
+}
+
 /** A single-row (M = 1) variant. */
-export type DecodeVariant = { kernel: 'matvec'; sg?: number };
+export type DecodeVariant = { kernel: 'matvec'; sg?: number; wide?: boolean };
 
 /** The variants used for general products (`main`, `f16`) and for single rows (`decode`). */
 export interface MatmulChoice {
@@ -38,11 +55,20 @@ export interface MatmulChoice {
 
 /** Subgroup sizes the v3 kernel is written for (lanes x 4 columns per workgroup). */
 const V3_SUBGROUP_SIZES = [4, 8, 16, 32, 64];
-/** Subgroup-matrix tile sides the sgmat kernel stages (its workgroup tile is 64 x 64, k steps of 32). */
+/** Subgroup-matrix sides the sgmat kernel takes, and its workgroup / subgroup tiles (k steps of SGMAT_BK). */
 const SGMAT_SIDES = [8, 16];
+const SGMAT_TILES: Array<[tm: number, tn: number, wm: number, wn: number]> = [
+  [64, 64, 32, 32],
+  [128, 64, 64, 32],
+  [128, 128, 64, 32],
+  [128, 128, 64, 64],
+  [64, 64, 64, 64],
+];
+export const SGMAT_BK = 32;
+/** Result matrices a subgroup may hold (registers: each is SM x SN f32 over the subgroup's lanes). */
+const SGMAT_MAX_RESULTS = 16;
 /** Workgroup memory of v4 at its larger tile (two 16 x 128 f32 tiles) and of sgmat (f16 tiles, f32 results). */
 const V4_STORAGE = 2 * 16 * 128 * 4;
-const SGMAT_STORAGE = 2 * 64 * 32 * 2 + 64 * 64 * 4;
 
 /** Every general-product variant this adapter can run, in a fixed order. */
 export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
@@ -67,17 +93,26 @@ export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
 export function sgmatCandidates(info: DeviceInfo): MatmulVariant[] {
   const sg = info.subgroupMinSize;
   if (!info.features.has('chromium-experimental-subgroup-matrix') || !info.features.has('shader-f16')) return [];
-  if (sg === 0 || sg !== info.subgroupMaxSize || 4 * sg > info.maxComputeInvocationsPerWorkgroup) return [];
-  if (info.maxComputeWorkgroupStorageSize < SGMAT_STORAGE) return [];
-  return info.subgroupMatrixConfigs
-    .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && [c.M, c.N, c.K].every((d) => SGMAT_SIDES.includes(d)))
-    .map((c) => ({ kernel: 'sgmat' as const, m: c.M, n: c.N, k: c.K, sg }));
+  if (sg === 0 || sg !== info.subgroupMaxSize) return [];
+  const configs = info.subgroupMatrixConfigs.filter(
+    (c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && [c.M, c.N, c.K].every((d) => SGMAT_SIDES.includes(d)),
+  );
+  const out: SgmatVariant[] = [];
+  for (const c of configs) {
+    for (const [tm, tn, wm, wn] of SGMAT_TILES) {
+      const shape = { sm: c.M, sn: c.N, sk: c.K, tm, tn, wm, wn, bk: SGMAT_BK };
+      if ((wm / c.M) * (wn / c.N) > SGMAT_MAX_RESULTS || SGMAT_BK % c.K !== 0) continue;
+      if (sgmatThreads(shape, sg) > info.maxComputeInvocationsPerWorkgroup || sgmatStorage(shape) > info.maxComputeWorkgroupStorageSize) continue;
+      out.push({ kernel: 'sgmat', m: c.M, n: c.N, k: c.K, sg, tm, tn, wm, wn });
+    }
+  }
+  return out;
 }
 
 /** Single-row variants: a thread per 4 outputs always; lanes along k where the subgroup size is fixed. */
 export function decodeCandidates(info: DeviceInfo): DecodeVariant[] {
   const sg = v3SubgroupSize(info);
-  return sg ? [{ kernel: 'matvec' }, { kernel: 'matvec', sg }] : [{ kernel: 'matvec' }];
+  return sg ? [{ kernel: 'matvec' }, { kernel: 'matvec', sg }, { kernel: 'matvec', sg, wide: true }] : [{ kernel: 'matvec' }];
 }
 
 /**
@@ -99,9 +134,9 @@ export function variantName(v: MatmulVariant): string {
     case 'v3':
       return `v3(rows=${v.rows},sg=${v.sg}${v.pack === undefined ? '' : `,pack=${v.pack}`})`;
     case 'sgmat':
-      return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg})`;
+      return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg},tile=${v.tm}x${v.tn}/${v.wm}x${v.wn})`;
     case 'matvec':
-      return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg})`;
+      return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg}${v.wide ? ',wide' : ''})`;
     default:
       return v.kernel;
   }

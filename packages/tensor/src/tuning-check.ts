@@ -26,11 +26,15 @@ const GENERAL_CASES: CheckCase[] = [
   { M: 33, K: 19, N: 35, batch: 1, ta: true, tb: false },
   { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true },
   { M: 133, K: 40, N: 140, batch: 1, ta: false, tb: true },
+  { M: 68, K: 52, N: 36, batch: 1, ta: true, tb: true },
 ];
 const DECODE_CASES: CheckCase[] = [
   { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: true },
   { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false },
   { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true },
+  // Multiples of 8 (16-byte chunks of f16) with odd N, and K past one pass of the wide kernel.
+  { M: 1, K: 136, N: 37, batch: 1, ta: false, tb: true },
+  { M: 1, K: 1096, N: 13, batch: 2, ta: false, tb: true },
 ];
 
 /** The outcome of a check: passed, or refused with the status and reason the report records. */
@@ -110,6 +114,8 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
   const a = upload(stored(ad, batch, M, K, c.ta));
   const b = upload(stored(bd, batch, K, N, c.tb));
   const out = rt.acquire(Math.max(16, Math.ceil((batch * M * N * size) / 4) * 4));
+  // NaN in every element first, so that an element the kernel never writes fails the comparison.
+  rt.write(out, 0, dtype === 'f16' ? new Uint16Array(Math.ceil((batch * M * N) / 2) * 2).fill(0x7e00) : new Float32Array(batch * M * N).fill(NaN));
   try {
     const p: Problem = {
       dtype,

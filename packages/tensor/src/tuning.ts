@@ -94,12 +94,18 @@ export function matmulTuningReport(): MatmulTuningReport | null {
   return lastTuningReport(getRuntime().info);
 }
 
+/** Options of {@link checkMatmulCandidates}. */
+export interface CheckOptions {
+  /** Time the candidates that pass (default true); false checks correctness only. */
+  time?: boolean;
+}
+
 /**
  * Checks and times the given candidates as the search would, without changing the adapter's choice or
  * cache: for trying a kernel change on a device, or showing that a wrong kernel is refused.
  */
-export async function checkMatmulCandidates(candidates: readonly MatmulCandidate[]): Promise<MatmulTuningReport> {
-  return evaluate(getRuntime(), candidates);
+export async function checkMatmulCandidates(candidates: readonly MatmulCandidate[], options: CheckOptions = {}): Promise<MatmulTuningReport> {
+  return evaluate(getRuntime(), candidates, options.time ?? true);
 }
 
 async function search(rt: Runtime): Promise<MatmulChoice> {
@@ -110,7 +116,7 @@ async function search(rt: Runtime): Promise<MatmulChoice> {
   return report.choice;
 }
 
-async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[]): Promise<MatmulTuningReport> {
+async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], time = true): Promise<MatmulTuningReport> {
   const reports: CandidateReport[] = [];
   for (const c of candidates) {
     const name = variantName(c.variant) + (c.rewrite ? `#${c.rewrite.name}` : '');
@@ -118,11 +124,11 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[]): Pr
     reports.push(r.ok ? { name, variant: c.variant, status: 'ok' } : { name, variant: c.variant, status: r.status, reason: r.reason });
   }
   const passed = candidates.filter((_, i) => reports[i]!.status === 'ok');
-  const scale = await pickScale(rt, passed.length);
+  const scale = time ? await pickScale(rt, passed.length) : 1;
   const f16 = rt.info.features.has('shader-f16');
   for (const [i, c] of candidates.entries()) {
     const rep = reports[i]!;
-    if (rep.status !== 'ok') continue;
+    if (rep.status !== 'ok' || !time) continue;
     const decode = c.variant.kernel === 'matvec';
     const dtypes: FloatDType[] = c.variant.kernel === 'sgmat' ? ['f16'] : f16 ? ['f32', 'f16'] : ['f32'];
     rep.ms = {};

@@ -2,10 +2,11 @@
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
 import { grid1d, packParams, preprocess, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
-import { sgmatParts, shareStep } from '../kernelgen/matmul.js';
+import { sgmatDefines, shareStep, type SgmatLayout } from '../kernelgen/matmul.js';
+import { SGMAT_BK } from '../matmul-choice.js';
 import { itemSize, numel } from '../tensor.js';
 import type { Runtime } from './runtime.js';
-import { packedBytes, type MatmulPlan, type Problem } from './matmul-plan.js';
+import { chunkElements, packedBytes, type MatmulPlan, type Problem } from './matmul-plan.js';
 
 /** A module a product needs: the cache key of its pipeline and its complete WGSL. */
 export interface KernelSource {
@@ -20,8 +21,31 @@ export interface KernelRewrite {
 }
 
 const MATVEC_WG = 64;
-/** Output tile side of the subgroup-matrix kernel's workgroup (4 subgroups, 2 x 2). */
-const SGMAT_TILE = 64;
+/** Rows per subgroup and 16-byte loads per row per pass of the wide matrix-vector kernel. */
+const WIDE_ROWS = 2;
+const WIDE_UNROLL = 4;
+
+/** The chunk type of the wide matrix-vector kernel and its dot product: 8 f16 in a vec4<u32>, or a vec4<f32>. */
+function wideChunk(T: string): { CH: string; CHUNK_DOT: string } {
+  if (T !== 'f16') return { CH: 'vec4<f32>', CHUNK_DOT: '  return dot(xc, wc);' };
+  const pair = (c: string) => `dot(unpack2x16float(xc.${c}), unpack2x16float(wc.${c}))`;
+  return { CH: 'vec4<u32>', CHUNK_DOT: `  return ${['x', 'y', 'z', 'w'].map(pair).join(' + ')};` };
+}
+const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+
+/**
+ * How the subgroup-matrix kernel stages a product's operands: each along its contiguous dimension (a
+ * along k or m, b along n or k; either when neither is contiguous), as vec4s when both operands' runs,
+ * offsets and strides are multiples of 4 elements.
+ */
+export function sgmatLayout(p: Problem): SgmatLayout {
+  const a = p.a.colStride === 1 || p.M === 1 || p.a.rowStride !== 1 ? 'k' : 'm';
+  const b = p.b.colStride === 1 || p.K === 1 || p.b.rowStride !== 1 ? 'n' : 'k';
+  const aVec = a === 'k' ? p.a.colStride === 1 && aligned(p.K, p.a.rowStride) : aligned(p.M, p.a.colStride);
+  const bVec = b === 'n' ? p.b.colStride === 1 && aligned(p.N, p.b.rowStride) : aligned(p.K, p.b.colStride);
+  const vec = aVec && bVec && aligned(p.a.offset, p.b.offset, ...p.a.batchStrides, ...p.b.batchStrides) ? 4 : 1;
+  return { a, b, vec };
+}
 
 function module(name: WgslName, defines: Defines, extra: Defines = {}): KernelSource {
   const keys = Object.keys(defines).sort();
@@ -51,12 +75,16 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       out.push(module('matmul.v4', { T, TILE: String(v.tile) }));
       break;
     case 'sgmat': {
-      const d = { T, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg) };
-      out.push(module('matmul_sgmat', d, sgmatParts(v.m, v.n, v.k)));
+      const layout = sgmatLayout(p);
+      const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
+      const d = { T, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
+      const layoutKey = { LAYOUT: `${layout.a}${layout.b}${layout.vec}` };
+      out.push(module('matmul_sgmat', { ...d, ...layoutKey }, sgmatDefines(shape, v.sg, layout)));
       break;
     }
     case 'matvec':
-      out.push(v.sg === undefined ? module('matvec', { T, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, SG: String(v.sg) }));
+      if (v.wide) out.push(module('matvec.v3', { T, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL) }, wideChunk(T)));
+      else out.push(v.sg === undefined ? module('matvec', { T, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, SG: String(v.sg) }));
       break;
   }
   if (custom) {
@@ -75,7 +103,7 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
   const rank = p.batchShape.length;
   const v = pl.kernel;
   if (v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' || v.kernel === 'sgmat') {
-    const tile = v.kernel === 'v1' ? 16 : v.kernel === 'sgmat' ? SGMAT_TILE : v.tile;
+    const [tileM, tileN] = v.kernel === 'v1' ? [16, 16] : v.kernel === 'sgmat' ? [v.tm, v.tn] : [v.tile, v.tile];
     // v4 and sgmat stage tiles walking each operand's contiguous dimension (v1 and v2 ignore it).
     const walkA = p.a.colStride === 1 || p.M === 1 ? 1 : 0;
     const walkB = p.b.colStride === 1 || p.K === 1 ? 1 : 0;
@@ -96,24 +124,29 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
       a_batch_strides: p.a.batchStrides,
       b_batch_strides: p.b.batchStrides,
     });
-    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / tile), Math.ceil(p.M / tile), batch], label });
+    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / tileN), Math.ceil(p.M / tileM), batch], label });
     return;
   }
   const q = (x: number) => x / 4;
   const bRow = pl.transposedB ? p.b.colStride : p.b.rowStride;
   if (v.kernel === 'matvec') {
+    // The wide kernel counts 16-byte chunks (K included); the others vec4s (K in elements).
+    const e = v.wide ? chunkElements(p) : 4;
+    const u = (x: number) => x / e;
     const params = packParams('matvec', {
       N: p.N,
-      K: p.K,
-      x_offset: q(p.a.offset),
-      w_offset: q(p.b.offset),
-      w_row: q(bRow),
+      K: v.wide ? u(p.K) : p.K,
+      x_offset: u(p.a.offset),
+      w_offset: u(p.b.offset),
+      w_row: u(bRow),
       batch_rank: rank,
       batch_shape: p.batchShape,
-      x_batch_strides: p.a.batchStrides.map(q),
-      w_batch_strides: p.b.batchStrides.map(q),
+      x_batch_strides: p.a.batchStrides.map(u),
+      w_batch_strides: p.b.batchStrides.map(u),
     });
-    const groups: readonly [number, number] = v.sg === undefined ? [Math.ceil(p.N / 4 / MATVEC_WG), 1] : grid1d(Math.ceil(p.N / 4), 1, rt.info.maxComputeWorkgroupsPerDimension);
+    const rows = v.wide ? WIDE_ROWS : 4;
+    const groups: readonly [number, number] =
+      v.sg === undefined ? [Math.ceil(p.N / 4 / MATVEC_WG), 1] : grid1d(Math.ceil(p.N / rows), 1, rt.info.maxComputeWorkgroupsPerDimension);
     rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [groups[0], groups[1], batch], label });
     return;
   }

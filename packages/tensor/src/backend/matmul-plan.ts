@@ -52,6 +52,17 @@ function aRowsOk(p: Problem): boolean {
   return p.a.colStride === 1 && aligned(p.K, p.a.offset, p.M === 1 ? 0 : p.a.rowStride, ...p.a.batchStrides);
 }
 
+/** Elements in one 16-byte chunk of the wide matrix-vector kernel. */
+export function chunkElements(p: Problem): number {
+  return 16 / itemSize[p.dtype];
+}
+
+/** Whether the wide matrix-vector kernel can read a and b (stored [N, K]) in 16-byte chunks. */
+function wideAligned(p: Problem): boolean {
+  const e = chunkElements(p);
+  return [p.K, p.a.offset, p.b.offset, p.b.colStride, ...p.a.batchStrides, ...p.b.batchStrides].every((x) => x % e === 0);
+}
+
 /** b read as vec4 rows along n (false), stored transposed as vec4 rows along k (true), or neither (null). */
 function bLayout(p: Problem): boolean | null {
   if (!aligned(p.N, p.K, p.b.offset, ...p.b.batchStrides)) return null;
@@ -66,7 +77,8 @@ export function plan(p: Problem, choice: MatmulChoice, maxBinding: number): Matm
   const bt = bLayout(p);
   if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) {
     // The lanes-along-k kernel reads rows of a weight stored [N, K]; b along n is already coalesced.
-    const kernel = bt ? choice.decode : { kernel: 'matvec' as const };
+    let kernel: MatmulVariant = bt ? choice.decode : { kernel: 'matvec' as const };
+    if (kernel.kernel === 'matvec' && kernel.wide && !wideAligned(p)) kernel = { kernel: 'matvec', sg: kernel.sg };
     return { kernel, ...none, transposedB: bt };
   }
   const main = p.dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
