@@ -11,12 +11,13 @@ const dawnInstances = new Map<boolean, GPU>();
 
 /**
  * Dawn toggles: f16 on NVIDIA's Vulkan driver always; `allow_unsafe_apis` (experimental features such as
- * chromium-experimental-subgroup-matrix) only when asked; extra ones from HUATUO_DAWN_FLAGS
+ * chromium-experimental-subgroup-matrix) only when asked; timestamps unquantized (browsers round them for
+ * privacy, which in Node only blurs the profiler's short kernels); extra ones from HUATUO_DAWN_FLAGS
  * (comma-separated `enable-dawn-features=...` strings).
  */
 function dawnOptions(unsafeApis: boolean): string[] {
   const toggles = ['vulkan_enable_f16_on_nvidia', ...(unsafeApis ? ['allow_unsafe_apis'] : [])];
-  const options = [`enable-dawn-features=${toggles.join(',')}`];
+  const options = [`enable-dawn-features=${toggles.join(',')}`, 'disable-dawn-features=timestamp_quantization'];
   const extra = globalThis.process?.env?.HUATUO_DAWN_FLAGS;
   if (extra) options.push(...extra.split(',').map((s) => s.trim()).filter(Boolean));
   return options;
