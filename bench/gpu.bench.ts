@@ -13,7 +13,8 @@ import { benchMatmul, type Shape } from './matmul.bench.js';
 import { timeMedian } from './timing.js';
 import { tokenIds } from './train.bench.js';
 
-const PYTHON = '/usr/bin/python3';
+/** The Python that runs bench/torch_step.py: HUATUO_PYTHON, else `python3` on the PATH. */
+const PYTHON = process.env.HUATUO_PYTHON ?? 'python3';
 const script = join(dirname(fileURLToPath(import.meta.url)), 'torch_step.py');
 const GiB = 1 << 30;
 const SHAPES: Shape[] = [
@@ -24,15 +25,25 @@ const SHAPES: Shape[] = [
 ];
 const [BATCH, SEQ] = [8, 256];
 
-/** Runs bench/torch_step.py on CUDA; the parsed JSON line, or null (with the reason logged). */
-function torchCuda(ctx: BenchContext, args: string[]): Record<string, number | string> | null {
-  const run = spawnSync(PYTHON, [script, '--device', 'cuda', ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  const last = run.stdout?.trim().split('\n').pop() ?? '';
-  if (run.status !== 0 || !last.startsWith('{')) {
-    ctx.log(`pytorch-cuda ${args.join(' ')} failed: ${(run.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`);
-    return null;
+type TorchRow = Record<string, number | string>;
+
+/**
+ * Runs bench/torch_step.py's suite on CUDA in one process (matmuls, then a LoRA step and greedy decoding
+ * at 2, 4 and 32 layers, with transformers + PEFT); its rows by item (`matmul f16 2048,4096,4096`,
+ * `step 32`, `decode 4`). Rows it could not produce are missing, with the reason logged.
+ */
+function torchSuite(ctx: BenchContext): Map<string, TorchRow> {
+  const mnk = SHAPES.map((s) => `${s.M},${s.K},${s.N}`).join(';');
+  const args = [script, '--device', 'cuda', '--mode', 'suite', '--suite-mnk', mnk, '--suite-layers', '2,4,32', '--steps', '5'];
+  args.push('--dim', '4096', '--heads', '32', '--kv-heads', '32', '--inter', '11008', '--seq', String(SEQ), '--batch', String(BATCH));
+  const run = spawnSync(PYTHON, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const rows = new Map<string, TorchRow>();
+  for (const line of (run.stdout ?? '').split('\n').filter((l) => l.startsWith('{'))) {
+    const row = JSON.parse(line) as TorchRow;
+    rows.set(String(row.item), row);
   }
-  return JSON.parse(last) as Record<string, number | string>;
+  if (run.status !== 0) ctx.log(`pytorch-cuda suite stopped: ${(run.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
+  return rows;
 }
 
 const imports = (code: string) => spawnSync(PYTHON, ['-c', code], { stdio: 'ignore' }).status === 0;
@@ -48,6 +59,9 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
   const cuda = imports('import torch; assert torch.cuda.is_available()');
   const hf = cuda && imports('import transformers, peft');
   const lines: string[] = [];
+  // PyTorch first, in its own process, so that neither holds GPU memory while the other runs.
+  const torch = hf ? torchSuite(ctx) : new Map<string, TorchRow>();
+  if (cuda && !hf) ctx.log('pytorch-cuda: skipped (transformers or peft does not import)');
   for (const dtype of ['f16', 'f32'] as FloatDType[]) {
     if (dtype === 'f16' && !info.features.has('shader-f16')) continue;
     for (const s of SHAPES) {
@@ -55,7 +69,7 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
       if (!m) continue;
       const tflops = (2 * s.M * s.K * s.N) / m.ms / 1e9;
       ctx.push({ bench: 'matmul', impl: 'huatuo', dtype, shape: s.name, ms: m.ms, gflops: tflops * 1000, gbps: null, ...(m.note ? { note: m.note } : {}) });
-      const t = cuda ? torchCuda(ctx, ['--mode', 'matmul', '--dtype', dtype, '--mnk', `${s.M},${s.K},${s.N}`, '--steps', '10']) : null;
+      const t = torch.get(`matmul ${dtype} ${s.M},${s.K},${s.N}`);
       if (t) {
         const theirs = Number(t.tflops);
         ctx.push({ bench: 'matmul', impl: 'pytorch-cuda', dtype, shape: s.name, ms: Number(t.ms), gflops: theirs * 1000, gbps: null, note: `${t.gpu}; TF32 off` });
@@ -81,24 +95,23 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
   ctx.push({ bench: 'llama-7b greedy decode', impl: 'huatuo', dtype: 'f16', shape: 'L32 B1 (extrapolated)', ms: decode32, gflops: null, gbps: null, note: `extrapolated from 2 and 4 layers; ${(1000 / decode32).toFixed(0)} tokens/s` });
   lines.push(`- LLaMA-7B LoRA step (B${BATCH} T${SEQ}, f16 base): ${step.map((ms) => ms.toFixed(0)).join(' / ')} ms at 2 / 4 layers; extrapolated to 32 layers ${at32.toFixed(0)} ms = ${tokens.toFixed(0)} tokens/s.`);
   lines.push(`- Greedy decode (f16, batch 1): ${decode.map((ms) => ms.toFixed(1)).join(' / ')} ms a token at 2 / 4 layers; extrapolated to 32 layers ${decode32.toFixed(1)} ms = ${(1000 / decode32).toFixed(0)} tokens/s.`);
-  if (cuda) {
+  if (torch.size > 0) {
     for (const layers of [2, 4, 32]) {
-      const args = ['--dtype', 'f16', '--dim', '4096', '--layers', String(layers), '--heads', '32', '--kv-heads', '32', '--inter', '11008', '--seq', String(SEQ), '--batch', String(BATCH), '--steps', '5'];
-      const t = torchCuda(ctx, hf ? ['--hf', ...args] : args);
+      const t = torch.get(`step ${layers}`);
       if (t) {
-        const what = hf ? 'transformers + PEFT' : 'plain PyTorch (transformers/PEFT do not import)';
+        const what = 'transformers + PEFT';
         ctx.push({ bench: 'llama-7b LoRA step', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B${BATCH} T${SEQ}`, ms: Number(t.ms_per_step), gflops: null, gbps: null, note: `${what}; ${Number(t.tokens_per_s).toFixed(0)} tokens/s; peak ${Number(t.peak_gib).toFixed(1)} GiB; ${t.gpu}` });
         if (layers === 32) lines.push(`- PyTorch LoRA step, 32 layers (${what}): ${Number(t.ms_per_step).toFixed(0)} ms = ${Number(t.tokens_per_s).toFixed(0)} tokens/s; huatuo (extrapolated) / PyTorch = ${((tokens / Number(t.tokens_per_s)) * 100).toFixed(0)} %.`);
       }
     }
-    if (hf) {
-      for (const layers of [2, 4, 32]) {
-        const t = torchCuda(ctx, ['--mode', 'decode', '--dtype', 'f16', '--dim', '4096', '--layers', String(layers), '--heads', '32', '--kv-heads', '32', '--inter', '11008', '--steps', '3']);
-        if (t) ctx.push({ bench: 'llama-7b greedy decode', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B1`, ms: Number(t.ms_per_token), gflops: null, gbps: null, note: `transformers generate; ${t.gpu}` });
-      }
+    for (const layers of [2, 4, 32]) {
+      const t = torch.get(`decode ${layers}`);
+      if (t) ctx.push({ bench: 'llama-7b greedy decode', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B1`, ms: Number(t.ms_per_token), gflops: null, gbps: null, note: `transformers generate; ${t.gpu}` });
     }
+    const d32 = torch.get('decode 32');
+    if (d32) lines.push(`- transformers generate, 32 layers: ${Number(d32.ms_per_token).toFixed(1)} ms a token; huatuo (extrapolated) is ${(Number(d32.ms_per_token) / decode32).toFixed(2)}x its speed.`);
   } else {
-    lines.push('- PyTorch on the GPU: skipped (python3 does not import torch with CUDA).');
+    lines.push(`- PyTorch on the GPU: skipped (${!cuda ? `${PYTHON} does not import torch with CUDA` : 'transformers + PEFT do not import, or the suite failed'}).`);
   }
   return lines;
 }

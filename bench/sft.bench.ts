@@ -1,16 +1,17 @@
 // The same LoRA training step in PyTorch on the CPU (bench/torch_step.py, Debian's python3-torch),
 // beside the project's step on the same shapes: tokens/s of both and their ratio. Skipped with
-// --no-torch or when `/usr/bin/python3 -c "import torch"` fails.
+// --no-torch or when `python3 -c "import torch"` fails (HUATUO_PYTHON names another Python).
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchContext } from './kernels.bench.js';
 import { trainConfigs, type TrainResults } from './train.bench.js';
 
-const PYTHON = '/usr/bin/python3';
+/** The Python that runs bench/torch_step.py: HUATUO_PYTHON, else `python3` on the PATH. */
+const PYTHON = process.env.HUATUO_PYTHON ?? 'python3';
 const script = join(dirname(fileURLToPath(import.meta.url)), 'torch_step.py');
 
-/** Whether PyTorch imports under /usr/bin/python3. */
+/** Whether PyTorch imports under that Python. */
 export function hasTorch(): boolean {
   return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
@@ -27,7 +28,7 @@ interface TorchResult {
 export async function benchTorch(ctx: BenchContext, ours: TrainResults): Promise<string[]> {
   if (!hasTorch()) {
     ctx.log(`pytorch-cpu: skipped (${PYTHON} -c "import torch" failed)`);
-    return ['- PyTorch step: skipped, torch does not import under /usr/bin/python3.'];
+    return [`- PyTorch step: skipped, torch does not import under ${PYTHON}.`];
   }
   const lines: string[] = [];
   for (const tc of trainConfigs(ctx.quick)) {

@@ -140,7 +140,8 @@ def hf_model(a, dtype):
     from peft import LoraConfig, get_peft_model
     cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.dim, intermediate_size=a.inter, num_hidden_layers=a.layers,
                       num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, max_position_embeddings=2048)
-    model = LlamaForCausalLM(cfg).to(device=a.device, dtype=dtype)
+    with torch.device(a.device):  # initialised where it runs: a 7B model's random init on the CPU takes minutes
+        model = LlamaForCausalLM(cfg).to(dtype=dtype)
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=['q_proj', 'v_proj'], task_type='CAUSAL_LM')
     model = get_peft_model(model, lora)
     for p in model.parameters():
@@ -168,6 +169,54 @@ def run_decode(a, dtype):
     return {'ms_per_token': (long - short) / 32}
 
 
+def run_step(a, dtype):
+    if a.hf:
+        model = hf_model(a, dtype)
+    else:
+        model = Llama(a.vocab, a.dim, a.layers, a.heads, a.kv_heads, a.inter, a.seq).to(a.device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    ids = torch.randint(3, a.vocab, (a.batch, a.seq), device=a.device)
+    loss_of = (lambda ids: model(input_ids=ids, labels=ids).loss) if a.hf else model.loss
+
+    def step():
+        loss = loss_of(ids)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    if a.device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    ms = median_ms(step, a.steps, a.device)
+    out = {'tokens_per_s': a.batch * a.seq * 1000 / ms, 'ms_per_step': ms, 'params': sum(p.numel() for p in model.parameters())}
+    if a.device == 'cuda':
+        out['peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    del model, opt
+    return out
+
+
+def run_suite(a, info):
+    """--mode suite (cuda): bench/gpu.bench.ts's PyTorch rows in one process, one JSON line each."""
+    import copy
+    for dt in ('f16', 'f32'):
+        for mnk in a.suite_mnk.split(';'):
+            b = copy.copy(a)
+            b.mnk = mnk
+            print(json.dumps({'item': f'matmul {dt} {mnk}', **run_matmul(b, torch.float16 if dt == 'f16' else torch.float32), **info}), flush=True)
+    for layers in (int(x) for x in a.suite_layers.split(',')):
+        b = copy.copy(a)
+        b.layers = layers
+        b.hf = True
+        print(json.dumps({'item': f'step {layers}', **run_step(b, torch.float16), **info}), flush=True)
+        torch.cuda.empty_cache()
+        b.steps = 3
+        print(json.dumps({'item': f'decode {layers}', **run_decode(b, torch.float16), **info}), flush=True)
+        torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--vocab', type=int, default=32000)
@@ -183,7 +232,9 @@ def main():
     ap.add_argument('--dtype', default='f32', help='base weights: f32 or f16 (LoRA parameters stay f32)')
     ap.add_argument('--batch', type=int, default=1)
     ap.add_argument('--hf', action='store_true', help='transformers + PEFT instead of the plain model')
-    ap.add_argument('--mode', default='step', help='step, matmul or decode')
+    ap.add_argument('--mode', default='step', help='step, matmul, decode or suite')
+    ap.add_argument('--suite-mnk', default='2048,4096,4096;2048,4096,11008;2048,11008,4096;4096,4096,4096')
+    ap.add_argument('--suite-layers', default='2,4,32')
     ap.add_argument('--mnk', default='2048,4096,4096', help='--mode matmul: M,K,N')
     a = ap.parse_args()
     import os
@@ -201,32 +252,10 @@ def main():
     if a.mode == 'decode':
         print(json.dumps({**run_decode(a, dtype), **info}))
         return
-    if a.hf:
-        model = hf_model(a, dtype)
-    else:
-        model = Llama(a.vocab, a.dim, a.layers, a.heads, a.kv_heads, a.inter, a.seq).to(a.device)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
-    ids = torch.randint(3, a.vocab, (a.batch, a.seq), device=a.device)
-    if a.hf:
-        model.loss = lambda ids: model(input_ids=ids, labels=ids).loss
-
-    def step():
-        loss = model.loss(ids)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.item()
-
-    if a.device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    ms = median_ms(step, a.steps, a.device)
-    total = sum(p.numel() for p in model.parameters())
-    if a.device == 'cuda':
-        info['peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
-    print(json.dumps({'tokens_per_s': a.batch * a.seq * 1000 / ms, 'ms_per_step': ms, 'params': total, **info}))
+    if a.mode == 'suite':
+        run_suite(a, info)
+        return
+    print(json.dumps({**run_step(a, dtype), **info}))
 
 
 if __name__ == '__main__':
