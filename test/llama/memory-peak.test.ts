@@ -1,6 +1,8 @@
 // The memory plan against the buffer pool's measured peak (runtimeStats().peakBytes) on one decoder
 // layer at LLaMA-7B width (hidden 4096, MLP 11008; f16 zero weights, vocabulary 256): a whole training
-// step (loss, backward, LoRA gradients), with and without checkpointing, within 10 % (measured: 0.98).
+// step of 64 tokens (loss, backward, LoRA gradients), with and without checkpointing, within 10 %, and
+// what the step adds to the weights (activations, gradients, temporaries such as the copy of a weight
+// the matmul makes for 64 rows or more) within 10 % too. Measured: 0.987 and 0.986.
 // Heads of 32 (128 of them) instead of LLaMA's 32 heads of 128: the plan differs only in the logsumexp
 // (B H T f32, 8 KiB here), and on lavapipe the first dispatch of the attention backward kernels at
 // head width 128 takes 13 minutes (compiling them: the same step then runs in 5 s), at 32 a second.
@@ -14,20 +16,21 @@ describe('the memory plan at LLaMA-7B width', () => {
     await initWebGPU();
   });
 
-  it('is within 10 % of the measured peak of a training step, forward and backward, with and without gradient checkpointing', async (t) => {
+  it('is within 10 % of the measured peak of a training step, forward and backward, and of what the step adds, with and without gradient checkpointing', async (t) => {
     if (!hasF16()) return t.skip('needs shader-f16');
     const config = configFromPreset('llama-7b', { numHiddenLayers: 1, vocabSize: 256, numAttentionHeads: 128, numKeyValueHeads: 128 });
     const model = createRandomLlama(config, { dtype: 'f16', std: 0 });
     try {
       const lora = { r: 8, targetModules: ['q_proj', 'v_proj'] as const };
       applyLora(model, { r: lora.r, alpha: 16, dropout: 0.05, targetModules: [...lora.targetModules] }, { seed: 1 });
-      const [B, T] = [1, 16];
+      const [B, T] = [1, 64];
       const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 7) % 256);
       for (const gradientCheckpointing of [false, true]) {
         model.gradientCheckpointing = gradientCheckpointing;
         model.training = true;
         await synchronize();
         resetPeakBytes();
+        const resident = runtimeStats().bytesInUse;
         tidy(() => model.loss(tensor(ids, [B, T]), tensor(ids, [B, T])).backward());
         model.training = false;
         await synchronize();
@@ -40,8 +43,12 @@ describe('the memory plan at LLaMA-7B width', () => {
         }
         const plan = planMemory(config, { batchSize: B, seqLen: T, dtype: 'f16', gradientCheckpointing, lora: { r: lora.r, targetModules: [...lora.targetModules] } });
         const ratio = plan.total / measured;
-        t.diagnostic(`checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B, ratio ${ratio.toFixed(3)}`);
+        // No optimizer exists here: the step adds activations, LoRA gradients, loss logits and temporaries.
+        const [planStep, measuredStep] = [plan.total - plan.weights - plan.lora - plan.optimizer, measured - resident];
+        const stepRatio = planStep / measuredStep;
+        t.diagnostic(`checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured ${measured} B, ratio ${ratio.toFixed(3)}; the step: plan ${planStep} B, measured ${measuredStep} B, ratio ${stepRatio.toFixed(3)}`);
         assert.ok(Math.abs(ratio - 1) <= 0.1, `checkpointing ${gradientCheckpointing}: plan ${plan.total} B, measured peak ${measured} B (ratio ${ratio.toFixed(3)})`);
+        assert.ok(Math.abs(stepRatio - 1) <= 0.1, `checkpointing ${gradientCheckpointing}: the step adds ${measuredStep} B, planned ${planStep} B (ratio ${stepRatio.toFixed(3)})`);
       }
     } finally {
       model.dispose();

@@ -13,7 +13,8 @@ export function planLines(name: string, model: LlamaConfig, config: TrainConfig,
     ['LoRA gradients', plan.gradients],
     ['AdamW state', plan.optimizer],
     [`activations (${config.gradientCheckpointing ? 'checkpointed: layer inputs + one layer' : 'every layer'})`, plan.activations],
-    ['loss logits (one chunk)', plan.logits],
+    ['loss logits (one chunk, and a copy of lm_head)', plan.logits],
+    ["workspace (a layer's backward, a product's weight copy)", plan.workspace],
   ];
   return [
     `${name}: ${model.numHiddenLayers} layers, hidden ${model.hiddenSize}, ${base}; LoRA r ${config.loraR} on ${config.loraTargetModules.join(', ')}; micro-batch ${microBatch} x ${config.cutoffLen} tokens${config.gradientCheckpointing ? ', gradient checkpointing' : ''}`,

@@ -72,12 +72,20 @@ export interface MemoryPlan {
    * one layer rebuilt in backward), one layer's temporaries in inference.
    */
   readonly activations: number;
-  /** Logits: in training one chunk of the fused loss (its f32 logits, their gradient and the lm_head output). */
+  /**
+   * Logits: in training one chunk of the fused loss (its f32 logits, their gradient and the lm_head
+   * output); with the copy of an lm_head part its product may make (see {@link productWorkspace}).
+   */
   readonly logits: number;
+  /**
+   * Temporaries of the decoder layers: a projection's copy of its weight (see {@link productWorkspace})
+   * and, in training, the gradients a layer's backward holds at once ([B, T, 3 I + 4 C]).
+   */
+  readonly workspace: number;
   readonly kvCache: number;
   /**
-   * The peak: the sum of the parts, except that with checkpointing the loss logits and the layer
-   * rebuilt in backward are not held at once (the larger counts).
+   * The peak: the sum of the parts, except in training, where the loss's logits and a layer's backward
+   * (its workspace, and with checkpointing the layer rebuilt) are not held at once: the larger counts.
    */
   readonly total: number;
   /** The largest activation tensor that is not split (the MLP's is, in chunks of token rows, over the binding limit). */
@@ -113,6 +121,23 @@ export function splitRows(rows: number, rowBytes: number, limit: number): number
 export function mlpChunkRows(N: number, I: number, dtype: 'f32' | 'f16', limit: number): number {
   const rowBytes = I * (dtype === 'f16' ? 2 : 4);
   return N * rowBytes <= limit ? N : Math.max(1, Math.floor(limit / rowBytes));
+}
+
+/** Rows and weight bytes from which the v3 matmul (subgroup adapters) first copies a weight into panels. */
+const PACK_MIN_ROWS = 64;
+const PACK_MIN_BYTES = 8 << 20;
+
+/**
+ * Bytes a product of `rows` rows with a frozen [out, in] weight allocates beside its output: the v3
+ * matmul copies a weight of 8 MiB or more into panels for 64 rows or more (adapters whose matmul is
+ * another kernel copy nothing, so this is the most); an NF4 product expands the block absmaxes to
+ * f32 (4 bytes per 64 weights); int8 needs nothing.
+ */
+export function productWorkspace(rows: number, out: number, inp: number, quantize: 'none' | QuantFormat, dtypeBytes: number): number {
+  if (quantize === 'nf4') return Math.ceil((out * inp) / 64) * 4;
+  if (quantize === 'int8') return 0;
+  const bytes = out * inp * dtypeBytes;
+  return rows >= PACK_MIN_ROWS && bytes >= PACK_MIN_BYTES ? bytes : 0;
 }
 
 /** Output and input sizes of a projection. */
@@ -205,11 +230,23 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   // Training's loss runs lm_head in chunks of rows (chunked-loss.ts): one chunk's f32 logits at a time.
   const logitRows = training ? Math.min(N, lossChunkRows(V)) : options.lastPositionLogits ? B : N;
   const logitBytes = logitRows * V * 4;
-  const logits = training ? 3 * logitBytes : logitBytes;
+  // Products copy their weight (productWorkspace): lm_head's largest part over the logit rows, one
+  // projection over the tokens.
+  const limit = limits === undefined ? Infinity : Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const headRows = Math.max(...(V * C * bytes > limit ? splitRows(V, C * bytes, limit) : [V]));
+  const headCopy = productWorkspace(logitRows, headRows, C, 'none', bytes);
+  const logits = (training ? 3 * logitBytes : logitBytes) + headCopy;
+  let projectionCopy = 0;
+  for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
+    const [out, inp] = projectionShape(config, t);
+    projectionCopy = Math.max(projectionCopy, productWorkspace(N, out, inp, quantize, bytes));
+  }
+  // A layer's backward holds the MLP's three [N, I] gradients and four [N, C] at once.
+  const workspace = projectionCopy + (training ? N * (3 * I + 4 * C) * bytes : 0);
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
-  // With checkpointing the loss's logits are freed before backward rebuilds a layer: the larger of the two counts.
+  // The loss's logits are freed before backward runs a layer (with checkpointing, rebuilds it): the larger counts.
   const oneLayer = training && options.gradientCheckpointing ? N * (8 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats : 0;
-  const transient = oneLayer > 0 ? Math.max(logits, oneLayer) - oneLayer : logits;
+  const transient = training ? Math.max(logits, oneLayer + workspace) - oneLayer : logits + workspace;
   const total = weights + lora + gradients + optimizer + activations + transient + kvCache;
 
   const candidates: [string, number][] = [
@@ -222,7 +259,6 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
 
   const splits: TensorSplit[] = [];
   if (limits !== undefined) {
-    const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     const matrices: [string, number, number][] = [['model.embed_tokens.weight', V, C]];
     if (!config.tieWordEmbeddings) matrices.push(['lm_head.weight', V, C]);
     for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
@@ -241,6 +277,7 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     optimizer,
     activations,
     logits,
+    workspace,
     kvCache,
     total,
     largestActivation: { name: largest[0], bytes: largest[1] },
@@ -257,6 +294,7 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
     ['AdamW state', plan.optimizer],
     ['activations', plan.activations],
     ['logits', plan.logits],
+    ['workspace', plan.workspace],
     ['KV cache', plan.kvCache],
   ];
   return `${parts.map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}; peak ${formatBytes(plan.total)}`;
