@@ -10,7 +10,7 @@ import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaPresets, llamaTokenizerDir, planMemory, saveMergedModel } from '@huatuo/llama';
 import { checkPlanFits } from '@huatuo/sft';
 import { join } from 'node:path';
-import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
+import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));

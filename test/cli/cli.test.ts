@@ -11,7 +11,7 @@ import { hasF16, initWebGPU, tensor } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, loadAdapter, loadLlama, saveAdapter, saveMergedModel, setAdapterWeights, adaptedLinears, peftKey } from '@huatuo/llama';
 import { buildProgram } from '@huatuo/cli';
 import { listCheckpoints, loadRecords, readCheckpoint } from '@huatuo/sft';
-import { SMALL_MODEL, smallRecords, tmp, writeRecords } from './trainer-setup.js';
+import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
