@@ -74,7 +74,7 @@ export class Output {
   constructor(
     readonly prompt: number,
     readonly promptTokens: readonly number[],
-    private readonly tokenizer: Tokenizer | null,
+    tokenizer: Tokenizer | null,
     private readonly r: Resolved,
   ) {
     this.decoder = tokenizer?.createStreamDecoder({ skipSpecialTokens: true }) ?? null;
