@@ -89,6 +89,12 @@ function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { ke
   return typeof state === 'object' && 'pipeline' in state ? { kernel: state, rows } : null;
 }
 
+/** The subgroup size the subgroup-per-split decode kernel is compiled for, or 0 (no fixed size: use v1). */
+function decodeSubgroupSize(info: Runtime['info']): number {
+  const sg = info.subgroupMinSize;
+  return info.features.has('subgroups') && sg === info.subgroupMaxSize && [4, 8, 16, 32, 64, 128].includes(sg) ? sg : 0;
+}
+
 interface Geometry {
   B: number;
   Hq: number;
@@ -172,12 +178,17 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     const rows = g.B * g.Hq;
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');
-    const partial = compileKernel(rt, 'attention_decode_partial', v1Defines(q.dtype, g.D, ['q', 'k', 'v'], []));
+    // A subgroup per (row, split) where subgroups have one fixed size, else a thread per (row, split).
+    const sg = forcedKernel === 'v1' ? 0 : decodeSubgroupSize(rt.info);
+    const defines = v1Defines(q.dtype, g.D, ['q', 'k', 'v'], []);
+    const partial = sg
+      ? compileKernel(rt, 'attention_decode_partial.v2', { ...defines, SG: String(sg), LPD: String(Math.ceil(D4 / sg)) })
+      : compileKernel(rt, 'attention_decode_partial', defines);
     rt.dispatch({
       kernel: partial,
       params: p,
       buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, partAcc.buffer(OP), partMl.buffer(OP)],
-      workgroups: grid1d(rows * n, 32),
+      workgroups: grid1d(rows * n, sg ? 1 : 32),
       label: 'attention decode',
     });
     const combine = compileKernel(rt, 'attention_decode_combine', v1Defines(q.dtype, g.D, [], ['o']));
