@@ -1,5 +1,6 @@
 // Causal scaled-dot-product attention with grouped-query heads, flash style: the forward keeps only
 // the output and a per-row logsumexp, the backward recomputes scores tile by tile (no T x S buffer).
+// On GPUs, short sequences run composed of matmuls and a softmax instead (attention-composed.ts).
 // Kernels: v1 (one query or key row per thread, K/V tiles in workgroup memory; any adapter, any D) and
 // v2 (one subgroup per workgroup, rows shared through subgroupBroadcast; layouts in kernelgen/attention.ts).
 // v2 runs where it can unless a variant is forced (tests, benchmarks).
@@ -11,6 +12,7 @@ import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } f
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
+import { composedAttention } from './attention-composed.js';
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {
@@ -35,8 +37,20 @@ const MAX_D = 256;
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
 
-/** Which attention kernels run: `v1` (portable) or `v2` (subgroup sharing). */
-export type AttentionKernel = 'v1' | 'v2';
+/**
+ * Which attention kernels run: `v1` (portable), `v2` (subgroup sharing), or `composed` (batched matmuls
+ * and a softmax; builds the T x S scores; ops/attention-composed.ts).
+ */
+export type AttentionKernel = 'v1' | 'v2' | 'composed';
+
+/**
+ * Composed attention runs by itself on adapters with subgroups of 32 or more (GPUs) for calls (T > 1)
+ * whose f32 scores take at most this many bytes and T x S at most COMPOSED_MAX_GRID: there
+ * the products run on the matmul kernels (tensor cores where offered) at a memory cost of three score
+ * matrices, where the fused kernels run on CUDA cores.
+ */
+const COMPOSED_MAX_BYTES = 64 << 20;
+const COMPOSED_MAX_GRID = 512 * 512;
 
 let forcedKernel: AttentionKernel | null = null;
 
@@ -55,7 +69,7 @@ export function setAttentionKernel(kernel: AttentionKernel | null): void {
  * if the driver refuses it); backward kernels may fall back on their own where their layout does not fit.
  */
 export function attentionKernelFor(D: number): AttentionKernel {
-  if (forcedKernel === 'v1') return 'v1';
+  if (forcedKernel === 'v1' || forcedKernel === 'composed') return forcedKernel;
   return v2Layout(getRuntime().info, D, 'attention_forward.v2') ? 'v2' : 'v1';
 }
 
@@ -93,6 +107,14 @@ function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { ke
 function decodeSubgroupSize(info: Runtime['info']): number {
   const sg = info.subgroupMinSize;
   return info.features.has('subgroups') && sg === info.subgroupMaxSize && [4, 8, 16, 32, 64, 128].includes(sg) ? sg : 0;
+}
+
+/** Whether a call runs composed: forced, or by itself on a GPU for a short sequence. */
+function composedFor(g: Geometry): boolean {
+  if (forcedKernel !== null) return forcedKernel === 'composed';
+  if (g.T <= 1 || g.T * g.S > COMPOSED_MAX_GRID) return false;
+  if (g.B * g.Hq * g.T * g.S * 4 > COMPOSED_MAX_BYTES) return false;
+  return decodeSubgroupSize(getRuntime().info) >= 32;
 }
 
 interface Geometry {
@@ -322,5 +344,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new ValueError(`${OP}: scale is ${scale}; pass a finite number`);
   const g: Geometry = { B, Hq, Hkv, T, S, D, scale, causal: options.causal ?? true };
+  if (composedFor(g)) return composedAttention(q, k, v, mask, g);
   return attentionOp(q, k, v, mask, g);
 }
