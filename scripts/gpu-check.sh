@@ -3,7 +3,7 @@
 # (bench/gpu-report.ts) and the test suite, with the experimental WebGPU features enabled. Logs go to
 # $OUT (default ./gpu-check-out).
 #   bash scripts/gpu-check.sh [report|tests|bench]...   (default: report tests)
-# `bench` runs `npm run bench` (PyTorch beside it when python3 imports torch with CUDA) and copies
+# `bench` runs bench/run.ts (what `npm run bench` runs) (PyTorch beside it when python3 imports torch with CUDA) and copies
 # bench/RESULTS.md and the results JSON to $OUT.
 set -uo pipefail
 out=${OUT:-gpu-check-out}
@@ -18,7 +18,7 @@ for step in "${steps[@]}"; do
     tests) timeout "${TESTS_TIMEOUT:-300}" node scripts/run-tests.mjs ${TEST_DIRS:-test} > "$out/tests.log" 2>&1
       echo "tests exit $?"; grep -E '^. (tests|pass|fail|skipped|cancelled) ' "$out/tests.log"
       sed -n '/failing tests:/,$p' "$out/tests.log" | grep '^✖' | head -40 ;;
-    bench) timeout "${BENCH_TIMEOUT:-400}" npm run bench > "$out/bench.log" 2>&1
+    bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts > "$out/bench.log" 2>&1
       echo "bench exit $?"; grep -E '^- |TFLOP|tokens/s|GB/s' "$out/bench.log" | tail -40
       cp bench/RESULTS.md "$out/RESULTS.md"; cp bench/results/*.json "$out/" 2>/dev/null ;;
   esac

@@ -36,7 +36,7 @@ export { matmulCandidates, decodeCandidates, setMatmulVariant, variantName } fro
 export type { MatmulVariant, DecodeVariant, MatmulChoice, ForceOptions, MatmulTuningReport, CandidateReport } from './matmul-choice.js';
 export { Profiler, profile } from './profiler.js';
 export type { KernelTime, ProfileReport } from './profiler.js';
-export { attention } from './ops/attention.js';
+export { attention, composedAttentionFor } from './ops/attention.js';
 export type { AttentionOptions } from './ops/attention.js';
 export { refAttention, refAttentionBackward } from './reference/attention.js';
 export type { RefAttentionOptions } from './reference/attention.js';

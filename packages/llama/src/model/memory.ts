@@ -3,7 +3,7 @@
 // length; which weights must be split to fit the adapter's binding limit; and a refusal, up
 // front and with the estimate in its message, of runs that cannot fit.
 
-import type { QuantFormat } from '@huatuo/tensor';
+import { composedAttentionFor, type QuantFormat } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from '../errors.js';
@@ -39,6 +39,11 @@ export interface MemoryPlanOptions {
   readonly quantize?: 'none' | QuantFormat;
   /** Activation checkpointing per decoder layer (training): keep layer inputs, recompute in backward. */
   readonly gradientCheckpointing?: boolean;
+  /**
+   * Attention runs composed of matmuls and a softmax (GPUs, short sequences), keeping f32 [B, H, T, S]
+   * scores per layer. Default: what the open device would do (`composedAttentionFor`), false without one.
+   */
+  readonly composedAttention?: boolean;
   /** KV cache length for inference; default `seqLen`. Ignored in training. */
   readonly kvCacheLen?: number;
   /**
@@ -215,8 +220,13 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const optimizer = training ? 2 * lora : 0;
 
   const S = training ? T : (options.kvCacheLen ?? T);
-  // Attention is flash style: no [B, H, T, S] scores, only the output and a logsumexp per row and head.
-  const attentionStats = B * H * T * 4;
+  // Fused attention keeps no [B, H, T, S] scores, only the output and a logsumexp per row and head.
+  // Composed attention (GPUs, short sequences) keeps f32 score matrices (the products, the masked
+  // scores, the probabilities and, with a padding mask as in SFT batches, the masked probabilities), the
+  // [B, T, S] masks, and f32 copies of q (scaled), k, v and the output.
+  const composed = options.composedAttention ?? composedAttentionFor(B, H, T, S);
+  const f32Copies = bytes === 4 ? N * C : N * (3 * C + 2 * kvd);
+  const attentionStats = composed ? (4 * H + 3) * B * T * S * 4 + f32Copies * 4 : B * H * T * 4;
   let activations: number;
   if (training) {
     // Per layer: residual, two norms, q/k/v and their rotations, attention output and its

@@ -4,8 +4,9 @@
 // Kernels: v1 (one query or key row per thread, K/V tiles in workgroup memory; any adapter, any D) and
 // v2 (one subgroup per workgroup, rows shared through subgroupBroadcast; layouts in kernelgen/attention.ts).
 // v2 runs where it can unless a variant is forced (tests, benchmarks).
-import { getRuntime } from '../backend/context.js';
+import { deviceInfo, getRuntime } from '../backend/context.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
+import type { DeviceInfo } from '../backend/device.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams, preprocess } from '../kernels.js';
 import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
@@ -104,17 +105,21 @@ function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { ke
 }
 
 /** The subgroup size the subgroup-per-split decode kernel is compiled for, or 0 (no fixed size: use v1). */
-function decodeSubgroupSize(info: Runtime['info']): number {
+function decodeSubgroupSize(info: DeviceInfo): number {
   const sg = info.subgroupMinSize;
   return info.features.has('subgroups') && sg === info.subgroupMaxSize && [4, 8, 16, 32, 64, 128].includes(sg) ? sg : 0;
 }
 
-/** Whether a call runs composed: forced, or by itself on a GPU for a short sequence. */
-function composedFor(g: Geometry): boolean {
+/**
+ * Whether attention over q [B, Hq, T, D] and keys [.., S, D] runs composed on the current device (forced,
+ * or by itself on a GPU for a short sequence); false before a device is opened. Memory plans use it:
+ * a composed call keeps three f32 [B, Hq, T, S] score matrices (four with a padding mask).
+ */
+export function composedAttentionFor(B: number, Hq: number, T: number, S: number): boolean {
   if (forcedKernel !== null) return forcedKernel === 'composed';
-  if (g.T <= 1 || g.T * g.S > COMPOSED_MAX_GRID) return false;
-  if (g.B * g.Hq * g.T * g.S * 4 > COMPOSED_MAX_BYTES) return false;
-  return decodeSubgroupSize(getRuntime().info) >= 32;
+  if (T <= 1 || T * S > COMPOSED_MAX_GRID || B * Hq * T * S * 4 > COMPOSED_MAX_BYTES) return false;
+  const info = deviceInfo();
+  return info !== null && decodeSubgroupSize(info) >= 32;
 }
 
 interface Geometry {
@@ -344,6 +349,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new ValueError(`${OP}: scale is ${scale}; pass a finite number`);
   const g: Geometry = { B, Hq, Hkv, T, S, D, scale, causal: options.causal ?? true };
-  if (composedFor(g)) return composedAttention(q, k, v, mask, g);
+  if (composedAttentionFor(B, Hq, T, S)) return composedAttention(q, k, v, mask, g);
   return attentionOp(q, k, v, mask, g);
 }
