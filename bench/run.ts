@@ -1,6 +1,7 @@
-// `npm run bench [-- --quick]`: the adapter's roofline, the project's matmul (tuned and naive), decode
+// `npm run bench [-- --quick | --gpu-only]`: the adapter's roofline, the project's matmul (tuned and naive), decode
 // matrix-vector, softmax and a training step, beside tfjs-webgpu and jax-js on the same adapter; writes
-// a table, bench/results/<adapter>-<date>.json and bench/RESULTS.md, and checks the targets.
+// a table, bench/results/<adapter>-<date>.json and bench/RESULTS.md, and checks the targets. `--gpu-only`
+// runs the roofline and the GPU rows alone (bench/gpu.bench.ts, PyTorch beside them) on a GPU adapter.
 import {
   destroyWebGPU,
   initWebGPU,
@@ -49,6 +50,21 @@ const push = (r: Omit<Row, 'adapter'>) => {
 };
 const flops = (s: Shape) => 2 * s.M * s.N * s.K;
 const dtypes: FloatDType[] = f16 ? ['f32', 'f16'] : ['f32'];
+
+if (process.argv.includes('--gpu-only')) {
+  if (quick || info.maxStorageBufferBindingSize < 1 << 30) {
+    log('--gpu-only needs a GPU-sized adapter (1 GiB bindings) and no --quick; nothing measured or written');
+    process.exit(1);
+  }
+  const lines = await benchGpu({ quick, reps: 3, roof, push, log });
+  const summary = `Roofline: FMA ${roof.gflops.toFixed(1)} GFLOP/s; copy kernel ${roof.readGbps.toFixed(2)} GB/s read (${roof.copyGbps.toFixed(2)} read+write). Matmul choice: ${variantName(choice.main)}${choice.f16 ? `, f16 ${variantName(choice.f16)}` : ''} (fallback ${variantName(choice.fallback)}).\n\nGPU rows only (\`--gpu-only\`):\n${lines.join('\n')}`;
+  log(table(rows));
+  log(summary);
+  const written = writeResults(adapter, rows, summary, quick);
+  log(`\nwrote ${written.json}${written.markdown ? ' and bench/RESULTS.md' : ''}`);
+  await destroyWebGPU();
+  process.exit(0);
+}
 const reps = quick ? 3 : 5;
 
 // Matmul: the project's kernels.

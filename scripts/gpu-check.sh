@@ -18,7 +18,7 @@ for step in "${steps[@]}"; do
     tests) timeout "${TESTS_TIMEOUT:-300}" node scripts/run-tests.mjs ${TEST_DIRS:-test} > "$out/tests.log" 2>&1
       echo "tests exit $?"; grep -E '^. (tests|pass|fail|skipped|cancelled) ' "$out/tests.log"
       sed -n '/failing tests:/,$p' "$out/tests.log" | grep '^✖' | head -40 ;;
-    bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts > "$out/bench.log" 2>&1
+    bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts ${BENCH_ARGS:-} > "$out/bench.log" 2>&1
       echo "bench exit $?"; grep -E '^- |TFLOP|tokens/s|GB/s' "$out/bench.log" | tail -40
       cp bench/RESULTS.md "$out/RESULTS.md"; cp bench/results/*.json "$out/" 2>/dev/null ;;
   esac
