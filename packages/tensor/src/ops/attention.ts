@@ -4,16 +4,17 @@
 // Kernels: v1 (one query or key row per thread, K/V tiles in workgroup memory; any adapter, any D) and
 // v2 (one subgroup per workgroup, rows shared through subgroupBroadcast; layouts in kernelgen/attention.ts).
 // v2 runs where it can unless a variant is forced (tests, benchmarks).
-import { deviceInfo, getRuntime } from '../backend/context.js';
-import type { CompiledKernel, Runtime } from '../backend/runtime.js';
-import type { DeviceInfo } from '../backend/device.js';
+import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, packParams, preprocess } from '../kernels.js';
-import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { v1Defines } from '../kernelgen/attention.js';
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
 import { composedAttention } from './attention-composed.js';
+import { composedAttentionFor, decodeSubgroupSize, forcedAttentionKernel, v2Kernel } from './attention-choice.js';
+
+export { attentionKernelFor, composedAttentionFor, setAttentionKernel, type AttentionKernel } from './attention-choice.js';
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {
@@ -37,90 +38,6 @@ const MAX_D = 256;
 /** Keys per split of the T == 1 decode kernel (at least; more when S is long). */
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
-
-/**
- * Which attention kernels run: `v1` (portable), `v2` (subgroup sharing), or `composed` (batched matmuls
- * and a softmax; builds the T x S scores; ops/attention-composed.ts).
- */
-export type AttentionKernel = 'v1' | 'v2' | 'composed';
-
-/**
- * Composed attention runs by itself on adapters with subgroups of 32 or more (GPUs) for calls (T > 1)
- * whose f32 scores take at most this many bytes and T x S at most COMPOSED_MAX_GRID: there
- * the products run on the matmul kernels (tensor cores where offered) at a memory cost of three score
- * matrices, where the fused kernels run on CUDA cores.
- */
-const COMPOSED_MAX_BYTES = 64 << 20;
-const COMPOSED_MAX_GRID = 512 * 512;
-
-let forcedKernel: AttentionKernel | null = null;
-
-/**
- * Forces the attention kernels (`null`: v2 where the adapter and head dim allow it, else v1). Forcing v2
- * still falls back to v1 where v2 cannot run; `attentionKernelFor` tells which one will.
- * @example setAttentionKernel('v1'); // ... setAttentionKernel(null);
- */
-export function setAttentionKernel(kernel: AttentionKernel | null): void {
-  forcedKernel = kernel;
-}
-
-/**
- * The kernels attention with head dim D runs on the current device (T > 1; T = 1 forwards decode). On
- * adapters with 32-wide subgroups or more, v2 runs once its pipeline exists (v1 until then, and for good
- * if the driver refuses it); backward kernels may fall back on their own where their layout does not fit.
- */
-export function attentionKernelFor(D: number): AttentionKernel {
-  if (forcedKernel === 'v1' || forcedKernel === 'composed') return forcedKernel;
-  return v2Layout(getRuntime().info, D, 'attention_forward.v2') ? 'v2' : 'v1';
-}
-
-/**
- * v2 pipelines being created, created or refused, per runtime. Where subgroups are 32 wide or more (GPUs,
- * whose drivers may refuse a layout, e.g. for too many registers a thread) a v2 variant is created
- * asynchronously on first use and v1 runs until it exists; one the driver refuses is never tried again.
- * Narrower subgroups (lavapipe) create it in place, as a forced v2 does, so that it runs at once.
- */
-const v2Pipelines = new WeakMap<Runtime, Map<string, CompiledKernel | 'pending' | { refused: string }>>();
-
-/** The v2 kernel to dispatch for this call, or null for v1. */
-function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
-  if (forcedKernel === 'v1') return null;
-  const l: V2Layout | null = v2Layout(rt.info, D, kernel);
-  if (!l) return null;
-  const key = v2Key(kernel, dtype, l);
-  const rows = l.sg * l.rpl;
-  if (forcedKernel === 'v2' || l.sg < 32) return { kernel: rt.kernel(key, preprocess(kernel, v2Defines(kernel, dtype, l)), key), rows };
-  let states = v2Pipelines.get(rt);
-  if (!states) v2Pipelines.set(rt, (states = new Map()));
-  const state = states.get(key);
-  if (state === undefined) {
-    states.set(key, 'pending');
-    rt.kernelChecked(key, preprocess(kernel, v2Defines(kernel, dtype, l)), key).then(
-      (k) => states.set(key, k),
-      (e: Error) => states.set(key, { refused: e.message }),
-    );
-    return null;
-  }
-  return typeof state === 'object' && 'pipeline' in state ? { kernel: state, rows } : null;
-}
-
-/** The subgroup size the subgroup-per-split decode kernel is compiled for, or 0 (no fixed size: use v1). */
-function decodeSubgroupSize(info: DeviceInfo): number {
-  const sg = info.subgroupMinSize;
-  return info.features.has('subgroups') && sg === info.subgroupMaxSize && [4, 8, 16, 32, 64, 128].includes(sg) ? sg : 0;
-}
-
-/**
- * Whether attention over q [B, Hq, T, D] and keys [.., S, D] runs composed on the current device (forced,
- * or by itself on a GPU for a short sequence); false before a device is opened. Memory plans use it:
- * a composed call keeps three f32 [B, Hq, T, S] score matrices (four with a padding mask).
- */
-export function composedAttentionFor(B: number, Hq: number, T: number, S: number): boolean {
-  if (forcedKernel !== null) return forcedKernel === 'composed';
-  if (T <= 1 || T * S > COMPOSED_MAX_GRID || B * Hq * T * S * 4 > COMPOSED_MAX_BYTES) return false;
-  const info = deviceInfo();
-  return info !== null && decodeSubgroupSize(info) >= 32;
-}
 
 interface Geometry {
   B: number;
@@ -206,7 +123,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');
     // A subgroup per (row, split) where subgroups have one fixed size, else a thread per (row, split).
-    const sg = forcedKernel === 'v1' ? 0 : decodeSubgroupSize(rt.info);
+    const sg = forcedAttentionKernel() === 'v1' ? 0 : decodeSubgroupSize(rt.info);
     const defines = v1Defines(q.dtype, g.D, ['q', 'k', 'v'], []);
     const partial = sg
       ? compileKernel(rt, 'attention_decode_partial.v2', { ...defines, SG: String(sg), LPD: String(Math.ceil(D4 / sg)) })
