@@ -1,10 +1,13 @@
 // The demonstration's stand-in for LLaMA's pretraining: every weight of the tiny base trained as a
-// causal language model (loss on every token) on the plain text of the demo sample's training
-// records, so that HuaTuo's LoRA recipe afterwards starts from a model that knows the language.
+// causal language model (loss on every token) on the full text of a few demo records, so that
+// HuaTuo's LoRA recipe afterwards starts from a model that knows them.
 import { AdamW, clipGradNorm, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import type { LlamaModel } from '@huatuo/llama';
 import { chunkOrder, collate, epochOrder, type TextTokenizer, type TokenizedExample } from './batch.js';
+import type { QaRecord } from './data.js';
+import type { BaseModel } from './lora-model.js';
 import type { MetricsRow } from './metrics.js';
+import { generatePrompt, type PromptTemplate } from './prompt.js';
 
 /** Options of {@link pretrainBase}. */
 export interface PretrainOptions {
@@ -89,4 +92,19 @@ export async function pretrainBase(model: LlamaModel, tokenizer: TextTokenizer, 
     for (const p of params) p.requireGrad(false);
   }
   return history;
+}
+
+/** The demonstration base's texts: each record's full training text, its prompt then its answer. */
+export function demoBaseTexts(records: readonly QaRecord[], template: PromptTemplate): string[] {
+  return records.map((r) => generatePrompt(template, r.instruction, r.input, r.output));
+}
+
+/**
+ * Trains the tiny demonstration base (every weight) on the full texts of `records` with
+ * {@link pretrainBase}: a stand-in, at a toy scale, for what LLaMA's pretraining already knows.
+ */
+export function pretrainDemoBase(base: BaseModel, records: readonly QaRecord[], template: PromptTemplate, options: PretrainOptions): Promise<MetricsRow[]> {
+  const t = base.tokenizer;
+  const tokenizer: TextTokenizer = { encode: (text, o) => t.encode(text, o), bosId: t.bosId, eosId: t.eosId, padId: 0 };
+  return pretrainBase(base.model, tokenizer, demoBaseTexts(records, template), options);
 }

@@ -41,7 +41,7 @@ export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, che
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
 export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export { lossCurveSvg } from './loss-curve.js';
-export { pretrainBase, baseParameters, textExample } from './demo-base.js';
+export { pretrainBase, pretrainDemoBase, demoBaseTexts, baseParameters, textExample } from './demo-base.js';
 export type { PretrainOptions } from './demo-base.js';
 export type { LossCurveOptions } from './loss-curve.js';
 export type { MetricsRow } from './metrics.js';

@@ -46,6 +46,11 @@ export interface RunOptions {
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
   onPlan?: (plan: RunPlan, data: PreparedData, base: BaseModel) => void | Promise<void>;
+  /**
+   * Called with the base model and the data before the adapter is attached, unless dry-run; what
+   * it returns replaces the data. The demonstration trains its stand-in base here.
+   */
+  prepareBase?: (base: BaseModel, data: PreparedData) => Promise<PreparedData | void>;
   stopAfterStep?: number;
   /** Validate and plan only. */
   dryRun?: boolean;
@@ -81,7 +86,8 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   await checkRunFits(config, dtype, options.baseModel);
   const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype, ...options.baseModel });
   checkContext(config.cutoffLen, base.model.config, base.name);
-  const data = await prepareData(config, base);
+  const prepared = await prepareData(config, base);
+  const data = (!options.dryRun && (await options.prepareBase?.(base, prepared))) || prepared;
   const model = attachLora(base, config);
   if (options.initAdapter) await model.loadAdapter(options.initAdapter);
   const plan = planRun(config, base, data);
