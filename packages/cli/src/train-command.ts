@@ -97,7 +97,7 @@ export async function trainCommand(
   if (demo) {
     say('This is the demonstration run, in two phases on a built-in tiny LLaMA (2 layers, 64 wide, random');
     say("weights at first, LLaMA's real 32000-piece tokenizer) and the built-in Chinese medical QA sample.");
-    say(`Phase 1 stands in for LLaMA's pretraining: the tiny base trains every weight for about a minute on`);
+    say(`Phase 1 stands in for LLaMA's pretraining: the tiny base trains every weight for ${DEMO_BASE.steps} steps on`);
     say(`${DEMO_BASE.records} of the sample's records, so that it knows them. Phase 2 is HuaTuo's recipe itself: a LoRA`);
     say('adapter on the frozen base, trained on the answers, with the same pipeline as a LLaMA-7B fine-tune.');
     say('A real run starts from a pretrained LLaMA instead:');
