@@ -7,8 +7,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AdamW,
-  clipGradNorm,
   deviceInfo,
   initWebGPU,
   matmul,
@@ -17,16 +15,15 @@ import {
   randn,
   setMatmulVariant,
   startScope,
-  tensor,
   transpose,
   tuneMatmul,
   variantName,
   type FloatDType,
   type MatmulVariant,
   type ProfileReport,
-  type Tensor,
 } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, generate } from '@huatuo/llama';
+import { configFromPreset, createRandomLlama, generate } from '@huatuo/llama';
+import { loraStepRunner } from './gpu.bench.js';
 import { readFew } from './matmul.bench.js';
 import { timeMedian } from './timing.js';
 import { tokenIds } from './train.bench.js';
@@ -121,33 +118,14 @@ for (const layers of [2]) {
   const config = smoke ? configFromPreset('tiny', { numHiddenLayers: layers }) : configFromPreset('llama-7b', { numHiddenLayers: layers });
   await section(`LoRA step L${layers}`, async () => {
   t0 = performance.now();
-  const model = createRandomLlama(config, { seed: 1, dtype: 'f16' });
-  model.training = true;
-  const params = applyLora(model, { r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] }, { seed: 2 });
-  const opt = new AdamW(params, { lr: 1e-4 });
-  const ids = tensor(tokenIds(BATCH * SEQ, config.vocabSize, 3), [BATCH, SEQ], { dtype: 'i32' });
-  const step = async () => {
-    const s = startScope();
-    try {
-      const loss: Tensor = model.loss(ids, ids);
-      loss.backward();
-      clipGradNorm(params, 1);
-      opt.step();
-      opt.zeroGrad();
-      return await loss.item();
-    } finally {
-      s.end();
-    }
-  };
+  const { run: step, dispose } = loraStepRunner(config, BATCH, SEQ);
   const ms = await timeMedian(step, 3, 1, `LoRA step L${layers}`);
   const { report: prof } = await profile(step);
   const k = kernels(prof);
   json[`lora_step_L${layers}`] = { ms, profile: k.rows };
   log(`\nLoRA step, LLaMA-7B width, ${layers} layers, batch ${BATCH} x ${SEQ}, f16 base: ${ms.toFixed(1)} ms (setup and warm-up ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   for (const l of k.lines) log(l);
-  opt.dispose();
-  ids.dispose();
-  model.dispose();
+  dispose();
   });
   await section(`decode L${layers}`, async () => {
 

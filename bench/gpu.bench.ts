@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdamW, clipGradNorm, deviceInfo, profile, startScope, tensor, type FloatDType, type Tensor } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, generate } from '@huatuo/llama';
+import { applyLora, configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
 import type { BenchContext } from './kernels.bench.js';
 import { benchMatmul, type Shape } from './matmul.bench.js';
 import { timeMedian } from './timing.js';
@@ -116,14 +116,16 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
   return lines;
 }
 
-/** One LoRA step (r 8 on q/v, AdamW, clip 1) of a LLaMA-7B-shaped model with `layers` layers, f16 base. */
-async function loraStep(ctx: BenchContext, layers: number): Promise<{ ms: number; note: string }> {
-  const config = configFromPreset('llama-7b', { numHiddenLayers: layers });
+/**
+ * A LoRA training step (r 8 on q/v, AdamW, clip 1) of a random f16 model of `config` on a batch x seq
+ * batch: `run` does one step and returns the loss; `dispose` frees the model, optimizer and batch.
+ */
+export function loraStepRunner(config: LlamaConfig, batch: number, seq: number): { run: () => Promise<number>; dispose: () => void } {
   const model = createRandomLlama(config, { seed: 1, dtype: 'f16' });
   model.training = true;
   const params = applyLora(model, { r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] }, { seed: 2 });
   const opt = new AdamW(params, { lr: 1e-4 });
-  const ids = tensor(tokenIds(BATCH * SEQ, config.vocabSize, 3), [BATCH, SEQ], { dtype: 'i32' });
+  const ids = tensor(tokenIds(batch * seq, config.vocabSize, 3), [batch, seq], { dtype: 'i32' });
   const run = async () => {
     const s = startScope();
     try {
@@ -137,12 +139,21 @@ async function loraStep(ctx: BenchContext, layers: number): Promise<{ ms: number
       s.end();
     }
   };
+  const dispose = () => {
+    opt.dispose();
+    ids.dispose();
+    model.dispose();
+  };
+  return { run, dispose };
+}
+
+/** One LoRA step of a LLaMA-7B-shaped model with `layers` layers, f16 base (see loraStepRunner). */
+async function loraStep(ctx: BenchContext, layers: number): Promise<{ ms: number; note: string }> {
+  const { run, dispose } = loraStepRunner(configFromPreset('llama-7b', { numHiddenLayers: layers }), BATCH, SEQ);
   const ms = await timeMedian(run, 3, 1, `LoRA step L${layers}`);
   const { report } = await profile(run);
   const top = report.kernels.slice(0, 4).map((k) => `${k.label} ${(k.ms ?? 0).toFixed(1)} ms`).join(', ');
-  opt.dispose();
-  ids.dispose();
-  model.dispose();
+  dispose();
   ctx.log(`LoRA step L${layers}: ${ms.toFixed(1)} ms; kernels ${report.gpuMs.toFixed(1)} ms (${report.source}); top ${top}`);
   return { ms, note: `kernels ${report.gpuMs.toFixed(0)} ms of the profiled step; top: ${top}` };
 }

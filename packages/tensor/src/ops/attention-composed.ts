@@ -12,8 +12,8 @@ import { cast, where } from './select.js';
 import { softmax } from './softmax.js';
 import { reshape, transpose } from './views.js';
 
-/** What composed attention needs of a call: sizes, scale, causal. */
-export interface ComposedGeometry {
+/** An attention call: q [B, Hq, T, D], k and v [B, Hkv, S, D], the scale of q . k, causal or not. */
+export interface AttentionGeometry {
   B: number;
   Hq: number;
   Hkv: number;
@@ -38,7 +38,7 @@ function causalGrid(T: number, S: number, seen: number, hidden: number): Tensor 
  * Attention as products and a softmax (see the file header); the same contract as `attention`.
  * q [B, Hq, T, D], k and v [B, Hkv, S, D], mask [B, S] or null -> [B, Hq, T, D] in q's dtype.
  */
-export function composedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: ComposedGeometry): Tensor {
+export function composedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: AttentionGeometry): Tensor {
   const { B, Hq, Hkv, T, S, D, scale, causal } = g;
   const group = Hq / Hkv;
   const f32 = (t: Tensor) => (t.dtype === 'f32' ? t : cast(t, 'f32'));

@@ -11,7 +11,7 @@ import { v1Defines } from '../kernelgen/attention.js';
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
-import { composedAttention } from './attention-composed.js';
+import { composedAttention, type AttentionGeometry } from './attention-composed.js';
 import { composedAttentionFor, decodeSubgroupSize, forcedAttentionKernel, v2Kernel } from './attention-choice.js';
 
 export { attentionKernelFor, composedAttentionFor, setAttentionKernel, type AttentionKernel } from './attention-choice.js';
@@ -39,16 +39,8 @@ const MAX_D = 256;
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
 
-interface Geometry {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  T: number;
-  S: number;
-  D: number;
-  scale: number;
-  causal: boolean;
-}
+/** The sizes, scale and mask kind of one call (shared with composed attention). */
+type Geometry = AttentionGeometry;
 
 function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
   for (const [name, t] of [['q', q], ['k', k], ['v', v], ['keyPaddingMask', mask]] as const) {
