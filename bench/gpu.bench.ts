@@ -62,6 +62,15 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
   // PyTorch first, in its own process, so that neither holds GPU memory while the other runs.
   const torch = hf ? torchSuite(ctx) : new Map<string, TorchRow>();
   if (cuda && !hf) ctx.log('pytorch-cuda: skipped (transformers or peft does not import)');
+  // PyTorch's model rows are recorded now, so that a run stopped during ours keeps them.
+  for (const layers of [2, 4, 32]) {
+    const t = torch.get(`step ${layers}`);
+    if (t) ctx.push({ bench: 'llama-7b LoRA step', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B${BATCH} T${SEQ}`, ms: Number(t.ms_per_step), gflops: null, gbps: null, note: `transformers + PEFT; ${Number(t.tokens_per_s).toFixed(0)} tokens/s; peak ${Number(t.peak_gib).toFixed(1)} GiB; ${t.gpu}` });
+  }
+  for (const layers of [2, 4, 32]) {
+    const t = torch.get(`decode ${layers}`);
+    if (t) ctx.push({ bench: 'llama-7b greedy decode', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B1`, ms: Number(t.ms_per_token), gflops: null, gbps: null, note: `transformers generate; ${t.gpu}` });
+  }
   for (const dtype of ['f16', 'f32'] as FloatDType[]) {
     if (dtype === 'f16' && !info.features.has('shader-f16')) continue;
     for (const s of SHAPES) {
@@ -96,18 +105,8 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
   lines.push(`- LLaMA-7B LoRA step (B${BATCH} T${SEQ}, f16 base): ${step.map((ms) => ms.toFixed(0)).join(' / ')} ms at 2 / 4 layers; extrapolated to 32 layers ${at32.toFixed(0)} ms = ${tokens.toFixed(0)} tokens/s.`);
   lines.push(`- Greedy decode (f16, batch 1): ${decode.map((ms) => ms.toFixed(1)).join(' / ')} ms a token at 2 / 4 layers; extrapolated to 32 layers ${decode32.toFixed(1)} ms = ${(1000 / decode32).toFixed(0)} tokens/s.`);
   if (torch.size > 0) {
-    for (const layers of [2, 4, 32]) {
-      const t = torch.get(`step ${layers}`);
-      if (t) {
-        const what = 'transformers + PEFT';
-        ctx.push({ bench: 'llama-7b LoRA step', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B${BATCH} T${SEQ}`, ms: Number(t.ms_per_step), gflops: null, gbps: null, note: `${what}; ${Number(t.tokens_per_s).toFixed(0)} tokens/s; peak ${Number(t.peak_gib).toFixed(1)} GiB; ${t.gpu}` });
-        if (layers === 32) lines.push(`- PyTorch LoRA step, 32 layers (${what}): ${Number(t.ms_per_step).toFixed(0)} ms = ${Number(t.tokens_per_s).toFixed(0)} tokens/s; huatuo (extrapolated) / PyTorch = ${((tokens / Number(t.tokens_per_s)) * 100).toFixed(0)} %.`);
-      }
-    }
-    for (const layers of [2, 4, 32]) {
-      const t = torch.get(`decode ${layers}`);
-      if (t) ctx.push({ bench: 'llama-7b greedy decode', impl: 'pytorch-cuda', dtype: 'f16', shape: `L${layers} B1`, ms: Number(t.ms_per_token), gflops: null, gbps: null, note: `transformers generate; ${t.gpu}` });
-    }
+    const t = torch.get('step 32');
+    if (t) lines.push(`- PyTorch LoRA step, 32 layers (transformers + PEFT): ${Number(t.ms_per_step).toFixed(0)} ms = ${Number(t.tokens_per_s).toFixed(0)} tokens/s; huatuo (extrapolated) / PyTorch = ${((tokens / Number(t.tokens_per_s)) * 100).toFixed(0)} %.`);
     const d32 = torch.get('decode 32');
     if (d32) lines.push(`- transformers generate, 32 layers: ${Number(d32.ms_per_token).toFixed(1)} ms a token; huatuo (extrapolated) is ${(Number(d32.ms_per_token) / decode32).toFixed(2)}x its speed.`);
   } else {
