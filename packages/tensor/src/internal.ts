@@ -5,6 +5,8 @@
 // The runtime: device, pipelines, buffer pool and dispatch counters of the initialized adapter
 export { getRuntime } from './backend/context.js';
 export { Runtime } from './backend/runtime.js';
+export { BufferPool, maxReuseSize, sizeClass } from './backend/pool.js';
+export type { PoolStats } from './backend/pool.js';
 export type { CompiledKernel, Dispatch } from './backend/runtime.js';
 
 // Kernels as data: specs, uniform packers, the #define step, the generated WGSL and Params layouts

@@ -11,6 +11,16 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
+/**
+ * Largest pooled buffer {@link BufferPool.acquire} hands out for a request of size class `size`: twice
+ * the size up to 1 MiB (batches of varying length reuse each other's buffers), above it at most 1 MiB
+ * or an eighth more, whichever is larger (the same or the next size class), so that large activations
+ * and weights never hold up to twice the memory they use.
+ */
+export function maxReuseSize(size: number): number {
+  return size + Math.min(size, Math.max(1 << 20, size / 8));
+}
+
 /** Counters of {@link BufferPool}. */
 export interface PoolStats {
   /** Buffers handed out and not yet released. */
@@ -50,14 +60,15 @@ export class BufferPool {
 
   /**
    * A buffer of at least `bytes`: a pooled one of the same size class, else the smallest pooled
-   * one up to twice the size (batches of varying length reuse each other's buffers), else new.
+   * one up to {@link maxReuseSize}, else new.
    */
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
     let buffer = this.free.get(size)?.pop();
     if (!buffer) {
+      const most = maxReuseSize(size);
       let best = Infinity;
-      for (const [s, list] of this.free) if (s > size && s <= 2 * size && s < best && list.length > 0) best = s;
+      for (const [s, list] of this.free) if (s > size && s <= most && s < best && list.length > 0) best = s;
       if (best !== Infinity) buffer = this.free.get(best)!.pop();
     }
     if (buffer) {
