@@ -29,16 +29,14 @@ alias T = f32;
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-  let bhk = wid.y;
-  let b = bhk / p.Hkv;
-  let j0 = wid.x * TM;
-  let kv_head = bhk * p.S * D4;
+  let kg = key_group(wid, TM);
+  let kv_head = kg.bhk * p.S * D4;
 
   // This lane's key rows j0 + t SG + lane (t < RPL): k scaled, and v, when it keeps them.
   var kr: array<vec4<f32>, KEPT>;
   var vr: array<vec4<f32>, KEPT>;
   for (var t = 0u; KEEP_ROWS && t < RPL; t++) {
-    let row = kv_head + min(j0 + t * SG + lane, p.S - 1u) * D4;
+    let row = kv_head + min(kg.j0 + t * SG + lane, p.S - 1u) * D4;
     for (var d4 = 0u; d4 < D4; d4++) {
       kr[t * D4 + d4] = vec4<f32>(k[row + d4]) * p.scale;
       vr[t * D4 + d4] = vec4<f32>(v[row + d4]);
@@ -47,19 +45,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   // Whether key row j0 + r exists and is not padding.
   var kvis: array<bool, TM>;
   for (var r = 0u; r < TM; r++) {
-    let j = j0 + r;
+    let j = kg.j0 + r;
     kvis[r] = j < p.S;
-    if (j < p.S) { kvis[r] = key_kept(b, j); }
+    if (j < p.S) { kvis[r] = key_kept(kg.b, j); }
   }
   var dk_acc: array<vec4<f32>, TM * DL>;
   var dv_acc: array<vec4<f32>, TM * DL>;
 
-  // Query rows before the first key's causal limit see no key of this workgroup.
-  let i_start = first_query(j0);
-  let h0 = first_query_head(bhk);
-  for (var bh = h0; bh < h0 + p.Hq / p.Hkv; bh++) {
+  // Query rows before the first key's causal limit (kg.i_start) see no key of this workgroup.
+  for (var bh = kg.h0; bh < kg.h0 + p.Hq / p.Hkv; bh++) {
     let q_head = bh * p.T * D4;
-    for (var r0 = i_start; r0 < p.T; r0 += BK) {
+    for (var r0 = kg.i_start; r0 < p.T; r0 += BK) {
       let qi = lane_rows(r0, lane);
       let qc = min(qi, vec4<u32>(p.T - 1u));
       let qok = qi < vec4<u32>(p.T);
@@ -79,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       for (var r = 0u; r < TM; r++) {
         var vis = qok & vec4<bool>(kvis[r]);
         if (p.causal != 0u) {
-          vis = vis & (vec4<i32>(qi) + vec4<i32>(p.kv_offset) >= vec4<i32>(i32(j0 + r)));
+          vis = vis & (vec4<i32>(qi) + vec4<i32>(p.kv_offset) >= vec4<i32>(i32(kg.j0 + r)));
         }
         let pr = select(vec4<f32>(0.0), exp(sc[r] - lse4), vis);
         sc[r] = pr;
@@ -91,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     }
   }
   for (var r = 0u; r < TM; r++) {
-    let j = j0 + r;
+    let j = kg.j0 + r;
     if (j < p.S) {
       let row = kv_head + j * D4 + lane;
       for (var u = 0u; u < DL; u++) {

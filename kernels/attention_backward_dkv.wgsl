@@ -34,12 +34,10 @@ var<workgroup> stats_tile: array<vec2<f32>, MAXQ>;
 
 @compute @workgroup_size(ROWS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bhk = wid.y;
-  let b = bhk / p.Hkv;
-  let j0 = wid.x * ROWS;
-  let j = j0 + lid;
+  let kg = key_group(wid, ROWS);
+  let j = kg.j0 + lid;
   let key_ok = j < p.S;
-  let kv_base = (bhk * p.S + j) * p.D;
+  let kv_base = (kg.bhk * p.S + j) * p.D;
 
   var kr: array<vec4<f32>, DMAX4>;
   var vr: array<vec4<f32>, DMAX4>;
@@ -54,11 +52,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Query rows before the first key's causal limit see no key of this workgroup.
-  let i_start = first_query(j0);
-  let h0 = first_query_head(bhk);
-  for (var bh = h0; bh < h0 + p.Hq / p.Hkv; bh++) {
-    for (var r0 = i_start; r0 < p.T; r0 += p.BK) {
+  // Query rows before the first key's causal limit (kg.i_start) see no key of this workgroup.
+  for (var bh = kg.h0; bh < kg.h0 + p.Hq / p.Hkv; bh++) {
+    for (var r0 = kg.i_start; r0 < p.T; r0 += p.BK) {
       let nq = min(p.BK, p.T - r0);
       workgroupBarrier();
       for (var x = lid; x < nq * p.D4; x += ROWS) {
@@ -74,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       workgroupBarrier();
       if (key_ok) {
         for (var ii = 0u; ii < nq; ii++) {
-          if (!visible(b, r0 + ii, j)) { continue; }
+          if (!visible(kg.b, r0 + ii, j)) { continue; }
           let t = ii * p.D4;
           var s = 0.0;
           var dp = 0.0;

@@ -19,6 +19,7 @@ alias T = f32;
 //!   part_ml: array<f32> read_write
 
 {{include attention}}
+{{include attention_decode}}
 {{include attention_v1}}
 
 const SG: u32 = {{SG}}u;
@@ -29,23 +30,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(subgroup_invocation_id) lane: u32) {
   let t = wid.x + wid.y * nwg.x;
   if (t >= p.B * p.Hq * p.n_split) { return; }
-  let r = t / p.n_split;
-  let sp = t % p.n_split;
-  let b = r / p.Hq;
-  let q_base = r * p.D;
-  let kv_base = kv_head_of(r) * p.S * p.D;
+  let ds = decode_split(t / p.n_split, t % p.n_split);
   var qr: array<vec4<f32>, LPD>;
   var acc: array<vec4<f32>, LPD>;
   for (var i = 0u; i < LPD; i++) {
     let c = lane + i * SG;
-    if (c < p.D4) { qr[i] = load_q(q_base + 4u * c, q_base + p.D) * p.scale; }
+    if (c < p.D4) { qr[i] = load_q(ds.q_base + 4u * c, ds.q_base + p.D) * p.scale; }
   }
   var m = -3.0e38;
   var l = 0.0;
-  let j_end = min(p.S, (sp + 1u) * p.split_len);
-  for (var j = sp * p.split_len; j < j_end; j++) {
-    if (!key_kept(b, j)) { continue; }
-    let row = kv_base + j * p.D;
+  for (var j = ds.j0; j < ds.j_end; j++) {
+    if (!key_kept(ds.b, j)) { continue; }
+    let row = ds.kv_base + j * p.D;
     var part = 0.0;
     for (var i = 0u; i < LPD; i++) {
       let c = lane + i * SG;

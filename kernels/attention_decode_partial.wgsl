@@ -19,6 +19,7 @@ alias T = f32;
 //!   part_ml: array<f32> read_write
 
 {{include attention}}
+{{include attention_decode}}
 {{include online_softmax}}
 
 {{include attention_v1}}
@@ -30,20 +31,16 @@ const WG: u32 = 32u;
 fn parts() -> u32 { return p.n_split; }
 
 fn part(r: u32, sp: u32) {
-  let t = r * p.n_split + sp;
-  let b = r / p.Hq;
-  let q_base = r * p.D;
-  let kv_base = kv_head_of(r) * p.S * p.D;
-
+  let ds = decode_split(r, sp);
+  let t = ds.t;
   var qr: array<vec4<f32>, DMAX4>;
   var acc: array<vec4<f32>, DMAX4>;
-  for (var c = 0u; c < p.D4; c++) { qr[c] = load_q(q_base + 4u * c, q_base + p.D) * p.scale; }
   var m = -3.0e38;
   var l = 0.0;
-  let j_end = min(p.S, (sp + 1u) * p.split_len);
-  for (var j = sp * p.split_len; j < j_end; j++) {
-    if (!key_kept(b, j)) { continue; }
-    let row = kv_base + j * p.D;
+  for (var c = 0u; c < p.D4; c++) { qr[c] = load_q(ds.q_base + 4u * c, ds.q_base + p.D) * p.scale; }
+  for (var j = ds.j0; j < ds.j_end; j++) {
+    if (!key_kept(ds.b, j)) { continue; }
+    let row = ds.kv_base + j * p.D;
     var s = 0.0;
     for (var c = 0u; c < p.D4; c++) { s += dot(qr[c], load_k(row + 4u * c, row + p.D)); }
     let pj = online_softmax(s, &m, &l, &acc);

@@ -23,16 +23,14 @@ const LOADS: u32 = TILE * BK / WG;
 var<workgroup> ta: array<f32, BK * TILE>;
 var<workgroup> tb: array<f32, BK * TILE>;
 
-{{include batch_bases}}
+{{include matmul_elements}}
 
 @compute @workgroup_size(TPR, TPR)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let m0 = wid.y * TILE;
   let n0 = wid.x * TILE;
-  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
-  var a_base = bases.x;
-  var b_base = bases.y;
+  let bases = operand_bases(wid.z); // a, b
   var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var t = 0u; t < LOADS; t++) {
@@ -40,15 +38,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       // a: consecutive threads walk k (coalesced for row-major a); stored k-major.
       let ak = e % BK;
       let am = e / BK;
-      var va = 0.0;
-      if (m0 + am < p.M && k0 + ak < p.K) { va = f32(a[a_base + (m0 + am) * p.a_sm + (k0 + ak) * p.a_sk]); }
-      ta[ak * TILE + am] = va;
+      ta[ak * TILE + am] = a_at(bases.x, m0 + am, k0 + ak);
       // b: consecutive threads walk n.
       let bn = e % TILE;
       let bk = e / TILE;
-      var vb = 0.0;
-      if (n0 + bn < p.N && k0 + bk < p.K) { vb = f32(b[b_base + (k0 + bk) * p.b_sk + (n0 + bn) * p.b_sn]); }
-      tb[bk * TILE + bn] = vb;
+      tb[bk * TILE + bn] = b_at(bases.y, k0 + bk, n0 + bn);
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {

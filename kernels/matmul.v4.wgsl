@@ -24,32 +24,30 @@ const LOADS: u32 = TILE * BK / 256u;
 var<workgroup> ta: array<vec4<f32>, BK * TILE / 4u>;
 var<workgroup> tb: array<vec4<f32>, BK * TILE / 4u>;
 
-{{include batch_bases}}
+{{include matmul_elements}}
+
+// Where thread slot e of a staging step lands in a BK x TILE slice, as (k, other): walking k (consecutive
+// slots step along k) or the other dimension.
+fn stage_at(e: u32, walk_k: bool) -> vec2<u32> {
+  return select(vec2<u32>(e / TILE, e % TILE), vec2<u32>(e % BK, e / BK), walk_k);
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let m0 = wid.y * TILE;
   let n0 = wid.x * TILE;
-  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
-  var a_base = bases.x;
-  var b_base = bases.y;
+  let bases = operand_bases(wid.z); // a, b
   var acc: array<vec4<f32>, TT * TV>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var t = 0u; t < LOADS; t++) {
       let e = li + t * 256u;
-      let ak = select(e / TILE, e % BK, p.a_walk_k != 0u);
-      let am = select(e % TILE, e / BK, p.a_walk_k != 0u);
-      var va = 0.0;
-      if (m0 + am < p.M && k0 + ak < p.K) { va = f32(a[a_base + (m0 + am) * p.a_sm + (k0 + ak) * p.a_sk]); }
-      let ia = ak * TILE + am;
-      ta[ia / 4u][ia % 4u] = va;
-      let bn = select(e / BK, e % TILE, p.b_walk_n != 0u);
-      let bk = select(e % BK, e / TILE, p.b_walk_n != 0u);
-      var vb = 0.0;
-      if (n0 + bn < p.N && k0 + bk < p.K) { vb = f32(b[b_base + (k0 + bk) * p.b_sk + (n0 + bn) * p.b_sn]); }
-      let ib = bk * TILE + bn;
-      tb[ib / 4u][ib % 4u] = vb;
+      let sa = stage_at(e, p.a_walk_k != 0u); // (k, m)
+      let ia = sa.x * TILE + sa.y;
+      ta[ia / 4u][ia % 4u] = a_at(bases.x, m0 + sa.y, k0 + sa.x);
+      let sb = stage_at(e, p.b_walk_n == 0u); // (k, n)
+      let ib = sb.x * TILE + sb.y;
+      tb[ib / 4u][ib % 4u] = b_at(bases.y, k0 + sb.x, n0 + sb.y);
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {

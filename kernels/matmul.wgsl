@@ -15,27 +15,21 @@ alias T = f32;
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;
 
-{{include batch_bases}}
+{{include matmul_elements}}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row = wid.y * 16u + lid.y;
   let col = wid.x * 16u + lid.x;
   let batch = wid.z;
-  let bases = batch_bases(batch, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
-  var a_base = bases.x;
-  var b_base = bases.y;
+  let bases = operand_bases(batch); // a, b
   var acc = 0.0;
   let tiles = (p.K + 15u) / 16u;
   for (var t = 0u; t < tiles; t++) {
     let ka = t * 16u + lid.x;
     let kb = t * 16u + lid.y;
-    var va = 0.0;
-    var vb = 0.0;
-    if (row < p.M && ka < p.K) { va = f32(a[a_base + row * p.a_sm + ka * p.a_sk]); }
-    if (col < p.N && kb < p.K) { vb = f32(b[b_base + kb * p.b_sk + col * p.b_sn]); }
-    tile_a[lid.y][lid.x] = va;
-    tile_b[lid.y][lid.x] = vb;
+    tile_a[lid.y][lid.x] = a_at(bases.x, row, ka);
+    tile_b[lid.y][lid.x] = b_at(bases.y, kb, col);
     workgroupBarrier();
     for (var k = 0u; k < 16u; k++) {
       acc = fma(tile_a[lid.y][k], tile_b[k][lid.x], acc);

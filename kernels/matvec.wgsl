@@ -30,12 +30,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var x_base = bases.x;
   var w_base = bases.y;
   var acc = vec4<f32>(0.0);
+  // BT: s_i sums output 4 n4 + i at four k positions; else s_i sums the terms of k = 4 k4 + i.
+  var s0 = vec4<f32>(0.0);
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  var s3 = vec4<f32>(0.0);
   if (BT) {
     let r0 = w_base + n4 * 4u * p.w_row;
-    var s0 = vec4<f32>(0.0);
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
-    var s3 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < K4; k4++) {
       let xv = vec4<f32>(x[x_base + k4]);
       s0 = fma(xv, vec4<f32>(w[r0 + k4]), s0);
@@ -46,10 +47,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let one = vec4<f32>(1.0);
     acc = vec4<f32>(dot(s0, one), dot(s1, one), dot(s2, one), dot(s3, one));
   } else {
-    var s0 = vec4<f32>(0.0);
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
-    var s3 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < K4; k4++) {
       let xv = vec4<f32>(x[x_base + k4]);
       let base = w_base + k4 * 4u * p.w_row + n4;

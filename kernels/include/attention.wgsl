@@ -51,3 +51,18 @@ fn first_query(j0: u32) -> u32 {
 fn first_query_head(bhk: u32) -> u32 {
   return (bhk / p.Hkv) * p.Hq + (bhk % p.Hkv) * (p.Hq / p.Hkv);
 }
+
+// The keys j0 .. j0 + rows - 1 of kv head bhk = wid.y (batch b) that a dkv workgroup owns, the first of
+// the query heads that read them (h0) and the first query row that sees any of them (i_start).
+struct KeyGroup {
+  bhk: u32,
+  b: u32,
+  j0: u32,
+  h0: u32,
+  i_start: u32,
+}
+
+fn key_group(wid: vec3<u32>, rows: u32) -> KeyGroup {
+  let j0 = wid.x * rows;
+  return KeyGroup(wid.y, wid.y / p.Hkv, j0, first_query_head(wid.y), first_query(j0));
+}

@@ -182,8 +182,8 @@ export function v2Defines(kernel: V2Kernel, dtype: string, l: V2Layout): Defines
   return {
     ...base,
     SHARE_S: shareRows(l.sg, l.rpl, [
-      { a: 'kr', acc: 'sc', b: 'kb', buffer: 'q', rows: 'qrow', load: laneRow(l, 'kr', 'k', 'kv_head', 'j0', 'p.S', ' * p.scale') },
-      { a: 'vr', acc: 'dp', b: 'vb', buffer: 'd_o', rows: 'qrow', load: laneRow(l, 'vr', 'v', 'kv_head', 'j0', 'p.S') },
+      { a: 'kr', acc: 'sc', b: 'kb', buffer: 'q', rows: 'qrow', load: laneRow(l, 'kr', 'k', 'kv_head', 'kg.j0', 'p.S', ' * p.scale') },
+      { a: 'vr', acc: 'dp', b: 'vb', buffer: 'd_o', rows: 'qrow', load: laneRow(l, 'vr', 'v', 'kv_head', 'kg.j0', 'p.S') },
     ]),
     SHARE_DKV: shareCols(l.sg, l.dl, (x) => `q_head + min(r0 + ${x}u, p.T - 1u) * D4 + lane`, [
       { p: 'sc', acc: 'dv_acc', src: 'd_o' },
