@@ -1,5 +1,6 @@
-// @huatuo/sft in a browser (the "browser" export condition): the recipe, data, prompts, batches,
-// the trainer loop and its checkpoints (kept in IndexedDB), without the CLI, the server or disk paths.
+// @huatuo/sft's browser-safe surface, every export by name: the recipe, data, prompts, batches, the trainer
+// loop and its checkpoints (kept in IndexedDB in a browser). The whole entry under the "browser" export
+// condition; index.ts extends it with base models from folders, whole runs, the server and disk paths.
 
 // Recipe
 export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt, resolvePrecision } from './config.js';

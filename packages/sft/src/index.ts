@@ -1,54 +1,24 @@
-// @huatuo/sft: HuaTuo's input-only supervised fine-tuning of LLaMA with LoRA on WebGPU.
+// @huatuo/sft: HuaTuo's input-only supervised fine-tuning of LLaMA with LoRA on WebGPU. The Node entry:
+// the browser surface (browser.ts, where every browser-safe export is listed by name) and what needs
+// disk paths, a model folder or a server.
+export * from './browser.js';
 
-// Recipe
-export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt, resolvePrecision } from './config.js';
-export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule, Precision } from './config.js';
-
-// Data, prompts, tokens and batches
-export { parseRecords, describeLocation } from './data.js';
+// Data and prompts from files
 export { DEMO_DATA_PATH, loadRecords, loadRecordsSync } from './data-node.js';
-export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
-export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
 export { resolveTemplate, loadTemplate } from './prompt-node.js';
-export type { PromptTemplate } from './prompt.js';
-export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
-export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
-export { splitTrainVal } from './split.js';
-export type { TrainValSplit } from './split.js';
-export { Pcg64, numpyPermutation } from './rng.js';
 
-// Model, training and checkpoints
-export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
-export { fitMicroBatch, trainingPlan } from './memory-plan.js';
-export type { BaseModel } from './lora-model.js';
+// Base models, preflight checks and whole runs
 export { baseDtypeOption, loadBaseModel } from './base-model.js';
 export type { BaseModelOptions } from './base-model.js';
-export { train } from './trainer.js';
-export { evaluate } from './evaluate.js';
-export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './train-types.js';
-export { prepareRecords, planRun } from './prepare.js';
 export { checkContext, checkMicroBatchFits, checkPlanFits } from './preflight.js';
 export type { MicroBatchSource } from './preflight.js';
 export { earlierRun } from './output-dir.js';
 export { checkMergeOut } from './merge-out-node.js';
 export { withInitAdapter } from './init-adapter.js';
-export type { PreparedData, RunPlan } from './prepare.js';
 export { prepareData, runTraining } from './pipeline.js';
 export type { RunOptions, RunOutcome } from './pipeline.js';
-export { runFiles } from './run-files.js';
-export type { RunFiles } from './run-files.js';
-export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
-export type { TrainerState, CheckpointPayload } from './checkpoint.js';
-export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
-export { lossCurveSvg } from './loss-curve.js';
 export { pretrainBase, pretrainDemoBase, demoBaseTexts, baseParameters, textExample } from './demo-base.js';
 export type { PretrainOptions } from './demo-base.js';
-export type { LossCurveOptions } from './loss-curve.js';
-export type { MetricsRow } from './metrics.js';
-
-// Inference
-export { answerQuestions } from './answer.js';
-export type { Answer, AnswerOptions } from './answer.js';
 
 // Serving: an OpenAI-compatible API
 export { startServer } from './serve.js';
@@ -58,6 +28,3 @@ export type { ServeGenerationDefaults, ChatMessage } from './serve-request.js';
 export type { ServeEvent } from './serve-queue.js';
 export { longestPieceChars, retryAfterSeconds } from './serve-limits.js';
 export type { RunningEstimate } from './serve-limits.js';
-
-// Errors
-export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';
