@@ -9,9 +9,26 @@ type Operand = Tensor | number;
 /** The operands as given, for the backward. */
 type Operands = { a: Operand; b: Operand };
 
-function operands(op: string, a: Operand, b: Operand): void {
+/**
+ * The forward of a binary op: checks the operands, keeps them for the backward (and the tensors among
+ * them in `saved` when `save`), and runs `expr` (WGSL of a and b) or, with a number operand, `withNumber`
+ * (of the tensor v and the number c; `numberFirst` when the number is a).
+ */
+function binaryForward(
+  op: string,
+  ctx: OpContext<Tensor[], Operands>,
+  a: Operand,
+  b: Operand,
+  exprs: { expr: string; withNumber: string; numberFirst?: string },
+  save = false,
+): Tensor {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new ShapeError(`${op}: at least one operand must be a tensor`);
   for (const x of [a, b]) if (x instanceof Tensor) checkFloat(op, x);
+  ctx.data = { a, b };
+  if (save) ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
+  if (!(a instanceof Tensor)) return runUnary(op, b as Tensor, exprs.numberFirst ?? exprs.withNumber, a);
+  if (!(b instanceof Tensor)) return runUnary(op, a, exprs.withNumber, b);
+  return runBinary(op, a, b, exprs.expr);
 }
 
 /** Gradients of (a, b) from per-operand gradient functions, for tensor operands only. */
@@ -27,11 +44,7 @@ function grads(a: Operand, b: Operand, ga: () => Tensor, gb: () => Tensor, needs
 export const add = defineOp({
   name: 'add',
   forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
-    operands('add', a, b);
-    ctx.data = { a, b };
-    if (!(a instanceof Tensor)) return runUnary('add', b as Tensor, 'v + c', a);
-    if (!(b instanceof Tensor)) return runUnary('add', a, 'v + c', b);
-    return runBinary('add', a, b, 'a + b');
+    return binaryForward('add', ctx, a, b, { expr: 'a + b', withNumber: 'v + c' });
   },
   // d(a+b)/da = 1, d(a+b)/db = 1
   backward(ctx, g) {
@@ -44,11 +57,7 @@ export const add = defineOp({
 export const sub = defineOp({
   name: 'sub',
   forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
-    operands('sub', a, b);
-    ctx.data = { a, b };
-    if (!(a instanceof Tensor)) return runUnary('sub', b as Tensor, 'c - v', a);
-    if (!(b instanceof Tensor)) return runUnary('sub', a, 'v - c', b);
-    return runBinary('sub', a, b, 'a - b');
+    return binaryForward('sub', ctx, a, b, { expr: 'a - b', withNumber: 'v - c', numberFirst: 'c - v' });
   },
   // d(a-b)/da = 1, d(a-b)/db = -1
   backward(ctx, g) {
@@ -61,12 +70,7 @@ export const sub = defineOp({
 export const mul = defineOp({
   name: 'mul',
   forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
-    operands('mul', a, b);
-    ctx.data = { a, b };
-    ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
-    if (!(a instanceof Tensor)) return runUnary('mul', b as Tensor, 'v * c', a);
-    if (!(b instanceof Tensor)) return runUnary('mul', a, 'v * c', b);
-    return runBinary('mul', a, b, 'a * b');
+    return binaryForward('mul', ctx, a, b, { expr: 'a * b', withNumber: 'v * c' }, true);
   },
   // d(ab)/da = b, d(ab)/db = a
   backward(ctx, g) {
@@ -80,12 +84,7 @@ export const mul = defineOp({
 export const div = defineOp({
   name: 'div',
   forward(ctx: OpContext<Tensor[], Operands>, a: Operand, b: Operand) {
-    operands('div', a, b);
-    ctx.data = { a, b };
-    ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
-    if (!(a instanceof Tensor)) return runUnary('div', b as Tensor, 'c / v', a);
-    if (!(b instanceof Tensor)) return runUnary('div', a, 'v / c', b);
-    return runBinary('div', a, b, 'a / b');
+    return binaryForward('div', ctx, a, b, { expr: 'a / b', withNumber: 'v / c', numberFirst: 'c / v' }, true);
   },
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
   backward(ctx, g) {

@@ -1,7 +1,8 @@
 // Launch helpers shared by the ops: strided elementwise kernels, broadcasting, reductions and copies.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, grid1d, packParams, type Defines } from '../kernels.js';
+import type { WgslName } from '../kernels.generated.js';
 import { contiguousStrides, empty, numel, Tensor, type DType } from '../tensor.js';
 
 /** Kernels index at most this many dimensions after merging contiguous ones. */
@@ -82,17 +83,37 @@ function checkRank(op: string, shape: readonly number[], original: readonly numb
   }
 }
 
+/**
+ * Dispatches the elementwise kernel `name`, a thread per element of `shape` (256 to a workgroup), over
+ * views read with `viewStrides` (one list per view): the dimensions are coalesced first (at most MAX_RANK
+ * may remain), then `pack` fills the kernel's uniform from the element count, the coalesced rank and
+ * shape, and each view's coalesced strides. Nothing runs for an empty shape.
+ */
+export function runStrided(
+  op: string,
+  name: WgslName,
+  defines: Defines,
+  shape: readonly number[],
+  viewStrides: readonly (readonly number[])[],
+  buffers: () => GPUBuffer[],
+  pack: (base: { numel: number; rank: number; shape: number[] }, strides: number[][]) => ArrayBuffer,
+): void {
+  const n = numel(shape);
+  if (n === 0) return;
+  const merged = coalesce(shape, viewStrides);
+  checkRank(op, merged.shape, shape);
+  const rt = getRuntime();
+  const kernel = compileKernel(rt, name, defines);
+  const params = pack({ numel: n, rank: merged.shape.length, shape: merged.shape }, merged.strides);
+  rt.dispatch({ kernel, params, buffers: buffers(), workgroups: grid1d(n, 256), label: op });
+}
+
 /** y = f(x) elementwise (`expr` over `v` and the constant `c`), for any view of x. */
 export function runUnary(op: string, x: Tensor, expr: string, c = 0, outDtype: DType = x.dtype): Tensor {
   const y = empty(x.shape, outDtype);
-  const n = x.size;
-  if (n === 0) return y;
-  const { shape, strides } = coalesce(x.shape, [x.strides]);
-  checkRank(op, shape, x.shape);
-  const rt = getRuntime();
-  const kernel = compileKernel(rt, 'unary', { TX: x.dtype, TY: outDtype, EXPR: expr });
-  const params = packParams('unary', { numel: n, rank: shape.length, x_offset: x.offset, c, shape, x_strides: strides[0]! });
-  rt.dispatch({ kernel, params, buffers: [x.buffer(op), y.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  runStrided(op, 'unary', { TX: x.dtype, TY: outDtype, EXPR: expr }, x.shape, [x.strides], () => [x.buffer(op), y.buffer(op)], (base, [xs]) =>
+    packParams('unary', { ...base, x_offset: x.offset, c, x_strides: xs! }),
+  );
   return y;
 }
 
@@ -101,44 +122,19 @@ export function runBinary(op: string, a: Tensor, b: Tensor, expr: string): Tenso
   checkSameDType(op, a, b);
   const outShape = broadcastShapes(op, a.shape, b.shape);
   const out = empty(outShape, a.dtype);
-  const n = out.size;
-  if (n === 0) return out;
-  const { shape, strides } = coalesce(outShape, [broadcastStrides(a, outShape), broadcastStrides(b, outShape)]);
-  checkRank(op, shape, outShape);
-  const rt = getRuntime();
-  const kernel = compileKernel(rt, 'binary', { T: a.dtype, EXPR: expr });
-  const params = packParams('binary', {
-    numel: n,
-    rank: shape.length,
-    a_offset: a.offset,
-    b_offset: b.offset,
-    shape,
-    a_strides: strides[0]!,
-    b_strides: strides[1]!,
-  });
-  rt.dispatch({ kernel, params, buffers: [a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  const views = [broadcastStrides(a, outShape), broadcastStrides(b, outShape)];
+  runStrided(op, 'binary', { T: a.dtype, EXPR: expr }, outShape, views, () => [a.buffer(op), b.buffer(op), out.buffer(op)], (base, [as, bs]) =>
+    packParams('binary', { ...base, a_offset: a.offset, b_offset: b.offset, a_strides: as!, b_strides: bs! }),
+  );
   return out;
 }
 
 /** Copies `src` (any view) into the view `dst` of the same shape. */
 export function runCopy(op: string, src: Tensor, dst: Tensor): void {
   if (src.dtype !== dst.dtype) throw new DTypeError(`${op}: copy from ${src.dtype} into ${dst.dtype}`);
-  const n = src.size;
-  if (n === 0) return;
-  const { shape, strides } = coalesce(src.shape, [src.strides, dst.strides]);
-  checkRank(op, shape, src.shape);
-  const rt = getRuntime();
-  const kernel = compileKernel(rt, 'copy_strided', { T: src.dtype === 'f16' ? 'f16' : src.dtype === 'f32' ? 'f32' : src.dtype });
-  const params = packParams('copy_strided', {
-    numel: n,
-    rank: shape.length,
-    src_offset: src.offset,
-    dst_offset: dst.offset,
-    shape,
-    src_strides: strides[0]!,
-    dst_strides: strides[1]!,
-  });
-  rt.dispatch({ kernel, params, buffers: [src.buffer(op), dst.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  runStrided(op, 'copy_strided', { T: src.dtype }, src.shape, [src.strides, dst.strides], () => [src.buffer(op), dst.buffer(op)], (base, [ss, ds]) =>
+    packParams('copy_strided', { ...base, src_offset: src.offset, dst_offset: dst.offset, src_strides: ss!, dst_strides: ds! }),
+  );
 }
 
 /** A contiguous copy of any view (the input itself when it is already contiguous from offset 0). */

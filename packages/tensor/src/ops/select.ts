@@ -1,33 +1,20 @@
 // where(cond, a, b), maskedFill, and dtype casts.
-import { getRuntime } from '../backend/context.js';
 import { DTypeError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { packParams } from '../kernels.js';
 import { empty, Tensor, type DType } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
-import { broadcastShapes, broadcastStrides, checkSameDType, coalesce, isFloat, runFill, runUnary, sumToShape } from './launch.js';
+import { broadcastShapes, broadcastStrides, checkSameDType, isFloat, runFill, runStrided, runUnary, sumToShape } from './launch.js';
 
 function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
   checkSameDType(op, a, b);
   const outShape = broadcastShapes(op, cond.shape, broadcastShapes(op, a.shape, b.shape));
   const out = empty(outShape, a.dtype);
-  const n = out.size;
-  if (n === 0) return out;
-  const { shape, strides } = coalesce(outShape, [cond, a, b].map((t) => broadcastStrides(t, outShape)));
-  const rt = getRuntime();
-  const kernel = compileKernel(rt, 'where', { T: a.dtype, TC: cond.dtype });
-  const params = packParams('where', {
-    numel: n,
-    rank: shape.length,
-    c_offset: cond.offset,
-    a_offset: a.offset,
-    b_offset: b.offset,
-    shape,
-    c_strides: strides[0]!,
-    a_strides: strides[1]!,
-    b_strides: strides[2]!,
-  });
-  rt.dispatch({ kernel, params, buffers: [cond.buffer(op), a.buffer(op), b.buffer(op), out.buffer(op)], workgroups: grid1d(n, 256), label: op });
+  const views = [cond, a, b].map((t) => broadcastStrides(t, outShape));
+  const buffers = () => [cond.buffer(op), a.buffer(op), b.buffer(op), out.buffer(op)];
+  runStrided(op, 'where', { T: a.dtype, TC: cond.dtype }, outShape, views, buffers, (base, [cs, as, bs]) =>
+    packParams('where', { ...base, c_offset: cond.offset, a_offset: a.offset, b_offset: b.offset, c_strides: cs!, a_strides: as!, b_strides: bs! }),
+  );
   return out;
 }
 

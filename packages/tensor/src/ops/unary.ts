@@ -3,64 +3,40 @@ import { Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary } from './launch.js';
 
+/**
+ * A differentiable elementwise function y = f(x) of float tensors: `expr` is f of `v` in WGSL, and
+ * `grad` the gradient in terms of a (the incoming gradient) and b (x or y, whichever `saves` keeps).
+ */
+function unaryOp(name: string, expr: string, saves: 'x' | 'y', grad: string) {
+  return defineOp({
+    name,
+    forward(ctx, x: Tensor) {
+      checkFloat(name, x);
+      const y = runUnary(name, x, expr);
+      ctx.saved.push(saves === 'x' ? x : y);
+      return y;
+    },
+    backward(ctx, g) {
+      return [runBinary(name, g, ctx.saved[0]!, grad)];
+    },
+  });
+}
+
+// d exp(x)/dx = exp(x)
 /** e^x. */
-export const exp = defineOp({
-  name: 'exp',
-  forward(ctx, x: Tensor) {
-    checkFloat('exp', x);
-    const y = runUnary('exp', x, 'exp(v)');
-    ctx.saved.push(y);
-    return y;
-  },
-  // d exp(x)/dx = exp(x)
-  backward(ctx, g) {
-    return [runBinary('exp', g, ctx.saved[0]!, 'a * b')];
-  },
-});
+export const exp = unaryOp('exp', 'exp(v)', 'y', 'a * b');
 
+// d log(x)/dx = 1/x
 /** Natural logarithm. */
-export const log = defineOp({
-  name: 'log',
-  forward(ctx, x: Tensor) {
-    checkFloat('log', x);
-    ctx.saved.push(x);
-    return runUnary('log', x, 'log(v)');
-  },
-  // d log(x)/dx = 1/x
-  backward(ctx, g) {
-    return [runBinary('log', g, ctx.saved[0]!, 'a / b')];
-  },
-});
+export const log = unaryOp('log', 'log(v)', 'x', 'a / b');
 
+// d sqrt(x)/dx = 1 / (2 sqrt(x))
 /** Square root. */
-export const sqrt = defineOp({
-  name: 'sqrt',
-  forward(ctx, x: Tensor) {
-    checkFloat('sqrt', x);
-    const y = runUnary('sqrt', x, 'sqrt(v)');
-    ctx.saved.push(y);
-    return y;
-  },
-  // d sqrt(x)/dx = 1 / (2 sqrt(x))
-  backward(ctx, g) {
-    return [runBinary('sqrt', g, ctx.saved[0]!, 'a / (2.0 * b)')];
-  },
-});
+export const sqrt = unaryOp('sqrt', 'sqrt(v)', 'y', 'a / (2.0 * b)');
 
+// d x^(-1/2)/dx = -1/2 x^(-3/2) = -1/2 y^3
 /** 1 / sqrt(x). */
-export const rsqrt = defineOp({
-  name: 'rsqrt',
-  forward(ctx, x: Tensor) {
-    checkFloat('rsqrt', x);
-    const y = runUnary('rsqrt', x, 'inverseSqrt(v)');
-    ctx.saved.push(y);
-    return y;
-  },
-  // d x^(-1/2)/dx = -1/2 x^(-3/2) = -1/2 y^3
-  backward(ctx, g) {
-    return [runBinary('rsqrt', g, ctx.saved[0]!, '-0.5 * a * b * b * b')];
-  },
-});
+export const rsqrt = unaryOp('rsqrt', 'inverseSqrt(v)', 'y', '-0.5 * a * b * b * b');
 
 /** x^p for a number exponent p (negative bases allowed with integer p). */
 export const pow = defineOp({
@@ -82,33 +58,13 @@ export const pow = defineOp({
   },
 });
 
+// d silu(x)/dx = s (1 + x (1 - s)), s = sigmoid(x)
 /** x * sigmoid(x) (SiLU, LLaMA's MLP activation). */
-export const silu = defineOp({
-  name: 'silu',
-  forward(ctx, x: Tensor) {
-    checkFloat('silu', x);
-    ctx.saved.push(x);
-    return runUnary('silu', x, 'v / (1.0 + exp(-v))');
-  },
-  // d silu(x)/dx = s (1 + x (1 - s)), s = sigmoid(x)
-  backward(ctx, g) {
-    return [runBinary('silu', ctx.saved[0]!, g, 'b * (1.0 / (1.0 + exp(-a))) * (1.0 + a * (1.0 - 1.0 / (1.0 + exp(-a))))')];
-  },
-});
+export const silu = unaryOp('silu', 'v / (1.0 + exp(-v))', 'x', 'a * (1.0 / (1.0 + exp(-b))) * (1.0 + b * (1.0 - 1.0 / (1.0 + exp(-b))))');
 
+// d relu(x)/dx = 1 where x > 0, else 0
 /** max(x, 0). */
-export const relu = defineOp({
-  name: 'relu',
-  forward(ctx, x: Tensor) {
-    checkFloat('relu', x);
-    ctx.saved.push(x);
-    return runUnary('relu', x, 'max(v, 0.0)');
-  },
-  // d relu(x)/dx = 1 where x > 0, else 0
-  backward(ctx, g) {
-    return [runBinary('relu', ctx.saved[0]!, g, 'select(0.0, b, a > 0.0)')];
-  },
-});
+export const relu = unaryOp('relu', 'max(v, 0.0)', 'x', 'select(0.0, a, b > 0.0)');
 
 /** A number as a WGSL f32 literal. */
 export function fmtFloat(v: number): string {
