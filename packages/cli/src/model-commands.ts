@@ -20,26 +20,15 @@ import {
   resolveTemplate,
   tokenizeRecords,
   type Answer,
-  type TrainConfig,
 } from '@huatuo/sft';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { QUANTIZE_HELP, quantizeFlag, withBaseFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
-
-const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
-
-/** The checked value of a command's --quantize flag. */
-function quantizeFlag(v: unknown): TrainConfig['quantize'] {
-  return resolveConfig({ '--quantize': v ?? 'none' }).quantize;
-}
 
 /** The `generate` subcommand. */
 export function buildGenerateCommand(): Command {
-  return new Command('generate')
-    .description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)")
-    .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
-    .option('--adapter <dir>', 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)')
-    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+  return withBaseFlags(new Command('generate').description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)"))
     .option('--prompt <text>', 'one question')
     .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json)')
     .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
@@ -103,11 +92,10 @@ export function buildGenerateCommand(): Command {
 
 /** The `merge` subcommand. */
 export function buildMergeCommand(): Command {
-  return new Command('merge')
-    .description('merge a LoRA adapter into the base weights and save a Hugging Face folder (sharded safetensors, index, config, tokenizer)')
-    .requiredOption('--base <folder>', 'base model folder')
-    .requiredOption('--adapter <dir>', 'PEFT adapter folder')
-    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+  const merge = new Command('merge').description(
+    'merge a LoRA adapter into the base weights and save a Hugging Face folder (sharded safetensors, index, config, tokenizer)',
+  );
+  return withBaseFlags(merge, true)
     .requiredOption('--out <folder>', 'where to write the merged model')
     .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
     .option('--overwrite', 'replace a model already in --out (never the --base folder)')
@@ -128,12 +116,8 @@ export function buildMergeCommand(): Command {
 
 /** The `eval` subcommand. */
 export function buildEvalCommand(): Command {
-  return new Command('eval')
-    .description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking')
-    .option('--base <folder>', 'base model folder (default: the built-in tiny demo model)')
-    .option('--adapter <dir>', 'PEFT adapter folder')
+  return withBaseFlags(new Command('eval').description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking'))
     .option('--data <file>', 'data file (default: the built-in demo sample)')
-    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
     .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')

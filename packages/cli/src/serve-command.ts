@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveConfig, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
+import { QUANTIZE_HELP, quantizeFlag, withBaseFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {
@@ -70,14 +71,11 @@ function untilSignal(): Promise<void> {
 export function buildServeCommand(io: ServeCommandIo = {}): Command {
   const out = io.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const err = io.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
-  return new Command('serve')
-    .description(
-      'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template), ' +
-        'POST /v1/completions, GET /v1/models, GET /health; streaming as server-sent events; one generation at a time, in order',
-    )
-    .option('--base <folder>', 'base model: a Hugging Face LLaMA folder (default: the built-in tiny demo model)')
-    .option('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)')
-    .option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto')
+  const serve = new Command('serve').description(
+    'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template), ' +
+      'POST /v1/completions, GET /v1/models, GET /health; streaming as server-sent events; one generation at a time, in order',
+  );
+  return withBaseFlags(serve)
     .option('--template <name>', 'prompt template for chat: med_template, literature_template or a template .json path', 'med_template')
     .option('--host <address>', 'address to bind; anything but loopback exposes the model to the network', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8000')
@@ -90,7 +88,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--allowed-hosts <names>', 'comma-separated Host names to accept besides the bound address and localhost (e.g. a proxy\'s name); other Host headers get 403')
     .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose web pages may call the API; other cross-origin requests get 403')
     .option('--quiet', 'do not log each request')
-    .option('--quantize <format>', 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)', 'none')
+    .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .action(async (raw: RawOptions, cmd: Command) => {
       const template = resolveTemplate(raw.template);
       const port = int('--port', raw.port, 0, 65535);
@@ -100,7 +98,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
       const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
       const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
-      const quantize = resolveConfig({ '--quantize': raw.quantize ?? 'none' }).quantize;
+      const quantize = quantizeFlag(raw.quantize);
       let apiKey: string | undefined;
       if (raw.apiKeyEnv !== undefined) {
         apiKey = process.env[raw.apiKeyEnv];

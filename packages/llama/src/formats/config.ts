@@ -49,49 +49,42 @@ export interface LlamaConfig {
 /** Named presets: `llama-7b` (HF's LLaMA-7B) and `tiny` (for demos and tests). */
 export type LlamaPresetName = 'llama-7b' | 'tiny';
 
+// huggyllama/llama-7b's config.json.
+const LLAMA_7B: LlamaConfig = Object.freeze({
+  hiddenSize: 4096,
+  intermediateSize: 11008,
+  numHiddenLayers: 32,
+  numAttentionHeads: 32,
+  numKeyValueHeads: 32,
+  headDim: 128,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  vocabSize: 32000,
+  maxPositionEmbeddings: 2048,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  eosTokenIds: Object.freeze([2]),
+  padTokenId: 0,
+  hiddenAct: 'silu',
+  initializerRange: 0.02,
+  torchDtype: 'float16',
+});
+
 /** Preset hyperparameters. */
 export const llamaPresets: Readonly<Record<LlamaPresetName, LlamaConfig>> = Object.freeze({
-  // huggyllama/llama-7b's config.json.
-  'llama-7b': Object.freeze({
-    hiddenSize: 4096,
-    intermediateSize: 11008,
-    numHiddenLayers: 32,
-    numAttentionHeads: 32,
-    numKeyValueHeads: 32,
-    headDim: 128,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    vocabSize: 32000,
-    maxPositionEmbeddings: 2048,
-    tieWordEmbeddings: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    eosTokenIds: Object.freeze([2]),
-    padTokenId: 0,
-    hiddenAct: 'silu',
-    initializerRange: 0.02,
-    torchDtype: 'float16',
-  }),
-  // Small enough to train on a laptop; keeps LLaMA's vocabulary so the real tokenizer fits,
-  // and uses grouped-query attention (2 KV heads for 4 query heads) to exercise that path.
+  'llama-7b': LLAMA_7B,
+  // LLaMA-7B at a width small enough to train on a laptop: LLaMA's vocabulary, so the real tokenizer
+  // fits, and grouped-query attention (2 KV heads for 4 query heads) to exercise that path.
   tiny: Object.freeze({
+    ...LLAMA_7B,
     hiddenSize: 64,
     intermediateSize: 172,
     numHiddenLayers: 2,
     numAttentionHeads: 4,
     numKeyValueHeads: 2,
     headDim: 16,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    vocabSize: 32000,
     maxPositionEmbeddings: 512,
-    tieWordEmbeddings: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    eosTokenIds: Object.freeze([2]),
-    padTokenId: 0,
-    hiddenAct: 'silu',
-    initializerRange: 0.02,
     torchDtype: 'float32',
   }),
 });

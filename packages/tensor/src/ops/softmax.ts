@@ -25,27 +25,32 @@ function checkInput(op: string, x: Tensor): void {
   if (x.rank === 0) throw new ShapeError(`${op}: x is a scalar []; it needs at least one axis (the last is normalised)`);
 }
 
+/** Softmax (`log` false) or log-softmax (`log` true) over the last axis as the op `name`; both keep only y. */
+function softmaxOp(name: 'softmax' | 'logSoftmax', log: boolean) {
+  return defineOp({
+    name,
+    forward(ctx, x: Tensor) {
+      checkInput(name, x);
+      const y = runRows(name, 'softmax_forward', log, [x], x.shape);
+      ctx.saved.push(y);
+      return y;
+    },
+    // softmax: dx = y * (dy - sum_k dy_k y_k); log-softmax: dx = dy - exp(y) * sum_k dy_k
+    backward(ctx, g) {
+      const y = ctx.saved[0]!;
+      checkSameDType(`${name} backward`, y, g);
+      return [runRows(`${name} backward`, 'softmax_backward', log, [y, g], y.shape)];
+    },
+  });
+}
+
 /**
  * Softmax over the last axis, computed in f32: exp(x - max) / sum(exp(x - max)). A row whose
  * entries are all -inf gives NaN, as torch.softmax does.
  * @example
  * const p = softmax(tensor([1, 2, 3], [1, 3])); // rows sum to 1
  */
-export const softmax = defineOp({
-  name: 'softmax',
-  forward(ctx, x: Tensor) {
-    checkInput('softmax', x);
-    const y = runRows('softmax', 'softmax_forward', false, [x], x.shape);
-    ctx.saved.push(y);
-    return y;
-  },
-  // dx = y * (dy - sum_k dy_k y_k)
-  backward(ctx, g) {
-    const y = ctx.saved[0]!;
-    checkSameDType('softmax backward', y, g);
-    return [runRows('softmax backward', 'softmax_backward', false, [y, g], y.shape)];
-  },
-});
+export const softmax = softmaxOp('softmax', false);
 
 /**
  * Log-softmax over the last axis, computed in f32: x - max - log(sum(exp(x - max))). A row whose
@@ -53,18 +58,4 @@ export const softmax = defineOp({
  * @example
  * const lp = logSoftmax(logits); // [N, V]
  */
-export const logSoftmax = defineOp({
-  name: 'logSoftmax',
-  forward(ctx, x: Tensor) {
-    checkInput('logSoftmax', x);
-    const y = runRows('logSoftmax', 'softmax_forward', true, [x], x.shape);
-    ctx.saved.push(y);
-    return y;
-  },
-  // dx = dy - exp(y) * sum_k dy_k
-  backward(ctx, g) {
-    const y = ctx.saved[0]!;
-    checkSameDType('logSoftmax backward', y, g);
-    return [runRows('logSoftmax backward', 'softmax_backward', true, [y, g], y.shape)];
-  },
-});
+export const logSoftmax = softmaxOp('logSoftmax', true);

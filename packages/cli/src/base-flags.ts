@@ -1,0 +1,23 @@
+// The flags of the commands that load a base model and a LoRA adapter (generate, merge, eval, serve):
+// the same names, help and defaults in each, and the check of --quantize.
+import type { Command } from 'commander';
+import { resolveConfig, type TrainConfig } from '@huatuo/sft';
+
+/** Help of --quantize where a base model is loaded. */
+export const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
+
+/**
+ * Adds --base, --adapter and --base-dtype to `cmd`: both folders required when `required`, else the
+ * base defaults to the built-in demo model and the adapter is optional.
+ */
+export function withBaseFlags(cmd: Command, required = false): Command {
+  const add = (flags: string, help: string) => (required ? cmd.requiredOption(flags, help) : cmd.option(flags, help));
+  add('--base <folder>', `base model: a Hugging Face LLaMA folder${required ? '' : ' (default: the built-in tiny demo model)'}`);
+  add('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)');
+  return cmd.option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto');
+}
+
+/** The checked value of a command's --quantize flag. */
+export function quantizeFlag(v: unknown): TrainConfig['quantize'] {
+  return resolveConfig({ '--quantize': v ?? 'none' }).quantize;
+}
