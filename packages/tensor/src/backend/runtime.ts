@@ -1,10 +1,12 @@
-// The WebGPU runtime under the tensors: pipelines compiled once per kernel variant, buffers from
-// a pool, many dispatches encoded per submit, uniforms cached by content, and readback that
-// sleeps through most of the expected GPU time instead of polling (polling steals CPU cores
-// from software adapters such as lavapipe).
+// The WebGPU runtime under the tensors: pipelines compiled once per kernel variant (pipelines.ts),
+// buffers from a pool, many dispatches encoded per submit with cached bind groups (bind-cache.ts),
+// and readback that sleeps through most of the expected GPU time (wait-pacing.ts).
 import { DeviceError } from '../errors.js';
+import { BindingCache } from './bind-cache.js';
 import type { DeviceInfo } from './device.js';
+import { createPipeline, createPipelineChecked } from './pipelines.js';
 import { BufferPool, type PoolStats } from './pool.js';
+import { WaitPacer } from './wait-pacing.js';
 
 /** A WGSL module ready to compile: its source with every define substituted. */
 export interface CompiledKernel {
@@ -35,31 +37,15 @@ export interface RuntimeStats extends PoolStats {
 }
 
 const MAX_DISPATCHES_PER_SUBMIT = 256;
-const MAX_CACHED_UNIFORMS = 8192;
-const MAX_CACHED_BIND_GROUPS = 8192;
 
 export class Runtime {
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CompiledKernel>();
-  private readonly uniforms = new Map<string, GPUBuffer>();
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextBufferId = 1;
+  private readonly bindings: BindingCache;
+  private readonly pacer = new WaitPacer();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pendingDispatches = 0;
-  /** Dispatches submitted since the last completed wait, and when the first of them was submitted. */
-  private unsyncedDispatches = 0;
-  private unsyncedSince = 0;
-  /**
-   * Measured milliseconds of earlier waits, keyed by what was queued (the kernels and their grid
-   * sizes since the last wait): the same step takes about the same time again.
-   */
-  private readonly waitHistory = new Map<string, { ms: number; seen: number }>();
-  /** Running hash of the dispatches queued since the last wait. */
-  private workHash = 0x811c9dc5;
-  /** When the last idle sleep ended (0 when the last wait did not sleep). */
-  private wokeAt = 0;
   private lost: string | null = null;
   private counters = { dispatches: 0, submits: 0, readbacks: 0, readbackBytes: 0 };
   /** Hooks run around each dispatch (the profiler). */
@@ -70,6 +56,7 @@ export class Runtime {
     readonly info: DeviceInfo,
   ) {
     this.pool = new BufferPool(device);
+    this.bindings = new BindingCache(device, () => this.flush());
     device.lost.then((e) => {
       this.lost = `${e.reason}: ${e.message}`;
     });
@@ -88,19 +75,12 @@ export class Runtime {
   kernel(key: string, source: string, label: string): CompiledKernel {
     let k = this.pipelines.get(key);
     if (k) return k;
-    this.device.pushErrorScope('validation');
-    const module = this.device.createShaderModule({ code: source, label });
-    const pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
-    const errorPromise = this.device.popErrorScope();
+    const pipeline = createPipeline(this.device, source, label, (message) => {
+      this.pipelines.delete(key);
+      void message.then((m) => uncapturedErrors.push(m));
+    });
     k = { key, pipeline };
     this.pipelines.set(key, k);
-    errorPromise.then(async (err) => {
-      if (!err) return;
-      this.pipelines.delete(key);
-      const info = await module.getCompilationInfo();
-      const lines = info.messages.map((m) => `  line ${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
-      uncapturedErrors.push(`kernel ${label} failed to compile: ${err.message}\n${lines.join('\n')}`);
-    });
     return k;
   }
 
@@ -112,27 +92,7 @@ export class Runtime {
   async kernelChecked(key: string, source: string, label: string): Promise<CompiledKernel> {
     const cached = this.pipelines.get(key);
     if (cached) return cached;
-    this.device.pushErrorScope('internal');
-    this.device.pushErrorScope('validation');
-    const module = this.device.createShaderModule({ code: source, label });
-    const moduleErrors = [await this.device.popErrorScope(), await this.device.popErrorScope()].filter((e) => e !== null);
-    const messages = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
-    if (moduleErrors.length > 0 || messages.length > 0) {
-      const lines = messages.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`);
-      throw new DeviceError(`kernel ${label}: shader module failed: ${[...moduleErrors.map((e) => e.message), ...lines].join('; ')}`);
-    }
-    let pipeline: GPUComputePipeline;
-    this.device.pushErrorScope('internal');
-    this.device.pushErrorScope('validation');
-    try {
-      pipeline = await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
-    } catch (e) {
-      await this.device.popErrorScope();
-      await this.device.popErrorScope();
-      throw new DeviceError(`kernel ${label}: pipeline creation failed: ${(e as Error).message}`);
-    }
-    const errors = [await this.device.popErrorScope(), await this.device.popErrorScope()].filter((e) => e !== null);
-    if (errors.length > 0) throw new DeviceError(`kernel ${label}: pipeline creation failed: ${errors.map((e) => e.message).join('; ')}`);
+    const pipeline = await createPipelineChecked(this.device, source, label);
     const k = { key, pipeline };
     this.pipelines.set(key, k);
     return k;
@@ -158,23 +118,7 @@ export class Runtime {
   /** Encodes one dispatch into the current command encoder. */
   dispatch(d: Dispatch): void {
     this.checkAlive();
-    const entries: GPUBindGroupEntry[] = [];
-    let key = d.kernel.key;
-    if (d.params) {
-      const u = this.uniformBuffer(d.params);
-      entries.push({ binding: 0, resource: { buffer: u } });
-      key += `|u${this.bufferId(u)}`;
-    }
-    d.buffers.forEach((buffer, i) => {
-      entries.push({ binding: i + 1, resource: { buffer } });
-      key += `|${this.bufferId(buffer)}`;
-    });
-    let bindGroup = this.bindGroups.get(key);
-    if (!bindGroup) {
-      bindGroup = this.device.createBindGroup({ layout: d.kernel.pipeline.getBindGroupLayout(0), entries });
-      if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear();
-      this.bindGroups.set(key, bindGroup);
-    }
+    const bindGroup = this.bindings.bindGroup(d.kernel, d.params, d.buffers);
     const timestampWrites = this.passHook?.(d.label);
     if (timestampWrites) {
       this.endPass();
@@ -191,7 +135,7 @@ export class Runtime {
     if (timestampWrites) this.endPass();
     this.pendingDispatches++;
     this.counters.dispatches++;
-    this.workHash = hashWork(this.workHash, d.label, d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+    this.pacer.queued(d.label, d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
     if (this.pendingDispatches >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
 
@@ -201,7 +145,7 @@ export class Runtime {
     this.encoder ??= this.device.createCommandEncoder();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.pendingDispatches++;
-    this.workHash = hashWork(this.workHash, 'copy', bytes % 0x100000000, Math.floor(bytes / 0x100000000), 0);
+    this.pacer.queued('copy', bytes % 0x100000000, Math.floor(bytes / 0x100000000), 0);
   }
 
   /** Gives the current encoder to a caller that needs raw access (query resolution). */
@@ -218,8 +162,7 @@ export class Runtime {
     if (!this.encoder) return;
     const cb = this.encoder.finish();
     this.encoder = null;
-    if (this.unsyncedDispatches === 0) this.unsyncedSince = now();
-    this.unsyncedDispatches += this.pendingDispatches;
+    this.pacer.submitted(this.pendingDispatches);
     this.pendingDispatches = 0;
     this.device.queue.submit([cb]);
     this.counters.submits++;
@@ -234,7 +177,7 @@ export class Runtime {
     this.encoder.copyBufferToBuffer(buffer, offsetBytes, staging, 0, size);
     this.pendingDispatches++;
     this.flush();
-    await this.idleWait();
+    await this.pacer.idleWait();
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
@@ -242,7 +185,7 @@ export class Runtime {
       this.checkAlive();
       throw new DeviceError(`readback failed: ${(e as Error).message}`);
     }
-    this.recordWait();
+    this.pacer.recordWait();
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     staging.destroy();
@@ -255,9 +198,9 @@ export class Runtime {
   /** Waits until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
-    await this.idleWait();
+    await this.pacer.idleWait();
     await this.device.queue.onSubmittedWorkDone();
-    this.recordWait();
+    this.pacer.recordWait();
     this.raiseUncaptured();
   }
 
@@ -265,7 +208,7 @@ export class Runtime {
     return {
       ...this.pool.stats(),
       pipelines: this.pipelines.size,
-      uniformBuffers: this.uniforms.size,
+      uniformBuffers: this.bindings.uniformCount,
       ...this.counters,
     };
   }
@@ -285,91 +228,9 @@ export class Runtime {
       this.pass = null;
     }
   }
-
-  private bufferId(b: GPUBuffer): number {
-    let id = this.bufferIds.get(b);
-    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
-    return id;
-  }
-
-  private uniformBuffer(params: ArrayBuffer): GPUBuffer {
-    const words = new Uint32Array(params);
-    const key = words.join(',');
-    let u = this.uniforms.get(key);
-    if (u) return u;
-    const size = Math.max(16, Math.ceil(params.byteLength / 16) * 16);
-    u = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-    new Uint32Array(u.getMappedRange()).set(words);
-    u.unmap();
-    if (this.uniforms.size >= MAX_CACHED_UNIFORMS) {
-      // Old uniforms may still be referenced by queued commands: submit before dropping them.
-      this.flush();
-      this.bindGroups.clear();
-      for (const old of this.uniforms.values()) old.destroy();
-      this.uniforms.clear();
-    }
-    this.uniforms.set(key, u);
-    return u;
-  }
-
-  /** Sleeps through most of the time the same amount of queued work took before. */
-  private waitKey(): string {
-    return `${this.unsyncedDispatches}:${this.workHash}`;
-  }
-
-  /**
-   * Sleeps through most of the time the same queued work took before (seen at least twice, so a
-   * first run's shader compiles do not count), then lets the caller poll for the rest.
-   */
-  private async idleWait(): Promise<void> {
-    const record = this.waitHistory.get(this.waitKey());
-    this.wokeAt = 0;
-    if (record === undefined || record.seen < 2) return;
-    const remaining = record.ms * 0.85 - (now() - this.unsyncedSince);
-    if (remaining > 2) {
-      await new Promise((r) => setTimeout(r, remaining));
-      this.wokeAt = now();
-    }
-  }
-
-  private recordWait(): void {
-    if (this.unsyncedDispatches > 0) {
-      const key = this.waitKey();
-      const t = now();
-      const measured = t - this.unsyncedSince;
-      const record = this.waitHistory.get(key);
-      // Work that was already done when the sleep ended took an unknown, shorter time: step the
-      // estimate down by a tenth (a few waits find the edge, where only a short poll remains).
-      // Otherwise the poll saw the real end: keep the fastest time seen.
-      const overslept = this.wokeAt > 0 && t - this.wokeAt < 1;
-      const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.9 : Math.min(record.ms, measured);
-      if (this.waitHistory.size >= 1024) this.waitHistory.clear();
-      this.waitHistory.set(key, { ms, seen: (record?.seen ?? 0) + 1 });
-    }
-    this.unsyncedDispatches = 0;
-    this.workHash = 0x811c9dc5;
-  }
 }
 
 const uncapturedErrors: string[] = [];
-
-/** FNV-1a over a dispatch's label and grid, folded into the running hash of queued work. */
-function hashWork(hash: number, label: string, x: number, y: number, z: number): number {
-  let h = hash;
-  const mix = (v: number) => {
-    h = Math.imul(h ^ (v & 0xffff), 0x01000193) >>> 0;
-    h = Math.imul(h ^ (v >>> 16), 0x01000193) >>> 0;
-  };
-  for (let i = 0; i < label.length; i++) mix(label.charCodeAt(i));
-  mix(x);
-  mix(y);
-  mix(z);
-  return h;
-}
-
-function now(): number {
-  return globalThis.performance.now();
-}
 
 function padTo4(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
