@@ -3,8 +3,12 @@
 // condition; index.ts extends it with base models from folders, whole runs, the server and disk paths.
 
 // Recipe
-export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, CONFIG_OPTIONS, LLAMA_LORA_TARGETS, resolveConfig, checkConfig, trainingSchedule, learningRateAt, resolvePrecision } from './config.js';
-export type { TrainConfig, GenerationConfig, ConfigOption, TrainingSchedule, Precision } from './config.js';
+export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, LLAMA_LORA_TARGETS, checkConfig, resolvePrecision } from './config.js';
+export type { TrainConfig, GenerationConfig, Precision } from './config.js';
+export { CONFIG_OPTIONS, resolveConfig } from './config-flags.js';
+export type { ConfigOption } from './config-flags.js';
+export { trainingSchedule, learningRateAt } from './schedule.js';
+export type { TrainingSchedule } from './schedule.js';
 
 // Data, prompts, tokens and batches
 export { parseRecords, describeLocation } from './data.js';

@@ -2,7 +2,8 @@
 // dropped), their dropout seeds, which have a label to learn from, and their device tensors.
 import { tensor } from '@huatuo/tensor';
 import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
-import type { TrainConfig, TrainingSchedule } from './config.js';
+import type { TrainConfig } from './config.js';
+import type { TrainingSchedule } from './schedule.js';
 import type { DeviceBatch } from './train-types.js';
 
 /** Seed of the dropout masks of one micro-batch: the same step always draws the same masks. */

@@ -3,7 +3,8 @@
 import { formatMemoryPlan } from '@huatuo/llama';
 import { trainingPlan } from './memory-plan.js';
 import { tokenizeRecords, type DataWarning, type TokenizedExample } from './batch.js';
-import { trainingSchedule, type TrainConfig, type TrainingSchedule } from './config.js';
+import type { TrainConfig } from './config.js';
+import { trainingSchedule, type TrainingSchedule } from './schedule.js';
 import type { LoadedRecord } from './data.js';
 import { ConfigError, DataError } from './errors.js';
 import { chooseMicroBatch, type BaseModel } from './lora-model.js';

@@ -3,7 +3,7 @@
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, runtimeStats } from '@huatuo/tensor';
 import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { learningRateAt, trainingSchedule } from './config.js';
+import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
 import { evaluate } from './evaluate.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';

@@ -1,0 +1,145 @@
+// The command-line flags that override HuaTuo's recipe: each config key's flag, kind and range, and
+// resolveConfig, which parses and checks a set of overrides into a TrainConfig.
+
+import { checkConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+type Kind = 'int' | 'number' | 'string' | 'nullable-string' | 'bool' | 'list' | 'int-or-auto';
+
+/** A command-line override of one config key. */
+export interface ConfigOption {
+  key: keyof TrainConfig;
+  flag: string;
+  kind: Kind;
+  /** Inclusive bounds for numbers. */
+  min?: number;
+  max?: number;
+  /** Exclusive bounds for numbers. */
+  above?: number;
+  below?: number;
+  /** The values a string option may take. */
+  choices?: readonly string[];
+  help: string;
+}
+
+/** Every overridable key, its flag and its check; a CLI registers these. */
+export const CONFIG_OPTIONS: readonly ConfigOption[] = [
+  { key: 'dataPath', flag: '--data', kind: 'nullable-string', help: 'data file, JSON array or JSONL of {instruction, input, output} (default: built-in demo sample)' },
+  { key: 'template', flag: '--template', kind: 'string', help: 'prompt template: med_template, literature_template or a template .json path' },
+  { key: 'baseModel', flag: '--base-model', kind: 'nullable-string', help: 'base LLaMA model folder' },
+  { key: 'quantize', flag: '--quantize', kind: 'string', choices: ['none', 'int8', 'nf4'], help: 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)' },
+  { key: 'outputDir', flag: '--output-dir', kind: 'string', help: 'folder for checkpoints and the adapter' },
+  { key: 'cutoffLen', flag: '--cutoff-len', kind: 'int', min: 2, help: 'longest tokenized example; longer ones are truncated' },
+  { key: 'valSetSize', flag: '--val-set-size', kind: 'int', min: 0, help: 'validation records split off (0: none)' },
+  { key: 'splitSeed', flag: '--split-seed', kind: 'int', min: 0, help: 'seed of the train/validation split' },
+  { key: 'trainOnInputs', flag: '--train-on-inputs', kind: 'bool', help: 'also compute the loss on prompt tokens' },
+  { key: 'loraR', flag: '--lora-r', kind: 'int', min: 1, help: 'LoRA rank' },
+  { key: 'loraAlpha', flag: '--lora-alpha', kind: 'number', above: 0, help: 'LoRA alpha (scale alpha / r)' },
+  { key: 'loraDropout', flag: '--lora-dropout', kind: 'number', min: 0, below: 1, help: 'dropout on the LoRA input' },
+  { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
+  { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
+  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, one more forward per step; on by default with --quantize int8 or nf4" },
+  { key: 'gpuMemory', flag: '--gpu-memory', kind: 'number', min: 0, help: 'GiB of GPU memory to plan for: the micro-batch is chosen to fit and a run that cannot fit is refused before loading (0: unknown)' },
+  { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
+  { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },
+  { key: 'numEpochs', flag: '--epochs', kind: 'number', above: 0, help: 'training epochs' },
+  { key: 'maxSteps', flag: '--max-steps', kind: 'int', min: -1, help: 'total optimizer steps, overriding --epochs (-1: train --epochs)' },
+  { key: 'learningRate', flag: '--learning-rate', kind: 'number', above: 0, help: 'peak AdamW learning rate' },
+  { key: 'adamBeta1', flag: '--adam-beta1', kind: 'number', min: 0, below: 1, help: 'AdamW beta1' },
+  { key: 'adamBeta2', flag: '--adam-beta2', kind: 'number', min: 0, below: 1, help: 'AdamW beta2' },
+  { key: 'adamEpsilon', flag: '--adam-epsilon', kind: 'number', above: 0, help: 'AdamW epsilon' },
+  { key: 'weightDecay', flag: '--weight-decay', kind: 'number', min: 0, help: 'AdamW decoupled weight decay' },
+  { key: 'maxGradNorm', flag: '--max-grad-norm', kind: 'number', min: 0, help: 'clip the global gradient norm to this (0: no clipping)' },
+  { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up' },
+  { key: 'loggingSteps', flag: '--logging-steps', kind: 'int', min: 1, help: 'optimizer steps between log lines' },
+  { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },
+  { key: 'saveSteps', flag: '--save-steps', kind: 'int', min: 1, help: 'optimizer steps between checkpoints (a multiple of --eval-steps)' },
+  { key: 'saveTotalLimit', flag: '--save-total-limit', kind: 'int', min: 1, help: 'recent checkpoints kept (the best is kept too)' },
+  { key: 'seed', flag: '--seed', kind: 'int', min: 0, help: 'seed of LoRA initialisation, dropout and data order' },
+  {
+    key: 'precision',
+    flag: '--precision',
+    kind: 'string',
+    choices: ['auto', 'f32', 'mixed'],
+    help: 'mixed: f16 base and activations, f32 LoRA weights, gradients, optimizer and loss, with dynamic loss scaling; f32: everything in f32; auto: mixed for a --base folder where the adapter has shader-f16, f32 for the demo model',
+  },
+];
+
+const OPTION_BY_KEY = new Map(CONFIG_OPTIONS.map((o) => [o.key as string, o]));
+const OPTION_BY_FLAG = new Map(CONFIG_OPTIONS.map((o) => [o.flag, o]));
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+function parseNumber(option: ConfigOption, value: unknown, integer: boolean): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new ConfigError(option.flag, `expected ${integer ? 'an integer' : 'a number'}, got ${describe(value)}`);
+  }
+  const range = (): string =>
+    [option.min !== undefined ? `>= ${option.min}` : '', option.above !== undefined ? `> ${option.above}` : '', option.max !== undefined ? `<= ${option.max}` : '', option.below !== undefined ? `< ${option.below}` : '']
+      .filter(Boolean)
+      .join(' and ');
+  if ((option.min !== undefined && n < option.min) || (option.above !== undefined && n <= option.above) || (option.max !== undefined && n > option.max) || (option.below !== undefined && n >= option.below)) {
+    throw new ConfigError(option.flag, `expected a value ${range()}, got ${describe(value)}`);
+  }
+  return n;
+}
+
+/** Parses one override value (a CLI string, or an already typed value) for `option`. */
+function parseValue(option: ConfigOption, value: unknown): unknown {
+  switch (option.kind) {
+    case 'int':
+      return parseNumber(option, value, true);
+    case 'number':
+      return parseNumber(option, value, false);
+    case 'int-or-auto':
+      return value === 'auto' ? 'auto' : parseNumber(option, value, true);
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === '1' || value === 'yes') return true;
+      if (value === 'false' || value === '0' || value === 'no') return false;
+      throw new ConfigError(option.flag, `expected true or false, got ${describe(value)}`);
+    case 'string':
+    case 'nullable-string':
+      if (value === null && option.kind === 'nullable-string') return null;
+      if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(option.flag, `expected a non-empty string, got ${describe(value)}`);
+      if (option.choices !== undefined && !option.choices.includes(value)) throw new ConfigError(option.flag, `expected one of ${option.choices.join(', ')}, got ${describe(value)}`);
+      return value;
+    case 'list': {
+      const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : null;
+      if (!items || items.some((s) => typeof s !== 'string')) throw new ConfigError(option.flag, `expected a comma-separated list, got ${describe(value)}`);
+      const list = (items as string[]).map((s) => s.trim()).filter((s) => s !== '');
+      if (list.length === 0) throw new ConfigError(option.flag, 'expected at least one entry');
+      return list;
+    }
+  }
+}
+
+/**
+ * The recipe with overrides applied and checked. Overrides are keyed by config key
+ * (`cutoffLen`) or flag (`--cutoff-len`); values may be CLI strings or typed values;
+ * undefined values are skipped. `--quantize int8|nf4` turns gradient checkpointing on unless
+ * `--gradient-checkpointing` is given too.
+ * @throws ConfigError naming the flag, the value got and the range expected.
+ * @example resolveConfig({ '--micro-batch': '4' }).microBatchSize === 4
+ */
+export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {}, base: Readonly<TrainConfig> = DEFAULT_CONFIG): TrainConfig {
+  const config: TrainConfig = { ...base, loraTargetModules: [...base.loraTargetModules] };
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    const option = OPTION_BY_KEY.get(name) ?? OPTION_BY_FLAG.get(name);
+    if (!option) {
+      throw new ConfigError(name.startsWith('--') ? name : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, `unknown option; known: ${CONFIG_OPTIONS.map((o) => o.flag).join(', ')}`);
+    }
+    (config as unknown as Record<string, unknown>)[option.key] = parseValue(option, value);
+  }
+  // A quantized base trains with checkpointing unless told otherwise, as PEFT's
+  // prepare_model_for_kbit_training(use_gradient_checkpointing=True) and QLoRA do: LLaMA-7B with
+  // HuaTuo's recipe plans 7.20 GiB with an int8 base, 13.81 GiB without checkpointing.
+  const given = (key: keyof TrainConfig) => Object.entries(overrides).some(([name, v]) => v !== undefined && (OPTION_BY_KEY.get(name) ?? OPTION_BY_FLAG.get(name))?.key === key);
+  if (given('quantize') && config.quantize !== 'none' && !given('gradientCheckpointing')) config.gradientCheckpointing = true;
+  checkConfig(config);
+  return config;
+}
