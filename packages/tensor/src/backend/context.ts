@@ -50,7 +50,8 @@ export function runtimeStats(): RuntimeStats {
 }
 
 /**
- * Restarts `runtimeStats().peakBytes` from the bytes in use now, to measure the peak of what follows.
+ * Restarts `runtimeStats().peakBytes` (and `peakAllocatedBytes`) from the bytes in use (and held) now,
+ * to measure the peak of what follows.
  * @example
  * resetPeakBytes();
  * trainStep();

@@ -1,5 +1,7 @@
 // A pool of storage buffers keyed by rounded size: a training loop that allocates the same
-// shapes every step reuses the same buffers instead of creating new ones.
+// shapes every step reuses the same buffers instead of creating new ones. What it holds (buffers in
+// use and pooled) stays within the most ever in use plus minPooledBytes: before creating a buffer it
+// destroys pooled ones that would take it over, so cached buffers never push a run out of GPU memory.
 
 const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 
@@ -33,6 +35,13 @@ export interface PoolStats {
   buffersCreated: number;
   /** Most bytes in use at once since the device was opened or since {@link BufferPool.resetPeak}. */
   peakBytes: number;
+  /** Bytes the device holds for the pool: in use and pooled. */
+  bytesAllocated: number;
+  /**
+   * Most bytes held at once (in use and pooled) since the device was opened or since
+   * {@link BufferPool.resetPeak}: at most the most ever in use plus `minPooledBytes`.
+   */
+  peakAllocatedBytes: number;
 }
 
 export class BufferPool {
@@ -43,6 +52,8 @@ export class BufferPool {
   private peakBytesInUse = 0;
   /** Like peakBytesInUse, but reset on request to measure one stretch of work. */
   private measuredPeak = 0;
+  /** Most bytes in use and pooled at once, reset with measuredPeak. */
+  private measuredAllocatedPeak = 0;
   private bytesPooled = 0;
   private buffersPooled = 0;
   private buffersCreated = 0;
@@ -60,9 +71,11 @@ export class BufferPool {
 
   /**
    * A buffer of at least `bytes`: a pooled one of the same size class, else the smallest pooled
-   * one up to {@link maxReuseSize}, else new.
+   * one up to {@link maxReuseSize}, else new. A new buffer first destroys the pooled ones (largest
+   * first) that would take what the pool holds over the most ever in use plus `minPooledBytes`;
+   * `beforeDestroy` then flushes the commands that may still use them.
    */
-  acquire(bytes: number): GPUBuffer {
+  acquire(bytes: number, beforeDestroy: () => void): GPUBuffer {
     const size = sizeClass(bytes);
     let buffer = this.free.get(size)?.pop();
     if (!buffer) {
@@ -75,6 +88,7 @@ export class BufferPool {
       this.buffersPooled--;
       this.bytesPooled -= buffer.size;
     } else {
+      this.makeRoom(size, beforeDestroy);
       buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
       this.buffersCreated++;
     }
@@ -82,7 +96,26 @@ export class BufferPool {
     this.bytesInUse += buffer.size;
     this.peakBytesInUse = Math.max(this.peakBytesInUse, this.bytesInUse);
     this.measuredPeak = Math.max(this.measuredPeak, this.bytesInUse);
+    this.measuredAllocatedPeak = Math.max(this.measuredAllocatedPeak, this.bytesInUse + this.bytesPooled);
     return buffer;
+  }
+
+  /** Destroys pooled buffers, largest first, until a new buffer of `size` keeps the pool within its bound. */
+  private makeRoom(size: number, beforeDestroy: () => void): void {
+    const limit = Math.max(this.peakBytesInUse, this.bytesInUse + size) + this.minPooledBytes;
+    if (this.bytesInUse + this.bytesPooled + size <= limit) return;
+    beforeDestroy();
+    const sizes = [...this.free.keys()].sort((x, y) => y - x);
+    for (const s of sizes) {
+      const list = this.free.get(s)!;
+      while (list.length > 0 && this.bytesInUse + this.bytesPooled + size > limit) {
+        list.pop()!.destroy();
+        this.buffersPooled--;
+        this.bytesPooled -= s;
+      }
+      if (list.length === 0) this.free.delete(s);
+      if (this.bytesInUse + this.bytesPooled + size <= limit) return;
+    }
   }
 
   /**
@@ -118,6 +151,7 @@ export class BufferPool {
   /** Starts measuring `peakBytes` afresh from the bytes in use now. */
   resetPeak(): void {
     this.measuredPeak = this.bytesInUse;
+    this.measuredAllocatedPeak = this.bytesInUse + this.bytesPooled;
   }
 
   stats(): PoolStats {
@@ -128,6 +162,8 @@ export class BufferPool {
       bytesPooled: this.bytesPooled,
       buffersCreated: this.buffersCreated,
       peakBytes: this.measuredPeak,
+      bytesAllocated: this.bytesInUse + this.bytesPooled,
+      peakAllocatedBytes: this.measuredAllocatedPeak,
     };
   }
 }

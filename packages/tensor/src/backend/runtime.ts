@@ -100,7 +100,7 @@ export class Runtime {
 
   acquire(bytes: number): GPUBuffer {
     this.checkAlive();
-    return this.pool.acquire(bytes);
+    return this.pool.acquire(bytes, () => this.flush());
   }
 
   release(buffer: GPUBuffer): void {
