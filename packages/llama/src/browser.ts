@@ -61,7 +61,8 @@ export { tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
 export type { TokenizerFiles } from './tokenizers/tokenizer-files.js';
 
 // Model: LLaMA on @huatuo/tensor, its weights and KV cache
-export { LlamaModel, DecoderLayer } from './model/model.js';
+export { LlamaModel } from './model/model.js';
+export { DecoderLayer } from './model/decoder-layer.js';
 export type { ForwardOptions, LossOptions } from './model/model.js';
 export { lossChunkRows } from './model/chunked-loss.js';
 export { Linear } from './model/linear.js';

@@ -1,13 +1,10 @@
-// LLaMA (Hugging Face's LlamaForCausalLM) on @huatuo/tensor, in reading order: token
-// embedding, decoder layers (RMSNorm, attention with rotate_half RoPE and grouped-query
-// heads, SwiGLU MLP, both residual), final RMSNorm, lm_head (tied or not). One forward serves
+// LLaMA (Hugging Face's LlamaForCausalLM) on @huatuo/tensor, in reading order: token embedding,
+// decoder layers (decoder-layer.ts), final RMSNorm, lm_head (tied or not). One forward serves
 // training over padded batches and cached incremental decoding.
 
 import {
   add,
-  attention,
   cast,
-  cat,
   checkpoint,
   crossEntropy,
   embedding,
@@ -15,20 +12,17 @@ import {
   mul,
   reshape,
   rmsNorm,
-  rope,
   slice,
-  swiglu,
   tensor,
-  transpose,
   type FloatDType,
   type Tensor,
 } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { lmHeadLoss } from './chunked-loss.js';
 import { ModelError } from '../errors.js';
-import { mlpChunkRows } from './memory.js';
 import type { KvCache } from './kv-cache.js';
-import { Linear } from './linear.js';
+import type { DecoderLayer } from './decoder-layer.js';
+import type { Linear } from './linear.js';
 import type { LoraConfig } from '../lora/lora-config.js';
 
 /** Options of {@link LlamaModel.forward}. */
@@ -50,73 +44,6 @@ export interface ForwardOptions {
 export interface LossOptions {
   /** Rows of logits computed at once by the fused lm_head and loss (default: 32 MiB of f32 logits). */
   readonly lossChunkRows?: number;
-}
-
-/** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
-export class DecoderLayer {
-  constructor(
-    readonly index: number,
-    /** [C] */
-    public inputNorm: Tensor,
-    readonly qProj: Linear,
-    readonly kProj: Linear,
-    readonly vProj: Linear,
-    readonly oProj: Linear,
-    /** [C] */
-    public postNorm: Tensor,
-    readonly gateProj: Linear,
-    readonly upProj: Linear,
-    readonly downProj: Linear,
-  ) {}
-
-  /** The seven projections, in PEFT target-module order. */
-  linears(): Linear[] {
-    return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
-  }
-
-  /** Trainable leaves read by this layer (the adapters' A and B), for checkpointing. */
-  trainableParameters(): Tensor[] {
-    const out: Tensor[] = [];
-    for (const l of this.linears()) if (l.lora !== null && !l.merged) out.push(l.lora.A, l.lora.B);
-    return out.filter((t) => t.requiresGrad);
-  }
-
-  /**
-   * x [B, T, C] -> [B, T, C]. `seed` (undefined: no dropout) gives each adapter its dropout mask,
-   * so that a recomputation under checkpointing draws the same masks.
-   */
-  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined, seed?: number): Tensor {
-    const c = model.config;
-    const [B, T] = [x.shape[0]!, x.shape[1]!];
-    // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
-    const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
-    // Attention.
-    const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
-    const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
-    const q = rope(heads(this.qProj.forward(h, projSeed(seed, 0)), c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
-    let k = rope(heads(this.kProj.forward(h, projSeed(seed, 1)), c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
-    let v = heads(this.vProj.forward(h, projSeed(seed, 2)), c.numKeyValueHeads); // [B, Hkv, T, D]
-    if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
-    const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
-    const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
-    x = add(x, this.oProj.forward(merged, projSeed(seed, 3)));
-    const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
-    const rows = mlpChunkRows(B * T, c.intermediateSize, model.dtype, model.maxBindingBytes);
-    if (rows >= B * T) return add(x, this.mlp(h2, seed === undefined ? undefined : (i) => projSeed(seed, i))); // [B, T, C]
-    // [B, T, I] is over the binding limit: the MLP runs on chunks of token rows (each row is independent).
-    const flat = reshape(h2, [B * T, c.hiddenSize]); // [N, C]
-    const outs: Tensor[] = [];
-    for (let s = 0, k = 0; s < B * T; s += rows, k++) {
-      outs.push(this.mlp(slice(flat, 0, s, s + rows), seed === undefined ? undefined : (i) => projSeed(seed, i + 3 * (k + 1)))); // [n, C]
-    }
-    return add(x, reshape(cat(outs, 0), [B, T, c.hiddenSize])); // [B, T, C]
-  }
-
-  /** SwiGLU MLP down(silu(gate(h)) * up(h)): [..., C] -> [..., C]; `seeds(i)` gives gate's (4), up's (5) and down's (6) dropout seeds. */
-  private mlp(h: Tensor, seeds: ((i: number) => number | undefined) | undefined): Tensor {
-    const inner = swiglu(this.gateProj.forward(h, seeds?.(4)), this.upProj.forward(h, seeds?.(5))); // [..., I]
-    return this.downProj.forward(inner, seeds?.(6));
-  }
 }
 
 /**

@@ -23,7 +23,8 @@ import { ModelError } from '../errors.js';
 import { Linear } from './linear.js';
 import { loraTargetModules, modulePath, type LoraTargetModule } from '../lora/lora-config.js';
 import { projectionShape, splitRows } from './memory.js';
-import { DecoderLayer, LlamaModel } from './model.js';
+import { DecoderLayer } from './decoder-layer.js';
+import { LlamaModel } from './model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
 
 /** A weight the config implies: Hugging Face name and shape. */
