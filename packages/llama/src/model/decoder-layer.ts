@@ -4,7 +4,7 @@
 import { add, attention, cat, reshape, rmsNorm, rope, slice, swiglu, transpose, type Tensor } from '@huatuo/tensor';
 import type { KvCache } from './kv-cache.js';
 import type { Linear } from './linear.js';
-import { mlpChunkRows } from './memory.js';
+import { mlpChunkRows } from './tensor-sizes.js';
 import type { LlamaModel } from './model.js';
 
 /** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */

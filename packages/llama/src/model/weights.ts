@@ -22,7 +22,7 @@ import { f32ToF16 } from '../formats/dtype-convert.js';
 import { ModelError } from '../errors.js';
 import { Linear } from './linear.js';
 import { loraTargetModules, modulePath, type LoraTargetModule } from '../lora/lora-config.js';
-import { projectionShape, splitRows } from './memory.js';
+import { projectionShape, splitRows } from './tensor-sizes.js';
 import { DecoderLayer } from './decoder-layer.js';
 import { LlamaModel } from './model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
