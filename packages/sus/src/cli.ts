@@ -8,7 +8,8 @@ import { StudyError, SusError } from './errors.js';
 import { readText, writeFileAtomic } from './files.js';
 import { judgeItems, verdictRatings } from './judge.js';
 import { exportSheet, parseSheet, RatingStore, type SheetFormat } from './ratings.js';
-import { scoreStudy, writeReport } from './report.js';
+import { scoreStudy } from './report.js';
+import { writeReport } from './report-output.js';
 import { startAnnotationServer } from './server.js';
 
 /** Where the command writes its human-readable lines (default: console.log). */

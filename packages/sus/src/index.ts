@@ -29,7 +29,8 @@ export { averageRanks, holm, mean, normalCdf, quantile, sampleSd, signFlipTest, 
 export type { PairedTestResult } from './stats.js';
 export { createRng, hashString } from './rng.js';
 export type { Rng } from './rng.js';
-export { reportCsv, reportMarkdown, reportSvg, scoreStudy, writeReport } from './report.js';
+export { scoreStudy } from './report.js';
+export { reportCsv, reportMarkdown, reportSvg, writeReport } from './report-output.js';
 export type { Cell, Comparison, DimensionAgreement, ScoreOptions, SusReport } from './report.js';
 export { judgeItem, judgeItems, judgePrompt, parseVerdict, verdictRatings } from './judge.js';
 export type { JudgeOptions, JudgeVerdict } from './judge.js';
