@@ -89,7 +89,13 @@ export function bf16ToF32(src: Uint16Array): Float32Array {
 export function f32ToF16(src: Float32Array): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16Bits(bits[i]!);
+  for (let i = 0; i < src.length; i++) {
+    const b = bits[i]!;
+    const abs = b & 0x7fffffff;
+    // Magnitudes in [2^-14, 65520), which round to a normal f16 (weights, mostly): rebias the exponent and
+    // round the 13 dropped mantissa bits to nearest, ties to even, inline; the rest as f32BitsToF16Bits does.
+    out[i] = abs >= 0x38800000 && abs < 0x477ff000 ? ((b >>> 16) & 0x8000) | ((abs - 0x38000000 + 0xfff + ((abs >>> 13) & 1)) >>> 13) : f32BitsToF16Bits(b);
+  }
   return out;
 }
 
