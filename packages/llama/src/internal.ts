@@ -1,3 +1,4 @@
 // @huatuo/llama/internal: helpers below the public API that this repository's tests check on their
-// own (the host-side logits processing of generate). Not a stable surface.
+// own (the host-side logits processing of generate) or use (assembling models from given weights). Not a stable surface.
 export { applyRepetitionPenalty, logSoftmaxRow, sampleToken, topIndices } from './generate/sampling.js';
+export { assembleModel, bindingLimit } from './model/weights.js';
