@@ -2,9 +2,10 @@
 # On a GPU machine, in a built checkout: the benchmarks, the adapter and per-kernel report
 # (bench/gpu-report.ts) and the test suite, with the experimental WebGPU features enabled. Logs go to
 # $OUT (default ./gpu-check-out).
-#   bash scripts/gpu-check.sh [report|tests|bench]...   (default: report tests)
+#   bash scripts/gpu-check.sh [report|tests|bench|quant]...   (default: report tests)
 # `bench` runs bench/run.ts (what `npm run bench` runs) (PyTorch beside it when python3 imports torch with CUDA) and copies
-# bench/RESULTS.md and the results JSON to $OUT.
+# bench/RESULTS.md and the results JSON to $OUT. `quant` times the int8 and NF4 dequantizing matmuls
+# against the f16 product at 2048x4096x4096 (bench/quant.bench.ts).
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -21,6 +22,7 @@ for step in "${steps[@]}"; do
     bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts ${BENCH_ARGS:-} > "$out/bench.log" 2>&1
       echo "bench exit $?"; grep -E '^- |TFLOP|tokens/s|GB/s' "$out/bench.log" | tail -40
       cp bench/RESULTS.md "$out/RESULTS.md"; cp bench/results/*.json "$out/" 2>/dev/null ;;
+    quant) timeout "${QUANT_TIMEOUT:-180}" node --conditions=source --import tsx bench/quant.bench.ts 2>&1 | tee "$out/quant.log" ;;
   esac
   echo "== $step: $(( $(date +%s) - start )) s"
 done
