@@ -1,6 +1,5 @@
-// Public surface of @huatuo/llama, every export by name; in a browser (the "browser" export condition)
-// the whole entry, in Node the part index.ts extends with the *-node modules. Folders come in as Files
-// (openCheckpointFromFiles, tokenizerFromFiles).
+// Public surface of @huatuo/llama in a browser (the "browser" export condition): index.ts less the
+// *-node modules. Folders come in as Files (openCheckpointFromFiles, tokenizerFromFiles).
 
 // Errors
 export { FormatError, SafetensorsError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';

@@ -1,6 +1,93 @@
-// Public surface of @huatuo/llama in Node: the browser surface (browser.ts, where every browser-safe
-// export is listed by name) and the modules named *-node, which use Node built-ins.
-export * from './browser.js';
+// Public surface of @huatuo/llama in Node: browser.ts's exports, then the modules named *-node, which use
+// Node built-ins (a test checks that this entry exports every name browser.ts does).
+
+// Errors
+export { FormatError, SafetensorsError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
+
+// Config: Hugging Face config.json and presets
+export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
+export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
+
+// Byte sources: random-access reads from files, Blobs and memory
+export { blobSource, bytesSource } from './formats/source.js';
+export type { ByteSource } from './formats/source.js';
+
+// Float conversions: f32, f16 and bf16 bit patterns
+export {
+  f32BitsToF16Bits,
+  f16BitsToNumber,
+  numberToF16Bits,
+  bf16BitsToNumber,
+  f16ToF32,
+  bf16ToF32,
+  f32ToF16,
+  bf16ToF16,
+  f32ToBf16,
+} from './formats/dtype-convert.js';
+
+// Safetensors: streaming reader and writers
+export { SafetensorsFile, convertFloatBytes } from './formats/safetensors.js';
+export type { HostFloatDType, HostFloatArray } from './formats/safetensors.js';
+export { safetensorsDTypeSizes, isSafetensorsDType, maxHeaderBytes } from './formats/safetensors-header.js';
+export type { SafetensorsDType, TensorInfo } from './formats/safetensors-header.js';
+export { planSafetensors, serializeSafetensors } from './formats/safetensors-write.js';
+export type { TensorData, TensorToWrite, SafetensorsOrder, SafetensorsWriteOptions, SafetensorsPlan } from './formats/safetensors-write.js';
+export {
+  Checkpoint,
+  openCheckpointFromFiles,
+  parseSafetensorsIndex,
+  safetensorsIndexName,
+  safetensorsSingleName,
+} from './formats/safetensors-checkpoint.js';
+export type {
+  CheckpointTensorInfo,
+  LoadProgress,
+  IterateOptions,
+  LoadedTensor,
+  SafetensorsIndex,
+} from './formats/safetensors-checkpoint.js';
+
+// Tokenizers: tokenizer.json (via @huggingface/tokenizers) and SentencePiece tokenizer.model
+export { TokenizerError } from './tokenizers/tokenizer-errors.js';
+export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizers/tokenizer.js';
+export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizers/tokenizer.js';
+export { SentencePieceTokenizer } from './tokenizers/sentencepiece.js';
+export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './tokenizers/sentencepiece-model.js';
+export type { SentencePiece, SentencePieceModel } from './tokenizers/sentencepiece-model.js';
+export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizers/tokenizer-convert.js';
+export type { BpeVocabulary } from './tokenizers/tokenizer-convert.js';
+export { tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
+export type { TokenizerFiles } from './tokenizers/tokenizer-files.js';
+
+// Model: LLaMA on @huatuo/tensor, its weights and KV cache
+export { LlamaModel } from './model/model.js';
+export { DecoderLayer } from './model/decoder-layer.js';
+export type { ForwardOptions, LossOptions } from './model/model.js';
+export { lossChunkRows } from './model/chunked-loss.js';
+export { Linear } from './model/linear.js';
+export type { LoraWeights } from './model/linear.js';
+export { KvCache } from './model/kv-cache.js';
+export { createRandomLlama, expectedWeights, modelTensorsToWrite, quantizeModel, readLinearWeight } from './model/weights.js';
+export type { WeightSpec, ModelOptions, RandomModelOptions, Quantization } from './model/weights.js';
+export { loadLlamaFromCheckpoint } from './model/weights-load.js';
+export type { LoadLlamaOptions } from './model/weights-load.js';
+
+// Memory planning
+export { planMemory, checkMemoryPlan, formatMemoryPlan } from './model/memory.js';
+export { formatBytes, projectionBytes, splitRows, mlpChunkRows } from './model/tensor-sizes.js';
+export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './model/memory.js';
+
+// LoRA in PEFT's format
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfig, toPeftConfigJson, peftKey, modulePath } from './lora/lora-config.js';
+export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
+export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora/lora.js';
+export type { ApplyLoraOptions } from './lora/lora.js';
+export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName } from './lora/adapter-files.js';
+export type { AdapterFiles } from './lora/adapter-files.js';
+
+// Generation
+export { generate } from './generate/generate.js';
+export type { GenerateOptions, Generation, TokenEvent } from './generate/generate-options.js';
 
 // Config: read config.json from a folder
 export { loadLlamaConfig } from './formats/config-node.js';

@@ -1,6 +1,6 @@
-// @huatuo/sft's browser-safe surface, every export by name: the recipe, data, prompts, batches, the trainer
-// loop and its checkpoints (kept in IndexedDB in a browser). The whole entry under the "browser" export
-// condition; index.ts extends it with base models from folders, whole runs, the server and disk paths.
+// @huatuo/sft in a browser (the "browser" export condition): the recipe, data, prompts, batches, the
+// trainer loop and its checkpoints (kept in IndexedDB), without base models from folders, whole runs,
+// the server or disk paths, which index.ts adds.
 
 // Recipe
 export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, LLAMA_LORA_TARGETS, checkConfig, resolvePrecision } from './config.js';
