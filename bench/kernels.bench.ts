@@ -12,7 +12,6 @@ import {
   matmul,
   maskedFill,
   mul,
-  Profiler,
   randn,
   rmsNorm,
   silu,
@@ -23,6 +22,7 @@ import {
   type Tensor,
 } from '@huatuo/tensor';
 import { getRuntime } from '@huatuo/tensor/internal';
+import { bandwidthRow, freeGrads } from './bandwidth.js';
 import { readFew } from './matmul.bench.js';
 import type { Roofline } from './roofline.js';
 import { timeMedian, type Row } from './timing.js';
@@ -51,13 +51,6 @@ async function peakBytes(fn: () => Promise<void>): Promise<{ bytes: number; ms: 
   const s1 = rt.stats();
   return { bytes: s1.bytesInUse + s1.bytesPooled - (s0.bytesInUse + s0.bytesPooled), ms };
 }
-
-const freeGrads = (...ts: Tensor[]) => {
-  for (const t of ts) {
-    t.grad?.dispose();
-    t.grad = null;
-  }
-};
 
 /** Causal attention the unfused way: scores, scale, mask, softmax, weighted values. q, k, v: [B, H, T, D]. */
 function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, future: Tensor): { o: Tensor; temps: Tensor[] } {
@@ -166,27 +159,6 @@ export async function benchAttention(ctx: BenchContext): Promise<string[]> {
   return lines;
 }
 
-/**
- * One memory-bound row: GB/s over `bytes` of minimal traffic and the fraction of the copy kernel's
- * read+write GB/s. Timed as the roofline is, by the kernels' timestamp queries, so the host's waits
- * (sleeps sized by earlier work with the same dispatch count) do not enter.
- */
-async function bandwidthRow(ctx: BenchContext, bench: string, impl: string, shape: string, bytes: number, traffic: string, fn: () => Promise<void>): Promise<void> {
-  await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < ctx.reps; i++) {
-    const p = new Profiler();
-    p.start();
-    const run = fn();
-    const r = await p.stop();
-    await run;
-    samples.push(r.source === 'timestamp-query' ? r.gpuMs : r.wallMs);
-  }
-  const ms = samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)]!;
-  const gbps = bytes / ms / 1e6;
-  ctx.push({ bench, impl, dtype: 'f32', shape, ms, gflops: null, gbps, roofline: gbps / ctx.roof.copyGbps, note: `${traffic}; kernel time by timestamp queries` });
-}
-
 /** rmsNorm, crossEntropy, AdamW and swiglu (fused and unfused) bandwidth rows; returns a summary line. */
 export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
   const lines: string[] = [];
@@ -280,7 +252,7 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
   return lines;
 }
 
-/** Attention, rmsNorm, crossEntropy, AdamW and swiglu rows; returns target lines for the summary. */
+/** Attention and the memory-bound rows; returns target lines for the summary. */
 export async function benchKernels(ctx: BenchContext): Promise<string[]> {
   return [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
 }
