@@ -23,6 +23,7 @@ import {
 } from '@huatuo/tensor';
 import { getRuntime } from '@huatuo/tensor/internal';
 import { bandwidthRow, freeGrads } from './bandwidth.js';
+import { benchElementwise } from './elementwise.bench.js';
 import { readFew } from './matmul.bench.js';
 import type { Roofline } from './roofline.js';
 import { timeMedian, type Row } from './timing.js';
@@ -159,7 +160,10 @@ export async function benchAttention(ctx: BenchContext): Promise<string[]> {
   return lines;
 }
 
-/** rmsNorm, crossEntropy, AdamW and swiglu (fused and unfused) bandwidth rows; returns a summary line. */
+/**
+ * rmsNorm, crossEntropy, AdamW and swiglu (fused and unfused) bandwidth rows, then those of
+ * bench/elementwise.bench.ts; returns the summary line of all of them.
+ */
 export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
   const lines: string[] = [];
   const start = ctx.push;
@@ -244,6 +248,7 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
     }
     for (const t of [g, u, dy]) t.dispose();
   }
+  await benchElementwise(ctx);
   const fused = rows.filter((r) => r.impl === 'huatuo');
   lines.push(
     `- Memory-bound kernels, share of the copy kernel's ${ctx.roof.copyGbps.toFixed(1)} GB/s read+write: ` +
