@@ -24,6 +24,7 @@ import {
 import { getRuntime } from '@huatuo/tensor/internal';
 import { bandwidthRow, freeGrads } from './bandwidth.js';
 import { benchElementwise } from './elementwise.bench.js';
+import { benchLayers } from './layers.bench.js';
 import { readFew } from './matmul.bench.js';
 import type { Roofline } from './roofline.js';
 import { timeMedian, type Row } from './timing.js';
@@ -162,7 +163,7 @@ export async function benchAttention(ctx: BenchContext): Promise<string[]> {
 
 /**
  * rmsNorm, crossEntropy, AdamW and swiglu (fused and unfused) bandwidth rows, then those of
- * bench/elementwise.bench.ts; returns the summary line of all of them.
+ * bench/elementwise.bench.ts and bench/layers.bench.ts; returns the summary line of all of them.
  */
 export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
   const lines: string[] = [];
@@ -249,6 +250,7 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
     for (const t of [g, u, dy]) t.dispose();
   }
   await benchElementwise(ctx);
+  await benchLayers(ctx);
   const fused = rows.filter((r) => r.impl === 'huatuo');
   lines.push(
     `- Memory-bound kernels, share of the copy kernel's ${ctx.roof.copyGbps.toFixed(1)} GB/s read+write: ` +
