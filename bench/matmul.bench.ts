@@ -55,9 +55,14 @@ export const llamaDecode: Shape[] = [
   { M: 1, K: 4096, N: 11008, name: '1x4096x11008' },
 ];
 
-/** Reads 4 values of a result: the benchmark's completion point. */
+/**
+ * Reads 4 values of a result: the benchmark's completion point. Disposes both views it makes, so that
+ * disposing `t` returns its buffer to the pool (a leaked view would make every run allocate afresh).
+ */
 export async function readFew(t: Tensor): Promise<number> {
-  const v = slice(t.reshape([t.size]), 0, 0, Math.min(4, t.size));
+  const flat = t.reshape([t.size]);
+  const v = slice(flat, 0, 0, Math.min(4, t.size));
+  flat.dispose();
   const out = await toArray(v);
   v.dispose();
   return out[0]!;
