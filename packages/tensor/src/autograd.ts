@@ -4,8 +4,8 @@
 import { AutogradError, ShapeError, fmtShape } from './errors.js';
 import { setGradEnabled } from './grad-mode.js';
 import { runBinary, runFill, runUnary } from './ops/launch.js';
-import { keep, startScope } from './scope.js';
-import type { Tensor } from './tensor.js';
+import { keep, startScope, type Scope } from './scope.js';
+import { storageBytes, type Tensor } from './tensor.js';
 
 /** Options of {@link backward}. */
 export interface BackwardOptions {
@@ -37,11 +37,23 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order;
 }
 
-/** Adds `g` into a leaf's `.grad` (created on first use, then accumulated in place of a sum). */
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+/**
+ * Whether a leaf may take `g` as its `.grad` without a copy (PyTorch's AccumulateGrad steals the
+ * same way): `g` was made by this backward and nothing else holds it (`pending` says whether it
+ * still flows elsewhere), and it is a whole contiguous storage, as `.grad` always is.
+ */
+function canAdopt(g: Tensor, scope: Scope, pending: boolean): boolean {
+  if (pending || !scope.owns(g) || !g.isContiguous || g.offset !== 0) return false;
+  const s = g.storage('backward');
+  return !s.shared && s.bytes === storageBytes(g.shape, g.dtype);
+}
+
+/** Adds `g` into a leaf's `.grad`: adopted or copied on first use, then summed. */
+function accumulateLeaf(leaf: Tensor, g: Tensor, scope: Scope, pending: boolean): void {
   const converted = g.dtype === leaf.dtype ? g : runUnary('backward', g, 'v', 0, leaf.dtype);
   if (!leaf.grad) {
-    leaf.grad = keep(runUnary('backward', converted, 'v'));
+    const adopt = canAdopt(converted, scope, pending && converted === g);
+    leaf.grad = keep(adopt ? converted : runUnary('backward', converted, 'v'));
   } else {
     const sum = runBinary('backward', leaf.grad, converted, 'a + b');
     leaf.grad.dispose('replaced by the accumulated gradient');
@@ -94,7 +106,7 @@ export function backward(root: Tensor, grad?: Tensor, options: BackwardOptions =
       if (!g) continue;
       grads.delete(t);
       if (!t.node) {
-        if (t.requiresGrad) accumulateLeaf(t, g);
+        if (t.requiresGrad) accumulateLeaf(t, g, scope, [...grads.values()].includes(g));
         continue;
       }
       const inputGrads = t.node.backward(g);

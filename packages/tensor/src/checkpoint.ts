@@ -4,6 +4,7 @@ import { backward } from './autograd.js';
 import { AutogradError } from './errors.js';
 import { setGradEnabled } from './grad-mode.js';
 import { defineOp, type OpContext } from './ops/define.js';
+import { trackTensor } from './scope.js';
 import type { Tensor } from './tensor.js';
 
 /** A block's forward over its tensor inputs; must compute the same values each time it runs. */
@@ -35,7 +36,8 @@ const checkpointOp = defineOp({
     backward(out, grad);
     const grads: (Tensor | null)[] = inputs.map((x) => {
       const g = x.grad;
-      x.grad = null; // the copy is freed with this scope; its gradient goes on
+      x.grad = null;
+      if (g) trackTensor(g); // freed with the outer backward's scope, or adopted by a leaf there
       return g;
     });
     for (let i = 0; i < ctx.data.parameters; i++) grads.push(null);

@@ -19,6 +19,8 @@ export function keep<T extends Tensor>(t: T): T {
 export interface Scope {
   /** Disposes the scope's tensors except `result`'s (which move to the enclosing scope). */
   end<R>(result?: R): R | undefined;
+  /** Whether `t` was created in this scope (or moved into it) and is still to be freed by it. */
+  owns(t: Tensor): boolean;
 }
 
 /** Opens a scope that must be closed with `end()` (scopes nest; close them in reverse order). */
@@ -38,6 +40,7 @@ export function startScope(): Scope {
       }
       return result;
     },
+    owns: (t) => own.has(t),
   };
 }
 

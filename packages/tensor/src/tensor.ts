@@ -32,6 +32,11 @@ export class Storage {
   release(): void {
     if (--this.refs === 0) getRuntime().release(this.buffer);
   }
+
+  /** Whether more than one tensor (a view, a detached copy) holds this storage. */
+  get shared(): boolean {
+    return this.refs > 1;
+  }
 }
 
 /** What backward needs from the op that produced a tensor. */
@@ -181,9 +186,14 @@ export function checkShape(op: string, shape: readonly number[]): void {
   }
 }
 
+/** Bytes of the storage {@link empty} allocates for `shape` (internal). */
+export function storageBytes(shape: readonly number[], dtype: DType): number {
+  return Math.max(4, Math.ceil((numel(shape) * itemSize[dtype]) / 4) * 4);
+}
+
 /** Allocates an uninitialised contiguous tensor (internal: op outputs). */
 export function empty(shape: readonly number[], dtype: DType, host: Int32Array | Uint32Array | null = null): Tensor {
-  const bytes = Math.max(4, Math.ceil((numel(shape) * itemSize[dtype]) / 4) * 4);
+  const bytes = storageBytes(shape, dtype);
   const rt = getRuntime();
   const limit = rt.info.maxStorageBufferBindingSize;
   if (bytes > limit) {
