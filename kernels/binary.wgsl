@@ -1,7 +1,7 @@
 // Elementwise binary with broadcasting: out[i] = f(a[at_a(i)], b[at_b(i)]); a and b are read
 // through strides (0 on broadcast dimensions), out is contiguous. f is the define EXPR over a, b (f32).
 // Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 out: array<T> read_write.
-// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias T = f32;
 
 //! params
@@ -29,7 +29,11 @@ fn f(a: f32, b: f32) -> f32 {
 {{include elementwise}}
 {{include strided}}
 
+fn view_strides(d: i32) -> vec3<u32> {
+  return vec3<u32>(p.a_strides[d / 4][d % 4], p.b_strides[d / 4][d % 4], p.b_strides[d / 4][d % 4]);
+}
+
 fn element(i: u32) {
-  let off = strided_offsets(i, array<Strides, 3>(p.a_strides, p.b_strides, p.b_strides), vec3<u32>(p.a_offset, p.b_offset, p.b_offset));
+  let off = strided_offsets(i, vec3<u32>(p.a_offset, p.b_offset, p.b_offset));
   out[i] = T(f(f32(a[off.x]), f32(b[off.y])));
 }

@@ -1,5 +1,5 @@
 // Fill: y[i] = value (v) or y[i] = start + i * step (arange), for i < numel.
-// Bindings: 0 Params (uniform); 1 y: array<T> read_write. Workgroup: 256 threads; 2-D grid beyond 65535 workgroups.
+// Bindings: 0 Params (uniform); 1 y: array<T> read_write. Workgroup: 256 threads in a grid-stride loop.
 alias T = f32;
 
 //! params

@@ -1,7 +1,7 @@
 // Elementwise unary: y[i] = f(x[at(i)], c) where at(i) walks x's strides (any view), y contiguous.
 // f is the define EXPR over v (the element as f32) and c (a uniform constant); computed in f32.
 // Bindings: 0 Params (uniform); 1 x: array<TX> read; 2 y: array<TY> read_write.
-// Workgroup: 256 threads, one element each; the grid is 2-D when it exceeds 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias TX = f32;
 alias TY = f32;
 
@@ -36,7 +36,11 @@ fn f(v: f32, c: f32) -> f32 {
 {{include elementwise}}
 {{include strided}}
 
+fn view_strides(d: i32) -> vec3<u32> {
+  return vec3<u32>(p.x_strides[d / 4][d % 4], p.x_strides[d / 4][d % 4], p.x_strides[d / 4][d % 4]);
+}
+
 fn element(i: u32) {
-  let off = strided_offsets(i, array<Strides, 3>(p.x_strides, p.x_strides, p.x_strides), vec3<u32>(p.x_offset)).x;
+  let off = strided_offsets(i, vec3<u32>(p.x_offset)).x;
   y[i] = TY(f(f32(x[off]), p.c));
 }

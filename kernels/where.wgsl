@@ -1,6 +1,6 @@
 // Elementwise select with broadcasting: out[i] = cond[at_c(i)] != 0 ? a[at_a(i)] : b[at_b(i)].
 // Bindings: 0 Params (uniform); 1 cond: array<TC> read; 2 a: array<T> read; 3 b: array<T> read;
-// 4 out: array<T> read_write. Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// 4 out: array<T> read_write. Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias T = f32;
 alias TC = u32;
 
@@ -23,7 +23,11 @@ alias TC = u32;
 {{include elementwise}}
 {{include strided}}
 
+fn view_strides(d: i32) -> vec3<u32> {
+  return vec3<u32>(p.c_strides[d / 4][d % 4], p.a_strides[d / 4][d % 4], p.b_strides[d / 4][d % 4]);
+}
+
 fn element(i: u32) {
-  let off = strided_offsets(i, array<Strides, 3>(p.c_strides, p.a_strides, p.b_strides), vec3<u32>(p.c_offset, p.a_offset, p.b_offset));
+  let off = strided_offsets(i, vec3<u32>(p.c_offset, p.a_offset, p.b_offset));
   out[i] = select(b[off.z], a[off.y], cond[off.x] != TC(0));
 }

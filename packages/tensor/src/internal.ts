@@ -18,6 +18,9 @@ export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from
 // Op definitions: a fresh context for running another op's forward and backward directly (fused ops)
 export { opContext } from './ops/define.js';
 
+// Elementwise kernels: the cap on their grid-stride launches (tests reach the loop's tails with it)
+export { elementwiseGroups, setElementwiseGroupCap } from './ops/launch.js';
+
 // Attention: which kernel version runs, and the v2 kernels' register layout on an adapter
 export { attentionKernelFor, setAttentionKernel } from './ops/attention.js';
 export type { AttentionKernel } from './ops/attention.js';

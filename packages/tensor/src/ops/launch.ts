@@ -1,6 +1,6 @@
 // Launch helpers shared by the ops: strided elementwise kernels, broadcasting, reductions and copies.
-import { getRuntime } from '../backend/context.js';
-import { DTypeError, ShapeError, fmtShape } from '../errors.js';
+import { deviceInfo, getRuntime } from '../backend/context.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
 import { contiguousStrides, empty, numel, Tensor, type DType } from '../tensor.js';
@@ -84,7 +84,36 @@ function checkRank(op: string, shape: readonly number[], original: readonly numb
 }
 
 /**
- * Dispatches the elementwise kernel `name`, a thread per element of `shape` (256 to a workgroup), over
+ * Most workgroups an elementwise kernel launches on a software (CPU) adapter such as lavapipe, which
+ * pays a fixed cost per workgroup: each thread then loops over many elements.
+ */
+const CPU_ELEMENTWISE_GROUPS = 256;
+/** Most on a GPU: enough to fill the largest GPUs' SMs many times over, each thread looping a few times. */
+const GPU_ELEMENTWISE_GROUPS = 4096;
+
+/**
+ * Workgroups (256 threads each) for an elementwise kernel over `n` elements that loops with a grid
+ * stride (kernels/include/elementwise.wgsl): a thread per element up to a cap for the adapter's kind.
+ */
+export function elementwiseGroups(n: number): [number, number] {
+  const cap = groupCap ?? (deviceInfo()?.isFallbackAdapter ? CPU_ELEMENTWISE_GROUPS : GPU_ELEMENTWISE_GROUPS);
+  return grid1d(Math.min(n, cap * 256), 256);
+}
+
+let groupCap: number | null = null;
+
+/**
+ * Sets the most workgroups {@link elementwiseGroups} launches (null: the adapter's default), so that
+ * tests reach the grid-stride loop's later rounds and tails on small tensors.
+ */
+export function setElementwiseGroupCap(cap: number | null): void {
+  if (cap !== null && !(Number.isInteger(cap) && cap >= 1)) throw new ValueError(`setElementwiseGroupCap: expected a positive integer or null, got ${cap}`);
+  groupCap = cap;
+}
+
+/**
+ * Dispatches the elementwise kernel `name` over the elements of `shape` (a grid-stride loop, see
+ * {@link elementwiseGroups}), over
  * views read with `viewStrides` (one list per view): the dimensions are coalesced first (at most MAX_RANK
  * may remain), then `pack` fills the kernel's uniform from the element count, the coalesced rank and
  * shape, and each view's coalesced strides. Nothing runs for an empty shape.
@@ -105,7 +134,7 @@ export function runStrided(
   const rt = getRuntime();
   const kernel = compileKernel(rt, name, defines);
   const params = pack({ numel: n, rank: merged.shape.length, shape: merged.shape }, merged.strides);
-  rt.dispatch({ kernel, params, buffers: buffers(), workgroups: grid1d(n, 256), label: op });
+  rt.dispatch({ kernel, params, buffers: buffers(), workgroups: elementwiseGroups(n), label: op });
 }
 
 /** y = f(x) elementwise (`expr` over `v` and the constant `c`), for any view of x. */
@@ -153,7 +182,7 @@ export function runFill(shape: readonly number[], dtype: DType, start: number, s
   const rt = getRuntime();
   const kernel = compileKernel(rt, 'fill', { T: dtype });
   const params = packParams('fill', { numel: n, mode: step === null ? 0 : 1, start, step: step ?? 0 });
-  rt.dispatch({ kernel, params, buffers: [y.buffer('fill')], workgroups: grid1d(n, 256), label: 'fill' });
+  rt.dispatch({ kernel, params, buffers: [y.buffer('fill')], workgroups: elementwiseGroups(n), label: 'fill' });
   return y;
 }
 
