@@ -6,7 +6,7 @@
 // with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t) computed on the host per step.
 // Bindings: 0 Params (uniform); 1 param: array<f32> read_write; 2 grad: array<TG> read;
 // 3 m: array<f32> read_write; 4 v: array<f32> read_write (m, v contiguous from 0, numel elements).
-// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias TG = f32;
 
 //! params

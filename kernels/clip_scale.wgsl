@@ -1,6 +1,6 @@
 // Scales one gradient in place by the clip coefficient: g[offset + i] *= coef[1], for i < numel.
 // Bindings: 0 Params (uniform); 1 g: array<T> read_write; 2 coef: array<f32> read ([norm, coefficient]).
-// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias T = f32;
 
 //! params

@@ -3,7 +3,7 @@
 // drop_all is 1); y[i] = keep ? x[i] * scale : 0 with scale = 1 / (1 - p). The backward applies the
 // same kernel, seed and threshold to dy.
 // Bindings: 0 Params (uniform); 1 x: array<T> read (contiguous); 2 y: array<T> read_write.
-// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias T = f32;
 
 //! params

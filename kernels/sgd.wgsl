@@ -5,7 +5,7 @@
 //   p = p - lr * d
 // Bindings: 0 Params (uniform); 1 param: array<f32> read_write; 2 grad: array<TG> read;
 // 3 buf: array<f32> read_write (numel elements, contiguous; unread without momentum).
-// Workgroup: 256 threads, one element each; 2-D grid beyond 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias TG = f32;
 
 //! params

@@ -3,7 +3,7 @@
 // computed in f32 and stored as T. All buffers are contiguous and of the same size numel.
 // Bindings: 0 Params (uniform); 1 gate: array<T> read; 2 up: array<T> read; 3 dy: array<T> read;
 // 4 d_gate: array<T> read_write; 5 d_up: array<T> read_write.
-// Workgroup: 256 threads, one element each; the grid is 2-D when it exceeds 65535 workgroups.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
 alias T = f32;
 
 //! params

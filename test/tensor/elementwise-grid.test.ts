@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  add, neg, where, cast, full, arange, contiguous, transpose, slice, expand, cat, tensor, startScope, hasF16, numel,
+  add, neg, where, cast, dropout, swiglu, backward, SGD, full, arange, contiguous, transpose, slice, expand, cat, tensor, startScope, hasF16, numel,
   refTensor, refNeg, refAdd, refWhere, refTranspose, refSlice, refBroadcastTo,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
@@ -127,6 +127,32 @@ test('copies into and out of views, casts and fills match uncapped under a cap',
       }),
     ),
     { numRuns: 12 },
+  );
+});
+
+test('dropout, swiglu forward and backward and an SGD step match uncapped under a cap', async () => {
+  await fc.assert(
+    fc.asyncProperty(shapeArb, capArb, fc.nat(1 << 20), async (shape, cap, seed) =>
+      scoped(async () => {
+        const what = `[${shape}] cap ${cap}`;
+        const x = input(shape, seed).t;
+        const [dropCapped, dropFree] = await cappedAndNot(cap, () => dropout(x, 0.3, seed));
+        assertClose(dropCapped, dropFree, exact, `dropout ${what} vs uncapped`);
+        const up = input(shape, seed + 1).t;
+        const [swiCapped, swiFree] = await cappedAndNot(cap, () => swiglu(x, up));
+        assertClose(swiCapped, swiFree, exact, `swiglu ${what} vs uncapped`);
+        // The gradient of gate, through swiglu_backward; then one SGD step on it (the sgd kernel).
+        const step = () => {
+          const gate = input(shape, seed).t.requireGrad();
+          backward(swiglu(gate, up), input(shape, seed + 2).t);
+          new SGD([gate], { lr: 0.1, momentum: 0.9 }).step();
+          return gate.detach();
+        };
+        const [stepCapped, stepFree] = await cappedAndNot(cap, step);
+        assertClose(stepCapped, stepFree, exact, `swiglu backward + SGD step ${what} vs uncapped`);
+      }),
+    ),
+    { numRuns: 8 },
   );
 });
 

@@ -2,11 +2,11 @@
 // so the backward recomputes the mask from the seed and saves nothing else.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, packParams } from '../kernels.js';
 import { defaultGenerator } from '../random.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
-import { checkFloat, contiguousData } from './launch.js';
+import { checkFloat, contiguousData, elementwiseGroups } from './launch.js';
 
 const TWO_32 = 4294967296;
 
@@ -23,7 +23,7 @@ function runDropout(op: string, x: Tensor, p: number, seed: number): Tensor {
     kernel: compileKernel(rt, 'dropout', { T: x.dtype }),
     params: packParams('dropout', { numel: y.size, seed, threshold: dropAll ? 0 : threshold, drop_all: dropAll, scale: 1 / (1 - p) }),
     buffers: [xc.buffer(op), y.buffer(op)],
-    workgroups: grid1d(y.size, 256),
+    workgroups: elementwiseGroups(y.size),
     label: op,
   });
   return y;

@@ -2,10 +2,10 @@
 // kernel for both gradients, instead of silu, mul and their three backward passes.
 import { getRuntime } from '../backend/context.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, packParams } from '../kernels.js';
 import { empty, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
-import { checkFloat, checkSameDType, contiguousData } from './launch.js';
+import { checkFloat, checkSameDType, contiguousData, elementwiseGroups } from './launch.js';
 
 /**
  * silu(gate) * up = gate * sigmoid(gate) * up elementwise, in f32 math, stored in the inputs' dtype.
@@ -30,7 +30,7 @@ export const swiglu = defineOp({
         kernel: compileKernel(rt, 'swiglu_forward', { T: gate.dtype }),
         params: packParams('swiglu_forward', { numel: y.size }),
         buffers: [gc.buffer('swiglu'), uc.buffer('swiglu'), y.buffer('swiglu')],
-        workgroups: grid1d(y.size, 256),
+        workgroups: elementwiseGroups(y.size),
         label: 'swiglu',
       });
     }
@@ -50,7 +50,7 @@ export const swiglu = defineOp({
         kernel: compileKernel(rt, 'swiglu_backward', { T: gate.dtype }),
         params: packParams('swiglu_backward', { numel: gate.size }),
         buffers: [gate.buffer('swiglu'), up.buffer('swiglu'), dy.buffer('swiglu'), dGate.buffer('swiglu'), dUp.buffer('swiglu')],
-        workgroups: grid1d(gate.size, 256),
+        workgroups: elementwiseGroups(gate.size),
         label: 'swiglu backward',
       });
     }

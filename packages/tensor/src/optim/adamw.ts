@@ -2,8 +2,8 @@
 // gradient and both moments and writes them back; the per-step scalars travel in the uniform block.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
-import { runFill } from '../ops/launch.js';
+import { compileKernel, packParams } from '../kernels.js';
+import { elementwiseGroups, runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
@@ -74,7 +74,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
           kernel,
           params: params_,
           buffers: [p.buffer('AdamW.step'), g.buffer('AdamW.step'), s.buffers.expAvg!.buffer('AdamW.step'), s.buffers.expAvgSq!.buffer('AdamW.step')],
-          workgroups: grid1d(p.size, 256),
+          workgroups: elementwiseGroups(p.size),
           label: 'adamw',
         });
         if (g !== p.grad) g.dispose('temporary of AdamW.step');

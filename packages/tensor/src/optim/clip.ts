@@ -3,8 +3,8 @@
 // in-place scale of each gradient. Nothing is read back.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ValueError } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
-import { runFill } from '../ops/launch.js';
+import { compileKernel, packParams } from '../kernels.js';
+import { elementwiseGroups, runFill } from '../ops/launch.js';
 import { empty, Tensor } from '../tensor.js';
 
 /** Workgroups per gradient for the sums of squares (each strides over its share). */
@@ -52,7 +52,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   for (const g of grads) {
     const kernel = compileKernel(rt, 'clip_scale', { T: g.dtype });
     const params = packParams('clip_scale', { numel: g.size, offset: g.offset });
-    rt.dispatch({ kernel, params, buffers: [g.buffer('clipGradNorm'), out.buffer('clipGradNorm')], workgroups: grid1d(g.size, 256), label: 'clip_scale' });
+    rt.dispatch({ kernel, params, buffers: [g.buffer('clipGradNorm'), out.buffer('clipGradNorm')], workgroups: elementwiseGroups(g.size), label: 'clip_scale' });
   }
   const norm = out.view([], [], 0);
   out.dispose('clipGradNorm returns its norm as a 0-d view');

@@ -1,7 +1,8 @@
 // SGD with momentum, dampening, Nesterov and weight decay as torch.optim.SGD: one kernel per parameter.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, packParams } from '../kernels.js';
+import { elementwiseGroups } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import { empty, type Tensor } from '../tensor.js';
 import { contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
@@ -78,7 +79,7 @@ export class SGD extends Optimizer<SGDOptions> {
           kernel,
           params: params_,
           buffers: [p.buffer('SGD.step'), g.buffer('SGD.step'), buf.buffer('SGD.step')],
-          workgroups: grid1d(p.size, 256),
+          workgroups: elementwiseGroups(p.size),
           label: 'sgd',
         });
         if (g !== p.grad) g.dispose('temporary of SGD.step');
