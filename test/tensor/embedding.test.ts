@@ -118,6 +118,57 @@ test('embedding with ids computed on the GPU gives the same rows and bitwise the
   }
 });
 
+// Id counts around the 64-thread workgroup and the 1024-id scan chunk, and past the 2048-position
+// list (one id repeated), so a row is summed in parts.
+const deviceIdCounts = [1, 7, 63, 65, 1023, 1025, 2500];
+// [V, C, seed]
+const deviceCaseArb = fc.tuple(
+  fc.constantFrom(1, 2, 5, 40),
+  fc.constantFrom(1, 3, 17, 65),
+  fc.integer({ min: 1, max: 1e6 }),
+);
+
+test('embedding gradient from GPU-only ids equals the host-ids gradient bitwise and the reference, at awkward sizes', async () => {
+  await gpu();
+  await fc.assert(
+    fc.asyncProperty(deviceCaseArb, async ([V, C, seed]) => {
+      for (const N of deviceIdCounts) await checkDeviceIds(N, V, C, seed);
+    }),
+    { numRuns: 4 },
+  );
+});
+
+test('embedding f16 gradient from GPU-only ids equals the host-ids gradient bitwise', async (t) => {
+  await gpu();
+  if (!hasF16()) return t.skip('adapter lacks shader-f16');
+  await checkDeviceIds(1025, 5, 17, 7, 'f16');
+});
+
+async function checkDeviceIds(N: number, V: number, C: number, seed: number, dtype: 'f32' | 'f16' = 'f32'): Promise<void> {
+  // Ids cluster on 0 and V - 1 (a quarter each), the rest anywhere: long runs of repeats.
+  const ids = Int32Array.from(seededValues(N, seed), (v) => {
+    const u = (v + 1) / 2;
+    return u < 0.25 ? 0 : u < 0.5 ? V - 1 : Math.min(V - 1, Math.floor((u - 0.5) * 2 * V));
+  });
+  const dyv = seededValues(N * C, seed + 1);
+  const s = startScope();
+  try {
+    const dy = tensor(dyv, [N, C], { dtype });
+    const grad = async (idsT: Tensor) => {
+      const tbl = tensor(seededValues(V * C, seed + 2), [V, C], { dtype }).requireGrad();
+      sum(mul(embedding(idsT, tbl), dy)).backward();
+      return tbl.grad!.toArray();
+    };
+    const label = `${dtype} N ${N} V ${V} C ${C} seed ${seed}`;
+    const device = await grad(slice(tensor(Int32Array.from([...ids, 0])), 0, 0, N));
+    assertClose(device, await grad(tensor(ids)), { atol: 0, rtol: 0 }, `device vs host ids, ${label}`);
+    const expected = refEmbeddingBackward(ids, refTensor(dyv, [N, C]), V).data;
+    if (dtype === 'f32') assertClose(device, expected, { atol: 1e-4, rtol: 1e-5 }, `device ids vs reference, ${label}`);
+  } finally {
+    s.end();
+  }
+}
+
 test('embedding rejects out-of-range host ids naming the id, its position and V; and bad dtypes, shapes and disposed inputs', async () => {
   await gpu();
   const table = tensor(seededValues(10 * 4, 1), [10, 4]);
