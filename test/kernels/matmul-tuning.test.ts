@@ -113,6 +113,11 @@ test('the search checks every candidate, times LLaMA-shaped products, and caches
       assert.ok(Object.values(c.ms ?? {}).every((ms) => ms > 0), `${c.name} has no timings`);
     }
     assert.ok(report.shapes.some((s) => s.startsWith('gate/up')) && report.shapes.some((s) => s.startsWith('LoRA')) && report.shapes.some((s) => s.startsWith('decode')));
+    // Decode reads a whole weight per row: it is timed at LLaMA-7B size, halved only until it fits a binding.
+    const limit = info.maxStorageBufferBindingSize;
+    const decodeDims = report.shapes.filter((s) => s.startsWith('decode')).map((s) => s.match(/\[1,(\d+)\]x\[\d+,(\d+)\]/)!.slice(1).map(Number) as [number, number]);
+    assert.ok(decodeDims.every(([K, N]) => K * N * 4 <= limit), `decode shapes ${JSON.stringify(decodeDims)} fit one binding`);
+    assert.ok(decodeDims.every(([K]) => K === 4096) || decodeDims.some(([K, N]) => 4 * K * N * 4 > limit), `decode shapes ${JSON.stringify(decodeDims)} are not scaled down further than the binding needs`);
     assert.deepEqual(matmulTuningReport(), report);
     const a = tensor(seededValues(64 * 64, 3), [64, 64]);
     assert.deepEqual(matmulPlan(a, a).kernel, choice.main);

@@ -52,6 +52,9 @@ const DECODE_SHAPES: Shape[] = [
 const BUDGET_MS = 4000;
 /** The most the timed shapes are scaled down: below 1/16 (128 tokens x 256) they stop resembling the step. */
 const MAX_SCALE = 16;
+/** Each timed product runs at least this long between syncs (repeated up to MAX_REPEAT times). */
+const MIN_TIMED_MS = 2;
+const MAX_REPEAT = 32;
 
 /** A candidate of {@link checkMatmulCandidates}: a variant, optionally with its WGSL rewritten. */
 export interface MatmulCandidate {
@@ -125,6 +128,7 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], tim
   }
   const passed = candidates.filter((_, i) => reports[i]!.status === 'ok');
   const scale = time ? await pickScale(rt, passed.length) : 1;
+  const decodeAt = decodeScale(rt);
   const f16 = rt.info.features.has('shader-f16');
   for (const [i, c] of candidates.entries()) {
     const rep = reports[i]!;
@@ -134,14 +138,14 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], tim
     rep.ms = {};
     for (const dtype of dtypes) {
       const key = decode ? `decode ${dtype}` : dtype;
-      rep.ms[key] = await timeShapes(rt, c, decode ? DECODE_SHAPES : TRAIN_SHAPES, scale, dtype);
+      rep.ms[key] = await timeShapes(rt, c, decode ? DECODE_SHAPES : TRAIN_SHAPES, decode ? decodeAt : scale, dtype);
     }
   }
   const choice = choose(rt, reports);
   return {
     adapter: adapterKey(rt.info),
     measuredAt: new Date().toISOString(),
-    shapes: [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => describe(s, scale)),
+    shapes: [...TRAIN_SHAPES.map((s) => describe(s, scale)), ...DECODE_SHAPES.map((s) => describe(s, decodeAt))],
     scale,
     candidates: reports,
     choice,
@@ -180,6 +184,21 @@ function scaled(s: Shape, scale: number): Shape {
   return { ...s, M: d(s.M), K: d(s.K), N: d(s.N) };
 }
 
+/** Whether every operand of `shapes` at `scale` fits one binding (f32, the larger dtype). */
+function fitsBinding(rt: Runtime, shapes: readonly Shape[], scale: number): boolean {
+  return shapes.map((s) => scaled(s, scale)).every((s) => Math.max(s.M * s.K, s.K * s.N, s.M * s.N) * 4 <= rt.info.maxStorageBufferBindingSize);
+}
+
+/**
+ * The scale decode is timed at: full size where its operands fit one binding. A single row reads the
+ * whole weight, so it costs little, and scaled down it would time launch and sync instead of the read.
+ */
+function decodeScale(rt: Runtime): number {
+  let scale = 1;
+  while (!fitsBinding(rt, DECODE_SHAPES, scale)) scale *= 2;
+  return scale;
+}
+
 /**
  * The power of two every dimension is divided by so that timing `n` candidates (three runs of every
  * shape in each dtype) fits the budget at the rate of a first measured product (down to 1 / MAX_SCALE),
@@ -193,16 +212,16 @@ async function pickScale(rt: Runtime, n: number): Promise<number> {
   const msProbe = await timeShapes(rt, { variant: { kernel: 'v2', tile: 32 } }, [probe], 1, 'f32', 2);
   const rate = (2 * 256 * 512 * 512) / Math.max(msProbe, 1e-3);
   const dtypes = rt.info.features.has('shader-f16') ? 2 : 1;
-  const flops = (scale: number) => [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => scaled(s, scale)).reduce((t, s) => t + 2 * s.M * s.K * s.N, 0);
-  const fits = (scale: number) => [...TRAIN_SHAPES, ...DECODE_SHAPES].map((s) => scaled(s, scale)).every((s) => Math.max(s.M * s.K, s.K * s.N, s.M * s.N) * 4 <= rt.info.maxStorageBufferBindingSize);
+  const flops = (scale: number) => TRAIN_SHAPES.map((s) => scaled(s, scale)).reduce((t, s) => t + 2 * s.M * s.K * s.N, 0);
   let scale = 1;
-  while (!fits(scale) || (scale < MAX_SCALE && (3 * n * dtypes * flops(scale)) / rate > budget)) scale *= 2;
+  while (!fitsBinding(rt, TRAIN_SHAPES, scale) || (scale < MAX_SCALE && (3 * n * dtypes * flops(scale)) / rate > budget)) scale *= 2;
   return scale;
 }
 
 /**
- * Milliseconds of one run of every shape (the fastest of `reps` after a warm-up run). An operand the
- * variant would copy first is timed in the copied layout (the plan copies only when that is cheap).
+ * Milliseconds of one run of every shape (the fastest of `reps` after a warm-up run; a short product is
+ * run several times between syncs and the time divided). An operand the variant would copy first is
+ * timed in the copied layout (the plan copies only when that is cheap).
  */
 async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shape[], scale: number, dtype: FloatDType, reps = 2): Promise<number> {
   const dims = shapes.map((s) => scaled(s, scale));
@@ -228,16 +247,21 @@ async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shap
       const p = make(s.ta && !first.copyA, s.tb && !first.copyB);
       return { p, pl: plan(p, choice, rt.info.maxStorageBufferBindingSize) };
     });
+    const rewrite = (pl: (typeof problems)[number]['pl']) => (variantName(pl.kernel) === variantName(c.variant) ? c.rewrite : undefined);
+    // Each product is encoded `repeat` times before one sync: set after the first timed run so that a
+    // product of a few microseconds (a GPU) is timed over at least MIN_TIMED_MS, not by its sync.
+    let repeat = 1;
     let best = Infinity;
     for (let r = 0; r <= reps; r++) {
       let total = 0;
       for (const { p, pl } of problems) {
         const t0 = performance.now();
-        encodeMatmul(rt, p, pl, 'matmul tuning', variantName(pl.kernel) === variantName(c.variant) ? c.rewrite : undefined);
+        for (let k = 0; k < repeat; k++) encodeMatmul(rt, p, pl, 'matmul tuning', rewrite(pl));
         await rt.sync();
-        total += performance.now() - t0;
+        total += (performance.now() - t0) / repeat;
       }
       if (r > 0 || reps === 0) best = Math.min(best, total);
+      if (r === 1) repeat = Math.min(MAX_REPEAT, Math.max(1, Math.ceil(MIN_TIMED_MS / Math.max(total / problems.length, 1e-3))));
     }
     return best;
   } finally {
