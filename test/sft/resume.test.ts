@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { progressReporter } from '@huatuo/cli';
-import { CheckpointError, listCheckpoints, readCheckpoint, train, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { CheckpointError, ConfigError, listCheckpoints, readCheckpoint, train, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 const childScript = fileURLToPath(new URL('./resume-child.ts', import.meta.url));
@@ -19,7 +19,7 @@ let dataPath: string;
 /** Losses of the uninterrupted 20-step run, steps 1..20. */
 let full: number[];
 
-async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController }; events?: ProgressEvent[] } = {}): Promise<TrainResult> {
+async function run(config: TrainConfig, options: { resume?: string; overwrite?: boolean; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController }; events?: ProgressEvent[] } = {}): Promise<TrainResult> {
   const { data, model, base } = await smallRun(config);
   try {
     return await train({
@@ -29,6 +29,7 @@ async function run(config: TrainConfig, options: { resume?: string; stopAfterSte
       val: data.val,
       microBatchSize: 2,
       resume: options.resume ?? null,
+      overwriteOutputDir: options.overwrite,
       stopAfterStep: options.stopAfterStep,
       signal: options.abortAfter?.controller.signal,
       onProgress: (e) => {
@@ -71,6 +72,25 @@ test('training 10 steps, stopping, and resuming from checkpoint-10 gives the los
   assert.deepEqual([...resumed.stepLosses.keys()], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 'the resumed run starts at step 11');
   assert.deepEqual(losses(resumed, 11, 20), full.slice(10), 'steps 11..20 equal the uninterrupted run exactly');
   assert.equal(resumed.state.step, 20);
+});
+
+test('resuming from another folder\'s checkpoint into a folder holding a third run is refused and leaves that run as it was; with overwriteOutputDir it is replaced', async () => {
+  const source = tmp();
+  await run(smallConfig(dataPath, source), { stopAfterStep: 10 });
+  const other = tmp();
+  await run(smallConfig(dataPath, other), { stopAfterStep: 5 });
+  const names = readdirSync(other).sort();
+  const weights = readFileSync(join(other, 'checkpoint-5', 'adapter_model.safetensors'));
+  await assert.rejects(
+    run(smallConfig(dataPath, other), { resume: join(source, 'checkpoint-10') }),
+    (e: unknown) => e instanceof ConfigError && e.flag === '--output-dir' && /already holds a training run/.test(e.message) && /--overwrite-output-dir/.test(e.message),
+  );
+  assert.deepEqual(readdirSync(other).sort(), names, 'the run in the folder keeps its files');
+  assert.deepEqual(readFileSync(join(other, 'checkpoint-5', 'adapter_model.safetensors')), weights, 'and its checkpoint');
+  const resumed = await run(smallConfig(dataPath, other), { resume: join(source, 'checkpoint-10'), overwrite: true });
+  assert.deepEqual(losses(resumed, 11, 20), full.slice(10), 'steps 11..20 continue the source run exactly');
+  const steps = (await listCheckpoints(other)).map((c) => c.step);
+  assert.ok(steps.length > 0 && steps.every((s) => s > 10), `only the resumed run's checkpoints remain: ${steps.join(', ')}`);
 });
 
 test('an AbortSignal between checkpoints saves the step reached, and --resume latest continues from it with identical losses', async () => {

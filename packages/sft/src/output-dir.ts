@@ -12,8 +12,17 @@ export async function earlierRun(files: Pick<RunFiles, 'list'>, dir: string): Pr
 }
 
 /**
- * Refuses to start a fresh run in a folder that holds another run's files, unless `overwrite`
- * (then {@link clearRun} removes them before the first step). A resumed run continues its own files.
+ * Whether `resume` continues the run in `dir`: 'latest', or a checkpoint directly inside `dir`. A
+ * checkpoint of another folder starts a new run in `dir` from that checkpoint's state.
+ */
+export function resumesRunIn(files: Pick<RunFiles, 'isInside'>, dir: string, resume: string | null | undefined): boolean {
+  return typeof resume === 'string' && (resume === 'latest' || files.isInside(resume, dir));
+}
+
+/**
+ * Refuses to start a run in a folder that holds another run's files, unless `overwrite` (then
+ * {@link clearRun} removes them before the first step). A run resumed from a checkpoint in that folder
+ * continues its own files; one resumed from a checkpoint elsewhere would write over them, and is refused.
  * @throws ConfigError naming --output-dir, --resume and --overwrite-output-dir.
  */
 export async function checkOutputDir(files: Pick<RunFiles, 'list'>, dir: string, options: { resume: boolean; overwrite: boolean }): Promise<void> {

@@ -13,7 +13,7 @@ import { fitMicroBatch } from './memory-plan.js';
 import { planRun, prepareRecords, type PreparedData, type RunPlan } from './prepare.js';
 import { resolveTemplate } from './prompt-node.js';
 import { checkContext } from './preflight.js';
-import { checkOutputDir } from './output-dir.js';
+import { checkOutputDir, resumesRunIn } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './run-files.js';
 import { readResumePoint } from './resume.js';
@@ -79,7 +79,7 @@ async function checkRunFits(config: TrainConfig, dtype: FloatDType, baseOptions:
 /** Loads everything, validates it, then trains (unless dry-run). */
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
-  await checkOutputDir(runFiles, config.outputDir, { resume: Boolean(options.resume), overwrite: options.overwriteOutputDir ?? false });
+  await checkOutputDir(runFiles, config.outputDir, { resume: resumesRunIn(runFiles, config.outputDir, options.resume), overwrite: options.overwriteOutputDir ?? false });
   // Mixed precision keeps the frozen base in f16 (autocast's f16 copies of the weights, made once).
   const precision = resolvePrecision(config.precision, hasF16(), config.baseModel === null);
   const dtype = precision === 'mixed' ? 'f16' : 'f32';

@@ -11,6 +11,8 @@ import { runFiles as platformFiles } from '#platform';
 export interface RunFiles {
   /** Joins path segments. */
   join(...parts: string[]): string;
+  /** Whether `path` names an entry directly inside the folder `dir` (paths compared resolved). */
+  isInside(path: string, dir: string): boolean;
   /** Whether a file or a folder (a path with files under it) exists. */
   exists(path: string): Promise<boolean>;
   /** Names directly inside a folder; [] when there is none. */

@@ -8,7 +8,7 @@ import { TrainingError } from './errors.js';
 import { evaluate } from './evaluate.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { stepBatches } from './micro-batches.js';
-import { checkOutputDir, clearRun } from './output-dir.js';
+import { checkOutputDir, clearRun, resumesRunIn } from './output-dir.js';
 import { readResumePoint, recipeKey } from './resume.js';
 import { runFiles } from './run-files.js';
 import { lossScaling, optimizerStep } from './train-step.js';
@@ -33,7 +33,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   // Another run's checkpoints would be counted by the pruner and its metrics appended to.
-  if (!options.resume) {
+  if (!resumesRunIn(runFiles, config.outputDir, options.resume)) {
     await checkOutputDir(runFiles, config.outputDir, { resume: false, overwrite: options.overwriteOutputDir ?? false });
     if (options.overwriteOutputDir) await clearRun(runFiles, config.outputDir);
   }

@@ -56,6 +56,7 @@ async function read(path: string): Promise<Uint8Array | string> {
 /** IndexedDB as {@link RunFiles}. */
 export const runFiles: RunFiles = {
   join: (...parts) => norm(parts.join('/')),
+  isInside: (path, dir) => norm(path).split('/').slice(0, -1).join('/') === norm(dir),
   async exists(path) {
     const p = norm(path);
     return transact('readonly', async (s) => (await done(s.count(p))) > 0 || (await done(s.count(under(p)))) > 0);

@@ -3,13 +3,14 @@
 
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { loadAdapter, saveAdapter, syncDir, writeFileAtomic } from '@huatuo/llama';
 import type { RunFiles } from '../run-files.js';
 
 /** Node's file system as {@link RunFiles}. */
 export const runFiles: RunFiles = {
   join: (...parts) => join(...parts),
+  isInside: (path, dir) => dirname(resolve(path)) === resolve(dir),
   exists: async (path) => existsSync(path),
   list: async (dir) => (existsSync(dir) ? readdir(dir) : []),
   readBytes: async (path) => new Uint8Array(await readFile(path)),
