@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  add, neg, where, cast, dropout, swiglu, backward, SGD, full, arange, contiguous, transpose, slice, expand, cat, tensor, startScope, hasF16, numel,
+  add, neg, where, cast, dropout, swiglu, backward, SGD, full, arange, contiguous, transpose, slice, expand, cat, tensor, hasF16, numel,
   refTensor, refNeg, refAdd, refWhere, refTranspose, refSlice, refBroadcastTo,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
 import { elementwiseGroups, setElementwiseGroupCap } from '@huatuo/tensor/internal';
-import { assertClose, gpu, seededValues } from './helpers.js';
+import { assertClose, gpu, seededValues, scoped } from './helpers.js';
 
 before(async () => {
   await gpu();
@@ -19,15 +19,6 @@ before(async () => {
 after(() => setElementwiseGroupCap(null));
 
 const exact = { atol: 0, rtol: 0 };
-
-async function scoped<R>(body: () => Promise<R>): Promise<R> {
-  const scope = startScope();
-  try {
-    return await body();
-  } finally {
-    scope.end();
-  }
-}
 
 /** Runs `f` uncapped and with at most `cap` workgroups; returns both results read back. */
 async function cappedAndNot(cap: number, f: () => Tensor): Promise<[ArrayLike<number>, ArrayLike<number>]> {

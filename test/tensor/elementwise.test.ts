@@ -5,14 +5,14 @@ import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
   add, sub, mul, div, neg, exp, log, sqrt, rsqrt, pow, silu, relu, where, maskedFill, cast, sum,
-  tensor, transpose, slice, startScope, hasF16, numel,
+  tensor, transpose, slice, hasF16, numel,
   refTensor, refTranspose, refSlice, refCast, refBroadcastTo,
   refAdd, refAddBackward, refSub, refSubBackward, refMul, refMulBackward, refDiv, refDivBackward, refNeg, refNegBackward,
   refExp, refExpBackward, refLog, refLogBackward, refSqrt, refSqrtBackward, refRsqrt, refRsqrtBackward,
   refPow, refPowBackward, refSilu, refSiluBackward, refRelu, refReluBackward, refWhere, refWhereBackward,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues, type Tolerance } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, type Tolerance, scoped } from './helpers.js';
 
 before(async () => {
   await gpu();
@@ -105,16 +105,6 @@ const unaryCases: UnaryCase[] = [
   { name: 'silu', gpu: silu, ref: refSilu, refBackward: refSiluBackward, domain: (v) => 4 * v, tol: { atol: 1e-6, rtol: 1e-5 } },
   { name: 'relu', gpu: relu, ref: refRelu, refBackward: refReluBackward, domain: awayFromZero, tol: { atol: 0, rtol: 0 } },
 ];
-
-/** Runs `body` with a scope that frees the tensors it creates. */
-async function scoped<R>(body: () => Promise<R>): Promise<R> {
-  const scope = startScope();
-  try {
-    return await body();
-  } finally {
-    scope.end();
-  }
-}
 
 test('broadcasting add, sub, mul and div match the reference on fast-check shapes and views', async () => {
   for (const c of binaryCases) {

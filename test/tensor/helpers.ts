@@ -1,9 +1,19 @@
-// Shared test helpers: one WebGPU device per test process, closeness checks that name the first
-// mismatch, and central finite differences.
+// Shared test helpers: one WebGPU device per test process, a scope around a test body, closeness
+// checks that name the first mismatch, and central finite differences.
 import assert from 'node:assert/strict';
-import { initWebGPU, tensor, type Tensor, type DeviceInfo } from '@huatuo/tensor';
+import { initWebGPU, startScope, tensor, type Tensor, type DeviceInfo } from '@huatuo/tensor';
 
 let info: Promise<DeviceInfo> | null = null;
+
+/** Runs `body` with a scope that frees the tensors it creates. */
+export async function scoped<R>(body: () => Promise<R>): Promise<R> {
+  const scope = startScope();
+  try {
+    return await body();
+  } finally {
+    scope.end();
+  }
+}
 
 /** Opens the device once per process. */
 export function gpu(): Promise<DeviceInfo> {

@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  matmul, mul, sum, cast, tensor, transpose, slice, startScope, runtimeStats, hasF16, numel,
+  matmul, mul, sum, cast, tensor, transpose, slice, runtimeStats, hasF16, numel,
   refTensor, refTranspose, refSlice, refCast, refMatmul, refMatmulBackward,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
 
 before(async () => {
   await gpu();
@@ -35,15 +35,6 @@ function operand(shape: readonly number[], seed: number, layout: Layout): { t: T
     return { t: slice(rows.t, -1, 2, 2 + c), ref: refSlice(rows.ref, -1, 2, 2 + c) };
   }
   return make(shape);
-}
-
-async function scoped<R>(body: () => Promise<R>): Promise<R> {
-  const scope = startScope();
-  try {
-    return await body();
-  } finally {
-    scope.end();
-  }
 }
 
 const size = fc.constantFrom(1, 3, 16, 17, 65, 257);

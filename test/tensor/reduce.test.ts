@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  sum, mean, max, argmax, mul, cast, tensor, transpose, slice, startScope, hasF16, numel,
+  sum, mean, max, argmax, mul, cast, tensor, transpose, slice, hasF16, numel,
   refTensor, refTranspose, refSlice, refCast, refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
 
 before(async () => {
   await gpu();
@@ -33,15 +33,6 @@ function input(shape: readonly number[], seed: number, layout: Layout, quantize 
     return { t: slice(base.t, -1, 1, 1 + last), ref: refSlice(base.ref, -1, 1, 1 + last) };
   }
   return make(shape);
-}
-
-async function scoped<R>(body: () => Promise<R>): Promise<R> {
-  const scope = startScope();
-  try {
-    return await body();
-  } finally {
-    scope.end();
-  }
 }
 
 const dim = fc.constantFrom(1, 2, 3, 5, 17, 65, 257);

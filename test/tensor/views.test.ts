@@ -4,25 +4,16 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  reshape, permute, transpose, slice, expand, contiguous, cat, mul, sum, tensor, startScope, runtimeStats, numel,
+  reshape, permute, transpose, slice, expand, contiguous, cat, mul, sum, tensor, runtimeStats, numel,
   refTensor, refReshape, refReshapeBackward, refPermute, refPermuteBackward, refTranspose, refSlice, refSliceBackward,
   refExpand, refExpandBackward, refCat, refCatBackward,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
 
 before(async () => {
   await gpu();
 });
-
-async function scoped<R>(body: () => Promise<R>): Promise<R> {
-  const scope = startScope();
-  try {
-    return await body();
-  } finally {
-    scope.end();
-  }
-}
 
 function leaf(shape: readonly number[], seed: number): { t: Tensor; ref: RefTensor } {
   const values = seededValues(numel(shape), seed);
