@@ -41,8 +41,6 @@ const WG: u32 = (TM / WM) * GN * SG;
 // Staged rows are padded by 8 elements (16 bytes) so that consecutive rows start in different banks.
 const LDA: u32 = {{LDA}}u;
 const LDB: u32 = {{LDB}}u;
-const A_VECS: u32 = TM * BK / V / WG;
-const B_VECS: u32 = TN * BK / V / WG;
 
 var<workgroup> ta: array<T, {{SIZE_A}}>;
 var<workgroup> tb: array<T, {{SIZE_B}}>;
@@ -61,8 +59,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
   let a_base = bases.x;
   let b_base = bases.y;
-  var ra: array<AV, A_VECS>;
-  var rb: array<AV, B_VECS>;
+  var ra: array<AV, {{A_LOADS}}>;
+  var rb: array<AV, {{B_LOADS}}>;
 {{DECL}}
   var k0 = 0u;
 {{LOAD}}

@@ -1,6 +1,4 @@
 // Shared by the matmuls that read any strides (v1, v2, v4, sgmat): the uniform Params block, in elements.
-// a_walk_k / b_walk_n (v4, sgmat): whether a is contiguous along k and b along n, so the threads staging
-// a tile walk that dimension.
 //! params
 //!   M: u32
 //!   N: u32
@@ -12,8 +10,6 @@
 //!   a_sk: u32
 //!   b_sk: u32
 //!   b_sn: u32
-//!   a_walk_k: u32
-//!   b_walk_n: u32
 //!   batch_shape: vec4<u32>
 //!   a_batch_strides: vec4<u32>
 //!   b_batch_strides: vec4<u32>

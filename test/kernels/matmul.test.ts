@@ -140,6 +140,26 @@ test('matmul v3 reads 257 rows with b stored transposed, and falls back for N no
   }
 });
 
+test('matmul v4 stages every operand layout, as vec4s where aligned and element by element elsewhere', async () => {
+  for (const v of gpuShaped) {
+    setMatmulVariant(v);
+    try {
+      for (const dtype of dtypesOf(v)) {
+        for (const ta of [false, true]) {
+          for (const tb of [false, true]) {
+            // Aligned runs (vec4 loads) past a tile edge, then odd sizes (element loads), then a batch.
+            await check(v, dtype, { M: 132, K: 40, N: 136, batchA: [], batchB: [], ta, tb, seed: 21 });
+            await check(v, dtype, { M: 131, K: 39, N: 133, batchA: [], batchB: [], ta, tb, seed: 22 });
+            await check(v, dtype, { M: 20, K: 36, N: 12, batchA: [3], batchB: [3], ta, tb, seed: 23 });
+          }
+        }
+      }
+    } finally {
+      setMatmulVariant(null);
+    }
+  }
+});
+
 test('the decode paths read a linear layer weight stored transposed ([N, K]) in place', async () => {
   for (const v of decodeCandidates(info)) {
     setMatmulVariant(v);

@@ -3,7 +3,7 @@
 // the adapter. The search that fills the cache is tuning.ts.
 import { loadTuningCache, saveTuningCache } from '#platform';
 import type { DeviceInfo } from './backend/device.js';
-import { sgmatStorage, sgmatThreads } from './kernelgen/matmul.js';
+import { sgmatStorage, sgmatThreads, v4Storage } from './kernelgen/matmul.js';
 
 /**
  * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
@@ -67,8 +67,6 @@ const SGMAT_TILES: Array<[tm: number, tn: number, wm: number, wn: number]> = [
 export const SGMAT_BK = 32;
 /** Result matrices a subgroup may hold (registers: each is SM x SN f32 over the subgroup's lanes). */
 const SGMAT_MAX_RESULTS = 16;
-/** Workgroup memory of v4 at its larger tile (two 16 x 128 f32 tiles) and of sgmat (f16 tiles, f32 results). */
-const V4_STORAGE = 2 * 16 * 128 * 4;
 
 /** Every general-product variant this adapter can run, in a fixed order. */
 export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
@@ -82,7 +80,7 @@ export function matmulCandidates(info: DeviceInfo): MatmulVariant[] {
   }
   // v4's 256-thread workgroups suit GPUs (subgroups of 16 lanes or more), not CPU adapters.
   if (info.maxComputeInvocationsPerWorkgroup >= 256 && info.subgroupMinSize >= 16) {
-    if (info.maxComputeWorkgroupStorageSize >= V4_STORAGE) out.push({ kernel: 'v4', tile: 128 });
+    if (info.maxComputeWorkgroupStorageSize >= v4Storage(128)) out.push({ kernel: 'v4', tile: 128 });
     out.push({ kernel: 'v4', tile: 64 });
   }
   out.push(...sgmatCandidates(info));

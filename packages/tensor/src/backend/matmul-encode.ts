@@ -2,7 +2,7 @@
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
 import { grid1d, packParams, preprocess, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
-import { sgmatDefines, shareStep, type SgmatLayout } from '../kernelgen/matmul.js';
+import { sgmatDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
 import { SGMAT_BK } from '../matmul-choice.js';
 import { itemSize, numel } from '../tensor.js';
 import type { Runtime } from './runtime.js';
@@ -34,11 +34,11 @@ function wideChunk(T: string): { CH: string; CHUNK_DOT: string } {
 const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
 
 /**
- * How the subgroup-matrix kernel stages a product's operands: each along its contiguous dimension (a
+ * How the staging kernels (v4, sgmat) read a product's operands: each along its contiguous dimension (a
  * along k or m, b along n or k; either when neither is contiguous), as vec4s when both operands' runs,
  * offsets and strides are multiples of 4 elements.
  */
-export function sgmatLayout(p: Problem): SgmatLayout {
+export function stagingLayout(p: Problem): StagingLayout {
   const a = p.a.colStride === 1 || p.M === 1 || p.a.rowStride !== 1 ? 'k' : 'm';
   const b = p.b.colStride === 1 || p.K === 1 || p.b.rowStride !== 1 ? 'n' : 'k';
   const aVec = a === 'k' ? p.a.colStride === 1 && aligned(p.K, p.a.rowStride) : aligned(p.M, p.a.colStride);
@@ -71,11 +71,13 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       out.push(module('matmul.v3', d, { SHARE: shareStep(v.sg, v.rows) }));
       break;
     }
-    case 'v4':
-      out.push(module('matmul.v4', { T, TILE: String(v.tile) }));
+    case 'v4': {
+      const layout = stagingLayout(p);
+      out.push(module('matmul.v4', { T, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, v4Defines(v.tile, layout)));
       break;
+    }
     case 'sgmat': {
-      const layout = sgmatLayout(p);
+      const layout = stagingLayout(p);
       const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
       const d = { T, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
       const layoutKey = { LAYOUT: `${layout.a}${layout.b}${layout.vec}` };
@@ -104,9 +106,6 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
   const v = pl.kernel;
   if (v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' || v.kernel === 'sgmat') {
     const [tileM, tileN] = v.kernel === 'v1' ? [16, 16] : v.kernel === 'sgmat' ? [v.tm, v.tn] : [v.tile, v.tile];
-    // v4 and sgmat stage tiles walking each operand's contiguous dimension (v1 and v2 ignore it).
-    const walkA = p.a.colStride === 1 || p.M === 1 ? 1 : 0;
-    const walkB = p.b.colStride === 1 || p.K === 1 ? 1 : 0;
     const params = packParams('matmul_strided', {
       M: p.M,
       N: p.N,
@@ -118,8 +117,6 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
       a_sk: p.a.colStride,
       b_sk: p.b.rowStride,
       b_sn: p.b.colStride,
-      a_walk_k: walkA,
-      b_walk_n: walkB,
       batch_shape: p.batchShape,
       a_batch_strides: p.a.batchStrides,
       b_batch_strides: p.b.batchStrides,

@@ -36,13 +36,108 @@ export interface SgmatShape {
 }
 
 /**
- * How the sgmat kernel stages its operands: `a` along k (`k`, a is [m][k] in memory) or m (`m`); `b` along
- * n (`n`, b is [k][n]) or k (`k`); `vec` 4 when every staged run is aligned to 4 elements (vec4 loads).
+ * How a staging kernel (v4, sgmat) reads its operands: `a` along k (`k`, a is [m][k] in memory) or m (`m`);
+ * `b` along n (`n`, b is [k][n]) or k (`k`); `vec` 4 when every staged run is aligned to 4 elements (vec4 loads).
  */
-export interface SgmatLayout {
+export interface StagingLayout {
   a: 'k' | 'm';
   b: 'n' | 'k';
   vec: 1 | 4;
+}
+
+/** Where a staged slice of one operand comes from: `outer` runs of `inner` contiguous elements per k step. */
+interface StagedSlice {
+  name: 'a' | 'b';
+  outer: number;
+  inner: number;
+  /** WGSL expressions: the slice's first outer and inner index, their limits and element strides. */
+  at: { outer: string; inner: string; outerLim: string; innerLim: string; outerStride: string; innerStride: string };
+  /** WGSL statements that store register `r` (V elements from (o, i) on) in workgroup memory. */
+  store: (r: string) => string[];
+}
+
+/** The slices of a and b a layout stages, each along its contiguous dimension, `tm` x `bk` and `bk` x `tn`. */
+function slices(layout: StagingLayout, tm: number, tn: number, bk: number): [Omit<StagedSlice, 'store'>, Omit<StagedSlice, 'store'>] {
+  const a =
+    layout.a === 'k'
+      ? { name: 'a' as const, outer: tm, inner: bk, at: { outer: 'm0', inner: 'k0', outerLim: 'p.M', innerLim: 'p.K', outerStride: 'p.a_sm', innerStride: 'p.a_sk' } }
+      : { name: 'a' as const, outer: bk, inner: tm, at: { outer: 'k0', inner: 'm0', outerLim: 'p.K', innerLim: 'p.M', outerStride: 'p.a_sk', innerStride: 'p.a_sm' } };
+  const b =
+    layout.b === 'n'
+      ? { name: 'b' as const, outer: bk, inner: tn, at: { outer: 'k0', inner: 'n0', outerLim: 'p.K', innerLim: 'p.N', outerStride: 'p.b_sk', innerStride: 'p.b_sn' } }
+      : { name: 'b' as const, outer: tn, inner: bk, at: { outer: 'n0', inner: 'k0', outerLim: 'p.N', innerLim: 'p.K', outerStride: 'p.b_sn', innerStride: 'p.b_sk' } };
+  return [a, b];
+}
+
+/**
+ * The unrolled staging of one operand by `threads` threads, V elements each per load: LOAD reads the
+ * slice at k0 from global memory into registers `r<name>` (zero outside the operand), STAGE stores them
+ * in workgroup memory, so the next slice can be loaded while the current one is multiplied.
+ */
+function staging(slice: StagedSlice, threads: number, V: number): { load: string[]; stage: string[] } {
+  const reg = `r${slice.name}`;
+  const perRow = slice.inner / V;
+  const count = (slice.outer * slice.inner) / V / threads;
+  const at = (body: string[]) => [`    for (var t = 0u; t < ${count}u; t++) {`, `      let e = li + t * ${threads}u;`, `      let o = e / ${perRow}u;`, `      let i = (e % ${perRow}u) * ${V}u;`, ...body, `    }`];
+  const x = slice.at;
+  const elem = `${slice.name}_base + (${x.outer} + o) * ${x.outerStride} + (${x.inner} + i) * ${x.innerStride}`;
+  return {
+    load: at([
+      `      ${reg}[t] = AV(0.0);`,
+      `      if (${x.outer} + o < ${x.outerLim} && ${x.inner} + i < ${x.innerLim}) { ${reg}[t] = ${slice.name}[${V === 4 ? `(${elem}) / 4u` : elem}]; }`,
+    ]),
+    stage: at(slice.store(`${reg}[t]`)),
+  };
+}
+
+const LANES = ['x', 'y', 'z', 'w'];
+
+/** The register counts and unrolled LOAD / STAGE code of a staging kernel, as defines. */
+function stagingDefines(a: StagedSlice, b: StagedSlice, threads: number, V: number): Record<string, string> {
+  const sa = staging(a, threads, V);
+  const sb = staging(b, threads, V);
+  return {
+    A_LOADS: String((a.outer * a.inner) / V / threads),
+    B_LOADS: String((b.outer * b.inner) / V / threads),
+    LOAD: [...sa.load, ...sb.load].join('\n'),
+    STAGE: [...sa.stage, ...sb.stage].join('\n'),
+  };
+}
+
+/** The shape of a v4 kernel: a `tile` x `tile` block of c per 256 threads, slices of BK = 16 along k. */
+export const V4_THREADS = 256;
+export const V4_BK = 16;
+
+/** Workgroup bytes of v4 at a tile: two k-major f32 slices of 16 rows, each row padded by 4 elements. */
+export function v4Storage(tile: number): number {
+  return 2 * V4_BK * (tile + 4) * 4;
+}
+
+/**
+ * The defines of matmul.v4.wgsl for a layout: both slices are stored k-major as f32 (rows of `tile` + 4,
+ * so that a slice read along k by consecutive threads spreads over the banks), whole vec4s where the
+ * operand is contiguous along m or n, one element at a time where it is contiguous along k.
+ */
+export function v4Defines(tile: number, layout: StagingLayout): Record<string, string> {
+  const V = layout.vec;
+  const ld = tile + 4;
+  const [a, b] = slices(layout, tile, tile, V4_BK);
+  const stageStore = (name: string, kInner: boolean) => (r: string): string[] => {
+    const lane = (c: number) => (V === 1 ? r : `${r}.${LANES[c]}`);
+    if (!kInner && V === 4) return [`      t${name}[(o * ${ld}u + i) / 4u] = vec4<f32>(${r});`];
+    const lines: string[] = [];
+    for (let c = 0; c < V; c++) {
+      const s = kInner ? `(i + ${c}u) * ${ld}u + o` : `o * ${ld}u + i`;
+      lines.push(`      { let s = ${s}; t${name}[s / 4u][s % 4u] = f32(${lane(c)}); }`);
+    }
+    return lines;
+  };
+  return {
+    V: String(V),
+    AV: V === 4 ? 'vec4<T>' : 'T',
+    LD: String(ld),
+    ...stagingDefines({ ...a, store: stageStore('a', layout.a === 'k') }, { ...b, store: stageStore('b', layout.b === 'k') }, V4_THREADS, V),
+  };
 }
 
 /** Workgroup threads of an sgmat shape at subgroup size `sg`. */
@@ -59,44 +154,21 @@ export function sgmatStorage(s: SgmatShape): number {
 
 /**
  * The defines of matmul_sgmat.wgsl: constants, the staged slices' strides and sizes, and the unrolled
- * LOAD (global to registers), STAGE (registers to workgroup), DECL, STEP and STORE code.
+ * LOAD (global to registers), STAGE (registers to workgroup), DECL, STEP and STORE code. Each slice is
+ * staged in the layout it has in memory, rows padded by 8 elements.
  */
-export function sgmatDefines(s: SgmatShape, sg: number, layout: SgmatLayout): Record<string, string> {
+export function sgmatDefines(s: SgmatShape, sg: number, layout: StagingLayout): Record<string, string> {
   const pad = 8;
   const threads = sgmatThreads(s, sg);
   const V = layout.vec;
-  // Each operand's staged slice: `outer` rows of `inner` contiguous elements.
-  const a = layout.a === 'k' ? { outer: s.tm, inner: s.bk } : { outer: s.bk, inner: s.tm };
-  const b = layout.b === 'n' ? { outer: s.bk, inner: s.tn } : { outer: s.tn, inner: s.bk };
+  const [a, b] = slices(layout, s.tm, s.tn, s.bk);
   const lda = a.inner + pad;
   const ldb = b.inner + pad;
-  const load: string[] = [];
-  const stage: string[] = [];
-  const operand = (name: 'a' | 'b', dims: { outer: number; inner: number }, ld: number, index: { outer: string; inner: string; outerLim: string; innerLim: string; outerStride: string; innerStride: string }) => {
-    const reg = `r${name}`;
-    const perRow = dims.inner / V;
-    const count = (dims.outer * dims.inner) / V / threads;
-    const at = (body: string[]) => [`    for (var t = 0u; t < ${count}u; t++) {`, `      let e = li + t * ${threads}u;`, `      let o = e / ${perRow}u;`, `      let i = (e % ${perRow}u) * ${V}u;`, ...body, `    }`];
-    const elem = `${name}_base + (${index.outer} + o) * ${index.outerStride} + (${index.inner} + i) * ${index.innerStride}`;
-    load.push(
-      ...at([
-        `      ${reg}[t] = AV(0.0);`,
-        `      if (${index.outer} + o < ${index.outerLim} && ${index.inner} + i < ${index.innerLim}) { ${reg}[t] = ${name}[${V === 4 ? `(${elem}) / 4u` : elem}]; }`,
-      ]),
-    );
-    const to = `o * ${ld}u + i`;
-    stage.push(
-      ...at(
-        V === 4
-          ? [`      let s = ${to};`, `      t${name}[s] = ${reg}[t].x; t${name}[s + 1u] = ${reg}[t].y; t${name}[s + 2u] = ${reg}[t].z; t${name}[s + 3u] = ${reg}[t].w;`]
-          : [`      t${name}[${to}] = ${reg}[t];`],
-      ),
-    );
-  };
-  if (layout.a === 'k') operand('a', a, lda, { outer: 'm0', inner: 'k0', outerLim: 'p.M', innerLim: 'p.K', outerStride: 'p.a_sm', innerStride: 'p.a_sk' });
-  else operand('a', a, lda, { outer: 'k0', inner: 'm0', outerLim: 'p.K', innerLim: 'p.M', outerStride: 'p.a_sk', innerStride: 'p.a_sm' });
-  if (layout.b === 'n') operand('b', b, ldb, { outer: 'k0', inner: 'n0', outerLim: 'p.K', innerLim: 'p.N', outerStride: 'p.b_sk', innerStride: 'p.b_sn' });
-  else operand('b', b, ldb, { outer: 'n0', inner: 'k0', outerLim: 'p.N', innerLim: 'p.K', outerStride: 'p.b_sn', innerStride: 'p.b_sk' });
+  const stageStore = (name: string, ld: number) => (r: string): string[] =>
+    V === 4
+      ? [`      let s = o * ${ld}u + i;`, `      t${name}[s] = ${r}.x; t${name}[s + 1u] = ${r}.y; t${name}[s + 2u] = ${r}.z; t${name}[s + 3u] = ${r}.w;`]
+      : [`      t${name}[o * ${ld}u + i] = ${r};`];
+  const staged = stagingDefines({ ...a, store: stageStore('a', lda) }, { ...b, store: stageStore('b', ldb) }, threads, V);
 
   const [rm, rn] = [s.wm / s.sm, s.wn / s.sn];
   const decl: string[] = [];
@@ -138,8 +210,7 @@ export function sgmatDefines(s: SgmatShape, sg: number, layout: SgmatLayout): Re
     LDB: String(ldb),
     SIZE_A: String(a.outer * lda),
     SIZE_B: String(b.outer * ldb),
-    LOAD: load.join('\n'),
-    STAGE: stage.join('\n'),
+    ...staged,
     DECL: decl.join('\n'),
     STEP: step.join('\n'),
     STORE: store.join('\n'),
