@@ -1,6 +1,8 @@
 // Batched matmul, v4 (shaped for GPUs): c[b, m, n] = sum_k a[b, m, k] * b[b, k, n], f32 accumulation.
 // 256 threads (16 x 16) per TILE x TILE block of c; each thread holds a TT x TT register block (TT = TILE / 16:
-// 8 at TILE 128, 4 at TILE 64) as vec4 accumulators. Per step a TILE x 16 slice of a and a 16 x TILE slice
+// 8 at TILE 128, 4 at TILE 64) as vec4 accumulators, in runs of 4 rows and 4 columns 64 apart (thread (x, y)
+// owns rows 4y.., 64 + 4y.. and columns 4x.., 64 + 4x..), so that neighbouring threads read neighbouring
+// vec4s of workgroup memory. Per step a TILE x 16 slice of a and a 16 x TILE slice
 // of b are staged in workgroup memory as f32 (f16 data converts on staging), k-major so each thread reads
 // its rows and columns as vec4s: 2 TT values feed TT * TT FMAs. The threads load each slice along the
 // operand's contiguous dimension (coalesced), as vec4s where the host found the runs aligned (V = 4), into
@@ -52,8 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       var av: array<vec4<f32>, TV>;
       var bv: array<vec4<f32>, TV>;
       for (var v = 0u; v < TV; v++) {
-        av[v] = ta[(k * LD + lid.y * TT) / 4u + v];
-        bv[v] = tb[(k * LD + lid.x * TT) / 4u + v];
+        av[v] = ta[k * LD / 4u + v * 16u + lid.y];
+        bv[v] = tb[k * LD / 4u + v * 16u + lid.x];
       }
       for (var i = 0u; i < TT; i++) {
         let ai = vec4<f32>(av[i / 4u][i % 4u]);
@@ -66,10 +68,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   let c_base = wid.z * p.M * p.N;
   for (var i = 0u; i < TT; i++) {
-    let row = m0 + lid.y * TT + i;
+    let row = m0 + (i / 4u) * 64u + lid.y * 4u + i % 4u;
     if (row < p.M) {
       for (var j = 0u; j < TT; j++) {
-        let col = n0 + lid.x * TT + j;
+        let col = n0 + (j / 4u) * 64u + lid.x * 4u + j % 4u;
         if (col < p.N) { c[c_base + row * p.N + col] = T(acc[i * TV + j / 4u][j % 4u]); }
       }
     }
