@@ -54,3 +54,20 @@ test('200 training iterations inside tidy() keep buffers, bytes, created buffers
   for (const t of [x, y, w1, b1, w2, b2, initialLoss, finalLoss]) t.dispose();
   opt.dispose();
 });
+
+test('a step repeated with other uniform values (a growing KV cache, a scalar) creates no uniform buffer and no bind group', async () => {
+  await gpu();
+  const x = tensor(seededValues(64, 7), [64]);
+  const step = (i: number) => tidy(() => void x.mul(i + 2).add(x));
+  // Two steps first: the pool may hand the two outputs their buffers in either order.
+  step(0);
+  step(1);
+  const before = runtimeStats();
+  for (let i = 2; i < 21; i++) step(i);
+  const after = runtimeStats();
+  assert.equal(after.dispatches - before.dispatches, 19 * 2);
+  assert.equal(after.uniformBuffers, before.uniformBuffers, 'uniform buffers created');
+  assert.equal(after.bindGroups, before.bindGroups, 'bind groups created');
+  assert.equal(after.buffersCreated, before.buffersCreated, 'storage buffers created');
+  x.dispose();
+});

@@ -1,15 +1,52 @@
 // Compiling a WGSL module into a compute pipeline on the device: at once, its validation errors
 // reported after the fact, or awaited, rejecting with the step that failed and the compiler's messages.
+// The bind group layout comes from the module's binding declarations, its uniform read at a dynamic offset.
 import { DeviceError } from '../errors.js';
+
+/** A bind group layout and its signature: the binding types in order (`u` uniform, `r` read, `w` read_write). */
+export interface BindingLayout {
+  layout: GPUBindGroupLayout;
+  signature: string;
+}
+
+const DECLARATION = /@group\((\d+)\)\s*@binding\((\d+)\)\s*var<(uniform|storage)(?:\s*,\s*(read_write|read))?>/g;
+
+/**
+ * The signature of a module's bindings (declarations in comments ignored), e.g. `u,r,r,w`: group 0
+ * only, a uniform only at binding 0 (the Params block, read from the runtime's uniform arena).
+ */
+export function bindingSignature(source: string, label: string): string {
+  const types: string[] = [];
+  for (const m of source.replace(/\/\/.*$/gm, '').matchAll(DECLARATION)) {
+    const binding = Number(m[2]);
+    const type = m[3] === 'uniform' ? 'u' : m[4] === 'read_write' ? 'w' : 'r';
+    if (m[1] !== '0' || (type === 'u') !== (binding === 0) || types[binding] !== undefined) {
+      throw new DeviceError(`internal: kernel ${label} declares ${m[0]}; kernels bind group 0, a uniform Params block at binding 0 only, each binding once`);
+    }
+    types[binding] = type;
+  }
+  return Array.from(types, (t) => t ?? '-').join(',');
+}
+
+/** The bind group layout of a signature from {@link bindingSignature}. */
+export function createBindingLayout(device: GPUDevice, signature: string): GPUBindGroupLayout {
+  const entries: GPUBindGroupLayoutEntry[] = [];
+  signature.split(',').forEach((t, binding) => {
+    if (t === '-') return;
+    const type = t === 'u' ? 'uniform' : t === 'w' ? 'storage' : 'read-only-storage';
+    entries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset: t === 'u' } });
+  });
+  return device.createBindGroupLayout({ entries, label: signature });
+}
 
 /**
  * Creates the pipeline of `source` now. When the device later reports it invalid, `failed` is called
  * at once with the message still to come: the validation error and the compiler's lines, naming `label`.
  */
-export function createPipeline(device: GPUDevice, source: string, label: string, failed: (message: Promise<string>) => void): GPUComputePipeline {
+export function createPipeline(device: GPUDevice, source: string, layout: GPUBindGroupLayout, label: string, failed: (message: Promise<string>) => void): GPUComputePipeline {
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: source, label });
-  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+  const pipeline = device.createComputePipeline({ layout: pipelineLayout(device, layout), compute: { module, entryPoint: 'main' }, label });
   device.popErrorScope().then((err) => {
     if (!err) return;
     failed(
@@ -26,7 +63,7 @@ export function createPipeline(device: GPUDevice, source: string, label: string,
  * Creates the pipeline of `source` asynchronously and rejects with a DeviceError naming `label`, the
  * step (shader module or pipeline) and the compiler's messages when this device cannot build it.
  */
-export async function createPipelineChecked(device: GPUDevice, source: string, label: string): Promise<GPUComputePipeline> {
+export async function createPipelineChecked(device: GPUDevice, source: string, layout: GPUBindGroupLayout, label: string): Promise<GPUComputePipeline> {
   device.pushErrorScope('internal');
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: source, label });
@@ -40,7 +77,7 @@ export async function createPipelineChecked(device: GPUDevice, source: string, l
   device.pushErrorScope('internal');
   device.pushErrorScope('validation');
   try {
-    pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+    pipeline = await device.createComputePipelineAsync({ layout: pipelineLayout(device, layout), compute: { module, entryPoint: 'main' }, label });
   } catch (e) {
     await device.popErrorScope();
     await device.popErrorScope();
@@ -49,4 +86,8 @@ export async function createPipelineChecked(device: GPUDevice, source: string, l
   const errors = [await device.popErrorScope(), await device.popErrorScope()].filter((e) => e !== null);
   if (errors.length > 0) throw new DeviceError(`kernel ${label}: pipeline creation failed: ${errors.map((e) => e.message).join('; ')}`);
   return pipeline;
+}
+
+function pipelineLayout(device: GPUDevice, layout: GPUBindGroupLayout): GPUPipelineLayout {
+  return device.createPipelineLayout({ bindGroupLayouts: [layout] });
 }

@@ -1,17 +1,21 @@
 // The WebGPU runtime under the tensors: pipelines compiled once per kernel variant (pipelines.ts),
-// buffers from a pool, many dispatches encoded per submit with cached bind groups (bind-cache.ts),
-// and readback that sleeps through most of the expected GPU time (wait-pacing.ts).
+// buffers from a pool, many dispatches encoded per submit with cached bind groups (bind-cache.ts) and
+// their uniform blocks in one buffer (uniform-arena.ts), and readback that sleeps through most of the
+// expected GPU time (wait-pacing.ts).
 import { DeviceError } from '../errors.js';
 import { BindingCache } from './bind-cache.js';
 import type { DeviceInfo } from './device.js';
-import { createPipeline, createPipelineChecked } from './pipelines.js';
+import { bindingSignature, createBindingLayout, createPipeline, createPipelineChecked, type BindingLayout } from './pipelines.js';
 import { BufferPool, type PoolStats } from './pool.js';
+import { UniformArena } from './uniform-arena.js';
 import { WaitPacer } from './wait-pacing.js';
 
 /** A WGSL module ready to compile: its source with every define substituted. */
 export interface CompiledKernel {
   key: string;
   pipeline: GPUComputePipeline;
+  /** Its bind group layout, shared by every kernel whose bindings have the same types. */
+  bindings: BindingLayout;
 }
 
 /** One dispatch: a kernel variant, its uniform words, its storage buffers in binding order (from 1). */
@@ -33,7 +37,10 @@ export interface RuntimeStats extends PoolStats {
   readbacks: number;
   /** Bytes read back to the host. */
   readbackBytes: number;
+  /** Uniform buffers held: the one arena every dispatch's uniform block is written to. */
   uniformBuffers: number;
+  /** Bind groups created (flat over a repeated step: its dispatches reuse theirs, whatever their uniforms). */
+  bindGroups: number;
 }
 
 const MAX_DISPATCHES_PER_SUBMIT = 256;
@@ -42,6 +49,10 @@ export class Runtime {
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CompiledKernel>();
   private readonly bindings: BindingCache;
+  private readonly layouts = new Map<string, BindingLayout>();
+  private readonly uniforms: UniformArena;
+  /** The dynamic offset of a dispatch's uniform block (reused: setBindGroup copies it). */
+  private readonly uniformOffset = new Uint32Array(1);
   private readonly pacer = new WaitPacer();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -56,7 +67,8 @@ export class Runtime {
     readonly info: DeviceInfo,
   ) {
     this.pool = new BufferPool(device);
-    this.bindings = new BindingCache(device, () => this.flush());
+    this.uniforms = new UniformArena(device);
+    this.bindings = new BindingCache(device, this.uniforms.buffer);
     device.lost.then((e) => {
       this.lost = `${e.reason}: ${e.message}`;
     });
@@ -75,11 +87,12 @@ export class Runtime {
   kernel(key: string, source: string, label: string): CompiledKernel {
     let k = this.pipelines.get(key);
     if (k) return k;
-    const pipeline = createPipeline(this.device, source, label, (message) => {
+    const bindings = this.layout(source, label);
+    const pipeline = createPipeline(this.device, source, bindings.layout, label, (message) => {
       this.pipelines.delete(key);
       void message.then((m) => uncapturedErrors.push(m));
     });
-    k = { key, pipeline };
+    k = { key, pipeline, bindings };
     this.pipelines.set(key, k);
     return k;
   }
@@ -92,8 +105,9 @@ export class Runtime {
   async kernelChecked(key: string, source: string, label: string): Promise<CompiledKernel> {
     const cached = this.pipelines.get(key);
     if (cached) return cached;
-    const pipeline = await createPipelineChecked(this.device, source, label);
-    const k = { key, pipeline };
+    const bindings = this.layout(source, label);
+    const pipeline = await createPipelineChecked(this.device, source, bindings.layout, label);
+    const k = { key, pipeline, bindings };
     this.pipelines.set(key, k);
     return k;
   }
@@ -118,7 +132,18 @@ export class Runtime {
   /** Encodes one dispatch into the current command encoder. */
   dispatch(d: Dispatch): void {
     this.checkAlive();
-    const bindGroup = this.bindings.bindGroup(d.kernel, d.params, d.buffers);
+    let uniformBytes = 0;
+    if (d.params) {
+      let offset = this.uniforms.push(d.params);
+      if (offset < 0) {
+        this.flush();
+        offset = this.uniforms.push(d.params);
+        if (offset < 0) throw new DeviceError(`internal: ${d.label}'s uniform block of ${d.params.byteLength} bytes exceeds the uniform arena`);
+      }
+      this.uniformOffset[0] = offset;
+      uniformBytes = UniformArena.bindingSize(d.params);
+    }
+    const bindGroup = this.bindings.bindGroup(d.kernel, uniformBytes, d.buffers);
     const timestampWrites = this.passHook?.(d.label);
     if (timestampWrites) {
       this.endPass();
@@ -130,7 +155,8 @@ export class Runtime {
     }
     const pass = this.pass!;
     pass.setPipeline(d.kernel.pipeline);
-    pass.setBindGroup(0, bindGroup);
+    if (d.params) pass.setBindGroup(0, bindGroup, this.uniformOffset, 0, 1);
+    else pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
     if (timestampWrites) this.endPass();
     this.pendingDispatches++;
@@ -164,6 +190,7 @@ export class Runtime {
     this.encoder = null;
     this.pacer.submitted(this.pendingDispatches);
     this.pendingDispatches = 0;
+    this.uniforms.upload(this.device.queue);
     this.device.queue.submit([cb]);
     this.counters.submits++;
   }
@@ -208,7 +235,8 @@ export class Runtime {
     return {
       ...this.pool.stats(),
       pipelines: this.pipelines.size,
-      uniformBuffers: this.bindings.uniformCount,
+      uniformBuffers: 1,
+      bindGroups: this.bindings.created,
       ...this.counters,
     };
   }
@@ -220,6 +248,14 @@ export class Runtime {
       uncapturedErrors.length = 0;
       throw new DeviceError(`WebGPU validation error: ${msg}`);
     }
+  }
+
+  /** The bind group layout of a module's bindings, one per distinct signature. */
+  private layout(source: string, label: string): BindingLayout {
+    const signature = bindingSignature(source, label);
+    let l = this.layouts.get(signature);
+    if (!l) this.layouts.set(signature, (l = { layout: createBindingLayout(this.device, signature), signature }));
+    return l;
   }
 
   private endPass(): void {
