@@ -22,6 +22,7 @@ import { table, writeResults } from './report.js';
 import { benchKernels } from './kernels.bench.js';
 import { benchQuant } from './quant.bench.js';
 import { benchTrain } from './train.bench.js';
+import { benchHost } from './host.bench.js';
 import { benchTorch } from './sft.bench.js';
 import { benchGpu } from './gpu.bench.js';
 
@@ -197,6 +198,7 @@ lines.push(`- First-use compile: ${pipelines0} pipelines after the first trainin
   lines.push(...(await benchQuant(ctx, quick ? 256 : 2048)));
   const train = await benchTrain(ctx);
   lines.push(...train.lines);
+  lines.push(...(await benchHost(ctx)));
   if (!process.argv.includes('--no-torch')) lines.push(...(await benchTorch(ctx, train.results)));
   lines.push(...(await benchGpu(ctx)));
 }
