@@ -1,5 +1,5 @@
 // GPU-sized rows (run when the adapter can bind 1 GiB and the run is not --quick): matmul at the LLaMA-7B
-// training products and 4096^3 in f16 and f32; a LoRA step at LLaMA-7B dimensions (batch 8 x 256 tokens,
+// training products and 4096^3 in f16 and f32; the rank-8 LoRA products as tuned, unsplit and split along k; a LoRA step at LLaMA-7B dimensions (batch 8 x 256 tokens,
 // f16 base) with 2 and 4 layers, extrapolated to 32 and labelled so; greedy decode at 2 and 4 layers.
 // When python3 imports torch with CUDA, the same work runs in PyTorch (+ transformers and PEFT when they
 // import) on the same GPU in the same run (bench/torch_step.py).
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { AdamW, clipGradNorm, deviceInfo, profile, startScope, tensor, type FloatDType, type Tensor } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
 import type { BenchContext } from './kernels.bench.js';
-import { benchMatmul, type Shape } from './matmul.bench.js';
+import { benchLoraProducts, benchMatmul, loraProducts, type Shape } from './matmul.bench.js';
 import { timeMedian } from './timing.js';
 import { tokenIds } from './train.bench.js';
 
@@ -85,6 +85,15 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
         lines.push(`- matmul ${dtype} ${s.name}: ${tflops.toFixed(1)} TFLOP/s = ${((tflops / theirs) * 100).toFixed(0)} % of PyTorch's ${theirs.toFixed(1)}.`);
       }
     }
+  }
+  for (const dtype of ['f16', 'f32'] as FloatDType[]) {
+    if (dtype === 'f16' && !info.features.has('shader-f16')) continue;
+    const r = await benchLoraProducts(dtype, 5, 1024);
+    const shape = `x A^T, dy B, dh^T x; T ${loraProducts.tokens}, C ${loraProducts.width}, r ${loraProducts.rank}`;
+    for (const [how, ms] of [['as tuned', r.tuned], ['unsplit', r.unsplit], ['split along k (1024 workgroups)', r.split]] as const) {
+      ctx.push({ bench: 'LoRA products', impl: 'huatuo', dtype, shape, ms, gflops: null, gbps: null, note: how });
+    }
+    lines.push(`- LoRA products (${dtype}, ${shape}): ${r.tuned.toFixed(2)} ms as tuned, ${r.unsplit.toFixed(2)} unsplit, ${r.split.toFixed(2)} split along k.`);
   }
   const step: number[] = [];
   const decode: number[] = [];

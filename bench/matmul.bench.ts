@@ -8,6 +8,7 @@ import {
   tensor,
   matmul,
   randn,
+  readyMatmul,
   setMatmulVariant,
   slice,
   sum,
@@ -190,4 +191,41 @@ export async function benchTrainStep(M: number, K: number, N: number, reps: numb
   x.dispose();
   w.dispose();
   return ms;
+}
+
+/** The products of a LoRA adapter of rank 8 on a 4096-wide projection over 2048 tokens: x A^T, dy B and dh^T x. */
+export const loraProducts = { tokens: 2048, width: 4096, rank: 8 };
+
+/**
+ * Milliseconds of the three LoRA products (one each, then a read of a few values), with the kernels the
+ * search chose for `dtype`: as the choice has them, forced unsplit, and forced split along k to fill
+ * `splitK` workgroups.
+ */
+export async function benchLoraProducts(dtype: FloatDType, reps: number, splitK: number): Promise<{ tuned: number; unsplit: number; split: number }> {
+  const { tokens, width, rank } = loraProducts;
+  const choice = await readyMatmul();
+  const variant = dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
+  const x = rnd([tokens, width], dtype, 1);
+  const A = rnd([rank, width], dtype, 2);
+  const dy = rnd([tokens, width], dtype, 3);
+  const B = rnd([width, rank], dtype, 4);
+  const dh = rnd([tokens, rank], dtype, 5);
+  const [At, dht] = [transpose(A), transpose(dh)];
+  const run = async () => {
+    const outs = [matmul(x, At), matmul(dy, B), matmul(dht, x)];
+    for (const o of outs) await readFew(o);
+    for (const o of outs) o.dispose();
+  };
+  const time = (what: string) => timeMedian(run, reps, 1, `LoRA products ${dtype} ${what}`);
+  try {
+    const tuned = await time('as tuned');
+    setMatmulVariant(variant);
+    const unsplit = await time('unsplit');
+    setMatmulVariant(variant, { splitK });
+    const split = await time('split');
+    return { tuned, unsplit, split };
+  } finally {
+    setMatmulVariant(null);
+    for (const t of [At, dht, x, A, dy, B, dh]) t.dispose();
+  }
 }

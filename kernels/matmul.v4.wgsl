@@ -9,15 +9,17 @@
 // registers: the next slice is read from global memory while the current one is multiplied. Out-of-range
 // elements stage as zero. The LOAD and STAGE placeholders are generated on the host (kernelgen/matmul.ts).
 // Bindings: 0 Params (uniform, element strides); 1 a: array<AV> read; 2 b: array<AV> read (AV: T, or
-// vec4<T> when V = 4); 3 c: array<T> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
+// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous). Grid (ceil(N / TILE), ceil(M / TILE), batch).
 alias T = f32;
+// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
+alias TC = T;
 alias AV = {{AV}};
 
 //! params from matmul_strided
 //! bindings
 //!   a: array<AV> read
 //!   b: array<AV> read
-//!   c: array<T> read_write
+//!   c: array<TC> read_write
 
 const TILE: u32 = {{TILE}}u;
 const BK: u32 = 16u;
@@ -72,7 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (row < p.M) {
       for (var j = 0u; j < TT; j++) {
         let col = n0 + (j / 4u) * 64u + lid.x * 4u + j % 4u;
-        if (col < p.N) { c[c_base + row * p.N + col] = T(acc[i * TV + j / 4u][j % 4u]); }
+        if (col < p.N) { c[c_base + row * p.N + col] = TC(acc[i * TV + j / 4u][j % 4u]); }
       }
     }
   }

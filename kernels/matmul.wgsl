@@ -1,16 +1,18 @@
 // Batched matmul, the naive tiled baseline: c[b, m, n] = sum_k a[b, m, k] * b[b, k, n].
 // a and b are read through element strides, so transposed and broadcast operands need no copy;
 // batch dims (up to 4) broadcast through their strides (0 where an operand has size 1). c is contiguous.
-// Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<T> read_write.
+// Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC> read_write.
 // Workgroup: 16x16 threads, one output each, 16x16 tiles of a and b staged in workgroup memory;
 // grid (ceil(N/16), ceil(M/16), batch). Accumulates in f32.
 alias T = f32;
+// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
+alias TC = T;
 
 //! params from matmul_strided
 //! bindings
 //!   a: array<T> read
 //!   b: array<T> read
-//!   c: array<T> read_write
+//!   c: array<TC> read_write
 
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;
@@ -37,6 +39,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   if (row < p.M && col < p.N) {
-    c[batch * p.M * p.N + row * p.N + col] = T(acc);
+    c[batch * p.M * p.N + row * p.N + col] = TC(acc);
   }
 }

@@ -12,19 +12,21 @@
 // Needs chromium-experimental-subgroup-matrix and shader-f16; SM x SN x SK must be one of the adapter's
 // subgroupMatrixConfigs with f16 components and f32 results.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<AV> read; 2 b: array<AV> read (AV: T, or
-// vec4<T> when V = 4); 3 c: array<T> read_write (contiguous). Grid (ceil(N / TN), ceil(M / TM), batch).
+// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous). Grid (ceil(N / TN), ceil(M / TM), batch).
 enable chromium_experimental_subgroup_matrix;
 // Each subgroup loads and stores its own matrices at offsets derived from its index in the workgroup:
 // uniform within the subgroup, which is what the builtins need, but not across the workgroup.
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 alias T = f32;
+// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
+alias TC = T;
 alias AV = {{AV}};
 
 //! params from matmul_strided
 //! bindings
 //!   a: array<AV> read
 //!   b: array<AV> read
-//!   c: array<T> read_write
+//!   c: array<TC> read_write
 
 const SG: u32 = {{SG}}u;
 const SM: u32 = {{SM}}u;
@@ -85,6 +87,6 @@ fn store_tile(own: u32, lane: u32, c_base: u32, row0: u32, col0: u32) {
   for (var e = lane; e < SM * SN; e += SG) {
     let row = row0 + e / SN;
     let col = col0 + e % SN;
-    if (row < p.M && col < p.N) { c[c_base + row * p.N + col] = T(scratch[own + e]); }
+    if (row < p.M && col < p.N) { c[c_base + row * p.N + col] = TC(scratch[own + e]); }
   }
 }

@@ -43,6 +43,8 @@ const variants: MatmulVariant[] = [
 const ranName = (v: MatmulVariant, packed: boolean) => `${variantName(v)}${packed ? '+pack' : ''}`;
 const dtypesOf = (v: MatmulVariant): FloatDType[] => (v.kernel === 'sgmat' ? ['f16'] : hasF16() ? ['f32', 'f16'] : ['f32']);
 
+const numelOf = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
+
 /** Values exactly representable in the dtype, so the reference sees what the kernel reads. */
 function values(n: number, seed: number, dtype: FloatDType): Float32Array {
   const v = seededValues(n, seed);
@@ -152,6 +154,36 @@ test('matmul v4 stages every operand layout, as vec4s where aligned and element 
             await check(v, dtype, { M: 131, K: 39, N: 133, batchA: [], batchB: [], ta, tb, seed: 22 });
             await check(v, dtype, { M: 20, K: 36, N: 12, batchA: [3], batchB: [3], ta, tb, seed: 23 });
           }
+        }
+      }
+    } finally {
+      setMatmulVariant(null);
+    }
+  }
+});
+
+test('a product that fills few workgroups is split along k into f32 partial sums, summed in order, where the choice asks for it', async () => {
+  // One of each tiling kernel (the tile sizes share their code), every subgroup-matrix config.
+  const tiling: MatmulVariant[] = [{ kernel: 'v1' }, { kernel: 'v2', tile: 32 }, { kernel: 'v4', tile: 64 }, ...variants.filter((v) => v.kernel === 'sgmat')];
+  // [case, slices of k expected]: the LoRA shapes (rank 8 on one side), a batch, a slice length that is not
+  // a multiple of 4 (element loads), and a K no power of two divides (not split).
+  const cases: Array<[Case, number]> = [
+    [{ M: 33, K: 1024, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 31 }, 4],
+    [{ M: 8, K: 768, N: 40, batchA: [], batchB: [], ta: true, tb: false, seed: 32 }, 2],
+    [{ M: 17, K: 512, N: 12, batchA: [2], batchB: [2], ta: false, tb: false, seed: 33 }, 2],
+    [{ M: 9, K: 1030, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 34 }, 2],
+    [{ M: 9, K: 1001, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 35 }, 1],
+  ];
+  for (const v of tiling) {
+    setMatmulVariant(v, { splitK: 1024 });
+    try {
+      for (const dtype of dtypesOf(v)) {
+        for (const [c, slices] of cases) {
+          const a = make(values(numelOf([...c.batchA, c.M, c.K]), 1, dtype), [...c.batchA, c.M, c.K], c.ta, dtype);
+          const b = make(values(numelOf([...c.batchB, c.K, c.N]), 2, dtype), [...c.batchB, c.K, c.N], c.tb, dtype);
+          assert.equal(matmulPlan(a, b).splitK, slices, `${variantName(v)} ${dtype} M ${c.M} K ${c.K} N ${c.N}: slices of k`);
+          for (const t of [a, b]) t.dispose();
+          assert.equal(await check(v, dtype, c), variantName(v));
         }
       }
     } finally {

@@ -33,7 +33,7 @@ export { readyMatmul, tuneMatmul, matmulTuningReport, checkMatmulCandidates, typ
 export type { MatmulCandidate } from './tuning.js';
 export type { KernelRewrite } from './backend/matmul-encode.js';
 export { matmulCandidates, decodeCandidates, setMatmulVariant, variantName } from './matmul-choice.js';
-export type { MatmulVariant, DecodeVariant, MatmulChoice, ForceOptions, MatmulTuningReport, CandidateReport } from './matmul-choice.js';
+export type { MatmulVariant, DecodeVariant, MatmulChoice, ForceOptions, MatmulTuningReport, CandidateReport, SplitReport } from './matmul-choice.js';
 export { Profiler, profile } from './profiler.js';
 export type { KernelTime, ProfileReport } from './profiler.js';
 export { attention, composedAttentionFor } from './ops/attention.js';

@@ -51,6 +51,12 @@ export interface MatmulChoice {
   f16?: MatmulVariant;
   /** The matrix-vector variant for single-row products, or null to use the general variants. */
   decode: DecodeVariant | null;
+  /**
+   * Workgroups a product that fills few of them is split along k to fill (its slices summed by a second
+   * pass), as the LoRA products' rank-8 sides need on a GPU; absent or 0: never split. Set by the search
+   * only where splitting measured faster.
+   */
+  splitK?: number;
 }
 
 /** Subgroup sizes the v3 kernel is written for (lanes x 4 columns per workgroup). */
@@ -174,6 +180,15 @@ export interface MatmulTuningReport {
   scale: number;
   candidates: CandidateReport[];
   choice: MatmulChoice;
+  /** The LoRA products timed as they are and split along k (absent: none would split on this adapter). */
+  split?: SplitReport;
+}
+
+/** Milliseconds of the LoRA products under the chosen kernels, as they are (`ms`) and split to fill `target` workgroups. */
+export interface SplitReport {
+  target: number;
+  ms: number;
+  msSplit: number;
 }
 
 /** Version of the cache entries: entries written by searches that did not check correctness are ignored. */
@@ -187,6 +202,8 @@ let searching: Promise<MatmulChoice> | null = null;
 export interface ForceOptions {
   /** Use the matrix-vector kernel for M = 1 (default false when forcing, so the forced kernel runs). */
   decode?: boolean;
+  /** Split products that fill few workgroups along k, to fill this many (see {@link MatmulChoice.splitK}). */
+  splitK?: number;
 }
 
 /**
@@ -202,6 +219,7 @@ export function setMatmulVariant(v: MatmulVariant | null, options: ForceOptions 
   const fallback: MatmulVariant = v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' ? v : { kernel: 'v2', tile: 32 };
   if (v.kernel === 'matvec') forced = { main: fallback, fallback, decode: v };
   else forced = { main: v, fallback, decode: options.decode ? { kernel: 'matvec' } : null };
+  if (options.splitK) forced.splitK = options.splitK;
 }
 
 /** Whether the search may run: not when HUATUO_MATMUL_TUNE=0 or when a variant is forced. */

@@ -17,6 +17,7 @@ import {
   variantName,
   type CandidateReport,
   type MatmulChoice,
+  type SplitReport,
   type MatmulTuningReport,
   type MatmulVariant,
 } from './matmul-choice.js';
@@ -55,6 +56,10 @@ const MAX_SCALE = 16;
 /** Each timed product runs at least this long between syncs (repeated up to MAX_REPEAT times). */
 const MIN_TIMED_MS = 2;
 const MAX_REPEAT = 32;
+/** Workgroups a product that fills few is split along k to fill, where the search finds it faster by SPLIT_GAIN. */
+const SPLIT_TARGET = 1024;
+const SPLIT_GAIN = 0.9;
+const SPLIT_SHAPES = TRAIN_SHAPES.filter((s) => s.name.startsWith('LoRA'));
 
 /** A candidate of {@link checkMatmulCandidates}: a variant, optionally with its WGSL rewritten. */
 export interface MatmulCandidate {
@@ -142,6 +147,8 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], tim
     }
   }
   const choice = choose(rt, reports);
+  const split = time && passed.length > 0 ? await timeSplit(rt, choice, scale) : null;
+  if (split && split.msSplit < split.ms * SPLIT_GAIN) choice.splitK = SPLIT_TARGET;
   return {
     adapter: adapterKey(rt.info),
     measuredAt: new Date().toISOString(),
@@ -149,7 +156,25 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], tim
     scale,
     candidates: reports,
     choice,
+    ...(split ? { split } : {}),
   };
+}
+
+/**
+ * Times the LoRA products, whose rank-8 side leaves most of a GPU idle, under the chosen kernels as they
+ * are and split along k to fill SPLIT_TARGET workgroups; null when no product would split at this scale.
+ */
+async function timeSplit(rt: Runtime, choice: MatmulChoice, scale: number): Promise<SplitReport | null> {
+  const dtypes: FloatDType[] = rt.info.features.has('shader-f16') ? ['f32', 'f16'] : ['f32'];
+  const split = { target: SPLIT_TARGET, happened: false };
+  let ms = 0;
+  let msSplit = 0;
+  for (const dtype of dtypes) {
+    const variant = dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
+    ms += await timeShapes(rt, { variant }, SPLIT_SHAPES, scale, dtype);
+    msSplit += await timeShapes(rt, { variant }, SPLIT_SHAPES, scale, dtype, 2, split);
+  }
+  return split.happened ? { target: SPLIT_TARGET, ms, msSplit } : null;
 }
 
 function describe(s: Shape, scale: number): string {
@@ -223,14 +248,14 @@ async function pickScale(rt: Runtime, n: number): Promise<number> {
  * run several times between syncs and the time divided). An operand the variant would copy first is
  * timed in the copied layout (the plan copies only when that is cheap).
  */
-async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shape[], scale: number, dtype: FloatDType, reps = 2): Promise<number> {
+async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shape[], scale: number, dtype: FloatDType, reps = 2, split?: { target: number; happened: boolean }): Promise<number> {
   const dims = shapes.map((s) => scaled(s, scale));
   const size = dtype === 'f16' ? 2 : 4;
   const bytes = (f: (s: Shape) => number) => Math.max(16, ...dims.map((s) => Math.ceil((f(s) * size) / 4) * 4));
   const a = rt.acquire(bytes((s) => s.M * s.K));
   const b = rt.acquire(bytes((s) => s.K * s.N));
   const out = rt.acquire(bytes((s) => s.M * s.N));
-  const choice: MatmulChoice = { main: c.variant, fallback: { kernel: 'v2', tile: 32 }, decode: c.variant.kernel === 'matvec' ? c.variant : null };
+  const choice: MatmulChoice = { main: c.variant, fallback: { kernel: 'v2', tile: 32 }, decode: c.variant.kernel === 'matvec' ? c.variant : null, splitK: split?.target ?? 0 };
   try {
     const problems = dims.map((s) => {
       const make = (ta: boolean, tb: boolean): Problem => ({
@@ -245,7 +270,9 @@ async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shap
       });
       const first = plan(make(s.ta, s.tb), choice, rt.info.maxStorageBufferBindingSize);
       const p = make(s.ta && !first.copyA, s.tb && !first.copyB);
-      return { p, pl: plan(p, choice, rt.info.maxStorageBufferBindingSize) };
+      const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
+      if (split && pl.splitK > 1) split.happened = true;
+      return { p, pl };
     });
     const rewrite = (pl: (typeof problems)[number]['pl']) => (variantName(pl.kernel) === variantName(c.variant) ? c.rewrite : undefined);
     // Each product is encoded `repeat` times before one sync: set after the first timed run so that a

@@ -3,9 +3,9 @@
 import { grid1d, packParams, preprocess, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
 import { sgmatDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
-import { SGMAT_BK } from '../matmul-choice.js';
+import { SGMAT_BK, type MatmulVariant } from '../matmul-choice.js';
 import { itemSize, numel } from '../tensor.js';
-import type { Runtime } from './runtime.js';
+import type { CompiledKernel, Runtime } from './runtime.js';
 import { chunkElements, packedBytes, type MatmulPlan, type Problem } from './matmul-plan.js';
 
 /** A module a product needs: the cache key of its pipeline and its complete WGSL. */
@@ -53,18 +53,24 @@ function module(name: WgslName, defines: Defines, extra: Defines = {}): KernelSo
   return { key, source: preprocess(name, { ...defines, ...extra }) };
 }
 
-/** The modules a planned product runs, in dispatch order (the packing of b first, where planned). */
+/**
+ * The modules a planned product runs, in dispatch order (the packing of b first, where planned; the sum
+ * of the slices last, where split along k).
+ */
 export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite): KernelSource[] {
   const v = pl.kernel;
   const T = p.dtype;
+  // The tiling kernels write c as T, or as f32 partial products when split (their layout read from the slices).
+  const TC = pl.splitK > 1 ? 'f32' : T;
+  if (pl.splitK > 1) p = sliceK(p, pl.splitK, p.c);
   const out: KernelSource[] = [];
   if (pl.packB && v.kernel === 'v3') out.push(module('matmul_pack', { T, SG: String(v.sg) }));
   switch (v.kernel) {
     case 'v1':
-      out.push(module('matmul', { T }));
+      out.push(module('matmul', { T, TC }));
       break;
     case 'v2':
-      out.push(module('matmul.v2', { T, TILE: String(v.tile) }));
+      out.push(module('matmul.v2', { T, TC, TILE: String(v.tile) }));
       break;
     case 'v3': {
       const d = { T, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
@@ -73,13 +79,13 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
     }
     case 'v4': {
       const layout = stagingLayout(p);
-      out.push(module('matmul.v4', { T, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, v4Defines(v.tile, layout)));
+      out.push(module('matmul.v4', { T, TC, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, v4Defines(v.tile, layout)));
       break;
     }
     case 'sgmat': {
       const layout = stagingLayout(p);
       const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
-      const d = { T, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
+      const d = { T, TC, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
       const layoutKey = { LAYOUT: `${layout.a}${layout.b}${layout.vec}` };
       out.push(module('matmul_sgmat', { ...d, ...layoutKey }, sgmatDefines(shape, v.sg, layout)));
       break;
@@ -93,6 +99,7 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
     const last = out[out.length - 1]!;
     out[out.length - 1] = { key: `${last.key}#${custom.name}`, source: custom.rewrite(last.source) };
   }
+  if (pl.splitK > 1) out.push(module('matmul_split_sum', { T }));
   return out;
 }
 
@@ -100,28 +107,16 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
 export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: string, custom?: KernelRewrite): void {
   const sources = matmulKernels(p, pl, custom);
   const kernels = sources.map((s) => rt.kernel(s.key, s.source, s.key));
+  if (pl.splitK > 1 && tiling(pl.kernel)) {
+    encodeSplit(rt, pl.kernel, p, pl.splitK, kernels, label);
+    return;
+  }
   const kernel = kernels[kernels.length - 1]!;
   const batch = numel(p.batchShape);
   const rank = p.batchShape.length;
   const v = pl.kernel;
-  if (v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' || v.kernel === 'sgmat') {
-    const [tileM, tileN] = v.kernel === 'v1' ? [16, 16] : v.kernel === 'sgmat' ? [v.tm, v.tn] : [v.tile, v.tile];
-    const params = packParams('matmul_strided', {
-      M: p.M,
-      N: p.N,
-      K: p.K,
-      batch_rank: rank,
-      a_offset: p.a.offset,
-      b_offset: p.b.offset,
-      a_sm: p.a.rowStride,
-      a_sk: p.a.colStride,
-      b_sk: p.b.rowStride,
-      b_sn: p.b.colStride,
-      batch_shape: p.batchShape,
-      a_batch_strides: p.a.batchStrides,
-      b_batch_strides: p.b.batchStrides,
-    });
-    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [Math.ceil(p.N / tileN), Math.ceil(p.M / tileM), batch], label });
+  if (tiling(v)) {
+    encodeTiled(rt, kernel, v, p, label);
     return;
   }
   const q = (x: number) => x / 4;
@@ -171,6 +166,61 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     label,
   });
   if (packed) rt.release(packed);
+}
+
+type TilingVariant = Extract<MatmulVariant, { kernel: 'v1' | 'v2' | 'v4' | 'sgmat' }>;
+
+function tiling(v: MatmulVariant): v is TilingVariant {
+  return v.kernel === 'v1' || v.kernel === 'v2' || v.kernel === 'v4' || v.kernel === 'sgmat';
+}
+
+/** Encodes a product with a kernel that tiles c: a workgroup per output tile and batch index. */
+function encodeTiled(rt: Runtime, kernel: CompiledKernel, v: TilingVariant, p: Problem, label: string): void {
+  const [tileM, tileN] = v.kernel === 'v1' ? [16, 16] : v.kernel === 'sgmat' ? [v.tm, v.tn] : [v.tile, v.tile];
+  const params = packParams('matmul_strided', {
+    M: p.M,
+    N: p.N,
+    K: p.K,
+    batch_rank: p.batchShape.length,
+    a_offset: p.a.offset,
+    b_offset: p.b.offset,
+    a_sm: p.a.rowStride,
+    a_sk: p.a.colStride,
+    b_sk: p.b.rowStride,
+    b_sn: p.b.colStride,
+    batch_shape: p.batchShape,
+    a_batch_strides: p.a.batchStrides,
+    b_batch_strides: p.b.batchStrides,
+  });
+  const workgroups = [Math.ceil(p.N / tileN), Math.ceil(p.M / tileM), numel(p.batchShape)] as const;
+  rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups, label });
+}
+
+/** A product as `splits` products over consecutive slices of k: one more, outermost, batch dimension, into c. */
+function sliceK(p: Problem, splits: number, c: GPUBuffer): Problem {
+  const k = p.K / splits;
+  return {
+    ...p,
+    K: k,
+    batchShape: [splits, ...p.batchShape],
+    a: { ...p.a, batchStrides: [k * p.a.colStride, ...p.a.batchStrides] },
+    b: { ...p.b, batchStrides: [k * p.b.rowStride, ...p.b.batchStrides] },
+    c,
+  };
+}
+
+/**
+ * Encodes a product split into `splits` slices of k: the slices are one more (outermost) batch dimension
+ * of the same tiling kernel, each operand stepping K / splits along k, into f32 partial products that
+ * matmul_split_sum adds up in order into c.
+ */
+function encodeSplit(rt: Runtime, v: TilingVariant, p: Problem, splits: number, kernels: CompiledKernel[], label: string): void {
+  const cells = numel(p.batchShape) * p.M * p.N;
+  const partial = rt.acquire(splits * cells * 4);
+  encodeTiled(rt, kernels[kernels.length - 2]!, v, sliceK(p, splits, partial), label);
+  const params = packParams('matmul_split_sum', { numel: cells, splits });
+  rt.dispatch({ kernel: kernels[kernels.length - 1]!, params, buffers: [partial, p.c], workgroups: grid1d(cells, 256), label: `${label} (sum of ${splits} slices of k)` });
+  rt.release(partial);
 }
 
 /** Encodes the packing of b into v3 panels; returns the packed buffer (release it after the product). */

@@ -34,6 +34,8 @@ export interface MatmulPlan {
   copyB: boolean;
   /** b is first packed into column panels of the v3 workgroup's width (then read by v3 as PACKED). */
   packB: boolean;
+  /** Slices of k computed by separate workgroups into f32 partial products, then summed (1: not split). */
+  splitK: number;
 }
 
 /** Copying an operand costs about 16 / (other dimension) of the product's time: copy when that is small. */
@@ -73,7 +75,7 @@ function bLayout(p: Problem): boolean | null {
 
 /** The kernel a product uses under a choice. */
 export function plan(p: Problem, choice: MatmulChoice, maxBinding: number): MatmulPlan {
-  const none = { transposedB: false, copyA: false, copyB: false, packB: false };
+  const none = { transposedB: false, copyA: false, copyB: false, packB: false, splitK: 1 };
   const bt = bLayout(p);
   if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) {
     // The lanes-along-k kernel reads rows of a weight stored [N, K]; b along n is already coalesced.
@@ -82,17 +84,51 @@ export function plan(p: Problem, choice: MatmulChoice, maxBinding: number): Matm
     return { kernel, ...none, transposedB: bt };
   }
   const main = p.dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
-  if (main.kernel === 'sgmat' && p.dtype !== 'f16') return { kernel: choice.fallback, ...none };
-  if (main.kernel !== 'v3' && main.kernel !== 'matvec') return { kernel: main, ...none };
+  if (main.kernel === 'sgmat' && p.dtype !== 'f16') return tiled(p, choice.fallback, choice, maxBinding);
+  if (main.kernel !== 'v3' && main.kernel !== 'matvec') return tiled(p, main, choice, maxBinding);
   if (main.kernel === 'v3' && aligned(p.N, p.K)) {
     const copyA = !aRowsOk(p);
     const packB = packable(p, main, maxBinding);
     const copyB = bt === null && !packB;
     if ((!copyA || p.N >= COPY_MIN) && (!copyB || p.M >= COPY_MIN)) {
-      return { kernel: main, transposedB: copyB || packB ? false : bt!, copyA, copyB, packB };
+      return { kernel: main, transposedB: copyB || packB ? false : bt!, copyA, copyB, packB, splitK: 1 };
     }
   }
-  return { kernel: choice.fallback, ...none };
+  return tiled(p, choice.fallback, choice, maxBinding);
+}
+
+/** A product no slice of k may be shorter than: below it the second pass costs more than it saves. */
+const MIN_SPLIT_K = 256;
+/** Products with more output tiles than this fill a GPU on their own and are never split. */
+const MAX_SPLIT_TILES = 64;
+/** The most bytes of f32 partial products a split may allocate. */
+const MAX_PARTIAL_BYTES = 16 << 20;
+
+/** A plan for a kernel that tiles c (v1, v2, v4, sgmat), split along k where the choice asks for it. */
+function tiled(p: Problem, kernel: MatmulVariant, choice: MatmulChoice, maxBinding: number): MatmulPlan {
+  return { kernel, transposedB: false, copyA: false, copyB: false, packB: false, splitK: splitFor(p, kernel, choice.splitK ?? 0, maxBinding) };
+}
+
+/** The output tile of a tiling kernel, [rows, columns]. */
+function tileOf(v: MatmulVariant): [number, number] {
+  if (v.kernel === 'sgmat') return [v.tm, v.tn];
+  if (v.kernel === 'v2' || v.kernel === 'v4') return [v.tile, v.tile];
+  return [16, 16];
+}
+
+/**
+ * How many slices of k a product is split into to fill about `target` workgroups: 1 unless it has at
+ * most MAX_SPLIT_TILES output tiles, a free batch dimension for the slices, and K long enough that each
+ * slice keeps MIN_SPLIT_K (powers of two that divide K).
+ */
+export function splitFor(p: Problem, v: MatmulVariant, target: number, maxBinding: number): number {
+  const [tm, tn] = tileOf(v);
+  const tiles = Math.ceil(p.M / tm) * Math.ceil(p.N / tn) * numel(p.batchShape);
+  if (!(target > 0) || tiles > MAX_SPLIT_TILES || p.batchShape.length >= 4) return 1;
+  const partialBytes = (s: number) => s * numel(p.batchShape) * p.M * p.N * 4;
+  let s = 1;
+  while (tiles * s * 2 <= target && p.K % (s * 2) === 0 && p.K / (s * 2) >= MIN_SPLIT_K && partialBytes(s * 2) <= Math.min(maxBinding, MAX_PARTIAL_BYTES)) s *= 2;
+  return s;
 }
 
 /** Bytes of b packed into v3 panels (4 sg columns each, zero-padded). */

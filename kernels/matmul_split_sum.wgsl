@@ -1,0 +1,20 @@
+// The second pass of a product split along k: c[i] = sum over s < splits of partial[s, i], in order of s
+// (deterministic), converted to T. partial holds the f32 products of each slice of k, [splits, numel].
+// Bindings: 0 Params (uniform); 1 partial: array<f32> read; 2 c: array<T> read_write.
+// Workgroup: 256 threads in a grid-stride loop (include/elementwise.wgsl).
+alias T = f32;
+
+//! params
+//!   numel: u32
+//!   splits: u32
+//! bindings
+//!   partial: array<f32> read
+//!   c: array<T> read_write
+
+{{include elementwise}}
+
+fn element(i: u32) {
+  var acc = 0.0;
+  for (var s = 0u; s < p.splits; s++) { acc += partial[s * p.numel + i]; }
+  c[i] = T(acc);
+}
