@@ -191,8 +191,11 @@ export interface SplitReport {
   msSplit: number;
 }
 
-/** Version of the cache entries: entries written by searches that did not check correctness are ignored. */
-const CACHE_VERSION = 2;
+/**
+ * Version of the cache entries; older ones are ignored and the search runs again: 2 added the correctness
+ * check, 3 the v4 kernel's vec4 staging and the split of products along k.
+ */
+const CACHE_VERSION = 3;
 
 let forced: MatmulChoice | null = null;
 let tuned: { key: string; choice: MatmulChoice; report: MatmulTuningReport | null } | null = null;
