@@ -21,6 +21,7 @@ import { timeMedian, type Row } from './timing.js';
 import { table, writeResults } from './report.js';
 import { benchKernels } from './kernels.bench.js';
 import { benchQuant } from './quant.bench.js';
+import { benchQuantHost } from './quant-host.bench.js';
 import { benchTrain } from './train.bench.js';
 import { benchHost } from './host.bench.js';
 import { benchTorch } from './sft.bench.js';
@@ -196,6 +197,7 @@ lines.push(`- First-use compile: ${pipelines0} pipelines after the first trainin
   const ctx = { quick, reps, roof, push, log };
   lines.push(...(await benchKernels(ctx)));
   lines.push(...(await benchQuant(ctx, quick ? 256 : 2048)));
+  await benchQuantHost(ctx, quick ? [[1024, 1024]] : undefined);
   const train = await benchTrain(ctx);
   lines.push(...train.lines);
   lines.push(...(await benchHost(ctx)));
