@@ -1,9 +1,9 @@
 // Host quantization cost per weight at LLaMA-7B projection sizes (4096x4096, 11008x4096): quantizeNf4 and
-// quantizeInt8 on f32 weights, and the loader's whole host path for one F16 tensor of a safetensors file
-// (read, f16 -> f32, finite check, quantize, the word copy of the upload). CPU only, no adapter needed.
+// quantizeInt8 on f32 weights, and the loader's host path for one F16 tensor of a safetensors checkpoint
+// (read as f16 bits with the finite check, then quantized from them). CPU only, no adapter needed.
 // `node --conditions=source --import tsx bench/quant-host.bench.ts [--quick]` runs it alone.
-import { SafetensorsFile, bytesSource, serializeSafetensors } from '@huatuo/llama';
-import { f32ToF16Bits, quantizeHost, type HostQuantized, type QuantFormat } from '@huatuo/tensor';
+import { Checkpoint, bytesSource, serializeSafetensors } from '@huatuo/llama';
+import { f32ToF16Bits, quantizeHost, quantizeHostF16, type QuantFormat } from '@huatuo/tensor';
 import type { Row } from './timing.js';
 
 /** Seeded roughly normal values (sum of four uniforms) with standard deviation `std`, as f16 would hold them. */
@@ -20,24 +20,16 @@ function weights(n: number, seed: number, std: number): Float32Array {
 }
 
 /** Minimum and median wall milliseconds of `fn` over `reps` runs after one warm-up run. */
-function time(fn: () => unknown, reps: number): { min: number; median: number } {
-  fn();
+async function time(fn: () => unknown, reps: number): Promise<{ min: number; median: number }> {
+  await fn();
   const ms: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    fn();
+    await fn();
     ms.push(performance.now() - t0);
   }
   ms.sort((a, b) => a - b);
   return { min: ms[0]!, median: ms[Math.floor(ms.length / 2)]! };
-}
-
-/** The upload's host copy: codes as zero-padded little-endian u32 words (QuantizedWeight.upload does this). */
-function uploadWords(q: HostQuantized): number {
-  const bytes = q.format === 'int8' ? q.codes : q.packed;
-  const out = new Uint32Array(Math.max(1, Math.ceil(bytes.length / 4)));
-  new Uint8Array(out.buffer).set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
-  return out[0]!;
 }
 
 /**
@@ -57,42 +49,30 @@ export async function benchQuantHost(
     const shape = `${rows}x${cols}`;
     const w32 = weights(n, 7, 0.02);
     const file = serializeSafetensors([{ name: 'w', dtype: 'F16', shape: [rows, cols], data: f32ToF16Bits(w32) }]);
-    const st = await SafetensorsFile.open(bytesSource('bench.safetensors', file));
+    const ckpt = await Checkpoint.open('bench', undefined, async () => bytesSource('model.safetensors', file));
     const record = (bench: string, impl: string, dtype: string, t: { min: number; median: number }) => {
       const ns = (ms: number) => ((ms * 1e6) / n).toFixed(2);
       ctx.push({ bench, impl, dtype, shape, ms: t.median, gflops: null, gbps: null, note: `${ns(t.median)} ns/weight (min ${ns(t.min)})` });
       lines.push(`- ${bench} ${impl} ${shape}: ${ns(t.median)} ns per weight (median), ${ns(t.min)} (min).`);
     };
     for (const format of ['nf4', 'int8'] as QuantFormat[]) {
-      record('quantize host', `huatuo ${format}`, 'f32', time(() => quantizeHost(w32, rows, cols, format), ctx.reps));
+      record('quantize host', `huatuo ${format}`, 'f32', await time(() => quantizeHost(w32, rows, cols, format), ctx.reps));
     }
-    // The loader's steps for one projection: bytes read from the file (an in-memory copy here), F16 -> f32
-    // with the finite check (SafetensorsFile.readAs), quantized, the codes copied to words for the upload.
-    let f32: Float32Array = new Float32Array(0);
-    const readAs = async () => {
-      f32 = await st.readAs('w', 'f32');
+    // The loader's steps for one projection (loadLlamaFromCheckpoint): the tensor read as f16 bits with the
+    // finite check (Checkpoint.iterateExact; the bytes come from memory here), then quantized from them.
+    const read = async (): Promise<Float32Array | Uint16Array> => {
+      for await (const { data } of ckpt.iterateExact()) return data;
+      throw new Error('internal: the bench checkpoint is empty');
     };
-    const reads: number[] = [];
-    await readAs();
-    for (let r = 0; r < ctx.reps; r++) {
-      const t0 = performance.now();
-      await readAs();
-      reads.push(performance.now() - t0);
-    }
-    reads.sort((a, b) => a - b);
-    record('load read f16->f32', 'huatuo', 'f16', { min: reads[0]!, median: reads[Math.floor(reads.length / 2)]! });
+    record('load read', 'huatuo', 'f16', await time(read, ctx.reps));
     for (const format of ['nf4', 'int8'] as QuantFormat[]) {
-      const whole: number[] = [];
-      for (let r = 0; r <= ctx.reps; r++) {
-        const t0 = performance.now();
-        await readAs();
-        uploadWords(quantizeHost(f32, rows, cols, format));
-        if (r > 0) whole.push(performance.now() - t0);
-      }
-      whole.sort((a, b) => a - b);
-      record('load quantized', `huatuo ${format}`, 'f16', { min: whole[0]!, median: whole[Math.floor(whole.length / 2)]! });
+      const load = async () => {
+        const data = await read();
+        return data instanceof Uint16Array ? quantizeHostF16(data, rows, cols, format) : quantizeHost(data, rows, cols, format);
+      };
+      record('load quantized', `huatuo ${format}`, 'f16', await time(load, ctx.reps));
     }
-    await st.close();
+    await ckpt.close();
   }
   return lines;
 }

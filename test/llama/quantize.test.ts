@@ -3,11 +3,11 @@
 // base stays frozen, and a merged model saved from a quantized base is an f16 checkpoint of W_deq + B A.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dequantizeHost, initWebGPU, keep, noGrad, quantizeHost, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
-import { loadAdapter, loadLlama, mergeAdapter, openCheckpoint, readLinearWeight, saveMergedModel, type LlamaModel } from '@huatuo/llama';
+import { dequantizeHost, f16BitsToF32, initWebGPU, keep, noGrad, quantizeHost, refQuantizeInt8, refQuantizeNf4, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { loadAdapter, loadLlama, mergeAdapter, openCheckpoint, readLinearWeight, saveMergedModel, serializeSafetensors, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
 import { fixtureDir, readReference } from './fixtures.js';
 
@@ -68,6 +68,38 @@ describe('quantized base models', () => {
       }
     });
   }
+
+  it('an F16 checkpoint loads quantized from its f16 bit patterns to the reference bytes of their f32 values', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'llama-quant-f16-'));
+    try {
+      const ckpt = await openCheckpoint(fixtureDir('gqa'));
+      const tensors = [];
+      for await (const { info, data } of ckpt.iterateAs('f16')) tensors.push({ name: info.name, dtype: 'F16' as const, shape: info.shape, data });
+      await ckpt.close();
+      await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
+      await copyFile(join(fixtureDir('gqa'), 'config.json'), join(dir, 'config.json'));
+      const bits = new Map(tensors.map((t) => [t.name, t.data]));
+      for (const format of ['int8', 'nf4'] as const) {
+        const model = await loadLlama(dir, { quantize: format });
+        try {
+          for (const l of model.linears()) {
+            const got = await l.quantized!.download();
+            const values = f16BitsToF32(bits.get(`${l.name}.weight`)!);
+            const want = format === 'int8' ? refQuantizeInt8(values, l.outFeatures, l.inFeatures) : refQuantizeNf4(values, l.outFeatures, l.inFeatures);
+            for (const [key, field] of Object.entries(want)) {
+              const mine = (got as unknown as Record<string, unknown>)[key];
+              if (ArrayBuffer.isView(field)) assert.deepEqual(mine, field, `${format} ${l.name}: ${key}`);
+              else assert.ok(Object.is(mine, field), `${format} ${l.name}: ${key} is ${String(mine)}, the reference gives ${String(field)}`);
+            }
+          }
+        } finally {
+          model.dispose();
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('mergeAdapter leaves quantized projections with their adapter running; saveMergedModel writes f16 weights of W_deq + scaling B A', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'llama-quant-merge-'));

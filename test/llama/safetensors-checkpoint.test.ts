@@ -221,3 +221,39 @@ test('browser Files open the same sharded checkpoint, and a lone .safetensors Fi
     assert.deepEqual(single.tensors.map((t) => [t.name, t.shard]), [[fiveTensors[0]!.name, 'adapter_model.safetensors']]);
   });
 });
+
+test('iterateExact reads F16 tensors as their bit patterns and F32 and BF16 as f32 values, and refuses a non-finite one by name', async () => {
+  await withDir(async (dir) => {
+    const f16 = Uint16Array.from([0x3c00, 0xc000, 0x0001, 0x8000, 0x7bff, 0x3555]);
+    const f32 = Float32Array.from([1.5, -2.25, 3e-39, 0, 1e30, -7]);
+    const bf16 = Uint16Array.from([0x3f80, 0xc040, 0x0001, 0x8000, 0x7f7f, 0x4049]);
+    const tensors: TensorToWrite[] = [
+      { name: 'a', dtype: 'F16', shape: [2, 3], data: f16 },
+      { name: 'b', dtype: 'F32', shape: [2, 3], data: f32 },
+      { name: 'c', dtype: 'BF16', shape: [2, 3], data: bf16 },
+    ];
+    await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
+    const ckpt = await openCheckpoint(dir);
+    try {
+      const got = new Map<string, Float32Array | Uint16Array>();
+      for await (const { info, data } of ckpt.iterateExact()) got.set(info.name, data);
+      assert.ok(got.get('a') instanceof Uint16Array);
+      assert.deepEqual([...got.get('a')!], [...f16]);
+      assert.ok(got.get('b') instanceof Float32Array);
+      assert.deepEqual([...got.get('b')!], [...f32]);
+      assert.ok(got.get('c') instanceof Float32Array);
+      assert.deepEqual([...got.get('c')!], [...new Float32Array(new Uint32Array(Array.from(bf16, (b) => b << 16)).buffer)]);
+    } finally {
+      await ckpt.close();
+    }
+    await writeFile(join(dir, 'model.safetensors'), serializeSafetensors([{ name: 'bad', dtype: 'F16', shape: [2], data: Uint16Array.from([0x3c00, 0x7c00]) }]));
+    const bad = await openCheckpoint(dir);
+    try {
+      await assert.rejects(async () => {
+        for await (const _ of bad.iterateExact()) void _;
+      }, (err: unknown) => err instanceof SafetensorsError && /bad/.test(err.message) && /Infinity/.test(err.message));
+    } finally {
+      await bad.close();
+    }
+  });
+});

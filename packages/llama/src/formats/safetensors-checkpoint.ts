@@ -202,6 +202,22 @@ export class Checkpoint {
     yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, target));
   }
 
+  /**
+   * Iterates over F32, F16 and BF16 tensors as host floats without rounding, one at a time, in file order:
+   * F16 tensors as their f16 bit patterns (no f32 copy), F32 and BF16 tensors as f32 values.
+   *
+   * @example
+   * for await (const { info, data } of ckpt.iterateExact({ names })) quantized.set(info.name, data instanceof Uint16Array ? fromF16(data) : fromF32(data));
+   */
+  async *iterateExact(options: IterateOptions = {}): AsyncGenerator<LoadedTensor<Float32Array | Uint16Array>> {
+    for (const t of this.select(options.names)) {
+      if (convertFloatBytes(new Uint8Array(0), t.dtype, 'f32') === undefined) {
+        throw new SafetensorsError(t.shard, t.name, `dtype ${t.dtype} cannot be read as floats; only F32, F16 and BF16 convert; use iterate() for raw bytes`);
+      }
+    }
+    yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, t.dtype === 'F16' ? 'f16' : 'f32'));
+  }
+
   private select(names: readonly string[] | undefined): CheckpointTensorInfo[] {
     if (names === undefined) return [...this.tensors];
     const wanted = new Set(names.map((n) => this.info(n).name));

@@ -2,7 +2,7 @@
 // every expected key and shape checked against the config, then tensors streamed one at a time.
 
 import type { FloatDType, QuantizedWeight, Tensor } from '@huatuo/tensor';
-import { QuantizedWeight as Quantized, hasF16, quantizeHost } from '@huatuo/tensor';
+import { QuantizedWeight as Quantized, hasF16, quantizeHost, quantizeHostF16 } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError, SafetensorsError } from '../errors.js';
 import type { LlamaModel } from './model.js';
@@ -15,8 +15,9 @@ export interface LoadLlamaOptions extends ModelOptions {
   /** Called after each tensor is read and uploaded. */
   readonly onProgress?: (progress: LoadProgress) => void;
   /**
-   * Quantize the decoder layers' projections while loading (each tensor read as f32 on the host, quantized,
-   * and uploaded quantized; no unquantized copy reaches the GPU): 'int8' or 'nf4'. Default 'none'.
+   * Quantize the decoder layers' projections while loading (each tensor read on the host, F16 as its bit
+   * patterns and F32 or BF16 as f32, quantized from its exact values, and uploaded quantized; no unquantized
+   * copy reaches the GPU): 'int8' or 'nf4'. Default 'none'.
    */
   readonly quantize?: Quantization;
 }
@@ -85,7 +86,7 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
   );
   const uploaded = new Map<string, Tensor[]>();
   const quantized = new Map<string, QuantizedWeight>();
-  // Two passes (the model's dtype, then the projections as f32 to quantize), reported as one.
+  // Two passes (the model's dtype, then the projections' exact values to quantize), reported as one.
   const plain = specs.map((s) => s.name).filter((n) => !projections.has(n));
   const firstBytes = plain.reduce((s, n) => s + ckpt.info(n).byteLength, 0);
   const totalBytes = ckpt.tensors.filter((t) => expected.has(t.name)).reduce((s, t) => s + t.byteLength, 0);
@@ -109,9 +110,10 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
       }
     }
     if (quantize !== 'none') {
-      for await (const { info, data } of ckpt.iterateAs('f32', { names: [...projections], onProgress: progress(firstBytes, plain.length) })) {
+      for await (const { info, data } of ckpt.iterateExact({ names: [...projections], onProgress: progress(firstBytes, plain.length) })) {
         const [rows, cols] = info.shape as [number, number];
-        quantized.set(info.name, Quantized.upload(quantizeHost(data, rows, cols, quantize), info.name));
+        const host = data instanceof Uint16Array ? quantizeHostF16(data, rows, cols, quantize) : quantizeHost(data, rows, cols, quantize);
+        quantized.set(info.name, Quantized.upload(host, info.name));
       }
     }
   } catch (err) {

@@ -6,8 +6,14 @@ import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { DYNAMIC_CODE, type HostQuantized, type QuantFormat } from './formats.js';
 
-/** Bytes viewed as little-endian u32 words, zero-padded to a whole word. */
+/**
+ * Bytes as u32 words (byte order kept), zero-padded to a whole word: a view of the same memory when they are
+ * whole aligned words already (the upload copies the bytes), else a copy.
+ */
 function words(bytes: Uint8Array | Int8Array): Uint32Array {
+  if (bytes.length > 0 && bytes.length % 4 === 0 && bytes.byteOffset % 4 === 0) {
+    return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  }
   const out = new Uint32Array(Math.max(1, Math.ceil(bytes.length / 4)));
   new Uint8Array(out.buffer).set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
   return out;
