@@ -18,6 +18,7 @@
 //!   kv_offset: i32
 //!   n_split: u32
 //!   split_len: u32
+//!   kv_stride: u32
 
 // Whether key j of batch b is a real key, not padding (mask words ANDed with mask_bits: f32 -0 is zero too).
 fn key_kept(b: u32, j: u32) -> bool {

@@ -5,13 +5,18 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   attention,
+  contiguous,
   hasF16,
   mul,
+  noGrad,
   refAttention,
   refAttentionBackward,
   refTensor,
+  runtimeStats,
+  slice,
   sum,
   tensor,
+  toArray,
   transpose,
   DisposedError,
   DTypeError,
@@ -419,4 +424,25 @@ test('attention rejects mismatched shapes, dtypes and disposed inputs, naming th
   gone.dispose();
   assert.throws(() => attention(q, k, gone), (e: Error) => e instanceof DisposedError && /attention \(v\): tensor \[1, 2, 5, 8\]/.test(e.message));
   for (const x of [q, k, v]) x.dispose();
+});
+
+test('decoding reads k and v in place from a KV cache prefix: the same bits as contiguous copies, and only the decode kernels run', async () => {
+  await gpu();
+  for (const [B, Hq, Hkv, D] of [
+    [2, 4, 2, 16],
+    [1, 2, 1, 6],
+  ] as const) {
+    const [S, L] = [37, 64]; // filled positions, cache length
+    const q = tensor(seededValues(B * Hq * D, 61), [B, Hq, 1, D]);
+    const kCache = tensor(seededValues(B * Hkv * L * D, 62), [B, Hkv, L, D]);
+    const vCache = tensor(seededValues(B * Hkv * L * D, 63), [B, Hkv, L, D]);
+    const mask = tensor(Int32Array.from({ length: B * S }, (_, i) => (i % S < 3 && i >= S ? 0 : 1)), [B, S]);
+    const [k, v] = [slice(kCache, 2, 0, S), slice(vCache, 2, 0, S)];
+    const before = runtimeStats().dispatches;
+    const inPlace = noGrad(() => attention(q, k, v, { keyPaddingMask: mask }));
+    assert.equal(runtimeStats().dispatches - before, 2, `B ${B} Hkv ${Hkv} D ${D}: decode partial and combine, no copies`);
+    const copied = noGrad(() => attention(q, contiguous(k), contiguous(v), { keyPaddingMask: mask }));
+    assert.deepEqual(await toArray(inPlace), await toArray(copied), `B ${B} Hkv ${Hkv} D ${D}`);
+    for (const t of [q, kCache, vCache, mask, k, v, inPlace, copied]) t.dispose();
+  }
 });

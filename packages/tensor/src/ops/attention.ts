@@ -73,8 +73,22 @@ function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
   }
 }
 
-/** The uniform block shared by the attention kernels. */
-function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }): ArrayBuffer {
+/**
+ * Elements between kv heads when the decode kernels can read k and v where they lie, as the filled
+ * prefix of a KV cache: both views alike from offset 0, each head's [S, D] rows contiguous, heads evenly
+ * apart (a batch row Hkv heads on), vec4-aligned where the kernels read vec4s; null otherwise.
+ */
+function kvHeadStride(g: Geometry, k: Tensor, v: Tensor): number | null {
+  const [sb, sh, ss, sd] = k.strides as [number, number, number, number];
+  if (k.offset !== 0 || v.offset !== 0 || k.strides.some((x, i) => x !== v.strides[i])) return null;
+  if ((g.D > 1 && sd !== 1) || (g.S > 1 && ss !== g.D)) return null;
+  const head = g.Hkv > 1 ? sh : g.B > 1 ? sb : g.S * g.D;
+  if (g.B > 1 && sb !== g.Hkv * head) return null;
+  return g.D % 4 === 0 && head % 4 !== 0 ? null : head;
+}
+
+/** The uniform block shared by the attention kernels; k and v heads `kvStride` elements apart (decode only). */
+function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }, kvStride = g.S * g.D): ArrayBuffer {
   const D4 = Math.ceil(g.D / 4);
   const tileRows = Math.max(1, Math.min(MAX_TILE_ROWS, Math.floor(TILE_VEC4 / Math.max(D4, 1))));
   const maskBits = mask?.dtype === 'f32' ? 0x7fffffff : 0xffffffff; // f32: -0 is zero too
@@ -95,11 +109,15 @@ function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }): Arr
     kv_offset: g.S - g.T,
     n_split: split.n,
     split_len: split.len,
+    kv_stride: kvStride,
   });
 }
 
-/** The forward kernels: the output [B, Hq, T, D] and the per-row logsumexp [B, Hq, T] (f32). */
-function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): { out: Tensor; lse: Tensor } {
+/**
+ * The forward kernels: the output [B, Hq, T, D] and the per-row logsumexp [B, Hq, T] (f32). k and v are
+ * contiguous, or at T == 1 views whose heads lie `kvStride` elements apart (see kvHeadStride).
+ */
+function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, kvStride = g.S * g.D): { out: Tensor; lse: Tensor } {
   const out = empty([g.B, g.Hq, g.T, g.D], q.dtype);
   const lse = empty([g.B, g.Hq, g.T], 'f32');
   if (out.size === 0) return { out, lse };
@@ -110,7 +128,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     // Decode: one query per head, parallel over splits of the keys, then a combine.
     const len = Math.max(MIN_SPLIT, Math.ceil(g.S / MAX_SPLITS));
     const n = Math.max(1, Math.ceil(g.S / len));
-    const p = params(g, mask, { n, len });
+    const p = params(g, mask, { n, len }, kvStride);
     const rows = g.B * g.Hq;
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');
@@ -209,10 +227,14 @@ type AttentionSaved = [Tensor, Tensor, Tensor, Tensor, Tensor] | [Tensor, Tensor
 const attentionOp = defineOp({
   name: OP,
   forward(ctx: OpContext<AttentionSaved, { geometry: Geometry }>, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, g: Geometry) {
-    const [qc, kc, vc] = [contiguousData(OP, q), contiguousData(OP, k), contiguousData(OP, v)];
+    const grads = ctx.needsGrad(0) || ctx.needsGrad(1) || ctx.needsGrad(2);
+    // Decoding reads the KV cache's prefix in place instead of copying it every step.
+    const kvStride = g.T === 1 && !grads ? kvHeadStride(g, k, v) : null;
+    const qc = contiguousData(OP, q);
+    const [kc, vc] = kvStride === null ? [contiguousData(OP, k), contiguousData(OP, v)] : [k, v];
     const mc = mask ? contiguousData(OP, mask) : null;
-    const { out, lse } = runForward(g, qc, kc, vc, mc);
-    if (ctx.needsGrad(0) || ctx.needsGrad(1) || ctx.needsGrad(2)) {
+    const { out, lse } = runForward(g, qc, kc, vc, mc, kvStride ?? undefined);
+    if (grads) {
       ctx.saved = mc ? [qc, kc, vc, out, lse, mc] : [qc, kc, vc, out, lse];
     } else {
       lse.dispose('not needed without gradients');
