@@ -1,6 +1,6 @@
 // Node platform: WebGPU through Dawn's bindings (the `webgpu` package). The only module
 // of the package that imports Node-specific code; browsers get ./browser.ts instead.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { create, globals } from 'webgpu';
@@ -67,10 +67,40 @@ export function tuningCachePath(): string {
   return join(base, 'huatuo-webgpu', 'tiles.json');
 }
 
-/** The tuning cache (adapter key -> entry), or an empty object when absent or unreadable. */
+/** The last parse of the tuning cache, the file's identity then (null: absent), and when that was last checked. */
+let parsedCache: { path: string; stamp: string | null; checked: number; data: Record<string, unknown> } | null = null;
+
+/** How often (ms) a parsed tuning cache is checked against its file (another process may have written it). */
+const CACHE_RECHECK_MS = 1000;
+
+/**
+ * The tuning cache (adapter key -> entry), or an empty object when absent or unreadable. Each product
+ * asks while no choice is known, so the parse is kept and the file read again only when its size or
+ * time changed (checked at most once a second).
+ */
 export function loadTuningCache(): Record<string, unknown> {
+  const path = tuningCachePath();
+  const now = performance.now();
+  if (parsedCache?.path !== path || now - parsedCache.checked >= CACHE_RECHECK_MS) {
+    const stamp = fileStamp(path);
+    if (parsedCache?.path !== path || parsedCache.stamp !== stamp) parsedCache = { path, stamp, checked: now, data: stamp === null ? {} : parseTuningCache(path) };
+    parsedCache.checked = now;
+  }
+  return { ...parsedCache.data };
+}
+
+function fileStamp(path: string): string | null {
   try {
-    const data: unknown = JSON.parse(readFileSync(tuningCachePath(), 'utf8'));
+    const st = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return st ? `${st.size}:${st.mtimeNs}:${st.ino}` : null;
+  } catch {
+    return null;
+  }
+}
+
+function parseTuningCache(path: string): Record<string, unknown> {
+  try {
+    const data: unknown = JSON.parse(readFileSync(path, 'utf8'));
     return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
   } catch {
     return {};
@@ -87,5 +117,7 @@ export function saveTuningCache(cache: Record<string, unknown>): void {
     renameSync(tmp, path);
   } catch {
     // A read-only home directory only costs a search per process.
+  } finally {
+    parsedCache = null;
   }
 }
