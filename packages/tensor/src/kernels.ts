@@ -76,11 +76,16 @@ export function preprocess(name: WgslName, defines: Defines): string {
 export function compileKernel(rt: Runtime, name: WgslName, defines: Defines = {}): CompiledKernel {
   const keys = Object.keys(defines).sort();
   const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
-  return rt.kernel(key, preprocessCached(name, defines, key), key);
+  return rt.kernel(key, kernelSource(name, defines, key), key);
 }
 
 const sourceCache = new Map<string, string>();
-function preprocessCached(name: WgslName, defines: Defines, key: string): string {
+
+/**
+ * {@link preprocess}, once per `key`: the variant's name and the defines that tell it apart, as the
+ * runtime keys its pipelines (a product runs many times; its module is substituted the first time).
+ */
+export function kernelSource(name: WgslName, defines: Defines, key: string): string {
   let s = sourceCache.get(key);
   if (s === undefined) sourceCache.set(key, (s = preprocess(name, defines)));
   return s;

@@ -1,6 +1,6 @@
 // Matmul encoding: the WGSL modules a planned product needs (keyed by variant and defines), their
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
-import { grid1d, packParams, preprocess, type Defines } from '../kernels.js';
+import { grid1d, packParams, kernelSource, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
 import { sgmatDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
 import { SGMAT_BK, type MatmulVariant } from '../matmul-choice.js';
@@ -50,7 +50,7 @@ export function stagingLayout(p: Problem): StagingLayout {
 function module(name: WgslName, defines: Defines, extra: Defines = {}): KernelSource {
   const keys = Object.keys(defines).sort();
   const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
-  return { key, source: preprocess(name, { ...defines, ...extra }) };
+  return { key, source: kernelSource(name, { ...defines, ...extra }, key) };
 }
 
 /**
