@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import safetensorsNpm from 'safetensors';
 import {
+  Checkpoint,
   SafetensorsError,
+  bytesSource,
   openCheckpoint,
   openCheckpointFromFiles,
   serializeSafetensors,
@@ -256,4 +258,41 @@ test('iterateExact reads F16 tensors as their bit patterns and F32 and BF16 as f
       await bad.close();
     }
   });
+});
+
+test('prefetch starts reading the next tensor before yielding this one, with the same tensors and progress, and a caller that stops early sees no stray failure', async () => {
+  const file = serializeSafetensors(fiveTensors);
+  const reads: number[] = [];
+  let failFrom = Infinity;
+  const open = () =>
+    Checkpoint.open('five', undefined, async () => {
+      const inner = bytesSource('model.safetensors', file);
+      return {
+        name: inner.name,
+        size: inner.size,
+        async read(offset: number, length: number) {
+          reads.push(offset);
+          if (offset >= failFrom) throw new Error('read failed');
+          return inner.read(offset, length);
+        },
+      };
+    });
+  const plain = await open();
+  const want: [string, Float32Array][] = [];
+  const wantProgress: LoadProgress[] = [];
+  for await (const { info, data } of plain.iterateAs('f32', { onProgress: (p) => wantProgress.push(p) })) want.push([info.name, data]);
+  const ckpt = await open();
+  const got: [string, Float32Array][] = [];
+  const progress: LoadProgress[] = [];
+  reads.length = 0;
+  for await (const { info, data } of ckpt.iterateAs('f32', { prefetch: true, onProgress: (p) => progress.push(p) })) {
+    got.push([info.name, data]);
+    assert.equal(reads.length, Math.min(got.length + 1, fiveTensors.length), `at tensor ${got.length}, the next read has started`);
+  }
+  assert.deepEqual(got, want);
+  assert.deepEqual(progress, wantProgress);
+  // The second tensor's read fails after the caller has stopped at the first: nothing is left unhandled.
+  failFrom = ckpt.info(fiveTensors[1]!.name).offset;
+  for await (const _ of ckpt.iterateAs('f32', { prefetch: true })) break;
+  await new Promise((r) => setTimeout(r, 20));
 });

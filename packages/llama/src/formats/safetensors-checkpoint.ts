@@ -35,6 +35,11 @@ export interface IterateOptions {
   readonly onProgress?: (progress: LoadProgress) => void;
   /** Only these tensors (each must exist); default all. */
   readonly names?: readonly string[];
+  /**
+   * Start reading the next tensor before yielding this one, so that the read overlaps the caller's work on
+   * it (at most two tensors in memory). Default false: one tensor at a time.
+   */
+  readonly prefetch?: boolean;
 }
 
 /** A tensor read from a checkpoint. */
@@ -229,8 +234,12 @@ export class Checkpoint {
     const totalBytes = chosen.reduce((s, t) => s + t.byteLength, 0);
     let bytesRead = 0;
     let tensorsRead = 0;
-    for (const info of chosen) {
-      const data = await load(info);
+    let next: Promise<D> | undefined;
+    for (const [i, info] of chosen.entries()) {
+      const data = await (next ?? load(info));
+      next = options.prefetch && i + 1 < chosen.length ? load(chosen[i + 1]!) : undefined;
+      // A caller that stops early never awaits the prefetched read: its failure must not go unhandled.
+      next?.catch(() => undefined);
       bytesRead += info.byteLength;
       tensorsRead += 1;
       options.onProgress?.({ bytesRead, totalBytes, tensorsRead, totalTensors: chosen.length, name: info.name });

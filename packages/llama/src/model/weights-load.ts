@@ -110,7 +110,7 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
       }
     }
     if (quantize !== 'none') {
-      for await (const { info, data } of ckpt.iterateExact({ names: [...projections], onProgress: progress(firstBytes, plain.length) })) {
+      for await (const { info, data } of ckpt.iterateExact({ names: [...projections], onProgress: progress(firstBytes, plain.length), prefetch: true })) {
         const [rows, cols] = info.shape as [number, number];
         const host = data instanceof Uint16Array ? quantizeHostF16(data, rows, cols, quantize) : quantizeHost(data, rows, cols, quantize);
         quantized.set(info.name, Quantized.upload(host, info.name));
