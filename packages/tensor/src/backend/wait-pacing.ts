@@ -66,18 +66,24 @@ export class WaitPacer {
   }
 }
 
-/** FNV-1a over a dispatch's label and grid, folded into the running hash of queued work. */
+/** FNV-1a of the labels seen, by label (a few constant strings): hashing one is a lookup after the first time. */
+const labelHashes = new Map<string, number>();
+
+/** FNV-1a over a dispatch's label (its own hash) and grid, folded into the running hash of queued work. */
 function hashWork(hash: number, label: string, x: number, y: number, z: number): number {
-  let h = hash;
-  const mix = (v: number) => {
-    h = Math.imul(h ^ (v & 0xffff), 0x01000193) >>> 0;
-    h = Math.imul(h ^ (v >>> 16), 0x01000193) >>> 0;
-  };
-  for (let i = 0; i < label.length; i++) mix(label.charCodeAt(i));
-  mix(x);
-  mix(y);
-  mix(z);
-  return h;
+  let l = labelHashes.get(label);
+  if (l === undefined) {
+    l = FNV_OFFSET;
+    for (let i = 0; i < label.length; i++) l = mix(l, label.charCodeAt(i));
+    if (labelHashes.size >= 4096) labelHashes.clear();
+    labelHashes.set(label, l);
+  }
+  return mix(mix(mix(mix(hash, l), x), y), z);
+}
+
+function mix(h: number, v: number): number {
+  h = Math.imul(h ^ (v & 0xffff), 0x01000193) >>> 0;
+  return Math.imul(h ^ (v >>> 16), 0x01000193) >>> 0;
 }
 
 function now(): number {

@@ -12,8 +12,8 @@ function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const out = empty(outShape, a.dtype);
   const views = [cond, a, b].map((t) => broadcastStrides(t, outShape));
   const buffers = () => [cond.buffer(op), a.buffer(op), b.buffer(op), out.buffer(op)];
-  runStrided(op, 'where', { T: a.dtype, TC: cond.dtype }, outShape, views, buffers, (base, [cs, as, bs]) =>
-    packParams('where', { ...base, c_offset: cond.offset, a_offset: a.offset, b_offset: b.offset, c_strides: cs!, a_strides: as!, b_strides: bs! }),
+  runStrided(op, 'where', { T: a.dtype, TC: cond.dtype }, outShape, views, buffers, (numel, s, [cs, as, bs]) =>
+    packParams('where', { numel, rank: s.length, shape: s, c_offset: cond.offset, a_offset: a.offset, b_offset: b.offset, c_strides: cs!, a_strides: as!, b_strides: bs! }),
   );
   return out;
 }
