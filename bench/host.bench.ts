@@ -27,6 +27,9 @@ export interface HostDecode {
   dispatches: number;
   submits: number;
   readbacks: number;
+  /** Bind groups and storage buffers created per token (NaN where runtimeStats has no bindGroups). */
+  bindGroups: number;
+  buffersCreated: number;
   /** Host microseconds per dispatch (from cpuMs where known, else hostMs). */
   usPerDispatch: number;
   /** FNV-1a of the generated ids, to check that two builds decode alike. */
@@ -101,6 +104,8 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
         dispatches,
         submits: (last.stats.submits - first.stats.submits) / n,
         readbacks: (last.stats.readbacks - first.stats.readbacks) / n,
+        bindGroups: ((last.stats.bindGroups ?? NaN) - (first.stats.bindGroups ?? NaN)) / n,
+        buffersCreated: (last.stats.buffersCreated - first.stats.buffersCreated) / n,
         usPerDispatch: ((cpuMs ?? ms - waitMs) * 1000) / dispatches,
         tokenHash: fnv(Int32Array.from(ids)),
       });
@@ -169,7 +174,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of runs) {
     process.stdout.write(
       `${r.tokens} tokens: ${r.ms.toFixed(2)} ms/token = host ${r.hostMs.toFixed(2)} (CPU ${r.cpuMs?.toFixed(2) ?? '-'}) + wait ${r.waitMs.toFixed(2)}; ` +
-        `${r.dispatches.toFixed(1)} dispatches, ${r.submits.toFixed(2)} submits, ${r.readbacks.toFixed(2)} readbacks per token; ` +
+        `${r.dispatches.toFixed(1)} dispatches, ${r.submits.toFixed(2)} submits, ${r.readbacks.toFixed(2)} readbacks, ` +
+        `${r.bindGroups.toFixed(2)} bind groups and ${r.buffersCreated.toFixed(2)} buffers created per token; ` +
         `${r.usPerDispatch.toFixed(1)} us/dispatch; tokens ${r.tokenHash.toString(16)}\n`,
     );
   }
