@@ -71,3 +71,21 @@ test('a step repeated with other uniform values (a growing KV cache, a scalar) c
   assert.equal(after.buffersCreated, before.buffersCreated, 'storage buffers created');
   x.dispose();
 });
+
+test('a step repeated inside tidy() gets the same pooled buffers every time, so it creates no bind group after its first run', async () => {
+  await gpu();
+  const x = tensor(seededValues(64, 8), [64]);
+  const step = () =>
+    tidy(() => {
+      const a = x.mul(2);
+      const b = a.add(x);
+      void relu(b).mul(a).sub(silu(b));
+    });
+  step();
+  const before = runtimeStats();
+  for (let i = 0; i < 5; i++) step();
+  const after = runtimeStats();
+  assert.equal(after.bindGroups, before.bindGroups, 'bind groups created');
+  assert.equal(after.buffersCreated, before.buffersCreated, 'storage buffers created');
+  x.dispose();
+});

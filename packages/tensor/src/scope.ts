@@ -34,10 +34,10 @@ export function startScope(): Scope {
       scopes.pop();
       const kept = new Set<Tensor>();
       collectTensors(result, kept);
-      for (const t of own) {
-        if (kept.has(t)) trackTensor(t);
-        else t.dispose('its tidy() scope ended');
-      }
+      const tensors = [...own];
+      for (const t of tensors) if (kept.has(t)) trackTensor(t);
+      // Newest first, so that the pool hands the same buffers to the same tensors when a step repeats.
+      for (let i = tensors.length - 1; i >= 0; i--) if (!kept.has(tensors[i]!)) tensors[i]!.dispose('its tidy() scope ended');
       return result;
     },
     owns: (t) => own.has(t),
