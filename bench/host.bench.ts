@@ -1,37 +1,20 @@
-// Host (JavaScript) cost of each dispatch in greedy decoding of a small LLaMA, where the GPU work is small:
-// per token, the milliseconds the host spends encoding (wall time less the time awaiting readbacks and
-// syncs), the dispatches, submits and readbacks, and so the host microseconds per dispatch. Run alone:
-// `node --conditions=source --import tsx bench/host.bench.ts [--tokens N] [--runs N] [--cpu-profile FILE]`
-// (FILE: a .cpuprofile of the timed runs, for Chrome's DevTools).
-import { destroyWebGPU, initWebGPU, noGrad, runtimeStats, tensor, toArray } from '@huatuo/tensor';
-import { getRuntime } from '@huatuo/tensor/internal';
+// Host (JavaScript) cost of each dispatch where the GPU work is small: greedy decoding of a small LLaMA
+// (per token) and a LoRA training step of the tiny preset (per step): the milliseconds the host spends
+// encoding (wall and main-thread CPU time outside the waits for the GPU), the dispatches, submits and
+// readbacks, and so the host microseconds per dispatch. Run alone:
+// `node --conditions=source --import tsx bench/host.bench.ts [--tokens N] [--steps N] [--runs N] [--cpu-profile FILE]`
+// (FILE: a .cpuprofile of the timed decoding runs, for Chrome's DevTools).
+import { destroyWebGPU, initWebGPU, noGrad, tensor, toArray } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
 import type { BenchContext } from './kernels.bench.js';
+import { trainStep } from './train.bench.js';
 
 /** Per-token figures of one greedy generation (decode steps only, the prompt's step left out). */
-export interface HostDecode {
+export interface HostDecode extends HostCost {
   tokens: number;
-  /** Wall milliseconds per token. */
-  ms: number;
-  /** Host milliseconds per token: wall time less the time spent awaiting the GPU. */
-  hostMs: number;
-  /**
-   * The main thread's CPU milliseconds per token outside those waits (Linux; else null): unlike
-   * hostMs, not inflated when other processes take the cores.
-   */
-  cpuMs: number | null;
-  /** Milliseconds per token awaiting readbacks and syncs. */
-  waitMs: number;
-  dispatches: number;
-  submits: number;
-  readbacks: number;
-  /** Bind groups and storage buffers created per token (NaN where runtimeStats has no bindGroups). */
-  bindGroups: number;
-  buffersCreated: number;
-  /** Host microseconds per dispatch (from cpuMs where known, else hostMs). */
-  usPerDispatch: number;
   /** FNV-1a of the generated ids, to check that two builds decode alike. */
   tokenHash: number;
 }
@@ -42,28 +25,12 @@ export function hostDecodeConfig(): LlamaConfig {
 }
 
 /**
- * Greedy decoding of `tokens` new tokens after an 8-token prompt, timed per token from the streamed
- * tokens; the time inside the runtime's readbacks and syncs after their submit counts as waiting.
+ * Greedy decoding of `tokens` new tokens after an 8-token prompt, `runs` times after a first untimed
+ * run, timed per token from the streamed tokens; also a hash of the prompt's logits.
  */
 export async function measureHostDecode(config: LlamaConfig, tokens: number, runs: number, profile?: string): Promise<{ runs: HostDecode[]; logitsHash: number }> {
   const model = createRandomLlama(config, { seed: 1 });
-  const rt = getRuntime();
-  const read = rt.read.bind(rt);
-  const sync = rt.sync.bind(rt);
-  let waiting = 0;
-  let waitingCpu = 0;
-  const timed = async <T>(p: Promise<T>): Promise<T> => {
-    const [t0, c0] = [performance.now(), threadCpuMs()];
-    try {
-      return await p;
-    } finally {
-      waiting += performance.now() - t0;
-      waitingCpu += (threadCpuMs() ?? 0) - (c0 ?? 0);
-    }
-  };
-  // The synchronous part of a readback (encoding the copy, finishing and submitting) is host work.
-  rt.read = (buffer, offset, bytes) => timed(read(buffer, offset, bytes));
-  rt.sync = () => timed(sync());
+  const clock = new HostClock();
   const session = new Session();
   const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
   const out: HostDecode[] = [];
@@ -73,14 +40,14 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
       await session.post('Profiler.enable');
     }
     for (let run = 0; run < runs + 1; run++) {
-      const marks: { t: number; cpu: number | null; waited: number; waitedCpu: number; stats: ReturnType<typeof runtimeStats> }[] = [];
+      const marks: HostSnapshot[] = [];
       const ids: number[] = [];
       await generate(model, null, [prompt], {
         maxNewTokens: tokens + 1,
         eosTokenIds: [],
         onToken: (e) => {
           ids.push(e.token);
-          marks.push({ t: performance.now(), cpu: threadCpuMs(), waited: waiting, waitedCpu: waitingCpu, stats: runtimeStats() });
+          marks.push(clock.snapshot());
         },
       });
       if (run === 0) {
@@ -88,27 +55,8 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
         if (profile !== undefined) await session.post('Profiler.start');
         continue;
       }
-      const first = marks[0]!;
-      const last = marks[marks.length - 1]!;
       const n = marks.length - 1;
-      const ms = (last.t - first.t) / n;
-      const waitMs = (last.waited - first.waited) / n;
-      const dispatches = (last.stats.dispatches - first.stats.dispatches) / n;
-      const cpuMs = last.cpu === null || first.cpu === null ? null : (last.cpu - first.cpu - (last.waitedCpu - first.waitedCpu)) / n;
-      out.push({
-        tokens: n,
-        ms,
-        hostMs: ms - waitMs,
-        cpuMs,
-        waitMs,
-        dispatches,
-        submits: (last.stats.submits - first.stats.submits) / n,
-        readbacks: (last.stats.readbacks - first.stats.readbacks) / n,
-        bindGroups: ((last.stats.bindGroups ?? NaN) - (first.stats.bindGroups ?? NaN)) / n,
-        buffersCreated: (last.stats.buffersCreated - first.stats.buffersCreated) / n,
-        usPerDispatch: ((cpuMs ?? ms - waitMs) * 1000) / dispatches,
-        tokenHash: fnv(Int32Array.from(ids)),
-      });
+      out.push({ tokens: n, ...HostClock.cost(marks[0]!, marks[n]!, n), tokenHash: fnv(Int32Array.from(ids)) });
     }
     if (profile !== undefined) {
       writeFileSync(profile, JSON.stringify((await session.post('Profiler.stop')).profile));
@@ -119,18 +67,32 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
     logits.dispose();
     return { runs: out, logitsHash };
   } finally {
-    rt.read = read;
-    rt.sync = sync;
+    clock.dispose();
     model.dispose();
   }
 }
 
-/** CPU milliseconds the calling (main) thread has run, from Linux's /proc/thread-self/schedstat; null elsewhere. */
-function threadCpuMs(): number | null {
+/**
+ * `steps` LoRA training steps of the tiny preset on 32 tokens as the trainer runs them (forward, loss,
+ * backward, clip, AdamW, the loss read back), `runs` times after 24 untimed steps (the pool's buffers
+ * settle, so that the steps reuse their bind groups); also the last loss.
+ */
+export async function measureHostTrain(steps: number, runs: number): Promise<{ runs: HostCost[]; loss: number }> {
+  const { step, dispose } = trainStep({ name: 'tiny', config: configFromPreset('tiny'), seq: 32, params: 0 }, 'f32');
+  const clock = new HostClock();
+  const out: HostCost[] = [];
+  let loss = NaN;
   try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return null;
+    for (let i = 0; i < 24; i++) loss = await step();
+    for (let run = 0; run < runs; run++) {
+      const first = clock.snapshot();
+      for (let i = 0; i < steps; i++) loss = await step();
+      out.push(HostClock.cost(first, clock.snapshot(), steps));
+    }
+    return { runs: out, loss };
+  } finally {
+    clock.dispose();
+    dispose();
   }
 }
 
@@ -158,7 +120,23 @@ export async function benchHost(ctx: BenchContext): Promise<string[]> {
     gbps: null,
     note: `host ${r.hostMs.toFixed(2)} ms/token (main thread CPU ${r.cpuMs?.toFixed(2) ?? '-'}), ${r.dispatches.toFixed(0)} dispatches/token, ${r.usPerDispatch.toFixed(1)} us/dispatch, ${r.readbacks} readbacks/token`,
   });
-  return [`- Decode host work (greedy, hidden 256, 4 layers): ${host.toFixed(1)} us per dispatch, ${r.dispatches.toFixed(0)} dispatches and ${r.readbacks} readback per token (target <= 8 us): ${host <= 8 ? 'met' : '**missed**'}.`];
+  const train = await measureHostTrain(ctx.quick ? 3 : 5, ctx.reps);
+  const trainHost = median(train.runs.map((c) => c.usPerDispatch));
+  const t = train.runs.find((c) => c.usPerDispatch === trainHost)!;
+  ctx.push({
+    bench: 'train host',
+    impl: 'huatuo',
+    dtype: 'f32',
+    shape: 'tiny LoRA T32',
+    ms: t.ms,
+    gflops: null,
+    gbps: null,
+    note: `host ${t.hostMs.toFixed(2)} ms/step (main thread CPU ${t.cpuMs?.toFixed(2) ?? '-'}), ${t.dispatches.toFixed(0)} dispatches/step, ${t.usPerDispatch.toFixed(1)} us/dispatch`,
+  });
+  return [
+    `- Decode host work (greedy, hidden 256, 4 layers): ${host.toFixed(1)} us per dispatch, ${r.dispatches.toFixed(0)} dispatches and ${r.readbacks} readback per token (target <= 8 us): ${host <= 8 ? 'met' : '**missed**'}.`,
+    `- Training step host work (tiny preset, LoRA, 32 tokens): ${trainHost.toFixed(1)} us per dispatch, ${t.dispatches.toFixed(0)} dispatches per step.`,
+  ];
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -166,20 +144,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const i = process.argv.indexOf(name);
     return i >= 0 ? Number(process.argv[i + 1]) : fallback;
   };
+  const log = (s: string) => process.stdout.write(`${s}\n`);
   // No background matmul search beside the timed steps (it would dispatch and read back between them).
   process.env.HUATUO_MATMUL_TUNE ??= '0';
   await initWebGPU();
   const profile = process.argv.indexOf('--cpu-profile');
-  const { runs, logitsHash } = await measureHostDecode(hostDecodeConfig(), arg('--tokens', 32), arg('--runs', 5), profile >= 0 ? process.argv[profile + 1] : undefined);
-  for (const r of runs) {
-    process.stdout.write(
-      `${r.tokens} tokens: ${r.ms.toFixed(2)} ms/token = host ${r.hostMs.toFixed(2)} (CPU ${r.cpuMs?.toFixed(2) ?? '-'}) + wait ${r.waitMs.toFixed(2)}; ` +
-        `${r.dispatches.toFixed(1)} dispatches, ${r.submits.toFixed(2)} submits, ${r.readbacks.toFixed(2)} readbacks, ` +
-        `${r.bindGroups.toFixed(2)} bind groups and ${r.buffersCreated.toFixed(2)} buffers created per token; ` +
-        `${r.usPerDispatch.toFixed(1)} us/dispatch; tokens ${r.tokenHash.toString(16)}\n`,
-    );
+  const runs = arg('--runs', 5);
+  const decode = await measureHostDecode(hostDecodeConfig(), arg('--tokens', 32), runs, profile >= 0 ? process.argv[profile + 1] : undefined);
+  for (const r of decode.runs) log(`decode ${r.tokens} tokens: ${formatCost(r, 'token')}; tokens ${r.tokenHash.toString(16)}`);
+  log(`decode median ${median(decode.runs.map((r) => r.usPerDispatch)).toFixed(1)} us/dispatch; logits ${decode.logitsHash.toString(16)}`);
+  const steps = arg('--steps', 4);
+  if (steps > 0) {
+    const train = await measureHostTrain(steps, runs);
+    for (const c of train.runs) log(`train ${steps} steps: ${formatCost(c, 'step')}`);
+    log(`train median ${median(train.runs.map((c) => c.usPerDispatch)).toFixed(1)} us/dispatch; loss ${train.loss}`);
   }
-  process.stdout.write(`median host ${median(runs.map((r) => r.usPerDispatch)).toFixed(1)} us/dispatch; logits ${logitsHash.toString(16)}\n`);
   await destroyWebGPU();
   process.exit(0);
 }
