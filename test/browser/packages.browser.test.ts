@@ -42,6 +42,7 @@ function assertBrowserSafe(what: string, { code, inputs }: { code: string; input
 test('the browser bundle of @huatuo/llama has no node: imports and no *-node module', async () => {
   const bundle = await browserBundle(`export * from '@huatuo/llama';`);
   assert.ok(bundle.inputs.some((p) => p.endsWith('packages/llama/src/browser.ts')), 'the browser condition did not select src/browser.ts');
+  assert.ok(bundle.inputs.some((p) => p.endsWith('packages/tensor/src/quant/pool-browser.ts')), '#quant-pool did not resolve to quant/pool-browser.ts');
   assertBrowserSafe('@huatuo/llama', bundle);
 });
 

@@ -107,6 +107,8 @@ export {
 export { refQuantizeInt8, refQuantizeNf4, refQuantizeBlockwise8 } from './reference/quant.js';
 export type { Int8Weight, Nf4Weight, QuantFormat, HostQuantized } from './quant/formats.js';
 export { QuantizedWeight } from './quant/weight.js';
+export { openQuantizePool, defaultQuantizeThreads, maxDefaultQuantizeThreads } from '#quant-pool';
+export type { QuantizePool } from './quant/pool.js';
 export { quantizedMatmul } from './ops/quantized-matmul.js';
 
 // Errors

@@ -1,8 +1,8 @@
 // Loading LLaMA weights from an open safetensors checkpoint (files on disk or browser Files):
 // every expected key and shape checked against the config, then tensors streamed one at a time.
 
-import type { FloatDType, QuantizedWeight, Tensor } from '@huatuo/tensor';
-import { QuantizedWeight as Quantized, hasF16, quantizeHost, quantizeHostF16 } from '@huatuo/tensor';
+import type { FloatDType, HostQuantized, QuantizedWeight, QuantizePool, Tensor } from '@huatuo/tensor';
+import { QuantizedWeight as Quantized, defaultQuantizeThreads, hasF16, openQuantizePool } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError, SafetensorsError } from '../errors.js';
 import type { LlamaModel } from './model.js';
@@ -20,6 +20,13 @@ export interface LoadLlamaOptions extends ModelOptions {
    * copy reaches the GPU): 'int8' or 'nf4'. Default 'none'.
    */
   readonly quantize?: Quantization;
+  /**
+   * Threads quantizing projections at once (Node: worker threads, each projection quantized by the same
+   * function as on the main thread, so the bytes are the same for any count): 1 quantizes on the main thread.
+   * Default: the cores this process may use less one, at most 8 (defaultQuantizeThreads). At most this many
+   * projections are being quantized at a time. Browsers quantize on the calling thread whatever the count.
+   */
+  readonly quantizeThreads?: number;
 }
 
 // Buffers some conversions save that the model recomputes.
@@ -43,6 +50,36 @@ function checkLayerCount(ckpt: Checkpoint, config: LlamaConfig, where: string): 
       `config.json gives num_hidden_layers ${config.numHiddenLayers}, but the weights hold ${held}; the config and the weights belong to different models`,
     );
   }
+}
+
+/**
+ * Reads the projections `names` (file order, the next read started early) and quantizes them on `pool`, at most
+ * pool.threads at a time; `done` gets each result in file order. A failure names the tensor and its file.
+ */
+async function quantizeProjections(
+  ckpt: Checkpoint,
+  names: string[],
+  format: Exclude<Quantization, 'none'>,
+  pool: QuantizePool,
+  onProgress: (p: LoadProgress) => void,
+  done: (name: string, host: HostQuantized) => void,
+): Promise<void> {
+  const pending: { name: string; job: Promise<HostQuantized> }[] = [];
+  const settle = async () => {
+    const { name, job } = pending.shift()!;
+    done(name, await job);
+  };
+  for await (const { info, data } of ckpt.iterateExact({ names, onProgress, prefetch: true })) {
+    const [rows, cols] = info.shape as [number, number];
+    const job = pool.quantize(data, rows, cols, format).catch((err: unknown) => {
+      throw new SafetensorsError(info.shard, info.name, `could not be quantized to ${format}: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    // Rejected while an earlier job is awaited, or never awaited when the load fails: not an unhandled rejection.
+    job.catch(() => undefined);
+    pending.push({ name: info.name, job });
+    if (pending.length >= pool.threads) await settle();
+  }
+  while (pending.length > 0) await settle();
 }
 
 /**
@@ -81,6 +118,10 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
     }
   }
   const quantize = options.quantize ?? 'none';
+  const threads = options.quantizeThreads ?? defaultQuantizeThreads();
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new ModelError(`loadLlama: quantizeThreads is ${threads}; give a whole number of at least 1 (1 quantizes on the main thread)`);
+  }
   const projections = new Set(
     quantize === 'none' ? [] : Array.from({ length: config.numHiddenLayers }, (_, i) => loraTargetModules.map((t) => `${modulePath(i, t)}.weight`)).flat(),
   );
@@ -92,6 +133,8 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
   const totalBytes = ckpt.tensors.filter((t) => expected.has(t.name)).reduce((s, t) => s + t.byteLength, 0);
   const progress = (offsetBytes: number, offsetTensors: number) => (p: LoadProgress) =>
     options.onProgress?.({ ...p, bytesRead: p.bytesRead + offsetBytes, totalBytes, tensorsRead: p.tensorsRead + offsetTensors, totalTensors: specs.length });
+  // Opened before the first pass, so that its threads start while the unquantized tensors load.
+  const pool = quantize === 'none' ? undefined : openQuantizePool(threads);
   try {
     for await (const { info, data } of ckpt.iterateAs(dtype, { names: plain, onProgress: progress(0, 0) })) {
       if (info.shape.length === 2) {
@@ -109,17 +152,15 @@ export async function loadLlamaFromCheckpoint(ckpt: Checkpoint, config: LlamaCon
         uploaded.set(info.name, [uploadWeight(data, info.shape, dtype)]);
       }
     }
-    if (quantize !== 'none') {
-      for await (const { info, data } of ckpt.iterateExact({ names: [...projections], onProgress: progress(firstBytes, plain.length), prefetch: true })) {
-        const [rows, cols] = info.shape as [number, number];
-        const host = data instanceof Uint16Array ? quantizeHostF16(data, rows, cols, quantize) : quantizeHost(data, rows, cols, quantize);
-        quantized.set(info.name, Quantized.upload(host, info.name));
-      }
+    if (pool && quantize !== 'none') {
+      await quantizeProjections(ckpt, [...projections], quantize, pool, progress(firstBytes, plain.length), (name, host) => quantized.set(name, Quantized.upload(host, name)));
     }
   } catch (err) {
     for (const parts of uploaded.values()) for (const p of parts) p.dispose('loading failed');
     for (const q of quantized.values()) q.dispose();
     throw err;
+  } finally {
+    await pool?.close();
   }
   return assembleModel(
     config,

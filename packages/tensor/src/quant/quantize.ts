@@ -2,7 +2,7 @@
 // by decision tables (codes.ts) instead of a search per value, two NF4 codes per byte write, and f16 bit
 // patterns staged a chunk at a time into a reused f32 buffer. Other inputs, and any block or row holding a
 // NaN or infinity (or scaled out of the tables' range), go through the reference.
-import { f16BitsToF32 } from '../creation.js';
+import { f16BitsToF32 } from '../f16-bits.js';
 import { refQuantizeInt8, refQuantizeNf4 } from '../reference/quant.js';
 import { DYNAMIC_CODE, NF4_ABSMAX_BLOCK, NF4_BLOCK, NF4_CODE, TABLE_RANGE, NF4_BUCKETS_PER_UNIT, dynamicCodeOf, dynamicThresholds, nearestCode, nf4Table } from './codes.js';
 import type { Int8Weight, Nf4Weight } from './formats.js';
