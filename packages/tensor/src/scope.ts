@@ -25,23 +25,33 @@ export interface Scope {
 
 /** Opens a scope that must be closed with `end()` (scopes nest; close them in reverse order). */
 export function startScope(): Scope {
-  const own = new Set<Tensor>();
-  scopes.push(own);
-  return {
-    end<R>(result?: R): R | undefined {
-      const i = scopes.lastIndexOf(own);
-      if (i !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
-      scopes.pop();
-      const kept = new Set<Tensor>();
-      collectTensors(result, kept);
-      const tensors = [...own];
-      for (const t of tensors) if (kept.has(t)) trackTensor(t);
-      // Newest first, so that the pool hands the same buffers to the same tensors when a step repeats.
-      for (let i = tensors.length - 1; i >= 0; i--) if (!kept.has(tensors[i]!)) tensors[i]!.dispose('its tidy() scope ended');
-      return result;
-    },
-    owns: (t) => own.has(t),
-  };
+  return new OpenScope();
+}
+
+/** A scope opened by startScope: a class, so that opening one (every op does) creates no closures. */
+class OpenScope implements Scope {
+  private readonly own = new Set<Tensor>();
+
+  constructor() {
+    scopes.push(this.own);
+  }
+
+  end<R>(result?: R): R | undefined {
+    const own = this.own;
+    if (scopes.lastIndexOf(own) !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
+    scopes.pop();
+    const kept = new Set<Tensor>();
+    collectTensors(result, kept);
+    const tensors = [...own];
+    for (const t of tensors) if (kept.has(t)) trackTensor(t);
+    // Newest first, so that the pool hands the same buffers to the same tensors when a step repeats.
+    for (let i = tensors.length - 1; i >= 0; i--) if (!kept.has(tensors[i]!)) tensors[i]!.dispose('its tidy() scope ended');
+    return result;
+  }
+
+  owns(t: Tensor): boolean {
+    return this.own.has(t);
+  }
 }
 
 /**

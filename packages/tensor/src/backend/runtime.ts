@@ -44,12 +44,17 @@ export interface RuntimeStats extends PoolStats {
 }
 
 const MAX_DISPATCHES_PER_SUBMIT = 256;
+/** Readback buffers up to this size are kept for the next read of the same size, a few per size. */
+const MAX_KEPT_STAGING_BYTES = 64 * 1024;
+const MAX_KEPT_STAGING_PER_SIZE = 4;
 
 export class Runtime {
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CompiledKernel>();
   private readonly bindings: BindingCache;
   private readonly layouts = new Map<string, BindingLayout>();
+  /** Unmapped readback buffers kept for reuse, by size. */
+  private readonly stagingBuffers = new Map<number, GPUBuffer[]>();
   private readonly uniforms: UniformArena;
   private readonly pacer = new WaitPacer();
   private encoder: GPUCommandEncoder | null = null;
@@ -197,7 +202,7 @@ export class Runtime {
   /** Reads `bytes` bytes of a buffer back to the host, waiting for all queued work. */
   async read(buffer: GPUBuffer, offsetBytes: number, bytes: number): Promise<ArrayBuffer> {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.stagingBuffers.get(size)?.pop() ?? this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
     this.encoder.copyBufferToBuffer(buffer, offsetBytes, staging, 0, size);
@@ -214,7 +219,7 @@ export class Runtime {
     this.pacer.recordWait();
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
-    staging.destroy();
+    this.releaseStaging(staging);
     this.counters.readbacks++;
     this.counters.readbackBytes += bytes;
     this.raiseUncaptured();
@@ -246,6 +251,17 @@ export class Runtime {
     if (msg) {
       uncapturedErrors.length = 0;
       throw new DeviceError(`WebGPU validation error: ${msg}`);
+    }
+  }
+
+  /** Keeps a small readback buffer for the next read of its size (a decode step reads a few bytes every token). */
+  private releaseStaging(staging: GPUBuffer): void {
+    let list = this.stagingBuffers.get(staging.size);
+    if (staging.size <= MAX_KEPT_STAGING_BYTES && (list?.length ?? 0) < MAX_KEPT_STAGING_PER_SIZE) {
+      if (!list) this.stagingBuffers.set(staging.size, (list = []));
+      list.push(staging);
+    } else {
+      staging.destroy();
     }
   }
 

@@ -54,6 +54,9 @@ export function opContext<S extends readonly Tensor[] = Tensor[], D extends obje
   return { inputs, saved: [] as Tensor[] as unknown as S, data: {} as D, needsGrad };
 }
 
+/** needsGrad of an op that records nothing. */
+const needsNone = (): boolean => false;
+
 /** Turns an op definition into a callable that records the graph. */
 export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(def: OpDef<A, S, D>): Op<A, S, D> {
   const call = (...args: A): Tensor => {
@@ -63,8 +66,8 @@ export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tens
       else if (Array.isArray(a)) for (const x of a) if (x instanceof Tensor) inputs.push(x);
     }
     const record = isGradEnabled() && inputs.some(needsGradient);
-    const needs = inputs.map((t) => record && needsGradient(t));
-    const ctx = opContext<S, D>(inputs, (i) => needs[i] ?? false);
+    const needs = record ? inputs.map(needsGradient) : null;
+    const ctx = opContext<S, D>(inputs, needs ? (i) => needs[i] ?? false : needsNone);
     const previous = setGradEnabled(false);
     const scope = startScope();
     let out: Tensor;

@@ -63,9 +63,16 @@ export const missingAdapterHint =
 
 /** Where the matmul tuning results live: $XDG_CACHE_HOME (or ~/.cache)/huatuo-webgpu/tiles.json. */
 export function tuningCachePath(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'huatuo-webgpu', 'tiles.json');
+  const xdg = process.env.XDG_CACHE_HOME;
+  const home = process.env.HOME;
+  if (cachePath === null || cachePath.xdg !== xdg || cachePath.home !== home) {
+    cachePath = { xdg, home, path: join(xdg || join(homedir(), '.cache'), 'huatuo-webgpu', 'tiles.json') };
+  }
+  return cachePath.path;
 }
+
+/** The last path tuningCachePath built and the environment it built it from (products ask often). */
+let cachePath: { xdg: string | undefined; home: string | undefined; path: string } | null = null;
 
 /** The last parse of the tuning cache, the file's identity then (null: absent), and when that was last checked. */
 let parsedCache: { path: string; stamp: string | null; checked: number; data: Record<string, unknown> } | null = null;
