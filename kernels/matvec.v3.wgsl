@@ -4,9 +4,12 @@
 // subgroup of SG lanes and owns ROWS rows; per pass every lane loads U chunks of each row (lane + j * SG,
 // so neighbouring lanes read neighbouring addresses), which keeps ROWS * U independent 16-byte loads in
 // flight per lane: decoding is bound by how many bytes are in flight, not by arithmetic. f32 sums,
-// subgroupAdd across the lanes. Rows past N are clamped on load and skipped on store.
+// subgroupAdd across the lanes. Rows past N are clamped on load and skipped on store. With G > 1 a
+// workgroup holds G subgroups (invocations SG s .. SG s + SG - 1 taken as subgroup s, which the search's
+// check confirms on the device), each with its own ROWS rows: GPUs cap the workgroups resident per core,
+// so one-subgroup workgroups would leave part of a core's threads unused.
 // Bindings: 0 Params (uniform); 1 x: array<CH> read; 2 w: array<CH> read; 3 y: array<T> read_write.
-// Workgroup SG threads; grid (groups of ROWS rows, folded into x and y; batch).
+// Workgroup SG G threads; grid (groups of G ROWS rows, folded into x and y; batch).
 enable subgroups;
 alias T = f32;
 alias CH = {{CH}};
@@ -20,6 +23,7 @@ alias CH = {{CH}};
 const SG: u32 = {{SG}}u;
 const ROWS: u32 = {{ROWS}}u;
 const U: u32 = {{U}}u;
+const G: u32 = {{G}}u;
 
 {{include batch_bases}}
 
@@ -28,11 +32,11 @@ fn chunk_dot(xc: CH, wc: CH) -> f32 {
 {{CHUNK_DOT}}
 }
 
-@compute @workgroup_size(SG)
+@compute @workgroup_size(SG * G)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(subgroup_invocation_id) lane: u32) {
-  let n0 = (wid.x + wid.y * nwg.x) * ROWS;
-  if (n0 >= p.N) { return; }
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(local_invocation_index) li: u32) {
+  // No early return past N: subgroupAdd needs uniform control flow, and n0 varies with the subgroup.
+  let n0 = ((wid.x + wid.y * nwg.x) * G + li / SG) * ROWS;
   let bases = batch_bases(wid.z, vec2<u32>(p.x_offset, p.w_offset), p.x_batch_strides, p.w_batch_strides);
   let x_base = bases.x;
   var rows: array<u32, ROWS>;

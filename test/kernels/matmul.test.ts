@@ -32,11 +32,14 @@ const gpuShaped: MatmulVariant[] = [
   { kernel: 'v4', tile: 128 },
   { kernel: 'v4', tile: 64 },
 ];
-/** Every candidate, v4 (a candidate on GPUs only), the decode kernels, and v3 reading b packed into column panels at any size. */
+/** The wide decode kernel with several subgroups a workgroup (a candidate on GPUs only). */
+const gpuDecode: MatmulVariant[] = v3Candidate?.kernel === 'v3' ? [{ kernel: 'matvec', sg: v3Candidate.sg, wide: true, groups: 4 }] : [];
+/** Every candidate, v4 and the many-subgroup decode kernel (candidates on GPUs only), the decode kernels, and v3 reading b packed into column panels at any size. */
 const variants: MatmulVariant[] = [
   ...matmulCandidates(info),
   ...gpuShaped.filter((v) => !matmulCandidates(info).some((c) => variantName(c) === variantName(v))),
   ...decodeCandidates(info),
+  ...gpuDecode.filter((v) => !decodeCandidates(info).some((c) => variantName(c) === variantName(v))),
   ...(v3Candidate ? [{ ...v3Candidate, pack: true }] : []),
 ];
 /** What a plan ran, as `check` reports it: the variant, `+pack` when b was packed first. */
@@ -193,7 +196,7 @@ test('a product that fills few workgroups is split along k into f32 partial sums
 });
 
 test('the decode paths read a linear layer weight stored transposed ([N, K]) in place', async () => {
-  for (const v of decodeCandidates(info)) {
+  for (const v of [...decodeCandidates(info), ...gpuDecode]) {
     setMatmulVariant(v);
     try {
       const c = { M: 1, K: 260, N: 132, batchA: [], batchB: [], ta: false, tb: true, seed: 11 };

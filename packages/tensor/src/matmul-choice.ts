@@ -40,7 +40,7 @@ export interface SgmatVariant {
 }
 
 /** A single-row (M = 1) variant. */
-export type DecodeVariant = { kernel: 'matvec'; sg?: number; wide?: boolean };
+export type DecodeVariant = { kernel: 'matvec'; sg?: number; wide?: boolean; groups?: number };
 
 /** The variants used for general products (`main`, `f16`) and for single rows (`decode`). */
 export interface MatmulChoice {
@@ -113,10 +113,17 @@ export function sgmatCandidates(info: DeviceInfo): MatmulVariant[] {
   return out;
 }
 
+/** Subgroups a workgroup of the many-subgroup wide matrix-vector variant holds. */
+const MATVEC_GROUPS = 4;
+
 /** Single-row variants: a thread per 4 outputs always; lanes along k where the subgroup size is fixed. */
 export function decodeCandidates(info: DeviceInfo): DecodeVariant[] {
   const sg = v3SubgroupSize(info);
-  return sg ? [{ kernel: 'matvec' }, { kernel: 'matvec', sg }, { kernel: 'matvec', sg, wide: true }] : [{ kernel: 'matvec' }];
+  if (!sg) return [{ kernel: 'matvec' }];
+  const out: DecodeVariant[] = [{ kernel: 'matvec' }, { kernel: 'matvec', sg }, { kernel: 'matvec', sg, wide: true }];
+  // Several subgroups a workgroup: GPUs (subgroups of 16 lanes or more) cap the workgroups resident per core.
+  if (sg >= 16 && info.maxComputeInvocationsPerWorkgroup >= sg * MATVEC_GROUPS) out.push({ kernel: 'matvec', sg, wide: true, groups: MATVEC_GROUPS });
+  return out;
 }
 
 /**
@@ -140,7 +147,7 @@ export function variantName(v: MatmulVariant): string {
     case 'sgmat':
       return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg},tile=${v.tm}x${v.tn}/${v.wm}x${v.wn})`;
     case 'matvec':
-      return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg}${v.wide ? ',wide' : ''})`;
+      return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg}${v.wide ? ',wide' : ''}${v.groups ? `,groups=${v.groups}` : ''})`;
     default:
       return v.kernel;
   }

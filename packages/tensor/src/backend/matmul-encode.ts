@@ -91,7 +91,7 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       break;
     }
     case 'matvec':
-      if (v.wide) out.push(module('matvec.v3', { T, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL) }, wideChunk(T)));
+      if (v.wide) out.push(module('matvec.v3', { T, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL), G: String(v.groups ?? 1) }, wideChunk(T)));
       else out.push(v.sg === undefined ? module('matvec', { T, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, SG: String(v.sg) }));
       break;
   }
@@ -136,7 +136,7 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
       x_batch_strides: p.a.batchStrides.map(u),
       w_batch_strides: p.b.batchStrides.map(u),
     });
-    const rows = v.wide ? WIDE_ROWS : 4;
+    const rows = v.wide ? WIDE_ROWS * (v.groups ?? 1) : 4;
     const groups: readonly [number, number] =
       v.sg === undefined ? [Math.ceil(p.N / 4 / MATVEC_WG), 1] : grid1d(Math.ceil(p.N / rows), 1, rt.info.maxComputeWorkgroupsPerDimension);
     rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c], workgroups: [groups[0], groups[1], batch], label });
