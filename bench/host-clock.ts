@@ -17,6 +17,11 @@ export interface HostCost {
   cpuMs: number | null;
   /** Milliseconds awaiting readbacks and syncs. */
   waitMs: number;
+  /**
+   * CPU milliseconds of the process's other threads (Linux; else null): on a CPU adapter such as
+   * lavapipe, mostly its execution of the kernels (the GPU work), whatever else shares the cores.
+   */
+  otherCpuMs: number | null;
   dispatches: number;
   submits: number;
   readbacks: number;
@@ -31,6 +36,8 @@ export interface HostCost {
 export interface HostSnapshot {
   t: number;
   cpu: number | null;
+  /** The whole process's CPU milliseconds. */
+  processCpu: number;
   waited: number;
   waitedCpu: number;
   stats: RuntimeStats;
@@ -64,7 +71,8 @@ export class HostClock {
   }
 
   snapshot(): HostSnapshot {
-    return { t: performance.now(), cpu: threadCpuMs(), waited: this.waited, waitedCpu: this.waitedCpu, stats: runtimeStats() };
+    const u = process.cpuUsage();
+    return { t: performance.now(), cpu: threadCpuMs(), processCpu: (u.user + u.system) / 1000, waited: this.waited, waitedCpu: this.waitedCpu, stats: runtimeStats() };
   }
 
   /** Figures per unit over `n` units of work from `first` to `last`. */
@@ -79,6 +87,7 @@ export class HostClock {
       hostMs: ms - waitMs,
       cpuMs,
       waitMs,
+      otherCpuMs: last.cpu === null || first.cpu === null ? null : (last.processCpu - first.processCpu - (last.cpu - first.cpu)) / n,
       dispatches,
       submits: per('submits'),
       readbacks: per('readbacks'),
@@ -97,7 +106,7 @@ export class HostClock {
 /** One line of figures per unit (`unit`: token, step). */
 export function formatCost(c: HostCost, unit: string): string {
   return (
-    `${c.ms.toFixed(2)} ms/${unit} = host ${c.hostMs.toFixed(2)} (CPU ${c.cpuMs?.toFixed(2) ?? '-'}) + wait ${c.waitMs.toFixed(2)}; ` +
+    `${c.ms.toFixed(2)} ms/${unit} = host ${c.hostMs.toFixed(2)} (CPU ${c.cpuMs?.toFixed(2) ?? '-'}) + wait ${c.waitMs.toFixed(2)} (other threads' CPU ${c.otherCpuMs?.toFixed(2) ?? '-'}); ` +
     `${c.dispatches.toFixed(1)} dispatches, ${c.submits.toFixed(2)} submits, ${c.readbacks.toFixed(2)} readbacks, ` +
     `${c.bindGroups.toFixed(2)} bind groups and ${c.buffersCreated.toFixed(2)} buffers created per ${unit}; ${c.usPerDispatch.toFixed(1)} us/dispatch`
   );
