@@ -17,12 +17,12 @@ const liveWorkers = () => process.getActiveResourcesInfo().filter((r) => r === '
 // blocks straddle rows.
 const config: LlamaConfig = configFromPreset('tiny', { numHiddenLayers: 3, numKeyValueHeads: 2, vocabSize: 96 });
 
-/** A folder with config.json and a model.safetensors of seeded weights in `dtype`; `corrupt` gets a NaN. */
-async function writeFolder(dtype: 'F16' | 'F32', corrupt?: string): Promise<string> {
+/** A folder with config.json and a model.safetensors of seeded weights in `dtype`; `corrupt` gets `bad` at index 7. */
+async function writeFolder(dtype: 'F16' | 'F32', corrupt?: string, bad = Number.NaN): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), `llama-qthreads-${dtype}-`));
   const tensors = expectedWeights(config).map((spec, i) => {
     const values = seededValues(spec.shape.reduce((a, b) => a * b, 1), 100 + i, 0.05);
-    if (spec.name === corrupt) values[7] = Number.NaN;
+    if (spec.name === corrupt) values[7] = bad;
     return { name: spec.name, dtype, shape: spec.shape, data: dtype === 'F16' ? f32ToF16Bits(values) : values };
   });
   await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
@@ -49,7 +49,8 @@ describe('quantizing on worker threads while loading', () => {
     await initWebGPU();
     dirs.set('F16', await writeFolder('F16'));
     dirs.set('F32', await writeFolder('F32'));
-    dirs.set('corrupt', await writeFolder('F16', 'model.layers.2.mlp.gate_proj.weight'));
+    dirs.set('corrupt F16', await writeFolder('F16', 'model.layers.2.mlp.gate_proj.weight'));
+    dirs.set('corrupt F32', await writeFolder('F32', 'model.layers.1.self_attn.o_proj.weight', Number.NEGATIVE_INFINITY));
   });
   after(async () => {
     for (const dir of dirs.values()) await rm(dir, { recursive: true, force: true });
@@ -76,27 +77,34 @@ describe('quantizing on worker threads while loading', () => {
     });
   }
 
-  it('a corrupt projection fails the load with the error of the main-thread path, naming file and tensor, and stops the workers', async () => {
-    const idle = liveWorkers();
-    const failure = async (threads: number) => {
-      let workers = 0;
-      const err = await loadLlama(dirs.get('corrupt')!, { quantize: 'nf4', quantizeThreads: threads, onProgress: () => (workers = Math.max(workers, liveWorkers())) }).then(
-        (m) => {
-          m.dispose();
-          return undefined;
-        },
-        (e: unknown) => e,
-      );
-      return { err, workers };
-    };
-    const want = await failure(1);
-    const got = await failure(3);
-    assert.ok(want.err instanceof SafetensorsError && got.err instanceof SafetensorsError, `SafetensorsErrors, got ${String(got.err)}`);
-    assert.equal(got.err.message, want.err.message);
-    assert.match(got.err.message, /model\.safetensors: tensor "model\.layers\.2\.mlp\.gate_proj\.weight": element 7 is NaN/);
-    assert.equal(got.workers, idle + 3, 'the workers were running when the load failed');
-    assert.equal(liveWorkers(), idle, 'no worker is left after the failed load');
-  });
+  const corrupt = [
+    ['F16', 'nf4', /model\.safetensors: tensor "model\.layers\.2\.mlp\.gate_proj\.weight": element 7 is NaN and 1 of/],
+    ['F32', 'int8', /model\.safetensors: tensor "model\.layers\.1\.self_attn\.o_proj\.weight": element 7 is -Infinity and 1 of/],
+  ] as const;
+  for (const [dtype, format, message] of corrupt) {
+    it(`a corrupt ${dtype} projection (${format}) fails the load with the main thread's error, naming file and tensor, and stops the workers`, async () => {
+      const idle = liveWorkers();
+      const failure = async (threads: number) => {
+        let workers = 0;
+        const load = loadLlama(dirs.get(`corrupt ${dtype}`)!, { quantize: format, quantizeThreads: threads, onProgress: () => (workers = Math.max(workers, liveWorkers())) });
+        const err = await load.then(
+          (m) => {
+            m.dispose();
+            return undefined;
+          },
+          (e: unknown) => e,
+        );
+        return { err, workers };
+      };
+      const want = await failure(1);
+      const got = await failure(3);
+      assert.ok(want.err instanceof SafetensorsError && got.err instanceof SafetensorsError, `SafetensorsErrors, got ${String(want.err)} and ${String(got.err)}`);
+      assert.match(want.err.message, message);
+      assert.equal(got.err.message, want.err.message);
+      assert.equal(got.workers, idle + 3, 'the workers were running when the load failed');
+      assert.equal(liveWorkers(), idle, 'no worker is left after the failed load');
+    });
+  }
 
   it('quantizeThreads must be a whole number of at least 1, named in the error', async () => {
     for (const bad of [0, 2.5]) {

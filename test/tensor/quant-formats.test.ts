@@ -13,8 +13,14 @@ import {
   dequantizeNf4,
   nf4Absmax,
   nf4CodeAt,
+  f32ToF16Bits,
+  quantizeHost,
+  quantizeHostF16,
   quantizeInt8,
   quantizeNf4,
+  quantizedFromFinite,
+  refQuantizeInt8,
+  refQuantizeNf4,
 } from '@huatuo/tensor';
 import { seededValues } from './helpers.js';
 
@@ -153,4 +159,24 @@ test('NF4 round trip: |w - deq| <= (largest half gap of NF4) * absmax + |absmax 
     }),
     { numRuns: 40 },
   );
+});
+
+test('quantizedFromFinite is false exactly when a NaN or infinity was quantized, in either format, from f32 or f16', () => {
+  const special = fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 150 }), fc.integer({ min: 0, max: 1e6 }), fc.option(special), fc.nat(), (rows, cols, seed, bad, at) => {
+      const values = seededValues(rows * cols, seed, 2);
+      if (bad !== null) values[at % values.length] = bad;
+      for (const format of ['int8', 'nf4'] as const) {
+        const results = [
+          quantizeHost(values, rows, cols, format),
+          quantizeHostF16(f32ToF16Bits(values), rows, cols, format),
+          format === 'int8' ? refQuantizeInt8(values, rows, cols) : refQuantizeNf4(values, rows, cols),
+        ];
+        for (const q of results) assert.equal(quantizedFromFinite(q), bad === null, `${format} [${rows}, ${cols}] seed ${seed}, ${String(bad)} at ${at % values.length}`);
+      }
+    }),
+    { numRuns: 60 },
+  );
+  assert.ok(quantizedFromFinite(quantizeNf4(new Float32Array(0), 0, 64)), 'an empty weight is finite');
 });

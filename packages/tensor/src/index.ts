@@ -102,7 +102,7 @@ export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
   NF4_CODE, NF4_BLOCK, NF4_ABSMAX_BLOCK, DYNAMIC_CODE, nearestCode, nf4CodeAt,
-  quantizeInt8, dequantizeInt8, quantizeNf4, dequantizeNf4, nf4Absmax, quantizeBlockwise8, quantizeHost, quantizeHostF16, dequantizeHost,
+  quantizeInt8, dequantizeInt8, quantizeNf4, dequantizeNf4, nf4Absmax, quantizeBlockwise8, quantizeHost, quantizeHostF16, dequantizeHost, quantizedFromFinite,
 } from './quant/formats.js';
 export { refQuantizeInt8, refQuantizeNf4, refQuantizeBlockwise8 } from './reference/quant.js';
 export type { Int8Weight, Nf4Weight, QuantFormat, HostQuantized } from './quant/formats.js';

@@ -40,6 +40,11 @@ export interface IterateOptions {
    * it (at most two tensors in memory). Default false: one tensor at a time.
    */
   readonly prefetch?: boolean;
+  /**
+   * iterateAs and iterateExact: skip the check for NaN and infinity (the caller checks the values itself, as
+   * the quantized load does from the quantized weights). Default false: such a tensor is refused by name.
+   */
+  readonly allowNonFinite?: boolean;
 }
 
 /** A tensor read from a checkpoint. */
@@ -204,7 +209,8 @@ export class Checkpoint {
         throw new SafetensorsError(t.shard, t.name, `dtype ${t.dtype} cannot be read as ${target}; only F32, F16 and BF16 convert; use iterate() for raw bytes`);
       }
     }
-    yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, target));
+    const check = { allowNonFinite: options.allowNonFinite ?? false };
+    yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, target, check));
   }
 
   /**
@@ -220,7 +226,8 @@ export class Checkpoint {
         throw new SafetensorsError(t.shard, t.name, `dtype ${t.dtype} cannot be read as floats; only F32, F16 and BF16 convert; use iterate() for raw bytes`);
       }
     }
-    yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, t.dtype === 'F16' ? 'f16' : 'f32'));
+    const check = { allowNonFinite: options.allowNonFinite ?? false };
+    yield* this.walk(options, async (t) => this.files.get(t.shard)!.readAs(t.name, t.dtype === 'F16' ? 'f16' : 'f32', check));
   }
 
   private select(names: readonly string[] | undefined): CheckpointTensorInfo[] {

@@ -2,7 +2,7 @@
 // every expected key and shape checked against the config, then tensors streamed one at a time.
 
 import type { FloatDType, HostQuantized, QuantizedWeight, QuantizePool, Tensor } from '@huatuo/tensor';
-import { QuantizedWeight as Quantized, defaultQuantizeThreads, hasF16, openQuantizePool } from '@huatuo/tensor';
+import { QuantizedWeight as Quantized, defaultQuantizeThreads, hasF16, openQuantizePool, quantizedFromFinite } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError, SafetensorsError } from '../errors.js';
 import type { LlamaModel } from './model.js';
@@ -55,6 +55,9 @@ function checkLayerCount(ckpt: Checkpoint, config: LlamaConfig, where: string): 
 /**
  * Reads the projections `names` (file order, the next read started early) and quantizes them on `pool`, at most
  * pool.threads at a time; `done` gets each result in file order. A failure names the tensor and its file.
+ * The NaN and infinity check runs on the quantized weight (quantizedFromFinite) instead of on the read, so that
+ * no pass over the values is left on the main thread; a tensor that fails it is read again to be refused with
+ * the read's own error.
  */
 async function quantizeProjections(
   ckpt: Checkpoint,
@@ -67,9 +70,11 @@ async function quantizeProjections(
   const pending: { name: string; job: Promise<HostQuantized> }[] = [];
   const settle = async () => {
     const { name, job } = pending.shift()!;
-    done(name, await job);
+    const host = await job;
+    if (!quantizedFromFinite(host)) await ckpt.readAs(name, ckpt.info(name).dtype === 'F16' ? 'f16' : 'f32');
+    done(name, host);
   };
-  for await (const { info, data } of ckpt.iterateExact({ names, onProgress, prefetch: true })) {
+  for await (const { info, data } of ckpt.iterateExact({ names, onProgress, prefetch: true, allowNonFinite: true })) {
     const [rows, cols] = info.shape as [number, number];
     const job = pool.quantize(data, rows, cols, format).catch((err: unknown) => {
       throw new SafetensorsError(info.shard, info.name, `could not be quantized to ${format}: ${err instanceof Error ? err.message : String(err)}`);

@@ -95,6 +95,20 @@ export function quantizeHostF16(bits: Uint16Array, rows: number, cols: number, f
   return format === 'int8' ? quantizeInt8F16(bits, rows, cols) : quantizeNf4F16(bits, rows, cols);
 }
 
+/**
+ * Whether every value a host-quantized weight was quantized from was finite, read from the result: a NaN or
+ * infinity makes its int8 row's absmax, or its NF4 block's absmax and so the mean of them all (absmaxOffset),
+ * NaN or infinite, while finite values keep them finite. Lets a loader check a weight without another pass.
+ *
+ * @example
+ * if (!quantizedFromFinite(q)) throw new Error('the weight holds NaN or infinity');
+ */
+export function quantizedFromFinite(q: HostQuantized): boolean {
+  if (q.format === 'nf4') return q.absmaxCodes.length === 0 || Number.isFinite(q.absmaxOffset);
+  for (let r = 0; r < q.absmax.length; r++) if (!Number.isFinite(q.absmax[r]!)) return false;
+  return true;
+}
+
 /** Row-major f32 values of a host-quantized weight. */
 export function dequantizeHost(q: HostQuantized): Float32Array {
   return q.format === 'int8' ? dequantizeInt8(q) : dequantizeNf4(q);
