@@ -1,9 +1,14 @@
 // Host quantization cost per weight at LLaMA-7B projection sizes (4096x4096, 11008x4096): quantizeNf4 and
-// quantizeInt8 on f32 weights, and the loader's host path for one F16 tensor of a safetensors checkpoint
-// (read as f16 bits with the finite check, then quantized from them). CPU only, no adapter needed.
-// `node --conditions=source --import tsx bench/quant-host.bench.ts [--quick]` runs it alone.
-import { Checkpoint, bytesSource, serializeSafetensors } from '@huatuo/llama';
-import { f32ToF16Bits, quantizeHost, quantizeHostF16, type QuantFormat } from '@huatuo/tensor';
+// quantizeInt8 on f32 weights, the loader's host path for one F16 tensor of a safetensors checkpoint (read as
+// f16 bits with the finite check, then quantized from them), CPU only; and loadLlama of one LLaMA-7B-shaped
+// layer from an F16 folder on disk, quantized on 1 thread and on worker threads (quantizeThreads).
+// `node --conditions=source --import tsx bench/quant-host.bench.ts [--quick] [--load [--threads 1,2]]` runs it
+// alone (--load: only the layer load, which needs a WebGPU adapter).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Checkpoint, bytesSource, configFromPreset, expectedWeights, loadLlama, serializeSafetensors, toHfConfigJson, writeSafetensors } from '@huatuo/llama';
+import { defaultQuantizeThreads, f32ToF16Bits, initWebGPU, quantizeHost, quantizeHostF16, type QuantFormat } from '@huatuo/tensor';
 import type { Row } from './timing.js';
 
 /** Seeded roughly normal values (sum of four uniforms) with standard deviation `std`, as f16 would hold them. */
@@ -77,10 +82,55 @@ export async function benchQuantHost(
   return lines;
 }
 
+/**
+ * Times loadLlama({ quantize: 'nf4', quantizeThreads }) of one LLaMA-7B-shaped decoder layer (vocabulary 32)
+ * from an F16 safetensors folder written to a temporary directory (read from the page cache after the first
+ * load), for each thread count: read, quantize, finite check, upload, and the worker threads' start (about 0.1 s
+ * from dist, 0.5-1 s from the TypeScript sources, which each worker compiles through tsx). Pushes one row per
+ * count with ns per projection weight. Needs an initialized WebGPU adapter.
+ */
+export async function benchQuantLoad(
+  ctx: { reps: number; push: (r: Omit<Row, 'adapter'>) => void },
+  threadCounts: readonly number[] = [1, Math.max(2, defaultQuantizeThreads())],
+  hidden = 4096,
+): Promise<string[]> {
+  const config = configFromPreset('llama-7b', { numHiddenLayers: 1, vocabSize: 32, hiddenSize: hidden, intermediateSize: Math.round((hidden * 11008) / 4096), numAttentionHeads: hidden / 128, numKeyValueHeads: hidden / 128 });
+  const specs = expectedWeights(config);
+  const projectionWeights = specs.filter((s) => s.name.endsWith('_proj.weight')).reduce((a, s) => a + s.shape[0]! * s.shape[1]!, 0);
+  const dir = await mkdtemp(join(tmpdir(), 'quant-load-bench-'));
+  const lines: string[] = [];
+  try {
+    await writeFile(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config)));
+    await writeSafetensors(
+      join(dir, 'model.safetensors'),
+      specs.map((spec, i) => ({ name: spec.name, dtype: 'F16' as const, shape: spec.shape, data: () => f32ToF16Bits(weights(spec.shape.reduce((a, b) => a * b, 1), 11 + i, 0.02)) })),
+    );
+    const shape = `1 layer ${hidden}`;
+    for (const threads of threadCounts) {
+      const t = await time(async () => (await loadLlama(dir, { quantize: 'nf4', quantizeThreads: threads })).dispose(), ctx.reps);
+      const ns = (ms: number) => ((ms * 1e6) / projectionWeights).toFixed(2);
+      const impl = `huatuo nf4 ${threads} thread${threads === 1 ? '' : 's'}`;
+      ctx.push({ bench: 'load quantized layer', impl, dtype: 'f16', shape, ms: t.median, gflops: null, gbps: null, note: `${ns(t.median)} ns/weight (min ${ns(t.min)})` });
+      lines.push(`- load quantized layer ${impl} ${shape}: ${ns(t.median)} ns per projection weight (median), ${ns(t.min)} (min).`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return lines;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const quick = process.argv.includes('--quick');
   const log = (s: string) => process.stdout.write(`${s}\n`);
-  const shapes: [number, number][] = quick ? [[1024, 1024]] : [[4096, 4096], [11008, 4096]];
-  const lines = await benchQuantHost({ reps: quick ? 3 : 5, push: (r) => log(`${r.bench.padEnd(20)} ${r.impl.padEnd(12)} ${r.dtype} ${r.shape.padEnd(10)} ${r.ms.toFixed(1).padStart(8)} ms ${r.note ?? ''}`) }, shapes);
-  log(lines.join('\n'));
+  const push = (r: Omit<Row, 'adapter'>) => log(`${r.bench.padEnd(20)} ${r.impl.padEnd(12)} ${r.dtype} ${r.shape.padEnd(10)} ${r.ms.toFixed(1).padStart(8)} ms ${r.note ?? ''}`);
+  const reps = quick ? 3 : 5;
+  if (process.argv.includes('--load')) {
+    const at = process.argv.indexOf('--threads');
+    const counts = at > 0 ? process.argv[at + 1]!.split(',').map(Number) : undefined;
+    await initWebGPU();
+    log((await benchQuantLoad({ reps, push }, counts, quick ? 1024 : 4096)).join('\n'));
+  } else {
+    const shapes: [number, number][] = quick ? [[1024, 1024]] : [[4096, 4096], [11008, 4096]];
+    log((await benchQuantHost({ reps, push }, shapes)).join('\n'));
+  }
 }

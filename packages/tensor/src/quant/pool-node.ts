@@ -6,7 +6,7 @@ import { ValueError } from '../errors.js';
 import type { HostQuantized, QuantFormat } from './formats.js';
 import { checkThreads, mainThreadPool, ownsBuffer, rebuildError, type QuantizePool } from './pool.js';
 
-/** The most threads a default pool uses: past this the main thread's reading and uploading is the bottleneck. */
+/** The most threads a default pool uses: each weight in flight holds its input, and near this many a loader's main thread (reading, uploading) is busy all the time. */
 export const maxDefaultQuantizeThreads = 8;
 
 /**
