@@ -3,7 +3,7 @@
 // never read back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AdamW, mean, relu, runtimeStats, silu, tensor, tidy, type RuntimeStats } from '@huatuo/tensor';
+import { AdamW, mean, relu, runtimeStats, silu, synchronize, tensor, tidy, type RuntimeStats } from '@huatuo/tensor';
 import { gpu, seededValues } from './helpers.js';
 
 const [B, I, H, O] = [16, 8, 32, 4];
@@ -55,20 +55,42 @@ test('200 training iterations inside tidy() keep buffers, bytes, created buffers
   opt.dispose();
 });
 
-test('a step repeated with other uniform values (a growing KV cache, a scalar) creates no uniform buffer and no bind group', async () => {
+test('a step repeated with other uniform values, a submit each (as decoding reads a token back each step), creates no uniform buffer and no bind group', async () => {
   await gpu();
   const x = tensor(seededValues(64, 7), [64]);
-  const step = (i: number) => tidy(() => void x.mul(i + 2).add(x));
+  const step = async (i: number) => {
+    tidy(() => void x.mul(i + 2).add(x));
+    await synchronize();
+  };
   // Two steps first: the pool may hand the two outputs their buffers in either order.
-  step(0);
-  step(1);
+  await step(0);
+  await step(1);
   const before = runtimeStats();
-  for (let i = 2; i < 21; i++) step(i);
+  for (let i = 2; i < 21; i++) await step(i);
   const after = runtimeStats();
   assert.equal(after.dispatches - before.dispatches, 19 * 2);
   assert.equal(after.uniformBuffers, before.uniformBuffers, 'uniform buffers created');
   assert.equal(after.bindGroups, before.bindGroups, 'bind groups created');
   assert.equal(after.buffersCreated, before.buffersCreated, 'storage buffers created');
+  x.dispose();
+});
+
+test('one kernel on the same buffers dispatched again before a submit with other uniform values reads its own values', async () => {
+  await gpu();
+  const values = seededValues(64, 9);
+  const x = tensor(values, [64]);
+  // Each y takes the buffer the previous y released: the same kernel and buffers, another scalar, no submit between.
+  const outs = [0, 1, 2, 3, 4].map((i) => {
+    const y = x.mul(i + 2);
+    const out = y.add(x);
+    y.dispose();
+    return out;
+  });
+  for (const [i, out] of outs.entries()) {
+    const got = await out.toArray();
+    assert.deepEqual([...got], [...Float32Array.from(values, (v) => Math.fround(Math.fround(v * (i + 2)) + v))], `scalar ${i + 2}`);
+    out.dispose();
+  }
   x.dispose();
 });
 

@@ -1,6 +1,6 @@
 // Compiling a WGSL module into a compute pipeline on the device: at once, its validation errors
 // reported after the fact, or awaited, rejecting with the step that failed and the compiler's messages.
-// The bind group layout comes from the module's binding declarations, its uniform read at a dynamic offset.
+// The bind group layout comes from the module's binding declarations.
 import { DeviceError } from '../errors.js';
 
 /** A bind group layout and its signature: the binding types in order (`u` uniform, `r` read, `w` read_write). */
@@ -13,7 +13,7 @@ const DECLARATION = /@group\((\d+)\)\s*@binding\((\d+)\)\s*var<(uniform|storage)
 
 /**
  * The signature of a module's bindings (declarations in comments ignored), e.g. `u,r,r,w`: group 0
- * only, a uniform only at binding 0 (the Params block, read from the runtime's uniform arena).
+ * only, a uniform only at binding 0 (the Params block).
  */
 export function bindingSignature(source: string, label: string): string {
   const types: string[] = [];
@@ -34,7 +34,7 @@ export function createBindingLayout(device: GPUDevice, signature: string): GPUBi
   signature.split(',').forEach((t, binding) => {
     if (t === '-') return;
     const type = t === 'u' ? 'uniform' : t === 'w' ? 'storage' : 'read-only-storage';
-    entries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset: t === 'u' } });
+    entries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
   });
   return device.createBindGroupLayout({ entries, label: signature });
 }

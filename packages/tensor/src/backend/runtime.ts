@@ -1,13 +1,11 @@
 // The WebGPU runtime under the tensors: pipelines compiled once per kernel variant (pipelines.ts),
-// buffers from a pool, many dispatches encoded per submit with cached bind groups (bind-cache.ts) and
-// their uniform blocks in one buffer (uniform-arena.ts), and readback that sleeps through most of the
-// expected GPU time (wait-pacing.ts).
+// buffers from a pool, many dispatches encoded per submit with cached bind groups and uniform blocks
+// (bind-cache.ts), and readback that sleeps through most of the expected GPU time (wait-pacing.ts).
 import { DeviceError } from '../errors.js';
 import { BindingCache } from './bind-cache.js';
 import type { DeviceInfo } from './device.js';
 import { bindingSignature, createBindingLayout, createPipeline, createPipelineChecked, type BindingLayout } from './pipelines.js';
 import { BufferPool, type PoolStats } from './pool.js';
-import { UniformArena } from './uniform-arena.js';
 import { WaitPacer } from './wait-pacing.js';
 
 /** A WGSL module ready to compile: its source with every define substituted. */
@@ -37,7 +35,7 @@ export interface RuntimeStats extends PoolStats {
   readbacks: number;
   /** Bytes read back to the host. */
   readbackBytes: number;
-  /** Uniform buffers held: the one arena every dispatch's uniform block is written to. */
+  /** Uniform buffers held (pages of uniform blocks). */
   uniformBuffers: number;
   /** Bind groups created (flat over a repeated step: its dispatches reuse theirs, whatever their uniforms). */
   bindGroups: number;
@@ -55,7 +53,6 @@ export class Runtime {
   private readonly layouts = new Map<string, BindingLayout>();
   /** Unmapped readback buffers kept for reuse, by size. */
   private readonly stagingBuffers = new Map<number, GPUBuffer[]>();
-  private readonly uniforms: UniformArena;
   private readonly pacer = new WaitPacer();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -70,8 +67,7 @@ export class Runtime {
     readonly info: DeviceInfo,
   ) {
     this.pool = new BufferPool(device);
-    this.uniforms = new UniformArena(device);
-    this.bindings = new BindingCache(device, this.uniforms.buffer);
+    this.bindings = new BindingCache(device, () => this.flush());
     device.lost.then((e) => {
       this.lost = `${e.reason}: ${e.message}`;
     });
@@ -135,18 +131,7 @@ export class Runtime {
   /** Encodes one dispatch into the current command encoder. */
   dispatch(d: Dispatch): void {
     this.checkAlive();
-    let uniformBytes = 0;
-    let uniformOffset = 0;
-    if (d.params) {
-      uniformOffset = this.uniforms.push(d.params);
-      if (uniformOffset < 0) {
-        this.flush();
-        uniformOffset = this.uniforms.push(d.params);
-        if (uniformOffset < 0) throw new DeviceError(`internal: ${d.label}'s uniform block of ${d.params.byteLength} bytes exceeds the uniform arena`);
-      }
-      uniformBytes = UniformArena.bindingSize(d.params);
-    }
-    const bindGroup = this.bindings.bindGroup(d.kernel, uniformBytes, d.buffers);
+    const bindGroup = this.bindings.bindGroup(d.kernel, d.params, d.buffers);
     const timestampWrites = this.passHook?.(d.label);
     if (timestampWrites) {
       this.endPass();
@@ -158,9 +143,7 @@ export class Runtime {
     }
     const pass = this.pass!;
     pass.setPipeline(d.kernel.pipeline);
-    // Dawn's bindings take a plain array of offsets faster than a typed one.
-    if (d.params) pass.setBindGroup(0, bindGroup, [uniformOffset]);
-    else pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
     if (timestampWrites) this.endPass();
     this.pendingDispatches++;
@@ -194,7 +177,7 @@ export class Runtime {
     this.encoder = null;
     this.pacer.submitted(this.pendingDispatches);
     this.pendingDispatches = 0;
-    this.uniforms.upload(this.device.queue);
+    this.bindings.upload(this.device.queue);
     this.device.queue.submit([cb]);
     this.counters.submits++;
   }
@@ -239,7 +222,7 @@ export class Runtime {
     return {
       ...this.pool.stats(),
       pipelines: this.pipelines.size,
-      uniformBuffers: 1,
+      uniformBuffers: this.bindings.uniformCount,
       bindGroups: this.bindings.created,
       ...this.counters,
     };
