@@ -4,6 +4,7 @@
 // layer from an F16 folder on disk, quantized on 1 thread and on worker threads (quantizeThreads).
 // `node --conditions=source --import tsx bench/quant-host.bench.ts [--quick] [--load [--threads 1,2]]` runs it
 // alone (--load: only the layer load, which needs a WebGPU adapter).
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,12 +83,22 @@ export async function benchQuantHost(
   return lines;
 }
 
+/** CPU milliseconds the main thread has run (Linux's /proc/thread-self/schedstat), NaN elsewhere. */
+function mainThreadCpuMs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /**
  * Times loadLlama({ quantize: 'nf4', quantizeThreads }) of one LLaMA-7B-shaped decoder layer (vocabulary 32)
  * from an F16 safetensors folder written to a temporary directory (read from the page cache after the first
  * load), for each thread count: read, quantize, finite check, upload, and the worker threads' start (about 0.1 s
  * from dist, 0.5-1 s from the TypeScript sources, which each worker compiles through tsx). Pushes one row per
- * count with ns per projection weight. Needs an initialized WebGPU adapter.
+ * count with ns per projection weight, wall and the main thread's CPU (what is left to it: the rest runs on the
+ * workers, the file reads and the adapter's threads). Needs an initialized WebGPU adapter.
  */
 export async function benchQuantLoad(
   ctx: { reps: number; push: (r: Omit<Row, 'adapter'>) => void },
@@ -107,11 +118,18 @@ export async function benchQuantLoad(
     );
     const shape = `1 layer ${hidden}`;
     for (const threads of threadCounts) {
-      const t = await time(async () => (await loadLlama(dir, { quantize: 'nf4', quantizeThreads: threads })).dispose(), ctx.reps);
+      let cpu = 0;
+      const load = async () => {
+        const c0 = mainThreadCpuMs();
+        (await loadLlama(dir, { quantize: 'nf4', quantizeThreads: threads })).dispose();
+        cpu = mainThreadCpuMs() - c0;
+      };
+      const t = await time(load, ctx.reps);
       const ns = (ms: number) => ((ms * 1e6) / projectionWeights).toFixed(2);
       const impl = `huatuo nf4 ${threads} thread${threads === 1 ? '' : 's'}`;
-      ctx.push({ bench: 'load quantized layer', impl, dtype: 'f16', shape, ms: t.median, gflops: null, gbps: null, note: `${ns(t.median)} ns/weight (min ${ns(t.min)})` });
-      lines.push(`- load quantized layer ${impl} ${shape}: ${ns(t.median)} ns per projection weight (median), ${ns(t.min)} (min).`);
+      const main = Number.isNaN(cpu) ? '' : `, main thread CPU ${ns(cpu)} (last run)`;
+      ctx.push({ bench: 'load quantized layer', impl, dtype: 'f16', shape, ms: t.median, gflops: null, gbps: null, note: `${ns(t.median)} ns/weight (min ${ns(t.min)})${main}` });
+      lines.push(`- load quantized layer ${impl} ${shape}: ${ns(t.median)} ns per projection weight (median), ${ns(t.min)} (min)${main}.`);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

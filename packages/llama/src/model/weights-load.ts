@@ -24,7 +24,8 @@ export interface LoadLlamaOptions extends ModelOptions {
    * Threads quantizing projections at once (Node: worker threads, each projection quantized by the same
    * function as on the main thread, so the bytes are the same for any count): 1 quantizes on the main thread.
    * Default: the cores this process may use less one, at most 8 (defaultQuantizeThreads). At most this many
-   * projections are being quantized at a time. Browsers quantize on the calling thread whatever the count.
+   * projections are being quantized at a time, and one more waits. Browsers quantize on the calling thread
+   * whatever the count.
    */
   readonly quantizeThreads?: number;
 }
@@ -54,7 +55,7 @@ function checkLayerCount(ckpt: Checkpoint, config: LlamaConfig, where: string): 
 
 /**
  * Reads the projections `names` (file order, the next read started early) and quantizes them on `pool`, at most
- * pool.threads at a time; `done` gets each result in file order. A failure names the tensor and its file.
+ * pool.threads + 1 waiting or in progress (1 on the main thread); `done` gets each result in file order. A failure names the tensor and its file.
  * The NaN and infinity check runs on the quantized weight (quantizedFromFinite) instead of on the read, so that
  * no pass over the values is left on the main thread; a tensor that fails it is read again to be refused with
  * the read's own error.
@@ -82,7 +83,8 @@ async function quantizeProjections(
     // Rejected while an earlier job is awaited, or never awaited when the load fails: not an unhandled rejection.
     job.catch(() => undefined);
     pending.push({ name: info.name, job });
-    if (pending.length >= pool.threads) await settle();
+    // One more than the workers, so that a worker finishing finds the next projection waiting.
+    if (pending.length >= (pool.threads === 1 ? 1 : pool.threads + 1)) await settle();
   }
   while (pending.length > 0) await settle();
 }
