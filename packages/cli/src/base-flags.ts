@@ -1,7 +1,8 @@
 // The flags of the commands that load a base model and a LoRA adapter (generate, merge, eval, serve):
-// the same names, help and defaults in each, and the check of --quantize.
+// the same names, help and defaults in each, and the checks of --quantize and --quantize-threads.
 import type { Command } from 'commander';
-import { resolveConfig, type TrainConfig } from '@huatuo/sft';
+import { ConfigError, resolveConfig, type TrainConfig } from '@huatuo/sft';
+import { maxDefaultQuantizeThreads } from '@huatuo/tensor';
 
 /** Help of --quantize where a base model is loaded. */
 export const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
@@ -15,6 +16,18 @@ export function withBaseFlags(cmd: Command, required = false): Command {
   add('--base <folder>', `base model: a Hugging Face LLaMA folder${required ? '' : ' (default: the built-in tiny demo model)'}`);
   add('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)');
   return cmd.option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto');
+}
+
+/** Help of --quantize-threads where a base model is loaded. */
+export const QUANTIZE_THREADS_HELP =
+  `threads quantizing the base's projections while it loads with --quantize, the same bytes for any count (1: the main thread; default: the cores less one, at most ${maxDefaultQuantizeThreads})`;
+
+/** The checked value of a command's --quantize-threads flag: undefined when not given (the loader's default). */
+export function quantizeThreadsFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+  if (!(n >= 1)) throw new ConfigError('--quantize-threads', `expected a whole number of at least 1 (1 quantizes on the main thread), got ${JSON.stringify(v)}`);
+  return n;
 }
 
 /** The checked value of a command's --quantize flag. */

@@ -23,7 +23,7 @@ import {
 } from '@huatuo/sft';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { QUANTIZE_HELP, quantizeFlag, withBaseFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
 
 /** The `generate` subcommand. */
@@ -43,6 +43,7 @@ export function buildGenerateCommand(): Command {
     .option('--repetition-penalty <x>', 'penalty for repeated tokens (1: none)', '1')
     .option('--seed <n>', 'sampling seed', '0')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
+    .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       if (!opts.prompt === !opts.input) throw new ConfigError('--prompt', 'give exactly one of --prompt <text> or --input <file>');
       if (opts.append && !opts.output) throw new ConfigError('--append', 'appends to the file of --output <file>; give one');
@@ -65,8 +66,9 @@ export function buildGenerateCommand(): Command {
       const template = resolveTemplate(String(opts.template));
       const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map((r) => r.instruction);
       const quantize = quantizeFlag(opts.quantize);
+      const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       await openDevice();
-      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
       if (opts.adapter) {
         applyLora(base.model, {});
         await loadAdapter(base.model, String(opts.adapter));
@@ -100,11 +102,13 @@ export function buildMergeCommand(): Command {
     .option('--max-shard-size <bytes>', 'largest shard file in bytes', String(2 * 1024 ** 3))
     .option('--overwrite', 'replace a model already in --out (never the --base folder)')
     .option('--quantize <format>', `${QUANTIZE_HELP}, as the adapter was trained; the merged model is written in f16`, 'none')
-    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; baseDtype: string }) => {
+    .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; quantizeThreads?: string; baseDtype: string }) => {
       const quantize = quantizeFlag(opts.quantize);
+      const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       await openDevice();
-      const base = await loadBaseModel(opts.base, undefined, { quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      const base = await loadBaseModel(opts.base, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
       if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
       applyLora(base.model, {});
       await loadAdapter(base.model, opts.adapter);
@@ -122,10 +126,12 @@ export function buildEvalCommand(): Command {
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
-    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; baseDtype: string }) => {
+    .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; quantizeThreads?: string; baseDtype: string }) => {
+      const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
       await openDevice();
-      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, dtype: baseDtypeOption(opts.baseDtype) });
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
       checkContext(config.cutoffLen, base.model.config, base.name);
       if (opts.adapter) {
         applyLora(base.model, {});

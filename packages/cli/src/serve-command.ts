@@ -6,7 +6,7 @@ import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
 import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
-import { QUANTIZE_HELP, quantizeFlag, withBaseFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {
@@ -33,6 +33,7 @@ interface RawOptions {
   corsOrigin?: string;
   quiet?: boolean;
   quantize?: string;
+  quantizeThreads?: string;
 }
 
 /** A comma-separated flag's entries, checked as `check` does, with errors naming the flag. */
@@ -89,6 +90,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose web pages may call the API; other cross-origin requests get 403')
     .option('--quiet', 'do not log each request')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
+    .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (raw: RawOptions, cmd: Command) => {
       const template = resolveTemplate(raw.template);
       const port = int('--port', raw.port, 0, 65535);
@@ -99,6 +101,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
       const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
       const quantize = quantizeFlag(raw.quantize);
+      const quantizeThreads = quantizeThreadsFlag(raw.quantizeThreads);
       let apiKey: string | undefined;
       if (raw.apiKeyEnv !== undefined) {
         apiKey = process.env[raw.apiKeyEnv];
@@ -107,7 +110,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
-      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, dtype: baseDtypeOption(raw.baseDtype) });
+      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype) });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));

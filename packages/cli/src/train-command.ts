@@ -18,6 +18,7 @@ import {
   type TrainConfig,
 } from '@huatuo/sft';
 import { resolve } from 'node:path';
+import { QUANTIZE_THREADS_HELP, quantizeThreadsFlag } from './base-flags.js';
 import { DEMO_BASE, sayAnswer, trainDemoBase } from './demo.js';
 import { progressReporter } from './progress.js';
 import { openDevice, say } from './terminal.js';
@@ -89,7 +90,7 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
 /** Runs training (`demo`: the demonstration run) with progress, Ctrl-C handling and the final summary. */
 export async function trainCommand(
   recipe: TrainConfig,
-  opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean; given?: (keyof TrainConfig)[] },
+  opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean; given?: (keyof TrainConfig)[]; quantizeThreads?: number },
   demo: boolean,
 ): Promise<void> {
   const config = opts.initAdapter ? await withInitAdapter(runFiles, recipe, opts.initAdapter, opts.given ?? []) : recipe;
@@ -126,6 +127,7 @@ export async function trainCommand(
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
       prepareBase: demo ? trainDemoBase : undefined,
+      baseModel: opts.quantizeThreads === undefined ? undefined : { quantizeThreads: opts.quantizeThreads },
       onPlan: async (plan, data, base) => {
         printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null, base.model.dtype);
         const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
@@ -174,7 +176,8 @@ export function buildTrainCommand(): Command {
     .option('--init-adapter <dir>', "start from an existing PEFT adapter folder, training it as it is (its r, alpha, dropout and target modules)")
     .option('--resume [dir]', 'continue an interrupted run from a checkpoint folder (default: the newest in --output-dir)')
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
-    .option('--dry-run', 'validate data, model and flags, print the plan, train nothing');
+    .option('--dry-run', 'validate data, model and flags, print the plan, train nothing')
+    .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP);
   addRecipeOptions(cmd, DEFAULT_CONFIG);
   cmd.action(async (opts: Record<string, unknown>) => {
     if (opts.data === undefined) {
@@ -190,7 +193,7 @@ export function buildTrainCommand(): Command {
       dataPath: (opts.data as string | undefined) ?? null,
     });
     const given = CONFIG_OPTIONS.filter((o) => opts[camel(o.flag)] !== undefined).map((o) => o.key);
-    await trainCommand(config, { ...opts, given }, false);
+    await trainCommand(config, { ...opts, given, quantizeThreads: quantizeThreadsFlag(opts.quantizeThreads) }, false);
   });
   return cmd;
 }

@@ -13,6 +13,11 @@ export interface BaseModelOptions {
   /** Quantize the decoder projections while loading (`--quantize`); default 'none'. */
   quantize?: Quantization;
   /**
+   * Threads quantizing a folder's projections while it loads (`--quantize-threads`; loadLlama's
+   * quantizeThreads): default the cores less one, at most 8. The demo model is quantized in place.
+   */
+  quantizeThreads?: number;
+  /**
    * Dtype of the base weights (and so of the activations): default f16 for a folder where the
    * adapter has shader-f16, else f32; f32 for the demo model. Training chooses it from --precision,
    * generate, eval, merge and serve from --base-dtype.
@@ -49,6 +54,7 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
   const model = await loadLlama(folder, {
     dtype: options.dtype ?? (hasF16() ? 'f16' : 'f32'),
     quantize,
+    quantizeThreads: options.quantizeThreads,
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
   return { model, tokenizer, name: folder, isDemo: false };
