@@ -55,10 +55,10 @@ function checkLayerCount(ckpt: Checkpoint, config: LlamaConfig, where: string): 
 
 /**
  * Reads the projections `names` (file order, the next read started early) and quantizes them on `pool`, at most
- * pool.threads + 1 waiting or in progress (1 on the main thread); `done` gets each result in file order. A failure names the tensor and its file.
- * The NaN and infinity check runs on the quantized weight (quantizedFromFinite) instead of on the read, so that
- * no pass over the values is left on the main thread; a tensor that fails it is read again to be refused with
- * the read's own error.
+ * pool.threads + 1 waiting or in progress (1 on the main thread); `done` gets each result in file order. A
+ * failure names the tensor and its file. The NaN and infinity check runs on the quantized weight
+ * (quantizedFromFinite) instead of on the read, so that no pass over the values is left on the main thread; a
+ * tensor that fails it is read again to be refused with the read's own error.
  */
 async function quantizeProjections(
   ckpt: Checkpoint,

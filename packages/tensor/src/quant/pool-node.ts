@@ -50,7 +50,12 @@ class WorkerPool implements QuantizePool {
 
   constructor(readonly threads: number) {
     // Started now rather than at the first weight, so that their start overlaps the caller's other work.
-    for (let i = 0; i < threads; i++) this.idle.push(this.spawn());
+    try {
+      for (let i = 0; i < threads; i++) this.idle.push(this.spawn());
+    } catch (err) {
+      for (const w of this.workers) void w.terminate();
+      throw err;
+    }
   }
 
   quantize(data: Float32Array | Uint16Array, rows: number, cols: number, format: QuantFormat): Promise<HostQuantized> {
