@@ -132,8 +132,9 @@ function walk(dir: string): string[] {
 
 test('the package sources import no Node built-ins and not webgpu, except the Node platform files', () => {
   const src = join(root, 'packages/tensor/src');
-  // platform/node.ts and the module only it imports (Dawn's stderr notices) are the Node side.
-  const nodeOnly = new Set([join('platform', 'node.ts'), join('platform', 'native-stderr.ts')]);
+  // platform/node.ts and the module only it imports (Dawn's stderr notices) are the Node side, with the
+  // quantizing worker pool that Node resolves `#quant-pool` to (browsers get quant/pool-browser.ts).
+  const nodeOnly = new Set([join('platform', 'node.ts'), join('platform', 'native-stderr.ts'), join('quant', 'pool-node.ts'), join('quant', 'worker-node.ts')]);
   const builtins = /(?:from\s+|import\s*\(\s*|require\s*\(\s*)['"](node:[\w/]+|fs|path|os|url|child_process|crypto|worker_threads|util|module|process|buffer|stream)['"]/;
   const dawn = /(?:from\s+|import\s*\(\s*)['"]webgpu['"]/;
   const offenders: string[] = [];
@@ -142,6 +143,7 @@ test('the package sources import no Node built-ins and not webgpu, except the No
     const text = readFileSync(file, 'utf8');
     if (nodeOnly.has(rel)) continue;
     if (/from\s+['"]\.{1,2}\/(?:platform\/)?native-stderr\.js['"]/.test(text)) offenders.push(`${rel} imports the Node-only native-stderr.ts`);
+    if (/['"]\.{1,2}\/(?:quant\/)?(?:pool|worker)-node\.js['"]/.test(text)) offenders.push(`${rel} imports a Node-only quant module instead of #quant-pool`);
     const b = text.match(builtins);
     if (b) offenders.push(`${rel} imports ${b[1]}`);
     if (dawn.test(text)) offenders.push(`${rel} imports webgpu`);
