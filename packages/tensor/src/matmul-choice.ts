@@ -162,8 +162,17 @@ export function defaultChoice(info: DeviceInfo): MatmulChoice {
 
 /** Key of an adapter in the tuning cache: name and driver as the adapter reports them. */
 export function adapterKey(info: DeviceInfo): string {
-  return `${info.platform}|${info.adapterName}|sg${info.subgroupMinSize}-${info.subgroupMaxSize}|${[...info.features].sort().join(',')}`;
+  let key = adapterKeys.get(info);
+  if (key === undefined) {
+    key = `${info.platform}|${info.adapterName}|sg${info.subgroupMinSize}-${info.subgroupMaxSize}|${[...info.features].sort().join(',')}`;
+    adapterKeys.set(info, key);
+  }
+  return key;
 }
+
+/** Each device's key and default choice, made once: every product asks for the choice in force. */
+const adapterKeys = new WeakMap<DeviceInfo, string>();
+const defaults = new WeakMap<DeviceInfo, MatmulChoice>();
 
 /** How one candidate fared in the search. */
 export interface CandidateReport {
@@ -255,7 +264,9 @@ export function currentChoice(info: DeviceInfo, startSearch: () => Promise<Matmu
     searching = startSearch().finally(() => (searching = null));
     searching.catch(() => undefined);
   }
-  return defaultChoice(info);
+  let fallback = defaults.get(info);
+  if (fallback === undefined) defaults.set(info, (fallback = defaultChoice(info)));
+  return fallback;
 }
 
 /** Records the search's choice and report for this adapter, in memory and in the platform's cache. */
