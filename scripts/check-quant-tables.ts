@@ -1,8 +1,9 @@
 // Exhaustive check of the quantizers' decision tables (packages/tensor/src/quant/codes.ts): for every f32 in
 // [-2, 2] (about 2.1 billion values, both signs, zeros and subnormals included), the NF4 table and the
 // dynamic-map search give nearestCode's answer. A few minutes on one core:
-// `node --import tsx scripts/check-quant-tables.ts`.
-import { DYNAMIC_CODE, NF4_BUCKETS_PER_UNIT, NF4_CODE, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nearestCode, nf4Table } from '../packages/tensor/src/quant/codes.js';
+// `node --conditions=source --import tsx scripts/check-quant-tables.ts`.
+import { DYNAMIC_CODE, NF4_CODE, nearestCode } from '@huatuo/tensor';
+import { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf4Table } from '@huatuo/tensor/internal';
 
 const { bucket, upper } = nf4Table();
 const dynamic = dynamicThresholds();

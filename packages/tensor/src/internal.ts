@@ -26,3 +26,6 @@ export { attentionKernelFor, setAttentionKernel } from './ops/attention.js';
 export type { AttentionKernel } from './ops/attention.js';
 export { setV2KeepRows, v2Layout, v2PrivateValues } from './kernelgen/attention.js';
 export type { V2Kernel, V2Layout } from './kernelgen/attention.js';
+
+// Quantization: the decision tables the host quantizers find codes with (scripts/check-quant-tables.ts checks them)
+export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf4Table } from './quant/codes.js';
