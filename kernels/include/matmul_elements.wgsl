@@ -1,4 +1,4 @@
-// Shared by the matmuls that stage scalar tiles of a and b (v1, v2, v4): element (m, k) of a and (k, n)
+// Shared by the matmuls that stage scalar tiles of a and b (v1, v2): element (m, k) of a and (k, n)
 // of b past their batch bases (operand_bases), read through the element strides of Params as f32; zero
 // outside [M, K] and [K, N], so edge tiles stage zeros.
 {{include batch_bases}}
