@@ -84,10 +84,11 @@ const sourceCache = new Map<string, string>();
 /**
  * {@link preprocess}, once per `key`: the variant's name and the defines that tell it apart, as the
  * runtime keys its pipelines (a product runs many times; its module is substituted the first time).
+ * Defines that are generated code may be passed as a function, called only the first time.
  */
-export function kernelSource(name: WgslName, defines: Defines, key: string): string {
+export function kernelSource(name: WgslName, defines: Defines | (() => Defines), key: string): string {
   let s = sourceCache.get(key);
-  if (s === undefined) sourceCache.set(key, (s = preprocess(name, defines)));
+  if (s === undefined) sourceCache.set(key, (s = preprocess(name, typeof defines === 'function' ? defines() : defines)));
   return s;
 }
 

@@ -47,10 +47,11 @@ export function stagingLayout(p: Problem): StagingLayout {
   return { a, b, vec };
 }
 
-function module(name: WgslName, defines: Defines, extra: Defines = {}): KernelSource {
+/** A module keyed by `defines`; `extra` (generated code the key implies) is made only the first time. */
+function module(name: WgslName, defines: Defines, extra: () => Defines = () => ({})): KernelSource {
   const keys = Object.keys(defines).sort();
   const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
-  return { key, source: kernelSource(name, { ...defines, ...extra }, key) };
+  return { key, source: kernelSource(name, () => ({ ...defines, ...extra() }), key) };
 }
 
 /**
@@ -74,12 +75,12 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       break;
     case 'v3': {
       const d = { T, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
-      out.push(module('matmul.v3', d, { SHARE: shareStep(v.sg, v.rows) }));
+      out.push(module('matmul.v3', d, () => ({ SHARE: shareStep(v.sg, v.rows) })));
       break;
     }
     case 'v4': {
       const layout = stagingLayout(p);
-      out.push(module('matmul.v4', { T, TC, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, v4Defines(v.tile, layout)));
+      out.push(module('matmul.v4', { T, TC, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, () => v4Defines(v.tile, layout)));
       break;
     }
     case 'sgmat': {
@@ -87,11 +88,11 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
       const d = { T, TC, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
       const layoutKey = { LAYOUT: `${layout.a}${layout.b}${layout.vec}` };
-      out.push(module('matmul_sgmat', { ...d, ...layoutKey }, sgmatDefines(shape, v.sg, layout)));
+      out.push(module('matmul_sgmat', { ...d, ...layoutKey }, () => sgmatDefines(shape, v.sg, layout)));
       break;
     }
     case 'matvec':
-      if (v.wide) out.push(module('matvec.v3', { T, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL), G: String(v.groups ?? 1) }, wideChunk(T)));
+      if (v.wide) out.push(module('matvec.v3', { T, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL), G: String(v.groups ?? 1) }, () => wideChunk(T)));
       else out.push(v.sg === undefined ? module('matvec', { T, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, SG: String(v.sg) }));
       break;
   }

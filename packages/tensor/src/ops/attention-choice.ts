@@ -63,13 +63,13 @@ export function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number
   if (!l) return null;
   const key = v2Key(kernel, dtype, l);
   const rows = l.sg * l.rpl;
-  if (forcedKernel === 'v2' || l.sg < 32) return { kernel: rt.kernel(key, kernelSource(kernel, v2Defines(kernel, dtype, l), key), key), rows };
+  if (forcedKernel === 'v2' || l.sg < 32) return { kernel: rt.kernel(key, kernelSource(kernel, () => v2Defines(kernel, dtype, l), key), key), rows };
   let states = v2Pipelines.get(rt);
   if (!states) v2Pipelines.set(rt, (states = new Map()));
   const state = states.get(key);
   if (state === undefined) {
     states.set(key, 'pending');
-    rt.kernelChecked(key, kernelSource(kernel, v2Defines(kernel, dtype, l), key), key).then(
+    rt.kernelChecked(key, kernelSource(kernel, () => v2Defines(kernel, dtype, l), key), key).then(
       (k) => states.set(key, k),
       (e: Error) => states.set(key, { refused: e.message }),
     );

@@ -29,7 +29,7 @@ function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor 
   const defines = { T: a.dtype, SG: String(sg), TM: String(rows), WT: String(wt) };
   const name = w.format === 'int8' ? 'matmul_int8' : 'matmul_nf4';
   const key = `${name}(SG=${sg},T=${a.dtype},TM=${rows},WT=${wt})`;
-  const kernel = rt.kernel(key, kernelSource(name, { ...defines, SHARE: shareStep(sg, rows) }, key), key);
+  const kernel = rt.kernel(key, kernelSource(name, () => ({ ...defines, SHARE: shareStep(sg, rows) }), key), key);
   const buffers = [a.buffer(label), w.codes.buffer(label), w.scales.buffer(label), out.buffer(label)];
   const workgroups: [number, number, number] = [Math.ceil(N / (4 * sg)), Math.ceil(M / rows), 1];
   if (w.format === 'int8') {
