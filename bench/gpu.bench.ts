@@ -90,10 +90,11 @@ export async function benchGpu(ctx: BenchContext): Promise<string[]> {
     if (dtype === 'f16' && !info.features.has('shader-f16')) continue;
     const r = await benchLoraProducts(dtype, 5, 1024);
     const shape = `x A^T, dy B, dh^T x; T ${loraProducts.tokens}, C ${loraProducts.width}, r ${loraProducts.rank}`;
-    for (const [how, ms] of [['as tuned', r.tuned], ['unsplit', r.unsplit], ['split along k (1024 workgroups)', r.split]] as const) {
+    const splitNote = `${r.kernel} split along k (1024 workgroups): ${r.slices.join(', ')} slices`;
+    for (const [how, ms] of [['as tuned', r.tuned], [`${r.kernel} unsplit`, r.unsplit], [splitNote, r.split]] as const) {
       ctx.push({ bench: 'LoRA products', impl: 'huatuo', dtype, shape, ms, gflops: null, gbps: null, note: how });
     }
-    lines.push(`- LoRA products (${dtype}, ${shape}): ${r.tuned.toFixed(2)} ms as tuned, ${r.unsplit.toFixed(2)} unsplit, ${r.split.toFixed(2)} split along k.`);
+    lines.push(`- LoRA products (${dtype}, ${shape}): ${r.tuned.toFixed(2)} ms as tuned; ${r.kernel} ${r.unsplit.toFixed(2)} unsplit, ${r.split.toFixed(2)} split along k (${r.slices.join(', ')} slices).`);
   }
   const step: number[] = [];
   const decode: number[] = [];

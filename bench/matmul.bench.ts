@@ -7,6 +7,7 @@ import {
   f32ToF16Bits,
   tensor,
   matmul,
+  matmulPlan,
   randn,
   readyMatmul,
   setMatmulVariant,
@@ -14,6 +15,7 @@ import {
   sum,
   toArray,
   transpose,
+  variantName,
   type FloatDType,
   type Tensor,
 } from '@huatuo/tensor';
@@ -197,33 +199,41 @@ export async function benchTrainStep(M: number, K: number, N: number, reps: numb
 export const loraProducts = { tokens: 2048, width: 4096, rank: 8 };
 
 /**
- * Milliseconds of the three LoRA products (one each, then a read of a few values), with the kernels the
- * search chose for `dtype`: as the choice has them, forced unsplit, and forced split along k to fill
- * `splitK` workgroups.
+ * Milliseconds of the three LoRA products (one each, then a read of a few values): with the kernels the
+ * search chose for `dtype`, then with a tiling kernel (the chosen one, or the choice's fallback where the
+ * chosen one does not tile c) forced unsplit and forced split along k to fill `splitK` workgroups.
+ * `kernel` names that tiling kernel and `slices` the slices of k each product ran in when split.
  */
-export async function benchLoraProducts(dtype: FloatDType, reps: number, splitK: number): Promise<{ tuned: number; unsplit: number; split: number }> {
+export async function benchLoraProducts(dtype: FloatDType, reps: number, splitK: number): Promise<{ tuned: number; unsplit: number; split: number; kernel: string; slices: number[] }> {
   const { tokens, width, rank } = loraProducts;
   const choice = await readyMatmul();
-  const variant = dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
+  const chosen = dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
+  const tiling = chosen.kernel === 'v3' || chosen.kernel === 'matvec' ? choice.fallback : chosen;
   const x = rnd([tokens, width], dtype, 1);
   const A = rnd([rank, width], dtype, 2);
   const dy = rnd([tokens, width], dtype, 3);
   const B = rnd([width, rank], dtype, 4);
   const dh = rnd([tokens, rank], dtype, 5);
   const [At, dht] = [transpose(A), transpose(dh)];
+  const products: Array<[Tensor, Tensor]> = [
+    [x, At],
+    [dy, B],
+    [dht, x],
+  ];
   const run = async () => {
-    const outs = [matmul(x, At), matmul(dy, B), matmul(dht, x)];
+    const outs = products.map(([a, b]) => matmul(a, b));
     for (const o of outs) await readFew(o);
     for (const o of outs) o.dispose();
   };
   const time = (what: string) => timeMedian(run, reps, 1, `LoRA products ${dtype} ${what}`);
   try {
     const tuned = await time('as tuned');
-    setMatmulVariant(variant);
+    setMatmulVariant(tiling);
     const unsplit = await time('unsplit');
-    setMatmulVariant(variant, { splitK });
+    setMatmulVariant(tiling, { splitK });
+    const slices = products.map(([a, b]) => matmulPlan(a, b).splitK);
     const split = await time('split');
-    return { tuned, unsplit, split };
+    return { tuned, unsplit, split, kernel: variantName(tiling), slices };
   } finally {
     setMatmulVariant(null);
     for (const t of [At, dht, x, A, dy, B, dh]) t.dispose();
