@@ -8,7 +8,7 @@ import { dirname, join, relative } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { hasF16, synchronize } from '@huatuo/tensor';
-import { getRuntime, kernelSpecs, preprocess, type Defines, wgslSources, type WgslName } from '@huatuo/tensor/internal';
+import { getRuntime, kernelSpecs, preprocess, variantKey, type Defines, wgslSources, type WgslName } from '@huatuo/tensor/internal';
 import { gpu } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -108,6 +108,15 @@ test('every kernel file whose placeholders are known compiles on the device, in 
   for (const core of ['unary', 'binary', 'where', 'fill', 'copy_strided', 'reduce_sum', 'reduce_max', 'scatter_max_grad', 'matmul']) {
     assert.ok(compiled.includes(core), `core kernel ${core} was not compiled (skipped: ${skipped.join('; ')})`);
   }
+});
+
+test('a variant key names the defines sorted, whatever order they are given in, and tells apart every name and value', () => {
+  assert.equal(variantKey('unary', { TY: 'f16', TX: 'f32', EXPR: 'v * c' }), 'unary(EXPR=v * c,TX=f32,TY=f16)');
+  assert.equal(variantKey('unary', { TX: 'f32', EXPR: 'v * c', TY: 'f16' }), 'unary(EXPR=v * c,TX=f32,TY=f16)');
+  assert.equal(variantKey('unary', {}), 'unary()');
+  assert.equal(variantKey('binary', { T: 'f32', EXPR: 'a + b' }), 'binary(EXPR=a + b,T=f32)');
+  assert.equal(variantKey('binary', { T: 'f16', EXPR: 'a + b' }), 'binary(EXPR=a + b,T=f16)');
+  assert.equal(variantKey('binary', { T: 'f32', EXPR: 'a * b' }), 'binary(EXPR=a * b,T=f32)');
 });
 
 test('a pipeline the adapter refuses is reported by kernelChecked, not raised at the next read', async () => {

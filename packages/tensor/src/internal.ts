@@ -10,7 +10,7 @@ export type { PoolStats } from './backend/pool.js';
 export type { CompiledKernel, Dispatch } from './backend/runtime.js';
 
 // Kernels as data: specs, uniform packers, the #define step, the generated WGSL and Params layouts
-export { kernelSpecs, packParams, preprocess } from './kernels.js';
+export { kernelSpecs, packParams, preprocess, variantKey } from './kernels.js';
 export type { BindingSpec, KernelSpec, Defines } from './kernels.js';
 export { wgslSources, paramLayouts, specifiedKernels } from './kernels.generated.js';
 export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from './kernels.generated.js';

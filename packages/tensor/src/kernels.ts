@@ -3,7 +3,7 @@
 // compiled variant.
 import type { OptionalFeature } from './backend/device.js';
 import type { CompiledKernel, Runtime } from './backend/runtime.js';
-import { paramLayouts, specifiedKernels, wgslSources, type ParamStruct, type ParamValues, type WgslName } from './kernels.generated.js';
+import { paramLayouts, specifiedKernels, wgslSources, type ParamField, type ParamStruct, type ParamValues, type WgslName } from './kernels.generated.js';
 
 /** A storage binding of a kernel, in binding order starting at 1 (binding 0 is the uniform block). */
 export interface BindingSpec {
@@ -31,24 +31,32 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = specifiedKernels;
  */
 export function packParams<S extends ParamStruct>(struct: S, values: ParamValues[S]): ArrayBuffer {
   const layout = paramLayouts[struct];
-  const buf = new ArrayBuffer(Math.max(16, Math.ceil(layout.size / 16) * 16));
-  const view = new DataView(buf);
+  const words = new Uint32Array(Math.max(16, Math.ceil(layout.size / 16) * 16) / 4);
   const given = values as unknown as Record<string, number | readonly number[]>;
   for (const f of layout.fields) {
     const v = given[f.name];
-    const list = typeof v === 'number' ? [v] : v;
-    if (list === undefined || (typeof v === 'number') !== (f.count === 1) || list.length > f.count) {
-      throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${JSON.stringify(v)}`);
+    if (typeof v === 'number') {
+      if (f.count !== 1) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${JSON.stringify(v)}`);
+      words[f.offset / 4] = word(struct, f, v);
+      continue;
     }
-    list.forEach((x, i) => {
-      const at = f.offset + Math.floor(i / f.lanes) * f.stride + (i % f.lanes) * 4;
-      if (f.kind === 'f32') view.setFloat32(at, x, true);
-      else if (!Number.isInteger(x)) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${x}`);
-      else if (f.kind === 'i32') view.setInt32(at, x, true);
-      else view.setUint32(at, x >>> 0, true);
-    });
+    if (v === undefined || f.count === 1 || v.length > f.count) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${JSON.stringify(v)}`);
+    for (let i = 0; i < v.length; i++) words[(f.offset + Math.floor(i / f.lanes) * f.stride + (i % f.lanes) * 4) / 4] = word(struct, f, v[i]!);
   }
-  return buf;
+  return words.buffer;
+}
+
+const f32Word = new Float32Array(1);
+const f32Bits = new Uint32Array(f32Word.buffer);
+
+/** One 32-bit word of a uniform field, as the bits WGSL reads (little-endian, as every WebGPU host is). */
+function word(struct: string, f: ParamField, x: number): number {
+  if (f.kind === 'f32') {
+    f32Word[0] = x;
+    return f32Bits[0]!;
+  }
+  if (!Number.isInteger(x)) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${x}`);
+  return x >>> 0;
 }
 
 /** Defines of a kernel variant: `alias NAME = f32;` lines get the given type, `{{NAME}}` the given text. */
@@ -74,9 +82,43 @@ export function preprocess(name: WgslName, defines: Defines): string {
 
 /** The compiled pipeline of a kernel variant (compiled once, then cached by the runtime). */
 export function compileKernel(rt: Runtime, name: WgslName, defines: Defines = {}): CompiledKernel {
-  const keys = Object.keys(defines).sort();
-  const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
+  const key = variantKey(name, defines);
   return rt.kernel(key, kernelSource(name, defines, key), key);
+}
+
+/** A node of the tree of variant keys: from a name, each define's name then value in the order given. */
+interface KeyNode {
+  next: Map<string, KeyNode>;
+  key: string | null;
+}
+
+const variantKeys: KeyNode = { next: new Map(), key: null };
+const MAX_VARIANT_KEYS = 16384;
+let variantKeyCount = 0;
+
+/**
+ * The key of a kernel variant, `name(A=x,B=y)` with the defines sorted by name, as the runtime keys its
+ * pipelines. Found in a tree by the strings given (a dispatch builds and sorts nothing once its
+ * variant has been seen).
+ */
+export function variantKey(name: string, defines: Defines): string {
+  let node = step(variantKeys, name);
+  for (const k in defines) node = step(step(node, k), defines[k]!);
+  if (node.key === null) {
+    const keys = Object.keys(defines).sort();
+    node.key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
+    if (++variantKeyCount > MAX_VARIANT_KEYS) {
+      variantKeys.next.clear();
+      variantKeyCount = 0;
+    }
+  }
+  return node.key;
+}
+
+function step(node: KeyNode, s: string): KeyNode {
+  let n = node.next.get(s);
+  if (n === undefined) node.next.set(s, (n = { next: new Map(), key: null }));
+  return n;
 }
 
 const sourceCache = new Map<string, string>();

@@ -28,8 +28,13 @@ export function startScope(): Scope {
   return new OpenScope();
 }
 
+/** Opens the scope of an op's forward (internal: defineOp), closed with `endOp`. */
+export function startOpScope(): OpenScope {
+  return new OpenScope();
+}
+
 /** A scope opened by startScope: a class, so that opening one (every op does) creates no closures. */
-class OpenScope implements Scope {
+export class OpenScope implements Scope {
   private readonly own = new Set<Tensor>();
 
   constructor() {
@@ -37,9 +42,7 @@ class OpenScope implements Scope {
   }
 
   end<R>(result?: R): R | undefined {
-    const own = this.own;
-    if (scopes.lastIndexOf(own) !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
-    scopes.pop();
+    const own = this.close();
     const kept = new Set<Tensor>();
     collectTensors(result, kept);
     const tensors = [...own];
@@ -47,6 +50,27 @@ class OpenScope implements Scope {
     // Newest first, so that the pool hands the same buffers to the same tensors when a step repeats.
     for (let i = tensors.length - 1; i >= 0; i--) if (!kept.has(tensors[i]!)) tensors[i]!.dispose('its tidy() scope ended');
     return result;
+  }
+
+  /**
+   * {@link end} keeping `out` and `saved` (an op's output and what its backward reads), without the
+   * sets and arrays `end` builds: every op ends a scope.
+   */
+  endOp(out: Tensor, saved: readonly Tensor[]): void {
+    const own = this.close();
+    let dropped: Tensor[] | null = null;
+    for (const t of own) {
+      if (t === out || saved.includes(t)) trackTensor(t);
+      else (dropped ??= []).push(t);
+    }
+    if (dropped !== null) for (let i = dropped.length - 1; i >= 0; i--) dropped[i]!.dispose('its tidy() scope ended');
+  }
+
+  private close(): Set<Tensor> {
+    const own = this.own;
+    if (scopes.lastIndexOf(own) !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
+    scopes.pop();
+    return own;
   }
 
   owns(t: Tensor): boolean {

@@ -3,6 +3,7 @@
 // repeated step creates no buffer and no bind group, and a site whose parameters change (a growing KV
 // cache) rewrites its slot, all slots written before the submit in one write per page. A site used
 // again in the same submit with other parameters takes another slot.
+import type { BindingLayout } from './pipelines.js';
 import type { CompiledKernel } from './runtime.js';
 
 /** Bytes of a page of uniform blocks (WebGPU's largest uniform binding fits one). */
@@ -29,9 +30,28 @@ interface Slot {
   usedIn: number;
 }
 
+/** A dispatch site (a node of the tree of sites): its bind group without uniforms, or its slots. */
+interface Site {
+  next: Map<number, Site> | null;
+  bindGroup: GPUBindGroup | null;
+  slots: Slot[];
+}
+
+function newSite(): Site {
+  return { next: null, bindGroup: null, slots: [] };
+}
+
+function child(node: Site, k: number): Site {
+  let n = node.next?.get(k);
+  if (n === undefined) (node.next ??= new Map()).set(k, (n = newSite()));
+  return n;
+}
+
 /** The bind groups and uniform blocks of one device's dispatches. */
 export class BindingCache {
-  private readonly sites = new Map<string, Slot[] | GPUBindGroup>();
+  /** Sites by binding layout, each the root of a tree of sites by uniform size and buffers. */
+  private readonly roots = new Map<BindingLayout, Site>();
+  private siteCount = 0;
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private pages: Page[] = [];
@@ -57,30 +77,41 @@ export class BindingCache {
 
   /** The bind group of `kernel` with the uniform `params` at binding 0 and `buffers` from binding 1. */
   bindGroup(kernel: CompiledKernel, params: ArrayBuffer | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    let key = kernel.bindings.signature;
-    if (params) key += `|u${params.byteLength}`;
-    for (const buffer of buffers) key += `|${this.bufferId(buffer)}`;
-    const site = this.sites.get(key);
+    const site = this.site(kernel, params === undefined ? 0 : params.byteLength, buffers);
     if (!params) {
-      if (site !== undefined) return site as GPUBindGroup;
-      if (this.sites.size >= MAX_SITES) return this.restart(kernel, params, buffers);
-      const bindGroup = this.create(kernel, null, buffers);
-      this.sites.set(key, bindGroup);
-      return bindGroup;
+      if (site.bindGroup !== null) return site.bindGroup;
+      if (this.siteCount >= MAX_SITES) return this.restart(kernel, params, buffers);
+      this.siteCount++;
+      return (site.bindGroup = this.create(kernel, null, buffers));
     }
     const words = new Uint32Array(params);
-    const slots = (site as Slot[] | undefined) ?? [];
+    const slots = site.slots;
     // A slot holding these values already, else one the commands not yet submitted do not read.
-    let slot = slots.find((s) => this.holds(s, words)) ?? slots.find((s) => s.usedIn !== this.generation);
+    let slot: Slot | undefined;
+    for (let i = 0; i < slots.length && slot === undefined; i++) if (this.holds(slots[i]!, words)) slot = slots[i];
+    for (let i = 0; i < slots.length && slot === undefined; i++) if (slots[i]!.usedIn !== this.generation) slot = slots[i];
     if (slot === undefined) {
-      if (this.slots >= MAX_SLOTS || this.sites.size >= MAX_SITES) return this.restart(kernel, params, buffers);
+      if (this.slots >= MAX_SLOTS || this.siteCount >= MAX_SITES) return this.restart(kernel, params, buffers);
       slot = this.allocate(kernel, params.byteLength, buffers);
+      if (slots.length === 0) this.siteCount++;
       slots.push(slot);
-      if (site === undefined) this.sites.set(key, slots);
     }
     if (!this.holds(slot, words)) this.write(slot, words);
     slot.usedIn = this.generation;
     return slot.bindGroup;
+  }
+
+  /**
+   * The site of a dispatch: found in a tree by its binding layout, then by numbers (the uniform's
+   * bytes, each buffer's id), so that a dispatch builds no key.
+   */
+  private site(kernel: CompiledKernel, uniformBytes: number, buffers: readonly GPUBuffer[]): Site {
+    const layout = kernel.bindings;
+    let node = this.roots.get(layout);
+    if (node === undefined) this.roots.set(layout, (node = newSite()));
+    node = child(node, uniformBytes);
+    for (const buffer of buffers) node = child(node, this.bufferId(buffer));
+    return node;
   }
 
   /** Writes the slots changed since the last call (right before a submit) and starts the next submit's count. */
@@ -129,7 +160,8 @@ export class BindingCache {
   /** Submits what is queued, forgets every site and slot (the pages stay), and serves this dispatch afresh. */
   private restart(kernel: CompiledKernel, params: ArrayBuffer | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
     this.flush();
-    this.sites.clear();
+    this.roots.clear();
+    this.siteCount = 0;
     this.slots = 0;
     for (const p of this.pages) p.used = 0;
     return this.bindGroup(kernel, params, buffers);

@@ -46,7 +46,8 @@ export interface PoolStats {
 
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
-  private readonly inUse = new Set<GPUBuffer>();
+  /** Buffers handed out, with their sizes (reading `GPUBuffer.size` calls into the native binding). */
+  private readonly inUse = new Map<GPUBuffer, number>();
   private bytesInUse = 0;
   /** Most bytes ever in use at once: the pool keeps at most this much (and at least minPooledBytes) for reuse. */
   private peakBytesInUse = 0;
@@ -77,23 +78,27 @@ export class BufferPool {
    */
   acquire(bytes: number, beforeDestroy: () => void): GPUBuffer {
     const size = sizeClass(bytes);
+    let bufferSize = size;
     let buffer = this.free.get(size)?.pop();
     if (!buffer) {
       const most = maxReuseSize(size);
       let best = Infinity;
       for (const [s, list] of this.free) if (s > size && s <= most && s < best && list.length > 0) best = s;
-      if (best !== Infinity) buffer = this.free.get(best)!.pop();
+      if (best !== Infinity) {
+        buffer = this.free.get(best)!.pop();
+        bufferSize = best;
+      }
     }
     if (buffer) {
       this.buffersPooled--;
-      this.bytesPooled -= buffer.size;
+      this.bytesPooled -= bufferSize;
     } else {
       this.makeRoom(size, beforeDestroy);
       buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
       this.buffersCreated++;
     }
-    this.inUse.add(buffer);
-    this.bytesInUse += buffer.size;
+    this.inUse.set(buffer, bufferSize);
+    this.bytesInUse += bufferSize;
     this.peakBytesInUse = Math.max(this.peakBytesInUse, this.bytesInUse);
     this.measuredPeak = Math.max(this.measuredPeak, this.bytesInUse);
     this.measuredAllocatedPeak = Math.max(this.measuredAllocatedPeak, this.bytesInUse + this.bytesPooled);
@@ -123,8 +128,9 @@ export class BufferPool {
    * reuse it run after them on the same queue. `beforeDestroy` flushes pending commands first.
    */
   release(buffer: GPUBuffer, beforeDestroy: () => void): void {
-    if (!this.inUse.delete(buffer)) throw new Error('internal: buffer released twice or not from this pool');
-    const size = buffer.size;
+    const size = this.inUse.get(buffer);
+    if (size === undefined) throw new Error('internal: buffer released twice or not from this pool');
+    this.inUse.delete(buffer);
     this.bytesInUse -= size;
     if (this.bytesPooled + size > this.maxPooledBytes) {
       beforeDestroy();

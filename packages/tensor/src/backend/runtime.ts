@@ -56,6 +56,9 @@ export class Runtime {
   private readonly pacer = new WaitPacer();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** The pipeline and bind group last set on the open pass. */
+  private passPipeline: GPUComputePipeline | null = null;
+  private passBindGroup: GPUBindGroup | null = null;
   private pendingDispatches = 0;
   private lost: string | null = null;
   private counters = { dispatches: 0, submits: 0, readbacks: 0, readbackBytes: 0 };
@@ -142,8 +145,9 @@ export class Runtime {
       this.pass = this.encoder.beginComputePass();
     }
     const pass = this.pass!;
-    pass.setPipeline(d.kernel.pipeline);
-    pass.setBindGroup(0, bindGroup);
+    // A pass keeps its pipeline and bind group from one dispatch to the next: set only what changed.
+    if (this.passPipeline !== d.kernel.pipeline) pass.setPipeline((this.passPipeline = d.kernel.pipeline));
+    if (this.passBindGroup !== bindGroup) pass.setBindGroup(0, (this.passBindGroup = bindGroup));
     pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
     if (timestampWrites) this.endPass();
     this.pendingDispatches++;
@@ -260,6 +264,8 @@ export class Runtime {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
+      this.passPipeline = null;
+      this.passBindGroup = null;
     }
   }
 }

@@ -1,7 +1,7 @@
 // How an op is declared: forward and backward side by side. `defineOp` runs the forward without
 // recording, frees the forward's temporaries, and attaches a graph node when an input needs a gradient.
 import { isGradEnabled, setGradEnabled } from '../grad-mode.js';
-import { startScope } from '../scope.js';
+import { startOpScope, startScope } from '../scope.js';
 import { Tensor } from '../tensor.js';
 
 /**
@@ -61,15 +61,25 @@ const needsNone = (): boolean => false;
 export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(def: OpDef<A, S, D>): Op<A, S, D> {
   const call = (...args: A): Tensor => {
     const inputs: Tensor[] = [];
+    let anyNeeds = false;
     for (const a of args) {
-      if (a instanceof Tensor) inputs.push(a);
-      else if (Array.isArray(a)) for (const x of a) if (x instanceof Tensor) inputs.push(x);
+      if (a instanceof Tensor) {
+        inputs.push(a);
+        anyNeeds ||= needsGradient(a);
+      } else if (Array.isArray(a)) {
+        for (const x of a) {
+          if (x instanceof Tensor) {
+            inputs.push(x);
+            anyNeeds ||= needsGradient(x);
+          }
+        }
+      }
     }
-    const record = isGradEnabled() && inputs.some(needsGradient);
+    const record = anyNeeds && isGradEnabled();
     const needs = record ? inputs.map(needsGradient) : null;
     const ctx = opContext<S, D>(inputs, needs ? (i) => needs[i] ?? false : needsNone);
     const previous = setGradEnabled(false);
-    const scope = startScope();
+    const scope = startOpScope();
     let out: Tensor;
     try {
       out = def.forward(ctx, ...args);
@@ -79,7 +89,7 @@ export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tens
     } finally {
       setGradEnabled(previous);
     }
-    scope.end([out, ...ctx.saved]);
+    scope.endOp(out, ctx.saved);
     if (record) {
       out.node = {
         op: def.name,
