@@ -30,6 +30,12 @@ interface Slot {
   usedIn: number;
 }
 
+/** A buffer's id among the sites, and the submit that last used it (the count of submits then). */
+interface BufferInfo {
+  id: number;
+  usedIn: number;
+}
+
 /** A dispatch site (a node of the tree of sites): its bind group without uniforms, or its slots. */
 interface Site {
   next: Map<number, Site> | null;
@@ -52,7 +58,8 @@ export class BindingCache {
   /** Sites by binding layout, each the root of a tree of sites by uniform size and buffers. */
   private readonly roots = new Map<BindingLayout, Site>();
   private siteCount = 0;
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  /** Each buffer's id in the tree of sites and the submit that last bound it. */
+  private readonly bufferInfo = new WeakMap<GPUBuffer, BufferInfo>();
   private nextBufferId = 1;
   private pages: Page[] = [];
   private slots = 0;
@@ -110,8 +117,22 @@ export class BindingCache {
     let node = this.roots.get(layout);
     if (node === undefined) this.roots.set(layout, (node = newSite()));
     node = child(node, uniformBytes);
-    for (const buffer of buffers) node = child(node, this.bufferId(buffer));
+    for (const buffer of buffers) {
+      const info = this.info(buffer);
+      info.usedIn = this.generation;
+      node = child(node, info.id);
+    }
     return node;
+  }
+
+  /** Notes that commands not yet submitted use `buffer` (a copy). */
+  markUsed(buffer: GPUBuffer): void {
+    this.info(buffer).usedIn = this.generation;
+  }
+
+  /** Whether commands not yet submitted bind or copy `buffer`. */
+  usedUnsubmitted(buffer: GPUBuffer): boolean {
+    return this.bufferInfo.get(buffer)?.usedIn === this.generation;
   }
 
   /** Writes the slots changed since the last call (right before a submit) and starts the next submit's count. */
@@ -175,9 +196,9 @@ export class BindingCache {
     return this.device.createBindGroup({ layout: kernel.bindings.layout, entries });
   }
 
-  private bufferId(b: GPUBuffer): number {
-    let id = this.bufferIds.get(b);
-    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
-    return id;
+  private info(b: GPUBuffer): BufferInfo {
+    let info = this.bufferInfo.get(b);
+    if (info === undefined) this.bufferInfo.set(b, (info = { id: this.nextBufferId++, usedIn: -1 }));
+    return info;
   }
 }

@@ -60,6 +60,8 @@ export class Runtime {
   private passPipeline: GPUComputePipeline | null = null;
   private passBindGroup: GPUBindGroup | null = null;
   private pendingDispatches = 0;
+  /** Whether the encoder holds commands from withEncoder, whose buffers are not tracked. */
+  private rawEncoded = false;
   private lost: string | null = null;
   private counters = { dispatches: 0, submits: 0, readbacks: 0, readbackBytes: 0 };
   /** Hooks run around each dispatch (the profiler). */
@@ -123,9 +125,12 @@ export class Runtime {
     this.pool.release(buffer, () => this.flush());
   }
 
-  /** Writes host data into a buffer, after the commands that may still use it. */
+  /**
+   * Writes host data into a buffer, after the commands that may still use it: the queue writes before
+   * the commands not yet submitted run, so those are submitted first when they use the buffer.
+   */
   write(buffer: GPUBuffer, offsetBytes: number, data: ArrayBufferView): void {
-    if (this.pendingDispatches > 0) this.flush();
+    if (this.pendingDispatches > 0 && (this.rawEncoded || this.bindings.usedUnsubmitted(buffer))) this.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
     this.device.queue.writeBuffer(buffer, offsetBytes, padded as Uint8Array<ArrayBuffer>);
@@ -161,6 +166,8 @@ export class Runtime {
     this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.bindings.markUsed(src);
+    this.bindings.markUsed(dst);
     this.pendingDispatches++;
     this.pacer.queued('copy', bytes % 0x100000000, Math.floor(bytes / 0x100000000), 0);
   }
@@ -170,6 +177,7 @@ export class Runtime {
     this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
     fn(this.encoder);
+    this.rawEncoded = true;
     this.pendingDispatches++;
   }
 
@@ -179,6 +187,7 @@ export class Runtime {
     if (!this.encoder) return;
     const cb = this.encoder.finish();
     this.encoder = null;
+    this.rawEncoded = false;
     this.pacer.submitted(this.pendingDispatches);
     this.pendingDispatches = 0;
     this.bindings.upload(this.device.queue);
