@@ -47,7 +47,7 @@ export class OpenScope implements Scope {
     collectTensors(result, kept);
     const tensors = [...own];
     for (const t of tensors) if (kept.has(t)) trackTensor(t);
-    // Newest first, so that the pool hands the same buffers to the same tensors when a step repeats.
+    // Newest first, the reverse of creation.
     for (let i = tensors.length - 1; i >= 0; i--) if (!kept.has(tensors[i]!)) tensors[i]!.dispose('its tidy() scope ended');
     return result;
   }

@@ -45,7 +45,14 @@ export interface PoolStats {
 }
 
 export class BufferPool {
+  /**
+   * Pooled buffers by size class, each list in descending order of creation: the oldest is handed out
+   * first, so which buffer serves a request depends on which are free, not on the order they were
+   * released in; a repeated step then binds the same buffers as the last time (and reuses its bind groups).
+   */
   private readonly free = new Map<number, GPUBuffer[]>();
+  /** Creation number of each buffer. */
+  private readonly serials = new WeakMap<GPUBuffer, number>();
   /** Buffers handed out, with their sizes (reading `GPUBuffer.size` calls into the native binding). */
   private readonly inUse = new Map<GPUBuffer, number>();
   private bytesInUse = 0;
@@ -95,7 +102,7 @@ export class BufferPool {
     } else {
       this.makeRoom(size, beforeDestroy);
       buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
-      this.buffersCreated++;
+      this.serials.set(buffer, this.buffersCreated++);
     }
     this.inUse.set(buffer, bufferSize);
     this.bytesInUse += bufferSize;
@@ -139,7 +146,16 @@ export class BufferPool {
     }
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buffer);
+    const serial = this.serials.get(buffer)!;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.serials.get(list[mid]!)! > serial) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === list.length) list.push(buffer);
+    else list.splice(lo, 0, buffer);
     this.buffersPooled++;
     this.bytesPooled += size;
   }

@@ -1,0 +1,25 @@
+import { destroyWebGPU, initWebGPU } from '@huatuo/tensor';
+import { getRuntime } from '@huatuo/tensor/internal';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { hostDecodeConfig, measureHostDecode } from './host.bench.js';
+process.env.HUATUO_MATMUL_TUNE ??= '0';
+await initWebGPU();
+await measureHostDecode(hostDecodeConfig(), 8, 1);
+const rt = getRuntime();
+const waits: [number, number][] = [];
+const read = rt.read.bind(rt);
+rt.read = (b, o, n) => { const p = read(b, o, n); const t = performance.now(); return p.then((x) => { waits.push([t, performance.now()]); return x; }); };
+const gcs: { start: number; d: number; kind: number }[] = [];
+const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) gcs.push({ start: e.startTime, d: e.duration, kind: (e as any).detail?.kind }); });
+obs.observe({ entryTypes: ['gc'] });
+const t0 = performance.now();
+const r = await measureHostDecode(hostDecodeConfig(), 64, 3);
+const t1 = performance.now();
+await new Promise((res) => setTimeout(res, 50));
+const inWin = gcs.filter((g) => g.start >= t0 && g.start <= t1);
+const inWait = (t: number) => waits.some(([a, b]) => t >= a && t <= b);
+let hw = 0, hh = 0, nw = 0, nh = 0;
+for (const g of inWin) { if (inWait(g.start)) { hw += g.d; nw++; } else { hh += g.d; nh++; } }
+console.log(`GC during waits: ${nw} x ${hw.toFixed(1)} ms; during host work: ${nh} x ${hh.toFixed(1)} ms; over ~260 tokens`);
+console.log(r.runs.map((x) => `${x.cpuMs?.toFixed(2)} ms cpu/token`).join(' '));
+await destroyWebGPU(); process.exit(0);
