@@ -35,3 +35,19 @@ test('a host write into a buffer a queued command reads submits that command fir
   a.dispose();
   y.dispose();
 });
+
+test('a tensor made from host data while commands are queued takes a pooled buffer they do not use, and submits nothing', async () => {
+  const a = tensor(new Float32Array([1, 2, 3, 4]), [4]);
+  await getRuntime().sync();
+  const y = add(a, a);
+  const freed = a.buffer();
+  a.dispose();
+  const submits = runtimeStats().submits;
+  const b = tensor(new Float32Array([5, 6, 7, 8]), [4]);
+  assert.notEqual(b.buffer(), freed, 'the buffer the queued sum reads stays out of reach of the write');
+  assert.equal(runtimeStats().submits, submits);
+  assert.deepEqual([...(await y.toArray())], [2, 4, 6, 8]);
+  assert.deepEqual([...(await b.toArray())], [5, 6, 7, 8]);
+  y.dispose();
+  b.dispose();
+});

@@ -191,8 +191,8 @@ export function storageBytes(shape: readonly number[], dtype: DType): number {
   return Math.max(4, Math.ceil((numel(shape) * itemSize[dtype]) / 4) * 4);
 }
 
-/** Allocates an uninitialised contiguous tensor (internal: op outputs). */
-export function empty(shape: readonly number[], dtype: DType, host: Int32Array | Uint32Array | null = null): Tensor {
+/** Allocates an uninitialised contiguous tensor (internal: op outputs; `forWrite`: host data follows at once). */
+export function empty(shape: readonly number[], dtype: DType, host: Int32Array | Uint32Array | null = null, forWrite = false): Tensor {
   const bytes = storageBytes(shape, dtype);
   const rt = getRuntime();
   const limit = rt.info.maxStorageBufferBindingSize;
@@ -201,7 +201,7 @@ export function empty(shape: readonly number[], dtype: DType, host: Int32Array |
       `tensor ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the adapter's storage binding limit of ${limit} bytes; split it`,
     );
   }
-  return new Tensor(new Storage(rt.acquire(bytes), bytes, host), [...shape], dtype);
+  return new Tensor(new Storage(forWrite ? rt.acquireForWrite(bytes) : rt.acquire(bytes), bytes, host), [...shape], dtype);
 }
 
 /** Index tensors up to this many elements keep a host copy for bounds checks. */
@@ -212,7 +212,7 @@ export function fromHost(data: ArrayBufferView, shape: readonly number[], dtype:
   let host: Int32Array | Uint32Array | null = null;
   if (dtype === 'i32' && numel(shape) <= HOST_COPY_LIMIT) host = Int32Array.from(data as Int32Array);
   if (dtype === 'u32' && numel(shape) <= HOST_COPY_LIMIT) host = Uint32Array.from(data as Uint32Array);
-  const t = empty(shape, dtype, host);
+  const t = empty(shape, dtype, host, data.byteLength > 0);
   if (data.byteLength > 0) getRuntime().write(t.buffer(), 0, data);
   return t;
 }

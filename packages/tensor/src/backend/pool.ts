@@ -44,6 +44,14 @@ export interface PoolStats {
   peakAllocatedBytes: number;
 }
 
+/** The oldest buffer of a list (its last) that `avoid` does not refuse, taken out of the list. */
+function take(list: GPUBuffer[] | undefined, avoid: ((buffer: GPUBuffer) => boolean) | undefined): GPUBuffer | undefined {
+  if (list === undefined) return undefined;
+  if (!avoid) return list.pop();
+  for (let i = list.length - 1; i >= 0; i--) if (!avoid(list[i]!)) return list.splice(i, 1)[0];
+  return undefined;
+}
+
 export class BufferPool {
   /**
    * Pooled buffers by size class, each list in descending order of creation: the oldest is handed out
@@ -81,18 +89,19 @@ export class BufferPool {
    * A buffer of at least `bytes`: a pooled one of the same size class, else the smallest pooled
    * one up to {@link maxReuseSize}, else new. A new buffer first destroys the pooled ones (largest
    * first) that would take what the pool holds over the most ever in use plus `minPooledBytes`;
-   * `beforeDestroy` then flushes the commands that may still use them.
+   * `beforeDestroy` then flushes the commands that may still use them. Pooled buffers that `avoid`
+   * refuses are passed over.
    */
-  acquire(bytes: number, beforeDestroy: () => void): GPUBuffer {
+  acquire(bytes: number, beforeDestroy: () => void, avoid?: (buffer: GPUBuffer) => boolean): GPUBuffer {
     const size = sizeClass(bytes);
     let bufferSize = size;
-    let buffer = this.free.get(size)?.pop();
+    let buffer = take(this.free.get(size), avoid);
     if (!buffer) {
       const most = maxReuseSize(size);
       let best = Infinity;
-      for (const [s, list] of this.free) if (s > size && s <= most && s < best && list.length > 0) best = s;
+      for (const [s, list] of this.free) if (s > size && s <= most && s < best && list.length > 0 && (!avoid || list.some((b) => !avoid(b)))) best = s;
       if (best !== Infinity) {
-        buffer = this.free.get(best)!.pop();
+        buffer = take(this.free.get(best), avoid);
         bufferSize = best;
       }
     }

@@ -121,6 +121,16 @@ export class Runtime {
     return this.pool.acquire(bytes, () => this.flush());
   }
 
+  /**
+   * A buffer for host data written right away: a pooled one that the commands not yet submitted do
+   * not use, so that the write need not submit them first (see {@link write}).
+   */
+  acquireForWrite(bytes: number): GPUBuffer {
+    this.checkAlive();
+    if (this.pendingDispatches === 0) return this.pool.acquire(bytes, () => this.flush());
+    return this.pool.acquire(bytes, () => this.flush(), (b) => this.bindings.usedUnsubmitted(b));
+  }
+
   release(buffer: GPUBuffer): void {
     this.pool.release(buffer, () => this.flush());
   }
