@@ -96,14 +96,16 @@ export class BindingCache {
     // A slot holding these values already, else one the commands not yet submitted do not read.
     let slot: Slot | undefined;
     for (let i = 0; i < slots.length && slot === undefined; i++) if (this.holds(slots[i]!, words)) slot = slots[i];
-    for (let i = 0; i < slots.length && slot === undefined; i++) if (slots[i]!.usedIn !== this.generation) slot = slots[i];
     if (slot === undefined) {
-      if (this.slots >= MAX_SLOTS || this.siteCount >= MAX_SITES) return this.restart(kernel, params, buffers);
-      slot = this.allocate(kernel, params.byteLength, buffers);
-      if (slots.length === 0) this.siteCount++;
-      slots.push(slot);
+      for (let i = 0; i < slots.length && slot === undefined; i++) if (slots[i]!.usedIn !== this.generation) slot = slots[i];
+      if (slot === undefined) {
+        if (this.slots >= MAX_SLOTS || this.siteCount >= MAX_SITES) return this.restart(kernel, params, buffers);
+        slot = this.allocate(kernel, params.byteLength, buffers);
+        if (slots.length === 0) this.siteCount++;
+        slots.push(slot);
+      }
+      this.write(slot, words);
     }
-    if (!this.holds(slot, words)) this.write(slot, words);
     slot.usedIn = this.generation;
     return slot.bindGroup;
   }
