@@ -50,10 +50,13 @@ test('subgroup-matrix variants are candidates only for f16 x f16 -> f32 configs 
   const names = matmulCandidates(gpuLike).map(variantName);
   assert.deepEqual(
     names.filter((n) => n.startsWith('sgmat')),
-    ['64x64/32x32', '128x64/64x32', '128x128/64x32', '128x128/64x64', '64x64/64x64'].map((t) => `sgmat(16x16x16,sg=32,tile=${t})`),
+    ['', ',direct'].flatMap((d) => ['64x64/32x32', '128x64/64x32', '128x128/64x32', '128x128/64x64', '64x64/64x64'].map((t) => `sgmat(16x16x16,sg=32,tile=${t}${d})`)),
   );
   const smallWorkgroupMemory = { ...gpuLike, maxComputeWorkgroupStorageSize: 16384 };
-  assert.deepEqual(matmulCandidates(smallWorkgroupMemory).filter((v) => v.kernel === 'sgmat').map(variantName), ['sgmat(16x16x16,sg=32,tile=64x64/32x32)', 'sgmat(16x16x16,sg=32,tile=64x64/64x64)']);
+  assert.deepEqual(
+    matmulCandidates(smallWorkgroupMemory).filter((v) => v.kernel === 'sgmat').map(variantName),
+    ['', ',direct'].flatMap((d) => [`sgmat(16x16x16,sg=32,tile=64x64/32x32${d})`, `sgmat(16x16x16,sg=32,tile=64x64/64x64${d})`]),
+  );
   assert.ok(names.includes('v4(tile=128)') && names.includes('v4(tile=64)'), names.join(', '));
   const without = { ...gpuLike, features: new Set([...gpuLike.features].filter((f) => f !== 'chromium-experimental-subgroup-matrix')) };
   assert.equal(matmulCandidates(without).filter((v) => v.kernel === 'sgmat').length, 0);
@@ -135,12 +138,25 @@ test('the subgroup-matrix kernel stages, tiles and stores every layout right (it
     // 8 x 8 x 8 matrices and one small tile keep the emulation affordable on a CPU adapter (it holds whole
     // matrices in every lane); the staging and layout code is the same at every tile.
     const tiles = [[32, 32, 16, 16]] as const;
-    const candidates = tiles.map(([tm, tn, wm, wn]) => ({
-      variant: { kernel: 'sgmat' as const, m: 8, n: 8, k: 8, sg: 8, tm, tn, wm, wn },
-      rewrite: { name: 'emulated', rewrite: emulateSubgroupMatrices },
-    }));
+    // The direct kernel's emulation (every lane's matrices read from storage) can take many minutes on
+    // lavapipe without a warm shader cache: it is checked when HUATUO_EMULATE_DIRECT=1 asks for it.
+    const withDirect = process.env.HUATUO_EMULATE_DIRECT === '1';
+    const candidates = tiles.flatMap(([tm, tn, wm, wn]) =>
+      (withDirect ? [false, true] : [false]).map((direct) => ({
+        variant: { kernel: 'sgmat' as const, m: 8, n: 8, k: 8, sg: 8, tm, tn, wm, wn, ...(direct ? { direct } : {}) },
+        rewrite: { name: 'emulated', rewrite: emulateSubgroupMatrices },
+      })),
+    );
     const report = await checkMatmulCandidates(candidates, { time: false });
+    assert.equal(report.candidates.length, candidates.length);
     for (const c of report.candidates) assert.equal(c.status, 'ok', `${c.name}: ${c.reason}`);
+    if (withDirect) {
+      // The direct kernel (matrices loaded from storage) is checked on its own: one reading a's second k
+      // matrix of each step from the third is refused.
+      const skipped = { name: 'emulated-direct-wrong-k', rewrite: (w: string) => emulateSubgroupMatrices(w).replaceAll('* p.a_sm + k0 + 8u', '* p.a_sm + k0 + 16u') };
+      const wrongDirect = await checkMatmulCandidates([{ variant: candidates[1]!.variant, rewrite: skipped }], { time: false });
+      assert.equal(wrongDirect.candidates[0]!.status, 'wrong', JSON.stringify(wrongDirect.candidates[0]));
+    }
     // The emulation computes what the kernel asks of it: a kernel that loads the wrong k slice is refused.
     const shifted = { name: 'emulated-wrong-k', rewrite: (w: string) => emulateSubgroupMatrices(w).replace(/\(qm \+ 0u\) \* LDA \+ kk/g, '(qm + 0u) * LDA + (kk ^ 16u)') };
     const wrong = await checkMatmulCandidates([{ variant: candidates[0]!.variant, rewrite: shifted }], { time: false });

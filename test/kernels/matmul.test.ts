@@ -167,7 +167,7 @@ test('matmul v4 stages every operand layout, as vec4s where aligned and element 
 
 test('a product that fills few workgroups is split along k into f32 partial sums, summed in order, where the choice asks for it', async () => {
   // One of each tiling kernel (the tile sizes share their code), every subgroup-matrix config.
-  const tiling: MatmulVariant[] = [{ kernel: 'v1' }, { kernel: 'v2', tile: 32 }, { kernel: 'v4', tile: 64 }, ...variants.filter((v) => v.kernel === 'sgmat')];
+  const tiling: MatmulVariant[] = [{ kernel: 'v1' }, { kernel: 'v2', tile: 32 }, { kernel: 'v4', tile: 64 }, ...variants.filter((v) => v.kernel === 'sgmat' && !v.direct)];
   // [case, slices of k expected]: the LoRA shapes (rank 8 on one side), a batch, a slice length that is not
   // a multiple of 4 (element loads), and a K no power of two divides (not split).
   const cases: Array<[Case, number]> = [
@@ -213,16 +213,59 @@ test('the subgroup-matrix variants match the reference where the adapter offers 
     return t.skip(`adapter offers no f16 subgroup-matrix config (needs chromium-experimental-subgroup-matrix: HUATUO_UNSAFE_APIS=1)`);
   }
   for (const v of sgmat) {
+    if (v.kernel !== 'sgmat') continue;
     setMatmulVariant(v);
     try {
+      // The direct kernel runs tile-aligned products itself and hands the others to the staged one.
+      const staged = variantName({ ...v, direct: false });
       for (const c of [
         { M: 130, K: 72, N: 136, batchA: [], batchB: [], ta: false, tb: true, seed: 3 },
         { M: 33, K: 19, N: 65, batchA: [2], batchB: [2], ta: true, tb: false, seed: 4 },
       ]) {
-        assert.equal(await check(v, 'f16', c), variantName(v));
+        assert.equal(await check(v, 'f16', c), staged);
+      }
+      if (v.direct) {
+        for (const c of [
+          { M: 2 * v.tm, K: 96, N: v.tn, batchA: [], batchB: [], ta: false, tb: true, seed: 5 },
+          { M: v.tm, K: 64, N: 2 * v.tn, batchA: [2], batchB: [2], ta: true, tb: false, seed: 6 },
+        ]) {
+          assert.equal(await check(v, 'f16', c), variantName(v));
+        }
       }
     } finally {
       setMatmulVariant(null);
     }
+  }
+});
+
+test('the direct subgroup-matrix kernel plans tile-aligned products only; the staged kernel of its tiles plans the rest', async (t) => {
+  if (!hasF16()) return t.skip('adapter has no shader-f16');
+  const v: MatmulVariant = { kernel: 'sgmat', m: 16, n: 16, k: 16, sg: 32, tm: 64, tn: 64, wm: 32, wn: 32, direct: true };
+  const staged = variantName({ ...v, direct: false });
+  const planned = (aShape: number[], bShape: number[], ta: boolean, tb: boolean, dtype: FloatDType = 'f16') => {
+    const a = make(new Float32Array(numelOf(aShape)), aShape, ta, dtype);
+    const b = make(new Float32Array(numelOf(bShape)), bShape, tb, dtype);
+    try {
+      return variantName(matmulPlan(a, b).kernel);
+    } finally {
+      for (const x of [a, b]) x.dispose();
+    }
+  };
+  setMatmulVariant(v);
+  try {
+    assert.equal(planned([128, 64], [64, 192], false, true), variantName(v), 'x W^T');
+    assert.equal(planned([2, 64, 96], [2, 96, 64], true, false), variantName(v), 'batched, a read along m');
+    assert.equal(planned([100, 64], [64, 64], false, true), staged, 'M off the tile');
+    assert.equal(planned([64, 64], [64, 72], false, false), staged, 'N off the tile');
+    assert.equal(planned([64, 48], [48, 64], false, false), staged, 'K off the k step');
+    // A column slice: rows 8-aligned, but the operand starts 4 elements in (not on a 16-byte row).
+    const wide = tensor(new Float32Array(64 * 72), [64, 72], { dtype: 'f16' });
+    const b = tensor(new Float32Array(64 * 64), [64, 64], { dtype: 'f16' });
+    const sliced = wide.slice(1, 4, 68);
+    assert.equal(variantName(matmulPlan(sliced, b).kernel), staged, 'a at an offset of 4 elements');
+    for (const x of [wide, b, sliced]) x.dispose();
+    assert.notEqual(planned([128, 64], [64, 192], false, true, 'f32').slice(0, 5), 'sgmat', 'f32 runs the fallback');
+  } finally {
+    setMatmulVariant(null);
   }
 });

@@ -1,6 +1,6 @@
-// Plain-WGSL stand-ins for the subgroup-matrix builtins, so that the sgmat kernel's staging, tiling and
-// layouts can be checked on adapters without subgroup matrices: every lane holds each whole matrix and
-// computes each whole product (f16 inputs widened to f32, whose products are exact, f32 accumulation).
+// Plain-WGSL stand-ins for the subgroup-matrix builtins, so that the sgmat kernels' staging, tiling and
+// layouts can be checked on adapters without subgroup matrices: every lane holds each whole matrix (loaded
+// from workgroup memory or from storage) and computes each whole product (f16 inputs widened to f32, whose products are exact, f32 accumulation).
 // The hardware's own builtins are checked only where an adapter offers them.
 
 /** Rewrites an sgmat module so that it needs no subgroup-matrix feature. */
@@ -8,7 +8,7 @@ export function emulateSubgroupMatrices(wgsl: string): string {
   let src = wgsl.replace(/^enable chromium_experimental_subgroup_matrix;\n/m, '').replace(/^diagnostic\(off, chromium\.subgroup_matrix_uniformity\);\n/m, '');
   const dims = [...src.matchAll(/subgroup_matrix_\w+<\w+, (\d+), (\d+)>/g)].map((m) => Number(m[1]) * Number(m[2]));
   const size = Math.max(...dims);
-  src = src.replace(/subgroupMatrixLoad<subgroup_matrix_(?:left|right)<T, (\d+), (\d+)>>\(&(t[ab]), /g, (_, cols: string, rows: string, from: string) => `emu_load_${from}(${cols}u, ${rows}u, `);
+  src = src.replace(/subgroupMatrixLoad<subgroup_matrix_(?:left|right)<T, (\d+), (\d+)>>\(&(t?[ab]), /g, (_, cols: string, rows: string, from: string) => `emu_load_${from}(${cols}u, ${rows}u, `);
   src = src.replace(/subgroup_matrix_result<f32, (\d+), (\d+)>\(\)/g, `array<f32, ${size}>()`);
   src = src.replace(/subgroupMatrixMultiplyAccumulate\(/g, 'emu_mma(');
   src = src.replace(/subgroupMatrixStore\(&scratch, /g, 'emu_store(');
@@ -24,10 +24,11 @@ fn emu_load_${from}(cols: u32, rows: u32, off: u32, col_major: bool, ld: u32) ->
   return m;
 }`;
   // Loop bounds read from the uniform, so that the compiler does not unroll 16 x 16 x 16 loops.
+  // Staged kernels load from workgroup memory (ta, tb), the direct one from the operands in storage (a, b).
+  const sources = ['ta', 'tb', 'a', 'b'].filter((f) => src.includes(`emu_load_${f}(`));
   return `${src}
 fn emu_n(n: u32) -> u32 { return min(n, n + p.M); }
-${load('ta')}
-${load('tb')}
+${sources.map(load).join('\n')}
 
 fn emu_mma(l: array<f32, ${size}>, r: array<f32, ${size}>, acc: array<f32, ${size}>) -> array<f32, ${size}> {
   var out = acc;

@@ -37,6 +37,11 @@ export interface SgmatVariant {
   tn: number;
   wm: number;
   wn: number;
+  /**
+   * Subgroups load their matrices straight from a and b in storage (matmul_sgmat_direct.wgsl) where a
+   * product is tile-aligned; other products run the staged kernel of the same tiles.
+   */
+  direct?: boolean;
 }
 
 /** A single-row (M = 1) variant. */
@@ -102,15 +107,18 @@ export function sgmatCandidates(info: DeviceInfo): MatmulVariant[] {
     (c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && [c.M, c.N, c.K].every((d) => SGMAT_SIDES.includes(d)),
   );
   const out: SgmatVariant[] = [];
+  const direct: SgmatVariant[] = [];
   for (const c of configs) {
     for (const [tm, tn, wm, wn] of SGMAT_TILES) {
       const shape = { sm: c.M, sn: c.N, sk: c.K, tm, tn, wm, wn, bk: SGMAT_BK };
       if ((wm / c.M) * (wn / c.N) > SGMAT_MAX_RESULTS || SGMAT_BK % c.K !== 0) continue;
       if (sgmatThreads(shape, sg) > info.maxComputeInvocationsPerWorkgroup || sgmatStorage(shape) > info.maxComputeWorkgroupStorageSize) continue;
       out.push({ kernel: 'sgmat', m: c.M, n: c.N, k: c.K, sg, tm, tn, wm, wn });
+      // The direct kernel runs unaligned products with the staged one, so it needs the staged one's limits.
+      direct.push({ kernel: 'sgmat', m: c.M, n: c.N, k: c.K, sg, tm, tn, wm, wn, direct: true });
     }
   }
-  return out;
+  return [...out, ...direct];
 }
 
 /** Subgroups a workgroup of the many-subgroup wide matrix-vector variant holds. */
@@ -145,7 +153,7 @@ export function variantName(v: MatmulVariant): string {
     case 'v3':
       return `v3(rows=${v.rows},sg=${v.sg}${v.pack === undefined ? '' : `,pack=${v.pack}`})`;
     case 'sgmat':
-      return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg},tile=${v.tm}x${v.tn}/${v.wm}x${v.wn})`;
+      return `sgmat(${v.m}x${v.n}x${v.k},sg=${v.sg},tile=${v.tm}x${v.tn}/${v.wm}x${v.wn}${v.direct ? ',direct' : ''})`;
     case 'matvec':
       return v.sg === undefined ? 'matvec' : `matvec(sg=${v.sg}${v.wide ? ',wide' : ''}${v.groups ? `,groups=${v.groups}` : ''})`;
     default:

@@ -73,9 +73,32 @@ function reference(a: Float32Array, b: Float32Array, c: CheckCase): Float64Array
   return out;
 }
 
-/** The cases a variant runs itself (the plan neither copies nor hands them to a fallback), by dtype. */
+/**
+ * Tile-aligned products, which the direct subgroup-matrix kernel runs itself: x W^T, batched with b along
+ * n, a read along m, both transposed; several k steps each.
+ */
+function directCases(v: Extract<MatmulVariant, { kernel: 'sgmat' }>): CheckCase[] {
+  return [
+    { M: 2 * v.tm, K: 96, N: v.tn, batch: 1, ta: false, tb: true },
+    { M: v.tm, K: 64, N: 2 * v.tn, batch: 2, ta: false, tb: false },
+    { M: v.tm, K: 32, N: v.tn, batch: 1, ta: true, tb: false },
+    { M: v.tm, K: 160, N: v.tn, batch: 1, ta: true, tb: true },
+  ];
+}
+
+/** The cases a variant runs (the plan neither copies nor hands them to a fallback), by dtype. */
 function casesFor(v: MatmulVariant): CheckCase[] {
-  return v.kernel === 'matvec' ? DECODE_CASES : GENERAL_CASES;
+  if (v.kernel === 'matvec') return DECODE_CASES;
+  return v.kernel === 'sgmat' && v.direct ? [...GENERAL_CASES, ...directCases(v)] : GENERAL_CASES;
+}
+
+/**
+ * Whether a plan runs `v` itself: its own kernel, or, for the direct subgroup-matrix kernel, the staged one
+ * of the same tiles that runs the products it cannot (checked with it, since choosing one chooses both).
+ */
+function runsItself(v: MatmulVariant, planned: MatmulVariant): boolean {
+  if (variantName(planned) === variantName(v)) return true;
+  return v.kernel === 'sgmat' && v.direct === true && variantName(planned) === variantName({ ...v, direct: false });
 }
 
 /**
@@ -87,21 +110,23 @@ export async function checkVariant(rt: Runtime, v: MatmulVariant, custom?: Kerne
   const choice: MatmulChoice = { main: v, fallback: { kernel: 'v1' }, decode: v.kernel === 'matvec' ? v : null };
   const extra: MatmulVariant[] = v.kernel === 'v3' && v.pack === undefined ? [{ ...v, pack: true }] : [];
   let ran = 0;
+  const kernelsRun = new Set<string>();
   for (const dtype of dtypes) {
     for (const variant of [v, ...extra]) {
       for (const [i, c] of casesFor(v).entries()) {
         const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''})`;
-        const r = await runCase(rt, { ...choice, main: variant }, variant, dtype, c, what, custom);
+        const r = await runCase(rt, { ...choice, main: variant }, variant, dtype, c, what, kernelsRun, custom);
         if (r === 'skipped') continue;
         if (!r.ok) return r;
         ran++;
       }
     }
   }
-  return ran > 0 ? { ok: true } : { ok: false, status: 'failed', reason: `${variantName(v)} runs none of the check's cases` };
+  if (ran === 0 || !kernelsRun.has(variantName(v))) return { ok: false, status: 'failed', reason: `${variantName(v)} runs none of the check's cases` };
+  return { ok: true };
 }
 
-async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtype: FloatDType, c: CheckCase, what: string, custom?: KernelRewrite): Promise<CheckResult | 'skipped'> {
+async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtype: FloatDType, c: CheckCase, what: string, kernelsRun: Set<string>, custom?: KernelRewrite): Promise<CheckResult | 'skipped'> {
   const { M, K, N, batch } = c;
   const size = dtype === 'f16' ? 2 : 4;
   const ad = values(batch * M * K, 11 + M + K, dtype);
@@ -128,7 +153,8 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
       c: out,
     };
     const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
-    if (variantName(pl.kernel) !== variantName(v) || pl.copyA || pl.copyB) return 'skipped';
+    if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) return 'skipped';
+    kernelsRun.add(variantName(pl.kernel));
     for (const s of matmulKernels(p, pl, custom)) {
       try {
         await rt.kernelChecked(s.key, s.source, s.key);

@@ -2,7 +2,7 @@
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
 import { grid1d, packParams, kernelSource, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
-import { sgmatDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
+import { sgmatDefines, sgmatDirectDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
 import { SGMAT_BK, type MatmulVariant } from '../matmul-choice.js';
 import { itemSize, numel } from '../tensor.js';
 import type { CompiledKernel, Runtime } from './runtime.js';
@@ -87,8 +87,8 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
       const layout = stagingLayout(p);
       const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
       const d = { T, TC, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
-      const layoutKey = { LAYOUT: `${layout.a}${layout.b}${layout.vec}` };
-      out.push(module('matmul_sgmat', { ...d, ...layoutKey }, () => sgmatDefines(shape, v.sg, layout)));
+      if (v.direct) out.push(module('matmul_sgmat_direct', { ...d, LAYOUT: `${layout.a}${layout.b}` }, () => sgmatDirectDefines(shape, v.sg, layout)));
+      else out.push(module('matmul_sgmat', { ...d, LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, () => sgmatDefines(shape, v.sg, layout)));
       break;
     }
     case 'matvec':

@@ -1,7 +1,8 @@
 // Matmul planning: a product described by buffers and strides, and which kernel variant runs it
 // under a choice (whether an operand is first copied to rows, or b packed into column panels).
 import { itemSize, numel, type DType } from '../tensor.js';
-import type { MatmulChoice, MatmulVariant } from '../matmul-choice.js';
+import { SGMAT_BK, type MatmulChoice, type MatmulVariant } from '../matmul-choice.js';
+import { SGMAT_DIRECT_ALIGN } from '../kernelgen/matmul.js';
 
 /** One operand as the kernels see it: buffer, element offset, strides of its matrix and batch dims. */
 export interface Operand {
@@ -106,7 +107,25 @@ const MAX_PARTIAL_BYTES = 16 << 20;
 
 /** A plan for a kernel that tiles c (v1, v2, v4, sgmat), split along k where the choice asks for it. */
 function tiled(p: Problem, kernel: MatmulVariant, choice: MatmulChoice, maxBinding: number): MatmulPlan {
-  return { kernel, transposedB: false, copyA: false, copyB: false, packB: false, splitK: splitFor(p, kernel, choice.splitK ?? 0, maxBinding) };
+  const splitK = splitFor(p, kernel, choice.splitK ?? 0, maxBinding);
+  if (kernel.kernel === 'sgmat' && kernel.direct && !directAligned(p, kernel, splitK)) {
+    const { direct: _, ...staged } = kernel;
+    kernel = staged;
+  }
+  return { kernel, transposedB: false, copyA: false, copyB: false, packB: false, splitK };
+}
+
+/**
+ * Whether the direct subgroup-matrix kernel can read a product: whole tiles (M, N) and k steps (each
+ * slice of k), a and b each contiguous along one dimension, and every offset and stride a multiple of
+ * SGMAT_DIRECT_ALIGN elements, so that every matrix it loads lies inside its operand on 16-byte rows.
+ */
+function directAligned(p: Problem, v: Extract<MatmulVariant, { kernel: 'sgmat' }>, splits: number): boolean {
+  const k = p.K / splits;
+  if (p.M % v.tm !== 0 || p.N % v.tn !== 0 || k % SGMAT_BK !== 0) return false;
+  const unit = (o: Operand) => (o.colStride === 1 ? o.rowStride : o.rowStride === 1 ? o.colStride : -1);
+  const [sa, sb] = [unit(p.a), unit(p.b)];
+  return sa > 0 && sb > 0 && [sa, sb, p.a.offset, p.b.offset, k, ...p.a.batchStrides, ...p.b.batchStrides].every((x) => x % SGMAT_DIRECT_ALIGN === 0);
 }
 
 /** The output tile of a tiling kernel, [rows, columns]. */

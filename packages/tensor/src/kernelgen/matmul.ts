@@ -170,30 +170,10 @@ export function sgmatDefines(s: SgmatShape, sg: number, layout: StagingLayout): 
       : [`      t${name}[o * ${ld}u + i] = ${r};`];
   const staged = stagingDefines({ ...a, store: stageStore('a', lda) }, { ...b, store: stageStore('b', ldb) }, threads, V);
 
-  const [rm, rn] = [s.wm / s.sm, s.wn / s.sn];
-  const decl: string[] = [];
-  const step: string[] = [];
-  const store: string[] = [];
-  const left = `subgroup_matrix_left<T, ${s.sk}, ${s.sm}>`;
-  const right = `subgroup_matrix_right<T, ${s.sn}, ${s.sk}>`;
-  for (let i = 0; i < rm; i++) {
-    const at = layout.a === 'k' ? `(qm + ${i * s.sm}u) * LDA + kk, false` : `kk * LDA + qm + ${i * s.sm}u, true`;
-    step.push(`      let l${i} = subgroupMatrixLoad<${left}>(&ta, ${at}, LDA);`);
-  }
-  for (let j = 0; j < rn; j++) {
-    const at = layout.b === 'n' ? `kk * LDB + qn + ${j * s.sn}u, false` : `(qn + ${j * s.sn}u) * LDB + kk, true`;
-    step.push(`      let r${j} = subgroupMatrixLoad<${right}>(&tb, ${at}, LDB);`);
-  }
-  for (let i = 0; i < rm; i++) {
-    for (let j = 0; j < rn; j++) {
-      decl.push(`  var acc${i}_${j} = subgroup_matrix_result<f32, ${s.sn}, ${s.sm}>();`);
-      step.push(`      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`);
-      store.push(`  subgroupMatrixStore(&scratch, own, acc${i}_${j}, false, SN);`);
-      store.push(`  workgroupBarrier();`);
-      store.push(`  store_tile(own, lane, c_base, m0 + qm + ${i * s.sm}u, n0 + qn + ${j * s.sn}u);`);
-      store.push(`  workgroupBarrier();`);
-    }
-  }
+  const compute = sgmatCompute(s, {
+    left: (i) => (layout.a === 'k' ? ['ta', `(qm + ${i * s.sm}u) * LDA + kk`, 'false', 'LDA'] : ['ta', `kk * LDA + qm + ${i * s.sm}u`, 'true', 'LDA']),
+    right: (j) => (layout.b === 'n' ? ['tb', `kk * LDB + qn + ${j * s.sn}u`, 'false', 'LDB'] : ['tb', `(qn + ${j * s.sn}u) * LDB + kk`, 'true', 'LDB']),
+  });
   return {
     SG: String(sg),
     SM: String(s.sm),
@@ -211,8 +191,81 @@ export function sgmatDefines(s: SgmatShape, sg: number, layout: StagingLayout): 
     SIZE_A: String(a.outer * lda),
     SIZE_B: String(b.outer * ldb),
     ...staged,
+    ...compute,
+  };
+}
+
+/** Where one subgroup matrix of a k step is loaded from: [buffer, element offset, column-major, stride] (WGSL). */
+type MatrixSource = [from: string, offset: string, colMajor: string, stride: string];
+
+/**
+ * The DECL, STEP and STORE code of an sgmat kernel: the subgroup's (WM / SM) x (WN / SN) f32 result
+ * matrices, one k step of SK at `kk` (its left matrices `left(i)`, right matrices `right(j)` and their
+ * products), and the copy of each result through the subgroup's scratch to c.
+ */
+function sgmatCompute(s: SgmatShape, src: { left: (i: number) => MatrixSource; right: (j: number) => MatrixSource }): Record<'DECL' | 'STEP' | 'STORE', string> {
+  const [rm, rn] = [s.wm / s.sm, s.wn / s.sn];
+  const decl: string[] = [];
+  const step: string[] = [];
+  const store: string[] = [];
+  const left = `subgroup_matrix_left<T, ${s.sk}, ${s.sm}>`;
+  const right = `subgroup_matrix_right<T, ${s.sn}, ${s.sk}>`;
+  for (let i = 0; i < rm; i++) {
+    const [from, at, col, ld] = src.left(i);
+    step.push(`      let l${i} = subgroupMatrixLoad<${left}>(&${from}, ${at}, ${col}, ${ld});`);
+  }
+  for (let j = 0; j < rn; j++) {
+    const [from, at, col, ld] = src.right(j);
+    step.push(`      let r${j} = subgroupMatrixLoad<${right}>(&${from}, ${at}, ${col}, ${ld});`);
+  }
+  for (let i = 0; i < rm; i++) {
+    for (let j = 0; j < rn; j++) {
+      decl.push(`  var acc${i}_${j} = subgroup_matrix_result<f32, ${s.sn}, ${s.sm}>();`);
+      step.push(`      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`);
+      store.push(`  subgroupMatrixStore(&scratch, own, acc${i}_${j}, false, SN);`);
+      store.push(`  workgroupBarrier();`);
+      store.push(`  store_tile(own, lane, c_base, m0 + qm + ${i * s.sm}u, n0 + qn + ${j * s.sn}u);`);
+      store.push(`  workgroupBarrier();`);
+    }
+  }
+  return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
+}
+
+/** Elements every offset and stride of a product read by matmul_sgmat_direct must be a multiple of (16 bytes of f16). */
+export const SGMAT_DIRECT_ALIGN = 8;
+
+/**
+ * The defines of matmul_sgmat_direct.wgsl: each k step of BK loads its matrices from a and b in storage,
+ * SK at a time (unrolled), row- or column-major as the operand's contiguous dimension says.
+ */
+export function sgmatDirectDefines(s: SgmatShape, sg: number, layout: Pick<StagingLayout, 'a' | 'b'>): Record<string, string> {
+  const steps: string[] = [];
+  const decl: string[] = [];
+  let store = '';
+  for (let u = 0; u < s.bk / s.sk; u++) {
+    const k = `k0 + ${u * s.sk}u`;
+    const c = sgmatCompute(s, {
+      left: (i) => (layout.a === 'k' ? ['a', `a_base + (m0 + qm + ${i * s.sm}u) * p.a_sm + ${k}`, 'false', 'p.a_sm'] : ['a', `a_base + (${k}) * p.a_sk + m0 + qm + ${i * s.sm}u`, 'true', 'p.a_sk']),
+      right: (j) => (layout.b === 'n' ? ['b', `b_base + (${k}) * p.b_sk + n0 + qn + ${j * s.sn}u`, 'false', 'p.b_sk'] : ['b', `b_base + (n0 + qn + ${j * s.sn}u) * p.b_sn + ${k}`, 'true', 'p.b_sn']),
+    });
+    steps.push('    {', c.STEP, '    }');
+    if (u === 0) {
+      decl.push(c.DECL);
+      store = c.STORE;
+    }
+  }
+  return {
+    SG: String(sg),
+    SM: String(s.sm),
+    SN: String(s.sn),
+    SK: String(s.sk),
+    TM: String(s.tm),
+    TN: String(s.tn),
+    WM: String(s.wm),
+    WN: String(s.wn),
+    BK: String(s.bk),
     DECL: decl.join('\n'),
-    STEP: step.join('\n'),
-    STORE: store.join('\n'),
+    STEP: steps.join('\n'),
+    STORE: store,
   };
 }

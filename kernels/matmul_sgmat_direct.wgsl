@@ -1,0 +1,69 @@
+// Batched matmul through subgroup matrices, each subgroup loading its matrices straight from a and b in
+// storage (no workgroup staging, no barriers in the k loop): c[b, m, n] = sum_k a[b, m, k] * b[b, k, n]
+// for f16 a and b with f32 results. For tile-aligned products only (M a multiple of TM, N of TN, K of BK,
+// every offset and stride a multiple of 8 elements, a and b each contiguous along one of their
+// dimensions); the plan runs every other product with the staged kernel of the same tiles
+// (matmul_sgmat.wgsl). A workgroup of (TM / WM) x (TN / WN) subgroups owns a TM x TN block of c, each
+// subgroup a WM x WN part of it as (WM / SM) x (WN / SN) result matrices of SM x SN; subgroups of one
+// workgroup read neighbouring rows and columns, so a and b are shared through the caches. The k loop
+// steps BK, unrolled SK at a time. Each result matrix goes through the subgroup's own workgroup scratch
+// to c, converted to TC. The STEP, DECL and STORE placeholders are generated on the host
+// (kernelgen/matmul.ts). Needs chromium-experimental-subgroup-matrix and shader-f16.
+// Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC>
+// read_write (contiguous). Grid (N / TN, M / TM, batch).
+enable chromium_experimental_subgroup_matrix;
+// Each subgroup loads and stores its own matrices at offsets derived from its index in the workgroup:
+// uniform within the subgroup, which is what the builtins need, but not across the workgroup.
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+alias T = f32;
+// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
+alias TC = T;
+
+//! params from matmul_strided
+//! bindings
+//!   a: array<T> read
+//!   b: array<T> read
+//!   c: array<TC> read_write
+
+const SG: u32 = {{SG}}u;
+const SM: u32 = {{SM}}u;
+const SN: u32 = {{SN}}u;
+const SK: u32 = {{SK}}u;
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const WM: u32 = {{WM}}u;
+const WN: u32 = {{WN}}u;
+const BK: u32 = {{BK}}u;
+const GN: u32 = TN / WN;
+const WG: u32 = (TM / WM) * GN * SG;
+
+var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
+
+{{include batch_bases}}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  let sgi = li / SG;
+  let lane = li % SG;
+  let qm = (sgi / GN) * WM;
+  let qn = (sgi % GN) * WN;
+  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
+  let a_base = bases.x;
+  let b_base = bases.y;
+{{DECL}}
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+{{STEP}}
+  }
+  let c_base = wid.z * p.M * p.N;
+  let own = sgi * SM * SN;
+{{STORE}}
+}
+
+// Copies SM x SN results from the subgroup's scratch to c at (row0, col0), converting to TC.
+fn store_tile(own: u32, lane: u32, c_base: u32, row0: u32, col0: u32) {
+  for (var e = lane; e < SM * SN; e += SG) {
+    c[c_base + (row0 + e / SN) * p.N + col0 + e % SN] = TC(scratch[own + e]);
+  }
+}
