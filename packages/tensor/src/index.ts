@@ -84,6 +84,7 @@ export {
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { rmsNorm } from './ops/rmsnorm.js';
 export { rope, ropeInvFreq } from './ops/rope.js';
+export { ropeCache } from './ops/rope-cache.js';
 export { embedding } from './ops/embedding.js';
 export { crossEntropy } from './ops/cross-entropy.js';
 export type { CrossEntropyOptions, Reduction } from './ops/cross-entropy.js';
@@ -93,6 +94,7 @@ export { hash32 } from './random.js';
 export { refSoftmax, refSoftmaxBackward, refLogSoftmax, refLogSoftmaxBackward } from './reference/softmax.js';
 export { refRmsNorm, refRmsNormBackward } from './reference/rmsnorm.js';
 export { refRope, refRopeBackward, refRopeInvFreq } from './reference/rope.js';
+export { refRopeCache } from './reference/rope-cache.js';
 export { refEmbedding, refEmbeddingBackward } from './reference/embedding.js';
 export { refCrossEntropy, refCrossEntropyBackward } from './reference/cross-entropy.js';
 export type { RefReduction } from './reference/cross-entropy.js';

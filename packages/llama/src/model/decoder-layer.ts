@@ -1,7 +1,7 @@
 // One LLaMA decoder block (Hugging Face's LlamaDecoderLayer): RMSNorm, attention with rotate_half
 // RoPE and grouped-query heads, SwiGLU MLP (in row chunks past the binding limit), both residual.
 
-import { add, attention, cat, reshape, rmsNorm, rope, slice, swiglu, transpose, type Tensor } from '@huatuo/tensor';
+import { add, attention, cat, isGradEnabled, reshape, rmsNorm, rope, slice, swiglu, transpose, type Tensor } from '@huatuo/tensor';
 import type { KvCache } from './kv-cache.js';
 import type { Linear } from './linear.js';
 import { mlpChunkRows } from './tensor-sizes.js';
@@ -48,10 +48,19 @@ export class DecoderLayer {
     // Attention.
     const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
-    const q = rope(heads(this.qProj.forward(h, projSeed(seed, 0)), c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
-    let k = rope(heads(this.kProj.forward(h, projSeed(seed, 1)), c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
-    let v = heads(this.vProj.forward(h, projSeed(seed, 2)), c.numKeyValueHeads); // [B, Hkv, T, D]
-    if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
+    const qp = this.qProj.forward(h, projSeed(seed, 0)); // [B, T, H D]
+    const kp = this.kProj.forward(h, projSeed(seed, 1)); // [B, T, Hkv D]
+    const vp = this.vProj.forward(h, projSeed(seed, 2)); // [B, T, Hkv D]
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (cache !== undefined && !isGradEnabled()) {
+      // Inference: RoPE and the cache writes in one dispatch.
+      ({ q, k, v } = cache.appendRoped(this.index, qp, kp, vp, positions, c.ropeTheta)); // [B, H, T, D], [B, Hkv, S, D] x2
+    } else {
+      q = rope(heads(qp, c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
+      k = rope(heads(kp, c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
+      v = heads(vp, c.numKeyValueHeads); // [B, Hkv, T, D]
+      if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
+    }
     const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
     x = add(x, this.oProj.forward(merged, projSeed(seed, 3)));

@@ -1,8 +1,9 @@
 // The key/value cache of incremental decoding: per layer, preallocated [B, Hkv, maxLen, D]
-// buffers that each step's new keys and values are copied into; attention reads the filled
-// prefix through a slice view. Beam search reorders its rows.
+// buffers that each step's new keys and values are written into (with RoPE on the keys in the same
+// dispatch where the decoder can, see ropeCache); attention reads the filled prefix through a slice
+// view. Beam search reorders its rows.
 
-import { copyInto, keep, slice, tidy, zeros, type FloatDType, type Tensor } from '@huatuo/tensor';
+import { copyInto, keep, ropeCache, slice, tidy, zeros, type FloatDType, type Tensor } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError } from '../errors.js';
 
@@ -46,6 +47,23 @@ export class KvCache {
     copyInto(slice(K, 2, this.length, end), k);
     copyInto(slice(V, 2, this.length, end), v);
     return { k: slice(K, 2, 0, end), v: slice(V, 2, 0, end) };
+  }
+
+  /**
+   * Rotates the new queries and keys (RoPE) and writes the keys and values of a layer in one
+   * dispatch (see ropeCache): q [B, T, H D], k, v [B, T, Hkv D] as the projections return them.
+   * Returns the rotated queries [B, H, T, D] and views of all filled keys and values,
+   * [B, Hkv, length + T, D], as rope and {@link append} would. Call `advance(T)` once every layer has appended.
+   */
+  appendRoped(layer: number, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, theta: number): { q: Tensor; k: Tensor; v: Tensor } {
+    const end = this.length + q.shape[1]!;
+    if (end > this.maxLength) {
+      throw new ModelError(`KvCache: ${end} positions do not fit a cache of ${this.maxLength}; create the cache with a larger maxLength`);
+    }
+    const K = this.keys[layer]!;
+    const V = this.values[layer]!;
+    const qh = ropeCache(q, k, v, positions, theta, K, V, this.length);
+    return { q: qh, k: slice(K, 2, 0, end), v: slice(V, 2, 0, end) };
   }
 
   /** Marks `T` more positions as filled. */

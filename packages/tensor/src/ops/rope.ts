@@ -27,6 +27,22 @@ export function ropeInvFreq(D: number, theta: number): Float32Array {
   return out;
 }
 
+/** cos and sin [rows, D/2] of the f32 angles pos * inv_freq[j] for positions 0 .. rows-1 (torch's float32 steps). */
+export function ropeAngles(D: number, theta: number, rows: number): { cos: Float32Array; sin: Float32Array } {
+  const h = D / 2;
+  const invFreq = ropeInvFreq(D, theta);
+  const cos = new Float32Array(rows * h);
+  const sin = new Float32Array(rows * h);
+  for (let pos = 0; pos < rows; pos++) {
+    for (let j = 0; j < h; j++) {
+      const angle = Math.fround(pos * invFreq[j]!);
+      cos[pos * h + j] = Math.cos(angle);
+      sin[pos * h + j] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
 /** The cached cos/sin tables for (D, theta), grown (doubling) to cover `rows` positions. */
 function ropeTable(D: number, theta: number, rows: number): RopeTable {
   const rt = getRuntime();
@@ -37,16 +53,7 @@ function ropeTable(D: number, theta: number, rows: number): RopeTable {
   if (cached && cached.rows >= rows) return cached;
   const size = Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0));
   const h = D / 2;
-  const invFreq = ropeInvFreq(D, theta);
-  const cos = new Float32Array(size * h);
-  const sin = new Float32Array(size * h);
-  for (let pos = 0; pos < size; pos++) {
-    for (let j = 0; j < h; j++) {
-      const angle = Math.fround(pos * invFreq[j]!);
-      cos[pos * h + j] = Math.cos(angle);
-      sin[pos * h + j] = Math.sin(angle);
-    }
-  }
+  const { cos, sin } = ropeAngles(D, theta, size);
   // Graphs recorded earlier hold views of the old tables, which keep their storage alive.
   cached?.cos.dispose('replaced by a larger rope table');
   cached?.sin.dispose('replaced by a larger rope table');
