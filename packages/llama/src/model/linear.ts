@@ -37,6 +37,11 @@ export class Linear {
     this.quantized = quantized;
   }
 
+  /** The weight [out, in] when y = x W^T is the whole projection (one part, not quantized, no unmerged adapter), else null. */
+  get plainWeight(): Tensor | null {
+    return this.quantized === null && this.parts.length === 1 && (this.lora === null || this.merged) ? this.parts[0]! : null;
+  }
+
   /**
    * y = x W^T (+ the adapter's update); x [..., in] -> [..., out]. `dropoutSeed` enables the
    * adapter's dropout (training).

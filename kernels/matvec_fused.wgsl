@@ -1,0 +1,121 @@
+// Fused matrix-vector products of decoding (M <= 4 rows of x), the loop of matvec.v3 with an epilogue:
+// y[m, n] = epi(sum_k x[m, k] w[n, k]), w stored [N, K] with rows along k (a linear layer's weight).
+// EPI 0 (cat): up to three weights w0 [n1, K], w1 [n2 - n1, K], w2 [N - n2, K] whose rows concatenate,
+//   y[m, n] = T(x[m] . row n), one pass over x for q/k/v (or any projections sharing their input).
+// EPI 1 (add): y[m, n] = T(r[m, n] + T(x[m] . w0[n])), addmm with beta = alpha = 1: the residual add
+//   of o_proj and down_proj, rounded as matmul then add round.
+// EPI 2 (swiglu): y[m, n] = T(silu(g) * u), g = T(x[m] . w0[n]), u = T(x[m] . w1[n]): gate and up
+//   in one pass, rounded as matmul then swiglu round.
+// x and w are read in 16-byte chunks (CH: vec4<u32> of 8 f16, or vec4<f32>); offsets and strides of x
+// and w count chunks, those of r elements. A workgroup holds G subgroups of SG lanes, each owning ROWS
+// outputs; per pass each lane loads U chunks of each row (lane + j SG) and multiplies each with the MR
+// rows of x, so the weights are read once for all rows. Sums in f32 in matvec.v3's order (lane-strided
+// chunks, then subgroupAdd), so EPI 0 equals matvec.v3 at the same SG and U bit for bit.
+// Bindings: 0 Params; 1 x: array<CH> read; 2 w0, 3 w1, 4 w2: array<CH> read (unused ones bound to w0);
+// 5 r: array<T> read (x where unused); 6 y: array<T> read_write ([M, N]). Grid: groups of G ROWS rows.
+enable subgroups;
+alias T = f32;
+alias CH = {{CH}};
+
+//! params
+//!   N: u32
+//!   K: u32
+//!   n1: u32
+//!   n2: u32
+//!   x_offset: u32
+//!   x_row: u32
+//!   w0_offset: u32
+//!   w1_offset: u32
+//!   w2_offset: u32
+//!   r_offset: u32
+//!   r_row: u32
+//! bindings
+//!   x: array<CH> read
+//!   w0: array<CH> read
+//!   w1: array<CH> read
+//!   w2: array<CH> read
+//!   r: array<T> read
+//!   y: array<T> read_write
+
+const SG: u32 = {{SG}}u;
+const ROWS: u32 = {{ROWS}}u;
+const U: u32 = {{U}}u;
+const G: u32 = {{G}}u;
+const MR: u32 = {{MR}}u;
+const EPI: u32 = {{EPI}}u;
+
+/** The dot product of one 16-byte chunk of x with one of w, in f32. */
+fn chunk_dot(xc: CH, wc: CH) -> f32 {
+{{CHUNK_DOT}}
+}
+
+/** Chunk i of weight `part` (the part is the same for a whole subgroup's row). */
+fn load_w(part: u32, i: u32) -> CH {
+  if (part == 0u) { return w0[i]; }
+  if (part == 1u) { return w1[i]; }
+  return w2[i];
+}
+
+@compute @workgroup_size(SG * G)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(local_invocation_index) li: u32) {
+  // No early return past N: subgroupAdd needs uniform control flow, and n0 varies with the subgroup.
+  let n0 = ((wid.x + wid.y * nwg.x) * G + li / SG) * ROWS;
+  var parts: array<u32, ROWS>;
+  var rows: array<u32, ROWS>;
+  var rows_up: array<u32, ROWS>;
+  for (var i = 0u; i < ROWS; i++) {
+    let n = min(n0 + i, p.N - 1u);
+    if (EPI == 0u && n >= p.n2) {
+      parts[i] = 2u;
+      rows[i] = p.w2_offset + (n - p.n2) * p.K;
+    } else if (EPI == 0u && n >= p.n1) {
+      parts[i] = 1u;
+      rows[i] = p.w1_offset + (n - p.n1) * p.K;
+    } else {
+      parts[i] = 0u;
+      rows[i] = p.w0_offset + n * p.K;
+    }
+    rows_up[i] = p.w1_offset + n * p.K;
+  }
+  var sums: array<f32, ROWS * MR>;
+  var sums_up: array<f32, ROWS * MR>;
+  for (var c0 = 0u; c0 < p.K; c0 += SG * U) {
+    for (var j = 0u; j < U; j++) {
+      let c = c0 + lane + j * SG;
+      if (c < p.K) {
+        var xs: array<CH, MR>;
+        for (var m = 0u; m < MR; m++) { xs[m] = x[p.x_offset + m * p.x_row + c]; }
+        for (var i = 0u; i < ROWS; i++) {
+          var wc: CH;
+          if (EPI == 0u) { wc = load_w(parts[i], rows[i] + c); } else { wc = w0[rows[i] + c]; }
+          for (var m = 0u; m < MR; m++) { sums[i * MR + m] += chunk_dot(xs[m], wc); }
+          if (EPI == 2u) {
+            let uc = w1[rows_up[i] + c];
+            for (var m = 0u; m < MR; m++) { sums_up[i * MR + m] += chunk_dot(xs[m], uc); }
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < ROWS; i++) {
+    let n = n0 + i;
+    for (var m = 0u; m < MR; m++) {
+      let total = subgroupAdd(sums[i * MR + m]);
+      var up = 0.0;
+      if (EPI == 2u) { up = subgroupAdd(sums_up[i * MR + m]); }
+      if (lane == 0u && n < p.N) {
+        var out: f32;
+        if (EPI == 1u) {
+          out = f32(r[p.r_offset + m * p.r_row + n] + T(total));
+        } else if (EPI == 2u) {
+          let g = f32(T(total));
+          out = g * (1.0 / (1.0 + exp(-g))) * f32(T(up));
+        } else {
+          out = total;
+        }
+        y[m * p.N + n] = T(out);
+      }
+    }
+  }
+}

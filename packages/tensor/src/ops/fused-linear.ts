@@ -1,0 +1,154 @@
+// Decoding's fused matrix-vector products (kernels/matvec_fused.wgsl): projections sharing one input in
+// one pass, the residual add in the product's epilogue, gate and up with SwiGLU. Inference only (no
+// autograd); for a few rows of x (M <= 4) on adapters with a fixed subgroup size. Callers check
+// fusedLinearFits and fall back to matmul, add and swiglu elsewhere.
+import { getRuntime } from '../backend/context.js';
+import type { CompiledKernel, Runtime } from '../backend/runtime.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
+import { isGradEnabled } from '../grad-mode.js';
+import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { v3SubgroupSize } from '../matmul-choice.js';
+import { empty, type Tensor } from '../tensor.js';
+import { choiceFor } from '../tuning.js';
+import { contiguousData } from './launch.js';
+
+/** Most rows of x a fused product takes (decode-sized: a few sequences, one new token each). */
+export const FUSED_LINEAR_MAX_ROWS = 4;
+/** Outputs per subgroup, and 16-byte loads per row per pass: matvec.v3's (sums in its order at this U). */
+const ROWS = 2;
+const UNROLL = 4;
+
+/** The kernel's EPI: concatenated products, residual add, SwiGLU of two products. */
+const Epilogue = { Cat: 0, Add: 1, Swiglu: 2 } as const;
+type Epilogue = (typeof Epilogue)[keyof typeof Epilogue];
+
+const kernels = new WeakMap<Runtime, Map<string, CompiledKernel>>();
+
+/** Elements in a 16-byte chunk. */
+const chunkOf = (t: Tensor) => (t.dtype === 'f16' ? 8 : 4);
+
+/**
+ * Whether the fused products can run x [..., K] against `weights` (each [N_i, K]): an adapter with a
+ * fixed subgroup size, f32 or f16 throughout, at most {@link FUSED_LINEAR_MAX_ROWS} rows of x, K and
+ * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record.
+ */
+export function fusedLinearFits(x: Tensor, weights: readonly Tensor[]): boolean {
+  const rt = getRuntime();
+  if (v3SubgroupSize(rt.info) === 0 || (x.dtype !== 'f32' && x.dtype !== 'f16') || x.rank < 1) return false;
+  const K = x.shape[x.rank - 1]!;
+  const ce = chunkOf(x);
+  const M = K === 0 ? 0 : x.size / K;
+  if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || K % ce !== 0 || weights.length < 1 || weights.length > 3) return false;
+  if (isGradEnabled() && (x.requiresGrad || weights.some((w) => w.requiresGrad))) return false;
+  return weights.every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
+}
+
+function check(op: string, x: Tensor, weights: readonly Tensor[]): void {
+  if (fusedLinearFits(x, weights)) return;
+  for (const w of weights) {
+    if (w.dtype !== x.dtype) throw new DTypeError(`${op}: x is ${x.dtype}, a weight is ${w.dtype}; they must match`);
+    if (w.rank !== 2 || w.shape[1] !== x.shape[x.rank - 1]) throw new ShapeError(`${op}: x is ${fmtShape(x.shape)}, a weight is ${fmtShape(w.shape)}; weights are [N, K] with K = x's last dim`);
+  }
+  throw new ValueError(
+    `${op}: x ${x.dtype} ${fmtShape(x.shape)} with weights ${weights.map((w) => fmtShape(w.shape)).join(', ')} do not fit the fused kernel ` +
+      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights, no gradient); check fusedLinearFits first`,
+  );
+}
+
+function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], residual: Tensor | null): Tensor {
+  const rt = getRuntime();
+  const K = x.shape[x.rank - 1]!;
+  const M = x.size / K;
+  const ce = chunkOf(x);
+  const N = epi === Epilogue.Cat ? weights.reduce((s, w) => s + w.shape[0]!, 0) : weights[0]!.shape[0]!;
+  const out = empty([...x.shape.slice(0, -1), N], x.dtype);
+  const xc = contiguousData(op, x);
+  const r = residual === null ? null : contiguousData(op, residual);
+  const decode = choiceFor(rt).decode;
+  const G = decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
+  const sg = v3SubgroupSize(rt.info);
+  const key = `${x.dtype}|${M}|${epi}|${G}`;
+  let byKey = kernels.get(rt);
+  if (!byKey) kernels.set(rt, (byKey = new Map()));
+  let kernel = byKey.get(key);
+  if (!kernel) {
+    const f16 = x.dtype === 'f16';
+    const pair = (c: string) => `dot(unpack2x16float(xc.${c}), unpack2x16float(wc.${c}))`;
+    kernel = compileKernel(rt, 'matvec_fused', {
+      T: x.dtype,
+      CH: f16 ? 'vec4<u32>' : 'vec4<f32>',
+      CHUNK_DOT: f16 ? `  return ${['x', 'y', 'z', 'w'].map(pair).join(' + ')};` : '  return dot(xc, wc);',
+      SG: String(sg),
+      ROWS: String(ROWS),
+      U: String(UNROLL),
+      G: String(G),
+      MR: String(M),
+      EPI: String(epi),
+    });
+    byKey.set(key, kernel);
+  }
+  const [w0, w1, w2] = [weights[0]!, weights[1] ?? weights[0]!, weights[2] ?? weights[0]!];
+  const n1 = epi === Epilogue.Cat ? weights[0]!.shape[0]! : N;
+  const n2 = epi === Epilogue.Cat && weights.length > 1 ? n1 + weights[1]!.shape[0]! : N;
+  const params = packParams('matvec_fused', {
+    N,
+    K: K / ce,
+    n1,
+    n2,
+    x_offset: xc.offset / ce,
+    x_row: K / ce,
+    w0_offset: w0.offset / ce,
+    w1_offset: w1.offset / ce,
+    w2_offset: w2.offset / ce,
+    r_offset: r?.offset ?? 0,
+    r_row: N,
+  });
+  rt.dispatch({
+    kernel,
+    params,
+    buffers: [xc.buffer(op), w0.buffer(op), w1.buffer(op), w2.buffer(op), (r ?? xc).buffer(op), out.buffer(op)],
+    workgroups: grid1d(N, ROWS * G),
+    label: op,
+  });
+  return out;
+}
+
+/**
+ * x W_i^T for up to three weights sharing the input x, in one pass over x, concatenated along the last
+ * dim: x [..., K], weights [N_i, K] -> [..., sum N_i] (as cat of matmul(x, transpose(w_i)), e.g.
+ * q, k and v). Requires {@link fusedLinearFits}.
+ * @example const qkv = noGrad(() => fusedLinear(h, [wq, wk, wv])); // [B, 1, Nq + 2 Nkv]
+ */
+export function fusedLinear(x: Tensor, weights: readonly Tensor[]): Tensor {
+  check('fusedLinear', x, weights);
+  return run('fusedLinear', Epilogue.Cat, x, weights, null);
+}
+
+/**
+ * residual + x W^T in one dispatch (torch.addmm(residual, x, W.T)): the residual add of a decoder
+ * layer's o_proj and down_proj. x [..., K], w [N, K], residual [..., N]. The product is rounded to the
+ * dtype before the add, as matmul then add round. Requires {@link fusedLinearFits}.
+ * @example x = noGrad(() => fusedLinearAdd(x, attnOut, wo)); // [B, 1, C]
+ */
+export function fusedLinearAdd(residual: Tensor, x: Tensor, w: Tensor): Tensor {
+  check('fusedLinearAdd', x, [w]);
+  const shape = [...x.shape.slice(0, -1), w.shape[0]!];
+  if (residual.dtype !== x.dtype) throw new DTypeError(`fusedLinearAdd: residual is ${residual.dtype}, x is ${x.dtype}; they must match`);
+  if (residual.shape.length !== shape.length || residual.shape.some((d, i) => d !== shape[i])) {
+    throw new ShapeError(`fusedLinearAdd: residual is ${fmtShape(residual.shape)}, x W^T is ${fmtShape(shape)}; they must be equal`);
+  }
+  if (isGradEnabled() && residual.requiresGrad) throw new ValueError('fusedLinearAdd: records no gradient; call it under noGrad()');
+  return run('fusedLinearAdd', Epilogue.Add, x, [w], residual);
+}
+
+/**
+ * silu(x Wg^T) * (x Wu^T) in one pass over x: LLaMA's gate and up projections with SwiGLU.
+ * x [..., K], gate and up [N, K] -> [..., N]; each product is rounded to the dtype first, as matmul
+ * then swiglu round. Requires {@link fusedLinearFits}.
+ * @example const inner = noGrad(() => fusedLinearSwiglu(h, wGate, wUp)); // [B, 1, I]
+ */
+export function fusedLinearSwiglu(x: Tensor, gate: Tensor, up: Tensor): Tensor {
+  check('fusedLinearSwiglu', x, [gate, up]);
+  if (gate.shape[0] !== up.shape[0]) throw new ShapeError(`fusedLinearSwiglu: gate is ${fmtShape(gate.shape)}, up is ${fmtShape(up.shape)}; they must be equal`);
+  return run('fusedLinearSwiglu', Epilogue.Swiglu, x, [gate, up], null);
+}
