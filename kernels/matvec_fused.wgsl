@@ -1,18 +1,22 @@
 // Fused matrix-vector products of decoding (M <= 4 rows of x), the loop of matvec.v3 with an epilogue:
 // y[m, n] = epi(sum_k x[m, k] w[n, k]), w stored [N, K] with rows along k (a linear layer's weight).
-// EPI 0 (cat): up to three weights w0 [n1, K], w1 [n2 - n1, K], w2 [N - n2, K] whose rows concatenate,
+// epi 0 (cat): up to three weights w0 [n1, K], w1 [n2 - n1, K], w2 [N - n2, K] whose rows concatenate,
 //   y[m, n] = T(x[m] . row n), one pass over x for q/k/v (or any projections sharing their input).
-// EPI 1 (add): y[m, n] = T(r[m, n] + T(x[m] . w0[n])), addmm with beta = alpha = 1: the residual add
+// epi 1 (add): y[m, n] = T(r[m, n] + T(x[m] . w0[n])), addmm with beta = alpha = 1: the residual add
 //   of o_proj and down_proj, rounded as matmul then add round.
-// EPI 2 (swiglu): y[m, n] = T(silu(g) * u), g = T(x[m] . w0[n]), u = T(x[m] . w1[n]): gate and up
+// epi 2 (swiglu): y[m, n] = T(silu(g) * u), g = T(x[m] . w0[n]), u = T(x[m] . w1[n]): gate and up
 //   in one pass, rounded as matmul then swiglu round.
+// norm = 1: x is first normalized as rmsnorm_forward.wgsl does (LLaMA's RMSNorm with weight g [K] and eps,
+//   the same sum order: 64 strided partial sums, then its tree), each workgroup for itself, so that the
+//   norm before q/k/v or gate/up needs no dispatch of its own.
 // x and w are read in 16-byte chunks (CH: vec4<u32> of 8 f16, or vec4<f32>); offsets and strides of x
 // and w count chunks, those of r elements. A workgroup holds G subgroups of SG lanes, each owning ROWS
 // outputs; per pass each lane loads U chunks of each row (lane + j SG) and multiplies each with the MR
 // rows of x, so the weights are read once for all rows. Sums in f32 in matvec.v3's order (lane-strided
-// chunks, then subgroupAdd), so EPI 0 equals matvec.v3 at the same SG and U bit for bit.
+// chunks, then subgroupAdd), so epi 0 equals matvec.v3 at the same SG and U bit for bit.
 // Bindings: 0 Params; 1 x: array<CH> read; 2 w0, 3 w1, 4 w2: array<CH> read (unused ones bound to w0);
-// 5 r: array<T> read (x where unused); 6 y: array<T> read_write ([M, N]). Grid: groups of G ROWS rows.
+// 5 r: array<T> read (x where unused); 6 g: array<CH> read (x where unused); 7 y: array<T> read_write
+// ([M, N]). Grid: groups of G ROWS rows.
 enable subgroups;
 alias T = f32;
 alias CH = {{CH}};
@@ -29,12 +33,16 @@ alias CH = {{CH}};
 //!   w2_offset: u32
 //!   r_offset: u32
 //!   r_row: u32
+//!   eps: f32
+//!   epi: u32
+//!   norm: u32
 //! bindings
 //!   x: array<CH> read
 //!   w0: array<CH> read
 //!   w1: array<CH> read
 //!   w2: array<CH> read
 //!   r: array<T> read
+//!   g: array<CH> read
 //!   y: array<T> read_write
 
 const SG: u32 = {{SG}}u;
@@ -42,11 +50,26 @@ const ROWS: u32 = {{ROWS}}u;
 const U: u32 = {{U}}u;
 const G: u32 = {{G}}u;
 const MR: u32 = {{MR}}u;
-const EPI: u32 = {{EPI}}u;
+/** Elements in a chunk; the threads of rmsnorm_forward's row workgroup. */
+const CE: u32 = {{CE}}u;
+const NORM_WG: u32 = 64u;
+
+var<workgroup> norm_partial: array<f32, NORM_WG>;
+var<workgroup> norm_r: array<f32, MR>;
 
 /** The dot product of one 16-byte chunk of x with one of w, in f32. */
 fn chunk_dot(xc: CH, wc: CH) -> f32 {
 {{CHUNK_DOT}}
+}
+
+/** Element i of x, in f32. */
+fn x_elem(i: u32) -> f32 {
+{{X_ELEM}}
+}
+
+/** A chunk of x normalized: T(g * T(x * r)) per element, as rmsnorm_forward rounds. */
+fn norm_chunk(xc: CH, gc: CH, r: f32) -> CH {
+{{NORM_CHUNK}}
 }
 
 /** Chunk i of weight `part` (the part is the same for a whole subgroup's row). */
@@ -66,10 +89,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var rows_up: array<u32, ROWS>;
   for (var i = 0u; i < ROWS; i++) {
     let n = min(n0 + i, p.N - 1u);
-    if (EPI == 0u && n >= p.n2) {
+    if (p.epi == 0u && n >= p.n2) {
       parts[i] = 2u;
       rows[i] = p.w2_offset + (n - p.n2) * p.K;
-    } else if (EPI == 0u && n >= p.n1) {
+    } else if (p.epi == 0u && n >= p.n1) {
       parts[i] = 1u;
       rows[i] = p.w1_offset + (n - p.n1) * p.K;
     } else {
@@ -78,6 +101,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     rows_up[i] = p.w1_offset + n * p.K;
   }
+  if (p.norm != 0u) {
+    for (var m = 0u; m < MR; m++) {
+      let base = (p.x_offset + m * p.x_row) * CE;
+      for (var v = li; v < NORM_WG; v += SG * G) {
+        var s = 0.0;
+        for (var c = v; c < p.K * CE; c += NORM_WG) {
+          let e = x_elem(base + c);
+          s += e * e;
+        }
+        norm_partial[v] = s;
+      }
+      workgroupBarrier();
+      for (var half = NORM_WG / 2u; half > 0u; half >>= 1u) {
+        for (var v = li; v < half; v += SG * G) { norm_partial[v] = norm_partial[v] + norm_partial[v + half]; }
+        workgroupBarrier();
+      }
+      if (li == 0u) { norm_r[m] = inverseSqrt(norm_partial[0] / f32(p.K * CE) + p.eps); }
+      workgroupBarrier();
+    }
+  }
   var sums: array<f32, ROWS * MR>;
   var sums_up: array<f32, ROWS * MR>;
   for (var c0 = 0u; c0 < p.K; c0 += SG * U) {
@@ -85,12 +128,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let c = c0 + lane + j * SG;
       if (c < p.K) {
         var xs: array<CH, MR>;
-        for (var m = 0u; m < MR; m++) { xs[m] = x[p.x_offset + m * p.x_row + c]; }
+        for (var m = 0u; m < MR; m++) {
+          xs[m] = x[p.x_offset + m * p.x_row + c];
+          if (p.norm != 0u) { xs[m] = norm_chunk(xs[m], g[c], norm_r[m]); }
+        }
         for (var i = 0u; i < ROWS; i++) {
           var wc: CH;
-          if (EPI == 0u) { wc = load_w(parts[i], rows[i] + c); } else { wc = w0[rows[i] + c]; }
+          if (p.epi == 0u) { wc = load_w(parts[i], rows[i] + c); } else { wc = w0[rows[i] + c]; }
           for (var m = 0u; m < MR; m++) { sums[i * MR + m] += chunk_dot(xs[m], wc); }
-          if (EPI == 2u) {
+          if (p.epi == 2u) {
             let uc = w1[rows_up[i] + c];
             for (var m = 0u; m < MR; m++) { sums_up[i * MR + m] += chunk_dot(xs[m], uc); }
           }
@@ -103,12 +149,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var m = 0u; m < MR; m++) {
       let total = subgroupAdd(sums[i * MR + m]);
       var up = 0.0;
-      if (EPI == 2u) { up = subgroupAdd(sums_up[i * MR + m]); }
+      if (p.epi == 2u) { up = subgroupAdd(sums_up[i * MR + m]); }
       if (lane == 0u && n < p.N) {
         var out: f32;
-        if (EPI == 1u) {
+        if (p.epi == 1u) {
           out = f32(r[p.r_offset + m * p.r_row + n] + T(total));
-        } else if (EPI == 2u) {
+        } else if (p.epi == 2u) {
           let g = f32(T(total));
           out = g * (1.0 / (1.0 + exp(-g))) * f32(T(up));
         } else {

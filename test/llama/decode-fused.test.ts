@@ -1,5 +1,5 @@
-// Cached decoding through the fused decode kernels (q/k/v in one product, RoPE with the cache writes,
-// residual adds and SwiGLU in the products' epilogues) gives the logits of the full forward, and falls
+// Cached decoding through the fused decode kernels (the norms and q/k/v in one product, RoPE with the cache
+// writes, residual adds and SwiGLU in the products' epilogues) gives the logits of the full forward, and falls
 // back to the separate ops for unmerged LoRA adapters and quantized bases.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,10 +56,10 @@ describe('cached decoding with the fused decode kernels', () => {
   });
 
   const expected: Record<Setup, Record<string, number>> = {
-    plain: { fusedLinear: 2, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, copyInto: 0 },
-    'lora q,v': { fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, copyInto: 0 },
-    int8: { fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
-    nf4: { fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
+    plain: { rmsNorm: 1, fusedLinear: 2, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, copyInto: 0 },
+    'lora q,v': { rmsNorm: 3, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, copyInto: 0 },
+    int8: { rmsNorm: 5, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
+    nf4: { rmsNorm: 5, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
   };
   for (const setup of Object.keys(expected) as Setup[]) {
     it(`gives the full forward's logits one token at a time and runs the fused kernels where they apply (${setup})`, async () => {

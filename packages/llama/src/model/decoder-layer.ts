@@ -49,16 +49,16 @@ export class DecoderLayer {
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
     const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
-    const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
     // Decoding (inference, a few rows): fused products where the projections are plain weights.
     const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS;
     let q: Tensor, k: Tensor, v: Tensor;
     if (cache !== undefined && !isGradEnabled()) {
-      const [qp, kp, vp] = this.qkv(h, fuse, seed === undefined ? undefined : (i) => projSeed(seed, i)); // [B, T, H D], [B, T, Hkv D] x2
+      const [qp, kp, vp] = this.qkv(x, c.rmsNormEps, fuse, seed === undefined ? undefined : (i) => projSeed(seed, i)); // [B, T, H D], [B, T, Hkv D] x2
       // RoPE and the cache writes in one dispatch.
       ({ q, k, v } = cache.appendRoped(this.index, qp, kp, vp, positions, c.ropeTheta)); // [B, H, T, D], [B, Hkv, S, D] x2
     } else {
+      const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
       const qp = this.qProj.forward(h, projSeed(seed, 0)); // [B, T, H D]
       const kp = this.kProj.forward(h, projSeed(seed, 1)); // [B, T, Hkv D]
       const vp = this.vProj.forward(h, projSeed(seed, 2)); // [B, T, Hkv D]
@@ -70,11 +70,17 @@ export class DecoderLayer {
     const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
     x = this.residual(x, this.oProj, merged, fuse, projSeed(seed, 3)); // [B, T, C]
+    // MLP: the post-attention norm, gate and up with SwiGLU in one pass where they fit.
+    const [wg, wu] = [this.gateProj.plainWeight, this.upProj.plainWeight];
+    const postNorm = { weight: this.postNorm, eps: c.rmsNormEps };
+    if (fuse && wg !== null && wu !== null && fusedLinearFits(x, [wg, wu], postNorm)) {
+      return this.residual(x, this.downProj, fusedLinearSwiglu(x, wg, wu, postNorm), fuse, projSeed(seed, 6)); // [B, T, C]
+    }
     const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
     const rows = mlpChunkRows(B * T, c.intermediateSize, model.dtype, model.maxBindingBytes);
     if (rows >= B * T) {
-      const seeds = seed === undefined ? undefined : (i: number) => projSeed(seed, i);
-      return this.residual(x, this.downProj, this.gateUp(h2, fuse, seeds), fuse, seeds?.(6)); // [B, T, C]
+      const inner = swiglu(this.gateProj.forward(h2, projSeed(seed, 4)), this.upProj.forward(h2, projSeed(seed, 5))); // [B, T, I]
+      return this.residual(x, this.downProj, inner, fuse, projSeed(seed, 6)); // [B, T, C]
     }
     // [B, T, I] is over the binding limit: the MLP runs on chunks of token rows (each row is independent).
     const flat = reshape(h2, [B * T, c.hiddenSize]); // [N, C]
@@ -87,14 +93,8 @@ export class DecoderLayer {
 
   /** SwiGLU MLP down(silu(gate(h)) * up(h)): [..., C] -> [..., C]; `seeds(i)` gives gate's (4), up's (5) and down's (6) dropout seeds. */
   private mlp(h: Tensor, seeds: ((i: number) => number | undefined) | undefined): Tensor {
-    return this.downProj.forward(this.gateUp(h, false, seeds), seeds?.(6));
-  }
-
-  /** silu(gate(h)) * up(h) [..., I]: one fused pass over h when `fuse` and both are plain weights that fit. */
-  private gateUp(h: Tensor, fuse: boolean, seeds: ((i: number) => number | undefined) | undefined): Tensor {
-    const [g, u] = [this.gateProj.plainWeight, this.upProj.plainWeight];
-    if (fuse && g !== null && u !== null && fusedLinearFits(h, [g, u])) return fusedLinearSwiglu(h, g, u);
-    return swiglu(this.gateProj.forward(h, seeds?.(4)), this.upProj.forward(h, seeds?.(5)));
+    const inner = swiglu(this.gateProj.forward(h, seeds?.(4)), this.upProj.forward(h, seeds?.(5))); // [..., I]
+    return this.downProj.forward(inner, seeds?.(6));
   }
 
   /** x + proj(y), the product's epilogue adding the residual when `fuse` and proj is a plain weight that fits. */
@@ -104,14 +104,19 @@ export class DecoderLayer {
     return add(x, proj.forward(y, seed));
   }
 
-  /** The q, k and v projections of h: one pass over h when `fuse` and all three are plain weights that fit (column views of one output). */
-  private qkv(h: Tensor, fuse: boolean, seeds: ((i: number) => number | undefined) | undefined): [Tensor, Tensor, Tensor] {
+  /**
+   * The q, k and v projections of the input norm of x: the norm and the three products in one pass when
+   * `fuse` and all three are plain weights that fit (then column views of one output).
+   */
+  private qkv(x: Tensor, eps: number, fuse: boolean, seeds: ((i: number) => number | undefined) | undefined): [Tensor, Tensor, Tensor] {
     const ws = [this.qProj.plainWeight, this.kProj.plainWeight, this.vProj.plainWeight];
-    if (fuse && ws.every((w) => w !== null) && fusedLinearFits(h, ws as Tensor[])) {
+    const norm = { weight: this.inputNorm, eps };
+    if (fuse && ws.every((w) => w !== null) && fusedLinearFits(x, ws as Tensor[], norm)) {
       const [nq, nk] = [ws[0]!.shape[0]!, ws[1]!.shape[0]!];
-      const all = fusedLinear(h, ws as Tensor[]); // [B, T, nq + 2 nk]
+      const all = fusedLinear(x, ws as Tensor[], norm); // [B, T, nq + 2 nk]
       return [slice(all, 2, 0, nq), slice(all, 2, nq, nq + nk), slice(all, 2, nq + nk, nq + 2 * nk)];
     }
+    const h = rmsNorm(x, this.inputNorm, eps); // [B, T, C]
     return [this.qProj.forward(h, seeds?.(0)), this.kProj.forward(h, seeds?.(1)), this.vProj.forward(h, seeds?.(2))];
   }
 }

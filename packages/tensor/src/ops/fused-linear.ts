@@ -1,5 +1,6 @@
 // Decoding's fused matrix-vector products (kernels/matvec_fused.wgsl): projections sharing one input in
-// one pass, the residual add in the product's epilogue, gate and up with SwiGLU. Inference only (no
+// one pass, the residual add in the product's epilogue, gate and up with SwiGLU, optionally the RMSNorm
+// of the input before them. Inference only (no
 // autograd); for a few rows of x (M <= 4) on adapters with a fixed subgroup size. Callers check
 // fusedLinearFits and fall back to matmul, add and swiglu elsewhere.
 import { getRuntime } from '../backend/context.js';
@@ -18,11 +19,31 @@ export const FUSED_LINEAR_MAX_ROWS = 4;
 const ROWS = 2;
 const UNROLL = 4;
 
-/** The kernel's EPI: concatenated products, residual add, SwiGLU of two products. */
+/** The kernel's epilogue: concatenated products, residual add, SwiGLU of two products. */
 const Epilogue = { Cat: 0, Add: 1, Swiglu: 2 } as const;
 type Epilogue = (typeof Epilogue)[keyof typeof Epilogue];
 
+/** LLaMA's RMSNorm of the input before the product: x / sqrt(mean(x^2) + eps) * weight ([K]). */
+export interface FusedNorm {
+  readonly weight: Tensor;
+  readonly eps: number;
+}
+
 const kernels = new WeakMap<Runtime, Map<string, CompiledKernel>>();
+
+/** The kernel's element read and normalized chunk, for 16-byte chunks of 4 f32 or of 8 f16 (4 packed pairs). */
+const F32_NORM = { X_ELEM: '  return x[i / 4u][i % 4u];', NORM_CHUNK: '  return gc * (xc * r);' };
+const F16_NORM = {
+  X_ELEM: '  return unpack2x16float(x[i / 8u][(i % 8u) / 2u])[i % 2u];',
+  NORM_CHUNK: [
+    '  var out: vec4<u32>;',
+    '  for (var j = 0u; j < 4u; j++) {',
+    '    let h = vec2<f32>(vec2<f16>(unpack2x16float(xc[j]) * r));',
+    '    out[j] = pack2x16float(vec2<f32>(vec2<f16>(unpack2x16float(gc[j]) * h)));',
+    '  }',
+    '  return out;',
+  ].join('\n'),
+};
 
 /** Elements in a 16-byte chunk. */
 const chunkOf = (t: Tensor) => (t.dtype === 'f16' ? 8 : 4);
@@ -32,30 +53,32 @@ const chunkOf = (t: Tensor) => (t.dtype === 'f16' ? 8 : 4);
  * fixed subgroup size, f32 or f16 throughout, at most {@link FUSED_LINEAR_MAX_ROWS} rows of x, K and
  * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record.
  */
-export function fusedLinearFits(x: Tensor, weights: readonly Tensor[]): boolean {
+export function fusedLinearFits(x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): boolean {
   const rt = getRuntime();
   if (v3SubgroupSize(rt.info) === 0 || (x.dtype !== 'f32' && x.dtype !== 'f16') || x.rank < 1) return false;
   const K = x.shape[x.rank - 1]!;
   const ce = chunkOf(x);
   const M = K === 0 ? 0 : x.size / K;
   if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || K % ce !== 0 || weights.length < 1 || weights.length > 3) return false;
-  if (isGradEnabled() && (x.requiresGrad || weights.some((w) => w.requiresGrad))) return false;
+  if (isGradEnabled() && (x.requiresGrad || weights.some((w) => w.requiresGrad) || norm?.weight.requiresGrad)) return false;
+  const g = norm?.weight;
+  if (g !== undefined && (g.dtype !== x.dtype || g.rank !== 1 || g.shape[0] !== K || !g.isContiguous || g.offset % ce !== 0)) return false;
   return weights.every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
 }
 
-function check(op: string, x: Tensor, weights: readonly Tensor[]): void {
-  if (fusedLinearFits(x, weights)) return;
+function check(op: string, x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): void {
+  if (fusedLinearFits(x, weights, norm)) return;
   for (const w of weights) {
     if (w.dtype !== x.dtype) throw new DTypeError(`${op}: x is ${x.dtype}, a weight is ${w.dtype}; they must match`);
     if (w.rank !== 2 || w.shape[1] !== x.shape[x.rank - 1]) throw new ShapeError(`${op}: x is ${fmtShape(x.shape)}, a weight is ${fmtShape(w.shape)}; weights are [N, K] with K = x's last dim`);
   }
   throw new ValueError(
     `${op}: x ${x.dtype} ${fmtShape(x.shape)} with weights ${weights.map((w) => fmtShape(w.shape)).join(', ')} do not fit the fused kernel ` +
-      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights, no gradient); check fusedLinearFits first`,
+      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights and norm weight [K], no gradient); check fusedLinearFits first`,
   );
 }
 
-function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], residual: Tensor | null): Tensor {
+function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], residual: Tensor | null, norm?: FusedNorm): Tensor {
   const rt = getRuntime();
   const K = x.shape[x.rank - 1]!;
   const M = x.size / K;
@@ -67,7 +90,8 @@ function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], r
   const decode = choiceFor(rt).decode;
   const G = decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
   const sg = v3SubgroupSize(rt.info);
-  const key = `${x.dtype}|${M}|${epi}|${G}`;
+  // The epilogue and the norm are uniforms: one pipeline per dtype and row count.
+  const key = `${x.dtype}|${M}|${G}`;
   let byKey = kernels.get(rt);
   if (!byKey) kernels.set(rt, (byKey = new Map()));
   let kernel = byKey.get(key);
@@ -83,7 +107,8 @@ function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], r
       U: String(UNROLL),
       G: String(G),
       MR: String(M),
-      EPI: String(epi),
+      CE: String(ce),
+      ...(f16 ? F16_NORM : F32_NORM),
     });
     byKey.set(key, kernel);
   }
@@ -102,11 +127,14 @@ function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], r
     w2_offset: w2.offset / ce,
     r_offset: r?.offset ?? 0,
     r_row: N,
+    eps: norm?.eps ?? 0,
+    epi,
+    norm: norm === undefined ? 0 : 1,
   });
   rt.dispatch({
     kernel,
     params,
-    buffers: [xc.buffer(op), w0.buffer(op), w1.buffer(op), w2.buffer(op), (r ?? xc).buffer(op), out.buffer(op)],
+    buffers: [xc.buffer(op), w0.buffer(op), w1.buffer(op), w2.buffer(op), (r ?? xc).buffer(op), (norm?.weight ?? xc).buffer(op), out.buffer(op)],
     workgroups: grid1d(N, ROWS * G),
     label: op,
   });
@@ -116,12 +144,13 @@ function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], r
 /**
  * x W_i^T for up to three weights sharing the input x, in one pass over x, concatenated along the last
  * dim: x [..., K], weights [N_i, K] -> [..., sum N_i] (as cat of matmul(x, transpose(w_i)), e.g.
- * q, k and v). Requires {@link fusedLinearFits}.
- * @example const qkv = noGrad(() => fusedLinear(h, [wq, wk, wv])); // [B, 1, Nq + 2 Nkv]
+ * q, k and v). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
+ * Requires {@link fusedLinearFits}.
+ * @example const qkv = noGrad(() => fusedLinear(x, [wq, wk, wv], { weight: inputNorm, eps: 1e-6 })); // [B, 1, Nq + 2 Nkv]
  */
-export function fusedLinear(x: Tensor, weights: readonly Tensor[]): Tensor {
-  check('fusedLinear', x, weights);
-  return run('fusedLinear', Epilogue.Cat, x, weights, null);
+export function fusedLinear(x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): Tensor {
+  check('fusedLinear', x, weights, norm);
+  return run('fusedLinear', Epilogue.Cat, x, weights, null, norm);
 }
 
 /**
@@ -144,11 +173,12 @@ export function fusedLinearAdd(residual: Tensor, x: Tensor, w: Tensor): Tensor {
 /**
  * silu(x Wg^T) * (x Wu^T) in one pass over x: LLaMA's gate and up projections with SwiGLU.
  * x [..., K], gate and up [N, K] -> [..., N]; each product is rounded to the dtype first, as matmul
- * then swiglu round. Requires {@link fusedLinearFits}.
+ * then swiglu round. With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first.
+ * Requires {@link fusedLinearFits}.
  * @example const inner = noGrad(() => fusedLinearSwiglu(h, wGate, wUp)); // [B, 1, I]
  */
-export function fusedLinearSwiglu(x: Tensor, gate: Tensor, up: Tensor): Tensor {
-  check('fusedLinearSwiglu', x, [gate, up]);
+export function fusedLinearSwiglu(x: Tensor, gate: Tensor, up: Tensor, norm?: FusedNorm): Tensor {
+  check('fusedLinearSwiglu', x, [gate, up], norm);
   if (gate.shape[0] !== up.shape[0]) throw new ShapeError(`fusedLinearSwiglu: gate is ${fmtShape(gate.shape)}, up is ${fmtShape(up.shape)}; they must be equal`);
-  return run('fusedLinearSwiglu', Epilogue.Swiglu, x, [gate, up], null);
+  return run('fusedLinearSwiglu', Epilogue.Swiglu, x, [gate, up], null, norm);
 }
