@@ -1,5 +1,6 @@
 // Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
-// unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW and swiglu.
+// unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu and the
+// fused decode products (decode-fused.bench.ts).
 // Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
 // halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
@@ -23,6 +24,7 @@ import {
 } from '@huatuo/tensor';
 import { getRuntime } from '@huatuo/tensor/internal';
 import { bandwidthRow, freeGrads } from './bandwidth.js';
+import { benchDecodeFused } from './decode-fused.bench.js';
 import { benchElementwise } from './elementwise.bench.js';
 import { benchLayers } from './layers.bench.js';
 import { readFew } from './matmul.bench.js';
@@ -261,5 +263,5 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
 
 /** Attention and the memory-bound rows; returns target lines for the summary. */
 export async function benchKernels(ctx: BenchContext): Promise<string[]> {
-  return [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
+  return [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx)), ...(await benchDecodeFused(ctx))];
 }

@@ -15,9 +15,13 @@ import { contiguousData } from './launch.js';
 
 /** Most rows of x a fused product takes (decode-sized: a few sequences, one new token each). */
 export const FUSED_LINEAR_MAX_ROWS = 4;
-/** Outputs per subgroup, and 16-byte loads per row per pass: matvec.v3's (sums in its order at this U). */
-const ROWS = 2;
+/** 16-byte loads per row per pass: matvec.v3's (sums in its order at this U). */
 const UNROLL = 4;
+/**
+ * Outputs per subgroup: matvec.v3's 2 on a GPU; more on a CPU adapter (lavapipe), which pays per
+ * workgroup, and where each workgroup's RMS of x (the norm) costs as much as its few rows.
+ */
+const rowsPerSubgroup = (rt: Runtime) => (rt.info.isFallbackAdapter ? 8 : 2);
 
 /** The kernel's epilogue: concatenated products, residual add, SwiGLU of two products. */
 const Epilogue = { Cat: 0, Add: 1, Swiglu: 2 } as const;
@@ -91,7 +95,8 @@ function run(op: string, epi: Epilogue, x: Tensor, weights: readonly Tensor[], r
   const G = decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
   const sg = v3SubgroupSize(rt.info);
   // The epilogue and the norm are uniforms: one pipeline per dtype and row count.
-  const key = `${x.dtype}|${M}|${G}`;
+  const ROWS = rowsPerSubgroup(rt);
+  const key = `${x.dtype}|${M}|${G}|${ROWS}`;
   let byKey = kernels.get(rt);
   if (!byKey) kernels.set(rt, (byKey = new Map()));
   let kernel = byKey.get(key);

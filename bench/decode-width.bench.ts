@@ -1,0 +1,63 @@
+// Greedy decoding at LLaMA-7B width (hidden 4096, MLP 11008, 32 heads of 128) with a few layers: wall
+// milliseconds, host milliseconds and dispatches per token, so that the per-dispatch cost of decoding
+// shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
+// kernels read them all the same. Run alone:
+// `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]`
+import { destroyWebGPU, initWebGPU, type FloatDType } from '@huatuo/tensor';
+import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
+import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
+
+/** LLaMA-7B's layer shapes with `layers` layers and a 32000-token vocabulary. */
+export function widthConfig(layers: number): LlamaConfig {
+  return configFromPreset('tiny', {
+    hiddenSize: 4096,
+    intermediateSize: 11008,
+    numHiddenLayers: layers,
+    numAttentionHeads: 32,
+    numKeyValueHeads: 32,
+    vocabSize: 32000,
+  });
+}
+
+/** Per-token costs of `runs` greedy generations of `tokens` tokens (after one untimed run) from a `batch`-row 8-token prompt. */
+export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number): Promise<HostCost[]> {
+  const model = createRandomLlama(config, { seed: 1, std: 0, dtype });
+  const clock = new HostClock();
+  const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
+  const out: HostCost[] = [];
+  try {
+    for (let run = 0; run < runs + 1; run++) {
+      const marks: HostSnapshot[] = [];
+      await generate(model, null, Array.from({ length: batch }, () => prompt), {
+        maxNewTokens: tokens + 1,
+        eosTokenIds: [],
+        onToken: (e) => {
+          if (e.prompt === 0) marks.push(clock.snapshot());
+        },
+      });
+      if (run > 0) out.push(HostClock.cost(marks[0]!, marks[marks.length - 1]!, marks.length - 1));
+    }
+    return out;
+  } finally {
+    clock.dispose();
+    model.dispose();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const arg = (name: string, fallback: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1]! : fallback;
+  };
+  process.env.HUATUO_MATMUL_TUNE ??= '0';
+  await initWebGPU();
+  const layers = Number(arg('--layers', '2'));
+  const dtype = arg('--dtype', 'f16') as FloatDType;
+  const batch = Number(arg('--batch', '1'));
+  const runs = await measureWidthDecode(widthConfig(layers), dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')));
+  for (const r of runs) process.stdout.write(`decode C4096 L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
+  const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
+  process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token\n`);
+  await destroyWebGPU();
+  process.exit(0);
+}
