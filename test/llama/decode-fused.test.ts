@@ -1,9 +1,12 @@
 // Cached decoding through the fused decode kernels (the norms and q/k/v in one product, RoPE with the cache
 // writes, residual adds and SwiGLU in the products' epilogues) gives the logits of the full forward, and falls
 // back to the separate ops for unmerged LoRA adapters and quantized bases.
-import { describe, it, before } from 'node:test';
+import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cat, initWebGPU, keep, noGrad, profile, randn, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import {
+  cat, decodeCandidates, fusedLinearPreferred, initWebGPU, keep, noGrad, profile, randn, setMatmulVariant, tensor, tidy, toArray, type DecodeVariant,
+  type Tensor,
+} from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, KvCache, quantizeModel, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
 
@@ -51,9 +54,14 @@ async function cached(model: LlamaModel, rows: number[][]): Promise<{ logits: Te
 }
 
 describe('cached decoding with the fused decode kernels', () => {
+  let wide: DecodeVariant | undefined;
   before(async () => {
-    await initWebGPU();
+    const info = await initWebGPU();
+    // The decode kernel the fused products share (a CPU adapter uses them only where the search chose it).
+    wide = decodeCandidates(info).find((v) => v.wide && v.groups === undefined);
+    if (wide !== undefined) setMatmulVariant(wide);
   });
+  after(() => setMatmulVariant(null));
 
   const expected: Record<Setup, Record<string, number>> = {
     plain: { rmsNorm: 1, fusedLinear: 2, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, copyInto: 0 },
@@ -62,7 +70,8 @@ describe('cached decoding with the fused decode kernels', () => {
     nf4: { rmsNorm: 5, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
   };
   for (const setup of Object.keys(expected) as Setup[]) {
-    it(`gives the full forward's logits one token at a time and runs the fused kernels where they apply (${setup})`, async () => {
+    it(`gives the full forward's logits one token at a time and runs the fused kernels where they apply (${setup})`, async (t) => {
+      if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
       const model = await modelFor(setup);
       try {
         for (const rows of [ROWS.slice(0, 1), ROWS]) {
@@ -83,4 +92,22 @@ describe('cached decoding with the fused decode kernels', () => {
       }
     });
   }
+
+  it('keeps the separate products on a CPU adapter whose search chose another decode kernel', async (t) => {
+    const info = await initWebGPU();
+    if (!info.isFallbackAdapter || wide === undefined) return t.skip('not a CPU adapter with the wide decode kernel');
+    setMatmulVariant({ kernel: 'matvec' });
+    const model = await modelFor('plain');
+    try {
+      assert.equal(fusedLinearPreferred(), false);
+      const { logits, counts } = await cached(model, ROWS.slice(0, 1));
+      assert.equal(counts.get('fusedLinear') ?? 0, 0);
+      assert.equal(counts.get('ropeCache'), 2);
+      assert.equal(counts.get('rmsNorm'), 5);
+      logits.dispose();
+    } finally {
+      model.dispose();
+      setMatmulVariant(wide);
+    }
+  });
 });

@@ -2,7 +2,7 @@
 // RoPE and grouped-query heads, SwiGLU MLP (in row chunks past the binding limit), both residual.
 
 import {
-  add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
+  add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
   rope, slice, swiglu, transpose, type Tensor,
 } from '@huatuo/tensor';
 import type { KvCache } from './kv-cache.js';
@@ -51,7 +51,7 @@ export class DecoderLayer {
     // Attention.
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
     // Decoding (inference, a few rows): fused products where the projections are plain weights.
-    const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS;
+    const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
     let q: Tensor, k: Tensor, v: Tensor;
     if (cache !== undefined && !isGradEnabled()) {
       const [qp, kp, vp] = this.qkv(x, c.rmsNormEps, fuse, seed === undefined ? undefined : (i) => projSeed(seed, i)); // [B, T, H D], [B, T, Hkv D] x2

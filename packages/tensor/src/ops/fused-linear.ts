@@ -70,6 +70,19 @@ export function fusedLinearFits(x: Tensor, weights: readonly Tensor[], norm?: Fu
   return weights.every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
 }
 
+/**
+ * Whether decoding should use the fused products on this adapter: on a GPU always (each dispatch saved
+ * is launch and host time); on a CPU adapter (lavapipe) only where the matmul search chose the wide
+ * matrix-vector kernel, the loop the fused kernel shares: elsewhere the search found other kernels
+ * faster there, and the adapter pays for the work, not for the dispatches.
+ */
+export function fusedLinearPreferred(): boolean {
+  const rt = getRuntime();
+  if (!rt.info.isFallbackAdapter) return true;
+  const decode = choiceFor(rt).decode;
+  return decode?.kernel === 'matvec' && decode.wide === true;
+}
+
 function check(op: string, x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): void {
   if (fusedLinearFits(x, weights, norm)) return;
   for (const w of weights) {
