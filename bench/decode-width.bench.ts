@@ -2,9 +2,12 @@
 // milliseconds, host milliseconds and dispatches per token, so that the per-dispatch cost of decoding
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
-// `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]`
-import { destroyWebGPU, initWebGPU, type FloatDType } from '@huatuo/tensor';
+// `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
+//  [--decode wide] [--small]` (--decode wide: the wide matrix-vector kernel for every single-row product, as the
+// search picks on some adapters; --small: host.bench.ts's hidden-256 model instead).
+import { decodeCandidates, destroyWebGPU, initWebGPU, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
+import { hostDecodeConfig } from './host.bench.js';
 import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
 
 /** LLaMA-7B's layer shapes with `layers` layers and a 32000-token vocabulary. */
@@ -50,12 +53,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     return i >= 0 ? process.argv[i + 1]! : fallback;
   };
   process.env.HUATUO_MATMUL_TUNE ??= '0';
-  await initWebGPU();
-  const layers = Number(arg('--layers', '2'));
+  const info = await initWebGPU();
+  if (arg('--decode', 'default') === 'wide') setMatmulVariant(decodeCandidates(info).find((v) => v.wide && v.groups === undefined) ?? null);
+  const small = process.argv.includes('--small');
+  const layers = Number(arg('--layers', small ? '4' : '2'));
   const dtype = arg('--dtype', 'f16') as FloatDType;
   const batch = Number(arg('--batch', '1'));
-  const runs = await measureWidthDecode(widthConfig(layers), dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')));
-  for (const r of runs) process.stdout.write(`decode C4096 L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
+  const config = small ? { ...hostDecodeConfig(), numHiddenLayers: layers } : widthConfig(layers);
+  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')));
+  for (const r of runs) process.stdout.write(`decode C${config.hiddenSize} L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
   const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
   process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token\n`);
   await destroyWebGPU();
