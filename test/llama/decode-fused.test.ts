@@ -4,8 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cat, decodeCandidates, fusedLinearPreferred, initWebGPU, keep, noGrad, profile, randn, setMatmulVariant, tensor, tidy, toArray, type DecodeVariant,
-  type Tensor,
+  cat, decodeCandidates, fusedLinearPreferred, initWebGPU, keep, noGrad, profile, randn, setFusedLinearPreferred, tensor, tidy, toArray,
+  type DecodeVariant, type Tensor,
 } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, KvCache, quantizeModel, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
@@ -57,11 +57,11 @@ describe('cached decoding with the fused decode kernels', () => {
   let wide: DecodeVariant | undefined;
   before(async () => {
     const info = await initWebGPU();
-    // The decode kernel the fused products share (a CPU adapter uses them only where the search chose it).
+    // The fused products need a fixed subgroup size (as the wide decode kernel); a CPU adapter does not prefer them.
     wide = decodeCandidates(info).find((v) => v.wide && v.groups === undefined);
-    if (wide !== undefined) setMatmulVariant(wide);
+    setFusedLinearPreferred(true);
   });
-  after(() => setMatmulVariant(null));
+  after(() => setFusedLinearPreferred(null));
 
   const expected: Record<Setup, Record<string, number>> = {
     plain: { rmsNorm: 1, fusedLinear: 2, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, copyInto: 0 },
@@ -93,13 +93,13 @@ describe('cached decoding with the fused decode kernels', () => {
     });
   }
 
-  it('keeps the separate products on a CPU adapter whose search chose another decode kernel', async (t) => {
+  it('keeps the separate products where the fused ones are not preferred (by default on a CPU adapter)', async () => {
     const info = await initWebGPU();
-    if (!info.isFallbackAdapter || wide === undefined) return t.skip('not a CPU adapter with the wide decode kernel');
-    setMatmulVariant({ kernel: 'matvec' });
+    setFusedLinearPreferred(null);
+    assert.equal(fusedLinearPreferred(), !info.isFallbackAdapter);
+    setFusedLinearPreferred(false);
     const model = await modelFor('plain');
     try {
-      assert.equal(fusedLinearPreferred(), false);
       const { logits, counts } = await cached(model, ROWS.slice(0, 1));
       assert.equal(counts.get('fusedLinear') ?? 0, 0);
       assert.equal(counts.get('ropeCache'), 2);
@@ -107,7 +107,7 @@ describe('cached decoding with the fused decode kernels', () => {
       logits.dispose();
     } finally {
       model.dispose();
-      setMatmulVariant(wide);
+      setFusedLinearPreferred(true);
     }
   });
 });

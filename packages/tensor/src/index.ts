@@ -90,7 +90,7 @@ export { crossEntropy } from './ops/cross-entropy.js';
 export type { CrossEntropyOptions, Reduction } from './ops/cross-entropy.js';
 export { dropout } from './ops/dropout.js';
 export { swiglu } from './ops/swiglu.js';
-export { fusedLinear, fusedLinearAdd, fusedLinearSwiglu, fusedLinearFits, fusedLinearPreferred, FUSED_LINEAR_MAX_ROWS } from './ops/fused-linear.js';
+export { fusedLinear, fusedLinearAdd, fusedLinearSwiglu, fusedLinearFits, fusedLinearPreferred, setFusedLinearPreferred, FUSED_LINEAR_MAX_ROWS } from './ops/fused-linear.js';
 export type { FusedNorm } from './ops/fused-linear.js';
 export { hash32 } from './random.js';
 export { refSoftmax, refSoftmaxBackward, refLogSoftmax, refLogSoftmaxBackward } from './reference/softmax.js';

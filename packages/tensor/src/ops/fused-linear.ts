@@ -70,17 +70,25 @@ export function fusedLinearFits(x: Tensor, weights: readonly Tensor[], norm?: Fu
   return weights.every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
 }
 
+let preferred: boolean | null = null;
+
 /**
- * Whether decoding should use the fused products on this adapter: on a GPU always (each dispatch saved
- * is launch and host time); on a CPU adapter (lavapipe) only where the matmul search chose the wide
- * matrix-vector kernel, the loop the fused kernel shares: elsewhere the search found other kernels
- * faster there, and the adapter pays for the work, not for the dispatches.
+ * Whether decoding should use the fused products: by default on a GPU (each dispatch saved is launch and
+ * host time) and not on a CPU adapter such as lavapipe, which pays for the work rather than for the
+ * dispatches (there greedy decoding at LLaMA-7B width took about 1.5-2x as long per token with them).
+ * {@link setFusedLinearPreferred} overrides it.
  */
 export function fusedLinearPreferred(): boolean {
-  const rt = getRuntime();
-  if (!rt.info.isFallbackAdapter) return true;
-  const decode = choiceFor(rt).decode;
-  return decode?.kernel === 'matvec' && decode.wide === true;
+  return preferred ?? !getRuntime().info.isFallbackAdapter;
+}
+
+/**
+ * Makes decoding use the fused products (true) or the separate ops (false) on any adapter, or restores
+ * the adapter's default (null). The products themselves run wherever {@link fusedLinearFits} holds.
+ * @example setFusedLinearPreferred(true); // ... setFusedLinearPreferred(null);
+ */
+export function setFusedLinearPreferred(on: boolean | null): void {
+  preferred = on;
 }
 
 function check(op: string, x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): void {
