@@ -3,8 +3,9 @@
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
 // `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
-//  [--decode wide] [--small]` (--decode wide: the wide matrix-vector kernel for every single-row product, as the
-// search picks on some adapters; --small: host.bench.ts's hidden-256 model instead).
+//  [--decode wide] [--fused on|off] [--small]` (--decode wide: the wide matrix-vector kernel for every single-row
+// product, as the search picks on some adapters; --fused: the fused decode products forced on or off, see
+// setFusedLinearPreferred; --small: host.bench.ts's hidden-256 model instead).
 import { decodeCandidates, destroyWebGPU, initWebGPU, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
@@ -55,6 +56,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   process.env.HUATUO_MATMUL_TUNE ??= '0';
   const info = await initWebGPU();
   if (arg('--decode', 'default') === 'wide') setMatmulVariant(decodeCandidates(info).find((v) => v.wide && v.groups === undefined) ?? null);
+  const fused = arg('--fused', 'default');
+  if (fused !== 'default') {
+    // Through the namespace, so that this file also runs against builds without the switch.
+    const t: Record<string, unknown> = await import('@huatuo/tensor');
+    const set = t.setFusedLinearPreferred as ((on: boolean | null) => void) | undefined;
+    if (set === undefined) throw new Error('--fused: this build has no setFusedLinearPreferred');
+    set(fused === 'on');
+  }
   const small = process.argv.includes('--small');
   const layers = Number(arg('--layers', small ? '4' : '2'));
   const dtype = arg('--dtype', 'f16') as FloatDType;
