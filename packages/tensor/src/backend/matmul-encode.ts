@@ -1,6 +1,6 @@
 // Matmul encoding: the WGSL modules a planned product needs (keyed by variant and defines), their
 // uniform blocks and grids, and the dispatches (with b first packed into panels where planned).
-import { grid1d, packParams, kernelSource, type Defines } from '../kernels.js';
+import { grid1d, packParams, kernelSource, variantKey, type Defines } from '../kernels.js';
 import type { WgslName } from '../kernels.generated.js';
 import { sgmatDefines, sgmatDirectDefines, shareStep, v4Defines, type StagingLayout } from '../kernelgen/matmul.js';
 import { SGMAT_BK, type MatmulVariant } from '../matmul-choice.js';
@@ -49,8 +49,7 @@ export function stagingLayout(p: Problem): StagingLayout {
 
 /** A module keyed by `defines`; `extra` (generated code the key implies) is made only the first time. */
 function module(name: WgslName, defines: Defines, extra: () => Defines = () => ({})): KernelSource {
-  const keys = Object.keys(defines).sort();
-  const key = `${name}(${keys.map((k) => `${k}=${defines[k]}`).join(',')})`;
+  const key = variantKey(name, defines);
   return { key, source: kernelSource(name, () => ({ ...defines, ...extra() }), key) };
 }
 
