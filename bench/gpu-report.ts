@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  checkFusedLinear,
   deviceInfo,
   initWebGPU,
   matmul,
@@ -66,6 +67,11 @@ for (const c of report.candidates) {
   const ms = c.ms ? Object.entries(c.ms).map(([k, v]) => `${k} ${v.toFixed(2)} ms`).join(', ') : '';
   log(`  ${c.name.padEnd(44)} ${c.status.padEnd(6)} ${ms}${c.reason ? ` ${c.reason.slice(0, 300)}` : ''}`);
 }
+
+// The fused decode products' check on this device (decoding uses them by default only where it passed).
+const fusedCheck = await checkFusedLinear();
+json.fusedLinearCheck = fusedCheck;
+log(`fused decode products: ${fusedCheck.ok ? 'passed their check' : `refused: ${fusedCheck.reason}`}`);
 
 // Each correct general variant, forced, on the q/k/v/o product of a 2048-token step: x [2048, 4096] times
 // a weight [4096, 4096] read transposed, as the forward pass runs it; and the same with b row-major.

@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cat, decodeCandidates, fusedLinearPreferred, initWebGPU, keep, noGrad, profile, randn, setFusedLinearPreferred, tensor, tidy, toArray,
+  cat, decodeCandidates, fusedLinearPreferred, readyFusedLinear, initWebGPU, keep, noGrad, profile, randn, setFusedLinearPreferred, tensor, tidy, toArray,
   type DecodeVariant, type Tensor,
 } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, KvCache, quantizeModel, type LlamaModel } from '@huatuo/llama';
@@ -96,6 +96,8 @@ describe('cached decoding with the fused decode kernels', () => {
   it('keeps the separate products where the fused ones are not preferred (by default on a CPU adapter)', async () => {
     const info = await initWebGPU();
     setFusedLinearPreferred(null);
+    // Preferred by default once the fused products passed their check on a GPU; never on a CPU adapter.
+    await readyFusedLinear();
     assert.equal(fusedLinearPreferred(), !info.isFallbackAdapter);
     setFusedLinearPreferred(false);
     const model = await modelFor('plain');

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import {
   ValueError, add, cat, decodeCandidates, deviceInfo, f16BitsToF32, f32ToF16Bits, fusedLinear, fusedLinearAdd, fusedLinearFits,
   fusedLinearSwiglu, hasF16, matmul, noGrad, refFusedLinear, refFusedLinearAdd, refFusedLinearSwiglu, refRmsNorm, refTensor, rmsNorm, setMatmulVariant,
-  swiglu, tensor, transpose, type FloatDType, type Tensor,
+  swiglu, tensor, transpose, checkFusedLinear, fusedLinearPreferred, readyFusedLinear, type FloatDType, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, gpu, scoped, seededValues } from './helpers.js';
 
@@ -132,4 +132,21 @@ test('fused products refuse what they do not fit: K off the 16-byte chunk, more 
     assert.equal(fusedLinearFits(x, [w8]), false);
     assert.equal(noGrad(() => fusedLinearFits(x, [w8])), true);
   });
+});
+
+test('the fused products pass their on-device check here; decoding prefers them by default only on a GPU that passed it', async (t) => {
+  const info = await gpu();
+  if (decodeCandidates(info).length === 1) return t.skip('adapter has no fixed subgroup size');
+  const outcome = await checkFusedLinear();
+  assert.deepEqual(outcome, { ok: true });
+  const ready = await readyFusedLinear();
+  if (info.isFallbackAdapter) {
+    // A CPU adapter runs no check for decoding and keeps the separate ops.
+    assert.equal(ready.ok, false);
+    assert.match(ready.ok ? '' : ready.reason, /CPU adapter/);
+    assert.equal(fusedLinearPreferred(), false);
+  } else {
+    assert.deepEqual(ready, { ok: true });
+    assert.equal(fusedLinearPreferred(), true);
+  }
 });

@@ -1,7 +1,7 @@
 // One decoding step of `generate` (the model over new positions with the KV cache, logits or greedy
 // ids read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { argmax, deviceInfo, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { argmax, deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -32,6 +32,8 @@ export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
 
 /** Logits of the last position of each row read back as [B][V], or, when `greedy`, their argmax ids [B]. */
 export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, greedy: boolean): Promise<StepResult> {
+  // The fused decode products are used by default only once they passed their check on this device.
+  await readyFusedLinear();
   const V = model.config.vocabSize;
   const logits = stepForward(model, ids, mask, B, S, positions, cache);
   try {

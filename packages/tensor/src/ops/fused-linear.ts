@@ -12,6 +12,7 @@ import { v3SubgroupSize } from '../matmul-choice.js';
 import { empty, type Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { contiguousData } from './launch.js';
+import { fusedLinearCheckOutcome } from './fused-linear-check.js';
 
 /** Most rows of x a fused product takes (decode-sized: a few sequences, one new token each). */
 export const FUSED_LINEAR_MAX_ROWS = 4;
@@ -74,12 +75,15 @@ let preferred: boolean | null = null;
 
 /**
  * Whether decoding should use the fused products: by default on a GPU (each dispatch saved is launch and
- * host time) and not on a CPU adapter such as lavapipe, which pays for the work rather than for the
+ * host time) once they have passed their check on the device ({@link readyFusedLinear}, which `generate`
+ * awaits), and not on a CPU adapter such as lavapipe, which pays for the work rather than for the
  * dispatches (there greedy decoding at LLaMA-7B width took about 1.5-2x as long per token with them).
  * {@link setFusedLinearPreferred} overrides it.
  */
 export function fusedLinearPreferred(): boolean {
-  return preferred ?? !getRuntime().info.isFallbackAdapter;
+  if (preferred !== null) return preferred;
+  const rt = getRuntime();
+  return !rt.info.isFallbackAdapter && fusedLinearCheckOutcome(rt)?.ok === true;
 }
 
 /**

@@ -1,0 +1,129 @@
+// The on-device check the fused decode products pass before decoding prefers them by default: each
+// epilogue (concatenated q/k/v with the norm, the residual add, SwiGLU with the norm) at awkward sizes
+// and 1 and 2 rows, in f32 and f16, against the separate ops on the same device.
+import { getRuntime } from '../backend/context.js';
+import type { Runtime } from '../backend/runtime.js';
+import { tensor } from '../creation.js';
+import { noGrad } from '../grad-mode.js';
+import { toArray } from '../io.js';
+import { tidy } from '../scope.js';
+import type { FloatDType, Tensor } from '../tensor.js';
+import { add } from './arithmetic.js';
+import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu } from './fused-linear.js';
+import { matmul } from './matmul.js';
+import { rmsNorm } from './rmsnorm.js';
+import { swiglu } from './swiglu.js';
+import { cat, transpose } from './views.js';
+
+/** The outcome of the check on one device: passed, or refused with the reason. */
+export type FusedLinearCheck = { ok: true } | { ok: false; reason: string };
+
+const checks = new WeakMap<Runtime, Promise<FusedLinearCheck>>();
+const outcomes = new WeakMap<Runtime, FusedLinearCheck>();
+
+/** The check's outcome on this device, or undefined before {@link readyFusedLinear} has settled. */
+export function fusedLinearCheckOutcome(rt: Runtime): FusedLinearCheck | undefined {
+  return outcomes.get(rt);
+}
+
+/**
+ * Runs the fused products' check on this device once (later calls share it). Until it has passed,
+ * decoding uses the separate ops unless {@link setFusedLinearPreferred} forces the fused ones; a refusal
+ * is kept, with its reason, for the device's life. `generate` awaits it before decoding. On a CPU
+ * adapter, where decoding does not prefer them, nothing runs ({@link checkFusedLinear} runs it anyway).
+ * @example const outcome = await readyFusedLinear(); if (!outcome.ok) console.log(outcome.reason);
+ */
+export function readyFusedLinear(): Promise<FusedLinearCheck> {
+  const rt = getRuntime();
+  let check = checks.get(rt);
+  if (check === undefined) {
+    const cpu = { ok: false as const, reason: 'a CPU adapter: decoding uses the separate ops (setFusedLinearPreferred(true) forces the fused ones)' };
+    check = (rt.info.isFallbackAdapter ? Promise.resolve(cpu) : runCheck(rt)).then((outcome) => {
+      outcomes.set(rt, outcome);
+      return outcome;
+    });
+    checks.set(rt, check);
+  }
+  return check;
+}
+
+/**
+ * Checks the fused products on this device now, whatever the adapter, and returns the outcome without
+ * keeping it (a test's or a benchmark's question; decoding asks {@link readyFusedLinear}).
+ */
+export function checkFusedLinear(): Promise<FusedLinearCheck> {
+  return runCheck(getRuntime());
+}
+
+/** Seeded values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+async function runCheck(rt: Runtime): Promise<FusedLinearCheck> {
+  const dtypes: FloatDType[] = rt.info.features.has('shader-f16') ? ['f32', 'f16'] : ['f32'];
+  for (const dtype of dtypes) {
+    for (const rows of [1, 2]) {
+      const what = `${dtype}, ${rows} row${rows > 1 ? 's' : ''}`;
+      rt.device.pushErrorScope('internal');
+      rt.device.pushErrorScope('validation');
+      let outcome: FusedLinearCheck;
+      try {
+        outcome = await compareCase(dtype, rows, what);
+      } catch (e) {
+        outcome = { ok: false, reason: `${what}: ${(e as Error).message}` };
+      }
+      const errors = [await rt.device.popErrorScope(), await rt.device.popErrorScope()].filter((e) => e !== null);
+      if (errors.length > 0) return { ok: false, reason: `${what}: ${errors.map((e) => e!.message).join('; ')}` };
+      if (!outcome.ok) return outcome;
+    }
+  }
+  return { ok: true };
+}
+
+/** The three fused products against the separate ops at K 136, outputs 37 + 20 + 20, 44 and 29. */
+async function compareCase(dtype: FloatDType, rows: number, what: string): Promise<FusedLinearCheck> {
+  const K = 136;
+  const make = (shape: number[], seed: number, scale = 1) => tensor(values(shape.reduce((p, d) => p * d, 1), seed).map((v) => v * scale), shape, { dtype });
+  const pairs = noGrad(() =>
+    tidy(() => {
+      const x = make([rows, K], 1);
+      const g = make([K], 2);
+      const norm = { weight: g, eps: 1e-5 };
+      const [wq, wk, wv, wo, wg, wu] = [37, 20, 20, 44, 29, 29].map((n, i) => make([n, K], 10 + i, 0.1));
+      const res = make([rows, 44], 3);
+      if (!fusedLinearFits(x, [wq!, wk!, wv!], norm)) return null;
+      const h = rmsNorm(x, g, 1e-5);
+      const lin = (t: Tensor, w: Tensor) => matmul(t, transpose(w));
+      return [
+        ['q/k/v with the norm', fusedLinear(x, [wq!, wk!, wv!], norm), cat([lin(h, wq!), lin(h, wk!), lin(h, wv!)], -1)],
+        ['residual add', fusedLinearAdd(res, x, wo!), add(res, lin(x, wo!))],
+        ['gate/up with SwiGLU and the norm', fusedLinearSwiglu(x, wg!, wu!, norm), swiglu(lin(h, wg!), lin(h, wu!))],
+      ] as Array<[string, Tensor, Tensor]>;
+    }),
+  );
+  if (pairs === null) return { ok: false, reason: `${what}: the fused kernel does not fit this adapter` };
+  try {
+    const [atol, rtol] = dtype === 'f16' ? [2e-2, 2e-2] : [1e-4, 1e-4];
+    for (const [name, fused, separate] of pairs) {
+      const [got, want] = [(await toArray(fused)) as Float32Array, (await toArray(separate)) as Float32Array];
+      for (let i = 0; i < want.length; i++) {
+        if (!(Math.abs(got[i]! - want[i]!) <= atol + rtol * Math.abs(want[i]!))) {
+          return { ok: false, reason: `${what}, ${name}: element ${i} is ${got[i]}, the separate ops give ${want[i]}` };
+        }
+      }
+    }
+    return { ok: true };
+  } finally {
+    for (const [, a, b] of pairs) {
+      a.dispose();
+      b.dispose();
+    }
+  }
+}
