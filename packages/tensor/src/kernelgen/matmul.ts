@@ -175,15 +175,7 @@ export function sgmatDefines(s: SgmatShape, sg: number, layout: StagingLayout): 
     right: (j) => (layout.b === 'n' ? ['tb', `kk * LDB + qn + ${j * s.sn}u`, 'false', 'LDB'] : ['tb', `(qn + ${j * s.sn}u) * LDB + kk`, 'true', 'LDB']),
   });
   return {
-    SG: String(sg),
-    SM: String(s.sm),
-    SN: String(s.sn),
-    SK: String(s.sk),
-    TM: String(s.tm),
-    TN: String(s.tn),
-    WM: String(s.wm),
-    WN: String(s.wn),
-    BK: String(s.bk),
+    ...shapeDefines(s, sg),
     V: String(V),
     AV: V === 4 ? 'vec4<T>' : 'T',
     LDA: String(lda),
@@ -193,6 +185,11 @@ export function sgmatDefines(s: SgmatShape, sg: number, layout: StagingLayout): 
     ...staged,
     ...compute,
   };
+}
+
+/** The constants of an sgmat kernel's shape, as defines. */
+function shapeDefines(s: SgmatShape, sg: number): Record<string, string> {
+  return { SG: String(sg), SM: String(s.sm), SN: String(s.sn), SK: String(s.sk), TM: String(s.tm), TN: String(s.tn), WM: String(s.wm), WN: String(s.wn), BK: String(s.bk) };
 }
 
 /** Where one subgroup matrix of a k step is loaded from: [buffer, element offset, column-major, stride] (WGSL). */
@@ -255,15 +252,7 @@ export function sgmatDirectDefines(s: SgmatShape, sg: number, layout: Pick<Stagi
     }
   }
   return {
-    SG: String(sg),
-    SM: String(s.sm),
-    SN: String(s.sn),
-    SK: String(s.sk),
-    TM: String(s.tm),
-    TN: String(s.tn),
-    WM: String(s.wm),
-    WN: String(s.wn),
-    BK: String(s.bk),
+    ...shapeDefines(s, sg),
     DECL: decl.join('\n'),
     STEP: steps.join('\n'),
     STORE: store,
