@@ -8,32 +8,22 @@ import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, fromHost, type Tensor } from '../tensor.js';
 import { contiguousData } from './launch.js';
-import { ropeAngles } from './rope.js';
-
-/** The smallest table built, as rope's. */
-const MIN_TABLE_ROWS = 2048;
+import { grownTable, ropeAngles } from './rope.js';
 
 /** Per (D, theta): (cos, sin) pairs [rows, D/2, 2] in f32, the values of rope's two tables side by side. */
 const tables = new WeakMap<Runtime, Map<string, { rows: number; pairs: Tensor }>>();
 
 function pairTable(D: number, theta: number, rows: number): { rows: number; pairs: Tensor } {
-  const rt = getRuntime();
-  let byKey = tables.get(rt);
-  if (!byKey) tables.set(rt, (byKey = new Map()));
-  const key = `${D}|${theta}`;
-  const cached = byKey.get(key);
-  if (cached && cached.rows >= rows) return cached;
-  const size = Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0));
-  const { cos, sin } = ropeAngles(D, theta, size);
-  const pairs = new Float32Array(2 * cos.length);
-  for (let i = 0; i < cos.length; i++) {
-    pairs[2 * i] = cos[i]!;
-    pairs[2 * i + 1] = sin[i]!;
-  }
-  cached?.pairs.dispose('replaced by a larger rope table');
-  const table = { rows: size, pairs: keep(fromHost(pairs, [size, D / 2, 2], 'f32')) };
-  byKey.set(key, table);
-  return table;
+  return grownTable(tables, D, theta, rows, (size, replaced) => {
+    const { cos, sin } = ropeAngles(D, theta, size);
+    const pairs = new Float32Array(2 * cos.length);
+    for (let i = 0; i < cos.length; i++) {
+      pairs[2 * i] = cos[i]!;
+      pairs[2 * i + 1] = sin[i]!;
+    }
+    replaced?.pairs.dispose('replaced by a larger rope table');
+    return { rows: size, pairs: keep(fromHost(pairs, [size, D / 2, 2], 'f32')) };
+  });
 }
 
 /** The element stride between the B T rows of a [B, T, n] projection read in place, or null (last dim not contiguous, rows uneven). */

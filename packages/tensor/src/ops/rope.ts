@@ -43,23 +43,31 @@ export function ropeAngles(D: number, theta: number, rows: number): { cos: Float
   return { cos, sin };
 }
 
-/** The cached cos/sin tables for (D, theta), grown (doubling) to cover `rows` positions. */
-function ropeTable(D: number, theta: number, rows: number): RopeTable {
+/**
+ * A device's table for (D, theta) from `tables`, rebuilt by `build` at twice its size (at least
+ * MIN_TABLE_ROWS and `rows`) when it covers fewer than `rows` positions; `build` disposes the one replaced.
+ */
+export function grownTable<T extends { rows: number }>(tables: WeakMap<Runtime, Map<string, T>>, D: number, theta: number, rows: number, build: (size: number, replaced: T | undefined) => T): T {
   const rt = getRuntime();
   let byKey = tables.get(rt);
   if (!byKey) tables.set(rt, (byKey = new Map()));
   const key = `${D}|${theta}`;
   const cached = byKey.get(key);
   if (cached && cached.rows >= rows) return cached;
-  const size = Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0));
-  const h = D / 2;
-  const { cos, sin } = ropeAngles(D, theta, size);
-  // Graphs recorded earlier hold views of the old tables, which keep their storage alive.
-  cached?.cos.dispose('replaced by a larger rope table');
-  cached?.sin.dispose('replaced by a larger rope table');
-  const table = { rows: size, cos: keep(fromHost(cos, [size, h], 'f32')), sin: keep(fromHost(sin, [size, h], 'f32')) };
+  const table = build(Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0)), cached);
   byKey.set(key, table);
   return table;
+}
+
+/** The cached cos/sin tables for (D, theta), grown (doubling) to cover `rows` positions. */
+function ropeTable(D: number, theta: number, rows: number): RopeTable {
+  return grownTable(tables, D, theta, rows, (size, replaced) => {
+    const { cos, sin } = ropeAngles(D, theta, size);
+    // Graphs recorded earlier hold views of the old tables, which keep their storage alive.
+    replaced?.cos.dispose('replaced by a larger rope table');
+    replaced?.sin.dispose('replaced by a larger rope table');
+    return { rows: size, cos: keep(fromHost(cos, [size, D / 2], 'f32')), sin: keep(fromHost(sin, [size, D / 2], 'f32')) };
+  });
 }
 
 function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, theta: number, sign: number): Tensor {
