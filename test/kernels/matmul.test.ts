@@ -13,6 +13,7 @@ import {
   decodeCandidates,
   matmulCandidates,
   matmulPlan,
+  matmulSplitBytes,
   refMatmul,
   refTensor,
   setMatmulVariant,
@@ -24,6 +25,7 @@ import {
   type MatmulVariant,
   type Tensor,
 } from '@huatuo/tensor';
+import { splitFor, splitPartialBound } from '@huatuo/tensor/internal';
 import { assertClose, gpu, seededValues } from '../tensor/helpers.js';
 
 const info = await gpu();
@@ -185,6 +187,12 @@ test('a product that fills few workgroups is split along k into f32 partial sums
           const a = make(values(numelOf([...c.batchA, c.M, c.K]), 1, dtype), [...c.batchA, c.M, c.K], c.ta, dtype);
           const b = make(values(numelOf([...c.batchB, c.K, c.N]), 2, dtype), [...c.batchB, c.K, c.N], c.tb, dtype);
           assert.equal(matmulPlan(a, b).splitK, slices, `${variantName(v)} ${dtype} M ${c.M} K ${c.K} N ${c.N}: slices of k`);
+          // The memory plan's bound covers the partial products this split allocates.
+          const partials = slices > 1 ? slices * numelOf(c.batchA) * c.M * c.N * 4 : 0;
+          assert.ok(partials <= splitPartialBound(c.M, c.K, c.N, numelOf(c.batchA), info.maxStorageBufferBindingSize), `M ${c.M} K ${c.K} N ${c.N}: ${partials} bytes of partials beyond the bound`);
+          // What the device's choice splits (the forced variant and its fallback), as the memory plan asks for it.
+          if (v.kernel === 'sgmat') assert.ok(matmulSplitBytes(c.M, c.K, c.N, numelOf(c.batchA)) >= partials);
+          else assert.equal(matmulSplitBytes(c.M, c.K, c.N, numelOf(c.batchA)), partials);
           for (const t of [a, b]) t.dispose();
           assert.equal(await check(v, dtype, c), variantName(v));
         }
@@ -193,6 +201,27 @@ test('a product that fills few workgroups is split along k into f32 partial sums
       setMatmulVariant(null);
     }
   }
+});
+
+test('the partial products of any split along k stay within the bound the memory plan counts', () => {
+  const tiling: MatmulVariant[] = [{ kernel: 'v1' }, { kernel: 'v2', tile: 32 }, { kernel: 'v2', tile: 64 }, { kernel: 'v4', tile: 128 }, ...matmulCandidates(info).filter((v) => v.kernel === 'sgmat')];
+  const dim = fc.oneof(fc.integer({ min: 1, max: 300 }), fc.constantFrom(8, 64, 128, 2048, 4096, 11008, 32000));
+  fc.assert(
+    fc.property(dim, dim, dim, fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 4096 }), fc.constantFrom(128 << 20, 1 << 30), (M, K, N, batch, target, maxBinding) => {
+      const bound = splitPartialBound(M, K, N, batch, maxBinding);
+      for (const v of tiling) {
+        const slices = splitFor({ M, K, N, batchShape: batch === 1 ? [] : [batch] }, v, target, maxBinding);
+        const partials = slices > 1 ? slices * batch * M * N * 4 : 0;
+        if (partials > bound) return false;
+      }
+      return true;
+    }),
+    { numRuns: 500, seed: 7 },
+  );
+  // A rank-8 LoRA product at LLaMA-7B width and a short prompt's projection can split; lm_head cannot.
+  assert.ok(splitPartialBound(2048, 4096, 8, 1, 1 << 30) > 0);
+  assert.equal(splitPartialBound(64, 4096, 4096, 1, 1 << 30), 16 << 20);
+  assert.equal(splitPartialBound(512, 4096, 32000, 1, 1 << 30), 0);
 });
 
 test('the decode paths read a linear layer weight stored transposed ([N, K]) in place', async () => {

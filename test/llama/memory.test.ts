@@ -29,6 +29,18 @@ describe('planMemory', () => {
     );
   });
 
+  it("counts the f32 partial products of a product split along k in the workspace: 16 MiB for a short prompt at LLaMA-7B width, none for the tiny model or where products do not split", () => {
+    const at = (cfg: (typeof llamaPresets)[string], seqLen: number) => planMemory(cfg, { batchSize: 1, seqLen, dtype: 'f16' }, limits128).workspace;
+    // A 64-token prompt's q_proj (64 x 4096 x 4096) is 32 tiles of 128: it may split into 16 slices of
+    // k = 256, 16 x 64 x 4096 f32 partials. The workspace otherwise holds one weight copied into panels
+    // (the largest, 11008 x 4096 f16, for 64 rows or more).
+    assert.equal(at(llamaPresets['llama-7b'], 64), 11008 * 4096 * 2 + (16 << 20));
+    // The tiny model's k never reaches two slices of 256, and its weights are too small to copy.
+    assert.equal(at(llamaPresets['tiny'], 64), 0);
+    // Where the device's matmul does not split, there are no partials.
+    assert.equal(planMemory(llamaPresets['llama-7b'], { batchSize: 1, seqLen: 64, dtype: 'f16', splitK: false }, limits128).workspace, 11008 * 4096 * 2);
+  });
+
   it('sizes the KV cache of inference as 2 x layers x batch x KV heads x length x head width', () => {
     const cfg = llamaPresets['tiny'];
     const plan = planMemory(cfg, { batchSize: 3, seqLen: 100, dtype: 'f32', kvCacheLen: 128 });

@@ -29,7 +29,7 @@ export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
 export { matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
-export { readyMatmul, tuneMatmul, matmulTuningReport, checkMatmulCandidates, type CheckOptions } from './tuning.js';
+export { readyMatmul, tuneMatmul, matmulTuningReport, matmulSplitBytes, checkMatmulCandidates, type CheckOptions } from './tuning.js';
 export type { MatmulCandidate } from './tuning.js';
 export type { KernelRewrite } from './backend/matmul-encode.js';
 export { matmulCandidates, decodeCandidates, setMatmulVariant, variantName } from './matmul-choice.js';

@@ -15,6 +15,9 @@ export type { BindingSpec, KernelSpec, Defines } from './kernels.js';
 export { wgslSources, paramLayouts, specifiedKernels } from './kernels.generated.js';
 export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from './kernels.generated.js';
 
+// Matmul planning: the most f32 partial products a split along k may allocate (the memory plan counts them)
+export { splitFor, splitPartialBound } from './backend/matmul-plan.js';
+
 // Op definitions: a fresh context for running another op's forward and backward directly (fused ops)
 export { opContext } from './ops/define.js';
 

@@ -277,6 +277,13 @@ export function currentChoice(info: DeviceInfo, startSearch: () => Promise<Matmu
   return fallback;
 }
 
+/** The choice made for this adapter (forced, tuned or cached), or null while none is: starts no search. */
+export function choiceMade(info: DeviceInfo): MatmulChoice | null {
+  if (forced) return forced;
+  const key = adapterKey(info);
+  return tuned?.key === key ? tuned.choice : (readCached(key, info)?.choice ?? null);
+}
+
 /** Records the search's choice and report for this adapter, in memory and in the platform's cache. */
 export function recordChoice(info: DeviceInfo, report: MatmulTuningReport): void {
   const key = adapterKey(info);

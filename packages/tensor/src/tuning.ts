@@ -2,9 +2,9 @@
 // device (tuning-check.ts) and refused, with its reason, when it computes wrong results or cannot be
 // created; the rest are timed on the products of a LLaMA-7B LoRA step and of decoding (scaled down on
 // slow adapters to a bounded time) and the fastest are chosen and cached with the report.
-import { getRuntime } from './backend/context.js';
+import { deviceInfo, getRuntime } from './backend/context.js';
 import { encodeMatmul, type KernelRewrite } from './backend/matmul-encode.js';
-import { plan, type Problem } from './backend/matmul-plan.js';
+import { plan, splitFor, splitPartialBound, type Problem } from './backend/matmul-plan.js';
 import type { Runtime } from './backend/runtime.js';
 import {
   adapterKey,
@@ -12,6 +12,9 @@ import {
   decodeCandidates,
   lastTuningReport,
   matmulCandidates,
+  choiceMade,
+  defaultChoice,
+  tuningEnabled,
   recordChoice,
   searchInProgress,
   variantName,
@@ -100,6 +103,22 @@ export async function readyMatmul(): Promise<MatmulChoice> {
  */
 export function matmulTuningReport(): MatmulTuningReport | null {
   return lastTuningReport(getRuntime().info);
+}
+
+/**
+ * The most bytes of f32 partial products a [batch] x [M, K] x [K, N] product may allocate when split along
+ * k on the open device (released once the product is summed): what its matmul choice would split, the
+ * bound over every kernel while its search has not decided, and that bound without a device.
+ */
+export function matmulSplitBytes(M: number, K: number, N: number, batch = 1): number {
+  const info = deviceInfo();
+  const maxBinding = info?.maxStorageBufferBindingSize ?? Infinity;
+  const choice = info === null ? null : (choiceMade(info) ?? (tuningEnabled() ? null : defaultChoice(info)));
+  if (choice === null) return splitPartialBound(M, K, N, batch, maxBinding);
+  const target = choice.splitK ?? 0;
+  const variants = [choice.main, choice.f16, choice.fallback].filter((v) => v !== undefined);
+  const p = { M, K, N, batchShape: batch === 1 ? [] : [batch] };
+  return Math.max(0, ...variants.map((v) => splitFor(p, v, target, maxBinding)).map((s) => (s > 1 ? s * batch * M * N * 4 : 0)));
 }
 
 /** Options of {@link checkMatmulCandidates}. */

@@ -3,7 +3,8 @@
 // length; which weights must be split to fit the adapter's binding limit; and a refusal, up
 // front and with the estimate in its message, of runs that cannot fit.
 
-import { composedAttentionFor, type QuantFormat } from '@huatuo/tensor';
+import { composedAttentionFor, matmulSplitBytes, type QuantFormat } from '@huatuo/tensor';
+import { splitPartialBound } from '@huatuo/tensor/internal';
 import type { LlamaConfig } from '../formats/config.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from '../errors.js';
@@ -45,6 +46,12 @@ export interface MemoryPlanOptions {
    * scores per layer. Default: what the open device would do (`composedAttentionFor`), false without one.
    */
   readonly composedAttention?: boolean;
+  /**
+   * Whether products may be split along k into f32 partial products (the workspace then counts the
+   * largest, at most 16 MiB): true counts the most any adapter may split, false none. Default: what
+   * the open device's matmul choice splits (`matmulSplitBytes`), the most any adapter may without one.
+   */
+  readonly splitK?: boolean;
   /** KV cache length for inference; default `seqLen`. Ignored in training. */
   readonly kvCacheLen?: number;
   /**
@@ -84,8 +91,9 @@ export interface MemoryPlan {
    */
   readonly logits: number;
   /**
-   * Temporaries of the decoder layers: a projection's copy of its weight (see {@link productWorkspace})
-   * and, in training, the gradients a layer's backward holds at once ([B, T, 3 I + 4 C]).
+   * Temporaries of the decoder layers: a projection's copy of its weight (see {@link productWorkspace}),
+   * the f32 partial products of a product split along k (at most 16 MiB, where products may split:
+   * {@link MemoryPlanOptions.splitK}) and, in training, the gradients a layer's backward holds at once ([B, T, 3 I + 4 C]).
    */
   readonly workspace: number;
   readonly kvCache: number;
@@ -171,7 +179,8 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     projectionCopy = Math.max(projectionCopy, productWorkspace(N, out, inp, quantize, bytes));
   }
   // A layer's backward holds the MLP's three [N, I] gradients and four [N, C] at once.
-  const workspace = projectionCopy + (training ? N * (3 * I + 4 * C) * bytes : 0);
+  const partials = options.splitK === false ? 0 : splitPartials(config, options, N, S, headRows, logitRows, composed, limit);
+  const workspace = projectionCopy + partials + (training ? N * (3 * I + 4 * C) * bytes : 0);
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
   // The loss's logits are freed before backward runs a layer (with checkpointing, rebuilds it): the larger counts.
   const oneLayer = training && options.gradientCheckpointing ? N * (8 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats : 0;
@@ -248,4 +257,37 @@ export function checkMemoryPlan(plan: MemoryPlan, limits: MemoryLimits, what = '
         `use dtype f16, a smaller batch or shorter sequences (estimate: ${formatMemoryPlan(plan)})`,
     );
   }
+}
+
+/**
+ * The most bytes of f32 partial products one product of the run may hold when it is split along k: the
+ * projections and lm_head (forward, and backward to their input), the LoRA products, and composed
+ * attention's batched products. One product is split at a time, and its partials go when it is summed.
+ */
+function splitPartials(config: LlamaConfig, options: MemoryPlanOptions, N: number, S: number, headRows: number, logitRows: number, composed: boolean, limit: number): number {
+  const { hiddenSize: C, numAttentionHeads: H } = config;
+  const training = options.training ?? options.lora !== undefined;
+  const T = options.seqLen;
+  const hd = config.headDim;
+  const products: [number, number, number, number][] = [[logitRows, C, headRows, 1]]; // [M, K, N, batch]
+  if (training) products.push([logitRows, headRows, C, 1]);
+  for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
+    const [out, inp] = projectionShape(config, t);
+    products.push([N, inp, out, 1]);
+    if (training) products.push([N, out, inp, 1]);
+  }
+  for (const t of options.lora?.targetModules ?? []) {
+    const [out, inp] = projectionShape(config, t);
+    const r = options.lora!.r;
+    // x A^T, h B^T; backward: dy B, dh A, dh^T x (A's gradient), dy^T h (B's gradient).
+    products.push([N, inp, r, 1], [N, r, out, 1], [N, out, r, 1], [N, r, inp, 1], [r, N, inp, 1], [out, N, r, 1]);
+  }
+  if (composed) {
+    const BH = options.batchSize * H;
+    // q k^T, p v; backward: dO v^T, dS k, dS^T q, p^T dO.
+    products.push([T, hd, S, BH], [T, S, hd, BH]);
+    if (training) products.push([T, hd, S, BH], [T, S, hd, BH], [S, T, hd, BH], [S, T, hd, BH]);
+  }
+  const bytes = options.splitK === true ? (m: number, k: number, n: number, batch: number) => splitPartialBound(m, k, n, batch, limit) : matmulSplitBytes;
+  return Math.max(0, ...products.map(([m, k, n, batch]) => bytes(m, k, n, batch)));
 }

@@ -140,7 +140,7 @@ function tileOf(v: MatmulVariant): [number, number] {
  * most MAX_SPLIT_TILES output tiles, a free batch dimension for the slices, and K long enough that each
  * slice keeps MIN_SPLIT_K (powers of two that divide K).
  */
-export function splitFor(p: Problem, v: MatmulVariant, target: number, maxBinding: number): number {
+export function splitFor(p: Pick<Problem, 'M' | 'K' | 'N' | 'batchShape'>, v: MatmulVariant, target: number, maxBinding: number): number {
   const [tm, tn] = tileOf(v);
   const tiles = Math.ceil(p.M / tm) * Math.ceil(p.N / tn) * numel(p.batchShape);
   if (!(target > 0) || tiles > MAX_SPLIT_TILES || p.batchShape.length >= 4) return 1;
@@ -148,6 +148,23 @@ export function splitFor(p: Problem, v: MatmulVariant, target: number, maxBindin
   let s = 1;
   while (tiles * s * 2 <= target && p.K % (s * 2) === 0 && p.K / (s * 2) >= MIN_SPLIT_K && partialBytes(s * 2) <= Math.min(maxBinding, MAX_PARTIAL_BYTES)) s *= 2;
   return s;
+}
+
+/** The largest output tile of any tiling kernel (v4, sgmat): with it a product has the fewest tiles. */
+const LARGEST_TILE = 128;
+
+/**
+ * The most bytes of f32 partial products a split along k of a [batch] x [M, K] x [K, N] product may
+ * allocate on an adapter with this binding limit, whatever kernel and target the search chose (0 when
+ * no split can happen). The partials are released as soon as the product's sum is encoded.
+ */
+export function splitPartialBound(M: number, K: number, N: number, batch: number, maxBinding: number): number {
+  const tiles = Math.ceil(M / LARGEST_TILE) * Math.ceil(N / LARGEST_TILE) * batch;
+  if (tiles > MAX_SPLIT_TILES) return 0;
+  const partialBytes = (s: number) => s * batch * M * N * 4;
+  let s = 1;
+  while (K % (s * 2) === 0 && K / (s * 2) >= MIN_SPLIT_K && partialBytes(s * 2) <= Math.min(maxBinding, MAX_PARTIAL_BYTES)) s *= 2;
+  return s > 1 ? partialBytes(s) : 0;
 }
 
 /** Bytes of b packed into v3 panels (4 sg columns each, zero-padded). */
