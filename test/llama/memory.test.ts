@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkMemoryPlan, llamaPresets, lossChunkRows, MemoryError, planMemory, projectionBytes, splitRows } from '@huatuo/llama';
+import { checkMemoryPlan, llamaPresets, lossChunkRows, MemoryError, planMemory, projectionBytes, splitRows, type LlamaConfig } from '@huatuo/llama';
 
 const limits128 = { maxStorageBufferBindingSize: 128 * 1024 * 1024, maxBufferSize: 2 ** 32 - 1 };
 
@@ -30,7 +30,7 @@ describe('planMemory', () => {
   });
 
   it("counts the f32 partial products of a product split along k in the workspace: 16 MiB for a short prompt at LLaMA-7B width, none for the tiny model or where products do not split", () => {
-    const at = (cfg: (typeof llamaPresets)[string], seqLen: number) => planMemory(cfg, { batchSize: 1, seqLen, dtype: 'f16' }, limits128).workspace;
+    const at = (cfg: LlamaConfig, seqLen: number) => planMemory(cfg, { batchSize: 1, seqLen, dtype: 'f16' }, limits128).workspace;
     // A 64-token prompt's q_proj (64 x 4096 x 4096) is 32 tiles of 128: it may split into 16 slices of
     // k = 256, 16 x 64 x 4096 f32 partials. The workspace otherwise holds one weight copied into panels
     // (the largest, 11008 x 4096 f16, for 64 rows or more).
