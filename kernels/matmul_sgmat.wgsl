@@ -13,13 +13,7 @@
 // subgroupMatrixConfigs with f16 components and f32 results.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<AV> read; 2 b: array<AV> read (AV: T, or
 // vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous). Grid (ceil(N / TN), ceil(M / TM), batch).
-enable chromium_experimental_subgroup_matrix;
-// Each subgroup loads and stores its own matrices at offsets derived from its index in the workgroup:
-// uniform within the subgroup, which is what the builtins need, but not across the workgroup.
-diagnostic(off, chromium.subgroup_matrix_uniformity);
-alias T = f32;
-// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
-alias TC = T;
+{{include sgmat_header}}
 alias AV = {{AV}};
 
 //! params from matmul_strided
@@ -28,15 +22,7 @@ alias AV = {{AV}};
 //!   b: array<AV> read
 //!   c: array<TC> read_write
 
-const SG: u32 = {{SG}}u;
-const SM: u32 = {{SM}}u;
-const SN: u32 = {{SN}}u;
-const SK: u32 = {{SK}}u;
-const TM: u32 = {{TM}}u;
-const TN: u32 = {{TN}}u;
-const WM: u32 = {{WM}}u;
-const WN: u32 = {{WN}}u;
-const BK: u32 = {{BK}}u;
+{{include sgmat_shape}}
 const V: u32 = {{V}}u;
 const GN: u32 = TN / WN;
 const WG: u32 = (TM / WM) * GN * SG;
@@ -52,15 +38,7 @@ var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let m0 = wid.y * TM;
-  let n0 = wid.x * TN;
-  let sgi = li / SG;
-  let lane = li % SG;
-  let qm = (sgi / GN) * WM;
-  let qn = (sgi % GN) * WN;
-  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
-  let a_base = bases.x;
-  let b_base = bases.y;
+  {{include sgmat_tile}}
   var ra: array<AV, {{A_LOADS}}>;
   var rb: array<AV, {{B_LOADS}}>;
 {{DECL}}

@@ -11,13 +11,7 @@
 // (kernelgen/matmul.ts). Needs chromium-experimental-subgroup-matrix and shader-f16.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC>
 // read_write (contiguous). Grid (N / TN, M / TM, batch).
-enable chromium_experimental_subgroup_matrix;
-// Each subgroup loads and stores its own matrices at offsets derived from its index in the workgroup:
-// uniform within the subgroup, which is what the builtins need, but not across the workgroup.
-diagnostic(off, chromium.subgroup_matrix_uniformity);
-alias T = f32;
-// The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
-alias TC = T;
+{{include sgmat_header}}
 
 //! params from matmul_strided
 //! bindings
@@ -25,15 +19,7 @@ alias TC = T;
 //!   b: array<T> read
 //!   c: array<TC> read_write
 
-const SG: u32 = {{SG}}u;
-const SM: u32 = {{SM}}u;
-const SN: u32 = {{SN}}u;
-const SK: u32 = {{SK}}u;
-const TM: u32 = {{TM}}u;
-const TN: u32 = {{TN}}u;
-const WM: u32 = {{WM}}u;
-const WN: u32 = {{WN}}u;
-const BK: u32 = {{BK}}u;
+{{include sgmat_shape}}
 const GN: u32 = TN / WN;
 const WG: u32 = (TM / WM) * GN * SG;
 
@@ -43,15 +29,7 @@ var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let m0 = wid.y * TM;
-  let n0 = wid.x * TN;
-  let sgi = li / SG;
-  let lane = li % SG;
-  let qm = (sgi / GN) * WM;
-  let qn = (sgi % GN) * WN;
-  let bases = batch_bases(wid.z, vec2<u32>(p.a_offset, p.b_offset), p.a_batch_strides, p.b_batch_strides);
-  let a_base = bases.x;
-  let b_base = bases.y;
+  {{include sgmat_tile}}
 {{DECL}}
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
 {{STEP}}

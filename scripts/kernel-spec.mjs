@@ -111,12 +111,17 @@ export function declarations(params, bindings) {
   return lines;
 }
 
-/** Replaces each `{{include NAME}}` line with kernels/include/NAME.wgsl (its own `//!` lines dropped). */
+/**
+ * Replaces each `{{include NAME}}` line with kernels/include/NAME.wgsl, each line indented as the include
+ * line is (statements shared inside a function keep its indentation). Its `//!` lines (spec) and `///`
+ * lines (what the file is, for its reader) stay out of the module.
+ */
 export function expandIncludes(src, includeDir, file, seen = []) {
-  return src.replace(/^[ \t]*\{\{include (\w+)\}\}[ \t]*$/gm, (_, name) => {
+  return src.replace(/^([ \t]*)\{\{include (\w+)\}\}[ \t]*$/gm, (_, indent, name) => {
     if (seen.includes(name)) throw new Error(`${file}: include cycle ${[...seen, name].join(' -> ')}`);
-    const text = readInclude(includeDir, name, file);
-    return expandIncludes(text.split('\n').filter((l) => !l.startsWith('//!')).join('\n').replace(/\n+$/, ''), includeDir, `include/${name}.wgsl`, [...seen, name]);
+    const lines = readInclude(includeDir, name, file).split('\n').filter((l) => !l.startsWith('//!') && !l.startsWith('///'));
+    const body = expandIncludes(lines.join('\n').replace(/\n+$/, ''), includeDir, `include/${name}.wgsl`, [...seen, name]);
+    return indent === '' ? body : body.split('\n').map((l) => (l === '' ? l : indent + l)).join('\n');
   });
 }
 

@@ -132,6 +132,25 @@ test('the generated kernel module is up to date with kernels/*.wgsl', () => {
   assert.equal(r.status, 0, `gen-kernels --check failed: ${r.stderr}`);
 });
 
+test('an include expands at the indentation of its line, without its //! and /// lines', () => {
+  const code = (name: string) =>
+    readFileSync(join(kernelsDir, 'include', `${name}.wgsl`), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('//!') && !l.startsWith('///'));
+  let indented = 0;
+  for (const f of files) {
+    const module = wgslSources[nameOf(f)];
+    assert.doesNotMatch(module, /^(\/\/\/|\/\/!|\s*\{\{include )/m, `${f}: an include line or its //! or /// lines are left in the module`);
+    for (const [, indent, name] of readFileSync(join(kernelsDir, f), 'utf8').matchAll(/^([ \t]+)\{\{include (\w+)\}\}$/gm)) {
+      const lines = code(name!);
+      assert.ok(lines.length > 0, `include ${name} has code`);
+      assert.ok(module.includes(lines.map((l) => indent + l).join('\n')), `${f}: include ${name} expanded at its line's indentation`);
+      indented++;
+    }
+  }
+  assert.ok(indented > 0, 'some kernel includes statements inside a function');
+});
+
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((e) => {
     const p = join(dir, e);
