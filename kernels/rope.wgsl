@@ -25,6 +25,13 @@ alias T = f32;
 //!   sin_t: array<f32> read
 //!   out: array<T> read_write
 
+{{include rope_rotate}}
+
+// (cos, sin) at element e of the host's tables.
+fn table_cs(e: u32) -> vec2<f32> {
+  return vec2<f32>(cos_t[e], sin_t[e]);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
@@ -34,22 +41,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let t = nt % p.T_len;
   let n = nt / p.T_len;
   let pos = positions[(n / p.per_batch) * p.pos_bstride + t];
-  var c: f32;
-  var s: f32;
-  if (pos >= 0 && u32(pos) < p.table_rows) {
-    c = cos_t[u32(pos) * p.h + j];
-    s = sin_t[u32(pos) * p.h + j];
-  } else {
-    let inv_freq = 1.0 / pow(p.theta, f32(2u * j) / f32(2u * p.h));
-    let angle = f32(pos) * inv_freq;
-    c = cos(angle);
-    s = sin(angle);
-  }
-  c = f32(T(c));
-  s = f32(T(s)) * p.sign;
   let base = nt * 2u * p.h;
-  let x1 = f32(x[base + j]);
-  let x2 = f32(x[base + j + p.h]);
-  out[base + j] = T(f32(T(x1 * c)) - f32(T(x2 * s)));
-  out[base + j + p.h] = T(f32(T(x2 * c)) + f32(T(x1 * s)));
+  let y = rope_rotate(x[base + j], x[base + j + p.h], rope_cs(pos, j), p.sign);
+  out[base + j] = y.x;
+  out[base + j + p.h] = y.y;
 }

@@ -37,6 +37,13 @@ alias T = f32;
 //!   keys: array<T> read_write
 //!   values: array<T> read_write
 
+{{include rope_rotate}}
+
+// (cos, sin) at element e of the host's tables.
+fn table_cs(e: u32) -> vec2<f32> {
+  return table[e];
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
@@ -56,35 +63,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     values[dst + j + p.h] = v[src + j + p.h];
     return;
   }
-  let pos = positions[b * p.pos_bstride + t];
-  var c: f32;
-  var s: f32;
-  if (pos >= 0 && u32(pos) < p.table_rows) {
-    let cs = table[u32(pos) * p.h + j];
-    c = cs.x;
-    s = cs.y;
-  } else {
-    let inv_freq = 1.0 / pow(p.theta, f32(2u * j) / f32(D));
-    let angle = f32(pos) * inv_freq;
-    c = cos(angle);
-    s = sin(angle);
-  }
-  c = f32(T(c));
-  s = f32(T(s));
+  let cs = rope_cs(positions[b * p.pos_bstride + t], j);
   if (slot < p.H) {
     let src = p.q_offset + m * p.q_row + slot * D;
-    let x1 = f32(q[src + j]);
-    let x2 = f32(q[src + j + p.h]);
+    let y = rope_rotate(q[src + j], q[src + j + p.h], cs, 1.0);
     let dst = ((b * p.H + slot) * p.T_len + t) * D;
-    qo[dst + j] = T(f32(T(x1 * c)) - f32(T(x2 * s)));
-    qo[dst + j + p.h] = T(f32(T(x2 * c)) + f32(T(x1 * s)));
+    qo[dst + j] = y.x;
+    qo[dst + j + p.h] = y.y;
   } else {
     let hk = slot - p.H;
     let src = p.k_offset + m * p.k_row + hk * D;
-    let x1 = f32(k[src + j]);
-    let x2 = f32(k[src + j + p.h]);
+    let y = rope_rotate(k[src + j], k[src + j + p.h], cs, 1.0);
     let dst = ((b * p.Hkv + hk) * p.L + p.past + t) * D;
-    keys[dst + j] = T(f32(T(x1 * c)) - f32(T(x2 * s)));
-    keys[dst + j + p.h] = T(f32(T(x2 * c)) + f32(T(x1 * s)));
+    keys[dst + j] = y.x;
+    keys[dst + j + p.h] = y.y;
   }
 }

@@ -1,0 +1,20 @@
+/// Shared by the RoPE kernels (rope, rope_cache): the (cos, sin) of a pair at a position, and the
+/// rotation of the pair, Hugging Face LLaMA's rotate_half with its roundings to T.
+// (cos, sin) of pair j < h at position pos: the host's f32 table where it has the position (the kernel's
+// table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here.
+fn rope_cs(pos: i32, j: u32) -> vec2<f32> {
+  if (pos >= 0 && u32(pos) < p.table_rows) { return table_cs(u32(pos) * p.h + j); }
+  let inv_freq = 1.0 / pow(p.theta, f32(2u * j) / f32(2u * p.h));
+  let angle = f32(pos) * inv_freq;
+  return vec2<f32>(cos(angle), sin(angle));
+}
+
+// x1 = x[j] and x2 = x[j + h] rotated by cs (rounded to T as HF casts the tables; sign -1: the inverse
+// rotation): (x1 c - x2 s, x2 c + x1 s), each product rounded to T.
+fn rope_rotate(x1: T, x2: T, cs: vec2<f32>, sign: f32) -> vec2<T> {
+  let c = f32(T(cs.x));
+  let s = f32(T(cs.y)) * sign;
+  let a = f32(x1);
+  let b = f32(x2);
+  return vec2<T>(T(f32(T(a * c)) - f32(T(b * s))), T(f32(T(b * c)) + f32(T(a * s))));
+}
