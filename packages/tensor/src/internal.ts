@@ -2,12 +2,14 @@
 // the public API: the live runtime, the kernel specs and generated WGSL, op contexts, attention's switches.
 // Not a stable surface: it follows the kernels, and users need none of it to train.
 
-// The runtime: device, pipelines, buffer pool and dispatch counters of the initialized adapter
+// The runtime: device, pipelines, buffer pool, readback pacing and dispatch counters of the initialized adapter
 export { getRuntime } from './backend/context.js';
 export { Runtime } from './backend/runtime.js';
 export { BufferPool, maxReuseSize, sizeClass } from './backend/pool.js';
 export type { PoolStats } from './backend/pool.js';
 export type { CompiledKernel, Dispatch } from './backend/runtime.js';
+export { WaitPacer } from './backend/wait-pacing.js';
+export type { WaitTicket } from './backend/wait-pacing.js';
 
 // Kernels as data: specs, uniform packers, the #define step, the generated WGSL and Params layouts
 export { kernelSpecs, packParams, preprocess, variantKey } from './kernels.js';

@@ -6,7 +6,11 @@ import { contiguousData } from './ops/launch.js';
 import { itemSize, type HostArray, type DType, type Tensor } from './tensor.js';
 import { ShapeError, fmtShape } from './errors.js';
 
-/** Copies a tensor's elements to the host in row-major order (f16 widened to f32). */
+/**
+ * Copies a tensor's elements to the host in row-major order (f16 widened to f32). The copy is
+ * submitted before the promise is returned, so the tensor may be disposed and more work queued
+ * before awaiting it: the values are those the tensor held when toArray was called.
+ */
 export async function toArray<D extends DType>(t: Tensor & { dtype: D }): Promise<HostArray<D>> {
   const rt = getRuntime();
   const c = contiguousData('toArray', t);

@@ -205,7 +205,11 @@ export class Runtime {
     this.counters.submits++;
   }
 
-  /** Reads `bytes` bytes of a buffer back to the host, waiting for all queued work. */
+  /**
+   * Reads `bytes` bytes of a buffer back to the host, waiting for all queued work. The copy is encoded
+   * and submitted before the promise is returned: the caller may encode more work, release the buffer
+   * and start other reads before awaiting it (decoding reads one step's ids while the next one runs).
+   */
   async read(buffer: GPUBuffer, offsetBytes: number, bytes: number): Promise<ArrayBuffer> {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.stagingBuffers.get(size)?.pop() ?? this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -214,7 +218,9 @@ export class Runtime {
     this.encoder.copyBufferToBuffer(buffer, offsetBytes, staging, 0, size);
     this.pendingDispatches++;
     this.flush();
-    await this.pacer.idleWait();
+    // Everything above runs before the first await: the copy is submitted when the promise is returned.
+    const ticket = this.pacer.ticket();
+    await this.pacer.idleWait(ticket);
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
@@ -222,7 +228,7 @@ export class Runtime {
       this.checkAlive();
       throw new DeviceError(`readback failed: ${(e as Error).message}`);
     }
-    this.pacer.recordWait();
+    this.pacer.recordWait(ticket);
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     this.releaseStaging(staging);
@@ -235,9 +241,10 @@ export class Runtime {
   /** Waits until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
-    await this.pacer.idleWait();
+    const ticket = this.pacer.ticket();
+    await this.pacer.idleWait(ticket);
     await this.device.queue.onSubmittedWorkDone();
-    this.pacer.recordWait();
+    this.pacer.recordWait(ticket);
     this.raiseUncaptured();
   }
 

@@ -1,22 +1,32 @@
 // How long to sleep before polling for the GPU: each wait's measured time, keyed by what was queued
-// (kernels and grids since the last wait), so the same step sleeps through most of its expected time
-// the next time instead of polling (polling steals CPU cores from software adapters such as lavapipe).
+// (kernels and grids since the previous wait was submitted), so the same step sleeps through most of its
+// expected time the next time instead of polling (polling steals CPU cores from software adapters such
+// as lavapipe). Several waits may be in flight at once: each holds a ticket naming its own work.
 
 const FNV_OFFSET = 0x811c9dc5;
 
-/** The queued work since the last wait and the measured time of earlier waits. */
+/** One wait's work: what was submitted since the previous ticket, taken when the wait's own copy or sync submits. */
+export interface WaitTicket {
+  /** Dispatches submitted and the hash of the commands queued. */
+  readonly key: string;
+  readonly dispatches: number;
+  /** When the first of them was submitted. */
+  readonly since: number;
+  /** When this wait's idle sleep ended (0 when it did not sleep). */
+  wokeAt: number;
+}
+
+/** The work queued since the last ticket and the measured time of earlier waits. */
 export class WaitPacer {
   /** Measured milliseconds of earlier waits, by queued work: the same step takes about the same time again. */
   private readonly history = new Map<string, { ms: number; seen: number }>();
-  /** Running hash of the dispatches queued since the last wait. */
+  /** Running hash of the dispatches queued since the last ticket. */
   private workHash = FNV_OFFSET;
-  /** When the last idle sleep ended (0 when the last wait did not sleep). */
-  private wokeAt = 0;
-  /** Dispatches submitted since the last completed wait, and when the first of them was submitted. */
+  /** Dispatches submitted since the last ticket, and when the first of them was submitted. */
   private unsyncedDispatches = 0;
   private unsyncedSince = 0;
 
-  /** Folds one queued command (its label and grid) into the work since the last wait. */
+  /** Folds one queued command (its label and grid) into the work since the last ticket. */
   queued(label: string, x: number, y: number, z: number): void {
     this.workHash = hashWork(this.workHash, label, x, y, z);
   }
@@ -28,41 +38,49 @@ export class WaitPacer {
   }
 
   /**
-   * Sleeps through most of the time the same queued work took before (seen at least twice, so a
-   * first run's shader compiles do not count), then lets the caller poll for the rest.
+   * The work submitted since the last ticket, for a wait whose commands were just submitted; the next
+   * ticket counts only what comes after. Take it synchronously after the submit, before any await.
    */
-  async idleWait(): Promise<void> {
-    const record = this.history.get(this.key());
-    this.wokeAt = 0;
-    if (record === undefined || record.seen < 2) return;
-    const remaining = record.ms * 0.85 - (now() - this.unsyncedSince);
-    if (remaining > 2) {
-      await new Promise((r) => setTimeout(r, remaining));
-      this.wokeAt = now();
-    }
-  }
-
-  /** Records the time of the wait that just ended and starts counting the next one's work. */
-  recordWait(): void {
-    if (this.unsyncedDispatches > 0) {
-      const key = this.key();
-      const t = now();
-      const measured = t - this.unsyncedSince;
-      const record = this.history.get(key);
-      // Work that was already done when the sleep ended took an unknown, shorter time: step the
-      // estimate down by a tenth (a few waits find the edge, where only a short poll remains).
-      // Otherwise the poll saw the real end: keep the fastest time seen.
-      const overslept = this.wokeAt > 0 && t - this.wokeAt < 1;
-      const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.9 : Math.min(record.ms, measured);
-      if (this.history.size >= 1024) this.history.clear();
-      this.history.set(key, { ms, seen: (record?.seen ?? 0) + 1 });
-    }
+  ticket(): WaitTicket {
+    const t = { key: `${this.unsyncedDispatches}:${this.workHash}`, dispatches: this.unsyncedDispatches, since: this.unsyncedSince, wokeAt: 0 };
     this.unsyncedDispatches = 0;
     this.workHash = FNV_OFFSET;
+    return t;
   }
 
-  private key(): string {
-    return `${this.unsyncedDispatches}:${this.workHash}`;
+  /**
+   * Sleeps through most of the time the ticket's work took before (seen at least twice, so a first
+   * run's shader compiles do not count), then lets the caller poll for the rest.
+   */
+  async idleWait(ticket: WaitTicket): Promise<void> {
+    const record = this.history.get(ticket.key);
+    ticket.wokeAt = 0;
+    if (record === undefined || record.seen < 2) return;
+    const remaining = record.ms * 0.85 - (now() - ticket.since);
+    if (remaining > 2) {
+      await new Promise((r) => setTimeout(r, remaining));
+      ticket.wokeAt = now();
+    }
+  }
+
+  /** Records the time of the ticket's wait, which just ended. */
+  recordWait(ticket: WaitTicket): void {
+    if (ticket.dispatches === 0) return;
+    const t = now();
+    const measured = t - ticket.since;
+    const record = this.history.get(ticket.key);
+    // Work that was already done when the sleep ended took an unknown, shorter time: step the
+    // estimate down by a tenth (a few waits find the edge, where only a short poll remains).
+    // Otherwise the poll saw the real end: keep the fastest time seen.
+    const overslept = ticket.wokeAt > 0 && t - ticket.wokeAt < 1;
+    const ms = record === undefined ? measured : overslept ? Math.min(record.ms, measured) * 0.9 : Math.min(record.ms, measured);
+    if (this.history.size >= 1024) this.history.clear();
+    this.history.set(ticket.key, { ms, seen: (record?.seen ?? 0) + 1 });
+  }
+
+  /** The measured milliseconds and count of earlier waits on the work of this key (tests). */
+  recorded(key: string): { ms: number; seen: number } | undefined {
+    return this.history.get(key);
   }
 }
 
