@@ -13,11 +13,14 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
   return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 }
 
-/** Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. */
-function stepForward(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Tensor {
+/**
+ * Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. `ids`
+ * are host rows or the previous step's picks [B] on the GPU (one new position per row).
+ */
+function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Tensor {
   return noGrad(() =>
     tidy(() =>
-      model.forward(idsTensor(ids), {
+      model.forward(Array.isArray(ids) ? idsTensor(ids) : ids.reshape([B, 1]), {
         attentionMask: tensor(mask.slice(0, B * S), [B, S]),
         positions: idsTensor(positions),
         cache,
@@ -34,19 +37,41 @@ export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
 export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, greedy: boolean): Promise<StepResult> {
   // The fused decode products are used by default only once they passed their check on this device.
   await readyFusedLinear();
+  if (greedy) {
+    const q = queueGreedyStep(model, ids, mask, B, S, positions, cache);
+    q.ids.dispose();
+    return { ids: await q.read };
+  }
   const V = model.config.vocabSize;
   const logits = stepForward(model, ids, mask, B, S, positions, cache);
   try {
-    if (greedy) {
-      const picked = noGrad(() => tidy(() => argmax(logits.reshape([B, V]), 1)));
-      try {
-        return { ids: (await toArray(picked)) as Int32Array };
-      } finally {
-        picked.dispose();
-      }
-    }
     const host = (await toArray(logits)) as Float32Array;
     return { rows: Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V)) };
+  } finally {
+    logits.dispose();
+  }
+}
+
+/** A greedy step encoded and submitted: its picks stay on the GPU for the next step while they are read back. */
+export interface QueuedStep {
+  /** The picked ids [B] (i32), owned by the caller. */
+  readonly ids: Tensor;
+  /** Their readback, already submitted. */
+  readonly read: Promise<Int32Array>;
+}
+
+/**
+ * Encodes a greedy step (the model, then argmax on the GPU) and starts reading its picks back without
+ * waiting: the caller can encode the next step, fed `ids`, while this one runs. Await
+ * `readyFusedLinear()` before the first.
+ */
+export function queueGreedyStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): QueuedStep {
+  const V = model.config.vocabSize;
+  const logits = stepForward(model, ids, mask, B, S, positions, cache);
+  try {
+    const picked = noGrad(() => tidy(() => argmax(logits.reshape([B, V]), 1))); // [B]
+    // toArray submits the copy before it returns: disposing the logits (and later the picks) is safe.
+    return { ids: picked, read: toArray(picked) as Promise<Int32Array> };
   } finally {
     logits.dispose();
   }

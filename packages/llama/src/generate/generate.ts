@@ -1,9 +1,11 @@
-// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding (argmax on the GPU when
-// no penalty applies), sampling, beam search (beam-search.ts), stop strings, streaming, batched prompts.
+// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding (argmax on the GPU,
+// one step ahead, when no penalty applies: greedy-pipelined.ts), sampling, beam search (beam-search.ts),
+// stop strings, streaming, batched prompts.
 
 import { Generator } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step } from './decode-step.js';
+import { greedyPipelined, greedyPipelinedEnabled } from './greedy-pipelined.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
@@ -29,12 +31,22 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const ids = prompts.map((p) => [...new Array<number>(P - p.length).fill(pad), ...p]);
   const positions = prompts.map((p) => Array.from({ length: P }, (_, j) => Math.max(0, j - (P - p.length))));
   prompts.forEach((p, b) => mask.fill(1, b * maxLen + P - p.length, b * maxLen + P));
+  // Decode step k >= 1 feeds each row's k-th new token at position L_b + k - 1 and sees S = P + k keys.
+  const inputsAt = (k: number) => {
+    const S = P + k;
+    for (let b = 0; b < B; b++) mask[b * maxLen + S - 1] = 1;
+    return { S, mask: maskRows(S), positions: prompts.map((p) => [p.length + k - 1]) };
+  };
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
   // Greedy picks need no scores on the host: the GPU's argmax is the first maximum, as topIndices.
   const onDevice = !r.doSample && r.repetitionPenalty === 1;
   try {
+    if (onDevice && model.embedParts.length === 1 && greedyPipelinedEnabled()) {
+      await greedyPipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens);
+      return outputs.map((o) => o.result());
+    }
     let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice);
-    for (let s = 0; ; s++) {
+    for (let k = 1; ; k++) {
       const next: number[] = [];
       for (let b = 0; b < B; b++) {
         const out = outputs[b]!;
@@ -53,15 +65,14 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         next.push(token);
       }
       if (outputs.every((o) => o.finishReason !== null)) break;
-      const S = P + s + 1;
-      for (let b = 0; b < B; b++) mask[b * maxLen + S - 1] = 1;
+      const x = inputsAt(k);
       res = await step(
         model,
         next.map((t) => [t]),
-        maskRows(S),
+        x.mask,
         B,
-        S,
-        prompts.map((p) => [p.length + s]),
+        x.S,
+        x.positions,
         cache,
         onDevice,
       );
