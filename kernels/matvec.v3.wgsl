@@ -20,17 +20,9 @@ alias CH = {{CH}};
 //!   w: array<CH> read
 //!   y: array<T> read_write
 
-const SG: u32 = {{SG}}u;
-const ROWS: u32 = {{ROWS}}u;
-const U: u32 = {{U}}u;
-const G: u32 = {{G}}u;
+{{include matvec_chunks}}
 
 {{include batch_bases}}
-
-/** The dot product of one 16-byte chunk of x with one of w, in f32. */
-fn chunk_dot(xc: CH, wc: CH) -> f32 {
-{{CHUNK_DOT}}
-}
 
 @compute @workgroup_size(SG * G)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -45,10 +45,8 @@ alias CH = {{CH}};
 //!   g: array<CH> read
 //!   y: array<T> read_write
 
-const SG: u32 = {{SG}}u;
-const ROWS: u32 = {{ROWS}}u;
-const U: u32 = {{U}}u;
-const G: u32 = {{G}}u;
+{{include matvec_chunks}}
+
 const MR: u32 = {{MR}}u;
 /** Elements in a chunk; the threads of rmsnorm_forward's row workgroup. */
 const CE: u32 = {{CE}}u;
@@ -56,11 +54,6 @@ const NORM_WG: u32 = 64u;
 
 var<workgroup> norm_partial: array<f32, NORM_WG>;
 var<workgroup> norm_r: array<f32, MR>;
-
-/** The dot product of one 16-byte chunk of x with one of w, in f32. */
-fn chunk_dot(xc: CH, wc: CH) -> f32 {
-{{CHUNK_DOT}}
-}
 
 /** Element i of x, in f32. */
 fn x_elem(i: u32) -> f32 {
