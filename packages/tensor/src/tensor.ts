@@ -16,6 +16,8 @@ export type HostArray<D extends DType = DType> = D extends 'i32' ? Int32Array : 
 /** A GPU buffer shared by a tensor and its views; freed to the pool when the last one lets go. */
 export class Storage {
   private refs = 1;
+  /** Counts the in-place writes into this buffer (see {@link Tensor.version}). */
+  version = 0;
 
   constructor(
     readonly buffer: GPUBuffer,
@@ -31,6 +33,11 @@ export class Storage {
 
   release(): void {
     if (--this.refs === 0) getRuntime().release(this.buffer);
+  }
+
+  /** Records an in-place write into the buffer (internal: every op that overwrites existing storage calls it). */
+  bump(): void {
+    this.version++;
   }
 
   /** Whether more than one tensor (a view, a detached copy) holds this storage. */
@@ -104,6 +111,18 @@ export class Tensor {
   /** The GPU buffer (internal: kernels bind it). */
   buffer(op = 'use'): GPUBuffer {
     return this.storage(op).buffer;
+  }
+
+  /**
+   * The number of in-place writes into this tensor's storage so far (PyTorch's `_version`): it grows
+   * with every copyInto, optimizer step, gradient clipping or unscaling, cache write, through any view
+   * of the same storage, and never otherwise. A result cached from this tensor is stale once it changes.
+   * @example
+   * const v = w.version;
+   * opt.step(); // w.version === v + 1
+   */
+  get version(): number {
+    return this.storage('version').version;
   }
 
   /** Whether the elements are laid out row-major with no gaps, starting anywhere. */

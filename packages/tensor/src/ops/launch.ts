@@ -159,9 +159,10 @@ export function runBinary(op: string, a: Tensor, b: Tensor, expr: string): Tenso
   return out;
 }
 
-/** Copies `src` (any view) into the view `dst` of the same shape. */
+/** Copies `src` (any view) into the view `dst` of the same shape (a write into dst's storage: its version grows). */
 export function runCopy(op: string, src: Tensor, dst: Tensor): void {
   if (src.dtype !== dst.dtype) throw new DTypeError(`${op}: copy from ${src.dtype} into ${dst.dtype}`);
+  dst.storage(op).bump();
   runStrided(op, 'copy_strided', { T: src.dtype }, src.shape, [src.strides, dst.strides], () => [src.buffer(op), dst.buffer(op)], (numel, s, [ss, ds]) =>
     packParams('copy_strided', { numel, rank: s.length, shape: s, src_offset: src.offset, dst_offset: dst.offset, src_strides: ss!, dst_strides: ds! }),
   );

@@ -95,6 +95,8 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, th
   const table = pairTable(D, theta, needed);
   const pc = contiguousData(op, positions);
   const rt = getRuntime();
+  keys.storage(op).bump();
+  values.storage(op).bump();
   const params = packParams('rope_cache', {
     pairs,
     T_len: T,

@@ -70,6 +70,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
           step_size: o.lr / (1 - b1 ** s.step),
           bc2_sqrt: Math.sqrt(1 - b2 ** s.step),
         });
+        for (const t of [p, s.buffers.expAvg!, s.buffers.expAvgSq!]) t.storage('AdamW.step').bump();
         rt.dispatch({
           kernel,
           params: params_,

@@ -52,6 +52,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   for (const g of grads) {
     const kernel = compileKernel(rt, 'clip_scale', { T: g.dtype });
     const params = packParams('clip_scale', { numel: g.size, offset: g.offset });
+    g.storage('clipGradNorm').bump();
     rt.dispatch({ kernel, params, buffers: [g.buffer('clipGradNorm'), out.buffer('clipGradNorm')], workgroups: elementwiseGroups(g.size), label: 'clip_scale' });
   }
   const norm = out.view([], [], 0);

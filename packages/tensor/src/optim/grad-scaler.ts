@@ -63,6 +63,7 @@ export function unscaleGradients(grads: readonly Tensor[], invScale: number): Te
     if (!g.isContiguous) throw new ValueError('GradScaler.unscale: a gradient is a strided view; gradients from backward() are contiguous');
     const kernel = compileKernel(rt, 'amp_unscale', { T: g.dtype });
     const params = packParams('amp_unscale', { numel: g.size, offset: g.offset, inv_scale: invScale });
+    g.storage('GradScaler.unscale').bump();
     rt.dispatch({ kernel, params, buffers: [g.buffer('GradScaler.unscale'), found.buffer('GradScaler.unscale')], workgroups: grid1d(g.size, 256), label: 'amp_unscale' });
   }
   return found;

@@ -75,6 +75,8 @@ export class SGD extends Optimizer<SGDOptions> {
           dampening: o.dampening,
           nesterov: o.nesterov ? 1 : 0,
         });
+        p.storage('SGD.step').bump();
+        if (mode !== 0) buf.storage('SGD.step').bump();
         rt.dispatch({
           kernel,
           params: params_,
