@@ -1,9 +1,10 @@
 // A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
 // transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
-// An optional LoRA adapter adds B(A(dropout(x))) * alpha / r.
+// An optional LoRA adapter adds B(A(dropout(x))) * alpha / r; at inference its matrices' casts to the
+// activations' dtype are kept while the matrices are unchanged (their storage version).
 
-import { add, cast, cat, dropout, matmul, mul, quantizedMatmul, transpose, type QuantizedWeight, type Tensor } from '@huatuo/tensor';
+import { add, cast, cat, dropout, isGradEnabled, keep, matmul, mul, noGrad, quantizedMatmul, transpose, type FloatDType, type QuantizedWeight, type Tensor } from '@huatuo/tensor';
 
 /** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
 export interface LoraWeights {
@@ -21,9 +22,10 @@ export class Linear {
   parts: Tensor[];
   /** The frozen weight [out, in] quantized (then `parts` is empty), or null. */
   quantized: QuantizedWeight | null;
-  lora: LoraWeights | null = null;
-  /** Whether the adapter has been added into `parts` (then forward skips it). */
-  merged = false;
+  private adapter: LoraWeights | null = null;
+  private isMerged = false;
+  /** A and B cast to the activations' dtype, outside autograd, with the storage versions they were cast at. */
+  private casts: { A: CachedCast | null; B: CachedCast | null } = { A: null, B: null };
 
   constructor(
     /** Hugging Face name, e.g. `model.layers.0.self_attn.q_proj`. */
@@ -35,6 +37,26 @@ export class Linear {
   ) {
     this.parts = parts;
     this.quantized = quantized;
+  }
+
+  /** The LoRA adapter, or null. Setting it frees the casts kept of the previous one. */
+  get lora(): LoraWeights | null {
+    return this.adapter;
+  }
+
+  set lora(lora: LoraWeights | null) {
+    this.dropCasts();
+    this.adapter = lora;
+  }
+
+  /** Whether the adapter has been added into `parts` (then forward skips it). Changing it frees the kept casts. */
+  get merged(): boolean {
+    return this.isMerged;
+  }
+
+  set merged(merged: boolean) {
+    if (merged !== this.isMerged) this.dropCasts();
+    this.isMerged = merged;
   }
 
   /** The weight [out, in] when y = x W^T is the whole projection (one part, not quantized, no unmerged adapter), else null. */
@@ -56,13 +78,35 @@ export class Linear {
     }
     const lora = this.lora;
     if (lora !== null && !this.merged) {
-      const A = lora.A.dtype === x.dtype ? lora.A : cast(lora.A, x.dtype);
-      const B = lora.B.dtype === x.dtype ? lora.B : cast(lora.B, x.dtype);
+      const A = this.adapterMatrix('A', x.dtype as FloatDType);
+      const B = this.adapterMatrix('B', x.dtype as FloatDType);
       const xin = dropoutSeed !== undefined && lora.dropout > 0 ? dropout(x, lora.dropout, dropoutSeed) : x;
       const h = matmul(xin, transpose(A)); // [..., r]
       y = add(y, mul(matmul(h, transpose(B)), lora.scaling)); // [..., out]
     }
     return y;
+  }
+
+  /**
+   * The adapter's A or B in `dtype`. Where the cast is not recorded for autograd (grad off, or the
+   * matrix needs no gradient), it is kept and reused until the matrix's storage is written again.
+   */
+  private adapterMatrix(m: 'A' | 'B', dtype: FloatDType): Tensor {
+    const source = this.adapter![m];
+    if (source.dtype === dtype) return source;
+    if (isGradEnabled() && source.requiresGrad) return cast(source, dtype); // in the graph: the gradient reaches the f32 leaf
+    const kept = this.casts[m];
+    if (kept !== null && kept.source === source && kept.version === source.version && kept.cast.dtype === dtype) return kept.cast;
+    kept?.cast.dispose('the adapter matrix it was cast from changed');
+    const fresh = { source, version: source.version, cast: keep(noGrad(() => cast(source, dtype))) };
+    this.casts[m] = fresh;
+    return fresh.cast;
+  }
+
+  private dropCasts(): void {
+    this.casts.A?.cast.dispose('the adapter was replaced, merged or unmerged');
+    this.casts.B?.cast.dispose('the adapter was replaced, merged or unmerged');
+    this.casts = { A: null, B: null };
   }
 
   /** Disposes the weight parts and the adapter. */
@@ -74,4 +118,11 @@ export class Linear {
     this.lora?.B.dispose();
     this.lora = null;
   }
+}
+
+/** A cast of an adapter matrix and the version of the matrix's storage it was made from. */
+interface CachedCast {
+  readonly source: Tensor;
+  readonly version: number;
+  readonly cast: Tensor;
 }
