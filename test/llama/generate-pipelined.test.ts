@@ -129,7 +129,7 @@ describe('greedy decoding one step ahead', () => {
     assert.equal(r.inUseAfter, 0);
   });
 
-  it('an error thrown while streaming stops decoding, frees the queued step and leaves no read pending', async () => {
+  it('an error thrown while streaming stops decoding and frees the step queued after it', async () => {
     const before = runtimeStats();
     let n = 0;
     await assert.rejects(

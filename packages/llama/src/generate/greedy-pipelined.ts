@@ -45,13 +45,18 @@ export async function greedyPipelined(
   await readyFusedLinear();
   // The step whose ids are read next, and at most one queued after it.
   const queued: QueuedStep[] = [];
+  const queue = (q: QueuedStep) => {
+    // A read that fails while an earlier one is awaited is not unhandled: it is awaited or dropped later.
+    q.read.catch(() => undefined);
+    queued.push(q);
+  };
   try {
-    queued.push(queueGreedyStep(model, first.ids, first.mask, B, first.S, first.positions, cache));
+    queue(queueGreedyStep(model, first.ids, first.mask, B, first.S, first.positions, cache));
     for (let k = 1; queued.length > 0; k++) {
       const current = queued[0]!;
       if (k < maxNewTokens) {
         const x = inputsAt(k);
-        queued.push(queueGreedyStep(model, current.ids, x.mask, B, x.S, x.positions, cache));
+        queue(queueGreedyStep(model, current.ids, x.mask, B, x.S, x.positions, cache));
       }
       // Queued work that reads the picks runs before anything that reuses their buffer.
       current.ids.dispose();
@@ -63,9 +68,6 @@ export async function greedyPipelined(
     if (outputs.some((o) => o.finishReason === null)) throw new Error('internal: greedy decoding ran out of steps before maxNewTokens');
     for (const q of queued) await q.read;
   } finally {
-    for (const q of queued) {
-      q.ids.dispose();
-      q.read.catch(() => undefined);
-    }
+    for (const q of queued) q.ids.dispose();
   }
 }
