@@ -3,9 +3,10 @@
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
 // `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
-//  [--decode wide] [--fused on|off] [--small]` (--decode wide: the wide matrix-vector kernel for every single-row
-// product, as the search picks on some adapters; --fused: the fused decode products forced on or off, see
-// setFusedLinearPreferred; --small: host.bench.ts's hidden-256 model instead).
+//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small]` (--decode wide: the wide matrix-vector kernel for
+// every single-row product, as the search picks on some adapters; --fused: the fused decode products forced on or
+// off, see setFusedLinearPreferred; --pipelined off: each step's ids read back before the next step is encoded,
+// see setGreedyPipelined; --small: host.bench.ts's hidden-256 model instead).
 import { decodeCandidates, destroyWebGPU, initWebGPU, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
@@ -32,14 +33,15 @@ export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType,
   try {
     for (let run = 0; run < runs + 1; run++) {
       const marks: HostSnapshot[] = [];
+      // One token past the window (see host.bench.ts): `tokens` steps from the 1st token to the (tokens + 1)th.
       await generate(model, null, Array.from({ length: batch }, () => prompt), {
-        maxNewTokens: tokens + 1,
+        maxNewTokens: tokens + 2,
         eosTokenIds: [],
         onToken: (e) => {
           if (e.prompt === 0) marks.push(clock.snapshot());
         },
       });
-      if (run > 0) out.push(HostClock.cost(marks[0]!, marks[marks.length - 1]!, marks.length - 1));
+      if (run > 0) out.push(HostClock.cost(marks[0]!, marks[tokens]!, tokens));
     }
     return out;
   } finally {
@@ -63,6 +65,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const set = t.setFusedLinearPreferred as ((on: boolean | null) => void) | undefined;
     if (set === undefined) throw new Error('--fused: this build has no setFusedLinearPreferred');
     set(fused === 'on');
+  }
+  const pipelined = arg('--pipelined', 'default');
+  if (pipelined !== 'default') {
+    const l: Record<string, unknown> = await import('@huatuo/llama/internal');
+    const set = l.setGreedyPipelined as ((on: boolean) => void) | undefined;
+    if (set === undefined) throw new Error('--pipelined: this build has no setGreedyPipelined');
+    set(pipelined === 'on');
   }
   const small = process.argv.includes('--small');
   const layers = Number(arg('--layers', small ? '4' : '2'));

@@ -43,24 +43,35 @@ export interface HostSnapshot {
   stats: RuntimeStats;
 }
 
-/** Times the runtime's readbacks and syncs as waiting (after their submit, which is host work) until restored. */
+/**
+ * Times waiting for the runtime's readbacks and syncs until restored: from when the host, with one
+ * outstanding, yields to the event loop until one settles (which resumes it). With reads overlapping
+ * (decoding one step ahead), encoding while an earlier read is outstanding stays host time.
+ */
 export class HostClock {
   private waited = 0;
   private waitedCpu = 0;
+  /** When the host last yielded with a read or sync outstanding, and its thread's CPU then. */
+  private idleSince: { t: number; cpu: number | null } | null = null;
   private readonly restore: () => void;
 
   constructor() {
     const rt = getRuntime();
     const read = rt.read.bind(rt);
     const sync = rt.sync.bind(rt);
-    const timed = async <T>(p: Promise<T>): Promise<T> => {
-      const [t0, c0] = [performance.now(), threadCpuMs()];
-      try {
-        return await p;
-      } finally {
-        this.waited += performance.now() - t0;
-        this.waitedCpu += (threadCpuMs() ?? 0) - (c0 ?? 0);
-      }
+    const timed = <T>(p: Promise<T>): Promise<T> => {
+      let settled = false;
+      // Runs once the host's current task and its microtasks are done: the host is idle from then.
+      setImmediate(() => {
+        if (!settled) this.idleSince ??= { t: performance.now(), cpu: threadCpuMs() };
+      });
+      return p.finally(() => {
+        settled = true;
+        if (this.idleSince === null) return;
+        this.waited += performance.now() - this.idleSince.t;
+        this.waitedCpu += (threadCpuMs() ?? 0) - (this.idleSince.cpu ?? 0);
+        this.idleSince = null;
+      });
     };
     rt.read = (buffer, offset, bytes) => timed(read(buffer, offset, bytes));
     rt.sync = () => timed(sync());

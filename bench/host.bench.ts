@@ -43,8 +43,10 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
     for (let run = 0; run < runs + 1; run++) {
       const marks: HostSnapshot[] = [];
       const ids: number[] = [];
+      // One token past the window: decoding one step ahead encodes the step after a token before
+      // streaming it, so the window from the 1st to the (tokens + 1)th holds `tokens` steps either way.
       await generate(model, null, [prompt], {
-        maxNewTokens: tokens + 1,
+        maxNewTokens: tokens + 2,
         eosTokenIds: [],
         onToken: (e) => {
           ids.push(e.token);
@@ -57,8 +59,7 @@ export async function measureHostDecode(config: LlamaConfig, tokens: number, run
         if (profile !== undefined) await session.post('Profiler.start');
         continue;
       }
-      const n = ids.length - 1;
-      out.push({ tokens: n, ...HostClock.cost(marks[0]!, marks[1]!, n), tokenHash: fnv(Int32Array.from(ids)) });
+      out.push({ tokens, ...HostClock.cost(marks[0]!, marks[1]!, tokens), tokenHash: fnv(Int32Array.from(ids.slice(0, tokens + 1))) });
     }
     if (profile !== undefined) {
       writeFileSync(profile, JSON.stringify((await session.post('Profiler.stop')).profile));
