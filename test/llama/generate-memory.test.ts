@@ -4,7 +4,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, generate, planMemory } from '@huatuo/llama';
+import { applyLora, configFromPreset, createRandomLlama, generate, inferencePlan, mergeAdapter, planMemory } from '@huatuo/llama';
 
 describe('generation memory check', () => {
   before(async () => {
@@ -16,6 +16,25 @@ describe('generation memory check', () => {
     const plan = planMemory(config, { batchSize: 4, seqLen: 323, training: false, lastPositionLogits: true });
     assert.equal(plan.logits, 4 * 32000 * 4);
     assert.ok(plan.largestActivation.bytes < 128 * 1024 * 1024, `${plan.largestActivation.name}: ${plan.largestActivation.bytes} bytes`);
+  });
+
+  it("plans generation with the model as loaded: an unmerged adapter's f32 A and B and their f16 copies, none of the copies once merged", () => {
+    const config = configFromPreset('tiny', { numHiddenLayers: 2 });
+    const model = createRandomLlama(config, { seed: 2, dtype: 'f16' });
+    try {
+      const bare = inferencePlan(model, 1, 16);
+      assert.equal(bare.lora, 0);
+      assert.equal(bare.weights, planMemory(config, { batchSize: 1, seqLen: 16, dtype: 'f16' }).weights);
+      applyLora(model, { r: 4, targetModules: ['q_proj', 'v_proj'] });
+      const C = config.hiddenSize;
+      const kvd = config.numKeyValueHeads * config.headDim;
+      const elements = 2 * 4 * (C + C + kvd + C); // layers x r x ((out + in) of q_proj and of v_proj)
+      assert.equal(inferencePlan(model, 1, 16).lora, elements * (4 + 2));
+      mergeAdapter(model);
+      assert.equal(inferencePlan(model, 1, 16).lora, elements * 4);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('generate with 4 beams to 323 tokens on a 32000-word model is not refused under a 128 MiB binding limit', async () => {

@@ -73,7 +73,7 @@ export { loadLlamaFromCheckpoint } from './model/weights-load.js';
 export type { LoadLlamaOptions } from './model/weights-load.js';
 
 // Memory planning
-export { planMemory, checkMemoryPlan, formatMemoryPlan } from './model/memory.js';
+export { planMemory, inferencePlan, checkMemoryPlan, formatMemoryPlan } from './model/memory.js';
 export { formatBytes, projectionBytes, splitRows, mlpChunkRows } from './model/tensor-sizes.js';
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './model/memory.js';
 

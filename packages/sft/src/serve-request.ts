@@ -3,7 +3,7 @@
 // first, then tokens), and the sampling settings with OpenAI's defaults and ranges.
 
 import { randomBytes, randomInt } from 'node:crypto';
-import { checkMemoryPlan, planMemory, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { checkMemoryPlan, inferencePlan, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
 import { generatePrompt, type PromptTemplate } from './prompt.js';
 import { HttpError } from './serve-errors.js';
@@ -212,7 +212,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const info = deviceInfo();
     if (info === null) return null;
     try {
-      checkMemoryPlan(planMemory(model.config, { batchSize: beams, seqLen: length, dtype: model.dtype, training: false, lastPositionLogits: true }), info, `${beams} sequence(s) of ${length} tokens`);
+      checkMemoryPlan(inferencePlan(model, beams, length), info, `${beams} sequence(s) of ${length} tokens`);
       return null;
     } catch (e) {
       return (e as Error).message;

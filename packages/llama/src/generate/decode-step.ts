@@ -5,7 +5,7 @@ import { argmax, deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, ty
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
-import { checkMemoryPlan, planMemory } from '../model/memory.js';
+import { checkMemoryPlan, inferencePlan } from '../model/memory.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
@@ -87,8 +87,7 @@ export async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32
 export function checkFits(model: LlamaModel, batch: number, length: number): void {
   const info = deviceInfo();
   if (info === null) throw new ModelError('generate: no WebGPU device yet: call `await initWebGPU()` first');
-  const plan = planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, training: false, lastPositionLogits: true });
-  checkMemoryPlan(plan, info, `generate (${batch} sequences of up to ${length} tokens)`);
+  checkMemoryPlan(inferencePlan(model, batch, length), info, `generate (${batch} sequences of up to ${length} tokens)`);
 }
 
 /** One prompt's new tokens as they come: streamed text, stop strings, end of sequence, length limit. */

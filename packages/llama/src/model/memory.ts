@@ -6,6 +6,7 @@
 import { composedAttentionFor, matmulSplitBytes, type QuantFormat } from '@huatuo/tensor';
 import { splitPartialBound } from '@huatuo/tensor/internal';
 import type { LlamaConfig } from '../formats/config.js';
+import type { LlamaModel } from './model.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from '../errors.js';
 import { moduleGroup, type LoraTargetModule } from '../lora/lora-config.js';
@@ -30,7 +31,12 @@ export interface MemoryPlanOptions {
   /** Dtype of the base weights and activations. Default 'f32'. */
   readonly dtype?: 'f32' | 'f16';
   /** LoRA adapter, when one is attached. */
-  readonly lora?: { readonly r: number; readonly targetModules: readonly LoraTargetModule[] };
+  readonly lora?: {
+    readonly r: number;
+    readonly targetModules: readonly LoraTargetModule[];
+    /** Inference: the adapters are added into the base weights, so no copies of A and B in the activation dtype are kept. */
+    readonly merged?: boolean;
+  };
   /** Training (graph kept for backward, gradients, AdamW state) or inference. Default: true when `lora` is given. */
   readonly training?: boolean;
   /**
@@ -142,7 +148,9 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     loraElements += L * options.lora!.r * (out + inp);
     loraInputs += inp + options.lora!.r;
   }
-  const lora = loraElements * 4;
+  // An unmerged adapter at inference keeps A and B cast to the activation dtype beside the f32 leaves.
+  const keptCasts = !training && bytes === 2 && !options.lora?.merged ? loraElements * 2 : 0;
+  const lora = loraElements * 4 + keptCasts;
   const gradients = training ? lora : 0;
   const optimizer = training ? 2 * lora : 0;
 
@@ -236,6 +244,17 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
     ['KV cache', plan.kvCache],
   ];
   return `${parts.map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}; peak ${formatBytes(plan.total)}`;
+}
+
+/**
+ * The plan of generating with `model` as it is loaded: its dtype and quantization, its adapter (merged
+ * or not), `batch` sequences of up to `length` tokens, logits of the last position only.
+ */
+export function inferencePlan(model: LlamaModel, batch: number, length: number): MemoryPlan {
+  const cfg = model.loraConfig;
+  const merged = model.layers.every((l) => l.linears().every((p) => p.lora === null || p.merged));
+  const lora = cfg === null ? undefined : { r: cfg.r, targetModules: cfg.targetModules, merged };
+  return planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, quantize: model.quantization, training: false, lastPositionLogits: true, lora });
 }
 
 /**
