@@ -2,10 +2,12 @@
 # On a GPU machine, in a built checkout: the benchmarks, the adapter and per-kernel report
 # (bench/gpu-report.ts) and the test suite, with the experimental WebGPU features enabled. Logs go to
 # $OUT (default ./gpu-check-out).
-#   bash scripts/gpu-check.sh [report|tests|bench|quant]...   (default: report tests)
+#   bash scripts/gpu-check.sh [report|tests|bench|quant|decode]...   (default: report tests)
 # `bench` runs bench/run.ts (what `npm run bench` runs) (PyTorch beside it when python3 imports torch with CUDA) and copies
 # bench/RESULTS.md and the results JSON to $OUT. `quant` times the int8 and NF4 dequantizing matmuls
-# against the f16 product at 2048x4096x4096 (bench/quant.bench.ts).
+# against the f16 product at 2048x4096x4096 (bench/quant.bench.ts). `decode` times the fused decode kernels
+# against the separate ops (bench/decode-fused.bench.ts), then greedy decoding at LLaMA-7B width with 2 and 4
+# layers, with the fused products and the step run ahead each on and off (bench/decode-width.bench.ts).
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -22,6 +24,15 @@ for step in "${steps[@]}"; do
     bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts ${BENCH_ARGS:-} > "$out/bench.log" 2>&1
       echo "bench exit $?"; grep -E '^- |TFLOP|tokens/s|GB/s' "$out/bench.log" | tail -40
       cp bench/RESULTS.md "$out/RESULTS.md"; cp bench/results/*.json "$out/" 2>/dev/null ;;
+    decode) timeout "${DECODE_TIMEOUT:-300}" node --conditions=source --import tsx bench/decode-fused.bench.ts 2>&1 | tee "$out/decode-fused.log"
+      for layers in 2 4; do
+        for fused in on off; do
+          for pipelined in on off; do
+            echo "-- layers $layers, fused $fused, pipelined $pipelined"
+            timeout "${DECODE_TIMEOUT:-300}" node --conditions=source --import tsx bench/decode-width.bench.ts --layers "$layers" --tokens 32 --runs 3 --dtype f16 --fused "$fused" --pipelined "$pipelined" 2>&1
+          done
+        done
+      done | tee "$out/decode-width.log" ;;
     quant) timeout "${QUANT_TIMEOUT:-180}" node --conditions=source --import tsx bench/quant.bench.ts 2>&1 | tee "$out/quant.log" ;;
   esac
   echo "== $step: $(( $(date +%s) - start )) s"
