@@ -38,6 +38,8 @@ export { Profiler, profile } from './profiler.js';
 export type { KernelTime, ProfileReport } from './profiler.js';
 export { attention, composedAttentionFor } from './ops/attention.js';
 export type { AttentionOptions } from './ops/attention.js';
+export { readyAttention } from './ops/attention-ready.js';
+export type { ReadyAttentionOptions, AttentionReadiness } from './ops/attention-ready.js';
 export { refAttention, refAttentionBackward } from './reference/attention.js';
 export type { RefAttentionOptions } from './reference/attention.js';
 export { reshape, permute, transpose, slice, expand, contiguous, cat } from './ops/views.js';

@@ -1,9 +1,10 @@
 // Which attention kernels a call runs: v1 or v2 (fused; v2 pipelines created in the background on GPUs,
 // whose drivers may refuse a layout), the subgroup-per-split decode kernel, or composed attention (matmuls
-// and a softmax) on GPUs at short sequences; and the switch that forces one (tests, benchmarks).
+// and a softmax) on GPUs at short sequences; and the switches that force one (tests, benchmarks).
 import { deviceInfo, getRuntime } from '../backend/context.js';
 import type { DeviceInfo } from '../backend/device.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
+import type { KernelRewrite } from '../backend/matmul-encode.js';
 import { kernelSource } from '../kernels.js';
 import { v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
 
@@ -49,33 +50,92 @@ export function attentionKernelFor(D: number): AttentionKernel {
 }
 
 /**
- * v2 pipelines being created, created or refused, per runtime. Where subgroups are 32 wide or more (GPUs,
- * whose drivers may refuse a layout, e.g. for too many registers a thread) a v2 variant is created
- * asynchronously on first use and v1 runs until it exists; one the driver refuses is never tried again.
- * Narrower subgroups (lavapipe) create it in place, as a forced v2 does, so that it runs at once.
+ * How v2 pipelines are created: `async` in the background on first use, v1 running until one exists (as
+ * on GPUs, whose drivers may refuse a layout, e.g. for too many registers a thread), or `in-place` at
+ * first use, so that v2 runs at once (as on lavapipe). Null: per adapter (see {@link v2CreatedInPlace}).
  */
-const v2Pipelines = new WeakMap<Runtime, Map<string, CompiledKernel | 'pending' | { refused: string }>>();
+export type V2Creation = 'async' | 'in-place';
 
-/** The v2 kernel to dispatch for this call, or null for v1. */
-export function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
+let forcedCreation: V2Creation | null = null;
+let v2Rewrite: KernelRewrite | null = null;
+
+/** Forces how v2 pipelines are created on every adapter, or restores the adapter's way (null); for tests. */
+export function setV2Creation(creation: V2Creation | null): void {
+  forcedCreation = creation;
+}
+
+/**
+ * Rewrites the WGSL of every v2 pipeline created from now on (null: none), their keys suffixed with the
+ * rewrite's name so that they stand apart from the kernels as written: for trying a kernel change, or
+ * showing how a pipeline the device refuses is handled.
+ */
+export function setV2Rewrite(rewrite: KernelRewrite | null): void {
+  v2Rewrite = rewrite;
+}
+
+/**
+ * Whether a v2 pipeline of layout `l` is created in place at first use: when v2 is forced, and where
+ * subgroups are narrower than 32 (lavapipe) unless {@link setV2Creation} says otherwise.
+ */
+export function v2CreatedInPlace(l: V2Layout): boolean {
+  if (forcedKernel === 'v2') return true;
+  return (forcedCreation ?? (l.sg < 32 ? 'in-place' : 'async')) === 'in-place';
+}
+
+/** A v2 kernel variant for one call: its pipeline key, WGSL (built on first use) and rows a workgroup. */
+export interface V2Variant {
+  key: string;
+  source: () => string;
+  rows: number;
+  layout: V2Layout;
+}
+
+/** The v2 variant of `kernel` for dtype and head dim D on this runtime, or null where v1 runs (forced, or no layout). */
+export function v2Variant(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): V2Variant | null {
   if (forcedKernel === 'v1') return null;
-  const l: V2Layout | null = v2Layout(rt.info, D, kernel);
+  const l = v2Layout(rt.info, D, kernel);
   if (!l) return null;
-  const key = v2Key(kernel, dtype, l);
-  const rows = l.sg * l.rpl;
-  if (forcedKernel === 'v2' || l.sg < 32) return { kernel: rt.kernel(key, kernelSource(kernel, () => v2Defines(kernel, dtype, l), key), key), rows };
+  const rewrite = v2Rewrite;
+  const base = v2Key(kernel, dtype, l);
+  const key = rewrite ? `${base}+${rewrite.name}` : base;
+  const source = () => {
+    const wgsl = kernelSource(kernel, () => v2Defines(kernel, dtype, l), base);
+    return rewrite ? rewrite.rewrite(wgsl) : wgsl;
+  };
+  return { key, source, rows: l.sg * l.rpl, layout: l };
+}
+
+/** A v2 pipeline created in the background: being created, created, or refused by the device (for good). */
+export type V2State = CompiledKernel | { pending: Promise<void> } | { refused: string };
+
+/** v2 pipelines created in the background, by key, per runtime. */
+const v2Pipelines = new WeakMap<Runtime, Map<string, V2State>>();
+
+/** Starts creating the pipeline of `v` in the background unless it was started before, and returns its state. */
+export function startV2(rt: Runtime, v: V2Variant): V2State {
   let states = v2Pipelines.get(rt);
   if (!states) v2Pipelines.set(rt, (states = new Map()));
-  const state = states.get(key);
+  let state = states.get(v.key);
   if (state === undefined) {
-    states.set(key, 'pending');
-    rt.kernelChecked(key, kernelSource(kernel, () => v2Defines(kernel, dtype, l), key), key).then(
-      (k) => states.set(key, k),
-      (e: Error) => states.set(key, { refused: e.message }),
+    const pending = rt.kernelChecked(v.key, v.source(), v.key).then(
+      (k) => void states.set(v.key, k),
+      (e: Error) => void states.set(v.key, { refused: e.message }),
     );
-    return null;
+    states.set(v.key, (state = { pending }));
   }
-  return typeof state === 'object' && 'pipeline' in state ? { kernel: state, rows } : null;
+  return state;
+}
+
+/**
+ * The v2 kernel to dispatch for this call, or null for v1: created in place where {@link v2CreatedInPlace}
+ * holds, else once its background creation has finished (v1 runs until then, and for good if refused).
+ */
+export function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
+  const v = v2Variant(rt, kernel, dtype, D);
+  if (!v) return null;
+  if (v2CreatedInPlace(v.layout)) return { kernel: rt.kernel(v.key, v.source(), v.key), rows: v.rows };
+  const state = startV2(rt, v);
+  return 'pipeline' in state ? { kernel: state, rows: v.rows } : null;
 }
 
 /** The subgroup size the subgroup-per-split decode kernel is compiled for, or 0 (no fixed size: use v1). */

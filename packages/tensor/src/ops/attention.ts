@@ -34,7 +34,8 @@ const OP = 'attention';
 const ROWS = 16;
 const TILE_VEC4 = 512;
 const MAX_TILE_ROWS = 64;
-const MAX_D = 256;
+/** The largest head dim the kernels take. */
+export const MAX_D = 256;
 /** Keys per split of the T == 1 decode kernel (at least; more when S is long). */
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
@@ -163,7 +164,7 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     params: params(g, mask),
     buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, out.buffer(OP), lse.buffer(OP)],
     workgroups: [Math.ceil(g.T / (v2?.rows ?? ROWS)), g.B * g.Hq],
-    label: OP,
+    label: `${OP} ${v2 ? 'v2' : 'v1'}`,
   });
   return { out, lse };
 }
@@ -204,7 +205,7 @@ function runBackward(
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dq.buffer(op)],
       workgroups: [Math.ceil(g.T / (v2?.rows ?? ROWS)), g.B * g.Hq],
-      label: `${op} dq`,
+      label: `${op} dq ${v2 ? 'v2' : 'v1'}`,
     });
   }
   if (dk && dv && g.S > 0) {
@@ -214,7 +215,7 @@ function runBackward(
       params: p,
       buffers: [q.buffer(op), k.buffer(op), v.buffer(op), maskBuffer, dOut.buffer(op), stats.buffer(op), dk.buffer(op), dv.buffer(op)],
       workgroups: [Math.ceil(g.S / (v2?.rows ?? ROWS)), g.B * g.Hkv],
-      label: `${op} dk dv`,
+      label: `${op} dk dv ${v2 ? 'v2' : 'v1'}`,
     });
   }
   stats.dispose('temporary of attention backward');
