@@ -1,7 +1,7 @@
 // The demonstration's stand-in for LLaMA's pretraining: every weight of the tiny base trained as a
 // causal language model (loss on every token) on the full text of a few demo records, so that
 // HuaTuo's LoRA recipe afterwards starts from a model that knows them.
-import { AdamW, clipGradNorm, startScope, tensor, type Tensor } from '@huatuo/tensor';
+import { AdamW, clipGradNorm, readyAttention, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import type { LlamaModel } from '@huatuo/llama';
 import { chunkOrder, collate, epochOrder, type TextTokenizer, type TokenizedExample } from './batch.js';
 import type { QaRecord } from './data.js';
@@ -52,6 +52,8 @@ export function textExample(tokenizer: TextTokenizer, text: string, cutoffLen: n
  */
 export async function pretrainBase(model: LlamaModel, tokenizer: TextTokenizer, texts: readonly string[], options: PretrainOptions): Promise<MetricsRow[]> {
   const examples = texts.map((t) => textExample(tokenizer, t, options.cutoffLen));
+  // Every step runs the same attention kernels, whatever the compile timing (see train).
+  await readyAttention({ headDim: model.config.headDim, dtypes: [model.dtype], backward: true });
   const params = baseParameters(model);
   for (const p of params) p.requireGrad();
   const optimizer = new AdamW(params, { lr: options.learningRate, weightDecay: 0 });

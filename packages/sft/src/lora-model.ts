@@ -64,6 +64,11 @@ export class LoraModel implements TrainableModel {
     return this.llama.dtype;
   }
 
+  /** The head dim of the model's attention. */
+  get headDim(): number {
+    return this.llama.config.headDim;
+  }
+
   get trainableParameters(): ReadonlyMap<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const { layer, target, linear } of adaptedLinears(this.llama)) {

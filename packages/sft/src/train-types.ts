@@ -29,6 +29,11 @@ export interface TrainableModel {
   loadAdapter(dir: string): Promise<void>;
   /** The dtype its activations compute in (default f32): f16 trains with loss scaling. */
   readonly dtype?: FloatDType;
+  /**
+   * The head dim of its attention, if it uses `attention`: the trainer has those kernels created for it
+   * and its dtype (readyAttention) before the first step, so that every step runs the same ones.
+   */
+  readonly headDim?: number;
 }
 
 /** A progress event, for a progress bar or log lines. */

@@ -1,7 +1,7 @@
 // The training loop of HuaTuo's recipe as the Hugging Face Trainer runs it: optimizer steps over
 // accumulated micro-batches (train-step.ts), logging, evaluation and checkpoints every N steps, the
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
-import { AdamW, DeviceError, GradScaler, runtimeStats } from '@huatuo/tensor';
+import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
 import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
@@ -67,6 +67,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom });
   }
 
+  // The attention kernels the steps use are created (or refused) now: otherwise the first steps could
+  // run other kernels than the later ones, by compile timing, and a resumed run other ones than the original.
+  if (model.headDim !== undefined) await readyAttention({ headDim: model.headDim, dtypes: [model.dtype ?? 'f32'], backward: true });
   const batchesOf = stepBatches(options.train.length, config, schedule, microBatchSize);
   const stepLosses = new Map<number, number>();
   const started = performance.now();

@@ -2,7 +2,7 @@
 // one step ahead, when no penalty applies: greedy-pipelined.ts), sampling, beam search (beam-search.ts),
 // stop strings, streaming, batched prompts.
 
-import { Generator } from '@huatuo/tensor';
+import { Generator, readyAttention } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step } from './decode-step.js';
 import { greedyPipelined, greedyPipelinedEnabled } from './greedy-pipelined.js';
@@ -117,6 +117,9 @@ export async function generate(
   if (longest > model.config.maxPositionEmbeddings) {
     throw new ModelError(`generate: prompts plus maxNewTokens reach ${longest} tokens, beyond the model's max_position_embeddings ${model.config.maxPositionEmbeddings}; shorten the prompt or lower maxNewTokens`);
   }
+  // The prompt's attention kernels are created (or refused) before the first step, so that every
+  // generation runs the same ones whatever the compile timing.
+  await readyAttention({ headDim: model.config.headDim, dtypes: [model.dtype] });
   const wasTraining = model.training;
   model.training = false;
   try {
