@@ -3,7 +3,7 @@
 // and the kernels' GPU time (timestamp queries of one profiled step) as a share of the wall time.
 // In f32, and in mixed precision (f16 base and activations, f32 LoRA and AdamW, loss scaling) where
 // the adapter has shader-f16.
-import { AdamW, clipGradNorm, GradScaler, hasF16, profile, startScope, tensor, type Tensor } from '@huatuo/tensor';
+import { AdamW, clipGradNorm, GradScaler, hasF16, profile, readyAttention, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import { applyLora, configFromPreset, createRandomLlama, type LlamaConfig, type LlamaModel } from '@huatuo/llama';
 import type { BenchContext } from './kernels.bench.js';
 import { timeMedian } from './timing.js';
@@ -70,7 +70,10 @@ export function trainStep(tc: TrainConfig, precision: 'f32' | 'mixed'): { step: 
   const opt = new AdamW(params, { lr: 1e-4 });
   const scaler = new GradScaler({ enabled: precision === 'mixed' });
   const ids = tensor(tokenIds(T, config.vocabSize, 3), [1, T], { dtype: 'i32' });
+  // Every step, the first timed one too, uses the same attention kernels.
+  const ready = readyAttention({ headDim: config.headDim, dtypes: [model.dtype], backward: true });
   const step = async () => {
+    await ready;
     const s = startScope();
     try {
       const loss: Tensor = model.loss(ids, ids);
