@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
-import { initWebGPU, readyMatmul } from '@huatuo/tensor';
+import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
 import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
@@ -113,6 +113,8 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype) });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
+      // The first request then waits on no attention pipeline (generate readies them too).
+      await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype] });
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));
       const server = await startServer({
         model: base.model,
