@@ -114,7 +114,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       // loadAdapter attaches LoRA with the adapter's own config, then its weights.
       if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
       // The first request then waits on no attention pipeline (generate readies them too).
-      await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype] });
+      await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype], decode: true });
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));
       const server = await startServer({
         model: base.model,

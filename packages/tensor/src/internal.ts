@@ -30,7 +30,7 @@ export { elementwiseGroups, setElementwiseGroupCap } from './ops/launch.js';
 export { attentionKernelFor, setAttentionKernel } from './ops/attention.js';
 export type { AttentionKernel } from './ops/attention.js';
 export { setV2Creation, setV2Rewrite } from './ops/attention-choice.js';
-export type { V2Creation } from './ops/attention-choice.js';
+export type { AttentionV2Kernel, V2Creation } from './ops/attention-choice.js';
 export { setV2KeepRows, v2Layout, v2PrivateValues } from './kernelgen/attention.js';
 export type { V2Kernel, V2Layout } from './kernelgen/attention.js';
 

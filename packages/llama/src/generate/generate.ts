@@ -117,9 +117,9 @@ export async function generate(
   if (longest > model.config.maxPositionEmbeddings) {
     throw new ModelError(`generate: prompts plus maxNewTokens reach ${longest} tokens, beyond the model's max_position_embeddings ${model.config.maxPositionEmbeddings}; shorten the prompt or lower maxNewTokens`);
   }
-  // The prompt's attention kernels are created (or refused) before the first step, so that every
-  // generation runs the same ones whatever the compile timing.
-  await readyAttention({ headDim: model.config.headDim, dtypes: [model.dtype] });
+  // The attention kernels of the prompt and of decoding are created (or refused) before the first step,
+  // so that every generation runs the same ones whatever the compile timing.
+  await readyAttention({ headDim: model.config.headDim, dtypes: [model.dtype], decode: true });
   const wasTraining = model.training;
   model.training = false;
   try {

@@ -1,12 +1,12 @@
-// Which attention kernels a call runs: v1 or v2 (fused; v2 pipelines created in the background on GPUs,
-// whose drivers may refuse a layout), the subgroup-per-split decode kernel, or composed attention (matmuls
-// and a softmax) on GPUs at short sequences; and the switches that force one (tests, benchmarks).
+// Which attention kernels a call runs: v1 or v2 (fused, and the subgroup-per-split decode kernel; v2
+// pipelines created in the background on GPUs, whose drivers may refuse a layout), or composed attention
+// (matmuls and a softmax) on GPUs at short sequences; and the switches that force one (tests, benchmarks).
 import { deviceInfo, getRuntime } from '../backend/context.js';
 import type { DeviceInfo } from '../backend/device.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
 import type { KernelRewrite } from '../backend/matmul-encode.js';
-import { kernelSource } from '../kernels.js';
-import { v2Defines, v2Key, v2Layout, type V2Kernel, type V2Layout } from '../kernelgen/attention.js';
+import { kernelSource, variantKey, type Defines } from '../kernels.js';
+import { v1Defines, v2Defines, v2Key, v2Layout, type V2Kernel } from '../kernelgen/attention.js';
 
 /**
  * Which attention kernels run: `v1` (portable), `v2` (subgroup sharing), or `composed` (batched matmuls
@@ -74,35 +74,54 @@ export function setV2Rewrite(rewrite: KernelRewrite | null): void {
 }
 
 /**
- * Whether a v2 pipeline of layout `l` is created in place at first use: when v2 is forced, and where
- * subgroups are narrower than 32 (lavapipe) unless {@link setV2Creation} says otherwise.
+ * The fused attention kernels with a v2 pipeline: those with a v2 layout (kernelgen/attention.ts) and the
+ * decode kernel (T == 1), a subgroup per (row, split) where subgroups have one fixed size.
  */
-export function v2CreatedInPlace(l: V2Layout): boolean {
+export type AttentionV2Kernel = V2Kernel | 'attention_decode_partial.v2';
+
+/**
+ * Whether a v2 pipeline for subgroups of `sg` lanes is created in place at first use: when v2 is forced,
+ * and where subgroups are narrower than 32 (lavapipe) unless {@link setV2Creation} says otherwise.
+ */
+export function v2CreatedInPlace(sg: number): boolean {
   if (forcedKernel === 'v2') return true;
-  return (forcedCreation ?? (l.sg < 32 ? 'in-place' : 'async')) === 'in-place';
+  return (forcedCreation ?? (sg < 32 ? 'in-place' : 'async')) === 'in-place';
 }
 
-/** A v2 kernel variant for one call: its pipeline key, WGSL (built on first use) and rows a workgroup. */
+/** A v2 kernel variant for one call: its pipeline key, WGSL (built on first use), rows a workgroup and subgroup size. */
 export interface V2Variant {
   key: string;
   source: () => string;
   rows: number;
-  layout: V2Layout;
+  sg: number;
 }
 
-/** The v2 variant of `kernel` for dtype and head dim D on this runtime, or null where v1 runs (forced, or no layout). */
-export function v2Variant(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): V2Variant | null {
+/**
+ * The v2 variant of `kernel` for dtype and head dim D on this runtime, or null where v1 runs (forced, or
+ * no layout; for the decode kernel, no fixed subgroup size).
+ */
+export function v2Variant(rt: Runtime, kernel: AttentionV2Kernel, dtype: string, D: number): V2Variant | null {
   if (forcedKernel === 'v1') return null;
+  if (kernel === 'attention_decode_partial.v2') {
+    const sg = decodeSubgroupSize(rt.info);
+    if (sg === 0) return null;
+    const defines = () => ({ ...v1Defines(dtype, D, ['q', 'k', 'v'], []), SG: String(sg), LPD: String(Math.ceil(Math.ceil(D / 4) / sg)) });
+    return rewritten(kernel, variantKey(kernel, defines()), defines, 1, sg);
+  }
   const l = v2Layout(rt.info, D, kernel);
   if (!l) return null;
+  return rewritten(kernel, v2Key(kernel, dtype, l), () => v2Defines(kernel, dtype, l), l.sg * l.rpl, l.sg);
+}
+
+/** A variant keyed `base` with the WGSL of `kernel` under `defines`, rewritten by {@link setV2Rewrite}'s rewrite if set. */
+function rewritten(kernel: AttentionV2Kernel, base: string, defines: () => Defines, rows: number, sg: number): V2Variant {
   const rewrite = v2Rewrite;
-  const base = v2Key(kernel, dtype, l);
   const key = rewrite ? `${base}+${rewrite.name}` : base;
   const source = () => {
-    const wgsl = kernelSource(kernel, () => v2Defines(kernel, dtype, l), base);
+    const wgsl = kernelSource(kernel, defines, base);
     return rewrite ? rewrite.rewrite(wgsl) : wgsl;
   };
-  return { key, source, rows: l.sg * l.rpl, layout: l };
+  return { key, source, rows, sg };
 }
 
 /** A v2 pipeline created in the background: being created, created, or refused by the device (for good). */
@@ -130,10 +149,10 @@ export function startV2(rt: Runtime, v: V2Variant): V2State {
  * The v2 kernel to dispatch for this call, or null for v1: created in place where {@link v2CreatedInPlace}
  * holds, else once its background creation has finished (v1 runs until then, and for good if refused).
  */
-export function v2Kernel(rt: Runtime, kernel: V2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
+export function v2Kernel(rt: Runtime, kernel: AttentionV2Kernel, dtype: string, D: number): { kernel: CompiledKernel; rows: number } | null {
   const v = v2Variant(rt, kernel, dtype, D);
   if (!v) return null;
-  if (v2CreatedInPlace(v.layout)) return { kernel: rt.kernel(v.key, v.source(), v.key), rows: v.rows };
+  if (v2CreatedInPlace(v.sg)) return { kernel: rt.kernel(v.key, v.source(), v.key), rows: v.rows };
   const state = startV2(rt, v);
   return 'pipeline' in state ? { kernel: state, rows: v.rows } : null;
 }

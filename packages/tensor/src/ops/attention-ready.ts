@@ -2,10 +2,9 @@
 // created (or refused by the device) before the first step, so that every step runs the same kernels.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ValueError } from '../errors.js';
-import type { V2Kernel } from '../kernelgen/attention.js';
 import type { FloatDType } from '../tensor.js';
 import { MAX_D } from './attention.js';
-import { forcedAttentionKernel, startV2, v2CreatedInPlace, v2Variant, type V2Variant } from './attention-choice.js';
+import { forcedAttentionKernel, startV2, v2CreatedInPlace, v2Variant, type AttentionV2Kernel, type V2Variant } from './attention-choice.js';
 
 /** Options of {@link readyAttention}. */
 export interface ReadyAttentionOptions {
@@ -13,13 +12,15 @@ export interface ReadyAttentionOptions {
   headDim: number | readonly number[];
   /** The dtypes of q, k and v it will run with (default ['f32']). */
   dtypes?: readonly FloatDType[];
-  /** Also the backward kernels (dq, and dk with dv), for training (default false: the forward only). */
+  /** Also the backward kernels (dq, and dk with dv), for training (default false). */
   backward?: boolean;
+  /** Also the decode kernel (one new token against a KV cache), for generation (default false). */
+  decode?: boolean;
 }
 
 /** What one fused attention kernel will run after {@link readyAttention}: v2, or v1 and why. */
 export interface AttentionReadiness {
-  kernel: V2Kernel;
+  kernel: AttentionV2Kernel;
   headDim: number;
   dtype: FloatDType;
   runs: 'v1' | 'v2';
@@ -27,17 +28,16 @@ export interface AttentionReadiness {
   reason?: string;
 }
 
-const FORWARD: V2Kernel[] = ['attention_forward.v2'];
-const TRAINING: V2Kernel[] = ['attention_forward.v2', 'attention_backward_dq.v2', 'attention_backward_dkv.v2'];
 
 /**
  * Creates, before the first step, the v2 attention pipelines that calls with these head dims and dtypes
- * will use on the current device. Where v2 pipelines are created in the background on first use (GPUs,
- * whose drivers may refuse a layout), v1 runs until one exists, so the first steps of a run would depend
- * on compile timing; once this has resolved, each kernel runs v2 from the first call, or v1 for good
- * where the device refused it (the reason is in the result). Where v2 is created in place (subgroups
- * narrower than 32, as on lavapipe, or v2 forced) it resolves at once. Calling it again is cheap.
- * The trainer and `generate` await it; a benchmark should too, before its first timed step.
+ * will use on the current device: the forward; with `backward` dq and dk/dv; with `decode` the decode
+ * kernel (T == 1). Where v2 pipelines are created in the background on first use (GPUs, whose drivers
+ * may refuse a layout), v1 runs until one exists, so the first steps of a run would depend on compile
+ * timing; once this has resolved, each kernel runs v2 from the first call, or v1 for good where the
+ * device refused it (the reason is in the result). Where v2 is created in place (subgroups narrower
+ * than 32, as on lavapipe, or v2 forced) it resolves at once. Calling it again is cheap. The trainer
+ * (with backward) and `generate` (with decode) await it; a benchmark should too, before its first step.
  * @example
  * const kernels = await readyAttention({ headDim: 128, dtypes: ['f16'], backward: true });
  * for (const k of kernels) if (k.runs === 'v1') console.log(k.kernel, k.reason);
@@ -47,21 +47,28 @@ export async function readyAttention(options: ReadyAttentionOptions): Promise<At
   const dims = typeof options.headDim === 'number' ? [options.headDim] : options.headDim;
   const dtypes = options.dtypes ?? ['f32'];
   check(dims, dtypes, rt.info.features.has('shader-f16'));
-  const kernels = options.backward ? TRAINING : FORWARD;
+  const kernels: AttentionV2Kernel[] = ['attention_forward.v2'];
+  if (options.backward) kernels.push('attention_backward_dq.v2', 'attention_backward_dkv.v2');
+  if (options.decode) kernels.push('attention_decode_partial.v2');
   const calls: { what: Omit<AttentionReadiness, 'runs'>; v: V2Variant | null }[] = [];
   for (const headDim of dims) {
     for (const dtype of dtypes) {
       for (const kernel of kernels) calls.push({ what: { kernel, headDim, dtype }, v: v2Variant(rt, kernel, dtype, headDim) });
     }
   }
-  const background = calls.filter((c) => c.v !== null && !v2CreatedInPlace(c.v.layout));
+  const background = calls.filter((c) => c.v !== null && !v2CreatedInPlace(c.v.sg));
   await Promise.all(background.map((c) => startV2(rt, c.v!)).map((s) => ('pending' in s ? s.pending : undefined)));
   return calls.map(({ what, v }): AttentionReadiness => {
     if (v === null) {
-      const reason = forcedAttentionKernel() === 'v1' ? 'v1 is forced (setAttentionKernel)' : `no v2 layout for head dim ${what.headDim} on this adapter`;
+      const reason =
+        forcedAttentionKernel() === 'v1'
+          ? 'v1 is forced (setAttentionKernel)'
+          : what.kernel === 'attention_decode_partial.v2'
+            ? 'the adapter reports no single subgroup size'
+            : `no v2 layout for head dim ${what.headDim} on this adapter`;
       return { ...what, runs: 'v1', reason };
     }
-    const s = v2CreatedInPlace(v.layout) ? null : startV2(rt, v);
+    const s = v2CreatedInPlace(v.sg) ? null : startV2(rt, v);
     return s !== null && 'refused' in s ? { ...what, runs: 'v1', reason: s.refused } : { ...what, runs: 'v2' };
   });
 }

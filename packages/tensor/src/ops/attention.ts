@@ -12,7 +12,7 @@ import { empty, type Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
 import { composedAttention, type AttentionGeometry } from './attention-composed.js';
-import { composedAttentionFor, decodeSubgroupSize, forcedAttentionKernel, v2Kernel } from './attention-choice.js';
+import { composedAttentionFor, v2Kernel } from './attention-choice.js';
 
 export { attentionKernelFor, composedAttentionFor, setAttentionKernel, type AttentionKernel } from './attention-choice.js';
 
@@ -133,18 +133,14 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     const rows = g.B * g.Hq;
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');
-    // A subgroup per (row, split) where subgroups have one fixed size, else a thread per (row, split).
-    const sg = forcedAttentionKernel() === 'v1' ? 0 : decodeSubgroupSize(rt.info);
-    const defines = v1Defines(q.dtype, g.D, ['q', 'k', 'v'], []);
-    const partial = sg
-      ? compileKernel(rt, 'attention_decode_partial.v2', { ...defines, SG: String(sg), LPD: String(Math.ceil(D4 / sg)) })
-      : compileKernel(rt, 'attention_decode_partial', defines);
+    // v2: a subgroup per (row, split) where subgroups have one fixed size; v1: a thread per (row, split).
+    const v2 = v2Kernel(rt, 'attention_decode_partial.v2', q.dtype, g.D);
     rt.dispatch({
-      kernel: partial,
+      kernel: v2?.kernel ?? compileKernel(rt, 'attention_decode_partial', v1Defines(q.dtype, g.D, ['q', 'k', 'v'], [])),
       params: p,
       buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, partAcc.buffer(OP), partMl.buffer(OP)],
-      workgroups: grid1d(rows * n, sg ? 1 : 32),
-      label: 'attention decode',
+      workgroups: grid1d(rows * n, v2 ? 1 : 32),
+      label: `attention decode ${v2 ? 'v2' : 'v1'}`,
     });
     const combine = compileKernel(rt, 'attention_decode_combine', v1Defines(q.dtype, g.D, [], ['o']));
     rt.dispatch({
