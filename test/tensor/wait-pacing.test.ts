@@ -47,6 +47,22 @@ describe('WaitPacer', () => {
     assert.equal(p.recorded(keys[0]!)?.seen, 3);
   });
 
+  it('lets a wait with no work of its own sleep on the read still in flight, as waiting polls away the cores of a software adapter', () => {
+    const p = new WaitPacer();
+    work(p, 'step', 2, 4);
+    const read = p.ticket();
+    const sync = p.ticket();
+    assert.equal(sync.key, read.key);
+    assert.equal(sync.since, read.since);
+    assert.equal(sync.dispatches, 0);
+    p.recordWait(read);
+    p.recordWait(sync);
+    assert.equal(p.recorded(read.key)?.seen, 1, 'the sync records nothing of its own');
+    // Once the read's wait ended there is nothing in flight to sleep on.
+    assert.equal(p.ticket().dispatches, 0);
+    assert.notEqual(p.ticket().key, read.key);
+  });
+
   it('records nothing for a wait with no work of its own (a sync right after a read)', () => {
     const p = new WaitPacer();
     work(p, 'step', 2, 4);

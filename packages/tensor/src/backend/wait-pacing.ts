@@ -25,6 +25,8 @@ export class WaitPacer {
   /** Dispatches submitted since the last ticket, and when the first of them was submitted. */
   private unsyncedDispatches = 0;
   private unsyncedSince = 0;
+  /** The latest ticket with work whose wait has not ended. */
+  private inFlight: WaitTicket | null = null;
 
   /** Folds one queued command (its label and grid) into the work since the last ticket. */
   queued(label: string, x: number, y: number, z: number): void {
@@ -42,9 +44,13 @@ export class WaitPacer {
    * ticket counts only what comes after. Take it synchronously after the submit, before any await.
    */
   ticket(): WaitTicket {
+    // A wait with no work of its own (a sync right after a read) waits for the latest work still in
+    // flight: it sleeps as that work's wait does, and records nothing.
+    if (this.unsyncedDispatches === 0 && this.inFlight !== null) return { key: this.inFlight.key, dispatches: 0, since: this.inFlight.since, wokeAt: 0 };
     const t = { key: `${this.unsyncedDispatches}:${this.workHash}`, dispatches: this.unsyncedDispatches, since: this.unsyncedSince, wokeAt: 0 };
     this.unsyncedDispatches = 0;
     this.workHash = FNV_OFFSET;
+    if (t.dispatches > 0) this.inFlight = t;
     return t;
   }
 
@@ -65,6 +71,7 @@ export class WaitPacer {
 
   /** Records the time of the ticket's wait, which just ended. */
   recordWait(ticket: WaitTicket): void {
+    if (this.inFlight === ticket) this.inFlight = null;
     if (ticket.dispatches === 0) return;
     const t = now();
     const measured = t - ticket.since;
