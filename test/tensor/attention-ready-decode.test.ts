@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attention, profile, readyAttention, runtimeStats, tensor, type Tensor } from '@huatuo/tensor';
-import { getRuntime, setV2Creation, setV2Rewrite } from '@huatuo/tensor/internal';
-import { assertClose, gpu, seededValues } from './helpers.js';
+import { getRuntime, setV2Rewrite } from '@huatuo/tensor/internal';
+import { assertClose, gpu, inBackground, seededValues } from './helpers.js';
 
 /** Whether the decode kernel has a v2 here: subgroups of one fixed size it is compiled for. */
 async function decodeV2(): Promise<boolean> {
@@ -25,15 +25,6 @@ async function decodeStep(D: number): Promise<{ out: Float32Array; ran: string[]
   const out = (await result.toArray()) as Float32Array;
   for (const t of [q, k, v, result] as Tensor[]) t.dispose();
   return { out, ran: report.kernels.map((r) => r.label).filter((l) => /^attention decode v[12]$/.test(l)) };
-}
-
-async function inBackground(body: () => Promise<void>): Promise<void> {
-  setV2Creation('async');
-  try {
-    await body();
-  } finally {
-    setV2Creation(null);
-  }
 }
 
 test('without readyAttention the first decode step runs the v1 decode kernel, and v2 once it exists', async (t) => {

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attention, DTypeError, profile, readyAttention, runtimeStats, tensor, ValueError, type FloatDType, type Tensor } from '@huatuo/tensor';
-import { getRuntime, setAttentionKernel, setV2Creation, setV2Rewrite } from '@huatuo/tensor/internal';
-import { assertClose, gpu, seededValues } from './helpers.js';
+import { getRuntime, setAttentionKernel, setV2Rewrite } from '@huatuo/tensor/internal';
+import { assertClose, gpu, inBackground, seededValues } from './helpers.js';
 
 const KERNEL_LABELS = ['attention', 'attention backward dq', 'attention backward dk dv'];
 const v1Labels = KERNEL_LABELS.map((l) => `${l} v1`).sort();
@@ -35,15 +35,6 @@ async function step(D: number): Promise<{ out: Float32Array; dq: Float32Array; r
   for (const t of [q, k, v, out] as Tensor[]) t.dispose();
   const ran = report.kernels.map((r) => r.label).filter((l) => / v[12]$/.test(l));
   return { ...res, ran: ran.sort() };
-}
-
-async function inBackground(body: () => Promise<void>): Promise<void> {
-  setV2Creation('async');
-  try {
-    await body();
-  } finally {
-    setV2Creation(null);
-  }
 }
 
 test('without readyAttention the first call runs v1 while v2 is created in the background, and v2 once it exists', async (t) => {

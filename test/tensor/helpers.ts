@@ -2,6 +2,7 @@
 // checks that name the first mismatch, and central finite differences.
 import assert from 'node:assert/strict';
 import { initWebGPU, startScope, tensor, type Tensor, type DeviceInfo } from '@huatuo/tensor';
+import { setV2Creation } from '@huatuo/tensor/internal';
 
 let info: Promise<DeviceInfo> | null = null;
 
@@ -76,4 +77,14 @@ export async function finiteDifferences(
     for (const t of [tp, tm, fp, fm]) t.dispose();
   }
   return grad;
+}
+
+/** Runs `body` with the v2 attention pipelines created in the background, as on adapters with 32-wide subgroups. */
+export async function inBackground(body: () => Promise<void>): Promise<void> {
+  setV2Creation('async');
+  try {
+    await body();
+  } finally {
+    setV2Creation(null);
+  }
 }
