@@ -12,6 +12,7 @@ import {
   matmulCandidates,
   matmulPlan,
   matmulTuningReport,
+  Profiler,
   tensor,
   tuneMatmul,
   variantName,
@@ -98,6 +99,25 @@ test('the search skips a variant whose shader or pipeline cannot be created, wit
   assert.equal(variantName(report.choice.main), 'v1');
 });
 
+test('candidates are timed by their kernels\' timestamps, or by the wall clock while a Profiler records them', async (t) => {
+  if (!info.features.has('timestamp-query')) return t.skip('adapter has no timestamp-query');
+  const restore = quickTiming();
+  try {
+    const alone = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }]);
+    assert.equal(alone.timing, 'timestamp-query');
+    assert.ok(Object.values(alone.candidates[0]!.ms!).every((ms) => ms > 0));
+    const profiler = new Profiler();
+    profiler.start();
+    const recorded = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }]);
+    const kernels = (await profiler.stop()).kernels;
+    assert.equal(recorded.timing, 'wall-clock');
+    const tuning = kernels.find((k) => k.label === 'matmul tuning');
+    assert.ok(tuning !== undefined && tuning.count > 0 && tuning.ms! > 0, JSON.stringify(kernels));
+  } finally {
+    restore();
+  }
+});
+
 test('the search checks every candidate, times LLaMA-shaped products, and caches choice and report on disk', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'huatuo-tune-'));
   const saved = process.env.XDG_CACHE_HOME;
@@ -121,6 +141,7 @@ test('the search checks every candidate, times LLaMA-shaped products, and caches
     const decodeDims = report.shapes.filter((s) => s.startsWith('decode')).map((s) => s.match(/\[1,(\d+)\]x\[\d+,(\d+)\]/)!.slice(1).map(Number) as [number, number]);
     assert.ok(decodeDims.every(([K, N]) => K * N * 4 <= limit), `decode shapes ${JSON.stringify(decodeDims)} fit one binding`);
     assert.ok(decodeDims.every(([K]) => K === 4096) || decodeDims.some(([K, N]) => 4 * K * N * 4 > limit), `decode shapes ${JSON.stringify(decodeDims)} are not scaled down further than the binding needs`);
+    assert.equal(report.timing, info.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock');
     assert.deepEqual(matmulTuningReport(), report);
     const a = tensor(seededValues(64 * 64, 3), [64, 64]);
     assert.deepEqual(matmulPlan(a, a).kernel, choice.main);

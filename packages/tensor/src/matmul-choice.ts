@@ -202,6 +202,11 @@ export interface MatmulTuningReport {
   shapes: string[];
   /** Every timed dimension was divided by this to keep the search short on this adapter. */
   scale: number;
+  /**
+   * How the candidates were timed: the GPU time of their kernels by timestamp queries, or (without
+   * timestamp-query, while a Profiler recorded, or with nothing timed) the wall time to the end of the GPU work.
+   */
+  timing: 'timestamp-query' | 'wall-clock';
   candidates: CandidateReport[];
   choice: MatmulChoice;
   /** The LoRA products timed as they are and split along k (absent: none would split on this adapter). */
@@ -217,9 +222,9 @@ export interface SplitReport {
 
 /**
  * Version of the cache entries; older ones are ignored and the search runs again: 2 added the correctness
- * check, 3 the v4 kernel's vec4 staging and the split of products along k.
+ * check, 3 the v4 kernel's vec4 staging and the split of products along k, 4 timing by timestamp queries.
  */
-const CACHE_VERSION = 3;
+const CACHE_VERSION = 4;
 
 let forced: MatmulChoice | null = null;
 let tuned: { key: string; choice: MatmulChoice; report: MatmulTuningReport | null } | null = null;

@@ -26,6 +26,7 @@ import {
 } from './matmul-choice.js';
 import type { FloatDType } from './tensor.js';
 import { checkVariant } from './tuning-check.js';
+import { timeDispatches } from './profiler.js';
 
 /** A timed product: [M, K] x [K, N], an operand stored transposed where `ta`/`tb`. */
 interface Shape {
@@ -59,6 +60,10 @@ const MAX_SCALE = 16;
 /** Each timed product runs at least this long between syncs (repeated up to MAX_REPEAT times). */
 const MIN_TIMED_MS = 2;
 const MAX_REPEAT = 32;
+/** The rate the scale is picked by comes from a product of at least this many milliseconds, where one fits. */
+const PROBE_MS = 1;
+/** Products timed by the wall clock since the current evaluation began (no timestamp-query, or a Profiler recording). */
+let wallTimed = 0;
 /** Workgroups a product that fills few is split along k to fill, where the search finds it faster by SPLIT_GAIN. */
 const SPLIT_TARGET = 1024;
 const SPLIT_GAIN = 0.9;
@@ -145,6 +150,7 @@ async function search(rt: Runtime): Promise<MatmulChoice> {
 
 async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], time = true): Promise<MatmulTuningReport> {
   const reports: CandidateReport[] = [];
+  wallTimed = 0;
   for (const c of candidates) {
     const name = variantName(c.variant) + (c.rewrite ? `#${c.rewrite.name}` : '');
     const r = await checkVariant(rt, c.variant, c.rewrite).catch((e: Error) => ({ ok: false as const, status: 'failed' as const, reason: e.message }));
@@ -173,6 +179,7 @@ async function evaluate(rt: Runtime, candidates: readonly MatmulCandidate[], tim
     measuredAt: new Date().toISOString(),
     shapes: [...TRAIN_SHAPES.map((s) => describe(s, scale)), ...DECODE_SHAPES.map((s) => describe(s, decodeAt))],
     scale,
+    timing: wallTimed > 0 || !time ? 'wall-clock' : 'timestamp-query',
     candidates: reports,
     choice,
     ...(split ? { split } : {}),
@@ -252,9 +259,15 @@ async function pickScale(rt: Runtime, n: number): Promise<number> {
   if (n === 0) return 1;
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const budget = Number(env?.HUATUO_MATMUL_TUNE_MS ?? BUDGET_MS);
-  const probe: Shape = { name: 'probe', M: 256, K: 512, N: 512, ta: false, tb: false };
-  const msProbe = await timeShapes(rt, { variant: { kernel: 'v2', tile: 32 } }, [probe], 1, 'f32', 2);
-  const rate = (2 * 256 * 512 * 512) / Math.max(msProbe, 1e-3);
+  // A product too small to fill the device would understate its rate: grow it until it takes PROBE_MS.
+  let probe: Shape = { name: 'probe', M: 256, K: 512, N: 512, ta: false, tb: false };
+  let msProbe = await timeShapes(rt, { variant: { kernel: 'v2', tile: 32 } }, [probe], 1, 'f32', 2);
+  while (msProbe < PROBE_MS && probe.M < T) {
+    probe = { ...probe, M: 2 * probe.M, K: 2 * probe.K, N: 2 * probe.N };
+    if (!fitsBinding(rt, [probe], 1)) break;
+    msProbe = await timeShapes(rt, { variant: { kernel: 'v2', tile: 32 } }, [probe], 1, 'f32', 2);
+  }
+  const rate = (2 * probe.M * probe.K * probe.N) / Math.max(msProbe, 1e-3);
   const dtypes = rt.info.features.has('shader-f16') ? 2 : 1;
   const flops = (scale: number) => TRAIN_SHAPES.map((s) => scaled(s, scale)).reduce((t, s) => t + 2 * s.M * s.K * s.N, 0);
   let scale = 1;
@@ -264,8 +277,10 @@ async function pickScale(rt: Runtime, n: number): Promise<number> {
 
 /**
  * Milliseconds of one run of every shape (the fastest of `reps` after a warm-up run; a short product is
- * run several times between syncs and the time divided). An operand the variant would copy first is
- * timed in the copied layout (the plan copies only when that is cheap).
+ * run several times between syncs and the time divided): the GPU time of its dispatches by timestamp
+ * queries where the adapter has them (host encoding and the sync's latency left out, which on a GPU are
+ * as long as a product), else the wall time to the end of the GPU work. An operand the variant would
+ * copy first is timed in the copied layout (the plan copies only when that is cheap).
  */
 async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shape[], scale: number, dtype: FloatDType, reps = 2, split?: { target: number; happened: boolean }): Promise<number> {
   const dims = shapes.map((s) => scaled(s, scale));
@@ -302,9 +317,11 @@ async function timeShapes(rt: Runtime, c: MatmulCandidate, shapes: readonly Shap
       let total = 0;
       for (const { p, pl } of problems) {
         const t0 = performance.now();
-        for (let k = 0; k < repeat; k++) encodeMatmul(rt, p, pl, 'matmul tuning', rewrite(pl));
-        await rt.sync();
-        total += (performance.now() - t0) / repeat;
+        const gpuMs = await timeDispatches(rt, () => {
+          for (let k = 0; k < repeat; k++) encodeMatmul(rt, p, pl, 'matmul tuning', rewrite(pl));
+        });
+        if (gpuMs === null) wallTimed++;
+        total += (gpuMs ?? performance.now() - t0) / repeat;
       }
       if (r > 0 || reps === 0) best = Math.min(best, total);
       if (r === 1) repeat = Math.min(MAX_REPEAT, Math.max(1, Math.ceil(MIN_TIMED_MS / Math.max(total / problems.length, 1e-3))));
