@@ -27,6 +27,8 @@ export type { BackwardOptions } from './autograd.js';
 export { add, sub, mul, div, neg } from './ops/arithmetic.js';
 export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
+export { sampleLogits } from './ops/sample.js';
+export type { SampleOptions } from './reference/sample.js';
 export { matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
 export { readyMatmul, tuneMatmul, matmulTuningReport, matmulSplitBytes, checkMatmulCandidates, type CheckOptions } from './tuning.js';
@@ -106,6 +108,7 @@ export { refCrossEntropy, refCrossEntropyBackward } from './reference/cross-entr
 export type { RefReduction } from './reference/cross-entropy.js';
 export { refDropout, refDropoutBackward, refDropoutKeep } from './reference/dropout.js';
 export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
+export { refSampleProbs, refSampleRow, refSampleLogits } from './reference/sample.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
