@@ -1,7 +1,7 @@
-// One decoding step of `generate` (the model over new positions with the KV cache, logits or greedy
-// ids read back), the memory check before decoding, and the output of one prompt as it grows.
+// One decoding step of `generate` (the model over new positions with the KV cache, logits or the ids
+// picked on the GPU read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { argmax, deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -30,15 +30,18 @@ function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Arr
   );
 }
 
-/** One decoding step's result on the host: every row's logits, or (greedy on the GPU) only the picked ids. */
+/** One decoding step's result on the host: every row's logits, or (picked on the GPU) only the picked ids. */
 export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
 
-/** Logits of the last position of each row read back as [B][V], or, when `greedy`, their argmax ids [B]. */
-export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, greedy: boolean): Promise<StepResult> {
+/** Picks each row's token on the GPU from the logits [B, V]: ids [B] (i32). */
+export type Picker = (logits: Tensor) => Tensor;
+
+/** Logits of the last position of each row read back as [B][V], or, given `pick`, the ids it picks [B]. */
+export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null): Promise<StepResult> {
   // The fused decode products are used by default only once they passed their check on this device.
   await readyFusedLinear();
-  if (greedy) {
-    const q = queueGreedyStep(model, ids, mask, B, S, positions, cache);
+  if (pick !== null) {
+    const q = queueStep(model, ids, mask, B, S, positions, cache, pick);
     q.ids.dispose();
     return { ids: await q.read };
   }
@@ -52,7 +55,7 @@ export async function step(model: LlamaModel, ids: number[][], mask: Int32Array,
   }
 }
 
-/** A greedy step encoded and submitted: its picks stay on the GPU for the next step while they are read back. */
+/** A step encoded and submitted: its picks stay on the GPU for the next step while they are read back. */
 export interface QueuedStep {
   /** The picked ids [B] (i32), owned by the caller. */
   readonly ids: Tensor;
@@ -61,15 +64,15 @@ export interface QueuedStep {
 }
 
 /**
- * Encodes a greedy step (the model, then argmax on the GPU) and starts reading its picks back without
+ * Encodes a step (the model, then `pick` on the GPU) and starts reading its picks back without
  * waiting: the caller can encode the next step, fed `ids`, while this one runs. Await
  * `readyFusedLinear()` before the first.
  */
-export function queueGreedyStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): QueuedStep {
+export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker): QueuedStep {
   const V = model.config.vocabSize;
   const logits = stepForward(model, ids, mask, B, S, positions, cache);
   try {
-    const picked = noGrad(() => tidy(() => argmax(logits.reshape([B, V]), 1))); // [B]
+    const picked = noGrad(() => tidy(() => pick(logits.reshape([B, V])))); // [B]
     // toArray submits the copy before it returns: disposing the logits (and later the picks) is safe.
     return { ids: picked, read: toArray(picked) as Promise<Int32Array> };
   } finally {
@@ -79,7 +82,7 @@ export function queueGreedyStep(model: LlamaModel, ids: number[][] | Tensor, mas
 
 /** Logits of the last position of each row, [B][V], read back to the host. */
 export async function stepLogits(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Promise<Float32Array[]> {
-  const r = await step(model, ids, mask, B, S, positions, cache, false);
+  const r = await step(model, ids, mask, B, S, positions, cache, null);
   return 'rows' in r ? r.rows : [];
 }
 

@@ -1,16 +1,16 @@
-// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding (argmax on the GPU,
-// one step ahead, when no penalty applies: greedy-pipelined.ts), sampling, beam search (beam-search.ts),
+// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding and sampling (picked
+// on the GPU, one step ahead, when no penalty applies: pipelined.ts), beam search (beam-search.ts),
 // stop strings, streaming, batched prompts.
 
-import { Generator, readyAttention } from '@huatuo/tensor';
+import { argmax, readyAttention, sampleLogits, tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
-import { checkFits, Output, step } from './decode-step.js';
-import { greedyPipelined, greedyPipelinedEnabled } from './greedy-pipelined.js';
+import { checkFits, Output, step, type Picker } from './decode-step.js';
+import { decodePipelined, decodePipelinedEnabled } from './pipelined.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
-import { applyRepetitionPenalty, sampleToken, topIndices } from './sampling.js';
+import { applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number): Promise<Generation[]> {
@@ -20,7 +20,8 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   checkFits(model, B, maxLen);
   const pad = model.config.padTokenId ?? 0;
   const outputs = prompts.map((p, i) => new Output(i, p, tokenizer, r));
-  const gen = new Generator(seed >>> 0);
+  // Row b's k-th new token draws with uniforms[k * B + b], on every path.
+  const uniforms = r.doSample ? tokenUniforms(seed, B, r.maxNewTokens) : null;
   // Left padding: row b's prompt fills positions [P - L_b, P); padding keys are masked.
   const mask = new Int32Array(B * maxLen);
   const maskRows = (S: number) => {
@@ -38,14 +39,17 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     return { S, mask: maskRows(S), positions: prompts.map((p) => [p.length + k - 1]) };
   };
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
-  // Greedy picks need no scores on the host: the GPU's argmax is the first maximum, as topIndices.
-  const onDevice = !r.doSample && r.repetitionPenalty === 1;
+  // Without a penalty the scores need not reach the host: the GPU picks the k-th new tokens (argmax is
+  // the first maximum, as topIndices; sampleLogits is sampleToken in f32).
+  const pickAt = (k: number): Picker =>
+    uniforms === null ? (logits) => argmax(logits, 1) : (logits) => sampleLogits(logits, tensor(uniforms.subarray(k * B, (k + 1) * B), [B]), r);
+  const onDevice = r.repetitionPenalty === 1;
   try {
-    if (onDevice && model.embedParts.length === 1 && greedyPipelinedEnabled()) {
-      await greedyPipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens);
+    if (onDevice && model.embedParts.length === 1 && decodePipelinedEnabled()) {
+      await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens, pickAt);
       return outputs.map((o) => o.result());
     }
-    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice);
+    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null);
     for (let k = 1; ; k++) {
       const next: number[] = [];
       for (let b = 0; b < B; b++) {
@@ -59,7 +63,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         else {
           const scores = Float64Array.from(res.rows[b]!);
           applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
-          token = r.doSample ? sampleToken(scores, r, gen.uniform()) : topIndices(scores, 1)[0]!;
+          token = uniforms !== null ? sampleToken(scores, r, uniforms[out.tokens.length * B + b]!) : topIndices(scores, 1)[0]!;
         }
         out.push(token);
         next.push(token);
@@ -74,7 +78,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         x.S,
         x.positions,
         cache,
-        onDevice,
+        onDevice ? pickAt(k) : null,
       );
     }
   } finally {

@@ -1,5 +1,8 @@
 // Hugging Face's logits processing on the host, in float64: repetition penalty, log-softmax, top-k
-// indices, and the temperature / top-k / top-p warpers with one draw from the result.
+// indices, and the temperature / top-k / top-p warpers with one draw from the result; the uniforms
+// each row's tokens draw with.
+
+import { Generator, refSampleRow, type SampleOptions } from '@huatuo/tensor';
 
 /** HF's RepetitionPenaltyLogitsProcessor: scores of tokens in `seen` shrink (in place). */
 export function applyRepetitionPenalty(scores: Float64Array, seen: Iterable<number>, penalty: number): void {
@@ -41,35 +44,23 @@ export function topIndices(values: ArrayLike<number>, k: number): number[] {
 
 /**
  * HF's sampling warpers in their order (temperature, top-k, top-p) and a draw from the
- * resulting distribution. Filtered tokens get probability 0; top-k keeps ties with the k-th.
+ * resulting distribution, in float64. Filtered tokens get probability 0; top-k keeps ties with the
+ * k-th. The same function as the GPU's `sampleLogits` checks against (`refSampleRow`).
  */
-export function sampleToken(scores: Float64Array, o: { temperature: number; topK: number; topP: number }, uniform: number): number {
-  const V = scores.length;
-  const s = Float64Array.from(scores, (x) => x / o.temperature);
-  if (o.topK > 0 && o.topK < V) {
-    const kth = s[topIndices(s, o.topK)[o.topK - 1]!]!;
-    for (let i = 0; i < V; i++) if (s[i]! < kth) s[i] = -Infinity;
-  }
-  const p = Float64Array.from(logSoftmaxRow(s), Math.exp);
-  if (o.topP < 1) {
-    // Sorted ascending, drop tokens while the cumulative probability stays <= 1 - topP; keep the top one.
-    const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[a]! - p[b]! || b - a);
-    let cum = 0;
-    for (let r = 0; r < V - 1; r++) {
-      cum += p[order[r]!]!;
-      if (cum <= 1 - o.topP) p[order[r]!] = 0;
-      else break;
-    }
-  }
-  let total = 0;
-  for (let i = 0; i < V; i++) total += p[i]!;
-  let u = uniform * total;
-  let last = 0;
-  for (let i = 0; i < V; i++) {
-    if (p[i]! <= 0) continue;
-    last = i;
-    u -= p[i]!;
-    if (u < 0) return i;
-  }
-  return last;
+export function sampleToken(scores: Float64Array, o: SampleOptions, uniform: number): number {
+  return refSampleRow(scores, o, uniform);
+}
+
+/**
+ * The uniforms of sampling, [K, B]: row b's k-th new token (from 0) draws with element k * B + b,
+ * the k-th uniform of a generator seeded by hash32(seed, b). A row's tokens depend only on the seed,
+ * its own logits and its index, whichever decoding path runs and whenever other rows end. Rounded to
+ * f32, so that the host and the GPU draw with the same number.
+ */
+export function tokenUniforms(seed: number, B: number, K: number): Float32Array {
+  const root = new Generator(seed >>> 0);
+  const rows = Array.from({ length: B }, () => root.fork());
+  const u = new Float32Array(K * B);
+  for (let k = 0; k < K; k++) for (let b = 0; b < B; b++) u[k * B + b] = rows[b]!.uniform();
+  return u;
 }

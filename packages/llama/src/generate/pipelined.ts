@@ -1,0 +1,80 @@
+// Decoding with one step in flight ahead of the host, greedy or sampled: step k is fed step k-1's picks
+// on the GPU and encoded while step k-1 still runs, then step k-1's ids are read back, streamed and checked.
+
+import { readyFusedLinear } from '@huatuo/tensor';
+import { queueStep, type Output, type Picker, type QueuedStep } from './decode-step.js';
+import type { KvCache } from '../model/kv-cache.js';
+import type { LlamaModel } from '../model/model.js';
+
+let enabled = true;
+
+/**
+ * Turns decoding one step ahead on or off (greedy and sampled alike); off, each step's ids are read
+ * before the next step is encoded (tests, benchmarks). The tokens are the same either way.
+ */
+export function setDecodePipelined(on: boolean): void {
+  enabled = on;
+}
+
+/** {@link setDecodePipelined}, by the name it had when only greedy decoding ran ahead. */
+export const setGreedyPipelined = setDecodePipelined;
+
+/** Whether decoding with picks on the GPU runs one step ahead ({@link setDecodePipelined}). */
+export function decodePipelinedEnabled(): boolean {
+  return enabled;
+}
+
+/** What a step sees besides its ids: S keys, their mask [B * S] (1 = attend), each row's new positions. */
+export interface StepInputs {
+  S: number;
+  mask: Int32Array;
+  positions: number[][];
+}
+
+/**
+ * Decodes `outputs` (one per row) from the prompt step `first` (host ids), decode step k >= 1 taking
+ * `inputsAt(k)`, the k-th new tokens (from 0) picked by `pickAt(k)` on the GPU. Every row's tokens are
+ * those of decoding one step at a time: a row that is done is fed its own pick instead of padding,
+ * which its own keys alone see (each row attends only to its own cache). No step beyond maxNewTokens
+ * is encoded (the cache holds P + maxNewTokens positions); when every row is done, the one step queued
+ * after the last is read and dropped. Needs the embedding in one part (a split one gathers from host ids).
+ */
+export async function decodePipelined(
+  model: LlamaModel,
+  outputs: readonly Output[],
+  first: StepInputs & { ids: number[][] },
+  inputsAt: (k: number) => StepInputs,
+  cache: KvCache,
+  maxNewTokens: number,
+  pickAt: (k: number) => Picker,
+): Promise<void> {
+  const B = outputs.length;
+  await readyFusedLinear();
+  // The step whose ids are read next, and at most one queued after it.
+  const queued: QueuedStep[] = [];
+  const queue = (q: QueuedStep) => {
+    // A read that fails while an earlier one is awaited is not unhandled: it is awaited or dropped later.
+    q.read.catch(() => undefined);
+    queued.push(q);
+  };
+  try {
+    queue(queueStep(model, first.ids, first.mask, B, first.S, first.positions, cache, pickAt(0)));
+    for (let k = 1; queued.length > 0; k++) {
+      const current = queued[0]!;
+      if (k < maxNewTokens) {
+        const x = inputsAt(k);
+        queue(queueStep(model, current.ids, x.mask, B, x.S, x.positions, cache, pickAt(k)));
+      }
+      // Queued work that reads the picks runs before anything that reuses their buffer.
+      current.ids.dispose();
+      const picks = await current.read;
+      queued.shift();
+      for (const [b, out] of outputs.entries()) if (out.finishReason === null) out.push(picks[b]!);
+      if (outputs.every((o) => o.finishReason !== null)) break;
+    }
+    if (outputs.some((o) => o.finishReason === null)) throw new Error('internal: decoding ran out of steps before maxNewTokens');
+    for (const q of queued) await q.read;
+  } finally {
+    for (const q of queued) q.ids.dispose();
+  }
+}
