@@ -28,6 +28,7 @@ export { add, sub, mul, div, neg } from './ops/arithmetic.js';
 export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
 export { sampleLogits } from './ops/sample.js';
+export { repetitionPenalty, seenMask, markSeen } from './ops/repetition-penalty.js';
 export type { SampleOptions } from './reference/sample.js';
 export { matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
@@ -109,6 +110,7 @@ export type { RefReduction } from './reference/cross-entropy.js';
 export { refDropout, refDropoutBackward, refDropoutKeep } from './reference/dropout.js';
 export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
 export { refSampleProbs, refSampleRow, refSampleLogits } from './reference/sample.js';
+export { refRepetitionPenalty } from './reference/repetition-penalty.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
