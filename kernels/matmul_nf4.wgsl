@@ -21,11 +21,9 @@ alias T = f32;
 //!   absmax: array<f32> read
 //!   c: array<vec4<T>> read_write
 
-var<private> NF4: array<f32, 16> = array<f32, 16>(
-  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
-  -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-);
+{{include nf4_values}}
+
+var<private> NF4: array<f32, 16> = NF4_VALUES;
 
 /** Code values of elements e .. e + 3 (e a multiple of 4): two bytes, high nibble first in each. */
 fn nf4x4(e: u32) -> vec4<f32> {

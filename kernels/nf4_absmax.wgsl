@@ -1,7 +1,8 @@
 // NF4 double quantization undone for one product: absmax[b] = dyn[qabs byte b] * scales[b / 256] + offset,
 // the f32 absmax of each block of 64 weights (bitsandbytes' dequantize_blockwise of the absmaxes plus their
-// mean). qabs holds 4 byte codes per u32 word (byte j of word i is block 4i + j); dyn is the 256-value
-// dynamic map. One thread per block; 2-D grid beyond 65535 workgroups.
+// mean), computed by include/nf4_double_quant.wgsl as matvec_nf4 computes it in place. qabs holds 4 byte
+// codes per u32 word (byte j of word i is block 4i + j); dyn is the 256-value dynamic map. One thread per
+// block; 2-D grid beyond 65535 workgroups.
 
 //! params
 //!   blocks: u32
@@ -12,10 +13,11 @@
 //!   dyn: array<f32> read
 //!   absmax: array<f32> read_write
 
+{{include nf4_double_quant}}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = gid.x + gid.y * nwg.x * 64u;
   if (b >= p.blocks) { return; }
-  let q = (qabs[b / 4u] >> ((b & 3u) * 8u)) & 255u;
-  absmax[b] = dyn[q] * scales[b / 256u] + p.offset;
+  absmax[b] = nf4_block_absmax(b);
 }

@@ -36,3 +36,7 @@ export type { V2Kernel, V2Layout } from './kernelgen/attention.js';
 
 // Quantization: the decision tables the host quantizers find codes with (scripts/check-quant-tables.ts checks them)
 export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf4Table } from './quant/codes.js';
+
+// Quantized products: which kernels decoding's few rows run, and why a device refused the matrix-vector ones
+export { quantizedDecodeRefusals, setQuantizedDecode } from './ops/quantized-decode.js';
+export type { QuantizedDecodePath } from './ops/quantized-decode.js';

@@ -1,6 +1,7 @@
 // y = x W^T with a frozen int8 or NF4 weight, dequantized inside the kernel (matmul_int8, matmul_nf4; NF4's
 // double-quantized absmaxes are first decoded to one f32 per block by nf4_absmax, a temporary of 1/32 of an
-// f16 copy). The gradient flows to x only (dX = dY W, the same kernels reading W untransposed).
+// f16 copy); decoding's few rows run the matrix-vector kernels where the adapter suits them
+// (quantized-decode.ts). The gradient flows to x only (dX = dY W, the tiled kernels reading W untransposed).
 import { getRuntime } from '../backend/context.js';
 import { DeviceError, ShapeError, fmtShape } from '../errors.js';
 import { grid1d, packParams, kernelSource, compileKernel } from '../kernels.js';
@@ -10,17 +11,22 @@ import { shareStep } from '../kernelgen/matmul.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
 import { choiceFor } from '../tuning.js';
 import { defineOp, type OpContext } from './define.js';
-import { checkFloat } from './launch.js';
+import { checkFloat, contiguousData } from './launch.js';
+import { quantizedDecode } from './quantized-decode.js';
 import { contiguous, reshape } from './views.js';
 
 /** Runs c [M, N] = a [M, K] times W^T (wt) or W, dequantizing W as it is read. */
-function run(a: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor {
+function run(view: Tensor, w: QuantizedWeight, wt: boolean, label: string): Tensor {
   const rt = getRuntime();
   const sg = v3SubgroupSize(rt.info);
   if (sg === 0) {
     throw new DeviceError(`${label}: quantized weights need an adapter with the subgroups feature and one subgroup size; load the model with quantize: 'none'`);
   }
+  // The kernels read a from element 0 of its buffer.
+  const a = contiguousData(label, view);
   const [M, K] = [a.shape[0]!, a.shape[1]!];
+  const decoded = wt ? quantizedDecode(rt, a, w, label) : null;
+  if (decoded !== null) return decoded;
   const N = wt ? w.rows : w.cols;
   const out = empty([M, N], a.dtype);
   if (M === 0) return out;

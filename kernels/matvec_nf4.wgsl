@@ -1,0 +1,55 @@
+// Dequantizing matrix-vector product for decoding (a few rows of x) with an NF4 weight (QLoRA): y[m, n] =
+// sum_k x[m, k] NF4[code(n, k)] absmax(block of n K + k), f32 sums. W [N, K] is bitsandbytes' row-major
+// byte stream (two codes per byte, the even element in the high nibble), read as 16-byte chunks of 32
+// codes; a block of 64 is two chunks, so each chunk has one absmax, decoded here from its double
+// quantization (include/nf4_double_quant.wgsl, as nf4_absmax does): one dispatch and no temporary. Blocks
+// run over the flattening and may straddle rows. x [MR, K]
+// contiguous, read as vec4s. Entry point and layout: include/matvec_dequant.wgsl's (E = 32); K a
+// multiple of 4 (every group of 4 elements is half a word). Grid: groups of G ROWS rows; SG G threads.
+enable subgroups;
+alias T = f32;
+
+//! params
+//!   N: u32
+//!   K: u32
+//!   chunks: u32         // the most 16-byte chunks one row covers
+//!   x_row: u32          // vec4s per row of x (K / 4)
+//!   offset: f32         // the absmaxes' mean (nf4_absmax's offset)
+//! bindings
+//!   x: array<vec4<T>> read
+//!   codes: array<vec4<u32>> read
+//!   qabs: array<u32> read
+//!   scales: array<f32> read
+//!   dyn: array<f32> read
+//!   y: array<T> read_write
+
+const E: u32 = 32u;
+
+{{include nf4_values}}
+
+{{include nf4_double_quant}}
+
+{{include matvec_dequant}}
+
+/** Row n's dot products with the rows of x over its elements in chunk ch (4 words of 8 codes), times the chunk's absmax. */
+fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
+  let w = codes[ch];
+  let r0 = n * p.K;
+  let s = nf4_block_absmax(ch / 2u);
+  var d: array<f32, MR>;
+  for (var h = 0u; h < 8u; h++) {
+    let e = ch * E + h * 4u;
+    if (e >= r0 && e < r0 + p.K) {
+      // Elements e .. e + 3: two bytes, the high nibble first in each.
+      let bits = (w[h / 2u] >> ((h & 1u) * 16u)) & 0xffffu;
+      let v = vec4<f32>(NF4_VALUES[(bits >> 4u) & 15u], NF4_VALUES[bits & 15u], NF4_VALUES[(bits >> 12u) & 15u], NF4_VALUES[(bits >> 8u) & 15u]) * s;
+      let k4 = (e - r0) / 4u;
+      for (var m = 0u; m < MR; m++) { d[m] += dot(vec4<f32>(x[m * p.x_row + k4]), v); }
+    }
+  }
+  return d;
+}
+
+fn row_scale(n: u32) -> f32 {
+  return 1.0;
+}

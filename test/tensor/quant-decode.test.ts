@@ -1,0 +1,127 @@
+// Decoding's quantized products (1 to 4 rows of x): the matrix-vector kernels and the tiled ones, each
+// forced, against the CPU reference on awkward shapes (NF4 blocks straddling rows, K off a lane pass, N off
+// the rows a subgroup owns); NF4 decoding in one dispatch; and the two paths agreeing with each other.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  QuantizedWeight,
+  dequantizeHost,
+  f16BitsToF32,
+  f32ToF16Bits,
+  hasF16,
+  noGrad,
+  quantizeHost,
+  quantizedMatmul,
+  runtimeStats,
+  tensor,
+  type FloatDType,
+  type QuantFormat,
+} from '@huatuo/tensor';
+import { getRuntime, quantizedDecodeRefusals, setQuantizedDecode, type QuantizedDecodePath } from '@huatuo/tensor/internal';
+import { gpu, seededValues } from './helpers.js';
+
+await gpu();
+after(() => setQuantizedDecode(null));
+const dtypes: FloatDType[] = hasF16() ? ['f32', 'f16'] : ['f32'];
+const formats: QuantFormat[] = ['int8', 'nf4'];
+const paths: QuantizedDecodePath[] = ['matvec', 'tiled'];
+const exact = (v: Float32Array, dtype: FloatDType) => (dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(v)) : v);
+
+/** y [M, R] = x [M, C] W^T in f64 from the dequantized weight, and sum |x w| per entry (the error scale). */
+function reference(x: Float32Array, w: Float32Array, M: number, R: number, C: number): { y: Float64Array; mag: Float64Array } {
+  const y = new Float64Array(M * R);
+  const mag = new Float64Array(M * R);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < R; n++) {
+      let [s, t] = [0, 0];
+      for (let k = 0; k < C; k++) {
+        const p = x[m * C + k]! * w[n * C + k]!;
+        s += p;
+        t += Math.abs(p);
+      }
+      y[m * R + n] = s;
+      mag[m * R + n] = t;
+    }
+  }
+  return { y, mag };
+}
+
+/** The tiled kernel's bound (test/kernels/quantized-matmul.test.ts): f32 sums, one f16 rounding. */
+function check(got: ArrayLike<number>, ref: { y: Float64Array; mag: Float64Array }, dtype: FloatDType, what: string): void {
+  const rel = dtype === 'f16' ? 2 ** -11 : 0;
+  for (let i = 0; i < ref.y.length; i++) {
+    const bound = 2e-6 * ref.mag[i]! + rel * Math.abs(ref.y[i]!) + 1e-7;
+    if (!(Math.abs(got[i]! - ref.y[i]!) <= bound)) assert.fail(`${what}: first mismatch at ${i}: got ${got[i]}, expected ${ref.y[i]} (bound ${bound})`);
+  }
+}
+
+// C off 16 and 32 (rows share chunks; NF4 blocks straddle rows), and past one pass of 8 lanes x 4 chunks;
+// R off the 8 rows a subgroup owns on lavapipe.
+const sizes = fc.record({
+  M: fc.integer({ min: 1, max: 4 }),
+  R: fc.constantFrom(4, 12, 20, 36, 68),
+  C: fc.constantFrom(4, 20, 36, 64, 100, 516, 1060),
+  seed: fc.integer({ min: 1, max: 1e9 }),
+});
+
+for (const path of paths) {
+  for (const format of formats) {
+    for (const dtype of dtypes) {
+      test(`${path} decode kernel, ${format} weight, ${dtype} x: x W^T for 1 to 4 rows matches the reference on the dequantized weight`, async () => {
+        setQuantizedDecode(path);
+        await fc.assert(
+          fc.asyncProperty(sizes, async ({ M, R, C, seed }) => {
+            const q = quantizeHost(seededValues(R * C, seed, 0.5), R, C, format);
+            const w = QuantizedWeight.upload(q);
+            const x = exact(seededValues(M * C, seed + 1), dtype);
+            const y = noGrad(() => quantizedMatmul(tensor(x, [M, C], { dtype }), w));
+            assert.deepEqual(y.shape, [M, R]);
+            check(await y.toArray(), reference(x, dequantizeHost(q), M, R, C), dtype, `${path} ${format} ${dtype} M=${M} W=[${R}, ${C}] seed=${seed}`);
+            y.dispose();
+            w.dispose();
+          }),
+          { numRuns: 8 },
+        );
+      });
+    }
+  }
+}
+
+test('both kernels read x from a view at an offset', async () => {
+  const [R, C] = [12, 40];
+  const q = quantizeHost(seededValues(R * C, 5, 0.5), R, C, 'nf4');
+  const w = QuantizedWeight.upload(q);
+  const all = seededValues(3 * C, 6);
+  for (const path of paths) {
+    setQuantizedDecode(path);
+    const y = noGrad(() => quantizedMatmul(tensor(all, [3, C]).slice(0, 2, 3), w)); // the last row, at offset 2 C
+    check(await y.toArray(), reference(all.subarray(2 * C), dequantizeHost(q), 1, R, C), 'f32', `${path}: x at an offset`);
+  }
+  w.dispose();
+});
+
+test('NF4 decoding is one dispatch on the matrix-vector path (absmaxes decoded in place) and agrees with the tiled kernel', async () => {
+  const [R, C] = [44, 200];
+  const q = quantizeHost(seededValues(R * C, 9, 0.5), R, C, 'nf4');
+  const w = QuantizedWeight.upload(q);
+  const x = tensor(seededValues(C, 10), [1, C]);
+  const run = (path: QuantizedDecodePath) => {
+    setQuantizedDecode(path);
+    const before = runtimeStats().dispatches;
+    const y = noGrad(() => quantizedMatmul(x, w));
+    return { y, dispatches: runtimeStats().dispatches - before };
+  };
+  const matvec = run('matvec');
+  const tiled = run('tiled');
+  assert.equal(matvec.dispatches, 1, 'the matrix-vector path must decode the absmaxes inside its one dispatch');
+  assert.equal(tiled.dispatches, 2, 'the tiled path decodes the absmaxes first');
+  const [a, b] = [await matvec.y.toArray(), await tiled.y.toArray()];
+  const ref = reference(await x.toArray(), dequantizeHost(q), 1, R, C);
+  for (let i = 0; i < R; i++) {
+    const bound = 4e-6 * ref.mag[i]! + 1e-7;
+    assert.ok(Math.abs(a[i]! - b[i]!) <= bound, `element ${i}: matvec ${a[i]}, tiled ${b[i]} (bound ${bound})`);
+  }
+  assert.deepEqual(quantizedDecodeRefusals(getRuntime()), []);
+  w.dispose();
+});
