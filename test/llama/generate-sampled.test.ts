@@ -1,12 +1,12 @@
 // Sampled decoding picked on the GPU one step ahead against decoding step by step: the same tokens and
 // stream for the same seed (rows ending at different steps by EOS, stop strings or length; top-k and
 // top-p on and off), the next step queued before a step's ids are read, and each row's k-th token drawn
-// with its own uniform, as the host's float64 sampling draws from the same logits.
+// with its own uniform, as the host's float64 sampling (and repetition penalty) draws from the same logits.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initWebGPU, noGrad, readyMatmul, runtimeStats, tensor } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, llamaTokenizerDir, loadLlama, loadTokenizer, type GenerateOptions, type LlamaModel, type TokenEvent, type Tokenizer } from '@huatuo/llama';
-import { sampleToken, setDecodePipelined, tokenUniforms } from '@huatuo/llama/internal';
+import { applyRepetitionPenalty, sampleToken, setDecodePipelined, setHostPicks, tokenUniforms } from '@huatuo/llama/internal';
 import { refSampleProbs } from '@huatuo/tensor';
 import { fixtureDir } from './fixtures.js';
 
@@ -48,6 +48,8 @@ const WARPERS: GenerateOptions[] = [
   { temperature: 0.7, topK: 40, topP: 0.9 },
   { temperature: 1.3, topK: 5, topP: 1 },
   { temperature: 0.8, topK: 0, topP: 0.6 },
+  { temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.3 },
+  { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 0.8 },
 ];
 
 describe('sampled decoding one step ahead', () => {
@@ -62,7 +64,7 @@ describe('sampled decoding one step ahead', () => {
 
   after(() => model.dispose());
 
-  it('gives the step-by-step tokens and stream for the same seed, rows ending by EOS at different steps, with and without top-k and top-p', async () => {
+  it('gives the step-by-step tokens and stream for the same seed, rows ending by EOS at different steps, with and without top-k, top-p and a repetition penalty', async () => {
     for (const [i, w] of WARPERS.entries()) {
       const free = (await run(model, null, prompts, false, { ...w, seed: 11 + i, maxNewTokens: 10, eosTokenIds: [] })).out;
       const { ahead } = await both(model, null, prompts, { ...w, seed: 11 + i, maxNewTokens: 10, eosTokenIds: [free[0]!.tokens[2]!, free[1]!.tokens[5]!] });
@@ -85,7 +87,8 @@ describe('sampled decoding one step ahead', () => {
   it('draws row b\'s k-th token with its own uniform: the host\'s float64 sampling of the same logits picks the same tokens', async () => {
     const w = { temperature: 0.9, topK: 30, topP: 0.95 };
     const seed = 7;
-    const { ahead } = await both(model, null, prompts, { ...w, seed, maxNewTokens: 8, eosTokenIds: [] });
+    const penalty = 1.2;
+    const { ahead } = await both(model, null, prompts, { ...w, seed, repetitionPenalty: penalty, maxNewTokens: 8, eosTokenIds: [] });
     const u = tokenUniforms(seed, prompts.length, 8);
     let compared = 0;
     for (const [b, p] of prompts.entries()) {
@@ -94,17 +97,40 @@ describe('sampled decoding one step ahead', () => {
       const logits = (await noGrad(() => model.forward(tensor(Int32Array.from(seq), [1, seq.length]))).toArray()) as Float32Array;
       const V = model.config.vocabSize;
       for (let k = 0; k < 8; k++) {
-        const row = logits.subarray((p.length - 1 + k) * V, (p.length + k) * V);
+        const row = Float64Array.from(logits.subarray((p.length - 1 + k) * V, (p.length + k) * V));
+        applyRepetitionPenalty(row, seq.slice(0, p.length + k), penalty);
         const probs = refSampleProbs(row, w);
         const total = probs.reduce((a, c) => a + c, 0);
         let run = 0;
         // Logits of a cached step and of a whole-sequence forward differ in rounding: skip uniforms near a boundary.
         if (probs.some((q) => q > 0 && Math.abs((run += q) / total - u[k * prompts.length + b]!) < 1e-3)) continue;
         compared++;
-        assert.equal(ahead.out[b]!.tokens[k], sampleToken(Float64Array.from(row), w, u[k * prompts.length + b]!), `row ${b} token ${k}`);
+        assert.equal(ahead.out[b]!.tokens[k], sampleToken(row, w, u[k * prompts.length + b]!), `row ${b} token ${k}`);
       }
     }
     assert.ok(compared >= 16, `only ${compared} of 24 tokens away from a boundary`);
+  });
+
+  it('reads back each step\'s ids, never the logits, with top-k, top-p and a repetition penalty', async () => {
+    const before = runtimeStats().readbackBytes;
+    const r = await run(model, null, prompts, true, { temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.3, seed: 2, maxNewTokens: 8, eosTokenIds: [] });
+    const read = runtimeStats().readbackBytes - before;
+    assert.equal(r.out[0]!.tokens.length, 8);
+    assert.ok(read <= 8 * prompts.length * 4, `read back ${read} bytes in 8 steps of ${prompts.length} ids`);
+  });
+
+  it('gives the tokens of picking on the host from the logits read back (float64), for the same seed', async () => {
+    for (const [i, w] of [...WARPERS, { doSample: false, repetitionPenalty: 1.3 }].entries()) {
+      const options = { ...w, seed: 31 + i, maxNewTokens: 8, eosTokenIds: [] };
+      const gpu = await run(model, null, prompts, true, options);
+      setHostPicks(true);
+      try {
+        const host = await run(model, null, prompts, false, options);
+        assert.deepEqual(host.out, gpu.out, JSON.stringify(w));
+      } finally {
+        setHostPicks(false);
+      }
+    }
   });
 
   it('a row\'s tokens do not depend on the other rows: alone it samples what it samples in a batch', async () => {

@@ -1,11 +1,11 @@
-// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding and sampling (picked
-// on the GPU, one step ahead, when no penalty applies: pipelined.ts), beam search (beam-search.ts),
-// stop strings, streaming, batched prompts.
+// Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding and sampling (the
+// repetition penalty and the picks on the GPU, one step ahead: pipelined.ts), beam search
+// (beam-search.ts), stop strings, streaming, batched prompts.
 
-import { argmax, readyAttention, sampleLogits, tensor } from '@huatuo/tensor';
+import { argmax, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
-import { decodePipelined, decodePipelinedEnabled } from './pipelined.js';
+import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
@@ -39,11 +39,18 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     return { S, mask: maskRows(S), positions: prompts.map((p) => [p.length + k - 1]) };
   };
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
-  // Without a penalty the scores need not reach the host: the GPU picks the k-th new tokens (argmax is
-  // the first maximum, as topIndices; sampleLogits is sampleToken in f32).
-  const pickAt = (k: number): Picker =>
-    uniforms === null ? (logits) => argmax(logits, 1) : (logits) => sampleLogits(logits, tensor(uniforms.subarray(k * B, (k + 1) * B), [B]), r);
-  const onDevice = r.repetitionPenalty === 1;
+  // The scores need not reach the host: the GPU applies the penalty (each row's seen tokens in a mask it
+  // marks with its picks) and picks the k-th new tokens (argmax is the first maximum, as topIndices;
+  // sampleLogits is sampleToken in f32).
+  const V = model.config.vocabSize;
+  const onDevice = !hostPicksEnabled();
+  const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
+  const pickAt = (k: number): Picker => (logits: Tensor) => {
+    const scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
+    const ids = uniforms === null ? argmax(scores, 1) : sampleLogits(scores, tensor(uniforms.subarray(k * B, (k + 1) * B), [B]), r);
+    if (seen !== null) markSeen(seen, ids, V);
+    return ids;
+  };
   try {
     if (onDevice && model.embedParts.length === 1 && decodePipelinedEnabled()) {
       await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens, pickAt);
@@ -83,6 +90,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     }
   } finally {
     cache.dispose();
+    seen?.dispose();
   }
   return outputs.map((o) => o.result());
 }

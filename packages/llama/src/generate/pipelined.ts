@@ -24,6 +24,22 @@ export function decodePipelinedEnabled(): boolean {
   return enabled;
 }
 
+let hostPicks = false;
+
+/**
+ * Picks tokens on the host from every row's logits read back (float64, sampling.ts) instead of on the
+ * GPU: the reference path of tests and benchmarks. A seed gives the same tokens on both, but for a
+ * uniform within rounding of a boundary of the distribution.
+ */
+export function setHostPicks(on: boolean): void {
+  hostPicks = on;
+}
+
+/** Whether generate picks tokens on the host ({@link setHostPicks}). */
+export function hostPicksEnabled(): boolean {
+  return hostPicks;
+}
+
 /** What a step sees besides its ids: S keys, their mask [B * S] (1 = attend), each row's new positions. */
 export interface StepInputs {
   S: number;
