@@ -34,7 +34,10 @@ export interface GenerateOptions {
   readonly eosTokenIds?: readonly number[];
   /** Strings that end a sequence once the generated text contains one (it is cut before it). */
   readonly stopStrings?: readonly string[];
-  /** Seed of sampling. Default 0. */
+  /**
+   * Seed of sampling. Row b's k-th new token draws with the k-th uniform of a generator seeded by
+   * hash32(seed, b), so a prompt's tokens do not depend on the other prompts. Default 0.
+   */
   readonly seed?: number;
   /** Put BOS before text prompts. Default true. */
   readonly addBos?: boolean;
