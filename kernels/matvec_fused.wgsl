@@ -6,6 +6,12 @@
 //   of o_proj and down_proj, rounded as matmul then add round.
 // epi 2 (swiglu): y[m, n] = T(silu(g) * u), g = T(x[m] . w0[n]), u = T(x[m] . w1[n]): gate and up
 //   in one pass, rounded as matmul then swiglu round.
+// A LoRA adapter per weight (lr_i > 0, PEFT's base(x) + B(A(x)) * s at inference): h [M, h_row] holds
+//   h = x A_i^T of the adapted weights (the caller's earlier pass), b their B_i [rows_i, lr_i] flat; the
+//   product is T(T(base) + T(T(h[m, lh_i..] . B_i[n]) * ls_i)), rounded as matmul, mul and add round, before
+//   the epilogue (weight i: part i of cat, gate 0 and up 1 of swiglu, 0 of add). h is read from r (cat,
+//   swiglu) or from w1 (add, whose r is the residual). With K = 0 there is no base product (the update
+//   added to a residual: an adapter beside a quantized product).
 // norm = 1: x is first normalized as rmsnorm_forward.wgsl does (LLaMA's RMSNorm with weight g [K] and eps,
 //   the same sum order: 64 strided partial sums, then its tree), each workgroup for itself, so that the
 //   norm before q/k/v or gate/up needs no dispatch of its own.
@@ -15,8 +21,8 @@
 // rows of x, so the weights are read once for all rows. Sums in f32 in matvec.v3's order (lane-strided
 // chunks, then subgroupAdd), so epi 0 equals matvec.v3 at the same SG and U bit for bit.
 // Bindings: 0 Params; 1 x: array<CH> read; 2 w0, 3 w1, 4 w2: array<CH> read (unused ones bound to w0);
-// 5 r: array<T> read (x where unused); 6 g: array<CH> read (x where unused); 7 y: array<T> read_write
-// ([M, N]). Grid: groups of G ROWS rows.
+// 5 r: array<T> read (x where unused); 6 g: array<CH> read (x where unused); 7 b: array<T> read (x where
+// unused); 8 y: array<T> read_write ([M, N]). Grid: groups of G ROWS rows.
 enable subgroups;
 alias T = f32;
 alias CH = {{CH}};
@@ -36,6 +42,20 @@ alias CH = {{CH}};
 //!   eps: f32
 //!   epi: u32
 //!   norm: u32
+//!   h_offset: u32
+//!   h_row: u32
+//!   lr0: u32
+//!   lr1: u32
+//!   lr2: u32
+//!   lh0: u32
+//!   lh1: u32
+//!   lh2: u32
+//!   lb0: u32
+//!   lb1: u32
+//!   lb2: u32
+//!   ls0: f32
+//!   ls1: f32
+//!   ls2: f32
 //! bindings
 //!   x: array<CH> read
 //!   w0: array<CH> read
@@ -43,6 +63,7 @@ alias CH = {{CH}};
 //!   w2: array<CH> read
 //!   r: array<T> read
 //!   g: array<CH> read
+//!   b: array<T> read
 //!   y: array<T> read_write
 
 {{include matvec_chunks}}
@@ -65,6 +86,32 @@ fn norm_chunk(xc: CH, gc: CH, r: f32) -> CH {
 {{NORM_CHUNK}}
 }
 
+/** Element i of h (the adapters' x A^T): in r, or in w1 for the add epilogue. */
+fn h_elem(i: u32) -> f32 {
+  if (p.epi == 1u) {
+{{H_ELEM_W1}}
+  }
+  return f32(r[i]);
+}
+
+/** Weight `part`'s product for row m and its output nl with its adapter's update added (none where lr = 0). */
+fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
+  var rank = p.lr0;
+  var hc = p.lh0;
+  var bo = p.lb0;
+  var s = p.ls0;
+  if (part == 1u) { rank = p.lr1; hc = p.lh1; bo = p.lb1; s = p.ls1; }
+  if (part == 2u) { rank = p.lr2; hc = p.lh2; bo = p.lb2; s = p.ls2; }
+  let base = f32(T(total));
+  if (rank == 0u) { return base; }
+  let hi = p.h_offset + m * p.h_row + hc;
+  let bi = bo + nl * rank;
+  var u = 0.0;
+  for (var j = 0u; j < rank; j++) { u += h_elem(hi + j) * f32(b[bi + j]); }
+  let scaled = T(f32(T(u)) * s);
+  return f32(T(base + f32(scaled)));
+}
+
 /** Chunk i of weight `part` (the part is the same for a whole subgroup's row). */
 fn load_w(part: u32, i: u32) -> CH {
   if (part == 0u) { return w0[i]; }
@@ -78,18 +125,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // No early return past N: subgroupAdd needs uniform control flow, and n0 varies with the subgroup.
   let n0 = ((wid.x + wid.y * nwg.x) * G + li / SG) * ROWS;
   var parts: array<u32, ROWS>;
+  var locals: array<u32, ROWS>;
   var rows: array<u32, ROWS>;
   var rows_up: array<u32, ROWS>;
   for (var i = 0u; i < ROWS; i++) {
     let n = min(n0 + i, p.N - 1u);
     if (p.epi == 0u && n >= p.n2) {
       parts[i] = 2u;
+      locals[i] = n - p.n2;
       rows[i] = p.w2_offset + (n - p.n2) * p.K;
     } else if (p.epi == 0u && n >= p.n1) {
       parts[i] = 1u;
+      locals[i] = n - p.n1;
       rows[i] = p.w1_offset + (n - p.n1) * p.K;
     } else {
       parts[i] = 0u;
+      locals[i] = n;
       rows[i] = p.w0_offset + n * p.K;
     }
     rows_up[i] = p.w1_offset + n * p.K;
@@ -146,12 +197,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (lane == 0u && n < p.N) {
         var out: f32;
         if (p.epi == 1u) {
-          out = f32(r[p.r_offset + m * p.r_row + n] + T(total));
+          out = f32(r[p.r_offset + m * p.r_row + n] + T(with_lora(total, 0u, n, m)));
         } else if (p.epi == 2u) {
-          let g = f32(T(total));
-          out = g * (1.0 / (1.0 + exp(-g))) * f32(T(up));
+          let g = with_lora(total, 0u, n, m);
+          out = g * (1.0 / (1.0 + exp(-g))) * with_lora(up, 1u, n, m);
         } else {
-          out = total;
+          out = with_lora(total, parts[i], locals[i], m);
         }
         y[m * p.N + n] = T(out);
       }

@@ -34,6 +34,9 @@ export type { AttentionV2Kernel, V2Creation } from './ops/attention-choice.js';
 export { setV2KeepRows, v2Layout, v2PrivateValues } from './kernelgen/attention.js';
 export type { V2Kernel, V2Layout } from './kernelgen/attention.js';
 
+// Fused decode products: rewriting their WGSL (tests show the on-device check refusing a wrong kernel)
+export { setFusedLinearRewrite } from './ops/fused-linear-launch.js';
+
 // Quantization: the decision tables the host quantizers find codes with (scripts/check-quant-tables.ts checks them)
 export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf4Table } from './quant/codes.js';
 

@@ -1,6 +1,7 @@
 // The on-device check the fused decode products pass before decoding prefers them by default: each
-// epilogue (concatenated q/k/v with the norm, the residual add, SwiGLU with the norm) at awkward sizes
-// and 1 and 2 rows, in f32 and f16, against the separate ops on the same device.
+// epilogue (concatenated q/k/v with the norm, the residual add, SwiGLU with the norm), with and without
+// LoRA adapters of odd ranks and scalings, at awkward sizes and 1 and 2 rows, in f32 and f16, against the
+// separate ops on the same device.
 import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
 import { tensor } from '../creation.js';
@@ -8,12 +9,12 @@ import { noGrad } from '../grad-mode.js';
 import { toArray } from '../io.js';
 import { tidy } from '../scope.js';
 import type { FloatDType, Tensor } from '../tensor.js';
-import { add } from './arithmetic.js';
-import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu } from './fused-linear.js';
+import { add, mul } from './arithmetic.js';
+import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, fusedLoraAdd } from './fused-linear.js';
 import { matmul } from './matmul.js';
 import { rmsNorm } from './rmsnorm.js';
 import { swiglu } from './swiglu.js';
-import { cat, transpose } from './views.js';
+import { cat, reshape, transpose } from './views.js';
 
 /** The outcome of the check on one device: passed, or refused with the reason. */
 export type FusedLinearCheck = { ok: true } | { ok: false; reason: string };
@@ -87,7 +88,11 @@ async function runCheck(rt: Runtime): Promise<FusedLinearCheck> {
   return { ok: true };
 }
 
-/** The three fused products against the separate ops at K 136, outputs 37 + 20 + 20, 44 and 29. */
+/**
+ * The three fused products against the separate ops at K 136, outputs 37 + 20 + 20, 44 and 29, then again
+ * with adapters (q r 8, v r 3; o r 5; gate r 4, up r 7) of scalings 2, alpha / sqrt(r) and -0.75, and an
+ * adapter's update beside a base product.
+ */
 async function compareCase(dtype: FloatDType, rows: number, what: string): Promise<FusedLinearCheck> {
   const K = 136;
   const make = (shape: number[], seed: number, scale = 1) => tensor(values(shape.reduce((p, d) => p * d, 1), seed).map((v) => v * scale), shape, { dtype });
@@ -101,10 +106,27 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
       if (!fusedLinearFits(x, [wq!, wk!, wv!], norm)) return null;
       const h = rmsNorm(x, g, 1e-5);
       const lin = (t: Tensor, w: Tensor) => matmul(t, transpose(w));
+      // Adapters: A [r, K], B [N, r]; the separate ops as PEFT composes them at inference.
+      const [aq, av, ao, ag, au] = [8, 3, 5, 4, 7].map((r, i) => make([r, K], 20 + i, 0.1));
+      const [bq, bv, bo, bg, bu] = [[37, 8], [20, 3], [44, 5], [29, 4], [29, 7]].map((shape, i) => make(shape, 30 + i));
+      const [sq, sv, so, sg, su] = [2, 16 / Math.sqrt(3), -0.75, 2, 16 / Math.sqrt(7)];
+      const adapted = (t: Tensor, w: Tensor, a: Tensor, b: Tensor, s: number) => add(lin(t, w), mul(lin(lin(t, a!), b!), s));
+      const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
+      const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: sq }, null, { rank: 3, scaling: sv! }] };
+      const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: so }] };
+      const mlpLora = { h: fusedLinear(x, [ag!, au!], norm), b: flat(bg!, bu!), adapters: [{ rank: 4, scaling: sg }, { rank: 7, scaling: su! }] };
       return [
         ['q/k/v with the norm', fusedLinear(x, [wq!, wk!, wv!], norm), cat([lin(h, wq!), lin(h, wk!), lin(h, wv!)], -1)],
         ['residual add', fusedLinearAdd(res, x, wo!), add(res, lin(x, wo!))],
         ['gate/up with SwiGLU and the norm', fusedLinearSwiglu(x, wg!, wu!, norm), swiglu(lin(h, wg!), lin(h, wu!))],
+        [
+          'q/k/v with the norm and adapters on q and v',
+          fusedLinear(x, [wq!, wk!, wv!], norm, qkvLora),
+          cat([adapted(h, wq!, aq!, bq!, sq), lin(h, wk!), adapted(h, wv!, av!, bv!, sv!)], -1),
+        ],
+        ['residual add with an adapter', fusedLinearAdd(res, x, wo!, oLora), add(res, adapted(x, wo!, ao!, bo!, so))],
+        ['gate/up with SwiGLU, the norm and adapters', fusedLinearSwiglu(x, wg!, wu!, norm, mlpLora), swiglu(adapted(h, wg!, ag!, bg!, sg), adapted(h, wu!, au!, bu!, su!))],
+        ['an adapter beside a base product', fusedLoraAdd(res, lin(x, ao!), bo!, so), add(res, mul(lin(lin(x, ao!), bo!), so))],
       ] as Array<[string, Tensor, Tensor]>;
     }),
   );
