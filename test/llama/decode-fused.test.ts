@@ -1,14 +1,18 @@
 // Cached decoding through the fused decode kernels (the norms and q/k/v in one product, RoPE with the cache
-// writes, residual adds and SwiGLU in the products' epilogues) gives the logits of the full forward, and falls
-// back to the separate ops for unmerged LoRA adapters and quantized bases.
+// writes, residual adds and SwiGLU in the products' epilogues, unmerged LoRA adapters' updates in them) gives
+// the logits of the full forward, and falls back to the separate ops for quantized bases.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cat, decodeCandidates, fusedLinearPreferred, readyFusedLinear, initWebGPU, keep, noGrad, profile, randn, setFusedLinearPreferred, tensor, tidy, toArray,
+  cat, copyInto, decodeCandidates, fusedLinearPreferred, readyFusedLinear, initWebGPU, keep, mul, noGrad, profile, randn, runtimeStats, setFusedLinearPreferred, slice, tensor, tidy, toArray,
   type DecodeVariant, type Tensor,
 } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, KvCache, quantizeModel, type LlamaModel } from '@huatuo/llama';
+import { join } from 'node:path';
+import {
+  applyLora, configFromPreset, createRandomLlama, generate, KvCache, loadAdapter, loadLlama, quantizeModel, type LlamaModel, type LoraTargetModule,
+} from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
+import { fixtureDir, readReference } from './fixtures.js';
 
 const config = configFromPreset('tiny', { hiddenSize: 64, intermediateSize: 176, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2 });
 const ROWS = [
@@ -16,18 +20,35 @@ const ROWS = [
   [3, 250, 18, 6, 412, 33, 71],
 ];
 
-type Setup = 'plain' | 'lora q,v' | 'int8' | 'nf4';
+type Setup = 'plain' | 'lora q,v' | 'lora all, mixed ranks' | 'int8' | 'nf4' | 'nf4, lora q,v';
+
+const ALL: LoraTargetModule[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+/** Ranks of the mixed adapters, in PEFT target-module order, with rsLoRA's scaling alpha / sqrt(r). */
+const MIXED_RANKS = [8, 4, 2, 6, 3, 5, 7];
 
 async function modelFor(setup: Setup): Promise<LlamaModel> {
   const model = createRandomLlama(config, { seed: 3 });
-  if (setup === 'lora q,v') {
+  if (setup === 'int8' || setup === 'nf4' || setup === 'nf4, lora q,v') await quantizeModel(model, setup === 'int8' ? 'int8' : 'nf4');
+  if (setup === 'lora q,v' || setup === 'nf4, lora q,v') {
     applyLora(model, { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }, { seed: 5 });
     // B starts at zero (PEFT's init): give it values, so that the adapter changes the logits.
     for (const l of model.linears()) {
       if (l.lora !== null) l.lora = { ...l.lora, B: keep(noGrad(() => randn([l.outFeatures, l.lora!.A.shape[0]!], { seed: 7 }))) };
     }
   }
-  if (setup === 'int8' || setup === 'nf4') await quantizeModel(model, setup);
+  if (setup === 'lora all, mixed ranks') {
+    applyLora(model, { r: 4, alpha: 8, targetModules: ALL }, { seed: 5 });
+    model.layers.forEach((layer, li) =>
+      layer.linears().forEach((l, i) => {
+        const r = MIXED_RANKS[i]!;
+        const [A, B] = noGrad(() => [keep(mul(randn([r, l.inFeatures], { seed: 40 + 10 * li + i }), 0.3)), keep(mul(randn([l.outFeatures, r], { seed: 80 + 10 * li + i }), 0.3))]);
+        const old = l.lora!;
+        l.lora = { A: A!, B: B!, scaling: 16 / Math.sqrt(r), dropout: 0.05 };
+        old.A.dispose();
+        old.B.dispose();
+      }),
+    );
+  }
   return model;
 }
 
@@ -63,12 +84,20 @@ describe('cached decoding with the fused decode kernels', () => {
   });
   after(() => setFusedLinearPreferred(null));
 
-  const expected: Record<Setup, Record<string, number>> = {
-    plain: { rmsNorm: 1, fusedLinear: 2, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, copyInto: 0 },
-    'lora q,v': { rmsNorm: 3, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, copyInto: 0 },
-    int8: { rmsNorm: 5, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
-    nf4: { rmsNorm: 5, fusedLinear: 0, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4 },
+  // Adapted projections keep the fused products: one more dispatch a group (h = norm(x) A^T of its adapters),
+  // and beside a quantized product two a projection (h, then the update added) in place of four.
+  const fusedCounts = { rmsNorm: 1, ropeCache: 2, fusedLinearAdd: 4, fusedLinearSwiglu: 2, swiglu: 0, add: 0, mul: 0, copyInto: 0, matmul: 1 };
+  const quantizedCounts = { rmsNorm: 5, ropeCache: 2, fusedLinearAdd: 0, fusedLinearSwiglu: 0, swiglu: 2, add: 4, mul: 0 };
+  const expected: Record<Setup, { counts: Record<string, number>; over?: [Setup, number] }> = {
+    plain: { counts: { ...fusedCounts, fusedLinear: 2 } },
+    'lora q,v': { counts: { ...fusedCounts, fusedLinear: 4 }, over: ['plain', 2] },
+    'lora all, mixed ranks': { counts: { ...fusedCounts, fusedLinear: 10 }, over: ['plain', 8] },
+    int8: { counts: { ...quantizedCounts, fusedLinear: 0, fusedLoraAdd: 0 } },
+    nf4: { counts: { ...quantizedCounts, fusedLinear: 0, fusedLoraAdd: 0 } },
+    'nf4, lora q,v': { counts: { ...quantizedCounts, fusedLinear: 4, fusedLoraAdd: 4 }, over: ['nf4', 8] },
   };
+  /** Dispatches of one decoding step, by setup and rows. */
+  const totals = new Map<string, number>();
   for (const setup of Object.keys(expected) as Setup[]) {
     it(`gives the full forward's logits one token at a time and runs the fused kernels where they apply (${setup})`, async (t) => {
       if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
@@ -80,8 +109,16 @@ describe('cached decoding with the fused decode kernels', () => {
           const full = noGrad(() => tidy(() => model.forward(ids)));
           const { logits, counts } = await cached(model, rows);
           assertClose(await toArray(logits), await toArray(full), { atol: 2e-5, rtol: 2e-5 }, `${setup}, ${rows.length} rows: cached vs full logits`);
-          for (const [label, n] of Object.entries(expected[setup])) {
+          for (const [label, n] of Object.entries(expected[setup].counts)) {
             assert.equal(counts.get(label) ?? 0, n, `${setup}, ${rows.length} rows: ${label} dispatches in one step (${JSON.stringify([...counts])})`);
+          }
+          const total = [...counts.values()].reduce((a, b) => a + b, 0);
+          totals.set(`${setup}|${rows.length}`, total);
+          const over = expected[setup].over;
+          if (over !== undefined) {
+            const base = totals.get(`${over[0]}|${rows.length}`);
+            assert.ok(base !== undefined, `${over[0]} runs before ${setup}`);
+            assert.equal(total - base, over[1], `${setup}, ${rows.length} rows: dispatches a step over ${over[0]}'s (${JSON.stringify([...counts])})`);
           }
           full.dispose();
           logits.dispose();
@@ -92,6 +129,50 @@ describe('cached decoding with the fused decode kernels', () => {
       }
     });
   }
+
+  it("packs an adapter's B matrices again after an in-place write: cached decoding still gives the full forward's logits", async (t) => {
+    if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
+    const model = await modelFor('lora q,v');
+    const rows = ROWS.slice(0, 1);
+    const ids = tensor(Int32Array.from(rows.flat()), [1, rows[0]!.length]);
+    try {
+      (await cached(model, rows)).logits.dispose(); // packs q and v's B
+      noGrad(() => tidy(() => {
+        for (const l of model.linears()) if (l.lora !== null) copyInto(slice(l.lora.B, 1, 0, 1), randn([l.outFeatures, 1], { seed: 9 }));
+      }));
+      const full = noGrad(() => tidy(() => model.forward(ids)));
+      const { logits } = await cached(model, rows);
+      assertClose(await toArray(logits), await toArray(full), { atol: 2e-5, rtol: 2e-5 }, 'cached vs full logits after the write');
+      full.dispose();
+      logits.dispose();
+    } finally {
+      ids.dispose();
+      model.dispose();
+    }
+  });
+
+  it('greedy generation with an unmerged adapter (PEFT, r 4 on q and v) gives the same tokens fused as separate, in fewer dispatches', async (t) => {
+    if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
+    const g = readReference('gqa').generation!;
+    const model = await loadLlama(fixtureDir('gqa'));
+    try {
+      await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
+      const run = async (fused: boolean) => {
+        setFusedLinearPreferred(fused);
+        const before = runtimeStats().dispatches;
+        const out = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
+        return { tokens: out.map((o) => o.tokens), dispatches: runtimeStats().dispatches - before };
+      };
+      const separate = await run(false);
+      const fused = await run(true);
+      assert.notDeepEqual(separate.tokens, g.greedy, 'the adapter changes the greedy tokens');
+      assert.deepEqual(fused.tokens, separate.tokens);
+      assert.ok(fused.dispatches < separate.dispatches, `${fused.dispatches} dispatches fused, ${separate.dispatches} separate`);
+    } finally {
+      setFusedLinearPreferred(true);
+      model.dispose();
+    }
+  });
 
   it('keeps the separate products where the fused ones are not preferred (by default on a CPU adapter)', async () => {
     const info = await initWebGPU();

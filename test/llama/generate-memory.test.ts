@@ -18,7 +18,7 @@ describe('generation memory check', () => {
     assert.ok(plan.largestActivation.bytes < 128 * 1024 * 1024, `${plan.largestActivation.name}: ${plan.largestActivation.bytes} bytes`);
   });
 
-  it("plans generation with the model as loaded: an unmerged adapter's f32 A and B and their f16 copies, none of the copies once merged", () => {
+  it("plans generation with the model as loaded: an unmerged adapter's f32 A and B, their f16 copies and q and v's B packed for decoding, none of the copies once merged", () => {
     const config = configFromPreset('tiny', { numHiddenLayers: 2 });
     const model = createRandomLlama(config, { seed: 2, dtype: 'f16' });
     try {
@@ -29,7 +29,8 @@ describe('generation memory check', () => {
       const C = config.hiddenSize;
       const kvd = config.numKeyValueHeads * config.headDim;
       const elements = 2 * 4 * (C + C + kvd + C); // layers x r x ((out + in) of q_proj and of v_proj)
-      assert.equal(inferencePlan(model, 1, 16).lora, elements * (4 + 2));
+      const packed = 2 * 4 * (C + kvd) * 2; // layers x r x (out of q_proj and of v_proj) x f16 bytes
+      assert.equal(inferencePlan(model, 1, 16).lora, elements * (4 + 2) + packed);
       mergeAdapter(model);
       assert.equal(inferencePlan(model, 1, 16).lora, elements * 4);
     } finally {

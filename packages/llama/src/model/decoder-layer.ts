@@ -2,9 +2,10 @@
 // RoPE and grouped-query heads, SwiGLU MLP (in row chunks past the binding limit), both residual.
 
 import {
-  add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
+  add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
   rope, slice, swiglu, transpose, type Tensor,
 } from '@huatuo/tensor';
+import { AdapterPacks, fusedGroup } from './fused-adapters.js';
 import type { KvCache } from './kv-cache.js';
 import type { Linear } from './linear.js';
 import { mlpChunkRows } from './tensor-sizes.js';
@@ -12,6 +13,9 @@ import type { LlamaModel } from './model.js';
 
 /** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
 export class DecoderLayer {
+  /** B matrices of the unmerged adapters of q/k/v and of gate/up, packed for the fused decode products. */
+  private readonly packs = new AdapterPacks();
+
   constructor(
     readonly index: number,
     /** [C] */
@@ -32,6 +36,11 @@ export class DecoderLayer {
     return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
   }
 
+  /** Frees what decoding kept of the adapters (the projections and norms are the model's to free). */
+  disposePacks(): void {
+    this.packs.dispose();
+  }
+
   /** Trainable leaves read by this layer (the adapters' A and B), for checkpointing. */
   trainableParameters(): Tensor[] {
     const out: Tensor[] = [];
@@ -50,7 +59,7 @@ export class DecoderLayer {
     const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
-    // Decoding (inference, a few rows): fused products where the projections are plain weights.
+    // Decoding (inference, a few rows): fused products where the projections are single unquantized weights, adapters added in their epilogues.
     const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
     let q: Tensor, k: Tensor, v: Tensor;
     if (cache !== undefined && !isGradEnabled()) {
@@ -71,10 +80,11 @@ export class DecoderLayer {
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
     x = this.residual(x, this.oProj, merged, fuse, projSeed(seed, 3)); // [B, T, C]
     // MLP: the post-attention norm, gate and up with SwiGLU in one pass where they fit.
-    const [wg, wu] = [this.gateProj.plainWeight, this.upProj.plainWeight];
     const postNorm = { weight: this.postNorm, eps: c.rmsNormEps };
-    if (fuse && wg !== null && wu !== null && fusedLinearFits(x, [wg, wu], postNorm)) {
-      return this.residual(x, this.downProj, fusedLinearSwiglu(x, wg, wu, postNorm), fuse, projSeed(seed, 6)); // [B, T, C]
+    const gateUp = fuse ? fusedGroup(x, [this.gateProj, this.upProj], postNorm, this.packs, 'gate_up') : null;
+    if (gateUp !== null) {
+      const inner = fusedLinearSwiglu(x, gateUp.weights[0]!, gateUp.weights[1]!, postNorm, gateUp.lora); // [B, T, I]
+      return this.residual(x, this.downProj, inner, fuse, projSeed(seed, 6)); // [B, T, C]
     }
     const h2 = rmsNorm(x, this.postNorm, c.rmsNormEps); // [B, T, C]
     const rows = mlpChunkRows(B * T, c.intermediateSize, model.dtype, model.maxBindingBytes);
@@ -97,23 +107,23 @@ export class DecoderLayer {
     return this.downProj.forward(inner, seeds?.(6));
   }
 
-  /** x + proj(y), the product's epilogue adding the residual when `fuse` and proj is a plain weight that fits. */
+  /** x + proj(y), the product's epilogue adding the residual (and proj's adapter) when `fuse` and proj's weight fits. */
   private residual(x: Tensor, proj: Linear, y: Tensor, fuse: boolean, seed: number | undefined): Tensor {
-    const w = proj.plainWeight;
-    if (fuse && w !== null && fusedLinearFits(y, [w])) return fusedLinearAdd(x, y, w);
+    const g = fuse ? fusedGroup(y, [proj], undefined, this.packs, proj.name) : null;
+    if (g !== null) return fusedLinearAdd(x, y, g.weights[0]!, g.lora);
     return add(x, proj.forward(y, seed));
   }
 
   /**
    * The q, k and v projections of the input norm of x: the norm and the three products in one pass when
-   * `fuse` and all three are plain weights that fit (then column views of one output).
+   * `fuse` and all three weights fit (then column views of one output), after one pass for their adapters.
    */
   private qkv(x: Tensor, eps: number, fuse: boolean, seeds: ((i: number) => number | undefined) | undefined): [Tensor, Tensor, Tensor] {
-    const ws = [this.qProj.plainWeight, this.kProj.plainWeight, this.vProj.plainWeight];
     const norm = { weight: this.inputNorm, eps };
-    if (fuse && ws.every((w) => w !== null) && fusedLinearFits(x, ws as Tensor[], norm)) {
-      const [nq, nk] = [ws[0]!.shape[0]!, ws[1]!.shape[0]!];
-      const all = fusedLinear(x, ws as Tensor[], norm); // [B, T, nq + 2 nk]
+    const g = fuse ? fusedGroup(x, [this.qProj, this.kProj, this.vProj], norm, this.packs, 'qkv') : null;
+    if (g !== null) {
+      const [nq, nk] = [g.weights[0]!.shape[0]!, g.weights[1]!.shape[0]!];
+      const all = fusedLinear(x, g.weights, norm, g.lora); // [B, T, nq + 2 nk]
       return [slice(all, 2, 0, nq), slice(all, 2, nq, nq + nk), slice(all, 2, nq + nk, nq + 2 * nk)];
     }
     const h = rmsNorm(x, this.inputNorm, eps); // [B, T, C]

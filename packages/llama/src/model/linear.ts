@@ -2,9 +2,13 @@
 // transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
 // An optional LoRA adapter adds B(A(dropout(x))) * alpha / r; at inference its matrices' casts to the
-// activations' dtype are kept while the matrices are unchanged (their storage version).
+// activations' dtype are kept while the matrices are unchanged (their storage version); decoding adds
+// the update in one fused dispatch after the down-projection h = x A^T where the fused products run.
 
-import { add, cast, cat, dropout, isGradEnabled, keep, matmul, mul, noGrad, quantizedMatmul, transpose, type FloatDType, type QuantizedWeight, type Tensor } from '@huatuo/tensor';
+import {
+  add, cast, cat, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, matmul, mul, noGrad,
+  quantizedMatmul, transpose, type FloatDType, type QuantizedWeight, type Tensor,
+} from '@huatuo/tensor';
 
 /** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
 export interface LoraWeights {
@@ -59,9 +63,19 @@ export class Linear {
     this.isMerged = merged;
   }
 
-  /** The weight [out, in] when y = x W^T is the whole projection (one part, not quantized, no unmerged adapter), else null. */
-  get plainWeight(): Tensor | null {
-    return this.quantized === null && this.parts.length === 1 && (this.lora === null || this.merged) ? this.parts[0]! : null;
+  /** The weight [out, in] when the base product is y = x W^T with W in one part (not quantized), else null; an unmerged adapter comes on top. */
+  get baseWeight(): Tensor | null {
+    return this.quantized === null && this.parts.length === 1 ? this.parts[0]! : null;
+  }
+
+  /**
+   * The unmerged adapter with A [r, in] and B [out, r] in `dtype` (kept casts where they are not recorded),
+   * for a fused inference product; null without one or when merged.
+   */
+  inferenceAdapter(dtype: FloatDType): { A: Tensor; B: Tensor; scaling: number } | null {
+    const lora = this.lora;
+    if (lora === null || this.merged) return null;
+    return { A: this.adapterMatrix('A', dtype), B: this.adapterMatrix('B', dtype), scaling: lora.scaling };
   }
 
   /**
@@ -77,6 +91,13 @@ export class Linear {
       y = outs.length === 1 ? outs[0]! : cat(outs, -1); // [..., out]
     }
     const lora = this.lora;
+    if (lora !== null && !this.merged && dropoutSeed === undefined && this.fusedUpdateFits(x)) {
+      // Decoding: h = x A^T, then y + T(T(h B^T) * scaling) in one dispatch.
+      const { A, B, scaling } = this.inferenceAdapter(x.dtype as FloatDType)!;
+      const h = fusedLinearFits(x, [A]) ? fusedLinear(x, [A]) : matmul(x, transpose(A)); // [..., r]
+      if (fusedLoraAddFits(y, h, B)) return fusedLoraAdd(y, h, B, scaling); // [..., out]
+      return add(y, mul(matmul(h, transpose(B)), scaling));
+    }
     if (lora !== null && !this.merged) {
       const A = this.adapterMatrix('A', x.dtype as FloatDType);
       const B = this.adapterMatrix('B', x.dtype as FloatDType);
@@ -85,6 +106,13 @@ export class Linear {
       y = add(y, mul(matmul(h, transpose(B)), lora.scaling)); // [..., out]
     }
     return y;
+  }
+
+  /** Whether an inference forward of x adds the adapter's update with the fused decode products. */
+  private fusedUpdateFits(x: Tensor): boolean {
+    if (isGradEnabled() || (x.dtype !== 'f32' && x.dtype !== 'f16')) return false;
+    const K = x.shape[x.rank - 1]!;
+    return K > 0 && x.size / K <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
   }
 
   /**

@@ -1,0 +1,51 @@
+// The projections of one fused decode product (q/k/v, gate/up, or one) with their unmerged LoRA adapters:
+// the adapters' down-projections h = norm(x) A_i^T in one pass, their B matrices in one buffer, so that the
+// product adds each update in its epilogue (two dispatches for any subset of adapted projections).
+
+import { cat, fusedLinear, fusedLinearFits, keep, noGrad, reshape, type FloatDType, type FusedLora, type FusedNorm, type Tensor } from '@huatuo/tensor';
+import type { Linear } from './linear.js';
+
+/** Base weights of a fused product and, where any projection has an unmerged adapter, the adapters' operands. */
+export interface FusedGroup {
+  readonly weights: Tensor[];
+  readonly lora?: FusedLora;
+}
+
+/** B matrices of several adapters concatenated flat, kept while the matrices (their identity and storage version) are unchanged. */
+export class AdapterPacks {
+  private readonly packs = new Map<string, { sources: Tensor[]; versions: number[]; packed: Tensor }>();
+
+  /** The matrices `bs` one after the other (flat), packed again when one of them changed. */
+  pack(key: string, bs: Tensor[]): Tensor {
+    const kept = this.packs.get(key);
+    if (kept !== undefined && kept.sources.length === bs.length && kept.sources.every((s, i) => s === bs[i] && kept.versions[i] === s.version)) return kept.packed;
+    kept?.packed.dispose('the adapter matrices it was packed from changed');
+    const packed = keep(noGrad(() => cat(bs.map((b) => reshape(b, [b.size])), 0))); // [sum N_i r_i]
+    this.packs.set(key, { sources: bs, versions: bs.map((b) => b.version), packed });
+    return packed;
+  }
+
+  /** Frees the packed matrices. */
+  dispose(): void {
+    for (const { packed } of this.packs.values()) packed.dispose('the layer was disposed');
+    this.packs.clear();
+  }
+}
+
+/**
+ * The operands of a fused product of `linears` on x (inference: grad off, a few rows), or null where the
+ * product does not fit (a quantized or split weight, an odd shape). Adapted projections cost one more
+ * dispatch here: h = norm(x) A_i^T of all of them in one pass.
+ */
+export function fusedGroup(x: Tensor, linears: readonly Linear[], norm: FusedNorm | undefined, packs: AdapterPacks, key: string): FusedGroup | null {
+  const weights = linears.map((l) => l.baseWeight);
+  if (weights.some((w) => w === null) || !fusedLinearFits(x, weights as Tensor[], norm)) return null;
+  const adapters = linears.map((l) => l.inferenceAdapter(x.dtype as FloatDType));
+  const adapted = adapters.filter((a) => a !== null);
+  if (adapted.length === 0) return { weights: weights as Tensor[] };
+  const As = adapted.map((a) => a.A);
+  if (!fusedLinearFits(x, As, norm) || adapted.some((a) => !a.B.isContiguous)) return null;
+  const h = fusedLinear(x, As, norm); // [..., sum r_i]
+  const b = adapted.length === 1 ? adapted[0]!.B : packs.pack(key, adapted.map((a) => a.B));
+  return { weights: weights as Tensor[], lora: { h, b, adapters: adapters.map((a) => (a === null ? null : { rank: a.A.shape[0]!, scaling: a.scaling })) } };
+}
