@@ -3,12 +3,14 @@
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
 // `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
-//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small]` (--decode wide: the wide matrix-vector kernel for
-// every single-row product, as the search picks on some adapters; --fused: the fused decode products forced on or
-// off, see setFusedLinearPreferred; --pipelined off: each step's ids read back before the next step is encoded,
-// see setGreedyPipelined; --small: host.bench.ts's hidden-256 model instead).
+//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small] [--sample] [--std 0]` (--decode wide: the wide
+// matrix-vector kernel for every single-row product, as the search picks on some adapters; --fused: the fused decode
+// products forced on or off, see setFusedLinearPreferred; --pipelined off: each step's ids read back before the next
+// step is encoded, see setGreedyPipelined; --small: host.bench.ts's hidden-256 model instead; --sample: sampling
+// with temperature 0.7, top-p 0.9, top-k 40 instead of greedy decoding; --std: the weights drawn with this standard
+// deviation instead of zeros, so that the logits are not all tied).
 import { decodeCandidates, destroyWebGPU, initWebGPU, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, generate, type LlamaConfig } from '@huatuo/llama';
+import { configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaConfig } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
 import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
 
@@ -24,9 +26,15 @@ export function widthConfig(layers: number): LlamaConfig {
   });
 }
 
-/** Per-token costs of `runs` greedy generations of `tokens` tokens (after one untimed run) from a `batch`-row 8-token prompt. */
-export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number): Promise<HostCost[]> {
-  const model = createRandomLlama(config, { seed: 1, std: 0, dtype });
+/** Sampling as chat often asks for it. */
+export const SAMPLE_OPTIONS: GenerateOptions = { doSample: true, temperature: 0.7, topP: 0.9, topK: 40, seed: 5 };
+
+/**
+ * Per-token costs of `runs` generations of `tokens` tokens (after one untimed run) from a `batch`-row
+ * 8-token prompt: greedy, or as `options` say; weights zeros, or drawn with `std`.
+ */
+export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number, options: GenerateOptions = {}, std = 0): Promise<HostCost[]> {
+  const model = createRandomLlama(config, { seed: 1, std, dtype });
   const clock = new HostClock();
   const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
   const out: HostCost[] = [];
@@ -35,6 +43,7 @@ export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType,
       const marks: HostSnapshot[] = [];
       // One token past the window (see host.bench.ts): `tokens` steps from the 1st token to the (tokens + 1)th.
       await generate(model, null, Array.from({ length: batch }, () => prompt), {
+        ...options,
         maxNewTokens: tokens + 2,
         eosTokenIds: [],
         onToken: (e) => {
@@ -78,8 +87,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const dtype = arg('--dtype', 'f16') as FloatDType;
   const batch = Number(arg('--batch', '1'));
   const config = small ? { ...hostDecodeConfig(), numHiddenLayers: layers } : widthConfig(layers);
-  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')));
-  for (const r of runs) process.stdout.write(`decode C${config.hiddenSize} L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
+  const sample = process.argv.includes('--sample');
+  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')), sample ? SAMPLE_OPTIONS : {}, Number(arg('--std', '0')));
+  const mode = sample ? ' sampled' : '';
+  for (const r of runs) process.stdout.write(`decode${mode} C${config.hiddenSize} L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
   const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
   process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token\n`);
   await destroyWebGPU();
