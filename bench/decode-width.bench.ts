@@ -3,14 +3,15 @@
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
 // `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
-//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small] [--sample] [--std 0]` (--decode wide: the wide
+//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small] [--sample] [--std 0] [--adapter]` (--decode wide: the wide
 // matrix-vector kernel for every single-row product, as the search picks on some adapters; --fused: the fused decode
 // products forced on or off, see setFusedLinearPreferred; --pipelined off: each step's ids read back before the next
 // step is encoded, see setGreedyPipelined; --small: host.bench.ts's hidden-256 model instead; --sample: sampling
 // with temperature 0.7, top-p 0.9, top-k 40 instead of greedy decoding; --std: the weights drawn with this standard
-// deviation instead of zeros, so that the logits are not all tied).
-import { decodeCandidates, destroyWebGPU, initWebGPU, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaConfig } from '@huatuo/llama';
+// deviation instead of zeros, so that the logits are not all tied; --adapter: an unmerged LoRA adapter of r 8 on
+// q_proj and v_proj, HuaTuo's, its B drawn so that the update is not zero).
+import { decodeCandidates, destroyWebGPU, initWebGPU, keep, noGrad, randn, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
+import { applyLora, configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaConfig, type LlamaModel } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
 import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
 
@@ -29,12 +30,27 @@ export function widthConfig(layers: number): LlamaConfig {
 /** Sampling as chat often asks for it. */
 export const SAMPLE_OPTIONS: GenerateOptions = { doSample: true, temperature: 0.7, topP: 0.9, topK: 40, seed: 5 };
 
+/** Adds an unmerged LoRA adapter of r 8 (alpha 16) on q_proj and v_proj, its B drawn (PEFT starts it at zero). */
+export function addDecodeAdapter(model: LlamaModel): void {
+  applyLora(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] }, { seed: 5 });
+  for (const l of model.linears()) {
+    if (l.lora === null) continue;
+    const zeros = l.lora.B;
+    l.lora = { ...l.lora, B: keep(noGrad(() => randn([l.outFeatures, 8], { seed: 7 }))) };
+    zeros.dispose();
+  }
+}
+
 /**
  * Per-token costs of `runs` generations of `tokens` tokens (after one untimed run) from a `batch`-row
- * 8-token prompt: greedy, or as `options` say; weights zeros, or drawn with `std`.
+ * 8-token prompt: greedy, or as `options` say; weights zeros, or drawn with `std`; with an unmerged
+ * adapter where `adapter` (see {@link addDecodeAdapter}).
  */
-export async function measureWidthDecode(config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number, options: GenerateOptions = {}, std = 0): Promise<HostCost[]> {
+export async function measureWidthDecode(
+  config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number, options: GenerateOptions = {}, std = 0, adapter = false,
+): Promise<HostCost[]> {
   const model = createRandomLlama(config, { seed: 1, std, dtype });
+  if (adapter) addDecodeAdapter(model);
   const clock = new HostClock();
   const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
   const out: HostCost[] = [];
@@ -88,8 +104,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const batch = Number(arg('--batch', '1'));
   const config = small ? { ...hostDecodeConfig(), numHiddenLayers: layers } : widthConfig(layers);
   const sample = process.argv.includes('--sample');
-  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')), sample ? SAMPLE_OPTIONS : {}, Number(arg('--std', '0')));
-  const mode = sample ? ' sampled' : '';
+  const adapter = process.argv.includes('--adapter');
+  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')), sample ? SAMPLE_OPTIONS : {}, Number(arg('--std', '0')), adapter);
+  const mode = (sample ? ' sampled' : '') + (adapter ? ' adapter r8 q,v' : '');
   for (const r of runs) process.stdout.write(`decode${mode} C${config.hiddenSize} L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
   const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
   process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token\n`);
