@@ -22,6 +22,8 @@ const E: u32 = 16u;
 
 {{include matvec_dequant}}
 
+fn setup(li: u32) {}
+
 /** Row n's dot products with the rows of x over its elements in chunk ch (4 words of 4 codes). */
 fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
   let w = codes[ch];

@@ -31,6 +31,23 @@ const E: u32 = 32u;
 
 {{include matvec_dequant}}
 
+// WG_TABLE: the code values in workgroup memory, as bitsandbytes' decoding kernel keeps its map (GPUs: a
+// constant array indexed per lane becomes private memory on some compilers); else the constant array
+// (CPU adapters, whose compilers take several times as long over workgroup lookups).
+const WG_TABLE: bool = {{WG_TABLE}};
+var<workgroup> nf4_table: array<f32, 16>;
+
+fn setup(li: u32) {
+  if (WG_TABLE) {
+    for (var i = li; i < 16u; i += SG * G) { nf4_table[i] = NF4_VALUES[i]; }
+  }
+}
+
+fn nf4(code: u32) -> f32 {
+  if (WG_TABLE) { return nf4_table[code]; }
+  return NF4_VALUES[code];
+}
+
 /** Row n's dot products with the rows of x over its elements in chunk ch (4 words of 8 codes), times the chunk's absmax. */
 fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
   let w = codes[ch];
@@ -42,7 +59,7 @@ fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
     if (e >= r0 && e < r0 + p.K) {
       // Elements e .. e + 3: two bytes, the high nibble first in each.
       let bits = (w[h / 2u] >> ((h & 1u) * 16u)) & 0xffffu;
-      let v = vec4<f32>(NF4_VALUES[(bits >> 4u) & 15u], NF4_VALUES[bits & 15u], NF4_VALUES[(bits >> 12u) & 15u], NF4_VALUES[(bits >> 8u) & 15u]) * s;
+      let v = vec4<f32>(nf4((bits >> 4u) & 15u), nf4(bits & 15u), nf4((bits >> 12u) & 15u), nf4((bits >> 8u) & 15u)) * s;
       let k4 = (e - r0) / 4u;
       for (var m = 0u; m < MR; m++) { d[m] += dot(vec4<f32>(x[m * p.x_row + k4]), v); }
     }

@@ -7,7 +7,8 @@
 // each row (lane + j SG: neighbouring lanes read neighbouring chunks). Sums in f32 for the MR rows of x
 // at once (each chunk is decoded once for all of them), then subgroupAdd. Rows past N are clamped on load
 // and skipped on store. The kernel defines E, chunk_dots(n, chunk) -> array<f32, MR> (row n's sums over
-// its elements in the chunk) and row_scale(n). Grid: groups of G ROWS rows (2-D).
+// its elements in the chunk), row_scale(n), and setup(li), which every thread runs before a workgroup
+// barrier (a table in workgroup memory). Grid: groups of G ROWS rows (2-D).
 const SG: u32 = {{SG}}u;
 const ROWS: u32 = {{ROWS}}u;
 const U: u32 = {{U}}u;
@@ -17,6 +18,8 @@ const MR: u32 = {{MR}}u;
 @compute @workgroup_size(SG * G)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32, @builtin(local_invocation_index) li: u32) {
+  setup(li);
+  workgroupBarrier();
   // No early return past N: subgroupAdd needs uniform control flow, and n0 varies with the subgroup.
   let n0 = ((wid.x + wid.y * nwg.x) * G + li / SG) * ROWS;
   var first: array<u32, ROWS>;

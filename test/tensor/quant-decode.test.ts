@@ -14,15 +14,20 @@ import {
   quantizeHost,
   quantizedMatmul,
   runtimeStats,
+  setMatmulVariant,
+  deviceInfo,
   tensor,
   type FloatDType,
   type QuantFormat,
 } from '@huatuo/tensor';
-import { getRuntime, quantizedDecodeRefusals, setQuantizedDecode, type QuantizedDecodePath } from '@huatuo/tensor/internal';
+import { getRuntime, quantizedDecodeRefusals, setQuantizedDecode, type Nf4Table, type QuantizedDecodePath } from '@huatuo/tensor/internal';
 import { gpu, seededValues } from './helpers.js';
 
 await gpu();
-after(() => setQuantizedDecode(null));
+after(() => {
+  setQuantizedDecode(null);
+  setMatmulVariant(null);
+});
 const dtypes: FloatDType[] = hasF16() ? ['f32', 'f16'] : ['f32'];
 const formats: QuantFormat[] = ['int8', 'nf4'];
 const paths: QuantizedDecodePath[] = ['matvec', 'tiled'];
@@ -56,11 +61,12 @@ function check(got: ArrayLike<number>, ref: { y: Float64Array; mag: Float64Array
   }
 }
 
+// M: decoding's one row, and several (each M is a pipeline of its own: few, as lavapipe compiles slowly).
 // C off 16 and 32 (rows share chunks; NF4 blocks straddle rows), and past one pass of 8 lanes x 4 chunks;
-// R off the 8 rows a subgroup owns on lavapipe.
+// R: a few subgroups' rows (2 each), and odd numbers of them.
 const sizes = fc.record({
-  M: fc.integer({ min: 1, max: 4 }),
-  R: fc.constantFrom(4, 12, 20, 36, 68),
+  M: fc.constantFrom(1, 3),
+  R: fc.constantFrom(4, 12, 20, 36, 68, 100),
   C: fc.constantFrom(4, 20, 36, 64, 100, 516, 1060),
   seed: fc.integer({ min: 1, max: 1e9 }),
 });
@@ -68,7 +74,7 @@ const sizes = fc.record({
 for (const path of paths) {
   for (const format of formats) {
     for (const dtype of dtypes) {
-      test(`${path} decode kernel, ${format} weight, ${dtype} x: x W^T for 1 to 4 rows matches the reference on the dequantized weight`, async () => {
+      test(`${path} decode kernel, ${format} weight, ${dtype} x: x W^T for 1 and 3 rows matches the reference on the dequantized weight`, async () => {
         setQuantizedDecode(path);
         await fc.assert(
           fc.asyncProperty(sizes, async ({ M, R, C, seed }) => {
@@ -105,23 +111,54 @@ test('NF4 decoding is one dispatch on the matrix-vector path (absmaxes decoded i
   const [R, C] = [44, 200];
   const q = quantizeHost(seededValues(R * C, 9, 0.5), R, C, 'nf4');
   const w = QuantizedWeight.upload(q);
-  const x = tensor(seededValues(C, 10), [1, C]);
-  const run = (path: QuantizedDecodePath) => {
-    setQuantizedDecode(path);
+  const xs = seededValues(C, 10);
+  const x = tensor(xs, [1, C]);
+  const run = (path: QuantizedDecodePath, table: Nf4Table | null = null) => {
+    setQuantizedDecode(path, table);
     const before = runtimeStats().dispatches;
     const y = noGrad(() => quantizedMatmul(x, w));
     return { y, dispatches: runtimeStats().dispatches - before };
   };
-  const matvec = run('matvec');
   const tiled = run('tiled');
-  assert.equal(matvec.dispatches, 1, 'the matrix-vector path must decode the absmaxes inside its one dispatch');
   assert.equal(tiled.dispatches, 2, 'the tiled path decodes the absmaxes first');
-  const [a, b] = [await matvec.y.toArray(), await tiled.y.toArray()];
-  const ref = reference(await x.toArray(), dequantizeHost(q), 1, R, C);
-  for (let i = 0; i < R; i++) {
-    const bound = 4e-6 * ref.mag[i]! + 1e-7;
-    assert.ok(Math.abs(a[i]! - b[i]!) <= bound, `element ${i}: matvec ${a[i]}, tiled ${b[i]} (bound ${bound})`);
+  const want = await tiled.y.toArray();
+  const ref = reference(xs, dequantizeHost(q), 1, R, C);
+  // Both places of the code table: the CPU adapter's default (constant) and the GPUs' (workgroup memory).
+  for (const table of ['constant', 'workgroup'] as const) {
+    const matvec = run('matvec', table);
+    assert.equal(matvec.dispatches, 1, `${table} table: the matrix-vector path must decode the absmaxes inside its one dispatch`);
+    const got = await matvec.y.toArray();
+    for (let i = 0; i < want.length; i++) {
+      const bound = 4e-6 * ref.mag[i]! + 1e-7;
+      assert.ok(Math.abs(got[i]! - want[i]!) <= bound, `${table} table, element ${i}: matvec ${got[i]}, tiled ${want[i]} (bound ${bound})`);
+    }
   }
   assert.deepEqual(quantizedDecodeRefusals(getRuntime()), []);
   w.dispose();
+});
+
+test('the matrix-vector kernels run where the matmul choice decodes with matvec.v3, and its workgroups past N are skipped', async () => {
+  setQuantizedDecode(null);
+  const sg = deviceInfo()!.subgroupMinSize;
+  const [R, C] = [36, 72]; // 36 rows: 4 subgroups of 2 rows a workgroup leave 4 past N in the last one
+  const q = quantizeHost(seededValues(R * C, 11, 0.5), R, C, 'nf4');
+  const w = QuantizedWeight.upload(q);
+  const xs = seededValues(C, 12);
+  const x = tensor(xs, [1, C]);
+  const dispatches = () => {
+    const before = runtimeStats().dispatches;
+    const y = noGrad(() => quantizedMatmul(x, w));
+    return { y, n: runtimeStats().dispatches - before };
+  };
+  try {
+    setMatmulVariant({ kernel: 'matvec', sg, wide: true, groups: 4 });
+    const wide = dispatches();
+    assert.equal(wide.n, 1, 'a wide subgroup decode choice runs the one-dispatch matrix-vector kernel');
+    check(await wide.y.toArray(), reference(xs, dequantizeHost(q), 1, R, C), 'f32', 'wide, 4 groups');
+    setMatmulVariant({ kernel: 'matvec', sg });
+    assert.equal(dispatches().n, 2, 'a decode choice other than matvec.v3 keeps the tiled kernel');
+  } finally {
+    setMatmulVariant(null);
+    w.dispose();
+  }
 });

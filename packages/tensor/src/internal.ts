@@ -42,4 +42,4 @@ export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf
 
 // Quantized products: which kernels decoding's few rows run, and why a device refused the matrix-vector ones
 export { quantizedDecodeRefusals, setQuantizedDecode } from './ops/quantized-decode.js';
-export type { QuantizedDecodePath } from './ops/quantized-decode.js';
+export type { Nf4Table, QuantizedDecodePath } from './ops/quantized-decode.js';

@@ -17,16 +17,22 @@ export type QuantizedDecodePath = 'matvec' | 'tiled';
 const ROWS = 2;
 const UNROLL = 4;
 
+/** Where matvec_nf4 keeps the NF4 code values: workgroup memory (GPUs) or a constant array (CPU adapters). */
+export type Nf4Table = 'workgroup' | 'constant';
+
 let forced: QuantizedDecodePath | null = null;
+let forcedTable: Nf4Table | null = null;
 
 /**
  * Forces the kernels of quantized products with at most {@link FUSED_LINEAR_MAX_ROWS} rows of x on
  * every adapter with a fixed subgroup size (`matvec`, its pipeline then created in place), or the
- * tiled kernels (`tiled`); null restores the choice by the adapter's matmul choice. For tests and benchmarks.
+ * tiled kernels (`tiled`); null restores the choice by the adapter's matmul choice. `nf4Table` forces
+ * where the NF4 kernel looks its codes up (default: by adapter). For tests and benchmarks.
  * @example setQuantizedDecode('tiled'); // ... setQuantizedDecode(null);
  */
-export function setQuantizedDecode(path: QuantizedDecodePath | null): void {
+export function setQuantizedDecode(path: QuantizedDecodePath | null, nf4Table: Nf4Table | null = null): void {
   forced = path;
+  forcedTable = nf4Table;
 }
 
 /** A matrix-vector pipeline: created, being created in the background, or refused by the device. */
@@ -81,7 +87,9 @@ export function quantizedDecode(rt: Runtime, x: Tensor, w: QuantizedWeight, labe
   if (l === null) return null;
   const name = w.format === 'int8' ? 'matvec_int8' : 'matvec_nf4';
   const E = w.format === 'int8' ? 16 : 32;
-  const defines = { T: x.dtype, SG: String(l.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(l.groups), MR: String(M) };
+  const table = forcedTable ?? (rt.info.isFallbackAdapter ? 'constant' : 'workgroup');
+  const defines: Record<string, string> = { T: x.dtype, SG: String(l.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(l.groups), MR: String(M) };
+  if (w.format === 'nf4') defines.WG_TABLE = String(table === 'workgroup');
   const key = variantKey(name, defines);
   const kernel = pipeline(rt, key, () => kernelSource(name, defines, key), l.sg);
   if (kernel === null) return null;
