@@ -4,12 +4,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cat, copyInto, decodeCandidates, fusedLinearPreferred, readyFusedLinear, initWebGPU, keep, mul, noGrad, profile, randn, runtimeStats, setFusedLinearPreferred, slice, tensor, tidy, toArray,
+  cat, copyInto, decodeCandidates, fusedLinearPreferred, readyFusedLinear, initWebGPU, keep, mul, noGrad, profile, randn, runtimeStats, setFusedLinearPreferred, slice, synchronize, tensor, tidy, toArray,
   type DecodeVariant, type Tensor,
 } from '@huatuo/tensor';
 import { join } from 'node:path';
 import {
-  applyLora, configFromPreset, createRandomLlama, generate, KvCache, loadAdapter, loadLlama, quantizeModel, type LlamaModel, type LoraTargetModule,
+  applyLora, configFromPreset, createRandomLlama, generate, KvCache, loadAdapter, loadLlama, mergeAdapter, quantizeModel, removeLora, unmergeAdapter, type LlamaModel, type LoraTargetModule,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
 import { fixtureDir, readReference } from './fixtures.js';
@@ -130,11 +130,17 @@ describe('cached decoding with the fused decode kernels', () => {
     });
   }
 
-  it("packs an adapter's B matrices again after an in-place write: cached decoding still gives the full forward's logits", async (t) => {
+  it("packs q and v's B matrices once, again after an in-place write, and frees the pack when the adapter is merged or removed", async (t) => {
     if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
     const model = await modelFor('lora q,v');
     const rows = ROWS.slice(0, 1);
     const ids = tensor(Int32Array.from(rows.flat()), [1, rows[0]!.length]);
+    const inUse = async () => {
+      await synchronize();
+      return runtimeStats().bytesInUse;
+    };
+    // Per layer, q's B [C, 4] and v's B [Hkv D, 4] in f32, one after the other.
+    const packBytes = config.numHiddenLayers * 4 * (config.hiddenSize + config.numKeyValueHeads * config.headDim) * 4;
     try {
       (await cached(model, rows)).logits.dispose(); // packs q and v's B
       noGrad(() => tidy(() => {
@@ -145,6 +151,16 @@ describe('cached decoding with the fused decode kernels', () => {
       assertClose(await toArray(logits), await toArray(full), { atol: 2e-5, rtol: 2e-5 }, 'cached vs full logits after the write');
       full.dispose();
       logits.dispose();
+      const packed = await inUse();
+      mergeAdapter(model);
+      assert.equal(packed - (await inUse()), packBytes, 'merging frees the packed B matrices');
+      unmergeAdapter(model);
+      (await cached(model, rows)).logits.dispose();
+      assert.equal(await inUse(), packed, 'unmerged, decoding packs them again');
+      const withPack = await inUse();
+      removeLora(model);
+      const A = 4 * (2 * config.hiddenSize) * 4 * config.numHiddenLayers; // q's and v's A [4, C]
+      assert.equal(withPack - (await inUse()), packBytes + packBytes + A, 'removing the adapter frees A, B and the pack');
     } finally {
       ids.dispose();
       model.dispose();

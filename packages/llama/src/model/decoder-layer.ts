@@ -13,7 +13,7 @@ import type { LlamaModel } from './model.js';
 
 /** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
 export class DecoderLayer {
-  /** B matrices of the unmerged adapters of q/k/v and of gate/up, packed for the fused decode products. */
+  /** B matrices of the unmerged adapters of q/k/v and of gate/up, packed for the fused decode products; freed when an adapter changes. */
   private readonly packs = new AdapterPacks();
 
   constructor(
@@ -29,16 +29,13 @@ export class DecoderLayer {
     readonly gateProj: Linear,
     readonly upProj: Linear,
     readonly downProj: Linear,
-  ) {}
+  ) {
+    for (const l of this.linears()) l.onAdapterChange = () => this.packs.dispose();
+  }
 
   /** The seven projections, in PEFT target-module order. */
   linears(): Linear[] {
     return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
-  }
-
-  /** Frees what decoding kept of the adapters (the projections and norms are the model's to free). */
-  disposePacks(): void {
-    this.packs.dispose();
   }
 
   /** Trainable leaves read by this layer (the adapters' A and B), for checkpointing. */

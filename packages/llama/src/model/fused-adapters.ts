@@ -25,9 +25,9 @@ export class AdapterPacks {
     return packed;
   }
 
-  /** Frees the packed matrices. */
+  /** Frees the packed matrices (an adapter changed, or the layer is disposed). */
   dispose(): void {
-    for (const { packed } of this.packs.values()) packed.dispose('the layer was disposed');
+    for (const { packed } of this.packs.values()) packed.dispose('an adapter changed or the layer was disposed');
     this.packs.clear();
   }
 }

@@ -30,6 +30,8 @@ export class Linear {
   private isMerged = false;
   /** A and B cast to the activations' dtype, outside autograd, with the storage versions they were cast at. */
   private casts: { A: CachedCast | null; B: CachedCast | null } = { A: null, B: null };
+  /** Called when the adapter is replaced, merged or unmerged: its layer frees what it kept of the adapter for decoding. */
+  onAdapterChange: (() => void) | null = null;
 
   constructor(
     /** Hugging Face name, e.g. `model.layers.0.self_attn.q_proj`. */
@@ -132,6 +134,7 @@ export class Linear {
   }
 
   private dropCasts(): void {
+    this.onAdapterChange?.();
     this.casts.A?.cast.dispose('the adapter was replaced, merged or unmerged');
     this.casts.B?.cast.dispose('the adapter was replaced, merged or unmerged');
     this.casts = { A: null, B: null };

@@ -238,7 +238,6 @@ export class LlamaModel {
     for (const l of this.layers) {
       l.inputNorm.dispose();
       l.postNorm.dispose();
-      l.disposePacks();
       for (const p of l.linears()) p.dispose();
     }
     this.norm.dispose();
