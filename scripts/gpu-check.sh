@@ -7,7 +7,8 @@
 # bench/RESULTS.md and the results JSON to $OUT. `quant` times the int8 and NF4 dequantizing matmuls
 # against the f16 product at 2048x4096x4096 (bench/quant.bench.ts). `decode` times the fused decode kernels
 # against the separate ops (bench/decode-fused.bench.ts), then greedy decoding at LLaMA-7B width with 2 and 4
-# layers, with the fused products and the step run ahead each on and off (bench/decode-width.bench.ts).
+# layers, with the fused products and the step run ahead each on and off, and at 2 layers with an unmerged
+# LoRA adapter (fused on and off) and with sampling (run ahead on and off) (bench/decode-width.bench.ts).
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -32,7 +33,11 @@ for step in "${steps[@]}"; do
             timeout "${DECODE_TIMEOUT:-300}" node --conditions=source --import tsx bench/decode-width.bench.ts --layers "$layers" --tokens 32 --runs 3 --dtype f16 --fused "$fused" --pipelined "$pipelined" 2>&1
           done
         done
-      done | tee "$out/decode-width.log" ;;
+      done | tee "$out/decode-width.log"
+      for extra in "--adapter --fused on" "--adapter --fused off" "--sample --pipelined on" "--sample --pipelined off"; do
+        echo "-- layers 2, $extra"
+        timeout "${DECODE_TIMEOUT:-300}" node --conditions=source --import tsx bench/decode-width.bench.ts --layers 2 --tokens 32 --runs 3 --dtype f16 $extra 2>&1
+      done | tee -a "$out/decode-width.log" ;;
     quant) timeout "${QUANT_TIMEOUT:-180}" node --conditions=source --import tsx bench/quant.bench.ts 2>&1 | tee "$out/quant.log" ;;
   esac
   echo "== $step: $(( $(date +%s) - start )) s"
