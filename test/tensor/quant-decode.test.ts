@@ -20,7 +20,7 @@ import {
   type FloatDType,
   type QuantFormat,
 } from '@huatuo/tensor';
-import { getRuntime, quantizedDecodeRefusals, setQuantizedDecode, type Nf4Table, type QuantizedDecodePath } from '@huatuo/tensor/internal';
+import { checkQuantizedDecode, getRuntime, quantizedDecodeRefusals, setQuantizedDecode, type Nf4Table, type QuantizedDecodePath } from '@huatuo/tensor/internal';
 import { gpu, seededValues } from './helpers.js';
 
 await gpu();
@@ -160,5 +160,11 @@ test('the matrix-vector kernels run where the matmul choice decodes with matvec.
   } finally {
     setMatmulVariant(null);
     w.dispose();
+  }
+});
+
+test('the on-device check GPUs run before decoding with a matrix-vector variant passes here for both formats and dtypes', async () => {
+  for (const format of formats) {
+    for (const dtype of dtypes) assert.equal(await checkQuantizedDecode(format, dtype, 1), null, `${format} ${dtype}`);
   }
 });

@@ -40,6 +40,6 @@ export { setFusedLinearRewrite } from './ops/fused-linear-launch.js';
 // Quantization: the decision tables the host quantizers find codes with (scripts/check-quant-tables.ts checks them)
 export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf4Table } from './quant/codes.js';
 
-// Quantized products: which kernels decoding's few rows run, and why a device refused the matrix-vector ones
-export { quantizedDecodeRefusals, setQuantizedDecode } from './ops/quantized-decode.js';
+// Quantized products: which kernels decoding's few rows run, their on-device check, and why a device refused them
+export { checkQuantizedDecode, quantizedDecodeRefusals, setQuantizedDecode } from './ops/quantized-decode.js';
 export type { Nf4Table, QuantizedDecodePath } from './ops/quantized-decode.js';

@@ -1,12 +1,16 @@
 // Decoding's quantized products (kernels/matvec_int8.wgsl, matvec_nf4.wgsl): y = x W^T for a few rows of x
 // with lanes striding along k over the packed codes, where the adapter's matmul choice decodes with a
-// subgroup matrix-vector kernel; the tiled dequantizing kernels run everywhere else. Pipelines are created
-// in the background on GPUs (the tiled kernel runs until one exists, and for good if the driver refuses it).
+// subgroup matrix-vector kernel; the tiled dequantizing kernels run everywhere else. On GPUs each pipeline
+// is created and checked against the CPU reference in the background: the tiled kernel runs until it has
+// passed, and for good if the driver refuses it or it computes wrong results.
+import { getRuntime } from '../backend/context.js';
 import type { CompiledKernel, Runtime } from '../backend/runtime.js';
+import { f16BitsToF32, f32ToF16Bits } from '../creation.js';
 import { grid1d, kernelSource, packParams, variantKey } from '../kernels.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
-import type { QuantizedWeight } from '../quant/weight.js';
-import { empty, type Tensor } from '../tensor.js';
+import { dequantizeHost, quantizeHost, type QuantFormat } from '../quant/formats.js';
+import { QuantizedWeight } from '../quant/weight.js';
+import { empty, type FloatDType, type Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { FUSED_LINEAR_MAX_ROWS } from './fused-linear.js';
 
@@ -35,14 +39,15 @@ export function setQuantizedDecode(path: QuantizedDecodePath | null, nf4Table: N
   forcedTable = nf4Table;
 }
 
-/** A matrix-vector pipeline: created, being created in the background, or refused by the device. */
+/** A matrix-vector pipeline: created (and checked), being created and checked in the background, or refused. */
 type State = CompiledKernel | { pending: Promise<void> } | { refused: string };
 
 const states = new WeakMap<Runtime, Map<string, State>>();
 
 /**
- * Why the device refused the quantized matrix-vector pipelines so far (each variant's key and the
- * compiler's message); products of those variants run the tiled kernels instead.
+ * Why the quantized matrix-vector pipelines were refused on this device so far (each variant's key and the
+ * compiler's message, or the first wrong element of its check); products of those variants run the tiled
+ * kernels instead.
  */
 export function quantizedDecodeRefusals(rt: Runtime): string[] {
   return [...(states.get(rt)?.entries() ?? [])].flatMap(([key, s]) => ('refused' in s ? [`${key}: ${s.refused}`] : []));
@@ -59,17 +64,32 @@ function layout(rt: Runtime): { sg: number; groups: number } | null {
   return { sg, groups: decode?.wide && decode.groups ? decode.groups : 1 };
 }
 
-/** The pipeline of a variant, or null while it is being created in the background or after the device refused it. */
-function pipeline(rt: Runtime, key: string, source: () => string, sg: number): CompiledKernel | null {
-  if (forced === 'matvec' || sg < 32) return rt.kernel(key, source(), key);
+/** A matrix-vector variant: format, x's dtype and rows, and the layout. */
+interface Variant {
+  format: QuantFormat;
+  dtype: FloatDType;
+  M: number;
+  sg: number;
+  groups: number;
+}
+
+/**
+ * The pipeline of a variant, or null while it is being created and checked in the background, or after
+ * the device refused it or computed wrong results with it.
+ */
+function pipeline(rt: Runtime, key: string, source: () => string, v: Variant): CompiledKernel | null {
+  if (forced === 'matvec' || v.sg < 32) return rt.kernel(key, source(), key);
   let byKey = states.get(rt);
   if (!byKey) states.set(rt, (byKey = new Map()));
   let state = byKey.get(key);
   if (state === undefined) {
-    const pending = rt.kernelChecked(key, source(), key).then(
-      (k) => void byKey.set(key, k),
-      (e: Error) => void byKey.set(key, { refused: e.message }),
-    );
+    const pending = rt
+      .kernelChecked(key, source(), key)
+      .then(async (k) => {
+        const wrong = await checkVariant(rt, k, v);
+        byKey.set(key, wrong === null ? k : { refused: wrong });
+      })
+      .catch((e: Error) => void byKey.set(key, { refused: e.message }));
     byKey.set(key, (state = { pending }));
   }
   return 'pipeline' in state ? state : null;
@@ -81,30 +101,123 @@ function pipeline(rt: Runtime, key: string, source: () => string, sg: number): C
  * pipeline yet). x contiguous at offset 0, f32 or f16.
  */
 export function quantizedDecode(rt: Runtime, x: Tensor, w: QuantizedWeight, label: string): Tensor | null {
-  const [M, K] = [x.shape[0]!, x.shape[1]!];
-  if (M < 1 || M > FUSED_LINEAR_MAX_ROWS) return null;
+  const M = x.shape[0]!;
+  if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || (x.dtype !== 'f32' && x.dtype !== 'f16')) return null;
   const l = layout(rt);
   if (l === null) return null;
-  const name = w.format === 'int8' ? 'matvec_int8' : 'matvec_nf4';
-  const E = w.format === 'int8' ? 16 : 32;
-  const table = forcedTable ?? (rt.info.isFallbackAdapter ? 'constant' : 'workgroup');
-  const defines: Record<string, string> = { T: x.dtype, SG: String(l.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(l.groups), MR: String(M) };
-  if (w.format === 'nf4') defines.WG_TABLE = String(table === 'workgroup');
+  const v: Variant = { format: w.format, dtype: x.dtype, M, ...l };
+  const { name, defines } = variantDefines(rt, v);
   const key = variantKey(name, defines);
-  const kernel = pipeline(rt, key, () => kernelSource(name, defines, key), l.sg);
+  const kernel = pipeline(rt, key, () => kernelSource(name, defines, key), v);
   if (kernel === null) return null;
-  const N = w.rows;
-  const out = empty([M, N], x.dtype);
+  const out = empty([M, w.rows], x.dtype);
+  encode(rt, kernel, v, w, x.buffer(label), out.buffer(label), label);
+  return out;
+}
+
+/**
+ * Runs the on-device check of the matrix-vector variant this adapter would decode with (forced: the one
+ * `setQuantizedDecode('matvec')` runs) for a format, x's dtype and rows, its pipeline created now: null
+ * when it passes, else the reason. Where GPUs run the check in the background before use, this runs it anyway.
+ */
+export async function checkQuantizedDecode(format: QuantFormat, dtype: FloatDType, M: number): Promise<string | null> {
+  const rt = getRuntime();
+  const sg = v3SubgroupSize(rt.info);
+  if (sg === 0) return 'no fixed subgroup size: the matrix-vector kernels do not run on this adapter';
+  const decode = choiceFor(rt).decode;
+  const v: Variant = { format, dtype, M, sg, groups: decode?.wide && decode.groups ? decode.groups : 1 };
+  const { name, defines } = variantDefines(rt, v);
+  const key = variantKey(name, defines);
+  try {
+    return await checkVariant(rt, await rt.kernelChecked(key, kernelSource(name, defines, key), key), v);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** A variant's kernel file and defines. */
+function variantDefines(rt: Runtime, v: Variant): { name: 'matvec_int8' | 'matvec_nf4'; defines: Record<string, string> } {
+  const table = forcedTable ?? (rt.info.isFallbackAdapter ? 'constant' : 'workgroup');
+  const defines: Record<string, string> = { T: v.dtype, SG: String(v.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(v.groups), MR: String(v.M) };
+  if (v.format === 'nf4') defines.WG_TABLE = String(table === 'workgroup');
+  return { name: v.format === 'int8' ? 'matvec_int8' : 'matvec_nf4', defines };
+}
+
+/** Dispatches a variant's kernel: y [M, N] = x [M, K] W^T, x and y in their buffers from element 0. */
+function encode(rt: Runtime, kernel: CompiledKernel, v: Variant, w: QuantizedWeight, x: GPUBuffer, y: GPUBuffer, label: string): void {
+  const [N, K] = [w.rows, w.cols];
+  const E = v.format === 'int8' ? 16 : 32;
   // A row starting inside a chunk covers one more than its whole chunks.
   const chunks = K % E === 0 ? K / E : Math.floor((K - 1) / E) + 2;
-  const workgroups = grid1d(N, ROWS * l.groups, rt.info.maxComputeWorkgroupsPerDimension);
+  const [gx, gy] = grid1d(N, ROWS * v.groups, rt.info.maxComputeWorkgroupsPerDimension);
   const base = { N, K, chunks, x_row: K / 4 };
-  if (w.format === 'int8') {
-    const buffers = [x.buffer(label), w.codes.buffer(label), w.scales.buffer(label), out.buffer(label)];
-    rt.dispatch({ kernel, params: packParams('matvec_int8', base), buffers, workgroups: [workgroups[0], workgroups[1], 1], label });
+  if (v.format === 'int8') {
+    const buffers = [x, w.codes.buffer(label), w.scales.buffer(label), y];
+    rt.dispatch({ kernel, params: packParams('matvec_int8', base), buffers, workgroups: [gx, gy, 1], label });
   } else {
-    const buffers = [x.buffer(label), w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), out.buffer(label)];
-    rt.dispatch({ kernel, params: packParams('matvec_nf4', { ...base, offset: w.offset }), buffers, workgroups: [workgroups[0], workgroups[1], 1], label });
+    const buffers = [x, w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), y];
+    rt.dispatch({ kernel, params: packParams('matvec_nf4', { ...base, offset: w.offset }), buffers, workgroups: [gx, gy, 1], label });
   }
-  return out;
+}
+
+/** Seeded values in [-1, 1), exactly representable in f16 when `dtype` is f16. */
+function values(n: number, seed: number, dtype: FloatDType): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(out)) : out;
+}
+
+/**
+ * Runs a variant's new pipeline once on a small awkward weight (rows starting inside chunks, NF4 blocks
+ * straddling rows, rows past the last workgroup's) against the CPU product of the dequantized weight, as
+ * the matmul search checks its kernels before a GPU decodes with them: null when every element is within
+ * f32 accumulation error (and one rounding to f16), else the reason, which the refusal keeps.
+ */
+async function checkVariant(rt: Runtime, kernel: CompiledKernel, v: Variant): Promise<string | null> {
+  const [R, C] = [36, 72];
+  const what = `${v.format} ${v.dtype}, ${v.M} row${v.M > 1 ? 's' : ''}, W [${R}, ${C}]`;
+  const q = quantizeHost(values(R * C, 7, 'f32'), R, C, v.format);
+  const wq = dequantizeHost(q);
+  const xs = values(v.M * C, 8, v.dtype);
+  const size = v.dtype === 'f16' ? 2 : 4;
+  const w = QuantizedWeight.upload(q, 'check');
+  // NaN past x's rows and in every element of y: a read past a row or an element never written fails.
+  const xp = new Float32Array(xs.length + 64).fill(NaN);
+  xp.set(xs);
+  const yp = new Float32Array(v.M * R).fill(NaN);
+  const x = rt.acquire(xp.length * size);
+  const y = rt.acquire(yp.length * size);
+  try {
+    rt.write(x, 0, v.dtype === 'f16' ? f32ToF16Bits(xp) : xp);
+    rt.write(y, 0, v.dtype === 'f16' ? f32ToF16Bits(yp) : yp);
+    rt.device.pushErrorScope('internal');
+    rt.device.pushErrorScope('validation');
+    encode(rt, kernel, v, w, x, y, 'quantized matvec check');
+    rt.flush();
+    const errors = [await rt.device.popErrorScope(), await rt.device.popErrorScope()].filter((e) => e !== null);
+    if (errors.length > 0) return `${what}: ${errors.map((e) => e.message).join('; ')}`;
+    const raw = await rt.read(y, 0, v.M * R * size);
+    const got = v.dtype === 'f16' ? f16BitsToF32(new Uint16Array(raw)) : new Float32Array(raw);
+    const rel = v.dtype === 'f16' ? 2 ** -11 : 0;
+    for (let m = 0; m < v.M; m++) {
+      for (let n = 0; n < R; n++) {
+        let [s, mag] = [0, 0];
+        for (let k = 0; k < C; k++) {
+          s += xs[m * C + k]! * wq[n * C + k]!;
+          mag += Math.abs(xs[m * C + k]! * wq[n * C + k]!);
+        }
+        const i = m * R + n;
+        if (!(Math.abs(got[i]! - s) <= 2e-6 * mag + rel * Math.abs(s) + 1e-6)) return `${what}: element ${i} is ${got[i]}, the CPU reference ${s.toPrecision(7)}`;
+      }
+    }
+    return null;
+  } finally {
+    rt.release(x);
+    rt.release(y);
+    w.dispose();
+  }
 }
