@@ -44,7 +44,8 @@ const PACK_MIN_BYTES = 8 << 20;
  * Bytes a product of `rows` rows with a frozen [out, in] weight allocates beside its output: the v3
  * matmul copies a weight of 8 MiB or more into panels for 64 rows or more (adapters whose matmul is
  * another kernel copy nothing, so this is the most); an NF4 product expands the block absmaxes to
- * f32 (4 bytes per 64 weights); int8 needs nothing.
+ * f32 (4 bytes per 64 weights; decoding's matrix-vector kernels decode them in place, so for decoding
+ * this is the most); int8 needs nothing.
  */
 export function productWorkspace(rows: number, out: number, inp: number, quantize: 'none' | QuantFormat, dtypeBytes: number): number {
   if (quantize === 'nf4') return Math.ceil((out * inp) / 64) * 4;
