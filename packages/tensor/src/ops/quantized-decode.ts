@@ -78,7 +78,8 @@ interface Variant {
  * the device refused it or computed wrong results with it.
  */
 function pipeline(rt: Runtime, key: string, source: () => string, v: Variant): CompiledKernel | null {
-  if (forced === 'matvec' || v.sg < 32) return rt.kernel(key, source(), key);
+  // Forced, or on a CPU adapter (where the search's choice rarely picks them): created in place, unchecked.
+  if (forced === 'matvec' || rt.info.isFallbackAdapter) return rt.kernel(key, source(), key);
   let byKey = states.get(rt);
   if (!byKey) states.set(rt, (byKey = new Map()));
   let state = byKey.get(key);
