@@ -4,9 +4,11 @@
 // then the first token, in index order, whose running sum of kept p exceeds u[b] * (sum of kept p).
 // Bindings: 0 Params; 1 x: array<T> read [B, V]; 2 u: array<f32> read [B]; 3 probs: array<f32> read_write [B, V]
 // (scratch: each row's p); 4 ids: array<i32> read_write [B].
-// Workgroup: WG = 256 threads per row, no sort: the k-th logit and the top-p cut are found by bisection on the
-// values' order-preserving bits (a count or a sum per step, reduced over the workgroup); the draw scans contiguous
-// chunks, one per thread. A 2-D grid beyond 65535 rows.
+// Workgroup: WG threads per row (256, or 64 on CPU drivers), no sort. The k-th logit: a radix select on the
+// values' order-preserving bits, log2(WG) at a time (a histogram of WG bins per step). When at most CAP tokens have p > 0 (top-k kept few), they
+// are gathered in index order into workgroup memory, ranked for top-p by counting, and drawn from there; else the
+// top-p cut is found by bisection on p's bits (a sum per step) and the draw scans contiguous chunks of the row,
+// one per thread. A 2-D grid beyond 65535 rows.
 alias T = f32;
 
 //! params
@@ -22,13 +24,25 @@ alias T = f32;
 //!   probs: array<f32> read_write
 //!   ids: array<i32> read_write
 
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;          // 256 on GPUs; 64 on CPU drivers, where a wide workgroup is slow to compile
+const DIGIT: u32 = {{DIGIT}}u;    // log2(WG): bits of the radix select's digit, one bin per thread
 const SUM: u32 = 0u;
 const MIN: u32 = 1u;
 const MAX: u32 = 2u;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
+var<workgroup> hist: array<atomic<u32>, WG>;
+var<workgroup> chosen: vec2<u32>;
+var<workgroup> kept_count: u32;
+
+// The gathered tokens of p > 0 in index order (p, index), their ranks in top-p's ascending order, and p sorted.
+const CAP: u32 = 512u;
+const PER: u32 = CAP / WG;
+var<workgroup> cp: array<f32, CAP>;
+var<workgroup> ci: array<u32, CAP>;
+var<workgroup> rank: array<u32, CAP>;
+var<workgroup> sorted: array<f32, CAP>;
 
 // Not const-evaluated, so -inf is allowed.
 fn f32_from_bits(bits: u32) -> f32 {
@@ -42,14 +56,32 @@ fn order_key(v: f32) -> u32 {
   return select(b ^ 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
+// Reductions and scans over the WG = BLK x BLK threads in three barriers each (few barriers keep the
+// module quick to compile where barriers are costly, as on CPU drivers): 16 threads sum or bound 16
+// values each, then every thread combines the 16 partials it needs.
+const BLK: u32 = {{BLK}}u;        // sqrt(WG)
+var<workgroup> part_f: array<f32, BLK>;
+var<workgroup> part_u: array<u32, BLK>;
+
+fn combine_f(a: f32, b: f32, op: u32) -> f32 {
+  return select(a + b, max(a, b), op == MAX);
+}
+
+fn combine_u(a: u32, b: u32, op: u32) -> u32 {
+  return select(select(a + b, min(a, b), op == MIN), max(a, b), op == MAX);
+}
+
 fn reduce_f(lid: u32, v: f32, op: u32) -> f32 {
   red_f[lid] = v;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red_f[lid] = select(red_f[lid] + red_f[lid + s], max(red_f[lid], red_f[lid + s]), op == MAX); }
-    workgroupBarrier();
+  if (lid < BLK) {
+    var a = red_f[lid * BLK];
+    for (var j = 1u; j < BLK; j++) { a = combine_f(a, red_f[lid * BLK + j], op); }
+    part_f[lid] = a;
   }
-  let r = red_f[0];
+  workgroupBarrier();
+  var r = part_f[0];
+  for (var j = 1u; j < BLK; j++) { r = combine_f(r, part_f[j], op); }
   workgroupBarrier();
   return r;
 }
@@ -57,46 +89,53 @@ fn reduce_f(lid: u32, v: f32, op: u32) -> f32 {
 fn reduce_u(lid: u32, v: u32, op: u32) -> u32 {
   red_u[lid] = v;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      let a = red_u[lid];
-      let b = red_u[lid + s];
-      red_u[lid] = select(select(a + b, min(a, b), op == MIN), max(a, b), op == MAX);
-    }
-    workgroupBarrier();
+  if (lid < BLK) {
+    var a = red_u[lid * BLK];
+    for (var j = 1u; j < BLK; j++) { a = combine_u(a, red_u[lid * BLK + j], op); }
+    part_u[lid] = a;
   }
-  let r = red_u[0];
+  workgroupBarrier();
+  var r = part_u[0];
+  for (var j = 1u; j < BLK; j++) { r = combine_u(r, part_u[j], op); }
   workgroupBarrier();
   return r;
 }
 
-// Exclusive prefix sums over the threads (Hillis-Steele); the total is red_*[WG - 1] + own value.
+// Exclusive prefix sums over the threads in index order, and the total.
 fn scan_f(lid: u32, v: f32) -> vec2<f32> {
   red_f[lid] = v;
   workgroupBarrier();
-  for (var s = 1u; s < WG; s <<= 1u) {
-    let add = select(0.0, red_f[max(lid, s) - s], lid >= s);
-    workgroupBarrier();
-    red_f[lid] += add;
-    workgroupBarrier();
+  if (lid < BLK) {
+    var a = 0.0;
+    for (var j = 0u; j < BLK; j++) { a += red_f[lid * BLK + j]; }
+    part_f[lid] = a;
   }
-  let r = vec2<f32>(red_f[lid] - v, red_f[WG - 1u]);
   workgroupBarrier();
-  return r;
+  var before = 0.0;
+  var total = 0.0;
+  for (var j = 0u; j < BLK; j++) {
+    before += select(0.0, part_f[j], j < lid / BLK);
+    total += part_f[j];
+  }
+  for (var j = (lid / BLK) * BLK; j < lid; j++) { before += red_f[j]; }
+  workgroupBarrier();
+  return vec2<f32>(before, total);
 }
 
 fn scan_u(lid: u32, v: u32) -> u32 {
   red_u[lid] = v;
   workgroupBarrier();
-  for (var s = 1u; s < WG; s <<= 1u) {
-    let add = select(0u, red_u[max(lid, s) - s], lid >= s);
-    workgroupBarrier();
-    red_u[lid] += add;
-    workgroupBarrier();
+  if (lid < BLK) {
+    var a = 0u;
+    for (var j = 0u; j < BLK; j++) { a += red_u[lid * BLK + j]; }
+    part_u[lid] = a;
   }
-  let r = red_u[lid] - v;
   workgroupBarrier();
-  return r;
+  var before = 0u;
+  for (var j = 0u; j < lid / BLK; j++) { before += part_u[j]; }
+  for (var j = (lid / BLK) * BLK; j < lid; j++) { before += red_u[j]; }
+  workgroupBarrier();
+  return before;
 }
 
 @compute @workgroup_size(WG)
@@ -107,14 +146,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let V = p.V;
   let base = row * V;
 
-  // Top-k: the largest key with at least k logits at or above it is the k-th largest logit's.
+  // Top-k: the key of the k-th largest logit, DIGIT bits a step from the top: the digit whose bin holds the
+  // k-th of the keys that share the digits found so far, counting from the largest.
   var kth = 0u;
   if (p.top_k > 0u && p.top_k < V) {
-    for (var bit = 32u; bit > 0u; bit--) {
-      let cand = kth | (1u << (bit - 1u));
-      var c = 0u;
-      for (var i = lid; i < V; i += WG) { c += select(0u, 1u, order_key(f32(x[base + i])) >= cand); }
-      if (reduce_u(lid, c, SUM) >= p.top_k) { kth = cand; }
+    var left = p.top_k;
+    for (var hi = 32u; hi > 0u; hi -= min(hi, DIGIT)) {
+      let shift = hi - min(hi, DIGIT);
+      let high = select(0xffffffffu << hi, 0u, hi == 32u);
+      let digits = (1u << (hi - shift)) - 1u;
+      atomicStore(&hist[lid], 0u);
+      workgroupBarrier();
+      for (var i = lid; i < V; i += WG) {
+        let key = order_key(f32(x[base + i]));
+        if ((key & high) == kth) { atomicAdd(&hist[(key >> shift) & digits], 1u); }
+      }
+      workgroupBarrier();
+      // Thread t holds bin WG - 1 - t; the keys in the bins above it are the exclusive scan.
+      let bin = WG - 1u - lid;
+      let c = atomicLoad(&hist[bin]);
+      let above = scan_u(lid, c);
+      if (above < left && above + c >= left) { chosen = vec2<u32>(bin, above); }
+      workgroupBarrier();
+      let d = chosen;
+      kth |= d.x << shift;
+      left -= d.y;
+      workgroupBarrier();
     }
   }
 
@@ -133,7 +190,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     z += e;
   }
   z = reduce_f(lid, z, SUM);
-  for (var i = lid; i < V; i += WG) { probs[base + i] = probs[base + i] / z; }
+  var n = 0u;
+  for (var i = lid; i < V; i += WG) {
+    let q = probs[base + i] / z;
+    probs[base + i] = q;
+    n += select(0u, 1u, q > 0.0);
+  }
+  n = reduce_u(lid, n, SUM);
+  if (lid == 0u) { kept_count = n; }
+  if (workgroupUniformLoad(&kept_count) <= CAP) {
+    sample_gathered(row, base, lid);
+    return;
+  }
 
   // Top-p: tokens of p below the cut are dropped, those above kept, and of the `keep` tokens at the cut, the
   // lowest-indexed are kept (in ascending order ties come higher index first). p >= 0, so its bits are its key.
@@ -209,6 +277,76 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       run += q;
       if (run > goal) {
         pick = i;
+        break;
+      }
+    }
+  }
+  pick = reduce_u(lid, pick, MIN);
+  let fallback = reduce_u(lid, select(0u, last, has_last), MAX);
+  if (lid == 0u) { ids[row] = i32(min(select(pick, fallback, pick == 0xffffffffu), V - 1u)); }
+}
+
+// Top-p and the draw over the n <= CAP tokens of p > 0, gathered into workgroup memory in index order.
+fn sample_gathered(row: u32, base: u32, lid: u32) {
+  let V = p.V;
+  let n = kept_count;
+  let chunk = (V + WG - 1u) / WG;
+  let start = min(lid * chunk, V);
+  let end = min(start + chunk, V);
+  storageBarrier();
+  var c = 0u;
+  for (var i = start; i < end; i++) { c += select(0u, 1u, probs[base + i] > 0.0); }
+  var at = scan_u(lid, c);
+  for (var i = start; i < end; i++) {
+    let q = probs[base + i];
+    if (q > 0.0) {
+      cp[at] = q;
+      ci[at] = i;
+      at++;
+    }
+  }
+  workgroupBarrier();
+  // Top-p: rank in ascending order (ties: higher index first), then the cumulative p in that order; the
+  // first `cut` ranks (cumulative <= drop_mass, at most n - 1) are dropped.
+  var cut = 0u;
+  if (p.top_p_on != 0u) {
+    for (var j = lid; j < n; j += WG) {
+      var r = 0u;
+      for (var l = 0u; l < n; l++) { r += select(0u, 1u, cp[l] < cp[j] || (cp[l] == cp[j] && ci[l] > ci[j])); }
+      rank[j] = r;
+      sorted[r] = cp[j];
+    }
+    workgroupBarrier();
+    var mass = 0.0;
+    for (var r = lid * PER; r < min(lid * PER + PER, n); r++) { mass += sorted[r]; }
+    var cum = scan_f(lid, mass).x;
+    var dropped = 0u;
+    for (var r = lid * PER; r < min(lid * PER + PER, n); r++) {
+      cum += sorted[r];
+      dropped += select(0u, 1u, cum <= p.drop_mass && r + 1u < n);
+    }
+    cut = reduce_u(lid, dropped, SUM);
+  }
+  // The draw in index order over the kept tokens.
+  var mass = 0.0;
+  var last = 0u;
+  var has_last = false;
+  for (var j = lid * PER; j < min(lid * PER + PER, n); j++) {
+    if (p.top_p_on == 0u || rank[j] >= cut) {
+      mass += cp[j];
+      last = ci[j];
+      has_last = true;
+    }
+  }
+  let scanned = scan_f(lid, mass);
+  let goal = u[row] * scanned.y;
+  var run = scanned.x;
+  var pick = 0xffffffffu;
+  for (var j = lid * PER; j < min(lid * PER + PER, n); j++) {
+    if (p.top_p_on == 0u || rank[j] >= cut) {
+      run += cp[j];
+      if (run > goal) {
+        pick = ci[j];
         break;
       }
     }

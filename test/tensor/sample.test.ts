@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { hasF16, refSampleProbs, refSampleRow, sampleLogits, tensor, type SampleOptions } from '@huatuo/tensor';
+import { setSampleWidth } from '@huatuo/tensor/internal';
 import { gpu, scoped } from './helpers.js';
 
 /** Why the reference's pick for u is fragile in f32, or null: u near a cumulative boundary, or the top-p cut near one. */
@@ -63,10 +64,19 @@ function logitsOf(c: { B: number; V: number; scale: number; grid: number; masked
   return out;
 }
 
-for (const dtype of ['f32', 'f16'] as const) {
-  test(`sampleLogits (${dtype}) picks the reference's token for the same uniform away from its boundaries`, async (t) => {
+// The kernel's two widths (threads per row), whichever adapter runs the tests.
+const VARIANTS = [
+  { dtype: 'f32', width: 64 },
+  { dtype: 'f16', width: 64 },
+  { dtype: 'f32', width: 256 },
+] as const;
+
+for (const { dtype, width } of VARIANTS) {
+  test(`sampleLogits (${dtype}, ${width} threads a row) picks the reference's token for the same uniform away from its boundaries`, async (t) => {
     await gpu();
     if (dtype === 'f16' && !hasF16()) return t.skip('adapter lacks shader-f16');
+    setSampleWidth(width);
+    t.after(() => setSampleWidth(null));
     let compared = 0;
     let skipped = 0;
     await fc.assert(
@@ -94,31 +104,39 @@ for (const dtype of ['f32', 'f16'] as const) {
   });
 }
 
-test('sampleLogits keeps every tie at the k-th logit and drops the rest: exact frequencies over a grid of uniforms', async () => {
+for (const width of [64, 256] as const) test(`sampleLogits (${width} threads a row) keeps every tie at the k-th logit and drops the rest: exact frequencies over a grid of uniforms`, async (t) => {
   await gpu();
+  setSampleWidth(width);
+  t.after(() => setSampleWidth(null));
   // Ties at the 3rd largest (1.0 at 1, 4 and 6): top-k 3 keeps 2.0 and all three 1.0s, top-p 0.8 then cuts inside them.
-  const row = [0.5, 1, -Infinity, 2, 1, -1, 1, 0.25];
+  const short = [0.5, 1, -Infinity, 2, 1, -1, 1, 0.25];
+  // The same with 700 tokens of tiny p behind: more tokens of p > 0 than the kernel gathers into workgroup memory.
+  const long = [...short, ...new Array<number>(700).fill(-20)];
   const cases: SampleOptions[] = [
     { temperature: 1, topK: 3, topP: 1 },
     { temperature: 0.7, topK: 3, topP: 0.8 },
     { temperature: 1.3, topK: 0, topP: 0.6 },
     { temperature: 1, topK: 1, topP: 1 },
-    { temperature: 1, topK: 20, topP: 1 },
+    { temperature: 1, topK: 0, topP: 0.999 },
   ];
-  const N = 400;
+  const N = 256;
   const u = Float32Array.from({ length: N }, (_, j) => (j + 0.5) / N);
-  for (const o of cases) {
-    await scoped(async () => {
-      const x = tensor(new Float32Array(N * row.length).map((_, i) => row[i % row.length]!), [N, row.length]);
-      const ids = (await sampleLogits(x, tensor(u, [N]), o).toArray()) as Int32Array;
-      const p = refSampleProbs(row, o);
-      const total = p.reduce((a, b) => a + b, 0);
-      for (let i = 0; i < row.length; i++) {
-        const count = ids.filter((t) => t === i).length;
-        const expected = (N * p[i]!) / total;
-        assert.ok(Math.abs(count - expected) <= 1.01, `${JSON.stringify(o)}: token ${i} drawn ${count} times of ${N}, expected ${expected.toFixed(2)} (p ${p[i]})`);
-      }
-    });
+  for (const row of [short, long]) {
+    for (const o of cases) {
+      await scoped(async () => {
+        const x = tensor(new Float32Array(N * row.length).map((_, i) => row[i % row.length]!), [N, row.length]);
+        const ids = (await sampleLogits(x, tensor(u, [N]), o).toArray()) as Int32Array;
+        const p = refSampleProbs(row, o);
+        const total = p.reduce((a, b) => a + b, 0);
+        const counts = new Map<number, number>();
+        for (const t of ids) counts.set(t, (counts.get(t) ?? 0) + 1);
+        for (let i = 0; i < row.length; i++) {
+          const expected = (N * p[i]!) / total;
+          const count = counts.get(i) ?? 0;
+          assert.ok(Math.abs(count - expected) <= 1.01, `V ${row.length}, ${JSON.stringify(o)}: token ${i} drawn ${count} times of ${N}, expected ${expected.toFixed(2)} (p ${p[i]})`);
+        }
+      });
+    }
   }
 });
 

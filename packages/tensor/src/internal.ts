@@ -43,3 +43,6 @@ export { NF4_BUCKETS_PER_UNIT, TABLE_RANGE, dynamicCodeOf, dynamicThresholds, nf
 // Quantized products: which kernels decoding's few rows run, their on-device check, and why a device refused them
 export { checkQuantizedDecode, quantizedDecodeRefusals, setQuantizedDecode } from './ops/quantized-decode.js';
 export type { Nf4Table, QuantizedDecodePath } from './ops/quantized-decode.js';
+
+// Sampling: the threads per row of sampleLogits (tests reach the GPUs' width on CPU drivers)
+export { setSampleWidth } from './ops/sample.js';

@@ -1,11 +1,20 @@
 // sampleLogits: one token drawn per row of logits on the GPU with Hugging Face's temperature, top-k
 // and top-p warpers (no gradient), so decoding can feed the picks to the next step without a readback.
-import { getRuntime } from '../backend/context.js';
+import { deviceInfo, getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import type { SampleOptions } from '../reference/sample.js';
 import { empty, Tensor } from '../tensor.js';
 import { checkFloat, contiguousData } from './launch.js';
+
+// Threads per row: 256 on GPUs; 64 on CPU drivers, which take long to compile a wide workgroup.
+const WIDTHS = { 256: { WG: '256', BLK: '16', DIGIT: '8' }, 64: { WG: '64', BLK: '8', DIGIT: '6' } } as const;
+let forcedWidth: 64 | 256 | null = null;
+
+/** Forces the threads per row of sampleLogits (null: 64 on a fallback adapter, else 256), so tests reach both. */
+export function setSampleWidth(threads: 64 | 256 | null): void {
+  forcedWidth = threads;
+}
 
 function checkOptions(o: SampleOptions): void {
   if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new ValueError(`sampleLogits: temperature must be a finite number above 0, got ${o.temperature}`);
@@ -36,7 +45,7 @@ export function sampleLogits(logits: Tensor, uniforms: Tensor, options: SampleOp
   const probs = empty([B, V], 'f32');
   const rt = getRuntime();
   rt.dispatch({
-    kernel: compileKernel(rt, 'sample_logits', { T: logits.dtype }),
+    kernel: compileKernel(rt, 'sample_logits', { T: logits.dtype, ...WIDTHS[forcedWidth ?? (deviceInfo()?.isFallbackAdapter ? 64 : 256)] }),
     params: packParams('sample_logits', {
       B,
       V,
