@@ -24,9 +24,8 @@ const E: u32 = 16u;
 
 fn setup(li: u32) {}
 
-/** Row n's dot products with the rows of x over its elements in chunk ch (4 words of 4 codes). */
-fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
-  let w = codes[ch];
+/** Row n's dot products with the rows of x over its elements in chunk ch, whose codes are w (4 words of 4). */
+fn chunk_dots(n: u32, ch: u32, w: vec4<u32>) -> array<f32, MR> {
   let r0 = n * p.K;
   var d: array<f32, MR>;
   for (var q = 0u; q < 4u; q++) {

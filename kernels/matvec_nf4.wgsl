@@ -48,9 +48,8 @@ fn nf4(code: u32) -> f32 {
   return NF4_VALUES[code];
 }
 
-/** Row n's dot products with the rows of x over its elements in chunk ch (4 words of 8 codes), times the chunk's absmax. */
-fn chunk_dots(n: u32, ch: u32) -> array<f32, MR> {
-  let w = codes[ch];
+/** Row n's dot products with the rows of x over its elements in chunk ch, whose codes are w (4 words of 8), dequantized with the chunk's absmax. */
+fn chunk_dots(n: u32, ch: u32, w: vec4<u32>) -> array<f32, MR> {
   let r0 = n * p.K;
   let s = nf4_block_absmax(ch / 2u);
   var d: array<f32, MR>;
