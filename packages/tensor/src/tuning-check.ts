@@ -8,6 +8,7 @@ import type { Runtime } from './backend/runtime.js';
 import { f16BitsToF32, f32ToF16Bits } from './creation.js';
 import { variantName, type MatmulChoice, type MatmulVariant } from './matmul-choice.js';
 import type { FloatDType } from './tensor.js';
+import { checkValues as values } from './check-values.js';
 
 /** One product of the check: [batch] x [M, K] x [K, N]; `ta`/`tb`: the operand is stored transposed. */
 export interface CheckCase {
@@ -39,17 +40,6 @@ const DECODE_CASES: CheckCase[] = [
 
 /** The outcome of a check: passed, or refused with the status and reason the report records. */
 export type CheckResult = { ok: true } | { ok: false; status: 'wrong' | 'failed'; reason: string };
-
-/** Seeded values in [-1, 1), exactly representable in f16 when the product is f16. */
-function values(n: number, seed: number, dtype: FloatDType): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(out)) : out;
-}
 
 /** Logical [batch, R, C] data stored as [batch, C, R] rows (the operand read transposed in place). */
 function stored(data: Float32Array, batch: number, R: number, C: number, transposed: boolean): Float32Array {

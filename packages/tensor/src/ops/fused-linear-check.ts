@@ -15,6 +15,7 @@ import { matmul } from './matmul.js';
 import { rmsNorm } from './rmsnorm.js';
 import { swiglu } from './swiglu.js';
 import { cat, reshape, transpose } from './views.js';
+import { checkValues as values } from '../check-values.js';
 
 /** The outcome of the check on one device: passed, or refused with the reason. */
 export type FusedLinearCheck = { ok: true } | { ok: false; reason: string };
@@ -54,17 +55,6 @@ export function readyFusedLinear(): Promise<FusedLinearCheck> {
  */
 export function checkFusedLinear(): Promise<FusedLinearCheck> {
   return runCheck(getRuntime());
-}
-
-/** Seeded values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return out;
 }
 
 async function runCheck(rt: Runtime): Promise<FusedLinearCheck> {

@@ -13,6 +13,7 @@ import { QuantizedWeight } from '../quant/weight.js';
 import { empty, type FloatDType, type Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { FUSED_LINEAR_MAX_ROWS } from './fused-linear.js';
+import { checkValues as values } from '../check-values.js';
 
 /** Which kernel decoding's quantized products run: the matrix-vector kernels or the tiled ones. */
 export type QuantizedDecodePath = 'matvec' | 'tiled';
@@ -159,17 +160,6 @@ function encode(rt: Runtime, kernel: CompiledKernel, v: Variant, w: QuantizedWei
     const buffers = [x, w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), y];
     rt.dispatch({ kernel, params: packParams('matvec_nf4', { ...base, offset: w.offset }), buffers, workgroups: [gx, gy, 1], label });
   }
-}
-
-/** Seeded values in [-1, 1), exactly representable in f16 when `dtype` is f16. */
-function values(n: number, seed: number, dtype: FloatDType): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(out)) : out;
 }
 
 /**
