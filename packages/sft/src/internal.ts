@@ -1,5 +1,8 @@
 // @huatuo/sft/internal: helpers below the public API that this repository's tests check on their
-// own (Python's str.format and str.strip as the recipe's prompts use them, NumPy's SeedSequence).
+// own (Python's str.format and str.strip as the recipe's prompts use them, NumPy's SeedSequence, the
+// serve queue).
 // Not a stable surface.
 export { pythonFormat, pythonStrip } from './prompt.js';
 export { seedSequencePool } from './rng.js';
+export { JobQueue } from './serve-queue.js';
+export type { Job } from './serve-reply.js';

@@ -57,6 +57,8 @@ export class JobQueue {
         'retry-after': String(this.retryAfter()),
       });
     }
+    // A client can leave while its body is read and tokenized, before this listener exists.
+    if (job.res.closed) job.cancelled = true;
     job.res.on('close', () => {
       if (!job.res.writableFinished) job.cancelled = true;
     });
