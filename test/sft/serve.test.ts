@@ -47,7 +47,18 @@ after(() => model.dispose());
 
 async function withServer(options: Partial<ServeOptions>, fn: (server: RunningServer, events: ServeEvent[]) => Promise<void>): Promise<void> {
   const events: ServeEvent[] = [];
-  const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 12 }, ...options, onEvent: (e) => events.push(e) });
+  const server = await startServer({
+    model,
+    tokenizer,
+    template: MED_TEMPLATE,
+    modelName: NAME,
+    defaultGeneration: { maxTokens: 12 },
+    ...options,
+    onEvent: (e) => {
+      events.push(e);
+      options.onEvent?.(e);
+    },
+  });
   try {
     await fn(server, events);
   } finally {
@@ -447,19 +458,35 @@ test('a gen-data child killed with SIGKILL mid-run leaves the server serving, an
   const raw = readFileSync(shippedGraphPath(), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
   const graph = join(tmp(), 'graph.jsonl');
   writeFileSync(graph, raw.slice(0, 4).map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).slice(0, 4)))).join('\n') + '\n');
-  await withServer({}, async (server, events) => {
+  // The child is killed the moment the server starts one of its requests after two answered
+  // ones: that request is then certainly in flight, with its whole generation still to run.
+  let first: ReturnType<typeof spawnChild> | undefined;
+  let answered = 0;
+  let killedDuring: string | undefined;
+  const killOnStart = (e: ServeEvent): void => {
+    if (e.type === 'finished') answered++;
+    if (e.type === 'started' && answered >= 2 && killedDuring === undefined && first !== undefined) {
+      first.kill();
+      killedDuring = e.id;
+    }
+  };
+  await withServer({ onEvent: killOnStart }, async (server, events) => {
     const out = join(tmp(), 'killed.jsonl');
     const args = ['--graph', graph, '--api-url', `${server.url}/v1`, '--model', NAME, '-n', '6', '--out', out, '--attributes-per-sample', '1', '--concurrency', '2', '--seed', '3'];
-    const first = spawnChild(args);
-    await waitFor('two answered requests', () => events.filter((e) => e.type === 'finished').length >= 2);
-    first.kill();
-    assert.equal(await first.done, null, 'the first run was killed, not finished');
+    first = spawnChild(args);
+    assert.equal(await first.done, null, `the first run was killed, not finished: ${first.stdout()}`);
     const health = async () => (await call(`${server.url}/health`)).json as { running: boolean; waiting: number };
     await waitFor('the killed client’s requests to be dropped', async () => {
       const h = await health();
       return !h.running && h.waiting === 0;
     });
-    assert.ok(events.some((e) => e.type === 'cancelled'), 'the request in flight for the killed client was stopped');
+    const ends = new Map(events.filter((e) => e.type !== 'queued' && e.type !== 'started').map((e) => [e.id, e]));
+    const timeline = events.map((e) => `${e.type} ${e.id.slice(-6)}`).join(', ');
+    const stopped = ends.get(killedDuring!);
+    assert.equal(stopped?.type, 'cancelled', `the request started as the child was killed was stopped: ${timeline}`);
+    assert.ok(stopped.completionTokens! < 12, `stopped after ${stopped.completionTokens} of 12 tokens`);
+    const sinceKill = events.slice(events.findIndex((e) => e.type === 'started' && e.id === killedDuring));
+    assert.ok(!sinceKill.some((e) => e.type === 'finished'), `no request of the killed client was answered after the kill: ${timeline}`);
     const second = spawnChild(args);
     assert.equal(await second.done, 0, second.stdout());
     const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
