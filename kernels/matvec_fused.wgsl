@@ -94,23 +94,7 @@ fn h_elem(i: u32) -> f32 {
   return f32(r[i]);
 }
 
-/** Weight `part`'s product for row m and its output nl with its adapter's update added (none where lr = 0). */
-fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
-  var rank = p.lr0;
-  var hc = p.lh0;
-  var bo = p.lb0;
-  var s = p.ls0;
-  if (part == 1u) { rank = p.lr1; hc = p.lh1; bo = p.lb1; s = p.ls1; }
-  if (part == 2u) { rank = p.lr2; hc = p.lh2; bo = p.lb2; s = p.ls2; }
-  let base = f32(T(total));
-  if (rank == 0u) { return base; }
-  let hi = p.h_offset + m * p.h_row + hc;
-  let bi = bo + nl * rank;
-  var u = 0.0;
-  for (var j = 0u; j < rank; j++) { u += h_elem(hi + j) * f32(b[bi + j]); }
-  let scaled = T(f32(T(u)) * s);
-  return f32(T(base + f32(scaled)));
-}
+{{include matvec_fused_lora}}
 
 /** Chunk i of weight `part` (the part is the same for a whole subgroup's row). */
 fn load_w(part: u32, i: u32) -> CH {
@@ -145,26 +129,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     rows_up[i] = p.w1_offset + n * p.K;
   }
-  if (p.norm != 0u) {
-    for (var m = 0u; m < MR; m++) {
-      let base = (p.x_offset + m * p.x_row) * CE;
-      for (var v = li; v < NORM_WG; v += SG * G) {
-        var s = 0.0;
-        for (var c = v; c < p.K * CE; c += NORM_WG) {
-          let e = x_elem(base + c);
-          s += e * e;
-        }
-        norm_partial[v] = s;
-      }
-      workgroupBarrier();
-      for (var half = NORM_WG / 2u; half > 0u; half >>= 1u) {
-        for (var v = li; v < half; v += SG * G) { norm_partial[v] = norm_partial[v] + norm_partial[v + half]; }
-        workgroupBarrier();
-      }
-      if (li == 0u) { norm_r[m] = inverseSqrt(norm_partial[0] / f32(p.K * CE) + p.eps); }
-      workgroupBarrier();
-    }
-  }
+  {{include matvec_fused_norm}}
   var sums: array<f32, ROWS * MR>;
   var sums_up: array<f32, ROWS * MR>;
   for (var c0 = 0u; c0 < p.K; c0 += SG * U) {
@@ -188,24 +153,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
   }
-  for (var i = 0u; i < ROWS; i++) {
-    let n = n0 + i;
-    for (var m = 0u; m < MR; m++) {
-      let total = subgroupAdd(sums[i * MR + m]);
-      var up = 0.0;
-      if (p.epi == 2u) { up = subgroupAdd(sums_up[i * MR + m]); }
-      if (lane == 0u && n < p.N) {
-        var out: f32;
-        if (p.epi == 1u) {
-          out = f32(r[p.r_offset + m * p.r_row + n] + T(with_lora(total, 0u, n, m)));
-        } else if (p.epi == 2u) {
-          let g = with_lora(total, 0u, n, m);
-          out = g * (1.0 / (1.0 + exp(-g))) * with_lora(up, 1u, n, m);
-        } else {
-          out = with_lora(total, parts[i], locals[i], m);
-        }
-        y[m * p.N + n] = T(out);
-      }
-    }
-  }
+  {{include matvec_fused_store}}
 }

@@ -15,6 +15,10 @@
 
 {{include nf4_double_quant}}
 
+fn nf4_block_absmax(b: u32) -> f32 {
+  return nf4_absmax_of(b, qabs[b / 4u], scales[b / 256u], p.offset);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = gid.x + gid.y * nwg.x * 64u;

@@ -96,7 +96,7 @@ export type { CrossEntropyOptions, Reduction } from './ops/cross-entropy.js';
 export { dropout } from './ops/dropout.js';
 export { swiglu } from './ops/swiglu.js';
 export { fusedLinear, fusedLinearAdd, fusedLinearSwiglu, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, setFusedLinearPreferred, FUSED_LINEAR_MAX_ROWS } from './ops/fused-linear.js';
-export type { FusedAdapter, FusedLora, FusedNorm } from './ops/fused-linear.js';
+export type { FusedAdapter, FusedLora, FusedNorm, FusedWeight } from './ops/fused-linear.js';
 export { checkFusedLinear, readyFusedLinear, type FusedLinearCheck } from './ops/fused-linear-check.js';
 export { hash32 } from './random.js';
 export { refSoftmax, refSoftmaxBackward, refLogSoftmax, refLogSoftmaxBackward } from './reference/softmax.js';

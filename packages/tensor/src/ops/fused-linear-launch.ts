@@ -10,12 +10,12 @@ import { choiceFor } from '../tuning.js';
 import { contiguousData } from './launch.js';
 
 /** 16-byte loads per row per pass: matvec.v3's (sums in its order at this U). */
-const UNROLL = 4;
+export const UNROLL = 4;
 /**
  * Outputs per subgroup: matvec.v3's 2 on a GPU; more on a CPU adapter (lavapipe), which pays per
  * workgroup, and where each workgroup's RMS of x (the norm) costs as much as its few rows.
  */
-const rowsPerSubgroup = (rt: Runtime) => (rt.info.isFallbackAdapter ? 8 : 2);
+export const rowsPerSubgroup = (rt: Runtime) => (rt.info.isFallbackAdapter ? 8 : 2);
 
 /** The kernel's epilogue: concatenated products, residual add, SwiGLU of two products. */
 export const Epilogue = { Cat: 0, Add: 1, Swiglu: 2 } as const;
@@ -55,6 +55,11 @@ let rewrite: KernelRewrite | null = null;
  */
 export function setFusedLinearRewrite(r: KernelRewrite | null): void {
   rewrite = r;
+}
+
+/** The rewrite set by {@link setFusedLinearRewrite}, or null. */
+export function fusedLinearRewrite(): KernelRewrite | null {
+  return rewrite;
 }
 
 /** The kernel's element read and normalized chunk, for 16-byte chunks of 4 f32 or of 8 f16 (4 packed pairs). */

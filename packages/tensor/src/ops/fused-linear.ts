@@ -8,10 +8,24 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { isGradEnabled } from '../grad-mode.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
 import type { Tensor } from '../tensor.js';
+import { QuantizedWeight } from '../quant/weight.js';
 import { fusedLinearCheckOutcome } from './fused-linear-check.js';
-import { chunkOf, Epilogue, runFused, type FusedLora, type FusedNorm } from './fused-linear-launch.js';
+import { chunkOf, Epilogue, runFused, type FusedLora, type FusedNorm, type RunArgs } from './fused-linear-launch.js';
+import { FUSED_QUANT_BINDINGS, runFusedQuantized } from './fused-linear-quant.js';
 
 export type { FusedAdapter, FusedLora, FusedNorm } from './fused-linear-launch.js';
+
+/** A fused product's weight [N, K]: a tensor in x's dtype, or quantized (int8, NF4; all of a product's in one format). */
+export type FusedWeight = Tensor | QuantizedWeight;
+
+/** Whether quantized `weights` fit: one format, [N_i, K], and the device binds the kernel's storage buffers. */
+function quantizedFits(x: Tensor, weights: readonly QuantizedWeight[], K: number, norm?: FusedNorm): boolean {
+  const format = weights[0]!.format;
+  if (getRuntime().device.limits.maxStorageBuffersPerShaderStage < FUSED_QUANT_BINDINGS[format]) return false;
+  if (x.isContiguous && x.offset % 4 !== 0) return false;
+  if (norm !== undefined && norm.weight.offset !== 0) return false;
+  return weights.every((w) => w.format === format && w.cols === K && w.rows > 0);
+}
 
 /** Most rows of x a fused product takes (decode-sized: a few sequences, one new token each). */
 export const FUSED_LINEAR_MAX_ROWS = 4;
@@ -21,17 +35,18 @@ export const FUSED_LINEAR_MAX_ROWS = 4;
  * fixed subgroup size, f32 or f16 throughout, at most {@link FUSED_LINEAR_MAX_ROWS} rows of x, K and
  * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record.
  */
-export function fusedLinearFits(x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): boolean {
+export function fusedLinearFits(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm): boolean {
   const rt = getRuntime();
   if (v3SubgroupSize(rt.info) === 0 || (x.dtype !== 'f32' && x.dtype !== 'f16') || x.rank < 1) return false;
   const K = x.shape[x.rank - 1]!;
   const ce = chunkOf(x);
   const M = K === 0 ? 0 : x.size / K;
   if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || K % ce !== 0 || weights.length < 1 || weights.length > 3) return false;
-  if (isGradEnabled() && (x.requiresGrad || weights.some((w) => w.requiresGrad) || norm?.weight.requiresGrad)) return false;
+  if (isGradEnabled() && (x.requiresGrad || weights.some((w) => !(w instanceof QuantizedWeight) && w.requiresGrad) || norm?.weight.requiresGrad)) return false;
   const g = norm?.weight;
   if (g !== undefined && (g.dtype !== x.dtype || g.rank !== 1 || g.shape[0] !== K || !g.isContiguous || g.offset % ce !== 0)) return false;
-  return weights.every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
+  if (weights.some((w) => w instanceof QuantizedWeight)) return weights.every((w) => w instanceof QuantizedWeight) && quantizedFits(x, weights as QuantizedWeight[], K, norm);
+  return (weights as Tensor[]).every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
 }
 
 let preferred: boolean | null = null;
@@ -58,20 +73,34 @@ export function setFusedLinearPreferred(on: boolean | null): void {
   preferred = on;
 }
 
-function check(op: string, x: Tensor, weights: readonly Tensor[], norm?: FusedNorm): void {
+function check(op: string, x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm): void {
   if (fusedLinearFits(x, weights, norm)) return;
   for (const w of weights) {
+    if (w instanceof QuantizedWeight) {
+      if (w.cols !== x.shape[x.rank - 1]) throw new ShapeError(`${op}: x is ${fmtShape(x.shape)}, a quantized weight is [${w.rows}, ${w.cols}]; weights are [N, K] with K = x's last dim`);
+      continue;
+    }
     if (w.dtype !== x.dtype) throw new DTypeError(`${op}: x is ${x.dtype}, a weight is ${w.dtype}; they must match`);
     if (w.rank !== 2 || w.shape[1] !== x.shape[x.rank - 1]) throw new ShapeError(`${op}: x is ${fmtShape(x.shape)}, a weight is ${fmtShape(w.shape)}; weights are [N, K] with K = x's last dim`);
   }
   throw new ValueError(
-    `${op}: x ${x.dtype} ${fmtShape(x.shape)} with weights ${weights.map((w) => fmtShape(w.shape)).join(', ')} do not fit the fused kernel ` +
-      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights and norm weight [K], no gradient); check fusedLinearFits first`,
+    `${op}: x ${x.dtype} ${fmtShape(x.shape)} with weights ${weights.map(describe).join(', ')} do not fit the fused kernel ` +
+      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights and norm weight [K], no gradient; ` +
+      `quantized weights all of one format, on a device binding ${FUSED_QUANT_BINDINGS.nf4} storage buffers a stage for NF4, ${FUSED_QUANT_BINDINGS.int8} for int8); check fusedLinearFits first`,
   );
 }
 
+const describe = (w: FusedWeight) => (w instanceof QuantizedWeight ? `${w.format} [${w.rows}, ${w.cols}]` : fmtShape(w.shape));
+const rowsOf = (w: FusedWeight) => (w instanceof QuantizedWeight ? w.rows : w.shape[0]!);
+
+/** Runs a checked product on the dense or the quantized kernel. */
+function run(op: string, a: Omit<RunArgs, 'weights'> & { weights: readonly FusedWeight[] }): Tensor {
+  if (a.weights[0] instanceof QuantizedWeight) return runFusedQuantized(op, { ...a, weights: a.weights as QuantizedWeight[] });
+  return runFused(op, { ...a, weights: a.weights as Tensor[] });
+}
+
 /** The adapters' h and b fit x's rows and the weights: dtypes, shapes, ranks; throws naming `op` otherwise. */
-function checkLora(op: string, x: Tensor, weights: readonly Tensor[], lora: FusedLora): void {
+function checkLora(op: string, x: Tensor, weights: readonly FusedWeight[], lora: FusedLora): void {
   const { h, b, adapters } = lora;
   if (h.dtype !== x.dtype || b.dtype !== x.dtype) throw new DTypeError(`${op}: x is ${x.dtype}, the adapters' h is ${h.dtype} and b ${b.dtype}; they must match`);
   if (adapters.length !== weights.length) throw new ValueError(`${op}: ${adapters.length} adapter entries for ${weights.length} weights; give one per weight (null where none)`);
@@ -81,7 +110,7 @@ function checkLora(op: string, x: Tensor, weights: readonly Tensor[], lora: Fuse
     if (a === null) return;
     if (!Number.isInteger(a.rank) || a.rank < 1 || !Number.isFinite(a.scaling)) throw new ValueError(`${op}: adapter ${i} has rank ${a.rank} and scaling ${a.scaling}; the rank must be a positive integer, the scaling finite`);
     R += a.rank;
-    B += a.rank * weights[i]!.shape[0]!;
+    B += a.rank * rowsOf(weights[i]!);
   });
   const M = x.size / x.shape[x.rank - 1]!;
   if (h.rank < 1 || h.shape[h.rank - 1] !== R || h.size !== M * R) {
@@ -94,15 +123,15 @@ function checkLora(op: string, x: Tensor, weights: readonly Tensor[], lora: Fuse
 /**
  * x W_i^T for up to three weights sharing the input x, in one pass over x, concatenated along the last
  * dim: x [..., K], weights [N_i, K] -> [..., sum N_i] (as cat of matmul(x, transpose(w_i)), e.g.
- * q, k and v). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
+ * q, k and v; quantized weights as quantizedMatmul, dequantized as they are read). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
  * With `lora`, each adapted weight's product gains its adapter's update (see {@link FusedLora}).
  * Requires {@link fusedLinearFits}.
  * @example const qkv = noGrad(() => fusedLinear(x, [wq, wk, wv], { weight: inputNorm, eps: 1e-6 })); // [B, 1, Nq + 2 Nkv]
  */
-export function fusedLinear(x: Tensor, weights: readonly Tensor[], norm?: FusedNorm, lora?: FusedLora): Tensor {
+export function fusedLinear(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm, lora?: FusedLora): Tensor {
   check('fusedLinear', x, weights, norm);
   if (lora !== undefined) checkLora('fusedLinear', x, weights, lora);
-  return runFused('fusedLinear', { epi: Epilogue.Cat, x, weights, norm, lora });
+  return run('fusedLinear', { epi: Epilogue.Cat, x, weights, norm, lora });
 }
 
 /**
@@ -112,11 +141,11 @@ export function fusedLinear(x: Tensor, weights: readonly Tensor[], norm?: FusedN
  * Requires {@link fusedLinearFits}.
  * @example x = noGrad(() => fusedLinearAdd(x, attnOut, wo)); // [B, 1, C]
  */
-export function fusedLinearAdd(residual: Tensor, x: Tensor, w: Tensor, lora?: FusedLora): Tensor {
+export function fusedLinearAdd(residual: Tensor, x: Tensor, w: FusedWeight, lora?: FusedLora): Tensor {
   check('fusedLinearAdd', x, [w]);
-  checkResidual('fusedLinearAdd', residual, x, w.shape[0]!);
+  checkResidual('fusedLinearAdd', residual, x, rowsOf(w));
   if (lora !== undefined) checkLora('fusedLinearAdd', x, [w], lora);
-  return runFused('fusedLinearAdd', { epi: Epilogue.Add, x, weights: [w], residual, lora });
+  return run('fusedLinearAdd', { epi: Epilogue.Add, x, weights: [w], residual, lora });
 }
 
 /**
@@ -126,11 +155,11 @@ export function fusedLinearAdd(residual: Tensor, x: Tensor, w: Tensor, lora?: Fu
  * rmsNorm(x, norm.weight, norm.eps) first. Requires {@link fusedLinearFits}.
  * @example const inner = noGrad(() => fusedLinearSwiglu(h, wGate, wUp)); // [B, 1, I]
  */
-export function fusedLinearSwiglu(x: Tensor, gate: Tensor, up: Tensor, norm?: FusedNorm, lora?: FusedLora): Tensor {
+export function fusedLinearSwiglu(x: Tensor, gate: FusedWeight, up: FusedWeight, norm?: FusedNorm, lora?: FusedLora): Tensor {
   check('fusedLinearSwiglu', x, [gate, up], norm);
-  if (gate.shape[0] !== up.shape[0]) throw new ShapeError(`fusedLinearSwiglu: gate is ${fmtShape(gate.shape)}, up is ${fmtShape(up.shape)}; they must be equal`);
+  if (rowsOf(gate) !== rowsOf(up)) throw new ShapeError(`fusedLinearSwiglu: gate is ${describe(gate)}, up is ${describe(up)}; they must be equal`);
   if (lora !== undefined) checkLora('fusedLinearSwiglu', x, [gate, up], lora);
-  return runFused('fusedLinearSwiglu', { epi: Epilogue.Swiglu, x, weights: [gate, up], norm, lora });
+  return run('fusedLinearSwiglu', { epi: Epilogue.Swiglu, x, weights: [gate, up], norm, lora });
 }
 
 /**
