@@ -3,15 +3,16 @@
 // shows at the width where the weights dominate the traffic. Weights are zeros (nothing to draw); the
 // kernels read them all the same. Run alone:
 // `node --conditions=source --import tsx bench/decode-width.bench.ts [--layers 2] [--tokens 8] [--runs 3] [--dtype f16] [--batch 1]
-//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small] [--sample] [--std 0] [--adapter]` (--decode wide: the wide
+//  [--decode wide] [--fused on|off] [--pipelined on|off] [--small] [--sample] [--std 0] [--adapter] [--quantize int8|nf4]` (--decode wide: the wide
 // matrix-vector kernel for every single-row product, as the search picks on some adapters; --fused: the fused decode
 // products forced on or off, see setFusedLinearPreferred; --pipelined off: each step's ids read back before the next
 // step is encoded, see setGreedyPipelined; --small: host.bench.ts's hidden-256 model instead; --sample: sampling
 // with temperature 0.7, top-p 0.9, top-k 40 instead of greedy decoding; --std: the weights drawn with this standard
 // deviation instead of zeros, so that the logits are not all tied; --adapter: an unmerged LoRA adapter of r 8 on
-// q_proj and v_proj, HuaTuo's, its B drawn so that the update is not zero).
+// q_proj and v_proj, HuaTuo's, its B drawn so that the update is not zero; --quantize: the base quantized, QLoRA's
+// NF4 or int8, before the adapter is added).
 import { decodeCandidates, destroyWebGPU, initWebGPU, keep, noGrad, randn, setMatmulVariant, type FloatDType } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaConfig, type LlamaModel } from '@huatuo/llama';
+import { applyLora, configFromPreset, createRandomLlama, generate, quantizeModel, type GenerateOptions, type LlamaConfig, type LlamaModel } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
 import { formatCost, HostClock, type HostCost, type HostSnapshot } from './host-clock.js';
 
@@ -44,12 +45,13 @@ export function addDecodeAdapter(model: LlamaModel): void {
 /**
  * Per-token costs of `runs` generations of `tokens` tokens (after one untimed run) from a `batch`-row
  * 8-token prompt: greedy, or as `options` say; weights zeros, or drawn with `std`; with an unmerged
- * adapter where `adapter` (see {@link addDecodeAdapter}).
+ * adapter where `adapter` (see {@link addDecodeAdapter}); the base quantized where `quantize` says.
  */
 export async function measureWidthDecode(
-  config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number, options: GenerateOptions = {}, std = 0, adapter = false,
+  config: LlamaConfig, dtype: FloatDType, batch: number, tokens: number, runs: number, options: GenerateOptions = {}, std = 0, adapter = false, quantize?: 'int8' | 'nf4',
 ): Promise<HostCost[]> {
   const model = createRandomLlama(config, { seed: 1, std, dtype });
+  if (quantize !== undefined) await quantizeModel(model, quantize);
   if (adapter) addDecodeAdapter(model);
   const clock = new HostClock();
   const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
@@ -105,8 +107,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const config = small ? { ...hostDecodeConfig(), numHiddenLayers: layers } : widthConfig(layers);
   const sample = process.argv.includes('--sample');
   const adapter = process.argv.includes('--adapter');
-  const runs = await measureWidthDecode(config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')), sample ? SAMPLE_OPTIONS : {}, Number(arg('--std', '0')), adapter);
-  const mode = (sample ? ' sampled' : '') + (adapter ? ' adapter r8 q,v' : '');
+  const quantize = arg('--quantize', 'none');
+  if (quantize !== 'none' && quantize !== 'int8' && quantize !== 'nf4') throw new Error(`--quantize ${quantize}: give int8 or nf4`);
+  const runs = await measureWidthDecode(
+    config, dtype, batch, Number(arg('--tokens', '8')), Number(arg('--runs', '3')), sample ? SAMPLE_OPTIONS : {}, Number(arg('--std', '0')), adapter, quantize === 'none' ? undefined : quantize,
+  );
+  const mode = (sample ? ' sampled' : '') + (quantize === 'none' ? '' : ` ${quantize}`) + (adapter ? ' adapter r8 q,v' : '');
   for (const r of runs) process.stdout.write(`decode${mode} C${config.hiddenSize} L${layers} ${dtype} B${batch}: ${formatCost(r, 'token')}\n`);
   const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
   process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token\n`);

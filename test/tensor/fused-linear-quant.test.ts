@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  add, cat, decodeCandidates, fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, hasF16, matmul, mul, noGrad, quantizedMatmul, quantizeHost, QuantizedWeight,
+  add, cat, checkFusedLinear, decodeCandidates, fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, hasF16, matmul, mul, noGrad, quantizedMatmul, quantizeHost, QuantizedWeight,
   reshape, rmsNorm, swiglu, tensor, transpose, type FloatDType, type FusedLora, type Tensor,
 } from '@huatuo/tensor';
+import { setFusedLinearRewrite } from '@huatuo/tensor/internal';
 import { gpu, scoped, seededValues } from './helpers.js';
 
 type Format = 'int8' | 'nf4';
@@ -110,4 +111,19 @@ test('quantized weights of two formats, or of the wrong width, do not fit one fu
       for (const w of [a, b, c]) w.dispose();
     }
   });
+});
+
+test('the on-device check refuses a quantized fused kernel that misreads its weights', async (t) => {
+  const info = await gpu();
+  if (decodeCandidates(info).length === 1) return t.skip('adapter has no fixed subgroup size');
+  const needle = 'dot(x_vec(m, k4), v)';
+  // Only the quantized kernels read x through x_vec; the dense one passes unchanged.
+  setFusedLinearRewrite({ name: 'dequant-off', rewrite: (wgsl) => wgsl.replaceAll(needle, `${needle} * 1.001`) });
+  try {
+    const outcome = await checkFusedLinear();
+    assert.equal(outcome.ok, false);
+    assert.match(outcome.ok ? '' : outcome.reason, /^f32, 1 row, int8 q\/k\/v with the norm and adapters on q and v: element \d+ is/);
+  } finally {
+    setFusedLinearRewrite(null);
+  }
 });

@@ -3,7 +3,7 @@
 
 import {
   add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
-  rope, slice, swiglu, transpose, type Tensor,
+  QuantizedWeight, rope, slice, swiglu, transpose, type FusedWeight, type Tensor,
 } from '@huatuo/tensor';
 import { AdapterPacks, fusedGroup } from './fused-adapters.js';
 import type { KvCache } from './kv-cache.js';
@@ -56,7 +56,7 @@ export class DecoderLayer {
     const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
-    // Decoding (inference, a few rows): fused products where the projections are single unquantized weights, adapters added in their epilogues.
+    // Decoding (inference, a few rows): fused products where the projections are single weights (dense or quantized), adapters added in their epilogues.
     const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
     let q: Tensor, k: Tensor, v: Tensor;
     if (cache !== undefined && !isGradEnabled()) {
@@ -119,7 +119,8 @@ export class DecoderLayer {
     const norm = { weight: this.inputNorm, eps };
     const g = fuse ? fusedGroup(x, [this.qProj, this.kProj, this.vProj], norm, this.packs, 'qkv') : null;
     if (g !== null) {
-      const [nq, nk] = [g.weights[0]!.shape[0]!, g.weights[1]!.shape[0]!];
+      const rows = (w: FusedWeight) => (w instanceof QuantizedWeight ? w.rows : w.shape[0]!);
+      const [nq, nk] = [rows(g.weights[0]!), rows(g.weights[1]!)];
       const all = fusedLinear(x, g.weights, norm, g.lora); // [B, T, nq + 2 nk]
       return [slice(all, 2, 0, nq), slice(all, 2, nq, nq + nk), slice(all, 2, nq + nk, nq + 2 * nk)];
     }

@@ -2,12 +2,12 @@
 // the adapters' down-projections h = norm(x) A_i^T in one pass, their B matrices in one buffer, so that the
 // product adds each update in its epilogue (two dispatches for any subset of adapted projections).
 
-import { cat, fusedLinear, fusedLinearFits, keep, noGrad, reshape, type FloatDType, type FusedLora, type FusedNorm, type Tensor } from '@huatuo/tensor';
+import { cat, fusedLinear, fusedLinearFits, keep, noGrad, reshape, type FloatDType, type FusedLora, type FusedNorm, type FusedWeight, type Tensor } from '@huatuo/tensor';
 import type { Linear } from './linear.js';
 
 /** Base weights of a fused product and, where any projection has an unmerged adapter, the adapters' operands. */
 export interface FusedGroup {
-  readonly weights: Tensor[];
+  readonly weights: FusedWeight[];
   readonly lora?: FusedLora;
 }
 
@@ -34,18 +34,18 @@ export class AdapterPacks {
 
 /**
  * The operands of a fused product of `linears` on x (inference: grad off, a few rows), or null where the
- * product does not fit (a quantized or split weight, an odd shape). Adapted projections cost one more
+ * product does not fit (a split weight, quantized weights the device cannot bind, an odd shape). Adapted projections cost one more
  * dispatch here: h = norm(x) A_i^T of all of them in one pass.
  */
 export function fusedGroup(x: Tensor, linears: readonly Linear[], norm: FusedNorm | undefined, packs: AdapterPacks, key: string): FusedGroup | null {
   const weights = linears.map((l) => l.baseWeight);
-  if (weights.some((w) => w === null) || !fusedLinearFits(x, weights as Tensor[], norm)) return null;
+  if (weights.some((w) => w === null) || !fusedLinearFits(x, weights as FusedWeight[], norm)) return null;
   const adapters = linears.map((l) => l.inferenceAdapter(x.dtype as FloatDType));
   const adapted = adapters.filter((a) => a !== null);
-  if (adapted.length === 0) return { weights: weights as Tensor[] };
+  if (adapted.length === 0) return { weights: weights as FusedWeight[] };
   const As = adapted.map((a) => a.A);
   if (!fusedLinearFits(x, As, norm) || adapted.some((a) => !a.B.isContiguous)) return null;
   const h = fusedLinear(x, As, norm); // [..., sum r_i]
   const b = adapted.length === 1 ? adapted[0]!.B : packs.pack(key, adapted.map((a) => a.B));
-  return { weights: weights as Tensor[], lora: { h, b, adapters: adapters.map((a) => (a === null ? null : { rank: a.A.shape[0]!, scaling: a.scaling })) } };
+  return { weights: weights as FusedWeight[], lora: { h, b, adapters: adapters.map((a) => (a === null ? null : { rank: a.A.shape[0]!, scaling: a.scaling })) } };
 }

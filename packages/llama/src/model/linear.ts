@@ -7,7 +7,7 @@
 
 import {
   add, cast, cat, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, matmul, mul, noGrad,
-  quantizedMatmul, transpose, type FloatDType, type QuantizedWeight, type Tensor,
+  quantizedMatmul, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
 } from '@huatuo/tensor';
 
 /** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
@@ -65,9 +65,9 @@ export class Linear {
     this.isMerged = merged;
   }
 
-  /** The weight [out, in] when the base product is y = x W^T with W in one part (not quantized), else null; an unmerged adapter comes on top. */
-  get baseWeight(): Tensor | null {
-    return this.quantized === null && this.parts.length === 1 ? this.parts[0]! : null;
+  /** The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; an unmerged adapter comes on top. */
+  get baseWeight(): FusedWeight | null {
+    return this.quantized ?? (this.parts.length === 1 ? this.parts[0]! : null);
   }
 
   /**

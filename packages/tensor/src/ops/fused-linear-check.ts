@@ -1,7 +1,7 @@
 // The on-device check the fused decode products pass before decoding prefers them by default: each
 // epilogue (concatenated q/k/v with the norm, the residual add, SwiGLU with the norm), with and without
 // LoRA adapters of odd ranks and scalings, at awkward sizes and 1 and 2 rows, in f32 and f16, against the
-// separate ops on the same device.
+// separate ops on the same device; the same over int8 and NF4 weights where the device binds their kernels.
 import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
 import { tensor } from '../creation.js';
@@ -15,6 +15,9 @@ import { matmul } from './matmul.js';
 import { rmsNorm } from './rmsnorm.js';
 import { swiglu } from './swiglu.js';
 import { cat, reshape, transpose } from './views.js';
+import { quantizeHost } from '../quant/formats.js';
+import { QuantizedWeight } from '../quant/weight.js';
+import { quantizedMatmul } from './quantized-matmul.js';
 import { checkValues as values } from '../check-values.js';
 
 /** The outcome of the check on one device: passed, or refused with the reason. */
@@ -67,6 +70,7 @@ async function runCheck(rt: Runtime): Promise<FusedLinearCheck> {
       let outcome: FusedLinearCheck;
       try {
         outcome = await compareCase(dtype, rows, what);
+        if (outcome.ok) outcome = await compareQuantized(dtype, rows, what);
       } catch (e) {
         outcome = { ok: false, reason: `${what}: ${(e as Error).message}` };
       }
@@ -121,6 +125,56 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
     }),
   );
   if (pairs === null) return { ok: false, reason: `${what}: the fused kernel does not fit this adapter` };
+  return compare(pairs, dtype, what);
+}
+
+/**
+ * The three fused products over int8 and NF4 weights (K 136: rows starting inside chunks, NF4 blocks
+ * straddling rows) against quantizedMatmul and the separate ops, with adapters on q and v, o, and gate;
+ * skipped where the device cannot bind the quantized kernels (fusedLinearFits refuses them there).
+ */
+async function compareQuantized(dtype: FloatDType, rows: number, what: string): Promise<FusedLinearCheck> {
+  const K = 136;
+  const make = (shape: number[], seed: number, scale = 1) => tensor(values(shape.reduce((p, d) => p * d, 1), seed).map((v) => v * scale), shape, { dtype });
+  for (const format of ['int8', 'nf4'] as const) {
+    const ws = [36, 20, 20, 44, 28, 28].map((n, i) => QuantizedWeight.upload(quantizeHost(values(n * K, 40 + i).map((v) => v * 0.1), n, K, format), 'check'));
+    const [wq, wk, wv, wo, wg, wu] = ws as [QuantizedWeight, QuantizedWeight, QuantizedWeight, QuantizedWeight, QuantizedWeight, QuantizedWeight];
+    try {
+      const pairs = noGrad(() =>
+        tidy(() => {
+          const x = make([rows, K], 1);
+          const g = make([K], 2);
+          const norm = { weight: g, eps: 1e-5 };
+          if (!fusedLinearFits(x, [wq, wk, wv], norm)) return null;
+          const res = make([rows, 44], 3);
+          const h = rmsNorm(x, g, 1e-5);
+          const lin = (t: Tensor, w: Tensor) => matmul(t, transpose(w));
+          const [aq, av, ao, ag] = [8, 3, 5, 4].map((r, i) => make([r, K], 50 + i, 0.1));
+          const [bq, bv, bo, bg] = [[36, 8], [20, 3], [44, 5], [28, 4]].map((shape, i) => make(shape, 60 + i));
+          const adapted = (t: Tensor, w: QuantizedWeight, a: Tensor, b: Tensor, s: number) => add(quantizedMatmul(t, w), mul(lin(lin(t, a), b), s));
+          const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
+          const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: 2 }, null, { rank: 3, scaling: -0.5 }] };
+          const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: 0.75 }] };
+          const mlpLora = { h: fusedLinear(x, [ag!], norm), b: bg!, adapters: [{ rank: 4, scaling: 2 }, null] };
+          return [
+            [`${format} q/k/v with the norm and adapters on q and v`, fusedLinear(x, [wq, wk, wv], norm, qkvLora), cat([adapted(h, wq, aq!, bq!, 2), quantizedMatmul(h, wk), adapted(h, wv, av!, bv!, -0.5)], -1)],
+            [`${format} residual add with an adapter`, fusedLinearAdd(res, x, wo, oLora), add(res, adapted(x, wo, ao!, bo!, 0.75))],
+            [`${format} gate/up with SwiGLU, the norm and an adapter on gate`, fusedLinearSwiglu(x, wg, wu, norm, mlpLora), swiglu(adapted(h, wg, ag!, bg!, 2), quantizedMatmul(h, wu))],
+          ] as Array<[string, Tensor, Tensor]>;
+        }),
+      );
+      if (pairs === null) return { ok: true };
+      const outcome = await compare(pairs, dtype, what);
+      if (!outcome.ok) return outcome;
+    } finally {
+      for (const w of ws) w.dispose();
+    }
+  }
+  return { ok: true };
+}
+
+/** Each fused result against its separate ops' within the dtype's bound; disposes both. */
+async function compare(pairs: Array<[string, Tensor, Tensor]>, dtype: FloatDType, what: string): Promise<FusedLinearCheck> {
   try {
     const [atol, rtol] = dtype === 'f16' ? [2e-2, 2e-2] : [1e-4, 1e-4];
     for (const [name, fused, separate] of pairs) {
