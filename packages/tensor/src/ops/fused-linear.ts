@@ -33,7 +33,8 @@ export const FUSED_LINEAR_MAX_ROWS = 4;
 /**
  * Whether the fused products can run x [..., K] against `weights` (each [N_i, K]): an adapter with a
  * fixed subgroup size, f32 or f16 throughout, at most {@link FUSED_LINEAR_MAX_ROWS} rows of x, K and
- * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record.
+ * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record. Quantized weights
+ * must share one format, and the device must bind their kernel's storage buffers (int8 11, NF4 15).
  */
 export function fusedLinearFits(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm): boolean {
   const rt = getRuntime();
