@@ -105,23 +105,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // rows (part 1) are the gate rows' of the same index.
     var w: array<vec4<u32>, ROWS * U>;
     var wu: array<vec4<u32>, ROWS * U>;
-    for (var j = 0u; j < U; j++) {
-      for (var i = 0u; i < ROWS; i++) {
-        let ci = first[i] + min(c0 + lane + j * SG, count[i] - 1u);
-        w[j * ROWS + i] = load_codes(parts[i], ci);
-        if (p.epi == 2u) { wu[j * ROWS + i] = load_codes(1u, ci); }
-      }
+    for (var t = 0u; t < ROWS * U; t++) {
+      let i = t % ROWS;
+      let ci = first[i] + min(c0 + lane + (t / ROWS) * SG, count[i] - 1u);
+      w[t] = load_codes(parts[i], ci);
+      if (p.epi == 2u) { wu[t] = load_codes(1u, ci); }
     }
-    for (var j = 0u; j < U; j++) {
-      let c = c0 + lane + j * SG;
-      for (var i = 0u; i < ROWS; i++) {
-        if (c < count[i]) {
-          let d = chunk_dots(parts[i], locals[i], first[i] + c, w[j * ROWS + i]);
-          for (var m = 0u; m < MR; m++) { sums[i * MR + m] += d[m]; }
-          if (p.epi == 2u) {
-            let du = chunk_dots(1u, locals[i], first[i] + c, wu[j * ROWS + i]);
-            for (var m = 0u; m < MR; m++) { sums_up[i * MR + m] += du[m]; }
-          }
+    // One loop over the pass's chunks (not one per row and load), so that the format's decoding is inlined
+    // twice, not 2 ROWS U times: CPU drivers' compile time grows with each copy.
+    for (var t = 0u; t < ROWS * U; t++) {
+      let i = t % ROWS;
+      let c = c0 + lane + (t / ROWS) * SG;
+      if (c < count[i]) {
+        let d = chunk_dots(parts[i], locals[i], first[i] + c, w[t]);
+        for (var m = 0u; m < MR; m++) { sums[i * MR + m] += d[m]; }
+        if (p.epi == 2u) {
+          let du = chunk_dots(1u, locals[i], first[i] + c, wu[t]);
+          for (var m = 0u; m < MR; m++) { sums_up[i * MR + m] += du[m]; }
         }
       }
     }
