@@ -49,14 +49,20 @@ async function stepShown(page: Page): Promise<number> {
 async function ask(page: Page): Promise<{ base: string; adapted: string; partials: number }> {
   await page.fill('#question', QUESTION);
   await page.fill('#max-tokens', String(MAX_TOKENS));
+  // Every text the base pane shows before its answer is final, seen by the page itself (polling from
+  // here would miss the texts of tokens that stream faster than a round trip to the browser).
+  await page.evaluate(() => {
+    const pane = document.getElementById('answer-base')!;
+    const seen = new Set<string>();
+    (window as unknown as { basePartials: Set<string> }).basePartials = seen;
+    new MutationObserver(() => {
+      if (pane.dataset.answer === undefined) seen.add(pane.textContent ?? '');
+    }).observe(pane, { childList: true, characterData: true, subtree: true });
+  });
   await page.click('#ask');
-  const seen = new Set<string>();
-  const deadline = Date.now() + 120_000;
-  while (!(await page.getAttribute('#answer-adapted', 'data-answer')) && Date.now() < deadline) {
-    if ((await page.getAttribute('#answer-base', 'data-answer')) === null) seen.add((await page.textContent('#answer-base')) ?? '');
-    await page.waitForTimeout(15);
-  }
-  return { base: (await page.getAttribute('#answer-base', 'data-answer'))!, adapted: (await page.getAttribute('#answer-adapted', 'data-answer'))!, partials: seen.size };
+  await page.waitForFunction(() => document.getElementById('answer-adapted')!.dataset.answer !== undefined, null, { timeout: 120_000 });
+  const partials = await page.evaluate(() => (window as unknown as { basePartials: Set<string> }).basePartials.size);
+  return { base: (await page.getAttribute('#answer-base', 'data-answer'))!, adapted: (await page.getAttribute('#answer-adapted', 'data-answer'))!, partials };
 }
 
 test(
