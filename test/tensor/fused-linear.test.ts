@@ -118,7 +118,7 @@ test('a fused product of one row equals matmul with the wide matrix-vector kerne
   }
 });
 
-test('fused products refuse what they do not fit: K off the 16-byte chunk, more than 4 rows, a recorded gradient', async (t) => {
+test('fused products refuse what they do not fit: K off the 16-byte chunk, more than 4 rows, a recorded gradient, a norm weight at an offset', async (t) => {
   const info = await gpu();
   if (decodeCandidates(info).length === 1) return t.skip('adapter has no fixed subgroup size');
   assert.ok(deviceInfo() !== null);
@@ -131,6 +131,12 @@ test('fused products refuse what they do not fit: K off the 16-byte chunk, more 
     const x = tensor(seededValues(8, 2), [1, 8]).requireGrad();
     assert.equal(fusedLinearFits(x, [w8]), false);
     assert.equal(noGrad(() => fusedLinearFits(x, [w8])), true);
+    // A norm weight that is a view at an offset (the kernels read the weight from its buffer's start).
+    const g = tensor(seededValues(16, 3), [16]);
+    const x1 = tensor(seededValues(8, 2), [1, 8]);
+    assert.equal(noGrad(() => fusedLinearFits(x1, [w8], { weight: g.slice(0, 0, 8), eps: 1e-6 })), true);
+    assert.equal(noGrad(() => fusedLinearFits(x1, [w8], { weight: g.slice(0, 8, 16), eps: 1e-6 })), false);
+    assert.throws(() => noGrad(() => fusedLinear(x1, [w8], { weight: g.slice(0, 8, 16), eps: 1e-6 })), /not a view at an offset/);
   });
 });
 

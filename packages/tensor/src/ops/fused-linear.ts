@@ -19,11 +19,10 @@ export type { FusedAdapter, FusedLora, FusedNorm } from './fused-linear-launch.j
 export type FusedWeight = Tensor | QuantizedWeight;
 
 /** Whether quantized `weights` fit: one format, [N_i, K], and the device binds the kernel's storage buffers. */
-function quantizedFits(x: Tensor, weights: readonly QuantizedWeight[], K: number, norm?: FusedNorm): boolean {
+function quantizedFits(x: Tensor, weights: readonly QuantizedWeight[], K: number): boolean {
   const format = weights[0]!.format;
   if (getRuntime().device.limits.maxStorageBuffersPerShaderStage < FUSED_QUANT_BINDINGS[format]) return false;
   if (x.isContiguous && x.offset % 4 !== 0) return false;
-  if (norm !== undefined && norm.weight.offset !== 0) return false;
   return weights.every((w) => w.format === format && w.cols === K && w.rows > 0);
 }
 
@@ -33,8 +32,9 @@ export const FUSED_LINEAR_MAX_ROWS = 4;
 /**
  * Whether the fused products can run x [..., K] against `weights` (each [N_i, K]): an adapter with a
  * fixed subgroup size, f32 or f16 throughout, at most {@link FUSED_LINEAR_MAX_ROWS} rows of x, K and
- * the offsets in whole 16-byte chunks, contiguous weights, and no gradient to record. Quantized weights
- * must share one format, and the device must bind their kernel's storage buffers (int8 11, NF4 15).
+ * the offsets in whole 16-byte chunks, contiguous weights, a norm weight that is not a view at an offset,
+ * and no gradient to record. Quantized weights must share one format, and the device must bind their
+ * kernel's storage buffers (int8 11, NF4 15).
  */
 export function fusedLinearFits(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm): boolean {
   const rt = getRuntime();
@@ -45,8 +45,9 @@ export function fusedLinearFits(x: Tensor, weights: readonly FusedWeight[], norm
   if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || K % ce !== 0 || weights.length < 1 || weights.length > 3) return false;
   if (isGradEnabled() && (x.requiresGrad || weights.some((w) => !(w instanceof QuantizedWeight) && w.requiresGrad) || norm?.weight.requiresGrad)) return false;
   const g = norm?.weight;
-  if (g !== undefined && (g.dtype !== x.dtype || g.rank !== 1 || g.shape[0] !== K || !g.isContiguous || g.offset % ce !== 0)) return false;
-  if (weights.some((w) => w instanceof QuantizedWeight)) return weights.every((w) => w instanceof QuantizedWeight) && quantizedFits(x, weights as QuantizedWeight[], K, norm);
+  // The kernels read the norm weight from the start of its buffer.
+  if (g !== undefined && (g.dtype !== x.dtype || g.rank !== 1 || g.shape[0] !== K || !g.isContiguous || g.offset !== 0)) return false;
+  if (weights.some((w) => w instanceof QuantizedWeight)) return weights.every((w) => w instanceof QuantizedWeight) && quantizedFits(x, weights as QuantizedWeight[], K);
   return (weights as Tensor[]).every((w) => w.dtype === x.dtype && w.rank === 2 && w.shape[1] === K && w.shape[0]! > 0 && w.isContiguous && w.offset % ce === 0);
 }
 
@@ -86,7 +87,7 @@ function check(op: string, x: Tensor, weights: readonly FusedWeight[], norm?: Fu
   }
   throw new ValueError(
     `${op}: x ${x.dtype} ${fmtShape(x.shape)} with weights ${weights.map(describe).join(', ')} do not fit the fused kernel ` +
-      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights and norm weight [K], no gradient; ` +
+      `(needs subgroups, at most ${FUSED_LINEAR_MAX_ROWS} rows, K a multiple of ${chunkOf(x)}, contiguous weights, a norm weight [K] that starts its buffer (not a view at an offset), no gradient; ` +
       `quantized weights all of one format, on a device binding ${FUSED_QUANT_BINDINGS.nf4} storage buffers a stage for NF4, ${FUSED_QUANT_BINDINGS.int8} for int8); check fusedLinearFits first`,
   );
 }
