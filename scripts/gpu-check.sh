@@ -8,7 +8,8 @@
 # against the f16 product at 2048x4096x4096 (bench/quant.bench.ts). `decode` times the fused decode kernels
 # against the separate ops (bench/decode-fused.bench.ts), then greedy decoding at LLaMA-7B width with 2 and 4
 # layers, with the fused products and the step run ahead each on and off, and at 2 layers with an unmerged
-# LoRA adapter (fused on and off) and with sampling (run ahead on and off) (bench/decode-width.bench.ts).
+# LoRA adapter (fused on and off), with sampling (run ahead on and off), and with an NF4 base and adapter
+# (QLoRA; fused on and off) (bench/decode-width.bench.ts).
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -34,7 +35,8 @@ for step in "${steps[@]}"; do
           done
         done
       done | tee "$out/decode-width.log"
-      for extra in "--adapter --fused on" "--adapter --fused off" "--sample --pipelined on" "--sample --pipelined off"; do
+      for extra in "--adapter --fused on" "--adapter --fused off" "--sample --pipelined on" "--sample --pipelined off" \
+                   "--quantize nf4 --adapter --fused on" "--quantize nf4 --adapter --fused off"; do
         echo "-- layers 2, $extra"
         timeout "${DECODE_TIMEOUT:-300}" node --conditions=source --import tsx bench/decode-width.bench.ts --layers 2 --tokens 32 --runs 3 --dtype f16 $extra 2>&1
       done | tee -a "$out/decode-width.log" ;;
