@@ -92,6 +92,38 @@ export interface RunArgs {
   loraOnly?: number;
 }
 
+/**
+ * The adapter epilogue's uniforms (both fused kernels): where h starts and its row length, and each adapted
+ * weight's rank, scaling, first column of h and first element of b, in weight order (`rows(i)`: weight i's
+ * outputs, the rows of its B).
+ */
+export function adapterParams(lora: FusedLora | undefined, h: Tensor | null, rows: (i: number) => number): AdapterParams {
+  const r: [number, number, number] = [0, 0, 0];
+  const sc: [number, number, number] = [0, 0, 0];
+  const c: [number, number, number] = [0, 0, 0];
+  const b: [number, number, number] = [0, 0, 0];
+  if (lora !== undefined) {
+    let [hCol, bStart] = [0, lora.b.offset];
+    lora.adapters.forEach((ad, i) => {
+      if (ad === null) return;
+      [r[i], sc[i], c[i], b[i]] = [ad.rank, ad.scaling, hCol, bStart];
+      hCol += ad.rank;
+      bStart += ad.rank * rows(i);
+    });
+  }
+  return {
+    h_offset: h?.offset ?? 0,
+    h_row: r[0] + r[1] + r[2],
+    lr0: r[0], lr1: r[1], lr2: r[2],
+    lh0: c[0], lh1: c[1], lh2: c[2],
+    lb0: b[0], lb1: b[1], lb2: b[2],
+    ls0: sc[0], ls1: sc[1], ls2: sc[2],
+  };
+}
+
+/** The adapter epilogue's uniforms of {@link adapterParams}. */
+type AdapterParams = Record<'h_offset' | 'h_row' | `${'lr' | 'lh' | 'lb' | 'ls'}${0 | 1 | 2}`, number>;
+
 /** Dispatches the fused kernel for `a` (checked by the caller) and returns its output [..., N]. */
 export function runFused(op: string, a: RunArgs): Tensor {
   const { epi, x, weights, norm, lora } = a;
@@ -138,21 +170,6 @@ export function runFused(op: string, a: RunArgs): Tensor {
   const [w1, w2] = [weights[1] ?? w0, weights[2] ?? w0];
   const n1 = epi === Epilogue.Cat ? weights[0]!.shape[0]! : N;
   const n2 = epi === Epilogue.Cat && weights.length > 1 ? n1 + weights[1]!.shape[0]! : N;
-  // Each adapter's rank, scaling, first column of h and first element of b, in weight order.
-  const ranks = [0, 0, 0];
-  const scalings = [0, 0, 0];
-  const hCols = [0, 0, 0];
-  const bStarts = [0, 0, 0];
-  if (lora !== undefined) {
-    let [hCol, bStart] = [0, lora.b.offset];
-    lora.adapters.forEach((ad, i) => {
-      if (ad === null) return;
-      [ranks[i], scalings[i], hCols[i], bStarts[i]] = [ad.rank, ad.scaling, hCol, bStart];
-      hCol += ad.rank;
-      bStart += ad.rank * (a.loraOnly ?? weights[i]!.shape[0]!);
-    });
-  }
-  const R = ranks[0]! + ranks[1]! + ranks[2]!;
   const params = packParams('matvec_fused', {
     N,
     K: K / ce,
@@ -168,20 +185,7 @@ export function runFused(op: string, a: RunArgs): Tensor {
     eps: norm?.eps ?? 0,
     epi,
     norm: norm === undefined ? 0 : 1,
-    h_offset: hc?.offset ?? 0,
-    h_row: R,
-    lr0: ranks[0]!,
-    lr1: ranks[1]!,
-    lr2: ranks[2]!,
-    lh0: hCols[0]!,
-    lh1: hCols[1]!,
-    lh2: hCols[2]!,
-    lb0: bStarts[0]!,
-    lb1: bStarts[1]!,
-    lb2: bStarts[2]!,
-    ls0: scalings[0]!,
-    ls1: scalings[1]!,
-    ls2: scalings[2]!,
+    ...adapterParams(lora, hc, (i) => a.loraOnly ?? weights[i]!.shape[0]!),
   });
   // h is read from r (cat, swiglu) or from w1 (add, whose r is the residual).
   const hb = hc?.buffer(op);

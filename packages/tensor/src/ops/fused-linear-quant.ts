@@ -8,7 +8,7 @@ import { v3SubgroupSize } from '../matmul-choice.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 import { empty, type Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
-import { Epilogue, fusedLinearRewrite, UNROLL, type RunArgs } from './fused-linear-launch.js';
+import { adapterParams, Epilogue, fusedLinearRewrite, UNROLL, type RunArgs } from './fused-linear-launch.js';
 import { contiguousData } from './launch.js';
 
 /** Storage buffers a stage the fused kernel of each format binds. */
@@ -56,19 +56,6 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
   const [w0, w1, w2] = [weights[0]!, weights[1] ?? weights[0]!, weights[2] ?? weights[0]!];
   const n1 = epi === Epilogue.Cat ? w0.rows : N;
   const n2 = epi === Epilogue.Cat && weights.length > 1 ? n1 + w1.rows : N;
-  const ranks = [0, 0, 0];
-  const scalings = [0, 0, 0];
-  const hCols = [0, 0, 0];
-  const bStarts = [0, 0, 0];
-  if (lora !== undefined) {
-    let [hCol, bStart] = [0, lora.b.offset];
-    lora.adapters.forEach((ad, i) => {
-      if (ad === null) return;
-      [ranks[i], scalings[i], hCols[i], bStarts[i]] = [ad.rank, ad.scaling, hCol, bStart];
-      hCol += ad.rank;
-      bStart += ad.rank * weights[i]!.rows;
-    });
-  }
   const params = packParams('matvec_fused_q', {
     N,
     K: K / 4,
@@ -83,20 +70,7 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
     eps: norm?.eps ?? 0,
     epi,
     norm: norm === undefined ? 0 : 1,
-    h_offset: hc?.offset ?? 0,
-    h_row: ranks[0]! + ranks[1]! + ranks[2]!,
-    lr0: ranks[0]!,
-    lr1: ranks[1]!,
-    lr2: ranks[2]!,
-    lh0: hCols[0]!,
-    lh1: hCols[1]!,
-    lh2: hCols[2]!,
-    lb0: bStarts[0]!,
-    lb1: bStarts[1]!,
-    lb2: bStarts[2]!,
-    ls0: scalings[0]!,
-    ls1: scalings[1]!,
-    ls2: scalings[2]!,
+    ...adapterParams(lora, hc, (i) => weights[i]!.rows),
     o0: w0.offset,
     o1: w1.offset,
     o2: w2.offset,
