@@ -124,6 +124,32 @@ export function adapterParams(lora: FusedLora | undefined, h: Tensor | null, row
 /** The adapter epilogue's uniforms of {@link adapterParams}. */
 type AdapterParams = Record<'h_offset' | 'h_row' | `${'lr' | 'lh' | 'lb' | 'ls'}${0 | 1 | 2}`, number>;
 
+/** Subgroups a workgroup of the fused kernels: the wide decode kernel's, as the device's matmul choice has it. */
+export function decodeGroups(rt: Runtime): number {
+  const decode = choiceFor(rt).decode;
+  return decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
+}
+
+/**
+ * The fused kernel `name` with the defines `make` gives (with the rewrite of {@link setFusedLinearRewrite}
+ * in force), compiled once per runtime and `key` (what the defines depend on).
+ */
+export function fusedKernel(rt: Runtime, name: 'matvec_fused' | 'matvec_fused_int8' | 'matvec_fused_nf4', key: string, make: () => Record<string, string>): CompiledKernel {
+  const rw = rewrite;
+  const full = `${name}|${key}|${rw?.name ?? ''}`;
+  let byKey = kernels.get(rt);
+  if (!byKey) kernels.set(rt, (byKey = new Map()));
+  let kernel = byKey.get(full);
+  if (!kernel) {
+    const defines = make();
+    const base = variantKey(name, defines);
+    const wgsl = kernelSource(name, defines, base);
+    kernel = rw === null ? rt.kernel(base, wgsl, base) : rt.kernel(`${base}+${rw.name}`, rw.rewrite(wgsl), `${base}+${rw.name}`);
+    byKey.set(full, kernel);
+  }
+  return kernel;
+}
+
 /** Dispatches the fused kernel for `a` (checked by the caller) and returns its output [..., N]. */
 export function runFused(op: string, a: RunArgs): Tensor {
   const { epi, x, weights, norm, lora } = a;
@@ -136,20 +162,14 @@ export function runFused(op: string, a: RunArgs): Tensor {
   const xc = contiguousData(op, x);
   const r = a.residual === undefined ? null : contiguousData(op, a.residual);
   const hc = lora === undefined ? null : contiguousData(op, lora.h);
-  const decode = choiceFor(rt).decode;
-  const G = decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
+  const G = decodeGroups(rt);
   const sg = v3SubgroupSize(rt.info);
   // The epilogue, the norm and the adapters are uniforms: one pipeline per dtype and row count.
   const ROWS = rowsPerSubgroup(rt);
-  const rw = rewrite;
-  const key = `${x.dtype}|${M}|${G}|${ROWS}|${rw?.name ?? ''}`;
-  let byKey = kernels.get(rt);
-  if (!byKey) kernels.set(rt, (byKey = new Map()));
-  let kernel = byKey.get(key);
-  if (!kernel) {
+  const kernel = fusedKernel(rt, 'matvec_fused', `${x.dtype}|${M}|${G}|${ROWS}`, () => {
     const f16 = x.dtype === 'f16';
     const pair = (c: string) => `dot(unpack2x16float(xc.${c}), unpack2x16float(wc.${c}))`;
-    const defines = {
+    return {
       T: x.dtype,
       CH: f16 ? 'vec4<u32>' : 'vec4<f32>',
       CHUNK_DOT: f16 ? `  return ${['x', 'y', 'z', 'w'].map(pair).join(' + ')};` : '  return dot(xc, wc);',
@@ -161,11 +181,7 @@ export function runFused(op: string, a: RunArgs): Tensor {
       CE: String(ce),
       ...(f16 ? F16_NORM : F32_NORM),
     };
-    const base = variantKey('matvec_fused', defines);
-    const wgsl = kernelSource('matvec_fused', defines, base);
-    kernel = rw === null ? rt.kernel(base, wgsl, base) : rt.kernel(`${base}+${rw.name}`, rw.rewrite(wgsl), `${base}+${rw.name}`);
-    byKey.set(key, kernel);
-  }
+  });
   const w0 = weights[0] ?? x;
   const [w1, w2] = [weights[1] ?? w0, weights[2] ?? w0];
   const n1 = epi === Epilogue.Cat ? weights[0]!.shape[0]! : N;

@@ -2,13 +2,11 @@
 // matvec_fused_nf4.wgsl): the epilogues and operands of fused-linear-launch.ts, the weights' codes and scales
 // bound per part. Needs more storage buffers a stage than WebGPU's default 8 (int8 11, NF4 15).
 import { getRuntime } from '../backend/context.js';
-import type { CompiledKernel, Runtime } from '../backend/runtime.js';
-import { grid1d, kernelSource, packParams, variantKey } from '../kernels.js';
+import { grid1d, packParams } from '../kernels.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 import { empty, type Tensor } from '../tensor.js';
-import { choiceFor } from '../tuning.js';
-import { adapterParams, Epilogue, fusedLinearRewrite, UNROLL, type RunArgs } from './fused-linear-launch.js';
+import { adapterParams, decodeGroups, Epilogue, fusedKernel, UNROLL, type RunArgs } from './fused-linear-launch.js';
 import { contiguousData } from './launch.js';
 
 /** Storage buffers a stage the fused kernel of each format binds. */
@@ -17,7 +15,6 @@ export const FUSED_QUANT_BINDINGS = { int8: 11, nf4: 15 } as const;
 /** Rows a subgroup owns: the quantized matrix-vector kernels' 2 on every adapter (more multiply the compile time on CPU drivers). */
 const ROWS = 2;
 
-const kernels = new WeakMap<Runtime, Map<string, CompiledKernel>>();
 
 /** What a quantized launch computes: {@link RunArgs} with quantized weights (one format). */
 export interface QuantRunArgs extends Omit<RunArgs, 'weights' | 'loraOnly'> {
@@ -36,22 +33,13 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
   const xc = contiguousData(op, x);
   const r = a.residual === undefined ? null : contiguousData(op, a.residual);
   const hc = lora === undefined ? null : contiguousData(op, lora.h);
-  const decode = choiceFor(rt).decode;
-  const G = decode?.kernel === 'matvec' && decode.wide && decode.groups ? decode.groups : 1;
-  const rw = fusedLinearRewrite();
+  const G = decodeGroups(rt);
   const name = format === 'int8' ? 'matvec_fused_int8' : 'matvec_fused_nf4';
-  const key = `${name}|${x.dtype}|${M}|${G}|${ROWS}|${rw?.name ?? ''}`;
-  let byKey = kernels.get(rt);
-  if (!byKey) kernels.set(rt, (byKey = new Map()));
-  let kernel = byKey.get(key);
-  if (!kernel) {
+  const kernel = fusedKernel(rt, name, `${x.dtype}|${M}|${G}|${ROWS}`, () => {
     const defines: Record<string, string> = { T: x.dtype, SG: String(v3SubgroupSize(rt.info)), ROWS: String(ROWS), U: String(UNROLL), G: String(G), MR: String(M) };
     if (format === 'nf4') defines.WG_TABLE = String(!rt.info.isFallbackAdapter);
-    const base = variantKey(name, defines);
-    const wgsl = kernelSource(name, defines, base);
-    kernel = rw === null ? rt.kernel(base, wgsl, base) : rt.kernel(`${base}+${rw.name}`, rw.rewrite(wgsl), `${base}+${rw.name}`);
-    byKey.set(key, kernel);
-  }
+    return defines;
+  });
   const E = format === 'int8' ? 16 : 32;
   const [w0, w1, w2] = [weights[0]!, weights[1] ?? weights[0]!, weights[2] ?? weights[0]!];
   const n1 = epi === Epilogue.Cat ? w0.rows : N;
