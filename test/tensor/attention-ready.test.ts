@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attention, DTypeError, profile, readyAttention, runtimeStats, tensor, ValueError, type FloatDType, type Tensor } from '@huatuo/tensor';
-import { getRuntime, setAttentionKernel, setV2Rewrite } from '@huatuo/tensor/internal';
+import { getRuntime, setAttentionKernel, setV2Creation, setV2Rewrite } from '@huatuo/tensor/internal';
 import { assertClose, gpu, inBackground, seededValues } from './helpers.js';
 
 const KERNEL_LABELS = ['attention', 'attention backward dq', 'attention backward dk dv'];
@@ -114,6 +114,22 @@ test('where v2 is created in place readyAttention starts nothing and says which 
     assert.ok(forced.every((r) => r.runs === 'v1' && /forced/.test(r.reason!)), JSON.stringify(forced));
   } finally {
     setAttentionKernel(null);
+  }
+});
+
+test('with composed attention forced readyAttention creates no fused pipeline and says composed runs', async () => {
+  await gpu();
+  setAttentionKernel('composed');
+  setV2Creation('async');
+  try {
+    const pipelines = runtimeStats().pipelines;
+    const ready = await readyAttention({ headDim: 40, backward: true, decode: true });
+    assert.equal(runtimeStats().pipelines, pipelines, 'no fused pipeline is created');
+    assert.equal(ready.length, 4);
+    assert.ok(ready.every((r) => r.runs === 'composed' && /composed attention is forced/.test(r.reason!)), JSON.stringify(ready));
+  } finally {
+    setAttentionKernel(null);
+    setV2Creation(null);
   }
 });
 

@@ -18,13 +18,16 @@ export interface ReadyAttentionOptions {
   decode?: boolean;
 }
 
-/** What one fused attention kernel will run after {@link readyAttention}: v2, or v1 and why. */
+/**
+ * What one fused attention kernel will run after {@link readyAttention}: v2, or v1 and why, or no fused
+ * kernel at all because composed attention is forced (setAttentionKernel('composed')).
+ */
 export interface AttentionReadiness {
   kernel: AttentionV2Kernel;
   headDim: number;
   dtype: FloatDType;
-  runs: 'v1' | 'v2';
-  /** Why v1 runs: forced, no v2 layout for this head dim on this adapter, or the device's refusal. */
+  runs: 'v1' | 'v2' | 'composed';
+  /** Why v1 or composed runs: forced, no v2 layout for this head dim on this adapter, or the device's refusal. */
   reason?: string;
 }
 
@@ -50,12 +53,14 @@ export async function readyAttention(options: ReadyAttentionOptions): Promise<At
   const kernels: AttentionV2Kernel[] = ['attention_forward.v2'];
   if (options.backward) kernels.push('attention_backward_dq.v2', 'attention_backward_dkv.v2');
   if (options.decode) kernels.push('attention_decode_partial.v2');
+  const composed = forcedAttentionKernel() === 'composed';
   const calls: { what: Omit<AttentionReadiness, 'runs'>; v: V2Variant | null }[] = [];
   for (const headDim of dims) {
     for (const dtype of dtypes) {
-      for (const kernel of kernels) calls.push({ what: { kernel, headDim, dtype }, v: v2Variant(rt, kernel, dtype, headDim) });
+      for (const kernel of kernels) calls.push({ what: { kernel, headDim, dtype }, v: composed ? null : v2Variant(rt, kernel, dtype, headDim) });
     }
   }
+  if (composed) return calls.map(({ what }) => ({ ...what, runs: 'composed', reason: 'composed attention is forced (setAttentionKernel)' }));
   const background = calls.filter((c) => c.v !== null && !v2CreatedInPlace(c.v.sg));
   await Promise.all(background.map((c) => startV2(rt, c.v!)).map((s) => ('pending' in s ? s.pending : undefined)));
   return calls.map(({ what, v }): AttentionReadiness => {
