@@ -10,6 +10,9 @@
 # layers, with the fused products and the step run ahead each on and off, and at 2 layers with an unmerged
 # LoRA adapter (fused on and off), with sampling (run ahead on and off), and with an NF4 base and adapter
 # (QLoRA; fused on and off) (bench/decode-width.bench.ts).
+# Each step has its own time limit (*_TIMEOUT, seconds). Together they take longer than one 10-minute
+# command: on a short lease run `bench` alone first (the GPU table beside PyTorch), then `tests report`,
+# then `decode quant`.
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
