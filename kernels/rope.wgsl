@@ -3,9 +3,10 @@
 // s = sin(pos * inv_freq[j]) from the host-computed f32 tables (rounded to T as HF casts them):
 // out[n, t, j] = x[j] * c - x[j + h] * s; out[n, t, j + h] = x[j + h] * c + x[j] * s.
 // sign = -1 applies the inverse rotation (the backward). pos = positions[(n / per_batch) * pos_bstride + t]
-// (pos_bstride 0 for [T] positions). Positions outside the table fall back to GPU cos/sin.
+// (pos_bstride 0 for [T] positions). Positions outside the table fall back to GPU cos/sin of the angle.
 // Bindings: 0 Params (uniform); 1 x: array<T> read; 2 positions: array<i32> read;
-// 3 cos_t: array<f32> read ([rows, h]); 4 sin_t: array<f32> read ([rows, h]); 5 out: array<T> read_write.
+// 3 cos_t: array<f32> read ([rows + 1, h], row `rows` = inv_freq); 4 sin_t: array<f32> read ([rows + 1, h]);
+// 5 out: array<T> read_write.
 // Workgroup: 256 threads, one (n, t, j) pair each; 2-D grid beyond 65535 workgroups.
 alias T = f32;
 
@@ -17,7 +18,6 @@ alias T = f32;
 //!   pos_bstride: u32
 //!   table_rows: u32
 //!   sign: f32
-//!   theta: f32
 //! bindings
 //!   x: array<T> read
 //!   positions: array<i32> read

@@ -1,10 +1,11 @@
 /// Shared by the RoPE kernels (rope, rope_cache): the (cos, sin) of a pair at a position, and the
 /// rotation of the pair, Hugging Face LLaMA's rotate_half with its roundings to T.
 // (cos, sin) of pair j < h at position pos: the host's f32 table where it has the position (the kernel's
-// table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here.
+// table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here, inv_freq[j] being the
+// first component of the row after the table (the host's inverse frequencies, scaled as the table is).
 fn rope_cs(pos: i32, j: u32) -> vec2<f32> {
   if (pos >= 0 && u32(pos) < p.table_rows) { return table_cs(u32(pos) * p.h + j); }
-  let inv_freq = 1.0 / pow(p.theta, f32(2u * j) / f32(2u * p.h));
+  let inv_freq = table_cs(p.table_rows * p.h + j).x;
   let angle = f32(pos) * inv_freq;
   return vec2<f32>(cos(angle), sin(angle));
 }

@@ -88,7 +88,9 @@ export {
 // Neural-network ops: softmax, rmsNorm, rope, embedding, crossEntropy, dropout, swiglu, and their CPU references
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { rmsNorm } from './ops/rmsnorm.js';
-export { rope, ropeInvFreq } from './ops/rope.js';
+export { rope } from './ops/rope.js';
+export { ropeInvFreq } from './ops/rope-scaling.js';
+export type { RopeFrequencies, RopeScaling, RopeSpec } from './ops/rope-scaling.js';
 export { ropeCache } from './ops/rope-cache.js';
 export { embedding } from './ops/embedding.js';
 export { crossEntropy } from './ops/cross-entropy.js';

@@ -9,20 +9,27 @@ import { keep } from '../scope.js';
 import { empty, fromHost, type Tensor } from '../tensor.js';
 import { contiguousData } from './launch.js';
 import { grownTable, ropeAngles } from './rope.js';
+import { ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './rope-scaling.js';
 
-/** Per (D, theta): (cos, sin) pairs [rows, D/2, 2] in f32, the values of rope's two tables side by side. */
-const tables = new WeakMap<Runtime, Map<string, { rows: number; pairs: Tensor }>>();
+interface PairTable {
+  rows: number;
+  key: string;
+  pairs: Tensor; // [rows + 1, D/2, 2] f32, the last row (inv_freq, 0)
+}
 
-function pairTable(D: number, theta: number, rows: number): { rows: number; pairs: Tensor } {
-  return grownTable(tables, D, theta, rows, (size, replaced) => {
-    const { cos, sin } = ropeAngles(D, theta, size);
+/** Per (D, spec): (cos, sin) pairs in f32, the values of rope's two tables side by side. */
+const tables = new WeakMap<Runtime, Map<string, PairTable>>();
+
+function pairTable(D: number, spec: RopeSpec, rows: number): PairTable {
+  return grownTable(tables, D, spec, rows, (size, replaced) => {
+    const { cos, sin } = ropeAngles(D, spec, size);
     const pairs = new Float32Array(2 * cos.length);
     for (let i = 0; i < cos.length; i++) {
       pairs[2 * i] = cos[i]!;
       pairs[2 * i + 1] = sin[i]!;
     }
     replaced?.pairs.dispose('replaced by a larger rope table');
-    return { rows: size, pairs: keep(fromHost(pairs, [size, D / 2, 2], 'f32')) };
+    return { rows: size, key: ropeSpecKey(spec), pairs: keep(fromHost(pairs, [size + 1, D / 2, 2], 'f32')) };
   });
 }
 
@@ -42,11 +49,11 @@ function rowStride(t: Tensor): number | null {
  * projection are read in place); keys and values are the cache's own contiguous [B, Hkv, L, D] tensors;
  * positions are i32 [T] or [B, T]. Not differentiable: inputs that require a gradient while grad is
  * enabled are refused. Equals rope of q's heads, and copyInto of rope of k's heads and of v's heads
- * into the cache slices [past, past + T).
+ * into the cache slices [past, past + T). `freq` is theta or a {@link RopeSpec}, as for rope.
  * @example
  * const qh = ropeCache(q, k, v, positions, 10000, keys, values, past); // keys, values [B, Hkv, L, D]
  */
-export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, theta: number, keys: Tensor, values: Tensor, past: number): Tensor {
+export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, freq: RopeFrequencies, keys: Tensor, values: Tensor, past: number): Tensor {
   const op = 'ropeCache';
   for (const t of [q, k, v, values]) {
     if (t.dtype !== keys.dtype || (t.dtype !== 'f32' && t.dtype !== 'f16')) {
@@ -75,7 +82,7 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, th
     throw new ShapeError(`${op}: positions is ${fmtShape(positions.shape)}; expected [${T}] or [${B}, ${T}]`);
   }
   if (!Number.isInteger(past) || past < 0 || past + T > L) throw new ValueError(`${op}: positions [${past}, ${past + T}) do not fit a cache of length ${L}`);
-  if (!(theta > 0) || !Number.isFinite(theta)) throw new ValueError(`${op}: theta must be a finite number > 0, got ${theta}`);
+  const spec = ropeSpec(op, freq);
   if (isGradEnabled() && (q.requiresGrad || k.requiresGrad || v.requiresGrad)) {
     throw new ValueError(`${op}: writes the cache outside autograd; call it under noGrad() or use rope and copyInto`);
   }
@@ -92,7 +99,7 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, th
   const pairs = B * T * (H + 2 * Hkv) * (D / 2);
   if (pairs === 0) return out;
   const [qr, kr, vr] = [q, k, v].map((t) => (rowStride(t) === null ? contiguousData(op, t) : t)) as [Tensor, Tensor, Tensor];
-  const table = pairTable(D, theta, needed);
+  const table = pairTable(D, spec, needed);
   const pc = contiguousData(op, positions);
   const rt = getRuntime();
   keys.storage(op).bump();
@@ -113,7 +120,6 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, th
     v_row: rowStride(vr)!,
     pos_bstride: positions.rank === 2 ? T : 0,
     table_rows: table.rows,
-    theta,
   });
   rt.dispatch({
     kernel: compileKernel(rt, 'rope_cache', { T: q.dtype }),

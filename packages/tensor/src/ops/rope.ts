@@ -8,31 +8,29 @@ import { keep } from '../scope.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
+import { ropeInvFreq, ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './rope-scaling.js';
 
 /** The smallest table built; device-resident positions get at least max(this, T) rows. */
 const MIN_TABLE_ROWS = 2048;
 
 interface RopeTable {
   rows: number;
-  cos: Tensor; // [rows, D/2] f32
-  sin: Tensor; // [rows, D/2] f32
+  key: string;
+  cos: Tensor; // [rows + 1, D/2] f32, the last row inv_freq
+  sin: Tensor; // [rows + 1, D/2] f32
 }
 
 const tables = new WeakMap<Runtime, Map<string, RopeTable>>();
 
-/** inv_freq[j] = 1 / theta^(2j / D), each step rounded to f32 as torch computes it in float32. */
-export function ropeInvFreq(D: number, theta: number): Float32Array {
-  const out = new Float32Array(D / 2);
-  for (let j = 0; j < D / 2; j++) out[j] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * j) / D))));
-  return out;
-}
-
-/** cos and sin [rows, D/2] of the f32 angles pos * inv_freq[j] for positions 0 .. rows-1 (torch's float32 steps). */
-export function ropeAngles(D: number, theta: number, rows: number): { cos: Float32Array; sin: Float32Array } {
+/**
+ * cos and sin [rows, D/2] of the f32 angles pos * inv_freq[j] for positions 0 .. rows-1 (torch's float32
+ * steps), each followed by one more row: inv_freq in cos, zeros in sin (the kernels' fallback past the table).
+ */
+export function ropeAngles(D: number, freq: RopeFrequencies, rows: number): { cos: Float32Array; sin: Float32Array } {
   const h = D / 2;
-  const invFreq = ropeInvFreq(D, theta);
-  const cos = new Float32Array(rows * h);
-  const sin = new Float32Array(rows * h);
+  const invFreq = ropeInvFreq(D, freq);
+  const cos = new Float32Array((rows + 1) * h);
+  const sin = new Float32Array((rows + 1) * h);
   for (let pos = 0; pos < rows; pos++) {
     for (let j = 0; j < h; j++) {
       const angle = Math.fround(pos * invFreq[j]!);
@@ -40,37 +38,46 @@ export function ropeAngles(D: number, theta: number, rows: number): { cos: Float
       sin[pos * h + j] = Math.sin(angle);
     }
   }
+  cos.set(invFreq, rows * h);
   return { cos, sin };
 }
 
 /**
- * A device's table for (D, theta) from `tables`, rebuilt by `build` at twice its size (at least
+ * A device's table for (D, spec) from `tables`, rebuilt by `build` at twice its size (at least
  * MIN_TABLE_ROWS and `rows`) when it covers fewer than `rows` positions; `build` disposes the one replaced.
+ * Dynamic scaling keeps one table per scaling, rebuilt at the size needed whenever its sequence length changes.
  */
-export function grownTable<T extends { rows: number }>(tables: WeakMap<Runtime, Map<string, T>>, D: number, theta: number, rows: number, build: (size: number, replaced: T | undefined) => T): T {
+export function grownTable<T extends { rows: number; key: string }>(tables: WeakMap<Runtime, Map<string, T>>, D: number, spec: RopeSpec, rows: number, build: (size: number, replaced: T | undefined) => T): T {
   const rt = getRuntime();
   let byKey = tables.get(rt);
   if (!byKey) tables.set(rt, (byKey = new Map()));
-  const key = `${D}|${theta}`;
-  const cached = byKey.get(key);
-  if (cached && cached.rows >= rows) return cached;
-  const table = build(Math.max(rows, MIN_TABLE_ROWS, 2 * (cached?.rows ?? 0)), cached);
-  byKey.set(key, table);
+  const key = ropeSpecKey(spec);
+  const slot = spec.scaling?.type === 'dynamic' ? `${D}|${key.slice(0, key.lastIndexOf('|'))}` : `${D}|${key}`;
+  const cached = byKey.get(slot);
+  if (cached && cached.key === key && cached.rows >= rows) return cached;
+  const grow = cached?.key === key ? 2 * cached.rows : 0;
+  const table = build(Math.max(rows, MIN_TABLE_ROWS, grow), cached);
+  byKey.set(slot, table);
   return table;
 }
 
-/** The cached cos/sin tables for (D, theta), grown (doubling) to cover `rows` positions. */
-function ropeTable(D: number, theta: number, rows: number): RopeTable {
-  return grownTable(tables, D, theta, rows, (size, replaced) => {
-    const { cos, sin } = ropeAngles(D, theta, size);
+/** The cached cos/sin tables for (D, spec), grown (doubling) to cover `rows` positions. */
+function ropeTable(D: number, spec: RopeSpec, rows: number): RopeTable {
+  return grownTable(tables, D, spec, rows, (size, replaced) => {
+    const { cos, sin } = ropeAngles(D, spec, size);
     // Graphs recorded earlier hold views of the old tables, which keep their storage alive.
     replaced?.cos.dispose('replaced by a larger rope table');
     replaced?.sin.dispose('replaced by a larger rope table');
-    return { rows: size, cos: keep(fromHost(cos, [size, D / 2], 'f32')), sin: keep(fromHost(sin, [size, D / 2], 'f32')) };
+    return {
+      rows: size,
+      key: ropeSpecKey(spec),
+      cos: keep(fromHost(cos, [size + 1, D / 2], 'f32')),
+      sin: keep(fromHost(sin, [size + 1, D / 2], 'f32')),
+    };
   });
 }
 
-function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, theta: number, sign: number): Tensor {
+function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, sign: number): Tensor {
   const out = empty(x.shape, x.dtype);
   const D = x.shape[x.rank - 1]!;
   const T = x.shape[x.rank - 2]!;
@@ -88,7 +95,6 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
     pos_bstride: positions.rank === 2 ? T : 0,
     table_rows: rows,
     sign,
-    theta,
   });
   rt.dispatch({
     kernel: compileKernel(rt, 'rope', { T: x.dtype }),
@@ -102,19 +108,21 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
 
 /**
  * Rotary position embedding, Hugging Face LLaMA convention (rotate_half): with h = D/2 and
- * angle = pos * inv_freq[j], inv_freq[j] = 1 / theta^(2j/D),
+ * angle = pos * inv_freq[j], inv_freq[j] = 1 / theta^(2j/D) (scaled as `freq.scaling` says, see
+ * {@link RopeScaling} and {@link ropeInvFreq}),
  * out[..., j] = x[j] cos - x[j+h] sin and out[..., j+h] = x[j+h] cos + x[j] sin.
  * x is [B, H, T, D] (or any [..., T, D]); positions are i32 [T], or [B, T] with one row per batch
- * entry (B = x's first dim). cos/sin come from f32 tables computed on the host and cached per
- * (D, theta); positions with a host copy grow the table to cover them, device-resident positions
- * beyond the table (at least max(2048, T) rows) fall back to the GPU's less precise cos/sin.
- * positions gets no gradient.
+ * entry (B = x's first dim). `freq` is theta (default 10000) or a {@link RopeSpec}. cos/sin come from
+ * f32 tables computed on the host and cached per (D, spec); positions with a host copy grow the table
+ * to cover them, device-resident positions beyond the table (at least max(2048, T) rows) fall back to
+ * the GPU's less precise cos/sin of the same angles. positions gets no gradient.
  * @example
  * const q2 = rope(q, tensor(new Int32Array([0, 1, 2, 3])), 10000); // q: [1, 8, 4, 64]
+ * const q3 = rope(q, positions, { theta: 10000, scaling: { type: 'linear', factor: 4 } });
  */
 export const rope = defineOp({
   name: 'rope',
-  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number; theta: number }>, x: Tensor, positions: Tensor, theta: number = 10000) {
+  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number }>, x: Tensor, positions: Tensor, freq: RopeFrequencies = 10000) {
     x.storage('rope');
     positions.storage('rope');
     checkFloat('rope', x);
@@ -130,7 +138,7 @@ export const rope = defineOp({
           (x.rank >= 3 ? ` or [B, T] = [${x.shape[0]}, ${T}]` : ''),
       );
     }
-    if (!(theta > 0) || !Number.isFinite(theta)) throw new ValueError(`rope: theta must be a finite number > 0, got ${theta}`);
+    const spec = ropeSpec('rope', freq);
     const host = positions.hostIndices();
     let needed = T;
     if (host) {
@@ -140,19 +148,19 @@ export const rope = defineOp({
         if (p + 1 > needed) needed = p + 1;
       }
     }
-    const table = D === 0 ? null : ropeTable(D, theta, needed);
+    const table = D === 0 ? null : ropeTable(D, spec, needed);
     const pc = contiguousData('rope', positions);
     const cos = table ? table.cos.detach() : empty([0], 'f32');
     const sin = table ? table.sin.detach() : empty([0], 'f32');
     const rows = table?.rows ?? 0;
     ctx.saved = [pc, cos, sin];
-    ctx.data = { rows, theta };
-    return runRope('rope', x, pc, cos, sin, rows, theta, 1);
+    ctx.data = { rows };
+    return runRope('rope', x, pc, cos, sin, rows, 1);
   },
   // The rotation is orthogonal: dx is dy rotated by -angle (sin negated). positions: none.
   backward(ctx, g) {
     const [pc, cos, sin] = ctx.saved;
-    const { rows, theta } = ctx.data;
-    return [runRope('rope backward', g, pc, cos, sin, rows, theta, -1), null];
+    const { rows } = ctx.data;
+    return [runRope('rope backward', g, pc, cos, sin, rows, -1), null];
   },
 });

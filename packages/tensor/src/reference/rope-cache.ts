@@ -1,5 +1,6 @@
 // CPU reference of ropeCache, from its definition: RoPE on the new queries and keys, the rotated keys
 // and the values written into copies of the cache at positions [past, past + T).
+import type { RopeFrequencies } from '../ops/rope-scaling.js';
 import type { RefTensor } from './ref-tensor.js';
 import { refRope } from './rope.js';
 
@@ -36,12 +37,12 @@ function written(cache: RefTensor, x: RefTensor, past: number): RefTensor {
  * q = rope(q's heads) [B, H, T, D], and keys, values with rope(k's heads) and v's heads at [past, past + T).
  */
 export function refRopeCache(
-  q: RefTensor, k: RefTensor, v: RefTensor, positions: RefTensor, theta: number, keys: RefTensor, values: RefTensor, past: number,
+  q: RefTensor, k: RefTensor, v: RefTensor, positions: RefTensor, freq: RopeFrequencies, keys: RefTensor, values: RefTensor, past: number,
 ): { q: RefTensor; keys: RefTensor; values: RefTensor } {
   const D = keys.shape[3]!;
   return {
-    q: refRope(heads(q, D), positions, theta),
-    keys: written(keys, refRope(heads(k, D), positions, theta), past),
+    q: refRope(heads(q, D), positions, freq),
+    keys: written(keys, refRope(heads(k, D), positions, freq), past),
     values: written(values, heads(v, D), past),
   };
 }

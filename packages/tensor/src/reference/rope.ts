@@ -1,26 +1,57 @@
 // CPU reference of rotary position embedding (Hugging Face LLaMA rotate_half), forward and backward.
-// Angles follow torch's float32 arithmetic (inv_freq and pos * inv_freq rounded to f32); the
-// rotation itself is in float64.
+// Angles follow torch's float32 arithmetic (inv_freq, its scaling and pos * inv_freq rounded to f32);
+// the rotation itself is in float64.
+import type { RopeFrequencies, RopeScaling } from '../ops/rope-scaling.js';
 import { refZeros, type RefTensor } from './ref-tensor.js';
 
-/** inv_freq[j] = 1 / theta^(2j / D) in float32 steps, as `1.0 / (base ** (arange(0, D, 2).float() / D))`. */
-export function refRopeInvFreq(D: number, theta: number): Float32Array {
+const f32 = Math.fround;
+
+/** The base of dynamic NTK scaling: theta ((factor L / M) - (factor - 1))^(D / (D - 2)), L = max(seqLen, M). */
+function dynamicTheta(D: number, theta: number, s: Extract<RopeScaling, { type: 'dynamic' }>): number {
+  const M = s.maxPositionEmbeddings;
+  const power = D / (D - 2);
+  // transformers: python floats at init (seqLen <= M), float32 0-dim tensors once the length grew past M.
+  if (s.seqLen <= M) return theta * ((s.factor * M) / M - (s.factor - 1)) ** power;
+  const r = f32(f32(f32(f32(s.factor) * s.seqLen) / M) - f32(s.factor - 1));
+  return f32(f32(theta) * f32(r ** power));
+}
+
+/** Llama 3.1's scaling of one inverse frequency (float32 steps; `c / t` in torch is reciprocal(t) * c). */
+function llama3Freq(inv: number, s: Extract<RopeScaling, { type: 'llama3' }>): number {
+  const old = s.originalMaxPositionEmbeddings;
+  const wavelen = f32(f32(1 / inv) * f32(2 * Math.PI));
+  if (wavelen < f32(old / s.highFreqFactor)) return inv;
+  const divided = f32(inv / f32(s.factor));
+  if (wavelen > f32(old / s.lowFreqFactor)) return divided;
+  const smooth = f32(f32(f32(f32(1 / wavelen) * old) - f32(s.lowFreqFactor)) / f32(s.highFreqFactor - s.lowFreqFactor));
+  return f32(f32(f32(f32(1 - smooth) * inv) / f32(s.factor)) + f32(smooth * inv));
+}
+
+/**
+ * inv_freq[j] = 1 / theta^(2j / D) in float32 steps, as `1.0 / (base ** (arange(0, D, 2).float() / D))`,
+ * then scaled: divided by factor (linear), by wavelength band (llama3), or with dynamic NTK's base.
+ */
+export function refRopeInvFreq(D: number, freq: RopeFrequencies): Float32Array {
+  const theta = typeof freq === 'number' ? freq : freq.theta;
+  const s = typeof freq === 'number' ? null : (freq.scaling ?? null);
+  const base = s?.type === 'dynamic' ? dynamicTheta(D, theta, s) : theta;
   const out = new Float32Array(D / 2);
   for (let j = 0; j < D / 2; j++) {
-    const e = Math.fround((2 * j) / D);
-    out[j] = Math.fround(1 / Math.fround(Math.pow(theta, e)));
+    const e = f32((2 * j) / D);
+    const inv = f32(1 / f32(Math.pow(f32(base), e)));
+    out[j] = s?.type === 'linear' ? f32(inv / f32(s.factor)) : s?.type === 'llama3' ? llama3Freq(inv, s) : inv;
   }
   return out;
 }
 
-function rotate(x: RefTensor, positions: RefTensor, theta: number, sign: number): RefTensor {
+function rotate(x: RefTensor, positions: RefTensor, freq: RopeFrequencies, sign: number): RefTensor {
   const D = x.shape[x.shape.length - 1]!;
   const T = x.shape[x.shape.length - 2]!;
   const h = D / 2;
   const N = x.data.length / (T * D || 1);
   const B = positions.shape.length === 2 ? positions.shape[0]! : 1;
   const perBatch = N / B;
-  const invFreq = refRopeInvFreq(D, theta);
+  const invFreq = refRopeInvFreq(D, freq);
   const out = refZeros(x.shape);
   for (let n = 0; n < N; n++) {
     const b = positions.shape.length === 2 ? Math.floor(n / perBatch) : 0;
@@ -43,13 +74,14 @@ function rotate(x: RefTensor, positions: RefTensor, theta: number, sign: number)
 
 /**
  * out[..., j] = x[j] cos - x[j + D/2] sin, out[..., j + D/2] = x[j + D/2] cos + x[j] sin, with
- * angle = pos * inv_freq[j]; x is [..., T, D], positions [T] or [B, T] (B = x's first dim).
+ * angle = pos * inv_freq[j]; x is [..., T, D], positions [T] or [B, T] (B = x's first dim); `freq` is
+ * theta or a spec with scaling.
  */
-export function refRope(x: RefTensor, positions: RefTensor, theta: number): RefTensor {
-  return rotate(x, positions, theta, 1);
+export function refRope(x: RefTensor, positions: RefTensor, freq: RopeFrequencies): RefTensor {
+  return rotate(x, positions, freq, 1);
 }
 
 /** Gradient of rope: the inverse rotation (sin negated) applied to dy. */
-export function refRopeBackward(dy: RefTensor, positions: RefTensor, theta: number): RefTensor {
-  return rotate(dy, positions, theta, -1);
+export function refRopeBackward(dy: RefTensor, positions: RefTensor, freq: RopeFrequencies): RefTensor {
+  return rotate(dy, positions, freq, -1);
 }
