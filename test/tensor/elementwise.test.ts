@@ -171,6 +171,20 @@ test('pow with an integer exponent keeps the sign of negative bases, and a fract
   });
 });
 
+test('pow follows IEEE pow at zero, signed zero and NaN: x^0 is 1 for every x, and d x^1/dx is 1 at 0', async () => {
+  await scoped(async () => {
+    const values = [-2, -0.5, -0, 0, 0.5, 3, NaN];
+    const r = refTensor(values, [values.length]);
+    for (const p of [0, 1, 3, -1, -2, 0.5, 1.5]) {
+      const x = tensor(values, [values.length], { requiresGrad: true });
+      const y = pow(x, p);
+      assertClose(await y.toArray(), refPow(r, p).data, { atol: 1e-6, rtol: 1e-5 }, `pow ${p}`);
+      y.backward(tensor(values.map(() => 1), [values.length]));
+      assertClose(await x.grad!.toArray(), refPowBackward(r, p, refTensor(values.map(() => 1), [values.length])).data, { atol: 1e-6, rtol: 1e-5 }, `pow ${p} backward`);
+    }
+  });
+});
+
 test('where and maskedFill select elementwise with broadcasting of the mask and both branches', async () => {
   await fc.assert(
     fc.asyncProperty(broadcastArb, fc.nat(1 << 20), fc.constantFrom<'u32' | 'f32'>('u32', 'f32'), async (shapes, seed, condType) =>
