@@ -23,10 +23,15 @@ fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
+// NaN by its bits: compilers may fold v != v to false.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
   // NaN wins (propagates, as in torch); otherwise larger, then smaller index.
-  if (v != v) { return bv == bv || k < bk; }
-  if (bv != bv) { return false; }
+  if (is_nan(v)) { return !is_nan(bv) || k < bk; }
+  if (is_nan(bv)) { return false; }
   return v > bv || (v == bv && k < bk);
 }
 

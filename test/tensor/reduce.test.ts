@@ -175,3 +175,27 @@ test('reduction gradients are right when the incoming gradient is a non-contiguo
     assertClose(await x.grad!.toArray(), refMaxBackward(rx, 2, false, refTranspose(rw)).data, { atol: 0, rtol: 0 }, 'max gradient through a transpose');
   });
 });
+
+test('max and argmax propagate NaN as torch.max(dim) does: the value is NaN, the index the first NaN, and the gradient goes there', async () => {
+  await scoped(async () => {
+    // Rows of 3 and of 200 elements (one thread's share, and the workgroup's tree), NaN first, in the middle, twice, or not at all.
+    for (const n of [3, 200]) {
+      const rows = [[], [0], [n - 1], [1, n - 2]].map((nans) => {
+        const row = Array.from(seededValues(n, 7 + nans.length));
+        for (const k of nans) row[k] = NaN;
+        return row;
+      });
+      const values = rows.flat();
+      const x = tensor(values, [rows.length, n], { requiresGrad: true });
+      const r = refTensor(values, [rows.length, n]);
+      const expected = refMax(r, 1);
+      assert.deepEqual(Array.from(await argmax(x, 1).toArray()), Array.from(expected.indices.data), `argmax, rows of ${n}`);
+      const m = max(x, 1);
+      assertClose(await m.toArray(), expected.values.data, { atol: 0, rtol: 0 }, `max, rows of ${n}`);
+      assert.ok(Number.isNaN((await m.toArray())[1]!), 'a row with a NaN has the maximum NaN');
+      m.backward(tensor(rows.map((_, i) => i + 1), [rows.length]));
+      const g = refTensor(rows.map((_, i) => i + 1), [rows.length]);
+      assertClose(await x.grad!.toArray(), refMaxBackward(r, 1, false, g).data, { atol: 0, rtol: 0 }, `max backward, rows of ${n}`);
+    }
+  });
+});
