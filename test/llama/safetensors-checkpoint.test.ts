@@ -198,7 +198,7 @@ test('a corrupt shard raises SafetensorsError naming the shard file', async () =
 test('a folder without a checkpoint raises SafetensorsError saying what was expected', async () => {
   await withDir(async (dir) => {
     await writeFile(join(dir, 'other.safetensors'), serializeSafetensors([]));
-    await assert.rejects(openCheckpoint(dir), /model\.safetensors\.index\.json nor model\.safetensors.*found other\.safetensors/);
+    await assert.rejects(openCheckpoint(dir), /none of model\.safetensors\.index\.json, model\.safetensors, pytorch_model\.bin\.index\.json or pytorch_model\.bin is here.*found other\.safetensors/);
     await assert.rejects(openCheckpoint(join(dir, 'nope')), /does not exist/);
   });
 });

@@ -2,7 +2,7 @@
 // *-node modules. Folders come in as Files (openCheckpointFromFiles, tokenizerFromFiles).
 
 // Errors
-export { FormatError, SafetensorsError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
+export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
@@ -32,12 +32,18 @@ export { safetensorsDTypeSizes, isSafetensorsDType, maxHeaderBytes } from './for
 export type { SafetensorsDType, TensorInfo } from './formats/safetensors-header.js';
 export { planSafetensors, serializeSafetensors } from './formats/safetensors-write.js';
 export type { TensorData, TensorToWrite, SafetensorsOrder, SafetensorsWriteOptions, SafetensorsPlan } from './formats/safetensors-write.js';
+// PyTorch .bin checkpoints (torch.save's zip format) and one interface over both formats
+export { TorchBinFile } from './formats/torch-bin.js';
+export { openTensorFile } from './formats/tensor-file.js';
+export type { TensorFile } from './formats/tensor-file.js';
 export {
   Checkpoint,
   openCheckpointFromFiles,
   parseSafetensorsIndex,
   safetensorsIndexName,
   safetensorsSingleName,
+  torchBinIndexName,
+  torchBinSingleName,
 } from './formats/safetensors-checkpoint.js';
 export type {
   CheckpointTensorInfo,
@@ -82,7 +88,7 @@ export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, parsePeftConfi
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora/lora.js';
 export type { ApplyLoraOptions } from './lora/lora.js';
-export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName } from './lora/adapter-files.js';
+export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
 export type { AdapterFiles } from './lora/adapter-files.js';
 
 // Generation

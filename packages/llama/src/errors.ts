@@ -29,6 +29,22 @@ export class SafetensorsError extends FormatError {
   }
 }
 
+/**
+ * A PyTorch `.bin` checkpoint (torch.save's zip archive and its pickle) is malformed, uses
+ * the legacy format, or asks to run code a state dict never needs.
+ */
+export class TorchCheckpointError extends FormatError {
+  /** The tensor the problem concerns, when there is one. */
+  readonly tensor: string | undefined;
+
+  constructor(file: string, tensor: string | undefined, message: string) {
+    const where = tensor === undefined ? `${file}` : `${file}: tensor "${tensor}"`;
+    super(file, `${where}: ${message}`);
+    this.name = 'TorchCheckpointError';
+    this.tensor = tensor;
+  }
+}
+
 /** A Hugging Face `config.json` is malformed or describes an unsupported model. */
 export class ModelConfigError extends FormatError {
   /** The config field at fault (HF snake_case name), when there is one. */

@@ -1,15 +1,20 @@
-// Checkpoints of one or more safetensors shards, with or without Hugging Face's
-// `model.safetensors.index.json`, read tensor by tensor with progress. Browser-safe.
+// Checkpoints of one or more safetensors (or PyTorch .bin) shards, with or without Hugging Face's
+// `model.safetensors.index.json` (`pytorch_model.bin.index.json`), read tensor by tensor with progress. Browser-safe.
 
 import { SafetensorsError } from '../errors.js';
-import { SafetensorsFile, convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
+import { convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
 import type { TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';
+import { openTensorFile, type TensorFile } from './tensor-file.js';
 
 /** File name of a sharded checkpoint's index. */
 export const safetensorsIndexName = 'model.safetensors.index.json';
 /** File name of a single-file checkpoint. */
 export const safetensorsSingleName = 'model.safetensors';
+/** File name of a sharded PyTorch `.bin` checkpoint's index (same layout as the safetensors one). */
+export const torchBinIndexName = 'pytorch_model.bin.index.json';
+/** File name of a single-file PyTorch `.bin` checkpoint. */
+export const torchBinSingleName = 'pytorch_model.bin';
 
 /** A tensor of a checkpoint and the shard holding it. */
 export interface CheckpointTensorInfo extends TensorInfo {
@@ -111,10 +116,10 @@ export class Checkpoint {
   readonly tensors: readonly CheckpointTensorInfo[];
   /** Sum of all tensors' data bytes. */
   readonly totalBytes: number;
-  private readonly files: ReadonlyMap<string, SafetensorsFile>;
+  private readonly files: ReadonlyMap<string, TensorFile>;
   private readonly byName: ReadonlyMap<string, CheckpointTensorInfo>;
 
-  private constructor(name: string, files: ReadonlyMap<string, SafetensorsFile>, tensors: CheckpointTensorInfo[]) {
+  private constructor(name: string, files: ReadonlyMap<string, TensorFile>, tensors: CheckpointTensorInfo[]) {
     this.name = name;
     this.files = files;
     this.tensors = Object.freeze(tensors);
@@ -126,7 +131,8 @@ export class Checkpoint {
    * Opens a checkpoint from byte sources. With an index (`indexFile` names it in errors),
    * every `weight_map` entry must be in its shard and every shard tensor in the map;
    * `shardSource(fileName)` gives each shard's bytes. Without an index, `shardSource` is
-   * called once, for `singleName` (default `model.safetensors`).
+   * called once, for `singleName` (default `model.safetensors`). Each shard is read as safetensors
+   * or, when its bytes are a zip archive, as a PyTorch `.bin` ({@link TorchBinFile}).
    */
   static async open(
     name: string,
@@ -134,7 +140,7 @@ export class Checkpoint {
     shardSource: (shard: string) => Promise<ByteSource>,
     singleName: string = safetensorsSingleName,
   ): Promise<Checkpoint> {
-    const files = new Map<string, SafetensorsFile>();
+    const files = new Map<string, TensorFile>();
     try {
       if (index === undefined) {
         const st = await openClosingOnError(await shardSource(singleName));
@@ -260,10 +266,10 @@ export class Checkpoint {
   }
 }
 
-/** Opens `source` as safetensors, closing it when its header is malformed. */
-async function openClosingOnError(source: ByteSource): Promise<SafetensorsFile> {
+/** Opens `source` as safetensors or PyTorch .bin, closing it when its header is malformed. */
+async function openClosingOnError(source: ByteSource): Promise<TensorFile> {
   try {
-    return await SafetensorsFile.open(source);
+    return await openTensorFile(source);
   } catch (err) {
     await source.close?.();
     throw err;
@@ -272,12 +278,14 @@ async function openClosingOnError(source: ByteSource): Promise<SafetensorsFile> 
 
 /**
  * Opens a checkpoint from browser `File`s (e.g. a folder picked with `webkitdirectory`):
- * `model.safetensors.index.json` with its shards, or a single `.safetensors` file.
+ * `model.safetensors.index.json` with its shards, or a single `.safetensors` file; failing both,
+ * `pytorch_model.bin.index.json` with its shards, or a single `.bin` file.
  * Files are matched by their `name`; other files (config, tokenizer) are ignored.
  */
 export async function openCheckpointFromFiles(files: readonly File[]): Promise<Checkpoint> {
   const byName = new Map(files.map((f) => [f.name, f]));
-  const indexFile = byName.get(safetensorsIndexName);
+  const anySafetensors = files.some((f) => f.name.endsWith('.safetensors'));
+  const indexFile = byName.get(safetensorsIndexName) ?? (anySafetensors ? undefined : byName.get(torchBinIndexName));
   if (indexFile !== undefined) {
     let json: unknown;
     try {
@@ -291,12 +299,14 @@ export async function openCheckpointFromFiles(files: readonly File[]): Promise<C
       return blobSource(f);
     });
   }
-  const singles = files.filter((f) => f.name.endsWith('.safetensors'));
+  const extension = anySafetensors ? '.safetensors' : '.bin';
+  const torchSingle = anySafetensors ? undefined : byName.get(torchBinSingleName);
+  const singles = torchSingle !== undefined ? [torchSingle] : files.filter((f) => f.name.endsWith(extension));
   if (singles.length !== 1) {
     throw new SafetensorsError(
       files.map((f) => f.name).join(', ') || '(no files)',
       undefined,
-      `expected ${safetensorsIndexName} with its shards, or exactly one .safetensors file; got ${singles.length} .safetensors files and no index`,
+      `expected ${safetensorsIndexName} (or ${torchBinIndexName}) with its shards, or exactly one .safetensors (or .bin) file; got ${singles.length} ${extension} files and no index`,
     );
   }
   const single = singles[0]!;

@@ -1,4 +1,4 @@
-// Node side of safetensors: open files and checkpoint folders, stream tensors to disk
+// Node side of safetensors: open files and checkpoint folders (safetensors or PyTorch .bin), stream tensors to disk
 // (temp file, then rename), and write Hugging Face sharded checkpoints.
 
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { SafetensorsError } from '../errors.js';
 import { SafetensorsFile } from './safetensors.js';
 import { planSafetensors, tensorBytes, type SafetensorsWriteOptions, type TensorToWrite } from './safetensors-write.js';
-import { Checkpoint, safetensorsIndexName, safetensorsSingleName } from './safetensors-checkpoint.js';
+import { Checkpoint, safetensorsIndexName, safetensorsSingleName, torchBinIndexName, torchBinSingleName } from './safetensors-checkpoint.js';
 import { openFileSource } from './source-node.js';
 import { writeFileAtomic } from './write-atomic-node.js';
 
@@ -33,15 +33,39 @@ function isMissing(err: unknown): boolean {
 
 /**
  * Opens a Hugging Face checkpoint folder: `model.safetensors.index.json` with its shards,
- * or a single `model.safetensors`. Every shard header is validated, and the index must
- * agree with the shards. Close the checkpoint when done.
+ * or a single `model.safetensors`; failing both, PyTorch's `pytorch_model.bin.index.json` with its
+ * `.bin` shards, or a single `pytorch_model.bin` (read without running its pickle, see TorchBinFile).
+ * Every shard header is validated, and the index must agree with the shards. Close the checkpoint when done.
  *
  * @example
  * const ckpt = await openCheckpoint('models/llama-7b');
  * try { for await (const { info, data } of ckpt.iterateAs('f16')) use(info.name, data); } finally { await ckpt.close(); }
  */
 export async function openCheckpoint(folder: string): Promise<Checkpoint> {
-  const indexPath = join(folder, safetensorsIndexName);
+  for (const [indexName, singleName] of [
+    [safetensorsIndexName, safetensorsSingleName],
+    [torchBinIndexName, torchBinSingleName],
+  ] as const) {
+    const ckpt = await openLayout(folder, indexName, singleName);
+    if (ckpt !== undefined) return ckpt;
+  }
+  let present: string[] = [];
+  try {
+    present = (await readdir(folder)).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin'));
+  } catch (dirErr) {
+    if (!isMissing(dirErr)) throw dirErr;
+    throw new SafetensorsError(folder, undefined, 'the folder does not exist; pass the folder holding the checkpoint');
+  }
+  throw new SafetensorsError(
+    folder,
+    undefined,
+    `none of ${safetensorsIndexName}, ${safetensorsSingleName}, ${torchBinIndexName} or ${torchBinSingleName} is here${present.length > 0 ? ` (found ${present.join(', ')})` : ''}; pass a Hugging Face checkpoint folder`,
+  );
+}
+
+/** Opens `indexName` with its shards, or `singleName`, from `folder`; undefined when neither exists. */
+async function openLayout(folder: string, indexName: string, singleName: string): Promise<Checkpoint | undefined> {
+  const indexPath = join(folder, indexName);
   let indexText: string | undefined;
   try {
     indexText = await readFile(indexPath, 'utf8');
@@ -65,25 +89,14 @@ export async function openCheckpoint(folder: string): Promise<Checkpoint> {
     }
     return Checkpoint.open(folder, { json, file: indexPath }, shardSource);
   }
-  const singlePath = join(folder, safetensorsSingleName);
+  let source: Awaited<ReturnType<typeof openFileSource>>;
   try {
-    const source = await openFileSource(singlePath);
-    return await Checkpoint.open(folder, undefined, async () => source);
+    source = await openFileSource(join(folder, singleName));
   } catch (err) {
     if (!isMissing(err)) throw err;
-    let present: string[] = [];
-    try {
-      present = (await readdir(folder)).filter((f) => f.endsWith('.safetensors'));
-    } catch (dirErr) {
-      if (!isMissing(dirErr)) throw dirErr;
-      throw new SafetensorsError(folder, undefined, 'the folder does not exist; pass the folder holding the checkpoint');
-    }
-    throw new SafetensorsError(
-      folder,
-      undefined,
-      `neither ${safetensorsIndexName} nor ${safetensorsSingleName} is here${present.length > 0 ? ` (found ${present.join(', ')})` : ''}; pass a Hugging Face checkpoint folder`,
-    );
+    return undefined;
   }
+  return Checkpoint.open(folder, undefined, async () => source, singleName);
 }
 
 /**

@@ -1,17 +1,20 @@
 // PEFT adapter files as bytes: adapter_config.json and adapter_model.safetensors written to
-// memory and read from any byte source, so Node folders and browser downloads/uploads share them.
+// memory and read (safetensors or PyTorch .bin) from any byte source, so Node folders and browser
+// downloads/uploads share them.
 
 import { AdapterError, ModelError } from '../errors.js';
 import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
 import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
 import type { LlamaModel } from '../model/model.js';
-import { SafetensorsFile } from '../formats/safetensors.js';
+import { openTensorFile } from '../formats/tensor-file.js';
 import { serializeSafetensors } from '../formats/safetensors-write.js';
 import type { ByteSource } from '../formats/source.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';
 export const adapterWeightsName = 'adapter_model.safetensors';
+/** The older PEFT weights file (torch.save), read when no safetensors file is present. */
+export const adapterTorchWeightsName = 'adapter_model.bin';
 
 /** The two files of a PEFT adapter, as bytes. */
 export interface AdapterFiles {
@@ -43,7 +46,8 @@ export function adapterConfigText(model: LlamaModel, baseModel = ''): string {
 
 /**
  * Loads a PEFT adapter into the model (replacing any adapter) from its config text and its
- * safetensors bytes, checking every key and shape. `configName` names the config in errors.
+ * weights, checking every key and shape. The weights are adapter_model.safetensors or, told apart by
+ * their bytes, the older adapter_model.bin (read without running its pickle). `configName` names the config in errors.
  *
  * @example
  * await loadAdapterFromFiles(model, await configFile.text(), 'adapter_config.json', blobSource(weightsFile));
@@ -56,7 +60,7 @@ export async function loadAdapterFromFiles(model: LlamaModel, configText: string
     throw new AdapterError(configName, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   const config = parsePeftConfig(json, configName);
-  const st = await SafetensorsFile.open(weights);
+  const st = await openTensorFile(weights);
   try {
     const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
     for (const info of st.tensors) tensors.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });

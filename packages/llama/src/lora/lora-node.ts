@@ -1,4 +1,4 @@
-// Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors) and
+// Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors or .bin) and
 // merged Hugging Face model folders (sharded safetensors, index, config, tokenizer).
 
 import { mkdir, readFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from '../formats/config.js';
 import { AdapterError, ModelError } from '../errors.js';
-import { adapterConfigName, adapterConfigText, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
+import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
 import { adaptedLinears, adapterTensorsToWrite, loraDelta } from './lora.js';
 import type { Linear } from '../model/linear.js';
 import type { LlamaModel } from '../model/model.js';
@@ -33,7 +33,8 @@ export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''
 
 /**
  * Loads a PEFT LoRA adapter folder into the model (replacing any adapter), checking every
- * key and shape against the model and the adapter's config.
+ * key and shape against the model and the adapter's config. The weights are
+ * adapter_model.safetensors or, when that is absent, adapter_model.bin (older PEFT versions).
  *
  * @example
  * const model = await loadLlama('models/llama-7b', { dtype: 'f16' });
@@ -45,13 +46,17 @@ export async function loadAdapter(model: LlamaModel, dir: string): Promise<void>
   try {
     text = await readFile(configPath, 'utf8');
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(configPath, 'file not found; pass a PEFT adapter folder holding adapter_config.json and adapter_model.safetensors');
+    if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(configPath, `file not found; pass a PEFT adapter folder holding adapter_config.json and ${adapterWeightsName} (or ${adapterTorchWeightsName})`);
     throw err;
   }
+  const missing = (err: unknown) => (err as { code?: unknown }).code === 'ENOENT';
   const weightsPath = join(dir, adapterWeightsName);
   const source = await openFileSource(weightsPath).catch((err: unknown) => {
-    if ((err as { code?: unknown }).code === 'ENOENT') throw new AdapterError(weightsPath, 'file not found; PEFT adapters saved as adapter_model.bin must be converted to safetensors first');
-    throw err;
+    if (!missing(err)) throw err;
+    return openFileSource(join(dir, adapterTorchWeightsName)).catch((binErr: unknown) => {
+      if (missing(binErr)) throw new AdapterError(weightsPath, `file not found, nor ${adapterTorchWeightsName}; pass a PEFT adapter folder holding its weights`);
+      throw binErr;
+    });
   });
   try {
     await loadAdapterFromFiles(model, text, configPath, source);
