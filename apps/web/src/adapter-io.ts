@@ -1,7 +1,8 @@
 // The adapter in and out of the page: downloads of adapter_config.json and adapter_model.safetensors
-// (the bytes Node's saveAdapter writes), and a PEFT adapter folder or its two files loaded from disk.
+// (the bytes Node's saveAdapter writes), and a PEFT adapter folder or its two files loaded from disk
+// (adapter_model.safetensors, or the older adapter_model.bin).
 
-import { adapterConfigName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel } from '@huatuo/llama';
+import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel } from '@huatuo/llama';
 import { download } from './dom.js';
 
 /** Offers the model's adapter as PEFT's two files. */
@@ -14,13 +15,10 @@ export async function downloadAdapter(model: LlamaModel, baseName: string, which
 /** Loads a PEFT adapter from picked files (a folder or the two files), replacing the model's adapter. */
 export async function uploadAdapter(model: LlamaModel, files: readonly File[]): Promise<string> {
   const config = files.find((f) => f.name === adapterConfigName);
-  const weights = files.find((f) => f.name === adapterWeightsName);
+  const weights = files.find((f) => f.name === adapterWeightsName) ?? files.find((f) => f.name === adapterTorchWeightsName);
   const picked = files.map((f) => f.name).join(', ') || 'no files';
   if (!config) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  if (!weights) {
-    const bin = files.some((f) => f.name === 'adapter_model.bin');
-    throw new Error(`no ${adapterWeightsName} among the picked files (${picked})${bin ? '; adapter_model.bin (pickle) must be converted to safetensors first' : ''}`);
-  }
+  if (!weights) throw new Error(`no ${adapterWeightsName} or ${adapterTorchWeightsName} among the picked files (${picked}); pick a PEFT adapter folder`);
   await loadAdapterFromFiles(model, await config.text(), config.name, blobSource(weights));
   const rel = (config as File & { webkitRelativePath?: string }).webkitRelativePath ?? '';
   return rel.includes('/') ? rel.split('/')[0]! : config.name;

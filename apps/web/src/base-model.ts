@@ -1,6 +1,6 @@
 // The base model of the page: the built-in tiny demo (LLaMA's tokenizer, random weights from a
 // fixed seed, the same model Node builds) or a Hugging Face LLaMA folder picked from disk, whose
-// safetensors are read tensor by tensor through Blob slices.
+// safetensors (or PyTorch .bin) are read tensor by tensor through Blob slices.
 
 import {
   checkMemoryPlan,
@@ -47,7 +47,7 @@ export function folderName(files: readonly File[]): string {
 }
 
 /**
- * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors shards). Before
+ * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors or .bin shards). Before
  * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter
  * and `gpuMemory` bytes.
  */
