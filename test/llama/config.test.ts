@@ -12,6 +12,7 @@ import {
   parseLlamaConfig,
   toHfConfigJson,
   type LlamaConfig,
+  type LlamaRopeScaling,
 } from '@huatuo/llama';
 
 const fixtureDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'safetensors', 'huggyllama-llama-7b');
@@ -86,6 +87,13 @@ test('any valid config survives a round trip through config.json text', () => {
       eos: fc.array(fc.nat(2), { minLength: 1, maxLength: 3 }),
       pad: fc.option(fc.nat(2), { nil: undefined }),
       dtype: fc.constantFrom('float32' as const, 'float16' as const, 'bfloat16' as const),
+      ropeScaling: fc.constantFrom<LlamaRopeScaling | null>(
+        null,
+        { type: 'linear', factor: 2 },
+        { type: 'dynamic', factor: 1.5 },
+        { type: 'dynamic', factor: 4, originalMaxPositionEmbeddings: 2048 },
+        { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+      ),
     })
     .map(
       (r): LlamaConfig => ({
@@ -97,6 +105,7 @@ test('any valid config survives a round trip through config.json text', () => {
         headDim: r.headDim,
         rmsNormEps: r.rmsNormEps,
         ropeTheta: r.ropeTheta,
+        ropeScaling: r.ropeScaling,
         vocabSize: r.vocabSize,
         maxPositionEmbeddings: r.maxPositionEmbeddings,
         tieWordEmbeddings: r.tie,
@@ -140,7 +149,7 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   expectConfigError(() => parseLlamaConfig(withField('model_type', 'mistral'), file), 'model_type', '"mistral"');
   expectConfigError(() => parseLlamaConfig(withField('eos_token_id', 32000), file), 'eos_token_id', '[0, 32000)', '32000');
   expectConfigError(() => parseLlamaConfig(withField('head_dim', 32), file), 'head_dim', '16', '32');
-  expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'linear', factor: 2 }), file), 'rope_scaling', 'not supported');
+  expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'yarn', factor: 2 }), file), 'rope_scaling', file, '"yarn" is not supported', '"linear"');
   expectConfigError(() => parseLlamaConfig(withField('tie_word_embeddings', 'no'), file), 'tie_word_embeddings', '"no"');
   expectConfigError(() => parseLlamaConfig([1, 2], file), undefined, file, 'JSON object');
 });

@@ -7,6 +7,7 @@ export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
 export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
+export type { LlamaRopeScaling } from './formats/rope-scaling.js';
 
 // Byte sources: random-access reads from files, Blobs and memory
 export { blobSource, bytesSource } from './formats/source.js';
@@ -73,6 +74,7 @@ export { lossChunkRows } from './model/chunked-loss.js';
 export { Linear } from './model/linear.js';
 export type { LoraWeights } from './model/linear.js';
 export { KvCache } from './model/kv-cache.js';
+export { RotaryFrequencies } from './model/rotary.js';
 export { createRandomLlama, expectedWeights, modelTensorsToWrite, quantizeModel, readLinearWeight } from './model/weights.js';
 export type { WeightSpec, ModelOptions, RandomModelOptions, Quantization } from './model/weights.js';
 export { loadLlamaFromCheckpoint } from './model/weights-load.js';

@@ -2,6 +2,7 @@
 // `LlamaConfig`, written back out, and named presets. Browser-safe.
 
 import { ModelConfigError } from '../errors.js';
+import { parseRopeScaling, ropeScalingJson, type LlamaRopeScaling } from './rope-scaling.js';
 
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
 export type TorchDType = 'float32' | 'float16' | 'bfloat16';
@@ -24,6 +25,8 @@ export interface LlamaConfig {
   readonly rmsNormEps: number;
   /** RoPE base frequency (`rope_theta`). */
   readonly ropeTheta: number;
+  /** RoPE frequency scaling (`rope_scaling`: linear, dynamic or llama3), or null for plain RoPE. */
+  readonly ropeScaling: LlamaRopeScaling | null;
   /** V, vocabulary size (`vocab_size`). */
   readonly vocabSize: number;
   /** Longest sequence the position encoding is meant for (`max_position_embeddings`). */
@@ -59,6 +62,7 @@ const LLAMA_7B: LlamaConfig = Object.freeze({
   headDim: 128,
   rmsNormEps: 1e-6,
   ropeTheta: 10000,
+  ropeScaling: null,
   vocabSize: 32000,
   maxPositionEmbeddings: 2048,
   tieWordEmbeddings: false,
@@ -126,7 +130,7 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
 /**
  * Parses a Hugging Face LLaMA `config.json` (already JSON-decoded). Absent fields take
  * HF's LlamaConfig defaults: num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6,
- * rope_theta 10000, max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2,
+ * rope_theta 10000, rope_scaling null, max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2,
  * hidden_act "silu", initializer_range 0.02, torch_dtype float32. Throws ModelConfigError naming
  * `fileName` and the field for anything missing, malformed, or unsupported.
  *
@@ -172,10 +176,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   }
   const tie = field(file, j, 'tie_word_embeddings') ?? false;
   if (typeof tie !== 'boolean') throw new ModelConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
-  const ropeScaling = field(file, j, 'rope_scaling');
-  if (ropeScaling !== undefined && ropeScaling !== null) {
-    throw new ModelConfigError(file, 'rope_scaling', `expected null, got ${JSON.stringify(ropeScaling)}; scaled RoPE is not supported: remove the field to use plain RoPE`);
-  }
+  const ropeScaling = parseRopeScaling(file, field(file, j, 'rope_scaling'));
   for (const key of ['attention_bias', 'mlp_bias']) {
     const v = field(file, j, key);
     if (v !== undefined && v !== null && v !== false) {
@@ -209,6 +210,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
     headDim,
     rmsNormEps,
     ropeTheta,
+    ropeScaling,
     vocabSize,
     maxPositionEmbeddings,
     tieWordEmbeddings: tie,
@@ -249,7 +251,7 @@ export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
     pad_token_id: config.padTokenId ?? null,
     pretraining_tp: 1,
     rms_norm_eps: config.rmsNormEps,
-    rope_scaling: null,
+    rope_scaling: ropeScalingJson(config.ropeScaling),
     rope_theta: config.ropeTheta,
     tie_word_embeddings: config.tieWordEmbeddings,
     torch_dtype: config.torchDtype,

@@ -3,7 +3,7 @@
 
 import {
   add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
-  QuantizedWeight, rope, slice, swiglu, transpose, type FusedWeight, type Tensor,
+  QuantizedWeight, rope, slice, swiglu, transpose, type FusedWeight, type RopeFrequencies, type Tensor,
 } from '@huatuo/tensor';
 import { AdapterPacks, fusedGroup } from './fused-adapters.js';
 import type { KvCache } from './kv-cache.js';
@@ -47,9 +47,10 @@ export class DecoderLayer {
 
   /**
    * x [B, T, C] -> [B, T, C]. `seed` (undefined: no dropout) gives each adapter its dropout mask,
-   * so that a recomputation under checkpointing draws the same masks.
+   * so that a recomputation under checkpointing draws the same masks. `freq`: RoPE's frequencies for
+   * this forward (default: the model's, see LlamaModel.rotary).
    */
-  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined, seed?: number): Tensor {
+  forward(model: LlamaModel, x: Tensor, positions: Tensor, mask: Tensor | null, cache: KvCache | undefined, seed?: number, freq: RopeFrequencies = model.rotary.forPositions(positions)): Tensor {
     const c = model.config;
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
@@ -62,14 +63,14 @@ export class DecoderLayer {
     if (cache !== undefined && !isGradEnabled()) {
       const [qp, kp, vp] = this.qkv(x, c.rmsNormEps, fuse, seed === undefined ? undefined : (i) => projSeed(seed, i)); // [B, T, H D], [B, T, Hkv D] x2
       // RoPE and the cache writes in one dispatch.
-      ({ q, k, v } = cache.appendRoped(this.index, qp, kp, vp, positions, c.ropeTheta)); // [B, H, T, D], [B, Hkv, S, D] x2
+      ({ q, k, v } = cache.appendRoped(this.index, qp, kp, vp, positions, freq)); // [B, H, T, D], [B, Hkv, S, D] x2
     } else {
       const h = rmsNorm(x, this.inputNorm, c.rmsNormEps); // [B, T, C]
       const qp = this.qProj.forward(h, projSeed(seed, 0)); // [B, T, H D]
       const kp = this.kProj.forward(h, projSeed(seed, 1)); // [B, T, Hkv D]
       const vp = this.vProj.forward(h, projSeed(seed, 2)); // [B, T, Hkv D]
-      q = rope(heads(qp, c.numAttentionHeads), positions, c.ropeTheta); // [B, H, T, D]
-      k = rope(heads(kp, c.numKeyValueHeads), positions, c.ropeTheta); // [B, Hkv, T, D]
+      q = rope(heads(qp, c.numAttentionHeads), positions, freq); // [B, H, T, D]
+      k = rope(heads(kp, c.numKeyValueHeads), positions, freq); // [B, Hkv, T, D]
       v = heads(vp, c.numKeyValueHeads); // [B, Hkv, T, D]
       if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
     }

@@ -3,7 +3,7 @@
 // dispatch where the decoder can, see ropeCache); attention reads the filled prefix through a slice
 // view. Beam search reorders its rows.
 
-import { copyInto, keep, ropeCache, slice, tidy, zeros, type FloatDType, type Tensor } from '@huatuo/tensor';
+import { copyInto, keep, ropeCache, slice, tidy, zeros, type FloatDType, type RopeFrequencies, type Tensor } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError } from '../errors.js';
 
@@ -53,16 +53,17 @@ export class KvCache {
    * Rotates the new queries and keys (RoPE) and writes the keys and values of a layer in one
    * dispatch (see ropeCache): q [B, T, H D], k, v [B, T, Hkv D] as the projections return them.
    * Returns the rotated queries [B, H, T, D] and views of all filled keys and values,
-   * [B, Hkv, length + T, D], as rope and {@link append} would. Call `advance(T)` once every layer has appended.
+   * [B, Hkv, length + T, D], as rope and {@link append} would. `freq`: theta or a RopeSpec (scaled RoPE).
+   * Call `advance(T)` once every layer has appended.
    */
-  appendRoped(layer: number, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, theta: number): { q: Tensor; k: Tensor; v: Tensor } {
+  appendRoped(layer: number, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, freq: RopeFrequencies): { q: Tensor; k: Tensor; v: Tensor } {
     const end = this.length + q.shape[1]!;
     if (end > this.maxLength) {
       throw new ModelError(`KvCache: ${end} positions do not fit a cache of ${this.maxLength}; create the cache with a larger maxLength`);
     }
     const K = this.keys[layer]!;
     const V = this.values[layer]!;
-    const qh = ropeCache(q, k, v, positions, theta, K, V, this.length);
+    const qh = ropeCache(q, k, v, positions, freq, K, V, this.length);
     return { q: qh, k: slice(K, 2, 0, end), v: slice(V, 2, 0, end) };
   }
 

@@ -22,6 +22,7 @@ import { lmHeadLoss } from './chunked-loss.js';
 import { ModelError } from '../errors.js';
 import type { KvCache } from './kv-cache.js';
 import type { DecoderLayer } from './decoder-layer.js';
+import { RotaryFrequencies } from './rotary.js';
 import type { Linear } from './linear.js';
 import type { LoraConfig } from '../lora/lora-config.js';
 
@@ -69,6 +70,8 @@ export class LlamaModel {
    * chunks of token rows. Set when the model is created: the limit its weights were split at.
    */
   maxBindingBytes = Infinity;
+  /** RoPE's frequencies (rope_theta, rope_scaling), with the state of dynamic scaling. */
+  readonly rotary: RotaryFrequencies;
   private dropoutCounter: number;
 
   constructor(
@@ -85,6 +88,7 @@ export class LlamaModel {
     seed = 0,
   ) {
     this.dropoutCounter = seed >>> 0;
+    this.rotary = new RotaryFrequencies(config);
   }
 
   /**
@@ -170,16 +174,17 @@ export class LlamaModel {
       throw new ModelError(`forward: attentionMask is [${mask.shape.join(', ')}], expected [${B}, ${past + T}] (batch, cached plus new positions)`);
     }
     const positions = options.positions ?? tensor(Int32Array.from({ length: T }, (_, i) => past + i));
+    const freq = this.rotary.forPositions(positions);
     let x = this.embed(ids); // [B, T, C]
     const checkpointed = this.gradientCheckpointing && cache === undefined && isGradEnabled();
     for (const layer of this.layers) {
       const seed = this.nextDropoutSeed();
       if (checkpointed) {
         const inputs = mask === null ? [x, positions] : [x, positions, mask];
-        const run = (h: Tensor, p: Tensor, m?: Tensor) => layer.forward(this, h, p, m ?? null, undefined, seed);
+        const run = (h: Tensor, p: Tensor, m?: Tensor) => layer.forward(this, h, p, m ?? null, undefined, seed, freq);
         x = checkpoint(run as (...t: Tensor[]) => Tensor, inputs, layer.trainableParameters());
       } else {
-        x = layer.forward(this, x, positions, mask, cache, seed);
+        x = layer.forward(this, x, positions, mask, cache, seed, freq);
       }
     }
     cache?.advance(T);
