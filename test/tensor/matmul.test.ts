@@ -165,3 +165,36 @@ test('matmul gradients match the reference on larger shapes with broadcast batch
     { numRuns: 12 },
   );
 });
+
+test('matmul takes 1-D operands as torch.matmul does: a row or column dropped from the result, with gradients of the operands\' shapes', async () => {
+  await scoped(async () => {
+    const cases: { a: number[]; b: number[]; out: number[] }[] = [
+      { a: [4], b: [4, 3], out: [3] },
+      { a: [2, 4], b: [4], out: [2] },
+      { a: [4], b: [4], out: [] },
+      { a: [4], b: [2, 4, 3], out: [2, 3] },
+      { a: [2, 3, 4], b: [4], out: [2, 3] },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const av = seededValues(numel(c.a), 10 + i);
+      const bv = seededValues(numel(c.b), 20 + i);
+      const a = tensor(av, c.a, { requiresGrad: true });
+      const b = tensor(bv, c.b, { requiresGrad: true });
+      const y = matmul(a, b);
+      assert.deepEqual(y.shape, c.out, `[${c.a}] x [${c.b}]`);
+      // The same product with the 1-D operands as [1, K] and [K, 1] in the reference; the data match as laid out.
+      const a2 = refTensor(av, c.a.length === 1 ? [1, c.a[0]!] : c.a);
+      const b2 = refTensor(bv, c.b.length === 1 ? [c.b[0]!, 1] : c.b);
+      const expected = refMatmul(a2, b2);
+      assertClose(await y.toArray(), expected.data, { atol: 1e-5, rtol: 1e-5 }, `[${c.a}] x [${c.b}]`);
+      const gv = seededValues(Math.max(1, numel(c.out)), 30 + i);
+      y.backward(tensor(gv, c.out));
+      const [da, db] = refMatmulBackward(a2, b2, refTensor(gv, expected.shape));
+      assert.deepEqual(a.grad!.shape, c.a);
+      assert.deepEqual(b.grad!.shape, c.b);
+      assertClose(await a.grad!.toArray(), da!.data, { atol: 1e-5, rtol: 1e-5 }, `d a, [${c.a}] x [${c.b}]`);
+      assertClose(await b.grad!.toArray(), db!.data, { atol: 1e-5, rtol: 1e-5 }, `d b, [${c.a}] x [${c.b}]`);
+    }
+    assert.throws(() => matmul(tensor([2], []), tensor([1, 2], [2])), /matmul: both operands need at least 1 dimension, got \[\] and \[2\]; multiply by a scalar with mul/);
+  });
+});

@@ -7,11 +7,11 @@ import { getRuntime } from '../backend/context.js';
 import { encodeMatmul } from '../backend/matmul-encode.js';
 import { plan, type MatmulPlan, type Problem } from '../backend/matmul-plan.js';
 import { ShapeError, fmtShape } from '../errors.js';
-import { empty, numel, Tensor } from '../tensor.js';
+import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { defineOp, type OpContext } from './define.js';
 import { broadcastShapes, checkFloat, checkSameDType, coalesce, runCopy, sumToShape } from './launch.js';
-import { transpose } from './views.js';
+import { reshape, transpose } from './views.js';
 
 const MAX_BATCH_RANK = 4;
 
@@ -102,26 +102,65 @@ export function matmulPlan(a: Tensor, b: Tensor): MatmulPlan {
   return plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
 }
 
+/** a [K] read as [1, K] and b [K] as [K, 1] (views; torch.matmul's 1-D operands); others as they are. */
+function asMatrices(a: Tensor, b: Tensor): [Tensor, Tensor] {
+  return [
+    a.rank === 1 ? a.view([1, a.shape[0]!], [0, a.strides[0]!], a.offset, 'matmul') : a,
+    b.rank === 1 ? b.view([b.shape[0]!, 1], [b.strides[0]!, 0], b.offset, 'matmul') : b,
+  ];
+}
+
+/** The product's shape as torch.matmul gives it: the rows' dim gone when a is 1-D, the columns' when b is. */
+function productShape(matrixShape: readonly number[], aRank: number, bRank: number): number[] {
+  const r = matrixShape.length;
+  return matrixShape.filter((_, i) => !(aRank === 1 && i === r - 2) && !(bRank === 1 && i === r - 1));
+}
+
 /**
  * Matrix product of the last two dimensions, broadcasting the rest: [..., M, K] x [..., K, N] -> [..., M, N].
+ * As torch.matmul, a 1-D a [K] is a row that is dropped from the result ([K] x [..., K, N] -> [..., N]),
+ * a 1-D b [K] a column that is dropped ([..., M, K] x [K] -> [..., M]), and two give their dot product ([]).
  * @example matmul(x, transpose(w)) // x [B, T, C] times w [O, C] read transposed in place
  */
 export const matmul = defineOp({
   name: 'matmul',
   // Each gradient needs only the other operand: a is kept when b needs a gradient, b when a does.
   forward(ctx: OpContext<Tensor[], { shapes: [readonly number[], readonly number[]] }>, a: Tensor, b: Tensor) {
+    if (a.rank === 0 || b.rank === 0) {
+      throw new ShapeError(`matmul: both operands need at least 1 dimension, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}; multiply by a scalar with mul`);
+    }
     ctx.data.shapes = [a.shape, b.shape];
     if (ctx.needsGrad(1)) ctx.saved.push(a);
     if (ctx.needsGrad(0)) ctx.saved.push(b);
-    return runMatmul('matmul', a, b);
+    if (a.rank >= 2 && b.rank >= 2) return runMatmul('matmul', a, b);
+    const [a2, b2] = asMatrices(a, b);
+    const out = runMatmul('matmul', a2, b2);
+    if (a2 !== a) a2.dispose('temporary view of matmul');
+    if (b2 !== b) b2.dispose('temporary view of matmul');
+    const shape = productShape(out.shape, a.rank, b.rank);
+    const y = out.view(shape, contiguousStrides(shape), 0);
+    out.dispose('replaced by a reshaped view');
+    return y;
   },
   // dA = dC B^T, dB = A^T dC (summed over broadcast batch dims)
   backward(ctx, g) {
     const [aShape, bShape] = ctx.data.shapes;
     const a = ctx.needsGrad(1) ? ctx.saved[0]! : null;
     const b = ctx.needsGrad(0) ? ctx.saved[ctx.saved.length - 1]! : null;
-    const da = b !== null ? sumToShape('matmul', runMatmul('matmul backward', g, transpose(b)), aShape) : null;
-    const db = a !== null ? sumToShape('matmul', runMatmul('matmul backward', transpose(a), g), bShape) : null;
+    if (aShape.length >= 2 && bShape.length >= 2) {
+      const da = b !== null ? sumToShape('matmul', runMatmul('matmul backward', g, transpose(b)), aShape) : null;
+      const db = a !== null ? sumToShape('matmul', runMatmul('matmul backward', transpose(a), g), bShape) : null;
+      return [da, db];
+    }
+    // 1-D operands: the product's dropped dims come back as size 1, and each gradient leaves as its operand's shape.
+    const gShape = [...g.shape];
+    if (aShape.length === 1) gShape.splice(bShape.length === 1 ? gShape.length : gShape.length - 1, 0, 1);
+    if (bShape.length === 1) gShape.push(1);
+    const g2 = reshape(g, gShape);
+    const a2Shape = aShape.length === 1 ? [1, aShape[0]!] : aShape;
+    const b2Shape = bShape.length === 1 ? [bShape[0]!, 1] : bShape;
+    const da = b !== null ? reshape(sumToShape('matmul', runMatmul('matmul backward', g2, transpose(reshape(b, b2Shape))), a2Shape), aShape) : null;
+    const db = a !== null ? reshape(sumToShape('matmul', runMatmul('matmul backward', transpose(reshape(a, a2Shape)), g2), b2Shape), bShape) : null;
     return [da, db];
   },
 });
