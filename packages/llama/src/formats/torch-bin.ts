@@ -39,6 +39,41 @@ function isContiguous(shape: readonly number[], stride: readonly number[]): bool
 }
 
 /**
+ * Copies a strided view out of `src` (its storage from the view's first element) into row-major order,
+ * moving whole elements as 1-, 2- or 4-byte words.
+ */
+function gather(src: Uint8Array, shape: readonly number[], stride: readonly number[], itemSize: number): Uint8Array {
+  const word = Math.min(itemSize, 4);
+  const perItem = itemSize / word;
+  const aligned = src.byteOffset % word === 0 ? src : src.slice();
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const out = new Uint8Array(numel * itemSize);
+  const view = (b: Uint8Array) =>
+    word === 4 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4) : word === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : b;
+  const from = view(aligned);
+  const to = view(out);
+  const rank = shape.length;
+  const inner = shape[rank - 1]!;
+  const innerStride = stride[rank - 1]! * perItem;
+  const index = new Array<number>(rank).fill(0);
+  let at = 0;
+  for (let k = 0; k < to.length; ) {
+    // One run along the last dimension.
+    for (let i = 0, q = at * perItem; i < inner; i++, q += innerStride) {
+      for (let w = 0; w < perItem; w++) to[k++] = from[q + w]!;
+    }
+    for (let d = rank - 2; d >= 0; d--) {
+      index[d] = index[d]! + 1;
+      at += stride[d]!;
+      if (index[d]! < shape[d]!) break;
+      at -= index[d]! * stride[d]!;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+/**
  * A PyTorch `.bin` file opened for streaming: the zip directory and `data.pkl` are read and checked
  * on `open` (no code is ever run: only state-dict globals are admitted); tensor data is read only
  * when asked for, one tensor at a time. Views are read from their storage's offset; non-contiguous
@@ -149,21 +184,7 @@ export class TorchBinFile {
     const itemSize = safetensorsDTypeSizes[info.dtype];
     const span = 1 + ref.shape.reduce((s, d, i) => s + (d - 1) * ref.stride[i]!, 0);
     const src = await readExactly(this.source, info.offset, span * itemSize, 'tensor data', name);
-    const out = new Uint8Array(info.byteLength);
-    const rank = ref.shape.length;
-    const index = new Array<number>(rank).fill(0);
-    let at = 0;
-    for (let k = 0; k < info.byteLength; k += itemSize) {
-      out.set(src.subarray(at * itemSize, at * itemSize + itemSize), k);
-      for (let d = rank - 1; d >= 0; d--) {
-        index[d] = index[d]! + 1;
-        at += ref.stride[d]!;
-        if (index[d]! < ref.shape[d]!) break;
-        at -= index[d]! * ref.stride[d]!;
-        index[d] = 0;
-      }
-    }
-    return out;
+    return gather(src, ref.shape, ref.stride, itemSize);
   }
 
   /**
