@@ -12,6 +12,7 @@ import { ValueError } from '../errors.js';
  *   for the sequence length seqLen the frequencies are computed for (the largest position + 1). With
  *   seqLen <= maxPositionEmbeddings this is Hugging Face's initial base (in float64, which for most
  *   factors is theta itself); above it, its regrown base in float32 steps.
+ * None of the three scales cos/sin themselves (transformers' attention_scaling is 1 for each).
  */
 export type RopeScaling =
   | { readonly type: 'linear'; readonly factor: number }
