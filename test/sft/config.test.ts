@@ -8,7 +8,7 @@ test("the defaults are HuaTuo's recipe", () => {
     {
       dataPath: null, template: 'med_template', baseModel: null, quantize: 'none', outputDir: './lora-llama-med',
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
-      loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraBias: 'none',
+      loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, gpuMemory: 0, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
       numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
       warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
@@ -22,6 +22,7 @@ test('overrides parse from CLI strings, by flag or key, and leave the defaults u
   assert.equal(c.microBatchSize, 4);
   assert.equal(c.cutoffLen, 512);
   assert.deepEqual(c.loraTargetModules, ['q_proj', 'k_proj', 'v_proj']);
+  assert.equal(resolveConfig({ '--lora-use-rslora': 'true' }).loraUseRslora, true);
   assert.equal(c.trainOnInputs, true);
   assert.equal(c.dataPath, 'x.json');
   assert.equal(c.seed, 42);
@@ -56,6 +57,7 @@ test('bad values are refused naming the flag, the value and what was expected', 
   failsOn({ '--lora-dropout': '1' }, '--lora-dropout', /expected a value >= 0 and < 1, got "1"/);
   failsOn({ learningRate: '0' }, '--learning-rate', /> 0/);
   failsOn({ trainOnInputs: 'maybe' }, '--train-on-inputs', /true or false/);
+  failsOn({ '--lora-use-rslora': 'sqrt' }, '--lora-use-rslora', /expected true or false, got "sqrt"/);
   failsOn({ '--lora-target-modules': 'q_proj,attn' }, '--lora-target-modules', /unknown module "attn"/);
   failsOn({ '--micro-batch': '3' }, '--micro-batch', /must divide --batch-size 128/);
   failsOn({ '--micro-batch': '256' }, '--micro-batch', /must divide/);

@@ -1,7 +1,7 @@
 // The training half of the page: progress, the loss curve, the run's end, the adapter's summary,
 // and the offer to resume a run stored in this browser.
 
-import { adaptedLinears, type LlamaModel } from '@huatuo/llama';
+import { adaptedLinears, describeTargets, type LlamaModel } from '@huatuo/llama';
 import type { ProgressEvent } from '@huatuo/sft';
 import { loadDemoModel } from './base-model.js';
 import { drawLossCurve } from './chart.js';
@@ -68,7 +68,7 @@ export function describeAdapter(): void {
   const cfg = m?.loraConfig;
   if (!m || !cfg) return;
   const params = adaptedLinears(m).reduce((s, { linear }) => s + (linear.lora ? linear.lora.A.size + linear.lora.B.size : 0), 0);
-  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${cfg.targetModules.join(', ')}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}`, 'ok');
+  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${cfg.useRslora ? ' (rsLoRA)' : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}`, 'ok');
 }
 
 /** Offers to resume the run stored in this browser, if there is one. */

@@ -27,6 +27,8 @@ export interface TrainConfig {
   loraAlpha: number;
   loraDropout: number;
   loraTargetModules: string[];
+  /** Rank-stabilized LoRA (PEFT's use_rslora): the update is scaled by alpha / sqrt(r) instead of alpha / r. */
+  loraUseRslora: boolean;
   loraBias: 'none';
   batchSize: number;
   microBatchSize: number | 'auto';
@@ -83,6 +85,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loraAlpha: 16, // update scaled by alpha / r = 2
   loraDropout: 0.05,
   loraTargetModules: ['q_proj', 'v_proj'],
+  loraUseRslora: false, // PEFT's use_rslora: scale by alpha / sqrt(r)
   loraBias: 'none',
   // batching
   batchSize: 128, // effective batch: microBatchSize * gradient accumulation steps

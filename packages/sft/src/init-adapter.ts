@@ -1,26 +1,39 @@
 // A run that starts from an existing PEFT adapter (--init-adapter) trains that adapter's shape:
-// its r, alpha, dropout and target modules become the recipe's, and flags that contradict them are refused.
-import { adapterConfigName, parsePeftConfig } from '@huatuo/llama';
+// its r, alpha, dropout, target modules and rsLoRA become the recipe's, and flags that contradict them are refused.
+import { adapterConfigName, loraTargetModules, parsePeftConfig, type LoraConfig } from '@huatuo/llama';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
-type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules';
+type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules' | 'loraUseRslora';
 
 const FIELDS: readonly { key: LoraKey; flag: string; peft: string }[] = [
   { key: 'loraR', flag: '--lora-r', peft: 'r' },
   { key: 'loraAlpha', flag: '--lora-alpha', peft: 'lora_alpha' },
   { key: 'loraDropout', flag: '--lora-dropout', peft: 'lora_dropout' },
   { key: 'loraTargetModules', flag: '--lora-target-modules', peft: 'target_modules' },
+  { key: 'loraUseRslora', flag: '--lora-use-rslora', peft: 'use_rslora' },
 ];
 
 const same = (a: unknown, b: unknown) =>
   Array.isArray(a) && Array.isArray(b) ? [...a].sort().join(',') === [...b].sort().join(',') : a === b;
 
+/** The adapter's targets as the trainer's list of projection names, or the adapter_config.json field the flags cannot express. */
+function recipeTargets(lora: LoraConfig): string[] | string {
+  if (Object.keys(lora.rankPattern).length > 0) return 'rank_pattern';
+  if (Object.keys(lora.alphaPattern).length > 0) return 'alpha_pattern';
+  if (lora.layersToTransform !== null && lora.layersToTransform.length > 0) return 'layers_to_transform';
+  if (lora.excludeModules !== null) return 'exclude_modules';
+  if (typeof lora.targetModules === 'string') return lora.targetModules.toLowerCase() === 'all-linear' ? [...loraTargetModules] : 'target_modules (a regular expression)';
+  if (!lora.targetModules.every((t) => (loraTargetModules as readonly string[]).includes(t))) return 'target_modules (module paths)';
+  return [...lora.targetModules];
+}
+
 /**
- * The recipe for a run starting from the adapter in `dir`: the adapter's r, alpha, dropout and
- * target modules replace the config's. A key in `given` (set explicitly, e.g. by a flag) whose
- * value differs from the adapter's is refused rather than silently replaced.
+ * The recipe for a run starting from the adapter in `dir`: the adapter's r, alpha, dropout, target
+ * modules and use_rslora replace the config's. A key in `given` (set explicitly, e.g. by a flag) whose
+ * value differs from the adapter's is refused rather than silently replaced, and so is an adapter whose
+ * shape the flags cannot express (per-module ranks, a layer subset, regular-expression targets).
  * @throws ConfigError naming the flag, both values and the adapter's config file.
  * @example const config = await withInitAdapter(runFiles, resolveConfig({}), 'lora-llama-med', []);
  */
@@ -40,7 +53,11 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
     throw new ConfigError('--init-adapter', `${file} is not valid JSON (${(e as Error).message})`);
   }
   const lora = parsePeftConfig(json, file);
-  const own: Record<LoraKey, unknown> = { loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: [...lora.targetModules] };
+  const targets = recipeTargets(lora);
+  if (typeof targets === 'string') {
+    throw new ConfigError('--init-adapter', `${file} sets ${targets}, which the trainer's --lora-* flags cannot express; train it with applyLora and loadAdapter in code, or start without --init-adapter`);
+  }
+  const own: Record<LoraKey, unknown> = { loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora };
   for (const f of FIELDS) {
     if (given.includes(f.key) && !same(config[f.key], own[f.key])) {
       const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
@@ -50,5 +67,5 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
       );
     }
   }
-  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: [...lora.targetModules] };
+  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora };
 }

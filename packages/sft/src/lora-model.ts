@@ -44,10 +44,10 @@ export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverr
   return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
 }
 
-/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets from the config) and wraps the model for the trainer. */
+/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA from the config) and wraps the model for the trainer. */
 export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
   const targets = config.loraTargetModules as LoraTargetModule[];
-  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets }, { seed: config.seed });
+  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets, useRslora: config.loraUseRslora }, { seed: config.seed });
   base.model.gradientCheckpointing = config.gradientCheckpointing;
   return new LoraModel(base.model, base.name);
 }

@@ -17,8 +17,9 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
     learningRate: config.learningRate,
     seed: config.seed,
     nTrain,
-    // Absent unless set, so the checkpoints of runs without --max-steps keep their key.
+    // Absent unless set, so the checkpoints of runs without --max-steps or --lora-use-rslora keep their key.
     ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
+    ...(config.loraUseRslora ? { loraUseRslora: true } : {}),
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
   return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');

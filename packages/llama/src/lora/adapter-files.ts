@@ -4,7 +4,9 @@
 
 import { AdapterError, ModelError } from '../errors.js';
 import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
-import { parsePeftConfig, toPeftConfigJson } from './lora-config.js';
+import { parsePeftConfig, toPeftConfigJson } from './peft-config.js';
+import { peftFieldNames } from './lora-config.js';
+import { loraModules } from './lora-targets.js';
 import type { LlamaModel } from '../model/model.js';
 import { openTensorFile } from '../formats/tensor-file.js';
 import { serializeSafetensors } from '../formats/safetensors-write.js';
@@ -60,6 +62,7 @@ export async function loadAdapterFromFiles(model: LlamaModel, configText: string
     throw new AdapterError(configName, `not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   const config = parsePeftConfig(json, configName);
+  loraModules(config, model.layers.length, configName, peftFieldNames); // the targets' errors name the file
   const st = await openTensorFile(weights);
   try {
     const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();

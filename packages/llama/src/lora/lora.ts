@@ -1,11 +1,13 @@
 // LoRA on a LlamaModel as PEFT does it: frozen base projections, trainable f32 A [r, in]
-// (Kaiming-uniform) and B [out, r] (zeros) on the target modules, output base(x) +
-// B(A(dropout(x))) * alpha / r; merging the update into the base weights and back. Browser-safe.
+// (Kaiming-uniform) and B [out, r] (zeros) on the projections the config selects, output base(x) +
+// B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA, per module); merging the update
+// into the base weights and back. Browser-safe.
 
 import { add, cast, keep, matmul, mul, noGrad, rand, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
 import { AdapterError, ModelError } from '../errors.js';
 import type { Linear } from '../model/linear.js';
-import { peftKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
+import { describeTargets, loraTargetModules, peftKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
+import { loraModules } from './lora-targets.js';
 import type { LlamaModel } from '../model/model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
 
@@ -15,31 +17,39 @@ export interface ApplyLoraOptions {
   readonly seed?: number;
 }
 
-/** The adapted projections of a model with their layer and target name. */
+type Layer = LlamaModel['layers'][number];
+
+/** A decoder layer's projection by its Hugging Face name. */
+function projection(layer: Layer, target: LoraTargetModule): Linear {
+  const byTarget: Record<LoraTargetModule, Linear> = {
+    q_proj: layer.qProj,
+    k_proj: layer.kProj,
+    v_proj: layer.vProj,
+    o_proj: layer.oProj,
+    gate_proj: layer.gateProj,
+    up_proj: layer.upProj,
+    down_proj: layer.downProj,
+  };
+  return byTarget[target];
+}
+
+/** The projections of a model that carry an adapter, with their layer and target name, in layer order. */
 export function adaptedLinears(model: LlamaModel): { layer: number; target: LoraTargetModule; linear: Linear }[] {
-  const cfg = model.loraConfig;
-  if (cfg === null) return [];
   const out: { layer: number; target: LoraTargetModule; linear: Linear }[] = [];
   for (const layer of model.layers) {
-    const byTarget: Record<LoraTargetModule, Linear> = {
-      q_proj: layer.qProj,
-      k_proj: layer.kProj,
-      v_proj: layer.vProj,
-      o_proj: layer.oProj,
-      gate_proj: layer.gateProj,
-      up_proj: layer.upProj,
-      down_proj: layer.downProj,
-    };
-    for (const target of cfg.targetModules) out.push({ layer: layer.index, target, linear: byTarget[target] });
+    for (const target of loraTargetModules) {
+      const linear = projection(layer, target);
+      if (linear.lora !== null) out.push({ layer: layer.index, target, linear });
+    }
   }
   return out;
 }
 
 /**
- * Attaches fresh LoRA adapters to the target projections of every layer (replacing any
- * adapter already there) and returns the trainable parameters: A with PEFT's Kaiming-uniform
- * init (bound 1 / sqrt(in)), B zeros, both f32. Base weights stay frozen: no gradient, no
- * optimizer state, no copy.
+ * Attaches fresh LoRA adapters to the projections the config selects (replacing any adapter already
+ * there; see {@link LoraConfig.targetModules}) and returns the trainable parameters: A with PEFT's
+ * Kaiming-uniform init (bound 1 / sqrt(in)), B zeros, both f32, with each module's rank and scaling.
+ * Base weights stay frozen: no gradient, no optimizer state, no copy.
  *
  * @example
  * const params = applyLora(model, { r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] });
@@ -47,16 +57,18 @@ export function adaptedLinears(model: LlamaModel): { layer: number; target: Lora
  */
 export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, init: ApplyLoraOptions = {}): Tensor[] {
   const config = resolveLoraConfig(options);
+  const modules = loraModules(config, model.layers.length);
   removeLora(model);
   model.loraConfig = config;
   let seed = (init.seed ?? 0) >>> 0;
-  for (const { linear } of adaptedLinears(model)) {
+  for (const m of modules) {
+    const linear = projection(model.layers[m.layer]!, m.target);
     const bound = 1 / Math.sqrt(linear.inFeatures);
     seed = (Math.imul(seed, 0x2c9277b5) + 0xac564b05) >>> 0;
     const s = seed;
-    const A = keep(noGrad(() => tidy(() => sub(mul(rand([config.r, linear.inFeatures], { seed: s }), 2 * bound), bound))));
-    const B = keep(zeros([linear.outFeatures, config.r]));
-    linear.lora = { A: A.requireGrad(), B: B.requireGrad(), scaling: config.alpha / config.r, dropout: config.dropout };
+    const A = keep(noGrad(() => tidy(() => sub(mul(rand([m.r, linear.inFeatures], { seed: s }), 2 * bound), bound))));
+    const B = keep(zeros([linear.outFeatures, m.r]));
+    linear.lora = { A: A.requireGrad(), B: B.requireGrad(), scaling: m.scaling, dropout: config.dropout };
     linear.merged = false;
   }
   return model.loraParameters();
@@ -82,27 +94,29 @@ export function setAdapterWeights(model: LlamaModel, weights: ReadonlyMap<string
   if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
   const expected = new Set<string>();
   const items = adaptedLinears(model);
+  const targets = describeTargets(cfg.targetModules);
   for (const { layer, target, linear } of items) {
+    const r = linear.lora!.A.shape[0]!;
     for (const [m, shape] of [
-      ['A', [cfg.r, linear.inFeatures]],
-      ['B', [linear.outFeatures, cfg.r]],
+      ['A', [r, linear.inFeatures]],
+      ['B', [linear.outFeatures, r]],
     ] as const) {
       const key = peftKey(layer, target, m);
       expected.add(key);
       const w = weights.get(key);
-      if (w === undefined) throw new AdapterError(file, `tensor "${key}" is missing; adapter_config.json targets ${cfg.targetModules.join(', ')} with r ${cfg.r}`);
+      if (w === undefined) throw new AdapterError(file, `tensor "${key}" is missing; adapter_config.json targets ${targets} with r ${r} on this module`);
       if (w.shape.length !== 2 || w.shape[0] !== shape[0] || w.shape[1] !== shape[1]) {
-        throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [${shape.join(', ')}] for this model and r ${cfg.r}`);
+        throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [${shape.join(', ')}] for this model and r ${r} on this module`);
       }
     }
   }
   for (const key of weights.keys()) {
-    if (!expected.has(key)) throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${cfg.targetModules.join(', ')} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
+    if (!expected.has(key)) throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${targets} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
   }
   for (const { layer, target, linear } of items) {
     const lora = linear.lora!;
-    const A = keep(tensor(weights.get(peftKey(layer, target, 'A'))!.data, [cfg.r, linear.inFeatures])).requireGrad();
-    const B = keep(tensor(weights.get(peftKey(layer, target, 'B'))!.data, [linear.outFeatures, cfg.r])).requireGrad();
+    const A = keep(tensor(weights.get(peftKey(layer, target, 'A'))!.data, lora.A.shape)).requireGrad();
+    const B = keep(tensor(weights.get(peftKey(layer, target, 'B'))!.data, lora.B.shape)).requireGrad();
     lora.A.dispose('replaced by loaded adapter weights');
     lora.B.dispose('replaced by loaded adapter weights');
     linear.lora = { ...lora, A, B };
@@ -150,7 +164,7 @@ function unmergeLinear(linear: Linear, model: LlamaModel): void {
 }
 
 /**
- * Adds every adapter's update into its base weights (W += alpha / r * B A), so inference runs
+ * Adds every adapter's update into its base weights (W += scaling * B A), so inference runs
  * at base speed; the adapter stays attached for `unmergeAdapter`. Quantized projections are left
  * as they are, their adapters still applied in forward (saveMergedModel merges them on the host).
  */
@@ -164,7 +178,7 @@ export function mergeAdapter(model: LlamaModel): void {
   }
 }
 
-/** Subtracts merged updates from the base weights again (W -= alpha / r * B A). */
+/** Subtracts merged updates from the base weights again (W -= scaling * B A). */
 export function unmergeAdapter(model: LlamaModel): void {
   for (const { linear } of adaptedLinears(model)) if (linear.merged) unmergeLinear(linear, model);
 }

@@ -10,6 +10,7 @@ import type { LlamaModel } from './model.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from '../errors.js';
 import { moduleGroup, type LoraTargetModule } from '../lora/lora-config.js';
+import { adaptedLinears } from '../lora/lora.js';
 import { formatBytes, productWorkspace, projectionBytes, projectionShape, splitRows } from './tensor-sizes.js';
 
 /** The adapter limits a plan is checked against (WebGPU's `GPUSupportedLimits` names). */
@@ -259,9 +260,10 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
  * or not), `batch` sequences of up to `length` tokens, logits of the last position only.
  */
 export function inferencePlan(model: LlamaModel, batch: number, length: number): MemoryPlan {
-  const cfg = model.loraConfig;
-  const merged = model.layers.every((l) => l.linears().every((p) => p.lora === null || p.merged));
-  const lora = cfg === null ? undefined : { r: cfg.r, targetModules: cfg.targetModules, merged };
+  const adapted = adaptedLinears(model);
+  const merged = adapted.every(({ linear }) => linear.merged);
+  // Per-module ranks and layer subsets are planned as the largest rank on every layer of each adapted projection: an upper bound.
+  const lora = adapted.length === 0 ? undefined : { r: Math.max(...adapted.map(({ linear }) => linear.lora!.A.shape[0]!)), targetModules: [...new Set(adapted.map((a) => a.target))], merged };
   return planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, quantize: model.quantization, training: false, lastPositionLogits: true, lora });
 }
 

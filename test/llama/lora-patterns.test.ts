@@ -1,0 +1,168 @@
+// Adapters whose shape varies per module, loaded from PEFT files: use_rslora (alpha / sqrt(r)), rank_pattern,
+// alpha_pattern and layers_to_transform give the logits of the base with W + scaling B A added on the host,
+// unmerged, merged and in cached decoding; training and saving work with layers left without an adapter.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cat, copyInto, initWebGPU, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import {
+  adaptedLinears, applyLora, bytesSource, KvCache, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, saveAdapter, serializeSafetensors, unmergeAdapter, type LlamaModel,
+} from '@huatuo/llama';
+import { assertClose } from '../tensor/helpers.js';
+import { fixtureDir, readReference } from './fixtures.js';
+
+const tol = { atol: 1e-4, rtol: 1e-4 };
+const ref = readReference('gqa');
+
+/** The adapter: q_proj of layer 0 by full name; q, v, down of layer 1 only; v at rank 2, down at alpha 3; rsLoRA. */
+const CONFIG = {
+  base_model_name_or_path: 'gqa', peft_type: 'LORA', task_type: 'CAUSAL_LM', bias: 'none', fan_in_fan_out: false, lora_dropout: 0, modules_to_save: null,
+  r: 4, lora_alpha: 8, use_rslora: true,
+  target_modules: ['model.layers.0.self_attn.q_proj', 'q_proj', 'v_proj', 'down_proj'], layers_to_transform: [1],
+  rank_pattern: { v_proj: 2 }, alpha_pattern: { 'mlp.down_proj': 3 },
+};
+/** [layer, group, projection, r, alpha / sqrt(r)] of every adapted module, worked out from CONFIG by hand. */
+const MODULES: [number, string, string, number, number][] = [
+  [0, 'self_attn', 'q_proj', 4, 8 / 2],
+  [1, 'self_attn', 'q_proj', 4, 8 / 2],
+  [1, 'self_attn', 'v_proj', 2, 8 / Math.SQRT2],
+  [1, 'mlp', 'down_proj', 4, 3 / 2],
+];
+
+function ids2d(rows: number[][]): Tensor {
+  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
+}
+
+async function logitsOf(model: LlamaModel): Promise<Float32Array> {
+  const t = noGrad(() => tidy(() => model.forward(ids2d(ref.ids), { attentionMask: ids2d(ref.attentionMask) })));
+  const out = (await toArray(t)) as Float32Array;
+  t.dispose();
+  return out;
+}
+
+/** Logits of every position of `rows` by prefilling 2 tokens, then decoding one token at a time. */
+async function decodedLogits(model: LlamaModel, rows: number[][]): Promise<Float32Array> {
+  const B = rows.length;
+  const ids = (from: number, to: number) => tensor(Int32Array.from(rows.flatMap((r) => r.slice(from, to))), [B, to - from]);
+  const cache = new KvCache(model.config, B, rows[0]!.length, 'f32');
+  try {
+    const steps = noGrad(() => [tidy(() => model.forward(ids(0, 2), { cache })), ...rows[0]!.slice(2).map((_, i) => tidy(() => model.forward(ids(i + 2, i + 3), { cache })))]);
+    const all = tidy(() => cat(steps, 1));
+    for (const s of steps) s.dispose();
+    const out = (await toArray(all)) as Float32Array;
+    all.dispose();
+    return out;
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** Deterministic adapter values for the module's A [r, in] and B [out, r]. */
+const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, j) => 0.3 * Math.sin(seed * 13 + j * 0.7));
+
+/** The adapter's safetensors bytes for `model`'s shapes. */
+function adapterWeights(model: LlamaModel): Uint8Array<ArrayBuffer> {
+  const tensors = MODULES.flatMap(([layer, group, proj, r], i) => {
+    const linear = model.layers[layer]!.linears().find((l) => l.name.endsWith(`.${proj}`))!;
+    const key = `base_model.model.model.layers.${layer}.${group}.${proj}`;
+    return [
+      { name: `${key}.lora_A.weight`, dtype: 'F32' as const, shape: [r, linear.inFeatures], data: values(r * linear.inFeatures, 2 * i) },
+      { name: `${key}.lora_B.weight`, dtype: 'F32' as const, shape: [linear.outFeatures, r], data: values(linear.outFeatures * r, 2 * i + 1) },
+    ];
+  });
+  return serializeSafetensors(tensors, { metadata: { format: 'pt' } });
+}
+
+/** The base with W + scale(r, alpha) B A written into each adapted projection, computed on the host in f64. */
+async function hostMerged(scales: number[]): Promise<LlamaModel> {
+  const model = await loadLlama(fixtureDir('gqa'));
+  for (const [i, [layer, , proj, r]] of MODULES.entries()) {
+    const linear = model.layers[layer]!.linears().find((l) => l.name.endsWith(`.${proj}`))!;
+    assert.equal(linear.parts.length, 1);
+    const [out, inp] = [linear.outFeatures, linear.inFeatures];
+    const W = (await toArray(linear.parts[0]!)) as Float32Array;
+    const A = values(r * inp, 2 * i);
+    const B = values(out * r, 2 * i + 1);
+    const merged = new Float32Array(out * inp);
+    for (let o = 0; o < out; o++) {
+      for (let k = 0; k < inp; k++) {
+        let d = 0;
+        for (let j = 0; j < r; j++) d += B[o * r + j]! * A[j * inp + k]!;
+        merged[o * inp + k] = W[o * inp + k]! + scales[i]! * d;
+      }
+    }
+    tidy(() => copyInto(linear.parts[0]!, tensor(merged, [out, inp])));
+  }
+  return model;
+}
+
+describe('adapters with per-module ranks, alphas and layers, from PEFT files', () => {
+  before(async () => {
+    await initWebGPU();
+  });
+
+  it('give the logits of W + (alpha / sqrt(r)) B A merged on the host: unmerged, merged and decoding', async () => {
+    const model = await loadLlama(fixtureDir('gqa'));
+    const expected = await hostMerged(MODULES.map((m) => m[4]));
+    const plainScaling = await hostMerged(MODULES.map(([, , , r], i) => (i === 3 ? 3 : 8) / r));
+    try {
+      await loadAdapterFromFiles(model, JSON.stringify(CONFIG), 'adapter_config.json', bytesSource('adapter_model.safetensors', adapterWeights(model)));
+      assert.deepEqual(
+        adaptedLinears(model).map(({ linear }) => `${linear.name} ${linear.lora!.A.shape[0]} ${linear.lora!.scaling}`),
+        MODULES.map(([l, g, p, r, s]) => `model.layers.${l}.${g}.${p} ${r} ${s}`),
+      );
+      const want = await logitsOf(expected);
+      const adapted = await logitsOf(model);
+      assertClose(adapted, want, tol, 'adapter forward vs host-merged W + alpha / sqrt(r) B A');
+      const alphaOverR = await logitsOf(plainScaling);
+      assert.ok(adapted.some((x, i) => Math.abs(x - alphaOverR[i]!) > 1e-2), 'rsLoRA scaling differs from alpha / r here');
+      const rows = [ref.ids[0]!.slice(0, 6)];
+      assertClose(await decodedLogits(model, rows), await decodedLogits(expected, rows), tol, 'cached decoding (fused products) vs host-merged');
+      mergeAdapter(model);
+      assertClose(await logitsOf(model), want, tol, 'merged adapter vs host-merged');
+      unmergeAdapter(model);
+      assertClose(await logitsOf(model), want, tol, 'unmerged again');
+    } finally {
+      model.dispose();
+      expected.dispose();
+      plainScaling.dispose();
+    }
+  });
+
+  it('save and load keep the config fields and the outputs', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-patterns-'));
+    const model = await loadLlama(fixtureDir('gqa'));
+    const other = await loadLlama(fixtureDir('gqa'));
+    try {
+      await loadAdapterFromFiles(model, JSON.stringify(CONFIG), 'adapter_config.json', bytesSource('adapter_model.safetensors', adapterWeights(model)));
+      await saveAdapter(model, dir, 'gqa');
+      const saved = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+      for (const k of ['use_rslora', 'target_modules', 'layers_to_transform', 'rank_pattern', 'alpha_pattern'] as const) assert.deepEqual(saved[k], CONFIG[k], k);
+      await loadAdapter(other, dir);
+      assert.deepEqual(other.loraConfig, model.loraConfig);
+      assert.deepEqual(await logitsOf(other), await logitsOf(model));
+    } finally {
+      model.dispose();
+      other.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('trains with adapters on a subset of layers: only their A and B get gradients', async () => {
+    const model = await loadLlama(fixtureDir('gqa'));
+    try {
+      const params = applyLora(model, { r: 2, alpha: 4, targetModules: ['q_proj', 'down_proj'], layersToTransform: [1], rankPattern: { down_proj: 3 }, useRslora: true }, { seed: 1 });
+      assert.deepEqual(adaptedLinears(model).map(({ linear }) => linear.name), ['model.layers.1.self_attn.q_proj', 'model.layers.1.mlp.down_proj']);
+      assert.deepEqual(params.map((p) => p.shape), [[2, 32], [32, 2], [3, 88], [32, 3]]);
+      assert.equal(model.layers[1]!.downProj.lora!.scaling, 4 / Math.sqrt(3));
+      for (const p of params.filter((_, i) => i % 2 === 1)) tidy(() => copyInto(p, tensor(values(p.size, p.size), p.shape)));
+      tidy(() => model.loss(ids2d(ref.ids), ids2d(ref.labels), ids2d(ref.attentionMask)).backward());
+      for (const p of params) assert.ok(p.grad !== null && (await toArray(p.grad)).some((x) => x !== 0), 'every adapter matrix gets a gradient');
+      assert.equal(model.layers[0]!.qProj.lora, null);
+    } finally {
+      model.dispose();
+    }
+  });
+});
