@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import {
-  tensor, zeros, ones, full, zerosLike, arange, randn, rand, Generator, f32ToF16Bits, f16BitsToF32, hasF16, refRoundToF16,
+  tensor, zeros, ones, full, zerosLike, arange, add, mul, randn, rand, Generator, f32ToF16Bits, f16BitsToF32, hasF16, refRoundToF16,
 } from '@huatuo/tensor';
 import { assertClose, gpu } from './helpers.js';
 
@@ -27,6 +27,25 @@ test('tensor keeps host values, shape and dtype (f32, i32, u32, f16 bit patterns
     assert.equal(h.dtype, 'f16');
     assert.deepEqual([...(await h.toArray())], [1, -2, 65504]);
   }
+});
+
+test('tensor takes nested lists as torch.tensor does, and refuses ragged lists, non-numbers and unknown dtypes by name', async () => {
+  const x = tensor([[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(x.shape, [2, 3]);
+  assert.deepEqual([...(await x.toArray())], [1, 2, 3, 4, 5, 6]);
+  const y = tensor([[[1], [2]], [[3], [4]]], undefined, { dtype: 'i32' });
+  assert.deepEqual([y.shape, y.dtype], [[2, 2, 1], 'i32']);
+  assert.deepEqual([...(await y.toArray())], [1, 2, 3, 4]);
+  assert.deepEqual(tensor([[1, 2], [3, 4]], [4]).shape, [4], 'a given shape reads the values in row-major order');
+  assert.deepEqual([...(await tensor([true, false] as unknown as number[]).toArray())], [1, 0]);
+  assert.throws(() => tensor([[1, 2], [3]]), /tensor: data\[1\] has 1 entries, where data\[0\] has 2; nested lists must be rectangular/);
+  assert.throws(() => tensor([[1, 2], 3] as unknown as number[][]), /tensor: data\[1\] is not a list/);
+  assert.throws(() => tensor([1, 'a'] as unknown as number[]), /tensor: data\[1\] is string; expected numbers/);
+  assert.throws(() => tensor('abc' as unknown as number[]), /tensor: data is string; expected a typed array/);
+  assert.throws(() => tensor([1, 2], [2], { dtype: 'bool' as 'f32' }), /tensor: dtype "bool" is not one of f32, f16, i32, u32/);
+  assert.throws(() => zeros([2], { dtype: 'float64' as 'f32' }), /zeros: dtype "float64" is not one of/);
+  assert.throws(() => add(x, 'a' as unknown as number), /add: operand 1 is the string "a"; expected a Tensor or a number/);
+  assert.throws(() => mul(null as unknown as number, x), /mul: operand 0 is null; expected a Tensor or a number/);
 });
 
 test('zeros, ones, full and zerosLike fill every element, in every dtype', async () => {

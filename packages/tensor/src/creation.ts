@@ -1,6 +1,6 @@
 // Creating tensors: from host arrays, constants, ranges and seeded random numbers.
 import { hasF16 } from './backend/context.js';
-import { DTypeError, ShapeError, fmtShape } from './errors.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from './errors.js';
 import { runFill } from './ops/launch.js';
 import { Generator, defaultGenerator } from './random.js';
 import { f32ToF16Bits } from './f16-bits.js';
@@ -20,14 +20,40 @@ export interface RandomOptions extends CreateOptions {
   seed?: number;
 }
 
-type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array | readonly number[] | number;
+/** Nested lists of numbers, as torch.tensor takes them: [[1, 2], [3, 4]] is a [2, 2] tensor. */
+export interface NestedNumbers extends ReadonlyArray<number | NestedNumbers> {}
+
+type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array | readonly number[] | NestedNumbers | number;
+
+/** The values of a number list, nested or flat, in row-major order, and its shape; ragged lists and non-numbers are refused. */
+function flattenList(data: readonly unknown[]): { values: number[]; shape: number[] } {
+  const shape: number[] = [];
+  for (let level: unknown = data; Array.isArray(level); level = level[0]) shape.push(level.length);
+  const values: number[] = [];
+  const walk = (x: unknown, depth: number, at: string): void => {
+    if (depth === shape.length) {
+      if (typeof x !== 'number' && typeof x !== 'boolean') throw new ValueError(`tensor: data${at} is ${x === null ? 'null' : typeof x}; expected numbers (or booleans)`);
+      values.push(Number(x));
+      return;
+    }
+    if (!Array.isArray(x) || x.length !== shape[depth]) {
+      throw new ShapeError(`tensor: data${at} ${Array.isArray(x) ? `has ${x.length} entries` : 'is not a list'}, where data${'[0]'.repeat(depth)} has ${shape[depth]}; nested lists must be rectangular`);
+    }
+    x.forEach((v, i) => walk(v, depth + 1, `${at}[${i}]`));
+  };
+  walk(data, 0, '');
+  return { values, shape };
+}
 
 function finish(t: Tensor, options: CreateOptions): Tensor {
   if (options.requiresGrad) t.requireGrad();
   return t;
 }
 
+const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
+
 function checkDType(op: string, dtype: DType): void {
+  if (!DTYPES.includes(dtype)) throw new DTypeError(`${op}: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
   if (dtype === 'f16' && !hasF16()) {
     throw new DTypeError(`${op}: f16 needs the adapter feature shader-f16, which this adapter lacks; use f32`);
   }
@@ -40,16 +66,23 @@ function inferDType(data: HostData): DType {
 }
 
 /**
- * A tensor from host data (a typed array, a number array or a number) in the given shape
- * (default: 1-D, or a scalar for a number). Uint16Array data is taken as f16 bit patterns.
+ * A tensor from host data (a typed array, a number array, nested number lists as torch.tensor takes
+ * them, or a number) in the given shape (default: 1-D, the nesting's shape, or a scalar for a number).
+ * Uint16Array data is taken as f16 bit patterns.
  * @example
  * const x = tensor([1, 2, 3, 4], [2, 2]);
+ * const y = tensor([[1, 2], [3, 4]]); // [2, 2]
  * const ids = tensor(new Int32Array([5, 7]));
  */
 export function tensor(data: HostData, shape?: readonly number[], options: CreateOptions = {}): Tensor {
-  const values = typeof data === 'number' ? [data] : data;
+  let values: ArrayLike<number> = typeof data === 'number' ? [data] : (data as ArrayLike<number>);
+  let nestedShape: number[] | undefined;
+  if (Array.isArray(data)) ({ values, shape: nestedShape } = flattenList(data));
+  else if (typeof data !== 'number' && !ArrayBuffer.isView(data)) {
+    throw new ValueError(`tensor: data is ${data === null ? 'null' : typeof data}; expected a typed array, a list of numbers or a number`);
+  }
   const dtype = options.dtype ?? (data instanceof Uint16Array ? 'f16' : inferDType(data));
-  const dims = shape ?? (typeof data === 'number' ? [] : [values.length]);
+  const dims = shape ?? (typeof data === 'number' ? [] : (nestedShape ?? [values.length]));
   checkShape('tensor', dims);
   checkDType('tensor', dtype);
   if (numel(dims) !== values.length) {
@@ -70,20 +103,25 @@ export function tensor(data: HostData, shape?: readonly number[], options: Creat
 
 /** A tensor filled with `value`. */
 export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
-  checkShape('full', shape);
+  return filled('full', shape, value, options);
+}
+
+function filled(op: string, shape: readonly number[], value: number, options: CreateOptions): Tensor {
+  checkShape(op, shape);
   const dtype = options.dtype ?? 'f32';
-  checkDType('full', dtype);
+  checkDType(op, dtype);
+  if (typeof value !== 'number') throw new ValueError(`${op}: value is ${typeof value}; expected a number`);
   return finish(runFill(shape, dtype, value, null), options);
 }
 
 /** A tensor of zeros. */
 export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
-  return full(shape, 0, options);
+  return filled('zeros', shape, 0, options);
 }
 
 /** A tensor of ones. */
 export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
-  return full(shape, 1, options);
+  return filled('ones', shape, 1, options);
 }
 
 /** Zeros with the shape and dtype of `t`. */

@@ -1,6 +1,6 @@
 // Broadcasting arithmetic: add, sub, mul, div, neg. A number operand is folded into the kernel
 // as a constant. Gradients of broadcast operands are summed back to their shapes.
-import { ShapeError } from '../errors.js';
+import { ShapeError, ValueError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary, sumToShape } from './launch.js';
@@ -23,12 +23,21 @@ function binaryForward(
   save = false,
 ): Tensor {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new ShapeError(`${op}: at least one operand must be a tensor`);
+  for (const [i, x] of [a, b].entries()) {
+    if (!(x instanceof Tensor) && typeof x !== 'number') throw new ValueError(`${op}: operand ${i} is ${describe(x)}; expected a Tensor or a number`);
+  }
   for (const x of [a, b]) if (x instanceof Tensor) checkFloat(op, x);
   ctx.data = { a, b };
   if (save) ctx.saved.push(...([a, b].filter((x) => x instanceof Tensor) as Tensor[]));
   if (!(a instanceof Tensor)) return runUnary(op, b as Tensor, exprs.numberFirst ?? exprs.withNumber, a);
   if (!(b instanceof Tensor)) return runUnary(op, a, exprs.withNumber, b);
   return runBinary(op, a, b, exprs.expr);
+}
+
+function describe(x: unknown): string {
+  if (x === null || x === undefined) return String(x);
+  if (typeof x === 'object') return `a ${x.constructor?.name ?? 'object'}`;
+  return `the ${typeof x} ${JSON.stringify(x)}`;
 }
 
 /** Gradients of (a, b) from per-operand gradient functions, for tensor operands only. */
