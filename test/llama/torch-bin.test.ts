@@ -102,3 +102,25 @@ test('a truncated or corrupt archive gets an error naming the file', async () =>
   garbled.fill(0x41, 0x40, 0x80); // inside data.pkl
   await assert.rejects(open('garbled.bin', garbled), /^TorchCheckpointError: garbled\.bin: /);
 });
+
+test('opening reads only the directory and the pickle; each tensor then reads its own bytes', async () => {
+  const bytes = new Uint8Array(readFileSync(join(dir, 'gqa-model', 'pytorch_model.bin')));
+  const inner = bytesSource('pytorch_model.bin', bytes);
+  const reads: number[] = [];
+  const counting = { name: inner.name, size: inner.size, read: (offset: number, length: number) => (reads.push(length), inner.read(offset, length)) };
+  const bin = await TorchBinFile.open(counting);
+  const opened = reads.reduce((a, b) => a + b, 0);
+  const largest = Math.max(...bin.tensors.map((t) => t.byteLength));
+  assert.ok(opened < 16384, `open read ${opened} of ${bytes.byteLength} bytes`);
+  reads.length = 0;
+  const name = bin.tensors.find((t) => t.byteLength === largest)!.name;
+  await bin.read(name);
+  assert.deepEqual(reads, [largest]);
+});
+
+test('an archive comment (after the end record) does not hide the directory', async () => {
+  const bytes = Buffer.from(readFileSync(join(dir, 'state-dict.bin')));
+  bytes.writeUInt16LE(5000, bytes.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1')) + 20);
+  const bin = await open('commented.bin', Buffer.concat([bytes, Buffer.alloc(5000, 0x20)]));
+  assert.deepEqual(Array.from(await bin.readAs('f32', 'f32')), expected['f32']!.values);
+});

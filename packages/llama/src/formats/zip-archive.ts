@@ -35,6 +35,15 @@ function u64(dv: DataView, at: number, file: string, what: string): number {
   return Number(v);
 }
 
+/** Where the end-of-central-directory record starts in `tail` (the file's last bytes), or -1. */
+function findEocd(tail: Uint8Array): number {
+  const dv = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+  for (let i = tail.byteLength - eocdSize; i >= 0; i--) {
+    if (dv.getUint32(i, true) === eocdSignature && i + eocdSize + dv.getUint16(i + 20, true) <= tail.byteLength) return i;
+  }
+  return -1;
+}
+
 /**
  * A ZIP archive opened from its central directory (two or three small reads).
  *
@@ -59,18 +68,18 @@ export class ZipArchive {
     const file = source.name;
     const corrupt = (what: string) => new TorchCheckpointError(file, undefined, `${what}; the zip archive is truncated or corrupt: download or save it again`);
     if (source.size < eocdSize) throw corrupt(`the file has only ${source.size} bytes`);
-    const tailLength = Math.min(source.size, eocdSize + maxCommentBytes);
-    const tailStart = source.size - tailLength;
-    const tail = await readExactly(source, tailStart, tailLength, 'the end of the archive');
-    const tdv = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+    // torch writes no archive comment, so the record is in the last 22 bytes; a comment may push it back up to 64 KiB.
+    let tail: Uint8Array = new Uint8Array(0);
     let eocd = -1;
-    for (let i = tail.byteLength - eocdSize; i >= 0; i--) {
-      if (tdv.getUint32(i, true) === eocdSignature && i + eocdSize + tdv.getUint16(i + 20, true) <= tail.byteLength) {
-        eocd = i;
-        break;
-      }
+    for (const window of [Math.min(source.size, 4096), Math.min(source.size, eocdSize + maxCommentBytes)]) {
+      if (window <= tail.byteLength) break;
+      tail = await readExactly(source, source.size - window, window, 'the end of the archive');
+      eocd = findEocd(tail);
+      // The ZIP64 locator, when there is one, lies in the 20 bytes before the record.
+      if (eocd >= 20 || (eocd >= 0 && window === source.size)) break;
     }
     if (eocd < 0) throw corrupt('no end-of-central-directory record');
+    const tdv = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
     let count = tdv.getUint16(eocd + 10, true);
     let cdSize = tdv.getUint32(eocd + 12, true);
     let cdOffset = tdv.getUint32(eocd + 16, true);
