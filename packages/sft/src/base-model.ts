@@ -46,9 +46,9 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
     if (quantize !== 'none') await quantizeModel(demo.model, quantize);
     return demo;
   }
-  if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
+  if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer)`);
   if (!statSync(folder).isDirectory()) {
-    throw new ConfigError('--base', `${folder} is a file; pass the folder that holds it, a Hugging Face LLaMA folder (config.json, *.safetensors, tokenizer)`);
+    throw new ConfigError('--base', `${folder} is a file; pass the folder that holds it, a Hugging Face LLaMA folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer)`);
   }
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {

@@ -44,7 +44,7 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
     text = await files.readText(file);
   } catch (e) {
     if ((e as { code?: unknown }).code !== 'ENOENT') throw e;
-    throw new ConfigError('--init-adapter', `${file} does not exist; pass a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)`);
+    throw new ConfigError('--init-adapter', `${file} does not exist; pass a PEFT adapter folder (adapter_config.json, adapter_model.safetensors or adapter_model.bin)`);
   }
   let json: unknown;
   try {
