@@ -3,6 +3,7 @@
 // and alpha_pattern, rsLoRA's scaling, the fields refused by name, and writing the config back.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { loraModules, parsePeftConfig, resolveLoraConfig, toPeftConfigJson } from '@huatuo/llama';
 import { peftFieldNames } from '@huatuo/llama/internal';
 
@@ -64,6 +65,21 @@ describe('target_modules as PEFT matches it', () => {
     assert.throws(() => names({ target_modules: ['model.layers.5.self_attn.q_proj'] }), refusal('"model.layers.5.self_attn.q_proj"', '2-layer'));
     assert.throws(() => names({ target_modules: '(' }), refusal('target_modules', '"("', 'regular expression'));
   });
+});
+
+describe("PEFT's choices with Python's re (test/fixtures/lora/peft-targets.json, scripts/fixtures/make-lora-targets-fixture.py)", () => {
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/lora/peft-targets.json', import.meta.url), 'utf8')) as {
+    layers: number;
+    cases: { config: Record<string, unknown>; adapted: [string, number, number][] | 'error' }[];
+  };
+  for (const { config, adapted } of fixture.cases) {
+    const fields = Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'r' && k !== 'lora_alpha'));
+    it(`${JSON.stringify(fields)}: ${adapted === 'error' ? 'refused' : `${adapted.length} modules`}`, () => {
+      const got = () => loraModules(parsePeftConfig({ ...base, ...config }, FILE), fixture.layers, FILE, peftFieldNames).map((m) => [m.name, m.r, m.alpha]);
+      if (adapted === 'error') assert.throws(got, (e: unknown) => e instanceof Error && e.name === 'AdapterError' && e.message.includes(FILE));
+      else assert.deepEqual(got(), adapted);
+    });
+  }
 });
 
 describe('layers_to_transform and layers_pattern', () => {

@@ -34,7 +34,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'splitSeed', flag: '--split-seed', kind: 'int', min: 0, help: 'seed of the train/validation split' },
   { key: 'trainOnInputs', flag: '--train-on-inputs', kind: 'bool', help: 'also compute the loss on prompt tokens' },
   { key: 'loraR', flag: '--lora-r', kind: 'int', min: 1, help: 'LoRA rank' },
-  { key: 'loraAlpha', flag: '--lora-alpha', kind: 'number', above: 0, help: 'LoRA alpha (scale alpha / r)' },
+  { key: 'loraAlpha', flag: '--lora-alpha', kind: 'number', above: 0, help: 'LoRA alpha (scale alpha / r, or alpha / sqrt(r) with --lora-use-rslora)' },
   { key: 'loraDropout', flag: '--lora-dropout', kind: 'number', min: 0, below: 1, help: 'dropout on the LoRA input' },
   { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
   { key: 'loraUseRslora', flag: '--lora-use-rslora', kind: 'bool', help: "rank-stabilized LoRA (PEFT's use_rslora): scale the update by alpha / sqrt(r) instead of alpha / r" },

@@ -77,7 +77,7 @@ const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.j
 
 /**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
- * (W + alpha / r * B A, computed per tensor as it is written; the model itself is unchanged):
+ * (W + scaling * B A, computed per tensor as it is written; the model itself is unchanged):
  * sharded safetensors with their index, config.json, and the tokenizer when `tokenizerDir` is given.
  * From a quantized base (int8, nf4), each projection is dequantized, merged in f32 and written as f16,
  * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint.

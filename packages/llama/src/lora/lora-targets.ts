@@ -111,7 +111,8 @@ export function loraModules(config: LoraConfig, numLayers: number, where = 'Lora
     }
   }
   if (out.length === 0) {
-    throw new AdapterError(where, `${names.targetModules} ${describeTargets(config.targetModules)} selects no projection of this ${numLayers}-layer LLaMA (after ${names.excludeModules} and ${names.layersToTransform}); target some of ${loraTargetModules.join(', ')}`);
+    const hint = typeof targets === 'string' ? `; a string is a regular expression that must match a whole name such as ${modulePath(0, 'q_proj')}: name modules in a list, e.g. ["q_proj"]` : '';
+    throw new AdapterError(where, `${names.targetModules} ${describeTargets(config.targetModules)} selects no projection of this ${numLayers}-layer LLaMA (after ${names.excludeModules} and ${names.layersToTransform}); target some of ${loraTargetModules.join(', ')}${hint}`);
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
 // transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
-// An optional LoRA adapter adds B(A(dropout(x))) * alpha / r; at inference its matrices' casts to the
+// An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA); at inference its matrices' casts to the
 // activations' dtype are kept while the matrices are unchanged (their storage version); decoding adds
 // the update in one fused dispatch after the down-projection h = x A^T where the fused products run.
 
@@ -14,7 +14,7 @@ import {
 export interface LoraWeights {
   readonly A: Tensor;
   readonly B: Tensor;
-  /** alpha / r. */
+  /** alpha / r, or alpha / sqrt(r) with rsLoRA (PEFT's use_rslora); per module with rank_pattern / alpha_pattern. */
   readonly scaling: number;
   /** Dropout probability on the adapter's input while training. */
   readonly dropout: number;
