@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
 import { TorchBinFile, TorchCheckpointError, bytesSource, f16ToF32, openTensorFile, type TensorInfo } from '@huatuo/llama';
 
@@ -123,4 +124,25 @@ test('an archive comment (after the end record) does not hide the directory', as
   bytes.writeUInt16LE(5000, bytes.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1')) + 20);
   const bin = await open('commented.bin', Buffer.concat([bytes, Buffer.alloc(5000, 0x20)]));
   assert.deepEqual(Array.from(await bin.readAs('f32', 'f32')), expected['f32']!.values);
+});
+
+test('corrupted bytes anywhere give a TorchCheckpointError naming the file or still open, never another exception', async () => {
+  const bytes = readFileSync(join(dir, 'state-dict.bin'));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ at: fc.integer({ min: 0, max: bytes.byteLength - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }),
+      async (edits) => {
+        const copy = Buffer.from(bytes);
+        for (const { at, value } of edits) copy[at] = value;
+        try {
+          const bin = await open('fuzz.bin', copy);
+          for (const t of bin.tensors) await bin.read(t.name);
+        } catch (err) {
+          if (!(err instanceof TorchCheckpointError)) throw err;
+          assert.match(err.message, /^fuzz\.bin/);
+        }
+      },
+    ),
+    { numRuns: 300, seed: 11 },
+  );
 });

@@ -9,6 +9,9 @@ import type { ByteSource } from './source.js';
 import { readStateDictPickle, type TorchTensorRef } from './torch-pickle.js';
 import { ZipArchive, readExactly } from './zip-archive.js';
 
+/** Largest tensor a broadcast (stride-0) view may expand to. */
+const maxBroadcastBytes = 2 ** 31;
+
 /** Largest data.pkl read (a 7B model's is about 30 KB). */
 const maxPickleBytes = 256 * 2 ** 20;
 
@@ -150,6 +153,10 @@ export class TorchBinFile {
       const last = ref.storageOffset + ref.shape.reduce((s, d, i) => s + (d - 1) * ref.stride[i]!, 0);
       if (numel > 0 && last >= storage.numel) {
         throw new TorchCheckpointError(file, name, `its view (offset ${ref.storageOffset}, shape [${ref.shape.join(', ')}], strides (${ref.stride.join(', ')})) reaches element ${last} of a ${storage.numel}-element storage; the file is corrupt`);
+      }
+      // Only a broadcast view (stride 0) is larger than its storage; such a view is gathered into memory whole.
+      if (!Number.isSafeInteger(numel * itemSize) || numel * itemSize > Math.max(storage.numel * itemSize, maxBroadcastBytes)) {
+        throw new TorchCheckpointError(file, name, `its shape [${ref.shape.join(', ')}] with strides (${ref.stride.join(', ')}) expands a ${storage.numel}-element storage beyond ${maxBroadcastBytes} bytes; save tensor.contiguous() instead`);
       }
       const info: TensorInfo = { name, dtype: storage.dtype, shape: ref.shape, byteLength: numel * itemSize, offset: start + ref.storageOffset * itemSize };
       layouts.push({ info: Object.freeze(info), ref, storageStart: start });
