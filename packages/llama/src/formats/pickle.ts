@@ -28,7 +28,9 @@ export interface PyOpaque {
   readonly value: unknown;
 }
 
+/** A value usable as a dict key (bigint for integers beyond 2^53). */
 export type PyKey = string | number | bigint | boolean | null;
+/** Any value the interpreter builds. */
 export type PyValue = PyKey | Uint8Array | PyValue[] | PyTuple | PyDict | PyGlobal | PyOpaque;
 
 /** How the interpreter resolves what is outside plain data. */
