@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, loadChatTemplate, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
@@ -73,11 +73,16 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
   const out = io.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const err = io.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const serve = new Command('serve').description(
-    'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template), ' +
+    'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template or the model\'s chat template), ' +
       'POST /v1/completions, GET /v1/models, GET /health; streaming as server-sent events; one generation at a time, in order',
   );
   return withBaseFlags(serve)
-    .option('--template <name>', 'prompt template for chat: med_template, literature_template or a template .json path', 'med_template')
+    .option(
+      '--template <name>',
+      "how chats become prompts: HuaTuo's med_template, literature_template or a template .json path; chat: the model's own Jinja chat template " +
+        '(the --base folder\'s chat_template.jinja or tokenizer_config.json "chat_template"); or a Jinja chat template .jinja path',
+      'med_template',
+    )
     .option('--host <address>', 'address to bind; anything but loopback exposes the model to the network', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8000')
     .option('--api-key-env <name>', 'environment variable holding the bearer token clients must send (default: no token, open API)')
@@ -92,7 +97,10 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (raw: RawOptions, cmd: Command) => {
-      const template = resolveTemplate(raw.template);
+      // Checked before the model loads: a missing template fails at once.
+      const tokenizerDir = raw.base ?? llamaTokenizerDir();
+      const template =
+        raw.template === 'chat' ? loadChatTemplate(tokenizerDir) : raw.template.endsWith('.jinja') ? loadChatTemplate(tokenizerDir, raw.template) : resolveTemplate(raw.template);
       const port = int('--port', raw.port, 0, 65535);
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
@@ -130,7 +138,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         defaultGeneration: { maxTokens: defaultMaxTokens },
         allowedHosts,
         corsOrigins,
-        tokenizerDir: base.isDemo ? llamaTokenizerDir() : raw.base!,
+        tokenizerDir,
         onEvent: raw.quiet
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),

@@ -15,6 +15,8 @@ export { parseRecords, describeLocation } from './data.js';
 export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
 export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
 export type { PromptTemplate } from './prompt.js';
+export { chatTemplateFromFiles, renderChatTemplate, isChatTemplate } from './chat-template.js';
+export type { ChatTemplate, ChatTemplateFiles } from './chat-template.js';
 export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
 export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
 export { splitTrainVal } from './split.js';
@@ -44,4 +46,4 @@ export { answerQuestions } from './answer.js';
 export type { Answer, AnswerOptions } from './answer.js';
 
 // Errors
-export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';
+export { DataError, TemplateError, ChatTemplateException, ConfigError, CheckpointError, TrainingError } from './errors.js';

@@ -44,3 +44,8 @@ export class CheckpointError extends Error {
 export class TrainingError extends Error {
   override readonly name = 'TrainingError';
 }
+
+/** A chat template refused a conversation through its own `raise_exception(message)`. */
+export class ChatTemplateException extends Error {
+  override readonly name = 'ChatTemplateException';
+}

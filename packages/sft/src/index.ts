@@ -15,6 +15,8 @@ export { parseRecords, describeLocation } from './data.js';
 export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
 export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
 export type { PromptTemplate } from './prompt.js';
+export { chatTemplateFromFiles, renderChatTemplate, isChatTemplate } from './chat-template.js';
+export type { ChatTemplate, ChatTemplateFiles } from './chat-template.js';
 export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
 export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
 export { splitTrainVal } from './split.js';
@@ -44,7 +46,7 @@ export { answerQuestions } from './answer.js';
 export type { Answer, AnswerOptions } from './answer.js';
 
 // Errors
-export { DataError, TemplateError, ConfigError, CheckpointError, TrainingError } from './errors.js';
+export { DataError, TemplateError, ChatTemplateException, ConfigError, CheckpointError, TrainingError } from './errors.js';
 
 // Data and prompts from files
 export { DEMO_DATA_PATH, loadRecords, loadRecordsSync } from './data-node.js';
@@ -66,8 +68,11 @@ export type { PretrainOptions } from './demo-base.js';
 // Serving: an OpenAI-compatible API
 export { startServer } from './serve.js';
 export type { ServeOptions, RunningServer } from './serve.js';
-export { chatToInstruction, DEFAULT_SERVE_GENERATION } from './serve-request.js';
-export type { ServeGenerationDefaults, ChatMessage } from './serve-request.js';
+export { DEFAULT_SERVE_GENERATION } from './serve-request.js';
+export type { ServeGenerationDefaults } from './serve-request.js';
+export { chatToInstruction } from './serve-chat.js';
+export type { ChatMessage } from './serve-chat.js';
+export { loadChatTemplate } from './chat-template-node.js';
 export type { ServeEvent } from './serve-queue.js';
 export { longestPieceChars, retryAfterSeconds } from './serve-limits.js';
 export type { RunningEstimate } from './serve-limits.js';

@@ -40,7 +40,7 @@ export function sse(res: ServerResponse, data: unknown): void {
  */
 export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, modelName: string): Promise<Generation> {
   const s = job.sampling;
-  const strip = job.kind === 'chat';
+  const strip = job.strip;
   const res = job.res;
   let raw = '';
   let sent = '';

@@ -1,11 +1,13 @@
-// One OpenAI request read into what the queue runs: chat messages folded into HuaTuo's prompt
-// template or a raw completion prompt, its length checked against the context (characters
-// first, then tokens), and the sampling settings with OpenAI's defaults and ranges.
+// One OpenAI request read into what the queue runs: chat messages made into a prompt by the
+// template (serve-chat.ts) or a raw completion prompt, its length checked against the context
+// (characters first, then tokens), and the sampling settings with OpenAI's defaults and ranges.
 
 import { randomBytes, randomInt } from 'node:crypto';
 import { checkMemoryPlan, inferencePlan, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
-import { generatePrompt, type PromptTemplate } from './prompt.js';
+import type { ChatTemplate } from './chat-template.js';
+import type { PromptTemplate } from './prompt.js';
+import { chatPrompter, type ChatMessage, type EncodeText } from './serve-chat.js';
 import { HttpError } from './serve-errors.js';
 import { bad, inRange, isBool, isInt, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
 import { longestPieceChars } from './serve-limits.js';
@@ -36,33 +38,6 @@ export const DEFAULT_SERVE_GENERATION: Readonly<ServeGenerationDefaults> = Objec
   repetitionPenalty: 1,
 });
 
-/** One chat message as OpenAI sends it. */
-export interface ChatMessage {
-  role: 'system' | 'developer' | 'user' | 'assistant';
-  content: string;
-}
-
-/**
- * The single question HuaTuo's single-turn template receives for a chat. System (and
- * developer) messages come first, joined by newlines, each followed by a newline. A chat
- * with one user message and nothing before it gives that message as is (HuaTuo's
- * med_template data). With earlier turns, the conversation is written the way HuaTuo's
- * liver-cancer data writes multi-turn records: " <user>: q1 <bot>: a1 <user>: q2".
- * The last message must be the user's.
- *
- * @example chatToInstruction([{ role: 'user', content: '头痛怎么办？' }]) === '头痛怎么办？'
- */
-export function chatToInstruction(messages: readonly ChatMessage[]): string {
-  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => `${m.content}\n`).join('');
-  const turns = messages.filter((m) => m.role === 'user' || m.role === 'assistant');
-  const last = turns[turns.length - 1];
-  if (last === undefined || last.role !== 'user') {
-    throw new HttpError(400, 'messages: the last user or assistant message must be from the user (the model answers the last question)', 'invalid_request_error', 'messages');
-  }
-  if (turns.length === 1) return `${system}${last.content}`;
-  return system + turns.map((m) => ` <${m.role === 'user' ? 'user' : 'bot'}>: ${m.content}`).join('');
-}
-
 /** How one request samples. */
 export interface Sampling {
   maxTokens: number;
@@ -85,6 +60,8 @@ export interface JobRequest {
   prompt: number[];
   /** Text before the completion (completions with echo). */
   echo: string;
+  /** Whether the reply is stripped as HuaTuo's get_response strips it (chats under a HuaTuo template). */
+  strip: boolean;
   sampling: Sampling;
   stream: boolean;
   includeUsage: boolean;
@@ -94,12 +71,13 @@ export interface JobRequest {
 export interface RequestReaderOptions {
   model: LlamaModel;
   tokenizer: Tokenizer;
-  template: PromptTemplate;
+  /** A HuaTuo prompt template, or the model's own Jinja chat template. */
+  template: PromptTemplate | ChatTemplate;
   modelName: string;
   defaults: ServeGenerationDefaults;
   maxTokensLimit: number;
-  /** Token ids of a prompt text, BOS first (on a worker thread, or the tokenizer itself). */
-  encode: (text: string) => Promise<number[]>;
+  /** Token ids of a prompt text, BOS first when asked (on a worker thread, or the tokenizer itself). */
+  encode: EncodeText;
 }
 
 /** Text of a message's content: a string, or an array of {type: 'text', text} parts. */
@@ -139,6 +117,7 @@ function newId(prefix: string): string {
 export function createRequestReader(o: RequestReaderOptions): { chat: (body: Body) => Promise<JobRequest>; completion: (body: Body) => Promise<JobRequest> } {
   const { model, tokenizer, template, modelName, defaults, maxTokensLimit, encode } = o;
   const context = model.config.maxPositionEmbeddings;
+  const prompter = chatPrompter(template, tokenizer, encode);
   // A prompt longer than this many characters cannot fit the context, whatever its tokens.
   const maxPromptChars = context * longestPieceChars(tokenizer);
   const checkPromptChars = (text: string, param: string): void => {
@@ -242,17 +221,17 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
-    const promptText = generatePrompt(template, chatToInstruction(messages));
+    const promptText = prompter.text(messages);
     checkPromptChars(promptText, 'messages');
-    const prompt = await encode(promptText);
+    const prompt = await prompter.ids(promptText);
     return {
       id: newId('chatcmpl'),
       kind: 'chat',
       created: Math.floor(Date.now() / 1000),
       prompt,
       echo: '',
-      // The model writing the response marker again ends its answer (get_response reads up to it).
-      sampling: sampling(body, prompt.length, [template.responseSplit]),
+      strip: prompter.strip,
+      sampling: sampling(body, prompt.length, prompter.stops),
       stream,
       includeUsage: streamOptions(body, stream),
     };
@@ -268,7 +247,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (typeof raw === 'string') {
       if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue', 'invalid_request_error', 'prompt');
       checkPromptChars(raw, 'prompt');
-      prompt = await encode(raw);
+      prompt = await encode(raw, true);
       text = raw;
     } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
       prompt = raw as number[];
@@ -284,6 +263,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       created: Math.floor(Date.now() / 1000),
       prompt,
       echo: echo ? text : '',
+      strip: false,
       sampling: sampling(body, prompt.length, []),
       stream,
       includeUsage: streamOptions(body, stream),

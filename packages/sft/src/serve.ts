@@ -1,7 +1,7 @@
 // An OpenAI-compatible HTTP server for a LLaMA (plus adapter) on plain node:http:
-// /v1/chat/completions (HuaTuo's prompt template), /v1/completions, /v1/models and /health,
-// behind @huatuo/http's Host, Origin and content-type checks. Reading requests, the queue and
-// the replies live in serve-request.ts, serve-queue.ts and serve-reply.ts.
+// /v1/chat/completions (HuaTuo's prompt template or the model's chat template), /v1/completions,
+// /v1/models and /health, behind @huatuo/http's Host, Origin and content-type checks. Reading
+// requests, the queue and the replies live in serve-request.ts, serve-queue.ts and serve-reply.ts.
 
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { AccessConfigError, AccessGuard, BodyTooLargeError, normalizeAllowedHosts, normalizeCorsOrigins, readBody, sendJson } from '@huatuo/http';
 import type { LlamaModel, Tokenizer } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
+import type { ChatTemplate } from './chat-template.js';
 import type { PromptTemplate } from './prompt.js';
 import { HttpError, sendError } from './serve-errors.js';
 import { isObject, typeName, type Body } from './serve-fields.js';
@@ -21,8 +22,8 @@ import { TokenizerThread } from './tokenize-thread.js';
 export interface ServeOptions {
   model: LlamaModel;
   tokenizer: Tokenizer;
-  /** Template that turns a chat into a prompt (HuaTuo's med_template, usually). */
-  template: PromptTemplate;
+  /** Template that turns a chat into a prompt: a HuaTuo template (med_template, usually) or the model's Jinja chat template ({@link loadChatTemplate}). */
+  template: PromptTemplate | ChatTemplate;
   /** The id served at /v1/models; requests must name it. */
   modelName: string;
   /** Address to bind. Default 127.0.0.1 (loopback only). */
@@ -75,9 +76,10 @@ const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
 /**
  * Serves a model (with any LoRA adapter already applied) behind OpenAI's API:
  * POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id},
- * GET /health. Chat messages fill the prompt template (see {@link chatToInstruction}) and
- * the reply is the text after the template's response marker; completions continue the raw
- * prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
+ * GET /health. Chat messages fill a HuaTuo prompt template (see {@link chatToInstruction}) and
+ * the reply is the text after the template's response marker; with a Jinja chat template they
+ * are rendered as transformers' apply_chat_template renders them (add_generation_prompt) and the
+ * reply is what the model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
  * server answers 503 with Retry-After. Sampling follows OpenAI: temperature (0 is greedy),
  * top_p, seed, stop, max_tokens / max_completion_tokens, n = 1 only; the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
@@ -112,7 +114,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const created = Math.floor(Date.now() / 1000);
   const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu' };
   const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer);
-  const encode = (text: string): Promise<number[]> => (thread === null ? Promise.resolve(tokenizer.encode(text)) : thread.encode(text));
+  const encode = (text: string, addBos: boolean): Promise<number[]> => (thread === null ? Promise.resolve(tokenizer.encode(text, { addBos })) : thread.encode(text, { addBos }));
   const read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, encode });
   const queue = new JobQueue(maxQueue, (job) => reply(job, model, tokenizer, modelName), (e) => options.onEvent?.(e));
   let guard: AccessGuard | null = null;

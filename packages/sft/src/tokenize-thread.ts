@@ -2,7 +2,7 @@
 // event loop (health checks, other clients' streams) while it is encoded.
 
 import { Worker } from 'node:worker_threads';
-import type { Tokenizer } from '@huatuo/llama';
+import type { EncodeOptions, Tokenizer } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 
 const PROBE = '头痛怎么办？ Take  two\ttablets,\n\nthen rest. 1234 ½';
@@ -70,13 +70,13 @@ export class TokenizerThread {
     return thread;
   }
 
-  /** Token ids of `text`, BOS first (as `tokenizer.encode(text)`). */
-  encode(text: string): Promise<number[]> {
+  /** Token ids of `text`, BOS first unless `addBos: false` (as `tokenizer.encode(text, options)`). */
+  encode(text: string, options: Pick<EncodeOptions, 'addBos'> = {}): Promise<number[]> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, text });
+      this.worker.postMessage({ id, text, addBos: options.addBos ?? true });
     });
   }
 

@@ -1,5 +1,5 @@
 // Worker-thread entry of TokenizerThread: loads the tokenizer of a folder and answers
-// { id, text } messages with the text's token ids (BOS first), one at a time.
+// { id, text, addBos } messages with the text's token ids, one at a time.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTokenizer } from '@huatuo/llama';
@@ -7,9 +7,9 @@ import { loadTokenizer } from '@huatuo/llama';
 const port = parentPort!;
 try {
   const tokenizer = await loadTokenizer((workerData as { dir: string }).dir);
-  port.on('message', (m: { id: number; text: string }) => {
+  port.on('message', (m: { id: number; text: string; addBos: boolean }) => {
     try {
-      port.postMessage({ id: m.id, ids: tokenizer.encode(m.text) });
+      port.postMessage({ id: m.id, ids: tokenizer.encode(m.text, { addBos: m.addBos }) });
     } catch (e) {
       port.postMessage({ id: m.id, error: (e as Error).message });
     }

@@ -1,0 +1,115 @@
+// How the server turns a chat into the prompt the model continues: HuaTuo's prompt template (one
+// question, the answer read after its response marker), or the model's own Jinja chat template,
+// rendered as transformers renders it and tokenized without adding BOS again (the template writes it).
+
+import type { Tokenizer } from '@huatuo/llama';
+import { isChatTemplate, renderChatTemplate, type ChatTemplate } from './chat-template.js';
+import { ChatTemplateException, TemplateError } from './errors.js';
+import { generatePrompt, type PromptTemplate } from './prompt.js';
+import { HttpError } from './serve-errors.js';
+
+/** One chat message as OpenAI sends it. */
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant';
+  content: string;
+}
+
+/**
+ * The single question HuaTuo's single-turn template receives for a chat. System (and
+ * developer) messages come first, joined by newlines, each followed by a newline. A chat
+ * with one user message and nothing before it gives that message as is (HuaTuo's
+ * med_template data). With earlier turns, the conversation is written the way HuaTuo's
+ * liver-cancer data writes multi-turn records: " <user>: q1 <bot>: a1 <user>: q2".
+ * The last message must be the user's.
+ *
+ * @example chatToInstruction([{ role: 'user', content: '头痛怎么办？' }]) === '头痛怎么办？'
+ */
+export function chatToInstruction(messages: readonly ChatMessage[]): string {
+  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => `${m.content}\n`).join('');
+  const turns = messages.filter((m) => m.role === 'user' || m.role === 'assistant');
+  const last = turns[turns.length - 1];
+  if (last === undefined || last.role !== 'user') {
+    throw new HttpError(400, 'messages: the last user or assistant message must be from the user (the model answers the last question)', 'invalid_request_error', 'messages');
+  }
+  if (turns.length === 1) return `${system}${last.content}`;
+  return system + turns.map((m) => ` <${m.role === 'user' ? 'user' : 'bot'}>: ${m.content}`).join('');
+}
+
+/** Token ids of a text: BOS first when `addBos` (on a worker thread, or the tokenizer itself). */
+export type EncodeText = (text: string, addBos: boolean) => Promise<number[]>;
+
+/** How chats become prompts under one template. */
+export interface ChatPrompter {
+  /** The prompt text of a conversation; throws the HttpError to answer when the template refuses it. */
+  text(messages: readonly ChatMessage[]): string;
+  /** Its token ids, as the model receives them. */
+  ids(text: string): Promise<number[]>;
+  /** Stop strings every chat reply gets (HuaTuo's response marker; none for a chat template, whose model ends with EOS). */
+  stops: readonly string[];
+  /** Whether the reply is stripped as HuaTuo's get_response strips it. */
+  strip: boolean;
+}
+
+/** Splits `text` around the tokens of `special` (each found whole, longest first), giving their ids in place. */
+function splitSpecial(text: string, special: ReadonlyMap<string, number>): (string | number)[] {
+  if (special.size === 0) return [text];
+  const names = [...special.keys()].sort((a, b) => b.length - a.length);
+  const pattern = new RegExp(names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const out: (string | number)[] = [];
+  let last = 0;
+  for (const m of text.matchAll(pattern)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(special.get(m[0])!);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+function jinjaPrompter(template: ChatTemplate, tokenizer: Tokenizer, encode: EncodeText): ChatPrompter {
+  // Tokens the template may write that this tokenizer does not already read as one id from text
+  // (SentencePiece's tokenizer.model reads "<s>" as characters): split out here, as transformers does.
+  const special = new Map<string, number>();
+  for (const name of template.addedTokens) {
+    const id = tokenizer.pieceToId(name);
+    if (id === undefined) continue;
+    const read = tokenizer.encode(name, { addBos: false });
+    if (read.length !== 1 || read[0] !== id) special.set(name, id);
+  }
+  const tokens = { bos_token: tokenizer.idToPiece(tokenizer.bosId), eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
+  const withTokens: ChatTemplate = { ...template, specialTokens: tokens };
+  return {
+    text(messages) {
+      try {
+        return renderChatTemplate(withTokens, messages, true);
+      } catch (e) {
+        if (e instanceof ChatTemplateException) throw new HttpError(400, `messages: the chat template (${template.name}) refuses this conversation: ${e.message}`, 'invalid_request_error', 'messages');
+        if (e instanceof TemplateError) throw new HttpError(400, `messages: ${e.message}`, 'invalid_request_error', 'messages');
+        throw e;
+      }
+    },
+    async ids(text) {
+      const ids: number[] = [];
+      for (const part of splitSpecial(text, special)) ids.push(...(typeof part === 'number' ? [part] : await encode(part, false)));
+      return ids;
+    },
+    stops: [],
+    strip: false,
+  };
+}
+
+/**
+ * The prompter of a template: a HuaTuo {@link PromptTemplate} fills its one question with
+ * {@link chatToInstruction} and encodes it BOS first; a Jinja {@link ChatTemplate} renders the
+ * messages with add_generation_prompt and encodes the text as it is, BOS only where it writes one.
+ */
+export function chatPrompter(template: PromptTemplate | ChatTemplate, tokenizer: Tokenizer, encode: EncodeText): ChatPrompter {
+  if (isChatTemplate(template)) return jinjaPrompter(template, tokenizer, encode);
+  return {
+    text: (messages) => generatePrompt(template, chatToInstruction(messages)),
+    ids: (text) => encode(text, true),
+    // The model writing the response marker again ends its answer (get_response reads up to it).
+    stops: [template.responseSplit],
+    strip: true,
+  };
+}
