@@ -22,6 +22,14 @@ fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
+// relu's gradient a where x = b is neither <= 0 nor -0 (NaN passes a, as torch's threshold_backward
+// does), else 0. By bits, since compilers may fold comparisons assuming no NaN.
+fn relu_grad(a: f32, b: f32) -> f32 {
+  let bits = bitcast<u32>(b);
+  if (bits == 0u || (bits >= 0x80000000u && bits <= 0xff800000u)) { return 0.0; }
+  return a;
+}
+
 fn f(a: f32, b: f32) -> f32 {
   return {{EXPR}};
 }

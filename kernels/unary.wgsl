@@ -32,6 +32,14 @@ fn signed_pow(v: f32, c: f32) -> f32 {
   return r;
 }
 
+// max(v, 0) as torch.relu gives it: NaN and -0 pass through (only v < 0 becomes 0). By bits, since
+// compilers may fold comparisons assuming no NaN.
+fn relu_of(v: f32) -> f32 {
+  let bits = bitcast<u32>(v);
+  if (bits > 0x80000000u && bits <= 0xff800000u) { return 0.0; }
+  return v;
+}
+
 fn f(v: f32, c: f32) -> f32 {
   return {{EXPR}};
 }

@@ -62,9 +62,9 @@ export const pow = defineOp({
 /** x * sigmoid(x) (SiLU, LLaMA's MLP activation). */
 export const silu = unaryOp('silu', 'v / (1.0 + exp(-v))', 'x', 'a * (1.0 / (1.0 + exp(-b))) * (1.0 + b * (1.0 - 1.0 / (1.0 + exp(-b))))');
 
-// d relu(x)/dx = 1 where x > 0, else 0
-/** max(x, 0). */
-export const relu = unaryOp('relu', 'max(v, 0.0)', 'x', 'select(0.0, a, b > 0.0)');
+// d relu(x)/dx = 1 where x > 0 (and NaN, as torch), else 0
+/** max(x, 0) as torch.relu: negative values become 0; NaN and -0 pass through. */
+export const relu = unaryOp('relu', 'relu_of(v)', 'x', 'relu_grad(a, b)');
 
 /** A number as a WGSL f32 literal. */
 export function fmtFloat(v: number): string {

@@ -201,12 +201,12 @@ export function refSiluBackward(x: RefTensor, g: RefTensor): RefTensor {
 
 /** max(x, 0). */
 export function refRelu(x: RefTensor): RefTensor {
-  return map(x, (v) => (v > 0 ? v : 0));
+  return map(x, (v) => (v < 0 ? 0 : v));
 }
 
-/** Gradient of relu: g where x > 0, else 0. */
+/** Gradient of relu: g where x > 0 or NaN (as torch), else 0. */
 export function refReluBackward(x: RefTensor, g: RefTensor): RefTensor {
-  return unaryBackward(x, g, (v) => (v > 0 ? 1 : 0));
+  return unaryBackward(x, g, (v) => (v <= 0 ? 0 : 1));
 }
 
 /** cond != 0 ? a : b, all three broadcast together. */

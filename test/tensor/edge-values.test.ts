@@ -1,0 +1,53 @@
+// Ops on edge values (NaN, +-inf, +-0) against torch's float32 outputs and gradients
+// (test/fixtures/tensor/edge-values.json, made by scripts/fixtures/make-tensor-edge-fixture.py).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, test } from 'node:test';
+import { backward, exp, log, relu, rsqrt, silu, sqrt, sum, tensor, type Tensor } from '@huatuo/tensor';
+import { gpu, scoped } from './helpers.js';
+
+type Encoded = number | 'nan' | 'inf' | '-inf' | '-0';
+interface UnaryCase {
+  op: string;
+  x: Encoded[];
+  y: Encoded[];
+  grad: Encoded[];
+}
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/tensor/edge-values.json', import.meta.url), 'utf8')) as { unary: UnaryCase[] };
+
+function decode(v: Encoded): number {
+  if (v === 'nan') return NaN;
+  if (v === 'inf') return Infinity;
+  if (v === '-inf') return -Infinity;
+  if (v === '-0') return -0;
+  return v;
+}
+
+/** Equal as torch gives them: NaN for NaN, the same infinity, the same signed zero; finite values within rtol. */
+function assertEdgeClose(actual: ArrayLike<number>, expected: Encoded[], what: string, rtol = 1e-5): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = decode(expected[i]!);
+    const ok = Number.isNaN(e) ? Number.isNaN(a) : e === 0 || !Number.isFinite(e) ? Object.is(a, e) : Math.abs(a - e) <= rtol * Math.abs(e);
+    if (!ok) assert.fail(`${what}: index ${i}: got ${Object.is(a, -0) ? '-0' : a}, torch gives ${expected[i]}`);
+  }
+}
+
+const UNARY: Record<string, (x: Tensor) => Tensor> = { exp, log, sqrt, rsqrt, silu, relu };
+
+before(async () => {
+  await gpu();
+});
+
+test('exp, log, sqrt, rsqrt, silu and relu give torch outputs and gradients on NaN, infinities and signed zeros', async () => {
+  for (const c of fixture.unary) {
+    await scoped(async () => {
+      const x = tensor(c.x.map(decode), [c.x.length]).requireGrad();
+      const y = UNARY[c.op]!(x);
+      backward(sum(y));
+      assertEdgeClose(await y.toArray(), c.y, `${c.op}(x)`);
+      assertEdgeClose(await x.grad!.toArray(), c.grad, `${c.op} gradient`);
+    });
+  }
+});
