@@ -9,6 +9,7 @@ import {
   openCheckpointFromFiles,
   parseLlamaConfig,
   planMemory,
+  withGenerationConfig,
   tokenizerFromFiles,
   type LlamaConfig,
   type LoraTargetModule,
@@ -18,6 +19,15 @@ import { demoBaseModel, type BaseModel } from '@huatuo/sft';
 import { deviceInfo, hasF16 } from '@huatuo/tensor';
 
 let demoTokenizer: Promise<TokenizerFiles> | null = null;
+
+/** The decoded JSON of a picked file; `label` names it in the error. */
+async function jsonOf(file: File, label: string): Promise<unknown> {
+  try {
+    return JSON.parse(await file.text());
+  } catch (err) {
+    throw new Error(`${label}: not valid JSON (${(err as Error).message})`);
+  }
+}
 
 /** LLaMA's SentencePiece tokenizer.model, served beside the page. */
 async function demoTokenizerFiles(): Promise<TokenizerFiles> {
@@ -62,14 +72,10 @@ export async function loadFolderModel(
   const byName = new Map(files.map((f) => [f.name, f]));
   const configFile = byName.get('config.json');
   if (!configFile) throw new Error(`${name}: no config.json among the ${files.length} files; pick the folder of a Hugging Face LLaMA model`);
-  let json: unknown;
-  try {
-    json = JSON.parse(await configFile.text());
-  } catch (err) {
-    throw new Error(`${name}/config.json: not valid JSON (${(err as Error).message})`);
-  }
-  const config = parseLlamaConfig(json, `${name}/config.json`);
   const read = async (n: string) => (byName.has(n) ? new Uint8Array(await byName.get(n)!.arrayBuffer()) : undefined);
+  let config = parseLlamaConfig(await jsonOf(configFile, `${name}/config.json`), `${name}/config.json`);
+  const generationFile = byName.get('generation_config.json');
+  if (generationFile) config = withGenerationConfig(config, await jsonOf(generationFile, `${name}/generation_config.json`), `${name}/generation_config.json`);
   const tokenizerJson = await read('tokenizer.json');
   const tokenizerConfigJson = await read('tokenizer_config.json');
   const tokenizerModel = tokenizerJson ? undefined : await read('tokenizer.model');

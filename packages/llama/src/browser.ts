@@ -5,7 +5,7 @@
 export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, MemoryError, AdapterError, ModelError } from './errors.js';
 
 // Config: Hugging Face config.json and presets
-export { llamaPresets, parseLlamaConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
+export { llamaPresets, parseLlamaConfig, withGenerationConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
 export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
 export type { LlamaRopeScaling } from './formats/rope-scaling.js';
 

@@ -39,6 +39,12 @@ export interface LlamaConfig {
   readonly eosTokenId: number;
   /** Every end-of-sequence id (HF allows a list). */
   readonly eosTokenIds: readonly number[];
+  /**
+   * The end-of-sequence ids of the folder's `generation_config.json`, where it gives them: what Hugging
+   * Face's generate stops at instead of config.json's (e.g. Llama-3-Instruct's <|eot_id|>). Not part of
+   * config.json; set by {@link withGenerationConfig}.
+   */
+  readonly generationEosTokenIds?: readonly number[];
   /** Padding token id (`pad_token_id`), or undefined when the model has none. */
   readonly padTokenId: number | undefined;
   /** MLP activation (`hidden_act`); LLaMA uses SiLU. */
@@ -120,6 +126,29 @@ function positiveNumber(file: string, json: Json, key: string, fallback: number)
   return v;
 }
 
+/** An `eos_token_id` field: an id or a non-empty list of ids. */
+function eosIds(file: string, raw: unknown, vocabSize: number): number[] {
+  if (Array.isArray(raw)) {
+    if (raw.length === 0) throw new ModelConfigError(file, 'eos_token_id', 'expected a token id or a non-empty list of ids, got []');
+    return raw.map((v) => tokenId(file, 'eos_token_id', v, vocabSize));
+  }
+  return [tokenId(file, 'eos_token_id', raw, vocabSize)];
+}
+
+/**
+ * `config` with the end-of-sequence ids of a `generation_config.json` (already JSON-decoded), which
+ * Hugging Face's generate stops at in place of config.json's; unchanged when the file gives no
+ * eos_token_id. Throws ModelConfigError naming `file` for a malformed one.
+ * @example
+ * const config = withGenerationConfig(parseLlamaConfig(cfg, 'config.json'), gen, 'generation_config.json');
+ */
+export function withGenerationConfig(config: LlamaConfig, json: unknown, file: string): LlamaConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new ModelConfigError(file, undefined, 'expected a JSON object of generation settings');
+  const raw = (json as Json)['eos_token_id'];
+  if (raw === undefined || raw === null) return config;
+  return Object.freeze({ ...config, generationEosTokenIds: Object.freeze(eosIds(file, raw, config.vocabSize)) });
+}
+
 function tokenId(file: string, key: string, v: unknown, vocabSize: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= vocabSize) {
     throw new ModelConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${JSON.stringify(v)}`);
@@ -191,12 +220,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const bosRaw = field(file, j, 'bos_token_id');
   const bosTokenId = bosRaw === undefined || bosRaw === null ? 1 : tokenId(file, 'bos_token_id', bosRaw, vocabSize);
   const eosRaw = field(file, j, 'eos_token_id');
-  let eosTokenIds: number[];
-  if (eosRaw === undefined || eosRaw === null) eosTokenIds = [2];
-  else if (Array.isArray(eosRaw)) {
-    if (eosRaw.length === 0) throw new ModelConfigError(file, 'eos_token_id', 'expected a token id or a non-empty list of ids, got []');
-    eosTokenIds = eosRaw.map((v) => tokenId(file, 'eos_token_id', v, vocabSize));
-  } else eosTokenIds = [tokenId(file, 'eos_token_id', eosRaw, vocabSize)];
+  const eosTokenIds = eosRaw === undefined || eosRaw === null ? [2] : eosIds(file, eosRaw, vocabSize);
   const padRaw = field(file, j, 'pad_token_id');
   // LLaMA-1 conversions write pad_token_id -1 or 0; -1 means "none".
   const padTokenId = padRaw === undefined || padRaw === null || padRaw === -1 ? undefined : tokenId(file, 'pad_token_id', padRaw, vocabSize);

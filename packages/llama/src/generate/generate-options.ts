@@ -30,7 +30,7 @@ export interface GenerateOptions {
   readonly numBeams?: number;
   /** Beam hypotheses' scores are divided by length ** lengthPenalty. Default 1. */
   readonly lengthPenalty?: number;
-  /** Ids that end a sequence. Default the config's eos_token_id(s). */
+  /** Ids that end a sequence. Default generation_config.json's eos_token_id(s) where the folder has them, else config.json's. */
   readonly eosTokenIds?: readonly number[];
   /** Strings that end a sequence once the generated text contains one (it is cut before it). */
   readonly stopStrings?: readonly string[];
@@ -85,7 +85,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     repetitionPenalty: o.repetitionPenalty ?? 1,
     numBeams: o.numBeams ?? 1,
     lengthPenalty: o.lengthPenalty ?? 1,
-    eos: new Set(o.eosTokenIds ?? model.config.eosTokenIds),
+    eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
     stopStrings: o.stopStrings ?? [],
     onToken: o.onToken,
   };

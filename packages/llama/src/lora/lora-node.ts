@@ -69,11 +69,14 @@ export async function loadAdapter(model: LlamaModel, dir: string): Promise<void>
 export interface SaveMergedOptions {
   /** Largest shard in bytes (Hugging Face's default 5 GB; the 7B model is usually saved in 2 GB shards). */
   readonly maxShardBytes?: number;
-  /** Folder whose tokenizer files (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json) are copied along. */
+  /**
+   * Folder whose tokenizer files (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
+   * chat_template.jinja) and generation_config.json are copied along.
+   */
   readonly tokenizerDir?: string;
 }
 
-const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
+const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json'];
 
 /**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
