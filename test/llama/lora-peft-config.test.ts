@@ -118,12 +118,12 @@ describe('rank_pattern, alpha_pattern and use_rslora', () => {
     assert.throws(() => parsePeftConfig({ ...base, rank_pattern: { q_proj: 0 } }, FILE), refusal('rank_pattern', '"q_proj"'));
     assert.throws(() => parsePeftConfig({ ...base, alpha_pattern: { q_proj: 'x' } }, FILE), refusal('alpha_pattern'));
     assert.throws(() => parsePeftConfig({ ...base, use_rslora: 'yes' }, FILE), refusal('use_rslora'));
+    assert.throws(() => parsePeftConfig({ ...base, use_dora: 'yes' }, FILE), refusal('use_dora'));
   });
 });
 
 describe('fields that change the computation but are not implemented', () => {
   const cases: [string, unknown][] = [
-    ['use_dora', true],
     ['lora_bias', true],
     ['fan_in_fan_out', true],
     ['megatron_config', { tensor_model_parallel_size: 2 }],
@@ -160,13 +160,15 @@ describe('writing adapter_config.json back', () => {
       resolveLoraConfig({ r: 4, alpha: 16, targetModules: '.*\\.(q|v)_proj', useRslora: true, rankPattern: { q_proj: 2 }, alphaPattern: { 'layers\\.1\\..*': 3 }, excludeModules: '.*\\.0\\.self_attn\\.v_proj' }),
       resolveLoraConfig({ r: 2, targetModules: ['q_proj', 'down_proj'], layersToTransform: [1], layersPattern: ['layers'], excludeModules: ['model.layers.1.mlp.down_proj'] }),
       resolveLoraConfig({ targetModules: 'all-linear' }),
+      resolveLoraConfig({ r: 8, targetModules: ['q_proj', 'v_proj'], useDora: true, useRslora: true }),
     ];
     for (const cfg of configs) assert.deepEqual(parsePeftConfig(JSON.parse(JSON.stringify(toPeftConfigJson(cfg))), FILE), cfg);
   });
 
   it('writes a plain adapter without the fields older PEFT versions do not know', () => {
     const json = toPeftConfigJson(resolveLoraConfig({ r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }), 'base');
-    for (const k of ['use_rslora', 'rank_pattern', 'alpha_pattern', 'layers_to_transform', 'layers_pattern', 'exclude_modules']) assert.ok(!(k in json), k);
+    for (const k of ['use_rslora', 'use_dora', 'rank_pattern', 'alpha_pattern', 'layers_to_transform', 'layers_pattern', 'exclude_modules']) assert.ok(!(k in json), k);
     assert.equal(toPeftConfigJson(resolveLoraConfig({ useRslora: true }))['use_rslora'], true);
+    assert.equal(toPeftConfigJson(resolveLoraConfig({ useDora: true }))['use_dora'], true);
   });
 });

@@ -86,12 +86,12 @@ export { formatBytes, projectionBytes, splitRows, mlpChunkRows } from './model/t
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './model/memory.js';
 
 // LoRA in PEFT's format
-export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, modulePath } from './lora/lora-config.js';
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, peftMagnitudeKey, modulePath } from './lora/lora-config.js';
 export { parsePeftConfig, toPeftConfigJson } from './lora/peft-config.js';
 export { loraModules } from './lora/lora-targets.js';
 export type { LoraModule } from './lora/lora-targets.js';
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
-export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite } from './lora/lora.js';
+export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
 export type { ApplyLoraOptions } from './lora/lora.js';
 export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
 export type { AdapterFiles } from './lora/adapter-files.js';

@@ -48,6 +48,12 @@ export interface LoraConfig {
   readonly alphaPattern: Readonly<Record<string, number>>;
   /** Rank-stabilized LoRA (PEFT's `use_rslora`): the update is scaled by alpha / sqrt(r) instead of alpha / r. Default false. */
   readonly useRslora: boolean;
+  /**
+   * Weight-decomposed LoRA (PEFT's `use_dora`): each adapted projection also learns a magnitude m [out], initialized to the
+   * row norms of W, and computes (m / ||W + scaling B A||) (W + scaling B A) x, the norm per output row and held constant
+   * for the gradient (DoRA paper, section 4.3). Default false.
+   */
+  readonly useDora: boolean;
 }
 
 /** PEFT's defaults for LLaMA: r 8, alpha 8, dropout 0, q_proj and v_proj, no patterns, alpha / r. */
@@ -62,6 +68,7 @@ export const defaultLoraConfig: LoraConfig = Object.freeze({
   rankPattern: Object.freeze({}),
   alphaPattern: Object.freeze({}),
   useRslora: false,
+  useDora: false,
 });
 
 /** `self_attn` or `mlp`: the submodule holding a projection. */
@@ -77,6 +84,14 @@ export function modulePath(layer: number, target: LoraTargetModule): string {
 /** PEFT's key of an adapter matrix: `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`. */
 export function peftKey(layer: number, target: LoraTargetModule, matrix: 'A' | 'B'): string {
   return `base_model.model.${modulePath(layer, target)}.lora_${matrix}.weight`;
+}
+
+/**
+ * PEFT's key of a DoRA magnitude vector: `base_model.model.model.layers.N.self_attn.q_proj.lora_magnitude_vector`
+ * (what get_peft_model_state_dict writes, without the `.weight` of the module's own state dict).
+ */
+export function peftMagnitudeKey(layer: number, target: LoraTargetModule): string {
+  return `base_model.model.${modulePath(layer, target)}.lora_magnitude_vector`;
 }
 
 /** `targetModules` in words for messages: the list, `/regex/`, or all-linear. */
@@ -96,13 +111,13 @@ export type LoraFieldNames = Readonly<Record<keyof LoraConfig, string>>;
 /** LoraConfig's field names, for messages about options given in code. */
 export const apiFieldNames: LoraFieldNames = Object.freeze({
   r: 'r', alpha: 'alpha', dropout: 'dropout', targetModules: 'targetModules', excludeModules: 'excludeModules', layersToTransform: 'layersToTransform',
-  layersPattern: 'layersPattern', rankPattern: 'rankPattern', alphaPattern: 'alphaPattern', useRslora: 'useRslora',
+  layersPattern: 'layersPattern', rankPattern: 'rankPattern', alphaPattern: 'alphaPattern', useRslora: 'useRslora', useDora: 'useDora',
 });
 
 /** PEFT's adapter_config.json keys of the LoraConfig fields. */
 export const peftFieldNames: LoraFieldNames = Object.freeze({
   r: 'r', alpha: 'lora_alpha', dropout: 'lora_dropout', targetModules: 'target_modules', excludeModules: 'exclude_modules', layersToTransform: 'layers_to_transform',
-  layersPattern: 'layers_pattern', rankPattern: 'rank_pattern', alphaPattern: 'alpha_pattern', useRslora: 'use_rslora',
+  layersPattern: 'layers_pattern', rankPattern: 'rank_pattern', alphaPattern: 'alpha_pattern', useRslora: 'use_rslora', useDora: 'use_dora',
 });
 
 const isNameList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string' && s.length > 0);
@@ -142,6 +157,7 @@ export function resolveLoraConfig(options: Partial<LoraConfig> = {}, where = 'Lo
   checkModules(cfg.targetModules, names.targetModules, where);
   if (cfg.excludeModules !== null) checkModules(cfg.excludeModules, names.excludeModules, where);
   if (typeof cfg.useRslora !== 'boolean') throw new AdapterError(where, `${names.useRslora} should be true or false, got ${JSON.stringify(cfg.useRslora)}`);
+  if (typeof cfg.useDora !== 'boolean') throw new AdapterError(where, `${names.useDora} should be true or false, got ${JSON.stringify(cfg.useDora)}`);
   checkPattern(cfg.rankPattern, names.rankPattern, where, isRank, 'ranks are positive integers');
   checkPattern(cfg.alphaPattern, names.alphaPattern, where, isAlpha, 'alphas are positive numbers');
   if (cfg.layersToTransform !== null) {

@@ -3,11 +3,11 @@
 
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { add, noGrad, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { add, cast, mul, noGrad, reshape, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from '../formats/config.js';
 import { AdapterError, ModelError } from '../errors.js';
 import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
-import { adaptedLinears, adapterTensorsToWrite, loraDelta } from './lora.js';
+import { adaptedLinears, adapterTensorsToWrite, doraMergeScale, loraDelta } from './lora.js';
 import type { Linear } from '../model/linear.js';
 import type { LlamaModel } from '../model/model.js';
 import { f32ToF16 } from '../formats/dtype-convert.js';
@@ -80,7 +80,7 @@ const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.j
 
 /**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
- * (W + scaling * B A, computed per tensor as it is written; the model itself is unchanged):
+ * (W + scaling * B A, times m / ||W + scaling B A|| per row with DoRA, computed per tensor as it is written; the model itself is unchanged):
  * sharded safetensors with their index, config.json, and the tokenizer when `tokenizerDir` is given.
  * From a quantized base (int8, nf4), each projection is dequantized, merged in f32 and written as f16,
  * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint.
@@ -105,15 +105,25 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
           const d = (await toArray(delta)) as Float32Array;
           delta.dispose();
           for (let i = 0; i < all.length; i++) all[i] = all[i]! + d[i]!;
+          const scale = doraMergeScale(m.linear);
+          if (scale !== null) {
+            const s = (await toArray(scale)) as Float32Array;
+            scale.dispose();
+            const inp = m.linear.inFeatures;
+            for (let i = 0; i < all.length; i++) all[i] = all[i]! * s[Math.floor(i / inp)]!;
+          }
           return f32ToF16(all);
         }
         const parts = noGrad(() =>
           tidy(() => {
             const delta = loraDelta(m.linear, model.dtype);
+            const scale = doraMergeScale(m.linear);
+            const rowScale = scale === null ? null : reshape(cast(scale, model.dtype), [scale.size, 1]); // [out, 1]
             let start = 0;
             return m.linear.parts.map((p) => {
               const rows = p.shape[0]!;
-              const out = add(p, slice(delta, 0, start, start + rows));
+              const sum = add(p, slice(delta, 0, start, start + rows));
+              const out = rowScale === null ? sum : mul(sum, slice(rowScale, 0, start, start + rows));
               start += rows;
               return out;
             });

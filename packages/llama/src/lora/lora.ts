@@ -1,12 +1,14 @@
 // LoRA on a LlamaModel as PEFT does it: frozen base projections, trainable f32 A [r, in]
 // (Kaiming-uniform) and B [out, r] (zeros) on the projections the config selects, output base(x) +
-// B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA, per module); merging the update
-// into the base weights and back. Browser-safe.
+// B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA, per module), and with DoRA a trainable
+// magnitude m [out] rescaling each output row by m / ||W + scaling B A||; merging the update into the base
+// weights and back. Browser-safe.
 
-import { add, cast, keep, matmul, mul, noGrad, rand, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
+import { add, cast, div, keep, matmul, mul, noGrad, rand, reshape, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
 import { AdapterError, ModelError } from '../errors.js';
 import type { Linear } from '../model/linear.js';
-import { describeTargets, loraTargetModules, peftKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
+import { doraWeightNorm, rowSquares } from '../model/dora.js';
+import { describeTargets, loraTargetModules, peftKey, peftMagnitudeKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
 import { loraModules } from './lora-targets.js';
 import type { LlamaModel } from '../model/model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
@@ -48,7 +50,9 @@ export function adaptedLinears(model: LlamaModel): { layer: number; target: Lora
 /**
  * Attaches fresh LoRA adapters to the projections the config selects (replacing any adapter already
  * there; see {@link LoraConfig.targetModules}) and returns the trainable parameters: A with PEFT's
- * Kaiming-uniform init (bound 1 / sqrt(in)), B zeros, both f32, with each module's rank and scaling.
+ * Kaiming-uniform init (bound 1 / sqrt(in)), B zeros, both f32, with each module's rank and scaling; with
+ * `useDora`, also DoRA's magnitude m [out] (f32), initialized as PEFT does to ||W + scaling B A|| per output
+ * row (the row norms of W, B being zero), after each module's A and B in the returned list.
  * Base weights stay frozen: no gradient, no optimizer state, no copy.
  *
  * @example
@@ -68,7 +72,8 @@ export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, 
     const s = seed;
     const A = keep(noGrad(() => tidy(() => sub(mul(rand([m.r, linear.inFeatures], { seed: s }), 2 * bound), bound))));
     const B = keep(zeros([linear.outFeatures, m.r]));
-    linear.lora = { A: A.requireGrad(), B: B.requireGrad(), scaling: m.scaling, dropout: config.dropout };
+    const magnitude = config.useDora ? keep(noGrad(() => tidy(() => doraWeightNorm(linear.parts, linear.quantized, rowSquares(linear.parts, linear.quantized), A, B, m.scaling)))) : null;
+    linear.lora = { A: A.requireGrad(), B: B.requireGrad(), scaling: m.scaling, dropout: config.dropout, magnitude: magnitude?.requireGrad() ?? null };
     linear.merged = false;
   }
   return model.loraParameters();
@@ -80,18 +85,39 @@ export function removeLora(model: LlamaModel): void {
     if (linear.merged) unmergeLinear(linear, model);
     linear.lora?.A.dispose();
     linear.lora?.B.dispose();
+    linear.lora?.magnitude?.dispose();
     linear.lora = null;
   }
   model.loraConfig = null;
 }
 
+const MAGNITUDE_WEIGHT = '.lora_magnitude_vector.weight';
+
 /**
- * Replaces the adapter matrices with host values keyed by PEFT's names; `file` names the
+ * The weights with DoRA magnitudes under PEFT's saved name: `...lora_magnitude_vector`, as get_peft_model_state_dict
+ * writes it, or `...lora_magnitude_vector.weight`, the module's own state-dict name (PEFT's loader accepts both).
+ */
+function magnitudeKeysNormalized(weights: ReadonlyMap<string, HostWeight>, file: string): ReadonlyMap<string, HostWeight> {
+  if (![...weights.keys()].some((k) => k.endsWith(MAGNITUDE_WEIGHT))) return weights;
+  const out = new Map<string, HostWeight>();
+  for (const [k, w] of weights) {
+    const key = k.endsWith(MAGNITUDE_WEIGHT) ? k.slice(0, -'.weight'.length) : k;
+    if (out.has(key)) throw new AdapterError(file, `tensor "${key}" is given twice, with and without ".weight"; keep one of them`);
+    out.set(key, w);
+  }
+  return out;
+}
+
+type HostWeight = { shape: readonly number[]; data: Float32Array };
+
+/**
+ * Replaces the adapter matrices (and DoRA magnitudes) with host values keyed by PEFT's names; `file` names the
  * source in errors. Every expected key must be present with its shape, and no other key.
  */
-export function setAdapterWeights(model: LlamaModel, weights: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, file: string): void {
+export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, HostWeight>, file: string): void {
   const cfg = model.loraConfig;
   if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
+  const weights = magnitudeKeysNormalized(given, file);
   const expected = new Set<string>();
   const items = adaptedLinears(model);
   const targets = describeTargets(cfg.targetModules);
@@ -109,17 +135,31 @@ export function setAdapterWeights(model: LlamaModel, weights: ReadonlyMap<string
         throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [${shape.join(', ')}] for this model and r ${r} on this module`);
       }
     }
+    if (!cfg.useDora) continue;
+    const key = peftMagnitudeKey(layer, target);
+    expected.add(key);
+    const w = weights.get(key);
+    if (w === undefined) throw new AdapterError(file, `tensor "${key}" is missing; adapter_config.json sets use_dora, whose magnitude vector every adapted module has`);
+    if (w.shape.length !== 1 || w.shape[0] !== linear.outFeatures) {
+      throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [${linear.outFeatures}] (one magnitude per output of this module)`);
+    }
   }
   for (const key of weights.keys()) {
-    if (!expected.has(key)) throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${targets} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
+    if (expected.has(key)) continue;
+    if (!cfg.useDora && key.endsWith('.lora_magnitude_vector')) {
+      throw new AdapterError(file, `tensor "${key}" is a DoRA magnitude vector, but the adapter's config does not set use_dora: true; set it in adapter_config.json if the adapter was trained with DoRA`);
+    }
+    throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${targets} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
   }
   for (const { layer, target, linear } of items) {
     const lora = linear.lora!;
     const A = keep(tensor(weights.get(peftKey(layer, target, 'A'))!.data, lora.A.shape)).requireGrad();
     const B = keep(tensor(weights.get(peftKey(layer, target, 'B'))!.data, lora.B.shape)).requireGrad();
+    const magnitude = cfg.useDora ? keep(tensor(weights.get(peftMagnitudeKey(layer, target))!.data, [linear.outFeatures])).requireGrad() : null;
     lora.A.dispose('replaced by loaded adapter weights');
     lora.B.dispose('replaced by loaded adapter weights');
-    linear.lora = { ...lora, A, B };
+    lora.magnitude?.dispose('replaced by loaded adapter weights');
+    linear.lora = { ...lora, A, B, magnitude };
   }
 }
 
@@ -130,6 +170,8 @@ export function adapterTensorsToWrite(model: LlamaModel): TensorToWrite[] {
     const lora = linear.lora!;
     out.push({ name: peftKey(layer, target, 'A'), dtype: 'F32', shape: lora.A.shape, data: () => lora.A.toArray() });
     out.push({ name: peftKey(layer, target, 'B'), dtype: 'F32', shape: lora.B.shape, data: () => lora.B.toArray() });
+    const m = lora.magnitude;
+    if (m) out.push({ name: peftMagnitudeKey(layer, target), dtype: 'F32', shape: m.shape, data: () => m.toArray() });
   }
   return out;
 }
@@ -141,19 +183,40 @@ export function loraDelta(linear: Linear, dtype: Tensor['dtype']): Tensor {
   return delta.dtype === dtype ? delta : cast(delta, dtype);
 }
 
+/**
+ * DoRA's factor m / ||W + scaling B A|| per output row, f32 [out], outside autograd; null for a plain LoRA
+ * adapter. A merged DoRA weight is this factor times (W + scaling B A) (PEFT's merge).
+ */
+export function doraMergeScale(linear: Linear): Tensor | null {
+  const m = linear.lora?.magnitude;
+  if (m === undefined || m === null) return null;
+  return noGrad(() => div(m, linear.doraNorm()));
+}
+
 function shiftParts(linear: Linear, model: LlamaModel, sign: 1 | -1): void {
   noGrad(() =>
     tidy(() => {
       const delta = loraDelta(linear, model.dtype);
+      // DoRA: W' = s (W + delta) with s = m / ||W + delta|| kept for unmerging (W = W' / s - delta), as PEFT does.
+      const scale = sign > 0 ? doraMergeScale(linear) : linear.mergedScale;
+      const rowScale = scale === null ? null : reshape(scale.dtype === model.dtype ? scale : cast(scale, model.dtype), [scale.size, 1]); // [out, 1]
       let start = 0;
       linear.parts = linear.parts.map((p) => {
         const rows = p.shape[0]!;
         const d = slice(delta, 0, start, start + rows);
+        const s = rowScale === null ? null : slice(rowScale, 0, start, start + rows);
         start += rows;
-        const next = keep(sign > 0 ? add(p, d) : sub(p, d));
+        let next: Tensor;
+        if (sign > 0) next = s === null ? add(p, d) : mul(add(p, d), s);
+        else next = s === null ? sub(p, d) : sub(div(p, s), d);
         p.dispose('replaced by merged weights');
-        return next;
+        return keep(next);
       });
+      if (sign > 0 && scale !== null) linear.mergedScale = keep(scale);
+      if (sign < 0) {
+        linear.mergedScale?.dispose('the adapter was unmerged');
+        linear.mergedScale = null;
+      }
     }),
   );
 }
@@ -164,7 +227,7 @@ function unmergeLinear(linear: Linear, model: LlamaModel): void {
 }
 
 /**
- * Adds every adapter's update into its base weights (W += scaling * B A), so inference runs
+ * Adds every adapter's update into its base weights (W += scaling * B A; with DoRA W = (m / ||W + scaling B A||) (W + scaling B A)), so inference runs
  * at base speed; the adapter stays attached for `unmergeAdapter`. Quantized projections are left
  * as they are, their adapters still applied in forward (saveMergedModel merges them on the host).
  */
@@ -178,7 +241,7 @@ export function mergeAdapter(model: LlamaModel): void {
   }
 }
 
-/** Subtracts merged updates from the base weights again (W -= scaling * B A). */
+/** Subtracts merged updates from the base weights again (W -= scaling * B A; with DoRA W = W / s - scaling B A with the merge's factor s). */
 export function unmergeAdapter(model: LlamaModel): void {
   for (const { linear } of adaptedLinears(model)) if (linear.merged) unmergeLinear(linear, model);
 }

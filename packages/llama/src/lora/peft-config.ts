@@ -21,6 +21,7 @@ export function toPeftConfigJson(config: LoraConfig, baseModel = ''): Record<str
     task_type: 'CAUSAL_LM',
   };
   if (config.useRslora) json['use_rslora'] = true;
+  if (config.useDora) json['use_dora'] = true;
   if (Object.keys(config.rankPattern).length > 0) json['rank_pattern'] = { ...config.rankPattern };
   if (Object.keys(config.alphaPattern).length > 0) json['alpha_pattern'] = { ...config.alphaPattern };
   if (config.layersToTransform !== null) json['layers_to_transform'] = [...config.layersToTransform];
@@ -31,7 +32,6 @@ export function toPeftConfigJson(config: LoraConfig, baseModel = ''): Record<str
 
 /** Fields that change the computation in ways not implemented here: refused when set. */
 const refused: readonly { key: string; isSet: (v: unknown) => boolean; why: string }[] = [
-  { key: 'use_dora', isSet: (v) => v === true, why: 'DoRA adapters (a learned magnitude per output) are not supported; merge the adapter into the base with PEFT (merge_and_unload) and load the merged model' },
   { key: 'lora_bias', isSet: (v) => v === true, why: 'adapters with a bias on lora_B are not supported' },
   { key: 'fan_in_fan_out', isSet: (v) => v === true, why: 'it is for GPT-2 style Conv1D layers; LLaMA adapters have it false' },
   { key: 'megatron_config', isSet: (v) => v !== null && v !== undefined, why: 'Megatron-parallel LoRA layers are not supported' },
@@ -76,6 +76,7 @@ export function parsePeftConfig(json: unknown, file: string): LoraConfig {
       rankPattern: (j['rank_pattern'] ?? {}) as LoraConfig['rankPattern'],
       alphaPattern: (j['alpha_pattern'] ?? {}) as LoraConfig['alphaPattern'],
       useRslora: (j['use_rslora'] ?? false) as boolean,
+      useDora: (j['use_dora'] ?? false) as boolean,
     },
     file,
     peftFieldNames,

@@ -38,10 +38,13 @@ export class DecoderLayer {
     return [this.qProj, this.kProj, this.vProj, this.oProj, this.gateProj, this.upProj, this.downProj];
   }
 
-  /** Trainable leaves read by this layer (the adapters' A and B), for checkpointing. */
+  /** Trainable leaves read by this layer (the adapters' A and B, and DoRA's magnitudes), for checkpointing. */
   trainableParameters(): Tensor[] {
     const out: Tensor[] = [];
-    for (const l of this.linears()) if (l.lora !== null && !l.merged) out.push(l.lora.A, l.lora.B);
+    for (const l of this.linears()) {
+      if (l.lora !== null && !l.merged) out.push(l.lora.A, l.lora.B);
+      if (l.lora?.magnitude && !l.merged) out.push(l.lora.magnitude);
+    }
     return out.filter((t) => t.requiresGrad);
   }
 

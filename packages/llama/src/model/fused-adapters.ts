@@ -38,6 +38,9 @@ export class AdapterPacks {
  * dispatch here: h = norm(x) A_i^T of all of them in one pass.
  */
 export function fusedGroup(x: Tensor, linears: readonly Linear[], norm: FusedNorm | undefined, packs: AdapterPacks, key: string): FusedGroup | null {
+  // DoRA rescales each output row by m / ||W + scaling B A||, which the fused epilogue does not do: such a
+  // projection falls back to its separate products (Linear.forward).
+  if (linears.some((l) => l.isDora && !l.merged)) return null;
   const weights = linears.map((l) => l.baseWeight);
   if (weights.some((w) => w === null) || !fusedLinearFits(x, weights as FusedWeight[], norm)) return null;
   const adapters = linears.map((l) => l.inferenceAdapter(x.dtype as FloatDType));

@@ -1,14 +1,16 @@
 // A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
 // transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
-// An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA); at inference its matrices' casts to the
-// activations' dtype are kept while the matrices are unchanged (their storage version); decoding adds
-// the update in one fused dispatch after the down-projection h = x A^T where the fused products run.
+// An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA), with DoRA
+// rescaled per output row by m / ||W + scaling B A||; at inference its matrices' casts to the activations' dtype are
+// kept while the matrices are unchanged (their storage version); decoding adds a plain LoRA update in one fused
+// dispatch after the down-projection h = x A^T where the fused products run.
 
 import {
-  add, cast, cat, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, matmul, mul, noGrad,
-  quantizedMatmul, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
+  add, cast, cat, div, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, matmul, mul, noGrad,
+  quantizedMatmul, sub, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
 } from '@huatuo/tensor';
+import { doraWeightNorm, rowSquares } from './dora.js';
 
 /** A LoRA adapter of one projection: A [r, in] and B [out, r], f32 leaves that train. */
 export interface LoraWeights {
@@ -18,6 +20,8 @@ export interface LoraWeights {
   readonly scaling: number;
   /** Dropout probability on the adapter's input while training. */
   readonly dropout: number;
+  /** DoRA's magnitude m [out] (PEFT's lora_magnitude_vector), an f32 leaf that trains; absent or null for plain LoRA. */
+  readonly magnitude?: Tensor | null;
 }
 
 /** A projection of a decoder layer or the lm_head. */
@@ -30,6 +34,10 @@ export class Linear {
   private isMerged = false;
   /** A and B cast to the activations' dtype, outside autograd, with the storage versions they were cast at. */
   private casts: { A: CachedCast | null; B: CachedCast | null } = { A: null, B: null };
+  /** DoRA: ||W_o||^2 of the frozen weight and ||W + scaling B A|| per row, kept while the weight and the matrices are unchanged. */
+  private doraKept: { w2: KeptNorm | null; norm: KeptNorm | null } = { w2: null, norm: null };
+  /** DoRA merged: the factor m / ||W + scaling B A|| [out] the weight was scaled by, to unmerge with (PEFT caches it too). */
+  mergedScale: Tensor | null = null;
   /** Called when the adapter is replaced, merged or unmerged: its layer frees what it kept of the adapter for decoding. */
   onAdapterChange: (() => void) | null = null;
 
@@ -65,6 +73,11 @@ export class Linear {
     this.isMerged = merged;
   }
 
+  /** Whether the adapter is DoRA (it has a magnitude vector). */
+  get isDora(): boolean {
+    return this.adapter?.magnitude !== undefined && this.adapter.magnitude !== null;
+  }
+
   /** The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; an unmerged adapter comes on top. */
   get baseWeight(): FusedWeight | null {
     return this.quantized ?? (this.parts.length === 1 ? this.parts[0]! : null);
@@ -85,15 +98,10 @@ export class Linear {
    * adapter's dropout (training).
    */
   forward(x: Tensor, dropoutSeed?: number): Tensor {
-    let y: Tensor;
-    if (this.quantized !== null) {
-      y = quantizedMatmul(x, this.quantized); // [..., out]
-    } else {
-      const outs = this.parts.map((w) => matmul(x, transpose(w))); // [..., rows_i]
-      y = outs.length === 1 ? outs[0]! : cat(outs, -1); // [..., out]
-    }
+    const y = this.baseProduct(x); // [..., out]
     const lora = this.lora;
-    if (lora !== null && !this.merged && dropoutSeed === undefined && this.fusedUpdateFits(x)) {
+    // DoRA rescales the whole output: it takes the separate products below, not the fused update.
+    if (lora !== null && !this.merged && !this.isDora && dropoutSeed === undefined && this.fusedUpdateFits(x)) {
       // Decoding: h = x A^T, then y + T(T(h B^T) * scaling) in one dispatch.
       const { A, B, scaling } = this.inferenceAdapter(x.dtype as FloatDType)!;
       const h = fusedLinearFits(x, [A]) ? fusedLinear(x, [A]) : matmul(x, transpose(A)); // [..., r]
@@ -103,11 +111,50 @@ export class Linear {
     if (lora !== null && !this.merged) {
       const A = this.adapterMatrix('A', x.dtype as FloatDType);
       const B = this.adapterMatrix('B', x.dtype as FloatDType);
-      const xin = dropoutSeed !== undefined && lora.dropout > 0 ? dropout(x, lora.dropout, dropoutSeed) : x;
-      const h = matmul(xin, transpose(A)); // [..., r]
-      y = add(y, mul(matmul(h, transpose(B)), lora.scaling)); // [..., out]
+      const dropped = dropoutSeed !== undefined && lora.dropout > 0;
+      const xin = dropped ? dropout(x, lora.dropout, dropoutSeed) : x;
+      const update = mul(matmul(matmul(xin, transpose(A)), transpose(B)), lora.scaling); // [..., out]
+      if (!this.isDora) return add(y, update);
+      // DoRA: s = m / ||W + scaling B A|| (the norm held constant), y + (s - 1) W xin + s * update as PEFT computes
+      // it: W xin is the base output itself unless dropout changed the adapter's input.
+      const scale = div(lora.magnitude!, this.doraNorm()); // [out], f32: the gradient reaches m
+      const s = scale.dtype === x.dtype ? scale : cast(scale, x.dtype);
+      if (!dropped) return mul(add(y, update), s);
+      return add(add(y, mul(this.baseProduct(xin), sub(s, 1))), mul(update, s));
     }
     return y;
+  }
+
+  /** x W^T of the frozen weight alone: x [..., in] -> [..., out]. */
+  private baseProduct(x: Tensor): Tensor {
+    if (this.quantized !== null) return quantizedMatmul(x, this.quantized);
+    const outs = this.parts.map((w) => matmul(x, transpose(w))); // [..., rows_i]
+    return outs.length === 1 ? outs[0]! : cat(outs, -1);
+  }
+
+  /**
+   * DoRA's ||W + scaling B A|| per output row, f32 [out], outside autograd (PEFT's get_weight_norm, detached), kept
+   * until the weight or A and B change. Only for an unmerged DoRA adapter.
+   */
+  doraNorm(): Tensor {
+    const lora = this.adapter;
+    if (lora === null) throw new Error(`internal: ${this.name} has no adapter to take DoRA's norm of`);
+    const key = [this.parts, this.quantized] as const;
+    let w2 = this.doraKept.w2;
+    if (w2 === null || w2.sources[0] !== key[0] || w2.sources[1] !== key[1]) {
+      w2?.value.dispose('the weight it was computed from changed');
+      this.doraKept.norm?.value.dispose('the weight it was computed from changed');
+      this.doraKept.norm = null;
+      w2 = { sources: [...key], versions: [], value: keep(rowSquares(this.parts, this.quantized)) };
+      this.doraKept.w2 = w2;
+    }
+    const sources = [lora.A, lora.B];
+    const kept = this.doraKept.norm;
+    if (kept !== null && kept.sources[0] === lora.A && kept.sources[1] === lora.B && kept.versions[0] === lora.A.version && kept.versions[1] === lora.B.version) return kept.value;
+    kept?.value.dispose('the adapter matrices it was computed from changed');
+    const value = keep(doraWeightNorm(this.parts, this.quantized, w2.value, lora.A, lora.B, lora.scaling));
+    this.doraKept.norm = { sources, versions: [lora.A.version, lora.B.version], value };
+    return value;
   }
 
   /** Whether an inference forward of x adds the adapter's update with the fused decode products. */
@@ -138,6 +185,9 @@ export class Linear {
     this.casts.A?.cast.dispose('the adapter was replaced, merged or unmerged');
     this.casts.B?.cast.dispose('the adapter was replaced, merged or unmerged');
     this.casts = { A: null, B: null };
+    this.doraKept.norm?.value.dispose('the adapter was replaced, merged or unmerged');
+    this.doraKept.w2?.value.dispose('the adapter was replaced, merged or unmerged');
+    this.doraKept = { w2: null, norm: null };
   }
 
   /** Disposes the weight parts and the adapter. */
@@ -147,8 +197,18 @@ export class Linear {
     this.quantized = null;
     this.lora?.A.dispose();
     this.lora?.B.dispose();
+    this.lora?.magnitude?.dispose();
     this.lora = null;
+    this.mergedScale?.dispose();
+    this.mergedScale = null;
   }
+}
+
+/** A value computed from `sources` (at `versions` of their storage where given). */
+interface KeptNorm {
+  readonly sources: readonly unknown[];
+  readonly versions: readonly number[];
+  readonly value: Tensor;
 }
 
 /** A cast of an adapter matrix and the version of the matrix's storage it was made from. */

@@ -37,6 +37,8 @@ export interface MemoryPlanOptions {
     readonly targetModules: readonly LoraTargetModule[];
     /** Inference: the adapters are added into the base weights, so no copies of A and B in the activation dtype are kept. */
     readonly merged?: boolean;
+    /** DoRA (PEFT's use_dora): a trained f32 magnitude per output of each adapted projection, and its norms kept. */
+    readonly useDora?: boolean;
   };
   /** Training (graph kept for backward, gradients, AdamW state) or inference. Default: true when `lora` is given. */
   readonly training?: boolean;
@@ -148,6 +150,11 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     const [out, inp] = projectionShape(config, t);
     loraElements += L * options.lora!.r * (out + inp);
     loraInputs += inp + options.lora!.r;
+    if (options.lora!.useDora) {
+      // m [out] trains like A and B; the output before DoRA's rescaling is kept for m's gradient.
+      loraElements += L * out;
+      loraInputs += out;
+    }
   }
   // An unmerged adapter at inference keeps A and B cast to the activation dtype beside the f32 leaves.
   const keptCasts = !training && bytes === 2 && !options.lora?.merged ? loraElements * 2 : 0;
@@ -159,9 +166,12 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
       if (adapted.length > 1) for (const t of adapted) packed += L * options.lora.r * projectionShape(config, t)[0] * bytes;
     }
   }
-  const lora = loraElements * 4 + keptCasts + packed;
-  const gradients = training ? lora : 0;
-  const optimizer = training ? 2 * lora : 0;
+  // DoRA keeps ||W_o||^2 and ||W + scaling B A|| per output (f32) beside each adapter.
+  let doraNorms = 0;
+  if (options.lora?.useDora && !options.lora.merged) for (const t of options.lora.targetModules) doraNorms += L * 2 * projectionShape(config, t)[0] * 4;
+  const lora = loraElements * 4 + keptCasts + packed + doraNorms;
+  const gradients = training ? loraElements * 4 : 0;
+  const optimizer = training ? 2 * loraElements * 4 : 0;
 
   const S = training ? T : (options.kvCacheLen ?? T);
   // Fused attention keeps no [B, H, T, S] scores, only the output and a logsumexp per row and head.
@@ -263,7 +273,7 @@ export function inferencePlan(model: LlamaModel, batch: number, length: number):
   const adapted = adaptedLinears(model);
   const merged = adapted.every(({ linear }) => linear.merged);
   // Per-module ranks and layer subsets are planned as the largest rank on every layer of each adapted projection: an upper bound.
-  const lora = adapted.length === 0 ? undefined : { r: Math.max(...adapted.map(({ linear }) => linear.lora!.A.shape[0]!)), targetModules: [...new Set(adapted.map((a) => a.target))], merged };
+  const lora = adapted.length === 0 ? undefined : { r: Math.max(...adapted.map(({ linear }) => linear.lora!.A.shape[0]!)), targetModules: [...new Set(adapted.map((a) => a.target))], merged, useDora: adapted.some(({ linear }) => linear.isDora) };
   return planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, quantize: model.quantization, training: false, lastPositionLogits: true, lora });
 }
 

@@ -116,9 +116,9 @@ export class LlamaModel {
     return this.layers.flatMap((l) => l.linears());
   }
 
-  /** The LoRA parameters (A and B of each adapted projection), the only ones that train. */
+  /** The LoRA parameters (A and B of each adapted projection, and DoRA's magnitude after them), the only ones that train. */
   loraParameters(): Tensor[] {
-    return this.linears().flatMap((l) => (l.lora === null ? [] : [l.lora.A, l.lora.B]));
+    return this.linears().flatMap((l) => (l.lora === null ? [] : l.lora.magnitude ? [l.lora.A, l.lora.B, l.lora.magnitude] : [l.lora.A, l.lora.B]));
   }
 
   /** Token embeddings of `ids` [B, T] -> [B, T, C]; gathers per vocabulary part when split. */
