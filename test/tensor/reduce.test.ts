@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import {
   sum, mean, max, argmax, mul, cast, tensor, transpose, slice, hasF16, numel,
   refTensor, refTranspose, refSlice, refCast, refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward,
-  type RefTensor, type Tensor,
+  ShapeError, type RefTensor, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
 
@@ -197,5 +197,29 @@ test('max and argmax propagate NaN as torch.max(dim) does: the value is NaN, the
       const g = refTensor(rows.map((_, i) => i + 1), [rows.length]);
       assertClose(await x.grad!.toArray(), refMaxBackward(r, 1, false, g).data, { atol: 0, rtol: 0 }, `max backward, rows of ${n}`);
     }
+  });
+});
+
+test('sum and mean over [] reduce every axis, and an axis named twice is refused, as torch', async () => {
+  await scoped(async () => {
+    const x = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+    const s = sum(x, []);
+    assert.deepEqual(s.shape, []);
+    assert.deepEqual(Array.from(await s.toArray()), [21]);
+    assert.deepEqual(Array.from(await mean(x, [], true).toArray()), [3.5]);
+    assert.deepEqual(mean(x, [], true).shape, [1, 1]);
+    assert.throws(() => sum(x, [0, 0]), (e: Error) => e instanceof ShapeError && /axis 0 appears more than once/.test(e.message));
+    assert.throws(() => mean(x, [1, -1]), (e: Error) => e instanceof ShapeError && /axis 1 appears more than once/.test(e.message));
+  });
+});
+
+test('max and argmax over an axis of size 0 are refused (torch has no maximum there); other axes of empty tensors reduce', async () => {
+  await scoped(async () => {
+    const x = tensor([], [0, 3]);
+    assert.throws(() => max(x, 0), (e: Error) => e instanceof ShapeError && /max: axis 0 of \[0, 3\] has size 0/.test(e.message));
+    assert.throws(() => argmax(x, -2), (e: Error) => e instanceof ShapeError && /argmax: axis 0/.test(e.message));
+    const m = max(x, 1);
+    assert.deepEqual(m.shape, [0]);
+    assert.equal((await m.toArray()).length, 0);
   });
 });

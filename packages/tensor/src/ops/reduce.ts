@@ -1,16 +1,23 @@
 // Reductions over axes: sum, mean, max (with torch.max(dim)'s first-index gradient routing).
 import { getRuntime } from '../backend/context.js';
+import { ShapeError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runSumAxes, runUnary } from './launch.js';
 import { expand, normAxis } from './views.js';
 
-/** Axes to reduce: all when undefined, else normalised and deduplicated. */
+/**
+ * Axes to reduce, normalised and sorted: all when undefined or an empty list (as torch.sum(x, [])
+ * does); an axis named twice (as 0 and -rank, say) is an error, as in torch.
+ */
 function reduceAxes(op: string, x: Tensor, axis: number | readonly number[] | undefined): number[] {
-  if (axis === undefined) return x.shape.map((_, i) => i);
+  if (axis === undefined || (Array.isArray(axis) && axis.length === 0)) return x.shape.map((_, i) => i);
   const list = typeof axis === 'number' ? [axis] : axis;
-  return [...new Set(list.map((a) => normAxis(op, a, x.rank)))].sort((p, q) => p - q);
+  const axes = list.map((a) => normAxis(op, a, x.rank));
+  const twice = axes.find((a, i) => axes.indexOf(a) !== i);
+  if (twice !== undefined) throw new ShapeError(`${op}: axis ${twice} appears more than once in ${fmtShape(list)}; name each axis once`);
+  return axes.sort((p, q) => p - q);
 }
 
 function resultShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
@@ -40,10 +47,10 @@ function sumLike(op: string, scaleOf: (n: number) => number) {
   });
 }
 
-/** Sum over `axis` (a number, a list, or every axis when omitted); `keepdim` keeps them as size 1. */
+/** Sum over `axis` (a number, a list, or every axis when omitted or []); `keepdim` keeps them as size 1. */
 export const sum = sumLike('sum', () => 1);
 
-/** Mean over `axis` (a number, a list, or every axis when omitted). */
+/** Mean over `axis` (a number, a list, or every axis when omitted or []); NaN over no elements, as torch. */
 export const mean = sumLike('mean', (n) => (n === 0 ? NaN : 1 / n));
 
 /** Maximum over one axis. The gradient goes to the first maximal element, as torch.max(dim) does. */
@@ -82,15 +89,18 @@ export const max = defineOp({
 });
 
 /** Maximum values and their first indices (i32) along axis `a`, keeping it as size 1. */
-export function maxWithIndices(x: Tensor, a: number): { values: Tensor; indices: Tensor } {
-  const c = contiguousData('max', x);
-  const outer = numel(x.shape.slice(0, a));
+export function maxWithIndices(x: Tensor, a: number, op = 'max'): { values: Tensor; indices: Tensor } {
   const n = x.shape[a]!;
+  if (n === 0) {
+    throw new ShapeError(`${op}: axis ${a} of ${fmtShape(x.shape)} has size 0, so there is no maximum (torch refuses it too)`);
+  }
+  const c = contiguousData(op, x);
+  const outer = numel(x.shape.slice(0, a));
   const inner = numel(x.shape.slice(a + 1));
   const shape = x.shape.map((d, i) => (i === a ? 1 : d));
   const values = empty(shape, x.dtype);
   const indices = empty(shape, 'i32');
-  if (values.size > 0 && n > 0) {
+  if (values.size > 0) {
     const rt = getRuntime();
     const kernel = compileKernel(rt, 'reduce_max', { T: x.dtype });
     const params = packParams('reduce_max', { outer, n, inner });
@@ -110,7 +120,7 @@ export function maxWithIndices(x: Tensor, a: number): { values: Tensor; indices:
 export function argmax(x: Tensor, axis: number, keepdim: boolean = false): Tensor {
   checkFloat('argmax', x);
   const a = normAxis('argmax', axis, x.rank);
-  const { values, indices } = maxWithIndices(x, a);
+  const { values, indices } = maxWithIndices(x, a, 'argmax');
   values.dispose('not needed by argmax');
   const shape = resultShape(x, [a], keepdim);
   const out = indices.view(shape, contiguousStrides(shape), 0);

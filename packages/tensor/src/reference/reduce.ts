@@ -3,7 +3,7 @@
 import { refStrides, refZeros, unravel, type RefTensor } from './ref-tensor.js';
 
 function normAxes(rank: number, axes: number | readonly number[] | undefined): number[] {
-  if (axes === undefined) return Array.from({ length: rank }, (_, i) => i);
+  if (axes === undefined || (Array.isArray(axes) && axes.length === 0)) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof axes === 'number' ? [axes] : axes;
   return [...new Set(list.map((a) => (a < 0 ? a + rank : a)))].sort((p, q) => p - q);
 }
