@@ -40,6 +40,13 @@ fn relu_of(v: f32) -> f32 {
   return v;
 }
 
+// v truncated toward zero for a cast to i32, as torch gives it on x86: NaN, infinities and values
+// outside [-2^31, 2^31) become -2^31 (INT_MIN). Checked by bits, since compilers may fold NaN tests.
+fn trunc_i32(v: f32) -> f32 {
+  if ((bitcast<u32>(v) & 0x7fffffffu) >= 0x4f000000u) { return -2147483648.0; }
+  return trunc(v);
+}
+
 fn f(v: f32, c: f32) -> f32 {
   return {{EXPR}};
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
-import { backward, exp, log, relu, rsqrt, silu, sqrt, sum, tensor, type Tensor } from '@huatuo/tensor';
+import { backward, cast, DTypeError, exp, hasF16, log, relu, rsqrt, silu, sqrt, sum, tensor, type Tensor } from '@huatuo/tensor';
 import { gpu, scoped } from './helpers.js';
 
 type Encoded = number | 'nan' | 'inf' | '-inf' | '-0';
@@ -13,7 +13,15 @@ interface UnaryCase {
   y: Encoded[];
   grad: Encoded[];
 }
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/tensor/edge-values.json', import.meta.url), 'utf8')) as { unary: UnaryCase[] };
+interface CastCase {
+  x: Encoded[];
+  i32: Encoded[];
+  f16: Encoded[];
+}
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/tensor/edge-values.json', import.meta.url), 'utf8')) as {
+  unary: UnaryCase[];
+  cast: CastCase;
+};
 
 function decode(v: Encoded): number {
   if (v === 'nan') return NaN;
@@ -50,4 +58,22 @@ test('exp, log, sqrt, rsqrt, silu and relu give torch outputs and gradients on N
       assertEdgeClose(await x.grad!.toArray(), c.grad, `${c.op} gradient`);
     });
   }
+});
+
+test('cast to i32 truncates toward zero and gives -2^31 for NaN, infinities and out-of-range values, as torch', async () => {
+  await scoped(async () => {
+    const x = tensor(fixture.cast.x.map(decode), [fixture.cast.x.length]);
+    const y = cast(x, 'i32');
+    assert.equal(y.dtype, 'i32');
+    assertEdgeClose(await y.toArray(), fixture.cast.i32, 'cast to i32', 0);
+    assert.throws(() => cast(x, 'f64' as never), (e: Error) => e instanceof DTypeError && /cast: dtype "f64" is not one of/.test(e.message));
+  });
+});
+
+test('cast to f16 rounds to nearest even and overflows to infinity, as torch', async (t) => {
+  if (!hasF16()) return t.skip('no shader-f16');
+  await scoped(async () => {
+    const x = tensor(fixture.cast.x.map(decode), [fixture.cast.x.length]);
+    assertEdgeClose(await cast(x, 'f16').toArray(), fixture.cast.f16, 'cast to f16', 0);
+  });
 });

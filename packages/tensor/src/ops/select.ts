@@ -47,16 +47,23 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   return out;
 }
 
-/** Converts to another dtype (f32 <-> f16, floats <-> integers by truncation); a copy. */
+const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
+
+/**
+ * Converts to another dtype (a copy): f32 <-> f16 rounding to nearest even (beyond f16's range to
+ * infinity), floats to integers by truncation toward zero. As torch on x86, NaN, infinities and
+ * values outside i32's range cast to i32 give -2^31; cast to u32 they saturate (torch has no u32).
+ */
 export const cast = defineOp({
   name: 'cast',
   forward(ctx: OpContext<[], { from: DType }>, x: Tensor, dtype: DType) {
+    if (!DTYPES.includes(dtype)) throw new DTypeError(`cast: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
     if ((dtype === 'f16' || x.dtype === 'f16') && !hasF16()) {
       throw new DTypeError(`cast: ${x.dtype} ${fmtShape(x.shape)} to ${dtype} needs shader-f16, which this adapter lacks; stay in f32`);
     }
     ctx.data = { from: x.dtype };
     if (dtype === x.dtype) return runUnary('cast', x, 'v');
-    const expr = isFloat(x.dtype) && !isFloat(dtype) ? 'trunc(v)' : 'v';
+    const expr = !isFloat(x.dtype) || isFloat(dtype) ? 'v' : dtype === 'i32' ? 'trunc_i32(v)' : 'trunc(v)';
     return runUnary('cast', x, expr, 0, dtype);
   },
   // the gradient is cast back to the input's dtype (none flows to integers)

@@ -257,6 +257,8 @@ export function refRoundToF16(v: number): number {
 export function refCast(x: RefTensor, dtype: 'f32' | 'f16' | 'i32' | 'u32'): RefTensor {
   if (dtype === 'f16') return map(x, refRoundToF16);
   if (dtype === 'f32') return map(x, Math.fround);
+  // i32 as torch on x86: NaN, infinities and values outside [-2^31, 2^31) give -2^31
+  if (dtype === 'i32') return map(x, (v) => (Math.abs(v) < 2 ** 31 ? Math.trunc(v) : -(2 ** 31)));
   return map(x, Math.trunc);
 }
 
