@@ -29,6 +29,8 @@ export interface TrainConfig {
   loraTargetModules: string[];
   /** Rank-stabilized LoRA (PEFT's use_rslora): the update is scaled by alpha / sqrt(r) instead of alpha / r. */
   loraUseRslora: boolean;
+  /** DoRA (PEFT's use_dora): a trained magnitude per output row rescales W + scaling B A by m / ||W + scaling B A||. */
+  loraUseDora: boolean;
   loraBias: 'none';
   batchSize: number;
   microBatchSize: number | 'auto';
@@ -86,6 +88,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loraDropout: 0.05,
   loraTargetModules: ['q_proj', 'v_proj'],
   loraUseRslora: false, // PEFT's use_rslora: scale by alpha / sqrt(r)
+  loraUseDora: false, // PEFT's use_dora: weight-decomposed LoRA
   loraBias: 'none',
   // batching
   batchSize: 128, // effective batch: microBatchSize * gradient accumulation steps

@@ -1,11 +1,11 @@
 // A run that starts from an existing PEFT adapter (--init-adapter) trains that adapter's shape:
-// its r, alpha, dropout, target modules and rsLoRA become the recipe's, and flags that contradict them are refused.
+// its r, alpha, dropout, target modules, rsLoRA and DoRA become the recipe's, and flags that contradict them are refused.
 import { adapterConfigName, loraTargetModules, parsePeftConfig, type LoraConfig } from '@huatuo/llama';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
-type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules' | 'loraUseRslora';
+type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules' | 'loraUseRslora' | 'loraUseDora';
 
 const FIELDS: readonly { key: LoraKey; flag: string; peft: string }[] = [
   { key: 'loraR', flag: '--lora-r', peft: 'r' },
@@ -13,6 +13,7 @@ const FIELDS: readonly { key: LoraKey; flag: string; peft: string }[] = [
   { key: 'loraDropout', flag: '--lora-dropout', peft: 'lora_dropout' },
   { key: 'loraTargetModules', flag: '--lora-target-modules', peft: 'target_modules' },
   { key: 'loraUseRslora', flag: '--lora-use-rslora', peft: 'use_rslora' },
+  { key: 'loraUseDora', flag: '--lora-use-dora', peft: 'use_dora' },
 ];
 
 const same = (a: unknown, b: unknown) =>
@@ -31,7 +32,7 @@ function recipeTargets(lora: LoraConfig): string[] | string {
 
 /**
  * The recipe for a run starting from the adapter in `dir`: the adapter's r, alpha, dropout, target
- * modules and use_rslora replace the config's. A key in `given` (set explicitly, e.g. by a flag) whose
+ * modules, use_rslora and use_dora replace the config's. A key in `given` (set explicitly, e.g. by a flag) whose
  * value differs from the adapter's is refused rather than silently replaced, and so is an adapter whose
  * shape the flags cannot express (per-module ranks, a layer subset, regular-expression targets).
  * @throws ConfigError naming the flag, both values and the adapter's config file.
@@ -57,7 +58,7 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
   if (typeof targets === 'string') {
     throw new ConfigError('--init-adapter', `${file} sets ${targets}, which the trainer's --lora-* flags cannot express; train it with applyLora and loadAdapter in code, or start without --init-adapter`);
   }
-  const own: Record<LoraKey, unknown> = { loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora };
+  const own: Record<LoraKey, unknown> = { loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora };
   for (const f of FIELDS) {
     if (given.includes(f.key) && !same(config[f.key], own[f.key])) {
       const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
@@ -67,5 +68,5 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
       );
     }
   }
-  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora };
+  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora };
 }

@@ -6,6 +6,7 @@ import {
   configFromPreset,
   createRandomLlama,
   peftKey,
+  peftMagnitudeKey,
   type LlamaConfigOverrides,
   type LlamaModel,
   type LoraTargetModule,
@@ -44,10 +45,10 @@ export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverr
   return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
 }
 
-/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA from the config) and wraps the model for the trainer. */
+/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA and DoRA from the config) and wraps the model for the trainer. */
 export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
   const targets = config.loraTargetModules as LoraTargetModule[];
-  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets, useRslora: config.loraUseRslora }, { seed: config.seed });
+  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets, useRslora: config.loraUseRslora, useDora: config.loraUseDora }, { seed: config.seed });
   base.model.gradientCheckpointing = config.gradientCheckpointing;
   return new LoraModel(base.model, base.name);
 }
@@ -75,6 +76,7 @@ export class LoraModel implements TrainableModel {
       if (!linear.lora) continue;
       out.set(peftKey(layer, target, 'A'), linear.lora.A);
       out.set(peftKey(layer, target, 'B'), linear.lora.B);
+      if (linear.lora.magnitude) out.set(peftMagnitudeKey(layer, target), linear.lora.magnitude);
     }
     return out;
   }

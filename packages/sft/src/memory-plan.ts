@@ -14,7 +14,7 @@ export function trainingPlan(model: LlamaConfig, config: TrainConfig, dtype: Flo
     dtype,
     quantize: config.quantize,
     gradientCheckpointing: config.gradientCheckpointing,
-    lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] },
+    lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[], useDora: config.loraUseDora },
     training: true,
   });
 }

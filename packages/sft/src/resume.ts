@@ -17,9 +17,10 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
     learningRate: config.learningRate,
     seed: config.seed,
     nTrain,
-    // Absent unless set, so the checkpoints of runs without --max-steps or --lora-use-rslora keep their key.
+    // Absent unless set, so the checkpoints of runs without --max-steps, --lora-use-rslora or --lora-use-dora keep their key.
     ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
     ...(config.loraUseRslora ? { loraUseRslora: true } : {}),
+    ...(config.loraUseDora ? { loraUseDora: true } : {}),
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
   return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
