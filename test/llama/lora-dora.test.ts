@@ -1,6 +1,7 @@
 // PEFT's DoRA (use_dora) on the tiny gqa LLaMA against test/fixtures/lora/dora (scripts/fixtures/make-dora-fixture.py,
 // PyTorch autograd in float64 with the weight norm detached): loaded logits, merged and unmerged weights, cached
-// decoding, a merged folder, the gradients of A, B and m, and a save -> load round trip with PEFT's keys.
+// decoding, a merged folder, an f16 base, the gradients of A, B and m (with and without gradient checkpointing),
+// and a save -> load round trip with PEFT's keys.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -88,27 +89,45 @@ describe('DoRA adapters (PEFT use_dora)', () => {
     }
   });
 
-  it('gives the gradients of A, B and m of PyTorch autograd with the weight norm detached', async () => {
-    const model = await loadLlama(fixtureDir('gqa'));
+  for (const checkpointing of [false, true]) {
+    it(`gives the gradients of A, B and m of PyTorch autograd with the weight norm detached${checkpointing ? ', with gradient checkpointing' : ''}`, async () => {
+      const model = await loadLlama(fixtureDir('gqa'));
+      model.gradientCheckpointing = checkpointing;
+      try {
+        await loadAdapter(model, DORA);
+        const loss = tidy(() => {
+          const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
+          l.backward();
+          return l;
+        });
+        assertClose(await toArray(loss), [expected.loss], tol, 'loss');
+        loss.dispose();
+        const params = model.loraParameters();
+        assert.equal(params.length, 18, 'A, B and m of six modules train');
+        for (const { layer, target, linear } of adaptedLinears(model)) {
+          const group = linear.name.split('.')[3]!;
+          const lora = linear.lora!;
+          for (const [key, t] of [[peftKey(layer, target, 'A'), lora.A], [peftKey(layer, target, 'B'), lora.B], [magnitudeKey(layer, group, target), lora.magnitude!]] as const) {
+            assert.ok(t.grad !== null, `${key} has a gradient`);
+            assertClose(await toArray(t.grad), expected.grads[key]!, { atol: 1e-5, rtol: 1e-3 }, `gradient of ${key}`);
+          }
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  it('on an f16 base: the reference logits unmerged and merged, to f16 precision', async () => {
+    const model = await loadLlama(fixtureDir('gqa'), { dtype: 'f16' });
     try {
       await loadAdapter(model, DORA);
-      const loss = tidy(() => {
-        const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-        l.backward();
-        return l;
-      });
-      assertClose(await toArray(loss), [expected.loss], tol, 'loss');
-      loss.dispose();
-      const params = model.loraParameters();
-      assert.equal(params.length, 18, 'A, B and m of six modules train');
-      for (const { layer, target, linear } of adaptedLinears(model)) {
-        const group = linear.name.split('.')[3]!;
-        const lora = linear.lora!;
-        for (const [key, t] of [[peftKey(layer, target, 'A'), lora.A], [peftKey(layer, target, 'B'), lora.B], [magnitudeKey(layer, group, target), lora.magnitude!]] as const) {
-          assert.ok(t.grad !== null, `${key} has a gradient`);
-          assertClose(await toArray(t.grad), expected.grads[key]!, { atol: 1e-5, rtol: 1e-3 }, `gradient of ${key}`);
-        }
-      }
+      const f16tol = { atol: 2e-2, rtol: 2e-2 };
+      assertClose(await logitsOf(model), expected.logits, f16tol, 'f16 DoRA forward vs PyTorch');
+      mergeAdapter(model);
+      assertClose(await logitsOf(model), expected.mergedLogits, f16tol, 'f16 merged vs PyTorch');
+      unmergeAdapter(model);
+      assertClose(await logitsOf(model), expected.logits, f16tol, 'f16 unmerged again');
     } finally {
       model.dispose();
     }

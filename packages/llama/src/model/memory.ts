@@ -158,9 +158,10 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   }
   // An unmerged adapter at inference keeps A and B cast to the activation dtype beside the f32 leaves.
   const keptCasts = !training && bytes === 2 && !options.lora?.merged ? loraElements * 2 : 0;
-  // Decoding's fused products keep the B matrices of q/k/v and of gate/up packed in one buffer where two or three are adapted.
+  // Decoding's fused products keep the B matrices of q/k/v and of gate/up packed in one buffer where two or three are adapted
+  // (not DoRA adapters, which run their separate products).
   let packed = 0;
-  if (!training && options.lora !== undefined && !options.lora.merged) {
+  if (!training && options.lora !== undefined && !options.lora.merged && !options.lora.useDora) {
     for (const group of [['q_proj', 'k_proj', 'v_proj'], ['gate_proj', 'up_proj']]) {
       const adapted = options.lora.targetModules.filter((t) => group.includes(t));
       if (adapted.length > 1) for (const t of adapted) packed += L * options.lora.r * projectionShape(config, t)[0] * bytes;
