@@ -1,9 +1,10 @@
 // Creation functions: tensor, zeros/ones/full, arange with torch.arange semantics, seeded randn and
 // rand, and the host f16 conversions on known bit patterns.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
 import {
-  tensor, zeros, ones, full, zerosLike, arange, add, mul, randn, rand, Generator, f32ToF16Bits, f16BitsToF32, hasF16, refRoundToF16,
+  tensor, zeros, ones, full, zerosLike, arange, add, mul, randn, rand, Generator, f32ToF16Bits, f16BitsToF32, hasF16, refRoundToF16, ValueError,
 } from '@huatuo/tensor';
 import { assertClose, gpu } from './helpers.js';
 
@@ -84,6 +85,29 @@ test('arange follows torch.arange for integer, negative and fractional steps', a
   const ints = arange(10, 0, -3, { dtype: 'i32' });
   assert.equal(ints.dtype, 'i32');
   assert.deepEqual([...(await ints.toArray())], [10, 7, 4, 1]);
+});
+
+interface ArangeCase {
+  start: number;
+  end: number;
+  step: number;
+  dtype: 'f32' | 'f16' | 'i32';
+  values: number[];
+}
+const torchValues = JSON.parse(readFileSync(new URL('../fixtures/tensor/torch-values.json', import.meta.url), 'utf8')) as { arange: ArangeCase[] };
+
+test('arange gives exactly torch.arange values (float64 steps rounded once; integer dtypes truncate start and step)', async (t) => {
+  for (const c of torchValues.arange) {
+    if (c.dtype === 'f16' && !hasF16()) {
+      t.diagnostic('f16 arange skipped: no shader-f16');
+      continue;
+    }
+    const got = await arange(c.start, c.end, c.step, { dtype: c.dtype }).toArray();
+    assert.deepEqual(Array.from(got), c.values, `arange(${c.start}, ${c.end}, ${c.step}, ${c.dtype})`);
+  }
+  assert.throws(() => arange(0, NaN), (e: Error) => e instanceof ValueError && /arange: end must be a finite number, got NaN/.test(e.message));
+  assert.throws(() => arange(0, Infinity), (e: Error) => e instanceof ValueError && /end must be a finite number/.test(e.message));
+  assert.throws(() => arange(0, 3, 0.5, { dtype: 'i32' }), (e: Error) => e instanceof ValueError && /0.5 truncates to 0 for i32/.test(e.message));
 });
 
 test('randn and rand give the same numbers for the same seed, equal to the Generator host values', async () => {

@@ -1,5 +1,5 @@
 // Ops on edge values (NaN, +-inf, +-0) against torch's float32 outputs and gradients
-// (test/fixtures/tensor/edge-values.json, made by scripts/fixtures/make-tensor-edge-fixture.py).
+// (test/fixtures/tensor/torch-values.json, made by scripts/fixtures/make-tensor-torch-fixture.py).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
@@ -18,7 +18,7 @@ interface CastCase {
   i32: Encoded[];
   f16: Encoded[];
 }
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/tensor/edge-values.json', import.meta.url), 'utf8')) as {
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/tensor/torch-values.json', import.meta.url), 'utf8')) as {
   unary: UnaryCase[];
   cast: CastCase;
 };

@@ -129,19 +129,40 @@ export function zerosLike(t: Tensor): Tensor {
   return full(t.shape, 0, { dtype: t.dtype });
 }
 
-/** start, start + step, ... below end (as torch.arange); `arange(n)` is 0..n-1. */
+/**
+ * start, start + step, ... below end, as torch.arange: the length is ceil((end - start) / step) and
+ * element i is start + i * step computed in float64 for f32 (in f32 for f16) and then rounded. For
+ * i32 and u32, start and step are truncated to integers first (a step that truncates to 0 is refused).
+ * `arange(n)` is 0..n-1.
+ * @example
+ * arange(0, 1, 0.1); // 10 elements, the last 0.9 rounded to f32
+ */
 export function arange(start: number, end?: number, step = 1, options: CreateOptions = {}): Tensor {
   if (end === undefined) [start, end] = [0, start];
-  if (step === 0) throw new ShapeError('arange: step must not be 0');
-  const n = Math.max(0, Math.ceil((end - start) / step));
+  for (const [what, v] of [['start', start], ['end', end], ['step', step]] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ValueError(`arange: ${what} must be a finite number, got ${v}`);
+  }
   const dtype = options.dtype ?? 'f32';
   checkDType('arange', dtype);
-  if (dtype === 'i32' || dtype === 'u32') {
+  const integer = dtype === 'i32' || dtype === 'u32';
+  if (step === 0 || (integer && Math.trunc(step) === 0)) throw new ValueError(`arange: step must not be 0${step !== 0 ? ` (${step} truncates to 0 for ${dtype})` : ''}`);
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  if (integer) {
     const host = dtype === 'i32' ? new Int32Array(n) : new Uint32Array(n);
-    for (let i = 0; i < n; i++) host[i] = start + i * step;
+    const s0 = Math.trunc(start);
+    const d = Math.trunc(step);
+    for (let i = 0; i < n; i++) host[i] = s0 + i * d;
     return finish(fromHost(host, [n], dtype), options);
   }
-  return finish(runFill([n], dtype, start, step), options);
+  const host = new Float32Array(n);
+  if (dtype === 'f16') {
+    const s0 = Math.fround(start);
+    const d = Math.fround(step);
+    for (let i = 0; i < n; i++) host[i] = s0 + Math.fround(d * i);
+    return finish(fromHost(f32ToF16Bits(host), [n], 'f16'), options);
+  }
+  for (let i = 0; i < n; i++) host[i] = start + i * step;
+  return finish(fromHost(host, [n], 'f32'), options);
 }
 
 function randomTensor(op: string, shape: readonly number[], options: RandomOptions, fill: (g: Generator, out: Float32Array) => void): Tensor {
