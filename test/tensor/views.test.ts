@@ -7,7 +7,7 @@ import {
   reshape, permute, transpose, slice, expand, contiguous, cat, mul, sum, tensor, runtimeStats, numel,
   refTensor, refReshape, refReshapeBackward, refPermute, refPermuteBackward, refTranspose, refSlice, refSliceBackward,
   refExpand, refExpandBackward, refCat, refCatBackward,
-  type RefTensor, type Tensor,
+  ShapeError, type RefTensor, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
 
@@ -178,5 +178,23 @@ test('view gradients match central finite differences through a chain of layout 
     f(x).backward();
     const fd = await finiteDifferences(f, values, [6, 4], 1e-3);
     assertClose(await x.grad!.toArray(), fd, { atol: 5e-3, rtol: 5e-3 }, 'chain of views vs finite differences');
+  });
+});
+
+test('expand takes -1 as keep this size, as torch, and refuses negative or fractional sizes by name', async () => {
+  await scoped(async () => {
+    const x = tensor([1, 2, 3], [1, 3]).requireGrad();
+    const y = expand(x, [2, 2, -1]);
+    assert.deepEqual(y.shape, [2, 2, 3]);
+    assert.deepEqual(Array.from(await y.toArray()), [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+    sum(y).backward();
+    assert.deepEqual(Array.from(await x.grad!.toArray()), [4, 4, 4]);
+    assert.deepEqual(expand(x, [0, 3]).shape, [0, 3]);
+    const refused = (shape: number[], why: RegExp) =>
+      assert.throws(() => expand(x, shape), (e: Error) => e instanceof ShapeError && why.test(e.message), `expand to [${shape}]`);
+    refused([-1, 1, 3], /dimension 0 must be a size >= 0 \(-1 is allowed only on existing dimensions\)/);
+    refused([-2, 3], /dimension 0 must be a size >= 0 or -1/);
+    refused([1.5, 3], /dimension 0 must be a size >= 0 or -1/);
+    refused([2, 4], /dimension 1: 3 vs 4/);
   });
 });

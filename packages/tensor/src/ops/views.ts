@@ -100,13 +100,26 @@ export const slice = defineOp({
   },
 });
 
-/** Broadcasts size-1 dimensions to `shape` (and adds leading ones). A view with zero strides. */
+/**
+ * Broadcasts size-1 dimensions to `shape` (and adds leading ones); -1 keeps a dimension's size, as
+ * torch.Tensor.expand. A view with zero strides.
+ */
 export const expand = defineOp({
   name: 'expand',
   forward(ctx: OpContext<[], { inShape: readonly number[]; lead: number }>, x: Tensor, shape: readonly number[]) {
     const lead = shape.length - x.rank;
     if (lead < 0) throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to the lower rank ${fmtShape(shape)}`);
-    const strides = shape.map((d, i) => {
+    const target = shape.map((d, i) => {
+      if (d === -1 && i >= lead) return x.shape[i - lead]!;
+      if (!Number.isInteger(d) || d < 0) {
+        throw new ShapeError(
+          `expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}: dimension ${i} must be a size >= 0` +
+            (i >= lead ? ' or -1 (keep it)' : ' (-1 is allowed only on existing dimensions)'),
+        );
+      }
+      return d;
+    });
+    const strides = target.map((d, i) => {
       if (i < lead) return 0;
       const src = x.shape[i - lead]!;
       if (src === d) return x.strides[i - lead]!;
@@ -114,7 +127,7 @@ export const expand = defineOp({
       throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)} (dimension ${i}: ${src} vs ${d})`);
     });
     ctx.data = { inShape: x.shape, lead };
-    return x.view([...shape], strides, x.offset, 'expand');
+    return x.view(target, strides, x.offset, 'expand');
   },
   backward(ctx, g) {
     const { inShape, lead } = ctx.data;
