@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dequantizeHost, dropout, initWebGPU, keep, noGrad, quantizeHost, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { copyInto, dequantizeHost, dropout, initWebGPU, keep, noGrad, quantizeHost, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { adaptedLinears, configFromPreset, inferencePlan, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openFileSource, planMemory, readLinearWeight, saveMergedModel, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
 import { fixtureDir } from './fixtures.js';
@@ -78,6 +78,25 @@ describe('DoRA with dropout and on quantized bases', () => {
         }
       }
       assertClose(got, want, { atol: 1e-4, rtol: 1e-4 }, 'DoRA forward with dropout vs the host formula');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('the norm kept for DoRA follows writes to A, B (an optimizer step) and the base weight in place', async () => {
+    const model = await loadLlama(fixtureDir('gqa'));
+    try {
+      await loadAdapter(model, DORA);
+      const linear = model.layers[0]!.qProj;
+      const W = await readLinearWeight(linear);
+      const rowNorms = (scale: number) => Array.from({ length: linear.outFeatures }, (_, o) => scale * Math.hypot(...W.subarray(o * linear.inFeatures, (o + 1) * linear.inFeatures)));
+      const before = Float64Array.from(await toArray(linear.doraNorm()));
+      tidy(() => copyInto(linear.lora!.B, tensor(new Float32Array(linear.lora!.B.size), linear.lora!.B.shape)));
+      const zeroB = Float64Array.from(await toArray(linear.doraNorm()));
+      assert.ok(zeroB.some((v, i) => Math.abs(v - before[i]!) > 1e-3), 'the norm changed with B');
+      assertClose(zeroB, rowNorms(1), { atol: 1e-5, rtol: 1e-5 }, 'B = 0: ||W|| per row');
+      tidy(() => copyInto(linear.parts[0]!, tensor(W.map((v) => 2 * v), [linear.outFeatures, linear.inFeatures])));
+      assertClose(await toArray(linear.doraNorm()), rowNorms(2), { atol: 1e-5, rtol: 1e-5 }, 'W doubled in place: 2 ||W|| per row');
     } finally {
       model.dispose();
     }

@@ -140,12 +140,13 @@ export class Linear {
     const lora = this.adapter;
     if (lora === null) throw new Error(`internal: ${this.name} has no adapter to take DoRA's norm of`);
     const key = [this.parts, this.quantized] as const;
+    const versions = this.parts.map((p) => p.version);
     let w2 = this.doraKept.w2;
-    if (w2 === null || w2.sources[0] !== key[0] || w2.sources[1] !== key[1]) {
+    if (w2 === null || w2.sources[0] !== key[0] || w2.sources[1] !== key[1] || w2.versions.some((v, i) => v !== versions[i])) {
       w2?.value.dispose('the weight it was computed from changed');
       this.doraKept.norm?.value.dispose('the weight it was computed from changed');
       this.doraKept.norm = null;
-      w2 = { sources: [...key], versions: [], value: keep(rowSquares(this.parts, this.quantized)) };
+      w2 = { sources: [...key], versions, value: keep(rowSquares(this.parts, this.quantized)) };
       this.doraKept.w2 = w2;
     }
     const sources = [lora.A, lora.B];
