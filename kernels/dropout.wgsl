@@ -27,5 +27,6 @@ fn hash32(seed: u32, counter: u32) -> u32 {
 
 fn element(i: u32) {
   let keep = p.drop_all == 0u && hash32(p.seed, i) >= p.threshold;
-  y[i] = select(T(0.0), T(f32(x[i]) * p.scale), keep);
+  // a multiply, not a select, so a dropped NaN or infinity gives NaN as in torch (x * mask * scale)
+  y[i] = T(f32(x[i]) * select(0.0, p.scale, keep));
 }

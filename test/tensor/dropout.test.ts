@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
-  DTypeError, DisposedError, ValueError, dropout, hasF16, hash32, manualSeed, mul, ones, refDropout, refDropoutBackward,
+  DTypeError, DisposedError, ValueError, dropout, hasF16, hash32, manualSeed, mul, ones, refDropout, refDropoutBackward, refDropoutKeep,
   refTensor, startScope, sum, tensor, transpose, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
@@ -116,13 +116,38 @@ test('dropout without a seed draws one from the default generator: reproducible 
   }
 });
 
-test('dropout rejects p outside [0, 1), integer tensors and disposed inputs, naming the op', async () => {
+test('dropout rejects p outside [0, 1], integer tensors and disposed inputs, naming the op', async () => {
   await gpu();
   const x = tensor([1, 2, 3]);
-  for (const p of [1, -0.1, 1.5, NaN]) {
-    assert.throws(() => dropout(x, p, 1), (e: Error) => e instanceof ValueError && e.message.includes('dropout') && e.message.includes('[0, 1)'));
+  for (const p of [-0.1, 1.5, NaN]) {
+    assert.throws(() => dropout(x, p, 1), (e: Error) => e instanceof ValueError && e.message.includes('dropout') && e.message.includes('[0, 1]'));
   }
   assert.throws(() => dropout(tensor(new Int32Array([1])), 0.5, 1), (e: Error) => e instanceof DTypeError && e.message.includes('dropout'));
   x.dispose();
   assert.throws(() => dropout(x, 0.5, 1), (e: Error) => e instanceof DisposedError && e.message.includes('dropout'));
+});
+
+test('dropout multiplies dropped elements by 0 as torch does: NaN and infinities give NaN there, and p = 1 zeroes the rest', async () => {
+  await gpu();
+  const s = startScope();
+  try {
+    const values = Array.from({ length: 64 }, (_, i) => (i % 3 === 0 ? NaN : i % 3 === 1 ? Infinity : 2));
+    const x = tensor(values, [64]);
+    const y = await dropout(x, 0.5, 11).toArray();
+    let dropped = 0;
+    for (let i = 0; i < 64; i++) {
+      const kept = refDropoutKeep(11, i, 0.5);
+      const expected = kept ? values[i]! * 2 : values[i]! * 0;
+      if (!kept) dropped++;
+      assert.ok(Object.is(y[i], expected), `element ${i} (${values[i]}, ${kept ? 'kept' : 'dropped'}): got ${y[i]}, expected ${expected}`);
+    }
+    assert.ok(dropped > 10 && dropped < 54, `${dropped} of 64 dropped`);
+    const all = await dropout(x, 1, 11).toArray();
+    assert.deepEqual(Array.from(all), values.map((v) => v * 0));
+    const g = tensor([1, -2, 3], [3]).requireGrad();
+    dropout(g, 1, 5).backward(tensor([1, 1, 1], [3]));
+    assert.deepEqual(Array.from(await g.grad!.toArray()), [0, 0, 0]);
+  } finally {
+    s.end();
+  }
 });

@@ -7,10 +7,10 @@ export function refDropoutKeep(seed: number, i: number, p: number): boolean {
   return hash32(seed, i) / 4294967296 >= p;
 }
 
-/** y[i] = x[i] / (1 - p) where kept, else 0 (elements indexed in row-major order). */
+/** y[i] = x[i] / (1 - p) where kept, else x[i] * 0 (NaN for NaN and infinities); row-major order. */
 export function refDropout(x: RefTensor, p: number, seed: number): RefTensor {
   const y = refZeros(x.shape);
-  for (let i = 0; i < x.data.length; i++) y.data[i] = refDropoutKeep(seed, i, p) ? x.data[i]! / (1 - p) : 0;
+  for (let i = 0; i < x.data.length; i++) y.data[i] = refDropoutKeep(seed, i, p) ? x.data[i]! / (1 - p) : x.data[i]! * 0;
   return y;
 }
 
