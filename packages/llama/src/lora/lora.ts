@@ -185,7 +185,10 @@ export function loraDelta(linear: Linear, dtype: Tensor['dtype']): Tensor {
 
 /**
  * DoRA's factor m / ||W + scaling B A|| per output row, f32 [out], outside autograd; null for a plain LoRA
- * adapter. A merged DoRA weight is this factor times (W + scaling B A) (PEFT's merge).
+ * adapter. A merged DoRA weight is this factor times (W + scaling B A) (PEFT's merge). Read it before merging.
+ *
+ * @example
+ * const s = doraMergeScale(model.layers[0].qProj); // [out], or null without DoRA
  */
 export function doraMergeScale(linear: Linear): Tensor | null {
   const m = linear.lora?.magnitude;
