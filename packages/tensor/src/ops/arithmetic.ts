@@ -2,7 +2,7 @@
 // as a constant. Gradients of broadcast operands are summed back to their shapes.
 import { ShapeError, ValueError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, type OpContext } from './define.js';
+import { defineOp, describeValue, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary, sumToShape } from './launch.js';
 
 type Operand = Tensor | number;
@@ -24,7 +24,7 @@ function binaryForward(
 ): Tensor {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new ShapeError(`${op}: at least one operand must be a tensor`);
   for (const [i, x] of [a, b].entries()) {
-    if (!(x instanceof Tensor) && typeof x !== 'number') throw new ValueError(`${op}: operand ${i} is ${describe(x)}; expected a Tensor or a number`);
+    if (!(x instanceof Tensor) && typeof x !== 'number') throw new ValueError(`${op}: operand ${i} is ${describeValue(x)}; expected a Tensor or a number`);
   }
   for (const x of [a, b]) if (x instanceof Tensor) checkFloat(op, x);
   ctx.data = { a, b };
@@ -32,12 +32,6 @@ function binaryForward(
   if (!(a instanceof Tensor)) return runUnary(op, b as Tensor, exprs.numberFirst ?? exprs.withNumber, a);
   if (!(b instanceof Tensor)) return runUnary(op, a, exprs.withNumber, b);
   return runBinary(op, a, b, exprs.expr);
-}
-
-function describe(x: unknown): string {
-  if (x === null || x === undefined) return String(x);
-  if (typeof x === 'object') return `a ${x.constructor?.name ?? 'object'}`;
-  return `the ${typeof x} ${JSON.stringify(x)}`;
 }
 
 /** Gradients of (a, b) from per-operand gradient functions, for tensor operands only. */
@@ -111,6 +105,7 @@ export const div = defineOp({
 /** -x. */
 export const neg = defineOp({
   name: 'neg',
+  tensors: ['x'],
   forward(_ctx, x: Tensor) {
     checkFloat('neg', x);
     return runUnary('neg', x, '-v');

@@ -31,6 +31,7 @@ const MODES: Record<Reduction, number> = { mean: 0, sum: 1, none: 2 };
  */
 export const crossEntropy = defineOp({
   name: 'crossEntropy',
+  tensors: ['logits', 'targets'],
   forward(ctx: OpContext<[Tensor, Tensor, Tensor, Tensor], { N: number; V: number; ignoreIndex: number; mode: number }>, logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}) {
     const ignoreIndex = options.ignoreIndex ?? -100;
     const reduction = options.reduction ?? 'mean';

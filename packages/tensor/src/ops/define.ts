@@ -1,5 +1,6 @@
 // How an op is declared: forward and backward side by side. `defineOp` runs the forward without
 // recording, frees the forward's temporaries, and attaches a graph node when an input needs a gradient.
+import { ValueError } from '../errors.js';
 import { isGradEnabled, setGradEnabled } from '../grad-mode.js';
 import { startOpScope, startScope } from '../scope.js';
 import { Tensor } from '../tensor.js';
@@ -25,6 +26,12 @@ export interface OpContext<S extends readonly Tensor[] = Tensor[], D extends obj
  */
 export interface OpDef<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>> {
   name: string;
+  /**
+   * Names of the leading arguments that must be tensors, checked before the forward runs so a wrong
+   * value from JavaScript gets a ValueError naming the op and the argument: `'xs[]'` is an array of
+   * tensors, `'mask?'` may also be null or undefined.
+   */
+  tensors?: readonly string[];
   /** Computes the output; sets `ctx.saved` and `ctx.data` to what backward reads. */
   forward(ctx: OpContext<S, D>, ...args: A): Tensor;
   /** Gradient of each tensor input given the output's gradient; null where none flows. */
@@ -54,12 +61,45 @@ export function opContext<S extends readonly Tensor[] = Tensor[], D extends obje
   return { inputs, saved: [] as Tensor[] as unknown as S, data: {} as D, needsGrad };
 }
 
+/** A value as error messages name it: "the number 5", "null", "an Array". */
+export function describeValue(x: unknown): string {
+  if (x === null || x === undefined) return String(x);
+  if (typeof x === 'object') {
+    const name = (x as object).constructor?.name ?? 'object';
+    return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
+  }
+  if (typeof x === 'string') return `the string ${JSON.stringify(x)}`;
+  return `the ${typeof x} ${String(x)}`;
+}
+
+/** Throws a ValueError naming `op` and `name` unless `x` is a Tensor. */
+export function checkTensorArg(op: string, name: string, x: unknown): asserts x is Tensor {
+  if (!(x instanceof Tensor)) throw new ValueError(`${op}: ${name} is ${describeValue(x)}; expected a Tensor`);
+}
+
+/** Checks the arguments an op declares as tensors (see OpDef.tensors). */
+function checkTensorArgs(op: string, names: readonly string[], args: readonly unknown[]): void {
+  names.forEach((spec, i) => {
+    const a = args[i];
+    if (spec.endsWith('[]')) {
+      const name = spec.slice(0, -2);
+      if (!Array.isArray(a)) throw new ValueError(`${op}: ${name} is ${describeValue(a)}; expected an array of Tensors`);
+      a.forEach((x, k) => checkTensorArg(op, `${name}[${k}]`, x));
+    } else if (spec.endsWith('?')) {
+      if (a !== null && a !== undefined) checkTensorArg(op, spec.slice(0, -1), a);
+    } else {
+      checkTensorArg(op, spec, a);
+    }
+  });
+}
+
 /** needsGrad of an op that records nothing. */
 const needsNone = (): boolean => false;
 
 /** Turns an op definition into a callable that records the graph. */
 export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(def: OpDef<A, S, D>): Op<A, S, D> {
   const call = (...args: A): Tensor => {
+    if (def.tensors) checkTensorArgs(def.name, def.tensors, args);
     const inputs: Tensor[] = [];
     let anyNeeds = false;
     for (const a of args) {

@@ -41,6 +41,7 @@ function runDropout(op: string, x: Tensor, p: number, seed: number): Tensor {
  */
 export const dropout = defineOp({
   name: 'dropout',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { p: number; seed: number }>, x: Tensor, p: number, seed?: number) {
     checkFloat('dropout', x);
     if (!(p >= 0 && p <= 1)) throw new ValueError(`dropout: p must be in [0, 1], got ${p}`);

@@ -34,6 +34,7 @@ function groupById(ids: Int32Array | Uint32Array): { uniq: Int32Array; offsets: 
  */
 export const embedding = defineOp({
   name: 'embedding',
+  tensors: ['ids', 'table'],
   forward(ctx: OpContext<[Tensor], { V: number; C: number; host: Int32Array | Uint32Array | null; dtype: DType }>, ids: Tensor, table: Tensor) {
     ids.storage('embedding');
     table.storage('embedding');

@@ -3,7 +3,7 @@ import { getRuntime } from '../backend/context.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
-import { defineOp, type OpContext } from './define.js';
+import { checkTensorArg, defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData, runSumAxes, runUnary } from './launch.js';
 import { expand, normAxis } from './views.js';
 
@@ -27,6 +27,7 @@ function resultShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
 function sumLike(op: string, scaleOf: (n: number) => number) {
   return defineOp({
     name: op,
+    tensors: ['x'],
     forward(ctx: OpContext<[], { inShape: readonly number[]; keptShape: readonly number[]; scale: number }>, x: Tensor, axis?: number | readonly number[], keepdim: boolean = false) {
       checkFloat(op, x);
       const axes = reduceAxes(op, x, axis);
@@ -56,6 +57,7 @@ export const mean = sumLike('mean', (n) => (n === 0 ? NaN : 1 / n));
 /** Maximum over one axis. The gradient goes to the first maximal element, as torch.max(dim) does. */
 export const max = defineOp({
   name: 'max',
+  tensors: ['x'],
   forward(ctx: OpContext<[Tensor], { inShape: readonly number[]; a: number }>, x: Tensor, axis: number, keepdim: boolean = false) {
     checkFloat('max', x);
     const a = normAxis('max', axis, x.rank);
@@ -118,6 +120,7 @@ export function maxWithIndices(x: Tensor, a: number, op = 'max'): { values: Tens
 
 /** Index of the first maximum along `axis` (i32, no gradient). */
 export function argmax(x: Tensor, axis: number, keepdim: boolean = false): Tensor {
+  checkTensorArg('argmax', 'x', x);
   checkFloat('argmax', x);
   const a = normAxis('argmax', axis, x.rank);
   const { values, indices } = maxWithIndices(x, a, 'argmax');

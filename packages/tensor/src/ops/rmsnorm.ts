@@ -15,6 +15,7 @@ import { checkFloat, checkSameDType, contiguousData } from './launch.js';
  */
 export const rmsNorm = defineOp({
   name: 'rmsNorm',
+  tensors: ['x', 'weight'],
   forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number; C: number }>, x: Tensor, weight: Tensor, eps: number = 1e-6) {
     checkFloat('rmsNorm', x, weight);
     checkSameDType('rmsNorm', x, weight);

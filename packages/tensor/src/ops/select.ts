@@ -1,9 +1,9 @@
 // where(cond, a, b), maskedFill, and dtype casts.
-import { DTypeError, fmtShape } from '../errors.js';
+import { DTypeError, ValueError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
 import { packParams } from '../kernels.js';
 import { empty, Tensor, type DType } from '../tensor.js';
-import { defineOp, type OpContext } from './define.js';
+import { checkTensorArg, defineOp, type OpContext } from './define.js';
 import { broadcastShapes, broadcastStrides, checkSameDType, isFloat, runFill, runStrided, runUnary, sumToShape } from './launch.js';
 
 function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
@@ -21,6 +21,7 @@ function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
 /** Elementwise `cond != 0 ? a : b` with broadcasting; cond may be u32, i32 or a float mask. */
 export const where = defineOp({
   name: 'where',
+  tensors: ['cond', 'a', 'b'],
   forward(ctx: OpContext<[Tensor], { aShape: readonly number[]; bShape: readonly number[] }>, cond: Tensor, a: Tensor, b: Tensor) {
     ctx.saved = [cond];
     ctx.data = { aShape: a.shape, bShape: b.shape };
@@ -41,6 +42,9 @@ export const where = defineOp({
 
 /** `x` with `value` wherever `mask` is non-zero (mask broadcasts against x). */
 export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  checkTensorArg('maskedFill', 'x', x);
+  checkTensorArg('maskedFill', 'mask', mask);
+  if (typeof value !== 'number') throw new ValueError(`maskedFill: value is ${typeof value}; expected a number`);
   const fill = runFill([], x.dtype, value, null);
   const out = where(mask, fill, x);
   fill.dispose('temporary of maskedFill');
@@ -56,6 +60,7 @@ const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
  */
 export const cast = defineOp({
   name: 'cast',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { from: DType }>, x: Tensor, dtype: DType) {
     if (!DTYPES.includes(dtype)) throw new DTypeError(`cast: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
     if ((dtype === 'f16' || x.dtype === 'f16') && !hasF16()) {

@@ -29,6 +29,7 @@ function checkInput(op: string, x: Tensor): void {
 function softmaxOp(name: 'softmax' | 'logSoftmax', log: boolean) {
   return defineOp({
     name,
+    tensors: ['x'],
     forward(ctx, x: Tensor) {
       checkInput(name, x);
       const y = runRows(name, 'softmax_forward', log, [x], x.shape);

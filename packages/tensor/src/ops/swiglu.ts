@@ -15,6 +15,7 @@ import { checkFloat, checkSameDType, contiguousData, elementwiseGroups } from '.
  */
 export const swiglu = defineOp({
   name: 'swiglu',
+  tensors: ['gate', 'up'],
   forward(ctx: OpContext<[Tensor, Tensor]>, gate: Tensor, up: Tensor) {
     checkFloat('swiglu', gate, up);
     checkSameDType('swiglu', gate, up);

@@ -10,6 +10,7 @@ import { checkFloat, runBinary, runUnary } from './launch.js';
 function unaryOp(name: string, expr: string, saves: 'x' | 'y', grad: string) {
   return defineOp({
     name,
+    tensors: ['x'],
     forward(ctx, x: Tensor) {
       checkFloat(name, x);
       const y = runUnary(name, x, expr);
@@ -41,6 +42,7 @@ export const rsqrt = unaryOp('rsqrt', 'inverseSqrt(v)', 'y', '-0.5 * a * b * b *
 /** x^p for a number exponent p (negative bases allowed with integer p). */
 export const pow = defineOp({
   name: 'pow',
+  tensors: ['x'],
   forward(ctx: OpContext<Tensor[], { p: number }>, x: Tensor, p: number) {
     checkFloat('pow', x);
     ctx.saved.push(x);

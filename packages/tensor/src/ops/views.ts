@@ -1,14 +1,22 @@
 // Layout ops. reshape, transpose, permute, slice and expand return views sharing storage (reshape
 // copies only a non-contiguous input); contiguous and cat copy.
-import { ShapeError, fmtShape } from '../errors.js';
+import { ShapeError, ValueError, fmtShape } from '../errors.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
-import { defineOp, type OpContext, type Op } from './define.js';
+import { checkTensorArg, defineOp, describeValue, type OpContext, type Op } from './define.js';
 import { contiguousData, runCopy, runFill, runSumAxes } from './launch.js';
+
+/** Throws a ValueError naming `op` unless `list` is an array of integers (a shape, an order). */
+function checkIntegers(op: string, what: string, list: unknown): asserts list is readonly number[] {
+  if (!Array.isArray(list) || !list.every((d) => Number.isInteger(d))) {
+    throw new ValueError(`${op}: ${what} is ${Array.isArray(list) ? `[${list.map(String).join(', ')}]` : describeValue(list)}; expected an array of integers`);
+  }
+}
 
 /** Resolves a possibly negative axis against a rank. */
 export function normAxis(op: string, axis: number, rank: number): number {
+  if (!Number.isInteger(axis)) throw new ValueError(`${op}: axis is ${describeValue(axis)}; expected an integer`);
   const a = axis < 0 ? axis + rank : axis;
-  if (!Number.isInteger(axis) || a < 0 || a >= rank) {
+  if (a < 0 || a >= rank) {
     throw new ShapeError(`${op}: axis ${axis} is out of range for a tensor of rank ${rank}`);
   }
   return a;
@@ -17,7 +25,9 @@ export function normAxis(op: string, axis: number, rank: number): number {
 /** Same elements in another shape; one dimension may be -1. */
 export const reshape: Op<[Tensor, readonly number[]], [], { inShape: readonly number[] }> = defineOp({
   name: 'reshape',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { inShape: readonly number[] }>, x: Tensor, shape: readonly number[]) {
+    checkIntegers('reshape', 'shape', shape);
     const target = [...shape];
     const unknown = target.indexOf(-1);
     if (unknown !== target.lastIndexOf(-1)) throw new ShapeError(`reshape: ${fmtShape(shape)} has more than one -1`);
@@ -44,7 +54,9 @@ export const reshape: Op<[Tensor, readonly number[]], [], { inShape: readonly nu
 /** Reorders dimensions: result dimension i is input dimension `order[i]`. A view. */
 export const permute: Op<[Tensor, readonly number[]], [], { axes: number[] }> = defineOp({
   name: 'permute',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { axes: number[] }>, x: Tensor, order: readonly number[]) {
+    checkIntegers('permute', 'order', order);
     const axes = order.map((a) => normAxis('permute', a, x.rank));
     if (axes.length !== x.rank || new Set(axes).size !== axes.length) {
       throw new ShapeError(`permute: order ${fmtShape(order)} is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
@@ -67,6 +79,7 @@ export const permute: Op<[Tensor, readonly number[]], [], { axes: number[] }> = 
 
 /** Swaps two dimensions (default: the last two). A view. */
 export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
+  checkTensorArg('transpose', 'x', x);
   const order = x.shape.map((_, i) => i);
   const a = normAxis('transpose', dim0, x.rank);
   const b = normAxis('transpose', dim1, x.rank);
@@ -77,14 +90,15 @@ export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
 /** Elements start <= i < end along `axis` (negative indices count from the end). A view. */
 export const slice = defineOp({
   name: 'slice',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { a: number; s: number; inShape: readonly number[] }>, x: Tensor, axis: number, start: number, end?: number) {
     const a = normAxis('slice', axis, x.rank);
+    if (!Number.isInteger(start) || (end !== undefined && !Number.isInteger(end))) {
+      throw new ValueError(`slice: start ${start} and end ${end} must be integers`);
+    }
     const n = x.shape[a]!;
     const s = Math.min(Math.max(start < 0 ? start + n : start, 0), n);
     const e = Math.min(Math.max(end === undefined ? n : end < 0 ? end + n : end, s), n);
-    if (!Number.isInteger(start) || (end !== undefined && !Number.isInteger(end))) {
-      throw new ShapeError(`slice: start ${start} and end ${end} must be integers`);
-    }
     ctx.data = { a, s, inShape: x.shape };
     const shape = [...x.shape];
     shape[a] = e - s;
@@ -106,7 +120,9 @@ export const slice = defineOp({
  */
 export const expand = defineOp({
   name: 'expand',
+  tensors: ['x'],
   forward(ctx: OpContext<[], { inShape: readonly number[]; lead: number }>, x: Tensor, shape: readonly number[]) {
+    checkIntegers('expand', 'shape', shape);
     const lead = shape.length - x.rank;
     if (lead < 0) throw new ShapeError(`expand: cannot expand ${fmtShape(x.shape)} to the lower rank ${fmtShape(shape)}`);
     const target = shape.map((d, i) => {
@@ -143,6 +159,7 @@ export const expand = defineOp({
 /** A row-major copy (or the tensor itself when already contiguous). */
 export const contiguous = defineOp({
   name: 'contiguous',
+  tensors: ['x'],
   forward(_ctx, x: Tensor) {
     if (x.isContiguous) return x.view(x.shape, x.strides, x.offset, 'contiguous');
     return contiguousData('contiguous', x);
@@ -155,6 +172,7 @@ export const contiguous = defineOp({
 /** Joins tensors of equal shape except along `axis`. */
 export const cat = defineOp({
   name: 'cat',
+  tensors: ['xs[]'],
   forward(ctx: OpContext<[], { a: number; sizes: number[] }>, xs: readonly Tensor[], axis: number = 0) {
     if (xs.length === 0) throw new ShapeError('cat: needs at least one tensor');
     const first = xs[0]!;
