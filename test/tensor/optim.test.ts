@@ -1,6 +1,7 @@
 // Optimizers against their float64 references: AdamW and SGD over 20 steps, clipGradNorm, the
 // transformers learning-rate schedules, and state dict round trips.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -129,6 +130,45 @@ test('SGD on the GPU equals the float64 reference over 20 steps with and without
     ),
     { numRuns: 12, seed: 20240602 },
   );
+});
+
+interface TorchTrajectory {
+  name: string;
+  optimizer: 'AdamW' | 'SGD';
+  options: Record<string, number | boolean | number[]>;
+  init: number[];
+  grads: number[][];
+  after: number[][];
+}
+const torchOptim = JSON.parse(readFileSync(new URL('../fixtures/tensor/optim.json', import.meta.url), 'utf8')) as { cases: TorchTrajectory[] };
+
+test('AdamW and SGD follow torch.optim step for step (test/fixtures/tensor/optim.json)', async () => {
+  await gpu();
+  for (const c of torchOptim.cases) {
+    const p = tensor(c.init, [c.init.length]);
+    const opt = c.optimizer === 'AdamW' ? new AdamW([p], c.options) : new SGD([p], c.options);
+    for (const [t, g] of c.grads.entries()) {
+      setGrad(p, Float32Array.from(g));
+      opt.step();
+      assertClose(await p.toArray(), c.after[t]!, { atol: 1e-6, rtol: 1e-5 }, `${c.name}, step ${t + 1}`);
+    }
+    opt.dispose();
+    p.grad?.dispose();
+    p.dispose();
+  }
+});
+
+test("options torch has and these optimizers lack, or torch's snake_case spellings, are refused instead of ignored", async () => {
+  await gpu();
+  const p = tensor([1, 2], [2]);
+  const refused = (make: () => unknown, message: string) =>
+    assert.throws(make, (e: Error) => e instanceof ValueError && e.message.includes(message), message);
+  refused(() => new AdamW([p], { weight_decay: 0.1 } as never), 'AdamW: option weight_decay is not supported; did you mean weightDecay?');
+  refused(() => new AdamW([p], { amsgrad: true } as never), 'AdamW: option amsgrad is not supported; the options are lr, betas, eps, weightDecay');
+  refused(() => new AdamW([{ params: [p], maximize: true } as never]), 'AdamW: group 0: option maximize is not supported');
+  refused(() => new SGD([p], { lr: 0.1, maximize: true } as never), 'SGD: option maximize is not supported');
+  refused(() => new SGD([{ params: [p], weight_decay: 0.1 } as never], { lr: 0.1 }), 'SGD: group 0: option weight_decay is not supported; did you mean weightDecay?');
+  p.dispose();
 });
 
 test('clipGradNorm returns the global L2 norm and scales every gradient like the reference, without reading back', async () => {

@@ -6,7 +6,7 @@ import { compileKernel, packParams } from '../kernels.js';
 import { elementwiseGroups, runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
+import { checkOptionNames, contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
 
 /** Hyperparameters of {@link AdamW} (torch's defaults). */
 export interface AdamWOptions {
@@ -23,7 +23,8 @@ export interface AdamWOptions {
 const DEFAULTS: AdamWOptions = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 };
 
 /**
- * AdamW with decoupled weight decay and bias correction, exactly as torch.optim.AdamW.
+ * AdamW with decoupled weight decay and bias correction, exactly as torch.optim.AdamW. torch's
+ * amsgrad, maximize, foreach and fused options are not offered: passing one is an error.
  * @example
  * const opt = new AdamW([w, b], { lr: 1e-2 });
  * tidy(() => loss(w, b).backward());
@@ -32,6 +33,7 @@ const DEFAULTS: AdamWOptions = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weigh
  */
 export class AdamW extends Optimizer<AdamWOptions> {
   constructor(params: readonly Tensor[] | readonly ParamGroup<AdamWOptions>[], options: Partial<AdamWOptions> = {}) {
+    checkOptionNames('AdamW', Object.keys(DEFAULTS), options);
     super('AdamW', params, { ...DEFAULTS, ...options, betas: [...(options.betas ?? DEFAULTS.betas)] as [number, number] });
   }
 

@@ -26,6 +26,19 @@ export interface ParamState {
   buffers: Record<string, Tensor>;
 }
 
+/**
+ * Throws a ValueError naming each option in `given` that is not in `known`, so an option torch has and
+ * this optimizer lacks (amsgrad, maximize) or a torch spelling (weight_decay) is never silently ignored.
+ */
+export function checkOptionNames(where: string, known: readonly string[], given: object): void {
+  for (const key of Object.keys(given)) {
+    if (key === 'params' || known.includes(key)) continue;
+    const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const hint = camel !== key && known.includes(camel) ? `; did you mean ${camel}?` : `; the options are ${known.join(', ')}`;
+    throw new ValueError(`${where}: option ${key} is not supported${hint}`);
+  }
+}
+
 /** Base class of the optimizers: groups, state, zeroGrad, setLr, state dicts. */
 export abstract class Optimizer<O extends { lr: number }> {
   /** The parameter groups, each with its full set of hyperparameters. */
@@ -41,6 +54,7 @@ export abstract class Optimizer<O extends { lr: number }> {
       params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] } as unknown as ParamGroup<O>] : [...(params as ParamGroup<O>[])];
     const seen = new Set<Tensor>();
     this.paramGroups = groups.map((g, gi) => {
+      checkOptionNames(`${name}: group ${gi}`, Object.keys(defaults), g);
       const { params: ps, ...overrides } = g;
       const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
       this.checkOptions(options);

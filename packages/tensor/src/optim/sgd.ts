@@ -5,7 +5,7 @@ import { compileKernel, packParams } from '../kernels.js';
 import { elementwiseGroups } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import { empty, type Tensor } from '../tensor.js';
-import { contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
+import { checkOptionNames, contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
 
 /** Hyperparameters of {@link SGD} (torch's defaults). */
 export interface SGDOptions {
@@ -25,6 +25,7 @@ const DEFAULTS: SGDOptions = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay:
 
 /**
  * Stochastic gradient descent, exactly as torch.optim.SGD (the first step sets the momentum buffer to the gradient).
+ * torch's maximize, foreach and differentiable options are not offered: passing one is an error.
  * @example
  * const opt = new SGD([w], { lr: 0.1, momentum: 0.9 });
  */
@@ -33,6 +34,7 @@ export class SGD extends Optimizer<SGDOptions> {
   private unused: Tensor | null = null;
 
   constructor(params: readonly Tensor[] | readonly ParamGroup<SGDOptions>[], options: Partial<SGDOptions> = {}) {
+    checkOptionNames('SGD', Object.keys(DEFAULTS), options);
     super('SGD', params, { ...DEFAULTS, ...options });
   }
 
