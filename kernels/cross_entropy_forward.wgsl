@@ -28,6 +28,15 @@ fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
+// Infinities by their bits: compilers may fold float comparisons with them.
+fn is_neg_inf(v: f32) -> bool {
+  return bitcast<u32>(v) == 0xff800000u;
+}
+
+fn is_pos_inf(v: f32) -> bool {
+  return bitcast<u32>(v) == 0x7f800000u;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -40,8 +49,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var s = 0.0;
   for (var v = lid; v < p.V; v += 64u) {
     let xv = f32(x[base + v]);
+    // exp(-inf - m) is 0 for every m: skipping -inf keeps a row that starts with it free of
+    // exp(-inf - -inf) = NaN. A +inf maximum makes the sum NaN, as exp(x - max) does in torch.
+    if (is_neg_inf(xv)) { continue; }
     if (xv > m) {
-      s = s * exp(m - xv) + 1.0;
+      s = s * exp(m - xv) + select(1.0, f32_from_bits(0x7fc00000u), is_pos_inf(xv));
       m = xv;
     } else {
       s += exp(xv - m);
@@ -55,9 +67,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let m1 = partial_max[lid];
       let m2 = partial_max[lid + k];
       let mm = max(m1, m2);
-      var total = 0.0;
-      if (m1 != neg_inf) { total += partial[lid] * exp(m1 - mm); }
-      if (m2 != neg_inf) { total += partial[lid + k] * exp(m2 - mm); }
+      // a row with no finite logit so far has sums of 0 (exp(-inf - -inf) would be NaN)
+      let all_neg_inf = is_neg_inf(mm);
+      let total = partial[lid] * select(exp(m1 - mm), 1.0, all_neg_inf) + partial[lid + k] * select(exp(m2 - mm), 1.0, all_neg_inf);
       partial_max[lid] = mm;
       partial[lid] = total;
     }

@@ -1,5 +1,6 @@
 // crossEntropy (F.cross_entropy semantics) against the CPU reference, by finite differences, and on bad input.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -146,4 +147,42 @@ test('crossEntropy rejects out-of-range host targets, mismatched shapes, float t
   }
   x.dispose();
   assert.throws(() => crossEntropy(x, tensor(new Int32Array([0, 1]))), (e: Error) => e instanceof DisposedError && e.message.includes('crossEntropy'));
+});
+
+type Encoded = number | 'nan' | 'inf' | '-inf' | '-0';
+const decode = (v: Encoded): number => (v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v === '-0' ? -0 : v);
+const torchCE = (
+  JSON.parse(readFileSync(new URL('../fixtures/tensor/torch-values.json', import.meta.url), 'utf8')) as {
+    crossEntropy: { V: number; logits: Encoded[]; targets: number[]; cases: { reduction: Reduction; rows: number[]; loss: Encoded[]; grad: Encoded[] }[] };
+  }
+).crossEntropy;
+
+/** NaN where torch has NaN, the same infinity, finite values within tolerance (a zero of either sign). */
+function assertTorchClose(actual: ArrayLike<number>, expected: Encoded[], what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = decode(expected[i]!);
+    const ok = Number.isNaN(e) ? Number.isNaN(a) : Number.isFinite(e) ? Math.abs(a - e) <= 1e-6 + 1e-5 * Math.abs(e) : a === e;
+    assert.ok(ok, `${what}: index ${i}: got ${a}, torch gives ${expected[i]}`);
+  }
+}
+
+test('crossEntropy gives torch losses and gradients on rows of 130 logits with -inf (also first in a thread), +inf and NaN', async () => {
+  await gpu();
+  const s = startScope();
+  try {
+    const { V, logits, targets } = torchCE;
+    for (const c of torchCE.cases) {
+      const rows = c.rows.flatMap((r) => logits.slice(r * V, (r + 1) * V).map(decode));
+      const x = tensor(rows, [c.rows.length, V]).requireGrad();
+      const t = tensor(Int32Array.from(c.rows, (r) => targets[r]!), [c.rows.length]);
+      const loss = crossEntropy(x, t, { reduction: c.reduction });
+      sum(loss).backward();
+      assertTorchClose(await loss.toArray(), c.loss, `crossEntropy ${c.reduction} loss`);
+      assertTorchClose(await x.grad!.toArray(), c.grad, `crossEntropy ${c.reduction} gradient`);
+    }
+  } finally {
+    s.end();
+  }
 });
