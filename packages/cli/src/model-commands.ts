@@ -1,5 +1,5 @@
-// `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions, merged
-// into a Hugging Face folder, or scored on a data file with the training prompt and masking.
+// `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions (HuaTuo's
+// prompt template or the model's chat template), merged into a Hugging Face folder, or scored on a data file.
 import { Command } from 'commander';
 import { applyLora, loadAdapter, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
 import {
@@ -14,15 +14,18 @@ import {
   checkMergeOut,
   checkMicroBatchFits,
   evaluate,
+  isChatTemplate,
   loadBaseModel,
   loadRecords,
   resolveConfig,
   resolveTemplate,
   tokenizeRecords,
   type Answer,
+  type QaRecord,
 } from '@huatuo/sft';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
 
@@ -30,10 +33,10 @@ import { openDevice, say } from './terminal.js';
 export function buildGenerateCommand(): Command {
   return withBaseFlags(new Command('generate').description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)"))
     .option('--prompt <text>', 'one question')
-    .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json)')
+    .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json); with a chat template, a non-empty "input" follows it after a newline')
     .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
     .option('--append', 'add the answers to the end of --output instead of replacing it')
-    .option('--template <name>', 'prompt template name or file', 'med_template')
+    .option('--template <name>', `how questions become prompts: ${TEMPLATE_HELP}`, 'med_template')
     .option('--num-beams <n>', 'beams (1: greedy or sampling)', String(DEFAULT_GENERATION.numBeams))
     .option('--max-new-tokens <n>', 'most new tokens per answer', String(DEFAULT_GENERATION.maxNewTokens))
     .option('--do-sample', 'sample with temperature, top-k and top-p instead of beam search')
@@ -63,8 +66,11 @@ export function buildGenerateCommand(): Command {
         seed: num('--seed', opts.seed, true, 0),
       };
       if (generation.doSample) generation.numBeams = 1;
-      const template = resolveTemplate(String(opts.template));
-      const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map((r) => r.instruction);
+      const template = resolveTemplateFlag(String(opts.template), (opts.base as string | undefined) ?? null);
+      // HuaTuo's infer.py asks the instruction alone; a chat model gets instruction and input as one
+      // user message, joined by a newline as LLaMA-Factory's alpaca converter joins them.
+      const question = (r: QaRecord) => (isChatTemplate(template) && r.input !== '' ? `${r.instruction}\n${r.input}` : r.instruction);
+      const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map(question);
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       await openDevice();

@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, loadChatTemplate, resolveTemplate, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
+import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
@@ -79,8 +80,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
   return withBaseFlags(serve)
     .option(
       '--template <name>',
-      "how chats become prompts: HuaTuo's med_template, literature_template or a template .json path; chat: the model's own Jinja chat template " +
-        '(the --base folder\'s chat_template.jinja or tokenizer_config.json "chat_template"); or a Jinja chat template .jinja path',
+      `how chats become prompts: ${TEMPLATE_HELP}`,
       'med_template',
     )
     .option('--host <address>', 'address to bind; anything but loopback exposes the model to the network', '127.0.0.1')
@@ -98,9 +98,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (raw: RawOptions, cmd: Command) => {
       // Checked before the model loads: a missing template fails at once.
-      const tokenizerDir = raw.base ?? llamaTokenizerDir();
-      const template =
-        raw.template === 'chat' ? loadChatTemplate(tokenizerDir) : raw.template.endsWith('.jinja') ? loadChatTemplate(tokenizerDir, raw.template) : resolveTemplate(raw.template);
+      const template = resolveTemplateFlag(raw.template, raw.base ?? null);
       const port = int('--port', raw.port, 0, 65535);
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
@@ -138,7 +136,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         defaultGeneration: { maxTokens: defaultMaxTokens },
         allowedHosts,
         corsOrigins,
-        tokenizerDir,
+        tokenizerDir: raw.base ?? llamaTokenizerDir(),
         onEvent: raw.quiet
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),

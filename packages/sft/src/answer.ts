@@ -1,6 +1,9 @@
 // Answers to questions as HuaTuo's inference produces them: the question fills the template, the
-// model continues it (4 beams by default), and the answer is the text after the response marker.
+// model continues it (4 beams by default), and the answer is the text after the response marker;
+// or the question is one user message of the model's own chat template, answered by all it generates.
 import { generate, type LlamaModel, type Tokenizer, type TokenEvent } from '@huatuo/llama';
+import { chatTemplatePrompt } from './chat-prompt.js';
+import { isChatTemplate, type ChatTemplate } from './chat-template.js';
 import type { GenerationConfig } from './config.js';
 import { generatePrompt, getResponse, type PromptTemplate } from './prompt.js';
 
@@ -21,20 +24,65 @@ export interface AnswerOptions extends GenerationConfig {
   onAnswer?: (answer: Answer, index: number) => void | Promise<void>;
 }
 
-/** Answers each question with the model. */
+/** A question's prompt: the text the model continues and its ids as the model receives them. */
+export interface QuestionPrompt {
+  text: string;
+  ids: number[];
+}
+
+/** How questions become prompts and generations become answers under one template: {@link questionPrompter}. */
+export interface QuestionPrompter {
+  prompt(question: string): Promise<QuestionPrompt>;
+  /** The answer in what the model generated after `prompt` (special tokens already skipped). */
+  answer(prompt: QuestionPrompt, generated: string): string;
+}
+
+/**
+ * The prompts of questions and how an answer is read from what the model writes. A HuaTuo
+ * template: the question fills it, encoded BOS first, and the answer is read after the response
+ * marker (HuaTuo's get_response). A chat template: the question is one user message, rendered with
+ * add_generation_prompt and encoded with no BOS added (the template writes it), and the answer is
+ * all the model writes, as `huatuo-train serve` answers a chat.
+ *
+ * @example
+ * const q = questionPrompter(loadChatTemplate('./Llama-2-7b-chat-hf'), tokenizer);
+ * (await q.prompt('hi')).ids; // [1, 518, 25580, 29962, 7251, 518, 29914, 25580, 29962]
+ */
+export function questionPrompter(template: PromptTemplate | ChatTemplate, tokenizer: Tokenizer): QuestionPrompter {
+  if (isChatTemplate(template)) {
+    const chat = chatTemplatePrompt(template, tokenizer);
+    return {
+      async prompt(question) {
+        const text = chat.text([{ role: 'user', content: question }]);
+        return { text, ids: await chat.ids(text) };
+      },
+      answer: (_prompt, generated) => generated,
+    };
+  }
+  return {
+    async prompt(question) {
+      const text = generatePrompt(template, question);
+      return { text, ids: tokenizer.encode(text, { addBos: true }) };
+    },
+    answer: (prompt, generated) => getResponse(template, `${prompt.text}${generated}`),
+  };
+}
+
+/** Answers each question with the model, with a HuaTuo prompt template or the model's chat template ({@link questionPrompter}). */
 export async function answerQuestions(
   model: LlamaModel,
   tokenizer: Tokenizer,
-  template: PromptTemplate,
+  template: PromptTemplate | ChatTemplate,
   questions: readonly string[],
   options: AnswerOptions,
 ): Promise<Answer[]> {
   const answers: Answer[] = [];
   const batch = Math.max(1, options.batchSize ?? 1);
+  const prompter = questionPrompter(template, tokenizer);
   for (let start = 0; start < questions.length; start += batch) {
     const chunk = questions.slice(start, start + batch);
-    const prompts = chunk.map((q) => generatePrompt(template, q));
-    const outs = await generate(model, tokenizer, prompts, {
+    const prompts = await Promise.all(chunk.map((q) => prompter.prompt(q)));
+    const outs = await generate(model, tokenizer, prompts.map((p) => p.ids), {
       maxNewTokens: options.maxNewTokens,
       numBeams: options.numBeams,
       doSample: options.doSample,
@@ -49,7 +97,7 @@ export async function answerQuestions(
       const out = outs[i]!;
       const answer: Answer = {
         question: chunk[i]!,
-        answer: getResponse(template, `${prompts[i]}${out.text}`),
+        answer: prompter.answer(prompts[i]!, out.text),
         finishReason: out.finishReason,
       };
       answers.push(answer);

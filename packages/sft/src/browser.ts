@@ -42,8 +42,8 @@ export type { LossCurveOptions } from './loss-curve.js';
 export type { MetricsRow } from './metrics.js';
 
 // Inference
-export { answerQuestions } from './answer.js';
-export type { Answer, AnswerOptions } from './answer.js';
+export { answerQuestions, questionPrompter } from './answer.js';
+export type { Answer, AnswerOptions, QuestionPrompt, QuestionPrompter } from './answer.js';
 
 // Errors
 export { DataError, TemplateError, ChatTemplateException, ConfigError, CheckpointError, TrainingError } from './errors.js';

@@ -3,7 +3,8 @@
 // rendered as transformers renders it and tokenized without adding BOS again (the template writes it).
 
 import type { Tokenizer } from '@huatuo/llama';
-import { isChatTemplate, renderChatTemplate, type ChatTemplate } from './chat-template.js';
+import { chatTemplatePrompt, type EncodeText } from './chat-prompt.js';
+import { isChatTemplate, type ChatTemplate } from './chat-template.js';
 import { ChatTemplateException, TemplateError } from './errors.js';
 import { generatePrompt, type PromptTemplate } from './prompt.js';
 import { HttpError } from './serve-errors.js';
@@ -35,9 +36,6 @@ export function chatToInstruction(messages: readonly ChatMessage[]): string {
   return system + turns.map((m) => ` <${m.role === 'user' ? 'user' : 'bot'}>: ${m.content}`).join('');
 }
 
-/** Token ids of a text: BOS first when `addBos` (on a worker thread, or the tokenizer itself). */
-export type EncodeText = (text: string, addBos: boolean) => Promise<number[]>;
-
 /** How chats become prompts under one template. */
 export interface ChatPrompter {
   /** The prompt text of a conversation; throws the HttpError to answer when the template refuses it. */
@@ -50,49 +48,19 @@ export interface ChatPrompter {
   strip: boolean;
 }
 
-/** Splits `text` around the tokens of `special` (each found whole, longest first), giving their ids in place. */
-function splitSpecial(text: string, special: ReadonlyMap<string, number>): (string | number)[] {
-  if (special.size === 0) return [text];
-  const names = [...special.keys()].sort((a, b) => b.length - a.length);
-  const pattern = new RegExp(names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
-  const out: (string | number)[] = [];
-  let last = 0;
-  for (const m of text.matchAll(pattern)) {
-    if (m.index > last) out.push(text.slice(last, m.index));
-    out.push(special.get(m[0])!);
-    last = m.index + m[0].length;
-  }
-  if (last < text.length) out.push(text.slice(last));
-  return out;
-}
-
 function jinjaPrompter(template: ChatTemplate, tokenizer: Tokenizer, encode: EncodeText): ChatPrompter {
-  // Tokens the template may write that this tokenizer does not already read as one id from text
-  // (SentencePiece's tokenizer.model reads "<s>" as characters): split out here, as transformers does.
-  const special = new Map<string, number>();
-  for (const name of template.addedTokens) {
-    const id = tokenizer.pieceToId(name);
-    if (id === undefined) continue;
-    const read = tokenizer.encode(name, { addBos: false });
-    if (read.length !== 1 || read[0] !== id) special.set(name, id);
-  }
-  const tokens = { bos_token: tokenizer.idToPiece(tokenizer.bosId), eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
-  const withTokens: ChatTemplate = { ...template, specialTokens: tokens };
+  const prompt = chatTemplatePrompt(template, tokenizer);
   return {
     text(messages) {
       try {
-        return renderChatTemplate(withTokens, messages, true);
+        return prompt.text(messages);
       } catch (e) {
         if (e instanceof ChatTemplateException) throw new HttpError(400, `messages: the chat template (${template.name}) refuses this conversation: ${e.message}`, 'invalid_request_error', 'messages');
         if (e instanceof TemplateError) throw new HttpError(400, `messages: ${e.message}`, 'invalid_request_error', 'messages');
         throw e;
       }
     },
-    async ids(text) {
-      const ids: number[] = [];
-      for (const part of splitSpecial(text, special)) ids.push(...(typeof part === 'number' ? [part] : await encode(part, false)));
-      return ids;
-    },
+    ids: (text) => prompt.ids(text, encode),
     stops: [],
     strip: false,
   };

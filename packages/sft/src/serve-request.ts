@@ -7,7 +7,8 @@ import { checkMemoryPlan, inferencePlan, type LlamaModel, type Tokenizer } from 
 import { deviceInfo } from '@huatuo/tensor';
 import type { ChatTemplate } from './chat-template.js';
 import type { PromptTemplate } from './prompt.js';
-import { chatPrompter, type ChatMessage, type EncodeText } from './serve-chat.js';
+import type { EncodeText } from './chat-prompt.js';
+import { chatPrompter, type ChatMessage } from './serve-chat.js';
 import { HttpError } from './serve-errors.js';
 import { bad, inRange, isBool, isInt, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
 import { longestPieceChars } from './serve-limits.js';

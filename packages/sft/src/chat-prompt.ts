@@ -1,0 +1,63 @@
+// A Jinja chat template bound to a tokenizer: the prompt text of a conversation, rendered with the
+// generation prompt as transformers renders it, and its ids without a second BOS (the template writes it).
+
+import type { Tokenizer } from '@huatuo/llama';
+import { renderChatTemplate, type ChatTemplate } from './chat-template.js';
+
+/** Token ids of a text: BOS first when `addBos` (on a worker thread, or the tokenizer itself). */
+export type EncodeText = (text: string, addBos: boolean) => Promise<number[]>;
+
+/** A chat template with a tokenizer's special tokens: {@link chatTemplatePrompt}. */
+export interface ChatTemplatePrompt {
+  /** The text the model continues: the messages and the assistant's opening (add_generation_prompt). Throws what the template raises. */
+  text(messages: readonly { role: string; content: string }[]): string;
+  /** The ids of such a text: no BOS added, and the template's special tokens one id each. */
+  ids(text: string, encode?: EncodeText): Promise<number[]>;
+}
+
+/** Splits `text` around the tokens of `special` (each found whole, longest first), giving their ids in place. */
+function splitSpecial(text: string, special: ReadonlyMap<string, number>): (string | number)[] {
+  if (special.size === 0) return [text];
+  const names = [...special.keys()].sort((a, b) => b.length - a.length);
+  const pattern = new RegExp(names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const out: (string | number)[] = [];
+  let last = 0;
+  for (const m of text.matchAll(pattern)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(special.get(m[0])!);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+/**
+ * Binds `template` to `tokenizer`: `bos_token` and `eos_token` default to the tokenizer's, and
+ * the tokens the template may write that the tokenizer would read as several ids from text
+ * (SentencePiece's tokenizer.model reads "<s>" as characters) are split out as one id each, as
+ * transformers does. `ids` encodes with the tokenizer itself unless given `encode`.
+ *
+ * @example
+ * const p = chatTemplatePrompt(loadChatTemplate('./Llama-2-7b-chat-hf'), tokenizer);
+ * await p.ids(p.text([{ role: 'user', content: 'hi' }])); // [1, 518, 25580, 29962, 7251, 518, 29914, 25580, 29962]
+ */
+export function chatTemplatePrompt(template: ChatTemplate, tokenizer: Tokenizer): ChatTemplatePrompt {
+  const special = new Map<string, number>();
+  for (const name of template.addedTokens) {
+    const id = tokenizer.pieceToId(name);
+    if (id === undefined) continue;
+    const read = tokenizer.encode(name, { addBos: false });
+    if (read.length !== 1 || read[0] !== id) special.set(name, id);
+  }
+  const tokens = { bos_token: tokenizer.idToPiece(tokenizer.bosId), eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
+  const withTokens: ChatTemplate = { ...template, specialTokens: tokens };
+  const ownEncode: EncodeText = async (text, addBos) => tokenizer.encode(text, { addBos });
+  return {
+    text: (messages) => renderChatTemplate(withTokens, messages, true),
+    async ids(text, encode = ownEncode) {
+      const ids: number[] = [];
+      for (const part of splitSpecial(text, special)) ids.push(...(typeof part === 'number' ? [part] : await encode(part, false)));
+      return ids;
+    },
+  };
+}
