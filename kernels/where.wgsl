@@ -23,11 +23,17 @@ alias TC = u32;
 {{include elementwise}}
 {{include strided}}
 
+// cond as torch's bool(): nonzero is true, NaN included, -0 not. By the bits of the value as f32
+// (exact for 0 and NaN in every TC), since compilers may fold NaN != 0 to false.
+fn is_true(c: TC) -> bool {
+  return (bitcast<u32>(f32(c)) & 0x7fffffffu) != 0u;
+}
+
 fn view_strides(d: i32) -> vec3<u32> {
   return vec3<u32>(p.c_strides[d / 4][d % 4], p.a_strides[d / 4][d % 4], p.b_strides[d / 4][d % 4]);
 }
 
 fn element(i: u32) {
   let off = strided_offsets(i, vec3<u32>(p.c_offset, p.a_offset, p.b_offset));
-  out[i] = select(b[off.z], a[off.y], cond[off.x] != TC(0));
+  out[i] = select(b[off.z], a[off.y], is_true(cond[off.x]));
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
-import { backward, cast, DTypeError, exp, hasF16, log, relu, rsqrt, silu, sqrt, sum, tensor, type Tensor } from '@huatuo/tensor';
+import { backward, cast, DTypeError, exp, hasF16, log, maskedFill, relu, rsqrt, silu, sqrt, sum, tensor, where, type Tensor } from '@huatuo/tensor';
 import { gpu, scoped } from './helpers.js';
 
 type Encoded = number | 'nan' | 'inf' | '-inf' | '-0';
@@ -75,5 +75,20 @@ test('cast to f16 rounds to nearest even and overflows to infinity, as torch', a
   await scoped(async () => {
     const x = tensor(fixture.cast.x.map(decode), [fixture.cast.x.length]);
     assertEdgeClose(await cast(x, 'f16').toArray(), fixture.cast.f16, 'cast to f16', 0);
+  });
+});
+
+test('where and maskedFill read a float condition as torch bool() does: NaN and infinities are true, -0 false', async () => {
+  await scoped(async () => {
+    const cond = [NaN, 0, -0, 1, -Infinity, 1e-30];
+    const chosen = [true, false, false, true, true, true];
+    const a = tensor([1, 1, 1, 1, 1, 1], [6]);
+    const b = tensor([2, 2, 2, 2, 2, 2], [6]);
+    const expected = chosen.map((c) => (c ? 1 : 2));
+    assert.deepEqual(Array.from(await where(tensor(cond, [6]), a, b).toArray()), expected, 'f32 condition');
+    assert.deepEqual(Array.from(await maskedFill(b, tensor(cond, [6]), 1).toArray()), expected, 'f32 mask');
+    // 1e-30 rounds to 0 in f16, so false there
+    if (hasF16()) assert.deepEqual(Array.from(await where(cast(tensor(cond, [6]), 'f16'), a, b).toArray()), [...expected.slice(0, 5), 2], 'f16 condition');
+    assert.deepEqual(Array.from(await where(tensor(new Int32Array([0, -1, 5, 0, 1, 0]), [6]), a, b).toArray()), [2, 1, 1, 2, 1, 2], 'i32 condition');
   });
 });
