@@ -52,10 +52,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var dk_acc: array<vec4<f32>, TM * DL>;
   var dv_acc: array<vec4<f32>, TM * DL>;
 
-  // Query rows before the first key's causal limit (kg.i_start) see no key of this workgroup.
+  // Query rows before the first key's causal limit (kg.i_start), or past the last key's window (kg.i_end),
+  // see no key of this workgroup.
   for (var bh = kg.h0; bh < kg.h0 + p.Hq / p.Hkv; bh++) {
     let q_head = bh * p.T * D4;
-    for (var r0 = kg.i_start; r0 < p.T; r0 += BK) {
+    for (var r0 = kg.i_start; r0 < kg.i_end; r0 += BK) {
       let qi = lane_rows(r0, lane);
       let qc = min(qi, vec4<u32>(p.T - 1u));
       let qok = qi < vec4<u32>(p.T);
@@ -75,7 +76,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       for (var r = 0u; r < TM; r++) {
         var vis = qok & vec4<bool>(kvis[r]);
         if (p.causal != 0u) {
-          vis = vis & (vec4<i32>(qi) + vec4<i32>(p.kv_offset) >= vec4<i32>(i32(kg.j0 + r)));
+          let last = vec4<i32>(qi) + vec4<i32>(p.kv_offset);
+          vis = vis & (last >= vec4<i32>(i32(kg.j0 + r)));
+          if (p.window != 0u) { vis = vis & (last < vec4<i32>(i32(kg.j0 + r + p.window))); }
         }
         let pr = select(vec4<f32>(0.0), exp(sc[r] - lse4), vis);
         sc[r] = pr;

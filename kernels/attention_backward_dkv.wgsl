@@ -52,9 +52,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Query rows before the first key's causal limit (kg.i_start) see no key of this workgroup.
+  // Query rows before the first key's causal limit (kg.i_start), or past the last key's window (kg.i_end),
+  // see no key of this workgroup.
   for (var bh = kg.h0; bh < kg.h0 + p.Hq / p.Hkv; bh++) {
-    for (var r0 = kg.i_start; r0 < p.T; r0 += p.BK) {
+    for (var r0 = kg.i_start; r0 < kg.i_end; r0 += p.BK) {
       let nq = min(p.BK, p.T - r0);
       workgroupBarrier();
       for (var x = lid; x < nq * p.D4; x += ROWS) {

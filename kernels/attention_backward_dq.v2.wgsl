@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var acc: array<vec4<f32>, TM * DL>;
 
   let s_end = keys_seen(blk.i0, TM);
-  for (var j0 = 0u; j0 < s_end; j0 += BK) {
+  for (var j0 = keys_from(blk.i0); j0 < s_end; j0 += BK) {
     let keys = key_block(blk.b, blk.kv_head, j0, s_end, lane);
     // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
     var dp = array<vec4<f32>, TM>();

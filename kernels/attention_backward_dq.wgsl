@@ -41,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   let s_end = keys_seen(wid.x * ROWS, ROWS);
-  for (var j0 = 0u; j0 < s_end; j0 += p.BK) {
+  for (var j0 = keys_from(wid.x * ROWS); j0 < s_end; j0 += p.BK) {
     let nk = load_kv_tiles(r.kv_base, j0, s_end, lid);
     if (r.ok) {
       for (var jj = 0u; jj < nk; jj++) {

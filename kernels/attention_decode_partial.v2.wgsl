@@ -3,7 +3,8 @@
 // key row is read by the whole subgroup at once, neighbouring lanes at neighbouring addresses; the lanes'
 // partial dot products are summed with subgroupAdd and every lane runs the same online softmax on the
 // sum. Writes the partial state of attention_decode_partial (m, l, acc), merged by
-// attention_decode_combine. Causal masking is a no-op at T == 1; the padding mask applies.
+// attention_decode_combine. Causal masking is a no-op at T == 1; a sliding window leaves out keys
+// before S - window; the padding mask applies.
 // Bindings: as attention_decode_partial. Workgroup SG threads (one subgroup); a workgroup per
 // (row, split), 2-D grid beyond 65535 workgroups. Accumulates in f32.
 enable subgroups;

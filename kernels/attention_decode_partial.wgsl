@@ -2,7 +2,8 @@
 // keys: thread (r, sp) runs the online softmax of query row r = b * Hq + h over keys
 // [sp * split_len, (sp + 1) * split_len) and writes its partial state: m (running max of the scaled
 // scores), l = sum_j exp(s_j - m) and acc = sum_j exp(s_j - m) v_j. attention_decode_combine merges the
-// splits. Causal masking is a no-op at T == 1 (the row sees all S keys); the padding mask applies.
+// splits. Causal masking is a no-op at T == 1 (the row sees all S keys); a sliding window leaves out
+// keys before S - window; the padding mask applies.
 // Bindings: 0 Params (uniform); 1 q [B, Hq, 1, D]: T read; 2 k, 3 v [B, Hkv, S, D]: T read;
 // 4 mask [B, S] raw 32-bit words read; 5 part_acc [B * Hq, n_split, D4]: vec4<f32> read_write;
 // 6 part_ml [B * Hq, n_split, 2]: f32 read_write.

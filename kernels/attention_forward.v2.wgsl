@@ -47,9 +47,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var l: array<f32, TM>;
   for (var r = 0u; r < TM; r++) { m[r] = -3.0e38; }
 
-  // Keys past the last row's causal limit are seen by no row of this workgroup.
+  // Keys past the last row's causal limit, or before the first row's window, are seen by no row of this workgroup.
   let s_end = keys_seen(blk.i0, TM);
-  for (var j0 = 0u; j0 < s_end; j0 += BK) {
+  for (var j0 = keys_from(blk.i0); j0 < s_end; j0 += BK) {
     let keys = key_block(blk.b, blk.kv_head, j0, s_end, lane);
     // Zeroed explicitly: a bare `var` declared in a loop kept the previous iteration's values here.
     var sc = array<vec4<f32>, TM>();

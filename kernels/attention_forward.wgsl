@@ -1,6 +1,6 @@
 // Causal grouped-query attention forward, flash style: o[b, h, i] = sum_j softmax_j(s_ij) v[b, hk, j]
 // with s_ij = scale * q[b, h, i] . k[b, hk, j] over the keys j that row i sees (causal: j <= i + S - T;
-// padding: mask[b, j] != 0), hk = h / (Hq / Hkv). Online softmax over key tiles, so no T x S matrix;
+// sliding window, when window != 0: j > i + S - T - window; padding: mask[b, j] != 0), hk = h / (Hq / Hkv). Online softmax over key tiles, so no T x S matrix;
 // lse[b, h, i] = log sum_j exp(s_ij) is kept for backward. A row that sees no key gets o = 0, lse = -inf.
 // Bindings: 0 Params (uniform); 1 q [B, Hq, T, D]: T read; 2 k, 3 v [B, Hkv, S, D]: T read;
 // 4 mask [B, S] raw 32-bit words read; 5 o [B, Hq, T, D]: T read_write; 6 lse [B, Hq, T]: f32 read_write.
@@ -38,9 +38,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var m = -3.0e38;
   var l = 0.0;
 
-  // Keys past the last row's causal limit are seen by no row of this workgroup.
+  // Keys past the last row's causal limit, or before the first row's window, are seen by no row of this workgroup.
   let s_end = keys_seen(wid.x * ROWS, ROWS);
-  for (var j0 = 0u; j0 < s_end; j0 += p.BK) {
+  for (var j0 = keys_from(wid.x * ROWS); j0 < s_end; j0 += p.BK) {
     let nk = load_kv_tiles(r.kv_base, j0, s_end, lid);
     if (r.ok) {
       for (var jj = 0u; jj < nk; jj++) {

@@ -11,7 +11,9 @@ struct DecodeSplit {
   j_end: u32,
 }
 
+// Keys before the sliding window (keys_from(0)) are left out of every split.
 fn decode_split(r: u32, sp: u32) -> DecodeSplit {
   let j_end = min(p.S, (sp + 1u) * p.split_len);
-  return DecodeSplit(r * p.n_split + sp, r / p.Hq, r * p.D, kv_head_of(r) * p.kv_stride, sp * p.split_len, j_end);
+  let j0 = max(sp * p.split_len, keys_from(0u));
+  return DecodeSplit(r * p.n_split + sp, r / p.Hq, r * p.D, kv_head_of(r) * p.kv_stride, j0, j_end);
 }

@@ -35,10 +35,13 @@ fn key_block(b: u32, kv_head: u32, j0: u32, s_end: u32, lane: u32) -> KeyBlock {
   return KeyBlock(key, kept, kv_head + kc * D4);
 }
 
-// Which of a lane's kept keys query row i sees (its causal limit).
+// Which of a lane's kept keys query row i sees (its causal limit, and its sliding window if any).
 fn row_sees(kb: KeyBlock, i: u32) -> vec4<bool> {
   if (p.causal == 0u) { return kb.kept; }
-  return kb.kept & (vec4<i32>(kb.key) <= vec4<i32>(i32(i) + p.kv_offset));
+  let last = vec4<i32>(i32(i) + p.kv_offset);
+  var seen = kb.kept & (vec4<i32>(kb.key) <= last);
+  if (p.window != 0u) { seen = seen & (vec4<i32>(kb.key) + vec4<i32>(i32(p.window)) > last); }
+  return seen;
 }
 
 // The TM query rows from i0 of head bh (batch b) that a workgroup owns, and where the rows of its

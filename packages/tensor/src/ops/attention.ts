@@ -1,4 +1,4 @@
-// Causal scaled-dot-product attention with grouped-query heads, flash style: the forward keeps only
+// Causal scaled-dot-product attention with grouped-query heads and an optional sliding window, flash style: the forward keeps only
 // the output and a per-row logsumexp, the backward recomputes scores tile by tile (no T x S buffer).
 // On GPUs, short sequences run composed of matmuls and a softmax instead (attention-composed.ts).
 // Kernels: v1 (one query or key row per thread, K/V tiles in workgroup memory; any adapter, any D) and
@@ -25,6 +25,12 @@ export interface AttentionOptions {
    * T queries) sees keys j <= i + (S - T).
    */
   causal?: boolean;
+  /**
+   * Sliding window (Mistral's `sliding_window`) of a causal call: query i also sees only the keys
+   * j > i + (S - T) - window, i.e. its last `window` keys (itself included), as HF's sliding-window
+   * mask. null or 0 (default): no window.
+   */
+  window?: number | null;
   /** [B, S] u32, i32 or f32: nonzero marks a real key, 0 a padding key that no query sees. */
   keyPaddingMask?: Tensor | null;
 }
@@ -111,6 +117,7 @@ function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }, kvSt
     n_split: split.n,
     split_len: split.len,
     kv_stride: kvStride,
+    window: g.window,
   });
 }
 
@@ -261,7 +268,7 @@ const attentionOp = defineOp({
  * Scaled-dot-product attention with grouped-query heads and a causal mask by default:
  * out[b, h, i] = sum_j softmax_j(scale q[b, h, i] . k[b, hk, j]) v[b, hk, j] with hk = floor(h / (Hq / Hkv))
  * (as HF's repeat_kv), over the keys j query i sees: j <= i + (S - T) when causal (bottom-right aligned,
- * as with a KV cache) and keyPaddingMask[b, j] != 0. Never builds the T x S score matrix; T == 1 runs a
+ * as with a KV cache), j > i + (S - T) - window with a sliding window, and keyPaddingMask[b, j] != 0. Never builds the T x S score matrix; T == 1 runs a
  * decode kernel split over the keys. A query row that sees no key at all (e.g. a left-padding row)
  * outputs zeros and gets zero gradient, where HF's eager path gives a uniform average or NaN depending
  * on the version; such rows carry label -100, so they never reach the loss.
@@ -276,7 +283,13 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const [, Hkv, S] = k.shape as [number, number, number, number];
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new ValueError(`${OP}: scale is ${scale}; pass a finite number`);
-  const g: Geometry = { B, Hq, Hkv, T, S, D, scale, causal: options.causal ?? true };
+  const causal = options.causal ?? true;
+  const window = options.window ?? 0;
+  if (!Number.isSafeInteger(window) || window < 0 || window > 0xffffffff) {
+    throw new ValueError(`${OP}: window is ${window}; pass a positive whole number of keys, or null for no sliding window`);
+  }
+  if (window > 0 && !causal) throw new ValueError(`${OP}: window ${window} with causal false; a sliding window applies to causal attention only`);
+  const g: Geometry = { B, Hq, Hkv, T, S, D, scale, causal, window };
   if (composedAttentionFor(B, Hq, T, S)) return composedAttention(q, k, v, mask, g);
   return attentionOp(q, k, v, mask, g);
 }

@@ -1,5 +1,6 @@
-// CPU reference of causal scaled-dot-product attention with grouped-query heads, forward and
-// backward, written from the math with the full score matrix of each row materialized.
+// CPU reference of causal scaled-dot-product attention with grouped-query heads and an optional
+// sliding window, forward and backward, written from the math with the full score matrix of each row
+// materialized.
 import { refZeros, type RefTensor } from './ref-tensor.js';
 
 /** Options of {@link refAttention}; the same meaning as the op's options. */
@@ -8,6 +9,8 @@ export interface RefAttentionOptions {
   scale?: number;
   /** Bottom-right aligned causal mask: query i sees keys j <= i + (S - T) (default true). */
   causal?: boolean;
+  /** Sliding window of a causal call: query i also sees only keys j > i + (S - T) - window; null or 0: none. */
+  window?: number | null;
   /** [B, S]: nonzero marks a real key, 0 a padding key that no query sees. */
   keyPaddingMask?: RefTensor | null;
 }
@@ -31,7 +34,10 @@ function dims(q: RefTensor, k: RefTensor, options: RefAttentionOptions): Dims {
 
 /** Whether query i of batch b sees key j. */
 function sees(options: RefAttentionOptions, d: Dims, b: number, i: number, j: number): boolean {
-  if ((options.causal ?? true) && j > i + (d.S - d.T)) return false;
+  const last = i + (d.S - d.T);
+  if ((options.causal ?? true) && j > last) return false;
+  const window = options.window ?? 0;
+  if (window > 0 && j <= last - window) return false;
   const mask = options.keyPaddingMask;
   return !mask || mask.data[b * d.S + j] !== 0;
 }
