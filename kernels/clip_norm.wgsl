@@ -1,5 +1,5 @@
 // Total norm and clip coefficient of clip_grad_norm from the partial sums of squares:
-// norm = sqrt(sum_k partial[k]), out[0] = norm, out[1] = min(1, max_norm / (norm + 1e-6)).
+// norm = sqrt(sum_k partial[k]), out[0] = norm, out[1] = min(1, max_norm / (norm + 1e-6)) (NaN for a NaN norm).
 // Bindings: 0 Params (uniform); 1 partial: array<f32> read; 2 out: array<f32> read_write (2 elements).
 // Workgroup: one workgroup of 256 threads, strided over the partials, then a tree reduction.
 
@@ -21,6 +21,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) {
     let norm = sqrt(total);
     out[0] = norm;
-    out[1] = min(1.0, p.max_norm / (norm + 1e-6));
+    // torch clamps with max=1, which keeps NaN (a NaN norm makes every gradient NaN); min() may not.
+    let c = p.max_norm / (norm + 1e-6);
+    out[1] = select(min(1.0, c), c, (bitcast<u32>(c) & 0x7fffffffu) > 0x7f800000u);
   }
 }

@@ -201,6 +201,30 @@ test('clipGradNorm returns the global L2 norm and scales every gradient like the
   );
 });
 
+test("clipGradNorm takes one tensor as torch does, and non-finite norms scale as torch's error_if_nonfinite=False", async () => {
+  await gpu();
+  const p = tensor([3, 4], [2]);
+  const q = tensor([1, 2], [2]);
+  setGrad(p, Float32Array.from([3, 4]));
+  assert.equal(await clipGradNorm(p, 1).item(), 5);
+  assertClose(await p.grad!.toArray(), [0.6, 0.8], { atol: 1e-6, rtol: 1e-5 }, 'one tensor clipped');
+  // torch: total norm inf, coefficient 1 / (inf + 1e-6) = 0, so inf * 0 = NaN and finite entries 0
+  setGrad(p, Float32Array.from([Infinity, 1]));
+  setGrad(q, Float32Array.from([2, -3]));
+  assert.equal(await clipGradNorm([p, q], 1).item(), Infinity);
+  assert.ok(Number.isNaN((await p.grad!.toArray())[0]!));
+  assert.deepEqual(Array.from(await q.grad!.toArray()).map(Math.abs), [0, 0]);
+  setGrad(p, Float32Array.from([NaN, 1]));
+  setGrad(q, Float32Array.from([2, -3]));
+  assert.ok(Number.isNaN(await clipGradNorm([p, q], 1).item()));
+  assert.ok(Array.from(await q.grad!.toArray()).every(Number.isNaN), 'a NaN norm makes every gradient NaN');
+  assert.throws(() => clipGradNorm('w' as never, 1), (e: Error) => e instanceof ValueError && /clipGradNorm: params must be a Tensor or an array/.test(e.message));
+  for (const t of [p, q]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
+});
+
 test('clipGradNorm of parameters without gradients returns a zero norm', async () => {
   await gpu();
   const p = tensor([1, 2], [2]);

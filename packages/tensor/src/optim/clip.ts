@@ -13,14 +13,18 @@ const MAX_GROUPS = 256;
 /**
  * Scales every gradient by min(1, maxNorm / (norm + 1e-6)) where norm is the L2 norm of all the
  * gradients together; parameters without a gradient are skipped. Returns the norm as a 0-d tensor
- * (read it with `await norm.item()` when needed; the clipping itself never waits for the GPU).
+ * (read it with `await norm.item()` when needed; the clipping itself never waits for the GPU). As
+ * torch's default (error_if_nonfinite=False), an infinite norm scales every gradient by 0 (inf and
+ * NaN entries become NaN) and a NaN norm makes every gradient NaN. `params` may be one tensor.
  * @example
  * const norm = clipGradNorm(model.parameters(), 1.0);
  */
-export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor {
+export function clipGradNorm(params: readonly Tensor[] | Tensor, maxNorm: number): Tensor {
   if (!(maxNorm >= 0)) throw new ValueError(`clipGradNorm: maxNorm must be a number >= 0, got ${maxNorm}`);
+  const list = params instanceof Tensor ? [params] : params;
+  if (!Array.isArray(list)) throw new ValueError('clipGradNorm: params must be a Tensor or an array of Tensors');
   const grads: Tensor[] = [];
-  params.forEach((p, i) => {
+  list.forEach((p, i) => {
     if (!(p instanceof Tensor)) throw new ValueError(`clipGradNorm: parameter ${i} is not a Tensor`);
     const g = p.grad;
     if (!g || g.size === 0) return;
