@@ -153,6 +153,17 @@ test('10k randn samples have mean near 0 and std near 1; rand samples lie in [0,
   assert.ok(Math.abs(u.std - Math.sqrt(1 / 12)) < 0.01, `rand std ${u.std}`);
 });
 
+test('rand draws k / 2^24 in f32 and k / 2^11 in f16 as torch.rand, so no sample rounds up to 1', async (t) => {
+  const u = await rand([4096], { seed: 21 }).toArray();
+  assert.ok(u.every((v) => Number.isInteger(v * 2 ** 24) && v >= 0 && v < 1), 'f32 samples are multiples of 2^-24 below 1');
+  if (!hasF16()) return t.skip('no shader-f16');
+  // a 32-bit draw rounded to f16 gives 1.0 about once in 4096 samples
+  const h = await rand([40000], { seed: 5, dtype: 'f16' }).toArray();
+  const top = h.reduce((m, v) => Math.max(m, v), 0);
+  assert.ok(top < 1, `f16 rand reached ${top}`);
+  assert.ok(h.every((v) => Number.isInteger(v * 2 ** 11)), 'f16 samples are multiples of 2^-11');
+});
+
 test('f32ToF16Bits and f16BitsToF32 are exact on known bit patterns and round half to even', () => {
   const cases: [number, number][] = [
     [1.0, 0x3c00],

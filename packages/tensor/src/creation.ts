@@ -183,7 +183,7 @@ export function randn(shape: readonly number[], options: RandomOptions = {}): Te
   return randomTensor('randn', shape, options, (g, out) => g.fillNormal(out));
 }
 
-/** Uniform samples in [0, 1), seeded. */
+/** Uniform samples in [0, 1), seeded: k / 2^24 in f32, k / 2^11 in f16 (as torch.rand), so never 1. */
 export function rand(shape: readonly number[], options: RandomOptions = {}): Tensor {
-  return randomTensor('rand', shape, options, (g, out) => g.fillUniform(out));
+  return randomTensor('rand', shape, options, (g, out) => g.fillUniform(out, 0, 1, options.dtype === 'f16' ? 11 : 24));
 }

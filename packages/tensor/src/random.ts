@@ -17,9 +17,15 @@ export class Generator {
     return this.nextU32() / 4294967296;
   }
 
-  /** Fills `out` with uniforms in [low, high). */
-  fillUniform(out: Float32Array, low = 0, high = 1): Float32Array {
-    for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * this.uniform();
+  /**
+   * Fills `out` with uniforms in [low, high) drawn with `bits` random bits each (k / 2^bits, as
+   * torch's uniform: 24 for f32, 11 for f16), so that rounding to the element type never reaches
+   * 1: a 32-bit draw rounds to 1.0 in f32 once in 2^25 and in f16 once in 2^12.
+   */
+  fillUniform(out: Float32Array, low = 0, high = 1, bits = 24): Float32Array {
+    const shift = 32 - bits;
+    const scale = 2 ** -bits;
+    for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * ((this.nextU32() >>> shift) * scale);
     return out;
   }
 
