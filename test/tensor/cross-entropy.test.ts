@@ -186,3 +186,21 @@ test('crossEntropy gives torch losses and gradients on rows of 130 logits with -
     s.end();
   }
 });
+
+test('crossEntropy refuses options it does not have (torch label_smoothing, weight, ignore_index spelling) instead of ignoring them', async () => {
+  await gpu();
+  const s = startScope();
+  try {
+    const x = tensor([0, 1, 2, 3, 4, 5], [2, 3]);
+    const t = tensor(new Int32Array([0, 2]), [2]);
+    for (const key of ['label_smoothing', 'labelSmoothing', 'weight', 'ignore_index']) {
+      assert.throws(
+        () => crossEntropy(x, t, { [key]: 0.1 } as never),
+        (e: Error) => e instanceof ValueError && e.message.includes(`crossEntropy: option ${key} is not supported`),
+        key,
+      );
+    }
+  } finally {
+    s.end();
+  }
+});

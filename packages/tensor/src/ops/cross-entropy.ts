@@ -33,6 +33,11 @@ export const crossEntropy = defineOp({
   name: 'crossEntropy',
   tensors: ['logits', 'targets'],
   forward(ctx: OpContext<[Tensor, Tensor, Tensor, Tensor], { N: number; V: number; ignoreIndex: number; mode: number }>, logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}) {
+    for (const key of Object.keys(options)) {
+      if (key !== 'ignoreIndex' && key !== 'reduction') {
+        throw new ValueError(`crossEntropy: option ${key} is not supported (torch's weight and label_smoothing are not offered); the options are ignoreIndex, reduction`);
+      }
+    }
     const ignoreIndex = options.ignoreIndex ?? -100;
     const reduction = options.reduction ?? 'mean';
     logits.storage('crossEntropy');
