@@ -13,6 +13,9 @@ alias T = f32;
 //!   dy: array<T> read
 //!   rstd: array<f32> read
 //!   dw: array<T> read_write
+const T_IS_F16: bool = {{T_IS_F16}};
+
+{{include round_to_t}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -21,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var acc = 0.0;
   for (var r = 0u; r < p.rows; r++) {
     let i = r * p.C + c;
-    acc += f32(dy[i]) * f32(T(f32(x[i]) * rstd[r]));
+    acc += f32(dy[i]) * round_to_t(f32(x[i]) * rstd[r]);
   }
   dw[c] = T(acc);
 }

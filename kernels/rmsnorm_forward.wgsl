@@ -16,7 +16,10 @@ alias T = f32;
 //!   y: array<T> read_write
 //!   rstd: array<f32> read_write
 
+const T_IS_F16: bool = {{T_IS_F16}};
+
 {{include row_workgroup}}
+{{include round_to_t}}
 
 fn row_main(row: u32, base: u32, lid: u32) {
   var s = 0.0;
@@ -26,8 +29,8 @@ fn row_main(row: u32, base: u32, lid: u32) {
   }
   let r = inverseSqrt(workgroup_sum(lid, s) / f32(p.C) + p.eps);
   for (var c = lid; c < p.C; c += WG) {
-    let h = T(f32(x[base + c]) * r);
-    y[base + c] = T(f32(w[c]) * f32(h));
+    let h = round_to_t(f32(x[base + c]) * r);
+    y[base + c] = T(f32(w[c]) * h);
   }
   if (lid == 0u) { rstd[row] = r; }
 }

@@ -65,6 +65,7 @@ test('every kernelSpecs entry matches its generated WGSL module: uniform at bind
 /** Representative values of the `{{NAME}}` placeholders of the core kernels. */
 const placeholderExamples: Record<string, string> = {
   EXPR: 'v',
+  T_IS_F16: 'false',
 };
 const binaryExpr = 'a * b + 1.0';
 
@@ -97,7 +98,9 @@ test('every kernel file whose placeholders are known compiles on the device, in 
     for (const h of holes) base[h] = name === 'binary' && h === 'EXPR' ? binaryExpr : placeholderExamples[h]!;
     const variants: Defines[] = [base];
     const typeAliases = aliases(src).filter((a) => a !== 'TC');
-    if (hasF16() && typeAliases.length > 0) variants.push({ ...base, ...Object.fromEntries(typeAliases.map((a) => [a, 'f16'])) });
+    if (hasF16() && typeAliases.length > 0) {
+      variants.push({ ...base, ...Object.fromEntries(typeAliases.map((a) => [a, 'f16'])), ...(holes.includes('T_IS_F16') ? { T_IS_F16: 'true' } : {}) });
+    }
     if (name === 'where') variants.push({ ...base, TC: 'f32' });
     for (const d of variants) {
       const errors = await compileErrors(preprocess(name, d), `${name}(${JSON.stringify(d)})`);

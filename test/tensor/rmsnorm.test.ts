@@ -1,10 +1,11 @@
 // rmsNorm (LlamaRMSNorm semantics) against the CPU reference, by finite differences, and on bad input.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   DTypeError, DisposedError, ShapeError, ValueError, hasF16, mul, refRmsNorm, refRmsNormBackward, refTensor, rmsNorm,
-  startScope, sum, tensor, type Tensor,
+  cast, startScope, sum, tensor, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
@@ -112,4 +113,25 @@ test('rmsNorm rejects a weight of the wrong width, mixed dtypes, a bad eps and d
   const w = tensor([1, 1, 1]);
   w.dispose();
   assert.throws(() => rmsNorm(x, w, EPS), (e: Error) => e instanceof DisposedError && e.message.includes('rmsNorm'));
+});
+
+test('rmsNorm in f16 equals Hugging Face LlamaRMSNorm bit for bit: the normalised value is rounded to f16 before the weight product', async (t) => {
+  await gpu();
+  if (!hasF16()) return t.skip('no shader-f16');
+  const f = (
+    JSON.parse(readFileSync(new URL('../fixtures/tensor/torch-values.json', import.meta.url), 'utf8')) as {
+      rmsNormF16: { eps: number; x: number[]; weight: number[]; y: number[] };
+    }
+  ).rmsNormF16;
+  const s = startScope();
+  try {
+    const C = f.weight.length;
+    const x = cast(tensor(f.x, [f.x.length / C, C]), 'f16');
+    const w = cast(tensor(f.weight, [C]), 'f16');
+    const y = await rmsNorm(x, w, f.eps).toArray();
+    const bad = f.y.findIndex((v, i) => y[i] !== v);
+    assert.equal(bad, -1, `element ${bad}: got ${y[bad]}, LlamaRMSNorm gives ${f.y[bad]}`);
+  } finally {
+    s.end();
+  }
 });

@@ -34,7 +34,7 @@ export const rmsNorm = defineOp({
     if (rows > 0) {
       const rt = getRuntime();
       rt.dispatch({
-        kernel: compileKernel(rt, 'rmsnorm_forward', { T: x.dtype }),
+        kernel: compileKernel(rt, 'rmsnorm_forward', { T: x.dtype, T_IS_F16: String(x.dtype === 'f16') }),
         params: packParams('rmsnorm_forward', { rows, C, eps }),
         buffers: [xc.buffer('rmsNorm'), wc.buffer('rmsNorm'), y.buffer('rmsNorm'), rstd.buffer('rmsNorm')],
         workgroups: grid1d(rows, 1),
@@ -69,7 +69,7 @@ export const rmsNorm = defineOp({
       dw = empty([C], w.dtype);
       if (C > 0) {
         rt.dispatch({
-          kernel: compileKernel(rt, 'rmsnorm_dweight', { T: x.dtype }),
+          kernel: compileKernel(rt, 'rmsnorm_dweight', { T: x.dtype, T_IS_F16: String(x.dtype === 'f16') }),
           params: packParams('rmsnorm_dweight', { rows, C }),
           buffers: [x.buffer('rmsNorm'), dy.buffer('rmsNorm'), rstd.buffer('rmsNorm'), dw.buffer('rmsNorm')],
           workgroups: grid1d(C, 64),
