@@ -1,7 +1,8 @@
 // The web app in headless Chromium (SwiftShader's WebGPU): demo model and data, a few training
 // steps whose loss falls, a reload that resumes from the checkpoint in IndexedDB, streamed chat,
 // the downloaded adapter equal to Node's saveAdapter bytes, and a Node-written PEFT adapter that
-// changes the answer to what Node computes. Screenshots go to apps/web/screenshots (ignored by git).
+// changes the answer to what Node computes; DoRA ticked gives a PEFT DoRA adapter. Screenshots go to
+// apps/web/screenshots (ignored by git).
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
+import { bytesSource, SafetensorsFile } from '@huatuo/llama';
 import { greedyAnswer, nodeDemoModel, resaveAdapter, writeStrongAdapter, writeTinyHfFolder } from './web-app-node.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -180,6 +182,77 @@ test(
       assert.match((await page.textContent('#model-status')) ?? '', /^tiny-llama-hf: 1 layer, hidden 32, vocabulary 32000/);
 
       assert.deepEqual(foreign, [], 'requests left the serving host');
+      assert.deepEqual(errors, [], 'page errors');
+    } finally {
+      await context.close();
+      await server.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'with DoRA ticked the page trains a DoRA adapter and downloads it as PEFT writes one: use_dora and a lora_magnitude_vector per adapted module',
+  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing`, timeout: 300_000 },
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), 'huatuo-web-'));
+    const site = join(work, 'site');
+    await buildWeb({ outDir: site });
+    const server = await serveWeb({ port: 0, root: site });
+    const context = await chromium.launchPersistentContext(join(work, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+    const errors: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.url);
+      await page.waitForSelector('#device.ok', { timeout: 60_000 });
+      await page.click('#demo-model');
+      await page.waitForSelector('#model-status.ok', { timeout: 60_000 });
+      // Ten short records: 8 to train on in batches of 4, one epoch, two steps.
+      const records = Array.from({ length: 10 }, (_, i) => JSON.stringify({ instruction: `问题${i}：头痛怎么办？`, input: '', output: `回答${i}：多休息。` })).join('\n');
+      await page.setInputFiles('#data-file', { name: 'ten.jsonl', mimeType: 'application/json', buffer: Buffer.from(records) });
+      await page.waitForSelector('#data-status.ok');
+      assert.equal(await page.isChecked('#knobs input[name=loraUseDora]'), false, 'DoRA is off by default');
+      assert.equal(await page.isChecked('#knobs input[name=loraUseRslora]'), false, 'rsLoRA is off by default');
+      for (const [name, value] of [['numEpochs', '1'], ['cutoffLen', '96'], ['batchSize', '4'], ['valSetSize', '2'], ['evalSteps', '2']] as const) {
+        await page.fill(`#knobs input[name=${name}]`, value);
+      }
+      await page.check('#knobs input[name=loraUseDora]');
+      await page.waitForFunction(() => !(document.getElementById('train') as HTMLButtonElement).disabled, null, { timeout: 10_000 }).catch(async (e) => {
+        throw new Error(`${String(e)}; the plan says: ${await page.textContent('#plan')}`);
+      });
+      assert.match((await page.textContent('#plan')) ?? '', /LoRA r 8, alpha 16 \(scale 2\) on q_proj, v_proj, DoRA/);
+      await page.click('#train');
+      await page.waitForFunction(() => /^Done: 2 steps/.test(document.getElementById('train-stats')!.textContent ?? ''), null, { timeout: 240_000 });
+      assert.match((await page.textContent('#adapter-status')) ?? '', /^LoRA r 8, alpha 16 on q_proj, v_proj \(DoRA\): /);
+
+      const downloads: Record<string, Buffer> = {};
+      for (const which of ['config', 'weights']) {
+        const [d] = await Promise.all([page.waitForEvent('download'), page.click(`#download-${which}`)]);
+        const path = join(work, d.suggestedFilename());
+        await d.saveAs(path);
+        downloads[d.suggestedFilename()] = readFileSync(path);
+      }
+      const config = JSON.parse(downloads['adapter_config.json']!.toString('utf8')) as Record<string, unknown>;
+      assert.equal(config['use_dora'], true);
+      assert.equal(config['use_rslora'] ?? false, false);
+      const st = await SafetensorsFile.open(bytesSource('adapter_model.safetensors', downloads['adapter_model.safetensors']!));
+      const magnitudes = st.tensors.filter((t) => t.name.endsWith('.lora_magnitude_vector'));
+      const loraA = st.tensors.filter((t) => t.name.endsWith('.lora_A.weight'));
+      assert.ok(loraA.length > 0);
+      assert.deepEqual(magnitudes.map((t) => t.name).sort(), loraA.map((t) => t.name.replace(/lora_A\.weight$/, 'lora_magnitude_vector')).sort(), 'one magnitude per adapted module');
+      // Node's saveAdapter writes the same bytes for the same weights.
+      const base = await nodeDemoModel();
+      const resaved = join(work, 'resaved');
+      await resaveAdapter(base, downloads['adapter_config.json']!.toString('utf8'), downloads['adapter_model.safetensors']!, resaved);
+      base.model.dispose();
+      assert.ok(readFileSync(join(resaved, 'adapter_model.safetensors')).equals(downloads['adapter_model.safetensors']!), 'adapter_model.safetensors differs from saveAdapter');
+      assert.ok(readFileSync(join(resaved, 'adapter_config.json')).equals(downloads['adapter_config.json']!), 'adapter_config.json differs from saveAdapter');
       assert.deepEqual(errors, [], 'page errors');
     } finally {
       await context.close();

@@ -64,7 +64,7 @@ export function folderName(files: readonly File[]): string {
 export async function loadFolderModel(
   files: readonly File[],
   cutoffLen: number,
-  lora: { r: number; targetModules: LoraTargetModule[] },
+  lora: { r: number; targetModules: LoraTargetModule[]; useDora?: boolean },
   gpuMemory: number,
   onProgress: (fraction: number) => void,
 ): Promise<BaseModel> {

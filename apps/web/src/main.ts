@@ -60,7 +60,7 @@ async function boot(): Promise<void> {
     return;
   }
   byId('demo-model').addEventListener('click', () => void chooseBase(loadDemoModel, 'the demo model'));
-  const folder = (files: File[]) => void chooseBase(() => loadFolderModel(files, knobs().cutoffLen, { r: knobs().loraR, targetModules: ['q_proj', 'v_proj'] }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f)), folderName(files));
+  const folder = (files: File[]) => void chooseBase(() => loadFolderModel(files, knobs().cutoffLen, { r: knobs().loraR, targetModules: ['q_proj', 'v_proj'], useDora: knobs().loraUseDora }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f)), folderName(files));
   pickFiles('model-folder', folder);
   pickFiles('model-files', folder);
   byId('demo-data').addEventListener('click', () => void chooseData(loadDemoData));

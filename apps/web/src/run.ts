@@ -32,7 +32,16 @@ const MANIFEST = `${RUN_DIR}/run.json`;
 const DATA = `${RUN_DIR}/data.txt`;
 
 /** The knobs of the page, by TrainConfig field. */
-export type Knobs = Pick<TrainConfig, 'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'>;
+export type Knobs = Pick<
+  TrainConfig,
+  'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'loraUseRslora' | 'loraUseDora' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'
+>;
+
+/** The knobs of a stored run's config (a run saved before rsLoRA and DoRA were knobs has neither). */
+export function knobsOf(config: TrainConfig): Knobs {
+  const { numEpochs, learningRate, loraR, loraAlpha, cutoffLen, batchSize, valSetSize, evalSteps } = config;
+  return { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora: config.loraUseRslora === true, loraUseDora: config.loraUseDora === true, cutoffLen, batchSize, valSetSize, evalSteps };
+}
 
 /** HuaTuo's recipe with the page's knobs; logs every step, evaluates and saves every `evalSteps`. */
 export function recipe(knobs: Knobs): TrainConfig {
@@ -67,7 +76,7 @@ export function planTraining(base: BaseModel, source: DataSource, recipeConfig: 
   let plan = planRun(config, base, data);
   const info = deviceInfo()!;
   const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };
-  const lora = { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[] };
+  const lora = { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[], useDora: config.loraUseDora };
   const problem = (mb: number): string | null => {
     try {
       const p = planMemory(base.model.config, { batchSize: mb, seqLen: config.cutoffLen, dtype: base.model.dtype, lora, training: true }, limits);

@@ -10,8 +10,13 @@ import { refresh, state } from './state.js';
 /** The recipe knobs as the form holds them. */
 export function knobs(): Knobs {
   const form = byId<HTMLFormElement>('knobs');
-  const v = (name: string) => Number((form.elements.namedItem(name) as HTMLInputElement).value);
-  return { numEpochs: v('numEpochs'), learningRate: v('learningRate'), loraR: v('loraR'), loraAlpha: v('loraAlpha'), cutoffLen: v('cutoffLen'), batchSize: v('batchSize'), valSetSize: v('valSetSize'), evalSteps: v('evalSteps') };
+  const input = (name: string) => form.elements.namedItem(name) as HTMLInputElement;
+  const v = (name: string) => Number(input(name).value);
+  return {
+    numEpochs: v('numEpochs'), learningRate: v('learningRate'), loraR: v('loraR'), loraAlpha: v('loraAlpha'),
+    loraUseRslora: input('loraUseRslora').checked, loraUseDora: input('loraUseDora').checked,
+    cutoffLen: v('cutoffLen'), batchSize: v('batchSize'), valSetSize: v('valSetSize'), evalSteps: v('evalSteps'),
+  };
 }
 
 /** The GPU memory the plan may use, in bytes (WebGPU does not report it; the form says). */
@@ -22,7 +27,11 @@ export function gpuMemory(): number {
 /** Puts a run's knobs back into the form (resuming a stored run). */
 export function setKnobs(k: Knobs): void {
   const form = byId<HTMLFormElement>('knobs');
-  for (const [name, value] of Object.entries(k)) (form.elements.namedItem(name) as HTMLInputElement).value = String(value);
+  for (const [name, value] of Object.entries(k)) {
+    const input = form.elements.namedItem(name) as HTMLInputElement;
+    if (typeof value === 'boolean') input.checked = value;
+    else input.value = String(value);
+  }
 }
 
 /** Re-plans when the model, the data or a knob changes. */
@@ -45,6 +54,9 @@ export function replan(): void {
       b.textContent = `${label} `;
       plan.append(b, text, document.createElement('br'));
     };
+    const c = p.config;
+    const scale = c.loraAlpha / (c.loraUseRslora ? Math.sqrt(c.loraR) : c.loraR);
+    line('LoRA', `r ${c.loraR}, alpha ${c.loraAlpha} (scale ${Number(scale.toPrecision(4))}) on ${c.loraTargetModules.join(', ')}${c.loraUseRslora ? ', rsLoRA' : ''}${c.loraUseDora ? ', DoRA' : ''}`);
     line('Data', `${p.plan.records.train} training and ${p.plan.records.val} validation records, ${count(p.plan.tokens.train)} tokens (longest ${p.plan.tokens.longest})`);
     line('Steps', `${s.totalSteps} optimizer steps of ${p.config.batchSize} sequences (micro-batch ${s.microBatchSize} × ${s.gradientAccumulationSteps}), warm-up ${s.warmupSteps}`);
     line('Memory', p.plan.memory);

@@ -7,7 +7,7 @@ import { loadDemoModel } from './base-model.js';
 import { drawLossCurve } from './chart.js';
 import { fromText, loadDemoData } from './data-source.js';
 import { byId, count, duration, messageOf, say } from './dom.js';
-import { discardRun, runTraining, storedRun } from './run.js';
+import { discardRun, knobsOf, runTraining, storedRun } from './run.js';
 import { chooseBase, chooseData, setKnobs } from './setup-view.js';
 import { fatal, refresh, state } from './state.js';
 
@@ -67,8 +67,9 @@ export function describeAdapter(): void {
   const m: LlamaModel | undefined = state.base?.model;
   const cfg = m?.loraConfig;
   if (!m || !cfg) return;
-  const params = adaptedLinears(m).reduce((s, { linear }) => s + (linear.lora ? linear.lora.A.size + linear.lora.B.size : 0), 0);
-  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${cfg.useRslora ? ' (rsLoRA)' : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}`, 'ok');
+  const params = adaptedLinears(m).reduce((s, { linear }) => s + (linear.lora ? linear.lora.A.size + linear.lora.B.size + (linear.lora.magnitude?.size ?? 0) : 0), 0);
+  const variants = [cfg.useRslora ? 'rsLoRA' : '', cfg.useDora ? 'DoRA' : ''].filter(Boolean).join(', ');
+  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${variants ? ` (${variants})` : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}`, 'ok');
 }
 
 /** Offers to resume the run stored in this browser, if there is one. */
@@ -82,7 +83,7 @@ export async function offerStoredRun(): Promise<void> {
     (manifest.base.demo ? '' : ` Pick the folder ${manifest.base.name} again, then resume.`);
   banner.hidden = false;
   byId('resume-run').onclick = async () => {
-    setKnobs({ numEpochs: manifest.config.numEpochs, learningRate: manifest.config.learningRate, loraR: manifest.config.loraR, loraAlpha: manifest.config.loraAlpha, cutoffLen: manifest.config.cutoffLen, batchSize: manifest.config.batchSize, valSetSize: manifest.config.valSetSize, evalSteps: manifest.config.evalSteps });
+    setKnobs(knobsOf(manifest.config));
     if (manifest.base.demo && !state.base?.isDemo) await chooseBase(loadDemoModel, 'the demo model');
     if (!state.base || state.base.name !== manifest.base.name) {
       byId('resume-text').textContent = `The stored run was trained on ${manifest.base.name}: pick that folder in Base model, then press Resume here.`;
