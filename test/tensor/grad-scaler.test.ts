@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { AdamW, GradScaler, nextScaleState, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
+import { AdamW, GradScaler, nextScaleState, SGD, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
 import { gpu, seededValues } from './helpers.js';
 
 const TORCH = { growthFactor: 2, backoffFactor: 0.5, growthInterval: 3 };
@@ -126,4 +126,39 @@ test('a step whose gradients hold inf is skipped, the parameters keep their valu
   assert.throws(() => scaler.update(), /no inf\/NaN check/);
   opt.dispose();
   p.dispose();
+});
+
+test('one scaler serves two optimizers as in torch: each steps unless its own gradients overflowed, and update backs off if either did', async () => {
+  await gpu();
+  const a = tensor(new Float32Array([1, 2]), [2]).requireGrad();
+  const b = tensor(new Float32Array([3]), [1]).requireGrad();
+  const optA = new SGD([a], { lr: 1 });
+  const optB = new SGD([b], { lr: 1 });
+  const scaler = new GradScaler({ initScale: 4, growthInterval: 1 });
+  a.grad = tensor(new Float32Array([4, 8]), [2]);
+  b.grad = tensor(new Float32Array([Infinity]), [1]);
+  scaler.unscale(optA);
+  assert.throws(() => scaler.unscale(optA), /already called on this optimizer/);
+  assert.equal(await scaler.step(optA), true);
+  assert.equal(await scaler.step(optB), false);
+  await assert.rejects(scaler.step(optB), /step: already called on this optimizer/);
+  scaler.update();
+  assert.deepEqual([...(await a.toArray())], [0, 0]);
+  assert.deepEqual([...(await b.toArray())], [3]);
+  assert.equal(scaler.getScale(), 2);
+  // both finite: both step, and with growthInterval 1 the scale grows
+  a.grad = tensor(new Float32Array([2, 2]), [2]);
+  b.grad = tensor(new Float32Array([2]), [1]);
+  assert.equal(await scaler.step(optA), true);
+  scaler.unscale(optB);
+  assert.throws(() => scaler.update(), /unscaled but not stepped/);
+  assert.equal(await scaler.step(optB), true);
+  scaler.update();
+  assert.deepEqual([...(await b.toArray())], [2]);
+  assert.equal(scaler.getScale(), 4);
+  for (const o of [optA, optB]) o.dispose();
+  for (const p of [a, b]) {
+    p.grad?.dispose();
+    p.dispose();
+  }
 });

@@ -85,8 +85,8 @@ export function unscaleGradients(grads: readonly Tensor[], invScale: number): Te
 export class GradScaler {
   readonly options: Readonly<GradScalerOptions>;
   private state: GradScalerState;
-  private found: Tensor | null = null;
-  private foundInf: boolean | null = null;
+  /** Per optimizer since the last update: its unread flag, then whether its gradients held inf/NaN. */
+  private readonly checks = new Map<ScaledOptimizer, { found: Tensor | null; foundInf: boolean | null }>();
 
   constructor(options: Partial<GradScalerOptions> = {}) {
     const o = { ...DEFAULTS, ...options };
@@ -113,16 +113,19 @@ export class GradScaler {
     return this.enabled ? mul(loss, this.state.scale) : loss;
   }
 
-  /** Divides the optimizer's gradients by the scale in place and records whether any is inf/NaN (once per step). */
+  /**
+   * Divides the optimizer's gradients by the scale in place and records whether any is inf/NaN
+   * (once per optimizer between updates; several optimizers may share one scaler, as in torch).
+   */
   unscale(optimizer: ScaledOptimizer): void {
     if (!this.enabled) return;
-    if (this.found !== null || this.foundInf !== null) throw new ValueError('GradScaler.unscale: already called since the last update()');
+    if (this.checks.has(optimizer)) throw new ValueError('GradScaler.unscale: already called on this optimizer since the last update()');
     const grads = optimizer.paramGroups.flatMap((g) => g.params.flatMap((p) => (p.grad ? [p.grad] : [])));
-    this.found = keep(unscaleGradients(grads, Math.fround(1 / this.state.scale)));
+    this.checks.set(optimizer, { found: keep(unscaleGradients(grads, Math.fround(1 / this.state.scale))), foundInf: null });
   }
 
   /**
-   * Runs `optimizer.step()` unless the unscaled gradients hold inf/NaN (unscaling them first if
+   * Runs `optimizer.step()` unless its unscaled gradients hold inf/NaN (unscaling them first if
    * `unscale` was not called). Reads back one flag; returns whether the step was taken.
    */
   async step(optimizer: ScaledOptimizer): Promise<boolean> {
@@ -130,25 +133,30 @@ export class GradScaler {
       optimizer.step();
       return true;
     }
-    if (this.foundInf !== null) throw new ValueError('GradScaler.step: already called since the last update()');
-    if (this.found === null) this.unscale(optimizer);
-    const found = this.found!;
-    this.found = null;
+    if (this.checks.get(optimizer)?.foundInf != null) throw new ValueError('GradScaler.step: already called on this optimizer since the last update()');
+    if (!this.checks.has(optimizer)) this.unscale(optimizer);
+    const check = this.checks.get(optimizer)!;
+    const found = check.found!;
+    check.found = null;
     try {
-      this.foundInf = (await found.item()) !== 0;
+      check.foundInf = (await found.item()) !== 0;
     } finally {
       found.dispose('GradScaler read its flag');
     }
-    if (!this.foundInf) optimizer.step();
-    return !this.foundInf;
+    if (!check.foundInf) optimizer.step();
+    return !check.foundInf;
   }
 
-  /** Updates the scale from this step's check (see {@link nextScaleState}). */
+  /** Updates the scale from this step's checks, inf/NaN in any optimizer's gradients counting (see {@link nextScaleState}). */
   update(): void {
     if (!this.enabled) return;
-    if (this.foundInf === null) throw new ValueError('GradScaler.update: no inf/NaN check was recorded; call step(optimizer) first');
-    this.state = nextScaleState(this.state, this.foundInf, this.options);
-    this.foundInf = null;
+    const checks = [...this.checks.values()];
+    if (checks.length === 0) throw new ValueError('GradScaler.update: no inf/NaN check was recorded; call step(optimizer) first');
+    if (checks.some((c) => c.foundInf === null)) {
+      throw new ValueError('GradScaler.update: an optimizer was unscaled but not stepped; call step(optimizer) for it before update()');
+    }
+    this.state = nextScaleState(this.state, checks.some((c) => c.foundInf === true), this.options);
+    this.checks.clear();
   }
 
   /** The scale and growth tracker, for a checkpoint. */
