@@ -162,3 +162,8 @@ test('one scaler serves two optimizers as in torch: each steps unless its own gr
     p.dispose();
   }
 });
+
+test("GradScaler refuses options it does not have, such as torch's snake_case init_scale, instead of ignoring them", () => {
+  assert.throws(() => new GradScaler({ init_scale: 1024 } as never), (e: Error) => e instanceof ValueError && e.message.includes('GradScaler: option init_scale is not supported; did you mean initScale?'));
+  assert.throws(() => new GradScaler({ growth_interval: 10 } as never), /did you mean growthInterval\?/);
+});

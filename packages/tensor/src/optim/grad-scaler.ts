@@ -8,6 +8,7 @@ import { mul } from '../ops/arithmetic.js';
 import { runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
+import { checkOptionNames } from './optimizer.js';
 
 /** Hyperparameters of {@link GradScaler} (torch's defaults). */
 export interface GradScalerOptions {
@@ -89,6 +90,7 @@ export class GradScaler {
   private readonly checks = new Map<ScaledOptimizer, { found: Tensor | null; foundInf: boolean | null }>();
 
   constructor(options: Partial<GradScalerOptions> = {}) {
+    checkOptionNames('GradScaler', Object.keys(DEFAULTS), options);
     const o = { ...DEFAULTS, ...options };
     const bad = (what: string, v: number, rule: string) => new ValueError(`GradScaler: ${what} must be ${rule}, got ${v}`);
     if (!(o.initScale > 0) || !Number.isFinite(o.initScale)) throw bad('initScale', o.initScale, 'a finite number > 0');
