@@ -87,6 +87,8 @@ test('any valid config survives a round trip through config.json text', () => {
       eos: fc.array(fc.nat(2), { minLength: 1, maxLength: 3 }),
       pad: fc.option(fc.nat(2), { nil: undefined }),
       dtype: fc.constantFrom('float32' as const, 'float16' as const, 'bfloat16' as const),
+      mistral: fc.boolean(),
+      window: fc.option(fc.integer({ min: 1, max: 1 << 20 }), { nil: null }),
       ropeScaling: fc.constantFrom<LlamaRopeScaling | null>(
         null,
         { type: 'linear', factor: 2 },
@@ -97,6 +99,7 @@ test('any valid config survives a round trip through config.json text', () => {
     })
     .map(
       (r): LlamaConfig => ({
+        modelType: r.mistral ? 'mistral' : 'llama',
         hiddenSize: r.kv * r.groups * r.headDim,
         intermediateSize: r.intermediateSize,
         numHiddenLayers: r.numHiddenLayers,
@@ -108,6 +111,7 @@ test('any valid config survives a round trip through config.json text', () => {
         ropeScaling: r.ropeScaling,
         vocabSize: r.vocabSize,
         maxPositionEmbeddings: r.maxPositionEmbeddings,
+        slidingWindow: r.mistral ? r.window : null,
         tieWordEmbeddings: r.tie,
         bosTokenId: 1,
         eosTokenId: r.eos[0]!,
@@ -146,7 +150,7 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   expectConfigError(() => parseLlamaConfig(withField('num_key_value_heads', 3), file), 'num_key_value_heads', 'num_attention_heads 4', 'num_key_value_heads 3');
   expectConfigError(() => parseLlamaConfig(withField('hidden_act', 'gelu'), file), 'hidden_act', '"silu"', '"gelu"');
   expectConfigError(() => parseLlamaConfig(withField('rms_norm_eps', -1), file), 'rms_norm_eps', 'positive number', '-1');
-  expectConfigError(() => parseLlamaConfig(withField('model_type', 'mistral'), file), 'model_type', '"mistral"');
+  expectConfigError(() => parseLlamaConfig(withField('model_type', 'qwen2'), file), 'model_type', '"llama" or "mistral"', '"qwen2"');
   expectConfigError(() => parseLlamaConfig(withField('eos_token_id', 32000), file), 'eos_token_id', '[0, 32000)', '32000');
   expectConfigError(() => parseLlamaConfig(withField('head_dim', 32), file), 'head_dim', '16', '32');
   expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'yarn', factor: 2 }), file), 'rope_scaling', file, '"yarn" is not supported', '"linear"');

@@ -6,7 +6,7 @@ export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, 
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, withGenerationConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
-export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
+export type { LlamaConfig, LlamaConfigOverrides, LlamaModelType, LlamaPresetName, TorchDType } from './formats/config.js';
 export type { LlamaRopeScaling } from './formats/rope-scaling.js';
 
 // Byte sources: random-access reads from files, Blobs and memory

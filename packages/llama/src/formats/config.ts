@@ -1,5 +1,6 @@
-// LLaMA hyperparameters: Hugging Face `config.json` parsed into a typed, validated
-// `LlamaConfig`, written back out, and named presets. Browser-safe.
+// LLaMA hyperparameters: Hugging Face `config.json` (model_type "llama", or "mistral": LLaMA's
+// architecture with a sliding attention window) parsed into a typed, validated `LlamaConfig`, written
+// back out, and named presets. Browser-safe.
 
 import { ModelConfigError } from '../errors.js';
 import { parseRopeScaling, ropeScalingJson, type LlamaRopeScaling } from './rope-scaling.js';
@@ -7,8 +8,13 @@ import { parseRopeScaling, ropeScalingJson, type LlamaRopeScaling } from './rope
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
 export type TorchDType = 'float32' | 'float16' | 'bfloat16';
 
+/** The Hugging Face architectures read as LLaMA: `model_type` "llama" and "mistral". */
+export type LlamaModelType = 'llama' | 'mistral';
+
 /** LLaMA hyperparameters in camelCase; HF `config.json` field names in comments. */
 export interface LlamaConfig {
+  /** The checkpoint's architecture (`model_type`): "llama", or "mistral" (LLaMA with `sliding_window`). */
+  readonly modelType: LlamaModelType;
   /** C, the residual width (`hidden_size`). */
   readonly hiddenSize: number;
   /** The SwiGLU MLP's inner width (`intermediate_size`). */
@@ -31,6 +37,11 @@ export interface LlamaConfig {
   readonly vocabSize: number;
   /** Longest sequence the position encoding is meant for (`max_position_embeddings`). */
   readonly maxPositionEmbeddings: number;
+  /**
+   * Mistral's sliding attention window (`sliding_window`): query i sees keys i - slidingWindow < j <= i.
+   * null for full causal attention (always for LLaMA).
+   */
+  readonly slidingWindow: number | null;
   /** Whether `lm_head` shares the embedding matrix (`tie_word_embeddings`). */
   readonly tieWordEmbeddings: boolean;
   /** Beginning-of-sequence token id (`bos_token_id`). */
@@ -60,6 +71,7 @@ export type LlamaPresetName = 'llama-7b' | 'tiny';
 
 // huggyllama/llama-7b's config.json.
 const LLAMA_7B: LlamaConfig = Object.freeze({
+  modelType: 'llama',
   hiddenSize: 4096,
   intermediateSize: 11008,
   numHiddenLayers: 32,
@@ -71,6 +83,7 @@ const LLAMA_7B: LlamaConfig = Object.freeze({
   ropeScaling: null,
   vocabSize: 32000,
   maxPositionEmbeddings: 2048,
+  slidingWindow: null,
   tieWordEmbeddings: false,
   bosTokenId: 1,
   eosTokenId: 2,
@@ -157,10 +170,12 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
 }
 
 /**
- * Parses a Hugging Face LLaMA `config.json` (already JSON-decoded). Absent fields take
- * HF's LlamaConfig defaults: num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6,
- * rope_theta 10000, rope_scaling null, max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2,
- * hidden_act "silu", initializer_range 0.02, torch_dtype float32. Throws ModelConfigError naming
+ * Parses a Hugging Face LLaMA or Mistral `config.json` (already JSON-decoded; model_type "llama",
+ * "mistral" or absent, read as "llama"). Absent fields take HF's LlamaConfig defaults:
+ * num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6, rope_theta 10000, rope_scaling null,
+ * max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2, hidden_act "silu",
+ * initializer_range 0.02, torch_dtype float32; for Mistral, MistralConfig's: num_key_value_heads 8,
+ * max_position_embeddings 131072, sliding_window 4096 (null: no window). Throws ModelConfigError naming
  * `fileName` and the field for anything missing, malformed, or unsupported.
  *
  * @example
@@ -173,24 +188,28 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
     throw new ModelConfigError(file, undefined, 'expected a JSON object of LLaMA hyperparameters');
   }
   const j = json as Json;
-  const modelType = field(file, j, 'model_type');
-  if (modelType !== undefined && modelType !== 'llama') {
-    throw new ModelConfigError(file, 'model_type', `expected "llama", got ${JSON.stringify(modelType)}; only LLaMA checkpoints are supported`);
+  const modelType = field(file, j, 'model_type') ?? 'llama';
+  if (modelType !== 'llama' && modelType !== 'mistral') {
+    throw new ModelConfigError(file, 'model_type', `expected "llama" or "mistral", got ${JSON.stringify(modelType)}; only LLaMA and Mistral checkpoints are supported`);
   }
+  const mistral = modelType === 'mistral';
   const hiddenSize = positiveInt(file, j, 'hidden_size');
   const intermediateSize = positiveInt(file, j, 'intermediate_size');
   const numHiddenLayers = positiveInt(file, j, 'num_hidden_layers');
   const numAttentionHeads = positiveInt(file, j, 'num_attention_heads');
-  const numKeyValueHeads = positiveInt(file, j, 'num_key_value_heads', numAttentionHeads);
+  // MistralConfig's defaults where the field is absent: 8 kv heads (null: as many as query heads), 4096 * 32 positions.
+  const kvAbsent = mistral && field(file, j, 'num_key_value_heads') === undefined;
+  const numKeyValueHeads = kvAbsent ? 8 : positiveInt(file, j, 'num_key_value_heads', numAttentionHeads);
   const vocabSize = positiveInt(file, j, 'vocab_size');
-  const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', 2048);
+  const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', mistral ? 4096 * 32 : 2048);
+  const slidingWindow = mistral ? parseSlidingWindow(file, field(file, j, 'sliding_window')) : null;
   if (hiddenSize % numAttentionHeads !== 0) {
     throw new ModelConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number`);
   }
   const headDim = hiddenSize / numAttentionHeads;
   const declaredHeadDim = field(file, j, 'head_dim');
   if (declaredHeadDim !== undefined && declaredHeadDim !== null && declaredHeadDim !== headDim) {
-    throw new ModelConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}`);
+    throw new ModelConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}; a head width other than hidden_size / num_attention_heads (as in Mistral-Nemo) is not supported`);
   }
   if (numAttentionHeads % numKeyValueHeads !== 0) {
     throw new ModelConfigError(file, 'num_key_value_heads', `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}; each key/value head must serve a whole number of query heads`);
@@ -226,6 +245,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const padTokenId = padRaw === undefined || padRaw === null || padRaw === -1 ? undefined : tokenId(file, 'pad_token_id', padRaw, vocabSize);
 
   return Object.freeze({
+    modelType,
     hiddenSize,
     intermediateSize,
     numHiddenLayers,
@@ -237,6 +257,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
     ropeScaling,
     vocabSize,
     maxPositionEmbeddings,
+    slidingWindow,
     tieWordEmbeddings: tie,
     bosTokenId,
     eosTokenId: eosTokenIds[0]!,
@@ -248,16 +269,27 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   });
 }
 
+/** A Mistral `sliding_window`: a positive whole number of keys, or null (absent: MistralConfig's 4096). */
+function parseSlidingWindow(file: string, v: unknown): number | null {
+  if (v === undefined) return 4096;
+  if (v === null) return null;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > 0xffffffff) {
+    throw new ModelConfigError(file, 'sliding_window', `expected a positive integer or null (no window), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
 /**
- * A complete Hugging Face `config.json` object for `config` (architectures
- * `["LlamaForCausalLM"]`, `model_type` "llama", every hyperparameter) that
- * `parseLlamaConfig` reads back to an equal config. Serialize with
+ * A complete Hugging Face `config.json` object for `config` (architectures `["LlamaForCausalLM"]` and
+ * `model_type` "llama", or `["MistralForCausalLM"]`, "mistral" and its `sliding_window`; every
+ * hyperparameter) that `parseLlamaConfig` reads back to an equal config. Serialize with
  * `JSON.stringify(obj, null, 2)`.
  */
 export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
   const eos = config.eosTokenIds.length > 1 ? [...config.eosTokenIds] : config.eosTokenId;
+  const mistral = config.modelType === 'mistral';
   const out: Record<string, unknown> = {
-    architectures: ['LlamaForCausalLM'],
+    architectures: [mistral ? 'MistralForCausalLM' : 'LlamaForCausalLM'],
     attention_bias: false,
     bos_token_id: config.bosTokenId,
     eos_token_id: eos,
@@ -268,7 +300,7 @@ export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
     intermediate_size: config.intermediateSize,
     max_position_embeddings: config.maxPositionEmbeddings,
     mlp_bias: false,
-    model_type: 'llama',
+    model_type: config.modelType,
     num_attention_heads: config.numAttentionHeads,
     num_hidden_layers: config.numHiddenLayers,
     num_key_value_heads: config.numKeyValueHeads,
@@ -282,6 +314,11 @@ export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
     use_cache: true,
     vocab_size: config.vocabSize,
   };
+  if (mistral) {
+    // MistralConfig has no bias or tensor-parallel fields.
+    for (const key of ['attention_bias', 'mlp_bias', 'pretraining_tp']) delete out[key];
+    out['sliding_window'] = config.slidingWindow;
+  }
   return out;
 }
 

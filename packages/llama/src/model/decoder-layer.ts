@@ -1,5 +1,6 @@
-// One LLaMA decoder block (Hugging Face's LlamaDecoderLayer): RMSNorm, attention with rotate_half
-// RoPE and grouped-query heads, SwiGLU MLP (in row chunks past the binding limit), both residual.
+// One LLaMA decoder block (Hugging Face's LlamaDecoderLayer, and MistralDecoderLayer with its sliding
+// window): RMSNorm, attention with rotate_half RoPE and grouped-query heads, SwiGLU MLP (in row chunks
+// past the binding limit), both residual.
 
 import {
   add, attention, cat, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearAdd, fusedLinearPreferred, fusedLinearSwiglu, isGradEnabled, reshape, rmsNorm,
@@ -77,7 +78,7 @@ export class DecoderLayer {
       v = heads(vp, c.numKeyValueHeads); // [B, Hkv, T, D]
       if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
     }
-    const y = attention(q, k, v, { causal: true, keyPaddingMask: mask }); // [B, H, T, D]
+    const y = attention(q, k, v, { causal: true, window: c.slidingWindow, keyPaddingMask: mask }); // [B, H, T, D]
     const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
     x = this.residual(x, this.oProj, merged, fuse, projSeed(seed, 3)); // [B, T, C]
     // MLP: the post-attention norm, gate and up with SwiGLU in one pass where they fit.
