@@ -76,8 +76,8 @@ test('generate --template chat --input: each record is one user message (instruc
   const dir = mkdtempSync(join(tmpdir(), 'huatuo-generate-in-'));
   const input = join(dir, 'questions.jsonl');
   const records = [
-    { instruction: '头痛怎么办？', input: '', output: '-' },
-    { instruction: ' 这个检查结果正常吗？', input: '血压 150/95 ', output: '-' },
+    { instruction: '头痛怎么办？' },
+    { instruction: ' 这个检查结果正常吗？', input: '血压 150/95 ' },
   ];
   writeFileSync(input, records.map((r) => JSON.stringify(r)).join('\n'));
   const lines = await generateCli(['--base', llama2Dir, '--template', 'chat', '--input', input]);

@@ -103,3 +103,12 @@ test('every demo answer fits cutoffLen 256 with LLaMA tokenization, EOS included
   assert.deepEqual(warnings, []);
   assert.ok(examples.every((e) => e.eosAppended && e.inputIds.length <= 256));
 });
+
+test('questions to answer need only an instruction; training records still need input and output', () => {
+  const text = '{"instruction": "头痛怎么办"}\n{"instruction": "发烧", "input": "三天"}\n{"instruction": "咳嗽", "input": "", "output": ""}\n';
+  const { records } = parseRecords(text, 'q.jsonl', 'questions');
+  assert.deepEqual(records.map((r) => [r.instruction, r.input, r.output]), [['头痛怎么办', '', ''], ['发烧', '三天', ''], ['咳嗽', '', '']]);
+  assert.throws(() => parseRecords(text, 'q.jsonl'), (e) => e instanceof DataError && /line 1: missing "input"/.test(e.message) && /line 3: "output" is empty/.test(e.message));
+  assert.throws(() => parseRecords('{"input": "x"}\n{"instruction": 3}\n', 'q.jsonl', 'questions'), (e) =>
+    e instanceof DataError && /line 1: missing "instruction"; every question needs an "instruction" string/.test(e.message) && /line 2: "instruction" must be a string/.test(e.message));
+});

@@ -70,7 +70,7 @@ export function buildGenerateCommand(): Command {
       // HuaTuo's infer.py asks the instruction alone; a chat model gets instruction and input as one
       // user message, joined by a newline as LLaMA-Factory's alpaca converter joins them.
       const question = (r: QaRecord) => (isChatTemplate(template) && r.input !== '' ? `${r.instruction}\n${r.input}` : r.instruction);
-      const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input))).records.map(question);
+      const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input), 'questions')).records.map(question);
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       await openDevice();

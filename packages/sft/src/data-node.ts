@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { jsonMessage, parseRecords, type LoadedData } from './data.js';
+import { jsonMessage, parseRecords, type LoadedData, type RecordKind } from './data.js';
 import { DataError } from './errors.js';
 
 /** The built-in demo sample of Chinese medical QA (`huatuo-train` with no data path). */
@@ -20,14 +20,14 @@ function readError(file: string, err: unknown): DataError {
  * Reads and parses a data file (JSON array or JSONL).
  * @example const { records } = await loadRecords('../shared/data/huatuo/llama_data.json'); // 8,658 records
  */
-export async function loadRecords(file: string): Promise<LoadedData> {
+export async function loadRecords(file: string, kind: RecordKind = 'training'): Promise<LoadedData> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw readError(file, err);
   }
-  return parseRecords(text, file);
+  return parseRecords(text, file, kind);
 }
 
 /** Synchronous {@link loadRecords}. */

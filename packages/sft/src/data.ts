@@ -47,25 +47,33 @@ function typeName(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)?.slice(0, 40)}`;
 }
 
+/**
+ * What a record must hold: `training` data an instruction, an input (may be "") and an answer; `questions`
+ * to answer (generate --input) only an instruction, with input "" and output "" where absent.
+ */
+export type RecordKind = 'training' | 'questions';
+
 /** Checks one parsed value against the record shape; returns the record or pushes problems. */
-function checkRecord(value: unknown, where: string, problems: string[]): QaRecord | null {
+function checkRecord(value: unknown, where: string, problems: string[], kind: RecordKind): QaRecord | null {
+  const shape = kind === 'training' ? '{"instruction", "input", "output"}' : '{"instruction"} (and optionally "input")';
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    problems.push(`${where}: expected an object {"instruction", "input", "output"}, got ${typeName(value)}`);
+    problems.push(`${where}: expected an object ${shape}, got ${typeName(value)}`);
     return null;
   }
   const obj = value as Record<string, unknown>;
   const before = problems.length;
   for (const field of FIELDS) {
     if (!(field in obj)) {
-      problems.push(`${where}: missing "${field}"; every record needs "instruction", "input" and "output" strings (input may be "")`);
+      if (kind === 'questions' && field !== 'instruction') continue;
+      problems.push(kind === 'training' ? `${where}: missing "${field}"; every record needs "instruction", "input" and "output" strings (input may be "")` : `${where}: missing "instruction"; every question needs an "instruction" string`);
     } else if (typeof obj[field] !== 'string') {
       problems.push(`${where}: "${field}" must be a string, got ${typeName(obj[field])}`);
     }
   }
   if (problems.length > before) return null;
-  const record = { instruction: obj['instruction'] as string, input: obj['input'] as string, output: obj['output'] as string };
+  const record = { instruction: obj['instruction'] as string, input: (obj['input'] ?? '') as string, output: (obj['output'] ?? '') as string };
   if (record.instruction.trim() === '') problems.push(`${where}: "instruction" is empty; write the question or remove the record`);
-  if (record.output.trim() === '') problems.push(`${where}: "output" is empty; write the answer or remove the record`);
+  if (kind === 'training' && record.output.trim() === '') problems.push(`${where}: "output" is empty; write the answer or remove the record`);
   return problems.length > before ? null : record;
 }
 
@@ -192,11 +200,12 @@ export function jsonMessage(err: unknown): string {
 
 /**
  * Parses the text of a data file: a JSON array of records, or JSON Lines (one record
- * per line, blank lines skipped). The extension plays no part.
+ * per line, blank lines skipped). The extension plays no part. `kind` 'questions' reads records to
+ * answer, which need only an instruction (see RecordKind).
  * @throws DataError naming the file and every bad line or record.
  * @example parseRecords('{"instruction":"q","input":"","output":"a"}\n', 'x.json').records.length === 1
  */
-export function parseRecords(text: string, file: string): LoadedData {
+export function parseRecords(text: string, file: string, kind: RecordKind = 'training'): LoadedData {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const first = /\S/.exec(text);
   if (!first) throw new DataError(file, ['the file is empty; expected a JSON array of records or one JSON record per line']);
@@ -216,7 +225,7 @@ export function parseRecords(text: string, file: string): LoadedData {
     if (!Array.isArray(parsed)) throw new DataError(file, ['expected a JSON array of records']);
     parsed.forEach((value, i) => {
       const location = { file, index: i + 1 };
-      const record = checkRecord(value, `record ${i + 1}`, problems);
+      const record = checkRecord(value, `record ${i + 1}`, problems, kind);
       if (record) records.push({ ...record, location });
     });
     if (problems.length > 0) throw new DataError(file, problems);
@@ -254,7 +263,7 @@ export function parseRecords(text: string, file: string): LoadedData {
       problems.push(`line ${i + 1}${offset >= 0 ? `, column ${offset + 1}` : ''}: not valid JSON (${jsonMessage(err)}); each line must hold one complete JSON record`);
       continue;
     }
-    const record = checkRecord(value, `line ${i + 1}`, problems);
+    const record = checkRecord(value, `line ${i + 1}`, problems, kind);
     if (record) records.push({ ...record, location: { file, line: i + 1 } });
   }
   if (problems.length > 0) throw new DataError(file, problems);

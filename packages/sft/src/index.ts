@@ -11,7 +11,7 @@ export { trainingSchedule, learningRateAt } from './schedule.js';
 export type { TrainingSchedule } from './schedule.js';
 
 // Data, prompts, tokens and batches
-export { parseRecords, describeLocation } from './data.js';
+export { parseRecords, describeLocation, type RecordKind } from './data.js';
 export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
 export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
 export type { PromptTemplate } from './prompt.js';
