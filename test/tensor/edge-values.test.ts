@@ -92,3 +92,26 @@ test('where and maskedFill read a float condition as torch bool() does: NaN and 
     assert.deepEqual(Array.from(await where(tensor(new Int32Array([0, -1, 5, 0, 1, 0]), [6]), a, b).toArray()), [2, 1, 1, 2, 1, 2], 'i32 condition');
   });
 });
+
+test('where takes a number for either branch as torch.where does, in the other operand dtype, and its gradient is exactly 0 where a branch is not chosen', async () => {
+  await scoped(async () => {
+    const cond = tensor(new Int32Array([1, 0, 1]), [3]);
+    const x = tensor([NaN, Infinity, 2], [3]).requireGrad();
+    const y = where(cond, x, 0);
+    assert.deepEqual(Array.from(await y.toArray()), [NaN, 0, 2]);
+    const z = where(cond, -1.5, x);
+    assert.deepEqual(Array.from(await z.toArray()), [-1.5, Infinity, -1.5]);
+    backward(sum(y).add(sum(z)));
+    assert.deepEqual(Array.from(await x.grad!.toArray()), [1, 1, 1]);
+    const both = where(cond, 1, 0);
+    assert.equal(both.dtype, 'f32');
+    assert.deepEqual(Array.from(await both.toArray()), [1, 0, 1]);
+    if (hasF16()) assert.equal(where(cond, cast(x, 'f16'), 0).dtype, 'f16');
+    // where passes exactly 0 to the unchosen log branch; log's own backward then gives 0 / 0 = NaN at
+    // u = 0, as in torch (tensor([nan, -1., 0.]))
+    const u = tensor([0, -1, 4], [3]).requireGrad();
+    backward(sum(where(cond, tensor([7, 7, 7], [3]), log(u))));
+    const gu = await u.grad!.toArray();
+    assert.ok(Number.isNaN(gu[0]!) && gu[1] === -1 && Object.is(gu[2], 0), `log branch gradient ${Array.from(gu)} (torch: nan, -1, 0)`);
+  });
+});

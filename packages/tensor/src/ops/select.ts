@@ -3,7 +3,7 @@ import { DTypeError, ValueError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
 import { packParams } from '../kernels.js';
 import { empty, Tensor, type DType } from '../tensor.js';
-import { checkTensorArg, defineOp, type OpContext } from './define.js';
+import { checkTensorArg, defineOp, describeValue, type OpContext } from './define.js';
 import { broadcastShapes, broadcastStrides, checkSameDType, isFloat, runFill, runStrided, runUnary, sumToShape } from './launch.js';
 
 function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
@@ -18,8 +18,7 @@ function runWhere(op: string, cond: Tensor, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** Elementwise `cond != 0 ? a : b` with broadcasting; cond may be u32, i32 or a float mask. */
-export const where = defineOp({
+const whereOp = defineOp({
   name: 'where',
   tensors: ['cond', 'a', 'b'],
   forward(ctx: OpContext<[Tensor], { aShape: readonly number[]; bShape: readonly number[] }>, cond: Tensor, a: Tensor, b: Tensor) {
@@ -40,15 +39,34 @@ export const where = defineOp({
   },
 });
 
+/**
+ * Elementwise `cond ? a : b` with broadcasting, as torch.where: cond may be u32, i32 or a float mask
+ * (nonzero and NaN are true); a and b are tensors of one dtype, or numbers taken in the other
+ * operand's dtype (f32 when both are numbers). The gradient is exactly 0 where a branch is not chosen,
+ * whatever that branch holds.
+ * @example
+ * const y = where(mask, x, 0); // x where mask is set, else 0
+ */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  checkTensorArg('where', 'cond', cond);
+  for (const [name, v] of [['a', a], ['b', b]] as const) {
+    if (!(v instanceof Tensor) && typeof v !== 'number') throw new ValueError(`where: ${name} is ${describeValue(v)}; expected a Tensor or a number`);
+  }
+  const dtype = a instanceof Tensor ? a.dtype : b instanceof Tensor ? b.dtype : 'f32';
+  const ta = a instanceof Tensor ? a : runFill([], dtype, a, null);
+  const tb = b instanceof Tensor ? b : runFill([], dtype, b, null);
+  const out = whereOp(cond, ta, tb);
+  if (ta !== a) ta.dispose('temporary of where');
+  if (tb !== b) tb.dispose('temporary of where');
+  return out;
+}
+
 /** `x` with `value` wherever `mask` is non-zero (mask broadcasts against x). */
 export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   checkTensorArg('maskedFill', 'x', x);
   checkTensorArg('maskedFill', 'mask', mask);
   if (typeof value !== 'number') throw new ValueError(`maskedFill: value is ${typeof value}; expected a number`);
-  const fill = runFill([], x.dtype, value, null);
-  const out = where(mask, fill, x);
-  fill.dispose('temporary of maskedFill');
-  return out;
+  return where(mask, value, x);
 }
 
 const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
