@@ -21,13 +21,17 @@ fn f32_from_bits(bits: u32) -> f32 {
   return bitcast<f32>(bits);
 }
 
-// v^c as IEEE pow (and torch.pow) gives it: 1 when c is 0 (0^0 and NaN^0 too), NaN for a negative base
-// and a fractional exponent, the base's sign (-0 included) kept for an odd integer exponent. WGSL's pow
-// is exp2(c log2(v)), defined for v > 0 only.
+// v^c as IEEE pow (and torch.pow) gives it: 1 when c is 0 (0^0 and NaN^0 too), NaN for a finite
+// negative base and a fractional exponent, +-inf for a zero base and a negative exponent, the base's
+// sign (-0 and -inf included) kept for an odd integer exponent. WGSL's pow is exp2(c log2(v)),
+// defined for v > 0 only, so zero and infinite bases are handled here (by bits).
 fn signed_pow(v: f32, c: f32) -> f32 {
   if (c == 0.0) { return 1.0; }
-  if (v < 0.0 && c != floor(c)) { return f32_from_bits(0x7fc00000u); }
-  let r = pow(abs(v), c);
+  let a = bitcast<u32>(v) & 0x7fffffffu;
+  if (v < 0.0 && a < 0x7f800000u && c != floor(c)) { return f32_from_bits(0x7fc00000u); }
+  var r = pow(abs(v), c);
+  if (a == 0u) { r = select(0.0, f32_from_bits(0x7f800000u), c < 0.0); }
+  if (a == 0x7f800000u) { r = select(0.0, f32_from_bits(0x7f800000u), c > 0.0); }
   if ((bitcast<u32>(v) >> 31u) == 1u && abs(c % 2.0) == 1.0) { return -r; }
   return r;
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
-import { backward, cast, DTypeError, exp, hasF16, log, maskedFill, relu, rsqrt, silu, sqrt, sum, tensor, where, type Tensor } from '@huatuo/tensor';
+import { backward, cast, DTypeError, exp, hasF16, log, maskedFill, pow, relu, rsqrt, silu, sqrt, sum, tensor, where, type Tensor } from '@huatuo/tensor';
 import { gpu, scoped } from './helpers.js';
 
 type Encoded = number | 'nan' | 'inf' | '-inf' | '-0';
@@ -48,11 +48,11 @@ before(async () => {
   await gpu();
 });
 
-test('exp, log, sqrt, rsqrt, silu and relu give torch outputs and gradients on NaN, infinities and signed zeros', async () => {
+test('exp, log, sqrt, rsqrt, silu, relu and pow give torch outputs and gradients on NaN, infinities and signed zeros', async () => {
   for (const c of fixture.unary) {
     await scoped(async () => {
       const x = tensor(c.x.map(decode), [c.x.length]).requireGrad();
-      const y = UNARY[c.op]!(x);
+      const y = c.op.startsWith('pow:') ? pow(x, Number(c.op.slice(4))) : UNARY[c.op]!(x);
       backward(sum(y));
       assertEdgeClose(await y.toArray(), c.y, `${c.op}(x)`);
       assertEdgeClose(await x.grad!.toArray(), c.grad, `${c.op} gradient`);

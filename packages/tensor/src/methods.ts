@@ -39,7 +39,7 @@ declare module './tensor.js' {
     expand(shape: readonly number[]): Tensor;
     contiguous(): Tensor;
     to(dtype: DType): Tensor;
-    where(cond: Tensor, other: Tensor): Tensor;
+    where(cond: Tensor, other: Tensor | number): Tensor;
     backward(grad?: Tensor, options?: BackwardOptions): void;
     toArray(): Promise<HostArray<this['dtype']>>;
     item(): Promise<number>;

@@ -39,7 +39,18 @@ export const sqrt = unaryOp('sqrt', 'sqrt(v)', 'y', 'a / (2.0 * b)');
 /** 1 / sqrt(x). */
 export const rsqrt = unaryOp('rsqrt', 'inverseSqrt(v)', 'y', '-0.5 * a * b * b * b');
 
-/** x^p for a number exponent p (negative bases allowed with integer p). */
+/** x^p in WGSL over v (c = p): torch computes p = 2 as v * v, and 0.5 and -0.5 as sqrt and rsqrt, which differ from IEEE pow at -0 and -inf. */
+function powExpr(p: number): string {
+  if (p === 2) return 'v * v';
+  if (p === 0.5) return 'sqrt(v)';
+  if (p === -0.5) return 'inverseSqrt(v)';
+  return 'signed_pow(v, c)';
+}
+
+/**
+ * x^p for a number exponent p, as torch.pow: IEEE pow (negative bases with integer p; 0 to a negative
+ * power is infinite), except p = 0.5 and -0.5, which torch computes as sqrt and rsqrt.
+ */
 export const pow = defineOp({
   name: 'pow',
   tensors: ['x'],
@@ -47,15 +58,15 @@ export const pow = defineOp({
     checkFloat('pow', x);
     ctx.saved.push(x);
     ctx.data = { p };
-    if (p === 2) return runUnary('pow', x, 'v * v');
-    return runUnary('pow', x, 'signed_pow(v, c)', p);
+    return runUnary('pow', x, powExpr(p), p);
   },
-  // d x^p/dx = p x^(p-1)
+  // d x^p/dx = p x^(p-1), with x^(p-1) computed as the forward computes that power (torch's pow_backward);
+  // exactly 0 for p = 0 whatever the incoming gradient
   backward(ctx, g) {
     const { p } = ctx.data;
     const x = ctx.saved[0]!;
-    if (p === 0) return [runUnary('pow', g, '0.0 * v')];
-    const d = p === 2 ? runUnary('pow', x, '2.0 * v') : runUnary('pow', x, `${fmtFloat(p)} * signed_pow(v, c)`, p - 1);
+    if (p === 0) return [runUnary('pow', g, '0.0')];
+    const d = runUnary('pow', x, `${fmtFloat(p)} * ${powExpr(p - 1).replace('v * v', '(v * v)')}`, p - 1);
     return [runBinary('pow', g, d, 'a * b')];
   },
 });
