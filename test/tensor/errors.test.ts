@@ -125,4 +125,6 @@ test('a fraction or a non-array where an op needs integers raises a ValueError n
   throwsWith(() => permute(x, '10' as never), ValueError, ['permute: order is the string "10"']);
   throwsWith(() => slice(x, 1, 0.5), ValueError, ['slice: start 0.5']);
   throwsWith(() => maskedFill(x, x, 'a' as never), ValueError, ['maskedFill: value is string']);
+  throwsWith(() => pow(x, '2' as never), ValueError, ['pow: p is the string "2"; expected a number']);
+  throwsWith(() => pow(x, x as never), ValueError, ['pow: p is a Tensor', 'tensor exponents are not supported']);
 });

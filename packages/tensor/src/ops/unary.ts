@@ -1,6 +1,7 @@
 // Elementwise functions: exp, log, sqrt, rsqrt, pow (number exponent), silu, relu.
 import { Tensor } from '../tensor.js';
-import { defineOp, type OpContext } from './define.js';
+import { ValueError } from '../errors.js';
+import { defineOp, describeValue, type OpContext } from './define.js';
 import { checkFloat, runBinary, runUnary } from './launch.js';
 
 /**
@@ -56,6 +57,7 @@ export const pow = defineOp({
   tensors: ['x'],
   forward(ctx: OpContext<Tensor[], { p: number }>, x: Tensor, p: number) {
     checkFloat('pow', x);
+    if (typeof p !== 'number') throw new ValueError(`pow: p is ${describeValue(p)}; expected a number (tensor exponents are not supported)`);
     ctx.saved.push(x);
     ctx.data = { p };
     return runUnary('pow', x, powExpr(p), p);
