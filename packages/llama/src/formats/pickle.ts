@@ -174,7 +174,7 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
       case 0x5d: stack.push([]); break; // EMPTY_LIST
       case 0x6c: stack.push(popMark()); break; // LIST
       case 0x61: { const v = pop(); const l = top(); if (!Array.isArray(l)) throw fail(at, `APPEND to ${describePy(l)}`); l.push(v); break; } // APPEND
-      case 0x65: { const vs = popMark(); const l = top(); if (!Array.isArray(l)) throw fail(at, `APPENDS to ${describePy(l)}`); l.push(...vs); break; } // APPENDS
+      case 0x65: { const vs = popMark(); const l = top(); if (!Array.isArray(l)) throw fail(at, `APPENDS to ${describePy(l)}`); for (const v of vs) l.push(v); break; } // APPENDS (a loop: spreading a long list overflows the call stack)
       case 0x7d: stack.push(new PyDict()); break; // EMPTY_DICT
       case 0x64: { // DICT
         const kv = popMark();
