@@ -78,17 +78,18 @@ test('toHfConfigJson writes a mistral config back as MistralForCausalLM with its
   assert.deepEqual([llama['architectures'], llama['model_type'], 'sliding_window' in llama], [['LlamaForCausalLM'], 'llama', false]);
 });
 
-test('a malformed sliding_window, an unknown model_type and a head_dim other than hidden / heads are refused by name', () => {
+test('a malformed sliding_window or an unknown model_type is refused by name', () => {
   const file = 'models/mistral/config.json';
   for (const bad of [0, -5, 1.5, '4096', true]) {
     expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, sliding_window: bad }, file), 'sliding_window', file, 'positive integer or null', JSON.stringify(bad));
   }
   expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, model_type: 'mixtral' }, file), 'model_type', '"llama" or "mistral"', '"mixtral"');
-  // Mistral-Nemo: head_dim 128 with hidden_size 5120 and 32 heads.
-  expectConfigError(
-    () => parseLlamaConfig({ ...MISTRAL_7B, hidden_size: 5120, head_dim: 128 }, file),
-    'head_dim',
-    'hidden_size / num_attention_heads = 160',
-    'not supported',
-  );
+});
+
+test('head_dim other than hidden_size / heads (Mistral-Nemo: 128 with 5120 and 32 heads) is read and written back', () => {
+  const nemo = parseLlamaConfig({ ...MISTRAL_7B, hidden_size: 5120, head_dim: 128, sliding_window: null }, 'config.json');
+  assert.equal(nemo.headDim, 128);
+  assert.deepEqual(parseLlamaConfig(JSON.parse(JSON.stringify(toHfConfigJson(nemo))), 'config.json'), nemo);
+  // Without head_dim the width must divide evenly.
+  expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, hidden_size: 5000 }, 'c.json'), 'num_attention_heads', 'not divisible', 'head_dim');
 });

@@ -146,13 +146,13 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   const without = (k: string) => Object.fromEntries(Object.entries(base).filter(([key]) => key !== k));
   expectConfigError(() => parseLlamaConfig(without('hidden_size'), file), 'hidden_size', file, 'missing');
   expectConfigError(() => parseLlamaConfig(withField('hidden_size', 64.5), file), 'hidden_size', file, 'positive integer', '64.5');
-  expectConfigError(() => parseLlamaConfig(withField('num_attention_heads', 3), file), 'num_attention_heads', 'hidden_size 64', 'not divisible by num_attention_heads 3');
+  expectConfigError(() => parseLlamaConfig({ ...without('head_dim'), num_attention_heads: 3 }, file), 'num_attention_heads', 'hidden_size 64', 'not divisible by num_attention_heads 3');
   expectConfigError(() => parseLlamaConfig(withField('num_key_value_heads', 3), file), 'num_key_value_heads', 'num_attention_heads 4', 'num_key_value_heads 3');
   expectConfigError(() => parseLlamaConfig(withField('hidden_act', 'gelu'), file), 'hidden_act', '"silu"', '"gelu"');
   expectConfigError(() => parseLlamaConfig(withField('rms_norm_eps', -1), file), 'rms_norm_eps', 'positive number', '-1');
   expectConfigError(() => parseLlamaConfig(withField('model_type', 'qwen2'), file), 'model_type', '"llama" or "mistral"', '"qwen2"');
   expectConfigError(() => parseLlamaConfig(withField('eos_token_id', 32000), file), 'eos_token_id', '[0, 32000)', '32000');
-  expectConfigError(() => parseLlamaConfig(withField('head_dim', 32), file), 'head_dim', '16', '32');
+  expectConfigError(() => parseLlamaConfig(withField('head_dim', 12.5), file), 'head_dim', 'positive integer', '12.5');
   expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'yarn', factor: 2 }), file), 'rope_scaling', file, '"yarn" is not supported', '"linear"');
   expectConfigError(() => parseLlamaConfig(withField('tie_word_embeddings', 'no'), file), 'tie_word_embeddings', '"no"');
   expectConfigError(() => parseLlamaConfig([1, 2], file), undefined, file, 'JSON object');

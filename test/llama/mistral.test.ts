@@ -1,5 +1,5 @@
-// A tiny Mistral checkpoint (model_type "mistral", sliding_window 3, shorter than every sequence)
-// against the PyTorch reference of test/fixtures/llama/mistral-window: logits and loss of a padded
+// A tiny Mistral checkpoint (model_type "mistral", sliding_window 3, shorter than every sequence;
+// head_dim 16 with 4 heads on hidden_size 32) against the PyTorch reference of test/fixtures/llama/mistral-window: logits and loss of a padded
 // batch, the KV cache decoding past the window, LoRA logits and gradients, greedy and beam generation,
 // and a merged save that stays a Mistral config.
 import { describe, it, before } from 'node:test';
@@ -30,6 +30,8 @@ describe('a Mistral checkpoint with a sliding window against the PyTorch referen
     try {
       assert.equal(model.config.modelType, 'mistral');
       assert.equal(model.config.slidingWindow, 3);
+      assert.equal(model.config.headDim, 16); // 4 heads of 16 on a hidden size of 32
+      assert.deepEqual(model.layers[0]!.qProj.parts[0]!.shape, [64, 32]);
       const run = (m: LlamaModel) =>
         noGrad(() =>
           tidy(() => {

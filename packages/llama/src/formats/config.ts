@@ -25,7 +25,10 @@ export interface LlamaConfig {
   readonly numAttentionHeads: number;
   /** Key/value heads (`num_key_value_heads`); equal to H without grouped-query attention. Divides H. */
   readonly numKeyValueHeads: number;
-  /** D = C / H, the per-head width (derived; HF's optional `head_dim` must agree). */
+  /**
+   * D, the per-head width (`head_dim`; C / H where absent). q_proj is [H D, C], k_proj and v_proj
+   * [Hkv D, C], o_proj [C, H D]: H D may differ from C (Mistral-Nemo: D 128, C 5120, H 32).
+   */
   readonly headDim: number;
   /** Epsilon inside RMSNorm's square root (`rms_norm_eps`). */
   readonly rmsNormEps: number;
@@ -203,14 +206,12 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const vocabSize = positiveInt(file, j, 'vocab_size');
   const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', mistral ? 4096 * 32 : 2048);
   const slidingWindow = mistral ? parseSlidingWindow(file, field(file, j, 'sliding_window')) : null;
-  if (hiddenSize % numAttentionHeads !== 0) {
-    throw new ModelConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number`);
-  }
-  const headDim = hiddenSize / numAttentionHeads;
   const declaredHeadDim = field(file, j, 'head_dim');
-  if (declaredHeadDim !== undefined && declaredHeadDim !== null && declaredHeadDim !== headDim) {
-    throw new ModelConfigError(file, 'head_dim', `expected hidden_size / num_attention_heads = ${headDim}, got ${JSON.stringify(declaredHeadDim)}; a head width other than hidden_size / num_attention_heads (as in Mistral-Nemo) is not supported`);
+  const hasHeadDim = declaredHeadDim !== undefined && declaredHeadDim !== null;
+  if (!hasHeadDim && hiddenSize % numAttentionHeads !== 0) {
+    throw new ModelConfigError(file, 'num_attention_heads', `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}; the head width must be a whole number (or give head_dim)`);
   }
+  const headDim = hasHeadDim ? positiveInt(file, j, 'head_dim') : hiddenSize / numAttentionHeads;
   if (numAttentionHeads % numKeyValueHeads !== 0) {
     throw new ModelConfigError(file, 'num_key_value_heads', `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}; each key/value head must serve a whole number of query heads`);
   }

@@ -79,7 +79,7 @@ export class DecoderLayer {
       if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
     }
     const y = attention(q, k, v, { causal: true, window: c.slidingWindow, keyPaddingMask: mask }); // [B, H, T, D]
-    const merged = reshape(transpose(y, 1, 2), [B, T, c.hiddenSize]); // [B, T, C]
+    const merged = reshape(transpose(y, 1, 2), [B, T, c.numAttentionHeads * c.headDim]); // [B, T, H D]
     x = this.residual(x, this.oProj, merged, fuse, projSeed(seed, 3)); // [B, T, C]
     // MLP: the post-attention norm, gate and up with SwiGLU in one pass where they fit.
     const postNorm = { weight: this.postNorm, eps: c.rmsNormEps };

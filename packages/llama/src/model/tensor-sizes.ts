@@ -57,12 +57,14 @@ export function productWorkspace(rows: number, out: number, inp: number, quantiz
 /** Output and input sizes of a projection. */
 export function projectionShape(config: LlamaConfig, target: LoraTargetModule): [number, number] {
   const C = config.hiddenSize;
+  const qd = config.numAttentionHeads * config.headDim;
   const kvd = config.numKeyValueHeads * config.headDim;
   const I = config.intermediateSize;
   switch (target) {
     case 'q_proj':
+      return [qd, C];
     case 'o_proj':
-      return [C, C];
+      return [C, qd];
     case 'k_proj':
     case 'v_proj':
       return [kvd, C];
