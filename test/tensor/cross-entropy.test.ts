@@ -204,3 +204,22 @@ test('crossEntropy refuses options it does not have (torch label_smoothing, weig
     s.end();
   }
 });
+
+test('crossEntropy takes unbatched logits [V] with a 0-d target, as torch does', async () => {
+  await gpu();
+  const s = startScope();
+  try {
+    const x = tensor([1, 2, 3], [3]).requireGrad();
+    const loss = crossEntropy(x, tensor(new Int32Array([1]), []));
+    assert.deepEqual(loss.shape, []);
+    // torch.nn.functional.cross_entropy(torch.tensor([1., 2, 3]), torch.tensor(1)) = 1.4076
+    assertClose(await loss.toArray(), [1.4076059644443801], { atol: 1e-6, rtol: 1e-6 }, 'unbatched loss');
+    loss.backward();
+    const e = [1, 2, 3].map((v) => Math.exp(v));
+    const z = e.reduce((a, b) => a + b, 0);
+    assertClose(await x.grad!.toArray(), e.map((v, i) => v / z - (i === 1 ? 1 : 0)), { atol: 1e-6, rtol: 1e-5 }, 'unbatched gradient');
+    assert.deepEqual(crossEntropy(tensor([1, 2, 3], [3]), tensor(new Int32Array([2]), []), { reduction: 'none' }).shape, []);
+  } finally {
+    s.end();
+  }
+});

@@ -22,9 +22,9 @@ export interface CrossEntropyOptions {
 const MODES: Record<Reduction, number> = { mean: 0, sum: 1, none: 2 };
 
 /**
- * Cross-entropy between logits [N, V] (or [B, T, V]) and i32 class targets [N] (or [B, T]), as
- * torch.nn.functional.cross_entropy: loss_n = logsumexp(logits[n]) - logits[n, t_n], computed in
- * f32; targets equal to ignoreIndex are skipped. Host-created targets outside [0, V) raise a
+ * Cross-entropy between logits [N, V] (or [B, T, V], or unbatched [V]) and i32 class targets [N]
+ * (or [B, T], or 0-d), as torch.nn.functional.cross_entropy: loss_n = logsumexp(logits[n]) -
+ * logits[n, t_n], computed in f32; targets equal to ignoreIndex are skipped. Host-created targets outside [0, V) raise a
  * ValueError; device-resident ones give a NaN loss.
  * @example
  * const loss = crossEntropy(logits, targets); // scalar: mean over non-ignored targets
@@ -49,10 +49,10 @@ export const crossEntropy = defineOp({
     if (!(reduction in MODES)) throw new ValueError(`crossEntropy: reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
     if (!Number.isInteger(ignoreIndex)) throw new ValueError(`crossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
     const lead = logits.shape.slice(0, -1);
-    if (logits.rank < 2 || targets.rank !== lead.length || targets.shape.some((d, i) => d !== lead[i])) {
+    if (logits.rank < 1 || targets.rank !== lead.length || targets.shape.some((d, i) => d !== lead[i])) {
       throw new ShapeError(
         `crossEntropy: logits are ${fmtShape(logits.shape)}, targets ${fmtShape(targets.shape)}; ` +
-          'expected logits [N, V] with targets [N] (or [B, T, V] with [B, T])',
+          'expected logits [N, V] with targets [N] (or [B, T, V] with [B, T], or unbatched [V] with a 0-d target)',
       );
     }
     const V = logits.shape[logits.rank - 1]!;
