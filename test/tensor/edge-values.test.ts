@@ -1,5 +1,6 @@
-// Ops on edge values (NaN, +-inf, +-0) against torch's float32 outputs and gradients
-// (test/fixtures/tensor/torch-values.json, made by scripts/fixtures/make-tensor-torch-fixture.py).
+// Ops on edge values (NaN, +-inf, +-0) against torch: elementwise functions and their gradients,
+// casts, and where/maskedFill conditions and number branches (torch numbers in
+// test/fixtures/tensor/torch-values.json, made by scripts/fixtures/make-tensor-torch-fixture.py).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
