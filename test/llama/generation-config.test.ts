@@ -1,7 +1,7 @@
 // generation_config.json: its eos_token_id is what Hugging Face's generate stops at in place of
 // config.json's (Llama-3-Instruct lists <|eot_id|> there), read by loadLlamaConfig and used by generate.
 import { strict as assert } from 'node:assert';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -42,6 +42,12 @@ test('loadLlamaConfig reads generation_config.json beside config.json, and names
   assert.deepEqual((await loadLlamaConfig(folder('{"eos_token_id": [2, 9]}'))).generationEosTokenIds, [2, 9]);
   const broken = folder('{"eos_token_id": ');
   await assert.rejects(loadLlamaConfig(broken), (e) => e instanceof ModelConfigError && e.message.includes(join(broken, 'generation_config.json')) && /not valid JSON/.test(e.message));
+});
+
+test('a generation_config.json that cannot be read (a folder) is named, with its errno', async () => {
+  const dir = folder();
+  mkdirSync(join(dir, 'generation_config.json'));
+  await assert.rejects(loadLlamaConfig(dir), (e) => e instanceof ModelConfigError && e.message.includes(join(dir, 'generation_config.json')) && /cannot be read \(EISDIR\)/.test(e.message));
 });
 
 test('generate stops at generation_config.json\'s eos ids, as Hugging Face generate does', async () => {

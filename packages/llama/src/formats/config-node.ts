@@ -28,8 +28,9 @@ async function readJson(path: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === 'ENOENT') return undefined;
-    throw err;
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === 'ENOENT') return undefined;
+    throw new ModelConfigError(path, undefined, `cannot be read (${typeof code === 'string' ? code : err instanceof Error ? err.message : String(err)}); check that it is a readable file`);
   }
   try {
     return JSON.parse(text);
