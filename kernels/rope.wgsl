@@ -25,6 +25,8 @@ alias T = f32;
 //!   sin_t: array<f32> read
 //!   out: array<T> read_write
 
+const T_IS_F16: bool = {{T_IS_F16}};
+{{include round_to_t}}
 {{include rope_rotate}}
 
 // (cos, sin) at element e of the host's tables.

@@ -36,6 +36,8 @@ alias T = f32;
 //!   keys: array<T> read_write
 //!   values: array<T> read_write
 
+const T_IS_F16: bool = {{T_IS_F16}};
+{{include round_to_t}}
 {{include rope_rotate}}
 
 // (cos, sin) at element e of the host's tables.

@@ -1,5 +1,6 @@
 /// Shared by the RoPE kernels (rope, rope_cache): the (cos, sin) of a pair at a position, and the
-/// rotation of the pair, Hugging Face LLaMA's rotate_half with its roundings to T.
+/// rotation of the pair, Hugging Face LLaMA's rotate_half with its roundings to T. The kernel includes
+/// round_to_t first.
 // (cos, sin) of pair j < h at position pos: the host's f32 table where it has the position (the kernel's
 // table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here, inv_freq[j] being the
 // first component of the row after the table (the host's inverse frequencies, scaled as the table is).
@@ -11,11 +12,11 @@ fn rope_cs(pos: i32, j: u32) -> vec2<f32> {
 }
 
 // x1 = x[j] and x2 = x[j + h] rotated by cs (rounded to T as HF casts the tables; sign -1: the inverse
-// rotation): (x1 c - x2 s, x2 c + x1 s), each product rounded to T.
+// rotation): (x1 c - x2 s, x2 c + x1 s), each product rounded to T (round_to_t: compilers fold f32(T(v))).
 fn rope_rotate(x1: T, x2: T, cs: vec2<f32>, sign: f32) -> vec2<T> {
-  let c = f32(T(cs.x));
-  let s = f32(T(cs.y)) * sign;
+  let c = round_to_t(cs.x);
+  let s = round_to_t(cs.y) * sign;
   let a = f32(x1);
   let b = f32(x2);
-  return vec2<T>(T(f32(T(a * c)) - f32(T(b * s))), T(f32(T(b * c)) + f32(T(a * s))));
+  return vec2<T>(T(round_to_t(a * c) - round_to_t(b * s)), T(round_to_t(b * c) + round_to_t(a * s)));
 }

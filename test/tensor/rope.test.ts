@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   DTypeError, DisposedError, ShapeError, ValueError, hasF16, mul, refRope, refRopeBackward, refRopeInvFreq, refTensor, rope,
-  ropeInvFreq, slice, startScope, sum, tensor, type Tensor,
+  ropeInvFreq, slice, startScope, sum, tensor, refRoundToF16, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
@@ -92,6 +92,39 @@ test('rope in f16 matches the reference within f16 rounding', async (t) => {
     const y = await rope(x, tensor(pv), THETA).toArray();
     const expected = refRope(refTensor(await x.toArray(), shape), refTensor(pv, [17]), THETA).data;
     assertClose(y, expected, { atol: 4e-3, rtol: 4e-3 }, 'rope f16');
+  } finally {
+    s.end();
+  }
+});
+
+test('rope in f16 rounds as Hugging Face LLaMA does: cos and sin to f16, each product to f16, the sum to f16 (bit for bit)', async (t) => {
+  await gpu();
+  if (!hasF16()) return t.skip('adapter lacks shader-f16');
+  const s = startScope();
+  try {
+    const [N, T, D] = [3, 17, 64];
+    const h = D / 2;
+    const x = tensor(seededValues(N * T * D, 21, 3), [N, T, D], { dtype: 'f16' });
+    const pv = positionsFor(T, 5, 2000);
+    const y = await rope(x, tensor(pv), THETA).toArray();
+    const xs = await x.toArray();
+    // The host's f32 tables: the f32 angle pos * inv_freq[j], its cos and sin stored as f32.
+    const inv = ropeInvFreq(D, THETA);
+    const angle = (pos: number, j: number) => Math.fround(pos * inv[j]!);
+    const f = refRoundToF16;
+    const expected = new Float32Array(N * T * D);
+    for (let n = 0; n < N; n++) {
+      for (let t = 0; t < T; t++) {
+        for (let j = 0; j < h; j++) {
+          const [c, sn] = [f(Math.fround(Math.cos(angle(pv[t]!, j)))), f(Math.fround(Math.sin(angle(pv[t]!, j))))];
+          const base = (n * T + t) * D;
+          const [a, b] = [xs[base + j]!, xs[base + j + h]!];
+          expected[base + j] = f(f(a * c) - f(b * sn));
+          expected[base + j + h] = f(f(b * c) + f(a * sn));
+        }
+      }
+    }
+    assertClose(y, expected, { atol: 0, rtol: 0 }, 'rope f16, HF roundings');
   } finally {
     s.end();
   }

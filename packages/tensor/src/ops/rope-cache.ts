@@ -122,7 +122,7 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, fr
     table_rows: table.rows,
   });
   rt.dispatch({
-    kernel: compileKernel(rt, 'rope_cache', { T: q.dtype }),
+    kernel: compileKernel(rt, 'rope_cache', { T: q.dtype, T_IS_F16: String(q.dtype === 'f16') }),
     params,
     buffers: [qr.buffer(op), kr.buffer(op), vr.buffer(op), pc.buffer(op), table.pairs.buffer(op), out.buffer(op), keys.buffer(op), values.buffer(op)],
     workgroups: grid1d(pairs, 256),

@@ -97,7 +97,7 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
     sign,
   });
   rt.dispatch({
-    kernel: compileKernel(rt, 'rope', { T: x.dtype }),
+    kernel: compileKernel(rt, 'rope', { T: x.dtype, T_IS_F16: String(x.dtype === 'f16') }),
     params,
     buffers: [xc.buffer(op), positions.buffer(op), cos.buffer(op), sin.buffer(op), out.buffer(op)],
     workgroups: grid1d(pairs, 256),
