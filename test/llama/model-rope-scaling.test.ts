@@ -20,7 +20,7 @@ function withRope(model: LlamaModel, rope: Partial<Pick<LlamaConfig, 'ropeTheta'
 
 /** Logits [T, V] of ids at positions, optionally continuing a KV cache. */
 async function logits(model: LlamaModel, ids: number[], positions: number[], cache?: KvCache): Promise<Float32Array> {
-  return noGrad(() => tidy(() => model.forward(tensor(Int32Array.from(ids), [1, ids.length]), { positions: tensor(Int32Array.from(positions)), cache }))).toArray();
+  return noGrad(() => tidy(() => model.forward(tensor(Int32Array.from(ids), [1, ids.length]), { positions: tensor(Int32Array.from(positions)), cache }))).toArray() as Promise<Float32Array>;
 }
 
 const range = (n: number, step = 1) => Array.from({ length: n }, (_, i) => i * step);

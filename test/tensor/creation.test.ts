@@ -158,7 +158,7 @@ test('rand draws k / 2^24 in f32 and k / 2^11 in f16 as torch.rand, so no sample
   assert.ok(u.every((v) => Number.isInteger(v * 2 ** 24) && v >= 0 && v < 1), 'f32 samples are multiples of 2^-24 below 1');
   if (!hasF16()) return t.skip('no shader-f16');
   // a 32-bit draw rounded to f16 gives 1.0 about once in 4096 samples
-  const h = await rand([40000], { seed: 5, dtype: 'f16' }).toArray();
+  const h = (await rand([40000], { seed: 5, dtype: 'f16' }).toArray()) as Float32Array;
   const top = h.reduce((m, v) => Math.max(m, v), 0);
   assert.ok(top < 1, `f16 rand reached ${top}`);
   assert.ok(h.every((v) => Number.isInteger(v * 2 ** 11)), 'f16 samples are multiples of 2^-11');
