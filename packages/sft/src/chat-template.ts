@@ -34,14 +34,37 @@ export interface ChatTemplateFiles {
 // The template's raise_exception calls go to the renderer's own function under this name (the engine's
 // built-in throws a plain Error, which could not be told from the engine's own failures).
 const OWN_RAISE = '__raise_exception';
+// range() goes to a bounded one, as Jinja2's sandbox (transformers renders in it) bounds it.
+const OWN_RANGE = '__bounded_range';
+/** Jinja2's sandbox MAX_RANGE: the most items range() may give. */
+const MAX_RANGE = 100_000;
+const redirected: Readonly<Record<string, string>> = { raise_exception: OWN_RAISE, range: OWN_RANGE };
 
-/** Renames every `raise_exception` identifier of a parsed template to {@link OWN_RAISE}. */
-function redirectRaise(node: unknown, seen = new Set<object>()): void {
+/**
+ * Renames the `raise_exception` and `range` identifiers of a parsed template to the renderer's own; an
+ * attribute (`d.range`) or a keyword argument (`namespace(range=1)`) of that name is left alone.
+ */
+function redirectGlobals(node: unknown, seen = new Set<object>()): void {
   if (typeof node !== 'object' || node === null || seen.has(node)) return;
   seen.add(node);
-  const n = node as { type?: unknown; value?: unknown };
-  if (n.type === 'Identifier' && n.value === 'raise_exception') n.value = OWN_RAISE;
-  for (const v of Object.values(node)) redirectRaise(v, seen);
+  const n = node as { type?: unknown; value?: unknown; computed?: unknown; property?: object; key?: object };
+  if (n.type === 'Identifier' && typeof n.value === 'string' && Object.prototype.hasOwnProperty.call(redirected, n.value)) n.value = redirected[n.value];
+  for (const [k, v] of Object.entries(node)) {
+    if ((n.type === 'MemberExpression' && k === 'property' && n.computed !== true) || (n.type === 'KeywordArgumentExpression' && k === 'key')) continue;
+    redirectGlobals(v, seen);
+  }
+}
+
+/** Python's range(stop) / range(start, stop[, step]), refusing more than MAX_RANGE items as Jinja2's sandbox does. */
+function boundedRange(...args: unknown[]): number[] {
+  if (args.length < 1 || args.length > 3 || !args.every((a) => typeof a === 'number' && Number.isSafeInteger(a))) {
+    throw new Error(`range() takes one to three integers, got (${args.map((a) => JSON.stringify(a)).join(', ')})`);
+  }
+  const [start, stop, step] = (args.length === 1 ? [0, args[0], 1] : [args[0], args[1], args[2] ?? 1]) as [number, number, number];
+  if (step === 0) throw new Error('range() arg 3 must not be zero');
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (count > MAX_RANGE) throw new Error(`Range too big. The sandbox blocks ranges larger than MAX_RANGE (${MAX_RANGE}).`);
+  return Array.from({ length: count }, (_, i) => start + i * step);
 }
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
@@ -138,7 +161,7 @@ export function chatTemplateFromFiles(files: ChatTemplateFiles, where: string): 
   let compiled: Template;
   try {
     compiled = new Template(source);
-    redirectRaise(compiled.parsed);
+    redirectGlobals(compiled.parsed);
   } catch (e) {
     throw new TemplateError(`${name}: the chat template does not parse as Jinja (${(e as Error).message}); restore the model's original template`);
   }
@@ -154,7 +177,8 @@ export function isChatTemplate(t: object): t is ChatTemplate {
  * The text transformers' `tokenizer.apply_chat_template(messages, add_generation_prompt, tokenize=False)`
  * gives: the template rendered with `messages`, `add_generation_prompt`, the special tokens
  * (`bos_token`, `eos_token`, ...), `tools` and `documents` as none, and `raise_exception`, whose
- * message comes back as a {@link ChatTemplateException}. Other failures throw TemplateError.
+ * message comes back as a {@link ChatTemplateException}; range() gives at most 100000 items, as in Jinja2's
+ * sandbox. Other failures throw TemplateError.
  *
  * @example renderChatTemplate(t, [{ role: 'user', content: 'hi' }]) // '<s>[INST] hi [/INST]' for Llama-2-chat
  */
@@ -169,6 +193,7 @@ export function renderChatTemplate(t: ChatTemplate, messages: readonly { role: s
       [OWN_RAISE]: (message: unknown) => {
         throw new ChatTemplateException(String(message));
       },
+      [OWN_RANGE]: boundedRange,
     });
   } catch (e) {
     if (e instanceof ChatTemplateException) throw e;
