@@ -54,3 +54,11 @@ test('APPENDS of a very long list is interpreted, not a native stack overflow', 
   const pickle = Buffer.concat([Buffer.from([0x80, 0x02, 0x5d, 0x28]), Buffer.alloc(2 * items, Buffer.from([0x4b, 0x01])), Buffer.from([0x65, 0x2e])]);
   await refused('appends.bin', openPickle('appends.bin', pickle), /data\.pkl holds a list, not a state dict/);
 });
+
+test('an oversized byteorder entry is refused by its size, not read whole and quoted back', async () => {
+  const order = Buffer.alloc(1 << 20, 'x');
+  const bytes = zip({ 'archive/byteorder': order, 'archive/data.pkl': new Uint8Array([0x80, 0x02, 0x7d, 0x2e]) });
+  await refused('order.bin', TorchBinFile.open(bytesSource('order.bin', bytes)), /byteorder entry has 1048576 bytes/);
+  const opened = await TorchBinFile.open(bytesSource('ok.bin', zip({ 'archive/byteorder': Buffer.from('little'), 'archive/data.pkl': new Uint8Array([0x80, 0x02, 0x7d, 0x2e]) })));
+  assert.equal(opened.tensors.length, 0);
+});

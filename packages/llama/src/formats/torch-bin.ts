@@ -129,6 +129,7 @@ export class TorchBinFile {
     const prefix = pkl.name.slice(0, -'data.pkl'.length);
     const order = zip.entry(`${prefix}byteorder`);
     if (order !== undefined) {
+      if (order.size > 16) throw new TorchCheckpointError(file, undefined, `its byteorder entry has ${order.size} bytes, where torch.save writes "little" or "big"; the archive is corrupt`);
       const text = new TextDecoder().decode(await zip.readStored(order)).trim();
       if (text !== 'little') throw new TorchCheckpointError(file, undefined, `was saved with byte order "${text}"; only little-endian checkpoints are supported: save it again on a little-endian machine`);
     }
