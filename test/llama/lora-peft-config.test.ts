@@ -133,6 +133,12 @@ describe('fields that change the computation but are not implemented', () => {
     ['alora_invocation_tokens', [1, 2]],
     ['use_qalora', true],
     ['arrow_config', { top_k: 2 }],
+    // Initializations that change the base weights (PEFT redoes them on load, so the adapter is relative to the changed base).
+    ['init_lora_weights', 'pissa'],
+    ['init_lora_weights', 'pissa_niter_4'],
+    ['init_lora_weights', 'olora'],
+    ['init_lora_weights', 'loftq'],
+    ['init_lora_weights', 'corda'],
   ];
   for (const [field, value] of cases) {
     it(`refuses ${field}: ${JSON.stringify(value)}, naming the file and the field`, () => {
@@ -151,6 +157,7 @@ describe('fields that change the computation but are not implemented', () => {
       FILE,
     );
     assert.deepEqual(cfg, resolveLoraConfig({ r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj'] }));
+    for (const init of [true, false, 'gaussian', 'eva']) parsePeftConfig({ ...base, target_modules: ['q_proj'], init_lora_weights: init }, FILE);
   });
 });
 

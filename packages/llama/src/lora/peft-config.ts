@@ -41,11 +41,19 @@ const refused: readonly { key: string; isSet: (v: unknown) => boolean; why: stri
   { key: 'alora_invocation_tokens', isSet: (v) => v !== null && v !== undefined, why: 'activated LoRA (applied from invocation tokens on) is not supported' },
   { key: 'use_qalora', isSet: (v) => v === true, why: 'QA-LoRA (pooled adapter inputs) is not supported' },
   { key: 'arrow_config', isSet: (v) => v !== null && v !== undefined, why: 'Arrow routing between adapters is not supported' },
+  {
+    key: 'init_lora_weights',
+    isSet: (v) => typeof v === 'string' && /^(pissa|corda|olora$|loftq$)/i.test(v),
+    why:
+      'that initialization changes the base weights (PEFT redoes it on load), so the adapter only works on the changed base; ' +
+      "convert it to a plain LoRA with PEFT's save_pretrained(..., path_initial_model_for_weight_conversion=...), which writes init_lora_weights true",
+  },
 ];
 
 /**
  * Parses PEFT's `adapter_config.json` (already JSON-decoded); `file` names it in errors. Fields that only
- * matter at initialization or for bookkeeping (init_lora_weights, loftq_config, revision, task_type...) are accepted.
+ * matter at initialization or for bookkeeping (init_lora_weights that leave the base as it is, loftq_config, revision,
+ * task_type...) are accepted.
  * @throws AdapterError naming the file and the field for a field whose computation is not implemented.
  */
 export function parsePeftConfig(json: unknown, file: string): LoraConfig {
