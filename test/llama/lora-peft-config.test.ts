@@ -114,6 +114,12 @@ describe('rank_pattern, alpha_pattern and use_rslora', () => {
     assert.deepEqual(selected({ target_modules: ['q_proj'], rank_pattern: { proj: 7 } }, 1), [`${L(0, 'q_proj')} 4 8 2`]);
   });
 
+  it("reads Python's \\A and \\Z anchors as anchors (JavaScript would take them for the letters A and Z), and \\\\Z as a backslash and Z", () => {
+    assert.deepEqual(selected({ target_modules: ['q_proj', 'v_proj'], rank_pattern: { 'q_proj\\Z': 2 } }, 1), [`${L(0, 'q_proj')} 2 8 4`, `${L(0, 'v_proj')} 4 8 2`]);
+    assert.deepEqual(names({ target_modules: '\\Amodel\\.layers\\.0\\.self_attn\\.v_proj\\Z' }), [L(0, 'v_proj')]);
+    assert.throws(() => selected({ target_modules: 'model\\.layers\\.0\\.self_attn\\.v_proj\\\\Z' }), refusal('selects no projection'));
+  });
+
   it('refuses bad pattern values and use_rslora that is not a boolean', () => {
     assert.throws(() => parsePeftConfig({ ...base, rank_pattern: { q_proj: 0 } }, FILE), refusal('rank_pattern', '"q_proj"'));
     assert.throws(() => parsePeftConfig({ ...base, alpha_pattern: { q_proj: 'x' } }, FILE), refusal('alpha_pattern'));

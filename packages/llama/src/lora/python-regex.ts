@@ -1,5 +1,5 @@
 // Python regular expressions (PEFT's target_modules, rank_pattern keys...) run as JavaScript RegExps:
-// named groups rewritten, anything JavaScript cannot compile refused by name. Browser-safe.
+// named groups and the \A, \Z anchors rewritten, anything JavaScript cannot compile refused by name. Browser-safe.
 
 import { AdapterError } from '../errors.js';
 
@@ -8,7 +8,9 @@ import { AdapterError } from '../errors.js';
  * anchors every alternative at lastIndex, as Python's re.match does). `where` and `field` name the source in errors.
  */
 export function compilePythonRegex(pattern: string, where: string, field: string, wrap: (p: string) => string = (p) => p, flags = ''): RegExp {
-  const js = pattern.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
+  // Python's \A and \Z anchor the start and end; JavaScript reads them as the letters A and Z (escaped backslashes stay).
+  const anchored = pattern.replace(/\\([\s\S])/g, (escape, c: string) => (c === 'A' ? '^' : c === 'Z' ? '$' : escape));
+  const js = anchored.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
   try {
     return new RegExp(wrap(js), flags);
   } catch (err) {
