@@ -4,8 +4,8 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { TorchBinFile, TorchCheckpointError, bytesSource } from '@huatuo/llama';
 
-/** A stored (uncompressed) zip of `entries`, as torch.save lays it out. */
-function zip(entries: Record<string, Uint8Array>): Uint8Array {
+/** A stored (uncompressed) zip of `entries`, as torch.save lays it out; `central` overrides an entry's directory size and extra field. */
+function zip(entries: Record<string, Uint8Array>, central: Record<string, { size: number; extra: Buffer }> = {}): Uint8Array {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
@@ -16,21 +16,23 @@ function zip(entries: Record<string, Uint8Array>): Uint8Array {
     local.writeUInt32LE(data.byteLength, 18);
     local.writeUInt32LE(data.byteLength, 22);
     local.writeUInt16LE(n.byteLength, 26);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt32LE(data.byteLength, 20);
-    central.writeUInt32LE(data.byteLength, 24);
-    central.writeUInt16LE(n.byteLength, 28);
-    central.writeUInt32LE(offset, 42);
+    const override = central[name];
+    const record = Buffer.alloc(46);
+    record.writeUInt32LE(0x02014b50, 0);
+    record.writeUInt32LE(override?.size ?? data.byteLength, 20);
+    record.writeUInt32LE(override?.size ?? data.byteLength, 24);
+    record.writeUInt16LE(n.byteLength, 28);
+    record.writeUInt16LE(override?.extra.byteLength ?? 0, 30);
+    record.writeUInt32LE(offset, 42);
     locals.push(local, n, Buffer.from(data));
-    centrals.push(central, n);
+    centrals.push(Buffer.concat([record, n, override?.extra ?? Buffer.alloc(0)]));
     offset += 30 + n.byteLength + data.byteLength;
   }
   const cd = Buffer.concat(centrals);
   const eocd = Buffer.alloc(22);
   eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(centrals.length / 2, 8);
-  eocd.writeUInt16LE(centrals.length / 2, 10);
+  eocd.writeUInt16LE(centrals.length, 8);
+  eocd.writeUInt16LE(centrals.length, 10);
   eocd.writeUInt32LE(cd.byteLength, 12);
   eocd.writeUInt32LE(offset, 16);
   return new Uint8Array(Buffer.concat([...locals, cd, eocd]));
@@ -61,4 +63,11 @@ test('an oversized byteorder entry is refused by its size, not read whole and qu
   await refused('order.bin', TorchBinFile.open(bytesSource('order.bin', bytes)), /byteorder entry has 1048576 bytes/);
   const opened = await TorchBinFile.open(bytesSource('ok.bin', zip({ 'archive/byteorder': Buffer.from('little'), 'archive/data.pkl': new Uint8Array([0x80, 0x02, 0x7d, 0x2e]) })));
   assert.equal(opened.tensors.length, 0);
+});
+
+test('a ZIP64 extra field declaring more bytes than the directory holds is corrupt, not a DataView RangeError', async () => {
+  const pkl = new Uint8Array([0x80, 0x02, 0x7d, 0x2e]);
+  // The size is saturated, so its 64-bit value is read from the extra field, which claims 100 bytes but has none.
+  const bytes = zip({ 'archive/data.pkl': pkl }, { 'archive/data.pkl': { size: 0xffffffff, extra: Buffer.from([0x01, 0x00, 0x64, 0x00]) } });
+  await refused('extra.bin', TorchBinFile.open(bytesSource('extra.bin', bytes)), /ZIP64 field|corrupt/);
 });

@@ -114,6 +114,7 @@ export class ZipArchive {
       for (let e = p + 46 + nameLen, end = e + extraLen; e + 4 <= end; ) {
         const id = dv.getUint16(e, true);
         const len = dv.getUint16(e + 2, true);
+        if (e + 4 + len > end) throw corrupt(`entry ${name}'s extra field ${id} runs past its extra data`);
         if (id === 1) {
           let f = e + 4;
           const next = (what: string) => {
