@@ -72,6 +72,8 @@ const MR: u32 = {{MR}}u;
 /** Elements in a chunk; the threads of rmsnorm_forward's row workgroup. */
 const CE: u32 = {{CE}}u;
 const NORM_WG: u32 = 64u;
+const T_IS_F16: bool = {{T_IS_F16}};
+{{include round_to_t}}
 
 var<workgroup> norm_partial: array<f32, NORM_WG>;
 var<workgroup> norm_r: array<f32, MR>;
@@ -81,7 +83,7 @@ fn x_elem(i: u32) -> f32 {
 {{X_ELEM}}
 }
 
-/** A chunk of x normalized: T(g * T(x * r)) per element, as rmsnorm_forward rounds. */
+/** A chunk of x normalized: T(g * T(x * r)) per element, as rmsnorm_forward rounds (round_to_t). */
 fn norm_chunk(xc: CH, gc: CH, r: f32) -> CH {
 {{NORM_CHUNK}}
 }

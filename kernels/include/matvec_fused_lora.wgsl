@@ -1,5 +1,7 @@
 /// Shared by the fused matrix-vector kernels (matvec_fused, matvec_fused_int8, matvec_fused_nf4): a LoRA
-/// adapter's update added to a weight's product in the epilogue (the kernel defines h_elem and binds b).
+/// adapter's update added to a weight's product in the epilogue (the kernel defines h_elem and binds b),
+/// rounded to T after each step as the separate ops round (round_to_t: compilers fold f32(T(v))).
+
 /** Weight `part`'s product for row m and its output nl with its adapter's update added (none where lr = 0). */
 fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
   var rank = p.lr0;
@@ -8,12 +10,11 @@ fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
   var s = p.ls0;
   if (part == 1u) { rank = p.lr1; hc = p.lh1; bo = p.lb1; s = p.ls1; }
   if (part == 2u) { rank = p.lr2; hc = p.lh2; bo = p.lb2; s = p.ls2; }
-  let base = f32(T(total));
+  let base = round_to_t(total);
   if (rank == 0u) { return base; }
   let hi = p.h_offset + m * p.h_row + hc;
   let bi = bo + nl * rank;
   var u = 0.0;
   for (var j = 0u; j < rank; j++) { u += h_elem(hi + j) * f32(b[bi + j]); }
-  let scaled = T(f32(T(u)) * s);
-  return f32(T(base + f32(scaled)));
+  return round_to_t(base + round_to_t(round_to_t(u) * s));
 }

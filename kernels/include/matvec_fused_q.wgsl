@@ -45,6 +45,8 @@ const G: u32 = {{G}}u;
 const MR: u32 = {{MR}}u;
 const CE: u32 = 4u;
 const NORM_WG: u32 = 64u;
+const T_IS_F16: bool = {{T_IS_F16}};
+{{include round_to_t}}
 
 var<workgroup> norm_partial: array<f32, NORM_WG>;
 var<workgroup> norm_r: array<f32, MR>;
@@ -54,11 +56,11 @@ fn x_elem(i: u32) -> f32 {
   return f32(x[i / 4u][i % 4u]);
 }
 
-/** vec4 k4 of row m of x, normalized where p.norm is set: T(g * T(x * r)) per element, as rmsnorm_forward rounds. */
+/** vec4 k4 of row m of x, normalized where p.norm is set: T(g * T(x * r)) per element, as rmsnorm_forward rounds (round_to_t). */
 fn x_vec(m: u32, k4: u32) -> vec4<f32> {
   let xv = x[p.x_offset + m * p.x_row + k4];
   if (p.norm == 0u) { return vec4<f32>(xv); }
-  return vec4<f32>(g[k4] * vec4<T>(vec4<f32>(xv) * norm_r[m]));
+  return round_to_t4(vec4<f32>(g[k4]) * round_to_t4(vec4<f32>(xv) * norm_r[m]));
 }
 
 /** Element i of h (the adapters' x A^T): in r, or in g for the add epilogue. */

@@ -21,3 +21,11 @@ fn round_to_t(v: f32) -> f32 {
   if (T_IS_F16) { return round_f16(v); }
   return v;
 }
+
+fn round_to_t2(v: vec2<f32>) -> vec2<f32> {
+  return vec2<f32>(round_to_t(v.x), round_to_t(v.y));
+}
+
+fn round_to_t4(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(round_to_t(v.x), round_to_t(v.y), round_to_t(v.z), round_to_t(v.w));
+}

@@ -116,12 +116,12 @@ test('adapters must match their weights: one entry a weight, h of the summed ran
 test("the on-device check refuses an adapter epilogue that scales the update wrongly, and passes the kernel as written", async (t) => {
   const info = await gpu();
   if (decodeCandidates(info).length === 1) return t.skip('adapter has no fixed subgroup size');
-  const needle = 'let scaled = T(f32(T(u)) * s);';
+  const needle = 'round_to_t(round_to_t(u) * s)';
   setFusedLinearRewrite({
     name: 'scale-off',
     rewrite: (wgsl) => {
       assert.ok(wgsl.includes(needle), 'the rewrite finds the adapter epilogue');
-      return wgsl.replace(needle, 'let scaled = T(f32(T(u)) * s * 1.0625);');
+      return wgsl.replace(needle, 'round_to_t(round_to_t(u) * s * 1.0625)');
     },
   });
   try {

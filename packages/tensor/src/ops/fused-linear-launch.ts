@@ -70,8 +70,8 @@ const F16_NORM = {
   NORM_CHUNK: [
     '  var out: vec4<u32>;',
     '  for (var j = 0u; j < 4u; j++) {',
-    '    let h = vec2<f32>(vec2<f16>(unpack2x16float(xc[j]) * r));',
-    '    out[j] = pack2x16float(vec2<f32>(vec2<f16>(unpack2x16float(gc[j]) * h)));',
+    '    let h = round_to_t2(unpack2x16float(xc[j]) * r);',
+    '    out[j] = pack2x16float(round_to_t2(unpack2x16float(gc[j]) * h));',
     '  }',
     '  return out;',
   ].join('\n'),
@@ -171,6 +171,7 @@ export function runFused(op: string, a: RunArgs): Tensor {
     const pair = (c: string) => `dot(unpack2x16float(xc.${c}), unpack2x16float(wc.${c}))`;
     return {
       T: x.dtype,
+      T_IS_F16: String(f16),
       CH: f16 ? 'vec4<u32>' : 'vec4<f32>',
       CHUNK_DOT: f16 ? `  return ${['x', 'y', 'z', 'w'].map(pair).join(' + ')};` : '  return dot(xc, wc);',
       SG: String(sg),

@@ -36,7 +36,7 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
   const G = decodeGroups(rt);
   const name = format === 'int8' ? 'matvec_fused_int8' : 'matvec_fused_nf4';
   const kernel = fusedKernel(rt, name, `${x.dtype}|${M}|${G}|${ROWS}`, () => {
-    const defines: Record<string, string> = { T: x.dtype, SG: String(v3SubgroupSize(rt.info)), ROWS: String(ROWS), U: String(UNROLL), G: String(G), MR: String(M) };
+    const defines: Record<string, string> = { T: x.dtype, T_IS_F16: String(x.dtype === 'f16'), SG: String(v3SubgroupSize(rt.info)), ROWS: String(ROWS), U: String(UNROLL), G: String(G), MR: String(M) };
     if (format === 'nf4') defines.WG_TABLE = String(!rt.info.isFallbackAdapter);
     return defines;
   });
