@@ -56,7 +56,10 @@ export function chatTemplatePrompt(template: ChatTemplate, tokenizer: Tokenizer)
     text: (messages) => renderChatTemplate(withTokens, messages, true),
     async ids(text, encode = ownEncode) {
       const ids: number[] = [];
-      for (const part of splitSpecial(text, special)) ids.push(...(typeof part === 'number' ? [part] : await encode(part, false)));
+      for (const part of splitSpecial(text, special)) {
+        if (typeof part === 'number') ids.push(part);
+        else for (const id of await encode(part, false)) ids.push(id); // a loop: spreading 150k+ ids overflows the call stack
+      }
       return ids;
     },
   };
