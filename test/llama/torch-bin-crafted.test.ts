@@ -2,7 +2,7 @@
 // gets a TorchCheckpointError naming the file, never a native exception or a read outside the file.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { TorchBinFile, TorchCheckpointError, bytesSource } from '@huatuo/llama';
+import { SafetensorsFile, TorchBinFile, TorchCheckpointError, bytesSource, openTensorFile } from '@huatuo/llama';
 
 /** A stored (uncompressed) zip of `entries`, as torch.save lays it out; `central` overrides an entry's directory size and extra field. */
 function zip(entries: Record<string, Uint8Array>, central: Record<string, { size: number; extra: Buffer }> = {}): Uint8Array {
@@ -70,4 +70,23 @@ test('a ZIP64 extra field declaring more bytes than the directory holds is corru
   // The size is saturated, so its 64-bit value is read from the extra field, which claims 100 bytes but has none.
   const bytes = zip({ 'archive/data.pkl': pkl }, { 'archive/data.pkl': { size: 0xffffffff, extra: Buffer.from([0x01, 0x00, 0x64, 0x00]) } });
   await refused('extra.bin', TorchBinFile.open(bytesSource('extra.bin', bytes)), /ZIP64 field|corrupt/);
+});
+
+test('a safetensors file whose header length starts like a pickle (0x80, 0x03) opens as safetensors, not as a legacy .bin', async () => {
+  // Header lengths 640, 896, 1152 and 1408 bytes begin 80 02, 80 03, 80 04 and 80 05: the bytes that open a pickle.
+  for (const length of [640, 896, 1152, 1408]) {
+    const json = JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } });
+    const header = Buffer.from(json.padEnd(length, ' '));
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64LE(BigInt(length));
+    const bytes = new Uint8Array(Buffer.concat([size, header, Buffer.from(new Float32Array([1.5, -2]).buffer)]));
+    assert.equal(bytes[0], 0x80);
+    const f = await openTensorFile(bytesSource(`h${length}.safetensors`, bytes));
+    assert.ok(f instanceof SafetensorsFile, `header of ${length} bytes`);
+    assert.deepEqual(Array.from(await f.readAs('w', 'f32')), [1.5, -2]);
+  }
+  // The legacy format (its pickle opens with torch's magic number) is still told apart, in protocols 2 and 4 alike.
+  for (const head of ['80028a0a6cfc9c46f9206aa850192e', '8004950d000000000000008a0a6cfc9c46f9206aa850192e']) {
+    await refused('legacy.bin', openTensorFile(bytesSource('legacy.bin', new Uint8Array(Buffer.from(`${head}${'00'.repeat(64)}`, 'hex')))), /legacy format/);
+  }
 });

@@ -5,7 +5,7 @@ import type { HostFloatArray, HostFloatDType } from './safetensors.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { TensorInfo } from './safetensors-header.js';
 import type { ByteSource } from './source.js';
-import { TorchBinFile, isPickleMagic, isZipMagic } from './torch-bin.js';
+import { TorchBinFile, isPickleMagic, isZipMagic, magicBytes } from './torch-bin.js';
 
 /** A checkpoint file opened for streaming reads, tensor by tensor: {@link SafetensorsFile} or {@link TorchBinFile}. */
 export interface TensorFile {
@@ -23,15 +23,15 @@ export interface TensorFile {
 }
 
 /**
- * Opens `source` as a PyTorch `.bin` when it starts as a zip archive or a pickle (the legacy format,
- * refused with a clear error), else as safetensors.
+ * Opens `source` as a PyTorch `.bin` when it starts as a zip archive or a legacy torch.save pickle (refused
+ * with a clear error), else as safetensors.
  *
  * @example
  * const f = await openTensorFile(blobSource(picked));
  * for (const t of f.tensors) console.log(t.name, t.dtype, t.shape);
  */
 export async function openTensorFile(source: ByteSource): Promise<TensorFile> {
-  const head = await source.read(0, 4);
+  const head = await source.read(0, magicBytes);
   if (isZipMagic(head) || isPickleMagic(head)) return TorchBinFile.open(source);
   return SafetensorsFile.open(source);
 }

@@ -27,9 +27,20 @@ export function isZipMagic(head: Uint8Array): boolean {
   return head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
 }
 
-/** True when the first bytes open a pickle (PROTO 2-5), as the legacy torch.save format does. */
+/** The legacy format's first pickled value, torch's magic number 0x1950a86a20f9469cfc6c, as LONG1. */
+const legacyMagic = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+/** How many first bytes {@link isZipMagic} and {@link isPickleMagic} look at. */
+export const magicBytes = 24;
+
+/**
+ * True when the first bytes are the legacy torch.save format: PROTO 2-5, a FRAME from protocol 4, then torch's
+ * magic number. PROTO alone is not enough: a safetensors header of 640, 896, 1152 or 1408 bytes begins 80 02-05 too.
+ */
 export function isPickleMagic(head: Uint8Array): boolean {
-  return head[0] === 0x80 && head[1] !== undefined && head[1] >= 2 && head[1] <= 5;
+  if (head[0] !== 0x80 || head[1] === undefined || head[1] < 2 || head[1] > 5) return false;
+  const at = head[2] === 0x95 ? 11 : 2;
+  return legacyMagic.every((b, i) => head[at + i] === b);
 }
 
 function isContiguous(shape: readonly number[], stride: readonly number[]): boolean {
@@ -108,7 +119,7 @@ export class TorchBinFile {
    */
   static async open(source: ByteSource): Promise<TorchBinFile> {
     const file = source.name;
-    const head = await source.read(0, 4);
+    const head = await source.read(0, magicBytes);
     if (!isZipMagic(head)) {
       if (isPickleMagic(head)) {
         throw new TorchCheckpointError(
