@@ -4,20 +4,16 @@
 // The folders have LLaMA's 32k vocabulary, so Llama-3's header tokens are read as text and its bos is <s>.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { buildProgram } from '@huatuo/cli';
 import { MED_TEMPLATE, TemplateError, generatePrompt, getResponse, loadChatTemplate, questionPrompter } from '@huatuo/sft';
+import { LLAMA2_CHAT_TEMPLATE, chatModelFolder } from '../sft/chat-folders.js';
 
-const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
 
-// meta-llama/Llama-2-7b-chat-hf's chat_template.
-const LLAMA2 =
-  "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
 // meta-llama/Meta-Llama-3-8B-Instruct's chat_template, as a .jinja file holds it.
 const LLAMA3 =
   "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
@@ -28,22 +24,12 @@ let model: LlamaModel;
 let spTok: Tokenizer;
 let hfTok: Tokenizer;
 
-function modelFolder(tokenizerFiles: string[], tokenizerConfig: Record<string, unknown>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'huatuo-generate-chat-'));
-  cpSync(fixture, dir, { recursive: true });
-  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  config['max_position_embeddings'] = 512;
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  for (const f of tokenizerFiles) cpSync(join(llamaTokenizerDir(), f), join(dir, f));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
-  return dir;
-}
 
 before(async () => {
   await initWebGPU();
   const assetConfig = JSON.parse(readFileSync(join(llamaTokenizerDir(), 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  llama2Dir = modelFolder(['tokenizer.model'], { ...assetConfig, chat_template: LLAMA2 });
-  plainDir = modelFolder(['tokenizer.json'], assetConfig);
+  llama2Dir = chatModelFolder(['tokenizer.model'], { ...assetConfig, chat_template: LLAMA2_CHAT_TEMPLATE });
+  plainDir = chatModelFolder(['tokenizer.json'], assetConfig);
   model = await loadLlama(llama2Dir, { dtype: 'f32' });
   spTok = await loadTokenizer(llama2Dir);
   hfTok = await loadTokenizer(plainDir);

@@ -4,26 +4,21 @@
 // The folders have LLaMA's 32k vocabulary, so Llama-3's header tokens are read as text and its bos is <s>.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { initWebGPU } from '@huatuo/tensor';
 import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { buildServeCommand } from '@huatuo/cli';
 import { DEFAULT_SERVE_GENERATION, TemplateError, loadChatTemplate, renderChatTemplate, startServer, type ChatTemplate, type RunningServer } from '@huatuo/sft';
 import { createRequestReader } from '@huatuo/sft/internal';
+import { LLAMA2_CHAT_TEMPLATE, chatModelFolder } from './chat-folders.js';
 
-const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
 const NAME = 'tiny-chat';
 
 // meta-llama/Meta-Llama-3-8B-Instruct's chat_template, as its tokenizer_config.json holds it.
 const LLAMA3 =
   "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
-// meta-llama/Llama-2-7b-chat-hf's chat_template.
-const LLAMA2 =
-  "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
 
 let llama3Dir: string; // tokenizer.json (Hugging Face's fast tokenizer) + Llama-3's template
 let llama2Dir: string; // tokenizer.model only (SentencePiece) + Llama-2-chat's template
@@ -32,25 +27,15 @@ let model: LlamaModel;
 let hfTok: Tokenizer;
 let spTok: Tokenizer;
 
-function modelFolder(tokenizerFiles: string[], tokenizerConfig: Record<string, unknown>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'huatuo-chat-'));
-  cpSync(fixture, dir, { recursive: true });
-  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  config['max_position_embeddings'] = 512;
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  for (const f of tokenizerFiles) cpSync(join(llamaTokenizerDir(), f), join(dir, f));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
-  return dir;
-}
 
 before(async () => {
   await initWebGPU();
   const assetConfig = JSON.parse(readFileSync(join(llamaTokenizerDir(), 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  llama3Dir = modelFolder(['tokenizer.json', 'tokenizer.model'], { ...assetConfig, chat_template: LLAMA3 });
+  llama3Dir = chatModelFolder(['tokenizer.json', 'tokenizer.model'], { ...assetConfig, chat_template: LLAMA3 });
   // Tokens as AddedToken objects, as transformers saves them.
   const added = (content: string) => ({ __type: 'AddedToken', content, lstrip: false, normalized: false, rstrip: false, single_word: false });
-  llama2Dir = modelFolder(['tokenizer.model'], { ...assetConfig, bos_token: added('<s>'), eos_token: added('</s>'), unk_token: added('<unk>'), chat_template: LLAMA2 });
-  plainDir = modelFolder(['tokenizer.json'], assetConfig);
+  llama2Dir = chatModelFolder(['tokenizer.model'], { ...assetConfig, bos_token: added('<s>'), eos_token: added('</s>'), unk_token: added('<unk>'), chat_template: LLAMA2_CHAT_TEMPLATE });
+  plainDir = chatModelFolder(['tokenizer.json'], assetConfig);
   model = await loadLlama(llama3Dir);
   hfTok = await loadTokenizer(llama3Dir);
   spTok = await loadTokenizer(llama2Dir);
@@ -140,7 +125,7 @@ test('a conversation the template refuses with raise_exception gets a 400 carryi
 
 test('a folder without a chat template, or with named templates and no "default", is refused naming the file and what to pass instead', async () => {
   assert.throws(() => loadChatTemplate(plainDir), (e: Error) => e instanceof TemplateError && e.message.includes(join(plainDir, 'tokenizer_config.json')) && /no "chat_template"/.test(e.message) && e.message.includes('--template'));
-  const named = modelFolder(['tokenizer.json'], { chat_template: [{ name: 'tool_use', template: LLAMA3 }, { name: 'rag', template: LLAMA3 }] });
+  const named = chatModelFolder(['tokenizer.json'], { chat_template: [{ name: 'tool_use', template: LLAMA3 }, { name: 'rag', template: LLAMA3 }] });
   assert.throws(() => loadChatTemplate(named), (e: Error) => e instanceof TemplateError && e.message.includes('tool_use, rag') && /"default"/.test(e.message) && e.message.includes('.jinja'));
   // The serve command refuses before it opens a device or loads the model.
   await assert.rejects(buildServeCommand({ out: () => {}, err: () => {} }).parseAsync(['--base', plainDir, '--template', 'chat', '--port', '0'], { from: 'user' }), (e: Error) => e instanceof TemplateError && e.message.includes('tokenizer_config.json'));
@@ -148,7 +133,7 @@ test('a folder without a chat template, or with named templates and no "default"
 
 test("chat_template.jinja overrides tokenizer_config.json's template, the default of named templates is used, and a .jinja path overrides both", () => {
   const user = [{ role: 'user', content: 'hi' }];
-  const named = modelFolder(['tokenizer.json'], { bos_token: '<s>', eos_token: { content: '</s>' }, chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: '{{ bos_token }}D{{ messages[0].content }}' }] });
+  const named = chatModelFolder(['tokenizer.json'], { bos_token: '<s>', eos_token: { content: '</s>' }, chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: '{{ bos_token }}D{{ messages[0].content }}' }] });
   assert.equal(renderChatTemplate(loadChatTemplate(named), user), '<s>Dhi');
   // A template file's one trailing newline is dropped, as Jinja drops it.
   writeFileSync(join(named, 'chat_template.jinja'), '{{ bos_token }}J{{ messages[0].content }}\n');
