@@ -4,7 +4,7 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from './errors.js';
 import { runFill } from './ops/launch.js';
 import { Generator, defaultGenerator } from './random.js';
 import { f32ToF16Bits } from './f16-bits.js';
-import { checkShape, fromHost, numel, type DType, type Tensor } from './tensor.js';
+import { checkDTypeName, checkShape, fromHost, numel, type DType, type Tensor } from './tensor.js';
 
 export { f16BitsToF32, f32ToF16Bits } from './f16-bits.js';
 
@@ -50,10 +50,8 @@ function finish(t: Tensor, options: CreateOptions): Tensor {
   return t;
 }
 
-const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
-
 function checkDType(op: string, dtype: DType): void {
-  if (!DTYPES.includes(dtype)) throw new DTypeError(`${op}: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
+  checkDTypeName(op, dtype);
   if (dtype === 'f16' && !hasF16()) {
     throw new DTypeError(`${op}: f16 needs the adapter feature shader-f16, which this adapter lacks; use f32`);
   }

@@ -6,6 +6,13 @@ import { trackTensor } from './scope.js';
 
 /** Element types: f32; f16 where the adapter has shader-f16; i32/u32 for indices and masks. */
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
+
+const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
+
+/** Throws a DTypeError naming `op` unless `dtype` is one of the tensor dtypes (a check for JavaScript callers). */
+export function checkDTypeName(op: string, dtype: unknown): asserts dtype is DType {
+  if (!DTYPES.includes(dtype as DType)) throw new DTypeError(`${op}: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
+}
 export type FloatDType = 'f32' | 'f16';
 
 export const itemSize: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };

@@ -77,20 +77,30 @@ export function checkTensorArg(op: string, name: string, x: unknown): asserts x 
   if (!(x instanceof Tensor)) throw new ValueError(`${op}: ${name} is ${describeValue(x)}; expected a Tensor`);
 }
 
-/** Checks the arguments an op declares as tensors (see OpDef.tensors). */
-function checkTensorArgs(op: string, names: readonly string[], args: readonly unknown[]): void {
-  names.forEach((spec, i) => {
+/** One declared tensor argument (see OpDef.tensors), parsed once when the op is defined. */
+interface TensorArg {
+  name: string;
+  kind: 'tensor' | 'list' | 'optional';
+}
+
+function parseTensorArgs(specs: readonly string[]): TensorArg[] {
+  return specs.map((spec) =>
+    spec.endsWith('[]') ? { name: spec.slice(0, -2), kind: 'list' } : spec.endsWith('?') ? { name: spec.slice(0, -1), kind: 'optional' } : { name: spec, kind: 'tensor' },
+  );
+}
+
+/** Checks the arguments an op declares as tensors. */
+function checkTensorArgs(op: string, declared: readonly TensorArg[], args: readonly unknown[]): void {
+  for (let i = 0; i < declared.length; i++) {
+    const { name, kind } = declared[i]!;
     const a = args[i];
-    if (spec.endsWith('[]')) {
-      const name = spec.slice(0, -2);
+    if (kind === 'list') {
       if (!Array.isArray(a)) throw new ValueError(`${op}: ${name} is ${describeValue(a)}; expected an array of Tensors`);
       a.forEach((x, k) => checkTensorArg(op, `${name}[${k}]`, x));
-    } else if (spec.endsWith('?')) {
-      if (a !== null && a !== undefined) checkTensorArg(op, spec.slice(0, -1), a);
-    } else {
-      checkTensorArg(op, spec, a);
+    } else if (!(a instanceof Tensor) && (kind === 'tensor' || (a !== null && a !== undefined))) {
+      checkTensorArg(op, name, a);
     }
-  });
+  }
 }
 
 /** needsGrad of an op that records nothing. */
@@ -98,8 +108,9 @@ const needsNone = (): boolean => false;
 
 /** Turns an op definition into a callable that records the graph. */
 export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tensor[], D extends object = Record<string, unknown>>(def: OpDef<A, S, D>): Op<A, S, D> {
+  const declared = parseTensorArgs(def.tensors ?? []);
   const call = (...args: A): Tensor => {
-    if (def.tensors) checkTensorArgs(def.name, def.tensors, args);
+    if (declared.length > 0) checkTensorArgs(def.name, declared, args);
     const inputs: Tensor[] = [];
     let anyNeeds = false;
     for (const a of args) {

@@ -2,7 +2,7 @@
 import { DTypeError, ValueError, fmtShape } from '../errors.js';
 import { hasF16 } from '../backend/context.js';
 import { packParams } from '../kernels.js';
-import { empty, Tensor, type DType } from '../tensor.js';
+import { checkDTypeName, empty, Tensor, type DType } from '../tensor.js';
 import { checkTensorArg, defineOp, describeValue, type OpContext } from './define.js';
 import { broadcastShapes, broadcastStrides, checkSameDType, isFloat, runFill, runStrided, runUnary, sumToShape } from './launch.js';
 
@@ -69,8 +69,6 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   return where(mask, value, x);
 }
 
-const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'u32'];
-
 /**
  * Converts to another dtype (a copy): f32 <-> f16 rounding to nearest even (beyond f16's range to
  * infinity), floats to integers by truncation toward zero. As torch on x86, NaN, infinities and
@@ -80,7 +78,7 @@ export const cast = defineOp({
   name: 'cast',
   tensors: ['x'],
   forward(ctx: OpContext<[], { from: DType }>, x: Tensor, dtype: DType) {
-    if (!DTYPES.includes(dtype)) throw new DTypeError(`cast: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
+    checkDTypeName('cast', dtype);
     if ((dtype === 'f16' || x.dtype === 'f16') && !hasF16()) {
       throw new DTypeError(`cast: ${x.dtype} ${fmtShape(x.shape)} to ${dtype} needs shader-f16, which this adapter lacks; stay in f32`);
     }
