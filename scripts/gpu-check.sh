@@ -12,7 +12,8 @@
 # (QLoRA; fused on and off) (bench/decode-width.bench.ts).
 # Each step has its own time limit (*_TIMEOUT, seconds). Together they take longer than one 10-minute
 # command: on a short lease run `bench` alone first (the GPU table beside PyTorch), then `tests report`,
-# then `decode quant`.
+# then `decode quant`. The packed checkout lacks a few packages that some tests import; pack them with
+# scripts/gpu-test-extras.sh and set GPU_TEST_EXTRAS to that archive for `tests` to unpack them first.
 set -uo pipefail
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -23,7 +24,8 @@ for step in "${steps[@]}"; do
   start=$(date +%s)
   case $step in
     report) timeout "${REPORT_TIMEOUT:-240}" node --conditions=source --import tsx bench/gpu-report.ts "$out" 2>&1 | tee "$out/report.log" ;;
-    tests) timeout "${TESTS_TIMEOUT:-300}" node scripts/run-tests.mjs ${TEST_DIRS:-test} > "$out/tests.log" 2>&1
+    tests) if [ -n "${GPU_TEST_EXTRAS:-}" ]; then tar -xJf "$GPU_TEST_EXTRAS" || echo "could not unpack $GPU_TEST_EXTRAS"; fi
+      timeout "${TESTS_TIMEOUT:-300}" node scripts/run-tests.mjs ${TEST_DIRS:-test} > "$out/tests.log" 2>&1
       echo "tests exit $?"; grep -E '^. (tests|pass|fail|skipped|cancelled) ' "$out/tests.log"
       sed -n '/failing tests:/,$p' "$out/tests.log" | grep '^✖' | head -40 ;;
     bench) timeout "${BENCH_TIMEOUT:-400}" node --conditions=source --import tsx bench/run.ts ${BENCH_ARGS:-} > "$out/bench.log" 2>&1
