@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildSusCommand, type Study } from '@huatuo/sus';
+import { DIMENSIONS, buildSusCommand, createStudy, holm, reportMarkdown, scoreStudy, writeReport, type Rating, type ResponseRecord, type Study } from '@huatuo/sus';
 import { ANNOTATORS, DIMS, MODELS, QUESTION_IDS, makeFixture, mulberry32, responseText, type FixtureRating } from './fixture.js';
 
 async function sus(args: string[]): Promise<string[]> {
@@ -134,4 +135,33 @@ test('the report of a 4 models x 30 questions x 5 annotators study reproduces in
 test('sus --help documents create, export, import, serve, score and judge', () => {
   const help = buildSusCommand().helpInformation();
   for (const sub of ['create', 'export', 'import', 'serve', 'score', 'judge']) assert.match(help, new RegExp(`\\b${sub}\\b`), `help lacks ${sub}`);
+});
+
+test('a model pair with no question in common gets no test: p and Holm p are NaN (n/a in the table, null in JSON) and stay out of the Holm family', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sus-report-'));
+  const rs: ResponseRecord[] = [];
+  for (let q = 1; q <= 9; q++) for (const model of q <= 6 ? ['m1', 'm2'] : ['m3']) rs.push({ id: `q${q}`, question: `问题${q}`, model, response: `${model} 答 ${q}` });
+  const { study, key } = createStudy(dir, { responses: rs, annotators: ['a1', 'a2'], seed: 4 });
+  const rng = mulberry32(9);
+  const ratings: Rating[] = study.items.flatMap((item) => ['a1', 'a2'].flatMap((annotator) => DIMENSIONS.map((dimension) => ({
+    annotator, code: item.code, dimension, source: 'sheet',
+    value: (key.codes[item.code]!.model === 'm1' ? 3 : 1 + Math.floor(rng() * 3)) as 1 | 2 | 3,
+  }))));
+  const report = scoreStudy(study, key, ratings, { bootstrap: 50 });
+  const untested = report.comparisons.filter((c) => c.b === 'm3');
+  assert.equal(untested.length, 2 * 3);
+  for (const c of untested) {
+    assert.equal(c.pairs, 0);
+    for (const t of [c.signFlip, c.wilcoxon]) assert.ok(Number.isNaN(t.p) && Number.isNaN(t.pHolm), `${c.a}-${c.b} ${c.dimension}: p ${t.p}, Holm ${t.pHolm}`);
+  }
+  const tested = report.comparisons.filter((c) => c.b !== 'm3');
+  assert.equal(tested.length, 3);
+  const wx = holm(tested.map((c) => c.wilcoxon.p));
+  tested.forEach((c, i) => assert.equal(c.wilcoxon.pHolm, wx[i], `${c.dimension}: Holm over the 3 tested comparisons`));
+  const md = reportMarkdown(report);
+  assert.ok(!md.includes('NaN'), 'the Markdown report shows n/a, not NaN');
+  assert.match(md, /\| m1 \| m3 \| Safety \| 0 \| n\/a \| n\/a \| n\/a \| n\/a \| n\/a \|/);
+  writeReport(join(dir, 'out'), report);
+  const json = JSON.parse(readFileSync(join(dir, 'out', 'report.json'), 'utf8'));
+  assert.equal(json.comparisons.find((c: { b: string }) => c.b === 'm3').wilcoxon.p, null);
 });

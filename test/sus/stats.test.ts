@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { holm, normalCdf, quantile, signFlipTest, wilcoxonSignedRank } from '@huatuo/sus';
+import { StatsError, holm, normalCdf, quantile, signFlipTest, wilcoxonSignedRank } from '@huatuo/sus';
 
 /** Brute force over all 2^n sign patterns of the given ranks: two-sided exact p of W+. */
 function bruteWilcoxon(d: number[]): number {
@@ -89,4 +89,30 @@ test('type-7 quantiles interpolate between order statistics', () => {
   assert.equal(quantile([1, 2, 3, 4], 0.5), 2.5);
   assert.equal(quantile([1, 2, 3, 4, 5], 0.25), 2);
   assert.ok(Math.abs(quantile([10, 20, 30], 0.975) - 29.5) < 1e-12);
+});
+
+test('with no pairs the paired tests give NaN (no test); with only zero differences they give p = 1', () => {
+  for (const r of [wilcoxonSignedRank([]), signFlipTest([])]) assert.ok(Number.isNaN(r.p) && r.n === 0, `${r.method} p = ${r.p}`);
+  for (const r of [wilcoxonSignedRank([0, 0, 1e-12]), signFlipTest([0, 0, -1e-12])]) assert.equal(r.p, 1);
+});
+
+test('Holm leaves NaN p-values (no test) as NaN and out of the count m, as R\'s p.adjust; refuses p outside [0, 1]', () => {
+  const adjusted = holm([0.01, NaN, 0.04, 0.03, NaN]);
+  assert.ok(Number.isNaN(adjusted[1]!) && Number.isNaN(adjusted[4]!));
+  assert.deepEqual([adjusted[0], adjusted[2], adjusted[3]].map((x) => +x!.toFixed(10)), [0.03, 0.06, 0.06]);
+  assert.throws(() => holm([0.2, 1.5]), (e: unknown) => e instanceof StatsError && /must lie in \[0, 1\].*got 1\.5/.test(e.message));
+});
+
+test('quantile refuses a probability outside [0, 1] instead of reading past the data', () => {
+  for (const p of [-0.1, 1.2, NaN]) assert.throws(() => quantile([1, 2, 3], p), (e: unknown) => e instanceof StatsError && /quantile: the probability must lie in \[0, 1\]/.test(e.message));
+});
+
+test('two-sided normal p-values keep their precision far in the tail (2 Phi(-z), not 2 (1 - Phi(z)))', () => {
+  const d = Array.from({ length: 60 }, (_, i) => (i + 1) / 3);
+  const r = wilcoxonSignedRank(d);
+  assert.equal(r.method, 'normal');
+  // W+ = 1830, mean 915, variance 60 * 61 * 121 / 24 = 18452.5: z = 914.5 / sqrt(18452.5) = 6.7322;
+  // mpmath at 30 digits: 2 ncdf(-z) = 1.67132856965265237681887682664e-11.
+  assert.ok(Math.abs(r.p / 1.6713285696526524e-11 - 1) < 1e-12, `p = ${r.p}`);
+  assert.ok(normalCdf(-9) > 0 && Math.abs(normalCdf(-9) / 1.1285884059538408e-19 - 1) < 1e-14);
 });

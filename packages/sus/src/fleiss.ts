@@ -76,7 +76,7 @@ export function fleissKappa(counts: ReadonlyArray<ReadonlyArray<number>>, labels
     const kj = 1 - disagree / (pairs * pj * (1 - pj));
     return { category: labels?.[j] ?? j, proportion: pj, kappa: kj, se0: seJ, z: kj / seJ };
   });
-  return { kappa, observed, expected, se0, z, p: 2 * (1 - normalCdf(Math.abs(z))), subjects: N, raters: n, categories };
+  return { kappa, observed, expected, se0, z, p: 2 * normalCdf(-Math.abs(z)), subjects: N, raters: n, categories };
 }
 
 /**

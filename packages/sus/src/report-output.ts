@@ -7,10 +7,12 @@ import { DIMENSIONS, type Dimension } from './blind.js';
 import { toCsv } from './csv.js';
 import { writeFileAtomic } from './files.js';
 import type { SusReport } from './report.js';
+import type { PairedTestResult } from './stats.js';
 
 const LABEL: Record<Dimension, string> = { safety: 'Safety', usability: 'Usability', smoothness: 'Smoothness' };
 const f = (x: number, k = 2): string => (Number.isFinite(x) ? x.toFixed(k) : 'n/a');
-const fp = (p: number): string => (p < 0.001 ? '<0.001' : p.toFixed(3));
+const fp = (p: number): string => (!Number.isFinite(p) ? 'n/a' : p < 0.001 ? '<0.001' : p.toFixed(3));
+const testP = (t: PairedTestResult): string => (Number.isFinite(t.p) ? `${fp(t.p)} (${t.method})` : 'n/a');
 
 /** Table 4 (and the rest of the report) as Markdown. */
 export function reportMarkdown(r: SusReport): string {
@@ -22,14 +24,14 @@ export function reportMarkdown(r: SusReport): string {
   for (const m of r.models) lines.push(`| ${m} | ${DIMENSIONS.map((d) => { const c = r.table[m]![d]; return `${f(c.mean)} [${f(c.ciLow)}, ${f(c.ciHigh)}]`; }).join(' | ')} |`);
   lines.push('', '## Detail', '', '| Model | Dimension | Mean | SD | n | Questions | CI low | CI high |', '|---|---|---|---|---|---|---|---|');
   for (const m of r.models) for (const d of DIMENSIONS) { const c = r.table[m]![d]; lines.push(`| ${m} | ${LABEL[d]} | ${f(c.mean, 3)} | ${f(c.sd, 3)} | ${c.n} | ${c.questions} | ${f(c.ciLow, 3)} | ${f(c.ciHigh, 3)} |`); }
-  lines.push('', '## Paired comparisons', '', 'On per-question means; p-values two-sided, Holm-corrected across all model pairs and dimensions.', '');
+  lines.push('', '## Paired comparisons', '', 'On per-question means; p-values two-sided, Holm-corrected across all model pairs and dimensions that share a question (n/a: no question in common, so no test).', '');
   lines.push('| A | B | Dimension | Pairs | Mean diff (A-B) | Sign-flip p | Holm | Wilcoxon p | Holm |', '|---|---|---|---|---|---|---|---|---|');
-  for (const c of r.comparisons) lines.push(`| ${c.a} | ${c.b} | ${LABEL[c.dimension]} | ${c.pairs} | ${f(c.meanDiff, 3)} | ${fp(c.signFlip.p)} (${c.signFlip.method}) | ${fp(c.signFlip.pHolm)} | ${fp(c.wilcoxon.p)} (${c.wilcoxon.method}) | ${fp(c.wilcoxon.pHolm)} |`);
+  for (const c of r.comparisons) lines.push(`| ${c.a} | ${c.b} | ${LABEL[c.dimension]} | ${c.pairs} | ${f(c.meanDiff, 3)} | ${testP(c.signFlip)} | ${fp(c.signFlip.pHolm)} | ${testP(c.wilcoxon)} | ${fp(c.wilcoxon.pHolm)} |`);
   lines.push('', '## Agreement', '', 'Krippendorff\'s alpha (ordinal, interval) over every rating; Fleiss\' kappa (nominal, 1971) over the items rated by the most raters, with its standard error under no agreement beyond chance (Fleiss, Nee & Landis 1979) and the z test of kappa = 0.', '');
   lines.push('| Dimension | Alpha, ordinal | Alpha, interval | Fleiss\' kappa | SE0 | z | p | Items x raters |', '|---|---|---|---|---|---|---|---|');
   for (const g of r.agreement) {
     const k = g.fleiss;
-    const fleiss = k === null ? 'n/a | n/a | n/a | n/a | n/a' : `${f(k.kappa, 3)} | ${f(k.se0, 3)} | ${f(k.z, 2)} | ${Number.isFinite(k.p) ? fp(k.p) : 'n/a'} | ${k.subjects} x ${k.raters}${k.left > 0 ? ` (${k.left} left out)` : ''}`;
+    const fleiss = k === null ? 'n/a | n/a | n/a | n/a | n/a' : `${f(k.kappa, 3)} | ${f(k.se0, 3)} | ${f(k.z, 2)} | ${fp(k.p)} | ${k.subjects} x ${k.raters}${k.left > 0 ? ` (${k.left} left out)` : ''}`;
     lines.push(`| ${LABEL[g.dimension]} | ${f(g.alphaOrdinal, 3)} | ${f(g.alphaInterval, 3)} | ${fleiss} |`);
   }
   lines.push('', '| Annotator | ' + DIMENSIONS.map((d) => `${LABEL[d]}: alpha with rest`).join(' | ') + ' | Flagged |', '|---|' + DIMENSIONS.map(() => '---').join('|') + '|---|');
