@@ -66,6 +66,27 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/**
+ * The path of a request target, with repeated slashes merged and any trailing one dropped: a
+ * base URL written with a trailing slash gives `//v1/chat/completions`, which is not read as a
+ * host (`new URL` would) but as the route it means, as reverse proxies merge slashes.
+ */
+function routePath(target: string): string {
+  let path = target.split(/[?#]/, 1)[0]!;
+  // The absolute form (http://host/path), which HTTP/1.1 servers must accept too.
+  if (!path.startsWith('/') && URL.canParse(target)) path = new URL(target).pathname;
+  return path.replace(/\/{2,}/g, '/').replace(/\/$/, '') || '/';
+}
+
+/** The model id of /v1/models/{id}, percent-decoded; an id that does not decode matches no model. */
+function modelId(encoded: string): string {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return encoded;
+  }
+}
+
 const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
   '/health': { methods: ['GET'], auth: false },
   '/v1/models': { methods: ['GET'], auth: true },
@@ -147,8 +168,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname.replace(/\/+$/, '') || '/';
-    const modelPath = path.startsWith('/v1/models/') ? decodeURIComponent(path.slice('/v1/models/'.length)) : null;
+    const path = routePath(req.url ?? '/');
+    const modelPath = path.startsWith('/v1/models/') ? modelId(path.slice('/v1/models/'.length)) : null;
     const route = ROUTES[path] ?? (modelPath !== null ? { methods: ['GET'], auth: true } : undefined);
     const verdict = guard!.check(req, res, route?.methods ?? ['GET', 'POST']);
     if (verdict === 'preflight') return;

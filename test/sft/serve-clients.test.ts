@@ -1,0 +1,77 @@
+// huatuo-train serve as OpenAI clients reach it, over real HTTP on 127.0.0.1 with the tiny vocab32k
+// fixture (LLaMA's tokenizer): request targets as base URLs and proxies write them, OpenAI's 64-bit
+// seeds, legacy logprobs, and streamed replies on connections the client asks to close.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initWebGPU } from '@huatuo/tensor';
+import { llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { MED_TEMPLATE, startServer, type RunningServer } from '@huatuo/sft';
+import { rawExchange } from '../http/raw-request.ts';
+
+const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
+const NAME = 'tiny-huatuo';
+// Short: the fixture's context is 64 tokens, and HuaTuo's template takes about 48 of them.
+const QUESTION = 'hi';
+
+let model: LlamaModel;
+let tokenizer: Tokenizer;
+
+before(async () => {
+  await initWebGPU();
+  const dir = mkdtempSync(join(tmpdir(), 'huatuo-serve-clients-'));
+  cpSync(fixture, dir, { recursive: true });
+  model = await loadLlama(dir);
+  tokenizer = await loadTokenizer(llamaTokenizerDir());
+});
+
+after(() => model.dispose());
+
+async function withServer(fn: (server: RunningServer) => Promise<void>): Promise<void> {
+  const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 4 } });
+  try {
+    await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
+interface Reply {
+  status: number;
+  // Parsed JSON of any shape: the tests read OpenAI fields off it.
+  json: any;
+}
+
+/** POSTs `body` (an object, or JSON text sent as it is) or GETs `url`. */
+async function call(url: string, body?: unknown): Promise<Reply> {
+  const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const res = await fetch(url, { method: text === undefined ? 'GET' : 'POST', headers: { 'content-type': 'application/json' }, body: text });
+  return { status: res.status, json: await res.json() };
+}
+
+/** Status and JSON body of a raw exchange on a connection the request asks to close. */
+function parseRaw(text: string): Reply {
+  const [head, body] = text.split('\r\n\r\n', 2) as [string, string];
+  return { status: Number(head.split(' ')[1]), json: JSON.parse(body) };
+}
+
+test('request targets as clients write them: repeated slashes from a base URL ending in /, the absolute form, and an id that does not percent-decode (404, not 500)', async () => {
+  await withServer(async (server) => {
+    const chat = await call(`${server.url}//v1/chat/completions`, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 });
+    assert.equal(chat.status, 200, JSON.stringify(chat.json));
+    assert.equal(chat.json.object, 'chat.completion');
+    const models = await call(`${server.url}/v1//models/`);
+    assert.equal(models.status, 200, JSON.stringify(models.json));
+    assert.deepEqual(models.json.data.map((m: { id: string }) => m.id), [NAME]);
+    const host = `127.0.0.1:${server.port}`;
+    const absolute = parseRaw((await rawExchange(server.port, `GET http://${host}/v1/models/${NAME} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)).text);
+    assert.equal(absolute.status, 200, JSON.stringify(absolute.json));
+    assert.equal(absolute.json.id, NAME);
+    const undecodable = await call(`${server.url}/v1/models/%E0%A4`);
+    assert.equal(undecodable.status, 404, JSON.stringify(undecodable.json));
+    assert.equal(undecodable.json.error.code, 'model_not_found');
+  });
+});
