@@ -75,3 +75,19 @@ test('request targets as clients write them: repeated slashes from a base URL en
     assert.equal(undecodable.json.error.code, 'model_not_found');
   });
 });
+
+test("seed takes OpenAI's whole 64-bit range: 2^63 - 1 as Python sends it is accepted and repeats its answer; beyond the range is refused", async () => {
+  await withServer(async (server) => {
+    const chat = `${server.url}/v1/chat/completions`;
+    const body = (seed: string) => `{"model": "${NAME}", "messages": [{"role": "user", "content": "${QUESTION}"}], "max_tokens": 6, "temperature": 1, "seed": ${seed}}`;
+    const first = await call(chat, body('9223372036854775807'));
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const again = await call(chat, body('9223372036854775807'));
+    assert.equal(again.json.choices[0].message.content, first.json.choices[0].message.content, 'the same seed samples the same answer');
+    assert.equal((await call(chat, body('-9223372036854775808'))).status, 200);
+    const beyond = await call(chat, body('18446744073709551616'));
+    assert.equal(beyond.status, 400);
+    assert.equal(beyond.json.error.param, 'seed');
+    assert.equal((await call(chat, body('1.5'))).status, 400, 'a fractional seed');
+  });
+});

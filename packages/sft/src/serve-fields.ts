@@ -31,6 +31,8 @@ export function optional<T>(body: Body, key: string, check: (v: unknown) => v is
 export const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 export const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 export const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+/** A 64-bit signed integer, as OpenAI's `seed`; JSON numbers past 2^53 arrive rounded, but whole. */
+export const isInt64 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 63) && v <= 2 ** 63;
 export const isObject = (v: unknown): v is Body => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** An optional number (or integer) field, checked to lie in [lo, hi]. */

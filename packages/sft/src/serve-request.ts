@@ -10,7 +10,7 @@ import type { PromptTemplate } from './prompt.js';
 import type { EncodeText } from './chat-prompt.js';
 import { chatPrompter, type ChatMessage } from './serve-chat.js';
 import { HttpError } from './serve-errors.js';
-import { bad, inRange, isBool, isInt, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
+import { bad, inRange, isBool, isInt, isInt64, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
 import { longestPieceChars } from './serve-limits.js';
 
 /** Generation settings used when a request leaves a field out. */
@@ -159,7 +159,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
     const numBeams = inRange(body, 'num_beams', 1, 16, true) ?? defaults.numBeams;
     const repetitionPenalty = inRange(body, 'repetition_penalty', 0.01, 10, false) ?? defaults.repetitionPenalty;
-    const seed = inRange(body, 'seed', -(2 ** 53 - 1), 2 ** 53 - 1, true) ?? randomInt(2 ** 31);
+    const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
     const fit = memoryRefusal(numBeams, promptTokens + maxTokens);
     if (fit !== null) {
