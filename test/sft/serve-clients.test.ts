@@ -91,3 +91,15 @@ test("seed takes OpenAI's whole 64-bit range: 2^63 - 1 as Python sends it is acc
     assert.equal((await call(chat, body('1.5'))).status, 400, 'a fractional seed');
   });
 });
+
+test('legacy completions refuse logprobs 0, which asks for the sampled tokens\' log probabilities, and accept logprobs null', async () => {
+  await withServer(async (server) => {
+    const completions = `${server.url}/v1/completions`;
+    const zero = await call(completions, { model: NAME, prompt: 'The patient', max_tokens: 2, logprobs: 0 });
+    assert.equal(zero.status, 400, JSON.stringify(zero.json));
+    assert.equal(zero.json.error.param, 'logprobs');
+    const none = await call(completions, { model: NAME, prompt: 'The patient', max_tokens: 2, logprobs: null });
+    assert.equal(none.status, 200, JSON.stringify(none.json));
+    assert.equal(none.json.choices[0].logprobs, null);
+  });
+});

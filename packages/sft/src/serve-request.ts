@@ -240,7 +240,10 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
 
   const completion = async (body: Body): Promise<JobRequest> => {
     checkModel(body);
-    refuseUnsupported(body, ['logprobs', 'logit_bias', 'suffix']);
+    refuseUnsupported(body, ['logit_bias', 'suffix']);
+    // Unlike chat's boolean, legacy logprobs 0 still asks for the sampled tokens' log probabilities.
+    const logprobs = body['logprobs'];
+    if (logprobs !== undefined && logprobs !== null) throw new HttpError(400, `logprobs: not supported by this server (got ${typeName(logprobs)}); leave it out`, 'invalid_request_error', 'logprobs');
     let raw = body['prompt'];
     if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
     let prompt: number[];
