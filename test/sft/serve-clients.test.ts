@@ -103,3 +103,20 @@ test('legacy completions refuse logprobs 0, which asks for the sampled tokens\' 
     assert.equal(none.json.choices[0].logprobs, null);
   });
 });
+
+test('a streamed reply closes a connection the client asked to close, keeps the others open, and tells reverse proxies not to buffer it', async () => {
+  await withServer(async (server) => {
+    const host = `127.0.0.1:${server.port}`;
+    const body = JSON.stringify({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 3, stream: true });
+    const post = (connection: string) => `POST /v1/chat/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n${connection}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const closing = await rawExchange(server.port, post('Connection: close\r\n'), 10_000);
+    assert.ok(closing.text.includes('data: [DONE]'), closing.text);
+    assert.ok(closing.closedByServer, 'the server closed the connection after the stream, as "Connection: close" asks');
+    const head = closing.text.split('\r\n\r\n', 1)[0]!.toLowerCase();
+    assert.match(head, /^x-accel-buffering: no$/m);
+    assert.doesNotMatch(head, /^connection: keep-alive$/m);
+    const kept = await rawExchange(server.port, post(''), 500);
+    assert.ok(kept.text.includes('data: [DONE]'), kept.text);
+    assert.ok(!kept.closedByServer, 'a keep-alive connection stays open after the stream');
+  });
+});

@@ -45,7 +45,10 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   let raw = '';
   let sent = '';
   if (job.stream) {
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': job.id });
+    // No Connection header: node keeps the connection open, or closes it after the stream when the
+    // client sent "Connection: close" (a forced keep-alive would leave that socket open).
+    // X-Accel-Buffering stops nginx-style reverse proxies from holding the events back.
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', 'x-request-id': job.id });
     if (job.kind === 'chat') sse(res, chunk(job, modelName, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
     else if (job.echo) sse(res, chunk(job, modelName, { text: job.echo, finish_reason: null }));
   }
