@@ -105,6 +105,18 @@ test("Llama-3's template through the server: the prompt is bos + header blocks +
   }
 });
 
+test("a developer message (OpenAI's newer system role) is the system message under a template that does not name the role, and stays a developer message under one that does", async () => {
+  const asSystem = [
+    { role: 'system', content: '你是一名医生。' },
+    { role: 'user', content: '我头痛。' },
+  ];
+  const asDeveloper = [{ ...asSystem[0]!, role: 'developer' }, asSystem[1]!];
+  // Llama-2-chat's template would otherwise refuse it: roles must alternate after an optional system message.
+  assert.deepEqual(await promptIds(loadChatTemplate(llama2Dir), spTok, asDeveloper), await promptIds(loadChatTemplate(llama2Dir), spTok, asSystem));
+  const knowing = chatModelFolder(['tokenizer.json'], { chat_template: "{% for m in messages %}{% if m.role == 'developer' %}D{% else %}{{ m.role }}{% endif %}:{{ m.content }};{% endfor %}" });
+  assert.deepEqual(await promptIds(loadChatTemplate(knowing), hfTok, asDeveloper), hfTok.encode('D:你是一名医生。;user:我头痛。;', { addBos: false }));
+});
+
 test('a conversation the template refuses with raise_exception gets a 400 carrying its message', async () => {
   const server = await startServer({ model, tokenizer: spTok, template: loadChatTemplate(llama2Dir), modelName: NAME });
   try {

@@ -50,10 +50,14 @@ export interface ChatPrompter {
 
 function jinjaPrompter(template: ChatTemplate, tokenizer: Tokenizer, encode: EncodeText): ChatPrompter {
   const prompt = chatTemplatePrompt(template, tokenizer);
+  // OpenAI's developer messages are the system messages of its newer models. A template that never
+  // names the role gets them as system messages (as vLLM and llama.cpp pass them), where LLaMA's
+  // templates would drop them or refuse the conversation.
+  const knowsDeveloper = template.source.includes('developer');
   return {
     text(messages) {
       try {
-        return prompt.text(messages);
+        return prompt.text(knowsDeveloper ? messages : messages.map((m) => (m.role === 'developer' ? { ...m, role: 'system' } : m)));
       } catch (e) {
         if (e instanceof ChatTemplateException) throw new HttpError(400, `messages: the chat template (${template.name}) refuses this conversation: ${e.message}`, 'invalid_request_error', 'messages');
         if (e instanceof TemplateError) throw new HttpError(400, `messages: ${e.message}`, 'invalid_request_error', 'messages');
