@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIMENSIONS, buildSusCommand, createStudy, holm, reportMarkdown, scoreStudy, writeReport, type Rating, type ResponseRecord, type Study } from '@huatuo/sus';
+import { DIMENSIONS, StudyError, buildSusCommand, createStudy, holm, reportMarkdown, scoreStudy, writeReport, type Rating, type ResponseRecord, type Study } from '@huatuo/sus';
 import { ANNOTATORS, DIMS, MODELS, QUESTION_IDS, makeFixture, mulberry32, responseText, type FixtureRating } from './fixture.js';
 
 async function sus(args: string[]): Promise<string[]> {
@@ -164,4 +164,11 @@ test('a model pair with no question in common gets no test: p and Holm p are NaN
   writeReport(join(dir, 'out'), report);
   const json = JSON.parse(readFileSync(join(dir, 'out', 'report.json'), 'utf8'));
   assert.equal(json.comparisons.find((c: { b: string }) => c.b === 'm3').wilcoxon.p, null);
+});
+
+test('scoreStudy refuses a confidence level outside (0, 1) or a bootstrap count that is not a whole number, naming the option', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sus-report-'));
+  const { study, key } = createStudy(dir, { responses: [{ id: 'q1', question: '问题', model: 'm', response: '答' }], annotators: ['a1'], seed: 1 });
+  for (const level of [95, 0, 1, NaN]) assert.throws(() => scoreStudy(study, key, [], { level }), (e: unknown) => e instanceof StudyError && /level .* strictly between 0 and 1.*got/.test(String((e as Error).message)), `level ${level}`);
+  for (const bootstrap of [-1, 2.5]) assert.throws(() => scoreStudy(study, key, [], { bootstrap }), (e: unknown) => e instanceof StudyError && /bootstrap .* non-negative integer; got/.test(String((e as Error).message)));
 });

@@ -89,6 +89,8 @@ export function scoreStudy(study: Study, key: StudyKey, ratings: readonly Rating
   const seed = opts.seed ?? 1;
   const B = opts.bootstrap ?? 2000;
   const level = opts.level ?? 0.95;
+  if (!(level > 0 && level < 1)) throw new StudyError(`scoreStudy: level is the confidence of the intervals and must lie strictly between 0 and 1 (0.95 for 95%); got ${level}`);
+  if (!Number.isInteger(B) || B < 0) throw new StudyError(`scoreStudy: bootstrap is a number of replicates and must be a non-negative integer; got ${B}`);
   const includeJudges = opts.includeJudges ?? false;
   const inStudy = new Set(study.items.map((i) => i.code));
   const valid = ratings.filter((r) => inStudy.has(r.code));
