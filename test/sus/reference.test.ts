@@ -1,10 +1,10 @@
-// Every statistic of @huatuo/sus against SciPy 1.10, statsmodels 0.13, NumPy 1.24 and mpmath over random
+// Every statistic of @huatuo/sus against SciPy 1.10, statsmodels 0.13, NumPy 1.24, NLTK 3.8 and mpmath over random
 // and adversarial inputs (test/fixtures/sus/stats.json, made by scripts/fixtures/make-sus-stats-fixture.py;
 // the script's header says which call gives each reference value).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fleissKappa, fleissKappaOfRatings, holm, mean, normalCdf, quantile, sampleSd, signFlipTest, wilcoxonSignedRank } from '@huatuo/sus';
+import { fleissKappa, fleissKappaOfRatings, holm, krippendorffAlpha, mean, normalCdf, quantile, sampleSd, signFlipTest, wilcoxonSignedRank, type AlphaLevel } from '@huatuo/sus';
 
 interface WilcoxonCase { name: string; diffs: number[]; n: number; p: number | null; wPlus: number; method: 'exact' | 'approx' | 'none' | 'all-zero' }
 interface Fixture {
@@ -13,6 +13,7 @@ interface Fixture {
   signFlip: Array<{ name: string; diffs: number[]; p: number }>;
   fleissTables: Array<{ name: string; counts: number[][]; kappa: number | null }>;
   fleissRatings: Array<{ name: string; data: Array<Array<number | null>>; kappa: number | null; subjects: number | null; left: number | null }>;
+  krippendorff: Array<{ name: string; data: Array<Array<number | null>> } & Record<AlphaLevel, number | null>>;
   holm: Array<{ p: number[]; holm: number[] }>;
   quantile: Array<{ sorted: number[]; probs: number[]; quantiles: number[] }>;
   moments: Array<{ xs: number[]; mean: number; sd: number | null }>;
@@ -64,6 +65,12 @@ test('Fleiss kappa of ratings with missing values equals statsmodels over the it
     near(k.kappa, c.kappa, 1e-12, c.name, 1e-15);
     assert.equal(k.subjects, c.subjects, `${c.name}: subjects`);
     assert.equal(k.left, c.left, `${c.name}: left out`);
+  }
+});
+
+test('Krippendorff alpha equals NLTK AnnotationTask.alpha with the nominal, ordinal, interval and ratio differences; NaN where no disagreement is possible', () => {
+  for (const c of fixture.krippendorff) {
+    for (const level of ['nominal', 'ordinal', 'interval', 'ratio'] as const) near(krippendorffAlpha(c.data, level), c[level], 1e-12, `${c.name}, ${level}`, 1e-14);
   }
 });
 
