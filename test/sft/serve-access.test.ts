@@ -85,7 +85,7 @@ test('requests naming another Host, from pages of other origins, or with non-JSO
   });
 });
 
-test('with --cors-origin, the allowed page\'s preflight is answered and its requests carry Access-Control-Allow-Origin', async () => {
+test('with --cors-origin, the allowed page\'s preflight is answered and its requests carry Access-Control-Allow-Origin, exposing Retry-After and x-request-id', async () => {
   const page = 'http://localhost:5173';
   await withServer({ corsOrigins: [page], allowedHosts: ['gpu-box.lan'] }, async (server) => {
     const preflight = await rawRequest(server.url, '/v1/chat/completions', {
@@ -101,6 +101,8 @@ test('with --cors-origin, the allowed page\'s preflight is answered and its requ
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers['access-control-allow-origin'], page);
     assert.match(String(r.headers['vary']), /Origin/);
+    assert.equal(r.headers['access-control-expose-headers'], 'retry-after, x-request-id', "the page's openai client can read a 503's Retry-After and the request id");
+    assert.equal(r.headers['x-request-id'], JSON.parse(r.text).id);
     assert.equal((await rawRequest(server.url, '/v1/models', { headers: { origin: 'http://localhost:5174' } })).status, 403);
   });
   await assert.rejects(

@@ -174,6 +174,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const verdict = guard!.check(req, res, route?.methods ?? ['GET', 'POST']);
     if (verdict === 'preflight') return;
     if (verdict !== null) throw new HttpError(verdict.status, verdict.message, 'invalid_request_error', null, verdict.code);
+    // A page reads only safelisted headers of a cross-origin reply unless told: the openai client
+    // waits Retry-After before retrying a 503, and reports x-request-id.
+    if (res.hasHeader('access-control-allow-origin')) res.setHeader('access-control-expose-headers', 'retry-after, x-request-id');
     if (route === undefined) throw new HttpError(404, `no route ${req.method} ${path}; this server serves /v1/chat/completions, /v1/completions, /v1/models and /health`, 'invalid_request_error', null, 'unknown_url');
     if (!route.methods.includes(req.method ?? '')) {
       throw new HttpError(405, `${path} accepts ${route.methods.join(', ')}, not ${req.method}`, 'invalid_request_error', null, 'method_not_allowed', { allow: route.methods.join(', ') });
