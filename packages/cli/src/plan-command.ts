@@ -32,7 +32,7 @@ export function buildPlanCommand(print: (line: string) => void): Command {
     .option('--base-dtype <dtype>', 'f16 or f32 (base weights and activations)', 'f16')
     .option('--quantize <format>', 'none, int8 or nf4 (decoder projections)', 'none')
     .option('--gradient-checkpointing [bool]', 'keep only layer inputs, recompute layers in backward (default: on with --quantize int8 or nf4)')
-    .option('--micro-batch <n>', 'sequences per forward pass', '4')
+    .option('--micro-batch <n>', 'sequences per forward pass, or auto: the largest that fits --gpu-memory (1 without it)', '4')
     .option('--cutoff-len <n>', 'tokens per sequence', '256')
     .option('--lora-r <n>', 'LoRA rank', '8')
     .option('--lora-target-modules <list>', 'adapted projections', 'q_proj,v_proj')
@@ -44,7 +44,8 @@ export function buildPlanCommand(print: (line: string) => void): Command {
         '--quantize': opts.quantize,
         '--gradient-checkpointing': opts.gradientCheckpointing === true ? 'true' : opts.gradientCheckpointing,
         '--micro-batch': opts.microBatch,
-        '--batch-size': opts.microBatch,
+        // A given micro-batch is planned alone (no accumulation); auto picks among the divisors of the recipe's batch.
+        '--batch-size': opts.microBatch === 'auto' ? undefined : opts.microBatch,
         '--cutoff-len': opts.cutoffLen,
         '--lora-r': opts.loraR,
         '--lora-target-modules': opts.loraTargetModules,
@@ -53,13 +54,14 @@ export function buildPlanCommand(print: (line: string) => void): Command {
       const name = (opts.preset as string | undefined) ?? (opts.base as string);
       const model = opts.preset !== undefined ? configFromPreset(opts.preset as LlamaPresetName) : await loadLlamaConfig(opts.base as string);
       const dtype = opts.baseDtype;
-      const microBatch = config.microBatchSize === 'auto' ? 1 : config.microBatchSize;
+      const limits = config.gpuMemory > 0 ? { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity, totalMemory: config.gpuMemory * 1024 ** 3 } : null;
+      const microBatch = config.microBatchSize === 'auto' ? fitMicroBatch(model, config, dtype, limits) : config.microBatchSize;
       const plan = trainingPlan(model, config, dtype, microBatch);
       for (const line of planLines(name, model, config, dtype, microBatch, plan)) print(line);
-      if (config.gpuMemory > 0) {
-        const limits = { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity, totalMemory: config.gpuMemory * 1024 ** 3 };
-        fitMicroBatch(model, config, dtype, limits);
-        print(`fits in --gpu-memory ${config.gpuMemory} GiB`);
+      if (limits !== null) {
+        // A given micro-batch is printed first, so that a refusal follows the figures it refers to.
+        if (config.microBatchSize !== 'auto') fitMicroBatch(model, config, dtype, limits);
+        print(`fits in --gpu-memory ${config.gpuMemory} GiB${config.microBatchSize === 'auto' ? ` (micro-batch ${microBatch}, the largest that does)` : ''}`);
       }
     });
 }
