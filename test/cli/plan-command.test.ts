@@ -1,7 +1,10 @@
 // `huatuo-train plan`: the memory of a training run from a preset alone (no weights, no GPU), with
-// the figures the repository README gives for LLaMA-7B with HuaTuo's recipe.
+// the figures the repository README gives for LLaMA-7B with HuaTuo's recipe; its output piped to a
+// reader that stops early.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { buildPlanCommand } from '@huatuo/cli';
 
 /** The lines `huatuo-train plan <args>` prints, or its error. */
@@ -35,4 +38,15 @@ test('plan refuses a micro-batch that does not fit --gpu-memory, naming --micro-
   const args = ['--preset', 'llama-7b', '--quantize', 'int8', '--gradient-checkpointing', 'false', '--micro-batch', '4', '--gpu-memory', '10'];
   await assert.rejects(buildPlanCommand((line) => lines.push(line)).parseAsync(args, { from: 'user' }), /--micro-batch: a micro-batch of 4 sequences .* use --micro-batch auto or a smaller one/);
   assert.equal(peak(lines), '13.81 GiB');
+});
+
+test('a reader that closes the output early (huatuo-train plan | head -1) ends the command with code 0 and no stack', async () => {
+  const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
+  const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, 'plan', '--preset', 'tiny'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout!.destroy(); // closed before the command writes its first line
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
 });

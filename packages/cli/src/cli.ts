@@ -43,6 +43,11 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; errors print their message (no stack) and exit 1. */
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  // A reader that stops early (`huatuo-train plan | head -1`) closes stdout: the rest of the output is
+  // dropped and the command goes on to its end (a training run still saves), instead of dying on a write.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (e) {
