@@ -14,7 +14,7 @@ export const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absma
 export function withBaseFlags(cmd: Command, required = false): Command {
   const add = (flags: string, help: string) => (required ? cmd.requiredOption(flags, help) : cmd.option(flags, help));
   add('--base <folder>', `base model: a Hugging Face LLaMA folder${required ? '' : ' (default: the built-in tiny demo model)'}`);
-  add('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)');
+  add('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors or adapter_model.bin)');
   return cmd.option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto');
 }
 
