@@ -112,7 +112,15 @@ test("a developer message (OpenAI's newer system role) is the system message und
   ];
   const asDeveloper = [{ ...asSystem[0]!, role: 'developer' }, asSystem[1]!];
   // Llama-2-chat's template would otherwise refuse it: roles must alternate after an optional system message.
-  assert.deepEqual(await promptIds(loadChatTemplate(llama2Dir), spTok, asDeveloper), await promptIds(loadChatTemplate(llama2Dir), spTok, asSystem));
+  const systemIds = await promptIds(loadChatTemplate(llama2Dir), spTok, asSystem);
+  assert.deepEqual(await promptIds(loadChatTemplate(llama2Dir), spTok, asDeveloper), systemIds);
+  const server = await startServer({ model, tokenizer: spTok, template: loadChatTemplate(llama2Dir), modelName: NAME });
+  try {
+    const r = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'developer', content: asSystem[0]!.content }, { role: 'user', content: asSystem[1]!.content }], max_tokens: 2 });
+    assert.equal(r.usage!.prompt_tokens, systemIds.length, 'the openai client gets an answer to the prompt with the system message');
+  } finally {
+    await server.close();
+  }
   const knowing = chatModelFolder(['tokenizer.json'], { chat_template: "{% for m in messages %}{% if m.role == 'developer' %}D{% else %}{{ m.role }}{% endif %}:{{ m.content }};{% endfor %}" });
   assert.deepEqual(await promptIds(loadChatTemplate(knowing), hfTok, asDeveloper), hfTok.encode('D:你是一名医生。;user:我头痛。;', { addBos: false }));
 });
