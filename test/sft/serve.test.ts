@@ -153,7 +153,7 @@ test('a multi-turn chat with a system message is prompted as its folded question
   });
 });
 
-test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage and [DONE]', async () => {
+test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage (null in the chunks before it) and [DONE]', async () => {
   await withServer({}, async (server) => {
     const api = client(server);
     const body = { model: NAME, messages: [{ role: 'user' as const, content: QUESTION }], max_tokens: 12, temperature: 0.8, seed: 7 };
@@ -171,9 +171,13 @@ test('streamed chat chunks concatenate to the non-streamed answer, end with a fi
     const last = chunks.filter((c) => c.choices.length > 0).at(-1)!;
     assert.equal(last.choices[0]!.finish_reason, whole.choices[0]!.finish_reason);
     assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
+    assert.deepEqual(chunks.at(-1)!.choices, [], 'the usage chunk has no choices');
+    assert.ok(chunks.slice(0, -1).every((c) => c.usage === null), 'with include_usage, every chunk before the last has usage null, as OpenAI sends it');
     const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
     assert.match(raw.headers.get('content-type')!, /^text\/event-stream/);
-    assert.ok((await raw.text()).trimEnd().endsWith('data: [DONE]'));
+    const events = await raw.text();
+    assert.ok(events.trimEnd().endsWith('data: [DONE]'));
+    assert.doesNotMatch(events, /"usage"/, 'no usage field without include_usage');
   });
 });
 

@@ -18,14 +18,15 @@ export interface Job extends JobRequest {
 const usage = (g: Generation) => ({ prompt_tokens: g.promptTokens.length, completion_tokens: g.tokens.length, total_tokens: g.promptTokens.length + g.tokens.length });
 const finishReason = (g: Generation, raw: string, stops: readonly string[]): 'stop' | 'length' => (g.finishReason === 'length' && firstStop(raw, stops) < 0 ? 'length' : 'stop');
 
-const chunk = (job: Job, modelName: string, choice: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+// With stream_options.include_usage, OpenAI gives every chunk a usage field, null until the last.
+const chunk = (job: Job, modelName: string, choice: Record<string, unknown>) => ({
   id: job.id,
   object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
   created: job.created,
   model: modelName,
   system_fingerprint: null,
   choices: [{ index: 0, ...choice, logprobs: null }],
-  ...extra,
+  ...(job.includeUsage ? { usage: null } : {}),
 });
 
 /** Writes one server-sent event (a JSON object, or a string such as [DONE]) unless the client has gone. */
