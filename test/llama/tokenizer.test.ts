@@ -84,10 +84,10 @@ describe('LLaMA tokenizer through both file formats', () => {
     }
   });
 
-  it('reads special-token text as characters in tokenizer.model and as the special token in tokenizer.json', () => {
-    // SentencePiece never matches control pieces in text; Hugging Face splits out added special tokens.
-    assert.deepEqual(sp.encode('<s>a'), llamaTokenizer.encode('<s>a'));
-    assert.deepEqual(hf.encode('<s>a'), [1, 1, ...hf.encode('a', { addBos: false })]);
+  it('reads special-token text as the special token through both formats, as transformers does', () => {
+    // SentencePiece alone (and llama-tokenizer-js) would read '<s>' as characters; transformers splits out special tokens.
+    assert.notDeepEqual(llamaTokenizer.encode('<s>a'), [1, 1, ...hf.encode('a', { addBos: false })]);
+    for (const [name, tok] of both) assert.deepEqual(tok.encode('<s>a</s>'), [1, 1, ...hf.encode('a', { addBos: false }), 2], name);
   });
 
   it('decodes encoded text back to the text, with and without special tokens', () => {

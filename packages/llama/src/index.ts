@@ -59,6 +59,8 @@ export { TokenizerError } from './tokenizers/tokenizer-errors.js';
 export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizers/tokenizer.js';
 export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizers/tokenizer.js';
 export { SentencePieceTokenizer } from './tokenizers/sentencepiece.js';
+export { cleanUpTokenization, llamaTokenizerSettings } from './tokenizers/tokenizer-config.js';
+export type { LlamaTokenizerSettings } from './tokenizers/tokenizer-config.js';
 export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export type { SentencePiece, SentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizers/tokenizer-convert.js';

@@ -1,13 +1,17 @@
 /**
  * `SentencePieceTokenizer`: encoding by SentencePiece's BPE (merge by piece score, leftmost first,
- * byte fallback) and decoding, over a `tokenizer.model` read by sentencepiece-model.ts.
+ * byte fallback) and decoding, over a `tokenizer.model` read by sentencepiece-model.ts, with the
+ * special tokens and `legacy` / `add_prefix_space` settings of transformers' LlamaTokenizerFast.
  */
 import { PieceType, parseSentencePieceModel, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
+import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import {
+  cleanUpStream,
   createByteStreamDecoder,
   decodeBytes,
   pieceToBytes,
+  type ByteDecodeOptions,
   type DecodeOptions,
   type EncodeOptions,
   type PieceBytes,
@@ -67,19 +71,28 @@ class Agenda {
   }
 }
 
+/** A piece of text to encode, or a special or added token found whole in the text. */
+type Segment = { text: string; start: number } | { id: number };
+
 /**
- * A SentencePiece BPE tokenizer read from `tokenizer.model`.
+ * A SentencePiece BPE tokenizer read from `tokenizer.model`, encoding as
+ * transformers' LlamaTokenizerFast does when a folder has no tokenizer.json
+ * (the tokenizer that LlamaConverter builds from the model and tokenizer_config.json).
  *
- * Encoding follows SentencePiece: spaces become '▁' and one '▁' is put in
- * front (add_dummy_prefix); the text is split into characters (user-defined
- * pieces kept whole); the adjacent pair whose concatenation is a piece of
- * highest score is merged, leftmost first on ties, until none is left;
- * characters without a piece become `<0xXX>` byte pieces (byte_fallback) or
- * `<unk>`. Control and unknown pieces in the text are ordinary characters.
+ * The text is first cut at special and added tokens (control, unknown and
+ * user-defined pieces, and the tokens tokenizer_config.json names), leftmost and
+ * longest first; each becomes its id. Each piece of text between them is then
+ * prepared: spaces become '▁', and a '▁' goes in front of every piece (`legacy`,
+ * the default) or only of a piece at the start of the text that does not already
+ * begin with '▁' (`legacy: false`); `add_prefix_space: false` puts none. SentencePiece's
+ * BPE then merges the adjacent pair whose concatenation is a piece of highest
+ * score, leftmost first on ties, until none is left; characters without a piece
+ * become `<0xXX>` byte pieces (byte_fallback) or `<unk>`.
  *
  * @example
  * const tok = SentencePieceTokenizer.fromBytes(readFileSync('tokenizer.model'));
  * tok.encode('the'); // [1, 278] with LLaMA's vocabulary
+ * tok.encode('<s>the', { addBos: false }); // [1, 278]
  */
 export class SentencePieceTokenizer implements Tokenizer {
   readonly bosId: number;
@@ -87,14 +100,22 @@ export class SentencePieceTokenizer implements Tokenizer {
   readonly padId: number;
   readonly vocabSize: number;
   readonly model: SentencePieceModel;
+  /** The tokenizer_config.json settings it was built with (transformers' defaults when none). */
+  readonly settings: LlamaTokenizerSettings;
   /** Pieces that may result from a merge (NORMAL and USER_DEFINED) → id. */
   private readonly mergeable = new Map<string, number>();
   private readonly ids = new Map<string, number>();
   private readonly userDefined: string[];
   private readonly byteIds: (number | undefined)[] = new Array(256).fill(undefined);
   private readonly decodeTable: PieceBytes[];
+  /** Text matched whole before BPE → its id, longest first. */
+  private readonly wholeTokens: [string, number][];
 
-  constructor(model: SentencePieceModel, file = 'tokenizer.model') {
+  /**
+   * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none);
+   * `file` names the model in errors.
+   */
+  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}) {
     if (model.modelType !== 2) {
       throw new TokenizerError(`${file}: trainer_spec.model_type is ${model.modelType}, only BPE (2) is supported; use the model's tokenizer.json instead`, { file });
     }
@@ -108,9 +129,8 @@ export class SentencePieceTokenizer implements Tokenizer {
       }
     }
     this.model = model;
+    this.settings = llamaTokenizerSettings(config, file.replace(/tokenizer\.model$/, 'tokenizer_config.json'));
     this.vocabSize = n;
-    this.bosId = model.bosId;
-    this.eosId = model.eosId;
     this.padId = model.padId >= 0 ? model.padId : model.unkId;
     const userDefined: string[] = [];
     model.pieces.forEach((p, id) => {
@@ -124,31 +144,94 @@ export class SentencePieceTokenizer implements Tokenizer {
       }
     });
     this.userDefined = userDefined.sort((a, b) => b.length - a.length);
+    const configFile = file.replace(/tokenizer\.model$/, 'tokenizer_config.json');
+    const idOf = (name: string | undefined, fallback: number, key: string): number => {
+      if (name === undefined) return fallback;
+      const id = this.ids.get(name);
+      if (id === undefined) {
+        throw new TokenizerError(`${configFile}: ${key} "${name}" is not a piece of ${file}; give ${key} as a piece of the model or remove it`, { file: configFile });
+      }
+      return id;
+    };
+    this.bosId = idOf(this.settings.bosToken, model.bosId, 'bos_token');
+    this.eosId = idOf(this.settings.eosToken, model.eosId, 'eos_token');
+    // LlamaConverter adds control pieces as special tokens and user-defined pieces as plain added
+    // tokens; tokenizer_config.json's special tokens (the unknown piece among them) are special too.
+    const special = new Set<number>();
+    const whole = new Map<string, number>();
+    model.pieces.forEach((p, id) => {
+      if (p.type === PieceType.CONTROL || p.type === PieceType.UNKNOWN) special.add(id);
+      if (p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED) whole.set(p.piece, id);
+    });
+    whole.set(model.pieces[model.unkId]?.piece as string, model.unkId);
+    for (const name of this.settings.specialTokens) {
+      const id = this.ids.get(name);
+      if (id === undefined) continue;
+      special.add(id);
+      whole.set(name, id);
+    }
+    for (const name of this.settings.addedTokens) {
+      const id = this.ids.get(name);
+      if (id !== undefined) whole.set(name, id);
+    }
+    this.wholeTokens = [...whole].filter(([text]) => text.length > 0).sort((a, b) => b[0].length - a[0].length);
     const encoder = new TextEncoder();
-    this.decodeTable = model.pieces.map((p) => {
-      const special = p.type === PieceType.CONTROL || p.type === PieceType.UNKNOWN;
-      return { special, bytes: special ? encoder.encode(p.piece) : pieceToBytes(p.piece) };
+    this.decodeTable = model.pieces.map((p, id) => {
+      const isSpecial = special.has(id);
+      return { special: isSpecial, bytes: isSpecial ? encoder.encode(p.piece) : pieceToBytes(p.piece) };
     });
   }
 
-  /** Reads a `tokenizer.model` file's bytes; `file` names it in errors. */
-  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model'): SentencePieceTokenizer {
-    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file);
+  /**
+   * Reads a `tokenizer.model` file's bytes with the parsed tokenizer_config.json beside it
+   * (`{}` when there is none); `file` names the model in errors.
+   */
+  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}): SentencePieceTokenizer {
+    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config);
   }
 
-  /** The text SentencePiece's normalizer makes of `text` before BPE. */
-  normalize(text: string): string {
+  /**
+   * The text that BPE is run on for a piece of text between special tokens; `atStart` when the
+   * piece begins the whole text. Legacy: SentencePiece's normalizer, its dummy '▁' prefix on every
+   * piece (LlamaConverter's Prepend + Replace normalizers). Otherwise LlamaConverter's Metaspace
+   * pre-tokenizer with prepend_scheme "first": spaces become '▁' and only the piece at the start
+   * gets a '▁', when it has none.
+   */
+  normalize(text: string, atStart = true): string {
+    const prefix = this.settings.addPrefixSpace ?? this.model.addDummyPrefix;
+    if (!this.settings.legacy) {
+      const t = text.replaceAll(' ', SPACE);
+      return prefix && atStart && t.length > 0 && !t.startsWith(SPACE) ? SPACE + t : t;
+    }
     let t = text;
     if (this.model.removeExtraWhitespaces) t = t.replace(/ +/g, ' ').replace(/^ | $/g, '');
     if (t.length === 0) return '';
     if (this.model.escapeWhitespaces) t = t.replaceAll(' ', SPACE);
-    if (this.model.addDummyPrefix) t = (this.model.escapeWhitespaces ? SPACE : ' ') + t;
+    if (prefix) t = (this.model.escapeWhitespaces ? SPACE : ' ') + t;
     return t;
   }
 
-  /** Token ids of `text` without BOS/EOS. */
-  private bpe(text: string): number[] {
-    const normalized = this.normalize(text);
+  /** The text cut at special and added tokens, leftmost first, the longest token where several begin. */
+  private segments(text: string): Segment[] {
+    const out: Segment[] = [];
+    let start = 0;
+    for (let i = 0; i < text.length; ) {
+      const match = this.wholeTokens.find(([token]) => text.startsWith(token, i));
+      if (match === undefined) {
+        i++;
+        continue;
+      }
+      if (start < i) out.push({ text: text.slice(start, i), start });
+      out.push({ id: match[1] });
+      i += match[0].length;
+      start = i;
+    }
+    if (start < text.length) out.push({ text: text.slice(start), start });
+    return out;
+  }
+
+  /** Token ids of an already normalized piece of text. */
+  private bpe(normalized: string): number[] {
     if (normalized.length === 0) return [];
     const symbols: string[] = [];
     for (let i = 0; i < normalized.length; ) {
@@ -202,19 +285,31 @@ export class SentencePieceTokenizer implements Tokenizer {
     return out;
   }
 
+  /** Token ids of `text`; BOS first and EOS last as `add_bos_token` / `add_eos_token` say unless `options` does. */
   encode(text: string, options: EncodeOptions = {}): number[] {
-    const ids = this.bpe(text);
-    if (options.addBos ?? true) ids.unshift(this.bosId);
-    if (options.addEos ?? false) ids.push(this.eosId);
+    const ids: number[] = [];
+    if (options.addBos ?? this.settings.addBosToken) ids.push(this.bosId);
+    for (const segment of this.segments(text)) {
+      if ('id' in segment) ids.push(segment.id);
+      else for (const id of this.bpe(this.normalize(segment.text, segment.start === 0))) ids.push(id);
+    }
+    if (options.addEos ?? this.settings.addEosToken) ids.push(this.eosId);
     return ids;
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    return decodeBytes((id) => this.lookup(id), ids, options);
+    const text = decodeBytes((id) => this.lookup(id), ids, this.decodeOptions(options));
+    return this.settings.cleanUpTokenizationSpaces ? cleanUpTokenization(text) : text;
   }
 
   createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
-    return createByteStreamDecoder((id) => this.lookup(id), options);
+    const stream = createByteStreamDecoder((id) => this.lookup(id), this.decodeOptions(options));
+    return this.settings.cleanUpTokenizationSpaces ? cleanUpStream(stream) : stream;
+  }
+
+  /** LlamaConverter's decoder strips the first space only when add_prefix_space is not false. */
+  private decodeOptions(options: DecodeOptions): ByteDecodeOptions {
+    return { ...options, stripLeadingSpace: this.settings.addPrefixSpace ?? this.model.addDummyPrefix };
   }
 
   idToPiece(id: number): string {

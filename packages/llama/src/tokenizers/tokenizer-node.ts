@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tokenizer } from './tokenizer.js';
 import { TokenizerError } from './tokenizer-errors.js';
-import { tokenizerFromFiles } from './tokenizer-files.js';
+import { tokenizerFromFiles, type TokenizerFiles } from './tokenizer-files.js';
 
 /**
- * Reads the tokenizer of the model folder `folder`: tokenizer.json (with
- * tokenizer_config.json) when present, else tokenizer.model.
+ * Reads the tokenizer of the model folder `folder` as transformers' AutoTokenizer does:
+ * tokenizer.json when present, else tokenizer.model, each with tokenizer_config.json
+ * (see {@link tokenizerFromFiles}).
  * Throws `TokenizerError` naming the file when none is there or it is corrupt.
  *
  * @example
@@ -28,13 +29,14 @@ export async function loadTokenizer(folder: string): Promise<Tokenizer> {
       throw new TokenizerError(`${join(folder, file)}: cannot be read (${code ?? (cause as Error).message}); check its permissions`, { file: join(folder, file), cause });
     }
   };
+  const files: TokenizerFiles = {};
   const tokenizerJson = await read('tokenizer.json');
-  if (tokenizerJson !== undefined) {
-    const tokenizerConfigJson = await read('tokenizer_config.json');
-    return tokenizerFromFiles(tokenizerConfigJson === undefined ? { tokenizerJson } : { tokenizerJson, tokenizerConfigJson }, folder);
-  }
   const tokenizerModel = await read('tokenizer.model');
-  if (tokenizerModel !== undefined) return tokenizerFromFiles({ tokenizerModel }, folder);
+  const tokenizerConfigJson = await read('tokenizer_config.json');
+  if (tokenizerJson !== undefined) files.tokenizerJson = tokenizerJson;
+  if (tokenizerModel !== undefined) files.tokenizerModel = tokenizerModel;
+  if (tokenizerConfigJson !== undefined) files.tokenizerConfigJson = tokenizerConfigJson;
+  if (tokenizerJson !== undefined || tokenizerModel !== undefined) return tokenizerFromFiles(files, folder);
   throw new TokenizerError(
     `${folder}: has neither tokenizer.json nor tokenizer.model; copy the model's tokenizer into it (LLaMA's own is in the package's assets/llama-tokenizer)`,
     { file: folder },

@@ -4,6 +4,7 @@
  * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
  */
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { cleanUpTokenization, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** Options of {@link Tokenizer.encode}. */
@@ -77,18 +78,26 @@ export function pieceToBytes(piece: string): Uint8Array {
   return utf8.encode(piece.replaceAll('\u2581', ' '));
 }
 
+/** {@link DecodeOptions} and whether a space that begins the output is dropped (default true). */
+export interface ByteDecodeOptions extends DecodeOptions {
+  /** Drop one space when it is the very first byte of the output, the prefix that encoding adds. Default true. */
+  stripLeadingSpace?: boolean;
+}
+
 /**
  * The streaming decoder of SentencePiece-style vocabularies: bytes of each
  * piece go through one streaming UTF-8 decoder, and one space is dropped when
- * it is the very first byte of the output (the dummy prefix of encoding).
+ * it is the very first byte of the output (the dummy prefix of encoding) unless
+ * `stripLeadingSpace` is false.
  */
 export function createByteStreamDecoder(
   lookup: (id: number) => PieceBytes,
-  options: DecodeOptions = {},
+  options: ByteDecodeOptions = {},
 ): StreamDecoder {
   const skip = options.skipSpecialTokens ?? false;
+  const strip = options.stripLeadingSpace ?? true;
   let decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-  let atStart = true;
+  let atStart = strip;
   return {
     push(id: number): string {
       const piece = lookup(id);
@@ -104,27 +113,55 @@ export function createByteStreamDecoder(
     flush(): string {
       const rest = decoder.decode();
       decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-      atStart = true;
+      atStart = strip;
+      return rest;
+    },
+  };
+}
+
+/**
+ * Characters of cleaned-up text held back while streaming: appending text changes at most the
+ * last few characters of transformers' clean-up (each replacement is at most 4 characters long
+ * and drops one space, and the ten run once each), so all before these are final.
+ */
+const CLEAN_UP_HOLD = 48;
+
+/**
+ * Wraps a stream decoder so that its text comes out as transformers' `clean_up_tokenization`
+ * makes of the whole text: the raw text so far is cleaned up again at each id and what became
+ * final is emitted.
+ */
+export function cleanUpStream(inner: StreamDecoder): StreamDecoder {
+  let raw = '';
+  let emitted = 0;
+  const take = (final: boolean): string => {
+    const cleaned = cleanUpTokenization(raw);
+    const end = final ? cleaned.length : Math.max(emitted, cleaned.length - CLEAN_UP_HOLD);
+    const fresh = cleaned.slice(emitted, end);
+    emitted = end;
+    return fresh;
+  };
+  return {
+    push(id: number): string {
+      raw += inner.push(id);
+      return take(false);
+    },
+    flush(): string {
+      raw += inner.flush();
+      const rest = take(true);
+      raw = '';
+      emitted = 0;
       return rest;
     },
   };
 }
 
 /** Decodes all of `ids` through {@link createByteStreamDecoder}. */
-export function decodeBytes(lookup: (id: number) => PieceBytes, ids: readonly number[], options: DecodeOptions = {}): string {
+export function decodeBytes(lookup: (id: number) => PieceBytes, ids: readonly number[], options: ByteDecodeOptions = {}): string {
   const stream = createByteStreamDecoder(lookup, options);
   let text = '';
   for (const id of ids) text += stream.push(id);
   return text + stream.flush();
-}
-
-/** A token given in tokenizer_config.json as a string or as `{ content }`. */
-function tokenName(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
-    return (value as { content: string }).content;
-  }
-  return undefined;
 }
 
 interface HfAddedToken {

@@ -1,0 +1,96 @@
+/**
+ * The settings of a model's tokenizer_config.json that change how transformers' LlamaTokenizerFast
+ * encodes and decodes with a SentencePiece `tokenizer.model` (convert_slow_tokenizer.py's LlamaConverter).
+ */
+import { TokenizerError } from './tokenizer-errors.js';
+
+/** tokenizer_config.json settings for a `tokenizer.model`, with transformers' defaults filled in. */
+export interface LlamaTokenizerSettings {
+  /**
+   * `legacy` (default true). True: every piece of text between special tokens gets SentencePiece's
+   * '▁' prefix, also right after `<s>`. False: only the start of the whole text does.
+   */
+  legacy: boolean;
+  /** `add_prefix_space`: false puts no '▁' in front at all; absent means SentencePiece's own `add_dummy_prefix`. */
+  addPrefixSpace: boolean | undefined;
+  /** `add_bos_token` (default true): `encode` puts BOS first unless told otherwise. */
+  addBosToken: boolean;
+  /** `add_eos_token` (default false): `encode` puts EOS last unless told otherwise. */
+  addEosToken: boolean;
+  /** `clean_up_tokenization_spaces` (default false for LLaMA): decode turns " ." into "." and the like. */
+  cleanUpTokenizationSpaces: boolean;
+  /** Text of the tokens that tokenizer_config.json names as special (`bos_token`, `additional_special_tokens`, ...). */
+  specialTokens: string[];
+  /** Text of the tokens of `added_tokens_decoder` that are not special: matched whole in text, kept by `skipSpecialTokens`. */
+  addedTokens: string[];
+  /** `bos_token` and `eos_token` when given. */
+  bosToken: string | undefined;
+  eosToken: string | undefined;
+}
+
+/** A token given in tokenizer_config.json as a string or as `{ content }`. */
+export function tokenName(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return undefined;
+}
+
+/**
+ * Reads the settings above from a parsed tokenizer_config.json (`{}` when the folder has none);
+ * `file` names it in errors. A setting of the wrong type is an error, `null` is absent.
+ */
+export function llamaTokenizerSettings(config: Record<string, unknown>, file = 'tokenizer_config.json'): LlamaTokenizerSettings {
+  const flag = (key: string): boolean | undefined => {
+    const value = config[key];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') {
+      throw new TokenizerError(`${file}: "${key}" is ${JSON.stringify(value)}, expected true, false or null; fix it in ${file}`, { file });
+    }
+    return value;
+  };
+  const specialTokens: string[] = [];
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
+    const name = tokenName(config[key]);
+    if (name !== undefined) specialTokens.push(name);
+  }
+  const additional = config.additional_special_tokens;
+  if (Array.isArray(additional)) {
+    for (const token of additional) {
+      const name = tokenName(token);
+      if (name !== undefined) specialTokens.push(name);
+    }
+  }
+  const addedTokens: string[] = [];
+  const decoder = config.added_tokens_decoder;
+  if (typeof decoder === 'object' && decoder !== null) {
+    for (const token of Object.values(decoder as Record<string, unknown>)) {
+      const name = tokenName(token);
+      if (name !== undefined) ((token as { special?: unknown }).special === true ? specialTokens : addedTokens).push(name);
+    }
+  }
+  return {
+    legacy: flag('legacy') ?? true,
+    addPrefixSpace: flag('add_prefix_space'),
+    addBosToken: flag('add_bos_token') ?? true,
+    addEosToken: flag('add_eos_token') ?? false,
+    cleanUpTokenizationSpaces: flag('clean_up_tokenization_spaces') ?? false,
+    specialTokens,
+    addedTokens,
+    bosToken: tokenName(config.bos_token),
+    eosToken: tokenName(config.eos_token),
+  };
+}
+
+const CLEAN_UPS: readonly (readonly [string, string])[] = [
+  [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"],
+  [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
+];
+
+/** transformers' `clean_up_tokenization`: its ten replacements, each over the whole text, in its order. */
+export function cleanUpTokenization(text: string): string {
+  let out = text;
+  for (const [from, to] of CLEAN_UPS) out = out.replaceAll(from, to);
+  return out;
+}

@@ -1,0 +1,142 @@
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { HfTokenizer, SentencePieceTokenizer, loadTokenizer, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+
+interface EncodeCase {
+  config: Record<string, boolean>;
+  text: string;
+  ids: number[];
+  withSpecialTokens: number[];
+}
+interface DecodeCase {
+  config: Record<string, boolean>;
+  ids: number[];
+  skipSpecialTokens: boolean;
+  text: string;
+}
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/tokenizer/llama-legacy.json', import.meta.url), 'utf8')) as {
+  encode: EncodeCase[];
+  decode: DecodeCase[];
+};
+const dir = llamaTokenizerDir();
+const modelBytes = new Uint8Array(readFileSync(join(dir, 'tokenizer.model')));
+const tokenizers = new Map<string, Tokenizer>();
+
+/** The tokenizer of a folder holding only tokenizer.model and a tokenizer_config.json of `config`. */
+function modelFolder(config: Record<string, boolean>): Tokenizer {
+  const key = JSON.stringify(config);
+  let tok = tokenizers.get(key);
+  if (tok === undefined) {
+    tok = tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: key });
+    tokenizers.set(key, tok);
+  }
+  return tok;
+}
+
+describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model (test/fixtures/tokenizer/llama-legacy.json, scripts/fixtures/make-tokenizer-legacy-fixture.py)", () => {
+  it('encodes special tokens in text, spaces and the prefix after them as transformers does for every legacy and add_prefix_space setting', () => {
+    for (const c of fixture.encode) {
+      const tok = modelFolder(c.config);
+      assert.deepEqual(tok.encode(c.text, { addBos: false, addEos: false }), c.ids, `${JSON.stringify(c.config)} on ${JSON.stringify(c.text)}`);
+    }
+  });
+
+  it('puts BOS first and EOS last as add_bos_token and add_eos_token say when encode is not told', () => {
+    for (const c of fixture.encode) {
+      const tok = modelFolder(c.config);
+      assert.deepEqual(tok.encode(c.text), c.withSpecialTokens, `${JSON.stringify(c.config)} on ${JSON.stringify(c.text)}`);
+    }
+  });
+
+  it('decodes as transformers does under add_prefix_space, skip_special_tokens and clean_up_tokenization_spaces', () => {
+    for (const c of fixture.decode) {
+      const tok = modelFolder(c.config);
+      const what = `${JSON.stringify(c.config)} skip ${c.skipSpecialTokens} on ${JSON.stringify(c.ids)}`;
+      assert.equal(tok.decode(c.ids, { skipSpecialTokens: c.skipSpecialTokens }), c.text, what);
+      const stream = tok.createStreamDecoder({ skipSpecialTokens: c.skipSpecialTokens });
+      assert.equal(c.ids.map((id) => stream.push(id)).join('') + stream.flush(), c.text, `stream of ${what}`);
+    }
+  });
+
+  it('encodes a legacy folder as the shipped tokenizer.json (LlamaConverter with legacy true) does', () => {
+    const hf = HfTokenizer.fromJson(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
+    for (const c of fixture.encode.filter((e) => Object.keys(e.config).length === 0)) {
+      assert.deepEqual(hf.encode(c.text, { addBos: false }), c.ids, JSON.stringify(c.text));
+    }
+  });
+
+  it('reads tokenizer_config.json beside tokenizer.model in a folder', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'huatuo-tokenizer-'));
+    writeFileSync(join(folder, 'tokenizer.model'), modelBytes);
+    writeFileSync(join(folder, 'tokenizer_config.json'), JSON.stringify({ legacy: false, add_eos_token: true }));
+    const tok = await loadTokenizer(folder);
+    const expected = fixture.encode.find((c) => c.config.legacy === false && Object.keys(c.config).length === 1 && c.text === '<s>Hello');
+    assert.ok(expected !== undefined);
+    assert.deepEqual(tok.encode('<s>Hello'), [1, ...expected.ids, 2]);
+  });
+
+  it('builds from tokenizer.model when add_prefix_space is set, as LlamaTokenizerFast converts from the slow tokenizer then, and keeps tokenizer.json otherwise', async () => {
+    const tokenizerJson = readFileSync(join(dir, 'tokenizer.json'));
+    const folder = (config: Record<string, unknown>): Promise<Tokenizer> => {
+      const f = mkdtempSync(join(tmpdir(), 'huatuo-tokenizer-'));
+      writeFileSync(join(f, 'tokenizer.json'), tokenizerJson);
+      writeFileSync(join(f, 'tokenizer.model'), modelBytes);
+      writeFileSync(join(f, 'tokenizer_config.json'), JSON.stringify(config));
+      return loadTokenizer(f);
+    };
+    const ids = (config: Record<string, boolean>, text: string): number[] | undefined =>
+      fixture.encode.find((c) => JSON.stringify(c.config) === JSON.stringify(config) && c.text === text)?.ids;
+    const noPrefix = await folder({ legacy: true, add_prefix_space: false });
+    assert.ok(noPrefix instanceof SentencePieceTokenizer);
+    assert.deepEqual(noPrefix.encode('Hello</s> World', { addBos: false }), ids({ legacy: true, add_prefix_space: false }, 'Hello</s> World'));
+    // legacy: false alone does not convert: tokenizer.json's own normalizer (the legacy one here) is used.
+    const jsonKept = await folder({ legacy: false });
+    assert.ok(jsonKept instanceof HfTokenizer);
+    assert.deepEqual(jsonKept.encode('<s>Hello', { addBos: false }), ids({}, '<s>Hello'));
+    assert.ok((await folder({ add_prefix_space: true, tokenizer_class: 'PreTrainedTokenizerFast' })) instanceof HfTokenizer);
+  });
+
+  it('names tokenizer_config.json and the setting when a setting has the wrong type', () => {
+    assert.throws(
+      () => tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: '{"legacy": "false"}' }, 'model-dir'),
+      (e: unknown) => e instanceof Error && e.message.includes('model-dir/tokenizer_config.json') && e.message.includes('"legacy"'),
+    );
+  });
+
+  const pieces = ['<s>', '</s>', '<unk>', ' ', '  ', '\n', 'a', 'Hello', ' world', '病人', '🦙', '\u2581', '.', ' .', " n't", " 's", " ' ", '?', ','];
+  const text = fc.array(fc.constantFrom(...pieces), { maxLength: 12 }).map((p) => p.join(''));
+
+  it("encodes with legacy false as @huggingface/tokenizers does on LlamaConverter's tokenizer.json for it (no normalizer, Metaspace prepend_scheme first)", () => {
+    const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const converted = {
+      ...json,
+      normalizer: null,
+      pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false },
+    };
+    const hf = HfTokenizer.fromJson(converted);
+    const tok = modelFolder({ legacy: false });
+    fc.assert(
+      fc.property(text, (t) => {
+        assert.deepEqual(tok.encode(t, { addBos: false }), hf.encode(t, { addBos: false }), JSON.stringify(t));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('streams the same text as decode when clean_up_tokenization_spaces is on, wherever the ids split " ." and the like', () => {
+    const tok = modelFolder({ clean_up_tokenization_spaces: true });
+    fc.assert(
+      fc.property(text, fc.boolean(), (t, skipSpecialTokens) => {
+        const ids = tok.encode(t);
+        const stream = tok.createStreamDecoder({ skipSpecialTokens });
+        const streamed = ids.map((id) => stream.push(id)).join('') + stream.flush();
+        assert.equal(streamed, tok.decode(ids, { skipSpecialTokens }), JSON.stringify(t));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
