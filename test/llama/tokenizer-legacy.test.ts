@@ -140,3 +140,37 @@ describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model
     );
   });
 });
+
+describe('tokenizer.json folders and tokenizer_config.json', () => {
+  const json = readFileSync(join(dir, 'tokenizer.json'), 'utf8');
+
+  it('decode cleans up spaces as transformers does when clean_up_tokenization_spaces is true (as Llama 3 sets it), and streams the same text', () => {
+    const ids = [739, 525, 29879, 1244, 1919, 338, 302, 29915, 29873, 372, 1577]; // "It 's here , is n't it ?"
+    const expected = fixture.decode.find((c) => c.config.clean_up_tokenization_spaces === true && c.config.add_prefix_space === undefined && c.ids.join() === ids.join());
+    assert.ok(expected !== undefined);
+    for (const config of [{ clean_up_tokenization_spaces: true }, { clean_up_tokenization_spaces: true, tokenizer_class: 'PreTrainedTokenizerFast' }]) {
+      const tok = HfTokenizer.fromJson(json, config);
+      assert.equal(tok.decode(ids), expected.text, JSON.stringify(config));
+      const stream = tok.createStreamDecoder();
+      assert.equal(ids.map((id) => stream.push(id)).join('') + stream.flush(), expected.text, `stream, ${JSON.stringify(config)}`);
+    }
+    for (const config of [{}, { clean_up_tokenization_spaces: false }]) assert.equal(HfTokenizer.fromJson(json, config).decode(ids), "It 's here , is n't it ?");
+  });
+
+  it('puts BOS and EOS as a LLaMA tokenizer_config.json says (LlamaTokenizerFast.update_post_processor) when encode is not told', () => {
+    const hello = HfTokenizer.fromJson(json).encode('Hello', { addBos: false });
+    assert.deepEqual(HfTokenizer.fromJson(json, { add_bos_token: false, add_eos_token: true }).encode('Hello'), [...hello, 2]);
+    assert.deepEqual(HfTokenizer.fromJson(json, { add_bos_token: false, add_eos_token: true }).encode('Hello', { addBos: true, addEos: false }), [1, ...hello]);
+    assert.deepEqual(HfTokenizer.fromJson(json, {}).encode('Hello'), [1, ...hello]);
+  });
+
+  it("streams the first space when the tokenizer.json's decoder keeps it (LlamaConverter with add_prefix_space false has no Strip)", () => {
+    const parsed = JSON.parse(json) as { decoder: { decoders: { type: string }[] } };
+    parsed.decoder.decoders = parsed.decoder.decoders.filter((d) => d.type !== 'Strip');
+    const tok = HfTokenizer.fromJson(parsed);
+    const ids = [15043, 3186]; // ▁Hello ▁world
+    assert.equal(tok.decode(ids), ' Hello world');
+    const stream = tok.createStreamDecoder();
+    assert.equal(ids.map((id) => stream.push(id)).join('') + stream.flush(), ' Hello world');
+  });
+});

@@ -175,7 +175,10 @@ interface HfAddedToken {
  * `tokenizer_config.json`), run by `@huggingface/tokenizers`.
  *
  * Encoding asks the library for the ids without special tokens and adds BOS
- * and EOS itself, so `addBos`/`addEos` mean the same for every file.
+ * and EOS itself, so `addBos`/`addEos` mean the same for every file; when not
+ * given, a LLaMA tokenizer_config.json's `add_bos_token` / `add_eos_token` decide
+ * (as LlamaTokenizerFast's post-processor does), else BOS only. Decoding cleans up
+ * spaces as transformers does when `clean_up_tokenization_spaces` is true.
  *
  * @example
  * const tok = HfTokenizer.fromJson(JSON.parse(text), { clean_up_tokenization_spaces: false });
@@ -190,6 +193,10 @@ export class HfTokenizer implements Tokenizer {
   private readonly specialIds: Set<number>;
   private readonly pieces: PieceBytes[] = [];
   private readonly byteDecoding: boolean;
+  private readonly stripLeadingSpace: boolean;
+  private readonly addBosToken: boolean;
+  private readonly addEosToken: boolean;
+  private readonly cleanUp: boolean;
 
   private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
     this.hf = hf;
@@ -214,7 +221,16 @@ export class HfTokenizer implements Tokenizer {
     this.padId = padId ?? hf.token_to_id(tokenName(config.unk_token) ?? '<unk>') ?? 0;
     // Byte-level streaming holds for SentencePiece-style vocabularies ('▁' and <0xXX> pieces);
     // other decoders (e.g. GPT-2's ByteLevel) stream by decoding the whole prefix.
-    this.byteDecoding = !JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
+    const decoder = JSON.stringify(json.decoder ?? null);
+    this.byteDecoding = !decoder.includes('"ByteLevel"');
+    // The decoder drops the prefix space with a Strip step, or a Metaspace decoder that prepends.
+    this.stripLeadingSpace =
+      decoder.includes('"type":"Strip"') || (decoder.includes('"type":"Metaspace"') && !/"prepend_scheme":"never"|"add_prefix_space":false/.test(decoder));
+    const cls = config.tokenizer_class;
+    const llama = cls === undefined || cls === null || (typeof cls === 'string' && cls.startsWith('LlamaTokenizer'));
+    this.addBosToken = llama && typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
+    this.addEosToken = llama && typeof config.add_eos_token === 'boolean' ? config.add_eos_token : false;
+    this.cleanUp = config.clean_up_tokenization_spaces === true;
   }
 
   /**
@@ -239,12 +255,11 @@ export class HfTokenizer implements Tokenizer {
       throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : JSON.stringify(model).slice(0, 80)}; replace it with the model's original tokenizer.json`, { file });
     }
     const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
-    // Decoding must give back the text as it was; Hugging Face's clean-up would change " ." to ".".
-    cfg.clean_up_tokenization_spaces = false;
+    // The clean-up is transformers' own (cleanUpTokenization), so that streaming gives the same text.
     const withAdded = { added_tokens: [], ...obj };
     let hf: HfLibTokenizer;
     try {
-      hf = new HfLibTokenizer(withAdded, cfg);
+      hf = new HfLibTokenizer(withAdded, { ...cfg, clean_up_tokenization_spaces: false });
     } catch (cause) {
       throw new TokenizerError(`${file}: @huggingface/tokenizers could not build a tokenizer from it (${(cause as Error).message}); replace it with the model's original tokenizer.json`, { file, cause });
     }
@@ -253,19 +268,30 @@ export class HfTokenizer implements Tokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
-    if (options.addBos ?? true) ids.unshift(this.bosId);
-    if (options.addEos ?? false) ids.push(this.eosId);
+    if (options.addBos ?? this.addBosToken) ids.unshift(this.bosId);
+    if (options.addEos ?? this.addEosToken) ids.push(this.eosId);
     return ids;
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    const text = this.decodeRaw(ids, options);
+    return this.cleanUp ? cleanUpTokenization(text) : text;
+  }
+
+  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    const stream = this.rawStreamDecoder(options);
+    return this.cleanUp ? cleanUpStream(stream) : stream;
+  }
+
+  /** The decoder's text before the clean-up of spaces. */
+  private decodeRaw(ids: readonly number[], options: DecodeOptions): string {
     for (const id of ids) this.checkId(id);
     if (ids.length === 0) return '';
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
   }
 
-  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
-    if (this.byteDecoding) return createByteStreamDecoder((id) => this.pieceBytes(id), options);
+  private rawStreamDecoder(options: DecodeOptions): StreamDecoder {
+    if (this.byteDecoding) return createByteStreamDecoder((id) => this.pieceBytes(id), { ...options, stripLeadingSpace: this.stripLeadingSpace });
     // Re-decode the whole prefix and emit what grew, holding back a trailing U+FFFD (an incomplete character).
     let ids: number[] = [];
     let emitted = '';
@@ -273,14 +299,14 @@ export class HfTokenizer implements Tokenizer {
       push: (id: number): string => {
         this.checkId(id);
         ids.push(id);
-        const text = this.decode(ids, options);
+        const text = this.decodeRaw(ids, options);
         if (text.endsWith('\uFFFD') || !text.startsWith(emitted)) return '';
         const fresh = text.slice(emitted.length);
         emitted = text;
         return fresh;
       },
       flush: (): string => {
-        const text = ids.length === 0 ? '' : this.decode(ids, options);
+        const text = ids.length === 0 ? '' : this.decodeRaw(ids, options);
         const rest = text.startsWith(emitted) ? text.slice(emitted.length) : '';
         ids = [];
         emitted = '';
