@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { HfTokenizer, SentencePieceTokenizer, loadTokenizer, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+import { HfTokenizer, PieceType, SentencePieceTokenizer, loadTokenizer, llamaTokenizerDir, parseSentencePieceModel, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
 
 interface EncodeCase {
   config: Record<string, boolean>;
@@ -105,6 +105,15 @@ describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model
       () => tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: '{"legacy": "false"}' }, 'model-dir'),
       (e: unknown) => e instanceof Error && e.message.includes('model-dir/tokenizer_config.json') && e.message.includes('"legacy"'),
     );
+  });
+
+  it("reads a user-defined piece whole as LlamaConverter's added token (not special): the text after it gets its own prefix, and skipSpecialTokens keeps it", () => {
+    const model = parseSentencePieceModel(modelBytes);
+    const pieces = model.pieces.map((p) => (p.piece === 'Hello' ? { ...p, type: PieceType.USER_DEFINED } : p));
+    const tok = new SentencePieceTokenizer({ ...model, pieces });
+    // 'Hello' 10994, '▁a' 263, '▁b' 289; SentencePiece alone would give '▁a' 'Hello' 'b'.
+    assert.deepEqual(tok.encode('aHellob', { addBos: false }), [263, 10994, 289]);
+    assert.equal(tok.decode([1, 263, 10994, 289], { skipSpecialTokens: true }), 'aHello b');
   });
 
   const pieces = ['<s>', '</s>', '<unk>', ' ', '  ', '\n', 'a', 'Hello', ' world', '病人', '🦙', '\u2581', '.', ' .', " n't", " 's", " ' ", '?', ','];

@@ -108,8 +108,8 @@ export class SentencePieceTokenizer implements Tokenizer {
   private readonly userDefined: string[];
   private readonly byteIds: (number | undefined)[] = new Array(256).fill(undefined);
   private readonly decodeTable: PieceBytes[];
-  /** Text matched whole before BPE → its id, longest first. */
-  private readonly wholeTokens: [string, number][];
+  /** Text matched whole before BPE and its id, by first UTF-16 unit, longest first. */
+  private readonly wholeTokens = new Map<string, [string, number][]>();
 
   /**
    * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none);
@@ -174,7 +174,13 @@ export class SentencePieceTokenizer implements Tokenizer {
       const id = this.ids.get(name);
       if (id !== undefined) whole.set(name, id);
     }
-    this.wholeTokens = [...whole].filter(([text]) => text.length > 0).sort((a, b) => b[0].length - a[0].length);
+    for (const entry of [...whole].sort((a, b) => b[0].length - a[0].length)) {
+      if (entry[0].length === 0) continue;
+      const first = entry[0][0] as string;
+      const list = this.wholeTokens.get(first);
+      if (list === undefined) this.wholeTokens.set(first, [entry]);
+      else list.push(entry);
+    }
     const encoder = new TextEncoder();
     this.decodeTable = model.pieces.map((p, id) => {
       const isSpecial = special.has(id);
@@ -216,7 +222,7 @@ export class SentencePieceTokenizer implements Tokenizer {
     const out: Segment[] = [];
     let start = 0;
     for (let i = 0; i < text.length; ) {
-      const match = this.wholeTokens.find(([token]) => text.startsWith(token, i));
+      const match = this.wholeTokens.get(text[i] as string)?.find(([token]) => text.startsWith(token, i));
       if (match === undefined) {
         i++;
         continue;
