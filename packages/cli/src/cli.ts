@@ -26,7 +26,13 @@ export function buildProgram(): Command {
       setVerbose(Boolean(command.opts().verbose));
     })
     .showHelpAfterError()
-    .action(async () => {
+    // The demonstration takes no arguments: a word there is a mistyped command, said as such.
+    .allowExcessArguments(true)
+    .action(async (_options: unknown, command: Command) => {
+      if (command.args.length > 0) {
+        const names = command.commands.map((c) => c.name()).join(', ');
+        command.error(`error: unknown command '${command.args[0]}'; the commands are ${names} (with none, huatuo-train runs the demonstration)`, { code: 'commander.unknownCommand' });
+      }
       const config = resolveConfig({}, { ...DEFAULT_CONFIG, ...DEMO_CONFIG } as TrainConfig);
       await trainCommand(config, { overwriteOutputDir: true }, true);
     });
