@@ -57,7 +57,7 @@ function addRecipeOptions(cmd: Command, defaults: TrainConfig): Command {
     const value = defaults[o.key];
     const shown = Array.isArray(value) ? value.join(',') : String(value);
     const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.choices ? `<${o.choices.join('|')}>` : '<value>';
-    cmd.addOption(new Option(`${o.flag} ${placeholder}`, `${o.help} (default: ${shown})`));
+    cmd.addOption(new Option(`${o.flag} ${placeholder}`, `${o.help} (default: ${shown}${o.defaultNote ? `; ${o.defaultNote}` : ''})`));
   }
   return cmd;
 }

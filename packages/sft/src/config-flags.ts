@@ -20,6 +20,8 @@ export interface ConfigOption {
   /** The values a string option may take. */
   choices?: readonly string[];
   help: string;
+  /** Where another flag changes the default, how: shown after it in the help. */
+  defaultNote?: string;
 }
 
 /** Every overridable key, its flag and its check; a CLI registers these. */
@@ -40,7 +42,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loraUseRslora', flag: '--lora-use-rslora', kind: 'bool', help: "rank-stabilized LoRA (PEFT's use_rslora): scale the update by alpha / sqrt(r) instead of alpha / r" },
   { key: 'loraUseDora', flag: '--lora-use-dora', kind: 'bool', help: "DoRA (PEFT's use_dora): also train a magnitude per output row, the adapted weight being m * (W + scaling B A) / ||W + scaling B A||" },
   { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
-  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, one more forward per step; on by default with --quantize int8 or nf4" },
+  { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, one more forward per step", defaultNote: 'true with --quantize int8 or nf4' },
   { key: 'gpuMemory', flag: '--gpu-memory', kind: 'number', min: 0, help: 'GiB of GPU memory to plan for: the micro-batch is chosen to fit and a run that cannot fit is refused before loading (0: unknown)' },
   { key: 'microBatchSize', flag: '--micro-batch', kind: 'int-or-auto', min: 1, help: 'examples per forward pass, or auto to fit memory' },
   { key: 'padToMultipleOf', flag: '--pad-to-multiple-of', kind: 'int', min: 1, help: 'pad micro-batch length to a multiple of this' },
