@@ -100,6 +100,12 @@ describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model
     assert.ok((await folder({ add_prefix_space: true, tokenizer_class: 'PreTrainedTokenizerFast' })) instanceof HfTokenizer);
   });
 
+  it("loads a folder whose tokenizer_config.json gives empty token names (decapoda-research's LLaMA conversion) with the model's own BOS and EOS", () => {
+    const config = { bos_token: '', eos_token: '', unk_token: '', model_max_length: 1e30, tokenizer_class: 'LLaMATokenizer' };
+    const tok = tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: JSON.stringify(config) });
+    assert.deepEqual(tok.encode('the', { addEos: true }), [1, 278, 2]);
+  });
+
   it('names tokenizer_config.json and the setting when a setting has the wrong type', () => {
     assert.throws(
       () => tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: '{"legacy": "false"}' }, 'model-dir'),

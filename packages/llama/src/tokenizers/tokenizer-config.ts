@@ -37,11 +37,21 @@ export function tokenName(value: unknown): string | undefined {
   return undefined;
 }
 
+/** True for tokenizer_config.json's `tokenizer_class` of a LLaMA tokenizer, or none (decapoda's conversion wrote "LLaMATokenizer"). */
+export function isLlamaTokenizerClass(cls: unknown): boolean {
+  return cls === undefined || cls === null || (typeof cls === 'string' && /^llamatokenizer/i.test(cls));
+}
+
 /**
  * Reads the settings above from a parsed tokenizer_config.json (`{}` when the folder has none);
- * `file` names it in errors. A setting of the wrong type is an error, `null` is absent.
+ * `file` names it in errors. A setting of the wrong type is an error, `null` is absent, and so is
+ * an empty token name (as in decapoda-research's LLaMA conversion).
  */
 export function llamaTokenizerSettings(config: Record<string, unknown>, file = 'tokenizer_config.json'): LlamaTokenizerSettings {
+  const name = (value: unknown): string | undefined => {
+    const text = tokenName(value);
+    return text === '' ? undefined : text;
+  };
   const flag = (key: string): boolean | undefined => {
     const value = config[key];
     if (value === undefined || value === null) return undefined;
@@ -52,22 +62,22 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
   };
   const specialTokens: string[] = [];
   for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
-    const name = tokenName(config[key]);
-    if (name !== undefined) specialTokens.push(name);
+    const token = name(config[key]);
+    if (token !== undefined) specialTokens.push(token);
   }
   const additional = config.additional_special_tokens;
   if (Array.isArray(additional)) {
-    for (const token of additional) {
-      const name = tokenName(token);
-      if (name !== undefined) specialTokens.push(name);
+    for (const entry of additional) {
+      const token = name(entry);
+      if (token !== undefined) specialTokens.push(token);
     }
   }
   const addedTokens: string[] = [];
   const decoder = config.added_tokens_decoder;
   if (typeof decoder === 'object' && decoder !== null) {
-    for (const token of Object.values(decoder as Record<string, unknown>)) {
-      const name = tokenName(token);
-      if (name !== undefined) ((token as { special?: unknown }).special === true ? specialTokens : addedTokens).push(name);
+    for (const entry of Object.values(decoder as Record<string, unknown>)) {
+      const token = name(entry);
+      if (token !== undefined) ((entry as { special?: unknown }).special === true ? specialTokens : addedTokens).push(token);
     }
   }
   return {
@@ -78,8 +88,8 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
     cleanUpTokenizationSpaces: flag('clean_up_tokenization_spaces') ?? false,
     specialTokens,
     addedTokens,
-    bosToken: tokenName(config.bos_token),
-    eosToken: tokenName(config.eos_token),
+    bosToken: name(config.bos_token),
+    eosToken: name(config.eos_token),
   };
 }
 

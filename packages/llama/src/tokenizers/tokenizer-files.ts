@@ -5,6 +5,7 @@
  */
 import { SentencePieceTokenizer } from './sentencepiece.js';
 import { HfTokenizer, type Tokenizer } from './tokenizer.js';
+import { isLlamaTokenizerClass } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** The tokenizer files of one model, as read from a folder or fetched. */
@@ -26,9 +27,7 @@ function text(value: string | Uint8Array): string {
  * there: LlamaTokenizerFast converts from the slow tokenizer whenever `add_prefix_space` is set.
  */
 function convertsFromModel(config: Record<string, unknown>): boolean {
-  const cls = config.tokenizer_class;
-  const llama = cls === undefined || cls === null || (typeof cls === 'string' && cls.startsWith('LlamaTokenizer'));
-  return llama && typeof config.add_prefix_space === 'boolean';
+  return isLlamaTokenizerClass(config.tokenizer_class) && typeof config.add_prefix_space === 'boolean';
 }
 
 /**

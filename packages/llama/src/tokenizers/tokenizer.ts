@@ -4,7 +4,7 @@
  * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
  */
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { cleanUpTokenization, tokenName } from './tokenizer-config.js';
+import { cleanUpTokenization, isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** Options of {@link Tokenizer.encode}. */
@@ -226,8 +226,7 @@ export class HfTokenizer implements Tokenizer {
     // The decoder drops the prefix space with a Strip step, or a Metaspace decoder that prepends.
     this.stripLeadingSpace =
       decoder.includes('"type":"Strip"') || (decoder.includes('"type":"Metaspace"') && !/"prepend_scheme":"never"|"add_prefix_space":false/.test(decoder));
-    const cls = config.tokenizer_class;
-    const llama = cls === undefined || cls === null || (typeof cls === 'string' && cls.startsWith('LlamaTokenizer'));
+    const llama = isLlamaTokenizerClass(config.tokenizer_class);
     this.addBosToken = llama && typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
     this.addEosToken = llama && typeof config.add_eos_token === 'boolean' ? config.add_eos_token : false;
     this.cleanUp = config.clean_up_tokenization_spaces === true;
