@@ -1,6 +1,6 @@
 // huatuo-train serve as OpenAI clients reach it, over real HTTP on 127.0.0.1 with the tiny vocab32k
 // fixture (LLaMA's tokenizer): request targets as base URLs and proxies write them, OpenAI's 64-bit
-// seeds, legacy logprobs, and streamed replies on connections the client asks to close.
+// seeds, legacy logprobs, streamed replies on connections the client asks to close, and HEAD.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync } from 'node:fs';
@@ -118,5 +118,20 @@ test('a streamed reply closes a connection the client asked to close, keeps the 
     const kept = await rawExchange(server.port, post(''), 500);
     assert.ok(kept.text.includes('data: [DONE]'), kept.text);
     assert.ok(!kept.closedByServer, 'a keep-alive connection stays open after the stream');
+  });
+});
+
+test('HEAD is answered wherever GET is, as uptime monitors and curl -I send it: the headers of the GET reply and no body', async () => {
+  await withServer(async (server) => {
+    for (const path of ['/health', '/v1/models', `/v1/models/${NAME}`]) {
+      const head = await fetch(`${server.url}${path}`, { method: 'HEAD' });
+      assert.equal(head.status, 200, `HEAD ${path}`);
+      assert.match(head.headers.get('content-type')!, /^application\/json/);
+      assert.equal(await head.text(), '');
+    }
+    const wrong = await fetch(`${server.url}/v1/models`, { method: 'DELETE' });
+    assert.equal(wrong.status, 405);
+    assert.equal(wrong.headers.get('allow'), 'GET, HEAD');
+    assert.equal((await fetch(`${server.url}/v1/chat/completions`, { method: 'HEAD' })).status, 405);
   });
 });

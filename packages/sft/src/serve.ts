@@ -87,9 +87,10 @@ function modelId(encoded: string): string {
   }
 }
 
+// HEAD goes with GET (node sends the headers alone), as uptime monitors and `curl -I` ask.
 const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
-  '/health': { methods: ['GET'], auth: false },
-  '/v1/models': { methods: ['GET'], auth: true },
+  '/health': { methods: ['GET', 'HEAD'], auth: false },
+  '/v1/models': { methods: ['GET', 'HEAD'], auth: true },
   '/v1/chat/completions': { methods: ['POST'], auth: true },
   '/v1/completions': { methods: ['POST'], auth: true },
 };
@@ -170,7 +171,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = routePath(req.url ?? '/');
     const modelPath = path.startsWith('/v1/models/') ? modelId(path.slice('/v1/models/'.length)) : null;
-    const route = ROUTES[path] ?? (modelPath !== null ? { methods: ['GET'], auth: true } : undefined);
+    const route = ROUTES[path] ?? (modelPath !== null ? ROUTES['/v1/models'] : undefined);
     const verdict = guard!.check(req, res, route?.methods ?? ['GET', 'POST']);
     if (verdict === 'preflight') return;
     if (verdict !== null) throw new HttpError(verdict.status, verdict.message, 'invalid_request_error', null, verdict.code);
