@@ -97,11 +97,12 @@ const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
 
 /**
  * Serves a model (with any LoRA adapter already applied) behind OpenAI's API:
- * POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id},
- * GET /health. Chat messages fill a HuaTuo prompt template (see {@link chatToInstruction}) and
+ * POST /v1/chat/completions, POST /v1/completions, GET (and HEAD) /v1/models, /v1/models/{id}
+ * and /health. Chat messages fill a HuaTuo prompt template (see {@link chatToInstruction}) and
  * the reply is the text after the template's response marker; with a Jinja chat template they
- * are rendered as transformers' apply_chat_template renders them (add_generation_prompt) and the
- * reply is what the model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
+ * are rendered as transformers' apply_chat_template renders them (add_generation_prompt; developer
+ * messages as system messages unless the template names that role) and the reply is what the
+ * model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
  * server answers 503 with Retry-After. Sampling follows OpenAI: temperature (0 is greedy),
  * top_p, seed, stop, max_tokens / max_completion_tokens, n = 1 only; the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
