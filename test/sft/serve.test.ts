@@ -372,6 +372,24 @@ test('a streaming client that disconnects stops its generation early, and the se
   });
 });
 
+test('a stream cut by the server shutting down ends with an error event the openai client throws, not as a silently short answer', async () => {
+  await withServer({}, async (server, events) => {
+    const stream = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });
+    const chunks = stream[Symbol.asyncIterator]();
+    await chunks.next();
+    await chunks.next();
+    const closing = server.close();
+    await assert.rejects(
+      async () => {
+        while (!(await chunks.next()).done);
+      },
+      (e: unknown) => e instanceof OpenAI.APIError && /shutting down/.test(e.message),
+    );
+    await closing;
+    assert.ok(events.some((e) => e.type === 'cancelled' && e.detail === 'the server is shutting down'));
+  });
+});
+
 test('beyond the queue bound clients get 503 with Retry-After; the queued ones run in arrival order, a gone one is skipped', async () => {
   await withServer({ maxQueue: 3 }, async (server, events) => {
     const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });

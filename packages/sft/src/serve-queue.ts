@@ -121,6 +121,8 @@ export class JobQueue {
     if (e instanceof Cancelled) {
       this.emit({ type: 'cancelled', id: job.id, waiting: this.waiting.length, completionTokens: job.tokens, detail: this.closing ? 'the server is shutting down' : 'the client went away' });
       if (!job.res.headersSent) sendError(job.res, shuttingDown());
+      // A stream cut by the shutdown ends with an error event, not silently without a finish reason.
+      else if (this.closing) sse(job.res, errorBody(shuttingDown()));
       job.res.end();
       return;
     }
