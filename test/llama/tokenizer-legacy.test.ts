@@ -18,16 +18,24 @@ interface DecodeCase {
   skipSpecialTokens: boolean;
   text: string;
 }
+interface AddedTokenCase {
+  config: Record<string, unknown>;
+  text: string;
+  ids: number[];
+  decoded: string;
+  decodedSkippingSpecial: string;
+}
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/tokenizer/llama-legacy.json', import.meta.url), 'utf8')) as {
   encode: EncodeCase[];
   decode: DecodeCase[];
+  addedTokens: AddedTokenCase[];
 };
 const dir = llamaTokenizerDir();
 const modelBytes = new Uint8Array(readFileSync(join(dir, 'tokenizer.model')));
 const tokenizers = new Map<string, Tokenizer>();
 
 /** The tokenizer of a folder holding only tokenizer.model and a tokenizer_config.json of `config`. */
-function modelFolder(config: Record<string, boolean>): Tokenizer {
+function modelFolder(config: Record<string, unknown>): Tokenizer {
   const key = JSON.stringify(config);
   let tok = tokenizers.get(key);
   if (tok === undefined) {
@@ -60,6 +68,40 @@ describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model
       const stream = tok.createStreamDecoder({ skipSpecialTokens: c.skipSpecialTokens });
       assert.equal(c.ids.map((id) => stream.push(id)).join('') + stream.flush(), c.text, `stream of ${what}`);
     }
+  });
+
+  it("encodes and decodes added_tokens_decoder's tokens past the model's pieces: special or not, normalized or not, lstrip / rstrip", () => {
+    for (const c of fixture.addedTokens) {
+      const tok = modelFolder(c.config);
+      const { added_tokens_decoder: _, ...settings } = c.config;
+      const what = `${JSON.stringify(settings)} on ${JSON.stringify(c.text)}`;
+      assert.equal(tok.vocabSize, 32004, what);
+      assert.deepEqual(tok.encode(c.text, { addBos: false }), c.ids, what);
+      assert.equal(tok.decode(c.ids), c.decoded, `decode of ${what}`);
+      assert.equal(tok.decode(c.ids, { skipSpecialTokens: true }), c.decodedSkippingSpecial, `decode skipping special tokens of ${what}`);
+    }
+    const tok = modelFolder(fixture.addedTokens[0]?.config ?? {});
+    assert.equal(tok.idToPiece(32003), '<<SYS>>');
+    assert.equal(tok.pieceToId('[X]'), 32001);
+  });
+
+  it('gives the added-token ids that @huggingface/tokenizers gives on the tokenizer.json LlamaConverter would write for the folder', () => {
+    const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: unknown[] };
+    const metaspace = { normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false } };
+    for (const c of fixture.addedTokens.filter((e) => e.config.add_prefix_space === undefined)) {
+      const decoder = c.config.added_tokens_decoder as Record<string, Record<string, unknown>>;
+      const added = Object.entries(decoder).map(([id, t]) => ({ ...t, id: Number(id) }));
+      const converted = { ...json, ...(c.config.legacy === false ? metaspace : {}), added_tokens: [...json.added_tokens, ...added] };
+      assert.deepEqual(HfTokenizer.fromJson(converted).encode(c.text, { addBos: false }), c.ids, `legacy ${c.config.legacy !== false} on ${JSON.stringify(c.text)}`);
+    }
+  });
+
+  it('refuses an added token past the model whose id leaves a gap, naming tokenizer_config.json', () => {
+    const config = JSON.stringify({ added_tokens_decoder: { '32005': { content: '<pad>', special: true } } });
+    assert.throws(
+      () => tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: config }, 'model-dir'),
+      (e: unknown) => e instanceof Error && e.message.includes('model-dir/tokenizer_config.json') && e.message.includes('32005') && e.message.includes('32000'),
+    );
   });
 
   it('encodes a legacy folder as the shipped tokenizer.json (LlamaConverter with legacy true) does', () => {

@@ -74,6 +74,59 @@ class Agenda {
 /** A piece of text to encode, or a special or added token found whole in the text. */
 type Segment = { text: string; start: number } | { id: number };
 
+/** A token matched whole in text, and whether the whitespace beside it goes with it. */
+interface WholeToken {
+  content: string;
+  id: number;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+/** Rust's char::is_whitespace, what the tokenizers library strips for lstrip / rstrip. */
+const WHITESPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+
+/**
+ * Finds tokens whole in text as the tokenizers library's AddedVocabulary does: leftmost first,
+ * the longest where several begin; lstrip / rstrip widen a match over the whitespace beside it.
+ */
+class TokenMatcher {
+  /** Tokens by their first UTF-16 unit, longest first. */
+  private readonly byFirst = new Map<string, WholeToken[]>();
+
+  constructor(tokens: Iterable<WholeToken>) {
+    for (const token of [...tokens].sort((a, b) => b.content.length - a.content.length)) {
+      if (token.content.length === 0) continue;
+      const first = token.content[0] as string;
+      const list = this.byFirst.get(first);
+      if (list === undefined) this.byFirst.set(first, [token]);
+      else list.push(token);
+    }
+  }
+
+  /** `text` cut at the tokens; `start` of a piece of text is its offset in `text`. */
+  split(text: string): Segment[] {
+    if (this.byFirst.size === 0) return text.length === 0 ? [] : [{ text, start: 0 }];
+    const out: Segment[] = [];
+    let start = 0;
+    for (let i = 0; i < text.length; ) {
+      const match = this.byFirst.get(text[i] as string)?.find((t) => text.startsWith(t.content, i));
+      if (match === undefined) {
+        i++;
+        continue;
+      }
+      let left = i;
+      let right = i + match.content.length;
+      if (match.lstrip) while (left > start && WHITESPACE.test(text[left - 1] as string)) left--;
+      if (match.rstrip) while (right < text.length && WHITESPACE.test(text[right] as string)) right++;
+      if (start < left) out.push({ text: text.slice(start, left), start });
+      out.push({ id: match.id });
+      i = start = right;
+    }
+    if (start < text.length) out.push({ text: text.slice(start), start });
+    return out;
+  }
+}
+
 /**
  * A SentencePiece BPE tokenizer read from `tokenizer.model`, encoding as
  * transformers' LlamaTokenizerFast does when a folder has no tokenizer.json
@@ -108,8 +161,11 @@ export class SentencePieceTokenizer implements Tokenizer {
   private readonly userDefined: string[];
   private readonly byteIds: (number | undefined)[] = new Array(256).fill(undefined);
   private readonly decodeTable: PieceBytes[];
-  /** Text matched whole before BPE and its id, by first UTF-16 unit, longest first. */
-  private readonly wholeTokens = new Map<string, [string, number][]>();
+  /** Pieces of the ids past the model's, from added_tokens_decoder. */
+  private readonly addedPieces: string[] = [];
+  /** Tokens found whole in the raw text, and those found in each normalized piece of it. */
+  private readonly rawTokens: TokenMatcher;
+  private readonly normalizedTokens: TokenMatcher;
 
   /**
    * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none);
@@ -130,7 +186,6 @@ export class SentencePieceTokenizer implements Tokenizer {
     }
     this.model = model;
     this.settings = llamaTokenizerSettings(config, file.replace(/tokenizer\.model$/, 'tokenizer_config.json'));
-    this.vocabSize = n;
     this.padId = model.padId >= 0 ? model.padId : model.unkId;
     const userDefined: string[] = [];
     model.pieces.forEach((p, id) => {
@@ -158,33 +213,49 @@ export class SentencePieceTokenizer implements Tokenizer {
     // LlamaConverter adds control pieces as special tokens and user-defined pieces as plain added
     // tokens; tokenizer_config.json's special tokens (the unknown piece among them) are special too.
     const special = new Set<number>();
-    const whole = new Map<string, number>();
+    const raw = new Map<string, WholeToken>();
+    const plain = (content: string, id: number): WholeToken => ({ content, id, lstrip: false, rstrip: false });
     model.pieces.forEach((p, id) => {
       if (p.type === PieceType.CONTROL || p.type === PieceType.UNKNOWN) special.add(id);
-      if (p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED) whole.set(p.piece, id);
+      if (p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED) raw.set(p.piece, plain(p.piece, id));
     });
-    whole.set(model.pieces[model.unkId]?.piece as string, model.unkId);
+    const unk = model.pieces[model.unkId]?.piece as string;
+    raw.set(unk, plain(unk, model.unkId));
     for (const name of this.settings.specialTokens) {
       const id = this.ids.get(name);
       if (id === undefined) continue;
       special.add(id);
-      whole.set(name, id);
+      raw.set(name, plain(name, id));
     }
-    for (const name of this.settings.addedTokens) {
-      const id = this.ids.get(name);
-      if (id !== undefined) whole.set(name, id);
+    // added_tokens_decoder: a piece of the model keeps its id; other tokens take the ids after the model's, in order.
+    const normalized = new Map<string, WholeToken>();
+    for (const added of this.settings.addedTokens) {
+      let id = this.ids.get(added.content);
+      if (id === undefined) {
+        id = n + this.addedPieces.length;
+        if (added.id !== id) {
+          throw new TokenizerError(
+            `${configFile}: added token "${added.content}" has id ${added.id}, but it is not a piece of ${file} and the next free id is ${id}; fix its id in added_tokens_decoder or give the folder the model's tokenizer.json`,
+            { file: configFile },
+          );
+        }
+        this.addedPieces.push(added.content);
+        this.ids.set(added.content, id);
+      }
+      if (added.special) special.add(id);
+      else special.delete(id);
+      const token = { content: added.content, id, lstrip: added.lstrip, rstrip: added.rstrip };
+      raw.delete(added.content);
+      if (added.normalized) normalized.set(added.content, { ...token, content: this.settings.legacy ? this.normalize(added.content) : added.content });
+      else raw.set(added.content, token);
     }
-    for (const entry of [...whole].sort((a, b) => b[0].length - a[0].length)) {
-      if (entry[0].length === 0) continue;
-      const first = entry[0][0] as string;
-      const list = this.wholeTokens.get(first);
-      if (list === undefined) this.wholeTokens.set(first, [entry]);
-      else list.push(entry);
-    }
+    this.vocabSize = n + this.addedPieces.length;
+    this.rawTokens = new TokenMatcher(raw.values());
+    this.normalizedTokens = new TokenMatcher(normalized.values());
     const encoder = new TextEncoder();
-    this.decodeTable = model.pieces.map((p, id) => {
+    this.decodeTable = [...model.pieces.map((p) => p.piece), ...this.addedPieces].map((piece, id) => {
       const isSpecial = special.has(id);
-      return { special: isSpecial, bytes: isSpecial ? encoder.encode(p.piece) : pieceToBytes(p.piece) };
+      return { special: isSpecial, bytes: isSpecial ? encoder.encode(piece) : pieceToBytes(piece) };
     });
   }
 
@@ -217,23 +288,25 @@ export class SentencePieceTokenizer implements Tokenizer {
     return t;
   }
 
-  /** The text cut at special and added tokens, leftmost first, the longest token where several begin. */
-  private segments(text: string): Segment[] {
-    const out: Segment[] = [];
-    let start = 0;
-    for (let i = 0; i < text.length; ) {
-      const match = this.wholeTokens.get(text[i] as string)?.find(([token]) => text.startsWith(token, i));
-      if (match === undefined) {
-        i++;
+  /**
+   * Token ids of `text` without BOS/EOS, as the tokenizers library's AddedVocabulary.extract_and_normalize
+   * and LlamaConverter's normalizer or pre-tokenizer make them: tokens found whole in the raw text,
+   * then in each normalized piece of it the normalized tokens, then BPE on the rest.
+   */
+  private encodeText(text: string): number[] {
+    const ids: number[] = [];
+    for (const segment of this.rawTokens.split(text)) {
+      if ('id' in segment) {
+        ids.push(segment.id);
         continue;
       }
-      if (start < i) out.push({ text: text.slice(start, i), start });
-      out.push({ id: match[1] });
-      i += match[0].length;
-      start = i;
+      const normalized = this.settings.legacy ? this.normalize(segment.text) : segment.text;
+      for (const part of this.normalizedTokens.split(normalized)) {
+        if ('id' in part) ids.push(part.id);
+        else for (const id of this.bpe(this.settings.legacy ? part.text : this.normalize(part.text, segment.start + part.start === 0))) ids.push(id);
+      }
     }
-    if (start < text.length) out.push({ text: text.slice(start), start });
-    return out;
+    return ids;
   }
 
   /** Token ids of an already normalized piece of text. */
@@ -295,10 +368,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids: number[] = [];
     if (options.addBos ?? this.settings.addBosToken) ids.push(this.bosId);
-    for (const segment of this.segments(text)) {
-      if ('id' in segment) ids.push(segment.id);
-      else for (const id of this.bpe(this.normalize(segment.text, segment.start === 0))) ids.push(id);
-    }
+    for (const id of this.encodeText(text)) ids.push(id);
     if (options.addEos ?? this.settings.addEosToken) ids.push(this.eosId);
     return ids;
   }
@@ -319,7 +389,8 @@ export class SentencePieceTokenizer implements Tokenizer {
   }
 
   idToPiece(id: number): string {
-    return this.model.pieces[this.checkId(id)]?.piece as string;
+    const n = this.model.pieces.length;
+    return this.checkId(id) < n ? (this.model.pieces[id]?.piece as string) : (this.addedPieces[id - n] as string);
   }
 
   pieceToId(piece: string): number | undefined {

@@ -4,6 +4,21 @@
  */
 import { TokenizerError } from './tokenizer-errors.js';
 
+/** A token of tokenizer_config.json's `added_tokens_decoder`, matched whole in text. */
+export interface AddedTokenSetting {
+  /** Its text. */
+  content: string;
+  /** Its id (the key in `added_tokens_decoder`). */
+  id: number;
+  /** Left out by `skipSpecialTokens`. */
+  special: boolean;
+  /** Matched in the normalized text (with its content normalized the same way) instead of the raw text. */
+  normalized: boolean;
+  /** The match takes the whitespace on its left / right with it. */
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
 /** tokenizer_config.json settings for a `tokenizer.model`, with transformers' defaults filled in. */
 export interface LlamaTokenizerSettings {
   /**
@@ -21,8 +36,8 @@ export interface LlamaTokenizerSettings {
   cleanUpTokenizationSpaces: boolean;
   /** Text of the tokens that tokenizer_config.json names as special (`bos_token`, `additional_special_tokens`, ...). */
   specialTokens: string[];
-  /** Text of the tokens of `added_tokens_decoder` that are not special: matched whole in text, kept by `skipSpecialTokens`. */
-  addedTokens: string[];
+  /** The tokens of `added_tokens_decoder`, in id order. */
+  addedTokens: AddedTokenSetting[];
   /** `bos_token` and `eos_token` when given. */
   bosToken: string | undefined;
   eosToken: string | undefined;
@@ -72,13 +87,30 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
       if (token !== undefined) specialTokens.push(token);
     }
   }
-  const addedTokens: string[] = [];
+  const addedTokens: AddedTokenSetting[] = [];
   const decoder = config.added_tokens_decoder;
   if (typeof decoder === 'object' && decoder !== null) {
-    for (const entry of Object.values(decoder as Record<string, unknown>)) {
-      const token = name(entry);
-      if (token !== undefined) ((entry as { special?: unknown }).special === true ? specialTokens : addedTokens).push(token);
+    for (const [key, entry] of Object.entries(decoder as Record<string, unknown>)) {
+      const content = name(entry);
+      const id = Number(key);
+      if (content === undefined || !Number.isInteger(id) || id < 0) {
+        throw new TokenizerError(`${file}: added_tokens_decoder["${key}"] is ${JSON.stringify(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${file}`, { file });
+      }
+      const flags = entry as Record<string, unknown>;
+      if (flags.single_word === true) {
+        throw new TokenizerError(`${file}: added token "${content}" has single_word true, which tokenizer.model folders do not support; give the folder the model's tokenizer.json`, { file });
+      }
+      addedTokens.push({
+        content,
+        id,
+        special: flags.special === true,
+        // transformers' AddedToken default: normalized unless special.
+        normalized: typeof flags.normalized === 'boolean' ? flags.normalized : flags.special !== true,
+        lstrip: flags.lstrip === true,
+        rstrip: flags.rstrip === true,
+      });
     }
+    addedTokens.sort((a, b) => a.id - b.id);
   }
   return {
     legacy: flag('legacy') ?? true,
