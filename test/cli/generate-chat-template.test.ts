@@ -82,11 +82,18 @@ test("generate --template file.jinja renders Llama-3's template with the --base 
   assert.deepEqual(line, { question: ' 头痛怎么办？\n', answer: await greedy([1, ...spTok.encode(rest, { addBos: false })]) });
 });
 
-test('generate refuses a folder without a chat template, or a missing .jinja file, naming the file before loading the model', async () => {
+test('generate refuses a folder without a chat template, or a missing .jinja file, naming the command, the file and what to pass instead, before loading the model', async () => {
   const run = (template: string) => buildProgram().parseAsync(['generate', '--base', plainDir, '--template', template, '--prompt', 'hi'], { from: 'user' });
-  await assert.rejects(run('chat'), (e: Error) => e instanceof TemplateError && e.message.includes(join(plainDir, 'tokenizer_config.json')) && /no "chat_template"/.test(e.message));
+  await assert.rejects(run('chat'), (e: Error) => {
+    assert.ok(e instanceof TemplateError, String(e));
+    assert.ok(e.message.startsWith('huatuo-train generate --template chat: '), e.message);
+    assert.ok(e.message.includes(join(plainDir, 'tokenizer_config.json')) && /no "chat_template"/.test(e.message), e.message);
+    assert.ok(e.message.includes('--template med_template') && e.message.includes('--template path/to/template.jinja'), e.message);
+    assert.doesNotMatch(e.message, /serve/);
+    return true;
+  });
   const missing = join(plainDir, 'missing.jinja');
-  await assert.rejects(run(missing), (e: Error) => e instanceof TemplateError && e.message.includes(missing));
+  await assert.rejects(run(missing), (e: Error) => e instanceof TemplateError && e.message.startsWith(`huatuo-train generate --template ${missing}: `) && e.message.includes(missing));
 });
 
 test("generate with HuaTuo's med_template is as before: the instruction alone fills the template, BOS first, and the answer is cut after the response marker", async () => {

@@ -148,7 +148,7 @@ test('a folder without a chat template, or with named templates and no "default"
   const named = chatModelFolder(['tokenizer.json'], { chat_template: [{ name: 'tool_use', template: LLAMA3 }, { name: 'rag', template: LLAMA3 }] });
   assert.throws(() => loadChatTemplate(named), (e: Error) => e instanceof TemplateError && e.message.includes('tool_use, rag') && /"default"/.test(e.message) && e.message.includes('.jinja'));
   // The serve command refuses before it opens a device or loads the model.
-  await assert.rejects(buildServeCommand({ out: () => {}, err: () => {} }).parseAsync(['--base', plainDir, '--template', 'chat', '--port', '0'], { from: 'user' }), (e: Error) => e instanceof TemplateError && e.message.includes('tokenizer_config.json'));
+  await assert.rejects(buildServeCommand({ out: () => {}, err: () => {} }).parseAsync(['--base', plainDir, '--template', 'chat', '--port', '0'], { from: 'user' }), (e: Error) => e instanceof TemplateError && e.message.startsWith('huatuo-train serve --template chat: ') && e.message.includes('tokenizer_config.json'));
 });
 
 test("chat_template.jinja overrides tokenizer_config.json's template, the default of named templates is used, and a .jinja path overrides both", () => {

@@ -66,7 +66,7 @@ export function buildGenerateCommand(): Command {
         seed: num('--seed', opts.seed, true, 0),
       };
       if (generation.doSample) generation.numBeams = 1;
-      const template = resolveTemplateFlag(String(opts.template), (opts.base as string | undefined) ?? null);
+      const template = resolveTemplateFlag('generate', String(opts.template), (opts.base as string | undefined) ?? null);
       // HuaTuo's infer.py asks the instruction alone; a chat model gets instruction and input as one
       // user message, joined by a newline as LLaMA-Factory's alpaca converter joins them.
       const question = (r: QaRecord) => (isChatTemplate(template) && r.input !== '' ? `${r.instruction}\n${r.input}` : r.instruction);

@@ -98,7 +98,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (raw: RawOptions, cmd: Command) => {
       // Checked before the model loads: a missing template fails at once.
-      const template = resolveTemplateFlag(raw.template, raw.base ?? null);
+      const template = resolveTemplateFlag('serve', raw.template, raw.base ?? null);
       const port = int('--port', raw.port, 0, 65535);
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);

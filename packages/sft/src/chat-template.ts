@@ -155,7 +155,7 @@ export function chatTemplateFromFiles(files: ChatTemplateFiles, where: string): 
   if (source === undefined) {
     throw new TemplateError(
       `${files.tokenizerConfigJson === undefined ? `${dir}: has no tokenizer_config.json and no chat_template.jinja` : `${configFile}: has no "chat_template" (and ${dir} has no chat_template.jinja)`}, ` +
-        'so this model brings no chat template of its own; serve it with a HuaTuo template (--template med_template) or pass a Jinja chat template file (--template path/to/template.jinja)',
+        "so this model brings no chat template of its own; instead pass HuaTuo's template (--template med_template) or a Jinja chat template file (--template path/to/template.jinja)",
     );
   }
   let compiled: Template;
