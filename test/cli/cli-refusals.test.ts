@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaPresets, llamaTokenizerDir, planMemory, saveMergedModel } from '@huatuo/llama';
@@ -94,6 +94,36 @@ test('--dry-run --resume reads the checkpoint as the real run would and refuses 
   assert.match(bad.stderr, /CheckpointError: .*checkpoint-1: cannot read the trainer state \(.*optimizer\.safetensors.*truncated/);
   assert.doesNotMatch(bad.stdout, /dry run: .* valid/);
 });
+
+test('--resume with no checkpoint in --output-dir is refused before the device opens, saying what to pass instead, and leaves the folder as it was', async () => {
+  const empty = join(tmp(), 'out');
+  const fresh = await cli(['train', ...recipe(empty), '--resume']);
+  assert.equal(fresh.code, 1, fresh.stdout);
+  assert.match(fresh.stderr, /CheckpointError: --resume: the --output-dir .*out holds no complete checkpoint \(checkpoint-N\) to resume from; drop --resume to start a new run there, or pass --resume <checkpoint-folder>/);
+  assert.doesNotMatch(fresh.stdout, /device:|plan:/, 'nothing is opened, loaded or planned first');
+  // An earlier run's adapter and metrics and an unfinished checkpoint: kept byte for byte, and --overwrite-output-dir named.
+  const finished = join(tmp(), 'finished');
+  mkdirSync(join(finished, 'checkpoint-7.tmp'), { recursive: true });
+  writeFileSync(join(finished, 'checkpoint-7.tmp', 'adapter_model.safetensors'), 'partial');
+  writeFileSync(join(finished, 'adapter_model.safetensors'), 'adapter');
+  writeFileSync(join(finished, 'metrics.jsonl'), '{"step":1,"loss":2}\n');
+  const before = snapshot(finished);
+  const run = await cli(['train', ...recipe(finished), '--max-steps', '1', '--resume']);
+  assert.equal(run.code, 1, run.stdout);
+  assert.match(run.stderr, /holds no complete checkpoint .*adapter_model\.safetensors.* are left as they are.*drop --resume and start afresh with --overwrite-output-dir/);
+  assert.doesNotMatch(run.stdout, /device:|plan:/);
+  assert.deepEqual(snapshot(finished), before);
+});
+
+/** Every file under `dir` with its contents, by relative path. */
+function snapshot(dir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const path = join(dir, name);
+    if (statSync(path).isFile()) files[name] = readFileSync(path).toString('base64');
+  }
+  return files;
+}
 
 test('a plan larger than a CPU adapter\'s memory (the host\'s) is refused naming --micro-batch, with the estimate', (t) => {
   const info = deviceInfo()!;

@@ -10,6 +10,7 @@ import {
   answerQuestions,
   checkpointDir,
   earlierRun,
+  findResumePoint,
   resolveConfig,
   runFiles,
   runTraining,
@@ -94,6 +95,9 @@ export async function trainCommand(
   demo: boolean,
 ): Promise<void> {
   const config = opts.initAdapter ? await withInitAdapter(runFiles, recipe, opts.initAdapter, opts.given ?? []) : recipe;
+  const resume = opts.resume === true ? 'latest' : (opts.resume as string | undefined) ?? null;
+  // A missing checkpoint is refused before the device opens and the model loads.
+  if (resume !== null) await findResumePoint(resume, config.outputDir);
   await openDevice();
   if (demo) {
     say('This is the demonstration run, in two phases on a built-in tiny LLaMA (2 layers, 64 wide, random');
@@ -122,7 +126,7 @@ export async function trainCommand(
       config,
       initAdapter: opts.initAdapter ?? null,
       explicitKeys: opts.given ?? [],
-      resume: opts.resume === true ? 'latest' : (opts.resume as string | undefined) ?? null,
+      resume,
       dryRun: opts.dryRun ?? false,
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,

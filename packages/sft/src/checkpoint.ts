@@ -70,15 +70,21 @@ export async function listCheckpoints(outputDir: string): Promise<{ step: number
   return found.filter((_, i) => complete[i]).sort((a, b) => a.step - b.step);
 }
 
+/** Refuses, from the names alone, a folder that is not a complete checkpoint (nothing is read). */
+export async function checkCheckpointFiles(dir: string): Promise<void> {
+  if (!(await files.exists(dir))) throw new CheckpointError(`${dir} does not exist; pass a checkpoint folder (checkpoint-N in the run's --output-dir), or --resume alone for the newest there`);
+  for (const name of ['trainer_state.json', 'optimizer.json', 'optimizer.safetensors', 'adapter_model.safetensors']) {
+    const p = files.join(dir, name);
+    if (!(await files.exists(p))) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
+  }
+}
+
 /** Reads a checkpoint's trainer and optimizer state. */
 export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   const statePath = files.join(dir, 'trainer_state.json');
   const optimizerPath = files.join(dir, 'optimizer.json');
   const arraysPath = files.join(dir, 'optimizer.safetensors');
-  if (!(await files.exists(dir))) throw new CheckpointError(`${dir} does not exist; pass a checkpoint folder (checkpoint-N in the run's --output-dir), or --resume alone for the newest there`);
-  for (const p of [statePath, optimizerPath, arraysPath, files.join(dir, 'adapter_model.safetensors')]) {
-    if (!(await files.exists(p))) throw new CheckpointError(`${dir}: ${p} is missing; this is not a complete checkpoint (choose another with --resume <dir>)`);
-  }
+  await checkCheckpointFiles(dir);
   try {
     const state = JSON.parse(await files.readText(statePath)) as TrainerState;
     const structure = JSON.parse(await files.readText(optimizerPath)) as unknown;

@@ -58,6 +58,7 @@ export type { BaseModelOptions } from './base-model.js';
 export { checkContext, checkMicroBatchFits, checkPlanFits } from './preflight.js';
 export type { MicroBatchSource } from './preflight.js';
 export { earlierRun } from './output-dir.js';
+export { findResumePoint } from './resume.js';
 export { checkMergeOut } from './merge-out-node.js';
 export { withInitAdapter } from './init-adapter.js';
 export { prepareData, runTraining } from './pipeline.js';

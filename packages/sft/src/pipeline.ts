@@ -16,7 +16,7 @@ import { checkContext } from './preflight.js';
 import { checkOutputDir, resumesRunIn } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './run-files.js';
-import { readResumePoint } from './resume.js';
+import { findResumePoint, readResumePoint } from './resume.js';
 import { train } from './trainer.js';
 import type { ProgressEvent, TrainOptions, TrainResult } from './train-types.js';
 
@@ -80,6 +80,7 @@ async function checkRunFits(config: TrainConfig, dtype: FloatDType, baseOptions:
 export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const config = options.initAdapter ? await withInitAdapter(runFiles, options.config, options.initAdapter, options.explicitKeys ?? []) : options.config;
   await checkOutputDir(runFiles, config.outputDir, { resume: resumesRunIn(runFiles, config.outputDir, options.resume), overwrite: options.overwriteOutputDir ?? false });
+  if (options.resume) await findResumePoint(options.resume, config.outputDir);
   // Mixed precision keeps the frozen base in f16 (autocast's f16 copies of the weights, made once).
   const precision = resolvePrecision(config.precision, hasF16(), config.baseModel === null);
   const dtype = precision === 'mixed' ? 'f16' : 'f32';

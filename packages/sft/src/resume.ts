@@ -1,8 +1,10 @@
 // Resuming a run: the recipe key that ties a checkpoint to the recipe that wrote it, and the
 // checkpoint a run resumes from, read and checked against that key.
-import { listCheckpoints, readCheckpoint, type CheckpointPayload } from './checkpoint.js';
+import { checkCheckpointFiles, listCheckpoints, readCheckpoint, type CheckpointPayload } from './checkpoint.js';
 import type { TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
+import { earlierRun } from './output-dir.js';
+import { runFiles } from './run-files.js';
 
 /** A hash of the recipe values a resumed run must share with the run that wrote its checkpoint. */
 export async function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): Promise<string> {
@@ -27,12 +29,33 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
 }
 
 /**
+ * The checkpoint folder `resume` names ('latest': the newest complete one in `outputDir`), refused
+ * from the file names alone when there is none or it is incomplete: cheap enough to check before a
+ * run opens a device or loads a model. Reads and changes nothing.
+ * @throws CheckpointError saying what to pass instead.
+ */
+export async function findResumePoint(resume: string, outputDir: string): Promise<string> {
+  if (resume !== 'latest') {
+    await checkCheckpointFiles(resume);
+    return resume;
+  }
+  const newest = (await listCheckpoints(outputDir)).pop();
+  if (newest) return newest.dir;
+  const earlier = await earlierRun(runFiles, outputDir);
+  throw new CheckpointError(
+    `--resume: the --output-dir ${outputDir} holds no complete checkpoint (checkpoint-N) to resume from; ` +
+      (earlier.length > 0
+        ? `its earlier run's files (${earlier.join(', ')}) are left as they are. Pass --resume <checkpoint-folder> to resume from a checkpoint elsewhere, or drop --resume and start afresh with --overwrite-output-dir (removing those files) or another --output-dir`
+        : 'drop --resume to start a new run there, or pass --resume <checkpoint-folder> to resume from a checkpoint elsewhere'),
+  );
+}
+
+/**
  * The checkpoint a run resumes from ('latest': the newest in the output folder), read and checked
  * against the run's recipe; what the real run reads, so `--dry-run` can check it too.
  */
 export async function readResumePoint(resume: string, config: TrainConfig, nTrain: number, microBatchSize: number): Promise<{ dir: string; payload: CheckpointPayload }> {
-  const dir = resume === 'latest' ? (await listCheckpoints(config.outputDir)).pop()?.dir : resume;
-  if (!dir) throw new CheckpointError(`--resume latest: no checkpoint in ${config.outputDir}`);
+  const dir = await findResumePoint(resume, config.outputDir);
   const payload = await readCheckpoint(dir);
   if (payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
     throw new CheckpointError(
