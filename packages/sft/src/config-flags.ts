@@ -28,7 +28,7 @@ export interface ConfigOption {
 export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'dataPath', flag: '--data', kind: 'nullable-string', help: 'data file, JSON array or JSONL of {instruction, input, output} (default: built-in demo sample)' },
   { key: 'template', flag: '--template', kind: 'string', help: 'prompt template: med_template, literature_template or a template .json path' },
-  { key: 'baseModel', flag: '--base-model', kind: 'nullable-string', help: 'base LLaMA model folder' },
+  { key: 'baseModel', flag: '--base', kind: 'nullable-string', help: 'base model: a Hugging Face LLaMA or Mistral folder (default: the built-in tiny demo model)' },
   { key: 'quantize', flag: '--quantize', kind: 'string', choices: ['none', 'int8', 'nf4'], help: 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)' },
   { key: 'outputDir', flag: '--output-dir', kind: 'string', help: 'folder for checkpoints and the adapter' },
   { key: 'cutoffLen', flag: '--cutoff-len', kind: 'int', min: 2, help: 'longest tokenized example; longer ones are truncated' },
@@ -135,7 +135,7 @@ export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {},
     if (value === undefined) continue;
     const option = OPTION_BY_KEY.get(name) ?? OPTION_BY_FLAG.get(name);
     if (!option) {
-      throw new ConfigError(name.startsWith('--') ? name : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, `unknown option; known: ${CONFIG_OPTIONS.map((o) => o.flag).join(', ')}`);
+      throw new ConfigError(name.startsWith('--') ? name : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, `unknown option; the recipe's flags are ${CONFIG_OPTIONS.map((o) => o.flag).join(', ')} (or their TrainConfig keys: cutoffLen for --cutoff-len)`);
     }
     (config as unknown as Record<string, unknown>)[option.key] = parseValue(option, value);
   }
