@@ -1,4 +1,4 @@
-// The options of `generate` (Hugging Face's names and defaults), what it returns, and their check.
+// The options of `generate` (Hugging Face's names; most of its defaults), what it returns, and their check.
 
 import { ModelError } from '../errors.js';
 import type { LlamaModel } from '../model/model.js';
@@ -12,7 +12,12 @@ export interface TokenEvent {
   readonly text: string;
 }
 
-/** Options of {@link generate}; defaults are Hugging Face's. */
+/**
+ * Options of {@link generate}, named as Hugging Face's `generate()` names them. The defaults of
+ * doSample, temperature, topK, topP, repetitionPenalty, numBeams, lengthPenalty and eosTokenIds are
+ * Hugging Face's (GenerationConfig); maxNewTokens (128) and seed (0) are not: Hugging Face stops at
+ * max_length 20 tokens, prompt included, and samples from torch's global generator.
+ */
 export interface GenerateOptions {
   /** Most tokens to add per prompt. Default 128. */
   readonly maxNewTokens?: number;
@@ -74,7 +79,7 @@ export interface Resolved {
   onToken: ((event: TokenEvent) => void) | undefined;
 }
 
-/** The options with Hugging Face's defaults; refuses values `generate` cannot honour, naming the option. */
+/** The options with the defaults of {@link GenerateOptions}; refuses values `generate` cannot honour, naming the option. */
 export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved {
   const r: Resolved = {
     maxNewTokens: o.maxNewTokens ?? 128,
