@@ -4,6 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildProgram } from '@huatuo/cli';
 import { ConfigError, resolveConfig } from '@huatuo/sft';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 test('a mistyped command is refused as an unknown command naming the commands, not run as the demonstration', async () => {
   let stderr = '';
@@ -32,4 +37,20 @@ test("an unknown recipe option is refused naming flags train really has, and the
   // Each listed flag and its key set the same value.
   assert.equal(resolveConfig({ '--base': '/models/llama-7b' }).baseModel, '/models/llama-7b');
   assert.equal(resolveConfig({ baseModel: '/models/llama-7b' }).baseModel, '/models/llama-7b');
+});
+
+test("--version gives the version in the package.json beside the package's code, wherever it is installed", () => {
+  const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+  // A copy of the package with another version, its own dependencies beside it and its siblings above.
+  const project = mkdtempSync(join(tmpdir(), 'huatuo-cli-version-'));
+  const installed = join(project, 'cli');
+  cpSync(join(repoRoot, 'packages/cli/src'), join(installed, 'src'), { recursive: true });
+  writeFileSync(join(installed, 'package.json'), JSON.stringify({ name: '@huatuo/cli', version: '3.2.1-test', type: 'module' }));
+  symlinkSync(join(repoRoot, 'packages/cli/node_modules'), join(installed, 'node_modules'));
+  symlinkSync(join(repoRoot, 'node_modules'), join(project, 'node_modules'));
+  const entry = pathToFileURL(join(installed, 'src/cli.ts')).href;
+  const script = `const { main } = await import(${JSON.stringify(entry)}); await main(['node', 'huatuo-train', '--version']);`;
+  const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8' });
+  assert.equal(out, '3.2.1-test\n');
+  assert.equal(buildProgram().version(), (JSON.parse(readFileSync(join(repoRoot, 'packages/cli/package.json'), 'utf8')) as { version: string }).version);
 });

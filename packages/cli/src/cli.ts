@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { buildGenDataCommand } from '@huatuo/kg';
 import { DEFAULT_CONFIG, resolveConfig, type TrainConfig } from '@huatuo/sft';
 import { buildSusCommand } from '@huatuo/sus';
+import { readFileSync } from 'node:fs';
 import { describeFileSystemError } from './fs-errors.js';
 import { buildEvalCommand, buildGenerateCommand, buildMergeCommand } from './model-commands.js';
 import { buildPlanCommand } from './plan-command.js';
@@ -13,6 +14,11 @@ import { DEMO_CONFIG, DEMO_OUTPUT_DIR, buildTrainCommand, trainCommand } from '.
 
 const err = process.stderr;
 
+/** The version in this package's package.json, one folder above src/ and dist/ alike. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 /** The whole command tree. */
 export function buildProgram(): Command {
   const program = new Command('huatuo-train')
@@ -20,7 +26,7 @@ export function buildProgram(): Command {
       "HuaTuo's medical instruction tuning of LLaMA on WebGPU. With no command: the demonstration run " +
         `(a LoRA on a built-in tiny LLaMA with the built-in sample, written to ${DEMO_OUTPUT_DIR}).`,
     )
-    .version('0.1.0')
+    .version(packageVersion())
     .option('--verbose', "also show the GPU runtime's own notices (Dawn's adapter limit warnings)")
     .hook('preAction', (command) => {
       setVerbose(Boolean(command.opts().verbose));
