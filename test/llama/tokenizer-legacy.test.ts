@@ -148,6 +148,23 @@ describe("transformers' LlamaTokenizerFast on a folder with only tokenizer.model
     assert.deepEqual(tok.encode('the', { addEos: true }), [1, 278, 2]);
   });
 
+  it('reads added_tokens.json and special_tokens_map.json beside tokenizer.model as transformers does (an added [PAD] that is the pad token)', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'huatuo-tokenizer-'));
+    writeFileSync(join(folder, 'tokenizer.model'), modelBytes);
+    writeFileSync(join(folder, 'tokenizer_config.json'), JSON.stringify({ pad_token: null, model_max_length: 512 }));
+    writeFileSync(join(folder, 'special_tokens_map.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '[PAD]' }));
+    writeFileSync(join(folder, 'added_tokens.json'), JSON.stringify({ '[PAD]': 32000, '<extra>': 32001 }));
+    const tok = await loadTokenizer(folder);
+    assert.equal(tok.vocabSize, 32002);
+    assert.equal(tok.padId, 32000);
+    // '[PAD]' is special (not normalized): '▁a' 263 [PAD] '▁b' 289. '<extra>' is not special, so normalized:
+    // under legacy it is matched as '▁<extra>', after a space or at the start.
+    assert.deepEqual(tok.encode('a[PAD]b'), [1, 263, 32000, 289]);
+    assert.deepEqual(tok.encode('a <extra>', { addBos: false }), [263, 32001]);
+    assert.equal(tok.decode([1, 263, 32000, 289], { skipSpecialTokens: true }), 'a b');
+    assert.equal(tok.decode([263, 32000, 32001]), 'a[PAD]<extra>');
+  });
+
   it('names tokenizer_config.json and the setting when a setting has the wrong type', () => {
     assert.throws(
       () => tokenizerFromFiles({ tokenizerModel: modelBytes, tokenizerConfigJson: '{"legacy": "false"}' }, 'model-dir'),

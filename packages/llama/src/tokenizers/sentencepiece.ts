@@ -186,7 +186,6 @@ export class SentencePieceTokenizer implements Tokenizer {
     }
     this.model = model;
     this.settings = llamaTokenizerSettings(config, file.replace(/tokenizer\.model$/, 'tokenizer_config.json'));
-    this.padId = model.padId >= 0 ? model.padId : model.unkId;
     const userDefined: string[] = [];
     model.pieces.forEach((p, id) => {
       if (!this.ids.has(p.piece)) this.ids.set(p.piece, id);
@@ -250,6 +249,8 @@ export class SentencePieceTokenizer implements Tokenizer {
       else raw.set(added.content, token);
     }
     this.vocabSize = n + this.addedPieces.length;
+    const padName = this.settings.padToken;
+    this.padId = (padName === undefined ? undefined : this.ids.get(padName)) ?? (model.padId >= 0 ? model.padId : model.unkId);
     this.rawTokens = new TokenMatcher(raw.values());
     this.normalizedTokens = new TokenMatcher(normalized.values());
     const encoder = new TextEncoder();

@@ -38,9 +38,10 @@ export interface LlamaTokenizerSettings {
   specialTokens: string[];
   /** The tokens of `added_tokens_decoder`, in id order. */
   addedTokens: AddedTokenSetting[];
-  /** `bos_token` and `eos_token` when given. */
+  /** `bos_token`, `eos_token` and `pad_token` when given. */
   bosToken: string | undefined;
   eosToken: string | undefined;
+  padToken: string | undefined;
 }
 
 /** A token given in tokenizer_config.json as a string or as `{ content }`. */
@@ -122,6 +123,7 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
     addedTokens,
     bosToken: name(config.bos_token),
     eosToken: name(config.eos_token),
+    padToken: name(config.pad_token),
   };
 }
 

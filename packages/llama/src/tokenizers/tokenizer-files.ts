@@ -5,7 +5,7 @@
  */
 import { SentencePieceTokenizer } from './sentencepiece.js';
 import { HfTokenizer, type Tokenizer } from './tokenizer.js';
-import { isLlamaTokenizerClass } from './tokenizer-config.js';
+import { isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** The tokenizer files of one model, as read from a folder or fetched. */
@@ -16,6 +16,10 @@ export interface TokenizerFiles {
   tokenizerConfigJson?: string | Uint8Array;
   /** Contents of tokenizer.model. */
   tokenizerModel?: Uint8Array;
+  /** Contents of special_tokens_map.json (optional, read with tokenizer.model): its tokens override tokenizer_config.json's. */
+  specialTokensMapJson?: string | Uint8Array;
+  /** Contents of added_tokens.json (optional, read with tokenizer.model): older transformers' `{ "[PAD]": 32000 }` of added tokens. */
+  addedTokensJson?: string | Uint8Array;
 }
 
 function text(value: string | Uint8Array): string {
@@ -31,9 +35,48 @@ function convertsFromModel(config: Record<string, unknown>): boolean {
 }
 
 /**
+ * tokenizer_config.json as transformers' from_pretrained completes it from the older files:
+ * special_tokens_map.json's tokens replace the config's, and each token of added_tokens.json
+ * missing from `added_tokens_decoder` joins it, special when it is one of the special tokens
+ * and then not normalized, else normalized.
+ */
+function withLegacyFiles(
+  config: Record<string, unknown>,
+  specialTokensMap: Record<string, unknown>,
+  addedTokens: Record<string, unknown>,
+  addedTokensFile: string,
+): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...config, ...specialTokensMap };
+  const entries = Object.entries(addedTokens);
+  if (entries.length === 0) return merged;
+  const specialNames = new Set<string>();
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token']) {
+    const token = tokenName(merged[key]);
+    if (token !== undefined) specialNames.add(token);
+  }
+  if (Array.isArray(merged.additional_special_tokens)) {
+    for (const entry of merged.additional_special_tokens) {
+      const token = tokenName(entry);
+      if (token !== undefined) specialNames.add(token);
+    }
+  }
+  const decoder = { ...((merged.added_tokens_decoder ?? {}) as Record<string, unknown>) };
+  for (const [content, id] of entries) {
+    if (!Number.isInteger(id)) {
+      throw new TokenizerError(`${addedTokensFile}: "${content}" maps to ${JSON.stringify(id)}, expected an integer id; fix or delete it`, { file: addedTokensFile });
+    }
+    const special = specialNames.has(content);
+    if (!(String(id) in decoder)) decoder[String(id)] = { content, special, normalized: !special, lstrip: false, rstrip: false, single_word: false };
+  }
+  merged.added_tokens_decoder = decoder;
+  return merged;
+}
+
+/**
  * Builds a tokenizer from file contents as transformers' AutoTokenizer does: tokenizer.json is
  * preferred over tokenizer.model, except for a LLaMA tokenizer_config.json that sets
- * `add_prefix_space`, which has the tokenizer built from tokenizer.model.
+ * `add_prefix_space`, which has the tokenizer built from tokenizer.model; with tokenizer.model,
+ * special_tokens_map.json and added_tokens.json are read as transformers reads them.
  * `where` prefixes file names in errors.
  *
  * @example
@@ -41,22 +84,26 @@ function convertsFromModel(config: Record<string, unknown>): boolean {
  */
 export function tokenizerFromFiles(files: TokenizerFiles, where = ''): Tokenizer {
   const name = (f: string): string => (where === '' ? f : `${where.replace(/\/+$/, '')}/${f}`);
-  let config: Record<string, unknown> = {};
-  if (files.tokenizerConfigJson !== undefined) {
-    const file = name('tokenizer_config.json');
+  const object = (contents: string | Uint8Array | undefined, file: string): Record<string, unknown> => {
+    if (contents === undefined) return {};
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text(files.tokenizerConfigJson));
+      parsed = JSON.parse(text(contents));
     } catch (cause) {
       throw new TokenizerError(`${file}: not valid JSON (${(cause as Error).message}); fix or delete it`, { file, cause });
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new TokenizerError(`${file}: expected a JSON object of settings, got ${Array.isArray(parsed) ? 'an array' : JSON.stringify(parsed)}; fix or delete it`, { file });
+      throw new TokenizerError(`${file}: expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : JSON.stringify(parsed)}; fix or delete it`, { file });
     }
-    config = parsed as Record<string, unknown>;
-  }
+    return parsed as Record<string, unknown>;
+  };
+  const config = object(files.tokenizerConfigJson, name('tokenizer_config.json'));
   const fromModel = files.tokenizerModel !== undefined && (files.tokenizerJson === undefined || convertsFromModel(config));
   if (files.tokenizerJson !== undefined && !fromModel) return HfTokenizer.fromJson(text(files.tokenizerJson), config, name('tokenizer.json'));
-  if (files.tokenizerModel !== undefined) return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), config);
+  if (files.tokenizerModel !== undefined) {
+    const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
+    const addedTokens = object(files.addedTokensJson, name('added_tokens.json'));
+    return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), withLegacyFiles(config, specialTokensMap, addedTokens, name('added_tokens.json')));
+  }
   throw new TokenizerError(`${where === '' ? 'tokenizer' : where}: neither tokenizer.json nor tokenizer.model was given; a LLaMA folder needs one of them`);
 }

@@ -36,6 +36,12 @@ export async function loadTokenizer(folder: string): Promise<Tokenizer> {
   if (tokenizerJson !== undefined) files.tokenizerJson = tokenizerJson;
   if (tokenizerModel !== undefined) files.tokenizerModel = tokenizerModel;
   if (tokenizerConfigJson !== undefined) files.tokenizerConfigJson = tokenizerConfigJson;
+  if (tokenizerModel !== undefined) {
+    const specialTokensMapJson = await read('special_tokens_map.json');
+    const addedTokensJson = await read('added_tokens.json');
+    if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
+    if (addedTokensJson !== undefined) files.addedTokensJson = addedTokensJson;
+  }
   if (tokenizerJson !== undefined || tokenizerModel !== undefined) return tokenizerFromFiles(files, folder);
   throw new TokenizerError(
     `${folder}: has neither tokenizer.json nor tokenizer.model; copy the model's tokenizer into it (LLaMA's own is in the package's assets/llama-tokenizer)`,
