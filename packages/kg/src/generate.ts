@@ -160,7 +160,7 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
         if (summary.requestErrors.length < 5) summary.requestErrors.push(`${sample.key}: ${result.error}`);
         drop('request-failed', sample, result.error);
         if (consecutiveFailures >= maxFailures && fatal === undefined) {
-          fatal = new ApiError(`${llm.client.url}: ${consecutiveFailures} requests in a row failed after retries (last: ${result.error}); check that the server is up, or raise --timeout-ms / --max-retries; ${summary.total} records are saved in ${out} and a rerun resumes`);
+          fatal = new ApiError(`${llm.client.url}: ${consecutiveFailures} requests in a row failed after retries (last: ${result.error}); ${result.hint}; ${summary.total} records are saved in ${out} and a rerun resumes`);
         }
         return;
       }

@@ -104,38 +104,80 @@ export interface ChatClientOptions {
   apiKey: string | undefined;
   /** Per-attempt timeout. */
   timeoutMs: number;
-  /** Retries after the first attempt on 429, 5xx, timeouts and network errors. */
+  /** Retries after the first attempt on 408, 409, 429, 5xx, timeouts and network errors. */
   maxRetries: number;
-  /** Backoff before retry i (0-based) is retryBaseMs * 2^i plus up to 50% jitter, unless Retry-After says otherwise. */
+  /** Backoff before retry i (0-based) is retryBaseMs * 2^i plus up to 50% jitter, unless retry-after-ms or Retry-After says otherwise. */
   retryBaseMs: number;
   /** Sampling temperature sent with each request. */
   temperature: number;
 }
 
-/** Outcome of one chat request after retries. */
+/** Outcome of one chat request after retries; a failure says what to change in `hint`. */
 export type ChatResult =
   | { ok: true; content: string; attempts: number }
-  | { ok: false; error: string; attempts: number };
+  | { ok: false; error: string; hint: string; attempts: number };
 
-const FATAL_STATUS = new Set([401, 403, 404]);
+/** The longest wait a server may ask for; a longer one is replaced by the backoff, as the OpenAI SDKs do. */
 const MAX_RETRY_AFTER_MS = 60_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function retryAfterMs(header: string | null): number | undefined {
-  if (header === null) return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, MAX_RETRY_AFTER_MS);
-  const date = Date.parse(header);
-  if (Number.isFinite(date)) return Math.min(Math.max(0, date - Date.now()), MAX_RETRY_AFTER_MS);
-  return undefined;
+/**
+ * The wait a response asks for before a retry, as the OpenAI SDKs read it: `retry-after-ms`
+ * (milliseconds), else `Retry-After` (seconds or an HTTP date); undefined when absent, unreadable,
+ * negative or over a minute.
+ */
+function retryAfterMs(headers: Headers): number | undefined {
+  let ms: number | undefined;
+  const millis = headers.get('retry-after-ms');
+  if (millis !== null && !Number.isNaN(parseFloat(millis))) ms = parseFloat(millis);
+  const after = headers.get('retry-after');
+  if (ms === undefined && after !== null) ms = Number.isNaN(parseFloat(after)) ? Date.parse(after) - Date.now() : parseFloat(after) * 1000;
+  return ms !== undefined && Number.isFinite(ms) && ms >= 0 && ms <= MAX_RETRY_AFTER_MS ? ms : undefined;
 }
 
 /**
- * A minimal OpenAI-compatible chat-completions client over fetch, with a
- * per-attempt timeout and retries with exponential backoff.
+ * Whether a failed response is worth retrying, as the OpenAI SDKs decide: the server's
+ * `x-should-retry` when it says, else request timeout (408), lock timeout (409), rate limit (429) and
+ * server errors (5xx).
+ */
+function shouldRetry(res: Response): boolean {
+  const says = res.headers.get('x-should-retry');
+  if (says === 'true') return true;
+  if (says === 'false') return false;
+  return res.status === 408 || res.status === 409 || res.status === 429 || res.status >= 500;
+}
+
+/** The OpenAI error object of a response body (`{"error": {"message", "code"}}`), or the body's start. */
+function errorOf(text: string): { message: string; code: string | undefined } {
+  try {
+    const error = (JSON.parse(text) as { error?: unknown }).error;
+    if (typeof error === 'string') return { message: error, code: undefined };
+    if (typeof error === 'object' && error !== null) {
+      const { message, code } = error as { message?: unknown; code?: unknown };
+      if (typeof message === 'string') return { message, code: typeof code === 'string' ? code : undefined };
+    }
+  } catch {
+    // not JSON: the text itself
+  }
+  return { message: text.slice(0, 200), code: undefined };
+}
+
+/** What to change after retries of a retryable failure ran out. */
+function retryHint(status: number | undefined, timedOut: boolean): string {
+  if (timedOut) return 'raise --timeout-ms (each attempt took longer), or lower --concurrency';
+  if (status === undefined) return 'check that the server is up and --api-url is right';
+  if (status === 429) return 'the server limits the request rate: lower --concurrency, or raise --max-retries / --retry-base-ms';
+  if (status >= 500) return "the server failed (see its log); check that it is up, or raise --max-retries if it is overloaded";
+  return 'raise --max-retries or lower --concurrency';
+}
+
+/**
+ * A minimal OpenAI-compatible chat-completions client over fetch, with a per-attempt timeout and
+ * the OpenAI SDKs' retry rules: 408, 409, 429, 5xx, timeouts and network errors are retried with
+ * exponential backoff (or the wait retry-after-ms / Retry-After asks for); any other 4xx fails at once.
  * @example
  * const client = new ChatClient({ apiUrl: 'http://127.0.0.1:8000/v1', model: 'qwen', apiKey: undefined, timeoutMs: 60000, maxRetries: 4, retryBaseMs: 500, temperature: 0.7 });
  * const r = await client.complete([{ role: 'user', content: '你好' }]);
@@ -157,22 +199,22 @@ export class ChatClient {
   }
 
   /**
-   * Send one chat request. Resolves with the first choice's message content, or
-   * with the last error after all retries. Throws {@link ApiError} on 401, 403
-   * and 404, which no retry can fix.
+   * Send one chat request. Resolves with the first choice's message content, or with the last
+   * error and what to change after all retries. Throws {@link ApiError} with the server's message
+   * on a 4xx no retry can fix (400, 401, 403, 404, 422, ...).
    */
   async complete(messages: { role: 'system' | 'user' | 'assistant'; content: string }[]): Promise<ChatResult> {
     const { model, apiKey, timeoutMs, maxRetries, retryBaseMs, temperature } = this.#options;
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (apiKey !== undefined && apiKey !== '') headers['authorization'] = `Bearer ${apiKey}`;
     const body = JSON.stringify({ model, messages, temperature });
     let lastError = '';
+    let lastStatus: number | undefined;
+    let timedOut = false;
     for (let attempt = 0; attempt <= maxRetries; attempt++) {
       let wait: number | undefined;
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), timeoutMs);
       try {
-        const res = await fetch(this.#url, { method: 'POST', headers, body, signal: controller.signal });
+        const res = await fetch(this.#url, { method: 'POST', headers: this.#headers(true), body, signal: controller.signal });
         const text = await res.text();
         if (res.ok) {
           let content: unknown;
@@ -183,21 +225,23 @@ export class ChatClient {
             content = undefined;
           }
           if (typeof content !== 'string') {
-            return { ok: false, error: `response body has no choices[0].message.content string: ${text.slice(0, 200)}`, attempts: attempt + 1 };
+            return { ok: false, error: `response body has no choices[0].message.content string: ${text.slice(0, 200)}`, hint: 'check --api-url: the server does not answer as an OpenAI chat-completions endpoint', attempts: attempt + 1 };
           }
           return { ok: true, content, attempts: attempt + 1 };
         }
-        lastError = `HTTP ${res.status}: ${text.slice(0, 200)}`;
-        if (FATAL_STATUS.has(res.status)) {
-          throw new ApiError(`${this.#url}: ${lastError}; check --api-url (the base ending in /v1), --model and the API key variable named by --api-key-env`, res.status);
+        lastError = `HTTP ${res.status}: ${errorOf(text).message}`;
+        lastStatus = res.status;
+        timedOut = false;
+        if (!shouldRetry(res)) {
+          if (res.status >= 400 && res.status < 500) throw await this.#refusal(res.status, errorOf(text));
+          return { ok: false, error: lastError, hint: retryHint(res.status, false), attempts: attempt + 1 };
         }
-        if (res.status !== 429 && res.status < 500) {
-          return { ok: false, error: lastError, attempts: attempt + 1 };
-        }
-        wait = retryAfterMs(res.headers.get('retry-after'));
+        wait = retryAfterMs(res.headers);
       } catch (e) {
         if (e instanceof ApiError) throw e;
-        lastError = controller.signal.aborted ? `timed out after ${timeoutMs} ms` : `network error: ${(e as Error).message}`;
+        timedOut = controller.signal.aborted;
+        lastStatus = undefined;
+        lastError = timedOut ? `timed out after ${timeoutMs} ms` : `network error: ${(e as Error).message}`;
       } finally {
         clearTimeout(timer);
       }
@@ -205,6 +249,41 @@ export class ChatClient {
         await sleep(wait ?? retryBaseMs * 2 ** attempt * (1 + 0.5 * this.#random()));
       }
     }
-    return { ok: false, error: lastError, attempts: maxRetries + 1 };
+    return { ok: false, error: lastError, hint: retryHint(lastStatus, timedOut), attempts: maxRetries + 1 };
+  }
+
+  #headers(json: boolean): Record<string, string> {
+    const headers: Record<string, string> = json ? { 'content-type': 'application/json' } : {};
+    const { apiKey } = this.#options;
+    if (apiKey !== undefined && apiKey !== '') headers['authorization'] = `Bearer ${apiKey}`;
+    return headers;
+  }
+
+  /** The error of a 4xx no retry can fix: the server's message and what to change. */
+  async #refusal(status: number, error: { message: string; code: string | undefined }): Promise<ApiError> {
+    const { model } = this.#options;
+    let hint: string;
+    if (status === 401) hint = 'the server wants an API key: set the variable named by --api-key-env (OPENAI_API_KEY by default) to it';
+    else if (status === 403) hint = `the API key may not use --model ${model} or this endpoint; check the key in the variable named by --api-key-env and --model`;
+    else if (status === 404 && (error.code === 'model_not_found' || /model/i.test(error.message))) {
+      const served = await this.#servedModels();
+      hint = served.length > 0 ? `pass the name the server serves: --model ${served.join(' or --model ')}` : `check --model (${model}): it must be a model the server serves (GET /v1/models lists them)`;
+    } else if (status === 404) hint = 'check --api-url: the base ending in /v1, to which /chat/completions is added';
+    else if (status === 400 || status === 413 || status === 422) hint = 'the server refused the request; if the prompt is longer than the model\'s context, lower --attributes-per-sample (shorter knowledge) or serve a model with a longer context';
+    else hint = 'the server refused the request; check --api-url and --model';
+    return new ApiError(`${this.#url}: HTTP ${status}: ${error.message}; ${hint}`, status);
+  }
+
+  /** The model ids GET <base>/models lists, or none when it cannot be read. */
+  async #servedModels(): Promise<string[]> {
+    const url = this.#url.replace(/\/chat\/completions$/, '/models');
+    try {
+      const res = await fetch(url, { headers: this.#headers(false), signal: AbortSignal.timeout(this.#options.timeoutMs) });
+      if (!res.ok) return [];
+      const data = (await res.json()) as { data?: { id?: unknown }[] };
+      return (data.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+    } catch {
+      return [];
+    }
   }
 }
