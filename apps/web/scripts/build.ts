@@ -1,5 +1,6 @@
 // Builds the static web app into apps/web/dist: the page, its stylesheet, one esbuild bundle of
 // the app with the packages' browser entries (WGSL included), the demo tokenizer and demo data.
+// What the app imports only when needed (the Parquet reader) is split into chunks/, loaded on use.
 // `npm run web:build` builds; importing it gives buildWeb() and needsBuild().
 import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
@@ -58,8 +59,10 @@ export async function buildWeb({ minify = true, outDir = distDir }: { minify?: b
   await rm(outDir, { recursive: true, force: true });
   await mkdir(join(outDir, 'assets'), { recursive: true });
   const result = await build({
-    entryPoints: [join(webDir, 'src', 'main.ts')],
-    outfile: join(outDir, 'app.js'),
+    entryPoints: { app: join(webDir, 'src', 'main.ts') },
+    outdir: outDir,
+    chunkNames: 'chunks/[name]-[hash]',
+    splitting: true,
     bundle: true,
     format: 'esm',
     platform: 'browser',

@@ -13,6 +13,7 @@ export type { TrainingSchedule } from './schedule.js';
 // Data, prompts, tokens and batches
 export { parseRecords, describeLocation, type RecordKind } from './data.js';
 export type { QaRecord, LoadedRecord, LoadedData, RecordLocation } from './data.js';
+export { readParquetRecords, isParquetName, hasParquetMagic } from './data-parquet.js';
 export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, generatePrompt, getResponse } from './prompt.js';
 export type { PromptTemplate } from './prompt.js';
 export { chatTemplateFromFiles, renderChatTemplate, isChatTemplate } from './chat-template.js';

@@ -1,5 +1,6 @@
 // Parsing HuaTuo's question/answer records: a JSON array or JSON Lines, whatever the
-// file's extension, each record {instruction, input, output}, checked field by field. Browser-safe.
+// file's extension, each record {instruction, input, output}, checked field by field (Parquet rows,
+// read by data-parquet.ts, are checked by the same rules). Browser-safe.
 
 import { DataError } from './errors.js';
 
@@ -10,8 +11,8 @@ export interface QaRecord {
   output: string;
 }
 
-/** Where a record came from: a 1-based line of a JSONL file or a 1-based position in a JSON array. */
-export type RecordLocation = { file: string; line: number } | { file: string; index: number };
+/** Where a record came from: a 1-based line of a JSONL file, position in a JSON array or row of a Parquet file. */
+export type RecordLocation = { file: string; line: number } | { file: string; index: number } | { file: string; row: number };
 
 /** A record with its location, for messages that point back at the file. */
 export interface LoadedRecord extends QaRecord {
@@ -21,17 +22,18 @@ export interface LoadedRecord extends QaRecord {
 /** The records of one file and the format they were found in. */
 export interface LoadedData {
   file: string;
-  format: 'jsonl' | 'json-array';
+  format: 'jsonl' | 'json-array' | 'parquet';
   records: LoadedRecord[];
 }
 
 /**
- * "llama_data.json line 12" or "liver_cancer.json record 7" (both 1-based).
+ * "llama_data.json line 12", "liver_cancer.json record 7" or "train-00000-of-00001.parquet row 5" (all 1-based).
  * @example describeLocation({ file: '/d/x.jsonl', line: 3 }) === 'x.jsonl line 3'
  */
 export function describeLocation(location: RecordLocation): string {
   const name = baseName(location.file);
-  return 'line' in location ? `${name} line ${location.line}` : `${name} record ${location.index}`;
+  if ('line' in location) return `${name} line ${location.line}`;
+  return 'row' in location ? `${name} row ${location.row}` : `${name} record ${location.index}`;
 }
 
 /** The last segment of a path (either separator), as path.basename gives it. */
@@ -53,8 +55,8 @@ function typeName(value: unknown): string {
  */
 export type RecordKind = 'training' | 'questions';
 
-/** Checks one parsed value against the record shape; returns the record or pushes problems. */
-function checkRecord(value: unknown, where: string, problems: string[], kind: RecordKind): QaRecord | null {
+/** Checks one parsed value (or Parquet row) against the record shape; returns the record or pushes problems. */
+export function checkRecord(value: unknown, where: string, problems: string[], kind: RecordKind): QaRecord | null {
   const shape = kind === 'training' ? '{"instruction", "input", "output"}' : '{"instruction"} (and optionally "input")';
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     problems.push(`${where}: expected an object ${shape}, got ${typeName(value)}`);
