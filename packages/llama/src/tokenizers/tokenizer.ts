@@ -9,9 +9,9 @@ import { TokenizerError } from './tokenizer-errors.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
-  /** Put the beginning-of-sequence token (`<s>`, id 1 for LLaMA) first. Default true. */
+  /** Put the beginning-of-sequence token (`<s>`, id 1 for LLaMA) first. Default: a LLaMA tokenizer_config.json's `add_bos_token`, else true. */
   addBos?: boolean;
-  /** Put the end-of-sequence token (`</s>`, id 2 for LLaMA) last. Default false. */
+  /** Put the end-of-sequence token (`</s>`, id 2 for LLaMA) last. Default: a LLaMA tokenizer_config.json's `add_eos_token`, else false. */
   addEos?: boolean;
 }
 
@@ -41,9 +41,15 @@ export interface StreamDecoder {
  * tok.decode([1, 278], { skipSpecialTokens: true }); // 'the'
  */
 export interface Tokenizer {
-  /** Token ids of `text`; BOS first unless `addBos: false`, EOS last when `addEos: true`. */
+  /**
+   * Token ids of `text` as transformers' tokenizer of the folder gives them: special and added
+   * tokens written in the text become their ids; BOS and EOS as {@link EncodeOptions} say.
+   */
   encode(text: string, options?: EncodeOptions): number[];
-  /** Text of `ids`; the leading space that encoding adds is removed, as Hugging Face's decode does. */
+  /**
+   * Text of `ids`; the leading space that encoding adds is removed, and spaces are cleaned up when
+   * tokenizer_config.json's `clean_up_tokenization_spaces` is true, as transformers' decode does.
+   */
   decode(ids: readonly number[], options?: DecodeOptions): string;
   /** A decoder that streams text id by id; the concatenation of its outputs equals `decode` of all ids. */
   createStreamDecoder(options?: DecodeOptions): StreamDecoder;
