@@ -208,11 +208,15 @@ describe('SentencePiece model file', () => {
     assert.ok((model.pieces[260]?.score as number) > (model.pieces[261]?.score as number));
   });
 
-  it('removes extra whitespace and omits the dummy prefix when the model says so', () => {
+  it("ignores the model's remove_extra_whitespaces and add_dummy_prefix as transformers' LlamaConverter does; add_prefix_space false omits the prefix", () => {
     const model = { ...sp.model, removeExtraWhitespaces: true, addDummyPrefix: false };
     const tok = new SentencePieceTokenizer(model);
-    assert.equal(tok.normalize('  a   b  '), 'a\u2581b');
-    assert.deepEqual(tok.encode('  the  '), [1, ...llamaTokenizer.encode('the', false, false)]);
+    assert.equal(tok.normalize('  a   b  '), '\u2581\u2581\u2581a\u2581\u2581\u2581b\u2581\u2581');
+    assert.deepEqual(tok.encode('  the  '), sp.encode('  the  '));
+    const noPrefix = new SentencePieceTokenizer(model, 'tokenizer.model', { add_prefix_space: false });
+    // 'Hello' 10994, '▁Hello' 15043, '▁world' 3186.
+    assert.deepEqual(tok.encode('Hello world', { addBos: false }), [15043, 3186]);
+    assert.deepEqual(noPrefix.encode('Hello world', { addBos: false }), [10994, 3186]);
   });
 });
 

@@ -270,23 +270,18 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /**
    * The text that BPE is run on for a piece of text between special tokens; `atStart` when the
-   * piece begins the whole text. Legacy: SentencePiece's normalizer, its dummy '▁' prefix on every
-   * piece (LlamaConverter's Prepend + Replace normalizers). Otherwise LlamaConverter's Metaspace
-   * pre-tokenizer with prepend_scheme "first": spaces become '▁' and only the piece at the start
-   * gets a '▁', when it has none.
+   * piece begins the whole text. Spaces become '▁'. Legacy: a '▁' goes in front of every non-empty
+   * piece (LlamaConverter's Prepend + Replace normalizers). Otherwise only the piece at the start
+   * gets one, when it has none (LlamaConverter's Metaspace pre-tokenizer, prepend_scheme "first").
+   * `add_prefix_space: false` puts none. As in LlamaConverter, the model's own normalizer_spec
+   * (add_dummy_prefix, remove_extra_whitespaces) is not used.
    */
   normalize(text: string, atStart = true): string {
-    const prefix = this.settings.addPrefixSpace ?? this.model.addDummyPrefix;
-    if (!this.settings.legacy) {
-      const t = text.replaceAll(' ', SPACE);
-      return prefix && atStart && t.length > 0 && !t.startsWith(SPACE) ? SPACE + t : t;
-    }
-    let t = text;
-    if (this.model.removeExtraWhitespaces) t = t.replace(/ +/g, ' ').replace(/^ | $/g, '');
-    if (t.length === 0) return '';
-    if (this.model.escapeWhitespaces) t = t.replaceAll(' ', SPACE);
-    if (prefix) t = (this.model.escapeWhitespaces ? SPACE : ' ') + t;
-    return t;
+    const prefix = this.settings.addPrefixSpace ?? true;
+    const t = text.replaceAll(' ', SPACE);
+    if (t.length === 0 || !prefix) return t;
+    if (this.settings.legacy) return SPACE + t;
+    return atStart && !t.startsWith(SPACE) ? SPACE + t : t;
   }
 
   /**
@@ -386,7 +381,7 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /** LlamaConverter's decoder strips the first space only when add_prefix_space is not false. */
   private decodeOptions(options: DecodeOptions): ByteDecodeOptions {
-    return { ...options, stripLeadingSpace: this.settings.addPrefixSpace ?? this.model.addDummyPrefix };
+    return { ...options, stripLeadingSpace: this.settings.addPrefixSpace ?? true };
   }
 
   idToPiece(id: number): string {

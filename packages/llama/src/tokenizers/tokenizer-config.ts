@@ -26,7 +26,7 @@ export interface LlamaTokenizerSettings {
    * '▁' prefix, also right after `<s>`. False: only the start of the whole text does.
    */
   legacy: boolean;
-  /** `add_prefix_space`: false puts no '▁' in front at all; absent means SentencePiece's own `add_dummy_prefix`. */
+  /** `add_prefix_space` (default true): false puts no '▁' in front at all and keeps the first space when decoding. */
   addPrefixSpace: boolean | undefined;
   /** `add_bos_token` (default true): `encode` puts BOS first unless told otherwise. */
   addBosToken: boolean;
