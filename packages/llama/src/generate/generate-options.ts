@@ -31,6 +31,14 @@ export interface GenerateOptions {
   readonly topP?: number;
   /** Divides positive and multiplies negative scores of tokens already in the sequence (> 1 discourages repeats). Default 1. */
   readonly repetitionPenalty?: number;
+  /**
+   * OpenAI's frequency_penalty, as vLLM applies it after the repetition penalty and before temperature,
+   * top-k and top-p: a token's score falls by this times the times it occurs in the tokens generated so
+   * far (not the prompt). In [-2, 2]; greedy decoding and sampling only. Default 0.
+   */
+  readonly frequencyPenalty?: number;
+  /** OpenAI's presence_penalty, as vLLM applies it after frequencyPenalty: a generated token's score falls by this once. In [-2, 2]; greedy decoding and sampling only. Default 0. */
+  readonly presencePenalty?: number;
   /** Beams per prompt; above 1 runs beam search (deterministic, as HF without doSample). Default 1. */
   readonly numBeams?: number;
   /** Beam hypotheses' scores are divided by length ** lengthPenalty. Default 1. */
@@ -72,6 +80,8 @@ export interface Resolved {
   topK: number;
   topP: number;
   repetitionPenalty: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
   numBeams: number;
   lengthPenalty: number;
   eos: Set<number>;
@@ -88,6 +98,8 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     topK: o.topK ?? 50,
     topP: o.topP ?? 1,
     repetitionPenalty: o.repetitionPenalty ?? 1,
+    frequencyPenalty: o.frequencyPenalty ?? 0,
+    presencePenalty: o.presencePenalty ?? 0,
     numBeams: o.numBeams ?? 1,
     lengthPenalty: o.lengthPenalty ?? 1,
     eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
@@ -103,6 +115,11 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
   if (!Number.isSafeInteger(r.topK) || r.topK < 0) throw new ModelError(`generate: topK should be a non-negative integer, got ${r.topK}`);
   if (!(r.topP > 0 && r.topP <= 1)) throw new ModelError(`generate: topP should be in (0, 1], got ${r.topP}`);
   if (!(r.repetitionPenalty > 0)) throw new ModelError(`generate: repetitionPenalty should be above 0, got ${r.repetitionPenalty}`);
+  for (const k of ['frequencyPenalty', 'presencePenalty'] as const) {
+    if (!(r[k] >= -2 && r[k] <= 2)) throw new ModelError(`generate: ${k} should be in [-2, 2] (OpenAI's range), got ${r[k]}`);
+    // vLLM's beam search leaves both out and Hugging Face has neither.
+    if (r[k] !== 0 && r.numBeams > 1) throw new ModelError(`generate: ${k} applies to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} 0`);
+  }
   if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
   return r;
 }

@@ -1,8 +1,8 @@
 // Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding and sampling (the
-// repetition penalty and the picks on the GPU, one step ahead: pipelined.ts), beam search
+// penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts.
 
-import { argmax, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, type Tensor } from '@huatuo/tensor';
+import { argmax, countTokens, frequencyPresencePenalty, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, tokenCounts, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
@@ -10,7 +10,7 @@ import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
-import { applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
+import { applyFrequencyPresencePenalty, applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number): Promise<Generation[]> {
@@ -39,16 +39,20 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     return { S, mask: maskRows(S), positions: prompts.map((p) => [p.length + k - 1]) };
   };
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
-  // The scores need not reach the host: the GPU applies the penalty (each row's seen tokens in a mask it
-  // marks with its picks) and picks the k-th new tokens (argmax is the first maximum, as topIndices;
-  // sampleLogits is sampleToken in f32).
+  // The scores need not reach the host: the GPU applies the penalties (each row's seen tokens in a mask,
+  // and its generated tokens' counts, both updated with its picks) and picks the k-th new tokens (argmax
+  // is the first maximum, as topIndices; sampleLogits is sampleToken in f32). vLLM's order: the
+  // repetition penalty, then frequency, then presence, all before temperature, top-k and top-p.
   const V = model.config.vocabSize;
   const onDevice = !hostPicksEnabled();
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
+  const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
   const pickAt = (k: number): Picker => (logits: Tensor) => {
-    const scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
+    let scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
+    if (counts !== null) scores = frequencyPresencePenalty(scores, counts, r.frequencyPenalty, r.presencePenalty);
     const ids = uniforms === null ? argmax(scores, 1) : sampleLogits(scores, tensor(uniforms.subarray(k * B, (k + 1) * B), [B]), r);
     if (seen !== null) markSeen(seen, ids, V);
+    if (counts !== null) countTokens(counts, ids);
     return ids;
   };
   try {
@@ -70,6 +74,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         else {
           const scores = Float64Array.from(res.rows[b]!);
           applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
+          applyFrequencyPresencePenalty(scores, out.tokens, r.frequencyPenalty, r.presencePenalty);
           token = uniforms !== null ? sampleToken(scores, r, uniforms[out.tokens.length * B + b]!) : topIndices(scores, 1)[0]!;
         }
         out.push(token);
@@ -91,6 +96,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   } finally {
     cache.dispose();
     seen?.dispose();
+    counts?.dispose();
   }
   return outputs.map((o) => o.result());
 }

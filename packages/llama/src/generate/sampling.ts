@@ -1,4 +1,5 @@
-// Hugging Face's logits processing on the host, in float64: repetition penalty, log-softmax, top-k
+// Hugging Face's logits processing on the host, in float64: repetition penalty (and OpenAI's frequency
+// and presence penalties, as vLLM applies them), log-softmax, top-k
 // indices, and the temperature / top-k / top-p warpers with one draw from the result; the uniforms
 // each row's tokens draw with.
 
@@ -11,6 +12,18 @@ export function applyRepetitionPenalty(scores: Float64Array, seen: Iterable<numb
     const s = scores[t]!;
     scores[t] = s < 0 ? s * penalty : s / penalty;
   }
+}
+
+/**
+ * OpenAI's frequency and presence penalties on one row's scores, in place, as vLLM applies them: each
+ * token's score falls by `frequency` times its count in `generated` (the tokens generated so far), then
+ * by `presence` if it occurs.
+ */
+export function applyFrequencyPresencePenalty(scores: Float64Array, generated: Iterable<number>, frequency: number, presence: number): void {
+  if (frequency === 0 && presence === 0) return;
+  const counts = new Map<number, number>();
+  for (const t of generated) counts.set(t, (counts.get(t) ?? 0) + 1);
+  for (const [t, c] of counts) scores[t] = scores[t]! - frequency * c - presence;
 }
 
 /** Log-softmax of a row, in float64. */
