@@ -180,3 +180,21 @@ test("Dawn's adapter-limit notices stay off stderr (a file or a pipe) unless --v
   if (!/maxDynamic/.test(verbose.stderr)) return;
   assert.match(verbose.stderr, /^Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced/m);
 });
+
+test('generate takes --frequency-penalty and --presence-penalty in [-2, 2] with greedy decoding or sampling, and refuses them out of range or with beams', async () => {
+  const question = ['generate', '--base', modelDir, '--prompt', '头痛怎么办？', '--max-new-tokens', '24'];
+  const answer = (r: Run) => /=> (.*)$/m.exec(r.stdout)?.[1];
+  const plain = await cli([...question, '--num-beams', '1']);
+  const penalized = await cli([...question, '--num-beams', '1', '--frequency-penalty', '-2', '--presence-penalty', '-2']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(penalized.code, 0, penalized.stderr);
+  // Negative penalties raise what was generated: the answer repeats its first token.
+  assert.match(answer(penalized) ?? '', /^(.+?)\1{5,}$/u, `the answer without penalties is ${JSON.stringify(answer(plain))}`);
+  assert.doesNotMatch(answer(plain) ?? '', /^(.+?)\1{5,}$/u);
+  const high = await cli([...question, '--num-beams', '1', '--presence-penalty', '2.5']);
+  assert.equal(high.code, 1);
+  assert.match(high.stderr, /--presence-penalty: expected a number in \[-2, 2\] \(OpenAI's range\), got 2\.5/);
+  const beams = await cli([...question, '--frequency-penalty', '0.5']);
+  assert.equal(beams.code, 1);
+  assert.match(beams.stderr, /--frequency-penalty: applies to greedy decoding and sampling, not beam search \(--num-beams 4\); add --do-sample or --num-beams 1/);
+});

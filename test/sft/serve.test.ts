@@ -211,6 +211,34 @@ test('completions continue the raw prompt, cut before a stop string, streamed or
   });
 });
 
+test('frequency_penalty and presence_penalty change chats and completions as generate applies them, in [-2, 2] and not with beams', async () => {
+  await withServer({}, async (server) => {
+    const api = client(server);
+    const penalties = { frequencyPenalty: 0.5, presencePenalty: 2 };
+    const prompt = 'The patient reports';
+    const [plain] = await generate(model, tokenizer, prompt, { maxNewTokens: 16 });
+    const [penalized] = await generate(model, tokenizer, prompt, { maxNewTokens: 16, ...penalties });
+    assert.notEqual(penalized!.text, plain!.text, 'the penalties change the fixture\'s greedy continuation');
+    const completion = await api.completions.create({ model: NAME, prompt, max_tokens: 16, temperature: 0, frequency_penalty: 0.5, presence_penalty: 2 });
+    assert.equal(completion.choices[0]!.text, penalized!.text);
+    const chatPrompt = generatePrompt(MED_TEMPLATE, QUESTION);
+    const [answer] = await generate(model, tokenizer, chatPrompt, { maxNewTokens: 10, ...penalties });
+    const chat = await api.chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 10, temperature: 0, frequency_penalty: 0.5, presence_penalty: 2 });
+    assert.equal(chat.choices[0]!.message.content, getResponse(MED_TEMPLATE, chatPrompt + answer!.text));
+    const url = `${server.url}/v1/chat/completions`;
+    const ok = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 };
+    assertError(await call(url, { body: { ...ok, frequency_penalty: 2.5 } }), 400, 'frequency_penalty', 'frequency_penalty 2.5');
+    assertError(await call(url, { body: { ...ok, presence_penalty: -2.01 } }), 400, 'presence_penalty', 'presence_penalty -2.01');
+    assertError(await call(url, { body: { ...ok, presence_penalty: 'high' } }), 400, 'presence_penalty', 'presence_penalty a string');
+    assertError(await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt, max_tokens: 2, frequency_penalty: -3 } }), 400, 'frequency_penalty', 'a completion\'s frequency_penalty -3');
+    const beams = await call(url, { body: { ...ok, num_beams: 2, presence_penalty: 1 } });
+    assertError(beams, 400, 'presence_penalty', 'presence_penalty with beams');
+    assert.match(beams.json.error.message, /not to beam search/);
+    assert.equal((await call(url, { body: { ...ok, num_beams: 2, frequency_penalty: 0, presence_penalty: null } })).status, 200, 'zero and null penalties with beams');
+    assert.equal((await call(url, { body: { ...ok, frequency_penalty: -2, presence_penalty: 2 } })).status, 200, 'penalties at the ends of the range');
+  });
+});
+
 test('models are listed and retrieved by the served name; other names are 404', async () => {
   await withServer({}, async (server) => {
     const api = client(server);

@@ -44,6 +44,8 @@ export function buildGenerateCommand(): Command {
     .option('--top-p <p>', 'nucleus sampling mass', String(DEFAULT_GENERATION.topP))
     .option('--top-k <k>', 'sample among the k most likely tokens', String(DEFAULT_GENERATION.topK))
     .option('--repetition-penalty <x>', 'penalty for repeated tokens (1: none)', '1')
+    .option('--frequency-penalty <x>', "OpenAI's frequency penalty in [-2, 2]: a generated token's score falls by x per time it occurs (greedy or sampling)", '0')
+    .option('--presence-penalty <x>', "OpenAI's presence penalty in [-2, 2]: a generated token's score falls by x once it occurs (greedy or sampling)", '0')
     .option('--seed <n>', 'sampling seed', '0')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
@@ -55,6 +57,11 @@ export function buildGenerateCommand(): Command {
         if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) throw new ConfigError(flag, `expected ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(v)}`);
         return n;
       };
+      const penalty = (flag: string, v: unknown): number => {
+        const n = Number(v);
+        if (!(n >= -2 && n <= 2)) throw new ConfigError(flag, `expected a number in [-2, 2] (OpenAI's range), got ${String(v)}`);
+        return n;
+      };
       const generation = {
         numBeams: num('--num-beams', opts.numBeams, true, 1),
         maxNewTokens: num('--max-new-tokens', opts.maxNewTokens, true, 1),
@@ -63,9 +70,14 @@ export function buildGenerateCommand(): Command {
         topP: num('--top-p', opts.topP, false, 0),
         topK: num('--top-k', opts.topK, true, 0),
         repetitionPenalty: num('--repetition-penalty', opts.repetitionPenalty, false, 0),
+        frequencyPenalty: penalty('--frequency-penalty', opts.frequencyPenalty),
+        presencePenalty: penalty('--presence-penalty', opts.presencePenalty),
         seed: num('--seed', opts.seed, true, 0),
       };
       if (generation.doSample) generation.numBeams = 1;
+      for (const [flag, v] of [['--frequency-penalty', generation.frequencyPenalty], ['--presence-penalty', generation.presencePenalty]] as const) {
+        if (v !== 0 && generation.numBeams > 1) throw new ConfigError(flag, `applies to greedy decoding and sampling, not beam search (--num-beams ${generation.numBeams}); add --do-sample or --num-beams 1`);
+      }
       const template = resolveTemplateFlag('generate', String(opts.template), (opts.base as string | undefined) ?? null);
       // HuaTuo's infer.py asks the instruction alone; a chat model gets instruction and input as one
       // user message, joined by a newline as LLaMA-Factory's alpaca converter joins them.

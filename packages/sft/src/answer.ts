@@ -17,6 +17,9 @@ export interface Answer {
 /** Options of {@link answerQuestions}. */
 export interface AnswerOptions extends GenerationConfig {
   repetitionPenalty?: number;
+  /** OpenAI's frequency and presence penalties (generate's frequencyPenalty, presencePenalty); greedy decoding and sampling only. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
   seed?: number;
   /** Questions answered per batch. */
   batchSize?: number;
@@ -90,6 +93,8 @@ export async function answerQuestions(
       topP: options.topP,
       topK: options.topK,
       repetitionPenalty: options.repetitionPenalty ?? 1,
+      frequencyPenalty: options.frequencyPenalty ?? 0,
+      presencePenalty: options.presencePenalty ?? 0,
       seed: options.seed ?? 0,
       onToken: options.onToken,
     });

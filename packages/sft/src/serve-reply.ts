@@ -65,6 +65,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     topK: s.topK,
     numBeams: s.numBeams,
     repetitionPenalty: s.repetitionPenalty,
+    frequencyPenalty: s.frequencyPenalty,
+    presencePenalty: s.presencePenalty,
     stopStrings: s.stop,
     seed: s.seed,
     addBos: true,

@@ -48,6 +48,9 @@ export interface Sampling {
   topK: number;
   numBeams: number;
   repetitionPenalty: number;
+  /** OpenAI's frequency_penalty and presence_penalty, applied as vLLM applies them; 0 is none. */
+  frequencyPenalty: number;
+  presencePenalty: number;
   stop: string[];
   seed: number;
 }
@@ -159,6 +162,14 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
     const numBeams = inRange(body, 'num_beams', 1, 16, true) ?? defaults.numBeams;
     const repetitionPenalty = inRange(body, 'repetition_penalty', 0.01, 10, false) ?? defaults.repetitionPenalty;
+    // OpenAI's range; vLLM's beam search does not apply them, so beams refuse them rather than ignore them.
+    const penalty = (key: string): number => {
+      const v = inRange(body, key, -2, 2, false) ?? 0;
+      if (v !== 0 && numBeams > 1) throw new HttpError(400, `${key}: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave ${key} out`, 'invalid_request_error', key);
+      return v;
+    };
+    const frequencyPenalty = penalty('frequency_penalty');
+    const presencePenalty = penalty('presence_penalty');
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
     const fit = memoryRefusal(numBeams, promptTokens + maxTokens);
@@ -182,6 +193,8 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       topK,
       numBeams,
       repetitionPenalty,
+      frequencyPenalty,
+      presencePenalty,
       stop: [...parseStop(body), ...extraStops],
       seed: Number(BigInt.asUintN(32, BigInt(seed))),
     };
