@@ -15,8 +15,11 @@ export interface ChatTemplate {
   readonly specialTokens: Readonly<Record<string, string | readonly string[]>>;
   /** Every added token's text (tokenizer_config's `added_tokens_decoder`, and the special tokens). */
   readonly addedTokens: readonly string[];
-  /** The parsed template. */
-  readonly compiled: Template;
+  /**
+   * The parsed template (an @huggingface/jinja Template, typed by what is used of it so that this
+   * package's declarations do not depend on that package's).
+   */
+  readonly compiled: { render(items: Record<string, unknown>): string };
 }
 
 /** The contents of the files a chat template is read from; `where` names their folder in errors. */

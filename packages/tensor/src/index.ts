@@ -1,4 +1,6 @@
 // @huatuo/tensor: tensors on WebGPU with reverse-mode autograd. This file is the public surface.
+// Its declarations name WebGPU's types (GPUBuffer, GPUDevice): consumers get them from @webgpu/types.
+/// <reference types="@webgpu/types" preserve="true" />
 import './methods.js';
 
 // Device

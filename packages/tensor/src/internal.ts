@@ -1,6 +1,7 @@
 // @huatuo/tensor/internal: what this repository's benchmarks, tests and sibling packages use below
 // the public API: the live runtime, the kernel specs and generated WGSL, op contexts, attention's switches.
 // Not a stable surface: it follows the kernels, and users need none of it to train.
+/// <reference types="@webgpu/types" preserve="true" />
 
 // The runtime: device, pipelines, buffer pool, readback pacing and dispatch counters of the initialized adapter
 export { getRuntime } from './backend/context.js';
