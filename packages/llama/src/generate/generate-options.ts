@@ -16,7 +16,8 @@ export interface TokenEvent {
  * Options of {@link generate}, named as Hugging Face's `generate()` names them. The defaults of
  * doSample, temperature, topK, topP, repetitionPenalty, numBeams, lengthPenalty and eosTokenIds are
  * Hugging Face's (GenerationConfig); maxNewTokens (128) and seed (0) are not: Hugging Face stops at
- * max_length 20 tokens, prompt included, and samples from torch's global generator.
+ * max_length 20 tokens, prompt included, and samples from torch's global generator. frequencyPenalty
+ * and presencePenalty are OpenAI's (default 0, off), which Hugging Face does not have.
  */
 export interface GenerateOptions {
   /** Most tokens to add per prompt. Default 128. */
