@@ -1,6 +1,7 @@
 // ChatClient's retry rules, those of the OpenAI SDKs: 408, 409, 429 and 5xx are retried (after the
 // wait retry-after-ms or Retry-After asks for), x-should-retry overrides, and any other 4xx fails at
-// once with the server's message and what to change.
+// once with the server's message and what to change: a refusal of one request's content (400, 413,
+// 422) fails that request, one of the key, model or URL (401, 403, 404) throws.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type OutgoingHttpHeaders } from 'node:http';
@@ -8,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiError, ChatClient, generateData, loadShippedGraph } from '@huatuo/kg';
+import { ApiError, ChatClient, ExhaustedError, generateData, loadShippedGraph } from '@huatuo/kg';
 
 interface Reply {
   status: number;
@@ -63,13 +64,11 @@ test('408, 409, 429 and 5xx are retried and then succeed', async () => {
   }
 });
 
-test("another 4xx fails at once with the server's message and a hint for its status", async () => {
+test("a 401, 403 or 404 fails at once with the server's message and a hint for its status", async () => {
   const cases: [number, string, RegExp][] = [
-    [400, "This model's maximum context length is 2048 tokens. However, your messages resulted in 3000 tokens.", /lower --attributes-per-sample/],
     [401, 'Incorrect API key provided', /--api-key-env \(OPENAI_API_KEY by default\)/],
     [403, 'You are not allowed to sample from this model', /--api-key-env and --model/],
     [404, 'Not Found', /check --api-url: the base ending in \/v1/],
-    [422, 'temperature: must be at most 2', /the server refused the request/],
   ];
   for (const [status, message, hint] of cases) {
     const server = await replyServer([{ status, body: openAiError(message) }, OK]);
@@ -86,6 +85,61 @@ test("another 4xx fails at once with the server's message and a hint for its sta
     } finally {
       await server.close();
     }
+  }
+});
+
+test("a 400, 413 or 422 fails that request at once, not retried, with the server's message and a hint", async () => {
+  const cases: [number, string][] = [
+    [400, "This model's maximum context length is 2048 tokens. However, your messages resulted in 3000 tokens."],
+    [413, 'request body too large'],
+    [422, 'temperature: must be at most 2'],
+  ];
+  for (const [status, message] of cases) {
+    const server = await replyServer([{ status, body: openAiError(message) }, OK]);
+    try {
+      const r = await client(server.url).complete(USER);
+      assert.equal(r.ok, false, `HTTP ${status}`);
+      if (!r.ok) {
+        assert.equal(r.error, `HTTP ${status}: ${message}`);
+        assert.match(r.hint, /lower --attributes-per-sample/);
+        assert.equal(r.attempts, 1);
+      }
+      assert.equal(server.posts.length, 1, `HTTP ${status} is not retried`);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+test('gen-data drops a sample whose request the server refuses (400) and goes on; refusals of every request stop it', async () => {
+  const { entities } = await loadShippedGraph();
+  const reply = { choices: [{ index: 0, message: { role: 'assistant', content: '' }, finish_reason: 'stop' }] };
+  const tooLong: Reply = { status: 400, body: openAiError("This model's maximum context length is 2048 tokens.") };
+  // One refusal among answers: the run goes on through the graph (whose three entities run out, as the
+  // empty answers are dropped) instead of stopping at the refusal.
+  const server = await replyServer([tooLong, { status: 200, body: reply }]);
+  try {
+    const out = join(mkdtempSync(join(tmpdir(), 'kg-refused-')), 'out.jsonl');
+    const dropped: string[] = [];
+    await assert.rejects(
+      generateData({ entities: entities.slice(0, 3), out, count: 2, seed: 1, minAttributes: 1, maxAttributes: 1, similarityThreshold: 0.85, llm: { client: client(server.url, 1), model: 'm' }, concurrency: 1, maxConsecutiveFailures: 2, onDrop: (reason) => dropped.push(reason) }),
+      (e: unknown) => e instanceof ExhaustedError,
+    );
+    assert.equal(dropped[0], 'request-failed');
+    assert.ok(server.posts.length > 2, `the run went on after the refusal (${server.posts.length} requests)`);
+  } finally {
+    await server.close();
+  }
+  const always = await replyServer([tooLong]);
+  try {
+    const out = join(mkdtempSync(join(tmpdir(), 'kg-refused-')), 'out.jsonl');
+    await assert.rejects(
+      generateData({ entities: entities.slice(0, 20), out, count: 5, seed: 1, minAttributes: 1, maxAttributes: 1, similarityThreshold: 0.85, llm: { client: client(always.url, 1), model: 'm' }, concurrency: 1, maxConsecutiveFailures: 2 }),
+      (e: unknown) => e instanceof ApiError && /2 requests in a row failed/.test(e.message) && /lower --attributes-per-sample/.test(e.message),
+    );
+    assert.equal(always.posts.length, 2, 'refusals are not retried');
+  } finally {
+    await always.close();
   }
 });
 

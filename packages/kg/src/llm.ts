@@ -165,6 +165,16 @@ function errorOf(text: string): { message: string; code: string | undefined } {
   return { message: text.slice(0, 200), code: undefined };
 }
 
+/** Whether a status refuses what one request asked (bad fields, a prompt past the context), not every request. */
+function refusesThisRequest(status: number): boolean {
+  return status === 400 || status === 413 || status === 422;
+}
+
+/** What to change when the server refuses a request's content. */
+function refusalHint(status: number): string {
+  return `the server refused the request (HTTP ${status}); if the prompt is longer than the model's context, lower --attributes-per-sample (shorter knowledge) or serve a model with a longer context`;
+}
+
 /** What to change after retries of a retryable failure ran out. */
 function retryHint(status: number | undefined, timedOut: boolean): string {
   if (timedOut) return 'raise --timeout-ms (each attempt took longer), or lower --concurrency';
@@ -178,6 +188,7 @@ function retryHint(status: number | undefined, timedOut: boolean): string {
  * A minimal OpenAI-compatible chat-completions client over fetch, with a per-attempt timeout and
  * the OpenAI SDKs' retry rules: 408, 409, 429, 5xx, timeouts and network errors are retried with
  * exponential backoff (or the wait retry-after-ms / Retry-After asks for); any other 4xx fails at once.
+ * A refusal of the request's content (400, 413, 422) fails that request; one of the key, model or URL throws.
  * @example
  * const client = new ChatClient({ apiUrl: 'http://127.0.0.1:8000/v1', model: 'qwen', apiKey: undefined, timeoutMs: 60000, maxRetries: 4, retryBaseMs: 500, temperature: 0.7 });
  * const r = await client.complete([{ role: 'user', content: '你好' }]);
@@ -200,8 +211,9 @@ export class ChatClient {
 
   /**
    * Send one chat request. Resolves with the first choice's message content, or with the last
-   * error and what to change after all retries. Throws {@link ApiError} with the server's message
-   * on a 4xx no retry can fix (400, 401, 403, 404, 422, ...).
+   * error and what to change: after all retries, or at once when the server refuses this request's
+   * content (400, 413, 422). Throws {@link ApiError} with the server's message on another 4xx no
+   * retry can fix (401, 403, 404, ...), which would fail every request alike.
    */
   async complete(messages: { role: 'system' | 'user' | 'assistant'; content: string }[]): Promise<ChatResult> {
     const { model, apiKey, timeoutMs, maxRetries, retryBaseMs, temperature } = this.#options;
@@ -233,6 +245,9 @@ export class ChatClient {
         lastStatus = res.status;
         timedOut = false;
         if (!shouldRetry(res)) {
+          // A refusal of this request's content (a prompt past the context, say) fails this request only;
+          // one of the key, model or URL (401, 403, 404, ...) fails every request alike.
+          if (refusesThisRequest(res.status)) return { ok: false, error: lastError, hint: refusalHint(res.status), attempts: attempt + 1 };
           if (res.status >= 400 && res.status < 500) throw await this.#refusal(res.status, errorOf(text));
           return { ok: false, error: lastError, hint: retryHint(res.status, false), attempts: attempt + 1 };
         }
@@ -269,7 +284,6 @@ export class ChatClient {
       const served = await this.#servedModels();
       hint = served.length > 0 ? `pass the name the server serves: --model ${served.join(' or --model ')}` : `check --model (${model}): it must be a model the server serves (GET /v1/models lists them)`;
     } else if (status === 404) hint = 'check --api-url: the base ending in /v1, to which /chat/completions is added';
-    else if (status === 400 || status === 413 || status === 422) hint = 'the server refused the request; if the prompt is longer than the model\'s context, lower --attributes-per-sample (shorter knowledge) or serve a model with a longer context';
     else hint = 'the server refused the request; check --api-url and --model';
     return new ApiError(`${this.#url}: HTTP ${status}: ${error.message}; ${hint}`, status);
   }
