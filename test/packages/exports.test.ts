@@ -61,3 +61,13 @@ test("@huatuo/sft's declarations do not import @huggingface/jinja's, which do no
   assert.ok(importers.length > 0, 'sft renders chat templates with @huggingface/jinja');
   for (const name of importers) assert.doesNotMatch(declarations(join(srcDir, name)), /@huggingface\/jinja'/, `sft/src/${name}`);
 });
+
+test('every package ships the license text its package.json names (npm packs LICENSE whatever `files` says)', () => {
+  const root = readFileSync(fileURLToPath(new URL('../../LICENSE', import.meta.url)), 'utf8');
+  assert.match(root, /^\s*Apache License\s+Version 2\.0, January 2004/);
+  for (const dir of dirs) {
+    const manifest = JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8')) as { license?: string };
+    assert.equal(manifest.license, 'Apache-2.0', dir);
+    assert.equal(readFileSync(join(packagesDir, dir, 'LICENSE'), 'utf8'), root, `${dir}/LICENSE is the root LICENSE`);
+  }
+});
