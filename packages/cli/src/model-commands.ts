@@ -33,7 +33,7 @@ import { openDevice, say } from './terminal.js';
 export function buildGenerateCommand(): Command {
   return withBaseFlags(new Command('generate').description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)"))
     .option('--prompt <text>', 'one question')
-    .option('--input <file>', 'questions: JSON/JSONL records with "instruction" (e.g. HuaTuo infer.json); with a chat template, a non-empty "input" follows it after a newline')
+    .option('--input <file>', 'questions: JSON/JSONL/Parquet records with "instruction" (e.g. HuaTuo infer.json); with a chat template, a non-empty "input" follows it after a newline')
     .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
     .option('--append', 'add the answers to the end of --output instead of replacing it')
     .option('--template <name>', `how questions become prompts: ${TEMPLATE_HELP}`, 'med_template')
@@ -139,7 +139,7 @@ export function buildMergeCommand(): Command {
 /** The `eval` subcommand. */
 export function buildEvalCommand(): Command {
   return withBaseFlags(new Command('eval').description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking'))
-    .option('--data <file>', 'data file (default: the built-in demo sample)')
+    .option('--data <file>', 'data file, JSON array, JSONL or Parquet of {instruction, input, output} (default: the built-in demo sample)')
     .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')

@@ -9,7 +9,7 @@ export const LLAMA_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate
 
 /** The training recipe. Defaults in {@link DEFAULT_CONFIG}. */
 export interface TrainConfig {
-  /** Data file (JSON array or JSONL); null trains on the built-in demo sample. */
+  /** Data file (JSON array, JSONL or Parquet); null trains on the built-in demo sample. */
   dataPath: string | null;
   /** Built-in template name or template JSON path. */
   template: string;
