@@ -1,7 +1,7 @@
 // Matmul kernel variants per adapter: the candidates an adapter may run, the choice in force (forced,
 // tuned, cached or default), and the tuning cache (on disk in Node, in memory in the browser) keyed by
 // the adapter. The search that fills the cache is tuning.ts.
-import { loadTuningCache, saveTuningCache } from '#platform';
+import { loadTuningCache, saveTuningCache, tuningCacheEntry } from '#platform';
 import type { DeviceInfo } from './backend/device.js';
 import { sgmatStorage, sgmatThreads, v4Storage } from './kernelgen/matmul.js';
 
@@ -315,8 +315,27 @@ export function lastTuningReport(info: DeviceInfo): MatmulTuningReport | null {
   return readCached(key, info)?.report ?? null;
 }
 
-function readCached(key: string, info: DeviceInfo): { choice: MatmulChoice; report: MatmulTuningReport | null } | null {
-  const entry = loadTuningCache()[key] as { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined;
+interface CachedChoice {
+  choice: MatmulChoice;
+  report: MatmulTuningReport | null;
+}
+
+/**
+ * The last cache entry read and what it gave: while no choice is tuned (tuning off, or the search still
+ * running) every product asks, and the entry stays the same object until the file changes.
+ */
+let lastRead: { key: string; info: DeviceInfo; entry: unknown; result: CachedChoice | null } | null = null;
+
+function readCached(key: string, info: DeviceInfo): CachedChoice | null {
+  const entry = tuningCacheEntry(key);
+  if (lastRead !== null && lastRead.entry === entry && lastRead.key === key && lastRead.info === info) return lastRead.result;
+  const result = validCached(info, entry as { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined);
+  lastRead = { key, info, entry, result };
+  return result;
+}
+
+/** The entry's choice and report when the entry is of this cache version and names only variants the adapter runs. */
+function validCached(info: DeviceInfo, entry: { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined): CachedChoice | null {
   const choice = entry?.choice;
   if (entry?.version !== CACHE_VERSION || !choice || typeof choice !== 'object') return null;
   const names = new Set(matmulCandidates(info).map(variantName));

@@ -36,6 +36,11 @@ export function loadTuningCache(): Record<string, unknown> {
   return tuningCache;
 }
 
+/** One adapter's entry of the in-memory tuning cache, or undefined (the same object until the cache is replaced). */
+export function tuningCacheEntry(key: string): unknown {
+  return tuningCache[key];
+}
+
 /** Replaces the in-memory tuning cache. */
 export function saveTuningCache(cache: Record<string, unknown>): void {
   tuningCache = { ...cache };

@@ -86,6 +86,18 @@ const CACHE_RECHECK_MS = 1000;
  * time changed (checked at most once a second).
  */
 export function loadTuningCache(): Record<string, unknown> {
+  return { ...parsedTuningCache() };
+}
+
+/**
+ * One adapter's entry of the tuning cache, or undefined: the parsed value itself, the same object until
+ * the file changes, so that a caller may keep what it derived from it.
+ */
+export function tuningCacheEntry(key: string): unknown {
+  return parsedTuningCache()[key];
+}
+
+function parsedTuningCache(): Record<string, unknown> {
   const path = tuningCachePath();
   const now = performance.now();
   if (parsedCache?.path !== path || now - parsedCache.checked >= CACHE_RECHECK_MS) {
@@ -93,7 +105,7 @@ export function loadTuningCache(): Record<string, unknown> {
     if (parsedCache?.path !== path || parsedCache.stamp !== stamp) parsedCache = { path, stamp, checked: now, data: stamp === null ? {} : parseTuningCache(path) };
     parsedCache.checked = now;
   }
-  return { ...parsedCache.data };
+  return parsedCache.data;
 }
 
 function fileStamp(path: string): string | null {
