@@ -100,7 +100,7 @@ test('every packer writes each field at its WGSL offset and leaves padding zero'
     }
     const buf = packParams(k.params, values as unknown as ParamValues[typeof k.params]);
     assert.ok(buf.byteLength >= parsed.size && buf.byteLength % 16 === 0, `${name}: buffer of ${buf.byteLength} bytes for a ${parsed.size}-byte struct`);
-    const view = new DataView(buf);
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const written = new Set<number>();
     for (const m of parsed.members) {
       const given = values[m.name]!;
@@ -127,6 +127,17 @@ test('a vector or array field takes fewer values than its size (the rest zero), 
     () => packParams('unary', { numel: 5, rank: 9, x_offset: 0, c: 0, shape: [1, 1, 1, 1, 1, 1, 1, 1, 1], x_strides: [] }),
     /internal: Params unary\.shape/,
   );
+});
+
+test('every packed block is its own zeroed range: later blocks never change an earlier one', () => {
+  const first = packParams('unary', { numel: 7, rank: 1, x_offset: 0, c: 0, shape: [7], x_strides: [1] });
+  const kept = [...first];
+  // Many blocks, past any shared storage the packer may hand out ranges of.
+  for (let i = 0; i < 50_000; i++) {
+    const b = packParams('unary', { numel: i, rank: 0, x_offset: 0, c: 0, shape: [], x_strides: [] });
+    assert.ok(b[0] === i && b.slice(1).every((w) => w === 0), `block ${i}: ${[...b]}`);
+  }
+  assert.deepEqual([...first], kept);
 });
 
 test('a missing field or a fractional integer fails at run time too (the type check catches it first)', () => {

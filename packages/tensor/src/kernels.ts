@@ -29,9 +29,9 @@ export const kernelSpecs: { [K in WgslName]: KernelSpec } = specifiedKernels;
  * kernels' spec blocks, so a missing or misnamed field fails to compile).
  * @example packParams('fill', { numel: n, mode: 0, start: 1, step: 0 })
  */
-export function packParams<S extends ParamStruct>(struct: S, values: ParamValues[S]): ArrayBuffer {
+export function packParams<S extends ParamStruct>(struct: S, values: ParamValues[S]): Uint32Array<ArrayBuffer> {
   const layout = paramLayouts[struct];
-  const words = new Uint32Array(Math.max(16, Math.ceil(layout.size / 16) * 16) / 4);
+  const words = paramBlock(Math.max(16, Math.ceil(layout.size / 16) * 16) / 4);
   const given = values as unknown as Record<string, number | readonly number[]>;
   for (const f of layout.fields) {
     const v = given[f.name];
@@ -43,7 +43,27 @@ export function packParams<S extends ParamStruct>(struct: S, values: ParamValues
     if (v === undefined || f.count === 1 || v.length > f.count) throw new Error(`internal: Params ${struct}.${f.name} (${f.type}) got ${JSON.stringify(v)}`);
     for (let i = 0; i < v.length; i++) words[(f.offset + Math.floor(i / f.lanes) * f.stride + (i % f.lanes) * 4) / 4] = word(struct, f, v[i]!);
   }
-  return words.buffer;
+  return words;
+}
+
+/**
+ * Uniform blocks are views of a shared arena, each its own never-reused range: a small ArrayBuffer of
+ * its own costs more to allocate than the packing (every dispatch packs one). A full arena is left to
+ * the blocks that view it and a new one begins.
+ */
+const ARENA_WORDS = 16384;
+let arena = new Uint32Array(ARENA_WORDS);
+let arenaUsed = 0;
+
+/** A zeroed block of `count` words. */
+function paramBlock(count: number): Uint32Array<ArrayBuffer> {
+  if (arenaUsed + count > ARENA_WORDS) {
+    arena = new Uint32Array(ARENA_WORDS);
+    arenaUsed = 0;
+  }
+  const block = arena.subarray(arenaUsed, arenaUsed + count);
+  arenaUsed += count;
+  return block;
 }
 
 const f32Word = new Float32Array(1);

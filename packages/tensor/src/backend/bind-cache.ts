@@ -83,7 +83,7 @@ export class BindingCache {
   }
 
   /** The bind group of `kernel` with the uniform `params` at binding 0 and `buffers` from binding 1. */
-  bindGroup(kernel: CompiledKernel, params: ArrayBuffer | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  bindGroup(kernel: CompiledKernel, params: Uint32Array | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
     const site = this.site(kernel, params === undefined ? 0 : params.byteLength, buffers);
     if (!params) {
       if (site.bindGroup !== null) return site.bindGroup;
@@ -91,11 +91,10 @@ export class BindingCache {
       this.siteCount++;
       return (site.bindGroup = this.create(kernel, null, buffers));
     }
-    const words = new Uint32Array(params);
     const slots = site.slots;
     // A slot holding these values already, else one the commands not yet submitted do not read.
     let slot: Slot | undefined;
-    for (let i = 0; i < slots.length && slot === undefined; i++) if (this.holds(slots[i]!, words)) slot = slots[i];
+    for (let i = 0; i < slots.length && slot === undefined; i++) if (this.holds(slots[i]!, params)) slot = slots[i];
     if (slot === undefined) {
       for (let i = 0; i < slots.length && slot === undefined; i++) if (slots[i]!.usedIn !== this.generation) slot = slots[i];
       if (slot === undefined) {
@@ -104,7 +103,7 @@ export class BindingCache {
         if (slots.length === 0) this.siteCount++;
         slots.push(slot);
       }
-      this.write(slot, words);
+      this.write(slot, params);
     }
     slot.usedIn = this.generation;
     return slot.bindGroup;
@@ -181,7 +180,7 @@ export class BindingCache {
   }
 
   /** Submits what is queued, forgets every site and slot (the pages stay), and serves this dispatch afresh. */
-  private restart(kernel: CompiledKernel, params: ArrayBuffer | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  private restart(kernel: CompiledKernel, params: Uint32Array | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
     this.flush();
     this.roots.clear();
     this.siteCount = 0;

@@ -19,8 +19,8 @@ export interface CompiledKernel {
 /** One dispatch: a kernel variant, its uniform words, its storage buffers in binding order (from 1). */
 export interface Dispatch {
   kernel: CompiledKernel;
-  /** Uniform block at binding 0 (omit when the kernel has none). */
-  params?: ArrayBuffer;
+  /** Uniform block at binding 0, as packParams packs it (omit when the kernel has none). */
+  params?: Uint32Array;
   buffers: readonly GPUBuffer[];
   workgroups: readonly [number, number?, number?];
   /** Label used by the profiler. */

@@ -95,7 +95,7 @@ function kvHeadStride(g: Geometry, k: Tensor, v: Tensor): number | null {
 }
 
 /** The uniform block shared by the attention kernels; k and v heads `kvStride` elements apart (decode only). */
-function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }, kvStride = g.S * g.D): ArrayBuffer {
+function params(g: Geometry, mask: Tensor | null, split = { n: 0, len: 0 }, kvStride = g.S * g.D): Uint32Array {
   const D4 = Math.ceil(g.D / 4);
   const tileRows = Math.max(1, Math.min(MAX_TILE_ROWS, Math.floor(TILE_VEC4 / Math.max(D4, 1))));
   const maskBits = mask?.dtype === 'f32' ? 0x7fffffff : 0xffffffff; // f32: -0 is zero too

@@ -126,7 +126,7 @@ export function runStrided(
   shape: readonly number[],
   viewStrides: readonly (readonly number[])[],
   buffers: () => GPUBuffer[],
-  pack: (numel: number, shape: number[], strides: number[][]) => ArrayBuffer,
+  pack: (numel: number, shape: number[], strides: number[][]) => Uint32Array,
 ): void {
   const n = numel(shape);
   if (n === 0) return;
