@@ -198,6 +198,16 @@ export function v2Defines(kernel: V2Kernel, dtype: string, l: V2Layout): Defines
  * `store_NAME(e, end, x)` (none past it), vec4 loads and stores when D % 4 == 0.
  */
 export function v1Defines(dtype: string, D: number, loads: string[], stores: string[]): Defines {
+  // Kept: every call of a kernel asks (decoding, twice a layer), and the same strings find its variant key fastest.
+  const key = `${dtype} ${D % 4 === 0 ? 4 : 1} ${D <= 64 ? 16 : 64} ${loads.join()} ${stores.join()}`;
+  let defines = v1DefinesKept.get(key);
+  if (defines === undefined) v1DefinesKept.set(key, (defines = buildV1Defines(dtype, D, loads, stores)));
+  return defines;
+}
+
+const v1DefinesKept = new Map<string, Defines>();
+
+function buildV1Defines(dtype: string, D: number, loads: string[], stores: string[]): Defines {
   const vec4 = D % 4 === 0;
   const io = [
     ...loads.map((name) => {

@@ -88,6 +88,9 @@ export function v2CreatedInPlace(sg: number): boolean {
   return (forcedCreation ?? (sg < 32 ? 'in-place' : 'async')) === 'in-place';
 }
 
+/** The decode kernel's v2 variant per runtime, by dtype and head dim, with the rewrite it was made under. */
+const decodeVariants = new WeakMap<Runtime, Map<string, { rewrite: KernelRewrite | null; variant: V2Variant }>>();
+
 /** A v2 kernel variant for one call: its pipeline key, WGSL (built on first use), rows a workgroup and subgroup size. */
 export interface V2Variant {
   key: string;
@@ -105,8 +108,16 @@ export function v2Variant(rt: Runtime, kernel: AttentionV2Kernel, dtype: string,
   if (kernel === 'attention_decode_partial.v2') {
     const sg = decodeSubgroupSize(rt.info);
     if (sg === 0) return null;
+    // Kept per runtime, dtype and D (decoding asks every layer of every token) while the rewrite stays.
+    let kept = decodeVariants.get(rt);
+    if (kept === undefined) decodeVariants.set(rt, (kept = new Map()));
+    const keptKey = `${dtype} ${D}`;
+    const found = kept.get(keptKey);
+    if (found !== undefined && found.rewrite === v2Rewrite) return found.variant;
     const defines = () => ({ ...v1Defines(dtype, D, ['q', 'k', 'v'], []), SG: String(sg), LPD: String(Math.ceil(Math.ceil(D / 4) / sg)) });
-    return rewritten(kernel, variantKey(kernel, defines()), defines, 1, sg);
+    const variant = rewritten(kernel, variantKey(kernel, defines()), defines, 1, sg);
+    kept.set(keptKey, { rewrite: v2Rewrite, variant });
+    return variant;
   }
   const l = v2Layout(rt.info, D, kernel);
   if (!l) return null;

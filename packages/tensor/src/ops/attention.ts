@@ -49,13 +49,18 @@ const MAX_SPLITS = 128;
 /** The sizes, scale and mask kind of one call (shared with composed attention). */
 type Geometry = AttentionGeometry;
 
+/** The operands' shapes as the errors name them (built only for an error). */
+function shapesOf(q: Tensor, k: Tensor, v: Tensor): string {
+  return `q is ${fmtShape(q.shape)}, k is ${fmtShape(k.shape)}, v is ${fmtShape(v.shape)}`;
+}
+
 function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
-  for (const [name, t] of [['q', q], ['k', k], ['v', v], ['keyPaddingMask', mask]] as const) {
-    if (t) t.storage(`${OP} (${name})`);
-  }
-  const shapes = `q is ${fmtShape(q.shape)}, k is ${fmtShape(k.shape)}, v is ${fmtShape(v.shape)}`;
+  q.storage('attention (q)');
+  k.storage('attention (k)');
+  v.storage('attention (v)');
+  mask?.storage('attention (keyPaddingMask)');
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
-    throw new ShapeError(`${OP}: ${shapes}; expected q [B, Hq, T, D] and k, v [B, Hkv, S, D]`);
+    throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; expected q [B, Hq, T, D] and k, v [B, Hkv, S, D]`);
   }
   checkFloat(OP, q, k, v);
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) {
@@ -63,19 +68,19 @@ function check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
   }
   const [B, Hq, , D] = q.shape as [number, number, number, number];
   const [Bk, Hkv, S, Dk] = k.shape as [number, number, number, number];
-  if (v.shape.some((n, i) => n !== k.shape[i])) throw new ShapeError(`${OP}: ${shapes}; k and v must have the same shape`);
-  if (Bk !== B) throw new ShapeError(`${OP}: ${shapes}; batch sizes differ (${B} vs ${Bk})`);
-  if (Dk !== D) throw new ShapeError(`${OP}: ${shapes}; head dims differ (${D} vs ${Dk})`);
+  if (v.shape.some((n, i) => n !== k.shape[i])) throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; k and v must have the same shape`);
+  if (Bk !== B) throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; batch sizes differ (${B} vs ${Bk})`);
+  if (Dk !== D) throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; head dims differ (${D} vs ${Dk})`);
   if (Hkv === 0 || Hq % Hkv !== 0) {
-    throw new ShapeError(`${OP}: ${shapes}; query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`);
+    throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`);
   }
-  if (D > MAX_D) throw new ShapeError(`${OP}: ${shapes}; head dim ${D} is over the supported ${MAX_D}`);
+  if (D > MAX_D) throw new ShapeError(`${OP}: ${shapesOf(q, k, v)}; head dim ${D} is over the supported ${MAX_D}`);
   if (mask) {
     if (mask.dtype === 'f16') {
       throw new DTypeError(`${OP}: keyPaddingMask is f16 ${fmtShape(mask.shape)}; pass it as u32, i32 or f32`);
     }
     if (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== S) {
-      throw new ShapeError(`${OP}: keyPaddingMask is ${fmtShape(mask.shape)}, ${shapes}; expected [B, S] = [${B}, ${S}]`);
+      throw new ShapeError(`${OP}: keyPaddingMask is ${fmtShape(mask.shape)}, ${shapesOf(q, k, v)}; expected [B, S] = [${B}, ${S}]`);
     }
   }
 }
