@@ -2,16 +2,26 @@
 // fn returns, except what fn returns and what was passed to `keep()`.
 import type { Tensor } from './tensor.js';
 
-const scopes: Set<Tensor>[] = [];
+/**
+ * The tensors of each open scope, innermost last: a set for tidy() and startScope(), a list for an op's
+ * forward (every op opens one, and it holds a tensor or two; a tensor is never tracked twice).
+ */
+const scopes: (Set<Tensor> | Tensor[])[] = [];
 
 /** Registers a new tensor with the innermost open scope (internal). */
 export function trackTensor(t: Tensor): void {
-  scopes[scopes.length - 1]?.add(t);
+  const s = scopes[scopes.length - 1];
+  if (s === undefined) return;
+  if (Array.isArray(s)) s.push(t);
+  else s.add(t);
 }
 
 /** Removes a tensor from every open scope so no scope disposes it. Returns it. */
 export function keep<T extends Tensor>(t: T): T {
-  for (const s of scopes) s.delete(t);
+  for (const s of scopes) {
+    if (!Array.isArray(s)) s.delete(t);
+    else if (s.includes(t)) s.splice(s.indexOf(t), 1);
+  }
   return t;
 }
 
@@ -28,9 +38,9 @@ export function startScope(): Scope {
   return new OpenScope();
 }
 
-/** Opens the scope of an op's forward (internal: defineOp), closed with `endOp`. */
-export function startOpScope(): OpenScope {
-  return new OpenScope();
+/** Opens the scope of an op's forward (internal: defineOp), closed with `endOp`, or `end` when it throws. */
+export function startOpScope(): OpScope {
+  return new OpScope();
 }
 
 /** A scope opened by startScope: a class, so that opening one (every op does) creates no closures. */
@@ -52,20 +62,6 @@ export class OpenScope implements Scope {
     return result;
   }
 
-  /**
-   * {@link end} keeping `out` and `saved` (an op's output and what its backward reads), without the
-   * sets and arrays `end` builds: every op ends a scope.
-   */
-  endOp(out: Tensor, saved: readonly Tensor[]): void {
-    const own = this.close();
-    let dropped: Tensor[] | null = null;
-    for (const t of own) {
-      if (t === out || saved.includes(t)) trackTensor(t);
-      else (dropped ??= []).push(t);
-    }
-    if (dropped !== null) for (let i = dropped.length - 1; i >= 0; i--) dropped[i]!.dispose('its tidy() scope ended');
-  }
-
   private close(): Set<Tensor> {
     const own = this.own;
     if (scopes.lastIndexOf(own) !== scopes.length - 1) throw new Error('internal: scopes must be ended innermost first');
@@ -75,6 +71,38 @@ export class OpenScope implements Scope {
 
   owns(t: Tensor): boolean {
     return this.own.has(t);
+  }
+}
+
+/** The scope of an op's forward: its tensors in a list, without the set a scope of user code keeps. */
+export class OpScope {
+  private readonly own: Tensor[] = [];
+
+  constructor() {
+    scopes.push(this.own);
+  }
+
+  /** Keeps `out` and `saved` (the op's output and what its backward reads) and disposes the rest, newest first. */
+  endOp(out: Tensor, saved: readonly Tensor[]): void {
+    const own = this.close();
+    for (const t of own) if (t === out || saved.includes(t)) trackTensor(t);
+    for (let i = own.length - 1; i >= 0; i--) {
+      const t = own[i]!;
+      if (t !== out && !saved.includes(t)) t.dispose('its tidy() scope ended');
+    }
+  }
+
+  /** Disposes every tensor of the scope (the forward threw). */
+  end(): void {
+    const own = this.close();
+    for (let i = own.length - 1; i >= 0; i--) own[i]!.dispose('its tidy() scope ended');
+  }
+
+  private close(): Tensor[] {
+    const own = this.own;
+    if (scopes[scopes.length - 1] !== own) throw new Error('internal: scopes must be ended innermost first');
+    scopes.pop();
+    return own;
   }
 }
 

@@ -12,6 +12,21 @@ import type { Linear } from './linear.js';
 import { mlpChunkRows } from './tensor-sizes.js';
 import type { LlamaModel } from './model.js';
 
+/** The dropout seed of projection `k` (0 q ... 6 down) from a layer's seed (undefined: no dropout). */
+function projSeed(seed: number | undefined, k: number): number | undefined {
+  return seed === undefined ? undefined : (seed + Math.imul(k + 1, 0x632be5ab)) >>> 0;
+}
+
+/** [B, T, n D] -> [B, n, T, D] (a view when t is contiguous). */
+function heads(t: Tensor, n: number, D: number): Tensor {
+  return transpose(reshape(t, [t.shape[0]!, t.shape[1]!, n, D]), 1, 2);
+}
+
+/** Output rows of a fused weight. */
+function weightRows(w: FusedWeight): number {
+  return w instanceof QuantizedWeight ? w.rows : w.shape[0]!;
+}
+
 /** One decoder block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual. */
 export class DecoderLayer {
   /** B matrices of the unmerged adapters of q/k/v and of gate/up, packed for the fused decode products; freed when an adapter changes. */
@@ -58,9 +73,7 @@ export class DecoderLayer {
     const c = model.config;
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
-    const projSeed = (s: number | undefined, k: number) => (s === undefined ? undefined : (s + Math.imul(k + 1, 0x632be5ab)) >>> 0);
     // Attention.
-    const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, c.headDim]), 1, 2); // [B, n, T, D]
     // Decoding (inference, a few rows): fused products where the projections are single weights (dense or quantized), adapters added in their epilogues.
     const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
     let q: Tensor, k: Tensor, v: Tensor;
@@ -73,9 +86,9 @@ export class DecoderLayer {
       const qp = this.qProj.forward(h, projSeed(seed, 0)); // [B, T, H D]
       const kp = this.kProj.forward(h, projSeed(seed, 1)); // [B, T, Hkv D]
       const vp = this.vProj.forward(h, projSeed(seed, 2)); // [B, T, Hkv D]
-      q = rope(heads(qp, c.numAttentionHeads), positions, freq); // [B, H, T, D]
-      k = rope(heads(kp, c.numKeyValueHeads), positions, freq); // [B, Hkv, T, D]
-      v = heads(vp, c.numKeyValueHeads); // [B, Hkv, T, D]
+      q = rope(heads(qp, c.numAttentionHeads, c.headDim), positions, freq); // [B, H, T, D]
+      k = rope(heads(kp, c.numKeyValueHeads, c.headDim), positions, freq); // [B, Hkv, T, D]
+      v = heads(vp, c.numKeyValueHeads, c.headDim); // [B, Hkv, T, D]
       if (cache !== undefined) ({ k, v } = cache.append(this.index, k, v)); // [B, Hkv, S, D]
     }
     const y = attention(q, k, v, { causal: true, window: c.slidingWindow, keyPaddingMask: mask }); // [B, H, T, D]
@@ -124,8 +137,7 @@ export class DecoderLayer {
     const norm = { weight: this.inputNorm, eps };
     const g = fuse ? fusedGroup(x, [this.qProj, this.kProj, this.vProj], norm, this.packs, 'qkv') : null;
     if (g !== null) {
-      const rows = (w: FusedWeight) => (w instanceof QuantizedWeight ? w.rows : w.shape[0]!);
-      const [nq, nk] = [rows(g.weights[0]!), rows(g.weights[1]!)];
+      const [nq, nk] = [weightRows(g.weights[0]!), weightRows(g.weights[1]!)];
       const all = fusedLinear(x, g.weights, norm, g.lora); // [B, T, nq + 2 nk]
       return [slice(all, 2, 0, nq), slice(all, 2, nq, nq + nk), slice(all, 2, nq + nk, nq + 2 * nk)];
     }

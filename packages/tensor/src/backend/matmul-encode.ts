@@ -48,9 +48,9 @@ export function stagingLayout(p: Problem): StagingLayout {
 }
 
 /** A module keyed by `defines`; `extra` (generated code the key implies) is made only the first time. */
-function module(name: WgslName, defines: Defines, extra: () => Defines = () => ({})): KernelSource {
+function module(name: WgslName, defines: Defines, extra?: () => Defines): KernelSource {
   const key = variantKey(name, defines);
-  return { key, source: kernelSource(name, () => ({ ...defines, ...extra() }), key) };
+  return { key, source: kernelSource(name, extra === undefined ? defines : () => ({ ...defines, ...extra() }), key) };
 }
 
 /**
@@ -119,22 +119,20 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     encodeTiled(rt, kernel, v, p, label);
     return;
   }
-  const q = (x: number) => x / 4;
   const bRow = pl.transposedB ? p.b.colStride : p.b.rowStride;
   if (v.kernel === 'matvec') {
     // The wide kernel counts 16-byte chunks (K included); the others vec4s (K in elements).
     const e = v.wide ? chunkElements(p) : 4;
-    const u = (x: number) => x / e;
     const params = packParams('matvec', {
       N: p.N,
-      K: v.wide ? u(p.K) : p.K,
-      x_offset: u(p.a.offset),
-      w_offset: u(p.b.offset),
-      w_row: u(bRow),
+      K: v.wide ? p.K / e : p.K,
+      x_offset: p.a.offset / e,
+      w_offset: p.b.offset / e,
+      w_row: bRow / e,
       batch_rank: rank,
       batch_shape: p.batchShape,
-      x_batch_strides: p.a.batchStrides.map(u),
-      w_batch_strides: p.b.batchStrides.map(u),
+      x_batch_strides: dividedBy(p.a.batchStrides, e),
+      w_batch_strides: dividedBy(p.b.batchStrides, e),
     });
     const rows = v.wide ? WIDE_ROWS * (v.groups ?? 1) : 4;
     const groups: readonly [number, number] =
@@ -143,19 +141,19 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     return;
   }
   const packed = pl.packB ? encodePack(rt, kernels[0]!, p, v.sg, label) : null;
-  const bOffset = packed ? 0 : q(p.b.offset);
-  const bBatch = packed ? [0] : p.b.batchStrides.map(q);
+  const bOffset = packed ? 0 : p.b.offset / 4;
+  const bBatch = packed ? [0] : dividedBy(p.b.batchStrides, 4);
   const params = packParams('matmul.v3', {
     M: p.M,
     N: p.N,
     K: p.K,
     batch_rank: rank,
-    a_offset: q(p.a.offset),
+    a_offset: p.a.offset / 4,
     b_offset: bOffset,
-    a_sm: q(p.a.rowStride),
-    b_row: packed ? 0 : q(bRow),
+    a_sm: p.a.rowStride / 4,
+    b_row: packed ? 0 : bRow / 4,
     batch_shape: p.batchShape,
-    a_batch_strides: p.a.batchStrides.map(q),
+    a_batch_strides: dividedBy(p.a.batchStrides, 4),
     b_batch_strides: bBatch,
   });
   rt.dispatch({
@@ -166,6 +164,13 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     label,
   });
   if (packed) rt.release(packed);
+}
+
+/** Strides in units of `e` elements (vec4s, 16-byte chunks). */
+function dividedBy(strides: readonly number[], e: number): number[] {
+  const out = new Array<number>(strides.length);
+  for (let i = 0; i < strides.length; i++) out[i] = strides[i]! / e;
+  return out;
 }
 
 type TilingVariant = Extract<MatmulVariant, { kernel: 'v1' | 'v2' | 'v4' | 'sgmat' }>;

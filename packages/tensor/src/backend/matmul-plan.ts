@@ -76,13 +76,12 @@ function bLayout(p: Problem): boolean | null {
 
 /** The kernel a product uses under a choice. */
 export function plan(p: Problem, choice: MatmulChoice, maxBinding: number): MatmulPlan {
-  const none = { transposedB: false, copyA: false, copyB: false, packB: false, splitK: 1 };
   const bt = bLayout(p);
   if (p.M === 1 && choice.decode && aRowsOk(p) && bt !== null) {
     // The lanes-along-k kernel reads rows of a weight stored [N, K]; b along n is already coalesced.
     let kernel: MatmulVariant = bt ? choice.decode : { kernel: 'matvec' as const };
     if (kernel.kernel === 'matvec' && kernel.wide && !wideAligned(p)) kernel = { kernel: 'matvec', sg: kernel.sg };
-    return { kernel, ...none, transposedB: bt };
+    return { kernel, transposedB: bt, copyA: false, copyB: false, packB: false, splitK: 1 };
   }
   const main = p.dtype === 'f16' && choice.f16 ? choice.f16 : choice.main;
   if (main.kernel === 'sgmat' && p.dtype !== 'f16') return tiled(p, choice.fallback, choice, maxBinding);

@@ -56,23 +56,28 @@ export function broadcastStrides(t: Tensor, shape: readonly number[]): number[] 
 
 /** Drops size-1 dimensions and merges dimensions that are contiguous in every stride list. */
 export function coalesce(shape: readonly number[], stridesList: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  // Plain loops: every elementwise op and product coalesces its operands.
+  const n = stridesList.length;
   const dims: number[] = [];
-  const strides: number[][] = stridesList.map(() => []);
+  const strides: number[][] = new Array<number[]>(n);
+  for (let k = 0; k < n; k++) strides[k] = [];
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i]!;
     if (d === 1) continue;
     const last = dims.length - 1;
-    if (last >= 0 && stridesList.every((s, k) => strides[k]![last] === s[i]! * d)) {
+    let merges = last >= 0;
+    for (let k = 0; k < n && merges; k++) merges = strides[k]![last] === stridesList[k]![i]! * d;
+    if (merges) {
       dims[last] = dims[last]! * d;
-      stridesList.forEach((s, k) => (strides[k]![last] = s[i]!));
+      for (let k = 0; k < n; k++) strides[k]![last] = stridesList[k]![i]!;
     } else {
       dims.push(d);
-      stridesList.forEach((s, k) => strides[k]!.push(s[i]!));
+      for (let k = 0; k < n; k++) strides[k]!.push(stridesList[k]![i]!);
     }
   }
   if (dims.length === 0) {
     dims.push(1);
-    strides.forEach((s) => s.push(0));
+    for (let k = 0; k < n; k++) strides[k]!.push(0);
   }
   return { shape: dims, strides };
 }

@@ -34,13 +34,7 @@ function prepare(op: string, a: Tensor, b: Tensor): Prepared {
   }
   const batchShape = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = empty([...batchShape, M, N], a.dtype);
-  const batchStrides = (t: Tensor) => {
-    const s = new Array<number>(batchShape.length).fill(0);
-    const lead = batchShape.length - (t.rank - 2);
-    for (let i = 0; i < t.rank - 2; i++) s[lead + i] = t.shape[i] === 1 ? 0 : t.strides[i]!;
-    return s;
-  };
-  const merged = coalesce(batchShape, [batchStrides(a), batchStrides(b)]);
+  const merged = coalesce(batchShape, [batchStrides(a, batchShape.length), batchStrides(b, batchShape.length)]);
   const aSm = a.strides[a.rank - 2]!;
   let problem: Problem = {
     dtype: a.dtype,
@@ -64,6 +58,14 @@ function prepare(op: string, a: Tensor, b: Tensor): Prepared {
   const batch = numel(problem.batchShape);
   if (batch > 65535) throw new ShapeError(`${op}: batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
   return { problem, out };
+}
+
+/** The strides of t's batch dims (all but its last two) as the broadcast batch of `rank` dims reads them. */
+function batchStrides(t: Tensor, rank: number): number[] {
+  const s = new Array<number>(rank).fill(0);
+  const lead = rank - (t.rank - 2);
+  for (let i = 0; i < t.rank - 2; i++) s[lead + i] = t.shape[i] === 1 ? 0 : t.strides[i]!;
+  return s;
 }
 
 /** A contiguous copy of an operand. */

@@ -58,7 +58,7 @@ export const permute: Op<[Tensor, readonly number[]], [], { axes: number[] }> = 
   forward(ctx: OpContext<[], { axes: number[] }>, x: Tensor, order: readonly number[]) {
     checkIntegers('permute', 'order', order);
     const axes = order.map((a) => normAxis('permute', a, x.rank));
-    if (axes.length !== x.rank || new Set(axes).size !== axes.length) {
+    if (axes.length !== x.rank || axes.some((a, i) => axes.indexOf(a) !== i)) {
       throw new ShapeError(`permute: order ${fmtShape(order)} is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
     }
     ctx.data = { axes };
