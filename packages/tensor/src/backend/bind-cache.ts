@@ -2,7 +2,8 @@
 // storage buffers). Each site keeps a slot in a page of uniform blocks and the bind group over it: a
 // repeated step creates no buffer and no bind group, and a site whose parameters change (a growing KV
 // cache) rewrites its slot, all slots written before the submit in one write per page. A site used
-// again in the same submit with other parameters takes another slot.
+// again in the same submit with other parameters takes another slot. A repeated step meets its sites in
+// the same order: each position of a submit remembers its last site, checked by comparing its buffers.
 import type { BindingLayout } from './pipelines.js';
 import type { CompiledKernel } from './runtime.js';
 
@@ -43,8 +44,32 @@ interface Site {
   slots: Slot[];
 }
 
+/**
+ * The site served at one position of a submit and what it was found by: a repeated step (a decode token,
+ * a training step) meets the same sites in the same order, so the next dispatch at that position
+ * compares its layout and buffers with these instead of walking the tree.
+ */
+interface Visit {
+  layout: BindingLayout;
+  uniformBytes: number;
+  buffers: GPUBuffer[];
+  infos: BufferInfo[];
+  site: Site;
+  /** The restart the site belongs to (a restart forgets every site). */
+  epoch: number;
+}
+
+/** Positions of a submit that remember their visit (the runtime submits every 256 dispatches). */
+const MAX_VISITS = 1024;
+
 function newSite(): Site {
   return { next: null, bindGroup: null, slots: [] };
+}
+
+function sameBuffers(a: readonly GPUBuffer[], b: readonly GPUBuffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function child(node: Site, k: number): Site {
@@ -65,6 +90,11 @@ export class BindingCache {
   private slots = 0;
   /** Counts submits, so that a slot read by the commands not yet submitted is never rewritten. */
   private generation = 0;
+  /** The site found at each position of the last submits, and the position of the next dispatch in this one. */
+  private readonly visits: (Visit | undefined)[] = [];
+  private position = 0;
+  /** Counts restarts. */
+  private epoch = 0;
   private readonly alignment: number;
   /** Bind groups created so far. */
   created = 0;
@@ -115,14 +145,23 @@ export class BindingCache {
    */
   private site(kernel: CompiledKernel, uniformBytes: number, buffers: readonly GPUBuffer[]): Site {
     const layout = kernel.bindings;
+    const at = this.position++;
+    const visit = this.visits[at];
+    if (visit !== undefined && visit.epoch === this.epoch && visit.layout === layout && visit.uniformBytes === uniformBytes && sameBuffers(visit.buffers, buffers)) {
+      for (const info of visit.infos) info.usedIn = this.generation;
+      return visit.site;
+    }
     let node = this.roots.get(layout);
     if (node === undefined) this.roots.set(layout, (node = newSite()));
     node = child(node, uniformBytes);
+    const infos: BufferInfo[] = [];
     for (const buffer of buffers) {
       const info = this.info(buffer);
       info.usedIn = this.generation;
+      infos.push(info);
       node = child(node, info.id);
     }
+    if (at < MAX_VISITS) this.visits[at] = { layout, uniformBytes, buffers: [...buffers], infos, site: node, epoch: this.epoch };
     return node;
   }
 
@@ -145,6 +184,7 @@ export class BindingCache {
       p.dirtyTo = 0;
     }
     this.generation++;
+    this.position = 0;
   }
 
   private holds(s: Slot, words: Uint32Array): boolean {
@@ -182,6 +222,7 @@ export class BindingCache {
   /** Submits what is queued, forgets every site and slot (the pages stay), and serves this dispatch afresh. */
   private restart(kernel: CompiledKernel, params: Uint32Array | undefined, buffers: readonly GPUBuffer[]): GPUBindGroup {
     this.flush();
+    this.epoch++;
     this.roots.clear();
     this.siteCount = 0;
     this.slots = 0;
