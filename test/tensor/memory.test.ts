@@ -111,3 +111,18 @@ test('a step repeated inside tidy() gets the same pooled buffers every time, so 
   assert.equal(after.buffersCreated, before.buffersCreated, 'storage buffers created');
   x.dispose();
 });
+
+test('a dispatch at the place in a submit where an earlier submit bound other buffers reads its own buffers', async () => {
+  await gpu();
+  const inputs = [1, 2, 3].map((k) => tensor(seededValues(64, 20 + k), [64]));
+  const host = await Promise.all(inputs.map((t) => t.toArray()));
+  // Each sum is the first dispatch of its submit (the read submits it), with the same kernel and output buffer.
+  const pairs: [number, number][] = [[0, 1], [0, 2], [1, 2], [2, 1], [0, 1]];
+  for (const [i, j] of pairs) {
+    const sum = inputs[i]!.add(inputs[j]!);
+    const got = await sum.toArray();
+    assert.deepEqual([...got], [...Float32Array.from(host[i]!, (v, k) => Math.fround(v + host[j]![k]!))], `inputs ${i} and ${j}`);
+    sum.dispose();
+  }
+  for (const t of inputs) t.dispose();
+});
