@@ -42,9 +42,10 @@ export interface QuestionPrompter {
 
 /**
  * The prompts of questions and how an answer is read from what the model writes. A HuaTuo
- * template: the question fills it, encoded BOS first, and the answer is read after the response
+ * template: the question fills it, encoded as the tokenizer's own call encodes it (LLaMA's: BOS
+ * first, as HuaTuo's generate.py calls it), and the answer is read after the response
  * marker (HuaTuo's get_response). A chat template: the question is one user message, rendered with
- * add_generation_prompt and encoded with no BOS added (the template writes it), and the answer is
+ * add_generation_prompt and encoded with no BOS or EOS added (the template writes them), and the answer is
  * all the model writes, as `huatuo-train serve` answers a chat.
  *
  * @example
@@ -65,7 +66,7 @@ export function questionPrompter(template: PromptTemplate | ChatTemplate, tokeni
   return {
     async prompt(question) {
       const text = generatePrompt(template, question);
-      return { text, ids: tokenizer.encode(text, { addBos: true }) };
+      return { text, ids: tokenizer.encode(text) };
     },
     answer: (prompt, generated) => getResponse(template, `${prompt.text}${generated}`),
   };

@@ -1,6 +1,7 @@
-// From records to training micro-batches, as alpaca-lora's finetune.py does it: BOS +
-// prompt + answer cut to cutoffLen, EOS if room is left, labels -100 on the prompt, then
-// DataCollatorForSeq2Seq padding (left side, to a multiple of 8, labels -100, mask 0).
+// From records to training micro-batches, as alpaca-lora's finetune.py does it: prompt +
+// answer tokenized as the tokenizer's own call does (LLaMA's: BOS first) and cut to cutoffLen,
+// EOS if room is left, labels -100 on the prompt, then DataCollatorForSeq2Seq padding (left
+// side, to a multiple of 8, labels -100, mask 0).
 
 import type { LoadedRecord, QaRecord, RecordLocation } from './data.js';
 import { describeLocation } from './data.js';
@@ -11,8 +12,9 @@ import { Pcg64 } from './rng.js';
 export const IGNORE_INDEX = -100;
 
 /**
- * What batching needs from a tokenizer. `encode` must not truncate; by default it adds
- * BOS and no EOS, as Hugging Face's LlamaTokenizer does when called on text.
+ * What batching needs from a tokenizer. `encode` must not truncate; when not told, it adds BOS
+ * and EOS as the tokenizer's defaults say (tokenizer_config.json's add_bos_token and
+ * add_eos_token; LLaMA's: BOS only), as a Hugging Face tokenizer called on text does.
  */
 export interface TextTokenizer {
   encode(text: string, options?: { addBos?: boolean; addEos?: boolean }): number[];
@@ -31,15 +33,15 @@ export interface TokenizeOptions {
 
 /** One tokenized training example. */
 export interface TokenizedExample {
-  /** BOS + prompt + answer, at most cutoffLen ids, EOS last when it fit. */
+  /** Prompt + answer as the tokenizer encodes them (LLaMA's: BOS first), at most cutoffLen ids, EOS last when it fit. */
   inputIds: number[];
   /** `inputIds` with IGNORE_INDEX over the prompt (unless trainOnInputs). */
   labels: number[];
-  /** Tokens of BOS + prompt alone, capped at cutoffLen (alpaca-lora's user_prompt_len). */
+  /** Tokens of the prompt alone encoded the same way, capped at cutoffLen (alpaca-lora's user_prompt_len). */
   promptLength: number;
-  /** Tokens of BOS + prompt + answer before truncation, without EOS. */
+  /** Tokens of prompt + answer as the tokenizer encodes them, before truncation and the appended EOS. */
   fullLength: number;
-  /** Whether EOS was appended (only when the sequence is shorter than cutoffLen). */
+  /** Whether EOS was appended (only when the sequence is shorter than cutoffLen and does not already end with EOS). */
   eosAppended: boolean;
 }
 
@@ -49,13 +51,29 @@ export interface DataWarning {
   message: string;
 }
 
+/** Whether `tokenizer.encode(text)` puts BOS first and EOS last when not told (LLaMA's: BOS only). */
+function specialTokenDefaults(tokenizer: TextTokenizer): { bos: boolean; eos: boolean } {
+  return { bos: tokenizer.encode('', { addEos: false }).length > 0, eos: tokenizer.encode('', { addBos: false }).length > 0 };
+}
+
 /**
- * alpaca-lora's `tokenize(prompt, add_eos_token)`: BOS + text truncated to cutoffLen ids,
- * then EOS if the last id is not EOS and the sequence is shorter than cutoffLen.
+ * The ids of Hugging Face's `tokenizer(text, truncation=True, max_length=maxLength)` given the text's
+ * ids alone: they are cut to leave room for the BOS and EOS the tokenizer adds, which then go around them.
+ */
+function truncateWithSpecialTokens(tokenizer: TextTokenizer, textIds: readonly number[], maxLength: number): number[] {
+  const { bos, eos } = specialTokenDefaults(tokenizer);
+  const kept = textIds.slice(0, Math.max(0, maxLength - Number(bos) - Number(eos)));
+  return [...(bos ? [tokenizer.bosId] : []), ...kept, ...(eos ? [tokenizer.eosId] : [])];
+}
+
+/**
+ * alpaca-lora's `tokenize(prompt, add_eos_token)`: the text as `tokenizer(text, truncation=True,
+ * max_length=cutoffLen)` encodes it (BOS and EOS as the tokenizer adds them), then EOS if the last
+ * id is not EOS and the sequence is shorter than cutoffLen.
  * @example tokenizeText(tok, 'the', 256, true) // [1, 278, 2] with LLaMA's vocabulary
  */
 export function tokenizeText(tokenizer: TextTokenizer, text: string, cutoffLen: number, addEosToken: boolean): number[] {
-  const ids = tokenizer.encode(text, { addBos: true, addEos: false }).slice(0, cutoffLen);
+  const ids = truncateWithSpecialTokens(tokenizer, tokenizer.encode(text, { addBos: false, addEos: false }), cutoffLen);
   if (addEosToken && ids.length < cutoffLen && ids[ids.length - 1] !== tokenizer.eosId) ids.push(tokenizer.eosId);
   return ids;
 }
@@ -69,9 +87,11 @@ export function tokenizeText(tokenizer: TextTokenizer, text: string, cutoffLen: 
 export function tokenizeRecord(record: QaRecord, template: PromptTemplate, tokenizer: TextTokenizer, options: TokenizeOptions): TokenizedExample {
   const { cutoffLen, trainOnInputs } = options;
   const fullPrompt = generatePrompt(template, record.instruction, record.input, record.output);
-  const fullIds = tokenizer.encode(fullPrompt, { addBos: true, addEos: false });
+  const fullText = tokenizer.encode(fullPrompt, { addBos: false, addEos: false });
   // tokenizeText(tokenizer, fullPrompt, cutoffLen, true), reusing the untruncated ids.
-  const inputIds = fullIds.slice(0, cutoffLen);
+  const inputIds = truncateWithSpecialTokens(tokenizer, fullText, cutoffLen);
+  const { bos, eos } = specialTokenDefaults(tokenizer);
+  const fullLength = Number(bos) + fullText.length + Number(eos);
   const eosAppended = inputIds.length < cutoffLen && inputIds[inputIds.length - 1] !== tokenizer.eosId;
   if (eosAppended) inputIds.push(tokenizer.eosId);
   let labels = inputIds.slice();
@@ -84,7 +104,7 @@ export function tokenizeRecord(record: QaRecord, template: PromptTemplate, token
     }
     labels = [...new Array<number>(promptLength).fill(IGNORE_INDEX), ...labels.slice(promptLength)];
   }
-  return { inputIds, labels, promptLength, fullLength: fullIds.length, eosAppended };
+  return { inputIds, labels, promptLength, fullLength, eosAppended };
 }
 
 /**
@@ -110,11 +130,12 @@ export function tokenizeRecords(
         message: `${where}: the prompt alone is ${ex.promptLength} tokens, not under cutoffLen ${options.cutoffLen}; no answer token is kept, so the record adds no loss`,
       });
     } else if (ex.fullLength > options.cutoffLen) {
+      const eos = ex.inputIds[ex.inputIds.length - 1] === tokenizer.eosId ? 'keeps the EOS the tokenizer adds' : 'gets no EOS';
       warnings.push({
         location,
-        message: `${where}: prompt + answer is ${ex.fullLength} tokens, over cutoffLen ${options.cutoffLen}; the answer is truncated to its first ${options.cutoffLen - ex.promptLength} tokens and gets no EOS (as alpaca-lora truncates); raise --cutoff-len to keep it whole`,
+        message: `${where}: prompt + answer is ${ex.fullLength} tokens, over cutoffLen ${options.cutoffLen}; the answer is truncated to its first ${options.cutoffLen - ex.promptLength} tokens and ${eos} (as alpaca-lora truncates); raise --cutoff-len to keep it whole`,
       });
-    } else if (!ex.eosAppended) {
+    } else if (ex.inputIds[ex.inputIds.length - 1] !== tokenizer.eosId) {
       warnings.push({
         location,
         message: `${where}: prompt + answer is exactly cutoffLen ${options.cutoffLen} tokens, leaving no room for EOS; trained without EOS (as alpaca-lora does)`,

@@ -1,17 +1,21 @@
 // A Jinja chat template bound to a tokenizer: the prompt text of a conversation, rendered with the
-// generation prompt as transformers renders it, and its ids without a second BOS (the template writes it).
+// generation prompt as transformers renders it, and its ids with no BOS or EOS added (the template writes them).
 
 import type { Tokenizer } from '@huatuo/llama';
 import { renderChatTemplate, type ChatTemplate } from './chat-template.js';
 
-/** Token ids of a text: BOS first when `addBos` (on a worker thread, or the tokenizer itself). */
-export type EncodeText = (text: string, addBos: boolean) => Promise<number[]>;
+/**
+ * Token ids of a text (on a worker thread, or the tokenizer itself): with `specialTokens`, BOS and EOS
+ * as the tokenizer adds them by default (transformers' add_special_tokens=True, LLaMA's: BOS only);
+ * without, none.
+ */
+export type EncodeText = (text: string, specialTokens: boolean) => Promise<number[]>;
 
 /** A chat template with a tokenizer's special tokens: {@link chatTemplatePrompt}. */
 export interface ChatTemplatePrompt {
   /** The text the model continues: the messages and the assistant's opening (add_generation_prompt). Throws what the template raises. */
   text(messages: readonly { role: string; content: string }[]): string;
-  /** The ids of such a text: no BOS added, and the template's special tokens one id each. */
+  /** The ids of such a text: no BOS or EOS added, and the template's special tokens one id each. */
   ids(text: string, encode?: EncodeText): Promise<number[]>;
 }
 
@@ -32,10 +36,12 @@ function splitSpecial(text: string, special: ReadonlyMap<string, number>): (stri
 }
 
 /**
- * Binds `template` to `tokenizer`: `bos_token` and `eos_token` default to the tokenizer's, and
- * the tokens the template may write that the tokenizer would read as several ids from text
- * (SentencePiece's tokenizer.model reads "<s>" as characters) are split out as one id each, as
- * transformers does. `ids` encodes with the tokenizer itself unless given `encode`.
+ * Binds `template` to `tokenizer`: `bos_token` and `eos_token` default to the tokenizer's. `ids`
+ * encodes as transformers' apply_chat_template(tokenize=True) does, with add_special_tokens=False:
+ * the tokenizer reads the special tokens of its folder written in the text as their ids, and any
+ * other token of the template's tokenizer_config.json that it would read as several ids is split
+ * out as one id, as transformers adds each such token to the tokenizer. It encodes with the
+ * tokenizer itself unless given `encode`.
  *
  * @example
  * const p = chatTemplatePrompt(loadChatTemplate('./Llama-2-7b-chat-hf'), tokenizer);
@@ -46,12 +52,12 @@ export function chatTemplatePrompt(template: ChatTemplate, tokenizer: Tokenizer)
   for (const name of template.addedTokens) {
     const id = tokenizer.pieceToId(name);
     if (id === undefined) continue;
-    const read = tokenizer.encode(name, { addBos: false });
+    const read = tokenizer.encode(name, { addBos: false, addEos: false });
     if (read.length !== 1 || read[0] !== id) special.set(name, id);
   }
   const tokens = { bos_token: tokenizer.idToPiece(tokenizer.bosId), eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
   const withTokens: ChatTemplate = { ...template, specialTokens: tokens };
-  const ownEncode: EncodeText = async (text, addBos) => tokenizer.encode(text, { addBos });
+  const ownEncode: EncodeText = async (text, specialTokens) => tokenizer.encode(text, specialTokens ? {} : { addBos: false, addEos: false });
   return {
     text: (messages) => renderChatTemplate(withTokens, messages, true),
     async ids(text, encode = ownEncode) {

@@ -3,7 +3,7 @@
 // HuaTuo's LoRA recipe afterwards starts from a model that knows them.
 import { AdamW, clipGradNorm, readyAttention, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import type { LlamaModel } from '@huatuo/llama';
-import { chunkOrder, collate, epochOrder, type TextTokenizer, type TokenizedExample } from './batch.js';
+import { chunkOrder, collate, epochOrder, tokenizeText, type TextTokenizer, type TokenizedExample } from './batch.js';
 import type { QaRecord } from './data.js';
 import type { BaseModel } from './lora-model.js';
 import type { MetricsRow } from './metrics.js';
@@ -37,12 +37,16 @@ export function baseParameters(model: LlamaModel): Tensor[] {
   return [...params];
 }
 
-/** BOS + text (+ EOS when it fits), labels on every token: a language-modelling example. */
+/**
+ * The text encoded as training encodes a record ({@link tokenizeText}: BOS as the tokenizer adds it,
+ * LLaMA's does, and EOS when it fits), labels on every token: a language-modelling example, no prompt.
+ */
 export function textExample(tokenizer: TextTokenizer, text: string, cutoffLen: number): TokenizedExample {
-  const ids = tokenizer.encode(text, { addBos: true, addEos: false }).slice(0, cutoffLen);
-  const eosAppended = ids.length < cutoffLen;
+  const ids = tokenizeText(tokenizer, text, cutoffLen, false);
+  const fullLength = ids.length;
+  const eosAppended = ids.length < cutoffLen && ids[ids.length - 1] !== tokenizer.eosId;
   if (eosAppended) ids.push(tokenizer.eosId);
-  return { inputIds: ids, labels: [...ids], promptLength: 1, fullLength: ids.length, eosAppended };
+  return { inputIds: ids, labels: [...ids], promptLength: 0, fullLength, eosAppended };
 }
 
 /**

@@ -1,6 +1,6 @@
 // How the server turns a chat into the prompt the model continues: HuaTuo's prompt template (one
 // question, the answer read after its response marker), or the model's own Jinja chat template,
-// rendered as transformers renders it and tokenized without adding BOS again (the template writes it).
+// rendered as transformers renders it and tokenized with no BOS or EOS added (the template writes them).
 
 import type { Tokenizer } from '@huatuo/llama';
 import { chatTemplatePrompt, type EncodeText } from './chat-prompt.js';
@@ -72,8 +72,9 @@ function jinjaPrompter(template: ChatTemplate, tokenizer: Tokenizer, encode: Enc
 
 /**
  * The prompter of a template: a HuaTuo {@link PromptTemplate} fills its one question with
- * {@link chatToInstruction} and encodes it BOS first; a Jinja {@link ChatTemplate} renders the
- * messages with add_generation_prompt and encodes the text as it is, BOS only where it writes one.
+ * {@link chatToInstruction} and encodes it as the tokenizer's own call does (LLaMA's: BOS first); a
+ * Jinja {@link ChatTemplate} renders the messages with add_generation_prompt and encodes the text as
+ * it is, BOS only where it writes one.
  */
 export function chatPrompter(template: PromptTemplate | ChatTemplate, tokenizer: Tokenizer, encode: EncodeText): ChatPrompter {
   if (isChatTemplate(template)) return jinjaPrompter(template, tokenizer, encode);

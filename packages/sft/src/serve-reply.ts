@@ -69,7 +69,6 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     presencePenalty: s.presencePenalty,
     stopStrings: s.stop,
     seed: s.seed,
-    addBos: true,
     onToken: (e) => {
       if (job.cancelled) throw new Cancelled();
       job.tokens++;

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { AccessConfigError, AccessGuard, BodyTooLargeError, normalizeAllowedHosts, normalizeCorsOrigins, readBody, sendJson } from '@huatuo/http';
 import type { LlamaModel, Tokenizer } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
+import type { EncodeText } from './chat-prompt.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { PromptTemplate } from './prompt.js';
 import { HttpError, sendError } from './serve-errors.js';
@@ -138,7 +139,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const created = Math.floor(Date.now() / 1000);
   const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu' };
   const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer);
-  const encode = (text: string, addBos: boolean): Promise<number[]> => (thread === null ? Promise.resolve(tokenizer.encode(text, { addBos })) : thread.encode(text, { addBos }));
+  const encode: EncodeText = (text, specialTokens) => {
+    const options = specialTokens ? {} : { addBos: false, addEos: false };
+    return thread === null ? Promise.resolve(tokenizer.encode(text, options)) : thread.encode(text, options);
+  };
   const read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, encode });
   const queue = new JobQueue(maxQueue, (job) => reply(job, model, tokenizer, modelName), (e) => options.onEvent?.(e));
   let guard: AccessGuard | null = null;

@@ -70,13 +70,13 @@ export class TokenizerThread {
     return thread;
   }
 
-  /** Token ids of `text`, BOS first unless `addBos: false` (as `tokenizer.encode(text, options)`). */
-  encode(text: string, options: Pick<EncodeOptions, 'addBos'> = {}): Promise<number[]> {
+  /** Token ids of `text`, as `tokenizer.encode(text, options)` gives them. */
+  encode(text: string, options: EncodeOptions = {}): Promise<number[]> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, text, addBos: options.addBos ?? true });
+      this.worker.postMessage({ id, text, options: { addBos: options.addBos, addEos: options.addEos } });
     });
   }
 

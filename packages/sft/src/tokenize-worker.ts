@@ -1,15 +1,15 @@
 // Worker-thread entry of TokenizerThread: loads the tokenizer of a folder and answers
-// { id, text, addBos } messages with the text's token ids, one at a time.
+// { id, text, options } messages with the text's token ids, one at a time.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadTokenizer } from '@huatuo/llama';
+import { loadTokenizer, type EncodeOptions } from '@huatuo/llama';
 
 const port = parentPort!;
 try {
   const tokenizer = await loadTokenizer((workerData as { dir: string }).dir);
-  port.on('message', (m: { id: number; text: string; addBos: boolean }) => {
+  port.on('message', (m: { id: number; text: string; options: EncodeOptions }) => {
     try {
-      port.postMessage({ id: m.id, ids: tokenizer.encode(m.text, { addBos: m.addBos }) });
+      port.postMessage({ id: m.id, ids: tokenizer.encode(m.text, m.options) });
     } catch (e) {
       port.postMessage({ id: m.id, error: (e as Error).message });
     }

@@ -53,7 +53,7 @@ export interface GenerateOptions {
    * hash32(seed, b), so a prompt's tokens do not depend on the other prompts. Default 0.
    */
   readonly seed?: number;
-  /** Put BOS before text prompts. Default true. */
+  /** Put BOS before text prompts. Default: as the tokenizer's encode does (tokenizer_config.json's add_bos_token, else true), as `generate(tokenizer(prompt))` in transformers. */
   readonly addBos?: boolean;
   /**
    * Called with each new token (greedy and sampling: as generated; beam search: the chosen

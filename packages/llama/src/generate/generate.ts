@@ -123,7 +123,7 @@ export async function generate(
   const ids = list.map((p, i) => {
     if (typeof p === 'string') {
       if (tokenizer === null) throw new ModelError(`generate: prompt ${i} is text but no tokenizer was given; pass one or give token ids`);
-      return tokenizer.encode(p, { addBos: options.addBos ?? true });
+      return options.addBos === undefined ? tokenizer.encode(p) : tokenizer.encode(p, { addBos: options.addBos });
     }
     const V = model.config.vocabSize;
     if (p.length === 0 || p.some((t) => !Number.isInteger(t) || t < 0 || t >= V)) {
