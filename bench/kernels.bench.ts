@@ -1,6 +1,6 @@
 // Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
-// unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu and the
-// fused decode products (decode-fused.bench.ts).
+// unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu, the
+// sampling penalties over LLaMA's vocabulary and the fused decode products (decode-fused.bench.ts).
 // Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
 // halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
@@ -8,18 +8,24 @@ import {
   AdamW,
   attention,
   backward,
+  countTokens,
   crossEntropy,
   deviceInfo,
+  frequencyPresencePenalty,
+  markSeen,
   matmul,
   maskedFill,
   mul,
   randn,
   readyAttention,
+  repetitionPenalty,
   rmsNorm,
+  seenMask,
   silu,
   softmax,
   swiglu,
   tensor,
+  tokenCounts,
   transpose,
   type Tensor,
 } from '@huatuo/tensor';
@@ -264,7 +270,48 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
   return lines;
 }
 
-/** Attention and the memory-bound rows; returns target lines for the summary. */
+/**
+ * The penalties of one decoding step over LLaMA's vocabulary (V 32000) at batch 1 and 8: OpenAI's
+ * frequency and presence penalties over the rows' counts and their increment with the step's picks,
+ * beside Hugging Face's repetition penalty over a bit mask and its marking. Each row has generated
+ * 64 tokens. The increments touch one element a row, so their rows show the dispatch's kernel time.
+ */
+export async function benchPenalties(ctx: BenchContext): Promise<void> {
+  const V = 32000;
+  const rt = getRuntime();
+  for (const B of [1, 8]) {
+    const shape = `${B}x${V}`;
+    const n = B * V * 4;
+    const logits = randn([B, V], { seed: 10 + B });
+    const generated = Array.from({ length: B }, (_, b) => Array.from({ length: 64 }, (_, i) => (b * 7919 + i * 104729) % V));
+    const picks = tensor(new Int32Array(B).map((_, b) => (b * 31337) % V), [B], { dtype: 'i32' });
+    const counts = tokenCounts(generated, V);
+    const seen = seenMask(generated, V);
+    await bandwidthRow(ctx, 'frequencyPresencePenalty', 'huatuo', shape, 3 * n, 'traffic: read logits and i32 counts, write logits', async () => {
+      const y = frequencyPresencePenalty(logits, counts, 0.5, 0.3);
+      await rt.sync();
+      y.dispose();
+    });
+    await bandwidthRow(ctx, 'countTokens', 'huatuo', shape, 3 * B * 4, 'traffic: read one id a row, read and write its count', async () => {
+      countTokens(counts, picks);
+      await rt.sync();
+    });
+    await bandwidthRow(ctx, 'repetitionPenalty', 'huatuo', shape, 2 * n + B * Math.ceil(V / 32) * 4, 'traffic: read logits and the seen bit mask, write logits', async () => {
+      const y = repetitionPenalty(logits, seen, 1.2);
+      await rt.sync();
+      y.dispose();
+    });
+    await bandwidthRow(ctx, 'markSeen', 'huatuo', shape, 3 * B * 4, 'traffic: read one id a row, read and write its mask word', async () => {
+      markSeen(seen, picks, V);
+      await rt.sync();
+    });
+    for (const t of [logits, picks, counts, seen]) t.dispose();
+  }
+}
+
+/** Attention, the memory-bound rows and the sampling penalties; returns target lines for the summary. */
 export async function benchKernels(ctx: BenchContext): Promise<string[]> {
-  return [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx)), ...(await benchDecodeFused(ctx))];
+  const lines = [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
+  await benchPenalties(ctx);
+  return [...lines, ...(await benchDecodeFused(ctx))];
 }
