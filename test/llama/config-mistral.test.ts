@@ -83,7 +83,7 @@ test('a malformed sliding_window or an unknown model_type is refused by name', (
   for (const bad of [0, -5, 1.5, '4096', true]) {
     expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, sliding_window: bad }, file), 'sliding_window', file, 'positive integer or null', JSON.stringify(bad));
   }
-  expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, model_type: 'mixtral' }, file), 'model_type', '"llama" or "mistral"', '"mixtral"');
+  expectConfigError(() => parseLlamaConfig({ ...MISTRAL_7B, model_type: 'mixtral' }, file), 'model_type', '"llama", "mistral" or "qwen2"', '"mixtral"');
 });
 
 test('head_dim other than hidden_size / heads (Mistral-Nemo: 128 with 5120 and 32 heads) is read and written back', () => {

@@ -150,7 +150,7 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   expectConfigError(() => parseLlamaConfig(withField('num_key_value_heads', 3), file), 'num_key_value_heads', 'num_attention_heads 4', 'num_key_value_heads 3');
   expectConfigError(() => parseLlamaConfig(withField('hidden_act', 'gelu'), file), 'hidden_act', '"silu"', '"gelu"');
   expectConfigError(() => parseLlamaConfig(withField('rms_norm_eps', -1), file), 'rms_norm_eps', 'positive number', '-1');
-  expectConfigError(() => parseLlamaConfig(withField('model_type', 'qwen2'), file), 'model_type', '"llama" or "mistral"', '"qwen2"');
+  expectConfigError(() => parseLlamaConfig(withField('model_type', 'gemma'), file), 'model_type', '"llama", "mistral" or "qwen2"', '"gemma"');
   expectConfigError(() => parseLlamaConfig(withField('eos_token_id', 32000), file), 'eos_token_id', '[0, 32000)', '32000');
   expectConfigError(() => parseLlamaConfig(withField('head_dim', 12.5), file), 'head_dim', 'positive integer', '12.5');
   expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'yarn', factor: 2 }), file), 'rope_scaling', file, '"yarn" is not supported', '"linear"');

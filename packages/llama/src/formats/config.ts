@@ -1,5 +1,5 @@
-// LLaMA hyperparameters: Hugging Face `config.json` (model_type "llama", or "mistral": LLaMA's
-// architecture with a sliding attention window) parsed into a typed, validated `LlamaConfig`, written
+// LLaMA hyperparameters: Hugging Face `config.json` (model_type "llama", "mistral": LLaMA's
+// architecture with a sliding attention window, or "qwen2": LLaMA with biases on q, k and v) parsed into a typed, validated `LlamaConfig`, written
 // back out, and named presets. Browser-safe.
 
 import { ModelConfigError } from '../errors.js';
@@ -8,12 +8,15 @@ import { parseRopeScaling, ropeScalingJson, type LlamaRopeScaling } from './rope
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
 export type TorchDType = 'float32' | 'float16' | 'bfloat16';
 
-/** The Hugging Face architectures read as LLaMA: `model_type` "llama" and "mistral". */
-export type LlamaModelType = 'llama' | 'mistral';
+/** The Hugging Face architectures read as LLaMA: `model_type` "llama", "mistral" and "qwen2". */
+export type LlamaModelType = 'llama' | 'mistral' | 'qwen2';
 
 /** LLaMA hyperparameters in camelCase; HF `config.json` field names in comments. */
 export interface LlamaConfig {
-  /** The checkpoint's architecture (`model_type`): "llama", or "mistral" (LLaMA with `sliding_window`). */
+  /**
+   * The checkpoint's architecture (`model_type`): "llama", "mistral" (LLaMA with `sliding_window`), or "qwen2"
+   * (LLaMA with a bias on q_proj, k_proj and v_proj; see {@link hasQkvBias}).
+   */
   readonly modelType: LlamaModelType;
   /** C, the residual width (`hidden_size`). */
   readonly hiddenSize: number;
@@ -41,8 +44,9 @@ export interface LlamaConfig {
   /** Longest sequence the position encoding is meant for (`max_position_embeddings`). */
   readonly maxPositionEmbeddings: number;
   /**
-   * Mistral's sliding attention window (`sliding_window`): query i sees keys i - slidingWindow < j <= i.
-   * null for full causal attention (always for LLaMA).
+   * The sliding attention window of every layer (Mistral's `sliding_window`; Qwen2's where `use_sliding_window`
+   * makes every layer slide): query i sees keys i - slidingWindow < j <= i. null for full causal attention
+   * (always for LLaMA).
    */
   readonly slidingWindow: number | null;
   /** Whether `lm_head` shares the embedding matrix (`tie_word_embeddings`). */
@@ -115,6 +119,11 @@ export const llamaPresets: Readonly<Record<LlamaPresetName, LlamaConfig>> = Obje
   }),
 });
 
+/** Whether q_proj, k_proj and v_proj have a `.bias` (Qwen2's attention; LLaMA's and Mistral's projections have none). */
+export function hasQkvBias(config: Pick<LlamaConfig, 'modelType'>): boolean {
+  return config.modelType === 'qwen2';
+}
+
 type Json = Record<string, unknown>;
 
 function field(file: string, json: Json, key: string): unknown {
@@ -178,7 +187,9 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
  * num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6, rope_theta 10000, rope_scaling null,
  * max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2, hidden_act "silu",
  * initializer_range 0.02, torch_dtype float32; for Mistral, MistralConfig's: num_key_value_heads 8,
- * max_position_embeddings 131072, sliding_window 4096 (null: no window). Throws ModelConfigError naming
+ * max_position_embeddings 131072, sliding_window 4096 (null: no window); for Qwen2, Qwen2Config's:
+ * num_key_value_heads 32, max_position_embeddings 32768, use_sliding_window false (no window), and
+ * bos_token_id and eos_token_id required. Throws ModelConfigError naming
  * `fileName` and the field for anything missing, malformed, or unsupported.
  *
  * @example
@@ -192,20 +203,22 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   }
   const j = json as Json;
   const modelType = field(file, j, 'model_type') ?? 'llama';
-  if (modelType !== 'llama' && modelType !== 'mistral') {
-    throw new ModelConfigError(file, 'model_type', `expected "llama" or "mistral", got ${JSON.stringify(modelType)}; only LLaMA and Mistral checkpoints are supported`);
+  if (modelType !== 'llama' && modelType !== 'mistral' && modelType !== 'qwen2') {
+    throw new ModelConfigError(file, 'model_type', `expected "llama", "mistral" or "qwen2", got ${JSON.stringify(modelType)}; only LLaMA, Mistral and Qwen2 checkpoints are supported`);
   }
   const mistral = modelType === 'mistral';
+  const qwen2 = modelType === 'qwen2';
   const hiddenSize = positiveInt(file, j, 'hidden_size');
   const intermediateSize = positiveInt(file, j, 'intermediate_size');
   const numHiddenLayers = positiveInt(file, j, 'num_hidden_layers');
   const numAttentionHeads = positiveInt(file, j, 'num_attention_heads');
-  // MistralConfig's defaults where the field is absent: 8 kv heads (null: as many as query heads), 4096 * 32 positions.
-  const kvAbsent = mistral && field(file, j, 'num_key_value_heads') === undefined;
-  const numKeyValueHeads = kvAbsent ? 8 : positiveInt(file, j, 'num_key_value_heads', numAttentionHeads);
+  // MistralConfig's and Qwen2Config's defaults where the field is absent: 8 and 32 kv heads (null: as many as
+  // query heads), 4096 * 32 and 32768 positions.
+  const kvAbsent = (mistral || qwen2) && field(file, j, 'num_key_value_heads') === undefined;
+  const numKeyValueHeads = kvAbsent ? (mistral ? 8 : 32) : positiveInt(file, j, 'num_key_value_heads', numAttentionHeads);
   const vocabSize = positiveInt(file, j, 'vocab_size');
-  const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', mistral ? 4096 * 32 : 2048);
-  const slidingWindow = mistral ? parseSlidingWindow(file, field(file, j, 'sliding_window')) : null;
+  const maxPositionEmbeddings = positiveInt(file, j, 'max_position_embeddings', mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
+  const slidingWindow = mistral ? parseSlidingWindow(file, field(file, j, 'sliding_window')) : qwen2 ? qwen2SlidingWindow(file, j, numHiddenLayers) : null;
   const declaredHeadDim = field(file, j, 'head_dim');
   const hasHeadDim = declaredHeadDim !== undefined && declaredHeadDim !== null;
   if (!hasHeadDim && hiddenSize % numAttentionHeads !== 0) {
@@ -226,7 +239,8 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const tie = field(file, j, 'tie_word_embeddings') ?? false;
   if (typeof tie !== 'boolean') throw new ModelConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
   const ropeScaling = parseRopeScaling(file, field(file, j, 'rope_scaling'));
-  for (const key of ['attention_bias', 'mlp_bias']) {
+  // Qwen2Config has no such fields (its q, k and v biases come with the architecture).
+  for (const key of qwen2 ? [] : ['attention_bias', 'mlp_bias']) {
     const v = field(file, j, key);
     if (v !== undefined && v !== null && v !== false) {
       throw new ModelConfigError(file, key, `expected false, got ${JSON.stringify(v)}; LLaMA's projections have no bias`);
@@ -238,8 +252,12 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   }
 
   const bosRaw = field(file, j, 'bos_token_id');
-  const bosTokenId = bosRaw === undefined || bosRaw === null ? 1 : tokenId(file, 'bos_token_id', bosRaw, vocabSize);
   const eosRaw = field(file, j, 'eos_token_id');
+  // Qwen2Config gives no default token ids (LLaMA's 1 and 2 are other tokens in Qwen2's vocabulary).
+  for (const [key, raw] of qwen2 ? ([['bos_token_id', bosRaw], ['eos_token_id', eosRaw]] as const) : []) {
+    if (raw === undefined || raw === null) throw new ModelConfigError(file, key, 'is missing; Qwen2 configs have no default for it: add the id from the model\'s tokenizer_config.json (151643 is <|endoftext|>)');
+  }
+  const bosTokenId = bosRaw === undefined || bosRaw === null ? 1 : tokenId(file, 'bos_token_id', bosRaw, vocabSize);
   const eosTokenIds = eosRaw === undefined || eosRaw === null ? [2] : eosIds(file, eosRaw, vocabSize);
   const padRaw = field(file, j, 'pad_token_id');
   // LLaMA-1 conversions write pad_token_id -1 or 0; -1 means "none".
@@ -270,7 +288,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   });
 }
 
-/** A Mistral `sliding_window`: a positive whole number of keys, or null (absent: MistralConfig's 4096). */
+/** A `sliding_window`: a positive whole number of keys, or null (absent: MistralConfig's and Qwen2Config's 4096). */
 function parseSlidingWindow(file: string, v: unknown): number | null {
   if (v === undefined) return 4096;
   if (v === null) return null;
@@ -281,16 +299,54 @@ function parseSlidingWindow(file: string, v: unknown): number | null {
 }
 
 /**
+ * Qwen2's attention window from `use_sliding_window` (default false: no window), `sliding_window` (default 4096)
+ * and which layers slide (`layer_types` where given, else layers from `max_window_layers`, default 28, on), as
+ * Qwen2Config reads them: null where no layer slides, the window where every layer does. Refuses a window on some
+ * layers only.
+ */
+function qwen2SlidingWindow(file: string, j: Json, numHiddenLayers: number): number | null {
+  const use = field(file, j, 'use_sliding_window') ?? false;
+  if (typeof use !== 'boolean') throw new ModelConfigError(file, 'use_sliding_window', `expected true or false, got ${JSON.stringify(use)}`);
+  // Read even when unused, so that a malformed value is reported.
+  const window = parseSlidingWindow(file, field(file, j, 'sliding_window'));
+  const layerTypes = field(file, j, 'layer_types');
+  let sliding: boolean[];
+  if (layerTypes !== undefined && layerTypes !== null) {
+    if (!Array.isArray(layerTypes) || layerTypes.length !== numHiddenLayers || layerTypes.some((t) => t !== 'full_attention' && t !== 'sliding_attention')) {
+      throw new ModelConfigError(file, 'layer_types', `expected a list of ${numHiddenLayers} entries, each "full_attention" or "sliding_attention", got ${JSON.stringify(layerTypes)}`);
+    }
+    sliding = layerTypes.map((t) => t === 'sliding_attention');
+  } else {
+    const raw = field(file, j, 'max_window_layers') ?? 28;
+    if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < 0) {
+      throw new ModelConfigError(file, 'max_window_layers', `expected a whole number of layers, got ${JSON.stringify(raw)}`);
+    }
+    sliding = Array.from({ length: numHiddenLayers }, (_, i) => i >= raw);
+  }
+  // Qwen2Config drops sliding_window unless use_sliding_window is true: then every layer attends to all keys.
+  if (!use || window === null || !sliding.some((s) => s)) return null;
+  if (sliding.every((s) => s)) return window;
+  const first = sliding.indexOf(true);
+  throw new ModelConfigError(
+    file,
+    'use_sliding_window',
+    `is true and the window covers only some layers (layer ${first} of ${numHiddenLayers} on, from max_window_layers or layer_types); a window on some layers only is not supported: set use_sliding_window to false to attend to all keys, as the released Qwen2 models do`,
+  );
+}
+
+/**
  * A complete Hugging Face `config.json` object for `config` (architectures `["LlamaForCausalLM"]` and
- * `model_type` "llama", or `["MistralForCausalLM"]`, "mistral" and its `sliding_window`; every
+ * `model_type` "llama", `["MistralForCausalLM"]`, "mistral" and its `sliding_window`, or `["Qwen2ForCausalLM"]`,
+ * "qwen2" and its window fields; every
  * hyperparameter) that `parseLlamaConfig` reads back to an equal config. Serialize with
  * `JSON.stringify(obj, null, 2)`.
  */
 export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
   const eos = config.eosTokenIds.length > 1 ? [...config.eosTokenIds] : config.eosTokenId;
   const mistral = config.modelType === 'mistral';
+  const qwen2 = config.modelType === 'qwen2';
   const out: Record<string, unknown> = {
-    architectures: [mistral ? 'MistralForCausalLM' : 'LlamaForCausalLM'],
+    architectures: [mistral ? 'MistralForCausalLM' : qwen2 ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
     attention_bias: false,
     bos_token_id: config.bosTokenId,
     eos_token_id: eos,
@@ -319,6 +375,13 @@ export function toHfConfigJson(config: LlamaConfig): Record<string, unknown> {
     // MistralConfig has no bias or tensor-parallel fields.
     for (const key of ['attention_bias', 'mlp_bias', 'pretraining_tp']) delete out[key];
     out['sliding_window'] = config.slidingWindow;
+  }
+  if (qwen2) {
+    // Qwen2Config has no bias or tensor-parallel fields; a window slides on every layer or none.
+    for (const key of ['attention_bias', 'mlp_bias', 'pretraining_tp']) delete out[key];
+    out['use_sliding_window'] = config.slidingWindow !== null;
+    out['sliding_window'] = config.slidingWindow;
+    out['max_window_layers'] = config.slidingWindow === null ? config.numHiddenLayers : 0;
   }
   return out;
 }
