@@ -34,7 +34,7 @@ export class AdapterPacks {
 
 /**
  * The operands of a fused product of `linears` on x (inference: grad off, a few rows), or null where the
- * product does not fit (a split weight, quantized weights the device cannot bind, an odd shape). Adapted projections cost one more
+ * product does not fit (a split weight, a bias, quantized weights the device cannot bind, an odd shape). Adapted projections cost one more
  * dispatch here: h = norm(x) A_i^T of all of them in one pass.
  */
 export function fusedGroup(x: Tensor, linears: readonly Linear[], norm: FusedNorm | undefined, packs: AdapterPacks, key: string): FusedGroup | null {

@@ -1,8 +1,8 @@
-// A bias-free projection y = x W^T with W stored as Hugging Face does ([out, in]) and read
-// transposed in place; W may be split along its rows (outputs) into several buffers when it
+// A projection y = x W^T (+ b where the checkpoint has a bias: Qwen2's q, k and v) with W stored as
+// Hugging Face does ([out, in]) and read transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
 // An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA), with DoRA
-// rescaled per output row by m / ||W + scaling B A||; at inference its matrices' casts to the activations' dtype are
+// rescaled per output row by m / ||W + scaling B A|| (the bias added after, unscaled, as PEFT does); at inference its matrices' casts to the activations' dtype are
 // kept while the matrices are unchanged (their storage version); decoding adds a plain LoRA update in one fused
 // dispatch after the down-projection h = x A^T where the fused products run.
 
@@ -30,6 +30,8 @@ export class Linear {
   parts: Tensor[];
   /** The frozen weight [out, in] quantized (then `parts` is empty), or null. */
   quantized: QuantizedWeight | null;
+  /** The frozen bias [out] in the model's dtype, or null (LLaMA's projections have none). A merge leaves it as it is. */
+  bias: Tensor | null = null;
   private adapter: LoraWeights | null = null;
   private isMerged = false;
   /** A and B cast to the activations' dtype, outside autograd, with the storage versions they were cast at. */
@@ -78,8 +80,12 @@ export class Linear {
     return this.adapter?.magnitude !== undefined && this.adapter.magnitude !== null;
   }
 
-  /** The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; an unmerged adapter comes on top. */
+  /**
+   * The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null (and null
+   * with a bias, which the fused products do not add); an unmerged adapter comes on top.
+   */
   get baseWeight(): FusedWeight | null {
+    if (this.bias !== null) return null;
     return this.quantized ?? (this.parts.length === 1 ? this.parts[0]! : null);
   }
 
@@ -94,10 +100,16 @@ export class Linear {
   }
 
   /**
-   * y = x W^T (+ the adapter's update); x [..., in] -> [..., out]. `dropoutSeed` enables the
+   * y = x W^T (+ the adapter's update) (+ b); x [..., in] -> [..., out]. `dropoutSeed` enables the
    * adapter's dropout (training).
    */
   forward(x: Tensor, dropoutSeed?: number): Tensor {
+    const y = this.adaptedProduct(x, dropoutSeed); // [..., out]
+    return this.bias === null ? y : add(y, this.bias);
+  }
+
+  /** x W^T plus the unmerged adapter's update, without the bias: x [..., in] -> [..., out]. */
+  private adaptedProduct(x: Tensor, dropoutSeed: number | undefined): Tensor {
     const y = this.baseProduct(x); // [..., out]
     const lora = this.lora;
     // DoRA rescales the whole output: it takes the separate products below, not the fused update.
@@ -191,9 +203,11 @@ export class Linear {
     this.doraKept = { w2: null, norm: null };
   }
 
-  /** Disposes the weight parts and the adapter. */
+  /** Disposes the weight parts, the bias and the adapter. */
   dispose(): void {
     for (const p of this.parts) p.dispose();
+    this.bias?.dispose();
+    this.bias = null;
     this.quantized?.dispose();
     this.quantized = null;
     this.lora?.A.dispose();

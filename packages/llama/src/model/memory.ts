@@ -5,7 +5,7 @@
 
 import { composedAttentionFor, matmulSplitBytes, type QuantFormat } from '@huatuo/tensor';
 import { splitPartialBound } from '@huatuo/tensor/internal';
-import type { LlamaConfig } from '../formats/config.js';
+import { hasQkvBias, type LlamaConfig } from '../formats/config.js';
 import type { LlamaModel } from './model.js';
 import { lossChunkRows } from './chunked-loss.js';
 import { MemoryError } from '../errors.js';
@@ -142,6 +142,8 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     const [out, inp] = projectionShape(config, t);
     layerBytes += projectionBytes(out, inp, quantize, bytes);
   }
+  // Qwen2's q, k and v biases, in the weights' dtype whatever the projections' format.
+  if (hasQkvBias(config)) layerBytes += (H * config.headDim + 2 * kvd) * bytes;
   const weights = (V * C * (config.tieWordEmbeddings ? 1 : 2) + C) * bytes + L * layerBytes;
 
   let loraElements = 0;

@@ -17,7 +17,7 @@ import {
   type QuantFormat,
   type Tensor,
 } from '@huatuo/tensor';
-import type { LlamaConfig } from '../formats/config.js';
+import { hasQkvBias, type LlamaConfig } from '../formats/config.js';
 import { f32ToF16 } from '../formats/dtype-convert.js';
 import { ModelError } from '../errors.js';
 import { Linear } from './linear.js';
@@ -33,13 +33,23 @@ export interface WeightSpec {
   readonly shape: readonly number[];
 }
 
-/** Every weight of a LlamaForCausalLM checkpoint for `config`, in Hugging Face's order. */
+/** The projections with a `.bias` under `config`: q, k and v for Qwen2, none for LLaMA and Mistral. */
+export function biasedProjections(config: LlamaConfig): readonly LoraTargetModule[] {
+  return hasQkvBias(config) ? ['q_proj', 'k_proj', 'v_proj'] : [];
+}
+
+/** Every weight of a LlamaForCausalLM (or Qwen2ForCausalLM) checkpoint for `config`, in Hugging Face's order. */
 export function expectedWeights(config: LlamaConfig): WeightSpec[] {
   const C = config.hiddenSize;
+  const biased = biasedProjections(config);
   const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocabSize, C] }];
   for (let i = 0; i < config.numHiddenLayers; i++) {
     specs.push({ name: `model.layers.${i}.input_layernorm.weight`, shape: [C] });
-    for (const t of loraTargetModules) specs.push({ name: `${modulePath(i, t)}.weight`, shape: projectionShape(config, t) });
+    for (const t of loraTargetModules) {
+      const shape = projectionShape(config, t);
+      specs.push({ name: `${modulePath(i, t)}.weight`, shape });
+      if (biased.includes(t)) specs.push({ name: `${modulePath(i, t)}.bias`, shape: [shape[0]] });
+    }
     specs.push({ name: `model.layers.${i}.post_attention_layernorm.weight`, shape: [C] });
   }
   specs.push({ name: 'model.norm.weight', shape: [C] });
@@ -80,7 +90,7 @@ export type Quantization = 'none' | QuantFormat;
 
 /**
  * Assembles a model; `matrix(name, rows)` gives a [rows_i, cols] part per entry of `rows`
- * and `vector(name)` a [C] tensor; `quantized(name)`, when given, the quantized weight of a
+ * and `vector(name)` a vector (a norm's [C], a bias's [out]); `quantized(name)`, when given, the quantized weight of a
  * decoder projection (then `matrix` is not called for it). Every tensor it returns is kept out of tidy scopes.
  */
 export function assembleModel(
@@ -98,11 +108,13 @@ export function assembleModel(
     return matrix(spec, weightParts(rows, cols, dtype, limit)).map((t) => keep(t));
   };
   const vec = (name: string): Tensor => keep(vector(specs.get(name)!));
+  const biased = biasedProjections(config);
   const linear = (i: number, t: LoraTargetModule): Linear => {
     const [out, inp] = projectionShape(config, t);
     const name = `${modulePath(i, t)}.weight`;
-    if (quantized !== undefined) return new Linear(modulePath(i, t), out, inp, [], quantized(specs.get(name)!));
-    return new Linear(modulePath(i, t), out, inp, mat(name));
+    const l = quantized !== undefined ? new Linear(modulePath(i, t), out, inp, [], quantized(specs.get(name)!)) : new Linear(modulePath(i, t), out, inp, mat(name));
+    if (biased.includes(t)) l.bias = vec(`${modulePath(i, t)}.bias`);
+    return l;
   };
   const embed = mat('model.embed_tokens.weight');
   const layers: DecoderLayer[] = [];
@@ -140,7 +152,7 @@ export interface RandomModelOptions extends ModelOptions {
 
 /**
  * A model with seeded random weights (normal, std `initializerRange`, as Hugging Face
- * initializes LLaMA; norms at 1), for demos, tests and training from scratch.
+ * initializes LLaMA; norms at 1, biases at 0), for demos, tests and training from scratch.
  *
  * @example
  * const model = createRandomLlama(configFromPreset('tiny'), { seed: 1 });
@@ -155,7 +167,7 @@ export function createRandomLlama(config: LlamaConfig, options: RandomModelOptio
     dtype,
     bindingLimit(options.maxBindingBytes),
     (spec, rows) => rows.map((r) => (std === 0 ? zeros([r, spec.shape[1]!], { dtype }) : randn([r, spec.shape[1]!], { seed: nextSeed(), dtype }).mul(std))),
-    (spec) => ones(spec.shape, { dtype }),
+    (spec) => (spec.name.endsWith('.bias') ? zeros(spec.shape, { dtype }) : ones(spec.shape, { dtype })),
   );
 }
 
@@ -221,7 +233,10 @@ export function modelTensorsToWrite(model: LlamaModel): TensorToWrite[] {
   for (const layer of model.layers) {
     byName.set(`model.layers.${layer.index}.input_layernorm.weight`, [layer.inputNorm]);
     byName.set(`model.layers.${layer.index}.post_attention_layernorm.weight`, [layer.postNorm]);
-    for (const l of layer.linears()) if (l.quantized === null) byName.set(`${l.name}.weight`, l.parts);
+    for (const l of layer.linears()) {
+      if (l.quantized === null) byName.set(`${l.name}.weight`, l.parts);
+      if (l.bias !== null) byName.set(`${l.name}.bias`, [l.bias]);
+    }
   }
   const quantized = new Map(model.linears().filter((l) => l.quantized !== null).map((l) => [`${l.name}.weight`, l]));
   byName.set('model.norm.weight', [model.norm]);

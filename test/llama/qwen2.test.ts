@@ -1,0 +1,212 @@
+// Tiny Qwen2 checkpoints (model_type "qwen2": biases on q_proj, k_proj and v_proj; use_sliding_window false
+// with a sliding_window shorter than the batch, which must stay unused) against the PyTorch reference of
+// scripts/fixtures/make-qwen2-fixtures.py: qwen2-bias (untied lm_head, safetensors) and qwen2-tied-bin (tied
+// embeddings, a pytorch_model.bin). Logits and loss of a padded batch, the KV cache one token at a time, LoRA on
+// q and v (logits, loss, gradients of A and B), greedy and beam ids, and a merged save that keeps the biases.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { add, cat, copyInto, initWebGPU, keep, mul, noGrad, randn, setFusedLinearPreferred, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { KvCache, applyLora, configFromPreset, createRandomLlama, generate, loadAdapter, loadLlama, peftKey, saveMergedModel, type LlamaModel } from '@huatuo/llama';
+import { assertClose } from '../tensor/helpers.js';
+import { checkLogits, fixtureDir, readReference } from './fixtures.js';
+
+const tol = { atol: 1e-4, rtol: 1e-4 };
+
+function ids2d(rows: number[][]): Tensor {
+  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
+}
+
+function biasedProjections(model: LlamaModel) {
+  return model.layers.flatMap((l) => [l.qProj, l.kProj, l.vProj]);
+}
+
+/**
+ * Logits [V * T] of `row` decoded through the KV cache, `prefill` tokens first and then one at a time, with the
+ * fused decode products where they fit (`fused`) or the separate ops.
+ */
+async function cachedLogits(model: LlamaModel, row: number[], prefill: number, fused: boolean): Promise<Float32Array> {
+  const cache = new KvCache(model.config, 1, row.length, 'f32');
+  setFusedLinearPreferred(fused);
+  try {
+    const steps: Tensor[] = [];
+    noGrad(() => {
+      steps.push(tidy(() => model.forward(ids2d([row.slice(0, prefill)]), { cache })));
+      for (let t = prefill; t < row.length; t++) steps.push(tidy(() => model.forward(ids2d([row.slice(t, t + 1)]), { cache })));
+    });
+    const cached = tidy(() => cat(steps, 1));
+    const out = (await toArray(cached)) as Float32Array;
+    cached.dispose();
+    return out;
+  } finally {
+    setFusedLinearPreferred(null);
+    cache.dispose();
+  }
+}
+
+for (const NAME of ['qwen2-bias', 'qwen2-tied-bin']) {
+  describe(`the Qwen2 checkpoint ${NAME} against the PyTorch reference`, () => {
+    const ref = readReference(NAME);
+    before(async () => {
+      await initWebGPU();
+    });
+
+    it('loads as a qwen2 config with q/k/v biases and gives the reference logits and loss; without the biases they differ', async () => {
+      const model = await loadLlama(fixtureDir(NAME));
+      try {
+        assert.equal(model.config.modelType, 'qwen2');
+        assert.equal(model.config.slidingWindow, null);
+        assert.equal(model.config.tieWordEmbeddings, NAME === 'qwen2-tied-bin');
+        for (const l of biasedProjections(model)) assert.deepEqual(l.bias?.shape, [l.outFeatures], `${l.name}.bias`);
+        for (const l of model.layers.flatMap((l) => [l.oProj, l.gateProj, l.upProj, l.downProj])) assert.equal(l.bias, null, `${l.name} has no bias`);
+        const run = () =>
+          noGrad(() =>
+            tidy(() => {
+              const [ids, mask] = [ids2d(ref.ids), ids2d(ref.attentionMask)];
+              return { logits: model.forward(ids, { attentionMask: mask }), loss: model.loss(ids, ids2d(ref.labels), mask) };
+            }),
+          );
+        const { logits, loss } = run();
+        await checkLogits(logits, ref, `${NAME} logits`);
+        assertClose([(await toArray(loss))[0]!], [ref.loss], tol, `${NAME} loss`);
+        const biases = biasedProjections(model).map((l) => l.bias);
+        for (const l of biasedProjections(model)) l.bias = null;
+        const unbiased = run();
+        biasedProjections(model).forEach((l, i) => (l.bias = biases[i]!));
+        const [a, b] = [await toArray(unbiased.logits), ref.logits];
+        assert.ok(a.some((v, i) => Math.abs(v - b[i]!) > 1e-2), 'the projections without their biases must give other logits');
+        for (const t of [logits, loss, unbiased.logits, unbiased.loss]) t.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it('gives the reference logits through the KV cache, one token at a time, with the fused decode products or without', async () => {
+      const model = await loadLlama(fixtureDir(NAME));
+      const row = ref.ids[0]!;
+      try {
+        for (const fused of [false, true]) {
+          assertClose(await cachedLogits(model, row, 2, fused), ref.logits.slice(0, row.length * model.config.vocabSize), tol, `cached (fused ${fused}) vs reference`);
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it('with the PEFT adapter on q and v gives the reference logits, loss and LoRA gradients (the biases frozen)', async () => {
+      const model = await loadLlama(fixtureDir(NAME));
+      try {
+        await loadAdapter(model, join(fixtureDir(NAME), 'adapter'));
+        const { logits, loss } = tidy(() => {
+          const [ids, mask] = [ids2d(ref.ids), ids2d(ref.attentionMask)];
+          const loss = model.loss(ids, ids2d(ref.labels), mask);
+          loss.backward();
+          return { loss, logits: noGrad(() => model.forward(ids, { attentionMask: mask })) };
+        });
+        await checkLogits(logits, ref.lora, `${NAME} adapted logits`);
+        assertClose([(await toArray(loss))[0]!], [ref.lora.loss], tol, `${NAME} adapted loss`);
+        let checked = 0;
+        for (const layer of model.layers) {
+          for (const [target, linear] of [['q_proj', layer.qProj], ['v_proj', layer.vProj]] as const) {
+            assert.equal(linear.bias!.grad, null, `${linear.name}.bias gets no gradient`);
+            for (const m of ['A', 'B'] as const) {
+              const key = peftKey(layer.index, target, m);
+              assertClose(await toArray(linear.lora![m].grad!), ref.lora.grads[key]!, { atol: 1e-5, rtol: 1e-3 }, `gradient of ${key}`);
+              checked++;
+            }
+          }
+        }
+        assert.equal(checked, Object.keys(ref.lora.grads).length);
+        // Decoding with the adapter (its update on the biased projections fused or not) gives the adapted logits too.
+        const row = ref.ids[0]!;
+        for (const fused of [false, true]) {
+          assertClose(await cachedLogits(model, row, 1, fused), ref.lora.logits.slice(0, row.length * model.config.vocabSize), tol, `adapted, cached (fused ${fused}) vs reference`);
+        }
+        for (const t of [logits, loss]) t.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it('greedy decoding of left-padded prompts and 4-beam search give the reference ids', async () => {
+      const model = await loadLlama(fixtureDir(NAME));
+      const g = ref.generation!;
+      try {
+        const greedy = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
+        assert.deepEqual(greedy.map((o) => o.tokens), g.greedy);
+        setFusedLinearPreferred(true);
+        try {
+          const fused = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
+          assert.deepEqual(fused.map((o) => o.tokens), g.greedy, 'greedy with the fused decode products');
+        } finally {
+          setFusedLinearPreferred(null);
+        }
+        const beam = await generate(model, null, g.prompts, { maxNewTokens: g.beamMaxNewTokens, numBeams: g.numBeams });
+        assert.deepEqual(beam.map((o) => o.tokens), g.beam);
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it('a merged save keeps the biases as they are, writes Qwen2ForCausalLM, and loads back to the adapted logits', async () => {
+      const model = await loadLlama(fixtureDir(NAME));
+      const dir = await mkdtemp(join(tmpdir(), 'qwen2-merged-'));
+      try {
+        await loadAdapter(model, join(fixtureDir(NAME), 'adapter'));
+        await saveMergedModel(model, dir);
+        const json = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+        assert.deepEqual([json['model_type'], json['architectures'], json['use_sliding_window']], ['qwen2', ['Qwen2ForCausalLM'], false]);
+        const back = await loadLlama(dir);
+        try {
+          assert.equal(back.config.tieWordEmbeddings, model.config.tieWordEmbeddings);
+          const [saved, original] = [biasedProjections(back), biasedProjections(model)];
+          for (let i = 0; i < saved.length; i++) assert.deepEqual(await toArray(saved[i]!.bias!), await toArray(original[i]!.bias!), `${saved[i]!.name}.bias`);
+          const logits = noGrad(() => tidy(() => back.forward(ids2d(ref.ids), { attentionMask: ids2d(ref.attentionMask) })));
+          await checkLogits(logits, ref.lora, `${NAME} merged logits`);
+          logits.dispose();
+        } finally {
+          back.dispose();
+        }
+      } finally {
+        model.dispose();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+describe('a biased projection under DoRA', () => {
+  before(async () => {
+    await initWebGPU();
+  });
+
+  it("adds the bias after DoRA's rescaling, unscaled (PEFT subtracts it from the base output before rescaling)", async () => {
+    const model = createRandomLlama(configFromPreset('tiny', { modelType: 'qwen2', bosTokenId: 1, eosTokenId: 2 }), { seed: 1 });
+    try {
+      applyLora(model, { r: 4, alpha: 8, useDora: true, targetModules: ['q_proj'] }, { seed: 2 });
+      const q = model.layers[0]!.qProj;
+      const bias = q.bias!;
+      noGrad(() => {
+        // B non-zero and m away from ||W||, so that DoRA's factor is not 1.
+        q.lora = { ...q.lora!, B: keep(randn([q.outFeatures, 4], { seed: 3 })), magnitude: keep(mul(q.lora!.magnitude!, 1.5)) };
+        copyInto(bias, randn([q.outFeatures], { seed: 4 }));
+      });
+      const x = tensor(Float32Array.from({ length: 3 * q.inFeatures }, (_, i) => Math.sin(i)), [1, 3, q.inFeatures]);
+      const [withBias, withoutBias] = noGrad(() => {
+        const a = keep(q.forward(x));
+        q.bias = null;
+        const b = keep(add(q.forward(x), bias));
+        q.bias = bias;
+        return [a, b];
+      });
+      assertClose(await toArray(withBias), await toArray(withoutBias), { atol: 1e-5, rtol: 1e-5 }, 'DoRA output with the bias');
+      withBias.dispose();
+      withoutBias.dispose();
+      x.dispose();
+    } finally {
+      model.dispose();
+    }
+  });
+});
