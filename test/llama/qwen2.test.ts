@@ -177,6 +177,27 @@ for (const NAME of ['qwen2-bias', 'qwen2-tied-bin']) {
   });
 }
 
+describe('a Qwen2 checkpoint quantized while loading', () => {
+  before(async () => {
+    await initWebGPU();
+  });
+
+  it('keeps the biases in the model dtype beside the int8 projections: logits near the reference', async () => {
+    const ref = readReference('qwen2-bias');
+    const model = await loadLlama(fixtureDir('qwen2-bias'), { quantize: 'int8' });
+    try {
+      assert.equal(model.quantization, 'int8');
+      for (const l of biasedProjections(model)) assert.deepEqual([l.bias?.shape, l.bias?.dtype], [[l.outFeatures], 'f32'], `${l.name}.bias`);
+      const logits = noGrad(() => tidy(() => model.forward(ids2d(ref.ids), { attentionMask: ids2d(ref.attentionMask) })));
+      // int8's rounding moves these logits by about 0.02; without the biases they move by more than 3.
+      assertClose(await toArray(logits), ref.logits, { atol: 0.06, rtol: 0 }, 'int8 logits');
+      logits.dispose();
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 describe('a biased projection under DoRA', () => {
   before(async () => {
     await initWebGPU();
@@ -190,7 +211,10 @@ describe('a biased projection under DoRA', () => {
       const bias = q.bias!;
       noGrad(() => {
         // B non-zero and m away from ||W||, so that DoRA's factor is not 1.
-        q.lora = { ...q.lora!, B: keep(randn([q.outFeatures, 4], { seed: 3 })), magnitude: keep(mul(q.lora!.magnitude!, 1.5)) };
+        const old = q.lora!;
+        q.lora = { ...old, B: keep(randn([q.outFeatures, 4], { seed: 3 })), magnitude: keep(mul(old.magnitude!, 1.5)) };
+        old.B.dispose();
+        old.magnitude!.dispose();
         copyInto(bias, randn([q.outFeatures], { seed: 4 }));
       });
       const x = tensor(Float32Array.from({ length: 3 * q.inFeatures }, (_, i) => Math.sin(i)), [1, 3, q.inFeatures]);
