@@ -5,7 +5,7 @@ import { AutogradError, ShapeError, fmtShape } from './errors.js';
 import { setGradEnabled } from './grad-mode.js';
 import { runBinary, runFill, runUnary } from './ops/launch.js';
 import { keep, startScope, type Scope } from './scope.js';
-import { storageBytes, type Tensor } from './tensor.js';
+import { storageBytes, sumVersions, type Tensor } from './tensor.js';
 
 /** Options of {@link backward}. */
 export interface BackwardOptions {
@@ -28,6 +28,11 @@ function topologicalOrder(root: Tensor): Tensor[] {
       if (!visited.has(next) && (next.node || next.requiresGrad)) {
         visited.add(next);
         stack.push([next, 0]);
+      } else if (!next.node && next.graphFreed) {
+        throw new AutogradError(
+          `backward: ${t} was computed by '${t.node!.op}' from ${next}, whose graph an earlier backward() freed, so the gradient would miss that part; ` +
+            'pass { retainGraph: true } to the earlier backward, or sum the losses and call backward once',
+        );
       }
     } else {
       order.push(t);
@@ -87,19 +92,29 @@ export function backward(root: Tensor, grad?: Tensor, options: BackwardOptions =
   }
   const order = topologicalOrder(root);
   for (const t of order) {
-    for (const s of t.node?.saved ?? []) {
+    const node = t.node;
+    if (!node) continue;
+    for (const s of node.saved) {
       if (s.disposed) {
         throw new AutogradError(
-          `backward: a tensor saved by '${t.node!.op}' for backward was disposed; run backward inside the tidy() that built the graph`,
+          `backward: a tensor saved by '${node.op}' for backward was disposed; run backward inside the tidy() that built the graph`,
         );
       }
+    }
+    if (sumVersions(node.saved) !== node.savedVersions) {
+      throw new AutogradError(
+        `backward: one of the tensors '${node.op}' saved for backward (${node.saved.join(', ')}) was modified by an in-place operation (copyInto, an optimizer step, ...) ` +
+          `after '${node.op}' ran, so its gradient would be wrong; write into a copy instead (cast(x, x.dtype) makes one), or run backward before the write`,
+      );
     }
   }
   const previous = setGradEnabled(false);
   const scope = startScope();
   try {
     const grads = new Map<Tensor, Tensor>();
-    grads.set(root, grad ?? runFill(root.shape, root.dtype, 1, null));
+    // A gradient of another dtype is converted to the output's, as torch does.
+    const rootGrad = !grad ? runFill(root.shape, root.dtype, 1, null) : grad.dtype === root.dtype ? grad : runUnary('backward', grad, 'v', 0, root.dtype);
+    grads.set(root, rootGrad);
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i]!;
       const g = grads.get(t);

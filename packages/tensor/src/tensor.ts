@@ -1,7 +1,7 @@
 // The Tensor: a shape, strides and an offset over reference-counted GPU storage, a dtype, and
 // autograd state. Views (reshape, transpose, slice, expand) share storage; ops live in ops/.
 import { getRuntime } from './backend/context.js';
-import { DisposedError, DTypeError, ShapeError, fmtShape } from './errors.js';
+import { AutogradError, DisposedError, DTypeError, ShapeError, fmtShape } from './errors.js';
 import { trackTensor } from './scope.js';
 
 /** Element types: f32; f16 where the adapter has shader-f16; i32/u32 for indices and masks. */
@@ -62,6 +62,18 @@ export interface GraphNode {
   backward(grad: Tensor): (Tensor | null)[];
   /** Tensors the backward reads; checked for disposal before backward runs. */
   saved: readonly Tensor[];
+  /**
+   * The sum of the saved tensors' versions when the op ran: versions only grow, so a different sum
+   * at backward means one was written in place since (torch's saved-variable version check).
+   */
+  savedVersions: number;
+}
+
+/** The sum of the tensors' storage versions (see {@link GraphNode.savedVersions}). */
+export function sumVersions(tensors: readonly Tensor[]): number {
+  let sum = 0;
+  for (let i = 0; i < tensors.length; i++) sum += tensors[i]!.storage('backward').version;
+  return sum;
 }
 
 let nextTensorId = 1;
@@ -69,9 +81,12 @@ let nextTensorId = 1;
 /** An n-dimensional array on the GPU. Create with {@link tensor}, {@link zeros}, {@link randn}, ... */
 export class Tensor {
   readonly id = nextTensorId++;
-  /** Whether gradients flow to this tensor; set on leaves (parameters). */
-  requiresGrad = false;
-  /** Accumulated gradient of a leaf after `backward()`. */
+  /** Set by requireGrad() on a leaf (a parameter). */
+  private leafRequiresGrad = false;
+  /**
+   * Accumulated gradient of a leaf after `backward()`. A tensor computed by an op (not a leaf) keeps
+   * null, as torch's `.grad` of a non-leaf without retain_grad(): backward passes its gradient on.
+   */
   grad: Tensor | null = null;
   /** The op that produced this tensor, while its graph is alive. */
   node: GraphNode | null = null;
@@ -132,6 +147,24 @@ export class Tensor {
     return this.storage('version').version;
   }
 
+  /**
+   * Whether gradients flow to this tensor (torch's `requires_grad`): a leaf marked by requireGrad(),
+   * or an op's output recorded on the graph (computed from such a tensor outside noGrad). An output
+   * stays true while its graph is alive; once backward() frees it, it reads false.
+   */
+  get requiresGrad(): boolean {
+    return this.leafRequiresGrad || this.node !== null;
+  }
+
+  set requiresGrad(flag: boolean) {
+    this.requireGrad(flag);
+  }
+
+  /** Whether this tensor is a leaf of the graph (torch's `is_leaf`): not produced by a recorded op. */
+  get isLeaf(): boolean {
+    return this.node === null;
+  }
+
   /** Whether the elements are laid out row-major with no gaps, starting anywhere. */
   get isContiguous(): boolean {
     return isContiguous(this.shape, this.strides);
@@ -159,12 +192,21 @@ export class Tensor {
     return this.view(this.shape, this.strides, this.offset, 'detach');
   }
 
-  /** Marks this tensor as a leaf that accumulates gradients. Returns `this`. */
+  /**
+   * Marks this leaf as accumulating gradients (or not, with false). Returns `this`. On an op's output,
+   * which already requires them, true does nothing and false throws, as torch's requires_grad_.
+   */
   requireGrad(flag = true): this {
     if (flag && this.dtype !== 'f32' && this.dtype !== 'f16') {
       throw new DTypeError(`requireGrad: only float tensors can require gradients, got ${this.dtype}`);
     }
-    this.requiresGrad = flag;
+    if (this.node !== null) {
+      if (flag) return this;
+      throw new AutogradError(
+        `requireGrad(false): ${this} was computed by '${this.node.op}' and is not a leaf; to use it without a gradient, use x.detach()`,
+      );
+    }
+    this.leafRequiresGrad = flag;
     return this;
   }
 

@@ -3,7 +3,7 @@
 import { ValueError } from '../errors.js';
 import { isGradEnabled, setGradEnabled } from '../grad-mode.js';
 import { startOpScope, startScope } from '../scope.js';
-import { Tensor } from '../tensor.js';
+import { sumVersions, Tensor } from '../tensor.js';
 
 /**
  * State shared by an op's forward and backward: `S` types the tensors the forward saves, `D` the other
@@ -141,11 +141,13 @@ export function defineOp<A extends unknown[], S extends readonly Tensor[] = Tens
       setGradEnabled(previous);
     }
     scope.endOp(out, ctx.saved);
-    if (record) {
+    // As torch, an integer output (argmax, a cast to i32) is not differentiable: no gradient flows through it.
+    if (record && (out.dtype === 'f32' || out.dtype === 'f16')) {
       out.node = {
         op: def.name,
         inputs,
         saved: ctx.saved,
+        savedVersions: sumVersions(ctx.saved),
         backward: (grad) => {
           const s = startScope();
           let grads: (Tensor | null)[];
