@@ -3,7 +3,10 @@
 // the gradient passed to backward.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { AutogradError, add, cast, copyInto, exp, fusedLinearFits, mul, noGrad, sum, tensor, transpose } from '@huatuo/tensor';
+import {
+  AutogradError, DTypeError, ShapeError, add, cast, cat, contiguous, copyInto, exp, expand, fusedLinearFits, matmul, max, mul, noGrad,
+  permute, reshape, slice, softmax, sum, tensor, transpose, where, type Tensor,
+} from '@huatuo/tensor';
 import { assertClose, gpu } from './helpers.js';
 
 before(async () => {
@@ -95,4 +98,43 @@ test('fusedLinearFits refuses an activation on the graph (not only a leaf) while
   const fitsWithoutGrad = noGrad(() => fusedLinearFits(activation, [w]));
   if (!fitsWithoutGrad) return; // an adapter without the fused kernels (no fixed subgroup size) never fits
   assert.equal(fusedLinearFits(activation, [w]), false, 'the fused kernel records no gradient, so the graph would be cut');
+});
+
+test('every op records a gradient-requiring output from a float input that requires one, and none under noGrad', () => {
+  const x = tensor(new Float32Array(24).fill(0.5), [2, 3, 4]).requireGrad();
+  const w = tensor(new Float32Array(20).fill(0.25), [4, 5]);
+  const ops: [string, (t: Tensor) => Tensor][] = [
+    ['reshape', (t) => reshape(t, [6, 4])],
+    ['permute', (t) => permute(t, [2, 0, 1])],
+    ['transpose', (t) => transpose(t, 0, 2)],
+    ['slice', (t) => slice(t, 2, 1, 3)],
+    ['expand', (t) => expand(reshape(t, [1, 2, 3, 4]), [3, 2, 3, 4])],
+    ['contiguous', (t) => contiguous(transpose(t, 1, 2))],
+    ['cast to f32', (t) => cast(t, 'f32')],
+    ['where', (t) => where(tensor([1, 0, 1, 0], [4], { dtype: 'u32' }), t, 0)],
+    ['cat', (t) => cat([t, tensor(new Float32Array(24), [2, 3, 4])], 1)],
+    ['matmul, broadcast batch', (t) => matmul(t, w)],
+    ['add with a number', (t) => add(3, t)],
+    ['sum', (t) => sum(t, 1)],
+    ['max', (t) => max(t, 2)],
+    ['softmax', (t) => softmax(t)],
+  ];
+  for (const [name, f] of ops) {
+    assert.equal(f(x).requiresGrad, true, name);
+    assert.equal(noGrad(() => f(x)).requiresGrad, false, `${name} under noGrad`);
+    assert.equal(f(x.detach()).requiresGrad, false, `${name} of a detached input`);
+  }
+});
+
+test('assigning a .grad of another shape or dtype throws, as torch; null and a matching tensor are accepted', async () => {
+  const x = tensor([1, 2], [2]).requireGrad();
+  assert.throws(() => { x.grad = tensor([1], [1]); }, ShapeError);
+  assert.throws(() => { x.grad = tensor([1, 2], [1, 2]); }, ShapeError);
+  assert.throws(() => { x.grad = tensor([1, 2], [2], { dtype: 'i32' }); }, DTypeError);
+  x.grad = tensor([10, 20], [2]);
+  sum(x).backward();
+  assertClose(await x.grad!.toArray(), [11, 21], tol, 'x.grad accumulates onto the assigned one');
+  x.grad = null;
+  sum(x).backward();
+  assertClose(await x.grad!.toArray(), [1, 1], tol, 'x.grad after it was set to null');
 });

@@ -83,11 +83,7 @@ export class Tensor {
   readonly id = nextTensorId++;
   /** Set by requireGrad() on a leaf (a parameter). */
   private leafRequiresGrad = false;
-  /**
-   * Accumulated gradient of a leaf after `backward()`. A tensor computed by an op (not a leaf) keeps
-   * null, as torch's `.grad` of a non-leaf without retain_grad(): backward passes its gradient on.
-   */
-  grad: Tensor | null = null;
+  private gradValue: Tensor | null = null;
   /** The op that produced this tensor, while its graph is alive. */
   node: GraphNode | null = null;
   /** Set when backward() freed this tensor's graph node, for a clear error on a second backward. */
@@ -158,6 +154,25 @@ export class Tensor {
 
   set requiresGrad(flag: boolean) {
     this.requireGrad(flag);
+  }
+
+  /**
+   * Accumulated gradient of a leaf after `backward()`. A tensor computed by an op (not a leaf) keeps
+   * null, as torch's `.grad` of a non-leaf without retain_grad(): backward passes its gradient on.
+   * Assigning one of another shape or dtype throws, as torch's "assigned grad has data of a different size".
+   */
+  get grad(): Tensor | null {
+    return this.gradValue;
+  }
+
+  set grad(g: Tensor | null) {
+    if (g !== null) {
+      if (g.dtype !== this.dtype) throw new DTypeError(`grad: a ${g.dtype} gradient cannot be assigned to ${this}; cast it with .to('${this.dtype}')`);
+      if (g.rank !== this.rank || g.shape.some((d, i) => d !== this.shape[i])) {
+        throw new ShapeError(`grad: a gradient ${fmtShape(g.shape)} cannot be assigned to ${this}; it must have the tensor's shape`);
+      }
+    }
+    this.gradValue = g;
   }
 
   /** Whether this tensor is a leaf of the graph (torch's `is_leaf`): not produced by a recorded op. */
