@@ -28,7 +28,7 @@ export interface ConfigOption {
 export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'dataPath', flag: '--data', kind: 'nullable-string', help: 'data file, JSON array, JSONL or Parquet of {instruction, input, output} (default: built-in demo sample)' },
   { key: 'template', flag: '--template', kind: 'string', help: 'prompt template: med_template, literature_template or a template .json path' },
-  { key: 'baseModel', flag: '--base', kind: 'nullable-string', help: 'base model: a Hugging Face LLaMA or Mistral folder (default: the built-in tiny demo model)' },
+  { key: 'baseModel', flag: '--base', kind: 'nullable-string', help: 'base model: a Hugging Face LLaMA, Mistral or Qwen2 folder (default: the built-in tiny demo model)' },
   { key: 'quantize', flag: '--quantize', kind: 'string', choices: ['none', 'int8', 'nf4'], help: 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)' },
   { key: 'outputDir', flag: '--output-dir', kind: 'string', help: 'folder for checkpoints and the adapter' },
   { key: 'cutoffLen', flag: '--cutoff-len', kind: 'int', min: 2, help: 'longest tokenized example; longer ones are truncated' },

@@ -182,7 +182,7 @@ function tokenId(file: string, key: string, v: unknown, vocabSize: number): numb
 }
 
 /**
- * Parses a Hugging Face LLaMA or Mistral `config.json` (already JSON-decoded; model_type "llama",
+ * Parses a Hugging Face LLaMA, Mistral or Qwen2 `config.json` (already JSON-decoded; model_type "llama", "qwen2",
  * "mistral" or absent, read as "llama"). Absent fields take HF's LlamaConfig defaults:
  * num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6, rope_theta 10000, rope_scaling null,
  * max_position_embeddings 2048, tie_word_embeddings false, bos 1, eos 2, hidden_act "silu",
