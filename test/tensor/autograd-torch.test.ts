@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import {
   AutogradError, DTypeError, ShapeError, add, cast, cat, contiguous, copyInto, exp, expand, fusedLinearFits, matmul, max, mul, noGrad,
-  permute, reshape, slice, softmax, sum, tensor, transpose, where, type Tensor,
+  permute, reshape, SGD, slice, softmax, sum, tensor, transpose, where, type Tensor,
 } from '@huatuo/tensor';
 import { assertClose, gpu } from './helpers.js';
 
@@ -48,6 +48,15 @@ test('an in-place write into a tensor saved for backward makes backward throw in
   u.backward();
   copyInto(w, tensor([1, 1], [2]));
   assertClose(await x.grad!.toArray(), [100, 100], tol, 'x.grad from the values w had when mul ran');
+});
+
+test('an optimizer step between the forward and the backward that reads the stepped weight throws', () => {
+  const x = tensor([1, 2], [2]).requireGrad();
+  const w = tensor([3, 4], [2]).requireGrad();
+  const y = sum(mul(x, w));
+  w.grad = tensor([1, 1], [2]);
+  new SGD([w], { lr: 0.5 }).step();
+  assert.throws(() => y.backward(), (e: unknown) => e instanceof AutogradError && /'mul'/.test(e.message));
 });
 
 test('a write into a tensor that no backward reads is allowed, as torch allows it', async () => {
