@@ -48,7 +48,9 @@ test('countTokens adds each row\'s picked token to its counts, as tokenCounts of
     const rows = [[0, 5, 5], [69], []];
     const counts = tokenCounts(rows, V);
     countTokens(counts, tensor(new Int32Array([5, 0, 31]), [3]));
+    assert.equal(counts.version, 1, 'an in-place write counts in the version');
     countTokens(counts, tensor(new Int32Array([5, 69, 31]), [3]));
+    assert.equal(counts.version, 2);
     const want = await tokenCounts([[0, 5, 5, 5, 5], [69, 0, 69], [31, 31]], V).toArray();
     assert.deepEqual(Array.from(await counts.toArray()), Array.from(want));
   });

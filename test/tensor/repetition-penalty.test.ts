@@ -43,7 +43,9 @@ test('markSeen sets each row\'s picked token in its mask, as seenMask of the ids
     const rows = [[0, 5], [69], [31, 32, 33]];
     const seen = seenMask(rows, V);
     markSeen(seen, tensor(new Int32Array([64, 0, 31]), [3]), V);
+    assert.equal(seen.version, 1, 'an in-place write counts in the version');
     markSeen(seen, tensor(new Int32Array([1, 35, 63]), [3]), V);
+    assert.equal(seen.version, 2);
     const want = await seenMask([[0, 5, 64, 1], [69, 0, 35], [31, 32, 33, 63]], V).toArray();
     assert.deepEqual(Array.from(await seen.toArray()), Array.from(want));
   });

@@ -52,6 +52,7 @@ export function countTokens(counts: Tensor, ids: Tensor): void {
     workgroups: [Math.ceil(B / 64), 1],
     label: 'countTokens',
   });
+  counts.storage('countTokens').bump();
   if (c !== ids) c.dispose('temporary of countTokens');
 }
 

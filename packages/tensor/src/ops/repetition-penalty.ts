@@ -56,6 +56,7 @@ export function markSeen(seen: Tensor, ids: Tensor, V: number): void {
     workgroups: [Math.ceil(B / 64), 1],
     label: 'markSeen',
   });
+  seen.storage('markSeen').bump();
   if (c !== ids) c.dispose('temporary of markSeen');
 }
 
