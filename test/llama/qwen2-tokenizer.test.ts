@@ -2,8 +2,11 @@
 // pre-tokenizer with Qwen2's regex, Isolated, then ByteLevel without its own regex; ByteLevel decoder; BPE without
 // byte fallback; <|im_start|> and friends as special added tokens): the ids worked out by hand from its merges.
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
-import { HfTokenizer } from '@huatuo/llama';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { HfTokenizer, TokenizerError, loadTokenizer } from '@huatuo/llama';
 
 /** GPT-2's byte-to-character table: the 256 pieces of a byte-level vocabulary, in their id order. */
 function byteLevelAlphabet(): string[] {
@@ -43,22 +46,39 @@ function qwen2StyleJson(): Record<string, unknown> {
   };
 }
 
-// Qwen2.5-Instruct's tokenizer_config.json, except bos_token (null there; see the report on loading it).
-const CONFIG = { tokenizer_class: 'Qwen2Tokenizer', bos_token: '<|endoftext|>', eos_token: '<|im_end|>', pad_token: '<|endoftext|>', clean_up_tokenization_spaces: false };
+const addedToken = (content: string) => ({ content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true });
+// Qwen2-7B-Instruct's tokenizer_config.json in shape (its ids moved to this vocabulary): no BOS token, and a
+// ChatML chat template.
+const CONFIG = {
+  add_prefix_space: false,
+  added_tokens_decoder: { 267: addedToken('<|endoftext|>'), 268: addedToken('<|im_start|>'), 269: addedToken('<|im_end|>') },
+  additional_special_tokens: ['<|im_start|>', '<|im_end|>'],
+  bos_token: null,
+  chat_template:
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+  clean_up_tokenization_spaces: false,
+  eos_token: '<|im_end|>',
+  errors: 'replace',
+  model_max_length: 32768,
+  pad_token: '<|endoftext|>',
+  split_special_tokens: false,
+  tokenizer_class: 'Qwen2Tokenizer',
+  unk_token: null,
+};
 
 describe("a tokenizer.json with Qwen2's byte-level components", () => {
   const tok = HfTokenizer.fromJson(qwen2StyleJson(), CONFIG);
 
-  it('splits with the regex, merges the byte-level pieces, and reads special tokens written in the text', () => {
+  it('splits with the regex, merges the byte-level pieces, and reads special tokens written in the text; no BOS is added', () => {
     // "Hello" | " world" | "'s" | " " | "1" | "2" | "\n\n" | <|im_end|>: a space before a digit stays alone, digits one by one.
-    assert.deepEqual(tok.encode("Hello world's 12\n\n<|im_end|>", { addBos: false }), [262, 264, 265, 220, 16, 17, 266, 269]);
-    assert.deepEqual([tok.eosId, tok.padId], [269, 267]);
+    assert.deepEqual(tok.encode("Hello world's 12\n\n<|im_end|>"), [262, 264, 265, 220, 16, 17, 266, 269]);
+    assert.deepEqual([tok.hasBos, tok.eosId, tok.padId], [false, 269, 267]);
   });
 
   it('normalizes to NFC: a decomposed é gives the ids of the composed one (its two UTF-8 bytes)', () => {
-    const composed = tok.encode('café', { addBos: false });
+    const composed = tok.encode('café');
     assert.deepEqual(composed, [66, 64, 69, 127, 102]); // c a f, then Ã © (bytes C3 A9)
-    assert.deepEqual(tok.encode('cafe\u0301', { addBos: false }), composed);
+    assert.deepEqual(tok.encode('cafe\u0301'), composed);
   });
 
   it('decodes bytes back to text, whole or streamed (an incomplete character held back), special tokens kept or skipped', () => {
@@ -69,5 +89,29 @@ describe("a tokenizer.json with Qwen2's byte-level components", () => {
     const parts = ids.map((id) => stream.push(id));
     assert.equal(parts[7], '', 'the first byte of é alone is not text yet');
     assert.equal(parts.join('') + stream.flush(), tok.decode(ids));
+  });
+});
+
+describe('a Qwen2 model folder (tokenizer.json and a tokenizer_config.json with bos_token null)', () => {
+  const folder = mkdtempSync(join(tmpdir(), 'qwen2-tokenizer-'));
+  after(() => rmSync(folder, { recursive: true, force: true }));
+  writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(qwen2StyleJson()));
+  writeFileSync(join(folder, 'tokenizer_config.json'), JSON.stringify(CONFIG, null, 2));
+
+  it('loads, encodes without BOS (its ByteLevel post_processor adds nothing), and EOS only when asked', async () => {
+    const tok = await loadTokenizer(folder);
+    assert.equal(tok.hasBos, false);
+    assert.deepEqual(tok.encode('Hello'), [262]);
+    assert.deepEqual(tok.encode(''), []);
+    assert.deepEqual(tok.encode('Hello', { addEos: true }), [262, 269]);
+    assert.deepEqual(tok.encode('<|im_start|>user\nHello<|im_end|>'), [268, 84, 82, 68, 81, 198, 262, 269]);
+  });
+
+  it('refuses addBos true and bosId, naming its tokenizer_config.json', async () => {
+    const tok = await loadTokenizer(folder);
+    const configFile = join(folder, 'tokenizer_config.json');
+    const named = (e: unknown): boolean => e instanceof TokenizerError && e.file === configFile && e.message.includes(configFile);
+    assert.throws(() => tok.encode('Hello', { addBos: true }), named);
+    assert.throws(() => tok.bosId, named);
   });
 });

@@ -149,6 +149,8 @@ class TokenMatcher {
  */
 export class SentencePieceTokenizer implements Tokenizer {
   readonly bosId: number;
+  /** Always true: a tokenizer.model has a BOS piece (trainer_spec.bos_id). */
+  readonly hasBos = true;
   readonly eosId: number;
   readonly padId: number;
   readonly vocabSize: number;

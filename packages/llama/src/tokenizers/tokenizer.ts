@@ -6,12 +6,17 @@
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { cleanUpTokenization, isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
+import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
-  /** Put the beginning-of-sequence token (`<s>`, id 1 for LLaMA) first. Default: a LLaMA tokenizer_config.json's `add_bos_token`, else true. */
+  /**
+   * Put the beginning-of-sequence token (`<s>`, id 1 for LLaMA) first. Default: a LLaMA
+   * tokenizer_config.json's `add_bos_token`, else whether tokenizer.json's `post_processor` puts it
+   * first (Llama 3's does, Qwen2's does not). True on a tokenizer without BOS is an error.
+   */
   addBos?: boolean;
-  /** Put the end-of-sequence token (`</s>`, id 2 for LLaMA) last. Default: a LLaMA tokenizer_config.json's `add_eos_token`, else false. */
+  /** Put the end-of-sequence token (`</s>`, id 2 for LLaMA) last. Default: a LLaMA tokenizer_config.json's `add_eos_token`, else whether the `post_processor` puts it last. */
   addEos?: boolean;
 }
 
@@ -57,8 +62,13 @@ export interface Tokenizer {
   idToPiece(id: number): string;
   /** The id of `piece`, or undefined when it is not in the vocabulary. */
   pieceToId(piece: string): number | undefined;
-  /** Beginning-of-sequence id. */
+  /**
+   * Beginning-of-sequence id. A tokenizer without BOS (tokenizer_config.json's `bos_token` null, as
+   * Qwen2's) throws a `TokenizerError` here; {@link Tokenizer.hasBos} tells beforehand.
+   */
   readonly bosId: number;
+  /** False for a tokenizer without BOS token (tokenizer_config.json's `bos_token` null, as Qwen2's). */
+  readonly hasBos: boolean;
   /** End-of-sequence id. */
   readonly eosId: number;
   /** Padding id: LLaMA has none, so HuaTuo and alpaca-lora pad with `<unk>` (0). */
@@ -180,18 +190,20 @@ interface HfAddedToken {
  * A tokenizer read from a Hugging Face `tokenizer.json` (and optionally its
  * `tokenizer_config.json`), run by `@huggingface/tokenizers`.
  *
- * Encoding asks the library for the ids without special tokens and adds BOS
- * and EOS itself, so `addBos`/`addEos` mean the same for every file; when not
- * given, a LLaMA tokenizer_config.json's `add_bos_token` / `add_eos_token` decide
- * (as LlamaTokenizerFast's post-processor does), else BOS only. Decoding cleans up
- * spaces as transformers does when `clean_up_tokenization_spaces` is true.
+ * Encoding asks the library for the ids without special tokens and adds the special tokens
+ * itself, as transformers' fast tokenizer does with `add_special_tokens=True`: those of
+ * tokenizer.json's `post_processor` (see {@link specialTokensAround}), or for a LLaMA
+ * tokenizer_config.json BOS and EOS as its `add_bos_token` / `add_eos_token` say (the template
+ * LlamaTokenizerFast.update_post_processor builds). `addBos`/`addEos` put or leave out BOS first
+ * and EOS last. A `bos_token` of null (Qwen2), or none with no `<s>` in the vocabulary, is a
+ * tokenizer without BOS. Decoding cleans up spaces as transformers does when
+ * `clean_up_tokenization_spaces` is true.
  *
  * @example
  * const tok = HfTokenizer.fromJson(JSON.parse(text), { clean_up_tokenization_spaces: false });
  * tok.encode('the'); // [1, 278] with LLaMA's vocabulary
  */
 export class HfTokenizer implements Tokenizer {
-  readonly bosId: number;
   readonly eosId: number;
   readonly padId: number;
   readonly vocabSize: number;
@@ -200,12 +212,18 @@ export class HfTokenizer implements Tokenizer {
   private readonly pieces: PieceBytes[] = [];
   private readonly byteDecoding: boolean;
   private readonly stripLeadingSpace: boolean;
-  private readonly addBosToken: boolean;
-  private readonly addEosToken: boolean;
+  private readonly bos: number | undefined;
+  private readonly specialTokens: SpecialTokensAround;
   private readonly cleanUp: boolean;
+  private readonly file: string;
+  private readonly configFile: string;
+  /** Why there is no BOS, for errors: what tokenizer_config.json says. */
+  private readonly noBosReason: string;
 
   private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
     this.hf = hf;
+    this.file = file;
+    this.configFile = /tokenizer\.json$/.test(file) ? file.replace(/tokenizer\.json$/, 'tokenizer_config.json') : 'tokenizer_config.json';
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as HfAddedToken[]) : [];
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     this.vocabSize = hf.get_vocab(true).size;
@@ -220,7 +238,10 @@ export class HfTokenizer implements Tokenizer {
       }
       return id;
     };
-    this.bosId = idOf('bos_token', '<s>');
+    // transformers' tokenizers have no BOS when bos_token is null (Qwen2) and LlamaTokenizer's "<s>" is the default.
+    const noBos = config.bos_token === null || (config.bos_token === undefined && hf.token_to_id('<s>') === undefined);
+    this.bos = noBos ? undefined : idOf('bos_token', '<s>');
+    this.noBosReason = config.bos_token === null ? `${this.configFile} has bos_token null` : `${this.configFile} names no bos_token and the vocabulary has no "<s>"`;
     this.eosId = idOf('eos_token', '</s>');
     const padName = tokenName(config.pad_token);
     const padId = padName === undefined ? undefined : hf.token_to_id(padName);
@@ -232,9 +253,21 @@ export class HfTokenizer implements Tokenizer {
     // The decoder drops the prefix space with a Strip step, or a Metaspace decoder that prepends.
     this.stripLeadingSpace =
       decoder.includes('"type":"Strip"') || (decoder.includes('"type":"Metaspace"') && !/"prepend_scheme":"never"|"add_prefix_space":false/.test(decoder));
-    const llama = isLlamaTokenizerClass(config.tokenizer_class);
-    this.addBosToken = llama && typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
-    this.addEosToken = llama && typeof config.add_eos_token === 'boolean' ? config.add_eos_token : false;
+    // A config without tokenizer_class is read as LLaMA's only when the tokenizer has a BOS.
+    const llama = isLlamaTokenizerClass(config.tokenizer_class) && (typeof config.tokenizer_class === 'string' || this.bos !== undefined);
+    if (llama) {
+      const addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
+      const addEos = config.add_eos_token === true;
+      if (addBos && this.bos === undefined) {
+        throw new TokenizerError(
+          `${this.configFile}: add_bos_token is ${config.add_bos_token === true ? 'true' : 'unset (true for LlamaTokenizer)'} but bos_token is null; set add_bos_token to false or name the BOS token in bos_token`,
+          { file: this.configFile },
+        );
+      }
+      this.specialTokens = { prefix: addBos ? [this.bos as number] : [], suffix: addEos ? [this.eosId] : [] };
+    } else {
+      this.specialTokens = specialTokensAround(json.post_processor, file);
+    }
     this.cleanUp = config.clean_up_tokenization_spaces === true;
   }
 
@@ -271,11 +304,40 @@ export class HfTokenizer implements Tokenizer {
     return new HfTokenizer(hf, withAdded, cfg, file);
   }
 
+  get bosId(): number {
+    if (this.bos === undefined) {
+      throw new TokenizerError(
+        `${this.file}: this tokenizer has no BOS token (${this.noBosReason}); check hasBos before reading bosId, or name the BOS token in bos_token`,
+        { file: this.configFile },
+      );
+    }
+    return this.bos;
+  }
+
+  get hasBos(): boolean {
+    return this.bos !== undefined;
+  }
+
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
-    if (options.addBos ?? this.addBosToken) ids.unshift(this.bosId);
-    if (options.addEos ?? this.addEosToken) ids.push(this.eosId);
-    return ids;
+    const { prefix, suffix } = this.specialTokens;
+    const bosFirst = this.bos !== undefined && prefix[0] === this.bos;
+    const eosLast = suffix.length > 0 && suffix[suffix.length - 1] === this.eosId;
+    const addBos = options.addBos ?? bosFirst;
+    const addEos = options.addEos ?? eosLast;
+    if (addBos && this.bos === undefined) {
+      throw new TokenizerError(
+        `${this.file}: addBos is true but this tokenizer has no BOS token (${this.noBosReason}); leave addBos unset to add the special tokens of tokenizer.json's post_processor`,
+        { file: this.configFile },
+      );
+    }
+    return [
+      ...(addBos ? [this.bos as number] : []),
+      ...(bosFirst ? prefix.slice(1) : prefix),
+      ...ids,
+      ...(eosLast ? suffix.slice(0, -1) : suffix),
+      ...(addEos ? [this.eosId] : []),
+    ];
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
