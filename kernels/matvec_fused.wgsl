@@ -12,6 +12,9 @@
 //   the epilogue (weight i: part i of cat, gate 0 and up 1 of swiglu, 0 of add). h is read from r (cat,
 //   swiglu) or from w1 (add, whose r is the residual). With K = 0 there is no base product (the update
 //   added to a residual: an adapter beside a quantized product).
+// bias = 1 (cat only): output n gains the bias b[bias_offset + n] (the weights' biases concatenated, in the
+//   buffer of the adapters' B where there are adapters) after the adapter's update, T(product + bias), as
+//   the separate ops add a projection's bias after its update.
 // norm = 1: x is first normalized as rmsnorm_forward.wgsl does (LLaMA's RMSNorm with weight g [K] and eps,
 //   the same sum order: 64 strided partial sums, then its tree), each workgroup for itself, so that the
 //   norm before q/k/v or gate/up needs no dispatch of its own.
@@ -21,8 +24,8 @@
 // rows of x, so the weights are read once for all rows. Sums in f32 in matvec.v3's order (lane-strided
 // chunks, then subgroupAdd), so epi 0 equals matvec.v3 at the same SG and U bit for bit.
 // Bindings: 0 Params; 1 x: array<CH> read; 2 w0, 3 w1, 4 w2: array<CH> read (unused ones bound to w0);
-// 5 r: array<T> read (x where unused); 6 g: array<CH> read (x where unused); 7 b: array<T> read (x where
-// unused); 8 y: array<T> read_write ([M, N]). Grid: groups of G ROWS rows.
+// 5 r: array<T> read (x where unused); 6 g: array<CH> read (x where unused); 7 b: array<T> read (B, the bias, or x
+// where unused); 8 y: array<T> read_write ([M, N]). Grid: groups of G ROWS rows.
 enable subgroups;
 alias T = f32;
 alias CH = {{CH}};
@@ -56,6 +59,8 @@ alias CH = {{CH}};
 //!   ls0: f32
 //!   ls1: f32
 //!   ls2: f32
+//!   bias: u32
+//!   bias_offset: u32
 //! bindings
 //!   x: array<CH> read
 //!   w0: array<CH> read

@@ -1,7 +1,7 @@
 // The fused decode products of matvec_fused.wgsl (norm, q/k/v cat, residual add, SwiGLU, LoRA adapters)
 // over int8 weights: entry point include/matvec_fused_q.wgsl, weight reading include/dequant_int8.wgsl.
 // Up to three weights (parts 0-2; unused ones bound to part 0's), each codes [N_i, K] with its row absmaxes.
-// Bindings: x [MR, K] as vec4<T>; r: residual or h (T); g: norm weight or h (vec4<T>); b: the adapters' B;
+// Bindings: x [MR, K] as vec4<T>; r: residual or h (T); g: norm weight or h (vec4<T>); b: the adapters' B and the biases;
 // y [MR, N]. Grid: groups of G ROWS rows (2-D); workgroup SG G threads.
 enable subgroups;
 alias T = f32;

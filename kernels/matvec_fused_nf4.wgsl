@@ -3,7 +3,7 @@
 // each chunk's absmax decoded from the double quantization in place (include/nf4_double_quant.wgsl).
 // Up to three weights (parts 0-2; unused ones bound to part 0's): codes, absmax codes qa_i, scales s_i, offset
 // o_i; dyn the dynamic map (every weight's is the same). Bindings: x [MR, K] as vec4<T>; r: residual or h (T);
-// g: norm weight or h (vec4<T>); b: the adapters' B; y [MR, N]. Grid: groups of G ROWS rows (2-D).
+// g: norm weight or h (vec4<T>); b: the adapters' B and the biases; y [MR, N]. Grid: groups of G ROWS rows (2-D).
 enable subgroups;
 alias T = f32;
 

@@ -1,5 +1,5 @@
 /// Shared by the fused matrix-vector kernels (matvec_fused, matvec_fused_int8, matvec_fused_nf4): a LoRA
-/// adapter's update added to a weight's product in the epilogue (the kernel defines h_elem and binds b),
+/// adapter's update added to a weight's product in the epilogue, then a cat output's bias (the kernel defines h_elem and binds b),
 /// rounded to T after each step as the separate ops round (round_to_t: compilers fold f32(T(v))).
 
 /** Weight `part`'s product for row m and its output nl with its adapter's update added (none where lr = 0). */
@@ -17,4 +17,10 @@ fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
   var u = 0.0;
   for (var j = 0u; j < rank; j++) { u += h_elem(hi + j) * f32(b[bi + j]); }
   return round_to_t(base + round_to_t(round_to_t(u) * s));
+}
+
+/** A cat output n with its bias added where p.bias is set (b[p.bias_offset + n]), rounded as the separate add rounds. */
+fn with_bias(v: f32, n: u32) -> f32 {
+  if (p.bias == 0u) { return v; }
+  return round_to_t(v + f32(b[p.bias_offset + n]));
 }

@@ -14,7 +14,7 @@ for (var i = 0u; i < ROWS; i++) {
         let g = with_lora(total, 0u, n, m);
         out = g * (1.0 / (1.0 + exp(-g))) * with_lora(up, 1u, n, m);
       } else {
-        out = with_lora(total, parts[i], locals[i], m);
+        out = with_bias(with_lora(total, parts[i], locals[i], m), n);
       }
       y[m * p.N + n] = T(out);
     }

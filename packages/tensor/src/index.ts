@@ -109,6 +109,7 @@ export { refRmsNorm, refRmsNormBackward } from './reference/rmsnorm.js';
 export { refRope, refRopeBackward, refRopeInvFreq } from './reference/rope.js';
 export { refRopeCache } from './reference/rope-cache.js';
 export { refFusedLinear, refFusedLinearAdd, refFusedLinearSwiglu } from './reference/fused-linear.js';
+export type { RefFusedAdapter, RefFusedExtras } from './reference/fused-linear.js';
 export { refEmbedding, refEmbeddingBackward } from './reference/embedding.js';
 export { refCrossEntropy, refCrossEntropyBackward } from './reference/cross-entropy.js';
 export type { RefReduction } from './reference/cross-entropy.js';

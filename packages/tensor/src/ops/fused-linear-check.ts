@@ -1,6 +1,6 @@
 // The on-device check the fused decode products pass before decoding prefers them by default: each
 // epilogue (concatenated q/k/v with the norm, the residual add, SwiGLU with the norm), with and without
-// LoRA adapters of odd ranks and scalings, at awkward sizes and 1 and 2 rows, in f32 and f16, against the
+// LoRA adapters of odd ranks and scalings, q/k/v with biases (Qwen2's) with and without adapters, at awkward sizes and 1 and 2 rows, in f32 and f16, against the
 // separate ops on the same device; the same over int8 and NF4 weights where the device binds their kernels.
 import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
@@ -10,11 +10,11 @@ import { toArray } from '../io.js';
 import { tidy } from '../scope.js';
 import type { FloatDType, Tensor } from '../tensor.js';
 import { add, mul } from './arithmetic.js';
-import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, fusedLoraAdd } from './fused-linear.js';
+import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, fusedLoraAdd, type FusedLora } from './fused-linear.js';
 import { matmul } from './matmul.js';
 import { rmsNorm } from './rmsnorm.js';
 import { swiglu } from './swiglu.js';
-import { cat, reshape, transpose } from './views.js';
+import { cat, reshape, slice, transpose } from './views.js';
 import { quantizeHost } from '../quant/formats.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import { quantizedMatmul } from './quantized-matmul.js';
@@ -84,8 +84,8 @@ async function runCheck(rt: Runtime): Promise<FusedLinearCheck> {
 
 /**
  * The three fused products against the separate ops at K 136, outputs 37 + 20 + 20, 44 and 29, then again
- * with adapters (q r 8, v r 3; o r 5; gate r 4, up r 7) of scalings 2, alpha / sqrt(r) and -0.75, and an
- * adapter's update beside a base product.
+ * with adapters (q r 8, v r 3; o r 5; gate r 4, up r 7) of scalings 2, alpha / sqrt(r) and -0.75, an
+ * adapter's update beside a base product, and q/k/v with biases, without and with the adapters.
  */
 async function compareCase(dtype: FloatDType, rows: number, what: string): Promise<FusedLinearCheck> {
   const K = 136;
@@ -109,6 +109,9 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
       const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: sq }, null, { rank: 3, scaling: sv! }] };
       const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: so }] };
       const mlpLora = { h: fusedLinear(x, [ag!, au!], norm), b: flat(bg!, bu!), adapters: [{ rank: 4, scaling: sg }, { rank: 7, scaling: su! }] };
+      // Biases (Qwen2's q, k and v), with the adapters' B in one buffer as decoding packs them.
+      const [bq0, bk0, bv0] = [37, 20, 20].map((n, i) => make([n], 40 + i));
+      const packed = biasBeside(qkvLora, flat(bq0!, bk0!, bv0!));
       return [
         ['q/k/v with the norm', fusedLinear(x, [wq!, wk!, wv!], norm), cat([lin(h, wq!), lin(h, wk!), lin(h, wv!)], -1)],
         ['residual add', fusedLinearAdd(res, x, wo!), add(res, lin(x, wo!))],
@@ -121,6 +124,12 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
         ['residual add with an adapter', fusedLinearAdd(res, x, wo!, oLora), add(res, adapted(x, wo!, ao!, bo!, so))],
         ['gate/up with SwiGLU, the norm and adapters', fusedLinearSwiglu(x, wg!, wu!, norm, mlpLora), swiglu(adapted(h, wg!, ag!, bg!, sg), adapted(h, wu!, au!, bu!, su!))],
         ['an adapter beside a base product', fusedLoraAdd(res, lin(x, ao!), bo!, so), add(res, mul(lin(lin(x, ao!), bo!), so))],
+        ['q/k/v with the norm and biases', fusedLinear(x, [wq!, wk!, wv!], norm, undefined, flat(bq0!, bk0!, bv0!)), cat([add(lin(h, wq!), bq0!), add(lin(h, wk!), bk0!), add(lin(h, wv!), bv0!)], -1)],
+        [
+          'q/k/v with the norm, adapters on q and v and biases',
+          fusedLinear(x, [wq!, wk!, wv!], norm, packed.lora, packed.bias),
+          cat([add(adapted(h, wq!, aq!, bq!, sq), bq0!), add(lin(h, wk!), bk0!), add(adapted(h, wv!, av!, bv!, sv!), bv0!)], -1),
+        ],
       ] as Array<[string, Tensor, Tensor]>;
     }),
   );
@@ -130,7 +139,7 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
 
 /**
  * The three fused products over int8 and NF4 weights (K 136: rows starting inside chunks, NF4 blocks
- * straddling rows) against quantizedMatmul and the separate ops, with adapters on q and v, o, and gate;
+ * straddling rows) against quantizedMatmul and the separate ops, with adapters on q and v (and biases), o, and gate;
  * skipped where the device cannot bind the quantized kernels (fusedLinearFits refuses them there).
  */
 async function compareQuantized(dtype: FloatDType, rows: number, what: string): Promise<FusedLinearCheck> {
@@ -156,8 +165,15 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
           const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: 2 }, null, { rank: 3, scaling: -0.5 }] };
           const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: 0.75 }] };
           const mlpLora = { h: fusedLinear(x, [ag!], norm), b: bg!, adapters: [{ rank: 4, scaling: 2 }, null] };
+          const [bq0, bk0, bv0] = [36, 20, 20].map((n, i) => make([n], 70 + i));
+          const packed = biasBeside(qkvLora, flat(bq0!, bk0!, bv0!));
           return [
             [`${format} q/k/v with the norm and adapters on q and v`, fusedLinear(x, [wq, wk, wv], norm, qkvLora), cat([adapted(h, wq, aq!, bq!, 2), quantizedMatmul(h, wk), adapted(h, wv, av!, bv!, -0.5)], -1)],
+            [
+              `${format} q/k/v with the norm, adapters on q and v and biases`,
+              fusedLinear(x, [wq, wk, wv], norm, packed.lora, packed.bias),
+              cat([add(adapted(h, wq, aq!, bq!, 2), bq0!), add(quantizedMatmul(h, wk), bk0!), add(adapted(h, wv, av!, bv!, -0.5), bv0!)], -1),
+            ],
             [`${format} residual add with an adapter`, fusedLinearAdd(res, x, wo, oLora), add(res, adapted(x, wo, ao!, bo!, 0.75))],
             [`${format} gate/up with SwiGLU, the norm and an adapter on gate`, fusedLinearSwiglu(x, wg, wu, norm, mlpLora), swiglu(adapted(h, wg, ag!, bg!, 2), quantizedMatmul(h, wu))],
           ] as Array<[string, Tensor, Tensor]>;
@@ -171,6 +187,13 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
     }
   }
   return { ok: true };
+}
+
+/** The adapters' B and the bias as views of one packed tensor (one binding of the kernels), as decoding packs them. */
+function biasBeside(lora: FusedLora, bias: Tensor): { lora: FusedLora; bias: Tensor } {
+  const n = lora.b.size;
+  const packed = cat([reshape(lora.b, [n]), bias], 0);
+  return { lora: { ...lora, b: slice(packed, 0, 0, n) }, bias: slice(packed, 0, n, n + bias.size) };
 }
 
 /** Each fused result against its separate ops' within the dtype's bound; disposes both. */

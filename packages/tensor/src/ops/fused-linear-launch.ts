@@ -88,6 +88,8 @@ export interface RunArgs {
   residual?: Tensor;
   norm?: FusedNorm;
   lora?: FusedLora;
+  /** Cat only: the weights' biases concatenated [N], in lora.b's buffer where there are adapters. */
+  bias?: Tensor;
   /** No base product (K = 0): only the adapters' update, added to the residual; N is the one B's rows. */
   loraOnly?: number;
 }
@@ -119,6 +121,11 @@ export function adapterParams(lora: FusedLora | undefined, h: Tensor | null, row
     lb0: b[0], lb1: b[1], lb2: b[2],
     ls0: sc[0], ls1: sc[1], ls2: sc[2],
   };
+}
+
+/** The bias uniforms (both fused kernels): whether there is one, and where it starts in b's buffer. */
+export function biasParams(bias: Tensor | undefined): { bias: number; bias_offset: number } {
+  return { bias: bias === undefined ? 0 : 1, bias_offset: bias?.offset ?? 0 };
 }
 
 /** The adapter epilogue's uniforms of {@link adapterParams}. */
@@ -203,6 +210,7 @@ export function runFused(op: string, a: RunArgs): Tensor {
     epi,
     norm: norm === undefined ? 0 : 1,
     ...adapterParams(lora, hc, (i) => a.loraOnly ?? weights[i]!.shape[0]!),
+    ...biasParams(a.bias),
   });
   // h is read from r (cat, swiglu) or from w1 (add, whose r is the residual).
   const hb = hc?.buffer(op);
@@ -213,7 +221,7 @@ export function runFused(op: string, a: RunArgs): Tensor {
     w2.buffer(op),
     (r ?? (epi !== Epilogue.Add ? hc : null) ?? xc).buffer(op),
     (norm?.weight ?? xc).buffer(op),
-    (lora?.b ?? xc).buffer(op),
+    (lora?.b ?? a.bias ?? xc).buffer(op),
     out.buffer(op),
   ];
   rt.dispatch({ kernel, params, buffers, workgroups: grid1d(N, ROWS * G), label: op });

@@ -6,7 +6,7 @@ import { grid1d, packParams } from '../kernels.js';
 import { v3SubgroupSize } from '../matmul-choice.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 import { empty, type Tensor } from '../tensor.js';
-import { adapterParams, decodeGroups, Epilogue, fusedKernel, UNROLL, type RunArgs } from './fused-linear-launch.js';
+import { adapterParams, biasParams, decodeGroups, Epilogue, fusedKernel, UNROLL, type RunArgs } from './fused-linear-launch.js';
 import { contiguousData } from './launch.js';
 
 /** Storage buffers a stage the fused kernel of each format binds. */
@@ -59,6 +59,7 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
     epi,
     norm: norm === undefined ? 0 : 1,
     ...adapterParams(lora, hc, (i) => weights[i]!.rows),
+    ...biasParams(a.bias),
     o0: w0.offset,
     o1: w1.offset,
     o2: w2.offset,
@@ -70,7 +71,7 @@ export function runFusedQuantized(op: string, a: QuantRunArgs): Tensor {
     xb,
     (r?.buffer(op) ?? (epi !== Epilogue.Add ? hb : undefined) ?? xb),
     (epi === Epilogue.Add ? hb : norm?.weight.buffer(op)) ?? xb,
-    lora?.b.buffer(op) ?? xb,
+    (lora?.b ?? a.bias)?.buffer(op) ?? xb,
     out.buffer(op),
     ...[w0, w1, w2].map((w) => w.codes.buffer(op)),
   ];

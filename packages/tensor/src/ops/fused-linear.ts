@@ -1,8 +1,8 @@
 // Decoding's fused matrix-vector products (kernels/matvec_fused.wgsl): projections sharing one input in
 // one pass, the residual add in the product's epilogue, gate and up with SwiGLU, optionally the RMSNorm
-// of the input before them and unmerged LoRA adapters' updates after. Inference only (no autograd); for
-// a few rows of x (M <= 4) on adapters with a fixed subgroup size. Callers check fusedLinearFits and fall
-// back to matmul, add and swiglu elsewhere.
+// of the input before them, unmerged LoRA adapters' updates and (concatenated products) biases after.
+// Inference only (no autograd); for a few rows of x (M <= 4) on adapters with a fixed subgroup size.
+// Callers check fusedLinearFits and fall back to matmul, add and swiglu elsewhere.
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { isGradEnabled } from '../grad-mode.js';
@@ -12,6 +12,7 @@ import { QuantizedWeight } from '../quant/weight.js';
 import { fusedLinearCheckOutcome } from './fused-linear-check.js';
 import { chunkOf, Epilogue, runFused, type FusedLora, type FusedNorm, type RunArgs } from './fused-linear-launch.js';
 import { FUSED_QUANT_BINDINGS, runFusedQuantized } from './fused-linear-quant.js';
+import { cat, reshape, slice } from './views.js';
 
 export type { FusedAdapter, FusedLora, FusedNorm } from './fused-linear-launch.js';
 
@@ -97,6 +98,7 @@ const rowsOf = (w: FusedWeight) => (w instanceof QuantizedWeight ? w.rows : w.sh
 
 /** Runs a checked product on the dense or the quantized kernel. */
 function run(op: string, a: Omit<RunArgs, 'weights'> & { weights: readonly FusedWeight[] }): Tensor {
+  if (a.bias !== undefined && a.lora !== undefined && a.bias.storage(op) !== a.lora.b.storage(op)) a = { ...a, ...sharedBuffer(a.lora, a.bias) };
   if (a.weights[0] instanceof QuantizedWeight) return runFusedQuantized(op, { ...a, weights: a.weights as QuantizedWeight[] });
   return runFused(op, { ...a, weights: a.weights as Tensor[] });
 }
@@ -121,19 +123,42 @@ function checkLora(op: string, x: Tensor, weights: readonly FusedWeight[], lora:
   if (b.size !== B || !b.isContiguous) throw new ShapeError(`${op}: the adapters' b is ${fmtShape(b.shape)}${b.isContiguous ? '' : ' (not contiguous)'}; it must hold the B_i [N_i, r_i] one after the other, ${B} elements`);
 }
 
+/** The bias fits the weights: x's dtype, [sum N_i] contiguous; throws naming `op` otherwise. */
+function checkBias(op: string, x: Tensor, weights: readonly FusedWeight[], bias: Tensor): void {
+  const N = weights.reduce((s, w) => s + rowsOf(w), 0);
+  if (bias.dtype !== x.dtype) throw new DTypeError(`${op}: x is ${x.dtype}, the bias is ${bias.dtype}; they must match`);
+  if (bias.size !== N || !bias.isContiguous) {
+    throw new ShapeError(`${op}: the bias is ${fmtShape(bias.shape)}${bias.isContiguous ? '' : ' (not contiguous)'}; it must hold the weights' biases b_i [N_i] one after the other, ${N} elements`);
+  }
+  if (isGradEnabled() && bias.requiresGrad) throw new ValueError(`${op}: records no gradient; call it under noGrad()`);
+}
+
+/**
+ * The kernels read the adapters' B and the bias through one binding: where they are in two buffers, both
+ * copied into one (a dispatch; callers that keep them packed together, as decoding does, skip it).
+ */
+function sharedBuffer(lora: FusedLora, bias: Tensor): { lora: FusedLora; bias: Tensor } {
+  const nb = lora.b.size;
+  const packed = cat([reshape(lora.b, [nb]), reshape(bias, [bias.size])], 0);
+  return { lora: { ...lora, b: slice(packed, 0, 0, nb) }, bias: slice(packed, 0, nb, nb + bias.size) };
+}
 
 /**
  * x W_i^T for up to three weights sharing the input x, in one pass over x, concatenated along the last
  * dim: x [..., K], weights [N_i, K] -> [..., sum N_i] (as cat of matmul(x, transpose(w_i)), e.g.
  * q, k and v; quantized weights as quantizedMatmul, dequantized as they are read). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
- * With `lora`, each adapted weight's product gains its adapter's update (see {@link FusedLora}).
+ * With `lora`, each adapted weight's product gains its adapter's update (see {@link FusedLora}). With `bias`
+ * (the weights' biases b_i [N_i] concatenated, [sum N_i]; zeros for a weight without one), each output
+ * gains its bias after the update, rounded as add(product, b_i) rounds: Linear's x W^T + update + b (Qwen2's
+ * q, k and v). A bias in the buffer of lora.b (views of one packed tensor) saves a copy into one.
  * Requires {@link fusedLinearFits}.
  * @example const qkv = noGrad(() => fusedLinear(x, [wq, wk, wv], { weight: inputNorm, eps: 1e-6 })); // [B, 1, Nq + 2 Nkv]
  */
-export function fusedLinear(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm, lora?: FusedLora): Tensor {
+export function fusedLinear(x: Tensor, weights: readonly FusedWeight[], norm?: FusedNorm, lora?: FusedLora, bias?: Tensor): Tensor {
   check('fusedLinear', x, weights, norm);
   if (lora !== undefined) checkLora('fusedLinear', x, weights, lora);
-  return run('fusedLinear', { epi: Epilogue.Cat, x, weights, norm, lora });
+  if (bias !== undefined) checkBias('fusedLinear', x, weights, bias);
+  return run('fusedLinear', { epi: Epilogue.Cat, x, weights, norm, lora, bias });
 }
 
 /**

@@ -1,5 +1,5 @@
 // CPU reference of the fused decode products, from their definitions: x W^T per weight, concatenated;
-// residual + x W^T; silu(x Wg^T) * (x Wu^T).
+// residual + x W^T; silu(x Wg^T) * (x Wu^T); LoRA adapters and biases on the concatenated products.
 import type { RefTensor } from './ref-tensor.js';
 
 /** x [..., K] times w^T (w [N, K]) -> [..., N]. */
@@ -18,9 +18,39 @@ function linear(x: RefTensor, w: RefTensor): RefTensor {
   return { shape: [...x.shape.slice(0, -1), N], data: out };
 }
 
-/** cat_i(x W_i^T) along the last dim: x [..., K], weights [N_i, K] -> [..., sum N_i]. */
-export function refFusedLinear(x: RefTensor, weights: readonly RefTensor[]): RefTensor {
-  const parts = weights.map((w) => linear(x, w));
+/** One weight's unmerged LoRA adapter: A [r, K], B [N, r] and its scaling. */
+export interface RefFusedAdapter {
+  A: RefTensor;
+  B: RefTensor;
+  scaling: number;
+}
+
+/** Per weight in order (null where it has none): its LoRA adapter and its bias [N_i]. */
+export interface RefFusedExtras {
+  adapters?: ReadonlyArray<RefFusedAdapter | null>;
+  biases?: ReadonlyArray<RefTensor | null>;
+}
+
+/**
+ * cat_i(x W_i^T + scaling_i (x A_i^T) B_i^T + b_i) along the last dim: x [..., K], weights [N_i, K] ->
+ * [..., sum N_i]; the adapters and biases of `extras` where given (PEFT's LoRA over a biased linear).
+ */
+export function refFusedLinear(x: RefTensor, weights: readonly RefTensor[], extras: RefFusedExtras = {}): RefTensor {
+  const parts = weights.map((w, i) => {
+    const y = linear(x, w);
+    const a = extras.adapters?.[i];
+    if (a !== null && a !== undefined) {
+      const u = linear(linear(x, a.A), a.B);
+      y.data = y.data.map((v, j) => v + a.scaling * u.data[j]!);
+    }
+    const b = extras.biases?.[i];
+    if (b !== null && b !== undefined) {
+      const n = w.shape[0]!;
+      if (b.data.length !== n) throw new Error(`reference: bias of ${b.data.length} values for a weight of ${n} rows`);
+      y.data = y.data.map((v, j) => v + b.data[j % n]!);
+    }
+    return y;
+  });
   const N = parts.reduce((s, p) => s + p.shape[p.shape.length - 1]!, 0);
   const M = x.data.length / x.shape[x.shape.length - 1]!;
   const out = new Float64Array(M * N);
