@@ -1,6 +1,6 @@
 // The fused decode kernels against the separate ops they replace, one new token (M = 1) at LLaMA-7B width:
-// RMSNorm and q/k/v in one product (fusedLinear), o_proj and down_proj with the residual add
-// (fusedLinearAdd), RMSNorm, gate and up with SwiGLU (fusedLinearSwiglu), RoPE with the KV-cache writes
+// RMSNorm and q/k/v in one product (fusedLinear; again with Qwen2's q/k/v biases), o_proj and down_proj
+// with the residual add (fusedLinearAdd), RMSNorm, gate and up with SwiGLU (fusedLinearSwiglu), RoPE with the KV-cache writes
 // (ropeCache). GB/s over the
 // weights read (the products' minimal traffic), kernel time by timestamp queries where the adapter has
 // them (else wall time), and the dispatches of each side. Run alone:
@@ -75,6 +75,17 @@ export async function benchDecodeFused(ctx: BenchContext): Promise<string[]> {
       v.dispose();
       return q;
     });
+    // Qwen2's q/k/v biases: added in the product's epilogue, or one add a projection after its matmul.
+    const bias = randn([3 * C], { seed: 14, dtype });
+    await pair(ctx, 'decode norm + q/k/v + bias', dtype, `${C}->3x${C}`, 3 * C * C * size, () => fusedLinear(x, [wq, wk, wv], norm, undefined, bias), () => {
+      const h = rmsNorm(x, norm.weight, norm.eps);
+      const [q, k, v] = [wq, wk, wv].map((w, i) => add(lin(h, w), slice(bias, 0, i * C, (i + 1) * C)));
+      h.dispose();
+      k!.dispose();
+      v!.dispose();
+      return q!;
+    });
+    bias.dispose();
     await pair(ctx, 'decode o_proj + residual', dtype, `${C}->${C}`, C * C * size, () => fusedLinearAdd(x, x, wo), () => add(x, lin(x, wo)));
     if (!mlpFits) ctx.log(`decode fused ${dtype}: the MLP weights [${I}, ${C}] exceed one binding here; their rows are skipped`);
     if (mlpFits) await pair(ctx, 'decode norm + gate/up + swiglu', dtype, `${C}->2x${I}`, 2 * I * C * size, () => fusedLinearSwiglu(x, wg, wu, norm), () => {

@@ -74,7 +74,7 @@ export class DecoderLayer {
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     // Each projection's adapter draws its own dropout mask, as PEFT's per-module dropouts do.
     // Attention.
-    // Decoding (inference, a few rows): fused products where the projections are single weights (dense or quantized), adapters added in their epilogues.
+    // Decoding (inference, a few rows): fused products where the projections are single weights (dense or quantized), adapters and q/k/v's biases added in their epilogues.
     const fuse = !isGradEnabled() && B * T <= FUSED_LINEAR_MAX_ROWS && fusedLinearPreferred();
     let q: Tensor, k: Tensor, v: Tensor;
     if (cache !== undefined && !isGradEnabled()) {
@@ -130,15 +130,16 @@ export class DecoderLayer {
   }
 
   /**
-   * The q, k and v projections of the input norm of x: the norm and the three products in one pass when
-   * `fuse` and all three weights fit (then column views of one output), after one pass for their adapters.
+   * The q, k and v projections of the input norm of x: the norm and the three products (with their biases,
+   * Qwen2's) in one pass when `fuse` and all three weights fit (then column views of one output), after one
+   * pass for their adapters.
    */
   private qkv(x: Tensor, eps: number, fuse: boolean, seeds: ((i: number) => number | undefined) | undefined): [Tensor, Tensor, Tensor] {
     const norm = { weight: this.inputNorm, eps };
-    const g = fuse ? fusedGroup(x, [this.qProj, this.kProj, this.vProj], norm, this.packs, 'qkv') : null;
+    const g = fuse ? fusedGroup(x, [this.qProj, this.kProj, this.vProj], norm, this.packs, 'qkv', true) : null;
     if (g !== null) {
       const [nq, nk] = [weightRows(g.weights[0]!), weightRows(g.weights[1]!)];
-      const all = fusedLinear(x, g.weights, norm, g.lora); // [B, T, nq + 2 nk]
+      const all = fusedLinear(x, g.weights, norm, g.lora, g.bias); // [B, T, nq + 2 nk]
       return [slice(all, 2, 0, nq), slice(all, 2, nq, nq + nk), slice(all, 2, nq + nk, nq + 2 * nk)];
     }
     const h = rmsNorm(x, this.inputNorm, eps); // [B, T, C]

@@ -81,11 +81,10 @@ export class Linear {
   }
 
   /**
-   * The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null (and null
-   * with a bias, which the fused products do not add); an unmerged adapter comes on top.
+   * The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; an
+   * unmerged adapter and then the bias come on top (a fused product adds the bias only when given it).
    */
   get baseWeight(): FusedWeight | null {
-    if (this.bias !== null) return null;
     return this.quantized ?? (this.parts.length === 1 ? this.parts[0]! : null);
   }
 
