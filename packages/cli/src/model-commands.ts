@@ -19,6 +19,7 @@ import {
   loadRecords,
   resolveConfig,
   resolveTemplate,
+  textTokenizer,
   tokenizeRecords,
   type Answer,
   type QaRecord,
@@ -156,8 +157,7 @@ export function buildEvalCommand(): Command {
         await loadAdapter(base.model, opts.adapter);
       }
       const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
-      const tok = base.tokenizer;
-      const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), { encode: (t, o) => tok.encode(t, o), bosId: tok.bosId, eosId: tok.eosId, padId: 0 }, { cutoffLen: config.cutoffLen, trainOnInputs: false });
+      const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), textTokenizer(base.tokenizer), { cutoffLen: config.cutoffLen, trainOnInputs: false });
       checkMicroBatchFits(base.model, examples, config.microBatchSize as number, { file, flag: '--micro-batch', shuffled: false });
       const loss = await evaluate(new LoraModel(base.model, base.name), examples, config, config.microBatchSize as number);
       say(`${file}: ${examples.length} records, loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)} (base weights ${base.model.dtype})`);

@@ -3,6 +3,7 @@
 // EOS if room is left, labels -100 on the prompt, then DataCollatorForSeq2Seq padding (left
 // side, to a multiple of 8, labels -100, mask 0).
 
+import type { Tokenizer } from '@huatuo/llama';
 import type { LoadedRecord, QaRecord, RecordLocation } from './data.js';
 import { describeLocation } from './data.js';
 import { generatePrompt, type PromptTemplate } from './prompt.js';
@@ -14,13 +15,19 @@ export const IGNORE_INDEX = -100;
 /**
  * What batching needs from a tokenizer. `encode` must not truncate; when not told, it adds BOS
  * and EOS as the tokenizer's defaults say (tokenizer_config.json's add_bos_token and
- * add_eos_token; LLaMA's: BOS only), as a Hugging Face tokenizer called on text does.
+ * add_eos_token; LLaMA's: BOS only; Qwen2's: neither), as a Hugging Face tokenizer called on text does.
  */
 export interface TextTokenizer {
   encode(text: string, options?: { addBos?: boolean; addEos?: boolean }): number[];
-  bosId: number;
+  /** Needed only when `encode` puts BOS first by default; a tokenizer without BOS (Qwen2's) leaves it out. */
+  bosId?: number;
   eosId: number;
   padId: number;
+}
+
+/** The {@link TextTokenizer} of a model's tokenizer, padding with id 0 as alpaca-lora sets tokenizer.pad_token_id. */
+export function textTokenizer(tokenizer: Tokenizer): TextTokenizer {
+  return { encode: (text, options) => tokenizer.encode(text, options), bosId: tokenizer.hasBos ? tokenizer.bosId : undefined, eosId: tokenizer.eosId, padId: 0 };
 }
 
 /** Options of {@link tokenizeRecord}; the recipe's values are in DEFAULT_CONFIG. */
@@ -62,8 +69,9 @@ function specialTokenDefaults(tokenizer: TextTokenizer): { bos: boolean; eos: bo
  */
 function truncateWithSpecialTokens(tokenizer: TextTokenizer, textIds: readonly number[], maxLength: number): number[] {
   const { bos, eos } = specialTokenDefaults(tokenizer);
+  if (bos && tokenizer.bosId === undefined) throw new Error("the TextTokenizer's encode puts a token first by default (BOS) but it has no bosId; give bosId");
   const kept = textIds.slice(0, Math.max(0, maxLength - Number(bos) - Number(eos)));
-  return [...(bos ? [tokenizer.bosId] : []), ...kept, ...(eos ? [tokenizer.eosId] : [])];
+  return [...(bos ? [tokenizer.bosId as number] : []), ...kept, ...(eos ? [tokenizer.eosId] : [])];
 }
 
 /**

@@ -3,7 +3,7 @@
 // HuaTuo's LoRA recipe afterwards starts from a model that knows them.
 import { AdamW, clipGradNorm, readyAttention, startScope, tensor, type Tensor } from '@huatuo/tensor';
 import type { LlamaModel } from '@huatuo/llama';
-import { chunkOrder, collate, epochOrder, tokenizeText, type TextTokenizer, type TokenizedExample } from './batch.js';
+import { chunkOrder, collate, epochOrder, textTokenizer, tokenizeText, type TextTokenizer, type TokenizedExample } from './batch.js';
 import type { QaRecord } from './data.js';
 import type { BaseModel } from './lora-model.js';
 import type { MetricsRow } from './metrics.js';
@@ -110,7 +110,5 @@ export function demoBaseTexts(records: readonly QaRecord[], template: PromptTemp
  * {@link pretrainBase}: a stand-in, at a toy scale, for what LLaMA's pretraining already knows.
  */
 export function pretrainDemoBase(base: BaseModel, records: readonly QaRecord[], template: PromptTemplate, options: PretrainOptions): Promise<MetricsRow[]> {
-  const t = base.tokenizer;
-  const tokenizer: TextTokenizer = { encode: (text, o) => t.encode(text, o), bosId: t.bosId, eosId: t.eosId, padId: 0 };
-  return pretrainBase(base.model, tokenizer, demoBaseTexts(records, template), options);
+  return pretrainBase(base.model, textTokenizer(base.tokenizer), demoBaseTexts(records, template), options);
 }

@@ -18,7 +18,7 @@ export { MED_TEMPLATE, LITERATURE_TEMPLATE, BUILTIN_TEMPLATES, parseTemplate, ge
 export type { PromptTemplate } from './prompt.js';
 export { chatTemplateFromFiles, renderChatTemplate, isChatTemplate } from './chat-template.js';
 export type { ChatTemplate, ChatTemplateFiles } from './chat-template.js';
-export { IGNORE_INDEX, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
+export { IGNORE_INDEX, textTokenizer, tokenizeText, tokenizeRecord, tokenizeRecords, collate, chunkOrder, epochOrder } from './batch.js';
 export type { TextTokenizer, TokenizeOptions, TokenizedExample, DataWarning, Batch, CollateOptions } from './batch.js';
 export { splitTrainVal } from './split.js';
 export type { TrainValSplit } from './split.js';

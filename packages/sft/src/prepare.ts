@@ -2,7 +2,7 @@
 // template and checked for answer tokens; the micro-batch, schedule and memory the run will use.
 import { formatMemoryPlan } from '@huatuo/llama';
 import { trainingPlan } from './memory-plan.js';
-import { tokenizeRecords, type DataWarning, type TokenizedExample } from './batch.js';
+import { textTokenizer, tokenizeRecords, type DataWarning, type TokenizedExample } from './batch.js';
 import type { TrainConfig } from './config.js';
 import { trainingSchedule, type TrainingSchedule } from './schedule.js';
 import type { LoadedRecord } from './data.js';
@@ -33,7 +33,7 @@ export function prepareRecords(records: LoadedRecord[], file: string, template: 
   }
   const split = splitTrainVal(records, config.valSetSize, config.splitSeed);
   const options = { cutoffLen: config.cutoffLen, trainOnInputs: config.trainOnInputs };
-  const tokenizer = textTokenizer(base);
+  const tokenizer = textTokenizer(base.tokenizer);
   const trainTokens = tokenizeRecords(split.train, template, tokenizer, options);
   const valTokens = tokenizeRecords(split.val, template, tokenizer, options);
   const usable = trainTokens.examples.filter((e) => e.labels.some((l) => l !== -100));
@@ -48,16 +48,6 @@ export function prepareRecords(records: LoadedRecord[], file: string, template: 
     train: trainTokens.examples,
     val: valTokens.examples,
     warnings: [...trainTokens.warnings, ...valTokens.warnings],
-  };
-}
-
-function textTokenizer(base: BaseModel) {
-  const t = base.tokenizer;
-  return {
-    encode: (text: string, options?: { addBos?: boolean; addEos?: boolean }) => t.encode(text, options),
-    bosId: t.bosId,
-    eosId: t.eosId,
-    padId: 0,
   };
 }
 
