@@ -3,6 +3,7 @@
 
 import type { Tokenizer } from '@huatuo/llama';
 import { renderChatTemplate, type ChatTemplate } from './chat-template.js';
+import { TemplateError } from './errors.js';
 
 /**
  * Token ids of a text (on a worker thread, or the tokenizer itself): with `specialTokens`, BOS and EOS
@@ -36,7 +37,9 @@ function splitSpecial(text: string, special: ReadonlyMap<string, number>): (stri
 }
 
 /**
- * Binds `template` to `tokenizer`: `bos_token` and `eos_token` default to the tokenizer's. `ids`
+ * Binds `template` to `tokenizer`: `bos_token` and `eos_token` default to the tokenizer's; a tokenizer
+ * without BOS (tokenizer_config.json's bos_token null, as Qwen2's) leaves `bos_token` undefined, which
+ * renders as '' and fails in `+`, as in transformers' Jinja environment. `ids`
  * encodes as transformers' apply_chat_template(tokenize=True) does, with add_special_tokens=False:
  * the tokenizer reads the special tokens of its folder written in the text as their ids, and any
  * other token of the template's tokenizer_config.json that it would read as several ids is split
@@ -55,11 +58,23 @@ export function chatTemplatePrompt(template: ChatTemplate, tokenizer: Tokenizer)
     const read = tokenizer.encode(name, { addBos: false, addEos: false });
     if (read.length !== 1 || read[0] !== id) special.set(name, id);
   }
-  const tokens = { bos_token: tokenizer.idToPiece(tokenizer.bosId), eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
+  // transformers passes the special tokens map, which leaves out a token that is None: with no BOS (Qwen2's),
+  // bos_token is undefined in the template, as there.
+  const tokens: Record<string, string | readonly string[]> = { eos_token: tokenizer.idToPiece(tokenizer.eosId), ...template.specialTokens };
+  if (tokenizer.hasBos) tokens['bos_token'] ??= tokenizer.idToPiece(tokenizer.bosId);
   const withTokens: ChatTemplate = { ...template, specialTokens: tokens };
   const ownEncode: EncodeText = async (text, specialTokens) => tokenizer.encode(text, specialTokens ? {} : { addBos: false, addEos: false });
   return {
-    text: (messages) => renderChatTemplate(withTokens, messages, true),
+    text(messages) {
+      try {
+        return renderChatTemplate(withTokens, messages, true);
+      } catch (e) {
+        if (!(e instanceof TemplateError) || 'bos_token' in tokens || !/\bbos_token\b/.test(template.source)) throw e;
+        throw new TemplateError(
+          `${e.message}; the template uses bos_token, which is undefined for this tokenizer without BOS (bos_token null in tokenizer_config.json, as transformers leaves it out too); use the chat template written for this model`,
+        );
+      }
+    },
     async ids(text, encode = ownEncode) {
       const ids: number[] = [];
       for (const part of splitSpecial(text, special)) {
