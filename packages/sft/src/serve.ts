@@ -143,7 +143,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const options = specialTokens ? {} : { addBos: false, addEos: false };
     return thread === null ? Promise.resolve(tokenizer.encode(text, options)) : thread.encode(text, options);
   };
-  const read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, encode });
+  let read: ReturnType<typeof createRequestReader>;
+  try {
+    read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, encode });
+  } catch (e) {
+    // The worker would keep the process alive after the error.
+    await thread?.close();
+    throw e;
+  }
   const queue = new JobQueue(maxQueue, (job) => reply(job, model, tokenizer, modelName), (e) => options.onEvent?.(e));
   let guard: AccessGuard | null = null;
 
