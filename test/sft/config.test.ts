@@ -10,7 +10,7 @@ test("the defaults are HuaTuo's recipe", () => {
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, gpuMemory: 0, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
-      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1,
+      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch',
       warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
     },
   );
@@ -33,6 +33,12 @@ test('--quantize takes none, int8 or nf4 and refuses anything else, naming the f
   assert.equal(resolveConfig({ '--quantize': 'nf4' }).quantize, 'nf4');
   assert.equal(resolveConfig({ quantize: 'int8' }).quantize, 'int8');
   assert.throws(() => resolveConfig({ '--quantize': 'int4' }), /--quantize: expected one of none, int8, nf4, got "int4"/);
+});
+
+test('--loss-normalization takes micro-batch (the default, as HuaTuo trained) or tokens and refuses anything else, naming the flag', () => {
+  assert.equal(resolveConfig({ '--loss-normalization': 'tokens' }).lossNormalization, 'tokens');
+  assert.equal(resolveConfig({ lossNormalization: 'micro-batch' }).lossNormalization, 'micro-batch');
+  assert.throws(() => resolveConfig({ '--loss-normalization': 'token' }), /--loss-normalization: expected one of micro-batch, tokens, got "token"/);
 });
 
 test('--quantize int8 or nf4 turns gradient checkpointing on unless --gradient-checkpointing says otherwise (PEFT prepare_model_for_kbit_training)', () => {

@@ -3,6 +3,7 @@
 // resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
 import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
 import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
+import type { LossNormalization } from './config.js';
 import { CheckpointError } from './errors.js';
 import { runFiles as files } from './run-files.js';
 
@@ -19,6 +20,8 @@ export interface TrainerState {
   bestStep: number | null;
   /** Hash of the recipe values that must not change across a resume. */
   recipeKey: string;
+  /** How the run averages its micro-batch losses (--loss-normalization); absent in checkpoints written before the option: micro-batch. */
+  lossNormalization?: LossNormalization;
   /** Loss scale and growth tracker of a mixed-precision run after `step` (absent in f32). */
   gradScaler?: GradScalerState;
 }

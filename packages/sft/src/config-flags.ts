@@ -54,6 +54,13 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'adamEpsilon', flag: '--adam-epsilon', kind: 'number', above: 0, help: 'AdamW epsilon' },
   { key: 'weightDecay', flag: '--weight-decay', kind: 'number', min: 0, help: 'AdamW decoupled weight decay' },
   { key: 'maxGradNorm', flag: '--max-grad-norm', kind: 'number', min: 0, help: 'clip the global gradient norm to this (0: no clipping)' },
+  {
+    key: 'lossNormalization',
+    flag: '--loss-normalization',
+    kind: 'string',
+    choices: ['micro-batch', 'tokens'],
+    help: "how gradient accumulation averages the loss: micro-batch: each micro-batch's mean over its answer tokens divided by the micro-batches per step (transformers before 4.46, as HuaTuo trained); tokens: the mean over every answer token of the step (transformers' num_items_in_batch since 4.46)",
+  },
   { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up' },
   { key: 'loggingSteps', flag: '--logging-steps', kind: 'int', min: 1, help: 'optimizer steps between log lines' },
   { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },

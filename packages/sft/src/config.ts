@@ -50,6 +50,14 @@ export interface TrainConfig {
   adamEpsilon: number;
   weightDecay: number;
   maxGradNorm: number;
+  /**
+   * How the loss of a step's micro-batches adds up. 'micro-batch': each micro-batch's mean over its
+   * answer tokens, divided by the micro-batches per step (transformers before 4.46, which HuaTuo
+   * trained with). 'tokens': each micro-batch's sum over its answer tokens divided by the answer tokens
+   * of the whole step (transformers' num_items_in_batch since 4.46), so the step's gradient is the mean
+   * over every answer token of the step however they fall into micro-batches.
+   */
+  lossNormalization: LossNormalization;
   warmupRatio: number;
   lrScheduler: 'linear';
   loggingSteps: number;
@@ -66,6 +74,9 @@ export interface TrainConfig {
    */
   precision: Precision;
 }
+
+/** How a step's micro-batch losses add up: see {@link TrainConfig.lossNormalization}. */
+export type LossNormalization = 'micro-batch' | 'tokens';
 
 /** Numeric precision of training: see {@link TrainConfig.precision}. */
 export type Precision = 'auto' | 'f32' | 'mixed';
@@ -107,6 +118,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   adamEpsilon: 1e-8,
   weightDecay: 0,
   maxGradNorm: 1.0, // clip the global gradient norm
+  lossNormalization: 'micro-batch', // mean per micro-batch over the accumulation steps (transformers < 4.46, as HuaTuo ran); 'tokens': over the step's answer tokens
   warmupRatio: 0.1, // linear warm-up over the first 10% of optimizer steps
   lrScheduler: 'linear', // then linear decay to 0 at the last step
   // logging, evaluation, checkpoints (counted in optimizer steps)

@@ -4,7 +4,7 @@
 
 // Recipe
 export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, LLAMA_LORA_TARGETS, checkConfig, resolvePrecision } from './config.js';
-export type { TrainConfig, GenerationConfig, Precision } from './config.js';
+export type { TrainConfig, GenerationConfig, LossNormalization, Precision } from './config.js';
 export { CONFIG_OPTIONS, resolveConfig } from './config-flags.js';
 export type { ConfigOption } from './config-flags.js';
 export { trainingSchedule, learningRateAt } from './schedule.js';

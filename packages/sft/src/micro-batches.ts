@@ -1,5 +1,5 @@
 // The trainer's micro-batches: which examples each optimizer step reads (epoch order, leftovers
-// dropped), their dropout seeds, which have a label to learn from, and their device tensors.
+// dropped), their dropout seeds, which labels they learn from, and their device tensors.
 import { tensor } from '@huatuo/tensor';
 import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
 import type { TrainConfig } from './config.js';
@@ -29,6 +29,16 @@ export function toDevice(examples: readonly TokenizedExample[], config: TrainCon
 export function hasTarget(example: TokenizedExample): boolean {
   for (let t = 1; t < example.labels.length; t++) if (example.labels[t] !== IGNORE_INDEX) return true;
   return false;
+}
+
+/**
+ * The labels of an example that the shifted loss counts (labels 1..T-1 that are not -100): its
+ * answer tokens, transformers' num_items_in_batch summed over a step's micro-batches.
+ */
+export function targetCount(example: TokenizedExample): number {
+  let n = 0;
+  for (let t = 1; t < example.labels.length; t++) if (example.labels[t] !== IGNORE_INDEX) n++;
+  return n;
 }
 
 /** Micro-batches of the whole run in order: epoch by epoch, leftovers that do not fill a step dropped. */

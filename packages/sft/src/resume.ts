@@ -19,10 +19,12 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
     learningRate: config.learningRate,
     seed: config.seed,
     nTrain,
-    // Absent unless set, so the checkpoints of runs without --max-steps, --lora-use-rslora or --lora-use-dora keep their key.
+    // Absent unless set, so the checkpoints of runs without --max-steps, --lora-use-rslora, --lora-use-dora or
+    // --loss-normalization tokens keep their key.
     ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
     ...(config.loraUseRslora ? { loraUseRslora: true } : {}),
     ...(config.loraUseDora ? { loraUseDora: true } : {}),
+    ...(config.lossNormalization !== 'micro-batch' ? { lossNormalization: config.lossNormalization } : {}),
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
   return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
@@ -57,6 +59,13 @@ export async function findResumePoint(resume: string, outputDir: string): Promis
 export async function readResumePoint(resume: string, config: TrainConfig, nTrain: number, microBatchSize: number): Promise<{ dir: string; payload: CheckpointPayload }> {
   const dir = await findResumePoint(resume, config.outputDir);
   const payload = await readCheckpoint(dir);
+  // Checkpoints written before the option trained with the micro-batch normalization.
+  const normalization = payload.state.lossNormalization ?? 'micro-batch';
+  if (normalization !== config.lossNormalization) {
+    throw new CheckpointError(
+      `${dir} was written by a run with --loss-normalization ${normalization}, which sets how its gradients are averaged; resume with --loss-normalization ${normalization}, or start a new run with ${config.lossNormalization} in another --output-dir`,
+    );
+  }
   if (payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
     throw new CheckpointError(
       `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,

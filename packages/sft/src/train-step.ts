@@ -1,10 +1,11 @@
 // One optimizer step of the trainer: the step's micro-batches forward and backward, their gradients
-// accumulated (loss-scaled in f16), then unscaling, global-norm clipping, AdamW and the scale's update.
+// accumulated (averaged per micro-batch or per answer token, loss-scaled in f16), then unscaling,
+// global-norm clipping, AdamW and the scale's update.
 import { clipGradNorm, GradScaler, hasF16, startScope, type AdamW, type Tensor } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { dropoutSeed, hasTarget, toDevice } from './micro-batches.js';
+import { dropoutSeed, targetCount, toDevice } from './micro-batches.js';
 import type { TrainableModel } from './train-types.js';
 
 /** Whether the model's dtype is the one the config's precision asks for; true when losses need scaling (f16). */
@@ -29,7 +30,7 @@ export interface StepInputs {
   examples: readonly TokenizedExample[];
   /** The step's micro-batches, as indices into `examples`. */
   chunks: readonly (readonly number[])[];
-  /** Micro-batches per optimizer step: each loss is divided by it. */
+  /** Micro-batches per optimizer step: each loss is divided by it with --loss-normalization micro-batch. */
   accumulation: number;
   /** Zero-based index of the step: it seeds the dropout masks. */
   step: number;
@@ -37,7 +38,12 @@ export interface StepInputs {
 
 /** What one optimizer step did. */
 export interface StepOutcome {
-  /** The mean over the micro-batches that had answer tokens; 0 (and no update) when none had. */
+  /**
+   * The step's loss as the Hugging Face Trainer reports it: with --loss-normalization micro-batch the
+   * mean of the micro-batches' means, with tokens the mean over the step's answer tokens; micro-batches
+   * without answer tokens are left out. 0, and no update, when no micro-batch had answer tokens (where
+   * transformers' tokens mode divides 0 by 0 and steps on NaN gradients).
+   */
   loss: number;
   /** The scale this step's loss was multiplied by (1 without loss scaling). */
   lossScale: number;
@@ -47,29 +53,56 @@ export interface StepOutcome {
   tokens: number;
 }
 
+/** The losses of a step's micro-batches, added up as {@link StepOutcome.loss} says. */
+export interface AccumulatedLoss {
+  /** The sum of the micro-batches' mean losses times their weights (on the device); null when none had answer tokens. */
+  weightedSum: Tensor | null;
+  /** The sum of those weights: 1 a micro-batch (micro-batch), its answer tokens (tokens). */
+  weight: number;
+  /** Non-padding tokens read. */
+  tokens: number;
+}
+
+/**
+ * The step's micro-batches forward and backward, their gradients added into the parameters' `.grad`,
+ * each micro-batch's mean loss multiplied by `lossScale` and by 1 / accumulation (--loss-normalization
+ * micro-batch) or by its answer tokens / the step's answer tokens (tokens: transformers' sum over a
+ * micro-batch divided by num_items_in_batch). A micro-batch without answer tokens (records cut before
+ * their answer) adds nothing: its mean would be 0/0 = NaN, as the data warnings say.
+ */
+export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' | 'params'>, lossScale: number): AccumulatedLoss {
+  const { config } = s;
+  const byTokens = config.lossNormalization === 'tokens';
+  const micro = s.chunks.map((chunk) => {
+    const examples = chunk.map((i) => s.examples[i]!);
+    return { examples, targets: examples.reduce((n, e) => n + targetCount(e), 0) };
+  });
+  const stepTargets = micro.reduce((n, m) => n + m.targets, 0);
+  let weightedSum: Tensor | null = null;
+  let weight = 0;
+  let tokens = 0;
+  micro.forEach(({ examples, targets }, index) => {
+    if (targets === 0) return;
+    const batch = toDevice(examples, config);
+    tokens += batch.tokens;
+    const loss = s.model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, s.step, index) });
+    loss.mul(byTokens ? (lossScale * targets) / stepTargets : lossScale / s.accumulation).backward();
+    const weighted = byTokens ? loss.mul(targets) : loss;
+    weightedSum = weightedSum ? weightedSum.add(weighted) : weighted;
+    weight += byTokens ? targets : 1;
+  });
+  return { weightedSum, weight, tokens };
+}
+
 /** Runs one optimizer step; every tensor it makes is freed before it returns. */
 export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   const { config, optimizer, scaler } = s;
   const scope = startScope();
   const lossScale = scaler.getScale();
   let stepped = true;
-  let tokens = 0;
   try {
-    let lossSum: Tensor | null = null;
-    let counted = 0;
-    s.chunks.forEach((chunk, micro) => {
-      const examples = chunk.map((i) => s.examples[i]!);
-      // A micro-batch of records cut before their answer has no label to take a loss on (its
-      // mean would be 0/0 = NaN); such records add no loss, as the data warnings say.
-      if (!examples.some(hasTarget)) return;
-      const batch = toDevice(examples, config);
-      tokens += batch.tokens;
-      const loss = s.model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, s.step, micro) });
-      loss.mul(lossScale / s.accumulation).backward();
-      lossSum = lossSum ? lossSum.add(loss) : loss;
-      counted++;
-    });
-    if (lossSum) {
+    const { weightedSum, weight, tokens } = accumulateGradients(s, lossScale);
+    if (weightedSum) {
       // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
       scaler.unscale(optimizer);
       if (config.maxGradNorm > 0) clipGradNorm(s.params, config.maxGradNorm);
@@ -77,7 +110,7 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
       scaler.update();
       optimizer.zeroGrad();
     }
-    const loss = lossSum ? (await (lossSum as Tensor).item()) / counted : 0;
+    const loss = weightedSum ? (await (weightedSum as Tensor).item()) / weight : 0;
     return { loss, lossScale, stepped, tokens };
   } finally {
     scope.end();

@@ -30,6 +30,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     bestValLoss: null,
     bestStep: null,
     recipeKey: key,
+    lossNormalization: config.lossNormalization,
   };
 
   // Another run's checkpoints would be counted by the pruner and its metrics appended to.

@@ -1,0 +1,117 @@
+// Gradient accumulation's loss normalization on a small LLaMA: with --loss-normalization tokens the
+// gradients accumulated over micro-batches of uneven answer lengths equal those of one batch holding
+// them all (transformers' num_items_in_batch), while micro-batch averages each micro-batch's mean;
+// a run's checkpoints record the choice and a resume with the other is refused.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { initWebGPU } from '@huatuo/tensor';
+import { CheckpointError, train, type TokenizedExample, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { accumulateGradients } from '@huatuo/sft/internal';
+import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
+
+let dataPath: string;
+let runData: string;
+
+before(async () => {
+  await initWebGPU();
+  const long = 'drink plenty of water, rest in a dark and quiet room, avoid screens, and see a doctor if the pain lasts more than three days or comes with a fever';
+  const records = [
+    { instruction: 'Q0 headache?', input: '', output: 'rest' },
+    { instruction: 'Q1 fever?', input: '', output: 'sleep' },
+    { instruction: 'Q2 migraine?', input: '', output: long },
+    { instruction: 'Q3 dizziness?', input: '', output: `${long}; sit down first` },
+  ];
+  dataPath = writeRecords(tmp(), records);
+  runData = writeRecords(tmp(), smallRecords(12));
+});
+
+/** The answer tokens of an example that the shifted loss counts. */
+function answerTokens(e: TokenizedExample): number {
+  return e.labels.slice(1).filter((l) => l !== -100).length;
+}
+
+/** The LoRA gradients, by PEFT key, after the micro-batches `chunks` of one step are accumulated. */
+async function gradients(normalization: 'micro-batch' | 'tokens', chunks: number[][]): Promise<{ grads: Map<string, Float32Array>; loss: number; examples: TokenizedExample[] }> {
+  const config = smallConfig(dataPath, tmp(), { valSetSize: 0, cutoffLen: 128, loraDropout: 0, lossNormalization: normalization });
+  const { base, data, model } = await smallRun(config);
+  try {
+    // Short answers first, so that the micro-batches below are uneven in answer tokens.
+    const examples = [...data.train].sort((a, b) => answerTokens(a) - answerTokens(b));
+    const { weightedSum, weight } = accumulateGradients({ config, model, examples, chunks, accumulation: chunks.length, step: 0 }, 1);
+    const grads = new Map<string, Float32Array>();
+    for (const [key, p] of model.trainableParameters) {
+      assert.ok(p.grad, `${key} has a gradient`);
+      grads.set(key, (await p.grad.toArray()) as Float32Array);
+    }
+    return { grads, loss: (await weightedSum!.item()) / weight, examples };
+  } finally {
+    base.model.dispose();
+  }
+}
+
+/** The largest |a - b| over every gradient, relative to the largest |b|. */
+function relativeDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  let diff = 0;
+  let scale = 0;
+  for (const [key, ref] of b) {
+    const got = a.get(key)!;
+    for (let i = 0; i < ref.length; i++) {
+      diff = Math.max(diff, Math.abs(got[i]! - ref[i]!));
+      scale = Math.max(scale, Math.abs(ref[i]!));
+    }
+  }
+  assert.ok(scale > 0, 'the reference gradients are not all zero');
+  return diff / scale;
+}
+
+test('with --loss-normalization tokens, micro-batches of uneven answer lengths accumulate the gradients of one batch holding them all; micro-batch weighs each micro-batch alike', async () => {
+  const whole = await gradients('tokens', [[0, 1, 2, 3]]);
+  const counts = whole.examples.map(answerTokens);
+  assert.ok(counts[0]! + counts[1]! < (counts[2]! + counts[3]!) / 4, `the micro-batches are uneven in answer tokens: ${counts.join(', ')}`);
+
+  const byTokens = await gradients('tokens', [[0, 1], [2, 3]]);
+  const tokensDiff = relativeDifference(byTokens.grads, whole.grads);
+  assert.ok(tokensDiff < 1e-5, `tokens: accumulated gradients differ from one batch's by ${tokensDiff} relative`);
+  assert.ok(Math.abs(byTokens.loss - whole.loss) < 1e-5 * whole.loss, `tokens: the step's loss ${byTokens.loss} is the mean over its answer tokens, ${whole.loss}`);
+
+  const byMicroBatch = await gradients('micro-batch', [[0, 1], [2, 3]]);
+  const microDiff = relativeDifference(byMicroBatch.grads, whole.grads);
+  assert.ok(microDiff > 0.05, `micro-batch: accumulated gradients differ from one batch's (by ${microDiff} relative)`);
+
+  // micro-batch: the mean of the two micro-batches' means, each micro-batch alone giving its own.
+  const first = await gradients('micro-batch', [[0, 1]]);
+  const second = await gradients('micro-batch', [[2, 3]]);
+  assert.ok(Math.abs(byMicroBatch.loss - (first.loss + second.loss) / 2) < 1e-5 * byMicroBatch.loss, `micro-batch: the step's loss ${byMicroBatch.loss} is the mean of ${first.loss} and ${second.loss}`);
+  const halves = new Map([...first.grads].map(([key, g]) => [key, g.map((v, i) => (v + second.grads.get(key)![i]!) / 2)]));
+  const halvesDiff = relativeDifference(byMicroBatch.grads, halves);
+  assert.ok(halvesDiff < 1e-4, `micro-batch: the gradients are the mean of each micro-batch's (differ by ${halvesDiff} relative)`);
+});
+
+async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number } = {}): Promise<TrainResult> {
+  const { data, model, base } = await smallRun(config);
+  try {
+    return await train({ config, model, train: data.train, val: data.val, microBatchSize: 2, resume: options.resume ?? null, stopAfterStep: options.stopAfterStep });
+  } finally {
+    base.model.dispose();
+  }
+}
+
+test('a run with --loss-normalization tokens records it in its checkpoints and resumes only with it, as one uninterrupted run', async () => {
+  const out = tmp();
+  const config = smallConfig(runData, out, { lossNormalization: 'tokens' });
+  const full = await run(config, { stopAfterStep: 6 });
+  const state = JSON.parse(readFileSync(join(out, 'checkpoint-5', 'trainer_state.json'), 'utf8')) as { lossNormalization?: string };
+  assert.equal(state.lossNormalization, 'tokens');
+
+  const dir = join(out, 'checkpoint-5');
+  await assert.rejects(run(smallConfig(runData, out), { resume: dir }), (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+    assert.match(e.message, /checkpoint-5 was written by a run with --loss-normalization tokens/);
+    assert.match(e.message, /resume with --loss-normalization tokens/);
+    return true;
+  });
+  const resumed = await run(config, { resume: dir, stopAfterStep: 6 });
+  assert.equal(resumed.stepLosses.get(6), full.stepLosses.get(6), 'step 6 after the resume equals the uninterrupted run');
+});
