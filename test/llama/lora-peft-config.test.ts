@@ -174,6 +174,7 @@ describe('writing adapter_config.json back', () => {
       resolveLoraConfig({ r: 2, targetModules: ['q_proj', 'down_proj'], layersToTransform: [1], layersPattern: ['layers'], excludeModules: ['model.layers.1.mlp.down_proj'] }),
       resolveLoraConfig({ targetModules: 'all-linear' }),
       resolveLoraConfig({ r: 8, targetModules: ['q_proj', 'v_proj'], useDora: true, useRslora: true }),
+      resolveLoraConfig({ r: 8, targetModules: ['q_proj', 'v_proj'], modulesToSave: ['embed_tokens', 'lm_head'] }),
     ];
     for (const cfg of configs) assert.deepEqual(parsePeftConfig(JSON.parse(JSON.stringify(toPeftConfigJson(cfg))), FILE), cfg);
   });
@@ -183,5 +184,13 @@ describe('writing adapter_config.json back', () => {
     for (const k of ['use_rslora', 'use_dora', 'rank_pattern', 'alpha_pattern', 'layers_to_transform', 'layers_pattern', 'exclude_modules']) assert.ok(!(k in json), k);
     assert.equal(toPeftConfigJson(resolveLoraConfig({ useRslora: true }))['use_rslora'], true);
     assert.equal(toPeftConfigJson(resolveLoraConfig({ useDora: true }))['use_dora'], true);
+    assert.equal(json['modules_to_save'], null);
+  });
+
+  it('reads modules_to_save as PEFT does: a list of names, an empty list as none; anything else refused by name', () => {
+    assert.deepEqual(parsePeftConfig({ ...base, target_modules: ['q_proj'], modules_to_save: ['embed_tokens', 'lm_head'] }, FILE).modulesToSave, ['embed_tokens', 'lm_head']);
+    assert.equal(parsePeftConfig({ ...base, target_modules: ['q_proj'], modules_to_save: [] }, FILE).modulesToSave, null);
+    assert.throws(() => parsePeftConfig({ ...base, target_modules: ['q_proj'], modules_to_save: 'lm_head' }, FILE), refusal('modules_to_save', 'list of module names'));
+    assert.throws(() => parsePeftConfig({ ...base, target_modules: ['q_proj'], modules_to_save: [''] }, FILE), refusal('modules_to_save'));
   });
 });

@@ -88,10 +88,10 @@ export { formatBytes, projectionBytes, splitRows, mlpChunkRows } from './model/t
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './model/memory.js';
 
 // LoRA in PEFT's format
-export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, peftMagnitudeKey, modulePath } from './lora/lora-config.js';
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, peftMagnitudeKey, peftSavedEmbedKey, peftSavedLmHeadKey, modulePath } from './lora/lora-config.js';
 export { parsePeftConfig, toPeftConfigJson } from './lora/peft-config.js';
-export { loraModules } from './lora/lora-targets.js';
-export type { LoraModule } from './lora/lora-targets.js';
+export { loraModules, savedModules } from './lora/lora-targets.js';
+export type { LoraModule, SavedModules } from './lora/lora-targets.js';
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
 export type { ApplyLoraOptions } from './lora/lora.js';

@@ -3,7 +3,7 @@
 // downloads/uploads share them.
 
 import { AdapterError, ModelError } from '../errors.js';
-import { adapterTensorsToWrite, applyLora, setAdapterWeights } from './lora.js';
+import { adapterTensorsToWrite, attachAdapters, checkedSavedModules, setAdapterWeights } from './lora.js';
 import { parsePeftConfig, toPeftConfigJson } from './peft-config.js';
 import { peftFieldNames } from './lora-config.js';
 import { loraModules } from './lora-targets.js';
@@ -63,11 +63,13 @@ export async function loadAdapterFromFiles(model: LlamaModel, configText: string
   }
   const config = parsePeftConfig(json, configName);
   loraModules(config, model.layers.length, configName, peftFieldNames); // the targets' errors name the file
+  checkedSavedModules(model, config, configName, peftFieldNames);
   const st = await openTensorFile(weights);
   try {
     const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
     for (const info of st.tensors) tensors.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
-    applyLora(model, config);
+    // The trained copies of modules_to_save come from the file, not from the base.
+    attachAdapters(model, config);
     setAdapterWeights(model, tensors, weights.name);
   } finally {
     await st.close();

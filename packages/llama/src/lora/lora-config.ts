@@ -54,6 +54,12 @@ export interface LoraConfig {
    * for the gradient (DoRA paper, section 4.3). Default false.
    */
   readonly useDora: boolean;
+  /**
+   * Modules trained and saved whole beside the adapter (PEFT's `modules_to_save`): a module whose full name ends
+   * with an entry (`'embed_tokens'`, `'lm_head'`) is replaced by a trainable f32 copy of itself while the adapter is
+   * attached. Only LLaMA's `model.embed_tokens` and `lm_head` can be saved so. Default null.
+   */
+  readonly modulesToSave: readonly string[] | null;
 }
 
 /** PEFT's defaults for LLaMA: r 8, alpha 8, dropout 0, q_proj and v_proj, no patterns, alpha / r. */
@@ -69,6 +75,7 @@ export const defaultLoraConfig: LoraConfig = Object.freeze({
   alphaPattern: Object.freeze({}),
   useRslora: false,
   useDora: false,
+  modulesToSave: null,
 });
 
 /** `self_attn` or `mlp`: the submodule holding a projection. */
@@ -94,6 +101,12 @@ export function peftMagnitudeKey(layer: number, target: LoraTargetModule): strin
   return `base_model.model.${modulePath(layer, target)}.lora_magnitude_vector`;
 }
 
+/** PEFT's key of the trained copy of embed_tokens that modules_to_save saves (the copy's own state-dict name, without `modules_to_save.default`). */
+export const peftSavedEmbedKey = 'base_model.model.model.embed_tokens.weight';
+
+/** PEFT's key of the trained copy of lm_head that modules_to_save saves. */
+export const peftSavedLmHeadKey = 'base_model.model.lm_head.weight';
+
 /** `targetModules` in words for messages: the list, `/regex/`, or all-linear. */
 export function describeTargets(targets: LoraConfig['targetModules']): string {
   if (typeof targets !== 'string') return targets.join(', ');
@@ -112,12 +125,14 @@ export type LoraFieldNames = Readonly<Record<keyof LoraConfig, string>>;
 export const apiFieldNames: LoraFieldNames = Object.freeze({
   r: 'r', alpha: 'alpha', dropout: 'dropout', targetModules: 'targetModules', excludeModules: 'excludeModules', layersToTransform: 'layersToTransform',
   layersPattern: 'layersPattern', rankPattern: 'rankPattern', alphaPattern: 'alphaPattern', useRslora: 'useRslora', useDora: 'useDora',
+  modulesToSave: 'modulesToSave',
 });
 
 /** PEFT's adapter_config.json keys of the LoraConfig fields. */
 export const peftFieldNames: LoraFieldNames = Object.freeze({
   r: 'r', alpha: 'lora_alpha', dropout: 'lora_dropout', targetModules: 'target_modules', excludeModules: 'exclude_modules', layersToTransform: 'layers_to_transform',
   layersPattern: 'layers_pattern', rankPattern: 'rank_pattern', alphaPattern: 'alpha_pattern', useRslora: 'use_rslora', useDora: 'use_dora',
+  modulesToSave: 'modules_to_save',
 });
 
 const isNameList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string' && s.length > 0);
@@ -158,6 +173,9 @@ export function resolveLoraConfig(options: Partial<LoraConfig> = {}, where = 'Lo
   if (cfg.excludeModules !== null) checkModules(cfg.excludeModules, names.excludeModules, where);
   if (typeof cfg.useRslora !== 'boolean') throw new AdapterError(where, `${names.useRslora} should be true or false, got ${JSON.stringify(cfg.useRslora)}`);
   if (typeof cfg.useDora !== 'boolean') throw new AdapterError(where, `${names.useDora} should be true or false, got ${JSON.stringify(cfg.useDora)}`);
+  if (cfg.modulesToSave !== null && !isNameList(cfg.modulesToSave)) {
+    throw new AdapterError(where, `${names.modulesToSave} should be a list of module names such as ["embed_tokens", "lm_head"], or null, got ${JSON.stringify(cfg.modulesToSave)}`);
+  }
   checkPattern(cfg.rankPattern, names.rankPattern, where, isRank, 'ranks are positive integers');
   checkPattern(cfg.alphaPattern, names.alphaPattern, where, isAlpha, 'alphas are positive numbers');
   if (cfg.layersToTransform !== null) {
@@ -184,5 +202,7 @@ export function resolveLoraConfig(options: Partial<LoraConfig> = {}, where = 'Lo
     layersPattern: list(cfg.layersPattern),
     rankPattern: Object.freeze({ ...cfg.rankPattern }),
     alphaPattern: Object.freeze({ ...cfg.alphaPattern }),
+    // PEFT treats an empty list as none.
+    modulesToSave: cfg.modulesToSave === null || cfg.modulesToSave.length === 0 ? null : Object.freeze([...new Set(cfg.modulesToSave)]),
   });
 }

@@ -116,3 +116,38 @@ export function loraModules(config: LoraConfig, numLayers: number, where = 'Lora
   }
   return out;
 }
+
+/** Which of LLaMA's modules `modules_to_save` replaces with trained copies. */
+export interface SavedModules {
+  readonly embedTokens: boolean;
+  readonly lmHead: boolean;
+}
+
+/**
+ * The modules `config.modulesToSave` selects on a LLaMA of `numLayers` layers, as PEFT's _set_trainable selects them:
+ * every module of the PEFT model (`base_model.model.model.embed_tokens`, ...) whose name ends with an entry, compared
+ * as plain strings (so `tokens` selects embed_tokens too). `where` names the config's source in errors.
+ * @throws AdapterError when an entry selects another module than embed_tokens and lm_head, or no module at all.
+ * @example
+ * savedModules(resolveLoraConfig({ modulesToSave: ['embed_tokens', 'lm_head'] }), 2); // { embedTokens: true, lmHead: true }
+ */
+export function savedModules(config: LoraConfig, numLayers: number, where = 'LoraConfig', names: LoraFieldNames = apiFieldNames): SavedModules {
+  let embedTokens = false;
+  let lmHead = false;
+  const prefixed = [{ name: 'base_model', kind: 'other' }, { name: 'base_model.model', kind: 'other' }, ...llamaModules(numLayers)].map((m) => ({
+    ...m,
+    full: m.name.startsWith('base_model') ? m.name : `base_model.model.${m.name}`,
+  }));
+  for (const entry of config.modulesToSave ?? []) {
+    const selected = prefixed.filter((m) => m.full.endsWith(entry));
+    if (selected.length === 0) {
+      throw new AdapterError(where, `${names.modulesToSave} entry ${JSON.stringify(entry)} names no module of this ${numLayers}-layer LLaMA; the modules that can be saved whole are embed_tokens and lm_head`);
+    }
+    for (const m of selected) {
+      if (m.name === 'model.embed_tokens') embedTokens = true;
+      else if (m.name === 'lm_head') lmHead = true;
+      else throw new AdapterError(where, `${names.modulesToSave} entry ${JSON.stringify(entry)} selects ${m.full}, which is not supported: only embed_tokens and lm_head can be trained and saved whole`);
+    }
+  }
+  return { embedTokens, lmHead };
+}

@@ -1,15 +1,19 @@
 // LoRA on a LlamaModel as PEFT does it: frozen base projections, trainable f32 A [r, in]
 // (Kaiming-uniform) and B [out, r] (zeros) on the projections the config selects, output base(x) +
 // B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA, per module), and with DoRA a trainable
-// magnitude m [out] rescaling each output row by m / ||W + scaling B A||; merging the update into the base
-// weights and back. Browser-safe.
+// magnitude m [out] rescaling each output row by m / ||W + scaling B A||; trained f32 copies of embed_tokens and
+// lm_head in the base's place (PEFT's modules_to_save); merging the update into the base weights and back. Browser-safe.
 
-import { add, cast, div, keep, matmul, mul, noGrad, rand, reshape, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
+import { add, cast, cat, copyInto, div, keep, matmul, mul, noGrad, rand, reshape, slice, sub, tensor, tidy, zeros, type Tensor } from '@huatuo/tensor';
 import { AdapterError, ModelError } from '../errors.js';
-import type { Linear } from '../model/linear.js';
+import { Linear } from '../model/linear.js';
 import { doraWeightNorm, rowSquares } from '../model/dora.js';
-import { describeTargets, loraTargetModules, peftKey, peftMagnitudeKey, resolveLoraConfig, type LoraConfig, type LoraTargetModule } from './lora-config.js';
-import { loraModules } from './lora-targets.js';
+import { hostRows, readWeight, weightParts } from '../model/weights.js';
+import {
+  apiFieldNames, describeTargets, loraTargetModules, peftFieldNames, peftKey, peftMagnitudeKey, peftSavedEmbedKey, peftSavedLmHeadKey, resolveLoraConfig,
+  type LoraConfig, type LoraFieldNames, type LoraTargetModule,
+} from './lora-config.js';
+import { loraModules, savedModules, type SavedModules } from './lora-targets.js';
 import type { LlamaModel } from '../model/model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
 
@@ -52,8 +56,10 @@ export function adaptedLinears(model: LlamaModel): { layer: number; target: Lora
  * there; see {@link LoraConfig.targetModules}) and returns the trainable parameters: A with PEFT's
  * Kaiming-uniform init (bound 1 / sqrt(in)), B zeros, both f32, with each module's rank and scaling; with
  * `useDora`, also DoRA's magnitude m [out] (f32), initialized as PEFT does to ||W + scaling B A|| per output
- * row (the row norms of W, B being zero), after each module's A and B in the returned list.
- * Base weights stay frozen: no gradient, no optimizer state, no copy.
+ * row (the row norms of W, B being zero), after each module's A and B in the returned list. With `modulesToSave`,
+ * trained f32 copies of embed_tokens and lm_head, starting at the base's weights, take the base's place (PEFT's
+ * ModulesToSaveWrapper); their parts come last in the list.
+ * Base weights stay frozen: no gradient, no optimizer state.
  *
  * @example
  * const params = applyLora(model, { r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] });
@@ -61,6 +67,86 @@ export function adaptedLinears(model: LlamaModel): { layer: number; target: Lora
  */
 export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, init: ApplyLoraOptions = {}): Tensor[] {
   const config = resolveLoraConfig(options);
+  const saved = checkedSavedModules(model, config);
+  attachAdapters(model, config, init);
+  const limit = model.maxBindingBytes;
+  model.savedModules = {
+    embedTokens: saved.embedTokens ? trainableCopy(model.baseEmbedParts, limit) : null,
+    lmHead: saved.lmHead ? headOf(trainableCopy(model.baseLmHead.parts, limit)) : null,
+  };
+  return model.loraParameters();
+}
+
+/**
+ * The modules `config.modulesToSave` selects on `model` (see savedModules), refused on a base whose lm_head is tied to
+ * its embedding: PEFT copies each of the two modules on its own, untying them, which is not supported here.
+ * `where` names the config's source in errors, `names` its fields.
+ */
+export function checkedSavedModules(model: LlamaModel, config: LoraConfig, where = 'LoraConfig', names: LoraFieldNames = apiFieldNames): SavedModules {
+  const saved = savedModules(config, model.layers.length, where, names);
+  if ((saved.embedTokens || saved.lmHead) && model.config.tieWordEmbeddings) {
+    throw new AdapterError(
+      where,
+      `${names.modulesToSave} ${JSON.stringify(config.modulesToSave)} saves a trained copy of embed_tokens or lm_head, but this base ties lm_head to embed_tokens (config.json's tie_word_embeddings is true) and training or loading such copies of tied modules is not supported; leave ${names.modulesToSave} out`,
+    );
+  }
+  return saved;
+}
+
+/** An f32 copy of a matrix held in row parts, re-split for f32 at `limit` bytes per part; each part a leaf that trains. */
+function trainableCopy(parts: readonly Tensor[], limit: number): Tensor[] {
+  const rows = parts.reduce((s, p) => s + p.shape[0]!, 0);
+  const cols = parts[0]!.shape[1]!;
+  let start = 0;
+  return weightParts(rows, cols, 'f32', limit).map((n) => {
+    const end = start + n;
+    const copy = keep(zeros([n, cols]));
+    noGrad(() =>
+      tidy(() => {
+        const pieces: Tensor[] = [];
+        let at = 0;
+        for (const p of parts) {
+          const [from, to] = [Math.max(start, at), Math.min(end, at + p.shape[0]!)];
+          if (from < to) pieces.push(slice(p, 0, from - at, to - at));
+          at += p.shape[0]!;
+        }
+        const rowsOf = pieces.length === 1 ? pieces[0]! : cat(pieces, 0); // [n, cols]
+        copyInto(copy, rowsOf.dtype === 'f32' ? rowsOf : cast(rowsOf, 'f32'));
+      }),
+    );
+    start = end;
+    return copy.requireGrad();
+  });
+}
+
+/** The lm_head over trained f32 parts [V, C]. */
+function headOf(parts: Tensor[]): Linear {
+  const rows = parts.reduce((s, p) => s + p.shape[0]!, 0);
+  return new Linear('lm_head', rows, parts[0]!.shape[1]!, parts);
+}
+
+/** Host values [rows, cols] uploaded as f32 parts split at `limit` bytes, each a leaf that trains. */
+function uploadCopy(data: Float32Array, rows: number, cols: number, limit: number): Tensor[] {
+  let start = 0;
+  return weightParts(rows, cols, 'f32', limit).map((n) => {
+    const part = keep(tensor(hostRows(data, start, n, cols), [n, cols])).requireGrad();
+    start += n;
+    return part;
+  });
+}
+
+/** Frees the trained copies of embed_tokens and lm_head: the base's modules are used again. */
+function dropSavedModules(model: LlamaModel): void {
+  for (const p of model.savedModules.embedTokens ?? []) p.dispose('the adapter was removed or replaced');
+  model.savedModules.lmHead?.dispose();
+  model.savedModules = { embedTokens: null, lmHead: null };
+}
+
+/**
+ * Attaches fresh LoRA adapters as {@link applyLora} does, without the trained copies of modules_to_save, which the
+ * caller sets (loading an adapter uploads them from its file rather than copying the base's first).
+ */
+export function attachAdapters(model: LlamaModel, config: LoraConfig, init: ApplyLoraOptions = {}): void {
   const modules = loraModules(config, model.layers.length);
   removeLora(model);
   model.loraConfig = config;
@@ -76,10 +162,9 @@ export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, 
     linear.lora = { A: A.requireGrad(), B: B.requireGrad(), scaling: m.scaling, dropout: config.dropout, magnitude: magnitude?.requireGrad() ?? null };
     linear.merged = false;
   }
-  return model.loraParameters();
 }
 
-/** Detaches and frees the adapter (unmerging it first when merged). */
+/** Detaches and frees the adapter (unmerging it first when merged) and the trained copies of modules_to_save. */
 export function removeLora(model: LlamaModel): void {
   for (const { linear } of adaptedLinears(model)) {
     if (linear.merged) unmergeLinear(linear, model);
@@ -88,6 +173,7 @@ export function removeLora(model: LlamaModel): void {
     linear.lora?.magnitude?.dispose();
     linear.lora = null;
   }
+  dropSavedModules(model);
   model.loraConfig = null;
 }
 
@@ -144,8 +230,14 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
       throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [${linear.outFeatures}] (one magnitude per output of this module)`);
     }
   }
+  const copies = savedCopiesOf(model, cfg, weights, file);
+  for (const key of copies.keys()) expected.add(key);
   for (const key of weights.keys()) {
     if (expected.has(key)) continue;
+    if (key === peftSavedEmbedKey || key === peftSavedLmHeadKey) {
+      const module = key === peftSavedEmbedKey ? 'embed_tokens' : 'lm_head';
+      throw new AdapterError(file, `tensor "${key}" is a trained copy of ${module} (PEFT's modules_to_save), but adapter_config.json's modules_to_save does not name ${module}; add "${module}" to it if the adapter was trained so`);
+    }
     if (!cfg.useDora && key.endsWith('.lora_magnitude_vector')) {
       throw new AdapterError(file, `tensor "${key}" is a DoRA magnitude vector, but the adapter's config does not set use_dora: true; set it in adapter_config.json if the adapter was trained with DoRA`);
     }
@@ -161,6 +253,57 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
     lora.magnitude?.dispose('replaced by loaded adapter weights');
     linear.lora = { ...lora, A, B, magnitude };
   }
+  dropSavedModules(model);
+  const C = model.config.hiddenSize;
+  const limit = model.maxBindingBytes;
+  const upload = (key: string) => {
+    const w = copies.get(key);
+    return w === undefined ? null : uploadCopy(w.data, w.shape[0]!, C, limit);
+  };
+  const lmHead = upload(peftSavedLmHeadKey);
+  model.savedModules = { embedTokens: upload(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead) };
+}
+
+/**
+ * The trained copies of embed_tokens and lm_head the adapter's config saves, checked against the model: [V', C]
+ * each. An adapter trained on a resized vocabulary (PEFT users call resize_token_embeddings with the adapter's
+ * tokenizer first) brings its own V' when it saves both modules, which then replace the base's entirely; a
+ * single saved module must have the base's rows.
+ */
+function savedCopiesOf(model: LlamaModel, cfg: LoraConfig, weights: ReadonlyMap<string, HostWeight>, file: string): Map<string, HostWeight> {
+  const saved = checkedSavedModules(model, cfg, file, peftFieldNames);
+  const C = model.config.hiddenSize;
+  const baseRows = model.baseEmbedParts.reduce((s, p) => s + p.shape[0]!, 0);
+  const out = new Map<string, HostWeight>();
+  for (const [on, key, module] of [
+    [saved.embedTokens, peftSavedEmbedKey, 'embed_tokens'],
+    [saved.lmHead, peftSavedLmHeadKey, 'lm_head'],
+  ] as const) {
+    if (!on) continue;
+    const w = weights.get(key);
+    if (w === undefined) throw new AdapterError(file, `tensor "${key}" is missing; adapter_config.json's modules_to_save names ${module}, whose trained copy the adapter's weights hold`);
+    if (w.shape.length !== 2 || w.shape[1] !== C || w.shape[0]! < 1) {
+      throw new AdapterError(file, `tensor "${key}" has shape [${w.shape.join(', ')}], expected [vocabulary, ${C}] (the hidden size of this model)`);
+    }
+    out.set(key, w);
+  }
+  const embed = out.get(peftSavedEmbedKey);
+  const head = out.get(peftSavedLmHeadKey);
+  if (embed !== undefined && head !== undefined) {
+    if (embed.shape[0] !== head.shape[0]) {
+      throw new AdapterError(file, `the trained embed_tokens has ${embed.shape[0]} rows but lm_head ${head.shape[0]}; both should have the adapter's vocabulary size`);
+    }
+    return out;
+  }
+  for (const [key, w] of out) {
+    if (w.shape[0] === baseRows) continue;
+    const other = key === peftSavedEmbedKey ? 'lm_head' : 'embed_tokens';
+    throw new AdapterError(
+      file,
+      `tensor "${key}" has ${w.shape[0]} rows, but the base's vocabulary has ${baseRows} (config.json's vocab_size): the adapter was trained on a resized vocabulary, and its ${other} is not saved, so its resized rows are unknown; PEFT needs the same base resized by resize_token_embeddings, whose new ${other} rows are initialized at random, which cannot be reproduced: add "${other}" to modules_to_save when training such an adapter`,
+    );
+  }
+  return out;
 }
 
 /** The adapter's tensors under PEFT's names (f32, read back when written). */
@@ -172,6 +315,14 @@ export function adapterTensorsToWrite(model: LlamaModel): TensorToWrite[] {
     out.push({ name: peftKey(layer, target, 'B'), dtype: 'F32', shape: lora.B.shape, data: () => lora.B.toArray() });
     const m = lora.magnitude;
     if (m) out.push({ name: peftMagnitudeKey(layer, target), dtype: 'F32', shape: m.shape, data: () => m.toArray() });
+  }
+  const { embedTokens, lmHead } = model.savedModules;
+  const C = model.config.hiddenSize;
+  for (const [name, parts] of [
+    [peftSavedEmbedKey, embedTokens],
+    [peftSavedLmHeadKey, lmHead?.parts ?? null],
+  ] as const) {
+    if (parts !== null) out.push({ name, dtype: 'F32', shape: [parts.reduce((s, p) => s + p.shape[0]!, 0), C], data: () => readWeight(parts) });
   }
   return out;
 }

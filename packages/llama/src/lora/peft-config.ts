@@ -14,7 +14,7 @@ export function toPeftConfigJson(config: LoraConfig, baseModel = ''): Record<str
     init_lora_weights: true,
     lora_alpha: config.alpha,
     lora_dropout: config.dropout,
-    modules_to_save: null,
+    modules_to_save: config.modulesToSave === null ? null : [...config.modulesToSave],
     peft_type: 'LORA',
     r: config.r,
     target_modules: typeof config.targetModules === 'string' ? config.targetModules : [...config.targetModules],
@@ -64,10 +64,6 @@ export function parsePeftConfig(json: unknown, file: string): LoraConfig {
   }
   for (const f of refused) if (f.isSet(j[f.key])) throw new AdapterError(file, `"${f.key}": ${JSON.stringify(j[f.key])} is set, but ${f.why}`);
   if (j['bias'] !== undefined && j['bias'] !== 'none') throw new AdapterError(file, `"bias" should be "none", got ${JSON.stringify(j['bias'])}; adapters with trained biases are not supported`);
-  const modules = j['modules_to_save'];
-  if (modules !== undefined && modules !== null && !(Array.isArray(modules) && modules.length === 0)) {
-    throw new AdapterError(file, `"modules_to_save" should be null, got ${JSON.stringify(modules)}; fully trained extra modules are not supported`);
-  }
   // PEFT treats an empty exclude_modules or layers_pattern as absent.
   const orNull = (v: unknown) => (v === undefined || v === '' ? null : v);
   const asList = (v: unknown) => (v === undefined || v === null || v === '' ? null : Array.isArray(v) ? v : [v]);
@@ -85,6 +81,7 @@ export function parsePeftConfig(json: unknown, file: string): LoraConfig {
       alphaPattern: (j['alpha_pattern'] ?? {}) as LoraConfig['alphaPattern'],
       useRslora: (j['use_rslora'] ?? false) as boolean,
       useDora: (j['use_dora'] ?? false) as boolean,
+      modulesToSave: (j['modules_to_save'] ?? null) as LoraConfig['modulesToSave'],
     },
     file,
     peftFieldNames,

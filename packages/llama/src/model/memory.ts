@@ -39,6 +39,8 @@ export interface MemoryPlanOptions {
     readonly merged?: boolean;
     /** DoRA (PEFT's use_dora): a trained f32 magnitude per output of each adapted projection, and its norms kept. */
     readonly useDora?: boolean;
+    /** PEFT's modules_to_save: trained f32 copies [V, C] of embed_tokens and lm_head beside the base's (V the config's). */
+    readonly modulesToSave?: { readonly embedTokens?: boolean; readonly lmHead?: boolean };
   };
   /** Training (graph kept for backward, gradients, AdamW state) or inference. Default: true when `lora` is given. */
   readonly training?: boolean;
@@ -172,9 +174,12 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   // DoRA keeps ||W_o||^2 and ||W + scaling B A|| per output (f32) beside each adapter.
   let doraNorms = 0;
   if (options.lora?.useDora && !options.lora.merged) for (const t of options.lora.targetModules) doraNorms += L * 2 * projectionShape(config, t)[0] * 4;
-  const lora = loraElements * 4 + keptCasts + packed + doraNorms;
-  const gradients = training ? loraElements * 4 : 0;
-  const optimizer = training ? 2 * loraElements * 4 : 0;
+  // Trained copies of embed_tokens and lm_head (modules_to_save): f32 leaves with an f32 gradient and two AdamW moments each.
+  const savedHead = options.lora?.modulesToSave?.lmHead === true;
+  const savedElements = ((options.lora?.modulesToSave?.embedTokens ? 1 : 0) + (savedHead ? 1 : 0)) * V * C;
+  const lora = (loraElements + savedElements) * 4 + keptCasts + packed + doraNorms;
+  const gradients = training ? (loraElements + savedElements) * 4 : 0;
+  const optimizer = training ? 2 * (loraElements + savedElements) * 4 : 0;
 
   const S = training ? T : (options.kvCacheLen ?? T);
   // Fused attention keeps no [B, H, T, S] scores, only the output and a logsumexp per row and head.
@@ -200,9 +205,13 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   // Products copy their weight (productWorkspace): lm_head's largest part over the logit rows, one
   // projection over the tokens.
   const limit = limits === undefined ? Infinity : Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const headRows = Math.max(...(V * C * bytes > limit ? splitRows(V, C * bytes, limit) : [V]));
-  const headCopy = productWorkspace(logitRows, headRows, C, 'none', bytes);
-  const logits = (training ? 3 * logitBytes : logitBytes) + headCopy;
+  // A trained copy of lm_head is f32 and computes in f32.
+  const headBytes = savedHead ? 4 : bytes;
+  const headRows = Math.max(...(V * C * headBytes > limit ? splitRows(V, C * headBytes, limit) : [V]));
+  const headCopy = productWorkspace(logitRows, headRows, C, 'none', headBytes);
+  // Training a copy of lm_head: each loss chunk's weight gradient [V, C] f32 before it is added to the sum.
+  const headGradient = training && savedHead ? V * C * 4 : 0;
+  const logits = (training ? 3 * logitBytes : logitBytes) + headCopy + headGradient;
   let projectionCopy = 0;
   for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
     const [out, inp] = projectionShape(config, t);
@@ -276,7 +285,10 @@ export function inferencePlan(model: LlamaModel, batch: number, length: number):
   const adapted = adaptedLinears(model);
   const merged = adapted.every(({ linear }) => linear.merged);
   // Per-module ranks and layer subsets are planned as the largest rank on every layer of each adapted projection: an upper bound.
-  const lora = adapted.length === 0 ? undefined : { r: Math.max(...adapted.map(({ linear }) => linear.lora!.A.shape[0]!)), targetModules: [...new Set(adapted.map((a) => a.target))], merged, useDora: adapted.some(({ linear }) => linear.isDora) };
+  const modulesToSave = { embedTokens: model.savedModules.embedTokens !== null, lmHead: model.savedModules.lmHead !== null };
+  const lora = adapted.length === 0
+    ? undefined
+    : { r: Math.max(...adapted.map(({ linear }) => linear.lora!.A.shape[0]!)), targetModules: [...new Set(adapted.map((a) => a.target))], merged, useDora: adapted.some(({ linear }) => linear.isDora), modulesToSave };
   return planMemory(model.config, { batchSize: batch, seqLen: length, dtype: model.dtype, quantize: model.quantization, training: false, lastPositionLogits: true, lora });
 }
 
@@ -313,6 +325,8 @@ function splitPartials(config: LlamaConfig, options: MemoryPlanOptions, N: numbe
   const hd = config.headDim;
   const products: [number, number, number, number][] = [[logitRows, C, headRows, 1]]; // [M, K, N, batch]
   if (training) products.push([logitRows, headRows, C, 1]);
+  // A trained copy of lm_head: dlogits^T h, its weight's gradient.
+  if (training && options.lora?.modulesToSave?.lmHead) products.push([headRows, logitRows, C, 1]);
   for (const t of ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const) {
     const [out, inp] = projectionShape(config, t);
     products.push([N, inp, out, 1]);

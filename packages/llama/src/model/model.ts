@@ -1,5 +1,6 @@
 // LLaMA (Hugging Face's LlamaForCausalLM) on @huatuo/tensor, in reading order: token embedding,
-// decoder layers (decoder-layer.ts), final RMSNorm, lm_head (tied or not). One forward serves
+// decoder layers (decoder-layer.ts), final RMSNorm, lm_head (tied or not); an adapter's trained copies of the
+// embedding and lm_head (PEFT's modules_to_save) take the base's place. One forward serves
 // training over padded batches and cached incremental decoding.
 
 import {
@@ -74,21 +75,44 @@ export class LlamaModel {
   readonly rotary: RotaryFrequencies;
   private dropoutCounter: number;
 
+  /**
+   * The adapter's trained copies of embed_tokens and lm_head (PEFT's modules_to_save), f32 leaves split along the
+   * vocabulary like the base's, that take the base's place while the adapter is attached; null where the base's is used.
+   * Their rows set the vocabulary (an adapter trained on a resized vocabulary brings its own size).
+   */
+  savedModules: { embedTokens: Tensor[] | null; lmHead: Linear | null } = { embedTokens: null, lmHead: null };
+
   constructor(
-    readonly config: LlamaConfig,
+    private readonly baseConfig: LlamaConfig,
     /** Dtype of the base weights (norms, embeddings, unquantized projections) and activations. */
     readonly dtype: FloatDType,
-    /** Embedding rows [V, C], split along the vocabulary into parts when over the binding limit. */
-    readonly embedParts: Tensor[],
+    /** The base's embedding rows [V, C], split along the vocabulary into parts when over the binding limit. */
+    readonly baseEmbedParts: Tensor[],
     readonly layers: DecoderLayer[],
     /** [C] */
     public norm: Tensor,
-    /** lm_head [V, C]: the embedding parts themselves when `tieWordEmbeddings`. */
-    readonly lmHead: Linear,
+    /** The base's lm_head [V, C]: the embedding parts themselves when `tieWordEmbeddings`. */
+    readonly baseLmHead: Linear,
     seed = 0,
   ) {
     this.dropoutCounter = seed >>> 0;
-    this.rotary = new RotaryFrequencies(config);
+    this.rotary = new RotaryFrequencies(baseConfig);
+  }
+
+  /** The model's config; `vocabSize` is the rows of the embedding in use (an adapter's saved copy may resize it). */
+  get config(): LlamaConfig {
+    const rows = this.savedModules.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
+    return rows === this.baseConfig.vocabSize ? this.baseConfig : { ...this.baseConfig, vocabSize: rows };
+  }
+
+  /** Embedding rows [V, C] in use, in parts along the vocabulary: the adapter's trained copy (f32) or the base's. */
+  get embedParts(): Tensor[] {
+    return this.savedModules.embedTokens ?? this.baseEmbedParts;
+  }
+
+  /** lm_head [V, C] in use: the adapter's trained copy (f32 parts) or the base's. */
+  get lmHead(): Linear {
+    return this.savedModules.lmHead ?? this.baseLmHead;
   }
 
   /**
@@ -116,21 +140,31 @@ export class LlamaModel {
     return this.layers.flatMap((l) => l.linears());
   }
 
-  /** The LoRA parameters (A and B of each adapted projection, and DoRA's magnitude after them), the only ones that train. */
+  /**
+   * The adapter's parameters, the only ones that train: A and B of each adapted projection (and DoRA's magnitude after
+   * them), then the parts of the trained copies of embed_tokens and lm_head (modules_to_save).
+   */
   loraParameters(): Tensor[] {
-    return this.linears().flatMap((l) => (l.lora === null ? [] : l.lora.magnitude ? [l.lora.A, l.lora.B, l.lora.magnitude] : [l.lora.A, l.lora.B]));
+    const lora = this.linears().flatMap((l) => (l.lora === null ? [] : l.lora.magnitude ? [l.lora.A, l.lora.B, l.lora.magnitude] : [l.lora.A, l.lora.B]));
+    return [...lora, ...(this.savedModules.embedTokens ?? []), ...(this.savedModules.lmHead?.parts ?? [])];
   }
 
   /** Token embeddings of `ids` [B, T] -> [B, T, C]; gathers per vocabulary part when split. */
   embed(ids: Tensor): Tensor {
-    if (this.embedParts.length === 1) return embedding(ids, this.embedParts[0]!);
+    const x = this.gather(ids, this.embedParts); // [B, T, C]
+    return x.dtype === this.dtype ? x : cast(x, this.dtype);
+  }
+
+  /** Rows of `parts` (one matrix split along its rows) at `ids` [B, T] -> [B, T, C], in the parts' dtype. */
+  private gather(ids: Tensor, parts: readonly Tensor[]): Tensor {
+    if (parts.length === 1) return embedding(ids, parts[0]!);
     const host = ids.hostIndices();
     if (host === null) {
       throw new ModelError('forward: the embedding is split into parts, which needs ids created from host data (tensor(new Int32Array(...))), not computed on the GPU');
     }
     const outs: Tensor[] = [];
     let start = 0;
-    for (const part of this.embedParts) {
+    for (const part of parts) {
       const rows = part.shape[0]!;
       const local = new Int32Array(host.length);
       const inside = new Float32Array(host.length);
@@ -144,7 +178,7 @@ export class LlamaModel {
       start += rows;
       const e = embedding(tensor(local, ids.shape), part); // [B, T, C]
       const m = tensor(inside, [...ids.shape, 1], { dtype: 'f32' });
-      outs.push(mul(e, this.dtype === 'f32' ? m : cast(m, this.dtype)));
+      outs.push(mul(e, part.dtype === 'f32' ? m : cast(m, part.dtype)));
     }
     return outs.reduce((a, b) => add(a, b));
   }
@@ -194,7 +228,10 @@ export class LlamaModel {
 
   /** lm_head over hidden states [..., C] -> f32 logits [..., V]. */
   logits(hidden: Tensor): Tensor {
-    const logits = this.lmHead.forward(hidden);
+    const head = this.lmHead;
+    // An adapter's f32 copy of lm_head computes in f32 (its gradient reaches the f32 leaf).
+    const h = head.parts.length > 0 && head.parts[0]!.dtype !== hidden.dtype ? cast(hidden, head.parts[0]!.dtype) : hidden;
+    const logits = head.forward(h);
     return logits.dtype === 'f32' ? logits : cast(logits, 'f32');
   }
 
@@ -229,8 +266,10 @@ export class LlamaModel {
         const C = this.config.hiddenSize;
         const picked = embedding(tensor(Int32Array.from(rows)), reshape(hidden, [B * T, C])); // [N, C]
         const t = tensor(Int32Array.from(targets)); // [N]
-        if (this.lmHead.lora !== null || this.lmHead.quantized !== null) return crossEntropy(this.logits(picked), t, { ignoreIndex: -100 });
-        return lmHeadLoss(picked, this.lmHead.parts, t, options.lossChunkRows);
+        const head = this.lmHead;
+        if (head.lora !== null || head.quantized !== null) return crossEntropy(this.logits(picked), t, { ignoreIndex: -100 });
+        const dtype = head.parts[0]!.dtype;
+        return lmHeadLoss(picked.dtype === dtype ? picked : cast(picked, dtype), head.parts, t, options.lossChunkRows);
       }
     }
     const logits = this.logits(slice(hidden, 1, 0, T - 1)); // [B, T-1, V]
@@ -246,7 +285,10 @@ export class LlamaModel {
       for (const p of l.linears()) p.dispose();
     }
     this.norm.dispose();
-    for (const p of this.embedParts) p.dispose();
-    if (!this.config.tieWordEmbeddings) this.lmHead.dispose();
+    for (const p of this.baseEmbedParts) p.dispose();
+    if (!this.baseConfig.tieWordEmbeddings) this.baseLmHead.dispose();
+    for (const p of this.savedModules.embedTokens ?? []) p.dispose();
+    this.savedModules.lmHead?.dispose();
+    this.savedModules = { embedTokens: null, lmHead: null };
   }
 }
