@@ -1,11 +1,13 @@
 // Rotary position embedding, Hugging Face LLaMA rotate_half convention, on a contiguous [N, T, D]
 // tensor (N = product of the leading dims) with h = D/2 and, for j < h, c = cos(pos * inv_freq[j]),
-// s = sin(pos * inv_freq[j]) from the host-computed f32 tables (rounded to T as HF casts them):
+// s = sin(pos * inv_freq[j]), both times the attention factor (YaRN's; else 1), from the host-computed f32
+// tables (rounded to T as HF casts them):
 // out[n, t, j] = x[j] * c - x[j + h] * s; out[n, t, j + h] = x[j + h] * c + x[j] * s.
 // sign = -1 applies the inverse rotation (the backward). pos = positions[(n / per_batch) * pos_bstride + t]
 // (pos_bstride 0 for [T] positions). Positions outside the table fall back to GPU cos/sin of the angle.
 // Bindings: 0 Params (uniform); 1 x: array<T> read; 2 positions: array<i32> read;
-// 3 cos_t: array<f32> read ([rows + 1, h], row `rows` = inv_freq); 4 sin_t: array<f32> read ([rows + 1, h]);
+// 3 cos_t: array<f32> read ([rows + 1, h], row `rows` = inv_freq); 4 sin_t: array<f32> read ([rows + 1, h],
+// row `rows` = the attention factor);
 // 5 out: array<T> read_write.
 // Workgroup: 256 threads, one (n, t, j) pair each; 2-D grid beyond 65535 workgroups.
 alias T = f32;

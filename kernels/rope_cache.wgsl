@@ -5,7 +5,7 @@
 // v[m, hk], with m = b T + t, pos = positions[b pos_bstride + t], and c, s as in rope.wgsl (host f32
 // tables rounded to T, here one table of (cos, sin) pairs; GPU cos/sin past the table).
 // Bindings: 0 Params (uniform); 1 q, 2 k, 3 v: array<T> read (may be one buffer); 4 positions: array<i32>
-// read; 5 table: array<vec2<f32>> read ([rows, h] of (cos, sin), then a row of (inv_freq, 0)); 6 qo:
+// read; 5 table: array<vec2<f32>> read ([rows, h] of (cos, sin), then a row of (inv_freq, attention factor)); 6 qo:
 // array<T> read_write ([B, H, T, D]); 7 keys, 8 values: array<T> read_write ([B, Hkv, L, D]).
 // Workgroup: 256 threads, one (m, head slot, j < h) each; 2-D grid.
 alias T = f32;

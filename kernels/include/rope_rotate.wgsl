@@ -2,13 +2,14 @@
 /// rotation of the pair, Hugging Face LLaMA's rotate_half with its roundings to T. The kernel includes
 /// round_to_t first.
 // (cos, sin) of pair j < h at position pos: the host's f32 table where it has the position (the kernel's
-// table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here, inv_freq[j] being the
-// first component of the row after the table (the host's inverse frequencies, scaled as the table is).
+// table_cs(e), e = pos h + j), else cos and sin of pos * inv_freq[j] computed here times the attention
+// factor, the row after the table holding (inv_freq[j], attention factor) (the host's inverse frequencies,
+// scaled as the table is, and the factor the table's cos and sin carry).
 fn rope_cs(pos: i32, j: u32) -> vec2<f32> {
   if (pos >= 0 && u32(pos) < p.table_rows) { return table_cs(u32(pos) * p.h + j); }
-  let inv_freq = table_cs(p.table_rows * p.h + j).x;
-  let angle = f32(pos) * inv_freq;
-  return vec2<f32>(cos(angle), sin(angle));
+  let tail = table_cs(p.table_rows * p.h + j);
+  let angle = f32(pos) * tail.x;
+  return vec2<f32>(cos(angle), sin(angle)) * tail.y;
 }
 
 // x1 = x[j] and x2 = x[j + h] rotated by cs (rounded to T as HF casts the tables; sign -1: the inverse

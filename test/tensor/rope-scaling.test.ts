@@ -148,7 +148,10 @@ test('bad scaling parameters raise ValueError naming the field', async () => {
     [{ theta: 10000, scaling: { type: 'llama3', factor: 8, lowFreqFactor: 4, highFreqFactor: 1, originalMaxPositionEmbeddings: 8192 } }, /highFreqFactor > lowFreqFactor/],
     [{ theta: 10000, scaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 0.5 } }, /originalMaxPositionEmbeddings/],
     [{ theta: 10000, scaling: { type: 'dynamic', factor: 2, maxPositionEmbeddings: 64, seqLen: -1 } }, /seqLen/],
-    [{ theta: 10000, scaling: { type: 'yarn', factor: 2 } as unknown as RopeScaling }, /type must be "linear", "llama3" or "dynamic", got "yarn"/],
+    [{ theta: 10000, scaling: { type: 'yarn', factor: 2, originalMaxPositionEmbeddings: 0 } }, /originalMaxPositionEmbeddings must be a positive integer/],
+    [{ theta: 10000, scaling: { type: 'yarn', factor: 2, originalMaxPositionEmbeddings: 64, attentionFactor: -1 } }, /the attention factor must be a finite number > 0, got -1/],
+    [{ theta: 10000, scaling: { type: 'yarn', factor: 2, originalMaxPositionEmbeddings: 64, betaFast: -1 } }, /betaFast must be a number >= 0/],
+    [{ theta: 10000, scaling: { type: 'longrope', factor: 2 } as unknown as RopeScaling }, /type must be "linear", "llama3", "dynamic" or "yarn", got "longrope"/],
     [{ theta: -1 }, /theta must be a finite number > 0/],
   ];
   for (const [spec, message] of bad) {

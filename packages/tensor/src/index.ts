@@ -92,7 +92,7 @@ export {
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { rmsNorm } from './ops/rmsnorm.js';
 export { rope } from './ops/rope.js';
-export { ropeInvFreq } from './ops/rope-scaling.js';
+export { ropeAttentionScaling, ropeInvFreq } from './ops/rope-scaling.js';
 export type { RopeFrequencies, RopeScaling, RopeSpec } from './ops/rope-scaling.js';
 export { ropeCache } from './ops/rope-cache.js';
 export { embedding } from './ops/embedding.js';
@@ -106,7 +106,7 @@ export { checkFusedLinear, readyFusedLinear, type FusedLinearCheck } from './ops
 export { hash32 } from './random.js';
 export { refSoftmax, refSoftmaxBackward, refLogSoftmax, refLogSoftmaxBackward } from './reference/softmax.js';
 export { refRmsNorm, refRmsNormBackward } from './reference/rmsnorm.js';
-export { refRope, refRopeBackward, refRopeInvFreq } from './reference/rope.js';
+export { refRope, refRopeAttentionScaling, refRopeBackward, refRopeInvFreq } from './reference/rope.js';
 export { refRopeCache } from './reference/rope-cache.js';
 export { refFusedLinear, refFusedLinearAdd, refFusedLinearSwiglu } from './reference/fused-linear.js';
 export type { RefFusedAdapter, RefFusedExtras } from './reference/fused-linear.js';

@@ -14,7 +14,7 @@ import { ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './ro
 interface PairTable {
   rows: number;
   key: string;
-  pairs: Tensor; // [rows + 1, D/2, 2] f32, the last row (inv_freq, 0)
+  pairs: Tensor; // [rows + 1, D/2, 2] f32, the last row (inv_freq, attention factor)
 }
 
 /** Per (D, spec): (cos, sin) pairs in f32, the values of rope's two tables side by side. */

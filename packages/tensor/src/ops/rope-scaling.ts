@@ -1,5 +1,6 @@
-// RoPE frequencies: the base theta and Hugging Face's rope_scaling types ("linear", "llama3", "dynamic"),
-// turned into inv_freq with the float32 roundings torch applies in transformers' modeling_rope_utils.
+// RoPE frequencies: the base theta and Hugging Face's rope_scaling types ("linear", "llama3", "dynamic",
+// "yarn"), turned into inv_freq and the factor on cos/sin with the float32 roundings torch applies in
+// transformers' modeling_rope_utils.
 import { ValueError } from '../errors.js';
 
 /**
@@ -12,7 +13,12 @@ import { ValueError } from '../errors.js';
  *   for the sequence length seqLen the frequencies are computed for (the largest position + 1). With
  *   seqLen <= maxPositionEmbeddings this is Hugging Face's initial base (in float64, which for most
  *   factors is theta itself); above it, its regrown base in float32 steps.
- * None of the three scales cos/sin themselves (transformers' attention_scaling is 1 for each).
+ * - `yarn`: YaRN (transformers 4.56 and later): each inverse frequency blends 1 / theta^(2j/D) (extrapolation)
+ *   and the same divided by factor (interpolation) by a ramp over j between the dimensions whose wavelengths
+ *   turn betaFast (default 32) and betaSlow (default 1) times in originalMaxPositionEmbeddings positions
+ *   (floor / ceil of them unless truncate is false, then clamped to [0, D - 1]). cos and sin are multiplied
+ *   by the attention factor (see {@link ropeAttentionScaling}), so q.k grows by its square.
+ * The other types leave cos/sin as they are (transformers' attention_scaling is 1 for them).
  */
 export type RopeScaling =
   | { readonly type: 'linear'; readonly factor: number }
@@ -23,7 +29,23 @@ export type RopeScaling =
       readonly highFreqFactor: number;
       readonly originalMaxPositionEmbeddings: number;
     }
-  | { readonly type: 'dynamic'; readonly factor: number; readonly maxPositionEmbeddings: number; readonly seqLen: number };
+  | { readonly type: 'dynamic'; readonly factor: number; readonly maxPositionEmbeddings: number; readonly seqLen: number }
+  | {
+      readonly type: 'yarn';
+      readonly factor: number;
+      /** The pre-trained context the correction range is measured against (transformers falls back to max_position_embeddings). */
+      readonly originalMaxPositionEmbeddings: number;
+      /** Rotations bounding the extrapolated dimensions; absent or 0: 32. */
+      readonly betaFast?: number;
+      /** Rotations bounding the interpolated dimensions; absent or 0: 1. */
+      readonly betaSlow?: number;
+      /** Whether the correction range is rounded out to whole dimensions; default true. */
+      readonly truncate?: boolean;
+      /** The factor on cos and sin; absent: from factor, mscale and mscaleAllDim. */
+      readonly attentionFactor?: number;
+      readonly mscale?: number;
+      readonly mscaleAllDim?: number;
+    };
 
 /** RoPE's frequencies: base `theta` and an optional scaling. */
 export interface RopeSpec {
@@ -59,7 +81,42 @@ export function ropeSpec(op: string, freq: RopeFrequencies): RopeSpec {
     if (!Number.isSafeInteger(s.seqLen) || s.seqLen < 0) throw bad(`seqLen must be an integer >= 0, got ${s.seqLen}`);
     return spec;
   }
-  throw bad(`type must be "linear", "llama3" or "dynamic", got ${JSON.stringify((s as { type: unknown }).type)}`);
+  if (s.type === 'yarn') {
+    if (!Number.isSafeInteger(s.originalMaxPositionEmbeddings) || s.originalMaxPositionEmbeddings <= 0) {
+      throw bad(`originalMaxPositionEmbeddings must be a positive integer, got ${s.originalMaxPositionEmbeddings}`);
+    }
+    for (const k of ['betaFast', 'betaSlow'] as const) {
+      const v = s[k];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw bad(`${k} must be a number >= 0 (0: the default), got ${v}`);
+    }
+    for (const k of ['mscale', 'mscaleAllDim'] as const) {
+      const v = s[k];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${k} must be a finite number, got ${v}`);
+    }
+    if (s.truncate !== undefined && typeof s.truncate !== 'boolean') throw bad(`truncate must be a boolean, got ${s.truncate}`);
+    const attention = ropeAttentionScaling(spec);
+    if (!positive(attention)) throw bad(`the attention factor must be a finite number > 0, got ${attention}`);
+    return spec;
+  }
+  throw bad(`type must be "linear", "llama3", "dynamic" or "yarn", got ${JSON.stringify((s as { type: unknown }).type)}`);
+}
+
+/** YaRN's get_mscale: 0.1 mscale ln(factor) + 1, or 1 for factor <= 1. */
+function yarnMscale(factor: number, mscale = 1): number {
+  return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
+}
+
+/**
+ * The factor transformers multiplies cos and sin by (attention_scaling), in float64: 1 except for YaRN, whose
+ * attentionFactor is given or else 0.1 ln(factor) + 1, or with both mscale and mscaleAllDim non-zero
+ * (0.1 mscale ln(factor) + 1) / (0.1 mscaleAllDim ln(factor) + 1); 1 for factor <= 1.
+ */
+export function ropeAttentionScaling(freq: RopeFrequencies): number {
+  const s = typeof freq === 'number' ? null : freq.scaling;
+  if (s?.type !== 'yarn') return 1;
+  if (s.attentionFactor !== undefined) return s.attentionFactor;
+  if (s.mscale && s.mscaleAllDim) return yarnMscale(s.factor, s.mscale) / yarnMscale(s.factor, s.mscaleAllDim);
+  return yarnMscale(s.factor);
 }
 
 /** A string naming the frequencies `spec` gives, for table caches (two specs with one key give equal tables). */
@@ -68,6 +125,9 @@ export function ropeSpecKey(spec: RopeSpec): string {
   if (s === undefined || s === null) return `${spec.theta}`;
   if (s.type === 'linear') return `${spec.theta}|linear|${s.factor}`;
   if (s.type === 'llama3') return `${spec.theta}|llama3|${s.factor}|${s.lowFreqFactor}|${s.highFreqFactor}|${s.originalMaxPositionEmbeddings}`;
+  if (s.type === 'yarn') {
+    return `${spec.theta}|yarn|${s.factor}|${s.originalMaxPositionEmbeddings}|${s.betaFast || 32}|${s.betaSlow || 1}|${s.truncate ?? true}|${ropeAttentionScaling(spec)}`;
+  }
   // Every seqLen up to maxPositionEmbeddings gives the initial base.
   return `${spec.theta}|dynamic|${s.factor}|${s.maxPositionEmbeddings}|${Math.max(s.seqLen, s.maxPositionEmbeddings)}`;
 }
@@ -111,9 +171,34 @@ function dynamicBase(D: number, theta: number, s: Extract<RopeScaling, { type: '
 }
 
 /**
+ * YaRN's inv_freq in torch's float32 steps: the correction range [low, high] in float64 (python floats),
+ * ramp = clamp((j - low) / (high - low), 0, 1) and e = 1 - ramp in float32, then
+ * inv = interpolation (1 - e) + extrapolation e with interpolation = 1 / (factor pos) and extrapolation = 1 / pos.
+ */
+function yarn(D: number, theta: number, s: Extract<RopeScaling, { type: 'yarn' }>): Float32Array {
+  const correctionDim = (rotations: number) => (D * Math.log(s.originalMaxPositionEmbeddings / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+  let low = correctionDim(s.betaFast || 32);
+  let high = correctionDim(s.betaSlow || 1);
+  if (s.truncate ?? true) [low, high] = [Math.floor(low), Math.ceil(high)];
+  low = Math.max(low, 0);
+  high = Math.min(high, D - 1);
+  if (low === high) high += 0.001;
+  const [lowF, span, factor] = [f(low), f(high - low), f(s.factor)];
+  const inv = new Float32Array(D / 2);
+  for (let j = 0; j < D / 2; j++) {
+    const pos = f(Math.pow(f(theta), f((2 * j) / D)));
+    const ramp = Math.min(Math.max(f(f(j - lowF) / span), 0), 1);
+    const extrapolated = f(1 - ramp);
+    const interpolation = f(1 / f(factor * pos));
+    inv[j] = f(f(interpolation * f(1 - extrapolated)) + f(f(1 / pos) * extrapolated));
+  }
+  return inv;
+}
+
+/**
  * inv_freq [D/2] of RoPE with base theta and optional Hugging Face scaling, in torch's float32 steps:
- * inv_freq[j] = 1 / theta^(2j / D), then divided by factor (linear), banded (llama3), or with the
- * dynamic NTK base in place of theta (dynamic).
+ * inv_freq[j] = 1 / theta^(2j / D), then divided by factor (linear), banded (llama3), with the
+ * dynamic NTK base in place of theta (dynamic), or blended with its interpolation (yarn).
  * @example
  * ropeInvFreq(128, { theta: 500000, scaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } });
  */
@@ -121,6 +206,7 @@ export function ropeInvFreq(D: number, freq: RopeFrequencies): Float32Array {
   const spec = ropeSpec('ropeInvFreq', freq);
   const s = spec.scaling;
   if (s?.type === 'dynamic') return unscaled(D, dynamicBase(D, spec.theta, s));
+  if (s?.type === 'yarn') return yarn(D, spec.theta, s);
   const inv = unscaled(D, spec.theta);
   if (s?.type === 'linear') {
     const factor = f(s.factor);

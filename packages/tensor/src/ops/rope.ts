@@ -8,7 +8,7 @@ import { keep } from '../scope.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
 import { checkFloat, contiguousData } from './launch.js';
-import { ropeInvFreq, ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './rope-scaling.js';
+import { ropeAttentionScaling, ropeInvFreq, ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './rope-scaling.js';
 
 /** The smallest table built; device-resident positions get at least max(this, T) rows. */
 const MIN_TABLE_ROWS = 2048;
@@ -17,28 +17,32 @@ interface RopeTable {
   rows: number;
   key: string;
   cos: Tensor; // [rows + 1, D/2] f32, the last row inv_freq
-  sin: Tensor; // [rows + 1, D/2] f32
+  sin: Tensor; // [rows + 1, D/2] f32, the last row the attention factor
 }
 
 const tables = new WeakMap<Runtime, Map<string, RopeTable>>();
 
 /**
  * cos and sin [rows, D/2] of the f32 angles pos * inv_freq[j] for positions 0 .. rows-1 (torch's float32
- * steps), each followed by one more row: inv_freq in cos, zeros in sin (the kernels' fallback past the table).
+ * steps), times the attention factor (YaRN's; 1 otherwise) in float32 as transformers' rotary embedding
+ * scales them, each followed by one more row: inv_freq in cos, the attention factor in sin (the kernels'
+ * fallback past the table).
  */
 export function ropeAngles(D: number, freq: RopeFrequencies, rows: number): { cos: Float32Array; sin: Float32Array } {
   const h = D / 2;
   const invFreq = ropeInvFreq(D, freq);
+  const scale = Math.fround(ropeAttentionScaling(freq));
   const cos = new Float32Array((rows + 1) * h);
   const sin = new Float32Array((rows + 1) * h);
   for (let pos = 0; pos < rows; pos++) {
     for (let j = 0; j < h; j++) {
       const angle = Math.fround(pos * invFreq[j]!);
-      cos[pos * h + j] = Math.cos(angle);
-      sin[pos * h + j] = Math.sin(angle);
+      cos[pos * h + j] = Math.fround(Math.cos(angle)) * scale;
+      sin[pos * h + j] = Math.fround(Math.sin(angle)) * scale;
     }
   }
   cos.set(invFreq, rows * h);
+  sin.fill(scale, rows * h);
   return { cos, sin };
 }
 
@@ -110,7 +114,8 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
  * Rotary position embedding, Hugging Face LLaMA convention (rotate_half): with h = D/2 and
  * angle = pos * inv_freq[j], inv_freq[j] = 1 / theta^(2j/D) (scaled as `freq.scaling` says, see
  * {@link RopeScaling} and {@link ropeInvFreq}),
- * out[..., j] = x[j] cos - x[j+h] sin and out[..., j+h] = x[j+h] cos + x[j] sin.
+ * out[..., j] = x[j] cos - x[j+h] sin and out[..., j+h] = x[j+h] cos + x[j] sin, cos and sin multiplied
+ * by YaRN's attention factor (see {@link ropeAttentionScaling}; 1 for the other scalings).
  * x is [B, H, T, D] (or any [..., T, D]); positions are i32 [T], or [B, T] with one row per batch
  * entry (B = x's first dim). `freq` is theta (default 10000) or a {@link RopeSpec}. cos/sin come from
  * f32 tables computed on the host and cached per (D, spec); positions with a host copy grow the table
