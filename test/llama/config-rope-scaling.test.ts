@@ -74,7 +74,7 @@ test('linear and dynamic scaling parse from "type" and "rope_type", "rope_type" 
 });
 
 test('unsupported types, missing keys and bad values raise ModelConfigError naming config.json and rope_scaling', () => {
-  expectRopeScalingError({ rope_type: 'yarn', factor: 4.0 }, '"yarn" is not supported', '"default", "linear", "dynamic" and "llama3"');
+  expectRopeScalingError({ rope_type: 'su', factor: 4.0 }, '"su" is not supported', '"default", "linear", "dynamic", "llama3" and "yarn"');
   expectRopeScalingError({ type: 'longrope', short_factor: [1], long_factor: [1] }, '"longrope" is not supported');
   expectRopeScalingError({ factor: 2.0 }, 'no "rope_type"');
   expectRopeScalingError({ type: 'linear' }, 'requires factor', 'missing factor');

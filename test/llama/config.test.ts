@@ -153,7 +153,7 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   expectConfigError(() => parseLlamaConfig(withField('model_type', 'gemma'), file), 'model_type', '"llama", "mistral" or "qwen2"', '"gemma"');
   expectConfigError(() => parseLlamaConfig(withField('eos_token_id', 32000), file), 'eos_token_id', '[0, 32000)', '32000');
   expectConfigError(() => parseLlamaConfig(withField('head_dim', 12.5), file), 'head_dim', 'positive integer', '12.5');
-  expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'yarn', factor: 2 }), file), 'rope_scaling', file, '"yarn" is not supported', '"linear"');
+  expectConfigError(() => parseLlamaConfig(withField('rope_scaling', { type: 'longrope', factor: 2 }), file), 'rope_scaling', file, '"longrope" is not supported', '"linear"');
   expectConfigError(() => parseLlamaConfig(withField('tie_word_embeddings', 'no'), file), 'tie_word_embeddings', '"no"');
   expectConfigError(() => parseLlamaConfig([1, 2], file), undefined, file, 'JSON object');
 });

@@ -37,7 +37,7 @@ export interface LlamaConfig {
   readonly rmsNormEps: number;
   /** RoPE base frequency (`rope_theta`). */
   readonly ropeTheta: number;
-  /** RoPE frequency scaling (`rope_scaling`: linear, dynamic or llama3), or null for plain RoPE. */
+  /** RoPE frequency scaling (`rope_scaling`: linear, dynamic, llama3 or yarn), or null for plain RoPE. */
   readonly ropeScaling: LlamaRopeScaling | null;
   /** V, vocabulary size (`vocab_size`). */
   readonly vocabSize: number;

@@ -1,4 +1,5 @@
-// The rotary embedding's frequencies per forward: the config's rope_theta and rope_scaling as a RopeSpec,
+// The rotary embedding's frequencies per forward: the config's rope_theta and rope_scaling as a RopeSpec
+// (yarn's original_max_position_embeddings falling back to max_position_embeddings, as in transformers),
 // with transformers' dynamic NTK update (LlamaRotaryEmbedding's state of the longest sequence seen).
 
 import type { RopeSpec, Tensor } from '@huatuo/tensor';
@@ -28,7 +29,9 @@ export class RotaryFrequencies {
           ? { theta: config.ropeTheta, scaling: { type: 'linear', factor: s.factor } }
           : s.type === 'llama3'
             ? { theta: config.ropeTheta, scaling: { ...s } }
-            : null;
+            : s.type === 'yarn'
+              ? { theta: config.ropeTheta, scaling: { ...s, originalMaxPositionEmbeddings: s.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings } }
+              : null;
   }
 
   /** The sequence length dynamic scaling's frequencies are computed for now (M until a longer forward). */
