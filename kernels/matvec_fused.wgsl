@@ -8,13 +8,13 @@
 //   in one pass, rounded as matmul then swiglu round.
 // A LoRA adapter per weight (lr_i > 0, PEFT's base(x) + B(A(x)) * s at inference): h [M, h_row] holds
 //   h = x A_i^T of the adapted weights (the caller's earlier pass), b their B_i [rows_i, lr_i] flat; the
-//   product is T(T(base) + T(T(h[m, lh_i..] . B_i[n]) * ls_i)), rounded as matmul, mul and add round, before
+//   output is T(base + T(T(h[m, lh_i..] . B_i[n]) * ls_i)), rounded as matmul, mul and add round, before
 //   the epilogue (weight i: part i of cat, gate 0 and up 1 of swiglu, 0 of add). h is read from r (cat,
 //   swiglu) or from w1 (add, whose r is the residual). With K = 0 there is no base product (the update
 //   added to a residual: an adapter beside a quantized product).
 // bias = 1 (cat only): output n gains the bias b[bias_offset + n] (the weights' biases concatenated, in the
-//   buffer of the adapters' B where there are adapters) after the adapter's update, T(product + bias), as
-//   the separate ops add a projection's bias after its update.
+//   buffer of the adapters' B where there are adapters) before the adapter's update, T(T(base) + bias) as base,
+//   PEFT's order: the base layer's output with its bias, then the update on top.
 // norm = 1: x is first normalized as rmsnorm_forward.wgsl does (LLaMA's RMSNorm with weight g [K] and eps,
 //   the same sum order: 64 strided partial sums, then its tree), each workgroup for itself, so that the
 //   norm before q/k/v or gate/up needs no dispatch of its own.

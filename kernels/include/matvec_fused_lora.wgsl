@@ -1,16 +1,18 @@
-/// Shared by the fused matrix-vector kernels (matvec_fused, matvec_fused_int8, matvec_fused_nf4): a LoRA
-/// adapter's update added to a weight's product in the epilogue, then a cat output's bias (the kernel defines h_elem and binds b),
-/// rounded to T after each step as the separate ops round (round_to_t: compilers fold f32(T(v))).
+/// Shared by the fused matrix-vector kernels (matvec_fused, matvec_fused_int8, matvec_fused_nf4): a cat output's
+/// bias added to a weight's product in the epilogue, then a LoRA adapter's update, PEFT's order (the kernel defines
+/// h_elem and binds b), rounded to T after each step as the separate ops round (round_to_t: compilers fold f32(T(v))).
 
-/** Weight `part`'s product for row m and its output nl with its adapter's update added (none where lr = 0). */
-fn with_lora(total: f32, part: u32, nl: u32, m: u32) -> f32 {
+/**
+ * Weight `part`'s output `base` (its product rounded to T, with its bias where it has one) for row m and its
+ * output nl, with its adapter's update added (none where lr = 0).
+ */
+fn with_lora(base: f32, part: u32, nl: u32, m: u32) -> f32 {
   var rank = p.lr0;
   var hc = p.lh0;
   var bo = p.lb0;
   var s = p.ls0;
   if (part == 1u) { rank = p.lr1; hc = p.lh1; bo = p.lb1; s = p.ls1; }
   if (part == 2u) { rank = p.lr2; hc = p.lh2; bo = p.lb2; s = p.ls2; }
-  let base = round_to_t(total);
   if (rank == 0u) { return base; }
   let hi = p.h_offset + m * p.h_row + hc;
   let bi = bo + nl * rank;

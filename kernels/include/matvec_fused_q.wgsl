@@ -34,7 +34,7 @@
 //!   ls0: f32
 //!   ls1: f32
 //!   ls2: f32
-//!   bias: u32           // cat: the biases at b[bias_offset ..] added after the adapters' updates
+//!   bias: u32           // cat: the biases at b[bias_offset ..] added before the adapters' updates
 //!   bias_offset: u32
 //!   o0: f32             // NF4: each weight's absmax offset (nf4_absmax's offset)
 //!   o1: f32

@@ -9,12 +9,12 @@ for (var i = 0u; i < ROWS; i++) {
     if (lane == 0u && n < p.N) {
       var out: f32;
       if (p.epi == 1u) {
-        out = f32(r[p.r_offset + m * p.r_row + n] + T(with_lora(total, 0u, n, m)));
+        out = f32(r[p.r_offset + m * p.r_row + n] + T(with_lora(round_to_t(total), 0u, n, m)));
       } else if (p.epi == 2u) {
-        let g = with_lora(total, 0u, n, m);
-        out = g * (1.0 / (1.0 + exp(-g))) * with_lora(up, 1u, n, m);
+        let g = with_lora(round_to_t(total), 0u, n, m);
+        out = g * (1.0 / (1.0 + exp(-g))) * with_lora(round_to_t(up), 1u, n, m);
       } else {
-        out = with_bias(with_lora(total, parts[i], locals[i], m), n);
+        out = with_lora(with_bias(round_to_t(total), n), parts[i], locals[i], m);
       }
       y[m * p.N + n] = T(out);
     }

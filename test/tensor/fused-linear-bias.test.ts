@@ -1,6 +1,6 @@
 // Biases on the concatenated fused product (fusedLinear's `bias`: Qwen2's q, k and v): against the CPU
 // reference in f32 and f16, 1 and 2 rows, with and without the norm and adapters; bit for bit equal to the
-// separate ops decoding would run instead (matmul, the adapter's update, then add(y, b)); its argument
+// separate ops decoding would run instead (add(matmul, b), then the adapter's update, PEFT's order); its argument
 // checks; and the on-device check refusing a kernel that drops the bias or adds it twice.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -96,7 +96,7 @@ test('fusedLinear with biases matches the CPU reference in f16, one and two rows
   await fc.assert(fc.asyncProperty(caseArb([1, 2]), (c) => checkReference('f16', c)), { numRuns: 20 });
 });
 
-test('a biased fused q/k/v of one row equals the separate ops bit for bit: matmul, the adapter update, then add(y, b)', async (t) => {
+test('a biased fused q/k/v of one row equals the separate ops bit for bit: add(matmul, b), then the adapter update, as PEFT orders them', async (t) => {
   const info = await gpu();
   const wide = decodeCandidates(info).find((v) => v.wide && v.groups === undefined);
   if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
@@ -116,15 +116,16 @@ test('a biased fused q/k/v of one row equals the separate ops bit for bit: matmu
           const As = ads.map((a, i) => (a === null ? null : make([a[0], K], 30 + i, 0.2)));
           const Bs = ads.map((a, i) => (a === null ? null : make([rows[i]!, a[0]], 40 + i)));
           const [fused, separate] = noGrad(() => {
-            const products = ws.map((w, i) => {
-              const y = matmul(x, transpose(w));
+            // PEFT's order: the base layer's output with its bias, then the adapter's update on top.
+            const outputs = ws.map((w, i) => {
+              const y = add(matmul(x, transpose(w)), bs[i]!);
               const a = ads[i];
               return adapted && a !== null && a !== undefined ? fusedLoraAdd(y, fusedLinear(x, [As[i]!]), Bs[i]!, a[1]) : y;
             });
             const lora: FusedLora | undefined = adapted
               ? { h: fusedLinear(x, [As[0]!, As[2]!]), b: cat([reshape(Bs[0]!, [Bs[0]!.size]), reshape(Bs[2]!, [Bs[2]!.size])], 0), adapters: ads.map((a) => a && { rank: a[0], scaling: a[1] }) }
               : undefined;
-            return [fusedLinear(x, ws, undefined, lora, cat(bs, 0)), cat(products.map((y, i) => add(y, bs[i]!)), -1)];
+            return [fusedLinear(x, ws, undefined, lora, cat(bs, 0)), cat(outputs, -1)];
           });
           assertClose(await fused.toArray(), await separate.toArray(), { atol: 0, rtol: 0 }, `${dtype} adapters ${adapted}: fused against the separate ops`);
         });

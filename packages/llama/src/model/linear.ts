@@ -1,8 +1,9 @@
 // A projection y = x W^T (+ b where the checkpoint has a bias: Qwen2's q, k and v) with W stored as
 // Hugging Face does ([out, in]) and read transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
-// An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA), with DoRA
-// rescaled per output row by m / ||W + scaling B A|| (the bias added after, unscaled, as PEFT does); at inference its matrices' casts to the activations' dtype are
+// An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA) to the output
+// with its bias, as PEFT does, with DoRA rescaled per output row by m / ||W + scaling B A|| (the bias left unscaled, as
+// PEFT leaves it); at inference its matrices' casts to the activations' dtype are
 // kept while the matrices are unchanged (their storage version); decoding adds a plain LoRA update in one fused
 // dispatch after the down-projection h = x A^T where the fused products run.
 
@@ -81,8 +82,8 @@ export class Linear {
   }
 
   /**
-   * The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; an
-   * unmerged adapter and then the bias come on top (a fused product adds the bias only when given it).
+   * The weight [out, in] when the base product is y = x W^T with W in one part or quantized, else null; the
+   * bias and then an unmerged adapter come on top (a fused product adds the bias only when given it).
    */
   get baseWeight(): FusedWeight | null {
     return this.quantized ?? (this.parts.length === 1 ? this.parts[0]! : null);
@@ -99,41 +100,34 @@ export class Linear {
   }
 
   /**
-   * y = x W^T (+ the adapter's update) (+ b); x [..., in] -> [..., out]. `dropoutSeed` enables the
-   * adapter's dropout (training).
+   * y = x W^T (+ b) (+ the adapter's update), in PEFT's order: the base layer's output with its bias, then the
+   * update on top; x [..., in] -> [..., out]. `dropoutSeed` enables the adapter's dropout (training).
    */
   forward(x: Tensor, dropoutSeed?: number): Tensor {
-    const y = this.adaptedProduct(x, dropoutSeed); // [..., out]
-    return this.bias === null ? y : add(y, this.bias);
-  }
-
-  /** x W^T plus the unmerged adapter's update, without the bias: x [..., in] -> [..., out]. */
-  private adaptedProduct(x: Tensor, dropoutSeed: number | undefined): Tensor {
-    const y = this.baseProduct(x); // [..., out]
+    const product = this.baseProduct(x); // [..., out]
+    const y = this.bias === null ? product : add(product, this.bias); // [..., out]
     const lora = this.lora;
+    if (lora === null || this.merged) return y;
     // DoRA rescales the whole output: it takes the separate products below, not the fused update.
-    if (lora !== null && !this.merged && !this.isDora && dropoutSeed === undefined && this.fusedUpdateFits(x)) {
+    if (!this.isDora && dropoutSeed === undefined && this.fusedUpdateFits(x)) {
       // Decoding: h = x A^T, then y + T(T(h B^T) * scaling) in one dispatch.
       const { A, B, scaling } = this.inferenceAdapter(x.dtype as FloatDType)!;
       const h = fusedLinearFits(x, [A]) ? fusedLinear(x, [A]) : matmul(x, transpose(A)); // [..., r]
       if (fusedLoraAddFits(y, h, B)) return fusedLoraAdd(y, h, B, scaling); // [..., out]
       return add(y, mul(matmul(h, transpose(B)), scaling));
     }
-    if (lora !== null && !this.merged) {
-      const A = this.adapterMatrix('A', x.dtype as FloatDType);
-      const B = this.adapterMatrix('B', x.dtype as FloatDType);
-      const dropped = dropoutSeed !== undefined && lora.dropout > 0;
-      const xin = dropped ? dropout(x, lora.dropout, dropoutSeed) : x;
-      const update = mul(matmul(matmul(xin, transpose(A)), transpose(B)), lora.scaling); // [..., out]
-      if (!this.isDora) return add(y, update);
-      // DoRA: s = m / ||W + scaling B A|| (the norm held constant), y + (s - 1) W xin + s * update as PEFT computes
-      // it: W xin is the base output itself unless dropout changed the adapter's input.
-      const scale = div(lora.magnitude!, this.doraNorm()); // [out], f32: the gradient reaches m
-      const s = scale.dtype === x.dtype ? scale : cast(scale, x.dtype);
-      if (!dropped) return mul(add(y, update), s);
-      return add(add(y, mul(this.baseProduct(xin), sub(s, 1))), mul(update, s));
-    }
-    return y;
+    const A = this.adapterMatrix('A', x.dtype as FloatDType);
+    const B = this.adapterMatrix('B', x.dtype as FloatDType);
+    const dropped = dropoutSeed !== undefined && lora.dropout > 0;
+    const xin = dropped ? dropout(x, lora.dropout, dropoutSeed) : x;
+    const loraResult = matmul(matmul(xin, transpose(A)), transpose(B)); // [..., out]
+    if (!this.isDora) return add(y, mul(loraResult, lora.scaling));
+    // DoRA as PEFT computes it: s = m / ||W + scaling B A|| (the norm held constant), y + ((s - 1) W xin + s B A xin
+    // scaling), W xin being the base output less its bias unless dropout changed the adapter's input.
+    const scale = div(lora.magnitude!, this.doraNorm()); // [out], f32: the gradient reaches m
+    const s = scale.dtype === x.dtype ? scale : cast(scale, x.dtype);
+    const base = dropped ? this.baseProduct(xin) : this.bias === null ? y : sub(y, this.bias); // [..., out]
+    return add(y, add(mul(base, sub(s, 1)), mul(mul(loraResult, s), lora.scaling)));
   }
 
   /** x W^T of the frozen weight alone: x [..., in] -> [..., out]. */

@@ -104,7 +104,8 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
       const [aq, av, ao, ag, au] = [8, 3, 5, 4, 7].map((r, i) => make([r, K], 20 + i, 0.1));
       const [bq, bv, bo, bg, bu] = [[37, 8], [20, 3], [44, 5], [29, 4], [29, 7]].map((shape, i) => make(shape, 30 + i));
       const [sq, sv, so, sg, su] = [2, 16 / Math.sqrt(3), -0.75, 2, 16 / Math.sqrt(7)];
-      const adapted = (t: Tensor, w: Tensor, a: Tensor, b: Tensor, s: number) => add(lin(t, w), mul(lin(lin(t, a!), b!), s));
+      // The base output (with its bias where given), then the update: PEFT's order.
+      const adapted = (t: Tensor, w: Tensor, a: Tensor, b: Tensor, s: number, bias?: Tensor) => add(bias === undefined ? lin(t, w) : add(lin(t, w), bias), mul(lin(lin(t, a!), b!), s));
       const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
       const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: sq }, null, { rank: 3, scaling: sv! }] };
       const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: so }] };
@@ -128,7 +129,7 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
         [
           'q/k/v with the norm, adapters on q and v and biases',
           fusedLinear(x, [wq!, wk!, wv!], norm, packed.lora, packed.bias),
-          cat([add(adapted(h, wq!, aq!, bq!, sq), bq0!), add(lin(h, wk!), bk0!), add(adapted(h, wv!, av!, bv!, sv!), bv0!)], -1),
+          cat([adapted(h, wq!, aq!, bq!, sq, bq0!), add(lin(h, wk!), bk0!), adapted(h, wv!, av!, bv!, sv!, bv0!)], -1),
         ],
       ] as Array<[string, Tensor, Tensor]>;
     }),
@@ -160,7 +161,10 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
           const lin = (t: Tensor, w: Tensor) => matmul(t, transpose(w));
           const [aq, av, ao, ag] = [8, 3, 5, 4].map((r, i) => make([r, K], 50 + i, 0.1));
           const [bq, bv, bo, bg] = [[36, 8], [20, 3], [44, 5], [28, 4]].map((shape, i) => make(shape, 60 + i));
-          const adapted = (t: Tensor, w: QuantizedWeight, a: Tensor, b: Tensor, s: number) => add(quantizedMatmul(t, w), mul(lin(lin(t, a), b), s));
+          const adapted = (t: Tensor, w: QuantizedWeight, a: Tensor, b: Tensor, s: number, bias?: Tensor) => {
+            const y = quantizedMatmul(t, w);
+            return add(bias === undefined ? y : add(y, bias), mul(lin(lin(t, a), b), s));
+          };
           const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
           const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: 2 }, null, { rank: 3, scaling: -0.5 }] };
           const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: 0.75 }] };
@@ -172,7 +176,7 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
             [
               `${format} q/k/v with the norm, adapters on q and v and biases`,
               fusedLinear(x, [wq, wk, wv], norm, packed.lora, packed.bias),
-              cat([add(adapted(h, wq, aq!, bq!, 2), bq0!), add(quantizedMatmul(h, wk), bk0!), add(adapted(h, wv, av!, bv!, -0.5), bv0!)], -1),
+              cat([adapted(h, wq, aq!, bq!, 2, bq0!), add(quantizedMatmul(h, wk), bk0!), adapted(h, wv, av!, bv!, -0.5, bv0!)], -1),
             ],
             [`${format} residual add with an adapter`, fusedLinearAdd(res, x, wo, oLora), add(res, adapted(x, wo, ao!, bo!, 0.75))],
             [`${format} gate/up with SwiGLU, the norm and an adapter on gate`, fusedLinearSwiglu(x, wg, wu, norm, mlpLora), swiglu(adapted(h, wg, ag!, bg!, 2), quantizedMatmul(h, wu))],

@@ -1,6 +1,6 @@
 // Decoding's fused matrix-vector products (kernels/matvec_fused.wgsl): projections sharing one input in
 // one pass, the residual add in the product's epilogue, gate and up with SwiGLU, optionally the RMSNorm
-// of the input before them, unmerged LoRA adapters' updates and (concatenated products) biases after.
+// of the input before them, (concatenated products) biases and then unmerged LoRA adapters' updates.
 // Inference only (no autograd); for a few rows of x (M <= 4) on adapters with a fixed subgroup size.
 // Callers check fusedLinearFits and fall back to matmul, add and swiglu elsewhere.
 import { getRuntime } from '../backend/context.js';
@@ -148,9 +148,9 @@ function sharedBuffer(lora: FusedLora, bias: Tensor): { lora: FusedLora; bias: T
  * dim: x [..., K], weights [N_i, K] -> [..., sum N_i] (as cat of matmul(x, transpose(w_i)), e.g.
  * q, k and v; quantized weights as quantizedMatmul, dequantized as they are read). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
  * With `lora`, each adapted weight's product gains its adapter's update (see {@link FusedLora}). With `bias`
- * (the weights' biases b_i [N_i] concatenated, [sum N_i]; zeros for a weight without one), each output
- * gains its bias after the update, rounded as add(product, b_i) rounds: Linear's x W^T + update + b (Qwen2's
- * q, k and v). A bias in the buffer of lora.b (views of one packed tensor) saves a copy into one.
+ * (the weights' biases b_i [N_i] concatenated, [sum N_i]; zeros for a weight without one), each product
+ * gains its bias before the update, rounded as add(product, b_i) rounds: PEFT's (x W^T + b) + update, as Linear
+ * computes it (Qwen2's q, k and v). A bias in the buffer of lora.b (views of one packed tensor) saves a copy into one.
  * Requires {@link fusedLinearFits}.
  * @example const qkv = noGrad(() => fusedLinear(x, [wq, wk, wv], { weight: inputNorm, eps: 1e-6 })); // [B, 1, Nq + 2 Nkv]
  */

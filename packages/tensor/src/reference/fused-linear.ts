@@ -32,22 +32,23 @@ export interface RefFusedExtras {
 }
 
 /**
- * cat_i(x W_i^T + scaling_i (x A_i^T) B_i^T + b_i) along the last dim: x [..., K], weights [N_i, K] ->
- * [..., sum N_i]; the adapters and biases of `extras` where given (PEFT's LoRA over a biased linear).
+ * cat_i((x W_i^T + b_i) + scaling_i (x A_i^T) B_i^T) along the last dim: x [..., K], weights [N_i, K] ->
+ * [..., sum N_i]; the biases and adapters of `extras` where given (PEFT's LoRA over a biased linear: the base
+ * layer's output with its bias, then the update).
  */
 export function refFusedLinear(x: RefTensor, weights: readonly RefTensor[], extras: RefFusedExtras = {}): RefTensor {
   const parts = weights.map((w, i) => {
     const y = linear(x, w);
-    const a = extras.adapters?.[i];
-    if (a !== null && a !== undefined) {
-      const u = linear(linear(x, a.A), a.B);
-      y.data = y.data.map((v, j) => v + a.scaling * u.data[j]!);
-    }
     const b = extras.biases?.[i];
     if (b !== null && b !== undefined) {
       const n = w.shape[0]!;
       if (b.data.length !== n) throw new Error(`reference: bias of ${b.data.length} values for a weight of ${n} rows`);
       y.data = y.data.map((v, j) => v + b.data[j % n]!);
+    }
+    const a = extras.adapters?.[i];
+    if (a !== null && a !== undefined) {
+      const u = linear(linear(x, a.A), a.B);
+      y.data = y.data.map((v, j) => v + a.scaling * u.data[j]!);
     }
     return y;
   });
