@@ -153,6 +153,20 @@ test('a multi-turn chat with a system message is prompted as its folded question
   });
 });
 
+test('a content of text parts is their texts joined by newlines, empty parts left out, as vLLM joins them', async () => {
+  await withServer({}, async (server) => {
+    const parts = [
+      { type: 'text' as const, text: '我头痛。' },
+      { type: 'text' as const, text: '' },
+      { type: 'text' as const, text: '三天了。' },
+    ];
+    const r = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'user', content: parts }], max_tokens: 4, temperature: 0 });
+    const prompt = generatePrompt(MED_TEMPLATE, '我头痛。\n三天了。');
+    assert.equal(r.usage!.prompt_tokens, tokenizer.encode(prompt).length);
+    assert.equal(r.choices[0]!.message.content, getResponse(MED_TEMPLATE, prompt + (await greedy(prompt, 4))));
+  });
+});
+
 test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage (null in the chunks before it) and [DONE]', async () => {
   await withServer({}, async (server) => {
     const api = client(server);

@@ -84,7 +84,10 @@ export interface RequestReaderOptions {
   encode: EncodeText;
 }
 
-/** Text of a message's content: a string, or an array of {type: 'text', text} parts. */
+/**
+ * Text of a message's content: a string, or an array of {type: 'text', text} parts joined by newlines, empty
+ * parts left out, as vLLM joins them for a chat template that takes the content as a string.
+ */
 function messageText(v: unknown, where: string): string {
   if (typeof v === 'string') return v;
   if (Array.isArray(v)) {
@@ -95,7 +98,8 @@ function messageText(v: unknown, where: string): string {
         }
         return part['text'];
       })
-      .join('');
+      .filter((text) => text !== '')
+      .join('\n');
   }
   throw bad(where, 'a string or an array of text parts', v);
 }
