@@ -432,6 +432,54 @@ test('a stream cut by the server shutting down ends with an error event the open
   });
 });
 
+test('a streamed request waiting behind another gets ": keep-alive" comment lines before its first event, which the openai client skips', async () => {
+  await withServer({ streamKeepAliveMs: 20 }, async (server, events) => {
+    const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 1500, temperature: 0, stream: true });
+    // The raw bytes of the waiting reply beside what the client parses of them.
+    let raw = '';
+    const tee: typeof fetch = async (input, init) => {
+      const r = await fetch(input, init);
+      const reader = r.clone().body!.getReader();
+      const decoder = new TextDecoder();
+      void (async () => {
+        for (let c = await reader.read(); !c.done; c = await reader.read()) raw += decoder.decode(c.value, { stream: true });
+      })();
+      return r;
+    };
+    const api = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, fetch: tee });
+    const body = { model: NAME, messages: [{ role: 'user' as const, content: '三天了。' }], max_tokens: 6, temperature: 0 };
+    // Its headers come with the first comment, while the busy stream still runs.
+    const stream = await api.chat.completions.create({ ...body, stream: true });
+    await waitFor('a keep-alive comment', () => raw.includes(': keep-alive\n\n'));
+    assert.ok(events.some((e) => e.type === 'started') && !events.some((e) => e.type === 'finished'), 'the busy stream still runs');
+    busy.destroy();
+    let content = '';
+    for await (const c of stream) content += c.choices[0]?.delta.content ?? '';
+    assert.ok(raw.indexOf(': keep-alive\n\n') < raw.indexOf('data: '), `the comment comes before the first event: ${JSON.stringify(raw.slice(0, 200))}`);
+    assert.match(raw, /data: \[DONE\]\n\n$/);
+    const whole = await api.chat.completions.create(body);
+    assert.equal(content, whole.choices[0]!.message.content, 'the streamed text, comments skipped, is the answer');
+  });
+});
+
+test('a waiting stream already started by a keep-alive comment ends with an error event the openai client throws when the server shuts down', async () => {
+  await withServer({ streamKeepAliveMs: 20 }, async (server, events) => {
+    const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 1500, temperature: 0, stream: true });
+    const stream = await client(server).chat.completions.create({ model: NAME, messages: [{ role: 'user', content: '三天了。' }], max_tokens: 6, stream: true });
+    assert.equal(events.filter((e) => e.type === 'started').length, 1, 'the stream waits behind the busy one');
+    const closing = server.close();
+    await assert.rejects(
+      async () => {
+        for await (const c of stream) void c;
+      },
+      (e: unknown) => e instanceof OpenAI.APIError && /shutting down/.test(e.message),
+    );
+    await closing;
+    busy.destroy();
+    assert.equal(events.filter((e) => e.type === 'cancelled' && e.detail === 'the server is shutting down').length, 2);
+  });
+});
+
 test('beyond the queue bound clients get 503 with Retry-After; the queued ones run in arrival order, a gone one is skipped', async () => {
   await withServer({ maxQueue: 3 }, async (server, events) => {
     const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, baseDtypeOption, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
 import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
@@ -29,6 +29,7 @@ interface RawOptions {
   maxBodyBytes: string;
   maxTokensLimit?: string;
   defaultMaxTokens: string;
+  streamKeepAliveMs: string;
   modelName?: string;
   allowedHosts?: string;
   corsOrigin?: string;
@@ -90,6 +91,11 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--max-body-bytes <n>', 'largest request body; larger get 413', String(1024 * 1024))
     .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length)")
     .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
+    .option(
+      '--stream-keep-alive-ms <n>',
+      'milliseconds a streamed reply may stay silent (queued, or on a long prefill) before a ": keep-alive" comment line keeps proxies from cutting it; 0: none',
+      String(DEFAULT_STREAM_KEEP_ALIVE_MS),
+    )
     .option('--model-name <name>', 'model id clients send and /v1/models lists (default: the --base folder name or the demo model name)')
     .option('--allowed-hosts <names>', 'comma-separated Host names to accept besides the bound address and localhost (e.g. a proxy\'s name); other Host headers get 403')
     .option('--cors-origin <origins>', 'comma-separated origins (scheme://host:port, or *) whose web pages may call the API; other cross-origin requests get 403')
@@ -104,6 +110,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
       const maxTokensLimit = raw.maxTokensLimit === undefined ? undefined : int('--max-tokens-limit', raw.maxTokensLimit, 1);
       const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
+      const streamKeepAliveMs = int('--stream-keep-alive-ms', raw.streamKeepAliveMs, 0, 2 ** 31 - 1);
       const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
       const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
       const quantize = quantizeFlag(raw.quantize);
@@ -134,6 +141,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         maxBodyBytes,
         ...(maxTokensLimit === undefined ? {} : { maxTokensLimit }),
         defaultGeneration: { maxTokens: defaultMaxTokens },
+        streamKeepAliveMs,
         allowedHosts,
         corsOrigins,
         tokenizerDir: raw.base ?? llamaTokenizerDir(),

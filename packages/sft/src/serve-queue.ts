@@ -80,7 +80,7 @@ export class JobQueue {
       this.closing = true;
       for (const job of this.waiting.splice(0)) {
         this.emit({ type: 'cancelled', id: job.id, waiting: 0, completionTokens: 0, detail: 'the server is shutting down' });
-        sendError(job.res, shuttingDown());
+        refuse(job, shuttingDown());
       }
       if (this.current !== null) this.current.cancelled = true;
       this.wake?.();
@@ -128,9 +128,16 @@ export class JobQueue {
     }
     const message = `generation failed: ${(e as Error).message}`;
     this.emit({ type: 'failed', id: job.id, waiting: this.waiting.length, completionTokens: job.tokens, detail: message });
-    if (job.res.headersSent) {
-      sse(job.res, errorBody(new HttpError(500, message, 'server_error')));
-      job.res.end();
-    } else sendError(job.res, new HttpError(500, message, 'server_error'));
+    refuse(job, new HttpError(500, message, 'server_error'));
   }
+}
+
+/** Answers `job` with `e`: its status and error object, or an error event where its stream has begun (a keep-alive comment starts it). */
+function refuse(job: Job, e: HttpError): void {
+  if (!job.res.headersSent) {
+    sendError(job.res, e);
+    return;
+  }
+  sse(job.res, errorBody(e));
+  job.res.end();
 }

@@ -13,6 +13,8 @@ export interface Job extends JobRequest {
   res: ServerResponse;
   cancelled: boolean;
   tokens: number;
+  /** A streamed reply's keep-alive timer ({@link keepStreamAlive}), re-armed by every event written. */
+  keepAlive?: ReturnType<typeof setTimeout>;
 }
 
 const usage = (g: Generation) => ({ prompt_tokens: g.promptTokens.length, completion_tokens: g.tokens.length, total_tokens: g.promptTokens.length + g.tokens.length });
@@ -34,6 +36,34 @@ export function sse(res: ServerResponse, data: unknown): void {
   if (!res.destroyed && !res.writableEnded) res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
 }
 
+/** Starts a streamed reply, once: status 200 and the event-stream headers. */
+function openStream(job: Job): void {
+  if (job.res.headersSent) return;
+  // No Connection header: node keeps the connection open, or closes it after the stream when the
+  // client sent "Connection: close" (a forced keep-alive would leave that socket open).
+  // X-Accel-Buffering stops nginx-style reverse proxies from holding the events back.
+  job.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', 'x-request-id': job.id });
+}
+
+/**
+ * Writes an SSE comment line (": keep-alive", which event-stream clients skip) on `job`'s stream whenever
+ * `intervalMs` pass with nothing written, from now until the reply ends, so that proxies and clients with an idle
+ * timeout do not cut a stream that waits in the queue or on a long prompt's prefill. The first one starts the
+ * stream (status 200); an error after that is an error event, as one during generation is.
+ */
+export function keepStreamAlive(job: Job, intervalMs: number): void {
+  const res = job.res;
+  const timer = setTimeout(() => {
+    if (res.destroyed || res.writableEnded) return;
+    openStream(job);
+    res.write(': keep-alive\n\n');
+    timer.refresh();
+  }, intervalMs);
+  timer.unref();
+  job.keepAlive = timer;
+  res.on('close', () => clearTimeout(timer));
+}
+
 /**
  * Generates the reply to `job` and writes it: server-sent events as the visible text grows
  * (chat chunks or completion texts, a finish reason, usage when asked, [DONE]), or one
@@ -45,17 +75,19 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const res = job.res;
   let raw = '';
   let sent = '';
+  // An event written puts the next keep-alive comment a whole interval away.
+  const send = (data: unknown): void => {
+    sse(res, data);
+    job.keepAlive?.refresh();
+  };
   if (job.stream) {
-    // No Connection header: node keeps the connection open, or closes it after the stream when the
-    // client sent "Connection: close" (a forced keep-alive would leave that socket open).
-    // X-Accel-Buffering stops nginx-style reverse proxies from holding the events back.
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', 'x-request-id': job.id });
-    if (job.kind === 'chat') sse(res, chunk(job, modelName, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
-    else if (job.echo) sse(res, chunk(job, modelName, { text: job.echo, finish_reason: null }));
+    openStream(job);
+    if (job.kind === 'chat') send(chunk(job, modelName, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
+    else if (job.echo) send(chunk(job, modelName, { text: job.echo, finish_reason: null }));
   }
   const delta = (text: string): void => {
     if (text === '') return;
-    sse(res, chunk(job, modelName, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }));
+    send(chunk(job, modelName, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }));
   };
   const [g] = await generate(model, tokenizer, [job.prompt], {
     maxNewTokens: s.maxTokens,
@@ -86,9 +118,9 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const reason = finishReason(gen, gen.text, s.stop);
   if (job.stream) {
     if (text.startsWith(sent)) delta(text.slice(sent.length));
-    sse(res, chunk(job, modelName, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }));
-    if (job.includeUsage) sse(res, { ...chunk(job, modelName, {}), choices: [], usage: usage(gen) });
-    sse(res, '[DONE]');
+    send(chunk(job, modelName, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }));
+    if (job.includeUsage) send({ ...chunk(job, modelName, {}), choices: [], usage: usage(gen) });
+    send('[DONE]');
     res.end();
   } else if (job.kind === 'chat') {
     sendJson(

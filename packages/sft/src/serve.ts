@@ -15,7 +15,7 @@ import type { PromptTemplate } from './prompt.js';
 import { HttpError, sendError } from './serve-errors.js';
 import { isObject, typeName, type Body } from './serve-fields.js';
 import { JobQueue, type ServeEvent } from './serve-queue.js';
-import { reply } from './serve-reply.js';
+import { keepStreamAlive, reply } from './serve-reply.js';
 import { createRequestReader, DEFAULT_SERVE_GENERATION, type ServeGenerationDefaults } from './serve-request.js';
 import { TokenizerThread } from './tokenize-thread.js';
 
@@ -49,6 +49,11 @@ export interface ServeOptions {
   corsOrigins?: readonly string[];
   /** Folder `tokenizer` was loaded from; given, prompts are tokenized on a worker thread so a long one does not stall other requests. */
   tokenizerDir?: string;
+  /**
+   * Milliseconds a streamed reply may go without an event (waiting in the queue, or on a long prefill) before
+   * an SSE comment line keeps proxies from cutting it; 0: none. Default 15000.
+   */
+  streamKeepAliveMs?: number;
 }
 
 /** A running server. */
@@ -88,6 +93,11 @@ function modelId(encoded: string): string {
   }
 }
 
+/** Default of {@link ServeOptions.streamKeepAliveMs}: well inside the 60 s idle timeout common to reverse proxies and load balancers. */
+export const DEFAULT_STREAM_KEEP_ALIVE_MS = 15_000;
+/** The longest delay a node timer takes (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 // HEAD goes with GET (node sends the headers alone), as uptime monitors and `curl -I` ask.
 const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
   '/health': { methods: ['GET', 'HEAD'], auth: false },
@@ -109,7 +119,8 @@ const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
  * max_tokens / max_completion_tokens, n = 1 only; the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
  * `repetition_penalty` are accepted too. A streaming client that disconnects stops its
- * generation at the next token.
+ * generation at the next token; a stream silent for `streamKeepAliveMs` (queued, or on a long
+ * prefill) gets an SSE comment line, which clients skip, so that proxies keep it open.
  *
  * @example
  * const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: 'huatuo' });
@@ -123,11 +134,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const maxQueue = options.maxQueue ?? 16;
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const maxTokensLimit = options.maxTokensLimit ?? model.config.maxPositionEmbeddings;
+  const keepAliveMs = options.streamKeepAliveMs ?? DEFAULT_STREAM_KEEP_ALIVE_MS;
   const defaults: ServeGenerationDefaults = { ...DEFAULT_SERVE_GENERATION, ...options.defaultGeneration };
   if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new ConfigError('--max-queue', `startServer: maxQueue should be an integer >= 0, got ${maxQueue}`);
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new ConfigError('--max-body-bytes', `startServer: maxBodyBytes should be a positive integer, got ${maxBodyBytes}`);
   if (!Number.isSafeInteger(maxTokensLimit) || maxTokensLimit < 1) throw new ConfigError('--max-tokens-limit', `startServer: maxTokensLimit should be a positive integer, got ${maxTokensLimit}`);
   if (!Number.isSafeInteger(defaults.maxTokens) || defaults.maxTokens < 1) throw new ConfigError('--default-max-tokens', `startServer: defaultGeneration.maxTokens should be a positive integer, got ${defaults.maxTokens}`);
+  if (!Number.isSafeInteger(keepAliveMs) || keepAliveMs < 0 || keepAliveMs > MAX_TIMER_MS) {
+    throw new ConfigError('--stream-keep-alive-ms', `startServer: streamKeepAliveMs should be an integer in [0, ${MAX_TIMER_MS}] (0: no keep-alive comments), got ${keepAliveMs}`);
+  }
   const access = { allowedHosts: options.allowedHosts ?? [], corsOrigins: options.corsOrigins ?? [] };
   try {
     normalizeAllowedHosts(access.allowedHosts);
@@ -215,8 +230,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const json = guard!.requireJson(req);
     if (json !== null) throw new HttpError(json.status, json.message, 'invalid_request_error', null, json.code);
     const request = parseBody(await body(req));
-    const job = await (path === '/v1/chat/completions' ? read.chat(request) : read.completion(request));
-    queue.push({ ...job, res, cancelled: false, tokens: 0 });
+    const job = { ...(await (path === '/v1/chat/completions' ? read.chat(request) : read.completion(request))), res, cancelled: false, tokens: 0 };
+    queue.push(job);
+    if (job.stream && keepAliveMs > 0) keepStreamAlive(job, keepAliveMs);
   };
 
   const server = createServer((req, res) => {
