@@ -15,6 +15,8 @@ export { tensor, zeros, ones, full, zerosLike, arange, randn, rand, f32ToF16Bits
 export type { CreateOptions, RandomOptions } from './creation.js';
 export { Generator, manualSeed } from './random.js';
 export { toArray, item } from './io.js';
+export { recordStep, RecordedStep } from './step-replay.js';
+export type { MarkInput, ReplayInputs } from './step-replay.js';
 
 // Memory and autograd
 export { tidy, keep, startScope } from './scope.js';

@@ -46,6 +46,13 @@ export function packParams<S extends ParamStruct>(struct: S, values: ParamValues
   return words;
 }
 
+/** The index of a Params field's first word (for ops that declare words a recorded step moves). */
+export function paramWord<S extends ParamStruct>(struct: S, field: keyof ParamValues[S] & string): number {
+  const f = paramLayouts[struct].fields.find((x) => x.name === field);
+  if (f === undefined) throw new Error(`internal: Params ${struct} has no field ${field}`);
+  return f.offset / 4;
+}
+
 /**
  * Uniform blocks are views of a shared arena, each its own never-reused range: a small ArrayBuffer of
  * its own costs more to allocate than the packing (every dispatch packs one). A full arena is left to

@@ -1,7 +1,7 @@
 // One decoding step of `generate` (the model over new positions with the KV cache, logits or the ids
 // picked on the GPU read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type MarkInput, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -15,14 +15,15 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
 
 /**
  * Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. `ids`
- * are host rows or the previous step's picks [B] on the GPU (one new position per row).
+ * are host rows or the previous step's picks [B] on the GPU (one new position per row). `input` marks
+ * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts).
  */
-function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache): Tensor {
+export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = (_, t) => t): Tensor {
   return noGrad(() =>
     tidy(() =>
-      model.forward(Array.isArray(ids) ? idsTensor(ids) : ids.reshape([B, 1]), {
-        attentionMask: tensor(mask.slice(0, B * S), [B, S]),
-        positions: idsTensor(positions),
+      model.forward(Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]), {
+        attentionMask: input('mask', tensor(mask.slice(0, B * S), [B, S])),
+        positions: input('positions', idsTensor(positions)),
         cache,
         lastOnly: true,
       }),

@@ -2,6 +2,7 @@
 // on the GPU and encoded while step k-1 still runs, then step k-1's ids are read back, streamed and checked.
 
 import { readyFusedLinear } from '@huatuo/tensor';
+import { DecodeReplay } from './decode-replay.js';
 import { queueStep, type Output, type Picker, type QueuedStep } from './decode-step.js';
 import type { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
@@ -68,6 +69,8 @@ export async function decodePipelined(
   await readyFusedLinear();
   // The step whose ids are read next, and at most one queued after it.
   const queued: QueuedStep[] = [];
+  // Steps after the first replay a recorded one where they can (decode-replay.ts).
+  const replay = new DecodeReplay(model, cache);
   const queue = (q: QueuedStep) => {
     // A read that fails while an earlier one is awaited is not unhandled: it is awaited or dropped later.
     q.read.catch(() => undefined);
@@ -79,7 +82,8 @@ export async function decodePipelined(
       const current = queued[0]!;
       if (k < maxNewTokens) {
         const x = inputsAt(k);
-        queue(queueStep(model, current.ids, x.mask, B, x.S, x.positions, cache, pickAt(k)));
+        const pick = pickAt(k);
+        queue(replay.queue(current.ids, x.mask, B, x.S, x.positions, pick, () => queueStep(model, current.ids, x.mask, B, x.S, x.positions, cache, pick)));
       }
       // Queued work that reads the picks runs before anything that reuses their buffer.
       current.ids.dispose();
@@ -92,5 +96,6 @@ export async function decodePipelined(
     for (const q of queued) await q.read;
   } finally {
     for (const q of queued) q.ids.dispose();
+    replay.dispose();
   }
 }

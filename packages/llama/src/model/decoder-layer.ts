@@ -31,6 +31,8 @@ function weightRows(w: FusedWeight): number {
 export class DecoderLayer {
   /** B matrices of the unmerged adapters of q/k/v and of gate/up, packed for the fused decode products; freed when an adapter changes. */
   private readonly packs = new AdapterPacks();
+  /** Counts the changes of its projections' adapters (replaced, merged, unmerged): a recorded decode step reads the old ones. */
+  adapterChanges = 0;
 
   constructor(
     readonly index: number,
@@ -46,7 +48,12 @@ export class DecoderLayer {
     readonly upProj: Linear,
     readonly downProj: Linear,
   ) {
-    for (const l of this.linears()) l.onAdapterChange = () => this.packs.dispose();
+    for (const l of this.linears()) {
+      l.onAdapterChange = () => {
+        this.packs.dispose();
+        this.adapterChanges++;
+      };
+    }
   }
 
   /** The seven projections, in PEFT target-module order. */

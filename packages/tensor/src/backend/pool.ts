@@ -169,6 +169,11 @@ export class BufferPool {
     this.bytesPooled += size;
   }
 
+  /** The size class of a buffer handed out and not yet released, or undefined. */
+  sizeOf(buffer: GPUBuffer): number | undefined {
+    return this.inUse.get(buffer);
+  }
+
   /** Destroys every pooled (free) buffer. */
   trim(beforeDestroy: () => void): void {
     if (this.buffersPooled === 0) return;

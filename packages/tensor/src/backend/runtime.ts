@@ -6,6 +6,7 @@ import { BindingCache } from './bind-cache.js';
 import type { DeviceInfo } from './device.js';
 import { bindingSignature, createBindingLayout, createPipeline, createPipelineChecked, type BindingLayout } from './pipelines.js';
 import { BufferPool, type PoolStats } from './pool.js';
+import { StepRecording, type HeldBuffer } from './replay.js';
 import { WaitPacer } from './wait-pacing.js';
 
 /** A WGSL module ready to compile: its source with every define substituted. */
@@ -66,6 +67,11 @@ export class Runtime {
   private counters = { dispatches: 0, submits: 0, readbacks: 0, readbackBytes: 0 };
   /** Hooks run around each dispatch (the profiler). */
   passHook: ((label: string) => GPUComputePassTimestampWrites | undefined) | null = null;
+  /** The step being recorded (replay.ts), or null. */
+  recording: StepRecording | null = null;
+  /** Recordings not yet disposed, and the buffers their steps created. */
+  private readonly recordings = new Set<StepRecording>();
+  private readonly held = new Map<GPUBuffer, HeldBuffer>();
 
   constructor(
     readonly device: GPUDevice,
@@ -118,7 +124,9 @@ export class Runtime {
 
   acquire(bytes: number): GPUBuffer {
     this.checkAlive();
-    return this.pool.acquire(bytes, () => this.flush());
+    const buffer = this.pool.acquire(bytes, () => this.flush());
+    if (this.recording !== null) this.created(buffer, this.recording);
+    return buffer;
   }
 
   /**
@@ -127,12 +135,109 @@ export class Runtime {
    */
   acquireForWrite(bytes: number): GPUBuffer {
     this.checkAlive();
-    if (this.pendingDispatches === 0) return this.pool.acquire(bytes, () => this.flush());
-    return this.pool.acquire(bytes, () => this.flush(), (b) => this.bindings.usedUnsubmitted(b));
+    const buffer = this.pendingDispatches === 0 ? this.pool.acquire(bytes, () => this.flush()) : this.pool.acquire(bytes, () => this.flush(), (b) => this.bindings.usedUnsubmitted(b));
+    if (this.recording !== null) this.created(buffer, this.recording);
+    return buffer;
   }
 
+  /**
+   * Returns a buffer to the pool. A buffer a live recording created is held for it instead; one a
+   * recording reads without having created it makes the recording invalid.
+   */
   release(buffer: GPUBuffer): void {
+    if (this.held.size > 0) {
+      const h = this.held.get(buffer);
+      if (h !== undefined) {
+        if (--h.refs > 0 || h.owner !== null) return;
+        this.held.delete(buffer);
+      }
+    }
+    if (this.recordings.size > 0) for (const r of this.recordings) if (r.external.has(buffer)) r.invalidated ??= 'a buffer it reads was released';
     this.pool.release(buffer, () => this.flush());
+  }
+
+  /**
+   * Starts recording the commands encoded from now on (replay.ts), after submitting those before; the
+   * step runs as usual. `length` is its key count.
+   */
+  beginRecording(length: number): StepRecording {
+    if (this.recording !== null) throw new DeviceError('internal: a step is being recorded already');
+    this.flush();
+    const r = new StepRecording(length);
+    if (this.passHook !== null) r.refuse('the profiler times each dispatch');
+    this.recordings.add(r);
+    this.recording = r;
+    return r;
+  }
+
+  /** Ends the recording begun last; `output` is the buffer of the step's result. Returns it, refused or not. */
+  endRecording(output: GPUBuffer): StepRecording {
+    const r = this.recording;
+    if (r === null) throw new DeviceError('internal: no step is being recorded');
+    this.recording = null;
+    // What the step created and a tensor still holds besides its result (a table or packed weights kept
+    // for later steps) is read like a weight: not the recording's.
+    for (const b of r.owned) {
+      const h = this.held.get(b)!;
+      if (b !== output && h.refs > 0) {
+        this.held.delete(b);
+        r.owned.delete(b);
+      }
+    }
+    r.finish(this, output, (b) => this.pool.sizeOf(b) ?? b.size);
+    return r;
+  }
+
+  /** Notes that a tensor holds a buffer of a recording (a replay's result). */
+  retainHeld(buffer: GPUBuffer): void {
+    const h = this.held.get(buffer);
+    if (h === undefined) throw new DeviceError('internal: the buffer is not held for a recording');
+    h.refs++;
+  }
+
+  /** Holds `buffer`, created for `recording` and not held by a tensor, until the recording is disposed. */
+  holdForRecording(buffer: GPUBuffer, recording: StepRecording): void {
+    this.held.set(buffer, { refs: 0, owner: recording });
+  }
+
+  /** Frees a recording: its buffers no tensor holds go back to the pool, the others when released. */
+  disposeRecording(recording: StepRecording): void {
+    if (this.recording === recording) this.recording = null;
+    if (!this.recordings.delete(recording)) return;
+    recording.destroyUniforms();
+    for (const b of recording.owned) {
+      const h = this.held.get(b);
+      if (h === undefined) continue;
+      h.owner = null;
+      if (h.refs === 0) {
+        this.held.delete(b);
+        this.pool.release(b, () => this.flush());
+      }
+    }
+  }
+
+  /**
+   * Replays a recording at `length` keys: writes its host inputs and length words, copies its GPU
+   * inputs in (`sources`, by input), encodes its commands and submits them after all encoded before.
+   */
+  replay(recording: StepRecording, length: number, host: readonly (ArrayBufferView | null)[], sources: readonly (GPUBuffer | null)[]): void {
+    this.checkAlive();
+    if (!recording.covers(length)) throw new DeviceError('internal: the recording does not cover this step');
+    // Its writes are queued at once: the commands encoded before, which may read the same buffers, go first.
+    if (this.pendingDispatches > 0) this.flush();
+    recording.writeInputs(this.device.queue, length, host);
+    this.endPass();
+    this.encoder ??= this.device.createCommandEncoder();
+    recording.encode(this.encoder, sources);
+    this.rawEncoded = true;
+    this.pendingDispatches += recording.commandCount;
+    this.pacer.queuedStep(recording.workHash);
+    this.counters.dispatches += recording.dispatchCount;
+  }
+
+  private created(buffer: GPUBuffer, recording: StepRecording): void {
+    recording.owned.add(buffer);
+    this.held.set(buffer, { refs: 1, owner: recording });
   }
 
   /**
@@ -143,6 +248,7 @@ export class Runtime {
     if (this.pendingDispatches > 0 && (this.rawEncoded || this.bindings.usedUnsubmitted(buffer))) this.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.recording?.wrote(buffer, offsetBytes, data.byteLength);
     this.device.queue.writeBuffer(buffer, offsetBytes, padded as Uint8Array<ArrayBuffer>);
   }
 
@@ -168,6 +274,7 @@ export class Runtime {
     this.pendingDispatches++;
     this.counters.dispatches++;
     this.pacer.queued(d.label, d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+    this.recording?.dispatched(d);
     if (this.pendingDispatches >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
 
@@ -178,12 +285,14 @@ export class Runtime {
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.bindings.markUsed(src);
     this.bindings.markUsed(dst);
+    this.recording?.copied(src, srcOffset, dst, dstOffset, bytes);
     this.pendingDispatches++;
     this.pacer.queued('copy', bytes % 0x100000000, Math.floor(bytes / 0x100000000), 0);
   }
 
   /** Gives the current encoder to a caller that needs raw access (query resolution). */
   withEncoder(fn: (encoder: GPUCommandEncoder) => void): void {
+    this.recording?.refuse('it encodes raw commands');
     this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
     fn(this.encoder);
@@ -191,7 +300,7 @@ export class Runtime {
     this.pendingDispatches++;
   }
 
-  /** Submits everything encoded so far. */
+  /** Submits everything encoded so far (a replay's commands with the readback that follows them). */
   flush(): void {
     this.endPass();
     if (!this.encoder) return;
@@ -211,6 +320,7 @@ export class Runtime {
    * and start other reads before awaiting it (decoding reads one step's ids while the next one runs).
    */
   async read(buffer: GPUBuffer, offsetBytes: number, bytes: number): Promise<ArrayBuffer> {
+    this.recording?.refuse('it reads back in the middle');
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.stagingBuffers.get(size)?.pop() ?? this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.endPass();

@@ -33,6 +33,11 @@ export class WaitPacer {
     this.workHash = hashWork(this.workHash, label, x, y, z);
   }
 
+  /** Notes a replayed step's dispatches queued at once, by the hash of its commands. */
+  queuedStep(hash: number): void {
+    this.workHash = mix(this.workHash, hash);
+  }
+
   /** Notes a submit of `dispatches` commands. */
   submitted(dispatches: number): void {
     if (this.unsyncedDispatches === 0) this.unsyncedSince = now();

@@ -6,7 +6,7 @@
 // v2 runs where it can unless a variant is forced (tests, benchmarks).
 import { getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, grid1d, packParams, paramWord } from '../kernels.js';
 import { v1Defines } from '../kernelgen/attention.js';
 import { empty, type Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
@@ -45,6 +45,29 @@ export const MAX_D = 256;
 /** Keys per split of the T == 1 decode kernel (at least; more when S is long). */
 const MIN_SPLIT = 16;
 const MAX_SPLITS = 128;
+
+/** The decode kernel's splits of S keys: n splits of len keys (the last may be shorter). */
+function decodeSplits(S: number): { n: number; len: number } {
+  const len = Math.max(MIN_SPLIT, Math.ceil(S / MAX_SPLITS));
+  return { n: Math.max(1, Math.ceil(S / len)), len };
+}
+
+/** The key counts [lo, hi] around S that the decode kernel splits as it splits S. */
+function sameSplits(S: number): [number, number] {
+  const { n, len } = decodeSplits(S);
+  const same = (s: number) => {
+    const x = decodeSplits(s);
+    return x.n === n && x.len === len;
+  };
+  let lo = S;
+  let hi = S;
+  while (lo > 1 && same(lo - 1)) lo--;
+  while (same(hi + 1)) hi++;
+  return [lo, hi];
+}
+
+/** The uniform words of the decode kernels that follow the key count: S, then kv_offset = S - 1. */
+const DECODE_LENGTH_WORDS = [paramWord('attention', 'S'), paramWord('attention', 'kv_offset')];
 
 /** The sizes, scale and mask kind of one call (shared with composed attention). */
 type Geometry = AttentionGeometry;
@@ -94,7 +117,8 @@ function kvHeadStride(g: Geometry, k: Tensor, v: Tensor): number | null {
   const [sb, sh, ss, sd] = k.strides as [number, number, number, number];
   if (k.offset !== 0 || v.offset !== 0 || k.strides.some((x, i) => x !== v.strides[i])) return null;
   if ((g.D > 1 && sd !== 1) || (g.S > 1 && ss !== g.D)) return null;
-  const head = g.Hkv > 1 ? sh : g.B > 1 ? sb : g.S * g.D;
+  // One head in one row: any stride reads it; the view's own keeps the uniform the same as the cache fills.
+  const head = g.Hkv > 1 || g.B === 1 ? sh : sb;
   if (g.B > 1 && sb !== g.Hkv * head) return null;
   return g.D % 4 === 0 && head % 4 !== 0 ? null : head;
 }
@@ -139,9 +163,13 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
   const D4 = Math.ceil(g.D / 4);
   if (g.T === 1) {
     // Decode: one query per head, parallel over splits of the keys, then a combine.
-    const len = Math.max(MIN_SPLIT, Math.ceil(g.S / MAX_SPLITS));
-    const n = Math.max(1, Math.ceil(g.S / len));
+    const { n, len } = decodeSplits(g.S);
     const p = params(g, mask, { n, len }, kvStride);
+    // A recorded decode step moves S and kv_offset with each key while the splits stay the same.
+    if (rt.recording !== null) {
+      const [lo, hi] = sameSplits(g.S);
+      rt.recording.followLength(p, DECODE_LENGTH_WORDS, lo, hi);
+    }
     const rows = g.B * g.Hq;
     const partAcc = empty([rows, n, D4 * 4], 'f32');
     const partMl = empty([rows, n, 2], 'f32');

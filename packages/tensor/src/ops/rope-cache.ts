@@ -4,7 +4,7 @@ import { getRuntime } from '../backend/context.js';
 import type { Runtime } from '../backend/runtime.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { isGradEnabled } from '../grad-mode.js';
-import { compileKernel, grid1d, packParams } from '../kernels.js';
+import { compileKernel, grid1d, packParams, paramWord } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, fromHost, type Tensor } from '../tensor.js';
 import { contiguousData } from './launch.js';
@@ -16,6 +16,8 @@ interface PairTable {
   key: string;
   pairs: Tensor; // [rows + 1, D/2, 2] f32, the last row (inv_freq, attention factor)
 }
+
+const PAST_WORD = [paramWord('rope_cache', 'past')];
 
 /** Per (D, spec): (cos, sin) pairs in f32, the values of rope's two tables side by side. */
 const tables = new WeakMap<Runtime, Map<string, PairTable>>();
@@ -121,6 +123,11 @@ export function ropeCache(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, fr
     pos_bstride: positions.rank === 2 ? T : 0,
     table_rows: table.rows,
   });
+  // A recorded decode step writes one position further each key, and holds while the table covers its positions.
+  if (rt.recording !== null) {
+    rt.recording.followLength(params, PAST_WORD);
+    if (host !== null) rt.recording.boundInput(pc.buffer(op), table.rows);
+  }
   rt.dispatch({
     kernel: compileKernel(rt, 'rope_cache', { T: q.dtype, T_IS_F16: String(q.dtype === 'f16') }),
     params,
