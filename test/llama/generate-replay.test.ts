@@ -77,6 +77,21 @@ describe('decode steps replayed from a recording', () => {
     }
   });
 
+  it('gives the tokens of every step run with one key/value head and one row (the cache view\'s head stride stays the same as it fills)', async () => {
+    const m = createRandomLlama(configFromPreset('tiny', { vocabSize: 97, numKeyValueHeads: 1 }), { seed: 4, std: 0.5 });
+    try {
+      setDecodeReplay(false);
+      const plain = await generate(m, null, [prompts[0]!], long).then((o) => o[0]!.tokens);
+      setDecodeReplay(true);
+      const replayed = await generate(m, null, [prompts[0]!], long).then((o) => o[0]!.tokens);
+      assert.deepEqual(replayed, plain);
+      assertReplayed(lastReplayCounts()!);
+    } finally {
+      setDecodeReplay(true);
+      m.dispose();
+    }
+  });
+
   it('gives the tokens of every step run in f16', { skip: !hasF16() && 'no shader-f16' }, async () => {
     const m = createRandomLlama(configFromPreset('tiny', { vocabSize: 97 }), { seed: 3, std: 0.5, dtype: 'f16' });
     try {
