@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule, ConfigError } from '@huatuo/sft';
 
@@ -103,6 +104,17 @@ test('the learning rate warms up linearly to the peak, then decays linearly to 0
   assert.ok(Math.abs(learningRateAt(63 + 567 / 2, s, 3e-4) - 1.5e-4) < 1e-12);
   assert.equal(learningRateAt(630, s, 3e-4), 0);
   assert.equal(learningRateAt(700, s, 3e-4), 0);
+});
+
+test("every step's learning rate and the warm-up of a ratio are the Trainer's to the last bit (base_lr * lr_lambda, ceil(steps * ratio))", () => {
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/sft/lr-schedule.json', import.meta.url), 'utf8')) as { cases: { totalSteps: number; warmupRatio: number; peak: number; warmupSteps: number; lrs: number[] }[] };
+  for (const c of fixture.cases) {
+    const schedule = trainingSchedule(resolveConfig({ maxSteps: c.totalSteps, warmupRatio: c.warmupRatio, learningRate: c.peak }), 8158, 8);
+    assert.equal(schedule.warmupSteps, c.warmupSteps, `${c.totalSteps} steps at warm-up ratio ${c.warmupRatio}`);
+    const lrs = c.lrs.map((_, step) => learningRateAt(step, schedule, c.peak));
+    const first = lrs.findIndex((lr, step) => lr !== c.lrs[step]);
+    assert.equal(first, -1, `${c.totalSteps} steps, warm-up ${c.warmupSteps}: step ${first} has lr ${lrs[first]}, the Trainer's is ${c.lrs[first]}`);
+  }
 });
 
 test('--precision takes auto, f32 or mixed; auto is mixed for a base folder exactly where the adapter has shader-f16 and f32 for the demo model; mixed without shader-f16 is refused', () => {

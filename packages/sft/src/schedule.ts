@@ -37,11 +37,13 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
 
 /**
  * The learning rate at optimizer step `step` (0-based) of transformers'
- * get_linear_schedule_with_warmup: step / warmup during warm-up, then linear to 0.
+ * get_linear_schedule_with_warmup: step / warmup during warm-up, then linear to 0. The peak is
+ * multiplied by the schedule's factor, as PyTorch's LambdaLR does (base_lr * lr_lambda(step)), so the
+ * rates are PyTorch's to the last bit.
  * @example learningRateAt(0, schedule, 3e-4) === 0
  */
 export function learningRateAt(step: number, schedule: Pick<TrainingSchedule, 'totalSteps' | 'warmupSteps'>, peak: number): number {
   const { totalSteps, warmupSteps } = schedule;
-  if (step < warmupSteps) return (peak * step) / Math.max(1, warmupSteps);
+  if (step < warmupSteps) return peak * (step / Math.max(1, warmupSteps));
   return peak * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
 }
