@@ -1,6 +1,7 @@
 // The trainer on a small LLaMA: a non-finite loss stops the run naming the step and the last good
 // checkpoint (left intact), the adapter written at the end loads in @huatuo/llama and reproduces
-// the trained model, and checkpoints are pruned to the last K plus the best.
+// the trained model, checkpoints are pruned to the last K plus the best, and a log line's loss
+// averages the steps since the previous one.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -184,6 +185,22 @@ test('maxSteps runs that many optimizer steps past the epochs given, the data or
     // warm-up ceil(5 * 0.2) = 1 step, then linear decay over the remaining 4: steps 1..5 use lr(0..4).
     assert.deepEqual([...lrs.values()], [0, 3e-3, 3e-3 * 0.75, 3e-3 * 0.5, 3e-3 * 0.25]);
     assert.ok(existsSync(join(config.outputDir, 'adapter_model.safetensors')), 'a finished run writes its adapter');
+  } finally {
+    base.model.dispose();
+  }
+});
+
+test("a log line's loss is the mean of the step losses since the previous log line, as the Trainer logs tr_loss", async () => {
+  const config = smallConfig(dataPath, tmp(), { loggingSteps: 2 });
+  const { data, model, base } = await smallRun(config);
+  const logged = new Map<number, number>();
+  try {
+    const result = await train({ config, model, train: data.train, val: data.val, microBatchSize: 2, stopAfterStep: 4, onProgress: (e) => e.kind === 'log' && logged.set(e.step, e.loss!) });
+    const step = (s: number) => result.stepLosses.get(s)!;
+    assert.notEqual(step(1), step(2), 'the steps have different losses');
+    assert.deepEqual([...logged], [[2, (step(1) + step(2)) / 2], [4, (step(3) + step(4)) / 2]]);
+    const rows = readFileSync(join(config.outputDir, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number });
+    assert.deepEqual(rows.filter((r) => r.loss !== undefined).map((r) => [r.step, r.loss]), [...logged]);
   } finally {
     base.model.dispose();
   }

@@ -6,6 +6,7 @@ import { runFiles as files } from './run-files.js';
 /** One line of metrics.jsonl. */
 export interface MetricsRow {
   step: number;
+  /** The mean training loss of the steps since the previous row with a loss. */
   loss?: number;
   valLoss?: number;
   lr?: number;

@@ -57,7 +57,7 @@ export interface StepOutcome {
 export interface AccumulatedLoss {
   /** The sum of the micro-batches' mean losses times their weights (on the device); null when none had answer tokens. */
   weightedSum: Tensor | null;
-  /** The sum of those weights: 1 a micro-batch (micro-batch), its answer tokens (tokens). */
+  /** The sum of those weights: 1 per micro-batch (--loss-normalization micro-batch) or its answer tokens (tokens). */
   weight: number;
   /** Non-padding tokens read. */
   tokens: number;

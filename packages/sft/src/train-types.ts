@@ -42,6 +42,7 @@ export interface ProgressEvent {
   kind: 'resume' | 'step' | 'log' | 'eval' | 'save' | 'done';
   step: number;
   totalSteps: number;
+  /** On 'step': the step's training loss; on 'log': the mean of the step losses since the previous 'log' (the Trainer's logged loss). */
   loss?: number;
   valLoss?: number;
   lr?: number;

@@ -75,6 +75,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stepLosses = new Map<number, number>();
   const started = performance.now();
   let tokensSinceLog = 0;
+  // A log line's loss is the mean of the step losses since the previous one (the Trainer's tr_loss over
+  // the steps since _globalstep_last_logged), counted from the start of this call as the Trainer counts after a resume.
+  let lossSinceLog = 0;
+  let stepsSinceLog = 0;
   let timeAtLog = performance.now();
   let interrupted = false;
   const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
@@ -107,6 +111,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         step,
       });
       tokensSinceLog += tokens;
+      lossSinceLog += stepLoss;
+      stepsSinceLog++;
       if (!Number.isFinite(stepLoss)) {
         const last = (await listCheckpoints(config.outputDir)).pop();
         throw new TrainingError(
@@ -123,12 +129,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
         const now = performance.now();
         const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
+        const loggedLoss = lossSinceLog / stepsSinceLog;
         tokensSinceLog = 0;
+        lossSinceLog = 0;
+        stepsSinceLog = 0;
         timeAtLog = now;
-        const row: MetricsRow = { step: state.step, loss: stepLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
+        const row: MetricsRow = { step: state.step, loss: loggedLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
         await appendMetrics(metricsPath, row);
-        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, tokensPerSec, elapsedSec: elapsed() });
+        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr, tokensPerSec, elapsedSec: elapsed() });
       }
       const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
       if (evalNow) {
