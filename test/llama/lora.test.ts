@@ -135,7 +135,7 @@ describe('LoRA in PEFT format against the PyTorch reference', () => {
       // Give B non-zero values so the adapter changes the outputs.
       model.loraParameters().forEach((p, i) => {
         const vals = Float32Array.from({ length: p.size }, (_, j) => 0.5 * Math.sin(i * 7 + j));
-        tidy(() => copyInto(p, tensor(vals, p.shape)));
+        noGrad(() => tidy(() => copyInto(p, tensor(vals, p.shape))));
       });
       await saveAdapter(model, dir, 'tied-odd');
       const cfg = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8'));

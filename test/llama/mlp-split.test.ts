@@ -15,7 +15,7 @@ const idsOf = (B: number, T: number, V: number) => Int32Array.from({ length: B *
 function model(config: LlamaConfig, targets: LoraTargetModule[]): LlamaModel {
   const m = createRandomLlama(config, { seed: 5, dtype: 'f32' });
   applyLora(m, { r: 4, alpha: 8, dropout: 0, targetModules: targets }, { seed: 3 });
-  for (const [i, l] of m.linears().entries()) if (l.lora) tidy(() => copyInto(l.lora!.B, randn(l.lora!.B.shape, { seed: 50 + i }).mul(0.05)));
+  for (const [i, l] of m.linears().entries()) if (l.lora) noGrad(() => tidy(() => copyInto(l.lora!.B, randn(l.lora!.B.shape, { seed: 50 + i }).mul(0.05))));
   return m;
 }
 

@@ -105,7 +105,7 @@ async function models(config: LlamaConfig): Promise<Models> {
       q && ((spec) => q.get(spec.name)!),
     );
     applyLora(m, { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj'] }, { seed: 2 });
-    for (const [i, l] of m.linears().entries()) if (l.lora) tidy(() => copyInto(l.lora!.B, randn(l.lora!.B.shape, { seed: 100 + i }).mul(0.01)));
+    for (const [i, l] of m.linears().entries()) if (l.lora) noGrad(() => tidy(() => copyInto(l.lora!.B, randn(l.lora!.B.shape, { seed: 100 + i }).mul(0.01))));
     return m;
   };
   const models = { f16: build(plain), nf4: build(plain, quantized), noise: build(noisy), eps: Math.sqrt(num / den) };

@@ -1,5 +1,5 @@
 // Autograd semantics that follow torch 1.13: requiresGrad of op outputs, in-place writes into saved
-// tensors, a second backward through a freed part of the graph, integer outputs, and the dtype of
+// tensors and into leaves that require grad, a second backward through a freed part of the graph, integer outputs, and the dtype of
 // the gradient passed to backward.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
@@ -48,6 +48,28 @@ test('an in-place write into a tensor saved for backward makes backward throw in
   u.backward();
   copyInto(w, tensor([1, 1], [2]));
   assertClose(await x.grad!.toArray(), [100, 100], tol, 'x.grad from the values w had when mul ran');
+});
+
+test('copyInto a leaf that requires grad, or a view of one, is refused with grad mode on and allowed under noGrad or into its detach(), as torch refuses copy_', async () => {
+  const w = tensor([1, 2, 3, 4], [4]).requireGrad();
+  const src = tensor([9, 9, 9, 9], [4]);
+  const refused = (view: string) => (e: unknown) =>
+    e instanceof AutogradError &&
+    e.message.includes(`"a ${view}leaf Variable that requires grad is being used in an in-place operation."`) &&
+    /noGrad\(\(\) => copyInto\(dst, src\)\)/.test(e.message) &&
+    /dst\.detach\(\)/.test(e.message);
+  assert.throws(() => copyInto(w, src), refused(''));
+  assert.throws(() => copyInto(slice(w, 0, 1, 3), slice(src, 0, 0, 2)), refused('view of a '));
+  assert.throws(() => copyInto(slice(reshape(w, [2, 2]), 1, 0, 1), tensor([7, 7], [2, 1])), refused('view of a '));
+  assert.equal(w.version, 0, 'nothing was written');
+  assertClose(await w.toArray(), [1, 2, 3, 4], tol, 'w after the refused writes');
+
+  noGrad(() => copyInto(slice(w, 0, 0, 2), tensor([5, 6], [2])));
+  copyInto(slice(w.detach(), 0, 2, 4), tensor([7, 8], [2]));
+  assert.equal(w.version, 2);
+  assertClose(await w.toArray(), [5, 6, 7, 8], tol, 'w after the writes under noGrad and into its detach()');
+  // An op's output that requires grad is no leaf: torch records copy_ into it, and so it is allowed here.
+  copyInto(mul(w, 2), src);
 });
 
 test('an optimizer step between the forward and the backward that reads the stepped weight throws', () => {
