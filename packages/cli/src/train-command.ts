@@ -79,7 +79,7 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
   const steps = config.maxSteps > 0 ? `--max-steps ${config.maxSteps}, ${s.stepsPerEpoch} per epoch: ${+(s.totalSteps / s.stepsPerEpoch).toFixed(2)} epochs` : `${s.stepsPerEpoch} per epoch x ${config.numEpochs} epochs`;
   say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
   const from = initAdapter ? ` (the --init-adapter's own, from ${initAdapter})` : '';
-  say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout}${config.loraUseRslora ? ' (rsLoRA: alpha / sqrt(r))' : ''}${config.loraUseDora ? ' with DoRA magnitudes' : ''} on ${config.loraTargetModules.join(', ')}${from}; AdamW lr ${config.learningRate}`);
+  say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout}${config.loraUseRslora ? ' (rsLoRA: alpha / sqrt(r))' : ''}${config.loraUseDora ? ' with DoRA magnitudes' : ''} on ${config.loraTargetModules.join(', ')}${config.loraModulesToSave.length > 0 ? `, ${config.loraModulesToSave.join(', ')} trained in full` : ''}${from}; AdamW lr ${config.learningRate}`);
   say(
     dtype === 'f16'
       ? 'precision: mixed (--precision): f16 base and activations; f32 norm and attention statistics, loss, LoRA weights, gradients and AdamW state; dynamic loss scaling from 65536'

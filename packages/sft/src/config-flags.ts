@@ -41,6 +41,12 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loraTargetModules', flag: '--lora-target-modules', kind: 'list', help: 'comma-separated projections, e.g. q_proj,v_proj' },
   { key: 'loraUseRslora', flag: '--lora-use-rslora', kind: 'bool', help: "rank-stabilized LoRA (PEFT's use_rslora): scale the update by alpha / sqrt(r) instead of alpha / r" },
   { key: 'loraUseDora', flag: '--lora-use-dora', kind: 'bool', help: "DoRA (PEFT's use_dora): also train a magnitude per output row, the adapted weight being m * (W + scaling B A) / ||W + scaling B A||" },
+  {
+    key: 'loraModulesToSave',
+    flag: '--lora-modules-to-save',
+    kind: 'list',
+    help: "modules trained in full and saved with the adapter (PEFT's modules_to_save), e.g. embed_tokens,lm_head: f32 copies with AdamW state, 16 bytes per weight",
+  },
   { key: 'batchSize', flag: '--batch-size', kind: 'int', min: 1, help: 'effective batch size (micro-batch x accumulation)' },
   { key: 'gradientCheckpointing', flag: '--gradient-checkpointing', kind: 'bool', help: "keep only each decoder layer's input and recompute the layer in backward: less memory, one more forward per step", defaultNote: 'true with --quantize int8 or nf4' },
   { key: 'gpuMemory', flag: '--gpu-memory', kind: 'number', min: 0, help: 'GiB of GPU memory to plan for: the micro-batch is chosen to fit and a run that cannot fit is refused before loading (0: unknown)' },
@@ -137,7 +143,7 @@ function parseValue(option: ConfigOption, value: unknown): unknown {
  * @example resolveConfig({ '--micro-batch': '4' }).microBatchSize === 4
  */
 export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {}, base: Readonly<TrainConfig> = DEFAULT_CONFIG): TrainConfig {
-  const config: TrainConfig = { ...base, loraTargetModules: [...base.loraTargetModules] };
+  const config: TrainConfig = { ...base, loraTargetModules: [...base.loraTargetModules], loraModulesToSave: [...base.loraModulesToSave] };
   for (const [name, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
     const option = OPTION_BY_KEY.get(name) ?? OPTION_BY_FLAG.get(name);

@@ -2,6 +2,7 @@
 // settings), the decoding settings of its inference, and the checks across values. The flags that
 // override the recipe are in config-flags.ts, the step schedule it implies in schedule.ts.
 
+import { AdapterError, resolveLoraConfig, savedModules } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 
 /** LLaMA's projection names a LoRA adapter may target (PEFT key names). */
@@ -31,6 +32,11 @@ export interface TrainConfig {
   loraUseRslora: boolean;
   /** DoRA (PEFT's use_dora): a trained magnitude per output row rescales W + scaling B A by m / ||W + scaling B A||. */
   loraUseDora: boolean;
+  /**
+   * Modules trained and saved whole beside the adapter (PEFT's modules_to_save): embed_tokens and lm_head, each a full
+   * f32 copy of the base's that trains with AdamW. Empty: none.
+   */
+  loraModulesToSave: string[];
   loraBias: 'none';
   batchSize: number;
   microBatchSize: number | 'auto';
@@ -100,6 +106,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loraTargetModules: ['q_proj', 'v_proj'],
   loraUseRslora: false, // PEFT's use_rslora: scale by alpha / sqrt(r)
   loraUseDora: false, // PEFT's use_dora: weight-decomposed LoRA
+  loraModulesToSave: [], // PEFT's modules_to_save: none, as HuaTuo trains
   loraBias: 'none',
   // batching
   batchSize: 128, // effective batch: microBatchSize * gradient accumulation steps
@@ -188,6 +195,12 @@ export function checkConfig(config: Readonly<TrainConfig>): void {
     if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(m)) {
       throw new ConfigError('--lora-target-modules', `unknown module ${JSON.stringify(m)}; LLaMA's are ${LLAMA_LORA_TARGETS.join(', ')}`);
     }
+  }
+  try {
+    savedModules(resolveLoraConfig({ modulesToSave: config.loraModulesToSave }), 1);
+  } catch (e) {
+    if (!(e instanceof AdapterError)) throw e;
+    throw new ConfigError('--lora-modules-to-save', e.message.replace(/^LoraConfig: modulesToSave /, ''));
   }
   if (config.microBatchSize !== 'auto') {
     if (config.microBatchSize > config.batchSize || config.batchSize % config.microBatchSize !== 0) {

@@ -1,11 +1,11 @@
 // A run that starts from an existing PEFT adapter (--init-adapter) trains that adapter's shape:
-// its r, alpha, dropout, target modules, rsLoRA and DoRA become the recipe's, and flags that contradict them are refused.
+// its r, alpha, dropout, target modules, rsLoRA, DoRA and modules_to_save become the recipe's, and flags that contradict them are refused.
 import { adapterConfigName, loraTargetModules, parsePeftConfig, type LoraConfig } from '@huatuo/llama';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
-type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules' | 'loraUseRslora' | 'loraUseDora';
+type LoraKey = 'loraR' | 'loraAlpha' | 'loraDropout' | 'loraTargetModules' | 'loraUseRslora' | 'loraUseDora' | 'loraModulesToSave';
 
 const FIELDS: readonly { key: LoraKey; flag: string; peft: string }[] = [
   { key: 'loraR', flag: '--lora-r', peft: 'r' },
@@ -14,6 +14,7 @@ const FIELDS: readonly { key: LoraKey; flag: string; peft: string }[] = [
   { key: 'loraTargetModules', flag: '--lora-target-modules', peft: 'target_modules' },
   { key: 'loraUseRslora', flag: '--lora-use-rslora', peft: 'use_rslora' },
   { key: 'loraUseDora', flag: '--lora-use-dora', peft: 'use_dora' },
+  { key: 'loraModulesToSave', flag: '--lora-modules-to-save', peft: 'modules_to_save' },
 ];
 
 const same = (a: unknown, b: unknown) =>
@@ -58,7 +59,10 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
   if (typeof targets === 'string') {
     throw new ConfigError('--init-adapter', `${file} sets ${targets}, which the trainer's --lora-* flags cannot express; train it with applyLora and loadAdapter in code, or start without --init-adapter`);
   }
-  const own: Record<LoraKey, unknown> = { loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora };
+  const modulesToSave = [...(lora.modulesToSave ?? [])];
+  const own: Record<LoraKey, unknown> = {
+    loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora, loraModulesToSave: modulesToSave,
+  };
   for (const f of FIELDS) {
     if (given.includes(f.key) && !same(config[f.key], own[f.key])) {
       const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
@@ -68,5 +72,5 @@ export async function withInitAdapter(files: Pick<RunFiles, 'readText' | 'join'>
       );
     }
   }
-  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora };
+  return { ...config, loraR: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, loraTargetModules: targets, loraUseRslora: lora.useRslora, loraUseDora: lora.useDora, loraModulesToSave: modulesToSave };
 }

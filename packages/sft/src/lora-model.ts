@@ -7,6 +7,8 @@ import {
   createRandomLlama,
   peftKey,
   peftMagnitudeKey,
+  peftSavedEmbedKey,
+  peftSavedLmHeadKey,
   type LlamaConfigOverrides,
   type LlamaModel,
   type LoraTargetModule,
@@ -45,10 +47,15 @@ export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverr
   return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
 }
 
-/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA and DoRA from the config) and wraps the model for the trainer. */
+/** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA, DoRA and modules_to_save from the config) and wraps the model for the trainer. */
 export function attachLora(base: BaseModel, config: TrainConfig): LoraModel {
   const targets = config.loraTargetModules as LoraTargetModule[];
-  applyLora(base.model, { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets, useRslora: config.loraUseRslora, useDora: config.loraUseDora }, { seed: config.seed });
+  const modulesToSave = config.loraModulesToSave.length > 0 ? config.loraModulesToSave : null;
+  applyLora(
+    base.model,
+    { r: config.loraR, alpha: config.loraAlpha, dropout: config.loraDropout, targetModules: targets, useRslora: config.loraUseRslora, useDora: config.loraUseDora, modulesToSave },
+    { seed: config.seed },
+  );
   base.model.gradientCheckpointing = config.gradientCheckpointing;
   return new LoraModel(base.model, base.name);
 }
@@ -77,6 +84,15 @@ export class LoraModel implements TrainableModel {
       out.set(peftKey(layer, target, 'A'), linear.lora.A);
       out.set(peftKey(layer, target, 'B'), linear.lora.B);
       if (linear.lora.magnitude) out.set(peftMagnitudeKey(layer, target), linear.lora.magnitude);
+    }
+    // The trained copies of modules_to_save, by PEFT's key and, when split along the vocabulary, their rows.
+    for (const [key, parts] of [[peftSavedEmbedKey, this.llama.savedModules.embedTokens], [peftSavedLmHeadKey, this.llama.savedModules.lmHead?.parts ?? null]] as const) {
+      let start = 0;
+      for (const p of parts ?? []) {
+        const end = start + p.shape[0]!;
+        out.set(parts!.length === 1 ? key : `${key} rows ${start}-${end - 1}`, p);
+        start = end;
+      }
     }
     return out;
   }

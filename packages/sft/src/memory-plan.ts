@@ -1,7 +1,9 @@
 // The memory plan of a training run: HuaTuo's recipe on a model config, the largest micro-batch
 // that fits the adapter (binding limits, and --gpu-memory when given), and a refusal that names
 // the flag to change when nothing fits. Needs only the config, so it runs before any weight loads.
-import { formatBytes, formatMemoryPlan, planMemory, type LlamaConfig, type LoraTargetModule, type MemoryLimits, type MemoryPlan } from '@huatuo/llama';
+import {
+  formatBytes, formatMemoryPlan, planMemory, resolveLoraConfig, savedModules, type LlamaConfig, type LoraTargetModule, type MemoryLimits, type MemoryPlan, type SavedModules,
+} from '@huatuo/llama';
 import type { FloatDType } from '@huatuo/tensor';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
@@ -14,9 +16,14 @@ export function trainingPlan(model: LlamaConfig, config: TrainConfig, dtype: Flo
     dtype,
     quantize: config.quantize,
     gradientCheckpointing: config.gradientCheckpointing,
-    lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[], useDora: config.loraUseDora },
+    lora: { r: config.loraR, targetModules: config.loraTargetModules as LoraTargetModule[], useDora: config.loraUseDora, modulesToSave: modulesToSaveOf(config) },
     training: true,
   });
+}
+
+/** The modules `--lora-modules-to-save` trains in full. */
+function modulesToSaveOf(config: TrainConfig): SavedModules {
+  return savedModules(resolveLoraConfig({ modulesToSave: config.loraModulesToSave }), 1);
 }
 
 /** Why a plan does not fit `limits`, or null when it fits. */

@@ -19,11 +19,12 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
     learningRate: config.learningRate,
     seed: config.seed,
     nTrain,
-    // Absent unless set, so the checkpoints of runs without --max-steps, --lora-use-rslora, --lora-use-dora or
+    // Absent unless set, so the checkpoints of runs without --max-steps, --lora-use-rslora, --lora-use-dora, --lora-modules-to-save or
     // --loss-normalization tokens keep their key.
     ...(config.maxSteps > 0 ? { maxSteps: config.maxSteps } : {}),
     ...(config.loraUseRslora ? { loraUseRslora: true } : {}),
     ...(config.loraUseDora ? { loraUseDora: true } : {}),
+    ...(config.loraModulesToSave.length > 0 ? { loraModulesToSave: config.loraModulesToSave } : {}),
     ...(config.lossNormalization !== 'micro-batch' ? { lossNormalization: config.lossNormalization } : {}),
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
