@@ -1,13 +1,14 @@
 // The trainer's --lora-modules-to-save (PEFT's modules_to_save): embed_tokens and lm_head train in full as f32 copies
 // with AdamW, are saved in PEFT's layout, resume exactly (the copies and their moments come back), train in mixed
-// precision against f32 master copies, and are taken from an --init-adapter.
+// precision against f32 master copies, and are taken from an --init-adapter; an adapter with its own vocabulary loads
+// with the tokenizer in its folder.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasF16, initWebGPU, toArray } from '@huatuo/tensor';
-import { llamaPresets, openSafetensors } from '@huatuo/llama';
-import { attachLora, ConfigError, listCheckpoints, loadBaseModel, prepareData, resolveConfig, train, trainingPlan, withInitAdapter, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { llamaPresets, llamaTokenizerDir, openSafetensors, removeLora, serializeSafetensors } from '@huatuo/llama';
+import { attachLora, ConfigError, listCheckpoints, loadAdapterWithTokenizer, loadBaseModel, prepareData, resolveConfig, train, trainingPlan, withInitAdapter, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { SMALL_MODEL, smallConfig, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
 const EMBED = 'base_model.model.model.embed_tokens.weight';
@@ -108,5 +109,38 @@ test('in mixed precision (f16 base) the copies are f32 masters and train as in f
     const drift = Math.sqrt(num / den);
     t.diagnostic(`${what}: relative L2 difference ${drift.toExponential(2)}`);
     assert.ok(drift <= 2e-3, `relative L2 difference of the trained ${what}: ${drift}`);
+  }
+});
+
+test("an adapter with its own vocabulary loads with the tokenizer in its folder, which generate, eval, merge and serve then use; without one it is refused naming --adapter", async () => {
+  const adapter = (rows: number, tokenizer: boolean) => {
+    const dir = tmp('huatuo-adapter-');
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'], modules_to_save: ['embed_tokens', 'lm_head'] }));
+    const f32 = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * scale);
+    const tensors = [
+      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', shape: [4, 32], data: f32(128, 0.1) },
+      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight', shape: [32, 4], data: f32(128, 0.1) },
+      { name: EMBED, shape: [rows, 32], data: f32(rows * 32, 0.02) },
+      { name: HEAD, shape: [rows, 32], data: f32(rows * 32, 0.02) },
+    ];
+    writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(tensors.map((t) => ({ ...t, dtype: 'F32' as const })), { metadata: { format: 'pt' } }));
+    if (tokenizer) for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(llamaTokenizerDir(), f), join(dir, f));
+    return dir;
+  };
+  const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
+  try {
+    const own = base.tokenizer;
+    await assert.rejects(loadAdapterWithTokenizer(base, adapter(32008, false)), (e: unknown) => e instanceof ConfigError && /^--adapter: .* vocabulary of 32008 pieces \(the base has 32000\), but holds no tokenizer/.test(e.message));
+    await assert.rejects(loadAdapterWithTokenizer(base, adapter(31990, true)), (e: unknown) => e instanceof ConfigError && /has 32000 pieces, more than the 31990 rows/.test(e.message));
+    removeLora(base.model);
+    assert.equal(await loadAdapterWithTokenizer(base, adapter(32000, false)), null, 'an adapter keeping the vocabulary keeps the base tokenizer');
+    assert.equal(base.tokenizer, own);
+    removeLora(base.model);
+    const dir = adapter(32008, true);
+    assert.equal(await loadAdapterWithTokenizer(base, dir), dir);
+    assert.equal(base.model.config.vocabSize, 32008);
+    assert.notEqual(base.tokenizer, own, "the adapter folder's tokenizer is in use");
+  } finally {
+    base.model.dispose();
   }
 });

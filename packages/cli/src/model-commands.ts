@@ -1,7 +1,7 @@
 // `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions (HuaTuo's
 // prompt template or the model's chat template), merged into a Hugging Face folder, or scored on a data file.
 import { Command } from 'commander';
-import { applyLora, loadAdapter, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
+import { mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -15,6 +15,7 @@ import {
   checkMicroBatchFits,
   evaluate,
   isChatTemplate,
+  loadAdapterWithTokenizer,
   loadBaseModel,
   loadRecords,
   resolveConfig,
@@ -88,10 +89,7 @@ export function buildGenerateCommand(): Command {
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       await openDevice();
       const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
-      if (opts.adapter) {
-        applyLora(base.model, {});
-        await loadAdapter(base.model, String(opts.adapter));
-      }
+      if (opts.adapter) await loadAdapterWithTokenizer(base, String(opts.adapter));
       const output = opts.output ? String(opts.output) : null;
       const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
       const answerAll = (onAnswer: (a: Answer) => Promise<void>) => answerQuestions(base.model, base.tokenizer, template, questions, { ...generation, onAnswer });
@@ -129,10 +127,10 @@ export function buildMergeCommand(): Command {
       await openDevice();
       const base = await loadBaseModel(opts.base, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
       if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
-      applyLora(base.model, {});
-      await loadAdapter(base.model, opts.adapter);
+      // An adapter with its own vocabulary brings its tokenizer, which the merged folder gets.
+      const tokenizerDir = (await loadAdapterWithTokenizer(base, opts.adapter)) ?? opts.base;
       mergeAdapter(base.model);
-      const result = await saveMergedModel(base.model, opts.out, { maxShardBytes: Number(opts.maxShardSize), tokenizerDir: opts.base });
+      const result = await saveMergedModel(base.model, opts.out, { maxShardBytes: Number(opts.maxShardSize), tokenizerDir });
       say(`wrote ${opts.out} (${JSON.stringify(result).slice(0, 200)})`);
     });
 }
@@ -152,10 +150,7 @@ export function buildEvalCommand(): Command {
       await openDevice();
       const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
       checkContext(config.cutoffLen, base.model.config, base.name);
-      if (opts.adapter) {
-        applyLora(base.model, {});
-        await loadAdapter(base.model, opts.adapter);
-      }
+      if (opts.adapter) await loadAdapterWithTokenizer(base, opts.adapter);
       const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
       const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), textTokenizer(base.tokenizer), { cutoffLen: config.cutoffLen, trainOnInputs: false });
       checkMicroBatchFits(base.model, examples, config.microBatchSize as number, { file, flag: '--micro-batch', shuffled: false });

@@ -3,9 +3,9 @@
 
 import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
-import { llamaTokenizerDir, loadAdapter } from '@huatuo/llama';
+import { llamaTokenizerDir } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
 import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
 
@@ -124,8 +124,8 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
       const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype) });
-      // loadAdapter attaches LoRA with the adapter's own config, then its weights.
-      if (raw.adapter !== undefined) await loadAdapter(base.model, raw.adapter);
+      // loadAdapter attaches LoRA with the adapter's own config, then its weights (and its tokenizer where it resizes the vocabulary).
+      if (raw.adapter !== undefined) await loadAdapterWithTokenizer(base, raw.adapter);
       // The first request then waits on no attention pipeline (generate readies them too).
       await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype], decode: true });
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));

@@ -1,8 +1,10 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
-// model with LLaMA's tokenizer from this package's assets.
-import { llamaTokenizerDir, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
+// model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
+// where it brings its own vocabulary.
+import { llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError } from './errors.js';
 import { demoBaseModel, type BaseModel } from './lora-model.js';
 
@@ -58,4 +60,32 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
   return { model, tokenizer, name: folder, isDemo: false };
+}
+
+/**
+ * Loads the PEFT adapter in `dir` into the base model (see loadAdapter). An adapter that brings its own vocabulary
+ * (trained copies of embed_tokens and lm_head in modules_to_save, on a vocabulary resized as Chinese-LLaMA-Alpaca's)
+ * needs the tokenizer it was trained with, which such adapters ship in their folder: it replaces the base's.
+ * Returns the folder whose tokenizer is now in use: `dir`, or null for the base's own.
+ * @throws ConfigError naming --adapter when the vocabulary changes and `dir` holds no tokenizer, or a tokenizer with
+ * more pieces than the adapter's vocabulary.
+ * @example const tokenizerDir = (await loadAdapterWithTokenizer(base, 'chinese-alpaca-lora-7b')) ?? base.name;
+ */
+export async function loadAdapterWithTokenizer(base: BaseModel, dir: string): Promise<string | null> {
+  const before = base.model.config.vocabSize;
+  await loadAdapter(base.model, dir);
+  const vocab = base.model.config.vocabSize;
+  if (vocab === before) return null;
+  if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)))) {
+    throw new ConfigError(
+      '--adapter',
+      `${dir} trains embed_tokens and lm_head on a vocabulary of ${vocab} pieces (the base has ${before}), but holds no tokenizer (tokenizer.model or tokenizer.json); copy the tokenizer the adapter was trained with into ${dir}`,
+    );
+  }
+  const tokenizer = await loadTokenizer(dir);
+  if (tokenizer.vocabSize > vocab) {
+    throw new ConfigError('--adapter', `the tokenizer in ${dir} has ${tokenizer.vocabSize} pieces, more than the ${vocab} rows of the adapter's embed_tokens; it is not the tokenizer the adapter was trained with`);
+  }
+  base.tokenizer = tokenizer;
+  return dir;
 }
