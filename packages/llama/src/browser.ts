@@ -8,6 +8,7 @@ export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, 
 export { llamaPresets, parseLlamaConfig, withGenerationConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
 export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
 export type { LlamaRopeScaling } from './formats/rope-scaling.js';
+export { derivedMaxModelLen, describeMaxModelLen, checkedMaxModelLen } from './formats/context-length.js';
 
 // Byte sources: random-access reads from files, Blobs and memory
 export { blobSource, bytesSource } from './formats/source.js';

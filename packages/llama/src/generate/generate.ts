@@ -132,8 +132,11 @@ export async function generate(
     return [...p];
   });
   const longest = Math.max(...ids.map((p) => p.length)) + r.maxNewTokens;
-  if (longest > model.config.maxPositionEmbeddings) {
-    throw new ModelError(`generate: prompts plus maxNewTokens reach ${longest} tokens, beyond the model's max_position_embeddings ${model.config.maxPositionEmbeddings}; shorten the prompt or lower maxNewTokens`);
+  if (longest > model.maxModelLen) {
+    throw new ModelError(
+      `generate: prompts plus maxNewTokens reach ${longest} tokens, beyond the model's context of ${model.maxModelLen} tokens (${model.maxModelLenSource}); ` +
+        'shorten the prompt or lower maxNewTokens (a longer context is set with model.setMaxModelLen, --max-model-len)',
+    );
   }
   // The attention kernels of the prompt and of decoding are created (or refused) before the first step,
   // so that every generation runs the same ones whatever the compile timing.

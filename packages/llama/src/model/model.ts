@@ -19,6 +19,7 @@ import {
   type Tensor,
 } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
+import { checkedMaxModelLen, derivedMaxModelLen, describeMaxModelLen } from '../formats/context-length.js';
 import { lmHeadLoss } from './chunked-loss.js';
 import { ModelError } from '../errors.js';
 import type { KvCache } from './kv-cache.js';
@@ -74,6 +75,7 @@ export class LlamaModel {
   /** RoPE's frequencies (rope_theta, rope_scaling), with the state of dynamic scaling. */
   readonly rotary: RotaryFrequencies;
   private dropoutCounter: number;
+  private maxModelLenSet: number | null = null;
 
   /**
    * The adapter's trained copies of embed_tokens and lm_head (PEFT's modules_to_save), f32 leaves split along the
@@ -103,6 +105,29 @@ export class LlamaModel {
   get config(): LlamaConfig {
     const rows = this.savedModules.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
     return rows === this.baseConfig.vocabSize ? this.baseConfig : { ...this.baseConfig, vocabSize: rows };
+  }
+
+  /**
+   * The longest sequence, prompt plus new tokens, that generate, the trainer and the server accept: config.json's
+   * {@link derivedMaxModelLen} (max_position_embeddings stretched by rope_scaling, as vLLM's max_model_len) unless
+   * {@link setMaxModelLen} gave another.
+   */
+  get maxModelLen(): number {
+    return this.maxModelLenSet ?? derivedMaxModelLen(this.baseConfig);
+  }
+
+  /** Where {@link maxModelLen} comes from, for messages: config.json's fields (see describeMaxModelLen) or the setting. */
+  get maxModelLenSource(): string {
+    return this.maxModelLenSet === null ? describeMaxModelLen(this.baseConfig) : 'set by --max-model-len (setMaxModelLen)';
+  }
+
+  /**
+   * Sets {@link maxModelLen}, as vLLM's --max-model-len: refused (ModelError) above the derived length unless
+   * `allowLong`, vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN, accepts positions the model was never trained for.
+   * @example model.setMaxModelLen(8192);
+   */
+  setMaxModelLen(maxModelLen: number, options: { allowLong?: boolean } = {}): void {
+    this.maxModelLenSet = checkedMaxModelLen(this.baseConfig, maxModelLen, options.allowLong ?? false);
   }
 
   /** Embedding rows [V, C] in use, in parts along the vocabulary: the adapter's trained copy (f32) or the base's. */
