@@ -1,5 +1,6 @@
 // The flags of the commands that load a base model and a LoRA adapter (generate, merge, eval, serve):
-// the same names, help and defaults in each, and the checks of --quantize and --quantize-threads.
+// the same names, help and defaults in each, the checks of --quantize and --quantize-threads, and the
+// context flags (--max-model-len, --allow-long-max-model-len) of train, generate, eval and serve.
 import type { Command } from 'commander';
 import { ConfigError, resolveConfig, type TrainConfig } from '@huatuo/sft';
 import { maxDefaultQuantizeThreads } from '@huatuo/tensor';
@@ -33,4 +34,27 @@ export function quantizeThreadsFlag(v: unknown): number | undefined {
 /** The checked value of a command's --quantize flag. */
 export function quantizeFlag(v: unknown): TrainConfig['quantize'] {
   return resolveConfig({ '--quantize': v ?? 'none' }).quantize;
+}
+
+/**
+ * Adds --max-model-len and --allow-long-max-model-len (vLLM's --max-model-len and VLLM_ALLOW_LONG_MAX_MODEL_LEN)
+ * to a command that loads a base model and checks lengths against its context.
+ */
+export function withContextFlags(cmd: Command): Command {
+  return cmd
+    .option('--max-model-len <n>', "longest prompt plus answer (or training example) the model is used for (default: config.json's max_position_embeddings, times rope_scaling's factor for linear, dynamic and yarn, as vLLM derives it)")
+    .option('--allow-long-max-model-len', 'accept a --max-model-len above the length config.json allows, for positions the model was never trained for');
+}
+
+/** The checked values of --max-model-len and --allow-long-max-model-len, as BaseModelOptions. */
+export function contextFlags(opts: { maxModelLen?: unknown; allowLongMaxModelLen?: unknown }): { maxModelLen?: number; allowLongMaxModelLen?: boolean } {
+  const allowLongMaxModelLen = opts.allowLongMaxModelLen === true;
+  if (opts.maxModelLen === undefined) {
+    if (allowLongMaxModelLen) throw new ConfigError('--allow-long-max-model-len', 'allows a --max-model-len above config.json\'s length; give the length with --max-model-len <n>');
+    return {};
+  }
+  const v = opts.maxModelLen;
+  const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+  if (!(n >= 1) || !Number.isSafeInteger(n)) throw new ConfigError('--max-model-len', `expected a whole number of tokens of at least 1, got ${JSON.stringify(v)}`);
+  return { maxModelLen: n, allowLongMaxModelLen };
 }

@@ -28,12 +28,12 @@ import {
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
-import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
 
 /** The `generate` subcommand. */
 export function buildGenerateCommand(): Command {
-  return withBaseFlags(new Command('generate').description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)"))
+  return withContextFlags(withBaseFlags(new Command('generate').description("answer questions with a base model and an optional adapter, as HuaTuo's infer.py (4 beams)")))
     .option('--prompt <text>', 'one question')
     .option('--input <file>', 'questions: JSON/JSONL/Parquet records with "instruction" (e.g. HuaTuo infer.json); with a chat template, a non-empty "input" follows it after a newline')
     .option('--output <file>', 'write JSONL {question, answer} here, replacing the file only when every answer is written (default: print)')
@@ -87,8 +87,9 @@ export function buildGenerateCommand(): Command {
       const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input), 'questions')).records.map(question);
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
+      const context = contextFlags(opts);
       await openDevice();
-      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context });
       if (opts.adapter) await loadAdapterWithTokenizer(base, String(opts.adapter));
       const output = opts.output ? String(opts.output) : null;
       const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
@@ -137,19 +138,20 @@ export function buildMergeCommand(): Command {
 
 /** The `eval` subcommand. */
 export function buildEvalCommand(): Command {
-  return withBaseFlags(new Command('eval').description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking'))
+  return withContextFlags(withBaseFlags(new Command('eval').description('validation loss and perplexity of a base model (and adapter) on a data file, with the training prompt and masking')))
     .option('--data <file>', 'data file, JSON array, JSONL or Parquet of {instruction, input, output} (default: the built-in demo sample)')
     .option('--template <name>', 'prompt template name or file', DEFAULT_CONFIG.template)
     .option('--cutoff-len <n>', 'longest tokenized example', String(DEFAULT_CONFIG.cutoffLen))
     .option('--micro-batch <n>', 'examples per forward pass', '1')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
-    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; quantizeThreads?: string; baseDtype: string }) => {
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; quantizeThreads?: string; baseDtype: string; maxModelLen?: string; allowLongMaxModelLen?: boolean }) => {
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
+      const context = contextFlags(opts);
       const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
       await openDevice();
-      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
-      checkContext(config.cutoffLen, base.model.config, base.name);
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context });
+      checkContext(config.cutoffLen, base.model, base.name);
       if (opts.adapter) await loadAdapterWithTokenizer(base, opts.adapter);
       const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
       const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), textTokenizer(base.tokenizer), { cutoffLen: config.cutoffLen, trainOnInputs: false });

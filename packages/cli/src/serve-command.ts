@@ -7,7 +7,7 @@ import { llamaTokenizerDir } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
 import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
 import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
-import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, quantizeFlag, quantizeThreadsFlag, withBaseFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {
@@ -28,6 +28,8 @@ interface RawOptions {
   maxQueue: string;
   maxBodyBytes: string;
   maxTokensLimit?: string;
+  maxModelLen?: string;
+  allowLongMaxModelLen?: boolean;
   defaultMaxTokens: string;
   streamKeepAliveMs: string;
   modelName?: string;
@@ -78,7 +80,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     'serve a base model (and LoRA adapter) behind an OpenAI-compatible API: POST /v1/chat/completions (HuaTuo prompt template or the model\'s chat template), ' +
       'POST /v1/completions, GET /v1/models, GET /health; streaming as server-sent events; one generation at a time, in order',
   );
-  return withBaseFlags(serve)
+  return withContextFlags(withBaseFlags(serve))
     .option(
       '--template <name>',
       `how chats become prompts: ${TEMPLATE_HELP}`,
@@ -89,7 +91,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--api-key-env <name>', 'environment variable holding the bearer token clients must send (default: no token, open API)')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 with Retry-After', '16')
     .option('--max-body-bytes <n>', 'largest request body; larger get 413', String(1024 * 1024))
-    .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length)")
+    .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length, --max-model-len)")
     .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
     .option(
       '--stream-keep-alive-ms <n>',
@@ -115,6 +117,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const corsOrigins = list('--cors-origin', raw.corsOrigin, normalizeCorsOrigins);
       const quantize = quantizeFlag(raw.quantize);
       const quantizeThreads = quantizeThreadsFlag(raw.quantizeThreads);
+      const context = contextFlags(raw);
       let apiKey: string | undefined;
       if (raw.apiKeyEnv !== undefined) {
         apiKey = process.env[raw.apiKeyEnv];
@@ -123,7 +126,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
-      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype) });
+      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype), ...context });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights (and its tokenizer where it resizes the vocabulary).
       if (raw.adapter !== undefined) await loadAdapterWithTokenizer(base, raw.adapter);
       // The first request then waits on no attention pipeline (generate readies them too).

@@ -19,7 +19,7 @@ import {
   type TrainConfig,
 } from '@huatuo/sft';
 import { resolve } from 'node:path';
-import { QUANTIZE_THREADS_HELP, quantizeThreadsFlag } from './base-flags.js';
+import { QUANTIZE_THREADS_HELP, contextFlags, quantizeThreadsFlag, withContextFlags } from './base-flags.js';
 import { DEMO_BASE, sayAnswer, trainDemoBase } from './demo.js';
 import { progressReporter } from './progress.js';
 import { openDevice, say } from './terminal.js';
@@ -91,7 +91,16 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
 /** Runs training (`demo`: the demonstration run) with progress, Ctrl-C handling and the final summary. */
 export async function trainCommand(
   recipe: TrainConfig,
-  opts: { initAdapter?: string; resume?: string | boolean; dryRun?: boolean; overwriteOutputDir?: boolean; given?: (keyof TrainConfig)[]; quantizeThreads?: number },
+  opts: {
+    initAdapter?: string;
+    resume?: string | boolean;
+    dryRun?: boolean;
+    overwriteOutputDir?: boolean;
+    given?: (keyof TrainConfig)[];
+    quantizeThreads?: number;
+    /** --max-model-len and --allow-long-max-model-len. */
+    context?: { maxModelLen?: number; allowLongMaxModelLen?: boolean };
+  },
   demo: boolean,
 ): Promise<void> {
   const config = opts.initAdapter ? await withInitAdapter(runFiles, recipe, opts.initAdapter, opts.given ?? []) : recipe;
@@ -131,7 +140,7 @@ export async function trainCommand(
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
       prepareBase: demo ? trainDemoBase : undefined,
-      baseModel: opts.quantizeThreads === undefined ? undefined : { quantizeThreads: opts.quantizeThreads },
+      baseModel: { ...(opts.quantizeThreads === undefined ? {} : { quantizeThreads: opts.quantizeThreads }), ...opts.context },
       onPlan: async (plan, data, base) => {
         printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null, base.model.dtype);
         const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
@@ -182,6 +191,7 @@ export function buildTrainCommand(): Command {
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP);
+  withContextFlags(cmd);
   addRecipeOptions(cmd, DEFAULT_CONFIG);
   cmd.action(async (opts: Record<string, unknown>) => {
     if (opts.data === undefined) {
@@ -197,7 +207,7 @@ export function buildTrainCommand(): Command {
       dataPath: (opts.data as string | undefined) ?? null,
     });
     const given = CONFIG_OPTIONS.filter((o) => opts[camel(o.flag)] !== undefined).map((o) => o.key);
-    await trainCommand(config, { ...opts, given, quantizeThreads: quantizeThreadsFlag(opts.quantizeThreads) }, false);
+    await trainCommand(config, { ...opts, given, quantizeThreads: quantizeThreadsFlag(opts.quantizeThreads), context: contextFlags(opts) }, false);
   });
   return cmd;
 }

@@ -1,7 +1,7 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
 // where it brings its own vocabulary.
-import { llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, quantizeModel, type LlamaConfigOverrides, type Quantization } from '@huatuo/llama';
+import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +25,32 @@ export interface BaseModelOptions {
    * generate, eval, merge and serve from --base-dtype.
    */
   dtype?: FloatDType;
+  /**
+   * The longest sequence the model is used for (`--max-model-len`, vLLM's max_model_len; the model's maxModelLen):
+   * default config.json's max_position_embeddings stretched by rope_scaling. Refused above that unless
+   * `allowLongMaxModelLen` (`--allow-long-max-model-len`).
+   */
+  maxModelLen?: number;
+  /** Accept a `maxModelLen` above config.json's length, for positions the model was never trained for. */
+  allowLongMaxModelLen?: boolean;
+}
+
+/** `maxModelLen` checked against `config` as ConfigError naming --max-model-len (undefined where not given). */
+function checkMaxModelLen(config: LlamaConfig, options: BaseModelOptions): number | undefined {
+  if (options.maxModelLen === undefined) return undefined;
+  try {
+    return checkedMaxModelLen(config, options.maxModelLen, options.allowLongMaxModelLen ?? false);
+  } catch (e) {
+    if (e instanceof ModelError) throw new ConfigError('--max-model-len', e.message);
+    throw e;
+  }
+}
+
+/** `model` with BaseModelOptions' maxModelLen set. */
+function withMaxModelLen<T extends { model: LlamaModel }>(base: T, options: BaseModelOptions): T {
+  const maxModelLen = checkMaxModelLen(base.model.config, options);
+  if (maxModelLen !== undefined) base.model.setMaxModelLen(maxModelLen, { allowLong: options.allowLongMaxModelLen ?? false });
+  return base;
 }
 
 /** The `--base-dtype` value as a {@link BaseModelOptions.dtype}: undefined for 'auto' (or not given). */
@@ -46,12 +72,14 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
   if (folder === null) {
     const demo = demoBaseModel(await loadTokenizer(llamaTokenizerDir()), options.demoConfig ?? {}, options.dtype ?? 'f32');
     if (quantize !== 'none') await quantizeModel(demo.model, quantize);
-    return demo;
+    return withMaxModelLen(demo, options);
   }
   if (!existsSync(folder)) throw new ConfigError('--base', `${folder} does not exist; pass a Hugging Face LLaMA folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer)`);
   if (!statSync(folder).isDirectory()) {
     throw new ConfigError('--base', `${folder} is a file; pass the folder that holds it, a Hugging Face LLaMA folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer)`);
   }
+  // Refused from config.json before any weight loads.
+  if (options.maxModelLen !== undefined && existsSync(join(folder, 'config.json'))) checkMaxModelLen(await loadLlamaConfig(folder), options);
   const tokenizer = await loadTokenizer(folder);
   const model = await loadLlama(folder, {
     dtype: options.dtype ?? (hasF16() ? 'f16' : 'f32'),
@@ -59,7 +87,7 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
     quantizeThreads: options.quantizeThreads,
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
-  return { model, tokenizer, name: folder, isDemo: false };
+  return withMaxModelLen({ model, tokenizer, name: folder, isDemo: false }, options);
 }
 
 /**

@@ -86,7 +86,7 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const dtype = precision === 'mixed' ? 'f16' : 'f32';
   await checkRunFits(config, dtype, options.baseModel);
   const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype, ...options.baseModel });
-  checkContext(config.cutoffLen, base.model.config, base.name);
+  checkContext(config.cutoffLen, base.model, base.name);
   const prepared = await prepareData(config, base);
   const data = (!options.dryRun && (await options.prepareBase?.(base, prepared))) || prepared;
   const model = attachLora(base, config);

@@ -1,20 +1,27 @@
 // Checks made before a run allocates anything, so that what cannot run is refused up front (by
 // --dry-run too) naming the flag to change: the model's context, the largest tensor a
 // micro-batch makes against the adapter's binding limit, and the whole plan against memory.
-import { formatBytes, formatMemoryPlan, planMemory, type LlamaConfig, type LlamaModel, type MemoryPlan } from '@huatuo/llama';
+import { derivedMaxModelLen, formatBytes, formatMemoryPlan, planMemory, type LlamaModel, type MemoryPlan } from '@huatuo/llama';
 import { deviceInfo } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { ConfigError } from './errors.js';
 
 /**
- * Refuses a `--cutoff-len` beyond the model's context (`max_position_embeddings`): positions past
- * it were never trained, so such a run would quietly learn from rotary angles the model never saw.
+ * Refuses a `--cutoff-len` beyond the model's context, `model.maxModelLen`: config.json's max_position_embeddings
+ * stretched by rope_scaling as vLLM derives its max_model_len, or `--max-model-len`. Positions past it were
+ * neither trained nor covered by the scaling, so such a run would quietly learn from rotary angles the model
+ * never saw.
  */
-export function checkContext(cutoffLen: number, config: LlamaConfig, model: string): void {
-  if (cutoffLen > config.maxPositionEmbeddings) {
+export function checkContext(cutoffLen: number, model: LlamaModel, name: string): void {
+  const context = model.maxModelLen;
+  const derived = derivedMaxModelLen(model.config);
+  if (cutoffLen > context) {
     throw new ConfigError(
       '--cutoff-len',
-      `${cutoffLen} tokens is beyond the context of ${model}, ${config.maxPositionEmbeddings} tokens (max_position_embeddings); lower it to ${config.maxPositionEmbeddings} or less`,
+      `${cutoffLen} tokens is beyond the context of ${name}, ${context} tokens (${model.maxModelLenSource}); lower it to ${context} or less, or ` +
+        (context < derived
+          ? `raise --max-model-len (config.json allows ${derived})`
+          : 'give a longer --max-model-len with --allow-long-max-model-len to use positions the model was never trained for'),
     );
   }
 }

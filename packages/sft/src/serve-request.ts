@@ -124,7 +124,8 @@ function newId(prefix: string): string {
 /** Reads /v1/chat/completions and /v1/completions bodies into {@link JobRequest}s, or throws the HttpError to answer. */
 export function createRequestReader(o: RequestReaderOptions): { chat: (body: Body) => Promise<JobRequest>; completion: (body: Body) => Promise<JobRequest> } {
   const { model, tokenizer, template, modelName, defaults, maxTokensLimit, encode } = o;
-  const context = model.config.maxPositionEmbeddings;
+  const context = model.maxModelLen;
+  const contextSource = model.maxModelLenSource;
   const prompter = chatPrompter(template, tokenizer, encode);
   // A prompt longer than this many characters cannot fit the context, whatever its tokens.
   const maxPromptChars = context * longestPieceChars(tokenizer);
@@ -132,7 +133,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (text.length <= maxPromptChars) return;
     throw new HttpError(
       400,
-      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (max_position_embeddings) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`,
+      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (${contextSource}) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`,
       'invalid_request_error',
       param,
       'context_length_exceeded',
@@ -148,7 +149,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
     const left = context - promptTokens;
     if (left < 1) {
-      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (max_position_embeddings), leaving no room for an answer; shorten the messages`, 'invalid_request_error', 'messages', 'context_length_exceeded');
+      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (${contextSource}), leaving no room for an answer; shorten the messages`, 'invalid_request_error', 'messages', 'context_length_exceeded');
     }
     const asked = maxCompletion ?? maxTokensField;
     const askedParam = maxCompletion !== undefined ? 'max_completion_tokens' : 'max_tokens';

@@ -37,7 +37,7 @@ export interface ServeOptions {
   maxQueue?: number;
   /** Largest request body in bytes; larger get 413. Default 1 MiB. */
   maxBodyBytes?: number;
-  /** Most new tokens one request may ask for. Default the model's max_position_embeddings. */
+  /** Most new tokens one request may ask for. Default the model's context, `model.maxModelLen` (config.json's max_position_embeddings stretched by rope_scaling, or --max-model-len). */
   maxTokensLimit?: number;
   /** Generation settings for fields a request leaves out. */
   defaultGeneration?: Partial<ServeGenerationDefaults>;
@@ -133,7 +133,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const host = options.host ?? '127.0.0.1';
   const maxQueue = options.maxQueue ?? 16;
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
-  const maxTokensLimit = options.maxTokensLimit ?? model.config.maxPositionEmbeddings;
+  const maxTokensLimit = options.maxTokensLimit ?? model.maxModelLen;
   const keepAliveMs = options.streamKeepAliveMs ?? DEFAULT_STREAM_KEEP_ALIVE_MS;
   const defaults: ServeGenerationDefaults = { ...DEFAULT_SERVE_GENERATION, ...options.defaultGeneration };
   if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new ConfigError('--max-queue', `startServer: maxQueue should be an integer >= 0, got ${maxQueue}`);
