@@ -1,7 +1,7 @@
 // Decode steps replayed from a recording against every step run: the same tokens (greedy, f32 and f16,
-// grouped-query heads, fused products or not, LoRA, penalties) and the same logits bit for bit, across
-// the key counts where the attention's splits and the mask's buffer change, with an adapter swapped
-// mid-way; sampling is not recorded and decodes as usual.
+// grouped-query heads, fused products or not, LoRA, penalties, sampling) and the same logits bit for
+// bit, across the key counts where the attention's splits and the mask's buffer change, with an adapter
+// swapped mid-way.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { full, hasF16, initWebGPU, keep, mul, noGrad, randn, readyMatmul, recordStep, setFusedLinearPreferred, tensor, tidy, toArray, type RecordedStep, type Tensor } from '@huatuo/tensor';
@@ -105,10 +105,9 @@ describe('decode steps replayed from a recording', () => {
     assertReplayed(await same(model, { ...long, repetitionPenalty: 1.3, frequencyPenalty: 0.4, presencePenalty: 0.2 }));
   });
 
-  it('does not record sampling, which uploads its uniforms every step: it decodes as usual', async () => {
-    const c = await same(model, { ...long, doSample: true, topK: 20, topP: 0.9, temperature: 0.8 });
-    assert.equal(c.replayed, 0);
-    assert.match(c.gaveUp ?? '', /host data that is not an input/);
+  it('gives the sampled tokens of every step run (temperature, top-k, top-p; the uniforms an input), with penalties too', async () => {
+    assertReplayed(await same(model, { ...long, doSample: true, topK: 20, topP: 0.9, temperature: 0.8, seed: 7 }));
+    assertReplayed(await same(model, { ...long, doSample: true, temperature: 1.2, repetitionPenalty: 1.2, presencePenalty: 0.3, seed: 8 }));
   });
 
   it('gives the tokens of every step run with a LoRA adapter, and records again when the adapter is swapped mid-way', async () => {

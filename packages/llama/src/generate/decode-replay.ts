@@ -5,9 +5,9 @@
 // is checked against the step after it recorded as usual (every command, buffer and uniform word the
 // same but the declared words moved); until then, and whenever a recording does not cover a step (the
 // attention's splits change, a buffer it reads was released, the model's weights or adapters changed,
-// the mask outgrew its buffer), the step runs as usual and is recorded again. Sampling uploads its
-// uniforms every step and is not recorded, nor is dynamic RoPE scaling, whose tables follow the longest
-// position: they run as usual.
+// the mask outgrew its buffer), the step runs as usual and is recorded again. Sampling's uniforms are
+// an input like the mask; the penalties' seen tokens and counts are updated in place on the GPU. Dynamic
+// RoPE scaling, whose tables follow the longest position, is not recorded: it runs as usual.
 
 import { noGrad, recordStep, tidy, toArray, type RecordedStep, type Tensor } from '@huatuo/tensor';
 import { stepForward, type Picker, type QueuedStep } from './decode-step.js';
@@ -81,7 +81,7 @@ export class DecodeReplay {
       this.counts.plain++;
       return queuePlain();
     }
-    const inputs = { ids, mask: mask.subarray(0, B * S), positions: Int32Array.from(positions.flat()) };
+    const inputs = { ...pick.inputs, ids, mask: mask.subarray(0, B * S), positions: Int32Array.from(positions.flat()) };
     const r = this.current;
     if (r !== null && this.counts.checked && this.sameModel() && r.covers(S, inputs)) {
       const picked = r.replay(S, inputs);
@@ -93,7 +93,7 @@ export class DecodeReplay {
     const { result, recording } = recordStep(S, (input) => {
       const logits = stepForward(this.model, ids, mask, B, S, positions, this.cache, input);
       try {
-        return noGrad(() => tidy(() => pick(logits.reshape([B, V])))); // [B]
+        return noGrad(() => tidy(() => pick.pick(logits.reshape([B, V]), input))); // [B]
       } finally {
         logits.dispose();
       }

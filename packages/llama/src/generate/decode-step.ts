@@ -9,6 +9,8 @@ import { checkMemoryPlan, inferencePlan } from '../model/memory.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
+const unmarked: MarkInput = (_, t) => t;
+
 function idsTensor(rows: readonly (readonly number[])[]): Tensor {
   return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 }
@@ -18,7 +20,7 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
  * are host rows or the previous step's picks [B] on the GPU (one new position per row). `input` marks
  * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts).
  */
-export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = (_, t) => t): Tensor {
+export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = unmarked): Tensor {
   return noGrad(() =>
     tidy(() =>
       model.forward(Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]), {
@@ -35,7 +37,13 @@ export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: I
 export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
 
 /** Picks each row's token on the GPU from the logits [B, V]: ids [B] (i32). */
-export type Picker = (logits: Tensor) => Tensor;
+export interface Picker {
+  /** The picks; `input` marks the host data it uploads, by the names of `inputs`, when the step is recorded. */
+  pick(logits: Tensor, input: MarkInput): Tensor;
+  /** The host data the pick uploads, by name (a replayed step writes these). */
+  readonly inputs: Readonly<Record<string, ArrayBufferView>>;
+}
+
 
 /** Logits of the last position of each row read back as [B][V], or, given `pick`, the ids it picks [B]. */
 export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null): Promise<StepResult> {
@@ -73,7 +81,7 @@ export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int
   const V = model.config.vocabSize;
   const logits = stepForward(model, ids, mask, B, S, positions, cache);
   try {
-    const picked = noGrad(() => tidy(() => pick(logits.reshape([B, V])))); // [B]
+    const picked = noGrad(() => tidy(() => pick.pick(logits.reshape([B, V]), unmarked))); // [B]
     // toArray submits the copy before it returns: disposing the logits (and later the picks) is safe.
     return { ids: picked, read: toArray(picked) as Promise<Int32Array> };
   } finally {

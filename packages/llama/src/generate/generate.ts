@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts.
 
-import { argmax, countTokens, frequencyPresencePenalty, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, tokenCounts, type Tensor } from '@huatuo/tensor';
+import { argmax, countTokens, frequencyPresencePenalty, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, tokenCounts, type MarkInput, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
@@ -47,13 +47,19 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const onDevice = !hostPicksEnabled();
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
-  const pickAt = (k: number): Picker => (logits: Tensor) => {
-    let scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
-    if (counts !== null) scores = frequencyPresencePenalty(scores, counts, r.frequencyPenalty, r.presencePenalty);
-    const ids = uniforms === null ? argmax(scores, 1) : sampleLogits(scores, tensor(uniforms.subarray(k * B, (k + 1) * B), [B]), r);
-    if (seen !== null) markSeen(seen, ids, V);
-    if (counts !== null) countTokens(counts, ids);
-    return ids;
+  const pickAt = (k: number): Picker => {
+    const drawn = uniforms?.subarray(k * B, (k + 1) * B) ?? null;
+    return {
+      inputs: drawn === null ? {} : { uniforms: drawn },
+      pick: (logits: Tensor, input: MarkInput) => {
+        let scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
+        if (counts !== null) scores = frequencyPresencePenalty(scores, counts, r.frequencyPenalty, r.presencePenalty);
+        const ids = drawn === null ? argmax(scores, 1) : sampleLogits(scores, input('uniforms', tensor(drawn, [B])), r);
+        if (seen !== null) markSeen(seen, ids, V);
+        if (counts !== null) countTokens(counts, ids);
+        return ids;
+      },
+    };
   };
   try {
     if (onDevice && model.embedParts.length === 1 && decodePipelinedEnabled()) {
