@@ -1,8 +1,8 @@
 // PEFT's modules_to_save (trained copies of embed_tokens and lm_head saved beside LoRA) on the tiny gqa LLaMA against
 // test/fixtures/lora/modules-to-save (scripts/fixtures/make-modules-to-save-fixture.py, PyTorch in float64): an adapter
 // trained on a vocabulary resized from 128 to 136 pieces loads with its own vocabulary, gives the reference logits
-// (also decoded with the cache, merged, and as a merged folder), the gradients of every trained tensor and AdamW's
-// steps; it saves back with PEFT's keys; modules and bases it cannot serve are refused by name.
+// (also decoded with the cache, merged, and as a merged folder, which generate then matches), the gradients of every
+// trained tensor and AdamW's steps; it saves back with PEFT's keys; modules and bases it cannot serve are refused by name.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdamW, cat, clipGradNorm, initWebGPU, noGrad, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import {
-  adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, inferencePlan, KvCache, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
+  adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, generate, inferencePlan, KvCache, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
   saveAdapter, saveMergedModel, serializeAdapter, serializeSafetensors, toPeftConfigJson, unmergeAdapter, type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
@@ -118,6 +118,34 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       reloaded.dispose();
     } finally {
       model.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('generate decodes with the copies as with the merged folded model: greedy (picks on the GPU), sampled and beam search, also with the copies split into parts', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'modules-to-save-generate-'));
+    const adapted = await loadLlama(fixtureDir('gqa'));
+    const split = await loadLlama(fixtureDir('gqa'), { maxBindingBytes: 4096 });
+    try {
+      await loadAdapter(adapted, SAVED);
+      await loadAdapter(split, SAVED);
+      await saveMergedModel(adapted, dir);
+      const merged = await loadLlama(dir);
+      try {
+        const prompts = [[1, 130, 37, 128], [1, 135, 46]];
+        for (const options of [{}, { doSample: true, temperature: 0.8, seed: 3 }, { numBeams: 3 }]) {
+          const want = (await generate(merged, null, prompts, { maxNewTokens: 8, eosTokenIds: [], ...options })).map((o) => o.tokens);
+          for (const [what, model] of [['unsplit', adapted], ['split', split]] as const) {
+            const got = (await generate(model, null, prompts, { maxNewTokens: 8, eosTokenIds: [], ...options })).map((o) => o.tokens);
+            assert.deepEqual(got, want, `${JSON.stringify(options)}, copies ${what}`);
+          }
+        }
+      } finally {
+        merged.dispose();
+      }
+    } finally {
+      adapted.dispose();
+      split.dispose();
       await rm(dir, { recursive: true, force: true });
     }
   });
