@@ -8,7 +8,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasF16, initWebGPU, toArray } from '@huatuo/tensor';
 import { llamaPresets, llamaTokenizerDir, openSafetensors, removeLora, serializeSafetensors } from '@huatuo/llama';
-import { attachLora, ConfigError, listCheckpoints, loadAdapterWithTokenizer, loadBaseModel, prepareData, resolveConfig, train, trainingPlan, withInitAdapter, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { attachLora, ConfigError, listCheckpoints, loadAdapterWithTokenizer, loadBaseModel, prepareData, resolveConfig, runTraining, train, trainingPlan, withInitAdapter, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { SMALL_MODEL, smallConfig, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
 const EMBED = 'base_model.model.model.embed_tokens.weight';
@@ -112,21 +112,23 @@ test('in mixed precision (f16 base) the copies are f32 masters and train as in f
   }
 });
 
+/** A PEFT adapter folder for the small test model whose embed_tokens and lm_head have `rows` pieces, with LLaMA's tokenizer or none. */
+function adapter(rows: number, tokenizer: boolean): string {
+  const dir = tmp('huatuo-adapter-');
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'], modules_to_save: ['embed_tokens', 'lm_head'] }));
+  const f32 = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * scale);
+  const tensors = [
+    { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', shape: [4, 32], data: f32(128, 0.1) },
+    { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight', shape: [32, 4], data: f32(128, 0.1) },
+    { name: EMBED, shape: [rows, 32], data: f32(rows * 32, 0.02) },
+    { name: HEAD, shape: [rows, 32], data: f32(rows * 32, 0.02) },
+  ];
+  writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(tensors.map((t) => ({ ...t, dtype: 'F32' as const })), { metadata: { format: 'pt' } }));
+  if (tokenizer) for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(llamaTokenizerDir(), f), join(dir, f));
+  return dir;
+}
+
 test("an adapter with its own vocabulary loads with the tokenizer in its folder, which generate, eval, merge and serve then use; without one it is refused naming --adapter", async () => {
-  const adapter = (rows: number, tokenizer: boolean) => {
-    const dir = tmp('huatuo-adapter-');
-    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'], modules_to_save: ['embed_tokens', 'lm_head'] }));
-    const f32 = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * scale);
-    const tensors = [
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', shape: [4, 32], data: f32(128, 0.1) },
-      { name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight', shape: [32, 4], data: f32(128, 0.1) },
-      { name: EMBED, shape: [rows, 32], data: f32(rows * 32, 0.02) },
-      { name: HEAD, shape: [rows, 32], data: f32(rows * 32, 0.02) },
-    ];
-    writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(tensors.map((t) => ({ ...t, dtype: 'F32' as const })), { metadata: { format: 'pt' } }));
-    if (tokenizer) for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(llamaTokenizerDir(), f), join(dir, f));
-    return dir;
-  };
   const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
   try {
     const own = base.tokenizer;
@@ -143,4 +145,12 @@ test("an adapter with its own vocabulary loads with the tokenizer in its folder,
   } finally {
     base.model.dispose();
   }
+});
+
+test('--init-adapter with its own vocabulary is refused before training, naming the flag and the merge that makes it trainable', async () => {
+  const dir = adapter(32008, true);
+  await assert.rejects(
+    runTraining({ config: smallConfig(dataPath, tmp()), initAdapter: dir, baseModel: { demoConfig: SMALL_MODEL }, dryRun: true }),
+    (e: unknown) => e instanceof ConfigError && /^--init-adapter: .* vocabulary of 32008 pieces \(the base has 32000\).*huatuo-train merge/.test(e.message),
+  );
 });

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFromPreset, loadLlamaConfig } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
+import { ConfigError } from './errors.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
 import { loadBaseModel, type BaseModelOptions } from './base-model.js';
@@ -90,7 +91,16 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const prepared = await prepareData(config, base);
   const data = (!options.dryRun && (await options.prepareBase?.(base, prepared))) || prepared;
   const model = attachLora(base, config);
-  if (options.initAdapter) await model.loadAdapter(options.initAdapter);
+  if (options.initAdapter) {
+    const vocab = base.model.config.vocabSize;
+    await model.loadAdapter(options.initAdapter);
+    if (base.model.config.vocabSize !== vocab) {
+      throw new ConfigError(
+        '--init-adapter',
+        `${options.initAdapter} trains embed_tokens and lm_head on a vocabulary of ${base.model.config.vocabSize} pieces (the base has ${vocab}), whose tokenizer the data was not tokenized with; merge it into the base first (huatuo-train merge --base ${config.baseModel ?? '<base>'} --adapter ${options.initAdapter} --out <folder>) and train on the merged folder`,
+      );
+    }
+  }
   const plan = planRun(config, base, data);
   await options.onPlan?.(plan, data, base);
   if (options.dryRun) {
