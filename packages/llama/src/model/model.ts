@@ -28,6 +28,12 @@ import { RotaryFrequencies } from './rotary.js';
 import type { Linear } from './linear.js';
 import type { LoraConfig } from '../lora/lora-config.js';
 
+/** The trained copies of embed_tokens and lm_head that replace the base's (PEFT's modules_to_save), null where the base's is used. */
+export interface SavedCopies {
+  readonly embedTokens: Tensor[] | null;
+  readonly lmHead: Linear | null;
+}
+
 /** Options of {@link LlamaModel.forward}. */
 export interface ForwardOptions {
   /**
@@ -77,12 +83,8 @@ export class LlamaModel {
   private dropoutCounter: number;
   private maxModelLenSet: number | null = null;
 
-  /**
-   * The adapter's trained copies of embed_tokens and lm_head (PEFT's modules_to_save), f32 leaves split along the
-   * vocabulary like the base's, that take the base's place while the adapter is attached; null where the base's is used.
-   * Their rows set the vocabulary (an adapter trained on a resized vocabulary brings its own size).
-   */
-  savedModules: { embedTokens: Tensor[] | null; lmHead: Linear | null } = { embedTokens: null, lmHead: null };
+  private copies: SavedCopies = { embedTokens: null, lmHead: null };
+  private activeConfig: LlamaConfig;
 
   constructor(
     private readonly baseConfig: LlamaConfig,
@@ -99,12 +101,27 @@ export class LlamaModel {
   ) {
     this.dropoutCounter = seed >>> 0;
     this.rotary = new RotaryFrequencies(baseConfig);
+    this.activeConfig = baseConfig;
   }
 
   /** The model's config; `vocabSize` is the rows of the embedding in use (an adapter's saved copy may resize it). */
   get config(): LlamaConfig {
-    const rows = this.savedModules.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
-    return rows === this.baseConfig.vocabSize ? this.baseConfig : { ...this.baseConfig, vocabSize: rows };
+    return this.activeConfig;
+  }
+
+  /**
+   * The adapter's trained copies of embed_tokens and lm_head (PEFT's modules_to_save), f32 leaves split along the
+   * vocabulary like the base's, that take the base's place while the adapter is attached; null where the base's is used.
+   * Their rows set the vocabulary (an adapter trained on a resized vocabulary brings its own size).
+   */
+  get savedModules(): SavedCopies {
+    return this.copies;
+  }
+
+  set savedModules(copies: SavedCopies) {
+    this.copies = copies;
+    const rows = copies.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
+    this.activeConfig = rows === this.baseConfig.vocabSize ? this.baseConfig : Object.freeze({ ...this.baseConfig, vocabSize: rows });
   }
 
   /**
