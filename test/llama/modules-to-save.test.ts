@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AdamW, cat, clipGradNorm, initWebGPU, noGrad, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { AdamW, cat, clipGradNorm, hasF16, initWebGPU, noGrad, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import {
   adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, generate, inferencePlan, KvCache, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
   saveAdapter, saveMergedModel, serializeAdapter, serializeSafetensors, toPeftConfigJson, unmergeAdapter, type LlamaModel,
@@ -226,6 +226,35 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       for (const key of [EMBED, HEAD]) assertClose(grads.get(key)!, expected.grads[key]!, { atol: 2e-3, rtol: 5e-2 }, `f16 gradient of ${key}`);
     } finally {
       model.dispose();
+    }
+  });
+
+  it('on an NF4 base the copies load and train beside the quantized projections, and the merged f16 folder computes what the adapted model computes', async (t) => {
+    if (!hasF16()) return t.skip('needs shader-f16');
+    const dir = await mkdtemp(join(tmpdir(), 'modules-to-save-nf4-'));
+    const model = await loadLlama(fixtureDir('gqa'), { quantize: 'nf4' });
+    try {
+      await loadAdapter(model, SAVED);
+      assert.equal(model.quantization, 'nf4');
+      const adapted = await logitsOf(model);
+      const loss = tidy(() => {
+        const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
+        l.backward();
+        return l;
+      });
+      loss.dispose();
+      assert.ok(model.loraParameters().every((p) => p.grad !== null), 'A, B and both copies have gradients');
+      await saveMergedModel(model, dir);
+      const merged = await loadLlama(dir, { dtype: 'f16' });
+      try {
+        assert.equal(merged.config.vocabSize, expected.vocabSize);
+        assertClose(await logitsOf(merged), adapted, { atol: 2e-2, rtol: 2e-2 }, 'merged f16 folder vs the adapted NF4 model');
+      } finally {
+        merged.dispose();
+      }
+    } finally {
+      model.dispose();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
