@@ -128,7 +128,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       await readyMatmul();
       const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype), ...context });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights (and its tokenizer where it resizes the vocabulary).
-      if (raw.adapter !== undefined) await loadAdapterWithTokenizer(base, raw.adapter);
+      const adapterTokenizer = raw.adapter === undefined ? null : await loadAdapterWithTokenizer(base, raw.adapter);
       // The first request then waits on no attention pipeline (generate readies them too).
       await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype], decode: true });
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));
@@ -147,7 +147,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         streamKeepAliveMs,
         allowedHosts,
         corsOrigins,
-        tokenizerDir: raw.base ?? llamaTokenizerDir(),
+        tokenizerDir: adapterTokenizer ?? raw.base ?? llamaTokenizerDir(),
         onEvent: raw.quiet
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),
