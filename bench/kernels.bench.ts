@@ -1,6 +1,6 @@
 // Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
 // unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu, the
-// sampling penalties over LLaMA's vocabulary and the fused decode products (decode-fused.bench.ts).
+// sampling penalties and the log-probabilities a server returns over LLaMA's vocabulary, and the fused decode products (decode-fused.bench.ts).
 // Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
 // halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
@@ -12,6 +12,7 @@ import {
   crossEntropy,
   deviceInfo,
   frequencyPresencePenalty,
+  logSoftmaxTopK,
   markSeen,
   matmul,
   maskedFill,
@@ -309,9 +310,31 @@ export async function benchPenalties(ctx: BenchContext): Promise<void> {
   }
 }
 
-/** Attention, the memory-bound rows and the sampling penalties; returns target lines for the summary. */
+/**
+ * The log-probabilities a server returns over LLaMA's vocabulary (V 32000): a decoding step's picks with
+ * the top 5 and 20 (B 1 and 8), and a 512-token prompt's next tokens with the top 1 (echo). The kernel
+ * reads each row k + 2 times (max and sum, then one pass per top entry), so the rows count that traffic.
+ */
+export async function benchLogprobs(ctx: BenchContext): Promise<void> {
+  const V = 32000;
+  const rt = getRuntime();
+  for (const [R, k] of [[1, 5], [1, 20], [8, 5], [8, 20], [512, 1]] as const) {
+    const logits = randn([R, V], { seed: 30 + R + k });
+    const targets = tensor(new Int32Array(R).map((_, r) => (r * 31337) % V), [R], { dtype: 'i32' });
+    await bandwidthRow(ctx, `logSoftmaxTopK k=${k}`, 'huatuo', `${R}x${V}`, (k + 2) * R * V * 4 + R * (k + 1) * 8, 'traffic: read the logits k + 2 times, write k + 1 pairs a row', async () => {
+      const y = logSoftmaxTopK(logits, targets, k);
+      await rt.sync();
+      y.dispose();
+    });
+    logits.dispose();
+    targets.dispose();
+  }
+}
+
+/** Attention, the memory-bound rows, the sampling penalties and the log-probabilities; returns target lines for the summary. */
 export async function benchKernels(ctx: BenchContext): Promise<string[]> {
   const lines = [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
   await benchPenalties(ctx);
+  await benchLogprobs(ctx);
   return [...lines, ...(await benchDecodeFused(ctx))];
 }

@@ -34,6 +34,8 @@ export { sum, mean, max, argmax } from './ops/reduce.js';
 export { sampleLogits } from './ops/sample.js';
 export { repetitionPenalty, seenMask, markSeen } from './ops/repetition-penalty.js';
 export { frequencyPresencePenalty, tokenCounts, countTokens } from './ops/frequency-presence-penalty.js';
+export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
+export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
 export { matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
@@ -120,6 +122,7 @@ export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
 export { refSampleProbs, refSampleRow, refSampleLogits } from './reference/sample.js';
 export { refRepetitionPenalty } from './reference/repetition-penalty.js';
 export { refFrequencyPresencePenalty } from './reference/frequency-presence-penalty.js';
+export { refLogSoftmaxTopK } from './reference/log-softmax-top-k.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
