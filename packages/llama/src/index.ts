@@ -101,6 +101,7 @@ export type { AdapterFiles } from './lora/adapter-files.js';
 
 // Generation
 export { generate } from './generate/generate.js';
+export { promptLogprobs } from './generate/prompt-logprobs.js';
 export type { GenerateOptions, Generation, TokenEvent } from './generate/generate-options.js';
 
 // Config: read config.json from a folder

@@ -3,9 +3,11 @@
 
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '@huatuo/http';
-import { generate, type Generation, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { generate, promptLogprobs, type Generation, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import type { RowLogprobs } from '@huatuo/tensor';
 import { Cancelled } from './serve-errors.js';
 import type { JobRequest } from './serve-request.js';
+import { chatLogprobs, completionLogprobs } from './serve-logprobs.js';
 import { firstStop, visibleText } from './serve-stream-text.js';
 
 /** A queued request with its client: whether the client has gone, and the tokens made so far. */
@@ -21,13 +23,13 @@ const usage = (g: Generation) => ({ prompt_tokens: g.promptTokens.length, comple
 const finishReason = (g: Generation, raw: string, stops: readonly string[]): 'stop' | 'length' => (g.finishReason === 'length' && firstStop(raw, stops) < 0 ? 'length' : 'stop');
 
 // With stream_options.include_usage, OpenAI gives every chunk a usage field, null until the last.
-const chunk = (job: Job, modelName: string, choice: Record<string, unknown>) => ({
+const chunk = (job: Job, modelName: string, choice: Record<string, unknown>, logprobs: unknown = null) => ({
   id: job.id,
   object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
   created: job.created,
   model: modelName,
   system_fingerprint: null,
-  choices: [{ index: 0, ...choice, logprobs: null }],
+  choices: [{ index: 0, ...choice, logprobs }],
   ...(job.includeUsage ? { usage: null } : {}),
 });
 
@@ -80,16 +82,36 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     sse(res, data);
     job.keepAlive?.refresh();
   };
+  const top = job.logprobs;
+  // The echoed prompt's log-probabilities (its first token has none), and the generated tokens' not yet sent.
+  const promptRows = job.echoPrompt && top !== null ? await promptLogprobs(model, job.prompt, top) : [];
+  if (job.cancelled) throw new Cancelled();
+  const pending: { ids: number[]; rows: RowLogprobs[] } = { ids: [], rows: [] };
+  // Characters (Python's len) of the completion text streamed so far: where the next chunk's text_offset starts.
+  let streamedChars = 0;
+  const takeLogprobs = (): unknown => {
+    if (top === null || pending.ids.length === 0) return null;
+    const lp = job.kind === 'chat' ? chatLogprobs(tokenizer, pending.rows, top) : completionLogprobs(tokenizer, pending.ids, pending.rows, top, streamedChars);
+    pending.ids = [];
+    pending.rows = [];
+    return lp;
+  };
   if (job.stream) {
     openStream(job);
     if (job.kind === 'chat') send(chunk(job, modelName, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
-    else if (job.echo) send(chunk(job, modelName, { text: job.echo, finish_reason: null }));
+    else if (job.echoPrompt) {
+      const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, promptRows, top, 0);
+      send(chunk(job, modelName, { text: job.echo, finish_reason: null }, lp));
+      streamedChars += [...job.echo].length;
+    }
   }
   const delta = (text: string): void => {
     if (text === '') return;
-    send(chunk(job, modelName, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }));
+    const lp = takeLogprobs();
+    send(chunk(job, modelName, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp));
+    streamedChars += [...text].length;
   };
-  const [g] = await generate(model, tokenizer, [job.prompt], {
+  const [g] = job.echoOnly ? [{ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [] }] : await generate(model, tokenizer, [job.prompt], {
     maxNewTokens: s.maxTokens,
     doSample: s.doSample,
     temperature: s.temperature,
@@ -101,10 +123,15 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     presencePenalty: s.presencePenalty,
     stopStrings: s.stop,
     seed: s.seed,
+    ...(top === null ? {} : { logprobs: top }),
     onToken: (e) => {
       if (job.cancelled) throw new Cancelled();
       job.tokens++;
       if (!job.stream) return;
+      if (e.logprobs !== undefined) {
+        pending.ids.push(e.token);
+        pending.rows.push(e.logprobs);
+      }
       raw += e.text;
       const visible = visibleText(raw, s.stop, strip, false);
       if (visible.startsWith(sent) && visible.length > sent.length) {
@@ -116,9 +143,11 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const gen = g!;
   const text = visibleText(gen.text, s.stop, strip, true);
   const reason = finishReason(gen, gen.text, s.stop);
+  const genRows = gen.logprobs ?? [];
   if (job.stream) {
     if (text.startsWith(sent)) delta(text.slice(sent.length));
-    send(chunk(job, modelName, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }));
+    // Tokens whose text never showed (an end of sequence, a stop string) come with the finish.
+    send(chunk(job, modelName, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs()));
     if (job.includeUsage) send({ ...chunk(job, modelName, {}), choices: [], usage: usage(gen) });
     send('[DONE]');
     res.end();
@@ -132,7 +161,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         created: job.created,
         model: modelName,
         system_fingerprint: null,
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: reason }],
+        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: top === null ? null : chatLogprobs(tokenizer, genRows, top), finish_reason: reason }],
         usage: usage(gen),
       },
       { 'x-request-id': job.id },
@@ -147,7 +176,14 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         created: job.created,
         model: modelName,
         system_fingerprint: null,
-        choices: [{ index: 0, text: job.echo + text, logprobs: null, finish_reason: reason }],
+        choices: [
+          {
+            index: 0,
+            text: job.echo + text,
+            logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...promptRows, ...genRows] : genRows, top, 0),
+            finish_reason: reason,
+          },
+        ],
         usage: usage(gen),
       },
       { 'x-request-id': job.id },

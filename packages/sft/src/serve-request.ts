@@ -12,6 +12,7 @@ import { chatPrompter, type ChatMessage } from './serve-chat.js';
 import { HttpError } from './serve-errors.js';
 import { bad, inRange, isBool, isInt, isInt64, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
 import { longestPieceChars } from './serve-limits.js';
+import { MAX_LOGPROBS } from './serve-logprobs.js';
 
 /** Generation settings used when a request leaves a field out. */
 export interface ServeGenerationDefaults {
@@ -69,6 +70,12 @@ export interface JobRequest {
   sampling: Sampling;
   stream: boolean;
   includeUsage: boolean;
+  /** Log-probabilities asked for: how many most likely tokens go beside each token's own (chat's top_logprobs, completions' logprobs), or null for none. */
+  logprobs: number | null;
+  /** Completions with echo: the prompt's tokens come first in the reply (and in its logprobs). */
+  echoPrompt: boolean;
+  /** Completions with echo and max_tokens 0 (as vLLM allows): the prompt is scored and nothing generated. */
+  echoOnly: boolean;
 }
 
 /** What {@link createRequestReader} reads requests against. */
@@ -115,6 +122,11 @@ function parseMessages(body: Body): ChatMessage[] {
     }
     return { role, content: messageText(m['content'], `messages[${i}].content`) };
   });
+}
+
+/** Log-probabilities come from greedy decoding and sampling; beam search does not return them. */
+function refuseBeamLogprobs(s: Sampling, param: string): void {
+  if (s.numBeams > 1) throw new HttpError(400, `${param}: returned by sampling and greedy decoding, not by beam search (num_beams ${s.numBeams}); send num_beams 1 or leave ${param} out`, 'invalid_request_error', param);
 }
 
 function newId(prefix: string): string {
@@ -233,7 +245,10 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
 
   const chat = async (body: Body): Promise<JobRequest> => {
     checkModel(body);
-    refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'logprobs', 'top_logprobs', 'logit_bias', 'audio', 'prediction']);
+    refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'logit_bias', 'audio', 'prediction']);
+    const wantLogprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
+    const top = inRange(body, 'top_logprobs', 0, MAX_LOGPROBS, true);
+    if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out', 'invalid_request_error', 'top_logprobs');
     const rf = body['response_format'];
     if (rf !== undefined && rf !== null && !(isObject(rf) && rf['type'] === 'text')) {
       throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${JSON.stringify(rf).slice(0, 80)}`, 'invalid_request_error', 'response_format');
@@ -243,6 +258,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const promptText = prompter.text(messages);
     checkPromptChars(promptText, 'messages');
     const prompt = await prompter.ids(promptText);
+    const s = sampling(body, prompt.length, prompter.stops);
+    const logprobs = wantLogprobs ? (top ?? 0) : null;
+    if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     return {
       id: newId('chatcmpl'),
       kind: 'chat',
@@ -250,9 +268,12 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       prompt,
       echo: '',
       strip: prompter.strip,
-      sampling: sampling(body, prompt.length, prompter.stops),
+      sampling: s,
       stream,
       includeUsage: streamOptions(body, stream),
+      logprobs,
+      echoPrompt: false,
+      echoOnly: false,
     };
   };
 
@@ -260,8 +281,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     checkModel(body);
     refuseUnsupported(body, ['logit_bias', 'suffix']);
     // Unlike chat's boolean, legacy logprobs 0 still asks for the sampled tokens' log probabilities.
-    const logprobs = body['logprobs'];
-    if (logprobs !== undefined && logprobs !== null) throw new HttpError(400, `logprobs: not supported by this server (got ${typeName(logprobs)}); leave it out`, 'invalid_request_error', 'logprobs');
+    const logprobs = inRange(body, 'logprobs', 0, MAX_LOGPROBS, true) ?? null;
     let raw = body['prompt'];
     if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
     let prompt: number[];
@@ -279,6 +299,10 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     }
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
     const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
+    // vLLM scores an echoed prompt without generating when max_tokens is 0.
+    const echoOnly = echo && body['max_tokens'] === 0;
+    const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, []);
+    if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     return {
       id: newId('cmpl'),
       kind: 'completion',
@@ -286,9 +310,12 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       prompt,
       echo: echo ? text : '',
       strip: false,
-      sampling: sampling(body, prompt.length, []),
+      sampling: echoOnly ? { ...s, maxTokens: 0 } : s,
       stream,
       includeUsage: streamOptions(body, stream),
+      logprobs,
+      echoPrompt: echo,
+      echoOnly,
     };
   };
 

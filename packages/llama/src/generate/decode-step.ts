@@ -1,7 +1,7 @@
 // One decoding step of `generate` (the model over new positions with the KV cache, logits or the ids
 // picked on the GPU read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type MarkInput, type Tensor } from '@huatuo/tensor';
+import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -118,12 +118,12 @@ export class Output {
     this.decoder = tokenizer?.createStreamDecoder({ skipSpecialTokens: true }) ?? null;
   }
 
-  /** Adds a token, streams it, and settles the finish reason. */
-  push(token: number): void {
+  /** Adds a token (with its log-probabilities, when asked for), streams it, and settles the finish reason. */
+  push(token: number, logprobs?: RowLogprobs): void {
     this.tokens.push(token);
     const piece = this.r.eos.has(token) || this.decoder === null ? '' : this.decoder.push(token);
     this.text += piece;
-    this.r.onToken?.({ prompt: this.prompt, token, text: piece });
+    this.r.onToken?.(logprobs === undefined ? { prompt: this.prompt, token, text: piece } : { prompt: this.prompt, token, text: piece, logprobs });
     if (this.r.eos.has(token)) this.finishReason = 'eos';
     else {
       const hit = this.r.stopStrings.map((s) => this.text.indexOf(s)).filter((i) => i >= 0);

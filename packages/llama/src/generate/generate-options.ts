@@ -1,5 +1,6 @@
 // The options of `generate` (Hugging Face's names; most of its defaults), what it returns, and their check.
 
+import type { RowLogprobs } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { LlamaModel } from '../model/model.js';
 
@@ -10,6 +11,8 @@ export interface TokenEvent {
   readonly token: number;
   /** Text this token completes (may be empty while a UTF-8 character is incomplete). */
   readonly text: string;
+  /** With {@link GenerateOptions.logprobs}: the token's log-probability and its step's most likely tokens. */
+  readonly logprobs?: RowLogprobs;
 }
 
 /**
@@ -56,6 +59,14 @@ export interface GenerateOptions {
   /** Put BOS before text prompts. Default: as the tokenizer's encode does (tokenizer_config.json's add_bos_token, else true), as `generate(tokenizer(prompt))` in transformers. */
   readonly addBos?: boolean;
   /**
+   * Return each new token's log-probability with this many most likely tokens beside it (0: the token's
+   * alone), in {@link Generation.logprobs}: the log-softmax of the model's logits as they come out of
+   * lm_head, before the penalties, temperature, top-k and top-p, as vLLM's default logprobs_mode
+   * (raw_logprobs). Computed on the GPU; only k + 1 values a token are read back. Greedy decoding and
+   * sampling only. Default: none.
+   */
+  readonly logprobs?: number;
+  /**
    * Called with each new token (greedy and sampling: as generated; beam search: the chosen
    * beam's tokens once it is done).
    */
@@ -71,6 +82,8 @@ export interface Generation {
   /** Text of the new tokens without special tokens, cut before a stop string. */
   readonly text: string;
   readonly finishReason: 'eos' | 'stop' | 'length';
+  /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
+  readonly logprobs?: readonly RowLogprobs[];
 }
 
 /** Options of {@link generate} with defaults filled in and checked. */
@@ -87,6 +100,8 @@ export interface Resolved {
   lengthPenalty: number;
   eos: Set<number>;
   stopStrings: readonly string[];
+  /** Most likely tokens returned beside each new token's log-probability, or null for no log-probabilities. */
+  logprobs: number | null;
   onToken: ((event: TokenEvent) => void) | undefined;
 }
 
@@ -105,6 +120,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     lengthPenalty: o.lengthPenalty ?? 1,
     eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
     stopStrings: o.stopStrings ?? [],
+    logprobs: o.logprobs ?? null,
     onToken: o.onToken,
   };
   const positiveInt = (k: string, v: number) => {
@@ -120,6 +136,11 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     if (!(r[k] >= -2 && r[k] <= 2)) throw new ModelError(`generate: ${k} should be in [-2, 2] (OpenAI's range), got ${r[k]}`);
     // vLLM's beam search leaves both out and Hugging Face has neither.
     if (r[k] !== 0 && r.numBeams > 1) throw new ModelError(`generate: ${k} applies to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} 0`);
+  }
+  if (r.logprobs !== null) {
+    const V = model.config.vocabSize;
+    if (!Number.isSafeInteger(r.logprobs) || r.logprobs < 0 || r.logprobs > V) throw new ModelError(`generate: logprobs should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${r.logprobs}`);
+    if (r.numBeams > 1) throw new ModelError('generate: logprobs apply to greedy decoding and sampling, not beam search; use numBeams 1 or leave logprobs out');
   }
   if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
   return r;

@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts.
 
-import { argmax, countTokens, frequencyPresencePenalty, markSeen, readyAttention, repetitionPenalty, sampleLogits, seenMask, tensor, tokenCounts, type MarkInput, type Tensor } from '@huatuo/tensor';
+import { argmax, countTokens, frequencyPresencePenalty, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
@@ -47,6 +47,11 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const onDevice = !hostPicksEnabled();
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
+  // With logprobs, step k's raw logits give its picks' log-probabilities and top tokens, read back as
+  // k + 1 pairs a row beside the picks (logprobReads[k]); each row's list grows with its tokens.
+  const K = r.logprobs;
+  const logprobReads = new Map<number, Promise<Uint32Array>>();
+  const logprobs: RowLogprobs[][] = prompts.map(() => []);
   const pickAt = (k: number): Picker => {
     const drawn = uniforms?.subarray(k * B, (k + 1) * B) ?? null;
     return {
@@ -57,18 +62,25 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         const ids = drawn === null ? argmax(scores, 1) : sampleLogits(scores, input('uniforms', tensor(drawn, [B])), r);
         if (seen !== null) markSeen(seen, ids, V);
         if (counts !== null) countTokens(counts, ids);
+        // toArray submits the copy before it returns, so the packed result may go with the step's temporaries.
+        if (K !== null) logprobReads.set(k, toArray(logSoftmaxTopK(logits, ids, K)) as Promise<Uint32Array>);
         return ids;
       },
     };
   };
+  const results = () => outputs.map((o, b) => (K === null ? o.result() : { ...o.result(), logprobs: logprobs[b]! }));
   try {
-    if (onDevice && model.embedParts.length === 1 && decodePipelinedEnabled()) {
+    // Steps that return log-probabilities run one at a time, unrecorded (decode-replay.ts replays picks only).
+    if (onDevice && K === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
       await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens, pickAt);
-      return outputs.map((o) => o.result());
+      return results();
     }
     let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null);
     for (let k = 1; ; k++) {
       const next: number[] = [];
+      const read = logprobReads.get(k - 1);
+      logprobReads.delete(k - 1);
+      const stepLogprobs = read === undefined ? null : unpackLogprobs(await read, K!);
       for (let b = 0; b < B; b++) {
         const out = outputs[b]!;
         if (out.finishReason !== null) {
@@ -83,7 +95,13 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
           applyFrequencyPresencePenalty(scores, out.tokens, r.frequencyPenalty, r.presencePenalty);
           token = uniforms !== null ? sampleToken(scores, r, uniforms[out.tokens.length * B + b]!) : topIndices(scores, 1)[0]!;
         }
-        out.push(token);
+        let row: RowLogprobs | undefined;
+        if (K !== null) {
+          // Host picks: the float64 reference over the row read back.
+          row = stepLogprobs?.[b] ?? refLogSoftmaxTopK({ shape: [1, V], data: (res as { rows: Float32Array[] }).rows[b]! }, [token], K)[0]!;
+          logprobs[b]!.push(row);
+        }
+        out.push(token, row);
         next.push(token);
       }
       if (outputs.every((o) => o.finishReason !== null)) break;
@@ -104,7 +122,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     seen?.dispose();
     counts?.dispose();
   }
-  return outputs.map((o) => o.result());
+  return results();
 }
 
 /**

@@ -1,0 +1,209 @@
+// Log probabilities from the OpenAI-compatible server, as vLLM returns them, on the tiny vocab32k fixture:
+// chat's logprobs/top_logprobs and legacy completions' logprobs with echo (the loglikelihoods evaluation
+// harnesses read), checked against the log-softmax of the model's own forward logits in float64.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { initWebGPU, noGrad, tensor, toArray } from '@huatuo/tensor';
+import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { MED_TEMPLATE, generatePrompt, startServer, type RunningServer } from '@huatuo/sft';
+
+const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
+const NAME = 'tiny-huatuo';
+const QUESTION = '我最近经常头痛，还伴有恶心，应该怎么办？';
+// f32 logits through the KV cache against one forward pass over the whole sequence.
+const TOL = 2e-3;
+
+let model: LlamaModel;
+let tokenizer: Tokenizer;
+
+before(async () => {
+  await initWebGPU();
+  const dir = mkdtempSync(join(tmpdir(), 'huatuo-logprobs-'));
+  cpSync(fixture, dir, { recursive: true });
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  config['max_position_embeddings'] = 2048;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  cpSync(join(llamaTokenizerDir(), 'tokenizer.model'), join(dir, 'tokenizer.model'));
+  model = await loadLlama(dir);
+  tokenizer = await loadTokenizer(llamaTokenizerDir());
+});
+
+after(() => model.dispose());
+
+async function withServer(fn: (server: RunningServer, api: OpenAI) => Promise<void>): Promise<void> {
+  const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 8 } });
+  try {
+    await fn(server, new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 }));
+  } finally {
+    await server.close();
+  }
+}
+
+/** Float64 log-softmax of the model's logits at every position of `ids`, from one forward pass: [T][V]. */
+async function forwardLogSoftmax(ids: readonly number[]): Promise<Float64Array[]> {
+  const V = model.config.vocabSize;
+  const logits = noGrad(() => model.forward(tensor(Int32Array.from(ids), [1, ids.length], { dtype: 'i32' })));
+  const host = (await toArray(logits)) as Float32Array;
+  logits.dispose();
+  return ids.map((_, t) => {
+    const row = host.subarray(t * V, (t + 1) * V);
+    let m = -Infinity;
+    for (const v of row) m = Math.max(m, v);
+    let s = 0;
+    for (const v of row) s += Math.exp(v - m);
+    const lse = m + Math.log(s);
+    return Float64Array.from(row, (v) => v - lse);
+  });
+}
+
+/** Token ids of a row's k most likely tokens, most likely first (ties: lower id). */
+function topIds(row: Float64Array, k: number): number[] {
+  return Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b).slice(0, k);
+}
+
+/** vLLM's text of a token: decoded alone, with SentencePiece's leading space kept. */
+function tokenText(id: number): string {
+  const piece = tokenizer.idToPiece(id);
+  const text = tokenizer.decode([id]);
+  return piece.startsWith('▁') && !text.startsWith(' ') ? ` ${text}` : text;
+}
+
+test('chat logprobs with top_logprobs give each generated token the log-softmax of the model\'s logits and its step\'s most likely tokens, as vLLM shapes them', async () => {
+  await withServer(async (_server, api) => {
+    const promptText = generatePrompt(MED_TEMPLATE, QUESTION);
+    const prompt = tokenizer.encode(promptText);
+    const [g] = await generate(model, tokenizer, [prompt], { maxNewTokens: 6 });
+    const r = await api.chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const content = r.choices[0]!.logprobs!.content!;
+    assert.equal(content.length, r.usage!.completion_tokens, 'one entry per generated token');
+    assert.deepEqual(content.map((e) => e.token), g!.tokens.map(tokenText));
+    const lsm = await forwardLogSoftmax([...prompt, ...g!.tokens]);
+    content.forEach((e, i) => {
+      const row = lsm[prompt.length - 1 + i]!;
+      const id = g!.tokens[i]!;
+      assert.ok(Math.abs(e.logprob - row[id]!) <= TOL, `token ${i}: logprob ${e.logprob}, forward pass ${row[id]}`);
+      assert.deepEqual(e.bytes, [...Buffer.from(e.token, 'utf8')]);
+      assert.equal(e.top_logprobs.length, 3);
+      // Greedy: the token is the most likely, so vLLM's list (the token's own entry first) is the top 3.
+      assert.deepEqual(e.top_logprobs.map((t) => t.token), topIds(row, 3).map(tokenText), `token ${i}`);
+      e.top_logprobs.forEach((t, j) => assert.ok(Math.abs(t.logprob - row[topIds(row, 3)[j]!]!) <= TOL, `token ${i} top ${j}: ${t.logprob}`));
+    });
+    // logprobs without top_logprobs: each token's own, an empty list beside it.
+    const bare = await api.chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 6, temperature: 0, logprobs: true });
+    assert.deepEqual(bare.choices[0]!.logprobs!.content!.map((e) => [e.token, e.top_logprobs.length]), content.map((e) => [e.token, 0]));
+    const none = await api.chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2, temperature: 0 });
+    assert.equal(none.choices[0]!.logprobs, null);
+  });
+});
+
+test('streamed chat chunks carry the logprobs of their tokens, together those of the reply not streamed', async () => {
+  await withServer(async (_server, api) => {
+    const body = { model: NAME, messages: [{ role: 'user' as const, content: QUESTION }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2 };
+    const whole = await api.chat.completions.create(body);
+    const streamed: { token: string; logprob: number }[] = [];
+    for await (const c of await api.chat.completions.create({ ...body, stream: true })) {
+      for (const e of c.choices[0]?.logprobs?.content ?? []) streamed.push({ token: e.token, logprob: e.logprob });
+    }
+    const want = whole.choices[0]!.logprobs!.content!;
+    assert.deepEqual(streamed.map((e) => e.token), want.map((e) => e.token));
+    streamed.forEach((e, i) => assert.ok(Math.abs(e.logprob - want[i]!.logprob) <= 1e-6, `token ${i}`));
+  });
+});
+
+test('completions with echo and logprobs give the prompt\'s loglikelihood (the first token null) as a forward pass does, as lm-evaluation-harness reads it', async () => {
+  await withServer(async (_server, api) => {
+    const context = tokenizer.encode('The patient reports a headache and');
+    const continuation = tokenizer.encode(' nausea since yesterday', { addBos: false });
+    const ids = [...context, ...continuation];
+    // lm-evaluation-harness's local-completions: token prompts, echo, logprobs 1, max_tokens 1, temperature 0.
+    const r = await api.completions.create({ model: NAME, prompt: [ids], echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
+    const lp = r.choices[0]!.logprobs!;
+    assert.equal(lp.tokens!.length, ids.length + 1);
+    assert.equal(lp.token_logprobs![0], null);
+    assert.equal(lp.top_logprobs![0], null);
+    assert.deepEqual(lp.tokens!.slice(0, ids.length), ids.map(tokenText));
+    const lsm = await forwardLogSoftmax(ids);
+    let want = 0;
+    for (let t = context.length; t < ids.length; t++) want += lsm[t - 1]![ids[t]!]!;
+    const got = (lp.token_logprobs!.slice(context.length, -1) as number[]).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(got - want) <= TOL * continuation.length, `loglikelihood ${got}, forward pass ${want}`);
+    for (let t = 1; t < ids.length; t++) {
+      const top = lp.top_logprobs![t]!;
+      assert.ok(Math.abs(lp.token_logprobs![t]! - lsm[t - 1]![ids[t]!]!) <= TOL, `prompt token ${t}`);
+      // The token's own entry and the most likely one (OpenAI: up to logprobs + 1 entries).
+      assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 2);
+      assert.equal(top[tokenText(ids[t]!)], lp.token_logprobs![t]);
+      const best = topIds(lsm[t - 1]!, 1)[0]!;
+      assert.ok(Math.abs(top[tokenText(best)]! - lsm[t - 1]![best]!) <= TOL, `prompt token ${t}: most likely ${best}`);
+    }
+    // text_offset: the characters of the tokens before each.
+    let offset = 0;
+    lp.tokens!.forEach((tok, i) => {
+      assert.equal(lp.text_offset![i], offset);
+      offset += [...tok].length;
+    });
+    // max_tokens 0 with echo (as vLLM allows): the prompt scored, nothing generated.
+    const only = await api.completions.create({ model: NAME, prompt: [ids], echo: true, logprobs: 1, max_tokens: 0 });
+    assert.equal(only.choices[0]!.logprobs!.tokens!.length, ids.length);
+    assert.equal(only.usage!.completion_tokens, 0);
+    only.choices[0]!.logprobs!.token_logprobs!.forEach((v, i) => assert.ok(v === lp.token_logprobs![i] || Math.abs(v! - lp.token_logprobs![i]!) <= 1e-6, `token ${i}`));
+  });
+});
+
+test('completions logprobs without echo cover the generated tokens; streamed chunks carry theirs with text_offset continuing', async () => {
+  await withServer(async (_server, api) => {
+    const prompt = 'The patient reports';
+    const ids = tokenizer.encode(prompt);
+    const [g] = await generate(model, tokenizer, [ids], { maxNewTokens: 5 });
+    const r = await api.completions.create({ model: NAME, prompt, logprobs: 2, max_tokens: 5, temperature: 0 });
+    const lp = r.choices[0]!.logprobs!;
+    assert.deepEqual(lp.tokens, g!.tokens.map(tokenText));
+    const lsm = await forwardLogSoftmax([...ids, ...g!.tokens]);
+    lp.token_logprobs!.forEach((v, i) => assert.ok(Math.abs(v! - lsm[ids.length - 1 + i]![g!.tokens[i]!]!) <= TOL, `token ${i}`));
+    assert.ok(lp.top_logprobs!.every((m) => Object.keys(m!).length >= 2 && Object.keys(m!).length <= 3));
+    // As vLLM streams: a chunk's offsets start at the characters of the text streamed before it.
+    const tokens: string[] = [];
+    let streamed = '';
+    for await (const c of await api.completions.create({ model: NAME, prompt, logprobs: 2, max_tokens: 5, temperature: 0, stream: true })) {
+      const clp = c.choices[0]?.logprobs;
+      if (clp) {
+        let offset = [...streamed].length;
+        clp.tokens!.forEach((tok, i) => {
+          assert.equal(clp.text_offset![i], offset, `chunk after ${JSON.stringify(streamed)}, token ${i}`);
+          offset += [...tok].length;
+        });
+        tokens.push(...clp.tokens!);
+      }
+      streamed += c.choices[0]?.text ?? '';
+    }
+    assert.deepEqual(tokens, lp.tokens);
+  });
+});
+
+test('logprobs out of range, top_logprobs without logprobs, logprobs with beams and max_tokens 0 without echo get 400 naming the field', async () => {
+  await withServer(async (server) => {
+    const post = async (path: string, body: Record<string, unknown>) => {
+      const res = await fetch(`${server.url}/v1/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: NAME, ...body }) });
+      return { status: res.status, json: (await res.json()) as { error: { param: string | null; message: string } } };
+    };
+    const messages = [{ role: 'user', content: QUESTION }];
+    for (const [path, body, param] of [
+      ['chat/completions', { messages, logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
+      ['chat/completions', { messages, top_logprobs: 2 }, 'top_logprobs'],
+      ['chat/completions', { messages, logprobs: 'yes' }, 'logprobs'],
+      ['chat/completions', { messages, logprobs: true, num_beams: 2 }, 'logprobs'],
+      ['completions', { prompt: 'a', logprobs: 21 }, 'logprobs'],
+      ['completions', { prompt: 'a', logprobs: -1 }, 'logprobs'],
+      ['completions', { prompt: 'a', max_tokens: 0 }, 'max_tokens'],
+    ] as const) {
+      const r = await post(path, body);
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
+      assert.equal(r.json.error.param, param, r.json.error.message);
+    }
+  });
+});
