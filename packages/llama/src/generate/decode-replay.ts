@@ -89,6 +89,9 @@ export class DecodeReplay {
       this.counts.replayed++;
       return { ids: picked, read: toArray(picked) as Promise<Int32Array> };
     }
+    // Once checked, the recording is not compared with the next: its buffers go back to the pool first, so
+    // that the step recorded now binds the same ones (and reuses their bind groups).
+    if (this.counts.checked) this.dispose();
     const V = this.model.config.vocabSize;
     const { result, recording } = recordStep(S, (input) => {
       const logits = stepForward(this.model, ids, mask, B, S, positions, this.cache, input);
@@ -113,7 +116,7 @@ export class DecodeReplay {
       }
       this.counts.checked = true;
     }
-    r?.dispose();
+    this.dispose();
     this.current = recording;
     this.state = modelState(this.model);
     return queued;
