@@ -1,13 +1,14 @@
 // Decode steps recorded once and replayed (recordStep in @huatuo/tensor): a step fed the previous
 // step's picks on the GPU encodes the same dispatches every token but for the key count, so after one
-// step is recorded the next ones replay it, writing only the mask, the positions and the words that
-// follow the key count, instead of running every op on the host again. Once per generation a recording
-// is checked against the step after it recorded as usual (every command, buffer and uniform word the
-// same but the declared words moved); until then, and whenever a recording does not cover a step (the
-// attention's splits change, a buffer it reads was released, the model's weights or adapters changed,
-// the mask outgrew its buffer), the step runs as usual and is recorded again. Sampling's uniforms are
-// an input like the mask; the penalties' seen tokens and counts are updated in place on the GPU. Dynamic
-// RoPE scaling, whose tables follow the longest position, is not recorded: it runs as usual.
+// step is recorded the next ones replay it, writing only the mask, the positions and the uniform words
+// that follow the key count (the attention's splits among them), instead of running every op on the
+// host again. Once per generation a recording is checked against the step after it recorded as usual
+// (every command, buffer and uniform word the same but those the ops declare, moved as declared); until
+// then, and whenever a recording does not cover a step (a buffer it reads was released, the model's
+// adapters changed, the rope table no longer covers the positions), the step runs as usual and is
+// recorded again. Sampling's uniforms are an input like the mask; the penalties' seen tokens and counts
+// are updated in place on the GPU. Dynamic RoPE scaling, whose tables follow the longest position, is
+// not recorded: it runs as usual.
 
 import { noGrad, recordStep, tidy, toArray, type RecordedStep, type Tensor } from '@huatuo/tensor';
 import { stepForward, type Picker, type QueuedStep } from './decode-step.js';

@@ -1,7 +1,7 @@
 // One decoding step of `generate` (the model over new positions with the KV cache, logits or the ids
 // picked on the GPU read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { deviceInfo, noGrad, readyFusedLinear, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
+import { deviceInfo, noGrad, readyFusedLinear, reshape, slice, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -16,6 +16,16 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
 }
 
 /**
+ * The mask [B, S] (1 = attend) at the start of a buffer with room for B rows of the cache's longest:
+ * a recorded step's mask buffer (its input `mask`) holds every later step's.
+ */
+function maskTensor(mask: Int32Array, B: number, S: number, maxLength: number, input: MarkInput): Tensor {
+  const room = new Int32Array(B * Math.max(S, maxLength));
+  room.set(mask.subarray(0, B * S));
+  return reshape(slice(input('mask', tensor(room, [room.length])), 0, 0, B * S), [B, S]);
+}
+
+/**
  * Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. `ids`
  * are host rows or the previous step's picks [B] on the GPU (one new position per row). `input` marks
  * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts).
@@ -24,7 +34,7 @@ export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: I
   return noGrad(() =>
     tidy(() =>
       model.forward(Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]), {
-        attentionMask: input('mask', tensor(mask.slice(0, B * S), [B, S])),
+        attentionMask: maskTensor(mask, B, S, cache.maxLength, input),
         positions: input('positions', idsTensor(positions)),
         cache,
         lastOnly: true,

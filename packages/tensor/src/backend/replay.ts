@@ -4,7 +4,8 @@
 // compute pass with the recording's own uniform buffer and bind groups: no op runs on the host. What
 // changes from one replay to the next is written in place: the inputs (host data the step uploads, or
 // a GPU tensor copied into the buffer the step read it from), and the uniform words an op declares as
-// following the key count (followLength), with the range of key counts its dispatch stays the same for.
+// following the key count (followLength), with the range of key counts its dispatch stays the same for
+// and, where more of it follows the key count (the attention's splits), how to compute that.
 // The buffers the step creates belong to the recording while it lives (released ones are held, not
 // pooled); a buffer it reads and did not create (weights, a KV cache) that is released makes it invalid.
 // Anything else the step does that a replay could not repeat (a write that is not an input, a readback,
@@ -21,6 +22,8 @@ interface StepDispatch {
   label: string;
   /** Words of `params` that grow by one with each key (see {@link StepRecording.followLength}). */
   lengthWords: readonly number[];
+  /** Rewrites the other words that follow the key count and returns the workgroups (see {@link LengthDerived}). */
+  derive: LengthDerived | null;
   /** Where its uniform block lies in the recording's uniform buffer, and the bind group over it. */
   uniformOffset: number;
   bindGroup: GPUBindGroup | null;
@@ -36,6 +39,12 @@ interface StepCopy {
 }
 
 type StepCommand = StepDispatch | StepCopy;
+
+/**
+ * Given the key count S (the value of the first length word) and the uniform block with the length words
+ * already moved, writes the block's other words that depend on S and returns the dispatch's workgroups.
+ */
+export type LengthDerived = (S: number, params: Uint32Array) => readonly [number, number, number];
 
 /** Data a step takes afresh each time: host data it uploads, or a GPU buffer it reads (copied in). */
 export interface StepInput {
@@ -57,13 +66,10 @@ export interface HeldBuffer {
   owner: StepRecording | null;
 }
 
-function sameWords(a: Uint32Array | null, b: Uint32Array | null, moved: readonly number[], delta: number): boolean {
+function sameWords(a: Uint32Array | null, b: Uint32Array | null): boolean {
   if (a === null || b === null) return a === b;
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const expected = moved.includes(i) ? (a[i]! + delta) >>> 0 : a[i]!;
-    if (b[i] !== expected) return false;
-  }
+  for (let i = 0; i < a.length; i++) if (b[i] !== a[i]) return false;
   return true;
 }
 
@@ -83,7 +89,7 @@ export class StepRecording {
   private deltaLo = -Infinity;
   private deltaHi = Infinity;
   private readonly writes: { buffer: GPUBuffer; offset: number; bytes: number }[] = [];
-  private readonly lengthDecls = new WeakMap<Uint32Array, { words: readonly number[]; lo: number; hi: number }>();
+  private readonly lengthDecls = new WeakMap<Uint32Array, { words: readonly number[]; derive: LengthDerived | null }>();
   private readonly bounds = new Map<GPUBuffer, number>();
   private uniform: GPUBuffer | null = null;
   /** Host copy of the uniform blocks that follow the length (they come first in the buffer). */
@@ -111,10 +117,10 @@ export class StepRecording {
   /**
    * Declares that words `words` of the uniform block `params` (of the dispatches made with it) grow by
    * one with each key of the step, and that the dispatch stays otherwise the same while the first of
-   * them lies in [lo, hi] (its workgroups, its other words, the buffers it binds).
+   * them lies in [lo, hi] (the buffers it binds; its workgroups and other words, or those `derive` computes).
    */
-  followLength(params: Uint32Array, words: readonly number[], lo = -Infinity, hi = Infinity): void {
-    this.lengthDecls.set(params, { words, lo, hi });
+  followLength(params: Uint32Array, words: readonly number[], lo = -Infinity, hi = Infinity, derive: LengthDerived | null = null): void {
+    this.lengthDecls.set(params, { words, derive });
     const v = params[words[0]!]!;
     this.deltaLo = Math.max(this.deltaLo, lo - v);
     this.deltaHi = Math.min(this.deltaHi, hi - v);
@@ -145,6 +151,7 @@ export class StepRecording {
       workgroups: [d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1],
       label: d.label,
       lengthWords: decl?.words ?? [],
+      derive: decl?.derive ?? null,
       uniformOffset: 0,
       bindGroup: null,
     });
@@ -248,6 +255,7 @@ export class StepRecording {
         if (c.kind !== 'dispatch' || c.lengthWords.length === 0) continue;
         const at = c.uniformOffset / 4;
         for (const w of c.lengthWords) this.dynamicWords[at + w] = (this.dynamicWords[at + w]! + change) >>> 0;
+        if (c.derive !== null) c.workgroups = [...c.derive(this.dynamicWords[at + c.lengthWords[0]!]!, this.dynamicWords.subarray(at, at + c.params!.length))];
       }
       queue.writeBuffer(this.uniform!, 0, this.dynamicWords);
       this.lastDelta = delta;
@@ -331,8 +339,16 @@ export class StepRecording {
         if (a.srcOffset !== b.srcOffset || a.dstOffset !== b.dstOffset || a.bytes !== b.bytes || !same(a.src, b.src) || !same(a.dst, b.dst)) return false;
         continue;
       }
-      if (a.kernel.pipeline !== b.kernel.pipeline || a.label !== b.label || a.workgroups.some((w, j) => w !== b.workgroups[j])) return false;
-      if (a.lengthWords.join() !== b.lengthWords.join() || !sameWords(a.params, b.params, a.lengthWords, delta)) return false;
+      if (a.kernel.pipeline !== b.kernel.pipeline || a.label !== b.label || a.lengthWords.join() !== b.lengthWords.join()) return false;
+      // What a replay of `a` at b's key count would encode.
+      let params = a.params;
+      let workgroups: readonly number[] = a.workgroups;
+      if (params !== null && a.lengthWords.length > 0) {
+        params = Uint32Array.from(params);
+        for (const w of a.lengthWords) params[w] = (params[w]! + delta) >>> 0;
+        if (a.derive !== null) workgroups = a.derive(params[a.lengthWords[0]!]!, params);
+      }
+      if (workgroups.some((w, j) => w !== b.workgroups[j]) || !sameWords(params, b.params)) return false;
       if (a.buffers.length !== b.buffers.length || a.buffers.some((x, j) => !same(x, b.buffers[j]!))) return false;
     }
     return true;

@@ -52,22 +52,9 @@ function decodeSplits(S: number): { n: number; len: number } {
   return { n: Math.max(1, Math.ceil(S / len)), len };
 }
 
-/** The key counts [lo, hi] around S that the decode kernel splits as it splits S. */
-function sameSplits(S: number): [number, number] {
-  const { n, len } = decodeSplits(S);
-  const same = (s: number) => {
-    const x = decodeSplits(s);
-    return x.n === n && x.len === len;
-  };
-  let lo = S;
-  let hi = S;
-  while (lo > 1 && same(lo - 1)) lo--;
-  while (same(hi + 1)) hi++;
-  return [lo, hi];
-}
-
-/** The uniform words of the decode kernels that follow the key count: S, then kv_offset = S - 1. */
+/** The uniform words of the decode kernels that follow the key count: S, then kv_offset = S - 1; and the splits. */
 const DECODE_LENGTH_WORDS = [paramWord('attention', 'S'), paramWord('attention', 'kv_offset')];
+const SPLIT_WORDS = [paramWord('attention', 'n_split'), paramWord('attention', 'split_len')] as const;
 
 /** The sizes, scale and mask kind of one call (shared with composed attention). */
 type Geometry = AttentionGeometry;
@@ -165,29 +152,43 @@ function runForward(g: Geometry, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     // Decode: one query per head, parallel over splits of the keys, then a combine.
     const { n, len } = decodeSplits(g.S);
     const p = params(g, mask, { n, len }, kvStride);
-    // A recorded decode step moves S and kv_offset with each key while the splits stay the same.
-    if (rt.recording !== null) {
-      const [lo, hi] = sameSplits(g.S);
-      rt.recording.followLength(p, DECODE_LENGTH_WORDS, lo, hi);
-    }
     const rows = g.B * g.Hq;
-    const partAcc = empty([rows, n, D4 * 4], 'f32');
-    const partMl = empty([rows, n, 2], 'f32');
-    // v2: a subgroup per (row, split) where subgroups have one fixed size; v1: a thread per (row, split).
     const v2 = v2Kernel(rt, 'attention_decode_partial.v2', q.dtype, g.D);
+    const partialGroups = (splits: number) => grid1d(rows * splits, v2 ? 1 : 32);
+    const combineGroups = grid1d(rows * D4, 64);
+    // A recorded decode step moves S and kv_offset with each key, and the splits and the partial kernel's
+    // workgroups with them; its partials have room for the most splits.
+    const pc = rt.recording === null ? p : Uint32Array.from(p);
+    if (rt.recording !== null) {
+      const resplit = (S: number, block: Uint32Array) => {
+        const x = decodeSplits(S);
+        block[SPLIT_WORDS[0]] = x.n;
+        block[SPLIT_WORDS[1]] = x.len;
+        return x.n;
+      };
+      rt.recording.followLength(p, DECODE_LENGTH_WORDS, -Infinity, Infinity, (S, block) => [...partialGroups(resplit(S, block)), 1]);
+      rt.recording.followLength(pc, DECODE_LENGTH_WORDS, -Infinity, Infinity, (S, block) => {
+        resplit(S, block);
+        return [...combineGroups, 1];
+      });
+    }
+    const room = rt.recording === null ? n : MAX_SPLITS;
+    const partAcc = empty([rows, room, D4 * 4], 'f32');
+    const partMl = empty([rows, room, 2], 'f32');
+    // v2: a subgroup per (row, split) where subgroups have one fixed size; v1: a thread per (row, split).
     rt.dispatch({
       kernel: v2?.kernel ?? compileKernel(rt, 'attention_decode_partial', v1Defines(q.dtype, g.D, ['q', 'k', 'v'], [])),
       params: p,
       buffers: [q.buffer(OP), k.buffer(OP), v.buffer(OP), maskBuffer, partAcc.buffer(OP), partMl.buffer(OP)],
-      workgroups: grid1d(rows * n, v2 ? 1 : 32),
+      workgroups: partialGroups(n),
       label: `attention decode ${v2 ? 'v2' : 'v1'}`,
     });
     const combine = compileKernel(rt, 'attention_decode_combine', v1Defines(q.dtype, g.D, [], ['o']));
     rt.dispatch({
       kernel: combine,
-      params: p,
+      params: pc,
       buffers: [partAcc.buffer(OP), partMl.buffer(OP), out.buffer(OP), lse.buffer(OP)],
-      workgroups: grid1d(rows * D4, 64),
+      workgroups: combineGroups,
       label: 'attention decode combine',
     });
     partAcc.dispose('temporary of attention decode');
