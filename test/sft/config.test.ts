@@ -12,7 +12,7 @@ test("the defaults are HuaTuo's recipe", () => {
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraModulesToSave: [], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, gpuMemory: 0, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
       numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch',
-      warmupRatio: 0.1, lrScheduler: 'linear', loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
+      warmupRatio: 0.1, warmupSteps: 0, lrSchedulerType: 'linear', lrSchedulerKwargs: {}, loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
     },
   );
   assert.deepEqual({ ...DEFAULT_GENERATION }, { numBeams: 4, maxNewTokens: 256, doSample: false, temperature: 0.1, topP: 0.75, topK: 40 });
@@ -81,14 +81,14 @@ test('every option has a distinct flag and names a config key', () => {
 test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,158 training records", () => {
   // 8158 / 8 = 1019.75 -> 1020 micro-batches; 128 / 8 = 16 per step -> 63 steps per epoch.
   const s = trainingSchedule(DEFAULT_CONFIG, 8158, 8);
-  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 630, warmupSteps: 63 });
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 630, warmupSteps: 63, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
   assert.equal(trainingSchedule(DEFAULT_CONFIG, 50, 8).stepsPerEpoch, 1);
   assert.throws(() => trainingSchedule(DEFAULT_CONFIG, 50, 6), ConfigError);
 });
 
 test('--max-steps sets the total optimizer steps, overriding --epochs either way, as max_steps does in the Hugging Face Trainer', () => {
   const s = trainingSchedule(resolveConfig({ '--max-steps': '100' }), 8158, 8);
-  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 100, warmupSteps: 10 });
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 100, warmupSteps: 10, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
   assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '1000', '--epochs': '1' }), 8158, 8).totalSteps, 1000);
   assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '-1', '--epochs': '2' }), 8158, 8).totalSteps, 126);
   failsOn({ '--max-steps': '0' }, '--max-steps', /positive number of optimizer steps, or -1/);
@@ -97,7 +97,7 @@ test('--max-steps sets the total optimizer steps, overriding --epochs either way
 });
 
 test('the learning rate warms up linearly to the peak, then decays linearly to 0 at the last step', () => {
-  const s = { totalSteps: 630, warmupSteps: 63 };
+  const s = { totalSteps: 630, warmupSteps: 63, lrSchedulerType: 'linear', lrSchedulerKwargs: {} } as const;
   assert.equal(learningRateAt(0, s, 3e-4), 0);
   assert.ok(Math.abs(learningRateAt(31.5, s, 3e-4) - 1.5e-4) < 1e-12);
   assert.equal(learningRateAt(63, s, 3e-4), 3e-4);
@@ -106,15 +106,71 @@ test('the learning rate warms up linearly to the peak, then decays linearly to 0
   assert.equal(learningRateAt(700, s, 3e-4), 0);
 });
 
-test("every step's learning rate and the warm-up of a ratio are the Trainer's to the last bit (base_lr * lr_lambda, ceil(steps * ratio))", () => {
-  const fixture = JSON.parse(readFileSync(new URL('../fixtures/sft/lr-schedule.json', import.meta.url), 'utf8')) as { cases: { totalSteps: number; warmupRatio: number; peak: number; warmupSteps: number; lrs: number[] }[] };
+interface ScheduleCase {
+  lrSchedulerType: string;
+  totalSteps: number;
+  warmupRatio: number;
+  warmupStepsFlag: number;
+  lrSchedulerKwargs: Record<string, number>;
+  peak: number;
+  warmupSteps: number;
+  lrs: number[];
+  roundedCosLrs: Record<string, number>;
+}
+
+test("every step's learning rate of every --lr-scheduler-type, and the warm-up of --warmup-steps or a ratio, are the Trainer's to the last bit (base_lr * lr_lambda, ceil(steps * ratio))", () => {
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/sft/lr-schedule.json', import.meta.url), 'utf8')) as { cases: ScheduleCase[] };
+  const glibcMisrounded: string[] = [];
   for (const c of fixture.cases) {
-    const schedule = trainingSchedule(resolveConfig({ maxSteps: c.totalSteps, warmupRatio: c.warmupRatio, learningRate: c.peak }), 8158, 8);
-    assert.equal(schedule.warmupSteps, c.warmupSteps, `${c.totalSteps} steps at warm-up ratio ${c.warmupRatio}`);
+    const config = resolveConfig({
+      maxSteps: c.totalSteps,
+      warmupRatio: c.warmupRatio,
+      '--warmup-steps': String(c.warmupStepsFlag),
+      '--lr-scheduler-type': c.lrSchedulerType,
+      '--lr-scheduler-kwargs': JSON.stringify(c.lrSchedulerKwargs),
+      learningRate: c.peak,
+    });
+    const schedule = trainingSchedule(config, 8158, 8);
+    const name = `${c.lrSchedulerType} ${JSON.stringify(c.lrSchedulerKwargs)} over ${c.totalSteps} steps, --warmup-ratio ${c.warmupRatio} --warmup-steps ${c.warmupStepsFlag}`;
+    // get_warmup_steps' count, which get_scheduler does not pass to 'constant'.
+    assert.equal(schedule.warmupSteps, c.lrSchedulerType === 'constant' ? 0 : c.warmupSteps, name);
     const lrs = c.lrs.map((_, step) => learningRateAt(step, schedule, c.peak));
-    const first = lrs.findIndex((lr, step) => lr !== c.lrs[step]);
-    assert.equal(first, -1, `${c.totalSteps} steps, warm-up ${c.warmupSteps}: step ${first} has lr ${lrs[first]}, the Trainer's is ${c.lrs[first]}`);
+    // Where glibc's cos is not the nearest double, the rate is the correctly rounded cosine's.
+    const expected = c.lrs.map((lr, step) => c.roundedCosLrs[step] ?? lr);
+    const first = lrs.findIndex((lr, step) => lr !== expected[step]);
+    assert.equal(first, -1, `${name}: step ${first} has lr ${lrs[first]}, the Trainer's is ${expected[first]}`);
+    for (const step of Object.keys(c.roundedCosLrs)) {
+      const [a, b] = [c.lrs[+step]!, c.roundedCosLrs[step]!];
+      // One ulp of cos (<= 2^-53) moves the factor 0.5 (1 + cos) by <= 2^-54.
+      assert.ok(a !== b && Math.abs(a - b) <= c.peak * 2 ** -52, `${name}: glibc's rate at step ${step} differs by no more than its cosine's last bit`);
+      glibcMisrounded.push(`${c.totalSteps}:${step}`);
+    }
   }
+  assert.deepEqual(glibcMisrounded, ['997:255', '997:680', '101:48'], 'the steps where the fixture notes glibc rounding cos otherwise');
+});
+
+test('--warmup-steps overrides --warmup-ratio when positive; constant has no warm-up; --lr-scheduler-type and --lr-scheduler-kwargs are checked, naming the flag', () => {
+  const at = (overrides: Record<string, unknown>) => trainingSchedule(resolveConfig({ '--max-steps': '630', ...overrides }), 8158, 8);
+  assert.equal(at({ '--warmup-steps': '7' }).warmupSteps, 7);
+  assert.equal(at({ '--warmup-steps': '0', '--warmup-ratio': '0.2' }).warmupSteps, 126);
+  assert.equal(at({ '--lr-scheduler-type': 'constant', '--warmup-steps': '7' }).warmupSteps, 0);
+  assert.equal(at({ '--lr-scheduler-type': 'constant_with_warmup' }).warmupSteps, 63);
+  assert.deepEqual(at({ '--lr-scheduler-type': 'cosine' }).lrSchedulerKwargs, { num_cycles: 0.5 });
+  assert.deepEqual(at({ '--lr-scheduler-type': 'cosine_with_restarts', '--lr-scheduler-kwargs': '{"num_cycles": 3}' }).lrSchedulerKwargs, { num_cycles: 3 });
+  assert.deepEqual(at({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': { lr_end: 1e-5 } }).lrSchedulerKwargs, { lr_end: 1e-5, power: 1 });
+  const s = at({ '--lr-scheduler-type': 'constant' });
+  assert.deepEqual([0, 1, 629, 630].map((step) => learningRateAt(step, s, 3e-4)), [3e-4, 3e-4, 3e-4, 3e-4]);
+  failsOn({ '--lr-scheduler-type': 'cosine_with_min_lr' }, '--lr-scheduler-type', /expected one of linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup/);
+  failsOn({ '--warmup-steps': '-1' }, '--warmup-steps', /expected a value >= 0/);
+  failsOn({ '--warmup-steps': '2.5' }, '--warmup-steps', /expected an integer/);
+  failsOn({ '--lr-scheduler-kwargs': 'num_cycles=2' }, '--lr-scheduler-kwargs', /expected a JSON object/);
+  failsOn({ '--lr-scheduler-kwargs': '{"num_cycles": "2"}' }, '--lr-scheduler-kwargs', /JSON object of numbers/);
+  failsOn({ '--lr-scheduler-kwargs': '{"num_cycles": 2}' }, '--lr-scheduler-kwargs', /--lr-scheduler-type linear takes no arguments, got "num_cycles"/);
+  failsOn({ '--lr-scheduler-type': 'cosine', '--lr-scheduler-kwargs': '{"lr_end": 0}' }, '--lr-scheduler-kwargs', /takes only num_cycles/);
+  failsOn({ '--lr-scheduler-type': 'cosine', '--lr-scheduler-kwargs': '{"num_cycles": 0}' }, '--lr-scheduler-kwargs', /num_cycles must be > 0/);
+  failsOn({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': '{"lr_end": 1}' }, '--lr-scheduler-kwargs', /smaller than --learning-rate/);
+  failsOn({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': '{"power": 2}' }, '--lr-scheduler-kwargs', /only power 1/);
+  failsOn({ '--lr-scheduler-type': 'polynomial', '--learning-rate': '1e-8' }, '--learning-rate', /lr_end 1e-7/);
 });
 
 test('--precision takes auto, f32 or mixed; auto is mixed for a base folder exactly where the adapter has shader-f16 and f32 for the demo model; mixed without shader-f16 is refused', () => {

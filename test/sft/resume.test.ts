@@ -154,6 +154,40 @@ test('resuming with a different recipe is refused with a CheckpointError naming 
   });
 });
 
+test('a run records its learning-rate schedule in its checkpoints; a resume continues it exactly and refuses another schedule type, warm-up or num_cycles', async () => {
+  const schedule = { lrSchedulerType: 'cosine_with_restarts', lrSchedulerKwargs: { num_cycles: 2 }, warmupSteps: 3 };
+  const stepLrs = (events: ProgressEvent[]) => new Map(events.filter((e) => e.kind === 'step').map((e) => [e.step, e.lr!]));
+  const uninterruptedEvents: ProgressEvent[] = [];
+  const uninterrupted = await run(smallConfig(dataPath, tmp(), schedule), { stopAfterStep: 8, events: uninterruptedEvents });
+  const lrs = stepLrs(uninterruptedEvents);
+  assert.deepEqual([lrs.get(1), lrs.get(4)], [0, 3e-3]);
+  assert.ok(lrs.get(8)! < lrs.get(5)!, 'the first cosine decays');
+
+  const out = tmp();
+  await run(smallConfig(dataPath, out, schedule), { stopAfterStep: 5 });
+  const dir = join(out, 'checkpoint-5');
+  const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as { lrSchedule?: unknown };
+  assert.deepEqual(state.lrSchedule, { type: 'cosine_with_restarts', warmupSteps: 3, kwargs: { num_cycles: 2 } });
+  const refused = async (overrides: Record<string, unknown>, pattern: RegExp) =>
+    assert.rejects(run(smallConfig(dataPath, out, overrides), { resume: dir }), (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+      assert.match(e.message, /checkpoint-5 was written by a run with the learning-rate schedule --lr-scheduler-type cosine_with_restarts --warmup-steps 3 --lr-scheduler-kwargs '\{"num_cycles":2\}'/);
+      assert.match(e.message, pattern);
+      assert.match(e.message, /Resume with the checkpoint's --lr-scheduler-type and --lr-scheduler-kwargs and --warmup-steps 3 \(or a --warmup-ratio giving 3 steps\)/);
+      return true;
+    });
+  await refused({}, /this run's is --lr-scheduler-type linear --warmup-steps 2\./);
+  await refused({ ...schedule, warmupSteps: 4 }, /this run's is --lr-scheduler-type cosine_with_restarts --warmup-steps 4 /);
+  await refused({ ...schedule, lrSchedulerKwargs: { num_cycles: 3 } }, /"num_cycles":3/);
+  await refused({ ...schedule, lrSchedulerType: 'cosine', lrSchedulerKwargs: {} }, /this run's is --lr-scheduler-type cosine --warmup-steps 3 --lr-scheduler-kwargs '\{"num_cycles":0.5\}'/);
+
+  // --warmup-ratio 0.15 gives ceil(20 * 0.15) = 3 steps too: the same schedule.
+  const events: ProgressEvent[] = [];
+  const resumed = await run(smallConfig(dataPath, out, { ...schedule, warmupSteps: 0, warmupRatio: 0.15 }), { resume: dir, stopAfterStep: 8, events });
+  assert.deepEqual(losses(resumed, 6, 8), losses(uninterrupted, 6, 8), 'steps 6..8 after the resume equal the uninterrupted run');
+  assert.deepEqual([...stepLrs(events)], [6, 7, 8].map((s) => [s, lrs.get(s)]), 'and so do their learning rates');
+});
+
 test('a resumed run says which checkpoint it continues from, and metrics.jsonl then holds every step once (the rows logged after the checkpoint are dropped)', async () => {
   const out = tmp();
   const config = smallConfig(dataPath, out);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
-  AdamW, SGD, clipGradNorm, LambdaLR, linearWarmupDecay, cosineWarmupDecay, linearScheduleWithWarmup, cosineScheduleWithWarmup,
+  AdamW, SGD, clipGradNorm, LambdaLR, linearWarmupDecay, cosineWarmupDecay, constantWarmup, cosineHardRestartsWarmupDecay, polynomialWarmupDecay, roundedCos, linearScheduleWithWarmup, cosineScheduleWithWarmup,
   refAdamWState, refAdamWStep, refSgdStep, refClipGradNorm, runtimeStats, tensor, DTypeError, ShapeError, ValueError,
   type Tensor, type RefSgdState,
 } from '@huatuo/tensor';
@@ -256,6 +256,30 @@ test("the cosine schedule equals transformers' get_cosine_schedule_with_warmup a
   // One full cycle (numCycles 1): down to 0 at the midpoint, back to 1 at the end.
   assertClose([cosineWarmupDecay(0, 100, 1)(50)], [0], { atol: 1e-15, rtol: 0 }, 'cosine with one full cycle at the midpoint');
   assertClose([cosineWarmupDecay(0, 100, 1)(100)], [1], { atol: 1e-15, rtol: 0 }, 'cosine with one full cycle at the end');
+});
+
+test('roundedCos is the cosine rounded to the nearest double (mpmath at 200 bits), also where Math.cos is a last bit off', () => {
+  const nearest: [number, number][] = [
+    [5.101380514788434, 0.37925548298839346], [10.105676411592007, -0.7770074653835156], [7.494060410032805, 0.35220050591935237],
+    [16.83489664548192, -0.4294312881326885], [1.5707963267948966, 6.123233995736766e-17], [3.141592653589793, -1], [-2.5, -0.8011436155469337], [1e-9, 1],
+  ];
+  for (const [x, c] of nearest) assert.equal(roundedCos(x), c, `cos(${x})`);
+  assert.ok(nearest.slice(0, 4).every(([x, c]) => Math.cos(x) !== c), 'the first four are where Math.cos rounds the other way');
+  fc.assert(fc.property(fc.double({ min: -1e4, max: 1e4, noNaN: true }), (x) => Math.abs(roundedCos(x) - Math.cos(x)) <= 2 ** -52));
+  assert.throws(() => roundedCos(Infinity), RangeError);
+});
+
+test("the restarting cosine, constant and polynomial schedules equal transformers' at hand-computed steps", () => {
+  // Two cycles over 100 steps after 10 of warm-up: each decays from 1 to 0 over 50 steps, then restarts.
+  const restarts = cosineHardRestartsWarmupDecay(10, 110, 2);
+  assert.deepEqual([0, 5, 10, 35, 59, 60, 85, 110, 120].map(restarts), [0, 0.5, 1, 0.5, restarts(59), 1, 0.5, 0, 0]);
+  assert.ok(restarts(59) < 1e-3);
+  assert.deepEqual([0, 2, 4, 5, 1000].map(constantWarmup(4)), [0, 0.5, 1, 1, 1]);
+  assert.deepEqual([0, 1, 1000].map(constantWarmup(0)), [1, 1, 1]);
+  // (lr - lr_end) remaining + lr_end over lr, and lr_end / lr after the end.
+  const poly = polynomialWarmupDecay(10, 110, 1e-3, 1e-4);
+  assert.deepEqual([5, 10, 60, 110, 111].map(poly), [0.5, 1, (9e-4 * 0.5 + 1e-4) / 1e-3, 1e-4 / 1e-3, 1e-4 / 1e-3]);
+  assert.throws(() => polynomialWarmupDecay(0, 10, 1e-7), /lrEnd \(1e-7\) must be smaller/);
 });
 
 test('a scheduler sets the optimizer learning rate each step without compiling a new pipeline', async () => {

@@ -56,8 +56,8 @@ function addRecipeOptions(cmd: Command, defaults: TrainConfig): Command {
   for (const o of CONFIG_OPTIONS) {
     if (o.key === 'baseModel' || o.key === 'dataPath') continue;
     const value = defaults[o.key];
-    const shown = Array.isArray(value) ? value.join(',') : String(value);
-    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.choices ? `<${o.choices.join('|')}>` : '<value>';
+    const shown = Array.isArray(value) ? value.join(',') : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.kind === 'json-numbers' ? '<json>' : o.choices ? `<${o.choices.join('|')}>` : '<value>';
     cmd.addOption(new Option(`${o.flag} ${placeholder}`, `${o.help} (default: ${shown}${o.defaultNote ? `; ${o.defaultNote}` : ''})`));
   }
   return cmd;
@@ -77,7 +77,7 @@ function printPlan(plan: RunPlan, config: TrainConfig, dataFile: string, warning
   say(`data: ${dataFile}: ${plan.records.train} training and ${plan.records.val} validation records, ${plan.tokens.train} training tokens (longest ${plan.tokens.longest})`);
   if (warnings > 0) say(`data: ${warnings} records were cut to --cutoff-len ${config.cutoffLen} or left without EOS (as the original recipe does)`);
   const steps = config.maxSteps > 0 ? `--max-steps ${config.maxSteps}, ${s.stepsPerEpoch} per epoch: ${+(s.totalSteps / s.stepsPerEpoch).toFixed(2)} epochs` : `${s.stepsPerEpoch} per epoch x ${config.numEpochs} epochs`;
-  say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps`);
+  say(`plan: ${s.totalSteps} optimizer steps (${steps}), batch ${config.batchSize} = micro-batch ${plan.microBatchSize} x ${s.gradientAccumulationSteps} accumulation, warm-up ${s.warmupSteps} steps, ${s.lrSchedulerType} schedule`);
   const from = initAdapter ? ` (the --init-adapter's own, from ${initAdapter})` : '';
   say(`plan: LoRA r ${config.loraR}, alpha ${config.loraAlpha}, dropout ${config.loraDropout}${config.loraUseRslora ? ' (rsLoRA: alpha / sqrt(r))' : ''}${config.loraUseDora ? ' with DoRA magnitudes' : ''} on ${config.loraTargetModules.join(', ')}${config.loraModulesToSave.length > 0 ? `, ${config.loraModulesToSave.join(', ')} trained in full` : ''}${from}; AdamW lr ${config.learningRate}`);
   say(

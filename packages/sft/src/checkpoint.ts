@@ -3,7 +3,7 @@
 // resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
 import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
 import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
-import type { LossNormalization } from './config.js';
+import type { LossNormalization, LrSchedulerType } from './config.js';
 import { CheckpointError } from './errors.js';
 import { runFiles as files } from './run-files.js';
 
@@ -22,8 +22,20 @@ export interface TrainerState {
   recipeKey: string;
   /** How the run averages its micro-batch losses (--loss-normalization); absent in checkpoints written before the option: micro-batch. */
   lossNormalization?: LossNormalization;
+  /**
+   * The learning-rate schedule the run follows (--lr-scheduler-type, its warm-up steps and arguments);
+   * absent in checkpoints written before the option: linear, with the warm-up unrecorded.
+   */
+  lrSchedule?: LrScheduleState;
   /** Loss scale and growth tracker of a mixed-precision run after `step` (absent in f32). */
   gradScaler?: GradScalerState;
+}
+
+/** A run's learning-rate schedule as its checkpoints record it. */
+export interface LrScheduleState {
+  type: LrSchedulerType;
+  warmupSteps: number;
+  kwargs: Readonly<Record<string, number>>;
 }
 
 /** What a checkpoint folder holds besides the adapter (written by the model). */

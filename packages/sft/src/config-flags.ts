@@ -1,10 +1,10 @@
 // The command-line flags that override HuaTuo's recipe: each config key's flag, kind and range, and
 // resolveConfig, which parses and checks a set of overrides into a TrainConfig.
 
-import { checkConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
+import { checkConfig, DEFAULT_CONFIG, LR_SCHEDULER_TYPES, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 
-type Kind = 'int' | 'number' | 'string' | 'nullable-string' | 'bool' | 'list' | 'int-or-auto';
+type Kind = 'int' | 'number' | 'string' | 'nullable-string' | 'bool' | 'list' | 'int-or-auto' | 'json-numbers';
 
 /** A command-line override of one config key. */
 export interface ConfigOption {
@@ -67,7 +67,21 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     choices: ['micro-batch', 'tokens'],
     help: "how gradient accumulation averages the loss: micro-batch: each micro-batch's mean over its answer tokens divided by the micro-batches per step (transformers before 4.46, as HuaTuo trained); tokens: the mean over every answer token of the step (transformers' num_items_in_batch since 4.46)",
   },
-  { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up' },
+  { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up: ceil(steps x ratio) steps' },
+  { key: 'warmupSteps', flag: '--warmup-steps', kind: 'int', min: 0, help: 'steps of linear warm-up, overriding --warmup-ratio when > 0' },
+  {
+    key: 'lrSchedulerType',
+    flag: '--lr-scheduler-type',
+    kind: 'string',
+    choices: LR_SCHEDULER_TYPES,
+    help: "learning rate after the warm-up, as transformers' schedulers: linear decay to 0, cosine (half a cosine wave to 0), cosine_with_restarts (num_cycles decays, each from the peak), polynomial (linear to lr_end), constant (no warm-up) or constant_with_warmup",
+  },
+  {
+    key: 'lrSchedulerKwargs',
+    flag: '--lr-scheduler-kwargs',
+    kind: 'json-numbers',
+    help: 'the schedule\'s arguments as a JSON object: num_cycles for cosine (default 0.5) and cosine_with_restarts (default 1), lr_end for polynomial (default 1e-7), e.g. \'{"num_cycles": 2}\'',
+  },
   { key: 'loggingSteps', flag: '--logging-steps', kind: 'int', min: 1, help: 'optimizer steps between log lines' },
   { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },
   { key: 'saveSteps', flag: '--save-steps', kind: 'int', min: 1, help: 'optimizer steps between checkpoints (a multiple of --eval-steps)' },
@@ -130,6 +144,20 @@ function parseValue(option: ConfigOption, value: unknown): unknown {
       const list = (items as string[]).map((s) => s.trim()).filter((s) => s !== '');
       if (list.length === 0) throw new ConfigError(option.flag, 'expected at least one entry');
       return list;
+    }
+    case 'json-numbers': {
+      let parsed: unknown = value;
+      if (typeof value === 'string') {
+        try {
+          parsed = JSON.parse(value);
+        } catch {
+          throw new ConfigError(option.flag, `expected a JSON object such as '{"num_cycles": 2}', got ${describe(value)}`);
+        }
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
+        throw new ConfigError(option.flag, `expected a JSON object of numbers such as '{"num_cycles": 2}', got ${describe(typeof value === 'string' ? value : JSON.stringify(value))}`);
+      }
+      return Object.freeze({ ...(parsed as Record<string, number>) });
     }
   }
 }

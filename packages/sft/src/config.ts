@@ -64,8 +64,14 @@ export interface TrainConfig {
    * over every answer token of the step however they fall into micro-batches.
    */
   lossNormalization: LossNormalization;
+  /** Warm-up as a fraction of the optimizer steps: ceil(totalSteps * warmupRatio) steps, unless warmupSteps is positive. */
   warmupRatio: number;
-  lrScheduler: 'linear';
+  /** Warm-up steps when positive, overriding warmupRatio (TrainingArguments.get_warmup_steps). */
+  warmupSteps: number;
+  /** The schedule after the warm-up (TrainingArguments.lr_scheduler_type); 'constant' has no warm-up. */
+  lrSchedulerType: LrSchedulerType;
+  /** The schedule's own arguments (TrainingArguments.lr_scheduler_kwargs): see {@link LR_SCHEDULER_KWARGS}. */
+  lrSchedulerKwargs: Readonly<Record<string, number>>;
   loggingSteps: number;
   evalSteps: number;
   saveSteps: number;
@@ -80,6 +86,20 @@ export interface TrainConfig {
    */
   precision: Precision;
 }
+
+/** transformers' scheduler names (SchedulerType) that the trainer runs. */
+export const LR_SCHEDULER_TYPES = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
+export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number];
+
+/** Each schedule's arguments and their defaults, as transformers' get_*_schedule functions take them. */
+export const LR_SCHEDULER_KWARGS: Readonly<Record<LrSchedulerType, Readonly<Record<string, number>>>> = Object.freeze({
+  linear: {},
+  cosine: { num_cycles: 0.5 },
+  cosine_with_restarts: { num_cycles: 1 },
+  polynomial: { lr_end: 1e-7, power: 1 },
+  constant: {},
+  constant_with_warmup: {},
+});
 
 /** How a step's micro-batch losses add up: see {@link TrainConfig.lossNormalization}. */
 export type LossNormalization = 'micro-batch' | 'tokens';
@@ -127,7 +147,9 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   maxGradNorm: 1.0, // clip the global gradient norm
   lossNormalization: 'micro-batch', // mean per micro-batch over the accumulation steps (transformers < 4.46, as HuaTuo ran); 'tokens': over the step's answer tokens
   warmupRatio: 0.1, // linear warm-up over the first 10% of optimizer steps
-  lrScheduler: 'linear', // then linear decay to 0 at the last step
+  warmupSteps: 0, // TrainingArguments.warmup_steps: when positive, the warm-up steps (the ratio then ignored)
+  lrSchedulerType: 'linear', // then linear decay to 0 at the last step
+  lrSchedulerKwargs: Object.freeze({}), // TrainingArguments.lr_scheduler_kwargs: num_cycles of cosine schedules, lr_end of polynomial
   // logging, evaluation, checkpoints (counted in optimizer steps)
   loggingSteps: 8,
   evalSteps: 32,
@@ -206,6 +228,22 @@ export function checkConfig(config: Readonly<TrainConfig>): void {
     if (config.microBatchSize > config.batchSize || config.batchSize % config.microBatchSize !== 0) {
       throw new ConfigError('--micro-batch', `${config.microBatchSize} must divide --batch-size ${config.batchSize}, so that gradient accumulation makes up the batch exactly`);
     }
+  }
+  const accepted = LR_SCHEDULER_KWARGS[config.lrSchedulerType];
+  for (const [name, value] of Object.entries(config.lrSchedulerKwargs)) {
+    if (!(name in accepted)) {
+      const names = Object.keys(accepted);
+      throw new ConfigError('--lr-scheduler-kwargs', `--lr-scheduler-type ${config.lrSchedulerType} takes ${names.length > 0 ? `only ${names.join(', ')}` : 'no arguments'}, got ${JSON.stringify(name)}`);
+    }
+    if (name === 'num_cycles' && !(value > 0)) throw new ConfigError('--lr-scheduler-kwargs', `num_cycles must be > 0, got ${value}`);
+    if (name === 'lr_end' && !(value >= 0 && value < config.learningRate)) {
+      throw new ConfigError('--lr-scheduler-kwargs', `lr_end must be >= 0 and smaller than --learning-rate ${config.learningRate}, got ${value}`);
+    }
+    // transformers raises remaining ** power to it with C's pow, which JavaScript's ** does not match to the last bit.
+    if (name === 'power' && value !== 1) throw new ConfigError('--lr-scheduler-kwargs', `only power 1 (a linear decay to lr_end) is supported, got ${value}`);
+  }
+  if (config.lrSchedulerType === 'polynomial' && !(config.learningRate > (config.lrSchedulerKwargs.lr_end ?? LR_SCHEDULER_KWARGS.polynomial.lr_end!))) {
+    throw new ConfigError('--learning-rate', `${config.learningRate} must be larger than the polynomial schedule's lr_end ${LR_SCHEDULER_KWARGS.polynomial.lr_end}; set a smaller lr_end in --lr-scheduler-kwargs`);
   }
   if (config.loadBestModelAtEnd && config.saveSteps % config.evalSteps !== 0) {
     throw new ConfigError('--save-steps', `${config.saveSteps} must be a multiple of --eval-steps ${config.evalSteps}, so every checkpoint has a validation loss to pick the best by`);

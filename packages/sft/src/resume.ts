@@ -1,10 +1,11 @@
 // Resuming a run: the recipe key that ties a checkpoint to the recipe that wrote it, and the
 // checkpoint a run resumes from, read and checked against that key.
-import { checkCheckpointFiles, listCheckpoints, readCheckpoint, type CheckpointPayload } from './checkpoint.js';
+import { checkCheckpointFiles, listCheckpoints, readCheckpoint, type CheckpointPayload, type LrScheduleState } from './checkpoint.js';
 import type { TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
 import { earlierRun } from './output-dir.js';
 import { runFiles } from './run-files.js';
+import { trainingSchedule, type TrainingSchedule } from './schedule.js';
 
 /** A hash of the recipe values a resumed run must share with the run that wrote its checkpoint. */
 export async function recipeKey(config: TrainConfig, nTrain: number, microBatchSize: number): Promise<string> {
@@ -29,6 +30,35 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
   return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The learning-rate schedule a run's checkpoints record. */
+export function lrScheduleState(schedule: TrainingSchedule): LrScheduleState {
+  return { type: schedule.lrSchedulerType, warmupSteps: schedule.warmupSteps, kwargs: schedule.lrSchedulerKwargs };
+}
+
+/** The schedule as flags, for messages: `--lr-scheduler-type cosine --warmup-steps 63 --lr-scheduler-kwargs '{"num_cycles":0.5}'`. */
+function scheduleFlags(s: LrScheduleState): string {
+  const kwargs = Object.keys(s.kwargs).length > 0 ? ` --lr-scheduler-kwargs '${JSON.stringify(s.kwargs)}'` : '';
+  return `--lr-scheduler-type ${s.type}${s.type === 'constant' ? '' : ` --warmup-steps ${s.warmupSteps}`}${kwargs}`;
+}
+
+/**
+ * Refuses to resume with a learning-rate schedule other than the checkpoint's: the resumed steps
+ * would not be the interrupted run's. A checkpoint written before the schedule was recorded ran linear
+ * with an unrecorded warm-up, which only its recipe key (learning rate, steps) ties.
+ */
+function checkLrSchedule(dir: string, saved: LrScheduleState | undefined, schedule: TrainingSchedule): void {
+  const wanted = lrScheduleState(schedule);
+  const same = saved
+    ? saved.type === wanted.type && saved.warmupSteps === wanted.warmupSteps && JSON.stringify(Object.entries(saved.kwargs).sort()) === JSON.stringify(Object.entries(wanted.kwargs).sort())
+    : wanted.type === 'linear';
+  if (same) return;
+  const was = saved ? scheduleFlags(saved) : '--lr-scheduler-type linear';
+  const warmup = saved ? ` and --warmup-steps ${saved.warmupSteps} (or a --warmup-ratio giving ${saved.warmupSteps} steps)` : '';
+  throw new CheckpointError(
+    `${dir} was written by a run with the learning-rate schedule ${was}; this run's is ${scheduleFlags(wanted)}. Resume with the checkpoint's --lr-scheduler-type and --lr-scheduler-kwargs${warmup}, or start a new run in another --output-dir`,
+  );
 }
 
 /**
@@ -72,5 +102,6 @@ export async function readResumePoint(resume: string, config: TrainConfig, nTrai
       `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
     );
   }
+  checkLrSchedule(dir, payload.state.lrSchedule, trainingSchedule(config, nTrain, microBatchSize));
   return { dir, payload };
 }

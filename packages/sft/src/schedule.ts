@@ -1,7 +1,8 @@
 // The optimizer-step schedule of a run as the Hugging Face Trainer derives it (accumulation, steps per
-// epoch, warm-up) and the learning rate of its linear schedule with warm-up at each step.
+// epoch, warm-up) and the learning rate of its scheduler (--lr-scheduler-type) at each step.
 
-import type { TrainConfig } from './config.js';
+import { constantWarmup, cosineHardRestartsWarmupDecay, cosineWarmupDecay, linearWarmupDecay, polynomialWarmupDecay, type LrLambda } from '@huatuo/tensor';
+import { LR_SCHEDULER_KWARGS, type LrSchedulerType, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 
 /** Step counts of a run, as the Hugging Face Trainer derives them. */
@@ -14,8 +15,14 @@ export interface TrainingSchedule {
   stepsPerEpoch: number;
   /** maxSteps when positive, else ceil(numEpochs * stepsPerEpoch). */
   totalSteps: number;
-  /** ceil(totalSteps * warmupRatio). */
+  /**
+   * The warm-up the scheduler runs: --warmup-steps when positive, else ceil(totalSteps * warmupRatio)
+   * (TrainingArguments.get_warmup_steps); 0 for 'constant', to which get_scheduler passes none.
+   */
   warmupSteps: number;
+  lrSchedulerType: LrSchedulerType;
+  /** The scheduler's arguments, defaults filled in. */
+  lrSchedulerKwargs: Readonly<Record<string, number>>;
 }
 
 /**
@@ -31,19 +38,38 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
   const microBatchesPerEpoch = Math.ceil(nTrain / microBatchSize);
   const stepsPerEpoch = Math.max(1, Math.floor(microBatchesPerEpoch / gradientAccumulationSteps));
   const totalSteps = config.maxSteps > 0 ? config.maxSteps : Math.ceil(config.numEpochs * stepsPerEpoch);
-  const warmupSteps = Math.ceil(totalSteps * config.warmupRatio);
-  return { microBatchSize, gradientAccumulationSteps, microBatchesPerEpoch, stepsPerEpoch, totalSteps, warmupSteps };
+  const trainerWarmup = config.warmupSteps > 0 ? config.warmupSteps : Math.ceil(totalSteps * config.warmupRatio);
+  const warmupSteps = config.lrSchedulerType === 'constant' ? 0 : trainerWarmup;
+  const lrSchedulerKwargs = Object.freeze({ ...LR_SCHEDULER_KWARGS[config.lrSchedulerType], ...config.lrSchedulerKwargs });
+  return { microBatchSize, gradientAccumulationSteps, microBatchesPerEpoch, stepsPerEpoch, totalSteps, warmupSteps, lrSchedulerType: config.lrSchedulerType, lrSchedulerKwargs };
+}
+
+type RateSchedule = Pick<TrainingSchedule, 'totalSteps' | 'warmupSteps' | 'lrSchedulerType' | 'lrSchedulerKwargs'>;
+
+/** The factor of the peak rate at each step: transformers' lambda for the schedule. */
+function lrLambda(schedule: RateSchedule, peak: number): LrLambda {
+  const { totalSteps, warmupSteps, lrSchedulerKwargs: kwargs } = schedule;
+  switch (schedule.lrSchedulerType) {
+    case 'linear':
+      return linearWarmupDecay(warmupSteps, totalSteps);
+    case 'cosine':
+      return cosineWarmupDecay(warmupSteps, totalSteps, kwargs.num_cycles);
+    case 'cosine_with_restarts':
+      return cosineHardRestartsWarmupDecay(warmupSteps, totalSteps, kwargs.num_cycles);
+    case 'polynomial':
+      return polynomialWarmupDecay(warmupSteps, totalSteps, peak, kwargs.lr_end, kwargs.power);
+    case 'constant':
+    case 'constant_with_warmup':
+      return constantWarmup(warmupSteps);
+  }
 }
 
 /**
- * The learning rate at optimizer step `step` (0-based) of transformers'
- * get_linear_schedule_with_warmup: step / warmup during warm-up, then linear to 0. The peak is
- * multiplied by the schedule's factor, as PyTorch's LambdaLR does (base_lr * lr_lambda(step)), so the
- * rates are PyTorch's to the last bit.
+ * The learning rate at optimizer step `step` (0-based) of the run's schedule, as the Trainer's
+ * get_scheduler builds it. The peak is multiplied by the schedule's factor, as PyTorch's LambdaLR does
+ * (base_lr * lr_lambda(step)), so the rates are PyTorch's to the last bit.
  * @example learningRateAt(0, schedule, 3e-4) === 0
  */
-export function learningRateAt(step: number, schedule: Pick<TrainingSchedule, 'totalSteps' | 'warmupSteps'>, peak: number): number {
-  const { totalSteps, warmupSteps } = schedule;
-  if (step < warmupSteps) return peak * (step / Math.max(1, warmupSteps));
-  return peak * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
+export function learningRateAt(step: number, schedule: RateSchedule, peak: number): number {
+  return peak * lrLambda(schedule, peak)(step);
 }

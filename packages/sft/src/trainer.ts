@@ -9,7 +9,7 @@ import { evaluate } from './evaluate.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { stepBatches } from './micro-batches.js';
 import { checkOutputDir, clearRun, resumesRunIn } from './output-dir.js';
-import { readResumePoint, recipeKey } from './resume.js';
+import { lrScheduleState, readResumePoint, recipeKey } from './resume.js';
 import { runFiles } from './run-files.js';
 import { lossScaling, optimizerStep } from './train-step.js';
 import type { TrainOptions, TrainResult } from './train-types.js';
@@ -31,6 +31,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     bestStep: null,
     recipeKey: key,
     lossNormalization: config.lossNormalization,
+    lrSchedule: lrScheduleState(schedule),
   };
 
   // Another run's checkpoints would be counted by the pruner and its metrics appended to.
@@ -61,6 +62,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (saved) {
     optimizer.loadStateDict(saved.optimizer);
     state = saved.state;
+    state.lrSchedule = lrScheduleState(schedule); // the same (checked), recorded also where an older checkpoint lacked it
     if (scaler.enabled && state.gradScaler) scaler.loadStateDict(state.gradScaler);
     // The interrupted run may have logged steps past its checkpoint; they run again, so
     // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).

@@ -69,9 +69,10 @@ export { clipGradNorm } from './optim/clip.js';
 export { GradScaler, nextScaleState, unscaleGradients } from './optim/grad-scaler.js';
 export type { GradScalerOptions, GradScalerState, ScaledOptimizer } from './optim/grad-scaler.js';
 export {
-  LambdaLR, linearWarmupDecay, cosineWarmupDecay, linearScheduleWithWarmup, cosineScheduleWithWarmup,
+  LambdaLR, linearWarmupDecay, cosineWarmupDecay, constantWarmup, cosineHardRestartsWarmupDecay, polynomialWarmupDecay, linearScheduleWithWarmup, cosineScheduleWithWarmup,
 } from './optim/schedule.js';
 export type { LrLambda, LrSchedulable } from './optim/schedule.js';
+export { roundedCos } from './optim/round-cos.js';
 export { refAdamWState, refAdamWStep, refSgdStep, refClipGradNorm } from './reference/optim.js';
 export type { RefAdamWOptions, RefAdamWState, RefSgdOptions, RefSgdState } from './reference/optim.js';
 

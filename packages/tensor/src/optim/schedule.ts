@@ -1,6 +1,8 @@
 // Learning-rate schedules as in transformers: a multiplier of each group's initial learning rate
-// per step (LambdaLR), with linear warm-up followed by linear or cosine decay.
+// per step (LambdaLR), with linear warm-up followed by a constant rate or a linear, cosine, restarting
+// cosine or polynomial decay; the factors are transformers' lambdas to the last bit.
 import { ValueError } from '../errors.js';
+import { roundedCos } from './round-cos.js';
 
 /** A schedule: the factor applied to the initial learning rate at a step. */
 export type LrLambda = (step: number) => number;
@@ -31,8 +33,19 @@ export function linearWarmupDecay(warmupSteps: number, totalSteps: number): LrLa
 }
 
 /**
+ * transformers' get_constant_schedule_with_warmup factor: step / max(1, warmup) during warm-up, then 1.
+ * (get_constant_schedule is this with no warm-up.)
+ * @example constantWarmup(10)(5) === 0.5
+ */
+export function constantWarmup(warmupSteps: number): LrLambda {
+  checkSteps('constantWarmup', warmupSteps, 0);
+  return (step) => (step < warmupSteps ? step / Math.max(1, warmupSteps) : 1);
+}
+
+/**
  * transformers' get_cosine_schedule_with_warmup factor: linear warm-up, then
- * max(0, 0.5 (1 + cos(π · numCycles · 2 · progress))) with progress = (step - warmup) / max(1, total - warmup).
+ * max(0, 0.5 (1 + cos(π · numCycles · 2 · progress))) with progress = (step - warmup) / max(1, total - warmup),
+ * the cosine rounded correctly ({@link roundedCos}).
  * @example cosineWarmupDecay(10, 110)(60) === 0.5
  */
 export function cosineWarmupDecay(warmupSteps: number, totalSteps: number, numCycles = 0.5): LrLambda {
@@ -40,7 +53,40 @@ export function cosineWarmupDecay(warmupSteps: number, totalSteps: number, numCy
   return (step) => {
     if (step < warmupSteps) return step / Math.max(1, warmupSteps);
     const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
-    return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * numCycles * 2 * progress)));
+    return Math.max(0, 0.5 * (1 + roundedCos(Math.PI * numCycles * 2 * progress)));
+  };
+}
+
+/**
+ * transformers' get_cosine_with_hard_restarts_schedule_with_warmup factor: linear warm-up, then
+ * `numCycles` cosine decays from 1 to 0, each restarting at 1: 0.5 (1 + cos(π ((numCycles · progress) mod 1))),
+ * and 0 from progress 1 on.
+ * @example cosineHardRestartsWarmupDecay(0, 100, 2)(25) === 0.5
+ */
+export function cosineHardRestartsWarmupDecay(warmupSteps: number, totalSteps: number, numCycles = 1): LrLambda {
+  checkSteps('cosineHardRestartsWarmupDecay', warmupSteps, totalSteps);
+  return (step) => {
+    if (step < warmupSteps) return step / Math.max(1, warmupSteps);
+    const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
+    if (progress >= 1) return 0;
+    return Math.max(0, 0.5 * (1 + roundedCos(Math.PI * ((numCycles * progress) % 1))));
+  };
+}
+
+/**
+ * transformers' get_polynomial_decay_schedule_with_warmup factor for a LambdaLR over initial rate
+ * `lrInit`: linear warm-up, then the rate ((lrInit - lrEnd) · remaining^power + lrEnd) / lrInit with
+ * remaining = 1 - (step - warmup) / (total - warmup), and lrEnd / lrInit after the last step.
+ * @example polynomialWarmupDecay(0, 100, 1e-3, 0)(50) === 0.5
+ */
+export function polynomialWarmupDecay(warmupSteps: number, totalSteps: number, lrInit: number, lrEnd = 1e-7, power = 1): LrLambda {
+  checkSteps('polynomialWarmupDecay', warmupSteps, totalSteps);
+  if (!(lrInit > lrEnd)) throw new ValueError(`polynomialWarmupDecay: lrEnd (${lrEnd}) must be smaller than the initial rate (${lrInit})`);
+  return (step) => {
+    if (step < warmupSteps) return step / Math.max(1, warmupSteps);
+    if (step > totalSteps) return lrEnd / lrInit;
+    const remaining = 1 - (step - warmupSteps) / (totalSteps - warmupSteps);
+    return ((lrInit - lrEnd) * remaining ** power + lrEnd) / lrInit;
   };
 }
 
