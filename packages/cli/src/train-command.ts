@@ -51,13 +51,19 @@ function camel(flag: string): string {
   return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** `<a|b|c>`, or `<name>` where the list would widen the help's flag column (the help names them). */
+function choicesPlaceholder(choices: readonly string[]): string {
+  const all = `<${choices.join('|')}>`;
+  return all.length <= 40 ? all : '<name>';
+}
+
 /** Adds every recipe flag to a command, with the recipe's default in the help. */
 function addRecipeOptions(cmd: Command, defaults: TrainConfig): Command {
   for (const o of CONFIG_OPTIONS) {
     if (o.key === 'baseModel' || o.key === 'dataPath') continue;
     const value = defaults[o.key];
     const shown = Array.isArray(value) ? value.join(',') : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
-    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.kind === 'json-numbers' ? '<json>' : o.choices ? `<${o.choices.join('|')}>` : '<value>';
+    const placeholder = o.kind === 'bool' ? '[bool]' : o.kind === 'list' ? '<list>' : o.kind === 'json-numbers' ? '<json>' : o.choices ? choicesPlaceholder(o.choices) : '<value>';
     cmd.addOption(new Option(`${o.flag} ${placeholder}`, `${o.help} (default: ${shown}${o.defaultNote ? `; ${o.defaultNote}` : ''})`));
   }
   return cmd;
