@@ -1,6 +1,6 @@
 // huatuo-train serve as OpenAI clients reach it, over real HTTP on 127.0.0.1 with the tiny vocab32k
 // fixture (LLaMA's tokenizer): request targets as base URLs and proxies write them, OpenAI's 64-bit
-// seeds, legacy logprobs, streamed replies on connections the client asks to close, and HEAD.
+// seeds, legacy logprobs 0 and null, streamed replies on connections the client asks to close, and HEAD.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync } from 'node:fs';
@@ -92,12 +92,15 @@ test("seed takes OpenAI's whole 64-bit range: 2^63 - 1 as Python sends it is acc
   });
 });
 
-test('legacy completions refuse logprobs 0, which asks for the sampled tokens\' log probabilities, and accept logprobs null', async () => {
+test('legacy completions answer logprobs 0 with the sampled tokens\' log probabilities alone, and logprobs null with none', async () => {
   await withServer(async (server) => {
     const completions = `${server.url}/v1/completions`;
     const zero = await call(completions, { model: NAME, prompt: 'The patient', max_tokens: 2, logprobs: 0 });
-    assert.equal(zero.status, 400, JSON.stringify(zero.json));
-    assert.equal(zero.json.error.param, 'logprobs');
+    assert.equal(zero.status, 200, JSON.stringify(zero.json));
+    const lp = zero.json.choices[0].logprobs;
+    assert.equal(lp.tokens.length, zero.json.usage.completion_tokens);
+    // Each step's map holds the token's own entry only (OpenAI: up to logprobs + 1).
+    lp.top_logprobs.forEach((m: Record<string, number>, i: number) => assert.deepEqual(m, { [lp.tokens[i]]: lp.token_logprobs[i] }));
     const none = await call(completions, { model: NAME, prompt: 'The patient', max_tokens: 2, logprobs: null });
     assert.equal(none.status, 200, JSON.stringify(none.json));
     assert.equal(none.json.choices[0].logprobs, null);
