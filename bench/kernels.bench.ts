@@ -13,6 +13,8 @@ import {
   deviceInfo,
   frequencyPresencePenalty,
   logSoftmaxTopK,
+  logitBias,
+  logitBiasRow,
   markSeen,
   matmul,
   maskedFill,
@@ -274,7 +276,8 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
 /**
  * The penalties of one decoding step over LLaMA's vocabulary (V 32000) at batch 1 and 8: OpenAI's
  * frequency and presence penalties over the rows' counts and their increment with the step's picks,
- * beside Hugging Face's repetition penalty over a bit mask and its marking. Each row has generated
+ * beside Hugging Face's repetition penalty over a bit mask and its marking, and OpenAI's logit_bias (16
+ * biased tokens in a dense f32 row). Each row has generated
  * 64 tokens. The increments touch one element a row, so their rows show the dispatch's kernel time.
  */
 export async function benchPenalties(ctx: BenchContext): Promise<void> {
@@ -306,7 +309,13 @@ export async function benchPenalties(ctx: BenchContext): Promise<void> {
       markSeen(seen, picks, V);
       await rt.sync();
     });
-    for (const t of [logits, picks, counts, seen]) t.dispose();
+    const biasRow = logitBiasRow(new Map(Array.from({ length: 16 }, (_, i) => [(i * 104729) % V, i % 2 === 0 ? -100 : 5])), V);
+    await bandwidthRow(ctx, 'logitBias', 'huatuo', shape, 2 * n + V * 4, 'traffic: read logits and the f32 bias row, write logits', async () => {
+      const y = logitBias(logits, biasRow);
+      await rt.sync();
+      y.dispose();
+    });
+    for (const t of [logits, picks, counts, seen, biasRow]) t.dispose();
   }
 }
 

@@ -1,6 +1,7 @@
 // Log probabilities from the OpenAI-compatible server, as vLLM returns them, on the tiny vocab32k fixture:
 // chat's logprobs/top_logprobs and legacy completions' logprobs with echo (the loglikelihoods evaluation
-// harnesses read), checked against the log-softmax of the model's own forward logits in float64.
+// harnesses read), checked against the log-softmax of the model's own forward logits in float64; and
+// logit_bias, which moves the picks but not those log probabilities (vLLM's raw_logprobs).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -204,6 +205,43 @@ test('logprobs out of range, top_logprobs without logprobs, logprobs with beams 
       const r = await post(path, body);
       assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
       assert.equal(r.json.error.param, param, r.json.error.message);
+    }
+  });
+});
+
+test('logit_bias moves greedy picks as adding it to the forward pass\'s logits does, in chats and completions; logprobs stay the raw model\'s', async () => {
+  await withServer(async (_server, api) => {
+    const prompt = 'The patient reports';
+    const ids = tokenizer.encode(prompt);
+    const [lsm] = (await forwardLogSoftmax(ids)).slice(-1);
+    const [first, second] = topIds(lsm!, 2);
+    // -100 on the most likely token: the first pick is the runner-up.
+    const down = await api.completions.create({ model: NAME, prompt, max_tokens: 1, temperature: 0, logit_bias: { [String(first)]: -100 }, logprobs: 0 });
+    assert.deepEqual(down.choices[0]!.logprobs!.tokens, [tokenText(second!)]);
+    assert.ok(Math.abs(down.choices[0]!.logprobs!.token_logprobs![0]! - lsm![second!]!) <= TOL, 'the raw log-probability, not the biased one');
+    // +100 (and 1000, clamped to 100 as vLLM clamps it) on one token: every pick is that token.
+    const forced = 29871 === first ? 278 : 29871;
+    for (const b of [100, 1000]) {
+      const up = await api.chat.completions.create({ model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 4, temperature: 0, logit_bias: { [String(forced)]: b }, logprobs: true });
+      assert.deepEqual(up.choices[0]!.logprobs!.content!.map((e) => e.token), new Array(4).fill(tokenText(forced)), `bias ${b}`);
+    }
+  });
+});
+
+test('logit_bias keys that are not token ids, ids outside the vocabulary, non-number biases and a bias with beams get 400 naming logit_bias', async () => {
+  await withServer(async (server) => {
+    for (const body of [
+      { prompt: 'a', logit_bias: { abc: 1 } },
+      { prompt: 'a', logit_bias: { '32000': 1 } },
+      { prompt: 'a', logit_bias: { '-1': 1 } },
+      { prompt: 'a', logit_bias: [1, 2] },
+      { prompt: 'a', logit_bias: { '5': 'high' } },
+      { prompt: 'a', logit_bias: { '5': 1 }, num_beams: 2 },
+    ]) {
+      const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: NAME, ...body }) });
+      const json = (await res.json()) as { error: { param: string; message: string } };
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(json.error.param, /^logit_bias/, json.error.message);
     }
   });
 });

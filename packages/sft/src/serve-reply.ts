@@ -121,6 +121,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     repetitionPenalty: s.repetitionPenalty,
     frequencyPenalty: s.frequencyPenalty,
     presencePenalty: s.presencePenalty,
+    logitBias: s.logitBias,
     stopStrings: s.stop,
     seed: s.seed,
     ...(top === null ? {} : { logprobs: top }),

@@ -10,7 +10,7 @@ import type { PromptTemplate } from './prompt.js';
 import type { EncodeText } from './chat-prompt.js';
 import { chatPrompter, type ChatMessage } from './serve-chat.js';
 import { HttpError } from './serve-errors.js';
-import { bad, inRange, isBool, isInt, isInt64, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
+import { bad, inRange, isBool, isInt, isInt64, isNumber, isObject, optional, parseStop, refuseUnsupported, typeName, type Body } from './serve-fields.js';
 import { longestPieceChars } from './serve-limits.js';
 import { MAX_LOGPROBS } from './serve-logprobs.js';
 
@@ -52,6 +52,8 @@ export interface Sampling {
   /** OpenAI's frequency_penalty and presence_penalty, applied as vLLM applies them; 0 is none. */
   frequencyPenalty: number;
   presencePenalty: number;
+  /** OpenAI's logit_bias (token id -> bias, clamped to [-100, 100] as vLLM clamps it); empty for none. */
+  logitBias: ReadonlyMap<number, number>;
   stop: string[];
   seed: number;
 }
@@ -124,6 +126,23 @@ function parseMessages(body: Body): ChatMessage[] {
   });
 }
 
+/**
+ * OpenAI's logit_bias: an object of token ids (as strings) to biases, each bias clamped to [-100, 100]
+ * as vLLM clamps it; an id outside the vocabulary is refused as vLLM refuses it.
+ */
+function parseLogitBias(body: Body, V: number): Map<number, number> {
+  const raw = optional(body, 'logit_bias', isObject, 'an object of token ids to biases, e.g. {"50256": -100}');
+  const bias = new Map<number, number>();
+  for (const [key, v] of Object.entries(raw ?? {})) {
+    if (!/^\s*[+-]?\d+\s*$/.test(key)) throw new HttpError(400, `logit_bias: key ${JSON.stringify(key).slice(0, 40)} is not a token id; the keys are token ids as strings, e.g. "50256"`, 'invalid_request_error', 'logit_bias');
+    if (!isNumber(v)) throw bad(`logit_bias[${JSON.stringify(key)}]`, 'a number (OpenAI: from -100 to 100)', v);
+    const id = Number(key);
+    if (!(id >= 0 && id < V)) throw new HttpError(400, `logit_bias: token id ${key.trim()} is outside this model's vocabulary [0, ${V}); use ids of its tokenizer`, 'invalid_request_error', 'logit_bias');
+    bias.set(id, Math.min(100, Math.max(-100, v)));
+  }
+  return bias;
+}
+
 /** Log-probabilities come from greedy decoding and sampling; beam search does not return them. */
 function refuseBeamLogprobs(s: Sampling, param: string): void {
   if (s.numBeams > 1) throw new HttpError(400, `${param}: returned by sampling and greedy decoding, not by beam search (num_beams ${s.numBeams}); send num_beams 1 or leave ${param} out`, 'invalid_request_error', param);
@@ -187,6 +206,8 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     };
     const frequencyPenalty = penalty('frequency_penalty');
     const presencePenalty = penalty('presence_penalty');
+    const logitBias = parseLogitBias(body, model.config.vocabSize);
+    if (logitBias.size > 0 && numBeams > 1) throw new HttpError(400, `logit_bias: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave logit_bias out`, 'invalid_request_error', 'logit_bias');
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
     const fit = memoryRefusal(numBeams, promptTokens + maxTokens);
@@ -212,6 +233,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       repetitionPenalty,
       frequencyPenalty,
       presencePenalty,
+      logitBias,
       stop: [...parseStop(body), ...extraStops],
       seed: Number(BigInt.asUintN(32, BigInt(seed))),
     };
@@ -245,7 +267,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
 
   const chat = async (body: Body): Promise<JobRequest> => {
     checkModel(body);
-    refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'logit_bias', 'audio', 'prediction']);
+    refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'audio', 'prediction']);
     const wantLogprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
     const top = inRange(body, 'top_logprobs', 0, MAX_LOGPROBS, true);
     if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out', 'invalid_request_error', 'top_logprobs');
@@ -279,7 +301,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
 
   const completion = async (body: Body): Promise<JobRequest> => {
     checkModel(body);
-    refuseUnsupported(body, ['logit_bias', 'suffix']);
+    refuseUnsupported(body, ['suffix']);
     // Unlike chat's boolean, legacy logprobs 0 still asks for the sampled tokens' log probabilities.
     const logprobs = inRange(body, 'logprobs', 0, MAX_LOGPROBS, true) ?? null;
     let raw = body['prompt'];

@@ -115,8 +115,8 @@ const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
  * messages as system messages unless the template names that role) and the reply is what the
  * model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
  * server answers 503 with Retry-After. Sampling follows OpenAI: temperature (0 is greedy),
- * top_p, frequency_penalty and presence_penalty (as vLLM applies them; not with beams), seed, stop,
- * max_tokens / max_completion_tokens, n = 1 only; the extensions
+ * top_p, frequency_penalty, presence_penalty and logit_bias (as vLLM applies them; not with beams), seed, stop,
+ * max_tokens / max_completion_tokens, n = 1 only; logprobs as vLLM returns them (serve-logprobs.ts); the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
  * `repetition_penalty` are accepted too. A streaming client that disconnects stops its
  * generation at the next token; a stream silent for `streamKeepAliveMs` (queued, or on a long

@@ -35,6 +35,7 @@ export { sampleLogits } from './ops/sample.js';
 export { repetitionPenalty, seenMask, markSeen } from './ops/repetition-penalty.js';
 export { frequencyPresencePenalty, tokenCounts, countTokens } from './ops/frequency-presence-penalty.js';
 export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
+export { logitBias, logitBiasRow } from './ops/logit-bias.js';
 export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
 export { matmul, matmulPlan } from './ops/matmul.js';
@@ -124,6 +125,7 @@ export { refSampleProbs, refSampleRow, refSampleLogits } from './reference/sampl
 export { refRepetitionPenalty } from './reference/repetition-penalty.js';
 export { refFrequencyPresencePenalty } from './reference/frequency-presence-penalty.js';
 export { refLogSoftmaxTopK } from './reference/log-softmax-top-k.js';
+export { refLogitBias } from './reference/logit-bias.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {

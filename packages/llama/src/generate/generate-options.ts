@@ -43,6 +43,12 @@ export interface GenerateOptions {
   readonly frequencyPenalty?: number;
   /** OpenAI's presence_penalty, as vLLM applies it after frequencyPenalty: a generated token's score falls by this once. In [-2, 2]; greedy decoding and sampling only. Default 0. */
   readonly presencePenalty?: number;
+  /**
+   * OpenAI's logit_bias, as vLLM applies it: each listed token's logit rises by its bias (a finite number;
+   * OpenAI's range is [-100, 100]) before the penalties, temperature, top-k and top-p. Greedy decoding
+   * and sampling only. Default: none.
+   */
+  readonly logitBias?: ReadonlyMap<number, number>;
   /** Beams per prompt; above 1 runs beam search (deterministic, as HF without doSample). Default 1. */
   readonly numBeams?: number;
   /** Beam hypotheses' scores are divided by length ** lengthPenalty. Default 1. */
@@ -96,6 +102,8 @@ export interface Resolved {
   repetitionPenalty: number;
   frequencyPenalty: number;
   presencePenalty: number;
+  /** Token id -> bias added to its logit; empty for none. */
+  logitBias: ReadonlyMap<number, number>;
   numBeams: number;
   lengthPenalty: number;
   eos: Set<number>;
@@ -116,6 +124,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     repetitionPenalty: o.repetitionPenalty ?? 1,
     frequencyPenalty: o.frequencyPenalty ?? 0,
     presencePenalty: o.presencePenalty ?? 0,
+    logitBias: o.logitBias ?? new Map(),
     numBeams: o.numBeams ?? 1,
     lengthPenalty: o.lengthPenalty ?? 1,
     eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
@@ -137,6 +146,12 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     // vLLM's beam search leaves both out and Hugging Face has neither.
     if (r[k] !== 0 && r.numBeams > 1) throw new ModelError(`generate: ${k} applies to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} 0`);
   }
+  for (const [id, bias] of r.logitBias) {
+    const V = model.config.vocabSize;
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new ModelError(`generate: logitBias has token id ${id}, outside the vocabulary [0, ${V})`);
+    if (!Number.isFinite(bias)) throw new ModelError(`generate: logitBias of token ${id} should be a finite number, got ${bias}`);
+  }
+  if (r.logitBias.size > 0 && r.numBeams > 1) throw new ModelError('generate: logitBias applies to greedy decoding and sampling, not beam search; use numBeams 1 or leave logitBias out');
   if (r.logprobs !== null) {
     const V = model.config.vocabSize;
     if (!Number.isSafeInteger(r.logprobs) || r.logprobs < 0 || r.logprobs > V) throw new ModelError(`generate: logprobs should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${r.logprobs}`);

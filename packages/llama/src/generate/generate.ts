@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts.
 
-import { argmax, countTokens, frequencyPresencePenalty, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
+import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
@@ -10,7 +10,7 @@ import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
-import { applyFrequencyPresencePenalty, applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
+import { applyFrequencyPresencePenalty, applyLogitBias, applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number): Promise<Generation[]> {
@@ -41,12 +41,14 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const cache = new KvCache(model.config, B, maxLen, model.dtype);
   // The scores need not reach the host: the GPU applies the penalties (each row's seen tokens in a mask,
   // and its generated tokens' counts, both updated with its picks) and picks the k-th new tokens (argmax
-  // is the first maximum, as topIndices; sampleLogits is sampleToken in f32). vLLM's order: the
-  // repetition penalty, then frequency, then presence, all before temperature, top-k and top-p.
+  // is the first maximum, as topIndices; sampleLogits is sampleToken in f32). vLLM's order:
+  // logit_bias, the repetition penalty, then frequency, then presence, all before temperature, top-k and top-p.
   const V = model.config.vocabSize;
   const onDevice = !hostPicksEnabled();
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
+  // vLLM adds logit_bias first, before the penalties.
+  const biasRow = onDevice && r.logitBias.size > 0 ? logitBiasRow(r.logitBias, V) : null;
   // With logprobs, step k's raw logits give its picks' log-probabilities and top tokens, read back as
   // k + 1 pairs a row beside the picks (logprobReads[k]); each row's list grows with its tokens.
   const K = r.logprobs;
@@ -57,7 +59,8 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     return {
       inputs: drawn === null ? {} : { uniforms: drawn },
       pick: (logits: Tensor, input: MarkInput) => {
-        let scores = seen === null ? logits : repetitionPenalty(logits, seen, r.repetitionPenalty);
+        let scores = biasRow === null ? logits : logitBias(logits, biasRow);
+        if (seen !== null) scores = repetitionPenalty(scores, seen, r.repetitionPenalty);
         if (counts !== null) scores = frequencyPresencePenalty(scores, counts, r.frequencyPenalty, r.presencePenalty);
         const ids = drawn === null ? argmax(scores, 1) : sampleLogits(scores, input('uniforms', tensor(drawn, [B])), r);
         if (seen !== null) markSeen(seen, ids, V);
@@ -91,6 +94,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         if ('ids' in res) token = res.ids[b]!;
         else {
           const scores = Float64Array.from(res.rows[b]!);
+          applyLogitBias(scores, r.logitBias);
           applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
           applyFrequencyPresencePenalty(scores, out.tokens, r.frequencyPenalty, r.presencePenalty);
           token = uniforms !== null ? sampleToken(scores, r, uniforms[out.tokens.length * B + b]!) : topIndices(scores, 1)[0]!;
@@ -121,6 +125,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     cache.dispose();
     seen?.dispose();
     counts?.dispose();
+    biasRow?.dispose();
   }
   return results();
 }

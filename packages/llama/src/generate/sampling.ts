@@ -1,9 +1,14 @@
-// Hugging Face's logits processing on the host, in float64: repetition penalty (and OpenAI's frequency
-// and presence penalties, as vLLM applies them), log-softmax, top-k
+// Hugging Face's logits processing on the host, in float64: repetition penalty (and OpenAI's logit_bias,
+// frequency and presence penalties, as vLLM applies them), log-softmax, top-k
 // indices, and the temperature / top-k / top-p warpers with one draw from the result; the uniforms
 // each row's tokens draw with.
 
 import { Generator, refSampleRow, type SampleOptions } from '@huatuo/tensor';
+
+/** OpenAI's logit_bias on one row's scores, in place, as vLLM applies it (before the penalties): each listed token's score rises by its bias. */
+export function applyLogitBias(scores: Float64Array, bias: ReadonlyMap<number, number>): void {
+  for (const [t, d] of bias) scores[t] = scores[t]! + d;
+}
 
 /** HF's RepetitionPenaltyLogitsProcessor: scores of tokens in `seen` shrink (in place). */
 export function applyRepetitionPenalty(scores: Float64Array, seen: Iterable<number>, penalty: number): void {
