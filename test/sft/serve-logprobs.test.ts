@@ -148,6 +148,15 @@ test('completions with echo and logprobs give the prompt\'s loglikelihood (the f
       assert.equal(lp.text_offset![i], offset);
       offset += [...tok].length;
     });
+    // Streamed, the echoed prompt's chunk carries its logprobs and the generated token's chunk the rest.
+    const streamedTokens: string[] = [];
+    const streamedLogprobs: (number | null)[] = [];
+    for await (const c of await api.completions.create({ model: NAME, prompt: [ids], echo: true, logprobs: 1, max_tokens: 1, temperature: 0, stream: true })) {
+      streamedTokens.push(...(c.choices[0]?.logprobs?.tokens ?? []));
+      streamedLogprobs.push(...(c.choices[0]?.logprobs?.token_logprobs ?? []));
+    }
+    assert.deepEqual(streamedTokens, lp.tokens);
+    streamedLogprobs.forEach((v, i) => assert.ok(v === lp.token_logprobs![i] || Math.abs(v! - lp.token_logprobs![i]!) <= 1e-6, `streamed token ${i}`));
     // max_tokens 0 with echo (as vLLM allows): the prompt scored, nothing generated.
     const only = await api.completions.create({ model: NAME, prompt: [ids], echo: true, logprobs: 1, max_tokens: 0 });
     assert.equal(only.choices[0]!.logprobs!.tokens!.length, ids.length);
