@@ -16,8 +16,9 @@ function idsTensor(rows: readonly (readonly number[])[]): Tensor {
 }
 
 /**
- * The mask [B, S] (1 = attend) at the start of a buffer with room for B rows of the cache's longest:
- * a recorded step's mask buffer (its input `mask`) holds every later step's.
+ * The mask [B, S] (1 = attend) of a recorded step, at the start of a buffer with room for B rows of the
+ * cache's longest: its buffer (the step's input `mask`) holds every later step's. (A step not recorded
+ * uploads [B, S] alone: the views cost host time.)
  */
 function maskTensor(mask: Int32Array, B: number, S: number, maxLength: number, input: MarkInput): Tensor {
   const room = new Int32Array(B * Math.max(S, maxLength));
@@ -34,7 +35,7 @@ export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: I
   return noGrad(() =>
     tidy(() =>
       model.forward(Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]), {
-        attentionMask: maskTensor(mask, B, S, cache.maxLength, input),
+        attentionMask: input === unmarked ? tensor(mask.slice(0, B * S), [B, S]) : maskTensor(mask, B, S, cache.maxLength, input),
         positions: input('positions', idsTensor(positions)),
         cache,
         lastOnly: true,
