@@ -1,13 +1,15 @@
 // The trainer's --lora-modules-to-save (PEFT's modules_to_save): embed_tokens and lm_head train in full as f32 copies
 // with AdamW, are saved in PEFT's layout, resume exactly (the copies and their moments come back), train in mixed
 // precision against f32 master copies, and are taken from an --init-adapter; an adapter with its own vocabulary loads
-// with the tokenizer in its folder.
+// with the tokenizer in its folder (serve's tokenizer thread too).
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasF16, initWebGPU, toArray } from '@huatuo/tensor';
-import { llamaPresets, llamaTokenizerDir, openSafetensors, removeLora, serializeSafetensors } from '@huatuo/llama';
+import { generate, llamaPresets, llamaTokenizerDir, openSafetensors, removeLora, saveMergedModel, serializeSafetensors } from '@huatuo/llama';
+import { buildServeCommand } from '@huatuo/cli';
+import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson } from '../llama/qwen2-tokenizer-files.js';
 import { attachLora, ConfigError, listCheckpoints, loadAdapterWithTokenizer, loadBaseModel, prepareData, resolveConfig, runTraining, train, trainingPlan, withInitAdapter, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { SMALL_MODEL, smallConfig, smallRecords, tmp, writeRecords } from './trainer-setup.js';
 
@@ -153,4 +155,42 @@ test('--init-adapter with its own vocabulary is refused before training, naming 
     runTraining({ config: smallConfig(dataPath, tmp()), initAdapter: dir, baseModel: { demoConfig: SMALL_MODEL }, dryRun: true }),
     (e: unknown) => e instanceof ConfigError && /^--init-adapter: .* vocabulary of 32008 pieces \(the base has 32000\).*huatuo-train merge/.test(e.message),
   );
+});
+
+test("serve with an adapter that brings its own vocabulary tokenizes on its thread with the adapter's tokenizer and answers as the adapted model", async () => {
+  // A base folder (the small model, LLaMA's tokenizer) and an adapter on 300 pieces shipping another tokenizer (270 pieces).
+  const baseDir = tmp('huatuo-base-');
+  const demo = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
+  try {
+    await saveMergedModel(demo.model, baseDir, { tokenizerDir: llamaTokenizerDir() });
+  } finally {
+    demo.model.dispose();
+  }
+  const dir = adapter(300, false);
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(qwen2TokenizerJson()));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(QWEN2_TOKENIZER_CONFIG));
+  const reference = await loadBaseModel(baseDir);
+  let expected: string;
+  try {
+    assert.equal(await loadAdapterWithTokenizer(reference, dir), dir);
+    const [g] = await generate(reference.model, reference.tokenizer, 'Hello world', { maxNewTokens: 4 });
+    expected = g!.text;
+  } finally {
+    reference.model.dispose();
+  }
+  const seen: string[] = [];
+  await buildServeCommand({
+    out: () => {},
+    err: () => {},
+    until: async (server) => {
+      const r = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', prompt: 'Hello world', max_tokens: 4, temperature: 0 }),
+      });
+      const body = (await r.json()) as { choices?: { text: string }[] };
+      seen.push(body.choices?.[0]?.text ?? `HTTP ${r.status}: ${JSON.stringify(body)}`);
+    },
+  }).parseAsync(['--base', baseDir, '--adapter', dir, '--port', '0', '--model-name', 'm', '--quiet'], { from: 'user' });
+  assert.deepEqual(seen, [expected]);
 });
