@@ -6,7 +6,7 @@ export { FormatError, SafetensorsError, TorchCheckpointError, ModelConfigError, 
 
 // Config: Hugging Face config.json and presets
 export { llamaPresets, parseLlamaConfig, withGenerationConfig, toHfConfigJson, configFromPreset } from './formats/config.js';
-export type { LlamaConfig, LlamaConfigOverrides, LlamaPresetName, TorchDType } from './formats/config.js';
+export type { LlamaConfig, LlamaConfigOverrides, LlamaModelType, LlamaPresetName, TorchDType } from './formats/config.js';
 export type { LlamaRopeScaling } from './formats/rope-scaling.js';
 export { derivedMaxModelLen, describeMaxModelLen, checkedMaxModelLen } from './formats/context-length.js';
 
@@ -89,10 +89,10 @@ export { formatBytes, projectionBytes, splitRows, mlpChunkRows } from './model/t
 export type { MemoryLimits, MemoryPlanOptions, MemoryPlan, TensorSplit } from './model/memory.js';
 
 // LoRA in PEFT's format
-export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, peftMagnitudeKey, modulePath } from './lora/lora-config.js';
+export { loraTargetModules, defaultLoraConfig, resolveLoraConfig, describeTargets, peftKey, peftMagnitudeKey, peftSavedEmbedKey, peftSavedLmHeadKey, modulePath } from './lora/lora-config.js';
 export { parsePeftConfig, toPeftConfigJson } from './lora/peft-config.js';
-export { loraModules } from './lora/lora-targets.js';
-export type { LoraModule } from './lora/lora-targets.js';
+export { loraModules, savedModules } from './lora/lora-targets.js';
+export type { LoraModule, SavedModules } from './lora/lora-targets.js';
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
 export type { ApplyLoraOptions } from './lora/lora.js';
@@ -101,4 +101,5 @@ export type { AdapterFiles } from './lora/adapter-files.js';
 
 // Generation
 export { generate } from './generate/generate.js';
+export { promptLogprobs } from './generate/prompt-logprobs.js';
 export type { GenerateOptions, Generation, TokenEvent } from './generate/generate-options.js';
