@@ -10,7 +10,7 @@ import { ask } from './chat-view.js';
 import { loadDataFile, loadDemoData } from './data-source.js';
 import { byId, messageOf, say } from './dom.js';
 import { GpuUnavailable, openGpu } from './gpu.js';
-import { chooseBase, chooseData, gpuMemory, knobs, replan } from './setup-view.js';
+import { buildOptionFields, chooseBase, chooseData, gpuMemory, knobs, replan } from './setup-view.js';
 import { fatal, refresh, state } from './state.js';
 import { describeAdapter, offerStoredRun, startTraining } from './train-view.js';
 
@@ -24,6 +24,7 @@ function pickFiles(id: string, then: (files: File[]) => void): void {
 }
 
 async function boot(): Promise<void> {
+  buildOptionFields();
   const device = byId('device');
   window.addEventListener('unhandledrejection', (e) => fatal('Unexpected error', messageOf(e.reason)));
   window.addEventListener('error', (e) => {
@@ -60,7 +61,11 @@ async function boot(): Promise<void> {
     return;
   }
   byId('demo-model').addEventListener('click', () => void chooseBase(loadDemoModel, 'the demo model'));
-  const folder = (files: File[]) => void chooseBase(() => loadFolderModel(files, knobs().cutoffLen, { r: knobs().loraR, targetModules: ['q_proj', 'v_proj'], useDora: knobs().loraUseDora }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f)), folderName(files));
+  const folder = (files: File[]) =>
+    void chooseBase(() => {
+      const k = knobs();
+      return loadFolderModel(files, k.cutoffLen, { r: k.loraR, targetModules: ['q_proj', 'v_proj'], useDora: k.loraUseDora }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f));
+    }, folderName(files));
   pickFiles('model-folder', folder);
   pickFiles('model-files', folder);
   byId('demo-data').addEventListener('click', () => void chooseData(loadDemoData));

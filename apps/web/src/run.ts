@@ -5,13 +5,13 @@
 import { checkMemoryPlan, formatBytes, planMemory, type LoraTargetModule } from '@huatuo/llama';
 import {
   attachLora,
-  checkConfig,
   DEFAULT_CONFIG,
   listCheckpoints,
   MED_TEMPLATE,
   planRun,
   prepareRecords,
   readCheckpoint,
+  resolveConfig,
   runFiles,
   train,
   type BaseModel,
@@ -34,28 +34,31 @@ const DATA = `${RUN_DIR}/data.txt`;
 /** The knobs of the page, by TrainConfig field. */
 export type Knobs = Pick<
   TrainConfig,
-  'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'loraUseRslora' | 'loraUseDora' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'
+  | 'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'loraUseRslora' | 'loraUseDora' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'
+  | 'lrSchedulerType' | 'warmupSteps' | 'warmupRatio' | 'lrSchedulerKwargs' | 'lossNormalization'
 >;
 
-/** The knobs of a stored run's config (a run saved before rsLoRA and DoRA were knobs has neither). */
+/**
+ * The knobs of a stored run's config; a run saved before a knob existed trained with the recipe's
+ * value (rsLoRA and DoRA off, linear schedule, micro-batch loss normalization).
+ */
 export function knobsOf(config: TrainConfig): Knobs {
-  const { numEpochs, learningRate, loraR, loraAlpha, cutoffLen, batchSize, valSetSize, evalSteps } = config;
-  return { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora: config.loraUseRslora === true, loraUseDora: config.loraUseDora === true, cutoffLen, batchSize, valSetSize, evalSteps };
+  const stored = { ...DEFAULT_CONFIG, ...config };
+  const { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora, loraUseDora, cutoffLen, batchSize, valSetSize, evalSteps } = stored;
+  const { lrSchedulerType, warmupSteps, warmupRatio, lrSchedulerKwargs, lossNormalization } = stored;
+  return { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora, loraUseDora, cutoffLen, batchSize, valSetSize, evalSteps, lrSchedulerType, warmupSteps, warmupRatio, lrSchedulerKwargs, lossNormalization };
 }
 
-/** HuaTuo's recipe with the page's knobs; logs every step, evaluates and saves every `evalSteps`. */
-export function recipe(knobs: Knobs): TrainConfig {
-  const config: TrainConfig = {
-    ...DEFAULT_CONFIG,
-    ...knobs,
-    saveSteps: knobs.evalSteps,
-    loggingSteps: 1,
-    saveTotalLimit: 2,
-    outputDir: RUN_DIR,
-    loraTargetModules: [...DEFAULT_CONFIG.loraTargetModules],
-  };
-  checkConfig(config);
-  return config;
+/** What the page fixes in HuaTuo's recipe: every step logged, the last two checkpoints kept in IndexedDB. */
+const PAGE_RECIPE: Readonly<TrainConfig> = { ...DEFAULT_CONFIG, loggingSteps: 1, saveTotalLimit: 2, outputDir: RUN_DIR };
+
+/**
+ * HuaTuo's recipe with the page's knobs, given as the form holds them (strings, booleans) or typed,
+ * by TrainConfig key; parsed and checked by resolveConfig as the command line's flags are, so a bad
+ * value is refused with a ConfigError naming its flag. Saves a checkpoint at every evaluation.
+ */
+export function recipe(knobs: Readonly<Record<string, unknown>>): TrainConfig {
+  return resolveConfig({ ...knobs, saveSteps: knobs['evalSteps'] }, PAGE_RECIPE);
 }
 
 /** The data and memory plan of a run; `refusal` says why it cannot run and what to change. */

@@ -48,5 +48,5 @@ export function refresh(): void {
   set('download-config', idle && hasAdapter);
   set('download-weights', idle && hasAdapter);
   document.body.dataset.busy = state.busy;
-  for (const el of document.querySelectorAll<HTMLInputElement>('#knobs input')) el.disabled = state.busy === 'training';
+  for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement>('#knobs input, #knobs select')) el.disabled = state.busy === 'training';
 }
