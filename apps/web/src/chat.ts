@@ -13,14 +13,20 @@ export interface ChatSettings {
   seed: number;
 }
 
-/** Runs `fn` with the model's adapter switched off (PEFT's `disable_adapter()`), then restores it. */
+/**
+ * Runs `fn` with the model's adapter switched off (PEFT's `disable_adapter()`): its LoRA weights and its
+ * trained copies of embed_tokens and lm_head; then restores them.
+ */
 async function withoutAdapter<T>(model: LlamaModel, fn: () => Promise<T>): Promise<T> {
   const saved: [{ lora: LoraWeights | null }, LoraWeights | null][] = adaptedLinears(model).map(({ linear }) => [linear, linear.lora]);
+  const copies = model.savedModules;
   for (const [linear] of saved) linear.lora = null;
+  model.savedModules = { embedTokens: null, lmHead: null };
   try {
     return await fn();
   } finally {
     for (const [linear, lora] of saved) linear.lora = lora;
+    model.savedModules = copies;
   }
 }
 
