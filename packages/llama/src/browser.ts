@@ -95,9 +95,9 @@ export { loraModules, savedModules } from './lora/lora-targets.js';
 export type { LoraModule, SavedModules } from './lora/lora-targets.js';
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
-export type { ApplyLoraOptions } from './lora/lora.js';
+export type { ApplyLoraOptions, CheckedAdapter } from './lora/lora.js';
 export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
-export type { AdapterFiles } from './lora/adapter-files.js';
+export type { AdapterFiles, LoadAdapterOptions } from './lora/adapter-files.js';
 
 // Generation
 export { generate } from './generate/generate.js';

@@ -1,7 +1,7 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
 // where it brings its own vocabulary.
-import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
+import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type Tokenizer, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -101,19 +101,24 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
  */
 export async function loadAdapterWithTokenizer(base: BaseModel, dir: string): Promise<string | null> {
   const before = base.model.config.vocabSize;
-  await loadAdapter(base.model, dir);
-  const vocab = base.model.config.vocabSize;
-  if (vocab === before) return null;
-  if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)))) {
-    throw new ConfigError(
-      '--adapter',
-      `${dir} trains embed_tokens and lm_head on a vocabulary of ${vocab} pieces (the base has ${before}), but holds no tokenizer (tokenizer.model or tokenizer.json); copy the tokenizer the adapter was trained with into ${dir}`,
-    );
-  }
-  const tokenizer = await loadTokenizer(dir);
-  if (tokenizer.vocabSize > vocab) {
-    throw new ConfigError('--adapter', `the tokenizer in ${dir} has ${tokenizer.vocabSize} pieces, more than the ${vocab} rows of the adapter's embed_tokens; it is not the tokenizer the adapter was trained with`);
-  }
+  let tokenizer: Tokenizer | null = null;
+  // The tokenizer is checked before the adapter attaches: a refused one leaves the model and its tokenizer as they were.
+  await loadAdapter(base.model, dir, {
+    beforeAttach: async ({ vocabSize: vocab }) => {
+      if (vocab === before) return;
+      if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)))) {
+        throw new ConfigError(
+          '--adapter',
+          `${dir} trains embed_tokens and lm_head on a vocabulary of ${vocab} pieces (the base has ${before}), but holds no tokenizer (tokenizer.model or tokenizer.json); copy the tokenizer the adapter was trained with into ${dir}`,
+        );
+      }
+      tokenizer = await loadTokenizer(dir);
+      if (tokenizer.vocabSize > vocab) {
+        throw new ConfigError('--adapter', `the tokenizer in ${dir} has ${tokenizer.vocabSize} pieces, more than the ${vocab} rows of the adapter's embed_tokens; it is not the tokenizer the adapter was trained with`);
+      }
+    },
+  });
+  if (tokenizer === null) return null;
   base.tokenizer = tokenizer;
   return dir;
 }

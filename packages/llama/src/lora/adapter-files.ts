@@ -3,7 +3,7 @@
 // downloads/uploads share them.
 
 import { AdapterError, ModelError } from '../errors.js';
-import { adapterTensorsToWrite, attachAdapters, checkedSavedModules, setAdapterWeights } from './lora.js';
+import { adapterTensorsToWrite, attachCheckedAdapter, checkAdapter, checkedSavedModules, type CheckedAdapter } from './lora.js';
 import { parsePeftConfig, toPeftConfigJson } from './peft-config.js';
 import { peftFieldNames } from './lora-config.js';
 import { loraModules } from './lora-targets.js';
@@ -46,15 +46,26 @@ export function adapterConfigText(model: LlamaModel, baseModel = ''): string {
   return `${JSON.stringify(toPeftConfigJson(model.loraConfig, baseModel), null, 2)}\n`;
 }
 
+/** Options of {@link loadAdapterFromFiles} and loadAdapter. */
+export interface LoadAdapterOptions {
+  /**
+   * Called once the adapter is read and checked, before the model changes (e.g. to check a tokenizer against
+   * `adapter.vocabSize`): an error it throws leaves the model as it was.
+   */
+  readonly beforeAttach?: (adapter: CheckedAdapter) => void | Promise<void>;
+}
+
 /**
  * Loads a PEFT adapter into the model (replacing any adapter) from its config text and its
  * weights, checking every key and shape. The weights are adapter_model.safetensors or, told apart by
  * their bytes, the older adapter_model.bin (read without running its pickle). `configName` names the config in errors.
+ * All or nothing: the adapter is read, checked and uploaded before the previous one is removed, so on any
+ * error the model computes as before (its previous adapter, if any, still attached).
  *
  * @example
  * await loadAdapterFromFiles(model, await configFile.text(), 'adapter_config.json', blobSource(weightsFile));
  */
-export async function loadAdapterFromFiles(model: LlamaModel, configText: string, configName: string, weights: ByteSource): Promise<void> {
+export async function loadAdapterFromFiles(model: LlamaModel, configText: string, configName: string, weights: ByteSource, options: LoadAdapterOptions = {}): Promise<void> {
   let json: unknown;
   try {
     json = JSON.parse(configText);
@@ -65,13 +76,14 @@ export async function loadAdapterFromFiles(model: LlamaModel, configText: string
   loraModules(config, model.layers.length, configName, peftFieldNames); // the targets' errors name the file
   checkedSavedModules(model, config, configName, peftFieldNames);
   const st = await openTensorFile(weights);
+  const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   try {
-    const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
     for (const info of st.tensors) tensors.set(info.name, { shape: info.shape, data: await st.readAs(info.name, 'f32') });
-    // The trained copies of modules_to_save come from the file, not from the base.
-    attachAdapters(model, config);
-    setAdapterWeights(model, tensors, weights.name);
   } finally {
     await st.close();
   }
+  // The trained copies of modules_to_save come from the file, not from the base.
+  const checked = checkAdapter(model, config, tensors, weights.name);
+  await options.beforeAttach?.(checked);
+  attachCheckedAdapter(model, checked);
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { add, cast, mul, noGrad, reshape, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from '../formats/config.js';
 import { AdapterError, ModelError } from '../errors.js';
-import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles } from './adapter-files.js';
+import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles, type LoadAdapterOptions } from './adapter-files.js';
 import { adaptedLinears, adapterTensorsToWrite, doraMergeScale, loraDelta } from './lora.js';
 import type { Linear } from '../model/linear.js';
 import type { LlamaModel } from '../model/model.js';
@@ -34,13 +34,14 @@ export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''
 /**
  * Loads a PEFT LoRA adapter folder into the model (replacing any adapter), checking every
  * key and shape against the model and the adapter's config. The weights are
- * adapter_model.safetensors or, when that is absent, adapter_model.bin (older PEFT versions).
+ * adapter_model.safetensors or, when that is absent, adapter_model.bin (older PEFT versions). All or nothing:
+ * on any error the model is left as it was (see loadAdapterFromFiles).
  *
  * @example
  * const model = await loadLlama('models/llama-7b', { dtype: 'f16' });
  * await loadAdapter(model, 'lora-llama-med');
  */
-export async function loadAdapter(model: LlamaModel, dir: string): Promise<void> {
+export async function loadAdapter(model: LlamaModel, dir: string, options: LoadAdapterOptions = {}): Promise<void> {
   const configPath = join(dir, adapterConfigName);
   let text: string;
   try {
@@ -59,7 +60,7 @@ export async function loadAdapter(model: LlamaModel, dir: string): Promise<void>
     });
   });
   try {
-    await loadAdapterFromFiles(model, text, configPath, source);
+    await loadAdapterFromFiles(model, text, configPath, source, options);
   } finally {
     await source.close?.();
   }

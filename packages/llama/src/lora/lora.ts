@@ -14,7 +14,7 @@ import {
   type LoraConfig, type LoraFieldNames, type LoraTargetModule,
 } from './lora-config.js';
 import { loraModules, savedModules, type SavedModules } from './lora-targets.js';
-import type { LlamaModel } from '../model/model.js';
+import type { LlamaModel, SavedCopies } from '../model/model.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
 
 /** Options of {@link applyLora}. */
@@ -142,11 +142,8 @@ function dropSavedModules(model: LlamaModel): void {
   model.savedModules = { embedTokens: null, lmHead: null };
 }
 
-/**
- * Attaches fresh LoRA adapters as {@link applyLora} does, without the trained copies of modules_to_save, which the
- * caller sets (loading an adapter uploads them from its file rather than copying the base's first).
- */
-export function attachAdapters(model: LlamaModel, config: LoraConfig, init: ApplyLoraOptions = {}): void {
+/** Attaches fresh LoRA adapters as {@link applyLora} does, without the trained copies of modules_to_save, which the caller sets. */
+function attachAdapters(model: LlamaModel, config: LoraConfig, init: ApplyLoraOptions = {}): void {
   const modules = loraModules(config, model.layers.length);
   removeLora(model);
   model.loraConfig = config;
@@ -196,19 +193,34 @@ function magnitudeKeysNormalized(weights: ReadonlyMap<string, HostWeight>, file:
 
 type HostWeight = { shape: readonly number[]; data: Float32Array };
 
+/** A projection an adapter is loaded onto, with the rank and scaling its config gives it. */
+interface AdapterSlot {
+  readonly layer: number;
+  readonly target: LoraTargetModule;
+  readonly linear: Linear;
+  readonly r: number;
+  readonly scaling: number;
+}
+
+/** An adapter's weights checked against a model and config, on the host: nothing of the model changed yet. */
+export interface CheckedAdapter {
+  readonly config: LoraConfig;
+  /** The vocabulary the model has once the adapter is attached: its trained embed_tokens' rows, else the base's. */
+  readonly vocabSize: number;
+  readonly slots: readonly AdapterSlot[];
+  readonly weights: ReadonlyMap<string, HostWeight>;
+  readonly copies: ReadonlyMap<string, HostWeight>;
+}
+
 /**
- * Replaces the adapter matrices (and DoRA magnitudes) with host values keyed by PEFT's names; `file` names the
- * source in errors. Every expected key must be present with its shape, and no other key.
+ * Checks host weights keyed by PEFT's names against the projections `slots` and the modules_to_save of `cfg`:
+ * every expected key present with its shape, and no other key. `file` names the source in errors.
  */
-export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, HostWeight>, file: string): void {
-  const cfg = model.loraConfig;
-  if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
+function checkedAdapterWeights(model: LlamaModel, cfg: LoraConfig, slots: readonly AdapterSlot[], given: ReadonlyMap<string, HostWeight>, file: string): CheckedAdapter {
   const weights = magnitudeKeysNormalized(given, file);
   const expected = new Set<string>();
-  const items = adaptedLinears(model);
   const targets = describeTargets(cfg.targetModules);
-  for (const { layer, target, linear } of items) {
-    const r = linear.lora!.A.shape[0]!;
+  for (const { layer, target, linear, r } of slots) {
     for (const [m, shape] of [
       ['A', [r, linear.inFeatures]],
       ['B', [linear.outFeatures, r]],
@@ -243,25 +255,90 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
     }
     throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${targets} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
   }
-  for (const { layer, target, linear } of items) {
+  const vocabSize = copies.get(peftSavedEmbedKey)?.shape[0] ?? model.baseEmbedParts.reduce((s, p) => s + p.shape[0]!, 0);
+  return { config: cfg, vocabSize, slots, weights, copies };
+}
+
+/**
+ * Checks an adapter's host weights (keyed by PEFT's names) against the model and the adapter's config, changing
+ * nothing: every module the config selects must have its tensors with their shapes, and no other tensor be given.
+ * `file` names the source in errors. {@link attachCheckedAdapter} then attaches it.
+ */
+export function checkAdapter(model: LlamaModel, config: LoraConfig, given: ReadonlyMap<string, HostWeight>, file: string): CheckedAdapter {
+  checkedSavedModules(model, config, file, peftFieldNames);
+  const slots = loraModules(config, model.layers.length).map((m) => ({ layer: m.layer, target: m.target, linear: projection(model.layers[m.layer]!, m.target), r: m.r, scaling: m.scaling }));
+  return checkedAdapterWeights(model, config, slots, given, file);
+}
+
+/** The adapter's tensors on the device, each a leaf that trains; on failure, those already uploaded are freed. */
+function uploadAdapter(model: LlamaModel, checked: CheckedAdapter): { loras: NonNullable<Linear['lora']>[]; copies: SavedCopies } {
+  const uploaded: Tensor[] = [];
+  const upload = (data: Float32Array, shape: readonly number[]) => {
+    const t = keep(tensor(data, shape)).requireGrad();
+    uploaded.push(t);
+    return t;
+  };
+  try {
+    const { config, slots, weights, copies } = checked;
+    const loras = slots.map(({ layer, target, linear, r, scaling }) => ({
+      A: upload(weights.get(peftKey(layer, target, 'A'))!.data, [r, linear.inFeatures]),
+      B: upload(weights.get(peftKey(layer, target, 'B'))!.data, [linear.outFeatures, r]),
+      scaling,
+      dropout: config.dropout,
+      magnitude: config.useDora ? upload(weights.get(peftMagnitudeKey(layer, target))!.data, [linear.outFeatures]) : null,
+    }));
+    const C = model.config.hiddenSize;
+    const limit = model.maxBindingBytes;
+    const copy = (key: string) => {
+      const w = copies.get(key);
+      if (w === undefined) return null;
+      const parts = uploadCopy(w.data, w.shape[0]!, C, limit);
+      uploaded.push(...parts);
+      return parts;
+    };
+    const lmHead = copy(peftSavedLmHeadKey);
+    return { loras, copies: { embedTokens: copy(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead) } };
+  } catch (err) {
+    for (const t of uploaded) t.dispose('the adapter failed to load');
+    throw err;
+  }
+}
+
+/**
+ * Attaches an adapter {@link checkAdapter} checked, replacing any adapter: its tensors are uploaded first, and only
+ * once all are on the device is the previous adapter removed, so a failure leaves the model as it was.
+ */
+export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter): void {
+  const { loras, copies } = uploadAdapter(model, checked);
+  removeLora(model);
+  model.loraConfig = checked.config;
+  checked.slots.forEach(({ linear }, i) => {
+    linear.lora = loras[i]!;
+    linear.merged = false;
+  });
+  model.savedModules = copies;
+}
+
+/**
+ * Replaces the adapter matrices (and DoRA magnitudes) with host values keyed by PEFT's names; `file` names the
+ * source in errors. Every expected key must be present with its shape, and no other key; on an error the
+ * adapter is left as it was.
+ */
+export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, HostWeight>, file: string): void {
+  const cfg = model.loraConfig;
+  if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
+  const slots = adaptedLinears(model).map(({ layer, target, linear }) => ({ layer, target, linear, r: linear.lora!.A.shape[0]!, scaling: linear.lora!.scaling }));
+  const checked = checkedAdapterWeights(model, cfg, slots, given, file);
+  const { loras, copies } = uploadAdapter(model, checked);
+  slots.forEach(({ linear }, i) => {
     const lora = linear.lora!;
-    const A = keep(tensor(weights.get(peftKey(layer, target, 'A'))!.data, lora.A.shape)).requireGrad();
-    const B = keep(tensor(weights.get(peftKey(layer, target, 'B'))!.data, lora.B.shape)).requireGrad();
-    const magnitude = cfg.useDora ? keep(tensor(weights.get(peftMagnitudeKey(layer, target))!.data, [linear.outFeatures])).requireGrad() : null;
     lora.A.dispose('replaced by loaded adapter weights');
     lora.B.dispose('replaced by loaded adapter weights');
     lora.magnitude?.dispose('replaced by loaded adapter weights');
-    linear.lora = { ...lora, A, B, magnitude };
-  }
+    linear.lora = { ...lora, A: loras[i]!.A, B: loras[i]!.B, magnitude: loras[i]!.magnitude };
+  });
   dropSavedModules(model);
-  const C = model.config.hiddenSize;
-  const limit = model.maxBindingBytes;
-  const upload = (key: string) => {
-    const w = copies.get(key);
-    return w === undefined ? null : uploadCopy(w.data, w.shape[0]!, C, limit);
-  };
-  const lmHead = upload(peftSavedLmHeadKey);
-  model.savedModules = { embedTokens: upload(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead) };
+  model.savedModules = copies;
 }
 
 /**
