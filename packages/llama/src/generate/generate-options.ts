@@ -62,6 +62,12 @@ export interface GenerateOptions {
    * hash32(seed, b), so a prompt's tokens do not depend on the other prompts. Default 0.
    */
   readonly seed?: number;
+  /**
+   * One seed per prompt, in place of `seed`: prompt b samples as a generate of that prompt alone with
+   * seed seeds[b] would, so a batch of one prompt repeated with seeds s, s + 1, ... gives the choices of
+   * vLLM's n (whose i-th sequence is seeded with seed + i).
+   */
+  readonly seeds?: readonly number[];
   /** Put BOS before text prompts. Default: as the tokenizer's encode does (tokenizer_config.json's add_bos_token, else true), as `generate(tokenizer(prompt))` in transformers. */
   readonly addBos?: boolean;
   /**

@@ -13,7 +13,15 @@ import type { LlamaModel } from '../model/model.js';
 import { applyFrequencyPresencePenalty, applyLogitBias, applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
-async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number): Promise<Generation[]> {
+/** Row b's k-th uniform at [k * B + b]: row b's generator is the first fork of seeds[b]'s, as a prompt alone with that seed. */
+function rowSeedUniforms(seeds: readonly number[], K: number): Float32Array {
+  const B = seeds.length;
+  const u = new Float32Array(K * B);
+  seeds.forEach((s, b) => tokenUniforms(s, 1, K).forEach((v, k) => (u[k * B + b] = v)));
+  return u;
+}
+
+async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number | readonly number[]): Promise<Generation[]> {
   const B = prompts.length;
   const P = Math.max(...prompts.map((p) => p.length));
   const maxLen = P + r.maxNewTokens;
@@ -21,7 +29,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const pad = model.config.padTokenId ?? 0;
   const outputs = prompts.map((p, i) => new Output(i, p, tokenizer, r));
   // Row b's k-th new token draws with uniforms[k * B + b], on every path.
-  const uniforms = r.doSample ? tokenUniforms(seed, B, r.maxNewTokens) : null;
+  const uniforms = !r.doSample ? null : typeof seed === 'number' ? tokenUniforms(seed, B, r.maxNewTokens) : rowSeedUniforms(seed, r.maxNewTokens);
   // Left padding: row b's prompt fills positions [P - L_b, P); padding keys are masked.
   const mask = new Int32Array(B * maxLen);
   const maskRows = (S: number) => {
@@ -160,6 +168,11 @@ export async function generate(
     }
     return [...p];
   });
+  if (options.seeds !== undefined) {
+    if (options.seeds.length !== ids.length) throw new ModelError(`generate: seeds has ${options.seeds.length} seeds for ${ids.length} prompts; give one per prompt`);
+    if (options.seeds.some((s) => !Number.isInteger(s))) throw new ModelError(`generate: seeds should be integers, got [${options.seeds.slice(0, 8).join(', ')}]`);
+    if (options.seed !== undefined) throw new ModelError('generate: give seed or seeds, not both');
+  }
   const longest = Math.max(...ids.map((p) => p.length)) + r.maxNewTokens;
   if (longest > model.maxModelLen) {
     throw new ModelError(
@@ -173,7 +186,7 @@ export async function generate(
   const wasTraining = model.training;
   model.training = false;
   try {
-    if (r.numBeams === 1) return await greedyOrSample(model, tokenizer, ids, r, options.seed ?? 0);
+    if (r.numBeams === 1) return await greedyOrSample(model, tokenizer, ids, r, options.seeds ?? options.seed ?? 0);
     const out: Generation[] = [];
     for (const [i, p] of ids.entries()) out.push(await beamSearch(model, tokenizer, p, i, r));
     return out;
