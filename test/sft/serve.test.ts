@@ -259,6 +259,10 @@ test('models are listed and retrieved by the served name; other names are 404', 
     const list = await api.models.list();
     assert.deepEqual(list.data.map((m) => m.id), [NAME]);
     assert.equal((await api.models.retrieve(NAME)).id, NAME);
+    // vLLM's model card reports the context length.
+    const card = await call(`${server.url}/v1/models/${NAME}`);
+    assert.equal(card.json.max_model_len, 2048);
+    assert.equal((list.data[0] as unknown as { max_model_len: number }).max_model_len, 2048);
     await assert.rejects(api.models.retrieve('gpt-4'), (e: unknown) => e instanceof OpenAI.NotFoundError);
     const health = await call(`${server.url}/health`);
     assert.equal(health.status, 200);
@@ -282,7 +286,8 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
     assertError(await call(chat, { body: { ...ok, max_tokens: 0 } }), 400, 'max_tokens', 'max_tokens 0');
     assertError(await call(chat, { body: { ...ok, max_tokens: 65 } }), 400, 'max_tokens', 'max_tokens over the limit');
     assertError(await call(chat, { body: { ...ok, max_completion_tokens: 2.5 } }), 400, 'max_completion_tokens', 'fractional max_completion_tokens');
-    assertError(await call(chat, { body: { ...ok, n: 2 } }), 400, 'n', 'n = 2');
+    assertError(await call(chat, { body: { ...ok, n: 0 } }), 400, 'n', 'n = 0');
+    assertError(await call(chat, { body: { ...ok, n: 1.5 } }), 400, 'n', 'n = 1.5');
     assertError(await call(chat, { body: { ...ok, temperature: 3 } }), 400, 'temperature', 'temperature 3');
     assertError(await call(chat, { body: { ...ok, temperature: 'hot' } }), 400, 'temperature', 'temperature a string');
     assertError(await call(chat, { body: { ...ok, stream: 'yes' } }), 400, 'stream', 'stream a string');
@@ -299,7 +304,7 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
     assertError(await call(completions, { body: { model: NAME, prompt: ['a', 'b'] } }), 400, 'prompt', 'two prompts');
     assertError(await call(completions, { body: { model: NAME, prompt: [1, 99999] } }), 400, 'prompt', 'token ids beyond the vocabulary');
     assertError(await call(completions, { body: { model: NAME, prompt: '' } }), 400, 'prompt', 'empty prompt');
-    await assert.rejects(client(server).chat.completions.create({ ...ok, messages: [{ role: 'user', content: 'q' }], n: 3 }), (e: unknown) => e instanceof OpenAI.BadRequestError && /\bn\b/.test(e.message));
+    await assert.rejects(client(server).chat.completions.create({ ...ok, messages: [{ role: 'user', content: 'q' }], n: 17 }), (e: unknown) => e instanceof OpenAI.BadRequestError && /\bn\b/.test(e.message));
     // Still serving after all of that.
     const r = await call(chat, { body: ok });
     assert.equal(r.status, 200);

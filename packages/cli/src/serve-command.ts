@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '@huatuo/http';
 import { llamaTokenizerDir } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
-import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
+import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_MAX_CHOICES, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
 import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 
@@ -28,6 +28,7 @@ interface RawOptions {
   maxQueue: string;
   maxBodyBytes: string;
   maxTokensLimit?: string;
+  maxChoices: string;
   maxModelLen?: string;
   allowLongMaxModelLen?: boolean;
   defaultMaxTokens: string;
@@ -92,6 +93,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 with Retry-After', '16')
     .option('--max-body-bytes <n>', 'largest request body; larger get 413', String(1024 * 1024))
     .option('--max-tokens-limit <n>', "most new tokens one request may ask for (default: the model's context length, --max-model-len)")
+    .option('--max-choices <n>', 'most choices (n) one request may ask for; they decode together, and a request whose choices do not fit the GPU is refused', String(DEFAULT_MAX_CHOICES))
     .option('--default-max-tokens <n>', 'new tokens when a request gives no max_tokens', String(DEFAULT_SERVE_GENERATION.maxTokens))
     .option(
       '--stream-keep-alive-ms <n>',
@@ -111,6 +113,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
       const maxTokensLimit = raw.maxTokensLimit === undefined ? undefined : int('--max-tokens-limit', raw.maxTokensLimit, 1);
+      const maxChoices = int('--max-choices', raw.maxChoices, 1);
       const defaultMaxTokens = int('--default-max-tokens', raw.defaultMaxTokens, 1);
       const streamKeepAliveMs = int('--stream-keep-alive-ms', raw.streamKeepAliveMs, 0, 2 ** 31 - 1);
       const allowedHosts = list('--allowed-hosts', raw.allowedHosts, normalizeAllowedHosts);
@@ -143,6 +146,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         maxQueue,
         maxBodyBytes,
         ...(maxTokensLimit === undefined ? {} : { maxTokensLimit }),
+        maxChoices,
         defaultGeneration: { maxTokens: defaultMaxTokens },
         streamKeepAliveMs,
         allowedHosts,

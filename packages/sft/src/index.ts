@@ -68,7 +68,7 @@ export { pretrainBase, pretrainDemoBase, demoBaseTexts, baseParameters, textExam
 export type { PretrainOptions } from './demo-base.js';
 
 // Serving: an OpenAI-compatible API
-export { DEFAULT_STREAM_KEEP_ALIVE_MS, startServer } from './serve.js';
+export { DEFAULT_MAX_CHOICES, DEFAULT_STREAM_KEEP_ALIVE_MS, startServer } from './serve.js';
 export type { ServeOptions, RunningServer } from './serve.js';
 export { DEFAULT_SERVE_GENERATION } from './serve-request.js';
 export type { ServeGenerationDefaults } from './serve-request.js';

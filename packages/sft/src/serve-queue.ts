@@ -32,7 +32,7 @@ export class JobQueue {
 
   constructor(
     private readonly maxQueue: number,
-    private readonly run: (job: Job) => Promise<Generation>,
+    private readonly run: (job: Job) => Promise<readonly Generation[]>,
     private readonly emit: (event: ServeEvent) => void,
   ) {
     this.done = this.loop();
@@ -70,7 +70,7 @@ export class JobQueue {
   /** Seconds until the running generation should end and free a place (see {@link retryAfterSeconds}). */
   retryAfter(): number {
     const c = this.current;
-    const running = c === null ? null : { elapsedSeconds: (performance.now() - this.currentSince) / 1000, tokens: c.tokens, maxTokens: c.sampling.maxTokens };
+    const running = c === null ? null : { elapsedSeconds: (performance.now() - this.currentSince) / 1000, tokens: c.tokens, maxTokens: c.sampling.maxTokens * c.sampling.n };
     return retryAfterSeconds(running, this.recentRates);
   }
 
@@ -105,10 +105,10 @@ export class JobQueue {
       this.currentSince = performance.now();
       this.emit({ type: 'started', id: job.id, waiting: this.waiting.length });
       try {
-        const gen = await this.run(job);
+        const gens = await this.run(job);
         if (job.tokens > 0) this.recentRates.push((performance.now() - this.currentSince) / 1000 / job.tokens);
         if (this.recentRates.length > 8) this.recentRates.shift();
-        this.emit({ type: 'finished', id: job.id, waiting: this.waiting.length, completionTokens: gen.tokens.length });
+        this.emit({ type: 'finished', id: job.id, waiting: this.waiting.length, completionTokens: gens.reduce((sum, g) => sum + g.tokens.length, 0) });
       } catch (e) {
         this.fail(job, e);
       } finally {

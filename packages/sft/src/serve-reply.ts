@@ -19,17 +19,22 @@ export interface Job extends JobRequest {
   keepAlive?: ReturnType<typeof setTimeout>;
 }
 
-const usage = (g: Generation) => ({ prompt_tokens: g.promptTokens.length, completion_tokens: g.tokens.length, total_tokens: g.promptTokens.length + g.tokens.length });
+// Usage as vLLM counts it over n choices: the prompt once, every choice's tokens.
+const usage = (gens: readonly Generation[]) => {
+  const prompt = gens[0]!.promptTokens.length;
+  const completion = gens.reduce((sum, g) => sum + g.tokens.length, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+};
 const finishReason = (g: Generation, raw: string, stops: readonly string[]): 'stop' | 'length' => (g.finishReason === 'length' && firstStop(raw, stops) < 0 ? 'length' : 'stop');
 
 // With stream_options.include_usage, OpenAI gives every chunk a usage field, null until the last.
-const chunk = (job: Job, modelName: string, choice: Record<string, unknown>, logprobs: unknown = null) => ({
+const chunk = (job: Job, modelName: string, index: number, choice: Record<string, unknown>, logprobs: unknown = null) => ({
   id: job.id,
   object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
   created: job.created,
   model: modelName,
   system_fingerprint: null,
-  choices: [{ index: 0, ...choice, logprobs }],
+  choices: [{ index, ...choice, logprobs }],
   ...(job.includeUsage ? { usage: null } : {}),
 });
 
@@ -71,12 +76,10 @@ export function keepStreamAlive(job: Job, intervalMs: number): void {
  * (chat chunks or completion texts, a finish reason, usage when asked, [DONE]), or one
  * chat.completion / text_completion object. Throws {@link Cancelled} when the client has gone.
  */
-export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, modelName: string): Promise<Generation> {
+export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, modelName: string): Promise<readonly Generation[]> {
   const s = job.sampling;
   const strip = job.strip;
   const res = job.res;
-  let raw = '';
-  let sent = '';
   // An event written puts the next keep-alive comment a whole interval away.
   const send = (data: unknown): void => {
     sse(res, data);
@@ -86,70 +89,80 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   // The echoed prompt's log-probabilities (its first token has none), and the generated tokens' not yet sent.
   const promptRows = job.echoPrompt && top !== null ? await promptLogprobs(model, job.prompt, top) : [];
   if (job.cancelled) throw new Cancelled();
-  const pending: { ids: number[]; rows: RowLogprobs[] } = { ids: [], rows: [] };
-  // Characters (Python's len) of the completion text streamed so far: where the next chunk's text_offset starts.
-  let streamedChars = 0;
-  const takeLogprobs = (): unknown => {
-    if (top === null || pending.ids.length === 0) return null;
-    const lp = job.kind === 'chat' ? chatLogprobs(tokenizer, pending.rows, top) : completionLogprobs(tokenizer, pending.ids, pending.rows, top, streamedChars);
-    pending.ids = [];
-    pending.rows = [];
+  // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
+  // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
+  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0 }));
+  const takeLogprobs = (i: number): unknown => {
+    const c = streams[i]!;
+    if (top === null || c.pending.ids.length === 0) return null;
+    const lp = job.kind === 'chat' ? chatLogprobs(tokenizer, c.pending.rows, top) : completionLogprobs(tokenizer, c.pending.ids, c.pending.rows, top, c.streamedChars);
+    c.pending = { ids: [], rows: [] };
     return lp;
   };
   if (job.stream) {
     openStream(job);
-    if (job.kind === 'chat') send(chunk(job, modelName, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
-    else if (job.echoPrompt) {
-      const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, promptRows, top, 0);
-      send(chunk(job, modelName, { text: job.echo, finish_reason: null }, lp));
-      streamedChars += [...job.echo].length;
+    for (let i = 0; i < s.n; i++) {
+      if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
+      else if (job.echoPrompt) {
+        const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, promptRows, top, 0);
+        send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp));
+        streams[i]!.streamedChars += [...job.echo].length;
+      }
     }
   }
-  const delta = (text: string): void => {
+  const delta = (i: number, text: string): void => {
     if (text === '') return;
-    const lp = takeLogprobs();
-    send(chunk(job, modelName, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp));
-    streamedChars += [...text].length;
+    const lp = takeLogprobs(i);
+    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp));
+    streams[i]!.streamedChars += [...text].length;
   };
-  const [g] = job.echoOnly ? [{ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [] }] : await generate(model, tokenizer, [job.prompt], {
-    maxNewTokens: s.maxTokens,
-    doSample: s.doSample,
-    temperature: s.temperature,
-    topP: s.topP,
-    topK: s.topK,
-    numBeams: s.numBeams,
-    repetitionPenalty: s.repetitionPenalty,
-    frequencyPenalty: s.frequencyPenalty,
-    presencePenalty: s.presencePenalty,
-    logitBias: s.logitBias,
-    stopStrings: s.stop,
-    seed: s.seed,
-    ...(top === null ? {} : { logprobs: top }),
-    onToken: (e) => {
-      if (job.cancelled) throw new Cancelled();
-      job.tokens++;
-      if (!job.stream) return;
-      if (e.logprobs !== undefined) {
-        pending.ids.push(e.token);
-        pending.rows.push(e.logprobs);
-      }
-      raw += e.text;
-      const visible = visibleText(raw, s.stop, strip, false);
-      if (visible.startsWith(sent) && visible.length > sent.length) {
-        delta(visible.slice(sent.length));
-        sent = visible;
-      }
-    },
-  });
-  const gen = g!;
-  const text = visibleText(gen.text, s.stop, strip, true);
-  const reason = finishReason(gen, gen.text, s.stop);
-  const genRows = gen.logprobs ?? [];
+  // The n choices decode as one batch of the prompt repeated, choice i sampling with seed + i as vLLM seeds them.
+  const gens: readonly Generation[] = job.echoOnly
+    ? streams.map(() => ({ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [] }))
+    : await generate(
+        model,
+        tokenizer,
+        streams.map(() => job.prompt),
+        {
+          maxNewTokens: s.maxTokens,
+          doSample: s.doSample,
+          temperature: s.temperature,
+          topP: s.topP,
+          topK: s.topK,
+          numBeams: s.numBeams,
+          repetitionPenalty: s.repetitionPenalty,
+          frequencyPenalty: s.frequencyPenalty,
+          presencePenalty: s.presencePenalty,
+          logitBias: s.logitBias,
+          stopStrings: s.stop,
+          seeds: streams.map((_, i) => (s.seed + i) >>> 0),
+          ...(top === null ? {} : { logprobs: top }),
+          onToken: (e) => {
+            if (job.cancelled) throw new Cancelled();
+            job.tokens++;
+            if (!job.stream) return;
+            const c = streams[e.prompt]!;
+            if (e.logprobs !== undefined) {
+              c.pending.ids.push(e.token);
+              c.pending.rows.push(e.logprobs);
+            }
+            c.raw += e.text;
+            const visible = visibleText(c.raw, s.stop, strip, false);
+            if (visible.startsWith(c.sent) && visible.length > c.sent.length) {
+              delta(e.prompt, visible.slice(c.sent.length));
+              c.sent = visible;
+            }
+          },
+        },
+      );
+  const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), rows: gen.logprobs ?? [] }));
   if (job.stream) {
-    if (text.startsWith(sent)) delta(text.slice(sent.length));
-    // Tokens whose text never showed (an end of sequence, a stop string) come with the finish.
-    send(chunk(job, modelName, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs()));
-    if (job.includeUsage) send({ ...chunk(job, modelName, {}), choices: [], usage: usage(gen) });
+    for (const [i, { text, reason }] of choices.entries()) {
+      if (text.startsWith(streams[i]!.sent)) delta(i, text.slice(streams[i]!.sent.length));
+      // Tokens whose text never showed (an end of sequence, a stop string) come with the finish.
+      send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs(i)));
+    }
+    if (job.includeUsage) send({ ...chunk(job, modelName, 0, {}), choices: [], usage: usage(gens) });
     send('[DONE]');
     res.end();
   } else if (job.kind === 'chat') {
@@ -162,8 +175,13 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         created: job.created,
         model: modelName,
         system_fingerprint: null,
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: top === null ? null : chatLogprobs(tokenizer, genRows, top), finish_reason: reason }],
-        usage: usage(gen),
+        choices: choices.map(({ text, reason, rows }, index) => ({
+          index,
+          message: { role: 'assistant', content: text, refusal: null },
+          logprobs: top === null ? null : chatLogprobs(tokenizer, rows, top),
+          finish_reason: reason,
+        })),
+        usage: usage(gens),
       },
       { 'x-request-id': job.id },
     );
@@ -177,18 +195,16 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         created: job.created,
         model: modelName,
         system_fingerprint: null,
-        choices: [
-          {
-            index: 0,
-            text: job.echo + text,
-            logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...promptRows, ...genRows] : genRows, top, 0),
-            finish_reason: reason,
-          },
-        ],
-        usage: usage(gen),
+        choices: choices.map(({ gen, text, reason, rows }, index) => ({
+          index,
+          text: job.echo + text,
+          logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...promptRows, ...rows] : rows, top, 0),
+          finish_reason: reason,
+        })),
+        usage: usage(gens),
       },
       { 'x-request-id': job.id },
     );
   }
-  return gen;
+  return gens;
 }

@@ -40,6 +40,9 @@ export const DEFAULT_SERVE_GENERATION: Readonly<ServeGenerationDefaults> = Objec
   repetitionPenalty: 1,
 });
 
+/** Most choices (n) a request may ask for unless the server is told otherwise: OpenAI's own limit is 128; memory bounds it first on most GPUs. */
+export const DEFAULT_MAX_CHOICES = 16;
+
 /** How one request samples. */
 export interface Sampling {
   maxTokens: number;
@@ -55,7 +58,10 @@ export interface Sampling {
   /** OpenAI's logit_bias (token id -> bias, clamped to [-100, 100] as vLLM clamps it); empty for none. */
   logitBias: ReadonlyMap<number, number>;
   stop: string[];
+  /** The first choice's seed (unsigned 32-bit); choice i samples with seed + i, as vLLM seeds its n sequences. */
   seed: number;
+  /** OpenAI's n: choices generated together, as one batch of the prompt repeated. */
+  n: number;
 }
 
 /** A request read and checked, ready to queue. */
@@ -89,6 +95,8 @@ export interface RequestReaderOptions {
   modelName: string;
   defaults: ServeGenerationDefaults;
   maxTokensLimit: number;
+  /** Most choices (n) one request may ask for. Default {@link DEFAULT_MAX_CHOICES}. */
+  maxChoices?: number;
   /** Token ids of a prompt text, BOS first when asked (on a worker thread, or the tokenizer itself). */
   encode: EncodeText;
 }
@@ -155,6 +163,7 @@ function newId(prefix: string): string {
 /** Reads /v1/chat/completions and /v1/completions bodies into {@link JobRequest}s, or throws the HttpError to answer. */
 export function createRequestReader(o: RequestReaderOptions): { chat: (body: Body) => Promise<JobRequest>; completion: (body: Body) => Promise<JobRequest> } {
   const { model, tokenizer, template, modelName, defaults, maxTokensLimit, encode } = o;
+  const maxChoices = o.maxChoices ?? DEFAULT_MAX_CHOICES;
   const context = model.maxModelLen;
   const contextSource = model.maxModelLenSource;
   const prompter = chatPrompter(template, tokenizer, encode);
@@ -172,10 +181,12 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
   };
 
   const sampling = (body: Body, promptTokens: number, extraStops: readonly string[]): Sampling => {
-    for (const key of ['n', 'best_of']) {
-      const v = optional(body, key, isInt, 'an integer');
-      if (v !== undefined && v !== 1) throw new HttpError(400, `${key}: this server returns one choice per request, got ${v}; send ${key}: 1 or leave it out`, 'invalid_request_error', key);
-    }
+    const n = optional(body, 'n', isInt, 'an integer') ?? 1;
+    if (n < 1) throw new HttpError(400, `n: expected an integer of at least 1 (the choices to generate), got ${n}`, 'invalid_request_error', 'n');
+    if (n > maxChoices) throw new HttpError(400, `n: ${n} choices asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices} or send several requests`, 'invalid_request_error', 'n');
+    // vLLM's V1 engine refuses best_of too; n gives that many samples, all returned.
+    const bestOf = optional(body, 'best_of', isInt, 'an integer');
+    if (bestOf !== undefined && bestOf !== n) throw new HttpError(400, `best_of: not supported (got ${bestOf}); send n for several samples, all returned, and rank them yourself (logprobs gives their log probabilities)`, 'invalid_request_error', 'best_of');
     const maxCompletion = inRange(body, 'max_completion_tokens', 1, maxTokensLimit, true);
     const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
     const left = context - promptTokens;
@@ -197,6 +208,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const topP = inRange(body, 'top_p', 0, 1, false) ?? defaults.topP;
     const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
     const numBeams = inRange(body, 'num_beams', 1, 16, true) ?? defaults.numBeams;
+    if (n > 1 && numBeams > 1) throw new HttpError(400, `n: several choices come from sampling or greedy decoding, not beam search (num_beams ${numBeams}); send num_beams 1 or n 1`, 'invalid_request_error', 'n');
     const repetitionPenalty = inRange(body, 'repetition_penalty', 0.01, 10, false) ?? defaults.repetitionPenalty;
     // OpenAI's range; vLLM's beam search does not apply them, so beams refuse them rather than ignore them.
     const penalty = (key: string): number => {
@@ -210,14 +222,19 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (logitBias.size > 0 && numBeams > 1) throw new HttpError(400, `logit_bias: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave logit_bias out`, 'invalid_request_error', 'logit_bias');
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
-    const fit = memoryRefusal(numBeams, promptTokens + maxTokens);
+    // The n choices decode together: n sequences of the cache.
+    const sequences = numBeams * n;
+    const fit = memoryRefusal(sequences, promptTokens + maxTokens);
     if (fit !== null) {
-      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}`, 'invalid_request_error', askedParam, 'context_length_exceeded');
+      if (n > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
+        throw new HttpError(400, `n: ${n} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`, 'invalid_request_error', 'n');
+      }
+      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${fit}`, 'invalid_request_error', askedParam, 'context_length_exceeded');
       // No length asked for: the longest answer that fits.
       let lo = 0;
       for (let hi = maxTokens; hi - lo > 1; ) {
         const mid = (lo + hi) >> 1;
-        if (memoryRefusal(numBeams, promptTokens + mid) === null) lo = mid;
+        if (memoryRefusal(sequences, promptTokens + mid) === null) lo = mid;
         else hi = mid;
       }
       if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}; shorten the messages`, 'invalid_request_error', 'messages', 'context_length_exceeded');
@@ -236,6 +253,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       logitBias,
       stop: [...parseStop(body), ...extraStops],
       seed: Number(BigInt.asUintN(32, BigInt(seed))),
+      n,
     };
   };
 

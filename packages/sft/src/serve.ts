@@ -16,7 +16,9 @@ import { HttpError, sendError } from './serve-errors.js';
 import { isObject, typeName, type Body } from './serve-fields.js';
 import { JobQueue, type ServeEvent } from './serve-queue.js';
 import { keepStreamAlive, reply } from './serve-reply.js';
-import { createRequestReader, DEFAULT_SERVE_GENERATION, type ServeGenerationDefaults } from './serve-request.js';
+import { createRequestReader, DEFAULT_MAX_CHOICES, DEFAULT_SERVE_GENERATION, type ServeGenerationDefaults } from './serve-request.js';
+
+export { DEFAULT_MAX_CHOICES };
 import { TokenizerThread } from './tokenize-thread.js';
 
 /** Options of {@link startServer}. */
@@ -39,6 +41,8 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** Most new tokens one request may ask for. Default the model's context, `model.maxModelLen` (config.json's max_position_embeddings stretched by rope_scaling, or --max-model-len). */
   maxTokensLimit?: number;
+  /** Most choices (OpenAI's n) one request may ask for; they decode as one batch, and a request whose n sequences do not fit the GPU is refused. Default {@link DEFAULT_MAX_CHOICES}. */
+  maxChoices?: number;
   /** Generation settings for fields a request leaves out. */
   defaultGeneration?: Partial<ServeGenerationDefaults>;
   /** Called on every queue event (the CLI logs them). */
@@ -116,7 +120,7 @@ const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
  * model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
  * server answers 503 with Retry-After. Sampling follows OpenAI: temperature (0 is greedy),
  * top_p, frequency_penalty, presence_penalty and logit_bias (as vLLM applies them; not with beams), seed, stop,
- * max_tokens / max_completion_tokens, n = 1 only; logprobs as vLLM returns them (serve-logprobs.ts); the extensions
+ * max_tokens / max_completion_tokens, n (up to `maxChoices`, decoded as one batch, choice i seeded with seed + i as vLLM seeds them; not with beams); logprobs as vLLM returns them (serve-logprobs.ts); the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
  * `repetition_penalty` are accepted too. A streaming client that disconnects stops its
  * generation at the next token; a stream silent for `streamKeepAliveMs` (queued, or on a long
@@ -134,11 +138,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const maxQueue = options.maxQueue ?? 16;
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const maxTokensLimit = options.maxTokensLimit ?? model.maxModelLen;
+  const maxChoices = options.maxChoices ?? DEFAULT_MAX_CHOICES;
   const keepAliveMs = options.streamKeepAliveMs ?? DEFAULT_STREAM_KEEP_ALIVE_MS;
   const defaults: ServeGenerationDefaults = { ...DEFAULT_SERVE_GENERATION, ...options.defaultGeneration };
   if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new ConfigError('--max-queue', `startServer: maxQueue should be an integer >= 0, got ${maxQueue}`);
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new ConfigError('--max-body-bytes', `startServer: maxBodyBytes should be a positive integer, got ${maxBodyBytes}`);
   if (!Number.isSafeInteger(maxTokensLimit) || maxTokensLimit < 1) throw new ConfigError('--max-tokens-limit', `startServer: maxTokensLimit should be a positive integer, got ${maxTokensLimit}`);
+  if (!Number.isSafeInteger(maxChoices) || maxChoices < 1) throw new ConfigError('--max-choices', `startServer: maxChoices should be a positive integer, got ${maxChoices}`);
   if (!Number.isSafeInteger(defaults.maxTokens) || defaults.maxTokens < 1) throw new ConfigError('--default-max-tokens', `startServer: defaultGeneration.maxTokens should be a positive integer, got ${defaults.maxTokens}`);
   if (!Number.isSafeInteger(keepAliveMs) || keepAliveMs < 0 || keepAliveMs > MAX_TIMER_MS) {
     throw new ConfigError('--stream-keep-alive-ms', `startServer: streamKeepAliveMs should be an integer in [0, ${MAX_TIMER_MS}] (0: no keep-alive comments), got ${keepAliveMs}`);
@@ -152,7 +158,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     throw e;
   }
   const created = Math.floor(Date.now() / 1000);
-  const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu' };
+  // vLLM's model card reports the context length as max_model_len.
+  const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu', max_model_len: model.maxModelLen };
   const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer);
   const encode: EncodeText = (text, specialTokens) => {
     const options = specialTokens ? {} : { addBos: false, addEos: false };
@@ -160,7 +167,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
   let read: ReturnType<typeof createRequestReader>;
   try {
-    read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, encode });
+    read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, maxChoices, encode });
   } catch (e) {
     // The worker would keep the process alive after the error.
     await thread?.close();
