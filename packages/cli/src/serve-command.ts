@@ -13,7 +13,7 @@ import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quant
 export interface ServeCommandIo {
   out?: (line: string) => void;
   err?: (line: string) => void;
-  /** Resolves when the server should close; default: the first SIGINT or SIGTERM. */
+  /** Resolves when the server should close; default: the first SIGINT or SIGTERM. If it rejects, the server closes and the command fails with its error. */
   until?: (server: RunningServer) => Promise<void>;
 }
 
@@ -162,9 +162,13 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       }
       out(`serve: ${modelName}${raw.adapter ? ` + ${raw.adapter}` : ''} (template ${template.name}) at ${server.url}/v1${apiKey === undefined ? '' : ` (bearer token from $${raw.apiKeyEnv})`}`);
       out('serve: Ctrl-C to stop');
-      await (io.until ?? untilSignal)(server);
-      await server.close();
-      base.model.dispose();
+      try {
+        await (io.until ?? untilSignal)(server);
+      } finally {
+        // An `until` that fails closes the server too: left listening, it would keep the process alive.
+        await server.close();
+        base.model.dispose();
+      }
       out('serve: stopped');
     });
 }
