@@ -6,12 +6,16 @@
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
 import {
   AdamW,
+  add,
   attention,
   backward,
+  cast,
   countTokens,
   crossEntropy,
   deviceInfo,
   frequencyPresencePenalty,
+  hasF16,
+  linear,
   logSoftmaxTopK,
   logitBias,
   logitBiasRow,
@@ -340,9 +344,46 @@ export async function benchLogprobs(ctx: BenchContext): Promise<void> {
   }
 }
 
-/** Attention, the memory-bound rows, the sampling penalties and the log-probabilities; returns target lines for the summary. */
+/**
+ * A biased projection (Qwen2-0.5B's q_proj, 896 -> 896, over a prefill of 256 rows and one decoding row):
+ * the plain product beside linear(x, w, b), whose kernels add the bias before their one rounding, and beside
+ * the composition it replaces (matmul, then add: a second dispatch that reads and writes the output again).
+ */
+export async function benchBiasedLinear(ctx: BenchContext): Promise<void> {
+  const [K, N] = [896, 896];
+  for (const dtype of hasF16() ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+    const w = cast(randn([N, K], { seed: 21 }), dtype);
+    const b = cast(randn([N], { seed: 22 }), dtype);
+    for (const M of [256, 1]) {
+      const x = cast(randn([M, K], { seed: 20 + M }), dtype);
+      for (const [impl, f] of [
+        ['matmul', () => matmul(x, transpose(w))],
+        ['linear+bias', () => linear(x, w, b)],
+        ['matmul, add', () => add(matmul(x, transpose(w)), b)],
+      ] as const) {
+        const ms = await timeMedian(
+          async () => {
+            const y = f();
+            await readFew(y);
+            y.dispose();
+          },
+          ctx.reps,
+          1,
+          `${impl} ${dtype} ${M}x${K}x${N}`,
+        );
+        const gflops = (2 * M * K * N) / ms / 1e6;
+        ctx.push({ bench: 'biased projection', impl, dtype, shape: `${M}x${K}x${N}`, ms, gflops, gbps: null, roofline: gflops / ctx.roof.gflops, ...(impl === 'matmul' ? { note: 'no bias' } : {}) });
+      }
+      x.dispose();
+    }
+    for (const t of [w, b]) t.dispose();
+  }
+}
+
+/** Attention, the memory-bound rows, the biased projection, the sampling penalties and the log-probabilities; returns target lines for the summary. */
 export async function benchKernels(ctx: BenchContext): Promise<string[]> {
   const lines = [...(await benchAttention(ctx)), ...(await benchMemoryBound(ctx))];
+  await benchBiasedLinear(ctx);
   await benchPenalties(ctx);
   await benchLogprobs(ctx);
   return [...lines, ...(await benchDecodeFused(ctx))];

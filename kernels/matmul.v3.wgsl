@@ -12,7 +12,8 @@
 // The SHARE placeholder is the sharing step unrolled on the host (shareStep in kernelgen/matmul.ts): subgroupBroadcast
 // takes only constant lane indices, and accumulators indexed by loop counters spill out of registers.
 // Bindings: 0 Params (uniform, strides and offsets in vec4 units); 1 a: array<vec4<T>> read;
-// 2 b: array<vec4<T>> read; 3 c: array<vec4<T>> read_write.
+// 2 b: array<vec4<T>> read; 3 c: array<vec4<T>> read_write; 4 bias: array<T> read
+// (include/matmul_bias.wgsl, bias_offset in elements).
 // Grid (ceil(N / (4 SG)), ceil(M / TM), batch); PACKED: (ceil(M / TM), ceil(N / (4 SG)), batch).
 enable subgroups;
 alias T = f32;
@@ -26,6 +27,7 @@ alias T = f32;
 //!   b_offset: u32
 //!   a_sm: u32
 //!   b_row: u32
+//!   bias_offset: u32
 //!   batch_shape: vec4<u32>
 //!   a_batch_strides: vec4<u32>
 //!   b_batch_strides: vec4<u32>
@@ -33,6 +35,7 @@ alias T = f32;
 //!   a: array<vec4<T>> read
 //!   b: array<vec4<T>> read
 //!   c: array<vec4<T>> read_write
+//!   bias: array<T> read
 
 const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
@@ -40,6 +43,7 @@ const BT: bool = {{BT}};
 const PACKED: bool = {{PACKED}};
 
 {{include batch_bases}}
+{{include matmul_bias}}
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -95,7 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     for (var r = 0u; r < TM; r++) {
       let row = m0 + r;
       if (row < p.M) {
-        c[c_base + row * N4] = vec4<T>(acc[r]);
+        c[c_base + row * N4] = vec4<T>(biased4(acc[r], n4 * 4u));
       }
     }
   }

@@ -1,7 +1,8 @@
 // Batched matmul, the naive tiled baseline: c[b, m, n] = sum_k a[b, m, k] * b[b, k, n].
 // a and b are read through element strides, so transposed and broadcast operands need no copy;
 // batch dims (up to 4) broadcast through their strides (0 where an operand has size 1). c is contiguous.
-// Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC> read_write.
+// Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC> read_write;
+// 4 bias: array<T> read (include/matmul_bias.wgsl).
 // Workgroup: 16x16 threads, one output each, 16x16 tiles of a and b staged in workgroup memory;
 // grid (ceil(N/16), ceil(M/16), batch). Accumulates in f32.
 alias T = f32;
@@ -13,11 +14,13 @@ alias TC = T;
 //!   a: array<T> read
 //!   b: array<T> read
 //!   c: array<TC> read_write
+//!   bias: array<T> read
 
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;
 
 {{include matmul_elements}}
+{{include matmul_bias}}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -39,6 +42,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   if (row < p.M && col < p.N) {
-    c[batch * p.M * p.N + row * p.N + col] = TC(acc);
+    c[batch * p.M * p.N + row * p.N + col] = TC(biased(acc, col));
   }
 }

@@ -10,7 +10,7 @@
 // to c, converted to TC. The STEP, DECL and STORE placeholders are generated on the host
 // (kernelgen/matmul.ts). Needs chromium-experimental-subgroup-matrix and shader-f16.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC>
-// read_write (contiguous). Grid (N / TN, M / TM, batch).
+// read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl). Grid (N / TN, M / TM, batch).
 {{include sgmat_header}}
 
 //! params from matmul_strided
@@ -18,6 +18,7 @@
 //!   a: array<T> read
 //!   b: array<T> read
 //!   c: array<TC> read_write
+//!   bias: array<T> read
 
 {{include sgmat_shape}}
 const GN: u32 = TN / WN;
@@ -26,6 +27,7 @@ const WG: u32 = (TM / WM) * GN * SG;
 var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
 
 {{include batch_bases}}
+{{include matmul_bias}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -39,9 +41,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {{STORE}}
 }
 
-// Copies SM x SN results from the subgroup's scratch to c at (row0, col0), converting to TC.
+// Copies SM x SN results from the subgroup's scratch to c at (row0, col0), adding the bias, converting to TC.
 fn store_tile(own: u32, lane: u32, c_base: u32, row0: u32, col0: u32) {
   for (var e = lane; e < SM * SN; e += SG) {
-    c[c_base + (row0 + e / SN) * p.N + col0 + e % SN] = TC(scratch[own + e]);
+    let col = col0 + e % SN;
+    c[c_base + (row0 + e / SN) * p.N + col] = TC(biased(scratch[own + e], col));
   }
 }

@@ -5,7 +5,8 @@
 // layer's weight); each thread owns 4 outputs and streams 4 rows of w as vec4s along k.
 // Both accumulate in f32 over 4 independent k steps per iteration. x is contiguous along k.
 // Bindings: 0 Params (uniform, strides in vec4 units); 1 x: array<vec4<T>> read;
-// 2 w: array<vec4<T>> read; 3 y: array<vec4<T>> read_write. Workgroup WG threads;
+// 2 w: array<vec4<T>> read; 3 y: array<vec4<T>> read_write; 4 bias: array<T> read
+// (include/matmul_bias.wgsl, bias_offset in elements). Workgroup WG threads;
 // grid (ceil(N / (4 WG)), 1, batch).
 alias T = f32;
 
@@ -14,11 +15,13 @@ alias T = f32;
 //!   x: array<vec4<T>> read
 //!   w: array<vec4<T>> read
 //!   y: array<vec4<T>> read_write
+//!   bias: array<T> read
 
 const WG: u32 = {{WG}}u;
 const BT: bool = {{BT}};
 
 {{include batch_bases}}
+{{include matmul_bias}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -57,5 +60,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     acc = (s0 + s1) + (s2 + s3);
   }
-  y[wid.z * N4 + n4] = vec4<T>(acc);
+  y[wid.z * N4 + n4] = vec4<T>(biased4(acc, n4 * 4u));
 }

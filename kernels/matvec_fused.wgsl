@@ -13,8 +13,8 @@
 //   swiglu) or from w1 (add, whose r is the residual). With K = 0 there is no base product (the update
 //   added to a residual: an adapter beside a quantized product).
 // bias = 1 (cat only): output n gains the bias b[bias_offset + n] (the weights' biases concatenated, in the
-//   buffer of the adapters' B where there are adapters) before the adapter's update, T(T(base) + bias) as base,
-//   PEFT's order: the base layer's output with its bias, then the update on top.
+//   buffer of the adapters' B where there are adapters) before the adapter's update, T(sum + bias) as base (the
+//   f32 sum and the bias rounded once, as F.linear's addmm), then the update on top: PEFT's order.
 // norm = 1: x is first normalized as rmsnorm_forward.wgsl does (LLaMA's RMSNorm with weight g [K] and eps,
 //   the same sum order: 64 strided partial sums, then its tree), each workgroup for itself, so that the
 //   norm before q/k/v or gate/up needs no dispatch of its own.

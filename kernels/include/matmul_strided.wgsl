@@ -1,4 +1,5 @@
-// Shared by the matmuls that read any strides (v1, v2, v4, sgmat): the uniform Params block, in elements.
+// Shared by the matmuls that read any strides (v1, v2, v4, sgmat): the uniform Params block, in elements
+// (bias_offset: where the bias's element 0 lies in its binding).
 //! params
 //!   M: u32
 //!   N: u32
@@ -10,6 +11,7 @@
 //!   a_sk: u32
 //!   b_sk: u32
 //!   b_sn: u32
+//!   bias_offset: u32
 //!   batch_shape: vec4<u32>
 //!   a_batch_strides: vec4<u32>
 //!   b_batch_strides: vec4<u32>

@@ -6,6 +6,7 @@
 //!   w_offset: u32
 //!   w_row: u32
 //!   batch_rank: u32
+//!   bias_offset: u32
 //!   batch_shape: vec4<u32>
 //!   x_batch_strides: vec4<u32>
 //!   w_batch_strides: vec4<u32>

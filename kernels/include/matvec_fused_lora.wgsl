@@ -1,6 +1,7 @@
 /// Shared by the fused matrix-vector kernels (matvec_fused, matvec_fused_int8, matvec_fused_nf4): a cat output's
 /// bias added to a weight's product in the epilogue, then a LoRA adapter's update, PEFT's order (the kernel defines
-/// h_elem and binds b), rounded to T after each step as the separate ops round (round_to_t: compilers fold f32(T(v))).
+/// h_elem and binds b): the f32 product and its bias rounded to T once, as F.linear's addmm rounds, then the update
+/// rounded as the separate ops round it (round_to_t: compilers fold f32(T(v))).
 
 /**
  * Weight `part`'s output `base` (its product rounded to T, with its bias where it has one) for row m and its
@@ -21,8 +22,8 @@ fn with_lora(base: f32, part: u32, nl: u32, m: u32) -> f32 {
   return round_to_t(base + round_to_t(round_to_t(u) * s));
 }
 
-/** A cat output n with its bias added where p.bias is set (b[p.bias_offset + n]), rounded as the separate add rounds. */
+/** A cat output n's f32 product with its bias added where p.bias is set (b[p.bias_offset + n]), rounded to T once. */
 fn with_bias(v: f32, n: u32) -> f32 {
-  if (p.bias == 0u) { return v; }
+  if (p.bias == 0u) { return round_to_t(v); }
   return round_to_t(v + f32(b[p.bias_offset + n]));
 }

@@ -14,7 +14,7 @@ for (var i = 0u; i < ROWS; i++) {
         let g = with_lora(round_to_t(total), 0u, n, m);
         out = g * (1.0 / (1.0 + exp(-g))) * with_lora(round_to_t(up), 1u, n, m);
       } else {
-        out = with_lora(with_bias(round_to_t(total), n), parts[i], locals[i], m);
+        out = with_lora(with_bias(total, n), parts[i], locals[i], m);
       }
       y[m * p.N + n] = T(out);
     }

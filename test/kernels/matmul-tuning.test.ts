@@ -19,6 +19,7 @@ import {
   type MatmulTuningReport,
 } from '@huatuo/tensor';
 import { gpu, seededValues } from '../tensor/helpers.js';
+import { wgslSources } from '@huatuo/tensor/internal';
 
 const info = await gpu();
 /** The candidate checks are what these tests are about: time them at the smallest scale. */
@@ -79,10 +80,24 @@ test('the search refuses a variant that computes wrong results, and says where i
   assert.equal(variantName(report.choice.fallback), 'v1');
 });
 
+test('the search refuses a variant whose bias epilogue drops the bias or reads it from the start of its buffer', async () => {
+  const epilogue = 'if (BIAS) { return v + f32(bias[p.bias_offset + n]); }';
+  const rewrites = [
+    { name: 'drops-bias', rewrite: (wgsl: string) => wgsl.replace(epilogue, 'if (BIAS) { return v; }') },
+    { name: 'bias-at-0', rewrite: (wgsl: string) => wgsl.replace(epilogue, 'if (BIAS) { return v + f32(bias[n]); }') },
+  ];
+  assert.ok(rewrites.every((r) => r.rewrite(wgslSources['matmul.v2']) !== wgslSources['matmul.v2']), 'the rewrites find the epilogue');
+  const restore = quickTiming();
+  const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, ...rewrites.map((rewrite) => ({ variant: { kernel: 'v2' as const, tile: 32 as const }, rewrite }))]).finally(restore);
+  assert.deepEqual(report.candidates.map((c) => c.status), ['ok', 'wrong', 'wrong']);
+  for (const c of report.candidates.slice(1)) assert.match(c.reason!, /\+ bias\): element \d+ is .*the CPU reference/);
+  assert.equal(variantName(report.choice.main), 'v1');
+});
+
 test('single rows use the general kernels when the plain decode kernel is refused, whatever the other decode kernel did', async (t) => {
   const lanes = decodeCandidates(info).find((v) => v.sg !== undefined);
   if (!lanes) return t.skip('adapter has no fixed subgroup size for the lanes-along-k decode kernel');
-  const doubled = { name: 'doubles-y', rewrite: (wgsl: string) => wgsl.replace('= vec4<T>(acc);', '= vec4<T>(acc * 2.0);') };
+  const doubled = { name: 'doubles-y', rewrite: (wgsl: string) => wgsl.replace('= vec4<T>(biased4(acc, n4 * 4u));', '= vec4<T>(biased4(acc * 2.0, n4 * 4u));') };
   const restore = quickTiming();
   const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, { variant: { kernel: 'matvec' }, rewrite: doubled }, { variant: lanes }]).finally(restore);
   assert.deepEqual(report.candidates.map((c) => c.status), ['ok', 'wrong', 'ok']);

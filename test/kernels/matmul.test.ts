@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  add,
   f16BitsToF32,
   f32ToF16Bits,
   hasF16,
@@ -25,7 +26,7 @@ import {
   type MatmulVariant,
   type Tensor,
 } from '@huatuo/tensor';
-import { splitFor, splitPartialBound } from '@huatuo/tensor/internal';
+import { runMatmul, splitFor, splitPartialBound } from '@huatuo/tensor/internal';
 import { assertClose, gpu, seededValues } from '../tensor/helpers.js';
 
 const info = await gpu();
@@ -75,6 +76,8 @@ interface Case {
   ta: boolean;
   tb: boolean;
   seed: number;
+  /** A bias [N] added in the kernel's epilogue (linear's addmm). */
+  bias?: boolean;
 }
 
 async function check(v: MatmulVariant, dtype: FloatDType, c: Case): Promise<string> {
@@ -84,18 +87,20 @@ async function check(v: MatmulVariant, dtype: FloatDType, c: Case): Promise<stri
   const bd = values(bShape.reduce((p, d) => p * d, 1), c.seed + 1, dtype);
   const a = make(ad, aShape, c.ta, dtype);
   const b = make(bd, bShape, c.tb, dtype);
+  const biasData = c.bias ? values(c.N, c.seed + 2, dtype) : null;
+  const bias = biasData ? tensor(biasData, [c.N], { dtype }) : null;
   const plan = matmulPlan(a, b);
-  const out = matmul(a, b);
+  const out = bias ? runMatmul('matmul', a, b, bias) : matmul(a, b);
   const got = await toArray(out);
-  const want = refMatmul(refTensor(ad, aShape), refTensor(bd, bShape));
+  const want = refMatmul(refTensor(ad, aShape), refTensor(bd, bShape), biasData ? refTensor(biasData, [c.N]) : undefined);
   assert.deepEqual(out.shape, want.shape);
   const tol = dtype === 'f16' ? { atol: 2e-3 * Math.sqrt(c.K) + 1e-2, rtol: 1e-2 } : { atol: 1e-5 * Math.sqrt(c.K) + 1e-5, rtol: 1e-4 };
-  const what = `${variantName(v)} ${dtype} ran ${variantName(plan.kernel)}: a ${JSON.stringify(aShape)}${c.ta ? 'T' : ''} b ${JSON.stringify(bShape)}${c.tb ? 'T' : ''} seed ${c.seed}`;
+  const what = `${variantName(v)} ${dtype} ran ${variantName(plan.kernel)}: a ${JSON.stringify(aShape)}${c.ta ? 'T' : ''} b ${JSON.stringify(bShape)}${c.tb ? 'T' : ''}${bias ? ' + bias' : ''} seed ${c.seed}`;
   assertClose(got, want.data, tol, what);
   // The last row and column, named separately: edge tiles are where kernels go wrong.
   const last = want.data.length - 1;
   assertClose([got[last]!, got[c.N - 1]!], [want.data[last]!, want.data[c.N - 1]!], tol, `${what} (last row/column)`);
-  for (const t of [a, b, out]) t.dispose();
+  for (const t of [a, b, out, ...(bias ? [bias] : [])]) t.dispose();
   return ranName(plan.kernel, plan.packB);
 }
 
@@ -111,6 +116,7 @@ const caseArb = (v: MatmulVariant) =>
     ta: v.kernel === 'matvec' ? fc.constant(false) : fc.boolean(),
     tb: fc.boolean(),
     seed: fc.integer({ min: 1, max: 1 << 30 }),
+    bias: fc.boolean(),
   });
 
 for (const v of variants) {
@@ -123,7 +129,7 @@ for (const v of variants) {
           fc.asyncProperty(caseArb(v), async (c) => {
             ran.add(await check(v, dtype, c));
           }),
-          { numRuns: 8, seed: 20261125 },
+          { numRuns: 10, seed: 20261125 },
         );
         // The variant itself ran on some of the cases (not only its fallback).
         const own = ranName(v, v.kernel === 'v3' && v.pack === true);
@@ -133,6 +139,45 @@ for (const v of variants) {
       }
     });
   }
+}
+
+/**
+ * A product whose f32 sums are exactly 2049 in every column (x = [2048, 1, 0, ...] times rows [1, 1, 0, ...])
+ * with a bias of 1: rounded once, 2049 + 1 = 2050 is an f16 value; rounded twice, 2049 rounds to 2048 (ties
+ * to even) and 2048 + 1 rounds to 2048 again.
+ */
+async function roundsOnce(v: MatmulVariant, M: number, K: number, N: number): Promise<string> {
+  const xd = new Float32Array(M * K);
+  for (let m = 0; m < M; m++) [xd[m * K], xd[m * K + 1]] = [2048, 1];
+  const wd = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) [wd[n * K], wd[n * K + 1]] = [1, 1];
+  const x = tensor(xd, [M, K], { dtype: 'f16' });
+  const w = tensor(wd, [N, K], { dtype: 'f16' });
+  const bias = tensor(new Float32Array(N).fill(1), [N], { dtype: 'f16' });
+  const plan = matmulPlan(x, transpose(w));
+  const got = await toArray(runMatmul('matmul', x, transpose(w), bias));
+  const what = `${variantName(v)} ran ${variantName(plan.kernel)} on [${M}, ${K}] x [${N}, ${K}]T`;
+  assert.ok(got.every((y) => y === 2050), `${what}: ${[...new Set(got)].join(', ')} where the bias rounded with the sum is 2050 everywhere`);
+  // The two roundings of matmul then add differ, so the comparison above tells one rounding from two.
+  const twice = await toArray(add(matmul(x, transpose(w)), bias));
+  assert.equal(twice[0], 2048, `${what}: matmul then add`);
+  for (const t of [x, w, bias]) t.dispose();
+  return `${variantName(plan.kernel)}${plan.splitK > 1 ? ` in ${plan.splitK} slices of k` : ''}`;
+}
+
+for (const v of variants) {
+  if (!dtypesOf(v).includes('f16')) continue;
+  test(`matmul ${variantName(v)} f16 adds the bias to the f32 sum before its one rounding, as addmm does`, async () => {
+    setMatmulVariant(v);
+    try {
+      const sizes = v.kernel === 'matvec' ? [[1, 8, 44], [1, 136, 37]] : v.kernel === 'v3' ? [[37, 8, 52], [3, 16, 4]] : [[37, 6, 35], [65, 16, 130]];
+      const ran = new Set<string>();
+      for (const [M, K, N] of sizes) ran.add(await roundsOnce(v, M!, K!, N!));
+      assert.ok(ran.has(variantName(v)), `${variantName(v)} never ran; ran ${[...ran].join(', ')}`);
+    } finally {
+      setMatmulVariant(null);
+    }
+  });
 }
 
 test('matmul v3 reads 257 rows with b stored transposed, and falls back for N not a multiple of 4', async (t) => {
@@ -173,9 +218,9 @@ test('a product that fills few workgroups is split along k into f32 partial sums
   // [case, slices of k expected]: the LoRA shapes (rank 8 on one side), a batch, a slice length that is not
   // a multiple of 4 (element loads), and a K no power of two divides (not split).
   const cases: Array<[Case, number]> = [
-    [{ M: 33, K: 1024, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 31 }, 4],
+    [{ M: 33, K: 1024, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 31, bias: true }, 4],
     [{ M: 8, K: 768, N: 40, batchA: [], batchB: [], ta: true, tb: false, seed: 32 }, 2],
-    [{ M: 17, K: 512, N: 12, batchA: [2], batchB: [2], ta: false, tb: false, seed: 33 }, 2],
+    [{ M: 17, K: 512, N: 12, batchA: [2], batchB: [2], ta: false, tb: false, seed: 33, bias: true }, 2],
     [{ M: 9, K: 1030, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 34 }, 2],
     [{ M: 9, K: 1001, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 35 }, 1],
   ];
@@ -197,6 +242,8 @@ test('a product that fills few workgroups is split along k into f32 partial sums
           assert.equal(await check(v, dtype, c), variantName(v));
         }
       }
+      // The bias is added once, to the sum of the slices.
+      if (dtypesOf(v).includes('f16')) assert.equal(await roundsOnce(v, 9, 1024, 8), `${variantName(v)} in 4 slices of k`);
     } finally {
       setMatmulVariant(null);
     }
@@ -249,14 +296,14 @@ test('the subgroup-matrix variants match the reference where the adapter offers 
       const staged = variantName({ ...v, direct: false });
       for (const c of [
         { M: 130, K: 72, N: 136, batchA: [], batchB: [], ta: false, tb: true, seed: 3 },
-        { M: 33, K: 19, N: 65, batchA: [2], batchB: [2], ta: true, tb: false, seed: 4 },
+        { M: 33, K: 19, N: 65, batchA: [2], batchB: [2], ta: true, tb: false, seed: 4, bias: true },
       ]) {
         assert.equal(await check(v, 'f16', c), staged);
       }
       if (v.direct) {
         for (const c of [
           { M: 2 * v.tm, K: 96, N: v.tn, batchA: [], batchB: [], ta: false, tb: true, seed: 5 },
-          { M: v.tm, K: 64, N: 2 * v.tn, batchA: [2], batchB: [2], ta: true, tb: false, seed: 6 },
+          { M: v.tm, K: 64, N: 2 * v.tn, batchA: [2], batchB: [2], ta: true, tb: false, seed: 6, bias: true },
         ]) {
           assert.equal(await check(v, 'f16', c), variantName(v));
         }

@@ -1,11 +1,12 @@
 // A biased projection with a LoRA or DoRA adapter adds its bias in PEFT's order: the base layer's output
 // x W^T + b first, then the adapter's update on top (lora.Linear.forward), and for DoRA the base output less its
-// bias rescaled (DoraLinearLayer.forward with base_result). In f16, where the two orders round differently, the
-// output of prefill (separate ops) and of decoding (the fused update) equals the formula evaluated on the host
-// from the device's own products, rounding to f16 after each op as the ops do.
+// bias rescaled (DoraLinearLayer.forward with base_result). The base output x W^T + b is F.linear's, the f32 sum
+// and the bias rounded to f16 once (addmm). In f16, where the orders round differently, the output of prefill
+// (separate ops) and of decoding (the fused update) equals the formula evaluated on the host from the device's
+// own base output and products, rounding to f16 after each op as the ops do.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cast, div, f16BitsToF32, f32ToF16Bits, fusedLinear, fusedLoraAdd, hasF16, initWebGPU, keep, matmul, noGrad, setFusedLinearPreferred, tensor, toArray, transpose, zeros, type Tensor } from '@huatuo/tensor';
+import { cast, div, f16BitsToF32, f32ToF16Bits, fusedLinear, fusedLoraAdd, hasF16, initWebGPU, keep, linear, matmul, noGrad, setFusedLinearPreferred, tensor, toArray, transpose, zeros, type Tensor } from '@huatuo/tensor';
 import { Linear, type LoraWeights } from '@huatuo/llama';
 import { seededValues } from '../tensor/helpers.js';
 
@@ -47,6 +48,24 @@ function assertPeftOrder(got: Float32Array, peft: number[], other: number[], wha
   assert.ok(peft.some((v, i) => v !== other[i]), `${what}: the inputs tell the two orders apart`);
 }
 
+/** The spacing of f16 values at v. */
+const ulp16 = (v: number) => Math.max(2 ** -24, 2 ** (Math.floor(Math.log2(Math.abs(v) || 2 ** -24)) - 10));
+
+/**
+ * Asserts the base output x W^T + b is the rounded product plus the bias to within the product's rounding and
+ * its own (half a step each: it is their f32 sum rounded once), and differs somewhere from rounding the product
+ * first and adding the bias after.
+ */
+function assertOneRounding(base: Float32Array, product: Float32Array, bias: ArrayLike<number>, what: string): void {
+  const twice = Array.from(product, (p, i) => r16(p + bias[i % OUT]!));
+  for (let i = 0; i < base.length; i++) {
+    const exact = product[i]! + bias[i % OUT]!;
+    const bound = (ulp16(product[i]!) + ulp16(base[i]!)) / 2;
+    assert.ok(Math.abs(base[i]! - exact) <= bound, `${what}: base output ${i} is ${base[i]}, the rounded product plus the bias ${exact}`);
+  }
+  assert.ok(twice.some((v, i) => v !== base[i]), `${what}: the bias rounded with the sum gives what two roundings give everywhere`);
+}
+
 test('a biased f16 projection adds its bias before the LoRA update, in prefill and in decoding, as PEFT orders them', async (t) => {
   if (!hasF16()) return t.skip('adapter lacks shader-f16');
   const l = biasedLinear(false);
@@ -57,18 +76,20 @@ test('a biased f16 projection adds its bias before the LoRA update, in prefill a
       setFusedLinearPreferred(fused);
       try {
         const { A, B } = l.inferenceAdapter('f16')!;
-        const [y, p, u] = noGrad(() => [
+        const [y, bo, p, u] = noGrad(() => [
           l.forward(x), // [1, rows, OUT]
+          linear(x, l.parts[0]!, l.bias!), // [1, rows, OUT]: x W^T + b rounded once
           matmul(x, transpose(l.parts[0]!)), // [1, rows, OUT]
           // The update alone as the path under test computes it: T(T(x A^T B^T) * scaling) fused, x A^T B^T otherwise.
           fused ? fusedLoraAdd(zeros([1, rows, OUT], { dtype: 'f16' }), fusedLinear(x, [A]), B, SCALING) : matmul(matmul(x, transpose(A)), transpose(B)),
         ] as const);
-        const [got, product, update] = await Promise.all([values(y), values(p), values(u)]);
+        const [got, base, product, update] = await Promise.all([values(y), values(bo), values(p), values(u)]);
         const bias = await toArray(l.bias!);
         const scaled = Array.from(update, (u) => (fused ? u : r16(u * SCALING)));
-        const peft = scaled.map((u, i) => r16(r16(product[i]! + bias[i % OUT]!) + u));
+        const peft = scaled.map((u, i) => r16(base[i]! + u));
         const other = scaled.map((u, i) => r16(r16(product[i]! + u) + bias[i % OUT]!));
         assertPeftOrder(got, peft, other, what);
+        assertOneRounding(base, product, bias, what);
       } finally {
         setFusedLinearPreferred(null);
         x.dispose();
@@ -86,19 +107,22 @@ test("a biased f16 projection under DoRA rescales its base output less the bias 
   try {
     const { A, B } = l.inferenceAdapter('f16')!;
     // s = m / ||W + scaling B A|| in the weight's dtype.
-    const [y, p, lr, sc] = noGrad(() => [l.forward(x), matmul(x, transpose(l.parts[0]!)), matmul(matmul(x, transpose(A)), transpose(B)), cast(div(l.lora!.magnitude!, l.doraNorm()), 'f16')] as const);
-    const [got, product, loraResult, s] = await Promise.all([values(y), values(p), values(lr), values(sc)]);
+    const [y, bo, p, lr, sc] = noGrad(
+      () => [l.forward(x), linear(x, l.parts[0]!, l.bias!), matmul(x, transpose(l.parts[0]!)), matmul(matmul(x, transpose(A)), transpose(B)), cast(div(l.lora!.magnitude!, l.doraNorm()), 'f16')] as const,
+    );
+    const [got, base, product, loraResult, s] = await Promise.all([values(y), values(bo), values(p), values(lr), values(sc)]);
     const bias = await toArray(l.bias!);
     // PEFT: result = base(x); result + ((s - 1) (result - b) + s lora(x) scaling).
     const peft = Array.from(product, (p, i) => {
       const o = i % OUT;
-      const result = r16(p + bias[o]!);
+      const result = base[i]!;
       const delta = r16(r16(r16(result - bias[o]!) * r16(s[o]! - 1)) + r16(r16(s[o]! * loraResult[i]!) * SCALING));
       return r16(result + delta);
     });
     // The bias added last to the rescaled product and update: s (x W^T + lora(x) scaling) + b.
     const other = Array.from(product, (p, i) => r16(r16(r16(p + r16(loraResult[i]! * SCALING)) * s[i % OUT]!) + bias[i % OUT]!));
     assertPeftOrder(got, peft, other, 'DoRA, 5 rows');
+    assertOneRounding(base, product, bias, 'DoRA, 5 rows');
   } finally {
     x.dispose();
     l.dispose();

@@ -1,12 +1,12 @@
 // Biases on the concatenated fused product (fusedLinear's `bias`: Qwen2's q, k and v): against the CPU
 // reference in f32 and f16, 1 and 2 rows, with and without the norm and adapters; bit for bit equal to the
-// separate ops decoding would run instead (add(matmul, b), then the adapter's update, PEFT's order); its argument
+// separate ops decoding would run instead (linear(x, w, b), then the adapter's update, PEFT's order); its argument
 // checks; and the on-device check refusing a kernel that drops the bias or adds it twice.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
-  add, cat, checkFusedLinear, decodeCandidates, f16BitsToF32, f32ToF16Bits, fusedLinear, fusedLinearFits, fusedLoraAdd, hasF16, matmul, noGrad, refFusedLinear,
+  cat, checkFusedLinear, decodeCandidates, f16BitsToF32, f32ToF16Bits, fusedLinear, fusedLinearFits, fusedLoraAdd, hasF16, linear, noGrad, refFusedLinear,
   refRmsNorm, refTensor, reshape, setMatmulVariant, slice, tensor, transpose, type FloatDType, type FusedLora, type RefFusedAdapter, type Tensor,
 } from '@huatuo/tensor';
 import { setFusedLinearRewrite } from '@huatuo/tensor/internal';
@@ -96,7 +96,7 @@ test('fusedLinear with biases matches the CPU reference in f16, one and two rows
   await fc.assert(fc.asyncProperty(caseArb([1, 2]), (c) => checkReference('f16', c)), { numRuns: 20 });
 });
 
-test('a biased fused q/k/v of one row equals the separate ops bit for bit: add(matmul, b), then the adapter update, as PEFT orders them', async (t) => {
+test('a biased fused q/k/v of one row equals the separate ops bit for bit: linear(x, w, b) rounded once, then the adapter update, as PEFT orders them', async (t) => {
   const info = await gpu();
   const wide = decodeCandidates(info).find((v) => v.wide && v.groups === undefined);
   if (wide === undefined) return t.skip('adapter has no fixed subgroup size');
@@ -118,7 +118,7 @@ test('a biased fused q/k/v of one row equals the separate ops bit for bit: add(m
           const [fused, separate] = noGrad(() => {
             // PEFT's order: the base layer's output with its bias, then the adapter's update on top.
             const outputs = ws.map((w, i) => {
-              const y = add(matmul(x, transpose(w)), bs[i]!);
+              const y = linear(x, w, bs[i]!);
               const a = ads[i];
               return adapted && a !== null && a !== undefined ? fusedLoraAdd(y, fusedLinear(x, [As[i]!]), Bs[i]!, a[1]) : y;
             });

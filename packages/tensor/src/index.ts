@@ -38,7 +38,7 @@ export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
 export { logitBias, logitBiasRow } from './ops/logit-bias.js';
 export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
-export { matmul, matmulPlan } from './ops/matmul.js';
+export { linear, matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
 export { readyMatmul, tuneMatmul, matmulTuningReport, matmulSplitBytes, checkMatmulCandidates, type CheckOptions } from './tuning.js';
 export type { MatmulCandidate } from './tuning.js';
@@ -88,7 +88,7 @@ export {
   refWhere, refWhereBackward, refRoundToF16, refCast, refCastBackward,
 } from './reference/elementwise.js';
 export { refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward } from './reference/reduce.js';
-export { refMatmul, refMatmulBackward } from './reference/matmul.js';
+export { refBiasBackward, refMatmul, refMatmulBackward } from './reference/matmul.js';
 export {
   refReshape, refReshapeBackward, refPermute, refPermuteBackward, refTranspose, refSlice, refSliceBackward,
   refExpand, refExpandBackward, refCat, refCatBackward,

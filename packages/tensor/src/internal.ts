@@ -20,6 +20,8 @@ export type { WgslName, ParamField, ParamLayout, ParamStruct, ParamValues } from
 
 // Matmul planning: the most f32 partial products a split along k may allocate (the memory plan counts them)
 export { splitFor, splitPartialBound } from './backend/matmul-plan.js';
+// The product of any operands with linear's bias epilogue (tests run every variant's epilogue through it)
+export { runMatmul } from './ops/matmul.js';
 
 // Op definitions: a fresh context for running another op's forward and backward directly (fused ops)
 export { opContext } from './ops/define.js';

@@ -1,6 +1,6 @@
 // The correctness check a matmul variant passes on the device before the search may time or choose it:
 // small awkward products (edges off every tile, transposed operands read in place, batch dims, single
-// rows; f32 and f16) against a float64 CPU product, every element compared. A pipeline that cannot be
+// rows, a bias in the epilogue; f32 and f16) against a float64 CPU product, every element compared. A pipeline that cannot be
 // created or a device error during the run fails the check too; the reason names the case.
 import { encodeMatmul, matmulKernels, type KernelRewrite } from './backend/matmul-encode.js';
 import { plan, type Problem } from './backend/matmul-plan.js';
@@ -10,7 +10,10 @@ import { variantName, type MatmulChoice, type MatmulVariant } from './matmul-cho
 import type { FloatDType } from './tensor.js';
 import { checkValues as values } from './check-values.js';
 
-/** One product of the check: [batch] x [M, K] x [K, N]; `ta`/`tb`: the operand is stored transposed. */
+/**
+ * One product of the check: [batch] x [M, K] x [K, N]; `ta`/`tb`: the operand is stored transposed; `bias`:
+ * a bias [N] added in the epilogue (linear's), read past an offset.
+ */
 export interface CheckCase {
   M: number;
   K: number;
@@ -18,25 +21,29 @@ export interface CheckCase {
   batch: number;
   ta: boolean;
   tb: boolean;
+  bias?: boolean;
 }
 
 /** Sizes off the 16/32/64/128 tiles and the vec4 widths, crossing tile and k-step boundaries. */
 const GENERAL_CASES: CheckCase[] = [
   { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: false },
-  { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: true },
+  { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: true, bias: true },
   { M: 33, K: 19, N: 35, batch: 1, ta: true, tb: false },
-  { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true },
-  { M: 133, K: 40, N: 140, batch: 1, ta: false, tb: true },
+  { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true, bias: true },
+  { M: 133, K: 40, N: 140, batch: 1, ta: false, tb: true, bias: true },
   { M: 68, K: 52, N: 36, batch: 1, ta: true, tb: true },
 ];
 const DECODE_CASES: CheckCase[] = [
   { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: true },
-  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false },
-  { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true },
+  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false, bias: true },
+  { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true, bias: true },
   // Multiples of 8 (16-byte chunks of f16) with odd N, and K past one pass of the wide kernel.
-  { M: 1, K: 136, N: 37, batch: 1, ta: false, tb: true },
+  { M: 1, K: 136, N: 37, batch: 1, ta: false, tb: true, bias: true },
   { M: 1, K: 1096, N: 13, batch: 2, ta: false, tb: true },
 ];
+
+/** Elements before a check case's bias in its buffer. */
+const BIAS_OFFSET = 6;
 
 /** The outcome of a check: passed, or refused with the status and reason the report records. */
 export type CheckResult = { ok: true } | { ok: false; status: 'wrong' | 'failed'; reason: string };
@@ -49,12 +56,12 @@ function stored(data: Float32Array, batch: number, R: number, C: number, transpo
   return t;
 }
 
-function reference(a: Float32Array, b: Float32Array, c: CheckCase): Float64Array {
+function reference(a: Float32Array, b: Float32Array, bias: Float32Array | null, c: CheckCase): Float64Array {
   const out = new Float64Array(c.batch * c.M * c.N);
   for (let z = 0; z < c.batch; z++) {
     for (let m = 0; m < c.M; m++) {
       for (let n = 0; n < c.N; n++) {
-        let s = 0;
+        let s = bias === null ? 0 : bias[n]!;
         for (let k = 0; k < c.K; k++) s += a[(z * c.M + m) * c.K + k]! * b[(z * c.K + k) * c.N + n]!;
         out[(z * c.M + m) * c.N + n] = s;
       }
@@ -69,7 +76,7 @@ function reference(a: Float32Array, b: Float32Array, c: CheckCase): Float64Array
  */
 function directCases(v: Extract<MatmulVariant, { kernel: 'sgmat' }>): CheckCase[] {
   return [
-    { M: 2 * v.tm, K: 96, N: v.tn, batch: 1, ta: false, tb: true },
+    { M: 2 * v.tm, K: 96, N: v.tn, batch: 1, ta: false, tb: true, bias: true },
     { M: v.tm, K: 64, N: 2 * v.tn, batch: 2, ta: false, tb: false },
     { M: v.tm, K: 32, N: v.tn, batch: 1, ta: true, tb: false },
     { M: v.tm, K: 160, N: v.tn, batch: 1, ta: true, tb: true },
@@ -104,7 +111,7 @@ export async function checkVariant(rt: Runtime, v: MatmulVariant, custom?: Kerne
   for (const dtype of dtypes) {
     for (const variant of [v, ...extra]) {
       for (const [i, c] of casesFor(v).entries()) {
-        const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''})`;
+        const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''}${c.bias ? ' + bias' : ''})`;
         const r = await runCase(rt, { ...choice, main: variant }, variant, dtype, c, what, kernelsRun, custom);
         if (r === 'skipped') continue;
         if (!r.ok) return r;
@@ -128,6 +135,9 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
   };
   const a = upload(stored(ad, batch, M, K, c.ta));
   const b = upload(stored(bd, batch, K, N, c.tb));
+  // The bias after BIAS_OFFSET other values, so that a kernel reading it from element 0 fails.
+  const biasData = c.bias ? values(N, 47 + N, dtype) : null;
+  const bias = biasData === null ? null : upload(Float32Array.of(...values(BIAS_OFFSET, 5, dtype), ...biasData));
   const out = rt.acquire(Math.max(16, Math.ceil((batch * M * N * size) / 4) * 4));
   // NaN in every element first, so that an element the kernel never writes fails the comparison.
   rt.write(out, 0, dtype === 'f16' ? new Uint16Array(Math.ceil((batch * M * N) / 2) * 2).fill(0x7e00) : new Float32Array(batch * M * N).fill(NaN));
@@ -141,6 +151,7 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
       a: { buffer: a, offset: 0, rowStride: c.ta ? 1 : K, colStride: c.ta ? M : 1, batchStrides: [batch > 1 ? M * K : 0] },
       b: { buffer: b, offset: 0, rowStride: c.tb ? 1 : N, colStride: c.tb ? K : 1, batchStrides: [batch > 1 ? K * N : 0] },
       c: out,
+      ...(bias === null ? {} : { bias: { buffer: bias, offset: BIAS_OFFSET } }),
     };
     const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
     if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) return 'skipped';
@@ -160,7 +171,7 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
     if (errors.length > 0) return { ok: false, status: 'failed', reason: `${what}: ${errors.map((e) => e.message).join('; ')}` };
     const raw = await rt.read(out, 0, batch * M * N * size);
     const got = dtype === 'f16' ? f16BitsToF32(new Uint16Array(raw)) : new Float32Array(raw);
-    const want = reference(ad, bd, c);
+    const want = reference(ad, bd, biasData, c);
     const atol = dtype === 'f16' ? 2e-3 * Math.sqrt(K) + 1e-2 : 1e-5 * Math.sqrt(K) + 1e-5;
     const rtol = dtype === 'f16' ? 1e-2 : 1e-4;
     for (let i = 0; i < want.length; i++) {
@@ -170,6 +181,6 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
     }
     return { ok: true };
   } finally {
-    for (const buf of [a, b, out]) rt.release(buf);
+    for (const buf of [a, b, out, ...(bias === null ? [] : [bias])]) rt.release(buf);
   }
 }

@@ -1,4 +1,5 @@
-// A projection y = x W^T (+ b where the checkpoint has a bias: Qwen2's q, k and v) with W stored as
+// A projection y = x W^T (+ b where the checkpoint has a bias: Qwen2's q, k and v, rounded once with the product as
+// F.linear rounds) with W stored as
 // Hugging Face does ([out, in]) and read transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
 // An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA) to the output
@@ -8,8 +9,8 @@
 // dispatch after the down-projection h = x A^T where the fused products run.
 
 import {
-  add, cast, cat, div, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, matmul, mul, noGrad,
-  quantizedMatmul, sub, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
+  add, cast, cat, div, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, linear, matmul, mul, noGrad,
+  quantizedMatmul, slice, sub, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
 } from '@huatuo/tensor';
 import { doraWeightNorm, rowSquares } from './dora.js';
 
@@ -104,8 +105,7 @@ export class Linear {
    * update on top; x [..., in] -> [..., out]. `dropoutSeed` enables the adapter's dropout (training).
    */
   forward(x: Tensor, dropoutSeed?: number): Tensor {
-    const product = this.baseProduct(x); // [..., out]
-    const y = this.bias === null ? product : add(product, this.bias); // [..., out]
+    const y = this.baseOutput(x); // [..., out]
     const lora = this.lora;
     if (lora === null || this.merged) return y;
     // DoRA rescales the whole output: it takes the separate products below, not the fused update.
@@ -128,6 +128,25 @@ export class Linear {
     const s = scale.dtype === x.dtype ? scale : cast(scale, x.dtype);
     const base = dropped ? this.baseProduct(xin) : this.bias === null ? y : sub(y, this.bias); // [..., out]
     return add(y, add(mul(base, sub(s, 1)), mul(mul(loraResult, s), lora.scaling)));
+  }
+
+  /**
+   * x W^T + b of the frozen weight and its bias, the f32 sums and the bias rounded once as F.linear (addmm)
+   * rounds them (dense weights): x [..., in] -> [..., out]. A weight split into parts takes each part's slice of the bias.
+   */
+  private baseOutput(x: Tensor): Tensor {
+    const b = this.bias;
+    if (b === null) return this.baseProduct(x);
+    // The dequantizing kernels take no bias: their product is rounded, then the bias added.
+    if (this.quantized !== null) return add(quantizedMatmul(x, this.quantized), b);
+    let at = 0;
+    const outs = this.parts.map((w) => {
+      const rows = w.shape[0]!;
+      const y = linear(x, w, this.parts.length === 1 ? b : slice(b, 0, at, at + rows)); // [..., rows_i]
+      at += rows;
+      return y;
+    });
+    return outs.length === 1 ? outs[0]! : cat(outs, -1);
   }
 
   /** x W^T of the frozen weight alone: x [..., in] -> [..., out]. */

@@ -14,7 +14,7 @@ export interface Operand {
   batchStrides: number[];
 }
 
-/** A product ready to encode: [batch] x [M, K] x [K, N] -> contiguous [batch, M, N]. */
+/** A product ready to encode: [batch] x [M, K] x [K, N] (+ bias [N]) -> contiguous [batch, M, N]. */
 export interface Problem {
   dtype: DType;
   M: number;
@@ -24,6 +24,8 @@ export interface Problem {
   a: Operand;
   b: Operand;
   c: GPUBuffer;
+  /** A bias [N] added to every row in f32 before c is rounded (F.linear's addmm): its buffer and element offset (contiguous). */
+  bias?: { buffer: GPUBuffer; offset: number };
 }
 
 /** Which kernel runs a product, and whether an operand is first copied to rows. */

@@ -11,7 +11,7 @@ import { tidy } from '../scope.js';
 import type { FloatDType, Tensor } from '../tensor.js';
 import { add, mul } from './arithmetic.js';
 import { fusedLinear, fusedLinearAdd, fusedLinearFits, fusedLinearSwiglu, fusedLoraAdd, type FusedLora } from './fused-linear.js';
-import { matmul } from './matmul.js';
+import { linear, matmul } from './matmul.js';
 import { rmsNorm } from './rmsnorm.js';
 import { swiglu } from './swiglu.js';
 import { cat, reshape, slice, transpose } from './views.js';
@@ -105,7 +105,7 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
       const [bq, bv, bo, bg, bu] = [[37, 8], [20, 3], [44, 5], [29, 4], [29, 7]].map((shape, i) => make(shape, 30 + i));
       const [sq, sv, so, sg, su] = [2, 16 / Math.sqrt(3), -0.75, 2, 16 / Math.sqrt(7)];
       // The base output (with its bias where given), then the update: PEFT's order.
-      const adapted = (t: Tensor, w: Tensor, a: Tensor, b: Tensor, s: number, bias?: Tensor) => add(bias === undefined ? lin(t, w) : add(lin(t, w), bias), mul(lin(lin(t, a!), b!), s));
+      const adapted = (t: Tensor, w: Tensor, a: Tensor, b: Tensor, s: number, bias?: Tensor) => add(linear(t, w, bias), mul(lin(lin(t, a!), b!), s));
       const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
       const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: sq }, null, { rank: 3, scaling: sv! }] };
       const oLora = { h: fusedLinear(x, [ao!]), b: bo!, adapters: [{ rank: 5, scaling: so }] };
@@ -125,11 +125,11 @@ async function compareCase(dtype: FloatDType, rows: number, what: string): Promi
         ['residual add with an adapter', fusedLinearAdd(res, x, wo!, oLora), add(res, adapted(x, wo!, ao!, bo!, so))],
         ['gate/up with SwiGLU, the norm and adapters', fusedLinearSwiglu(x, wg!, wu!, norm, mlpLora), swiglu(adapted(h, wg!, ag!, bg!, sg), adapted(h, wu!, au!, bu!, su!))],
         ['an adapter beside a base product', fusedLoraAdd(res, lin(x, ao!), bo!, so), add(res, mul(lin(lin(x, ao!), bo!), so))],
-        ['q/k/v with the norm and biases', fusedLinear(x, [wq!, wk!, wv!], norm, undefined, flat(bq0!, bk0!, bv0!)), cat([add(lin(h, wq!), bq0!), add(lin(h, wk!), bk0!), add(lin(h, wv!), bv0!)], -1)],
+        ['q/k/v with the norm and biases', fusedLinear(x, [wq!, wk!, wv!], norm, undefined, flat(bq0!, bk0!, bv0!)), cat([linear(h, wq!, bq0!), linear(h, wk!, bk0!), linear(h, wv!, bv0!)], -1)],
         [
           'q/k/v with the norm, adapters on q and v and biases',
           fusedLinear(x, [wq!, wk!, wv!], norm, packed.lora, packed.bias),
-          cat([adapted(h, wq!, aq!, bq!, sq, bq0!), add(lin(h, wk!), bk0!), adapted(h, wv!, av!, bv!, sv!, bv0!)], -1),
+          cat([adapted(h, wq!, aq!, bq!, sq, bq0!), linear(h, wk!, bk0!), adapted(h, wv!, av!, bv!, sv!, bv0!)], -1),
         ],
       ] as Array<[string, Tensor, Tensor]>;
     }),

@@ -149,8 +149,8 @@ function sharedBuffer(lora: FusedLora, bias: Tensor): { lora: FusedLora; bias: T
  * q, k and v; quantized weights as quantizedMatmul, dequantized as they are read). With `norm`, x is rmsNorm(x, norm.weight, norm.eps) first, rounded as rmsNorm rounds.
  * With `lora`, each adapted weight's product gains its adapter's update (see {@link FusedLora}). With `bias`
  * (the weights' biases b_i [N_i] concatenated, [sum N_i]; zeros for a weight without one), each product
- * gains its bias before the update, rounded as add(product, b_i) rounds: PEFT's (x W^T + b) + update, as Linear
- * computes it (Qwen2's q, k and v). A bias in the buffer of lora.b (views of one packed tensor) saves a copy into one.
+ * gains its bias before the update, the f32 product and b_i rounded once as linear(x, w_i, b_i) rounds (F.linear's
+ * addmm): PEFT's (x W^T + b) + update, as Linear computes it (Qwen2's q, k and v). A bias in the buffer of lora.b (views of one packed tensor) saves a copy into one.
  * Requires {@link fusedLinearFits}.
  * @example const qkv = noGrad(() => fusedLinear(x, [wq, wk, wv], { weight: inputNorm, eps: 1e-6 })); // [B, 1, Nq + 2 Nkv]
  */

@@ -11,7 +11,7 @@ import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { defineOp, type OpContext } from './define.js';
 import { broadcastShapes, checkFloat, checkSameDType, coalesce, runCopy, sumToShape } from './launch.js';
-import { reshape, transpose } from './views.js';
+import { contiguous, reshape, transpose } from './views.js';
 
 const MAX_BATCH_RANK = 4;
 
@@ -20,8 +20,11 @@ interface Prepared {
   out: Tensor;
 }
 
-/** Checks shapes, allocates the output and describes the product; folds a shared b's batch into M. */
-function prepare(op: string, a: Tensor, b: Tensor): Prepared {
+/**
+ * Checks shapes, allocates the output and describes the product; folds a shared b's batch into M. A bias
+ * must be [N] in a's dtype, its elements one apart.
+ */
+function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor): Prepared {
   checkFloat(op, a, b);
   checkSameDType(op, a, b);
   if (a.rank < 2 || b.rank < 2) {
@@ -31,6 +34,11 @@ function prepare(op: string, a: Tensor, b: Tensor): Prepared {
   const [K2, N] = [b.shape[b.rank - 2]!, b.shape[b.rank - 1]!];
   if (K !== K2) {
     throw new ShapeError(`${op}: a is ${fmtShape(a.shape)}, b is ${fmtShape(b.shape)}; a's last dim (${K}) must equal b's second-to-last (${K2})`);
+  }
+  if (bias !== undefined) {
+    checkSameDType(op, a, bias);
+    if (bias.rank !== 1 || bias.shape[0] !== N) throw new ShapeError(`${op}: the bias is ${fmtShape(bias.shape)}; expected [${N}], one value per output column`);
+    if (N > 1 && bias.strides[0] !== 1) throw new ShapeError(`internal: ${op} was given a bias with stride ${bias.strides[0]}; make it contiguous first`);
   }
   const batchShape = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = empty([...batchShape, M, N], a.dtype);
@@ -45,6 +53,7 @@ function prepare(op: string, a: Tensor, b: Tensor): Prepared {
     a: { buffer: a.buffer(op), offset: a.offset, rowStride: aSm, colStride: a.strides[a.rank - 1]!, batchStrides: merged.strides[0]! },
     b: { buffer: b.buffer(op), offset: b.offset, rowStride: b.strides[b.rank - 2]!, colStride: b.strides[b.rank - 1]!, batchStrides: merged.strides[1]! },
     c: out.buffer(op),
+    ...(bias === undefined ? {} : { bias: { buffer: bias.buffer(op), offset: bias.offset } }),
   };
   // One batch dim over which b is shared and a's rows continue: a single [batch * M, K] x [K, N] product.
   if (merged.shape.length === 1 && merged.strides[1]![0] === 0 && merged.shape[0]! > 1 && (merged.strides[0]![0] === M * aSm || M === 1)) {
@@ -75,10 +84,13 @@ function copyOperand(op: string, t: Tensor): Tensor {
   return y;
 }
 
-/** Runs a [..., M, K] x [..., K, N] product of any strides with the adapter's chosen kernels. */
-export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
+/**
+ * Runs a [..., M, K] x [..., K, N] product of any strides with the adapter's chosen kernels, adding a
+ * contiguous bias [N] to every row before the one rounding where given.
+ */
+export function runMatmul(op: string, a: Tensor, b: Tensor, bias?: Tensor): Tensor {
   const rt = getRuntime();
-  const { problem, out } = prepare(op, a, b);
+  const { problem, out } = prepare(op, a, b, bias);
   if (out.size === 0) return out;
   const pl = plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
   if (!pl.copyA && !pl.copyB) {
@@ -88,7 +100,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor): Tensor {
   // Copies keep the operands' own batch shapes, so the product is re-described from the copies.
   const ac = pl.copyA ? copyOperand(op, a) : a;
   const bc = pl.copyB ? copyOperand(op, b) : b;
-  const { problem: p2, out: out2 } = prepare(op, ac, bc);
+  const { problem: p2, out: out2 } = prepare(op, ac, bc, bias);
   out2.dispose('temporary of matmul');
   encodeMatmul(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt), rt.info.maxStorageBufferBindingSize), op);
   if (ac !== a) ac.dispose('temporary copy of matmul');
@@ -164,5 +176,48 @@ export const matmul = defineOp({
     const da = b !== null ? reshape(sumToShape('matmul', runMatmul('matmul backward', g2, transpose(reshape(b, b2Shape))), a2Shape), aShape) : null;
     const db = a !== null ? reshape(sumToShape('matmul', runMatmul('matmul backward', transpose(reshape(a, a2Shape)), g2), b2Shape), bShape) : null;
     return [da, db];
+  },
+});
+
+/**
+ * PyTorch's F.linear: x [..., in] times w [out, in] read transposed in place, plus bias [out] where given:
+ * [..., out]. The bias is added to the f32 sums before the one rounding to x's dtype, as addmm (cuBLASLt's
+ * bias epilogue) does, where matmul(x, transpose(w)) then add(y, bias) rounds twice in f16. Gradients:
+ * dx = dy w, dw = dy^T x and dbias = dy summed over every dim but the last.
+ * @example linear(x, w, b) // x [B, T, C], w [O, C], b [O] -> [B, T, O]
+ */
+export const linear = defineOp({
+  name: 'linear',
+  tensors: ['x', 'w', 'bias?'],
+  // Each product's gradient needs only the other operand: x is kept when w needs a gradient, w when x does.
+  forward(ctx: OpContext<Tensor[], { xShape: readonly number[]; wShape: readonly number[] }>, x: Tensor, w: Tensor, bias?: Tensor | null) {
+    if (x.rank === 0 || w.rank !== 2 || x.shape[x.rank - 1] !== w.shape[1]) {
+      throw new ShapeError(`linear: x is ${fmtShape(x.shape)}, w is ${fmtShape(w.shape)}; w must be [out, in] with in equal to x's last dim`);
+    }
+    const b = bias ?? undefined;
+    if (b !== undefined && (b.rank !== 1 || b.shape[0] !== w.shape[0])) {
+      throw new ShapeError(`linear: the bias is ${fmtShape(b.shape)}, w is ${fmtShape(w.shape)}; the bias must be [${w.shape[0]}], one value per output`);
+    }
+    ctx.data = { xShape: x.shape, wShape: w.shape };
+    if (ctx.needsGrad(1)) ctx.saved.push(x);
+    if (ctx.needsGrad(0)) ctx.saved.push(w);
+    const x2 = x.rank === 1 ? reshape(x, [1, x.shape[0]!]) : x; // [..., in]
+    const bc = b === undefined || b.isContiguous ? b : contiguous(b);
+    const y = runMatmul('linear', x2, transpose(w), bc); // [..., out]
+    return x.rank === 1 ? reshape(y, [w.shape[0]!]) : y;
+  },
+  // dx = dy w, dw = dy^T x (over all rows), dbias = sum of dy over all rows
+  backward(ctx, g) {
+    const { xShape, wShape } = ctx.data;
+    const [O, I] = [wShape[0]!, wShape[1]!];
+    const x = ctx.needsGrad(1) ? ctx.saved[0]! : null;
+    const w = ctx.needsGrad(0) ? ctx.saved[ctx.saved.length - 1]! : null;
+    const rows = g.size / O;
+    const g2 = reshape(g, [rows, O]); // [rows, out]
+    const dx = w !== null ? reshape(runMatmul('linear backward', g2, w), xShape) : null;
+    const dw = x !== null ? runMatmul('linear backward', transpose(g2), reshape(x, [rows, I])) : null;
+    const grads: (Tensor | null)[] = [dx, dw];
+    if (ctx.inputs.length > 2) grads.push(ctx.needsGrad(2) ? sumToShape('linear', g2, [O]) : null);
+    return grads;
   },
 });

@@ -1,5 +1,5 @@
-// CPU reference of the batched matrix product [..., M, K] x [..., K, N] -> [..., M, N] with
-// broadcast batch dimensions, and its gradients.
+// CPU reference of the batched matrix product [..., M, K] x [..., K, N] (+ bias [N]) -> [..., M, N] with
+// broadcast batch dimensions, and its gradients (the bias's: g summed over every dim but the last).
 import { refBroadcastShape, refSumToShape } from './elementwise.js';
 import { refZeros, unravel, type RefTensor } from './ref-tensor.js';
 
@@ -15,11 +15,12 @@ function matrixOffset(batchIdx: readonly number[], shape: readonly number[]): nu
   return flat * shape[batchRank]! * shape[batchRank + 1]!;
 }
 
-/** c[..., m, n] = sum_k a[..., m, k] b[..., k, n], batch dims broadcast. */
-export function refMatmul(a: RefTensor, b: RefTensor): RefTensor {
+/** c[..., m, n] = sum_k a[..., m, k] b[..., k, n] (+ bias[n]), batch dims broadcast. */
+export function refMatmul(a: RefTensor, b: RefTensor, bias?: RefTensor): RefTensor {
   const [M, K] = a.shape.slice(-2) as [number, number];
   const [K2, N] = b.shape.slice(-2) as [number, number];
   if (K !== K2) throw new Error(`reference: matmul inner dims ${K} and ${K2} differ`);
+  if (bias !== undefined && (bias.shape.length !== 1 || bias.shape[0] !== N)) throw new Error(`reference: matmul bias is [${bias.shape.join(', ')}], expected [${N}]`);
   const batchShape = refBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = refZeros([...batchShape, M, N]);
   const batches = batchShape.reduce((p, d) => p * d, 1);
@@ -31,7 +32,7 @@ export function refMatmul(a: RefTensor, b: RefTensor): RefTensor {
       for (let n = 0; n < N; n++) {
         let s = 0;
         for (let k = 0; k < K; k++) s += a.data[ao + m * K + k]! * b.data[bo + k * N + n]!;
-        out.data[bi * M * N + m * N + n] = s;
+        out.data[bi * M * N + m * N + n] = bias === undefined ? s : s + bias.data[n]!;
       }
     }
   }
@@ -67,4 +68,12 @@ export function refMatmulBackward(a: RefTensor, b: RefTensor, g: RefTensor): [Re
     }
   }
   return [refSumToShape(da, a.shape), refSumToShape(db, b.shape)];
+}
+
+/** The gradient of a bias [N] added to every row of c [..., N]: g summed over all but its last dim. */
+export function refBiasBackward(g: RefTensor): RefTensor {
+  const N = g.shape[g.shape.length - 1]!;
+  const db = refZeros([N]);
+  for (let i = 0; i < g.data.length; i++) db.data[i % N] = db.data[i % N]! + g.data[i]!;
+  return db;
 }
