@@ -14,7 +14,6 @@ import {
   checkMergeOut,
   checkMicroBatchFits,
   evaluate,
-  isChatTemplate,
   loadAdapterWithTokenizer,
   loadBaseModel,
   loadRecords,
@@ -27,7 +26,7 @@ import {
 } from '@huatuo/sft';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
+import { TEMPLATE_HELP, templateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
 
@@ -80,17 +79,17 @@ export function buildGenerateCommand(): Command {
       for (const [flag, v] of [['--frequency-penalty', generation.frequencyPenalty], ['--presence-penalty', generation.presencePenalty]] as const) {
         if (v !== 0 && generation.numBeams > 1) throw new ConfigError(flag, `applies to greedy decoding and sampling, not beam search (--num-beams ${generation.numBeams}); add --do-sample or --num-beams 1`);
       }
-      const template = resolveTemplateFlag('generate', String(opts.template), (opts.base as string | undefined) ?? null);
+      const templateOf = templateFlag('generate', String(opts.template), (opts.base as string | undefined) ?? null, opts.adapter ? String(opts.adapter) : undefined);
       // HuaTuo's infer.py asks the instruction alone; a chat model gets instruction and input as one
       // user message, joined by a newline as LLaMA-Factory's alpaca converter joins them.
-      const question = (r: QaRecord) => (isChatTemplate(template) && r.input !== '' ? `${r.instruction}\n${r.input}` : r.instruction);
+      const question = (r: QaRecord) => (templateOf.chat && r.input !== '' ? `${r.instruction}\n${r.input}` : r.instruction);
       const questions = opts.prompt ? [String(opts.prompt)] : (await loadRecords(String(opts.input), 'questions')).records.map(question);
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       const context = contextFlags(opts);
       await openDevice();
       const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context });
-      if (opts.adapter) await loadAdapterWithTokenizer(base, String(opts.adapter));
+      const template = templateOf.forTokenizer(opts.adapter ? await loadAdapterWithTokenizer(base, String(opts.adapter)) : null);
       const output = opts.output ? String(opts.output) : null;
       const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
       const answerAll = (onAnswer: (a: Answer) => Promise<void>) => answerQuestions(base.model, base.tokenizer, template, questions, { ...generation, onAnswer });

@@ -6,7 +6,7 @@ import { AccessConfigError, normalizeAllowedHosts, normalizeCorsOrigins } from '
 import { llamaTokenizerDir } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
 import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_MAX_CHOICES, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
-import { TEMPLATE_HELP, resolveTemplateFlag } from './template-flag.js';
+import { TEMPLATE_HELP, templateFlag } from './template-flag.js';
 import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
@@ -107,8 +107,8 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
     .action(async (raw: RawOptions, cmd: Command) => {
-      // Checked before the model loads: a missing template fails at once.
-      const template = resolveTemplateFlag('serve', raw.template, raw.base ?? null);
+      // Checked before the model loads: a missing template fails at once (one the adapter's tokenizer may bring, once it loads).
+      const templateOf = templateFlag('serve', raw.template, raw.base ?? null, raw.adapter);
       const port = int('--port', raw.port, 0, 65535);
       const maxQueue = int('--max-queue', raw.maxQueue, 0);
       const maxBodyBytes = int('--max-body-bytes', raw.maxBodyBytes, 1);
@@ -132,6 +132,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype), ...context });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights (and its tokenizer where it resizes the vocabulary).
       const adapterTokenizer = raw.adapter === undefined ? null : await loadAdapterWithTokenizer(base, raw.adapter);
+      const template = templateOf.forTokenizer(adapterTokenizer);
       // The first request then waits on no attention pipeline (generate readies them too).
       await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype], decode: true });
       const modelName = raw.modelName ?? (base.isDemo ? base.name : (base.name.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? base.name));
