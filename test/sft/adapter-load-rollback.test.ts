@@ -1,14 +1,15 @@
 // Loading an adapter is all or nothing: an adapter refused part-way (a tensor missing or of the wrong shape, a tensor
 // of no module, a corrupt weights file, a resized vocabulary without its tokenizer or with a tokenizer too large for
 // it) leaves the model computing bit for bit as before, its previous adapter (plain or merged) and tokenizer in place,
-// with no device memory left behind; a correct adapter then loads.
+// with no device memory left behind; a correct adapter then loads. Adapters swapped on one base, one on a resized
+// vocabulary and one on the base's, each compute as loaded on a fresh base, with the tokenizer the fresh load gives.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initWebGPU, noGrad, runtimeStats, synchronize, tensor, tidy, toArray } from '@huatuo/tensor';
 import { llamaTokenizerDir, loadAdapter, mergeAdapter, serializeSafetensors, type LlamaModel } from '@huatuo/llama';
-import { loadAdapterWithTokenizer, loadBaseModel, type BaseModel } from '@huatuo/sft';
+import { loadAdapterWithTokenizer, loadBaseModel, removeAdapterWithTokenizer, type BaseModel } from '@huatuo/sft';
 import { SMALL_MODEL, tmp } from './trainer-setup.js';
 
 const EMBED = 'base_model.model.model.embed_tokens.weight';
@@ -133,5 +134,53 @@ test('an adapter refused part-way leaves the previous adapter attached (plain, D
     } finally {
       base.model.dispose();
     }
+  }
+});
+
+test('adapters swapped on one base (a resized vocabulary, the base\'s, resized again, removed) compute bit for bit as each loaded fresh, with the base\'s tokenizer back where they keep its vocabulary', async () => {
+  const resized = adapterFolder({ rows: 32008, tokenizer: true, phase: 1 });
+  const resizedOther = adapterFolder({ rows: 32008, tokenizer: true, phase: 2 });
+  const baseVocabCopies = adapterFolder({ rows: 32000, phase: 4 });
+  const plain = adapterFolder({ phase: 6 });
+  /** The logits, vocabulary and tokenizer folder of `dir` loaded on a fresh base. */
+  const fresh = async (dir: string | null) => {
+    const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
+    try {
+      const tokenizerDir = dir === null ? null : await loadAdapterWithTokenizer(base, dir);
+      return { logits: await logitsOf(base.model), vocabSize: base.model.config.vocabSize, tokenizerDir, pieces: base.tokenizer.vocabSize };
+    } finally {
+      base.model.dispose();
+    }
+  };
+  const expected = new Map<string | null, Awaited<ReturnType<typeof fresh>>>();
+  for (const dir of [null, resized, resizedOther, baseVocabCopies, plain]) expected.set(dir, await fresh(dir));
+  assert.equal(expected.get(resized)!.tokenizerDir, resized);
+  assert.equal(expected.get(baseVocabCopies)!.tokenizerDir, null);
+
+  const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
+  const baseTokenizer = base.tokenizer;
+  const memory = await bytesInUse();
+  try {
+    const order = [resized, baseVocabCopies, resized, plain, resizedOther, resized, baseVocabCopies, resizedOther];
+    for (const [i, dir] of order.entries()) {
+      const after = i === 0 ? 'on the base' : `after ${order[i - 1] === resized || order[i - 1] === resizedOther ? 'a resized adapter' : 'an adapter on the base vocabulary'}`;
+      const want = expected.get(dir)!;
+      const previousTokenizer = base.tokenizer;
+      const tokenizerDir = await loadAdapterWithTokenizer(base, dir);
+      assert.equal(tokenizerDir, want.tokenizerDir, `${dir} ${after}: the folder whose tokenizer is used`);
+      assert.equal(base.model.config.vocabSize, want.vocabSize, `${dir} ${after}: the vocabulary`);
+      assert.deepEqual(await logitsOf(base.model), want.logits, `${dir} ${after}: computes bit for bit as loaded fresh`);
+      if (tokenizerDir === null) assert.equal(base.tokenizer, baseTokenizer, `${dir} ${after}: the base's own tokenizer is back`);
+      else assert.ok(base.tokenizer !== baseTokenizer && base.tokenizer !== previousTokenizer, `${dir} ${after}: the tokenizer read from the adapter folder`);
+      assert.equal(base.tokenizer.vocabSize, want.pieces);
+    }
+    removeAdapterWithTokenizer(base);
+    assert.equal(base.model.loraConfig, null);
+    assert.equal(base.model.config.vocabSize, 32000, 'removed: the base vocabulary');
+    assert.equal(base.tokenizer, baseTokenizer, 'removed: the base tokenizer');
+    assert.deepEqual(await logitsOf(base.model), expected.get(null)!.logits, 'removed: the base computes as before any adapter');
+    assert.equal(await bytesInUse(), memory, 'removed: no device memory of the adapters is held');
+  } finally {
+    base.model.dispose();
   }
 });

@@ -54,7 +54,7 @@ export { DEMO_DATA_PATH, loadRecords, loadRecordsSync } from './data-node.js';
 export { resolveTemplate, loadTemplate } from './prompt-node.js';
 
 // Base models, preflight checks and whole runs
-export { baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel } from './base-model.js';
+export { baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, removeAdapterWithTokenizer } from './base-model.js';
 export type { BaseModelOptions } from './base-model.js';
 export { checkContext, checkMicroBatchFits, checkPlanFits } from './preflight.js';
 export type { MicroBatchSource } from './preflight.js';
