@@ -49,3 +49,7 @@ export type { Nf4Table, QuantizedDecodePath } from './ops/quantized-decode.js';
 
 // Sampling: the threads per row of sampleLogits (tests reach the GPUs' width on CPU drivers)
 export { setSampleWidth } from './ops/sample.js';
+
+// The matmul tuning cache: its key for an adapter, forgetting the choice in memory, and setting an entry.
+export { resetTuning, tuningCacheKey } from './matmul-choice.js';
+export { setTuningCacheEntry, tuningCachePath } from '#platform';

@@ -1,9 +1,10 @@
 // Matmul kernel variants per adapter: the candidates an adapter may run, the choice in force (forced,
 // tuned, cached or default), and the tuning cache (on disk in Node, in memory in the browser) keyed by
-// the adapter. The search that fills the cache is tuning.ts.
-import { loadTuningCache, saveTuningCache, tuningCacheEntry } from '#platform';
+// the adapter and the fingerprint of the kernels and check its choice passed. The search that fills the cache is tuning.ts.
+import { setTuningCacheEntry, tuningCacheEntry, tuningCachePath, warnIgnoredCache } from '#platform';
 import type { DeviceInfo } from './backend/device.js';
 import { sgmatStorage, sgmatThreads, v4Storage } from './kernelgen/matmul.js';
+import { checkFingerprint } from './tuning-check.js';
 
 /**
  * A matmul kernel variant. `v1` is the naive 16 x 16 tiled baseline; `v2` tiles `tile` x `tile` blocks of
@@ -178,8 +179,23 @@ export function adapterKey(info: DeviceInfo): string {
   return key;
 }
 
-/** Each device's key and default choice, made once: every product asks for the choice in force. */
+/**
+ * Key of an adapter's entry in the tuning cache: the adapter's key and the fingerprint of what its
+ * candidates' check compiles and compares, so that a choice checked by another build (other kernels or
+ * check cases) or on another driver is not used. Entries of other fingerprints stay for the builds that wrote them.
+ */
+export function tuningCacheKey(info: DeviceInfo): string {
+  let key = cacheKeys.get(info);
+  if (key === undefined) {
+    key = `${adapterKey(info)}|kernels ${checkFingerprint(info, [...matmulCandidates(info), ...decodeCandidates(info)])}`;
+    cacheKeys.set(info, key);
+  }
+  return key;
+}
+
+/** Each device's keys and default choice, made once: every product asks for the choice in force. */
 const adapterKeys = new WeakMap<DeviceInfo, string>();
+const cacheKeys = new WeakMap<DeviceInfo, string>();
 const defaults = new WeakMap<DeviceInfo, MatmulChoice>();
 
 /** How one candidate fared in the search. */
@@ -222,9 +238,12 @@ export interface SplitReport {
 
 /**
  * Version of the cache entries; older ones are ignored and the search runs again: 2 added the correctness
- * check, 3 the v4 kernel's vec4 staging and the split of products along k, 4 timing by timestamp queries.
+ * check, 3 the v4 kernel's vec4 staging and the split of products along k, 4 timing by timestamp queries,
+ * 5 the key's fingerprint of the checked kernels.
  */
-const CACHE_VERSION = 4;
+const CACHE_VERSION = 5;
+/** Entries the cache file keeps (the most recently measured): several builds and adapters may share it. */
+const CACHE_ENTRIES = 32;
 
 let forced: MatmulChoice | null = null;
 let tuned: { key: string; choice: MatmulChoice; report: MatmulTuningReport | null } | null = null;
@@ -266,7 +285,7 @@ export function tuningEnabled(): boolean {
  */
 export function currentChoice(info: DeviceInfo, startSearch: () => Promise<MatmulChoice>): MatmulChoice {
   if (forced) return forced;
-  const key = adapterKey(info);
+  const key = tuningCacheKey(info);
   if (tuned?.key === key) return tuned.choice;
   const cached = readCached(key, info);
   if (cached) {
@@ -285,17 +304,16 @@ export function currentChoice(info: DeviceInfo, startSearch: () => Promise<Matmu
 /** The choice made for this adapter (forced, tuned or cached), or null while none is: starts no search. */
 export function choiceMade(info: DeviceInfo): MatmulChoice | null {
   if (forced) return forced;
-  const key = adapterKey(info);
+  const key = tuningCacheKey(info);
   return tuned?.key === key ? tuned.choice : (readCached(key, info)?.choice ?? null);
 }
 
 /** Records the search's choice and report for this adapter, in memory and in the platform's cache. */
 export function recordChoice(info: DeviceInfo, report: MatmulTuningReport): void {
-  const key = adapterKey(info);
+  const key = tuningCacheKey(info);
   tuned = { key, choice: report.choice, report };
-  const cache = loadTuningCache();
-  cache[key] = { version: CACHE_VERSION, choice: report.choice, report, measuredAt: report.measuredAt };
-  saveTuningCache(cache);
+  const entry = { version: CACHE_VERSION, choice: report.choice, report, measuredAt: report.measuredAt };
+  setTuningCacheEntry(key, entry, CACHE_ENTRIES, measuredAt);
 }
 
 /** The search in progress, if any (so callers can wait for it). */
@@ -310,7 +328,7 @@ export function resetTuning(): void {
 
 /** The report of the search behind the choice in force (this process's, or the cached one), or null. */
 export function lastTuningReport(info: DeviceInfo): MatmulTuningReport | null {
-  const key = adapterKey(info);
+  const key = tuningCacheKey(info);
   if (tuned?.key === key) return tuned.report;
   return readCached(key, info)?.report ?? null;
 }
@@ -329,18 +347,43 @@ let lastRead: { key: string; info: DeviceInfo; entry: unknown; result: CachedCho
 function readCached(key: string, info: DeviceInfo): CachedChoice | null {
   const entry = tuningCacheEntry(key);
   if (lastRead !== null && lastRead.entry === entry && lastRead.key === key && lastRead.info === info) return lastRead.result;
-  const result = validCached(info, entry as { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined);
+  const result = validCached(info, entry);
   lastRead = { key, info, entry, result };
   return result;
 }
 
-/** The entry's choice and report when the entry is of this cache version and names only variants the adapter runs. */
-function validCached(info: DeviceInfo, entry: { version?: number; choice?: MatmulChoice; report?: MatmulTuningReport } | undefined): CachedChoice | null {
-  const choice = entry?.choice;
-  if (entry?.version !== CACHE_VERSION || !choice || typeof choice !== 'object') return null;
+/** When an entry was measured (ms since 1970), 0 when it does not say: the oldest go first when the cache is full. */
+function measuredAt(entry: unknown): number {
+  const at = entry && typeof entry === 'object' ? Date.parse(String((entry as { measuredAt?: unknown }).measuredAt)) : NaN;
+  return Number.isFinite(at) ? at : 0;
+}
+
+/**
+ * The entry's choice and report when the entry is of this cache version and names only variants the
+ * adapter runs; an entry of this version in another shape is ignored with a warning naming the file.
+ */
+function validCached(info: DeviceInfo, entry: unknown): CachedChoice | null {
+  if (!entry || typeof entry !== 'object' || (entry as { version?: unknown }).version !== CACHE_VERSION) return null;
+  const { choice, report } = entry as { choice?: unknown; report?: unknown };
+  const isVariant = (v: unknown): v is MatmulVariant => !!v && typeof v === 'object' && typeof (v as { kernel?: unknown }).kernel === 'string';
+  const c = choice as Partial<Record<keyof MatmulChoice, unknown>> | null | undefined;
+  const shaped =
+    !!c &&
+    typeof c === 'object' &&
+    isVariant(c.main) &&
+    isVariant(c.fallback) &&
+    (c.f16 === undefined || isVariant(c.f16)) &&
+    (c.decode === null || isVariant(c.decode)) &&
+    (c.splitK === undefined || typeof c.splitK === 'number') &&
+    (report === undefined || (!!report && typeof report === 'object'));
+  if (!shaped) {
+    warnIgnoredCache(tuningCachePath(), 'its entry for this adapter is not a tuning choice');
+    return null;
+  }
+  const ok = c as MatmulChoice;
   const names = new Set(matmulCandidates(info).map(variantName));
   const decodeNames = new Set(decodeCandidates(info).map(variantName));
   const known = (v: MatmulVariant | undefined) => v === undefined || names.has(variantName(v));
-  const decodeOk = choice.decode === null || decodeNames.has(variantName(choice.decode));
-  return known(choice.main) && known(choice.fallback) && known(choice.f16) && decodeOk ? { choice, report: entry.report ?? null } : null;
+  const decodeOk = ok.decode === null || decodeNames.has(variantName(ok.decode));
+  return known(ok.main) && known(ok.fallback) && known(ok.f16) && decodeOk ? { choice: ok, report: (report as MatmulTuningReport | undefined) ?? null } : null;
 }

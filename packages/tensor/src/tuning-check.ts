@@ -6,6 +6,7 @@ import { encodeMatmul, matmulKernels, type KernelRewrite } from './backend/matmu
 import { plan, type Problem } from './backend/matmul-plan.js';
 import type { Runtime } from './backend/runtime.js';
 import { f16BitsToF32, f32ToF16Bits } from './creation.js';
+import type { DeviceInfo } from './backend/device.js';
 import { variantName, type MatmulChoice, type MatmulVariant } from './matmul-choice.js';
 import type { FloatDType } from './tensor.js';
 import { checkValues as values } from './check-values.js';
@@ -44,6 +45,75 @@ const DECODE_CASES: CheckCase[] = [
 
 /** Elements before a check case's bias in its buffer. */
 const BIAS_OFFSET = 6;
+
+/** Raise it when the check's comparison changes in a way its cases and kernels do not show (tolerances, reference). */
+const CHECK_VERSION = 1;
+
+/**
+ * What a passed check depends on, as a hash: the check's version and cases and the complete WGSL of every
+ * module the check would compile for `variants` on this adapter. A tuning choice made under another
+ * fingerprint was checked against other kernels or cases, so it is not used.
+ */
+export function checkFingerprint(info: DeviceInfo, variants: readonly MatmulVariant[]): string {
+  const hash = new Fnv64();
+  hash.add(`check ${CHECK_VERSION} bias offset ${BIAS_OFFSET}`);
+  const unused = {} as GPUBuffer;
+  const sources = new Set<string>();
+  for (const v of variants) {
+    const dtypes: FloatDType[] = v.kernel === 'sgmat' ? ['f16'] : info.features.has('shader-f16') ? ['f32', 'f16'] : ['f32'];
+    const choice: MatmulChoice = { main: v, fallback: { kernel: 'v1' }, decode: v.kernel === 'matvec' ? v : null };
+    const extra: MatmulVariant[] = v.kernel === 'v3' && v.pack === undefined ? [{ ...v, pack: true }] : [];
+    hash.add(`${variantName(v)} ${JSON.stringify(casesFor(v))}`);
+    for (const dtype of dtypes) {
+      for (const variant of [v, ...extra]) {
+        for (const c of casesFor(v)) {
+          const p = problemOf(c, dtype, unused, unused, unused, c.bias ? unused : null);
+          const pl = plan(p, { ...choice, main: variant }, info.maxStorageBufferBindingSize);
+          if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) continue;
+          for (const s of matmulKernels(p, pl)) sources.add(s.source);
+        }
+      }
+    }
+  }
+  for (const s of [...sources].sort()) hash.add(s);
+  return hash.hex();
+}
+
+/** 64-bit FNV-1a over UTF-16 code units, as two 32-bit halves (the same in Node and browsers). */
+class Fnv64 {
+  private hi = 0xcbf29ce4;
+  private lo = 0x84222325;
+  add(text: string): void {
+    for (let i = 0; i <= text.length; i++) {
+      // A separator after each text, so that ("ab", "c") and ("a", "bc") differ.
+      this.lo ^= i < text.length ? text.charCodeAt(i) : 0xffff;
+      // Multiply by the FNV prime 2^40 + 0x1b3, modulo 2^64.
+      const lo = this.lo * 0x1b3;
+      const hi = this.hi * 0x1b3 + ((this.lo << 8) >>> 0) + Math.floor(lo / 0x100000000);
+      this.lo = lo >>> 0;
+      this.hi = hi >>> 0;
+    }
+  }
+  hex(): string {
+    return this.hi.toString(16).padStart(8, '0') + this.lo.toString(16).padStart(8, '0');
+  }
+}
+
+/** The product of a check case over the given buffers (the bias past BIAS_OFFSET). */
+function problemOf(c: CheckCase, dtype: FloatDType, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, bias: GPUBuffer | null): Problem {
+  const { M, K, N, batch } = c;
+  return {
+    dtype,
+    M,
+    N,
+    K,
+    batchShape: [batch],
+    a: { buffer: a, offset: 0, rowStride: c.ta ? 1 : K, colStride: c.ta ? M : 1, batchStrides: [batch > 1 ? M * K : 0] },
+    b: { buffer: b, offset: 0, rowStride: c.tb ? 1 : N, colStride: c.tb ? K : 1, batchStrides: [batch > 1 ? K * N : 0] },
+    c: out,
+    ...(bias === null ? {} : { bias: { buffer: bias, offset: BIAS_OFFSET } }),
+  };
+}
 
 /** The outcome of a check: passed, or refused with the status and reason the report records. */
 export type CheckResult = { ok: true } | { ok: false; status: 'wrong' | 'failed'; reason: string };
@@ -142,17 +212,7 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
   // NaN in every element first, so that an element the kernel never writes fails the comparison.
   rt.write(out, 0, dtype === 'f16' ? new Uint16Array(Math.ceil((batch * M * N) / 2) * 2).fill(0x7e00) : new Float32Array(batch * M * N).fill(NaN));
   try {
-    const p: Problem = {
-      dtype,
-      M,
-      N,
-      K,
-      batchShape: [batch],
-      a: { buffer: a, offset: 0, rowStride: c.ta ? 1 : K, colStride: c.ta ? M : 1, batchStrides: [batch > 1 ? M * K : 0] },
-      b: { buffer: b, offset: 0, rowStride: c.tb ? 1 : N, colStride: c.tb ? K : 1, batchStrides: [batch > 1 ? K * N : 0] },
-      c: out,
-      ...(bias === null ? {} : { bias: { buffer: bias, offset: BIAS_OFFSET } }),
-    };
+    const p = problemOf(c, dtype, a, b, out, bias);
     const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
     if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) return 'skipped';
     kernelsRun.add(variantName(pl.kernel));

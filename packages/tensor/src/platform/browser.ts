@@ -31,17 +31,20 @@ export function tuningCachePath(): string {
   return 'memory';
 }
 
-/** The in-memory tuning cache. */
-export function loadTuningCache(): Record<string, unknown> {
-  return tuningCache;
-}
-
 /** One adapter's entry of the in-memory tuning cache, or undefined (the same object until the cache is replaced). */
 export function tuningCacheEntry(key: string): unknown {
   return tuningCache[key];
 }
 
-/** Replaces the in-memory tuning cache. */
-export function saveTuningCache(cache: Record<string, unknown>): void {
-  tuningCache = { ...cache };
+/** Sets one entry of the in-memory tuning cache, the oldest by `age` past `limit` dropped. */
+export function setTuningCacheEntry(key: string, entry: unknown, limit: number, age: (entry: unknown) => number): void {
+  const cache: Record<string, unknown> = { ...tuningCache, [key]: entry };
+  const keys = Object.keys(cache).sort((x, y) => age(cache[y]) - age(cache[x]));
+  for (const old of keys.slice(Math.max(limit, 1))) if (old !== key) delete cache[old];
+  tuningCache = cache;
+}
+
+/** Writes a warning that the tuning cache is ignored (the browser's is in memory, so never malformed). */
+export function warnIgnoredCache(path: string, why: string): void {
+  console.warn(`ignoring the matmul tuning cache ${path} (${why}); its choice is not used, and the next matmul search rewrites it`);
 }

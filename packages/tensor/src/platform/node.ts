@@ -1,6 +1,6 @@
 // Node platform: WebGPU through Dawn's bindings (the `webgpu` package). The only module
 // of the package that imports Node-specific code; browsers get ./browser.ts instead.
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { create, globals } from 'webgpu';
@@ -81,15 +81,6 @@ let parsedCache: { path: string; stamp: string | null; checked: number; data: Re
 const CACHE_RECHECK_MS = 1000;
 
 /**
- * The tuning cache (adapter key -> entry), or an empty object when absent or unreadable. Each product
- * asks while no choice is known, so the parse is kept and the file read again only when its size or
- * time changed (checked at most once a second).
- */
-export function loadTuningCache(): Record<string, unknown> {
-  return { ...parsedTuningCache() };
-}
-
-/**
  * One adapter's entry of the tuning cache, or undefined: the parsed value itself, the same object until
  * the file changes, so that a caller may keep what it derived from it.
  */
@@ -117,26 +108,84 @@ function fileStamp(path: string): string | null {
   }
 }
 
-function parseTuningCache(path: string): Record<string, unknown> {
+/** The cache's entries; a file that is not a JSON object is ignored (one warning naming it) and rewritten by the next search. */
+function parseTuningCache(path: string, warn = true): Record<string, unknown> {
+  let text: string;
   try {
-    const data: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
+    text = readFileSync(path, 'utf8');
   } catch {
     return {};
   }
+  try {
+    const data: unknown = JSON.parse(text);
+    if (data && typeof data === 'object' && !Array.isArray(data)) return data as Record<string, unknown>;
+    if (warn) warnIgnoredCache(path, 'it is not a JSON object');
+  } catch (e) {
+    if (warn) warnIgnoredCache(path, (e as Error).message);
+  }
+  return {};
 }
 
-/** Writes the tuning cache (temp file, then rename); a cache that cannot be written is skipped. */
-export function saveTuningCache(cache: Record<string, unknown>): void {
+/** Says once per line of text that the tuning cache at `path` is ignored and why. */
+export function warnIgnoredCache(path: string, why: string): void {
+  process.emitWarning(`ignoring the matmul tuning cache ${path} (${why}); its choice is not used, and the next matmul search rewrites it`);
+}
+
+/** How long (ms) a writer waits for another's lock on the cache, and the age at which a lock is taken as abandoned. */
+const LOCK_WAIT_MS = 2000;
+const LOCK_STALE_MS = 10000;
+
+/**
+ * Sets one entry of the tuning cache, keeping the others as the file holds them now (another process's
+ * included): under a lock file, the file is read again, the entry set, the oldest entries past `limit`
+ * dropped by `age`, and the result written to a temp file renamed over the cache. A cache that cannot
+ * be written is skipped.
+ */
+export function setTuningCacheEntry(key: string, entry: unknown, limit: number, age: (entry: unknown) => number): void {
   const path = tuningCachePath();
   try {
     mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(cache, null, 2));
-    renameSync(tmp, path);
+    const unlock = lockFile(`${path}.lock`);
+    try {
+      const cache = { ...parseTuningCache(path, false), [key]: entry };
+      const keys = Object.keys(cache).sort((x, y) => age(cache[y]) - age(cache[x]));
+      for (const old of keys.slice(Math.max(limit, 1))) if (old !== key) delete cache[old];
+      const tmp = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(cache, null, 2));
+      renameSync(tmp, path);
+    } finally {
+      unlock();
+    }
   } catch {
     // A read-only home directory only costs a search per process.
   } finally {
     parsedCache = null;
+  }
+}
+
+/** Takes the lock file (waiting up to LOCK_WAIT_MS, removing one older than LOCK_STALE_MS); returns its release. */
+function lockFile(lock: string): () => void {
+  const until = performance.now() + LOCK_WAIT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx'));
+      return () => unlinkSync(lock);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const st = statSync(lock, { throwIfNoEntry: false });
+    if (st && Date.now() - st.mtimeMs > LOCK_STALE_MS) {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // Another writer removed it first.
+      }
+    } else if (performance.now() > until) {
+      // Held past the wait: write without it (the rename still replaces the file whole).
+      return () => undefined;
+    } else {
+      Atomics.wait(pause, 0, 0, 5);
+    }
   }
 }
