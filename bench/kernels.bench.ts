@@ -23,6 +23,9 @@ import {
   matmul,
   maskedFill,
   mul,
+  QuantizedWeight,
+  quantizedMatmul,
+  quantizeHost,
   randn,
   readyAttention,
   repetitionPenalty,
@@ -32,6 +35,7 @@ import {
   softmax,
   swiglu,
   tensor,
+  toArray,
   tokenCounts,
   transpose,
   type Tensor,
@@ -347,10 +351,14 @@ export async function benchLogprobs(ctx: BenchContext): Promise<void> {
 /**
  * A biased projection (Qwen2-0.5B's q_proj, 896 -> 896, over a prefill of 256 rows and one decoding row):
  * the plain product beside linear(x, w, b), whose kernels add the bias before their one rounding, and beside
- * the composition it replaces (matmul, then add: a second dispatch that reads and writes the output again).
+ * the composition it replaces (matmul, then add: a second dispatch that reads and writes the output again);
+ * and the same over the weight quantized (int8, NF4: the plain product, the product with its bias, the
+ * product then add).
  */
 export async function benchBiasedLinear(ctx: BenchContext): Promise<void> {
   const [K, N] = [896, 896];
+  const wHost = (await toArray(randn([N, K], { seed: 21 }))) as Float32Array;
+  const quant = { int8: QuantizedWeight.upload(quantizeHost(wHost, N, K, 'int8')), nf4: QuantizedWeight.upload(quantizeHost(wHost, N, K, 'nf4')) };
   for (const dtype of hasF16() ? (['f32', 'f16'] as const) : (['f32'] as const)) {
     const w = cast(randn([N, K], { seed: 21 }), dtype);
     const b = cast(randn([N], { seed: 22 }), dtype);
@@ -360,6 +368,12 @@ export async function benchBiasedLinear(ctx: BenchContext): Promise<void> {
         ['matmul', () => matmul(x, transpose(w))],
         ['linear+bias', () => linear(x, w, b)],
         ['matmul, add', () => add(matmul(x, transpose(w)), b)],
+        ['int8', () => quantizedMatmul(x, quant.int8)],
+        ['int8+bias', () => quantizedMatmul(x, quant.int8, b)],
+        ['int8, add', () => add(quantizedMatmul(x, quant.int8), b)],
+        ['nf4', () => quantizedMatmul(x, quant.nf4)],
+        ['nf4+bias', () => quantizedMatmul(x, quant.nf4, b)],
+        ['nf4, add', () => add(quantizedMatmul(x, quant.nf4), b)],
       ] as const) {
         const ms = await timeMedian(
           async () => {
@@ -372,12 +386,14 @@ export async function benchBiasedLinear(ctx: BenchContext): Promise<void> {
           `${impl} ${dtype} ${M}x${K}x${N}`,
         );
         const gflops = (2 * M * K * N) / ms / 1e6;
-        ctx.push({ bench: 'biased projection', impl, dtype, shape: `${M}x${K}x${N}`, ms, gflops, gbps: null, roofline: gflops / ctx.roof.gflops, ...(impl === 'matmul' ? { note: 'no bias' } : {}) });
+        ctx.push({ bench: 'biased projection', impl, dtype, shape: `${M}x${K}x${N}`, ms, gflops, gbps: null, roofline: gflops / ctx.roof.gflops, ...(impl === 'matmul' || impl === 'int8' || impl === 'nf4' ? { note: 'no bias' } : {}) });
       }
       x.dispose();
     }
     for (const t of [w, b]) t.dispose();
   }
+  quant.int8.dispose();
+  quant.nf4.dispose();
 }
 
 /** Attention, the memory-bound rows, the biased projection, the sampling penalties and the log-probabilities; returns target lines for the summary. */

@@ -13,11 +13,13 @@ alias T = f32;
 //!   N: u32
 //!   K: u32
 //!   C4: u32             // words per weight row (C / 4)
+//!   bias_offset: u32
 //! bindings
 //!   a: array<vec4<T>> read
 //!   codes: array<u32> read
 //!   absmax: array<f32> read
 //!   c: array<vec4<T>> read_write
+//!   bias: array<T> read
 
 {{include matmul_dequant}}
 

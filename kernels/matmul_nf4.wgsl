@@ -15,11 +15,13 @@ alias T = f32;
 //!   N: u32
 //!   K: u32
 //!   C: u32              // values per weight row
+//!   bias_offset: u32
 //! bindings
 //!   a: array<vec4<T>> read
 //!   codes: array<u32> read
 //!   absmax: array<f32> read
 //!   c: array<vec4<T>> read_write
+//!   bias: array<T> read
 
 {{include nf4_values}}
 

@@ -12,11 +12,13 @@ alias T = f32;
 //!   K: u32
 //!   chunks: u32         // the most 16-byte chunks one row covers
 //!   x_row: u32          // vec4s per row of x (K / 4)
+//!   bias_offset: u32
 //! bindings
 //!   x: array<vec4<T>> read
 //!   codes: array<vec4<u32>> read
 //!   absmax: array<f32> read
 //!   y: array<T> read_write
+//!   bias: array<T> read
 
 {{include dequant_int8}}
 

@@ -15,6 +15,7 @@ alias T = f32;
 //!   chunks: u32         // the most 16-byte chunks one row covers
 //!   x_row: u32          // vec4s per row of x (K / 4)
 //!   offset: f32         // the absmaxes' mean (nf4_absmax's offset)
+//!   bias_offset: u32
 //! bindings
 //!   x: array<vec4<T>> read
 //!   codes: array<vec4<u32>> read
@@ -22,6 +23,7 @@ alias T = f32;
 //!   scales: array<f32> read
 //!   dyn: array<f32> read
 //!   y: array<T> read_write
+//!   bias: array<T> read
 
 {{include nf4_values}}
 

@@ -3,10 +3,13 @@
 // (the SHARE step, unrolled on the host). a contiguous [M, K], c contiguous [M, N]; edge rows and columns are
 // clamped on load and skipped on store. The kernel defines wt_rows(k4, nl): rows 4 k4 .. 4 k4 + 3 of Wt at
 // the lane's vec4 of columns nl, dequantized, as the columns of a matrix; and out_scale(n4): the factor
-// of output columns 4 n4 .. 4 n4 + 3. Grid (ceil(N / (4 SG)), ceil(M / TM)).
+// of output columns 4 n4 .. 4 n4 + 3. The forward product adds its bias to the scaled f32 sums before the one
+// rounding (include/matmul_bias.wgsl; never the gradient, whose BIAS is false). Grid (ceil(N / (4 SG)), ceil(M / TM)).
 const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
 const WT: bool = {{WT}};
+
+{{include matmul_bias}}
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -33,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     for (var r = 0u; r < TM; r++) {
       let row = m0 + r;
       if (row < p.M) {
-        c[row * N4 + n4] = vec4<T>(acc[r] * s);
+        c[row * N4 + n4] = vec4<T>(biased4(acc[r] * s, 4u * n4));
       }
     }
   }

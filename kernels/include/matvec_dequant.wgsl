@@ -9,12 +9,15 @@
 // is decoded once for all of them), then subgroupAdd. Rows past N are clamped on load and skipped on
 // store. The kernel defines E; chunk_dots(n, chunk, w) -> array<f32, MR>, row n's sums over its elements
 // in the chunk whose codes are w; row_scale(n); and setup(li), which every thread runs before a
-// workgroup barrier (to fill a table in workgroup memory). Grid: groups of G ROWS rows (2-D).
+// workgroup barrier (to fill a table in workgroup memory). A bias is added to the scaled f32 sums before the one
+// rounding (include/matmul_bias.wgsl). Grid: groups of G ROWS rows (2-D).
 const SG: u32 = {{SG}}u;
 const ROWS: u32 = {{ROWS}}u;
 const U: u32 = {{U}}u;
 const G: u32 = {{G}}u;
 const MR: u32 = {{MR}}u;
+
+{{include matmul_bias}}
 
 @compute @workgroup_size(SG * G)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -53,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let s = row_scale(min(n, p.N - 1u));
     for (var m = 0u; m < MR; m++) {
       let total = subgroupAdd(sums[r * MR + m]);
-      if (lane == 0u && n < p.N) { y[m * p.N + n] = T(total * s); }
+      if (lane == 0u && n < p.N) { y[m * p.N + n] = T(biased(total * s, n)); }
     }
   }
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   QuantizedWeight,
+  add,
   backward,
   dequantizeHost,
   f16BitsToF32,
@@ -87,6 +88,80 @@ for (const format of formats) {
     });
   }
 }
+
+for (const format of formats) {
+  for (const dtype of dtypes) {
+    test(`${format} weight, ${dtype} activations: x W^T + b, dX and dbias match the reference, the bias read at an offset`, async () => {
+      await fc.assert(
+        fc.asyncProperty(sizes, async ({ M, R, C, seed }) => {
+          const what = `${format} ${dtype} M=${M} W=[${R}, ${C}] seed=${seed} with a bias`;
+          const q = quantizeHost(seededValues(R * C, seed, 0.5), R, C, format);
+          const wq = dequantizeHost(q);
+          const w = QuantizedWeight.upload(q);
+          const a = exact(seededValues(M * C, seed + 1), dtype);
+          const dy = exact(seededValues(M * R, seed + 2), dtype);
+          const bs = exact(seededValues(R + 3, seed + 3), dtype);
+          const x = tensor(a, [M, C], { dtype, requiresGrad: true });
+          const stored = tensor(bs, [R + 3], { dtype, requiresGrad: true });
+          const b = stored.slice(0, 3, R + 3); // at element 3 of its buffer
+          const y = quantizedMatmul(x, w, b);
+          const ref = reference(a, wq, M, R, C, true);
+          for (let i = 0; i < ref.c.length; i++) ref.c[i]! += bs[3 + (i % R)]!;
+          check(await y.toArray(), ref, dtype, `${what} forward`);
+          backward(sum(mul(y, tensor(dy, [M, R], { dtype }))));
+          check(await x.grad!.toArray(), reference(dy, wq, M, R, C, false), dtype, `${what} dX`);
+          const dbias = await stored.grad!.toArray();
+          const want = { c: new Float64Array(R + 3), mag: new Float64Array(R + 3) };
+          for (let m = 0; m < M; m++) {
+            for (let n = 0; n < R; n++) {
+              want.c[3 + n]! += dy[m * R + n]!;
+              want.mag[3 + n]! += Math.abs(dy[m * R + n]!);
+            }
+          }
+          check(dbias, want, dtype, `${what} dbias`);
+          for (const t of [x, y, stored, x.grad!, stored.grad!]) t.dispose();
+          w.dispose();
+        }),
+        { numRuns: 4 },
+      );
+    });
+  }
+}
+
+/**
+ * Sums of exactly 2049 in every output (x = [2048, 1, 0, ...], each weight row [r, r, 0, ...] dequantizing to
+ * r = 1 in int8 and NF4) plus a bias of 1, in f16: rounded once, 2050; rounded twice (2049 to 2048, ties to
+ * even, then 2048 + 1 to 2048), 2048.
+ */
+for (const format of formats) {
+  test(`${format} weight, f16: the bias is added to the f32 sum before the one rounding, as linear does`, async () => {
+    if (!hasF16()) return;
+    for (const [M, K, N] of [[1, 8, 12], [3, 16, 8], [37, 64, 36]] as const) {
+      const wd = new Float32Array(N * K);
+      for (let n = 0; n < N; n++) [wd[n * K], wd[n * K + 1]] = [1, 1];
+      const q = quantizeHost(wd, N, K, format);
+      assert.ok(dequantizeHost(q).every((v, i) => v === wd[i]), `${format}: the weight dequantizes exactly`);
+      const w = QuantizedWeight.upload(q);
+      const xd = new Float32Array(M * K);
+      for (let m = 0; m < M; m++) [xd[m * K], xd[m * K + 1]] = [2048, 1];
+      const x = tensor(xd, [M, K], { dtype: 'f16' });
+      const bias = tensor(new Float32Array(N).fill(1), [N], { dtype: 'f16' });
+      const got = await quantizedMatmul(x, w, bias).toArray();
+      assert.ok(got.every((v) => v === 2050), `${format} [${M}, ${K}] x [${N}, ${K}]T: ${[...new Set(got)].join(', ')} where the bias rounded with the sum is 2050 everywhere`);
+      const twice = await add(quantizedMatmul(x, w), bias).toArray();
+      assert.equal(twice[0], 2048, 'quantizedMatmul then add rounds twice');
+      for (const t of [x, bias]) t.dispose();
+      w.dispose();
+    }
+  });
+}
+
+test('quantizedMatmul refuses a bias of the wrong length or dtype', () => {
+  const w = QuantizedWeight.upload(quantizeHost(seededValues(8 * 12, 3), 8, 12, 'int8'));
+  const x = tensor(seededValues(2 * 12, 4), [2, 12]);
+  assert.throws(() => quantizedMatmul(x, w, tensor(seededValues(6, 1), [6])), /the bias is \[6\], the weight is \[8, 12\]; the bias must be \[8\]/);
+  w.dispose();
+});
 
 test('quantizedMatmul reads batched activations [B, T, in] and refuses a mismatched in dimension', async () => {
   const q = quantizeHost(seededValues(16 * 24, 3), 16, 24, 'nf4');

@@ -1,6 +1,6 @@
 // Qwen2's biased q, k and v in the fused decode products: a decode step of the tiny qwen2-bias checkpoint
 // (f32, int8 or NF4 weights) issues as many dispatches as the same model without its biases (the biases ride in the q/k/v product's
-// epilogue, beside a LoRA adapter's update), and its logits equal the separate ops' (linear(x, w, b) or quantizedMatmul then add(y, b), then the update).
+// epilogue, beside a LoRA adapter's update), and its logits equal the separate ops' (linear(x, w, b) or quantizedMatmul(x, w, b), then the update).
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

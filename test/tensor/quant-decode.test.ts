@@ -68,22 +68,28 @@ const sizes = fc.record({
   M: fc.constantFrom(1, 3),
   R: fc.constantFrom(4, 12, 20, 36, 68, 100),
   C: fc.constantFrom(4, 20, 36, 64, 100, 516, 1060),
+  biased: fc.boolean(),
   seed: fc.integer({ min: 1, max: 1e9 }),
 });
 
 for (const path of paths) {
   for (const format of formats) {
     for (const dtype of dtypes) {
-      test(`${path} decode kernel, ${format} weight, ${dtype} x: x W^T for 1 and 3 rows matches the reference on the dequantized weight`, async () => {
+      test(`${path} decode kernel, ${format} weight, ${dtype} x: x W^T (+ b) for 1 and 3 rows matches the reference on the dequantized weight`, async () => {
         setQuantizedDecode(path);
         await fc.assert(
-          fc.asyncProperty(sizes, async ({ M, R, C, seed }) => {
+          fc.asyncProperty(sizes, async ({ M, R, C, biased, seed }) => {
             const q = quantizeHost(seededValues(R * C, seed, 0.5), R, C, format);
             const w = QuantizedWeight.upload(q);
             const x = exact(seededValues(M * C, seed + 1), dtype);
-            const y = noGrad(() => quantizedMatmul(tensor(x, [M, C], { dtype }), w));
+            // The bias at element 2 of its buffer.
+            const bs = exact(seededValues(R + 2, seed + 2), dtype);
+            const b = biased ? tensor(bs, [R + 2], { dtype }).slice(0, 2, R + 2) : undefined;
+            const y = noGrad(() => quantizedMatmul(tensor(x, [M, C], { dtype }), w, b));
             assert.deepEqual(y.shape, [M, R]);
-            check(await y.toArray(), reference(x, dequantizeHost(q), M, R, C), dtype, `${path} ${format} ${dtype} M=${M} W=[${R}, ${C}] seed=${seed}`);
+            const ref = reference(x, dequantizeHost(q), M, R, C);
+            if (biased) for (let i = 0; i < ref.y.length; i++) ref.y[i]! += bs[2 + (i % R)]!;
+            check(await y.toArray(), ref, dtype, `${path} ${format} ${dtype} M=${M} W=[${R}, ${C}]${biased ? ' biased' : ''} seed=${seed}`);
             y.dispose();
             w.dispose();
           }),
@@ -93,6 +99,32 @@ for (const path of paths) {
     }
   }
 }
+
+test('both kernels add an f16 bias to the f32 sum before the one rounding (2049 + 1 is 2050, not 2048)', async () => {
+  if (!hasF16()) return;
+  // Rows [1, 1, 0, ...] that dequantize to exactly 1 (K = 128: every NF4 block's absmax is 1 or 0).
+  const [N, K] = [36, 128];
+  const wd = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) [wd[n * K], wd[n * K + 1]] = [1, 1];
+  for (const format of formats) {
+    const q = quantizeHost(wd, N, K, format);
+    assert.ok(dequantizeHost(q).every((v, i) => v === wd[i]), `${format}: the weight dequantizes exactly`);
+    const w = QuantizedWeight.upload(q);
+    for (const path of paths) {
+      setQuantizedDecode(path);
+      for (const M of [1, 3]) {
+        const xd = new Float32Array(M * K);
+        for (let m = 0; m < M; m++) [xd[m * K], xd[m * K + 1]] = [2048, 1];
+        const x = tensor(xd, [M, K], { dtype: 'f16' });
+        const bias = tensor(new Float32Array(N).fill(1), [N], { dtype: 'f16' });
+        const got = await noGrad(() => quantizedMatmul(x, w, bias)).toArray();
+        assert.ok(got.every((v) => v === 2050), `${path} ${format} M=${M}: ${[...new Set(got)].join(', ')}, expected 2050 everywhere`);
+      }
+    }
+    w.dispose();
+  }
+  assert.deepEqual(quantizedDecodeRefusals(getRuntime()), []);
+});
 
 test('both kernels read x from a view at an offset', async () => {
   const [R, C] = [12, 40];
@@ -163,8 +195,10 @@ test('the matrix-vector kernels run where the matmul choice decodes with matvec.
   }
 });
 
-test('the on-device check GPUs run before decoding with a matrix-vector variant passes here for both formats and dtypes', async () => {
+test('the on-device check GPUs run before decoding with a matrix-vector variant passes here for both formats and dtypes, with a bias and without', async () => {
   for (const format of formats) {
-    for (const dtype of dtypes) assert.equal(await checkQuantizedDecode(format, dtype, 1), null, `${format} ${dtype}`);
+    for (const dtype of dtypes) {
+      for (const biased of [false, true]) assert.equal(await checkQuantizedDecode(format, dtype, 1, biased), null, `${format} ${dtype}${biased ? ' biased' : ''}`);
+    }
   }
 });

@@ -132,13 +132,12 @@ export class Linear {
 
   /**
    * x W^T + b of the frozen weight and its bias, the f32 sums and the bias rounded once as F.linear (addmm)
-   * rounds them (dense weights): x [..., in] -> [..., out]. A weight split into parts takes each part's slice of the bias.
+   * rounds them (dense and quantized weights): x [..., in] -> [..., out]. A weight split into parts takes each part's slice of the bias.
    */
   private baseOutput(x: Tensor): Tensor {
     const b = this.bias;
     if (b === null) return this.baseProduct(x);
-    // The dequantizing kernels take no bias: their product is rounded, then the bias added.
-    if (this.quantized !== null) return add(quantizedMatmul(x, this.quantized), b);
+    if (this.quantized !== null) return quantizedMatmul(x, this.quantized, b);
     let at = 0;
     const outs = this.parts.map((w) => {
       const rows = w.shape[0]!;

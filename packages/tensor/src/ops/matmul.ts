@@ -195,9 +195,7 @@ export const linear = defineOp({
       throw new ShapeError(`linear: x is ${fmtShape(x.shape)}, w is ${fmtShape(w.shape)}; w must be [out, in] with in equal to x's last dim`);
     }
     const b = bias ?? undefined;
-    if (b !== undefined && (b.rank !== 1 || b.shape[0] !== w.shape[0])) {
-      throw new ShapeError(`linear: the bias is ${fmtShape(b.shape)}, w is ${fmtShape(w.shape)}; the bias must be [${w.shape[0]}], one value per output`);
-    }
+    if (b !== undefined) checkLinearBias('linear', b, w.shape[0]!, `w is ${fmtShape(w.shape)}`);
     ctx.data = { xShape: x.shape, wShape: w.shape };
     if (ctx.needsGrad(1)) ctx.saved.push(x);
     if (ctx.needsGrad(0)) ctx.saved.push(w);
@@ -217,7 +215,19 @@ export const linear = defineOp({
     const dx = w !== null ? reshape(runMatmul('linear backward', g2, w), xShape) : null;
     const dw = x !== null ? runMatmul('linear backward', transpose(g2), reshape(x, [rows, I])) : null;
     const grads: (Tensor | null)[] = [dx, dw];
-    if (ctx.inputs.length > 2) grads.push(ctx.needsGrad(2) ? sumToShape('linear', g2, [O]) : null);
+    if (ctx.inputs.length > 2) grads.push(ctx.needsGrad(2) ? biasGradient('linear', g2) : null);
     return grads;
   },
 });
+
+/** Checks a linear product's bias: [out], one value per output (`weight` describes the weight's shape). */
+export function checkLinearBias(op: string, bias: Tensor, out: number, weight: string): void {
+  if (bias.rank !== 1 || bias.shape[0] !== out) {
+    throw new ShapeError(`${op}: the bias is ${fmtShape(bias.shape)}, ${weight}; the bias must be [${out}], one value per output`);
+  }
+}
+
+/** The gradient of a linear product's bias: dy [rows, out] summed over its rows. */
+export function biasGradient(op: string, g2: Tensor): Tensor {
+  return sumToShape(op, g2, [g2.shape[1]!]);
+}

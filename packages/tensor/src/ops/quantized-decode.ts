@@ -65,11 +65,12 @@ function layout(rt: Runtime): { sg: number; groups: number } | null {
   return { sg, groups: decode?.wide && decode.groups ? decode.groups : 1 };
 }
 
-/** A matrix-vector variant: format, x's dtype and rows, and the layout. */
+/** A matrix-vector variant: format, x's dtype and rows, whether it adds a bias, and the layout. */
 interface Variant {
   format: QuantFormat;
   dtype: FloatDType;
   M: number;
+  biased: boolean;
   sg: number;
   groups: number;
 }
@@ -100,34 +101,35 @@ function pipeline(rt: Runtime, key: string, source: () => string, v: Variant): C
 /**
  * y [M, N] = x [M, K] W^T with the matrix-vector kernels, or null where the tiled kernels should run (more
  * than {@link FUSED_LINEAR_MAX_ROWS} rows, no subgroup matrix-vector decoding on this adapter, or no
- * pipeline yet). x contiguous at offset 0, f32 or f16.
+ * pipeline yet). x contiguous at offset 0, f32 or f16; a bias [N] contiguous, added before the one rounding.
  */
-export function quantizedDecode(rt: Runtime, x: Tensor, w: QuantizedWeight, label: string): Tensor | null {
+export function quantizedDecode(rt: Runtime, x: Tensor, w: QuantizedWeight, label: string, bias?: Tensor): Tensor | null {
   const M = x.shape[0]!;
   if (M < 1 || M > FUSED_LINEAR_MAX_ROWS || (x.dtype !== 'f32' && x.dtype !== 'f16')) return null;
   const l = layout(rt);
   if (l === null) return null;
-  const v: Variant = { format: w.format, dtype: x.dtype, M, ...l };
+  const v: Variant = { format: w.format, dtype: x.dtype, M, biased: bias !== undefined, ...l };
   const { name, defines } = variantDefines(rt, v);
   const key = variantKey(name, defines);
   const kernel = pipeline(rt, key, () => kernelSource(name, defines, key), v);
   if (kernel === null) return null;
   const out = empty([M, w.rows], x.dtype);
-  encode(rt, kernel, v, w, x.buffer(label), out.buffer(label), label);
+  encode(rt, kernel, v, w, x.buffer(label), out.buffer(label), label, bias === undefined ? undefined : { buffer: bias.buffer(label), offset: bias.offset });
   return out;
 }
 
 /**
  * Runs the on-device check of the matrix-vector variant this adapter would decode with (forced: the one
- * `setQuantizedDecode('matvec')` runs) for a format, x's dtype and rows, its pipeline created now: null
- * when it passes, else the reason. Where GPUs run the check in the background before use, this runs it anyway.
+ * `setQuantizedDecode('matvec')` runs) for a format, x's dtype and rows, with a bias or without, its pipeline
+ * created now: null when it passes, else the reason. Where GPUs run the check in the background before use,
+ * this runs it anyway.
  */
-export async function checkQuantizedDecode(format: QuantFormat, dtype: FloatDType, M: number): Promise<string | null> {
+export async function checkQuantizedDecode(format: QuantFormat, dtype: FloatDType, M: number, biased = false): Promise<string | null> {
   const rt = getRuntime();
   const sg = v3SubgroupSize(rt.info);
   if (sg === 0) return 'no fixed subgroup size: the matrix-vector kernels do not run on this adapter';
   const decode = choiceFor(rt).decode;
-  const v: Variant = { format, dtype, M, sg, groups: decode?.wide && decode.groups ? decode.groups : 1 };
+  const v: Variant = { format, dtype, M, biased, sg, groups: decode?.wide && decode.groups ? decode.groups : 1 };
   const { name, defines } = variantDefines(rt, v);
   const key = variantKey(name, defines);
   try {
@@ -140,24 +142,34 @@ export async function checkQuantizedDecode(format: QuantFormat, dtype: FloatDTyp
 /** A variant's kernel file and defines. */
 function variantDefines(rt: Runtime, v: Variant): { name: 'matvec_int8' | 'matvec_nf4'; defines: Record<string, string> } {
   const table = forcedTable ?? (rt.info.isFallbackAdapter ? 'constant' : 'workgroup');
-  const defines: Record<string, string> = { T: v.dtype, SG: String(v.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(v.groups), MR: String(v.M) };
+  const defines: Record<string, string> = { T: v.dtype, SG: String(v.sg), ROWS: String(ROWS), U: String(UNROLL), G: String(v.groups), MR: String(v.M), BIAS: String(v.biased) };
   if (v.format === 'nf4') defines.WG_TABLE = String(table === 'workgroup');
   return { name: v.format === 'int8' ? 'matvec_int8' : 'matvec_nf4', defines };
 }
 
-/** Dispatches a variant's kernel: y [M, N] = x [M, K] W^T, x and y in their buffers from element 0. */
-function encode(rt: Runtime, kernel: CompiledKernel, v: Variant, w: QuantizedWeight, x: GPUBuffer, y: GPUBuffer, label: string): void {
+/** A bias's buffer and the element its values start at. */
+interface BiasBinding {
+  buffer: GPUBuffer;
+  offset: number;
+}
+
+/**
+ * Dispatches a variant's kernel: y [M, N] = x [M, K] W^T (+ bias), x and y in their buffers from element 0
+ * (without a bias, x's buffer is bound in its place, never read).
+ */
+function encode(rt: Runtime, kernel: CompiledKernel, v: Variant, w: QuantizedWeight, x: GPUBuffer, y: GPUBuffer, label: string, bias?: BiasBinding): void {
   const [N, K] = [w.rows, w.cols];
   const E = v.format === 'int8' ? 16 : 32;
   // A row starting inside a chunk covers one more than its whole chunks.
   const chunks = K % E === 0 ? K / E : Math.floor((K - 1) / E) + 2;
   const [gx, gy] = grid1d(N, ROWS * v.groups, rt.info.maxComputeWorkgroupsPerDimension);
-  const base = { N, K, chunks, x_row: K / 4 };
+  const base = { N, K, chunks, x_row: K / 4, bias_offset: bias?.offset ?? 0 };
+  const b = bias?.buffer ?? x;
   if (v.format === 'int8') {
-    const buffers = [x, w.codes.buffer(label), w.scales.buffer(label), y];
+    const buffers = [x, w.codes.buffer(label), w.scales.buffer(label), y, b];
     rt.dispatch({ kernel, params: packParams('matvec_int8', base), buffers, workgroups: [gx, gy, 1], label });
   } else {
-    const buffers = [x, w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), y];
+    const buffers = [x, w.codes.buffer(label), w.absmaxCodes!.buffer(label), w.scales.buffer(label), w.dynamicMap!.buffer(label), y, b];
     rt.dispatch({ kernel, params: packParams('matvec_nf4', { ...base, offset: w.offset }), buffers, workgroups: [gx, gy, 1], label });
   }
 }
@@ -165,12 +177,13 @@ function encode(rt: Runtime, kernel: CompiledKernel, v: Variant, w: QuantizedWei
 /**
  * Runs a variant's new pipeline once on a small awkward weight (rows starting inside chunks, NF4 blocks
  * straddling rows, rows past the last workgroup's) against the CPU product of the dequantized weight, as
- * the matmul search checks its kernels before a GPU decodes with them: null when every element is within
+ * the matmul search checks its kernels before a GPU decodes with them (a biased variant with its bias past
+ * an offset, NaN before it, so that a kernel dropping the bias or reading it from element 0 fails): null when every element is within
  * f32 accumulation error (and one rounding to f16), else the reason, which the refusal keeps.
  */
 async function checkVariant(rt: Runtime, kernel: CompiledKernel, v: Variant): Promise<string | null> {
   const [R, C] = [36, 72];
-  const what = `${v.format} ${v.dtype}, ${v.M} row${v.M > 1 ? 's' : ''}, W [${R}, ${C}]`;
+  const what = `${v.format} ${v.dtype}, ${v.M} row${v.M > 1 ? 's' : ''}, W [${R}, ${C}]${v.biased ? ' with a bias' : ''}`;
   const q = quantizeHost(values(R * C, 7, 'f32'), R, C, v.format);
   const wq = dequantizeHost(q);
   const xs = values(v.M * C, 8, v.dtype);
@@ -180,14 +193,20 @@ async function checkVariant(rt: Runtime, kernel: CompiledKernel, v: Variant): Pr
   const xp = new Float32Array(xs.length + 64).fill(NaN);
   xp.set(xs);
   const yp = new Float32Array(v.M * R).fill(NaN);
+  const BIAS_OFFSET = 5;
+  const bs = values(R, 9, v.dtype);
+  const bp = new Float32Array(BIAS_OFFSET + R).fill(NaN);
+  bp.set(bs, BIAS_OFFSET);
   const x = rt.acquire(xp.length * size);
   const y = rt.acquire(yp.length * size);
+  const b = rt.acquire(bp.length * size);
   try {
     rt.write(x, 0, v.dtype === 'f16' ? f32ToF16Bits(xp) : xp);
     rt.write(y, 0, v.dtype === 'f16' ? f32ToF16Bits(yp) : yp);
+    rt.write(b, 0, v.dtype === 'f16' ? f32ToF16Bits(bp) : bp);
     rt.device.pushErrorScope('internal');
     rt.device.pushErrorScope('validation');
-    encode(rt, kernel, v, w, x, y, 'quantized matvec check');
+    encode(rt, kernel, v, w, x, y, 'quantized matvec check', v.biased ? { buffer: b, offset: BIAS_OFFSET } : undefined);
     rt.flush();
     const errors = [await rt.device.popErrorScope(), await rt.device.popErrorScope()].filter((e) => e !== null);
     if (errors.length > 0) return `${what}: ${errors.map((e) => e.message).join('; ')}`;
@@ -196,7 +215,7 @@ async function checkVariant(rt: Runtime, kernel: CompiledKernel, v: Variant): Pr
     const rel = v.dtype === 'f16' ? 2 ** -11 : 0;
     for (let m = 0; m < v.M; m++) {
       for (let n = 0; n < R; n++) {
-        let [s, mag] = [0, 0];
+        let [s, mag] = [v.biased ? bs[n]! : 0, 0];
         for (let k = 0; k < C; k++) {
           s += xs[m * C + k]! * wq[n * C + k]!;
           mag += Math.abs(xs[m * C + k]! * wq[n * C + k]!);
@@ -209,6 +228,7 @@ async function checkVariant(rt: Runtime, kernel: CompiledKernel, v: Variant): Pr
   } finally {
     rt.release(x);
     rt.release(y);
+    rt.release(b);
     w.dispose();
   }
 }
