@@ -162,8 +162,7 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
           const [aq, av, ao, ag] = [8, 3, 5, 4].map((r, i) => make([r, K], 50 + i, 0.1));
           const [bq, bv, bo, bg] = [[36, 8], [20, 3], [44, 5], [28, 4]].map((shape, i) => make(shape, 60 + i));
           const adapted = (t: Tensor, w: QuantizedWeight, a: Tensor, b: Tensor, s: number, bias?: Tensor) => {
-            const y = quantizedMatmul(t, w);
-            return add(bias === undefined ? y : add(y, bias), mul(lin(lin(t, a), b), s));
+            return add(quantizedMatmul(t, w, bias), mul(lin(lin(t, a), b), s));
           };
           const flat = (...bs: Tensor[]) => cat(bs.map((b) => reshape(b, [b.size])), 0);
           const qkvLora = { h: fusedLinear(x, [aq!, av!], norm), b: flat(bq!, bv!), adapters: [{ rank: 8, scaling: 2 }, null, { rank: 3, scaling: -0.5 }] };
@@ -176,7 +175,7 @@ async function compareQuantized(dtype: FloatDType, rows: number, what: string): 
             [
               `${format} q/k/v with the norm, adapters on q and v and biases`,
               fusedLinear(x, [wq, wk, wv], norm, packed.lora, packed.bias),
-              cat([adapted(h, wq, aq!, bq!, 2, bq0!), add(quantizedMatmul(h, wk), bk0!), adapted(h, wv, av!, bv!, -0.5, bv0!)], -1),
+              cat([adapted(h, wq, aq!, bq!, 2, bq0!), quantizedMatmul(h, wk, bk0!), adapted(h, wv, av!, bv!, -0.5, bv0!)], -1),
             ],
             [`${format} residual add with an adapter`, fusedLinearAdd(res, x, wo, oLora), add(res, adapted(x, wo, ao!, bo!, 0.75))],
             [`${format} gate/up with SwiGLU, the norm and an adapter on gate`, fusedLinearSwiglu(x, wg, wu, norm, mlpLora), swiglu(adapted(h, wg, ag!, bg!, 2), quantizedMatmul(h, wu))],
