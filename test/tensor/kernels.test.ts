@@ -66,6 +66,7 @@ test('every kernelSpecs entry matches its generated WGSL module: uniform at bind
 const placeholderExamples: Record<string, string> = {
   EXPR: 'v',
   T_IS_F16: 'false',
+  BIAS: 'false',
 };
 const binaryExpr = 'a * b + 1.0';
 
@@ -102,6 +103,7 @@ test('every kernel file whose placeholders are known compiles on the device, in 
       variants.push({ ...base, ...Object.fromEntries(typeAliases.map((a) => [a, 'f16'])), ...(holes.includes('T_IS_F16') ? { T_IS_F16: 'true' } : {}) });
     }
     if (name === 'where') variants.push({ ...base, TC: 'f32' });
+    if (holes.includes('BIAS')) variants.push(...variants.map((d) => ({ ...d, BIAS: 'true' })));
     for (const d of variants) {
       const errors = await compileErrors(preprocess(name, d), `${name}(${JSON.stringify(d)})`);
       assert.deepEqual(errors, [], errors.join('\n'));
