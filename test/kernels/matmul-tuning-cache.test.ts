@@ -17,11 +17,11 @@ const naive: MatmulChoice = { main: { kernel: 'v1' }, fallback: { kernel: 'v1' }
 
 type Cache = Record<string, { version?: number; choice?: unknown; measuredAt?: string; report?: { measuredAt: string } }>;
 
-/** Runs `body` with the tuning cache in a fresh folder holding `cache` (a string: the file's text), timing kept short. */
+/** Runs `body` with the tuning cache in a fresh folder holding `cache` (a string: the file's text), the search on (`npm test` turns it off) and its timing kept short. */
 async function withCache(cache: Cache | string | null, body: (file: string) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'huatuo-tune-cache-'));
   const file = join(dir, 'huatuo-webgpu', 'tiles.json');
-  const vars = { XDG_CACHE_HOME: dir, HUATUO_MATMUL_TUNE_MS: '1', ...env };
+  const vars = { XDG_CACHE_HOME: dir, HUATUO_MATMUL_TUNE: '1', HUATUO_MATMUL_TUNE_MS: '1', ...env };
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
   if (cache !== null) {
