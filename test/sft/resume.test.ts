@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
@@ -19,7 +19,10 @@ let dataPath: string;
 /** Losses of the uninterrupted 20-step run, steps 1..20. */
 let full: number[];
 
-async function run(config: TrainConfig, options: { resume?: string; overwrite?: boolean; stopAfterStep?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController }; events?: ProgressEvent[] } = {}): Promise<TrainResult> {
+async function run(
+  config: TrainConfig,
+  options: { resume?: string; overwrite?: boolean; stopAfterStep?: number; microBatchSize?: number; signal?: AbortSignal; abortAfter?: { step: number; controller: AbortController }; events?: ProgressEvent[] } = {},
+): Promise<TrainResult> {
   const { data, model, base } = await smallRun(config);
   try {
     return await train({
@@ -27,7 +30,7 @@ async function run(config: TrainConfig, options: { resume?: string; overwrite?: 
       model,
       train: data.train,
       val: data.val,
-      microBatchSize: 2,
+      microBatchSize: options.microBatchSize ?? 2,
       resume: options.resume ?? null,
       overwriteOutputDir: options.overwrite,
       stopAfterStep: options.stopAfterStep,
@@ -142,16 +145,109 @@ test('a process killed with SIGKILL after a checkpoint resumes from it to the sa
   assert.deepEqual(losses(resumed, latest.step + 1, 20), full.slice(latest.step), 'the resumed steps equal the uninterrupted run exactly');
 });
 
-test('resuming with a different recipe is refused with a CheckpointError naming the checkpoint', async () => {
+/** Every file under `dir` with its bytes, to show that a refused resume changed nothing. */
+function snapshot(dir: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) out.set(join(entry.parentPath, entry.name), readFileSync(join(entry.parentPath, entry.name)));
+  }
+  return out;
+}
+
+test('a checkpoint records the values its steps depend on; a resume changing any of them is refused naming the flag, the saved and the new value, and changes no file', async () => {
   const out = tmp();
   await run(smallConfig(dataPath, out), { stopAfterStep: 5 });
   const dir = join(out, 'checkpoint-5');
-  await assert.rejects(run(smallConfig(dataPath, out, { learningRate: 1e-3 }), { resume: dir }), (e: unknown) => {
-    assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
-    assert.match(e.message, /checkpoint-5/);
-    assert.match(e.message, /same flags/);
+  const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as { recipe?: Record<string, unknown> };
+  const { data, ...values } = state.recipe ?? {};
+  assert.deepEqual(values, {
+    learningRate: 3e-3, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, loraR: 4, loraAlpha: 8, loraDropout: 0.05,
+    loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraModulesToSave: [], batchSize: 4, numEpochs: 10, maxSteps: -1, seed: 42,
+    cutoffLen: 64, valSetSize: 2, splitSeed: 2023, trainOnInputs: false, padToMultipleOf: 8, quantize: 'none', microBatchSize: 2, precision: 'f32',
+  });
+  assert.deepEqual({ ...(data as object), sha256: undefined }, { path: dataPath, template: 'med_template', trainRecords: 10, valRecords: 2, sha256: undefined });
+  assert.match((data as { sha256: string }).sha256, /^[0-9a-f]{64}$/);
+  const before = snapshot(out);
+
+  const refused = async (overrides: Record<string, unknown>, flag: string, saved: string, wanted: string, microBatchSize?: number) =>
+    assert.rejects(run(smallConfig(dataPath, out, overrides), { resume: dir, microBatchSize }), (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+      assert.ok(e.message.startsWith(`${dir} was written by a run with other values than this one`), e.message);
+      assert.ok(e.message.includes(`${flag} ${saved} there, ${wanted} here`), `${flag}: ${e.message}`);
+      assert.ok(e.message.includes(`Resume with ${flag} ${saved}, or start a new run with these values in another --output-dir`), e.message);
+      return true;
+    });
+  await refused({ weightDecay: 0.01 }, '--weight-decay', '0', '0.01');
+  await refused({ maxGradNorm: 0.5 }, '--max-grad-norm', '1', '0.5');
+  await refused({ adamBeta1: 0.8 }, '--adam-beta1', '0.9', '0.8');
+  await refused({ adamBeta2: 0.99 }, '--adam-beta2', '0.999', '0.99');
+  await refused({ adamEpsilon: 1e-6 }, '--adam-epsilon', '1e-8', '0.000001');
+  await refused({ loraDropout: 0.1 }, '--lora-dropout', '0.05', '0.1');
+  await refused({ learningRate: 1e-3 }, '--learning-rate', '0.003', '0.001');
+  await refused({ seed: 7 }, '--seed', '42', '7');
+  await refused({ microBatchSize: 1 }, '--micro-batch', '2', '1', 1);
+  await refused({ batchSize: 8 }, '--batch-size', '4', '8');
+
+  // Two differences at once are both named, and both restored in the advice.
+  await assert.rejects(run(smallConfig(dataPath, out, { weightDecay: 0.1, loraUseDora: true }), { resume: dir }), (e: unknown) => {
+    assert.ok(e instanceof CheckpointError);
+    assert.match(e.message, /--lora-use-dora false there, true here; --weight-decay 0 there, 0\.1 here\. Resume with --lora-use-dora false and --weight-decay 0,/);
     return true;
   });
+
+  // The same number of records with one answer changed: the data differ, named with both files.
+  const records = smallRecords(12);
+  records[3] = { ...records[3]!, output: 'rest in a dark room 3' };
+  const edited = writeRecords(tmp(), records);
+  await assert.rejects(run(smallConfig(edited, out), { resume: dir }), (e: unknown) => {
+    assert.ok(e instanceof CheckpointError);
+    assert.ok(e.message.includes(`the data differ: ${dataPath} (template med_template): 10 training and 2 validation records, sha256 `), e.message);
+    assert.ok(e.message.includes(`there, ${edited} (template med_template): 10 training and 2 validation records`), e.message);
+    assert.match(e.message, /Resume with the checkpoint's --data file as it was, with its --template/);
+    return true;
+  });
+  assert.deepEqual(snapshot(out), before, 'no file of the run changed');
+
+  // The same records in another file are the same data: the run resumes and continues exactly.
+  const moved = join(tmp(), 'moved.jsonl');
+  copyFileSync(dataPath, moved);
+  const resumed = await run(smallConfig(moved, out), { resume: dir, stopAfterStep: 7 });
+  assert.deepEqual(losses(resumed, 6, 7), full.slice(5, 7));
+});
+
+test('a resume refused into a folder that --overwrite-output-dir would clear leaves that folder as it was', async () => {
+  const source = tmp();
+  await run(smallConfig(dataPath, source), { stopAfterStep: 5 });
+  const other = tmp();
+  await run(smallConfig(dataPath, other), { stopAfterStep: 5 });
+  const before = snapshot(other);
+  await assert.rejects(run(smallConfig(dataPath, other, { learningRate: 1e-3 }), { resume: join(source, 'checkpoint-5'), overwrite: true }), CheckpointError);
+  assert.deepEqual(snapshot(other), before, 'the run in the folder keeps every file');
+});
+
+test('a checkpoint written before the recipe was recorded resumes: values it does not record are unknown, not a difference; its recipe key and micro-batch still refuse', async () => {
+  const out = tmp();
+  await run(smallConfig(dataPath, out), { stopAfterStep: 5 });
+  const dir = join(out, 'checkpoint-5');
+  const statePath = join(dir, 'trainer_state.json');
+  const { recipe: _, lrSchedule: __, lossNormalization: ___, ...older } = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(statePath, JSON.stringify(older, null, 1));
+
+  // Its micro-batch and accumulation are recorded in every checkpoint: still named.
+  await assert.rejects(run(smallConfig(dataPath, out, { microBatchSize: 1 }), { resume: dir, microBatchSize: 1 }), (e: unknown) => e instanceof CheckpointError && e.message.includes('--micro-batch 2 there, 1 here'));
+  // The learning rate is tied by the recipe key alone.
+  await assert.rejects(run(smallConfig(dataPath, out, { learningRate: 1e-3 }), { resume: dir }), (e: unknown) => e instanceof CheckpointError && /same flags/.test(e.message));
+
+  // Weight decay was not recorded: unknown, so another value resumes (and is recorded from then on).
+  const other = tmp();
+  const decayed = await run(smallConfig(dataPath, other, { weightDecay: 0.01 }), { resume: dir, stopAfterStep: 6 });
+  assert.deepEqual([...decayed.stepLosses.keys()], [6]);
+  assert.equal(decayed.state.recipe?.weightDecay, 0.01);
+
+  const resumed = await run(smallConfig(dataPath, out), { resume: dir, stopAfterStep: 10 });
+  assert.deepEqual(losses(resumed, 6, 10), full.slice(5, 10), 'the same flags continue the run exactly');
+  const state = JSON.parse(readFileSync(join(out, 'checkpoint-10', 'trainer_state.json'), 'utf8')) as { recipe?: { weightDecay?: number } };
+  assert.equal(state.recipe?.weightDecay, 0, 'its later checkpoints record the recipe');
 });
 
 test('a run records its learning-rate schedule in its checkpoints; a resume continues it exactly and refuses another schedule type, warm-up or num_cycles', async () => {

@@ -3,7 +3,7 @@
 // resumed run continues exactly where the interrupted one stopped. Folders are run files (disk or IndexedDB).
 import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite } from '@huatuo/llama';
 import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
-import type { LossNormalization, LrSchedulerType } from './config.js';
+import type { LossNormalization, LrSchedulerType, TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
 import { runFiles as files } from './run-files.js';
 
@@ -27,6 +27,11 @@ export interface TrainerState {
    * absent in checkpoints written before the option: linear, with the warm-up unrecorded.
    */
   lrSchedule?: LrScheduleState;
+  /**
+   * The values the resumed steps depend on, each checked on a resume (resume.ts); absent in checkpoints
+   * written before they were recorded, whose recipeKey ties some of them and leaves the others unknown.
+   */
+  recipe?: Partial<RecordedRecipe>;
   /** Loss scale and growth tracker of a mixed-precision run after `step` (absent in f32). */
   gradScaler?: GradScalerState;
 }
@@ -36,6 +41,53 @@ export interface LrScheduleState {
   type: LrSchedulerType;
   warmupSteps: number;
   kwargs: Readonly<Record<string, number>>;
+}
+
+/** The recipe flags a run's checkpoints record as they were given (config keys). */
+export const RECORDED_CONFIG_KEYS = [
+  'learningRate',
+  'adamBeta1',
+  'adamBeta2',
+  'adamEpsilon',
+  'weightDecay',
+  'maxGradNorm',
+  'loraR',
+  'loraAlpha',
+  'loraDropout',
+  'loraTargetModules',
+  'loraUseRslora',
+  'loraUseDora',
+  'loraModulesToSave',
+  'batchSize',
+  'numEpochs',
+  'maxSteps',
+  'seed',
+  'cutoffLen',
+  'valSetSize',
+  'splitSeed',
+  'trainOnInputs',
+  'padToMultipleOf',
+  'quantize',
+] as const satisfies readonly (keyof TrainConfig)[];
+
+/** What a run's resumed steps depend on, as its checkpoints record it. */
+export type RecordedRecipe = Pick<TrainConfig, (typeof RECORDED_CONFIG_KEYS)[number]> & {
+  /** The micro-batch the run used (--micro-batch, auto resolved). */
+  microBatchSize: number;
+  /** The precision the run computed in (--precision, auto resolved). */
+  precision: 'f32' | 'mixed';
+  data: RecordedData;
+};
+
+/** The records a run trained and evaluated on, as its checkpoints record them. */
+export interface RecordedData {
+  /** --data as given (null: the built-in sample) and --template: named in messages, not compared. */
+  path: string | null;
+  template: string;
+  trainRecords: number;
+  valRecords: number;
+  /** SHA-256 (hex) of the tokenized training then validation records (ids and labels, in order). */
+  sha256: string;
 }
 
 /** What a checkpoint folder holds besides the adapter (written by the model). */

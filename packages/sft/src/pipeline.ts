@@ -105,7 +105,10 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   await options.onPlan?.(plan, data, base);
   if (options.dryRun) {
     // What the real run reads before its first step: the checkpoint's state, optimizer and adapter.
-    if (options.resume) await model.loadAdapter((await readResumePoint(options.resume, config, data.train.length, plan.microBatchSize)).dir);
+    if (options.resume) {
+      const run = { config, train: data.train, val: data.val, microBatchSize: plan.microBatchSize, precision: model.dtype === 'f16' ? ('mixed' as const) : ('f32' as const) };
+      await model.loadAdapter((await readResumePoint(options.resume, run)).dir);
+    }
     return { base, model, data, plan, result: null };
   }
   const result = await train({

@@ -1,7 +1,19 @@
-// Resuming a run: the recipe key that ties a checkpoint to the recipe that wrote it, and the
-// checkpoint a run resumes from, read and checked against that key.
-import { checkCheckpointFiles, listCheckpoints, readCheckpoint, type CheckpointPayload, type LrScheduleState } from './checkpoint.js';
+// Resuming a run: the recipe a checkpoint records (and the older recipe key), and the checkpoint a
+// run resumes from, read and checked against the run's recipe, every difference named with its flag.
+import type { TokenizedExample } from './batch.js';
+import {
+  checkCheckpointFiles,
+  listCheckpoints,
+  readCheckpoint,
+  RECORDED_CONFIG_KEYS,
+  type CheckpointPayload,
+  type LrScheduleState,
+  type RecordedData,
+  type RecordedRecipe,
+  type TrainerState,
+} from './checkpoint.js';
 import type { TrainConfig } from './config.js';
+import { CONFIG_OPTIONS } from './config-flags.js';
 import { CheckpointError } from './errors.js';
 import { earlierRun } from './output-dir.js';
 import { runFiles } from './run-files.js';
@@ -30,6 +42,89 @@ export async function recipeKey(config: TrainConfig, nTrain: number, microBatchS
   };
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(keyed))));
   return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** What a run trains with, as far as its checkpoints record and a resume checks it. */
+export interface RunRecipe {
+  config: TrainConfig;
+  train: readonly TokenizedExample[];
+  val: readonly TokenizedExample[];
+  /** The micro-batch the run uses (--micro-batch auto resolved). */
+  microBatchSize: number;
+  /** The precision the model computes in (--precision auto resolved). */
+  precision: 'f32' | 'mixed';
+}
+
+/** SHA-256 (hex) of the tokenized training then validation records: their counts, then each one's ids and labels. */
+async function recordsDigest(train: readonly TokenizedExample[], val: readonly TokenizedExample[]): Promise<string> {
+  const all = [...train, ...val];
+  const words = new Int32Array(all.reduce((n, e) => n + 2 + e.inputIds.length + e.labels.length, 2));
+  let at = 0;
+  words[at++] = train.length;
+  words[at++] = val.length;
+  for (const e of all) {
+    for (const ids of [e.inputIds, e.labels]) {
+      words[at++] = ids.length;
+      words.set(ids, at);
+      at += ids.length;
+    }
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', words));
+  return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The recipe a run's checkpoints record. */
+export async function recordedRecipe(run: RunRecipe): Promise<RecordedRecipe> {
+  const { config } = run;
+  const given = Object.fromEntries(RECORDED_CONFIG_KEYS.map((k) => [k, structuredClone(config[k])])) as Pick<TrainConfig, (typeof RECORDED_CONFIG_KEYS)[number]>;
+  const data: RecordedData = { path: config.dataPath, template: config.template, trainRecords: run.train.length, valRecords: run.val.length, sha256: await recordsDigest(run.train, run.val) };
+  return { ...given, microBatchSize: run.microBatchSize, precision: run.precision, data };
+}
+
+const FLAG_OF = new Map<string, string>([...CONFIG_OPTIONS.map((o) => [o.key as string, o.flag] as const), ['microBatchSize', '--micro-batch'], ['precision', '--precision']]);
+
+/** A recorded value as a flag takes it; null for an empty list, which no flag value gives. */
+function flagValue(value: unknown): string | null {
+  if (Array.isArray(value)) return value.length > 0 ? value.join(',') : null;
+  return String(value);
+}
+
+/** The records as messages name them: `data.jsonl (template med_template): 10 training and 2 validation records, sha256 0a1b2c3d4e5f...`. */
+function describeData(d: Partial<RecordedData>): string {
+  return `${d.path ?? 'the built-in sample'} (template ${d.template}): ${d.trainRecords} training and ${d.valRecords} validation records, sha256 ${d.sha256?.slice(0, 12)}...`;
+}
+
+/**
+ * Refuses to resume with recipe values other than the checkpoint's, naming each flag with the saved
+ * and the new value: the resumed steps would not be the interrupted run's. A value the checkpoint does
+ * not record (one written before it was recorded) is unknown and not compared. The data are compared
+ * by their tokenized records, so a data file moved elsewhere unchanged resumes.
+ */
+function checkRecipe(dir: string, state: TrainerState, wanted: RecordedRecipe): void {
+  const saved: Partial<RecordedRecipe> = { ...state.recipe };
+  // Every checkpoint records its micro-batch and accumulation.
+  if (typeof state.microBatchSize === 'number') saved.microBatchSize ??= state.microBatchSize;
+  if (typeof state.microBatchSize === 'number' && typeof state.gradientAccumulation === 'number') saved.batchSize ??= state.microBatchSize * state.gradientAccumulation;
+  const differences: { what: string; restore: string }[] = [];
+  for (const [key, flag] of FLAG_OF) {
+    if (!(key in saved)) continue;
+    const was = saved[key as keyof RecordedRecipe];
+    const now = wanted[key as keyof RecordedRecipe];
+    if (JSON.stringify(was) === JSON.stringify(now)) continue;
+    const [wasText, nowText] = [flagValue(was), flagValue(now)];
+    differences.push({ what: `${flag} ${wasText ?? '(none)'} there, ${nowText ?? '(none)'} here`, restore: wasText === null ? `no ${flag}` : `${flag} ${wasText}` });
+  }
+  if (saved.data && saved.data.sha256 !== wanted.data.sha256) {
+    differences.push({
+      what: `the data differ: ${describeData(saved.data)} there, ${describeData(wanted.data)} here`,
+      restore: `the checkpoint's --data file as it was, with its --template (the records are compared as tokenized)`,
+    });
+  }
+  if (differences.length === 0) return;
+  throw new CheckpointError(
+    `${dir} was written by a run with other values than this one, so the resumed steps would not continue it: ${differences.map((d) => d.what).join('; ')}. ` +
+      `Resume with ${differences.map((d) => d.restore).join(' and ')}, or start a new run with these values in another --output-dir`,
+  );
 }
 
 /** The learning-rate schedule a run's checkpoints record. */
@@ -85,9 +180,12 @@ export async function findResumePoint(resume: string, outputDir: string): Promis
 
 /**
  * The checkpoint a run resumes from ('latest': the newest in the output folder), read and checked
- * against the run's recipe; what the real run reads, so `--dry-run` can check it too.
+ * against the run's recipe; what the real run reads, so `--dry-run` can check it too. Reads and changes nothing else.
+ * @throws CheckpointError naming each flag whose value differs from the checkpoint's, both values, and what to do.
  */
-export async function readResumePoint(resume: string, config: TrainConfig, nTrain: number, microBatchSize: number): Promise<{ dir: string; payload: CheckpointPayload }> {
+export async function readResumePoint(resume: string, run: RunRecipe, recipe?: RecordedRecipe): Promise<{ dir: string; payload: CheckpointPayload }> {
+  const { config, microBatchSize } = run;
+  const nTrain = run.train.length;
   const dir = await findResumePoint(resume, config.outputDir);
   const payload = await readCheckpoint(dir);
   // Checkpoints written before the option trained with the micro-batch normalization.
@@ -97,7 +195,9 @@ export async function readResumePoint(resume: string, config: TrainConfig, nTrai
       `${dir} was written by a run with --loss-normalization ${normalization}, which sets how its gradients are averaged; resume with --loss-normalization ${normalization}, or start a new run with ${config.lossNormalization} in another --output-dir`,
     );
   }
-  if (payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
+  checkRecipe(dir, payload.state, recipe ?? (await recordedRecipe(run)));
+  // A checkpoint written before the recipe was recorded is tied to it by the key alone.
+  if (payload.state.recipe === undefined && payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
     throw new CheckpointError(
       `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
     );

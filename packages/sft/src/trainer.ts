@@ -9,7 +9,7 @@ import { evaluate } from './evaluate.js';
 import { writeLossCurve, appendMetrics, writeMetrics, type MetricsRow } from './metrics.js';
 import { stepBatches } from './micro-batches.js';
 import { checkOutputDir, clearRun, resumesRunIn } from './output-dir.js';
-import { lrScheduleState, readResumePoint, recipeKey } from './resume.js';
+import { lrScheduleState, readResumePoint, recipeKey, recordedRecipe, type RunRecipe } from './resume.js';
 import { runFiles } from './run-files.js';
 import { lossScaling, optimizerStep } from './train-step.js';
 import type { TrainOptions, TrainResult } from './train-types.js';
@@ -21,6 +21,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const schedule = trainingSchedule(config, options.train.length, microBatchSize);
   const accumulation = schedule.gradientAccumulationSteps;
   const key = await recipeKey(config, options.train.length, microBatchSize);
+  const run: RunRecipe = { config, train: options.train, val: options.val, microBatchSize, precision: scaler.enabled ? 'mixed' : 'f32' };
+  const recipe = await recordedRecipe(run);
   let state: TrainerState = {
     step: 0,
     totalSteps: schedule.totalSteps,
@@ -32,8 +34,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     recipeKey: key,
     lossNormalization: config.lossNormalization,
     lrSchedule: lrScheduleState(schedule),
+    recipe,
   };
 
+  // The checkpoint is read and checked before anything in the output folder changes: a refused resume loses nothing.
+  const point = options.resume ? await readResumePoint(options.resume, run, recipe) : null;
   // Another run's checkpoints would be counted by the pruner and its metrics appended to.
   if (!resumesRunIn(runFiles, config.outputDir, options.resume)) {
     await checkOutputDir(runFiles, config.outputDir, { resume: false, overwrite: options.overwriteOutputDir ?? false });
@@ -44,12 +49,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // parameter tensors, and the optimizer must hold (and restore the moments of) the new ones.
   let saved: Awaited<ReturnType<typeof readCheckpoint>> | null = null;
   let resumedFrom = '';
-  if (options.resume) {
-    const point = await readResumePoint(options.resume, config, options.train.length, microBatchSize);
-    const dir = point.dir;
+  if (point) {
     saved = point.payload;
-    await model.loadAdapter(dir);
-    resumedFrom = dir;
+    await model.loadAdapter(point.dir);
+    resumedFrom = point.dir;
   }
   const params = [...model.trainableParameters.values()];
   const optimizer = new AdamW(params, {
@@ -62,7 +65,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (saved) {
     optimizer.loadStateDict(saved.optimizer);
     state = saved.state;
-    state.lrSchedule = lrScheduleState(schedule); // the same (checked), recorded also where an older checkpoint lacked it
+    // The same as the checkpoint's (checked), recorded also where an older checkpoint lacked them.
+    state.lrSchedule = lrScheduleState(schedule);
+    state.lossNormalization = config.lossNormalization;
+    state.recipe = recipe;
     if (scaler.enabled && state.gradScaler) scaler.loadStateDict(state.gradScaler);
     // The interrupted run may have logged steps past its checkpoint; they run again, so
     // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
