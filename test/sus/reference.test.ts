@@ -48,8 +48,13 @@ test('sign-flip exact p equals SciPy permutation_test over all sign patterns', (
   for (const c of fixture.signFlip) near(signFlipTest(c.diffs).p, c.p, 1e-12, c.name);
 });
 
+// statsmodels computes kappa through P-bar and P-bar_e in doubles, which cancels where P-bar_e is near
+// 1 and kappa near 0: 1.3e-14 (3e-12 relative) off the exact value in one table here, which the
+// package gets to the last bit (r-reference.test.ts checks it against exact rationals).
+const STATSMODELS_ABS = 1e-13;
+
 test('Fleiss kappa equals statsmodels fleiss_kappa(method="fleiss"), NaN where every rating is one category', () => {
-  for (const c of fixture.fleissTables) near(fleissKappa(c.counts).kappa, c.kappa, 1e-12, c.name, 1e-15);
+  for (const c of fixture.fleissTables) near(fleissKappa(c.counts).kappa, c.kappa, 1e-12, c.name, STATSMODELS_ABS);
   const constant = fleissKappa([[4, 0, 0], [4, 0, 0]]);
   assert.ok(Number.isNaN(constant.kappa) && Number.isNaN(constant.z) && Number.isNaN(constant.p));
 });
@@ -62,7 +67,7 @@ test('Fleiss kappa of ratings with missing values equals statsmodels over the it
       continue;
     }
     assert.ok(k !== null, c.name);
-    near(k.kappa, c.kappa, 1e-12, c.name, 1e-15);
+    near(k.kappa, c.kappa, 1e-12, c.name, STATSMODELS_ABS);
     assert.equal(k.subjects, c.subjects, `${c.name}: subjects`);
     assert.equal(k.left, c.left, `${c.name}: left out`);
   }

@@ -62,21 +62,36 @@ export function fleissKappa(counts: ReadonlyArray<ReadonlyArray<number>>, labels
     if (sum !== n) throw new StatsError(`fleissKappa: subject ${i} has ${sum} ratings, subject 0 has ${n}; Fleiss' kappa needs the same number of raters per subject (use Krippendorff's alpha for missing ratings)`);
   });
   if (n < 2) throw new StatsError(`fleissKappa: ${n} rating per subject; agreement needs at least 2 raters per subject`);
-  const pairs = N * n * (n - 1);
-  const p = Array.from({ length: k }, (_, j) => counts.reduce((s, row) => s + row[j]!, 0) / (N * n));
-  const observed = counts.reduce((s, row) => s + (row.reduce((a, c) => a + c * c, 0) - n) / (n * (n - 1)), 0) / N;
-  const expected = p.reduce((s, x) => s + x * x, 0);
-  const kappa = (observed - expected) / (1 - expected);
-  const pq = p.reduce((s, x) => s + x * (1 - x), 0);
-  const se0 = (Math.sqrt(2 / pairs) * Math.sqrt(pq * pq - p.reduce((s, x) => s + x * (1 - x) * (1 - 2 * x), 0))) / pq;
+  // Every quantity is a ratio of integer sums (M = N n ratings, T_j = sum_i n_ij, A = sum_ij n_ij^2,
+  // S = sum_j T_j^2, C = sum_j T_j^3), taken exactly in BigInt and divided once, so the result is
+  // within a few ulps; going through P-bar and P-bar_e in floating point cancels where P-bar_e is
+  // near 1 (ratings mostly in one category) and loses digits in proportion to 1 / (1 - P-bar_e).
+  //   kappa = ((A - M) M - (n - 1) S) / ((n - 1) (M^2 - S))
+  //   SE0^2 = 2 (S M^2 + S^2 - 2 C M) / (M (n - 1) (M^2 - S)^2)
+  //   kappa_j = ((n - 1) T_j (M - T_j) - D_j M) / ((n - 1) T_j (M - T_j)), D_j = sum_i n_ij (n - n_ij)
+  const M = BigInt(N * n);
+  const n1 = BigInt(n - 1);
+  const totals = Array.from({ length: k }, (_, j) => BigInt(counts.reduce((s, row) => s + row[j]!, 0)));
+  const A = counts.reduce((s, row) => s + row.reduce((a, c) => a + BigInt(c * c), 0n), 0n);
+  const S = totals.reduce((s, t) => s + t * t, 0n);
+  const C = totals.reduce((s, t) => s + t * t * t, 0n);
+  const observed = ratio(A - M, M * n1);
+  const expected = ratio(S, M * M);
+  const kappa = ratio((A - M) * M - n1 * S, n1 * (M * M - S));
+  const se0 = Math.sqrt(ratio(2n * (S * M * M + S * S - 2n * C * M), M * n1 * (M * M - S) ** 2n));
   const z = kappa / se0;
-  const seJ = Math.sqrt(2 / pairs);
-  const categories = p.map((pj, j) => {
-    const disagree = counts.reduce((s, row) => s + row[j]! * (n - row[j]!), 0);
-    const kj = 1 - disagree / (pairs * pj * (1 - pj));
-    return { category: labels?.[j] ?? j, proportion: pj, kappa: kj, se0: seJ, z: kj / seJ };
+  const seJ = Math.sqrt(2 / (N * n * (n - 1)));
+  const categories = totals.map((t, j) => {
+    const disagree = counts.reduce((s, row) => s + BigInt(row[j]! * (n - row[j]!)), 0n);
+    const kj = ratio(n1 * t * (M - t) - disagree * M, n1 * t * (M - t));
+    return { category: labels?.[j] ?? j, proportion: ratio(t, M), kappa: kj, se0: seJ, z: kj / seJ };
   });
   return { kappa, observed, expected, se0, z, p: 2 * normalCdf(-Math.abs(z)), subjects: N, raters: n, categories };
+}
+
+/** num / den rounded to a double (within 1.5 ulps); NaN for 0 / 0. */
+function ratio(num: bigint, den: bigint): number {
+  return Number(num) / Number(den);
 }
 
 /**
