@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { initWebGPU, noGrad, tensor, toArray } from '@huatuo/tensor';
-import { generate, llamaTokenizerDir, loadLlama, loadTokenizer, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, promptLogprobs, type LlamaModel, type Tokenizer } from '@huatuo/llama';
 import { MED_TEMPLATE, generatePrompt, startServer, type RunningServer } from '@huatuo/sft';
 
 const fixture = fileURLToPath(new URL('../fixtures/llama/vocab32k', import.meta.url));
@@ -21,6 +21,7 @@ const TOL = 2e-3;
 
 let model: LlamaModel;
 let tokenizer: Tokenizer;
+let modelDir: string;
 
 before(async () => {
   await initWebGPU();
@@ -30,14 +31,15 @@ before(async () => {
   config['max_position_embeddings'] = 2048;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   cpSync(join(llamaTokenizerDir(), 'tokenizer.model'), join(dir, 'tokenizer.model'));
+  modelDir = dir;
   model = await loadLlama(dir);
   tokenizer = await loadTokenizer(llamaTokenizerDir());
 });
 
 after(() => model.dispose());
 
-async function withServer(fn: (server: RunningServer, api: OpenAI) => Promise<void>): Promise<void> {
-  const server = await startServer({ model, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 8 } });
+async function withServer(fn: (server: RunningServer, api: OpenAI) => Promise<void>, served: LlamaModel = model): Promise<void> {
+  const server = await startServer({ model: served, tokenizer, template: MED_TEMPLATE, modelName: NAME, defaultGeneration: { maxTokens: 8 } });
   try {
     await fn(server, new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 }));
   } finally {
@@ -163,6 +165,95 @@ test('completions with echo and logprobs give the prompt\'s loglikelihood (the f
     assert.equal(only.usage!.completion_tokens, 0);
     only.choices[0]!.logprobs!.token_logprobs!.forEach((v, i) => assert.ok(v === lp.token_logprobs![i] || Math.abs(v! - lp.token_logprobs![i]!) <= 1e-6, `token ${i}`));
   });
+});
+
+/** `fn`'s result and the forward passes `m` ran over `length` new positions meanwhile (every forward runs hiddenStates). */
+async function forwardsOver<R>(m: LlamaModel, length: number, fn: () => Promise<R>): Promise<{ result: R; forwards: number }> {
+  let forwards = 0;
+  const hiddenStates = m.hiddenStates;
+  m.hiddenStates = (ids, options) => {
+    if (ids.shape[1] === length) forwards++;
+    return hiddenStates.call(m, ids, options);
+  };
+  try {
+    const result = await fn();
+    return { result, forwards };
+  } finally {
+    Reflect.deleteProperty(m, 'hiddenStates');
+  }
+}
+
+// The prompt step attends through the KV cache with a padding mask, the prompt scored alone without either:
+// different kernels' orders of summation may move a log-probability by an f32 ulp or two (about 1e-6 near
+// -10); on lavapipe they agree to the bit.
+const SAME = 4e-6;
+
+test('an echoed prompt is scored by the prompt step that generation runs, one forward pass over it, with the values of the prompt scored alone', async () => {
+  const adapted = await loadLlama(modelDir);
+  try {
+    await loadAdapter(adapted, join(fixture, 'adapter'));
+    const ids = tokenizer.encode('The patient reports a headache and nausea since yesterday');
+    const T = ids.length;
+    const baseRows = await promptLogprobs(model, ids, 2);
+    for (const [label, served] of [['base', model], ['adapter', adapted]] as const) {
+      // The two-pass server's values: the prompt scored alone, besides generation.
+      const alone = await promptLogprobs(served, ids, 2);
+      if (served === adapted) assert.ok(alone.some((row, t) => row !== null && Math.abs(row.logprob - baseRows[t]!.logprob) > 1e-3), 'the adapter changes the prompt\'s scores');
+      const checkEcho = (lp: { tokens?: string[]; token_logprobs?: (number | null)[]; top_logprobs?: (Record<string, number> | null)[] }, what: string) => {
+        assert.deepEqual(lp.tokens!.slice(0, T), ids.map(tokenText), what);
+        assert.equal(lp.token_logprobs![0], null, what);
+        assert.equal(lp.top_logprobs![0], null, what);
+        for (let t = 1; t < T; t++) {
+          const row = alone[t]!;
+          assert.ok(Math.abs(lp.token_logprobs![t]! - row.logprob) <= SAME, `${label} ${what}: prompt token ${t}: ${lp.token_logprobs![t]}, scored alone ${row.logprob}`);
+          // The token's own entry, then the 2 most likely not already listed.
+          const want = [{ id: row.id, logprob: row.logprob }, ...row.top.filter((e) => e.id !== row.id)].slice(0, 3);
+          const got = lp.top_logprobs![t]!;
+          assert.deepEqual(Object.keys(got), want.map((e) => tokenText(e.id)), `${label} ${what}: prompt token ${t}`);
+          want.forEach((e) => assert.ok(Math.abs(got[tokenText(e.id)]! - e.logprob) <= SAME, `${label} ${what}: prompt token ${t}, top ${e.id}`));
+        }
+      };
+      await withServer(async (_server, api) => {
+        const body = { model: NAME, prompt: [ids], echo: true, logprobs: 2 };
+        const plain = await api.completions.create({ model: NAME, prompt: [ids], logprobs: 2, max_tokens: 3, temperature: 0 });
+        const greedy = await forwardsOver(served, T, () => api.completions.create({ ...body, max_tokens: 3, temperature: 0 }));
+        assert.equal(greedy.forwards, 1, `${label}: max_tokens 3 runs one forward pass over the prompt`);
+        const lp = greedy.result.choices[0]!.logprobs!;
+        checkEcho(lp, 'max_tokens 3');
+        // The generated tokens and their log-probabilities are those of the same request without echo.
+        assert.deepEqual(lp.tokens!.slice(T), plain.choices[0]!.logprobs!.tokens);
+        assert.deepEqual(lp.token_logprobs!.slice(T), plain.choices[0]!.logprobs!.token_logprobs);
+        assert.equal(greedy.result.choices[0]!.text, tokenizer.decode(ids, { skipSpecialTokens: true }) + plain.choices[0]!.text);
+        const only = await forwardsOver(served, T, () => api.completions.create({ ...body, max_tokens: 0 }));
+        assert.equal(only.forwards, 1, `${label}: max_tokens 0 runs one forward pass over the prompt`);
+        checkEcho(only.result.choices[0]!.logprobs!, 'max_tokens 0');
+        // n sampled choices decode as one batch: its prompt step scores the prompt once for all of them.
+        const sampled = await forwardsOver(served, T, () => api.completions.create({ ...body, max_tokens: 2, n: 2, temperature: 0.9, seed: 11 }));
+        assert.equal(sampled.forwards, 1, `${label}: n 2 runs one forward pass over the prompt`);
+        assert.equal(sampled.result.choices.length, 2);
+        sampled.result.choices.forEach((c) => checkEcho(c.logprobs!, `n 2, choice ${c.index}`));
+        const streamed = await forwardsOver(served, T, async () => {
+          const choices = [0, 1].map(() => ({ tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as (Record<string, number> | null)[] }));
+          for await (const c of await api.completions.create({ ...body, max_tokens: 2, n: 2, temperature: 0.9, seed: 11, stream: true })) {
+            const choice = c.choices[0]!;
+            const clp = choice.logprobs;
+            if (!clp) continue;
+            choices[choice.index]!.tokens.push(...clp.tokens!);
+            choices[choice.index]!.token_logprobs.push(...clp.token_logprobs!);
+            choices[choice.index]!.top_logprobs.push(...clp.top_logprobs!);
+          }
+          return choices;
+        });
+        assert.equal(streamed.forwards, 1, `${label}: a stream runs one forward pass over the prompt`);
+        streamed.result.forEach((c, i) => {
+          checkEcho(c, `streamed choice ${i}`);
+          assert.deepEqual(c.tokens, sampled.result.choices[i]!.logprobs!.tokens, `streamed choice ${i}: the choice not streamed`);
+        });
+      }, served);
+    }
+  } finally {
+    adapted.dispose();
+  }
 });
 
 test('completions logprobs without echo cover the generated tokens; streamed chunks carry theirs with text_offset continuing', async () => {

@@ -86,8 +86,10 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     job.keepAlive?.refresh();
   };
   const top = job.logprobs;
-  // The echoed prompt's log-probabilities (its first token has none), and the generated tokens' not yet sent.
-  const promptRows = job.echoPrompt && top !== null ? await promptLogprobs(model, job.prompt, top) : [];
+  // The echoed prompt's log-probabilities (its first token has none): scored alone when nothing is generated
+  // (max_tokens 0), else by generation's own prompt step (one forward pass over the prompt either way).
+  const scorePrompt = job.echoPrompt && top !== null;
+  const echoRows = scorePrompt && job.echoOnly ? await promptLogprobs(model, job.prompt, top) : [];
   if (job.cancelled) throw new Cancelled();
   // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
   // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
@@ -99,15 +101,17 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     c.pending = { ids: [], rows: [] };
     return lp;
   };
+  // A streamed choice's first chunk: the echoed prompt, with its log-probabilities once they are known.
+  const sendEcho = (i: number, rows: readonly (RowLogprobs | null)[]): void => {
+    const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, rows, top, 0);
+    send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp));
+    streams[i]!.streamedChars += [...job.echo].length;
+  };
   if (job.stream) {
     openStream(job);
     for (let i = 0; i < s.n; i++) {
       if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
-      else if (job.echoPrompt) {
-        const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, promptRows, top, 0);
-        send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp));
-        streams[i]!.streamedChars += [...job.echo].length;
-      }
+      else if (job.echoPrompt && (!scorePrompt || job.echoOnly)) sendEcho(i, echoRows);
     }
   }
   const delta = (i: number, text: string): void => {
@@ -118,7 +122,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   };
   // The n choices decode as one batch of the prompt repeated, choice i sampling with seed + i as vLLM seeds them.
   const gens: readonly Generation[] = job.echoOnly
-    ? streams.map(() => ({ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [] }))
+    ? streams.map(() => ({ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [], promptLogprobs: echoRows }))
     : await generate(
         model,
         tokenizer,
@@ -137,6 +141,15 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           stopStrings: s.stop,
           seeds: streams.map((_, i) => (s.seed + i) >>> 0),
           ...(top === null ? {} : { logprobs: top }),
+          ...(!scorePrompt
+            ? {}
+            : {
+                promptLogprobs: top,
+                onPromptLogprobs: (e) => {
+                  if (job.cancelled) throw new Cancelled();
+                  if (job.stream) sendEcho(e.prompt, e.logprobs);
+                },
+              }),
           onToken: (e) => {
             if (job.cancelled) throw new Cancelled();
             job.tokens++;
@@ -198,7 +211,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         choices: choices.map(({ gen, text, reason, rows }, index) => ({
           index,
           text: job.echo + text,
-          logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...promptRows, ...rows] : rows, top, 0),
+          logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
           finish_reason: reason,
         })),
         usage: usage(gens),

@@ -29,18 +29,26 @@ function maskTensor(mask: Int32Array, B: number, S: number, maxLength: number, i
 /**
  * Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. `ids`
  * are host rows or the previous step's picks [B] on the GPU (one new position per row). `input` marks
- * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts).
+ * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts). `scoreHidden`, given,
+ * is handed the final hidden states of every new position, [B, T, C], to encode more work on them
+ * (generate's prompt logprobs) before they go with the step's temporaries.
  */
-export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = unmarked): Tensor {
+export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = unmarked, scoreHidden?: (hidden: Tensor) => void): Tensor {
   return noGrad(() =>
-    tidy(() =>
-      model.forward(Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]), {
+    tidy(() => {
+      const x = Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]);
+      const options = {
         attentionMask: input === unmarked ? tensor(mask.slice(0, B * S), [B, S]) : maskTensor(mask, B, S, cache.maxLength, input),
         positions: input('positions', idsTensor(positions)),
         cache,
-        lastOnly: true,
-      }),
-    ),
+      };
+      if (scoreHidden === undefined) return model.forward(x, { ...options, lastOnly: true });
+      // The final norm is row by row: its last rows are lastOnly's.
+      const hidden = model.hiddenStates(x, options); // [B, T, C]
+      scoreHidden(hidden);
+      const T = hidden.shape[1]!;
+      return model.logits(slice(hidden, 1, T - 1, T)); // [B, 1, V]
+    }),
   );
 }
 
@@ -57,16 +65,16 @@ export interface Picker {
 
 
 /** Logits of the last position of each row read back as [B][V], or, given `pick`, the ids it picks [B]. */
-export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null): Promise<StepResult> {
+export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null, scoreHidden?: (hidden: Tensor) => void): Promise<StepResult> {
   // The fused decode products are used by default only once they passed their check on this device.
   await readyFusedLinear();
   if (pick !== null) {
-    const q = queueStep(model, ids, mask, B, S, positions, cache, pick);
+    const q = queueStep(model, ids, mask, B, S, positions, cache, pick, scoreHidden);
     q.ids.dispose();
     return { ids: await q.read };
   }
   const V = model.config.vocabSize;
-  const logits = stepForward(model, ids, mask, B, S, positions, cache);
+  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden);
   try {
     const host = (await toArray(logits)) as Float32Array;
     return { rows: Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V)) };
@@ -86,11 +94,11 @@ export interface QueuedStep {
 /**
  * Encodes a step (the model, then `pick` on the GPU) and starts reading its picks back without
  * waiting: the caller can encode the next step, fed `ids`, while this one runs. Await
- * `readyFusedLinear()` before the first.
+ * `readyFusedLinear()` before the first. `scoreHidden`: as {@link stepForward}'s.
  */
-export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker): QueuedStep {
+export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker, scoreHidden?: (hidden: Tensor) => void): QueuedStep {
   const V = model.config.vocabSize;
-  const logits = stepForward(model, ids, mask, B, S, positions, cache);
+  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden);
   try {
     const picked = noGrad(() => tidy(() => pick.pick(logits.reshape([B, V]), unmarked))); // [B]
     // toArray submits the copy before it returns: disposing the logits (and later the picks) is safe.

@@ -15,6 +15,14 @@ export interface TokenEvent {
   readonly logprobs?: RowLogprobs;
 }
 
+/** A prompt's tokens scored by its prompt step ({@link GenerateOptions.promptLogprobs}). */
+export interface PromptLogprobsEvent {
+  /** Index of the prompt. */
+  readonly prompt: number;
+  /** Each prompt token's log-probability and the most likely tokens at its position; null for the first. */
+  readonly logprobs: readonly (RowLogprobs | null)[];
+}
+
 /**
  * Options of {@link generate}, named as Hugging Face's `generate()` names them. The defaults of
  * doSample, temperature, topK, topP, repetitionPenalty, numBeams, lengthPenalty and eosTokenIds are
@@ -79,6 +87,16 @@ export interface GenerateOptions {
    */
   readonly logprobs?: number;
   /**
+   * Also score the prompts (vLLM's prompt_logprobs; OpenAI's echo with logprobs): each prompt token's
+   * log-probability given the tokens before it, with this many most likely tokens beside it (0: the token's
+   * alone), in {@link Generation.promptLogprobs}, null for the first token. Computed from the prompt step's
+   * own forward pass, not a second one; as `logprobs`, from the raw logits. Equal prompts (n choices of one
+   * prompt) are scored once. Greedy decoding and sampling only. Default: none.
+   */
+  readonly promptLogprobs?: number;
+  /** With `promptLogprobs`: called with each prompt's rows once its prompt step is read back, before its first token's onToken. */
+  readonly onPromptLogprobs?: (event: PromptLogprobsEvent) => void;
+  /**
    * Called with each new token (greedy and sampling: as generated; beam search: the chosen
    * beam's tokens once it is done).
    */
@@ -96,6 +114,8 @@ export interface Generation {
   readonly finishReason: 'eos' | 'stop' | 'length';
   /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
   readonly logprobs?: readonly RowLogprobs[];
+  /** With {@link GenerateOptions.promptLogprobs}: each prompt token's log-probability and the most likely tokens at its position, null for the first. */
+  readonly promptLogprobs?: readonly (RowLogprobs | null)[];
 }
 
 /** Options of {@link generate} with defaults filled in and checked. */
@@ -116,6 +136,9 @@ export interface Resolved {
   stopStrings: readonly string[];
   /** Most likely tokens returned beside each new token's log-probability, or null for no log-probabilities. */
   logprobs: number | null;
+  /** Most likely tokens returned beside each prompt token's log-probability, or null for no prompt scoring. */
+  promptLogprobs: number | null;
+  onPromptLogprobs: ((event: PromptLogprobsEvent) => void) | undefined;
   onToken: ((event: TokenEvent) => void) | undefined;
 }
 
@@ -136,6 +159,8 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
     stopStrings: o.stopStrings ?? [],
     logprobs: o.logprobs ?? null,
+    promptLogprobs: o.promptLogprobs ?? null,
+    onPromptLogprobs: o.onPromptLogprobs,
     onToken: o.onToken,
   };
   const positiveInt = (k: string, v: number) => {
@@ -158,11 +183,14 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     if (!Number.isFinite(bias)) throw new ModelError(`generate: logitBias of token ${id} should be a finite number, got ${bias}`);
   }
   if (r.logitBias.size > 0 && r.numBeams > 1) throw new ModelError('generate: logitBias applies to greedy decoding and sampling, not beam search; use numBeams 1 or leave logitBias out');
-  if (r.logprobs !== null) {
+  for (const k of ['logprobs', 'promptLogprobs'] as const) {
+    const top = r[k];
+    if (top === null) continue;
     const V = model.config.vocabSize;
-    if (!Number.isSafeInteger(r.logprobs) || r.logprobs < 0 || r.logprobs > V) throw new ModelError(`generate: logprobs should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${r.logprobs}`);
-    if (r.numBeams > 1) throw new ModelError('generate: logprobs apply to greedy decoding and sampling, not beam search; use numBeams 1 or leave logprobs out');
+    if (!Number.isSafeInteger(top) || top < 0 || top > V) throw new ModelError(`generate: ${k} should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${top}`);
+    if (r.numBeams > 1) throw new ModelError(`generate: ${k} apply to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} out`);
   }
+  if (r.onPromptLogprobs !== undefined && r.promptLogprobs === null) throw new ModelError('generate: onPromptLogprobs is called with the prompts\' scores; give promptLogprobs too');
   if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
   return r;
 }

@@ -1,11 +1,12 @@
 // Text generation with a KV cache, as Hugging Face's `generate`: greedy decoding and sampling (the
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
-// (beam-search.ts), stop strings, streaming, batched prompts.
+// (beam-search.ts), stop strings, streaming, batched prompts, and the prompts scored from the prompt step.
 
 import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
+import { queuePromptLogprobs } from './prompt-logprobs.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
@@ -79,14 +80,40 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
       },
     };
   };
-  const results = () => outputs.map((o, b) => (K === null ? o.result() : { ...o.result(), logprobs: logprobs[b]! }));
+  // With promptLogprobs, the prompt step's hidden states also score each distinct prompt (the n choices of
+  // one prompt once): row `scoredRow[b]` holds the first prompt equal to row b's.
+  const PK = r.promptLogprobs;
+  const scoredRow = prompts.map((p, b) => prompts.findIndex((q, j) => j === b || (q.length === p.length && q.every((t, i) => t === p[i]))));
+  const promptReads: (Promise<(RowLogprobs | null)[]> | null)[] = [];
+  const scorePrompts =
+    PK === null
+      ? undefined
+      : (hidden: Tensor) =>
+          scoredRow.forEach((row, b) => {
+            const read = row === b ? queuePromptLogprobs(model, hidden, b, prompts[b]!, PK) : null;
+            // Awaited after the step; a step that fails first leaves it unread.
+            read?.catch(() => {});
+            promptReads.push(read);
+          });
+  const scored: (RowLogprobs | null)[][] = [];
+  const results = () =>
+    outputs.map((o, b) => ({
+      ...o.result(),
+      ...(K === null ? {} : { logprobs: logprobs[b]! }),
+      ...(PK === null ? {} : { promptLogprobs: scored[b]! }),
+    }));
   try {
     // Steps that return log-probabilities run one at a time, unrecorded (decode-replay.ts replays picks only).
-    if (onDevice && K === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
+    if (onDevice && K === null && PK === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
       await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens, pickAt);
       return results();
     }
-    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null);
+    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null, scorePrompts);
+    if (PK !== null) {
+      const rows = await Promise.all(promptReads);
+      for (const row of scoredRow) scored.push(rows[row]!);
+      scored.forEach((lp, b) => r.onPromptLogprobs?.({ prompt: b, logprobs: lp }));
+    }
     for (let k = 1; ; k++) {
       const next: number[] = [];
       const read = logprobReads.get(k - 1);
