@@ -1,10 +1,10 @@
-// Fleiss' kappa (with SE0, z, p and per-category kappas), Krippendorff's alpha, Wilcoxon's test and
-// Holm's adjustment against R 4.2 and irr 0.84.1 (test/fixtures/sus/r-reference.json, made by
+// Fleiss' kappa (with SE0, z, p and per-category kappas), Krippendorff's alpha, the annotator screen,
+// Wilcoxon's test and Holm's adjustment against R 4.2 and irr 0.84.1 (test/fixtures/sus/r-reference.json, made by
 // scripts/fixtures/make-sus-r-fixture.R; the script's header says which call gives each value).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fleissKappa, fleissKappaOfRatings, holm, krippendorffAlpha, wilcoxonSignedRank, type AlphaLevel, type FleissKappa } from '@huatuo/sus';
+import { annotatorAgreement, fleissKappa, fleissKappaOfRatings, holm, krippendorffAlpha, wilcoxonSignedRank, type AlphaLevel, type FleissKappa } from '@huatuo/sus';
 
 type Num = number | null;
 interface FleissReference {
@@ -26,6 +26,7 @@ interface Fixture {
   fleiss: Array<FleissReference & { ratings: number[][] }>;
   fleissMissing: Array<FleissReference & { data: Array<Array<number | null>>; left: number }>;
   krippendorff: Array<{ name: string; data: Array<Array<number | null>>; complete: boolean } & Record<AlphaLevel, number>>;
+  annotators: Array<{ name: string; data: Array<Array<number | null>>; threshold: number; annotators: Array<{ withRest: number; withoutThisOne: number; units: number; flagged: boolean }> }>;
   wilcoxon: Array<{ name: string; diffs: number[]; n: number; exact: boolean; v: number; p: number }>;
   holm: Array<{ p: Num[]; holm: Num[] }>;
 }
@@ -125,6 +126,23 @@ test('on complete data of m > 2 raters irr::kripp.alpha weights each pair by 1, 
       assert.ok(Math.abs(alpha - c[level]) > 1e-6, `${c.name}, ${level}: irr's weighting should show`);
     }
   }
+});
+
+test('the annotator screen equals irr::kripp.alpha with each annotator against the mean of the others, and R\'s median - max(0.2, 3 mad) for the flags', () => {
+  for (const c of fixture.annotators) {
+    const names = c.data.map((_, i) => `ann${i + 1}`);
+    const got = annotatorAgreement(names, c.data, 'ordinal');
+    assert.ok(c.annotators.every((a) => Math.abs(a.withRest - c.threshold) > 1e-9), `${c.name}: no annotator on the threshold`);
+    got.forEach((a, i) => {
+      const want = c.annotators[i]!;
+      // irr keeps the others' means as levels printed to 15 digits, so its interval differences are 1e-15 relative off.
+      near(a.withRest, want.withRest, REL, `${c.name}, ${a.annotator}: with the rest`, 1e-13);
+      near(a.withoutThisOne, want.withoutThisOne, REL, `${c.name}, ${a.annotator}: without this one`, ABS);
+      assert.equal(a.units, want.units, `${c.name}, ${a.annotator}: units`);
+      assert.equal(a.flagged, want.flagged, `${c.name}, ${a.annotator}: flagged (threshold ${c.threshold})`);
+    });
+  }
+  assert.ok(fixture.annotators.some((c) => c.annotators.some((a) => a.flagged)) && fixture.annotators.some((c) => c.annotators.every((a) => !a.flagged)));
 });
 
 test('Wilcoxon W+ and p equal R wilcox.test(d, correct = TRUE) with exact p up to 50 untied non-zero differences', () => {
