@@ -3,7 +3,9 @@
 // and alpha_pattern, rsLoRA's scaling, the fields refused by name, and writing the config back.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { loraModules, parsePeftConfig, resolveLoraConfig, toPeftConfigJson } from '@huatuo/llama';
 import { peftFieldNames } from '@huatuo/llama/internal';
 
@@ -80,6 +82,49 @@ describe("PEFT's choices with Python's re (test/fixtures/lora/peft-targets.json,
       else assert.deepEqual(got(), adapted);
     });
   }
+});
+
+describe('regular expressions from an untrusted adapter_config.json', () => {
+  // (.*)*x backtracks exponentially in a JavaScript RegExp: on a 40-letter name such as
+  // model.layers.31.post_attention_layernorm for hours. A RegExp cannot be interrupted, so the configs are
+  // read in a child process killed after 30 s, which fails the test instead of hanging it.
+  it('patterns that backtrack catastrophically finish at once in every field that takes one, on 32 layers', { timeout: 60_000 }, () => {
+    const bad = '(.*)*x';
+    const cases = [
+      { target_modules: bad },
+      { target_modules: ['q_proj'], exclude_modules: `${bad}|.*\\.[1-9]\\d*\\..*` },
+      { target_modules: ['q_proj'], exclude_modules: '.*\\.[1-9]\\d*\\..*', rank_pattern: { [bad]: 2 }, alpha_pattern: { [`(\\w+\\.?)+${bad}`]: 3 } },
+      { target_modules: ['q_proj'], layers_to_transform: [1], layers_pattern: [bad, 'layers'] },
+    ];
+    const script = `
+      import { loraModules, parsePeftConfig } from '@huatuo/llama';
+      import { peftFieldNames } from '@huatuo/llama/internal';
+      const results = ${JSON.stringify(cases)}.map((fields) => {
+        try {
+          return loraModules(parsePeftConfig({ ...${JSON.stringify(base)}, ...fields }, 'a.json'), 32, 'a.json', peftFieldNames).map((m) => m.name + ' ' + m.r + ' ' + m.alpha);
+        } catch (e) {
+          return e.message;
+        }
+      });
+      process.stdout.write(JSON.stringify(results));`;
+    const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+    const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
+    const [none, excluded, patterned, layers] = JSON.parse(out) as [string, string[], string[], string[]];
+    assert.match(none, /^a\.json: target_modules \/\(\.\*\)\*x\/ selects no projection/);
+    assert.deepEqual(excluded, [`${L(0, 'q_proj')} 4 8`]);
+    assert.deepEqual(patterned, [`${L(0, 'q_proj')} 4 8`]);
+    assert.deepEqual(layers, [`${L(1, 'q_proj')} 4 8`]);
+  });
+
+  it('refuses look-aheads and backreferences, which need backtracking, naming the file, the field and the pattern', () => {
+    assert.throws(() => names({ target_modules: '(?!.*k_proj).*_proj' }), refusal('target_modules "(?!.*k_proj).*_proj"', 'look-ahead', 'exclude_modules'));
+    assert.throws(() => names({ target_modules: ['q_proj'], exclude_modules: '.*(?=k_proj)' }), refusal('exclude_modules', 'look-ahead'));
+    assert.throws(() => names({ target_modules: '.*(q)_pro\\1' }), refusal('target_modules', 'backreference'));
+    assert.throws(() => names({ target_modules: '.*(?P<x>q)_(?P=x)' }), refusal('target_modules', 'backreference'));
+    assert.throws(() => parsePeftConfig({ ...base, target_modules: ['q_proj'], rank_pattern: { '(?>q)_proj': 2 } }, FILE), refusal('rank_pattern key', 'atomic group'));
+    // A look-behind runs (in linear time), as in the fixture's exclude_modules.
+    assert.deepEqual(names({ target_modules: '.*(?<!k|v|o)_proj', exclude_modules: '.*mlp.*' }, 1), [L(0, 'q_proj')]);
+  });
 });
 
 describe('layers_to_transform and layers_pattern', () => {

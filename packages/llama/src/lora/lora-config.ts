@@ -140,7 +140,7 @@ const isNameList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s
 function checkModules(v: unknown, field: string, where: string): void {
   if (typeof v === 'string') {
     if (v.length === 0) throw new AdapterError(where, `${field} is an empty string; give a list of module names or a regular expression`);
-    if (!isAllLinear(v)) compilePythonRegex(v, where, field, (p) => `^(?:${p})$`);
+    if (!isAllLinear(v)) compilePythonRegex(v, where, field);
     return;
   }
   if (!isNameList(v)) throw new AdapterError(where, `${field} should be a list of module names or a regular expression string, got ${JSON.stringify(v)}`);
@@ -149,7 +149,7 @@ function checkModules(v: unknown, field: string, where: string): void {
 function checkPattern(pattern: unknown, field: string, where: string, isValue: (x: unknown) => boolean, what: string): void {
   if (pattern === null || typeof pattern !== 'object' || Array.isArray(pattern)) throw new AdapterError(where, `${field} should be an object of module patterns to values, got ${JSON.stringify(pattern)}`);
   for (const [key, value] of Object.entries(pattern)) {
-    compilePythonRegex(key, where, `${field} key`, (p) => `^(.*\\.)?(${p})$`);
+    compilePythonRegex(key, where, `${field} key`, (p) => `(.*\\.)?(${p})$`);
     if (!isValue(value)) throw new AdapterError(where, `${field} gives ${JSON.stringify(key)} the value ${JSON.stringify(value)}; ${what}`);
   }
 }

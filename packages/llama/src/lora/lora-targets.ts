@@ -3,7 +3,7 @@
 // exclude_modules, layers_to_transform with layers_pattern, rank_pattern, alpha_pattern, use_rslora. Browser-safe.
 
 import { AdapterError } from '../errors.js';
-import { compilePythonRegex } from './python-regex.js';
+import { compilePythonRegex, type PythonRegex } from './python-regex.js';
 import { apiFieldNames, describeTargets, isAllLinear, loraTargetModules, modulePath, type LoraConfig, type LoraFieldNames, type LoraTargetModule } from './lora-config.js';
 
 /** One adapted projection: where it is and its adapter's shape and scaling. */
@@ -42,24 +42,23 @@ function llamaModules(numLayers: number): { name: string; kind: ModuleKind; laye
 /** A module matcher in PEFT's list form (equal, or ending with "." + an entry) or string form (regex full match). */
 function matcher(spec: readonly string[] | string, where: string, field: string): (name: string) => boolean {
   if (typeof spec !== 'string') return (name) => spec.includes(name) || spec.some((e) => name.endsWith(`.${e}`));
-  const re = compilePythonRegex(spec, where, field, (p) => `^(?:${p})$`);
-  return (name) => re.test(name);
+  const re = compilePythonRegex(spec, where, field);
+  return (name) => re.fullMatch(name);
 }
 
 /** The layer index in a module name, found as PEFT finds it (after a `layers_pattern` name, or any name), or null. */
-function layerIndexOf(name: string, patterns: readonly RegExp[]): number | null {
+function layerIndexOf(name: string, patterns: readonly PythonRegex[]): number | null {
   for (const re of patterns) {
-    re.lastIndex = 0;
-    const index = re.exec(name)?.[1];
-    if (index !== undefined) return Number(index);
+    const index = re.matchStart(name)?.[1];
+    if (index !== undefined && index !== null) return Number(index);
   }
   return null;
 }
 
 /** The value of the first pattern key (in order) matching the end of `name` after a "." or all of it, else `fallback`. */
-function patternValue(pattern: Readonly<Record<string, number>>, keys: readonly RegExp[], name: string, fallback: number): number {
+function patternValue(pattern: Readonly<Record<string, number>>, keys: readonly PythonRegex[], name: string, fallback: number): number {
   const values = Object.values(pattern);
-  const i = keys.findIndex((re) => re.test(name));
+  const i = keys.findIndex((re) => re.matchStart(name) !== null);
   return i < 0 ? fallback : values[i]!;
 }
 
@@ -79,9 +78,9 @@ export function loraModules(config: LoraConfig, numLayers: number, where = 'Lora
   const excluded = config.excludeModules === null ? () => false : matcher(config.excludeModules, where, names.excludeModules);
   const layers = config.layersToTransform !== null && config.layersToTransform.length > 0 ? config.layersToTransform : null;
   const layerRes = (config.layersPattern ?? []).length === 0
-    ? [/^.*\.[^.]*\.(\d+)\./]
-    : config.layersPattern!.map((p) => compilePythonRegex(p, where, names.layersPattern, (q) => `.*\\.${q}\\.(\\d+)\\.`, 'y'));
-  const keysOf = (pattern: Readonly<Record<string, number>>, field: string) => Object.keys(pattern).map((k) => compilePythonRegex(k, where, `${field} key`, (p) => `^(.*\\.)?(${p})$`));
+    ? [compilePythonRegex('.*\\.[^.]*\\.(\\d+)\\.', where, names.layersPattern)]
+    : config.layersPattern!.map((p) => compilePythonRegex(p, where, names.layersPattern, (q) => `.*\\.${q}\\.(\\d+)\\.`));
+  const keysOf = (pattern: Readonly<Record<string, number>>, field: string) => Object.keys(pattern).map((k) => compilePythonRegex(k, where, `${field} key`, (p) => `(.*\\.)?(${p})$`));
   const rankKeys = keysOf(config.rankPattern, names.rankPattern);
   const alphaKeys = keysOf(config.alphaPattern, names.alphaPattern);
   const selects = (name: string): boolean => {
