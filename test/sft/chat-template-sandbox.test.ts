@@ -1,9 +1,15 @@
 // Chat templates render in a sandbox as transformers' (Jinja2's ImmutableSandboxedEnvironment): range() is
-// bounded at Jinja2's MAX_RANGE, so a hostile or broken template fails with a TemplateError instead of
-// exhausting memory, while ordinary uses of range, and keys named "range", keep working.
+// bounded at Jinja2's MAX_RANGE, and beyond Jinja2, the steps, the nesting and the text a rendering makes are
+// bounded, so a hostile or broken template fails with a TemplateError naming its file instead of hanging the
+// process or exhausting its memory, while real templates (Llama-2's, Llama-3's, Mistral's, ChatML), ordinary
+// uses of range, and keys named "range", render as before.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { TemplateError, chatTemplateFromFiles, renderChatTemplate } from '@huatuo/sft';
+import { LLAMA2_CHAT_TEMPLATE } from './chat-folders.js';
+import { CHATML_TEMPLATE } from '../llama/qwen2-tokenizer-files.js';
 
 const messages = [{ role: 'user', content: 'hi' }];
 const render = (source: string) => renderChatTemplate(chatTemplateFromFiles({ jinjaFile: { path: 't.jinja', text: source } }, 'model'), messages);
@@ -28,4 +34,93 @@ test('range() within the bound behaves as Python range: one, two or three argume
 test('a dict key, attribute or keyword argument named "range" is not taken for the function', () => {
   assert.equal(render('{% set d = {"range": 5} %}{{ d.range }},{{ d["range"] }}'), '5,5');
   assert.equal(render('{% set ns = namespace(range=7) %}{{ ns.range }}'), '7');
+});
+
+// meta-llama/Meta-Llama-3-8B-Instruct's chat_template.
+const LLAMA3 =
+  "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+// mistralai/Mistral-7B-Instruct-v0.1's chat_template.
+const MISTRAL =
+  "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+/** A template as a model folder's tokenizer_config.json holds it, with LLaMA's special tokens. */
+const fromConfig = (template: string) => chatTemplateFromFiles({ tokenizerConfigJson: JSON.stringify({ chat_template: template, bos_token: '<s>', eos_token: '</s>' }) }, 'model');
+
+/** What each real template writes for a conversation, as transformers' apply_chat_template gives it. */
+const REAL: [string, string, (m: { role: string; content: string }[]) => string][] = [
+  ['Llama-2-chat', LLAMA2_CHAT_TEMPLATE, (m) => m.map((x, i) => (i % 2 === 0 ? `<s>[INST] ${x.content.trim()} [/INST]` : ` ${x.content.trim()} </s>`)).join('')],
+  ['Llama-3', LLAMA3, (m) => `<s>${m.map((x) => `<|start_header_id|>${x.role}<|end_header_id|>\n\n${x.content.trim()}<|eot_id|>`).join('')}<|start_header_id|>assistant<|end_header_id|>\n\n`],
+  ['Mistral', MISTRAL, (m) => `<s>${m.map((x, i) => (i % 2 === 0 ? `[INST] ${x.content} [/INST]` : `${x.content}</s>`)).join('')}`],
+  ['ChatML (Qwen2)', CHATML_TEMPLATE, (m) => `<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n${m.map((x) => `<|im_start|>${x.role}\n${x.content}<|im_end|>\n`).join('')}<|im_start|>assistant\n`],
+];
+
+test('real chat templates render as transformers renders them, a short conversation and one of 4000 messages of 1000 characters alike', () => {
+  const short = [{ role: 'user', content: 'What is a fever?' }, { role: 'assistant', content: 'A raised body temperature.' }, { role: 'user', content: 'And a cough?' }];
+  const long = Array.from({ length: 4000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `${i} ${'word '.repeat(200)}`.slice(0, 1000) }));
+  for (const [name, template, expected] of REAL) {
+    assert.equal(renderChatTemplate(fromConfig(template), short), expected(short), name);
+    assert.equal(renderChatTemplate(fromConfig(template), long), expected(long), `${name}, 4000 messages`);
+  }
+  assert.equal(
+    renderChatTemplate(fromConfig(LLAMA2_CHAT_TEMPLATE), [{ role: 'system', content: 'Be brief.' }, ...short]),
+    '<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is a fever? [/INST] A raised body temperature. </s><s>[INST] And a cough? [/INST]',
+  );
+});
+
+test("strftime_now formats the date as Python's strftime does in the C locale", () => {
+  const C = { month: ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'], day: ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] };
+  const python = (d: Date) => `${String(d.getDate()).padStart(2, '0')} ${C.month[d.getMonth()]} ${d.getFullYear()} ${C.day[d.getDay()]} ${String(d.getFullYear() % 100).padStart(2, '0')}-${String(d.getMonth() + 1).padStart(2, '0')} %`;
+  const before = python(new Date());
+  const got = render('{{ strftime_now("%d %b %Y %A %y-%m %%") }}');
+  assert.ok(got === before || got === python(new Date()), got);
+});
+
+// Each of these would hang the process (nested loops, recursion that branches) or exhaust its memory (doubling a
+// string or a list) without the bounds. A hang cannot be interrupted inside the process, so they render in a child
+// process killed after 60 s, which fails the test instead of hanging it.
+test('templates that loop, recurse or grow text without end fail at once with a TemplateError naming the file and the bound', { timeout: 120_000 }, () => {
+  const hostile: Record<string, string> = {
+    nestedLoops: '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}',
+    nestedOutput: '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}',
+    branchingMacro: '{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}',
+    endlessRecursion: '{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}',
+    doubledString: "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    repeatedOutput: "{% set ns = namespace(s='x') %}{% for i in range(20) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{% for i in range(100000) %}{{ ns.s }}{% endfor %}",
+    doubledList: '{% set ns = namespace(a=[1]) %}{% for i in range(64) %}{% set ns.a = ns.a + ns.a %}{% endfor %}{{ ns.a|length }}',
+    stringTimesNumber: "{{ ('x' * 10**9)|length }}",
+  };
+  const script = `
+    import { chatTemplateFromFiles, renderChatTemplate } from '@huatuo/sft';
+    const results = {};
+    for (const [name, template] of Object.entries(${JSON.stringify(hostile)})) {
+      const t = chatTemplateFromFiles({ tokenizerConfigJson: JSON.stringify({ chat_template: template }) }, 'model');
+      const started = performance.now();
+      try {
+        results[name] = { output: renderChatTemplate(t, [{ role: 'user', content: 'hi' }]).slice(0, 100) };
+      } catch (e) {
+        results[name] = { error: e.name + ': ' + e.message, ms: performance.now() - started };
+      }
+    }
+    process.stdout.write(JSON.stringify(results));`;
+  const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+  const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL' });
+  const results = JSON.parse(out) as Record<string, { output?: string; error?: string; ms?: number }>;
+  const bound: Record<string, RegExp> = {
+    nestedLoops: /took more than \d+ steps/,
+    nestedOutput: /took more than \d+ steps/,
+    branchingMacro: /took more than \d+ steps/,
+    endlessRecursion: /nested deeper than 1000 levels/,
+    doubledString: /made a string longer than \d+ characters/,
+    repeatedOutput: /made more than \d+ characters of text in all/,
+    doubledList: /took more than \d+ steps/,
+    stringTimesNumber: /Unknown operator "\*" between StringValue and IntegerValue/,
+  };
+  for (const [name, expected] of Object.entries(bound)) {
+    const r = results[name]!;
+    assert.ok(r.error !== undefined, `${name} rendered: ${r.output}`);
+    assert.match(r.error, /^TemplateError: model\/tokenizer_config\.json: the chat template /, name);
+    assert.match(r.error, expected, name);
+    assert.ok(r.ms! < 5_000, `${name} took ${r.ms} ms`);
+  }
+  assert.match(results['nestedLoops']!.error!, /rendering 1 messages, a bound real chat templates stay far below, so this one is broken or hostile; use the model's original chat template, or give one with --template path\/to\/template\.jinja$/);
 });

@@ -1,7 +1,9 @@
 // A model's own Jinja chat template (Hugging Face's `chat_template`), read from the contents of its
-// tokenizer files and rendered with @huggingface/jinja as transformers' apply_chat_template renders it.
+// tokenizer files and rendered with @huggingface/jinja as transformers' apply_chat_template renders it,
+// within the bounds of chat-template-sandbox.ts.
 
 import { Template } from '@huggingface/jinja';
+import { renderBounded, TemplateLimitError } from './chat-template-sandbox.js';
 import { ChatTemplateException, TemplateError } from './errors.js';
 
 /** A chat template ready to render, with the special tokens transformers passes to it. */
@@ -32,42 +34,6 @@ export interface ChatTemplateFiles {
   specialTokensMapJson?: string;
   /** A template given apart from the model folder (a .jinja file): its text and its path. Overrides both. */
   jinjaFile?: { path: string; text: string };
-}
-
-// The template's raise_exception calls go to the renderer's own function under this name (the engine's
-// built-in throws a plain Error, which could not be told from the engine's own failures).
-const OWN_RAISE = '__raise_exception';
-// range() goes to a bounded one, as Jinja2's sandbox (transformers renders in it) bounds it.
-const OWN_RANGE = '__bounded_range';
-/** Jinja2's sandbox MAX_RANGE: the most items range() may give. */
-const MAX_RANGE = 100_000;
-const redirected: Readonly<Record<string, string>> = { raise_exception: OWN_RAISE, range: OWN_RANGE };
-
-/**
- * Renames the `raise_exception` and `range` identifiers of a parsed template to the renderer's own; an
- * attribute (`d.range`) or a keyword argument (`namespace(range=1)`) of that name is left alone.
- */
-function redirectGlobals(node: unknown, seen = new Set<object>()): void {
-  if (typeof node !== 'object' || node === null || seen.has(node)) return;
-  seen.add(node);
-  const n = node as { type?: unknown; value?: unknown; computed?: unknown; property?: object; key?: object };
-  if (n.type === 'Identifier' && typeof n.value === 'string' && Object.prototype.hasOwnProperty.call(redirected, n.value)) n.value = redirected[n.value];
-  for (const [k, v] of Object.entries(node)) {
-    if ((n.type === 'MemberExpression' && k === 'property' && n.computed !== true) || (n.type === 'KeywordArgumentExpression' && k === 'key')) continue;
-    redirectGlobals(v, seen);
-  }
-}
-
-/** Python's range(stop) / range(start, stop[, step]), refusing more than MAX_RANGE items as Jinja2's sandbox does. */
-function boundedRange(...args: unknown[]): number[] {
-  if (args.length < 1 || args.length > 3 || !args.every((a) => typeof a === 'number' && Number.isSafeInteger(a))) {
-    throw new Error(`range() takes one to three integers, got (${args.map((a) => JSON.stringify(a)).join(', ')})`);
-  }
-  const [start, stop, step] = (args.length === 1 ? [0, args[0], 1] : [args[0], args[1], args[2] ?? 1]) as [number, number, number];
-  if (step === 0) throw new Error('range() arg 3 must not be zero');
-  const count = Math.max(0, Math.ceil((stop - start) / step));
-  if (count > MAX_RANGE) throw new Error(`Range too big. The sandbox blocks ranges larger than MAX_RANGE (${MAX_RANGE}).`);
-  return Array.from({ length: count }, (_, i) => start + i * step);
 }
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
@@ -161,10 +127,10 @@ export function chatTemplateFromFiles(files: ChatTemplateFiles, where: string): 
         "so this model brings no chat template of its own; instead pass HuaTuo's template (--template med_template) or a Jinja chat template file (--template path/to/template.jinja)",
     );
   }
-  let compiled: Template;
+  let compiled: ChatTemplate['compiled'];
   try {
-    compiled = new Template(source);
-    redirectGlobals(compiled.parsed);
+    const template = new Template(source);
+    compiled = { render: (items) => renderBounded(template, items) };
   } catch (e) {
     throw new TemplateError(`${name}: the chat template does not parse as Jinja (${(e as Error).message}); restore the model's original template`);
   }
@@ -181,7 +147,8 @@ export function isChatTemplate(t: object): t is ChatTemplate {
  * gives: the template rendered with `messages`, `add_generation_prompt`, the special tokens
  * (`bos_token`, `eos_token`, ...), `tools` and `documents` as none, and `raise_exception`, whose
  * message comes back as a {@link ChatTemplateException}; range() gives at most 100000 items, as in Jinja2's
- * sandbox. Other failures throw TemplateError.
+ * sandbox, and a template that loops, recurses or grows its text far beyond what a chat template does is
+ * stopped. Other failures, and those, throw TemplateError.
  *
  * @example renderChatTemplate(t, [{ role: 'user', content: 'hi' }]) // '<s>[INST] hi [/INST]' for Llama-2-chat
  */
@@ -193,13 +160,14 @@ export function renderChatTemplate(t: ChatTemplate, messages: readonly { role: s
       add_generation_prompt: addGenerationPrompt,
       tools: null,
       documents: null,
-      [OWN_RAISE]: (message: unknown) => {
-        throw new ChatTemplateException(String(message));
-      },
-      [OWN_RANGE]: boundedRange,
     });
   } catch (e) {
     if (e instanceof ChatTemplateException) throw e;
+    if (e instanceof TemplateLimitError) {
+      throw new TemplateError(
+        `${t.name}: the chat template ${e.message} rendering ${messages.length} messages, a bound real chat templates stay far below, so this one is broken or hostile; use the model's original chat template, or give one with --template path/to/template.jinja`,
+      );
+    }
     throw new TemplateError(`${t.name}: the chat template failed to render this conversation (${(e as Error).message})`);
   }
 }
