@@ -63,6 +63,22 @@ for (const { name, op, ref, refBack } of OPS) {
     }
   });
 
+  test(`${name} of long rows: -inf entries before the finite ones in each thread's part count as 0, and a NaN or +inf makes the row NaN (as torch)`, async () => {
+    await gpu();
+    const s = startScope();
+    try {
+      const C = 257;
+      const masked = Array.from(seededValues(C, 21, 3), (v, c) => (c < 130 || c % 7 === 0 ? -Infinity : v));
+      const withNaN = Array.from(seededValues(C, 22, 3), (v, c) => (c === 200 ? NaN : v));
+      const withInf = Array.from(seededValues(C, 23, 3), (v, c) => (c === 5 ? Infinity : v));
+      const y = await op(tensor([...masked, ...withNaN, ...withInf], [3, C])).toArray();
+      assertClose(y.slice(0, C), ref(refTensor(masked, [1, C])).data, { atol: 1e-6, rtol: 1e-5 }, `${name} masked row`);
+      for (const r of [1, 2]) assert.ok(y.slice(r * C, (r + 1) * C).every((v) => Number.isNaN(v)), `${name} row ${r}: ${y.slice(r * C, r * C + 8)}`);
+    } finally {
+      s.end();
+    }
+  });
+
   test(`${name} backward matches central finite differences of a random projection`, async () => {
     await gpu();
     const s = startScope();
