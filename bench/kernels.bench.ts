@@ -328,17 +328,17 @@ export async function benchPenalties(ctx: BenchContext): Promise<void> {
 }
 
 /**
- * The log-probabilities a server returns over LLaMA's vocabulary (V 32000): a decoding step's picks with
- * the top 5 and 20 (B 1 and 8), and a 512-token prompt's next tokens with the top 1 (echo). The kernel
- * reads each row k + 2 times (max and sum, then one pass per top entry), so the rows count that traffic.
+ * The log-probabilities a server returns over LLaMA's vocabulary (V 32000) and Qwen2's (V 151936): a
+ * decoding step's picks with the top 5 and 20 (B 1 and 8), and, over LLaMA's, a 512-token prompt's next
+ * tokens with the top 1 (echo). The kernel reads each row twice for k <= 20 (max and sum, then the entries
+ * at or above a bound on the k-th largest), so the rows count that traffic.
  */
 export async function benchLogprobs(ctx: BenchContext): Promise<void> {
-  const V = 32000;
   const rt = getRuntime();
-  for (const [R, k] of [[1, 5], [1, 20], [8, 5], [8, 20], [512, 1]] as const) {
+  for (const [V, R, k] of [[32000, 1, 5], [32000, 1, 20], [32000, 8, 5], [32000, 8, 20], [32000, 512, 1], [151936, 1, 5], [151936, 1, 20], [151936, 8, 5], [151936, 8, 20]] as const) {
     const logits = randn([R, V], { seed: 30 + R + k });
     const targets = tensor(new Int32Array(R).map((_, r) => (r * 31337) % V), [R], { dtype: 'i32' });
-    await bandwidthRow(ctx, `logSoftmaxTopK k=${k}`, 'huatuo', `${R}x${V}`, (k + 2) * R * V * 4 + R * (k + 1) * 8, 'traffic: read the logits k + 2 times, write k + 1 pairs a row', async () => {
+    await bandwidthRow(ctx, `logSoftmaxTopK k=${k}`, 'huatuo', `${R}x${V}`, 2 * R * V * 4 + R * (k + 1) * 8, 'traffic: read the logits twice, write k + 1 pairs a row', async () => {
       const y = logSoftmaxTopK(logits, targets, k);
       await rt.sync();
       y.dispose();

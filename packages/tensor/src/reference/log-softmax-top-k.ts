@@ -20,7 +20,8 @@ export function refLogSoftmaxTopK(x: { shape: readonly number[]; data: ArrayLike
   const [R, V] = x.shape as [number, number];
   return Array.from({ length: R }, (_, b) => {
     const row = Array.from({ length: V }, (_, v) => x.data[b * V + v]!);
-    const m = Math.max(...row);
+    let m = -Infinity;
+    for (const v of row) m = Math.max(m, v);
     let s = 0;
     for (const v of row) s += Math.exp(v - m);
     const lse = m + Math.log(s);
