@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initWebGPU, noGrad, runtimeStats, synchronize, tensor, tidy, toArray } from '@huatuo/tensor';
-import { llamaTokenizerDir, loadAdapter, mergeAdapter, serializeSafetensors, type LlamaModel } from '@huatuo/llama';
-import { loadAdapterWithTokenizer, loadBaseModel, removeAdapterWithTokenizer, type BaseModel } from '@huatuo/sft';
+import { applyLora, llamaTokenizerDir, loadAdapter, mergeAdapter, removeLora, serializeSafetensors, type LlamaModel } from '@huatuo/llama';
+import { attachLora, loadAdapterWithTokenizer, loadBaseModel, removeAdapterWithTokenizer, resolveConfig, type BaseModel } from '@huatuo/sft';
+import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson, VOCAB_SIZE as QWEN2_PIECES } from '../llama/qwen2-tokenizer-files.js';
 import { SMALL_MODEL, tmp } from './trainer-setup.js';
 
 const EMBED = 'base_model.model.model.embed_tokens.weight';
@@ -180,6 +181,36 @@ test('adapters swapped on one base (a resized vocabulary, the base\'s, resized a
     assert.equal(base.tokenizer, baseTokenizer, 'removed: the base tokenizer');
     assert.deepEqual(await logitsOf(base.model), expected.get(null)!.logits, 'removed: the base computes as before any adapter');
     assert.equal(await bytesInUse(), memory, 'removed: no device memory of the adapters is held');
+  } finally {
+    base.model.dispose();
+  }
+});
+
+test("an adapter's own tokenizer goes with it: removed by removeLora, or replaced (applyLora, training's attachLora, loadAdapter), the base's vocabulary and tokenizer are back", async () => {
+  // 300 pieces with a 270-piece tokenizer: the base's 32000-piece tokenizer would encode past the adapter's rows, and back.
+  const resized = adapterFolder({ rows: 300 });
+  writeFileSync(join(resized, 'tokenizer.json'), JSON.stringify(qwen2TokenizerJson()));
+  writeFileSync(join(resized, 'tokenizer_config.json'), JSON.stringify(QWEN2_TOKENIZER_CONFIG));
+  const plain = adapterFolder({ phase: 2 });
+  const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL });
+  try {
+    const own = base.tokenizer;
+    const text = 'Headache: 头痛怎么办？';
+    const replacements: [string, () => unknown][] = [
+      ['removeLora', () => removeLora(base.model)],
+      ['applyLora', () => applyLora(base.model, { r: 4, targetModules: ['q_proj'] })],
+      ["attachLora (a training run's fresh adapter)", () => attachLora(base, resolveConfig({ '--lora-r': '4' }))],
+      ['loadAdapter of an adapter on the base vocabulary', () => loadAdapter(base.model, plain)],
+    ];
+    for (const [what, replace] of replacements) {
+      assert.equal(await loadAdapterWithTokenizer(base, resized), resized);
+      assert.equal(base.tokenizer.vocabSize, QWEN2_PIECES, `before ${what}: the adapter's tokenizer`);
+      await replace();
+      assert.equal(base.model.config.vocabSize, 32000, `${what}: the base's vocabulary`);
+      assert.equal(base.tokenizer, own, `${what}: the base's tokenizer`);
+      assert.equal(base.model.savedModules.tokenizer, null, `${what}: the model holds no adapter tokenizer`);
+      assert.deepEqual(base.tokenizer.encode(text), own.encode(text));
+    }
   } finally {
     base.model.dispose();
   }

@@ -5,7 +5,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, parsePeftConfig, serializeAdapter, type Tokenizer } from '@huatuo/llama';
-import { attachLora, ConfigError, resolveConfig, withInitAdapter, type TrainConfig } from '@huatuo/sft';
+import { attachLora, baseModelOf, ConfigError, resolveConfig, withInitAdapter, type TrainConfig } from '@huatuo/sft';
 import { SMALL_MODEL } from './trainer-setup.js';
 
 const base = { peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj', 'v_proj'] };
@@ -44,7 +44,7 @@ test('--init-adapter refuses an adapter whose shape the --lora-* flags cannot ex
 test('--lora-use-rslora trains with alpha / sqrt(r) and saves use_rslora: true', async () => {
   const model = createRandomLlama(configFromPreset('tiny', SMALL_MODEL), { seed: 1 });
   try {
-    attachLora({ model, tokenizer: null as unknown as Tokenizer, name: 'tiny', isDemo: true }, resolveConfig({ '--lora-r': '4', '--lora-alpha': '8', '--lora-use-rslora': 'true' }));
+    attachLora(baseModelOf(model, null as unknown as Tokenizer, 'tiny', true), resolveConfig({ '--lora-r': '4', '--lora-alpha': '8', '--lora-use-rslora': 'true' }));
     assert.deepEqual(model.linears().filter((l) => l.lora !== null).map((l) => l.lora!.scaling), [4, 4]);
     const saved = JSON.parse((await serializeAdapter(model, 'tiny')).config) as Record<string, unknown>;
     assert.equal(saved['use_rslora'], true);

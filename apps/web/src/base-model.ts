@@ -15,7 +15,7 @@ import {
   type LoraTargetModule,
   type TokenizerFiles,
 } from '@huatuo/llama';
-import { demoBaseModel, type BaseModel } from '@huatuo/sft';
+import { baseModelOf, demoBaseModel, type BaseModel } from '@huatuo/sft';
 import { deviceInfo, hasF16 } from '@huatuo/tensor';
 
 let demoTokenizer: Promise<TokenizerFiles> | null = null;
@@ -91,7 +91,7 @@ export async function loadFolderModel(
       dtype,
       onProgress: (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0),
     });
-    return { model, tokenizer, name, isDemo: false };
+    return baseModelOf(model, tokenizer, name, false);
   } finally {
     await ckpt.close();
   }

@@ -21,7 +21,7 @@ async function withoutAdapter<T>(model: LlamaModel, fn: () => Promise<T>): Promi
   const saved: [{ lora: LoraWeights | null }, LoraWeights | null][] = adaptedLinears(model).map(({ linear }) => [linear, linear.lora]);
   const copies = model.savedModules;
   for (const [linear] of saved) linear.lora = null;
-  model.savedModules = { embedTokens: null, lmHead: null };
+  model.savedModules = { embedTokens: null, lmHead: null, tokenizer: null };
   try {
     return await fn();
   } finally {

@@ -66,7 +66,7 @@ export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './t
 export type { SentencePiece, SentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizers/tokenizer-convert.js';
 export type { BpeVocabulary } from './tokenizers/tokenizer-convert.js';
-export { tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
+export { readTokenizerFiles, tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
 export type { TokenizerFiles } from './tokenizers/tokenizer-files.js';
 
 // Model: LLaMA on @huatuo/tensor, its weights and KV cache

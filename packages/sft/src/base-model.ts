@@ -1,12 +1,14 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
 // where it brings its own vocabulary.
-import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type Tokenizer, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
+import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
-import { demoBaseModel, type BaseModel } from './lora-model.js';
+import { adapterTokenizerOptions, type AdapterTokenizerFiles } from './adapter-tokenizer.js';
+import { baseModelOf, demoBaseModel, type BaseModel } from './lora-model.js';
 
 /** Options of {@link loadBaseModel}. */
 export interface BaseModelOptions {
@@ -87,70 +89,41 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
     quantizeThreads: options.quantizeThreads,
     onProgress: onProgress ? (p) => onProgress(p.totalBytes ? p.bytesRead / p.totalBytes : 0) : undefined,
   });
-  return withMaxModelLen({ model, tokenizer, name: folder, isDemo: false }, options);
-}
-
-/** The base's own tokenizer, kept while an adapter that brings its own vocabulary has replaced it in `tokenizer`. */
-const baseTokenizers = new WeakMap<BaseModel, Tokenizer>();
-
-/** The rows of the base's own embedding: config.json's vocab_size, whatever adapter is attached. */
-function baseVocabSize(model: LlamaModel): number {
-  return model.baseEmbedParts.reduce((rows, part) => rows + part.shape[0]!, 0);
-}
-
-/** Puts the base's own tokenizer back where an adapter's had replaced it. */
-function restoreBaseTokenizer(base: BaseModel): void {
-  const own = baseTokenizers.get(base);
-  if (own === undefined) return;
-  base.tokenizer = own;
-  baseTokenizers.delete(base);
+  return withMaxModelLen(baseModelOf(model, tokenizer, folder, false), options);
 }
 
 /**
  * Loads the PEFT adapter in `dir` into the base model (see loadAdapter), replacing any adapter. An adapter that brings
  * its own vocabulary (trained copies of embed_tokens and lm_head in modules_to_save, on a vocabulary resized as
- * Chinese-LLaMA-Alpaca's) needs the tokenizer it was trained with, which such adapters ship in their folder: it replaces
- * the base's. The vocabulary is compared with the base's own, not with a previous adapter's, so an adapter on the
- * base's vocabulary loaded after a resized one brings the base's tokenizer back.
+ * Chinese-LLaMA-Alpaca's) needs the tokenizer it was trained with, which such adapters ship in their folder: it is
+ * `base.tokenizer` while the adapter is attached (see adapterTokenizerOptions). The vocabulary is compared with the
+ * base's own, not with a previous adapter's, so an adapter on the base's vocabulary loaded after a resized one brings the
+ * base's tokenizer back, as removing the adapter (removeLora) does.
  * Returns the folder whose tokenizer (and chat template) is now in use: `dir`, or null for the base's own.
  * @throws ConfigError naming --adapter when the vocabulary changes and `dir` holds no tokenizer, or a tokenizer with
  * more pieces than the adapter's vocabulary.
  * @example const tokenizerDir = (await loadAdapterWithTokenizer(base, 'chinese-alpaca-lora-7b')) ?? base.name;
  */
 export async function loadAdapterWithTokenizer(base: BaseModel, dir: string): Promise<string | null> {
-  const baseVocab = baseVocabSize(base.model);
-  let tokenizer: Tokenizer | null = null;
-  // The tokenizer is checked before the adapter attaches: a refused one leaves the model and its tokenizer as they were.
-  await loadAdapter(base.model, dir, {
-    beforeAttach: async ({ vocabSize: vocab }) => {
-      if (vocab === baseVocab) return;
-      if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)))) {
-        throw new ConfigError(
-          '--adapter',
-          `${dir} trains embed_tokens and lm_head on a vocabulary of ${vocab} pieces (the base has ${baseVocab}), but holds no tokenizer (tokenizer.model or tokenizer.json); copy the tokenizer the adapter was trained with into ${dir}`,
-        );
-      }
-      tokenizer = await loadTokenizer(dir);
-      if (tokenizer.vocabSize > vocab) {
-        throw new ConfigError('--adapter', `the tokenizer in ${dir} has ${tokenizer.vocabSize} pieces, more than the ${vocab} rows of the adapter's embed_tokens; it is not the tokenizer the adapter was trained with`);
-      }
-    },
-  });
-  if (tokenizer === null) {
-    restoreBaseTokenizer(base);
-    return null;
-  }
-  if (!baseTokenizers.has(base)) baseTokenizers.set(base, base.tokenizer);
-  base.tokenizer = tokenizer;
-  return dir;
+  await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir)));
+  return base.model.savedModules.tokenizer === null ? null : dir;
+}
+
+/** The tokenizer files of the adapter folder `dir`, a refusal naming --adapter. */
+function folderTokenizerFiles(dir: string): AdapterTokenizerFiles {
+  return {
+    read: async (file) => (existsSync(join(dir, file)) ? new Uint8Array(await readFile(join(dir, file))) : undefined),
+    where: dir,
+    whenMissing: `copy the tokenizer the adapter was trained with into ${dir}`,
+    refusal: (message) => new ConfigError('--adapter', message),
+  };
 }
 
 /**
- * Removes the adapter (see removeLora): the base's own embed_tokens, lm_head and vocabulary are used again, and the
- * base's own tokenizer where {@link loadAdapterWithTokenizer} had replaced it with the adapter's.
+ * Removes the adapter, as removeLora does: the base's own embed_tokens, lm_head, vocabulary and tokenizer are used again
+ * (`base.tokenizer` is the base's where an adapter had brought its own).
  * @example removeAdapterWithTokenizer(base); // base.tokenizer is the base folder's again
  */
 export function removeAdapterWithTokenizer(base: BaseModel): void {
   removeLora(base.model);
-  restoreBaseTokenizer(base);
 }

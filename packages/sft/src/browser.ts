@@ -25,8 +25,10 @@ export type { TrainValSplit } from './split.js';
 export { Pcg64, numpyPermutation } from './rng.js';
 
 // Model, training and checkpoints
-export { attachLora, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
+export { attachLora, baseModelOf, chooseMicroBatch, demoBaseModel, deviceLimits, LoraModel, DEMO_MODEL_NAME } from './lora-model.js';
 export type { BaseModel } from './lora-model.js';
+export { adapterTokenizerOptions } from './adapter-tokenizer.js';
+export type { AdapterTokenizerFiles } from './adapter-tokenizer.js';
 export { train } from './trainer.js';
 export { evaluate } from './evaluate.js';
 export type { TrainableModel, DeviceBatch, TrainOptions, TrainResult, ProgressEvent } from './train-types.js';

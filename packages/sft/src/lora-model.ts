@@ -30,10 +30,33 @@ export const DEMO_MODEL_SEED = 2023;
 /** A base model with its tokenizer, ready for an adapter. */
 export interface BaseModel {
   model: LlamaModel;
-  tokenizer: Tokenizer;
+  /**
+   * The tokenizer of the vocabulary the model computes with: that of an attached adapter bringing its own vocabulary
+   * (the model's `savedModules.tokenizer`, see loadAdapterWithTokenizer), else {@link baseTokenizer}.
+   */
+  readonly tokenizer: Tokenizer;
+  /** The base's own tokenizer, whatever adapter is attached. */
+  readonly baseTokenizer: Tokenizer;
   /** The folder it came from, or {@link DEMO_MODEL_NAME}. */
   name: string;
   isDemo: boolean;
+}
+
+/**
+ * A base model whose `tokenizer` follows the attached adapter: `tokenizer` (the base's own) unless an adapter that
+ * brings its own vocabulary is attached, whose tokenizer is used until the adapter is removed or replaced.
+ * @example const base = baseModelOf(await loadLlama(dir), await loadTokenizer(dir), dir, false);
+ */
+export function baseModelOf(model: LlamaModel, tokenizer: Tokenizer, name: string, isDemo: boolean): BaseModel {
+  return {
+    model,
+    get tokenizer() {
+      return model.savedModules.tokenizer ?? tokenizer;
+    },
+    baseTokenizer: tokenizer,
+    name,
+    isDemo,
+  };
 }
 
 /**
@@ -44,7 +67,7 @@ export interface BaseModel {
  */
 export function demoBaseModel(tokenizer: Tokenizer, demoConfig: LlamaConfigOverrides = {}, dtype: FloatDType = 'f32'): BaseModel {
   const model = createRandomLlama(configFromPreset('tiny', demoConfig), { seed: DEMO_MODEL_SEED, dtype });
-  return { model, tokenizer, name: DEMO_MODEL_NAME, isDemo: true };
+  return baseModelOf(model, tokenizer, DEMO_MODEL_NAME, true);
 }
 
 /** Attaches HuaTuo's LoRA (r, alpha, dropout, targets, rsLoRA, DoRA and modules_to_save from the config) and wraps the model for the trainer. */

@@ -11,6 +11,7 @@ import type { LlamaModel } from '../model/model.js';
 import { openTensorFile } from '../formats/tensor-file.js';
 import { serializeSafetensors } from '../formats/safetensors-write.js';
 import type { ByteSource } from '../formats/source.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';
@@ -53,6 +54,13 @@ export interface LoadAdapterOptions {
    * `adapter.vocabSize`): an error it throws leaves the model as it was.
    */
   readonly beforeAttach?: (adapter: CheckedAdapter) => void | Promise<void>;
+  /**
+   * The tokenizer of the adapter's own vocabulary, asked for once the adapter is read and checked (after `beforeAttach`),
+   * before the model changes, where its trained embed_tokens resizes the vocabulary (`adapter.vocabSize` is not
+   * `adapter.baseVocabSize`; Chinese-LLaMA-Alpaca's adapters ship it beside their weights). It is kept in the model's
+   * `savedModules.tokenizer` while the adapter is attached, and goes with it. An error it throws leaves the model as it was.
+   */
+  readonly adapterTokenizer?: (adapter: CheckedAdapter) => Promise<Tokenizer>;
 }
 
 /**
@@ -85,5 +93,7 @@ export async function loadAdapterFromFiles(model: LlamaModel, configText: string
   // The trained copies of modules_to_save come from the file, not from the base.
   const checked = checkAdapter(model, config, tensors, weights.name);
   await options.beforeAttach?.(checked);
-  attachCheckedAdapter(model, checked);
+  const resized = checked.vocabSize !== checked.baseVocabSize;
+  const tokenizer = resized && options.adapterTokenizer ? await options.adapterTokenizer(checked) : null;
+  attachCheckedAdapter(model, checked, tokenizer);
 }

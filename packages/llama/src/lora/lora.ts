@@ -15,7 +15,13 @@ import {
 } from './lora-config.js';
 import { loraModules, savedModules, type SavedModules } from './lora-targets.js';
 import type { LlamaModel, SavedCopies } from '../model/model.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
+
+/** The rows of the base's own embedding: config.json's vocab_size, whatever adapter is attached. */
+function baseVocabSize(model: LlamaModel): number {
+  return model.baseEmbedParts.reduce((rows, part) => rows + part.shape[0]!, 0);
+}
 
 /** Options of {@link applyLora}. */
 export interface ApplyLoraOptions {
@@ -73,6 +79,7 @@ export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, 
   model.savedModules = {
     embedTokens: saved.embedTokens ? trainableCopy(model.baseEmbedParts, limit) : null,
     lmHead: saved.lmHead ? headOf(trainableCopy(model.baseLmHead.parts, limit)) : null,
+    tokenizer: null,
   };
   return model.loraParameters();
 }
@@ -135,11 +142,11 @@ function uploadCopy(data: Float32Array, rows: number, cols: number, limit: numbe
   });
 }
 
-/** Frees the trained copies of embed_tokens and lm_head: the base's modules are used again. */
+/** Frees the trained copies of embed_tokens and lm_head: the base's modules, vocabulary and tokenizer are used again. */
 function dropSavedModules(model: LlamaModel): void {
   for (const p of model.savedModules.embedTokens ?? []) p.dispose('the adapter was removed or replaced');
   model.savedModules.lmHead?.dispose();
-  model.savedModules = { embedTokens: null, lmHead: null };
+  model.savedModules = { embedTokens: null, lmHead: null, tokenizer: null };
 }
 
 /** Attaches fresh LoRA adapters as {@link applyLora} does, without the trained copies of modules_to_save, which the caller sets. */
@@ -161,7 +168,11 @@ function attachAdapters(model: LlamaModel, config: LoraConfig, init: ApplyLoraOp
   }
 }
 
-/** Detaches and frees the adapter (unmerging it first when merged) and the trained copies of modules_to_save. */
+/**
+ * Detaches and frees the adapter (unmerging it first when merged) and the trained copies of modules_to_save; an adapter
+ * that brought its own vocabulary takes its tokenizer with it (`savedModules.tokenizer`), so the base's vocabulary and
+ * tokenizer are in use again.
+ */
 export function removeLora(model: LlamaModel): void {
   for (const { linear } of adaptedLinears(model)) {
     if (linear.merged) unmergeLinear(linear, model);
@@ -207,6 +218,8 @@ export interface CheckedAdapter {
   readonly config: LoraConfig;
   /** The vocabulary the model has once the adapter is attached: its trained embed_tokens' rows, else the base's. */
   readonly vocabSize: number;
+  /** The base's own vocabulary (config.json's vocab_size), whatever adapter is attached now. */
+  readonly baseVocabSize: number;
   readonly slots: readonly AdapterSlot[];
   readonly weights: ReadonlyMap<string, HostWeight>;
   readonly copies: ReadonlyMap<string, HostWeight>;
@@ -255,8 +268,9 @@ function checkedAdapterWeights(model: LlamaModel, cfg: LoraConfig, slots: readon
     }
     throw new AdapterError(file, `tensor "${key}" does not belong to an adapter of ${targets} on ${model.config.numHiddenLayers} layers; the adapter was trained for another model or config`);
   }
-  const vocabSize = copies.get(peftSavedEmbedKey)?.shape[0] ?? model.baseEmbedParts.reduce((s, p) => s + p.shape[0]!, 0);
-  return { config: cfg, vocabSize, slots, weights, copies };
+  const baseVocab = baseVocabSize(model);
+  const vocabSize = copies.get(peftSavedEmbedKey)?.shape[0] ?? baseVocab;
+  return { config: cfg, vocabSize, baseVocabSize: baseVocab, slots, weights, copies };
 }
 
 /**
@@ -271,7 +285,7 @@ export function checkAdapter(model: LlamaModel, config: LoraConfig, given: Reado
 }
 
 /** The adapter's tensors on the device, each a leaf that trains; on failure, those already uploaded are freed. */
-function uploadAdapter(model: LlamaModel, checked: CheckedAdapter): { loras: NonNullable<Linear['lora']>[]; copies: SavedCopies } {
+function uploadAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: Tokenizer | null): { loras: NonNullable<Linear['lora']>[]; copies: SavedCopies } {
   const uploaded: Tensor[] = [];
   const upload = (data: Float32Array, shape: readonly number[]) => {
     const t = keep(tensor(data, shape)).requireGrad();
@@ -297,7 +311,7 @@ function uploadAdapter(model: LlamaModel, checked: CheckedAdapter): { loras: Non
       return parts;
     };
     const lmHead = copy(peftSavedLmHeadKey);
-    return { loras, copies: { embedTokens: copy(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead) } };
+    return { loras, copies: { embedTokens: copy(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead), tokenizer } };
   } catch (err) {
     for (const t of uploaded) t.dispose('the adapter failed to load');
     throw err;
@@ -306,10 +320,14 @@ function uploadAdapter(model: LlamaModel, checked: CheckedAdapter): { loras: Non
 
 /**
  * Attaches an adapter {@link checkAdapter} checked, replacing any adapter: its tensors are uploaded first, and only
- * once all are on the device is the previous adapter removed, so a failure leaves the model as it was.
+ * once all are on the device is the previous adapter removed, so a failure leaves the model as it was. `tokenizer` is
+ * the one of the adapter's own vocabulary (null where the base's applies), kept in `savedModules` while it is attached.
  */
-export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter): void {
-  const { loras, copies } = uploadAdapter(model, checked);
+export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: Tokenizer | null = null): void {
+  if (tokenizer !== null && checked.vocabSize === checked.baseVocabSize) {
+    throw new ModelError(`attachCheckedAdapter: the adapter keeps the base's vocabulary of ${checked.vocabSize} pieces, whose tokenizer is the base's; pass no tokenizer`);
+  }
+  const { loras, copies } = uploadAdapter(model, checked, tokenizer);
   removeLora(model);
   model.loraConfig = checked.config;
   checked.slots.forEach(({ linear }, i) => {
@@ -322,14 +340,15 @@ export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter)
 /**
  * Replaces the adapter matrices (and DoRA magnitudes) with host values keyed by PEFT's names; `file` names the
  * source in errors. Every expected key must be present with its shape, and no other key; on an error the
- * adapter is left as it was.
+ * adapter is left as it was. The tokenizer of the adapter's own vocabulary stays where the vocabulary does.
  */
 export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, HostWeight>, file: string): void {
   const cfg = model.loraConfig;
   if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
   const slots = adaptedLinears(model).map(({ layer, target, linear }) => ({ layer, target, linear, r: linear.lora!.A.shape[0]!, scaling: linear.lora!.scaling }));
   const checked = checkedAdapterWeights(model, cfg, slots, given, file);
-  const { loras, copies } = uploadAdapter(model, checked);
+  const kept = model.savedModules.tokenizer;
+  const { loras, copies } = uploadAdapter(model, checked, kept !== null && checked.vocabSize === model.config.vocabSize ? kept : null);
   slots.forEach(({ linear }, i) => {
     const lora = linear.lora!;
     lora.A.dispose('replaced by loaded adapter weights');
@@ -350,7 +369,7 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
 function savedCopiesOf(model: LlamaModel, cfg: LoraConfig, weights: ReadonlyMap<string, HostWeight>, file: string): Map<string, HostWeight> {
   const saved = checkedSavedModules(model, cfg, file, peftFieldNames);
   const C = model.config.hiddenSize;
-  const baseRows = model.baseEmbedParts.reduce((s, p) => s + p.shape[0]!, 0);
+  const baseRows = baseVocabSize(model);
   const out = new Map<string, HostWeight>();
   for (const [on, key, module] of [
     [saved.embedTokens, peftSavedEmbedKey, 'embed_tokens'],

@@ -27,11 +27,18 @@ import type { DecoderLayer } from './decoder-layer.js';
 import { RotaryFrequencies } from './rotary.js';
 import type { Linear } from './linear.js';
 import type { LoraConfig } from '../lora/lora-config.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** The trained copies of embed_tokens and lm_head that replace the base's (PEFT's modules_to_save), null where the base's is used. */
 export interface SavedCopies {
   readonly embedTokens: Tensor[] | null;
   readonly lmHead: Linear | null;
+  /**
+   * The tokenizer of the copies' vocabulary where it is not the base's: an adapter trained on a resized vocabulary
+   * ships the tokenizer it was trained with (see loadAdapterFromFiles' `adapterTokenizer`); null where the base's applies.
+   * It goes with the copies: once they are dropped, the base's vocabulary and tokenizer are in use again.
+   */
+  readonly tokenizer: Tokenizer | null;
 }
 
 /** Options of {@link LlamaModel.forward}. */
@@ -83,7 +90,7 @@ export class LlamaModel {
   private dropoutCounter: number;
   private maxModelLenSet: number | null = null;
 
-  private copies: SavedCopies = { embedTokens: null, lmHead: null };
+  private copies: SavedCopies = { embedTokens: null, lmHead: null, tokenizer: null };
   private activeConfig: LlamaConfig;
 
   constructor(
@@ -119,6 +126,7 @@ export class LlamaModel {
   }
 
   set savedModules(copies: SavedCopies) {
+    if (copies.tokenizer !== null && copies.embedTokens === null) throw new ModelError('internal: a tokenizer of its own vocabulary was given without the trained embed_tokens of that vocabulary');
     this.copies = copies;
     const rows = copies.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
     this.activeConfig = rows === this.baseConfig.vocabSize ? this.baseConfig : Object.freeze({ ...this.baseConfig, vocabSize: rows });
@@ -331,6 +339,6 @@ export class LlamaModel {
     if (!this.baseConfig.tieWordEmbeddings) this.baseLmHead.dispose();
     for (const p of this.savedModules.embedTokens ?? []) p.dispose();
     this.savedModules.lmHead?.dispose();
-    this.savedModules = { embedTokens: null, lmHead: null };
+    this.savedModules = { embedTokens: null, lmHead: null, tokenizer: null };
   }
 }

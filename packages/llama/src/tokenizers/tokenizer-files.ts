@@ -107,3 +107,30 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = ''): Tokenizer
   }
   throw new TokenizerError(`${where === '' ? 'tokenizer' : where}: neither tokenizer.json nor tokenizer.model was given; a LLaMA folder needs one of them`);
 }
+
+/**
+ * Reads the tokenizer files of a model folder through `read` (a file by name: from disk, or among files picked in a
+ * browser; undefined where the folder has none) as transformers' AutoTokenizer reads them: tokenizer.json,
+ * tokenizer.model and tokenizer_config.json, and with tokenizer.model also special_tokens_map.json and added_tokens.json.
+ * Null where the folder has neither tokenizer.json nor tokenizer.model; {@link tokenizerFromFiles} builds the tokenizer.
+ *
+ * @example
+ * const files = await readTokenizerFiles(async (name) => byName.get(name)?.bytes());
+ */
+export async function readTokenizerFiles(read: (file: string) => Promise<Uint8Array | undefined>): Promise<TokenizerFiles | null> {
+  const files: TokenizerFiles = {};
+  const tokenizerJson = await read('tokenizer.json');
+  const tokenizerModel = await read('tokenizer.model');
+  if (tokenizerJson === undefined && tokenizerModel === undefined) return null;
+  const tokenizerConfigJson = await read('tokenizer_config.json');
+  if (tokenizerJson !== undefined) files.tokenizerJson = tokenizerJson;
+  if (tokenizerModel !== undefined) files.tokenizerModel = tokenizerModel;
+  if (tokenizerConfigJson !== undefined) files.tokenizerConfigJson = tokenizerConfigJson;
+  if (tokenizerModel !== undefined) {
+    const specialTokensMapJson = await read('special_tokens_map.json');
+    const addedTokensJson = await read('added_tokens.json');
+    if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
+    if (addedTokensJson !== undefined) files.addedTokensJson = addedTokensJson;
+  }
+  return files;
+}

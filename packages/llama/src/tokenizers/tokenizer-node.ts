@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tokenizer } from './tokenizer.js';
 import { TokenizerError } from './tokenizer-errors.js';
-import { tokenizerFromFiles, type TokenizerFiles } from './tokenizer-files.js';
+import { readTokenizerFiles, tokenizerFromFiles } from './tokenizer-files.js';
 
 /**
  * Reads the tokenizer of the model folder `folder` as transformers' AutoTokenizer does:
@@ -29,20 +29,8 @@ export async function loadTokenizer(folder: string): Promise<Tokenizer> {
       throw new TokenizerError(`${join(folder, file)}: cannot be read (${code ?? (cause as Error).message}); check its permissions`, { file: join(folder, file), cause });
     }
   };
-  const files: TokenizerFiles = {};
-  const tokenizerJson = await read('tokenizer.json');
-  const tokenizerModel = await read('tokenizer.model');
-  const tokenizerConfigJson = await read('tokenizer_config.json');
-  if (tokenizerJson !== undefined) files.tokenizerJson = tokenizerJson;
-  if (tokenizerModel !== undefined) files.tokenizerModel = tokenizerModel;
-  if (tokenizerConfigJson !== undefined) files.tokenizerConfigJson = tokenizerConfigJson;
-  if (tokenizerModel !== undefined) {
-    const specialTokensMapJson = await read('special_tokens_map.json');
-    const addedTokensJson = await read('added_tokens.json');
-    if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
-    if (addedTokensJson !== undefined) files.addedTokensJson = addedTokensJson;
-  }
-  if (tokenizerJson !== undefined || tokenizerModel !== undefined) return tokenizerFromFiles(files, folder);
+  const files = await readTokenizerFiles(read);
+  if (files !== null) return tokenizerFromFiles(files, folder);
   throw new TokenizerError(
     `${folder}: has neither tokenizer.json nor tokenizer.model; copy the model's tokenizer into it (LLaMA's own is in the package's assets/llama-tokenizer)`,
     { file: folder },
