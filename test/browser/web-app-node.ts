@@ -78,19 +78,19 @@ export async function writeTinyHfFolder(dir: string): Promise<void> {
 
 /**
  * A PEFT adapter that also trains embed_tokens and lm_head (modules_to_save), their copies moved by
- * random rows so the answers change, saved into `dir`; `extraRows` more rows than the base's vocabulary
- * make it an adapter trained on a resized vocabulary.
+ * random rows so the answers change, saved into `dir`; `rows` other than the base's vocabulary make it
+ * an adapter trained on a resized vocabulary.
  */
-export async function writeSavedModulesAdapter(base: BaseModel, dir: string, extraRows = 0): Promise<void> {
+export async function writeSavedModulesAdapter(base: BaseModel, dir: string, rows = base.model.config.vocabSize): Promise<void> {
   manualSeed(9);
   applyLora(base.model, { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'], modulesToSave: ['embed_tokens', 'lm_head'] }, { seed: 9 });
-  const { vocabSize, hiddenSize } = base.model.config;
+  const { hiddenSize } = base.model.config;
   const tensors = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const { layer, target, linear } of adaptedLinears(base.model)) {
     for (const [which, t] of [['A', linear.lora!.A], ['B', linear.lora!.B]] as const) tensors.set(peftKey(layer, target, which), { shape: t.shape, data: (await t.toArray()) as Float32Array });
   }
   for (const key of [peftSavedEmbedKey, peftSavedLmHeadKey]) {
-    const r = randn([vocabSize + extraRows, hiddenSize]);
+    const r = randn([rows, hiddenSize]);
     tensors.set(key, { shape: r.shape, data: (await r.toArray()) as Float32Array });
     r.dispose();
   }

@@ -1,10 +1,12 @@
 // The adapter in and out of the page: downloads of adapter_config.json and adapter_model.safetensors
-// (the bytes Node's saveAdapter writes), and a PEFT adapter folder or its two files loaded from disk
+// (the bytes Node's saveAdapter writes), and a PEFT adapter folder or its files loaded from disk
 // (adapter_model.safetensors, or the older adapter_model.bin). An adapter's trained embed_tokens and
-// lm_head (PEFT's modules_to_save) come and go with it; one trained on another vocabulary is refused,
-// since the page chats with the base's tokenizer.
+// lm_head (PEFT's modules_to_save) come and go with it; one trained on a resized vocabulary (as
+// Chinese-LLaMA-Alpaca's) brings the tokenizer picked with it, used while it is attached, as Node's
+// loadAdapterWithTokenizer does.
 
-import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, openTensorFile, peftSavedEmbedKey, serializeAdapter, type LlamaModel } from '@huatuo/llama';
+import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel } from '@huatuo/llama';
+import { adapterTokenizerOptions, type BaseModel } from '@huatuo/sft';
 import { download } from './dom.js';
 
 /** Offers the model's adapter as PEFT's two files. */
@@ -14,31 +16,39 @@ export async function downloadAdapter(model: LlamaModel, baseName: string, which
   else download(adapterWeightsName, weights, 'application/octet-stream');
 }
 
-/** Loads a PEFT adapter from picked files (a folder or the two files), replacing the model's adapter. */
-export async function uploadAdapter(model: LlamaModel, files: readonly File[]): Promise<string> {
-  const config = files.find((f) => f.name === adapterConfigName);
-  const weights = files.find((f) => f.name === adapterWeightsName) ?? files.find((f) => f.name === adapterTorchWeightsName);
-  const picked = files.map((f) => f.name).join(', ') || 'no files';
-  if (!config) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  if (!weights) throw new Error(`no ${adapterWeightsName} or ${adapterTorchWeightsName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  const vocab = await savedEmbedRows(weights);
-  if (vocab !== null && vocab !== model.config.vocabSize) {
-    throw new Error(
-      `${weights.name} trains embed_tokens on a vocabulary of ${vocab} pieces, but the base has ${model.config.vocabSize}: it needs the tokenizer it was trained with, ` +
-        'which the page does not load. Merge it into the base (huatuo merge --base <base folder> --adapter <adapter folder> --out <folder>) and pick the merged folder as the base model',
-    );
-  }
-  await loadAdapterFromFiles(model, await config.text(), config.name, blobSource(weights));
-  const rel = (config as File & { webkitRelativePath?: string }).webkitRelativePath ?? '';
-  return rel.includes('/') ? rel.split('/')[0]! : config.name;
+/** The folder of a picked file within the picked folder ('' for files picked one by one). */
+function folderOf(file: File): string {
+  const rel = (file as File & { webkitRelativePath?: string }).webkitRelativePath ?? '';
+  return rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
 }
 
-/** The rows of the adapter's trained copy of embed_tokens (modules_to_save), or null when it has none. */
-async function savedEmbedRows(weights: File): Promise<number | null> {
-  const file = await openTensorFile(blobSource(weights));
-  try {
-    return file.tensors.find((t) => t.name === peftSavedEmbedKey)?.shape[0] ?? null;
-  } finally {
-    await file.close();
-  }
+/**
+ * Loads a PEFT adapter from picked files (a folder, or its files one by one), replacing the base model's adapter.
+ * Where its trained embed_tokens resizes the vocabulary, the tokenizer picked with it (tokenizer.model or
+ * tokenizer.json beside adapter_config.json) is `base.tokenizer` until the adapter is removed or replaced.
+ * Returns what it was loaded from, for the page to say.
+ */
+export async function uploadAdapter(base: BaseModel, files: readonly File[]): Promise<string> {
+  const picked = files.map((f) => f.name).join(', ') || 'no files';
+  const config = files.find((f) => f.name === adapterConfigName);
+  if (!config) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
+  // A folder may hold checkpoints in subfolders: the adapter's files are those beside its adapter_config.json.
+  const folder = folderOf(config);
+  const beside = new Map(files.filter((f) => folderOf(f) === folder).map((f) => [f.name, f]));
+  const weights = beside.get(adapterWeightsName) ?? beside.get(adapterTorchWeightsName);
+  if (!weights) throw new Error(`no ${adapterWeightsName} or ${adapterTorchWeightsName} beside ${folder ? `${folder}/` : ''}${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
+  const from = folder || config.name;
+  const tokenizerFiles = adapterTokenizerOptions({
+    read: async (name) => {
+      const file = beside.get(name);
+      return file ? new Uint8Array(await file.arrayBuffer()) : undefined;
+    },
+    where: folder || 'the picked adapter',
+    whenMissing:
+      `pick the adapter folder holding the tokenizer it was trained with (tokenizer.model or tokenizer.json, with tokenizer_config.json and special_tokens_map.json where it has them), ` +
+      `or pick those files together with ${adapterConfigName} and ${weights.name}`,
+    refusal: (message) => new Error(message),
+  });
+  await loadAdapterFromFiles(base.model, await config.text(), config.name, blobSource(weights), tokenizerFiles);
+  return from;
 }

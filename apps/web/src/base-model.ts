@@ -10,6 +10,7 @@ import {
   parseLlamaConfig,
   planMemory,
   withGenerationConfig,
+  readTokenizerFiles,
   tokenizerFromFiles,
   type LlamaConfig,
   type LoraTargetModule,
@@ -76,10 +77,9 @@ export async function loadFolderModel(
   let config = parseLlamaConfig(await jsonOf(configFile, `${name}/config.json`), `${name}/config.json`);
   const generationFile = byName.get('generation_config.json');
   if (generationFile) config = withGenerationConfig(config, await jsonOf(generationFile, `${name}/generation_config.json`), `${name}/generation_config.json`);
-  const tokenizerJson = await read('tokenizer.json');
-  const tokenizerConfigJson = await read('tokenizer_config.json');
-  const tokenizerModel = tokenizerJson ? undefined : await read('tokenizer.model');
-  const tokenizer = tokenizerFromFiles({ tokenizerJson, tokenizerConfigJson, tokenizerModel }, name);
+  const tokenizerFiles = await readTokenizerFiles(read);
+  if (!tokenizerFiles) throw new Error(`${name}: no tokenizer.json or tokenizer.model among the ${files.length} files; pick the whole folder of a Hugging Face LLaMA model, tokenizer included`);
+  const tokenizer = tokenizerFromFiles(tokenizerFiles, name);
   const dtype = hasF16() ? 'f16' : 'f32';
   const info = deviceInfo()!;
   const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };

@@ -29,7 +29,7 @@ export async function ask(event: SubmitEvent): Promise<void> {
         continue;
       }
       pane.classList.add('streaming');
-      const r = await answer(state.base.model, state.base.tokenizer, question, settings, i === 1, (t) => (pane.textContent = t));
+      const r = await answer(state.base, question, settings, i === 1, (t) => (pane.textContent = t));
       pane.classList.remove('streaming');
       pane.textContent = r.text || '(empty answer)';
       const meta = document.createElement('span');

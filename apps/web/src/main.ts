@@ -1,7 +1,7 @@
 // The page: WebGPU first (or a message saying why not), then the controls of its cards wired to
 // the views (setup, training, chat) and the adapter in and out. The work is in @huatuo/sft's trainer.
 
-import { formatBytes } from '@huatuo/llama';
+import { formatBytes, removeLora } from '@huatuo/llama';
 import { LoraModel } from '@huatuo/sft';
 import { folderName, loadDemoModel, loadFolderModel } from './base-model.js';
 import { downloadAdapter, uploadAdapter } from './adapter-io.js';
@@ -88,7 +88,7 @@ async function boot(): Promise<void> {
   const adapterIn = async (files: File[]) => {
     if (!state.base) return say(byId('adapter-status'), 'Choose a base model first; the adapter attaches to it.', 'bad');
     try {
-      const from = await uploadAdapter(state.base.model, files);
+      const from = await uploadAdapter(state.base, files);
       state.model = new LoraModel(state.base.model, state.base.name);
       state.adapterLabel = `loaded from ${from}`;
       state.resumable = false;
@@ -98,6 +98,16 @@ async function boot(): Promise<void> {
     }
     refresh();
   };
+  byId('remove-adapter').addEventListener('click', () => {
+    if (!state.base) return;
+    // The base's own embed_tokens, lm_head, vocabulary and tokenizer are used again.
+    removeLora(state.base.model);
+    state.model = null;
+    state.adapterLabel = '';
+    state.resumable = false;
+    say(byId('adapter-status'), 'Adapter removed: the base model answers with its own vocabulary and tokenizer. Train one, or load a PEFT adapter.');
+    refresh();
+  });
   pickFiles('adapter-folder', (f) => void adapterIn(f));
   pickFiles('adapter-files', (f) => void adapterIn(f));
   refresh();

@@ -24,6 +24,7 @@ import {
   type TrainResult,
 } from '@huatuo/sft';
 import { deviceInfo } from '@huatuo/tensor';
+import { switchAdapterOff } from './chat.js';
 import type { DataSource } from './data-source.js';
 
 /** Where the page's run lives in IndexedDB. */
@@ -72,8 +73,19 @@ export interface Planned {
 /**
  * Splits and tokenizes the data and plans memory. A step of one sequence must fit the adapter's
  * buffer limits and `gpuMemory` bytes (WebGPU does not report the GPU's memory; the page asks).
+ * Planned on the base as a run trains it: with a fresh adapter on the base's vocabulary and
+ * tokenizer, replacing a loaded one that brought its own.
  */
 export function planTraining(base: BaseModel, source: DataSource, recipeConfig: TrainConfig, gpuMemory: number): Planned {
+  const switchOn = switchAdapterOff(base.model);
+  try {
+    return planOnBase(base, source, recipeConfig, gpuMemory);
+  } finally {
+    switchOn();
+  }
+}
+
+function planOnBase(base: BaseModel, source: DataSource, recipeConfig: TrainConfig, gpuMemory: number): Planned {
   let config = recipeConfig;
   const data = prepareRecords(source.records, source.file, MED_TEMPLATE, config, base);
   let plan = planRun(config, base, data);

@@ -20,7 +20,7 @@ export const state = {
   gpuDead: false,
 };
 
-const buttons = ['demo-model', 'demo-data', 'train', 'pause', 'resume', 'stop', 'ask', 'download-config', 'download-weights', 'resume-run', 'discard-run'];
+const buttons = ['demo-model', 'demo-data', 'train', 'pause', 'resume', 'stop', 'ask', 'download-config', 'download-weights', 'remove-adapter', 'resume-run', 'discard-run'];
 const fileInputs = ['model-folder', 'model-files', 'data-file', 'adapter-folder', 'adapter-files'];
 
 /** Shows a message that stops the page's work, with what to do. */
@@ -47,6 +47,7 @@ export function refresh(): void {
   const hasAdapter = state.base !== null && state.base.model.loraConfig !== null;
   set('download-config', idle && hasAdapter);
   set('download-weights', idle && hasAdapter);
+  set('remove-adapter', idle && hasAdapter);
   document.body.dataset.busy = state.busy;
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement>('#knobs input, #knobs select')) el.disabled = state.busy === 'training';
 }

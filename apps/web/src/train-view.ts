@@ -69,7 +69,9 @@ export function describeAdapter(): void {
   if (!m || !cfg) return;
   const params = adaptedLinears(m).reduce((s, { linear }) => s + (linear.lora ? linear.lora.A.size + linear.lora.B.size + (linear.lora.magnitude?.size ?? 0) : 0), 0);
   const variants = [cfg.useRslora ? 'rsLoRA' : '', cfg.useDora ? 'DoRA' : ''].filter(Boolean).join(', ');
-  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${variants ? ` (${variants})` : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}`, 'ok');
+  const tokenizer = m.savedModules.tokenizer;
+  const vocabulary = tokenizer ? `; on its own vocabulary of ${m.config.vocabSize} pieces, with its tokenizer (${tokenizer.vocabSize} pieces)` : '';
+  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${variants ? ` (${variants})` : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}${vocabulary}`, 'ok');
 }
 
 /** Offers to resume the run stored in this browser, if there is one. */
