@@ -11,7 +11,7 @@ test("the defaults are HuaTuo's recipe", () => {
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraModulesToSave: [], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, gpuMemory: 0, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
-      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch',
+      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch', epochRemainder: 'carry',
       warmupRatio: 0.1, warmupSteps: 0, lrSchedulerType: 'linear', lrSchedulerKwargs: {}, loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
     },
   );

@@ -161,7 +161,7 @@ test('a checkpoint records the values its steps depend on; a resume changing any
   const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as { recipe?: Record<string, unknown> };
   const { data, ...values } = state.recipe ?? {};
   assert.deepEqual(values, {
-    learningRate: 3e-3, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, loraR: 4, loraAlpha: 8, loraDropout: 0.05,
+    learningRate: 3e-3, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, epochRemainder: 'carry', loraR: 4, loraAlpha: 8, loraDropout: 0.05,
     loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraModulesToSave: [], batchSize: 4, numEpochs: 10, maxSteps: -1, seed: 42,
     cutoffLen: 64, valSetSize: 2, splitSeed: 2023, trainOnInputs: false, padToMultipleOf: 8, quantize: 'none', microBatchSize: 2, precision: 'f32',
   });
@@ -226,26 +226,29 @@ test('a resume refused into a folder that --overwrite-output-dir would clear lea
 });
 
 test('a checkpoint written before the recipe was recorded resumes: values it does not record are unknown, not a difference; its recipe key and micro-batch still refuse', async () => {
+  // Runs of that time dropped an epoch's leftover micro-batch (here 5 micro-batches per epoch, accumulation 2).
+  const older = (outputDir: string, overrides: Record<string, unknown> = {}) => smallConfig(dataPath, outputDir, { epochRemainder: 'drop', ...overrides });
+  const reference = await run(older(tmp()), { stopAfterStep: 10 });
   const out = tmp();
-  await run(smallConfig(dataPath, out), { stopAfterStep: 5 });
+  await run(older(out), { stopAfterStep: 5 });
   const dir = join(out, 'checkpoint-5');
   const statePath = join(dir, 'trainer_state.json');
-  const { recipe: _, lrSchedule: __, lossNormalization: ___, ...older } = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(statePath, JSON.stringify(older, null, 1));
+  const { recipe: _, lrSchedule: __, lossNormalization: ___, ...written } = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(statePath, JSON.stringify(written, null, 1));
 
   // Its micro-batch and accumulation are recorded in every checkpoint: still named.
-  await assert.rejects(run(smallConfig(dataPath, out, { microBatchSize: 1 }), { resume: dir, microBatchSize: 1 }), (e: unknown) => e instanceof CheckpointError && e.message.includes('--micro-batch 2 there, 1 here'));
+  await assert.rejects(run(older(out, { microBatchSize: 1 }), { resume: dir, microBatchSize: 1 }), (e: unknown) => e instanceof CheckpointError && e.message.includes('--micro-batch 2 there, 1 here'));
   // The learning rate is tied by the recipe key alone.
-  await assert.rejects(run(smallConfig(dataPath, out, { learningRate: 1e-3 }), { resume: dir }), (e: unknown) => e instanceof CheckpointError && /same flags/.test(e.message));
+  await assert.rejects(run(older(out, { learningRate: 1e-3 }), { resume: dir }), (e: unknown) => e instanceof CheckpointError && /same flags/.test(e.message));
 
   // Weight decay was not recorded: unknown, so another value resumes (and is recorded from then on).
   const other = tmp();
-  const decayed = await run(smallConfig(dataPath, other, { weightDecay: 0.01 }), { resume: dir, stopAfterStep: 6 });
+  const decayed = await run(older(other, { weightDecay: 0.01 }), { resume: dir, stopAfterStep: 6 });
   assert.deepEqual([...decayed.stepLosses.keys()], [6]);
   assert.equal(decayed.state.recipe?.weightDecay, 0.01);
 
-  const resumed = await run(smallConfig(dataPath, out), { resume: dir, stopAfterStep: 10 });
-  assert.deepEqual(losses(resumed, 6, 10), full.slice(5, 10), 'the same flags continue the run exactly');
+  const resumed = await run(older(out), { resume: dir, stopAfterStep: 10 });
+  assert.deepEqual(losses(resumed, 6, 10), losses(reference, 6, 10), 'the same flags continue the run exactly');
   const state = JSON.parse(readFileSync(join(out, 'checkpoint-10', 'trainer_state.json'), 'utf8')) as { recipe?: { weightDecay?: number } };
   assert.equal(state.recipe?.weightDecay, 0, 'its later checkpoints record the recipe');
 });

@@ -51,6 +51,7 @@ export const RECORDED_CONFIG_KEYS = [
   'adamEpsilon',
   'weightDecay',
   'maxGradNorm',
+  'epochRemainder',
   'loraR',
   'loraAlpha',
   'loraDropout',

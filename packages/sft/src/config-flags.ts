@@ -67,6 +67,13 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     choices: ['micro-batch', 'tokens'],
     help: "how gradient accumulation averages the loss: micro-batch: each micro-batch's mean over its answer tokens divided by the micro-batches per step (transformers before 4.46, as HuaTuo trained); tokens: the mean over every answer token of the step (transformers' num_items_in_batch since 4.46)",
   },
+  {
+    key: 'epochRemainder',
+    flag: '--epoch-remainder',
+    kind: 'string',
+    choices: ['carry', 'step', 'drop'],
+    help: "an epoch's last micro-batches that do not fill a step (micro-batches per epoch not a multiple of the accumulation): carry: their gradients go into the next epoch's first step (transformers 4.28, as HuaTuo trained; floor(micro-batches / accumulation) steps per epoch); step: they take a step of their own, their losses divided by their count (transformers 4.57; ceil(...) steps per epoch); drop: they are left out (this trainer's earlier runs)",
+  },
   { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up: ceil(steps x ratio) steps' },
   { key: 'warmupSteps', flag: '--warmup-steps', kind: 'int', min: 0, help: 'steps of linear warm-up, overriding --warmup-ratio when > 0' },
   {

@@ -1,5 +1,6 @@
-// The trainer's micro-batches: which examples each optimizer step reads (epoch order, leftovers
-// dropped), their dropout seeds, which labels they learn from, and their device tensors.
+// The trainer's micro-batches: which examples each optimizer step reads (epoch order, an epoch's
+// leftover micro-batches as --epoch-remainder says), their dropout seeds, which labels they learn
+// from, and their device tensors.
 import { tensor } from '@huatuo/tensor';
 import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
 import type { TrainConfig } from './config.js';
@@ -41,13 +42,61 @@ export function targetCount(example: TokenizedExample): number {
   return n;
 }
 
-/** Micro-batches of the whole run in order: epoch by epoch, leftovers that do not fill a step dropped. */
-export function stepBatches(nTrain: number, config: TrainConfig, schedule: TrainingSchedule, microBatchSize: number) {
+/** What one optimizer step reads. */
+export interface StepBatches {
+  /** The step's micro-batches, as indices into the training examples. */
+  chunks: number[][];
+  /** What each micro-batch's mean loss is divided by with --loss-normalization micro-batch. */
+  lossDivisor: number;
+}
+
+/**
+ * The micro-batches of each optimizer step, epoch by epoch, as the Hugging Face Trainer takes them.
+ * With --epoch-remainder carry (transformers 4.28's _inner_training_loop) the micro-batches run on
+ * across epochs and a step ends after every `accumulation`-th micro-batch counted from the run's
+ * start (total_batched_samples), or at an epoch's end when an epoch holds no more than `accumulation`
+ * micro-batches; each loss is divided by `accumulation`. With step (transformers 4.57) an epoch ends
+ * with a step of its remainder micro-batches, whose losses are divided by their count
+ * (current_gradient_accumulation_steps). With drop the remainder is left out.
+ */
+export function stepBatches(nTrain: number, config: TrainConfig, schedule: TrainingSchedule, microBatchSize: number): (step: number) => StepBatches {
   const accumulation = schedule.gradientAccumulationSteps;
-  return (step: number): number[][] => {
-    const epoch = Math.floor(step / schedule.stepsPerEpoch);
-    const within = step % schedule.stepsPerEpoch;
-    const chunks = chunkOrder(epochOrder(nTrain, config.seed, epoch), microBatchSize);
-    return chunks.slice(within * accumulation, (within + 1) * accumulation);
+  const perEpoch = schedule.microBatchesPerEpoch;
+  let cached: { epoch: number; chunks: number[][] } | null = null;
+  const epochChunks = (epoch: number): number[][] => {
+    if (cached?.epoch !== epoch) cached = { epoch, chunks: chunkOrder(epochOrder(nTrain, config.seed, epoch), microBatchSize) };
+    return cached.chunks;
+  };
+  if (config.epochRemainder !== 'carry') {
+    return (step) => {
+      const epoch = Math.floor(step / schedule.stepsPerEpoch);
+      const within = step % schedule.stepsPerEpoch;
+      const chunks = epochChunks(epoch).slice(within * accumulation, (within + 1) * accumulation);
+      return { chunks, lossDivisor: config.epochRemainder === 'step' ? chunks.length : accumulation };
+    };
+  }
+  // Step k's micro-batches as [epoch, index within the epoch], found by counting from the start.
+  const steps: [number, number][][] = [];
+  let counted = 0;
+  let epoch = 0;
+  let index = 0;
+  let current: [number, number][] = [];
+  return (step) => {
+    while (steps.length <= step) {
+      counted++;
+      current.push([epoch, index]);
+      const last = index === perEpoch - 1;
+      if (counted % accumulation === 0 || (perEpoch <= accumulation && last)) {
+        steps.push(current);
+        current = [];
+      }
+      if (last) {
+        epoch++;
+        index = 0;
+      } else {
+        index++;
+      }
+    }
+    return { chunks: steps[step]!.map(([e, i]) => epochChunks(e)[i]!), lossDivisor: accumulation };
   };
 }

@@ -100,8 +100,11 @@ function describeData(d: Partial<RecordedData>): string {
  * not record (one written before it was recorded) is unknown and not compared. The data are compared
  * by their tokenized records, so a data file moved elsewhere unchanged resumes.
  */
-function checkRecipe(dir: string, state: TrainerState, wanted: RecordedRecipe): void {
+function checkRecipe(dir: string, state: TrainerState, wanted: RecordedRecipe, schedule: TrainingSchedule): void {
   const saved: Partial<RecordedRecipe> = { ...state.recipe };
+  // Every run before --epoch-remainder dropped an epoch's leftover micro-batches; where there are none, the choices agree.
+  if (schedule.microBatchesPerEpoch % schedule.gradientAccumulationSteps !== 0) saved.epochRemainder ??= 'drop';
+  else delete saved.epochRemainder;
   // Every checkpoint records its micro-batch and accumulation.
   if (typeof state.microBatchSize === 'number') saved.microBatchSize ??= state.microBatchSize;
   if (typeof state.microBatchSize === 'number' && typeof state.gradientAccumulation === 'number') saved.batchSize ??= state.microBatchSize * state.gradientAccumulation;
@@ -195,13 +198,14 @@ export async function readResumePoint(resume: string, run: RunRecipe, recipe?: R
       `${dir} was written by a run with --loss-normalization ${normalization}, which sets how its gradients are averaged; resume with --loss-normalization ${normalization}, or start a new run with ${config.lossNormalization} in another --output-dir`,
     );
   }
-  checkRecipe(dir, payload.state, recipe ?? (await recordedRecipe(run)));
+  const schedule = trainingSchedule(config, nTrain, microBatchSize);
+  checkRecipe(dir, payload.state, recipe ?? (await recordedRecipe(run)), schedule);
   // A checkpoint written before the recipe was recorded is tied to it by the key alone.
   if (payload.state.recipe === undefined && payload.state.recipeKey !== (await recipeKey(config, nTrain, microBatchSize))) {
     throw new CheckpointError(
       `${dir} was written by a run with other recipe values (data size, batch, micro-batch, LoRA, epochs, max steps, lr or seed); resume with the same flags`,
     );
   }
-  checkLrSchedule(dir, payload.state.lrSchedule, trainingSchedule(config, nTrain, microBatchSize));
+  checkLrSchedule(dir, payload.state.lrSchedule, schedule);
   return { dir, payload };
 }

@@ -11,7 +11,10 @@ export interface TrainingSchedule {
   gradientAccumulationSteps: number;
   /** ceil(nTrain / microBatchSize): a DataLoader without drop_last. */
   microBatchesPerEpoch: number;
-  /** max(1, floor(microBatchesPerEpoch / gradientAccumulationSteps)). */
+  /**
+   * max(1, floor(microBatchesPerEpoch / gradientAccumulationSteps)); ceil with --epoch-remainder step, whose
+   * leftover micro-batches take a step of their own (transformers 4.57's num_update_steps_per_epoch).
+   */
   stepsPerEpoch: number;
   /** maxSteps when positive, else ceil(numEpochs * stepsPerEpoch). */
   totalSteps: number;
@@ -36,7 +39,8 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
   if (!Number.isInteger(nTrain) || nTrain < 1) throw new RangeError(`trainingSchedule: nTrain must be a positive integer, got ${nTrain}`);
   const gradientAccumulationSteps = config.batchSize / microBatchSize;
   const microBatchesPerEpoch = Math.ceil(nTrain / microBatchSize);
-  const stepsPerEpoch = Math.max(1, Math.floor(microBatchesPerEpoch / gradientAccumulationSteps));
+  const perAccumulation = microBatchesPerEpoch / gradientAccumulationSteps;
+  const stepsPerEpoch = Math.max(1, config.epochRemainder === 'step' ? Math.ceil(perAccumulation) : Math.floor(perAccumulation));
   const totalSteps = config.maxSteps > 0 ? config.maxSteps : Math.ceil(config.numEpochs * stepsPerEpoch);
   const trainerWarmup = config.warmupSteps > 0 ? config.warmupSteps : Math.ceil(totalSteps * config.warmupRatio);
   const warmupSteps = config.lrSchedulerType === 'constant' ? 0 : trainerWarmup;

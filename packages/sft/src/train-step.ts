@@ -30,7 +30,10 @@ export interface StepInputs {
   examples: readonly TokenizedExample[];
   /** The step's micro-batches, as indices into `examples`. */
   chunks: readonly (readonly number[])[];
-  /** Micro-batches per optimizer step: each loss is divided by it with --loss-normalization micro-batch. */
+  /**
+   * What each micro-batch's loss is divided by with --loss-normalization micro-batch: the accumulation steps, or
+   * the micro-batches of an epoch's remainder step with --epoch-remainder step.
+   */
   accumulation: number;
   /** Zero-based index of the step: it seeds the dropout masks. */
   step: number;

@@ -107,6 +107,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       activity = `at step ${step + 1} of ${schedule.totalSteps}`;
       const lr = learningRateAt(step, schedule, config.learningRate);
       optimizer.setLr(lr);
+      const { chunks, lossDivisor } = batchesOf(step);
       const { loss: stepLoss, lossScale, stepped, tokens } = await optimizerStep({
         config,
         model,
@@ -114,8 +115,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         scaler,
         params,
         examples: options.train,
-        chunks: batchesOf(step),
-        accumulation,
+        chunks,
+        accumulation: lossDivisor,
         step,
       });
       tokensSinceLog += tokens;
