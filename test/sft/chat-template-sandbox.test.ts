@@ -75,8 +75,12 @@ test("strftime_now formats the date as Python's strftime does in the C locale", 
   assert.ok(got === before || got === python(new Date()), got);
 });
 
-// Each of these would hang the process (nested loops, recursion that branches) or exhaust its memory (doubling a
-// string or a list) without the bounds. A hang cannot be interrupted inside the process, so they render in a child
+/** Two distinct strings of 2^19 characters, ns.s and ns.t. */
+const LONG_STRINGS = "{% set ns = namespace(s='x', t='z') %}{% for i in range(19) %}{% set ns.s = ns.s ~ ns.s %}{% set ns.t = ns.t ~ ns.t %}{% endfor %}";
+
+// Each of these would hang the process (nested loops, recursion that branches, reading a long string or searching a
+// long list in every step: 100000 startswith calls on half a million characters take seven minutes) or exhaust its
+// memory (doubling a string or a list) without the bounds. A hang cannot be interrupted inside the process, so they render in a child
 // process killed after 60 s, which fails the test instead of hanging it.
 test('templates that loop, recurse or grow text without end fail at once with a TemplateError naming the file and the bound', { timeout: 120_000 }, () => {
   const hostile: Record<string, string> = {
@@ -88,6 +92,10 @@ test('templates that loop, recurse or grow text without end fail at once with a 
     repeatedOutput: "{% set ns = namespace(s='x') %}{% for i in range(20) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{% for i in range(100000) %}{{ ns.s }}{% endfor %}",
     doubledList: '{% set ns = namespace(a=[1]) %}{% for i in range(64) %}{% set ns.a = ns.a + ns.a %}{% endfor %}{{ ns.a|length }}',
     stringTimesNumber: "{{ ('x' * 10**9)|length }}",
+    searchedString: `${LONG_STRINGS}{% for i in range(100000) %}{% if 'y' in ns.s %}{% endif %}{% endfor %}`,
+    comparedStrings: `${LONG_STRINGS}{% for i in range(100000) %}{% if ns.s == ns.t %}{% endif %}{% endfor %}`,
+    startswithLoop: `${LONG_STRINGS}{% for i in range(100000) %}{% if ns.s.startswith(ns.s) %}{% endif %}{% endfor %}`,
+    searchedList: '{% set ns = namespace(a=[0]) %}{% for i in range(18) %}{% set ns.a = ns.a + ns.a %}{% endfor %}{% for i in range(100000) %}{% if 2 in ns.a %}{% endif %}{% endfor %}',
   };
   const script = `
     import { chatTemplateFromFiles, renderChatTemplate } from '@huatuo/sft';
@@ -114,6 +122,10 @@ test('templates that loop, recurse or grow text without end fail at once with a 
     repeatedOutput: /made more than \d+ characters of text in all/,
     doubledList: /took more than \d+ steps/,
     stringTimesNumber: /Unknown operator "\*" between StringValue and IntegerValue/,
+    searchedString: /took more than \d+ steps/,
+    comparedStrings: /took more than \d+ steps/,
+    startswithLoop: /took more than \d+ steps/,
+    searchedList: /took more than \d+ steps/,
   };
   for (const [name, expected] of Object.entries(bound)) {
     const r = results[name]!;

@@ -10,12 +10,19 @@ import { ChatTemplateException } from './errors.js';
 /** Jinja2's sandbox MAX_RANGE: the most items range() may give. */
 export const MAX_RANGE = 100_000;
 // The bounds on work and text grow with the conversation, since a real chat template's work does: Llama-2's,
-// Llama-3's, Mistral's and ChatML's templates take 25 to 50 steps per message (3 values: the message, its role and
-// content) and write each message once with a few tokens around it. A million steps take about half a second.
+// Llama-3's, Mistral's, ChatML and Qwen3's templates take 25 to 150 steps per message (3 values: the message, its
+// role and content) and write each message once with a few tokens around it; on 4000 messages of 1000 characters,
+// or three of 4 million, they use at most 7% of any bound. A million steps take about half a second.
 /** The steps (expressions evaluated, statements and blocks rendered, list items made) any rendering may take. */
 export const MAX_STEPS = 1_000_000;
 /** The steps a rendering may take in addition per value of its variables (a string, a number, a list, an object...). */
 export const MAX_STEPS_PER_VALUE = 1_000;
+/**
+ * The characters of a string an operator or a call reads (`==`, `in`, `+`, `startswith`, ...) that count as one
+ * step: reading is not free (20000 startswith calls on half a million characters take over a minute), and a
+ * rendering may take one more step per character of its variables.
+ */
+export const CHARS_READ_PER_STEP = 64;
 /** The characters a string or a rendered block may hold in any rendering. */
 export const MAX_CHARS = 1 << 20;
 /** The characters a string or a rendered block may hold in addition per character of the rendering's variables. */
@@ -57,6 +64,32 @@ interface InterpreterInternals {
   evaluate(statement: unknown, environment: Environment): RuntimeValue;
   renderBlock(statements: readonly unknown[], environment: Environment): string;
 }
+
+/**
+ * The nodes of a template whose values an operator or a call reads whole: both sides of a binary operator, the
+ * arguments of a call, the object a method is called on ('inList' for the right side of `in`, whose list is searched).
+ */
+function readNodes(program: unknown): Map<object, 'read' | 'inList'> {
+  const reads = new Map<object, 'read' | 'inList'>();
+  const seen = new Set<object>();
+  const visit = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null || seen.has(node)) return;
+    seen.add(node);
+    const n = node as { type?: unknown; operator?: { value?: unknown }; left?: object; right?: object; callee?: { type?: unknown; object?: object }; args?: unknown[] };
+    if (n.type === 'BinaryExpression' && n.left && n.right) {
+      reads.set(n.left, 'read');
+      reads.set(n.right, n.operator?.value === 'in' || n.operator?.value === 'not in' ? 'inList' : 'read');
+    } else if (n.type === 'CallExpression') {
+      for (const arg of n.args ?? []) if (typeof arg === 'object' && arg !== null) reads.set(arg, 'read');
+      if (n.callee?.type === 'MemberExpression' && n.callee.object) reads.set(n.callee.object, 'read');
+    }
+    for (const child of Object.values(node)) visit(child);
+  };
+  visit(program);
+  return reads;
+}
+
+const readNodesOf = new WeakMap<Template, Map<object, 'read' | 'inList'>>();
 
 /** Whether evaluating `node` makes a new value (a variable, an item or an attribute is one that exists; a slice is new). */
 function makesValue(node: unknown): boolean {
@@ -110,9 +143,10 @@ function strftimeNow(format: unknown): string {
  * Renders a parsed template with `items` as its variables, as Template.render does (with Jinja's globals, and
  * raise_exception's message coming back as a ChatTemplateException), within the sandbox's bounds: range() gives
  * at most MAX_RANGE items; no rendering takes more than MAX_STEPS + MAX_STEPS_PER_VALUE steps per value of
- * `items` (each list item made counts as one) or nests deeper than MAX_DEPTH; no list grows past MAX_ITEMS items,
- * no string or rendered block past MAX_CHARS + MAX_CHARS_PER_CHAR characters per character of `items`, and the
- * text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
+ * `items` + one per character of `items` (each list item made or searched by `in` counts as one, and each
+ * CHARS_READ_PER_STEP characters an operator or a call reads) or nests deeper than MAX_DEPTH; no list grows past
+ * MAX_ITEMS items, no string or rendered block past MAX_CHARS + MAX_CHARS_PER_CHAR characters per character of
+ * `items`, and the text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
  * @throws TemplateLimitError when a bound is reached; what the template raises; the engine's errors.
  */
 export function renderBounded(template: Template, items: Record<string, unknown>): string {
@@ -135,15 +169,17 @@ export function renderBounded(template: Template, items: Record<string, unknown>
   const evaluate = internals.evaluate.bind(interpreter);
   const renderBlock = internals.renderBlock.bind(interpreter);
   const size = sizeOf(items);
-  const maxSteps = MAX_STEPS + MAX_STEPS_PER_VALUE * size.values;
+  const maxSteps = MAX_STEPS + MAX_STEPS_PER_VALUE * size.values + size.chars;
   const maxChars = MAX_CHARS + MAX_CHARS_PER_CHAR * size.chars;
   const maxMade = MAX_MADE_PER_LONGEST * maxChars;
+  let reads = readNodesOf.get(template);
+  if (reads === undefined) readNodesOf.set(template, (reads = readNodes(template.parsed)));
   let steps = 0;
   let depth = 0;
   let made = 0;
   const step = (count: number): void => {
     steps += count;
-    if (steps > maxSteps) throw new TemplateLimitError(`took more than ${maxSteps} steps (expressions evaluated, statements rendered, list items made)`);
+    if (steps > maxSteps) throw new TemplateLimitError(`took more than ${maxSteps} steps (expressions evaluated, statements rendered, list items made or searched, text read)`);
   };
   const enter = (): void => {
     if (++depth > MAX_DEPTH) throw new TemplateLimitError(`nested deeper than ${MAX_DEPTH} levels (a macro that calls itself without end)`);
@@ -158,6 +194,11 @@ export function renderBounded(template: Template, items: Record<string, unknown>
     enter();
     try {
       const value = evaluate(statement, environment);
+      const read = reads.get(statement as object);
+      if (read !== undefined) {
+        if (typeof value.value === 'string') step(Math.ceil(value.value.length / CHARS_READ_PER_STEP));
+        else if (read === 'inList' && Array.isArray(value.value)) step(value.value.length);
+      }
       if (makesValue(statement)) {
         if (typeof value.value === 'string') makeText(value.value.length, 'a string');
         else if (Array.isArray(value.value)) {
