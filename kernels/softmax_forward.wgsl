@@ -21,7 +21,7 @@ const LOG: bool = {{LOG}};
 {{include row_softmax_stats}}
 
 fn row_main(row: u32, base: u32, lid: u32) {
-  let st = row_softmax_stats(base, lid);
+  let st = row_softmax_stats(base, p.C, lid);
   let m = st.m;
   let all_neg_inf = m == f32_from_bits(0xff800000u);
   let inv = 1.0 / st.s;

@@ -1,7 +1,7 @@
-/// Shared by softmax_forward and log_softmax_top_k (after row_workgroup): a row's max m and sum of
-/// exp(x - m) in one pass over it (online softmax). Each thread folds its entries into a running max and a
-/// sum rescaled whenever the max grows; the workgroup then combines the threads' pairs in a tree. Declares
-/// f32_from_bits; row_softmax_stats reads x and p.C.
+/// Shared by softmax_forward, log_softmax_top_k and cross_entropy_forward (after a WG constant, as
+/// row_workgroup declares): a row's max m and sum of exp(x - m) in one pass over it (online softmax). Each
+/// thread folds its entries into a running max and a sum rescaled whenever the max grows; the workgroup
+/// then combines the threads' pairs in a tree. Declares f32_from_bits; row_softmax_stats reads x.
 // The max m of a row or of part of it, and s = sum exp(x - m) over it; (-inf, 0) before any entry.
 struct SoftmaxStats {
   m: f32,
@@ -54,9 +54,9 @@ fn workgroup_softmax_stats(lid: u32, st: SoftmaxStats) -> SoftmaxStats {
   return r;
 }
 
-// The row of x from `base` (p.C entries, thread lid reading every WG-th from lid): its max and sum.
-fn row_softmax_stats(base: u32, lid: u32) -> SoftmaxStats {
+// The row of x from `base` (`count` entries, thread lid reading every WG-th from lid): its max and sum.
+fn row_softmax_stats(base: u32, count: u32, lid: u32) -> SoftmaxStats {
   var st = softmax_stats_empty();
-  for (var c = lid; c < p.C; c += WG) { softmax_stats_add(&st, f32(x[base + c])); }
+  for (var c = lid; c < count; c += WG) { softmax_stats_add(&st, f32(x[base + c])); }
   return workgroup_softmax_stats(lid, st);
 }
