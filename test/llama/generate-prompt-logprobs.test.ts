@@ -1,10 +1,10 @@
 // generate's promptLogprobs: the prompts' tokens scored from the prompt step's own forward pass (left-padded
 // rows of different lengths, equal prompts scored once), as each prompt scored alone gives them, on the GPU
 // and host-pick paths, with generation itself unchanged; the prompt's scores reach onPromptLogprobs before its
-// first token.
+// first token; the tokens' ranks, ties counted against the token as vLLM counts them.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { initWebGPU, readyMatmul, type RowLogprobs } from '@huatuo/tensor';
+import { copyInto, initWebGPU, noGrad, readyMatmul, slice, tensor, toArray, type RowLogprobs } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, ModelError, promptLogprobs, type GenerateOptions, type Generation, type LlamaModel } from '@huatuo/llama';
 import { setHostPicks } from '@huatuo/llama/internal';
 
@@ -92,8 +92,35 @@ describe('prompt log-probabilities from the prompt step', () => {
       [{ promptLogprobs: 98 }, /promptLogprobs should be an integer in \[0, 97\]/],
       [{ promptLogprobs: -1 }, /promptLogprobs should be an integer/],
       [{ onPromptLogprobs: () => {} }, /give promptLogprobs too/],
+      [{ promptRanks: true }, /promptRanks goes with the prompts' scores/],
     ] as [GenerateOptions, RegExp][]) {
       await assert.rejects(generate(model, null, [[1, 2]], { maxNewTokens: 1, ...options }), (e: Error) => e instanceof ModelError && pattern.test(e.message), JSON.stringify(options));
+    }
+  });
+
+  it('ranks each prompt token as vLLM does: the tokens whose logit is at least its own, itself and its ties included', async () => {
+    const tied = createRandomLlama(configFromPreset('tiny', { vocabSize: 97 }), { seed: 6, std: 0.05 });
+    try {
+      // Tokens 12 and 40 get the same lm_head row: equal logits at every position.
+      const W = tied.lmHead.parts[0]!; // [V, C]
+      const C = W.shape[1]!;
+      const weights = (await toArray(W)) as Float32Array;
+      copyInto(slice(W, 0, 40, 41), tensor(weights.slice(12 * C, 13 * C), [1, C]));
+      const prompt = [5, 12, 40, 7, 40, 12, 3];
+      const V = tied.config.vocabSize;
+      const logits = noGrad(() => tied.forward(tensor(Int32Array.from(prompt), [1, prompt.length], { dtype: 'i32' })));
+      const host = (await toArray(logits)) as Float32Array;
+      logits.dispose();
+      for (const ranks of [await promptLogprobs(tied, prompt, 2, { ranks: true }), (await generate(tied, null, [prompt], { maxNewTokens: 1, promptLogprobs: 2, promptRanks: true }))[0]!.promptLogprobs!]) {
+        for (let t = 1; t < prompt.length; t++) {
+          const row = host.subarray((t - 1) * V, t * V);
+          const own = row[prompt[t]!]!;
+          assert.equal(row[12], row[40], `position ${t - 1}: the tie`);
+          assert.equal(ranks[t]!.rank, row.filter((v) => v >= own).length, `token ${t}`);
+        }
+      }
+    } finally {
+      tied.dispose();
     }
   });
 });

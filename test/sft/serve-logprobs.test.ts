@@ -256,6 +256,100 @@ test('an echoed prompt is scored by the prompt step that generation runs, one fo
   }
 });
 
+type PromptLogprobEntry = { logprob: number; rank: number; decoded_token: string };
+type CompletionWithPromptLogprobs = {
+  choices: { index: number; text: string; logprobs: { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[] } | null; prompt_logprobs?: (Record<string, PromptLogprobEntry> | null)[] }[];
+  usage: { completion_tokens: number };
+};
+
+/** POSTs a completion request (with fields the openai client does not type) and returns the status and the JSON. */
+async function postCompletion(server: RunningServer, body: Record<string, unknown>): Promise<{ status: number; json: CompletionWithPromptLogprobs & { error: { param: string | null; message: string } } }> {
+  const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: NAME, ...body }) });
+  return { status: res.status, json: (await res.json()) as CompletionWithPromptLogprobs & { error: { param: string | null; message: string } } };
+}
+
+test('prompt_logprobs gives vLLM\'s list: null first, then each prompt token\'s own entry with its rank in the vocabulary and the k most likely ranked 1 to k, from the one prompt step', async () => {
+  await withServer(async (server) => {
+    const ids = tokenizer.encode('The patient reports a headache and nausea since yesterday');
+    const T = ids.length;
+    const lsm = await forwardLogSoftmax(ids);
+    const check = (field: (Record<string, PromptLogprobEntry> | null)[] | undefined, k: number, what: string): void => {
+      assert.ok(field !== undefined, `${what}: prompt_logprobs missing`);
+      const list: (Record<string, PromptLogprobEntry> | null)[] = field;
+      assert.equal(list.length, T, what);
+      assert.equal(list[0], null, what);
+      for (let t = 1; t < T; t++) {
+        const row = lsm[t - 1]!;
+        const own = ids[t]!;
+        const top = topIds(row, k);
+        const map: Record<string, PromptLogprobEntry> = list[t]!;
+        assert.deepEqual(Object.keys(map).map(Number).sort((a, b) => a - b), [...new Set([own, ...top])].sort((a, b) => a - b), `${what}: token ${t}`);
+        // vLLM's rank: the tokens at least as likely as the prompt token, itself included.
+        const rank = row.filter((v) => v >= row[own]!).length;
+        const ownRank = top.includes(own) ? top.indexOf(own) + 1 : rank;
+        assert.equal(map[own]!.rank, ownRank, `${what}: token ${t}'s rank`);
+        if (!top.includes(own)) assert.ok(rank > k, `${what}: token ${t} outside the top ${k} ranks below them`);
+        top.forEach((id, j) => assert.equal(map[id]!.rank, j + 1, `${what}: token ${t}, top ${j}`));
+        for (const [id, e] of Object.entries(map)) {
+          assert.ok(Math.abs(e.logprob - row[Number(id)]!) <= TOL, `${what}: token ${t}, id ${id}: ${e.logprob}, forward pass ${row[Number(id)]}`);
+          assert.equal(e.decoded_token, tokenText(Number(id)), `${what}: token ${t}, id ${id}`);
+        }
+      }
+    };
+    const counted = await forwardsOver(model, T, () => postCompletion(server, { prompt: [ids], max_tokens: 2, temperature: 0, prompt_logprobs: 3, n: 2 }));
+    assert.equal(counted.result.status, 200, JSON.stringify(counted.result.json));
+    assert.equal(counted.forwards, 1, 'one forward pass over the prompt');
+    const { choices } = counted.result.json;
+    check(choices[0]!.prompt_logprobs, 3, 'n 2, choice 0');
+    assert.deepEqual(choices[1]!.prompt_logprobs, choices[0]!.prompt_logprobs, 'every choice carries the prompt\'s');
+    assert.equal(choices[0]!.logprobs, null, 'prompt_logprobs alone leaves logprobs out');
+    // max_tokens 0 with echo: the prompt scored alone, the same entries.
+    const only = await postCompletion(server, { prompt: [ids], max_tokens: 0, echo: true, prompt_logprobs: 3 });
+    assert.equal(only.status, 200, JSON.stringify(only.json));
+    assert.equal(only.json.usage.completion_tokens, 0);
+    check(only.json.choices[0]!.prompt_logprobs, 3, 'max_tokens 0');
+    only.json.choices[0]!.prompt_logprobs!.forEach((map, t) =>
+      Object.entries(map ?? {}).forEach(([id, e]) => {
+        const other = choices[0]!.prompt_logprobs![t]![id]!;
+        assert.equal(e.rank, other.rank, `token ${t}, id ${id}`);
+        assert.ok(Math.abs(e.logprob - other.logprob) <= SAME, `token ${t}, id ${id}`);
+      }),
+    );
+    // prompt_logprobs 0: the prompt token's own entry alone; with echo and logprobs 1, the echo takes its entries from prompt_logprobs' scoring (as vLLM).
+    const bare = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0, prompt_logprobs: 0, echo: true, logprobs: 1 });
+    check(bare.json.choices[0]!.prompt_logprobs, 0, 'prompt_logprobs 0');
+    const echoed = bare.json.choices[0]!.logprobs!;
+    for (let t = 1; t < T; t++) assert.deepEqual(Object.keys(echoed.top_logprobs![t]!), [tokenText(ids[t]!)], `echoed token ${t}: the own entry prompt_logprobs 0 scored`);
+    // Not asked for: no field.
+    const none = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0 });
+    assert.equal('prompt_logprobs' in none.json.choices[0]!, false);
+  });
+});
+
+test('prompt_logprobs that vLLM refuses (negative, -1 or above 20, not an integer, above 0 when streaming, with beams, in a chat) get 400 naming prompt_logprobs; 0 when streaming is accepted', async () => {
+  await withServer(async (server) => {
+    for (const body of [
+      { prompt: 'a', prompt_logprobs: -2 },
+      { prompt: 'a', prompt_logprobs: -1 },
+      { prompt: 'a', prompt_logprobs: 21 },
+      { prompt: 'a', prompt_logprobs: '3' },
+      { prompt: 'a', prompt_logprobs: 1.5 },
+      { prompt: 'a', prompt_logprobs: 1, stream: true },
+      { prompt: 'a', prompt_logprobs: 1, num_beams: 2 },
+    ]) {
+      const r = await postCompletion(server, body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.json.error.param, 'prompt_logprobs', r.json.error.message);
+    }
+    const chat = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: NAME, messages: [{ role: 'user', content: QUESTION }], prompt_logprobs: 1 }) });
+    assert.equal(chat.status, 400);
+    assert.match(((await chat.json()) as { error: { message: string } }).error.message, /prompt_logprobs: returned by \/v1\/completions/);
+    const streamed = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: NAME, prompt: 'a', max_tokens: 1, prompt_logprobs: 0, stream: true }) });
+    assert.equal(streamed.status, 200);
+    assert.ok(!(await streamed.text()).includes('prompt_logprobs'));
+  });
+});
+
 test('completions logprobs without echo cover the generated tokens; streamed chunks carry theirs with text_offset continuing', async () => {
   await withServer(async (_server, api) => {
     const prompt = 'The patient reports';

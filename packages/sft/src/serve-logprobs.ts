@@ -1,8 +1,9 @@
 // Log probabilities in OpenAI's shapes, as vLLM's server writes them: chat's choices[].logprobs.content
 // ({token, logprob, bytes, top_logprobs}) and legacy completions' {tokens, token_logprobs, top_logprobs,
-// text_offset}, each token's own entry first and then the most likely tokens of its step.
+// text_offset}, each token's own entry first and then the most likely tokens of its step; and vLLM's own
+// prompt_logprobs of completion choices.
 
-import type { Tokenizer } from '@huatuo/llama';
+import type { PromptTokenLogprobs, Tokenizer } from '@huatuo/llama';
 import type { RowLogprobs, TokenLogprob } from '@huatuo/tensor';
 
 /** The most top_logprobs (chat) or logprobs (completions) a request may ask for: vLLM's default max_logprobs. */
@@ -67,4 +68,21 @@ export function completionLogprobs(tokenizer: Tokenizer, ids: readonly number[],
     topLogprobs.push(Object.fromEntries(map));
   });
   return { tokens, token_logprobs: tokenLogprobs, top_logprobs: topLogprobs, text_offset: textOffset };
+}
+
+/**
+ * vLLM's prompt_logprobs of a completion choice: null for the first prompt token, then for each a map of token
+ * ids to {logprob, rank, decoded_token}: the prompt token's own, with its rank in the vocabulary, and the `top`
+ * most likely, ranked 1 to `top`; a prompt token among them takes its place there, as vLLM's dict, written
+ * token first and then the top ones, ends with it. (JSON.stringify writes integer keys in ascending order,
+ * where vLLM's text lists the prompt token first.)
+ */
+export function promptLogprobsField(tokenizer: Tokenizer, rows: readonly (PromptTokenLogprobs | null)[], top: number) {
+  return rows.map((row) => {
+    if (row === null) return null;
+    const entry = (id: number, logprob: number, rank: number | null) => ({ logprob: Math.max(logprob, FLOOR), rank, decoded_token: tokenText(tokenizer, id) });
+    const map: Record<string, ReturnType<typeof entry>> = { [row.id]: entry(row.id, row.logprob, row.rank ?? null) };
+    row.top.slice(0, top).forEach((e, j) => (map[e.id] = entry(e.id, e.logprob, j + 1)));
+    return map;
+  });
 }

@@ -3,11 +3,11 @@
 
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '@huatuo/http';
-import { generate, promptLogprobs, type Generation, type LlamaModel, type Tokenizer } from '@huatuo/llama';
+import { generate, promptLogprobs, type Generation, type LlamaModel, type PromptTokenLogprobs, type Tokenizer } from '@huatuo/llama';
 import type { RowLogprobs } from '@huatuo/tensor';
 import { Cancelled } from './serve-errors.js';
 import type { JobRequest } from './serve-request.js';
-import { chatLogprobs, completionLogprobs } from './serve-logprobs.js';
+import { chatLogprobs, completionLogprobs, promptLogprobsField } from './serve-logprobs.js';
 import { firstStop, visibleText } from './serve-stream-text.js';
 
 /** A queued request with its client: whether the client has gone, and the tokens made so far. */
@@ -86,10 +86,12 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     job.keepAlive?.refresh();
   };
   const top = job.logprobs;
-  // The echoed prompt's log-probabilities (its first token has none): scored alone when nothing is generated
+  // The prompt's log-probabilities (its first token has none), for prompt_logprobs or an echo with logprobs, with
+  // prompt_logprobs' most likely tokens where given (as vLLM): scored alone when nothing is generated
   // (max_tokens 0), else by generation's own prompt step (one forward pass over the prompt either way).
-  const scorePrompt = job.echoPrompt && top !== null;
-  const echoRows = scorePrompt && job.echoOnly ? await promptLogprobs(model, job.prompt, top) : [];
+  const promptTop = job.promptLogprobs ?? (job.echoPrompt ? top : null);
+  const ranks = job.promptLogprobs !== null;
+  const echoRows = promptTop !== null && job.echoOnly ? await promptLogprobs(model, job.prompt, promptTop, { ranks }) : [];
   if (job.cancelled) throw new Cancelled();
   // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
   // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
@@ -102,7 +104,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     return lp;
   };
   // A streamed choice's first chunk: the echoed prompt, with its log-probabilities once they are known.
-  const sendEcho = (i: number, rows: readonly (RowLogprobs | null)[]): void => {
+  const sendEcho = (i: number, rows: readonly (PromptTokenLogprobs | null)[]): void => {
     const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, rows, top, 0);
     send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp));
     streams[i]!.streamedChars += [...job.echo].length;
@@ -111,7 +113,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     openStream(job);
     for (let i = 0; i < s.n; i++) {
       if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
-      else if (job.echoPrompt && (!scorePrompt || job.echoOnly)) sendEcho(i, echoRows);
+      else if (job.echoPrompt && (top === null || job.echoOnly)) sendEcho(i, echoRows);
     }
   }
   const delta = (i: number, text: string): void => {
@@ -141,13 +143,14 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           stopStrings: s.stop,
           seeds: streams.map((_, i) => (s.seed + i) >>> 0),
           ...(top === null ? {} : { logprobs: top }),
-          ...(!scorePrompt
+          ...(promptTop === null
             ? {}
             : {
-                promptLogprobs: top,
+                promptLogprobs: promptTop,
+                promptRanks: ranks,
                 onPromptLogprobs: (e) => {
                   if (job.cancelled) throw new Cancelled();
-                  if (job.stream) sendEcho(e.prompt, e.logprobs);
+                  if (job.stream && job.echoPrompt && top !== null) sendEcho(e.prompt, e.logprobs);
                 },
               }),
           onToken: (e) => {
@@ -213,6 +216,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           text: job.echo + text,
           logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
           finish_reason: reason,
+          ...(job.promptLogprobs === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], job.promptLogprobs) }),
         })),
         usage: usage(gens),
       },

@@ -80,6 +80,11 @@ export interface JobRequest {
   includeUsage: boolean;
   /** Log-probabilities asked for: how many most likely tokens go beside each token's own (chat's top_logprobs, completions' logprobs), or null for none. */
   logprobs: number | null;
+  /**
+   * vLLM's prompt_logprobs (completions): each prompt token's log-probability, rank and this many most likely
+   * tokens, in every choice of a reply not streamed; null for none (and when streaming, which has no such field).
+   */
+  promptLogprobs: number | null;
   /** Completions with echo: the prompt's tokens come first in the reply (and in its logprobs). */
   echoPrompt: boolean;
   /** Completions with echo and max_tokens 0 (as vLLM allows): the prompt is scored and nothing generated. */
@@ -149,6 +154,22 @@ function parseLogitBias(body: Body, V: number): Map<number, number> {
     bias.set(id, Math.min(100, Math.max(-100, v)));
   }
   return bias;
+}
+
+/**
+ * vLLM's prompt_logprobs, refused where vLLM refuses it (a negative other than -1, more than its max_logprobs,
+ * which -1, the whole vocabulary, is; above 0 with stream). Streamed, 0 is accepted and returns nothing.
+ */
+function parsePromptLogprobs(body: Body, stream: boolean, V: number): number | null {
+  const k = optional(body, 'prompt_logprobs', isInt, 'an integer (the most likely tokens returned beside each prompt token)');
+  if (k === undefined) return null;
+  if (k < -1) throw new HttpError(400, `prompt_logprobs: expected an integer from 0 to ${MAX_LOGPROBS} (or -1, the whole vocabulary), got ${k}`, 'invalid_request_error', 'prompt_logprobs');
+  if (stream && k !== 0) throw new HttpError(400, 'prompt_logprobs: not available with "stream": true (as in vLLM); send "stream": false, or leave prompt_logprobs out', 'invalid_request_error', 'prompt_logprobs');
+  if (k > MAX_LOGPROBS || k === -1) {
+    const asked = k === -1 ? `-1 asks for the whole vocabulary (${V} tokens), ` : `${k} is `;
+    throw new HttpError(400, `prompt_logprobs: ${asked}more than this server's max of ${MAX_LOGPROBS} (vLLM's max_logprobs); ask for at most ${MAX_LOGPROBS}`, 'invalid_request_error', 'prompt_logprobs');
+  }
+  return stream ? null : k;
 }
 
 /** Log-probabilities come from greedy decoding and sampling; beam search does not return them. */
@@ -286,6 +307,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
   const chat = async (body: Body): Promise<JobRequest> => {
     checkModel(body);
     refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'audio', 'prediction']);
+    if (body['prompt_logprobs'] !== undefined && body['prompt_logprobs'] !== null) {
+      throw new HttpError(400, 'prompt_logprobs: returned by /v1/completions on this server, not by chat completions; send the rendered prompt there, or leave prompt_logprobs out', 'invalid_request_error', 'prompt_logprobs');
+    }
     const wantLogprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
     const top = inRange(body, 'top_logprobs', 0, MAX_LOGPROBS, true);
     if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out', 'invalid_request_error', 'top_logprobs');
@@ -312,6 +336,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       stream,
       includeUsage: streamOptions(body, stream),
       logprobs,
+      promptLogprobs: null,
       echoPrompt: false,
       echoOnly: false,
     };
@@ -341,8 +366,10 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
     // vLLM scores an echoed prompt without generating when max_tokens is 0.
     const echoOnly = echo && body['max_tokens'] === 0;
+    const promptLogprobs = parsePromptLogprobs(body, stream, model.config.vocabSize);
     const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, []);
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
+    if (promptLogprobs !== null) refuseBeamLogprobs(s, 'prompt_logprobs');
     return {
       id: newId('cmpl'),
       kind: 'completion',
@@ -354,6 +381,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       stream,
       includeUsage: streamOptions(body, stream),
       logprobs,
+      promptLogprobs,
       echoPrompt: echo,
       echoOnly,
     };

@@ -2,6 +2,7 @@
 
 import type { RowLogprobs } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
+import type { PromptTokenLogprobs } from './prompt-logprobs.js';
 import type { LlamaModel } from '../model/model.js';
 
 /** A token as it is generated (streaming). */
@@ -19,8 +20,8 @@ export interface TokenEvent {
 export interface PromptLogprobsEvent {
   /** Index of the prompt. */
   readonly prompt: number;
-  /** Each prompt token's log-probability and the most likely tokens at its position; null for the first. */
-  readonly logprobs: readonly (RowLogprobs | null)[];
+  /** Each prompt token's log-probability and the most likely tokens at its position (its rank, with promptRanks); null for the first. */
+  readonly logprobs: readonly (PromptTokenLogprobs | null)[];
 }
 
 /**
@@ -94,6 +95,8 @@ export interface GenerateOptions {
    * prompt) are scored once. Greedy decoding and sampling only. Default: none.
    */
   readonly promptLogprobs?: number;
+  /** With `promptLogprobs`: each prompt token's rank too (vLLM's: the tokens at least as likely, itself included), one more pass over each position's logits. Default false. */
+  readonly promptRanks?: boolean;
   /** With `promptLogprobs`: called with each prompt's rows once its prompt step is read back, before its first token's onToken. */
   readonly onPromptLogprobs?: (event: PromptLogprobsEvent) => void;
   /**
@@ -114,8 +117,8 @@ export interface Generation {
   readonly finishReason: 'eos' | 'stop' | 'length';
   /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
   readonly logprobs?: readonly RowLogprobs[];
-  /** With {@link GenerateOptions.promptLogprobs}: each prompt token's log-probability and the most likely tokens at its position, null for the first. */
-  readonly promptLogprobs?: readonly (RowLogprobs | null)[];
+  /** With {@link GenerateOptions.promptLogprobs}: each prompt token's log-probability and the most likely tokens at its position (and its rank, with promptRanks), null for the first. */
+  readonly promptLogprobs?: readonly (PromptTokenLogprobs | null)[];
 }
 
 /** Options of {@link generate} with defaults filled in and checked. */
@@ -138,6 +141,7 @@ export interface Resolved {
   logprobs: number | null;
   /** Most likely tokens returned beside each prompt token's log-probability, or null for no prompt scoring. */
   promptLogprobs: number | null;
+  promptRanks: boolean;
   onPromptLogprobs: ((event: PromptLogprobsEvent) => void) | undefined;
   onToken: ((event: TokenEvent) => void) | undefined;
 }
@@ -160,6 +164,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     stopStrings: o.stopStrings ?? [],
     logprobs: o.logprobs ?? null,
     promptLogprobs: o.promptLogprobs ?? null,
+    promptRanks: o.promptRanks ?? false,
     onPromptLogprobs: o.onPromptLogprobs,
     onToken: o.onToken,
   };
@@ -190,7 +195,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     if (!Number.isSafeInteger(top) || top < 0 || top > V) throw new ModelError(`generate: ${k} should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${top}`);
     if (r.numBeams > 1) throw new ModelError(`generate: ${k} apply to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} out`);
   }
-  if (r.onPromptLogprobs !== undefined && r.promptLogprobs === null) throw new ModelError('generate: onPromptLogprobs is called with the prompts\' scores; give promptLogprobs too');
+  if ((r.onPromptLogprobs !== undefined || r.promptRanks) && r.promptLogprobs === null) throw new ModelError(`generate: ${r.promptRanks ? 'promptRanks' : 'onPromptLogprobs'} goes with the prompts' scores; give promptLogprobs too`);
   if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
   return r;
 }

@@ -6,7 +6,7 @@ import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow,
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
-import { queuePromptLogprobs } from './prompt-logprobs.js';
+import { queuePromptLogprobs, type PromptTokenLogprobs } from './prompt-logprobs.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
@@ -84,18 +84,18 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   // one prompt once): row `scoredRow[b]` holds the first prompt equal to row b's.
   const PK = r.promptLogprobs;
   const scoredRow = prompts.map((p, b) => prompts.findIndex((q, j) => j === b || (q.length === p.length && q.every((t, i) => t === p[i]))));
-  const promptReads: (Promise<(RowLogprobs | null)[]> | null)[] = [];
+  const promptReads: (Promise<(PromptTokenLogprobs | null)[]> | null)[] = [];
   const scorePrompts =
     PK === null
       ? undefined
       : (hidden: Tensor) =>
           scoredRow.forEach((row, b) => {
-            const read = row === b ? queuePromptLogprobs(model, hidden, b, prompts[b]!, PK) : null;
+            const read = row === b ? queuePromptLogprobs(model, hidden, b, prompts[b]!, PK, r.promptRanks) : null;
             // Awaited after the step; a step that fails first leaves it unread.
             read?.catch(() => {});
             promptReads.push(read);
           });
-  const scored: (RowLogprobs | null)[][] = [];
+  const scored: (PromptTokenLogprobs | null)[][] = [];
   const results = () =>
     outputs.map((o, b) => ({
       ...o.result(),
