@@ -9,18 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { copyInto, dequantizeHost, dropout, initWebGPU, keep, noGrad, quantizeHost, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { adaptedLinears, configFromPreset, inferencePlan, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openFileSource, planMemory, readLinearWeight, saveMergedModel, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir } from './fixtures.js';
+import { fixtureDir, logitsOf } from './fixtures.js';
 
 const DORA = fileURLToPath(new URL('../fixtures/lora/dora/', import.meta.url));
 const expected = JSON.parse(await readFile(join(DORA, 'expected.json'), 'utf8')) as { ids: number[][]; attentionMask: number[][] };
-const ids2d = (rows: number[][]): Tensor => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-
-async function logitsOf(model: LlamaModel): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(expected.ids), { attentionMask: ids2d(expected.attentionMask) })));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}
 
 /** The fixture's DoRA adapter with its config changed by `edit`. */
 async function loadEdited(model: LlamaModel, edit: Record<string, unknown>): Promise<void> {
@@ -119,11 +111,11 @@ describe('DoRA with dropout and on quantized bases', () => {
           const want = adaptedLinears(reference)[i]!.linear.doraNorm();
           assertClose(await toArray(linear.doraNorm()), await toArray(want), { atol: 1e-5, rtol: 1e-5 }, `${linear.name}: the norm of the dequantized W + scaling B A`);
         }
-        assertClose(await logitsOf(model), await logitsOf(reference), { atol: 1e-4, rtol: 1e-4 }, `${format} base with DoRA vs the dequantized base`);
+        assertClose(await logitsOf(model, expected), await logitsOf(reference, expected), { atol: 1e-4, rtol: 1e-4 }, `${format} base with DoRA vs the dequantized base`);
         await saveMergedModel(model, dir);
         mergeAdapter(reference);
         const merged = await loadLlama(dir);
-        assertClose(await logitsOf(merged), await logitsOf(reference), { atol: 2e-2, rtol: 2e-2 }, 'merged f16 folder vs the merged dequantized model');
+        assertClose(await logitsOf(merged, expected), await logitsOf(reference, expected), { atol: 2e-2, rtol: 2e-2 }, 'merged f16 folder vs the merged dequantized model');
         merged.dispose();
       } finally {
         model.dispose();

@@ -9,13 +9,13 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cat, initWebGPU, noGrad, setFusedLinearPreferred, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { initWebGPU, setFusedLinearPreferred, toArray } from '@huatuo/tensor';
 import {
-  adaptedLinears, applyLora, bytesSource, KvCache, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, peftKey, saveAdapter, saveMergedModel,
-  serializeAdapter, serializeSafetensors, unmergeAdapter, type LlamaModel,
+  adaptedLinears, applyLora, bytesSource, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, peftKey, saveAdapter, saveMergedModel,
+  serializeAdapter, serializeSafetensors, unmergeAdapter,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir, readReference } from './fixtures.js';
+import { decodedLogits, fixtureDir, logitsOf, lossWithGradients, readReference, safetensorKeys } from './fixtures.js';
 
 const tol = { atol: 1e-4, rtol: 1e-4 };
 const DORA = fileURLToPath(new URL('../fixtures/lora/dora/', import.meta.url));
@@ -23,32 +23,6 @@ const expected = JSON.parse(readFileSync(join(DORA, 'expected.json'), 'utf8')) a
   ids: number[][]; attentionMask: number[][]; labels: number[][]; logits: number[]; loss: number; mergedLogits: number[];
   grads: Record<string, number[]>; weightNorms: Record<string, number[]>;
 };
-
-const ids2d = (rows: number[][]): Tensor => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-
-async function logitsOf(model: LlamaModel): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(expected.ids), { attentionMask: ids2d(expected.attentionMask) })));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}
-
-/** Logits of every position of row 0 by prefilling 2 tokens, then decoding one token at a time. */
-async function decodedLogits(model: LlamaModel): Promise<Float32Array> {
-  const row = expected.ids[0]!;
-  const ids = (from: number, to: number) => tensor(Int32Array.from(row.slice(from, to)), [1, to - from]);
-  const cache = new KvCache(model.config, 1, row.length, 'f32');
-  try {
-    const steps = noGrad(() => [tidy(() => model.forward(ids(0, 2), { cache })), ...row.slice(2).map((_, i) => tidy(() => model.forward(ids(i + 2, i + 3), { cache })))]);
-    const all = tidy(() => cat(steps, 1));
-    for (const s of steps) s.dispose();
-    const out = (await toArray(all)) as Float32Array;
-    all.dispose();
-    return out;
-  } finally {
-    cache.dispose();
-  }
-}
 
 const magnitudeKey = (layer: number, group: string, target: string) => `base_model.model.model.layers.${layer}.${group}.${target}.lora_magnitude_vector`;
 
@@ -64,24 +38,24 @@ describe('DoRA adapters (PEFT use_dora)', () => {
       await loadAdapter(model, DORA);
       assert.equal(model.loraConfig?.useDora, true);
       assert.deepEqual(adaptedLinears(model).map(({ linear }) => linear.isDora), [true, true, true, true, true, true]);
-      assertClose(await logitsOf(model), expected.logits, tol, 'DoRA forward vs PyTorch');
+      assertClose(await logitsOf(model, expected), expected.logits, tol, 'DoRA forward vs PyTorch');
       const V = model.config.vocabSize;
       const row0 = expected.logits.slice(0, expected.ids[0]!.length * V);
       for (const fused of [false, true]) {
         setFusedLinearPreferred(fused);
         try {
-          assertClose(await decodedLogits(model), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
+          assertClose(await decodedLogits(model, [expected.ids[0]!], 2), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
         } finally {
           setFusedLinearPreferred(null);
         }
       }
       mergeAdapter(model);
-      assertClose(await logitsOf(model), expected.mergedLogits, tol, 'merged W = (m / ||W + s B A||) (W + s B A) vs PyTorch');
+      assertClose(await logitsOf(model, expected), expected.mergedLogits, tol, 'merged W = (m / ||W + s B A||) (W + s B A) vs PyTorch');
       unmergeAdapter(model);
-      assertClose(await logitsOf(model), expected.logits, tol, 'unmerged again');
+      assertClose(await logitsOf(model, expected), expected.logits, tol, 'unmerged again');
       await saveMergedModel(model, dir);
       const reloaded = await loadLlama(dir);
-      assertClose(await logitsOf(reloaded), expected.mergedLogits, tol, 'merged folder vs PyTorch');
+      assertClose(await logitsOf(reloaded, expected), expected.mergedLogits, tol, 'merged folder vs PyTorch');
       reloaded.dispose();
     } finally {
       model.dispose();
@@ -95,11 +69,7 @@ describe('DoRA adapters (PEFT use_dora)', () => {
       model.gradientCheckpointing = checkpointing;
       try {
         await loadAdapter(model, DORA);
-        const loss = tidy(() => {
-          const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-          l.backward();
-          return l;
-        });
+        const loss = lossWithGradients(model, expected);
         assertClose(await toArray(loss), [expected.loss], tol, 'loss');
         loss.dispose();
         const params = model.loraParameters();
@@ -123,11 +93,11 @@ describe('DoRA adapters (PEFT use_dora)', () => {
     try {
       await loadAdapter(model, DORA);
       const f16tol = { atol: 2e-2, rtol: 2e-2 };
-      assertClose(await logitsOf(model), expected.logits, f16tol, 'f16 DoRA forward vs PyTorch');
+      assertClose(await logitsOf(model, expected), expected.logits, f16tol, 'f16 DoRA forward vs PyTorch');
       mergeAdapter(model);
-      assertClose(await logitsOf(model), expected.mergedLogits, f16tol, 'f16 merged vs PyTorch');
+      assertClose(await logitsOf(model, expected), expected.mergedLogits, f16tol, 'f16 merged vs PyTorch');
       unmergeAdapter(model);
-      assertClose(await logitsOf(model), expected.logits, f16tol, 'f16 unmerged again');
+      assertClose(await logitsOf(model, expected), expected.logits, f16tol, 'f16 unmerged again');
     } finally {
       model.dispose();
     }
@@ -143,21 +113,13 @@ describe('DoRA adapters (PEFT use_dora)', () => {
       const saved = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
       assert.equal(saved['use_dora'], true);
       assert.equal(saved['use_rslora'], true);
-      const keys = async (folder: string) => {
-        const st = await openSafetensors(join(folder, 'adapter_model.safetensors'));
-        try {
-          return st.tensors.map((t) => `${t.name} ${t.shape.join('x')}`).sort();
-        } finally {
-          await st.close();
-        }
-      };
-      assert.deepEqual(await keys(dir), await keys(DORA));
+      assert.deepEqual(await safetensorKeys(join(dir, 'adapter_model.safetensors')), await safetensorKeys(join(DORA, 'adapter_model.safetensors')));
       await loadAdapter(other, dir);
       const first = await serializeAdapter(model, 'gqa');
       const again = await serializeAdapter(other, 'gqa');
       assert.deepEqual(again.weights, first.weights, 'save -> load -> save is byte-stable');
       assert.equal(again.config, first.config);
-      assert.deepEqual(await logitsOf(other), await logitsOf(model));
+      assert.deepEqual(await logitsOf(other, expected), await logitsOf(model, expected));
 
       // The module's own state-dict name, lora_magnitude_vector.weight, is read as PEFT's loader reads it.
       const st = await openSafetensors(join(DORA, 'adapter_model.safetensors'));
@@ -169,7 +131,7 @@ describe('DoRA adapters (PEFT use_dora)', () => {
       }
       const configText = await readFile(join(DORA, 'adapter_config.json'), 'utf8');
       await loadAdapterFromFiles(other, configText, 'adapter_config.json', bytesSource('adapter_model.safetensors', serializeSafetensors(tensors, { metadata: { format: 'pt' } })));
-      assertClose(await logitsOf(other), expected.logits, tol, 'magnitudes under ".weight" keys');
+      assertClose(await logitsOf(other, expected), expected.logits, tol, 'magnitudes under ".weight" keys');
       // Without use_dora the magnitudes are refused by name.
       const plain = JSON.stringify({ ...JSON.parse(configText), use_dora: false });
       await assert.rejects(
@@ -193,7 +155,7 @@ describe('DoRA adapters (PEFT use_dora)', () => {
         assertClose(await toArray(linear.lora!.magnitude!), expected.weightNorms[key]!, { atol: 1e-6, rtol: 1e-6 }, `initial ${key}`);
       }
       const ref = readReference('gqa');
-      assertClose(await logitsOf(model), ref.logits, tol, 'fresh DoRA adapter vs base logits');
+      assertClose(await logitsOf(model, expected), ref.logits, tol, 'fresh DoRA adapter vs base logits');
     } finally {
       model.dispose();
     }

@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cat, copyInto, decodeCandidates, initWebGPU, noGrad, setFusedLinearPreferred, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { copyInto, decodeCandidates, initWebGPU, noGrad, setFusedLinearPreferred, tensor, tidy, toArray } from '@huatuo/tensor';
 import {
-  adaptedLinears, applyLora, bytesSource, KvCache, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, saveAdapter, saveMergedModel, serializeSafetensors, unmergeAdapter, type LlamaModel,
+  adaptedLinears, applyLora, bytesSource, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, saveAdapter, saveMergedModel, serializeSafetensors, unmergeAdapter, type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir, readReference } from './fixtures.js';
+import { decodedLogits, fixtureDir, ids2d, logitsOf, readReference } from './fixtures.js';
 
 const tol = { atol: 1e-4, rtol: 1e-4 };
 const ref = readReference('gqa');
@@ -30,34 +30,6 @@ const MODULES: [number, string, string, number, number][] = [
   [1, 'self_attn', 'v_proj', 2, 8 / Math.SQRT2],
   [1, 'mlp', 'down_proj', 4, 3 / 2],
 ];
-
-function ids2d(rows: number[][]): Tensor {
-  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-}
-
-async function logitsOf(model: LlamaModel): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(ref.ids), { attentionMask: ids2d(ref.attentionMask) })));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}
-
-/** Logits of every position of `rows` by prefilling 2 tokens, then decoding one token at a time. */
-async function decodedLogits(model: LlamaModel, rows: number[][]): Promise<Float32Array> {
-  const B = rows.length;
-  const ids = (from: number, to: number) => tensor(Int32Array.from(rows.flatMap((r) => r.slice(from, to))), [B, to - from]);
-  const cache = new KvCache(model.config, B, rows[0]!.length, 'f32');
-  try {
-    const steps = noGrad(() => [tidy(() => model.forward(ids(0, 2), { cache })), ...rows[0]!.slice(2).map((_, i) => tidy(() => model.forward(ids(i + 2, i + 3), { cache })))]);
-    const all = tidy(() => cat(steps, 1));
-    for (const s of steps) s.dispose();
-    const out = (await toArray(all)) as Float32Array;
-    all.dispose();
-    return out;
-  } finally {
-    cache.dispose();
-  }
-}
 
 /** Deterministic adapter values for the module's A [r, in] and B [out, r]. */
 const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, j) => 0.3 * Math.sin(seed * 13 + j * 0.7));
@@ -116,28 +88,28 @@ describe('adapters with per-module ranks, alphas and layers, from PEFT files', (
         adaptedLinears(model).map(({ linear }) => `${linear.name} ${linear.lora!.A.shape[0]} ${linear.lora!.scaling}`),
         MODULES.map(([l, g, p, r, s]) => `model.layers.${l}.${g}.${p} ${r} ${s}`),
       );
-      const want = await logitsOf(expected);
-      const adapted = await logitsOf(model);
+      const want = await logitsOf(expected, ref);
+      const adapted = await logitsOf(model, ref);
       assertClose(adapted, want, tol, 'adapter forward vs host-merged W + alpha / sqrt(r) B A');
-      const alphaOverR = await logitsOf(plainScaling);
+      const alphaOverR = await logitsOf(plainScaling, ref);
       assert.ok(adapted.some((x, i) => Math.abs(x - alphaOverR[i]!) > 1e-2), 'rsLoRA scaling differs from alpha / r here');
       const rows = [ref.ids[0]!.slice(0, 6)];
-      const wantDecoded = await decodedLogits(expected, rows);
+      const wantDecoded = await decodedLogits(expected, rows, 2);
       for (const fused of fusedDecode ? [false, true] : [false]) {
         setFusedLinearPreferred(fused);
         try {
-          assertClose(await decodedLogits(model, rows), wantDecoded, tol, `cached decoding (${fused ? 'fused' : 'separate'} products) vs host-merged`);
+          assertClose(await decodedLogits(model, rows, 2), wantDecoded, tol, `cached decoding (${fused ? 'fused' : 'separate'} products) vs host-merged`);
         } finally {
           setFusedLinearPreferred(null);
         }
       }
       mergeAdapter(model);
-      assertClose(await logitsOf(model), want, tol, 'merged adapter vs host-merged');
+      assertClose(await logitsOf(model, ref), want, tol, 'merged adapter vs host-merged');
       unmergeAdapter(model);
-      assertClose(await logitsOf(model), want, tol, 'unmerged again');
+      assertClose(await logitsOf(model, ref), want, tol, 'unmerged again');
       await saveMergedModel(model, dir);
       const reloaded = await loadLlama(dir);
-      assertClose(await logitsOf(reloaded), want, tol, 'merged folder vs host-merged');
+      assertClose(await logitsOf(reloaded, ref), want, tol, 'merged folder vs host-merged');
       reloaded.dispose();
     } finally {
       model.dispose();
@@ -158,7 +130,7 @@ describe('adapters with per-module ranks, alphas and layers, from PEFT files', (
       for (const k of ['use_rslora', 'target_modules', 'layers_to_transform', 'rank_pattern', 'alpha_pattern'] as const) assert.deepEqual(saved[k], CONFIG[k], k);
       await loadAdapter(other, dir);
       assert.deepEqual(other.loraConfig, model.loraConfig);
-      assert.deepEqual(await logitsOf(other), await logitsOf(model));
+      assert.deepEqual(await logitsOf(other, ref), await logitsOf(model, ref));
     } finally {
       model.dispose();
       other.dispose();

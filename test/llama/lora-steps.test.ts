@@ -4,9 +4,9 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { AdamW, clipGradNorm, hasF16, initWebGPU, tensor, tidy, toArray, type FloatDType, type Tensor } from '@huatuo/tensor';
+import { hasF16, initWebGPU, toArray, type FloatDType } from '@huatuo/tensor';
 import { adaptedLinears, loadAdapter, loadLlama, peftKey } from '@huatuo/llama';
-import { fixtureDir, readReference } from './fixtures.js';
+import { adamWSteps, fixtureDir, readReference } from './fixtures.js';
 
 interface LoraSteps {
   steps: number;
@@ -15,10 +15,6 @@ interface LoraSteps {
   losses: number[];
   finalLoss: number;
   weights: Record<string, number[]>;
-}
-
-function ids2d(rows: number[][]): Tensor {
-  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 }
 
 /** |a - b| / |b| of two scalars, or ||a - b|| / ||b|| of two vectors. */
@@ -40,26 +36,7 @@ async function runSteps(dtype: FloatDType): Promise<{ loss: number; weights: num
   try {
     assert.equal(model.dtype, dtype);
     await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
-    const params = model.loraParameters();
-    const opt = new AdamW(params, { lr: steps.lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 });
-    const lossOf = () => model.loss(ids2d(ref.ids), ids2d(ref.labels), ids2d(ref.attentionMask));
-    const losses: number[] = [];
-    for (let s = 0; s < steps.steps; s++) {
-      const loss = tidy(() => {
-        const l = lossOf();
-        l.backward();
-        clipGradNorm(params, steps.maxGradNorm).dispose();
-        return l;
-      });
-      losses.push((await toArray(loss))[0]!);
-      loss.dispose();
-      opt.step();
-      opt.zeroGrad();
-    }
-    const final = tidy(() => lossOf());
-    losses.push((await toArray(final))[0]!);
-    final.dispose();
-    opt.dispose();
+    const losses = await adamWSteps(model, ref, steps);
     const lossError = relative(losses, [...steps.losses, steps.finalLoss]);
     let weights = 0;
     let worst = '';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AdamW, copyInto, initWebGPU, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { AdamW, copyInto, initWebGPU, noGrad, tensor, tidy, toArray } from '@huatuo/tensor';
 import {
   applyLora,
   loadAdapter,
@@ -18,21 +18,9 @@ import {
   saveMergedModel,
   unmergeAdapter,
   llamaTokenizerDir,
-  type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { checkLogits, fixtureDir, fixtureNames, readReference } from './fixtures.js';
-
-function ids2d(rows: number[][]): Tensor {
-  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-}
-
-async function logitsOf(model: LlamaModel, rows: number[][], mask?: number[][]): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(rows), { attentionMask: mask ? ids2d(mask) : null })));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}
+import { checkLogits, fixtureDir, fixtureNames, ids2d, logitsOf, readReference } from './fixtures.js';
 
 describe('LoRA in PEFT format against the PyTorch reference', () => {
   before(async () => {
@@ -153,10 +141,10 @@ describe('LoRA in PEFT format against the PyTorch reference', () => {
         'base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight F32 [24, 3]',
       ]);
       await loadAdapter(other, dir);
-      const a = await logitsOf(model, ref.ids, ref.attentionMask);
-      const b = await logitsOf(other, ref.ids, ref.attentionMask);
+      const a = await logitsOf(model, ref);
+      const b = await logitsOf(other, ref);
       const plain = await loadLlama(fixtureDir('tied-odd'));
-      const base = await logitsOf(plain, ref.ids, ref.attentionMask);
+      const base = await logitsOf(plain, ref);
       plain.dispose();
       assert.deepEqual(b, a);
       assert.ok(a.some((x, i) => Math.abs(x - base[i]!) > 1e-3), 'the adapter changes the logits');
@@ -172,24 +160,24 @@ describe('LoRA in PEFT format against the PyTorch reference', () => {
     const dir = await mkdtemp(join(tmpdir(), 'llama-merged-'));
     const model = await loadLlama(fixtureDir('gqa'));
     try {
-      const base = await logitsOf(model, ref.ids, ref.attentionMask);
+      const base = await logitsOf(model, ref);
       await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
-      const adapted = await logitsOf(model, ref.ids, ref.attentionMask);
+      const adapted = await logitsOf(model, ref);
       const tol = { atol: 1e-4, rtol: 1e-4 };
       const result = await saveMergedModel(model, dir, { maxShardBytes: 40_000, tokenizerDir: llamaTokenizerDir() });
       assert.ok(result.shards.length > 1 && result.index === 'model.safetensors.index.json');
       const files = await readdir(dir);
       for (const f of ['config.json', 'model.safetensors.index.json', 'tokenizer.model', 'tokenizer_config.json']) assert.ok(files.includes(f), `${f} written`);
       mergeAdapter(model);
-      assertClose(await logitsOf(model, ref.ids, ref.attentionMask), adapted, tol, 'merged vs adapter forward');
+      assertClose(await logitsOf(model, ref), adapted, tol, 'merged vs adapter forward');
       unmergeAdapter(model);
-      assertClose(await logitsOf(model, ref.ids, ref.attentionMask), adapted, tol, 'unmerged (adapter still attached) vs adapter forward');
+      assertClose(await logitsOf(model, ref), adapted, tol, 'unmerged (adapter still attached) vs adapter forward');
       removeLora(model);
-      assertClose(await logitsOf(model, ref.ids, ref.attentionMask), base, tol, 'base weights restored after unmerging and removing the adapter');
+      assertClose(await logitsOf(model, ref), base, tol, 'base weights restored after unmerging and removing the adapter');
       const reloaded = await loadLlama(dir);
       try {
         assert.equal(reloaded.loraConfig, null);
-        assertClose(await logitsOf(reloaded, ref.ids, ref.attentionMask), adapted, tol, 'merged folder vs adapter forward');
+        assertClose(await logitsOf(reloaded, ref), adapted, tol, 'merged folder vs adapter forward');
       } finally {
         reloaded.dispose();
       }

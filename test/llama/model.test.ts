@@ -5,16 +5,12 @@ import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initWebGPU, noGrad, tensor, tidy, toArray, cat, type Tensor } from '@huatuo/tensor';
-import { KvCache, loadLlama, type LlamaModel } from '@huatuo/llama';
+import { initWebGPU, noGrad, tidy, toArray } from '@huatuo/tensor';
+import { loadLlama, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { checkLogits, fixtureDir, fixtureNames, readReference } from './fixtures.js';
+import { checkLogits, decodedLogits, fixtureDir, fixtureNames, ids2d, logitsOf, readReference } from './fixtures.js';
 
 const tol = { atol: 1e-4, rtol: 1e-4 };
-
-function ids2d(rows: number[][]): Tensor {
-  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-}
 
 describe('LlamaModel against the PyTorch reference', () => {
   before(async () => {
@@ -47,20 +43,11 @@ describe('LlamaModel against the PyTorch reference', () => {
     const ref = readReference('gqa');
     const model = await loadLlama(fixtureDir('gqa'));
     const row = ref.ids[0]!;
-    const cache = new KvCache(model.config, 1, row.length, 'f32');
     try {
-      const full = noGrad(() => tidy(() => model.forward(ids2d([row]))));
-      const steps: Tensor[] = [];
-      noGrad(() => {
-        steps.push(tidy(() => model.forward(ids2d([row.slice(0, 4)]), { cache })));
-        for (let t = 4; t < row.length; t++) steps.push(tidy(() => model.forward(ids2d([row.slice(t, t + 1)]), { cache })));
-      });
-      const cached = tidy(() => cat(steps, 1));
-      assertClose(await toArray(cached), await toArray(full), { atol: 1e-5, rtol: 1e-5 }, 'cached vs full logits');
-      assertClose(await toArray(cached), ref.logits.slice(0, row.length * model.config.vocabSize), tol, 'cached vs reference');
-      for (const t of [full, cached, ...steps]) t.dispose();
+      const cached = await decodedLogits(model, [row], 4);
+      assertClose(cached, await logitsOf(model, { ids: [row] }), { atol: 1e-5, rtol: 1e-5 }, 'cached vs full logits');
+      assertClose(cached, ref.logits.slice(0, row.length * model.config.vocabSize), tol, 'cached vs reference');
     } finally {
-      cache.dispose();
       model.dispose();
     }
   });

@@ -10,13 +10,13 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AdamW, cat, clipGradNorm, hasF16, initWebGPU, noGrad, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { AdamW, hasF16, initWebGPU, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import {
-  adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, generate, inferencePlan, KvCache, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
+  adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, generate, inferencePlan, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
   saveAdapter, saveMergedModel, serializeAdapter, serializeSafetensors, toPeftConfigJson, unmergeAdapter, type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir, readReference } from './fixtures.js';
+import { adamWSteps, decodedLogits, fixtureDir, logitsOf, lossWithGradients, readReference, safetensorKeys } from './fixtures.js';
 
 const tol = { atol: 1e-4, rtol: 1e-4 };
 const SAVED = fileURLToPath(new URL('../fixtures/lora/modules-to-save/', import.meta.url));
@@ -26,32 +26,6 @@ const expected = JSON.parse(readFileSync(join(SAVED, 'expected.json'), 'utf8')) 
 };
 const EMBED = 'base_model.model.model.embed_tokens.weight';
 const HEAD = 'base_model.model.lm_head.weight';
-
-const ids2d = (rows: number[][]): Tensor => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-
-async function logitsOf(model: LlamaModel, run = expected): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(run.ids), { attentionMask: ids2d(run.attentionMask) })));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}
-
-/** Logits of every position of row 0 by prefilling 2 tokens, then decoding one token at a time. */
-async function decodedLogits(model: LlamaModel): Promise<Float32Array> {
-  const row = expected.ids[0]!;
-  const ids = (from: number, to: number) => tensor(Int32Array.from(row.slice(from, to)), [1, to - from]);
-  const cache = new KvCache(model.config, 1, row.length, model.dtype);
-  try {
-    const steps = noGrad(() => [tidy(() => model.forward(ids(0, 2), { cache })), ...row.slice(2).map((_, i) => tidy(() => model.forward(ids(i + 2, i + 3), { cache })))]);
-    const all = tidy(() => cat(steps, 1));
-    for (const s of steps) s.dispose();
-    const out = (await toArray(all)) as Float32Array;
-    all.dispose();
-    return out;
-  } finally {
-    cache.dispose();
-  }
-}
 
 /** The adapter's trained tensors by PEFT key: A and B of each adapted projection, then the two copies (whole). */
 async function trainedByKey(model: LlamaModel, of: (t: Tensor) => Tensor | null): Promise<Map<string, Float32Array>> {
@@ -73,15 +47,6 @@ async function trainedByKey(model: LlamaModel, of: (t: Tensor) => Tensor | null)
   return out;
 }
 
-async function safetensorKeys(path: string): Promise<string[]> {
-  const st = await openSafetensors(path);
-  try {
-    return st.tensors.map((t) => `${t.name} ${t.shape.join('x')}`).sort();
-  } finally {
-    await st.close();
-  }
-}
-
 describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
   before(async () => {
     await initWebGPU();
@@ -95,18 +60,18 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       await loadAdapter(model, SAVED);
       assert.deepEqual(model.loraConfig?.modulesToSave, ['embed_tokens', 'lm_head']);
       assert.equal(model.config.vocabSize, expected.vocabSize, "the adapter's vocabulary replaces the base's");
-      assertClose(await logitsOf(model), expected.logits, tol, 'forward with the trained copies vs PyTorch');
+      assertClose(await logitsOf(model, expected), expected.logits, tol, 'forward with the trained copies vs PyTorch');
       const row0 = expected.logits.slice(0, expected.ids[0]!.length * expected.vocabSize);
       for (const fused of [false, true]) {
         setFusedLinearPreferred(fused);
         try {
-          assertClose(await decodedLogits(model), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
+          assertClose(await decodedLogits(model, [expected.ids[0]!], 2), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
         } finally {
           setFusedLinearPreferred(null);
         }
       }
       mergeAdapter(model);
-      assertClose(await logitsOf(model), expected.logits, tol, 'merged');
+      assertClose(await logitsOf(model, expected), expected.logits, tol, 'merged');
       unmergeAdapter(model);
       await saveMergedModel(model, dir);
       const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -114,7 +79,7 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       assert.ok((await safetensorKeys(join(dir, 'model.safetensors'))).includes(`model.embed_tokens.weight ${expected.vocabSize}x32`));
       const reloaded = await loadLlama(dir);
       assert.equal(reloaded.loraConfig, null);
-      assertClose(await logitsOf(reloaded), expected.logits, tol, 'merged folder (a plain model) vs PyTorch');
+      assertClose(await logitsOf(reloaded, expected), expected.logits, tol, 'merged folder (a plain model) vs PyTorch');
       reloaded.dispose();
     } finally {
       model.dispose();
@@ -157,11 +122,7 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       try {
         await loadAdapter(model, SAVED);
         if (split) assert.equal(model.savedModules.embedTokens!.length, 5);
-        const loss = tidy(() => {
-          const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-          l.backward();
-          return l;
-        });
+        const loss = lossWithGradients(model, expected);
         assertClose(await toArray(loss), [expected.loss], tol, 'loss');
         loss.dispose();
         const params = model.loraParameters();
@@ -180,26 +141,7 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
     const steps = expected.steps;
     try {
       await loadAdapter(model, SAVED);
-      const params = model.loraParameters();
-      const opt = new AdamW(params, { lr: steps.lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 });
-      const lossOf = () => model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-      const losses: number[] = [];
-      for (let s = 0; s < steps.steps; s++) {
-        const loss = tidy(() => {
-          const l = lossOf();
-          l.backward();
-          clipGradNorm(params, steps.maxGradNorm).dispose();
-          return l;
-        });
-        losses.push((await toArray(loss))[0]!);
-        loss.dispose();
-        opt.step();
-        opt.zeroGrad();
-      }
-      const final = tidy(() => lossOf());
-      losses.push((await toArray(final))[0]!);
-      final.dispose();
-      opt.dispose();
+      const losses = await adamWSteps(model, expected, steps);
       assertClose(losses, [...steps.losses, steps.finalLoss], { atol: 1e-4, rtol: 1e-4 }, 'losses');
       for (const [key, w] of await trainedByKey(model, (t) => t)) assertClose(w, steps.weights[key]!, { atol: 1e-4, rtol: 1e-3 }, `${key} after ${steps.steps} steps`);
     } finally {
@@ -214,12 +156,8 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       assert.equal(model.savedModules.embedTokens![0]!.dtype, 'f32');
       assert.equal(model.savedModules.lmHead!.parts[0]!.dtype, 'f32');
       const f16tol = { atol: 2e-2, rtol: 2e-2 };
-      assertClose(await logitsOf(model), expected.logits, f16tol, 'f16 forward vs PyTorch');
-      const loss = tidy(() => {
-        const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-        l.backward();
-        return l;
-      });
+      assertClose(await logitsOf(model, expected), expected.logits, f16tol, 'f16 forward vs PyTorch');
+      const loss = lossWithGradients(model, expected);
       assertClose(await toArray(loss), [expected.loss], f16tol, 'f16 loss');
       loss.dispose();
       const grads = await trainedByKey(model, (t) => t.grad);
@@ -236,19 +174,15 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
     try {
       await loadAdapter(model, SAVED);
       assert.equal(model.quantization, 'nf4');
-      const adapted = await logitsOf(model);
-      const loss = tidy(() => {
-        const l = model.loss(ids2d(expected.ids), ids2d(expected.labels), ids2d(expected.attentionMask));
-        l.backward();
-        return l;
-      });
+      const adapted = await logitsOf(model, expected);
+      const loss = lossWithGradients(model, expected);
       loss.dispose();
       assert.ok(model.loraParameters().every((p) => p.grad !== null), 'A, B and both copies have gradients');
       await saveMergedModel(model, dir);
       const merged = await loadLlama(dir, { dtype: 'f16' });
       try {
         assert.equal(merged.config.vocabSize, expected.vocabSize);
-        assertClose(await logitsOf(merged), adapted, { atol: 2e-2, rtol: 2e-2 }, 'merged f16 folder vs the adapted NF4 model');
+        assertClose(await logitsOf(merged, expected), adapted, { atol: 2e-2, rtol: 2e-2 }, 'merged f16 folder vs the adapted NF4 model');
       } finally {
         merged.dispose();
       }
@@ -272,7 +206,7 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       const first = await serializeAdapter(model, 'gqa');
       const again = await serializeAdapter(other, 'gqa');
       assert.deepEqual(again.weights, first.weights, 'save -> load -> save is byte-stable');
-      assert.deepEqual(await logitsOf(other), await logitsOf(model));
+      assert.deepEqual(await logitsOf(other, expected), await logitsOf(model, expected));
     } finally {
       model.dispose();
       other.dispose();

@@ -6,12 +6,11 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dequantizeHost, f16BitsToF32, initWebGPU, keep, noGrad, quantizeHost, refQuantizeInt8, refQuantizeNf4, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { dequantizeHost, f16BitsToF32, initWebGPU, keep, noGrad, quantizeHost, refQuantizeInt8, refQuantizeNf4, tensor, tidy, toArray } from '@huatuo/tensor';
 import { loadAdapter, loadLlama, mergeAdapter, openCheckpoint, readLinearWeight, saveMergedModel, serializeSafetensors, type LlamaModel } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
-import { fixtureDir, readReference } from './fixtures.js';
+import { fixtureDir, ids2d, logitsOf, readReference } from './fixtures.js';
 
-const ids2d = (rows: number[][]): Tensor => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 
 /** The unquantized fixture with every decoder projection replaced by its quantize-dequantize round trip. */
 async function dequantizedReference(format: 'int8' | 'nf4'): Promise<LlamaModel> {
@@ -109,10 +108,10 @@ describe('quantized base models', () => {
       const ref = readReference('gqa');
       await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
       await loadAdapter(reference, join(fixtureDir('gqa'), 'adapter'));
-      const before = await logitsOf(model, ref.ids);
+      const before = await logitsOf(model, { ids: ref.ids });
       mergeAdapter(model);
       assert.ok(model.linears().every((l) => !l.merged), 'quantized projections are not merged in place');
-      assertClose(await logitsOf(model, ref.ids), before, { atol: 0, rtol: 0 }, 'logits after mergeAdapter');
+      assertClose(await logitsOf(model, { ids: ref.ids }), before, { atol: 0, rtol: 0 }, 'logits after mergeAdapter');
       await saveMergedModel(model, dir);
       const ckpt = await openCheckpoint(dir);
       assert.deepEqual([...new Set(ckpt.tensors.map((t) => t.dtype))], ['F16']);
@@ -135,10 +134,3 @@ describe('quantized base models', () => {
     }
   });
 });
-
-async function logitsOf(model: LlamaModel, rows: number[][]): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(ids2d(rows))));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
-  return out;
-}

@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   cat, mul, noGrad, refRope, refRopeAttentionScaling, refRopeBackward, refRopeCache, refRopeInvFreq, refTensor, rope, ropeAttentionScaling,
-  ropeCache, ropeInvFreq, slice, sum, tensor, tidy, toArray, type RopeSpec, type Tensor,
+  ropeCache, ropeInvFreq, slice, sum, tensor, tidy, toArray, type RopeSpec,
 } from '@huatuo/tensor';
 import {
   KvCache, ModelConfigError, RotaryFrequencies, llamaPresets, loadAdapter, loadLlama, parseLlamaConfig, peftKey, toHfConfigJson, type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose, gpu, scoped, seededValues } from '../tensor/helpers.js';
-import { checkLogits, fixtureDir, readReference } from './fixtures.js';
+import { checkLogits, fixtureDir, ids2d, readReference } from './fixtures.js';
 
 const file = 'models/qwen/config.json';
 const tiny = toHfConfigJson(llamaPresets.tiny);
@@ -195,10 +195,6 @@ test('yarn\'s missing factor and bad values raise ModelConfigError naming config
   expectYarnError({ factor: 4, truncate: 'no' }, 'truncate must be true or false, got "no"');
   expectYarnError({ factor: Math.E, mscale: 1, mscale_all_dim: -10 }, 'mscale 1 and mscale_all_dim -10 give the attention factor');
 });
-
-function ids2d(rows: number[][]): Tensor {
-  return tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-}
 
 /** The gqa fixture with rope_scaling set in its config.json, loaded from a copy. */
 async function withYarn(rope_scaling: Record<string, unknown>, body: (model: LlamaModel, dir: string) => Promise<void>): Promise<void> {

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initWebGPU, noGrad, tensor, tidy, toArray } from '@huatuo/tensor';
+import { initWebGPU, noGrad, tensor, tidy } from '@huatuo/tensor';
 import {
   AdapterError,
   bytesSource,
@@ -16,10 +16,9 @@ import {
   openCheckpoint,
   openCheckpointFromFiles,
   type Checkpoint,
-  type LlamaModel,
   type LoadProgress,
 } from '@huatuo/llama';
-import { checkLogits, fixtureDir, readReference } from './fixtures.js';
+import { checkLogits, fixtureDir, logitsOf, readReference } from './fixtures.js';
 
 const binDir = fileURLToPath(new URL('../fixtures/torch-bin/', import.meta.url));
 
@@ -27,13 +26,6 @@ async function tensorsOf(ckpt: Checkpoint): Promise<Map<string, number[]>> {
   const out = new Map<string, number[]>();
   for await (const { info, data } of ckpt.iterateAs('f32')) out.set(info.name, Array.from(data));
   await ckpt.close();
-  return out;
-}
-
-async function logitsOf(model: LlamaModel, rows: number[][]): Promise<Float32Array> {
-  const t = noGrad(() => tidy(() => model.forward(tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]))));
-  const out = (await toArray(t)) as Float32Array;
-  t.dispose();
   return out;
 }
 
@@ -77,7 +69,7 @@ describe('PyTorch .bin checkpoints', () => {
       const fromBin = await loadLlama(join(binDir, folder));
       const fromSt = await loadLlama(fixtureDir(name));
       try {
-        assert.deepEqual(await logitsOf(fromBin, ref.ids), await logitsOf(fromSt, ref.ids));
+        assert.deepEqual(await logitsOf(fromBin, { ids: ref.ids }), await logitsOf(fromSt, { ids: ref.ids }));
         const logits = noGrad(() => tidy(() => fromBin.forward(tensor(Int32Array.from(ref.ids.flat()), [ref.ids.length, ref.ids[0]!.length]), { attentionMask: tensor(Int32Array.from(ref.attentionMask.flat()), [ref.ids.length, ref.ids[0]!.length]) })));
         await checkLogits(logits, ref, `${name} from .bin`);
         logits.dispose();
@@ -93,13 +85,13 @@ describe('PyTorch .bin checkpoints', () => {
     const model = await loadLlama(fixtureDir('gqa'));
     try {
       await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
-      const want = await logitsOf(model, ref.ids);
+      const want = await logitsOf(model, { ids: ref.ids });
       await loadAdapter(model, join(binDir, 'gqa-adapter'));
-      assert.deepEqual(await logitsOf(model, ref.ids), want);
+      assert.deepEqual(await logitsOf(model, { ids: ref.ids }), want);
       const configText = await readFile(join(binDir, 'gqa-adapter', 'adapter_config.json'), 'utf8');
       const weights = new Uint8Array(await readFile(join(binDir, 'gqa-adapter', 'adapter_model.bin')));
       await loadAdapterFromFiles(model, configText, 'adapter_config.json', bytesSource('adapter_model.bin', weights));
-      assert.deepEqual(await logitsOf(model, ref.ids), want);
+      assert.deepEqual(await logitsOf(model, { ids: ref.ids }), want);
     } finally {
       model.dispose();
     }
