@@ -2,7 +2,8 @@
 // defaults, refusals, and a round trip that writes MistralForCausalLM back.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { ModelConfigError, llamaPresets, parseLlamaConfig, toHfConfigJson } from '@huatuo/llama';
+import { llamaPresets, parseLlamaConfig, toHfConfigJson } from '@huatuo/llama';
+import { expectConfigError } from './config-errors.js';
 
 // mistralai/Mistral-7B-v0.1's config.json.
 const MISTRAL_7B = {
@@ -27,15 +28,6 @@ const MISTRAL_7B = {
   use_cache: true,
   vocab_size: 32000,
 };
-
-function expectConfigError(fn: () => unknown, field: string, ...fragments: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    for (const f of fragments) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  });
-}
 
 test('Mistral-7B-v0.1 config.json parses as a mistral config with its 4096-key sliding window', () => {
   const cfg = parseLlamaConfig(MISTRAL_7B, 'config.json');

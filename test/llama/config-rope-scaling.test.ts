@@ -2,7 +2,8 @@
 // ("rope_type" and the older "type"), transformers' required keys and values, and writing it back.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { ModelConfigError, llamaPresets, parseLlamaConfig, toHfConfigJson } from '@huatuo/llama';
+import { llamaPresets, parseLlamaConfig, toHfConfigJson } from '@huatuo/llama';
+import { expectConfigError } from './config-errors.js';
 
 const file = 'models/x/config.json';
 
@@ -39,12 +40,7 @@ const tiny = toHfConfigJson(llamaPresets.tiny);
 const withScaling = (rope_scaling: unknown) => ({ ...tiny, rope_scaling });
 
 function expectRopeScalingError(raw: unknown, ...fragments: string[]): void {
-  assert.throws(() => parseLlamaConfig(withScaling(raw), file), (err: unknown) => {
-    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
-    assert.equal(err.field, 'rope_scaling');
-    for (const f of [file, ...fragments]) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  });
+  expectConfigError(() => parseLlamaConfig(withScaling(raw), file), 'rope_scaling', file, ...fragments);
 }
 
 test('Llama 3.2 1B config.json parses with its llama3 rope scaling and writes it back', () => {

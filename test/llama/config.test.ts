@@ -14,17 +14,9 @@ import {
   type LlamaConfig,
   type LlamaRopeScaling,
 } from '@huatuo/llama';
+import { expectConfigError } from './config-errors.js';
 
 const fixtureDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'safetensors', 'huggyllama-llama-7b');
-
-function expectConfigError(fn: () => unknown, field: string | undefined, ...fragments: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    for (const f of fragments) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  });
-}
 
 test('the published LLaMA-7B config.json parses to the HF values, with HF defaults for absent fields', async () => {
   const cfg = await loadLlamaConfig(fixtureDir);

@@ -3,7 +3,8 @@
 // Qwen2ForCausalLM back, and the q, k and v biases in the expected weights and the memory plan.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { ModelConfigError, configFromPreset, expectedWeights, parseLlamaConfig, planMemory, toHfConfigJson } from '@huatuo/llama';
+import { configFromPreset, expectedWeights, parseLlamaConfig, planMemory, toHfConfigJson } from '@huatuo/llama';
+import { expectConfigError } from './config-errors.js';
 
 // Qwen/Qwen2.5-7B-Instruct's config.json (the base of HuatuoGPT-o1-7B).
 const QWEN25_7B = {
@@ -31,15 +32,6 @@ const QWEN25_7B = {
   use_sliding_window: false,
   vocab_size: 152064,
 };
-
-function expectConfigError(fn: () => unknown, field: string, ...fragments: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
-    assert.equal(err.field, field);
-    for (const f of fragments) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  });
-}
 
 test('Qwen2.5-7B-Instruct config.json parses as a qwen2 config without a window (use_sliding_window false)', () => {
   const c = parseLlamaConfig(QWEN25_7B, 'config.json');

@@ -14,10 +14,11 @@ import {
   ropeCache, ropeInvFreq, slice, sum, tensor, tidy, toArray, type RopeSpec,
 } from '@huatuo/tensor';
 import {
-  KvCache, ModelConfigError, RotaryFrequencies, llamaPresets, loadAdapter, loadLlama, parseLlamaConfig, peftKey, toHfConfigJson, type LlamaModel,
+  KvCache, RotaryFrequencies, llamaPresets, loadAdapter, loadLlama, parseLlamaConfig, peftKey, toHfConfigJson, type LlamaModel,
 } from '@huatuo/llama';
 import { assertClose, gpu, scoped, seededValues } from '../tensor/helpers.js';
 import { checkLogits, fixtureDir, ids2d, readReference } from './fixtures.js';
+import { expectConfigError } from './config-errors.js';
 
 const file = 'models/qwen/config.json';
 const tiny = toHfConfigJson(llamaPresets.tiny);
@@ -175,12 +176,7 @@ test('Qwen2.5\'s yarn rope_scaling parses, and every yarn key is written back as
 });
 
 function expectYarnError(raw: Record<string, unknown>, ...fragments: string[]): void {
-  assert.throws(() => parseLlamaConfig({ ...tiny, rope_scaling: { rope_type: 'yarn', ...raw } }, file), (err: unknown) => {
-    assert.ok(err instanceof ModelConfigError, `expected ModelConfigError, got ${String(err)}`);
-    assert.equal(err.field, 'rope_scaling');
-    for (const f of [file, ...fragments]) assert.ok(err.message.includes(f), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  });
+  expectConfigError(() => parseLlamaConfig({ ...tiny, rope_scaling: { rope_type: 'yarn', ...raw } }, file), 'rope_scaling', file, ...fragments);
 }
 
 test('yarn\'s missing factor and bad values raise ModelConfigError naming config.json and rope_scaling', () => {
