@@ -5,38 +5,18 @@ import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
   add, sub, mul, div, neg, exp, log, sqrt, rsqrt, pow, silu, relu, where, maskedFill, cast, sum,
-  tensor, transpose, slice, hasF16, numel,
-  refTensor, refTranspose, refSlice, refCast, refBroadcastTo,
+  tensor, hasF16, numel,
+  refTensor, refCast, refBroadcastTo,
   refAdd, refAddBackward, refSub, refSubBackward, refMul, refMulBackward, refDiv, refDivBackward, refNeg, refNegBackward,
   refExp, refExpBackward, refLog, refLogBackward, refSqrt, refSqrtBackward, refRsqrt, refRsqrtBackward,
   refPow, refPowBackward, refSilu, refSiluBackward, refRelu, refReluBackward, refWhere, refWhereBackward,
   type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues, type Tolerance, scoped } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, type Tolerance, scoped, viewedInput, type Layout } from './helpers.js';
 
 before(async () => {
   await gpu();
 });
-
-type Layout = 'contiguous' | 'transposed' | 'sliced';
-
-/** A GPU tensor of `shape` laid out as asked (read in place through strides) and its reference. */
-function input(shape: readonly number[], seed: number, layout: Layout, domain: (v: number) => number = (v) => v): { t: Tensor; ref: RefTensor } {
-  const make = (s: readonly number[]) => {
-    const values = seededValues(numel(s), seed).map(domain);
-    return { t: tensor(values, s), ref: refTensor(values, s) };
-  };
-  if (layout === 'transposed' && shape.length >= 2) {
-    const base = make([...shape.slice(0, -2), shape[shape.length - 1]!, shape[shape.length - 2]!]);
-    return { t: transpose(base.t), ref: refTranspose(base.ref) };
-  }
-  if (layout === 'sliced' && shape.length >= 1) {
-    const last = shape[shape.length - 1]!;
-    const base = make([...shape.slice(0, -1), last + 2]);
-    return { t: slice(base.t, -1, 1, 1 + last), ref: refSlice(base.ref, -1, 1, 1 + last) };
-  }
-  return make(shape);
-}
 
 const dim = fc.constantFrom(1, 2, 3, 5, 17, 65, 257);
 const shapeArb = (maxRank: number, maxNumel: number) =>
@@ -111,8 +91,8 @@ test('broadcasting add, sub, mul and div match the reference on fast-check shape
     await fc.assert(
       fc.asyncProperty(broadcastArb, layoutArb, layoutArb, fc.nat(1 << 20), async (shapes, la, lb, seed) =>
         scoped(async () => {
-          const a = input(shapes.a, seed, la);
-          const b = input(shapes.b, seed + 1, lb, c.domainB);
+          const a = viewedInput(shapes.a, seed, la);
+          const b = viewedInput(shapes.b, seed + 1, lb, c.domainB);
           const out = c.gpu(a.t, b.t);
           const expected = c.ref(a.ref, b.ref);
           assertClose(await out.toArray(), expected.data, c.tol, `${c.name} [${shapes.a}] (${la}) with [${shapes.b}] (${lb})`);
@@ -151,7 +131,7 @@ test('unary functions match the reference on fast-check shapes and views', async
     await fc.assert(
       fc.asyncProperty(shapeArb(4, 6000), layoutArb, fc.nat(1 << 20), async (shape, layout, seed) =>
         scoped(async () => {
-          const x = input(shape, seed, layout, c.domain);
+          const x = viewedInput(shape, seed, layout, c.domain);
           assertClose(await c.gpu(x.t).toArray(), c.ref(x.ref).data, c.tol, `${c.name} [${shape}] (${layout})`);
         }),
       ),
@@ -192,8 +172,8 @@ test('where and maskedFill select elementwise with broadcasting of the mask and 
         const mask = seededValues(numel(shapes.b), seed + 2).map((v) => (v > 0 ? 1 : 0));
         const cond = tensor(condType === 'u32' ? Uint32Array.from(mask) : mask, shapes.b);
         const rc = refTensor(mask, shapes.b);
-        const a = input(shapes.a, seed, 'contiguous');
-        const b = input(shapes.b, seed + 1, 'transposed');
+        const a = viewedInput(shapes.a, seed, 'contiguous');
+        const b = viewedInput(shapes.b, seed + 1, 'transposed');
         assertClose(await where(cond, a.t, b.t).toArray(), refWhere(rc, a.ref, b.ref).data, { atol: 0, rtol: 0 }, `where [${shapes.a}] [${shapes.b}]`);
         const filled = refWhere(rc, refTensor([-7.5], []), a.ref);
         assertClose(await maskedFill(a.t, cond, -7.5).toArray(), filled.data, { atol: 0, rtol: 0 }, `maskedFill [${shapes.a}] mask [${shapes.b}]`);
@@ -232,8 +212,8 @@ test('f16 arithmetic and exp match the reference computed on f16-rounded inputs'
   await fc.assert(
     fc.asyncProperty(broadcastArb, fc.nat(1 << 20), async (shapes, seed) =>
       scoped(async () => {
-        const a = input(shapes.a, seed, 'transposed');
-        const b = input(shapes.b, seed + 1, 'contiguous', positive);
+        const a = viewedInput(shapes.a, seed, 'transposed');
+        const b = viewedInput(shapes.b, seed + 1, 'contiguous', positive);
         const [a16, b16] = [cast(a.t, 'f16'), cast(b.t, 'f16')];
         const [ra, rb] = [refCast(a.ref, 'f16'), refCast(b.ref, 'f16')];
         const tol = { atol: 1e-3, rtol: 2e-3 };
@@ -278,8 +258,8 @@ test('binary op gradients match the reference on larger broadcast shapes', async
     await fc.assert(
       fc.asyncProperty(broadcastArb, fc.nat(1 << 20), async (shapes, seed) =>
         scoped(async () => {
-          const a = input(shapes.a, seed, 'contiguous');
-          const b = input(shapes.b, seed + 1, 'contiguous', c.domainB);
+          const a = viewedInput(shapes.a, seed, 'contiguous');
+          const b = viewedInput(shapes.b, seed + 1, 'contiguous', c.domainB);
           a.t.requireGrad();
           b.t.requireGrad();
           const y = c.gpu(a.t, b.t);

@@ -1,7 +1,7 @@
 // Shared test helpers: one WebGPU device per test process, a scope around a test body, closeness
-// checks that name the first mismatch, and central finite differences.
+// checks that name the first mismatch, seeded inputs (also as strided views), and central finite differences.
 import assert from 'node:assert/strict';
-import { initWebGPU, startScope, tensor, type Tensor, type DeviceInfo } from '@huatuo/tensor';
+import { initWebGPU, numel, refSlice, refTensor, refTranspose, slice, startScope, tensor, transpose, type DeviceInfo, type RefTensor, type Tensor } from '@huatuo/tensor';
 import { setV2Creation } from '@huatuo/tensor/internal';
 
 let info: Promise<DeviceInfo> | null = null;
@@ -51,6 +51,30 @@ export function seededValues(n: number, seed: number, scale = 1): Float32Array {
     out[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return out;
+}
+
+/** How an input is laid out in memory: as written, transposed in its last two axes, or sliced within a wider last axis. */
+export type Layout = 'contiguous' | 'transposed' | 'sliced';
+
+/**
+ * A GPU tensor of `shape` with seeded values mapped through `domain`, laid out as asked (read in place through
+ * strides), and its reference.
+ */
+export function viewedInput(shape: readonly number[], seed: number, layout: Layout, domain: (v: number) => number = (v) => v): { t: Tensor; ref: RefTensor } {
+  const make = (s: readonly number[]) => {
+    const values = seededValues(numel(s), seed).map(domain);
+    return { t: tensor(values, s), ref: refTensor(values, s) };
+  };
+  if (layout === 'transposed' && shape.length >= 2) {
+    const base = make([...shape.slice(0, -2), shape[shape.length - 1]!, shape[shape.length - 2]!]);
+    return { t: transpose(base.t), ref: refTranspose(base.ref) };
+  }
+  if (layout === 'sliced' && shape.length >= 1) {
+    const last = shape[shape.length - 1]!;
+    const base = make([...shape.slice(0, -1), last + 2]);
+    return { t: slice(base.t, -1, 1, 1 + last), ref: refSlice(base.ref, -1, 1, 1 + last) };
+  }
+  return make(shape);
 }
 
 /**

@@ -5,35 +5,18 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  sum, mean, max, argmax, mul, cast, tensor, transpose, slice, hasF16, numel,
-  refTensor, refTranspose, refSlice, refCast, refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward,
+  sum, mean, max, argmax, mul, cast, tensor, transpose, hasF16, numel,
+  refTensor, refTranspose, refCast, refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward,
   ShapeError, type RefTensor, type Tensor,
 } from '@huatuo/tensor';
-import { assertClose, finiteDifferences, gpu, seededValues, scoped } from './helpers.js';
+import { assertClose, finiteDifferences, gpu, seededValues, scoped, viewedInput, type Layout } from './helpers.js';
 
 before(async () => {
   await gpu();
 });
 
-type Layout = 'contiguous' | 'transposed' | 'sliced';
-
 /** A GPU tensor of `shape` in the given layout and its reference; `quantize` makes ties likely. */
-function input(shape: readonly number[], seed: number, layout: Layout, quantize = false): { t: Tensor; ref: RefTensor } {
-  const make = (s: readonly number[]) => {
-    const values = seededValues(numel(s), seed).map((v) => (quantize ? Math.round(v * 3) / 4 : v));
-    return { t: tensor(values, s), ref: refTensor(values, s) };
-  };
-  if (layout === 'transposed' && shape.length >= 2) {
-    const base = make([...shape.slice(0, -2), shape[shape.length - 1]!, shape[shape.length - 2]!]);
-    return { t: transpose(base.t), ref: refTranspose(base.ref) };
-  }
-  if (layout === 'sliced' && shape.length >= 1) {
-    const last = shape[shape.length - 1]!;
-    const base = make([...shape.slice(0, -1), last + 2]);
-    return { t: slice(base.t, -1, 1, 1 + last), ref: refSlice(base.ref, -1, 1, 1 + last) };
-  }
-  return make(shape);
-}
+const input = (shape: readonly number[], seed: number, layout: Layout, quantize = false) => viewedInput(shape, seed, layout, (v) => (quantize ? Math.round(v * 3) / 4 : v));
 
 const dim = fc.constantFrom(1, 2, 3, 5, 17, 65, 257);
 const shapeArb = fc.array(dim, { minLength: 1, maxLength: 4 }).filter((s) => numel(s) <= 6000);
