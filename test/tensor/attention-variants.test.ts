@@ -18,6 +18,7 @@ import {
 } from '@huatuo/tensor';
 import { getRuntime, attentionKernelFor, setAttentionKernel, type AttentionKernel, setV2KeepRows, v2Layout } from '@huatuo/tensor/internal';
 import { measureAttentionMemory } from './attention-memory.js';
+import { attentionInputs, attentionRefs, paddingMask, qkvShapes, type AttentionInputs } from './attention-inputs.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
@@ -60,46 +61,11 @@ async function withKernel(kernel: AttentionKernel, dims: number[], body: () => P
   }
 }
 
-function maskValues(c: Case): Float32Array | null {
-  if (!c.padding) return null;
-  const m = new Float32Array(c.B * c.S);
-  c.padding.forEach(([left, right], b) => {
-    for (let j = left; j < c.S - right; j++) m[b * c.S + j] = 1;
-  });
-  return m;
-}
-
-interface Inputs {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  mask: Float32Array | null;
-}
-
-function inputs(c: Case): Inputs {
-  return {
-    q: seededValues(c.B * c.Hq * c.T * c.D, c.seed, 1.5),
-    k: seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 1, 1.5),
-    v: seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 2),
-    mask: maskValues(c),
-  };
-}
-
-const dimsOf = (c: Case) => ({ q: [c.B, c.Hq, c.T, c.D], k: [c.B, c.Hkv, c.S, c.D], v: [c.B, c.Hkv, c.S, c.D] });
-
-function refs(c: Case, x: Inputs) {
-  const d = dimsOf(c);
-  return {
-    q: refTensor(x.q, d.q),
-    k: refTensor(x.k, d.k),
-    v: refTensor(x.v, d.v),
-    mask: x.mask ? refTensor(x.mask, [c.B, c.S]) : null,
-  };
-}
+const inputs = (c: Case) => attentionInputs(c, paddingMask(c));
 
 /** Forward output and gradients of sum(out * g) for q, k and v. */
-async function run(c: Case, x: Inputs, g: Float32Array, dtype: 'f32' | 'f16' = 'f32') {
-  const d = dimsOf(c);
+async function run(c: Case, x: AttentionInputs, g: Float32Array, dtype: 'f32' | 'f16' = 'f32') {
+  const d = qkvShapes(c);
   const q = tensor(x.q, d.q, { dtype, requiresGrad: true });
   const k = tensor(x.k, d.k, { dtype, requiresGrad: true });
   const v = tensor(x.v, d.v, { dtype, requiresGrad: true });
@@ -118,11 +84,11 @@ async function run(c: Case, x: Inputs, g: Float32Array, dtype: 'f32' | 'f16' = '
 
 async function checkCase(c: Case, what: string): Promise<void> {
   const x = inputs(c);
-  const r = refs(c, x);
+  const r = attentionRefs(c, x);
   const g = seededValues(c.B * c.Hq * c.T * c.D, c.seed + 3);
   const got = await run(c, x, g);
   const opts = { causal: c.causal, keyPaddingMask: r.mask };
-  const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, dimsOf(c).q), opts);
+  const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, qkvShapes(c).q), opts);
   assertClose(got.out, refAttention(r.q, r.k, r.v, opts).data, TOL, `${what} forward ${describe(c)}`);
   assertClose(got.dq, want.dq.data, GRAD_TOL, `${what} dq ${describe(c)}`);
   assertClose(got.dk, want.dk.data, GRAD_TOL, `${what} dk ${describe(c)}`);
@@ -234,7 +200,7 @@ for (const kernel of ['v2', 'v1', 'composed'] as const) {
     await withKernel(kernel, dims, async () => {
       const c: Case = { B: 1, Hq: 2, Hkv: 1, T: 2, S: 3, D: dims[0]!, causal: true, padding: [[1, 0]], seed: 31 };
       const x = inputs(c);
-      const d = dimsOf(c);
+      const d = qkvShapes(c);
       const r = seededValues(c.B * c.Hq * c.T * c.D, 32);
       const rT = tensor(r, d.q);
       const mask = tensor(Uint32Array.from(x.mask!), [c.B, c.S]);
@@ -272,11 +238,11 @@ for (const kernel of ['v2', 'v1', 'composed'] as const) {
         return back;
       };
       const x0 = inputs(c);
-      const x: Inputs = { q: await round(x0.q), k: await round(x0.k), v: await round(x0.v), mask: x0.mask };
+      const x: AttentionInputs = { q: await round(x0.q), k: await round(x0.k), v: await round(x0.v), mask: x0.mask };
       const g = await round(seededValues(c.B * c.Hq * c.T * c.D, 72));
       const got = await run(c, x, g, 'f16');
-      const r = refs(c, x);
-      const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, dimsOf(c).q), { keyPaddingMask: r.mask });
+      const r = attentionRefs(c, x);
+      const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, qkvShapes(c).q), { keyPaddingMask: r.mask });
       const tol = { atol: 5e-3, rtol: 2e-2 };
       assertClose(got.out, refAttention(r.q, r.k, r.v, { keyPaddingMask: r.mask }).data, { atol: 2e-3, rtol: 5e-3 }, `${kernel} f16 forward`);
       assertClose(got.dq, want.dq.data, tol, `${kernel} f16 dq`);

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attention, refAttention, refAttentionBackward, refTensor, tensor, ValueError, type Tensor } from '@huatuo/tensor';
 import { getRuntime, attentionKernelFor, setAttentionKernel, type AttentionKernel } from '@huatuo/tensor/internal';
+import { attentionInputs, attentionRefs, paddingMask, qkvShapes } from './attention-inputs.js';
 import { assertClose, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
@@ -24,20 +25,13 @@ interface Case {
   seed: number;
 }
 
-function maskValues(c: Case): Float32Array | null {
-  if (!c.padding) return null;
-  const m = new Float32Array(c.B * c.S);
-  c.padding.forEach(([left, right], b) => m.fill(1, b * c.S + left, (b + 1) * c.S - right));
-  return m;
-}
-
 /** Forward output and the gradients of sum(out * g), with `window` (null: none). */
 async function run(c: Case, window: number | null, grads = true) {
-  const q = tensor(seededValues(c.B * c.Hq * c.T * c.D, c.seed, 1.5), [c.B, c.Hq, c.T, c.D], { requiresGrad: grads });
-  const k = tensor(seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 1, 1.5), [c.B, c.Hkv, c.S, c.D], { requiresGrad: grads });
-  const v = tensor(seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 2), [c.B, c.Hkv, c.S, c.D], { requiresGrad: grads });
-  const m = maskValues(c);
-  const mask = m ? tensor(Uint32Array.from(m), [c.B, c.S]) : null;
+  const [x, d] = [attentionInputs(c, paddingMask(c)), qkvShapes(c)];
+  const q = tensor(x.q, d.q, { requiresGrad: grads });
+  const k = tensor(x.k, d.k, { requiresGrad: grads });
+  const v = tensor(x.v, d.v, { requiresGrad: grads });
+  const mask = x.mask ? tensor(Uint32Array.from(x.mask), [c.B, c.S]) : null;
   const out = attention(q, k, v, { window, keyPaddingMask: mask });
   const all: (Tensor | null)[] = [q, k, v, mask, out];
   const res: Record<string, Float32Array> = { out: (await out.toArray()) as Float32Array };
@@ -52,11 +46,8 @@ async function run(c: Case, window: number | null, grads = true) {
 }
 
 function reference(c: Case) {
-  const q = refTensor(seededValues(c.B * c.Hq * c.T * c.D, c.seed, 1.5), [c.B, c.Hq, c.T, c.D]);
-  const k = refTensor(seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 1, 1.5), [c.B, c.Hkv, c.S, c.D]);
-  const v = refTensor(seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 2), [c.B, c.Hkv, c.S, c.D]);
-  const m = maskValues(c);
-  const opts = { window: c.window, keyPaddingMask: m ? refTensor(m, [c.B, c.S]) : null };
+  const { q, k, v, mask } = attentionRefs(c, attentionInputs(c, paddingMask(c)));
+  const opts = { window: c.window, keyPaddingMask: mask };
   const g = refTensor(seededValues(c.B * c.Hq * c.T * c.D, c.seed + 3), [c.B, c.Hq, c.T, c.D]);
   return { out: refAttention(q, k, v, opts).data, ...refAttentionBackward(q, k, v, g, opts) };
 }

@@ -21,9 +21,9 @@ import {
   DisposedError,
   DTypeError,
   ShapeError,
-  type RefTensor,
   type Tensor,
 } from '@huatuo/tensor';
+import { attentionInputs, attentionRefs, type AttentionInputs } from './attention-inputs.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 import { measureAttentionMemory } from './attention-memory.js';
 
@@ -64,30 +64,7 @@ function maskTensor(c: Case, values: Float32Array | null): Tensor | null {
   return tensor(Uint32Array.from(values), [c.B, c.S]);
 }
 
-interface Inputs {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  mask: Float32Array | null;
-}
-
-function inputs(c: Case): Inputs {
-  return {
-    q: seededValues(c.B * c.Hq * c.T * c.D, c.seed, 1.5),
-    k: seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 1, 1.5),
-    v: seededValues(c.B * c.Hkv * c.S * c.D, c.seed + 2),
-    mask: maskValues(c),
-  };
-}
-
-function refs(c: Case, x: Inputs): { q: RefTensor; k: RefTensor; v: RefTensor; mask: RefTensor | null } {
-  return {
-    q: refTensor(x.q, [c.B, c.Hq, c.T, c.D]),
-    k: refTensor(x.k, [c.B, c.Hkv, c.S, c.D]),
-    v: refTensor(x.v, [c.B, c.Hkv, c.S, c.D]),
-    mask: x.mask ? refTensor(x.mask, [c.B, c.S]) : null,
-  };
-}
+const inputs = (c: Case) => attentionInputs(c, maskValues(c));
 
 /** Shapes from the task's grid: GQA groups, T and S in {1, 3, 17, 65} (S >= T when causal), D in {4, 8, 16, 64, 6}. */
 function caseArb(withMask: boolean | null, sizes = [1, 3, 17, 65]): fc.Arbitrary<Case> {
@@ -122,7 +99,7 @@ function caseArb(withMask: boolean | null, sizes = [1, 3, 17, 65]): fc.Arbitrary
     }));
 }
 
-async function runForward(c: Case, x: Inputs, dtype: 'f32' | 'f16' = 'f32'): Promise<Float32Array> {
+async function runForward(c: Case, x: AttentionInputs, dtype: 'f32' | 'f16' = 'f32'): Promise<Float32Array> {
   const q = tensor(x.q, [c.B, c.Hq, c.T, c.D], { dtype });
   const k = tensor(x.k, [c.B, c.Hkv, c.S, c.D], { dtype });
   const v = tensor(x.v, [c.B, c.Hkv, c.S, c.D], { dtype });
@@ -133,7 +110,7 @@ async function runForward(c: Case, x: Inputs, dtype: 'f32' | 'f16' = 'f32'): Pro
   return data;
 }
 
-async function runGradients(c: Case, x: Inputs, r: Float32Array): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }> {
+async function runGradients(c: Case, x: AttentionInputs, r: Float32Array): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }> {
   const q = tensor(x.q, [c.B, c.Hq, c.T, c.D], { requiresGrad: true });
   const k = tensor(x.k, [c.B, c.Hkv, c.S, c.D], { requiresGrad: true });
   const v = tensor(x.v, [c.B, c.Hkv, c.S, c.D], { requiresGrad: true });
@@ -155,7 +132,7 @@ test('attention forward matches the reference on random GQA shapes, with and wit
   await fc.assert(
     fc.asyncProperty(caseArb(null), async (c) => {
       const x = inputs(c);
-      const r = refs(c, x);
+      const r = attentionRefs(c, x);
       const expected = refAttention(r.q, r.k, r.v, { causal: c.causal, keyPaddingMask: r.mask });
       assertClose(await runForward(c, x), expected.data, TOL, `forward ${describe(c)}`);
     }),
@@ -168,7 +145,7 @@ test('attention forward with a padding mask matches the reference on every mask 
   await fc.assert(
     fc.asyncProperty(caseArb(true), async (c) => {
       const x = inputs(c);
-      const r = refs(c, x);
+      const r = attentionRefs(c, x);
       const expected = refAttention(r.q, r.k, r.v, { causal: c.causal, keyPaddingMask: r.mask });
       assertClose(await runForward(c, x), expected.data, TOL, `forward ${describe(c)}`);
     }),
@@ -182,7 +159,7 @@ test('a query row that sees no key outputs zeros and gets zero gradient, with no
   const c: Case = { B: 2, Hq: 2, Hkv: 1, T: 6, S: 6, D: 4, causal: true, padding: [[4, 0], [0, 0]], maskDType: 'i32', seed: 11 };
   const x = inputs(c);
   const out = await runForward(c, x);
-  const r = refs(c, x);
+  const r = attentionRefs(c, x);
   assertClose(out, refAttention(r.q, r.k, r.v, { keyPaddingMask: r.mask }).data, TOL, 'forward with empty rows');
   for (let h = 0; h < c.Hq; h++) {
     for (let i = 0; i < 4; i++) {
@@ -209,7 +186,7 @@ test('the causal mask is aligned bottom-right when S > T (queries after a KV cac
   await gpu();
   const c: Case = { B: 1, Hq: 4, Hkv: 2, T: 3, S: 9, D: 8, causal: true, padding: null, maskDType: 'u32', seed: 3 };
   const x = inputs(c);
-  const r = refs(c, x);
+  const r = attentionRefs(c, x);
   const out = await runForward(c, x);
   assertClose(out, refAttention(r.q, r.k, r.v).data, TOL, 'forward S > T');
   // The last query sees every key: the same as a non-causal run for that row.
@@ -245,7 +222,7 @@ test('attention supports head dims up to 256, also not a multiple of 4', async (
   for (const D of [256, 100]) {
     const c: Case = { B: 1, Hq: 2, Hkv: 1, T: 5, S: 7, D, causal: true, padding: [[1, 0]], maskDType: 'u32', seed: D };
     const x = inputs(c);
-    const r = refs(c, x);
+    const r = attentionRefs(c, x);
     assertClose(await runForward(c, x), refAttention(r.q, r.k, r.v, { keyPaddingMask: r.mask }).data, TOL, `forward D=${D}`);
     const g = seededValues(c.B * c.Hq * c.T * c.D, 9);
     const got = await runGradients(c, x, g);
@@ -286,7 +263,7 @@ test('attention gradients for q, k and v match the reference on random shapes', 
   await fc.assert(
     fc.asyncProperty(caseArb(null, [1, 3, 17, 40]), async (c) => {
       const x = inputs(c);
-      const r = refs(c, x);
+      const r = attentionRefs(c, x);
       const g = seededValues(c.B * c.Hq * c.T * c.D, c.seed + 3);
       const got = await runGradients(c, x, g);
       const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, [c.B, c.Hq, c.T, c.D]), {
@@ -323,7 +300,7 @@ test('the T = 1 decode path matches the reference over many key splits, with pad
   await gpu();
   const c: Case = { B: 2, Hq: 4, Hkv: 1, T: 1, S: 300, D: 8, causal: true, padding: [[37, 0], [0, 250]], maskDType: 'f32', seed: 51 };
   const x = inputs(c);
-  const r = refs(c, x);
+  const r = attentionRefs(c, x);
   assertClose(await runForward(c, x), refAttention(r.q, r.k, r.v, { keyPaddingMask: r.mask }).data, TOL, 'decode forward');
   const g = seededValues(c.B * c.Hq * c.T * c.D, 52);
   const got = await runGradients(c, x, g);
@@ -346,13 +323,13 @@ test('f16 attention matches the reference on f16-rounded inputs within f16 toler
   ] satisfies Case[]) {
     const x = inputs(c);
     // Round the inputs through f16 so the reference sees the values the kernel reads.
-    const rounded: Inputs = { ...x };
+    const rounded: AttentionInputs = { ...x };
     for (const n of ['q', 'k', 'v'] as const) {
       const t16 = tensor(x[n], [x[n].length], { dtype: 'f16' });
       rounded[n] = (await t16.toArray()) as Float32Array;
       t16.dispose();
     }
-    const r = refs(c, rounded);
+    const r = attentionRefs(c, rounded);
     const expected = refAttention(r.q, r.k, r.v, { keyPaddingMask: r.mask });
     assertClose(await runForward(c, rounded, 'f16'), expected.data, { atol: 2e-3, rtol: 5e-3 }, `f16 forward ${describe(c)}`);
   }
@@ -372,14 +349,14 @@ test('f16 attention gradients match the reference within f16 tolerance', async (
     t16.dispose();
     return back;
   };
-  const rounded: Inputs = { q: await toF16(x.q), k: await toF16(x.k), v: await toF16(x.v), mask: x.mask };
+  const rounded: AttentionInputs = { q: await toF16(x.q), k: await toF16(x.k), v: await toF16(x.v), mask: x.mask };
   const g = await toF16(seededValues(c.B * c.Hq * c.T * c.D, 72));
   const dims = { q: [c.B, c.Hq, c.T, c.D], k: [c.B, c.Hkv, c.S, c.D], v: [c.B, c.Hkv, c.S, c.D] };
   const [q, k, v] = (['q', 'k', 'v'] as const).map((n) => tensor(rounded[n], dims[n], { dtype: 'f16', requiresGrad: true })) as [Tensor, Tensor, Tensor];
   const mask = maskTensor(c, x.mask);
   const out = attention(q, k, v, { keyPaddingMask: mask });
   out.backward(tensor(g, dims.q, { dtype: 'f16' }));
-  const r = refs(c, rounded);
+  const r = attentionRefs(c, rounded);
   const want = refAttentionBackward(r.q, r.k, r.v, refTensor(g, dims.q), { keyPaddingMask: r.mask });
   const tol = { atol: 5e-3, rtol: 2e-2 };
   assertClose((await q.grad!.toArray()) as Float32Array, want.dq.data, tol, 'f16 dq');
