@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AdamW, cat, clipGradNorm, noGrad, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { AdamW, cat, clipGradNorm, noGrad, setFusedLinearPreferred, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { KvCache, generate, openSafetensors, peftKey, type DecoderLayer, type Linear, type LlamaModel, type LoraTargetModule } from '@huatuo/llama';
 import { assertClose } from '../tensor/helpers.js';
 
@@ -110,12 +110,13 @@ export async function logitsOf(model: LlamaModel, batch: Batch): Promise<Float32
 
 /**
  * Logits [B, T, V] of `rows` decoded through an f32 KV cache, the first `prefill` tokens in one step and then one token
- * at a time, copied to the host.
+ * at a time, copied to the host; with `fused` given, the fused decode products are preferred (true) or not used (false).
  */
-export async function decodedLogits(model: LlamaModel, rows: number[][], prefill: number): Promise<Float32Array> {
+export async function decodedLogits(model: LlamaModel, rows: number[][], prefill: number, fused?: boolean): Promise<Float32Array> {
   const T = rows[0]!.length;
   const ids = (from: number, to: number) => ids2d(rows.map((r) => r.slice(from, to)));
   const cache = new KvCache(model.config, rows.length, T, 'f32');
+  if (fused !== undefined) setFusedLinearPreferred(fused);
   try {
     const steps = noGrad(() => [
       tidy(() => model.forward(ids(0, prefill), { cache })),
@@ -127,6 +128,7 @@ export async function decodedLogits(model: LlamaModel, rows: number[][], prefill
     all.dispose();
     return out;
   } finally {
+    if (fused !== undefined) setFusedLinearPreferred(null);
     cache.dispose();
   }
 }

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initWebGPU, setFusedLinearPreferred, toArray } from '@huatuo/tensor';
+import { initWebGPU, toArray } from '@huatuo/tensor';
 import {
   adaptedLinears, applyLora, bytesSource, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, peftKey, saveAdapter, saveMergedModel,
   serializeAdapter, serializeSafetensors, unmergeAdapter,
@@ -42,12 +42,7 @@ describe('DoRA adapters (PEFT use_dora)', () => {
       const V = model.config.vocabSize;
       const row0 = expected.logits.slice(0, expected.ids[0]!.length * V);
       for (const fused of [false, true]) {
-        setFusedLinearPreferred(fused);
-        try {
-          assertClose(await decodedLogits(model, [expected.ids[0]!], 2), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
-        } finally {
-          setFusedLinearPreferred(null);
-        }
+        assertClose(await decodedLogits(model, [expected.ids[0]!], 2, fused), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
       }
       mergeAdapter(model);
       assertClose(await logitsOf(model, expected), expected.mergedLogits, tol, 'merged W = (m / ||W + s B A||) (W + s B A) vs PyTorch');

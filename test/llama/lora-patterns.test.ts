@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyInto, decodeCandidates, initWebGPU, noGrad, setFusedLinearPreferred, tensor, tidy, toArray } from '@huatuo/tensor';
+import { copyInto, decodeCandidates, initWebGPU, noGrad, tensor, tidy, toArray } from '@huatuo/tensor';
 import {
   adaptedLinears, applyLora, bytesSource, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, saveAdapter, saveMergedModel, serializeSafetensors, unmergeAdapter, type LlamaModel,
 } from '@huatuo/llama';
@@ -96,12 +96,7 @@ describe('adapters with per-module ranks, alphas and layers, from PEFT files', (
       const rows = [ref.ids[0]!.slice(0, 6)];
       const wantDecoded = await decodedLogits(expected, rows, 2);
       for (const fused of fusedDecode ? [false, true] : [false]) {
-        setFusedLinearPreferred(fused);
-        try {
-          assertClose(await decodedLogits(model, rows, 2), wantDecoded, tol, `cached decoding (${fused ? 'fused' : 'separate'} products) vs host-merged`);
-        } finally {
-          setFusedLinearPreferred(null);
-        }
+        assertClose(await decodedLogits(model, rows, 2, fused), wantDecoded, tol, `cached decoding (${fused ? 'fused' : 'separate'} products) vs host-merged`);
       }
       mergeAdapter(model);
       assertClose(await logitsOf(model, ref), want, tol, 'merged adapter vs host-merged');

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AdamW, hasF16, initWebGPU, resetPeakBytes, runtimeStats, setFusedLinearPreferred, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
+import { AdamW, hasF16, initWebGPU, resetPeakBytes, runtimeStats, synchronize, tensor, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import {
   adaptedLinears, applyLora, bytesSource, configFromPreset, createRandomLlama, generate, inferencePlan, planMemory, type LoraTargetModule, loadAdapter, loadAdapterFromFiles, loadLlama, mergeAdapter, openSafetensors, parsePeftConfig, peftKey,
   saveAdapter, saveMergedModel, serializeAdapter, serializeSafetensors, toPeftConfigJson, unmergeAdapter, type LlamaModel,
@@ -63,12 +63,7 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       assertClose(await logitsOf(model, expected), expected.logits, tol, 'forward with the trained copies vs PyTorch');
       const row0 = expected.logits.slice(0, expected.ids[0]!.length * expected.vocabSize);
       for (const fused of [false, true]) {
-        setFusedLinearPreferred(fused);
-        try {
-          assertClose(await decodedLogits(model, [expected.ids[0]!], 2), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
-        } finally {
-          setFusedLinearPreferred(null);
-        }
+        assertClose(await decodedLogits(model, [expected.ids[0]!], 2, fused), row0, tol, `cached decoding (fused products ${fused ? 'preferred' : 'off'}) vs PyTorch`);
       }
       mergeAdapter(model);
       assertClose(await logitsOf(model, expected), expected.logits, tol, 'merged');

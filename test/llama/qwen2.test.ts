@@ -19,19 +19,6 @@ function biasedProjections(model: LlamaModel) {
   return model.layers.flatMap((l) => [l.qProj, l.kProj, l.vProj]);
 }
 
-/**
- * Logits [V * T] of `row` decoded through the KV cache, `prefill` tokens first and then one at a time, with the
- * fused decode products where they fit (`fused`) or the separate ops.
- */
-async function cachedLogits(model: LlamaModel, row: number[], prefill: number, fused: boolean): Promise<Float32Array> {
-  setFusedLinearPreferred(fused);
-  try {
-    return await decodedLogits(model, [row], prefill);
-  } finally {
-    setFusedLinearPreferred(null);
-  }
-}
-
 for (const NAME of ['qwen2-bias', 'qwen2-tied-bin']) {
   describe(`the Qwen2 checkpoint ${NAME} against the PyTorch reference`, () => {
     const ref = readReference(NAME);
@@ -67,7 +54,7 @@ for (const NAME of ['qwen2-bias', 'qwen2-tied-bin']) {
       const row = ref.ids[0]!;
       try {
         for (const fused of [false, true]) {
-          assertClose(await cachedLogits(model, row, 2, fused), ref.logits.slice(0, row.length * model.config.vocabSize), tol, `cached (fused ${fused}) vs reference`);
+          assertClose(await decodedLogits(model, [row], 2, fused), ref.logits.slice(0, row.length * model.config.vocabSize), tol, `cached (fused ${fused}) vs reference`);
         }
       } finally {
         model.dispose();
@@ -83,7 +70,7 @@ for (const NAME of ['qwen2-bias', 'qwen2-tied-bin']) {
         // Decoding with the adapter (its update on the biased projections fused or not) gives the adapted logits too.
         const row = ref.ids[0]!;
         for (const fused of [false, true]) {
-          assertClose(await cachedLogits(model, row, 1, fused), ref.lora.logits.slice(0, row.length * model.config.vocabSize), tol, `adapted, cached (fused ${fused}) vs reference`);
+          assertClose(await decodedLogits(model, [row], 1, fused), ref.lora.logits.slice(0, row.length * model.config.vocabSize), tol, `adapted, cached (fused ${fused}) vs reference`);
         }
       } finally {
         model.dispose();
