@@ -18,23 +18,16 @@ import {
 } from '@huatuo/tensor';
 import { getRuntime, attentionKernelFor, setAttentionKernel, type AttentionKernel, setV2KeepRows, v2Layout } from '@huatuo/tensor/internal';
 import { measureAttentionMemory } from './attention-memory.js';
-import { attentionInputs, attentionRefs, paddingMask, qkvShapes, type AttentionInputs } from './attention-inputs.js';
+import { attentionInputs, attentionRefs, paddingMask, qkvShapes, type AttentionInputs, type AttentionShape } from './attention-inputs.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
 const GRAD_TOL = { atol: 1e-4, rtol: 1e-3 };
 
-interface Case {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  T: number;
-  S: number;
-  D: number;
+interface Case extends AttentionShape {
   causal: boolean;
   /** Per batch row: [left padding, right padding] of the key mask, or null for no mask. */
   padding: [number, number][] | null;
-  seed: number;
 }
 
 const describe = (c: Case) => JSON.stringify(c);

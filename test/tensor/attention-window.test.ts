@@ -6,23 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attention, refAttention, refAttentionBackward, refTensor, tensor, ValueError, type Tensor } from '@huatuo/tensor';
 import { getRuntime, attentionKernelFor, setAttentionKernel, type AttentionKernel } from '@huatuo/tensor/internal';
-import { attentionInputs, attentionRefs, paddingMask, qkvShapes } from './attention-inputs.js';
+import { attentionInputs, attentionRefs, paddingMask, qkvShapes, type AttentionShape } from './attention-inputs.js';
 import { assertClose, gpu, seededValues } from './helpers.js';
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
 const GRAD_TOL = { atol: 1e-4, rtol: 1e-3 };
 
-interface Case {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  T: number;
-  S: number;
-  D: number;
+interface Case extends AttentionShape {
   window: number;
   /** Per batch row: [left padding, right padding] of the key mask, or null for no mask. */
   padding: [number, number][] | null;
-  seed: number;
 }
 
 /** Forward output and the gradients of sum(out * g), with `window` (null: none). */

@@ -23,22 +23,15 @@ import {
   ShapeError,
   type Tensor,
 } from '@huatuo/tensor';
-import { attentionInputs, attentionRefs, type AttentionInputs } from './attention-inputs.js';
+import { attentionInputs, attentionRefs, type AttentionInputs, type AttentionShape } from './attention-inputs.js';
 import { assertClose, finiteDifferences, gpu, seededValues } from './helpers.js';
 import { measureAttentionMemory } from './attention-memory.js';
 
-interface Case {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  T: number;
-  S: number;
-  D: number;
+interface Case extends AttentionShape {
   causal: boolean;
   /** Per batch row: [left padding, right padding] of the key mask, or null for no mask. */
   padding: [number, number][] | null;
   maskDType: 'u32' | 'i32' | 'f32';
-  seed: number;
 }
 
 const TOL = { atol: 2e-5, rtol: 2e-4 };
