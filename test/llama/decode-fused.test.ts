@@ -26,6 +26,14 @@ const ALL: LoraTargetModule[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_p
 /** Ranks of the mixed adapters, in PEFT target-module order, with rsLoRA's scaling alpha / sqrt(r). */
 const MIXED_RANKS = [8, 4, 2, 6, 3, 5, 7];
 
+/** Greedy tokens of `prompts` with the fused decode products preferred or not, and the dispatches they took; leaves the preference set. */
+async function greedy(model: LlamaModel, prompts: number[][], maxNewTokens: number, fused: boolean): Promise<{ tokens: (readonly number[])[]; dispatches: number }> {
+  setFusedLinearPreferred(fused);
+  const before = runtimeStats().dispatches;
+  const out = await generate(model, null, prompts, { maxNewTokens });
+  return { tokens: out.map((o) => o.tokens), dispatches: runtimeStats().dispatches - before };
+}
+
 async function modelFor(setup: Setup): Promise<LlamaModel> {
   const model = createRandomLlama(config, { seed: 3 });
   if (setup === 'int8' || setup === 'nf4' || setup === 'nf4, lora q,v') await quantizeModel(model, setup === 'int8' ? 'int8' : 'nf4');
@@ -175,14 +183,7 @@ describe('cached decoding with the fused decode kernels', () => {
     const model = await loadLlama(fixtureDir('gqa'));
     try {
       await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
-      const run = async (fused: boolean) => {
-        setFusedLinearPreferred(fused);
-        const before = runtimeStats().dispatches;
-        const out = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
-        return { tokens: out.map((o) => o.tokens), dispatches: runtimeStats().dispatches - before };
-      };
-      const separate = await run(false);
-      const fused = await run(true);
+      const [separate, fused] = [await greedy(model, g.prompts, g.maxNewTokens, false), await greedy(model, g.prompts, g.maxNewTokens, true)];
       assert.notDeepEqual(separate.tokens, g.greedy, 'the adapter changes the greedy tokens');
       assert.deepEqual(fused.tokens, separate.tokens);
       assert.ok(fused.dispatches < separate.dispatches, `${fused.dispatches} dispatches fused, ${separate.dispatches} separate`);
@@ -200,14 +201,7 @@ describe('cached decoding with the fused decode kernels', () => {
       const model = await loadLlama(fixtureDir('gqa'), { quantize: format });
       try {
         if (adapter) await loadAdapter(model, join(fixtureDir('gqa'), 'adapter'));
-        const run = async (fused: boolean) => {
-          setFusedLinearPreferred(fused);
-          const before = runtimeStats().dispatches;
-          const out = await generate(model, null, g.prompts, { maxNewTokens: g.maxNewTokens });
-          return { tokens: out.map((o) => o.tokens), dispatches: runtimeStats().dispatches - before };
-        };
-        const separate = await run(false);
-        const fused = await run(true);
+        const [separate, fused] = [await greedy(model, g.prompts, g.maxNewTokens, false), await greedy(model, g.prompts, g.maxNewTokens, true)];
         assert.deepEqual(fused.tokens, separate.tokens);
         assert.ok(fused.dispatches < separate.dispatches, `${fused.dispatches} dispatches fused, ${separate.dispatches} separate`);
       } finally {
