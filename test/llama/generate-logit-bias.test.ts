@@ -4,19 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initWebGPU, readyMatmul } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, generate, type GenerateOptions, type Generation, type LlamaModel } from '@huatuo/llama';
-import { setDecodePipelined, setHostPicks } from '@huatuo/llama/internal';
-
-async function run(model: LlamaModel, prompts: number[][], options: GenerateOptions, where: 'gpu' | 'gpu-stepwise' | 'host'): Promise<Generation[]> {
-  setHostPicks(where === 'host');
-  setDecodePipelined(where === 'gpu');
-  try {
-    return await generate(model, null, prompts, { eosTokenIds: [], ...options });
-  } finally {
-    setHostPicks(false);
-    setDecodePipelined(true);
-  }
-}
+import { configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaModel } from '@huatuo/llama';
+import { generateOn } from './decode-paths.js';
 
 describe('logit bias and log-probabilities', () => {
   let model: LlamaModel;
@@ -41,23 +30,23 @@ describe('logit bias and log-probabilities', () => {
   it('the GPU, one step ahead or step by step, picks the tokens the host picks with the bias added before the penalties', async () => {
     for (const c of cases) {
       const options = { ...c, maxNewTokens: 12 };
-      const host = (await run(model, prompts, options, 'host')).map((g) => g.tokens);
-      assert.deepEqual((await run(model, prompts, options, 'gpu')).map((g) => g.tokens), host, `one step ahead, ${JSON.stringify({ ...c, logitBias: [...bias] })}`);
-      assert.deepEqual((await run(model, prompts, options, 'gpu-stepwise')).map((g) => g.tokens), host, `step by step, ${JSON.stringify({ ...c, logitBias: [...bias] })}`);
-      const unbiased = (await run(model, prompts, { ...options, logitBias: new Map() }, 'gpu')).map((g) => g.tokens);
+      const host = (await generateOn(model, prompts, options, 'host')).map((g) => g.tokens);
+      assert.deepEqual((await generateOn(model, prompts, options, 'gpu')).map((g) => g.tokens), host, `one step ahead, ${JSON.stringify({ ...c, logitBias: [...bias] })}`);
+      assert.deepEqual((await generateOn(model, prompts, options, 'gpu-stepwise')).map((g) => g.tokens), host, `step by step, ${JSON.stringify({ ...c, logitBias: [...bias] })}`);
+      const unbiased = (await generateOn(model, prompts, { ...options, logitBias: new Map() }, 'gpu')).map((g) => g.tokens);
       assert.notDeepEqual(host, unbiased, 'the bias should change some token');
       assert.ok(host.every((t) => !t.includes(30)), 'a bias of -100 keeps token 30 out');
     }
-    const [forced] = await run(model, [prompts[0]!], { maxNewTokens: 6, logitBias: new Map([[77, 100]]) }, 'gpu');
+    const [forced] = await generateOn(model, [prompts[0]!], { maxNewTokens: 6, logitBias: new Map([[77, 100]]) }, 'gpu');
     assert.deepEqual(forced!.tokens, new Array(6).fill(77));
   });
 
   it('logprobs give each token the raw log-softmax and its step\'s top tokens, on the GPU as the host computes them in float64', async () => {
     for (const c of [{ doSample: false }, ...cases]) {
       const options = { ...c, maxNewTokens: 8, logprobs: 4 };
-      const host = await run(model, prompts, options, 'host');
+      const host = await generateOn(model, prompts, options, 'host');
       for (const where of ['gpu', 'gpu-stepwise'] as const) {
-        const gpu = await run(model, prompts, options, where);
+        const gpu = await generateOn(model, prompts, options, where);
         gpu.forEach((g, b) => {
           assert.deepEqual(g.tokens, host[b]!.tokens, `${where} row ${b}`);
           assert.equal(g.logprobs!.length, g.tokens.length);
@@ -73,8 +62,8 @@ describe('logit bias and log-probabilities', () => {
       }
     }
     // Raw: the bias moves the picks, not the log-probabilities of the model's logits.
-    const [forced] = await run(model, [prompts[0]!], { maxNewTokens: 3, logitBias: new Map([[77, 100]]), logprobs: 1 }, 'gpu');
-    const [plain] = await run(model, [prompts[0]!], { maxNewTokens: 1, logprobs: 96 }, 'host');
+    const [forced] = await generateOn(model, [prompts[0]!], { maxNewTokens: 3, logitBias: new Map([[77, 100]]), logprobs: 1 }, 'gpu');
+    const [plain] = await generateOn(model, [prompts[0]!], { maxNewTokens: 1, logprobs: 96 }, 'host');
     const raw77 = plain!.logprobs![0]!.top.find((t) => t.id === 77)!.logprob;
     assert.ok(Math.abs(forced!.logprobs![0]!.logprob - raw77) <= 1e-5, `${forced!.logprobs![0]!.logprob} vs raw ${raw77}`);
   });

@@ -5,18 +5,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initWebGPU, readyMatmul, runtimeStats } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, type GenerateOptions, type LlamaModel } from '@huatuo/llama';
-import { setDecodePipelined, setHostPicks } from '@huatuo/llama/internal';
+import { generateOn, type DecodePath } from './decode-paths.js';
 
-async function tokens(model: LlamaModel, prompts: number[][], options: GenerateOptions, where: 'gpu' | 'gpu-stepwise' | 'host'): Promise<(readonly number[])[]> {
-  setHostPicks(where === 'host');
-  setDecodePipelined(where === 'gpu');
-  try {
-    return (await generate(model, null, prompts, { eosTokenIds: [], ...options })).map((g) => g.tokens);
-  } finally {
-    setHostPicks(false);
-    setDecodePipelined(true);
-  }
-}
+const tokens = async (model: LlamaModel, prompts: number[][], options: GenerateOptions, path: DecodePath) => (await generateOn(model, prompts, options, path)).map((g) => g.tokens);
 
 describe('frequency and presence penalties', () => {
   let model: LlamaModel;
