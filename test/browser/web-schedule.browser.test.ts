@@ -58,6 +58,7 @@ test(
       // The fields start at the recipe's values; the schedule's choices are the trainer's.
       assert.equal(await page.inputValue('#knobs select[name=lrSchedulerType]'), 'linear');
       assert.equal(await page.inputValue('#knobs select[name=lossNormalization]'), 'micro-batch');
+      assert.equal(await page.inputValue('#knobs select[name=epochRemainder]'), 'step');
       assert.equal(await page.inputValue('#knobs input[name=warmupSteps]'), '0');
       assert.equal(await page.inputValue('#knobs input[name=warmupRatio]'), '0.1');
       assert.deepEqual(
@@ -117,10 +118,13 @@ test(
   },
 );
 
-test("a run stored before the schedule's fields existed comes back with the recipe's schedule and loss normalization", () => {
-  const { lossNormalization: _n, warmupSteps: _s, lrSchedulerType: _t, lrSchedulerKwargs: _k, ...older } = { ...DEFAULT_CONFIG, learningRate: 0.01, evalSteps: 3 };
+test("a run stored before the schedule's fields existed comes back with the recipe's schedule and loss normalization, and with its leftover micro-batches dropped as it trained", () => {
+  const { lossNormalization: _n, warmupSteps: _s, lrSchedulerType: _t, lrSchedulerKwargs: _k, epochRemainder: _r, ...older } = { ...DEFAULT_CONFIG, learningRate: 0.01, evalSteps: 3 };
   const knobs = knobsOf(older as TrainConfig);
   assert.equal(knobs.lossNormalization, 'micro-batch');
+  assert.equal(knobs.epochRemainder, 'drop');
+  assert.equal(recipe(knobs).epochRemainder, 'drop');
+  assert.equal(knobsOf({ ...DEFAULT_CONFIG, epochRemainder: 'carry' }).epochRemainder, 'carry');
   assert.equal(knobs.lrSchedulerType, 'linear');
   assert.equal(knobs.warmupSteps, 0);
   assert.deepEqual(knobs.lrSchedulerKwargs, {});

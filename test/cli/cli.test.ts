@@ -94,7 +94,7 @@ test('train --dry-run prints records, tokens, steps and a memory estimate, and t
   const r = await cli(['train', ...recipe(dataPath, out), '--dry-run']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /10 training and 2 validation records, \d+ training tokens/);
-  assert.match(r.stdout, /20 optimizer steps \(2 per epoch x 10 epochs\), batch 4 = micro-batch 2 x 2 accumulation/);
+  assert.match(r.stdout, /30 optimizer steps \(3 per epoch x 10 epochs\), batch 4 = micro-batch 2 x 2 accumulation/);
   assert.match(r.stdout, /memory: weights .*peak/);
   assert.match(r.stdout, /dry run/);
   assert.ok(!existsSync(out) || readdirSync(out).length === 0, 'nothing written by a dry run');
@@ -105,7 +105,7 @@ test('train --init-adapter trains the adapter as it is: the plan shows its own r
   const plan = await cli(['train', ...recipe(dataPath, out), '--init-adapter', adapterDir, '--max-steps', '7', '--dry-run']);
   assert.equal(plan.code, 0, plan.stderr);
   assert.match(plan.stdout, /LoRA r 4, alpha 8, dropout 0 on q_proj, v_proj \(the --init-adapter's own, from /, 'dropout 0 is the adapter\'s, not the default 0.05');
-  assert.match(plan.stdout, /7 optimizer steps \(--max-steps 7, 2 per epoch: 3\.5 epochs\)/);
+  assert.match(plan.stdout, /7 optimizer steps \(--max-steps 7, 3 per epoch: 2\.33 epochs\)/);
   for (const [flag, value, own] of [['--lora-r', '16', 'r is 4'], ['--lora-dropout', '0.1', 'lora_dropout is 0']] as const) {
     const r = await cli(['train', ...recipe(dataPath, out), '--init-adapter', adapterDir, flag, value, '--dry-run']);
     assert.equal(r.code, 1, `${flag} ${value} is refused (stdout: ${r.stdout})`);
@@ -153,7 +153,7 @@ test('train into a folder holding another run is refused naming --resume and --o
   // The sample answer after training may fail for memory on lavapipe; the run's files are written before it.
   const first = await cli(['train', ...recipe(dataPath, out), '--epochs', '3']);
   assert.match(first.stdout, /wrote .*adapter_model\.safetensors/, first.stderr);
-  assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [5, 6]);
+  assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [5, 9], '3 epochs of 3 steps: checkpoints every 5 and at the end');
   const adapter = readFileSync(join(out, 'adapter_model.safetensors'));
   const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
 
@@ -166,14 +166,14 @@ test('train into a folder holding another run is refused naming --resume and --o
   assert.deepEqual(readFileSync(join(out, 'adapter_model.safetensors')), adapter, 'the earlier adapter is untouched');
   assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metrics, 'the earlier metrics are untouched');
 
-  // A 2-step run keeping one recent checkpoint: the earlier run's checkpoint-6 must not count as the newest.
+  // A 3-step run (2 steps and the epoch's leftover micro-batch) keeping one recent checkpoint: the earlier run's checkpoint-9 must not count as the newest.
   const replaced = await cli(['train', ...recipe(dataPath, out), '--epochs', '1', '--eval-steps', '1', '--save-steps', '1', '--save-total-limit', '1', '--overwrite-output-dir']);
   assert.match(replaced.stdout, /wrote .*adapter_model\.safetensors/, replaced.stderr);
   assert.match(replaced.stdout, /holds an earlier run .*removing it before the first step/);
   const kept = (await listCheckpoints(out)).map((c) => c.step);
-  assert.ok(kept.includes(2) && kept.every((s) => s <= 2), `only the new run's checkpoints, the last kept: ${kept.join(', ')}`);
+  assert.ok(kept.includes(3) && kept.every((s) => s <= 3), `only the new run's checkpoints, the last kept: ${kept.join(', ')}`);
   const rows = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { step: number });
-  assert.deepEqual(rows.map((r) => r.step), [1, 1, 2, 2], 'metrics.jsonl holds the new run only');
+  assert.deepEqual(rows.map((r) => r.step), [1, 1, 2, 2, 3, 3], 'metrics.jsonl holds the new run only');
 });
 
 test('Ctrl-C during train saves a checkpoint, prints how to resume from it and exits with code 130', async () => {
@@ -181,7 +181,7 @@ test('Ctrl-C during train saves a checkpoint, prints how to resume from it and e
   let sent = false;
   const r = await cli(['train', ...recipe(dataPath, out)], {
     onStdout: (text, proc) => {
-      if (!sent && /^step \d+\/20/m.test(text)) {
+      if (!sent && /^step \d+\/30/m.test(text)) {
         sent = true;
         proc.kill('SIGINT');
       }

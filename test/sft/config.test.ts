@@ -11,7 +11,7 @@ test("the defaults are HuaTuo's recipe", () => {
       cutoffLen: 256, valSetSize: 500, splitSeed: 2023, trainOnInputs: false,
       loraR: 8, loraAlpha: 16, loraDropout: 0.05, loraTargetModules: ['q_proj', 'v_proj'], loraUseRslora: false, loraUseDora: false, loraModulesToSave: [], loraBias: 'none',
       batchSize: 128, microBatchSize: 'auto', gradientCheckpointing: false, gpuMemory: 0, padToMultipleOf: 8, padId: 0, paddingSide: 'left',
-      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch', epochRemainder: 'carry',
+      numEpochs: 10, maxSteps: -1, learningRate: 3e-4, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0, maxGradNorm: 1, lossNormalization: 'micro-batch', epochRemainder: 'step',
       warmupRatio: 0.1, warmupSteps: 0, lrSchedulerType: 'linear', lrSchedulerKwargs: {}, loggingSteps: 8, evalSteps: 32, saveSteps: 32, saveTotalLimit: 5, loadBestModelAtEnd: true, seed: 42, precision: 'auto',
     },
   );
@@ -79,18 +79,20 @@ test('every option has a distinct flag and names a config key', () => {
 });
 
 test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,158 training records", () => {
-  // 8158 / 8 = 1019.75 -> 1020 micro-batches; 128 / 8 = 16 per step -> 63 steps per epoch.
+  // 8158 / 8 = 1019.75 -> 1020 micro-batches; 128 / 8 = 16 per step -> 63 full steps and one of the
+  // remaining 12 per epoch (transformers 4.57: ceil(1020 / 16) = 64), as HuaTuo's 64 batches of 128 an epoch.
   const s = trainingSchedule(DEFAULT_CONFIG, 8158, 8);
-  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 630, warmupSteps: 63, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 64, totalSteps: 640, warmupSteps: 64, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
+  assert.deepEqual(trainingSchedule(DEFAULT_CONFIG, 8158, 128), { ...s, microBatchSize: 128, gradientAccumulationSteps: 1, microBatchesPerEpoch: 64 });
   assert.equal(trainingSchedule(DEFAULT_CONFIG, 50, 8).stepsPerEpoch, 1);
   assert.throws(() => trainingSchedule(DEFAULT_CONFIG, 50, 6), ConfigError);
 });
 
 test('--max-steps sets the total optimizer steps, overriding --epochs either way, as max_steps does in the Hugging Face Trainer', () => {
   const s = trainingSchedule(resolveConfig({ '--max-steps': '100' }), 8158, 8);
-  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 63, totalSteps: 100, warmupSteps: 10, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
+  assert.deepEqual(s, { microBatchSize: 8, gradientAccumulationSteps: 16, microBatchesPerEpoch: 1020, stepsPerEpoch: 64, totalSteps: 100, warmupSteps: 10, lrSchedulerType: 'linear', lrSchedulerKwargs: {} });
   assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '1000', '--epochs': '1' }), 8158, 8).totalSteps, 1000);
-  assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '-1', '--epochs': '2' }), 8158, 8).totalSteps, 126);
+  assert.equal(trainingSchedule(resolveConfig({ '--max-steps': '-1', '--epochs': '2' }), 8158, 8).totalSteps, 128);
   failsOn({ '--max-steps': '0' }, '--max-steps', /positive number of optimizer steps, or -1/);
   failsOn({ '--max-steps': '-2' }, '--max-steps', /expected a value >= -1/);
   failsOn({ '--max-steps': '2.5' }, '--max-steps', /expected an integer/);

@@ -36,7 +36,7 @@ function plan(config: TrainConfig, nTrain: number, microBatchSize: number) {
 const recipe = (overrides: Record<string, unknown>) => resolveConfig({ batchSize: 4, microBatchSize: 2, numEpochs: 3, learningRate: 3e-4, seed: 7, ...overrides });
 
 test('carry (transformers 4.28): 5 micro-batches per epoch with accumulation 2 give floor(5 / 2) = 2 steps per epoch, 6 in all, the leftover going into the next epoch\'s first step', () => {
-  const { chunks, divisors, total, warmup, at } = plan(recipe({}), 10, 2);
+  const { chunks, divisors, total, warmup, at } = plan(recipe({ epochRemainder: 'carry' }), 10, 2);
   assert.equal(total, 6);
   assert.equal(warmup, 1, 'ceil(6 x 0.1)');
   assert.deepEqual(chunks, at([
@@ -48,7 +48,7 @@ test('carry (transformers 4.28): 5 micro-batches per epoch with accumulation 2 g
     [[2, 0], [2, 1]],
   ]));
   assert.deepEqual(divisors, [2, 2, 2, 2, 2, 2], 'every loss divided by gradient_accumulation_steps');
-  const schedule = trainingSchedule(recipe({}), 10, 2);
+  const schedule = trainingSchedule(recipe({ epochRemainder: 'carry' }), 10, 2);
   assert.deepEqual(
     Array.from({ length: 6 }, (_, s) => learningRateAt(s, schedule, 3e-4)),
     Array.from({ length: 6 }, (_, s) => hfLinear(s, 6, 1, 3e-4)),
@@ -79,7 +79,7 @@ test('drop leaves each epoch\'s leftover micro-batch out: 2 steps per epoch, 6 i
 
 test('an epoch of fewer micro-batches than the accumulation: 4.28 steps at its end and then on the run\'s micro-batch count, 4.57.6 once per epoch', () => {
   // 3 micro-batches per epoch, accumulation 4, 2 epochs: max(3 // 4, 1) = 1 step per epoch, 2 in all.
-  const carry = plan(recipe({ batchSize: 8, numEpochs: 2 }), 6, 2);
+  const carry = plan(recipe({ batchSize: 8, numEpochs: 2, epochRemainder: 'carry' }), 6, 2);
   assert.equal(carry.total, 2);
   // total_batched_samples: 1, 2, 3 (epoch end, steps_in_epoch 3 <= 4: a step), then 4 % 4 == 0: a step of one micro-batch, and max_steps is reached.
   assert.deepEqual(carry.chunks, carry.at([[[0, 0], [0, 1], [0, 2]], [[1, 0]]]));
@@ -95,9 +95,9 @@ test("HuaTuo's data: 8,158 records at micro-batch 8 (accumulation 16) run 630 st
     assert.equal(trainingSchedule({ ...DEFAULT_CONFIG, epochRemainder }, 8158, 8).totalSteps, total, epochRemainder);
     assert.equal(trainingSchedule({ ...DEFAULT_CONFIG, epochRemainder }, 8158, 128).totalSteps, 640, `${epochRemainder} at 128`);
   }
-  assert.equal(DEFAULT_CONFIG.epochRemainder, 'carry');
+  assert.equal(DEFAULT_CONFIG.epochRemainder, 'step');
   // With carry every step reads 16 micro-batches; the run reads 630 x 16 = 10,080 of the 10 epochs' 10,200, in order.
-  const config = { ...DEFAULT_CONFIG, seed: 42 };
+  const config = { ...DEFAULT_CONFIG, epochRemainder: 'carry' as const, seed: 42 };
   const schedule = trainingSchedule(config, 8158, 8);
   const batchesOf = stepBatches(8158, config, schedule, 8);
   const epoch0 = chunkOrder(epochOrder(8158, 42, 0), 8);
@@ -143,6 +143,17 @@ test('a run with --epoch-remainder step plans 3 steps per epoch and steps at the
     assert.match(e.message, /--epoch-remainder carry there, step here/);
     return true;
   });
+});
+
+test('the default, step: a run resumed from checkpoint-5 across the end of its second epoch (step 6 reads its one leftover micro-batch) repeats the uninterrupted losses', async () => {
+  const config = (outputDir: string) => smallConfig(dataPath, outputDir, { epochRemainder: DEFAULT_CONFIG.epochRemainder });
+  const uninterrupted = await run(config(tmp()), { stopAfterStep: 8 });
+  assert.equal(uninterrupted.state.totalSteps, 30);
+  const out = tmp();
+  await run(config(out), { stopAfterStep: 5 });
+  const resumed = await run(config(out), { resume: join(out, 'checkpoint-5'), stopAfterStep: 8 });
+  assert.deepEqual([...resumed.stepLosses.keys()], [6, 7, 8]);
+  for (let s = 6; s <= 8; s++) assert.equal(resumed.stepLosses.get(s), uninterrupted.stepLosses.get(s), `step ${s}`);
 });
 
 test('a checkpoint written before --epoch-remainder dropped the leftovers: resuming it with carry is refused, with drop it continues exactly', async () => {

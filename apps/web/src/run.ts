@@ -36,18 +36,20 @@ const DATA = `${RUN_DIR}/data.txt`;
 export type Knobs = Pick<
   TrainConfig,
   | 'numEpochs' | 'learningRate' | 'loraR' | 'loraAlpha' | 'loraUseRslora' | 'loraUseDora' | 'cutoffLen' | 'batchSize' | 'valSetSize' | 'evalSteps'
-  | 'lrSchedulerType' | 'warmupSteps' | 'warmupRatio' | 'lrSchedulerKwargs' | 'lossNormalization'
+  | 'lrSchedulerType' | 'warmupSteps' | 'warmupRatio' | 'lrSchedulerKwargs' | 'lossNormalization' | 'epochRemainder'
 >;
 
 /**
  * The knobs of a stored run's config; a run saved before a knob existed trained with the recipe's
- * value (rsLoRA and DoRA off, linear schedule, micro-batch loss normalization).
+ * value (rsLoRA and DoRA off, linear schedule, micro-batch loss normalization), except that it dropped
+ * an epoch's leftover micro-batches, which the recipe now steps on.
  */
 export function knobsOf(config: TrainConfig): Knobs {
   const stored = { ...DEFAULT_CONFIG, ...config };
   const { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora, loraUseDora, cutoffLen, batchSize, valSetSize, evalSteps } = stored;
   const { lrSchedulerType, warmupSteps, warmupRatio, lrSchedulerKwargs, lossNormalization } = stored;
-  return { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora, loraUseDora, cutoffLen, batchSize, valSetSize, evalSteps, lrSchedulerType, warmupSteps, warmupRatio, lrSchedulerKwargs, lossNormalization };
+  const epochRemainder = config.epochRemainder ?? 'drop';
+  return { numEpochs, learningRate, loraR, loraAlpha, loraUseRslora, loraUseDora, cutoffLen, batchSize, valSetSize, evalSteps, lrSchedulerType, warmupSteps, warmupRatio, lrSchedulerKwargs, lossNormalization, epochRemainder };
 }
 
 /** What the page fixes in HuaTuo's recipe: every step logged, the last two checkpoints kept in IndexedDB. */

@@ -66,12 +66,14 @@ export interface TrainConfig {
   lossNormalization: LossNormalization;
   /**
    * What an epoch's last micro-batches do when they do not fill an optimizer step (the epoch's micro-batches
-   * are not a multiple of the gradient accumulation steps). 'carry': their gradients carry into the next
-   * step, which the next epoch's first micro-batches complete, as transformers 4.28's Trainer (HuaTuo's)
-   * counts micro-batches across epochs: floor(M / accumulation) steps per epoch in the schedule, every step
-   * of `accumulation` micro-batches. 'step': they take a step of their own at the epoch's end, their losses
-   * divided by their count, as transformers' Trainer since its epoch-end remainder step (checked against 4.57.6):
-   * ceil(M / accumulation) steps per epoch. 'drop': they are left out (this trainer before the option).
+   * are not a multiple of the gradient accumulation steps). 'step': they take a step of their own at the
+   * epoch's end, their losses divided by their count, as transformers' Trainer since its epoch-end remainder
+   * step (checked against 4.57.6): ceil(M / accumulation) steps per epoch. A step then reads the records of
+   * one batch of the whole-batch run whatever the micro-batch, as HuaTuo ran (micro-batch = batch, 128).
+   * 'carry': their gradients carry into the next step, which the next epoch's first micro-batches complete,
+   * as transformers 4.28's Trainer counts micro-batches across epochs: floor(M / accumulation) steps per
+   * epoch in the schedule, every step of `accumulation` micro-batches. 'drop': they are left out (this
+   * trainer before the option).
    */
   epochRemainder: EpochRemainder;
   /** Warm-up as a fraction of the optimizer steps: ceil(totalSteps * warmupRatio) steps, unless warmupSteps is positive. */
@@ -159,7 +161,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   weightDecay: 0,
   maxGradNorm: 1.0, // clip the global gradient norm
   lossNormalization: 'micro-batch', // mean per micro-batch over the accumulation steps (transformers < 4.46, as HuaTuo ran); 'tokens': over the step's answer tokens
-  epochRemainder: 'carry', // an epoch's leftover micro-batches carry into the next step (transformers 4.28, as HuaTuo ran; with its micro-batch 128 = batch there were none)
+  epochRemainder: 'step', // an epoch's leftover micro-batches take a step of their own: HuaTuo's own steps (its micro-batch 128 was the whole batch, so an epoch ended with a step of its last records) at any micro-batch, as the current Trainer does
   warmupRatio: 0.1, // linear warm-up over the first 10% of optimizer steps
   warmupSteps: 0, // TrainingArguments.warmup_steps: when positive, the warm-up steps (the ratio then ignored)
   lrSchedulerType: 'linear', // then linear decay to 0 at the last step
