@@ -3,6 +3,7 @@
 export { setDecodePipelined, setGreedyPipelined, setHostPicks } from './generate/pipelined.js';
 export { decodeReplayEnabled, lastReplayCounts, setDecodeReplay } from './generate/decode-replay.js';
 export type { ReplayCounts } from './generate/decode-replay.js';
+export { setSharedPrompts } from './generate/shared-prompt.js';
 export { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow, sampleToken, tokenUniforms, topIndices } from './generate/sampling.js';
 export { assembleModel, bindingLimit } from './model/weights.js';
 export { peftFieldNames } from './lora/lora-config.js';

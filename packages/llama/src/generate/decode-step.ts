@@ -1,10 +1,10 @@
 // One decoding step of `generate` (the model over new positions with the KV cache, logits or the ids
 // picked on the GPU read back), the memory check before decoding, and the output of one prompt as it grows.
 
-import { deviceInfo, noGrad, readyFusedLinear, reshape, slice, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
+import { cat, deviceInfo, noGrad, readyFusedLinear, reshape, slice, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
-import type { KvCache } from '../model/kv-cache.js';
+import { KvCache } from '../model/kv-cache.js';
 import { checkMemoryPlan, inferencePlan } from '../model/memory.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -27,13 +27,25 @@ function maskTensor(mask: Int32Array, B: number, S: number, maxLength: number, i
 }
 
 /**
+ * Rows of a prompt step that repeat a prompt of the batch (n choices of one prompt): the step runs the
+ * distinct prompts, rows `rows` of the batch, and row b of the batch takes the keys, values and last
+ * logits of distinct prompt `sourceOf[b]`.
+ */
+export interface SharedPrompt {
+  readonly rows: readonly number[];
+  readonly sourceOf: readonly number[];
+}
+
+/**
  * Runs the model over new positions; the logits of each row's last position, [B, V] on the GPU. `ids`
  * are host rows or the previous step's picks [B] on the GPU (one new position per row). `input` marks
  * the step's inputs (ids, mask, positions) when it is recorded (decode-replay.ts). `scoreHidden`, given,
  * is handed the final hidden states of every new position, [B, T, C], to encode more work on them
- * (generate's prompt logprobs) before they go with the step's temporaries.
+ * (generate's prompt logprobs) before they go with the step's temporaries; with `shared` (a prompt step
+ * into an empty cache), only the distinct prompts run, and `scoreHidden` gets their rows, [U, T, C].
  */
-export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = unmarked, scoreHidden?: (hidden: Tensor) => void): Tensor {
+export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, input: MarkInput = unmarked, scoreHidden?: (hidden: Tensor) => void, shared?: SharedPrompt): Tensor {
+  if (shared !== undefined && Array.isArray(ids)) return sharedPromptForward(model, ids, mask, S, positions, cache, shared, scoreHidden);
   return noGrad(() =>
     tidy(() => {
       const x = Array.isArray(ids) ? input('ids', idsTensor(ids)) : input('ids', ids).reshape([B, 1]);
@@ -52,6 +64,42 @@ export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: I
   );
 }
 
+/**
+ * The prompt step of {@link SharedPrompt}: the distinct prompts' rows through the model into a cache of
+ * their own, copied into `cache`'s rows, and their last hidden states repeated row by row before lm_head,
+ * which runs on all B rows as an unshared step's does. Every row's logits are those of the step unshared
+ * while the products' kernel does not change with their row count (U * S and B * S rows both above the
+ * fused products' few, see generate's sharing rule).
+ */
+function sharedPromptForward(model: LlamaModel, ids: number[][], mask: Int32Array, S: number, positions: number[][], cache: KvCache, shared: SharedPrompt, scoreHidden?: (hidden: Tensor) => void): Tensor {
+  if (cache.length !== 0 || ids[0]!.length !== S) throw new Error('internal: a shared prompt step runs first, over all of the prompt');
+  const U = shared.rows.length;
+  const own = new KvCache(model.config, U, S, cache.dtype);
+  try {
+    return noGrad(() =>
+      tidy(() => {
+        const options = {
+          attentionMask: tensor(Int32Array.from(shared.rows.flatMap((b) => [...mask.subarray(b * S, (b + 1) * S)])), [U, S]),
+          positions: idsTensor(shared.rows.map((b) => positions[b]!)),
+          cache: own,
+        };
+        const x = idsTensor(shared.rows.map((b) => ids[b]!));
+        let last: Tensor; // [U, 1, C]
+        if (scoreHidden === undefined) last = model.hiddenStates(x, { ...options, lastOnly: true });
+        else {
+          const hidden = model.hiddenStates(x, options); // [U, S, C]
+          scoreHidden(hidden);
+          last = slice(hidden, 1, S - 1, S);
+        }
+        cache.fillFrom(own, shared.sourceOf);
+        return model.logits(cat(shared.sourceOf.map((u) => slice(last, 0, u, u + 1)), 0)); // [B, 1, V]
+      }),
+    );
+  } finally {
+    own.dispose();
+  }
+}
+
 /** One decoding step's result on the host: every row's logits, or (picked on the GPU) only the picked ids. */
 export type StepResult = { rows: Float32Array[] } | { ids: Int32Array };
 
@@ -65,16 +113,16 @@ export interface Picker {
 
 
 /** Logits of the last position of each row read back as [B][V], or, given `pick`, the ids it picks [B]. */
-export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null, scoreHidden?: (hidden: Tensor) => void): Promise<StepResult> {
+export async function step(model: LlamaModel, ids: number[][], mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker | null, scoreHidden?: (hidden: Tensor) => void, shared?: SharedPrompt): Promise<StepResult> {
   // The fused decode products are used by default only once they passed their check on this device.
   await readyFusedLinear();
   if (pick !== null) {
-    const q = queueStep(model, ids, mask, B, S, positions, cache, pick, scoreHidden);
+    const q = queueStep(model, ids, mask, B, S, positions, cache, pick, scoreHidden, shared);
     q.ids.dispose();
     return { ids: await q.read };
   }
   const V = model.config.vocabSize;
-  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden);
+  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden, shared);
   try {
     const host = (await toArray(logits)) as Float32Array;
     return { rows: Array.from({ length: B }, (_, b) => host.subarray(b * V, (b + 1) * V)) };
@@ -94,11 +142,11 @@ export interface QueuedStep {
 /**
  * Encodes a step (the model, then `pick` on the GPU) and starts reading its picks back without
  * waiting: the caller can encode the next step, fed `ids`, while this one runs. Await
- * `readyFusedLinear()` before the first. `scoreHidden`: as {@link stepForward}'s.
+ * `readyFusedLinear()` before the first. `scoreHidden`, `shared`: as {@link stepForward}'s.
  */
-export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker, scoreHidden?: (hidden: Tensor) => void): QueuedStep {
+export function queueStep(model: LlamaModel, ids: number[][] | Tensor, mask: Int32Array, B: number, S: number, positions: number[][], cache: KvCache, pick: Picker, scoreHidden?: (hidden: Tensor) => void, shared?: SharedPrompt): QueuedStep {
   const V = model.config.vocabSize;
-  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden);
+  const logits = stepForward(model, ids, mask, B, S, positions, cache, unmarked, scoreHidden, shared);
   try {
     const picked = noGrad(() => tidy(() => pick.pick(logits.reshape([B, V]), unmarked))); // [B]
     // toArray submits the copy before it returns: disposing the logits (and later the picks) is safe.

@@ -6,6 +6,7 @@ import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow,
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
+import { sharedPrompt } from './shared-prompt.js';
 import { queuePromptLogprobs, type PromptTokenLogprobs } from './prompt-logprobs.js';
 import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
@@ -80,6 +81,8 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
       },
     };
   };
+  // Rows that repeat a prompt share its prompt step (shared-prompt.ts): its hidden states hold the distinct prompts only.
+  const shared = sharedPrompt(prompts, P) ?? undefined;
   // With promptLogprobs, the prompt step's hidden states also score each distinct prompt (the n choices of
   // one prompt once): row `scoredRow[b]` holds the first prompt equal to row b's.
   const PK = r.promptLogprobs;
@@ -90,7 +93,8 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
       ? undefined
       : (hidden: Tensor) =>
           scoredRow.forEach((row, b) => {
-            const read = row === b ? queuePromptLogprobs(model, hidden, b, prompts[b]!, PK, r.promptRanks) : null;
+            const hiddenRow = shared === undefined ? b : shared.rows.indexOf(b);
+            const read = row === b ? queuePromptLogprobs(model, hidden, hiddenRow, prompts[b]!, PK, r.promptRanks) : null;
             // Awaited after the step; a step that fails first leaves it unread.
             read?.catch(() => {});
             promptReads.push(read);
@@ -105,10 +109,10 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   try {
     // Steps that return log-probabilities run one at a time, unrecorded (decode-replay.ts replays picks only).
     if (onDevice && K === null && PK === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
-      await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions }, inputsAt, cache, r.maxNewTokens, pickAt);
+      await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions, shared }, inputsAt, cache, r.maxNewTokens, pickAt);
       return results();
     }
-    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null, scorePrompts);
+    let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null, scorePrompts, shared);
     if (PK !== null) {
       const rows = await Promise.all(promptReads);
       for (const row of scoredRow) scored.push(rows[row]!);

@@ -3,7 +3,7 @@
 
 import { readyFusedLinear } from '@huatuo/tensor';
 import { DecodeReplay } from './decode-replay.js';
-import { queueStep, type Output, type Picker, type QueuedStep } from './decode-step.js';
+import { queueStep, type Output, type Picker, type QueuedStep, type SharedPrompt } from './decode-step.js';
 import type { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
 
@@ -50,7 +50,8 @@ export interface StepInputs {
 
 /**
  * Decodes `outputs` (one per row) from the prompt step `first` (host ids), decode step k >= 1 taking
- * `inputsAt(k)`, the k-th new tokens (from 0) picked by `pickAt(k)` on the GPU. Every row's tokens are
+ * `inputsAt(k)`, the k-th new tokens (from 0) picked by `pickAt(k)` on the GPU (`first.shared`: rows
+ * that share their prompt step, decode-step.ts). Every row's tokens are
  * those of decoding one step at a time: a row that is done is fed its own pick instead of padding,
  * which its own keys alone see (each row attends only to its own cache). No step beyond maxNewTokens
  * is encoded (the cache holds P + maxNewTokens positions); when every row is done, the one step queued
@@ -59,7 +60,7 @@ export interface StepInputs {
 export async function decodePipelined(
   model: LlamaModel,
   outputs: readonly Output[],
-  first: StepInputs & { ids: number[][] },
+  first: StepInputs & { ids: number[][]; shared?: SharedPrompt | undefined },
   inputsAt: (k: number) => StepInputs,
   cache: KvCache,
   maxNewTokens: number,
@@ -77,7 +78,7 @@ export async function decodePipelined(
     queued.push(q);
   };
   try {
-    queue(queueStep(model, first.ids, first.mask, B, first.S, first.positions, cache, pickAt(0)));
+    queue(queueStep(model, first.ids, first.mask, B, first.S, first.positions, cache, pickAt(0), undefined, first.shared));
     for (let k = 1; queued.length > 0; k++) {
       const current = queued[0]!;
       if (k < maxNewTokens) {

@@ -92,6 +92,24 @@ export class KvCache {
     this.values = this.values.map(reorder);
   }
 
+  /**
+   * Fills this empty cache from `source`: row i becomes source's row `rows[i]`, over the positions source
+   * holds (a prompt computed once for the rows that repeat it). Call inside tidy.
+   */
+  fillFrom(source: KvCache, rows: readonly number[]): void {
+    if (this.length !== 0 || rows.length !== this.batchSize || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= source.batchSize)) {
+      throw new ModelError(`KvCache.fillFrom: expected an empty cache and ${this.batchSize} row indices in [0, ${source.batchSize}), got [${rows.join(', ')}]`);
+    }
+    if (source.length > this.maxLength) throw new ModelError(`KvCache.fillFrom: ${source.length} positions do not fit a cache of ${this.maxLength}`);
+    const fill = (dst: Tensor, src: Tensor) => {
+      const [target, filled] = [slice(dst, 2, 0, source.length), slice(src, 2, 0, source.length)];
+      rows.forEach((from, to) => copyInto(slice(target, 0, to, to + 1), slice(filled, 0, from, from + 1)));
+    };
+    this.keys.forEach((k, l) => fill(k, source.keys[l]!));
+    this.values.forEach((v, l) => fill(v, source.values[l]!));
+    this.length = source.length;
+  }
+
   /** Frees the buffers. */
   dispose(): void {
     for (const t of [...this.keys, ...this.values]) t.dispose('the KV cache was disposed');
