@@ -117,10 +117,10 @@ interface ScheduleCase {
   peak: number;
   warmupSteps: number;
   lrs: number[];
-  roundedCosLrs: Record<string, number>;
+  roundedLibmLrs: Record<string, number>;
 }
 
-test("every step's learning rate of every --lr-scheduler-type, and the warm-up of --warmup-steps or a ratio, are the Trainer's to the last bit (base_lr * lr_lambda, ceil(steps * ratio))", () => {
+test("every step's learning rate of every --lr-scheduler-type and its --lr-scheduler-kwargs, and the warm-up of --warmup-steps or a ratio, are the Trainer's to the last bit (base_lr * lr_lambda, ceil(steps * ratio))", () => {
   const fixture = JSON.parse(readFileSync(new URL('../fixtures/sft/lr-schedule.json', import.meta.url), 'utf8')) as { cases: ScheduleCase[] };
   const glibcMisrounded: string[] = [];
   for (const c of fixture.cases) {
@@ -137,18 +137,18 @@ test("every step's learning rate of every --lr-scheduler-type, and the warm-up o
     // get_warmup_steps' count, which get_scheduler does not pass to 'constant'.
     assert.equal(schedule.warmupSteps, c.lrSchedulerType === 'constant' ? 0 : c.warmupSteps, name);
     const lrs = c.lrs.map((_, step) => learningRateAt(step, schedule, c.peak));
-    // Where glibc's cos is not the nearest double, the rate is the correctly rounded cosine's.
-    const expected = c.lrs.map((lr, step) => c.roundedCosLrs[step] ?? lr);
+    // Where glibc's cos or pow is not the nearest double, the rate is the correctly rounded one's.
+    const expected = c.lrs.map((lr, step) => c.roundedLibmLrs[step] ?? lr);
     const first = lrs.findIndex((lr, step) => lr !== expected[step]);
     assert.equal(first, -1, `${name}: step ${first} has lr ${lrs[first]}, the Trainer's is ${expected[first]}`);
-    for (const step of Object.keys(c.roundedCosLrs)) {
-      const [a, b] = [c.lrs[+step]!, c.roundedCosLrs[step]!];
-      // One ulp of cos (<= 2^-53) moves the factor 0.5 (1 + cos) by <= 2^-54.
-      assert.ok(a !== b && Math.abs(a - b) <= c.peak * 2 ** -52, `${name}: glibc's rate at step ${step} differs by no more than its cosine's last bit`);
+    for (const step of Object.keys(c.roundedLibmLrs)) {
+      const [a, b] = [c.lrs[+step]!, c.roundedLibmLrs[step]!];
+      // One ulp of cos or pow (<= 2^-53 below 1) moves the factor by <= 2^-53.
+      assert.ok(a !== b && Math.abs(a - b) <= c.peak * 2 ** -52, `${name}: glibc's rate at step ${step} differs by no more than its cosine's or power's last bit`);
       glibcMisrounded.push(`${c.totalSteps}:${step}`);
     }
   }
-  assert.deepEqual(glibcMisrounded, ['997:255', '997:680', '101:48'], 'the steps where the fixture notes glibc rounding cos otherwise');
+  assert.deepEqual(glibcMisrounded, ['997:255', '997:680', '101:48', '211:54', '997:680', '101:85'], 'the steps where the fixture notes glibc rounding cos or pow otherwise');
 });
 
 test('--warmup-steps overrides --warmup-ratio when positive; constant has no warm-up; --lr-scheduler-type and --lr-scheduler-kwargs are checked, naming the flag', () => {
@@ -160,18 +160,41 @@ test('--warmup-steps overrides --warmup-ratio when positive; constant has no war
   assert.deepEqual(at({ '--lr-scheduler-type': 'cosine' }).lrSchedulerKwargs, { num_cycles: 0.5 });
   assert.deepEqual(at({ '--lr-scheduler-type': 'cosine_with_restarts', '--lr-scheduler-kwargs': '{"num_cycles": 3}' }).lrSchedulerKwargs, { num_cycles: 3 });
   assert.deepEqual(at({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': { lr_end: 1e-5 } }).lrSchedulerKwargs, { lr_end: 1e-5, power: 1 });
+  // Arguments whose default is None are left out unless given.
+  assert.deepEqual(at({ '--lr-scheduler-type': 'cosine_warmup_with_min_lr', '--lr-scheduler-kwargs': '{"min_lr": 1e-5}' }).lrSchedulerKwargs, { num_cycles: 0.5, min_lr: 1e-5 });
+  assert.deepEqual(at({ '--lr-scheduler-type': 'warmup_stable_decay', '--lr-scheduler-kwargs': '{"num_decay_steps": 100, "decay_type": "1-sqrt"}' }).lrSchedulerKwargs, {
+    num_decay_steps: 100,
+    warmup_type: 'linear',
+    decay_type: '1-sqrt',
+    min_lr_ratio: 0,
+    num_cycles: 0.5,
+  });
+  assert.equal(at({ '--lr-scheduler-type': 'inverse_sqrt' }).warmupSteps, 63);
   const s = at({ '--lr-scheduler-type': 'constant' });
   assert.deepEqual([0, 1, 629, 630].map((step) => learningRateAt(step, s, 3e-4)), [3e-4, 3e-4, 3e-4, 3e-4]);
-  failsOn({ '--lr-scheduler-type': 'cosine_with_min_lr' }, '--lr-scheduler-type', /expected one of linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup/);
+  failsOn({ '--lr-scheduler-type': 'greedy' }, '--lr-scheduler-type', /expected one of linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay/);
+  failsOn({ '--lr-scheduler-type': 'reduce_lr_on_plateau' }, '--lr-scheduler-type', /reduce_lr_on_plateau is not supported: torch's ReduceLROnPlateau lowers the rate when the evaluation metric stops improving/);
   failsOn({ '--warmup-steps': '-1' }, '--warmup-steps', /expected a value >= 0/);
   failsOn({ '--warmup-steps': '2.5' }, '--warmup-steps', /expected an integer/);
   failsOn({ '--lr-scheduler-kwargs': 'num_cycles=2' }, '--lr-scheduler-kwargs', /expected a JSON object/);
-  failsOn({ '--lr-scheduler-kwargs': '{"num_cycles": "2"}' }, '--lr-scheduler-kwargs', /JSON object of numbers/);
+  failsOn({ '--lr-scheduler-kwargs': '{"num_cycles": [2]}' }, '--lr-scheduler-kwargs', /JSON object of numbers/);
+  failsOn({ '--lr-scheduler-type': 'cosine', '--lr-scheduler-kwargs': '{"num_cycles": "2"}' }, '--lr-scheduler-kwargs', /num_cycles must be a number, got "2"/);
   failsOn({ '--lr-scheduler-kwargs': '{"num_cycles": 2}' }, '--lr-scheduler-kwargs', /--lr-scheduler-type linear takes no arguments, got "num_cycles"/);
   failsOn({ '--lr-scheduler-type': 'cosine', '--lr-scheduler-kwargs': '{"lr_end": 0}' }, '--lr-scheduler-kwargs', /takes only num_cycles/);
   failsOn({ '--lr-scheduler-type': 'cosine', '--lr-scheduler-kwargs': '{"num_cycles": 0}' }, '--lr-scheduler-kwargs', /num_cycles must be > 0/);
   failsOn({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': '{"lr_end": 1}' }, '--lr-scheduler-kwargs', /smaller than --learning-rate/);
-  failsOn({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': '{"power": 2}' }, '--lr-scheduler-kwargs', /only power 1/);
+  failsOn({ '--lr-scheduler-type': 'polynomial', '--lr-scheduler-kwargs': '{"power": -1}' }, '--lr-scheduler-kwargs', /power must be >= 0/);
+  failsOn({ '--lr-scheduler-type': 'inverse_sqrt', '--lr-scheduler-kwargs': '{"timescale": 100}' }, '--lr-scheduler-kwargs', /inverse_sqrt takes no arguments \(transformers' get_scheduler passes it none: its timescale is the warm-up steps, or 10,000 without warm-up\), got "timescale"/);
+  for (const type of ['cosine_with_min_lr', 'cosine_warmup_with_min_lr']) {
+    failsOn({ '--lr-scheduler-type': type }, '--lr-scheduler-kwargs', new RegExp(`${type} needs min_lr \\(the final rate\\) or min_lr_rate`));
+    failsOn({ '--lr-scheduler-type': type, '--lr-scheduler-kwargs': '{"min_lr": 1e-5, "min_lr_rate": 0.1}' }, '--lr-scheduler-kwargs', /takes one of min_lr or min_lr_rate, got both/);
+    failsOn({ '--lr-scheduler-type': type, '--lr-scheduler-kwargs': '{"min_lr_rate": -0.1}' }, '--lr-scheduler-kwargs', /min_lr_rate must be >= 0/);
+  }
+  failsOn({ '--lr-scheduler-type': 'cosine_with_min_lr', '--lr-scheduler-kwargs': '{"min_lr": 1e-5, "warmup_lr_rate": 0.1}' }, '--lr-scheduler-kwargs', /takes only num_cycles, min_lr, min_lr_rate, got "warmup_lr_rate"/);
+  failsOn({ '--lr-scheduler-type': 'warmup_stable_decay' }, '--lr-scheduler-kwargs', /warmup_stable_decay needs num_decay_steps/);
+  failsOn({ '--lr-scheduler-type': 'warmup_stable_decay', '--lr-scheduler-kwargs': '{"num_decay_steps": 2.5}' }, '--lr-scheduler-kwargs', /num_decay_steps must be an integer >= 0, got 2.5/);
+  failsOn({ '--lr-scheduler-type': 'warmup_stable_decay', '--lr-scheduler-kwargs': '{"num_decay_steps": 10, "decay_type": "exp"}' }, '--lr-scheduler-kwargs', /decay_type must be one of "linear", "cosine", "1-sqrt", got "exp"/);
+  failsOn({ '--lr-scheduler-type': 'warmup_stable_decay', '--lr-scheduler-kwargs': '{"num_decay_steps": 10, "warmup_type": 1}' }, '--lr-scheduler-kwargs', /warmup_type must be one of/);
   failsOn({ '--lr-scheduler-type': 'polynomial', '--learning-rate': '1e-8' }, '--learning-rate', /lr_end 1e-7/);
 });
 

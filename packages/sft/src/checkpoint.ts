@@ -40,7 +40,7 @@ export interface TrainerState {
 export interface LrScheduleState {
   type: LrSchedulerType;
   warmupSteps: number;
-  kwargs: Readonly<Record<string, number>>;
+  kwargs: Readonly<Record<string, number | string>>;
 }
 
 /** The recipe flags a run's checkpoints record as they were given (config keys). */

@@ -1,7 +1,7 @@
 // The command-line flags that override HuaTuo's recipe: each config key's flag, kind and range, and
 // resolveConfig, which parses and checks a set of overrides into a TrainConfig.
 
-import { checkConfig, DEFAULT_CONFIG, LR_SCHEDULER_TYPES, type TrainConfig } from './config.js';
+import { checkConfig, DEFAULT_CONFIG, LR_SCHEDULER_TYPES, REDUCE_ON_PLATEAU_REFUSAL, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 
 type Kind = 'int' | 'number' | 'string' | 'nullable-string' | 'bool' | 'list' | 'int-or-auto' | 'json-numbers';
@@ -81,13 +81,13 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     flag: '--lr-scheduler-type',
     kind: 'string',
     choices: LR_SCHEDULER_TYPES,
-    help: "learning rate after the warm-up, as transformers' schedulers: linear decay to 0, cosine (half a cosine wave to 0), cosine_with_restarts (num_cycles decays, each from the peak), polynomial (linear to lr_end), constant (no warm-up) or constant_with_warmup",
+    help: "learning rate after the warm-up, as transformers' schedulers: linear decay to 0, cosine (half a cosine wave to 0), cosine_with_restarts (num_cycles decays, each from the peak), polynomial (to lr_end as remaining^power), constant (no warm-up), constant_with_warmup, inverse_sqrt (1 / sqrt(step / warm-up steps)), cosine_with_min_lr (a cosine to min_lr), cosine_warmup_with_min_lr (its variant warming up from warmup_lr_rate or 1 / warm-up steps) or warmup_stable_decay (warm-up, constant, then a decay of num_decay_steps); reduce_lr_on_plateau is refused (its rate follows the evaluation loss)",
   },
   {
     key: 'lrSchedulerKwargs',
     flag: '--lr-scheduler-kwargs',
     kind: 'json-numbers',
-    help: 'the schedule\'s arguments as a JSON object: num_cycles for cosine (default 0.5) and cosine_with_restarts (default 1), lr_end for polynomial (default 1e-7), e.g. \'{"num_cycles": 2}\'',
+    help: 'the schedule\'s arguments as a JSON object, as transformers names them: num_cycles for the cosines (default 0.5; cosine_with_restarts 1), lr_end (default 1e-7) and power (default 1) for polynomial, min_lr or min_lr_rate (one is needed) for cosine_with_min_lr and cosine_warmup_with_min_lr, and warmup_lr_rate for the latter, num_decay_steps (needed), num_stable_steps, warmup_type and decay_type ("linear", "cosine" or "1-sqrt"), min_lr_ratio and num_cycles for warmup_stable_decay, e.g. \'{"num_cycles": 2}\'',
   },
   { key: 'loggingSteps', flag: '--logging-steps', kind: 'int', min: 1, help: 'optimizer steps between log lines' },
   { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },
@@ -143,6 +143,7 @@ function parseValue(option: ConfigOption, value: unknown): unknown {
     case 'nullable-string':
       if (value === null && option.kind === 'nullable-string') return null;
       if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(option.flag, `expected a non-empty string, got ${describe(value)}`);
+      if (option.key === 'lrSchedulerType' && value === 'reduce_lr_on_plateau') throw new ConfigError(option.flag, REDUCE_ON_PLATEAU_REFUSAL);
       if (option.choices !== undefined && !option.choices.includes(value)) throw new ConfigError(option.flag, `expected one of ${option.choices.join(', ')}, got ${describe(value)}`);
       return value;
     case 'list': {
@@ -161,10 +162,10 @@ function parseValue(option: ConfigOption, value: unknown): unknown {
           throw new ConfigError(option.flag, `expected a JSON object such as '{"num_cycles": 2}', got ${describe(value)}`);
         }
       }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
-        throw new ConfigError(option.flag, `expected a JSON object of numbers such as '{"num_cycles": 2}', got ${describe(typeof value === 'string' ? value : JSON.stringify(value))}`);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v)))) {
+        throw new ConfigError(option.flag, `expected a JSON object of numbers (or names) such as '{"num_cycles": 2}', got ${describe(typeof value === 'string' ? value : JSON.stringify(value))}`);
       }
-      return Object.freeze({ ...(parsed as Record<string, number>) });
+      return Object.freeze({ ...(parsed as Record<string, number | string>) });
     }
   }
 }

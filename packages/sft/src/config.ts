@@ -83,7 +83,7 @@ export interface TrainConfig {
   /** The schedule after the warm-up (TrainingArguments.lr_scheduler_type); 'constant' has no warm-up. */
   lrSchedulerType: LrSchedulerType;
   /** The schedule's own arguments (TrainingArguments.lr_scheduler_kwargs): see {@link LR_SCHEDULER_KWARGS}. */
-  lrSchedulerKwargs: Readonly<Record<string, number>>;
+  lrSchedulerKwargs: LrSchedulerKwargs;
   loggingSteps: number;
   evalSteps: number;
   saveSteps: number;
@@ -99,19 +99,53 @@ export interface TrainConfig {
   precision: Precision;
 }
 
-/** transformers' scheduler names (SchedulerType) that the trainer runs. */
-export const LR_SCHEDULER_TYPES = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
+/**
+ * transformers' scheduler names (SchedulerType) that the trainer runs: all but reduce_lr_on_plateau,
+ * whose rate follows the evaluation metric rather than the step (see {@link REDUCE_ON_PLATEAU_REFUSAL}).
+ */
+export const LR_SCHEDULER_TYPES = [
+  'linear',
+  'cosine',
+  'cosine_with_restarts',
+  'polynomial',
+  'constant',
+  'constant_with_warmup',
+  'inverse_sqrt',
+  'cosine_with_min_lr',
+  'cosine_warmup_with_min_lr',
+  'warmup_stable_decay',
+] as const;
 export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number];
 
-/** Each schedule's arguments and their defaults, as transformers' get_*_schedule functions take them. */
-export const LR_SCHEDULER_KWARGS: Readonly<Record<LrSchedulerType, Readonly<Record<string, number>>>> = Object.freeze({
+/** A schedule's arguments (TrainingArguments.lr_scheduler_kwargs): numbers, and warmup_stable_decay's warmup_type and decay_type. */
+export type LrSchedulerKwargs = Readonly<Record<string, number | string>>;
+
+/**
+ * Each schedule's arguments and their defaults, as transformers' get_*_schedule functions take them;
+ * null where the function's default is None (min_lr or min_lr_rate, one of which must be given;
+ * num_decay_steps, which must be given; num_stable_steps, by default the steps left after warm-up and
+ * decay; warmup_lr_rate, by default a warm-up from 1 / warm-up steps). get_scheduler passes inverse_sqrt
+ * no arguments: its timescale is the warm-up steps, or 10,000 without warm-up.
+ */
+export const LR_SCHEDULER_KWARGS: Readonly<Record<LrSchedulerType, Readonly<Record<string, number | string | null>>>> = Object.freeze({
   linear: {},
   cosine: { num_cycles: 0.5 },
   cosine_with_restarts: { num_cycles: 1 },
   polynomial: { lr_end: 1e-7, power: 1 },
   constant: {},
   constant_with_warmup: {},
+  inverse_sqrt: {},
+  cosine_with_min_lr: { num_cycles: 0.5, min_lr: null, min_lr_rate: null },
+  cosine_warmup_with_min_lr: { num_cycles: 0.5, min_lr: null, min_lr_rate: null, warmup_lr_rate: null },
+  warmup_stable_decay: { num_decay_steps: null, num_stable_steps: null, warmup_type: 'linear', decay_type: 'cosine', min_lr_ratio: 0, num_cycles: 0.5 },
 });
+
+/** The shapes of warmup_stable_decay's warm-up and decay (its warmup_type and decay_type). */
+export const WSD_CURVES = ['linear', 'cosine', '1-sqrt'] as const;
+
+/** Why --lr-scheduler-type reduce_lr_on_plateau is refused. */
+export const REDUCE_ON_PLATEAU_REFUSAL =
+  "reduce_lr_on_plateau is not supported: torch's ReduceLROnPlateau lowers the rate when the evaluation metric stops improving, so each step's rate depends on the validation losses before it and on the scheduler's saved state, while this trainer plans every step's rate from the step (checkpoints record the schedule and a resume checks it). Choose a schedule of the step, e.g. cosine_with_min_lr or warmup_stable_decay";
 
 /** How a step's micro-batch losses add up: see {@link TrainConfig.lossNormalization}. */
 export type LossNormalization = 'micro-batch' | 'tokens';
@@ -165,7 +199,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   warmupRatio: 0.1, // linear warm-up over the first 10% of optimizer steps
   warmupSteps: 0, // TrainingArguments.warmup_steps: when positive, the warm-up steps (the ratio then ignored)
   lrSchedulerType: 'linear', // then linear decay to 0 at the last step
-  lrSchedulerKwargs: Object.freeze({}), // TrainingArguments.lr_scheduler_kwargs: num_cycles of cosine schedules, lr_end of polynomial
+  lrSchedulerKwargs: Object.freeze({}), // TrainingArguments.lr_scheduler_kwargs: num_cycles of cosine schedules, lr_end and power of polynomial, ... (LR_SCHEDULER_KWARGS)
   // logging, evaluation, checkpoints (counted in optimizer steps)
   loggingSteps: 8,
   evalSteps: 32,
@@ -245,23 +279,44 @@ export function checkConfig(config: Readonly<TrainConfig>): void {
       throw new ConfigError('--micro-batch', `${config.microBatchSize} must divide --batch-size ${config.batchSize}, so that gradient accumulation makes up the batch exactly`);
     }
   }
-  const accepted = LR_SCHEDULER_KWARGS[config.lrSchedulerType];
-  for (const [name, value] of Object.entries(config.lrSchedulerKwargs)) {
-    if (!(name in accepted)) {
-      const names = Object.keys(accepted);
-      throw new ConfigError('--lr-scheduler-kwargs', `--lr-scheduler-type ${config.lrSchedulerType} takes ${names.length > 0 ? `only ${names.join(', ')}` : 'no arguments'}, got ${JSON.stringify(name)}`);
-    }
-    if (name === 'num_cycles' && !(value > 0)) throw new ConfigError('--lr-scheduler-kwargs', `num_cycles must be > 0, got ${value}`);
-    if (name === 'lr_end' && !(value >= 0 && value < config.learningRate)) {
-      throw new ConfigError('--lr-scheduler-kwargs', `lr_end must be >= 0 and smaller than --learning-rate ${config.learningRate}, got ${value}`);
-    }
-    // transformers raises remaining ** power to it with C's pow, which JavaScript's ** does not match to the last bit.
-    if (name === 'power' && value !== 1) throw new ConfigError('--lr-scheduler-kwargs', `only power 1 (a linear decay to lr_end) is supported, got ${value}`);
-  }
-  if (config.lrSchedulerType === 'polynomial' && !(config.learningRate > (config.lrSchedulerKwargs.lr_end ?? LR_SCHEDULER_KWARGS.polynomial.lr_end!))) {
-    throw new ConfigError('--learning-rate', `${config.learningRate} must be larger than the polynomial schedule's lr_end ${LR_SCHEDULER_KWARGS.polynomial.lr_end}; set a smaller lr_end in --lr-scheduler-kwargs`);
-  }
+  checkLrSchedulerKwargs(config);
   if (config.loadBestModelAtEnd && config.saveSteps % config.evalSteps !== 0) {
     throw new ConfigError('--save-steps', `${config.saveSteps} must be a multiple of --eval-steps ${config.evalSteps}, so every checkpoint has a validation loss to pick the best by`);
+  }
+}
+
+/** Checks --lr-scheduler-kwargs against the schedule's arguments as transformers' get_*_schedule functions would. */
+function checkLrSchedulerKwargs(config: Readonly<TrainConfig>): void {
+  const type = config.lrSchedulerType;
+  const kwargs = config.lrSchedulerKwargs;
+  const accepted = LR_SCHEDULER_KWARGS[type];
+  const fail = (message: string): never => {
+    throw new ConfigError('--lr-scheduler-kwargs', message);
+  };
+  for (const [name, value] of Object.entries(kwargs)) {
+    if (!(name in accepted)) {
+      const names = Object.keys(accepted);
+      const why = type === 'inverse_sqrt' ? " (transformers' get_scheduler passes it none: its timescale is the warm-up steps, or 10,000 without warm-up)" : '';
+      fail(`--lr-scheduler-type ${type} takes ${names.length > 0 ? `only ${names.join(', ')}` : 'no arguments'}${why}, got ${JSON.stringify(name)}`);
+    }
+    if (typeof accepted[name] === 'string') {
+      if (typeof value !== 'string' || !(WSD_CURVES as readonly string[]).includes(value)) fail(`${name} must be one of ${WSD_CURVES.map((c) => JSON.stringify(c)).join(', ')}, got ${JSON.stringify(value)}`);
+      continue;
+    }
+    if (typeof value !== 'number') return fail(`${name} must be a number, got ${JSON.stringify(value)}`);
+    if (name === 'num_cycles' && !(value > 0)) fail(`num_cycles must be > 0, got ${value}`);
+    if (name === 'lr_end' && !(value >= 0 && value < config.learningRate)) fail(`lr_end must be >= 0 and smaller than --learning-rate ${config.learningRate}, got ${value}`);
+    // The decay reaches remaining 0 at the last step, which Python cannot raise to a negative power.
+    if (name === 'power' && !(value >= 0)) fail(`power must be >= 0 (transformers raises 0 to it at the last step), got ${value}`);
+    if (['min_lr', 'min_lr_rate', 'min_lr_ratio', 'warmup_lr_rate'].includes(name) && !(value >= 0)) fail(`${name} must be >= 0, got ${value}`);
+    if ((name === 'num_decay_steps' || name === 'num_stable_steps') && !(Number.isInteger(value) && value >= 0)) fail(`${name} must be an integer >= 0, got ${value}`);
+  }
+  if (type === 'cosine_with_min_lr' || type === 'cosine_warmup_with_min_lr') {
+    if ('min_lr' in kwargs && 'min_lr_rate' in kwargs) fail(`--lr-scheduler-type ${type} takes one of min_lr or min_lr_rate, got both`);
+    if (!('min_lr' in kwargs) && !('min_lr_rate' in kwargs)) fail(`--lr-scheduler-type ${type} needs min_lr (the final rate) or min_lr_rate (its fraction of --learning-rate), e.g. '{"min_lr_rate": 0.1}'`);
+  }
+  if (type === 'warmup_stable_decay' && !('num_decay_steps' in kwargs)) fail(`--lr-scheduler-type warmup_stable_decay needs num_decay_steps, the steps of its decay, e.g. '{"num_decay_steps": 100}'`);
+  if (type === 'polynomial' && !(config.learningRate > ((kwargs.lr_end as number | undefined) ?? (LR_SCHEDULER_KWARGS.polynomial.lr_end as number)))) {
+    throw new ConfigError('--learning-rate', `${config.learningRate} must be larger than the polynomial schedule's lr_end ${LR_SCHEDULER_KWARGS.polynomial.lr_end}; set a smaller lr_end in --lr-scheduler-kwargs`);
   }
 }

@@ -1,9 +1,10 @@
 // The optimizer-step schedule of a run as the Hugging Face Trainer derives it (accumulation, steps per
 // epoch, warm-up) and the learning rate of its scheduler (--lr-scheduler-type) at each step.
 
-import { constantWarmup, cosineHardRestartsWarmupDecay, cosineWarmupDecay, linearWarmupDecay, polynomialWarmupDecay, type LrLambda } from '@huatuo/tensor';
-import { LR_SCHEDULER_KWARGS, type LrSchedulerType, type TrainConfig } from './config.js';
+import { constantWarmup, cosineHardRestartsWarmupDecay, cosineWarmupDecay, linearWarmupDecay, roundedCos, type LrLambda } from '@huatuo/tensor';
+import { LR_SCHEDULER_KWARGS, type LrSchedulerKwargs, type LrSchedulerType, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
+import { roundedPow } from './rounded-pow.js';
 
 /** Step counts of a run, as the Hugging Face Trainer derives them. */
 export interface TrainingSchedule {
@@ -24,8 +25,8 @@ export interface TrainingSchedule {
    */
   warmupSteps: number;
   lrSchedulerType: LrSchedulerType;
-  /** The scheduler's arguments, defaults filled in. */
-  lrSchedulerKwargs: Readonly<Record<string, number>>;
+  /** The scheduler's arguments, defaults filled in (those whose default is None left out). */
+  lrSchedulerKwargs: LrSchedulerKwargs;
 }
 
 /**
@@ -44,27 +45,123 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
   const totalSteps = config.maxSteps > 0 ? config.maxSteps : Math.ceil(config.numEpochs * stepsPerEpoch);
   const trainerWarmup = config.warmupSteps > 0 ? config.warmupSteps : Math.ceil(totalSteps * config.warmupRatio);
   const warmupSteps = config.lrSchedulerType === 'constant' ? 0 : trainerWarmup;
-  const lrSchedulerKwargs = Object.freeze({ ...LR_SCHEDULER_KWARGS[config.lrSchedulerType], ...config.lrSchedulerKwargs });
+  const defaults = Object.entries(LR_SCHEDULER_KWARGS[config.lrSchedulerType]).filter((entry): entry is [string, number | string] => entry[1] !== null);
+  const lrSchedulerKwargs = Object.freeze({ ...Object.fromEntries(defaults), ...config.lrSchedulerKwargs });
   return { microBatchSize, gradientAccumulationSteps, microBatchesPerEpoch, stepsPerEpoch, totalSteps, warmupSteps, lrSchedulerType: config.lrSchedulerType, lrSchedulerKwargs };
 }
 
 type RateSchedule = Pick<TrainingSchedule, 'totalSteps' | 'warmupSteps' | 'lrSchedulerType' | 'lrSchedulerKwargs'>;
 
+/** The linear warm-up of transformers' schedules: step / max(1, warmup). */
+function linearWarmup(step: number, warmupSteps: number): number {
+  return step / Math.max(1, warmupSteps);
+}
+
+/**
+ * transformers' _get_polynomial_decay_schedule_with_warmup_lr_lambda: linear warm-up, then
+ * ((peak - lr_end) · remaining^power + lr_end) / peak, and lr_end / peak after the last step; the power
+ * rounded correctly as glibc's pow rounds it ({@link roundedPow}).
+ */
+function polynomialDecay(warmupSteps: number, totalSteps: number, peak: number, lrEnd: number, power: number): LrLambda {
+  return (step) => {
+    if (step < warmupSteps) return linearWarmup(step, warmupSteps);
+    if (step > totalSteps) return lrEnd / peak;
+    const remaining = 1 - (step - warmupSteps) / (totalSteps - warmupSteps);
+    return ((peak - lrEnd) * roundedPow(remaining, power) + lrEnd) / peak;
+  };
+}
+
+/** transformers' _get_inverse_sqrt_schedule_lr_lambda: linear warm-up, then 1 / sqrt((step + timescale - warmup) / timescale). */
+function inverseSqrt(warmupSteps: number): LrLambda {
+  const timescale = warmupSteps || 10_000;
+  return (step) => (step < warmupSteps ? linearWarmup(step, warmupSteps) : 1 / Math.sqrt((step + (timescale - warmupSteps)) / timescale));
+}
+
+/** transformers' _get_cosine_schedule_with_warmup_lr_lambda with min_lr_rate: the cosine scaled into [minLrRate, 1]. */
+function cosineToMin(warmupSteps: number, totalSteps: number, numCycles: number, minLrRate: number): LrLambda {
+  return (step) => {
+    if (step < warmupSteps) return linearWarmup(step, warmupSteps);
+    const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
+    const factor = 0.5 * (1 + roundedCos(Math.PI * numCycles * 2 * progress));
+    return Math.max(0, factor * (1 - minLrRate) + minLrRate);
+  };
+}
+
+/**
+ * transformers' _get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda: a warm-up to the peak at
+ * step warmup - 1, from 1 / warmup ((step + 1) / warmup) or from warmupLrRate, then the cosine to
+ * minLrRate one step ahead of cosine_with_min_lr's.
+ */
+function cosineWarmupToMin(warmupSteps: number, totalSteps: number, numCycles: number, minLrRate: number, warmupLrRate: number | undefined): LrLambda {
+  return (step) => {
+    if (step < warmupSteps) {
+      if (warmupLrRate === undefined) return (step + 1) / Math.max(1, warmupSteps);
+      return warmupLrRate + ((1 - warmupLrRate) * step) / Math.max(1, warmupSteps - 1);
+    }
+    const progress = (step - warmupSteps + 1) / Math.max(1, totalSteps - warmupSteps);
+    const factor = 0.5 * (1 + roundedCos(Math.PI * numCycles * 2 * progress));
+    return Math.max(0, factor * (1 - minLrRate) + minLrRate);
+  };
+}
+
+/**
+ * transformers' get_wsd_schedule (_get_wsd_scheduler_lambda): a warm-up from minLrRatio to 1, the
+ * peak for the stable steps (by default the steps after warm-up and decay), a decay to minLrRatio over
+ * decaySteps, then minLrRatio; each curve linear, cosine or 1-sqrt.
+ */
+function warmupStableDecay(warmupSteps: number, totalSteps: number, kwargs: LrSchedulerKwargs): LrLambda {
+  const decaySteps = kwargs.num_decay_steps as number;
+  const stableSteps = (kwargs.num_stable_steps as number | undefined) ?? totalSteps - warmupSteps - decaySteps;
+  const minLrRatio = kwargs.min_lr_ratio as number;
+  const numCycles = kwargs.num_cycles as number;
+  const scaled = (factor: number): number => Math.max(0, factor * (1 - minLrRatio) + minLrRatio);
+  return (step) => {
+    if (step < warmupSteps) {
+      const progress = step / Math.max(1, warmupSteps);
+      if (kwargs.warmup_type === 'cosine') return scaled(0.5 * (1 - roundedCos(Math.PI * progress)));
+      if (kwargs.warmup_type === '1-sqrt') return scaled(1 - Math.sqrt(1 - progress));
+      return scaled(progress);
+    }
+    if (step < warmupSteps + stableSteps) return 1;
+    if (step < warmupSteps + stableSteps + decaySteps) {
+      const progress = (step - warmupSteps - stableSteps) / Math.max(1, decaySteps);
+      if (kwargs.decay_type === 'linear') return scaled(1 - progress);
+      if (kwargs.decay_type === '1-sqrt') return scaled(1 - Math.sqrt(progress));
+      return scaled(0.5 * (1 + roundedCos(Math.PI * numCycles * 2 * progress)));
+    }
+    return minLrRatio;
+  };
+}
+
+/** min_lr_rate of the cosines with a minimum: given, or min_lr / peak. */
+function minLrRate(kwargs: LrSchedulerKwargs, peak: number): number {
+  return kwargs.min_lr !== undefined ? (kwargs.min_lr as number) / peak : (kwargs.min_lr_rate as number);
+}
+
 /** The factor of the peak rate at each step: transformers' lambda for the schedule. */
 function lrLambda(schedule: RateSchedule, peak: number): LrLambda {
   const { totalSteps, warmupSteps, lrSchedulerKwargs: kwargs } = schedule;
+  const numCycles = kwargs.num_cycles as number;
   switch (schedule.lrSchedulerType) {
     case 'linear':
       return linearWarmupDecay(warmupSteps, totalSteps);
     case 'cosine':
-      return cosineWarmupDecay(warmupSteps, totalSteps, kwargs.num_cycles);
+      return cosineWarmupDecay(warmupSteps, totalSteps, numCycles);
     case 'cosine_with_restarts':
-      return cosineHardRestartsWarmupDecay(warmupSteps, totalSteps, kwargs.num_cycles);
+      return cosineHardRestartsWarmupDecay(warmupSteps, totalSteps, numCycles);
     case 'polynomial':
-      return polynomialWarmupDecay(warmupSteps, totalSteps, peak, kwargs.lr_end, kwargs.power);
+      return polynomialDecay(warmupSteps, totalSteps, peak, kwargs.lr_end as number, kwargs.power as number);
     case 'constant':
     case 'constant_with_warmup':
       return constantWarmup(warmupSteps);
+    case 'inverse_sqrt':
+      return inverseSqrt(warmupSteps);
+    case 'cosine_with_min_lr':
+      return cosineToMin(warmupSteps, totalSteps, numCycles, minLrRate(kwargs, peak));
+    case 'cosine_warmup_with_min_lr':
+      return cosineWarmupToMin(warmupSteps, totalSteps, numCycles, minLrRate(kwargs, peak), kwargs.warmup_lr_rate as number | undefined);
+    case 'warmup_stable_decay':
+      return warmupStableDecay(warmupSteps, totalSteps, kwargs);
   }
 }
 
