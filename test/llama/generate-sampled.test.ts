@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initWebGPU, noGrad, readyMatmul, runtimeStats, tensor } from '@huatuo/tensor';
-import { configFromPreset, createRandomLlama, generate, llamaTokenizerDir, loadLlama, loadTokenizer, type GenerateOptions, type LlamaModel, type TokenEvent, type Tokenizer } from '@huatuo/llama';
+import { configFromPreset, createRandomLlama, generate, llamaTokenizerDir, loadLlama, loadTokenizer, type GenerateOptions, type Generation, type LlamaModel, type TokenEvent, type Tokenizer } from '@huatuo/llama';
 import { applyRepetitionPenalty, sampleToken, setDecodePipelined, setHostPicks, tokenUniforms } from '@huatuo/llama/internal';
 import { refSampleProbs } from '@huatuo/tensor';
 import { fixtureDir } from './fixtures.js';
@@ -109,6 +109,35 @@ describe('sampled decoding one step ahead', () => {
       }
     }
     assert.ok(compared >= 16, `only ${compared} of 24 tokens away from a boundary`);
+  });
+
+  it('reports each row\'s end as it ends, after its last token and before the other rows\' later tokens, with what generate returns for it', async () => {
+    const options = { doSample: true, temperature: 0.9, seed: 5, maxNewTokens: 8, eosTokenIds: [] };
+    const free = (await run(model, null, prompts, true, options)).out;
+    for (const pipelined of [true, false]) {
+      const order: string[] = [];
+      const ended: Generation[] = [];
+      setDecodePipelined(pipelined);
+      try {
+        const out = await generate(model, null, prompts, {
+          ...options,
+          eosTokenIds: [free[1]!.tokens[2]!],
+          onToken: (e) => order.push(`token ${e.prompt}`),
+          onFinish: (e) => {
+            order.push(`end ${e.prompt}`);
+            ended[e.prompt] = e.generation;
+          },
+        });
+        assert.deepEqual(ended, out, `pipelined ${pipelined}`);
+        // Row 1 ends by this end of sequence by its third token; row 0 goes on.
+        const end = order.indexOf('end 1');
+        assert.equal(order[end - 1], 'token 1');
+        assert.ok(order.slice(end + 1).some((e) => e === 'token 0'), `pipelined ${pipelined}: ${order.join(', ')}`);
+        assert.equal(order.filter((e) => e.startsWith('end')).length, prompts.length);
+      } finally {
+        setDecodePipelined(true);
+      }
+    }
   });
 
   it('reads back each step\'s ids, never the logits, with top-k, top-p and a repetition penalty', async () => {

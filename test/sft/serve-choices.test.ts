@@ -1,7 +1,8 @@
 // Several choices per request (OpenAI's n) from the OpenAI-compatible server, as vLLM returns them, on the
 // tiny vocab32k fixture: the n sequences decode as one batch of the prompt repeated, choice i sampling as a
 // request of its own seeded with seed + i (vLLM's ParentRequest), greedy choices equal, streamed chunks
-// carrying each choice's index, usage counting the prompt once, and a stop string ending one choice alone.
+// carrying each choice's index, usage counting the prompt once, and a stop string ending one choice alone
+// (its finish chunk streamed as it ends).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -177,5 +178,16 @@ test('a stop string that one choice reaches ends that choice alone; the others d
       assert.equal(choices[i].finish_reason, 'length');
     }
     assert.ok(stopped.json.usage.completion_tokens < 36);
+
+    // Streamed, choice 0's finish chunk comes as it stops, before the others' later text (as OpenAI and vLLM send it).
+    const chunks = (await events(server, 'completions', { ...body, stop: [stop] })).map((e) => e.choices[0]);
+    const end = chunks.findIndex((c) => c.index === 0 && c.finish_reason !== null);
+    assert.equal(chunks[end].finish_reason, 'stop');
+    assert.ok(chunks.slice(end + 1).some((c) => c.index !== 0 && c.text !== ''), 'the other choices should stream text after choice 0 finished');
+    for (const [i, c] of choices.entries()) {
+      const mine = chunks.filter((d) => d.index === i);
+      assert.equal(mine.map((d) => d.text).join(''), c.text, `choice ${i}`);
+      assert.deepEqual(mine.filter((d) => d.finish_reason !== null).map((d) => d.finish_reason), [c.finish_reason], `choice ${i}`);
+    }
   });
 });

@@ -103,4 +103,4 @@ export type { AdapterFiles, LoadAdapterOptions } from './lora/adapter-files.js';
 export { generate } from './generate/generate.js';
 export { promptLogprobs } from './generate/prompt-logprobs.js';
 export type { PromptTokenLogprobs } from './generate/prompt-logprobs.js';
-export type { GenerateOptions, Generation, PromptLogprobsEvent, TokenEvent } from './generate/generate-options.js';
+export type { FinishEvent, GenerateOptions, Generation, PromptLogprobsEvent, TokenEvent } from './generate/generate-options.js';

@@ -95,7 +95,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   if (job.cancelled) throw new Cancelled();
   // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
   // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
-  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0 }));
+  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0, finished: false }));
   const takeLogprobs = (i: number): unknown => {
     const c = streams[i]!;
     if (top === null || c.pending.ids.length === 0) return null;
@@ -121,6 +121,17 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     const lp = takeLogprobs(i);
     send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp));
     streams[i]!.streamedChars += [...text].length;
+  };
+  // A streamed choice's end, sent as it ends (as OpenAI and vLLM send each choice's): the text its last tokens
+  // completed, then its finish reason; tokens whose text never showed (an end of sequence, a stop string) come with it.
+  const finish = (i: number, gen: Generation): void => {
+    const c = streams[i]!;
+    if (c.finished) return;
+    c.finished = true;
+    const text = visibleText(gen.text, s.stop, strip, true);
+    const reason = finishReason(gen, gen.text, s.stop);
+    if (text.startsWith(c.sent)) delta(i, text.slice(c.sent.length));
+    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs(i)));
   };
   // The n choices decode as one batch of the prompt repeated, choice i sampling with seed + i as vLLM seeds them.
   const gens: readonly Generation[] = job.echoOnly
@@ -169,15 +180,15 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
               c.sent = visible;
             }
           },
+          onFinish: (e) => {
+            if (job.cancelled) throw new Cancelled();
+            if (job.stream) finish(e.prompt, e.generation);
+          },
         },
       );
   const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), rows: gen.logprobs ?? [] }));
   if (job.stream) {
-    for (const [i, { text, reason }] of choices.entries()) {
-      if (text.startsWith(streams[i]!.sent)) delta(i, text.slice(streams[i]!.sent.length));
-      // Tokens whose text never showed (an end of sequence, a stop string) come with the finish.
-      send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs(i)));
-    }
+    gens.forEach((gen, i) => finish(i, gen));
     if (job.includeUsage) send({ ...chunk(job, modelName, 0, {}), choices: [], usage: usage(gens) });
     send('[DONE]');
     res.end();

@@ -103,6 +103,5 @@ export async function beamSearch(model: LlamaModel, tokenizer: Tokenizer | null,
     if (out.finishReason !== null) break;
     out.push(t);
   }
-  if (out.finishReason === null) out.finishReason = 'length';
   return out.result();
 }

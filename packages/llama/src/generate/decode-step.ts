@@ -174,6 +174,7 @@ export class Output {
   tokens: number[] = [];
   text = '';
   finishReason: Generation['finishReason'] | null = null;
+  private ended: Generation | null = null;
   private readonly decoder;
 
   constructor(
@@ -185,7 +186,7 @@ export class Output {
     this.decoder = tokenizer?.createStreamDecoder({ skipSpecialTokens: true }) ?? null;
   }
 
-  /** Adds a token (with its log-probabilities, when asked for), streams it, and settles the finish reason. */
+  /** Adds a token (with its log-probabilities, when asked for), streams it, and settles the finish reason (then ends the output). */
   push(token: number, logprobs?: RowLogprobs): void {
     this.tokens.push(token);
     const piece = this.r.eos.has(token) || this.decoder === null ? '' : this.decoder.push(token);
@@ -200,10 +201,20 @@ export class Output {
       }
     }
     if (this.finishReason === null && this.tokens.length >= this.r.maxNewTokens) this.finishReason = 'length';
+    if (this.finishReason !== null) this.end(this.finishReason);
+  }
+
+  /** Ends the output for `reason` (once) and reports it to onFinish. */
+  end(reason: Generation['finishReason']): void {
+    if (this.ended !== null) return;
+    this.finishReason = reason;
+    if (reason !== 'stop' && this.decoder !== null) this.text += this.decoder.flush();
+    this.ended = { promptTokens: this.promptTokens, tokens: this.tokens, text: this.text, finishReason: reason };
+    this.r.onFinish?.({ prompt: this.prompt, generation: this.ended });
   }
 
   result(): Generation {
-    if (this.finishReason !== 'stop' && this.decoder !== null) this.text += this.decoder.flush();
-    return { promptTokens: this.promptTokens, tokens: this.tokens, text: this.text, finishReason: this.finishReason ?? 'length' };
+    this.end(this.finishReason ?? 'length');
+    return this.ended!;
   }
 }

@@ -16,6 +16,13 @@ export interface TokenEvent {
   readonly logprobs?: RowLogprobs;
 }
 
+/** A prompt's generation as it ends ({@link GenerateOptions.onFinish}). */
+export interface FinishEvent {
+  /** Index of the prompt. */
+  readonly prompt: number;
+  readonly generation: Generation;
+}
+
 /** A prompt's tokens scored by its prompt step ({@link GenerateOptions.promptLogprobs}). */
 export interface PromptLogprobsEvent {
   /** Index of the prompt. */
@@ -104,6 +111,12 @@ export interface GenerateOptions {
    * beam's tokens once it is done).
    */
   readonly onToken?: (event: TokenEvent) => void;
+  /**
+   * Called once for each prompt as its generation ends (greedy and sampling: after its last token's
+   * onToken, while other prompts may go on; beam search: after its tokens), with what it produced, its
+   * log-probabilities aside (they come with onToken and in generate's result).
+   */
+  readonly onFinish?: (event: FinishEvent) => void;
 }
 
 /** What one prompt produced. */
@@ -144,6 +157,7 @@ export interface Resolved {
   promptRanks: boolean;
   onPromptLogprobs: ((event: PromptLogprobsEvent) => void) | undefined;
   onToken: ((event: TokenEvent) => void) | undefined;
+  onFinish: ((event: FinishEvent) => void) | undefined;
 }
 
 /** The options with the defaults of {@link GenerateOptions}; refuses values `generate` cannot honour, naming the option. */
@@ -167,6 +181,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     promptRanks: o.promptRanks ?? false,
     onPromptLogprobs: o.onPromptLogprobs,
     onToken: o.onToken,
+    onFinish: o.onFinish,
   };
   const positiveInt = (k: string, v: number) => {
     if (!Number.isSafeInteger(v) || v <= 0) throw new ModelError(`generate: ${k} should be a positive integer, got ${v}`);
