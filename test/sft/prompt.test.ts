@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,21 @@ test('the answer is the text after the response marker, stripped, up to a repeat
 test("pythonStrip strips what Python's str.strip strips", () => {
   assert.equal(pythonStrip('\u0085\u001c a b \u3000\t'), 'a b');
   assert.equal(pythonStrip('\ufeffa'), '\ufeffa');
+  assert.equal(pythonStrip(' \n\u2028'), '');
+  assert.equal(pythonStrip(''), '');
+  assert.equal(pythonStrip('\u200b x\u200b'), '\u200b x\u200b', 'U+200B is not a space to Python');
+});
+
+test('pythonStrip on a generated answer with a long run of spaces inside returns at once, the run kept', { timeout: 60_000 }, () => {
+  // A regular expression for the trailing spaces retried from each space of the run: quadratic, minutes
+  // here. A blocked process cannot be interrupted, so the strip runs in a child killed after 30 s.
+  const script = `
+    import { pythonStrip } from '@huatuo/sft/internal';
+    const text = 'a' + ' '.repeat(400000) + 'x \\n';
+    process.stdout.write(JSON.stringify(pythonStrip(text) === text.slice(0, -2)));`;
+  const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+  const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
+  assert.equal(out, 'true');
 });
 
 test('pythonFormat fills named fields and unescapes doubled braces', () => {

@@ -150,12 +150,18 @@ export function generatePrompt(template: PromptTemplate, instruction: string, in
 
 // Python's str.strip() removes what str.isspace() accepts; JavaScript's trim() differs
 // (it strips U+FEFF, and keeps U+001C-U+001F and U+0085).
-const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+const PY_SPACE = /[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
 
-/** Python's `str.strip()` with no arguments. */
+/**
+ * Python's `str.strip()` with no arguments. Scans from both ends, in time linear in the text (a
+ * trailing-space regular expression retries from every space of a long run inside the text).
+ */
 export function pythonStrip(text: string): string {
-  return text.replace(PY_STRIP, '');
+  let start = 0;
+  let end = text.length;
+  while (start < end && PY_SPACE.test(text[start]!)) start++;
+  while (end > start && PY_SPACE.test(text[end - 1]!)) end--;
+  return text.slice(start, end);
 }
 
 /**
