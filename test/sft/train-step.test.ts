@@ -1,6 +1,7 @@
 // Gradient accumulation's loss normalization on a small LLaMA: with --loss-normalization tokens the
 // gradients accumulated over micro-batches of uneven answer lengths equal those of one batch holding
-// them all (transformers' num_items_in_batch), while micro-batch averages each micro-batch's mean;
+// them all (transformers' num_items_in_batch, counted after the shift in each padded micro-batch),
+// while micro-batch averages each micro-batch's mean;
 // a run's checkpoints record the choice and a resume with the other is refused.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,8 +34,12 @@ function answerTokens(e: TokenizedExample): number {
 }
 
 /** The LoRA gradients, by PEFT key, after the micro-batches `chunks` of one step are accumulated. */
-async function gradients(normalization: 'micro-batch' | 'tokens', chunks: number[][]): Promise<{ grads: Map<string, Float32Array>; loss: number; examples: TokenizedExample[] }> {
-  const config = smallConfig(dataPath, tmp(), { valSetSize: 0, cutoffLen: 128, loraDropout: 0, lossNormalization: normalization });
+async function gradients(
+  normalization: 'micro-batch' | 'tokens',
+  chunks: number[][],
+  trainOnInputs = false,
+): Promise<{ grads: Map<string, Float32Array>; loss: number; weight: number; examples: TokenizedExample[] }> {
+  const config = smallConfig(dataPath, tmp(), { valSetSize: 0, cutoffLen: 128, loraDropout: 0, lossNormalization: normalization, trainOnInputs });
   const { base, data, model } = await smallRun(config);
   try {
     // Short answers first, so that the micro-batches below are uneven in answer tokens.
@@ -45,7 +50,7 @@ async function gradients(normalization: 'micro-batch' | 'tokens', chunks: number
       assert.ok(p.grad, `${key} has a gradient`);
       grads.set(key, (await p.grad.toArray()) as Float32Array);
     }
-    return { grads, loss: (await weightedSum!.item()) / weight, examples };
+    return { grads, loss: (await weightedSum!.item()) / weight, weight, examples };
   } finally {
     base.model.dispose();
   }
@@ -87,6 +92,33 @@ test('with --loss-normalization tokens, micro-batches of uneven answer lengths a
   const halves = new Map([...first.grads].map(([key, g]) => [key, g.map((v, i) => (v + second.grads.get(key)![i]!) / 2)]));
   const halvesDiff = relativeDifference(byMicroBatch.grads, halves);
   assert.ok(halvesDiff < 1e-4, `micro-batch: the gradients are the mean of each micro-batch's (differ by ${halvesDiff} relative)`);
+});
+
+test("with --train-on-inputs, --loss-normalization tokens divides by the labels the shifted loss counts in each left-padded micro-batch (transformers' num_items_in_batch for a causal LM, labels[..., 1:]), where a padded row's first token is one", async () => {
+  const chunks = [[0, 1], [2, 3]];
+  const step = await gradients('tokens', chunks, true);
+  assert.ok(step.examples.every((e) => e.labels[0] !== -100), "every example learns from its first token's label");
+  const multiple = smallConfig(dataPath, tmp(), {}).padToMultipleOf;
+  // Each row's labels 1..T-1 of the micro-batch padded on the left to T: an example's own labels 1.., and its first when padding precedes it.
+  const counted = chunks.map((chunk) => {
+    const rows = chunk.map((i) => step.examples[i]!);
+    const T = Math.ceil(Math.max(...rows.map((e) => e.inputIds.length)) / multiple) * multiple;
+    return rows.reduce((n, e) => n + answerTokens(e) + (e.inputIds.length < T ? 1 : 0), 0);
+  });
+  const unpadded = step.examples.reduce((n, e) => n + answerTokens(e), 0);
+  assert.ok(counted[0]! + counted[1]! > unpadded, `some row is padded: ${counted.join(' + ')} labels after the shift, ${unpadded} without padding`);
+  assert.equal(step.weight, counted[0]! + counted[1]!, "the step's num_items_in_batch");
+
+  // The step's loss and gradients are those of the sum of its token losses over that count: each
+  // micro-batch's mean (alone) weighed by its labels.
+  const alone = [await gradients('tokens', [chunks[0]!], true), await gradients('tokens', [chunks[1]!], true)];
+  const [w0, w1] = [counted[0]!, counted[1]!];
+  assert.deepEqual(alone.map((a) => a.weight), counted);
+  const expectedLoss = (alone[0]!.loss * w0 + alone[1]!.loss * w1) / (w0 + w1);
+  assert.ok(Math.abs(step.loss - expectedLoss) < 1e-6 * expectedLoss, `the step's loss ${step.loss} is ${expectedLoss}`);
+  const mixed = new Map([...alone[0]!.grads].map(([key, g]) => [key, g.map((v, i) => (v * w0 + alone[1]!.grads.get(key)![i]! * w1) / (w0 + w1))]));
+  const diff = relativeDifference(step.grads, mixed);
+  assert.ok(diff < 1e-5, `the gradients differ from the micro-batches' weighed by their labels by ${diff} relative`);
 });
 
 async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number } = {}): Promise<TrainResult> {

@@ -2,7 +2,7 @@
 // leftover micro-batches as --epoch-remainder says), their dropout seeds, which labels they learn
 // from, and their device tensors.
 import { tensor } from '@huatuo/tensor';
-import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type TokenizedExample } from './batch.js';
+import { chunkOrder, collate, epochOrder, IGNORE_INDEX, type Batch, type TokenizedExample } from './batch.js';
 import type { TrainConfig } from './config.js';
 import type { TrainingSchedule } from './schedule.js';
 import type { DeviceBatch } from './train-types.js';
@@ -12,9 +12,18 @@ export function dropoutSeed(seed: number, step: number, micro: number): number {
   return (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ Math.imul(micro + 1, 0xc2b2ae35)) >>> 0;
 }
 
+/** A micro-batch collated as the recipe pads it, on the host. */
+export function collateMicroBatch(examples: readonly TokenizedExample[], config: TrainConfig): Batch {
+  return collate(examples, { padId: config.padId, padToMultipleOf: config.padToMultipleOf, paddingSide: config.paddingSide });
+}
+
 /** A micro-batch collated as the recipe pads it, on the device. */
 export function toDevice(examples: readonly TokenizedExample[], config: TrainConfig): DeviceBatch {
-  const b = collate(examples, { padId: config.padId, padToMultipleOf: config.padToMultipleOf, paddingSide: config.paddingSide });
+  return batchToDevice(collateMicroBatch(examples, config));
+}
+
+/** A collated micro-batch's tensors on the device. */
+export function batchToDevice(b: Batch): DeviceBatch {
   const shape = [b.batchSize, b.seqLen];
   let tokens = 0;
   for (const m of b.attentionMask) tokens += m;
@@ -33,12 +42,16 @@ export function hasTarget(example: TokenizedExample): boolean {
 }
 
 /**
- * The labels of an example that the shifted loss counts (labels 1..T-1 that are not -100): its
- * answer tokens, transformers' num_items_in_batch summed over a step's micro-batches.
+ * The labels of a collated micro-batch that the shifted loss counts: each row's labels 1..T-1 that are
+ * not -100, transformers' num_items_in_batch (labels[..., 1:].ne(-100) summed over a step's micro-batches,
+ * for a causal LM). With --train-on-inputs and left padding a padded row's first token is one of them,
+ * predicted from the padding before it as the loss does; an unpadded row's is not.
  */
-export function targetCount(example: TokenizedExample): number {
+export function targetCount(b: Batch): number {
   let n = 0;
-  for (let t = 1; t < example.labels.length; t++) if (example.labels[t] !== IGNORE_INDEX) n++;
+  for (let row = 0; row < b.batchSize; row++) {
+    for (let t = 1; t < b.seqLen; t++) if (b.labels[row * b.seqLen + t] !== IGNORE_INDEX) n++;
+  }
   return n;
 }
 

@@ -5,7 +5,7 @@ import { clipGradNorm, GradScaler, hasF16, startScope, type AdamW, type Tensor }
 import type { TokenizedExample } from './batch.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { dropoutSeed, targetCount, toDevice } from './micro-batches.js';
+import { batchToDevice, collateMicroBatch, dropoutSeed, targetCount } from './micro-batches.js';
 import type { TrainableModel } from './train-types.js';
 
 /** Whether the model's dtype is the one the config's precision asks for; true when losses need scaling (f16). */
@@ -77,16 +77,16 @@ export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' |
   const { config } = s;
   const byTokens = config.lossNormalization === 'tokens';
   const micro = s.chunks.map((chunk) => {
-    const examples = chunk.map((i) => s.examples[i]!);
-    return { examples, targets: examples.reduce((n, e) => n + targetCount(e), 0) };
+    const collated = collateMicroBatch(chunk.map((i) => s.examples[i]!), config);
+    return { collated, targets: targetCount(collated) };
   });
   const stepTargets = micro.reduce((n, m) => n + m.targets, 0);
   let weightedSum: Tensor | null = null;
   let weight = 0;
   let tokens = 0;
-  micro.forEach(({ examples, targets }, index) => {
+  micro.forEach(({ collated, targets }, index) => {
     if (targets === 0) return;
-    const batch = toDevice(examples, config);
+    const batch = batchToDevice(collated);
     tokens += batch.tokens;
     const loss = s.model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, s.step, index) });
     loss.mul(byTokens ? (lossScale * targets) / stepTargets : lossScale / s.accumulation).backward();
