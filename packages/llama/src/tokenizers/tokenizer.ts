@@ -7,6 +7,7 @@ import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { cleanUpTokenization, isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
+import { checkTokenizerPatterns } from './tokenizer-patterns.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -274,6 +275,8 @@ export class HfTokenizer implements Tokenizer {
   /**
    * Builds a tokenizer from the parsed (or raw) contents of `tokenizer.json`
    * and, optionally, `tokenizer_config.json`. `file` names the source in errors.
+   * A regular expression of its normalizer, pre_tokenizer or decoder that could backtrack for a time
+   * exponential or polynomial in the text is refused, naming the field and the pattern (see checkTokenizerPatterns).
    */
   static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json'): HfTokenizer {
     let parsed = json;
@@ -295,6 +298,7 @@ export class HfTokenizer implements Tokenizer {
     const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
     // The clean-up is transformers' own (cleanUpTokenization), so that streaming gives the same text.
     const withAdded = { added_tokens: [], ...obj };
+    checkTokenizerPatterns(withAdded, file);
     let hf: HfLibTokenizer;
     try {
       hf = new HfLibTokenizer(withAdded, { ...cfg, clean_up_tokenization_spaces: false });

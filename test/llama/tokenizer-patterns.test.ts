@@ -1,0 +1,85 @@
+// The regular expressions of a tokenizer.json run on untrusted text: patterns that could backtrack for a time
+// exponential in the text are refused at load, and the patterns of real tokenizers run.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { HfTokenizer } from '@huatuo/llama';
+
+const FILE = 'model/tokenizer.json';
+const CHARS = ['a', 'b', 'x', 'y', '!', ' ', '(', ')', '+', '['];
+
+/** A tokenizer.json of one id per character of {@link CHARS} (BPE without merges) with the given components. */
+function tokenizerJson(parts: Record<string, unknown>): Record<string, unknown> {
+  return {
+    normalizer: null,
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: null,
+    added_tokens: [],
+    ...parts,
+    model: { type: 'BPE', vocab: Object.fromEntries(CHARS.map((c, id) => [c, id])), merges: [], unk_token: null },
+  };
+}
+
+/** tokenizer_config.json of those tokenizers: '!' ends a sequence, and there is no BOS. */
+const CONFIG = { eos_token: '!' };
+const split = (pattern: string) => ({ type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false });
+const replace = (pattern: string, content: string) => ({ type: 'Replace', pattern: { Regex: pattern }, content });
+
+function refusal(...words: string[]) {
+  return (e: unknown) => {
+    assert.ok(e instanceof Error && e.name === 'TokenizerError', String(e));
+    for (const w of [FILE, ...words]) assert.ok(e.message.includes(w), `"${e.message}" should mention ${w}`);
+    return true;
+  };
+}
+
+describe("the regular expressions of a tokenizer.json", () => {
+  // On a JavaScript RegExp (a+)+$ tries 2^n ways on n a's followed by another character: 40 a's take days. The
+  // tokenizer is built and run in a child process killed after 30 s, which fails the test instead of hanging it.
+  it('refuses a pattern that backtracks catastrophically at load, so a crafted text cannot hang encoding', { timeout: 60_000 }, () => {
+    const script = `
+      import { HfTokenizer } from '@huatuo/llama';
+      let result;
+      try {
+        const tok = HfTokenizer.fromJson(${JSON.stringify(tokenizerJson({ pre_tokenizer: split('(a+)+$') }))}, ${JSON.stringify(CONFIG)}, ${JSON.stringify(FILE)});
+        result = tok.encode('a'.repeat(40) + '!');
+      } catch (e) {
+        result = e.name + ': ' + e.message;
+      }
+      process.stdout.write(JSON.stringify(result));`;
+    const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+    const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
+    const message = JSON.parse(out) as string;
+    assert.match(message, /^TokenizerError: model\/tokenizer\.json: pre_tokenizer\.pattern\.Regex is "\(a\+\)\+\$"/);
+    assert.match(message, /original tokenizer\.json/);
+  });
+
+  it('refuses nested, trailing-context and look-around patterns in normalizers, pre-tokenizers and decoders, naming where each is', () => {
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, replace('(?:a|a)*b', 'x')] } }, 'normalizer.normalizers[1].pattern.Regex', '(?:a|a)*b'],
+      [{ pre_tokenizer: { type: 'Sequence', pretokenizers: [split(' ?\\p{L}+'), split('\\s+$')] } }, 'pre_tokenizer.pretokenizers[1].pattern.Regex', '\\\\s+$'],
+      [{ pre_tokenizer: replace('(x?){40}x{40}', '') }, 'pre_tokenizer.pattern.Regex', 'more than 10000 ways'],
+      [{ decoder: { type: 'Sequence', decoders: [replace('a+(?=b)', 'c')] } }, 'decoder.decoders[0].pattern.Regex', 'look-around'],
+      [{ pre_tokenizer: split('(a)\\1+') }, 'pre_tokenizer.pattern.Regex', 'backreference'],
+    ];
+    for (const [parts, path, word] of cases) {
+      assert.throws(() => HfTokenizer.fromJson(tokenizerJson(parts), CONFIG, FILE), refusal(path, word));
+    }
+  });
+
+  it("runs the pre-tokenizer patterns of GPT-2, Llama 3 and Qwen2 tokenizers, and patterns of bounded alternatives ending in one repeated class", () => {
+    const known = [
+      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    ];
+    for (const pattern of known) {
+      assert.deepEqual(HfTokenizer.fromJson(tokenizerJson({ pre_tokenizer: split(pattern) }), CONFIG, FILE).encode('ab  x!'), [0, 1, 5, 5, 2, 4]);
+    }
+    // ' {2,}' squeezes runs of spaces; then each alternative is one class repeated.
+    const squeezed = HfTokenizer.fromJson(tokenizerJson({ normalizer: replace(' {2,}', ' '), pre_tokenizer: split('[ab]+|[xy]+| ?[^ab\\s]+') }), CONFIG, FILE);
+    assert.deepEqual(squeezed.encode('ab   xy !'), [0, 1, 5, 2, 3, 5, 4]);
+  });
+});
