@@ -1,10 +1,13 @@
 // The regular expressions of a tokenizer.json run on untrusted text: patterns that could backtrack for a time
-// exponential in the text are refused at load, and the patterns of real tokenizers run.
+// exponential in the text are refused at load, the patterns of real tokenizers run, and added tokens are matched
+// as written, never as patterns.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { HfTokenizer } from '@huatuo/llama';
+import { HfTokenizer, llamaTokenizerDir, tokenizerFromFiles } from '@huatuo/llama';
 
 const FILE = 'model/tokenizer.json';
 const CHARS = ['a', 'b', 'x', 'y', '!', ' ', '(', ')', '+', '['];
@@ -81,5 +84,25 @@ describe("the regular expressions of a tokenizer.json", () => {
     // ' {2,}' squeezes runs of spaces; then each alternative is one class repeated.
     const squeezed = HfTokenizer.fromJson(tokenizerJson({ normalizer: replace(' {2,}', ' '), pre_tokenizer: split('[ab]+|[xy]+| ?[^ab\\s]+') }), CONFIG, FILE);
     assert.deepEqual(squeezed.encode('ab   xy !'), [0, 1, 5, 2, 3, 5, 4]);
+  });
+});
+
+describe('added and special tokens', () => {
+  const dir = llamaTokenizerDir();
+  const tokens = { '32000': '(a+)+', '32001': '[.*' };
+  it('are matched as written in the text, never as regular expressions, through tokenizer.json and tokenizer.model', () => {
+    const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: unknown[] };
+    for (const [id, content] of Object.entries(tokens)) {
+      json.added_tokens.push({ id: Number(id), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    }
+    const config = { added_tokens_decoder: Object.fromEntries(Object.entries(tokens).map(([id, content]) => [id, { content, special: true, normalized: false }])) };
+    const fromJson = HfTokenizer.fromJson(json);
+    const fromModel = tokenizerFromFiles({ tokenizerModel: new Uint8Array(readFileSync(join(dir, 'tokenizer.model'))), tokenizerConfigJson: JSON.stringify(config) }, dir);
+    for (const tok of [fromJson, fromModel]) {
+      const ids = tok.encode('x(a+)+y[.*aaa(aa)', { addBos: false });
+      assert.deepEqual(ids.filter((id) => id >= 32000), [32000, 32001], JSON.stringify(ids));
+      assert.deepEqual(tok.encode('aaaa[.*[.*', { addBos: false }), [...tok.encode('aaaa', { addBos: false }), 32001, 32001]);
+    }
+    assert.deepEqual(fromJson.encode('x(a+)+y[.*aaa(aa)'), fromModel.encode('x(a+)+y[.*aaa(aa)'));
   });
 });
