@@ -22,6 +22,11 @@ test("train --help gives --gradient-checkpointing's default as a quantized base 
   assert.match(help, /--gradient-checkpointing \[bool\] keep only each decoder layer's input .*? \(default: false; true with --quantize int8 or nf4\)/);
 });
 
+test('train --help names every field --init-adapter takes from the adapter, modules_to_save included', () => {
+  const help = buildProgram().commands.find((c) => c.name() === 'train')!.helpInformation().replace(/\s+/g, ' ');
+  assert.match(help, /--init-adapter <dir> start from an existing PEFT adapter folder, training it as it is \(its r, alpha, dropout, target modules, use_rslora, use_dora and modules_to_save\)/);
+});
+
 test("an unknown recipe option is refused naming flags train really has, and their config keys", () => {
   const train = buildProgram().commands.find((c) => c.name() === 'train')!;
   const trainFlags = new Set(train.options.map((o) => o.long));

@@ -192,7 +192,7 @@ export function buildTrainCommand(): Command {
     .description("fine-tune a LoRA adapter with HuaTuo's recipe (input-only prompts, loss on the answer only)")
     .option('--base <folder>', 'base model: a Hugging Face LLaMA, Mistral or Qwen2 folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer.json or tokenizer.model); default: the built-in tiny demo model')
     .option('--data <file>', 'training data (required), JSON array, JSONL or Parquet of {instruction, input, output}; `huatuo-train` with no command trains on the built-in demo sample')
-    .option('--init-adapter <dir>', "start from an existing PEFT adapter folder, training it as it is (its r, alpha, dropout, target modules, use_rslora and use_dora)")
+    .option('--init-adapter <dir>', "start from an existing PEFT adapter folder, training it as it is (its r, alpha, dropout, target modules, use_rslora, use_dora and modules_to_save)")
     .option('--resume [dir]', 'continue an interrupted run from a checkpoint folder (default: the newest in --output-dir)')
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing')
