@@ -4,8 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
 import { buildProgram } from '@huatuo/cli';
+
+type Command = ReturnType<typeof buildProgram>;
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const readmes = ['README.md', ...readdirSync(`${root}packages`).map((p) => `packages/${p}/README.md`), 'apps/web/README.md'];
