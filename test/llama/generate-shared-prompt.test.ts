@@ -4,8 +4,8 @@
 // decode steps replayed; prompts of a few tokens are not shared (their products would take other kernels).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { initWebGPU, keep, noGrad, randn, readyMatmul } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, type GenerateOptions, type Generation, type LlamaModel } from '@huatuo/llama';
+import { initWebGPU, keep, noGrad, randn, readyMatmul, slice, toArray, zeros } from '@huatuo/tensor';
+import { applyLora, configFromPreset, createRandomLlama, KvCache, type GenerateOptions, type Generation, type LlamaModel } from '@huatuo/llama';
 import { lastReplayCounts, setSharedPrompts, type ReplayCounts } from '@huatuo/llama/internal';
 import { generateOn, type DecodePath } from './decode-paths.js';
 
@@ -102,6 +102,30 @@ describe('rows of one prompt share its prompt step', () => {
     } finally {
       adapted.dispose();
     }
+  });
+
+  it('spreads the rows of a cache: row i gets what was written to row from[i], whichever rows are read and written', async () => {
+    const config = model.config;
+    const [Hkv, D, T] = [config.numKeyValueHeads, config.headDim, 3];
+    const cache = new KvCache(config, 5, 8, 'f32');
+    const first = cache.firstRows(3);
+    const written = Array.from({ length: config.numHiddenLayers }, (_, l) => [randn([3, Hkv, T, D], { seed: 2 * l }), randn([3, Hkv, T, D], { seed: 2 * l + 1 })] as const);
+    written.forEach(([k, v], l) => first.append(l, k, v));
+    first.advance(T);
+    first.dispose();
+    const from = [2, 1, 0, 2, 0];
+    cache.spreadRows(from, T);
+    assert.equal(cache.length, T);
+    for (const [l, [k, v]] of written.entries()) {
+      const next = zeros([5, Hkv, 1, D]);
+      const all = cache.append(l, next, next); // [5, Hkv, T + 1, D]
+      for (const [got, want] of [[all.k, k], [all.v, v]] as const) {
+        for (const [i, row] of from.entries()) {
+          assert.deepEqual(await toArray(slice(slice(got, 0, i, i + 1), 2, 0, T)), await toArray(slice(want, 0, row, row + 1)), `layer ${l} row ${i}`);
+        }
+      }
+    }
+    cache.dispose();
   });
 
   it('runs prompts of a few tokens unshared', async () => {

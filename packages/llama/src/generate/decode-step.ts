@@ -4,7 +4,7 @@
 import { cat, deviceInfo, noGrad, readyFusedLinear, reshape, slice, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
-import { KvCache } from '../model/kv-cache.js';
+import type { KvCache } from '../model/kv-cache.js';
 import { checkMemoryPlan, inferencePlan } from '../model/memory.js';
 import type { LlamaModel } from '../model/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -65,23 +65,23 @@ export function stepForward(model: LlamaModel, ids: number[][] | Tensor, mask: I
 }
 
 /**
- * The prompt step of {@link SharedPrompt}: the distinct prompts' rows through the model into a cache of
- * their own, copied into `cache`'s rows, and their last hidden states repeated row by row before lm_head,
- * which runs on all B rows as an unshared step's does. Every row's logits are those of the step unshared
- * while the products' kernel does not change with their row count (U * S and B * S rows both above the
- * fused products' few, see generate's sharing rule).
+ * The prompt step of {@link SharedPrompt}: the distinct prompts through the model into the cache's first
+ * rows, spread to every row, and their last hidden states repeated row by row before lm_head, which runs
+ * on all B rows as an unshared step's does. Every row's logits are those of the step unshared while the
+ * products' kernel does not change with their row count (U * S and B * S rows both above the fused
+ * products' few, see shared-prompt.ts).
  */
 function sharedPromptForward(model: LlamaModel, ids: number[][], mask: Int32Array, S: number, positions: number[][], cache: KvCache, shared: SharedPrompt, scoreHidden?: (hidden: Tensor) => void): Tensor {
   if (cache.length !== 0 || ids[0]!.length !== S) throw new Error('internal: a shared prompt step runs first, over all of the prompt');
   const U = shared.rows.length;
-  const own = new KvCache(model.config, U, S, cache.dtype);
+  const first = cache.firstRows(U);
   try {
     return noGrad(() =>
       tidy(() => {
         const options = {
           attentionMask: tensor(Int32Array.from(shared.rows.flatMap((b) => [...mask.subarray(b * S, (b + 1) * S)])), [U, S]),
           positions: idsTensor(shared.rows.map((b) => positions[b]!)),
-          cache: own,
+          cache: first,
         };
         const x = idsTensor(shared.rows.map((b) => ids[b]!));
         let last: Tensor; // [U, 1, C]
@@ -91,12 +91,12 @@ function sharedPromptForward(model: LlamaModel, ids: number[][], mask: Int32Arra
           scoreHidden(hidden);
           last = slice(hidden, 1, S - 1, S);
         }
-        cache.fillFrom(own, shared.sourceOf);
+        cache.spreadRows(shared.sourceOf, first.length);
         return model.logits(cat(shared.sourceOf.map((u) => slice(last, 0, u, u + 1)), 0)); // [B, 1, V]
       }),
     );
   } finally {
-    own.dispose();
+    first.dispose();
   }
 }
 

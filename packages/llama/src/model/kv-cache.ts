@@ -3,7 +3,7 @@
 // dispatch where the decoder can, see ropeCache); attention reads the filled prefix through a slice
 // view. Beam search reorders its rows.
 
-import { copyInto, keep, ropeCache, slice, tidy, zeros, type FloatDType, type RopeFrequencies, type Tensor } from '@huatuo/tensor';
+import { copyInto, expand, keep, ropeCache, slice, tidy, zeros, type FloatDType, type RopeFrequencies, type Tensor } from '@huatuo/tensor';
 import type { LlamaConfig } from '../formats/config.js';
 import { ModelError } from '../errors.js';
 
@@ -21,10 +21,13 @@ export class KvCache {
     /** Longest total length (prompt plus new tokens) the cache holds. */
     readonly maxLength: number,
     readonly dtype: FloatDType,
+    /** Buffers of another cache to view ({@link firstRows}); by default new ones, zeroed. */
+    views?: { keys: Tensor[]; values: Tensor[] },
   ) {
+    this.keys = views?.keys ?? [];
+    this.values = views?.values ?? [];
+    if (views !== undefined) return;
     const shape = [batchSize, config.numKeyValueHeads, maxLength, config.headDim]; // [B, Hkv, maxLen, D]
-    this.keys = [];
-    this.values = [];
     for (let l = 0; l < config.numHiddenLayers; l++) {
       this.keys.push(keep(zeros(shape, { dtype })));
       this.values.push(keep(zeros(shape, { dtype })));
@@ -93,21 +96,45 @@ export class KvCache {
   }
 
   /**
-   * Fills this empty cache from `source`: row i becomes source's row `rows[i]`, over the positions source
-   * holds (a prompt computed once for the rows that repeat it). Call inside tidy.
+   * The first `rows` rows of this cache: a cache over the same buffers, with a length of its own (the
+   * prompt step of the distinct prompts of a batch, spread with {@link spreadRows}). Dispose it before
+   * this cache is reordered or disposed.
    */
-  fillFrom(source: KvCache, rows: readonly number[]): void {
-    if (this.length !== 0 || rows.length !== this.batchSize || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= source.batchSize)) {
-      throw new ModelError(`KvCache.fillFrom: expected an empty cache and ${this.batchSize} row indices in [0, ${source.batchSize}), got [${rows.join(', ')}]`);
+  firstRows(rows: number): KvCache {
+    if (!Number.isInteger(rows) || rows < 1 || rows > this.batchSize) throw new ModelError(`KvCache.firstRows: expected 1 to ${this.batchSize} rows, got ${rows}`);
+    const view = (t: Tensor) => keep(slice(t, 0, 0, rows));
+    return new KvCache(this.config, rows, this.maxLength, this.dtype, { keys: this.keys.map(view), values: this.values.map(view) });
+  }
+
+  /**
+   * Fills this empty cache from its own first rows, written over `length` positions (through
+   * {@link firstRows}): row i becomes row `from[i]`, and the positions are filled. The first rows are
+   * copied out first, so any row may be read from and written.
+   */
+  spreadRows(from: readonly number[], length: number): void {
+    if (this.length !== 0 || from.length !== this.batchSize || from.some((r) => !Number.isInteger(r) || r < 0 || r >= this.batchSize)) {
+      throw new ModelError(`KvCache.spreadRows: expected an empty cache and ${this.batchSize} row indices in [0, ${this.batchSize}), got [${from.join(', ')}]`);
     }
-    if (source.length > this.maxLength) throw new ModelError(`KvCache.fillFrom: ${source.length} positions do not fit a cache of ${this.maxLength}`);
-    const fill = (dst: Tensor, src: Tensor) => {
-      const [target, filled] = [slice(dst, 2, 0, source.length), slice(src, 2, 0, source.length)];
-      rows.forEach((from, to) => copyInto(slice(target, 0, to, to + 1), slice(filled, 0, from, from + 1)));
-    };
-    this.keys.forEach((k, l) => fill(k, source.keys[l]!));
-    this.values.forEach((v, l) => fill(v, source.values[l]!));
-    this.length = source.length;
+    if (!Number.isInteger(length) || length < 0 || length > this.maxLength) throw new ModelError(`KvCache.spreadRows: ${length} positions do not fit a cache of ${this.maxLength}`);
+    const U = Math.max(...from) + 1;
+    // Runs of rows [start, end) read from one row, leaving out the rows that keep their own.
+    const runs: { start: number; end: number; row: number }[] = [];
+    from.forEach((row, i) => {
+      const last = runs.at(-1);
+      if (row === i) return;
+      if (last !== undefined && last.end === i && last.row === row) last.end = i + 1;
+      else runs.push({ start: i, end: i + 1, row });
+    });
+    for (const t of [...this.keys, ...this.values]) {
+      tidy(() => {
+        const filled = slice(t, 2, 0, length); // [B, Hkv, length, D]
+        // A copy of the first rows: a dispatch does not read and write one buffer.
+        const first = zeros([U, ...filled.shape.slice(1)], { dtype: this.dtype });
+        copyInto(first, slice(filled, 0, 0, U));
+        for (const { start, end, row } of runs) copyInto(slice(filled, 0, start, end), expand(slice(first, 0, row, row + 1), [end - start, ...filled.shape.slice(1)]));
+      });
+    }
+    this.length = length;
   }
 
   /** Frees the buffers. */
