@@ -25,8 +25,8 @@ function commandFlags(): Map<string, Set<string>> {
 }
 
 // Flags of the other programs the READMEs run: node, tsc, Chromium, bench/run.ts, gen-kernels.mjs,
-// decode-width.bench.ts.
-const otherPrograms = new Set(['--conditions', '--import', '--test', '--build', '--enable-unsafe-webgpu', '--quick', '--gpu-only', '--print', '--sample']);
+// decode-width.bench.ts, the web app's server.
+const otherPrograms = new Set(['--conditions', '--import', '--test', '--build', '--enable-unsafe-webgpu', '--quick', '--gpu-only', '--print', '--sample', '--rebuild']);
 
 test('every huatuo-train command line in the READMEs uses flags that command has', () => {
   const flags = commandFlags();
