@@ -11,7 +11,7 @@
 # LoRA adapter (fused on and off), with sampling (run ahead on and off), and with an NF4 base and adapter
 # (QLoRA; fused on and off) (bench/decode-width.bench.ts).
 # Each step has its own time limit (*_TIMEOUT, seconds). Together they take longer than one 10-minute
-# command: on a short lease run `bench` alone first (the GPU table beside PyTorch), then `tests report`,
+# command: where GPU time is short, run `bench` alone first (the GPU table beside PyTorch), then `tests report`,
 # then `decode quant`. The packed checkout lacks a few packages that some tests import; pack them with
 # scripts/gpu-test-extras.sh and set GPU_TEST_EXTRAS to that archive for `tests` to unpack them first.
 set -uo pipefail

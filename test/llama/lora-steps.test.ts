@@ -64,7 +64,7 @@ test('with the base in f32, three clipped AdamW steps of LoRA match PyTorch to a
   assert.ok(e.weights < 3e-6, `final weights differ by ${e.weights} relative (worst ${e.worst})`);
 });
 
-test('with the base in f16 the same steps match PyTorch to 2e-4 relative in the losses and 3e-3 in the weights (measured 5.5e-5 and 9.7e-4 on lavapipe)', async (t) => {
+test('with the base in f16 the same steps match PyTorch to 2e-4 relative in the losses and 3e-3 in the weights (4.0e-5 and 2.2e-3 measured on lavapipe)', async (t) => {
   if (!hasF16()) return t.skip('the adapter has no shader-f16');
   const e = await runSteps('f16');
   t.diagnostic(`f16 base: losses ${e.loss.toExponential(2)}, final weights ${e.weights.toExponential(2)} relative`);
