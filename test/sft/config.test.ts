@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { roundedPow } from '@huatuo/sft/internal';
 import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule, ConfigError } from '@huatuo/sft';
 
 test("the defaults are HuaTuo's recipe", () => {
@@ -149,6 +151,18 @@ test("every step's learning rate of every --lr-scheduler-type and its --lr-sched
     }
   }
   assert.deepEqual(glibcMisrounded, ['997:255', '997:680', '101:48', '211:54', '997:680', '101:85'], 'the steps where the fixture notes glibc rounding cos or pow otherwise');
+});
+
+test("the polynomial schedule's power is x ** p rounded to the nearest double: x * x for p 2 and sqrt(x) for p 0.5 (both rounded correctly by IEEE 754), within V8's ** by a last bit elsewhere", () => {
+  const unit = fc.double({ min: 0, max: 1, noNaN: true });
+  fc.assert(fc.property(unit, (x) => roundedPow(x, 0.5) === Math.sqrt(x)));
+  // Squares of at least 2^-1022: the subnormal results below are rounded twice.
+  fc.assert(fc.property(fc.double({ min: 2 ** -511, max: 1, noNaN: true }), (x) => roundedPow(x, 2) === x * x));
+  fc.assert(fc.property(unit, fc.double({ min: 0, max: 20, noNaN: true }), (x, p) => Math.abs(roundedPow(x, p) - x ** p) <= 2 ** -52 * x ** p + 2 ** -1074));
+  assert.deepEqual([roundedPow(0, 0), roundedPow(0, 3), roundedPow(1, 7.5), roundedPow(0.25, 1)], [1, 0, 1, 0.25]);
+  // Just below the midpoint between 1 - 2^-53 and 1, by about 2^-109.
+  assert.equal(roundedPow(1 - 2 ** -53, 0.5), 1 - 2 ** -53);
+  assert.throws(() => roundedPow(0.5, -1), RangeError);
 });
 
 test('--warmup-steps overrides --warmup-ratio when positive; constant has no warm-up; --lr-scheduler-type and --lr-scheduler-kwargs are checked, naming the flag', () => {
