@@ -2,7 +2,7 @@
 // tiny vocab32k fixture: the n sequences decode as one batch of the prompt repeated, choice i sampling as a
 // request of its own seeded with seed + i (vLLM's ParentRequest), greedy choices equal, streamed chunks
 // carrying each choice's index, usage counting the prompt once, and a stop string ending one choice alone
-// (its finish chunk streamed as it ends).
+// (its finish chunk streamed as it ends); best_of > n returning the n most likely of best_of sequences.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -110,13 +110,42 @@ test('greedy n = 2 (temperature 0) gives two choices equal to n = 1\'s; best_of 
     assert.equal(over.status, 400);
     assert.equal(over.json.error.param, 'n');
     assert.match(over.json.error.message, /--max-choices/);
-    const bestOf = await post(server, 'completions', { model: NAME, prompt: PROMPT, n: 1, best_of: 2 });
-    assert.equal(bestOf.status, 400);
-    assert.equal(bestOf.json.error.param, 'best_of');
+    for (const refused of [{ n: 2, best_of: 1 }, { n: 1, best_of: 2, temperature: 0 }, { n: 1, best_of: 3 }]) {
+      const bestOf = await post(server, 'completions', { model: NAME, prompt: PROMPT, ...refused });
+      assert.equal(bestOf.status, 400, JSON.stringify(refused));
+      assert.equal(bestOf.json.error.param, 'best_of');
+    }
+    const chatBestOf = await post(server, 'chat/completions', { ...body, temperature: 1, best_of: 2 });
+    assert.equal(chatBestOf.status, 400);
+    assert.equal(chatBestOf.json.error.param, 'best_of');
     assert.equal((await post(server, 'completions', { model: NAME, prompt: PROMPT, n: 2, best_of: 2, max_tokens: 2 })).status, 200);
     const beams = await post(server, 'chat/completions', { ...body, n: 2, num_beams: 2 });
     assert.equal(beams.status, 400);
     assert.equal(beams.json.error.param, 'n');
+  });
+});
+
+test('best_of 4 with n = 2: the two of the four sequences (seed + i) of the highest cumulative log-probability under the distributions sampled from, most likely first, not streamed', async () => {
+  await withServer({}, async (server) => {
+    const body = { model: NAME, prompt: PROMPT, n: 2, best_of: 4, seed: 9, max_tokens: 8, temperature: 0.8, top_p: 0.95, presence_penalty: 0.4, logprobs: 1 };
+    const ids = tokenizer.encode(PROMPT);
+    const options = { maxNewTokens: 8, doSample: true, temperature: 0.8, topK: 0, topP: 0.95, presencePenalty: 0.4, cumulativeLogprob: true, logprobs: 1 };
+    const all = await Promise.all([0, 1, 2, 3].map(async (i) => (await generate(model, tokenizer, [ids], { ...options, seed: 9 + i }))[0]!));
+    const order = all.map((g, i) => ({ g, i })).sort((a, b) => b.g.cumulativeLogprob! - a.g.cumulativeLogprob!);
+    assert.ok(new Set(all.map((g) => g.cumulativeLogprob)).size === 4, 'four different sequences');
+    const best = order.slice(0, 2).map(({ g }) => g);
+    // Not the first two sequences: ranking picks others.
+    assert.notDeepEqual(order.slice(0, 2).map(({ i }) => i), [0, 1], 'the seeds should rank in another order for this check to tell');
+    for (const stream of [false, true]) {
+      const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream }) });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+      const json = (await res.json()) as any;
+      assert.deepEqual(json.choices.map((c: any) => c.index), [0, 1]);
+      assert.deepEqual(json.choices.map((c: any) => c.text), best.map((g) => g.text));
+      assert.deepEqual(json.choices.map((c: any) => c.logprobs.tokens.length), best.map((g) => g.tokens.length));
+      assert.equal(json.usage.completion_tokens, best[0]!.tokens.length + best[1]!.tokens.length);
+    }
   });
 });
 

@@ -133,13 +133,16 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     if (text.startsWith(c.sent)) delta(i, text.slice(c.sent.length));
     send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs(i)));
   };
-  // The n choices decode as one batch of the prompt repeated, choice i sampling with seed + i as vLLM seeds them.
-  const gens: readonly Generation[] = job.echoOnly
+  // The n choices (best_of sequences) decode as one batch of the prompt repeated, sequence i sampling with
+  // seed + i as vLLM seeds them; the prompt step runs once for all.
+  const ranked = s.bestOf > s.n && !job.echoOnly;
+  const sequences = Array.from({ length: s.bestOf }, () => job.prompt);
+  const generated: readonly Generation[] = job.echoOnly
     ? streams.map(() => ({ promptTokens: job.prompt, tokens: [], text: '', finishReason: 'length' as const, logprobs: [], promptLogprobs: echoRows }))
     : await generate(
         model,
         tokenizer,
-        streams.map(() => job.prompt),
+        sequences,
         {
           maxNewTokens: s.maxTokens,
           doSample: s.doSample,
@@ -152,7 +155,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           presencePenalty: s.presencePenalty,
           logitBias: s.logitBias,
           stopStrings: s.stop,
-          seeds: streams.map((_, i) => (s.seed + i) >>> 0),
+          seeds: sequences.map((_, i) => (s.seed + i) >>> 0),
+          ...(ranked ? { cumulativeLogprob: true } : {}),
           ...(top === null ? {} : { logprobs: top }),
           ...(promptTop === null
             ? {}
@@ -186,6 +190,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           },
         },
       );
+  // best_of: the n sequences of the highest cumulative log-probability, as vLLM's V0 engine sorts them (stable: ties in order).
+  const gens = ranked ? [...generated].sort((a, b) => b.cumulativeLogprob! - a.cumulativeLogprob!).slice(0, s.n) : generated;
   const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), rows: gen.logprobs ?? [] }));
   if (job.stream) {
     gens.forEach((gen, i) => finish(i, gen));

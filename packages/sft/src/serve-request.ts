@@ -62,6 +62,11 @@ export interface Sampling {
   seed: number;
   /** OpenAI's n: choices generated together, as one batch of the prompt repeated. */
   n: number;
+  /**
+   * Completions' best_of (>= n): sequences generated, of which the n of the highest cumulative log-probability
+   * (under the distributions sampled from, as vLLM's V0 engine ranks them) are returned.
+   */
+  bestOf: number;
 }
 
 /** A request read and checked, ready to queue. */
@@ -201,13 +206,15 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     );
   };
 
-  const sampling = (body: Body, promptTokens: number, extraStops: readonly string[]): Sampling => {
+  const sampling = (body: Body, promptTokens: number, extraStops: readonly string[], kind: 'chat' | 'completion'): Sampling => {
     const n = optional(body, 'n', isInt, 'an integer') ?? 1;
     if (n < 1) throw new HttpError(400, `n: expected an integer of at least 1 (the choices to generate), got ${n}`, 'invalid_request_error', 'n');
     if (n > maxChoices) throw new HttpError(400, `n: ${n} choices asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices} or send several requests`, 'invalid_request_error', 'n');
-    // vLLM's V1 engine refuses best_of too; n gives that many samples, all returned.
-    const bestOf = optional(body, 'best_of', isInt, 'an integer');
-    if (bestOf !== undefined && bestOf !== n) throw new HttpError(400, `best_of: not supported (got ${bestOf}); send n for several samples, all returned, and rank them yourself (logprobs gives their log probabilities)`, 'invalid_request_error', 'best_of');
+    const bestOf = optional(body, 'best_of', isInt, 'an integer') ?? n;
+    if (bestOf !== n && kind === 'chat') throw new HttpError(400, `best_of: taken by /v1/completions, not by chat completions (got ${bestOf}); send n for several choices, all returned, or the rendered prompt to /v1/completions`, 'invalid_request_error', 'best_of');
+    // vLLM's V0 engine (best_of must be >= n); its V1 engine refuses best_of.
+    if (bestOf < n) throw new HttpError(400, `best_of: ${bestOf} is below n ${n}; best_of sequences are generated and the n most likely returned, so send best_of >= n`, 'invalid_request_error', 'best_of');
+    if (bestOf > maxChoices) throw new HttpError(400, `best_of: ${bestOf} sequences asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices}`, 'invalid_request_error', 'best_of');
     const maxCompletion = inRange(body, 'max_completion_tokens', 1, maxTokensLimit, true);
     const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
     const left = context - promptTokens;
@@ -241,14 +248,18 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const presencePenalty = penalty('presence_penalty');
     const logitBias = parseLogitBias(body, model.config.vocabSize);
     if (logitBias.size > 0 && numBeams > 1) throw new HttpError(400, `logit_bias: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave logit_bias out`, 'invalid_request_error', 'logit_bias');
+    const doSample = numBeams === 1 && temperature > 0 && topP > 0 && topK !== 1;
+    // vLLM's V0 engine: "best_of must be 1 when using greedy sampling".
+    if (bestOf > n && !doSample) throw new HttpError(400, `best_of: ${bestOf} above n ${n} ranks samples, and ${numBeams > 1 ? `beam search (num_beams ${numBeams})` : 'greedy decoding (temperature 0, or top_k 1)'} makes one sequence; sample (temperature above 0, num_beams 1) or send best_of equal to n`, 'invalid_request_error', 'best_of');
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
-    // The n choices decode together: n sequences of the cache.
-    const sequences = numBeams * n;
+    // The best_of choices decode together: best_of sequences of the cache.
+    const sequences = numBeams * bestOf;
     const fit = memoryRefusal(sequences, promptTokens + maxTokens);
     if (fit !== null) {
-      if (n > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
-        throw new HttpError(400, `n: ${n} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`, 'invalid_request_error', 'n');
+      if (bestOf > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
+        const param = bestOf > n ? 'best_of' : 'n';
+        throw new HttpError(400, `${param}: ${bestOf} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`, 'invalid_request_error', param);
       }
       if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${fit}`, 'invalid_request_error', askedParam, 'context_length_exceeded');
       // No length asked for: the longest answer that fits.
@@ -263,7 +274,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     }
     return {
       maxTokens,
-      doSample: numBeams === 1 && temperature > 0 && topP > 0 && topK !== 1,
+      doSample,
       temperature: temperature > 0 ? temperature : 1,
       topP: topP > 0 ? topP : 1,
       topK,
@@ -275,6 +286,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       stop: [...parseStop(body), ...extraStops],
       seed: Number(BigInt.asUintN(32, BigInt(seed))),
       n,
+      bestOf,
     };
   };
 
@@ -322,7 +334,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const promptText = prompter.text(messages);
     checkPromptChars(promptText, 'messages');
     const prompt = await prompter.ids(promptText);
-    const s = sampling(body, prompt.length, prompter.stops);
+    const s = sampling(body, prompt.length, prompter.stops, 'chat');
     const logprobs = wantLogprobs ? (top ?? 0) : null;
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     return {
@@ -367,7 +379,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     // vLLM scores an echoed prompt without generating when max_tokens is 0.
     const echoOnly = echo && body['max_tokens'] === 0;
     const promptLogprobs = parsePromptLogprobs(body, stream, model.config.vocabSize);
-    const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, []);
+    const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, [], 'completion');
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     if (promptLogprobs !== null) refuseBeamLogprobs(s, 'prompt_logprobs');
     return {
@@ -378,8 +390,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       echo: echo ? text : '',
       strip: false,
       sampling: echoOnly ? { ...s, maxTokens: 0 } : s,
-      stream,
-      includeUsage: streamOptions(body, stream),
+      // As vLLM and OpenAI, best_of above n is answered whole, not streamed: the choices are known at the end.
+      stream: stream && s.bestOf === s.n,
+      includeUsage: streamOptions(body, stream) && s.bestOf === s.n,
       logprobs,
       promptLogprobs,
       echoPrompt: echo,

@@ -95,6 +95,14 @@ export interface GenerateOptions {
    */
   readonly logprobs?: number;
   /**
+   * Sum each prompt's new tokens' log-probabilities under the distribution each was picked from (after
+   * logitBias, the penalties, temperature, top-k and top-p: vLLM's cumulative_logprob, which its best_of
+   * ranks by) into {@link Generation.cumulativeLogprob}. Picks on the host from the logits read back,
+   * in float64 (the same tokens for a seed but for a uniform within rounding of a boundary). Greedy
+   * decoding and sampling only. Default false.
+   */
+  readonly cumulativeLogprob?: boolean;
+  /**
    * Also score the prompts (vLLM's prompt_logprobs; OpenAI's echo with logprobs): each prompt token's
    * log-probability given the tokens before it, with this many most likely tokens beside it (0: the token's
    * alone), in {@link Generation.promptLogprobs}, null for the first token. Computed from the prompt step's
@@ -130,6 +138,8 @@ export interface Generation {
   readonly finishReason: 'eos' | 'stop' | 'length';
   /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
   readonly logprobs?: readonly RowLogprobs[];
+  /** With {@link GenerateOptions.cumulativeLogprob}: the sum of the new tokens' log-probabilities under the distributions they were picked from. */
+  readonly cumulativeLogprob?: number;
   /** With {@link GenerateOptions.promptLogprobs}: each prompt token's log-probability and the most likely tokens at its position (and its rank, with promptRanks), null for the first. */
   readonly promptLogprobs?: readonly (PromptTokenLogprobs | null)[];
 }
@@ -152,6 +162,7 @@ export interface Resolved {
   stopStrings: readonly string[];
   /** Most likely tokens returned beside each new token's log-probability, or null for no log-probabilities. */
   logprobs: number | null;
+  cumulativeLogprob: boolean;
   /** Most likely tokens returned beside each prompt token's log-probability, or null for no prompt scoring. */
   promptLogprobs: number | null;
   promptRanks: boolean;
@@ -177,6 +188,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     eos: new Set(o.eosTokenIds ?? model.config.generationEosTokenIds ?? model.config.eosTokenIds),
     stopStrings: o.stopStrings ?? [],
     logprobs: o.logprobs ?? null,
+    cumulativeLogprob: o.cumulativeLogprob ?? false,
     promptLogprobs: o.promptLogprobs ?? null,
     promptRanks: o.promptRanks ?? false,
     onPromptLogprobs: o.onPromptLogprobs,
@@ -210,6 +222,7 @@ export function resolveOptions(model: LlamaModel, o: GenerateOptions): Resolved 
     if (!Number.isSafeInteger(top) || top < 0 || top > V) throw new ModelError(`generate: ${k} should be an integer in [0, ${V}] (the most likely tokens beside each token's), got ${top}`);
     if (r.numBeams > 1) throw new ModelError(`generate: ${k} apply to greedy decoding and sampling, not beam search; use numBeams 1 or leave ${k} out`);
   }
+  if (r.cumulativeLogprob && r.numBeams > 1) throw new ModelError('generate: cumulativeLogprob applies to greedy decoding and sampling, not beam search (whose beams carry their own scores); use numBeams 1 or leave it out');
   if ((r.onPromptLogprobs !== undefined || r.promptRanks) && r.promptLogprobs === null) throw new ModelError(`generate: ${r.promptRanks ? 'promptRanks' : 'onPromptLogprobs'} goes with the prompts' scores; give promptLogprobs too`);
   if (r.numBeams > 1 && r.doSample) throw new ModelError('generate: beam sampling is not supported; use numBeams 1 with doSample, or doSample false with beams');
   return r;

@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts, and the prompts scored from the prompt step.
 
-import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
+import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, refSampleProbs, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
@@ -12,7 +12,7 @@ import { ModelError } from '../errors.js';
 import { resolveOptions, type GenerateOptions, type Generation, type Resolved } from './generate-options.js';
 import { KvCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/model.js';
-import { applyFrequencyPresencePenalty, applyLogitBias, applyRepetitionPenalty, sampleToken, tokenUniforms, topIndices } from './sampling.js';
+import { applyFrequencyPresencePenalty, applyLogitBias, applyRepetitionPenalty, logSoftmaxRow, sampleToken, tokenUniforms, topIndices } from './sampling.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** Row b's k-th uniform at [k * B + b]: row b's generator is the first fork of seeds[b]'s, as a prompt alone with that seed. */
@@ -21,6 +21,16 @@ function rowSeedUniforms(seeds: readonly number[], K: number): Float32Array {
   const u = new Float32Array(K * B);
   seeds.forEach((s, b) => tokenUniforms(s, 1, K).forEach((v, k) => (u[k * B + b] = v)));
   return u;
+}
+
+/**
+ * The log-probability of `token` under the distribution picked from: the scores' log-softmax (greedy), or
+ * with the sampling warpers the log of its share of their probabilities (-Infinity where they dropped it).
+ */
+function pickedLogprob(scores: Float64Array, token: number, warpers: SampleOptions | null): number {
+  if (warpers === null) return logSoftmaxRow(scores)[token]!;
+  const p = refSampleProbs(scores, warpers);
+  return Math.log(p[token]! / p.reduce((sum, q) => sum + q, 0));
 }
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number | readonly number[]): Promise<Generation[]> {
@@ -54,7 +64,9 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   // is the first maximum, as topIndices; sampleLogits is sampleToken in f32). vLLM's order:
   // logit_bias, the repetition penalty, then frequency, then presence, all before temperature, top-k and top-p.
   const V = model.config.vocabSize;
-  const onDevice = !hostPicksEnabled();
+  // The picks' log-probabilities under the distributions drawn from come from the host's float64 picking.
+  const onDevice = !hostPicksEnabled() && !r.cumulativeLogprob;
+  const cumulative = new Float64Array(B);
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
   // vLLM adds logit_bias first, before the penalties.
@@ -104,6 +116,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     outputs.map((o, b) => ({
       ...o.result(),
       ...(K === null ? {} : { logprobs: logprobs[b]! }),
+      ...(r.cumulativeLogprob ? { cumulativeLogprob: cumulative[b]! } : {}),
       ...(PK === null ? {} : { promptLogprobs: scored[b]! }),
     }));
   try {
@@ -137,6 +150,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
           applyRepetitionPenalty(scores, [...prompts[b]!, ...out.tokens], r.repetitionPenalty);
           applyFrequencyPresencePenalty(scores, out.tokens, r.frequencyPenalty, r.presencePenalty);
           token = uniforms !== null ? sampleToken(scores, r, uniforms[out.tokens.length * B + b]!) : topIndices(scores, 1)[0]!;
+          if (r.cumulativeLogprob) cumulative[b] = cumulative[b]! + pickedLogprob(scores, token, uniforms === null ? null : r);
         }
         let row: RowLogprobs | undefined;
         if (K !== null) {

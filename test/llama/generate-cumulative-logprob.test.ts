@@ -1,0 +1,64 @@
+// generate's cumulativeLogprob (vLLM's cumulative_logprob, which best_of ranks by): the sum of each new
+// token's log-probability under the distribution it was drawn from (logit bias, penalties, temperature,
+// top-k, top-p), as the whole sequence's logits give it, with the tokens of the GPU's picks for the same seeds.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { initWebGPU, noGrad, readyMatmul, refSampleProbs, tensor } from '@huatuo/tensor';
+import { configFromPreset, createRandomLlama, generate, ModelError, type GenerateOptions, type LlamaModel } from '@huatuo/llama';
+import { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow } from '@huatuo/llama/internal';
+
+describe('cumulative log-probability of the picks', () => {
+  let model: LlamaModel;
+  const prompts = [[5, 17, 33, 2, 9], [40, 41], [5, 17, 33, 2, 9]];
+
+  before(async () => {
+    await initWebGPU();
+    await readyMatmul();
+    model = createRandomLlama(configFromPreset('tiny', { vocabSize: 97 }), { seed: 3, std: 0.5 });
+  });
+
+  after(() => model.dispose());
+
+  /** Row `prompt` + `tokens`' sum, from one forward pass over the whole sequence. */
+  async function expected(prompt: number[], tokens: readonly number[], o: GenerateOptions): Promise<number> {
+    const seq = [...prompt, ...tokens];
+    const logits = (await noGrad(() => model.forward(tensor(Int32Array.from(seq), [1, seq.length]))).toArray()) as Float32Array;
+    const V = model.config.vocabSize;
+    let sum = 0;
+    for (const [k, token] of tokens.entries()) {
+      const scores = Float64Array.from(logits.subarray((prompt.length - 1 + k) * V, (prompt.length + k) * V));
+      for (const [t, b] of o.logitBias ?? []) scores[t] = scores[t]! + b;
+      applyRepetitionPenalty(scores, seq.slice(0, prompt.length + k), o.repetitionPenalty ?? 1);
+      applyFrequencyPresencePenalty(scores, tokens.slice(0, k), o.frequencyPenalty ?? 0, o.presencePenalty ?? 0);
+      if (o.doSample !== true) sum += logSoftmaxRow(scores)[token]!;
+      else {
+        const p = refSampleProbs(scores, { temperature: o.temperature ?? 1, topK: o.topK ?? 50, topP: o.topP ?? 1 });
+        sum += Math.log(p[token]! / p.reduce((a, q) => a + q, 0));
+      }
+    }
+    return sum;
+  }
+
+  it('sums each token\'s log-probability under its warped, penalized distribution; the tokens are the GPU\'s', async () => {
+    const cases: GenerateOptions[] = [
+      {},
+      { doSample: true, temperature: 0.7, topK: 40, topP: 0.9 },
+      { doSample: true, temperature: 1.3, topK: 0, topP: 1, repetitionPenalty: 1.2, frequencyPenalty: 0.5, presencePenalty: 0.3, logitBias: new Map([[9, 2]]) },
+    ];
+    for (const o of cases) {
+      const options = { ...o, maxNewTokens: 8, eosTokenIds: [], seeds: [4, 5, 6] };
+      const plain = await generate(model, null, prompts, options);
+      const ranked = await generate(model, null, prompts, { ...options, cumulativeLogprob: true });
+      assert.deepEqual(ranked.map((g) => g.tokens), plain.map((g) => g.tokens), JSON.stringify(o));
+      assert.ok(plain.every((g) => g.cumulativeLogprob === undefined));
+      for (const [b, g] of ranked.entries()) {
+        const want = await expected(prompts[b]!, g.tokens, o);
+        assert.ok(g.cumulativeLogprob! < 0 && Math.abs(g.cumulativeLogprob! - want) < 1e-3, `${JSON.stringify(o)} row ${b}: ${g.cumulativeLogprob} vs ${want}`);
+      }
+    }
+  });
+
+  it('is refused with beams', async () => {
+    await assert.rejects(generate(model, null, [prompts[0]!], { numBeams: 2, cumulativeLogprob: true }), (e: unknown) => e instanceof ModelError && /cumulativeLogprob/.test(e.message));
+  });
+});
