@@ -1,6 +1,6 @@
 // The setup half of the page: base model, data, the recipe's knobs and the plan they give.
 
-import { CONFIG_OPTIONS, ConfigError, DataError, DEFAULT_CONFIG, LR_SCHEDULER_KWARGS, type BaseModel, type ConfigOption, type LrSchedulerType, type TrainConfig } from '@huatuo/sft';
+import { CONFIG_OPTIONS, ConfigError, DataError, DEFAULT_CONFIG, LR_SCHEDULER_KWARGS, WSD_CURVES, type BaseModel, type ConfigOption, type LrSchedulerType, type TrainConfig } from '@huatuo/sft';
 import { describeModel } from './base-model.js';
 import type { DataSource } from './data-source.js';
 import { byId, count, messageOf, say } from './dom.js';
@@ -12,8 +12,13 @@ function field(name: string): HTMLInputElement | HTMLSelectElement {
   return byId<HTMLFormElement>('knobs').elements.namedItem(name) as HTMLInputElement | HTMLSelectElement;
 }
 
-/** Every argument any schedule takes (num_cycles, lr_end, power), a field each. */
+/** Every argument any schedule takes (num_cycles, lr_end, power, ...), a field each. */
 const SCHEDULER_KWARG_NAMES = [...new Set(Object.values(LR_SCHEDULER_KWARGS).flatMap((kwargs) => Object.keys(kwargs)))];
+
+/** The arguments that are names, not numbers (warmup_stable_decay's warmup_type and decay_type): a curve each, by its default. */
+const SCHEDULER_KWARG_CURVES = new Map(
+  Object.values(LR_SCHEDULER_KWARGS).flatMap((kwargs) => Object.entries(kwargs).flatMap(([name, value]) => (typeof value === 'string' ? [[name, value] as const] : []))),
+);
 
 function optionOf(key: keyof TrainConfig): ConfigOption {
   const option = CONFIG_OPTIONS.find((o) => o.key === key);
@@ -63,11 +68,7 @@ export function buildOptionFields(): void {
         const kwarg = document.createElement('label');
         kwarg.dataset.kwarg = name;
         kwarg.title = label.title;
-        const input = document.createElement('input');
-        input.name = `lrSchedulerKwargs.${name}`;
-        input.type = 'number';
-        input.step = 'any';
-        kwarg.append(`${name} `, input);
+        kwarg.append(`${name} `, kwargControl(name));
         label.before(kwarg);
       }
       label.remove();
@@ -81,19 +82,40 @@ export function buildOptionFields(): void {
   showSchedulerKwargs();
 }
 
-/** Shows the argument fields the chosen schedule takes, each with its default as placeholder. */
+/** The field of a schedule's argument: a choice of the curves for a name, else a number, empty for its default. */
+function kwargControl(name: string): HTMLInputElement | HTMLSelectElement {
+  const curve = SCHEDULER_KWARG_CURVES.get(name);
+  if (curve !== undefined) {
+    const select = document.createElement('select');
+    for (const choice of WSD_CURVES) select.append(new Option(choice, choice));
+    select.name = `lrSchedulerKwargs.${name}`;
+    select.value = curve;
+    return select;
+  }
+  const input = document.createElement('input');
+  input.name = `lrSchedulerKwargs.${name}`;
+  input.type = 'number';
+  input.step = 'any';
+  return input;
+}
+
+/**
+ * Shows the argument fields the chosen schedule takes, each number with its default as placeholder
+ * (none where transformers' default is None: the argument is needed, or its default follows from others).
+ */
 function showSchedulerKwargs(): void {
   const accepted = LR_SCHEDULER_KWARGS[field('lrSchedulerType').value as LrSchedulerType] ?? {};
   for (const name of SCHEDULER_KWARG_NAMES) {
-    const input = field(`lrSchedulerKwargs.${name}`) as HTMLInputElement;
-    input.closest('label')!.hidden = !(name in accepted);
-    input.placeholder = name in accepted ? String(accepted[name]) : '';
+    const control = field(`lrSchedulerKwargs.${name}`);
+    control.closest('label')!.hidden = !(name in accepted);
+    if (control instanceof HTMLInputElement) control.placeholder = accepted[name] == null ? '' : String(accepted[name]);
   }
 }
 
 /**
  * The recipe knobs as the form holds them, by TrainConfig key: strings as typed and booleans, for
- * resolveConfig to parse and check. The schedule's arguments are those it takes that are filled in.
+ * resolveConfig to parse and check. The schedule's arguments are those it takes that are filled in,
+ * numbers, and the curves chosen, names.
  */
 export function formKnobs(): Record<string, unknown> {
   const form = byId<HTMLFormElement>('knobs');
@@ -103,7 +125,7 @@ export function formKnobs(): Record<string, unknown> {
     if (control.name === 'gpuMemory') continue;
     const value = control instanceof HTMLInputElement && control.type === 'checkbox' ? control.checked : control.value;
     if (!control.name.startsWith('lrSchedulerKwargs.')) values[control.name] = value;
-    else if (!control.closest('label')!.hidden && value !== '') kwargs[control.name.slice('lrSchedulerKwargs.'.length)] = Number(value);
+    else if (!control.closest('label')!.hidden && value !== '') kwargs[control.name.slice('lrSchedulerKwargs.'.length)] = control instanceof HTMLSelectElement ? value : Number(value);
   }
   values['lrSchedulerKwargs'] = kwargs;
   return values;
@@ -127,7 +149,7 @@ export function setKnobs(k: Knobs): void {
     if (typeof value === 'boolean') (control as HTMLInputElement).checked = value;
     else control.value = String(value);
   }
-  for (const name of SCHEDULER_KWARG_NAMES) field(`lrSchedulerKwargs.${name}`).value = name in k.lrSchedulerKwargs ? String(k.lrSchedulerKwargs[name]) : '';
+  for (const name of SCHEDULER_KWARG_NAMES) field(`lrSchedulerKwargs.${name}`).value = String(k.lrSchedulerKwargs[name] ?? SCHEDULER_KWARG_CURVES.get(name) ?? '');
   showSchedulerKwargs();
 }
 

@@ -3,7 +3,7 @@
 // the server or disk paths, which index.ts adds.
 
 // Recipe
-export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, LLAMA_LORA_TARGETS, LR_SCHEDULER_KWARGS, checkConfig, resolvePrecision } from './config.js';
+export { DEFAULT_CONFIG, DEMO_OVERRIDES, DEFAULT_GENERATION, LLAMA_LORA_TARGETS, LR_SCHEDULER_KWARGS, LR_SCHEDULER_TYPES, WSD_CURVES, checkConfig, resolvePrecision } from './config.js';
 export type { TrainConfig, EpochRemainder, GenerationConfig, LossNormalization, LrSchedulerType, Precision } from './config.js';
 export { CONFIG_OPTIONS, resolveConfig } from './config-flags.js';
 export type { ConfigOption } from './config-flags.js';
