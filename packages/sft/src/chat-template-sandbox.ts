@@ -89,7 +89,7 @@ function readNodes(program: unknown): Map<object, 'read' | 'inList'> {
   return reads;
 }
 
-const readNodesOf = new WeakMap<Template, Map<object, 'read' | 'inList'>>();
+const readNodesOf = new WeakMap<BoundedTemplate, Map<object, 'read' | 'inList'>>();
 
 /** Whether evaluating `node` makes a new value (a variable, an item or an attribute is one that exists; a slice is new). */
 function makesValue(node: unknown): boolean {
@@ -140,6 +140,14 @@ function strftimeNow(format: unknown): string {
 }
 
 /**
+ * A parsed @huggingface/jinja Template, typed by what is used of it so that this package's declarations do
+ * not depend on that package's.
+ */
+export interface BoundedTemplate {
+  readonly parsed: object;
+}
+
+/**
  * Renders a parsed template with `items` as its variables, as Template.render does (with Jinja's globals, and
  * raise_exception's message coming back as a ChatTemplateException), within the sandbox's bounds: range() gives
  * at most MAX_RANGE items; no rendering takes more than MAX_STEPS + MAX_STEPS_PER_VALUE steps per value of
@@ -149,7 +157,7 @@ function strftimeNow(format: unknown): string {
  * `items`, and the text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
  * @throws TemplateLimitError when a bound is reached; what the template raises; the engine's errors.
  */
-export function renderBounded(template: Template, items: Record<string, unknown>): string {
+export function renderBounded(template: BoundedTemplate, items: Record<string, unknown>): string {
   const env = new Environment();
   const globals: Record<string, unknown> = {
     false: false, true: true, none: null, False: false, True: true, None: null,
@@ -222,6 +230,6 @@ export function renderBounded(template: Template, items: Record<string, unknown>
       depth--;
     }
   };
-  const result = interpreter.run(template.parsed) as unknown as RuntimeValue;
+  const result = interpreter.run((template as Template).parsed) as unknown as RuntimeValue;
   return String(result.value);
 }
