@@ -9,9 +9,10 @@ import { TokenizerError } from './tokenizer-errors.js';
 /**
  * Pre-tokenizer patterns of released tokenizers, as their tokenizer.json writes them. Their look-ahead (`\s+(?!\S)`)
  * and adjacent repeats put them outside the checked shape below, but each repeat stops at the next character of
- * another class, so V8 matches them in time linear in the text.
+ * another class, so V8 matches them in time linear in the text: scripts/measure-tokenizer-patterns.ts splits
+ * 400,000-character runs of spaces, punctuation, digits, letters and marks with each.
  */
-const KNOWN_PATTERNS: ReadonlySet<string> = new Set([
+export const KNOWN_PATTERNS: ReadonlySet<string> = new Set([
   // GPT-2's ByteLevel regex written out as a Split, with and without its last alternative.
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
@@ -19,6 +20,10 @@ const KNOWN_PATTERNS: ReadonlySet<string> = new Set([
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
   // The same with one digit at a time: Qwen2, Qwen2.5, Qwen3.
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  // tiktoken's o200k_base regex, which splits cased words: GPT-4o's tokenizer.json.
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  // The same without contractions and with one digit at a time: Mistral NeMo's Tekken tokenizer.
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 ]);
 
 /**
@@ -236,7 +241,7 @@ export function checkTokenizerPatterns(json: Readonly<Record<string, unknown>>, 
         throw new TokenizerError(
           `${file}: ${path} is ${JSON.stringify(pattern)}, a regular expression not known to match in time linear in the text (it has ${e.message}); ` +
             `one that backtracks for a time exponential or polynomial in the text would hang whoever tokenizes a crafted text with it. ` +
-            `Patterns that run are those of GPT-2, Llama 3 and Qwen2 tokenizers, and patterns whose every alternative has bounded length but for one repeated character or class at its end, such as " ?\\\\p{L}+". ` +
+            `Patterns that run are those of GPT-2, Llama 3, Qwen2, GPT-4o and Mistral NeMo tokenizers, and patterns whose every alternative has bounded length but for one repeated character or class at its end, such as " ?\\\\p{L}+". ` +
             `Replace the file with the model's original tokenizer.json; if it is the original, this tokenizer is not supported`,
           { file },
         );
