@@ -3,11 +3,13 @@
 // as written, never as patterns.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { HfTokenizer, llamaTokenizerDir, tokenizerFromFiles } from '@huatuo/llama';
+import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { HfTokenizer, llamaTokenizerDir, loadTokenizer, tokenizerFromFiles } from '@huatuo/llama';
 
 const FILE = 'model/tokenizer.json';
 const CHARS = ['a', 'b', 'x', 'y', '!', ' ', '(', ')', '+', '['];
@@ -87,6 +89,53 @@ describe("the regular expressions of a tokenizer.json", () => {
     // ' {2,}' squeezes runs of spaces; then each alternative is one class repeated.
     const squeezed = HfTokenizer.fromJson(tokenizerJson({ normalizer: replace(' {2,}', ' '), pre_tokenizer: split('[ab]+|[xy]+| ?[^ab\\s]+') }), CONFIG, FILE);
     assert.deepEqual(squeezed.encode('ab   xy !'), [0, 1, 5, 2, 3, 5, 4]);
+  });
+});
+
+describe('--trust-tokenizer-patterns (trustTokenizerPatterns)', () => {
+  // DeepSeek LLM's pre-tokenizer is a Sequence of Splits, one of them \s+$, which backtracks for a time quadratic in a
+  // run of spaces followed by another character; its letter and punctuation classes are shortened here.
+  const deepSeekStyle = {
+    type: 'Sequence',
+    pretokenizers: [split('[\\r\\n]'), split('\\s?[ab]+'), split('\\s?[!-/:-@\\[-`{-~]+'), split('\\s+$'), split('\\p{N}+')],
+  };
+  // Merges make the ids depend on where the pre-tokenizer splits: "x " is one id unless \s+$ splits x from the spaces after it.
+  const json = () => {
+    const base = tokenizerJson({ pre_tokenizer: deepSeekStyle });
+    const model = base.model as { vocab: Record<string, number>; merges: [string, string][] };
+    Object.assign(model.vocab, { 'x ': 10, ab: 11, '  ': 12, ' a': 13, ' ab': 14 });
+    model.merges = [['x', ' '], ['a', 'b'], [' ', ' '], [' ', 'a'], [' ', 'ab']];
+    return base;
+  };
+  const texts = ['x  ', 'x  y', 'ab  x  ', ' ab !', 'x(  ab)+  ', '  a  b  ', 'yx \n x  1  '];
+
+  it('refuses an original pattern not known to run in linear time unless trusted, and the refusal names the flag, the option and the risk', () => {
+    assert.throws(
+      () => HfTokenizer.fromJson(json(), CONFIG, FILE),
+      refusal('pre_tokenizer.pretokenizers[3].pattern.Regex', '\\\\s+$', '--trust-tokenizer-patterns', 'trustTokenizerPatterns', 'trust', 'hours'),
+    );
+  });
+
+  it('loads the trusted tokenizer through fromJson, tokenizerFromFiles and loadTokenizer, encoding as @huggingface/tokenizers does', async () => {
+    const library = new HfLibTokenizer(json(), { ...CONFIG, clean_up_tokenization_spaces: false });
+    const dir = mkdtempSync(join(tmpdir(), 'trust-patterns-'));
+    try {
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json()));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(CONFIG));
+      await assert.rejects(loadTokenizer(dir), (e: Error) => e.name === 'TokenizerError' && e.message.startsWith(join(dir, 'tokenizer.json')) && e.message.includes('--trust-tokenizer-patterns'));
+      const tokenizers = [
+        HfTokenizer.fromJson(json(), CONFIG, FILE, { trustTokenizerPatterns: true }),
+        tokenizerFromFiles({ tokenizerJson: JSON.stringify(json()), tokenizerConfigJson: JSON.stringify(CONFIG) }, 'model', { trustTokenizerPatterns: true }),
+        await loadTokenizer(dir, { trustTokenizerPatterns: true }),
+      ];
+      for (const tok of tokenizers) {
+        // \s+$ makes the spaces at the end a piece of their own: x, then "  " (without it "x " and " ").
+        assert.deepEqual(tok.encode('x  '), [2, 12]);
+        for (const text of texts) assert.deepEqual(tok.encode(text), library.encode(text, { add_special_tokens: false }).ids, text);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

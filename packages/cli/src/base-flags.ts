@@ -1,6 +1,7 @@
 // The flags of the commands that load a base model and a LoRA adapter (generate, merge, eval, serve):
-// the same names, help and defaults in each, the checks of --quantize and --quantize-threads, and the
-// context flags (--max-model-len, --allow-long-max-model-len) of train, generate, eval and serve.
+// the same names, help and defaults in each, the checks of --quantize and --quantize-threads, the
+// tokenizer's --trust-tokenizer-patterns (train's too), and the context flags (--max-model-len,
+// --allow-long-max-model-len) of train, generate, eval and serve.
 import type { Command } from 'commander';
 import { ConfigError, resolveConfig, type TrainConfig } from '@huatuo/sft';
 import { maxDefaultQuantizeThreads } from '@huatuo/tensor';
@@ -9,13 +10,31 @@ import { maxDefaultQuantizeThreads } from '@huatuo/tensor';
 export const QUANTIZE_HELP = 'frozen base projections: none, int8 (per-row absmax) or nf4 (QLoRA 4-bit)';
 
 /**
- * Adds --base, --adapter and --base-dtype to `cmd`: both folders required when `required`, else the
+ * Adds --trust-tokenizer-patterns (as transformers' trust_remote_code) to a command that loads a model's or an
+ * adapter's tokenizer.
+ */
+export function withTokenizerTrustFlag(cmd: Command): Command {
+  return cmd.option(
+    '--trust-tokenizer-patterns',
+    "run the regular expressions of the model's (and adapter's) tokenizer.json as written, also those refused for want of a proof that they match in linear time, such as DeepSeek LLM's; " +
+      'only for an original tokenizer from a source you trust: a text crafted against such a pattern can keep tokenizing for hours',
+  );
+}
+
+/** The --trust-tokenizer-patterns flag as BaseModelOptions and loadAdapterWithTokenizer's options. */
+export function tokenizerTrustFlag(opts: { trustTokenizerPatterns?: unknown }): { trustTokenizerPatterns: boolean } {
+  return { trustTokenizerPatterns: opts.trustTokenizerPatterns === true };
+}
+
+/**
+ * Adds --base, --adapter, --trust-tokenizer-patterns and --base-dtype to `cmd`: both folders required when `required`, else the
  * base defaults to the built-in demo model and the adapter is optional.
  */
 export function withBaseFlags(cmd: Command, required = false): Command {
   const add = (flags: string, help: string) => (required ? cmd.requiredOption(flags, help) : cmd.option(flags, help));
   add('--base <folder>', `base model: a Hugging Face LLaMA folder${required ? '' : ' (default: the built-in tiny demo model)'}`);
   add('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors or adapter_model.bin)');
+  withTokenizerTrustFlag(cmd);
   return cmd.option('--base-dtype <dtype>', 'dtype of the base weights: f32, f16 (half the memory) or auto (f16 where the adapter has shader-f16)', 'auto');
 }
 

@@ -27,7 +27,7 @@ import {
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { TEMPLATE_HELP, templateFlag } from './template-flag.js';
-import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, tokenizerTrustFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 import { openDevice, say } from './terminal.js';
 
 /** The `generate` subcommand. */
@@ -88,8 +88,9 @@ export function buildGenerateCommand(): Command {
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       const context = contextFlags(opts);
       await openDevice();
-      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context });
-      const template = templateOf.forTokenizer(opts.adapter ? await loadAdapterWithTokenizer(base, String(opts.adapter)) : null);
+      const trust = tokenizerTrustFlag(opts);
+      const base = await loadBaseModel((opts.base as string | undefined) ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context, ...trust });
+      const template = templateOf.forTokenizer(opts.adapter ? await loadAdapterWithTokenizer(base, String(opts.adapter), trust) : null);
       const output = opts.output ? String(opts.output) : null;
       const line = (a: Answer) => `${JSON.stringify({ question: a.question, answer: a.answer })}\n`;
       const answerAll = (onAnswer: (a: Answer) => Promise<void>) => answerQuestions(base.model, base.tokenizer, template, questions, { ...generation, onAnswer });
@@ -120,15 +121,16 @@ export function buildMergeCommand(): Command {
     .option('--overwrite', 'replace a model already in --out (never the --base folder)')
     .option('--quantize <format>', `${QUANTIZE_HELP}, as the adapter was trained; the merged model is written in f16`, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
-    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; quantizeThreads?: string; baseDtype: string }) => {
+    .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; quantizeThreads?: string; baseDtype: string; trustTokenizerPatterns?: boolean }) => {
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       await openDevice();
-      const base = await loadBaseModel(opts.base, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype) });
+      const trust = tokenizerTrustFlag(opts);
+      const base = await loadBaseModel(opts.base, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...trust });
       if (quantize !== 'none') say(`the base is loaded ${quantize}-quantized: each merged weight is dequantized, merged in f32 and written as f16`);
       // An adapter with its own vocabulary brings its tokenizer, which the merged folder gets.
-      const tokenizerDir = (await loadAdapterWithTokenizer(base, opts.adapter)) ?? opts.base;
+      const tokenizerDir = (await loadAdapterWithTokenizer(base, opts.adapter, trust)) ?? opts.base;
       mergeAdapter(base.model);
       const result = await saveMergedModel(base.model, opts.out, { maxShardBytes: Number(opts.maxShardSize), tokenizerDir });
       say(`wrote ${opts.out} (${JSON.stringify(result).slice(0, 200)})`);
@@ -144,14 +146,15 @@ export function buildEvalCommand(): Command {
     .option('--micro-batch <n>', 'examples per forward pass', '1')
     .option('--quantize <format>', QUANTIZE_HELP, 'none')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP)
-    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; quantizeThreads?: string; baseDtype: string; maxModelLen?: string; allowLongMaxModelLen?: boolean }) => {
+    .action(async (opts: { base?: string; adapter?: string; data?: string; template: string; cutoffLen: string; microBatch: string; quantize?: string; quantizeThreads?: string; baseDtype: string; maxModelLen?: string; allowLongMaxModelLen?: boolean; trustTokenizerPatterns?: boolean }) => {
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       const context = contextFlags(opts);
       const config = resolveConfig({ '--cutoff-len': opts.cutoffLen, '--micro-batch': opts.microBatch, '--template': opts.template, '--batch-size': opts.microBatch, '--quantize': opts.quantize ?? 'none' });
       await openDevice();
-      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context });
+      const trust = tokenizerTrustFlag(opts);
+      const base = await loadBaseModel(opts.base ?? null, undefined, { quantize: config.quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...context, ...trust });
       checkContext(config.cutoffLen, base.model, base.name);
-      if (opts.adapter) await loadAdapterWithTokenizer(base, opts.adapter);
+      if (opts.adapter) await loadAdapterWithTokenizer(base, opts.adapter, trust);
       const { records, file } = await loadRecords(opts.data ?? DEMO_DATA_PATH);
       const { examples } = tokenizeRecords(records, resolveTemplate(opts.template), textTokenizer(base.tokenizer), { cutoffLen: config.cutoffLen, trainOnInputs: false });
       checkMicroBatchFits(base.model, examples, config.microBatchSize as number, { file, flag: '--micro-batch', shuffled: false });

@@ -7,7 +7,7 @@ import { llamaTokenizerDir } from '@huatuo/llama';
 import { initWebGPU, readyAttention, readyMatmul } from '@huatuo/tensor';
 import { ConfigError, DEFAULT_SERVE_GENERATION, DEFAULT_MAX_CHOICES, DEFAULT_STREAM_KEEP_ALIVE_MS, baseDtypeOption, loadAdapterWithTokenizer, loadBaseModel, startServer, type RunningServer } from '@huatuo/sft';
 import { TEMPLATE_HELP, templateFlag } from './template-flag.js';
-import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, withBaseFlags, withContextFlags } from './base-flags.js';
+import { QUANTIZE_HELP, QUANTIZE_THREADS_HELP, contextFlags, quantizeFlag, quantizeThreadsFlag, tokenizerTrustFlag, withBaseFlags, withContextFlags } from './base-flags.js';
 
 /** Where the command writes its lines, and how it waits for the end (Ctrl-C by default). */
 export interface ServeCommandIo {
@@ -31,6 +31,7 @@ interface RawOptions {
   maxChoices: string;
   maxModelLen?: string;
   allowLongMaxModelLen?: boolean;
+  trustTokenizerPatterns?: boolean;
   defaultMaxTokens: string;
   streamKeepAliveMs: string;
   modelName?: string;
@@ -129,9 +130,10 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
       const info = await initWebGPU({ showDawnNotices: Boolean(cmd.optsWithGlobals().verbose) });
       err(`serve: device ${info.adapterName}`);
       await readyMatmul();
-      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype), ...context });
+      const trust = tokenizerTrustFlag(raw);
+      const base = await loadBaseModel(raw.base ?? null, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(raw.baseDtype), ...context, ...trust });
       // loadAdapter attaches LoRA with the adapter's own config, then its weights (and its tokenizer where it resizes the vocabulary).
-      const adapterTokenizer = raw.adapter === undefined ? null : await loadAdapterWithTokenizer(base, raw.adapter);
+      const adapterTokenizer = raw.adapter === undefined ? null : await loadAdapterWithTokenizer(base, raw.adapter, trust);
       const template = templateOf.forTokenizer(adapterTokenizer);
       // The first request then waits on no attention pipeline (generate readies them too).
       await readyAttention({ headDim: base.model.config.headDim, dtypes: [base.model.dtype], decode: true });
@@ -153,6 +155,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         allowedHosts,
         corsOrigins,
         tokenizerDir: adapterTokenizer ?? raw.base ?? llamaTokenizerDir(),
+        ...trust,
         onEvent: raw.quiet
           ? undefined
           : (e) => err(`serve: ${e.type} ${e.id} (waiting ${e.waiting}${e.completionTokens === undefined ? '' : `, ${e.completionTokens} tokens`}${e.detail ? `: ${e.detail}` : ''})`),

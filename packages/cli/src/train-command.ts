@@ -19,7 +19,7 @@ import {
   type TrainConfig,
 } from '@huatuo/sft';
 import { resolve } from 'node:path';
-import { QUANTIZE_THREADS_HELP, contextFlags, quantizeThreadsFlag, withContextFlags } from './base-flags.js';
+import { QUANTIZE_THREADS_HELP, contextFlags, quantizeThreadsFlag, tokenizerTrustFlag, withContextFlags, withTokenizerTrustFlag } from './base-flags.js';
 import { DEMO_BASE, sayAnswer, trainDemoBase } from './demo.js';
 import { progressReporter } from './progress.js';
 import { openDevice, say } from './terminal.js';
@@ -106,6 +106,8 @@ export async function trainCommand(
     quantizeThreads?: number;
     /** --max-model-len and --allow-long-max-model-len. */
     context?: { maxModelLen?: number; allowLongMaxModelLen?: boolean };
+    /** --trust-tokenizer-patterns. */
+    trustTokenizerPatterns?: boolean;
   },
   demo: boolean,
 ): Promise<void> {
@@ -146,7 +148,7 @@ export async function trainCommand(
       overwriteOutputDir: opts.overwriteOutputDir ?? false,
       signal: controller.signal,
       prepareBase: demo ? trainDemoBase : undefined,
-      baseModel: { ...(opts.quantizeThreads === undefined ? {} : { quantizeThreads: opts.quantizeThreads }), ...opts.context },
+      baseModel: { ...(opts.quantizeThreads === undefined ? {} : { quantizeThreads: opts.quantizeThreads }), ...opts.context, trustTokenizerPatterns: opts.trustTokenizerPatterns ?? false },
       onPlan: async (plan, data, base) => {
         printPlan(plan, config, data.file, data.warnings.length, opts.initAdapter ?? null, base.model.dtype);
         const earlier = opts.resume ? [] : await earlierRun(runFiles, config.outputDir);
@@ -197,6 +199,7 @@ export function buildTrainCommand(): Command {
     .option('--overwrite-output-dir', "start afresh in an --output-dir holding another run, removing that run's adapter, metrics and checkpoints first")
     .option('--dry-run', 'validate data, model and flags, print the plan, train nothing')
     .option('--quantize-threads <n>', QUANTIZE_THREADS_HELP);
+  withTokenizerTrustFlag(cmd);
   withContextFlags(cmd);
   addRecipeOptions(cmd, DEFAULT_CONFIG);
   cmd.action(async (opts: Record<string, unknown>) => {
@@ -213,7 +216,7 @@ export function buildTrainCommand(): Command {
       dataPath: (opts.data as string | undefined) ?? null,
     });
     const given = CONFIG_OPTIONS.filter((o) => opts[camel(o.flag)] !== undefined).map((o) => o.key);
-    await trainCommand(config, { ...opts, given, quantizeThreads: quantizeThreadsFlag(opts.quantizeThreads), context: contextFlags(opts) }, false);
+    await trainCommand(config, { ...opts, given, quantizeThreads: quantizeThreadsFlag(opts.quantizeThreads), context: contextFlags(opts), ...tokenizerTrustFlag(opts) }, false);
   });
   return cmd;
 }

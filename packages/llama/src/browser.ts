@@ -58,7 +58,7 @@ export type {
 // Tokenizers: tokenizer.json (via @huggingface/tokenizers) and SentencePiece tokenizer.model
 export { TokenizerError } from './tokenizers/tokenizer-errors.js';
 export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizers/tokenizer.js';
-export type { Tokenizer, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizers/tokenizer.js';
+export type { Tokenizer, TokenizerLoadOptions, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizers/tokenizer.js';
 export { SentencePieceTokenizer } from './tokenizers/sentencepiece.js';
 export { cleanUpTokenization, llamaTokenizerSettings } from './tokenizers/tokenizer-config.js';
 export type { LlamaTokenizerSettings } from './tokenizers/tokenizer-config.js';

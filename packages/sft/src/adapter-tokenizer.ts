@@ -2,7 +2,7 @@
 // as Chinese-LLaMA-Alpaca's are) needs the tokenizer it was trained with, which such adapters ship beside their weights:
 // read from the adapter's files (a folder in Node, files picked in a browser) and checked before the adapter attaches.
 // Browser-safe.
-import { readTokenizerFiles, tokenizerFromFiles, type LoadAdapterOptions, type Tokenizer } from '@huatuo/llama';
+import { readTokenizerFiles, tokenizerFromFiles, type LoadAdapterOptions, type Tokenizer, type TokenizerLoadOptions } from '@huatuo/llama';
 
 /** Where an adapter's tokenizer files are, and how a refusal is told to the user. */
 export interface AdapterTokenizerFiles {
@@ -21,10 +21,11 @@ export interface AdapterTokenizerFiles {
  * embed_tokens resizes the vocabulary; the model keeps it in `savedModules.tokenizer` while the adapter is attached
  * (a BaseModel's `tokenizer` is then that one), and removing or replacing the adapter puts the base's back.
  * Refused before anything attaches where `files` hold no tokenizer, or one with more pieces than the adapter's vocabulary.
+ * `tokenizerOptions` are tokenizerFromFiles' (trustTokenizerPatterns).
  *
  * @example await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir)));
  */
-export function adapterTokenizerOptions(files: AdapterTokenizerFiles): LoadAdapterOptions {
+export function adapterTokenizerOptions(files: AdapterTokenizerFiles, tokenizerOptions: TokenizerLoadOptions = {}): LoadAdapterOptions {
   return {
     adapterTokenizer: async ({ vocabSize, baseVocabSize }): Promise<Tokenizer> => {
       const found = await readTokenizerFiles((file) => files.read(file));
@@ -33,7 +34,7 @@ export function adapterTokenizerOptions(files: AdapterTokenizerFiles): LoadAdapt
           `${files.where} trains embed_tokens and lm_head on a vocabulary of ${vocabSize} pieces (the base has ${baseVocabSize}), but holds no tokenizer (tokenizer.model or tokenizer.json); ${files.whenMissing}`,
         );
       }
-      const tokenizer = tokenizerFromFiles(found, files.where);
+      const tokenizer = tokenizerFromFiles(found, files.where, tokenizerOptions);
       if (tokenizer.vocabSize > vocabSize) {
         throw files.refusal(`the tokenizer in ${files.where} has ${tokenizer.vocabSize} pieces, more than the ${vocabSize} rows of the adapter's embed_tokens; it is not the tokenizer the adapter was trained with`);
       }

@@ -1,7 +1,7 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
 // where it brings its own vocabulary.
-import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization } from '@huatuo/llama';
+import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization, type TokenizerLoadOptions } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -35,6 +35,11 @@ export interface BaseModelOptions {
   maxModelLen?: number;
   /** Accept a `maxModelLen` above config.json's length, for positions the model was never trained for. */
   allowLongMaxModelLen?: boolean;
+  /**
+   * Run the regular expressions of the folder's tokenizer.json as written, also those refused at load for want of a
+   * proof that they match in linear time (`--trust-tokenizer-patterns`; see TokenizerLoadOptions).
+   */
+  trustTokenizerPatterns?: boolean;
 }
 
 /** `maxModelLen` checked against `config` as ConfigError naming --max-model-len (undefined where not given). */
@@ -82,7 +87,7 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
   }
   // Refused from config.json before any weight loads.
   if (options.maxModelLen !== undefined && existsSync(join(folder, 'config.json'))) checkMaxModelLen(await loadLlamaConfig(folder), options);
-  const tokenizer = await loadTokenizer(folder);
+  const tokenizer = await loadTokenizer(folder, { trustTokenizerPatterns: options.trustTokenizerPatterns ?? false });
   const model = await loadLlama(folder, {
     dtype: options.dtype ?? (hasF16() ? 'f16' : 'f32'),
     quantize,
@@ -99,13 +104,14 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
  * `base.tokenizer` while the adapter is attached (see adapterTokenizerOptions). The vocabulary is compared with the
  * base's own, not with a previous adapter's, so an adapter on the base's vocabulary loaded after a resized one brings the
  * base's tokenizer back, as removing the adapter (removeLora) does.
+ * `options.trustTokenizerPatterns` runs the regular expressions of that tokenizer.json as written (`--trust-tokenizer-patterns`).
  * Returns the folder whose tokenizer (and chat template) is now in use: `dir`, or null for the base's own.
  * @throws ConfigError naming --adapter when the vocabulary changes and `dir` holds no tokenizer, or a tokenizer with
  * more pieces than the adapter's vocabulary.
  * @example const tokenizerDir = (await loadAdapterWithTokenizer(base, 'chinese-alpaca-lora-7b')) ?? base.name;
  */
-export async function loadAdapterWithTokenizer(base: BaseModel, dir: string): Promise<string | null> {
-  await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir)));
+export async function loadAdapterWithTokenizer(base: BaseModel, dir: string, options: TokenizerLoadOptions = {}): Promise<string | null> {
+  await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir), options));
   return base.model.savedModules.tokenizer === null ? null : dir;
 }
 

@@ -53,6 +53,8 @@ export interface ServeOptions {
   corsOrigins?: readonly string[];
   /** Folder `tokenizer` was loaded from; given, prompts are tokenized on a worker thread so a long one does not stall other requests. */
   tokenizerDir?: string;
+  /** The worker thread loads tokenizerDir's tokenizer.json trusting its patterns, as `tokenizer` was loaded (`--trust-tokenizer-patterns`). */
+  trustTokenizerPatterns?: boolean;
   /**
    * Milliseconds a streamed reply may go without an event (waiting in the queue, or on a long prefill) before
    * an SSE comment line keeps proxies from cutting it; 0: none. Default 15000.
@@ -160,7 +162,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const created = Math.floor(Date.now() / 1000);
   // vLLM's model card reports the context length as max_model_len.
   const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu', max_model_len: model.maxModelLen };
-  const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer);
+  const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer, 'tokenizerDir', { trustTokenizerPatterns: options.trustTokenizerPatterns ?? false });
   const encode: EncodeText = (text, specialTokens) => {
     const options = specialTokens ? {} : { addBos: false, addEos: false };
     return thread === null ? Promise.resolve(tokenizer.encode(text, options)) : thread.encode(text, options);

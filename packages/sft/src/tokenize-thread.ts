@@ -2,7 +2,7 @@
 // event loop (health checks, other clients' streams) while it is encoded.
 
 import { Worker } from 'node:worker_threads';
-import type { EncodeOptions, Tokenizer } from '@huatuo/llama';
+import type { EncodeOptions, Tokenizer, TokenizerLoadOptions } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 
 const PROBE = '头痛怎么办？ Take  two\ttablets,\n\nthen rest. 1234 ½';
@@ -39,11 +39,11 @@ export class TokenizerThread {
   }
 
   /**
-   * Starts a thread that loads the tokenizer of `dir` (as loadTokenizer does) and checks that
-   * it encodes like `same`; `flag` names the option in errors.
+   * Starts a thread that loads the tokenizer of `dir` (as loadTokenizer does, with `options`) and checks
+   * that it encodes like `same`; `flag` names the option in errors.
    */
-  static async start(dir: string, same: Tokenizer, flag = 'tokenizerDir'): Promise<TokenizerThread> {
-    const worker = spawn(dir);
+  static async start(dir: string, same: Tokenizer, flag = 'tokenizerDir', options: TokenizerLoadOptions = {}): Promise<TokenizerThread> {
+    const worker = spawn(dir, options);
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: { ready?: boolean; error?: string }): void => {
         if (m.ready === undefined) return;
@@ -90,10 +90,11 @@ export class TokenizerThread {
  * The worker, from this module's own folder: compiled JavaScript, or TypeScript sources through tsx
  * (the repository's development dependency; an installed package runs the compiled files).
  */
-function spawn(dir: string): Worker {
+function spawn(dir: string, options: TokenizerLoadOptions): Worker {
+  const workerData = { dir, options: { trustTokenizerPatterns: options.trustTokenizerPatterns ?? false } };
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./tokenize-worker.js', here), { workerData: { dir } });
+  if (!here.endsWith('.ts')) return new Worker(new URL('./tokenize-worker.js', here), { workerData });
   const entry = new URL('./tokenize-worker.ts', here).href;
   const tsx = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, { eval: true, workerData: { dir } });
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, { eval: true, workerData });
 }

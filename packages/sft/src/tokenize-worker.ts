@@ -2,11 +2,12 @@
 // { id, text, options } messages with the text's token ids, one at a time.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadTokenizer, type EncodeOptions } from '@huatuo/llama';
+import { loadTokenizer, type EncodeOptions, type TokenizerLoadOptions } from '@huatuo/llama';
 
 const port = parentPort!;
 try {
-  const tokenizer = await loadTokenizer((workerData as { dir: string }).dir);
+  const { dir, options } = workerData as { dir: string; options: TokenizerLoadOptions };
+  const tokenizer = await loadTokenizer(dir, options);
   port.on('message', (m: { id: number; text: string; options: EncodeOptions }) => {
     try {
       port.postMessage({ id: m.id, ids: tokenizer.encode(m.text, m.options) });

@@ -4,7 +4,7 @@
  * with the settings of `tokenizer_config.json`.
  */
 import { SentencePieceTokenizer } from './sentencepiece.js';
-import { HfTokenizer, type Tokenizer } from './tokenizer.js';
+import { HfTokenizer, type Tokenizer, type TokenizerLoadOptions } from './tokenizer.js';
 import { isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
@@ -77,12 +77,13 @@ function withLegacyFiles(
  * preferred over tokenizer.model, except for a LLaMA tokenizer_config.json that sets
  * `add_prefix_space`, which has the tokenizer built from tokenizer.model; with tokenizer.model,
  * special_tokens_map.json and added_tokens.json are read as transformers reads them.
- * `where` prefixes file names in errors.
+ * `where` prefixes file names in errors; `options.trustTokenizerPatterns` runs tokenizer.json's regular expressions
+ * as written (see {@link TokenizerLoadOptions}).
  *
  * @example
  * const tok = tokenizerFromFiles({ tokenizerModel: bytes });
  */
-export function tokenizerFromFiles(files: TokenizerFiles, where = ''): Tokenizer {
+export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: TokenizerLoadOptions = {}): Tokenizer {
   const name = (f: string): string => (where === '' ? f : `${where.replace(/\/+$/, '')}/${f}`);
   const object = (contents: string | Uint8Array | undefined, file: string): Record<string, unknown> => {
     if (contents === undefined) return {};
@@ -99,7 +100,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = ''): Tokenizer
   };
   const config = object(files.tokenizerConfigJson, name('tokenizer_config.json'));
   const fromModel = files.tokenizerModel !== undefined && (files.tokenizerJson === undefined || convertsFromModel(config));
-  if (files.tokenizerJson !== undefined && !fromModel) return HfTokenizer.fromJson(text(files.tokenizerJson), config, name('tokenizer.json'));
+  if (files.tokenizerJson !== undefined && !fromModel) return HfTokenizer.fromJson(text(files.tokenizerJson), config, name('tokenizer.json'), options);
   if (files.tokenizerModel !== undefined) {
     const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
     const addedTokens = object(files.addedTokensJson, name('added_tokens.json'));

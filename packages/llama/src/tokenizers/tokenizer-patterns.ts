@@ -242,7 +242,8 @@ export function checkTokenizerPatterns(json: Readonly<Record<string, unknown>>, 
           `${file}: ${path} is ${JSON.stringify(pattern)}, a regular expression not known to match in time linear in the text (it has ${e.message}); ` +
             `one that backtracks for a time exponential or polynomial in the text would hang whoever tokenizes a crafted text with it. ` +
             `Patterns that run are those of GPT-2, Llama 3, Qwen2, GPT-4o and Mistral NeMo tokenizers, and patterns whose every alternative has bounded length but for one repeated character or class at its end, such as " ?\\\\p{L}+". ` +
-            `Replace the file with the model's original tokenizer.json; if it is the original, this tokenizer is not supported`,
+            `Where the file is not the model's original tokenizer.json, replace it with the original. Where it is the original (such as DeepSeek LLM's) and you trust where it comes from, ` +
+            `load it with --trust-tokenizer-patterns (the option trustTokenizerPatterns), which runs its patterns as written: a text crafted against this one (in a prompt or in training data) could then keep tokenizing for hours`,
           { file },
         );
       }

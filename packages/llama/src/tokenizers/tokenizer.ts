@@ -21,6 +21,18 @@ export interface EncodeOptions {
   addEos?: boolean;
 }
 
+/** Options of loading a tokenizer: {@link HfTokenizer.fromJson}, tokenizerFromFiles and loadTokenizer. */
+export interface TokenizerLoadOptions {
+  /**
+   * Run the regular expressions of tokenizer.json as written (`--trust-tokenizer-patterns`), also those not known to
+   * match in time linear in the text, which are otherwise refused at load: for the original tokenizer of a model from
+   * a source you trust, such as DeepSeek LLM's, whose pre-tokenizer splits on `\s+$`. As transformers' trust_remote_code
+   * trusts a folder's code, this trusts its patterns: a text crafted against one (in a prompt to serve, or in training
+   * data) can make it backtrack for hours, hanging whoever tokenizes it. Default false.
+   */
+  trustTokenizerPatterns?: boolean;
+}
+
 /** Options of {@link Tokenizer.decode} and {@link Tokenizer.createStreamDecoder}. */
 export interface DecodeOptions {
   /** Leave out special tokens (`<unk>`, `<s>`, `</s>`) instead of writing their text. Default false, as in Hugging Face's `decode`. */
@@ -276,9 +288,10 @@ export class HfTokenizer implements Tokenizer {
    * Builds a tokenizer from the parsed (or raw) contents of `tokenizer.json`
    * and, optionally, `tokenizer_config.json`. `file` names the source in errors.
    * A regular expression of its normalizer, pre_tokenizer or decoder that could backtrack for a time
-   * exponential or polynomial in the text is refused, naming the field and the pattern (see checkTokenizerPatterns).
+   * exponential or polynomial in the text is refused, naming the field and the pattern (see checkTokenizerPatterns),
+   * unless `options.trustTokenizerPatterns`.
    */
-  static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json'): HfTokenizer {
+  static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json', options: TokenizerLoadOptions = {}): HfTokenizer {
     let parsed = json;
     if (typeof json === 'string') {
       try {
@@ -298,7 +311,7 @@ export class HfTokenizer implements Tokenizer {
     const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
     // The clean-up is transformers' own (cleanUpTokenization), so that streaming gives the same text.
     const withAdded = { added_tokens: [], ...obj };
-    checkTokenizerPatterns(withAdded, file);
+    if (options.trustTokenizerPatterns !== true) checkTokenizerPatterns(withAdded, file);
     let hf: HfLibTokenizer;
     try {
       hf = new HfLibTokenizer(withAdded, { ...cfg, clean_up_tokenization_spaces: false });
