@@ -8,7 +8,7 @@
  *   node --conditions=source --import tsx scripts/measure-tokenizer-patterns.ts [--length 400000] [pattern...]
  */
 import { Tokenizer } from '@huggingface/tokenizers';
-import { KNOWN_PATTERNS } from '../packages/llama/src/tokenizers/tokenizer-patterns.js';
+import { KNOWN_PATTERNS } from '@huatuo/llama/internal';
 
 const RUNS: Record<string, string> = {
   spaces: ' ', tabs: '\t', newlines: '\n', 'space-newline': ' \n', 'return-space': '\r ', punctuation: '!', slashes: '/',

@@ -7,3 +7,4 @@ export { setSharedPrompts } from './generate/shared-prompt.js';
 export { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow, sampleToken, tokenUniforms, topIndices } from './generate/sampling.js';
 export { assembleModel, bindingLimit } from './model/weights.js';
 export { peftFieldNames } from './lora/lora-config.js';
+export { KNOWN_PATTERNS } from './tokenizers/tokenizer-patterns.js';
