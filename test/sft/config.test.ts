@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { roundedPow } from '@huatuo/sft/internal';
+import { roundedPow } from '@huatuo/tensor';
 import { CONFIG_OPTIONS, DEFAULT_CONFIG, DEFAULT_GENERATION, DEMO_OVERRIDES, learningRateAt, resolveConfig, resolvePrecision, trainingSchedule, ConfigError } from '@huatuo/sft';
 
 test("the defaults are HuaTuo's recipe", () => {

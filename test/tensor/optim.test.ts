@@ -280,6 +280,21 @@ test("the restarting cosine, constant and polynomial schedules equal transformer
   const poly = polynomialWarmupDecay(10, 110, 1e-3, 1e-4);
   assert.deepEqual([5, 10, 60, 110, 111].map(poly), [0.5, 1, (9e-4 * 0.5 + 1e-4) / 1e-3, 1e-4 / 1e-3, 1e-4 / 1e-3]);
   assert.throws(() => polynomialWarmupDecay(0, 10, 1e-7), /lrEnd \(1e-7\) must be smaller/);
+  assert.throws(() => polynomialWarmupDecay(0, 10, 1e-3, 0, -1), /power must be a finite number >= 0/);
+});
+
+test("the polynomial schedule at any power gives transformers' rates to the last bit (the Trainer's rates, base_lr * lr_lambda, from test/fixtures/sft/lr-schedule.json)", () => {
+  interface Case { lrSchedulerType: string; totalSteps: number; warmupSteps: number; peak: number; lrSchedulerKwargs: { power?: number; lr_end?: number }; lrs: number[]; roundedLibmLrs: Record<string, number> }
+  const { cases } = JSON.parse(readFileSync(new URL('../fixtures/sft/lr-schedule.json', import.meta.url), 'utf8')) as { cases: Case[] };
+  const polynomial = cases.filter((c) => c.lrSchedulerType === 'polynomial');
+  assert.ok(polynomial.some((c) => (c.lrSchedulerKwargs.power ?? 1) !== 1 && Math.round(c.lrSchedulerKwargs.power ?? 1) !== c.lrSchedulerKwargs.power), 'a power that is not a whole number');
+  for (const c of polynomial) {
+    const { power = 1, lr_end: lrEnd = 1e-7 } = c.lrSchedulerKwargs;
+    const lambda = polynomialWarmupDecay(c.warmupSteps, c.totalSteps, c.peak, lrEnd, power);
+    // Where glibc's pow is not the nearest double, the rate is the correctly rounded one's.
+    const first = c.lrs.findIndex((lr, step) => c.peak * lambda(step) !== (c.roundedLibmLrs[step] ?? lr));
+    assert.equal(first, -1, `power ${power}, lr_end ${lrEnd} over ${c.totalSteps} steps: step ${first}`);
+  }
 });
 
 test('a scheduler sets the optimizer learning rate each step without compiling a new pipeline', async () => {

@@ -1,12 +1,11 @@
 // @huatuo/sft/internal: helpers below the public API that this repository's tests check on their
 // own (Python's str.format and str.strip as the recipe's prompts use them, NumPy's SeedSequence, the
 // serve queue and its request reader, a chat template bound to a tokenizer, a step's gradient accumulation,
-// the micro-batches of each step, the correctly rounded power of the polynomial schedule).
+// the micro-batches of each step).
 // Not a stable surface.
 export { pythonFormat, pythonStrip } from './prompt.js';
 export { seedSequencePool } from './rng.js';
 export { accumulateGradients } from './train-step.js';
-export { roundedPow } from './rounded-pow.js';
 export { stepBatches } from './micro-batches.js';
 export { JobQueue } from './serve-queue.js';
 export { createRequestReader } from './serve-request.js';

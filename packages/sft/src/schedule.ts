@@ -1,10 +1,9 @@
 // The optimizer-step schedule of a run as the Hugging Face Trainer derives it (accumulation, steps per
 // epoch, warm-up) and the learning rate of its scheduler (--lr-scheduler-type) at each step.
 
-import { constantWarmup, cosineHardRestartsWarmupDecay, cosineWarmupDecay, linearWarmupDecay, roundedCos, type LrLambda } from '@huatuo/tensor';
+import { constantWarmup, cosineHardRestartsWarmupDecay, cosineWarmupDecay, linearWarmupDecay, roundedCos, roundedPow, type LrLambda } from '@huatuo/tensor';
 import { LR_SCHEDULER_KWARGS, type LrSchedulerKwargs, type LrSchedulerType, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { roundedPow } from './rounded-pow.js';
 
 /** Step counts of a run, as the Hugging Face Trainer derives them. */
 export interface TrainingSchedule {

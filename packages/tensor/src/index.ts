@@ -74,6 +74,7 @@ export {
 } from './optim/schedule.js';
 export type { LrLambda, LrSchedulable } from './optim/schedule.js';
 export { roundedCos } from './optim/round-cos.js';
+export { roundedPow } from './optim/round-pow.js';
 export { refAdamWState, refAdamWStep, refSgdStep, refClipGradNorm } from './reference/optim.js';
 export type { RefAdamWOptions, RefAdamWState, RefSgdOptions, RefSgdState } from './reference/optim.js';
 

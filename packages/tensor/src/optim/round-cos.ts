@@ -4,57 +4,7 @@
 // run under a cosine schedule would differ from PyTorch's in the last bit. The argument is reduced by
 // π/2 and the Taylor series summed in double-double arithmetic (about 106 bits), then rounded once.
 
-/** A value as an unevaluated sum hi + lo of two doubles, |lo| <= ulp(hi) / 2. */
-interface DoubleDouble {
-  hi: number;
-  lo: number;
-}
-
-const SPLITTER = 134217729; // 2^27 + 1: Dekker's split of a double into two 26-bit halves
-
-function twoSum(a: number, b: number): DoubleDouble {
-  const hi = a + b;
-  const bb = hi - a;
-  return { hi, lo: a - (hi - bb) + (b - bb) };
-}
-
-function quickTwoSum(a: number, b: number): DoubleDouble {
-  const hi = a + b;
-  return { hi, lo: b - (hi - a) };
-}
-
-function twoProd(a: number, b: number): DoubleDouble {
-  const p = a * b;
-  const ta = SPLITTER * a;
-  const ah = ta - (ta - a);
-  const al = a - ah;
-  const tb = SPLITTER * b;
-  const bh = tb - (tb - b);
-  const bl = b - bh;
-  return { hi: p, lo: ah * bh - p + ah * bl + al * bh + al * bl };
-}
-
-function add(a: DoubleDouble, b: DoubleDouble): DoubleDouble {
-  const s = twoSum(a.hi, b.hi);
-  const t = twoSum(a.lo, b.lo);
-  const u = quickTwoSum(s.hi, s.lo + t.hi);
-  return quickTwoSum(u.hi, u.lo + t.lo);
-}
-
-function mul(a: DoubleDouble, b: DoubleDouble): DoubleDouble {
-  const p = twoProd(a.hi, b.hi);
-  return quickTwoSum(p.hi, p.lo + (a.hi * b.lo + a.lo * b.hi));
-}
-
-function divInt(a: DoubleDouble, n: number): DoubleDouble {
-  const q1 = a.hi / n;
-  const r = add(a, neg(twoProd(q1, n)));
-  return quickTwoSum(q1, (r.hi + r.lo) / n);
-}
-
-function neg(a: DoubleDouble): DoubleDouble {
-  return { hi: -a.hi, lo: -a.lo };
-}
+import { add, divideInt, mul, neg, twoProd, type DoubleDouble } from './double-double.js';
 
 /** π/2 as three doubles (about 160 bits). */
 const HALF_PI = [1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33] as const;
@@ -62,7 +12,7 @@ const HALF_PI = [1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e
 /** 1 / n! for n = 0..TERMS: enough that |r|^n / n! < 2^-110 for |r| <= π/4. */
 const TERMS = 30;
 const INVERSE_FACTORIAL: DoubleDouble[] = [{ hi: 1, lo: 0 }];
-for (let n = 1; n <= TERMS; n++) INVERSE_FACTORIAL.push(divInt(INVERSE_FACTORIAL[n - 1]!, n));
+for (let n = 1; n <= TERMS; n++) INVERSE_FACTORIAL.push(divideInt(INVERSE_FACTORIAL[n - 1]!, n));
 
 /** Σ (-1)^j r2^j / (2j + offset)! by Horner's rule, for offset 0 (cos) or 1 (sin / r). */
 function alternatingSeries(r2: DoubleDouble, offset: 0 | 1): DoubleDouble {

@@ -3,6 +3,7 @@
 // cosine or polynomial decay; the factors are transformers' lambdas to the last bit.
 import { ValueError } from '../errors.js';
 import { roundedCos } from './round-cos.js';
+import { roundedPow } from './round-pow.js';
 
 /** A schedule: the factor applied to the initial learning rate at a step. */
 export type LrLambda = (step: number) => number;
@@ -76,17 +77,19 @@ export function cosineHardRestartsWarmupDecay(warmupSteps: number, totalSteps: n
 /**
  * transformers' get_polynomial_decay_schedule_with_warmup factor for a LambdaLR over initial rate
  * `lrInit`: linear warm-up, then the rate ((lrInit - lrEnd) · remaining^power + lrEnd) / lrInit with
- * remaining = 1 - (step - warmup) / (total - warmup), and lrEnd / lrInit after the last step.
+ * remaining = 1 - (step - warmup) / (total - warmup), and lrEnd / lrInit after the last step; the power
+ * rounded correctly, as glibc's pow rounds it ({@link roundedPow}).
  * @example polynomialWarmupDecay(0, 100, 1e-3, 0)(50) === 0.5
  */
 export function polynomialWarmupDecay(warmupSteps: number, totalSteps: number, lrInit: number, lrEnd = 1e-7, power = 1): LrLambda {
   checkSteps('polynomialWarmupDecay', warmupSteps, totalSteps);
   if (!(lrInit > lrEnd)) throw new ValueError(`polynomialWarmupDecay: lrEnd (${lrEnd}) must be smaller than the initial rate (${lrInit})`);
+  if (!(power >= 0) || !Number.isFinite(power)) throw new ValueError(`polynomialWarmupDecay: power must be a finite number >= 0 (the last step raises 0 to it), got ${power}`);
   return (step) => {
     if (step < warmupSteps) return step / Math.max(1, warmupSteps);
     if (step > totalSteps) return lrEnd / lrInit;
     const remaining = 1 - (step - warmupSteps) / (totalSteps - warmupSteps);
-    return ((lrInit - lrEnd) * remaining ** power + lrEnd) / lrInit;
+    return ((lrInit - lrEnd) * roundedPow(remaining, power) + lrEnd) / lrInit;
   };
 }
 

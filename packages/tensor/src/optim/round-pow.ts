@@ -4,55 +4,12 @@
 // one in twelve. exp(p ln x) is computed in double-double arithmetic (about 100 bits), then rounded once;
 // near 1, x ** p - 1 from ln(1 + (x - 1)) and e^z - 1, to their own precision.
 
-/** A value as an unevaluated sum hi + lo of two doubles. */
-interface DoubleDouble {
-  hi: number;
-  lo: number;
-}
+import { add, divideInt, mul, quickTwoSum, scale, twoSum, type DoubleDouble } from './double-double.js';
 
-const SPLITTER = 134217729; // 2^27 + 1: Dekker's split of a double into two 26-bit halves
 const LN2: DoubleDouble = { hi: 0.6931471805599453, lo: 2.3190468138462996e-17 };
 /** exp's argument is divided by 2^HALVINGS before its Taylor series, and the sum squared back. */
 const HALVINGS = 6;
 const TAYLOR_TERMS = 14;
-
-function twoSum(a: number, b: number): DoubleDouble {
-  const hi = a + b;
-  const bb = hi - a;
-  return { hi, lo: a - (hi - bb) + (b - bb) };
-}
-
-function quickTwoSum(a: number, b: number): DoubleDouble {
-  const hi = a + b;
-  return { hi, lo: b - (hi - a) };
-}
-
-function twoProd(a: number, b: number): DoubleDouble {
-  const p = a * b;
-  const ta = SPLITTER * a;
-  const ah = ta - (ta - a);
-  const al = a - ah;
-  const tb = SPLITTER * b;
-  const bh = tb - (tb - b);
-  const bl = b - bh;
-  return { hi: p, lo: ah * bh - p + ah * bl + al * bh + al * bl };
-}
-
-function add(a: DoubleDouble, b: DoubleDouble): DoubleDouble {
-  const s = twoSum(a.hi, b.hi);
-  const t = twoSum(a.lo, b.lo);
-  const u = quickTwoSum(s.hi, s.lo + t.hi);
-  return quickTwoSum(u.hi, u.lo + t.lo);
-}
-
-function mul(a: DoubleDouble, b: DoubleDouble): DoubleDouble {
-  const p = twoProd(a.hi, b.hi);
-  return quickTwoSum(p.hi, p.lo + (a.hi * b.lo + a.lo * b.hi));
-}
-
-function scale(a: DoubleDouble, s: number): DoubleDouble {
-  return { hi: a.hi * s, lo: a.lo * s };
-}
 
 /** e^z as 2^k · m, m in double-double about 1, for |z| < 745. */
 function expParts(z: DoubleDouble): { k: number; m: DoubleDouble } {
@@ -101,13 +58,6 @@ function log1pSmall(u: number): DoubleDouble {
   let sum: DoubleDouble = divideInt({ hi: TAYLOR_TERMS % 2 === 1 ? 1 : -1, lo: 0 }, TAYLOR_TERMS);
   for (let n = TAYLOR_TERMS - 1; n >= 1; n--) sum = add(divideInt({ hi: n % 2 === 1 ? 1 : -1, lo: 0 }, n), mul(sum, z));
   return mul(sum, z);
-}
-
-function divideInt(a: DoubleDouble, n: number): DoubleDouble {
-  const q = a.hi / n;
-  const p = twoProd(q, n);
-  const r = add(a, { hi: -p.hi, lo: -p.lo });
-  return quickTwoSum(q, (r.hi + r.lo) / n);
 }
 
 const BITS = new DataView(new ArrayBuffer(8));
