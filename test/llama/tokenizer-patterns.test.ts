@@ -10,26 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { HfTokenizer, llamaTokenizerDir, loadTokenizer, tokenizerFromFiles } from '@huatuo/llama';
+import { CONFIG, deepSeekStyleTokenizerJson as json, split, tokenizerJson } from './pattern-tokenizers.js';
 
 const FILE = 'model/tokenizer.json';
-const CHARS = ['a', 'b', 'x', 'y', '!', ' ', '(', ')', '+', '['];
-
-/** A tokenizer.json of one id per character of {@link CHARS} (BPE without merges) with the given components. */
-function tokenizerJson(parts: Record<string, unknown>): Record<string, unknown> {
-  return {
-    normalizer: null,
-    pre_tokenizer: null,
-    post_processor: null,
-    decoder: null,
-    added_tokens: [],
-    ...parts,
-    model: { type: 'BPE', vocab: Object.fromEntries(CHARS.map((c, id) => [c, id])), merges: [], unk_token: null },
-  };
-}
-
-/** tokenizer_config.json of those tokenizers: '!' ends a sequence, and there is no BOS. */
-const CONFIG = { eos_token: '!' };
-const split = (pattern: string) => ({ type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false });
 const replace = (pattern: string, content: string) => ({ type: 'Replace', pattern: { Regex: pattern }, content });
 
 function refusal(...words: string[]) {
@@ -93,20 +76,7 @@ describe("the regular expressions of a tokenizer.json", () => {
 });
 
 describe('--trust-tokenizer-patterns (trustTokenizerPatterns)', () => {
-  // DeepSeek LLM's pre-tokenizer is a Sequence of Splits, one of them \s+$, which backtracks for a time quadratic in a
-  // run of spaces followed by another character; its letter and punctuation classes are shortened here.
-  const deepSeekStyle = {
-    type: 'Sequence',
-    pretokenizers: [split('[\\r\\n]'), split('\\s?[ab]+'), split('\\s?[!-/:-@\\[-`{-~]+'), split('\\s+$'), split('\\p{N}+')],
-  };
-  // Merges make the ids depend on where the pre-tokenizer splits: "x " is one id unless \s+$ splits x from the spaces after it.
-  const json = () => {
-    const base = tokenizerJson({ pre_tokenizer: deepSeekStyle });
-    const model = base.model as { vocab: Record<string, number>; merges: [string, string][] };
-    Object.assign(model.vocab, { 'x ': 10, ab: 11, '  ': 12, ' a': 13, ' ab': 14 });
-    model.merges = [['x', ' '], ['a', 'b'], [' ', ' '], [' ', 'a'], [' ', 'ab']];
-    return base;
-  };
+  // DeepSeek LLM's pre-tokenizer is a Sequence of Splits, one of them \s+$ (see deepSeekStyleTokenizerJson).
   const texts = ['x  ', 'x  y', 'ab  x  ', ' ab !', 'x(  ab)+  ', '  a  b  ', 'yx \n x  1  '];
 
   it('refuses an original pattern not known to run in linear time unless trusted, and the refusal names the flag, the option and the risk', () => {
