@@ -65,15 +65,20 @@ export async function greedyAnswer(base: BaseModel, question: string, maxNewToke
   return getResponse(MED_TEMPLATE, prompt + g!.text);
 }
 
-/** A Hugging Face LLaMA folder (one layer, two safetensors shards with their index, tokenizer.model). */
-export async function writeTinyHfFolder(dir: string): Promise<void> {
+/**
+ * A Hugging Face LLaMA folder (one layer, two safetensors shards with their index, LLaMA's tokenizer.model), or one of
+ * `tokenizer.vocabSize` pieces with the tokenizer files of `tokenizer.files` (by name) instead.
+ */
+export async function writeTinyHfFolder(dir: string, tokenizer?: { vocabSize: number; files: Record<string, string> }): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const config = configFromPreset('tiny', { numHiddenLayers: 1, hiddenSize: 32, intermediateSize: 86, numAttentionHeads: 2, numKeyValueHeads: 2 });
+  const vocab = tokenizer ? { vocabSize: tokenizer.vocabSize } : {};
+  const config = configFromPreset('tiny', { numHiddenLayers: 1, hiddenSize: 32, intermediateSize: 86, numAttentionHeads: 2, numKeyValueHeads: 2, ...vocab });
   const model = createRandomLlama(config, { seed: 11, dtype: 'f32' });
   await writeShardedCheckpoint(dir, modelTensorsToWrite(model), { maxShardBytes: 3_000_000 });
   model.dispose();
   await writeFile(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config), null, 2));
-  await copyFile(join(llamaTokenizerDir(), 'tokenizer.model'), join(dir, 'tokenizer.model'));
+  if (!tokenizer) return copyFile(join(llamaTokenizerDir(), 'tokenizer.model'), join(dir, 'tokenizer.model'));
+  for (const [name, text] of Object.entries(tokenizer.files)) await writeFile(join(dir, name), text);
 }
 
 /**

@@ -5,8 +5,9 @@
 // Chinese-LLaMA-Alpaca's) brings the tokenizer picked with it, used while it is attached, as Node's
 // loadAdapterWithTokenizer does.
 
-import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel } from '@huatuo/llama';
+import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel, type TokenizerLoadOptions } from '@huatuo/llama';
 import { adapterTokenizerOptions, type BaseModel } from '@huatuo/sft';
+import { inPageTerms } from './base-model.js';
 import { download } from './dom.js';
 
 /** Offers the model's adapter as PEFT's two files. */
@@ -25,10 +26,11 @@ function folderOf(file: File): string {
 /**
  * Loads a PEFT adapter from picked files (a folder, or its files one by one), replacing the base model's adapter.
  * Where its trained embed_tokens resizes the vocabulary, the tokenizer picked with it (tokenizer.model or
- * tokenizer.json beside adapter_config.json) is `base.tokenizer` until the adapter is removed or replaced.
- * Returns what it was loaded from, for the page to say.
+ * tokenizer.json beside adapter_config.json) is `base.tokenizer` until the adapter is removed or replaced;
+ * `tokenizerOptions.trustTokenizerPatterns` runs its tokenizer.json's regular expressions as written (the box
+ * under the adapter pickers). Returns what it was loaded from, for the page to say.
  */
-export async function uploadAdapter(base: BaseModel, files: readonly File[]): Promise<string> {
+export async function uploadAdapter(base: BaseModel, files: readonly File[], tokenizerOptions: TokenizerLoadOptions): Promise<string> {
   const picked = files.map((f) => f.name).join(', ') || 'no files';
   const config = files.find((f) => f.name === adapterConfigName);
   if (!config) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
@@ -48,7 +50,11 @@ export async function uploadAdapter(base: BaseModel, files: readonly File[]): Pr
       `pick the adapter folder holding the tokenizer it was trained with (tokenizer.model or tokenizer.json, with tokenizer_config.json and special_tokens_map.json where it has them), ` +
       `or pick those files together with ${adapterConfigName} and ${weights.name}`,
     refusal: (message) => new Error(message),
-  });
-  await loadAdapterFromFiles(base.model, await config.text(), config.name, blobSource(weights), tokenizerFiles);
+  }, tokenizerOptions);
+  try {
+    await loadAdapterFromFiles(base.model, await config.text(), config.name, blobSource(weights), tokenizerFiles);
+  } catch (err) {
+    throw inPageTerms(err, 'under the adapter pickers');
+  }
   return from;
 }

@@ -12,9 +12,11 @@ import {
   withGenerationConfig,
   readTokenizerFiles,
   tokenizerFromFiles,
+  TokenizerError,
   type LlamaConfig,
   type LoraTargetModule,
   type TokenizerFiles,
+  type TokenizerLoadOptions,
 } from '@huatuo/llama';
 import { baseModelOf, demoBaseModel, type BaseModel } from '@huatuo/sft';
 import { deviceInfo, hasF16 } from '@huatuo/tensor';
@@ -39,6 +41,17 @@ async function demoTokenizerFiles(): Promise<TokenizerFiles> {
   return demoTokenizer;
 }
 
+/**
+ * A tokenizer.json refused for a regular expression not known to run in linear time, told in the page's terms: where
+ * the library names the command line's --trust-tokenizer-patterns, the page has the box "Trust this folder's tokenizer
+ * patterns" `where` (e.g. "under the base model"). Any other error is returned as it is.
+ */
+export function inPageTerms(err: unknown, where: string): unknown {
+  if (!(err instanceof TokenizerError) || !err.message.includes('--trust-tokenizer-patterns')) return err;
+  const box = `the box "Trust this folder's tokenizer patterns" ${where} ticked`;
+  return new TokenizerError(err.message.replace(/--trust-tokenizer-patterns(?: \(the option trustTokenizerPatterns\))?/, box), { file: err.file, cause: err });
+}
+
 /** The demo base model. */
 export async function loadDemoModel(): Promise<BaseModel> {
   return demoBaseModel(tokenizerFromFiles(await demoTokenizerFiles(), 'tokenizer.model'));
@@ -60,10 +73,12 @@ export function folderName(files: readonly File[]): string {
 /**
  * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors or .bin shards). Before
  * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter
- * and `gpuMemory` bytes.
+ * and `gpuMemory` bytes. `tokenizerOptions.trustTokenizerPatterns` runs the tokenizer.json's regular
+ * expressions as written (the box under the base model pickers).
  */
 export async function loadFolderModel(
   files: readonly File[],
+  tokenizerOptions: TokenizerLoadOptions,
   cutoffLen: number,
   lora: { r: number; targetModules: LoraTargetModule[]; useDora?: boolean },
   gpuMemory: number,
@@ -79,7 +94,12 @@ export async function loadFolderModel(
   if (generationFile) config = withGenerationConfig(config, await jsonOf(generationFile, `${name}/generation_config.json`), `${name}/generation_config.json`);
   const tokenizerFiles = await readTokenizerFiles(read);
   if (!tokenizerFiles) throw new Error(`${name}: no tokenizer.json or tokenizer.model among the ${files.length} files; pick the whole folder of a Hugging Face LLaMA model, tokenizer included`);
-  const tokenizer = tokenizerFromFiles(tokenizerFiles, name);
+  let tokenizer;
+  try {
+    tokenizer = tokenizerFromFiles(tokenizerFiles, name, tokenizerOptions);
+  } catch (err) {
+    throw inPageTerms(err, 'under the base model');
+  }
   const dtype = hasF16() ? 'f16' : 'f32';
   const info = deviceInfo()!;
   const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };

@@ -64,7 +64,7 @@ async function boot(): Promise<void> {
   const folder = (files: File[]) =>
     void chooseBase(() => {
       const k = knobs();
-      return loadFolderModel(files, k.cutoffLen, { r: k.loraR, targetModules: ['q_proj', 'v_proj'], useDora: k.loraUseDora }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f));
+      return loadFolderModel(files, { trustTokenizerPatterns: byId<HTMLInputElement>('trust-model-patterns').checked }, k.cutoffLen, { r: k.loraR, targetModules: ['q_proj', 'v_proj'], useDora: k.loraUseDora }, gpuMemory(), (f) => (byId<HTMLProgressElement>('model-progress').value = f));
     }, folderName(files));
   pickFiles('model-folder', folder);
   pickFiles('model-files', folder);
@@ -88,7 +88,7 @@ async function boot(): Promise<void> {
   const adapterIn = async (files: File[]) => {
     if (!state.base) return say(byId('adapter-status'), 'Choose a base model first; the adapter attaches to it.', 'bad');
     try {
-      const from = await uploadAdapter(state.base, files);
+      const from = await uploadAdapter(state.base, files, { trustTokenizerPatterns: byId<HTMLInputElement>('trust-adapter-patterns').checked });
       state.model = new LoraModel(state.base.model, state.base.name);
       state.adapterLabel = `loaded from ${from}`;
       state.resumable = false;

@@ -21,7 +21,7 @@ export const state = {
 };
 
 const buttons = ['demo-model', 'demo-data', 'train', 'pause', 'resume', 'stop', 'ask', 'download-config', 'download-weights', 'remove-adapter', 'resume-run', 'discard-run'];
-const fileInputs = ['model-folder', 'model-files', 'data-file', 'adapter-folder', 'adapter-files'];
+const pickers = ['model-folder', 'model-files', 'trust-model-patterns', 'data-file', 'adapter-folder', 'adapter-files', 'trust-adapter-patterns'];
 
 /** Shows a message that stops the page's work, with what to do. */
 export function fatal(title: string, text: string): void {
@@ -38,7 +38,7 @@ export function refresh(): void {
   const idle = state.busy === '' && !state.gpuDead;
   const set = (id: string, on: boolean) => ((byId<HTMLButtonElement>(id).disabled = !on));
   for (const id of buttons) set(id, idle);
-  for (const id of fileInputs) byId<HTMLInputElement>(id).disabled = !idle;
+  for (const id of pickers) byId<HTMLInputElement>(id).disabled = !idle;
   set('train', idle && state.planned !== null && state.planned.refusal === null);
   set('pause', state.busy === 'training' && state.controller !== null && !state.stopMode);
   set('stop', state.busy === 'training' && state.controller !== null && !state.stopMode);
