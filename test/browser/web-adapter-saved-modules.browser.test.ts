@@ -17,23 +17,13 @@ import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson, VOCAB_SIZE as QWEN2_PIECES 
 /** The resized adapter's vocabulary: the pieces of the tokenizer it ships, as any id it generates must decode. */
 const RESIZED_ROWS = QWEN2_PIECES;
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter } from './web-app-node.js';
+import { askPage } from './web-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const QUESTION = '头痛怎么办？';
 const MAX_TOKENS = 8;
 
-/** Asks the question in the page; the adapted answer is null where the page has no adapter. */
-async function ask(page: Page): Promise<{ base: string; adapted: string | null }> {
-  await page.fill('#question', QUESTION);
-  await page.fill('#max-tokens', String(MAX_TOKENS));
-  await page.evaluate(() => {
-    delete document.getElementById('answer-base')!.dataset.answer;
-    delete document.getElementById('answer-adapted')!.dataset.answer;
-  });
-  await page.click('#ask');
-  await page.waitForFunction(() => document.getElementById('answer-base')!.dataset.answer !== undefined && document.body.dataset.busy === '', null, { timeout: 120_000 });
-  return { base: (await page.getAttribute('#answer-base', 'data-answer'))!, adapted: await page.getAttribute('#answer-adapted', 'data-answer') };
-}
+const ask = (page: Page) => askPage(page, QUESTION, MAX_TOKENS);
 
 /** The tokens the plan counts in the data, tokenized for training. */
 async function plannedTokens(page: Page): Promise<string> {

@@ -14,6 +14,7 @@ import { generatePrompt, loadAdapterWithTokenizer, loadBaseModel, MED_TEMPLATE }
 import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
 import { CONFIG, deepSeekStyleTokenizerJson } from '../llama/pattern-tokenizers.js';
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter, writeTinyHfFolder } from './web-app-node.js';
+import { askPage } from './web-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // "x  (ab)" splits into "x " and " (" before \s+$ splits "x" from its space: ids 2, 5 where "x " alone is 10.
@@ -22,18 +23,7 @@ const MAX_TOKENS = 8;
 const PIECES = 15;
 const TOKENIZER_FILES = { 'tokenizer.json': JSON.stringify(deepSeekStyleTokenizerJson()), 'tokenizer_config.json': JSON.stringify(CONFIG) };
 
-/** The greedy answers of the page's base and adapted panes (null where the page has no adapter). */
-async function ask(page: Page): Promise<{ base: string; adapted: string | null }> {
-  await page.fill('#question', QUESTION);
-  await page.fill('#max-tokens', String(MAX_TOKENS));
-  await page.evaluate(() => {
-    delete document.getElementById('answer-base')!.dataset.answer;
-    delete document.getElementById('answer-adapted')!.dataset.answer;
-  });
-  await page.click('#ask');
-  await page.waitForFunction(() => document.getElementById('answer-base')!.dataset.answer !== undefined && document.body.dataset.busy === '', null, { timeout: 120_000 });
-  return { base: (await page.getAttribute('#answer-base', 'data-answer'))!, adapted: await page.getAttribute('#answer-adapted', 'data-answer') };
-}
+const ask = (page: Page) => askPage(page, QUESTION, MAX_TOKENS);
 
 const refusal = (where: string) =>
   new RegExp(`tokenizer\\.json: pre_tokenizer\\.pretokenizers\\[3\\]\\.pattern\\.Regex is "\\\\\\\\s\\+\\$".*load it with the box "Trust this folder's tokenizer patterns" ${where} ticked, .*hours$`);
