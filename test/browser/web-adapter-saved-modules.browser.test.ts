@@ -5,21 +5,18 @@
 // Node's loadAdapterWithTokenizer does; without its tokenizer it is refused, saying what to pick, and the
 // adapter before it stays. Replaced or removed, it takes its tokenizer with it: the base's answers again.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { loadAdapterWithTokenizer } from '@huatuo/sft';
-import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
 import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson, VOCAB_SIZE as QWEN2_PIECES } from '../llama/qwen2-tokenizer-files.js';
 
 /** The resized adapter's vocabulary: the pieces of the tokenizer it ships, as any id it generates must decode. */
 const RESIZED_ROWS = QWEN2_PIECES;
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter } from './web-app-node.js';
-import { askPage } from './web-page.js';
+import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const QUESTION = '头痛怎么办？';
 const MAX_TOKENS = 8;
 
@@ -39,12 +36,9 @@ test(
   "an adapter with modules_to_save loads, answers and downloads in the page; one on a resized vocabulary answers with the tokenizer picked with it until replaced or removed, and is refused without one",
   { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
   async () => {
-    const work = mkdtempSync(join(tmpdir(), 'huatuo-web-saved-'));
-    const site = join(work, 'site');
-    await buildWeb({ outDir: site });
-    const server = await serveWeb({ port: 0, root: site });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-quic'] });
-    const context = await browser.newContext({ acceptDownloads: true });
+    const app = await serveApp('huatuo-web-saved-');
+    const { work } = app;
+    const context = await app.browser.newContext({ acceptDownloads: true });
     try {
       const plain = await nodeDemoModel();
       const baseAnswer = await greedyAnswer(plain, QUESTION, MAX_TOKENS);
@@ -73,11 +67,7 @@ test(
       assert.notEqual(adaptedAnswer, baseAnswer, 'the adapter does not change the answer');
       assert.notEqual(resizedAnswer, adaptedAnswer, 'the resized adapter answers as the other one');
 
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await page.goto(server.url);
-      await page.waitForSelector('#device.ok', { timeout: 60_000 });
+      const { page, errors } = await openApp(context, app.url);
       await page.click('#demo-model');
       await page.waitForSelector('#model-status.ok', { timeout: 60_000 });
       const baseTokens = await plannedTokens(page);
@@ -125,9 +115,7 @@ test(
       assert.match((await page.textContent('#answer-adapted')) ?? '', /^No adapter yet/);
       assert.deepEqual(errors, [], 'page errors');
     } finally {
-      await browser.close();
-      await server.close();
-      rmSync(work, { recursive: true, force: true });
+      await app.close();
     }
   },
 );

@@ -1,34 +1,22 @@
 // The web app's data picker in headless Chromium: a picked Parquet file loads its records through
 // the reader the page fetches only then (a chunk of its own origin), and a bad one lists its problems.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
+import { CHROMIUM, openApp, serveApp } from './web-page.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../fixtures/sft/parquet/${name}`, import.meta.url)));
 
 test(
   'a picked Parquet file loads its records in the page, the reader fetched only then; a bad one is refused by column',
   { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 180_000 },
   async () => {
-    const work = mkdtempSync(join(tmpdir(), 'huatuo-web-data-'));
-    const site = join(work, 'site');
-    await buildWeb({ outDir: site });
-    const server = await serveWeb({ port: 0, root: site });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-quic'] });
+    const app = await serveApp('huatuo-web-data-');
     try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
       const scripts: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      page.on('request', (r) => void (r.resourceType() === 'script' && scripts.push(new URL(r.url()).pathname)));
-      await page.goto(server.url);
-      await page.waitForSelector('#device.ok', { timeout: 60_000 });
+      const { page, errors } = await openApp(app.browser, app.url, (p) => p.on('request', (r) => void (r.resourceType() === 'script' && scripts.push(new URL(r.url()).pathname))));
       await page.setInputFiles('#data-file', { name: 'qa.jsonl', mimeType: 'application/json', buffer: fixture('qa.jsonl') });
       await page.waitForSelector('#data-status.ok');
       assert.deepEqual(scripts, ['/app.js'], 'scripts fetched before any Parquet file was picked');
@@ -43,9 +31,7 @@ test(
       assert.match((await page.textContent('#data-errors')) ?? '', /column "output" holds INT64/);
       assert.deepEqual(errors, [], 'page errors');
     } finally {
-      await browser.close();
-      await server.close();
-      rmSync(work, { recursive: true, force: true });
+      await app.close();
     }
   },
 );

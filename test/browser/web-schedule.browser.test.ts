@@ -5,16 +5,14 @@
 // the trainer's, and its rates are transformers'. A run stored before these fields existed resumes
 // with the recipe's values.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { DEFAULT_CONFIG, LR_SCHEDULER_TYPES, WSD_CURVES, type TrainConfig } from '@huatuo/sft';
-import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
 import { knobsOf, recipe } from '../../apps/web/src/run.js';
+import { CHROMIUM, openApp, serveApp } from './web-page.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 /** A file of the page's run, read from its IndexedDB store. */
 async function storedText(page: Page, path: string): Promise<string> {
@@ -35,23 +33,13 @@ async function storedText(page: Page, path: string): Promise<string> {
 
 /** Builds and serves the page in headless Chromium and runs `body` on it once it has a device; page errors fail it. */
 async function withDemoPage(body: (page: Page) => Promise<void>): Promise<void> {
-  const work = mkdtempSync(join(tmpdir(), 'huatuo-web-schedule-'));
-  const site = join(work, 'site');
-  await buildWeb({ outDir: site });
-  const server = await serveWeb({ port: 0, root: site });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-quic'] });
+  const app = await serveApp('huatuo-web-schedule-');
   try {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(server.url);
-    await page.waitForSelector('#device.ok', { timeout: 60_000 });
+    const { page, errors } = await openApp(app.browser, app.url);
     await body(page);
     assert.deepEqual(errors, [], 'page errors');
   } finally {
-    await browser.close();
-    await server.close();
-    rmSync(work, { recursive: true, force: true });
+    await app.close();
   }
 }
 

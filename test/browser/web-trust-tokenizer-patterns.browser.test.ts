@@ -4,19 +4,16 @@
 // trustTokenizerPatterns does (its prompt's ids are not those of the same tokenizer without \s+$). So is an adapter
 // on a resized vocabulary shipping that tokenizer, with the box under the adapter pickers.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { HfTokenizer } from '@huatuo/llama';
 import { generatePrompt, loadAdapterWithTokenizer, loadBaseModel, MED_TEMPLATE } from '@huatuo/sft';
-import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
 import { CONFIG, deepSeekStyleTokenizerJson } from '../llama/pattern-tokenizers.js';
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter, writeTinyHfFolder } from './web-app-node.js';
-import { askPage } from './web-page.js';
+import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 // "x  (ab)" splits into "x " and " (" before \s+$ splits "x" from its space: ids 2, 5 where "x " alone is 10.
 const QUESTION = 'x  (ab)';
 const MAX_TOKENS = 8;
@@ -32,11 +29,8 @@ test(
   "a folder whose tokenizer.json splits on \\s+$ is refused, naming the trust box, and loads with the box ticked, tokenizing as Node's loader with trustTokenizerPatterns; so does such an adapter's tokenizer",
   { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
   async () => {
-    const work = mkdtempSync(join(tmpdir(), 'huatuo-web-trust-'));
-    const site = join(work, 'site');
-    await buildWeb({ outDir: site });
-    const server = await serveWeb({ port: 0, root: site });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-quic'] });
+    const app = await serveApp('huatuo-web-trust-');
+    const { work } = app;
     try {
       const adapter = join(work, 'deepseek-style-adapter');
       const demo = await nodeDemoModel();
@@ -46,11 +40,7 @@ test(
       await writeTinyHfFolder(folder, { vocabSize: PIECES, files: TOKENIZER_FILES });
       for (const [name, text] of Object.entries(TOKENIZER_FILES)) writeFileSync(join(adapter, name), text);
 
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await page.goto(server.url);
-      await page.waitForSelector('#device.ok', { timeout: 60_000 });
+      const { page, errors } = await openApp(app.browser, app.url);
       assert.equal(await page.isChecked('#trust-model-patterns'), false, 'the base box is off by default');
       assert.equal(await page.isChecked('#trust-adapter-patterns'), false, 'the adapter box is off by default');
       for (const box of ['trust-model-patterns', 'trust-adapter-patterns']) {
@@ -101,9 +91,7 @@ test(
       assert.equal(adapted, nodeAdaptedAnswer, "the adapted answer is not what Node computes with the adapter's trusted tokenizer");
       assert.deepEqual(errors, [], 'page errors');
     } finally {
-      await browser.close();
-      await server.close();
-      rmSync(work, { recursive: true, force: true });
+      await app.close();
     }
   },
 );
