@@ -3,30 +3,18 @@
 // max_model_len) are accepted, a longer --max-model-len is refused naming the flag that allows it.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaTokenizerDir, saveMergedModel } from '@huatuo/llama';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
+import { runCli, type ProcessRun } from './run-cli.js';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
 
 let modelDir: string;
 let dataPath: string;
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]): Promise<ProcessRun> => runCli(args);
 
 before(async () => {
   await initWebGPU();

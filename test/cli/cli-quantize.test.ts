@@ -3,22 +3,10 @@
 // naming the flag before any model is loaded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { runCli, type ProcessRun } from './run-cli.js';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]): Promise<ProcessRun> => runCli(args);
 
 test('generate --quantize nf4 answers with the demo model quantized', async () => {
   const r = await cli(['generate', '--prompt', '我最近经常头痛，应该怎么办？', '--quantize', 'nf4', '--num-beams', '1', '--max-new-tokens', '2']);

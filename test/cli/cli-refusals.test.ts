@@ -5,37 +5,20 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaPresets, llamaTokenizerDir, planMemory, saveMergedModel } from '@huatuo/llama';
 import { checkPlanFits } from '@huatuo/sft';
 import { join } from 'node:path';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
+import { CLI_CHILD as child, repoRoot, runCli, type ProcessRun } from './run-cli.js';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
 
 let modelDir: string;
 let dataPath: string;
 /** Records whose answers run to about 3,000 tokens. */
 let longPath: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]): Promise<ProcessRun> => runCli(args);
 
 /** A small recipe on the small model folder. */
 function recipe(out: string, data = dataPath): string[] {
@@ -183,7 +166,7 @@ test("Dawn's adapter-limit notices stay off stderr (a file or a pipe) unless --v
 
 test('generate takes --frequency-penalty and --presence-penalty in [-2, 2] with greedy decoding or sampling, and refuses them out of range or with beams', async () => {
   const question = ['generate', '--base', modelDir, '--prompt', '头痛怎么办？', '--max-new-tokens', '24'];
-  const answer = (r: Run) => /=> (.*)$/m.exec(r.stdout)?.[1];
+  const answer = (r: ProcessRun) => /=> (.*)$/m.exec(r.stdout)?.[1];
   const plain = await cli([...question, '--num-beams', '1']);
   const penalized = await cli([...question, '--num-beams', '1', '--frequency-penalty', '-2', '--presence-penalty', '-2']);
   assert.equal(plain.code, 0, plain.stderr);

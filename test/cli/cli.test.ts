@@ -3,7 +3,7 @@
 // Ctrl-C saving a checkpoint, and generate / eval / merge on a small model folder.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,9 +12,8 @@ import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, load
 import { buildProgram } from '@huatuo/cli';
 import { listCheckpoints, loadRecords, readCheckpoint } from '@huatuo/sft';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
+import { repoRoot, runCli, type ProcessRun } from './run-cli.js';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const child = fileURLToPath(new URL('./cli-child.ts', import.meta.url));
 const inferFile = join(repoRoot, '../shared/data/huatuo/infer.json');
 const otherAdapter = fileURLToPath(new URL('../fixtures/llama/vocab32k/adapter', import.meta.url));
 
@@ -22,24 +21,8 @@ let modelDir: string;
 let adapterDir: string;
 let dataPath: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], options: { onStdout?: (text: string, proc: ReturnType<typeof spawn>) => void } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', child, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      options.onStdout?.(stdout, proc);
-    });
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[], options: { onStdout?: (text: string, proc: ChildProcess) => void } = {}): Promise<ProcessRun> {
+  return runCli(args, options.onStdout);
 }
 
 /** The small recipe's flags (see trainer-setup.ts) for a data file and an output folder. */

@@ -4,7 +4,6 @@
 // thread too; so is such a tokenizer in an adapter folder that brings its own vocabulary, which merge loads.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -12,8 +11,8 @@ import { initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, llamaTokenizerDir, saveMergedModel, serializeSafetensors } from '@huatuo/llama';
 import { buildProgram } from '@huatuo/cli';
 import { SMALL_MODEL, smallRecords, tmp, writeRecords } from '../sft/trainer-setup.js';
+import { runScript, type ProcessRun } from './run-cli.js';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const FLAG = '--trust-tokenizer-patterns';
 
 let modelDir: string;
@@ -45,16 +44,7 @@ function adapterFolder(): string {
   return dir;
 }
 
-function run(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url)), ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (script: string, args: string[]): Promise<ProcessRun> => runScript(fileURLToPath(new URL(script, import.meta.url)), args);
 
 before(async () => {
   await initWebGPU();
