@@ -3,12 +3,13 @@
 // (adapter_model.safetensors, or the older adapter_model.bin). An adapter's trained embed_tokens and
 // lm_head (PEFT's modules_to_save) come and go with it; one trained on a resized vocabulary (as
 // Chinese-LLaMA-Alpaca's) brings the tokenizer picked with it, used while it is attached, as Node's
-// loadAdapterWithTokenizer does.
+// loadAdapterWithTokenizer does, and with the chat template of its folder.
 
 import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel, type TokenizerLoadOptions } from '@huatuo/llama';
 import { adapterTokenizerOptions, type BaseModel } from '@huatuo/sft';
 import { inPageTerms } from './base-model.js';
 import { download } from './dom.js';
+import { keepFolderChatTemplate } from './model-chat-template.js';
 
 /** Offers the model's adapter as PEFT's two files. */
 export async function downloadAdapter(model: LlamaModel, baseName: string, which: 'config' | 'weights'): Promise<void> {
@@ -28,7 +29,8 @@ function folderOf(file: File): string {
  * Where its trained embed_tokens resizes the vocabulary, the tokenizer picked with it (tokenizer.model or
  * tokenizer.json beside adapter_config.json) is `base.tokenizer` until the adapter is removed or replaced;
  * `tokenizerOptions.trustTokenizerPatterns` runs its tokenizer.json's regular expressions as written (the box
- * under the adapter pickers). Returns what it was loaded from, for the page to say.
+ * under the adapter pickers); the chat template beside it (chat_template.jinja, or tokenizer_config.json's "chat_template") is
+ * then the one the model's chat template answers with. Returns what it was loaded from, for the page to say.
  */
 export async function uploadAdapter(base: BaseModel, files: readonly File[], tokenizerOptions: TokenizerLoadOptions): Promise<string> {
   const picked = files.map((f) => f.name).join(', ') || 'no files';
@@ -56,5 +58,7 @@ export async function uploadAdapter(base: BaseModel, files: readonly File[], tok
   } catch (err) {
     throw inPageTerms(err, 'under the adapter pickers');
   }
+  const ownTokenizer = base.model.savedModules.tokenizer;
+  if (ownTokenizer) await keepFolderChatTemplate(ownTokenizer, async (name) => beside.get(name)?.text(), folder || 'the picked adapter');
   return from;
 }

@@ -20,6 +20,7 @@ import {
 } from '@huatuo/llama';
 import { baseModelOf, demoBaseModel, type BaseModel } from '@huatuo/sft';
 import { deviceInfo, hasF16 } from '@huatuo/tensor';
+import { keepFolderChatTemplate } from './model-chat-template.js';
 
 let demoTokenizer: Promise<TokenizerFiles> | null = null;
 
@@ -71,7 +72,8 @@ export function folderName(files: readonly File[]): string {
 }
 
 /**
- * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer, safetensors or .bin shards). Before
+ * Loads a Hugging Face LLaMA folder's files (config.json, tokenizer and its chat template where it has one, safetensors
+ * or .bin shards). Before
  * any weight is read, a training step of one sequence of `cutoffLen` tokens must fit the adapter
  * and `gpuMemory` bytes. `tokenizerOptions.trustTokenizerPatterns` runs the tokenizer.json's regular
  * expressions as written (the box under the base model pickers).
@@ -100,6 +102,7 @@ export async function loadFolderModel(
   } catch (err) {
     throw inPageTerms(err, 'under the base model');
   }
+  await keepFolderChatTemplate(tokenizer, async (n) => byName.get(n)?.text(), name);
   const dtype = hasF16() ? 'f16' : 'f32';
   const info = deviceInfo()!;
   const limits = { maxBufferSize: info.maxBufferSize, maxStorageBufferBindingSize: info.maxStorageBufferBindingSize, totalMemory: gpuMemory };

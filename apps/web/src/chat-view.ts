@@ -1,8 +1,15 @@
-// The chat card: one question answered by the base model, then by the adapted one, streamed.
+// The chat card: one question answered by the base model, then by the adapted one, streamed, with HuaTuo's prompt or,
+// where the model's folder has one, its own chat template.
 
-import { answer, type ChatSettings } from './chat.js';
+import { answer, type ChatSettings, type PromptChoice } from './chat.js';
 import { byId, messageOf } from './dom.js';
 import { refresh, state } from './state.js';
+
+/** The prompt chosen above the question: the model's chat template only where the choice is offered. */
+function promptChoice(): PromptChoice {
+  const checked = document.querySelector<HTMLInputElement>('input[name=prompt]:checked');
+  return !byId('prompt-choice').hidden && checked?.value === 'chat' ? 'chat' : 'huatuo';
+}
 
 /** Answers the question in the chat form. */
 export async function ask(event: SubmitEvent): Promise<void> {
@@ -17,11 +24,16 @@ export async function ask(event: SubmitEvent): Promise<void> {
     maxNewTokens: Number(byId<HTMLInputElement>('max-tokens').value),
     seed: Math.floor(Math.random() * 2 ** 31),
   };
+  const choice = promptChoice();
   state.busy = 'chatting';
   refresh();
   const hasAdapter = state.base.model.loraConfig !== null;
   const panes = [byId('answer-base'), byId('answer-adapted')] as const;
-  for (const p of panes) ((p.textContent = ''), delete p.dataset.answer);
+  for (const p of panes) {
+    p.textContent = '';
+    p.classList.remove('bad');
+    for (const key of ['answer', 'promptTokens', 'tokens']) delete p.dataset[key];
+  }
   try {
     for (const [i, pane] of panes.entries()) {
       if (i === 1 && !hasAdapter) {
@@ -29,18 +41,23 @@ export async function ask(event: SubmitEvent): Promise<void> {
         continue;
       }
       pane.classList.add('streaming');
-      const r = await answer(state.base, question, settings, i === 1, (t) => (pane.textContent = t));
-      pane.classList.remove('streaming');
-      pane.textContent = r.text || '(empty answer)';
-      const meta = document.createElement('span');
-      meta.className = 'meta';
-      meta.textContent = `${r.tokens} tokens · ${r.tokensPerSec.toFixed(1)} tok/s · ${r.finish === 'eos' ? 'ended' : 'hit the token limit'}`;
-      pane.append(meta);
-      pane.dataset.answer = r.text;
+      try {
+        const r = await answer(state.base, question, settings, i === 1, choice, (t) => (pane.textContent = t));
+        pane.textContent = r.text || '(empty answer)';
+        const meta = document.createElement('span');
+        meta.className = 'meta';
+        meta.textContent = `${r.tokens.length} tokens · ${r.tokensPerSec.toFixed(1)} tok/s · ${r.finish === 'eos' ? 'ended' : 'hit the token limit'}`;
+        pane.append(meta);
+        pane.dataset.answer = r.text;
+        pane.dataset.promptTokens = JSON.stringify(r.promptTokens);
+        pane.dataset.tokens = JSON.stringify(r.tokens);
+      } catch (err) {
+        pane.textContent = messageOf(err);
+        pane.classList.add('bad');
+      } finally {
+        pane.classList.remove('streaming');
+      }
     }
-  } catch (err) {
-    for (const p of panes) p.classList.remove('streaming');
-    panes[1].textContent = messageOf(err);
   } finally {
     state.busy = '';
     refresh();

@@ -3,6 +3,7 @@
 import type { BaseModel, LoraModel, MetricsRow } from '@huatuo/sft';
 import type { DataSource } from './data-source.js';
 import { byId } from './dom.js';
+import { chatTemplateName, offersChatTemplate } from './model-chat-template.js';
 import type { Planned } from './run.js';
 
 /** Everything the page knows; the views read and write it, then call {@link refresh}. */
@@ -48,6 +49,8 @@ export function refresh(): void {
   set('download-config', idle && hasAdapter);
   set('download-weights', idle && hasAdapter);
   set('remove-adapter', idle && hasAdapter);
+  byId('prompt-choice').hidden = state.base === null || !offersChatTemplate(state.base);
+  byId('chat-template-name').textContent = state.base === null ? '' : chatTemplateName(state.base);
   document.body.dataset.busy = state.busy;
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement>('#knobs input, #knobs select')) el.disabled = state.busy === 'training';
 }
