@@ -15,7 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
 import { CheckpointError, chunkOrder, DEFAULT_CONFIG, epochOrder, learningRateAt, resolveConfig, train, trainingSchedule, type ProgressEvent, type TrainConfig, type TrainResult } from '@huatuo/sft';
-import { stepBatches } from '@huatuo/sft/internal';
+import { accumulateGradients, stepBatches } from '@huatuo/sft/internal';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 /** transformers' get_linear_schedule_with_warmup: base_lr * lr_lambda(step). */
@@ -108,9 +108,11 @@ test("HuaTuo's data: 8,158 records at micro-batch 8 (accumulation 16) run 630 st
 });
 
 let dataPath: string;
+let shortEpochData: string;
 before(async () => {
   await initWebGPU();
   dataPath = writeRecords(tmp(), smallRecords(12));
+  shortEpochData = writeRecords(tmp(), smallRecords(8));
 });
 
 async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number; events?: ProgressEvent[] } = {}): Promise<TrainResult> {
@@ -168,4 +170,57 @@ test('a checkpoint written before --epoch-remainder dropped the leftovers: resum
   await assert.rejects(run(smallConfig(dataPath, out), { resume: dir }), (e: unknown) => e instanceof CheckpointError && /--epoch-remainder drop there, carry here\. Resume with --epoch-remainder drop/.test(e.message));
   const resumed = await run(smallConfig(dataPath, out, { epochRemainder: 'drop' }), { resume: dir, stopAfterStep: 8 });
   for (let s = 6; s <= 8; s++) assert.equal(resumed.stepLosses.get(s), uninterrupted.stepLosses.get(s), `step ${s}`);
+});
+
+/**
+ * The sum of the mean losses of step `step`'s micro-batches (its dropout masks drawn as the trainer draws them)
+ * on the initial adapter, or on the adapter of `checkpoint`.
+ */
+async function microBatchLosses(config: TrainConfig, step: number, checkpoint?: string): Promise<{ sum: number; count: number }> {
+  const { data, model, base } = await smallRun(config);
+  try {
+    if (checkpoint) await model.loadAdapter(checkpoint);
+    const schedule = trainingSchedule(config, data.train.length, 2);
+    const { chunks } = stepBatches(data.train.length, config, schedule, 2)(step);
+    const { weightedSum, weight } = accumulateGradients({ config, model, examples: data.train, chunks, accumulation: schedule.gradientAccumulationSteps, step }, 1);
+    assert.equal(weight, chunks.length, 'every micro-batch has answer tokens');
+    return { sum: await weightedSum!.item(), count: chunks.length };
+  } finally {
+    base.model.dispose();
+  }
+}
+
+const close = (got: number | undefined, want: number, what: string) => assert.ok(got !== undefined && Math.abs(got - want) <= 1e-12 * Math.abs(want), `${what}: ${got}, expected ${want}`);
+
+test("the reported loss of an epoch shorter than the accumulation: carry reports 4.28's tr_loss, each micro-batch's loss divided by the accumulation (3/4 of the mean at the epoch's end, a quarter of the next step's one micro-batch), step 4.57.6's mean", async () => {
+  // 6 training records, micro-batch 2, accumulation 4: 3 micro-batches an epoch, one step an epoch, 2 in all.
+  const config = (epochRemainder: string, outputDir = tmp()) => smallConfig(shortEpochData, outputDir, { batchSize: 8, numEpochs: 2, loggingSteps: 2, evalSteps: 1, saveSteps: 1, epochRemainder });
+  const out = tmp();
+  const events: ProgressEvent[] = [];
+  const carry = await run(config('carry', out), { events });
+  assert.equal(carry.state.totalSteps, 2);
+  const first = await microBatchLosses(config('carry'), 0);
+  assert.equal(first.count, 3);
+  close(carry.stepLosses.get(1), first.sum / 4, 'step 1 (micro-batches 1-3 of epoch 1, each divided by 4)');
+  const second = await microBatchLosses(config('carry'), 1, join(out, 'checkpoint-1'));
+  assert.equal(second.count, 1);
+  close(carry.stepLosses.get(2), second.sum / 4, "step 2 (epoch 2's first micro-batch, divided by 4)");
+  // The Trainer's logged loss: tr_loss over the steps since the last log.
+  const logged = events.filter((e) => e.kind === 'log');
+  assert.deepEqual(logged.map((e) => e.step), [2]);
+  close(logged[0]!.loss, (carry.stepLosses.get(1)! + carry.stepLosses.get(2)!) / 2, 'the log of step 2');
+  assert.equal((carry.state.history.find((row) => 'loss' in row) as { loss: number }).loss, logged[0]!.loss);
+
+  const step = await run(config('step'), {});
+  close(step.stepLosses.get(1), first.sum / 3, 'step: step 1, its 3 micro-batches divided by their count');
+});
+
+test("step (4.57.6): an epoch's remainder step of one micro-batch reports its loss, divided by its count 1", async () => {
+  // 10 training records, micro-batch 2, accumulation 2: step 3 reads epoch 1's fifth micro-batch alone.
+  const out = tmp();
+  const config = (outputDir: string) => smallConfig(dataPath, outputDir, { epochRemainder: 'step', evalSteps: 1, saveSteps: 1 });
+  const result = await run(config(out), { stopAfterStep: 3 });
+  const remainder = await microBatchLosses(config(tmp()), 2, join(out, 'checkpoint-2'));
+  assert.equal(remainder.count, 1);
+  close(result.stepLosses.get(3), remainder.sum, 'step 3');
 });

@@ -42,10 +42,15 @@ export interface StepInputs {
 /** What one optimizer step did. */
 export interface StepOutcome {
   /**
-   * The step's loss as the Hugging Face Trainer reports it: with --loss-normalization micro-batch the
-   * mean of the micro-batches' means, with tokens the mean over the step's answer tokens; micro-batches
-   * without answer tokens are left out. 0, and no update, when no micro-batch had answer tokens (where
-   * transformers' tokens mode divides 0 by 0 and steps on NaN gradients).
+   * The step's loss as the Hugging Face Trainer adds it to its logged tr_loss (the losses training_step
+   * returns, each already divided as its gradient is): with --loss-normalization tokens the mean over the
+   * step's answer tokens; with micro-batch the mean of the micro-batches' means times the step's
+   * micro-batches over `accumulation`, which is below the mean only where a step holds fewer micro-batches
+   * than the accumulation its losses are divided by (transformers 4.28's step at the end of an epoch
+   * shorter than the accumulation, --epoch-remainder carry: each loss divided by
+   * gradient_accumulation_steps). Micro-batches without answer tokens are left out of the mean. 0, and no
+   * update, when no micro-batch had answer tokens (where transformers' tokens mode divides 0 by 0 and
+   * steps on NaN gradients).
    */
   loss: number;
   /** The scale this step's loss was multiplied by (1 without loss scaling). */
@@ -113,7 +118,9 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
       scaler.update();
       optimizer.zeroGrad();
     }
-    const loss = weightedSum ? (await (weightedSum as Tensor).item()) / weight : 0;
+    // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
+    const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
+    const loss = weightedSum ? (await (weightedSum as Tensor).item()) / divisor : 0;
     return { loss, lossScale, stepped, tokens };
   } finally {
     scope.end();
