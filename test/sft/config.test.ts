@@ -212,6 +212,25 @@ test('--warmup-steps overrides --warmup-ratio when positive; constant has no war
   failsOn({ '--lr-scheduler-type': 'polynomial', '--learning-rate': '1e-8' }, '--learning-rate', /lr_end 1e-7/);
 });
 
+test("warmup_stable_decay whose warm-up and num_decay_steps exceed the run without num_stable_steps is refused (transformers' negative num_stable_steps starts the decay part-way and the rate never reaches the peak); given num_stable_steps, or a run ending within its warm-up, it runs as transformers does", () => {
+  const wsd = (steps: number, kwargs: object, overrides: Record<string, unknown> = {}) =>
+    trainingSchedule(resolveConfig({ '--max-steps': String(steps), '--lr-scheduler-type': 'warmup_stable_decay', '--lr-scheduler-kwargs': JSON.stringify(kwargs), ...overrides }), 8158, 8);
+  const refused = (steps: number, kwargs: object, overrides: Record<string, unknown>, pattern: RegExp) =>
+    assert.throws(() => wsd(steps, kwargs, overrides), (e: unknown) => e instanceof ConfigError && e.flag === '--lr-scheduler-kwargs' && pattern.test(e.message), pattern.source);
+  // Warm-up ceil(50 x 0.1) = 5: transformers warms up to 0.8 of the peak, then drops to 0.42 of it (cosine decay from 55 steps in).
+  refused(50, { num_decay_steps: 100 }, {}, /warm-up of 5 steps and num_decay_steps 100 add up to more than the run's 50 optimizer steps: transformers would make num_stable_steps -55 and start the decay 55 steps in.*Set num_decay_steps to at most 45, shorten the warm-up \(--warmup-steps, --warmup-ratio\), or give num_stable_steps/);
+  // Without warm-up every step would be at the last 10 of 100 decay steps: at most 2.5% of the peak.
+  refused(10, { num_decay_steps: 100, decay_type: 'linear' }, { '--warmup-ratio': '0' }, /warm-up of 0 steps and num_decay_steps 100 .* num_stable_steps -90/);
+  refused(61, { num_decay_steps: 55 }, {}, /warm-up of 7 steps .* num_stable_steps -1 .* at most 54/);
+  assert.equal(wsd(61, { num_decay_steps: 54 }).totalSteps, 61, 'warm-up and decay fill the run');
+  // num_stable_steps given: the decay starts after the warm-up and the stable steps, and is cut where the run ends.
+  const cut = wsd(50, { num_decay_steps: 100, num_stable_steps: 0, decay_type: 'linear' });
+  assert.deepEqual([4, 5, 6, 49].map((step) => learningRateAt(step, cut, 3e-4)), [3e-4 * (4 / 5), 3e-4, 3e-4 * (1 - 1 / 100), 3e-4 * (1 - 44 / 100)]);
+  // A warm-up as long as the run: every step warms up, as with the other schedules.
+  const warming = wsd(10, { num_decay_steps: 5 }, { '--warmup-steps': '15' });
+  assert.deepEqual([0, 9].map((step) => learningRateAt(step, warming, 3e-4)), [0, 3e-4 * (9 / 15)]);
+});
+
 test('--precision takes auto, f32 or mixed; auto is mixed for a base folder exactly where the adapter has shader-f16 and f32 for the demo model; mixed without shader-f16 is refused', () => {
   assert.equal(resolveConfig({ '--precision': 'f32' }).precision, 'f32');
   assert.throws(() => resolveConfig({ '--precision': 'fp16' }), (e: unknown) => e instanceof ConfigError && e.message.includes('--precision') && e.message.includes('auto, f32, mixed'));

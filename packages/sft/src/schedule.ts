@@ -46,7 +46,26 @@ export function trainingSchedule(config: Readonly<TrainConfig>, nTrain: number, 
   const warmupSteps = config.lrSchedulerType === 'constant' ? 0 : trainerWarmup;
   const defaults = Object.entries(LR_SCHEDULER_KWARGS[config.lrSchedulerType]).filter((entry): entry is [string, number | string] => entry[1] !== null);
   const lrSchedulerKwargs = Object.freeze({ ...Object.fromEntries(defaults), ...config.lrSchedulerKwargs });
+  if (config.lrSchedulerType === 'warmup_stable_decay') checkDecayFits(lrSchedulerKwargs, warmupSteps, totalSteps);
   return { microBatchSize, gradientAccumulationSteps, microBatchesPerEpoch, stepsPerEpoch, totalSteps, warmupSteps, lrSchedulerType: config.lrSchedulerType, lrSchedulerKwargs };
+}
+
+/**
+ * Refuses a warmup_stable_decay whose warm-up and num_decay_steps exceed the run when num_stable_steps is not
+ * given: transformers' get_wsd_schedule then makes num_stable_steps negative, and its decay starts part-way
+ * through, so after the warm-up the rate drops and never reaches the peak (a run without warm-up trains at
+ * the tail of the decay alone). A run that ends within its warm-up is left alone, as other schedules'.
+ */
+function checkDecayFits(kwargs: LrSchedulerKwargs, warmupSteps: number, totalSteps: number): void {
+  const decaySteps = kwargs.num_decay_steps as number;
+  const stableSteps = totalSteps - warmupSteps - decaySteps;
+  if (kwargs.num_stable_steps !== undefined || stableSteps >= 0 || warmupSteps >= totalSteps) return;
+  throw new ConfigError(
+    '--lr-scheduler-kwargs',
+    `warmup_stable_decay's warm-up of ${warmupSteps} steps and num_decay_steps ${decaySteps} add up to more than the run's ${totalSteps} optimizer steps: ` +
+      `transformers would make num_stable_steps ${stableSteps} and start the decay ${-stableSteps} steps in, so the rate would drop after the warm-up and never reach --learning-rate. ` +
+      `Set num_decay_steps to at most ${totalSteps - warmupSteps}, shorten the warm-up (--warmup-steps, --warmup-ratio), or give num_stable_steps (0 decays from the end of the warm-up, and the run stops before the decay ends)`,
+  );
 }
 
 type RateSchedule = Pick<TrainingSchedule, 'totalSteps' | 'warmupSteps' | 'lrSchedulerType' | 'lrSchedulerKwargs'>;
