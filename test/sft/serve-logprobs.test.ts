@@ -268,34 +268,41 @@ async function postCompletion(server: RunningServer, body: Record<string, unknow
   return { status: res.status, json: (await res.json()) as CompletionWithPromptLogprobs & { error: { param: string | null; message: string } } };
 }
 
+/**
+ * Checks a choice's prompt_logprobs against the float64 log-softmax `lsm` of one forward pass over `ids`: null
+ * first, then each token's own entry with vLLM's rank and the k most likely ranked 1 to k, their decoded_token.
+ */
+function checkPromptLogprobs(field: (Record<string, PromptLogprobEntry> | null)[] | undefined, ids: readonly number[], lsm: readonly Float64Array[], k: number, what: string): void {
+  const T = ids.length;
+  assert.ok(field !== undefined, `${what}: prompt_logprobs missing`);
+  const list: (Record<string, PromptLogprobEntry> | null)[] = field;
+  assert.equal(list.length, T, what);
+  assert.equal(list[0], null, what);
+  for (let t = 1; t < T; t++) {
+    const row = lsm[t - 1]!;
+    const own = ids[t]!;
+    const top = topIds(row, k);
+    const map: Record<string, PromptLogprobEntry> = list[t]!;
+    assert.deepEqual(Object.keys(map).map(Number).sort((a, b) => a - b), [...new Set([own, ...top])].sort((a, b) => a - b), `${what}: token ${t}`);
+    // vLLM's rank: the tokens at least as likely as the prompt token, itself included.
+    const rank = row.filter((v) => v >= row[own]!).length;
+    const ownRank = top.includes(own) ? top.indexOf(own) + 1 : rank;
+    assert.equal(map[own]!.rank, ownRank, `${what}: token ${t}'s rank`);
+    if (!top.includes(own)) assert.ok(rank > k, `${what}: token ${t} outside the top ${k} ranks below them`);
+    top.forEach((id, j) => assert.equal(map[id]!.rank, j + 1, `${what}: token ${t}, top ${j}`));
+    for (const [id, e] of Object.entries(map)) {
+      assert.ok(Math.abs(e.logprob - row[Number(id)]!) <= TOL, `${what}: token ${t}, id ${id}: ${e.logprob}, forward pass ${row[Number(id)]}`);
+      assert.equal(e.decoded_token, tokenText(Number(id)), `${what}: token ${t}, id ${id}`);
+    }
+  }
+}
+
 test('prompt_logprobs gives vLLM\'s list: null first, then each prompt token\'s own entry with its rank in the vocabulary and the k most likely ranked 1 to k, from the one prompt step', async () => {
   await withServer(async (server) => {
     const ids = tokenizer.encode('The patient reports a headache and nausea since yesterday');
     const T = ids.length;
     const lsm = await forwardLogSoftmax(ids);
-    const check = (field: (Record<string, PromptLogprobEntry> | null)[] | undefined, k: number, what: string): void => {
-      assert.ok(field !== undefined, `${what}: prompt_logprobs missing`);
-      const list: (Record<string, PromptLogprobEntry> | null)[] = field;
-      assert.equal(list.length, T, what);
-      assert.equal(list[0], null, what);
-      for (let t = 1; t < T; t++) {
-        const row = lsm[t - 1]!;
-        const own = ids[t]!;
-        const top = topIds(row, k);
-        const map: Record<string, PromptLogprobEntry> = list[t]!;
-        assert.deepEqual(Object.keys(map).map(Number).sort((a, b) => a - b), [...new Set([own, ...top])].sort((a, b) => a - b), `${what}: token ${t}`);
-        // vLLM's rank: the tokens at least as likely as the prompt token, itself included.
-        const rank = row.filter((v) => v >= row[own]!).length;
-        const ownRank = top.includes(own) ? top.indexOf(own) + 1 : rank;
-        assert.equal(map[own]!.rank, ownRank, `${what}: token ${t}'s rank`);
-        if (!top.includes(own)) assert.ok(rank > k, `${what}: token ${t} outside the top ${k} ranks below them`);
-        top.forEach((id, j) => assert.equal(map[id]!.rank, j + 1, `${what}: token ${t}, top ${j}`));
-        for (const [id, e] of Object.entries(map)) {
-          assert.ok(Math.abs(e.logprob - row[Number(id)]!) <= TOL, `${what}: token ${t}, id ${id}: ${e.logprob}, forward pass ${row[Number(id)]}`);
-          assert.equal(e.decoded_token, tokenText(Number(id)), `${what}: token ${t}, id ${id}`);
-        }
-      }
-    };
+    const check = (field: (Record<string, PromptLogprobEntry> | null)[] | undefined, k: number, what: string): void => checkPromptLogprobs(field, ids, lsm, k, what);
     const counted = await forwardsOver(model, T, () => postCompletion(server, { prompt: [ids], max_tokens: 2, temperature: 0, prompt_logprobs: 3, n: 2 }));
     assert.equal(counted.result.status, 200, JSON.stringify(counted.result.json));
     assert.equal(counted.forwards, 1, 'one forward pass over the prompt');
@@ -323,6 +330,33 @@ test('prompt_logprobs gives vLLM\'s list: null first, then each prompt token\'s 
     // Not asked for: no field.
     const none = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0 });
     assert.equal('prompt_logprobs' in none.json.choices[0]!, false);
+  });
+});
+
+test('echo with logprobs and no prompt_logprobs gives each choice vLLM\'s prompt_logprobs with logprobs\' count (CompletionRequest.to_sampling_params), as the explicit field does', async () => {
+  await withServer(async (server) => {
+    const ids = tokenizer.encode('The patient reports a headache and nausea since yesterday');
+    const lsm = await forwardLogSoftmax(ids);
+    const echoed = await postCompletion(server, { prompt: [ids], max_tokens: 2, temperature: 0, echo: true, logprobs: 2, n: 2 });
+    assert.equal(echoed.status, 200, JSON.stringify(echoed.json));
+    const { choices } = echoed.json;
+    checkPromptLogprobs(choices[0]!.prompt_logprobs, ids, lsm, 2, 'echo, logprobs 2');
+    assert.deepEqual(choices[1]!.prompt_logprobs, choices[0]!.prompt_logprobs, 'every choice carries the prompt\'s');
+    // The same list as prompt_logprobs 2 asked for explicitly with the same echo.
+    const explicit = await postCompletion(server, { prompt: [ids], max_tokens: 2, temperature: 0, echo: true, logprobs: 2, prompt_logprobs: 2 });
+    assert.deepEqual(choices[0]!.prompt_logprobs, explicit.json.choices[0]!.prompt_logprobs);
+    const [a, b] = [choices[0]!.logprobs!, explicit.json.choices[0]!.logprobs!];
+    assert.deepEqual(a.tokens, b.tokens);
+    a.token_logprobs.forEach((v, t) => assert.ok(v === b.token_logprobs[t] || Math.abs(v! - b.token_logprobs[t]!) <= SAME, `token ${t}: ${v}, ${b.token_logprobs[t]}`));
+    // logprobs 0 and max_tokens 0: the prompt token's own entry alone, ranked.
+    const only = await postCompletion(server, { prompt: [ids], max_tokens: 0, echo: true, logprobs: 0 });
+    assert.equal(only.status, 200, JSON.stringify(only.json));
+    checkPromptLogprobs(only.json.choices[0]!.prompt_logprobs, ids, lsm, 0, 'echo, logprobs 0, max_tokens 0');
+    // Neither echo with logprobs nor prompt_logprobs: no field.
+    for (const body of [{ echo: true }, { logprobs: 2 }]) {
+      const none = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0, ...body });
+      assert.equal('prompt_logprobs' in none.json.choices[0]!, false, JSON.stringify(body));
+    }
   });
 });
 

@@ -87,10 +87,11 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   };
   const top = job.logprobs;
   // The prompt's log-probabilities (its first token has none), for prompt_logprobs or an echo with logprobs, with
-  // prompt_logprobs' most likely tokens where given (as vLLM): scored alone when nothing is generated
-  // (max_tokens 0), else by generation's own prompt step (one forward pass over the prompt either way).
+  // prompt_logprobs' most likely tokens where given, else logprobs' (vLLM's CompletionRequest.to_sampling_params):
+  // scored alone when nothing is generated (max_tokens 0), else by generation's own prompt step (one forward pass
+  // over the prompt either way). Either way a reply not streamed carries them as the choices' prompt_logprobs, ranked.
   const promptTop = job.promptLogprobs ?? (job.echoPrompt ? top : null);
-  const ranks = job.promptLogprobs !== null;
+  const ranks = promptTop !== null && !job.stream;
   const echoRows = promptTop !== null && job.echoOnly ? await promptLogprobs(model, job.prompt, promptTop, { ranks }) : [];
   if (job.cancelled) throw new Cancelled();
   // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
@@ -233,7 +234,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
           text: job.echo + text,
           logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
           finish_reason: reason,
-          ...(job.promptLogprobs === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], job.promptLogprobs) }),
+          ...(promptTop === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], promptTop) }),
         })),
         usage: usage(gens),
       },
