@@ -2,6 +2,10 @@
 // matrix-vector, softmax and a training step, beside tfjs-webgpu and jax-js on the same adapter; writes
 // a table, bench/results/<adapter>-<date>.json and bench/RESULTS.md, and checks the targets. `--gpu-only`
 // runs the roofline and the GPU rows alone (bench/gpu.bench.ts, PyTorch beside them) on a GPU adapter.
+// `--acceptance [--budget S] [--out DIR] [--small] [--sections matmul,lora,...] [--tests DIR,...] [--no-torch]`:
+// the GPU rows beside PyTorch, the test suite, the per-kernel report and decode variants in priority order
+// within S seconds (default HUATUO_BENCH_BUDGET_S, else 450), every row written to DIR (default $OUT, else
+// gpu-check-out) as it is measured (runAcceptance in bench/gpu.bench.ts); `--small` at toy sizes on any adapter.
 import {
   destroyWebGPU,
   initWebGPU,
@@ -25,7 +29,7 @@ import { benchQuantHost } from './quant-host.bench.js';
 import { benchTrain } from './train.bench.js';
 import { benchHost } from './host.bench.js';
 import { benchTorch } from './sft.bench.js';
-import { benchGpu } from './gpu.bench.js';
+import { benchGpu, runAcceptance, SECTIONS } from './gpu.bench.js';
 
 const quick = process.argv.includes('--quick');
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -34,6 +38,29 @@ const info = await initWebGPU();
 const adapter = info.adapterName;
 const f16 = info.features.has('shader-f16');
 log(`adapter: ${adapter}; features ${[...info.features].join(', ')}; subgroup ${info.subgroupMinSize}-${info.subgroupMaxSize}${quick ? '; quick subset' : ''}`);
+
+if (process.argv.includes('--acceptance')) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const budgetS = Number(arg('--budget') ?? process.env.HUATUO_BENCH_BUDGET_S ?? 450);
+  if (!(budgetS > 0)) {
+    log(`--budget ${arg('--budget') ?? process.env.HUATUO_BENCH_BUDGET_S}: give the seconds the run may take (flag --budget or HUATUO_BENCH_BUDGET_S)`);
+    process.exit(1);
+  }
+  const code = await runAcceptance({
+    out: arg('--out') ?? process.env.OUT ?? 'gpu-check-out',
+    budgetS,
+    small: process.argv.includes('--small'),
+    sections: arg('--sections')?.split(',') ?? SECTIONS,
+    torch: !process.argv.includes('--no-torch'),
+    tests: arg('--tests')?.split(',') ?? ['test'],
+    log,
+  });
+  await destroyWebGPU();
+  process.exit(code);
+}
 const choice = await tuneMatmul();
 log(`matmul choice: main ${variantName(choice.main)}, fallback ${variantName(choice.fallback)}, decode ${choice.decode ? variantName(choice.decode) : 'general kernels'}${choice.f16 ? `, f16 ${variantName(choice.f16)}` : ''}`);
 

@@ -5,16 +5,23 @@ alpha 16, dropout 0.05) on q_proj and v_proj, next-token cross-entropy, clip to 
 LoRA parameters. With --hf: transformers' LlamaForCausalLM with PEFT's LoRA (same settings) on the
 --device (cuda), base weights in --dtype. --mode matmul times torch.matmul at M x K x N; --mode decode
 times transformers' greedy generate per token (--hf). Prints one JSON line: {"tokens_per_s",
-"ms_per_step", "params", "threads", "torch", ...}.
+"ms_per_step", "params", "threads", "torch", ...}. --mode suite runs bench/gpu.bench.ts's items (matmuls,
+then steps and decoding at --suite-layers) and --mode serve the items it reads from stdin, one a line
+(`matmul f16 2048,4096,4096`, `step 2`, `decode 4`): each prints its JSON line, flushed, as soon as it
+is measured, or {"item", "error"} where it failed.
 
     python3 bench/torch_step.py --dim 64 --layers 2 --heads 4 --kv-heads 2 --inter 172 --seq 256
     python3 bench/torch_step.py --hf --device cuda --dtype f16 --dim 4096 --layers 2 --heads 32 \
         --kv-heads 32 --inter 11008 --seq 256 --batch 8
     python3 bench/torch_step.py --mode matmul --device cuda --dtype f16 --mnk 2048,4096,4096
+    printf 'matmul f32 64,64,64\nstep 2\n' | python3 bench/torch_step.py --mode serve
 """
 import argparse
+import gc
 import json
 import math
+import re
+import sys
 import time
 
 import torch
@@ -198,23 +205,60 @@ def run_step(a, dtype):
     return out
 
 
-def run_suite(a, info):
-    """--mode suite (cuda): bench/gpu.bench.ts's PyTorch rows in one process, one JSON line each."""
+def run_item(a, item):
+    """One item of --mode suite or serve: `matmul DTYPE M,K,N`, `step LAYERS` (a LoRA step with transformers +
+    PEFT) or `decode LAYERS` (transformers' greedy generate, at most 3 timed runs)."""
     import copy
+    kind, *rest = item.split()
+    b = copy.copy(a)
+    if kind == 'matmul' and len(rest) == 2 and rest[0] in ('f16', 'f32') and re.fullmatch(r'\d+,\d+,\d+', rest[1]):
+        b.mnk = rest[1]
+        return run_matmul(b, torch.float16 if rest[0] == 'f16' else torch.float32)
+    if kind in ('step', 'decode') and len(rest) == 1 and rest[0].isdigit():
+        b.layers = int(rest[0])
+        b.hf = True
+        if kind == 'step':
+            return run_step(b, torch.float16)
+        b.steps = min(b.steps, 3)
+        return run_decode(b, torch.float16)
+    raise ValueError(f'unknown item {item!r}: give "matmul f16|f32 M,K,N", "step LAYERS" or "decode LAYERS"')
+
+
+def emit(a, item, info):
+    """Runs one item and prints its JSON line at once (flushed), or {"item", "error"} if it failed."""
+    try:
+        out = {'item': item, **run_item(a, item), **info}
+    except Exception as e:  # one failed item (out of memory, a missing package) must not end the others
+        out = {'item': item, 'error': f'{type(e).__name__}: {e}'.strip()[:500]}
+    gc.collect()
+    if a.device == 'cuda':
+        torch.cuda.empty_cache()
+    print(json.dumps(out), flush=True)
+
+
+def run_suite(a, info):
+    """--mode suite: bench/gpu.bench.ts's PyTorch rows in one process, one JSON line each as it finishes."""
     for dt in ('f16', 'f32'):
         for mnk in a.suite_mnk.split(';'):
-            b = copy.copy(a)
-            b.mnk = mnk
-            print(json.dumps({'item': f'matmul {dt} {mnk}', **run_matmul(b, torch.float16 if dt == 'f16' else torch.float32), **info}), flush=True)
-    for layers in (int(x) for x in a.suite_layers.split(',')):
-        b = copy.copy(a)
-        b.layers = layers
-        b.hf = True
-        print(json.dumps({'item': f'step {layers}', **run_step(b, torch.float16), **info}), flush=True)
-        torch.cuda.empty_cache()
-        b.steps = 3
-        print(json.dumps({'item': f'decode {layers}', **run_decode(b, torch.float16), **info}), flush=True)
-        torch.cuda.empty_cache()
+            emit(a, f'matmul {dt} {mnk}', info)
+    for layers in a.suite_layers.split(','):
+        emit(a, f'step {layers}', info)
+        emit(a, f'decode {layers}', info)
+
+
+def serve(a, info):
+    """--mode serve: first a line {"ready": true, "hf": ...}, then one JSON line per item read from stdin (one
+    item a line, as run_item takes them), until stdin closes."""
+    try:
+        import transformers  # noqa: F401
+        import peft  # noqa: F401
+        info_hf = {'hf': True}
+    except Exception as e:
+        info_hf = {'hf': False, 'hf_error': f'{type(e).__name__}: {e}'.strip()[:300]}
+    print(json.dumps({'ready': True, **info_hf, **info}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            emit(a, line.strip(), info)
 
 
 def main():
@@ -232,7 +276,7 @@ def main():
     ap.add_argument('--dtype', default='f32', help='base weights: f32 or f16 (LoRA parameters stay f32)')
     ap.add_argument('--batch', type=int, default=1)
     ap.add_argument('--hf', action='store_true', help='transformers + PEFT instead of the plain model')
-    ap.add_argument('--mode', default='step', help='step, matmul, decode or suite')
+    ap.add_argument('--mode', default='step', help='step, matmul, decode, suite or serve')
     ap.add_argument('--suite-mnk', default='2048,4096,4096;2048,4096,11008;2048,11008,4096;4096,4096,4096')
     ap.add_argument('--suite-layers', default='2,4,32')
     ap.add_argument('--mnk', default='2048,4096,4096', help='--mode matmul: M,K,N')
@@ -245,6 +289,9 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = False
     info = {'threads': torch.get_num_threads(), 'torch': torch.__version__, 'device': a.device}
     if a.device == 'cuda':
+        if not torch.cuda.is_available():
+            print(json.dumps({'ready': False, 'error': f'torch {torch.__version__}: torch.cuda.is_available() is false'}), flush=True)
+            sys.exit(1)
         info['gpu'] = torch.cuda.get_device_name()
     if a.mode == 'matmul':
         print(json.dumps({**run_matmul(a, dtype), **info}))
@@ -254,6 +301,9 @@ def main():
         return
     if a.mode == 'suite':
         run_suite(a, info)
+        return
+    if a.mode == 'serve':
+        serve(a, info)
         return
     print(json.dumps({**run_step(a, dtype), **info}))
 
