@@ -66,8 +66,8 @@ export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './t
 export type { SentencePiece, SentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizers/tokenizer-convert.js';
 export type { BpeVocabulary } from './tokenizers/tokenizer-convert.js';
-export { readTokenizerFiles, tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
-export type { TokenizerFiles } from './tokenizers/tokenizer-files.js';
+export { readTokenizerFiles, tokenizerFileNames, tokenizerFromFiles } from './tokenizers/tokenizer-files.js';
+export type { TokenizerFileBytes, TokenizerFiles } from './tokenizers/tokenizer-files.js';
 
 // Model: LLaMA on @huatuo/tensor, its weights and KV cache
 export { LlamaModel } from './model/model.js';
@@ -97,7 +97,7 @@ export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
 export type { ApplyLoraOptions, CheckedAdapter } from './lora/lora.js';
 export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
-export type { AdapterFiles, LoadAdapterOptions } from './lora/adapter-files.js';
+export type { AdapterFiles, AdapterTokenizer, LoadAdapterOptions } from './lora/adapter-files.js';
 
 // Generation
 export { generate } from './generate/generate.js';

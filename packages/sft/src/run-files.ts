@@ -1,7 +1,7 @@
 // Where a training run keeps its files (checkpoints, metrics, the final adapter): the folder
 // operations the trainer needs, on disk in Node and in IndexedDB in a browser (see platform/).
 
-import type { LlamaModel } from '@huatuo/llama';
+import type { LlamaModel, LoadAdapterOptions } from '@huatuo/llama';
 import { runFiles as platformFiles } from '#platform';
 
 /**
@@ -26,10 +26,13 @@ export interface RunFiles {
   remove(path: string): Promise<void>;
   /** Renames a file (replacing one at the target) or a folder (the target folder must not exist). */
   rename(from: string, to: string): Promise<void>;
-  /** Writes the model's PEFT adapter (adapter_config.json, adapter_model.safetensors) into `dir`. */
+  /**
+   * Writes the model's PEFT adapter (adapter_config.json, adapter_model.safetensors) into `dir`, with the tokenizer files
+   * of an adapter that brings its own vocabulary (the model's `savedModules.tokenizerFiles`).
+   */
   saveAdapter(model: LlamaModel, dir: string, baseModel: string): Promise<void>;
-  /** Loads the PEFT adapter in `dir` into the model. */
-  loadAdapter(model: LlamaModel, dir: string): Promise<void>;
+  /** Loads the PEFT adapter in `dir` into the model (see loadAdapterFromFiles' options). */
+  loadAdapter(model: LlamaModel, dir: string, options?: LoadAdapterOptions): Promise<void>;
 }
 
 /** This platform's run files: Node's file system, or IndexedDB in a browser. */

@@ -1,6 +1,6 @@
 // PEFT adapter files as bytes: adapter_config.json and adapter_model.safetensors written to
-// memory and read (safetensors or PyTorch .bin) from any byte source, so Node folders and browser
-// downloads/uploads share them.
+// memory and read (safetensors or PyTorch .bin) from any byte source, with the tokenizer files of an
+// adapter that brings its own vocabulary, so Node folders and browser downloads/uploads share them.
 
 import { AdapterError, ModelError } from '../errors.js';
 import { adapterTensorsToWrite, attachCheckedAdapter, checkAdapter, checkedSavedModules, type CheckedAdapter } from './lora.js';
@@ -12,6 +12,7 @@ import { openTensorFile } from '../formats/tensor-file.js';
 import { serializeSafetensors } from '../formats/safetensors-write.js';
 import type { ByteSource } from '../formats/source.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import type { TokenizerFileBytes } from '../tokenizers/tokenizer-files.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';
@@ -19,16 +20,29 @@ export const adapterWeightsName = 'adapter_model.safetensors';
 /** The older PEFT weights file (torch.save), read when no safetensors file is present. */
 export const adapterTorchWeightsName = 'adapter_model.bin';
 
-/** The two files of a PEFT adapter, as bytes. */
+/** The files of a PEFT adapter, as bytes. */
 export interface AdapterFiles {
   /** adapter_config.json (UTF-8 JSON, 2-space indented, newline at the end). */
   config: string;
   /** adapter_model.safetensors (f32, PEFT keys, metadata format "pt"). */
   weights: Uint8Array<ArrayBuffer>;
+  /**
+   * The tokenizer files of an adapter that brings its own vocabulary, by name, as they were loaded (the model's
+   * `savedModules.tokenizerFiles`); empty for an adapter on the base's vocabulary, whose tokenizer is the base's.
+   */
+  tokenizer: TokenizerFileBytes;
+}
+
+/** The tokenizer of an adapter's own vocabulary and the files it was read from, which saving the adapter writes back. */
+export interface AdapterTokenizer {
+  readonly tokenizer: Tokenizer;
+  /** Its files by name (tokenizer.json, tokenizer.model, tokenizer_config.json, ...; see tokenizerFileNames), as read. */
+  readonly files: TokenizerFileBytes;
 }
 
 /**
- * The adapter as PEFT's save_pretrained writes it, byte for byte what `saveAdapter` puts in a folder.
+ * The adapter as PEFT's save_pretrained writes it, byte for byte what `saveAdapter` puts in a folder, with the tokenizer
+ * files of an adapter that brings its own vocabulary, as transformers' Trainer saves the tokenizer beside the adapter.
  *
  * @example
  * const { config, weights } = await serializeAdapter(model, 'huatuo-webgpu/tiny-llama-demo');
@@ -38,7 +52,7 @@ export async function serializeAdapter(model: LlamaModel, baseModel = ''): Promi
   const tensors = await Promise.all(
     adapterTensorsToWrite(model).map(async (t) => ({ ...t, data: typeof t.data === 'function' ? await t.data() : t.data })),
   );
-  return { config: adapterConfigText(model, baseModel), weights: serializeSafetensors(tensors, { metadata: { format: 'pt' } }) };
+  return { config: adapterConfigText(model, baseModel), weights: serializeSafetensors(tensors, { metadata: { format: 'pt' } }), tokenizer: model.savedModules.tokenizerFiles ?? new Map() };
 }
 
 /** adapter_config.json's text for the model's adapter. */
@@ -57,10 +71,11 @@ export interface LoadAdapterOptions {
   /**
    * The tokenizer of the adapter's own vocabulary, asked for once the adapter is read and checked (after `beforeAttach`),
    * before the model changes, where its trained embed_tokens resizes the vocabulary (`adapter.vocabSize` is not
-   * `adapter.baseVocabSize`; Chinese-LLaMA-Alpaca's adapters ship it beside their weights). It is kept in the model's
-   * `savedModules.tokenizer` while the adapter is attached, and goes with it. An error it throws leaves the model as it was.
+   * `adapter.baseVocabSize`; Chinese-LLaMA-Alpaca's adapters ship it beside their weights), with the files it was read
+   * from. Both are kept in the model's `savedModules` while the adapter is attached (saving the adapter writes the files
+   * back), and go with it. An error it throws leaves the model as it was.
    */
-  readonly adapterTokenizer?: (adapter: CheckedAdapter) => Promise<Tokenizer>;
+  readonly adapterTokenizer?: (adapter: CheckedAdapter) => Promise<AdapterTokenizer>;
 }
 
 /**

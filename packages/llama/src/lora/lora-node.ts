@@ -1,5 +1,6 @@
-// Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors or .bin) and
-// merged Hugging Face model folders (sharded safetensors, index, config, tokenizer).
+// Node side of LoRA: PEFT adapter folders (adapter_config.json, adapter_model.safetensors or .bin, and the tokenizer
+// of an adapter that brings its own vocabulary) and merged Hugging Face model folders (sharded safetensors, index,
+// config, tokenizer).
 
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,11 +16,17 @@ import { openFileSource } from '../formats/source-node.js';
 import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from '../formats/safetensors-node.js';
 import { modelTensorsToWrite, readLinearWeight } from '../model/weights.js';
 import { writeFileAtomic } from '../formats/write-atomic-node.js';
+import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
 
 /**
  * Saves the model's adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
- * (f32, keys like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), each
- * written to a temp file and renamed. Loadable with PEFT's `PeftModel.from_pretrained`.
+ * (f32, keys like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`). An adapter that brings its own
+ * vocabulary (loaded with its tokenizer, see LoadAdapterOptions' `adapterTokenizer`) also writes the tokenizer files it
+ * was loaded with, byte for byte (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
+ * added_tokens.json, chat_template.jinja, those it came with), as transformers' Trainer saves the tokenizer beside the
+ * adapter, so the folder loads back with the same tokenizer; an adapter on the base's vocabulary writes none. Each file
+ * is written to a temp file and renamed, the tokenizer first and adapter_config.json last. Loadable with PEFT's
+ * `PeftModel.from_pretrained`.
  *
  * @example
  * await saveAdapter(model, 'out/lora-huatuo');
@@ -27,6 +34,7 @@ import { writeFileAtomic } from '../formats/write-atomic-node.js';
 export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''): Promise<void> {
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
   await mkdir(dir, { recursive: true });
+  for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(dir, name), bytes);
   await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
   await writeFileAtomic(join(dir, adapterConfigName), adapterConfigText(model, baseModel));
 }
@@ -72,17 +80,19 @@ export interface SaveMergedOptions {
   readonly maxShardBytes?: number;
   /**
    * Folder whose tokenizer files (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
-   * chat_template.jinja) and generation_config.json are copied along.
+   * added_tokens.json, chat_template.jinja) and generation_config.json are copied along. Where the attached adapter brings
+   * its own vocabulary, its tokenizer files are written instead of this folder's (only generation_config.json is copied).
    */
   readonly tokenizerDir?: string;
 }
 
-const tokenizerFiles = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json'];
+const GENERATION_CONFIG = 'generation_config.json';
 
 /**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
  * (W + scaling * B A, times m / ||W + scaling B A|| per row with DoRA, computed per tensor as it is written; the model itself is unchanged):
- * sharded safetensors with their index, config.json, and the tokenizer when `tokenizerDir` is given.
+ * sharded safetensors with their index, config.json, and the tokenizer: that of an adapter bringing its own vocabulary
+ * (the files it was loaded with, byte for byte, beside its vocab_size in config.json), else `tokenizerDir`'s when given.
  * From a quantized base (int8, nf4), each projection is dequantized, merged in f32 and written as f16,
  * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint.
  *
@@ -146,8 +156,10 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
   const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
   const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
   await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const adapterTokenizer = model.savedModules.tokenizerFiles ?? null;
+  for (const [name, bytes] of adapterTokenizer ?? []) await writeFileAtomic(join(dir, name), bytes);
   if (options.tokenizerDir !== undefined) {
-    for (const f of tokenizerFiles) {
+    for (const f of adapterTokenizer === null ? [...tokenizerFileNames, GENERATION_CONFIG] : [GENERATION_CONFIG]) {
       try {
         await writeFileAtomic(join(dir, f), await readFile(join(options.tokenizerDir, f)));
       } catch (err) {

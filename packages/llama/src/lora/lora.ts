@@ -15,8 +15,8 @@ import {
 } from './lora-config.js';
 import { loraModules, savedModules, type SavedModules } from './lora-targets.js';
 import type { LlamaModel, SavedCopies } from '../model/model.js';
-import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type { TensorToWrite } from '../formats/safetensors-write.js';
+import type { AdapterTokenizer } from './adapter-files.js';
 
 /** The rows of the base's own embedding: config.json's vocab_size, whatever adapter is attached. */
 function baseVocabSize(model: LlamaModel): number {
@@ -80,6 +80,7 @@ export function applyLora(model: LlamaModel, options: Partial<LoraConfig> = {}, 
     embedTokens: saved.embedTokens ? trainableCopy(model.baseEmbedParts, limit) : null,
     lmHead: saved.lmHead ? headOf(trainableCopy(model.baseLmHead.parts, limit)) : null,
     tokenizer: null,
+    tokenizerFiles: null,
   };
   return model.loraParameters();
 }
@@ -146,7 +147,7 @@ function uploadCopy(data: Float32Array, rows: number, cols: number, limit: numbe
 function dropSavedModules(model: LlamaModel): void {
   for (const p of model.savedModules.embedTokens ?? []) p.dispose('the adapter was removed or replaced');
   model.savedModules.lmHead?.dispose();
-  model.savedModules = { embedTokens: null, lmHead: null, tokenizer: null };
+  model.savedModules = { embedTokens: null, lmHead: null, tokenizer: null, tokenizerFiles: null };
 }
 
 /** Attaches fresh LoRA adapters as {@link applyLora} does, without the trained copies of modules_to_save, which the caller sets. */
@@ -285,7 +286,7 @@ export function checkAdapter(model: LlamaModel, config: LoraConfig, given: Reado
 }
 
 /** The adapter's tensors on the device, each a leaf that trains; on failure, those already uploaded are freed. */
-function uploadAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: Tokenizer | null): { loras: NonNullable<Linear['lora']>[]; copies: SavedCopies } {
+function uploadAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: AdapterTokenizer | null): { loras: NonNullable<Linear['lora']>[]; copies: SavedCopies } {
   const uploaded: Tensor[] = [];
   const upload = (data: Float32Array, shape: readonly number[]) => {
     const t = keep(tensor(data, shape)).requireGrad();
@@ -311,7 +312,10 @@ function uploadAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: To
       return parts;
     };
     const lmHead = copy(peftSavedLmHeadKey);
-    return { loras, copies: { embedTokens: copy(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead), tokenizer } };
+    return {
+      loras,
+      copies: { embedTokens: copy(peftSavedEmbedKey), lmHead: lmHead === null ? null : headOf(lmHead), tokenizer: tokenizer?.tokenizer ?? null, tokenizerFiles: tokenizer?.files ?? null },
+    };
   } catch (err) {
     for (const t of uploaded) t.dispose('the adapter failed to load');
     throw err;
@@ -321,9 +325,10 @@ function uploadAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: To
 /**
  * Attaches an adapter {@link checkAdapter} checked, replacing any adapter: its tensors are uploaded first, and only
  * once all are on the device is the previous adapter removed, so a failure leaves the model as it was. `tokenizer` is
- * the one of the adapter's own vocabulary (null where the base's applies), kept in `savedModules` while it is attached.
+ * the one of the adapter's own vocabulary with its files (null where the base's applies), kept in `savedModules` while
+ * it is attached.
  */
-export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: Tokenizer | null = null): void {
+export function attachCheckedAdapter(model: LlamaModel, checked: CheckedAdapter, tokenizer: AdapterTokenizer | null = null): void {
   if (tokenizer !== null && checked.vocabSize === checked.baseVocabSize) {
     throw new ModelError(`attachCheckedAdapter: the adapter keeps the base's vocabulary of ${checked.vocabSize} pieces, whose tokenizer is the base's; pass no tokenizer`);
   }
@@ -347,8 +352,9 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
   if (cfg === null) throw new ModelError('setAdapterWeights: the model has no adapter; call applyLora first');
   const slots = adaptedLinears(model).map(({ layer, target, linear }) => ({ layer, target, linear, r: linear.lora!.A.shape[0]!, scaling: linear.lora!.scaling }));
   const checked = checkedAdapterWeights(model, cfg, slots, given, file);
-  const kept = model.savedModules.tokenizer;
-  const { loras, copies } = uploadAdapter(model, checked, kept !== null && checked.vocabSize === model.config.vocabSize ? kept : null);
+  const { tokenizer, tokenizerFiles } = model.savedModules;
+  const keepTokenizer = tokenizer !== null && checked.vocabSize === model.config.vocabSize;
+  const { loras, copies } = uploadAdapter(model, checked, null);
   slots.forEach(({ linear }, i) => {
     const lora = linear.lora!;
     lora.A.dispose('replaced by loaded adapter weights');
@@ -357,7 +363,7 @@ export function setAdapterWeights(model: LlamaModel, given: ReadonlyMap<string, 
     linear.lora = { ...lora, A: loras[i]!.A, B: loras[i]!.B, magnitude: loras[i]!.magnitude };
   });
   dropSavedModules(model);
-  model.savedModules = copies;
+  model.savedModules = keepTokenizer ? { ...copies, tokenizer, tokenizerFiles: tokenizerFiles ?? null } : copies;
 }
 
 /**

@@ -28,6 +28,7 @@ import { RotaryFrequencies } from './rotary.js';
 import type { Linear } from './linear.js';
 import type { LoraConfig } from '../lora/lora-config.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import type { TokenizerFileBytes } from '../tokenizers/tokenizer-files.js';
 
 /** The trained copies of embed_tokens and lm_head that replace the base's (PEFT's modules_to_save), null where the base's is used. */
 export interface SavedCopies {
@@ -39,6 +40,12 @@ export interface SavedCopies {
    * It goes with the copies: once they are dropped, the base's vocabulary and tokenizer are in use again.
    */
   readonly tokenizer: Tokenizer | null;
+  /**
+   * The files `tokenizer` was read from (tokenizer.json, tokenizer.model, tokenizer_config.json, ...), byte for byte, which
+   * saveAdapter and saveMergedModel write beside the weights so the saved folder loads with the same tokenizer; absent or
+   * null where there are none.
+   */
+  readonly tokenizerFiles?: TokenizerFileBytes | null;
 }
 
 /** Options of {@link LlamaModel.forward}. */
@@ -127,6 +134,7 @@ export class LlamaModel {
 
   set savedModules(copies: SavedCopies) {
     if (copies.tokenizer !== null && copies.embedTokens === null) throw new ModelError('internal: a tokenizer of its own vocabulary was given without the trained embed_tokens of that vocabulary');
+    if ((copies.tokenizerFiles ?? null) !== null && copies.tokenizer === null) throw new ModelError('internal: tokenizer files were given without the tokenizer read from them');
     this.copies = copies;
     const rows = copies.embedTokens?.reduce((s, p) => s + p.shape[0]!, 0) ?? this.baseConfig.vocabSize;
     this.activeConfig = rows === this.baseConfig.vocabSize ? this.baseConfig : Object.freeze({ ...this.baseConfig, vocabSize: rows });

@@ -22,6 +22,22 @@ export interface TokenizerFiles {
   addedTokensJson?: string | Uint8Array;
 }
 
+/** A tokenizer's files by name (see {@link tokenizerFileNames}), byte for byte as they were read. */
+export type TokenizerFileBytes = ReadonlyMap<string, Uint8Array>;
+
+/**
+ * The files of a tokenizer folder that transformers' save_pretrained writes and from_pretrained reads: what an adapter
+ * bringing its own vocabulary keeps of its tokenizer and writes back, byte for byte, where it is saved or merged.
+ */
+export const tokenizerFileNames: readonly string[] = Object.freeze([
+  'tokenizer.json',
+  'tokenizer.model',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'chat_template.jinja',
+]);
+
 function text(value: string | Uint8Array): string {
   return typeof value === 'string' ? value : new TextDecoder('utf-8', { ignoreBOM: false }).decode(value);
 }

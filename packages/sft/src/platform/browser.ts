@@ -104,13 +104,14 @@ export const runFiles: RunFiles = {
     });
   },
   async saveAdapter(model, dir, baseModel) {
-    const { config, weights } = await serializeAdapter(model, baseModel);
+    const { config, weights, tokenizer } = await serializeAdapter(model, baseModel);
+    for (const [name, bytes] of tokenizer) await this.writeFile(this.join(dir, name), bytes);
     await this.writeFile(this.join(dir, adapterWeightsName), weights);
     await this.writeFile(this.join(dir, adapterConfigName), config);
   },
-  async loadAdapter(model, dir) {
+  async loadAdapter(model, dir, options) {
     const configPath = this.join(dir, adapterConfigName);
     const weightsPath = this.join(dir, adapterWeightsName);
-    await loadAdapterFromFiles(model, await this.readText(configPath), configPath, bytesSource(weightsPath, await this.readBytes(weightsPath)));
+    await loadAdapterFromFiles(model, await this.readText(configPath), configPath, bytesSource(weightsPath, await this.readBytes(weightsPath)), options);
   },
 };

@@ -29,5 +29,5 @@ export const runFiles: RunFiles = {
     await syncDir(dirname(to));
   },
   saveAdapter: (model, dir, baseModel) => saveAdapter(model, dir, baseModel),
-  loadAdapter: (model, dir) => loadAdapter(model, dir),
+  loadAdapter: (model, dir, options) => loadAdapter(model, dir, options),
 };
