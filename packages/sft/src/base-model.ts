@@ -105,23 +105,24 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
  * base's own, not with a previous adapter's, so an adapter on the base's vocabulary loaded after a resized one brings the
  * base's tokenizer back, as removing the adapter (removeLora) does.
  * `options.trustTokenizerPatterns` runs the regular expressions of that tokenizer.json as written (`--trust-tokenizer-patterns`).
+ * Saving the adapter (saveAdapter, a run's output folder and checkpoints) writes that tokenizer's files back.
  * Returns the folder whose tokenizer (and chat template) is now in use: `dir`, or null for the base's own.
- * @throws ConfigError naming --adapter when the vocabulary changes and `dir` holds no tokenizer, or a tokenizer with
- * more pieces than the adapter's vocabulary.
+ * @throws ConfigError naming `flag` (default --adapter) when the vocabulary changes and `dir` holds no tokenizer, or a
+ * tokenizer with more pieces than the adapter's vocabulary.
  * @example const tokenizerDir = (await loadAdapterWithTokenizer(base, 'chinese-alpaca-lora-7b')) ?? base.name;
  */
-export async function loadAdapterWithTokenizer(base: BaseModel, dir: string, options: TokenizerLoadOptions = {}): Promise<string | null> {
-  await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir), options));
+export async function loadAdapterWithTokenizer(base: BaseModel, dir: string, options: TokenizerLoadOptions = {}, flag = '--adapter'): Promise<string | null> {
+  await loadAdapter(base.model, dir, adapterTokenizerOptions(folderTokenizerFiles(dir, flag), options));
   return base.model.savedModules.tokenizer === null ? null : dir;
 }
 
-/** The tokenizer files of the adapter folder `dir`, a refusal naming --adapter. */
-function folderTokenizerFiles(dir: string): AdapterTokenizerFiles {
+/** The tokenizer files of the adapter folder `dir`, a refusal naming `flag`. */
+function folderTokenizerFiles(dir: string, flag: string): AdapterTokenizerFiles {
   return {
     read: async (file) => (existsSync(join(dir, file)) ? new Uint8Array(await readFile(join(dir, file))) : undefined),
     where: dir,
     whenMissing: `copy the tokenizer the adapter was trained with into ${dir}`,
-    refusal: (message) => new ConfigError('--adapter', message),
+    refusal: (message) => new ConfigError(flag, message),
   };
 }
 

@@ -11,12 +11,14 @@ import {
   peftSavedLmHeadKey,
   type LlamaConfigOverrides,
   type LlamaModel,
+  type LoadAdapterOptions,
   type LoraTargetModule,
   type MemoryLimits,
   type Tokenizer,
 } from '@huatuo/llama';
 import { deviceInfo, type FloatDType, type Tensor } from '@huatuo/tensor';
 import type { TrainConfig } from './config.js';
+import { CheckpointError } from './errors.js';
 import { fitMicroBatch } from './memory-plan.js';
 import { runFiles } from './run-files.js';
 import type { DeviceBatch, TrainableModel } from './train-types.js';
@@ -134,9 +136,32 @@ export class LoraModel implements TrainableModel {
     return runFiles.saveAdapter(this.llama, dir, this.baseName);
   }
 
+  /** Loads the run's own adapter from `dir` (a checkpoint, or the best one at the end), keeping the run's tokenizer. */
   loadAdapter(dir: string): Promise<void> {
-    return runFiles.loadAdapter(this.llama, dir);
+    return runFiles.loadAdapter(this.llama, dir, runTokenizerKept(this.llama, dir));
   }
+}
+
+/**
+ * loadAdapter's options for a run's own adapter in `dir` (a checkpoint of the run, or its best): the data was tokenized
+ * with the tokenizer of the vocabulary in use (the base's, or the one an --init-adapter brought with its own
+ * vocabulary), so that tokenizer and its files stay, and an adapter on another vocabulary is refused before it attaches.
+ */
+function runTokenizerKept(model: LlamaModel, dir: string): LoadAdapterOptions {
+  const vocabSize = model.config.vocabSize;
+  const { tokenizer, tokenizerFiles } = model.savedModules;
+  return {
+    beforeAttach: (adapter) => {
+      if (adapter.vocabSize === vocabSize) return;
+      throw new CheckpointError(
+        `${dir} holds an adapter on a vocabulary of ${adapter.vocabSize} pieces, but this run's data was tokenized for ${vocabSize} (${tokenizer === null ? "the base's tokenizer" : 'the tokenizer of the --init-adapter'}); resume with the --base and --init-adapter the run started with`,
+      );
+    },
+    adapterTokenizer: async () => {
+      if (tokenizer === null) throw new Error(`internal: ${dir} brings its own vocabulary of ${vocabSize} pieces, but the run has no tokenizer of it`);
+      return { tokenizer, files: tokenizerFiles ?? new Map() };
+    },
+  };
 }
 
 /**

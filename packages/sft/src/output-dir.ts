@@ -1,14 +1,19 @@
-// The output folder of a training run: what an earlier run left there (final adapter, metrics,
-// loss curve, checkpoints), the refusal to start a fresh run over it, and its removal on request.
+// The output folder of a training run: what an earlier run left there (final adapter with its tokenizer where it brings
+// its own vocabulary, metrics, loss curve, checkpoints), the refusal to start a fresh run over it, and its removal on request.
+import { tokenizerFileNames } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
 const RUN_FILES = new Set(['adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl', 'loss.svg']);
+/** Written beside the final adapter where it brings its own vocabulary; a run's only in a folder holding an adapter. */
+const ADAPTER_TOKENIZER_FILES = new Set(tokenizerFileNames);
 const CHECKPOINT_NAME = /^checkpoint-\d+(\.tmp)?$/;
 
-/** The names in `dir` that a training run writes (final adapter, metrics, loss curve, checkpoints), sorted. */
+/** The names in `dir` that a training run writes (final adapter and its tokenizer, metrics, loss curve, checkpoints), sorted. */
 export async function earlierRun(files: Pick<RunFiles, 'list'>, dir: string): Promise<string[]> {
-  return (await files.list(dir)).filter((name) => RUN_FILES.has(name) || CHECKPOINT_NAME.test(name)).sort();
+  const names = await files.list(dir);
+  const withAdapter = names.includes('adapter_config.json');
+  return names.filter((name) => RUN_FILES.has(name) || CHECKPOINT_NAME.test(name) || (withAdapter && ADAPTER_TOKENIZER_FILES.has(name))).sort();
 }
 
 /**

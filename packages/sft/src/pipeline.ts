@@ -4,14 +4,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFromPreset, loadLlamaConfig } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
-import { ConfigError } from './errors.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { DEMO_DATA_PATH, loadRecords } from './data-node.js';
-import { loadBaseModel, type BaseModelOptions } from './base-model.js';
+import { loadAdapterWithTokenizer, loadBaseModel, type BaseModelOptions } from './base-model.js';
 import { attachLora, type BaseModel, type LoraModel } from './lora-model.js';
 import { deviceLimits } from './lora-model.js';
 import { fitMicroBatch } from './memory-plan.js';
-import { planRun, prepareRecords, type PreparedData, type RunPlan } from './prepare.js';
+import { planRun, prepareRecords, tokenizeSplit, type PreparedData, type RunPlan } from './prepare.js';
 import { resolveTemplate } from './prompt-node.js';
 import { checkContext } from './preflight.js';
 import { checkOutputDir, resumesRunIn } from './output-dir.js';
@@ -36,7 +35,9 @@ export interface RunOptions {
   config: TrainConfig;
   /**
    * A PEFT adapter folder whose weights start the training (HuaTuo's resume from an adapter file);
-   * its r, alpha, dropout and target modules replace the config's.
+   * its r, alpha, dropout and target modules replace the config's. One that brings its own vocabulary (embed_tokens and
+   * lm_head in modules_to_save, resized) brings the tokenizer in its folder: the data is tokenized with it, and the run's
+   * adapters are saved with its files.
    */
   initAdapter?: string | null;
   /** Config keys set explicitly (flags given): with `initAdapter`, one differing from the adapter is refused. */
@@ -89,17 +90,13 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
   const base = await loadBaseModel(config.baseModel, undefined, { quantize: config.quantize, dtype, ...options.baseModel });
   checkContext(config.cutoffLen, base.model, base.name);
   const prepared = await prepareData(config, base);
-  const data = (!options.dryRun && (await options.prepareBase?.(base, prepared))) || prepared;
+  let data = (!options.dryRun && (await options.prepareBase?.(base, prepared))) || prepared;
   const model = attachLora(base, config);
   if (options.initAdapter) {
-    const vocab = base.model.config.vocabSize;
-    await model.loadAdapter(options.initAdapter);
-    if (base.model.config.vocabSize !== vocab) {
-      throw new ConfigError(
-        '--init-adapter',
-        `${options.initAdapter} trains embed_tokens and lm_head on a vocabulary of ${base.model.config.vocabSize} pieces (the base has ${vocab}), whose tokenizer the data was not tokenized with; merge it into the base first (huatuo-train merge --base ${config.baseModel ?? '<base>'} --adapter ${options.initAdapter} --out <folder>) and train on the merged folder`,
-      );
-    }
+    // An adapter that brings its own vocabulary brings its tokenizer (Chinese-LLaMA-Alpaca's), which the run tokenizes
+    // with and its adapters are saved with.
+    const trust = { trustTokenizerPatterns: options.baseModel?.trustTokenizerPatterns ?? false };
+    if ((await loadAdapterWithTokenizer(base, options.initAdapter, trust, '--init-adapter')) !== null) data = tokenizeSplit(data, config, base);
   }
   const plan = planRun(config, base, data);
   await options.onPlan?.(plan, data, base);

@@ -32,6 +32,16 @@ export function prepareRecords(records: LoadedRecord[], file: string, template: 
     throw new ConfigError('--val-set-size', `${config.valSetSize} validation records leave none of the ${records.length} in ${file} for training; lower it`);
   }
   const split = splitTrainVal(records, config.valSetSize, config.splitSeed);
+  return tokenizeSplit({ file, template, trainRecords: split.train, valRecords: split.val }, config, base);
+}
+
+/**
+ * Training and validation records already split, tokenized with `base.tokenizer` (the tokenizer of the vocabulary in
+ * use: an adapter's that brings its own, else the base's).
+ */
+export function tokenizeSplit(data: Pick<PreparedData, 'file' | 'template' | 'trainRecords' | 'valRecords'>, config: TrainConfig, base: BaseModel): PreparedData {
+  const { file, template } = data;
+  const split = { train: data.trainRecords, val: data.valRecords };
   const options = { cutoffLen: config.cutoffLen, trainOnInputs: config.trainOnInputs };
   const tokenizer = textTokenizer(base.tokenizer);
   const trainTokens = tokenizeRecords(split.train, template, tokenizer, options);
