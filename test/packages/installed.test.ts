@@ -117,6 +117,14 @@ describe('the packed packages installed in a fresh project', () => {
     }
   });
 
+  it("ships llama-tokenizer-js's MIT notice beside the LLaMA tokenizer files made from its pieces and merges", () => {
+    const assets = join(project, 'node_modules/@huatuo/llama/assets/llama-tokenizer');
+    assert.match(readFileSync(join(assets, 'SOURCE.md'), 'utf8'), /`llama-tokenizer-js` \(MIT, copyright 2023 belladore\.ai; its licence is\s+`LICENSE-llama-tokenizer-js\.md`/);
+    const notice = readFileSync(join(repoRoot, 'node_modules/llama-tokenizer-js/LICENSE.md'), 'utf8');
+    assert.match(notice, /^MIT LICENSE\s+Copyright 2023 belladore\.ai/);
+    assert.equal(readFileSync(join(assets, 'LICENSE-llama-tokenizer-js.md'), 'utf8'), notice);
+  });
+
   it('plain Node imports every entry point, and the browser builds of those that have them', () => {
     const loaded = JSON.parse(assertRan(runIn(project, process.execPath, ['import-entries.mjs']), 'import-entries.mjs')) as Record<string, number>;
     const subpaths = [...installed.values()].flatMap((m) => Object.keys(m.exports).map((s) => m.name + s.slice(1)));
