@@ -1,10 +1,11 @@
 // Writes the publishable tarball of every package (packages/*) into a folder: `node scripts/pack.mjs <folder>`,
-// then `npm publish <folder>/huatuo-<name>-<version>.tgz` for each. The tarballs hold what `npm pack` packs,
-// with the `source` export condition (this repository's route to the TypeScript sources) left out of their
-// package.json: a consumer whose own project sets that common condition would otherwise load and type-check
-// our src/*.ts. Builds first (kernels check, tsc --build) unless --skip-build.
+// then `npm publish <folder>/huatuo-<name>-<version>.tgz` for each. A tarball holds what `npm pack` packs, less
+// two things: the `source` export condition of package.json (this repository's route to the TypeScript
+// sources, which a consumer whose own project sets that common condition would otherwise load and
+// type-check), and compiled files whose source is gone (tsc --build leaves them in dist). Builds first
+// (kernels check, tsc --build) unless --skip-build.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,15 @@ export function publishedManifest(manifest) {
   return out;
 }
 
+/** The endings of what tsc writes for a src/*.ts file. */
+const COMPILED = /\.(js|d\.ts|js\.map)$/;
+
+/** The compiled files under `folder`/dist without a source in `folder`/src: left by a build of a file since removed. */
+export function orphanedOutputs(folder) {
+  const compiled = readdirSync(join(folder, 'dist'), { recursive: true, encoding: 'utf8' }).filter((f) => COMPILED.test(f));
+  return compiled.filter((f) => !existsSync(join(folder, 'src', f.replace(COMPILED, '.ts')))).map((f) => join('dist', f));
+}
+
 function run(command, args, options = {}) {
   const result = spawnSync(command, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], ...options });
   if (result.error) throw new Error(`pack: could not run ${command}: ${result.error.message}`);
@@ -59,6 +69,9 @@ export function packAll(destination, { build = true } = {}) {
       const folder = join(staging, filename.replace(/\.tgz$/, ''));
       mkdirSync(folder);
       run('tar', ['-xzf', join(staging, filename), '-C', folder, '--strip-components=1']);
+      const orphans = orphanedOutputs(folder);
+      for (const file of orphans) rmSync(join(folder, file));
+      if (orphans.length > 0) console.error(`pack: left out of ${filename} (no source in src: an earlier build's; deleting the package's dist and building again clears them): ${orphans.join(', ')}`);
       const manifestPath = join(folder, 'package.json');
       writeFileSync(manifestPath, `${JSON.stringify(publishedManifest(JSON.parse(readFileSync(manifestPath, 'utf8'))), null, 2)}\n`);
       return folder;

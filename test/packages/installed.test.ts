@@ -117,6 +117,15 @@ describe('the packed packages installed in a fresh project', () => {
     }
   });
 
+  it('ships in dist only what its src compiles to, not the output of sources since removed', () => {
+    for (const name of installed.keys()) {
+      const folder = join(project, 'node_modules', name);
+      const compiled = readdirSync(join(folder, 'dist'), { recursive: true, encoding: 'utf8' }).filter((f) => /\.(js|d\.ts|js\.map)$/.test(f));
+      const orphans = compiled.filter((f) => !existsSync(join(folder, 'src', f.replace(/\.(js|d\.ts|js\.map)$/, '.ts'))));
+      assert.deepEqual(orphans, [], `${name}: dist files without a source in src`);
+    }
+  });
+
   it("ships llama-tokenizer-js's MIT notice beside the LLaMA tokenizer files made from its pieces and merges", () => {
     const assets = join(project, 'node_modules/@huatuo/llama/assets/llama-tokenizer');
     assert.match(readFileSync(join(assets, 'SOURCE.md'), 'utf8'), /`llama-tokenizer-js` \(MIT, copyright 2023 belladore\.ai; its licence is\s+`LICENSE-llama-tokenizer-js\.md`/);
