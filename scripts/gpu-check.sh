@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a GPU machine, in a built checkout (or a pack of one: ../shared/gpu/pack.sh, run through run-packed.sh).
+# On a GPU machine, in a built checkout (Node 20 with the `webgpu` package, and the Vulkan loader).
 # Run this first; it gives the acceptance data in one command of about ACCEPTANCE_BUDGET + 30 seconds:
 #   bash scripts/gpu-check.sh acceptance
 #   bash scripts/gpu-check.sh [acceptance|report|tests|bench|quant|decode]...   (default: acceptance)
