@@ -459,20 +459,25 @@ const children = new Set<ChildProcess>();
  */
 function runTimed(args: string[], seconds: number, logPath: string): Promise<{ code: number | null; timedOut: boolean }> {
   const fd = openSync(logPath, 'a');
-  const child = spawn('timeout', ['-k', '5', String(Math.max(1, Math.floor(seconds))), ...args], { cwd: root, stdio: ['ignore', fd, fd] });
+  // Under a test runner's NODE_TEST_CONTEXT a nested `node --test` would report to it instead of the log.
+  const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
+  const child = spawn('timeout', ['-k', '5', String(Math.max(1, Math.floor(seconds))), ...args], { cwd: root, stdio: ['ignore', fd, fd], env });
   children.add(child);
   return new Promise((resolve) => {
-    child.on('error', (e) => {
-      children.delete(child);
-      closeSync(fd);
-      resolve({ code: null, timedOut: false });
-      process.stderr.write(`timeout ${args.join(' ')}: ${e.message}\n`);
-    });
-    child.on('exit', (code) => {
+    // 'exit' may follow 'error' or not: the first of them ends the run.
+    let ended = false;
+    const end = (code: number | null) => {
+      if (ended) return;
+      ended = true;
       children.delete(child);
       closeSync(fd);
       resolve({ code, timedOut: code === 124 || code === 137 });
+    };
+    child.on('error', (e) => {
+      process.stderr.write(`timeout ${args.join(' ')}: ${e.message}\n`);
+      end(null);
     });
+    child.on('exit', end);
   });
 }
 

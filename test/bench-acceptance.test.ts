@@ -99,3 +99,12 @@ test('an adapter without 1 GiB bindings is refused at full size, naming --small'
   assert.ok(!existsSync(join(out, 'rows.jsonl')));
   })();
 });
+
+test('the tests section runs the suite it is given and notes its totals, its output in tests.log', withOut(async (out) => {
+  const run = await runScript(RUN, ['--acceptance', '--small', '--no-torch', '--budget', '150', '--sections', 'tests', '--tests', 'test/kernels/params.test.ts', '--out', out]);
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  const md = readFileSync(join(out, 'acceptance.md'), 'utf8');
+  const totals = /tests: exit 0; tests (\d+), pass (\d+), fail 0, cancelled 0, skipped 0, todo 0/.exec(md);
+  assert.ok(totals !== null && Number(totals[1]) > 0 && totals[1] === totals[2], md);
+  assert.match(readFileSync(join(out, 'tests.log'), 'utf8'), new RegExp(`^ℹ pass ${totals[2]}$`, 'm'));
+}));
