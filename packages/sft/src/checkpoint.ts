@@ -11,6 +11,12 @@ import { runFiles as files } from './run-files.js';
 export interface TrainerState {
   /** Optimizer steps completed. */
   step: number;
+  /**
+   * The optimizer steps taken, which set the learning rate (the Trainer's scheduler count, torch
+   * LambdaLR's last_epoch): `step` less the steps skipped for inf/NaN gradients in mixed precision.
+   * Absent in checkpoints written before it was recorded, whose rates followed `step`.
+   */
+  lrSchedulerSteps?: number;
   totalSteps: number;
   microBatchSize: number;
   gradientAccumulation: number;

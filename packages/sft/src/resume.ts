@@ -191,6 +191,12 @@ export async function readResumePoint(resume: string, run: RunRecipe, recipe?: R
   const nTrain = run.train.length;
   const dir = await findResumePoint(resume, config.outputDir);
   const payload = await readCheckpoint(dir);
+  const { step, lrSchedulerSteps } = payload.state;
+  if (lrSchedulerSteps !== undefined && !(Number.isInteger(lrSchedulerSteps) && lrSchedulerSteps >= 0 && lrSchedulerSteps <= step)) {
+    throw new CheckpointError(
+      `${dir}: trainer_state.json's lrSchedulerSteps is ${JSON.stringify(lrSchedulerSteps)}; it counts the optimizer steps taken, an integer from 0 to the checkpoint's step ${step}. Choose another checkpoint`,
+    );
+  }
   // Checkpoints written before the option trained with the micro-batch normalization.
   const normalization = payload.state.lossNormalization ?? 'micro-batch';
   if (normalization !== config.lossNormalization) {

@@ -45,6 +45,10 @@ export interface ProgressEvent {
   /** On 'step': the step's training loss; on 'log': the mean of the step losses since the previous 'log' (the Trainer's logged loss). */
   loss?: number;
   valLoss?: number;
+  /**
+   * On 'step' and 'log': the step's learning rate, the schedule's at the optimizer steps taken before it
+   * (TrainerState.lrSchedulerSteps); a step skipped for inf/NaN gradients takes none, so the next one has its rate.
+   */
   lr?: number;
   tokensPerSec?: number;
   elapsedSec: number;

@@ -25,6 +25,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const recipe = await recordedRecipe(run);
   let state: TrainerState = {
     step: 0,
+    lrSchedulerSteps: 0,
     totalSteps: schedule.totalSteps,
     microBatchSize,
     gradientAccumulation: accumulation,
@@ -65,6 +66,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (saved) {
     optimizer.loadStateDict(saved.optimizer);
     state = saved.state;
+    // Checkpoints written before the count was recorded took each rate from the step index (checked in readResumePoint).
+    state.lrSchedulerSteps ??= state.step;
     // The same as the checkpoint's (checked), recorded also where an older checkpoint lacked them.
     state.lrSchedule = lrScheduleState(schedule);
     state.lossNormalization = config.lossNormalization;
@@ -105,7 +108,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     while (state.step < lastStep) {
       const step = state.step;
       activity = `at step ${step + 1} of ${schedule.totalSteps}`;
-      const lr = learningRateAt(step, schedule, config.learningRate);
+      // The rate of the optimizer steps taken so far, as the Trainer's scheduler, which a step skipped by loss scaling does not advance.
+      const scheduled = state.lrSchedulerSteps ?? step;
+      const lr = learningRateAt(scheduled, schedule, config.learningRate);
       optimizer.setLr(lr);
       const { chunks, lossDivisor } = batchesOf(step);
       const { loss: stepLoss, lossScale, stepped, tokens } = await optimizerStep({
@@ -130,6 +135,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         );
       }
       state.step = step + 1;
+      state.lrSchedulerSteps = stepped ? scheduled + 1 : scheduled;
       if (scaler.enabled) state.gradScaler = scaler.stateDict();
       stepLosses.set(state.step, stepLoss);
       const scaling = scaler.enabled ? { lossScale, skipped: !stepped } : {};
