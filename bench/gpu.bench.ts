@@ -334,6 +334,7 @@ async function theirs(run: Run, item: string, estimateS: number): Promise<void> 
   if (run.torch === null) return once('PyTorch: off (--no-torch); no PyTorch rows');
   const ready = await run.torch.ready(run.scale.estimate.torchReady * 1000);
   if (!ready.ok) return once(`PyTorch: skipped (${ready.why})`);
+  once(`PyTorch: torch ${ready.line.torch} on ${ready.line.gpu ?? ready.line.device} (${PYTHON}); transformers + PEFT ${ready.hf ? 'import' : 'do not import'}`);
   if (!item.startsWith('matmul') && !ready.hf) return once(`PyTorch LoRA step and generate: skipped (transformers + PEFT do not import under ${PYTHON}: ${ready.why})`);
   if (!run.budget.fits(estimateS)) {
     run.note(`PyTorch ${item}: skipped (needs ~${estimateS.toFixed(0)} s, ${Math.max(0, run.budget.leftS()).toFixed(0)} s left of the ${run.budget.totalS} s budget)`);
