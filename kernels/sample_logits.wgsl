@@ -1,9 +1,11 @@
 // One token drawn per row of logits x [B, V] with Hugging Face's warpers in their order: s = x / temperature,
 // top-k (tokens below the k-th largest logit dropped, ties with it kept), p = softmax(s), top-p (TopPLogitsWarper:
 // ascending order, ties higher index first, tokens dropped while the cumulative p <= 1 - top_p, the last kept),
-// then the first token, in index order, whose running sum of kept p exceeds u[b] * (sum of kept p).
+// then the first token, in index order, whose running sum of kept p exceeds u[b] * (sum of kept p); and that
+// token's log-probability under the distribution drawn from (vLLM V0's sample logprob, which best_of sums):
+// (s - max s) - log(sum of exp(s - max s) over top-k's tokens) - log(top-p's kept share of their p).
 // Bindings: 0 Params; 1 x: array<T> read [B, V]; 2 u: array<f32> read [B]; 3 probs: array<f32> read_write [B, V]
-// (scratch: each row's p); 4 ids: array<i32> read_write [B].
+// (scratch: each row's p); 4 ids: array<i32> read_write [B]; 5 logprobs: array<f32> read_write [B].
 // Workgroup: WG threads per row (256, or 64 on CPU drivers), no sort. The k-th logit: a radix select on the
 // values' order-preserving bits, log2(WG) at a time (a histogram of WG bins per step). When at most CAP tokens have p > 0 (top-k kept few), they
 // are gathered in index order into workgroup memory, ranked for top-p by counting, and drawn from there; else the
@@ -23,6 +25,7 @@ alias T = f32;
 //!   u: array<f32> read
 //!   probs: array<f32> read_write
 //!   ids: array<i32> read_write
+//!   logprobs: array<f32> read_write
 
 const WG: u32 = {{WG}}u;          // 256 on GPUs; 64 on CPU drivers, where a wide workgroup is slow to compile
 const DIGIT: u32 = {{DIGIT}}u;    // log2(WG): bits of the radix select's digit, one bin per thread
@@ -199,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   n = reduce_u(lid, n, SUM);
   if (lid == 0u) { kept_count = n; }
   if (workgroupUniformLoad(&kept_count) <= CAP) {
-    sample_gathered(row, base, lid);
+    sample_gathered(row, base, lid, m, z);
     return;
   }
 
@@ -283,11 +286,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   pick = reduce_u(lid, pick, MIN);
   let fallback = reduce_u(lid, select(0u, last, has_last), MAX);
-  if (lid == 0u) { ids[row] = i32(min(select(pick, fallback, pick == 0xffffffffu), V - 1u)); }
+  if (lid == 0u) { write_pick(row, base, min(select(pick, fallback, pick == 0xffffffffu), V - 1u), m, z, scanned.y); }
+}
+
+// The picked token and its log-probability: s = x / temperature with m its kept maximum, z the sum of exp(s - m)
+// over top-k's tokens, and `kept` top-p's kept share of their p.
+fn write_pick(row: u32, base: u32, id: u32, m: f32, z: f32, kept: f32) {
+  ids[row] = i32(id);
+  logprobs[row] = (f32(x[base + id]) / p.temperature - m) - log(z) - log(kept);
 }
 
 // Top-p and the draw over the n <= CAP tokens of p > 0, gathered into workgroup memory in index order.
-fn sample_gathered(row: u32, base: u32, lid: u32) {
+fn sample_gathered(row: u32, base: u32, lid: u32, m: f32, z: f32) {
   let V = p.V;
   let n = kept_count;
   let chunk = (V + WG - 1u) / WG;
@@ -353,5 +363,5 @@ fn sample_gathered(row: u32, base: u32, lid: u32) {
   }
   pick = reduce_u(lid, pick, MIN);
   let fallback = reduce_u(lid, select(0u, last, has_last), MAX);
-  if (lid == 0u) { ids[row] = i32(min(select(pick, fallback, pick == 0xffffffffu), V - 1u)); }
+  if (lid == 0u) { write_pick(row, base, min(select(pick, fallback, pick == 0xffffffffu), V - 1u), m, z, scanned.y); }
 }

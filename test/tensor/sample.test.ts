@@ -1,10 +1,10 @@
 // sampleLogits against the float64 reference: the same token for the same uniform away from the
 // boundaries of the reference's distribution (random logits, ties, -inf, f16, each warper on and off),
-// and exact frequencies over a grid of uniforms.
+// with its log-probability under the distribution drawn from, and exact frequencies over a grid of uniforms.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { hasF16, refSampleProbs, refSampleRow, sampleLogits, tensor, type SampleOptions } from '@huatuo/tensor';
+import { hasF16, refSampleProbs, refSampledLogprob, refSampleRow, sampleLogits, sampleLogitsWithLogprobs, tensor, type SampleOptions } from '@huatuo/tensor';
 import { setSampleWidth } from '@huatuo/tensor/internal';
 import { gpu, scoped } from './helpers.js';
 
@@ -72,7 +72,7 @@ const VARIANTS = [
 ] as const;
 
 for (const { dtype, width } of VARIANTS) {
-  test(`sampleLogits (${dtype}, ${width} threads a row) picks the reference's token for the same uniform away from its boundaries`, async (t) => {
+  test(`sampleLogits (${dtype}, ${width} threads a row) picks the reference's token for the same uniform away from its boundaries, with its log-probability`, async (t) => {
     await gpu();
     if (dtype === 'f16' && !hasF16()) return t.skip('adapter lacks shader-f16');
     setSampleWidth(width);
@@ -84,7 +84,9 @@ for (const { dtype, width } of VARIANTS) {
         scoped(async () => {
           const x = tensor(logitsOf(c), [c.B, c.V], { dtype });
           const host = (await x.toArray()) as Float32Array;
-          const ids = (await sampleLogits(x, tensor(Float32Array.from(u), [c.B]), o).toArray()) as Int32Array;
+          const picked = sampleLogitsWithLogprobs(x, tensor(Float32Array.from(u), [c.B]), o);
+          const ids = (await picked.ids.toArray()) as Int32Array;
+          const logprobs = (await picked.logprobs.toArray()) as Float32Array;
           for (let b = 0; b < c.B; b++) {
             const row = host.subarray(b * c.V, (b + 1) * c.V);
             const uf = Math.fround(u[b]!);
@@ -95,6 +97,9 @@ for (const { dtype, width } of VARIANTS) {
             compared++;
             const want = refSampleRow(row, o, uf);
             assert.equal(ids[b], want, `row ${b} of ${JSON.stringify(c)}, ${JSON.stringify(o)}, u ${uf}: got ${ids[b]} (logit ${row[ids[b]!]}), reference ${want} (logit ${row[want]})`);
+            // f32 against float64: s - max s reaches 80 (logits of scale 12 at temperature 0.3).
+            const lp = refSampledLogprob(row, o, want);
+            assert.ok(Math.abs(logprobs[b]! - lp) <= 1e-4 + 2e-6 * Math.abs(lp), `row ${b} of ${JSON.stringify(c)}, ${JSON.stringify(o)}: log-probability ${logprobs[b]}, reference ${lp}`);
           }
         }),
       ),

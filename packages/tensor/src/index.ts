@@ -31,7 +31,7 @@ export type { BackwardOptions } from './autograd.js';
 export { add, sub, mul, div, neg } from './ops/arithmetic.js';
 export { exp, log, sqrt, rsqrt, pow, silu, relu } from './ops/unary.js';
 export { sum, mean, max, argmax } from './ops/reduce.js';
-export { sampleLogits } from './ops/sample.js';
+export { sampleLogits, sampleLogitsWithLogprobs } from './ops/sample.js';
 export { repetitionPenalty, seenMask, markSeen } from './ops/repetition-penalty.js';
 export { frequencyPresencePenalty, tokenCounts, countTokens } from './ops/frequency-presence-penalty.js';
 export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
@@ -122,7 +122,7 @@ export { refCrossEntropy, refCrossEntropyBackward } from './reference/cross-entr
 export type { RefReduction } from './reference/cross-entropy.js';
 export { refDropout, refDropoutBackward, refDropoutKeep } from './reference/dropout.js';
 export { refSwiglu, refSwigluBackward } from './reference/swiglu.js';
-export { refSampleProbs, refSampleRow, refSampleLogits } from './reference/sample.js';
+export { refSampleProbs, refSampleRow, refSampleLogits, refSampledLogprob } from './reference/sample.js';
 export { refRepetitionPenalty } from './reference/repetition-penalty.js';
 export { refFrequencyPresencePenalty } from './reference/frequency-presence-penalty.js';
 export { refLogSoftmaxTopK } from './reference/log-softmax-top-k.js';

@@ -1,5 +1,6 @@
 // sampleLogits: one token drawn per row of logits on the GPU with Hugging Face's temperature, top-k
-// and top-p warpers (no gradient), so decoding can feed the picks to the next step without a readback.
+// and top-p warpers (no gradient), so decoding can feed the picks to the next step without a readback; and
+// each pick's log-probability under the distribution drawn from, for best_of's ranking.
 import { deviceInfo, getRuntime } from '../backend/context.js';
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
@@ -32,6 +33,19 @@ function checkOptions(o: SampleOptions): void {
  * const ids = sampleLogits(logits, tensor(new Float32Array([0.3, 0.8])), { temperature: 0.7, topK: 40, topP: 0.9 });
  */
 export function sampleLogits(logits: Tensor, uniforms: Tensor, options: SampleOptions): Tensor {
+  const { ids, logprobs } = sampleLogitsWithLogprobs(logits, uniforms, options);
+  logprobs.dispose('unused output of sampleLogits');
+  return ids;
+}
+
+/**
+ * {@link sampleLogits}, with each drawn token's log-probability under the distribution it was drawn from
+ * (after temperature, top-k and top-p, as vLLM V0's sampler gives it and its best_of sums): logprobs [B] f32,
+ * in f32 on the GPU. The host's float64 version is `refSampledLogprob`.
+ * @example
+ * const { ids, logprobs } = sampleLogitsWithLogprobs(logits, uniforms, { temperature: 0.7, topK: 40, topP: 0.9 });
+ */
+export function sampleLogitsWithLogprobs(logits: Tensor, uniforms: Tensor, options: SampleOptions): { ids: Tensor; logprobs: Tensor } {
   checkFloat('sampleLogits', logits);
   if (logits.rank !== 2 || logits.shape[1] === 0) throw new ShapeError(`sampleLogits: logits should be [B, V] with V >= 1, got ${fmtShape(logits.shape)}`);
   const [B, V] = logits.shape as [number, number];
@@ -39,7 +53,8 @@ export function sampleLogits(logits: Tensor, uniforms: Tensor, options: SampleOp
   if (uniforms.rank !== 1 || uniforms.shape[0] !== B) throw new ShapeError(`sampleLogits: uniforms should be [${B}] (one per row of logits ${fmtShape(logits.shape)}), got ${fmtShape(uniforms.shape)}`);
   checkOptions(options);
   const ids = empty([B], 'i32');
-  if (B === 0) return ids;
+  const logprobs = empty([B], 'f32');
+  if (B === 0) return { ids, logprobs };
   const x = contiguousData('sampleLogits', logits);
   const u = contiguousData('sampleLogits', uniforms);
   const probs = empty([B, V], 'f32');
@@ -54,12 +69,12 @@ export function sampleLogits(logits: Tensor, uniforms: Tensor, options: SampleOp
       temperature: options.temperature,
       drop_mass: 1 - options.topP,
     }),
-    buffers: [x.buffer('sampleLogits'), u.buffer('sampleLogits'), probs.buffer('sampleLogits'), ids.buffer('sampleLogits')],
+    buffers: [x.buffer('sampleLogits'), u.buffer('sampleLogits'), probs.buffer('sampleLogits'), ids.buffer('sampleLogits'), logprobs.buffer('sampleLogits')],
     workgroups: grid1d(B, 1),
     label: 'sampleLogits',
   });
   probs.dispose('scratch of sampleLogits');
   if (x !== logits) x.dispose('temporary of sampleLogits');
   if (u !== uniforms) u.dispose('temporary of sampleLogits');
-  return ids;
+  return { ids, logprobs };
 }

@@ -57,6 +57,17 @@ export function refSampleRow(scores: ArrayLike<number>, o: SampleOptions, u: num
   return last;
 }
 
+/**
+ * The log-probability of `token` under the distribution {@link refSampleRow} draws from: the log of its share of
+ * the kept probabilities (-Infinity where the warpers dropped it), vLLM V0's sample logprob, which best_of sums.
+ */
+export function refSampledLogprob(scores: ArrayLike<number>, o: SampleOptions, token: number): number {
+  const p = refSampleProbs(scores, o);
+  let total = 0;
+  for (let i = 0; i < p.length; i++) total += p[i]!;
+  return Math.log(p[token]! / total);
+}
+
 /** {@link refSampleRow} for each row of logits [B, V] with its uniform. */
 export function refSampleLogits(logits: { shape: readonly number[]; data: ArrayLike<number> }, uniforms: ArrayLike<number>, o: SampleOptions): number[] {
   const V = logits.shape[1]!;
