@@ -97,9 +97,10 @@ export interface GenerateOptions {
   /**
    * Sum each prompt's new tokens' log-probabilities under the distribution each was picked from (after
    * logitBias, the penalties, temperature, top-k and top-p: vLLM's cumulative_logprob, which its best_of
-   * ranks by) into {@link Generation.cumulativeLogprob}. Picks on the host from the logits read back,
-   * in float64 (the same tokens for a seed but for a uniform within rounding of a boundary). Greedy
-   * decoding and sampling only. Default false.
+   * ranks by) into {@link Generation.cumulativeLogprob}. Summed on the GPU in f32 beside the picks, with each
+   * pick's own (sampleLogitsWithLogprobs), so decoding still reads back only the ids, one step ahead, and one
+   * number a prompt at the end; the host's float64 picking (setHostPicks) is the reference. Greedy decoding and
+   * sampling only. Default false.
    */
   readonly cumulativeLogprob?: boolean;
   /**

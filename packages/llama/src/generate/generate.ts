@@ -2,8 +2,9 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts, and the prompts scored from the prompt step.
 
-import { argmax, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, refSampleProbs, repetitionPenalty, sampleLogits, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
+import { argmax, cast, countTokens, exp, frequencyPresencePenalty, log, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, max, neg, readyAttention, refLogSoftmaxTopK, refSampledLogprob, repetitionPenalty, sampleLogitsWithLogprobs, seenMask, sub, sum, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
+import { CumulativeLogprobs } from './cumulative-logprob.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
 import { decodePipelined, decodePipelinedEnabled, hostPicksEnabled } from './pipelined.js';
 import { sharedPrompt } from './shared-prompt.js';
@@ -24,13 +25,17 @@ function rowSeedUniforms(seeds: readonly number[], K: number): Float32Array {
 }
 
 /**
- * The log-probability of `token` under the distribution picked from: the scores' log-softmax (greedy), or
- * with the sampling warpers the log of its share of their probabilities (-Infinity where they dropped it).
+ * The log-probability of `token` under the distribution picked from, in float64: the scores' log-softmax
+ * (greedy), or with the sampling warpers the log of its share of their probabilities (-Infinity where they dropped it).
  */
 function pickedLogprob(scores: Float64Array, token: number, warpers: SampleOptions | null): number {
-  if (warpers === null) return logSoftmaxRow(scores)[token]!;
-  const p = refSampleProbs(scores, warpers);
-  return Math.log(p[token]! / p.reduce((sum, q) => sum + q, 0));
+  return warpers === null ? logSoftmaxRow(scores)[token]! : refSampledLogprob(scores, warpers, token);
+}
+
+/** Each row's greedy pick's log-probability, [B] f32 on the GPU: the log-softmax of scores [B, V] at their maximum. */
+function greedyLogprobs(scores: Tensor): Tensor {
+  const s = scores.dtype === 'f32' ? scores : cast(scores, 'f32');
+  return neg(log(sum(exp(sub(s, max(s, 1, true))), 1)));
 }
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number | readonly number[]): Promise<Generation[]> {
@@ -64,9 +69,11 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   // is the first maximum, as topIndices; sampleLogits is sampleToken in f32). vLLM's order:
   // logit_bias, the repetition penalty, then frequency, then presence, all before temperature, top-k and top-p.
   const V = model.config.vocabSize;
-  // The picks' log-probabilities under the distributions drawn from come from the host's float64 picking.
-  const onDevice = !hostPicksEnabled() && !r.cumulativeLogprob;
+  const onDevice = !hostPicksEnabled();
+  // With cumulativeLogprob, the sums of the picks' log-probabilities under the distributions drawn from: on the
+  // GPU beside GPU picks (cumulative-logprob.ts), else in float64 on the host.
   const cumulative = new Float64Array(B);
+  const summed = onDevice && r.cumulativeLogprob ? new CumulativeLogprobs(outputs) : null;
   const seen = onDevice && r.repetitionPenalty !== 1 ? seenMask(prompts, V) : null;
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
   // vLLM adds logit_bias first, before the penalties.
@@ -78,13 +85,22 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const logprobs: RowLogprobs[][] = prompts.map(() => []);
   const pickAt = (k: number): Picker => {
     const drawn = uniforms?.subarray(k * B, (k + 1) * B) ?? null;
+    const active = summed?.activeRows() ?? null;
     return {
-      inputs: drawn === null ? {} : { uniforms: drawn },
+      inputs: { ...(drawn === null ? {} : { uniforms: drawn }), ...(active === null ? {} : { active }) },
       pick: (logits: Tensor, input: MarkInput) => {
         let scores = biasRow === null ? logits : logitBias(logits, biasRow);
         if (seen !== null) scores = repetitionPenalty(scores, seen, r.repetitionPenalty);
         if (counts !== null) scores = frequencyPresencePenalty(scores, counts, r.frequencyPenalty, r.presencePenalty);
-        const ids = drawn === null ? argmax(scores, 1) : sampleLogits(scores, input('uniforms', tensor(drawn, [B])), r);
+        let ids: Tensor;
+        if (drawn === null) {
+          ids = argmax(scores, 1);
+          if (active !== null) summed!.add(greedyLogprobs(scores), active, input);
+        } else {
+          const picked = sampleLogitsWithLogprobs(scores, input('uniforms', tensor(drawn, [B])), r);
+          ids = picked.ids;
+          if (active !== null) summed!.add(picked.logprobs, active, input);
+        }
         if (seen !== null) markSeen(seen, ids, V);
         if (counts !== null) countTokens(counts, ids);
         // toArray submits the copy before it returns, so the packed result may go with the step's temporaries.
@@ -112,18 +128,20 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
             promptReads.push(read);
           });
   const scored: (PromptTokenLogprobs | null)[][] = [];
-  const results = () =>
-    outputs.map((o, b) => ({
+  const results = async () => {
+    if (summed !== null) cumulative.set(await summed.read());
+    return outputs.map((o, b) => ({
       ...o.result(),
       ...(K === null ? {} : { logprobs: logprobs[b]! }),
       ...(r.cumulativeLogprob ? { cumulativeLogprob: cumulative[b]! } : {}),
       ...(PK === null ? {} : { promptLogprobs: scored[b]! }),
     }));
+  };
   try {
     // Steps that return log-probabilities run one at a time, unrecorded (decode-replay.ts replays picks only).
     if (onDevice && K === null && PK === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
       await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions, shared }, inputsAt, cache, r.maxNewTokens, pickAt);
-      return results();
+      return await results();
     }
     let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null, scorePrompts, shared);
     if (PK !== null) {
@@ -174,13 +192,14 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         onDevice ? pickAt(k) : null,
       );
     }
+    return await results();
   } finally {
     cache.dispose();
+    summed?.dispose();
     seen?.dispose();
     counts?.dispose();
     biasRow?.dispose();
   }
-  return results();
 }
 
 /**
