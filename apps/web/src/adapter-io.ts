@@ -1,21 +1,55 @@
-// The adapter in and out of the page: downloads of adapter_config.json and adapter_model.safetensors
-// (the bytes Node's saveAdapter writes), and a PEFT adapter folder or its files loaded from disk
-// (adapter_model.safetensors, or the older adapter_model.bin). An adapter's trained embed_tokens and
-// lm_head (PEFT's modules_to_save) come and go with it; one trained on a resized vocabulary (as
-// Chinese-LLaMA-Alpaca's) brings the tokenizer picked with it, used while it is attached, as Node's
-// loadAdapterWithTokenizer does, and with the chat template of its folder.
+// The adapter in and out of the page: downloads of adapter_config.json and adapter_model.safetensors, with
+// the tokenizer files of an adapter that brings its own vocabulary (the bytes Node's saveAdapter writes), and
+// a PEFT adapter folder or its files loaded from disk (adapter_model.safetensors, or the older
+// adapter_model.bin). An adapter's trained embed_tokens and lm_head (PEFT's modules_to_save) come and go
+// with it; one trained on a resized vocabulary (as Chinese-LLaMA-Alpaca's) brings the tokenizer picked
+// with it, used while it is attached, as Node's loadAdapterWithTokenizer does, and with the chat template
+// of its folder.
 
-import { adapterConfigName, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel, type TokenizerLoadOptions } from '@huatuo/llama';
+import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel, type TokenizerLoadOptions } from '@huatuo/llama';
 import { adapterTokenizerOptions, type BaseModel } from '@huatuo/sft';
 import { inPageTerms } from './base-model.js';
 import { download } from './dom.js';
 import { keepFolderChatTemplate } from './model-chat-template.js';
 
-/** Offers the model's adapter as PEFT's two files. */
-export async function downloadAdapter(model: LlamaModel, baseName: string, which: 'config' | 'weights'): Promise<void> {
-  const { config, weights } = await serializeAdapter(model, baseName);
-  if (which === 'config') download(adapterConfigName, config, 'application/json');
-  else download(adapterWeightsName, weights, 'application/octet-stream');
+/**
+ * The tokenizer files the model's adapter is saved with (serializeAdapter's `tokenizer`, what saveAdapter writes beside
+ * it): those it was loaded with where it brings its own vocabulary, none for an adapter on the base's vocabulary.
+ */
+export function adapterTokenizerFileNames(model: LlamaModel): string[] {
+  return model.loraConfig === null ? [] : [...(model.savedModules.tokenizerFiles ?? new Map<string, Uint8Array>()).keys()];
+}
+
+/**
+ * Offers one file of the model's adapter: PEFT's adapter_config.json or adapter_model.safetensors, or one of
+ * {@link adapterTokenizerFileNames} by name, byte for byte what saveAdapter writes.
+ */
+export async function downloadAdapter(model: LlamaModel, baseName: string, which: 'config' | 'weights' | { tokenizerFile: string }): Promise<void> {
+  if (which === 'config') return download(adapterConfigName, adapterConfigText(model, baseName), 'application/json');
+  if (which === 'weights') return download(adapterWeightsName, (await serializeAdapter(model, baseName)).weights, 'application/octet-stream');
+  const bytes = model.savedModules.tokenizerFiles?.get(which.tokenizerFile);
+  if (bytes === undefined) throw new Error(`internal: the adapter has no tokenizer file ${which.tokenizerFile}`);
+  download(which.tokenizerFile, new Uint8Array(bytes), 'application/octet-stream');
+}
+
+/**
+ * Shows a download button per tokenizer file of the model's adapter (`names`, see {@link adapterTokenizerFileNames})
+ * after the text of `row`, the row hidden when there are none, the buttons enabled when the page is idle.
+ */
+export function offerTokenizerDownloads(row: HTMLElement, names: readonly string[], enabled: boolean): void {
+  const offered = [...row.querySelectorAll('button')].map((b) => b.dataset.file);
+  if (offered.join('\n') !== names.join('\n')) {
+    for (const button of row.querySelectorAll('button')) button.remove();
+    for (const name of names) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.file = name;
+      button.textContent = `⤓ ${name}`;
+      row.append(button);
+    }
+  }
+  row.hidden = names.length === 0;
+  for (const button of row.querySelectorAll('button')) button.disabled = !enabled;
 }
 
 /** The folder of a picked file within the picked folder ('' for files picked one by one). */

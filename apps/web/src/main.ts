@@ -85,6 +85,10 @@ async function boot(): Promise<void> {
   for (const which of ['config', 'weights'] as const) {
     byId(`download-${which}`).addEventListener('click', () => void downloadAdapter(state.base!.model, state.base!.name, which).catch((err) => say(byId('adapter-status'), messageOf(err), 'bad')));
   }
+  byId('download-tokenizer').addEventListener('click', (e) => {
+    const tokenizerFile = (e.target as HTMLElement).closest('button')?.dataset.file;
+    if (tokenizerFile !== undefined) void downloadAdapter(state.base!.model, state.base!.name, { tokenizerFile }).catch((err) => say(byId('adapter-status'), messageOf(err), 'bad'));
+  });
   const adapterIn = async (files: File[]) => {
     if (!state.base) return say(byId('adapter-status'), 'Choose a base model first; the adapter attaches to it.', 'bad');
     try {

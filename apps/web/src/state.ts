@@ -2,6 +2,7 @@
 
 import type { BaseModel, LoraModel, MetricsRow } from '@huatuo/sft';
 import type { DataSource } from './data-source.js';
+import { adapterTokenizerFileNames, offerTokenizerDownloads } from './adapter-io.js';
 import { byId } from './dom.js';
 import { chatTemplateName, offersChatTemplate } from './model-chat-template.js';
 import type { Planned } from './run.js';
@@ -48,6 +49,7 @@ export function refresh(): void {
   const hasAdapter = state.base !== null && state.base.model.loraConfig !== null;
   set('download-config', idle && hasAdapter);
   set('download-weights', idle && hasAdapter);
+  offerTokenizerDownloads(byId('download-tokenizer'), state.base === null ? [] : adapterTokenizerFileNames(state.base.model), idle);
   set('remove-adapter', idle && hasAdapter);
   byId('prompt-choice').hidden = state.base === null || !offersChatTemplate(state.base);
   byId('chat-template-name').textContent = state.base === null ? '' : chatTemplateName(state.base);
