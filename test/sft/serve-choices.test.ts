@@ -125,7 +125,7 @@ test('greedy n = 2 (temperature 0) gives two choices equal to n = 1\'s; best_of 
   });
 });
 
-test('best_of 4 with n = 2: the two of the four sequences (seed + i) of the highest cumulative log-probability under the distributions sampled from, most likely first, not streamed', async () => {
+test('best_of 4 with n = 2: the two of the four sequences (seed + i) of the highest cumulative log-probability under the distributions sampled from, most likely first; streamed as one event holding the whole reply, then [DONE], as vLLM streams it', async () => {
   await withServer({}, async (server) => {
     const body = { model: NAME, prompt: PROMPT, n: 2, best_of: 4, seed: 9, max_tokens: 8, temperature: 0.8, top_p: 0.95, presence_penalty: 0.4, logprobs: 1 };
     const ids = tokenizer.encode(PROMPT);
@@ -139,8 +139,15 @@ test('best_of 4 with n = 2: the two of the four sequences (seed + i) of the high
     for (const stream of [false, true]) {
       const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream }) });
       assert.equal(res.status, 200);
-      assert.match(res.headers.get('content-type') ?? '', /application\/json/);
-      const json = (await res.json()) as any;
+      assert.match(res.headers.get('content-type') ?? '', stream ? /text\/event-stream/ : /application\/json/);
+      let json: any;
+      if (stream) {
+        const events = (await res.text()).split('\n\n').filter((e) => e !== '');
+        assert.equal(events.length, 2, 'one event with the whole reply, then [DONE]');
+        assert.ok(events[0]!.startsWith('data: ') && events[1] === 'data: [DONE]');
+        json = JSON.parse(events[0]!.slice('data: '.length));
+        assert.equal(json.object, 'text_completion');
+      } else json = (await res.json()) as any;
       assert.deepEqual(json.choices.map((c: any) => c.index), [0, 1]);
       assert.deepEqual(json.choices.map((c: any) => c.text), best.map((g) => g.text));
       assert.deepEqual(json.choices.map((c: any) => c.logprobs.tokens.length), best.map((g) => g.tokens.length));

@@ -220,26 +220,27 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
       { 'x-request-id': job.id },
     );
   } else {
-    sendJson(
-      res,
-      200,
-      {
-        id: job.id,
-        object: 'text_completion',
-        created: job.created,
-        model: modelName,
-        system_fingerprint: null,
-        choices: choices.map(({ gen, text, reason, rows }, index) => ({
-          index,
-          text: job.echo + text,
-          logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
-          finish_reason: reason,
-          ...(promptTop === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], promptTop) }),
-        })),
-        usage: usage(gens),
-      },
-      { 'x-request-id': job.id },
-    );
+    const reply = {
+      id: job.id,
+      object: 'text_completion',
+      created: job.created,
+      model: modelName,
+      system_fingerprint: null,
+      choices: choices.map(({ gen, text, reason, rows }, index) => ({
+        index,
+        text: job.echo + text,
+        logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
+        finish_reason: reason,
+        ...(promptTop === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], promptTop) }),
+      })),
+      usage: usage(gens),
+    };
+    if (job.streamWhole) {
+      openStream(job);
+      send(reply);
+      send('[DONE]');
+      res.end();
+    } else sendJson(res, 200, reply, { 'x-request-id': job.id });
   }
   return gens;
 }

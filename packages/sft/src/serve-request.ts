@@ -82,6 +82,11 @@ export interface JobRequest {
   strip: boolean;
   sampling: Sampling;
   stream: boolean;
+  /**
+   * A stream asked for a reply answered whole (completions with best_of above n): the reply goes as one event, then
+   * [DONE], as vLLM's fake_stream_generator sends it, so that a streaming client reads it as a stream.
+   */
+  streamWhole: boolean;
   includeUsage: boolean;
   /** Log-probabilities asked for: how many most likely tokens go beside each token's own (chat's top_logprobs, completions' logprobs), or null for none. */
   logprobs: number | null;
@@ -346,6 +351,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       strip: prompter.strip,
       sampling: s,
       stream,
+      streamWhole: false,
       includeUsage: streamOptions(body, stream),
       logprobs,
       promptLogprobs: null,
@@ -390,8 +396,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       echo: echo ? text : '',
       strip: false,
       sampling: echoOnly ? { ...s, maxTokens: 0 } : s,
-      // As vLLM and OpenAI, best_of above n is answered whole, not streamed: the choices are known at the end.
+      // As vLLM, best_of above n is answered whole, not streamed token by token: the choices are known at the end.
       stream: stream && s.bestOf === s.n,
+      streamWhole: stream && s.bestOf !== s.n,
       includeUsage: streamOptions(body, stream) && s.bestOf === s.n,
       logprobs,
       promptLogprobs,
