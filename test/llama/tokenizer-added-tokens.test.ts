@@ -1,0 +1,65 @@
+// Added tokens past LLaMA's 32000 pieces (a resized adapter's added_tokens.json, or tokenizer_config.json's
+// added_tokens_decoder with lstrip / rstrip / special) found in text as transformers 4.57's LlamaTokenizerFast finds
+// them: test/fixtures/tokenizer/llama-added-tokens.json, scripts/fixtures/make-tokenizer-added-fixture.py.
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+
+interface Folder {
+  name: string;
+  config: Record<string, unknown>;
+  addedTokensJson?: Record<string, number>;
+}
+interface Case {
+  folder: string;
+  text: string;
+  fastIds: number[];
+  slowIds: number[];
+  fastDecoded: { plain: string; skipSpecialTokens: string };
+}
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/tokenizer/llama-added-tokens.json', import.meta.url), 'utf8')) as { folders: Folder[]; cases: Case[] };
+const dir = llamaTokenizerDir();
+const modelBytes = new Uint8Array(readFileSync(join(dir, 'tokenizer.model')));
+const specialTokensMapJson = readFileSync(join(dir, 'special_tokens_map.json'), 'utf8');
+
+function folderTokenizer(folder: Folder): Tokenizer {
+  return tokenizerFromFiles({
+    tokenizerModel: modelBytes,
+    tokenizerConfigJson: JSON.stringify(folder.config),
+    specialTokensMapJson,
+    ...(folder.addedTokensJson === undefined ? {} : { addedTokensJson: JSON.stringify(folder.addedTokensJson) }),
+  });
+}
+
+const casesOf = (folder: Folder): Case[] => fixture.cases.filter((c) => c.folder === folder.name);
+
+describe("added tokens in text as transformers' LlamaTokenizerFast finds them (a folder with tokenizer.model)", () => {
+  for (const folder of fixture.folders) {
+    it(`${folder.name}: ids, and decode with and without skipSpecialTokens`, () => {
+      const tok = folderTokenizer(folder);
+      assert.equal(tok.vocabSize, 32008);
+      for (const c of casesOf(folder)) {
+        assert.deepEqual(tok.encode(c.text, { addBos: false, addEos: false }), c.fastIds, JSON.stringify(c.text));
+        assert.deepEqual(tok.encode(c.text), [1, ...c.fastIds], `with BOS: ${JSON.stringify(c.text)}`);
+        assert.equal(tok.decode(c.fastIds), c.fastDecoded.plain, `decode of ${JSON.stringify(c.text)}`);
+        assert.equal(tok.decode(c.fastIds, { skipSpecialTokens: true }), c.fastDecoded.skipSpecialTokens, `decode skipping special tokens of ${JSON.stringify(c.text)}`);
+        const stream = tok.createStreamDecoder();
+        assert.equal(c.fastIds.map((id) => stream.push(id)).join('') + stream.flush(), c.fastDecoded.plain, `stream of ${JSON.stringify(c.text)}`);
+      }
+    });
+  }
+
+  it("finds a normalized added token after other characters under legacy false but, under legacy true, only where a '▁' is before it (the start or a space), as the tokenizers library matches '▁<med_5>'", () => {
+    const byName = (name: string) => fixture.folders.find((f) => f.name === name) as Folder;
+    const legacy = folderTokenizer(byName('added_tokens.json, legacy true'));
+    const notLegacy = folderTokenizer(byName('added_tokens.json, legacy false'));
+    assert.ok(!legacy.encode('x<med_5>y', { addBos: false }).includes(32005));
+    assert.ok(notLegacy.encode('x<med_5>y', { addBos: false }).includes(32005));
+    assert.deepEqual(legacy.encode('a <med_5>', { addBos: false }), [263, 32005]);
+    // transformers' slow LlamaTokenizer (use_fast=False) cuts it out of the text wherever it occurs.
+    const slow = fixture.cases.find((c) => c.folder === 'added_tokens.json, legacy true' && c.text === 'x<med_5>y');
+    assert.deepEqual(slow?.slowIds, [921, 32005, 343]);
+  });
+});
