@@ -5,7 +5,8 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+import fc from 'fast-check';
+import { HfTokenizer, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
 
 interface Folder {
   name: string;
@@ -61,5 +62,48 @@ describe("added tokens in text as transformers' LlamaTokenizerFast finds them (a
     // transformers' slow LlamaTokenizer (use_fast=False) cuts it out of the text wherever it occurs.
     const slow = fixture.cases.find((c) => c.folder === 'added_tokens.json, legacy true' && c.text === 'x<med_5>y');
     assert.deepEqual(slow?.slowIds, [921, 32005, 343]);
+  });
+});
+
+describe('added tokens of a tokenizer.json, run by @huggingface/tokenizers', () => {
+  // The tokenizer.json that LlamaTokenizerFast.save_pretrained writes for each folder: LlamaConverter's (the shipped one
+  // under legacy; no normalizer and a Metaspace pre-tokenizer without) with the added tokens in added_tokens.
+  const shipped = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: unknown[] };
+  const metaspace = { normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false } };
+  const converted = (folder: Folder): HfTokenizer => {
+    const special = new Set(['<s>', '</s>', '<unk>', ...((folder.config.additional_special_tokens as string[] | undefined) ?? [])]);
+    const decoder = folder.config.added_tokens_decoder as Record<string, Record<string, unknown>> | undefined;
+    const added =
+      decoder === undefined
+        ? Object.entries(folder.addedTokensJson ?? {}).map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: !special.has(content), special: special.has(content) }))
+        : Object.entries(decoder).map(([id, t]) => ({ ...t, id: Number(id), special: t.special === true || special.has(t.content as string) }));
+    const json = { ...shipped, ...(folder.config.legacy === false ? metaspace : {}), added_tokens: [...shipped.added_tokens, ...added] };
+    return HfTokenizer.fromJson(json, folder.config);
+  };
+
+  for (const folder of fixture.folders) {
+    it(`${folder.name}: the same ids and decoded text as transformers`, () => {
+      const tok = converted(folder);
+      for (const c of casesOf(folder)) {
+        assert.deepEqual(tok.encode(c.text, { addBos: false }), c.fastIds, JSON.stringify(c.text));
+        assert.equal(tok.decode(c.fastIds), c.fastDecoded.plain, `decode of ${JSON.stringify(c.text)}`);
+        assert.equal(tok.decode(c.fastIds, { skipSpecialTokens: true }), c.fastDecoded.skipSpecialTokens, `decode skipping special tokens of ${JSON.stringify(c.text)}`);
+      }
+    });
+  }
+
+  it('encodes random text with added tokens as the tokenizer.model folder does (both follow LlamaTokenizerFast)', () => {
+    const pieces = ['<med_5>', '<med_6>', '<med_1>', '<med_2>', '<med_3>', '<med_4>', '<s>', '</s>', ' ', '  ', 'x', 'ab', '\u2581', '病人', '\n', '<med_', '>'];
+    const text = fc.array(fc.constantFrom(...pieces), { maxLength: 10 }).map((p) => p.join(''));
+    for (const folder of fixture.folders) {
+      const json = converted(folder);
+      const model = folderTokenizer(folder);
+      fc.assert(
+        fc.property(text, (t) => {
+          assert.deepEqual(json.encode(t, { addBos: false }), model.encode(t, { addBos: false }), `${folder.name}: ${JSON.stringify(t)}`);
+        }),
+        { numRuns: 200 },
+      );
+    }
   });
 });

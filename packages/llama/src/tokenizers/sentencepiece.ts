@@ -3,6 +3,7 @@
  * byte fallback) and decoding, over a `tokenizer.model` read by sentencepiece-model.ts, with the
  * special tokens and `legacy` / `add_prefix_space` settings of transformers' LlamaTokenizerFast.
  */
+import { TokenMatcher, type WholeToken } from './added-tokens.js';
 import { PieceType, parseSentencePieceModel, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
 import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
@@ -68,62 +69,6 @@ class Agenda {
       }
     }
     return top;
-  }
-}
-
-/** A piece of text to encode, or a special or added token found whole in the text. */
-type Segment = { text: string; start: number } | { id: number };
-
-/** A token matched whole in text, and whether the whitespace beside it goes with it. */
-interface WholeToken {
-  content: string;
-  id: number;
-  lstrip: boolean;
-  rstrip: boolean;
-}
-
-/** Rust's char::is_whitespace, what the tokenizers library strips for lstrip / rstrip. */
-const WHITESPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
-
-/**
- * Finds tokens whole in text as the tokenizers library's AddedVocabulary does: leftmost first,
- * the longest where several begin; lstrip / rstrip widen a match over the whitespace beside it.
- */
-class TokenMatcher {
-  /** Tokens by their first UTF-16 unit, longest first. */
-  private readonly byFirst = new Map<string, WholeToken[]>();
-
-  constructor(tokens: Iterable<WholeToken>) {
-    for (const token of [...tokens].sort((a, b) => b.content.length - a.content.length)) {
-      if (token.content.length === 0) continue;
-      const first = token.content[0] as string;
-      const list = this.byFirst.get(first);
-      if (list === undefined) this.byFirst.set(first, [token]);
-      else list.push(token);
-    }
-  }
-
-  /** `text` cut at the tokens; `start` of a piece of text is its offset in `text`. */
-  split(text: string): Segment[] {
-    if (this.byFirst.size === 0) return text.length === 0 ? [] : [{ text, start: 0 }];
-    const out: Segment[] = [];
-    let start = 0;
-    for (let i = 0; i < text.length; ) {
-      const match = this.byFirst.get(text[i] as string)?.find((t) => text.startsWith(t.content, i));
-      if (match === undefined) {
-        i++;
-        continue;
-      }
-      let left = i;
-      let right = i + match.content.length;
-      if (match.lstrip) while (left > start && WHITESPACE.test(text[left - 1] as string)) left--;
-      if (match.rstrip) while (right < text.length && WHITESPACE.test(text[right] as string)) right++;
-      if (start < left) out.push({ text: text.slice(start, left), start });
-      out.push({ id: match.id });
-      i = start = right;
-    }
-    if (start < text.length) out.push({ text: text.slice(start), start });
-    return out;
   }
 }
 

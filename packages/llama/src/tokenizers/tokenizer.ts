@@ -8,6 +8,7 @@ import { cleanUpTokenization, isLlamaTokenizerClass, tokenName } from './tokeniz
 import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
 import { checkTokenizerPatterns } from './tokenizer-patterns.js';
+import { TokenMatcher, type WholeToken } from './added-tokens.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -197,6 +198,36 @@ interface HfAddedToken {
   id: number;
   content: string;
   special?: boolean;
+  normalized?: boolean;
+  lstrip?: boolean;
+  rstrip?: boolean;
+}
+
+/**
+ * The added tokens of a tokenizer.json with a normalizer, split in the two sets that the tokenizers library's
+ * AddedVocabulary matches: those with normalized false in the raw text, the others in each normalized piece of it,
+ * their content normalized by the same normalizer (under LLaMA's legacy normalizer '<x>' is looked for as '▁<x>').
+ */
+interface AddedVocabulary {
+  raw: TokenMatcher;
+  normalized: TokenMatcher;
+}
+
+/**
+ * The added vocabulary that {@link HfTokenizer} matches itself: where tokenizer.json has a normalizer and an added
+ * token with normalized true (AddedToken's default for a token that is not special). Otherwise the library's matching
+ * agrees with the tokenizers library's. tokenizer_config.json's remove_space / do_lowercase_and_remove_accent, which
+ * @huggingface/tokenizers applies before its normalizer, keep its own matching.
+ */
+function addedVocabulary(hf: HfLibTokenizer, added: readonly HfAddedToken[], config: Record<string, unknown>): AddedVocabulary | undefined {
+  const normalizer = hf.normalizer;
+  const isNormalized = (t: HfAddedToken): boolean => t.normalized ?? t.special !== true;
+  if (normalizer === null || !added.some(isNormalized) || config.remove_space === true || config.do_lowercase_and_remove_accent === true) return undefined;
+  const whole = (t: HfAddedToken, content: string): WholeToken => ({ content, id: t.id, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
+  return {
+    raw: new TokenMatcher(added.filter((t) => !isNormalized(t)).map((t) => whole(t, t.content))),
+    normalized: new TokenMatcher(added.filter(isNormalized).map((t) => whole(t, normalizer.normalize(t.content)))),
+  };
 }
 
 /**
@@ -232,6 +263,8 @@ export class HfTokenizer implements Tokenizer {
   private readonly configFile: string;
   /** Why there is no BOS, for errors: what tokenizer_config.json says. */
   private readonly noBosReason: string;
+  /** Set where the library's own matching of normalized added tokens differs from the tokenizers library's. */
+  private readonly addedVocabulary: AddedVocabulary | undefined;
 
   private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
     this.hf = hf;
@@ -282,6 +315,7 @@ export class HfTokenizer implements Tokenizer {
       this.specialTokens = specialTokensAround(json.post_processor, file);
     }
     this.cleanUp = config.clean_up_tokenization_spaces === true;
+    this.addedVocabulary = addedVocabulary(hf, added, config);
   }
 
   /**
@@ -336,7 +370,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
-    const ids = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
+    const ids = text.length === 0 ? [] : this.addedVocabulary === undefined ? this.hf.encode(text, { add_special_tokens: false }).ids : this.encodeWithAdded(text, this.addedVocabulary);
     const { prefix, suffix } = this.specialTokens;
     const bosFirst = this.bos !== undefined && prefix[0] === this.bos;
     const eosLast = suffix.length > 0 && suffix[suffix.length - 1] === this.eosId;
@@ -355,6 +389,40 @@ export class HfTokenizer implements Tokenizer {
       ...(eosLast ? suffix.slice(0, -1) : suffix),
       ...(addEos ? [this.eosId] : []),
     ];
+  }
+
+  /**
+   * Ids of `text` as the tokenizers library's AddedVocabulary.extract_and_normalize, pre-tokenizer and model make them:
+   * added tokens found in the raw text, the rest normalized, normalized tokens found in each normalized piece, the
+   * pieces between pre-tokenized and run through the model. (@huggingface/tokenizers also takes a piece that equals an
+   * added token's raw content, or its normalized content in the raw text, as that token: '<a><b>' under a Prepend
+   * normalizer would give both, where only '▁<a>' is one.)
+   */
+  private encodeWithAdded(text: string, added: AddedVocabulary): number[] {
+    const { normalizer, pre_tokenizer: preTokenizer, model } = this.hf;
+    if (normalizer === null || model === null) throw new TokenizerError(`internal: ${this.file} has normalized added tokens without a normalizer or model`);
+    const ids: number[] = [];
+    for (const segment of added.raw.split(text)) {
+      if ('id' in segment) {
+        ids.push(segment.id);
+        continue;
+      }
+      for (const part of added.normalized.split(normalizer.normalize(segment.text))) {
+        if ('id' in part) {
+          ids.push(part.id);
+          continue;
+        }
+        // Metaspace's prepend_scheme "first" prepends only to the piece at offset 0 of the text.
+        const first = segment.start === 0 && part.start === 0;
+        const words = preTokenizer === null ? [part.text] : preTokenizer.pre_tokenize(part.text, { section_index: first ? 0 : 1 });
+        for (const token of model(words)) {
+          const id = model.tokens_to_ids.get(token) ?? model.unk_token_id;
+          if (id === undefined) throw new TokenizerError(`${this.file}: the model gave "${token}", which is not in its vocabulary, and it has no unk_token; replace it with the model's original tokenizer.json`, { file: this.file });
+          ids.push(id);
+        }
+      }
+    }
+    return ids;
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
