@@ -2,11 +2,12 @@
 // added_tokens_decoder with lstrip / rstrip / special) found in text as transformers 4.57's LlamaTokenizerFast finds
 // them: test/fixtures/tokenizer/llama-added-tokens.json, scripts/fixtures/make-tokenizer-added-fixture.py.
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { HfTokenizer, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+import { HfTokenizer, loadTokenizer, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
 
 interface Folder {
   name: string;
@@ -105,5 +106,34 @@ describe('added tokens of a tokenizer.json, run by @huggingface/tokenizers', () 
         { numRuns: 200 },
       );
     }
+  });
+});
+
+describe("special_tokens_map.json and added_tokens.json, read as transformers' from_pretrained reads them", () => {
+  const shippedConfig = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  const folder = (files: Record<string, string | Uint8Array>): string => {
+    const f = mkdtempSync(join(tmpdir(), 'huatuo-tokenizer-'));
+    for (const [name, contents] of Object.entries(files)) writeFileSync(join(f, name), contents);
+    return f;
+  };
+  // An older save (transformers before 4.34) after `tokenizer.pad_token = tokenizer.eos_token`: the pad token is only in special_tokens_map.json.
+  const padIsEos = JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '</s>' });
+
+  it('takes the pad token of special_tokens_map.json beside tokenizer.json when tokenizer_config.json has no added_tokens_decoder', async () => {
+    const tok = await loadTokenizer(folder({ 'tokenizer.json': readFileSync(join(dir, 'tokenizer.json')), 'tokenizer_config.json': JSON.stringify(shippedConfig), 'special_tokens_map.json': padIsEos }));
+    assert.ok(tok instanceof HfTokenizer);
+    assert.equal(tok.padId, 2);
+  });
+
+  it('reads neither file when tokenizer_config.json has added_tokens_decoder (as transformers 4.34 and later write it), with tokenizer.model or tokenizer.json', async () => {
+    const decoder = Object.fromEntries(['<unk>', '<s>', '</s>'].map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]));
+    const config = JSON.stringify({ ...shippedConfig, added_tokens_decoder: decoder });
+    const older = { 'tokenizer_config.json': config, 'special_tokens_map.json': padIsEos, 'added_tokens.json': JSON.stringify({ '<extra>': 32000 }) };
+    const fromModel = await loadTokenizer(folder({ ...older, 'tokenizer.model': modelBytes }));
+    assert.equal(fromModel.vocabSize, 32000);
+    assert.equal(fromModel.padId, 0);
+    assert.ok(!fromModel.encode('a<extra>').includes(32000));
+    const fromJson = await loadTokenizer(folder({ ...older, 'tokenizer.json': readFileSync(join(dir, 'tokenizer.json')) }));
+    assert.equal(fromJson.padId, 0);
   });
 });

@@ -16,7 +16,10 @@ export interface TokenizerFiles {
   tokenizerConfigJson?: string | Uint8Array;
   /** Contents of tokenizer.model. */
   tokenizerModel?: Uint8Array;
-  /** Contents of special_tokens_map.json (optional, read with tokenizer.model): its tokens override tokenizer_config.json's. */
+  /**
+   * Contents of special_tokens_map.json (optional): its tokens override tokenizer_config.json's, unless tokenizer_config.json
+   * has `added_tokens_decoder` (transformers 4.34 and later write it, and then read neither this file nor added_tokens.json).
+   */
   specialTokensMapJson?: string | Uint8Array;
   /** Contents of added_tokens.json (optional, read with tokenizer.model): older transformers' `{ "[PAD]": 32000 }` of added tokens. */
   addedTokensJson?: string | Uint8Array;
@@ -51,10 +54,10 @@ function convertsFromModel(config: Record<string, unknown>): boolean {
 }
 
 /**
- * tokenizer_config.json as transformers' from_pretrained completes it from the older files:
- * special_tokens_map.json's tokens replace the config's, and each token of added_tokens.json
- * missing from `added_tokens_decoder` joins it, special when it is one of the special tokens
- * and then not normalized, else normalized.
+ * tokenizer_config.json as transformers' from_pretrained completes it from the older files when it has no
+ * `added_tokens_decoder` (PreTrainedTokenizerBase._from_pretrained reads them only then): special_tokens_map.json's
+ * tokens replace the config's, and each token of added_tokens.json becomes an entry of `added_tokens_decoder`,
+ * special when it is one of the special tokens and then not normalized, else normalized.
  */
 function withLegacyFiles(
   config: Record<string, unknown>,
@@ -62,6 +65,7 @@ function withLegacyFiles(
   addedTokens: Record<string, unknown>,
   addedTokensFile: string,
 ): Record<string, unknown> {
+  if ('added_tokens_decoder' in config) return config;
   const merged: Record<string, unknown> = { ...config, ...specialTokensMap };
   const entries = Object.entries(addedTokens);
   if (entries.length === 0) return merged;
@@ -76,13 +80,13 @@ function withLegacyFiles(
       if (token !== undefined) specialNames.add(token);
     }
   }
-  const decoder = { ...((merged.added_tokens_decoder ?? {}) as Record<string, unknown>) };
+  const decoder: Record<string, unknown> = {};
   for (const [content, id] of entries) {
     if (!Number.isInteger(id)) {
       throw new TokenizerError(`${addedTokensFile}: "${content}" maps to ${JSON.stringify(id)}, expected an integer id; fix or delete it`, { file: addedTokensFile });
     }
     const special = specialNames.has(content);
-    if (!(String(id) in decoder)) decoder[String(id)] = { content, special, normalized: !special, lstrip: false, rstrip: false, single_word: false };
+    decoder[String(id)] = { content, special, normalized: !special, lstrip: false, rstrip: false, single_word: false };
   }
   merged.added_tokens_decoder = decoder;
   return merged;
@@ -91,8 +95,8 @@ function withLegacyFiles(
 /**
  * Builds a tokenizer from file contents as transformers' AutoTokenizer does: tokenizer.json is
  * preferred over tokenizer.model, except for a LLaMA tokenizer_config.json that sets
- * `add_prefix_space`, which has the tokenizer built from tokenizer.model; with tokenizer.model,
- * special_tokens_map.json and added_tokens.json are read as transformers reads them.
+ * `add_prefix_space`, which has the tokenizer built from tokenizer.model; special_tokens_map.json, and
+ * with tokenizer.model added_tokens.json, are read as transformers reads them.
  * `where` prefixes file names in errors; `options.trustTokenizerPatterns` runs tokenizer.json's regular expressions
  * as written (see {@link TokenizerLoadOptions}).
  *
@@ -115,10 +119,12 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
     return parsed as Record<string, unknown>;
   };
   const config = object(files.tokenizerConfigJson, name('tokenizer_config.json'));
+  const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
   const fromModel = files.tokenizerModel !== undefined && (files.tokenizerJson === undefined || convertsFromModel(config));
-  if (files.tokenizerJson !== undefined && !fromModel) return HfTokenizer.fromJson(text(files.tokenizerJson), config, name('tokenizer.json'), options);
+  if (files.tokenizerJson !== undefined && !fromModel) {
+    return HfTokenizer.fromJson(text(files.tokenizerJson), withLegacyFiles(config, specialTokensMap, {}, name('added_tokens.json')), name('tokenizer.json'), options);
+  }
   if (files.tokenizerModel !== undefined) {
-    const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
     const addedTokens = object(files.addedTokensJson, name('added_tokens.json'));
     return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), withLegacyFiles(config, specialTokensMap, addedTokens, name('added_tokens.json')));
   }
@@ -128,7 +134,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
 /**
  * Reads the tokenizer files of a model folder through `read` (a file by name: from disk, or among files picked in a
  * browser; undefined where the folder has none) as transformers' AutoTokenizer reads them: tokenizer.json,
- * tokenizer.model and tokenizer_config.json, and with tokenizer.model also special_tokens_map.json and added_tokens.json.
+ * tokenizer.model, tokenizer_config.json and special_tokens_map.json, and with tokenizer.model also added_tokens.json.
  * Null where the folder has neither tokenizer.json nor tokenizer.model; {@link tokenizerFromFiles} builds the tokenizer.
  *
  * @example
@@ -140,13 +146,13 @@ export async function readTokenizerFiles(read: (file: string) => Promise<Uint8Ar
   const tokenizerModel = await read('tokenizer.model');
   if (tokenizerJson === undefined && tokenizerModel === undefined) return null;
   const tokenizerConfigJson = await read('tokenizer_config.json');
+  const specialTokensMapJson = await read('special_tokens_map.json');
   if (tokenizerJson !== undefined) files.tokenizerJson = tokenizerJson;
   if (tokenizerModel !== undefined) files.tokenizerModel = tokenizerModel;
   if (tokenizerConfigJson !== undefined) files.tokenizerConfigJson = tokenizerConfigJson;
+  if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
   if (tokenizerModel !== undefined) {
-    const specialTokensMapJson = await read('special_tokens_map.json');
     const addedTokensJson = await read('added_tokens.json');
-    if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
     if (addedTokensJson !== undefined) files.addedTokensJson = addedTokensJson;
   }
   return files;
