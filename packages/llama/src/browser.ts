@@ -96,7 +96,7 @@ export type { LoraModule, SavedModules } from './lora/lora-targets.js';
 export type { LoraConfig, LoraTargetModule } from './lora/lora-config.js';
 export { applyLora, adaptedLinears, removeLora, mergeAdapter, unmergeAdapter, setAdapterWeights, adapterTensorsToWrite, doraMergeScale } from './lora/lora.js';
 export type { ApplyLoraOptions, CheckedAdapter } from './lora/lora.js';
-export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
+export { serializeAdapter, adapterConfigText, loadAdapterFromFiles, staleTokenizerFiles, adapterConfigName, adapterWeightsName, adapterTorchWeightsName } from './lora/adapter-files.js';
 export type { AdapterFiles, AdapterTokenizer, LoadAdapterOptions } from './lora/adapter-files.js';
 
 // Generation

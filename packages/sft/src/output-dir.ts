@@ -1,6 +1,6 @@
 // The output folder of a training run: what an earlier run left there (final adapter with its tokenizer where it brings
 // its own vocabulary, metrics, loss curve, checkpoints), the refusal to start a fresh run over it, and its removal on request.
-import { tokenizerFileNames } from '@huatuo/llama';
+import { ModelError, staleTokenizerFiles, tokenizerFileNames, type LlamaModel } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
@@ -44,4 +44,19 @@ export async function checkOutputDir(files: Pick<RunFiles, 'list'>, dir: string,
 /** Removes an earlier run's files from `dir` (only those a run writes; anything else is kept). */
 export async function clearRun(files: Pick<RunFiles, 'list' | 'remove' | 'join'>, dir: string): Promise<void> {
   for (const name of await earlierRun(files, dir)) await files.remove(files.join(dir, name));
+}
+
+/**
+ * Refuses, before the first step, an output folder that the final adapter of `model` could not be saved into: one
+ * holding tokenizer files but no adapter, where an adapter bringing its own vocabulary writes its tokenizer (see
+ * staleTokenizerFiles); an adapter on the base's vocabulary passes.
+ * @throws ConfigError naming --output-dir.
+ */
+export async function checkAdapterOutputDir(files: Pick<RunFiles, 'list' | 'readBytes' | 'join'>, dir: string, model: LlamaModel): Promise<void> {
+  try {
+    await staleTokenizerFiles(model, dir, await files.list(dir), (name) => files.readBytes(files.join(dir, name)));
+  } catch (err) {
+    if (err instanceof ModelError) throw new ConfigError('--output-dir', err.message);
+    throw err;
+  }
 }

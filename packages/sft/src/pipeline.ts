@@ -13,7 +13,7 @@ import { fitMicroBatch } from './memory-plan.js';
 import { planRun, prepareRecords, tokenizeSplit, type PreparedData, type RunPlan } from './prepare.js';
 import { resolveTemplate } from './prompt-node.js';
 import { checkContext } from './preflight.js';
-import { checkOutputDir, resumesRunIn } from './output-dir.js';
+import { checkAdapterOutputDir, checkOutputDir, resumesRunIn } from './output-dir.js';
 import { withInitAdapter } from './init-adapter.js';
 import { runFiles } from './run-files.js';
 import { findResumePoint, readResumePoint } from './resume.js';
@@ -96,7 +96,10 @@ export async function runTraining(options: RunOptions): Promise<RunOutcome> {
     // An adapter that brings its own vocabulary brings its tokenizer (Chinese-LLaMA-Alpaca's), which the run tokenizes
     // with and its adapters are saved with.
     const trust = { trustTokenizerPatterns: options.baseModel?.trustTokenizerPatterns ?? false };
-    if ((await loadAdapterWithTokenizer(base, options.initAdapter, trust, '--init-adapter')) !== null) data = tokenizeSplit(data, config, base);
+    if ((await loadAdapterWithTokenizer(base, options.initAdapter, trust, '--init-adapter')) !== null) {
+      data = tokenizeSplit(data, config, base);
+      await checkAdapterOutputDir(runFiles, config.outputDir, base.model);
+    }
   }
   const plan = planRun(config, base, data);
   await options.onPlan?.(plan, data, base);

@@ -12,7 +12,7 @@ import { openTensorFile } from '../formats/tensor-file.js';
 import { serializeSafetensors } from '../formats/safetensors-write.js';
 import type { ByteSource } from '../formats/source.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import type { TokenizerFileBytes } from '../tokenizers/tokenizer-files.js';
+import { tokenizerFileNames, type TokenizerFileBytes } from '../tokenizers/tokenizer-files.js';
 
 /** PEFT's adapter file names. */
 export const adapterConfigName = 'adapter_config.json';
@@ -53,6 +53,39 @@ export async function serializeAdapter(model: LlamaModel, baseModel = ''): Promi
     adapterTensorsToWrite(model).map(async (t) => ({ ...t, data: typeof t.data === 'function' ? await t.data() : t.data })),
   );
   return { config: adapterConfigText(model, baseModel), weights: serializeSafetensors(tensors, { metadata: { format: 'pt' } }), tokenizer: model.savedModules.tokenizerFiles ?? new Map() };
+}
+
+/**
+ * The tokenizer files to remove from the folder `dir` (holding the files `names`, read by `read`) before the model's
+ * adapter is saved into it. An adapter on the base's vocabulary writes no tokenizer and removes none. One that brings its
+ * own vocabulary writes its tokenizer files, and any other file of tokenizerFileNames left beside them would be read with
+ * them (a tokenizer.json before the adapter's tokenizer.model): in an earlier adapter's folder (holding
+ * adapter_config.json, which the save replaces) those are that adapter's and are returned for removal; any other folder
+ * holding a tokenizer file that the adapter's would not be byte for byte (a model's or a tokenizer's folder) is refused.
+ *
+ * @throws ModelError naming the folder and its files, before anything is written.
+ */
+export async function staleTokenizerFiles(model: LlamaModel, dir: string, names: readonly string[], read: (name: string) => Promise<Uint8Array>): Promise<string[]> {
+  const own = model.savedModules.tokenizerFiles;
+  if (own == null || own.size === 0) return [];
+  const present = tokenizerFileNames.filter((name) => names.includes(name));
+  if (names.includes(adapterConfigName)) return present.filter((name) => !own.has(name));
+  const conflicting: string[] = [];
+  for (const name of present) {
+    const mine = own.get(name);
+    if (mine === undefined || !sameBytes(mine, await read(name))) conflicting.push(name);
+  }
+  if (conflicting.length === 0) return [];
+  const listed = conflicting.join(', ');
+  throw new ModelError(
+    `${dir} holds ${listed} but no ${adapterConfigName}, so it is not an adapter's folder; the adapter brings its own vocabulary and is saved ` +
+      `with its tokenizer (${[...own.keys()].join(', ')}), which would be read with ${listed} or in their place. Nothing was written: save it into an ` +
+      `empty folder, or move ${listed} out of ${dir}`,
+  );
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 /** adapter_config.json's text for the model's adapter. */

@@ -2,12 +2,12 @@
 // of an adapter that brings its own vocabulary) and merged Hugging Face model folders (sharded safetensors, index,
 // config, tokenizer).
 
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, cast, mul, noGrad, reshape, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from '../formats/config.js';
 import { AdapterError, ModelError } from '../errors.js';
-import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles, type LoadAdapterOptions } from './adapter-files.js';
+import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, loadAdapterFromFiles, staleTokenizerFiles, type LoadAdapterOptions } from './adapter-files.js';
 import { adaptedLinears, adapterTensorsToWrite, doraMergeScale, loraDelta } from './lora.js';
 import type { Linear } from '../model/linear.js';
 import type { LlamaModel } from '../model/model.js';
@@ -24,8 +24,11 @@ import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
  * vocabulary (loaded with its tokenizer, see LoadAdapterOptions' `adapterTokenizer`) also writes the tokenizer files it
  * was loaded with, byte for byte (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
  * added_tokens.json, chat_template.jinja, those it came with), as transformers' Trainer saves the tokenizer beside the
- * adapter, so the folder loads back with the same tokenizer; an adapter on the base's vocabulary writes none. Each file
- * is written to a temp file and renamed, the tokenizer first and adapter_config.json last. Loadable with PEFT's
+ * adapter, so the folder loads back with the same tokenizer; an adapter on the base's vocabulary writes none. Saved over
+ * an earlier adapter's folder, the tokenizer files of that adapter which this one does not write are removed first (a
+ * stale tokenizer.json would be read before this adapter's tokenizer.model); a folder holding tokenizer files but no
+ * adapter is refused before anything is written (see staleTokenizerFiles). Nothing else in the folder is touched. Each
+ * file is written to a temp file and renamed, the tokenizer first and adapter_config.json last. Loadable with PEFT's
  * `PeftModel.from_pretrained`.
  *
  * @example
@@ -33,7 +36,13 @@ import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
  */
 export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''): Promise<void> {
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
+  const names = await readdir(dir).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === 'ENOENT') return [];
+    throw err;
+  });
+  const stale = await staleTokenizerFiles(model, dir, names, async (name) => new Uint8Array(await readFile(join(dir, name))));
   await mkdir(dir, { recursive: true });
+  for (const name of stale) await rm(join(dir, name));
   for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(dir, name), bytes);
   await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
   await writeFileAtomic(join(dir, adapterConfigName), adapterConfigText(model, baseModel));

@@ -1,7 +1,7 @@
 // Run files in a browser: one IndexedDB object store whose keys are '/'-separated paths, so a
 // closed tab keeps its checkpoints. A folder rename is one transaction, so a checkpoint commits whole.
 
-import { adapterConfigName, adapterWeightsName, bytesSource, loadAdapterFromFiles, serializeAdapter } from '@huatuo/llama';
+import { adapterConfigName, adapterWeightsName, bytesSource, loadAdapterFromFiles, serializeAdapter, staleTokenizerFiles } from '@huatuo/llama';
 import { CheckpointError } from '../errors.js';
 import type { RunFiles } from '../run-files.js';
 
@@ -104,7 +104,9 @@ export const runFiles: RunFiles = {
     });
   },
   async saveAdapter(model, dir, baseModel) {
+    const stale = await staleTokenizerFiles(model, dir, await this.list(dir), (name) => this.readBytes(this.join(dir, name)));
     const { config, weights, tokenizer } = await serializeAdapter(model, baseModel);
+    for (const name of stale) await this.remove(this.join(dir, name));
     for (const [name, bytes] of tokenizer) await this.writeFile(this.join(dir, name), bytes);
     await this.writeFile(this.join(dir, adapterWeightsName), weights);
     await this.writeFile(this.join(dir, adapterConfigName), config);
