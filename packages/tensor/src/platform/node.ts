@@ -56,10 +56,16 @@ export function platformRequestAdapter(gpu: GPU, options: GPURequestAdapterOptio
   return withoutDawnNotices(() => gpu.requestAdapter(options), showNotices);
 }
 
+/**
+ * What to do when Dawn finds no adapter, for a checkout of the repository and for an npm install of the package alike
+ * (scripts/setup.sh is only in the former).
+ */
 export const missingAdapterHint =
-  'Node found no WebGPU adapter. On Linux without a GPU install the Vulkan loader and Mesa lavapipe ' +
-  '(Debian bookworm: `bash scripts/setup.sh`, or apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers); ' +
-  'with a GPU, install its Vulkan driver. See the README section "Prerequisites".';
+  'Node found no WebGPU adapter. On Linux without a GPU, install the Vulkan loader and Mesa lavapipe 23 or newer: ' +
+  '`sudo apt-get install libvulkan1 mesa-vulkan-drivers` (Debian 12 bookworm: add bookworm-backports to the apt sources, ' +
+  'then `sudo apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers`; bookworm\'s Mesa 22.3 is too old). ' +
+  'In a checkout of the huatuo-webgpu repository, `bash scripts/setup.sh` does this. ' +
+  'With a GPU, install its Vulkan driver (macOS, Windows: update the GPU driver). See "Prerequisites" in the huatuo-webgpu README.';
 
 /** Where the matmul tuning results live: $XDG_CACHE_HOME (or ~/.cache)/huatuo-webgpu/tiles.json. */
 export function tuningCachePath(): string {
