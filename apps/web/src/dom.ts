@@ -22,6 +22,13 @@ export function count(n: number): string {
   return String(Math.round(n));
 }
 
+/** 7168 -> "7.0 KiB", 16777216 -> "16.0 MiB". */
+export function bytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 10).toFixed(1)} KiB`;
+}
+
 /** Seconds as "1:05" or "2:03:10". */
 export function duration(sec: number): string {
   if (!Number.isFinite(sec) || sec < 0) return '–';

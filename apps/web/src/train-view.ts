@@ -1,12 +1,12 @@
 // The training half of the page: progress, the loss curve, the run's end, the adapter's summary,
 // and the offer to resume a run stored in this browser.
 
-import { adaptedLinears, describeTargets, type LlamaModel } from '@huatuo/llama';
+import { adapterTensorsToWrite, describeTargets, type LlamaModel } from '@huatuo/llama';
 import type { ProgressEvent } from '@huatuo/sft';
 import { loadDemoModel } from './base-model.js';
 import { drawLossCurve } from './chart.js';
 import { fromText, loadDemoData } from './data-source.js';
-import { byId, count, duration, messageOf, say } from './dom.js';
+import { byId, bytes, count, duration, messageOf, say } from './dom.js';
 import { discardRun, knobsOf, runTraining, storedRun } from './run.js';
 import { chooseBase, chooseData, setKnobs } from './setup-view.js';
 import { fatal, refresh, state } from './state.js';
@@ -67,11 +67,14 @@ export function describeAdapter(): void {
   const m: LlamaModel | undefined = state.base?.model;
   const cfg = m?.loraConfig;
   if (!m || !cfg) return;
-  const params = adaptedLinears(m).reduce((s, { linear }) => s + (linear.lora ? linear.lora.A.size + linear.lora.B.size + (linear.lora.magnitude?.size ?? 0) : 0), 0);
+  // What serializeAdapter writes, all f32: the LoRA matrices, DoRA's magnitudes and the trained copies of modules_to_save.
+  const params = adapterTensorsToWrite(m).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+  const copies = [m.savedModules.embedTokens ? 'embed_tokens' : '', m.savedModules.lmHead ? 'lm_head' : ''].filter(Boolean);
+  const withCopies = copies.length > 0 ? ` with the trained ${copies.join(' and ')}` : '';
   const variants = [cfg.useRslora ? 'rsLoRA' : '', cfg.useDora ? 'DoRA' : ''].filter(Boolean).join(', ');
   const tokenizer = m.savedModules.tokenizer;
   const vocabulary = tokenizer ? `; on its own vocabulary of ${m.config.vocabSize} pieces, with its tokenizer (${tokenizer.vocabSize} pieces)` : '';
-  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${variants ? ` (${variants})` : ''}: ${count(params)} parameters (${(params * 4 / 1024).toFixed(1)} KiB in f32), ${state.adapterLabel}${vocabulary}`, 'ok');
+  say(byId('adapter-status'), `LoRA r ${cfg.r}, alpha ${cfg.alpha} on ${describeTargets(cfg.targetModules)}${variants ? ` (${variants})` : ''}: ${count(params)} parameters${withCopies} (${bytes(params * 4)} in f32), ${state.adapterLabel}${vocabulary}`, 'ok');
 }
 
 /** Offers to resume the run stored in this browser, if there is one. */
