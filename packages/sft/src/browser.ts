@@ -39,6 +39,7 @@ export { runFiles } from './run-files.js';
 export type { RunFiles } from './run-files.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
+export type { HfTrainerState, HfLogEntry, HfTrainLog, HfEvalLog, HfTrainEndLog } from './hf-trainer-state.js';
 export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export { lossCurveSvg } from './loss-curve.js';
 export type { LossCurveOptions } from './loss-curve.js';

@@ -5,10 +5,15 @@ import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite 
 import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
 import type { LossNormalization, LrSchedulerType, TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
+import type { HfTrainerState } from './hf-trainer-state.js';
 import { runFiles as files } from './run-files.js';
 
-/** Where the run stood when a checkpoint was written. */
-export interface TrainerState {
+/**
+ * Where the run stood when a checkpoint was written: the run's own fields, which a resume reads, and
+ * transformers' TrainerState fields (snake_case) for tools written for the Trainer's trainer_state.json,
+ * absent in checkpoints written before they were recorded (a resume derives them from `history`).
+ */
+export interface TrainerState extends Partial<HfTrainerState> {
   /** Optimizer steps completed. */
   step: number;
   /**
@@ -128,10 +133,15 @@ export async function writeCheckpoint(
   const structure = splitArrays(payload.optimizer, arrays);
   await files.writeFile(files.join(tmp, 'optimizer.safetensors'), serializeSafetensors(arrays, { metadata: { format: 'huatuo-optimizer' } }));
   await files.writeFile(files.join(tmp, 'optimizer.json'), JSON.stringify(structure));
-  await files.writeFile(files.join(tmp, 'trainer_state.json'), JSON.stringify(payload.state, null, 1));
+  await writeTrainerState(tmp, payload.state);
   await files.remove(final);
   await files.rename(tmp, final);
   return final;
+}
+
+/** Writes `dir`/trainer_state.json (atomically); also the output folder's at the end of a run, as the Trainer's save_state. */
+export async function writeTrainerState(dir: string, state: TrainerState): Promise<void> {
+  await files.writeFile(files.join(dir, 'trainer_state.json'), JSON.stringify(state, null, 1));
 }
 
 /** Completed checkpoints in a folder, oldest first. */

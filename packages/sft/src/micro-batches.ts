@@ -61,6 +61,11 @@ export interface StepBatches {
   chunks: number[][];
   /** What each micro-batch's mean loss is divided by with --loss-normalization micro-batch. */
   lossDivisor: number;
+  /**
+   * The Trainer's state.epoch after the step: its epoch plus the share of that epoch's micro-batches read
+   * up to the step's last one, epoch + (step + 1) / steps_in_epoch in _inner_training_loop.
+   */
+  epoch: number;
 }
 
 /**
@@ -85,7 +90,8 @@ export function stepBatches(nTrain: number, config: TrainConfig, schedule: Train
       const epoch = Math.floor(step / schedule.stepsPerEpoch);
       const within = step % schedule.stepsPerEpoch;
       const chunks = epochChunks(epoch).slice(within * accumulation, (within + 1) * accumulation);
-      return { chunks, lossDivisor: config.epochRemainder === 'step' ? chunks.length : accumulation };
+      const read = within * accumulation + chunks.length;
+      return { chunks, lossDivisor: config.epochRemainder === 'step' ? chunks.length : accumulation, epoch: epoch + read / perEpoch };
     };
   }
   // Step k's micro-batches as [epoch, index within the epoch], found by counting from the start.
@@ -110,6 +116,8 @@ export function stepBatches(nTrain: number, config: TrainConfig, schedule: Train
         index++;
       }
     }
-    return { chunks: steps[step]!.map(([e, i]) => epochChunks(e)[i]!), lossDivisor: accumulation };
+    const taken = steps[step]!;
+    const [lastEpoch, lastIndex] = taken[taken.length - 1]!;
+    return { chunks: taken.map(([e, i]) => epochChunks(e)[i]!), lossDivisor: accumulation, epoch: lastEpoch + (lastIndex + 1) / perEpoch };
   };
 }

@@ -1,10 +1,10 @@
 // The output folder of a training run: what an earlier run left there (final adapter with its tokenizer where it brings
-// its own vocabulary, metrics, loss curve, checkpoints), the refusal to start a fresh run over it, and its removal on request.
+// its own vocabulary, trainer state, metrics, loss curve, checkpoints), the refusal to start a fresh run over it, and its removal on request.
 import { ModelError, staleTokenizerFiles, tokenizerFileNames, type LlamaModel } from '@huatuo/llama';
 import { ConfigError } from './errors.js';
 import type { RunFiles } from './run-files.js';
 
-const RUN_FILES = new Set(['adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl', 'loss.svg']);
+const RUN_FILES = new Set(['adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl', 'loss.svg', 'trainer_state.json']);
 /** Written beside the final adapter where it brings its own vocabulary; a run's only in a folder holding an adapter. */
 const ADAPTER_TOKENIZER_FILES = new Set(tokenizerFileNames);
 const CHECKPOINT_NAME = /^checkpoint-\d+(\.tmp)?$/;

@@ -59,6 +59,11 @@ export interface StepOutcome {
   stepped: boolean;
   /** Non-padding tokens read. */
   tokens: number;
+  /**
+   * The gradients' global L2 norm before clipping (after unscaling), which the Trainer logs as grad_norm;
+   * null without --max-grad-norm or when no micro-batch had answer tokens, where the Trainer logs none.
+   */
+  gradNorm: number | null;
 }
 
 /** The losses of a step's micro-batches, added up as {@link StepOutcome.loss} says. */
@@ -108,12 +113,13 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   const scope = startScope();
   const lossScale = scaler.getScale();
   let stepped = true;
+  let norm: Tensor | null = null;
   try {
     const { weightedSum, weight, tokens } = accumulateGradients(s, lossScale);
     if (weightedSum) {
       // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
       scaler.unscale(optimizer);
-      if (config.maxGradNorm > 0) clipGradNorm(s.params, config.maxGradNorm);
+      if (config.maxGradNorm > 0) norm = clipGradNorm(s.params, config.maxGradNorm);
       stepped = await scaler.step(optimizer);
       scaler.update();
       optimizer.zeroGrad();
@@ -121,7 +127,8 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
     // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
     const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
     const loss = weightedSum ? (await (weightedSum as Tensor).item()) / divisor : 0;
-    return { loss, lossScale, stepped, tokens };
+    const gradNorm = norm ? await norm.item() : null;
+    return { loss, lossScale, stepped, tokens, gradNorm };
   } finally {
     scope.end();
   }

@@ -2,7 +2,8 @@
 // accumulated micro-batches (train-step.ts), logging, evaluation and checkpoints every N steps, the
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
-import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
+import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
 import { evaluate } from './evaluate.js';
@@ -23,7 +24,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const key = await recipeKey(config, options.train.length, microBatchSize);
   const run: RunRecipe = { config, train: options.train, val: options.val, microBatchSize, precision: scaler.enabled ? 'mixed' : 'f32' };
   const recipe = await recordedRecipe(run);
-  let state: TrainerState = {
+  const batchesOf = stepBatches(options.train.length, config, schedule, microBatchSize);
+  let state: TrainerState & HfTrainerState = {
+    ...newHfState(config, schedule),
     step: 0,
     lrSchedulerSteps: 0,
     totalSteps: schedule.totalSteps,
@@ -65,7 +68,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const metricsPath = runFiles.join(config.outputDir, 'metrics.jsonl');
   if (saved) {
     optimizer.loadStateDict(saved.optimizer);
-    state = saved.state;
+    // Checkpoints written before transformers' fields were recorded get them from their history.
+    const hf = saved.state.log_history === undefined ? derivedHfState(saved.state, config, schedule, (step) => batchesOf(step - 1).epoch) : newHfState(config, schedule);
+    state = { ...hf, ...saved.state, ...hfRunFields(config, schedule) };
     // Checkpoints written before the count was recorded took each rate from the step index (checked in readResumePoint).
     state.lrSchedulerSteps ??= state.step;
     // The same as the checkpoint's (checked), recorded also where an older checkpoint lacked them.
@@ -82,7 +87,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // The attention kernels the steps use are created (or refused) now: otherwise the first steps could
   // run other kernels than the later ones, by compile timing, and a resumed run other ones than the original.
   if (model.headDim !== undefined) await readyAttention({ headDim: model.headDim, dtypes: [model.dtype ?? 'f32'], backward: true });
-  const batchesOf = stepBatches(options.train.length, config, schedule, microBatchSize);
   const stepLosses = new Map<number, number>();
   const started = performance.now();
   let tokensSinceLog = 0;
@@ -96,6 +100,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const elapsed = () => (performance.now() - started) / 1000;
 
   const save = async (): Promise<string> => {
+    // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included.
+    if (state.best_global_step !== null) {
+      const best = checkpointDir(config.outputDir, state.best_global_step);
+      if (state.best_global_step === state.step || (await runFiles.exists(best))) state.best_model_checkpoint = best;
+    }
+    state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
     const dir = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
     await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep);
     options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir });
@@ -112,8 +122,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const scheduled = state.lrSchedulerSteps ?? step;
       const lr = learningRateAt(scheduled, schedule, config.learningRate);
       optimizer.setLr(lr);
-      const { chunks, lossDivisor } = batchesOf(step);
-      const { loss: stepLoss, lossScale, stepped, tokens } = await optimizerStep({
+      const { chunks, lossDivisor, epoch } = batchesOf(step);
+      const { loss: stepLoss, lossScale, stepped, tokens, gradNorm } = await optimizerStep({
         config,
         model,
         optimizer,
@@ -135,6 +145,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         );
       }
       state.step = step + 1;
+      state.global_step = state.step;
+      state.epoch = epoch;
       state.lrSchedulerSteps = stepped ? scheduled + 1 : scheduled;
       if (scaler.enabled) state.gradScaler = scaler.stateDict();
       stepLosses.set(state.step, stepLoss);
@@ -151,14 +163,22 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         timeAtLog = now;
         const row: MetricsRow = { step: state.step, loss: loggedLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
+        state.log_history.push(trainLog(loggedLoss, gradNorm, lr, epoch, state.step));
         await appendMetrics(metricsPath, row);
         options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr, tokensPerSec, elapsedSec: elapsed() });
       }
       const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
       if (evalNow) {
         activity = `in the evaluation after step ${state.step} of ${schedule.totalSteps}`;
+        const evalStarted = performance.now();
         const valLoss = await evaluate(model, options.val, config, microBatchSize);
         state.history.push({ step: state.step, valLoss });
+        state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, epoch, state.step));
+        // load_best_model_at_end's metric_for_best_model defaults to the evaluation loss, lower being better.
+        if (config.loadBestModelAtEnd && valLoss < (state.best_metric ?? Infinity)) {
+          state.best_metric = valLoss;
+          state.best_global_step = state.step;
+        }
         await appendMetrics(metricsPath, { step: state.step, valLoss });
         if (state.bestValLoss === null || valLoss < state.bestValLoss) {
           state.bestValLoss = valLoss;
@@ -197,8 +217,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     }
   }
   // The final adapter sits at the top of the output folder, as PEFT's save_pretrained leaves it.
+  // The output folder's trainer_state.json ends with train()'s last log, as the Trainer's save_state writes it.
   if (!interrupted) {
     await model.saveAdapter(config.outputDir);
+    const samples = config.maxSteps > 0 ? config.maxSteps * microBatchSize * accumulation : options.train.length * config.numEpochs;
+    const lossSum = [...stepLosses.values()].reduce((a, b) => a + b, 0);
+    state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum));
+    await writeTrainerState(config.outputDir, state);
   }
   options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed() });
   return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };

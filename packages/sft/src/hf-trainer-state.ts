@@ -1,0 +1,197 @@
+// transformers' TrainerState fields (trainer_callback.py of transformers 4.57.6), which trainer_state.json
+// carries beside the run's own with the values and log entries the Trainer writes (trainer.py's
+// _inner_training_loop, _maybe_log_save_evaluate, evaluate, log and _save_checkpoint), so that tools
+// written for the Trainer's checkpoints (log_history plots, best_model_checkpoint) read ours.
+import type { TrainConfig } from './config.js';
+import type { TrainingSchedule } from './schedule.js';
+
+/** A training log: `_maybe_log_save_evaluate`'s logs with the epoch and step `log()` adds. */
+export interface HfTrainLog {
+  /** The mean step loss since the previous log, rounded to 4 decimals as the Trainer rounds it. */
+  loss: number;
+  /** The last step's gradient norm before clipping; absent where the Trainer has none (no --max-grad-norm). */
+  grad_norm?: number;
+  learning_rate: number;
+  epoch: number;
+  step: number;
+}
+
+/** An evaluation log: `evaluate()`'s metrics (loss and speed) with the epoch and step. */
+export interface HfEvalLog {
+  eval_loss: number;
+  /** Seconds, rounded to 4 decimals (speed_metrics); absent in entries derived from checkpoints that did not time it. */
+  eval_runtime?: number;
+  eval_samples_per_second?: number;
+  eval_steps_per_second?: number;
+  epoch: number;
+  step: number;
+}
+
+/** The last log of a run: `train()`'s metrics, written in the output folder's trainer_state.json (save_state's). */
+export interface HfTrainEndLog {
+  train_runtime: number;
+  train_samples_per_second?: number;
+  train_steps_per_second?: number;
+  total_flos: number;
+  train_loss: number;
+  epoch: number;
+  step: number;
+}
+
+export type HfLogEntry = HfTrainLog | HfEvalLog | HfTrainEndLog;
+
+/** TrainerControl's state as `_save_checkpoint` stores it in stateful_callbacks. */
+export interface HfControlState {
+  args: { should_training_stop: boolean; should_epoch_stop: boolean; should_save: boolean; should_evaluate: boolean; should_log: boolean };
+  attributes: Record<string, never>;
+}
+
+/** transformers' TrainerState, as `dataclasses.asdict` writes it into trainer_state.json. */
+export interface HfTrainerState {
+  /** The epoch as a fraction: epoch + (micro-batches read in it) / (micro-batches in an epoch). */
+  epoch: number | null;
+  global_step: number;
+  max_steps: number;
+  logging_steps: number;
+  eval_steps: number;
+  save_steps: number;
+  /** The per-device batch (our micro-batch); the accumulation makes up the effective batch. */
+  train_batch_size: number;
+  num_train_epochs: number;
+  /** 0: tokens are counted only with include_num_input_tokens_seen, off by default. */
+  num_input_tokens_seen: number;
+  /**
+   * 0: the Trainer sums 6 x input_ids.numel() x the PEFT model's num_parameters(exclude_embeddings=True) per
+   * micro-batch (modeling_utils.floating_point_ops), and the trainer is not given the base model's parameter count.
+   */
+  total_flos: number;
+  log_history: HfLogEntry[];
+  /** The best eval_loss (metric_for_best_model "loss", as load_best_model_at_end defaults it); null where the run does not load the best model at the end (TrainConfig.loadBestModelAtEnd). */
+  best_metric: number | null;
+  best_global_step: number | null;
+  /** `<output dir>/checkpoint-<best_global_step>`, set at a save once that folder exists. */
+  best_model_checkpoint: string | null;
+  is_local_process_zero: boolean;
+  is_world_process_zero: boolean;
+  is_hyper_param_search: boolean;
+  trial_name: string | null;
+  trial_params: Record<string, unknown> | null;
+  stateful_callbacks: { TrainerControl?: HfControlState };
+}
+
+/** Python's round(x, digits): the decimal nearest to x, an exact tie going to the even digit. */
+export function pythonRound(x: number, digits: number): number {
+  if (!Number.isFinite(x) || Math.abs(x) >= 1e15) return x;
+  // toFixed gives x's exact decimal expansion, so a tie shows as a 5 followed by zeros only.
+  const exact = Math.abs(x).toFixed(digits + 25);
+  const [whole, fraction] = exact.split('.') as [string, string];
+  const kept = fraction.slice(0, digits);
+  const rest = fraction.slice(digits);
+  let units = BigInt(whole + kept);
+  const tie = rest === `5${'0'.repeat(rest.length - 1)}`;
+  if (rest > `5${'0'.repeat(rest.length - 1)}` || (tie && units % 2n === 1n)) units += 1n;
+  const text = units.toString().padStart(digits + 1, '0');
+  const rounded = Number(`${text.slice(0, text.length - digits)}.${text.slice(text.length - digits)}`);
+  return x < 0 || Object.is(x, -0) ? -rounded : rounded;
+}
+
+/** The TrainerState values a run's settings give (init_training_references, compute_steps). */
+export function hfRunFields(
+  config: TrainConfig,
+  schedule: TrainingSchedule,
+): Pick<HfTrainerState, 'max_steps' | 'logging_steps' | 'eval_steps' | 'save_steps' | 'train_batch_size' | 'num_train_epochs'> {
+  return {
+    max_steps: schedule.totalSteps,
+    logging_steps: config.loggingSteps,
+    eval_steps: config.evalSteps,
+    save_steps: config.saveSteps,
+    train_batch_size: schedule.microBatchSize,
+    num_train_epochs: config.maxSteps > 0 ? Math.ceil(config.maxSteps / schedule.stepsPerEpoch) : Math.ceil(config.numEpochs),
+  };
+}
+
+/** A new run's TrainerState: nothing logged, epoch 0 as `_inner_training_loop` sets it before the first step. */
+export function newHfState(config: TrainConfig, schedule: TrainingSchedule): HfTrainerState {
+  return {
+    epoch: 0,
+    global_step: 0,
+    ...hfRunFields(config, schedule),
+    num_input_tokens_seen: 0,
+    total_flos: 0,
+    log_history: [],
+    best_metric: null,
+    best_global_step: null,
+    best_model_checkpoint: null,
+    is_local_process_zero: true,
+    is_world_process_zero: true,
+    is_hyper_param_search: false,
+    trial_name: null,
+    trial_params: null,
+    stateful_callbacks: {},
+  };
+}
+
+/**
+ * The TrainerState of a checkpoint written before it was recorded, from the run's own history: its
+ * logs (loss rounded, no grad_norm) and evaluations (no timings), each at the epoch of its step. Its
+ * best_model_checkpoint is left for the next save to set, as the Trainer sets it.
+ */
+export function derivedHfState(
+  state: { step: number; history: readonly { step: number; loss?: number; valLoss?: number; lr?: number }[]; bestValLoss: number | null; bestStep: number | null },
+  config: TrainConfig,
+  schedule: TrainingSchedule,
+  epochAfter: (step: number) => number,
+): HfTrainerState {
+  const log_history: HfLogEntry[] = [];
+  for (const row of state.history) {
+    const epoch = epochAfter(row.step);
+    if (row.loss !== undefined) log_history.push({ loss: pythonRound(row.loss, 4), learning_rate: row.lr ?? config.learningRate, epoch, step: row.step });
+    if (row.valLoss !== undefined) log_history.push({ eval_loss: row.valLoss, epoch, step: row.step });
+  }
+  const best = config.loadBestModelAtEnd && state.bestStep !== null;
+  return {
+    ...newHfState(config, schedule),
+    epoch: state.step > 0 ? epochAfter(state.step) : 0,
+    global_step: state.step,
+    log_history,
+    best_metric: best ? state.bestValLoss : null,
+    best_global_step: best ? state.bestStep : null,
+  };
+}
+
+/** The speed metrics of `speed_metrics(split, ...)`: runtime rounded to 4 decimals, rates to 3. */
+function speedMetrics<S extends string>(split: S, seconds: number, samples: number, steps: number): Record<string, number> {
+  const runtime = pythonRound(seconds, 4);
+  if (seconds === 0) return { [`${split}_runtime`]: runtime };
+  return { [`${split}_runtime`]: runtime, [`${split}_samples_per_second`]: pythonRound(samples / seconds, 3), [`${split}_steps_per_second`]: pythonRound(steps / seconds, 3) };
+}
+
+/** A training log entry: the mean step loss since the previous one, rounded as the Trainer logs it. */
+export function trainLog(loss: number, gradNorm: number | null, learningRate: number, epoch: number, step: number): HfTrainLog {
+  return { loss: pythonRound(loss, 4), ...(gradNorm !== null ? { grad_norm: gradNorm } : {}), learning_rate: learningRate, epoch, step };
+}
+
+/** An evaluation log entry: `samples` records in batches of `batchSize` evaluated in `seconds`. */
+export function evalLog(evalLoss: number, seconds: number, samples: number, batchSize: number, epoch: number, step: number): HfEvalLog {
+  return { eval_loss: evalLoss, ...(speedMetrics('eval', seconds, samples, Math.ceil(samples / batchSize)) as Partial<HfEvalLog>), epoch, step };
+}
+
+/**
+ * The log `train()` appends at the end: speed over this call's `seconds` for the whole run's samples
+ * and max_steps, and train_loss, the sum of this call's step losses over global_step (as the Trainer
+ * divides its _total_loss_scalar, which a resume starts from 0).
+ */
+export function trainEndLog(state: HfTrainerState, seconds: number, samples: number, lossSum: number): HfTrainEndLog {
+  return {
+    ...(speedMetrics('train', seconds, samples, state.max_steps) as Pick<HfTrainEndLog, 'train_runtime'>),
+    total_flos: state.total_flos,
+    train_loss: lossSum / Math.max(state.global_step, 0.001),
+    epoch: state.epoch ?? 0,
+    step: state.global_step,
+  };
+}
+
+/** TrainerControl's state when `_save_checkpoint` writes it: saving, its log and evaluation done. */
+export function controlAtSave(step: number, maxSteps: number): HfControlState {
+  return { args: { should_training_stop: step >= maxSteps, should_epoch_stop: false, should_save: true, should_evaluate: false, should_log: false }, attributes: {} };
+}

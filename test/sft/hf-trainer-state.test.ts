@@ -1,0 +1,177 @@
+// trainer_state.json carries transformers' TrainerState fields (transformers 4.57.6's trainer_callback.py
+// and trainer.py) beside the run's own: epoch fractions, global_step, log_history entries in the
+// Trainer's shapes and roundings, best_model_checkpoint; resumed runs continue log_history once, and
+// checkpoints written before the fields were recorded resume with log_history derived from their history.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initWebGPU } from '@huatuo/tensor';
+import { resolveConfig, train, trainingSchedule, type HfTrainerState, type TrainConfig, type TrainerState, type TrainResult } from '@huatuo/sft';
+import { pythonRound, stepBatches } from '@huatuo/sft/internal';
+import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
+
+type State = TrainerState & HfTrainerState;
+type Entry = Record<string, number>;
+
+const roundFixture = fileURLToPath(new URL('../fixtures/sft/python-round.json', import.meta.url));
+
+let dataPath: string;
+
+/**
+ * 10 training records in micro-batches of 2 with accumulation 2 and --epoch-remainder step (transformers
+ * 4.57): 5 micro-batches an epoch read by 3 steps (2, 2 and 1), 6 steps in 2 epochs; logs every 2 steps,
+ * evaluations and checkpoints every 3.
+ */
+function config(outputDir: string, overrides: Record<string, unknown> = {}): TrainConfig {
+  return smallConfig(dataPath, outputDir, { epochRemainder: 'step', numEpochs: 2, loggingSteps: 2, evalSteps: 3, saveSteps: 3, ...overrides });
+}
+
+async function run(c: TrainConfig, options: { resume?: string; stopAfterStep?: number } = {}): Promise<TrainResult> {
+  const { data, model, base } = await smallRun(c);
+  try {
+    return await train({ config: c, model, train: data.train, val: data.val, microBatchSize: 2, resume: options.resume ?? null, stopAfterStep: options.stopAfterStep });
+  } finally {
+    base.model.dispose();
+  }
+}
+
+const readState = (dir: string) => JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as State;
+const logsOf = (state: State) => state.log_history as unknown as Entry[];
+/** Whether `rate` is round(count / runtime, 3) for the runtime that rounded to `runtime` (4 decimals). */
+const rateOf = (rate: number, count: number, runtime: number) => Math.abs(rate - count / runtime) <= 5e-4 + (count / runtime) * (5e-5 / runtime) * 1.01;
+const kinds = (history: readonly Entry[]) => history.map((e) => [e.step, 'loss' in e ? 'train' : 'eval_loss' in e ? 'eval' : 'end']);
+
+before(async () => {
+  await initWebGPU();
+  dataPath = writeRecords(tmp(), smallRecords(12));
+});
+
+test("pythonRound rounds as Python's round(x, 4) and round(x, 3), exact decimal ties to the even digit", () => {
+  const cases = JSON.parse(readFileSync(roundFixture, 'utf8')) as { x: number; round4: number; round3: number }[];
+  for (const { x, round4, round3 } of cases) {
+    assert.equal(pythonRound(x, 4), round4, `round(${x}, 4)`);
+    assert.equal(pythonRound(x, 3), round3, `round(${x}, 3)`);
+  }
+});
+
+test("each step's epoch is the Trainer's epoch + (micro-batches read in it) / steps_in_epoch, for each --epoch-remainder", () => {
+  // 10 records in micro-batches of 2: 5 an epoch, accumulation 2, 2 epochs.
+  const epochs = (epochRemainder: string) => {
+    const c = resolveConfig({ batchSize: 4, microBatchSize: 2, numEpochs: 2, epochRemainder });
+    const schedule = trainingSchedule(c, 10, 2);
+    const batchesOf = stepBatches(10, c, schedule, 2);
+    return Array.from({ length: schedule.totalSteps }, (_, s) => batchesOf(s).epoch);
+  };
+  // transformers 4.57: the epoch's fifth micro-batch is a step of its own.
+  assert.deepEqual(epochs('step'), [0.4, 0.8, 1, 1.4, 1.8, 2]);
+  // transformers 4.28: the fifth is carried into the next epoch's first step, which ends after epoch 1's first micro-batch.
+  assert.deepEqual(epochs('carry'), [0.4, 0.8, 1.2, 1.6]);
+  assert.deepEqual(epochs('drop'), [0.4, 0.8, 1.4, 1.8]);
+});
+
+test("a run's trainer_state.json holds transformers' TrainerState fields with the Trainer's values, its log_history the run's logged losses and rates", async () => {
+  const out = tmp();
+  const result = await run(config(out));
+  const history = result.state.history;
+  const trainRow = (step: number) => history.find((r) => r.step === step && r.loss !== undefined)!;
+  const evalRow = (step: number) => history.find((r) => r.step === step && r.valLoss !== undefined)!;
+
+  const at3 = readState(join(out, 'checkpoint-3'));
+  assert.equal(at3.step, 3, "the run's own fields stay");
+  assert.deepEqual(
+    [at3.global_step, at3.epoch, at3.max_steps, at3.logging_steps, at3.eval_steps, at3.save_steps, at3.train_batch_size, at3.num_train_epochs],
+    [3, 1, 6, 2, 3, 3, 2, 2],
+    'step 3 ends the first epoch: 0 + 5 / 5',
+  );
+  assert.deepEqual([at3.num_input_tokens_seen, at3.total_flos, at3.is_local_process_zero, at3.is_world_process_zero, at3.is_hyper_param_search], [0, 0, true, true, false]);
+  assert.deepEqual(at3.stateful_callbacks, {
+    TrainerControl: { args: { should_training_stop: false, should_epoch_stop: false, should_save: true, should_evaluate: false, should_log: false }, attributes: {} },
+  });
+  assert.deepEqual(kinds(logsOf(at3)), [[2, 'train'], [3, 'eval']]);
+
+  const at6 = readState(join(out, 'checkpoint-6'));
+  assert.equal(at6.stateful_callbacks.TrainerControl?.args.should_training_stop, true);
+  const logs = logsOf(at6);
+  assert.deepEqual(kinds(logs), [[2, 'train'], [3, 'eval'], [4, 'train'], [6, 'train'], [6, 'eval']]);
+  // epoch + (micro-batches read in the epoch) / 5: steps 2, 3, 4, 6 end after micro-batches 4, 5, 2 and 5.
+  assert.deepEqual(logs.map((e) => e.epoch), [0.8, 1, 1.4, 2, 2]);
+  for (const e of logs.filter((e) => 'loss' in e)) {
+    assert.deepEqual(Object.keys(e), ['loss', 'grad_norm', 'learning_rate', 'epoch', 'step']);
+    const row = trainRow(e.step!);
+    assert.equal(e.loss, pythonRound(row.loss!, 4), `step ${e.step}: the logged loss rounded to 4 decimals`);
+    assert.notEqual(e.loss, row.loss, 'the run keeps its loss unrounded');
+    assert.equal(e.learning_rate, row.lr);
+    assert.ok(e.grad_norm! > 0 && Number.isFinite(e.grad_norm), `grad_norm ${e.grad_norm}`);
+  }
+  for (const e of logs.filter((e) => 'eval_loss' in e)) {
+    assert.deepEqual(Object.keys(e), ['eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'epoch', 'step']);
+    assert.equal(e.eval_loss, evalRow(e.step!).valLoss);
+    assert.equal(e.eval_runtime, pythonRound(e.eval_runtime!, 4));
+    // 2 records in 1 batch of 2.
+    assert.ok(rateOf(e.eval_samples_per_second!, 2, e.eval_runtime!) && rateOf(e.eval_steps_per_second!, 1, e.eval_runtime!), JSON.stringify(e));
+  }
+
+  const evals = logs.filter((e) => 'eval_loss' in e);
+  const best = evals.reduce((a, b) => (b.eval_loss! < a.eval_loss! ? b : a));
+  const final = readState(out);
+  for (const s of [at6, final]) {
+    assert.deepEqual([s.best_metric, s.best_global_step, s.best_model_checkpoint], [best.eval_loss, best.step, join(out, `checkpoint-${best.step}`)]);
+  }
+  assert.deepEqual([at3.best_metric, at3.best_global_step, at3.best_model_checkpoint], [evals[0]!.eval_loss, 3, join(out, 'checkpoint-3')]);
+
+  // The output folder's state ends with train()'s log, which no checkpoint holds (the Trainer's save_state).
+  assert.deepEqual(final.log_history.slice(0, -1), at6.log_history);
+  const end = logsOf(final).at(-1)!;
+  assert.deepEqual(Object.keys(end), ['train_runtime', 'train_samples_per_second', 'train_steps_per_second', 'total_flos', 'train_loss', 'epoch', 'step']);
+  assert.deepEqual([end.total_flos, end.epoch, end.step], [0, 2, 6]);
+  const lossSum = [...result.stepLosses.values()].reduce((a, b) => a + b, 0);
+  assert.equal(end.train_loss, lossSum / 6, 'the mean of the step losses, unrounded');
+  // 10 records x 2 epochs and 6 steps over the runtime.
+  assert.ok(rateOf(end.train_samples_per_second!, 20, end.train_runtime!) && rateOf(end.train_steps_per_second!, 6, end.train_runtime!), JSON.stringify(end));
+});
+
+test('without --max-grad-norm the training logs have no grad_norm, and a run that does not load the best model at the end has no best_metric', async () => {
+  const out = tmp();
+  await run({ ...config(out, { maxGradNorm: 0 }), loadBestModelAtEnd: false }, { stopAfterStep: 3 });
+  const state = readState(join(out, 'checkpoint-3'));
+  assert.deepEqual(Object.keys(logsOf(state)[0]!), ['loss', 'learning_rate', 'epoch', 'step']);
+  assert.deepEqual([state.best_metric, state.best_global_step, state.best_model_checkpoint], [null, null, null]);
+});
+
+test('a resumed run continues log_history from its checkpoint: the entries logged after it are not repeated', async () => {
+  const out = tmp();
+  // Stopping after step 4 leaves checkpoint-3 and a log of step 4, as a kill after step 4 would.
+  await run(config(out), { stopAfterStep: 4 });
+  assert.deepEqual(kinds(logsOf(readState(out))), [[2, 'train'], [3, 'eval'], [4, 'train'], [4, 'end']]);
+  const resumed = await run(config(out), { resume: 'latest' });
+  const logs = logsOf(readState(join(out, 'checkpoint-6')));
+  assert.deepEqual(kinds(logs), [[2, 'train'], [3, 'eval'], [4, 'train'], [6, 'train'], [6, 'eval']]);
+  assert.deepEqual(logs.slice(0, 2), readState(join(out, 'checkpoint-3')).log_history, "the checkpoint's entries as they were");
+  // The Trainer's first log after a resume averages the steps since the resumed global_step: step 4 alone.
+  assert.equal(logs[2]!.loss, pythonRound(resumed.stepLosses.get(4)!, 4));
+  assert.deepEqual(kinds(logsOf(readState(out))), [...kinds(logs), [6, 'end']]);
+});
+
+test("a checkpoint written before transformers' fields were recorded resumes exactly, with log_history derived from its history", async () => {
+  const reference = await run(config(tmp()));
+  const out = tmp();
+  await run(config(out), { stopAfterStep: 3 });
+  const dir = join(out, 'checkpoint-3');
+  const written = readState(dir);
+  const hfKeys = new Set(['epoch', 'global_step', 'max_steps', 'logging_steps', 'eval_steps', 'save_steps', 'train_batch_size', 'num_train_epochs', 'num_input_tokens_seen', 'total_flos', 'log_history', 'best_metric', 'best_global_step', 'best_model_checkpoint', 'is_local_process_zero', 'is_world_process_zero', 'is_hyper_param_search', 'trial_name', 'trial_params', 'stateful_callbacks']);
+  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify(Object.fromEntries(Object.entries(written).filter(([k]) => !hfKeys.has(k))), null, 1));
+
+  const resumed = await run(config(out), { resume: dir });
+  for (let s = 4; s <= 6; s++) assert.equal(resumed.stepLosses.get(s), reference.stepLosses.get(s), `step ${s} continues the run exactly`);
+  const state = readState(join(out, 'checkpoint-6'));
+  const [log2, eval3] = logsOf(state);
+  const old = logsOf(written);
+  assert.deepEqual(log2, { loss: old[0]!.loss, learning_rate: old[0]!.learning_rate, epoch: 0.8, step: 2 }, 'derived from the history: no grad_norm');
+  assert.deepEqual(eval3, { eval_loss: old[1]!.eval_loss, epoch: 1, step: 3 }, 'derived from the history: no timings');
+  assert.deepEqual(kinds(logsOf(state)), [[2, 'train'], [3, 'eval'], [4, 'train'], [6, 'train'], [6, 'eval']]);
+  assert.deepEqual([state.global_step, state.epoch, state.max_steps], [6, 2, 6]);
+  const best = logsOf(state).filter((e) => 'eval_loss' in e).reduce((a, b) => (b.eval_loss! < a.eval_loss! ? b : a));
+  assert.deepEqual([state.best_metric, state.best_model_checkpoint], [best.eval_loss, join(out, `checkpoint-${best.step}`)]);
+});
