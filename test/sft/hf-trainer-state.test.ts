@@ -17,6 +17,9 @@ type Entry = Record<string, number>;
 
 const roundFixture = fileURLToPath(new URL('../fixtures/sft/python-round.json', import.meta.url));
 
+/** The fields of transformers 4.57.6's TrainerState dataclass. */
+const HF_KEYS = new Set(['epoch', 'global_step', 'max_steps', 'logging_steps', 'eval_steps', 'save_steps', 'train_batch_size', 'num_train_epochs', 'num_input_tokens_seen', 'total_flos', 'log_history', 'best_metric', 'best_global_step', 'best_model_checkpoint', 'is_local_process_zero', 'is_world_process_zero', 'is_hyper_param_search', 'trial_name', 'trial_params', 'stateful_callbacks']);
+
 let dataPath: string;
 
 /**
@@ -80,6 +83,7 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
 
   const at3 = readState(join(out, 'checkpoint-3'));
   assert.equal(at3.step, 3, "the run's own fields stay");
+  assert.deepEqual([...HF_KEYS].filter((k) => !(k in at3)), [], 'every field of the Trainer is written');
   assert.deepEqual(
     [at3.global_step, at3.epoch, at3.max_steps, at3.logging_steps, at3.eval_steps, at3.save_steps, at3.train_batch_size, at3.num_train_epochs],
     [3, 1, 6, 2, 3, 3, 2, 2],
@@ -160,8 +164,7 @@ test("a checkpoint written before transformers' fields were recorded resumes exa
   await run(config(out), { stopAfterStep: 3 });
   const dir = join(out, 'checkpoint-3');
   const written = readState(dir);
-  const hfKeys = new Set(['epoch', 'global_step', 'max_steps', 'logging_steps', 'eval_steps', 'save_steps', 'train_batch_size', 'num_train_epochs', 'num_input_tokens_seen', 'total_flos', 'log_history', 'best_metric', 'best_global_step', 'best_model_checkpoint', 'is_local_process_zero', 'is_world_process_zero', 'is_hyper_param_search', 'trial_name', 'trial_params', 'stateful_callbacks']);
-  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify(Object.fromEntries(Object.entries(written).filter(([k]) => !hfKeys.has(k))), null, 1));
+  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify(Object.fromEntries(Object.entries(written).filter(([k]) => !HF_KEYS.has(k))), null, 1));
 
   const resumed = await run(config(out), { resume: dir });
   for (let s = 4; s <= 6; s++) assert.equal(resumed.stepLosses.get(s), reference.stepLosses.get(s), `step ${s} continues the run exactly`);
