@@ -158,6 +158,16 @@ test("every README snippet type-checks against the packages' public entries", as
   assert.equal(errors, '', `README snippets that do not type-check (a fragment's givens are listed in ${fileURLToPath(import.meta.url)}):\n${errors}`);
 });
 
+test("README snippets import only the packages' public entries and Node's modules", () => {
+  const wrong: string[] = [];
+  for (const s of readmeSnippets()) {
+    for (const [, from] of s.code.matchAll(/\b(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+      if (!/^(@huatuo\/[a-z]+|node:[a-z/_]+)$/.test(from!)) wrong.push(`${where(s)}: ${from}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
 test('the tensor library section is examples/regression.ts', () => {
   const snippet = readmeSnippets().find((s) => s.readme === 'README.md' && s.code.includes('fit y = 3x - 2'));
   const example = readFileSync(`${root}examples/regression.ts`, 'utf8').replace(/^\/\/ Run: .*\n/m, '');
