@@ -127,7 +127,7 @@ test(
       // A bad value is refused by the trainer's check, naming the field and its flag.
       await page.fill('#knobs input[name=warmupSteps]', '1.5');
       await page.dispatchEvent('#knobs', 'change');
-      await page.waitForFunction(() => /Warm-up steps: --warmup-steps: expected an integer, got "1\.5"/.test(document.getElementById('plan')!.textContent ?? ''));
+      await page.waitForFunction(() => /Warm-up steps: --warmup-steps \(warmupSteps\): expected an integer, got "1\.5"/.test(document.getElementById('plan')!.textContent ?? ''));
       assert.equal(await page.isDisabled('#train'), true);
 
       await page.selectOption('#knobs select[name=lossNormalization]', 'tokens');
@@ -159,7 +159,7 @@ test(
         page.$$eval('#knobs label[data-kwarg]:not([hidden]) input', (inputs) => Object.fromEntries(inputs.map((i) => [(i as HTMLInputElement).name, (i as HTMLInputElement).placeholder])));
       assert.deepEqual(await placeholders(), { 'lrSchedulerKwargs.num_cycles': '0.5', 'lrSchedulerKwargs.min_lr': '', 'lrSchedulerKwargs.min_lr_rate': '' });
       await page.dispatchEvent('#knobs', 'change');
-      await page.waitForFunction(() => /--lr-scheduler-kwargs: --lr-scheduler-type cosine_with_min_lr needs min_lr/.test(document.getElementById('plan')!.textContent ?? ''));
+      await page.waitForFunction(() => /--lr-scheduler-kwargs \(lrSchedulerKwargs\): --lr-scheduler-type cosine_with_min_lr needs min_lr/.test(document.getElementById('plan')!.textContent ?? ''));
 
       // warmup_stable_decay's warm-up and decay curves are a choice of the trainer's, starting at transformers' defaults.
       await page.selectOption('#knobs select[name=lrSchedulerType]', 'warmup_stable_decay');
@@ -211,5 +211,5 @@ test("a run stored before the schedule's fields existed comes back with the reci
   const config = recipe(knobs);
   assert.equal(config.learningRate, 0.01);
   assert.equal(config.saveSteps, 3);
-  assert.throws(() => recipe({ ...knobs, lrSchedulerKwargs: { lr_end: 0 } }), /--lr-scheduler-kwargs: --lr-scheduler-type linear takes no arguments, got "lr_end"/);
+  assert.throws(() => recipe({ ...knobs, lrSchedulerKwargs: { lr_end: 0 } }), /--lr-scheduler-kwargs \(lrSchedulerKwargs\): --lr-scheduler-type linear takes no arguments, got "lr_end"/);
 });

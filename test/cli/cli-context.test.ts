@@ -56,5 +56,5 @@ test('train --cutoff-len may reach the yarn-stretched context, and no further', 
   assert.equal(ok.code, 0, ok.stderr);
   const over = await cli(args('129'));
   assert.equal(over.code, 1);
-  assert.match(over.stderr, /--cutoff-len: 129 tokens is beyond the context of .*, 128 tokens \(max_position_embeddings 16 × rope_scaling "yarn" factor 8\)/);
+  assert.match(over.stderr, /--cutoff-len \(cutoffLen\): 129 tokens is beyond the context of .*, 128 tokens \(max_position_embeddings 16 × rope_scaling "yarn" factor 8\)/);
 });

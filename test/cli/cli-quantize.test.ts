@@ -17,7 +17,7 @@ test('generate --quantize nf4 answers with the demo model quantized', async () =
 test('--quantize int4 is refused naming the flag and the formats it takes', async () => {
   const r = await cli(['generate', '--prompt', 'x', '--quantize', 'int4']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /--quantize: expected one of none, int8, nf4, got "int4"/);
+  assert.match(r.stderr, /--quantize \(quantize\): expected one of none, int8, nf4, got "int4"/);
 });
 
 test('--quantize-threads takes a whole number of at least 1, refused naming the flag in generate and train', async () => {

@@ -113,14 +113,14 @@ test('a plan larger than a CPU adapter\'s memory (the host\'s) is refused naming
   if (info.memoryBytes === null) return t.skip('a GPU adapter: WebGPU reports no memory size');
   const plan = planMemory(llamaPresets['llama-7b'], { batchSize: 128, seqLen: 2048, dtype: 'f16', lora: { r: 8, targetModules: ['q_proj', 'v_proj'] }, training: true });
   assert.ok(plan.total > info.memoryBytes);
-  assert.throws(() => checkPlanFits(plan), /--micro-batch: the run needs about [\d,.]+ GiB, more than the [\d.]+ GiB this CPU adapter can use .*lower --micro-batch or --cutoff-len/);
+  assert.throws(() => checkPlanFits(plan), /--micro-batch \(microBatchSize\): the run needs about [\d,.]+ GiB, more than the [\d.]+ GiB this CPU adapter can use .*lower --micro-batch or --cutoff-len/);
   checkPlanFits(planMemory(configFromPreset('tiny', SMALL_MODEL), { batchSize: 2, seqLen: 64, lora: { r: 4, targetModules: ['q_proj'] }, training: true }));
 });
 
 test('--base naming a file, --resume naming a missing folder and an unwritable --output say what is wrong with the path', async () => {
   const file = await cli(['train', '--dry-run', ...recipe(join(tmp(), 'out')).map((a) => (a === modelDir ? join(modelDir, 'config.json') : a))]);
   assert.equal(file.code, 1);
-  assert.match(file.stderr, /ConfigError: --base: .*config\.json is a file; pass the folder that holds it/);
+  assert.match(file.stderr, /ConfigError: --base \(baseModel\): .*config\.json is a file; pass the folder that holds it/);
   const missing = await cli(['train', '--dry-run', ...recipe(join(tmp(), 'out')), '--resume', '/missing-checkpoint']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /CheckpointError: \/missing-checkpoint does not exist; pass a checkpoint folder/);

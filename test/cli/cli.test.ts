@@ -125,7 +125,7 @@ test('bad input stops train before any step with exit code 1 and a message namin
 test('train without --data stops before opening the device, naming --data and the command that runs the demonstration', async () => {
   const r = await cli(['train']);
   assert.equal(r.code, 1, `exit code 1 (stderr: ${r.stderr})`);
-  assert.match(r.stderr, /--data: train needs a data file/);
+  assert.match(r.stderr, /--data \(dataPath\): train needs a data file/);
   assert.match(r.stderr, /huatuo-train with no command/);
   assert.doesNotMatch(r.stderr, /validation records/);
   assert.doesNotMatch(r.stdout, /^device:/m, 'no device was opened');
@@ -142,7 +142,7 @@ test('train into a folder holding another run is refused naming --resume and --o
 
   const refused = await cli(['train', ...recipe(dataPath, out), '--epochs', '1']);
   assert.equal(refused.code, 1, `refused (stdout: ${refused.stdout})`);
-  assert.match(refused.stderr, /--output-dir: .*already holds a training run/);
+  assert.match(refused.stderr, /--output-dir \(outputDir\): .*already holds a training run/);
   assert.match(refused.stderr, /--resume/);
   assert.match(refused.stderr, /--overwrite-output-dir/);
   assert.doesNotMatch(refused.stdout, /^step \d+/m, 'no step ran');

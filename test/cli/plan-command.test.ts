@@ -36,7 +36,7 @@ test('plan --micro-batch auto --gpu-memory plans the largest micro-batch that fi
 test('plan refuses a micro-batch that does not fit --gpu-memory, naming --micro-batch after printing its figures', async () => {
   const lines: string[] = [];
   const args = ['--preset', 'llama-7b', '--quantize', 'int8', '--gradient-checkpointing', 'false', '--micro-batch', '4', '--gpu-memory', '10'];
-  await assert.rejects(buildPlanCommand((line) => lines.push(line)).parseAsync(args, { from: 'user' }), /--micro-batch: a micro-batch of 4 sequences .* use --micro-batch auto or a smaller one/);
+  await assert.rejects(buildPlanCommand((line) => lines.push(line)).parseAsync(args, { from: 'user' }), /--micro-batch \(microBatchSize\): a micro-batch of 4 sequences .* use --micro-batch auto or a smaller one/);
   assert.equal(peak(lines), '13.81 GiB');
 });
 

@@ -35,13 +35,13 @@ test('overrides parse from CLI strings, by flag or key, and leave the defaults u
 test('--quantize takes none, int8 or nf4 and refuses anything else, naming the flag', () => {
   assert.equal(resolveConfig({ '--quantize': 'nf4' }).quantize, 'nf4');
   assert.equal(resolveConfig({ quantize: 'int8' }).quantize, 'int8');
-  assert.throws(() => resolveConfig({ '--quantize': 'int4' }), /--quantize: expected one of none, int8, nf4, got "int4"/);
+  assert.throws(() => resolveConfig({ '--quantize': 'int4' }), /--quantize \(quantize\): expected one of none, int8, nf4, got "int4"/);
 });
 
 test('--loss-normalization takes micro-batch (the default, as HuaTuo trained) or tokens and refuses anything else, naming the flag', () => {
   assert.equal(resolveConfig({ '--loss-normalization': 'tokens' }).lossNormalization, 'tokens');
   assert.equal(resolveConfig({ lossNormalization: 'micro-batch' }).lossNormalization, 'micro-batch');
-  assert.throws(() => resolveConfig({ '--loss-normalization': 'token' }), /--loss-normalization: expected one of micro-batch, tokens, got "token"/);
+  assert.throws(() => resolveConfig({ '--loss-normalization': 'token' }), /--loss-normalization \(lossNormalization\): expected one of micro-batch, tokens, got "token"/);
 });
 
 test('--quantize int8 or nf4 turns gradient checkpointing on unless --gradient-checkpointing says otherwise (PEFT prepare_model_for_kbit_training)', () => {

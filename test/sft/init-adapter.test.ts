@@ -24,7 +24,7 @@ before(async () => {
 test("--init-adapter takes the adapter's use_rslora, and refuses --lora-use-rslora contradicting it", async () => {
   assert.equal((await fromAdapter({ ...base, use_rslora: true })).loraUseRslora, true);
   assert.equal((await fromAdapter(base)).loraUseRslora, false);
-  await assert.rejects(fromAdapter(base, { '--lora-use-rslora': 'true' }), (e: unknown) => e instanceof ConfigError && /--lora-use-rslora: true contradicts the --init-adapter, whose use_rslora is false \(init\/adapter_config\.json\)/.test(e.message));
+  await assert.rejects(fromAdapter(base, { '--lora-use-rslora': 'true' }), (e: unknown) => e instanceof ConfigError && /--lora-use-rslora \(loraUseRslora\): true contradicts the --init-adapter, whose use_rslora is false \(init\/adapter_config\.json\)/.test(e.message));
   assert.deepEqual((await fromAdapter({ ...base, target_modules: 'all-linear' })).loraTargetModules, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
 });
 

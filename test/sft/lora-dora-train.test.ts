@@ -21,7 +21,7 @@ test("--lora-use-dora is a recipe switch, and --init-adapter takes an adapter's 
     withInitAdapter({ join: (...p: string[]) => p.join('/'), readText: async () => JSON.stringify(config) }, resolveConfig(flags), 'init', given);
   assert.equal((await fromAdapter({ ...base, use_dora: true })).loraUseDora, true);
   assert.equal((await fromAdapter(base)).loraUseDora, false);
-  await assert.rejects(fromAdapter(base, { '--lora-use-dora': 'true' }, ['loraUseDora']), (e: unknown) => e instanceof ConfigError && /--lora-use-dora: true contradicts the --init-adapter, whose use_dora is false/.test(e.message));
+  await assert.rejects(fromAdapter(base, { '--lora-use-dora': 'true' }, ['loraUseDora']), (e: unknown) => e instanceof ConfigError && /--lora-use-dora \(loraUseDora\): true contradicts the --init-adapter, whose use_dora is false/.test(e.message));
 });
 
 async function run(config: TrainConfig, stopAfterStep: number, resume: string | null = null): Promise<{ result: TrainResult; magnitude: Float32Array }> {

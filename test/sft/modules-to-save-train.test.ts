@@ -25,7 +25,7 @@ before(async () => {
 test("--lora-modules-to-save is a recipe list checked by PEFT's rule, and --init-adapter takes an adapter's modules_to_save", async () => {
   assert.deepEqual(resolveConfig({ '--lora-modules-to-save': 'embed_tokens,lm_head' }).loraModulesToSave, ['embed_tokens', 'lm_head']);
   assert.deepEqual(resolveConfig({}).loraModulesToSave, []);
-  assert.throws(() => resolveConfig({ '--lora-modules-to-save': 'lm_head,norm' }), (e: unknown) => e instanceof ConfigError && /^--lora-modules-to-save: entry "norm" selects .*only embed_tokens and lm_head/.test(e.message));
+  assert.throws(() => resolveConfig({ '--lora-modules-to-save': 'lm_head,norm' }), (e: unknown) => e instanceof ConfigError && /^--lora-modules-to-save \(loraModulesToSave\): entry "norm" selects .*only embed_tokens and lm_head/.test(e.message));
   const base = { peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['q_proj', 'v_proj'] };
   const fromAdapter = (config: Record<string, unknown>, flags: Record<string, unknown> = {}, given: (keyof TrainConfig)[] = []) =>
     withInitAdapter({ join: (...p: string[]) => p.join('/'), readText: async () => JSON.stringify(config) }, resolveConfig(flags), 'init', given);
@@ -40,7 +40,7 @@ test("--lora-modules-to-save is a recipe list checked by PEFT's rule, and --init
   assert.equal(plan('embed_tokens').lora - without.lora, copies / 2);
   await assert.rejects(
     fromAdapter(base, { '--lora-modules-to-save': 'lm_head' }, ['loraModulesToSave']),
-    (e: unknown) => e instanceof ConfigError && /--lora-modules-to-save: lm_head contradicts the --init-adapter, whose modules_to_save is/.test(e.message),
+    (e: unknown) => e instanceof ConfigError && /--lora-modules-to-save \(loraModulesToSave\): lm_head contradicts the --init-adapter, whose modules_to_save is/.test(e.message),
   );
 });
 

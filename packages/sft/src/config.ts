@@ -3,6 +3,7 @@
 // override the recipe are in config-flags.ts, the step schedule it implies in schedule.ts.
 
 import { AdapterError, resolveLoraConfig, savedModules } from '@huatuo/llama';
+import { LR_SCHEDULER_TYPES, type LrSchedulerType } from './config-options.js';
 import { ConfigError } from './errors.js';
 
 /** LLaMA's projection names a LoRA adapter may target (PEFT key names). */
@@ -99,23 +100,7 @@ export interface TrainConfig {
   precision: Precision;
 }
 
-/**
- * transformers' scheduler names (SchedulerType) that the trainer runs: all but reduce_lr_on_plateau,
- * whose rate follows the evaluation metric rather than the step (see {@link REDUCE_ON_PLATEAU_REFUSAL}).
- */
-export const LR_SCHEDULER_TYPES = [
-  'linear',
-  'cosine',
-  'cosine_with_restarts',
-  'polynomial',
-  'constant',
-  'constant_with_warmup',
-  'inverse_sqrt',
-  'cosine_with_min_lr',
-  'cosine_warmup_with_min_lr',
-  'warmup_stable_decay',
-] as const;
-export type LrSchedulerType = (typeof LR_SCHEDULER_TYPES)[number];
+export { LR_SCHEDULER_TYPES, type LrSchedulerType };
 
 /** A schedule's arguments (TrainingArguments.lr_scheduler_kwargs): numbers, and warmup_stable_decay's warmup_type and decay_type. */
 export type LrSchedulerKwargs = Readonly<Record<string, number | string>>;

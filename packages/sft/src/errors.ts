@@ -1,6 +1,8 @@
 // Error classes of @huatuo/sft. Messages name the file, flag or record, what was
 // expected, what was found, and what to do about it.
 
+import { CONFIG_OPTIONS } from './config-options.js';
+
 /** A data or template file that cannot be read as the recipe expects (bad JSON, bad records). */
 export class DataError extends Error {
   override readonly name = 'DataError';
@@ -23,15 +25,25 @@ export class TemplateError extends Error {
   override readonly name = 'TemplateError';
 }
 
-/** A configuration value (flag) out of range or of the wrong type. */
+/** The config key of each recipe flag, e.g. `--val-set-size` -> `valSetSize`. */
+const OPTION_OF_FLAG: ReadonlyMap<string, string> = new Map(CONFIG_OPTIONS.map((o) => [o.flag, o.key]));
+
+/**
+ * A configuration value (flag, or the config key a library caller wrote) out of range or of the wrong
+ * type. The message names the flag and, for a recipe flag, its config key: `--val-set-size (valSetSize): ...`.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   /** The command-line flag at fault, e.g. `--cutoff-len`. */
   readonly flag: string;
+  /** The TrainConfig key (resolveConfig and runTraining option) of the flag, e.g. `cutoffLen`; undefined for a flag that is no config key. */
+  readonly option: string | undefined;
 
-  constructor(flag: string, message: string) {
-    super(`${flag}: ${message}`);
+  /** `option` defaults to the config key whose flag is `flag` in CONFIG_OPTIONS. */
+  constructor(flag: string, message: string, option: string | undefined = OPTION_OF_FLAG.get(flag)) {
+    super(`${flag}${option === undefined ? '' : ` (${option})`}: ${message}`);
     this.flag = flag;
+    this.option = option;
   }
 }
 
