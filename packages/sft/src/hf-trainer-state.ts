@@ -61,8 +61,10 @@ export interface HfTrainerState {
   /** 0: tokens are counted only with include_num_input_tokens_seen, off by default. */
   num_input_tokens_seen: number;
   /**
-   * 0: the Trainer sums 6 x input_ids.numel() x the PEFT model's num_parameters(exclude_embeddings=True) per
-   * micro-batch (modeling_utils.floating_point_ops), and the trainer is not given the base model's parameter count.
+   * The Trainer's estimate of the floating-point operations so far: 6 x input_ids.numel() (the padded micro-batch)
+   * x the PEFT model's num_parameters(exclude_embeddings=True) summed over the micro-batches read
+   * (modeling_utils.floating_point_ops), stored at each log, save and the end (store_flos); see
+   * TrainableModel.nonEmbeddingParameters.
    */
   total_flos: number;
   log_history: HfLogEntry[];

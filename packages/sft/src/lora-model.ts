@@ -9,6 +9,7 @@ import {
   peftMagnitudeKey,
   peftSavedEmbedKey,
   peftSavedLmHeadKey,
+  type Linear,
   type LlamaConfigOverrides,
   type LlamaModel,
   type LoadAdapterOptions,
@@ -100,6 +101,27 @@ export class LoraModel implements TrainableModel {
   /** The head dim of the model's attention. */
   get headDim(): number {
     return this.llama.config.headDim;
+  }
+
+  /**
+   * transformers' num_parameters(exclude_embeddings=True) of the PEFT model (checked against 4.57.6's
+   * modeling_utils.py and PEFT's module tree): every base weight, bias and norm, a quantized weight counted
+   * unpacked (as num_parameters counts bitsandbytes' Params4bit twice its uint8 elements), less the weights of
+   * nn.Embedding modules (embed_tokens, and lm_head when tied to it: named_parameters lists a shared weight
+   * once, under embed_tokens); plus LoRA's A and B, DoRA's magnitudes, and the trained lm_head copy of
+   * modules_to_save beside the original PEFT keeps (the embed_tokens copy is an nn.Embedding).
+   */
+  get nonEmbeddingParameters(): number {
+    const llama = this.llama;
+    const linear = (l: Linear) => l.outFeatures * l.inFeatures + (l.bias?.size ?? 0);
+    let count = llama.norm.size;
+    for (const layer of llama.layers) {
+      count += layer.inputNorm.size + layer.postNorm.size;
+      for (const l of layer.linears()) count += linear(l) + (l.lora ? l.lora.A.size + l.lora.B.size + (l.lora.magnitude?.size ?? 0) : 0);
+    }
+    if (!llama.config.tieWordEmbeddings) count += linear(llama.baseLmHead);
+    if (llama.savedModules.lmHead) count += linear(llama.savedModules.lmHead);
+    return count;
   }
 
   get trainableParameters(): ReadonlyMap<string, Tensor> {

@@ -64,6 +64,8 @@ export interface StepOutcome {
    * null without --max-grad-norm or when no micro-batch had answer tokens, where the Trainer logs none.
    */
   gradNorm: number | null;
+  /** Each micro-batch's padded input_ids.numel() (rows x padded length), those without answer tokens included. */
+  inputSizes: number[];
 }
 
 /** The losses of a step's micro-batches, added up as {@link StepOutcome.loss} says. */
@@ -74,6 +76,8 @@ export interface AccumulatedLoss {
   weight: number;
   /** Non-padding tokens read. */
   tokens: number;
+  /** Each micro-batch's padded input_ids.numel(), as {@link StepOutcome.inputSizes}. */
+  inputSizes: number[];
 }
 
 /**
@@ -104,7 +108,7 @@ export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' |
     weightedSum = weightedSum ? weightedSum.add(weighted) : weighted;
     weight += byTokens ? targets : 1;
   });
-  return { weightedSum, weight, tokens };
+  return { weightedSum, weight, tokens, inputSizes: micro.map(({ collated }) => collated.batchSize * collated.seqLen) };
 }
 
 /** Runs one optimizer step; every tensor it makes is freed before it returns. */
@@ -115,7 +119,7 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   let stepped = true;
   let norm: Tensor | null = null;
   try {
-    const { weightedSum, weight, tokens } = accumulateGradients(s, lossScale);
+    const { weightedSum, weight, tokens, inputSizes } = accumulateGradients(s, lossScale);
     if (weightedSum) {
       // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
       scaler.unscale(optimizer);
@@ -128,7 +132,7 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
     const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
     const loss = weightedSum ? (await (weightedSum as Tensor).item()) / divisor : 0;
     const gradNorm = norm ? await norm.item() : null;
-    return { loss, lossScale, stepped, tokens, gradNorm };
+    return { loss, lossScale, stepped, tokens, gradNorm, inputSizes };
   } finally {
     scope.end();
   }

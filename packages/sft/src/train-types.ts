@@ -34,6 +34,12 @@ export interface TrainableModel {
    * and its dtype (readyAttention) before the first step, so that every step runs the same ones.
    */
   readonly headDim?: number;
+  /**
+   * The parameters transformers' `num_parameters(exclude_embeddings=True)` counts on the PEFT model, which the
+   * Trainer's total_flos multiplies by 6 x input_ids.numel() per micro-batch; without it total_flos stays 0, as
+   * the Trainer's does for a model without floating_point_ops.
+   */
+  readonly nonEmbeddingParameters?: number;
 }
 
 /** A progress event, for a progress bar or log lines. */

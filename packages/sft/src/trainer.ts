@@ -88,6 +88,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // run other kernels than the later ones, by compile timing, and a resumed run other ones than the original.
   if (model.headDim !== undefined) await readyAttention({ headDim: model.headDim, dtypes: [model.dtype ?? 'f32'], backward: true });
   const stepLosses = new Map<number, number>();
+  // The Trainer's current_flos: 6 x input_ids.numel() x num_parameters(exclude_embeddings=True) added per
+  // micro-batch (floating_point_ops), moved into total_flos at each log, save and the end (store_flos).
+  const flopParameters = model.nonEmbeddingParameters ?? 0;
+  let currentFlos = 0;
+  const storeFlos = () => {
+    state.total_flos += currentFlos;
+    currentFlos = 0;
+  };
   const started = performance.now();
   let tokensSinceLog = 0;
   // A log line's loss is the mean of the step losses since the previous one (the Trainer's tr_loss over
@@ -100,6 +108,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const elapsed = () => (performance.now() - started) / 1000;
 
   const save = async (): Promise<string> => {
+    storeFlos();
     // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included.
     if (state.best_global_step !== null) {
       const best = checkpointDir(config.outputDir, state.best_global_step);
@@ -123,7 +132,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const lr = learningRateAt(scheduled, schedule, config.learningRate);
       optimizer.setLr(lr);
       const { chunks, lossDivisor, epoch } = batchesOf(step);
-      const { loss: stepLoss, lossScale, stepped, tokens, gradNorm } = await optimizerStep({
+      const { loss: stepLoss, lossScale, stepped, tokens, gradNorm, inputSizes } = await optimizerStep({
         config,
         model,
         optimizer,
@@ -135,6 +144,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         step,
       });
       tokensSinceLog += tokens;
+      for (const size of inputSizes) currentFlos += 6 * size * flopParameters;
       lossSinceLog += stepLoss;
       stepsSinceLog++;
       if (!Number.isFinite(stepLoss)) {
@@ -161,6 +171,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         lossSinceLog = 0;
         stepsSinceLog = 0;
         timeAtLog = now;
+        storeFlos();
         const row: MetricsRow = { step: state.step, loss: loggedLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
         state.log_history.push(trainLog(loggedLoss, gradNorm, lr, epoch, state.step));
@@ -222,6 +233,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     await model.saveAdapter(config.outputDir);
     const samples = config.maxSteps > 0 ? config.maxSteps * microBatchSize * accumulation : options.train.length * config.numEpochs;
     const lossSum = [...stepLosses.values()].reduce((a, b) => a + b, 0);
+    storeFlos();
     state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum));
     await writeTrainerState(config.outputDir, state);
   }
