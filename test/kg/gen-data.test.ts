@@ -138,7 +138,7 @@ test('a graph too small for the count writes every pair it has and then reports 
 
 test('--help documents every flag', () => {
   const help = buildGenDataCommand().helpInformation();
-  for (const flag of ['--graph', '--offline', '--count', '--out', '--seed', '--api-url', '--model', '--api-key-env', '--concurrency', '--timeout-ms', '--max-retries', '--similarity-threshold', '--attributes-per-sample']) {
+  for (const flag of ['--graph', '--offline', '--count', '--out', '--seed', '--api-url', '--model', '--api-key-env', '--concurrency', '--timeout-ms', '--max-retries', '--similarity-threshold', '--attributes-per-sample', '--max-consecutive-rejects']) {
     assert.ok(help.includes(flag), flag);
   }
 });

@@ -6,16 +6,21 @@ import { OptionError } from './errors.js';
 import type { EntityClass } from './graph.js';
 import { loadGraph } from './graph.js';
 import { DROP_REASONS } from './checks.js';
-import { generateData } from './generate.js';
+import { DEFAULT_MAX_CONSECUTIVE_REJECTS, generateData } from './generate.js';
 import type { GenerateSummary } from './generate.js';
 import { ChatClient } from './llm.js';
 import { shippedGraphPath } from './shipped-graph.js';
 
-/** Where the command writes its report lines (stdout and stderr by default). */
+/** Where the command writes its report lines (stdout and stderr by default), and how often progress. */
 export interface GenDataIo {
   out?: (line: string) => void;
   err?: (line: string) => void;
+  /** Least time between two progress lines on `err`; default {@link PROGRESS_INTERVAL_MS}. */
+  progressIntervalMs?: number;
 }
+
+/** Default time between progress lines: a run shorter than this prints none. */
+export const PROGRESS_INTERVAL_MS = 5000;
 
 interface RawOptions {
   graph?: string;
@@ -33,6 +38,7 @@ interface RawOptions {
   temperature: string;
   similarityThreshold: string;
   attributesPerSample: string;
+  maxConsecutiveRejects: string;
 }
 
 function int(flag: string, value: string | undefined, min: number): number {
@@ -62,11 +68,21 @@ function attributeRange(value: string): [number, number] {
   return [lo, hi];
 }
 
-function summaryLines(s: GenerateSummary): string[] {
+function dropCounts(s: Readonly<GenerateSummary>): string {
   const drops = DROP_REASONS.filter((r) => s.dropped[r] > 0).map((r) => `${r} ${s.dropped[r]}`);
+  return drops.length > 0 ? drops.join(', ') : 'none';
+}
+
+/** One progress line: time so far, records against the target, requests, drops by reason. */
+function progressLine(s: Readonly<GenerateSummary>, elapsedMs: number): string {
+  const requests = s.source === 'templated' ? '' : `${s.requests} requests, `;
+  return `gen-data: ${Math.round(elapsedMs / 1000)} s: ${s.total} of ${s.count} records (${s.written} new), ${requests}${s.attempted} instances checked, dropped: ${dropCounts(s)}`;
+}
+
+function summaryLines(s: GenerateSummary): string[] {
   const lines = [
     `gen-data: ${s.out} holds ${s.total} of ${s.count} records (${s.existing} already there, ${s.written} written now; source ${s.source})`,
-    `gen-data: ${s.attempted} instances checked, ${s.written} kept, dropped: ${drops.length > 0 ? drops.join(', ') : 'none'}`,
+    `gen-data: ${s.source === 'templated' ? '' : `${s.requests} requests, `}${s.attempted} instances checked, ${s.written} kept, dropped: ${dropCounts(s)}`,
   ];
   if (s.repairedPartialLine) lines.push('gen-data: removed a partial last line left by an interrupted run');
   for (const e of s.requestErrors) lines.push(`gen-data: request error: ${e}`);
@@ -81,6 +97,7 @@ function summaryLines(s: GenerateSummary): string[] {
 export function buildGenDataCommand(io: GenDataIo = {}): Command {
   const out = io.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const err = io.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  const progressIntervalMs = io.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
   return new Command('gen-data')
     .description(
       'Write knowledge-grounded medical instruction data (HuaTuo section 3.3): sample (entity, attribute set) pairs from a ' +
@@ -102,6 +119,7 @@ export function buildGenDataCommand(io: GenDataIo = {}): Command {
     .option('--temperature <t>', 'sampling temperature sent with each request', '0.7')
     .option('--similarity-threshold <x>', 'drop a question whose character 3-gram Jaccard similarity to a kept question exceeds this (0..1)', '0.85')
     .option('--attributes-per-sample <k>', 'attributes per knowledge sample: "K" or "MIN-MAX"', '1-2')
+    .option('--max-consecutive-rejects <n>', 'stop when this many model replies in a row fail the checks (not JSON, no entity or value, near duplicate), with the counts and the last reply; records kept so far stay', String(DEFAULT_MAX_CONSECUTIVE_REJECTS))
     .action(async (raw: RawOptions) => {
       const count = int('-n/--count', raw.count, 1);
       if (raw.out === undefined || raw.out.trim() === '') throw new OptionError('--out: expected an output JSONL file path, got nothing');
@@ -112,6 +130,7 @@ export function buildGenDataCommand(io: GenDataIo = {}): Command {
       const seed = int('--seed', raw.seed, 0);
       const similarityThreshold = num('--similarity-threshold', raw.similarityThreshold, 0, 1);
       const concurrency = int('--concurrency', raw.concurrency, 1);
+      const maxConsecutiveRejects = int('--max-consecutive-rejects', raw.maxConsecutiveRejects, 1);
       const graphFile = raw.graph ?? shippedGraphPath();
       const graph = await loadGraph(graphFile);
       const perClass: Record<EntityClass, number> = { disease: 0, drug: 0, symptom: 0 };
@@ -133,6 +152,8 @@ export function buildGenDataCommand(io: GenDataIo = {}): Command {
         });
         llm = { client, model };
       }
+      const started = Date.now();
+      let lastProgress = started;
       const summary = await generateData({
         entities: graph.entities,
         out: raw.out,
@@ -143,6 +164,13 @@ export function buildGenDataCommand(io: GenDataIo = {}): Command {
         similarityThreshold,
         llm,
         concurrency,
+        maxConsecutiveRejects,
+        onProgress: (s) => {
+          const now = Date.now();
+          if (now - lastProgress < progressIntervalMs) return;
+          lastProgress = now;
+          err(progressLine(s, now - started));
+        },
       });
       for (const line of summaryLines(summary)) out(line);
     });

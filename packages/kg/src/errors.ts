@@ -45,6 +45,16 @@ export class ApiError extends KgError {
   }
 }
 
+/** The model's replies keep failing the checks: `--max-consecutive-rejects` of them in a row. */
+export class UnusableRepliesError extends KgError {
+  /** Records in the output file when generation stopped. */
+  readonly total: number;
+  constructor(message: string, total: number) {
+    super(message);
+    this.total = total;
+  }
+}
+
 /** The sampler ran out of unused (entity, attribute set) pairs before the count was reached. */
 export class ExhaustedError extends KgError {
   /** Records in the output file when generation stopped. */

@@ -1,7 +1,7 @@
 // The gen-data pipeline: sample knowledge, write a question/answer (templates
 // offline, or a chat model), check it, and append it with its provenance.
 
-import { ApiError, ExhaustedError, OptionError } from './errors.js';
+import { ApiError, ExhaustedError, OptionError, UnusableRepliesError } from './errors.js';
 import type { KgEntity } from './graph.js';
 import { toCmekg } from './graph.js';
 import type { DropReason } from './checks.js';
@@ -36,11 +36,21 @@ export interface GenerateOptions {
   concurrency: number;
   /** Consecutive failed requests (after retries) that abort the run. Default max(8, 2 * concurrency). */
   maxConsecutiveFailures?: number;
+  /** Consecutive model replies failing the checks that stop the run (LLM mode). Default {@link DEFAULT_MAX_CONSECUTIVE_REJECTS}. */
+  maxConsecutiveRejects?: number;
   /** Called after each record is appended. */
   onRecord?: (record: InstructionRecord) => void;
   /** Called for each dropped instance. */
   onDrop?: (reason: DropReason, sample: KnowledgeSample, detail: string) => void;
+  /** Called after each instance is handled (kept, dropped or failed), with the counts so far. */
+  onProgress?: (summary: Readonly<GenerateSummary>) => void;
 }
+
+/** Model replies in a row failing the checks after which a run stops, unless `maxConsecutiveRejects` says otherwise. */
+export const DEFAULT_MAX_CONSECUTIVE_REJECTS = 50;
+
+/** The longest part of a rejected reply an error quotes. */
+const QUOTED_REPLY_CHARS = 200;
 
 /** What a run did. */
 export interface GenerateSummary {
@@ -57,6 +67,8 @@ export interface GenerateSummary {
   total: number;
   /** Instances generated (kept + dropped). */
   attempted: number;
+  /** Chat requests made, each counted once however many attempts its retries took (0 offline). */
+  requests: number;
   /** Dropped instances per reason. */
   dropped: Record<DropReason, number>;
   /** True when the sampler ran out of unused pairs before the count was reached. */
@@ -82,7 +94,8 @@ function hash32(text: string): number {
  * the checks, so an interrupted run loses only the requests in flight, and a
  * rerun with the same settings skips every (entity, attribute set) already in
  * the file. Throws {@link ExhaustedError} (after writing what it could) when the
- * graph has too few unused pairs, and {@link ApiError} when the endpoint keeps failing.
+ * graph has too few unused pairs, {@link ApiError} when the endpoint keeps failing, and
+ * {@link UnusableRepliesError} when `maxConsecutiveRejects` replies in a row fail the checks.
  * @example
  * const graph = await loadShippedGraph();
  * const summary = await generateData({ entities: graph.entities, out: 'kg.jsonl', count: 500, seed: 42,
@@ -108,6 +121,7 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
     written: 0,
     total: existing.records.length,
     attempted: 0,
+    requests: 0,
     dropped,
     exhausted: false,
     repairedPartialLine: existing.repairedPartialLine,
@@ -115,20 +129,31 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
   };
   const target = count - existing.records.length;
   const maxFailures = options.maxConsecutiveFailures ?? Math.max(8, 2 * options.concurrency);
+  const maxRejects = options.maxConsecutiveRejects ?? DEFAULT_MAX_CONSECUTIVE_REJECTS;
+  if (!Number.isInteger(maxRejects) || maxRejects < 1) throw new OptionError(`max consecutive rejects: expected a positive integer, got ${maxRejects}`);
   let consecutiveFailures = 0;
-  let fatal: Error | undefined;
+  let consecutiveRejects = 0;
+  // The error that ends the run, made once the requests in flight are done so that it counts them too.
+  let fatal: (() => Error) | undefined;
 
   const drop = (reason: DropReason, sample: KnowledgeSample, detail: string): void => {
     dropped[reason]++;
     options.onDrop?.(reason, sample, detail);
   };
 
-  const keep = (sample: KnowledgeSample, pair: QaPair): void => {
+  /** Check a pair and append it when it passes; returns why it was dropped, or undefined when it passed. */
+  const keep = (sample: KnowledgeSample, pair: QaPair): DropReason | undefined => {
     summary.attempted++;
     const grounding = checkGrounding(pair, sample);
-    if (grounding !== undefined) return drop(grounding, sample, pair.answer);
-    if (index.isNearDuplicate(pair.question)) return drop('near-duplicate', sample, pair.question);
-    if (summary.written >= target) return;
+    if (grounding !== undefined) {
+      drop(grounding, sample, pair.answer);
+      return grounding;
+    }
+    if (index.isNearDuplicate(pair.question)) {
+      drop('near-duplicate', sample, pair.question);
+      return 'near-duplicate';
+    }
+    if (summary.written >= target) return undefined;
     const record: InstructionRecord = {
       instruction: pair.question,
       input: '',
@@ -141,6 +166,32 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
     summary.written++;
     summary.total++;
     options.onRecord?.(record);
+    return undefined;
+  };
+
+  let lastRejected = { reason: 'invalid-json' as DropReason, reply: '' };
+  const rejected = (reason: DropReason, reply: string, model: string, url: string): void => {
+    lastRejected = { reason, reply };
+    consecutiveRejects++;
+    if (consecutiveRejects >= maxRejects) fatal ??= () => unusableReplies(model, url);
+  };
+
+  const unusableReplies = (model: string, url: string): UnusableRepliesError => {
+    const { reason, reply } = lastRejected;
+    const reasons = DROP_REASONS.filter((r) => r !== 'request-failed' && dropped[r] > 0).map((r) => `${r} ${dropped[r]}`).join(', ');
+    const quoted = reply.length > QUOTED_REPLY_CHARS ? `${reply.slice(0, QUOTED_REPLY_CHARS)}… (${reply.length} characters)` : reply;
+    const failed = dropped['request-failed'] > 0 ? `, ${dropped['request-failed']} failed` : '';
+    return new UnusableRepliesError(
+      `${url}: ${maxRejects} replies in a row of --model ${model} failed the checks, so the run stopped ` +
+        `(${summary.requests} requests${failed}, ${summary.written} records kept; rejected: ${reasons}). ` +
+        `The last rejected reply (${reason}): ${JSON.stringify(quoted)}. ` +
+        (summary.requestErrors.length > 0 ? `The first failed request: ${summary.requestErrors[0]}. ` : '') +
+        'A reply must hold a JSON object {"question": ..., "answer": ...} whose answer names the entity and a sampled value: ' +
+        'check that --api-url serves an instruction-following chat model and that --model names it, ' +
+        `or raise --max-consecutive-rejects (now ${maxRejects}) to go on with a model that rarely passes. ` +
+        `${summary.total} records are saved in ${out} and a rerun with the same --seed resumes`,
+      summary.total,
+    );
   };
 
   const handle = async (sample: KnowledgeSample): Promise<void> => {
@@ -154,26 +205,29 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
         { role: 'system', content: SYSTEM_PROMPT },
         { role: 'user', content: buildPrompt(knowledge) },
       ]);
+      summary.requests++;
       if (!result.ok) {
         summary.attempted++;
         consecutiveFailures++;
         if (summary.requestErrors.length < 5) summary.requestErrors.push(`${sample.key}: ${result.error}`);
         drop('request-failed', sample, result.error);
         if (consecutiveFailures >= maxFailures && fatal === undefined) {
-          fatal = new ApiError(`${llm.client.url}: ${consecutiveFailures} requests in a row failed after retries (last: ${result.error}); ${result.hint}; ${summary.total} records are saved in ${out} and a rerun resumes`);
+          const failures = consecutiveFailures;
+          fatal = () => new ApiError(`${llm.client.url}: ${failures} requests in a row failed after retries (last: ${result.error}); ${result.hint}; ${summary.total} records are saved in ${out} and a rerun resumes`);
         }
         return;
       }
       consecutiveFailures = 0;
       const pair = parseModelReply(result.content);
+      let rejection: DropReason | undefined = 'invalid-json';
       if (pair === undefined) {
         summary.attempted++;
         drop('invalid-json', sample, result.content);
-        return;
-      }
-      keep(sample, pair);
+      } else rejection = keep(sample, pair);
+      if (rejection === undefined) consecutiveRejects = 0;
+      else rejected(rejection, result.content, llm.model, llm.client.url);
     } catch (e) {
-      fatal ??= e as Error;
+      fatal ??= () => e as Error;
     }
   };
 
@@ -192,8 +246,9 @@ export async function generateData(options: GenerateOptions): Promise<GenerateSu
     }
     if (running.size === 0) break;
     await Promise.race(running);
+    options.onProgress?.(summary);
   }
-  if (fatal !== undefined) throw fatal;
+  if (fatal !== undefined) throw fatal();
   if (summary.total < count) {
     throw new ExhaustedError(
       `${out}: the graph ran out of unused (entity, attribute set) pairs with ${summary.total} of ${count} records ` +

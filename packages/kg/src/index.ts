@@ -1,6 +1,6 @@
 // Public surface of @huatuo/kg: knowledge-grounded instruction data generation.
 
-export { KgError, GraphFormatError, OutputFormatError, OptionError, ApiError, ExhaustedError } from './errors.js';
+export { KgError, GraphFormatError, OutputFormatError, OptionError, ApiError, UnusableRepliesError, ExhaustedError } from './errors.js';
 export type { EntityClass, KgEntity, SkippedRecord, LoadedGraph, CmekgRecord } from './graph.js';
 export { ENTITY_CLASSES, KNOWN_CLASS_NAMES, classOf, parseGraph, loadGraph, toCmekg } from './graph.js';
 export { shippedGraphPath, loadShippedGraph } from './shipped-graph.js';
@@ -15,6 +15,6 @@ export { SYSTEM_PROMPT, buildPrompt, readPromptKnowledge, parseModelReply, chatC
 export type { InstructionRecord, ExistingOutput } from './output.js';
 export { readExistingOutput, RecordWriter } from './output.js';
 export type { GenerateOptions, GenerateSummary } from './generate.js';
-export { generateData } from './generate.js';
+export { DEFAULT_MAX_CONSECUTIVE_REJECTS, generateData } from './generate.js';
 export type { GenDataIo } from './cli.js';
 export { buildGenDataCommand } from './cli.js';
