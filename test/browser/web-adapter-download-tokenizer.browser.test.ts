@@ -12,7 +12,7 @@ import type { Page } from 'playwright-core';
 import { llamaTokenizerDir, saveAdapter } from '@huatuo/llama';
 import { DEMO_MODEL_NAME, loadAdapterWithTokenizer, type BaseModel } from '@huatuo/sft';
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter, writeStrongAdapter } from './web-app-node.js';
-import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
+import { askPage, openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 const QUESTION = '头痛怎么办？';
 const MAX_TOKENS = 8;
@@ -56,7 +56,7 @@ async function downloadAll(page: Page, dir: string): Promise<void> {
 
 test(
   'an adapter on a resized vocabulary downloads from the page with its tokenizer files, as saveAdapter writes it, and loads back with the same answer; a plain adapter downloads without',
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 300_000 },
   async () => {
     const app = await serveApp('huatuo-web-download-');
     const { work } = app;

@@ -5,7 +5,7 @@
 // Node's loadAdapterWithTokenizer does; without its tokenizer it is refused, saying what to pick, and the
 // adapter before it stays. Replaced or removed, it takes its tokenizer with it: the base's answers again.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -15,7 +15,7 @@ import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson, VOCAB_SIZE as QWEN2_PIECES 
 /** The resized adapter's vocabulary: the pieces of the tokenizer it ships, as any id it generates must decode. */
 const RESIZED_ROWS = QWEN2_PIECES;
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter } from './web-app-node.js';
-import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
+import { askPage, openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 const QUESTION = '头痛怎么办？';
 const MAX_TOKENS = 8;
@@ -34,7 +34,7 @@ async function plannedTokens(page: Page): Promise<string> {
 
 test(
   "an adapter with modules_to_save loads, answers and downloads in the page; one on a resized vocabulary answers with the tokenizer picked with it until replaced or removed, and is refused without one",
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 300_000 },
   async () => {
     const app = await serveApp('huatuo-web-saved-');
     const { work } = app;

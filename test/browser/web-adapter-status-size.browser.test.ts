@@ -2,12 +2,12 @@
 // bytes of adapter_model.safetensors as serializeAdapter (and saveAdapter) writes it, the trained copies of
 // modules_to_save (embed_tokens, lm_head) included, not the LoRA matrices alone.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bytes, count } from '../../apps/web/src/dom.js';
 import { nodeDemoModel, writeSavedModulesAdapter, writeStrongAdapter } from './web-app-node.js';
-import { CHROMIUM, openApp, serveApp } from './web-page.js';
+import { openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 /** The parameters and tensor bytes of an adapter_model.safetensors, read from its header. */
 function sizeOf(file: string): { parameters: number; bytes: number } {
@@ -25,7 +25,7 @@ function sizeOf(file: string): { parameters: number; bytes: number } {
 
 test(
   "the adapter status line counts the parameters and bytes the adapter's weights file holds, with the trained copies of modules_to_save",
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 300_000 },
   async () => {
     const app = await serveApp('huatuo-web-status-');
     try {

@@ -6,7 +6,7 @@
 // (ChatML), or, where its folder has none, with a message naming the folder. A template past the sandbox's bounds, or one
 // refusing the question, is reported in the pane, naming its file.
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -27,7 +27,7 @@ import { initWebGPU } from '@huatuo/tensor';
 import { QWEN2_TOKENIZER_CONFIG, qwen2TokenizerJson, VOCAB_SIZE as QWEN2_PIECES } from '../llama/qwen2-tokenizer-files.js';
 import { LLAMA2_CHAT_TEMPLATE } from '../sft/chat-folders.js';
 import { greedyAnswer, writeSavedModulesAdapter, writeStrongAdapter, writeTinyHfFolder } from './web-app-node.js';
-import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
+import { askPage, openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 const QUESTION = '头痛怎么办？';
 const MAX_TOKENS = 8;
@@ -62,7 +62,7 @@ async function nodeAnswer(base: BaseModel, template: PromptTemplate | ChatTempla
 
 test(
   "a base folder with a chat template offers it beside HuaTuo's prompt (the default), answering with each exactly as huatuo-train generate's path does in Node, adapters with the template of the vocabulary in use",
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 600_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 600_000 },
   async () => {
     const app = await serveApp('huatuo-web-chat-template-');
     const { work } = app;

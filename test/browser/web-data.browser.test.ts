@@ -1,17 +1,17 @@
 // The web app's data picker in headless Chromium: a picked Parquet file loads its records through
 // the reader the page fetches only then (a chunk of its own origin), and a bad one lists its problems.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CHROMIUM, openApp, serveApp } from './web-page.js';
+import { openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../fixtures/sft/parquet/${name}`, import.meta.url)));
 
 test(
   'a picked Parquet file loads its records in the page, the reader fetched only then; a bad one is refused by column',
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 180_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 180_000 },
   async () => {
     const app = await serveApp('huatuo-web-data-');
     try {

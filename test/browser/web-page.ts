@@ -1,12 +1,14 @@
 // The page's side of the web app tests: the app built and served from 127.0.0.1 to headless Chromium,
 // and the page driven as a user does.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { buildWeb, serveWeb } from '../../apps/web/scripts/serve.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
+/** A test option: skipped, saying why, on a machine without Debian's chromium. */
+export const SKIP_WITHOUT_CHROMIUM: false | string = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`;
 export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-quic'];
 
 /** The web app built into a fresh folder, served, and a headless Chromium to open it in. */

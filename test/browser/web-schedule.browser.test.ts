@@ -5,14 +5,12 @@
 // the trainer's, and its rates are transformers'. A run stored before these fields existed resumes
 // with the recipe's values.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { DEFAULT_CONFIG, LR_SCHEDULER_TYPES, WSD_CURVES, type TrainConfig } from '@huatuo/sft';
 import { knobsOf, recipe } from '../../apps/web/src/run.js';
-import { CHROMIUM, openApp, serveApp } from './web-page.js';
-
+import { openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 /** A file of the page's run, read from its IndexedDB store. */
 async function storedText(page: Page, path: string): Promise<string> {
@@ -98,8 +96,6 @@ function wsdFactor(k: number, o: { warmup: number; stable: number; decay: number
   }
   return o.minLrRatio;
 }
-
-const SKIP_WITHOUT_CHROMIUM = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`;
 
 test(
   'a cosine schedule with 2 warm-up steps and per-token loss normalization set in the form are what the page trains with',

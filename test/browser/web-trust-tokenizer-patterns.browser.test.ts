@@ -4,7 +4,7 @@
 // trustTokenizerPatterns does (its prompt's ids are not those of the same tokenizer without \s+$). So is an adapter
 // on a resized vocabulary shipping that tokenizer, with the box under the adapter pickers.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -12,7 +12,7 @@ import { HfTokenizer } from '@huatuo/llama';
 import { generatePrompt, loadAdapterWithTokenizer, loadBaseModel, MED_TEMPLATE } from '@huatuo/sft';
 import { CONFIG, deepSeekStyleTokenizerJson } from '../llama/pattern-tokenizers.js';
 import { greedyAnswer, nodeDemoModel, writeSavedModulesAdapter, writeTinyHfFolder } from './web-app-node.js';
-import { askPage, CHROMIUM, openApp, serveApp } from './web-page.js';
+import { askPage, openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 // "x  (ab)" splits into "x " and " (" before \s+$ splits "x" from its space: ids 2, 5 where "x " alone is 10.
 const QUESTION = 'x  (ab)';
@@ -27,7 +27,7 @@ const refusal = (where: string) =>
 
 test(
   "a folder whose tokenizer.json splits on \\s+$ is refused, naming the trust box, and loads with the box ticked, tokenizing as Node's loader with trustTokenizerPatterns; so does such an adapter's tokenizer",
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 300_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 300_000 },
   async () => {
     const app = await serveApp('huatuo-web-trust-');
     const { work } = app;
