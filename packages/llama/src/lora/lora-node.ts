@@ -14,6 +14,7 @@ import type { LlamaModel } from '../model/model.js';
 import { f32ToF16 } from '../formats/dtype-convert.js';
 import { openFileSource } from '../formats/source-node.js';
 import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } from '../formats/safetensors-node.js';
+import { safetensorsIndexName, torchBinIndexName } from '../formats/safetensors-checkpoint.js';
 import { modelTensorsToWrite, readLinearWeight } from '../model/weights.js';
 import { writeFileAtomic } from '../formats/write-atomic-node.js';
 import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
@@ -96,6 +97,33 @@ export interface SaveMergedOptions {
 }
 
 const GENERATION_CONFIG = 'generation_config.json';
+const CONFIG = 'config.json';
+const WEIGHTS_FILE = /^(model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors|pytorch_model\.bin|pytorch_model\.bin\.index\.json|pytorch_model-\d+-of-\d+\.bin)$/;
+
+/**
+ * The files of a model in the folder `dir` (holding the files `names`) that a merged model saved there replaces or would
+ * be loaded with: config.json, generation_config.json, the tokenizer files (tokenizerFileNames), the weights
+ * (model.safetensors, model-0000i-of-0000n.safetensors, pytorch_model*.bin and their indexes) and the shards the
+ * indexes name. Sorted.
+ */
+async function earlierModelFiles(dir: string, names: readonly string[]): Promise<string[]> {
+  const found = new Set(names.filter((n) => n === CONFIG || n === GENERATION_CONFIG || tokenizerFileNames.includes(n) || WEIGHTS_FILE.test(n)));
+  for (const index of [safetensorsIndexName, torchBinIndexName]) {
+    if (!names.includes(index)) continue;
+    let weightMap: unknown;
+    const text = await readFile(join(dir, index), 'utf8');
+    try {
+      weightMap = (JSON.parse(text) as { weight_map?: unknown } | null)?.weight_map;
+    } catch {
+      continue; // not JSON: the index itself is removed, its shards are not known
+    }
+    if (typeof weightMap !== 'object' || weightMap === null) continue;
+    for (const shard of Object.values(weightMap)) {
+      if (typeof shard === 'string' && /\.(safetensors|bin)$/.test(shard) && names.includes(shard)) found.add(shard);
+    }
+  }
+  return [...found].sort();
+}
 
 /**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
@@ -103,7 +131,13 @@ const GENERATION_CONFIG = 'generation_config.json';
  * sharded safetensors with their index, config.json, and the tokenizer: that of an adapter bringing its own vocabulary
  * (the files it was loaded with, byte for byte, beside its vocab_size in config.json), else `tokenizerDir`'s when given.
  * From a quantized base (int8, nf4), each projection is dequantized, merged in f32 and written as f16,
- * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint.
+ * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint. Saved over an earlier model's
+ * folder (holding config.json), the earlier model's files this save does not write (see earlierModelFiles: a tokenizer.json
+ * that would be read before the new tokenizer.model, shards its index named, its generation_config.json) are removed once
+ * the new files are written; a folder holding such files but no config.json is refused before anything is written, unless
+ * they are tokenizer files this save writes byte for byte. Files of other names (README.md, LICENSE) stay.
+ *
+ * @throws ModelError naming the folder and its files, where it holds a model's files but no config.json.
  *
  * @example
  * await saveMergedModel(model, 'out/huatuo-merged', { maxShardBytes: 2e9, tokenizerDir: 'models/llama-7b' });
@@ -161,20 +195,42 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
       },
     };
   });
-  await mkdir(dir, { recursive: true });
-  const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
-  const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
-  await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const names = await readdir(dir).catch((err: unknown): string[] => {
+    if ((err as { code?: unknown }).code === 'ENOENT') return [];
+    throw err;
+  });
+  const earlier = await earlierModelFiles(dir, names);
   const adapterTokenizer = model.savedModules.tokenizerFiles ?? null;
-  for (const [name, bytes] of adapterTokenizer ?? []) await writeFileAtomic(join(dir, name), bytes);
+  const copied = new Map<string, Uint8Array>(adapterTokenizer ?? []);
   if (options.tokenizerDir !== undefined) {
     for (const f of adapterTokenizer === null ? [...tokenizerFileNames, GENERATION_CONFIG] : [GENERATION_CONFIG]) {
       try {
-        await writeFileAtomic(join(dir, f), await readFile(join(options.tokenizerDir, f)));
+        copied.set(f, await readFile(join(options.tokenizerDir, f)));
       } catch (err) {
         if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
       }
     }
   }
+  if (!names.includes(CONFIG) && earlier.length > 0) {
+    const conflicting: string[] = [];
+    for (const name of earlier) {
+      const mine = copied.get(name);
+      if (mine === undefined || !Buffer.from(mine).equals(await readFile(join(dir, name)))) conflicting.push(name);
+    }
+    if (conflicting.length > 0) {
+      const listed = conflicting.join(', ');
+      throw new ModelError(
+        `${dir} holds ${listed} but no ${CONFIG}, so it is not a model's folder; the merged model would replace them or be loaded with them. ` +
+          `Nothing was written: save it into an empty folder, or move ${listed} out of ${dir}`,
+      );
+    }
+  }
+  await mkdir(dir, { recursive: true });
+  const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
+  const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
+  await writeFileAtomic(join(dir, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
+  for (const [name, bytes] of copied) await writeFileAtomic(join(dir, name), bytes);
+  const written = new Set<string>([CONFIG, ...result.shards, ...(result.index === undefined ? [] : [result.index]), ...copied.keys()]);
+  for (const name of earlier) if (!written.has(name)) await rm(join(dir, name), { force: true });
   return result;
 }
