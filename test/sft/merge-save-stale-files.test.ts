@@ -95,6 +95,22 @@ test("a model merged over a folder whose index named other shards loads the new 
   assert.deepEqual(await tensorsOf(await openCheckpointFromFiles(files)), expected, 'the folder picked in the browser loads the new weights');
 });
 
+test("a merged model saved over a model's folder without a tokenizer of its own to write keeps the folder's tokenizer and generation_config.json", async () => {
+  const dir = tmp('huatuo-merged-');
+  await saveEarlierModel(dir);
+  writeFileSync(join(dir, 'generation_config.json'), '{"max_new_tokens": 7}\n');
+  const kept = [...contents(dir)].filter(([name]) => name.startsWith('tokenizer') || name === 'special_tokens_map.json' || name === 'generation_config.json');
+  assert.ok(kept.some(([name]) => name === 'tokenizer.json'));
+  const model = createRandomLlama(configFromPreset('tiny', SMALL_MODEL), { seed: 5 });
+  try {
+    await saveMergedModel(model, dir);
+  } finally {
+    model.dispose();
+  }
+  const after = contents(dir);
+  for (const [name, bytes] of kept) assert.ok(after.get(name)?.equals(bytes), `${name} is kept as it was`);
+});
+
 test('a merged model is not saved into a folder holding model files but no config.json, and nothing there changes', async () => {
   const model = createRandomLlama(configFromPreset('tiny', SMALL_MODEL), { seed: 5 });
   try {

@@ -134,7 +134,8 @@ async function earlierModelFiles(dir: string, names: readonly string[]): Promise
  * with every other weight in f16 too: the merged model is an ordinary f16 checkpoint. Saved over an earlier model's
  * folder (holding config.json), the earlier model's files this save does not write (see earlierModelFiles: a tokenizer.json
  * that would be read before the new tokenizer.model, shards its index named, its generation_config.json) are removed once
- * the new files are written; a folder holding such files but no config.json is refused before anything is written, unless
+ * the new files are written (its tokenizer files and generation_config.json only where this save writes a tokenizer,
+ * from tokenizerDir or the adapter); a folder holding such files but no config.json is refused before anything is written, unless
  * they are tokenizer files this save writes byte for byte. Files of other names (README.md, LICENSE) stay.
  *
  * @throws ModelError naming the folder and its files, where it holds a model's files but no config.json.
@@ -231,6 +232,9 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
   await writeFileAtomic(join(dir, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
   for (const [name, bytes] of copied) await writeFileAtomic(join(dir, name), bytes);
   const written = new Set<string>([CONFIG, ...result.shards, ...(result.index === undefined ? [] : [result.index]), ...copied.keys()]);
-  for (const name of earlier) if (!written.has(name)) await rm(join(dir, name), { force: true });
+  // A save given no tokenizer (no tokenizerDir, no adapter vocabulary) keeps the folder's: it may be the model's own.
+  const writesTokenizer = options.tokenizerDir !== undefined || adapterTokenizer !== null;
+  const replaced = writesTokenizer ? earlier : earlier.filter((name) => name !== GENERATION_CONFIG && !tokenizerFileNames.includes(name));
+  for (const name of replaced) if (!written.has(name)) await rm(join(dir, name), { force: true });
   return result;
 }
