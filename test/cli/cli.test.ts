@@ -89,10 +89,10 @@ test('train --init-adapter trains the adapter as it is: the plan shows its own r
   assert.equal(plan.code, 0, plan.stderr);
   assert.match(plan.stdout, /LoRA r 4, alpha 8, dropout 0 on q_proj, v_proj \(the --init-adapter's own, from /, 'dropout 0 is the adapter\'s, not the default 0.05');
   assert.match(plan.stdout, /7 optimizer steps \(--max-steps 7, 3 per epoch: 2\.33 epochs\)/);
-  for (const [flag, value, own] of [['--lora-r', '16', 'r is 4'], ['--lora-dropout', '0.1', 'lora_dropout is 0']] as const) {
+  for (const [flag, key, value, own] of [['--lora-r', 'loraR', '16', 'r is 4'], ['--lora-dropout', 'loraDropout', '0.1', 'lora_dropout is 0']] as const) {
     const r = await cli(['train', ...recipe(dataPath, out), '--init-adapter', adapterDir, flag, value, '--dry-run']);
     assert.equal(r.code, 1, `${flag} ${value} is refused (stdout: ${r.stdout})`);
-    assert.match(r.stderr, new RegExp(`${flag}: ${value} contradicts the --init-adapter, whose ${own} \\(.*adapter_config\\.json\\); drop ${flag}`));
+    assert.match(r.stderr, new RegExp(`${flag} \\(${key}\\): ${value} contradicts the --init-adapter, whose ${own} \\(.*adapter_config\\.json\\); drop ${flag}`));
   }
 });
 
