@@ -2,14 +2,15 @@
 // gradients accumulated over micro-batches of uneven answer lengths equal those of one batch holding
 // them all (transformers' num_items_in_batch, counted after the shift in each padded micro-batch),
 // while micro-batch averages each micro-batch's mean;
-// a run's checkpoints record the choice and a resume with the other is refused.
+// a run's checkpoints record the choice and a resume with the other is refused; a clipped step reads
+// its loss and gradient norm back in one wait for the GPU.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { initWebGPU } from '@huatuo/tensor';
+import { AdamW, clipGradNorm, GradScaler, initWebGPU, runtimeStats, startScope } from '@huatuo/tensor';
 import { CheckpointError, train, type TokenizedExample, type TrainConfig, type TrainResult } from '@huatuo/sft';
-import { accumulateGradients } from '@huatuo/sft/internal';
+import { accumulateGradients, optimizerStep } from '@huatuo/sft/internal';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 let dataPath: string;
@@ -119,6 +120,37 @@ test("with --train-on-inputs, --loss-normalization tokens divides by the labels 
   const mixed = new Map([...alone[0]!.grads].map(([key, g]) => [key, g.map((v, i) => (v * w0 + alone[1]!.grads.get(key)![i]! * w1) / (w0 + w1))]));
   const diff = relativeDifference(step.grads, mixed);
   assert.ok(diff < 1e-5, `the gradients differ from the micro-batches' weighed by their labels by ${diff} relative`);
+});
+
+test('a step with --max-grad-norm reads its loss and gradient norm back together, in one readback, the values each gives read alone', async () => {
+  const config = smallConfig(dataPath, tmp(), { valSetSize: 0, cutoffLen: 128, loraDropout: 0, maxGradNorm: 0.05 });
+  const chunks = [[0, 1], [2, 3]];
+  const alone = await smallRun(config);
+  const scope = startScope();
+  let expected: { loss: number; gradNorm: number };
+  try {
+    const params = [...alone.model.trainableParameters.values()];
+    const { weightedSum, weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step: 0 }, 1);
+    const norm = clipGradNorm(params, config.maxGradNorm);
+    expected = { loss: (await weightedSum!.item()) / weight, gradNorm: await norm.item() };
+  } finally {
+    scope.end();
+    alone.base.model.dispose();
+  }
+
+  const { base, data, model } = await smallRun(config);
+  try {
+    const params = [...model.trainableParameters.values()];
+    const optimizer = new AdamW(params, { lr: config.learningRate });
+    const readbacks = runtimeStats().readbacks;
+    const outcome = await optimizerStep({ config, model, optimizer, scaler: new GradScaler({ enabled: false }), params, examples: data.train, chunks, accumulation: 2, step: 0 });
+    assert.equal(runtimeStats().readbacks - readbacks, 1, 'readbacks in one clipped f32 step');
+    assert.ok(expected.gradNorm > config.maxGradNorm, `the step clips (grad norm ${expected.gradNorm})`);
+    assert.equal(outcome.loss, expected.loss, 'the loss');
+    assert.equal(outcome.gradNorm, expected.gradNorm, 'the gradient norm');
+  } finally {
+    base.model.dispose();
+  }
 });
 
 async function run(config: TrainConfig, options: { resume?: string; stopAfterStep?: number } = {}): Promise<TrainResult> {

@@ -5,7 +5,7 @@
 // Not a stable surface.
 export { pythonFormat, pythonStrip } from './prompt.js';
 export { seedSequencePool } from './rng.js';
-export { accumulateGradients } from './train-step.js';
+export { accumulateGradients, optimizerStep } from './train-step.js';
 export { stepBatches } from './micro-batches.js';
 export { pythonRound } from './hf-trainer-state.js';
 export { JobQueue } from './serve-queue.js';

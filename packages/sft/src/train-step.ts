@@ -1,7 +1,7 @@
 // One optimizer step of the trainer: the step's micro-batches forward and backward, their gradients
 // accumulated (averaged per micro-batch or per answer token, loss-scaled in f16), then unscaling,
 // global-norm clipping, AdamW and the scale's update.
-import { clipGradNorm, GradScaler, hasF16, startScope, type AdamW, type Tensor } from '@huatuo/tensor';
+import { cast, cat, clipGradNorm, GradScaler, hasF16, noGrad, reshape, startScope, toArray, type AdamW, type Tensor } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
@@ -130,10 +130,21 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
     }
     // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
     const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
-    const loss = weightedSum ? (await (weightedSum as Tensor).item()) / divisor : 0;
-    const gradNorm = norm ? await norm.item() : null;
+    const [sum, gradNorm] = weightedSum ? await readScalars(weightedSum, norm) : [0, null];
+    const loss = weightedSum ? sum / divisor : 0;
     return { loss, lossScale, stepped, tokens, gradNorm, inputSizes };
   } finally {
     scope.end();
   }
+}
+
+/**
+ * The loss's value and the norm's (null without one), read back together: each readback waits for the GPU.
+ * An f16 loss is widened to f32 on the GPU, exactly as item() widens it on the host.
+ */
+async function readScalars(loss: Tensor, norm: Tensor | null): Promise<[number, number | null]> {
+  if (!norm) return [await loss.item(), null];
+  const both = noGrad(() => cat([loss, norm].map((t) => reshape(t.dtype === 'f32' ? t : cast(t, 'f32'), [1])))); // [2]
+  const [lossValue, normValue] = (await toArray(both)) as Float32Array;
+  return [lossValue!, normValue!];
 }
