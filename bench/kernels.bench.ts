@@ -1,10 +1,11 @@
 // Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
 // unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu, the
-// sampling penalties and the log-probabilities a server returns over LLaMA's vocabulary, and the fused decode products (decode-fused.bench.ts).
+// sampling penalties, best_of's running sums and the log-probabilities a server returns over LLaMA's vocabulary, and the fused decode products (decode-fused.bench.ts).
 // Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
 // halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
 import {
+  accumulateLogprobs,
   AdamW,
   add,
   attention,
@@ -285,8 +286,8 @@ export async function benchMemoryBound(ctx: BenchContext): Promise<string[]> {
  * The penalties of one decoding step over LLaMA's vocabulary (V 32000) at batch 1 and 8: OpenAI's
  * frequency and presence penalties over the rows' counts and their increment with the step's picks,
  * beside Hugging Face's repetition penalty over a bit mask and its marking, and OpenAI's logit_bias (16
- * biased tokens in a dense f32 row). Each row has generated
- * 64 tokens. The increments touch one element a row, so their rows show the dispatch's kernel time.
+ * biased tokens in a dense f32 row), and best_of's running sums of the picks' log-probabilities. Each row has
+ * generated 64 tokens. The increments touch one element a row, so their rows show the dispatch's kernel time.
  */
 export async function benchPenalties(ctx: BenchContext): Promise<void> {
   const V = 32000;
@@ -323,7 +324,12 @@ export async function benchPenalties(ctx: BenchContext): Promise<void> {
       await rt.sync();
       y.dispose();
     });
-    for (const t of [logits, picks, counts, seen, biasRow]) t.dispose();
+    const [total, before, picked, active] = [randn([B], { seed: 20 + B }), randn([B], { seed: 30 + B }), randn([B], { seed: 40 + B }), tensor(new Float32Array(B).fill(1), [B])];
+    await bandwidthRow(ctx, 'accumulateLogprobs', 'huatuo', String(B), 5 * B * 4, 'traffic: read a log-probability, an active flag and the sum a row, write the sum and the sum before', async () => {
+      accumulateLogprobs(total, before, picked, active);
+      await rt.sync();
+    });
+    for (const t of [logits, picks, counts, seen, biasRow, total, before, picked, active]) t.dispose();
   }
 }
 

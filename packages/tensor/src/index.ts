@@ -36,6 +36,7 @@ export { repetitionPenalty, seenMask, markSeen } from './ops/repetition-penalty.
 export { frequencyPresencePenalty, tokenCounts, countTokens } from './ops/frequency-presence-penalty.js';
 export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
 export { logitBias, logitBiasRow } from './ops/logit-bias.js';
+export { accumulateLogprobs } from './ops/accumulate-logprobs.js';
 export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
 export { linear, matmul, matmulPlan } from './ops/matmul.js';
@@ -127,6 +128,7 @@ export { refRepetitionPenalty } from './reference/repetition-penalty.js';
 export { refFrequencyPresencePenalty } from './reference/frequency-presence-penalty.js';
 export { refLogSoftmaxTopK } from './reference/log-softmax-top-k.js';
 export { refLogitBias } from './reference/logit-bias.js';
+export { refAccumulateLogprobs } from './reference/accumulate-logprobs.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
