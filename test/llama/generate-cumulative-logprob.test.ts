@@ -1,11 +1,12 @@
 // generate's cumulativeLogprob (vLLM's cumulative_logprob, which best_of ranks by): the sum of each new
 // token's log-probability under the distribution it was drawn from (logit bias, penalties, temperature,
-// top-k, top-p), as the whole sequence's logits give it, with the tokens of the GPU's picks for the same seeds.
+// top-k, top-p), as the whole sequence's logits give it, with the tokens of the GPU's picks for the same seeds;
+// summed in one dispatch a step.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { initWebGPU, noGrad, readyMatmul, refSampleProbs, tensor } from '@huatuo/tensor';
+import { initWebGPU, noGrad, readyMatmul, refSampleProbs, runtimeStats, tensor } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, ModelError, type GenerateOptions, type LlamaModel } from '@huatuo/llama';
-import { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow } from '@huatuo/llama/internal';
+import { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow, setDecodePipelined } from '@huatuo/llama/internal';
 
 describe('cumulative log-probability of the picks', () => {
   let model: LlamaModel;
@@ -54,6 +55,27 @@ describe('cumulative log-probability of the picks', () => {
       for (const [b, g] of ranked.entries()) {
         const want = await expected(prompts[b]!, g.tokens, o);
         assert.ok(g.cumulativeLogprob! < 0 && Math.abs(g.cumulativeLogprob! - want) < 1e-3, `${JSON.stringify(o)} row ${b}: ${g.cumulativeLogprob} vs ${want}`);
+      }
+    }
+  });
+
+  it('adds to the sums in one dispatch a decoding step, one step ahead and step by step', async () => {
+    /** Dispatches a sampled generation of `n` tokens a row takes with cumulativeLogprob beyond those it takes without. */
+    const extra = async (n: number) => {
+      const options: GenerateOptions = { doSample: true, temperature: 0.7, topK: 40, topP: 0.9, maxNewTokens: n, eosTokenIds: [], seeds: [4, 5, 6] };
+      const start = runtimeStats().dispatches;
+      await generate(model, null, prompts, options);
+      const plain = runtimeStats().dispatches - start;
+      await generate(model, null, prompts, { ...options, cumulativeLogprob: true });
+      return runtimeStats().dispatches - start - 2 * plain;
+    };
+    for (const pipelined of [true, false]) {
+      setDecodePipelined(pipelined);
+      try {
+        const [short, long] = [await extra(8), await extra(12)];
+        assert.equal(long - short, 4, `${pipelined ? 'one step ahead' : 'step by step'}: ${short} dispatches more for 8 tokens, ${long} for 12`);
+      } finally {
+        setDecodePipelined(true);
       }
     }
   });

@@ -4,7 +4,7 @@
 // the uniforms are); decoding one step ahead encodes step k before it has read step k - 1, so a row may get
 // one term past its last token. `before` keeps each row's sum without its latest term for that case.
 
-import { add, copyInto, tensor, toArray, where, zeros, type MarkInput, type Tensor } from '@huatuo/tensor';
+import { accumulateLogprobs, tensor, toArray, where, zeros, type MarkInput, type Tensor } from '@huatuo/tensor';
 import type { Output } from './decode-step.js';
 
 export class CumulativeLogprobs {
@@ -30,13 +30,9 @@ export class CumulativeLogprobs {
     });
   }
 
-  /** Adds a step's picks' log-probabilities `logprobs` [B] (f32) to the rows `active` marks, in place on the GPU. */
+  /** Adds a step's picks' log-probabilities `logprobs` [B] (f32) to the rows `active` marks, in place on the GPU in one dispatch. */
   add(logprobs: Tensor, active: Float32Array, input: MarkInput): void {
-    const on = input('active', tensor(active, [active.length]));
-    const before = where(on, this.total, this.before);
-    const total = add(this.total, where(on, logprobs, 0));
-    copyInto(this.before, before);
-    copyInto(this.total, total);
+    accumulateLogprobs(this.total, this.before, logprobs, input('active', tensor(active, [active.length])));
   }
 
   /** Each row's sum over its tokens (one number a row read back), once decoding is done. */
