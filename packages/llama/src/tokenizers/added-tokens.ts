@@ -11,14 +11,38 @@ export interface WholeToken {
   id: number;
   lstrip: boolean;
   rstrip: boolean;
+  /** Found only where no word character is right before or after it. */
+  singleWord: boolean;
 }
 
 /** Rust's char::is_whitespace, what the tokenizers library strips for lstrip / rstrip. */
 const WHITESPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
 
+/** A word character as the regex crate's Unicode `\w` (UTS #18) has it, what single_word looks for beside a match. */
+const WORD = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]$/u;
+
+/** The code point that ends at `end` in `text`, or undefined at its start. */
+function codePointBefore(text: string, end: number): string | undefined {
+  if (end === 0) return undefined;
+  const low = text.charCodeAt(end - 1);
+  const pair = end >= 2 && low >= 0xdc00 && low <= 0xdfff && text.charCodeAt(end - 2) >= 0xd800 && text.charCodeAt(end - 2) <= 0xdbff;
+  return text.slice(pair ? end - 2 : end - 1, end);
+}
+
+/** The code point that starts at `start` in `text`, or undefined at its end. */
+function codePointAt(text: string, start: number): string | undefined {
+  const cp = text.codePointAt(start);
+  return cp === undefined ? undefined : String.fromCodePoint(cp);
+}
+
+const isWord = (char: string | undefined): boolean => char !== undefined && WORD.test(char);
+
 /**
- * Finds tokens whole in text as the tokenizers library's AddedVocabulary does: leftmost first,
- * the longest where several begin; lstrip / rstrip widen a match over the whitespace beside it.
+ * Finds tokens whole in text as the tokenizers library's AddedVocabulary.find_matches does: leftmost first, the
+ * longest where several begin, the search going on after the end of each match. A single_word match with a word
+ * character right before or after it is dropped whole (a shorter token at its start or one inside it is not looked
+ * for). lstrip / rstrip widen a match over the whitespace beside it; the search goes on from the end of the match
+ * itself, so a token of spaces is found again inside the spaces that an rstrip took.
  */
 export class TokenMatcher {
   /** Tokens by their first UTF-16 unit, longest first. */
@@ -45,13 +69,19 @@ export class TokenMatcher {
         i++;
         continue;
       }
+      const end = i + match.content.length;
+      if (match.singleWord && (isWord(codePointBefore(text, i)) || isWord(codePointAt(text, end)))) {
+        i = end;
+        continue;
+      }
       let left = i;
-      let right = i + match.content.length;
+      let right = end;
       if (match.lstrip) while (left > start && WHITESPACE.test(text[left - 1] as string)) left--;
       if (match.rstrip) while (right < text.length && WHITESPACE.test(text[right] as string)) right++;
       if (start < left) out.push({ text: text.slice(start, left), start });
       out.push({ id: match.id });
-      i = start = right;
+      start = right;
+      i = end;
     }
     if (start < text.length) out.push({ text: text.slice(start), start });
     return out;

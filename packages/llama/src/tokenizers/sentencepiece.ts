@@ -160,7 +160,7 @@ export class SentencePieceTokenizer implements Tokenizer {
     // tokens; tokenizer_config.json's special tokens (the unknown piece among them) are special too.
     const special = new Set<number>();
     const raw = new Map<string, WholeToken>();
-    const plain = (content: string, id: number): WholeToken => ({ content, id, lstrip: false, rstrip: false });
+    const plain = (content: string, id: number): WholeToken => ({ content, id, lstrip: false, rstrip: false, singleWord: false });
     model.pieces.forEach((p, id) => {
       if (p.type === PieceType.CONTROL || p.type === PieceType.UNKNOWN) special.add(id);
       if (p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED) raw.set(p.piece, plain(p.piece, id));
@@ -190,7 +190,7 @@ export class SentencePieceTokenizer implements Tokenizer {
       }
       if (added.special) special.add(id);
       else special.delete(id);
-      const token = { content: added.content, id, lstrip: added.lstrip, rstrip: added.rstrip };
+      const token = { content: added.content, id, lstrip: added.lstrip, rstrip: added.rstrip, singleWord: added.singleWord };
       raw.delete(added.content);
       if (added.normalized) normalized.set(added.content, { ...token, content: this.settings.legacy ? this.normalize(added.content) : added.content });
       else raw.set(added.content, token);

@@ -17,6 +17,8 @@ export interface AddedTokenSetting {
   /** The match takes the whitespace on its left / right with it. */
   lstrip: boolean;
   rstrip: boolean;
+  /** Found only where no word character is right before or after it. */
+  singleWord: boolean;
 }
 
 /** tokenizer_config.json settings for a `tokenizer.model`, with transformers' defaults filled in. */
@@ -98,9 +100,6 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
         throw new TokenizerError(`${file}: added_tokens_decoder["${key}"] is ${JSON.stringify(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${file}`, { file });
       }
       const flags = entry as Record<string, unknown>;
-      if (flags.single_word === true) {
-        throw new TokenizerError(`${file}: added token "${content}" has single_word true, which tokenizer.model folders do not support; give the folder the model's tokenizer.json`, { file });
-      }
       addedTokens.push({
         content,
         id,
@@ -109,6 +108,7 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
         normalized: typeof flags.normalized === 'boolean' ? flags.normalized : flags.special !== true,
         lstrip: flags.lstrip === true,
         rstrip: flags.rstrip === true,
+        singleWord: flags.single_word === true,
       });
     }
     addedTokens.sort((a, b) => a.id - b.id);

@@ -201,6 +201,7 @@ interface HfAddedToken {
   normalized?: boolean;
   lstrip?: boolean;
   rstrip?: boolean;
+  single_word?: boolean;
 }
 
 /**
@@ -214,19 +215,30 @@ interface AddedVocabulary {
 }
 
 /**
- * The added vocabulary that {@link HfTokenizer} matches itself: where tokenizer.json has a normalizer and an added
- * token with normalized true (AddedToken's default for a token that is not special). Otherwise the library's matching
- * agrees with the tokenizers library's. tokenizer_config.json's remove_space / do_lowercase_and_remove_accent, which
- * @huggingface/tokenizers applies before its normalizer, keep its own matching.
+ * The added vocabulary that {@link HfTokenizer} matches itself: where tokenizer.json has an added token with
+ * single_word true (@huggingface/tokenizers ignores the flag), or a normalizer and an added token with normalized true
+ * (AddedToken's default for a token that is not special). Otherwise the library's matching agrees with the tokenizers
+ * library's. tokenizer_config.json's remove_space / do_lowercase_and_remove_accent, which @huggingface/tokenizers
+ * applies before its normalizer, keep its own matching, and are refused beside a single_word token.
  */
-function addedVocabulary(hf: HfLibTokenizer, added: readonly HfAddedToken[], config: Record<string, unknown>): AddedVocabulary | undefined {
+function addedVocabulary(hf: HfLibTokenizer, added: readonly HfAddedToken[], config: Record<string, unknown>, configFile: string): AddedVocabulary | undefined {
   const normalizer = hf.normalizer;
   const isNormalized = (t: HfAddedToken): boolean => t.normalized ?? t.special !== true;
-  if (normalizer === null || !added.some(isNormalized) || config.remove_space === true || config.do_lowercase_and_remove_accent === true) return undefined;
-  const whole = (t: HfAddedToken, content: string): WholeToken => ({ content, id: t.id, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
+  const singleWord = added.find((t) => t.single_word === true);
+  if (singleWord === undefined && (normalizer === null || !added.some(isNormalized))) return undefined;
+  for (const key of ['remove_space', 'do_lowercase_and_remove_accent']) {
+    if (config[key] !== true) continue;
+    if (singleWord === undefined) return undefined;
+    throw new TokenizerError(
+      `${configFile}: ${key} is true and tokenizer.json's added token "${singleWord.content}" has single_word true, which are not supported together; remove ${key} or set single_word to false`,
+      { file: configFile },
+    );
+  }
+  const normalize = (text: string): string => (normalizer === null ? text : normalizer.normalize(text));
+  const whole = (t: HfAddedToken, content: string): WholeToken => ({ content, id: t.id, lstrip: t.lstrip === true, rstrip: t.rstrip === true, singleWord: t.single_word === true });
   return {
     raw: new TokenMatcher(added.filter((t) => !isNormalized(t)).map((t) => whole(t, t.content))),
-    normalized: new TokenMatcher(added.filter(isNormalized).map((t) => whole(t, normalizer.normalize(t.content)))),
+    normalized: new TokenMatcher(added.filter(isNormalized).map((t) => whole(t, normalize(t.content)))),
   };
 }
 
@@ -263,7 +275,7 @@ export class HfTokenizer implements Tokenizer {
   private readonly configFile: string;
   /** Why there is no BOS, for errors: what tokenizer_config.json says. */
   private readonly noBosReason: string;
-  /** Set where the library's own matching of normalized added tokens differs from the tokenizers library's. */
+  /** Set where the library's own matching of added tokens differs from the tokenizers library's. */
   private readonly addedVocabulary: AddedVocabulary | undefined;
 
   private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
@@ -315,7 +327,7 @@ export class HfTokenizer implements Tokenizer {
       this.specialTokens = specialTokensAround(json.post_processor, file);
     }
     this.cleanUp = config.clean_up_tokenization_spaces === true;
-    this.addedVocabulary = addedVocabulary(hf, added, config);
+    this.addedVocabulary = addedVocabulary(hf, added, config, this.configFile);
   }
 
   /**
@@ -400,14 +412,14 @@ export class HfTokenizer implements Tokenizer {
    */
   private encodeWithAdded(text: string, added: AddedVocabulary): number[] {
     const { normalizer, pre_tokenizer: preTokenizer, model } = this.hf;
-    if (normalizer === null || model === null) throw new TokenizerError(`internal: ${this.file} has normalized added tokens without a normalizer or model`);
+    if (model === null) throw new TokenizerError(`internal: ${this.file} has added tokens to match without a model`);
     const ids: number[] = [];
     for (const segment of added.raw.split(text)) {
       if ('id' in segment) {
         ids.push(segment.id);
         continue;
       }
-      for (const part of added.normalized.split(normalizer.normalize(segment.text))) {
+      for (const part of added.normalized.split(normalizer === null ? segment.text : normalizer.normalize(segment.text))) {
         if ('id' in part) {
           ids.push(part.id);
           continue;
