@@ -258,7 +258,7 @@ test('an echoed prompt is scored by the prompt step that generation runs, one fo
 
 type PromptLogprobEntry = { logprob: number; rank: number; decoded_token: string };
 type CompletionWithPromptLogprobs = {
-  choices: { index: number; text: string; logprobs: { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[] } | null; prompt_logprobs?: (Record<string, PromptLogprobEntry> | null)[] }[];
+  choices: { index: number; text: string; logprobs: { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[] } | null; prompt_logprobs: (Record<string, PromptLogprobEntry> | null)[] | null }[];
   usage: { completion_tokens: number };
 };
 
@@ -272,9 +272,9 @@ async function postCompletion(server: RunningServer, body: Record<string, unknow
  * Checks a choice's prompt_logprobs against the float64 log-softmax `lsm` of one forward pass over `ids`: null
  * first, then each token's own entry with vLLM's rank and the k most likely ranked 1 to k, their decoded_token.
  */
-function checkPromptLogprobs(field: (Record<string, PromptLogprobEntry> | null)[] | undefined, ids: readonly number[], lsm: readonly Float64Array[], k: number, what: string): void {
+function checkPromptLogprobs(field: (Record<string, PromptLogprobEntry> | null)[] | null, ids: readonly number[], lsm: readonly Float64Array[], k: number, what: string): void {
   const T = ids.length;
-  assert.ok(field !== undefined, `${what}: prompt_logprobs missing`);
+  assert.ok(field !== null, `${what}: prompt_logprobs null`);
   const list: (Record<string, PromptLogprobEntry> | null)[] = field;
   assert.equal(list.length, T, what);
   assert.equal(list[0], null, what);
@@ -302,7 +302,7 @@ test('prompt_logprobs gives vLLM\'s list: null first, then each prompt token\'s 
     const ids = tokenizer.encode('The patient reports a headache and nausea since yesterday');
     const T = ids.length;
     const lsm = await forwardLogSoftmax(ids);
-    const check = (field: (Record<string, PromptLogprobEntry> | null)[] | undefined, k: number, what: string): void => checkPromptLogprobs(field, ids, lsm, k, what);
+    const check = (field: (Record<string, PromptLogprobEntry> | null)[] | null, k: number, what: string): void => checkPromptLogprobs(field, ids, lsm, k, what);
     const counted = await forwardsOver(model, T, () => postCompletion(server, { prompt: [ids], max_tokens: 2, temperature: 0, prompt_logprobs: 3, n: 2 }));
     assert.equal(counted.result.status, 200, JSON.stringify(counted.result.json));
     assert.equal(counted.forwards, 1, 'one forward pass over the prompt');
@@ -327,9 +327,9 @@ test('prompt_logprobs gives vLLM\'s list: null first, then each prompt token\'s 
     check(bare.json.choices[0]!.prompt_logprobs, 0, 'prompt_logprobs 0');
     const echoed = bare.json.choices[0]!.logprobs!;
     for (let t = 1; t < T; t++) assert.deepEqual(Object.keys(echoed.top_logprobs![t]!), [tokenText(ids[t]!)], `echoed token ${t}: the own entry prompt_logprobs 0 scored`);
-    // Not asked for: no field.
+    // Not asked for: null, as vLLM writes the field it leaves unset.
     const none = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0 });
-    assert.equal('prompt_logprobs' in none.json.choices[0]!, false);
+    assert.equal(none.json.choices[0]!.prompt_logprobs, null);
   });
 });
 
@@ -352,10 +352,10 @@ test('echo with logprobs and no prompt_logprobs gives each choice vLLM\'s prompt
     const only = await postCompletion(server, { prompt: [ids], max_tokens: 0, echo: true, logprobs: 0 });
     assert.equal(only.status, 200, JSON.stringify(only.json));
     checkPromptLogprobs(only.json.choices[0]!.prompt_logprobs, ids, lsm, 0, 'echo, logprobs 0, max_tokens 0');
-    // Neither echo with logprobs nor prompt_logprobs: no field.
+    // Neither echo with logprobs nor prompt_logprobs: null (vLLM's default).
     for (const body of [{ echo: true }, { logprobs: 2 }]) {
       const none = await postCompletion(server, { prompt: [ids], max_tokens: 1, temperature: 0, ...body });
-      assert.equal('prompt_logprobs' in none.json.choices[0]!, false, JSON.stringify(body));
+      assert.equal(none.json.choices[0]!.prompt_logprobs, null, JSON.stringify(body));
     }
   });
 });

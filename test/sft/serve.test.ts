@@ -184,7 +184,9 @@ test('streamed chat chunks concatenate to the non-streamed answer, end with a fi
     assert.equal(chunks[0]!.choices[0]!.delta.role, 'assistant');
     const last = chunks.filter((c) => c.choices.length > 0).at(-1)!;
     assert.equal(last.choices[0]!.finish_reason, whole.choices[0]!.finish_reason);
-    assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
+    const { prompt_tokens_details, ...counts } = whole.usage! as typeof whole.usage & { prompt_tokens_details: unknown };
+    assert.equal(prompt_tokens_details, null);
+    assert.deepEqual(chunks.at(-1)!.usage, counts, "the usage chunk leaves vLLM's null prompt_tokens_details out (exclude_none)");
     assert.deepEqual(chunks.at(-1)!.choices, [], 'the usage chunk has no choices');
     assert.ok(chunks.slice(0, -1).every((c) => c.usage === null), 'with include_usage, every chunk before the last has usage null, as OpenAI sends it');
     const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
@@ -223,6 +225,91 @@ test('completions continue the raw prompt, cut before a stop string, streamed or
     assert.equal(streamed, expected, 'no part of the stop string is streamed');
     assert.equal(reason, 'stop');
   });
+});
+
+/** The JSON events of a streamed reply, [DONE] left out. */
+async function sseEvents(url: string, body: unknown): Promise<any[]> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(res.status, 200);
+  return (await res.text())
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+    .map((e) => JSON.parse(e.slice('data: '.length)));
+}
+
+const keys = (o: object) => Object.keys(o).sort();
+
+test("replies carry every field vLLM's carry, with its nulls: stop_reason (the stop string, an end-of-sequence id other than the tokenizer's, else null), prompt_logprobs, service_tier, kv_transfer_params, prompt_tokens_details, the chat message's", async () => {
+  // generation_config.json names a second end-of-sequence id (13, "\n"), which vLLM adds to stop_token_ids.
+  const dir = tmp();
+  cpSync(modelDir, dir, { recursive: true });
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, 13] }));
+  const eosModel = await loadLlama(dir);
+  try {
+    await withServer({ model: eosModel }, async (server) => {
+      const url = (path: string) => `${server.url}/v1/${path}`;
+      const prompt = 'The patient reports';
+      const full = await greedy(prompt, 16, eosModel);
+      let stop = '';
+      for (let k = 1; k + 3 <= full.length && stop === ''; k++) if (full.indexOf(full.slice(k, k + 3)) > 0) stop = full.slice(k, k + 3);
+      assert.notEqual(stop, '', `no stop string found in ${JSON.stringify(full)}`);
+      const completion = { model: NAME, prompt, max_tokens: 16, temperature: 0 };
+
+      const cut = await call(url('completions'), { body: { ...completion, stop: [stop] } });
+      assert.deepEqual(keys(cut.json), ['choices', 'created', 'id', 'kv_transfer_params', 'model', 'object', 'service_tier', 'system_fingerprint', 'usage']);
+      for (const k of ['kv_transfer_params', 'service_tier', 'system_fingerprint']) assert.equal(cut.json[k], null, k);
+      assert.deepEqual(keys(cut.json.choices[0]), ['finish_reason', 'index', 'logprobs', 'prompt_logprobs', 'stop_reason', 'text']);
+      assert.deepEqual([cut.json.choices[0].finish_reason, cut.json.choices[0].stop_reason, cut.json.choices[0].prompt_logprobs], ['stop', stop, null]);
+      const n = cut.json.usage.completion_tokens;
+      assert.deepEqual(cut.json.usage, { prompt_tokens: tokenizer.encode(prompt).length, completion_tokens: n, total_tokens: tokenizer.encode(prompt).length + n, prompt_tokens_details: null });
+      const long = await call(url('completions'), { body: { ...completion, max_tokens: 3 } });
+      assert.deepEqual([long.json.choices[0].finish_reason, long.json.choices[0].stop_reason], ['length', null]);
+      // The tokenizer's end of sequence: stop_reason null; generation_config.json's other one: its id.
+      const eos = await call(url('completions'), { body: { ...completion, logit_bias: { 2: 100 } } });
+      assert.deepEqual([eos.json.choices[0].finish_reason, eos.json.choices[0].stop_reason, eos.json.usage.completion_tokens], ['stop', null, 1]);
+      const other = await call(url('completions'), { body: { ...completion, logit_bias: { 13: 100 } } });
+      assert.deepEqual([other.json.choices[0].finish_reason, other.json.choices[0].stop_reason, other.json.usage.completion_tokens], ['stop', 13, 1]);
+
+      // Streamed completions: every chunk has vLLM's CompletionStreamResponse fields, usage null, each choice its stop_reason.
+      const streamed = await sseEvents(url('completions'), { ...completion, stop: [stop], stream: true });
+      for (const e of streamed) {
+        assert.deepEqual(keys(e), ['choices', 'created', 'id', 'model', 'object', 'system_fingerprint', 'usage'], JSON.stringify(e));
+        assert.equal(e.usage, null);
+        assert.deepEqual(keys(e.choices[0]), ['finish_reason', 'index', 'logprobs', 'stop_reason', 'text']);
+      }
+      assert.deepEqual(streamed.map((e) => e.choices[0].stop_reason), [...streamed.slice(1).map(() => null), stop]);
+      const usageLast = await sseEvents(url('completions'), { ...completion, max_tokens: 2, stream: true, stream_options: { include_usage: true } });
+      assert.deepEqual(usageLast.at(-1).usage, { prompt_tokens: tokenizer.encode(prompt).length, completion_tokens: 2, total_tokens: tokenizer.encode(prompt).length + 2 }, 'the usage chunk leaves prompt_tokens_details out, as vLLM writes it (exclude_none)');
+      // best_of above n streamed: the whole reply as one event, as vLLM sends it.
+      const whole = await sseEvents(url('completions'), { ...completion, temperature: 1, seed: 3, max_tokens: 4, best_of: 2, stream: true });
+      assert.equal(whole.length, 1);
+      assert.deepEqual(keys(whole[0]), keys(cut.json));
+      assert.deepEqual(keys(whole[0].choices[0]), keys(cut.json.choices[0]));
+
+      const chatBody = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 3, temperature: 0 };
+      const chat = await call(url('chat/completions'), { body: chatBody });
+      assert.deepEqual(keys(chat.json), ['choices', 'created', 'id', 'kv_transfer_params', 'model', 'object', 'prompt_logprobs', 'service_tier', 'system_fingerprint', 'usage']);
+      for (const k of ['kv_transfer_params', 'prompt_logprobs', 'service_tier', 'system_fingerprint']) assert.equal(chat.json[k], null, k);
+      assert.equal(chat.json.usage.prompt_tokens_details, null);
+      const choice = chat.json.choices[0];
+      assert.deepEqual(keys(choice), ['finish_reason', 'index', 'logprobs', 'message', 'stop_reason']);
+      assert.deepEqual([choice.finish_reason, choice.stop_reason], ['length', null]);
+      assert.deepEqual(choice.message, { role: 'assistant', content: choice.message.content, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null });
+      const chatOther = await call(url('chat/completions'), { body: { ...chatBody, logit_bias: { 13: 100 } } });
+      assert.deepEqual([chatOther.json.choices[0].finish_reason, chatOther.json.choices[0].stop_reason], ['stop', 13]);
+
+      // Streamed chat: the fields vLLM sets (it leaves the unset out): stop_reason in the finish chunk alone.
+      const chunks = await sseEvents(url('chat/completions'), { ...chatBody, stream: true, logit_bias: { 13: 100 } });
+      const finish = chunks.filter((e) => e.choices[0].finish_reason !== null);
+      assert.equal(finish.length, 1);
+      assert.deepEqual(keys(finish[0].choices[0]), ['delta', 'finish_reason', 'index', 'logprobs', 'stop_reason']);
+      assert.equal(finish[0].choices[0].stop_reason, 13);
+      for (const e of chunks.filter((c) => c !== finish[0])) assert.deepEqual(keys(e.choices[0]), ['delta', 'finish_reason', 'index', 'logprobs'], JSON.stringify(e));
+      assert.ok(chunks.every((e) => !('usage' in e)), 'no usage field without include_usage');
+    });
+  } finally {
+    eosModel.dispose();
+  }
 });
 
 test('frequency_penalty and presence_penalty change chats and completions as generate applies them, in [-2, 2] and not with beams', async () => {
@@ -334,7 +421,7 @@ test('a max_tokens within the context whose generation would not fit the GPU is 
     assert.equal(events.length, 0, 'nothing was queued');
     const ok = await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt, max_tokens: 2, temperature: 0 } });
     assert.equal(ok.status, 200);
-    assert.deepEqual(ok.json.usage, { prompt_tokens: prompt.length, completion_tokens: 2, total_tokens: prompt.length + 2 });
+    assert.deepEqual(ok.json.usage, { prompt_tokens: prompt.length, completion_tokens: 2, total_tokens: prompt.length + 2, prompt_tokens_details: null });
   });
 });
 

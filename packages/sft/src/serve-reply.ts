@@ -19,23 +19,37 @@ export interface Job extends JobRequest {
   keepAlive?: ReturnType<typeof setTimeout>;
 }
 
-// Usage as vLLM counts it over n choices: the prompt once, every choice's tokens.
+// Usage as vLLM counts it over n choices: the prompt once, every choice's tokens. A reply not streamed carries
+// vLLM's UsageInfo whole (prompt_tokens_details null); a stream's last chunk leaves the null out, as vLLM's does.
 const usage = (gens: readonly Generation[]) => {
   const prompt = gens[0]!.promptTokens.length;
   const completion = gens.reduce((sum, g) => sum + g.tokens.length, 0);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 };
 const finishReason = (g: Generation, raw: string, stops: readonly string[]): 'stop' | 'length' => (g.finishReason === 'length' && firstStop(raw, stops) < 0 ? 'length' : 'stop');
+/**
+ * vLLM's stop_reason: the stop string that ended the choice, or the end-of-sequence id that did where it is not
+ * the tokenizer's own (generation_config.json's others, which vLLM adds to stop_token_ids); null for the
+ * tokenizer's end of sequence and for max_tokens.
+ */
+const stopReason = (g: Generation, eosId: number): string | number | null => {
+  if (g.finishReason === 'stop') return g.stopString ?? null;
+  const last = g.tokens.at(-1);
+  return g.finishReason === 'eos' && last !== undefined && last !== eosId ? last : null;
+};
 
-// With stream_options.include_usage, OpenAI gives every chunk a usage field, null until the last.
+// A completion chunk carries every field of vLLM's CompletionStreamResponse (written with its nulls): each
+// choice's stop_reason and the chunk's usage, null but in the last. A chat chunk carries the fields vLLM sets
+// (it leaves the unset out): stop_reason in a choice's finish chunk alone; usage null until the last with
+// stream_options.include_usage, as OpenAI sends it.
 const chunk = (job: Job, modelName: string, index: number, choice: Record<string, unknown>, logprobs: unknown = null) => ({
   id: job.id,
   object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
   created: job.created,
   model: modelName,
   system_fingerprint: null,
-  choices: [{ index, ...choice, logprobs }],
-  ...(job.includeUsage ? { usage: null } : {}),
+  choices: [{ index, ...(job.kind === 'chat' ? {} : { stop_reason: null }), ...choice, logprobs }],
+  ...(job.includeUsage || job.kind !== 'chat' ? { usage: null } : {}),
 });
 
 /** Writes one server-sent event (a JSON object, or a string such as [DONE]) unless the client has gone. */
@@ -131,8 +145,9 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     c.finished = true;
     const text = visibleText(gen.text, s.stop, strip, true);
     const reason = finishReason(gen, gen.text, s.stop);
+    const stop_reason = stopReason(gen, tokenizer.eosId);
     if (text.startsWith(c.sent)) delta(i, text.slice(c.sent.length));
-    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason } : { text: '', finish_reason: reason }, takeLogprobs(i)));
+    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason, stop_reason } : { text: '', finish_reason: reason, stop_reason }, takeLogprobs(i)));
   };
   // The n choices (best_of sequences) decode as one batch of the prompt repeated, sequence i sampling with
   // seed + i as vLLM seeds them; the prompt step runs once for all.
@@ -193,7 +208,9 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
       );
   // best_of: the n sequences of the highest cumulative log-probability, as vLLM's V0 engine sorts them (stable: ties in order).
   const gens = ranked ? [...generated].sort((a, b) => b.cumulativeLogprob! - a.cumulativeLogprob!).slice(0, s.n) : generated;
-  const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), rows: gen.logprobs ?? [] }));
+  const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), stop: stopReason(gen, tokenizer.eosId), rows: gen.logprobs ?? [] }));
+  // vLLM's UsageInfo and the fields of its replies not streamed, written with their nulls (pydantic's model_dump).
+  const wholeUsage = { ...usage(gens), prompt_tokens_details: null };
   if (job.stream) {
     gens.forEach((gen, i) => finish(i, gen));
     if (job.includeUsage) send({ ...chunk(job, modelName, 0, {}), choices: [], usage: usage(gens) });
@@ -208,14 +225,18 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
         object: 'chat.completion',
         created: job.created,
         model: modelName,
-        system_fingerprint: null,
-        choices: choices.map(({ text, reason, rows }, index) => ({
+        choices: choices.map(({ text, reason, stop, rows }, index) => ({
           index,
-          message: { role: 'assistant', content: text, refusal: null },
+          message: { role: 'assistant', content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
           logprobs: top === null ? null : chatLogprobs(tokenizer, rows, top),
           finish_reason: reason,
+          stop_reason: stop,
         })),
-        usage: usage(gens),
+        service_tier: null,
+        system_fingerprint: null,
+        usage: wholeUsage,
+        prompt_logprobs: null,
+        kv_transfer_params: null,
       },
       { 'x-request-id': job.id },
     );
@@ -225,15 +246,18 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
       object: 'text_completion',
       created: job.created,
       model: modelName,
-      system_fingerprint: null,
-      choices: choices.map(({ gen, text, reason, rows }, index) => ({
+      choices: choices.map(({ gen, text, reason, stop, rows }, index) => ({
         index,
         text: job.echo + text,
         logprobs: top === null ? null : completionLogprobs(tokenizer, job.echoPrompt ? [...job.prompt, ...gen.tokens] : gen.tokens, job.echoPrompt ? [...(gen.promptLogprobs ?? []), ...rows] : rows, top, 0),
         finish_reason: reason,
-        ...(promptTop === null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], promptTop) }),
+        stop_reason: stop,
+        prompt_logprobs: promptTop === null ? null : promptLogprobsField(tokenizer, gen.promptLogprobs ?? [], promptTop),
       })),
-      usage: usage(gens),
+      service_tier: null,
+      system_fingerprint: null,
+      usage: wholeUsage,
+      kv_transfer_params: null,
     };
     if (job.streamWhole) {
       openStream(job);

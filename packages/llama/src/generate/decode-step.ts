@@ -174,6 +174,8 @@ export class Output {
   tokens: number[] = [];
   text = '';
   finishReason: Generation['finishReason'] | null = null;
+  /** The stop string that ended the output, once one has. */
+  stopString: string | null = null;
   private ended: Generation | null = null;
   private readonly decoder;
 
@@ -194,9 +196,16 @@ export class Output {
     this.r.onToken?.(logprobs === undefined ? { prompt: this.prompt, token, text: piece } : { prompt: this.prompt, token, text: piece, logprobs });
     if (this.r.eos.has(token)) this.finishReason = 'eos';
     else {
-      const hit = this.r.stopStrings.map((s) => this.text.indexOf(s)).filter((i) => i >= 0);
-      if (hit.length > 0) {
-        this.text = this.text.slice(0, Math.min(...hit));
+      let at = -1;
+      for (const s of this.r.stopStrings) {
+        const i = this.text.indexOf(s);
+        if (i >= 0 && (at < 0 || i < at)) {
+          at = i;
+          this.stopString = s;
+        }
+      }
+      if (at >= 0) {
+        this.text = this.text.slice(0, at);
         this.finishReason = 'stop';
       }
     }
@@ -209,7 +218,7 @@ export class Output {
     if (this.ended !== null) return;
     this.finishReason = reason;
     if (reason !== 'stop' && this.decoder !== null) this.text += this.decoder.flush();
-    this.ended = { promptTokens: this.promptTokens, tokens: this.tokens, text: this.text, finishReason: reason };
+    this.ended = { promptTokens: this.promptTokens, tokens: this.tokens, text: this.text, finishReason: reason, ...(reason === 'stop' && this.stopString !== null ? { stopString: this.stopString } : {}) };
     this.r.onFinish?.({ prompt: this.prompt, generation: this.ended });
   }
 

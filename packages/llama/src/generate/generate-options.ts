@@ -137,6 +137,8 @@ export interface Generation {
   /** Text of the new tokens without special tokens, cut before a stop string. */
   readonly text: string;
   readonly finishReason: 'eos' | 'stop' | 'length';
+  /** With finishReason 'stop': the stop string that ended it (of several found after the same token, the one that starts first). */
+  readonly stopString?: string;
   /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
   readonly logprobs?: readonly RowLogprobs[];
   /** With {@link GenerateOptions.cumulativeLogprob}: the sum of the new tokens' log-probabilities under the distributions they were picked from. */
