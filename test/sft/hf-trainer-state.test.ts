@@ -94,6 +94,12 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
     TrainerControl: { args: { should_training_stop: false, should_epoch_stop: false, should_save: true, should_evaluate: false, should_log: false }, attributes: {} },
   });
   assert.deepEqual(kinds(logsOf(at3)), [[2, 'train'], [3, 'eval']]);
+  // Python's types, as the Trainer's save_to_json writes them (trainer-state-json.test.ts checks the format): the epoch
+  // 0 + 5 / 5 and total_flos are floats, global_step an int.
+  const at3Text = readFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), 'utf8');
+  assert.match(at3Text, /^ {2}"epoch": 1\.0,$/m);
+  assert.match(at3Text, /^ {2}"total_flos": \d+\.0,$/m);
+  assert.match(at3Text, /^ {2}"global_step": 3,$/m);
 
   const at6 = readState(join(out, 'checkpoint-6'));
   assert.equal(at6.stateful_callbacks.TrainerControl?.args.should_training_stop, true);
@@ -102,7 +108,7 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
   // epoch + (micro-batches read in the epoch) / 5: steps 2, 3, 4, 6 end after micro-batches 4, 5, 2 and 5.
   assert.deepEqual(logs.map((e) => e.epoch), [0.8, 1, 1.4, 2, 2]);
   for (const e of logs.filter((e) => 'loss' in e)) {
-    assert.deepEqual(Object.keys(e), ['loss', 'grad_norm', 'learning_rate', 'epoch', 'step']);
+    assert.deepEqual(Object.keys(e), ['epoch', 'grad_norm', 'learning_rate', 'loss', 'step'], 'keys sorted, as save_to_json writes them');
     const row = trainRow(e.step!);
     assert.equal(e.loss, pythonRound(row.loss!, 4), `step ${e.step}: the logged loss rounded to 4 decimals`);
     assert.notEqual(e.loss, row.loss, 'the run keeps its loss unrounded');
@@ -110,7 +116,7 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
     assert.ok(e.grad_norm! > 0 && Number.isFinite(e.grad_norm), `grad_norm ${e.grad_norm}`);
   }
   for (const e of logs.filter((e) => 'eval_loss' in e)) {
-    assert.deepEqual(Object.keys(e), ['eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'epoch', 'step']);
+    assert.deepEqual(Object.keys(e), ['epoch', 'eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'step']);
     assert.equal(e.eval_loss, evalRow(e.step!).valLoss);
     assert.equal(e.eval_runtime, pythonRound(e.eval_runtime!, 4));
     // 2 records in 1 batch of 2.
@@ -128,7 +134,7 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
   // The output folder's state ends with train()'s log, which no checkpoint holds (the Trainer's save_state).
   assert.deepEqual(final.log_history.slice(0, -1), at6.log_history);
   const end = logsOf(final).at(-1)!;
-  assert.deepEqual(Object.keys(end), ['train_runtime', 'train_samples_per_second', 'train_steps_per_second', 'total_flos', 'train_loss', 'epoch', 'step']);
+  assert.deepEqual(Object.keys(end), ['epoch', 'step', 'total_flos', 'train_loss', 'train_runtime', 'train_samples_per_second', 'train_steps_per_second']);
   assert.deepEqual([end.total_flos, end.epoch, end.step], [final.total_flos, 2, 6]);
   assert.ok(at3.total_flos > 0 && at3.total_flos < final.total_flos, 'total_flos grows with the micro-batches read (total-flos.test.ts checks its value)');
   const lossSum = [...result.stepLosses.values()].reduce((a, b) => a + b, 0);
@@ -141,7 +147,7 @@ test('without --max-grad-norm the training logs have no grad_norm, and a run tha
   const out = tmp();
   await run({ ...config(out, { maxGradNorm: 0 }), loadBestModelAtEnd: false }, { stopAfterStep: 3 });
   const state = readState(join(out, 'checkpoint-3'));
-  assert.deepEqual(Object.keys(logsOf(state)[0]!), ['loss', 'learning_rate', 'epoch', 'step']);
+  assert.deepEqual(Object.keys(logsOf(state)[0]!), ['epoch', 'learning_rate', 'loss', 'step']);
   assert.deepEqual([state.best_metric, state.best_global_step, state.best_model_checkpoint], [null, null, null]);
 });
 

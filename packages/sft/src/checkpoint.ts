@@ -5,7 +5,7 @@ import { bytesSource, SafetensorsFile, serializeSafetensors, type TensorToWrite 
 import type { GradScalerState, OptimizerStateDict } from '@huatuo/tensor';
 import type { LossNormalization, LrSchedulerType, TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
-import type { HfTrainerState } from './hf-trainer-state.js';
+import { parseTrainerStateJson, trainerStateJson, type HfTrainerState } from './hf-trainer-state.js';
 import { runFiles as files } from './run-files.js';
 
 /**
@@ -139,9 +139,12 @@ export async function writeCheckpoint(
   return final;
 }
 
-/** Writes `dir`/trainer_state.json (atomically); also the output folder's at the end of a run, as the Trainer's save_state. */
+/**
+ * Writes `dir`/trainer_state.json (atomically), as the Trainer's save_to_json writes it ({@link trainerStateJson});
+ * also the output folder's at the end of a run, as the Trainer's save_state.
+ */
 export async function writeTrainerState(dir: string, state: TrainerState): Promise<void> {
-  await files.writeFile(files.join(dir, 'trainer_state.json'), JSON.stringify(state, null, 1));
+  await files.writeFile(files.join(dir, 'trainer_state.json'), trainerStateJson(state));
 }
 
 /** Completed checkpoints in a folder, oldest first. */
@@ -170,7 +173,7 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   const arraysPath = files.join(dir, 'optimizer.safetensors');
   await checkCheckpointFiles(dir);
   try {
-    const state = JSON.parse(await files.readText(statePath)) as TrainerState;
+    const state = parseTrainerStateJson(await files.readText(statePath)) as TrainerState;
     const structure = JSON.parse(await files.readText(optimizerPath)) as unknown;
     if (typeof state.step !== 'number' || !Array.isArray(state.history)) throw new Error('fields step/history missing');
     const file = await SafetensorsFile.open(bytesSource(arraysPath, await files.readBytes(arraysPath)));

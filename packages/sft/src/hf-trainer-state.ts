@@ -197,3 +197,113 @@ export function trainEndLog(state: HfTrainerState, seconds: number, samples: num
 export function controlAtSave(step: number, maxSteps: number): HfControlState {
   return { args: { should_training_stop: step >= maxSteps, should_epoch_stop: false, should_save: true, should_evaluate: false, should_log: false }, attributes: {} };
 }
+
+/** TrainerState's fields that the Trainer holds as Python floats (total_flos from the first float(...) stored); its other numbers are ints. */
+const FLOAT_STATE_FIELDS: ReadonlySet<string> = new Set(['epoch', 'total_flos', 'best_metric']);
+
+/**
+ * log_history's fields that are Python floats: the rounded losses and speed metrics, the rate from
+ * get_last_lr(), grad_norm's .item(), eval_loss's .item(), the epoch; `step` is the int global_step.
+ */
+const FLOAT_LOG_FIELDS: ReadonlySet<string> = new Set([
+  'loss',
+  'grad_norm',
+  'learning_rate',
+  'epoch',
+  'eval_loss',
+  'eval_runtime',
+  'eval_samples_per_second',
+  'eval_steps_per_second',
+  'train_runtime',
+  'train_samples_per_second',
+  'train_steps_per_second',
+  'total_flos',
+  'train_loss',
+]);
+
+/**
+ * Python's repr of the float `x`, as json.dumps writes floats: the shortest digits that read back as x,
+ * in exponent form (two exponent digits at least) when the decimal point falls more than 4 places
+ * before the first digit or 16 after it, else positional with at least one digit after the point
+ * (1.0, 0.0001, 1e-05, 1e+16); NaN, Infinity and -Infinity as json.dumps writes them.
+ * @example pythonFloatRepr(12345e12) === '1.2345e+16'
+ */
+export function pythonFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'NaN';
+  if (!Number.isFinite(x)) return x > 0 ? 'Infinity' : '-Infinity';
+  const sign = x < 0 || Object.is(x, -0) ? '-' : '';
+  if (x === 0) return `${sign}0.0`;
+  // toExponential() gives the shortest digits that read back as x, as Python's repr chooses them.
+  const [mantissa, exponent] = Math.abs(x).toExponential().split('e') as [string, string];
+  const digits = mantissa.replace('.', '');
+  // x = 0.<digits> x 10^point
+  const point = Number(exponent) + 1;
+  if (point <= -4 || point > 16) {
+    const e = point - 1;
+    const fraction = digits.length > 1 ? `.${digits.slice(1)}` : '';
+    return `${sign}${digits[0]}${fraction}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`;
+  }
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}.0`;
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+/** A string as json.dumps writes it (ensure_ascii): `"` and `\` escaped, \b \f \n \r \t, every other code unit outside space..~ as \uxxxx. */
+function pythonJsonString(s: string): string {
+  const named: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+  return `"${s.replace(/["\\]|[^ -~]/g, (c) => named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
+}
+
+/**
+ * `value` as Python's json.dumps(value, indent=2, sort_keys=True) writes the same dict, the numbers at
+ * which `isFloat(path)` holds written as Python floats and the others as JavaScript writes them (ints for
+ * integral values); keys whose value is undefined are left out, as JSON.stringify leaves them.
+ */
+function pythonJson(value: unknown, isFloat: (path: readonly (string | number)[]) => boolean, path: (string | number)[] = [], depth = 0): string {
+  if (value === null) return 'null';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (typeof value === 'number') return isFloat(path) ? pythonFloatRepr(value) : JSON.stringify(value);
+  if (typeof value === 'string') return pythonJsonString(value);
+  const inner = '\n' + '  '.repeat(depth + 1);
+  const outer = '\n' + '  '.repeat(depth);
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '[]';
+    return `[${value.map((v, i) => inner + pythonJson(v, isFloat, [...path, i], depth + 1)).join(',')}${outer}]`;
+  }
+  if (typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (entries.length === 0) return '{}';
+    return `{${entries.map(([k, v]) => `${inner}${pythonJsonString(k)}: ${pythonJson(v, isFloat, [...path, k], depth + 1)}`).join(',')}${outer}}`;
+  }
+  throw new TypeError(`internal: trainer_state.json cannot hold a ${typeof value}`);
+}
+
+/** Whether the number at `path` of a trainer_state.json is one of TrainerState's float fields. */
+function isHfFloat(path: readonly (string | number)[]): boolean {
+  if (path.length === 1) return FLOAT_STATE_FIELDS.has(path[0] as string);
+  return path.length === 3 && path[0] === 'log_history' && FLOAT_LOG_FIELDS.has(path[2] as string);
+}
+
+/**
+ * trainer_state.json's text as the Trainer's TrainerState.save_to_json writes it: json.dumps(indent=2,
+ * sort_keys=True) and a newline, TrainerState's floats written as Python floats (1.0, 0.0, 1.2345e+16) so
+ * that Python's json.load reads the same types as from the Trainer's files; the run's own fields beside them.
+ */
+export function trainerStateJson(state: object): string {
+  return `${pythonJson(state, isHfFloat)}\n`;
+}
+
+/** Marks the NaN, Infinity and -Infinity of Python's JSON while JSON.parse reads it. */
+const NON_FINITE_MARK = '\u0000python-float:';
+
+/**
+ * Reads a trainer_state.json: JSON, and the NaN, Infinity and -Infinity that json.dumps writes for
+ * non-finite floats (a grad_norm of a step skipped for overflowed gradients, for one).
+ */
+export function parseTrainerStateJson(text: string): unknown {
+  // Outside strings, the bare words become marked strings, which the reviver turns back into numbers.
+  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?\b(?:NaN|Infinity)\b/g, (token) => (token.startsWith('"') ? token : JSON.stringify(NON_FINITE_MARK + token)));
+  return JSON.parse(marked, (_key, value: unknown) => (typeof value === 'string' && value.startsWith(NON_FINITE_MARK) ? Number(value.slice(NON_FINITE_MARK.length)) : value));
+}

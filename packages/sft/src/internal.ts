@@ -7,7 +7,7 @@ export { pythonFormat, pythonStrip } from './prompt.js';
 export { seedSequencePool } from './rng.js';
 export { accumulateGradients, optimizerStep } from './train-step.js';
 export { stepBatches } from './micro-batches.js';
-export { pythonRound } from './hf-trainer-state.js';
+export { parseTrainerStateJson, pythonFloatRepr, pythonRound, trainerStateJson } from './hf-trainer-state.js';
 export { JobQueue } from './serve-queue.js';
 export { createRequestReader } from './serve-request.js';
 export { chatTemplatePrompt } from './chat-prompt.js';
