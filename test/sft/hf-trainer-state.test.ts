@@ -143,6 +143,34 @@ test("a run's trainer_state.json holds transformers' TrainerState fields with th
   assert.ok(rateOf(end.train_samples_per_second!, 20, end.train_runtime!) && rateOf(end.train_steps_per_second!, 6, end.train_runtime!), JSON.stringify(end));
 });
 
+/** lr-schedule.json's case of transformers' get_cosine_schedule_with_warmup over 7 steps, 3 of warm-up (scripts/fixtures/make-lr-schedule-fixture.py). */
+function cosineSevenSteps(): { peak: number; warmupRatio: number; rates: number[] } {
+  const { cases } = JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/sft/lr-schedule.json', import.meta.url)), 'utf8')) as {
+    cases: { lrSchedulerType: string; totalSteps: number; lrSchedulerKwargs: object; peak: number; warmupRatio: number; lrs: number[]; roundedLibmLrs: Record<string, number> }[];
+  };
+  const c = cases.find((c) => c.lrSchedulerType === 'cosine' && c.totalSteps === 7 && Object.keys(c.lrSchedulerKwargs).length === 0)!;
+  // The rate after n scheduler steps, base_lr * lr_lambda(n); where glibc's cos misrounds, the correctly rounded one's.
+  return { peak: c.peak, warmupRatio: c.warmupRatio, rates: c.lrs.map((lr, n) => c.roundedLibmLrs[n] ?? lr) };
+}
+
+test("the logged learning_rate: the logged step's rate in transformers 4.57 (--epoch-remainder step), the scheduler's get_last_lr() after it stepped for that step in 4.28 (carry)", async () => {
+  const { peak, warmupRatio, rates } = cosineSevenSteps();
+  const logged = async (epochRemainder: string) => {
+    const out = tmp();
+    const c = config(out, { epochRemainder, maxSteps: 7, lrSchedulerType: 'cosine', warmupRatio, learningRate: peak, evalSteps: 7, saveSteps: 7 });
+    const { state } = await run({ ...c, loadBestModelAtEnd: false });
+    const logs = logsOf(readState(out)).filter((e) => 'loss' in e);
+    const rows = state.history.filter((r) => r.loss !== undefined);
+    assert.deepEqual(rows.map((r) => [r.step, r.lr]), logs.map((e) => [e.step, e.learning_rate]), 'metrics.jsonl logs the same rate');
+    return logs.map((e) => [e.step, e.learning_rate]);
+  };
+  // 4.57.6 reads the rate before lr_scheduler.step(): the rate of the logged step, step - 1 scheduler steps in.
+  assert.deepEqual(await logged('step'), [2, 4, 6, 7].map((step) => [step, rates[step - 1]]));
+  // 4.28 reads it after: the next step's rate, 0.0 at the end of the cosine.
+  assert.deepEqual(await logged('carry'), [2, 4, 6, 7].map((step) => [step, rates[step]]));
+  assert.equal(rates[7], 0);
+});
+
 test('without --max-grad-norm the training logs have no grad_norm, and a run that does not load the best model at the end has no best_metric', async () => {
   const out = tmp();
   await run({ ...config(out, { maxGradNorm: 0 }), loadBestModelAtEnd: false }, { stopAfterStep: 3 });

@@ -9,6 +9,7 @@ export interface MetricsRow {
   /** The mean training loss of the steps since the previous row with a loss. */
   loss?: number;
   valLoss?: number;
+  /** The learning rate the log records, as log_history's learning_rate (the 'log' event's lr). */
   lr?: number;
   tokensPerSec?: number;
   gpuBytes?: number;

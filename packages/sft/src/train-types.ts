@@ -52,8 +52,10 @@ export interface ProgressEvent {
   loss?: number;
   valLoss?: number;
   /**
-   * On 'step' and 'log': the step's learning rate, the schedule's at the optimizer steps taken before it
+   * On 'step': the step's learning rate, the schedule's at the optimizer steps taken before it
    * (TrainerState.lrSchedulerSteps); a step skipped for inf/NaN gradients takes none, so the next one has its rate.
+   * On 'log': the rate the log records, the logged step's (transformers 4.57), or with --epoch-remainder carry
+   * the scheduler's after it stepped for the logged step, the next step's (transformers 4.28).
    */
   lr?: number;
   tokensPerSec?: number;

@@ -105,6 +105,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let timeAtLog = performance.now();
   let interrupted = false;
   const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
+  // The rate a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it
+  // stepped for the step, the next step's rate; 4.57 the rate the step used, read before the scheduler steps.
+  const loggedRate = (stepRate: number) => (config.epochRemainder === 'carry' ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
   const elapsed = () => (performance.now() - started) / 1000;
 
   const save = async (): Promise<string> => {
@@ -172,11 +175,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         stepsSinceLog = 0;
         timeAtLog = now;
         storeFlos();
-        const row: MetricsRow = { step: state.step, loss: loggedLoss, lr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
+        const logLr = loggedRate(lr);
+        const row: MetricsRow = { step: state.step, loss: loggedLoss, lr: logLr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
-        state.log_history.push(trainLog(loggedLoss, gradNorm, lr, epoch, state.step));
+        state.log_history.push(trainLog(loggedLoss, gradNorm, logLr, epoch, state.step));
         await appendMetrics(metricsPath, row);
-        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr, tokensPerSec, elapsedSec: elapsed() });
+        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
       }
       const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
       if (evalNow) {
