@@ -61,7 +61,7 @@ export { HfTokenizer, createByteStreamDecoder, pieceToBytes } from './tokenizers
 export type { Tokenizer, TokenizerLoadOptions, EncodeOptions, DecodeOptions, StreamDecoder, PieceBytes } from './tokenizers/tokenizer.js';
 export { SentencePieceTokenizer } from './tokenizers/sentencepiece.js';
 export { cleanUpTokenization, llamaTokenizerSettings } from './tokenizers/tokenizer-config.js';
-export type { LlamaTokenizerSettings } from './tokenizers/tokenizer-config.js';
+export type { LlamaTokenizerSettings, SettingFiles } from './tokenizers/tokenizer-config.js';
 export { PieceType, parseSentencePieceModel, writeSentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export type { SentencePiece, SentencePieceModel } from './tokenizers/sentencepiece-model.js';
 export { bpeTokenizerJson, bpeSentencePieceModel, llamaTokenizerConfig, llamaSpecialTokensMap } from './tokenizers/tokenizer-convert.js';

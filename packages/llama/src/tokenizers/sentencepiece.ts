@@ -5,7 +5,7 @@
  */
 import { TokenMatcher, type WholeToken } from './added-tokens.js';
 import { PieceType, parseSentencePieceModel, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
-import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings } from './tokenizer-config.js';
+import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import {
   cleanUpStream,
@@ -116,9 +116,10 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /**
    * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none);
-   * `file` names the model in errors.
+   * `file` names the model in errors, `settingFiles` the file of a setting that came from another file than
+   * tokenizer_config.json (special_tokens_map.json, added_tokens.json).
    */
-  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}) {
+  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}, settingFiles: SettingFiles = {}) {
     if (model.modelType !== 2) {
       throw new TokenizerError(`${file}: trainer_spec.model_type is ${model.modelType}, only BPE (2) is supported; use the model's tokenizer.json instead`, { file });
     }
@@ -146,11 +147,12 @@ export class SentencePieceTokenizer implements Tokenizer {
     });
     this.userDefined = userDefined.sort((a, b) => b.length - a.length);
     const configFile = file.replace(/tokenizer\.model$/, 'tokenizer_config.json');
+    const fileOf = (key: string): string => settingFiles[key] ?? configFile;
     const idOf = (name: string | undefined, fallback: number, key: string): number => {
       if (name === undefined) return fallback;
       const id = this.ids.get(name);
       if (id === undefined) {
-        throw new TokenizerError(`${configFile}: ${key} "${name}" is not a piece of ${file}; give ${key} as a piece of the model or remove it`, { file: configFile });
+        throw new TokenizerError(`${fileOf(key)}: ${key} "${name}" is not a piece of ${file}; give ${key} as a piece of the model or remove it`, { file: fileOf(key) });
       }
       return id;
     };
@@ -180,9 +182,10 @@ export class SentencePieceTokenizer implements Tokenizer {
       if (id === undefined) {
         id = n + this.addedPieces.length;
         if (added.id !== id) {
+          const where = fileOf('added_tokens_decoder');
           throw new TokenizerError(
-            `${configFile}: added token "${added.content}" has id ${added.id}, but it is not a piece of ${file} and the next free id is ${id}; fix its id in added_tokens_decoder or give the folder the model's tokenizer.json`,
-            { file: configFile },
+            `${where}: added token "${added.content}" has id ${added.id}, but it is not a piece of ${file} and the next free id is ${id}; fix its id in ${where === configFile ? 'added_tokens_decoder' : where} or give the folder the model's tokenizer.json`,
+            { file: where },
           );
         }
         this.addedPieces.push(added.content);
@@ -209,10 +212,10 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /**
    * Reads a `tokenizer.model` file's bytes with the parsed tokenizer_config.json beside it
-   * (`{}` when there is none); `file` names the model in errors.
+   * (`{}` when there is none); `file` names the model in errors, `settingFiles` as in the constructor.
    */
-  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}): SentencePieceTokenizer {
-    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config);
+  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}, settingFiles: SettingFiles = {}): SentencePieceTokenizer {
+    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config, settingFiles);
   }
 
   /**

@@ -46,6 +46,13 @@ export interface LlamaTokenizerSettings {
   padToken: string | undefined;
 }
 
+/**
+ * The file that each setting of a tokenizer_config.json completed from older files came from, where it is not
+ * tokenizer_config.json: special_tokens_map.json for the tokens it replaced, added_tokens.json for
+ * `added_tokens_decoder` built from it. Errors about a setting name its file.
+ */
+export type SettingFiles = Readonly<Record<string, string>>;
+
 /** A token given in tokenizer_config.json as a string or as `{ content }`. */
 export function tokenName(value: unknown): string | undefined {
   if (typeof value === 'string') return value;

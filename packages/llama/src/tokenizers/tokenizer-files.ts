@@ -5,7 +5,7 @@
  */
 import { SentencePieceTokenizer } from './sentencepiece.js';
 import { HfTokenizer, type Tokenizer, type TokenizerLoadOptions } from './tokenizer.js';
-import { isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
+import { isLlamaTokenizerClass, tokenName, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** The tokenizer files of one model, as read from a folder or fetched. */
@@ -53,6 +53,12 @@ function convertsFromModel(config: Record<string, unknown>): boolean {
   return isLlamaTokenizerClass(config.tokenizer_class) && typeof config.add_prefix_space === 'boolean';
 }
 
+/** tokenizer_config.json completed from the older files, and the file each setting that they gave came from. */
+interface CompletedConfig {
+  config: Record<string, unknown>;
+  files: SettingFiles;
+}
+
 /**
  * tokenizer_config.json as transformers' from_pretrained completes it from the older files when it has no
  * `added_tokens_decoder` (PreTrainedTokenizerBase._from_pretrained reads them only then): special_tokens_map.json's
@@ -62,13 +68,15 @@ function convertsFromModel(config: Record<string, unknown>): boolean {
 function withLegacyFiles(
   config: Record<string, unknown>,
   specialTokensMap: Record<string, unknown>,
+  specialTokensMapFile: string,
   addedTokens: Record<string, unknown>,
   addedTokensFile: string,
-): Record<string, unknown> {
-  if ('added_tokens_decoder' in config) return config;
+): CompletedConfig {
+  if ('added_tokens_decoder' in config) return { config, files: {} };
   const merged: Record<string, unknown> = { ...config, ...specialTokensMap };
+  const files: Record<string, string> = Object.fromEntries(Object.keys(specialTokensMap).map((key) => [key, specialTokensMapFile]));
   const entries = Object.entries(addedTokens);
-  if (entries.length === 0) return merged;
+  if (entries.length === 0) return { config: merged, files };
   const specialNames = new Set<string>();
   for (const key of ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token']) {
     const token = tokenName(merged[key]);
@@ -89,7 +97,8 @@ function withLegacyFiles(
     decoder[String(id)] = { content, special, normalized: !special, lstrip: false, rstrip: false, single_word: false };
   }
   merged.added_tokens_decoder = decoder;
-  return merged;
+  files.added_tokens_decoder = addedTokensFile;
+  return { config: merged, files };
 }
 
 /**
@@ -122,11 +131,13 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
   const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
   const fromModel = files.tokenizerModel !== undefined && (files.tokenizerJson === undefined || convertsFromModel(config));
   if (files.tokenizerJson !== undefined && !fromModel) {
-    return HfTokenizer.fromJson(text(files.tokenizerJson), withLegacyFiles(config, specialTokensMap, {}, name('added_tokens.json')), name('tokenizer.json'), options);
+    const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), {}, name('added_tokens.json'));
+    return HfTokenizer.fromJson(text(files.tokenizerJson), completed.config, name('tokenizer.json'), options, completed.files);
   }
   if (files.tokenizerModel !== undefined) {
     const addedTokens = object(files.addedTokensJson, name('added_tokens.json'));
-    return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), withLegacyFiles(config, specialTokensMap, addedTokens, name('added_tokens.json')));
+    const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));
+    return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), completed.config, completed.files);
   }
   throw new TokenizerError(`${where === '' ? 'tokenizer' : where}: neither tokenizer.json nor tokenizer.model was given; a LLaMA folder needs one of them`);
 }

@@ -4,7 +4,7 @@
  * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
  */
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { cleanUpTokenization, isLlamaTokenizerClass, tokenName } from './tokenizer-config.js';
+import { cleanUpTokenization, isLlamaTokenizerClass, tokenName, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
 import { checkTokenizerPatterns } from './tokenizer-patterns.js';
@@ -278,28 +278,33 @@ export class HfTokenizer implements Tokenizer {
   /** Set where the library's own matching of added tokens differs from the tokenizers library's. */
   private readonly addedVocabulary: AddedVocabulary | undefined;
 
-  private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string) {
+  private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string, settingFiles: SettingFiles) {
     this.hf = hf;
     this.file = file;
     this.configFile = /tokenizer\.json$/.test(file) ? file.replace(/tokenizer\.json$/, 'tokenizer_config.json') : 'tokenizer_config.json';
+    const fileOf = (key: string): string => settingFiles[key] ?? this.configFile;
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as HfAddedToken[]) : [];
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     this.vocabSize = hf.get_vocab(true).size;
     const idOf = (key: string, fallback: string): number => {
-      const name = tokenName(config[key]) ?? fallback;
-      const id = hf.token_to_id(name);
-      if (id === undefined) {
+      const named = tokenName(config[key]);
+      const id = hf.token_to_id(named ?? fallback);
+      if (id !== undefined) return id;
+      if (named === undefined) {
         throw new TokenizerError(
-          `${file}: ${key} "${name}" is not in the vocabulary; give ${key} in tokenizer_config.json as a token of the vocabulary`,
-          { file },
+          `${file}: has no "${fallback}", the ${key} that LlamaTokenizer takes when ${this.configFile} names none; name the model's token in ${key} of ${this.configFile}`,
+          { file: this.configFile },
         );
       }
-      return id;
+      throw new TokenizerError(
+        `${fileOf(key)}: ${key} "${named}" is not in the vocabulary of ${file}; give ${key} in ${fileOf(key)} as a token of the vocabulary`,
+        { file: fileOf(key) },
+      );
     };
     // transformers' tokenizers have no BOS when bos_token is null (Qwen2) and LlamaTokenizer's "<s>" is the default.
     const noBos = config.bos_token === null || (config.bos_token === undefined && hf.token_to_id('<s>') === undefined);
     this.bos = noBos ? undefined : idOf('bos_token', '<s>');
-    this.noBosReason = config.bos_token === null ? `${this.configFile} has bos_token null` : `${this.configFile} names no bos_token and the vocabulary has no "<s>"`;
+    this.noBosReason = config.bos_token === null ? `${fileOf('bos_token')} has bos_token null` : `${this.configFile} names no bos_token and the vocabulary has no "<s>"`;
     this.eosId = idOf('eos_token', '</s>');
     const padName = tokenName(config.pad_token);
     const padId = padName === undefined ? undefined : hf.token_to_id(padName);
@@ -317,8 +322,9 @@ export class HfTokenizer implements Tokenizer {
       const addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
       const addEos = config.add_eos_token === true;
       if (addBos && this.bos === undefined) {
+        const bosFile = fileOf('bos_token');
         throw new TokenizerError(
-          `${this.configFile}: add_bos_token is ${config.add_bos_token === true ? 'true' : 'unset (true for LlamaTokenizer)'} but bos_token is null; set add_bos_token to false or name the BOS token in bos_token`,
+          `${this.configFile}: add_bos_token is ${config.add_bos_token === true ? 'true' : 'unset (true for LlamaTokenizer)'} but ${bosFile === this.configFile ? 'bos_token is null' : `${bosFile} has bos_token null`}; set add_bos_token to false or name the BOS token in bos_token${bosFile === this.configFile ? '' : ` of ${bosFile}`}`,
           { file: this.configFile },
         );
       }
@@ -332,12 +338,13 @@ export class HfTokenizer implements Tokenizer {
 
   /**
    * Builds a tokenizer from the parsed (or raw) contents of `tokenizer.json`
-   * and, optionally, `tokenizer_config.json`. `file` names the source in errors.
+   * and, optionally, `tokenizer_config.json`. `file` names the source in errors; `settingFiles` names the file of a
+   * setting of `config` that came from another file than tokenizer_config.json (special_tokens_map.json).
    * A regular expression of its normalizer, pre_tokenizer or decoder that could backtrack for a time
    * exponential or polynomial in the text is refused, naming the field and the pattern (see checkTokenizerPatterns),
    * unless `options.trustTokenizerPatterns`.
    */
-  static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json', options: TokenizerLoadOptions = {}): HfTokenizer {
+  static fromJson(json: unknown, config: unknown = {}, file = 'tokenizer.json', options: TokenizerLoadOptions = {}, settingFiles: SettingFiles = {}): HfTokenizer {
     let parsed = json;
     if (typeof json === 'string') {
       try {
@@ -364,7 +371,7 @@ export class HfTokenizer implements Tokenizer {
     } catch (cause) {
       throw new TokenizerError(`${file}: @huggingface/tokenizers could not build a tokenizer from it (${(cause as Error).message}); replace it with the model's original tokenizer.json`, { file, cause });
     }
-    return new HfTokenizer(hf, withAdded, cfg, file);
+    return new HfTokenizer(hf, withAdded, cfg, file, settingFiles);
   }
 
   get bosId(): number {
