@@ -171,6 +171,30 @@ test("the logged learning_rate: the logged step's rate in transformers 4.57 (--e
   assert.equal(rates[7], 0);
 });
 
+test("the logged epoch: transformers 4.28 (--epoch-remainder carry) logs round(epoch, 2), 4.57 (step) the epoch as it is; TrainerState's own epoch is not rounded", async () => {
+  // 6 training records in micro-batches of 2: 3 an epoch, so epochs in thirds.
+  const sixRecords = writeRecords(tmp(), smallRecords(8));
+  const logged = async (epochRemainder: string) => {
+    const out = tmp();
+    const c = { ...smallConfig(sixRecords, out, { epochRemainder, numEpochs: 2, loggingSteps: 1, evalSteps: 1, saveSteps: 1 }), loadBestModelAtEnd: false };
+    const schedule = trainingSchedule(c, 6, 2);
+    const batchesOf = stepBatches(6, c, schedule, 2);
+    await run(c);
+    const epochs = Array.from({ length: schedule.totalSteps }, (_, s) => batchesOf(s).epoch);
+    return { epochs, logs: logsOf(readState(out)), first: readState(join(out, 'checkpoint-1')).epoch };
+  };
+  // carry: floor(3 / 2) = 1 step an epoch; epoch + (step + 1) / steps_in_epoch, as the Trainer adds them.
+  const carry = await logged('carry');
+  assert.deepEqual(carry.epochs, [0 + 2 / 3, 1 + 1 / 3]);
+  assert.deepEqual(carry.logs.map((e) => [e.step, e.epoch]), [[1, 0.67], [1, 0.67], [2, 1.33], [2, 1.33], [2, 1.33]], 'the training, evaluation and end logs');
+  assert.equal(carry.first, 2 / 3);
+  // step: ceil(3 / 2) = 2 steps an epoch.
+  const step = await logged('step');
+  assert.deepEqual(step.epochs, [0 + 2 / 3, 0 + 3 / 3, 1 + 2 / 3, 1 + 3 / 3]);
+  assert.deepEqual(step.logs.filter((e) => 'loss' in e).map((e) => e.epoch), step.epochs);
+  assert.equal(step.first, 2 / 3);
+});
+
 test('without --max-grad-norm the training logs have no grad_norm, and a run that does not load the best model at the end has no best_metric', async () => {
   const out = tmp();
   await run({ ...config(out, { maxGradNorm: 0 }), loadBestModelAtEnd: false }, { stopAfterStep: 3 });

@@ -181,14 +181,14 @@ export function evalLog(evalLoss: number, seconds: number, samples: number, batc
 /**
  * The log `train()` appends at the end: speed over this call's `seconds` for the whole run's samples
  * and max_steps, and train_loss, the sum of this call's step losses over global_step (as the Trainer
- * divides its _total_loss_scalar, which a resume starts from 0).
+ * divides its _total_loss_scalar, which a resume starts from 0), at `epoch` as the run's logs record it.
  */
-export function trainEndLog(state: HfTrainerState, seconds: number, samples: number, lossSum: number): HfTrainEndLog {
+export function trainEndLog(state: HfTrainerState, seconds: number, samples: number, lossSum: number, epoch: number): HfTrainEndLog {
   return {
     ...(speedMetrics('train', seconds, samples, state.max_steps) as Pick<HfTrainEndLog, 'train_runtime'>),
     total_flos: state.total_flos,
     train_loss: lossSum / Math.max(state.global_step, 0.001),
-    epoch: state.epoch ?? 0,
+    epoch,
     step: state.global_step,
   };
 }

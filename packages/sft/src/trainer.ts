@@ -3,7 +3,7 @@
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
 import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
-import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
+import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, pythonRound, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
 import { evaluate } from './evaluate.js';
@@ -105,9 +105,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let timeAtLog = performance.now();
   let interrupted = false;
   const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
-  // The rate a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it
-  // stepped for the step, the next step's rate; 4.57 the rate the step used, read before the scheduler steps.
-  const loggedRate = (stepRate: number) => (config.epochRemainder === 'carry' ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
+  // What a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it stepped
+  // for the step, the next step's rate, and the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2));
+  // 4.57 the rate the step used, read before the scheduler steps, and the epoch as it is.
+  const logs428 = config.epochRemainder === 'carry';
+  const loggedRate = (stepRate: number) => (logs428 ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
+  const loggedEpoch = (epoch: number) => (logs428 ? pythonRound(epoch, 2) : epoch);
   const elapsed = () => (performance.now() - started) / 1000;
 
   const save = async (): Promise<string> => {
@@ -178,7 +181,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const logLr = loggedRate(lr);
         const row: MetricsRow = { step: state.step, loss: loggedLoss, lr: logLr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
-        state.log_history.push(trainLog(loggedLoss, gradNorm, logLr, epoch, state.step));
+        state.log_history.push(trainLog(loggedLoss, gradNorm, logLr, loggedEpoch(epoch), state.step));
         await appendMetrics(metricsPath, row);
         options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
       }
@@ -188,7 +191,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const evalStarted = performance.now();
         const valLoss = await evaluate(model, options.val, config, microBatchSize);
         state.history.push({ step: state.step, valLoss });
-        state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, epoch, state.step));
+        state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, loggedEpoch(epoch), state.step));
         // load_best_model_at_end's metric_for_best_model defaults to the evaluation loss, lower being better.
         if (config.loadBestModelAtEnd && valLoss < (state.best_metric ?? Infinity)) {
           state.best_metric = valLoss;
@@ -238,7 +241,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const samples = config.maxSteps > 0 ? config.maxSteps * microBatchSize * accumulation : options.train.length * config.numEpochs;
     const lossSum = [...stepLosses.values()].reduce((a, b) => a + b, 0);
     storeFlos();
-    state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum));
+    state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum, loggedEpoch(state.epoch ?? 0)));
     await writeTrainerState(config.outputDir, state);
   }
   options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed() });
