@@ -3,8 +3,9 @@
 // wall, host and GPU-wait milliseconds per token and what is read back, on host.bench.ts's hidden-256 model with
 // a 32000-token vocabulary, where each step's logits are 128 KB a sequence. Run alone, and against another build
 // of the repository by running its copy alternately:
-// `node --conditions=source --import tsx bench/best-of.bench.ts [--best-of 4] [--tokens 16] [--runs 3] [--dtype f32|f16] [--ranked off]`
-// (--ranked off: the same sampling without cumulativeLogprob, the cost of plain n choices).
+// `node --conditions=source --import tsx bench/best-of.bench.ts [--best-of 4] [--tokens 16] [--runs 3] [--dtype f32|f16] [--ranked off] [--logprobs 5]`
+// (--ranked off: the same sampling without cumulativeLogprob, the cost of plain n choices; --logprobs k: each
+// token's log-probability with the k most likely tokens of its step, as a completion's logprobs k).
 import { destroyWebGPU, initWebGPU, runtimeStats, type FloatDType } from '@huatuo/tensor';
 import { createRandomLlama, generate } from '@huatuo/llama';
 import { hostDecodeConfig } from './host.bench.js';
@@ -22,6 +23,7 @@ const tokens = Number(arg('--tokens', '16'));
 const runs = Number(arg('--runs', '3'));
 const dtype = arg('--dtype', 'f32') as FloatDType;
 const ranked = arg('--ranked', 'on') === 'on';
+const logprobs = process.argv.includes('--logprobs') ? Number(arg('--logprobs', '')) : null;
 const config = { ...hostDecodeConfig(), vocabSize: 32000 };
 const model = createRandomLlama(config, { seed: 1, std: 0.05, dtype });
 const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204];
@@ -42,6 +44,7 @@ for (let run = 0; run < runs + 1; run++) {
     maxNewTokens: tokens + 2,
     eosTokenIds: [],
     cumulativeLogprob: ranked,
+    ...(logprobs === null ? {} : { logprobs }),
     onToken: (e) => {
       if (e.prompt === 0) marks.push(clock.snapshot());
     },
@@ -52,7 +55,7 @@ for (let run = 0; run < runs + 1; run++) {
     readBack = runtimeStats().readbackBytes - before;
   }
 }
-const label = `best_of ${bestOf}${ranked ? ' ranked' : ''} C${config.hiddenSize} L${config.numHiddenLayers} V${config.vocabSize} ${dtype}`;
+const label = `best_of ${bestOf}${ranked ? ' ranked' : ''}${logprobs === null ? '' : ` logprobs ${logprobs}`} C${config.hiddenSize} L${config.numHiddenLayers} V${config.vocabSize} ${dtype}`;
 for (const c of costs) process.stdout.write(`${label}: ${formatCost(c, 'token')}\n`);
 const ms = costs.map((c) => c.ms).sort((a, b) => a - b);
 process.stdout.write(`median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms/token, ${(readBack / 1024).toFixed(1)} KiB read back a generation of ${tokens + 2} tokens\n`);

@@ -99,4 +99,62 @@ describe('best_of ranked on the GPU', () => {
       }
     });
   }
+
+  for (const dtype of ['f32', 'f16'] as const) {
+    it(`${dtype}: with logprobs, one step ahead (replayed steps) gives step by step's tokens, log-probabilities, top tokens and sums, reading back k + 1 pairs a row a step beside the ids`, async (t) => {
+      if (dtype === 'f16' && !hasF16()) return t.skip('adapter lacks shader-f16');
+      const model = await loadLlama(fixtureDir('vocab32k'), { dtype });
+      try {
+        const prompt = tokenizer.encode('问题：感冒了怎么办？');
+        const B = 5;
+        const K = 3;
+        const prompts = Array.from({ length: B }, () => prompt);
+        const options: GenerateOptions = {
+          doSample: true,
+          temperature: 0.9,
+          topK: 40,
+          topP: 0.9,
+          repetitionPenalty: 1.2,
+          frequencyPenalty: 0.5,
+          presencePenalty: 0.3,
+          maxNewTokens: 10,
+          seeds: prompts.map((_, i) => 21 + i),
+          eosTokenIds: [],
+          cumulativeLogprob: true,
+          logprobs: K,
+        };
+        const { out: probe } = await generateOn(model, tokenizer, prompts, options, 'gpu-stepwise');
+        const stop = tokenizer.decode(probe[0]!.tokens.slice(3, 5), { skipSpecialTokens: true }).trim();
+        const eos = probe[1]!.tokens[6]!;
+        assert.ok(stop.length > 0 && !probe[0]!.tokens.slice(0, 5).includes(eos));
+        const ended = { ...options, stopStrings: [stop], eosTokenIds: [eos] };
+
+        const stepwise = await generateOn(model, tokenizer, prompts, ended, 'gpu-stepwise');
+        const prior = lastReplayCounts();
+        const ahead = await generateOn(model, tokenizer, prompts, ended, 'gpu');
+        const replays = lastReplayCounts()!;
+        const host = await generateOn(model, tokenizer, prompts, ended, 'host');
+
+        const reasons = stepwise.out.map((g) => g.finishReason);
+        assert.ok(reasons.includes('stop') && reasons.includes('eos') && reasons.includes('length'), reasons.join());
+        assert.deepEqual(ahead.out.map((g) => g.tokens), stepwise.out.map((g) => g.tokens));
+        assert.deepEqual(ahead.out.map((g) => [g.text, g.finishReason]), stepwise.out.map((g) => [g.text, g.finishReason]));
+        ahead.out.forEach((g, b) => {
+          assert.equal(g.logprobs!.length, g.tokens.length, `row ${b}: one entry a token`);
+          assert.deepEqual(g.logprobs, stepwise.out[b]!.logprobs, `row ${b}: the same log-probabilities and top tokens`);
+          assert.equal(g.cumulativeLogprob, stepwise.out[b]!.cumulativeLogprob, `row ${b}: the same sum`);
+          assert.deepEqual(g.logprobs!.map((e) => e.id), g.tokens, `row ${b}: each entry is its token's`);
+        });
+        // The host's float64 reference picks the same tokens from the logits read back.
+        assert.deepEqual(host.out.map((g) => g.tokens), stepwise.out.map((g) => g.tokens), 'host picks');
+        for (const n of [1, 2]) assert.deepEqual(bestOf(ahead.out, n), bestOf(host.out, n), `best ${n} of ${B}`);
+        assert.notEqual(replays, prior, 'decoded one step ahead');
+        assert.ok(replays.replayed > 0 && replays.gaveUp === null, `decode steps replayed: ${JSON.stringify(replays)}`);
+        const perStep = B * 4 + B * (K + 1) * 2 * 4;
+        assert.ok(ahead.readbackBytes <= (options.maxNewTokens! + 1) * perStep + B * 4, `one step ahead read back ${ahead.readbackBytes} bytes`);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
 });

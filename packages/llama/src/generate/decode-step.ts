@@ -109,6 +109,8 @@ export interface Picker {
   pick(logits: Tensor, input: MarkInput): Tensor;
   /** The host data the pick uploads, by name (a replayed step writes these). */
   readonly inputs: Readonly<Record<string, ArrayBufferView>>;
+  /** Called once the step is encoded and submitted, replayed or not, before the next step is encoded (to read back what the pick wrote in place). */
+  readonly queued?: () => void;
 }
 
 
@@ -118,6 +120,7 @@ export async function step(model: LlamaModel, ids: number[][], mask: Int32Array,
   await readyFusedLinear();
   if (pick !== null) {
     const q = queueStep(model, ids, mask, B, S, positions, cache, pick, scoreHidden, shared);
+    pick.queued?.();
     q.ids.dispose();
     return { ids: await q.read };
   }
@@ -172,6 +175,8 @@ export function checkFits(model: LlamaModel, batch: number, length: number): voi
 /** One prompt's new tokens as they come: streamed text, stop strings, end of sequence, length limit. */
 export class Output {
   tokens: number[] = [];
+  /** Each token's log-probabilities, where they were pushed with it. */
+  logprobs: RowLogprobs[] = [];
   text = '';
   finishReason: Generation['finishReason'] | null = null;
   /** The stop string that ended the output, once one has. */
@@ -191,6 +196,7 @@ export class Output {
   /** Adds a token (with its log-probabilities, when asked for), streams it, and settles the finish reason (then ends the output). */
   push(token: number, logprobs?: RowLogprobs): void {
     this.tokens.push(token);
+    if (logprobs !== undefined) this.logprobs.push(logprobs);
     const piece = this.r.eos.has(token) || this.decoder === null ? '' : this.decoder.push(token);
     this.text += piece;
     this.r.onToken?.(logprobs === undefined ? { prompt: this.prompt, token, text: piece } : { prompt: this.prompt, token, text: piece, logprobs });

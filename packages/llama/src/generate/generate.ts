@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts, and the prompts scored from the prompt step.
 
-import { argmax, cast, countTokens, exp, frequencyPresencePenalty, log, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, max, neg, readyAttention, refLogSoftmaxTopK, refSampledLogprob, repetitionPenalty, sampleLogitsWithLogprobs, seenMask, sub, sum, tensor, toArray, tokenCounts, unpackLogprobs, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
+import { argmax, cast, copyInto, countTokens, exp, frequencyPresencePenalty, log, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, max, neg, readyAttention, refLogSoftmaxTopK, refSampledLogprob, repetitionPenalty, sampleLogitsWithLogprobs, seenMask, sub, sum, tensor, toArray, tokenCounts, unpackLogprobs, zeros, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { CumulativeLogprobs } from './cumulative-logprob.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
@@ -78,16 +78,29 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   const counts = onDevice && (r.frequencyPenalty !== 0 || r.presencePenalty !== 0) ? tokenCounts(prompts.map(() => []), V) : null;
   // vLLM adds logit_bias first, before the penalties.
   const biasRow = onDevice && r.logitBias.size > 0 ? logitBiasRow(r.logitBias, V) : null;
-  // With logprobs, step k's raw logits give its picks' log-probabilities and top tokens, read back as
-  // k + 1 pairs a row beside the picks (logprobReads[k]); each row's list grows with its tokens.
+  // With logprobs, step k's raw logits give its picks' log-probabilities and top tokens, k + 1 pairs a row
+  // written in place into one buffer [B, K + 1, 2] (so that a recorded step replays it too), whose readback
+  // (logprobReads[k]) is submitted once the step is, before the next step overwrites it.
   const K = r.logprobs;
+  const packedLogprobs = onDevice && K !== null ? zeros([B, K + 1, 2], { dtype: 'u32' }) : null;
   const logprobReads = new Map<number, Promise<Uint32Array>>();
-  const logprobs: RowLogprobs[][] = prompts.map(() => []);
+  const readLogprobs = (k: number): void => {
+    const read = toArray(packedLogprobs!) as Promise<Uint32Array>;
+    // Awaited when step k's tokens are taken; the step queued after the last is dropped unread.
+    read.catch(() => undefined);
+    logprobReads.set(k, read);
+  };
+  const logprobsAt = async (k: number): Promise<RowLogprobs[] | null> => {
+    const read = logprobReads.get(k);
+    logprobReads.delete(k);
+    return read === undefined ? null : unpackLogprobs(await read, K!);
+  };
   const pickAt = (k: number): Picker => {
     const drawn = uniforms?.subarray(k * B, (k + 1) * B) ?? null;
     const active = summed?.activeRows() ?? null;
     return {
       inputs: { ...(drawn === null ? {} : { uniforms: drawn }), ...(active === null ? {} : { active }) },
+      ...(packedLogprobs === null ? {} : { queued: () => readLogprobs(k) }),
       pick: (logits: Tensor, input: MarkInput) => {
         let scores = biasRow === null ? logits : logitBias(logits, biasRow);
         if (seen !== null) scores = repetitionPenalty(scores, seen, r.repetitionPenalty);
@@ -103,8 +116,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         }
         if (seen !== null) markSeen(seen, ids, V);
         if (counts !== null) countTokens(counts, ids);
-        // toArray submits the copy before it returns, so the packed result may go with the step's temporaries.
-        if (K !== null) logprobReads.set(k, toArray(logSoftmaxTopK(logits, ids, K)) as Promise<Uint32Array>);
+        if (packedLogprobs !== null) copyInto(packedLogprobs, logSoftmaxTopK(logits, ids, K!));
         return ids;
       },
     };
@@ -132,15 +144,15 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     if (summed !== null) cumulative.set(await summed.read());
     return outputs.map((o, b) => ({
       ...o.result(),
-      ...(K === null ? {} : { logprobs: logprobs[b]! }),
+      ...(K === null ? {} : { logprobs: o.logprobs }),
       ...(r.cumulativeLogprob ? { cumulativeLogprob: cumulative[b]! } : {}),
       ...(PK === null ? {} : { promptLogprobs: scored[b]! }),
     }));
   };
   try {
-    // Steps that return log-probabilities run one at a time, unrecorded (decode-replay.ts replays picks only).
-    if (onDevice && K === null && PK === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
-      await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions, shared }, inputsAt, cache, r.maxNewTokens, pickAt);
+    // The prompt step that scores the prompts runs alone: its scores are read back before the first token.
+    if (onDevice && PK === null && model.embedParts.length === 1 && decodePipelinedEnabled()) {
+      await decodePipelined(model, outputs, { ids, S: P, mask: maskRows(P), positions, shared }, inputsAt, cache, r.maxNewTokens, pickAt, K === null ? undefined : logprobsAt);
       return await results();
     }
     let res = await step(model, ids, maskRows(P), B, P, positions, cache, onDevice ? pickAt(0) : null, scorePrompts, shared);
@@ -151,9 +163,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
     }
     for (let k = 1; ; k++) {
       const next: number[] = [];
-      const read = logprobReads.get(k - 1);
-      logprobReads.delete(k - 1);
-      const stepLogprobs = read === undefined ? null : unpackLogprobs(await read, K!);
+      const stepLogprobs = await logprobsAt(k - 1);
       for (let b = 0; b < B; b++) {
         const out = outputs[b]!;
         if (out.finishReason !== null) {
@@ -174,7 +184,6 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         if (K !== null) {
           // Host picks: the float64 reference over the row read back.
           row = stepLogprobs?.[b] ?? refLogSoftmaxTopK({ shape: [1, V], data: (res as { rows: Float32Array[] }).rows[b]! }, [token], K)[0]!;
-          logprobs[b]!.push(row);
         }
         out.push(token, row);
         next.push(token);
@@ -196,6 +205,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
   } finally {
     cache.dispose();
     summed?.dispose();
+    packedLogprobs?.dispose();
     seen?.dispose();
     counts?.dispose();
     biasRow?.dispose();

@@ -1,7 +1,7 @@
 // Decoding with one step in flight ahead of the host, greedy or sampled: step k is fed step k-1's picks
 // on the GPU and encoded while step k-1 still runs, then step k-1's ids are read back, streamed and checked.
 
-import { readyFusedLinear } from '@huatuo/tensor';
+import { readyFusedLinear, type RowLogprobs } from '@huatuo/tensor';
 import { DecodeReplay } from './decode-replay.js';
 import { queueStep, type Output, type Picker, type QueuedStep, type SharedPrompt } from './decode-step.js';
 import type { KvCache } from '../model/kv-cache.js';
@@ -56,6 +56,8 @@ export interface StepInputs {
  * which its own keys alone see (each row attends only to its own cache). No step beyond maxNewTokens
  * is encoded (the cache holds P + maxNewTokens positions); when every row is done, the one step queued
  * after the last is read and dropped. Needs the embedding in one part (a split one gathers from host ids).
+ * `logprobsAt(k)`, given, is step k's tokens' log-probabilities (read back as the pickers' `queued` asked),
+ * pushed with them.
  */
 export async function decodePipelined(
   model: LlamaModel,
@@ -65,6 +67,7 @@ export async function decodePipelined(
   cache: KvCache,
   maxNewTokens: number,
   pickAt: (k: number) => Picker,
+  logprobsAt?: (k: number) => Promise<readonly RowLogprobs[] | null>,
 ): Promise<void> {
   const B = outputs.length;
   await readyFusedLinear();
@@ -72,25 +75,28 @@ export async function decodePipelined(
   const queued: QueuedStep[] = [];
   // Steps after the first replay a recorded one where they can (decode-replay.ts).
   const replay = new DecodeReplay(model, cache);
-  const queue = (q: QueuedStep) => {
+  const queue = (q: QueuedStep, pick: Picker) => {
     // A read that fails while an earlier one is awaited is not unhandled: it is awaited or dropped later.
     q.read.catch(() => undefined);
     queued.push(q);
+    pick.queued?.();
   };
   try {
-    queue(queueStep(model, first.ids, first.mask, B, first.S, first.positions, cache, pickAt(0), undefined, first.shared));
+    const pick0 = pickAt(0);
+    queue(queueStep(model, first.ids, first.mask, B, first.S, first.positions, cache, pick0, undefined, first.shared), pick0);
     for (let k = 1; queued.length > 0; k++) {
       const current = queued[0]!;
       if (k < maxNewTokens) {
         const x = inputsAt(k);
         const pick = pickAt(k);
-        queue(replay.queue(current.ids, x.mask, B, x.S, x.positions, pick, () => queueStep(model, current.ids, x.mask, B, x.S, x.positions, cache, pick)));
+        queue(replay.queue(current.ids, x.mask, B, x.S, x.positions, pick, () => queueStep(model, current.ids, x.mask, B, x.S, x.positions, cache, pick)), pick);
       }
       // Queued work that reads the picks runs before anything that reuses their buffer.
       current.ids.dispose();
       const picks = await current.read;
+      const rows = (await logprobsAt?.(k - 1)) ?? null;
       queued.shift();
-      for (const [b, out] of outputs.entries()) if (out.finishReason === null) out.push(picks[b]!);
+      for (const [b, out] of outputs.entries()) if (out.finishReason === null) out.push(picks[b]!, rows?.[b]);
       if (outputs.every((o) => o.finishReason !== null)) break;
     }
     if (outputs.some((o) => o.finishReason === null)) throw new Error('internal: decoding ran out of steps before maxNewTokens');
