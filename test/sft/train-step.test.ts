@@ -3,15 +3,15 @@
 // them all (transformers' num_items_in_batch, counted after the shift in each padded micro-batch),
 // while micro-batch averages each micro-batch's mean;
 // a run's checkpoints record the choice and a resume with the other is refused; a clipped step reads
-// its loss and gradient norm back in one wait for the GPU.
+// its loss and gradient norm back in one wait for the GPU, with the overflow flag in mixed precision.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdamW, clipGradNorm, GradScaler, initWebGPU, runtimeStats, startScope } from '@huatuo/tensor';
-import { CheckpointError, train, type TokenizedExample, type TrainConfig, type TrainResult } from '@huatuo/sft';
+import { AdamW, clipGradNorm, GradScaler, hasF16, initWebGPU, runtimeStats, startScope } from '@huatuo/tensor';
+import { attachLora, CheckpointError, loadBaseModel, prepareData, train, type TokenizedExample, type TrainConfig, type TrainResult } from '@huatuo/sft';
 import { accumulateGradients, optimizerStep } from '@huatuo/sft/internal';
-import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
+import { SMALL_MODEL, smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 let dataPath: string;
 let runData: string;
@@ -148,6 +148,64 @@ test('a step with --max-grad-norm reads its loss and gradient norm back together
     assert.ok(expected.gradNorm > config.maxGradNorm, `the step clips (grad norm ${expected.gradNorm})`);
     assert.equal(outcome.loss, expected.loss, 'the loss');
     assert.equal(outcome.gradNorm, expected.gradNorm, 'the gradient norm');
+  } finally {
+    base.model.dispose();
+  }
+});
+
+test('a mixed-precision step with --max-grad-norm reads the overflow flag, loss and gradient norm in one readback, overflowing or not, with the values, scales and weights of the steps read one by one', async (t) => {
+  if (!hasF16()) return t.skip('the adapter lacks shader-f16');
+  const config = smallConfig(dataPath, tmp(), { valSetSize: 0, cutoffLen: 128, loraDropout: 0, maxGradNorm: 0.05, precision: 'mixed' });
+  const chunks = [[0, 1], [2, 3]];
+  // From 2^21 (as skipped-step-schedule.test.ts starts) the scaled f16 gradients of these records overflow
+  // four times as the scale halves; the fifth and sixth steps are taken.
+  const STEPS = 6;
+  const mixedRun = async () => {
+    const base = await loadBaseModel(null, undefined, { demoConfig: SMALL_MODEL, dtype: 'f16' });
+    const data = await prepareData(config, base);
+    const model = attachLora(base, config);
+    const params = [...model.trainableParameters.values()];
+    return { base, data, model, params, optimizer: new AdamW(params, { lr: config.learningRate }), scaler: new GradScaler({ initScale: 2 ** 21 }) };
+  };
+
+  const alone = await mixedRun();
+  const expected: { loss: number; gradNorm: number; lossScale: number; stepped: boolean }[] = [];
+  let expectedWeights: Float32Array[];
+  try {
+    for (let step = 0; step < STEPS; step++) {
+      const { optimizer, scaler, params } = alone;
+      const scope = startScope();
+      try {
+        const lossScale = scaler.getScale();
+        const { weightedSum, weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step }, lossScale);
+        scaler.unscale(optimizer);
+        const norm = clipGradNorm(params, config.maxGradNorm);
+        const stepped = await scaler.step(optimizer);
+        scaler.update();
+        optimizer.zeroGrad();
+        expected.push({ loss: (await weightedSum!.item()) / weight, gradNorm: await norm.item(), lossScale, stepped });
+      } finally {
+        scope.end();
+      }
+    }
+    expectedWeights = await Promise.all(alone.params.map((p) => p.toArray() as Promise<Float32Array>));
+  } finally {
+    alone.base.model.dispose();
+  }
+  const stepped = expected.map((e) => e.stepped);
+  assert.ok(stepped[0] === false && stepped[STEPS - 1] === true, `the first step overflows and the last is taken: ${stepped.join(', ')}`);
+
+  const { base, data, model, params, optimizer, scaler } = await mixedRun();
+  try {
+    for (let step = 0; step < STEPS; step++) {
+      const readbacks = runtimeStats().readbacks;
+      const outcome = await optimizerStep({ config, model, optimizer, scaler, params, examples: data.train, chunks, accumulation: 2, step });
+      assert.equal(runtimeStats().readbacks - readbacks, 1, `readbacks in clipped mixed step ${step} (stepped: ${expected[step]!.stepped})`);
+      const { loss, gradNorm, lossScale, stepped } = outcome;
+      assert.deepEqual({ loss, gradNorm, lossScale, stepped }, expected[step], `step ${step}`);
+    }
+    for (const [i, p] of params.entries()) assert.deepEqual(await p.toArray(), expectedWeights[i], `parameter ${i} after ${STEPS} steps`);
+    assert.deepEqual(scaler.stateDict(), alone.scaler.stateDict());
   } finally {
     base.model.dispose();
   }

@@ -1,9 +1,10 @@
 // GradScaler as torch.amp.GradScaler: the scale's state machine on the CPU, the unscale kernel's
-// inf/NaN flag and quotients against a host reference, and a skipped step on overflow.
+// inf/NaN flag and quotients against a host reference, a skipped step on overflow, and stepAndRead's
+// one readback of the flag with other values.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { AdamW, GradScaler, nextScaleState, SGD, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
+import { AdamW, GradScaler, nextScaleState, runtimeStats, SGD, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
 import { gpu, seededValues } from './helpers.js';
 
 const TORCH = { growthFactor: 2, backoffFactor: 0.5, growthInterval: 3 };
@@ -161,6 +162,50 @@ test('one scaler serves two optimizers as in torch: each steps unless its own gr
     p.grad?.dispose();
     p.dispose();
   }
+});
+
+test('stepAndRead reads the inf/NaN flag and the given values in one readback, as they were before the step, skipping and backing off as step() does', async () => {
+  await gpu();
+  const p = tensor(new Float32Array([5, 7]), [2]).requireGrad();
+  const opt = new SGD([p], { lr: 1 });
+  const scaler = new GradScaler({ initScale: 4, growthInterval: 1 });
+  // 0.1 is not an f16 value: its f16 rounding comes back widened exactly, as item() gives it.
+  const loss = tensor(new Float32Array([0.1]), [1], { dtype: 'f16' });
+  const before = slice(p, 0, 0, 1);
+  const expectedLoss = await loss.item();
+  const readbacks = () => runtimeStats().readbacks;
+
+  p.grad = tensor(new Float32Array([4, NaN]), [2]);
+  let at = readbacks();
+  assert.deepEqual(await scaler.stepAndRead(opt, [loss, before]), { stepped: false, values: [expectedLoss, 5] });
+  assert.equal(readbacks() - at, 1, 'one readback for the flag and two values');
+  await assert.rejects(scaler.stepAndRead(opt, [loss]), /step: already called on this optimizer/);
+  scaler.update();
+  assert.equal(scaler.getScale(), 2);
+
+  p.grad = tensor(new Float32Array([4, 2]), [2]);
+  at = readbacks();
+  assert.deepEqual(await scaler.stepAndRead(opt, [loss, before]), { stepped: true, values: [expectedLoss, 5] });
+  assert.equal(readbacks() - at, 1);
+  scaler.update();
+  assert.deepEqual([...(await p.toArray())], [3, 6]);
+  assert.deepEqual(scaler.stateDict(), { scale: 4, growthTracker: 0 });
+
+  // Disabled, the step is queued before the read, yet the values are still those before it.
+  const plain = new GradScaler({ enabled: false });
+  p.grad = tensor(new Float32Array([1, 1]), [2]);
+  at = readbacks();
+  assert.deepEqual(await plain.stepAndRead(opt, [before]), { stepped: true, values: [3] });
+  assert.equal(readbacks() - at, 1);
+  assert.deepEqual([...(await p.toArray())], [2, 5]);
+  at = readbacks();
+  assert.deepEqual(await plain.stepAndRead(opt, []), { stepped: true, values: [] });
+  assert.equal(readbacks() - at, 0, 'nothing to read, nothing read');
+
+  await assert.rejects(scaler.stepAndRead(opt, [p]), (e: Error) => e instanceof ValueError && /one-element f32 or f16 tensors, got f32 \[2\]/.test(e.message));
+  const count = tensor(new Int32Array([3]), [1], { dtype: 'i32' });
+  await assert.rejects(scaler.stepAndRead(opt, [count]), /got i32 \[1\]/);
+  for (const t of [count, loss, before, opt, p.grad, p]) t.dispose();
 });
 
 test("GradScaler refuses options it does not have, such as torch's snake_case init_scale, instead of ignoring them", () => {

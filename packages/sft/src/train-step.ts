@@ -1,7 +1,7 @@
 // One optimizer step of the trainer: the step's micro-batches forward and backward, their gradients
 // accumulated (averaged per micro-batch or per answer token, loss-scaled in f16), then unscaling,
 // global-norm clipping, AdamW and the scale's update.
-import { cast, cat, clipGradNorm, GradScaler, hasF16, noGrad, reshape, startScope, toArray, type AdamW, type Tensor } from '@huatuo/tensor';
+import { clipGradNorm, GradScaler, hasF16, startScope, type AdamW, type Tensor } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
@@ -117,34 +117,27 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   const scope = startScope();
   const lossScale = scaler.getScale();
   let stepped = true;
-  let norm: Tensor | null = null;
+  let sum = 0;
+  let gradNorm: number | null = null;
   try {
     const { weightedSum, weight, tokens, inputSizes } = accumulateGradients(s, lossScale);
     if (weightedSum) {
       // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
+      // The overflow flag, the loss and the norm are read back together: the step waits for the GPU once.
       scaler.unscale(optimizer);
-      if (config.maxGradNorm > 0) norm = clipGradNorm(s.params, config.maxGradNorm);
-      stepped = await scaler.step(optimizer);
+      const norm = config.maxGradNorm > 0 ? clipGradNorm(s.params, config.maxGradNorm) : null;
+      const read = await scaler.stepAndRead(optimizer, norm ? [weightedSum, norm] : [weightedSum]);
+      stepped = read.stepped;
+      sum = read.values[0]!;
+      gradNorm = norm ? read.values[1]! : null;
       scaler.update();
       optimizer.zeroGrad();
     }
     // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
     const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
-    const [sum, gradNorm] = weightedSum ? await readScalars(weightedSum, norm) : [0, null];
     const loss = weightedSum ? sum / divisor : 0;
     return { loss, lossScale, stepped, tokens, gradNorm, inputSizes };
   } finally {
     scope.end();
   }
-}
-
-/**
- * The loss's value and the norm's (null without one), read back together: each readback waits for the GPU.
- * An f16 loss is widened to f32 on the GPU, exactly as item() widens it on the host.
- */
-async function readScalars(loss: Tensor, norm: Tensor | null): Promise<[number, number | null]> {
-  if (!norm) return [await loss.item(), null];
-  const both = noGrad(() => cat([loss, norm].map((t) => reshape(t.dtype === 'f32' ? t : cast(t, 'f32'), [1])))); // [2]
-  const [lossValue, normValue] = (await toArray(both)) as Float32Array;
-  return [lossValue!, normValue!];
 }

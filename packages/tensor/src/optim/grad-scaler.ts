@@ -2,11 +2,15 @@
 // small f16 gradients do not flush to zero; the gradients are unscaled in place on the GPU while one
 // flag records any inf or NaN; the optimizer step is skipped when it is set and the scale backs off.
 import { getRuntime } from '../backend/context.js';
-import { ValueError } from '../errors.js';
+import { fmtShape, ValueError } from '../errors.js';
+import { noGrad } from '../grad-mode.js';
+import { toArray } from '../io.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { mul } from '../ops/arithmetic.js';
 import { runFill } from '../ops/launch.js';
-import { keep } from '../scope.js';
+import { cast } from '../ops/select.js';
+import { cat, reshape } from '../ops/views.js';
+import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { checkOptionNames } from './optimizer.js';
 
@@ -131,22 +135,44 @@ export class GradScaler {
    * `unscale` was not called). Reads back one flag; returns whether the step was taken.
    */
   async step(optimizer: ScaledOptimizer): Promise<boolean> {
+    return (await this.stepAndRead(optimizer, [])).stepped;
+  }
+
+  /**
+   * {@link step}, reading one-element f32 or f16 tensors (a loss, a gradient norm) in the same readback
+   * as the inf/NaN flag, so a step waits for the GPU once. `values` are theirs before the step, in
+   * order, f16 widened to f32 as `item()` does. Disabled, the step is queued before the one read.
+   * @example
+   * scaler.unscale(opt);
+   * const norm = clipGradNorm(params, 1.0);
+   * const { stepped, values: [lossValue, normValue] } = await scaler.stepAndRead(opt, [loss, norm]);
+   * scaler.update();
+   */
+  async stepAndRead(optimizer: ScaledOptimizer, tensors: readonly Tensor[]): Promise<{ stepped: boolean; values: number[] }> {
+    for (const t of tensors) {
+      if (t.size !== 1 || (t.dtype !== 'f32' && t.dtype !== 'f16')) {
+        throw new ValueError(`GradScaler.stepAndRead: reads one-element f32 or f16 tensors, got ${t.dtype} ${fmtShape(t.shape)}; read others with toArray()`);
+      }
+    }
     if (!this.enabled) {
+      const copied = tensors.length > 0 ? asF32Row(tensors) : null;
       optimizer.step();
-      return true;
+      return { stepped: true, values: copied ? await readAndDispose(copied) : [] };
     }
     if (this.checks.get(optimizer)?.foundInf != null) throw new ValueError('GradScaler.step: already called on this optimizer since the last update()');
     if (!this.checks.has(optimizer)) this.unscale(optimizer);
     const check = this.checks.get(optimizer)!;
     const found = check.found!;
     check.found = null;
+    let read: number[];
     try {
-      check.foundInf = (await found.item()) !== 0;
+      read = tensors.length === 0 ? [await found.item()] : await readAndDispose(asF32Row([found, ...tensors]));
     } finally {
       found.dispose('GradScaler read its flag');
     }
+    check.foundInf = read[0] !== 0;
     if (!check.foundInf) optimizer.step();
-    return !check.foundInf;
+    return { stepped: !check.foundInf, values: read.slice(1) };
   }
 
   /** Updates the scale from this step's checks, inf/NaN in any optimizer's gradients counting (see {@link nextScaleState}). */
@@ -172,5 +198,18 @@ export class GradScaler {
       throw new ValueError(`GradScaler.loadStateDict: expected a finite scale > 0 and an integer growthTracker >= 0, got ${JSON.stringify(state)}`);
     }
     this.state = { scale: state.scale, growthTracker: state.growthTracker };
+  }
+}
+
+/** One-element tensors copied into one [n] f32 tensor on the GPU, to be read back at once. */
+function asF32Row(tensors: readonly Tensor[]): Tensor {
+  return tidy(() => noGrad(() => cat(tensors.map((t) => reshape(t.dtype === 'f32' ? t : cast(t, 'f32'), [1])))));
+}
+
+async function readAndDispose(row: Tensor): Promise<number[]> {
+  try {
+    return [...((await toArray(row)) as Float32Array)];
+  } finally {
+    row.dispose('GradScaler read its values');
   }
 }
