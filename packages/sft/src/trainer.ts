@@ -15,6 +15,17 @@ import { runFiles } from './run-files.js';
 import { lossScaling, optimizerStep } from './train-step.js';
 import type { TrainOptions, TrainResult } from './train-types.js';
 
+/**
+ * What the Trainer adds to its logged tr_loss for a step of `microBatches` NaN losses, `stepsSinceLog` steps after
+ * its last log, tr_loss being `lossSinceLog`: logging_nan_inf_filter (on by default, 4.28 and 4.57.6 alike) adds
+ * tr_loss / (1 + global_step - _globalstep_last_logged) in place of each NaN, so 0 right after a log.
+ */
+function nanFilteredLoss(lossSinceLog: number, stepsSinceLog: number, microBatches: number): number {
+  let trLoss = lossSinceLog;
+  for (let i = 0; i < microBatches; i++) trLoss += trLoss / (1 + stepsSinceLog);
+  return trLoss - lossSinceLog;
+}
+
 /** Runs (or resumes) training and leaves the final adapter in `config.outputDir`. */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, model, microBatchSize } = options;
@@ -138,7 +149,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const lr = learningRateAt(scheduled, schedule, config.learningRate);
       optimizer.setLr(lr);
       const { chunks, lossDivisor, epoch } = batchesOf(step);
-      const { loss: stepLoss, lossScale, stepped, tokens, gradNorm, inputSizes } = await optimizerStep({
+      const outcome = await optimizerStep({
         config,
         model,
         optimizer,
@@ -149,6 +160,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         accumulation: lossDivisor,
         step,
       });
+      const { lossScale, stepped, tokens, gradNorm, inputSizes } = outcome;
+      // A step whose micro-batches hold no answer token (tokens are counted only in those that do) has NaN losses in
+      // the Trainer (a mean over no token; 0 over num_items_in_batch 0), which its logging_nan_inf_filter replaces.
+      const stepLoss = tokens === 0 ? nanFilteredLoss(lossSinceLog, stepsSinceLog, chunks.length) : outcome.loss;
       tokensSinceLog += tokens;
       for (const size of inputSizes) currentFlos += 6 * size * flopParameters;
       lossSinceLog += stepLoss;
