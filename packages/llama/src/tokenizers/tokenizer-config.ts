@@ -28,7 +28,10 @@ export interface LlamaTokenizerSettings {
    * '▁' prefix, also right after `<s>`. False: only the start of the whole text does.
    */
   legacy: boolean;
-  /** `add_prefix_space` (default true): false puts no '▁' in front at all and keeps the first space when decoding. */
+  /**
+   * `add_prefix_space` (default true): false puts no '▁' in front at all and keeps the first space when decoding. null
+   * (what LlamaTokenizerFast.save_pretrained writes) is false: LlamaConverter tests the slow tokenizer's None for truth.
+   */
   addPrefixSpace: boolean | undefined;
   /** `add_bos_token` (default true): `encode` puts BOS first unless told otherwise. */
   addBosToken: boolean;
@@ -69,8 +72,8 @@ export function isLlamaTokenizerClass(cls: unknown): boolean {
 
 /**
  * Reads the settings above from a parsed tokenizer_config.json (`{}` when the folder has none);
- * `file` names it in errors. A setting of the wrong type is an error, `null` is absent, and so is
- * an empty token name (as in decapoda-research's LLaMA conversion).
+ * `file` names it in errors. A setting of the wrong type is an error, `null` is absent (but for add_prefix_space), and
+ * so is an empty token name (as in decapoda-research's LLaMA conversion).
  */
 export function llamaTokenizerSettings(config: Record<string, unknown>, file = 'tokenizer_config.json'): LlamaTokenizerSettings {
   const name = (value: unknown): string | undefined => {
@@ -122,7 +125,7 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
   }
   return {
     legacy: flag('legacy') ?? true,
-    addPrefixSpace: flag('add_prefix_space'),
+    addPrefixSpace: config.add_prefix_space === null ? false : flag('add_prefix_space'),
     addBosToken: flag('add_bos_token') ?? true,
     addEosToken: flag('add_eos_token') ?? false,
     cleanUpTokenizationSpaces: flag('clean_up_tokenization_spaces') ?? false,
