@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
+import { HfTokenizer, TokenizerError, llamaTokenizerDir, tokenizerFromFiles, type Tokenizer } from '@huatuo/llama';
 
 interface Folder {
   name: string;
@@ -63,6 +63,16 @@ describe("single_word added tokens, found as transformers' AutoTokenizer finds t
     // "qqz" (single_word) is the longest match at 1 and has "x" before it: "qq" and "zq" inside it stay text.
     assert.deepEqual(tok.encode('xqqz', { addBos: false }), [921, 24349, 29920]);
     assert.deepEqual(tok.encode('qqz', { addBos: false }), [32003]);
+  });
+
+  it('refuses a single_word token beside remove_space or do_lowercase_and_remove_accent, which @huggingface/tokenizers applies before the normalizer, naming tokenizer_config.json', () => {
+    const json = { ...shippedJson, ...(fixture.folders[0] as Folder).tokenizerJson };
+    for (const key of ['remove_space', 'do_lowercase_and_remove_accent']) {
+      assert.throws(
+        () => HfTokenizer.fromJson(json, { [key]: true }, 'm/tokenizer.json'),
+        (e: unknown) => e instanceof TokenizerError && e.file === 'm/tokenizer_config.json' && new RegExp(`^m/tokenizer_config\\.json: ${key} is true and .*single_word true`).test(e.message),
+      );
+    }
   });
 
   it("finds a token of spaces again inside the spaces that an rstrip token took, as the tokenizers library's search goes on from the end of the match", () => {
