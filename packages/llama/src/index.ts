@@ -125,6 +125,10 @@ export type { ShardedWriteOptions, ShardedWriteResult } from './formats/safetens
 export { writeFileAtomic, syncDir } from './formats/write-atomic-node.js';
 export type { WriteFileAtomicOptions } from './formats/write-atomic-node.js';
 
+// Folder saves that commit whole (a staging folder and a commit), and the completion of one that was interrupted
+export { saveFilesTogether, finishInterruptedSave, saveStagingName } from './formats/folder-save-node.js';
+export type { InterruptedSave } from './formats/folder-save-node.js';
+
 // Tokenizers: from a model folder
 export { loadTokenizer, llamaTokenizerDir } from './tokenizers/tokenizer-node.js';
 

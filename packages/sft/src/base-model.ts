@@ -1,7 +1,7 @@
 // The base model side of training in Node: a Hugging Face LLaMA folder or the built-in tiny demo
 // model with LLaMA's tokenizer from this package's assets, and an adapter loaded into it with its own tokenizer
 // where it brings its own vocabulary.
-import { ModelError, checkedMaxModelLen, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization, type TokenizerLoadOptions } from '@huatuo/llama';
+import { ModelError, checkedMaxModelLen, finishInterruptedSave, llamaTokenizerDir, loadAdapter, loadLlama, removeLora, loadLlamaConfig, loadTokenizer, quantizeModel, type LlamaConfig, type LlamaConfigOverrides, type LlamaModel, type Quantization, type TokenizerLoadOptions } from '@huatuo/llama';
 import { hasF16, type FloatDType } from '@huatuo/tensor';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -85,6 +85,8 @@ export async function loadBaseModel(folder: string | null, onProgress?: (fractio
   if (!statSync(folder).isDirectory()) {
     throw new ConfigError('--base', `${folder} is a file; pass the folder that holds it, a Hugging Face LLaMA folder (config.json, *.safetensors or pytorch_model*.bin, tokenizer)`);
   }
+  // The tokenizer is read before loadLlama, which would complete an interrupted save too late for it.
+  await finishInterruptedSave(folder, { keepUncommitted: true });
   // Refused from config.json before any weight loads.
   if (options.maxModelLen !== undefined && existsSync(join(folder, 'config.json'))) checkMaxModelLen(await loadLlamaConfig(folder), options);
   const tokenizer = await loadTokenizer(folder, { trustTokenizerPatterns: options.trustTokenizerPatterns ?? false });

@@ -2,7 +2,7 @@
 // of an adapter that brings its own vocabulary) and merged Hugging Face model folders (sharded safetensors, index,
 // config, tokenizer).
 
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, cast, mul, noGrad, reshape, slice, tidy, toArray, type Tensor } from '@huatuo/tensor';
 import { toHfConfigJson } from '../formats/config.js';
@@ -17,6 +17,7 @@ import { writeSafetensors, writeShardedCheckpoint, type ShardedWriteResult } fro
 import { safetensorsIndexName, torchBinIndexName } from '../formats/safetensors-checkpoint.js';
 import { modelTensorsToWrite, readLinearWeight } from '../model/weights.js';
 import { writeFileAtomic } from '../formats/write-atomic-node.js';
+import { finishInterruptedSave, saveFilesTogether, saveStagingName } from '../formats/folder-save-node.js';
 import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
 
 /**
@@ -26,40 +27,55 @@ import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
  * was loaded with, byte for byte (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
  * added_tokens.json, chat_template.jinja, those it came with), as transformers' Trainer saves the tokenizer beside the
  * adapter, so the folder loads back with the same tokenizer; an adapter on the base's vocabulary writes none. Saved over
- * an earlier adapter's folder, the tokenizer files of that adapter which this one does not write are removed first (a
+ * an earlier adapter's folder, the tokenizer files of that adapter which this one does not write are removed (a
  * stale tokenizer.json would be read before this adapter's tokenizer.model); a folder holding tokenizer files but no
- * adapter is refused before anything is written (see staleTokenizerFiles). Nothing else in the folder is touched. Each
- * file is written to a temp file and renamed, the tokenizer first and adapter_config.json last. Loadable with PEFT's
- * `PeftModel.from_pretrained`.
+ * adapter is refused before anything is written (see staleTokenizerFiles). Nothing else in the folder is touched. The
+ * files are saved together (see saveFilesTogether): a save that fails or is killed leaves the earlier adapter whole,
+ * never its config beside the new weights. Loadable with PEFT's `PeftModel.from_pretrained`.
  *
  * @example
  * await saveAdapter(model, 'out/lora-huatuo');
  */
 export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''): Promise<void> {
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
-  const names = await readdir(dir).catch((err: unknown) => {
+  await finishInterruptedSave(dir);
+  const names = await folderNames(dir);
+  const stale = await staleTokenizerFiles(model, dir, names, async (name) => new Uint8Array(await readFile(join(dir, name))));
+  const config = adapterConfigText(model, baseModel);
+  await saveFilesTogether(
+    dir,
+    async (staging) => {
+      for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(staging, name), bytes);
+      await writeSafetensors(join(staging, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
+      await writeFileAtomic(join(staging, adapterConfigName), config);
+    },
+    { remove: stale, last: [adapterConfigName] },
+  );
+}
+
+/** The names in the folder `dir`; none where it does not exist. */
+async function folderNames(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((name) => name !== saveStagingName);
+  } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return [];
     throw err;
-  });
-  const stale = await staleTokenizerFiles(model, dir, names, async (name) => new Uint8Array(await readFile(join(dir, name))));
-  await mkdir(dir, { recursive: true });
-  for (const name of stale) await rm(join(dir, name));
-  for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(dir, name), bytes);
-  await writeSafetensors(join(dir, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
-  await writeFileAtomic(join(dir, adapterConfigName), adapterConfigText(model, baseModel));
+  }
 }
 
 /**
  * Loads a PEFT LoRA adapter folder into the model (replacing any adapter), checking every
  * key and shape against the model and the adapter's config. The weights are
  * adapter_model.safetensors or, when that is absent, adapter_model.bin (older PEFT versions). All or nothing:
- * on any error the model is left as it was (see loadAdapterFromFiles).
+ * on any error the model is left as it was (see loadAdapterFromFiles). A save into the folder that was interrupted after
+ * its files were all written is completed first (see finishInterruptedSave).
  *
  * @example
  * const model = await loadLlama('models/llama-7b', { dtype: 'f16' });
  * await loadAdapter(model, 'lora-llama-med');
  */
 export async function loadAdapter(model: LlamaModel, dir: string, options: LoadAdapterOptions = {}): Promise<void> {
+  await finishInterruptedSave(dir, { keepUncommitted: true });
   const configPath = join(dir, adapterConfigName);
   let text: string;
   try {
@@ -126,6 +142,22 @@ async function earlierModelFiles(dir: string, names: readonly string[]): Promise
 }
 
 /**
+ * Refuses the folder `dir` (holding the files `names`, of which `earlier` are a model's: earlierModelFiles) where it
+ * holds no config.json and some of `earlier` are not what the save writes there byte for byte (`written`).
+ */
+async function refuseForeignModelFiles(dir: string, names: readonly string[], earlier: readonly string[], written: (name: string, bytes: Buffer) => Promise<boolean>): Promise<void> {
+  if (names.includes(CONFIG)) return;
+  const conflicting: string[] = [];
+  for (const name of earlier) if (!(await written(name, await readFile(join(dir, name))))) conflicting.push(name);
+  if (conflicting.length === 0) return;
+  const listed = conflicting.join(', ');
+  throw new ModelError(
+    `${dir} holds ${listed} but no ${CONFIG}, so it is not a model's folder; the merged model would replace them or be loaded with them. ` +
+      `Nothing was written: save it into an empty folder, or move ${listed} out of ${dir}`,
+  );
+}
+
+/**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
  * (W + scaling * B A, times m / ||W + scaling B A|| per row with DoRA, computed per tensor as it is written; the model itself is unchanged):
  * sharded safetensors with their index, config.json, and the tokenizer: that of an adapter bringing its own vocabulary
@@ -136,7 +168,9 @@ async function earlierModelFiles(dir: string, names: readonly string[]): Promise
  * that would be read before the new tokenizer.model, shards its index named, its generation_config.json) are removed once
  * the new files are written (its tokenizer files and generation_config.json only where this save writes a tokenizer,
  * from tokenizerDir or the adapter); a folder holding such files but no config.json is refused before anything is written, unless
- * they are tokenizer files this save writes byte for byte. Files of other names (README.md, LICENSE) stay.
+ * they are tokenizer files this save writes byte for byte. Files of other names (README.md, LICENSE) stay. The files
+ * are saved together (see saveFilesTogether): a save that fails or is killed (a full disk, Ctrl-C) leaves the earlier
+ * model whole, and needs the space of the new model beside it until it completes.
  *
  * @throws ModelError naming the folder and its files, where it holds a model's files but no config.json.
  *
@@ -196,10 +230,8 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
       },
     };
   });
-  const names = await readdir(dir).catch((err: unknown): string[] => {
-    if ((err as { code?: unknown }).code === 'ENOENT') return [];
-    throw err;
-  });
+  await finishInterruptedSave(dir);
+  const names = await folderNames(dir);
   const earlier = await earlierModelFiles(dir, names);
   const adapterTokenizer = model.savedModules.tokenizerFiles ?? null;
   const copied = new Map<string, Uint8Array>(adapterTokenizer ?? []);
@@ -212,29 +244,23 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
       }
     }
   }
-  if (!names.includes(CONFIG) && earlier.length > 0) {
-    const conflicting: string[] = [];
-    for (const name of earlier) {
-      const mine = copied.get(name);
-      if (mine === undefined || !Buffer.from(mine).equals(await readFile(join(dir, name)))) conflicting.push(name);
-    }
-    if (conflicting.length > 0) {
-      const listed = conflicting.join(', ');
-      throw new ModelError(
-        `${dir} holds ${listed} but no ${CONFIG}, so it is not a model's folder; the merged model would replace them or be loaded with them. ` +
-          `Nothing was written: save it into an empty folder, or move ${listed} out of ${dir}`,
-      );
-    }
-  }
-  await mkdir(dir, { recursive: true });
-  const result = await writeShardedCheckpoint(dir, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
-  const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
-  await writeFileAtomic(join(dir, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
-  for (const [name, bytes] of copied) await writeFileAtomic(join(dir, name), bytes);
-  const written = new Set<string>([CONFIG, ...result.shards, ...(result.index === undefined ? [] : [result.index]), ...copied.keys()]);
+  await refuseForeignModelFiles(dir, names, earlier, async (name, bytes) => {
+    const mine = copied.get(name);
+    return mine !== undefined && Buffer.from(mine).equals(bytes);
+  });
   // A save given no tokenizer (no tokenizerDir, no adapter vocabulary) keeps the folder's: it may be the model's own.
   const writesTokenizer = options.tokenizerDir !== undefined || adapterTokenizer !== null;
   const replaced = writesTokenizer ? earlier : earlier.filter((name) => name !== GENERATION_CONFIG && !tokenizerFileNames.includes(name));
-  for (const name of replaced) if (!written.has(name)) await rm(join(dir, name), { force: true });
-  return result;
+  let result: ShardedWriteResult | undefined;
+  await saveFilesTogether(
+    dir,
+    async (staging) => {
+      result = await writeShardedCheckpoint(staging, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
+      for (const [name, bytes] of copied) await writeFileAtomic(join(staging, name), bytes);
+      const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
+      await writeFileAtomic(join(staging, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
+    },
+    { remove: replaced, last: [CONFIG] },
+  );
+  return result!;
 }
