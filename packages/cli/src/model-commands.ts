@@ -1,7 +1,7 @@
 // `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions (HuaTuo's
 // prompt template or the model's chat template), merged into a Hugging Face folder, or scored on a data file.
 import { Command } from 'commander';
-import { mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
+import { checkMergedModelFolder, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -125,6 +125,8 @@ export function buildMergeCommand(): Command {
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
+      // The save's refusal of a folder holding another model's files, before the base loads.
+      await checkMergedModelFolder(opts.out, [opts.base, opts.adapter]);
       await openDevice();
       const trust = tokenizerTrustFlag(opts);
       const base = await loadBaseModel(opts.base, undefined, { quantize, quantizeThreads, dtype: baseDtypeOption(opts.baseDtype), ...trust });

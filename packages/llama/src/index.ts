@@ -136,5 +136,5 @@ export { loadTokenizer, llamaTokenizerDir } from './tokenizers/tokenizer-node.js
 export { loadLlama } from './model/weights-node.js';
 
 // LoRA: adapters and merged models on disk
-export { saveAdapter, loadAdapter, saveMergedModel } from './lora/lora-node.js';
+export { saveAdapter, loadAdapter, saveMergedModel, checkMergedModelFolder } from './lora/lora-node.js';
 export type { SaveMergedOptions } from './lora/lora-node.js';

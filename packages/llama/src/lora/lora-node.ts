@@ -158,6 +158,28 @@ async function refuseForeignModelFiles(dir: string, names: readonly string[], ea
 }
 
 /**
+ * Refuses, before a model is loaded to be merged, a folder that saveMergedModel would refuse whatever it merges: one
+ * holding a model's files (tokenizer files, generation_config.json, weights) but no config.json, unless each is a file of
+ * one of `sources` byte for byte (the folders whose tokenizer the save may copy: the base's and the adapter's). A folder
+ * it accepts may still be refused by the save, which knows which tokenizer it writes.
+ *
+ * @throws ModelError naming the folder and its files, as saveMergedModel's.
+ * @example
+ * await checkMergedModelFolder('out/merged', ['models/llama-7b', 'lora-huatuo']); // before loadLlama('models/llama-7b')
+ */
+export async function checkMergedModelFolder(dir: string, sources: readonly string[]): Promise<void> {
+  await finishInterruptedSave(dir, { keepUncommitted: true });
+  const names = await folderNames(dir);
+  await refuseForeignModelFiles(dir, names, await earlierModelFiles(dir, names), async (name, bytes) => {
+    for (const source of sources) {
+      const theirs = await readFile(join(source, name)).catch(() => null);
+      if (theirs !== null && theirs.equals(bytes)) return true;
+    }
+    return false;
+  });
+}
+
+/**
  * Saves a Hugging Face model folder with the adapter's update merged into the base weights
  * (W + scaling * B A, times m / ||W + scaling B A|| per row with DoRA, computed per tensor as it is written; the model itself is unchanged):
  * sharded safetensors with their index, config.json, and the tokenizer: that of an adapter bringing its own vocabulary
