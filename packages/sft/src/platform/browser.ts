@@ -1,5 +1,6 @@
 // Run files in a browser: one IndexedDB object store whose keys are '/'-separated paths, so a
-// closed tab keeps its checkpoints. A folder rename is one transaction, so a checkpoint commits whole.
+// closed tab keeps its checkpoints. A folder rename is one transaction, so a checkpoint commits whole, and so is an
+// adapter's save.
 
 import { adapterConfigName, adapterWeightsName, bytesSource, loadAdapterFromFiles, serializeAdapter, staleTokenizerFiles } from '@huatuo/llama';
 import { CheckpointError } from '../errors.js';
@@ -31,7 +32,10 @@ function done<T>(request: IDBRequest<T>): Promise<T> {
   });
 }
 
-/** Runs `body` in one transaction and resolves when it commits. */
+/**
+ * Runs `body` in one transaction and resolves when it commits: all its changes or none (an error in `body` aborts it,
+ * as a closed tab or a failed request does).
+ */
 async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStore) => Promise<T>): Promise<T> {
   const db = await database();
   const tx = db.transaction(STORE, mode);
@@ -39,7 +43,18 @@ async function transact<T>(mode: IDBTransactionMode, body: (store: IDBObjectStor
     tx.oncomplete = () => resolve();
     tx.onabort = () => reject(tx.error ?? new CheckpointError(`IndexedDB ${DB_NAME}: transaction aborted`));
   });
-  const result = await body(tx.objectStore(STORE));
+  let result: T;
+  try {
+    result = await body(tx.objectStore(STORE));
+  } catch (err) {
+    try {
+      tx.abort();
+    } catch {
+      // aborted already (a failed request aborts its transaction)
+    }
+    committed.catch(() => undefined);
+    throw err;
+  }
   await committed;
   return result;
 }
@@ -106,10 +121,13 @@ export const runFiles: RunFiles = {
   async saveAdapter(model, dir, baseModel) {
     const stale = await staleTokenizerFiles(model, dir, await this.list(dir), (name) => this.readBytes(this.join(dir, name)));
     const { config, weights, tokenizer } = await serializeAdapter(model, baseModel);
-    for (const name of stale) await this.remove(this.join(dir, name));
-    for (const [name, bytes] of tokenizer) await this.writeFile(this.join(dir, name), bytes);
-    await this.writeFile(this.join(dir, adapterWeightsName), weights);
-    await this.writeFile(this.join(dir, adapterConfigName), config);
+    // One transaction: a closed tab or a full quota leaves the earlier adapter whole, never its config beside new weights.
+    await transact('readwrite', async (s) => {
+      for (const name of stale) await done(s.delete(norm(this.join(dir, name))));
+      for (const [name, bytes] of tokenizer) await done(s.put(bytes.slice(), norm(this.join(dir, name))));
+      await done(s.put(weights.slice(), norm(this.join(dir, adapterWeightsName))));
+      await done(s.put(config, norm(this.join(dir, adapterConfigName))));
+    });
   },
   async loadAdapter(model, dir, options) {
     const configPath = this.join(dir, adapterConfigName);
