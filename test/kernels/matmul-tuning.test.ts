@@ -110,7 +110,8 @@ test('the search skips a variant whose shader or pipeline cannot be created, wit
   const report = await checkMatmulCandidates([{ variant: { kernel: 'v2', tile: 32 }, rewrite: broken }, { variant: { kernel: 'v1' } }]).finally(restore);
   const bad = report.candidates[0]!;
   assert.equal(bad.status, 'failed', JSON.stringify(bad));
-  assert.match(bad.reason!, /fma_undefined/);
+  assert.match(bad.reason!, /kernel \S*matmul\S*: shader module failed to compile/, bad.reason);
+  assert.match(bad.reason!, /\n {2}line \d+:\d+ error: [^\n]*fma_undefined[^\n]*\n {4}\s*acc\[0\] = fma_undefined\(.*\n {4}\s*\^+/, bad.reason);
   assert.equal(variantName(report.choice.main), 'v1');
 });
 

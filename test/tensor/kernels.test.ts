@@ -1,13 +1,14 @@
 // The kernel table against the generated WGSL modules: every kernelSpecs entry matches its module's
 // bindings, every module compiles on the device, the generated file is current, and the package's
-// core modules stay free of Node built-ins.
+// core modules stay free of Node built-ins; a module that does not compile is reported with the
+// compiler's messages, whether its pipeline was created at once or awaited.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { hasF16, synchronize } from '@huatuo/tensor';
+import { DeviceError, hasF16, synchronize, tensor } from '@huatuo/tensor';
 import { getRuntime, kernelSpecs, preprocess, variantKey, type Defines, wgslSources, type WgslName } from '@huatuo/tensor/internal';
 import { gpu } from './helpers.js';
 
@@ -124,9 +125,36 @@ test('a variant key names the defines sorted, whatever order they are given in, 
   assert.equal(variantKey('binary', { T: 'f32', EXPR: 'a * b' }), 'binary(EXPR=a * b,T=f32)');
 });
 
+/** A module using WGSL's reserved word `active` as a name, at line 4, column 7. */
+const RESERVED_WORD = ['@group(0) @binding(1) var<storage, read_write> out: array<f32>;', '@compute @workgroup_size(1)', 'fn main() {', '  let active = 1.0;', '  out[0] = active;', '}'].join('\n');
+
+/** Checks a refusal names the kernel, the compiler's message at line:column, and the line marked under the word. */
+function reportsReservedWord(label: string) {
+  return (e: unknown) => {
+    assert.ok(e instanceof DeviceError, String(e));
+    assert.match(e.message, new RegExp(`^kernel ${label}: shader module failed to compile`));
+    assert.match(e.message, /\n {2}line 4:7 error: [^\n]*'active'[^\n]*reserved/);
+    assert.ok(e.message.includes('\n      let active = 1.0;\n          ^^^^^^'), e.message);
+    return true;
+  };
+}
+
+test("a kernel created at once whose WGSL does not compile fails the next read with the compiler's message, not the device's invalid pipeline, and is compiled anew next time", async () => {
+  const rt = getRuntime();
+  const out = tensor(new Float32Array([3]), [1]);
+  const refused = rt.kernel('reserved_word', RESERVED_WORD, 'reserved_word');
+  rt.dispatch({ kernel: refused, buffers: [out.buffer('test')], workgroups: [1], label: 'reserved_word' });
+  await assert.rejects(out.toArray(), reportsReservedWord('reserved_word'));
+  assert.deepEqual([...(await out.toArray())], [3], 'the next read succeeds');
+  assert.notEqual(rt.kernel('reserved_word', RESERVED_WORD, 'reserved_word'), refused, 'the refused pipeline is not cached');
+  await assert.rejects(synchronize(), reportsReservedWord('reserved_word'));
+  out.dispose();
+});
+
 test('a pipeline the adapter refuses is reported by kernelChecked, not raised at the next read', async () => {
   const rt = getRuntime();
   await assert.rejects(rt.kernelChecked('refused', '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }', 'refused'), /kernel refused: shader module failed/);
+  await assert.rejects(rt.kernelChecked('reserved_word_checked', RESERVED_WORD, 'reserved_word_checked'), reportsReservedWord('reserved_word_checked'));
   await synchronize();
   const k = await rt.kernelChecked('accepted', '@compute @workgroup_size(1) fn main() {}', 'accepted');
   assert.equal(await rt.kernelChecked('accepted', '', 'accepted'), k, 'a created pipeline is cached by key');

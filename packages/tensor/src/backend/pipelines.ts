@@ -1,5 +1,5 @@
-// Compiling a WGSL module into a compute pipeline on the device: at once, its validation errors
-// reported after the fact, or awaited, rejecting with the step that failed and the compiler's messages.
+// Compiling a WGSL module into a compute pipeline on the device: at once, the device's verdict and the
+// compiler's messages coming after, or awaited, rejecting with the step that failed and those messages.
 // The bind group layout comes from the module's binding declarations.
 import { DeviceError } from '../errors.js';
 
@@ -40,23 +40,15 @@ export function createBindingLayout(device: GPUDevice, signature: string): GPUBi
 }
 
 /**
- * Creates the pipeline of `source` now. When the device later reports it invalid, `failed` is called
- * at once with the message still to come: the validation error and the compiler's lines, naming `label`.
+ * Creates the pipeline of `source` now, without waiting for the device's verdict: `failure` resolves to
+ * null when the device accepts it, else to the compiler's report naming `label` (looked up only then).
  */
-export function createPipeline(device: GPUDevice, source: string, layout: GPUBindGroupLayout, label: string, failed: (message: Promise<string>) => void): GPUComputePipeline {
+export function createPipeline(device: GPUDevice, source: string, layout: GPUBindGroupLayout, label: string): { pipeline: GPUComputePipeline; failure: Promise<string | null> } {
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: source, label });
   const pipeline = device.createComputePipeline({ layout: pipelineLayout(device, layout), compute: { module, entryPoint: 'main' }, label });
-  device.popErrorScope().then((err) => {
-    if (!err) return;
-    failed(
-      module.getCompilationInfo().then((info) => {
-        const lines = info.messages.map((m) => `  line ${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
-        return `kernel ${label} failed to compile: ${err.message}\n${lines.join('\n')}`;
-      }),
-    );
-  });
-  return pipeline;
+  const failure = device.popErrorScope().then(async (err) => (err ? compileReport(label, source, (await module.getCompilationInfo()).messages, [err], 'shader module or pipeline creation') : null));
+  return { pipeline, failure };
 }
 
 /**
@@ -68,11 +60,7 @@ export async function createPipelineChecked(device: GPUDevice, source: string, l
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: source, label });
   const moduleErrors = [await device.popErrorScope(), await device.popErrorScope()].filter((e) => e !== null);
-  const messages = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
-  if (moduleErrors.length > 0 || messages.length > 0) {
-    const lines = messages.map((m) => `line ${m.lineNum}:${m.linePos} ${m.message}`);
-    throw new DeviceError(`kernel ${label}: shader module failed: ${[...moduleErrors.map((e) => e.message), ...lines].join('; ')}`);
-  }
+  if (moduleErrors.length > 0) throw new DeviceError(compileReport(label, source, (await module.getCompilationInfo()).messages, moduleErrors, 'shader module'));
   let pipeline: GPUComputePipeline;
   device.pushErrorScope('internal');
   device.pushErrorScope('validation');
@@ -86,6 +74,23 @@ export async function createPipelineChecked(device: GPUDevice, source: string, l
   const errors = [await device.popErrorScope(), await device.popErrorScope()].filter((e) => e !== null);
   if (errors.length > 0) throw new DeviceError(`kernel ${label}: pipeline creation failed: ${errors.map((e) => e.message).join('; ')}`);
   return pipeline;
+}
+
+/**
+ * Why the device refused a kernel: each compiler error at its line:column with the source line (after
+ * includes and defines) and a marker under the span, or else the device's errors after `step`.
+ */
+function compileReport(label: string, source: string, messages: readonly GPUCompilationMessage[], errors: readonly GPUError[], step: string): string {
+  const lines = source.split('\n');
+  const compiler = messages.filter((m) => m.type === 'error').map((m) => {
+    const at = `  line ${m.lineNum}:${m.linePos} error: ${m.message}`;
+    const line = lines[m.lineNum - 1];
+    if (m.lineNum < 1 || line === undefined) return at;
+    const marker = ' '.repeat(Math.max(0, m.linePos - 1)) + '^'.repeat(Math.max(1, Math.min(m.length, line.length - m.linePos + 1)));
+    return `${at}\n    ${line}\n    ${marker}`;
+  });
+  if (compiler.length === 0) return `kernel ${label}: ${step} failed: ${errors.map((e) => e.message.trim()).join('; ')}`;
+  return `kernel ${label}: shader module failed to compile (lines of its WGSL after includes and defines):\n${compiler.join('\n')}`;
 }
 
 function pipelineLayout(device: GPUDevice, layout: GPUBindGroupLayout): GPUPipelineLayout {

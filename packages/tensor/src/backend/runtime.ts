@@ -72,6 +72,10 @@ export class Runtime {
   /** Recordings not yet disposed, and the buffers their steps created. */
   private readonly recordings = new Set<StepRecording>();
   private readonly held = new Map<GPUBuffer, HeldBuffer>();
+  /** The device's verdicts still to come on pipelines created at once by {@link kernel}. */
+  private readonly pipelineVerdicts = new Set<Promise<void>>();
+  /** The compiler's reports of pipelines the device refused, thrown before the errors using them caused. */
+  private readonly pipelineFailures: string[] = [];
 
   constructor(
     readonly device: GPUDevice,
@@ -93,15 +97,25 @@ export class Runtime {
     if (this.lost) throw new DeviceError(`the WebGPU device was lost (${this.lost}); open a new one with initWebGPU()`);
   }
 
-  /** Compiles (once) the pipeline of a WGSL module. `key` identifies the variant. */
+  /**
+   * Compiles (once) the pipeline of a WGSL module. `key` identifies the variant. One the device refuses
+   * is reported by the next read or synchronize, with the compiler's messages, and compiled anew next time.
+   */
   kernel(key: string, source: string, label: string): CompiledKernel {
     let k = this.pipelines.get(key);
     if (k) return k;
     const bindings = this.layout(source, label);
-    const pipeline = createPipeline(this.device, source, bindings.layout, label, (message) => {
-      this.pipelines.delete(key);
-      void message.then((m) => uncapturedErrors.push(m));
-    });
+    const { pipeline, failure } = createPipeline(this.device, source, bindings.layout, label);
+    const verdict: Promise<void> = failure.then(
+      (report) => {
+        this.pipelineVerdicts.delete(verdict);
+        if (report === null) return;
+        this.pipelines.delete(key);
+        this.pipelineFailures.push(report);
+      },
+      () => void this.pipelineVerdicts.delete(verdict),
+    );
+    this.pipelineVerdicts.add(verdict);
     k = { key, pipeline, bindings };
     this.pipelines.set(key, k);
     return k;
@@ -344,6 +358,7 @@ export class Runtime {
     this.releaseStaging(staging);
     this.counters.readbacks++;
     this.counters.readbackBytes += bytes;
+    if (this.pipelineVerdicts.size > 0) await this.pipelinesJudged();
     this.raiseUncaptured();
     return out;
   }
@@ -355,6 +370,7 @@ export class Runtime {
     await this.pacer.idleWait(ticket);
     await this.device.queue.onSubmittedWorkDone();
     this.pacer.recordWait(ticket);
+    if (this.pipelineVerdicts.size > 0) await this.pipelinesJudged();
     this.raiseUncaptured();
   }
 
@@ -368,13 +384,26 @@ export class Runtime {
     };
   }
 
-  /** Throws the first WebGPU validation error reported since the last check, naming the kernel. */
+  /**
+   * Throws the first WebGPU validation error reported since the last check, naming the kernel: the
+   * compiler's report of a pipeline the device refused before the errors its dispatches caused.
+   */
   raiseUncaptured(): void {
+    const report = this.pipelineFailures.shift();
     const msg = uncapturedErrors.shift();
-    if (msg) {
+    if (report !== undefined || msg) {
+      this.pipelineFailures.length = 0;
       uncapturedErrors.length = 0;
-      throw new DeviceError(`WebGPU validation error: ${msg}`);
+      throw new DeviceError(report ?? `WebGPU validation error: ${msg}`);
     }
+  }
+
+  /**
+   * Waits for the device's verdicts on the pipelines created since the last wait (none in a steady run:
+   * pipelines are created once), so that a refused one is reported with the compiler's messages.
+   */
+  private async pipelinesJudged(): Promise<void> {
+    await Promise.all(this.pipelineVerdicts);
   }
 
   /** Keeps a small readback buffer for the next read of its size (a decode step reads a few bytes every token). */
