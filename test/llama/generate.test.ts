@@ -76,6 +76,34 @@ describe('generate against the reference decoding', () => {
     }
   });
 
+  it("of two stop strings one token completes, the first in stopStrings ends the text, cut at it, as vLLM's StopChecker picks it", async () => {
+    const tok = await loadTokenizer(llamaTokenizerDir());
+    const m = await loadLlama(fixtureDir('vocab32k'));
+    try {
+      const pieces: string[] = [];
+      await generate(m, tok, '问题：感冒了怎么办？', { maxNewTokens: 12, eosTokenIds: [], onToken: (e) => pieces.push(e.text) });
+      // A token whose text starts and ends with characters the text before it does not hold.
+      const k = pieces.findIndex((p, i) => {
+        const chars = [...p];
+        const before = pieces.slice(0, i).join('');
+        return chars.length >= 2 && chars[0] !== chars.at(-1) && !before.includes(chars[0]!) && !before.includes(chars.at(-1)!) && !p.slice(0, -1).includes(chars.at(-1)!);
+      });
+      assert.ok(k >= 0, `no token of two distinct new characters in ${JSON.stringify(pieces)}`);
+      const before = pieces.slice(0, k).join('');
+      const [first, last] = [[...pieces[k]!][0]!, [...pieces[k]!].at(-1)!];
+      for (const stops of [[last, first], [first, last]]) {
+        const ends: (string | undefined)[] = [];
+        const [out] = await generate(m, tok, '问题：感冒了怎么办？', { maxNewTokens: 12, eosTokenIds: [], stopStrings: stops, onToken: (e) => ends.push(e.finishReason) });
+        assert.equal(out!.stopString, stops[0]);
+        assert.equal(out!.text, before + pieces[k]!.slice(0, pieces[k]!.indexOf(stops[0]!)));
+        assert.equal(out!.tokens.length, k + 1);
+        assert.deepEqual(ends, [...Array<undefined>(k).fill(undefined), 'stop'], 'the last token carries the finish reason');
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('sampling only draws tokens inside the top-k set and the top-p nucleus', () => {
     fc.assert(
       fc.property(

@@ -312,6 +312,31 @@ test("replies carry every field vLLM's carry, with its nulls: stop_reason (the s
   }
 });
 
+test("of two stop strings one token completes, the first of the request's stop list ends the choice, text cut at it (vLLM's StopChecker), streamed or not", async () => {
+  const prompt = 'The patient reports';
+  const pieces: string[] = [];
+  await generate(model, tokenizer, prompt, { maxNewTokens: 16, onToken: (e) => pieces.push(e.text) });
+  const k = pieces.findIndex((p, i) => {
+    const chars = [...p];
+    const before = pieces.slice(0, i).join('');
+    return chars.length >= 2 && chars[0] !== chars.at(-1) && !before.includes(chars[0]!) && !before.includes(chars.at(-1)!) && !p.slice(0, -1).includes(chars.at(-1)!);
+  });
+  assert.ok(k >= 0, `no token of two distinct new characters in ${JSON.stringify(pieces)}`);
+  const piece = pieces[k]!;
+  const [first, last] = [[...piece][0]!, [...piece].at(-1)!];
+  await withServer({}, async (server) => {
+    for (const stop of [[last, first], [first, last]]) {
+      const text = pieces.slice(0, k).join('') + piece.slice(0, piece.indexOf(stop[0]!));
+      const body = { model: NAME, prompt, max_tokens: 16, temperature: 0, stop };
+      const whole = await call(`${server.url}/v1/completions`, { body });
+      assert.deepEqual([whole.json.choices[0].text, whole.json.choices[0].finish_reason, whole.json.choices[0].stop_reason, whole.json.usage.completion_tokens], [text, 'stop', stop[0], k + 1]);
+      const streamed = await sseEvents(`${server.url}/v1/completions`, { ...body, stream: true });
+      assert.equal(streamed.map((e) => e.choices[0].text).join(''), text);
+      assert.equal(streamed.at(-1).choices[0].stop_reason, stop[0]);
+    }
+  });
+});
+
 test('frequency_penalty and presence_penalty change chats and completions as generate applies them, in [-2, 2] and not with beams', async () => {
   await withServer({}, async (server) => {
     const api = client(server);

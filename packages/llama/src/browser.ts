@@ -102,5 +102,6 @@ export type { AdapterFiles, AdapterTokenizer, LoadAdapterOptions } from './lora/
 // Generation
 export { generate } from './generate/generate.js';
 export { promptLogprobs } from './generate/prompt-logprobs.js';
+export { findStopString, type StopMatch } from './generate/stop-strings.js';
 export type { PromptTokenLogprobs } from './generate/prompt-logprobs.js';
 export type { FinishEvent, GenerateOptions, Generation, PromptLogprobsEvent, TokenEvent } from './generate/generate-options.js';

@@ -110,6 +110,10 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   if (job.cancelled) throw new Cancelled();
   // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
   // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
+  // A choice's text: generate's, already cut at the stop string that ended it (cut again it could lose more, as
+  // vLLM keeps the text before the first stop of the request's list, which may hold a later one); else cut where
+  // the characters decoded last, flushed at the end, hold one.
+  const finalText = (gen: Generation): string => visibleText(gen.text, gen.finishReason === 'stop' ? [] : s.stop, strip, true);
   const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0, finished: false }));
   const takeLogprobs = (i: number): unknown => {
     const c = streams[i]!;
@@ -143,7 +147,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     const c = streams[i]!;
     if (c.finished) return;
     c.finished = true;
-    const text = visibleText(gen.text, s.stop, strip, true);
+    const text = finalText(gen);
     const reason = finishReason(gen, gen.text, s.stop);
     const stop_reason = stopReason(gen, tokenizer.eosId);
     if (text.startsWith(c.sent)) delta(i, text.slice(c.sent.length));
@@ -208,7 +212,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
       );
   // best_of: the n sequences of the highest cumulative log-probability, as vLLM's V0 engine sorts them (stable: ties in order).
   const gens = ranked ? [...generated].sort((a, b) => b.cumulativeLogprob! - a.cumulativeLogprob!).slice(0, s.n) : generated;
-  const choices = gens.map((gen) => ({ gen, text: visibleText(gen.text, s.stop, strip, true), reason: finishReason(gen, gen.text, s.stop), stop: stopReason(gen, tokenizer.eosId), rows: gen.logprobs ?? [] }));
+  const choices = gens.map((gen) => ({ gen, text: finalText(gen), reason: finishReason(gen, gen.text, s.stop), stop: stopReason(gen, tokenizer.eosId), rows: gen.logprobs ?? [] }));
   // vLLM's UsageInfo and the fields of its replies not streamed, written with their nulls (pydantic's model_dump).
   const wholeUsage = { ...usage(gens), prompt_tokens_details: null };
   if (job.stream) {

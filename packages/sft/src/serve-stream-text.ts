@@ -1,16 +1,12 @@
-// What a client may see of the generated text: cut at the first stop string, stripped for chat
+// What a client may see of the generated text: cut at the stop string that ends it, stripped for chat
 // as HuaTuo's get_response strips, and while streaming, held back where a stop may still begin.
 
+import { findStopString } from '@huatuo/llama';
 import { pythonStrip } from './prompt.js';
 
-/** Index of the earliest stop string in `text`, or -1. */
+/** Index where the stop string that ends `text` begins (the first of `stops` it holds, vLLM's order: findStopString), or -1. */
 export function firstStop(text: string, stops: readonly string[]): number {
-  let at = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (at < 0 || i < at)) at = i;
-  }
-  return at;
+  return findStopString(text, stops)?.at ?? -1;
 }
 
 /** Length of the longest suffix of `text` that begins some stop string (it may turn into one). */
@@ -28,7 +24,7 @@ function heldStopPrefix(text: string, stops: readonly string[]): number {
 }
 
 /**
- * Turns the raw generated text into what the client sees: cut at the first stop string and,
+ * Turns the raw generated text into what the client sees: cut at the stop string that ends it and,
  * for chat, stripped as HuaTuo's get_response strips. `safe` is the part that no later token
  * can change.
  */

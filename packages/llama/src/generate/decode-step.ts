@@ -4,6 +4,7 @@
 import { cat, deviceInfo, noGrad, readyFusedLinear, reshape, slice, tensor, tidy, toArray, type MarkInput, type RowLogprobs, type Tensor } from '@huatuo/tensor';
 import { ModelError } from '../errors.js';
 import type { Generation, Resolved } from './generate-options.js';
+import { findStopString } from './stop-strings.js';
 import type { KvCache } from '../model/kv-cache.js';
 import { checkMemoryPlan, inferencePlan } from '../model/memory.js';
 import type { LlamaModel } from '../model/model.js';
@@ -199,23 +200,18 @@ export class Output {
     if (logprobs !== undefined) this.logprobs.push(logprobs);
     const piece = this.r.eos.has(token) || this.decoder === null ? '' : this.decoder.push(token);
     this.text += piece;
-    this.r.onToken?.(logprobs === undefined ? { prompt: this.prompt, token, text: piece } : { prompt: this.prompt, token, text: piece, logprobs });
     if (this.r.eos.has(token)) this.finishReason = 'eos';
     else {
-      let at = -1;
-      for (const s of this.r.stopStrings) {
-        const i = this.text.indexOf(s);
-        if (i >= 0 && (at < 0 || i < at)) {
-          at = i;
-          this.stopString = s;
-        }
-      }
-      if (at >= 0) {
-        this.text = this.text.slice(0, at);
+      const found = findStopString(this.text, this.r.stopStrings);
+      if (found !== null) {
+        this.text = this.text.slice(0, found.at);
+        this.stopString = found.stop;
         this.finishReason = 'stop';
       }
     }
     if (this.finishReason === null && this.tokens.length >= this.r.maxNewTokens) this.finishReason = 'length';
+    const event = { prompt: this.prompt, token, text: piece, ...(logprobs === undefined ? {} : { logprobs }), ...(this.finishReason === null ? {} : { finishReason: this.finishReason }) };
+    this.r.onToken?.(event);
     if (this.finishReason !== null) this.end(this.finishReason);
   }
 

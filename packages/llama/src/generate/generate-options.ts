@@ -14,6 +14,8 @@ export interface TokenEvent {
   readonly text: string;
   /** With {@link GenerateOptions.logprobs}: the token's log-probability and its step's most likely tokens. */
   readonly logprobs?: RowLogprobs;
+  /** Set on the token that ends its prompt's generation (onFinish follows), as vLLM's output of that step carries its finish_reason. */
+  readonly finishReason?: Generation['finishReason'];
 }
 
 /** A prompt's generation as it ends ({@link GenerateOptions.onFinish}). */
@@ -71,7 +73,7 @@ export interface GenerateOptions {
   readonly lengthPenalty?: number;
   /** Ids that end a sequence. Default generation_config.json's eos_token_id(s) where the folder has them, else config.json's. */
   readonly eosTokenIds?: readonly number[];
-  /** Strings that end a sequence once the generated text contains one (it is cut before it). */
+  /** Strings that end a sequence once the generated text contains one (it is cut before it); of several completed by one token, the first in this list (vLLM's order). */
   readonly stopStrings?: readonly string[];
   /**
    * Seed of sampling. Row b's k-th new token draws with the k-th uniform of a generator seeded by
@@ -137,7 +139,7 @@ export interface Generation {
   /** Text of the new tokens without special tokens, cut before a stop string. */
   readonly text: string;
   readonly finishReason: 'eos' | 'stop' | 'length';
-  /** With finishReason 'stop': the stop string that ended it (of several found after the same token, the one that starts first). */
+  /** With finishReason 'stop': the stop string that ended it (of several completed by the same token, the first of stopStrings, as vLLM's StopChecker picks it). */
   readonly stopString?: string;
   /** With {@link GenerateOptions.logprobs}: each new token's log-probability and the most likely tokens of its step, one per token. */
   readonly logprobs?: readonly RowLogprobs[];
