@@ -65,6 +65,15 @@ describe("added_tokens.json beside tokenizer.json, as transformers' PreTrainedTo
     assert.equal(tok.padId, 32000);
   });
 
+  it('opens neither added_tokens.json nor special_tokens_map.json when tokenizer_config.json has added_tokens_decoder, so a corrupt one does not stop the load, with tokenizer.json or tokenizer.model', () => {
+    const decoder = Object.fromEntries(['<unk>', '<s>', '</s>'].map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]));
+    const config = JSON.stringify({ ...(JSON.parse(tokenizerConfigJson) as Record<string, unknown>), added_tokens_decoder: decoder });
+    const corrupt = { tokenizerConfigJson: config, addedTokensJson: '{"<med_0>": 32000', specialTokensMapJson: '[' };
+    assert.equal(tokenizerFromFiles({ ...corrupt, tokenizerJson: JSON.stringify(shipped) }).vocabSize, 32000);
+    assert.equal(tokenizerFromFiles({ ...corrupt, tokenizerModel: new Uint8Array(readFileSync(join(dir, 'tokenizer.model'))) }).vocabSize, 32000);
+    assert.throws(() => tokenizerFromFiles({ ...corrupt, tokenizerConfigJson, tokenizerJson: JSON.stringify(shipped) }, 'm'), (e: unknown) => e instanceof TokenizerError && e.file === 'm/special_tokens_map.json');
+  });
+
   it('refuses a new token whose id in added_tokens.json is not the next free one, naming added_tokens.json', () => {
     const folder = { ...(fixture.folders.find((f) => f.name === 'out of order') as Folder), addedTokensJson: { '<med_0>': 32005 } };
     assert.throws(

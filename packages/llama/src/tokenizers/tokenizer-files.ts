@@ -181,9 +181,11 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
     return parsed as Record<string, unknown>;
   };
   const config = object(files.tokenizerConfigJson, name('tokenizer_config.json'));
-  const specialTokensMap = object(files.specialTokensMapJson, name('special_tokens_map.json'));
+  // transformers opens the older files only when tokenizer_config.json has no added_tokens_decoder.
+  const legacy = !('added_tokens_decoder' in config);
+  const specialTokensMap = legacy ? object(files.specialTokensMapJson, name('special_tokens_map.json')) : {};
   const fromModel = files.tokenizerModel !== undefined && (files.tokenizerJson === undefined || convertsFromModel(config));
-  const addedTokens = object(files.addedTokensJson, name('added_tokens.json'));
+  const addedTokens = legacy ? object(files.addedTokensJson, name('added_tokens.json')) : {};
   if (files.tokenizerJson !== undefined && !fromModel) {
     const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));
     const decoder = completed.files.added_tokens_decoder === undefined ? undefined : (completed.config.added_tokens_decoder as Record<string, unknown>);
