@@ -1,12 +1,12 @@
 // merge into an --out folder that the save would refuse (another model's tokenizer or weights but no config.json) is
 // refused before the base model loads, with the save's message, with or without --overwrite; a folder holding the
-// base's own tokenizer files is not.
+// base's own tokenizer files is not. A folder left by an interrupted save is cleaned up, saying so.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
-import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, saveAdapter, saveMergedModel } from '@huatuo/llama';
+import { applyLora, configFromPreset, createRandomLlama, llamaTokenizerDir, saveAdapter, saveMergedModel, saveStagingName } from '@huatuo/llama';
 import { SMALL_MODEL, tmp } from '../sft/trainer-setup.js';
 import { runCli } from './run-cli.js';
 
@@ -72,4 +72,17 @@ test("merge into a folder holding the base's own tokenizer files writes the mode
   assert.equal(broken.code, 1);
   assert.ok(!broken.stderr.includes('no config.json'), broken.stderr);
   assert.ok(broken.stderr.includes('model.safetensors'), broken.stderr);
+});
+
+test('merge into a folder left by an interrupted save says what it found: an uncommitted staging folder is removed, the earlier model kept', async () => {
+  const out = tmp('huatuo-interrupted-');
+  cpSync(modelDir, out, { recursive: true });
+  const before = contents(out);
+  // A save killed while writing its shards: the staging folder holds part of them and no commit.
+  mkdirSync(join(out, saveStagingName));
+  writeFileSync(join(out, saveStagingName, 'model-00001-of-00002.safetensors'), 'part of a shard');
+  const r = await runCli(['merge', '--base', brokenModelDir, '--adapter', adapterDir, '--out', out]);
+  assert.equal(r.code, 1, 'refused: --out holds a model and --overwrite is not given');
+  assert.ok(r.stdout.includes(`${out}: removed ${saveStagingName}, left by an earlier save there that was interrupted before all its files were written`), r.stdout);
+  assert.deepEqual(contents(out), before, 'the earlier model as it was, the staging folder gone');
 });

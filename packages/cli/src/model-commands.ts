@@ -1,7 +1,7 @@
 // `huatuo-train generate`, `merge` and `eval`: a base model (and adapter) answering questions (HuaTuo's
 // prompt template or the model's chat template), merged into a Hugging Face folder, or scored on a data file.
 import { Command } from 'commander';
-import { checkMergedModelFolder, mergeAdapter, saveMergedModel, writeFileAtomic } from '@huatuo/llama';
+import { checkMergedModelFolder, finishInterruptedSave, mergeAdapter, saveMergedModel, saveStagingName, writeFileAtomic } from '@huatuo/llama';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -124,6 +124,9 @@ export function buildMergeCommand(): Command {
     .action(async (opts: { base: string; adapter: string; out: string; maxShardSize: string; overwrite?: boolean; quantize?: string; quantizeThreads?: string; baseDtype: string; trustTokenizerPatterns?: boolean }) => {
       const quantize = quantizeFlag(opts.quantize);
       const quantizeThreads = quantizeThreadsFlag(opts.quantizeThreads);
+      const interrupted = await finishInterruptedSave(opts.out);
+      if (interrupted === 'completed') say(`${opts.out}: completed an earlier save there that was interrupted after all its files were written`);
+      if (interrupted === 'discarded') say(`${opts.out}: removed ${saveStagingName}, left by an earlier save there that was interrupted before all its files were written; the folder's earlier files are as they were`);
       checkMergeOut(opts.base, opts.out, opts.overwrite ?? false);
       // The save's refusal of a folder holding another model's files, before the base loads.
       await checkMergedModelFolder(opts.out, [opts.base, opts.adapter]);
