@@ -167,7 +167,7 @@ test('a content of text parts is their texts joined by newlines, empty parts lef
   });
 });
 
-test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage (null in the chunks before it) and [DONE]', async () => {
+test('streamed chat chunks concatenate to the non-streamed answer, end with a finish reason, usage (left out of the chunks before it) and [DONE]', async () => {
   await withServer({}, async (server) => {
     const api = client(server);
     const body = { model: NAME, messages: [{ role: 'user' as const, content: QUESTION }], max_tokens: 12, temperature: 0.8, seed: 7 };
@@ -188,7 +188,7 @@ test('streamed chat chunks concatenate to the non-streamed answer, end with a fi
     assert.equal(prompt_tokens_details, null);
     assert.deepEqual(chunks.at(-1)!.usage, counts, "the usage chunk leaves vLLM's null prompt_tokens_details out (exclude_none)");
     assert.deepEqual(chunks.at(-1)!.choices, [], 'the usage chunk has no choices');
-    assert.ok(chunks.slice(0, -1).every((c) => c.usage === null), 'with include_usage, every chunk before the last has usage null, as OpenAI sends it');
+    assert.ok(chunks.slice(0, -1).every((c) => !('usage' in c)), "with include_usage, the chunks before the last leave usage out, as vLLM's exclude_unset writes them");
     const raw = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
     assert.match(raw.headers.get('content-type')!, /^text\/event-stream/);
     const events = await raw.text();
@@ -273,7 +273,7 @@ test("replies carry every field vLLM's carry, with its nulls: stop_reason (the s
       // Streamed completions: every chunk has vLLM's CompletionStreamResponse fields, usage null, each choice its stop_reason.
       const streamed = await sseEvents(url('completions'), { ...completion, stop: [stop], stream: true });
       for (const e of streamed) {
-        assert.deepEqual(keys(e), ['choices', 'created', 'id', 'model', 'object', 'system_fingerprint', 'usage'], JSON.stringify(e));
+        assert.deepEqual(keys(e), ['choices', 'created', 'id', 'model', 'object', 'usage'], JSON.stringify(e));
         assert.equal(e.usage, null);
         assert.deepEqual(keys(e.choices[0]), ['finish_reason', 'index', 'logprobs', 'stop_reason', 'text']);
       }
@@ -310,6 +310,84 @@ test("replies carry every field vLLM's carry, with its nulls: stop_reason (the s
   } finally {
     eosModel.dispose();
   }
+});
+
+test("a streamed choice's last text comes in its finish chunk, with finish_reason, stop_reason and the last tokens' logprobs, as vLLM's last step output; chunks have no system_fingerprint", async () => {
+  await withServer({}, async (server) => {
+    const url = (path: string) => `${server.url}/v1/${path}`;
+    const prompt = 'The patient reports';
+    const completion = { model: NAME, prompt, max_tokens: 4, temperature: 0, logprobs: 1, stream: true };
+    const whole = await call(url('completions'), { body: { ...completion, stream: false } });
+    const text = whole.json.choices[0].text as string;
+    const tokens = whole.json.choices[0].logprobs.tokens as string[];
+    assert.equal(tokens.length, 4);
+    assert.ok(tokens[3]!.length > 0 && text.endsWith(tokens[3]!), `the 4th token shows text: ${JSON.stringify(tokens)}`);
+    const streamed = await sseEvents(url('completions'), completion);
+    assert.equal(streamed.map((e) => e.choices[0].text).join(''), text);
+    const last = streamed.at(-1).choices[0];
+    assert.deepEqual([last.finish_reason, last.stop_reason], ['length', null]);
+    assert.ok(last.text.endsWith(tokens[3]!) && last.logprobs.tokens.at(-1) === tokens[3], `the last token's text and logprobs ride with the finish reason: ${JSON.stringify(last)}`);
+    assert.ok(streamed.slice(0, -1).every((e) => e.choices[0].finish_reason === null && e.choices[0].text !== ''));
+    assert.deepEqual(streamed.flatMap((e) => e.choices[0].logprobs.tokens), tokens);
+    // A stop string: the text before it, and the tokens that made it, come with the finish reason.
+    let stop = text.slice(-2);
+    while (text.indexOf(stop) !== text.length - stop.length) stop = text.slice(-stop.length - 1);
+    const cut = await sseEvents(url('completions'), { ...completion, stop: [stop] });
+    assert.equal(cut.map((e) => e.choices[0].text).join(''), text.slice(0, -stop.length));
+    assert.deepEqual([cut.at(-1).choices[0].finish_reason, cut.at(-1).choices[0].stop_reason], ['stop', stop]);
+    assert.deepEqual(cut.flatMap((e) => e.choices[0].logprobs.tokens), tokens);
+    assert.ok(cut.slice(0, -1).every((e) => e.choices[0].finish_reason === null));
+    // The end of sequence first: one chunk, no text, the EOS token's logprobs.
+    const eos = await sseEvents(url('completions'), { ...completion, logit_bias: { 2: 100 } });
+    assert.equal(eos.length, 1);
+    assert.deepEqual([eos[0].choices[0].text, eos[0].choices[0].finish_reason, eos[0].choices[0].logprobs.tokens.length], ['', 'stop', 1]);
+    for (const e of [...streamed, ...cut, ...eos]) assert.ok(!('system_fingerprint' in e), JSON.stringify(e));
+
+    const chatBody = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 1, stream: true };
+    const chatWhole = await call(url('chat/completions'), { body: { ...chatBody, stream: false } });
+    const content = chatWhole.json.choices[0].logprobs.content as { token: string }[];
+    const chunks = await sseEvents(url('chat/completions'), chatBody);
+    assert.equal(chunks.map((e) => e.choices[0].delta.content ?? '').join(''), chatWhole.json.choices[0].message.content);
+    const end = chunks.at(-1).choices[0];
+    assert.deepEqual([end.finish_reason, end.stop_reason], ['length', null]);
+    assert.equal(end.logprobs.content.at(-1).token, content.at(-1)!.token, "the last token's logprobs ride with the finish reason");
+    assert.deepEqual(chunks.flatMap((e) => (e.choices[0].logprobs?.content ?? []).map((c: { token: string }) => c.token)), content.map((c) => c.token));
+    assert.ok(chunks.slice(0, -1).every((e) => e.choices[0].finish_reason === null));
+    // An end of sequence adds no text: the finish chunk's delta is vLLM's DeltaMessage(content="").
+    const chatEos = await sseEvents(url('chat/completions'), { ...chatBody, logit_bias: { 2: 100 } });
+    assert.deepEqual(chatEos.map((e) => e.choices[0].delta), [{ role: 'assistant', content: '' }, { content: '' }]);
+    assert.deepEqual([chatEos[1].choices[0].finish_reason, chatEos[1].choices[0].logprobs.content.length], ['stop', 1]);
+    for (const e of [...chunks, ...chatEos]) assert.ok(!('system_fingerprint' in e) && !('usage' in e), JSON.stringify(e));
+  });
+});
+
+test("stream_options as vLLM's StreamOptions: include_usage true unless given, continuous_usage_stats puts each choice's usage so far in every chunk", async () => {
+  await withServer({}, async (server) => {
+    const url = (path: string) => `${server.url}/v1/${path}`;
+    const prompt = 'The patient reports';
+    const P = tokenizer.encode(prompt).length;
+    const completion = { model: NAME, prompt, max_tokens: 4, temperature: 0, stream: true };
+    const usage = (completionTokens: number) => ({ prompt_tokens: P, completion_tokens: completionTokens, total_tokens: P + completionTokens });
+    const byDefault = await sseEvents(url('completions'), { ...completion, stream_options: {} });
+    assert.deepEqual(byDefault.at(-1), { id: byDefault[0].id, object: 'text_completion', created: byDefault[0].created, model: NAME, choices: [], usage: usage(4) });
+    assert.ok(byDefault.slice(0, -1).every((e) => e.usage === null));
+    const off = await sseEvents(url('completions'), { ...completion, stream_options: { include_usage: false, continuous_usage_stats: true } });
+    assert.ok(off.every((e) => e.usage === null && e.choices.length === 1), 'continuous_usage_stats only with include_usage');
+    const continuous = await sseEvents(url('completions'), { ...completion, stream_options: { continuous_usage_stats: true } });
+    const counted = continuous.slice(0, -1);
+    for (const e of counted) assert.deepEqual(e.usage, { ...usage(e.usage.completion_tokens), prompt_tokens_details: null }, JSON.stringify(e));
+    assert.deepEqual(counted.at(-1).usage.completion_tokens, 4);
+    assert.ok(counted.every((e, i) => i === 0 || e.usage.completion_tokens > counted[i - 1].usage.completion_tokens));
+    assert.deepEqual(continuous.at(-1).usage, usage(4));
+
+    const chatBody = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 4, temperature: 0, stream: true };
+    const chatPrompt = (await call(url('chat/completions'), { body: { ...chatBody, stream: false } })).json.usage.prompt_tokens as number;
+    const chunks = await sseEvents(url('chat/completions'), { ...chatBody, stream_options: { continuous_usage_stats: true } });
+    assert.deepEqual(chunks[0].usage, { prompt_tokens: chatPrompt, completion_tokens: 0, total_tokens: chatPrompt }, 'the role chunk: no tokens yet');
+    for (const e of chunks) assert.deepEqual(keys(e.usage), ['completion_tokens', 'prompt_tokens', 'total_tokens'], "chat leaves prompt_tokens_details out (exclude_unset)");
+    assert.equal(chunks.at(-2).usage.completion_tokens, 4);
+    assert.deepEqual(chunks.at(-1).choices, []);
+  });
 });
 
 test("of two stop strings one token completes, the first of the request's stop list ends the choice, text cut at it (vLLM's StopChecker), streamed or not", async () => {

@@ -38,19 +38,24 @@ const stopReason = (g: Generation, eosId: number): string | number | null => {
   return g.finishReason === 'eos' && last !== undefined && last !== eosId ? last : null;
 };
 
-// A completion chunk carries every field of vLLM's CompletionStreamResponse (written with its nulls): each
-// choice's stop_reason and the chunk's usage, null but in the last. A chat chunk carries the fields vLLM sets
-// (it leaves the unset out): stop_reason in a choice's finish chunk alone; usage null until the last with
-// stream_options.include_usage, as OpenAI sends it.
-const chunk = (job: Job, modelName: string, index: number, choice: Record<string, unknown>, logprobs: unknown = null) => ({
-  id: job.id,
-  object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
-  created: job.created,
-  model: modelName,
-  system_fingerprint: null,
-  choices: [{ index, ...(job.kind === 'chat' ? {} : { stop_reason: null }), ...choice, logprobs }],
-  ...(job.includeUsage || job.kind !== 'chat' ? { usage: null } : {}),
-});
+// A completion chunk carries every field of vLLM's CompletionStreamResponse (written with its nulls, exclude_unset=False):
+// each choice's stop_reason and the chunk's usage, null unless stream_options.continuous_usage_stats gives the
+// choice's usage so far (UsageInfo whole, prompt_tokens_details null). A chat chunk carries the fields vLLM sets
+// (exclude_unset=True): stop_reason in a choice's finish chunk alone, usage only with continuous_usage_stats (without
+// prompt_tokens_details, unset). Neither class has system_fingerprint.
+const chunk = (job: Job, modelName: string, index: number, choice: Record<string, unknown>, logprobs: unknown, completionTokens: number) => {
+  const prompt = job.prompt.length;
+  const counts = { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+  const chat = job.kind === 'chat';
+  return {
+    id: job.id,
+    object: chat ? 'chat.completion.chunk' : 'text_completion',
+    created: job.created,
+    model: modelName,
+    choices: [{ index, ...(chat ? {} : { stop_reason: null }), ...choice, logprobs }],
+    ...(job.continuousUsage ? { usage: chat ? counts : { ...counts, prompt_tokens_details: null } } : chat ? {} : { usage: null }),
+  };
+};
 
 /** Writes one server-sent event (a JSON object, or a string such as [DONE]) unless the client has gone. */
 export function sse(res: ServerResponse, data: unknown): void {
@@ -108,13 +113,13 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const ranks = promptTop !== null && !job.stream;
   const echoRows = promptTop !== null && job.echoOnly ? await promptLogprobs(model, job.prompt, promptTop, { ranks }) : [];
   if (job.cancelled) throw new Cancelled();
-  // Each choice's stream: its raw text, the visible text sent, its tokens' log probabilities not yet sent,
+  // Each choice's stream: its raw text, the visible text sent, its tokens so far, its tokens' log probabilities not yet sent,
   // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
   // A choice's text: generate's, already cut at the stop string that ended it (cut again it could lose more, as
   // vLLM keeps the text before the first stop of the request's list, which may hold a later one); else cut where
   // the characters decoded last, flushed at the end, hold one.
   const finalText = (gen: Generation): string => visibleText(gen.text, gen.finishReason === 'stop' ? [] : s.stop, strip, true);
-  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0, finished: false }));
+  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', tokens: 0, pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0, finished: false }));
   const takeLogprobs = (i: number): unknown => {
     const c = streams[i]!;
     if (top === null || c.pending.ids.length === 0) return null;
@@ -125,33 +130,34 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   // A streamed choice's first chunk: the echoed prompt, with its log-probabilities once they are known.
   const sendEcho = (i: number, rows: readonly (PromptTokenLogprobs | null)[]): void => {
     const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, rows, top, 0);
-    send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp));
+    send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp, streams[i]!.tokens));
     streams[i]!.streamedChars += [...job.echo].length;
   };
   if (job.stream) {
     openStream(job);
     for (let i = 0; i < s.n; i++) {
-      if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }));
+      if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }, null, 0));
       else if (job.echoPrompt && (top === null || job.echoOnly)) sendEcho(i, echoRows);
     }
   }
   const delta = (i: number, text: string): void => {
     if (text === '') return;
     const lp = takeLogprobs(i);
-    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp));
+    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp, streams[i]!.tokens));
     streams[i]!.streamedChars += [...text].length;
   };
-  // A streamed choice's end, sent as it ends (as OpenAI and vLLM send each choice's): the text its last tokens
-  // completed, then its finish reason; tokens whose text never showed (an end of sequence, a stop string) come with it.
+  // A streamed choice's end, sent as it ends (as vLLM sends each choice's), in one chunk as vLLM's last step output
+  // makes it (serving_completion.py's completion_stream_generator, serving_chat.py's chat_completion_stream_generator):
+  // the text its last tokens completed (empty where they showed none: an end of sequence, a stop string), the finish
+  // reason and stop_reason, and the log-probabilities of the tokens not sent yet, the last one's included.
   const finish = (i: number, gen: Generation): void => {
     const c = streams[i]!;
     if (c.finished) return;
     c.finished = true;
     const text = finalText(gen);
-    const reason = finishReason(gen, gen.text, s.stop);
-    const stop_reason = stopReason(gen, tokenizer.eosId);
-    if (text.startsWith(c.sent)) delta(i, text.slice(c.sent.length));
-    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: {}, finish_reason: reason, stop_reason } : { text: '', finish_reason: reason, stop_reason }, takeLogprobs(i)));
+    const rest = text.startsWith(c.sent) ? text.slice(c.sent.length) : '';
+    const ending = { finish_reason: finishReason(gen, gen.text, s.stop), stop_reason: stopReason(gen, tokenizer.eosId) };
+    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: rest }, ...ending } : { text: rest, ...ending }, takeLogprobs(i), c.tokens));
   };
   // The n choices (best_of sequences) decode as one batch of the prompt repeated, sequence i sampling with
   // seed + i as vLLM seeds them; the prompt step runs once for all.
@@ -193,11 +199,14 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
             job.tokens++;
             if (!job.stream) return;
             const c = streams[e.prompt]!;
+            c.tokens++;
             if (e.logprobs !== undefined) {
               c.pending.ids.push(e.token);
               c.pending.rows.push(e.logprobs);
             }
             c.raw += e.text;
+            // The last token's text goes with the finish reason (onFinish).
+            if (e.finishReason !== undefined) return;
             const visible = visibleText(c.raw, s.stop, strip, false);
             if (visible.startsWith(c.sent) && visible.length > c.sent.length) {
               delta(e.prompt, visible.slice(c.sent.length));
@@ -217,7 +226,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const wholeUsage = { ...usage(gens), prompt_tokens_details: null };
   if (job.stream) {
     gens.forEach((gen, i) => finish(i, gen));
-    if (job.includeUsage) send({ ...chunk(job, modelName, 0, {}), choices: [], usage: usage(gens) });
+    // vLLM writes the usage chunk without nulls (exclude_none).
+    if (job.includeUsage) send({ id: job.id, object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: job.created, model: modelName, choices: [], usage: usage(gens) });
     send('[DONE]');
     res.end();
   } else if (job.kind === 'chat') {

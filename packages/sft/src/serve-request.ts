@@ -87,7 +87,10 @@ export interface JobRequest {
    * [DONE], as vLLM's fake_stream_generator sends it, so that a streaming client reads it as a stream.
    */
   streamWhole: boolean;
+  /** stream_options.include_usage: a last chunk with the usage. */
   includeUsage: boolean;
+  /** stream_options.continuous_usage_stats (with include_usage): every chunk carries its choice's usage so far. */
+  continuousUsage: boolean;
   /** Log-probabilities asked for: how many most likely tokens go beside each token's own (chat's top_logprobs, completions' logprobs), or null for none. */
   logprobs: number | null;
   /**
@@ -314,11 +317,15 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (m !== modelName) throw new HttpError(404, `The model \`${m}\` does not exist; this server serves "${modelName}" (see GET /v1/models)`, 'invalid_request_error', 'model', 'model_not_found');
   };
 
-  const streamOptions = (body: Body, stream: boolean): boolean => {
-    const so = optional(body, 'stream_options', isObject, 'an object {include_usage}');
-    if (so === undefined) return false;
+  // vLLM's StreamOptions: include_usage true unless given (null is false), continuous_usage_stats false; the
+  // per-chunk usage only with the final one.
+  const streamOptions = (body: Body, stream: boolean): { includeUsage: boolean; continuousUsage: boolean } => {
+    const so = optional(body, 'stream_options', isObject, 'an object {include_usage, continuous_usage_stats}');
+    if (so === undefined) return { includeUsage: false, continuousUsage: false };
     if (!stream) throw new HttpError(400, 'stream_options: only allowed with "stream": true', 'invalid_request_error', 'stream_options');
-    return optional(so, 'include_usage', isBool, 'a boolean') ?? false;
+    const includeUsage = 'include_usage' in so ? (optional(so, 'include_usage', isBool, 'a boolean') ?? false) : true;
+    const continuousUsage = includeUsage && (optional(so, 'continuous_usage_stats', isBool, 'a boolean') ?? false);
+    return { includeUsage, continuousUsage };
   };
 
   const chat = async (body: Body): Promise<JobRequest> => {
@@ -352,7 +359,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       sampling: s,
       stream,
       streamWhole: false,
-      includeUsage: streamOptions(body, stream),
+      ...streamOptions(body, stream),
       logprobs,
       promptLogprobs: null,
       echoPrompt: false,
@@ -386,6 +393,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const echoOnly = echo && body['max_tokens'] === 0;
     const promptLogprobs = parsePromptLogprobs(body, stream, model.config.vocabSize);
     const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, [], 'completion');
+    const usageOptions = streamOptions(body, stream);
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     if (promptLogprobs !== null) refuseBeamLogprobs(s, 'prompt_logprobs');
     return {
@@ -399,7 +407,8 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       // As vLLM, best_of above n is answered whole, not streamed token by token: the choices are known at the end.
       stream: stream && s.bestOf === s.n,
       streamWhole: stream && s.bestOf !== s.n,
-      includeUsage: streamOptions(body, stream) && s.bestOf === s.n,
+      // The whole reply has no usage chunks.
+      ...(s.bestOf === s.n ? usageOptions : { includeUsage: false, continuousUsage: false }),
       logprobs,
       promptLogprobs,
       echoPrompt: echo,
