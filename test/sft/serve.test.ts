@@ -443,16 +443,38 @@ test('frequency_penalty and presence_penalty change chats and completions as gen
   });
 });
 
-test('models are listed and retrieved by the served name; other names are 404', async () => {
-  await withServer({}, async (server) => {
+test("models are listed and retrieved by the served name, as vLLM's ModelCard with its ModelPermission; other names are 404", async () => {
+  await withServer({ modelRoot: modelDir }, async (server) => {
     const api = client(server);
     const list = await api.models.list();
     assert.deepEqual(list.data.map((m) => m.id), [NAME]);
     assert.equal((await api.models.retrieve(NAME)).id, NAME);
-    // vLLM's model card reports the context length.
+    // vLLM's model card: root (what the model was loaded from), parent, the context length, one default permission.
     const card = await call(`${server.url}/v1/models/${NAME}`);
-    assert.equal(card.json.max_model_len, 2048);
-    assert.equal((list.data[0] as unknown as { max_model_len: number }).max_model_len, 2048);
+    const listed = (await call(`${server.url}/v1/models`)).json.data[0];
+    for (const c of [card.json, listed, list.data[0] as unknown as Record<string, unknown>]) {
+      assert.deepEqual(keys(c), ['created', 'id', 'max_model_len', 'object', 'owned_by', 'parent', 'permission', 'root'], JSON.stringify(c));
+      assert.deepEqual([c.object, c.root, c.parent, c.max_model_len], ['model', modelDir, null, 2048]);
+      const [permission, ...more] = c.permission as Record<string, unknown>[];
+      assert.equal(more.length, 0);
+      assert.match(permission!.id as string, /^modelperm-[0-9a-f]{32}$/);
+      assert.ok(Number.isInteger(permission!.created));
+      assert.deepEqual({ ...permission, id: undefined, created: undefined }, {
+        id: undefined,
+        created: undefined,
+        object: 'model_permission',
+        allow_create_engine: false,
+        allow_sampling: true,
+        allow_logprobs: true,
+        allow_search_indices: false,
+        allow_view: true,
+        allow_fine_tuning: false,
+        organization: '*',
+        group: null,
+        is_blocking: false,
+      });
+    }
+    await withServer({}, async (plain) => assert.equal((await call(`${plain.url}/v1/models/${NAME}`)).json.root, NAME, 'root defaults to the served name'));
     await assert.rejects(api.models.retrieve('gpt-4'), (e: unknown) => e instanceof OpenAI.NotFoundError);
     const health = await call(`${server.url}/health`);
     assert.equal(health.status, 200);

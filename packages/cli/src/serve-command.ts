@@ -143,6 +143,7 @@ export function buildServeCommand(io: ServeCommandIo = {}): Command {
         tokenizer: base.tokenizer,
         template,
         modelName,
+        modelRoot: base.name,
         host: raw.host,
         port,
         ...(apiKey === undefined ? {} : { apiKey }),

@@ -3,7 +3,7 @@
 // /v1/models and /health, behind @huatuo/http's Host, Origin and content-type checks. Reading
 // requests, the queue and the replies live in serve-request.ts, serve-queue.ts and serve-reply.ts.
 
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AccessConfigError, AccessGuard, BodyTooLargeError, normalizeAllowedHosts, normalizeCorsOrigins, readBody, sendJson } from '@huatuo/http';
@@ -29,6 +29,8 @@ export interface ServeOptions {
   template: PromptTemplate | ChatTemplate;
   /** The id served at /v1/models; requests must name it. */
   modelName: string;
+  /** What the model was loaded from (the base model's folder or name), the model card's root as vLLM's is its --model. Default `modelName`. */
+  modelRoot?: string;
   /** Address to bind. Default 127.0.0.1 (loopback only). */
   host?: string;
   /** Port; 0 picks a free one. Default 0. */
@@ -160,8 +162,34 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     throw e;
   }
   const created = Math.floor(Date.now() / 1000);
-  // vLLM's model card reports the context length as max_model_len.
-  const modelObject = { id: modelName, object: 'model', created, owned_by: 'huatuo-webgpu', max_model_len: model.maxModelLen };
+  // vLLM's ModelCard (protocol.py 0052bed), as OpenAIServingModels.show_available_models fills a base model's: root
+  // the model it was loaded from, parent null, the context length as max_model_len, and one default ModelPermission,
+  // made anew for each answer as vLLM's default factories make it.
+  const modelCard = () => ({
+    id: modelName,
+    object: 'model',
+    created,
+    owned_by: 'huatuo-webgpu',
+    root: options.modelRoot ?? modelName,
+    parent: null,
+    max_model_len: model.maxModelLen,
+    permission: [
+      {
+        id: `modelperm-${randomUUID().replaceAll('-', '')}`,
+        object: 'model_permission',
+        created: Math.floor(Date.now() / 1000),
+        allow_create_engine: false,
+        allow_sampling: true,
+        allow_logprobs: true,
+        allow_search_indices: false,
+        allow_view: true,
+        allow_fine_tuning: false,
+        organization: '*',
+        group: null,
+        is_blocking: false,
+      },
+    ],
+  });
   const thread = options.tokenizerDir === undefined ? null : await TokenizerThread.start(options.tokenizerDir, tokenizer, 'tokenizerDir', { trustTokenizerPatterns: options.trustTokenizerPatterns ?? false });
   const encode: EncodeText = (text, specialTokens) => {
     const options = specialTokens ? {} : { addBos: false, addEos: false };
@@ -228,12 +256,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       return;
     }
     if (path === '/v1/models') {
-      sendJson(res, 200, { object: 'list', data: [modelObject] });
+      sendJson(res, 200, { object: 'list', data: [modelCard()] });
       return;
     }
     if (modelPath !== null) {
       if (modelPath !== modelName) throw new HttpError(404, `The model \`${modelPath}\` does not exist; this server serves "${modelName}"`, 'invalid_request_error', 'model', 'model_not_found');
-      sendJson(res, 200, modelObject);
+      sendJson(res, 200, modelCard());
       return;
     }
     const json = guard!.requireJson(req);
