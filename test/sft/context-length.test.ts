@@ -61,7 +61,7 @@ test("the server's default max_tokens limit and its context are the derived leng
     const left = M * FACTOR - prompt.length;
     const over = await post(left + 1);
     assert.equal(over.status, 400, JSON.stringify(over.json));
-    assert.equal(over.json.error.code, 'context_length_exceeded');
+    assert.deepEqual([over.json.error.type, over.json.error.code], ['BadRequestError', 400]);
     assert.match(over.json.error.message, new RegExp(`beyond this model's context of ${M * FACTOR} tokens; ask for at most ${left}`));
   } finally {
     await server.close();

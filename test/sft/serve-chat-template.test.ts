@@ -133,9 +133,9 @@ test('a conversation the template refuses with raise_exception gets a 400 carryi
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: NAME, messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] }),
     });
-    const body = (await res.json()) as { error: { message: string; param: string; type: string } };
+    const body = (await res.json()) as { error: { message: string; param: string; type: string; code: number } };
     assert.equal(res.status, 400, JSON.stringify(body));
-    assert.equal(body.error.type, 'invalid_request_error');
+    assert.deepEqual([body.error.type, body.error.code], ['BadRequestError', 400]);
     assert.equal(body.error.param, 'messages');
     assert.match(body.error.message, /Conversation roles must alternate user\/assistant\/user\/assistant\/\.\.\./);
   } finally {

@@ -72,7 +72,7 @@ test('request targets as clients write them: repeated slashes from a base URL en
     assert.equal(absolute.json.id, NAME);
     const undecodable = await call(`${server.url}/v1/models/%E0%A4`);
     assert.equal(undecodable.status, 404, JSON.stringify(undecodable.json));
-    assert.equal(undecodable.json.error.code, 'model_not_found');
+    assert.deepEqual([undecodable.json.error.type, undecodable.json.error.code], ['NotFoundError', 404]);
   });
 });
 

@@ -84,7 +84,10 @@ function assertError(r: Reply, status: number, param: string | null, what: strin
   assert.equal(r.status, status, `${what}: status ${r.status}, body ${JSON.stringify(r.json)}`);
   const e = r.json?.error;
   assert.ok(e && typeof e.message === 'string' && e.message.length > 10, `${what}: an OpenAI error object with a message, got ${JSON.stringify(r.json)}`);
-  assert.ok('type' in e && 'param' in e && 'code' in e, `${what}: error has type, param and code`);
+  assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'param', 'type'], `${what}: vLLM's ErrorInfo`);
+  assert.equal(e.code, status, `${what}: vLLM's code is the status`);
+  const type = { 400: 'BadRequestError', 404: 'NotFoundError', 401: 'AuthenticationError', 403: 'PermissionDeniedError', 500: 'InternalServerError', 503: 'InternalServerError' }[status] ?? 'BadRequestError';
+  assert.equal(e.type, type, `${what}: type`);
   if (param !== null) assert.equal(e.param, param, `${what}: param`);
 }
 
@@ -508,10 +511,9 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
     assertError(await call(chat, { body: { ...ok, model: 7 } }), 400, 'model', 'model a number');
     const unknown = await call(chat, { body: { ...ok, model: 'gpt-4' } });
     assertError(unknown, 404, 'model', 'unknown model');
-    assert.equal(unknown.json.error.code, 'model_not_found');
+    assert.match(unknown.json.error.message, /^The model `gpt-4` does not exist/, "vLLM's _check_model message");
     const long = await call(chat, { body: { ...ok, messages: [{ role: 'user', content: '头痛'.repeat(1200) }] } });
     assertError(long, 400, 'messages', 'a prompt beyond the context');
-    assert.equal(long.json.error.code, 'context_length_exceeded');
     const completions = `${server.url}/v1/completions`;
     assertError(await call(completions, { body: { model: NAME, prompt: ['a', 'b'] } }), 400, 'prompt', 'two prompts');
     assertError(await call(completions, { body: { model: NAME, prompt: [1, 99999] } }), 400, 'prompt', 'token ids beyond the vocabulary');
@@ -568,7 +570,7 @@ test('bodies over the limit get 413, declared or chunked, and the server keeps s
       req.end();
     }).catch((e: Error) => ({ status: -1, body: e.message }));
     assert.equal(chunked.status, 413, `chunked oversized body: ${chunked.body}`);
-    assert.equal(JSON.parse(chunked.body).error.code, 'request_too_large');
+    assert.deepEqual([JSON.parse(chunked.body).error.type, JSON.parse(chunked.body).error.code], ['BadRequestError', 413]);
     const r = await call(chat, { body: { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 } });
     assert.equal(r.status, 200);
   });
@@ -713,7 +715,6 @@ test('beyond the queue bound clients get 503 with Retry-After; the queued ones r
     const refused = await Promise.all([3, 4, 5].map((i) => call(`${server.url}/v1/chat/completions`, { body: body(i) })));
     for (const r of refused) {
       assertError(r, 503, null, 'a request beyond the queue');
-      assert.equal(r.json.error.code, 'queue_full');
       assert.ok(Number(r.headers.get('retry-after')) >= 1);
     }
     const queuedIds = events.filter((e) => e.type === 'queued').map((e) => e.id);

@@ -1,20 +1,16 @@
-// The serve API's refusals as OpenAI error objects ({ error: { message, type, param, code } }),
+// The serve API's refusals as vLLM's ErrorResponse ({ error: { message, type, param, code } }),
 // and the signal that stops a generation whose client has gone.
 
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '@huatuo/http';
 
-/** OpenAI's error types. */
-export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'server_error' | 'overloaded_error';
-
-/** A request refused with an OpenAI error object. */
+/** A request refused with vLLM's error object. */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly type: ErrorType = 'invalid_request_error',
+    /** The request field at fault, where one is. */
     readonly param: string | null = null,
-    readonly code: string | null = null,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
@@ -24,9 +20,23 @@ export class HttpError extends Error {
 /** Thrown from the token callback to stop generating for a client that has gone. */
 export class Cancelled extends Error {}
 
-/** The OpenAI error object of `e`. */
+/**
+ * vLLM's error type for a status: create_error_response's err_type (serving_engine.py), BadRequestError for a
+ * refused request (a bad field, a prompt beyond the context), NotFoundError for a model it does not serve, and
+ * InternalServerError; for the statuses vLLM does not send, the name the openai client gives them, as vLLM's are.
+ */
+function errorType(status: number): string {
+  if (status === 401) return 'AuthenticationError';
+  if (status === 403) return 'PermissionDeniedError';
+  if (status === 404) return 'NotFoundError';
+  if (status === 429) return 'RateLimitError';
+  if (status >= 500) return 'InternalServerError';
+  return 'BadRequestError';
+}
+
+/** vLLM's ErrorResponse of `e` (protocol.py 0052bed): its ErrorInfo under "error", the status as code. */
 export function errorBody(e: HttpError): unknown {
-  return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+  return { error: { message: e.message, type: errorType(e.status), param: e.param, code: e.status } };
 }
 
 /** Answers with `e`'s status, headers and error object (unless a reply has begun). */
@@ -36,5 +46,5 @@ export function sendError(res: ServerResponse, e: HttpError): void {
 
 /** The 503 of a server that is closing. */
 export function shuttingDown(): HttpError {
-  return new HttpError(503, 'the server is shutting down; retry against a running server', 'overloaded_error');
+  return new HttpError(503, 'the server is shutting down; retry against a running server');
 }

@@ -53,7 +53,7 @@ export class JobQueue {
     const waiting = this.waiting.length;
     if (waiting >= this.maxQueue && (this.current !== null || waiting > 0)) {
       this.emit({ type: 'rejected', id: job.id, waiting, detail: 'queue full' });
-      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, 'overloaded_error', null, 'queue_full', {
+      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, null, {
         'retry-after': String(this.retryAfter()),
       });
     }
@@ -128,7 +128,7 @@ export class JobQueue {
     }
     const message = `generation failed: ${(e as Error).message}`;
     this.emit({ type: 'failed', id: job.id, waiting: this.waiting.length, completionTokens: job.tokens, detail: message });
-    refuse(job, new HttpError(500, message, 'server_error'));
+    refuse(job, new HttpError(500, message));
   }
 }
 

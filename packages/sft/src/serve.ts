@@ -212,7 +212,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     } catch (e) {
       if (!(e instanceof BodyTooLargeError)) throw e;
       const size = e.declared === null ? '' : `${e.declared} bytes, `;
-      throw new HttpError(413, `request body is ${size}more than this server's limit of ${maxBodyBytes} bytes (--max-body-bytes); send a shorter request`, 'invalid_request_error', null, 'request_too_large');
+      throw new HttpError(413, `request body is ${size}more than this server's limit of ${maxBodyBytes} bytes (--max-body-bytes); send a shorter request`);
     }
   };
 
@@ -221,9 +221,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     try {
       value = JSON.parse(buf.toString('utf8'));
     } catch (e) {
-      throw new HttpError(400, `request body is not valid JSON (${(e as Error).message}); send one JSON object`, 'invalid_request_error', null, 'invalid_json');
+      throw new HttpError(400, `request body is not valid JSON (${(e as Error).message}); send one JSON object`);
     }
-    if (!isObject(value)) throw new HttpError(400, `request body should be a JSON object, got ${typeName(value)}`, 'invalid_request_error', null, 'invalid_json');
+    if (!isObject(value)) throw new HttpError(400, `request body should be a JSON object, got ${typeName(value)}`);
     return value;
   };
 
@@ -239,16 +239,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const route = ROUTES[path] ?? (modelPath !== null ? ROUTES['/v1/models'] : undefined);
     const verdict = guard!.check(req, res, route?.methods ?? ['GET', 'POST']);
     if (verdict === 'preflight') return;
-    if (verdict !== null) throw new HttpError(verdict.status, verdict.message, 'invalid_request_error', null, verdict.code);
+    if (verdict !== null) throw new HttpError(verdict.status, verdict.message);
     // A page reads only safelisted headers of a cross-origin reply unless told: the openai client
     // waits Retry-After before retrying a 503, and reports x-request-id.
     if (res.hasHeader('access-control-allow-origin')) res.setHeader('access-control-expose-headers', 'retry-after, x-request-id');
-    if (route === undefined) throw new HttpError(404, `no route ${req.method} ${path}; this server serves /v1/chat/completions, /v1/completions, /v1/models and /health`, 'invalid_request_error', null, 'unknown_url');
+    if (route === undefined) throw new HttpError(404, `no route ${req.method} ${path}; this server serves /v1/chat/completions, /v1/completions, /v1/models and /health`);
     if (!route.methods.includes(req.method ?? '')) {
-      throw new HttpError(405, `${path} accepts ${route.methods.join(', ')}, not ${req.method}`, 'invalid_request_error', null, 'method_not_allowed', { allow: route.methods.join(', ') });
+      throw new HttpError(405, `${path} accepts ${route.methods.join(', ')}, not ${req.method}`, null, { allow: route.methods.join(', ') });
     }
     if (route.auth && !authorized(req)) {
-      throw new HttpError(401, 'missing or wrong API key: send "Authorization: Bearer <key>" with the key the server was started with', 'authentication_error', null, 'invalid_api_key');
+      throw new HttpError(401, 'missing or wrong API key: send "Authorization: Bearer <key>" with the key the server was started with');
     }
     if (path === '/health') {
       const s = queue.status();
@@ -260,12 +260,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       return;
     }
     if (modelPath !== null) {
-      if (modelPath !== modelName) throw new HttpError(404, `The model \`${modelPath}\` does not exist; this server serves "${modelName}"`, 'invalid_request_error', 'model', 'model_not_found');
+      if (modelPath !== modelName) throw new HttpError(404, `The model \`${modelPath}\` does not exist; this server serves "${modelName}"`, 'model');
       sendJson(res, 200, modelCard());
       return;
     }
     const json = guard!.requireJson(req);
-    if (json !== null) throw new HttpError(json.status, json.message, 'invalid_request_error', null, json.code);
+    if (json !== null) throw new HttpError(json.status, json.message);
     const request = parseBody(await body(req));
     const job = { ...(await (path === '/v1/chat/completions' ? read.chat(request) : read.completion(request))), res, cancelled: false, tokens: 0 };
     queue.push(job);
@@ -274,7 +274,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
-      const err = e instanceof HttpError ? e : new HttpError(500, `internal: ${(e as Error).message}`, 'server_error');
+      const err = e instanceof HttpError ? e : new HttpError(500, `internal: ${(e as Error).message}`);
       if (err.status === 413) {
         // Stop reading the rest of an oversized body: answer, then close the connection.
         res.setHeader('connection', 'close');
