@@ -1,5 +1,11 @@
 // Progress of a training run as a one-line bar on a terminal, or as plain log lines otherwise.
-import type { ProgressEvent } from '@huatuo/sft';
+import { replacedCheckpoint, type ProgressEvent } from '@huatuo/sft';
+
+/** What a resume from a checkpoint set aside by an interrupted save of its step means, or ''. */
+function restoredNote(checkpoint: string | undefined): string {
+  const name = checkpoint === undefined ? null : replacedCheckpoint(checkpoint);
+  return name === null ? '' : ` (the checkpoint of that step as it was before a save of the step was interrupted; the next save renames it back to ${name})`;
+}
 
 function clock(seconds: number): string {
   if (!Number.isFinite(seconds)) return '--:--';
@@ -39,7 +45,7 @@ export function progressReporter(out: { write(s: string): unknown }, tty: boolea
       .join('  ');
     switch (e.kind) {
       case 'resume':
-        line(`resumed from ${e.checkpoint} at step ${e.step}/${e.totalSteps}`);
+        line(`resumed from ${e.checkpoint} at step ${e.step}/${e.totalSteps}${restoredNote(e.checkpoint)}`);
         break;
       case 'step':
         if (tty) {

@@ -37,7 +37,7 @@ export { fitMicroBatch, trainingPlan } from './memory-plan.js';
 export type { PreparedData, RunPlan } from './prepare.js';
 export { runFiles } from './run-files.js';
 export type { RunFiles } from './run-files.js';
-export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir } from './checkpoint.js';
+export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir, replacedCheckpoint } from './checkpoint.js';
 export type { TrainerState, CheckpointPayload } from './checkpoint.js';
 export type { HfTrainerState, HfLogEntry, HfTrainLog, HfEvalLog, HfTrainEndLog } from './hf-trainer-state.js';
 export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';

@@ -115,9 +115,15 @@ export function checkpointDir(outputDir: string, step: number): string {
   return files.join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
 }
 
+/** A checkpoint being written (`checkpoint-N.tmp`), or the earlier one of its step set aside while it replaces it (`.old`). */
+const LEFTOVER = /^(checkpoint-\d+)\.(tmp|old)$/;
+
 /**
- * Writes a checkpoint atomically: everything goes into `checkpoint-N.tmp`, which is renamed to
- * `checkpoint-N` only when complete. A crash leaves at worst a `.tmp` folder that is ignored.
+ * Writes a checkpoint atomically: everything goes into `checkpoint-N.tmp`, which is renamed to `checkpoint-N` only
+ * when complete. An earlier `checkpoint-N` (a resumed run saving its step again) is first renamed to
+ * `checkpoint-N.old`, and removed once the new one is in place. A crash leaves at worst a `.tmp` folder, which is
+ * discarded, or the earlier checkpoint under `.old` with no `checkpoint-N`, which a resume reads and the next save
+ * puts back (see {@link finishCheckpointReplacements}).
  */
 export async function writeCheckpoint(
   outputDir: string,
@@ -125,6 +131,7 @@ export async function writeCheckpoint(
   payload: CheckpointPayload,
   writeAdapter: (dir: string) => Promise<void>,
 ): Promise<string> {
+  await finishCheckpointReplacements(outputDir);
   const final = checkpointDir(outputDir, step);
   const tmp = `${final}.tmp`;
   await files.remove(tmp);
@@ -134,9 +141,61 @@ export async function writeCheckpoint(
   await files.writeFile(files.join(tmp, 'optimizer.safetensors'), serializeSafetensors(arrays, { metadata: { format: 'huatuo-optimizer' } }));
   await files.writeFile(files.join(tmp, 'optimizer.json'), JSON.stringify(structure));
   await writeTrainerState(tmp, payload.state);
-  await files.remove(final);
-  await files.rename(tmp, final);
+  if (!(await files.exists(final))) {
+    await files.rename(tmp, final);
+    return final;
+  }
+  const aside = `${final}.old`;
+  await files.rename(final, aside);
+  try {
+    await files.rename(tmp, final);
+  } catch (err) {
+    await files.rename(aside, final).catch(() => undefined); // left for the next save or resume if this fails too
+    throw err;
+  }
+  await removeCheckpoint(aside);
   return final;
+}
+
+/**
+ * Finishes what interrupted checkpoint saves left in `outputDir`: a `checkpoint-N.old` whose replacement did not
+ * reach `checkpoint-N` is renamed back to it, one whose replacement did is removed, and unfinished `.tmp` folders
+ * are discarded. Run before each save; two runs must not write one output folder at once.
+ */
+export async function finishCheckpointReplacements(outputDir: string): Promise<void> {
+  for (const name of await files.list(outputDir)) {
+    const leftover = LEFTOVER.exec(name);
+    if (!leftover) continue;
+    const path = files.join(outputDir, name);
+    const final = files.join(outputDir, leftover[1]!);
+    const restore = leftover[2] === 'old' && !(await files.exists(final)) && (await files.exists(files.join(path, 'trainer_state.json')));
+    if (restore) await files.rename(path, final);
+    else await removeCheckpoint(path);
+  }
+}
+
+/**
+ * The checkpoint folder that `dir` stands for when it is an earlier checkpoint set aside by a save of its step that was
+ * interrupted (`checkpoint-N.old` with no `checkpoint-N`: its name once the next save puts it back), or null.
+ */
+export function replacedCheckpoint(dir: string): string | null {
+  return /(^|[/\\])checkpoint-\d+\.old$/.test(dir) ? dir.slice(0, -'.old'.length) : null;
+}
+
+/**
+ * `dir`, or where it does not exist, the earlier copy of it that an interrupted save of its step set aside
+ * (`dir`.old, when complete): the checkpoint that `--resume dir` names.
+ */
+export async function checkpointOrAside(dir: string): Promise<string> {
+  if (await files.exists(dir)) return dir;
+  const aside = `${dir.replace(/[/\\]+$/, '')}.old`;
+  return (await files.exists(files.join(aside, 'trainer_state.json'))) ? aside : dir;
+}
+
+/** Removes a checkpoint folder, its trainer_state.json first: a removal cut short leaves no folder listed as complete. */
+async function removeCheckpoint(dir: string): Promise<void> {
+  await files.remove(files.join(dir, 'trainer_state.json'));
+  await files.remove(dir);
 }
 
 /**
@@ -147,11 +206,16 @@ export async function writeTrainerState(dir: string, state: TrainerState): Promi
   await files.writeFile(files.join(dir, 'trainer_state.json'), trainerStateJson(state));
 }
 
-/** Completed checkpoints in a folder, oldest first. */
+/**
+ * Completed checkpoints in a folder, oldest first: each `checkpoint-N` holding its trainer_state.json, or for a step
+ * whose `checkpoint-N` is missing, its complete `checkpoint-N.old` (the earlier checkpoint of a save of that step that
+ * was interrupted; the next save renames it back).
+ */
 export async function listCheckpoints(outputDir: string): Promise<{ step: number; dir: string }[]> {
-  const found = (await files.list(outputDir))
-    .map((n) => /^checkpoint-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
+  const names = await files.list(outputDir);
+  const found = names
+    .map((n) => /^checkpoint-(\d+)(\.old)?$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null && (m[2] === undefined || !names.includes(`${CHECKPOINT_PREFIX}${m[1]}`)))
     .map((m) => ({ step: Number(m[1]), dir: files.join(outputDir, m[0]) }));
   const complete = await Promise.all(found.map((c) => files.exists(files.join(c.dir, 'trainer_state.json'))));
   return found.filter((_, i) => complete[i]).sort((a, b) => a.step - b.step);
@@ -191,7 +255,7 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
 export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null): Promise<void> {
   const all = await listCheckpoints(outputDir);
   const old = all.slice(0, Math.max(0, all.length - keep));
-  for (const c of old) if (c.step !== bestStep) await files.remove(c.dir);
+  for (const c of old) if (c.step !== bestStep) await removeCheckpoint(c.dir);
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */

@@ -7,7 +7,7 @@ import type { RunFiles } from './run-files.js';
 const RUN_FILES = new Set(['adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl', 'loss.svg', 'trainer_state.json']);
 /** Written beside the final adapter where it brings its own vocabulary; a run's only in a folder holding an adapter. */
 const ADAPTER_TOKENIZER_FILES = new Set(tokenizerFileNames);
-const CHECKPOINT_NAME = /^checkpoint-\d+(\.tmp)?$/;
+const CHECKPOINT_NAME = /^checkpoint-\d+(\.tmp|\.old)?$/;
 
 /** The names in `dir` that a training run writes (final adapter and its tokenizer, metrics, loss curve, checkpoints), sorted. */
 export async function earlierRun(files: Pick<RunFiles, 'list'>, dir: string): Promise<string[]> {

@@ -3,6 +3,7 @@
 import type { TokenizedExample } from './batch.js';
 import {
   checkCheckpointFiles,
+  checkpointOrAside,
   listCheckpoints,
   readCheckpoint,
   RECORDED_CONFIG_KEYS,
@@ -162,13 +163,15 @@ function checkLrSchedule(dir: string, saved: LrScheduleState | undefined, schedu
 /**
  * The checkpoint folder `resume` names ('latest': the newest complete one in `outputDir`), refused
  * from the file names alone when there is none or it is incomplete: cheap enough to check before a
- * run opens a device or loads a model. Reads and changes nothing.
+ * run opens a device or loads a model. A checkpoint set aside by an interrupted save of its step is found under its
+ * `.old` name (see checkpointOrAside). Reads and changes nothing.
  * @throws CheckpointError saying what to pass instead.
  */
 export async function findResumePoint(resume: string, outputDir: string): Promise<string> {
   if (resume !== 'latest') {
-    await checkCheckpointFiles(resume);
-    return resume;
+    const dir = await checkpointOrAside(resume);
+    await checkCheckpointFiles(dir);
+    return dir;
   }
   const newest = (await listCheckpoints(outputDir)).pop();
   if (newest) return newest.dir;
