@@ -120,7 +120,9 @@ export class Linear {
     const B = this.adapterMatrix('B', x.dtype as FloatDType);
     const dropped = dropoutSeed !== undefined && lora.dropout > 0;
     const xin = dropped ? dropout(x, lora.dropout, dropoutSeed) : x;
-    const loraResult = matmul(matmul(xin, transpose(A)), transpose(B)); // [..., out]
+    // F.linear, as PEFT's lora_A and lora_B are nn.Linear: each weight's gradient is dy^T x over all rows in one
+    // product, [out, in] as the leaf's .grad is (no sum over the batch, no copy of a transposed view).
+    const loraResult = linear(linear(xin, A), B); // [..., out]
     if (!this.isDora) return add(y, mul(loraResult, lora.scaling));
     // DoRA as PEFT computes it: s = m / ||W + scaling B A|| (the norm held constant), y + ((s - 1) W xin + s B A xin
     // scaling), W xin being the base output less its bias unless dropout changed the adapter's input.
