@@ -11,6 +11,7 @@ import {
   randn,
   rope,
   tensor,
+  transpose,
   unscaleGradients,
   type Tensor,
 } from '@huatuo/tensor';
@@ -33,6 +34,16 @@ export async function benchLayers(ctx: BenchContext): Promise<void> {
       await readFew(y);
       y.dispose();
     });
+    // As a decoder layer calls it: the heads of the projection's output [1, T, H D], a transposed view read in place.
+    const projected = randn([1, T, H, D], { seed: 24 });
+    const heads = transpose(projected, 1, 2); // [1, H, T, D]
+    await bandwidthRow(ctx, 'rope fwd, heads view', 'huatuo', `1x${H}x${T}x${D}`, 2 * n, 'traffic: read x, write y', async () => {
+      const y = rope(heads, positions);
+      await readFew(y);
+      y.dispose();
+    });
+    heads.dispose();
+    projected.dispose();
     q.dispose();
     positions.dispose();
   }

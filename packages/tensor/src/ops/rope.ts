@@ -7,7 +7,7 @@ import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { keep } from '../scope.js';
 import { empty, fromHost, Tensor } from '../tensor.js';
 import { defineOp, type OpContext } from './define.js';
-import { checkFloat, contiguousData } from './launch.js';
+import { checkFloat, coalesce, contiguousData } from './launch.js';
 import { ropeAttentionScaling, ropeInvFreq, ropeSpec, ropeSpecKey, type RopeFrequencies, type RopeSpec } from './rope-scaling.js';
 
 /** The smallest table built; device-resident positions get at least max(this, T) rows. */
@@ -81,8 +81,48 @@ function ropeTable(D: number, spec: RopeSpec, rows: number): RopeTable {
   });
 }
 
-function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, sign: number): Tensor {
-  const out = empty(x.shape, x.dtype);
+/**
+ * x's and out's leading dims (all but T and D) as [N0, N1] with the strides of n0, n1 and t in each (elements),
+ * or null where D is not one apart in both or the leading dims do not merge into two.
+ */
+function ropeLayout(x: Tensor, outStrides: readonly number[]): { N1: number; xs: number[]; os: number[] } | null {
+  const r = x.rank;
+  if (x.shape[r - 1]! > 1 && (x.strides[r - 1] !== 1 || outStrides[r - 1] !== 1)) return null;
+  const lead = coalesce(x.shape.slice(0, r - 2), [x.strides.slice(0, r - 2), outStrides.slice(0, r - 2)]);
+  if (lead.shape.length > 2) return null;
+  const two = (st: number[]) => (st.length === 2 ? st : [0, st[0]!]);
+  const [xs, os] = [two(lead.strides[0]!), two(lead.strides[1]!)];
+  return { N1: lead.shape[lead.shape.length - 1]!, xs: [xs[0]!, xs[1]!, x.strides[r - 2]!], os: [os[0]!, os[1]!, outStrides[r - 2]!] };
+}
+
+/**
+ * Strides of a dense tensor of `shape` whose dims lie in memory in the order `strides` gives them (largest
+ * first, ties in dim order): a gradient laid out as its input was, e.g. a transposed view of heads.
+ */
+function denseStridesLike(shape: readonly number[], strides: readonly number[]): number[] {
+  const order = shape.map((_, i) => i).sort((a, b) => strides[b]! - strides[a]! || a - b);
+  const out = new Array<number>(shape.length).fill(0);
+  let step = 1;
+  for (let k = order.length - 1; k >= 0; k--) {
+    out[order[k]!] = step;
+    step *= shape[order[k]!]!;
+  }
+  return out;
+}
+
+/**
+ * Rotates x ([..., T, D], read through its strides where D is one apart and its leading dims merge into two, else
+ * copied first) into a new tensor with `outStrides` (dense; default contiguous).
+ */
+function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, rows: number, sign: number, outStrides?: readonly number[]): Tensor {
+  const alloc = (strides?: readonly number[]) => {
+    const dense = empty(x.shape, x.dtype);
+    if (strides === undefined) return dense;
+    const view = dense.view(x.shape, strides, 0, op);
+    dense.dispose('replaced by its view in the input\'s layout');
+    return view;
+  };
+  let out = alloc(outStrides);
   const D = x.shape[x.rank - 1]!;
   const T = x.shape[x.rank - 2]!;
   const pairs = out.size / 2;
@@ -90,7 +130,19 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
   const N = out.size / (T * D);
   const B = positions.rank === 2 ? positions.shape[0]! : 1;
   const rt = getRuntime();
-  const xc = contiguousData(op, x);
+  // Read in place where the layouts allow, else from a contiguous copy, and into a contiguous out as a last resort.
+  let xc = x;
+  let layout = ropeLayout(x, out.strides);
+  if (layout === null) {
+    xc = contiguousData(op, x);
+    layout = ropeLayout(xc, out.strides);
+  }
+  if (layout === null) {
+    out.dispose('the layout asked for does not fit the kernel');
+    out = alloc();
+    layout = ropeLayout(xc, out.strides);
+  }
+  if (layout === null) throw new Error(`internal: ${op} cannot rotate ${fmtShape(x.shape)} into a contiguous tensor`);
   const params = packParams('rope', {
     pairs,
     T_len: T,
@@ -99,6 +151,14 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
     pos_bstride: positions.rank === 2 ? T : 0,
     table_rows: rows,
     sign,
+    N1: layout.N1,
+    x_offset: xc.offset,
+    xs_n0: layout.xs[0]!,
+    xs_n1: layout.xs[1]!,
+    xs_t: layout.xs[2]!,
+    os_n0: layout.os[0]!,
+    os_n1: layout.os[1]!,
+    os_t: layout.os[2]!,
   });
   rt.dispatch({
     kernel: compileKernel(rt, 'rope', { T: x.dtype, T_IS_F16: String(x.dtype === 'f16') }),
@@ -107,6 +167,7 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
     workgroups: grid1d(pairs, 256),
     label: op,
   });
+  if (xc !== x) xc.dispose('temporary copy of rope');
   return out;
 }
 
@@ -127,7 +188,7 @@ function runRope(op: string, x: Tensor, positions: Tensor, cos: Tensor, sin: Ten
  */
 export const rope = defineOp({
   name: 'rope',
-  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number }>, x: Tensor, positions: Tensor, freq: RopeFrequencies = 10000) {
+  forward(ctx: OpContext<[Tensor, Tensor, Tensor], { rows: number; gradStrides: number[] }>, x: Tensor, positions: Tensor, freq: RopeFrequencies = 10000) {
     x.storage('rope');
     positions.storage('rope');
     checkFloat('rope', x);
@@ -159,13 +220,14 @@ export const rope = defineOp({
     const sin = table ? table.sin.detach() : empty([0], 'f32');
     const rows = table?.rows ?? 0;
     ctx.saved = [pc, cos, sin];
-    ctx.data = { rows };
+    // dx is laid out as x is (a view of heads transposed back is then contiguous: no copy to reshape it).
+    ctx.data = { rows, gradStrides: denseStridesLike(x.shape, x.strides) };
     return runRope('rope', x, pc, cos, sin, rows, 1);
   },
   // The rotation is orthogonal: dx is dy rotated by -angle (sin negated). positions: none.
   backward(ctx, g) {
     const [pc, cos, sin] = ctx.saved;
-    const { rows } = ctx.data;
-    return [runRope('rope backward', g, pc, cos, sin, rows, -1), null];
+    const { rows, gradStrides } = ctx.data;
+    return [runRope('rope backward', g, pc, cos, sin, rows, -1, gradStrides), null];
   },
 });
