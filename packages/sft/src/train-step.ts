@@ -1,7 +1,7 @@
 // One optimizer step of the trainer: the step's micro-batches forward and backward, their gradients
 // accumulated (averaged per micro-batch or per answer token, loss-scaled in f16), then unscaling,
 // global-norm clipping, AdamW and the scale's update.
-import { clipGradNorm, GradScaler, hasF16, startScope, type AdamW, type Tensor } from '@huatuo/tensor';
+import { clipGradNorm, GradScaler, hasF16, keep, startScope, zerosLike, type AdamW, type Tensor } from '@huatuo/tensor';
 import type { TokenizedExample } from './batch.js';
 import { resolvePrecision, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
@@ -48,9 +48,8 @@ export interface StepOutcome {
    * micro-batches over `accumulation`, which is below the mean only where a step holds fewer micro-batches
    * than the accumulation its losses are divided by (transformers 4.28's step at the end of an epoch
    * shorter than the accumulation, --epoch-remainder carry: each loss divided by
-   * gradient_accumulation_steps). Micro-batches without answer tokens are left out of the mean. 0, and no
-   * update, when no micro-batch had answer tokens (where transformers' tokens mode divides 0 by 0 and
-   * steps on NaN gradients).
+   * gradient_accumulation_steps). Micro-batches without answer tokens are left out of the mean. 0 when no
+   * micro-batch had answer tokens (the Trainer's losses are NaN then).
    */
   loss: number;
   /** The scale this step's loss was multiplied by (1 without loss scaling). */
@@ -60,8 +59,8 @@ export interface StepOutcome {
   /** Non-padding tokens read. */
   tokens: number;
   /**
-   * The gradients' global L2 norm before clipping (after unscaling), which the Trainer logs as grad_norm;
-   * null without --max-grad-norm or when no micro-batch had answer tokens, where the Trainer logs none.
+   * The gradients' global L2 norm before clipping (after unscaling), which the Trainer logs as grad_norm
+   * (0 for a step without answer tokens); null without --max-grad-norm, where the Trainer logs none.
    */
   gradNorm: number | null;
   /** Each micro-batch's padded input_ids.numel() (rows x padded length), those without answer tokens included. */
@@ -85,7 +84,8 @@ export interface AccumulatedLoss {
  * each micro-batch's mean loss multiplied by `lossScale` and by 1 / accumulation (--loss-normalization
  * micro-batch) or by its answer tokens / the step's answer tokens (tokens: transformers' sum over a
  * micro-batch divided by num_items_in_batch). A micro-batch without answer tokens (records cut before
- * their answer) adds nothing: its mean would be 0/0 = NaN, as the data warnings say.
+ * their answer) is not run: in torch its loss's backward gives zero gradients (its loss is NaN, 0/0, as the
+ * data warnings say, or 0 over the step's answer tokens).
  */
 export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' | 'params'>, lossScale: number): AccumulatedLoss {
   const { config } = s;
@@ -111,32 +111,31 @@ export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' |
   return { weightedSum, weight, tokens, inputSizes: micro.map(({ collated }) => collated.batchSize * collated.seqLen) };
 }
 
-/** Runs one optimizer step; every tensor it makes is freed before it returns. */
+/**
+ * Runs one optimizer step; every tensor it makes is freed before it returns. A step whose micro-batches hold
+ * no answer token steps too, as the Trainer's: there backward of the NaN losses gives every LoRA parameter a
+ * zero gradient, so clipping sees norm 0, AdamW steps (its moments decay, its step count grows, weight decay
+ * applies) and the loss scaler counts a finite step.
+ */
 export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   const { config, optimizer, scaler } = s;
   const scope = startScope();
   const lossScale = scaler.getScale();
-  let stepped = true;
-  let sum = 0;
-  let gradNorm: number | null = null;
   try {
     const { weightedSum, weight, tokens, inputSizes } = accumulateGradients(s, lossScale);
-    if (weightedSum) {
-      // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
-      // The overflow flag, the loss and the norm are read back together: the step waits for the GPU once.
-      scaler.unscale(optimizer);
-      const norm = config.maxGradNorm > 0 ? clipGradNorm(s.params, config.maxGradNorm) : null;
-      const read = await scaler.stepAndRead(optimizer, norm ? [weightedSum, norm] : [weightedSum]);
-      stepped = read.stepped;
-      sum = read.values[0]!;
-      gradNorm = norm ? read.values[1]! : null;
-      scaler.update();
-      optimizer.zeroGrad();
-    }
+    if (!weightedSum) for (const p of s.params) p.grad ??= keep(zerosLike(p));
+    // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
+    // The overflow flag, the loss and the norm are read back together: the step waits for the GPU once.
+    scaler.unscale(optimizer);
+    const norm = config.maxGradNorm > 0 ? clipGradNorm(s.params, config.maxGradNorm) : null;
+    const losses = weightedSum ? [weightedSum] : [];
+    const read = await scaler.stepAndRead(optimizer, norm ? [...losses, norm] : losses);
+    scaler.update();
+    optimizer.zeroGrad();
     // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
     const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
-    const loss = weightedSum ? sum / divisor : 0;
-    return { loss, lossScale, stepped, tokens, gradNorm, inputSizes };
+    const loss = weightedSum ? read.values[0]! / divisor : 0;
+    return { loss, lossScale, stepped: read.stepped, tokens, gradNorm: norm ? read.values[losses.length]! : null, inputSizes };
   } finally {
     scope.end();
   }
