@@ -227,6 +227,19 @@ for (const c of fixture.cases) {
     }
   });
 
+  test(`${c.name}: micro-batches without answer tokens add to the logged loss what the Trainer's NaN filter adds in their place, in the step's order`, async () => {
+    for (const [every, expected] of Object.entries(c.logs)) {
+      const { result, events } = await trainTiny(fixtureConfig(c, tmp(), Number(every)));
+      const logged = events.filter((e) => e.kind === 'log');
+      assert.deepEqual(logged.map((e) => e.step), expected.map((l) => l.step), `logging every ${every}`);
+      logged.forEach((e, i) => {
+        const want = expected[i]!.meanLoss;
+        assert.ok(Math.abs(e.loss! - want) <= 1e-6 * want + 1e-7, `logging every ${every}, step ${e.step}: loss ${e.loss}, the Trainer ${want}`);
+      });
+      const history = result.state.log_history!.filter((l) => 'loss' in l) as { loss: number; step: number }[];
+      assert.deepEqual(history.map((l) => [l.step, l.loss]), expected.map((l) => [l.step, l.loss]), `log_history's rounded losses, logging every ${every}`);
+    }
+  });
 }
 
 test('a run resumed from the checkpoint of a step without answer tokens, or of the step before it, ends with the uninterrupted run\'s adapter byte for byte; the checkpoint holds AdamW\'s step count', async () => {

@@ -182,7 +182,7 @@ async function microBatchLosses(config: TrainConfig, step: number, checkpoint?: 
     if (checkpoint) await model.loadAdapter(checkpoint);
     const schedule = trainingSchedule(config, data.train.length, 2);
     const { chunks } = stepBatches(data.train.length, config, schedule, 2)(step);
-    const { weightedSum, weight } = accumulateGradients({ config, model, examples: data.train, chunks, accumulation: schedule.gradientAccumulationSteps, step }, 1);
+    const { parts: [weightedSum], weight } = accumulateGradients({ config, model, examples: data.train, chunks, accumulation: schedule.gradientAccumulationSteps, step }, 1);
     assert.equal(weight, chunks.length, 'every micro-batch has answer tokens');
     return { sum: await weightedSum!.item(), count: chunks.length };
   } finally {

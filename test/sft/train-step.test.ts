@@ -45,7 +45,7 @@ async function gradients(
   try {
     // Short answers first, so that the micro-batches below are uneven in answer tokens.
     const examples = [...data.train].sort((a, b) => answerTokens(a) - answerTokens(b));
-    const { weightedSum, weight } = accumulateGradients({ config, model, examples, chunks, accumulation: chunks.length, step: 0 }, 1);
+    const { parts: [weightedSum], weight } = accumulateGradients({ config, model, examples, chunks, accumulation: chunks.length, step: 0 }, 1);
     const grads = new Map<string, Float32Array>();
     for (const [key, p] of model.trainableParameters) {
       assert.ok(p.grad, `${key} has a gradient`);
@@ -130,7 +130,7 @@ test('a step with --max-grad-norm reads its loss and gradient norm back together
   let expected: { loss: number; gradNorm: number };
   try {
     const params = [...alone.model.trainableParameters.values()];
-    const { weightedSum, weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step: 0 }, 1);
+    const { parts: [weightedSum], weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step: 0 }, 1);
     const norm = clipGradNorm(params, config.maxGradNorm);
     expected = { loss: (await weightedSum!.item()) / weight, gradNorm: await norm.item() };
   } finally {
@@ -177,7 +177,7 @@ test('a mixed-precision step with --max-grad-norm reads the overflow flag, loss 
       const scope = startScope();
       try {
         const lossScale = scaler.getScale();
-        const { weightedSum, weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step }, lossScale);
+        const { parts: [weightedSum], weight } = accumulateGradients({ config, model: alone.model, examples: alone.data.train, chunks, accumulation: 2, step }, lossScale);
         scaler.unscale(optimizer);
         const norm = clipGradNorm(params, config.maxGradNorm);
         const stepped = await scaler.step(optimizer);

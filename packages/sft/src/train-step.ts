@@ -43,20 +43,26 @@ export interface StepInputs {
 export interface StepOutcome {
   /**
    * The step's loss as the Hugging Face Trainer adds it to its logged tr_loss (the losses training_step
-   * returns, each already divided as its gradient is): with --loss-normalization tokens the mean over the
-   * step's answer tokens; with micro-batch the mean of the micro-batches' means times the step's
-   * micro-batches over `accumulation`, which is below the mean only where a step holds fewer micro-batches
-   * than the accumulation its losses are divided by (transformers 4.28's step at the end of an epoch
-   * shorter than the accumulation, --epoch-remainder carry: each loss divided by
-   * gradient_accumulation_steps). Micro-batches without answer tokens are left out of the mean. 0 when no
-   * micro-batch had answer tokens (the Trainer's losses are NaN then).
+   * returns, each already divided as its gradient is), left out the micro-batches whose loss is NaN there
+   * (see `losses`): with --loss-normalization tokens the mean over the step's answer tokens; with
+   * micro-batch the micro-batches' means summed over `accumulation` (transformers 4.28's step at the end of
+   * an epoch shorter than the accumulation, --epoch-remainder carry, divides each by
+   * gradient_accumulation_steps too). 0 when no micro-batch had answer tokens.
    */
   loss: number;
+  /**
+   * The losses in the order the Trainer adds them to tr_loss: those of consecutive micro-batches summed
+   * (divided as `loss`), null for each micro-batch whose loss is NaN in the Trainer, which its
+   * logging_nan_inf_filter replaces: with micro-batch one without answer tokens (CrossEntropyLoss's mean over
+   * no token), with tokens every micro-batch of a step without any (0 / num_items_in_batch 0). With tokens a
+   * micro-batch without answer tokens in a step with some adds 0 (its sum 0 over num_items_in_batch).
+   */
+  losses: (number | null)[];
   /** The scale this step's loss was multiplied by (1 without loss scaling). */
   lossScale: number;
   /** False when the gradients held inf/NaN and the update was skipped. */
   stepped: boolean;
-  /** Non-padding tokens read. */
+  /** Non-padding tokens read in the micro-batches with answer tokens. */
   tokens: number;
   /**
    * The gradients' global L2 norm before clipping (after unscaling), which the Trainer logs as grad_norm
@@ -69,8 +75,12 @@ export interface StepOutcome {
 
 /** The losses of a step's micro-batches, added up as {@link StepOutcome.loss} says. */
 export interface AccumulatedLoss {
-  /** The sum of the micro-batches' mean losses times their weights (on the device); null when none had answer tokens. */
-  weightedSum: Tensor | null;
+  /**
+   * The micro-batches' mean losses times their weights in the Trainer's order, as {@link StepOutcome.losses}:
+   * those of consecutive micro-batches summed on the device, null for each whose loss is NaN there; so one sum
+   * when every micro-batch had answer tokens, and none when none had.
+   */
+  parts: (Tensor | null)[];
   /** The sum of those weights: 1 per micro-batch (--loss-normalization micro-batch) or its answer tokens (tokens). */
   weight: number;
   /** Non-padding tokens read. */
@@ -95,20 +105,25 @@ export function accumulateGradients(s: Omit<StepInputs, 'optimizer' | 'scaler' |
     return { collated, targets: targetCount(collated) };
   });
   const stepTargets = micro.reduce((n, m) => n + m.targets, 0);
-  let weightedSum: Tensor | null = null;
+  const parts: (Tensor | null)[] = [];
   let weight = 0;
   let tokens = 0;
   micro.forEach(({ collated, targets }, index) => {
-    if (targets === 0) return;
+    if (targets === 0) {
+      if (!byTokens || stepTargets === 0) parts.push(null);
+      return;
+    }
     const batch = batchToDevice(collated);
     tokens += batch.tokens;
     const loss = s.model.loss(batch, { training: true, dropoutSeed: dropoutSeed(config.seed, s.step, index) });
     loss.mul(byTokens ? (lossScale * targets) / stepTargets : lossScale / s.accumulation).backward();
     const weighted = byTokens ? loss.mul(targets) : loss;
-    weightedSum = weightedSum ? weightedSum.add(weighted) : weighted;
+    const last = parts.length - 1;
+    if (last >= 0 && parts[last]) parts[last] = parts[last].add(weighted);
+    else parts.push(weighted);
     weight += byTokens ? targets : 1;
   });
-  return { weightedSum, weight, tokens, inputSizes: micro.map(({ collated }) => collated.batchSize * collated.seqLen) };
+  return { parts, weight, tokens, inputSizes: micro.map(({ collated }) => collated.batchSize * collated.seqLen) };
 }
 
 /**
@@ -122,20 +137,23 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
   const scope = startScope();
   const lossScale = scaler.getScale();
   try {
-    const { weightedSum, weight, tokens, inputSizes } = accumulateGradients(s, lossScale);
-    if (!weightedSum) for (const p of s.params) p.grad ??= keep(zerosLike(p));
+    const { parts, weight, tokens, inputSizes } = accumulateGradients(s, lossScale);
+    const partSums = parts.filter((p): p is Tensor => p !== null);
+    if (partSums.length === 0) for (const p of s.params) p.grad ??= keep(zerosLike(p));
     // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
-    // The overflow flag, the loss and the norm are read back together: the step waits for the GPU once.
+    // The overflow flag, the losses and the norm are read back together: the step waits for the GPU once.
     scaler.unscale(optimizer);
     const norm = config.maxGradNorm > 0 ? clipGradNorm(s.params, config.maxGradNorm) : null;
-    const losses = weightedSum ? [weightedSum] : [];
-    const read = await scaler.stepAndRead(optimizer, norm ? [...losses, norm] : losses);
+    const read = await scaler.stepAndRead(optimizer, norm ? [...partSums, norm] : partSums);
     scaler.update();
     optimizer.zeroGrad();
-    // micro-batch: the means' sum over `accumulation` when every micro-batch had answer tokens.
-    const divisor = config.lossNormalization === 'tokens' ? weight : (weight * s.accumulation) / s.chunks.length;
-    const loss = weightedSum ? read.values[0]! / divisor : 0;
-    return { loss, lossScale, stepped: read.stepped, tokens, gradNorm: norm ? read.values[losses.length]! : null, inputSizes };
+    // micro-batch: each mean over `accumulation`, as the Trainer divides it.
+    const divisor = config.lossNormalization === 'tokens' ? weight : s.accumulation;
+    const sums = read.values.slice(0, partSums.length);
+    let next = 0;
+    const losses = parts.map((p) => (p === null ? null : sums[next++]! / divisor));
+    const loss = sums.reduce((a, b) => a + b, 0) / divisor;
+    return { loss, losses, lossScale, stepped: read.stepped, tokens, gradNorm: norm ? read.values[partSums.length]! : null, inputSizes };
   } finally {
     scope.end();
   }

@@ -16,14 +16,15 @@ import { lossScaling, optimizerStep } from './train-step.js';
 import type { TrainOptions, TrainResult } from './train-types.js';
 
 /**
- * What the Trainer adds to its logged tr_loss for a step of `microBatches` NaN losses, `stepsSinceLog` steps after
- * its last log, tr_loss being `lossSinceLog`: logging_nan_inf_filter (on by default, 4.28 and 4.57.6 alike) adds
- * tr_loss / (1 + global_step - _globalstep_last_logged) in place of each NaN, so 0 right after a log.
+ * What the Trainer adds to its logged tr_loss for a step's `losses` (StepOutcome.losses: null for a NaN one),
+ * `stepsSinceLog` steps after its last log, tr_loss being `lossSinceLog`: in their order, each loss, or in place of
+ * a NaN what logging_nan_inf_filter (on by default, 4.28 and 4.57.6 alike) adds, tr_loss / (1 + global_step -
+ * _globalstep_last_logged) of tr_loss as it stands then (0 right after a log, until a loss is added).
  */
-function nanFilteredLoss(lossSinceLog: number, stepsSinceLog: number, microBatches: number): number {
-  let trLoss = lossSinceLog;
-  for (let i = 0; i < microBatches; i++) trLoss += trLoss / (1 + stepsSinceLog);
-  return trLoss - lossSinceLog;
+function nanFilteredLoss(lossSinceLog: number, stepsSinceLog: number, losses: readonly (number | null)[]): number {
+  let added = 0;
+  for (const loss of losses) added += loss ?? (lossSinceLog + added) / (1 + stepsSinceLog);
+  return added;
 }
 
 /** Runs (or resumes) training and leaves the final adapter in `config.outputDir`. */
@@ -161,9 +162,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         step,
       });
       const { lossScale, stepped, tokens, gradNorm, inputSizes } = outcome;
-      // A step whose micro-batches hold no answer token (tokens are counted only in those that do) has NaN losses in
-      // the Trainer (a mean over no token; 0 over num_items_in_batch 0), which its logging_nan_inf_filter replaces.
-      const stepLoss = tokens === 0 ? nanFilteredLoss(lossSinceLog, stepsSinceLog, chunks.length) : outcome.loss;
+      // Micro-batches without answer tokens have NaN losses in the Trainer (a mean over no token; 0 over
+      // num_items_in_batch 0 in a step without any), which its logging_nan_inf_filter replaces.
+      const stepLoss = nanFilteredLoss(lossSinceLog, stepsSinceLog, outcome.losses);
       tokensSinceLog += tokens;
       for (const size of inputSizes) currentFlos += 6 * size * flopParameters;
       lossSinceLog += stepLoss;
