@@ -80,6 +80,11 @@ test('every option has a distinct flag and names a config key', () => {
   for (const o of CONFIG_OPTIONS) assert.ok(o.key in DEFAULT_CONFIG, o.key);
 });
 
+test("--epoch-remainder's help says that carry logs the learning rate and the epoch as transformers 4.28 does", () => {
+  const help = CONFIG_OPTIONS.find((o) => o.flag === '--epoch-remainder')!.help;
+  assert.match(help, /carry: .*logs are 4\.28's: the learning rate after the scheduler stepped for the logged step .* and the epoch rounded to 2 decimals; drop/);
+});
+
 test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,158 training records", () => {
   // 8158 / 8 = 1019.75 -> 1020 micro-batches; 128 / 8 = 16 per step -> 63 full steps and one of the
   // remaining 12 per epoch (transformers 4.57: ceil(1020 / 16) = 64), as HuaTuo's 64 batches of 128 an epoch.

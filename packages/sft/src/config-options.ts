@@ -89,7 +89,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
     flag: '--epoch-remainder',
     kind: 'string',
     choices: ['step', 'carry', 'drop'],
-    help: "an epoch's last micro-batches that do not fill a step (micro-batches per epoch not a multiple of the accumulation): step: they take a step of their own, their losses divided by their count (transformers 4.57; ceil(micro-batches / accumulation) steps per epoch; each step reads the records of one whole batch, as HuaTuo's micro-batch 128 = batch did); carry: their gradients go into the next epoch's first step (transformers 4.28 with accumulation; floor(...) steps per epoch); drop: they are left out (this trainer's earlier runs)",
+    help: "an epoch's last micro-batches that do not fill a step (micro-batches per epoch not a multiple of the accumulation): step: they take a step of their own, their losses divided by their count (transformers 4.57; ceil(micro-batches / accumulation) steps per epoch; each step reads the records of one whole batch, as HuaTuo's micro-batch 128 = batch did); carry: their gradients go into the next epoch's first step (transformers 4.28 with accumulation; floor(...) steps per epoch), and logs are 4.28's: the learning rate after the scheduler stepped for the logged step (the next step's, 0 after the last of a linear schedule) and the epoch rounded to 2 decimals; drop: they are left out (this trainer's earlier runs)",
   },
   { key: 'warmupRatio', flag: '--warmup-ratio', kind: 'number', min: 0, below: 1, help: 'fraction of steps of linear warm-up: ceil(steps x ratio) steps' },
   { key: 'warmupSteps', flag: '--warmup-steps', kind: 'int', min: 0, help: 'steps of linear warm-up, overriding --warmup-ratio when > 0' },
