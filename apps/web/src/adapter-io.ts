@@ -6,7 +6,20 @@
 // with it, used while it is attached, as Node's loadAdapterWithTokenizer does, and with the chat template
 // of its folder.
 
-import { adapterConfigName, adapterConfigText, adapterTorchWeightsName, adapterWeightsName, blobSource, loadAdapterFromFiles, serializeAdapter, type LlamaModel, type TokenizerLoadOptions } from '@huatuo/llama';
+import {
+  adapterConfigName,
+  adapterConfigText,
+  adapterTorchWeightsName,
+  adapterWeightsName,
+  blobSource,
+  loadAdapterFromFiles,
+  pickedFolderFiles,
+  pickedFolderOf,
+  saveStagingName,
+  serializeAdapter,
+  type LlamaModel,
+  type TokenizerLoadOptions,
+} from '@huatuo/llama';
 import { adapterTokenizerOptions, type BaseModel } from '@huatuo/sft';
 import { inPageTerms } from './base-model.js';
 import { download } from './dom.js';
@@ -52,10 +65,11 @@ export function offerTokenizerDownloads(row: HTMLElement, names: readonly string
   for (const button of row.querySelectorAll('button')) button.disabled = !enabled;
 }
 
-/** The folder of a picked file within the picked folder ('' for files picked one by one). */
-function folderOf(file: File): string {
-  const rel = (file as File & { webkitRelativePath?: string }).webkitRelativePath ?? '';
-  return rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+/** The folder a picked file belongs to: its own, or for a file of a save's staging folder, the folder saved into. */
+function savedFolderOf(file: File): string {
+  const folder = pickedFolderOf(file);
+  if (folder === saveStagingName) return '';
+  return folder.endsWith(`/${saveStagingName}`) ? folder.slice(0, -saveStagingName.length - 1) : folder;
 }
 
 /**
@@ -68,14 +82,23 @@ function folderOf(file: File): string {
  */
 export async function uploadAdapter(base: BaseModel, files: readonly File[], tokenizerOptions: TokenizerLoadOptions): Promise<string> {
   const picked = files.map((f) => f.name).join(', ') || 'no files';
-  const config = files.find((f) => f.name === adapterConfigName);
-  if (!config) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  // A folder may hold checkpoints in subfolders: the adapter's files are those beside its adapter_config.json.
-  const folder = folderOf(config);
-  const beside = new Map(files.filter((f) => folderOf(f) === folder).map((f) => [f.name, f]));
+  const configs = files.filter((f) => f.name === adapterConfigName);
+  const found = configs.find((f) => savedFolderOf(f) === pickedFolderOf(f)) ?? configs[0];
+  if (!found) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
+  // A folder may hold checkpoints in subfolders: the adapter's files are those beside its adapter_config.json, read as
+  // Node reads them where a save into the folder was interrupted (a staging folder's files are not the adapter's).
+  const folder = savedFolderOf(found);
+  const { files: beside, save } = await pickedFolderFiles(files, folder);
+  const config = beside.get(adapterConfigName);
+  if (!config) {
+    throw new Error(
+      `${folder || 'the picked folder'} holds no ${adapterConfigName} of its own: a save of an adapter into it was interrupted before its files were all written (${found.name} is in ${saveStagingName}, which is not read); pick a folder holding a whole adapter, or save the adapter there again`,
+    );
+  }
   const weights = beside.get(adapterWeightsName) ?? beside.get(adapterTorchWeightsName);
   if (!weights) throw new Error(`no ${adapterWeightsName} or ${adapterTorchWeightsName} beside ${folder ? `${folder}/` : ''}${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  const from = folder || config.name;
+  // A save committed but not completed is read as completed; the folder itself changes only when Node loads or saves it.
+  const from = `${folder || config.name}${save === 'committed' ? ` (as a save into it completes, which was interrupted after its files were all written; a load or save of the folder in Node completes it there)` : ''}`;
   const tokenizerFiles = adapterTokenizerOptions({
     read: async (name) => {
       const file = beside.get(name);

@@ -8,7 +8,9 @@ import {
   loadLlamaFromCheckpoint,
   openCheckpointFromFiles,
   parseLlamaConfig,
+  pickedFolderFiles,
   planMemory,
+  saveStagingName,
   withGenerationConfig,
   readTokenizerFiles,
   tokenizerFromFiles,
@@ -87,9 +89,13 @@ export async function loadFolderModel(
   onProgress: (fraction: number) => void,
 ): Promise<BaseModel> {
   const name = folderName(files);
-  const byName = new Map(files.map((f) => [f.name, f]));
+  // The folder's own files, as Node reads it: a save interrupted there is read as its commit leaves the folder.
+  const { files: byName, save } = await pickedFolderFiles(files);
   const configFile = byName.get('config.json');
-  if (!configFile) throw new Error(`${name}: no config.json among the ${files.length} files; pick the folder of a Hugging Face LLaMA model`);
+  if (!configFile) {
+    const interrupted = save === 'uncommitted' ? ` (a save of a model into it was interrupted before its files were all written: ${saveStagingName} is not read; save the model there again)` : '';
+    throw new Error(`${name}: no config.json among the ${files.length} files${interrupted}; pick the folder of a Hugging Face LLaMA model`);
+  }
   const read = async (n: string) => (byName.has(n) ? new Uint8Array(await byName.get(n)!.arrayBuffer()) : undefined);
   let config = parseLlamaConfig(await jsonOf(configFile, `${name}/config.json`), `${name}/config.json`);
   const generationFile = byName.get('generation_config.json');

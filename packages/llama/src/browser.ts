@@ -47,6 +47,8 @@ export {
   torchBinIndexName,
   torchBinSingleName,
 } from './formats/safetensors-checkpoint.js';
+export { pickedFolderFiles, pickedFolderOf, saveStagingName } from './formats/folder-save.js';
+export type { PickedSave } from './formats/folder-save.js';
 export type {
   CheckpointTensorInfo,
   LoadProgress,

@@ -4,18 +4,10 @@
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.js';
+import { parseSaveCommit, saveCommitName as COMMIT, saveStagingName, type SaveCommit } from './folder-save.js';
 import { syncDir, writeFileAtomic } from './write-atomic-node.js';
 
-/** The staging folder of a save in progress, inside the folder saved into (same file system, so its files rename in). */
-export const saveStagingName = '.save-in-progress';
-/** The commit of a staged save: its existence means the staged files are complete and replace the folder's. */
-const COMMIT = 'commit.json';
-
-/** What a committed save does to the folder: `remove` the earlier files it replaces by none, then rename `move` in, in order. */
-interface SaveCommit {
-  readonly move: readonly string[];
-  readonly remove: readonly string[];
-}
+export { saveStagingName };
 
 /** How {@link finishInterruptedSave} found the folder. */
 export type InterruptedSave = 'none' | 'completed' | 'discarded';
@@ -81,15 +73,7 @@ export async function finishInterruptedSave(dir: string, options: { keepUncommit
     }
     return 'discarded';
   }
-  let commit: SaveCommit;
-  try {
-    const json = JSON.parse(text) as Partial<SaveCommit> | null;
-    const names = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === 'string' && n !== '' && !/[/\\]/.test(n) && n !== '.' && n !== '..');
-    if (!names(json?.move) || !names(json?.remove)) throw new Error('expected {"move": [names], "remove": [names]}');
-    commit = json as SaveCommit;
-  } catch (err) {
-    throw new ModelError(`${join(staging, COMMIT)} is not a save's commit (${err instanceof Error ? err.message : String(err)}); the files of ${dir} may be mixed: save the adapter or model there again, or remove ${staging}`);
-  }
+  const commit = parseSaveCommit(text, join(staging, COMMIT), dir, staging);
   try {
     await applyCommit(dir, staging, commit);
   } catch (err) {

@@ -2,6 +2,7 @@
 // `model.safetensors.index.json` (`pytorch_model.bin.index.json`), read tensor by tensor with progress. Browser-safe.
 
 import { SafetensorsError } from '../errors.js';
+import { pickedFolderFiles } from './folder-save.js';
 import { convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
 import type { TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';
@@ -280,10 +281,13 @@ async function openClosingOnError(source: ByteSource): Promise<TensorFile> {
  * Opens a checkpoint from browser `File`s (e.g. a folder picked with `webkitdirectory`):
  * `model.safetensors.index.json` with its shards, or a single `.safetensors` file; failing both,
  * `pytorch_model.bin.index.json` with its shards, or a single `.bin` file.
- * Files are matched by their `name`; other files (config, tokenizer) are ignored.
+ * Files are matched by their `name`; other files (config, tokenizer) are ignored. Of a picked folder, only its own files
+ * are read, as Node's loaders read it (see pickedFolderFiles): not its subfolders', and never those of a save
+ * interrupted there, whose commit (when it reached it) is read as completed.
  */
-export async function openCheckpointFromFiles(files: readonly File[]): Promise<Checkpoint> {
-  const byName = new Map(files.map((f) => [f.name, f]));
+export async function openCheckpointFromFiles(picked: readonly File[]): Promise<Checkpoint> {
+  const byName = (await pickedFolderFiles(picked)).files;
+  const files = [...byName.values()];
   const anySafetensors = files.some((f) => f.name.endsWith('.safetensors'));
   const indexFile = byName.get(safetensorsIndexName) ?? (anySafetensors ? undefined : byName.get(torchBinIndexName));
   if (indexFile !== undefined) {

@@ -1,0 +1,75 @@
+// What a save into a folder that commits whole leaves there (see folder-save-node.ts), read alike by Node's loaders and
+// by the browser's, which see a picked folder's files: the staging folder, its commit, and the folder's files as the
+// commit leaves them.
+import { ModelError } from '../errors.js';
+
+/** The staging folder of a save in progress, inside the folder saved into (same file system, so its files rename in). */
+export const saveStagingName = '.save-in-progress';
+/** The commit of a staged save: its existence means the staged files are complete and replace the folder's. */
+export const saveCommitName = 'commit.json';
+
+/** What a committed save does to the folder: `remove` the earlier files it replaces by none, then rename `move` in, in order. */
+export interface SaveCommit {
+  readonly move: readonly string[];
+  readonly remove: readonly string[];
+}
+
+/**
+ * A commit's text checked to be one; `where` names it and `dir` the folder in the error.
+ * @throws ModelError saying to save there again or remove the staging folder.
+ */
+export function parseSaveCommit(text: string, where: string, dir: string, staging: string): SaveCommit {
+  try {
+    const json = JSON.parse(text) as Partial<SaveCommit> | null;
+    const names = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === 'string' && n !== '' && !/[/\\]/.test(n) && n !== '.' && n !== '..');
+    if (!names(json?.move) || !names(json?.remove)) throw new Error('expected {"move": [names], "remove": [names]}');
+    return json as SaveCommit;
+  } catch (err) {
+    throw new ModelError(`${where} is not a save's commit (${err instanceof Error ? err.message : String(err)}); the files of ${dir} may be mixed: save the adapter or model there again, or remove ${staging}`);
+  }
+}
+
+/** How a picked folder was found: no save interrupted there, one interrupted before its commit, or one after it. */
+export type PickedSave = 'none' | 'uncommitted' | 'committed';
+
+/** A picked file's path in the picked folder (webkitRelativePath; '' for a file picked alone). */
+function relativePath(file: File): string {
+  return (file as File & { webkitRelativePath?: string }).webkitRelativePath ?? '';
+}
+
+/** The folder of a picked file within the picked folder ('' for files picked one by one). */
+export function pickedFolderOf(file: File): string {
+  const rel = relativePath(file);
+  return rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+}
+
+/**
+ * The files of one folder among picked files (a folder picked with `<input webkitdirectory>` or the File System Access
+ * API, whose files carry their path in `webkitRelativePath`; or files picked one by one), by name, as Node's loaders
+ * read that folder: its own files only, not those of its subfolders, and where a save into it was interrupted (see
+ * saveFilesTogether), the staging folder's files never as the folder's: before the save's commit the folder's earlier
+ * files are read (as the save left them), after it the files the save's completion leaves (its renames and removals
+ * applied to the list, the picked folder itself unchanged; Node's next load or save of the folder completes it on disk).
+ * `folder` defaults to the picked folder itself (the shallowest folder among the files).
+ *
+ * @throws ModelError where the staging folder's commit.json is not a commit.
+ * @example
+ * const { files, save } = await pickedFolderFiles([...input.files]);
+ * const config = files.get('config.json');
+ */
+export async function pickedFolderFiles(picked: readonly File[], folder?: string): Promise<{ files: Map<string, File>; save: PickedSave }> {
+  const root = folder ?? picked.map(pickedFolderOf).reduce<string | undefined>((a, f) => (a === undefined || f.split('/').length < a.split('/').length ? f : a), undefined) ?? '';
+  const stagingDir = root === '' ? saveStagingName : `${root}/${saveStagingName}`;
+  const own = new Map(picked.filter((f) => pickedFolderOf(f) === root).map((f) => [f.name, f]));
+  const staged = new Map(picked.filter((f) => pickedFolderOf(f) === stagingDir).map((f) => [f.name, f]));
+  const commitFile = staged.get(saveCommitName);
+  if (commitFile === undefined) return { files: own, save: staged.size > 0 ? 'uncommitted' : 'none' };
+  const where = root === '' ? 'the picked folder' : root;
+  const commit = parseSaveCommit(await commitFile.text(), `${stagingDir}/${saveCommitName}`, where, stagingDir);
+  for (const name of commit.remove) own.delete(name);
+  for (const name of commit.move) {
+    const file = staged.get(name);
+    if (file !== undefined) own.set(name, file); // not renamed in yet; otherwise the folder's is the save's
+  }
+  return { files: own, save: 'committed' };
+}
