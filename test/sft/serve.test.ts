@@ -3,12 +3,12 @@
 // by the openai client, raw HTTP, gen-data (in process and as a killed child) and the SUS judge.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import OpenAI from 'openai';
 import { deviceInfo, initWebGPU } from '@huatuo/tensor';
 import { checkMemoryPlan, generate, llamaTokenizerDir, loadAdapter, loadLlama, loadTokenizer, planMemory, type LlamaModel, type Tokenizer } from '@huatuo/llama';
@@ -771,32 +771,65 @@ test('gen-data runs end to end against the server: every knowledge pair is asked
   });
 });
 
-function spawnChild(args: string[]): { done: Promise<number | null>; stdout: () => string; kill: () => void } {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', childScript, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+// The child is spawned by a worker thread, whose own event loop reaps it, so that kill() can send SIGKILL and
+// block this thread (the server's too) until the child has exited: its connections are closed by then.
+const SPAWNER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { spawn } = require('node:child_process');
+const state = new Int32Array(workerData.state);
+const child = spawn(workerData.command, workerData.args, { cwd: workerData.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+Atomics.store(state, 1, child.pid);
+child.stdout.on('data', (d) => parentPort.postMessage({ stdout: d.toString() }));
+child.stderr.on('data', (d) => parentPort.postMessage({ stderr: d.toString() }));
+child.on('exit', () => {
+  Atomics.store(state, 0, 1);
+  Atomics.notify(state, 0);
+});
+child.on('close', (code) => parentPort.postMessage({ code }));
+`;
+
+function spawnChild(args: string[]): { done: Promise<number | null>; stdout: () => string; kill: () => boolean } {
+  // [exited, pid]
+  const state = new Int32Array(new SharedArrayBuffer(8));
+  const worker = new Worker(SPAWNER, { eval: true, execArgv: [], workerData: { state: state.buffer, command: process.execPath, args: ['--conditions=source', '--import', 'tsx', childScript, ...args], cwd: repoRoot } });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const done = new Promise<number | null>((resolve, reject) => {
+    worker.on('error', reject);
+    worker.on('message', (m: { stdout?: string; stderr?: string; code?: number | null }) => {
+      stdout += m.stdout ?? '';
+      stderr += m.stderr ?? '';
+      if ('code' in m) resolve(m.code!);
+    });
+  });
   void done.then((code) => {
     if (code !== 0 && code !== null) process.stderr.write(stderr);
   });
-  return { done, stdout: () => stdout, kill: () => child.kill('SIGKILL') };
+  // Whether the child has exited within a minute of SIGKILL.
+  const kill = (): boolean => {
+    const pid = Atomics.load(state, 1);
+    if (pid === 0) return false;
+    process.kill(pid, 'SIGKILL');
+    return Atomics.wait(state, 0, 0, 60_000) !== 'timed-out';
+  };
+  return { done, stdout: () => stdout, kill };
 }
 
 test('a gen-data child killed with SIGKILL mid-run leaves the server serving, and its rerun completes without duplicate keys', async () => {
   const raw = readFileSync(shippedGraphPath(), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
   const graph = join(tmp(), 'graph.jsonl');
   writeFileSync(graph, raw.slice(0, 4).map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).slice(0, 4)))).join('\n') + '\n');
-  // The child is killed the moment the server starts one of its requests after two answered
-  // ones: that request is then certainly in flight, with its whole generation still to run.
+  // The child is killed the moment the server starts one of its requests after two answered ones,
+  // and the server goes on only once the child has exited: that request is in flight, its whole
+  // generation still to run, when its connection closes.
   let first: ReturnType<typeof spawnChild> | undefined;
   let answered = 0;
   let killedDuring: string | undefined;
+  let exitedAtKill = false;
   const killOnStart = (e: ServeEvent): void => {
     if (e.type === 'finished') answered++;
     if (e.type === 'started' && answered >= 2 && killedDuring === undefined && first !== undefined) {
-      first.kill();
+      exitedAtKill = first.kill();
       killedDuring = e.id;
     }
   };
@@ -805,6 +838,7 @@ test('a gen-data child killed with SIGKILL mid-run leaves the server serving, an
     const args = ['--graph', graph, '--api-url', `${server.url}/v1`, '--model', NAME, '-n', '6', '--out', out, '--attributes-per-sample', '1', '--concurrency', '2', '--seed', '3'];
     first = spawnChild(args);
     assert.equal(await first.done, null, `the first run was killed, not finished: ${first.stdout()}`);
+    assert.ok(exitedAtKill, 'the killed child exited before the server went on');
     const health = async () => (await call(`${server.url}/health`)).json as { running: boolean; waiting: number };
     await waitFor('the killed client’s requests to be dropped', async () => {
       const h = await health();
