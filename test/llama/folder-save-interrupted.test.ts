@@ -4,18 +4,14 @@
 // and the next save succeeds.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, loadAdapter, loadLlama } from '@huatuo/llama';
 import { interruptAtChange } from './fs-interrupt.js';
 import { saveVersion } from './folder-save-versions.js';
-
-const CHILD = fileURLToPath(new URL('./folder-save-child.ts', import.meta.url));
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+import { childSave } from './folder-save-run.js';
 
 before(async () => {
   await initWebGPU();
@@ -58,21 +54,6 @@ function copyOf(dir: string): string {
   return copy;
 }
 
-/** Runs folder-save-child.ts: the new save into `dir`, killed at change `killAt` (0: none). */
-function childSave(kind: Kind, dir: string, killAt: number): Promise<{ signal: NodeJS.Signals | null; changes: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CHILD, kind, dir, String(killAt)], {
-      cwd: repoRoot,
-      env: { ...process.env, HUATUO_MATMUL_TUNE: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (_code, signal) => resolve({ signal, changes: stdout === '' ? null : (JSON.parse(stdout) as { changes: number }).changes, stderr }));
-  });
-}
 
 /**
  * The folder after an interrupted save, loaded: the old save's files or the new one's, the note kept (and with

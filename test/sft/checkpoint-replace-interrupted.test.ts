@@ -4,7 +4,6 @@
 // (--resume alone or naming checkpoint-N), never a leftover counted as a checkpoint, and the next save writes the new one.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -13,10 +12,10 @@ import { initWebGPU } from '@huatuo/tensor';
 import { progressReporter } from '@huatuo/cli';
 import { findResumePoint, listCheckpoints, pruneCheckpoints, readCheckpoint } from '@huatuo/sft';
 import { interruptAtChange } from '../llama/fs-interrupt.js';
+import { runKilledChild, type ChildSaveEnd } from '../llama/folder-save-run.js';
 import { saveCheckpointVersion } from './checkpoint-versions.js';
 
 const CHILD = fileURLToPath(new URL('./checkpoint-replace-child.ts', import.meta.url));
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 before(async () => {
   await initWebGPU();
@@ -47,19 +46,8 @@ async function oldRun(): Promise<string> {
 }
 
 /** Runs checkpoint-replace-child.ts: the new checkpoint of step 2 into `dir`, killed at change `killAt` (0: none). */
-function childSave(dir: string, killAt: number): Promise<{ signal: NodeJS.Signals | null; changes: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CHILD, dir, '2', String(killAt)], {
-      cwd: repoRoot,
-      env: { ...process.env, HUATUO_MATMUL_TUNE: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (_code, signal) => resolve({ signal, changes: stdout === '' ? null : (JSON.parse(stdout) as { changes: number }).changes, stderr }));
-  });
+function childSave(dir: string, killAt: number): Promise<ChildSaveEnd> {
+  return runKilledChild(CHILD, [dir, '2'], killAt);
 }
 
 /**
