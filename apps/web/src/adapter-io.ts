@@ -15,6 +15,7 @@ import {
   loadAdapterFromFiles,
   pickedFolderFiles,
   pickedFolderOf,
+  pickedSubfoldersHolding,
   saveStagingName,
   serializeAdapter,
   type LlamaModel,
@@ -83,10 +84,14 @@ function savedFolderOf(file: File): string {
 export async function uploadAdapter(base: BaseModel, files: readonly File[], tokenizerOptions: TokenizerLoadOptions): Promise<string> {
   const picked = files.map((f) => f.name).join(', ') || 'no files';
   const configs = files.filter((f) => f.name === adapterConfigName);
-  const found = configs.find((f) => savedFolderOf(f) === pickedFolderOf(f)) ?? configs[0];
+  // The picked folder's own adapter, else the one subfolder holding one (a checkpoint's); of several, the user picks one.
+  const { folders, advice } = pickedSubfoldersHolding(files, adapterConfigName, (n) => n === adapterConfigName);
+  const own = configs.find((f) => savedFolderOf(f) === pickedFolderOf(f) && !folders.includes(pickedFolderOf(f)));
+  if (!own && folders.length > 1) throw new Error(`no ${adapterConfigName} among the picked folder's own files, and several of its subfolders hold one; ${advice}`);
+  const found = own ?? configs.find((f) => pickedFolderOf(f) === folders[0]) ?? configs[0];
   if (!found) throw new Error(`no ${adapterConfigName} among the picked files (${picked}); pick a PEFT adapter folder`);
-  // A folder may hold checkpoints in subfolders: the adapter's files are those beside its adapter_config.json, read as
-  // Node reads them where a save into the folder was interrupted (a staging folder's files are not the adapter's).
+  // The adapter's files are those beside its adapter_config.json, read as Node reads them where a save into the folder
+  // was interrupted (a staging folder's files are not the adapter's).
   const folder = savedFolderOf(found);
   const { files: beside, save } = await pickedFolderFiles(files, folder);
   const config = beside.get(adapterConfigName);

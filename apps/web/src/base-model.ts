@@ -9,6 +9,7 @@ import {
   openCheckpointFromFiles,
   parseLlamaConfig,
   pickedFolderFiles,
+  pickedSubfoldersHolding,
   planMemory,
   saveStagingName,
   withGenerationConfig,
@@ -94,6 +95,8 @@ export async function loadFolderModel(
   const configFile = byName.get('config.json');
   if (!configFile) {
     const interrupted = save === 'uncommitted' ? ` (a save of a model into it was interrupted before its files were all written: ${saveStagingName} is not read; save the model there again)` : '';
+    const { advice } = pickedSubfoldersHolding(files, 'config.json', (n) => n === 'config.json');
+    if (advice !== '') throw new Error(`${name}: no config.json among its own files (its subfolders' are not read)${interrupted}; ${advice}`);
     throw new Error(`${name}: no config.json among the ${files.length} files${interrupted}; pick the folder of a Hugging Face LLaMA model`);
   }
   const read = async (n: string) => (byName.has(n) ? new Uint8Array(await byName.get(n)!.arrayBuffer()) : undefined);

@@ -47,7 +47,7 @@ export {
   torchBinIndexName,
   torchBinSingleName,
 } from './formats/safetensors-checkpoint.js';
-export { pickedFolderFiles, pickedFolderOf, saveStagingName } from './formats/folder-save.js';
+export { pickedFolderFiles, pickedFolderOf, pickedSubfoldersHolding, saveStagingName } from './formats/folder-save.js';
 export type { PickedSave } from './formats/folder-save.js';
 export type {
   CheckpointTensorInfo,

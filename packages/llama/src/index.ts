@@ -128,7 +128,7 @@ export type { WriteFileAtomicOptions } from './formats/write-atomic-node.js';
 
 // Folder saves that commit whole (a staging folder and a commit), and the completion of one that was interrupted
 export { saveFilesTogether, finishInterruptedSave, saveStagingName } from './formats/folder-save-node.js';
-export { pickedFolderFiles, pickedFolderOf } from './formats/folder-save.js';
+export { pickedFolderFiles, pickedFolderOf, pickedSubfoldersHolding } from './formats/folder-save.js';
 export type { PickedSave } from './formats/folder-save.js';
 export type { InterruptedSave } from './formats/folder-save-node.js';
 

@@ -44,13 +44,54 @@ export function pickedFolderOf(file: File): string {
 }
 
 /**
+ * The picked folder: the first folder of the files' paths, which a browser starts with the picked folder's name (even
+ * where it holds no file of its own, only subfolders); failing that, the shallowest folder among the files ('' for
+ * files picked one by one).
+ */
+function pickedRoot(picked: readonly File[]): string {
+  const folders = picked.map(pickedFolderOf);
+  const top = folders[0]?.split('/')[0] ?? '';
+  if (folders.every((f) => f === top || f.startsWith(`${top}/`))) return top;
+  return folders.reduce<string | undefined>((a, f) => (a === undefined || f.split('/').length < a.split('/').length ? f : a), undefined) ?? '';
+}
+
+/** Subfolders named where a picked folder lacks a file they hold; the rest are counted. */
+const subfoldersNamed = 3;
+
+/**
+ * The subfolders of a picked folder (`folder`, by default the picked folder itself) whose own files include one that
+ * `holds` accepts, as picked paths (e.g. `llama-7b/hf`), shallowest first, never a save's staging folder nor one inside
+ * it; with `advice`, telling the user to pick one of them, naming `what` they hold and at most a few, e.g.
+ * `config.json is in llama-7b/hf: pick that folder` ('' where none holds it). For a loader that reads only the picked
+ * folder's own files to say where a folder picked one level too high keeps them.
+ */
+export function pickedSubfoldersHolding(
+  picked: readonly File[],
+  what: string,
+  holds: (name: string) => boolean,
+  folder?: string,
+): { folders: string[]; advice: string } {
+  const root = folder ?? pickedRoot(picked);
+  const under = (f: string) => (root === '' ? f !== '' : f.startsWith(`${root}/`));
+  const found = new Set(
+    picked.filter((f) => holds(f.name)).map(pickedFolderOf).filter((f) => under(f) && !f.split('/').includes(saveStagingName)),
+  );
+  const folders = [...found].sort((a, b) => a.split('/').length - b.split('/').length || (a < b ? -1 : a > b ? 1 : 0));
+  if (folders.length === 0) return { folders, advice: '' };
+  const named = folders.slice(0, subfoldersNamed).join(', ');
+  const more = folders.length > subfoldersNamed ? ` (and ${folders.length - subfoldersNamed} more)` : '';
+  const advice = folders.length === 1 ? `${what} is in ${named}: pick that folder` : `${what} is in ${named}${more}: pick one of those folders`;
+  return { folders, advice };
+}
+
+/**
  * The files of one folder among picked files (a folder picked with `<input webkitdirectory>` or the File System Access
  * API, whose files carry their path in `webkitRelativePath`; or files picked one by one), by name, as Node's loaders
  * read that folder: its own files only, not those of its subfolders, and where a save into it was interrupted (see
  * saveFilesTogether), the staging folder's files never as the folder's: before the save's commit the folder's earlier
  * files are read (as the save left them), after it the files the save's completion leaves (its renames and removals
  * applied to the list, the picked folder itself unchanged; Node's next load or save of the folder completes it on disk).
- * `folder` defaults to the picked folder itself (the shallowest folder among the files).
+ * `folder` defaults to the picked folder itself (the first folder of the files' paths, as a browser names them).
  *
  * @throws ModelError where the staging folder's commit.json is not a commit.
  * @example
@@ -58,7 +99,7 @@ export function pickedFolderOf(file: File): string {
  * const config = files.get('config.json');
  */
 export async function pickedFolderFiles(picked: readonly File[], folder?: string): Promise<{ files: Map<string, File>; save: PickedSave }> {
-  const root = folder ?? picked.map(pickedFolderOf).reduce<string | undefined>((a, f) => (a === undefined || f.split('/').length < a.split('/').length ? f : a), undefined) ?? '';
+  const root = folder ?? pickedRoot(picked);
   const stagingDir = root === '' ? saveStagingName : `${root}/${saveStagingName}`;
   const own = new Map(picked.filter((f) => pickedFolderOf(f) === root).map((f) => [f.name, f]));
   const staged = new Map(picked.filter((f) => pickedFolderOf(f) === stagingDir).map((f) => [f.name, f]));

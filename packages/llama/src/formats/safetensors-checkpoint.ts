@@ -2,7 +2,7 @@
 // `model.safetensors.index.json` (`pytorch_model.bin.index.json`), read tensor by tensor with progress. Browser-safe.
 
 import { SafetensorsError } from '../errors.js';
-import { pickedFolderFiles } from './folder-save.js';
+import { pickedFolderFiles, pickedSubfoldersHolding } from './folder-save.js';
 import { convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
 import type { TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';
@@ -277,13 +277,19 @@ async function openClosingOnError(source: ByteSource): Promise<TensorFile> {
   }
 }
 
+/** A model checkpoint's file, as named in a subfolder the picked folder holds (not an adapter's, nor a trainer's training_args.bin). */
+function isModelWeightsName(name: string): boolean {
+  return name === safetensorsIndexName || name === torchBinIndexName || (name.endsWith('.safetensors') && !name.startsWith('adapter_model')) || /^pytorch_model.*\.bin$/.test(name);
+}
+
 /**
  * Opens a checkpoint from browser `File`s (e.g. a folder picked with `webkitdirectory`):
  * `model.safetensors.index.json` with its shards, or a single `.safetensors` file; failing both,
  * `pytorch_model.bin.index.json` with its shards, or a single `.bin` file.
  * Files are matched by their `name`; other files (config, tokenizer) are ignored. Of a picked folder, only its own files
  * are read, as Node's loaders read it (see pickedFolderFiles): not its subfolders', and never those of a save
- * interrupted there, whose commit (when it reached it) is read as completed.
+ * interrupted there, whose commit (when it reached it) is read as completed. Where the folder holds no weights of its own
+ * but subfolders do, the error names them.
  */
 export async function openCheckpointFromFiles(picked: readonly File[]): Promise<Checkpoint> {
   const byName = (await pickedFolderFiles(picked)).files;
@@ -306,6 +312,10 @@ export async function openCheckpointFromFiles(picked: readonly File[]): Promise<
   const extension = anySafetensors ? '.safetensors' : '.bin';
   const torchSingle = anySafetensors ? undefined : byName.get(torchBinSingleName);
   const singles = torchSingle !== undefined ? [torchSingle] : files.filter((f) => f.name.endsWith(extension));
+  if (singles.length === 0) {
+    const { advice } = pickedSubfoldersHolding(picked, 'a checkpoint (.safetensors or .bin)', isModelWeightsName);
+    if (advice !== '') throw new SafetensorsError(files.map((f) => f.name).join(', ') || '(no files)', undefined, `no ${safetensorsIndexName}, .safetensors or .bin file among the picked folder's own files (its subfolders' are not read); ${advice}`);
+  }
   if (singles.length !== 1) {
     throw new SafetensorsError(
       files.map((f) => f.name).join(', ') || '(no files)',
