@@ -2,21 +2,16 @@
 // no Dawn bindings) runs matmul, backward and AdamW in headless Chromium's WebGPU, and the
 // results match a CPU reference computed here.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
 import { refAdamWState, refAdamWStep } from '@huatuo/tensor';
 import { assertClose, seededValues } from '../tensor/helpers.js';
 import type { BrowserCheckInput, BrowserCheckResult } from './entry.js';
+import { openScriptPage, SKIP_WITHOUT_CHROMIUM } from './web-page.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 
 async function bundle(): Promise<{ code: string; inputs: string[] }> {
   const result = await build({
@@ -72,29 +67,11 @@ test('the browser bundle of @huatuo/tensor has no node: imports and no webgpu (D
 
 test(
   'in headless Chromium the bundled package runs matmul, backward and AdamW on WebGPU and matches the CPU reference',
-  { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing; install Debian's chromium to run the browser test`, timeout: 120_000 },
+  { skip: SKIP_WITHOUT_CHROMIUM, timeout: 120_000 },
   async () => {
     const { code } = await bundle();
-    const page = `<!doctype html><meta charset="utf-8"><title>tensor</title><script type="module" src="/entry.js"></script>`;
-    const server = createServer((req, res) => {
-      if (req.url === '/entry.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(code);
-      else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(page);
-      else res.writeHead(404).end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    const profile = mkdtempSync(join(tmpdir(), 'tensor-chromium-'));
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
+    const { tab, errors, close } = await openScriptPage(code, 'tensor', 'tensor-chromium-', 'runTensorCheck');
     try {
-      const tab = await context.newPage();
-      const errors: string[] = [];
-      tab.on('pageerror', (e) => errors.push(e.message));
-      await tab.goto(`http://127.0.0.1:${port}/`);
-      await tab.waitForFunction(() => typeof (globalThis as { runTensorCheck?: unknown }).runTensorCheck === 'function', null, { timeout: 30_000 });
       const [M, K, N] = [5, 7, 3];
       const input: BrowserCheckInput = {
         M, K, N,
@@ -115,9 +92,7 @@ test(
       assertClose(got.firstGrad, want.firstGrad, { atol: 1e-6, rtol: 1e-5 }, `${what} first gradient`);
       assertClose(got.w, want.w, { atol: 2e-6, rtol: 1e-5 }, `${what} w after ${input.steps} AdamW steps`);
     } finally {
-      await context.close();
-      await new Promise((resolve) => server.close(resolve));
-      rmSync(profile, { recursive: true, force: true });
+      await close();
     }
   },
 );

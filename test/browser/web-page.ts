@@ -1,6 +1,8 @@
 // The page's side of the web app tests: the app built and served from 127.0.0.1 to headless Chromium,
 // and the page driven as a user does.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -38,6 +40,52 @@ export async function serveApp(prefix: string): Promise<ServedApp> {
       rmSync(work, { recursive: true, force: true });
     },
   };
+}
+
+/** A bundled script opened as a module page in headless Chromium: its tab, the page's uncaught errors, and its closing. */
+export interface ScriptPage {
+  tab: Page;
+  errors: string[];
+  /** Closes Chromium and the server and removes the browser profile. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `code` (a browser bundle) from 127.0.0.1 as the module script of a page titled `title` (about:blank has no
+ * navigator.gpu), opens it in headless Chromium with a fresh profile named from `profilePrefix` (so IndexedDB starts
+ * empty), and waits until the page defines `globalThis[ready]`.
+ */
+export async function openScriptPage(code: string, title: string, profilePrefix: string, ready: string): Promise<ScriptPage> {
+  const html = `<!doctype html><meta charset="utf-8"><title>${title}</title><script type="module" src="/entry.js"></script>`;
+  const server = createServer((req, res) => {
+    if (req.url === '/entry.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(code);
+    else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const profile = mkdtempSync(join(tmpdir(), profilePrefix));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const close = async (): Promise<void> => {
+    await context.close();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(profile, { recursive: true, force: true });
+  };
+  try {
+    const tab = await context.newPage();
+    const errors: string[] = [];
+    tab.on('pageerror', (e) => errors.push(e.message));
+    await tab.goto(`http://127.0.0.1:${port}/`);
+    await tab.waitForFunction((name) => typeof (globalThis as Record<string, unknown>)[name] === 'function', ready, { timeout: 30_000 });
+    return { tab, errors, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 /**
