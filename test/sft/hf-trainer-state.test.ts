@@ -195,6 +195,21 @@ test("the logged epoch: transformers 4.28 (--epoch-remainder carry) logs round(e
   assert.equal(step.first, 2 / 3);
 });
 
+test("with --epoch-remainder carry log_history's entries have transformers 4.28.1's keys: its training logs no grad_norm", async () => {
+  // transformers 4.28.1's trainer.py: _maybe_log_save_evaluate logs loss and learning_rate, log() adds epoch and step;
+  // evaluate() logs eval_loss and speed_metrics('eval', ...); train() ends with speed_metrics('train', ...), total_flos
+  // and train_loss. grad_norm joined the training logs in a later transformers.
+  const out = tmp();
+  await run(config(out, { epochRemainder: 'carry' }));
+  const keys = new Map(logsOf(readState(out)).map((e) => [kinds([e])[0]![1], Object.keys(e)]));
+  assert.deepEqual(Object.fromEntries(keys), {
+    train: ['epoch', 'learning_rate', 'loss', 'step'],
+    eval: ['epoch', 'eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'step'],
+    end: ['epoch', 'step', 'total_flos', 'train_loss', 'train_runtime', 'train_samples_per_second', 'train_steps_per_second'],
+  });
+  assert.doesNotMatch(readFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), 'utf8'), /grad_norm/);
+});
+
 test('without --max-grad-norm the training logs have no grad_norm, and a run that does not load the best model at the end has no best_metric', async () => {
   const out = tmp();
   await run({ ...config(out, { maxGradNorm: 0 }), loadBestModelAtEnd: false }, { stopAfterStep: 3 });

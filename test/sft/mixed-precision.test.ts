@@ -71,7 +71,7 @@ test('an overflowing loss scale skips the step, leaves the adapter untouched and
   assert.deepEqual(first.events.map((e) => [e.lossScale, e.skipped]), [[2 ** 40, true]]);
   assert.ok(first.loraB.every((v) => v === 0), 'lora_B (zeros at init) was not updated by the skipped step');
   assert.deepEqual(first.result.state.gradScaler, { scale: 2 ** 39, growthTracker: 0 });
-  // The skipped step's grad_norm is NaN, which trainer_state.json holds as json.dumps writes it.
+  // Read as the Trainer's files are read (a skipped step's grad_norm is NaN where it is logged: not with carry, as here).
   const saved = parseTrainerStateJson(readFileSync(join(out, 'checkpoint-1', 'trainer_state.json'), 'utf8')) as { gradScaler: unknown };
   assert.deepEqual(saved.gradScaler, { scale: 2 ** 39, growthTracker: 0 });
   const resumed = await run(config, 'f16', { resume: join(out, 'checkpoint-1'), stopAfterStep: 2 });

@@ -67,7 +67,7 @@ function takenBefore(events: readonly ProgressEvent[], from = 0): number[] {
   });
 }
 
-/** A checkpoint's state; a skipped step's grad_norm is NaN, as json.dumps writes it. */
+/** A checkpoint's state, read as the Trainer's files are read (json.dumps's NaN included; with carry no grad_norm is logged). */
 const trainerState = (dir: string) => parseTrainerStateJson(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState;
 
 test('a step skipped for overflowing f16 gradients leaves the learning rate where it was: each step has the schedule rate of the optimizer steps taken before it, and AdamW counts only those', async (t) => {

@@ -9,7 +9,7 @@ import type { TrainingSchedule } from './schedule.js';
 export interface HfTrainLog {
   /** The mean step loss since the previous log, rounded to 4 decimals as the Trainer rounds it. */
   loss: number;
-  /** The last step's gradient norm before clipping; absent where the Trainer has none (no --max-grad-norm). */
+  /** The last step's gradient norm before clipping; absent where the Trainer has none (no --max-grad-norm) and in transformers 4.28's logs (--epoch-remainder carry). */
   grad_norm?: number;
   learning_rate: number;
   epoch: number;

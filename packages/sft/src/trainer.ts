@@ -118,8 +118,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let interrupted = false;
   const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
   // What a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it stepped
-  // for the step, the next step's rate, and the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2));
-  // 4.57 the rate the step used, read before the scheduler steps, and the epoch as it is.
+  // for the step, the next step's rate, the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2)) and no
+  // grad_norm (its _maybe_log_save_evaluate logs loss and learning_rate only); 4.57 the rate the step used, read
+  // before the scheduler steps, the epoch as it is and the step's grad_norm.
   const logs428 = config.epochRemainder === 'carry';
   const loggedRate = (stepRate: number) => (logs428 ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
   const loggedEpoch = (epoch: number) => (logs428 ? pythonRound(epoch, 2) : epoch);
@@ -197,7 +198,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const logLr = loggedRate(lr);
         const row: MetricsRow = { step: state.step, loss: loggedLoss, lr: logLr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
         state.history.push(row);
-        state.log_history.push(trainLog(loggedLoss, gradNorm, logLr, loggedEpoch(epoch), state.step));
+        state.log_history.push(trainLog(loggedLoss, logs428 ? null : gradNorm, logLr, loggedEpoch(epoch), state.step));
         await appendMetrics(metricsPath, row);
         options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
       }
