@@ -1,6 +1,6 @@
 // Fused kernels against their minimal traffic or FLOPs: attention (forward, forward+backward; and the
 // unfused composition matmul, scale, mask, softmax, matmul), rmsNorm, crossEntropy, AdamW, swiglu, the
-// sampling penalties, best_of's running sums and the log-probabilities a server returns over LLaMA's vocabulary, and the fused decode products (decode-fused.bench.ts).
+// sampling penalties, best_of's running sums and the log-probabilities a server returns (and a greedy pick's) over LLaMA's vocabulary, and the fused decode products (decode-fused.bench.ts).
 // Attention FLOPs follow the FlashAttention papers: 4 T^2 D H for a full forward (q k^T and p v),
 // halved under the causal mask; backward 2.5x the forward. Peak extra bytes: growth of the buffer
 // pool (in use + pooled) over one run that starts from an empty pool, outputs and gradients included.
@@ -17,6 +17,7 @@ import {
   frequencyPresencePenalty,
   hasF16,
   linear,
+  logSoftmaxAtMax,
   logSoftmaxTopK,
   logitBias,
   logitBiasRow,
@@ -337,7 +338,8 @@ export async function benchPenalties(ctx: BenchContext): Promise<void> {
  * The log-probabilities a server returns over LLaMA's vocabulary (V 32000) and Qwen2's (V 151936): a
  * decoding step's picks with the top 5 and 20 (B 1 and 8), and, over LLaMA's, a 512-token prompt's next
  * tokens with the top 1 (echo). The kernel reads each row twice for k <= 20 (max and sum, then the entries
- * at or above a bound on the k-th largest), so the rows count that traffic.
+ * at or above a bound on the k-th largest), so the rows count that traffic. Beside the decoding rows, a greedy
+ * pick's log-probability (logSoftmaxAtMax, best_of's term under greedy decoding), one read of each row.
  */
 export async function benchLogprobs(ctx: BenchContext): Promise<void> {
   const rt = getRuntime();
@@ -349,6 +351,13 @@ export async function benchLogprobs(ctx: BenchContext): Promise<void> {
       await rt.sync();
       y.dispose();
     });
+    if (k === 5) {
+      await bandwidthRow(ctx, 'logSoftmaxAtMax', 'huatuo', `${R}x${V}`, R * V * 4 + R * 4, 'traffic: read the logits once, write one log-probability a row', async () => {
+        const y = logSoftmaxAtMax(logits);
+        await rt.sync();
+        y.dispose();
+      });
+    }
     logits.dispose();
     targets.dispose();
   }

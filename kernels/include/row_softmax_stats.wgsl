@@ -1,7 +1,7 @@
-/// Shared by softmax_forward, log_softmax_top_k and cross_entropy_forward (after a WG constant, as
-/// row_workgroup declares): a row's max m and sum of exp(x - m) in one pass over it (online softmax). Each
-/// thread folds its entries into a running max and a sum rescaled whenever the max grows; the workgroup
-/// then combines the threads' pairs in a tree. Declares f32_from_bits; row_softmax_stats reads x.
+/// Shared by softmax_forward, log_softmax_top_k, log_softmax_at_max and cross_entropy_forward (after a WG
+/// constant, as row_workgroup declares): a row's max m and sum of exp(x - m) in one pass over it (online
+/// softmax). Each thread folds its entries into a running max and a sum rescaled whenever the max grows; the
+/// workgroup then combines the threads' pairs in a tree. Declares f32_from_bits; row_softmax_stats reads x.
 // The max m of a row or of part of it, and s = sum exp(x - m) over it; (-inf, 0) before any entry.
 struct SoftmaxStats {
   m: f32,

@@ -37,6 +37,7 @@ export { frequencyPresencePenalty, tokenCounts, countTokens } from './ops/freque
 export { logSoftmaxTopK, unpackLogprobs } from './ops/log-softmax-top-k.js';
 export { logitBias, logitBiasRow } from './ops/logit-bias.js';
 export { accumulateLogprobs } from './ops/accumulate-logprobs.js';
+export { logSoftmaxAtMax } from './ops/log-softmax-at-max.js';
 export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
 export { linear, matmul, matmulPlan } from './ops/matmul.js';
@@ -129,6 +130,7 @@ export { refFrequencyPresencePenalty } from './reference/frequency-presence-pena
 export { refLogSoftmaxTopK } from './reference/log-softmax-top-k.js';
 export { refLogitBias } from './reference/logit-bias.js';
 export { refAccumulateLogprobs } from './reference/accumulate-logprobs.js';
+export { refLogSoftmaxAtMax } from './reference/log-softmax-at-max.js';
 
 // Quantized frozen weights: int8 (per-row absmax) and NF4 (QLoRA, double-quantized), host formats and references
 export {
