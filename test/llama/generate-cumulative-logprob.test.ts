@@ -1,10 +1,10 @@
 // generate's cumulativeLogprob (vLLM's cumulative_logprob, which best_of ranks by): the sum of each new
 // token's log-probability under the distribution it was drawn from (logit bias, penalties, temperature,
 // top-k, top-p), as the whole sequence's logits give it, with the tokens of the GPU's picks for the same seeds;
-// summed in one dispatch a step.
+// summed in one dispatch a step, a greedy pick's log-probability taken in one more.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { initWebGPU, noGrad, readyMatmul, refSampleProbs, runtimeStats, tensor } from '@huatuo/tensor';
+import { hasF16, initWebGPU, noGrad, readyMatmul, refSampleProbs, runtimeStats, tensor } from '@huatuo/tensor';
 import { configFromPreset, createRandomLlama, generate, ModelError, type GenerateOptions, type LlamaModel } from '@huatuo/llama';
 import { applyFrequencyPresencePenalty, applyRepetitionPenalty, logSoftmaxRow, setDecodePipelined } from '@huatuo/llama/internal';
 
@@ -59,24 +59,41 @@ describe('cumulative log-probability of the picks', () => {
     }
   });
 
-  it('adds to the sums in one dispatch a decoding step, one step ahead and step by step', async () => {
-    /** Dispatches a sampled generation of `n` tokens a row takes with cumulativeLogprob beyond those it takes without. */
-    const extra = async (n: number) => {
-      const options: GenerateOptions = { doSample: true, temperature: 0.7, topK: 40, topP: 0.9, maxNewTokens: n, eosTokenIds: [], seeds: [4, 5, 6] };
-      const start = runtimeStats().dispatches;
-      await generate(model, null, prompts, options);
-      const plain = runtimeStats().dispatches - start;
-      await generate(model, null, prompts, { ...options, cumulativeLogprob: true });
-      return runtimeStats().dispatches - start - 2 * plain;
-    };
+  /** Dispatches a generation of `n` tokens a row takes with cumulativeLogprob beyond those it takes without. */
+  const extra = async (m: LlamaModel, o: GenerateOptions, n: number) => {
+    const options: GenerateOptions = { ...o, maxNewTokens: n, eosTokenIds: [], seeds: [4, 5, 6] };
+    const start = runtimeStats().dispatches;
+    await generate(m, null, prompts, options);
+    const plain = runtimeStats().dispatches - start;
+    await generate(m, null, prompts, { ...options, cumulativeLogprob: true });
+    return runtimeStats().dispatches - start - 2 * plain;
+  };
+
+  /** Asserts that each of 4 more tokens a row costs `perStep` dispatches more ranked than unranked, one step ahead and step by step. */
+  const assertPerStep = async (m: LlamaModel, o: GenerateOptions, perStep: number, what: string) => {
     for (const pipelined of [true, false]) {
       setDecodePipelined(pipelined);
       try {
-        const [short, long] = [await extra(8), await extra(12)];
-        assert.equal(long - short, 4, `${pipelined ? 'one step ahead' : 'step by step'}: ${short} dispatches more for 8 tokens, ${long} for 12`);
+        const [short, long] = [await extra(m, o, 8), await extra(m, o, 12)];
+        assert.equal(long - short, 4 * perStep, `${what}, ${pipelined ? 'one step ahead' : 'step by step'}: ${short} dispatches more for 8 tokens, ${long} for 12`);
       } finally {
         setDecodePipelined(true);
       }
+    }
+  };
+
+  it('adds to the sums in one dispatch a decoding step, one step ahead and step by step', async () => {
+    await assertPerStep(model, { doSample: true, temperature: 0.7, topK: 40, topP: 0.9 }, 1, 'sampled');
+  });
+
+  it('takes a greedy pick\'s log-probability and adds it in two dispatches a decoding step, for f32 and f16 models alike', async () => {
+    await assertPerStep(model, {}, 2, 'greedy f32');
+    if (!hasF16()) return;
+    const half = createRandomLlama(configFromPreset('tiny', { vocabSize: 97 }), { seed: 3, std: 0.5, dtype: 'f16' });
+    try {
+      await assertPerStep(half, { repetitionPenalty: 1.2 }, 2, 'greedy f16');
+    } finally {
+      half.dispose();
     }
   });
 

@@ -2,7 +2,7 @@
 // penalties and the picks on the GPU, one step ahead: pipelined.ts), beam search
 // (beam-search.ts), stop strings, streaming, batched prompts, and the prompts scored from the prompt step.
 
-import { argmax, cast, copyInto, countTokens, exp, frequencyPresencePenalty, log, logitBias, logitBiasRow, logSoftmaxTopK, markSeen, max, neg, readyAttention, refLogSoftmaxTopK, refSampledLogprob, repetitionPenalty, sampleLogitsWithLogprobs, seenMask, sub, sum, tensor, toArray, tokenCounts, unpackLogprobs, zeros, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
+import { argmax, copyInto, countTokens, frequencyPresencePenalty, logitBias, logitBiasRow, logSoftmaxAtMax, logSoftmaxTopK, markSeen, readyAttention, refLogSoftmaxTopK, refSampledLogprob, repetitionPenalty, sampleLogitsWithLogprobs, seenMask, tensor, toArray, tokenCounts, unpackLogprobs, zeros, type MarkInput, type RowLogprobs, type SampleOptions, type Tensor } from '@huatuo/tensor';
 import { beamSearch } from './beam-search.js';
 import { CumulativeLogprobs } from './cumulative-logprob.js';
 import { checkFits, Output, step, type Picker } from './decode-step.js';
@@ -30,12 +30,6 @@ function rowSeedUniforms(seeds: readonly number[], K: number): Float32Array {
  */
 function pickedLogprob(scores: Float64Array, token: number, warpers: SampleOptions | null): number {
   return warpers === null ? logSoftmaxRow(scores)[token]! : refSampledLogprob(scores, warpers, token);
-}
-
-/** Each row's greedy pick's log-probability, [B] f32 on the GPU: the log-softmax of scores [B, V] at their maximum. */
-function greedyLogprobs(scores: Tensor): Tensor {
-  const s = scores.dtype === 'f32' ? scores : cast(scores, 'f32');
-  return neg(log(sum(exp(sub(s, max(s, 1, true))), 1)));
 }
 
 async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, prompts: number[][], r: Resolved, seed: number | readonly number[]): Promise<Generation[]> {
@@ -108,7 +102,7 @@ async function greedyOrSample(model: LlamaModel, tokenizer: Tokenizer | null, pr
         let ids: Tensor;
         if (drawn === null) {
           ids = argmax(scores, 1);
-          if (active !== null) summed!.add(greedyLogprobs(scores), active, input);
+          if (active !== null) summed!.add(logSoftmaxAtMax(scores), active, input);
         } else {
           const picked = sampleLogitsWithLogprobs(scores, input('uniforms', tensor(drawn, [B])), r);
           ids = picked.ids;
