@@ -82,7 +82,7 @@ test('every option has a distinct flag and names a config key', () => {
 
 test("--epoch-remainder's help says that carry logs the learning rate and the epoch as transformers 4.28 does", () => {
   const help = CONFIG_OPTIONS.find((o) => o.flag === '--epoch-remainder')!.help;
-  assert.match(help, /carry: .*logs are 4\.28's: the learning rate after the scheduler stepped for the logged step .* and the epoch rounded to 2 decimals; drop/);
+  assert.match(help, /carry: .*logs are 4\.28's: the learning rate after the scheduler stepped for the logged step .* the epoch rounded to 2 decimals, and no grad_norm; drop/);
 });
 
 test("the schedule counts steps as the Hugging Face Trainer does for HuaTuo's 8,158 training records", () => {
