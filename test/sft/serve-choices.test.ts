@@ -108,20 +108,20 @@ test('greedy n = 2 (temperature 0) gives two choices equal to n = 1\'s; best_of 
     assert.equal(two.usage!.completion_tokens, 2 * one.usage!.completion_tokens);
     const over = await post(server, 'chat/completions', { ...body, n: 3 });
     assert.equal(over.status, 400);
-    assert.equal(over.json.error.param, 'n');
-    assert.match(over.json.error.message, /--max-choices/);
+    assert.equal(over.json.error.param, null);
+    assert.match(over.json.error.message, /^n: .*--max-choices/);
     for (const refused of [{ n: 2, best_of: 1 }, { n: 1, best_of: 2, temperature: 0 }, { n: 1, best_of: 3 }]) {
       const bestOf = await post(server, 'completions', { model: NAME, prompt: PROMPT, ...refused });
       assert.equal(bestOf.status, 400, JSON.stringify(refused));
-      assert.equal(bestOf.json.error.param, 'best_of');
+      assert.deepEqual([bestOf.json.error.param, bestOf.json.error.message.split(':')[0]], [null, 'best_of']);
     }
     const chatBestOf = await post(server, 'chat/completions', { ...body, temperature: 1, best_of: 2 });
     assert.equal(chatBestOf.status, 400);
-    assert.equal(chatBestOf.json.error.param, 'best_of');
+    assert.deepEqual([chatBestOf.json.error.param, chatBestOf.json.error.message.split(':')[0]], [null, 'best_of']);
     assert.equal((await post(server, 'completions', { model: NAME, prompt: PROMPT, n: 2, best_of: 2, max_tokens: 2 })).status, 200);
     const beams = await post(server, 'chat/completions', { ...body, n: 2, num_beams: 2 });
     assert.equal(beams.status, 400);
-    assert.equal(beams.json.error.param, 'n');
+    assert.deepEqual([beams.json.error.param, beams.json.error.message.split(':')[0]], [null, 'n']);
   });
 });
 

@@ -80,7 +80,8 @@ async function call(url: string, init: { method?: string; body?: unknown; header
   return { status: res.status, headers: res.headers, json: text === '' ? null : JSON.parse(text) };
 }
 
-function assertError(r: Reply, status: number, param: string | null, what: string): void {
+/** vLLM's ErrorResponse with `status`; param null, as vLLM leaves it, and the message naming `field`, where one is at fault. */
+function assertError(r: Reply, status: number, field: string | null, what: string): void {
   assert.equal(r.status, status, `${what}: status ${r.status}, body ${JSON.stringify(r.json)}`);
   const e = r.json?.error;
   assert.ok(e && typeof e.message === 'string' && e.message.length > 10, `${what}: an OpenAI error object with a message, got ${JSON.stringify(r.json)}`);
@@ -88,7 +89,8 @@ function assertError(r: Reply, status: number, param: string | null, what: strin
   assert.equal(e.code, status, `${what}: vLLM's code is the status`);
   const type = { 400: 'BadRequestError', 404: 'NotFoundError', 401: 'AuthenticationError', 403: 'PermissionDeniedError', 500: 'InternalServerError', 503: 'InternalServerError' }[status] ?? 'BadRequestError';
   assert.equal(e.type, type, `${what}: type`);
-  if (param !== null) assert.equal(e.param, param, `${what}: param`);
+  assert.equal(e.param, null, `${what}: vLLM's param is null`);
+  if (field !== null) assert.match(e.message, new RegExp(`(^|\\W)${field.replace(/[.[\]]/g, '\\$&')}(\\W|$)`), `${what}: the message names ${field}`);
 }
 
 async function waitFor(what: string, done: () => boolean | Promise<boolean>): Promise<void> {
@@ -576,22 +578,30 @@ test('bodies over the limit get 413, declared or chunked, and the server keeps s
   });
 });
 
-test('unknown routes get 404 and wrong methods 405 with Allow', async () => {
+test("unknown routes get FastAPI's 404 and wrong methods its 405 with Allow, as vLLM's", async () => {
   await withServer({}, async (server) => {
-    assertError(await call(`${server.url}/v1/embeddings`, { body: { model: NAME, input: 'x' } }), 404, null, 'unknown route');
+    const unknown = await call(`${server.url}/v1/embeddings`, { body: { model: NAME, input: 'x' } });
+    assert.deepEqual([unknown.status, unknown.json], [404, { detail: 'Not Found' }]);
+    assert.deepEqual((await call(`${server.url}/metrics`)).json, { detail: 'Not Found' });
     const get = await call(`${server.url}/v1/chat/completions`);
-    assertError(get, 405, null, 'GET chat completions');
-    assert.equal(get.headers.get('allow'), 'POST');
-    assertError(await call(`${server.url}/v1/models`, { method: 'DELETE' }), 405, null, 'DELETE models');
+    assert.deepEqual([get.status, get.json, get.headers.get('allow')], [405, { detail: 'Method Not Allowed' }, 'POST']);
+    const remove = await call(`${server.url}/v1/models`, { method: 'DELETE' });
+    assert.deepEqual([remove.status, remove.json, remove.headers.get('allow')], [405, { detail: 'Method Not Allowed' }, 'GET, HEAD']);
   });
 });
 
-test('with an API key, /v1 needs the bearer token (401 without or wrong) while /health stays open', async () => {
+test("with an API key, every /v1 path needs the bearer token, known route or not (vLLM's middleware: 401 {\"error\": \"Unauthorized\"}), while /health stays open", async () => {
   await withServer({ apiKey: 'sekret-token' }, async (server) => {
     const body = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 };
-    assertError(await call(`${server.url}/v1/chat/completions`, { body }), 401, null, 'no token');
-    assertError(await call(`${server.url}/v1/chat/completions`, { body, headers: { authorization: 'Bearer wrong-token!' } }), 401, null, 'wrong token');
-    assertError(await call(`${server.url}/v1/models`, { headers: { authorization: 'Basic c2VrcmV0LXRva2Vu' } }), 401, null, 'wrong scheme');
+    const unauthorized = (r: Reply, what: string) => assert.deepEqual([r.status, r.json], [401, { error: 'Unauthorized' }], what);
+    unauthorized(await call(`${server.url}/v1/chat/completions`, { body }), 'no token');
+    unauthorized(await call(`${server.url}/v1/chat/completions`, { body, headers: { authorization: 'Bearer wrong-token!' } }), 'wrong token');
+    unauthorized(await call(`${server.url}/v1/models`, { headers: { authorization: 'Basic c2VrcmV0LXRva2Vu' } }), 'wrong scheme');
+    unauthorized(await call(`${server.url}/v1/embeddings`, { body }), 'an unknown /v1 route');
+    unauthorized(await call(`${server.url}/v1/chat/completions`), 'a wrong method on a /v1 route');
+    const known = { authorization: 'Bearer sekret-token' };
+    assert.deepEqual((await call(`${server.url}/v1/embeddings`, { body, headers: known })).json, { detail: 'Not Found' });
+    assert.deepEqual((await call(`${server.url}/nothing`)).json, { detail: 'Not Found' }, 'outside /v1 no key is asked for');
     assert.equal((await call(`${server.url}/v1/chat/completions`, { body, headers: { authorization: 'Bearer sekret-token' } })).status, 200);
     assert.equal((await call(`${server.url}/health`)).status, 200);
     await assert.rejects(client(server, 'nope').models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError);

@@ -30,7 +30,7 @@ export function chatToInstruction(messages: readonly ChatMessage[]): string {
   const turns = messages.filter((m) => m.role === 'user' || m.role === 'assistant');
   const last = turns[turns.length - 1];
   if (last === undefined || last.role !== 'user') {
-    throw new HttpError(400, 'messages: the last user or assistant message must be from the user (the model answers the last question)', 'messages');
+    throw new HttpError(400, 'messages: the last user or assistant message must be from the user (the model answers the last question)');
   }
   if (turns.length === 1) return `${system}${last.content}`;
   return system + turns.map((m) => ` <${m.role === 'user' ? 'user' : 'bot'}>: ${m.content}`).join('');
@@ -59,8 +59,8 @@ function jinjaPrompter(template: ChatTemplate, tokenizer: Tokenizer, encode: Enc
       try {
         return prompt.text(knowsDeveloper ? messages : messages.map((m) => (m.role === 'developer' ? { ...m, role: 'system' } : m)));
       } catch (e) {
-        if (e instanceof ChatTemplateException) throw new HttpError(400, `messages: the chat template (${template.name}) refuses this conversation: ${e.message}`, 'messages');
-        if (e instanceof TemplateError) throw new HttpError(400, `messages: ${e.message}`, 'messages');
+        if (e instanceof ChatTemplateException) throw new HttpError(400, `messages: the chat template (${template.name}) refuses this conversation: ${e.message}`);
+        if (e instanceof TemplateError) throw new HttpError(400, `messages: ${e.message}`);
         throw e;
       }
     },

@@ -1,5 +1,5 @@
-// The serve API's refusals as vLLM's ErrorResponse ({ error: { message, type, param, code } }),
-// and the signal that stops a generation whose client has gone.
+// The serve API's refusals as vLLM's ErrorResponse ({ error: { message, type, param, code } }) or, made before a
+// route runs, as the bodies vLLM's web stack writes, and the signal that stops a generation whose client has gone.
 
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '@huatuo/http';
@@ -9,11 +9,24 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    /** The request field at fault, where one is. */
-    readonly param: string | null = null,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
+  }
+}
+
+/**
+ * A refusal vLLM makes before any of its handlers runs, answered with the body its web stack writes rather than an
+ * ErrorResponse: FastAPI's {"detail": "Not Found"} and {"detail": "Method Not Allowed"} for a route or method it
+ * does not serve, and the --api-key middleware's {"error": "Unauthorized"} (api_server.py).
+ */
+export class PreRouteError extends HttpError {
+  constructor(
+    status: number,
+    readonly body: Readonly<Record<string, string>>,
+    headers: Record<string, string> = {},
+  ) {
+    super(status, Object.values(body).join('; '), headers);
   }
 }
 
@@ -34,9 +47,14 @@ function errorType(status: number): string {
   return 'BadRequestError';
 }
 
-/** vLLM's ErrorResponse of `e` (protocol.py 0052bed): its ErrorInfo under "error", the status as code. */
+/**
+ * vLLM's ErrorResponse of `e` (protocol.py 0052bed): its ErrorInfo under "error", the status as code, and param
+ * null, as OpenAIServing.create_error_response and the RequestValidationError handler leave it (the message names
+ * the field); a {@link PreRouteError}'s own body.
+ */
 export function errorBody(e: HttpError): unknown {
-  return { error: { message: e.message, type: errorType(e.status), param: e.param, code: e.status } };
+  if (e instanceof PreRouteError) return e.body;
+  return { error: { message: e.message, type: errorType(e.status), param: null, code: e.status } };
 }
 
 /** Answers with `e`'s status, headers and error object (unless a reply has begun). */

@@ -16,7 +16,7 @@ export function typeName(v: unknown): string {
 
 /** The 400 for `param` holding `got` where `expected` was wanted. */
 export function bad(param: string, expected: string, got: unknown): HttpError {
-  return new HttpError(400, `${param}: expected ${expected}, got ${typeName(got)}`, param);
+  return new HttpError(400, `${param}: expected ${expected}, got ${typeName(got)}`);
 }
 
 /** `body[key]` checked by `check`, or undefined when absent or null. */
@@ -38,7 +38,7 @@ export const isObject = (v: unknown): v is Body => typeof v === 'object' && v !=
 /** An optional number (or integer) field, checked to lie in [lo, hi]. */
 export function inRange(body: Body, key: string, lo: number, hi: number, integer: boolean): number | undefined {
   const v = optional(body, key, integer ? isInt : isNumber, integer ? 'an integer' : 'a number');
-  if (v !== undefined && (v < lo || v > hi)) throw new HttpError(400, `${key}: expected ${integer ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${v}`, key);
+  if (v !== undefined && (v < lo || v > hi)) throw new HttpError(400, `${key}: expected ${integer ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${v}`);
   return v;
 }
 
@@ -47,7 +47,7 @@ export function refuseUnsupported(body: Body, keys: readonly string[]): void {
   for (const key of keys) {
     const v = body[key];
     const off = v === undefined || v === null || v === false || v === 0 || (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0);
-    if (!off) throw new HttpError(400, `${key}: not supported by this server (got ${typeName(v)}); leave it out`, key);
+    if (!off) throw new HttpError(400, `${key}: not supported by this server (got ${typeName(v)}); leave it out`);
   }
 }
 

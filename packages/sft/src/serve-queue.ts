@@ -53,7 +53,7 @@ export class JobQueue {
     const waiting = this.waiting.length;
     if (waiting >= this.maxQueue && (this.current !== null || waiting > 0)) {
       this.emit({ type: 'rejected', id: job.id, waiting, detail: 'queue full' });
-      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, null, {
+      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, {
         'retry-after': String(this.retryAfter()),
       });
     }

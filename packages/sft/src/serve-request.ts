@@ -129,7 +129,7 @@ function messageText(v: unknown, where: string): string {
     return v
       .map((part, j) => {
         if (!isObject(part) || part['type'] !== 'text' || typeof part['text'] !== 'string') {
-          throw new HttpError(400, `${where}[${j}]: expected a text part {"type": "text", "text": "..."}, got ${typeName(part)}; only text content is supported`, where);
+          throw new HttpError(400, `${where}[${j}]: expected a text part {"type": "text", "text": "..."}, got ${typeName(part)}; only text content is supported`);
         }
         return part['text'];
       })
@@ -146,7 +146,7 @@ function parseMessages(body: Body): ChatMessage[] {
     if (!isObject(m)) throw bad(`messages[${i}]`, 'an object {role, content}', m);
     const role = m['role'];
     if (role !== 'system' && role !== 'developer' && role !== 'user' && role !== 'assistant') {
-      throw new HttpError(400, `messages[${i}].role: expected "system", "developer", "user" or "assistant", got ${typeName(role)} (tools are not supported)`, `messages[${i}].role`);
+      throw new HttpError(400, `messages[${i}].role: expected "system", "developer", "user" or "assistant", got ${typeName(role)} (tools are not supported)`);
     }
     return { role, content: messageText(m['content'], `messages[${i}].content`) };
   });
@@ -160,10 +160,10 @@ function parseLogitBias(body: Body, V: number): Map<number, number> {
   const raw = optional(body, 'logit_bias', isObject, 'an object of token ids to biases, e.g. {"50256": -100}');
   const bias = new Map<number, number>();
   for (const [key, v] of Object.entries(raw ?? {})) {
-    if (!/^\s*[+-]?\d+\s*$/.test(key)) throw new HttpError(400, `logit_bias: key ${JSON.stringify(key).slice(0, 40)} is not a token id; the keys are token ids as strings, e.g. "50256"`, 'logit_bias');
+    if (!/^\s*[+-]?\d+\s*$/.test(key)) throw new HttpError(400, `logit_bias: key ${JSON.stringify(key).slice(0, 40)} is not a token id; the keys are token ids as strings, e.g. "50256"`);
     if (!isNumber(v)) throw bad(`logit_bias[${JSON.stringify(key)}]`, 'a number (OpenAI: from -100 to 100)', v);
     const id = Number(key);
-    if (!(id >= 0 && id < V)) throw new HttpError(400, `logit_bias: token id ${key.trim()} is outside this model's vocabulary [0, ${V}); use ids of its tokenizer`, 'logit_bias');
+    if (!(id >= 0 && id < V)) throw new HttpError(400, `logit_bias: token id ${key.trim()} is outside this model's vocabulary [0, ${V}); use ids of its tokenizer`);
     bias.set(id, Math.min(100, Math.max(-100, v)));
   }
   return bias;
@@ -176,18 +176,18 @@ function parseLogitBias(body: Body, V: number): Map<number, number> {
 function parsePromptLogprobs(body: Body, stream: boolean, V: number): number | null {
   const k = optional(body, 'prompt_logprobs', isInt, 'an integer (the most likely tokens returned beside each prompt token)');
   if (k === undefined) return null;
-  if (k < -1) throw new HttpError(400, `prompt_logprobs: expected an integer from 0 to ${MAX_LOGPROBS} (or -1, the whole vocabulary), got ${k}`, 'prompt_logprobs');
-  if (stream && k !== 0) throw new HttpError(400, 'prompt_logprobs: not available with "stream": true (as in vLLM); send "stream": false, or leave prompt_logprobs out', 'prompt_logprobs');
+  if (k < -1) throw new HttpError(400, `prompt_logprobs: expected an integer from 0 to ${MAX_LOGPROBS} (or -1, the whole vocabulary), got ${k}`);
+  if (stream && k !== 0) throw new HttpError(400, 'prompt_logprobs: not available with "stream": true (as in vLLM); send "stream": false, or leave prompt_logprobs out');
   if (k > MAX_LOGPROBS || k === -1) {
     const asked = k === -1 ? `-1 asks for the whole vocabulary (${V} tokens), ` : `${k} is `;
-    throw new HttpError(400, `prompt_logprobs: ${asked}more than this server's max of ${MAX_LOGPROBS} (vLLM's max_logprobs); ask for at most ${MAX_LOGPROBS}`, 'prompt_logprobs');
+    throw new HttpError(400, `prompt_logprobs: ${asked}more than this server's max of ${MAX_LOGPROBS} (vLLM's max_logprobs); ask for at most ${MAX_LOGPROBS}`);
   }
   return stream ? null : k;
 }
 
 /** Log-probabilities come from greedy decoding and sampling; beam search does not return them. */
 function refuseBeamLogprobs(s: Sampling, param: string): void {
-  if (s.numBeams > 1) throw new HttpError(400, `${param}: returned by sampling and greedy decoding, not by beam search (num_beams ${s.numBeams}); send num_beams 1 or leave ${param} out`, param);
+  if (s.numBeams > 1) throw new HttpError(400, `${param}: returned by sampling and greedy decoding, not by beam search (num_beams ${s.numBeams}); send num_beams 1 or leave ${param} out`);
 }
 
 function newId(prefix: string): string {
@@ -207,52 +207,52 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (text.length <= maxPromptChars) return;
     throw new HttpError(
       400,
-      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (${contextSource}) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`, param,
+      `the prompt is ${text.length} characters, more than this model's context of ${context} tokens (${contextSource}) can hold: no token of its tokenizer is longer than ${maxPromptChars / context} characters, so at most ${maxPromptChars} fit; shorten the ${param === 'prompt' ? 'prompt' : 'messages'}`,
     );
   };
 
   const sampling = (body: Body, promptTokens: number, extraStops: readonly string[], kind: 'chat' | 'completion'): Sampling => {
     const n = optional(body, 'n', isInt, 'an integer') ?? 1;
-    if (n < 1) throw new HttpError(400, `n: expected an integer of at least 1 (the choices to generate), got ${n}`, 'n');
-    if (n > maxChoices) throw new HttpError(400, `n: ${n} choices asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices} or send several requests`, 'n');
+    if (n < 1) throw new HttpError(400, `n: expected an integer of at least 1 (the choices to generate), got ${n}`);
+    if (n > maxChoices) throw new HttpError(400, `n: ${n} choices asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices} or send several requests`);
     const bestOf = optional(body, 'best_of', isInt, 'an integer') ?? n;
-    if (bestOf !== n && kind === 'chat') throw new HttpError(400, `best_of: taken by /v1/completions, not by chat completions (got ${bestOf}); send n for several choices, all returned, or the rendered prompt to /v1/completions`, 'best_of');
+    if (bestOf !== n && kind === 'chat') throw new HttpError(400, `best_of: taken by /v1/completions, not by chat completions (got ${bestOf}); send n for several choices, all returned, or the rendered prompt to /v1/completions`);
     // vLLM's V0 engine (best_of must be >= n); its V1 engine refuses best_of.
-    if (bestOf < n) throw new HttpError(400, `best_of: ${bestOf} is below n ${n}; best_of sequences are generated and the n most likely returned, so send best_of >= n`, 'best_of');
-    if (bestOf > maxChoices) throw new HttpError(400, `best_of: ${bestOf} sequences asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices}`, 'best_of');
+    if (bestOf < n) throw new HttpError(400, `best_of: ${bestOf} is below n ${n}; best_of sequences are generated and the n most likely returned, so send best_of >= n`);
+    if (bestOf > maxChoices) throw new HttpError(400, `best_of: ${bestOf} sequences asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices}`);
     const maxCompletion = inRange(body, 'max_completion_tokens', 1, maxTokensLimit, true);
     const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
     const left = context - promptTokens;
     if (left < 1) {
-      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (${contextSource}), leaving no room for an answer; shorten the messages`, 'messages');
+      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (${contextSource}), leaving no room for an answer; shorten the messages`);
     }
     const asked = maxCompletion ?? maxTokensField;
     const askedParam = maxCompletion !== undefined ? 'max_completion_tokens' : 'max_tokens';
     if (asked !== undefined && asked > left) {
       throw new HttpError(
         400,
-        `the prompt is ${promptTokens} tokens and ${askedParam} asks for ${asked} more, beyond this model's context of ${context} tokens; ask for at most ${left} or shorten the prompt`, askedParam,
+        `the prompt is ${promptTokens} tokens and ${askedParam} asks for ${asked} more, beyond this model's context of ${context} tokens; ask for at most ${left} or shorten the prompt`,
       );
     }
     const temperature = inRange(body, 'temperature', 0, 2, false) ?? defaults.temperature;
     const topP = inRange(body, 'top_p', 0, 1, false) ?? defaults.topP;
     const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
     const numBeams = inRange(body, 'num_beams', 1, 16, true) ?? defaults.numBeams;
-    if (n > 1 && numBeams > 1) throw new HttpError(400, `n: several choices come from sampling or greedy decoding, not beam search (num_beams ${numBeams}); send num_beams 1 or n 1`, 'n');
+    if (n > 1 && numBeams > 1) throw new HttpError(400, `n: several choices come from sampling or greedy decoding, not beam search (num_beams ${numBeams}); send num_beams 1 or n 1`);
     const repetitionPenalty = inRange(body, 'repetition_penalty', 0.01, 10, false) ?? defaults.repetitionPenalty;
     // OpenAI's range; vLLM's beam search does not apply them, so beams refuse them rather than ignore them.
     const penalty = (key: string): number => {
       const v = inRange(body, key, -2, 2, false) ?? 0;
-      if (v !== 0 && numBeams > 1) throw new HttpError(400, `${key}: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave ${key} out`, key);
+      if (v !== 0 && numBeams > 1) throw new HttpError(400, `${key}: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave ${key} out`);
       return v;
     };
     const frequencyPenalty = penalty('frequency_penalty');
     const presencePenalty = penalty('presence_penalty');
     const logitBias = parseLogitBias(body, model.config.vocabSize);
-    if (logitBias.size > 0 && numBeams > 1) throw new HttpError(400, `logit_bias: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave logit_bias out`, 'logit_bias');
+    if (logitBias.size > 0 && numBeams > 1) throw new HttpError(400, `logit_bias: applies to sampling and greedy decoding, not to beam search (num_beams ${numBeams}); send num_beams 1 or leave logit_bias out`);
     const doSample = numBeams === 1 && temperature > 0 && topP > 0 && topK !== 1;
     // vLLM's V0 engine: "best_of must be 1 when using greedy sampling".
-    if (bestOf > n && !doSample) throw new HttpError(400, `best_of: ${bestOf} above n ${n} ranks samples, and ${numBeams > 1 ? `beam search (num_beams ${numBeams})` : 'greedy decoding (temperature 0, or top_k 1)'} makes one sequence; sample (temperature above 0, num_beams 1) or send best_of equal to n`, 'best_of');
+    if (bestOf > n && !doSample) throw new HttpError(400, `best_of: ${bestOf} above n ${n} ranks samples, and ${numBeams > 1 ? `beam search (num_beams ${numBeams})` : 'greedy decoding (temperature 0, or top_k 1)'} makes one sequence; sample (temperature above 0, num_beams 1) or send best_of equal to n`);
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
     let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
     // The best_of choices decode together: best_of sequences of the cache.
@@ -261,9 +261,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (fit !== null) {
       if (bestOf > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
         const param = bestOf > n ? 'best_of' : 'n';
-        throw new HttpError(400, `${param}: ${bestOf} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`, param);
+        throw new HttpError(400, `${param}: ${bestOf} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`);
       }
-      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${fit}`, askedParam);
+      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${fit}`);
       // No length asked for: the longest answer that fits.
       let lo = 0;
       for (let hi = maxTokens; hi - lo > 1; ) {
@@ -271,7 +271,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
         if (memoryRefusal(sequences, promptTokens + mid) === null) lo = mid;
         else hi = mid;
       }
-      if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}; shorten the messages`, 'messages');
+      if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}; shorten the messages`);
       maxTokens = lo;
     }
     return {
@@ -306,9 +306,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
 
   const checkModel = (body: Body): void => {
     const m = body['model'];
-    if (m === undefined || m === null) throw new HttpError(400, `model: missing; name the model to use, "${modelName}" on this server (see GET /v1/models)`, 'model');
+    if (m === undefined || m === null) throw new HttpError(400, `model: missing; name the model to use, "${modelName}" on this server (see GET /v1/models)`);
     if (typeof m !== 'string') throw bad('model', `a string (this server serves "${modelName}")`, m);
-    if (m !== modelName) throw new HttpError(404, `The model \`${m}\` does not exist; this server serves "${modelName}" (see GET /v1/models)`, 'model');
+    if (m !== modelName) throw new HttpError(404, `The model \`${m}\` does not exist; this server serves "${modelName}" (see GET /v1/models)`);
   };
 
   // vLLM's StreamOptions: include_usage true unless given (null is false), continuous_usage_stats false; the
@@ -316,7 +316,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
   const streamOptions = (body: Body, stream: boolean): { includeUsage: boolean; continuousUsage: boolean } => {
     const so = optional(body, 'stream_options', isObject, 'an object {include_usage, continuous_usage_stats}');
     if (so === undefined) return { includeUsage: false, continuousUsage: false };
-    if (!stream) throw new HttpError(400, 'stream_options: only allowed with "stream": true', 'stream_options');
+    if (!stream) throw new HttpError(400, 'stream_options: only allowed with "stream": true');
     const includeUsage = 'include_usage' in so ? (optional(so, 'include_usage', isBool, 'a boolean') ?? false) : true;
     const continuousUsage = includeUsage && (optional(so, 'continuous_usage_stats', isBool, 'a boolean') ?? false);
     return { includeUsage, continuousUsage };
@@ -326,14 +326,14 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     checkModel(body);
     refuseUnsupported(body, ['tools', 'functions', 'tool_choice', 'function_call', 'audio', 'prediction']);
     if (body['prompt_logprobs'] !== undefined && body['prompt_logprobs'] !== null) {
-      throw new HttpError(400, 'prompt_logprobs: returned by /v1/completions on this server, not by chat completions; send the rendered prompt there, or leave prompt_logprobs out', 'prompt_logprobs');
+      throw new HttpError(400, 'prompt_logprobs: returned by /v1/completions on this server, not by chat completions; send the rendered prompt there, or leave prompt_logprobs out');
     }
     const wantLogprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
     const top = inRange(body, 'top_logprobs', 0, MAX_LOGPROBS, true);
-    if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out', 'top_logprobs');
+    if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out');
     const rf = body['response_format'];
     if (rf !== undefined && rf !== null && !(isObject(rf) && rf['type'] === 'text')) {
-      throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${JSON.stringify(rf).slice(0, 80)}`, 'response_format');
+      throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${JSON.stringify(rf).slice(0, 80)}`);
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
@@ -371,7 +371,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     let prompt: number[];
     let text: string;
     if (typeof raw === 'string') {
-      if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue', 'prompt');
+      if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue');
       checkPromptChars(raw, 'prompt');
       prompt = await encode(raw, true);
       text = raw;

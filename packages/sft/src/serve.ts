@@ -12,7 +12,7 @@ import { ConfigError } from './errors.js';
 import type { EncodeText } from './chat-prompt.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { PromptTemplate } from './prompt.js';
-import { HttpError, sendError } from './serve-errors.js';
+import { HttpError, PreRouteError, sendError } from './serve-errors.js';
 import { isObject, typeName, type Body } from './serve-fields.js';
 import { JobQueue, type ServeEvent } from './serve-queue.js';
 import { keepStreamAlive, reply } from './serve-reply.js';
@@ -107,11 +107,11 @@ export const DEFAULT_STREAM_KEEP_ALIVE_MS = 15_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // HEAD goes with GET (node sends the headers alone), as uptime monitors and `curl -I` ask.
-const ROUTES: Record<string, { methods: string[]; auth: boolean }> = {
-  '/health': { methods: ['GET', 'HEAD'], auth: false },
-  '/v1/models': { methods: ['GET', 'HEAD'], auth: true },
-  '/v1/chat/completions': { methods: ['POST'], auth: true },
-  '/v1/completions': { methods: ['POST'], auth: true },
+const ROUTES: Record<string, { methods: string[] }> = {
+  '/health': { methods: ['GET', 'HEAD'] },
+  '/v1/models': { methods: ['GET', 'HEAD'] },
+  '/v1/chat/completions': { methods: ['POST'] },
+  '/v1/completions': { methods: ['POST'] },
 };
 
 /**
@@ -243,13 +243,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // A page reads only safelisted headers of a cross-origin reply unless told: the openai client
     // waits Retry-After before retrying a 503, and reports x-request-id.
     if (res.hasHeader('access-control-allow-origin')) res.setHeader('access-control-expose-headers', 'retry-after, x-request-id');
-    if (route === undefined) throw new HttpError(404, `no route ${req.method} ${path}; this server serves /v1/chat/completions, /v1/completions, /v1/models and /health`);
-    if (!route.methods.includes(req.method ?? '')) {
-      throw new HttpError(405, `${path} accepts ${route.methods.join(', ')}, not ${req.method}`, null, { allow: route.methods.join(', ') });
-    }
-    if (route.auth && !authorized(req)) {
-      throw new HttpError(401, 'missing or wrong API key: send "Authorization: Bearer <key>" with the key the server was started with');
-    }
+    // vLLM's --api-key middleware runs before routing: every /v1 path but an OPTIONS request needs the key, known
+    // route or not. FastAPI then answers a route or method it does not serve.
+    if (path.startsWith('/v1') && req.method !== 'OPTIONS' && !authorized(req)) throw new PreRouteError(401, { error: 'Unauthorized' });
+    if (route === undefined) throw new PreRouteError(404, { detail: 'Not Found' });
+    if (!route.methods.includes(req.method ?? '')) throw new PreRouteError(405, { detail: 'Method Not Allowed' }, { allow: route.methods.join(', ') });
     if (path === '/health') {
       const s = queue.status();
       sendJson(res, 200, { status: s.closing ? 'closing' : 'ok', model: modelName, running: s.running, waiting: s.waiting, max_queue: maxQueue });
@@ -260,7 +258,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       return;
     }
     if (modelPath !== null) {
-      if (modelPath !== modelName) throw new HttpError(404, `The model \`${modelPath}\` does not exist; this server serves "${modelName}"`, 'model');
+      if (modelPath !== modelName) throw new HttpError(404, `The model \`${modelPath}\` does not exist; this server serves "${modelName}"`);
       sendJson(res, 200, modelCard());
       return;
     }
