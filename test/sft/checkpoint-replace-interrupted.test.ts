@@ -2,18 +2,22 @@
 // its changes to the file system: killed (a child process ended by SIGKILL there, as a crash) or failed there for a
 // full disk (ENOSPC). Each leaves the step's earlier checkpoint or the new one, byte for byte, for a resume to read
 // (--resume alone or naming checkpoint-N), never a leftover counted as a checkpoint, and the next save writes the new one.
+// A failure to remove the earlier checkpoint once the new one is in place is a warning: the run goes on, and the next
+// save or resume removes it.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import fs, { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { progressReporter } from '@huatuo/cli';
-import { findResumePoint, listCheckpoints, pruneCheckpoints, readCheckpoint } from '@huatuo/sft';
+import { findResumePoint, listCheckpoints, pruneCheckpoints, readCheckpoint, train, type ProgressEvent, type TrainConfig } from '@huatuo/sft';
 import { interruptAtChange } from '../llama/fs-interrupt.js';
 import { runKilledChild, type ChildSaveEnd } from '../llama/folder-save-run.js';
 import { saveCheckpointVersion } from './checkpoint-versions.js';
+import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 const CHILD = fileURLToPath(new URL('./checkpoint-replace-child.ts', import.meta.url));
 
@@ -122,4 +126,99 @@ test('a resume from a checkpoint set aside by an interrupted save of its step sa
     printed,
     `resumed from ${join('out', 'checkpoint-2.old')} at step 2/10 (the checkpoint of that step as it was before a save of the step was interrupted; the next save renames it back to ${join('out', 'checkpoint-2')})\n`,
   );
+});
+
+/**
+ * Makes fs/promises' rm refuse (EACCES, as a folder the user may not change) the removals under `dir`, from the
+ * `from`-th on, until restored; other removals go through.
+ */
+function refuseRemovals(dir: string, from = 1): { restore(): void } {
+  const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const rm = promises.rm!;
+  let seen = 0;
+  promises.rm = (...args: unknown[]) => {
+    const path = String(args[0]);
+    if ((path === dir || path.startsWith(dir + sep)) && ++seen >= from) {
+      return Promise.reject(Object.assign(new Error(`EACCES: permission denied, rm '${path}'`), { code: 'EACCES', syscall: 'rm', path }));
+    }
+    return rm.apply(fs.promises, args);
+  };
+  syncBuiltinESMExports();
+  return {
+    restore() {
+      promises.rm = rm;
+      syncBuiltinESMExports();
+    },
+  };
+}
+
+test('a checkpoint saved over its step whose earlier copy cannot be removed is saved with a warning naming that folder, and the next save removes it', async () => {
+  const old = await oldRun();
+  const reference = copyOf(old);
+  await saveCheckpointVersion(reference, 2, 'new');
+  const newStep2 = tree(join(reference, 'checkpoint-2'));
+  // The removal refused outright (checkpoint-2.old left whole), or after its trainer_state.json went (left incomplete).
+  for (const from of [1, 2]) {
+    const dir = copyOf(old);
+    const aside = join(dir, 'checkpoint-2.old');
+    let hook = { restore() {} };
+    const saved = await saveCheckpointVersion(dir, 2, 'new', () => (hook = refuseRemovals(aside, from))).finally(() => hook.restore());
+    const where = `removal refused from its ${from}. rm on`;
+    assert.equal(saved.dir, join(dir, 'checkpoint-2'), where);
+    assert.equal(saved.warnings.length, 1, `${where}: ${saved.warnings.join('; ')}`);
+    assert.ok(saved.warnings[0]!.startsWith(`could not remove ${aside}, the earlier checkpoint of its step`), saved.warnings[0]);
+    assert.match(saved.warnings[0]!, /EACCES.*the next save or --resume in this output folder tries again to remove it; you can also delete it yourself/, where);
+    assert.deepEqual(tree(join(dir, 'checkpoint-2')), newStep2, `${where}: the new checkpoint is in place`);
+    assert.ok(existsSync(aside), where);
+    assert.deepEqual((await listCheckpoints(dir)).map((c) => c.dir), [join(dir, 'checkpoint-1'), join(dir, 'checkpoint-2')], `${where}: the leftover is not listed`);
+    assert.equal(await findResumePoint('latest', dir), join(dir, 'checkpoint-2'), where);
+    assert.equal(await findResumePoint(join(dir, 'checkpoint-2'), dir), join(dir, 'checkpoint-2'), where);
+
+    // A save while the removal is still refused warns again; the next one removes it.
+    hook = refuseRemovals(aside);
+    const again = await saveCheckpointVersion(dir, 3, 'new').finally(() => hook.restore());
+    assert.equal(again.warnings.length, 1, `${where}: the next save tries again`);
+    const next = await saveCheckpointVersion(dir, 4, 'new');
+    assert.deepEqual(next.warnings, [], where);
+    assert.deepEqual(readdirSync(dir).sort(), ['checkpoint-1', 'checkpoint-2', 'checkpoint-3', 'checkpoint-4'], `${where}: the leftover is gone`);
+  }
+});
+
+test('a resumed run saving a step again goes on when the earlier checkpoint of that step cannot be removed, warning with the folder, and the next resume removes it', async () => {
+  const dataPath = writeRecords(tmp(), smallRecords(12));
+  const out = tmp();
+  // 10 training records, micro-batches of 2, accumulation 2: 6 steps, checkpoints at 3 and 6.
+  const config: TrainConfig = smallConfig(dataPath, out, { epochRemainder: 'step', numEpochs: 2, evalSteps: 3, saveSteps: 3 });
+  const run = async (resume: string | null, events: ProgressEvent[] = []) => {
+    const { data, model, base } = await smallRun(config);
+    try {
+      return await train({ config, model, train: data.train, val: data.val, microBatchSize: 2, resume, onProgress: (e) => events.push(e) });
+    } finally {
+      base.model.dispose();
+    }
+  };
+  await run(null);
+  const aside = join(out, 'checkpoint-6.old');
+  const events: ProgressEvent[] = [];
+  const hook = refuseRemovals(aside);
+  const resumed = await run(join(out, 'checkpoint-3'), events).finally(() => hook.restore());
+  assert.equal(resumed.interrupted, false);
+  assert.equal(resumed.state.step, 6, 'the run ends');
+  const save6 = events.find((e) => e.kind === 'save' && e.step === 6)!;
+  assert.equal(save6.checkpoint, join(out, 'checkpoint-6'));
+  assert.equal(save6.warnings?.length, 1);
+  assert.ok(save6.warnings![0]!.startsWith(`could not remove ${aside}, `), save6.warnings![0]);
+  assert.ok(existsSync(aside) && existsSync(join(out, 'adapter_model.safetensors')), 'the leftover stays; the final adapter is written');
+  assert.equal((await readCheckpoint(join(out, 'checkpoint-6'))).state.step, 6);
+
+  let printed = '';
+  const report = progressReporter({ write: (s: string) => (printed += s) }, false);
+  for (const e of events) report(e);
+  assert.ok(printed.includes(`step 6/6  checkpoint ${join(out, 'checkpoint-6')}\nwarning: could not remove ${aside}, `), printed);
+
+  const resumeEvents: ProgressEvent[] = [];
+  await run('latest', resumeEvents);
+  const resumeEvent = resumeEvents.find((e) => e.kind === 'resume')!;
+  assert.deepEqual([resumeEvent.checkpoint, resumeEvent.warnings], [join(out, 'checkpoint-6'), undefined]);
+  assert.ok(!existsSync(aside), 'the resume removes the leftover');
 });

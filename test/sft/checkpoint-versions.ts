@@ -2,7 +2,7 @@
 // again), each with a real adapter of a small LLaMA; for the tests of checkpoint saves interrupted part way
 // (checkpoint-replace-interrupted.test.ts, checkpoint-replace-child.ts).
 import { applyLora, configFromPreset, createRandomLlama } from '@huatuo/llama';
-import { runFiles, writeCheckpoint, type TrainerState } from '@huatuo/sft';
+import { runFiles, writeCheckpoint, type SavedCheckpoint, type TrainerState } from '@huatuo/sft';
 import { SMALL_MODEL } from './trainer-setup.js';
 
 /**
@@ -10,7 +10,7 @@ import { SMALL_MODEL } from './trainer-setup.js';
  * q_proj, the new one r=8 on q_proj and v_proj, each with its own trainer state and optimizer moments. Each version is
  * the same bytes every time.
  */
-export async function saveCheckpointVersion(outputDir: string, step: number, version: 'old' | 'new', beforeSave: () => void = () => {}): Promise<string> {
+export async function saveCheckpointVersion(outputDir: string, step: number, version: 'old' | 'new', beforeSave: () => void = () => {}): Promise<SavedCheckpoint> {
   const model = createRandomLlama(configFromPreset('tiny', SMALL_MODEL), { seed: 1 });
   try {
     if (version === 'old') applyLora(model, { r: 4, alpha: 8, targetModules: ['q_proj'] }, { seed: 3 });

@@ -17,7 +17,7 @@ const optimizer: OptimizerStateDict = {
 const writeAdapter = (dir: string) => runFiles.writeFile(join(dir, 'adapter_model.safetensors'), new Uint8Array(8));
 
 test('a checkpoint gives back the optimizer state dict it was written with', async () => {
-  const dir = await writeCheckpoint(tmp(), 1, { state, optimizer }, writeAdapter);
+  const { dir } = await writeCheckpoint(tmp(), 1, { state, optimizer }, writeAdapter);
   const back = await readCheckpoint(dir);
   assert.deepEqual(back.optimizer, optimizer);
   assert.deepEqual(back.state, state);
@@ -29,7 +29,7 @@ test('an optimizer.json that is not an optimizer state dict is refused naming th
     ['{"state": [{"step": 1, "buffers": {"m": 3}}], "paramGroups": []}', /state 0 should be null or \{step, buffers of tensors\}/],
     ['{"state": [], "paramGroups": [{"options": {}, "params": ["a"]}]}', /paramGroups 0 should be/],
   ] as const) {
-    const dir = await writeCheckpoint(tmp(), 1, { state, optimizer }, writeAdapter);
+    const { dir } = await writeCheckpoint(tmp(), 1, { state, optimizer }, writeAdapter);
     writeFileSync(join(dir, 'optimizer.json'), json);
     await assert.rejects(readCheckpoint(dir), (e: unknown) => e instanceof CheckpointError && e.message.startsWith(dir) && fragment.test(e.message), json);
   }

@@ -76,7 +76,7 @@ test('loadAdapter refuses an adapter full of NaN, naming the tensor and the file
 test('readCheckpoint refuses optimizer state holding infinity, naming the tensor and the file', async () => {
   const out = tmp();
   const state = { step: 1, totalSteps: 2, microBatchSize: 1, gradientAccumulation: 1, history: [], bestValLoss: null, bestStep: null, recipeKey: 'k' };
-  const dir = await writeCheckpoint(out, 1, { state, optimizer: { state: [{ step: 1, buffers: { m: new Float32Array([1, 2, 3]), v: new Float32Array([4, 5, 6]) } }], paramGroups: [{ options: { lr: 1 }, params: [0] }] } }, async (d) => {
+  const { dir } = await writeCheckpoint(out, 1, { state, optimizer: { state: [{ step: 1, buffers: { m: new Float32Array([1, 2, 3]), v: new Float32Array([4, 5, 6]) } }], paramGroups: [{ options: { lr: 1 }, params: [0] }] } }, async (d) => {
     const model = createRandomLlama(configFromPreset('tiny', SMALL_MODEL), { seed: 5 });
     applyLora(model, { r: 4, alpha: 8, targetModules: ['q_proj'] });
     await saveAdapter(model, d, 'base');

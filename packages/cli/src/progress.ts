@@ -69,5 +69,6 @@ export function progressReporter(out: { write(s: string): unknown }, tty: boolea
         barShown = false;
         break;
     }
+    for (const warning of e.warnings ?? []) line(`warning: ${warning}`);
   };
 }

@@ -118,20 +118,32 @@ export function checkpointDir(outputDir: string, step: number): string {
 /** A checkpoint being written (`checkpoint-N.tmp`), or the earlier one of its step set aside while it replaces it (`.old`). */
 const LEFTOVER = /^(checkpoint-\d+)\.(tmp|old)$/;
 
+/** A checkpoint written by {@link writeCheckpoint}. */
+export interface SavedCheckpoint {
+  /** Its folder, `checkpoint-N` in the output folder. */
+  dir: string;
+  /**
+   * Leftovers of this save or of earlier ones that could not be removed (the checkpoint is complete regardless), each
+   * naming its folder and what to do; nothing reads them, and the next save tries again.
+   */
+  warnings: string[];
+}
+
 /**
  * Writes a checkpoint atomically: everything goes into `checkpoint-N.tmp`, which is renamed to `checkpoint-N` only
  * when complete. An earlier `checkpoint-N` (a resumed run saving its step again) is first renamed to
- * `checkpoint-N.old`, and removed once the new one is in place. A crash leaves at worst a `.tmp` folder, which is
- * discarded, or the earlier checkpoint under `.old` with no `checkpoint-N`, which a resume reads and the next save
- * puts back (see {@link finishCheckpointReplacements}).
+ * `checkpoint-N.old`, and removed once the new one is in place; a failure to remove it is a warning, not an error, as
+ * the new checkpoint is complete then. A crash leaves at worst a `.tmp` folder, which is discarded, or the earlier
+ * checkpoint under `.old` with no `checkpoint-N`, which a resume reads and the next save puts back (see
+ * {@link finishCheckpointReplacements}).
  */
 export async function writeCheckpoint(
   outputDir: string,
   step: number,
   payload: CheckpointPayload,
   writeAdapter: (dir: string) => Promise<void>,
-): Promise<string> {
-  await finishCheckpointReplacements(outputDir);
+): Promise<SavedCheckpoint> {
+  const warnings = await finishCheckpointReplacements(outputDir);
   const final = checkpointDir(outputDir, step);
   const tmp = `${final}.tmp`;
   await files.remove(tmp);
@@ -143,7 +155,7 @@ export async function writeCheckpoint(
   await writeTrainerState(tmp, payload.state);
   if (!(await files.exists(final))) {
     await files.rename(tmp, final);
-    return final;
+    return { dir: final, warnings };
   }
   const aside = `${final}.old`;
   await files.rename(final, aside);
@@ -153,24 +165,44 @@ export async function writeCheckpoint(
     await files.rename(aside, final).catch(() => undefined); // left for the next save or resume if this fails too
     throw err;
   }
-  await removeCheckpoint(aside);
-  return final;
+  await removeLeftover(aside, final, warnings);
+  return { dir: final, warnings };
 }
 
 /**
  * Finishes what interrupted checkpoint saves left in `outputDir`: a `checkpoint-N.old` whose replacement did not
- * reach `checkpoint-N` is renamed back to it, one whose replacement did is removed, and unfinished `.tmp` folders
- * are discarded. Run before each save; two runs must not write one output folder at once.
+ * reach `checkpoint-N` is renamed back to it (unless `restore` is false: it stays its step's checkpoint, see
+ * {@link listCheckpoints}), one whose replacement did is removed, and unfinished `.tmp` folders are discarded. Run
+ * before each save; two runs must not write one output folder at once.
+ * @returns A warning for each leftover that could not be removed (nothing reads it), naming it and what to do.
  */
-export async function finishCheckpointReplacements(outputDir: string): Promise<void> {
+export async function finishCheckpointReplacements(outputDir: string, { restore = true }: { restore?: boolean } = {}): Promise<string[]> {
+  const warnings: string[] = [];
   for (const name of await files.list(outputDir)) {
     const leftover = LEFTOVER.exec(name);
     if (!leftover) continue;
     const path = files.join(outputDir, name);
     const final = files.join(outputDir, leftover[1]!);
-    const restore = leftover[2] === 'old' && !(await files.exists(final)) && (await files.exists(files.join(path, 'trainer_state.json')));
-    if (restore) await files.rename(path, final);
-    else await removeCheckpoint(path);
+    const replaced = leftover[2] === 'old' && !(await files.exists(final)) && (await files.exists(files.join(path, 'trainer_state.json')));
+    if (replaced && restore) await files.rename(path, final);
+    else if (!replaced) await removeLeftover(path, final, warnings);
+  }
+  return warnings;
+}
+
+/**
+ * Removes a leftover of a checkpoint save that nothing reads (an unfinished `.tmp`, or a `.old` beside its `final` or
+ * incomplete); where that fails, adds a warning naming it to `warnings`: the run loses nothing by keeping it.
+ */
+async function removeLeftover(leftover: string, final: string, warnings: string[]): Promise<void> {
+  try {
+    await removeCheckpoint(leftover);
+  } catch (err) {
+    const what = leftover.endsWith('.old') ? `the earlier checkpoint of its step, set aside when ${final} was saved again` : `an unfinished copy of ${final}`;
+    warnings.push(
+      `could not remove ${leftover}, ${what} (${(err as Error).message}). The run goes on: nothing reads that folder, ` +
+        `and the next save or --resume in this output folder tries again to remove it; you can also delete it yourself to free its space`,
+    );
   }
 }
 

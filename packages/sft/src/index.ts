@@ -38,7 +38,7 @@ export type { PreparedData, RunPlan } from './prepare.js';
 export { runFiles } from './run-files.js';
 export type { RunFiles } from './run-files.js';
 export { writeCheckpoint, readCheckpoint, listCheckpoints, pruneCheckpoints, checkpointDir, replacedCheckpoint } from './checkpoint.js';
-export type { TrainerState, CheckpointPayload } from './checkpoint.js';
+export type { TrainerState, CheckpointPayload, SavedCheckpoint } from './checkpoint.js';
 export type { HfTrainerState, HfLogEntry, HfTrainLog, HfEvalLog, HfTrainEndLog } from './hf-trainer-state.js';
 export { writeLossCurve, appendMetrics, writeMetrics } from './metrics.js';
 export { lossCurveSvg } from './loss-curve.js';

@@ -61,6 +61,11 @@ export interface ProgressEvent {
   tokensPerSec?: number;
   elapsedSec: number;
   checkpoint?: string;
+  /**
+   * On 'save' and 'resume': leftovers of checkpoint saves in the output folder that could not be removed, each naming
+   * its folder and what to do; the run goes on (nothing reads them, the checkpoints are complete).
+   */
+  warnings?: string[];
   /** On 'step' events of a loss-scaled (mixed precision) run: the scale this step's loss was multiplied by. */
   lossScale?: number;
   /** On 'step' events: true when the gradients held inf/NaN and the optimizer step was skipped (mixed precision). */

@@ -2,7 +2,7 @@
 // accumulated micro-batches (train-step.ts), logging, evaluation and checkpoints every N steps, the
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
-import { checkpointDir, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
+import { checkpointDir, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
 import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, pythonRound, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
@@ -70,6 +70,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     await model.loadAdapter(point.dir);
     resumedFrom = point.dir;
   }
+  // What earlier saves could not remove goes now (a checkpoint set aside by an interrupted save stays until the next save puts it back).
+  const leftovers = point && resumesRunIn(runFiles, config.outputDir, options.resume) ? await finishCheckpointReplacements(config.outputDir, { restore: false }) : [];
   const params = [...model.trainableParameters.values()];
   const optimizer = new AdamW(params, {
     lr: config.learningRate,
@@ -93,7 +95,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // The interrupted run may have logged steps past its checkpoint; they run again, so
     // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
     await writeMetrics(metricsPath, state.history);
-    options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom });
+    options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom, ...(leftovers.length > 0 ? { warnings: leftovers } : {}) });
   }
 
   // The attention kernels the steps use are created (or refused) now: otherwise the first steps could
@@ -134,9 +136,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (state.best_global_step === state.step || (await runFiles.exists(best))) state.best_model_checkpoint = best;
     }
     state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
-    const dir = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
+    const { dir, warnings } = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
     await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep);
-    options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir });
+    options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
     return dir;
   };
 
