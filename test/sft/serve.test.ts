@@ -366,6 +366,59 @@ test("a streamed choice's last text comes in its finish chunk, with finish_reaso
   });
 });
 
+test("every generated token makes a chunk with its logprobs, as each of vLLM's engine steps does, its text empty while held back: the longest stop string's length less one character (output_text_buffer_length)", async () => {
+  const prompt = 'The patient reports';
+  const pieces: string[] = [];
+  const [g] = await generate(model, tokenizer, prompt, { maxNewTokens: 8, onToken: (e) => pieces.push(e.text) });
+  assert.equal(g!.finishReason, 'length');
+  // Sixteen characters of two UTF-16 units each: fifteen characters held back, counted as Python counts them.
+  const stop = ['x\u{1D11E}', '\u{1D11E}'.repeat(16)];
+  const held = (text: string) => [...text].slice(0, -15).join('');
+  const shown = pieces.map((_, k) => (k === pieces.length - 1 ? pieces.join('') : held(pieces.slice(0, k + 1).join(''))));
+  const expected = shown.map((t, k) => t.slice(k === 0 ? 0 : shown[k - 1]!.length));
+  assert.ok(expected.slice(0, -1).some((t) => t === '') && expected.slice(0, -1).some((t) => t !== ''), `the fixture's tokens make empty and non-empty chunks: ${JSON.stringify(pieces)}`);
+  await withServer({}, async (server) => {
+    const events = await sseEvents(`${server.url}/v1/completions`, { model: NAME, prompt, max_tokens: 8, temperature: 0, logprobs: 0, stop, stream: true });
+    assert.deepEqual(events.map((e) => e.choices[0].text), expected);
+    assert.deepEqual(events.map((e) => e.choices[0].logprobs.tokens.length), pieces.map(() => 1), 'one token a chunk');
+    assert.deepEqual(events.map((e) => e.choices[0].finish_reason), [...pieces.slice(1).map(() => null), 'length']);
+
+    // A chat under HuaTuo's template holds back its response marker's length less one (6), then strips as get_response.
+    const chatPieces: string[] = [];
+    await generate(model, tokenizer, generatePrompt(MED_TEMPLATE, QUESTION), { maxNewTokens: 6, onToken: (e) => chatPieces.push(e.text) });
+    const chatShown = chatPieces.map((_, k) => (k === chatPieces.length - 1 ? chatPieces.join('').trim() : [...chatPieces.slice(0, k + 1).join('')].slice(0, -6).join('').trim()));
+    const chatExpected = chatShown.map((t, k) => t.slice(k === 0 ? 0 : chatShown[k - 1]!.length));
+    const chunks = await sseEvents(`${server.url}/v1/chat/completions`, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 6, temperature: 0, logprobs: true, stream: true });
+    assert.deepEqual(chunks.map((e) => e.choices[0].delta), [{ role: 'assistant', content: '' }, ...chatExpected.map((content) => ({ content }))]);
+    assert.deepEqual(chunks.slice(1).map((e) => e.choices[0].logprobs.content.length), chatPieces.map(() => 1));
+    assert.ok(chatExpected.includes(''), `some chunk shows no text: ${JSON.stringify(chatPieces)}`);
+  });
+});
+
+test("a streamed echo comes in the choice's first chunk with its first token's text and logprobs, as vLLM's completion_stream_generator sends it, later text_offsets counting the generated text alone; with max_tokens 0 the prompt and the finish reason are one chunk", async () => {
+  const prompt = 'The patient reports';
+  const P = tokenizer.encode(prompt).length;
+  const pieces: string[] = [];
+  await generate(model, tokenizer, prompt, { maxNewTokens: 3, onToken: (e) => pieces.push(e.text) });
+  await withServer({}, async (server) => {
+    const url = `${server.url}/v1/completions`;
+    const body = { model: NAME, prompt, echo: true, max_tokens: 3, temperature: 0, stream: true };
+    assert.deepEqual((await sseEvents(url, body)).map((e) => e.choices[0].text), [prompt + pieces[0], pieces[1], pieces[2]]);
+    const scored = await sseEvents(url, { ...body, logprobs: 1 });
+    assert.deepEqual(scored.map((e) => e.choices[0].text), [prompt + pieces[0], pieces[1], pieces[2]]);
+    const first = scored[0].choices[0].logprobs;
+    assert.equal(first.tokens.length, P + 1);
+    assert.deepEqual([first.token_logprobs[0], first.text_offset[0]], [null, 0]);
+    assert.equal(scored[1].choices[0].logprobs.text_offset[0], [...pieces[0]!].length, "vLLM's previous_text_lens adds the generated text, not the echoed prompt");
+    for (const logprobs of [undefined, 1]) {
+      const only = await sseEvents(url, { ...body, max_tokens: 0, logprobs });
+      assert.equal(only.length, 1);
+      assert.deepEqual([only[0].choices[0].text, only[0].choices[0].finish_reason, only[0].choices[0].stop_reason], [prompt, 'length', null]);
+      if (logprobs !== undefined) assert.equal(only[0].choices[0].logprobs.tokens.length, P);
+    }
+  });
+});
+
 test("stream_options as vLLM's StreamOptions: include_usage true unless given, continuous_usage_stats puts each choice's usage so far in every chunk", async () => {
   await withServer({}, async (server) => {
     const url = (path: string) => `${server.url}/v1/${path}`;

@@ -8,7 +8,7 @@ import type { RowLogprobs } from '@huatuo/tensor';
 import { Cancelled } from './serve-errors.js';
 import type { JobRequest } from './serve-request.js';
 import { chatLogprobs, completionLogprobs, promptLogprobsField } from './serve-logprobs.js';
-import { firstStop, visibleText } from './serve-stream-text.js';
+import { firstStop, visibleText, type TextView } from './serve-stream-text.js';
 
 /** A queued request with its client: whether the client has gone, and the tokens made so far. */
 export interface Job extends JobRequest {
@@ -91,8 +91,8 @@ export function keepStreamAlive(job: Job, intervalMs: number): void {
 }
 
 /**
- * Generates the reply to `job` and writes it: server-sent events as the visible text grows
- * (chat chunks or completion texts, a finish reason, usage when asked, [DONE]), or one
+ * Generates the reply to `job` and writes it: server-sent events, a chunk for each token as vLLM sends one for each
+ * engine step (chat chunks or completion texts, a finish reason, usage when asked, [DONE]), or one
  * chat.completion / text_completion object. Throws {@link Cancelled} when the client has gone.
  */
 export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, modelName: string): Promise<readonly Generation[]> {
@@ -100,7 +100,7 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const strip = job.strip;
   const res = job.res;
   // An event written puts the next keep-alive comment a whole interval away.
-  const send = (data: unknown): void => {
+  const sendEvent = (data: unknown): void => {
     sse(res, data);
     job.keepAlive?.refresh();
   };
@@ -113,51 +113,53 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const ranks = promptTop !== null && !job.stream;
   const echoRows = promptTop !== null && job.echoOnly ? await promptLogprobs(model, job.prompt, promptTop, { ranks }) : [];
   if (job.cancelled) throw new Cancelled();
-  // Each choice's stream: its raw text, the visible text sent, its tokens so far, its tokens' log probabilities not yet sent,
-  // and the characters (Python's len) of its completion text streamed so far, where the next text_offset starts.
+  const view: TextView = { stops: s.stop, strip };
   // A choice's text: generate's, already cut at the stop string that ended it (cut again it could lose more, as
   // vLLM keeps the text before the first stop of the request's list, which may hold a later one); else cut where
   // the characters decoded last, flushed at the end, hold one.
-  const finalText = (gen: Generation): string => visibleText(gen.text, gen.finishReason === 'stop' ? [] : s.stop, strip, true);
-  const streams = Array.from({ length: s.n }, () => ({ raw: '', sent: '', tokens: 0, pending: { ids: [] as number[], rows: [] as RowLogprobs[] }, streamedChars: 0, finished: false }));
-  const takeLogprobs = (i: number): unknown => {
+  const finalText = (gen: Generation): string => visibleText(gen.text, gen.finishReason === 'stop' ? { ...view, stops: [] } : view, true);
+  // Each choice's stream: its raw text, the visible text sent, its tokens so far, the log probabilities of its tokens
+  // not yet sent, the characters (Python's len) of its generated text streamed so far, where the next text_offset
+  // starts, and (completions with echo) the prompt's rows while the prompt is not sent yet.
+  const streams = Array.from({ length: s.n }, () => ({
+    raw: '',
+    sent: '',
+    tokens: 0,
+    pending: { ids: [] as number[], rows: [] as RowLogprobs[] },
+    streamedChars: 0,
+    finished: false,
+    echo: job.echoPrompt ? { rows: echoRows as readonly (PromptTokenLogprobs | null)[] } : null,
+  }));
+  // A chunk of choice i: `text` and the log-probabilities of its tokens not sent yet, after the echoed prompt and the
+  // prompt's log-probabilities in its first chunk, as vLLM's completion_stream_generator puts them with the first
+  // step's output (text_offset from 0). The offsets of later chunks go on from the generated text alone, as vLLM's
+  // previous_text_lens counts it.
+  const send = (i: number, text: string, ending: { finish_reason: string; stop_reason: string | number | null } | null): void => {
     const c = streams[i]!;
-    if (top === null || c.pending.ids.length === 0) return null;
-    const lp = job.kind === 'chat' ? chatLogprobs(tokenizer, c.pending.rows, top) : completionLogprobs(tokenizer, c.pending.ids, c.pending.rows, top, c.streamedChars);
+    const echo = c.echo;
+    c.echo = null;
+    const ids = echo === null ? c.pending.ids : [...job.prompt, ...c.pending.ids];
+    const rows = echo === null ? c.pending.rows : [...echo.rows, ...c.pending.rows];
+    const lp = top === null || ids.length === 0 ? null : job.kind === 'chat' ? chatLogprobs(tokenizer, c.pending.rows, top) : completionLogprobs(tokenizer, ids, rows, top, c.streamedChars);
     c.pending = { ids: [], rows: [] };
-    return lp;
-  };
-  // A streamed choice's first chunk: the echoed prompt, with its log-probabilities once they are known.
-  const sendEcho = (i: number, rows: readonly (PromptTokenLogprobs | null)[]): void => {
-    const lp = top === null ? null : completionLogprobs(tokenizer, job.prompt, rows, top, 0);
-    send(chunk(job, modelName, i, { text: job.echo, finish_reason: null }, lp, streams[i]!.tokens));
-    streams[i]!.streamedChars += [...job.echo].length;
+    const end = ending ?? { finish_reason: null };
+    sendEvent(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, ...end } : { text: echo === null ? text : job.echo + text, ...end }, lp, c.tokens));
+    c.streamedChars += [...text].length;
   };
   if (job.stream) {
     openStream(job);
-    for (let i = 0; i < s.n; i++) {
-      if (job.kind === 'chat') send(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }, null, 0));
-      else if (job.echoPrompt && (top === null || job.echoOnly)) sendEcho(i, echoRows);
-    }
+    if (job.kind === 'chat') for (let i = 0; i < s.n; i++) sendEvent(chunk(job, modelName, i, { delta: { role: 'assistant', content: '' }, finish_reason: null }, null, 0));
   }
-  const delta = (i: number, text: string): void => {
-    if (text === '') return;
-    const lp = takeLogprobs(i);
-    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: text }, finish_reason: null } : { text, finish_reason: null }, lp, streams[i]!.tokens));
-    streams[i]!.streamedChars += [...text].length;
-  };
   // A streamed choice's end, sent as it ends (as vLLM sends each choice's), in one chunk as vLLM's last step output
   // makes it (serving_completion.py's completion_stream_generator, serving_chat.py's chat_completion_stream_generator):
-  // the text its last tokens completed (empty where they showed none: an end of sequence, a stop string), the finish
-  // reason and stop_reason, and the log-probabilities of the tokens not sent yet, the last one's included.
+  // the text its last token completed and the text held back (empty where they show none: an end of sequence, a stop
+  // string), the finish reason and stop_reason, and the last token's log-probabilities.
   const finish = (i: number, gen: Generation): void => {
     const c = streams[i]!;
     if (c.finished) return;
     c.finished = true;
     const text = finalText(gen);
-    const rest = text.startsWith(c.sent) ? text.slice(c.sent.length) : '';
-    const ending = { finish_reason: finishReason(gen, gen.text, s.stop), stop_reason: stopReason(gen, tokenizer.eosId) };
-    send(chunk(job, modelName, i, job.kind === 'chat' ? { delta: { content: rest }, ...ending } : { text: rest, ...ending }, takeLogprobs(i), c.tokens));
+    send(i, text.startsWith(c.sent) ? text.slice(c.sent.length) : '', { finish_reason: finishReason(gen, gen.text, s.stop), stop_reason: stopReason(gen, tokenizer.eosId) });
   };
   // The n choices (best_of sequences) decode as one batch of the prompt repeated, sequence i sampling with
   // seed + i as vLLM seeds them; the prompt step runs once for all.
@@ -191,7 +193,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
                 promptRanks: ranks,
                 onPromptLogprobs: (e) => {
                   if (job.cancelled) throw new Cancelled();
-                  if (job.stream && job.echoPrompt && top !== null) sendEcho(e.prompt, e.logprobs);
+                  const echo = job.stream ? streams[e.prompt]!.echo : null;
+                  if (echo !== null) echo.rows = e.logprobs;
                 },
               }),
           onToken: (e) => {
@@ -207,11 +210,12 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
             c.raw += e.text;
             // The last token's text goes with the finish reason (onFinish).
             if (e.finishReason !== undefined) return;
-            const visible = visibleText(c.raw, s.stop, strip, false);
-            if (visible.startsWith(c.sent) && visible.length > c.sent.length) {
-              delta(e.prompt, visible.slice(c.sent.length));
-              c.sent = visible;
-            }
+            // As vLLM's engine gives each step's output, every token makes a chunk, with the text it shows (none while
+            // a character is incomplete or the text is held back) and its log-probabilities.
+            const visible = visibleText(c.raw, view, false);
+            const shown = visible.startsWith(c.sent) ? visible.slice(c.sent.length) : '';
+            c.sent += shown;
+            send(e.prompt, shown, null);
           },
           onFinish: (e) => {
             if (job.cancelled) throw new Cancelled();
@@ -227,8 +231,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   if (job.stream) {
     gens.forEach((gen, i) => finish(i, gen));
     // vLLM writes the usage chunk without nulls (exclude_none).
-    if (job.includeUsage) send({ id: job.id, object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: job.created, model: modelName, choices: [], usage: usage(gens) });
-    send('[DONE]');
+    if (job.includeUsage) sendEvent({ id: job.id, object: job.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: job.created, model: modelName, choices: [], usage: usage(gens) });
+    sendEvent('[DONE]');
     res.end();
   } else if (job.kind === 'chat') {
     sendJson(
@@ -275,8 +279,8 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
     };
     if (job.streamWhole) {
       openStream(job);
-      send(reply);
-      send('[DONE]');
+      sendEvent(reply);
+      sendEvent('[DONE]');
       res.end();
     } else sendJson(res, 200, reply, { 'x-request-id': job.id });
   }

@@ -1,40 +1,43 @@
-// What a client may see of the generated text: cut at the stop string that ends it, stripped for chat
-// as HuaTuo's get_response strips, and while streaming, held back where a stop may still begin.
+// What a client may see of the generated text: cut at the stop string that ends it, stripped for chat as HuaTuo's
+// get_response strips, and while streaming, less the characters vLLM holds back while a stop string may still complete.
 
 import { findStopString } from '@huatuo/llama';
 import { pythonStrip } from './prompt.js';
+
+/** How one request's text is shown. */
+export interface TextView {
+  /** The request's stop strings, in its order. */
+  stops: readonly string[];
+  /** Stripped as HuaTuo's get_response strips the reply (chats under a HuaTuo template). */
+  strip: boolean;
+}
 
 /** Index where the stop string that ends `text` begins (the first of `stops` it holds, vLLM's order: findStopString), or -1. */
 export function firstStop(text: string, stops: readonly string[]): number {
   return findStopString(text, stops)?.at ?? -1;
 }
 
-/** Length of the longest suffix of `text` that begins some stop string (it may turn into one). */
-function heldStopPrefix(text: string, stops: readonly string[]): number {
-  let held = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > held; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        held = k;
-        break;
-      }
-    }
-  }
-  return held;
+/**
+ * Characters (Python's len: code points) a stream holds back until its choice ends, as vLLM's
+ * SamplingParams.output_text_buffer_length: the longest stop string's length less one, whatever the text ends
+ * with; none without stop strings.
+ */
+export function heldBackChars(view: TextView): number {
+  return Math.max(0, ...view.stops.map((s) => [...s].length - 1));
 }
 
 /**
- * Turns the raw generated text into what the client sees: cut at the stop string that ends it and,
- * for chat, stripped as HuaTuo's get_response strips. `safe` is the part that no later token
- * can change.
+ * Turns the raw generated text into what the client sees: cut where the stop string that ends it begins and, for
+ * chat, stripped as HuaTuo's get_response strips. Not `final` (streaming, the choice going on): less its last
+ * {@link heldBackChars} characters, as vLLM's Sequence.get_output_text_to_return returns an unfinished sequence's text.
  */
-export function visibleText(raw: string, stops: readonly string[], strip: boolean, final: boolean): string {
-  const stop = firstStop(raw, stops);
-  const text = stop >= 0 ? raw.slice(0, stop) : raw;
-  if (final || stop >= 0) return strip ? pythonStrip(text) : text;
-  if (!strip) return text.slice(0, text.length - heldStopPrefix(text, stops));
-  const left = stripStart(text);
-  return stripEnd(left.slice(0, left.length - heldStopPrefix(left, stops)));
+export function visibleText(raw: string, view: TextView, final: boolean): string {
+  const stop = findStopString(raw, view.stops);
+  const text = stop === null ? raw : raw.slice(0, stop.at);
+  if (final || stop !== null) return view.strip ? pythonStrip(text) : text;
+  const held = heldBackChars(view);
+  const shown = held === 0 ? text : [...text].slice(0, -held).join('');
+  return view.strip ? stripEnd(stripStart(shown)) : shown;
 }
 
 /** Python's str.lstrip(). */
