@@ -52,7 +52,7 @@ async function twoResponses(): Promise<{ gone: ServerResponse; live: ServerRespo
 }
 
 function job(id: string, res: ServerResponse): Job {
-  const sampling = { maxTokens: 4, doSample: false, temperature: 1, topP: 1, topK: 0, numBeams: 1, repetitionPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, logitBias: new Map(), stop: [], seed: 0, n: 1, bestOf: 1 };
+  const sampling = { maxTokens: 4, doSample: false, temperature: 1, topP: 1, topK: 0, numBeams: 1, repetitionPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, logitBias: new Map(), stop: [], includeStop: false, seed: 0, n: 1, bestOf: 1 };
   return { id, kind: 'chat', created: 0, prompt: [1], echo: '', strip: true, sampling, stream: false, streamWhole: false, includeUsage: false, continuousUsage: false, logprobs: null, promptLogprobs: null, echoPrompt: false, echoOnly: false, res, cancelled: false, tokens: 0 };
 }
 

@@ -419,6 +419,39 @@ test("a streamed echo comes in the choice's first chunk with its first token's t
   });
 });
 
+test("include_stop_str_in_output keeps the stop string in the text, cut at its end as vLLM's StopChecker cuts it, and streams hold nothing back, in completions and chats", async () => {
+  const prompt = 'The patient reports';
+  const pieces: string[] = [];
+  await generate(model, tokenizer, prompt, { maxNewTokens: 16, onToken: (e) => pieces.push(e.text) });
+  // A stop string that begins a token with text after it: that text is dropped, the stop string kept.
+  const k = pieces.findIndex((p, i) => i > 0 && [...p].length > 2 && pieces.join('').indexOf([...p].slice(0, 2).join('')) === pieces.slice(0, i).join('').length);
+  assert.ok(k > 0, `no token begins a stop string with text after it: ${JSON.stringify(pieces)}`);
+  const stop = [...pieces[k]!].slice(0, 2).join('');
+  const kept = pieces.slice(0, k).join('') + stop;
+  await withServer({}, async (server) => {
+    const url = `${server.url}/v1/completions`;
+    const body = { model: NAME, prompt, max_tokens: 16, temperature: 0, stop: [stop], include_stop_str_in_output: true };
+    const whole = await call(url, { body });
+    assert.deepEqual([whole.json.choices[0].text, whole.json.choices[0].finish_reason, whole.json.choices[0].stop_reason, whole.json.usage.completion_tokens], [kept, 'stop', stop, k + 1]);
+    const streamed = await sseEvents(url, { ...body, stream: true });
+    assert.deepEqual(streamed.map((e) => e.choices[0].text), [...pieces.slice(0, k), stop], 'each token shows its text at once');
+    assert.deepEqual([streamed.at(-1).choices[0].finish_reason, streamed.at(-1).choices[0].stop_reason], ['stop', stop]);
+    const off = await call(url, { body: { ...body, include_stop_str_in_output: false } });
+    assert.equal(off.json.choices[0].text, pieces.slice(0, k).join(''));
+
+    const chatPieces: string[] = [];
+    await generate(model, tokenizer, generatePrompt(MED_TEMPLATE, QUESTION), { maxNewTokens: 8, onToken: (e) => chatPieces.push(e.text) });
+    const answer = chatPieces.join('').trim();
+    const chatStop = [...answer].slice(-3).join('');
+    const chatKept = answer.slice(0, answer.indexOf(chatStop) + chatStop.length);
+    const chat = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 8, temperature: 0, stop: chatStop, include_stop_str_in_output: true };
+    const reply = await call(`${server.url}/v1/chat/completions`, { body: chat });
+    assert.deepEqual([reply.json.choices[0].message.content, reply.json.choices[0].finish_reason, reply.json.choices[0].stop_reason], [chatKept, 'stop', chatStop]);
+    const chunks = await sseEvents(`${server.url}/v1/chat/completions`, { ...chat, stream: true });
+    assert.equal(chunks.map((e) => e.choices[0].delta.content).join(''), chatKept);
+  });
+});
+
 test("stream_options as vLLM's StreamOptions: include_usage true unless given, continuous_usage_stats puts each choice's usage so far in every chunk", async () => {
   await withServer({}, async (server) => {
     const url = (path: string) => `${server.url}/v1/${path}`;
@@ -562,6 +595,7 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
     assertError(await call(chat, { body: { ...ok, temperature: 'hot' } }), 400, 'temperature', 'temperature a string');
     assertError(await call(chat, { body: { ...ok, stream: 'yes' } }), 400, 'stream', 'stream a string');
     assertError(await call(chat, { body: { ...ok, stop: [1] } }), 400, 'stop', 'stop a number');
+    assertError(await call(chat, { body: { ...ok, include_stop_str_in_output: 'yes' } }), 400, 'include_stop_str_in_output', 'include_stop_str_in_output a string');
     assertError(await call(chat, { body: { ...ok, tools: [{ type: 'function', function: { name: 'f' } }] } }), 400, 'tools', 'tools');
     assertError(await call(chat, { body: { ...ok, model: 7 } }), 400, 'model', 'model a number');
     const unknown = await call(chat, { body: { ...ok, model: 'gpt-4' } });

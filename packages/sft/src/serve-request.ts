@@ -58,6 +58,8 @@ export interface Sampling {
   /** OpenAI's logit_bias (token id -> bias, clamped to [-100, 100] as vLLM clamps it); empty for none. */
   logitBias: ReadonlyMap<number, number>;
   stop: string[];
+  /** vLLM's include_stop_str_in_output: the stop string that ends a choice stays in its text, and streams hold nothing back. */
+  includeStop: boolean;
   /** The first choice's seed (unsigned 32-bit); choice i samples with seed + i, as vLLM seeds its n sequences. */
   seed: number;
   /** OpenAI's n: choices generated together, as one batch of the prompt repeated. */
@@ -286,6 +288,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       presencePenalty,
       logitBias,
       stop: [...parseStop(body), ...extraStops],
+      includeStop: optional(body, 'include_stop_str_in_output', isBool, 'a boolean') ?? false,
       seed: Number(BigInt.asUintN(32, BigInt(seed))),
       n,
       bestOf,

@@ -1,5 +1,6 @@
-// What a client may see of the generated text: cut at the stop string that ends it, stripped for chat as HuaTuo's
-// get_response strips, and while streaming, less the characters vLLM holds back while a stop string may still complete.
+// What a client may see of the generated text: cut at the stop string that ends it (or after it, with vLLM's
+// include_stop_str_in_output), stripped for chat as HuaTuo's get_response strips, and while streaming, less the
+// characters vLLM holds back while a stop string may still complete.
 
 import { findStopString } from '@huatuo/llama';
 import { pythonStrip } from './prompt.js';
@@ -8,6 +9,8 @@ import { pythonStrip } from './prompt.js';
 export interface TextView {
   /** The request's stop strings, in its order. */
   stops: readonly string[];
+  /** vLLM's include_stop_str_in_output: the stop string that ends the text is kept in it. */
+  includeStop: boolean;
   /** Stripped as HuaTuo's get_response strips the reply (chats under a HuaTuo template). */
   strip: boolean;
 }
@@ -20,20 +23,22 @@ export function firstStop(text: string, stops: readonly string[]): number {
 /**
  * Characters (Python's len: code points) a stream holds back until its choice ends, as vLLM's
  * SamplingParams.output_text_buffer_length: the longest stop string's length less one, whatever the text ends
- * with; none without stop strings.
+ * with; none without stop strings, or when they are kept in the text (include_stop_str_in_output).
  */
 export function heldBackChars(view: TextView): number {
+  if (view.includeStop) return 0;
   return Math.max(0, ...view.stops.map((s) => [...s].length - 1));
 }
 
 /**
- * Turns the raw generated text into what the client sees: cut where the stop string that ends it begins and, for
- * chat, stripped as HuaTuo's get_response strips. Not `final` (streaming, the choice going on): less its last
- * {@link heldBackChars} characters, as vLLM's Sequence.get_output_text_to_return returns an unfinished sequence's text.
+ * Turns the raw generated text into what the client sees: cut where the stop string that ends it begins (where
+ * it ends, with `includeStop`, as vLLM's StopChecker truncates) and, for chat, stripped as HuaTuo's get_response
+ * strips. Not `final` (streaming, the choice going on): less its last {@link heldBackChars} characters, as vLLM's
+ * Sequence.get_output_text_to_return returns an unfinished sequence's text.
  */
 export function visibleText(raw: string, view: TextView, final: boolean): string {
   const stop = findStopString(raw, view.stops);
-  const text = stop === null ? raw : raw.slice(0, stop.at);
+  const text = stop === null ? raw : raw.slice(0, stop.at + (view.includeStop ? stop.stop.length : 0));
   if (final || stop !== null) return view.strip ? pythonStrip(text) : text;
   const held = heldBackChars(view);
   const shown = held === 0 ? text : [...text].slice(0, -held).join('');

@@ -123,7 +123,7 @@ const ROUTES: Record<string, { methods: string[] }> = {
  * messages as system messages unless the template names that role) and the reply is what the
  * model writes until its EOS. Completions continue the raw prompt. Requests run one at a time in arrival order; beyond `maxQueue` waiting ones the
  * server answers 503 with Retry-After. Sampling follows OpenAI: temperature (0 is greedy),
- * top_p, frequency_penalty, presence_penalty and logit_bias (as vLLM applies them; not with beams), seed, stop,
+ * top_p, frequency_penalty, presence_penalty and logit_bias (as vLLM applies them; not with beams), seed, stop (kept in the text with vLLM's include_stop_str_in_output),
  * max_tokens / max_completion_tokens, n (up to `maxChoices`, decoded as one batch whose prompt step runs once, choice i seeded with seed + i as vLLM seeds them; not with beams), best_of >= n on completions (the n of best_of samples of the highest cumulative log-probability, as vLLM's V0 engine; a stream gets the whole reply as one event, as vLLM sends it); logprobs as vLLM returns them (serve-logprobs.ts), and vLLM's prompt_logprobs on completions; the extensions
  * `num_beams` (beam search, which ignores temperature, top_p and seed), `top_k` and
  * `repetition_penalty` are accepted too. A streaming client that disconnects stops its
