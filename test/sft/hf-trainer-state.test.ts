@@ -1,10 +1,11 @@
 // trainer_state.json carries transformers' TrainerState fields (transformers 4.57.6's trainer_callback.py
 // and trainer.py) beside the run's own: epoch fractions, global_step, log_history entries in the
-// Trainer's shapes and roundings, best_model_checkpoint; resumed runs continue log_history once, and
-// checkpoints written before the fields were recorded resume with log_history derived from their history.
+// Trainer's shapes and roundings, best_model_checkpoint (named once its folder exists, a checkpoint set aside by an
+// interrupted save included); resumed runs continue log_history once, and checkpoints written before the fields were
+// recorded resume with log_history derived from their history.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
@@ -31,10 +32,22 @@ function config(outputDir: string, overrides: Record<string, unknown> = {}): Tra
   return smallConfig(dataPath, outputDir, { epochRemainder: 'step', numEpochs: 2, loggingSteps: 2, evalSteps: 3, saveSteps: 3, ...overrides });
 }
 
-async function run(c: TrainConfig, options: { resume?: string; stopAfterStep?: number } = {}): Promise<TrainResult> {
+/** A run of `c`; `abortAfterStep`: stopped (a checkpoint saved, as Ctrl-C saves one) after that step. */
+async function run(c: TrainConfig, options: { resume?: string; stopAfterStep?: number; abortAfterStep?: number } = {}): Promise<TrainResult> {
   const { data, model, base } = await smallRun(c);
+  const abort = new AbortController();
   try {
-    return await train({ config: c, model, train: data.train, val: data.val, microBatchSize: 2, resume: options.resume ?? null, stopAfterStep: options.stopAfterStep });
+    return await train({
+      config: c,
+      model,
+      train: data.train,
+      val: data.val,
+      microBatchSize: 2,
+      resume: options.resume ?? null,
+      stopAfterStep: options.stopAfterStep,
+      signal: abort.signal,
+      onProgress: (e) => e.kind === 'step' && e.step === options.abortAfterStep && abort.abort(),
+    });
   } finally {
     base.model.dispose();
   }
@@ -251,4 +264,22 @@ test("a checkpoint written before transformers' fields were recorded resumes exa
   assert.deepEqual([state.global_step, state.epoch, state.max_steps], [6, 2, 6]);
   const best = logsOf(state).filter((e) => 'eval_loss' in e).reduce((a, b) => (b.eval_loss! < a.eval_loss! ? b : a));
   assert.deepEqual([state.best_metric, state.best_model_checkpoint], [best.eval_loss, join(out, `checkpoint-${best.step}`)]);
+});
+
+test('best_model_checkpoint names the best step\'s checkpoint when a save finds it set aside as checkpoint-N.old by an interrupted save of its step', async () => {
+  const out = tmp();
+  await run(config(out), { stopAfterStep: 3 });
+  const dir = join(out, 'checkpoint-3');
+  // Written before transformers' fields were recorded (best_model_checkpoint left for the next save to name), then set
+  // aside as a save of step 3 over it leaves it when interrupted before its new checkpoint is in.
+  const written = readState(dir);
+  writeFileSync(join(dir, 'trainer_state.json'), JSON.stringify(Object.fromEntries(Object.entries(written).filter(([k]) => !HF_KEYS.has(k))), null, 1));
+  renameSync(dir, `${dir}.old`);
+
+  // Resumed from it and stopped after step 4 (no evaluation there), which saves checkpoint-4.
+  const resumed = await run(config(out), { resume: 'latest', abortAfterStep: 4 });
+  assert.deepEqual([resumed.interrupted, resumed.state.step], [true, 4]);
+  const at4 = readState(join(out, 'checkpoint-4'));
+  assert.deepEqual([at4.best_metric, at4.best_global_step, at4.best_model_checkpoint], [written.best_metric, 3, dir]);
+  assert.ok(existsSync(join(dir, 'adapter_model.safetensors')) && !existsSync(`${dir}.old`), 'the save put checkpoint-3 back');
 });

@@ -283,11 +283,17 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   }
 }
 
-/** Keeps the `keep` most recent checkpoints and the best one; removes the others. */
-export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null): Promise<void> {
+/**
+ * Keeps the `keep` most recent checkpoints, the best one (`bestStep`) and the one `bestModelCheckpoint`
+ * (trainer_state.json's best_model_checkpoint) names where it is in `outputDir`, as the Trainer's _sorted_checkpoints
+ * keeps it out of rotation; removes the others.
+ */
+export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null, bestModelCheckpoint: string | null = null): Promise<void> {
+  const named = bestModelCheckpoint !== null && files.isInside(bestModelCheckpoint, outputDir) ? /checkpoint-(\d+)[/\\]*$/.exec(bestModelCheckpoint) : null;
+  const kept = new Set([bestStep, named ? Number(named[1]) : null]);
   const all = await listCheckpoints(outputDir);
   const old = all.slice(0, Math.max(0, all.length - keep));
-  for (const c of old) if (c.step !== bestStep) await removeCheckpoint(c.dir);
+  for (const c of old) if (!kept.has(c.step)) await removeCheckpoint(c.dir);
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */

@@ -2,7 +2,7 @@
 // accumulated micro-batches (train-step.ts), logging, evaluation and checkpoints every N steps, the
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
-import { checkpointDir, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
+import { checkpointDir, checkpointOrAside, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
 import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, pythonRound, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
@@ -130,14 +130,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const save = async (): Promise<string> => {
     storeFlos();
-    // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included.
+    // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included; one set aside
+    // by an interrupted save of its step (checkpoint-N.old) exists as writeCheckpoint puts it back before this one is written.
     if (state.best_global_step !== null) {
       const best = checkpointDir(config.outputDir, state.best_global_step);
-      if (state.best_global_step === state.step || (await runFiles.exists(best))) state.best_model_checkpoint = best;
+      if (state.best_global_step === state.step || (await runFiles.exists(await checkpointOrAside(best)))) state.best_model_checkpoint = best;
     }
     state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
     const { dir, warnings } = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
-    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep);
+    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep, state.best_model_checkpoint);
     options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
     return dir;
   };
