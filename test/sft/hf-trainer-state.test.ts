@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { resolveConfig, train, trainingSchedule, type HfTrainerState, type TrainConfig, type TrainerState, type TrainResult } from '@huatuo/sft';
-import { pythonRound, stepBatches } from '@huatuo/sft/internal';
+import { pythonRound, stepBatches, trainerStateJson } from '@huatuo/sft/internal';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 type State = TrainerState & HfTrainerState;
@@ -282,4 +282,26 @@ test('best_model_checkpoint names the best step\'s checkpoint when a save finds 
   const at4 = readState(join(out, 'checkpoint-4'));
   assert.deepEqual([at4.best_metric, at4.best_global_step, at4.best_model_checkpoint], [written.best_metric, 3, dir]);
   assert.ok(existsSync(join(dir, 'adapter_model.safetensors')) && !existsSync(`${dir}.old`), 'the save put checkpoint-3 back');
+});
+
+test('a run resumed with --epoch-remainder carry keeps the log_history entries of its checkpoint as they were written, grad_norm included, and appends 4.28\'s', async () => {
+  // transformers 4.28.1's _inner_training_loop replaces its state by TrainerState.load_from_json(checkpoint's
+  // trainer_state.json), log_history as it is, and log() appends each new entry: it rewrites no earlier one.
+  const c = config(tmp(), { epochRemainder: 'carry' });
+  const out = c.outputDir;
+  // carry: floor(5 / 2) = 2 steps an epoch, 4 in all; checkpoints at 3 and 4.
+  await run(c, { stopAfterStep: 3 });
+  const dir = join(out, 'checkpoint-3');
+  // As this trainer wrote a carry run's checkpoints before their training logs had 4.28's keys: with the step's grad_norm.
+  const older = readState(dir);
+  const olderLogs = logsOf(older).map((e, i) => ('loss' in e ? { ...e, grad_norm: 0.125 + i } : e));
+  assert.deepEqual(kinds(olderLogs), [[2, 'train'], [3, 'eval']]);
+  writeFileSync(join(dir, 'trainer_state.json'), trainerStateJson({ ...older, log_history: olderLogs }));
+
+  await run(c, { resume: dir });
+  const at4 = logsOf(readState(join(out, 'checkpoint-4')));
+  assert.deepEqual(at4.slice(0, 2), olderLogs, "the checkpoint's entries as they were, grad_norm included");
+  assert.deepEqual(kinds(at4), [[2, 'train'], [3, 'eval'], [4, 'train'], [4, 'eval']]);
+  assert.deepEqual(Object.keys(at4[2]!), ['epoch', 'learning_rate', 'loss', 'step'], "the resumed run's own entries have 4.28's keys");
+  assert.deepEqual(logsOf(readState(out)).slice(0, -1), at4, "the output folder's state holds the same, then train()'s last log");
 });

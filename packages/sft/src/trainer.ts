@@ -84,6 +84,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     optimizer.loadStateDict(saved.optimizer);
     // Checkpoints written before transformers' fields were recorded get them from their history.
     const hf = saved.state.log_history === undefined ? derivedHfState(saved.state, config, schedule, (step) => batchesOf(step - 1).epoch) : newHfState(config, schedule);
+    // log_history goes on as the checkpoint wrote it, entries of other keys (an older carry checkpoint's grad_norm) included,
+    // as the Trainer's TrainerState.load_from_json reads it and log() only appends (4.28 and 4.57.6).
     state = { ...hf, ...saved.state, ...hfRunFields(config, schedule) };
     // Checkpoints written before the count was recorded took each rate from the step index (checked in readResumePoint).
     state.lrSchedulerSteps ??= state.step;
