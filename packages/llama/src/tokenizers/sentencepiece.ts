@@ -146,18 +146,6 @@ export class SentencePieceTokenizer implements Tokenizer {
       }
     });
     this.userDefined = userDefined.sort((a, b) => b.length - a.length);
-    const configFile = file.replace(/tokenizer\.model$/, 'tokenizer_config.json');
-    const fileOf = (key: string): string => settingFiles[key] ?? configFile;
-    const idOf = (name: string | undefined, fallback: number, key: string): number => {
-      if (name === undefined) return fallback;
-      const id = this.ids.get(name);
-      if (id === undefined) {
-        throw new TokenizerError(`${fileOf(key)}: ${key} "${name}" is not a piece of ${file}; give ${key} as a piece of the model or remove it`, { file: fileOf(key) });
-      }
-      return id;
-    };
-    this.bosId = idOf(this.settings.bosToken, model.bosId, 'bos_token');
-    this.eosId = idOf(this.settings.eosToken, model.eosId, 'eos_token');
     // LlamaConverter adds control pieces as special tokens and user-defined pieces as plain added
     // tokens; tokenizer_config.json's special tokens (the unknown piece among them) are special too.
     const special = new Set<number>();
@@ -175,29 +163,35 @@ export class SentencePieceTokenizer implements Tokenizer {
       special.add(id);
       raw.set(name, plain(name, id));
     }
-    // added_tokens_decoder: a piece of the model keeps its id; other tokens take the ids after the model's, in order.
+    // added_tokens_decoder, then the special tokens named that the model does not have, as transformers adds them: a
+    // piece of the model keeps its id; any other token takes the next id after the model's (the id written in
+    // added_tokens_decoder or added_tokens.json is not used). A token named as special is special; one that is special
+    // stays special for decoding.
+    const addPiece = (content: string): number => {
+      const id = n + this.addedPieces.length;
+      this.addedPieces.push(content);
+      this.ids.set(content, id);
+      return id;
+    };
+    const specialNames = new Set(this.settings.specialTokens);
     const normalized = new Map<string, WholeToken>();
     for (const added of this.settings.addedTokens) {
-      let id = this.ids.get(added.content);
-      if (id === undefined) {
-        id = n + this.addedPieces.length;
-        if (added.id !== id) {
-          const where = fileOf('added_tokens_decoder');
-          throw new TokenizerError(
-            `${where}: added token "${added.content}" has id ${added.id}, but it is not a piece of ${file} and the next free id is ${id}; fix its id in ${where === configFile ? 'added_tokens_decoder' : where} or give the folder the model's tokenizer.json`,
-            { file: where },
-          );
-        }
-        this.addedPieces.push(added.content);
-        this.ids.set(added.content, id);
-      }
-      if (added.special) special.add(id);
-      else special.delete(id);
+      const id = this.ids.get(added.content) ?? addPiece(added.content);
+      if (added.special || specialNames.has(added.content)) special.add(id);
       const token = { content: added.content, id, lstrip: added.lstrip, rstrip: added.rstrip, singleWord: added.singleWord };
       raw.delete(added.content);
       if (added.normalized) normalized.set(added.content, { ...token, content: this.settings.legacy ? this.normalize(added.content) : added.content });
       else raw.set(added.content, token);
     }
+    for (const name of this.settings.specialTokens) {
+      if (this.ids.has(name)) continue;
+      const id = addPiece(name);
+      special.add(id);
+      raw.set(name, plain(name, id));
+    }
+    // Every special token named is a piece or an added token by now.
+    this.bosId = this.settings.bosToken === undefined ? model.bosId : (this.ids.get(this.settings.bosToken) as number);
+    this.eosId = this.settings.eosToken === undefined ? model.eosId : (this.ids.get(this.settings.eosToken) as number);
     this.vocabSize = n + this.addedPieces.length;
     const padName = this.settings.padToken;
     this.padId = (padName === undefined ? undefined : this.ids.get(padName)) ?? (model.padId >= 0 ? model.padId : model.unkId);

@@ -39,7 +39,11 @@ export interface LlamaTokenizerSettings {
   addEosToken: boolean;
   /** `clean_up_tokenization_spaces` (default false for LLaMA): decode turns " ." into "." and the like. */
   cleanUpTokenizationSpaces: boolean;
-  /** Text of the tokens that tokenizer_config.json names as special (`bos_token`, `additional_special_tokens`, ...). */
+  /**
+   * Text of the tokens that tokenizer_config.json names as special, each once, in the order of transformers'
+   * all_special_tokens: `bos_token`, `eos_token`, `unk_token`, `sep_token`, `pad_token`, `cls_token`, `mask_token`,
+   * `additional_special_tokens`, then the values of `extra_special_tokens`.
+   */
   specialTokens: string[];
   /** The tokens of `added_tokens_decoder`, in id order. */
   addedTokens: AddedTokenSetting[];
@@ -88,17 +92,14 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
     }
     return value;
   };
+  const specialValues: unknown[] = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'].map((key) => config[key]);
+  if (Array.isArray(config.additional_special_tokens)) specialValues.push(...(config.additional_special_tokens as unknown[]));
+  const extra = config.extra_special_tokens;
+  if (typeof extra === 'object' && extra !== null && !Array.isArray(extra)) specialValues.push(...Object.values(extra));
   const specialTokens: string[] = [];
-  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
-    const token = name(config[key]);
-    if (token !== undefined) specialTokens.push(token);
-  }
-  const additional = config.additional_special_tokens;
-  if (Array.isArray(additional)) {
-    for (const entry of additional) {
-      const token = name(entry);
-      if (token !== undefined) specialTokens.push(token);
-    }
+  for (const value of specialValues) {
+    const token = name(value);
+    if (token !== undefined && !specialTokens.includes(token)) specialTokens.push(token);
   }
   const addedTokens: AddedTokenSetting[] = [];
   const decoder = config.added_tokens_decoder;

@@ -101,59 +101,6 @@ function withLegacyFiles(
   return { config: merged, files };
 }
 
-/** An added token of tokenizer.json, or one of `added_tokens_decoder` with its id. */
-interface AddedTokenEntry {
-  id: number;
-  content: string;
-  [flag: string]: unknown;
-}
-
-/**
- * tokenizer.json with the tokens of added_tokens.json added as transformers' PreTrainedTokenizerFast adds them to the
- * tokenizers library (its __init__ hands `added_tokens_decoder` to AddedVocabulary::add_tokens): tokenizer.json's own
- * added tokens take the place of an entry at their id; the others, in the order of their id, are skipped where
- * tokenizer.json adds that content already, keep the id of a piece of the model, and otherwise take the next free id,
- * which must be the id added_tokens.json gives (transformers would use the next free id whatever it says).
- * Contents that are not a tokenizer.json with a vocabulary are returned as they are, for fromJson to report.
- */
-function withAddedTokensJson(contents: string, decoder: Record<string, unknown>, file: string, addedTokensFile: string): unknown {
-  let json: unknown;
-  try {
-    json = JSON.parse(contents);
-  } catch {
-    return contents;
-  }
-  const vocab = (json as { model?: { vocab?: unknown } } | null)?.model?.vocab;
-  if (typeof json !== 'object' || json === null || Array.isArray(json) || typeof vocab !== 'object' || vocab === null) return contents;
-  // A BPE / WordPiece / WordLevel vocabulary maps pieces to ids; Unigram's lists [piece, score] in id order.
-  const modelIds = new Map<string, number>(
-    Array.isArray(vocab) ? vocab.map((entry, id) => [String((entry as unknown[])[0]), id]) : Object.entries(vocab as Record<string, number>),
-  );
-  const own = Array.isArray((json as { added_tokens?: unknown }).added_tokens) ? ((json as { added_tokens: AddedTokenEntry[] }).added_tokens) : [];
-  const ownIds = new Set(own.map((t) => t.id));
-  const ownContents = new Set(own.map((t) => t.content));
-  const added = [...own];
-  const entries = Object.entries(decoder)
-    .map(([id, token]) => ({ ...(token as Record<string, unknown>), id: Number(id) }) as AddedTokenEntry)
-    .filter((t) => !ownIds.has(t.id) && !ownContents.has(t.content))
-    .sort((a, b) => a.id - b.id);
-  for (const token of entries) {
-    let id = modelIds.get(token.content);
-    if (id === undefined) {
-      const highest = Math.max(-1, ...added.map((t) => t.id));
-      id = highest >= modelIds.size ? highest + 1 : modelIds.size;
-      if (token.id !== id) {
-        throw new TokenizerError(
-          `${addedTokensFile}: added token "${token.content}" has id ${token.id}, but it is not in ${file} and the next free id is ${id}; fix its id in ${addedTokensFile}`,
-          { file: addedTokensFile },
-        );
-      }
-    }
-    added.push({ ...token, id });
-  }
-  return { ...json, added_tokens: added };
-}
-
 /**
  * Builds a tokenizer from file contents as transformers' AutoTokenizer does: tokenizer.json is
  * preferred over tokenizer.model, except for a LLaMA tokenizer_config.json that sets
@@ -188,9 +135,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
   const addedTokens = legacy ? object(files.addedTokensJson, name('added_tokens.json')) : {};
   if (files.tokenizerJson !== undefined && !fromModel) {
     const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));
-    const decoder = completed.files.added_tokens_decoder === undefined ? undefined : (completed.config.added_tokens_decoder as Record<string, unknown>);
-    const json = decoder === undefined ? text(files.tokenizerJson) : withAddedTokensJson(text(files.tokenizerJson), decoder, name('tokenizer.json'), name('added_tokens.json'));
-    return HfTokenizer.fromJson(json, completed.config, name('tokenizer.json'), options, completed.files);
+    return HfTokenizer.fromJson(text(files.tokenizerJson), completed.config, name('tokenizer.json'), options, completed.files);
   }
   if (files.tokenizerModel !== undefined) {
     const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));

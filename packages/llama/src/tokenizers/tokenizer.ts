@@ -9,6 +9,7 @@ import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
 import { checkTokenizerPatterns } from './tokenizer-patterns.js';
 import { TokenMatcher, type WholeToken } from './added-tokens.js';
+import { transformersAddedTokens, type MatchedToken } from './added-vocabulary.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -194,6 +195,11 @@ export function decodeBytes(lookup: (id: number) => PieceBytes, ids: readonly nu
   return text + stream.flush();
 }
 
+/** The tokenizer_config.json beside `file`, a tokenizer.json. */
+function configFileOf(file: string): string {
+  return /tokenizer\.json$/.test(file) ? file.replace(/tokenizer\.json$/, 'tokenizer_config.json') : 'tokenizer_config.json';
+}
+
 interface HfAddedToken {
   id: number;
   content: string;
@@ -215,30 +221,34 @@ interface AddedVocabulary {
 }
 
 /**
- * The added vocabulary that {@link HfTokenizer} matches itself: where tokenizer.json has an added token with
- * single_word true (@huggingface/tokenizers ignores the flag), or a normalizer and an added token with normalized true
- * (AddedToken's default for a token that is not special). Otherwise the library's matching agrees with the tokenizers
- * library's. tokenizer_config.json's remove_space / do_lowercase_and_remove_accent, which @huggingface/tokenizers
- * applies before its normalizer, keep its own matching, and are refused beside a single_word token.
+ * The added vocabulary that {@link HfTokenizer} matches itself, from the tokens looked for in text (`matched`, see
+ * transformersAddedTokens) and the flags of each added token (`added`): where one has single_word true
+ * (@huggingface/tokenizers ignores the flag), where there is a normalizer and a token with normalized true (AddedToken's
+ * default for a token that is not special), or where a token is looked for otherwise than its flags say (a content
+ * given twice with other flags). Otherwise the library's matching agrees with the tokenizers library's.
+ * tokenizer_config.json's remove_space / do_lowercase_and_remove_accent, which @huggingface/tokenizers applies before
+ * its normalizer, keep its own matching, and are refused beside a single_word token or one looked for otherwise.
  */
-function addedVocabulary(hf: HfLibTokenizer, added: readonly HfAddedToken[], config: Record<string, unknown>, configFile: string): AddedVocabulary | undefined {
+function addedVocabulary(hf: HfLibTokenizer, matched: readonly MatchedToken[], added: readonly HfAddedToken[], config: Record<string, unknown>, configFile: string): AddedVocabulary | undefined {
   const normalizer = hf.normalizer;
-  const isNormalized = (t: HfAddedToken): boolean => t.normalized ?? t.special !== true;
-  const singleWord = added.find((t) => t.single_word === true);
-  if (singleWord === undefined && (normalizer === null || !added.some(isNormalized))) return undefined;
+  const flags = new Map(added.map((t) => [t.id, t]));
+  const otherwise = matched.find((t) => flags.get(t.id)?.normalized !== t.normalized);
+  const own = otherwise ?? matched.find((t) => t.singleWord);
+  if (own === undefined && (normalizer === null || !matched.some((t) => t.normalized))) return undefined;
   for (const key of ['remove_space', 'do_lowercase_and_remove_accent']) {
     if (config[key] !== true) continue;
-    if (singleWord === undefined) return undefined;
+    if (own === undefined) return undefined;
+    const why = otherwise === undefined ? 'has single_word true' : `is given with normalized ${!otherwise.normalized} and ${otherwise.normalized} by the tokenizer files`;
     throw new TokenizerError(
-      `${configFile}: ${key} is true and tokenizer.json's added token "${singleWord.content}" has single_word true, which are not supported together; remove ${key} or set single_word to false`,
+      `${configFile}: ${key} is true and the added token "${own.content}" ${why}, which are not supported together; remove ${key}${otherwise === undefined ? ' or set single_word to false' : ' or give the token once'}`,
       { file: configFile },
     );
   }
   const normalize = (text: string): string => (normalizer === null ? text : normalizer.normalize(text));
-  const whole = (t: HfAddedToken, content: string): WholeToken => ({ content, id: t.id, lstrip: t.lstrip === true, rstrip: t.rstrip === true, singleWord: t.single_word === true });
+  const whole = (t: MatchedToken, content: string): WholeToken => ({ content, id: t.id, lstrip: t.lstrip, rstrip: t.rstrip, singleWord: t.singleWord });
   return {
-    raw: new TokenMatcher(added.filter((t) => !isNormalized(t)).map((t) => whole(t, t.content))),
-    normalized: new TokenMatcher(added.filter(isNormalized).map((t) => whole(t, normalize(t.content)))),
+    raw: new TokenMatcher(matched.filter((t) => !t.normalized).map((t) => whole(t, t.content))),
+    normalized: new TokenMatcher(matched.filter((t) => t.normalized).map((t) => whole(t, normalize(t.content)))),
   };
 }
 
@@ -278,10 +288,10 @@ export class HfTokenizer implements Tokenizer {
   /** Set where the library's own matching of added tokens differs from the tokenizers library's. */
   private readonly addedVocabulary: AddedVocabulary | undefined;
 
-  private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, config: Record<string, unknown>, file: string, settingFiles: SettingFiles) {
+  private constructor(hf: HfLibTokenizer, json: Record<string, unknown>, matched: readonly MatchedToken[], config: Record<string, unknown>, file: string, settingFiles: SettingFiles) {
     this.hf = hf;
     this.file = file;
-    this.configFile = /tokenizer\.json$/.test(file) ? file.replace(/tokenizer\.json$/, 'tokenizer_config.json') : 'tokenizer_config.json';
+    this.configFile = configFileOf(file);
     const fileOf = (key: string): string => settingFiles[key] ?? this.configFile;
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as HfAddedToken[]) : [];
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
@@ -333,13 +343,16 @@ export class HfTokenizer implements Tokenizer {
       this.specialTokens = specialTokensAround(json.post_processor, file);
     }
     this.cleanUp = config.clean_up_tokenization_spaces === true;
-    this.addedVocabulary = addedVocabulary(hf, added, config, this.configFile);
+    this.addedVocabulary = addedVocabulary(hf, matched, added, config, this.configFile);
   }
 
   /**
    * Builds a tokenizer from the parsed (or raw) contents of `tokenizer.json`
    * and, optionally, `tokenizer_config.json`. `file` names the source in errors; `settingFiles` names the file of a
-   * setting of `config` that came from another file than tokenizer_config.json (special_tokens_map.json).
+   * setting of `config` that came from another file than tokenizer_config.json (special_tokens_map.json, or
+   * added_tokens.json for an `added_tokens_decoder` built from it). The added tokens are those transformers' fast
+   * tokenizer ends up with (see transformersAddedTokens): a special token named that the vocabulary lacks, or a token
+   * only in `added_tokens_decoder`, is added at the next free id.
    * A regular expression of its normalizer, pre_tokenizer or decoder that could backtrack for a time
    * exponential or polynomial in the text is refused, naming the field and the pattern (see checkTokenizerPatterns),
    * unless `options.trustTokenizerPatterns`.
@@ -362,8 +375,12 @@ export class HfTokenizer implements Tokenizer {
       throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : JSON.stringify(model).slice(0, 80)}; replace it with the model's original tokenizer.json`, { file });
     }
     const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
+    // transformers reads tokenizer.json's added tokens as added_tokens_decoder where tokenizer_config.json has none.
+    const legacy = !('added_tokens_decoder' in cfg) || settingFiles.added_tokens_decoder !== undefined;
+    const added = transformersAddedTokens(obj, cfg, legacy, settingFiles.added_tokens_decoder ?? configFileOf(file));
+    const addedTokens = added.decoder.map((t) => ({ id: t.id, content: t.content, single_word: t.singleWord, lstrip: t.lstrip, rstrip: t.rstrip, normalized: t.normalized, special: t.special }));
     // The clean-up is transformers' own (cleanUpTokenization), so that streaming gives the same text.
-    const withAdded = { added_tokens: [], ...obj };
+    const withAdded = { ...obj, added_tokens: addedTokens };
     if (options.trustTokenizerPatterns !== true) checkTokenizerPatterns(withAdded, file);
     let hf: HfLibTokenizer;
     try {
@@ -371,7 +388,7 @@ export class HfTokenizer implements Tokenizer {
     } catch (cause) {
       throw new TokenizerError(`${file}: @huggingface/tokenizers could not build a tokenizer from it (${(cause as Error).message}); replace it with the model's original tokenizer.json`, { file, cause });
     }
-    return new HfTokenizer(hf, withAdded, cfg, file, settingFiles);
+    return new HfTokenizer(hf, withAdded, added.matched, cfg, file, settingFiles);
   }
 
   get bosId(): number {
