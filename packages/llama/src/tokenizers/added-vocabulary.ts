@@ -47,13 +47,14 @@ class AddedVocabulary {
   /** The highest id added, -1 before any. */
   private highest = -1;
 
-  constructor(
-    private readonly modelIds: ReadonlyMap<string, number>,
-    private readonly modelSize: number,
-  ) {}
+  private readonly modelSize: number;
+
+  constructor(private readonly model: ModelVocabulary) {
+    this.modelSize = model.size;
+  }
 
   idOf(content: string): number | undefined {
-    return this.ids.get(content) ?? this.modelIds.get(content);
+    return this.ids.get(content) ?? this.model.idOf(content);
   }
 
   /** True when `content` is an added token (not only a piece of the model). */
@@ -149,10 +150,22 @@ export function namedSpecialTokens(config: Record<string, unknown>): { key: stri
   return out;
 }
 
-/** The pieces of a tokenizer.json's model by id: a BPE / WordPiece / WordLevel map, or Unigram's [piece, score] list. */
-function modelVocabulary(vocab: unknown): Map<string, number> {
-  if (Array.isArray(vocab)) return new Map(vocab.map((entry, id) => [String((entry as unknown[])[0]), id]));
-  return new Map(Object.entries(vocab as Record<string, number>));
+/** The pieces of a tokenizer.json's model: a BPE / WordPiece / WordLevel map of piece to id, or Unigram's [piece, score] list. */
+interface ModelVocabulary {
+  idOf(piece: string): number | undefined;
+  size: number;
+}
+
+function modelVocabulary(vocab: unknown): ModelVocabulary {
+  if (Array.isArray(vocab)) {
+    let ids: Map<string, number> | undefined;
+    return {
+      idOf: (piece) => (ids ??= new Map(vocab.map((entry, id) => [String((entry as unknown[])[0]), id]))).get(piece),
+      size: vocab.length,
+    };
+  }
+  const map = vocab as Record<string, unknown>;
+  return { idOf: (piece) => (Object.hasOwn(map, piece) && typeof map[piece] === 'number' ? map[piece] : undefined), size: Object.keys(map).length };
 }
 
 /**
@@ -168,8 +181,7 @@ function modelVocabulary(vocab: unknown): Map<string, number> {
  */
 export function transformersAddedTokens(json: Record<string, unknown>, config: Record<string, unknown>, legacy: boolean, decoderFile: string): TransformersAddedTokens {
   const model = json.model as { vocab: unknown };
-  const modelIds = modelVocabulary(model.vocab);
-  const vocabulary = new AddedVocabulary(modelIds, modelIds.size);
+  const vocabulary = new AddedVocabulary(modelVocabulary(model.vocab));
   const own = Array.isArray(json.added_tokens) ? (json.added_tokens as Record<string, unknown>[]) : [];
   for (const entry of own) vocabulary.add([resolve(pending(entry, String(entry.content)))]);
 
