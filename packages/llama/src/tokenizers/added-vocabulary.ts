@@ -150,6 +150,16 @@ export function namedSpecialTokens(config: Record<string, unknown>): { key: stri
   return out;
 }
 
+/**
+ * The special tokens that `config` names (see {@link namedSpecialTokens}) as transformers adds one that the tokenizer
+ * lacks: special, and not normalized unless a token given with flags says so.
+ */
+export function namedSpecialTokenFlags(config: Record<string, unknown>): AddedTokenFlags[] {
+  return namedSpecialTokens(config).map(({ token }) =>
+    resolve(typeof token === 'string' ? { content: token, singleWord: false, lstrip: false, rstrip: false, normalized: undefined, special: true } : { ...token, special: true }),
+  );
+}
+
 /** The pieces of a tokenizer.json's model: a BPE / WordPiece / WordLevel map of piece to id, or Unigram's [piece, score] list. */
 interface ModelVocabulary {
   idOf(piece: string): number | undefined;

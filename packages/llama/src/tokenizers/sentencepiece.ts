@@ -4,8 +4,9 @@
  * special tokens and `legacy` / `add_prefix_space` settings of transformers' LlamaTokenizerFast.
  */
 import { TokenMatcher, type WholeToken } from './added-tokens.js';
+import { namedSpecialTokenFlags } from './added-vocabulary.js';
 import { PieceType, parseSentencePieceModel, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
-import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings, type SettingFiles } from './tokenizer-config.js';
+import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import {
   cleanUpStream,
@@ -115,11 +116,10 @@ export class SentencePieceTokenizer implements Tokenizer {
   private readonly normalizedTokens: TokenMatcher;
 
   /**
-   * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none);
-   * `file` names the model in errors, `settingFiles` the file of a setting that came from another file than
-   * tokenizer_config.json (special_tokens_map.json, added_tokens.json).
+   * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none), completed from
+   * special_tokens_map.json and added_tokens.json where transformers reads them; `file` names the model in errors.
    */
-  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}, settingFiles: SettingFiles = {}) {
+  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}) {
     if (model.modelType !== 2) {
       throw new TokenizerError(`${file}: trainer_spec.model_type is ${model.modelType}, only BPE (2) is supported; use the model's tokenizer.json instead`, { file });
     }
@@ -183,11 +183,13 @@ export class SentencePieceTokenizer implements Tokenizer {
       if (added.normalized) normalized.set(added.content, { ...token, content: this.settings.legacy ? this.normalize(added.content) : added.content });
       else raw.set(added.content, token);
     }
-    for (const name of this.settings.specialTokens) {
-      if (this.ids.has(name)) continue;
-      const id = addPiece(name);
+    for (const named of namedSpecialTokenFlags(config)) {
+      if (this.ids.has(named.content)) continue;
+      const id = addPiece(named.content);
       special.add(id);
-      raw.set(name, plain(name, id));
+      const token = { content: named.content, id, lstrip: named.lstrip, rstrip: named.rstrip, singleWord: named.singleWord };
+      if (named.normalized) normalized.set(named.content, { ...token, content: this.settings.legacy ? this.normalize(named.content) : named.content });
+      else raw.set(named.content, token);
     }
     // Every special token named is a piece or an added token by now.
     this.bosId = this.settings.bosToken === undefined ? model.bosId : (this.ids.get(this.settings.bosToken) as number);
@@ -206,10 +208,10 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /**
    * Reads a `tokenizer.model` file's bytes with the parsed tokenizer_config.json beside it
-   * (`{}` when there is none); `file` names the model in errors, `settingFiles` as in the constructor.
+   * (`{}` when there is none); `file` names the model in errors.
    */
-  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}, settingFiles: SettingFiles = {}): SentencePieceTokenizer {
-    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config, settingFiles);
+  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}): SentencePieceTokenizer {
+    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config);
   }
 
   /**
