@@ -67,6 +67,21 @@ describe('LlamaModel against the PyTorch reference', () => {
     }
   });
 
+  it('refuses a token id past the embedding rows with what to do, whole or split into parts', async () => {
+    for (const maxBindingBytes of [undefined, 2048]) {
+      const model = await loadLlama(fixtureDir('gqa'), maxBindingBytes === undefined ? {} : { maxBindingBytes });
+      try {
+        const rows = model.config.vocabSize;
+        const forward = (id: number) => noGrad(() => tidy(() => model.forward(ids2d([[1, 2, id]]))));
+        assert.throws(() => forward(rows), new RegExp(`token id ${rows} is past the model's ${rows} embedding rows.*pad_token.*Name a token of the vocabulary`));
+        assert.throws(() => forward(-1), /token id -1 is negative/);
+        forward(rows - 1).dispose();
+      } finally {
+        model.dispose();
+      }
+    }
+  });
+
   it('refuses a checkpoint whose tensor shape disagrees with config.json, naming the tensor', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'llama-bad-'));
     try {

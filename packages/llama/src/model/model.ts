@@ -209,8 +209,28 @@ export class LlamaModel {
 
   /** Token embeddings of `ids` [B, T] -> [B, T, C]; gathers per vocabulary part when split. */
   embed(ids: Tensor): Tensor {
+    this.checkIdsInVocabulary(ids);
     const x = this.gather(ids, this.embedParts); // [B, T, C]
     return x.dtype === this.dtype ? x : cast(x, this.dtype);
+  }
+
+  /**
+   * Refuses ids outside the embedding in use, where they are known on the host: a tokenizer may hold more tokens
+   * than the model has rows (transformers adds a special token its vocabulary lacks at the next free id).
+   */
+  private checkIdsInVocabulary(ids: Tensor): void {
+    const host = ids.hostIndices();
+    if (host === null) return;
+    const rows = this.config.vocabSize;
+    const at = host.findIndex((id) => id < 0 || id >= rows);
+    if (at < 0) return;
+    const id = host[at]!;
+    if (id < 0) throw new ModelError(`forward: token id ${id} is negative; ids index the ${rows} rows of the embedding`);
+    throw new ModelError(
+      `forward: token id ${id} is past the model's ${rows} embedding rows: the tokenizer holds tokens the model lacks ` +
+        '(transformers adds a special token named in tokenizer_config.json or special_tokens_map.json that the vocabulary lacks, such as a pad_token "[PAD]", at the next free id). ' +
+        'Name a token of the vocabulary for it instead, or load the adapter whose trained embed_tokens covers that vocabulary.',
+    );
   }
 
   /** Rows of `parts` (one matrix split along its rows) at `ids` [B, T] -> [B, T, C], in the parts' dtype. */
