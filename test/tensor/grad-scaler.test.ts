@@ -1,11 +1,13 @@
 // GradScaler as torch.amp.GradScaler: the scale's state machine on the CPU, the unscale kernel's
-// inf/NaN flag and quotients against a host reference, a skipped step on overflow, and stepAndRead's
-// one readback of the flag with other values.
+// inf/NaN flag and quotients against a host reference, a skipped step on overflow, stepAndRead's
+// one readback of the flag with other values, and AdamW's and SGD's steps queued before that readback,
+// skipping on the GPU (torch's fused AdamW with found_inf) with the host's state taken back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { AdamW, GradScaler, nextScaleState, runtimeStats, SGD, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type Tensor } from '@huatuo/tensor';
+import { AdamW, GradScaler, nextScaleState, runtimeStats, SGD, slice, tensor, unscaleGradients, ValueError, type GradScalerState, type OptimizerStateDict, type ScaledOptimizer, type Tensor } from '@huatuo/tensor';
 import { gpu, seededValues } from './helpers.js';
+import { dispatchOrder } from './optim-order.js';
 
 const TORCH = { growthFactor: 2, backoffFactor: 0.5, growthInterval: 3 };
 
@@ -211,4 +213,122 @@ test('stepAndRead reads the inf/NaN flag and the given values in one readback, a
 test("GradScaler refuses options it does not have, such as torch's snake_case init_scale, instead of ignoring them", () => {
   assert.throws(() => new GradScaler({ init_scale: 1024 } as never), (e: Error) => e instanceof ValueError && e.message.includes('GradScaler: option init_scale is not supported; did you mean initScale?'));
   assert.throws(() => new GradScaler({ growth_interval: 10 } as never), /did you mean growthInterval\?/);
+});
+
+test("GradScaler queues AdamW's and SGD's steps before the one readback, skipped or taken, and steps an optimizer without stepUnlessFound after it", async () => {
+  await gpu();
+  const a = tensor(new Float32Array([1, -2, 3]), [3]).requireGrad();
+  const b = tensor(new Float32Array([0.5, 4]), [2]).requireGrad();
+  const c = tensor(new Float32Array([2]), [1]).requireGrad();
+  const adamw = new AdamW([a, b], { lr: 0.1 });
+  const sgd = new SGD([c], { lr: 0.5, momentum: 0.9 });
+  const scaler = new GradScaler({ initScale: 8, growthInterval: 1 });
+  const loss = tensor(new Float32Array([3.5]), [1]);
+  const setGrads = (inf: boolean) => {
+    a.grad = tensor(new Float32Array([8, inf ? Infinity : -8, 16]), [3]);
+    b.grad = tensor(new Float32Array([4, 4]), [2]);
+    c.grad = tensor(new Float32Array([inf ? NaN : 8]), [1]);
+  };
+  for (const inf of [true, false, true, false]) {
+    setGrads(inf);
+    const readbacks = runtimeStats().readbacks;
+    const { result, order } = await dispatchOrder(['adamw', 'sgd'], async () => [await scaler.stepAndRead(adamw, [loss]), await scaler.stepAndRead(sgd, [])] as const);
+    assert.deepEqual(result, [{ stepped: !inf, values: [3.5] }, { stepped: !inf, values: [] }], `inf ${inf}`);
+    assert.deepEqual(order, ['adamw', 'adamw', 'read', 'sgd', 'read'], `each step's kernels precede its readback (inf ${inf})`);
+    assert.equal(runtimeStats().readbacks - readbacks, 2, 'one readback per optimizer');
+    scaler.update();
+    for (const p of [a, b, c]) p.grad?.dispose();
+  }
+
+  // An optimizer that offers no step skipping on the GPU (as a user's own) steps after the read, when the flag is clear.
+  const plain: ScaledOptimizer = { paramGroups: adamw.paramGroups, step: () => adamw.step() };
+  for (const inf of [true, false]) {
+    setGrads(inf);
+    const { result, order } = await dispatchOrder(['adamw'], () => scaler.stepAndRead(plain, [loss]));
+    assert.deepEqual(result, { stepped: !inf, values: [3.5] });
+    assert.deepEqual(order, inf ? ['read'] : ['read', 'adamw', 'adamw'], `read, then step (inf ${inf})`);
+    scaler.update();
+    for (const p of [a, b, c]) p.grad?.dispose();
+  }
+  // Nor does a subclass that adds to step() without overriding stepUnlessFound(): its step() is what the scaler calls.
+  class CountingAdamW extends AdamW {
+    calls = 0;
+    override step(): void {
+      this.calls++;
+      super.step();
+    }
+  }
+  const counting = new CountingAdamW([a, b], { lr: 0.1 });
+  for (const inf of [true, false]) {
+    setGrads(inf);
+    const { order } = await dispatchOrder(['adamw'], () => scaler.step(counting));
+    assert.deepEqual(order, inf ? ['read'] : ['read', 'adamw', 'adamw']);
+    scaler.update();
+    for (const p of [a, b, c]) p.grad?.dispose();
+  }
+  assert.equal(counting.calls, 1, 'its step() ran once, for the finite step');
+  for (const t of [adamw, counting, sgd, loss, a, b, c]) t.dispose();
+});
+
+/** A one-element u32 flag at offset 1 of its buffer, so that the kernels are seen to read it where it lies. */
+function flagAt1(found: boolean): { flag: Tensor; owner: Tensor } {
+  const owner = tensor(new Uint32Array([found ? 0 : 1, found ? 1 : 0]), [2], { dtype: 'u32' });
+  return { flag: slice(owner, 0, 1, 2), owner };
+}
+
+/**
+ * Steps `flagged` by stepUnlessFound through `found`, a flag per step, and `twin` by step() on the steps whose
+ * flag is clear, with the same gradients; after each step both have the same parameters and state dicts, bit for bit.
+ */
+async function stepsMatchTwin(make: (params: Tensor[]) => AdamW | SGD, found: readonly boolean[], what: string): Promise<OptimizerStateDict[]> {
+  const init = [seededValues(5, 11), seededValues(300, 12), seededValues(2, 13)];
+  const [mine, theirs] = [0, 1].map(() => init.map((v) => tensor(v, [v.length]).requireGrad()));
+  const flagged = make(mine!);
+  const twin = make(theirs!);
+  const dicts: OptimizerStateDict[] = [];
+  for (const [step, inf] of found.entries()) {
+    // The last parameter never has a gradient: both leave it without state.
+    for (const params of [mine!, theirs!]) params.slice(0, 2).forEach((p, i) => (p.grad = tensor(seededValues(p.size, 100 * step + i, 2), p.shape)));
+    const { flag, owner } = flagAt1(inf);
+    const { result: queued, order } = await dispatchOrder(['adamw', 'sgd'], async () => flagged.stepUnlessFound(flag));
+    assert.equal(order.length, 2, `${what}, step ${step}: both gradients' kernels are queued, flag set or not`);
+    queued.settle(inf);
+    assert.throws(() => queued.settle(inf), /already settled/);
+    if (!inf) twin.step();
+    for (const o of [flagged, twin]) o.zeroGrad();
+    const where = `${what}, step ${step} (flag ${inf ? 'set' : 'clear'})`;
+    for (const [i, p] of mine!.entries()) assert.deepEqual(await p.toArray(), await theirs![i]!.toArray(), `${where}: parameter ${i}`);
+    const dict = await flagged.stateDict();
+    assert.deepEqual(dict, await twin.stateDict(), `${where}: the state dict`);
+    dicts.push(dict);
+    owner.dispose();
+  }
+  for (const t of [flagged, twin, ...mine!, ...theirs!]) t.dispose();
+  return dicts;
+}
+
+test("a step skipped on the GPU leaves AdamW's parameters, moments and step counts as they were, first step or later: the state dict is that of an optimizer never stepped then", async () => {
+  await gpu();
+  const found = [true, false, false, true, true, false];
+  const dicts = await stepsMatchTwin((params) => new AdamW(params, { lr: 0.01, weightDecay: 0.1 }), found, 'AdamW');
+  // The skipped first step leaves no state, the later ones the count of the steps taken.
+  assert.deepEqual(
+    dicts.map((d) => d.state.map((s) => s?.step ?? null)),
+    [[null, null, null], [1, 1, null], [2, 2, null], [2, 2, null], [2, 2, null], [3, 3, null]],
+  );
+  const p = tensor(new Float32Array([1]), [1]);
+  const opt = new AdamW([p]);
+  assert.throws(() => opt.stepUnlessFound(p), (e: Error) => e instanceof ValueError && /AdamW.stepUnlessFound: found must be a one-element u32 flag .* got f32 \[1\]/.test(e.message));
+  for (const t of [opt, p]) t.dispose();
+});
+
+test("a step skipped on the GPU leaves SGD's parameters and momentum buffers as they were: a skipped first step creates no buffer", async () => {
+  await gpu();
+  const found = [true, false, true, false];
+  const dicts = await stepsMatchTwin((params) => new SGD(params, { lr: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 0.01 }), found, 'SGD');
+  assert.deepEqual(
+    dicts.map((d) => d.state.map((s) => (s ? [s.step, Object.keys(s.buffers)] : null))),
+    [[null, null, null], [[1, ['momentumBuffer']], [1, ['momentumBuffer']], null], [[1, ['momentumBuffer']], [1, ['momentumBuffer']], null], [[2, ['momentumBuffer']], [2, ['momentumBuffer']], null]],
+  );
+  await stepsMatchTwin((params) => new SGD(params, { lr: 0.1 }), [true, false, true], 'SGD without momentum');
 });

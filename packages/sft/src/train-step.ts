@@ -141,7 +141,8 @@ export async function optimizerStep(s: StepInputs): Promise<StepOutcome> {
     const partSums = parts.filter((p): p is Tensor => p !== null);
     if (partSums.length === 0) for (const p of s.params) p.grad ??= keep(zerosLike(p));
     // Clipping sees the true gradients; a step whose gradients overflowed is skipped and the scale backs off.
-    // The overflow flag, the losses and the norm are read back together: the step waits for the GPU once.
+    // The overflow flag, the losses and the norm are read back together: the step waits for the GPU once,
+    // with AdamW already queued (its kernels skip on the GPU when the flag is set).
     scaler.unscale(optimizer);
     const norm = config.maxGradNorm > 0 ? clipGradNorm(s.params, config.maxGradNorm) : null;
     const read = await scaler.stepAndRead(optimizer, norm ? [...partSums, norm] : partSums);

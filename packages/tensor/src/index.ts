@@ -67,7 +67,7 @@ export type { AdamWOptions } from './optim/adamw.js';
 export { SGD } from './optim/sgd.js';
 export type { SGDOptions } from './optim/sgd.js';
 export { Optimizer } from './optim/optimizer.js';
-export type { ParamGroup, OptimizerStateDict, OptionValue } from './optim/optimizer.js';
+export type { ParamGroup, OptimizerStateDict, OptionValue, FlaggedStep } from './optim/optimizer.js';
 export { clipGradNorm } from './optim/clip.js';
 export { GradScaler, nextScaleState, unscaleGradients } from './optim/grad-scaler.js';
 export type { GradScalerOptions, GradScalerState, ScaledOptimizer } from './optim/grad-scaler.js';

@@ -1,12 +1,13 @@
 // AdamW as torch.optim.AdamW (amsgrad off): one fused kernel per parameter reads the parameter,
 // gradient and both moments and writes them back; the per-step scalars travel in the uniform block.
+// Under a loss scaler the kernels read its inf/NaN flag and skip on the GPU, as torch's fused AdamW.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
 import { compileKernel, packParams } from '../kernels.js';
 import { elementwiseGroups, runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { checkOptionNames, contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
+import { checkFoundFlag, checkOptionNames, contiguousGrad, Optimizer, StepUndo, type FlaggedStep, type ParamGroup } from './optimizer.js';
 
 /** Hyperparameters of {@link AdamW} (torch's defaults). */
 export interface AdamWOptions {
@@ -47,6 +48,27 @@ export class AdamW extends Optimizer<AdamWOptions> {
   }
 
   step(): void {
+    this.queueStep(this.unflagged(), null);
+  }
+
+  /**
+   * {@link step} with kernels that write nothing where `found` (a one-element u32 tensor: GradScaler's
+   * inf/NaN flag) is nonzero, as torch's fused AdamW takes `found_inf`, so the step can be queued before the
+   * flag is read. The step counts advance at once (the bias corrections are computed on the host); once
+   * the flag is read, `settle(found)` takes them back, with the moments a first step created, if it was set.
+   * GradScaler.step and stepAndRead use it.
+   * @example
+   * const queued = opt.stepUnlessFound(found);
+   * queued.settle((await found.item()) !== 0);
+   */
+  stepUnlessFound(found: Tensor): FlaggedStep {
+    checkFoundFlag('AdamW.stepUnlessFound', found);
+    const undo = new StepUndo(this.state);
+    this.queueStep(found, undo);
+    return undo;
+  }
+
+  private queueStep(found: Tensor, undo: StepUndo | null): void {
     const rt = getRuntime();
     const kernel = compileKernel(rt, 'adamw', { TG: 'f32' });
     for (const { params, options: o } of this.paramGroups) {
@@ -54,11 +76,13 @@ export class AdamW extends Optimizer<AdamWOptions> {
       for (const p of params) {
         if (!p.grad) continue;
         let s = this.state.get(p);
+        const created = !s;
         if (!s) {
           s = { step: 0, buffers: { expAvg: keep(runFill(p.shape, 'f32', 0, null)), expAvgSq: keep(runFill(p.shape, 'f32', 0, null)) } };
           this.state.set(p, s);
         }
         s.step += 1;
+        undo?.counted(p, s, created);
         if (p.size === 0) continue;
         const g = contiguousGrad('AdamW.step', p, p.grad);
         const params_ = packParams('adamw', {
@@ -71,12 +95,13 @@ export class AdamW extends Optimizer<AdamWOptions> {
           eps: o.eps,
           step_size: o.lr / (1 - b1 ** s.step),
           bc2_sqrt: Math.sqrt(1 - b2 ** s.step),
+          found_offset: found.offset,
         });
         for (const t of [p, s.buffers.expAvg!, s.buffers.expAvgSq!]) t.storage('AdamW.step').bump();
         rt.dispatch({
           kernel,
           params: params_,
-          buffers: [p.buffer('AdamW.step'), g.buffer('AdamW.step'), s.buffers.expAvg!.buffer('AdamW.step'), s.buffers.expAvgSq!.buffer('AdamW.step')],
+          buffers: [p.buffer('AdamW.step'), g.buffer('AdamW.step'), s.buffers.expAvg!.buffer('AdamW.step'), s.buffers.expAvgSq!.buffer('AdamW.step'), found.buffer('AdamW.step')],
           workgroups: elementwiseGroups(p.size),
           label: 'adamw',
         });

@@ -1,6 +1,7 @@
 // Dynamic loss scaling as torch.amp.GradScaler: the loss is multiplied by a scale before backward so
 // small f16 gradients do not flush to zero; the gradients are unscaled in place on the GPU while one
-// flag records any inf or NaN; the optimizer step is skipped when it is set and the scale backs off.
+// flag records any inf or NaN; the optimizer step is skipped when it is set and the scale backs off. AdamW
+// and SGD are queued before the flag is read and skip on the GPU; other optimizers step after the read.
 import { getRuntime } from '../backend/context.js';
 import { fmtShape, ValueError } from '../errors.js';
 import { noGrad } from '../grad-mode.js';
@@ -12,7 +13,7 @@ import { cast } from '../ops/select.js';
 import { cat, reshape } from '../ops/views.js';
 import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { checkOptionNames } from './optimizer.js';
+import { checkOptionNames, type FlaggedStep } from './optimizer.js';
 
 /** Hyperparameters of {@link GradScaler} (torch's defaults). */
 export interface GradScalerOptions {
@@ -37,10 +38,18 @@ export interface GradScalerState {
 
 const DEFAULTS: GradScalerOptions = { initScale: 2 ** 16, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, enabled: true };
 
-/** An optimizer as the scaler sees it: its parameters and its step. */
+/**
+ * An optimizer as the scaler sees it: its parameters and its step, and optionally a step that skips on
+ * the GPU (AdamW's and SGD's `stepUnlessFound`), which the scaler then queues before reading the flag.
+ */
 export interface ScaledOptimizer {
   readonly paramGroups: readonly { readonly params: readonly Tensor[] }[];
   step(): void;
+  /**
+   * Queues the step so that its kernels write nothing where `found` (a one-element u32 flag) is nonzero;
+   * the returned step's `settle(found)` takes back its host-side changes once the flag has been read.
+   */
+  stepUnlessFound?(found: Tensor): FlaggedStep;
 }
 
 /**
@@ -132,7 +141,12 @@ export class GradScaler {
 
   /**
    * Runs `optimizer.step()` unless its unscaled gradients hold inf/NaN (unscaling them first if
-   * `unscale` was not called). Reads back one flag; returns whether the step was taken.
+   * `unscale` was not called). Reads back one flag; returns whether the step was taken. An optimizer with
+   * `stepUnlessFound` (AdamW, SGD) has its step queued before the read, its kernels skipping on the GPU
+   * when the flag is set (torch's fused AdamW with `found_inf`), so the GPU runs it while the host waits;
+   * after a skipped step its parameters, state and step counts are as if `step()` had not been called.
+   * Other optimizers' `step()`, and that of a subclass overriding `step()` but not `stepUnlessFound()`, is
+   * called after the read, when the flag is clear.
    */
   async step(optimizer: ScaledOptimizer): Promise<boolean> {
     return (await this.stepAndRead(optimizer, [])).stepped;
@@ -141,7 +155,8 @@ export class GradScaler {
   /**
    * {@link step}, reading one-element f32 or f16 tensors (a loss, a gradient norm) in the same readback
    * as the inf/NaN flag, so a step waits for the GPU once. `values` are theirs before the step, in
-   * order, f16 widened to f32 as `item()` does. Disabled, the step is queued before the one read.
+   * order, f16 widened to f32 as `item()` does. The step is queued before the one read where the
+   * optimizer skips on the GPU (see {@link step}) and always when disabled.
    * @example
    * scaler.unscale(opt);
    * const norm = clipGradNorm(params, 1.0);
@@ -166,12 +181,27 @@ export class GradScaler {
     check.found = null;
     let read: number[];
     try {
-      read = tensors.length === 0 ? [await found.item()] : await readAndDispose(asF32Row([found, ...tensors]));
+      if (skipsOnGpu(optimizer)) {
+        // The values are copied before the step is queued, so they are theirs before it.
+        const copied = tensors.length > 0 ? asF32Row([found, ...tensors]) : null;
+        let queued: FlaggedStep;
+        try {
+          queued = optimizer.stepUnlessFound(found);
+        } catch (e) {
+          copied?.dispose('GradScaler: the step failed');
+          throw e;
+        }
+        read = copied ? await readAndDispose(copied) : [await found.item()];
+        check.foundInf = read[0] !== 0;
+        queued.settle(check.foundInf);
+      } else {
+        read = tensors.length === 0 ? [await found.item()] : await readAndDispose(asF32Row([found, ...tensors]));
+        check.foundInf = read[0] !== 0;
+        if (!check.foundInf) optimizer.step();
+      }
     } finally {
       found.dispose('GradScaler read its flag');
     }
-    check.foundInf = read[0] !== 0;
-    if (!check.foundInf) optimizer.step();
     return { stepped: !check.foundInf, values: read.slice(1) };
   }
 
@@ -199,6 +229,19 @@ export class GradScaler {
     }
     this.state = { scale: state.scale, growthTracker: state.growthTracker };
   }
+}
+
+/**
+ * Whether `optimizer`'s step may be queued before its flag is read: it has `stepUnlessFound`, and no subclass
+ * overrides `step()` below the class that defines it (one that adds to `step()` is stepped by `step()`).
+ */
+function skipsOnGpu(optimizer: ScaledOptimizer): optimizer is ScaledOptimizer & { stepUnlessFound(found: Tensor): FlaggedStep } {
+  if (typeof optimizer.stepUnlessFound !== 'function') return false;
+  for (let o: object | null = optimizer; o !== null; o = Object.getPrototypeOf(o) as object | null) {
+    if (Object.hasOwn(o, 'stepUnlessFound')) return true;
+    if (Object.hasOwn(o, 'step')) return false;
+  }
+  return false;
 }
 
 /** One-element tensors copied into one [n] f32 tensor on the GPU, to be read back at once. */

@@ -2,7 +2,7 @@
 // state on the GPU (kept out of tidy scopes), zeroGrad, setLr, and host state dicts for checkpoints.
 import { DTypeError, ShapeError, ValueError, fmtShape } from '../errors.js';
 import { toArray } from '../io.js';
-import { contiguousData } from '../ops/launch.js';
+import { contiguousData, runFill } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import { fromHost, Tensor } from '../tensor.js';
 
@@ -27,6 +27,64 @@ export interface ParamState {
 }
 
 /**
+ * A step queued by an optimizer's `stepUnlessFound(found)`: its kernels leave every parameter and its state
+ * untouched on the GPU where the flag is set, while the host has already counted the step.
+ */
+export interface FlaggedStep {
+  /**
+   * Brings the host's state in line with the flag read back: when it was set, takes back the step's
+   * counts and the state it created (a first step's moments), as if the step had never been called.
+   */
+  settle(found: boolean): void;
+}
+
+/** What one flagged step changed on the host, taken back by {@link FlaggedStep.settle} when its flag was set. */
+export class StepUndo implements FlaggedStep {
+  private readonly changes: { p: Tensor; s: ParamState; createdState: boolean; createdBuffers: string[] }[] = [];
+  private settled = false;
+
+  constructor(private readonly state: Map<Tensor, ParamState>) {}
+
+  /** Records that `s`, the state of `p` (created by this step when `createdState`), counted one step. */
+  counted(p: Tensor, s: ParamState, createdState: boolean): void {
+    this.changes.push({ p, s, createdState, createdBuffers: [] });
+  }
+
+  /** Records that this step created the buffer `key` of the state it counted last. */
+  createdBuffer(key: string): void {
+    const last = this.changes[this.changes.length - 1];
+    if (!last) throw new Error('internal: StepUndo.createdBuffer before counted');
+    last.createdBuffers.push(key);
+  }
+
+  settle(found: boolean): void {
+    if (this.settled) throw new ValueError('FlaggedStep.settle: already settled; call it once, with the flag read back after the step');
+    this.settled = true;
+    if (!found) return;
+    for (const { p, s, createdState, createdBuffers } of this.changes.reverse()) {
+      // A state replaced meanwhile (loadStateDict, dispose) is no longer this step's to take back.
+      if (this.state.get(p) !== s) continue;
+      s.step -= 1;
+      for (const key of createdBuffers) {
+        s.buffers[key]?.dispose('its first step was skipped');
+        delete s.buffers[key];
+      }
+      if (createdState) {
+        for (const t of Object.values(s.buffers)) t.dispose('its first step was skipped');
+        this.state.delete(p);
+      }
+    }
+  }
+}
+
+/** Throws unless `found` is a one-element u32 tensor, as GradScaler's inf/NaN flag. */
+export function checkFoundFlag(where: string, found: Tensor): void {
+  if (found.dtype !== 'u32' || found.size !== 1) {
+    throw new ValueError(`${where}: found must be a one-element u32 flag (GradScaler's inf/NaN flag), got ${found.dtype} ${fmtShape(found.shape)}`);
+  }
+}
+
+/**
  * Throws a ValueError naming each option in `given` that is not in `known`, so an option torch has and
  * this optimizer lacks (amsgrad, maximize) or a torch spelling (weight_decay) is never silently ignored.
  */
@@ -44,6 +102,8 @@ export abstract class Optimizer<O extends { lr: number }> {
   /** The parameter groups, each with its full set of hyperparameters. */
   readonly paramGroups: { params: Tensor[]; options: O }[];
   protected readonly state = new Map<Tensor, ParamState>();
+  /** A [1] u32 zero: the flag of a step that nothing skips ({@link step}). */
+  private neverFound: Tensor | null = null;
 
   protected constructor(
     protected readonly name: string,
@@ -172,6 +232,13 @@ export abstract class Optimizer<O extends { lr: number }> {
   /** Frees the optimizer's GPU state (its moments); the parameters are untouched. */
   dispose(): void {
     this.disposeState();
+    this.neverFound?.dispose(`${this.name} disposed`);
+    this.neverFound = null;
+  }
+
+  /** The flag bound by a step that no inf/NaN check guards: zero, so its kernels always write. */
+  protected unflagged(): Tensor {
+    return (this.neverFound ??= keep(runFill([1], 'u32', 0, null)));
   }
 
   private disposeState(): void {

@@ -1,11 +1,12 @@
-// SGD with momentum, dampening, Nesterov and weight decay as torch.optim.SGD: one kernel per parameter.
+// SGD with momentum, dampening, Nesterov and weight decay as torch.optim.SGD: one kernel per parameter,
+// which under a loss scaler reads its inf/NaN flag and skips on the GPU.
 import { getRuntime } from '../backend/context.js';
 import { ValueError } from '../errors.js';
 import { compileKernel, packParams } from '../kernels.js';
 import { elementwiseGroups } from '../ops/launch.js';
 import { keep } from '../scope.js';
 import { empty, type Tensor } from '../tensor.js';
-import { checkOptionNames, contiguousGrad, Optimizer, type ParamGroup } from './optimizer.js';
+import { checkFoundFlag, checkOptionNames, contiguousGrad, Optimizer, StepUndo, type FlaggedStep, type ParamGroup } from './optimizer.js';
 
 /** Hyperparameters of {@link SGD} (torch's defaults). */
 export interface SGDOptions {
@@ -50,18 +51,43 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   step(): void {
+    this.queueStep(this.unflagged(), null);
+  }
+
+  /**
+   * {@link step} with a kernel that writes nothing where `found` (a one-element u32 tensor: GradScaler's
+   * inf/NaN flag) is nonzero, so the step can be queued before the flag is read; once it is,
+   * `settle(found)` takes back the step counts and a first step's momentum buffer if it was set.
+   * GradScaler.step and stepAndRead use it.
+   * @example
+   * const queued = opt.stepUnlessFound(found);
+   * queued.settle((await found.item()) !== 0);
+   */
+  stepUnlessFound(found: Tensor): FlaggedStep {
+    checkFoundFlag('SGD.stepUnlessFound', found);
+    const undo = new StepUndo(this.state);
+    this.queueStep(found, undo);
+    return undo;
+  }
+
+  private queueStep(found: Tensor, undo: StepUndo | null): void {
     const rt = getRuntime();
     const kernel = compileKernel(rt, 'sgd', { TG: 'f32' });
     for (const { params, options: o } of this.paramGroups) {
       for (const p of params) {
         if (!p.grad) continue;
         let s = this.state.get(p);
+        const created = !s;
         if (!s) this.state.set(p, (s = { step: 0, buffers: {} }));
         s.step += 1;
+        undo?.counted(p, s, created);
         let mode = 0;
         if (o.momentum !== 0) {
           mode = s.buffers.momentumBuffer ? 2 : 1;
-          s.buffers.momentumBuffer ??= keep(empty(p.shape, 'f32')); // written whole by the first step
+          if (mode === 1) {
+            s.buffers.momentumBuffer = keep(empty(p.shape, 'f32')); // written whole by the first step
+            undo?.createdBuffer('momentumBuffer');
+          }
         }
         if (p.size === 0) continue;
         const buf = s.buffers.momentumBuffer ?? (this.unused ??= keep(empty([1], 'f32')));
@@ -76,13 +102,14 @@ export class SGD extends Optimizer<SGDOptions> {
           momentum: o.momentum,
           dampening: o.dampening,
           nesterov: o.nesterov ? 1 : 0,
+          found_offset: found.offset,
         });
         p.storage('SGD.step').bump();
         if (mode !== 0) buf.storage('SGD.step').bump();
         rt.dispatch({
           kernel,
           params: params_,
-          buffers: [p.buffer('SGD.step'), g.buffer('SGD.step'), buf.buffer('SGD.step')],
+          buffers: [p.buffer('SGD.step'), g.buffer('SGD.step'), buf.buffer('SGD.step'), found.buffer('SGD.step')],
           workgroups: elementwiseGroups(p.size),
           label: 'sgd',
         });
