@@ -5,7 +5,7 @@
 // transposed and broadcast operands need no copy; out-of-range elements stage as zero. Works for any
 // M, N, K and needs no optional feature: the path for GPUs with fast workgroup memory and the fallback.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read;
-// 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl). Grid (ceil(N / TILE), ceil(M / TILE), batch).
+// 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl); 5 addend: array<T> read (include/matmul_addend.wgsl). Grid (ceil(N / TILE), ceil(M / TILE), batch).
 alias T = f32;
 // The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
 alias TC = T;
@@ -16,6 +16,7 @@ alias TC = T;
 //!   b: array<T> read
 //!   c: array<TC> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 const TILE: u32 = {{TILE}}u;
 const BK: u32 = 16u;
@@ -28,6 +29,7 @@ var<workgroup> tb: array<f32, BK * TILE>;
 
 {{include matmul_elements}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(TPR, TPR)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -67,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (row < p.M) {
       for (var j = 0u; j < 4u; j++) {
         let col = n0 + lid.x * 4u + j;
-        if (col < p.N) { c[c_base + row * p.N + col] = TC(biased(acc[i][j], col)); }
+        if (col < p.N) { c[c_base + row * p.N + col] = TC(epilogue(acc[i][j], col, c_base + row * p.N + col)); }
       }
     }
   }

@@ -13,7 +13,8 @@
 // takes only constant lane indices, and accumulators indexed by loop counters spill out of registers.
 // Bindings: 0 Params (uniform, strides and offsets in vec4 units); 1 a: array<vec4<T>> read;
 // 2 b: array<vec4<T>> read; 3 c: array<vec4<T>> read_write; 4 bias: array<T> read
-// (include/matmul_bias.wgsl, bias_offset in elements).
+// (include/matmul_bias.wgsl, bias_offset in elements); 5 addend: array<T> read (include/matmul_addend.wgsl,
+// addend_offset in elements).
 // Grid (ceil(N / (4 SG)), ceil(M / TM), batch); PACKED: (ceil(M / TM), ceil(N / (4 SG)), batch).
 enable subgroups;
 alias T = f32;
@@ -28,6 +29,8 @@ alias T = f32;
 //!   a_sm: u32
 //!   b_row: u32
 //!   bias_offset: u32
+//!   addend_offset: u32
+//!   alpha: f32
 //!   batch_shape: vec4<u32>
 //!   a_batch_strides: vec4<u32>
 //!   b_batch_strides: vec4<u32>
@@ -36,6 +39,7 @@ alias T = f32;
 //!   b: array<vec4<T>> read
 //!   c: array<vec4<T>> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 const SG: u32 = {{SG}}u;
 const TM: u32 = {{TM}}u;
@@ -44,6 +48,7 @@ const PACKED: bool = {{PACKED}};
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -99,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     for (var r = 0u; r < TM; r++) {
       let row = m0 + r;
       if (row < p.M) {
-        c[c_base + row * N4] = vec4<T>(biased4(acc[r], n4 * 4u));
+        c[c_base + row * N4] = vec4<T>(epilogue4(acc[r], n4 * 4u, (c_base + row * N4) * 4u));
       }
     }
   }

@@ -9,7 +9,7 @@
 // registers: the next slice is read from global memory while the current one is multiplied. Out-of-range
 // elements stage as zero. The LOAD and STAGE placeholders are generated on the host (kernelgen/matmul.ts).
 // Bindings: 0 Params (uniform, element strides); 1 a: array<AV> read; 2 b: array<AV> read (AV: T, or
-// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl). Grid (ceil(N / TILE), ceil(M / TILE), batch).
+// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl); 5 addend: array<T> read (include/matmul_addend.wgsl). Grid (ceil(N / TILE), ceil(M / TILE), batch).
 alias T = f32;
 // The type of c: T, or f32 for the partial sums of a product split along k (ops/matmul split).
 alias TC = T;
@@ -21,6 +21,7 @@ alias AV = {{AV}};
 //!   b: array<AV> read
 //!   c: array<TC> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 const TILE: u32 = {{TILE}}u;
 const BK: u32 = 16u;
@@ -34,6 +35,7 @@ var<workgroup> tb: array<vec4<f32>, BK * LD / 4u>;
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -76,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (row < p.M) {
       for (var j = 0u; j < TT; j++) {
         let col = n0 + (j / 4u) * 64u + lid.x * 4u + j % 4u;
-        if (col < p.N) { c[c_base + row * p.N + col] = TC(biased(acc[i * TV + j / 4u][j % 4u], col)); }
+        if (col < p.N) { c[c_base + row * p.N + col] = TC(epilogue(acc[i * TV + j / 4u][j % 4u], col, c_base + row * p.N + col)); }
       }
     }
   }

@@ -2,7 +2,7 @@
 // a and b are read through element strides, so transposed and broadcast operands need no copy;
 // batch dims (up to 4) broadcast through their strides (0 where an operand has size 1). c is contiguous.
 // Bindings: 0 Params (uniform); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC> read_write;
-// 4 bias: array<T> read (include/matmul_bias.wgsl).
+// 4 bias: array<T> read (include/matmul_bias.wgsl); 5 addend: array<T> read (include/matmul_addend.wgsl).
 // Workgroup: 16x16 threads, one output each, 16x16 tiles of a and b staged in workgroup memory;
 // grid (ceil(N/16), ceil(M/16), batch). Accumulates in f32.
 alias T = f32;
@@ -15,12 +15,14 @@ alias TC = T;
 //!   b: array<T> read
 //!   c: array<TC> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 var<workgroup> tile_a: array<array<f32, 16>, 16>;
 var<workgroup> tile_b: array<array<f32, 16>, 16>;
 
 {{include matmul_elements}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -42,6 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   if (row < p.M && col < p.N) {
-    c[batch * p.M * p.N + row * p.N + col] = TC(biased(acc, col));
+    let i = batch * p.M * p.N + row * p.N + col;
+    c[i] = TC(epilogue(acc, col, i));
   }
 }

@@ -12,7 +12,7 @@
 // Needs chromium-experimental-subgroup-matrix and shader-f16; SM x SN x SK must be one of the adapter's
 // subgroupMatrixConfigs with f16 components and f32 results.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<AV> read; 2 b: array<AV> read (AV: T, or
-// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl). Grid (ceil(N / TN), ceil(M / TM), batch).
+// vec4<T> when V = 4); 3 c: array<TC> read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl); 5 addend: array<T> read (include/matmul_addend.wgsl). Grid (ceil(N / TN), ceil(M / TM), batch).
 {{include sgmat_header}}
 alias AV = {{AV}};
 
@@ -22,6 +22,7 @@ alias AV = {{AV}};
 //!   b: array<AV> read
 //!   c: array<TC> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 {{include sgmat_shape}}
 const V: u32 = {{V}}u;
@@ -37,6 +38,7 @@ var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -68,6 +70,6 @@ fn store_tile(own: u32, lane: u32, c_base: u32, row0: u32, col0: u32) {
   for (var e = lane; e < SM * SN; e += SG) {
     let row = row0 + e / SN;
     let col = col0 + e % SN;
-    if (row < p.M && col < p.N) { c[c_base + row * p.N + col] = TC(biased(scratch[own + e], col)); }
+    if (row < p.M && col < p.N) { c[c_base + row * p.N + col] = TC(epilogue(scratch[own + e], col, c_base + row * p.N + col)); }
   }
 }

@@ -10,7 +10,7 @@
 // to c, converted to TC. The STEP, DECL and STORE placeholders are generated on the host
 // (kernelgen/matmul.ts). Needs chromium-experimental-subgroup-matrix and shader-f16.
 // Bindings: 0 Params (uniform, element strides); 1 a: array<T> read; 2 b: array<T> read; 3 c: array<TC>
-// read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl). Grid (N / TN, M / TM, batch).
+// read_write (contiguous); 4 bias: array<T> read (include/matmul_bias.wgsl); 5 addend: array<T> read (include/matmul_addend.wgsl). Grid (N / TN, M / TM, batch).
 {{include sgmat_header}}
 
 //! params from matmul_strided
@@ -19,6 +19,7 @@
 //!   b: array<T> read
 //!   c: array<TC> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 {{include sgmat_shape}}
 const GN: u32 = TN / WN;
@@ -28,6 +29,7 @@ var<workgroup> scratch: array<f32, (WG / SG) * SM * SN>;
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -45,6 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn store_tile(own: u32, lane: u32, c_base: u32, row0: u32, col0: u32) {
   for (var e = lane; e < SM * SN; e += SG) {
     let col = col0 + e % SN;
-    c[c_base + (row0 + e / SN) * p.N + col] = TC(biased(scratch[own + e], col));
+    let i = c_base + (row0 + e / SN) * p.N + col;
+    c[i] = TC(epilogue(scratch[own + e], col, i));
   }
 }

@@ -4,7 +4,7 @@
 // of the 4 rows, so neighbouring lanes read neighbouring addresses (coalesced on a GPU), accumulates in f32,
 // and subgroupAdd sums the lanes. Rows past N are clamped on load and skipped on store.
 // Bindings: 0 Params (uniform, strides in vec4 units); 1 x: array<vec4<T>> read; 2 w: array<vec4<T>> read;
-// 3 y: array<T> read_write; 4 bias: array<T> read (include/matmul_bias.wgsl, bias_offset in elements). Workgroup SG threads; grid (groups of 4 rows, folded into x and y; batch).
+// 3 y: array<T> read_write; 4 bias: array<T> read (include/matmul_bias.wgsl, bias_offset in elements); 5 addend: array<T> read (include/matmul_addend.wgsl). Workgroup SG threads; grid (groups of 4 rows, folded into x and y; batch).
 enable subgroups;
 alias T = f32;
 
@@ -14,11 +14,13 @@ alias T = f32;
 //!   w: array<vec4<T>> read
 //!   y: array<T> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 const SG: u32 = {{SG}}u;
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (lane == 0u) {
     let base = wid.z * p.N + n0;
     for (var i = 0u; i < 4u; i++) {
-      if (n0 + i < p.N) { y[base + i] = T(biased(total[i], n0 + i)); }
+      if (n0 + i < p.N) { y[base + i] = T(epilogue(total[i], n0 + i, base + i)); }
     }
   }
 }

@@ -9,7 +9,7 @@
 // check confirms on the device), each with its own ROWS rows: GPUs cap the workgroups resident per core,
 // so one-subgroup workgroups would leave part of a core's threads unused.
 // Bindings: 0 Params (uniform); 1 x: array<CH> read; 2 w: array<CH> read; 3 y: array<T> read_write;
-// 4 bias: array<T> read (include/matmul_bias.wgsl, bias_offset in elements).
+// 4 bias: array<T> read (include/matmul_bias.wgsl, bias_offset in elements); 5 addend: array<T> read (include/matmul_addend.wgsl).
 // Workgroup SG G threads; grid (groups of G ROWS rows, folded into x and y; batch).
 enable subgroups;
 alias T = f32;
@@ -21,11 +21,13 @@ alias CH = {{CH}};
 //!   w: array<CH> read
 //!   y: array<T> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 {{include matvec_chunks}}
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(SG * G)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -48,6 +50,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   for (var r = 0u; r < ROWS; r++) {
     let total = subgroupAdd(sums[r]);
-    if (lane == 0u && n0 + r < p.N) { y[wid.z * p.N + n0 + r] = T(biased(total, n0 + r)); }
+    if (lane == 0u && n0 + r < p.N) { y[wid.z * p.N + n0 + r] = T(epilogue(total, n0 + r, wid.z * p.N + n0 + r)); }
   }
 }

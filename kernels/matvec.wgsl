@@ -6,7 +6,8 @@
 // Both accumulate in f32 over 4 independent k steps per iteration. x is contiguous along k.
 // Bindings: 0 Params (uniform, strides in vec4 units); 1 x: array<vec4<T>> read;
 // 2 w: array<vec4<T>> read; 3 y: array<vec4<T>> read_write; 4 bias: array<T> read
-// (include/matmul_bias.wgsl, bias_offset in elements). Workgroup WG threads;
+// (include/matmul_bias.wgsl, bias_offset in elements); 5 addend: array<T> read (include/matmul_addend.wgsl,
+// addend_offset in elements). Workgroup WG threads;
 // grid (ceil(N / (4 WG)), 1, batch).
 alias T = f32;
 
@@ -16,12 +17,14 @@ alias T = f32;
 //!   w: array<vec4<T>> read
 //!   y: array<vec4<T>> read_write
 //!   bias: array<T> read
+//!   addend: array<T> read
 
 const WG: u32 = {{WG}}u;
 const BT: bool = {{BT}};
 
 {{include batch_bases}}
 {{include matmul_bias}}
+{{include matmul_addend}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -60,5 +63,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     acc = (s0 + s1) + (s2 + s3);
   }
-  y[wid.z * N4 + n4] = vec4<T>(biased4(acc, n4 * 4u));
+  y[wid.z * N4 + n4] = vec4<T>(epilogue4(acc, n4 * 4u, (wid.z * N4 + n4) * 4u));
 }

@@ -1,5 +1,6 @@
 // Shared by the matmuls that read any strides (v1, v2, v4, sgmat): the uniform Params block, in elements
-// (bias_offset: where the bias's element 0 lies in its binding).
+// (bias_offset, addend_offset: where the bias's and the addend's element 0 lie in their bindings; alpha: the
+// addend epilogue's factor, include/matmul_addend.wgsl).
 //! params
 //!   M: u32
 //!   N: u32
@@ -12,6 +13,8 @@
 //!   b_sk: u32
 //!   b_sn: u32
 //!   bias_offset: u32
+//!   addend_offset: u32
+//!   alpha: f32
 //!   batch_shape: vec4<u32>
 //!   a_batch_strides: vec4<u32>
 //!   b_batch_strides: vec4<u32>

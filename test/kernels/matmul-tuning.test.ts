@@ -94,10 +94,25 @@ test('the search refuses a variant whose bias epilogue drops the bias or reads i
   assert.equal(variantName(report.choice.main), 'v1');
 });
 
+test('the search refuses a variant whose addend epilogue drops the addend, reads it from the start of its buffer or ignores alpha', async () => {
+  const epilogue = 'if (ADD) { return f32(addend[p.addend_offset + i]) + p.alpha * s; }';
+  const rewrites = [
+    { name: 'drops-addend', rewrite: (wgsl: string) => wgsl.replace(epilogue, 'if (ADD) { return p.alpha * s; }') },
+    { name: 'addend-at-0', rewrite: (wgsl: string) => wgsl.replace(epilogue, 'if (ADD) { return f32(addend[i]) + p.alpha * s; }') },
+    { name: 'ignores-alpha', rewrite: (wgsl: string) => wgsl.replace(epilogue, 'if (ADD) { return f32(addend[p.addend_offset + i]) + s; }') },
+  ];
+  assert.ok(rewrites.every((r) => r.rewrite(wgslSources['matmul.v2']) !== wgslSources['matmul.v2']), 'the rewrites find the epilogue');
+  const restore = quickTiming();
+  const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, ...rewrites.map((rewrite) => ({ variant: { kernel: 'v2' as const, tile: 32 as const }, rewrite }))]).finally(restore);
+  assert.deepEqual(report.candidates.map((c) => c.status), ['ok', 'wrong', 'wrong', 'wrong']);
+  for (const c of report.candidates.slice(1)) assert.match(c.reason!, /into an addend times -?[\d.]+\): element \d+ is .*the CPU reference/);
+  assert.equal(variantName(report.choice.main), 'v1');
+});
+
 test('single rows use the general kernels when the plain decode kernel is refused, whatever the other decode kernel did', async (t) => {
   const lanes = decodeCandidates(info).find((v) => v.sg !== undefined);
   if (!lanes) return t.skip('adapter has no fixed subgroup size for the lanes-along-k decode kernel');
-  const doubled = { name: 'doubles-y', rewrite: (wgsl: string) => wgsl.replace('= vec4<T>(biased4(acc, n4 * 4u));', '= vec4<T>(biased4(acc * 2.0, n4 * 4u));') };
+  const doubled = { name: 'doubles-y', rewrite: (wgsl: string) => wgsl.replace('= vec4<T>(epilogue4(acc, n4 * 4u,', '= vec4<T>(epilogue4(acc * 2.0, n4 * 4u,') };
   const restore = quickTiming();
   const report = await checkMatmulCandidates([{ variant: { kernel: 'v1' } }, { variant: { kernel: 'matvec' }, rewrite: doubled }, { variant: lanes }]).finally(restore);
   assert.deepEqual(report.candidates.map((c) => c.status), ['ok', 'wrong', 'ok']);

@@ -1,7 +1,7 @@
 // Every matmul kernel variant (each tile configuration the per-adapter search may choose, the subgroup
 // kernel, the GPU-shaped v4, the decode matrix-vector kernels; f32 and f16; subgroup matrices where the
 // adapter has them) against the CPU reference, on edge sizes, with transposed operands read in place and
-// broadcast batch dims.
+// broadcast batch dims, with a bias and an addend (torch.addmm's input, times alpha) in the epilogue.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -11,10 +11,12 @@ import {
   f32ToF16Bits,
   hasF16,
   matmul,
+  mul,
   decodeCandidates,
   matmulCandidates,
   matmulPlan,
   matmulSplitBytes,
+  refAddmm,
   refMatmul,
   refTensor,
   setMatmulVariant,
@@ -78,6 +80,8 @@ interface Case {
   seed: number;
   /** A bias [N] added in the kernel's epilogue (linear's addmm). */
   bias?: boolean;
+  /** An addend of the product's shape (read past an offset) plus alpha times the product, in the epilogue (linearAdd's). */
+  alpha?: number;
 }
 
 async function check(v: MatmulVariant, dtype: FloatDType, c: Case): Promise<string> {
@@ -90,17 +94,26 @@ async function check(v: MatmulVariant, dtype: FloatDType, c: Case): Promise<stri
   const biasData = c.bias ? values(c.N, c.seed + 2, dtype) : null;
   const bias = biasData ? tensor(biasData, [c.N], { dtype }) : null;
   const plan = matmulPlan(a, b);
-  const out = bias ? runMatmul('matmul', a, b, bias) : matmul(a, b);
+  // The broadcast batch dims (right-aligned, each the larger of the two).
+  const rank = Math.max(c.batchA.length, c.batchB.length);
+  const dimAt = (s: number[], i: number) => s[s.length - rank + i] ?? 1;
+  const outShape = [...Array.from({ length: rank }, (_, i) => Math.max(dimAt(c.batchA, i), dimAt(c.batchB, i))), c.M, c.N];
+  // The addend starts 3 elements into its buffer, so that a kernel reading it from element 0 fails.
+  const addendData = c.alpha === undefined ? null : values(numelOf(outShape) + 3, c.seed + 3, dtype);
+  const addendBase = addendData ? tensor(addendData, [addendData.length], { dtype }) : null;
+  const addend = addendBase ? addendBase.slice(0, 3, addendData!.length).reshape(outShape) : null;
+  const out = addend ? runMatmul('matmul', a, b, bias ?? undefined, { tensor: addend, alpha: c.alpha! }) : bias ? runMatmul('matmul', a, b, bias) : matmul(a, b);
   const got = await toArray(out);
-  const want = refMatmul(refTensor(ad, aShape), refTensor(bd, bShape), biasData ? refTensor(biasData, [c.N]) : undefined);
+  const [ra, rb, rbias] = [refTensor(ad, aShape), refTensor(bd, bShape), biasData ? refTensor(biasData, [c.N]) : undefined];
+  const want = addendData ? refAddmm(refTensor(addendData.subarray(3), outShape), ra, rb, c.alpha!, rbias) : refMatmul(ra, rb, rbias);
   assert.deepEqual(out.shape, want.shape);
   const tol = dtype === 'f16' ? { atol: 2e-3 * Math.sqrt(c.K) + 1e-2, rtol: 1e-2 } : { atol: 1e-5 * Math.sqrt(c.K) + 1e-5, rtol: 1e-4 };
-  const what = `${variantName(v)} ${dtype} ran ${variantName(plan.kernel)}: a ${JSON.stringify(aShape)}${c.ta ? 'T' : ''} b ${JSON.stringify(bShape)}${c.tb ? 'T' : ''}${bias ? ' + bias' : ''} seed ${c.seed}`;
+  const what = `${variantName(v)} ${dtype} ran ${variantName(plan.kernel)}: a ${JSON.stringify(aShape)}${c.ta ? 'T' : ''} b ${JSON.stringify(bShape)}${c.tb ? 'T' : ''}${bias ? ' + bias' : ''}${addend ? ` into an addend times ${c.alpha}` : ''} seed ${c.seed}`;
   assertClose(got, want.data, tol, what);
   // The last row and column, named separately: edge tiles are where kernels go wrong.
   const last = want.data.length - 1;
   assertClose([got[last]!, got[c.N - 1]!], [want.data[last]!, want.data[c.N - 1]!], tol, `${what} (last row/column)`);
-  for (const t of [a, b, out, ...(bias ? [bias] : [])]) t.dispose();
+  for (const t of [a, b, out, ...(bias ? [bias] : []), ...(addend ? [addend, addendBase!] : [])]) t.dispose();
   return ranName(plan.kernel, plan.packB);
 }
 
@@ -117,6 +130,7 @@ const caseArb = (v: MatmulVariant) =>
     tb: fc.boolean(),
     seed: fc.integer({ min: 1, max: 1 << 30 }),
     bias: fc.boolean(),
+    alpha: fc.constantFrom(undefined, 1, -0.75, 2.5),
   });
 
 for (const v of variants) {
@@ -163,6 +177,44 @@ async function roundsOnce(v: MatmulVariant, M: number, K: number, N: number): Pr
   assert.equal(twice[0], 2048, `${what}: matmul then add`);
   for (const t of [x, w, bias]) t.dispose();
   return `${variantName(plan.kernel)}${plan.splitK > 1 ? ` in ${plan.splitK} slices of k` : ''}`;
+}
+
+/**
+ * The product of roundsOnce (f32 sums 2049) times alpha = 0.5 into an addend of 1025: rounded once,
+ * 1025 + 1024.5 = 2049.5 rounds to 2050; the separate ops round the sum to 2048, halve it to 1024 and round
+ * 1025 + 1024 = 2049 to 2048.
+ */
+async function addsOnce(v: MatmulVariant, M: number, K: number, N: number): Promise<string> {
+  const xd = new Float32Array(M * K);
+  for (let m = 0; m < M; m++) [xd[m * K], xd[m * K + 1]] = [2048, 1];
+  const wd = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) [wd[n * K], wd[n * K + 1]] = [1, 1];
+  const x = tensor(xd, [M, K], { dtype: 'f16' });
+  const w = tensor(wd, [N, K], { dtype: 'f16' });
+  const addend = tensor(new Float32Array(M * N).fill(1025), [M, N], { dtype: 'f16' });
+  const plan = matmulPlan(x, transpose(w));
+  const got = await toArray(runMatmul('matmul', x, transpose(w), undefined, { tensor: addend, alpha: 0.5 }));
+  const what = `${variantName(v)} ran ${variantName(plan.kernel)} on 1025 + 0.5 [${M}, ${K}] x [${N}, ${K}]T`;
+  assert.ok(got.every((y) => y === 2050), `${what}: ${[...new Set(got)].join(', ')} where the addend rounded with the sum is 2050 everywhere`);
+  const separate = await toArray(add(addend, mul(matmul(x, transpose(w)), 0.5)));
+  assert.equal(separate[0], 2048, `${what}: matmul, mul then add`);
+  for (const t of [x, w, addend]) t.dispose();
+  return `${variantName(plan.kernel)}${plan.splitK > 1 ? ` in ${plan.splitK} slices of k` : ''}`;
+}
+
+for (const v of variants) {
+  if (!dtypesOf(v).includes('f16')) continue;
+  test(`matmul ${variantName(v)} f16 adds alpha times the sum to an addend before its one rounding, as torch.addmm does`, async () => {
+    setMatmulVariant(v);
+    try {
+      const sizes = v.kernel === 'matvec' ? [[1, 8, 44], [1, 136, 37]] : v.kernel === 'v3' ? [[37, 8, 52], [3, 16, 4]] : [[37, 6, 35], [65, 16, 130]];
+      const ran = new Set<string>();
+      for (const [M, K, N] of sizes) ran.add(await addsOnce(v, M!, K!, N!));
+      assert.ok(ran.has(variantName(v)), `${variantName(v)} never ran; ran ${[...ran].join(', ')}`);
+    } finally {
+      setMatmulVariant(null);
+    }
+  });
 }
 
 for (const v of variants) {
@@ -218,9 +270,10 @@ test('a product that fills few workgroups is split along k into f32 partial sums
   // [case, slices of k expected]: the LoRA shapes (rank 8 on one side), a batch, a slice length that is not
   // a multiple of 4 (element loads), and a K no power of two divides (not split).
   const cases: Array<[Case, number]> = [
-    [{ M: 33, K: 1024, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 31, bias: true }, 4],
+    [{ M: 33, K: 1024, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 31, bias: true, alpha: 2.5 }, 4],
     [{ M: 8, K: 768, N: 40, batchA: [], batchB: [], ta: true, tb: false, seed: 32 }, 2],
     [{ M: 17, K: 512, N: 12, batchA: [2], batchB: [2], ta: false, tb: false, seed: 33, bias: true }, 2],
+    [{ M: 8, K: 512, N: 12, batchA: [2], batchB: [2], ta: true, tb: false, seed: 36, alpha: 1 }, 2],
     [{ M: 9, K: 1030, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 34 }, 2],
     [{ M: 9, K: 1001, N: 8, batchA: [], batchB: [], ta: false, tb: true, seed: 35 }, 1],
   ];
@@ -244,6 +297,8 @@ test('a product that fills few workgroups is split along k into f32 partial sums
       }
       // The bias is added once, to the sum of the slices.
       if (dtypesOf(v).includes('f16')) assert.equal(await roundsOnce(v, 9, 1024, 8), `${variantName(v)} in 4 slices of k`);
+      // So is the addend.
+      if (dtypesOf(v).includes('f16')) assert.equal(await addsOnce(v, 9, 1024, 8), `${variantName(v)} in 4 slices of k`);
     } finally {
       setMatmulVariant(null);
     }

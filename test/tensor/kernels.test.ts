@@ -68,6 +68,7 @@ const placeholderExamples: Record<string, string> = {
   EXPR: 'v',
   T_IS_F16: 'false',
   BIAS: 'false',
+  ADD: 'false',
 };
 const binaryExpr = 'a * b + 1.0';
 
@@ -105,6 +106,7 @@ test('every kernel file whose placeholders are known compiles on the device, in 
     }
     if (name === 'where') variants.push({ ...base, TC: 'f32' });
     if (holes.includes('BIAS')) variants.push(...variants.map((d) => ({ ...d, BIAS: 'true' })));
+    if (holes.includes('ADD')) variants.push(...variants.map((d) => ({ ...d, ADD: 'true' })));
     for (const d of variants) {
       const errors = await compileErrors(preprocess(name, d), `${name}(${JSON.stringify(d)})`);
       assert.deepEqual(errors, [], errors.join('\n'));

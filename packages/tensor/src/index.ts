@@ -40,7 +40,7 @@ export { accumulateLogprobs } from './ops/accumulate-logprobs.js';
 export { logSoftmaxAtMax } from './ops/log-softmax-at-max.js';
 export type { RowLogprobs, TokenLogprob } from './reference/log-softmax-top-k.js';
 export type { SampleOptions } from './reference/sample.js';
-export { linear, matmul, matmulPlan } from './ops/matmul.js';
+export { addmm, linear, linearAdd, matmul, matmulPlan } from './ops/matmul.js';
 export type { MatmulPlan } from './backend/matmul-plan.js';
 export { readyMatmul, tuneMatmul, matmulTuningReport, matmulSplitBytes, checkMatmulCandidates, type CheckOptions } from './tuning.js';
 export type { MatmulCandidate } from './tuning.js';
@@ -91,7 +91,7 @@ export {
   refWhere, refWhereBackward, refRoundToF16, refCast, refCastBackward,
 } from './reference/elementwise.js';
 export { refSum, refSumBackward, refMean, refMeanBackward, refMax, refMaxBackward } from './reference/reduce.js';
-export { refBiasBackward, refMatmul, refMatmulBackward } from './reference/matmul.js';
+export { refAddmm, refBiasBackward, refMatmul, refMatmulBackward } from './reference/matmul.js';
 export {
   refReshape, refReshapeBackward, refPermute, refPermuteBackward, refTranspose, refSlice, refSliceBackward,
   refExpand, refExpandBackward, refCat, refCatBackward,

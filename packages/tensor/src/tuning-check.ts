@@ -1,6 +1,6 @@
 // The correctness check a matmul variant passes on the device before the search may time or choose it:
 // small awkward products (edges off every tile, transposed operands read in place, batch dims, single
-// rows, a bias in the epilogue; f32 and f16) against a float64 CPU product, every element compared. A pipeline that cannot be
+// rows, a bias and an addend (torch.addmm's input) in the epilogue; f32 and f16) against a float64 CPU product, every element compared. A pipeline that cannot be
 // created or a device error during the run fails the check too; the reason names the case.
 import { encodeMatmul, matmulKernels, type KernelRewrite } from './backend/matmul-encode.js';
 import { plan, type Problem } from './backend/matmul-plan.js';
@@ -13,7 +13,8 @@ import { checkValues as values } from './check-values.js';
 
 /**
  * One product of the check: [batch] x [M, K] x [K, N]; `ta`/`tb`: the operand is stored transposed; `bias`:
- * a bias [N] added in the epilogue (linear's), read past an offset.
+ * a bias [N] added in the epilogue (linear's), read past an offset; `alpha`: the product (and bias) times
+ * alpha added to an addend of c's shape in the epilogue (torch.addmm's, linearAdd's), read past an offset.
  */
 export interface CheckCase {
   M: number;
@@ -23,6 +24,7 @@ export interface CheckCase {
   ta: boolean;
   tb: boolean;
   bias?: boolean;
+  alpha?: number;
 }
 
 /** Sizes off the 16/32/64/128 tiles and the vec4 widths, crossing tile and k-step boundaries. */
@@ -30,24 +32,27 @@ const GENERAL_CASES: CheckCase[] = [
   { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: false },
   { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: true, bias: true },
   { M: 33, K: 19, N: 35, batch: 1, ta: true, tb: false },
-  { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true, bias: true },
+  { M: 20, K: 36, N: 28, batch: 2, ta: false, tb: true, bias: true, alpha: 1 },
   { M: 133, K: 40, N: 140, batch: 1, ta: false, tb: true, bias: true },
-  { M: 68, K: 52, N: 36, batch: 1, ta: true, tb: true },
+  { M: 68, K: 52, N: 36, batch: 1, ta: true, tb: true, alpha: -0.75 },
+  { M: 37, K: 44, N: 52, batch: 1, ta: false, tb: true, alpha: 2 },
 ];
 const DECODE_CASES: CheckCase[] = [
   { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: true },
-  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false, bias: true },
-  { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true, bias: true },
+  { M: 1, K: 52, N: 44, batch: 1, ta: false, tb: false, bias: true, alpha: 2 },
+  { M: 1, K: 260, N: 132, batch: 2, ta: false, tb: true, bias: true, alpha: 1 },
   // Multiples of 8 (16-byte chunks of f16) with odd N, and K past one pass of the wide kernel.
   { M: 1, K: 136, N: 37, batch: 1, ta: false, tb: true, bias: true },
-  { M: 1, K: 1096, N: 13, batch: 2, ta: false, tb: true },
+  { M: 1, K: 1096, N: 13, batch: 2, ta: false, tb: true, alpha: -0.75 },
 ];
 
 /** Elements before a check case's bias in its buffer. */
 const BIAS_OFFSET = 6;
+/** Elements before a check case's addend in its buffer. */
+const ADDEND_OFFSET = 10;
 
 /** Raise it when the check's comparison changes in a way its cases and kernels do not show (tolerances, reference). */
-const CHECK_VERSION = 1;
+const CHECK_VERSION = 2;
 
 /**
  * What a passed check depends on, as a hash: the check's version and cases and the complete WGSL of every
@@ -56,7 +61,7 @@ const CHECK_VERSION = 1;
  */
 export function checkFingerprint(info: DeviceInfo, variants: readonly MatmulVariant[]): string {
   const hash = new Fnv64();
-  hash.add(`check ${CHECK_VERSION} bias offset ${BIAS_OFFSET}`);
+  hash.add(`check ${CHECK_VERSION} bias offset ${BIAS_OFFSET} addend offset ${ADDEND_OFFSET}`);
   const unused = {} as GPUBuffer;
   const sources = new Set<string>();
   for (const v of variants) {
@@ -67,7 +72,7 @@ export function checkFingerprint(info: DeviceInfo, variants: readonly MatmulVari
     for (const dtype of dtypes) {
       for (const variant of [v, ...extra]) {
         for (const c of casesFor(v)) {
-          const p = problemOf(c, dtype, unused, unused, unused, c.bias ? unused : null);
+          const p = problemOf(c, dtype, unused, unused, unused, c.bias ? unused : null, c.alpha === undefined ? null : unused);
           const pl = plan(p, { ...choice, main: variant }, info.maxStorageBufferBindingSize);
           if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) continue;
           for (const s of matmulKernels(p, pl)) sources.add(s.source);
@@ -99,8 +104,8 @@ class Fnv64 {
   }
 }
 
-/** The product of a check case over the given buffers (the bias past BIAS_OFFSET). */
-function problemOf(c: CheckCase, dtype: FloatDType, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, bias: GPUBuffer | null): Problem {
+/** The product of a check case over the given buffers (the bias past BIAS_OFFSET, the addend past ADDEND_OFFSET). */
+function problemOf(c: CheckCase, dtype: FloatDType, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, bias: GPUBuffer | null, addend: GPUBuffer | null): Problem {
   const { M, K, N, batch } = c;
   return {
     dtype,
@@ -112,6 +117,7 @@ function problemOf(c: CheckCase, dtype: FloatDType, a: GPUBuffer, b: GPUBuffer, 
     b: { buffer: b, offset: 0, rowStride: c.tb ? 1 : N, colStride: c.tb ? K : 1, batchStrides: [batch > 1 ? K * N : 0] },
     c: out,
     ...(bias === null ? {} : { bias: { buffer: bias, offset: BIAS_OFFSET } }),
+    ...(addend === null ? {} : { addend: { buffer: addend, offset: ADDEND_OFFSET, alpha: c.alpha! } }),
   };
 }
 
@@ -126,14 +132,15 @@ function stored(data: Float32Array, batch: number, R: number, C: number, transpo
   return t;
 }
 
-function reference(a: Float32Array, b: Float32Array, bias: Float32Array | null, c: CheckCase): Float64Array {
+function reference(a: Float32Array, b: Float32Array, bias: Float32Array | null, addend: Float32Array | null, c: CheckCase): Float64Array {
   const out = new Float64Array(c.batch * c.M * c.N);
   for (let z = 0; z < c.batch; z++) {
     for (let m = 0; m < c.M; m++) {
       for (let n = 0; n < c.N; n++) {
         let s = bias === null ? 0 : bias[n]!;
         for (let k = 0; k < c.K; k++) s += a[(z * c.M + m) * c.K + k]! * b[(z * c.K + k) * c.N + n]!;
-        out[(z * c.M + m) * c.N + n] = s;
+        const i = (z * c.M + m) * c.N + n;
+        out[i] = addend === null ? s : addend[i]! + c.alpha! * s;
       }
     }
   }
@@ -181,7 +188,7 @@ export async function checkVariant(rt: Runtime, v: MatmulVariant, custom?: Kerne
   for (const dtype of dtypes) {
     for (const variant of [v, ...extra]) {
       for (const [i, c] of casesFor(v).entries()) {
-        const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''}${c.bias ? ' + bias' : ''})`;
+        const what = `${variantName(variant)} ${dtype} case ${i} (${c.batch > 1 ? `${c.batch} x ` : ''}[${c.M}, ${c.K}]${c.ta ? 'T' : ''} x [${c.K}, ${c.N}]${c.tb ? 'T' : ''}${c.bias ? ' + bias' : ''}${c.alpha === undefined ? '' : `, into an addend times ${c.alpha}`})`;
         const r = await runCase(rt, { ...choice, main: variant }, variant, dtype, c, what, kernelsRun, custom);
         if (r === 'skipped') continue;
         if (!r.ok) return r;
@@ -208,11 +215,14 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
   // The bias after BIAS_OFFSET other values, so that a kernel reading it from element 0 fails.
   const biasData = c.bias ? values(N, 47 + N, dtype) : null;
   const bias = biasData === null ? null : upload(Float32Array.of(...values(BIAS_OFFSET, 5, dtype), ...biasData));
+  // The addend after ADDEND_OFFSET other values, so that a kernel reading it from element 0 fails.
+  const addendData = c.alpha === undefined ? null : values(batch * M * N, 53 + M + N, dtype);
+  const addend = addendData === null ? null : upload(Float32Array.of(...values(ADDEND_OFFSET, 7, dtype), ...addendData));
   const out = rt.acquire(Math.max(16, Math.ceil((batch * M * N * size) / 4) * 4));
   // NaN in every element first, so that an element the kernel never writes fails the comparison.
   rt.write(out, 0, dtype === 'f16' ? new Uint16Array(Math.ceil((batch * M * N) / 2) * 2).fill(0x7e00) : new Float32Array(batch * M * N).fill(NaN));
   try {
-    const p = problemOf(c, dtype, a, b, out, bias);
+    const p = problemOf(c, dtype, a, b, out, bias, addend);
     const pl = plan(p, choice, rt.info.maxStorageBufferBindingSize);
     if (!runsItself(v, pl.kernel) || pl.copyA || pl.copyB) return 'skipped';
     kernelsRun.add(variantName(pl.kernel));
@@ -231,7 +241,7 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
     if (errors.length > 0) return { ok: false, status: 'failed', reason: `${what}: ${errors.map((e) => e.message).join('; ')}` };
     const raw = await rt.read(out, 0, batch * M * N * size);
     const got = dtype === 'f16' ? f16BitsToF32(new Uint16Array(raw)) : new Float32Array(raw);
-    const want = reference(ad, bd, biasData, c);
+    const want = reference(ad, bd, biasData, addendData, c);
     const atol = dtype === 'f16' ? 2e-3 * Math.sqrt(K) + 1e-2 : 1e-5 * Math.sqrt(K) + 1e-5;
     const rtol = dtype === 'f16' ? 1e-2 : 1e-4;
     for (let i = 0; i < want.length; i++) {
@@ -241,6 +251,6 @@ async function runCase(rt: Runtime, choice: MatmulChoice, v: MatmulVariant, dtyp
     }
     return { ok: true };
   } finally {
-    for (const buf of [a, b, out, ...(bias === null ? [] : [bias])]) rt.release(buf);
+    for (const buf of [a, b, out, ...(bias === null ? [] : [bias]), ...(addend === null ? [] : [addend])]) rt.release(buf);
   }
 }

@@ -65,44 +65,46 @@ export function matmulKernels(p: Problem, pl: MatmulPlan, custom?: KernelRewrite
   // The bias is added where c is rounded: by the product's kernel, or by the sum of the slices of k.
   const biased = String(p.bias !== undefined);
   const BIAS = pl.splitK > 1 ? 'false' : biased;
+  const added = String(p.addend !== undefined);
+  const ADD = pl.splitK > 1 ? 'false' : added;
   if (pl.splitK > 1) p = sliceK(p, pl.splitK, p.c);
   const out: KernelSource[] = [];
   if (pl.packB && v.kernel === 'v3') out.push(module('matmul_pack', { T, SG: String(v.sg) }));
   switch (v.kernel) {
     case 'v1':
-      out.push(module('matmul', { T, TC, BIAS }));
+      out.push(module('matmul', { T, TC, BIAS, ADD }));
       break;
     case 'v2':
-      out.push(module('matmul.v2', { T, TC, BIAS, TILE: String(v.tile) }));
+      out.push(module('matmul.v2', { T, TC, BIAS, ADD, TILE: String(v.tile) }));
       break;
     case 'v3': {
-      const d = { T, BIAS, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
+      const d = { T, BIAS, ADD, SG: String(v.sg), TM: String(v.rows), BT: String(pl.transposedB), PACKED: String(pl.packB) };
       out.push(module('matmul.v3', d, () => ({ SHARE: shareStep(v.sg, v.rows) })));
       break;
     }
     case 'v4': {
       const layout = stagingLayout(p);
-      out.push(module('matmul.v4', { T, TC, BIAS, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, () => v4Defines(v.tile, layout)));
+      out.push(module('matmul.v4', { T, TC, BIAS, ADD, TILE: String(v.tile), LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, () => v4Defines(v.tile, layout)));
       break;
     }
     case 'sgmat': {
       const layout = stagingLayout(p);
       const shape = { sm: v.m, sn: v.n, sk: v.k, tm: v.tm, tn: v.tn, wm: v.wm, wn: v.wn, bk: SGMAT_BK };
-      const d = { T, TC, BIAS, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
+      const d = { T, TC, BIAS, ADD, SM: String(v.m), SN: String(v.n), SK: String(v.k), SG: String(v.sg), TM: String(v.tm), TN: String(v.tn), WM: String(v.wm), WN: String(v.wn) };
       if (v.direct) out.push(module('matmul_sgmat_direct', { ...d, LAYOUT: `${layout.a}${layout.b}` }, () => sgmatDirectDefines(shape, v.sg, layout)));
       else out.push(module('matmul_sgmat', { ...d, LAYOUT: `${layout.a}${layout.b}${layout.vec}` }, () => sgmatDefines(shape, v.sg, layout)));
       break;
     }
     case 'matvec':
-      if (v.wide) out.push(module('matvec.v3', { T, BIAS, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL), G: String(v.groups ?? 1) }, () => wideChunk(T)));
-      else out.push(v.sg === undefined ? module('matvec', { T, BIAS, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, BIAS, SG: String(v.sg) }));
+      if (v.wide) out.push(module('matvec.v3', { T, BIAS, ADD, SG: String(v.sg), ROWS: String(WIDE_ROWS), U: String(WIDE_UNROLL), G: String(v.groups ?? 1) }, () => wideChunk(T)));
+      else out.push(v.sg === undefined ? module('matvec', { T, BIAS, ADD, WG: String(MATVEC_WG), BT: String(pl.transposedB) }) : module('matvec.v2', { T, BIAS, ADD, SG: String(v.sg) }));
       break;
   }
   if (custom) {
     const last = out[out.length - 1]!;
     out[out.length - 1] = { key: `${last.key}#${custom.name}`, source: custom.rewrite(last.source) };
   }
-  if (pl.splitK > 1) out.push(module('matmul_split_sum', { T, BIAS: biased }));
+  if (pl.splitK > 1) out.push(module('matmul_split_sum', { T, BIAS: biased, ADD: added }));
   return out;
 }
 
@@ -134,6 +136,8 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
       w_row: bRow / e,
       batch_rank: rank,
       bias_offset: p.bias?.offset ?? 0,
+      addend_offset: p.addend?.offset ?? 0,
+      alpha: p.addend?.alpha ?? 1,
       batch_shape: p.batchShape,
       x_batch_strides: dividedBy(p.a.batchStrides, e),
       w_batch_strides: dividedBy(p.b.batchStrides, e),
@@ -141,7 +145,7 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     const rows = v.wide ? WIDE_ROWS * (v.groups ?? 1) : 4;
     const groups: readonly [number, number] =
       v.sg === undefined ? [Math.ceil(p.N / 4 / MATVEC_WG), 1] : grid1d(Math.ceil(p.N / rows), 1, rt.info.maxComputeWorkgroupsPerDimension);
-    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c, biasBuffer(p)], workgroups: [groups[0], groups[1], batch], label });
+    rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c, biasBuffer(p), addendBuffer(p)], workgroups: [groups[0], groups[1], batch], label });
     return;
   }
   const packed = pl.packB ? encodePack(rt, kernels[0]!, p, v.sg, label) : null;
@@ -157,6 +161,8 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
     a_sm: p.a.rowStride / 4,
     b_row: packed ? 0 : bRow / 4,
     bias_offset: p.bias?.offset ?? 0,
+    addend_offset: p.addend?.offset ?? 0,
+    alpha: p.addend?.alpha ?? 1,
     batch_shape: p.batchShape,
     a_batch_strides: dividedBy(p.a.batchStrides, 4),
     b_batch_strides: bBatch,
@@ -164,7 +170,7 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
   rt.dispatch({
     kernel,
     params,
-    buffers: [p.a.buffer, packed ?? p.b.buffer, p.c, biasBuffer(p)],
+    buffers: [p.a.buffer, packed ?? p.b.buffer, p.c, biasBuffer(p), addendBuffer(p)],
     workgroups: packed ? [Math.ceil(p.M / v.rows), Math.ceil(p.N / (4 * v.sg)), batch] : [Math.ceil(p.N / (4 * v.sg)), Math.ceil(p.M / v.rows), batch],
     label,
   });
@@ -174,6 +180,11 @@ export function encodeMatmul(rt: Runtime, p: Problem, pl: MatmulPlan, label: str
 /** The buffer bound as the bias: the bias's, or a's where the product has none (bound, never read). */
 function biasBuffer(p: Problem): GPUBuffer {
   return p.bias?.buffer ?? p.a.buffer;
+}
+
+/** The buffer bound as the addend: the addend's, or a's where the product has none (bound, never read). */
+function addendBuffer(p: Problem): GPUBuffer {
+  return p.addend?.buffer ?? p.a.buffer;
 }
 
 /** Strides in units of `e` elements (vec4s, 16-byte chunks). */
@@ -204,15 +215,17 @@ function encodeTiled(rt: Runtime, kernel: CompiledKernel, v: TilingVariant, p: P
     b_sk: p.b.rowStride,
     b_sn: p.b.colStride,
     bias_offset: p.bias?.offset ?? 0,
+    addend_offset: p.addend?.offset ?? 0,
+    alpha: p.addend?.alpha ?? 1,
     batch_shape: p.batchShape,
     a_batch_strides: p.a.batchStrides,
     b_batch_strides: p.b.batchStrides,
   });
   const workgroups = [Math.ceil(p.N / tileN), Math.ceil(p.M / tileM), numel(p.batchShape)] as const;
-  rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c, biasBuffer(p)], workgroups, label });
+  rt.dispatch({ kernel, params, buffers: [p.a.buffer, p.b.buffer, p.c, biasBuffer(p), addendBuffer(p)], workgroups, label });
 }
 
-/** A product as `splits` products over consecutive slices of k: one more, outermost, batch dimension, into c (without the bias, which their sum adds). */
+/** A product as `splits` products over consecutive slices of k: one more, outermost, batch dimension, into c (without the bias and addend, which their sum adds). */
 function sliceK(p: Problem, splits: number, c: GPUBuffer): Problem {
   const k = p.K / splits;
   return {
@@ -223,6 +236,7 @@ function sliceK(p: Problem, splits: number, c: GPUBuffer): Problem {
     b: { ...p.b, batchStrides: [k * p.b.rowStride, ...p.b.batchStrides] },
     c,
     bias: undefined,
+    addend: undefined,
   };
 }
 
@@ -235,8 +249,8 @@ function encodeSplit(rt: Runtime, v: TilingVariant, p: Problem, splits: number, 
   const cells = numel(p.batchShape) * p.M * p.N;
   const partial = rt.acquire(splits * cells * 4);
   encodeTiled(rt, kernels[kernels.length - 2]!, v, sliceK(p, splits, partial), label);
-  const params = packParams('matmul_split_sum', { numel: cells, splits, bias_offset: p.bias?.offset ?? 0, N: p.N });
-  rt.dispatch({ kernel: kernels[kernels.length - 1]!, params, buffers: [partial, p.c, biasBuffer(p)], workgroups: grid1d(cells, 256), label: `${label} (sum of ${splits} slices of k)` });
+  const params = packParams('matmul_split_sum', { numel: cells, splits, bias_offset: p.bias?.offset ?? 0, N: p.N, addend_offset: p.addend?.offset ?? 0, alpha: p.addend?.alpha ?? 1 });
+  rt.dispatch({ kernel: kernels[kernels.length - 1]!, params, buffers: [partial, p.c, biasBuffer(p), addendBuffer(p)], workgroups: grid1d(cells, 256), label: `${label} (sum of ${splits} slices of k)` });
   rt.release(partial);
 }
 

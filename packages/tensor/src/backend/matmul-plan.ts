@@ -14,7 +14,10 @@ export interface Operand {
   batchStrides: number[];
 }
 
-/** A product ready to encode: [batch] x [M, K] x [K, N] (+ bias [N]) -> contiguous [batch, M, N]. */
+/**
+ * A product ready to encode: [batch] x [M, K] x [K, N] (+ bias [N]) -> contiguous [batch, M, N], or
+ * addend + alpha (product + bias) where it has an addend (torch.addmm with beta = 1).
+ */
 export interface Problem {
   dtype: DType;
   M: number;
@@ -26,6 +29,11 @@ export interface Problem {
   c: GPUBuffer;
   /** A bias [N] added to every row in f32 before c is rounded (F.linear's addmm): its buffer and element offset (contiguous). */
   bias?: { buffer: GPUBuffer; offset: number };
+  /**
+   * An addend of c's shape and layout (contiguous from element `offset`), added in f32 to alpha times the
+   * biased sum before c is rounded once (include/matmul_addend.wgsl).
+   */
+  addend?: { buffer: GPUBuffer; offset: number; alpha: number };
 }
 
 /** Which kernel runs a product, and whether an operand is first copied to rows. */

@@ -10,6 +10,7 @@ import { ShapeError, fmtShape } from '../errors.js';
 import { contiguousStrides, empty, numel, Tensor } from '../tensor.js';
 import { choiceFor } from '../tuning.js';
 import { defineOp, type OpContext } from './define.js';
+import { add, mul } from './arithmetic.js';
 import { broadcastShapes, checkFloat, checkSameDType, coalesce, runCopy, sumToShape } from './launch.js';
 import { contiguous, reshape, transpose } from './views.js';
 
@@ -20,11 +21,17 @@ interface Prepared {
   out: Tensor;
 }
 
+/** An addend of the product's shape, in its dtype and contiguous, added to alpha times the product (torch.addmm's input, beta = 1). */
+export interface Addend {
+  tensor: Tensor;
+  alpha: number;
+}
+
 /**
  * Checks shapes, allocates the output and describes the product; folds a shared b's batch into M. A bias
- * must be [N] in a's dtype, its elements one apart.
+ * must be [N] in a's dtype, its elements one apart; an addend the product's shape in a's dtype, contiguous.
  */
-function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor): Prepared {
+function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor, addend?: Addend): Prepared {
   checkFloat(op, a, b);
   checkSameDType(op, a, b);
   if (a.rank < 2 || b.rank < 2) {
@@ -41,7 +48,14 @@ function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor): Prepared {
     if (N > 1 && bias.strides[0] !== 1) throw new ShapeError(`internal: ${op} was given a bias with stride ${bias.strides[0]}; make it contiguous first`);
   }
   const batchShape = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const out = empty([...batchShape, M, N], a.dtype);
+  const outShape = [...batchShape, M, N];
+  if (addend !== undefined) {
+    const t = addend.tensor;
+    checkSameDType(op, a, t);
+    if (!sameShape(t.shape, outShape)) throw new ShapeError(`${op}: the addend is ${fmtShape(t.shape)}; expected the product's shape ${fmtShape(outShape)}`);
+    if (!t.isContiguous) throw new ShapeError(`internal: ${op} was given an addend that is not contiguous; make it contiguous first`);
+  }
+  const out = empty(outShape, a.dtype);
   const merged = coalesce(batchShape, [batchStrides(a, batchShape.length), batchStrides(b, batchShape.length)]);
   const aSm = a.strides[a.rank - 2]!;
   let problem: Problem = {
@@ -54,6 +68,7 @@ function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor): Prepared {
     b: { buffer: b.buffer(op), offset: b.offset, rowStride: b.strides[b.rank - 2]!, colStride: b.strides[b.rank - 1]!, batchStrides: merged.strides[1]! },
     c: out.buffer(op),
     ...(bias === undefined ? {} : { bias: { buffer: bias.buffer(op), offset: bias.offset } }),
+    ...(addend === undefined ? {} : { addend: { buffer: addend.tensor.buffer(op), offset: addend.tensor.offset, alpha: addend.alpha } }),
   };
   // One batch dim over which b is shared and a's rows continue: a single [batch * M, K] x [K, N] product.
   if (merged.shape.length === 1 && merged.strides[1]![0] === 0 && merged.shape[0]! > 1 && (merged.strides[0]![0] === M * aSm || M === 1)) {
@@ -67,6 +82,10 @@ function prepare(op: string, a: Tensor, b: Tensor, bias?: Tensor): Prepared {
   const batch = numel(problem.batchShape);
   if (batch > 65535) throw new ShapeError(`${op}: batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
   return { problem, out };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /** The strides of t's batch dims (all but its last two) as the broadcast batch of `rank` dims reads them. */
@@ -86,11 +105,12 @@ function copyOperand(op: string, t: Tensor): Tensor {
 
 /**
  * Runs a [..., M, K] x [..., K, N] product of any strides with the adapter's chosen kernels, adding a
- * contiguous bias [N] to every row before the one rounding where given.
+ * contiguous bias [N] to every row before the one rounding where given, and returning addend + alpha
+ * (product + bias), rounded once, where an addend (contiguous, the product's shape) is given.
  */
-export function runMatmul(op: string, a: Tensor, b: Tensor, bias?: Tensor): Tensor {
+export function runMatmul(op: string, a: Tensor, b: Tensor, bias?: Tensor, addend?: Addend): Tensor {
   const rt = getRuntime();
-  const { problem, out } = prepare(op, a, b, bias);
+  const { problem, out } = prepare(op, a, b, bias, addend);
   if (out.size === 0) return out;
   const pl = plan(problem, choiceFor(rt), rt.info.maxStorageBufferBindingSize);
   if (!pl.copyA && !pl.copyB) {
@@ -100,7 +120,7 @@ export function runMatmul(op: string, a: Tensor, b: Tensor, bias?: Tensor): Tens
   // Copies keep the operands' own batch shapes, so the product is re-described from the copies.
   const ac = pl.copyA ? copyOperand(op, a) : a;
   const bc = pl.copyB ? copyOperand(op, b) : b;
-  const { problem: p2, out: out2 } = prepare(op, ac, bc, bias);
+  const { problem: p2, out: out2 } = prepare(op, ac, bc, bias, addend);
   out2.dispose('temporary of matmul');
   encodeMatmul(rt, { ...p2, c: problem.c }, plan(p2, choiceFor(rt), rt.info.maxStorageBufferBindingSize), op);
   if (ac !== a) ac.dispose('temporary copy of matmul');
@@ -219,6 +239,83 @@ export const linear = defineOp({
     return grads;
   },
 });
+
+/**
+ * input + alpha F.linear(x, w, bias): input [..., out] (the product's shape and x's dtype) plus alpha times
+ * x [..., in] times w [out, in] read transposed in place, plus bias [out] where given. The f32 sums, the
+ * bias, alpha and the input meet in f32 and are rounded once to x's dtype in the product's epilogue, as
+ * torch.addmm(input, x, w.T, alpha=alpha) rounds on CUDA (cuBLAS's gemm with beta = 1), where
+ * add(input, mul(linear(x, w, bias), alpha)) takes two more dispatches and rounds up to three times in f16.
+ * In f32 with alpha = 1 the result is add(input, linear(x, w, bias)) bit for bit. Gradients: dinput = dy,
+ * dx = alpha dy w, dw = alpha dy^T x, dbias = alpha dy summed over every dim but the last.
+ * @example linearAdd(x, h, wo) // the residual x [B, T, C] plus h [B, T, C] wo^T in one dispatch
+ * @example linearAdd(y, h, loraB, null, scaling) // y + scaling (h B^T), LoRA's update added to the base output
+ */
+export const linearAdd = defineOp({
+  name: 'linearAdd',
+  tensors: ['input', 'x', 'w', 'bias?'],
+  // Each product's gradient needs only the other operand: x is kept when w needs a gradient, w when x does.
+  forward(
+    ctx: OpContext<Tensor[], { xShape: readonly number[]; wShape: readonly number[]; alpha: number }>,
+    input: Tensor,
+    x: Tensor,
+    w: Tensor,
+    bias?: Tensor | null,
+    alpha = 1,
+  ) {
+    if (x.rank === 0 || w.rank !== 2 || x.shape[x.rank - 1] !== w.shape[1]) {
+      throw new ShapeError(`linearAdd: x is ${fmtShape(x.shape)}, w is ${fmtShape(w.shape)}; w must be [out, in] with in equal to x's last dim`);
+    }
+    const outShape = [...x.shape.slice(0, -1), w.shape[0]!];
+    if (!sameShape(input.shape, outShape)) {
+      throw new ShapeError(`linearAdd: input is ${fmtShape(input.shape)}, x is ${fmtShape(x.shape)}, w is ${fmtShape(w.shape)}; input must be the product's shape ${fmtShape(outShape)} (use add for a broadcast)`);
+    }
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new TypeError(`linearAdd: alpha is ${String(alpha)}; expected a finite number`);
+    const b = bias ?? undefined;
+    if (b !== undefined) checkLinearBias('linearAdd', b, w.shape[0]!, `w is ${fmtShape(w.shape)}`);
+    ctx.data = { xShape: x.shape, wShape: w.shape, alpha };
+    if (ctx.needsGrad(2)) ctx.saved.push(x);
+    if (ctx.needsGrad(1)) ctx.saved.push(w);
+    const x2 = x.rank === 1 ? reshape(x, [1, x.shape[0]!]) : x; // [..., in]
+    const ic = input.isContiguous ? input : contiguous(input);
+    const i2 = x.rank === 1 ? reshape(ic, [1, w.shape[0]!]) : ic; // [..., out]
+    const bc = b === undefined || b.isContiguous ? b : contiguous(b);
+    const y = runMatmul('linearAdd', x2, transpose(w), bc, { tensor: i2, alpha }); // [..., out]
+    return x.rank === 1 ? reshape(y, [w.shape[0]!]) : y;
+  },
+  // dinput = dy; with g = alpha dy: dx = g w, dw = g^T x (over all rows), dbias = sum of g over all rows
+  backward(ctx, dy) {
+    const { xShape, wShape, alpha } = ctx.data;
+    const [O, I] = [wShape[0]!, wShape[1]!];
+    const x = ctx.needsGrad(2) ? ctx.saved[0]! : null;
+    const w = ctx.needsGrad(1) ? ctx.saved[ctx.saved.length - 1]! : null;
+    const needsScaled = x !== null || w !== null || (ctx.inputs.length > 3 && ctx.needsGrad(3));
+    const g = !needsScaled || alpha === 1 ? dy : mul(dy, alpha);
+    const g2 = reshape(g, [g.size / O, O]); // [rows, out]
+    const dx = w !== null ? reshape(runMatmul('linearAdd backward', g2, w), xShape) : null;
+    const dw = x !== null ? runMatmul('linearAdd backward', transpose(g2), reshape(x, [g2.shape[0]!, I])) : null;
+    const grads: (Tensor | null)[] = [ctx.needsGrad(0) ? dy : null, dx, dw];
+    if (ctx.inputs.length > 3) grads.push(ctx.needsGrad(3) ? biasGradient('linearAdd', g2) : null);
+    return grads;
+  },
+});
+
+/**
+ * torch.addmm(input, mat1, mat2, beta=1, alpha=alpha): input + alpha (mat1 mat2), mat1 [..., M, K] and mat2
+ * [K, N], rounded once in the product's epilogue (linearAdd) when input has the product's shape [..., M, N];
+ * an input that broadcasts to it is added by a separate add (two roundings in f16).
+ * @example addmm(residual, h, transpose(wo)) // residual + h wo^T
+ */
+export function addmm(input: Tensor, mat1: Tensor, mat2: Tensor, options: { alpha?: number } = {}): Tensor {
+  const alpha = options.alpha ?? 1;
+  if (mat1.rank < 1 || mat2.rank !== 2) {
+    throw new ShapeError(`addmm: mat1 is ${fmtShape(mat1.shape)}, mat2 is ${fmtShape(mat2.shape)}; mat2 must be [K, N] (batched mat2: add(input, mul(matmul(mat1, mat2), alpha)))`);
+  }
+  const outShape = [...mat1.shape.slice(0, -1), mat2.shape[1]!];
+  if (sameShape(input.shape, outShape)) return linearAdd(input, mat1, transpose(mat2), null, alpha);
+  const product = matmul(mat1, mat2);
+  return add(input, alpha === 1 ? product : mul(product, alpha));
+}
 
 /** Checks a linear product's bias: [out], one value per output (`weight` describes the weight's shape). */
 export function checkLinearBias(op: string, bias: Tensor, out: number, weight: string): void {

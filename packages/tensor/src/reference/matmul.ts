@@ -77,3 +77,16 @@ export function refBiasBackward(g: RefTensor): RefTensor {
   for (let i = 0; i < g.data.length; i++) db.data[i % N] = db.data[i % N]! + g.data[i]!;
   return db;
 }
+
+/**
+ * torch.addmm with beta = 1 (and linear's bias): input + alpha (a b + bias), input of the product's shape.
+ * Its gradients: dinput = g, and refMatmulBackward / refBiasBackward of alpha g for a, b and the bias.
+ */
+export function refAddmm(input: RefTensor, a: RefTensor, b: RefTensor, alpha: number, bias?: RefTensor): RefTensor {
+  const out = refMatmul(a, b, bias);
+  if (input.shape.length !== out.shape.length || input.shape.some((d, i) => d !== out.shape[i])) {
+    throw new Error(`reference: addmm input is [${input.shape.join(', ')}], the product [${out.shape.join(', ')}]`);
+  }
+  for (let i = 0; i < out.data.length; i++) out.data[i] = input.data[i]! + alpha * out.data[i]!;
+  return out;
+}
