@@ -129,11 +129,14 @@ export class DecoderLayer {
     return this.downProj.forward(inner, seeds?.(6));
   }
 
-  /** x + proj(y), the product's epilogue adding the residual (and proj's adapter) when `fuse` and proj's weight fits. */
+  /**
+   * x + proj(y), the residual added in a product's epilogue: the fused decode product's (with proj's adapter) when
+   * `fuse` and proj's weight fits, else proj's own (Linear.forwardAdd).
+   */
   private residual(x: Tensor, proj: Linear, y: Tensor, fuse: boolean, seed: number | undefined): Tensor {
     const g = fuse ? fusedGroup(y, [proj], undefined, this.packs, proj.name) : null;
     if (g !== null) return fusedLinearAdd(x, y, g.weights[0]!, g.lora);
-    return add(x, proj.forward(y, seed));
+    return proj.forwardAdd(x, y, seed);
   }
 
   /**

@@ -3,13 +3,13 @@
 // Hugging Face does ([out, in]) and read transposed in place; W may be split along its rows (outputs) into several buffers when it
 // exceeds the adapter's binding limit, or quantized (int8, NF4) and dequantized inside the matmul.
 // An optional LoRA adapter adds B(A(dropout(x))) * scaling (alpha / r, or alpha / sqrt(r) with rsLoRA) to the output
-// with its bias, as PEFT does, with DoRA rescaled per output row by m / ||W + scaling B A|| (the bias left unscaled, as
+// with its bias, as PEFT does (in the second product's epilogue, torch.addmm's), with DoRA rescaled per output row by m / ||W + scaling B A|| (the bias left unscaled, as
 // PEFT leaves it); at inference its matrices' casts to the activations' dtype are
 // kept while the matrices are unchanged (their storage version); decoding adds a plain LoRA update in one fused
 // dispatch after the down-projection h = x A^T where the fused products run.
 
 import {
-  add, cast, cat, div, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, linear, matmul, mul, noGrad,
+  add, cast, cat, div, dropout, FUSED_LINEAR_MAX_ROWS, fusedLinear, fusedLinearFits, fusedLinearPreferred, fusedLoraAdd, fusedLoraAddFits, isGradEnabled, keep, linear, linearAdd, matmul, mul, noGrad,
   quantizedMatmul, slice, sub, transpose, type FloatDType, type FusedWeight, type QuantizedWeight, type Tensor,
 } from '@huatuo/tensor';
 import { doraWeightNorm, rowSquares } from './dora.js';
@@ -122,14 +122,28 @@ export class Linear {
     const xin = dropped ? dropout(x, lora.dropout, dropoutSeed) : x;
     // F.linear, as PEFT's lora_A and lora_B are nn.Linear: each weight's gradient is dy^T x over all rows in one
     // product, [out, in] as the leaf's .grad is (no sum over the batch, no copy of a transposed view).
-    const loraResult = linear(linear(xin, A), B); // [..., out]
-    if (!this.isDora) return add(y, mul(loraResult, lora.scaling));
+    const h = linear(xin, A); // [..., r]
+    // y + scaling (h B^T) in the second product's epilogue (addmm), rounded once.
+    if (!this.isDora) return linearAdd(y, h, B, null, lora.scaling); // [..., out]
+    const loraResult = linear(h, B); // [..., out]
     // DoRA as PEFT computes it: s = m / ||W + scaling B A|| (the norm held constant), y + ((s - 1) W xin + s B A xin
     // scaling), W xin being the base output less its bias unless dropout changed the adapter's input.
     const scale = div(lora.magnitude!, this.doraNorm()); // [out], f32: the gradient reaches m
     const s = scale.dtype === x.dtype ? scale : cast(scale, x.dtype);
     const base = dropped ? this.baseProduct(xin) : this.bias === null ? y : sub(y, this.bias); // [..., out]
     return add(y, add(mul(base, sub(s, 1)), mul(mul(loraResult, s), lora.scaling)));
+  }
+
+  /**
+   * residual + forward(x), as a decoder layer's residual connection: the residual added in the base product's
+   * epilogue (addmm, rounded once with the product) where the weight is one dense part and no unmerged adapter
+   * comes on top; else a separate add after the projection, so that an adapter's update is added to the base
+   * output first, as PEFT adds it. residual [..., out], x [..., in].
+   */
+  forwardAdd(residual: Tensor, x: Tensor, dropoutSeed?: number): Tensor {
+    const w = this.quantized === null && this.parts.length === 1 ? this.parts[0]! : null;
+    if (w !== null && (this.lora === null || this.merged) && residual.dtype === x.dtype) return linearAdd(residual, x, w, this.bias); // [..., out]
+    return add(residual, this.forward(x, dropoutSeed));
   }
 
   /**
