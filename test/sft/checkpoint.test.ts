@@ -1,11 +1,11 @@
 // Checkpoint folders: the optimizer state comes back as the optimizer's own state dict, and a folder
-// whose optimizer.json is not one is refused naming the folder, before any optimizer is touched; pruning keeps
-// the checkpoints a run names as its best.
+// whose optimizer.json is not one is refused naming the folder, before any optimizer is touched (pruning:
+// checkpoint-rotate.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointError, listCheckpoints, pruneCheckpoints, readCheckpoint, runFiles, writeCheckpoint, type TrainerState } from '@huatuo/sft';
+import { CheckpointError, readCheckpoint, runFiles, writeCheckpoint, type TrainerState } from '@huatuo/sft';
 import type { OptimizerStateDict } from '@huatuo/tensor';
 import { tmp } from './trainer-setup.js';
 
@@ -34,17 +34,4 @@ test('an optimizer.json that is not an optimizer state dict is refused naming th
     writeFileSync(join(dir, 'optimizer.json'), json);
     await assert.rejects(readCheckpoint(dir), (e: unknown) => e instanceof CheckpointError && e.message.startsWith(dir) && fragment.test(e.message), json);
   }
-});
-
-test("pruning keeps the checkpoint best_model_checkpoint names, as the Trainer's rotation keeps it, beside the newest and the best step's", async () => {
-  const out = tmp();
-  for (const step of [1, 2, 4, 5]) await writeCheckpoint(out, step, { state: { ...state, step }, optimizer }, writeAdapter);
-  const steps = async () => (await listCheckpoints(out)).map((c) => c.step);
-  // The best evaluation came at step 3, which no save followed: best_model_checkpoint, named at a save once its folder
-  // exists, still names checkpoint-2 (transformers 4.57.6's _save_checkpoint), which _sorted_checkpoints keeps.
-  await pruneCheckpoints(out, 1, 3, join(out, 'checkpoint-2'));
-  assert.deepEqual(await steps(), [2, 5]);
-  // A checkpoint of another folder (the run resumed from there) protects none of this one's.
-  await pruneCheckpoints(out, 1, null, join(tmp(), 'checkpoint-2'));
-  assert.deepEqual(await steps(), [5]);
 });

@@ -284,16 +284,23 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
 }
 
 /**
- * Keeps the `keep` most recent checkpoints, the best one (`bestStep`) and the one `bestModelCheckpoint`
- * (trainer_state.json's best_model_checkpoint) names where it is in `outputDir`, as the Trainer's _sorted_checkpoints
- * keeps it out of rotation; removes the others.
+ * Removes old checkpoints as the Trainer's _rotate_checkpoints does with save_total_limit `limit` (transformers 4.57.6):
+ * the checkpoints by step, the one `bestModelCheckpoint` names (trainer_state.json's best_model_checkpoint) moved
+ * next to the newest where it is one of them (_sorted_checkpoints), and all but the last `limit` removed. The best
+ * counts within the limit, except that with a limit of 1 and a best_model_checkpoint other than the newest, 2 are kept
+ * (the newest stays to resume from).
  */
-export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null, bestModelCheckpoint: string | null = null): Promise<void> {
-  const named = bestModelCheckpoint !== null && files.isInside(bestModelCheckpoint, outputDir) ? /checkpoint-(\d+)[/\\]*$/.exec(bestModelCheckpoint) : null;
-  const kept = new Set([bestStep, named ? Number(named[1]) : null]);
-  const all = await listCheckpoints(outputDir);
-  const old = all.slice(0, Math.max(0, all.length - keep));
-  for (const c of old) if (!kept.has(c.step)) await removeCheckpoint(c.dir);
+export async function pruneCheckpoints(outputDir: string, limit: number, bestModelCheckpoint: string | null): Promise<void> {
+  const sorted = await listCheckpoints(outputDir);
+  const named = bestModelCheckpoint !== null && files.isInside(bestModelCheckpoint, outputDir) ? /(?:^|[/\\])checkpoint-(\d+)[/\\]*$/.exec(bestModelCheckpoint) : null;
+  const best = named ? sorted.findIndex((c) => c.step === Number(named[1])) : -1;
+  const bestIsNewest = best !== -1 && best === sorted.length - 1;
+  if (best !== -1 && best < sorted.length - 2) {
+    const [moved] = sorted.splice(best, 1);
+    sorted.splice(sorted.length - 1, 0, moved!); // just before the newest
+  }
+  const kept = bestModelCheckpoint !== null && limit === 1 && !bestIsNewest ? 2 : limit;
+  for (const c of sorted.slice(0, Math.max(0, sorted.length - kept))) await removeCheckpoint(c.dir);
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */

@@ -189,7 +189,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loggingSteps: 8,
   evalSteps: 32,
   saveSteps: 32,
-  saveTotalLimit: 5, // keep the last 5 checkpoints, plus the best by validation loss
+  saveTotalLimit: 5, // checkpoints kept: the newest 4 and the best (best_model_checkpoint), or the newest 5 when it is among them (the Trainer's _rotate_checkpoints)
   loadBestModelAtEnd: true,
   seed: 42, // TrainingArguments.seed: LoRA init, dropout, data order
   // numerics

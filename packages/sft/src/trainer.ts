@@ -140,7 +140,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     }
     state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
     const { dir, warnings } = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
-    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.bestStep, state.best_model_checkpoint);
+    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.best_model_checkpoint);
     options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
     return dir;
   };
