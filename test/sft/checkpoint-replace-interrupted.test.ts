@@ -6,17 +6,16 @@
 // save or resume removes it.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs, { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initWebGPU } from '@huatuo/tensor';
 import { progressReporter } from '@huatuo/cli';
 import { findResumePoint, listCheckpoints, pruneCheckpoints, readCheckpoint, train, type ProgressEvent, type TrainConfig } from '@huatuo/sft';
 import { interruptAtChange } from '../llama/fs-interrupt.js';
 import { runKilledChild, type ChildSaveEnd } from '../llama/folder-save-run.js';
-import { saveCheckpointVersion } from './checkpoint-versions.js';
+import { refuseRemovals, saveCheckpointVersion } from './checkpoint-versions.js';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
 
 const CHILD = fileURLToPath(new URL('./checkpoint-replace-child.ts', import.meta.url));
@@ -127,30 +126,6 @@ test('a resume from a checkpoint set aside by an interrupted save of its step sa
     `resumed from ${join('out', 'checkpoint-2.old')} at step 2/10 (the checkpoint of that step as it was before a save of the step was interrupted; the next save renames it back to ${join('out', 'checkpoint-2')})\n`,
   );
 });
-
-/**
- * Makes fs/promises' rm refuse (EACCES, as a folder the user may not change) the removals under `dir`, from the
- * `from`-th on, until restored; other removals go through.
- */
-function refuseRemovals(dir: string, from = 1): { restore(): void } {
-  const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const rm = promises.rm!;
-  let seen = 0;
-  promises.rm = (...args: unknown[]) => {
-    const path = String(args[0]);
-    if ((path === dir || path.startsWith(dir + sep)) && ++seen >= from) {
-      return Promise.reject(Object.assign(new Error(`EACCES: permission denied, rm '${path}'`), { code: 'EACCES', syscall: 'rm', path }));
-    }
-    return rm.apply(fs.promises, args);
-  };
-  syncBuiltinESMExports();
-  return {
-    restore() {
-      promises.rm = rm;
-      syncBuiltinESMExports();
-    },
-  };
-}
 
 test('a checkpoint saved over its step whose earlier copy cannot be removed is saved with a warning naming that folder, and the next save removes it', async () => {
   const old = await oldRun();

@@ -1,11 +1,19 @@
 // Checkpoint rotation (--save-total-limit) as transformers 4.57.6's Trainer: _rotate_checkpoints keeps the limit with
-// best_model_checkpoint counted in it (test/fixtures/sft/rotate-checkpoints.json, from the wheel's own methods).
-import { test } from 'node:test';
+// best_model_checkpoint counted in it (test/fixtures/sft/rotate-checkpoints.json, from the wheel's own methods), and a
+// checkpoint it cannot remove is a warning (its rmtree ignores errors) and the next save tries again.
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { listCheckpoints, pruneCheckpoints, runFiles, writeCheckpoint, type TrainerState } from '@huatuo/sft';
-import { tmp } from './trainer-setup.js';
+import { initWebGPU } from '@huatuo/tensor';
+import { progressReporter } from '@huatuo/cli';
+import { listCheckpoints, pruneCheckpoints, runFiles, train, writeCheckpoint, type ProgressEvent, type TrainConfig, type TrainerState } from '@huatuo/sft';
+import { refuseRemovals } from './checkpoint-versions.js';
+import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
+
+before(async () => {
+  await initWebGPU();
+});
 
 const state: TrainerState = { step: 1, totalSteps: 10, microBatchSize: 1, gradientAccumulation: 1, history: [], bestValLoss: null, bestStep: null, recipeKey: 'k' };
 const optimizer = { state: [], paramGroups: [] };
@@ -27,7 +35,66 @@ test("pruning keeps the checkpoints transformers 4.57.6's _rotate_checkpoints ke
     const out = tmp();
     for (const step of c.steps) await save(out, step);
     const best = c.best === null ? null : c.best === 'other' ? join(tmp(), 'checkpoint-2') : join(out, `checkpoint-${c.best}`);
-    await pruneCheckpoints(out, c.limit, best);
+    assert.deepEqual(await pruneCheckpoints(out, c.limit, best), []);
     assert.deepEqual(await steps(out), c.kept, JSON.stringify(c));
   }
+});
+
+test('a checkpoint that pruning cannot remove is a warning naming it, and the next save removes it', async () => {
+  // Refused outright (checkpoint-1 left whole), or after its trainer_state.json went (left incomplete, no longer listed).
+  for (const from of [1, 2]) {
+    const out = tmp();
+    for (const step of [1, 2, 3, 4]) await save(out, step);
+    const oldest = join(out, 'checkpoint-1');
+    let hook = refuseRemovals(oldest, from);
+    const warnings = await pruneCheckpoints(out, 2, null).finally(() => hook.restore());
+    const where = `removal refused from its ${from}. rm on`;
+    assert.equal(warnings.length, 1, `${where}: ${warnings.join('; ')}`);
+    assert.match(warnings[0]!, new RegExp(`^could not remove ${oldest.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}, a checkpoint older than the 2 that --save-total-limit keeps \\(EACCES.*The run goes on, and the next save tries again`), where);
+    assert.ok(existsSync(oldest) && !existsSync(join(out, 'checkpoint-2')), `${where}: the removals after it went on`);
+    assert.deepEqual(await steps(out), from === 1 ? [1, 3, 4] : [3, 4], where);
+
+    // A save while the removal is still refused warns again, naming the folder; the next one removes it.
+    hook = refuseRemovals(oldest);
+    const again = await (async () => [...(await save(out, 5)).warnings, ...(await pruneCheckpoints(out, 2, null))])().finally(() => hook.restore());
+    assert.equal(again.length, 1, `${where}: ${again.join('; ')}`);
+    assert.ok(again[0]!.startsWith(`could not remove ${oldest}, `), `${where}: ${again[0]}`);
+    await save(out, 6);
+    assert.deepEqual(await pruneCheckpoints(out, 2, null), [], where);
+    assert.deepEqual(readdirSync(out).sort(), ['checkpoint-5', 'checkpoint-6'], `${where}: the leftover is gone`);
+  }
+});
+
+/** A run of the small recipe (micro-batches of 2, accumulation 2). */
+async function run(config: TrainConfig, options: { resume?: string; events?: ProgressEvent[]; onProgress?: (e: ProgressEvent) => void; stopAfterStep?: number } = {}) {
+  const { data, model, base } = await smallRun(config);
+  try {
+    const onProgress = (e: ProgressEvent) => {
+      options.events?.push(e);
+      options.onProgress?.(e);
+    };
+    return await train({ config, model, train: data.train, val: data.val, microBatchSize: 2, resume: options.resume ?? null, onProgress, stopAfterStep: options.stopAfterStep });
+  } finally {
+    base.model.dispose();
+  }
+}
+
+test('a run whose pruning cannot remove an old checkpoint goes on, warning with the folder on its save, and a later save removes it', async () => {
+  const out = tmp();
+  const config = smallConfig(writeRecords(tmp(), smallRecords(12)), out, { epochRemainder: 'step', maxSteps: 3, valSetSize: 0, evalSteps: 1, saveSteps: 1, saveTotalLimit: 1 });
+  const oldest = join(out, 'checkpoint-1');
+  const events: ProgressEvent[] = [];
+  const hook = refuseRemovals(oldest);
+  // Refused at the save of step 2 only.
+  const result = await run(config, { events, onProgress: (e) => e.kind === 'save' && e.step === 2 && hook.restore() }).finally(() => hook.restore());
+  assert.deepEqual([result.interrupted, result.state.step], [false, 3], 'the run ends');
+  const saves = events.filter((e) => e.kind === 'save');
+  assert.deepEqual(saves.map((e) => [e.step, e.warnings?.length ?? 0]), [[1, 0], [2, 1], [3, 0]]);
+  assert.ok(saves[1]!.warnings![0]!.startsWith(`could not remove ${oldest}, a checkpoint older than the 1 that --save-total-limit keeps (EACCES`), saves[1]!.warnings![0]);
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')), ['checkpoint-3'], 'the save of step 3 removed it');
+
+  let printed = '';
+  const report = progressReporter({ write: (s: string) => (printed += s) }, false);
+  for (const e of events) report(e);
+  assert.ok(printed.includes(`step 2/3  checkpoint ${join(out, 'checkpoint-2')}\nwarning: could not remove ${oldest}, `), printed);
 });

@@ -1,6 +1,10 @@
 // Two checkpoints of one step of a run, an old one and a new one that replaces it (a resumed run saving that step
 // again), each with a real adapter of a small LLaMA; for the tests of checkpoint saves interrupted part way
-// (checkpoint-replace-interrupted.test.ts, checkpoint-replace-child.ts).
+// (checkpoint-replace-interrupted.test.ts, checkpoint-replace-child.ts); removals refused as a folder the user may not
+// change refuses them (also checkpoint-rotate.test.ts).
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { sep } from 'node:path';
 import { applyLora, configFromPreset, createRandomLlama } from '@huatuo/llama';
 import { runFiles, writeCheckpoint, type SavedCheckpoint, type TrainerState } from '@huatuo/sft';
 import { SMALL_MODEL } from './trainer-setup.js';
@@ -24,4 +28,28 @@ export async function saveCheckpointVersion(outputDir: string, step: number, ver
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Makes fs/promises' rm refuse (EACCES, as a folder the user may not change) the removals under `dir`, from the
+ * `from`-th on, until restored; other removals go through.
+ */
+export function refuseRemovals(dir: string, from = 1): { restore(): void } {
+  const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const rm = promises.rm!;
+  let seen = 0;
+  promises.rm = (...args: unknown[]) => {
+    const path = String(args[0]);
+    if ((path === dir || path.startsWith(dir + sep)) && ++seen >= from) {
+      return Promise.reject(Object.assign(new Error(`EACCES: permission denied, rm '${path}'`), { code: 'EACCES', syscall: 'rm', path }));
+    }
+    return rm.apply(fs.promises, args);
+  };
+  syncBuiltinESMExports();
+  return {
+    restore() {
+      promises.rm = rm;
+      syncBuiltinESMExports();
+    },
+  };
 }

@@ -150,7 +150,7 @@ test('the adapter written at the end loads into a fresh base model in @huatuo/ll
   }
 });
 
-test('an unfinished checkpoint-N.tmp folder left by a crash is ignored by listing and by --resume latest', async () => {
+test('an unfinished checkpoint-N.tmp folder left by a crash, or a checkpoint-N without its trainer_state.json, is ignored by listing and by --resume latest, which removes it', async () => {
   const out = tmp();
   const config = smallConfig(dataPath, out, { saveSteps: 2, evalSteps: 2 });
   const first = await smallRun(config);
@@ -170,7 +170,8 @@ test('an unfinished checkpoint-N.tmp folder left by a crash is ignored by listin
   } finally {
     second.base.model.dispose();
   }
-  assert.ok(readdirSync(out).includes('checkpoint-9.tmp'));
+  // The resume in its own output folder removed them: the unfinished copy, and the checkpoint without its trainer_state.json.
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')), ['checkpoint-2']);
 });
 
 test('maxSteps runs that many optimizer steps past the epochs given, the data order continuing into later epochs and the learning rate decaying to 0 at the last', async () => {

@@ -115,8 +115,11 @@ export function checkpointDir(outputDir: string, step: number): string {
   return files.join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
 }
 
-/** A checkpoint being written (`checkpoint-N.tmp`), or the earlier one of its step set aside while it replaces it (`.old`). */
-const LEFTOVER = /^(checkpoint-\d+)\.(tmp|old)$/;
+/**
+ * A checkpoint being written (`checkpoint-N.tmp`), the earlier one of its step set aside while it replaces it (`.old`),
+ * or (no suffix) a checkpoint, a leftover where it lacks its trainer_state.json: a removal by pruning cut short.
+ */
+const LEFTOVER = /^(checkpoint-\d+)(?:\.(tmp|old))?$/;
 
 /** A checkpoint written by {@link writeCheckpoint}. */
 export interface SavedCheckpoint {
@@ -170,9 +173,10 @@ export async function writeCheckpoint(
 }
 
 /**
- * Finishes what interrupted checkpoint saves left in `outputDir`: a `checkpoint-N.old` whose replacement did not
- * reach `checkpoint-N` is renamed back to it (unless `restore` is false: it stays its step's checkpoint, see
- * {@link listCheckpoints}), one whose replacement did is removed, and unfinished `.tmp` folders are discarded. Run
+ * Finishes what interrupted checkpoint saves and removals left in `outputDir`: a `checkpoint-N.old` whose replacement
+ * did not reach `checkpoint-N` is renamed back to it (unless `restore` is false: it stays its step's checkpoint, see
+ * {@link listCheckpoints}), one whose replacement did is removed, and unfinished `.tmp` folders and `checkpoint-N`
+ * folders without their trainer_state.json (a removal by {@link pruneCheckpoints} cut short) are discarded. Run
  * before each save; two runs must not write one output folder at once.
  * @returns A warning for each leftover that could not be removed (nothing reads it), naming it and what to do.
  */
@@ -183,6 +187,10 @@ export async function finishCheckpointReplacements(outputDir: string, { restore 
     if (!leftover) continue;
     const path = files.join(outputDir, name);
     const final = files.join(outputDir, leftover[1]!);
+    if (leftover[2] === undefined) {
+      if (!(await files.exists(files.join(path, 'trainer_state.json')))) await removeLeftover(path, final, warnings);
+      continue;
+    }
     const replaced = leftover[2] === 'old' && !(await files.exists(final)) && (await files.exists(files.join(path, 'trainer_state.json')));
     if (replaced && restore) await files.rename(path, final);
     else if (!replaced) await removeLeftover(path, final, warnings);
@@ -198,7 +206,12 @@ async function removeLeftover(leftover: string, final: string, warnings: string[
   try {
     await removeCheckpoint(leftover);
   } catch (err) {
-    const what = leftover.endsWith('.old') ? `the earlier checkpoint of its step, set aside when ${final} was saved again` : `an unfinished copy of ${final}`;
+    const what =
+      leftover === final
+        ? 'a checkpoint that --save-total-limit began to remove (its trainer_state.json is gone)'
+        : leftover.endsWith('.old')
+          ? `the earlier checkpoint of its step, set aside when ${final} was saved again`
+          : `an unfinished copy of ${final}`;
     warnings.push(
       `could not remove ${leftover}, ${what} (${(err as Error).message}). The run goes on: nothing reads that folder, ` +
         `and the next save or --resume in this output folder tries again to remove it; you can also delete it yourself to free its space`,
@@ -288,9 +301,11 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
  * the checkpoints by step, the one `bestModelCheckpoint` names (trainer_state.json's best_model_checkpoint) moved
  * next to the newest where it is one of them (_sorted_checkpoints), and all but the last `limit` removed. The best
  * counts within the limit, except that with a limit of 1 and a best_model_checkpoint other than the newest, 2 are kept
- * (the newest stays to resume from).
+ * (the newest stays to resume from). The Trainer removes with rmtree(ignore_errors=True), so a removal that fails does
+ * not stop the run: it is a warning naming the folder, and the next save tries again.
+ * @returns A warning for each checkpoint that could not be removed.
  */
-export async function pruneCheckpoints(outputDir: string, limit: number, bestModelCheckpoint: string | null): Promise<void> {
+export async function pruneCheckpoints(outputDir: string, limit: number, bestModelCheckpoint: string | null): Promise<string[]> {
   const sorted = await listCheckpoints(outputDir);
   const named = bestModelCheckpoint !== null && files.isInside(bestModelCheckpoint, outputDir) ? /(?:^|[/\\])checkpoint-(\d+)[/\\]*$/.exec(bestModelCheckpoint) : null;
   const best = named ? sorted.findIndex((c) => c.step === Number(named[1])) : -1;
@@ -300,7 +315,18 @@ export async function pruneCheckpoints(outputDir: string, limit: number, bestMod
     sorted.splice(sorted.length - 1, 0, moved!); // just before the newest
   }
   const kept = bestModelCheckpoint !== null && limit === 1 && !bestIsNewest ? 2 : limit;
-  for (const c of sorted.slice(0, Math.max(0, sorted.length - kept))) await removeCheckpoint(c.dir);
+  const warnings: string[] = [];
+  for (const c of sorted.slice(0, Math.max(0, sorted.length - kept))) {
+    try {
+      await removeCheckpoint(c.dir);
+    } catch (err) {
+      warnings.push(
+        `could not remove ${c.dir}, a checkpoint older than the ${limit} that --save-total-limit keeps (${(err as Error).message}). ` +
+          `The run goes on, and the next save tries again to remove it; you can also delete it yourself to free its space`,
+      );
+    }
+  }
+  return warnings;
 }
 
 /** Replaces every Float32Array in a value by `{$tensor: name}` and collects the arrays. */

@@ -62,8 +62,8 @@ export interface ProgressEvent {
   elapsedSec: number;
   checkpoint?: string;
   /**
-   * On 'save' and 'resume': leftovers of checkpoint saves in the output folder that could not be removed, each naming
-   * its folder and what to do; the run goes on (nothing reads them, the checkpoints are complete).
+   * On 'save' and 'resume': leftovers of checkpoint saves, and old checkpoints that --save-total-limit removes, that
+   * could not be removed, each naming its folder and what to do; the run goes on (the checkpoints kept are complete).
    */
   warnings?: string[];
   /** On 'step' events of a loss-scaled (mixed precision) run: the scale this step's loss was multiplied by. */

@@ -139,8 +139,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (state.best_global_step === state.step || (await runFiles.exists(await checkpointOrAside(best)))) state.best_model_checkpoint = best;
     }
     state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
-    const { dir, warnings } = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
-    await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.best_model_checkpoint);
+    const saved = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
+    const dir = saved.dir;
+    const warnings = [...saved.warnings, ...(await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.best_model_checkpoint))];
     options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
     return dir;
   };
