@@ -1,9 +1,10 @@
-// Checkpoint rotation (--save-total-limit) as transformers 4.57.6's Trainer: _rotate_checkpoints keeps the limit with
-// best_model_checkpoint counted in it (test/fixtures/sft/rotate-checkpoints.json, from the wheel's own methods), and a
-// checkpoint it cannot remove is a warning (its rmtree ignores errors) and the next save tries again.
+// Checkpoint rotation (--save-total-limit) and the best model loaded at the end, as transformers 4.57.6's Trainer:
+// _rotate_checkpoints keeps the limit with best_model_checkpoint counted in it (test/fixtures/sft/rotate-checkpoints.json,
+// from the wheel's own methods), a checkpoint it cannot remove is a warning and the next save tries again, and
+// _load_best_model loads what best_model_checkpoint names.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
 import { progressReporter } from '@huatuo/cli';
@@ -97,4 +98,43 @@ test('a run whose pruning cannot remove an old checkpoint goes on, warning with 
   const report = progressReporter({ write: (s: string) => (printed += s) }, false);
   for (const e of events) report(e);
   assert.ok(printed.includes(`step 2/3  checkpoint ${join(out, 'checkpoint-2')}\nwarning: could not remove ${oldest}, `), printed);
+});
+
+test("the best model loaded at the end is the checkpoint best_model_checkpoint names, as the Trainer's _load_best_model, also where the best step has no checkpoint", async () => {
+  const out = tmp();
+  // Evaluations every step, checkpoints every 2: steps 2, 4 and 6.
+  const config = smallConfig(writeRecords(tmp(), smallRecords(12)), out, { epochRemainder: 'step', maxSteps: 6, evalSteps: 1, saveSteps: 2 });
+  await run(config, { stopAfterStep: 4 });
+  // As the run would stand at step 4 had step 3's evaluation been its best: best_global_step 3, which has no checkpoint,
+  // so the saves since left best_model_checkpoint naming the earlier best's, checkpoint-2 (_save_checkpoint). Later
+  // evaluations do not beat it.
+  const at4 = join(out, 'checkpoint-4', 'trainer_state.json');
+  const written = JSON.parse(readFileSync(at4, 'utf8')) as TrainerState;
+  const best2 = join(out, 'checkpoint-2');
+  writeFileSync(at4, JSON.stringify({ ...written, best_metric: -1, best_global_step: 3, best_model_checkpoint: best2, bestValLoss: -1, bestStep: 3 }));
+
+  const events: ProgressEvent[] = [];
+  const result = await run(config, { resume: 'latest', events });
+  assert.equal(result.state.step, 6);
+  assert.equal(result.state.best_model_checkpoint, best2, 'the save of step 6 finds no checkpoint-3');
+  assert.equal(result.bestCheckpoint, best2);
+  assert.deepEqual(readFileSync(join(out, 'adapter_model.safetensors')), readFileSync(join(best2, 'adapter_model.safetensors')), "the final adapter is checkpoint-2's");
+  assert.notDeepEqual(readFileSync(join(out, 'adapter_model.safetensors')), readFileSync(join(out, 'checkpoint-6', 'adapter_model.safetensors')));
+  const done = events.find((e) => e.kind === 'done')!;
+  assert.equal(done.warnings?.length, 1);
+  assert.match(done.warnings![0]!, new RegExp(`came at step 3, where no checkpoint was saved .*\\(--save-steps 2, --eval-steps 1\\): best_model_checkpoint still names ${best2.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}`));
+
+  // Where that folder lost its adapter, the Trainer warns and keeps the last step's model.
+  const out2 = tmp();
+  const config2 = { ...config, outputDir: out2 };
+  await run(config2, { stopAfterStep: 4 });
+  const missing = join(out2, 'checkpoint-2');
+  const at4b = join(out2, 'checkpoint-4', 'trainer_state.json');
+  writeFileSync(at4b, JSON.stringify({ ...JSON.parse(readFileSync(at4b, 'utf8')), best_metric: -1, best_global_step: 3, best_model_checkpoint: missing, bestValLoss: -1, bestStep: 3 }));
+  await runFiles.remove(join(missing, 'adapter_model.safetensors'));
+  const events2: ProgressEvent[] = [];
+  const second = await run(config2, { resume: 'latest', events: events2 });
+  assert.equal(second.bestCheckpoint, null);
+  assert.deepEqual(readFileSync(join(out2, 'adapter_model.safetensors')), readFileSync(join(out2, 'checkpoint-6', 'adapter_model.safetensors')), "the final adapter is the last step's");
+  assert.ok(events2.find((e) => e.kind === 'done')!.warnings![0]!.startsWith(`could not load the best model: ${missing} (trainer_state.json's best_model_checkpoint) holds no adapter_model.safetensors`));
 });

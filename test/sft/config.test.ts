@@ -75,6 +75,15 @@ test('bad values are refused naming the flag, the value and what was expected', 
   failsOn({ numBeams: '2' }, '--num-beams', /unknown option/);
 });
 
+test("--load-best-model-at-end needs --save-steps a round multiple of --eval-steps where there is a validation set, as TrainingArguments' __post_init__ requires, naming the flags", () => {
+  failsOn({ '--save-steps': '40' }, '--save-steps', /^--save-steps \(saveSteps\): 40 must be a round multiple of --eval-steps 32 with --load-best-model-at-end .*; or give --load-best-model-at-end false$/);
+  failsOn({ '--load-best-model-at-end': 'maybe' }, '--load-best-model-at-end', /expected true or false, got "maybe"/);
+  assert.equal(resolveConfig({ '--save-steps': '64' }).saveSteps, 64);
+  assert.equal(resolveConfig({ '--save-steps': '40', '--load-best-model-at-end': 'false' }).loadBestModelAtEnd, false);
+  // HuaTuo's finetune.py loads the best model only with a validation set (load_best_model_at_end=val_set_size > 0), and evaluates only then.
+  assert.equal(resolveConfig({ '--save-steps': '40', '--val-set-size': '0' }).saveSteps, 40);
+});
+
 test('every option has a distinct flag and names a config key', () => {
   assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.flag)).size, CONFIG_OPTIONS.length);
   for (const o of CONFIG_OPTIONS) assert.ok(o.key in DEFAULT_CONFIG, o.key);

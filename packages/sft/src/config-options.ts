@@ -110,6 +110,12 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },
   { key: 'saveSteps', flag: '--save-steps', kind: 'int', min: 1, help: 'optimizer steps between checkpoints (a multiple of --eval-steps)' },
   { key: 'saveTotalLimit', flag: '--save-total-limit', kind: 'int', min: 1, help: "checkpoints kept, the best by validation loss (best_model_checkpoint) among them, as the Trainer's save_total_limit: the newest N - 1 and the best, or the newest N when the best is one of them; with 1, the newest and the best (2 when they differ)" },
+  {
+    key: 'loadBestModelAtEnd',
+    flag: '--load-best-model-at-end',
+    kind: 'bool',
+    help: "load the checkpoint of the best validation loss (best_model_checkpoint) at the end, as the Trainer's load_best_model_at_end: the final adapter is that one; needs --save-steps a multiple of --eval-steps where there is a validation set",
+  },
   { key: 'seed', flag: '--seed', kind: 'int', min: 0, help: 'seed of LoRA initialisation, dropout and data order' },
   {
     key: 'precision',

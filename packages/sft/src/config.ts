@@ -190,7 +190,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   evalSteps: 32,
   saveSteps: 32,
   saveTotalLimit: 5, // checkpoints kept: the newest 4 and the best (best_model_checkpoint), or the newest 5 when it is among them (the Trainer's _rotate_checkpoints)
-  loadBestModelAtEnd: true,
+  loadBestModelAtEnd: true, // HuaTuo's load_best_model_at_end, where --val-set-size is above 0 (without a validation set nothing is evaluated)
   seed: 42, // TrainingArguments.seed: LoRA init, dropout, data order
   // numerics
   precision: 'auto', // mixed (f16 with f32 master weights and loss scaling) for a base folder where shader-f16 exists, else f32
@@ -265,8 +265,13 @@ export function checkConfig(config: Readonly<TrainConfig>): void {
     }
   }
   checkLrSchedulerKwargs(config);
-  if (config.loadBestModelAtEnd && config.saveSteps % config.evalSteps !== 0) {
-    throw new ConfigError('--save-steps', `${config.saveSteps} must be a multiple of --eval-steps ${config.evalSteps}, so every checkpoint has a validation loss to pick the best by`);
+  // TrainingArguments.__post_init__'s check for load_best_model_at_end; HuaTuo loads the best model only with a validation set.
+  if (config.loadBestModelAtEnd && config.valSetSize > 0 && config.saveSteps % config.evalSteps !== 0) {
+    throw new ConfigError(
+      '--save-steps',
+      `${config.saveSteps} must be a round multiple of --eval-steps ${config.evalSteps} with --load-best-model-at-end (on by default, as HuaTuo trains), ` +
+        `as transformers' TrainingArguments requires, so that every checkpoint has a validation loss to pick the best by; or give --load-best-model-at-end false`,
+    );
   }
 }
 

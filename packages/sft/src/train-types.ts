@@ -64,6 +64,7 @@ export interface ProgressEvent {
   /**
    * On 'save' and 'resume': leftovers of checkpoint saves, and old checkpoints that --save-total-limit removes, that
    * could not be removed, each naming its folder and what to do; the run goes on (the checkpoints kept are complete).
+   * On 'done': why the best model was not loaded, or was loaded from an earlier best than the best evaluated step.
    */
   warnings?: string[];
   /** On 'step' events of a loss-scaled (mixed precision) run: the scale this step's loss was multiplied by. */
@@ -102,7 +103,7 @@ export interface TrainResult {
   state: TrainerState;
   /** Training loss of every optimizer step run in this call, by step. */
   stepLosses: Map<number, number>;
-  /** Folder of the checkpoint loaded at the end (the best by validation loss), if any. */
+  /** Folder of the checkpoint loaded at the end (best_model_checkpoint, with --load-best-model-at-end), if any. */
   bestCheckpoint: string | null;
   interrupted: boolean;
   adapterDir: string;

@@ -249,12 +249,25 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
   let bestCheckpoint: string | null = null;
+  const endWarnings: string[] = [];
   const finished = state.step >= schedule.totalSteps;
-  if (finished && config.loadBestModelAtEnd && state.bestStep !== null) {
-    const dir = checkpointDir(config.outputDir, state.bestStep);
-    if (await runFiles.exists(dir)) {
-      await model.loadAdapter(dir);
-      bestCheckpoint = dir;
+  // As the Trainer's _load_best_model: the checkpoint best_model_checkpoint names, which the last save set to the best
+  // step's checkpoint where there is one, else left naming an earlier best's (or none).
+  if (finished && config.loadBestModelAtEnd) {
+    const best = state.best_model_checkpoint;
+    if (best !== null && (await runFiles.exists(runFiles.join(best, 'adapter_model.safetensors')))) {
+      await model.loadAdapter(best);
+      bestCheckpoint = best;
+    } else if (best !== null) {
+      endWarnings.push(`could not load the best model: ${best} (trainer_state.json's best_model_checkpoint) holds no adapter_model.safetensors; the final adapter is the last step's`);
+    }
+    if (state.best_global_step !== null && best !== checkpointDir(config.outputDir, state.best_global_step)) {
+      endWarnings.push(
+        `the best validation loss (${state.best_metric}) came at step ${state.best_global_step}, where no checkpoint was saved in ${config.outputDir} ` +
+          `(--save-steps ${config.saveSteps}, --eval-steps ${config.evalSteps}): ` +
+          (best !== null ? `best_model_checkpoint still names ${best}, an earlier best, which is what the Trainer loads too` : "no earlier best was saved, so the final adapter is the last step's") +
+          '. Give --save-steps the value of --eval-steps to save every step that is evaluated',
+      );
     }
   }
   // The final adapter sits at the top of the output folder, as PEFT's save_pretrained leaves it.
@@ -267,6 +280,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum, loggedEpoch(state.epoch ?? 0)));
     await writeTrainerState(config.outputDir, state);
   }
-  options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed() });
+  options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), ...(endWarnings.length > 0 ? { warnings: endWarnings } : {}) });
   return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };
 }
