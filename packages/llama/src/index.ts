@@ -127,9 +127,11 @@ export { writeFileAtomic, syncDir } from './formats/write-atomic-node.js';
 export type { WriteFileAtomicOptions } from './formats/write-atomic-node.js';
 
 // Folder saves that commit whole (a staging folder and a commit), and the completion of one that was interrupted
-export { saveFilesTogether, finishInterruptedSave, saveStagingName } from './formats/folder-save-node.js';
-export { pickedFolderFiles, pickedFolderOf, pickedSubfoldersHolding } from './formats/folder-save.js';
-export type { PickedSave } from './formats/folder-save.js';
+export { saveFilesTogether, finishInterruptedSave, saveStagingName, saveWaitMs } from './formats/folder-save-node.js';
+export { lockFolderForSave } from './formats/folder-save-lock-node.js';
+export type { FolderSaveLock } from './formats/folder-save-lock-node.js';
+export { pickedFolderFiles, pickedFolderOf, pickedSubfoldersHolding, saveLockName, SaveInProgressError } from './formats/folder-save.js';
+export type { PickedSave, SaveLockHolder } from './formats/folder-save.js';
 export type { InterruptedSave } from './formats/folder-save-node.js';
 
 // Tokenizers: from a model folder

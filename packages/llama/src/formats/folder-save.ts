@@ -1,12 +1,52 @@
 // What a save into a folder that commits whole leaves there (see folder-save-node.ts), read alike by Node's loaders and
-// by the browser's, which see a picked folder's files: the staging folder, its commit, and the folder's files as the
-// commit leaves them.
+// by the browser's, which see a picked folder's files: the staging folder, its commit, the save's lock file, and the
+// folder's files as the commit leaves them.
 import { ModelError } from '../errors.js';
 
 /** The staging folder of a save in progress, inside the folder saved into (same file system, so its files rename in). */
 export const saveStagingName = '.save-in-progress';
 /** The commit of a staged save: its existence means the staged files are complete and replace the folder's. */
 export const saveCommitName = 'commit.json';
+
+/**
+ * The lock file of a save in progress, in the folder saved into (see folder-save-lock-node.ts): created exclusively, it
+ * names the saving process, so that a second save or a load of the folder knows the staging folder is a live save's.
+ */
+export const saveLockName = '.save-lock';
+
+/** Whether a folder's file is the save lock or one of its helpers (never a file of the adapter or model saved there). */
+export function isSaveLockFile(name: string): boolean {
+  return name === saveLockName || name.startsWith(`${saveLockName}.`);
+}
+
+/** The process holding a folder's save lock, as its lock file names it. */
+export interface SaveLockHolder {
+  readonly pid: number;
+  readonly hostname: string;
+  /** When the lock was taken (ISO 8601). */
+  readonly started: string;
+}
+
+/**
+ * A save into a folder, or a load of it, refused because another save holds the folder's lock (`lockFile`): a save is
+ * refused at once, a load once it has waited for that save to end. `holder` is null where the lock file names no process
+ * (one being created, or left by a save killed while creating it).
+ */
+export class SaveInProgressError extends ModelError {
+  /** The folder saved into. */
+  readonly dir: string;
+  /** Its lock file, to remove by hand only where no process of `holder`'s is saving there. */
+  readonly lockFile: string;
+  readonly holder: SaveLockHolder | null;
+
+  constructor(dir: string, lockFile: string, holder: SaveLockHolder | null, message: string) {
+    super(message);
+    this.name = 'SaveInProgressError';
+    this.dir = dir;
+    this.lockFile = lockFile;
+    this.holder = holder;
+  }
+}
 
 /** What a committed save does to the folder: `remove` the earlier files it replaces by none, then rename `move` in, in order. */
 export interface SaveCommit {
@@ -87,7 +127,8 @@ export function pickedSubfoldersHolding(
 /**
  * The files of one folder among picked files (a folder picked with `<input webkitdirectory>` or the File System Access
  * API, whose files carry their path in `webkitRelativePath`; or files picked one by one), by name, as Node's loaders
- * read that folder: its own files only, not those of its subfolders, and where a save into it was interrupted (see
+ * read that folder: its own files only, not those of its subfolders nor a save's lock file (.save-lock: a browser cannot
+ * tell whether its process still runs, so a save in progress reads as one interrupted), and where a save into it was interrupted (see
  * saveFilesTogether), the staging folder's files never as the folder's: before the save's commit the folder's earlier
  * files are read (as the save left them), after it the files the save's completion leaves (its renames and removals
  * applied to the list, the picked folder itself unchanged; Node's next load or save of the folder completes it on disk).
@@ -101,7 +142,7 @@ export function pickedSubfoldersHolding(
 export async function pickedFolderFiles(picked: readonly File[], folder?: string): Promise<{ files: Map<string, File>; save: PickedSave }> {
   const root = folder ?? pickedRoot(picked);
   const stagingDir = root === '' ? saveStagingName : `${root}/${saveStagingName}`;
-  const own = new Map(picked.filter((f) => pickedFolderOf(f) === root).map((f) => [f.name, f]));
+  const own = new Map(picked.filter((f) => pickedFolderOf(f) === root && !isSaveLockFile(f.name)).map((f) => [f.name, f]));
   const staged = new Map(picked.filter((f) => pickedFolderOf(f) === stagingDir).map((f) => [f.name, f]));
   const commitFile = staged.get(saveCommitName);
   if (commitFile === undefined) return { files: own, save: staged.size > 0 ? 'uncommitted' : 'none' };

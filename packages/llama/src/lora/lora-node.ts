@@ -18,6 +18,8 @@ import { safetensorsIndexName, torchBinIndexName } from '../formats/safetensors-
 import { modelTensorsToWrite, readLinearWeight } from '../model/weights.js';
 import { writeFileAtomic } from '../formats/write-atomic-node.js';
 import { finishInterruptedSave, saveFilesTogether, saveStagingName } from '../formats/folder-save-node.js';
+import { lockFolderForSave } from '../formats/folder-save-lock-node.js';
+import { isSaveLockFile } from '../formats/folder-save.js';
 import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
 
 /**
@@ -31,32 +33,40 @@ import { tokenizerFileNames } from '../tokenizers/tokenizer-files.js';
  * stale tokenizer.json would be read before this adapter's tokenizer.model); a folder holding tokenizer files but no
  * adapter is refused before anything is written (see staleTokenizerFiles). Nothing else in the folder is touched. The
  * files are saved together (see saveFilesTogether): a save that fails or is killed leaves the earlier adapter whole,
- * never its config beside the new weights. Loadable with PEFT's `PeftModel.from_pretrained`.
+ * never its config beside the new weights; a second save into the folder while it runs is refused. Loadable with PEFT's
+ * `PeftModel.from_pretrained`.
  *
+ * @throws SaveInProgressError where another save into `dir` is running (see lockFolderForSave), naming its process.
  * @example
  * await saveAdapter(model, 'out/lora-huatuo');
  */
 export async function saveAdapter(model: LlamaModel, dir: string, baseModel = ''): Promise<void> {
   if (model.loraConfig === null) throw new ModelError(`saveAdapter: the model has no adapter to save into ${dir}; call applyLora first`);
-  await finishInterruptedSave(dir);
-  const names = await folderNames(dir);
-  const stale = await staleTokenizerFiles(model, dir, names, async (name) => new Uint8Array(await readFile(join(dir, name))));
-  const config = adapterConfigText(model, baseModel);
-  await saveFilesTogether(
-    dir,
-    async (staging) => {
-      for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(staging, name), bytes);
-      await writeSafetensors(join(staging, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
-      await writeFileAtomic(join(staging, adapterConfigName), config);
-    },
-    { remove: stale, last: [adapterConfigName] },
-  );
+  // Locked from the folder's reading to the save's end: another save between them would change what this one replaces.
+  const lock = await lockFolderForSave(dir);
+  try {
+    await finishInterruptedSave(dir, { lock });
+    const names = await folderNames(dir);
+    const stale = await staleTokenizerFiles(model, dir, names, async (name) => new Uint8Array(await readFile(join(dir, name))));
+    const config = adapterConfigText(model, baseModel);
+    await saveFilesTogether(
+      dir,
+      async (staging) => {
+        for (const [name, bytes] of model.savedModules.tokenizerFiles ?? []) await writeFileAtomic(join(staging, name), bytes);
+        await writeSafetensors(join(staging, adapterWeightsName), adapterTensorsToWrite(model), { metadata: { format: 'pt' } });
+        await writeFileAtomic(join(staging, adapterConfigName), config);
+      },
+      { remove: stale, last: [adapterConfigName], lock },
+    );
+  } finally {
+    await lock.release();
+  }
 }
 
 /** The names in the folder `dir`; none where it does not exist. */
 async function folderNames(dir: string): Promise<string[]> {
   try {
-    return (await readdir(dir)).filter((name) => name !== saveStagingName);
+    return (await readdir(dir)).filter((name) => name !== saveStagingName && !isSaveLockFile(name));
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return [];
     throw err;
@@ -192,9 +202,11 @@ export async function checkMergedModelFolder(dir: string, sources: readonly stri
  * from tokenizerDir or the adapter); a folder holding such files but no config.json is refused before anything is written, unless
  * they are tokenizer files this save writes byte for byte. Files of other names (README.md, LICENSE) stay. The files
  * are saved together (see saveFilesTogether): a save that fails or is killed (a full disk, Ctrl-C) leaves the earlier
- * model whole, and needs the space of the new model beside it until it completes.
+ * model whole, and needs the space of the new model beside it until it completes; a second save into the folder while
+ * it runs is refused.
  *
  * @throws ModelError naming the folder and its files, where it holds a model's files but no config.json.
+ * @throws SaveInProgressError where another save into `dir` is running (see lockFolderForSave), naming its process.
  *
  * @example
  * await saveMergedModel(model, 'out/huatuo-merged', { maxShardBytes: 2e9, tokenizerDir: 'models/llama-7b' });
@@ -252,37 +264,43 @@ export async function saveMergedModel(model: LlamaModel, dir: string, options: S
       },
     };
   });
-  await finishInterruptedSave(dir);
-  const names = await folderNames(dir);
-  const earlier = await earlierModelFiles(dir, names);
-  const adapterTokenizer = model.savedModules.tokenizerFiles ?? null;
-  const copied = new Map<string, Uint8Array>(adapterTokenizer ?? []);
-  if (options.tokenizerDir !== undefined) {
-    for (const f of adapterTokenizer === null ? [...tokenizerFileNames, GENERATION_CONFIG] : [GENERATION_CONFIG]) {
-      try {
-        copied.set(f, await readFile(join(options.tokenizerDir, f)));
-      } catch (err) {
-        if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+  // Locked from the folder's reading to the save's end: another save between them would change what this one replaces.
+  const lock = await lockFolderForSave(dir);
+  try {
+    await finishInterruptedSave(dir, { lock });
+    const names = await folderNames(dir);
+    const earlier = await earlierModelFiles(dir, names);
+    const adapterTokenizer = model.savedModules.tokenizerFiles ?? null;
+    const copied = new Map<string, Uint8Array>(adapterTokenizer ?? []);
+    if (options.tokenizerDir !== undefined) {
+      for (const f of adapterTokenizer === null ? [...tokenizerFileNames, GENERATION_CONFIG] : [GENERATION_CONFIG]) {
+        try {
+          copied.set(f, await readFile(join(options.tokenizerDir, f)));
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+        }
       }
     }
+    await refuseForeignModelFiles(dir, names, earlier, async (name, bytes) => {
+      const mine = copied.get(name);
+      return mine !== undefined && Buffer.from(mine).equals(bytes);
+    });
+    // A save given no tokenizer (no tokenizerDir, no adapter vocabulary) keeps the folder's: it may be the model's own.
+    const writesTokenizer = options.tokenizerDir !== undefined || adapterTokenizer !== null;
+    const replaced = writesTokenizer ? earlier : earlier.filter((name) => name !== GENERATION_CONFIG && !tokenizerFileNames.includes(name));
+    let result: ShardedWriteResult | undefined;
+    await saveFilesTogether(
+      dir,
+      async (staging) => {
+        result = await writeShardedCheckpoint(staging, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
+        for (const [name, bytes] of copied) await writeFileAtomic(join(staging, name), bytes);
+        const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
+        await writeFileAtomic(join(staging, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
+      },
+      { remove: replaced, last: [CONFIG], lock },
+    );
+    return result!;
+  } finally {
+    await lock.release();
   }
-  await refuseForeignModelFiles(dir, names, earlier, async (name, bytes) => {
-    const mine = copied.get(name);
-    return mine !== undefined && Buffer.from(mine).equals(bytes);
-  });
-  // A save given no tokenizer (no tokenizerDir, no adapter vocabulary) keeps the folder's: it may be the model's own.
-  const writesTokenizer = options.tokenizerDir !== undefined || adapterTokenizer !== null;
-  const replaced = writesTokenizer ? earlier : earlier.filter((name) => name !== GENERATION_CONFIG && !tokenizerFileNames.includes(name));
-  let result: ShardedWriteResult | undefined;
-  await saveFilesTogether(
-    dir,
-    async (staging) => {
-      result = await writeShardedCheckpoint(staging, tensors, options.maxShardBytes === undefined ? {} : { maxShardBytes: options.maxShardBytes });
-      for (const [name, bytes] of copied) await writeFileAtomic(join(staging, name), bytes);
-      const cfg = toHfConfigJson({ ...model.config, torchDtype: f16 ? 'float16' : 'float32' });
-      await writeFileAtomic(join(staging, CONFIG), `${JSON.stringify(cfg, null, 2)}\n`);
-    },
-    { remove: replaced, last: [CONFIG] },
-  );
-  return result!;
 }
