@@ -4,6 +4,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initWebGPU } from '@huatuo/tensor';
@@ -212,4 +215,43 @@ test('a lock given for another folder is refused', async () => {
     await lock.release();
   }
   assert.deepEqual(readdirSync(a), []);
+});
+
+/** Delays each of fs/promises' calls by a random few milliseconds until restored, so that concurrent calls interleave. */
+function jitterFs(): () => void {
+  const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const names = ['open', 'readFile', 'stat', 'rm'];
+  const originals = new Map(names.map((n) => [n, promises[n]!]));
+  for (const [name, original] of originals) {
+    promises[name] = async (...args: unknown[]) => {
+      await sleep(Math.random() * 3);
+      return original.apply(fs.promises, args);
+    };
+  }
+  syncBuiltinESMExports();
+  return () => {
+    for (const [name, original] of originals) promises[name] = original;
+    syncBuiltinESMExports();
+  };
+}
+
+test("several takers of a dead process's lock at once: one holds the folder, the others are refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'huatuo-lock-takeover-'));
+  const gone = spawnSync(process.execPath, ['-e', '']).pid;
+  assert.throws(() => process.kill(gone, 0), { code: 'ESRCH' });
+  const restore = jitterFs();
+  try {
+    for (let round = 0; round < 30; round++) {
+      writeFileSync(join(dir, saveLockName), JSON.stringify({ pid: gone, hostname: hostname(), started: '2026-01-01T00:00:00.000Z', token: String(round) }));
+      const results = await Promise.allSettled(Array.from({ length: 4 }, () => lockFolderForSave(dir)));
+      const held = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(held.length, 1, `round ${round}: one taker holds the lock: ${results.map((r) => (r.status === 'fulfilled' ? 'held' : String(r.reason))).join('; ')}`);
+      for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof SaveInProgressError, String(r.reason));
+      const lock = (held[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof lockFolderForSave>>>).value;
+      await lock.release();
+      assert.deepEqual(readdirSync(dir), [], 'released: no lock file, no takeover file');
+    }
+  } finally {
+    restore();
+  }
 });
