@@ -1,12 +1,12 @@
 // The trainer on a small LLaMA: a non-finite loss stops the run naming the step and the last good
 // checkpoint (left intact), the adapter written at the end loads in @huatuo/llama and reproduces
 // the trained model, checkpoints are pruned to the last K plus the best, and a log line's loss
-// averages the steps since the previous one.
+// averages the steps since the previous one, and a run frees its optimizer state when it ends.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { initWebGPU, tensor, type Tensor } from '@huatuo/tensor';
+import { initWebGPU, runtimeStats, tensor, type Tensor } from '@huatuo/tensor';
 import { loadAdapter } from '@huatuo/llama';
 import { listCheckpoints, readCheckpoint, train, TrainingError, type DeviceBatch, type TrainableModel } from '@huatuo/sft';
 import { smallConfig, smallRecords, smallRun, tmp, writeRecords } from './trainer-setup.js';
@@ -106,6 +106,27 @@ test('an infinite loss at the first step stops the run saying no checkpoint was 
     base.model.dispose();
   }
   assert.deepEqual(await listCheckpoints(out), []);
+});
+
+test("a run frees its optimizer's moments on the GPU when it returns and when it stops with an error", async () => {
+  const config = smallConfig(dataPath, tmp(), { saveSteps: 2, evalSteps: 2 });
+  const { data, model, base } = await smallRun(config);
+  try {
+    const params = [...model.trainableParameters.values()];
+    const momentBytes = 2 * 4 * params.reduce((n, p) => n + p.size, 0);
+    // The first run leaves what the model keeps for later forwards (rotary tables and the like).
+    await train({ config, model, train: data.train, val: data.val, microBatchSize: 2 });
+    const before = runtimeStats().bytesInUse;
+    await train({ config: { ...config, outputDir: tmp() }, model, train: data.train, val: data.val, microBatchSize: 2 });
+    const afterRun = runtimeStats().bytesInUse;
+    await assert.rejects(train({ config: { ...config, outputDir: tmp() }, model: nanFrom(model, 3, 2), train: data.train, val: data.val, microBatchSize: 2 }), TrainingError);
+    const afterFailure = runtimeStats().bytesInUse;
+    assert.ok(momentBytes > 0);
+    assert.equal(afterRun - before, 0, `bytes left in use by a finished run (its moments are ${momentBytes} bytes)`);
+    assert.equal(afterFailure - afterRun, 0, `bytes left in use by a failed run (its moments are ${momentBytes} bytes)`);
+  } finally {
+    base.model.dispose();
+  }
 });
 
 test('the adapter written at the end loads into a fresh base model in @huatuo/llama and reproduces the trained logits within 1e-6', async () => {

@@ -79,207 +79,212 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     eps: config.adamEpsilon,
     weightDecay: config.weightDecay,
   });
-  const metricsPath = runFiles.join(config.outputDir, 'metrics.jsonl');
-  if (saved) {
-    optimizer.loadStateDict(saved.optimizer);
-    // Checkpoints written before transformers' fields were recorded get them from their history.
-    const hf = saved.state.log_history === undefined ? derivedHfState(saved.state, config, schedule, (step) => batchesOf(step - 1).epoch) : newHfState(config, schedule);
-    // log_history goes on as the checkpoint wrote it, entries of other keys (an older carry checkpoint's grad_norm) included,
-    // as the Trainer's TrainerState.load_from_json reads it and log() only appends (4.28 and 4.57.6).
-    state = { ...hf, ...saved.state, ...hfRunFields(config, schedule) };
-    // Checkpoints written before the count was recorded took each rate from the step index (checked in readResumePoint).
-    state.lrSchedulerSteps ??= state.step;
-    // The same as the checkpoint's (checked), recorded also where an older checkpoint lacked them.
-    state.lrSchedule = lrScheduleState(schedule);
-    state.lossNormalization = config.lossNormalization;
-    state.recipe = recipe;
-    if (scaler.enabled && state.gradScaler) scaler.loadStateDict(state.gradScaler);
-    // The interrupted run may have logged steps past its checkpoint; they run again, so
-    // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
-    await writeMetrics(metricsPath, state.history);
-    options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom, ...(leftovers.length > 0 ? { warnings: leftovers } : {}) });
-  }
-
-  // The attention kernels the steps use are created (or refused) now: otherwise the first steps could
-  // run other kernels than the later ones, by compile timing, and a resumed run other ones than the original.
-  if (model.headDim !== undefined) await readyAttention({ headDim: model.headDim, dtypes: [model.dtype ?? 'f32'], backward: true });
-  const stepLosses = new Map<number, number>();
-  // The Trainer's current_flos: 6 x input_ids.numel() x num_parameters(exclude_embeddings=True) added per
-  // micro-batch (floating_point_ops), moved into total_flos at each log, save and the end (store_flos).
-  const flopParameters = model.nonEmbeddingParameters ?? 0;
-  let currentFlos = 0;
-  const storeFlos = () => {
-    state.total_flos += currentFlos;
-    currentFlos = 0;
-  };
-  const started = performance.now();
-  let tokensSinceLog = 0;
-  // A log line's loss is the mean of the step losses since the previous one (the Trainer's tr_loss over
-  // the steps since _globalstep_last_logged), counted from the start of this call as the Trainer counts after a resume.
-  let lossSinceLog = 0;
-  let stepsSinceLog = 0;
-  let timeAtLog = performance.now();
-  let interrupted = false;
-  const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
-  // What a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it stepped
-  // for the step, the next step's rate, the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2)) and no
-  // grad_norm (its _maybe_log_save_evaluate logs loss and learning_rate only); 4.57 the rate the step used, read
-  // before the scheduler steps, the epoch as it is and the step's grad_norm.
-  const logs428 = config.epochRemainder === 'carry';
-  const loggedRate = (stepRate: number) => (logs428 ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
-  const loggedEpoch = (epoch: number) => (logs428 ? pythonRound(epoch, 2) : epoch);
-  const elapsed = () => (performance.now() - started) / 1000;
-
-  const save = async (): Promise<string> => {
-    storeFlos();
-    // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included; one set aside
-    // by an interrupted save of its step (checkpoint-N.old) exists as writeCheckpoint puts it back before this one is written.
-    if (state.best_global_step !== null) {
-      const best = checkpointDir(config.outputDir, state.best_global_step);
-      if (state.best_global_step === state.step || (await runFiles.exists(await checkpointOrAside(best)))) state.best_model_checkpoint = best;
-    }
-    state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
-    const saved = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
-    const dir = saved.dir;
-    const warnings = [...saved.warnings, ...(await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.best_model_checkpoint))];
-    options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
-    return dir;
-  };
-
-  // A lost device can surface in a step, an evaluation or a save: each says where the run stood.
-  let activity = '';
+  // The moments live on the GPU until the run returns or fails; the trained parameters are the model's.
   try {
-    while (state.step < lastStep) {
-      const step = state.step;
-      activity = `at step ${step + 1} of ${schedule.totalSteps}`;
-      // The rate of the optimizer steps taken so far, as the Trainer's scheduler, which a step skipped by loss scaling does not advance.
-      const scheduled = state.lrSchedulerSteps ?? step;
-      const lr = learningRateAt(scheduled, schedule, config.learningRate);
-      optimizer.setLr(lr);
-      const { chunks, lossDivisor, epoch } = batchesOf(step);
-      const outcome = await optimizerStep({
-        config,
-        model,
-        optimizer,
-        scaler,
-        params,
-        examples: options.train,
-        chunks,
-        accumulation: lossDivisor,
-        step,
-      });
-      const { lossScale, stepped, tokens, gradNorm, inputSizes } = outcome;
-      // Micro-batches without answer tokens have NaN losses in the Trainer (a mean over no token; 0 over
-      // num_items_in_batch 0 in a step without any), which its logging_nan_inf_filter replaces.
-      const stepLoss = nanFilteredLoss(lossSinceLog, stepsSinceLog, outcome.losses);
-      tokensSinceLog += tokens;
-      for (const size of inputSizes) currentFlos += 6 * size * flopParameters;
-      lossSinceLog += stepLoss;
-      stepsSinceLog++;
-      if (!Number.isFinite(stepLoss)) {
+    const metricsPath = runFiles.join(config.outputDir, 'metrics.jsonl');
+    if (saved) {
+      optimizer.loadStateDict(saved.optimizer);
+      // Checkpoints written before transformers' fields were recorded get them from their history.
+      const hf = saved.state.log_history === undefined ? derivedHfState(saved.state, config, schedule, (step) => batchesOf(step - 1).epoch) : newHfState(config, schedule);
+      // log_history goes on as the checkpoint wrote it, entries of other keys (an older carry checkpoint's grad_norm) included,
+      // as the Trainer's TrainerState.load_from_json reads it and log() only appends (4.28 and 4.57.6).
+      state = { ...hf, ...saved.state, ...hfRunFields(config, schedule) };
+      // Checkpoints written before the count was recorded took each rate from the step index (checked in readResumePoint).
+      state.lrSchedulerSteps ??= state.step;
+      // The same as the checkpoint's (checked), recorded also where an older checkpoint lacked them.
+      state.lrSchedule = lrScheduleState(schedule);
+      state.lossNormalization = config.lossNormalization;
+      state.recipe = recipe;
+      if (scaler.enabled && state.gradScaler) scaler.loadStateDict(state.gradScaler);
+      // The interrupted run may have logged steps past its checkpoint; they run again, so
+      // metrics.jsonl goes back to the checkpoint's history (replaced whole, atomically).
+      await writeMetrics(metricsPath, state.history);
+      options.onProgress?.({ kind: 'resume', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: 0, checkpoint: resumedFrom, ...(leftovers.length > 0 ? { warnings: leftovers } : {}) });
+    }
+
+    // The attention kernels the steps use are created (or refused) now: otherwise the first steps could
+    // run other kernels than the later ones, by compile timing, and a resumed run other ones than the original.
+    if (model.headDim !== undefined) await readyAttention({ headDim: model.headDim, dtypes: [model.dtype ?? 'f32'], backward: true });
+    const stepLosses = new Map<number, number>();
+    // The Trainer's current_flos: 6 x input_ids.numel() x num_parameters(exclude_embeddings=True) added per
+    // micro-batch (floating_point_ops), moved into total_flos at each log, save and the end (store_flos).
+    const flopParameters = model.nonEmbeddingParameters ?? 0;
+    let currentFlos = 0;
+    const storeFlos = () => {
+      state.total_flos += currentFlos;
+      currentFlos = 0;
+    };
+    const started = performance.now();
+    let tokensSinceLog = 0;
+    // A log line's loss is the mean of the step losses since the previous one (the Trainer's tr_loss over
+    // the steps since _globalstep_last_logged), counted from the start of this call as the Trainer counts after a resume.
+    let lossSinceLog = 0;
+    let stepsSinceLog = 0;
+    let timeAtLog = performance.now();
+    let interrupted = false;
+    const lastStep = Math.min(schedule.totalSteps, options.stopAfterStep ?? Infinity);
+    // What a log records: transformers 4.28 (--epoch-remainder carry) logs the scheduler's get_last_lr() after it stepped
+    // for the step, the next step's rate, the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2)) and no
+    // grad_norm (its _maybe_log_save_evaluate logs loss and learning_rate only); 4.57 the rate the step used, read
+    // before the scheduler steps, the epoch as it is and the step's grad_norm.
+    const logs428 = config.epochRemainder === 'carry';
+    const loggedRate = (stepRate: number) => (logs428 ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
+    const loggedEpoch = (epoch: number) => (logs428 ? pythonRound(epoch, 2) : epoch);
+    const elapsed = () => (performance.now() - started) / 1000;
+
+    const save = async (): Promise<string> => {
+      storeFlos();
+      // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included; one set aside
+      // by an interrupted save of its step (checkpoint-N.old) exists as writeCheckpoint puts it back before this one is written.
+      if (state.best_global_step !== null) {
+        const best = checkpointDir(config.outputDir, state.best_global_step);
+        if (state.best_global_step === state.step || (await runFiles.exists(await checkpointOrAside(best)))) state.best_model_checkpoint = best;
+      }
+      state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
+      const saved = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
+      const dir = saved.dir;
+      const warnings = [...saved.warnings, ...(await pruneCheckpoints(config.outputDir, config.saveTotalLimit, state.best_model_checkpoint))];
+      options.onProgress?.({ kind: 'save', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), checkpoint: dir, ...(warnings.length > 0 ? { warnings } : {}) });
+      return dir;
+    };
+
+    // A lost device can surface in a step, an evaluation or a save: each says where the run stood.
+    let activity = '';
+    try {
+      while (state.step < lastStep) {
+        const step = state.step;
+        activity = `at step ${step + 1} of ${schedule.totalSteps}`;
+        // The rate of the optimizer steps taken so far, as the Trainer's scheduler, which a step skipped by loss scaling does not advance.
+        const scheduled = state.lrSchedulerSteps ?? step;
+        const lr = learningRateAt(scheduled, schedule, config.learningRate);
+        optimizer.setLr(lr);
+        const { chunks, lossDivisor, epoch } = batchesOf(step);
+        const outcome = await optimizerStep({
+          config,
+          model,
+          optimizer,
+          scaler,
+          params,
+          examples: options.train,
+          chunks,
+          accumulation: lossDivisor,
+          step,
+        });
+        const { lossScale, stepped, tokens, gradNorm, inputSizes } = outcome;
+        // Micro-batches without answer tokens have NaN losses in the Trainer (a mean over no token; 0 over
+        // num_items_in_batch 0 in a step without any), which its logging_nan_inf_filter replaces.
+        const stepLoss = nanFilteredLoss(lossSinceLog, stepsSinceLog, outcome.losses);
+        tokensSinceLog += tokens;
+        for (const size of inputSizes) currentFlos += 6 * size * flopParameters;
+        lossSinceLog += stepLoss;
+        stepsSinceLog++;
+        if (!Number.isFinite(stepLoss)) {
+          const last = (await listCheckpoints(config.outputDir)).pop();
+          throw new TrainingError(
+            `the training loss became ${stepLoss} at step ${step + 1}; stopped without saving this step. ` +
+              (last ? `The last good checkpoint is ${last.dir}: resume from it with a lower --learning-rate.` : 'No checkpoint was written yet: lower --learning-rate.'),
+          );
+        }
+        state.step = step + 1;
+        state.global_step = state.step;
+        state.epoch = epoch;
+        state.lrSchedulerSteps = stepped ? scheduled + 1 : scheduled;
+        if (scaler.enabled) state.gradScaler = scaler.stateDict();
+        stepLosses.set(state.step, stepLoss);
+        const scaling = scaler.enabled ? { lossScale, skipped: !stepped } : {};
+        options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed(), ...scaling });
+
+        if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
+          const now = performance.now();
+          const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
+          const loggedLoss = lossSinceLog / stepsSinceLog;
+          tokensSinceLog = 0;
+          lossSinceLog = 0;
+          stepsSinceLog = 0;
+          timeAtLog = now;
+          storeFlos();
+          const logLr = loggedRate(lr);
+          const row: MetricsRow = { step: state.step, loss: loggedLoss, lr: logLr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
+          state.history.push(row);
+          state.log_history.push(trainLog(loggedLoss, logs428 ? null : gradNorm, logLr, loggedEpoch(epoch), state.step));
+          await appendMetrics(metricsPath, row);
+          options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
+        }
+        const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
+        if (evalNow) {
+          activity = `in the evaluation after step ${state.step} of ${schedule.totalSteps}`;
+          const evalStarted = performance.now();
+          const valLoss = await evaluate(model, options.val, config, microBatchSize);
+          state.history.push({ step: state.step, valLoss });
+          state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, loggedEpoch(epoch), state.step));
+          // load_best_model_at_end's metric_for_best_model defaults to the evaluation loss, lower being better.
+          if (config.loadBestModelAtEnd && valLoss < (state.best_metric ?? Infinity)) {
+            state.best_metric = valLoss;
+            state.best_global_step = state.step;
+          }
+          await appendMetrics(metricsPath, { step: state.step, valLoss });
+          if (state.bestValLoss === null || valLoss < state.bestValLoss) {
+            state.bestValLoss = valLoss;
+            state.bestStep = state.step;
+          }
+          await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
+          options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
+        }
+        const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
+        activity = `while saving the checkpoint of step ${state.step} of ${schedule.totalSteps}`;
+        if (saveNow) await save();
+        if (options.signal?.aborted) {
+          if (!saveNow) await save();
+          interrupted = true;
+          break;
+        }
+      }
+    } catch (e) {
+      if (e instanceof DeviceError) {
         const last = (await listCheckpoints(config.outputDir)).pop();
         throw new TrainingError(
-          `the training loss became ${stepLoss} at step ${step + 1}; stopped without saving this step. ` +
-            (last ? `The last good checkpoint is ${last.dir}: resume from it with a lower --learning-rate.` : 'No checkpoint was written yet: lower --learning-rate.'),
+          `the GPU device failed ${activity} (${e.message}); ` + (last ? `resume with --resume ${last.dir}` : 'no checkpoint was written yet; start again'),
         );
       }
-      state.step = step + 1;
-      state.global_step = state.step;
-      state.epoch = epoch;
-      state.lrSchedulerSteps = stepped ? scheduled + 1 : scheduled;
-      if (scaler.enabled) state.gradScaler = scaler.stateDict();
-      stepLosses.set(state.step, stepLoss);
-      const scaling = scaler.enabled ? { lossScale, skipped: !stepped } : {};
-      options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed(), ...scaling });
+      throw e;
+    }
 
-      if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
-        const now = performance.now();
-        const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
-        const loggedLoss = lossSinceLog / stepsSinceLog;
-        tokensSinceLog = 0;
-        lossSinceLog = 0;
-        stepsSinceLog = 0;
-        timeAtLog = now;
-        storeFlos();
-        const logLr = loggedRate(lr);
-        const row: MetricsRow = { step: state.step, loss: loggedLoss, lr: logLr, tokensPerSec, gpuBytes: runtimeStats().bytesInUse };
-        state.history.push(row);
-        state.log_history.push(trainLog(loggedLoss, logs428 ? null : gradNorm, logLr, loggedEpoch(epoch), state.step));
-        await appendMetrics(metricsPath, row);
-        options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
+    await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
+    let bestCheckpoint: string | null = null;
+    const endWarnings: string[] = [];
+    const finished = state.step >= schedule.totalSteps;
+    // As the Trainer's _load_best_model: the checkpoint best_model_checkpoint names, which the last save set to the best
+    // step's checkpoint where there is one, else left naming an earlier best's (or none).
+    if (finished && config.loadBestModelAtEnd) {
+      const best = state.best_model_checkpoint;
+      if (best !== null && (await runFiles.exists(runFiles.join(best, 'adapter_model.safetensors')))) {
+        await model.loadAdapter(best);
+        bestCheckpoint = best;
+      } else if (best !== null) {
+        endWarnings.push(`could not load the best model: ${best} (trainer_state.json's best_model_checkpoint) holds no adapter_model.safetensors; the final adapter is the last step's`);
       }
-      const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
-      if (evalNow) {
-        activity = `in the evaluation after step ${state.step} of ${schedule.totalSteps}`;
-        const evalStarted = performance.now();
-        const valLoss = await evaluate(model, options.val, config, microBatchSize);
-        state.history.push({ step: state.step, valLoss });
-        state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, loggedEpoch(epoch), state.step));
-        // load_best_model_at_end's metric_for_best_model defaults to the evaluation loss, lower being better.
-        if (config.loadBestModelAtEnd && valLoss < (state.best_metric ?? Infinity)) {
-          state.best_metric = valLoss;
-          state.best_global_step = state.step;
-        }
-        await appendMetrics(metricsPath, { step: state.step, valLoss });
-        if (state.bestValLoss === null || valLoss < state.bestValLoss) {
-          state.bestValLoss = valLoss;
-          state.bestStep = state.step;
-        }
-        await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
-        options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
-      }
-      const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
-      activity = `while saving the checkpoint of step ${state.step} of ${schedule.totalSteps}`;
-      if (saveNow) await save();
-      if (options.signal?.aborted) {
-        if (!saveNow) await save();
-        interrupted = true;
-        break;
+      if (state.best_global_step !== null && best !== checkpointDir(config.outputDir, state.best_global_step)) {
+        endWarnings.push(
+          `the best validation loss (${state.best_metric}) came at step ${state.best_global_step}, where no checkpoint was saved in ${config.outputDir} ` +
+            `(--save-steps ${config.saveSteps}, --eval-steps ${config.evalSteps}): ` +
+            (best !== null ? `best_model_checkpoint still names ${best}, an earlier best, which is what the Trainer loads too` : "no earlier best was saved, so the final adapter is the last step's") +
+            '. Give --save-steps the value of --eval-steps to save every step that is evaluated',
+        );
       }
     }
-  } catch (e) {
-    if (e instanceof DeviceError) {
-      const last = (await listCheckpoints(config.outputDir)).pop();
-      throw new TrainingError(
-        `the GPU device failed ${activity} (${e.message}); ` + (last ? `resume with --resume ${last.dir}` : 'no checkpoint was written yet; start again'),
-      );
+    // The final adapter sits at the top of the output folder, as PEFT's save_pretrained leaves it.
+    // The output folder's trainer_state.json ends with train()'s last log, as the Trainer's save_state writes it.
+    if (!interrupted) {
+      await model.saveAdapter(config.outputDir);
+      const samples = config.maxSteps > 0 ? config.maxSteps * microBatchSize * accumulation : options.train.length * config.numEpochs;
+      const lossSum = [...stepLosses.values()].reduce((a, b) => a + b, 0);
+      storeFlos();
+      state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum, loggedEpoch(state.epoch ?? 0)));
+      await writeTrainerState(config.outputDir, state);
     }
-    throw e;
+    options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), ...(endWarnings.length > 0 ? { warnings: endWarnings } : {}) });
+    return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };
+  } finally {
+    optimizer.dispose();
   }
-
-  await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
-  let bestCheckpoint: string | null = null;
-  const endWarnings: string[] = [];
-  const finished = state.step >= schedule.totalSteps;
-  // As the Trainer's _load_best_model: the checkpoint best_model_checkpoint names, which the last save set to the best
-  // step's checkpoint where there is one, else left naming an earlier best's (or none).
-  if (finished && config.loadBestModelAtEnd) {
-    const best = state.best_model_checkpoint;
-    if (best !== null && (await runFiles.exists(runFiles.join(best, 'adapter_model.safetensors')))) {
-      await model.loadAdapter(best);
-      bestCheckpoint = best;
-    } else if (best !== null) {
-      endWarnings.push(`could not load the best model: ${best} (trainer_state.json's best_model_checkpoint) holds no adapter_model.safetensors; the final adapter is the last step's`);
-    }
-    if (state.best_global_step !== null && best !== checkpointDir(config.outputDir, state.best_global_step)) {
-      endWarnings.push(
-        `the best validation loss (${state.best_metric}) came at step ${state.best_global_step}, where no checkpoint was saved in ${config.outputDir} ` +
-          `(--save-steps ${config.saveSteps}, --eval-steps ${config.evalSteps}): ` +
-          (best !== null ? `best_model_checkpoint still names ${best}, an earlier best, which is what the Trainer loads too` : "no earlier best was saved, so the final adapter is the last step's") +
-          '. Give --save-steps the value of --eval-steps to save every step that is evaluated',
-      );
-    }
-  }
-  // The final adapter sits at the top of the output folder, as PEFT's save_pretrained leaves it.
-  // The output folder's trainer_state.json ends with train()'s last log, as the Trainer's save_state writes it.
-  if (!interrupted) {
-    await model.saveAdapter(config.outputDir);
-    const samples = config.maxSteps > 0 ? config.maxSteps * microBatchSize * accumulation : options.train.length * config.numEpochs;
-    const lossSum = [...stepLosses.values()].reduce((a, b) => a + b, 0);
-    storeFlos();
-    state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum, loggedEpoch(state.epoch ?? 0)));
-    await writeTrainerState(config.outputDir, state);
-  }
-  options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), ...(endWarnings.length > 0 ? { warnings: endWarnings } : {}) });
-  return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };
 }
