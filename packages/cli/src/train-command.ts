@@ -168,7 +168,11 @@ export async function trainCommand(
       process.exitCode = 130;
       return;
     }
-    if (r.bestCheckpoint) say(`best validation loss ${r.state.bestValLoss?.toFixed(4)} at step ${r.state.bestStep}: loaded ${r.bestCheckpoint}`);
+    if (r.bestCheckpoint) {
+      const best = `best validation loss ${r.state.bestValLoss?.toFixed(4)} at step ${r.state.bestStep}`;
+      const atBest = r.state.bestStep !== null && resolve(r.bestCheckpoint) === checkpointDir(resolve(config.outputDir), r.state.bestStep);
+      say(atBest ? `${best}: loaded ${r.bestCheckpoint}` : `${best}, which has no checkpoint: loaded ${r.bestCheckpoint}, the best_model_checkpoint of the last save`);
+    }
     say(`wrote ${resolve(config.outputDir)}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.svg, checkpoints`);
     if (demo) {
       const record = outcome.data.trainRecords[0]!;
