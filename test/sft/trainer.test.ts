@@ -1,6 +1,6 @@
 // The trainer on a small LLaMA: a non-finite loss stops the run naming the step and the last good
 // checkpoint (left intact), the adapter written at the end loads in @huatuo/llama and reproduces
-// the trained model, checkpoints are pruned to the last K plus the best, and a log line's loss
+// the trained model, checkpoints are pruned to K with the best kept among them, and a log line's loss
 // averages the steps since the previous one, and a run frees its optimizer state when it ends.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
