@@ -63,6 +63,18 @@ test('use_sliding_window true: a window on every layer is read, on some layers o
   expectConfigError(() => parseLlamaConfig({ ...QWEN25_7B, layer_types: ['full_attention'] }, 'config.json'), 'layer_types', '28 entries');
 });
 
+// num_hidden_layers is checked against the weights only when they load: a config.json claiming 2^32 - 1 layers
+// listed a window flag per layer first, which ran the process out of memory instead.
+test('the window of a config.json claiming billions of layers is read from max_window_layers without a list per layer', () => {
+  const L = 2 ** 32 - 1;
+  const huge = { ...QWEN25_7B, num_hidden_layers: L };
+  assert.equal(parseLlamaConfig(huge, 'config.json').numHiddenLayers, L);
+  assert.equal(parseLlamaConfig(huge, 'config.json').slidingWindow, null);
+  assert.equal(parseLlamaConfig({ ...huge, use_sliding_window: true, max_window_layers: 0 }, 'config.json').slidingWindow, 131072);
+  assert.equal(parseLlamaConfig({ ...huge, use_sliding_window: true, max_window_layers: L }, 'config.json').slidingWindow, null);
+  expectConfigError(() => parseLlamaConfig({ ...huge, use_sliding_window: true, max_window_layers: 5 }, 'config.json'), 'use_sliding_window', `layer 5 of ${L}`);
+});
+
 test('a qwen2 config without bos_token_id or eos_token_id is refused (Qwen2Config has no default)', () => {
   const { eos_token_id: _e, ...noEos } = QWEN25_7B;
   expectConfigError(() => parseLlamaConfig(noEos, 'models/qwen/config.json'), 'eos_token_id', 'tokenizer_config.json');

@@ -310,23 +310,28 @@ function qwen2SlidingWindow(file: string, j: Json, numHiddenLayers: number): num
   // Read even when unused, so that a malformed value is reported.
   const window = parseSlidingWindow(file, field(file, j, 'sliding_window'));
   const layerTypes = field(file, j, 'layer_types');
-  let sliding: boolean[];
+  // The first sliding layer (-1: none) and whether every layer slides; counted, not listed per layer, since
+  // num_hidden_layers is only checked against the weights later.
+  let first: number;
+  let all: boolean;
   if (layerTypes !== undefined && layerTypes !== null) {
     if (!Array.isArray(layerTypes) || layerTypes.length !== numHiddenLayers || layerTypes.some((t) => t !== 'full_attention' && t !== 'sliding_attention')) {
       throw new ModelConfigError(file, 'layer_types', `expected a list of ${numHiddenLayers} entries, each "full_attention" or "sliding_attention", got ${JSON.stringify(layerTypes)}`);
     }
-    sliding = layerTypes.map((t) => t === 'sliding_attention');
+    first = layerTypes.indexOf('sliding_attention');
+    all = layerTypes.every((t) => t === 'sliding_attention');
   } else {
     const raw = field(file, j, 'max_window_layers') ?? 28;
     if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < 0) {
       throw new ModelConfigError(file, 'max_window_layers', `expected a whole number of layers, got ${JSON.stringify(raw)}`);
     }
-    sliding = Array.from({ length: numHiddenLayers }, (_, i) => i >= raw);
+    // Layers from max_window_layers on slide.
+    first = raw < numHiddenLayers ? raw : -1;
+    all = raw === 0;
   }
   // Qwen2Config drops sliding_window unless use_sliding_window is true: then every layer attends to all keys.
-  if (!use || window === null || !sliding.some((s) => s)) return null;
-  if (sliding.every((s) => s)) return window;
-  const first = sliding.indexOf(true);
+  if (!use || window === null || first < 0) return null;
+  if (all) return window;
   throw new ModelConfigError(
     file,
     'use_sliding_window',
