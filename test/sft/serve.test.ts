@@ -614,6 +614,23 @@ test('malformed JSON, wrong types, unsupported values and over-long requests get
   });
 });
 
+test('a response_format other than text gets 400 naming it and its type, however deeply it nests, and the server keeps serving', async () => {
+  await withServer({}, async (server) => {
+    const chat = `${server.url}/v1/chat/completions`;
+    const ok = { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 2 };
+    // Parsed by JSON.parse, but too deep for JSON.stringify to write back: it answered 500 "Maximum call stack size exceeded".
+    const depth = 200_000;
+    const deep = JSON.stringify({ ...ok, response_format: '@' }).replace('"@"', `${'['.repeat(depth)}${']'.repeat(depth)}`);
+    const nested = await call(chat, { body: deep });
+    assertError(nested, 400, 'response_format', 'an array nested 200000 deep');
+    assert.match(nested.json.error.message, /got an array$/);
+    const jsonObject = await call(chat, { body: { ...ok, response_format: { type: 'json_object' } } });
+    assertError(jsonObject, 400, 'response_format', 'json_object');
+    assert.match(jsonObject.json.error.message, /got an object of type string "json_object"$/);
+    assert.equal((await call(chat, { body: { ...ok, response_format: { type: 'text' } } })).status, 200);
+  });
+});
+
 test('a max_tokens within the context whose generation would not fit the GPU is refused with 400 before it is queued', async (t) => {
   const fits = (length: number) => {
     try {

@@ -336,7 +336,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (top !== undefined && !wantLogprobs) throw new HttpError(400, 'top_logprobs: needs "logprobs": true; send both or leave top_logprobs out');
     const rf = body['response_format'];
     if (rf !== undefined && rf !== null && !(isObject(rf) && rf['type'] === 'text')) {
-      throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${JSON.stringify(rf).slice(0, 80)}`);
+      // Named by its type alone: writing a value back whole overflows the stack on one nested thousands of levels deep.
+      const got = isObject(rf) ? `an object of type ${typeName(rf['type'])}` : typeName(rf);
+      throw new HttpError(400, `response_format: only {"type": "text"} is supported, got ${got}`);
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
