@@ -117,6 +117,16 @@ test('header metadata round-trips as a string map', async () => {
   assert.deepEqual(st.metadata, { format: 'pt', note: 'ü' });
 });
 
+test('metadata keys named "__proto__" or "constructor" are kept as ordinary keys when read and written, as the reference keeps any string', async () => {
+  const header = '{"__metadata__":{"__proto__":"x","constructor":"y","format":"pt"},"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}';
+  const st = await SafetensorsFile.open(bytesSource('m.safetensors', craft(header, 1)));
+  const expected = [['__proto__', 'x'], ['constructor', 'y'], ['format', 'pt']];
+  assert.deepEqual(Object.entries(st.metadata), expected);
+  assert.equal(Object.getPrototypeOf(st.metadata), Object.prototype);
+  const written = serializeSafetensors([{ name: 'w', dtype: 'U8', shape: [1], data: new Uint8Array([9]) }], { metadata: st.metadata });
+  assert.deepEqual(Object.entries((await SafetensorsFile.open(bytesSource('m2.safetensors', written))).metadata), expected);
+});
+
 test('reading one tensor requests only the header and that tensor, never the whole file', async () => {
   const tensors: TensorToWrite[] = Array.from({ length: 16 }, (_, i) => ({
     name: `layers.${i}.weight`,

@@ -182,7 +182,8 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
         if (typeof v !== 'string') {
           throw new SafetensorsError(file, undefined, `"__metadata__" value "${k}" should be a string, got ${describe(v)}`);
         }
-        metadata[k] = v;
+        // defineProperty keeps a key called "__proto__" an ordinary key, where assignment would drop it.
+        Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
       }
       continue;
     }

@@ -89,7 +89,7 @@ export function planSafetensors(file: string, tensors: readonly TensorToWrite[],
     const meta: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.metadata)) {
       if (typeof v !== 'string') throw new SafetensorsError(file, undefined, `metadata value "${k}" should be a string, got ${describe(v)}`);
-      meta[k] = v;
+      Object.defineProperty(meta, k, { value: v, enumerable: true, writable: true, configurable: true });
     }
     header['__metadata__'] = meta;
   }
