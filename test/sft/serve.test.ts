@@ -452,6 +452,28 @@ test("include_stop_str_in_output keeps the stop string in the text, cut at its e
   });
 });
 
+// A megabyte of stop strings was walked character by character for every token of every streamed choice: 4 of
+// 250000 characters held the event loop ~40 ms per token and choice, minutes for one request of n 16. The
+// characters are counted by walking the strings (Python's len), so the walks are counted here.
+test('a stream counts its stop strings\' characters once per request, not once per token and choice', async () => {
+  const stop = '\u0001'.repeat(1000);
+  const iterate = String.prototype[Symbol.iterator];
+  let walks = 0;
+  String.prototype[Symbol.iterator] = function (this: string) {
+    if (this.valueOf() === stop) walks++;
+    return iterate.call(this);
+  };
+  try {
+    await withServer({}, async (server) => {
+      const events = await sseEvents(`${server.url}/v1/completions`, { model: NAME, prompt: 'The patient reports', max_tokens: 8, n: 2, seed: 1, stop: [stop], stream: true });
+      assert.equal(events.filter((e) => e.choices[0].finish_reason === 'length').length, 2, 'both choices ran to max_tokens');
+    });
+  } finally {
+    String.prototype[Symbol.iterator] = iterate;
+  }
+  assert.equal(walks, 1);
+});
+
 test("stream_options as vLLM's StreamOptions: include_usage true unless given, continuous_usage_stats puts each choice's usage so far in every chunk", async () => {
   await withServer({}, async (server) => {
     const url = (path: string) => `${server.url}/v1/${path}`;

@@ -8,7 +8,7 @@ import type { RowLogprobs } from '@huatuo/tensor';
 import { Cancelled } from './serve-errors.js';
 import type { JobRequest } from './serve-request.js';
 import { chatLogprobs, completionLogprobs, promptLogprobsField } from './serve-logprobs.js';
-import { firstStop, visibleText, type TextView } from './serve-stream-text.js';
+import { firstStop, textView, visibleText } from './serve-stream-text.js';
 
 /** A queued request with its client: whether the client has gone, and the tokens made so far. */
 export interface Job extends JobRequest {
@@ -113,13 +113,13 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   const ranks = promptTop !== null && !job.stream;
   const echoRows = promptTop !== null && job.echoOnly ? await promptLogprobs(model, job.prompt, promptTop, { ranks }) : [];
   if (job.cancelled) throw new Cancelled();
-  const view: TextView = { stops: s.stop, includeStop: s.includeStop, strip };
+  const view = textView(s.stop, s.includeStop, strip);
   // A choice's text: generate's, already cut where the stop string that ended it begins (cut again it could lose
   // more, as vLLM keeps the text before the first stop of the request's list, which may hold a later one), the stop
   // string put back with include_stop_str_in_output; else cut where the characters decoded last, flushed at the end,
   // hold one.
   const finalText = (gen: Generation): string =>
-    gen.finishReason === 'stop' ? visibleText(view.includeStop ? gen.text + (gen.stopString ?? '') : gen.text, { ...view, stops: [] }, true) : visibleText(gen.text, view, true);
+    gen.finishReason === 'stop' ? visibleText(view.includeStop ? gen.text + (gen.stopString ?? '') : gen.text, { ...view, stops: [], heldBack: 0 }, true) : visibleText(gen.text, view, true);
   // Each choice's stream: its raw text, the visible text sent, its tokens so far, the log probabilities of its tokens
   // not yet sent, the characters (Python's len) of its generated text streamed so far, where the next text_offset
   // starts, and (completions with echo) the prompt's rows while the prompt is not sent yet.

@@ -8,11 +8,18 @@ import { pythonStrip } from './prompt.js';
 /** How one request's text is shown. */
 export interface TextView {
   /** The request's stop strings, in its order. */
-  stops: readonly string[];
+  readonly stops: readonly string[];
   /** vLLM's include_stop_str_in_output: the stop string that ends the text is kept in it. */
-  includeStop: boolean;
+  readonly includeStop: boolean;
   /** Stripped as HuaTuo's get_response strips the reply (chats under a HuaTuo template). */
-  strip: boolean;
+  readonly strip: boolean;
+  /** {@link heldBackChars} of the above, counted once per request: stop strings may be a megabyte long. */
+  readonly heldBack: number;
+}
+
+/** The view of a request's text, its held-back characters counted once, as vLLM's SamplingParams counts them. */
+export function textView(stops: readonly string[], includeStop: boolean, strip: boolean): TextView {
+  return { stops, includeStop, strip, heldBack: heldBackChars({ stops, includeStop }) };
 }
 
 /** Index where the stop string that ends `text` begins (the first of `stops` it holds, vLLM's order: findStopString), or -1. */
@@ -25,7 +32,7 @@ export function firstStop(text: string, stops: readonly string[]): number {
  * SamplingParams.output_text_buffer_length: the longest stop string's length less one, whatever the text ends
  * with; none without stop strings, or when they are kept in the text (include_stop_str_in_output).
  */
-export function heldBackChars(view: TextView): number {
+export function heldBackChars(view: Pick<TextView, 'stops' | 'includeStop'>): number {
   if (view.includeStop) return 0;
   return Math.max(0, ...view.stops.map((s) => [...s].length - 1));
 }
@@ -40,7 +47,7 @@ export function visibleText(raw: string, view: TextView, final: boolean): string
   const stop = findStopString(raw, view.stops);
   const text = stop === null ? raw : raw.slice(0, stop.at + (view.includeStop ? stop.stop.length : 0));
   if (final || stop !== null) return view.strip ? pythonStrip(text) : text;
-  const held = heldBackChars(view);
+  const held = view.heldBack;
   const shown = held === 0 ? text : [...text].slice(0, -held).join('');
   return view.strip ? stripEnd(stripStart(shown)) : shown;
 }
