@@ -653,6 +653,33 @@ test('a response_format other than text gets 400 naming it and its type, however
   });
 });
 
+// A megabyte of token ids (200000 of them) took half a second of the event loop to decode before the context refused them.
+test('a prompt of token ids beyond the context is refused without decoding it; an echoed prompt within it is decoded once', async () => {
+  const decode = tokenizer.decode;
+  let decoded = 0;
+  tokenizer.decode = function (this: Tokenizer, ...args: Parameters<Tokenizer['decode']>) {
+    decoded++;
+    return decode.apply(this, args);
+  };
+  try {
+    await withServer({}, async (server) => {
+      const url = `${server.url}/v1/completions`;
+      const long = await call(url, { body: { model: NAME, prompt: Array.from({ length: 4096 }, () => 5), max_tokens: 1 } });
+      assertError(long, 400, null, 'a token-id prompt beyond the context');
+      assert.match(long.json.error.message, /the prompt is 4096 tokens/);
+      assert.equal(decoded, 0);
+      const ids = tokenizer.encode('The patient reports', { addBos: false, addEos: false });
+      const echoed = await call(url, { body: { model: NAME, prompt: ids, max_tokens: 1, echo: true, temperature: 0 } });
+      assert.equal(echoed.status, 200);
+      assert.ok(echoed.json.choices[0].text.startsWith('The patient reports'), echoed.json.choices[0].text);
+      assert.equal(decoded, 1);
+    });
+  } finally {
+    delete (tokenizer as { decode?: unknown }).decode;
+  }
+  assert.equal(tokenizer.decode, decode);
+});
+
 test('a max_tokens within the context whose generation would not fit the GPU is refused with 400 before it is queued', async (t) => {
   const fits = (length: number) => {
     try {

@@ -374,15 +374,18 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     let raw = body['prompt'];
     if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
     let prompt: number[];
-    let text: string;
+    // An echoed prompt's text; token ids are decoded only for an echo, once the request is known to fit.
+    let text: () => string;
     if (typeof raw === 'string') {
       if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue');
       checkPromptChars(raw, 'prompt');
       prompt = await encode(raw, true);
-      text = raw;
+      const prompted = raw;
+      text = () => prompted;
     } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
-      prompt = raw as number[];
-      text = tokenizer.decode(prompt, { skipSpecialTokens: true });
+      const ids = raw as number[];
+      prompt = ids;
+      text = () => tokenizer.decode(ids, { skipSpecialTokens: true });
     } else {
       throw bad('prompt', `a non-empty string, or one array of token ids in [0, ${model.config.vocabSize}) (one prompt per request)`, raw);
     }
@@ -400,7 +403,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       kind: 'completion',
       created: Math.floor(Date.now() / 1000),
       prompt,
-      echo: echo ? text : '',
+      echo: echo ? text() : '',
       strip: false,
       sampling: echoOnly ? { ...s, maxTokens: 0 } : s,
       // As vLLM, best_of above n is answered whole, not streamed token by token: the choices are known at the end.
