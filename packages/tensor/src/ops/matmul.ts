@@ -241,7 +241,8 @@ export const linear = defineOp({
 });
 
 /**
- * input + alpha F.linear(x, w, bias): input [..., out] (the product's shape and x's dtype) plus alpha times
+ * input + alpha F.linear(x, w, bias): input [..., out] (the product's shape and x's dtype, read contiguous: an
+ * input of other strides, such as a transposed view, is copied first) plus alpha times
  * x [..., in] times w [out, in] read transposed in place, plus bias [out] where given. The f32 sums, the
  * bias, alpha and the input meet in f32 and are rounded once to x's dtype in the product's epilogue, as
  * torch.addmm(input, x, w.T, alpha=alpha) rounds on CUDA (cuBLAS's gemm with beta = 1), where
