@@ -6,7 +6,7 @@
 import { TokenMatcher, type WholeToken } from './added-tokens.js';
 import { namedSpecialTokenFlags } from './added-vocabulary.js';
 import { PieceType, parseSentencePieceModel, type SentencePiece, type SentencePieceModel } from './sentencepiece-model.js';
-import { cleanUpTokenization, llamaTokenizerSettings, type LlamaTokenizerSettings } from './tokenizer-config.js';
+import { cleanUpTokenization, llamaTokenizerSettings, specialTokenId, withClassDefaults, type LlamaTokenizerSettings, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import {
   cleanUpStream,
@@ -78,8 +78,8 @@ class Agenda {
  * transformers' LlamaTokenizerFast does when a folder has no tokenizer.json
  * (the tokenizer that LlamaConverter builds from the model and tokenizer_config.json).
  *
- * The text is first cut at special and added tokens (control, unknown and
- * user-defined pieces, and the tokens tokenizer_config.json names), leftmost and
+ * The text is first cut at special and added tokens (control and user-defined
+ * pieces, and the tokens tokenizer_config.json names), leftmost and
  * longest first; each becomes its id. Each piece of text between them is then
  * prepared: spaces become '▁', and a '▁' goes in front of every piece (`legacy`,
  * the default) or only of a piece at the start of the text that does not already
@@ -94,9 +94,7 @@ class Agenda {
  * tok.encode('<s>the', { addBos: false }); // [1, 278]
  */
 export class SentencePieceTokenizer implements Tokenizer {
-  readonly bosId: number;
-  /** Always true: a tokenizer.model has a BOS piece (trainer_spec.bos_id). */
-  readonly hasBos = true;
+  private readonly bos: number | undefined;
   readonly eosId: number;
   readonly padId: number;
   readonly vocabSize: number;
@@ -114,12 +112,17 @@ export class SentencePieceTokenizer implements Tokenizer {
   /** Tokens found whole in the raw text, and those found in each normalized piece of it. */
   private readonly rawTokens: TokenMatcher;
   private readonly normalizedTokens: TokenMatcher;
+  private readonly file: string;
+  /** The file of bos_token null, for errors. */
+  private readonly bosFile: string;
 
   /**
    * `config` is the parsed tokenizer_config.json beside the model (`{}` when there is none), completed from
-   * special_tokens_map.json and added_tokens.json where transformers reads them; `file` names the model in errors.
+   * special_tokens_map.json and added_tokens.json where transformers reads them; `file` names the model in errors, and
+   * `settingFiles` the file of a setting that came from another file than tokenizer_config.json.
+   * A special token it leaves out takes LlamaTokenizer's default (see withClassDefaults).
    */
-  constructor(model: SentencePieceModel, file = 'tokenizer.model', config: Record<string, unknown> = {}) {
+  constructor(model: SentencePieceModel, file = 'tokenizer.model', givenConfig: Record<string, unknown> = {}, settingFiles: SettingFiles = {}) {
     if (model.modelType !== 2) {
       throw new TokenizerError(`${file}: trainer_spec.model_type is ${model.modelType}, only BPE (2) is supported; use the model's tokenizer.json instead`, { file });
     }
@@ -133,7 +136,11 @@ export class SentencePieceTokenizer implements Tokenizer {
       }
     }
     this.model = model;
-    this.settings = llamaTokenizerSettings(config, file.replace(/tokenizer\.model$/, 'tokenizer_config.json'));
+    this.file = file;
+    const configFile = file.replace(/tokenizer\.model$/, 'tokenizer_config.json');
+    this.bosFile = settingFiles.bos_token ?? configFile;
+    const config = withClassDefaults(givenConfig, true);
+    this.settings = llamaTokenizerSettings(config, configFile);
     const userDefined: string[] = [];
     model.pieces.forEach((p, id) => {
       if (!this.ids.has(p.piece)) this.ids.set(p.piece, id);
@@ -147,16 +154,15 @@ export class SentencePieceTokenizer implements Tokenizer {
     });
     this.userDefined = userDefined.sort((a, b) => b.length - a.length);
     // LlamaConverter adds control pieces as special tokens and user-defined pieces as plain added
-    // tokens; tokenizer_config.json's special tokens (the unknown piece among them) are special too.
+    // tokens; tokenizer_config.json's special tokens are special too. The unknown piece is one only where unk_token
+    // names it: it is no added token of SpmConverter's.
     const special = new Set<number>();
     const raw = new Map<string, WholeToken>();
     const plain = (content: string, id: number): WholeToken => ({ content, id, lstrip: false, rstrip: false, singleWord: false });
     model.pieces.forEach((p, id) => {
-      if (p.type === PieceType.CONTROL || p.type === PieceType.UNKNOWN) special.add(id);
+      if (p.type === PieceType.CONTROL) special.add(id);
       if (p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED) raw.set(p.piece, plain(p.piece, id));
     });
-    const unk = model.pieces[model.unkId]?.piece as string;
-    raw.set(unk, plain(unk, model.unkId));
     for (const name of this.settings.specialTokens) {
       const id = this.ids.get(name);
       if (id === undefined) continue;
@@ -192,11 +198,20 @@ export class SentencePieceTokenizer implements Tokenizer {
       else raw.set(named.content, token);
     }
     // Every special token named is a piece or an added token by now.
-    this.bosId = this.settings.bosToken === undefined ? model.bosId : (this.ids.get(this.settings.bosToken) as number);
-    this.eosId = this.settings.eosToken === undefined ? model.eosId : (this.ids.get(this.settings.eosToken) as number);
+    // bos_token or eos_token "" without an unk_token to take the id of (decapoda-research's conversion gives all three
+    // ""), which transformers cannot load, take the model's own.
+    const idOf = (content: string): number | undefined => this.ids.get(content);
+    this.bos = config.bos_token === null ? undefined : (specialTokenId(config, 'bos_token', idOf) ?? model.bosId);
+    if (this.bos === undefined && this.settings.addBosToken) {
+      throw new TokenizerError(
+        `${configFile}: add_bos_token is ${config.add_bos_token === true ? 'true' : 'unset (true for LlamaTokenizer)'} but ${this.bosFile === configFile ? 'bos_token is null' : `${this.bosFile} has bos_token null`}; set add_bos_token to false or name the BOS token in bos_token${this.bosFile === configFile ? '' : ` of ${this.bosFile}`}`,
+        { file: configFile },
+      );
+    }
+    // A tokenizer here always has an EOS: eos_token null, no token to transformers, takes the model's own.
+    this.eosId = specialTokenId(config, 'eos_token', idOf) ?? model.eosId;
     this.vocabSize = n + this.addedPieces.length;
-    const padName = this.settings.padToken;
-    this.padId = (padName === undefined ? undefined : this.ids.get(padName)) ?? (model.padId >= 0 ? model.padId : model.unkId);
+    this.padId = specialTokenId(config, 'pad_token', idOf) ?? (model.padId >= 0 ? model.padId : model.unkId);
     this.rawTokens = new TokenMatcher(raw.values());
     this.normalizedTokens = new TokenMatcher(normalized.values());
     const encoder = new TextEncoder();
@@ -208,10 +223,25 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /**
    * Reads a `tokenizer.model` file's bytes with the parsed tokenizer_config.json beside it
-   * (`{}` when there is none); `file` names the model in errors.
+   * (`{}` when there is none); `file` names the model in errors, `settingFiles` as for the constructor.
    */
-  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}): SentencePieceTokenizer {
-    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config);
+  static fromBytes(bytes: Uint8Array, file = 'tokenizer.model', config: Record<string, unknown> = {}, settingFiles: SettingFiles = {}): SentencePieceTokenizer {
+    return new SentencePieceTokenizer(parseSentencePieceModel(bytes, file), file, config, settingFiles);
+  }
+
+  /** Beginning-of-sequence id; a `TokenizerError` where bos_token is null ({@link hasBos} false). */
+  get bosId(): number {
+    if (this.bos === undefined) {
+      throw new TokenizerError(`${this.file}: this tokenizer has no BOS token (${this.bosFile} has bos_token null); check hasBos before reading bosId, or name the BOS token in bos_token`, {
+        file: this.bosFile,
+      });
+    }
+    return this.bos;
+  }
+
+  /** False where bos_token is null. */
+  get hasBos(): boolean {
+    return this.bos !== undefined;
   }
 
   /**
@@ -309,7 +339,14 @@ export class SentencePieceTokenizer implements Tokenizer {
   /** Token ids of `text`; BOS first and EOS last as `add_bos_token` / `add_eos_token` say unless `options` does. */
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids: number[] = [];
-    if (options.addBos ?? this.settings.addBosToken) ids.push(this.bosId);
+    if (options.addBos ?? this.settings.addBosToken) {
+      if (this.bos === undefined) {
+        throw new TokenizerError(`${this.file}: addBos is true but this tokenizer has no BOS token (${this.bosFile} has bos_token null); leave addBos unset or name the BOS token in bos_token`, {
+          file: this.bosFile,
+        });
+      }
+      ids.push(this.bos);
+    }
     for (const id of this.encodeText(text)) ids.push(id);
     if (options.addEos ?? this.settings.addEosToken) ids.push(this.eosId);
     return ids;

@@ -74,6 +74,44 @@ export function isLlamaTokenizerClass(cls: unknown): boolean {
   return cls === undefined || cls === null || (typeof cls === 'string' && /^llamatokenizer/i.test(cls));
 }
 
+/** The special tokens that the __init__ of transformers' LlamaTokenizerFast and Qwen2TokenizerFast give where the files name none. */
+const LLAMA_DEFAULTS = { unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>' };
+const QWEN2_DEFAULTS = { unk_token: '<|endoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' };
+
+/**
+ * `config` (tokenizer_config.json completed from special_tokens_map.json) with the special tokens that the tokenizer
+ * class of its `tokenizer_class` takes by default where it has no such key: LlamaTokenizer's unk_token "<unk>",
+ * bos_token "<s>" and eos_token "</s>" (also for "LLaMATokenizer", a name transformers has no class for, and where the
+ * folder names no class but has only tokenizer.model, `sentencePiece`); Qwen2Tokenizer's unk_token, eos_token and
+ * pad_token "<|endoftext|>"; none for another class, or for a tokenizer.json without a class (transformers takes the
+ * class of config.json's model_type then). A token set to null or "" is kept: null is no token, "" has
+ * unk_token's id (see {@link specialTokenId}). A default the vocabulary lacks is added, as a token named is.
+ */
+export function withClassDefaults(config: Record<string, unknown>, sentencePiece: boolean): Record<string, unknown> {
+  const cls = config.tokenizer_class;
+  const llama = typeof cls === 'string' ? /^llamatokenizer(fast)?$/i.test(cls) : sentencePiece && isLlamaTokenizerClass(cls);
+  const defaults: Record<string, string> = llama ? LLAMA_DEFAULTS : typeof cls === 'string' && /^Qwen2Tokenizer(Fast)?$/.test(cls) ? QWEN2_DEFAULTS : {};
+  const out = { ...config };
+  for (const [key, token] of Object.entries(defaults)) if (!(key in out)) out[key] = token;
+  return out;
+}
+
+/**
+ * The id that transformers gives the special token `key` of `config` (see {@link withClassDefaults}), through
+ * `idOf` (a token's id in the vocabulary, the tokens named already added): null for null (no such token), or where
+ * the key is absent; "" has unk_token's id (convert_tokens_to_ids falls back to it). undefined for "" where unk_token
+ * is "" or null: transformers then has no id, or loads no tokenizer where it needs one (a bos_token put first).
+ */
+export function specialTokenId(config: Record<string, unknown>, key: string, idOf: (content: string) => number | undefined): number | null | undefined {
+  const value = config[key];
+  if (value === undefined || value === null) return null;
+  const content = tokenName(value);
+  if (content === undefined) return null;
+  if (content !== '') return idOf(content);
+  const unk = tokenName(config.unk_token);
+  return unk === undefined || unk === '' ? undefined : idOf(unk);
+}
+
 /**
  * Reads the settings above from a parsed tokenizer_config.json (`{}` when the folder has none);
  * `file` names it in errors. A setting of the wrong type is an error, `null` is absent (but for add_prefix_space), and

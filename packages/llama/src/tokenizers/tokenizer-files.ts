@@ -139,7 +139,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
   }
   if (files.tokenizerModel !== undefined) {
     const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));
-    return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), completed.config);
+    return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), completed.config, completed.files);
   }
   throw new TokenizerError(`${where === '' ? 'tokenizer' : where}: neither tokenizer.json nor tokenizer.model was given; a LLaMA folder needs one of them`);
 }

@@ -4,7 +4,7 @@
  * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
  */
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { cleanUpTokenization, isLlamaTokenizerClass, tokenName, type SettingFiles } from './tokenizer-config.js';
+import { cleanUpTokenization, isLlamaTokenizerClass, specialTokenId, tokenName, withClassDefaults, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
 import { checkTokenizerPatterns } from './tokenizer-patterns.js';
@@ -296,29 +296,29 @@ export class HfTokenizer implements Tokenizer {
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as HfAddedToken[]) : [];
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     this.vocabSize = hf.get_vocab(true).size;
-    const idOf = (key: string, fallback: string): number => {
-      const named = tokenName(config[key]);
-      const id = hf.token_to_id(named ?? fallback);
-      if (id !== undefined) return id;
-      if (named === undefined) {
-        throw new TokenizerError(
-          `${file}: has no "${fallback}", the ${key} that LlamaTokenizer takes when ${this.configFile} names none; name the model's token in ${key} of ${this.configFile}`,
-          { file: this.configFile },
-        );
-      }
-      throw new TokenizerError(
-        `${fileOf(key)}: ${key} "${named}" is not in the vocabulary of ${file}; give ${key} in ${fileOf(key)} as a token of the vocabulary`,
-        { file: fileOf(key) },
-      );
+    const idOf = (content: string): number => {
+      const id = hf.token_to_id(content);
+      if (id === undefined) throw new TokenizerError(`internal: the special token "${content}" named in ${this.configFile} was not added to ${file}`);
+      return id;
     };
-    // transformers' tokenizers have no BOS when bos_token is null (Qwen2) and LlamaTokenizer's "<s>" is the default.
-    const noBos = config.bos_token === null || (config.bos_token === undefined && hf.token_to_id('<s>') === undefined);
-    this.bos = noBos ? undefined : idOf('bos_token', '<s>');
-    this.noBosReason = config.bos_token === null ? `${fileOf('bos_token')} has bos_token null` : `${this.configFile} names no bos_token and the vocabulary has no "<s>"`;
-    this.eosId = idOf('eos_token', '</s>');
-    const padName = tokenName(config.pad_token);
-    const padId = padName === undefined ? undefined : hf.token_to_id(padName);
-    this.padId = padId ?? hf.token_to_id(tokenName(config.unk_token) ?? '<unk>') ?? 0;
+    // Where tokenizer_config.json gives no token (no such key and no default of its class, or "" without an unk_token),
+    // LLaMA's "<s>" and "</s>" are taken: a tokenizer here always has an EOS.
+    const unnamedReason = (key: string): string => {
+      const value = config[key];
+      return value === undefined ? `${this.configFile} names no ${key}` : `${fileOf(key)} has ${key} ${JSON.stringify(value === null ? null : tokenName(value))}`;
+    };
+    const bos = config.bos_token === null ? null : specialTokenId(config, 'bos_token', idOf) ?? hf.token_to_id('<s>') ?? null;
+    this.bos = bos ?? undefined;
+    this.noBosReason = config.bos_token === null ? `${fileOf('bos_token')} has bos_token null` : `${unnamedReason('bos_token')} and the vocabulary has no "<s>"`;
+    const eos = specialTokenId(config, 'eos_token', idOf) ?? hf.token_to_id('</s>');
+    if (eos === undefined) {
+      throw new TokenizerError(
+        `${file}: has no "</s>" to end sequences with where ${unnamedReason('eos_token')}; name the model's token in eos_token of ${fileOf('eos_token')}`,
+        { file: fileOf('eos_token') },
+      );
+    }
+    this.eosId = eos;
+    this.padId = specialTokenId(config, 'pad_token', idOf) ?? hf.token_to_id(tokenName(config.unk_token) ?? '<unk>') ?? 0;
     // Byte-level streaming holds for SentencePiece-style vocabularies ('▁' and <0xXX> pieces);
     // other decoders (e.g. GPT-2's ByteLevel) stream by decoding the whole prefix.
     const decoder = JSON.stringify(json.decoder ?? null);
@@ -374,7 +374,7 @@ export class HfTokenizer implements Tokenizer {
     if (typeof model !== 'object' || model === null || typeof model.vocab !== 'object' || model.vocab === null) {
       throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : JSON.stringify(model).slice(0, 80)}; replace it with the model's original tokenizer.json`, { file });
     }
-    const cfg = typeof config === 'object' && config !== null ? { ...(config as Record<string, unknown>) } : {};
+    const cfg = withClassDefaults(typeof config === 'object' && config !== null ? (config as Record<string, unknown>) : {}, false);
     // transformers reads tokenizer.json's added tokens as added_tokens_decoder where tokenizer_config.json has none.
     const legacy = !('added_tokens_decoder' in cfg) || settingFiles.added_tokens_decoder !== undefined;
     const added = transformersAddedTokens(obj, cfg, legacy, settingFiles.added_tokens_decoder ?? configFileOf(file));
