@@ -150,6 +150,21 @@ test('malformed configs raise ModelConfigError naming the file, the field, what 
   expectConfigError(() => parseLlamaConfig([1, 2], file), undefined, file, 'JSON object');
 });
 
+test('a field nested too deeply to write back, or too long to show, is refused naming the file and the field, the value cut short', async () => {
+  const base = toHfConfigJson(llamaPresets.tiny);
+  const file = 'models/x/config.json';
+  // JSON.parse reads it; JSON.stringify's stack overflowed on it, a RangeError naming neither file nor field.
+  const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown;
+  for (const key of ['hidden_size', 'model_type', 'torch_dtype', 'eos_token_id']) {
+    expectConfigError(() => parseLlamaConfig({ ...base, [key]: deep }, file), key, file, 'an array nested too deeply to show');
+  }
+  const long = Array.from({ length: 100_000 }, (_, i) => i);
+  assert.throws(
+    () => parseLlamaConfig({ ...base, hidden_size: long }, file),
+    (e: unknown) => e instanceof ModelConfigError && e.message.includes('got [0,1,2,3,') && e.message.endsWith('...') && e.message.length < 300,
+  );
+});
+
 test('loadLlamaConfig names the missing config.json and the fix', async () => {
   await assert.rejects(loadLlamaConfig(join(fixtureDir, 'missing')), (err: unknown) => {
     assert.ok(err instanceof ModelConfigError);

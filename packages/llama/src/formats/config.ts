@@ -126,6 +126,24 @@ export function hasQkvBias(config: Pick<LlamaConfig, 'modelType'>): boolean {
 
 type Json = Record<string, unknown>;
 
+/** Most characters of a value a message shows. */
+const maxShownChars = 100;
+
+/**
+ * A config value as a message shows it: its JSON text, cut at maxShownChars, or its kind where it nests too deeply
+ * for JSON.stringify (whose stack a value thousands of levels deep overflows, which JSON.parse reads).
+ */
+function shown(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return `${Array.isArray(value) ? 'an array' : 'an object'} nested too deeply to show`;
+  }
+  if (text === undefined) return String(value);
+  return text.length > maxShownChars ? `${text.slice(0, maxShownChars)}...` : text;
+}
+
 function field(file: string, json: Json, key: string): unknown {
   return Object.prototype.hasOwnProperty.call(json, key) ? json[key] : undefined;
 }
@@ -137,7 +155,7 @@ function positiveInt(file: string, json: Json, key: string, fallback?: number): 
     throw new ModelConfigError(file, key, 'is missing; expected a positive integer');
   }
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ModelConfigError(file, key, `expected a positive integer, got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a positive integer, got ${shown(v)}`);
   }
   return v;
 }
@@ -146,7 +164,7 @@ function positiveNumber(file: string, json: Json, key: string, fallback: number)
   const v = field(file, json, key);
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new ModelConfigError(file, key, `expected a positive number, got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a positive number, got ${shown(v)}`);
   }
   return v;
 }
@@ -176,7 +194,7 @@ export function withGenerationConfig(config: LlamaConfig, json: unknown, file: s
 
 function tokenId(file: string, key: string, v: unknown, vocabSize: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= vocabSize) {
-    throw new ModelConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, key, `expected a token id in [0, ${vocabSize}), got ${shown(v)}`);
   }
   return v;
 }
@@ -204,7 +222,7 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
   const j = json as Json;
   const modelType = field(file, j, 'model_type') ?? 'llama';
   if (modelType !== 'llama' && modelType !== 'mistral' && modelType !== 'qwen2') {
-    throw new ModelConfigError(file, 'model_type', `expected "llama", "mistral" or "qwen2", got ${JSON.stringify(modelType)}; only LLaMA, Mistral and Qwen2 checkpoints are supported`);
+    throw new ModelConfigError(file, 'model_type', `expected "llama", "mistral" or "qwen2", got ${shown(modelType)}; only LLaMA, Mistral and Qwen2 checkpoints are supported`);
   }
   const mistral = modelType === 'mistral';
   const qwen2 = modelType === 'qwen2';
@@ -234,21 +252,21 @@ export function parseLlamaConfig(json: unknown, fileName: string): LlamaConfig {
 
   const hiddenAct = field(file, j, 'hidden_act') ?? 'silu';
   if (hiddenAct !== 'silu') {
-    throw new ModelConfigError(file, 'hidden_act', `expected "silu", got ${JSON.stringify(hiddenAct)}; LLaMA's MLP is SwiGLU`);
+    throw new ModelConfigError(file, 'hidden_act', `expected "silu", got ${shown(hiddenAct)}; LLaMA's MLP is SwiGLU`);
   }
   const tie = field(file, j, 'tie_word_embeddings') ?? false;
-  if (typeof tie !== 'boolean') throw new ModelConfigError(file, 'tie_word_embeddings', `expected true or false, got ${JSON.stringify(tie)}`);
+  if (typeof tie !== 'boolean') throw new ModelConfigError(file, 'tie_word_embeddings', `expected true or false, got ${shown(tie)}`);
   const ropeScaling = parseRopeScaling(file, field(file, j, 'rope_scaling'));
   // Qwen2Config has no such fields (its q, k and v biases come with the architecture).
   for (const key of qwen2 ? [] : ['attention_bias', 'mlp_bias']) {
     const v = field(file, j, key);
     if (v !== undefined && v !== null && v !== false) {
-      throw new ModelConfigError(file, key, `expected false, got ${JSON.stringify(v)}; LLaMA's projections have no bias`);
+      throw new ModelConfigError(file, key, `expected false, got ${shown(v)}; LLaMA's projections have no bias`);
     }
   }
   const torchDtype = field(file, j, 'torch_dtype') ?? 'float32';
   if (torchDtype !== 'float32' && torchDtype !== 'float16' && torchDtype !== 'bfloat16') {
-    throw new ModelConfigError(file, 'torch_dtype', `expected "float32", "float16" or "bfloat16", got ${JSON.stringify(torchDtype)}`);
+    throw new ModelConfigError(file, 'torch_dtype', `expected "float32", "float16" or "bfloat16", got ${shown(torchDtype)}`);
   }
 
   const bosRaw = field(file, j, 'bos_token_id');
@@ -293,7 +311,7 @@ function parseSlidingWindow(file: string, v: unknown): number | null {
   if (v === undefined) return 4096;
   if (v === null) return null;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > 0xffffffff) {
-    throw new ModelConfigError(file, 'sliding_window', `expected a positive integer or null (no window), got ${JSON.stringify(v)}`);
+    throw new ModelConfigError(file, 'sliding_window', `expected a positive integer or null (no window), got ${shown(v)}`);
   }
   return v;
 }
@@ -306,7 +324,7 @@ function parseSlidingWindow(file: string, v: unknown): number | null {
  */
 function qwen2SlidingWindow(file: string, j: Json, numHiddenLayers: number): number | null {
   const use = field(file, j, 'use_sliding_window') ?? false;
-  if (typeof use !== 'boolean') throw new ModelConfigError(file, 'use_sliding_window', `expected true or false, got ${JSON.stringify(use)}`);
+  if (typeof use !== 'boolean') throw new ModelConfigError(file, 'use_sliding_window', `expected true or false, got ${shown(use)}`);
   // Read even when unused, so that a malformed value is reported.
   const window = parseSlidingWindow(file, field(file, j, 'sliding_window'));
   const layerTypes = field(file, j, 'layer_types');
@@ -316,14 +334,14 @@ function qwen2SlidingWindow(file: string, j: Json, numHiddenLayers: number): num
   let all: boolean;
   if (layerTypes !== undefined && layerTypes !== null) {
     if (!Array.isArray(layerTypes) || layerTypes.length !== numHiddenLayers || layerTypes.some((t) => t !== 'full_attention' && t !== 'sliding_attention')) {
-      throw new ModelConfigError(file, 'layer_types', `expected a list of ${numHiddenLayers} entries, each "full_attention" or "sliding_attention", got ${JSON.stringify(layerTypes)}`);
+      throw new ModelConfigError(file, 'layer_types', `expected a list of ${numHiddenLayers} entries, each "full_attention" or "sliding_attention", got ${shown(layerTypes)}`);
     }
     first = layerTypes.indexOf('sliding_attention');
     all = layerTypes.every((t) => t === 'sliding_attention');
   } else {
     const raw = field(file, j, 'max_window_layers') ?? 28;
     if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < 0) {
-      throw new ModelConfigError(file, 'max_window_layers', `expected a whole number of layers, got ${JSON.stringify(raw)}`);
+      throw new ModelConfigError(file, 'max_window_layers', `expected a whole number of layers, got ${shown(raw)}`);
     }
     // Layers from max_window_layers on slide.
     first = raw < numHiddenLayers ? raw : -1;
