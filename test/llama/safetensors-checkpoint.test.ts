@@ -182,6 +182,13 @@ test('an index that disagrees with its shards raises SafetensorsError naming the
 
     await writeFile(indexPath, '{"weight_map": ');
     await assert.rejects(openCheckpoint(dir), check(undefined, 'not valid JSON'));
+
+    // Values JSON.parse reads but JSON.stringify's stack cannot write back: they ended in a bare RangeError.
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    await writeFile(indexPath, `{"weight_map": {${JSON.stringify(name0)}: ${deep}}}`);
+    await assert.rejects(openCheckpoint(dir), check(name0, 'same folder', 'an array of 1 items'));
+    await writeFile(indexPath, `{"metadata": {"total_size": ${deep}}, "weight_map": ${JSON.stringify(index.weight_map)}}`);
+    await assert.rejects(openCheckpoint(dir), check(undefined, '"metadata.total_size" should be a non-negative integer', 'an array of 1 items'));
   });
 });
 

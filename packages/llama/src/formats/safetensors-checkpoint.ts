@@ -4,7 +4,7 @@
 import { SafetensorsError } from '../errors.js';
 import { pickedFolderFiles, pickedSubfoldersHolding } from './folder-save.js';
 import { convertFloatBytes, type HostFloatArray, type HostFloatDType } from './safetensors.js';
-import type { TensorInfo } from './safetensors-header.js';
+import { describe, type TensorInfo } from './safetensors-header.js';
 import { blobSource, type ByteSource } from './source.js';
 import { openTensorFile, type TensorFile } from './tensor-file.js';
 
@@ -82,7 +82,7 @@ export function parseSafetensorsIndex(json: unknown, file: string): SafetensorsI
   const map = new Map<string, string>();
   for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
     if (typeof shard !== 'string' || shard === '' || /[/\\]/.test(shard) || shard === '.' || shard === '..') {
-      throw new SafetensorsError(file, name, `"weight_map" should map it to a shard file name in the same folder, got ${JSON.stringify(shard)}`);
+      throw new SafetensorsError(file, name, `"weight_map" should map it to a shard file name in the same folder, got ${describe(shard)}`);
     }
     map.set(name, shard);
   }
@@ -91,7 +91,7 @@ export function parseSafetensorsIndex(json: unknown, file: string): SafetensorsI
     const ts = (metadata as Record<string, unknown>)['total_size'];
     if (ts !== undefined) {
       if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) {
-        throw new SafetensorsError(file, undefined, `"metadata.total_size" should be a non-negative integer, got ${JSON.stringify(ts)}`);
+        throw new SafetensorsError(file, undefined, `"metadata.total_size" should be a non-negative integer, got ${describe(ts)}`);
       }
       totalSize = ts;
     }

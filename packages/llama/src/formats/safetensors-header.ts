@@ -77,7 +77,16 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** A JSON value in a few words, for messages: its kind and the start of its text. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
-  if (Array.isArray(value)) return `array ${JSON.stringify(value).slice(0, 60)}`;
+  if (Array.isArray(value)) {
+    let text: string;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      // Nested too deeply for JSON.stringify's stack (JSON.parse reads it), or holding what JSON cannot write.
+      return `an array of ${value.length} items`;
+    }
+    return `array ${text.slice(0, 60)}`;
+  }
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'string') return `string ${JSON.stringify(value.slice(0, 40))}`;
   return `${typeof value} ${String(value)}`;
