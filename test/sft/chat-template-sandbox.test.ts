@@ -54,6 +54,17 @@ const REAL: [string, string, (m: { role: string; content: string }[]) => string]
   ['ChatML (Qwen2)', CHATML_TEMPLATE, (m) => `<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n${m.map((x) => `<|im_start|>${x.role}\n${x.content}<|im_end|>\n`).join('')}<|im_start|>assistant\n`],
 ];
 
+test('a chat_template that is neither a string nor named templates is refused naming tokenizer_config.json, however deeply it nests', () => {
+  const refused = (json: string, fragment: string) =>
+    assert.throws(
+      () => chatTemplateFromFiles({ tokenizerConfigJson: json }, 'model'),
+      (e: unknown) => e instanceof TemplateError && e.message.startsWith('model/tokenizer_config.json: chat_template should be a Jinja string or a list of {"name", "template"}, got ') && e.message.includes(fragment),
+    );
+  refused('{"chat_template": 7}', 'got 7;');
+  // JSON.parse reads it; JSON.stringify's stack overflowed writing it back, a RangeError naming no file.
+  refused(`{"chat_template": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`, 'got a list of 1 items;');
+});
+
 test('real chat templates render as transformers renders them, a short conversation and one of 4000 messages of 1000 characters alike', () => {
   const short = [{ role: 'user', content: 'What is a fever?' }, { role: 'assistant', content: 'A raised body temperature.' }, { role: 'user', content: 'And a cough?' }];
   const long = Array.from({ length: 4000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `${i} ${'word '.repeat(200)}`.slice(0, 1000) }));

@@ -55,6 +55,15 @@ function parseJson(text: string, file: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/** The start of a JSON value's text, for a message; its kind where it nests too deeply for JSON.stringify's stack. */
+function preview(value: unknown): string {
+  try {
+    return JSON.stringify(value).slice(0, 80);
+  } catch {
+    return Array.isArray(value) ? `a list of ${value.length} items` : 'an object';
+  }
+}
+
 /** The template text of tokenizer_config.json's `chat_template`: a string, or the list of named templates' "default". */
 function configTemplate(raw: unknown, file: string): string | undefined {
   if (raw === undefined || raw === null) return undefined;
@@ -64,7 +73,7 @@ function configTemplate(raw: unknown, file: string): string | undefined {
     return typeof name === 'string' && typeof template === 'string' ? { name, template } : null;
   });
   if (named.length === 0 || named.some((t) => t === null)) {
-    throw new TemplateError(`${file}: chat_template should be a Jinja string or a list of {"name", "template"}, got ${JSON.stringify(raw).slice(0, 80)}; restore the model's original file`);
+    throw new TemplateError(`${file}: chat_template should be a Jinja string or a list of {"name", "template"}, got ${preview(raw)}; restore the model's original file`);
   }
   const all = named as { name: string; template: string }[];
   const def = all.find((t) => t.name === 'default');
