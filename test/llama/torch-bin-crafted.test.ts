@@ -57,6 +57,20 @@ test('APPENDS of a very long list is interpreted, not a native stack overflow', 
   await refused('appends.bin', openPickle('appends.bin', pickle), /data\.pkl holds a list, not a state dict/);
 });
 
+// A JS array past 2^27 items is a fatal error, not an exception: 140 MB of NONE opcodes (under the 256 MiB data.pkl
+// limit) ended the process, and 16 MB of EMPTY_DICT took some 4 GB. A state dict's pickle makes about 30 values per tensor.
+test('a pickle pushing or memoizing more than 2^21 values is refused when it reaches the bound, not interpreted to the end', async () => {
+  const values = 2 ** 21;
+  for (const [name, body] of [
+    ['nones.bin', Buffer.alloc(values + 1, 0x4e)], // NONE
+    ['dicts.bin', Buffer.alloc(values + 1, 0x7d)], // EMPTY_DICT
+    ['memo.bin', Buffer.concat([Buffer.from([0x4e]), Buffer.alloc(values, 0x94)])], // NONE, then MEMOIZE
+  ] as const) {
+    const pickle = Buffer.concat([Buffer.from([0x80, 0x02]), body, Buffer.from([0x2e])]);
+    await refused(name, openPickle(name, pickle), new RegExp(`data\\.pkl byte ${2 + values}: the pickle makes more than ${values} values, where a state dict's makes about 30 per tensor`));
+  }
+});
+
 test('an oversized byteorder entry is refused by its size, not read whole and quoted back', async () => {
   const order = Buffer.alloc(1 << 20, 'x');
   const bytes = zip({ 'archive/byteorder': order, 'archive/data.pkl': new Uint8Array([0x80, 0x02, 0x7d, 0x2e]) });

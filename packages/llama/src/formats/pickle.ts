@@ -41,6 +41,12 @@ export interface PickleHooks {
   persistentLoad(pid: PyValue): PyValue;
 }
 
+/**
+ * Most values a pickle may push or memoize (2^21): a state dict's pickle makes about 30 per tensor, so this admits
+ * some 60000 tensors in one file and keeps the interpreter's memory near half a gigabyte (a dict is some 250 bytes).
+ */
+const maxPickleValues = 2 ** 21;
+
 const mark = Symbol('mark');
 type Slot = PyValue | typeof mark;
 const latin1 = new TextDecoder('latin1');
@@ -74,6 +80,23 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
     const at = p;
     p += n;
     return at;
+  };
+  let made = 0;
+  let opAt = 0;
+  // Every value pushed or memoized counts, so that the stack, the containers and the memo stay small whatever
+  // the pickle's length (a JS array past 2^27 items is a fatal error, not an exception).
+  const count = () => {
+    if (++made > maxPickleValues) {
+      throw fail(opAt, `the pickle makes more than ${maxPickleValues} values, where a state dict's makes about 30 per tensor; it is not a state dict: refused`);
+    }
+  };
+  const push = (v: Slot) => {
+    count();
+    stack.push(v);
+  };
+  const remember = (k: number, v: PyValue) => {
+    count();
+    memo.set(k, v);
   };
   const pop = (): PyValue => {
     const v = stack.pop();
@@ -127,6 +150,7 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
 
   for (;;) {
     const at = need(1);
+    opAt = at;
     const op = bytes[at]!;
     switch (op) {
       case 0x80: { // PROTO
@@ -140,47 +164,47 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
         if (stack.length !== 0) throw fail(at, 'values are left on the stack at STOP; the pickle is corrupt');
         return v;
       }
-      case 0x28: stack.push(mark); break; // MARK
+      case 0x28: push(mark); break; // MARK
       case 0x30: pop(); break; // POP
       case 0x31: popMark(); break; // POP_MARK
-      case 0x32: stack.push(top()); break; // DUP
-      case 0x4e: stack.push(null); break; // NONE
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4a: stack.push(dv.getInt32(need(4), true)); break; // BININT
-      case 0x4b: stack.push(bytes[need(1)]!); break; // BININT1
-      case 0x4d: stack.push(dv.getUint16(need(2), true)); break; // BININT2
-      case 0x8a: { const n = bytes[need(1)]!; stack.push(signedLong(need(n), n)); break; } // LONG1
+      case 0x32: push(top()); break; // DUP
+      case 0x4e: push(null); break; // NONE
+      case 0x88: push(true); break; // NEWTRUE
+      case 0x89: push(false); break; // NEWFALSE
+      case 0x4a: push(dv.getInt32(need(4), true)); break; // BININT
+      case 0x4b: push(bytes[need(1)]!); break; // BININT1
+      case 0x4d: push(dv.getUint16(need(2), true)); break; // BININT2
+      case 0x8a: { const n = bytes[need(1)]!; push(signedLong(need(n), n)); break; } // LONG1
       case 0x8b: { // LONG4
         const n = dv.getInt32(need(4), true);
         if (n < 0 || n > 64) throw fail(at, `a ${n}-byte integer is beyond any size or offset`);
-        stack.push(signedLong(need(n), n));
+        push(signedLong(need(n), n));
         break;
       }
-      case 0x47: stack.push(dv.getFloat64(need(8), false)); break; // BINFLOAT
-      case 0x58: stack.push(text(dv.getUint32(need(4), true), utf8)); break; // BINUNICODE
-      case 0x8c: stack.push(text(bytes[need(1)]!, utf8)); break; // SHORT_BINUNICODE
-      case 0x8d: stack.push(text(size64(), utf8)); break; // BINUNICODE8
-      case 0x54: stack.push(text(dv.getUint32(need(4), true), latin1)); break; // BINSTRING
-      case 0x55: stack.push(text(bytes[need(1)]!, latin1)); break; // SHORT_BINSTRING
-      case 0x42: { const n = dv.getUint32(need(4), true); const s = need(n); stack.push(bytes.slice(s, s + n)); break; } // BINBYTES
-      case 0x43: { const n = bytes[need(1)]!; const s = need(n); stack.push(bytes.slice(s, s + n)); break; } // SHORT_BINBYTES
-      case 0x8e: { const n = size64(); const s = need(n); stack.push(bytes.slice(s, s + n)); break; } // BINBYTES8
-      case 0x29: stack.push(new PyTuple([])); break; // EMPTY_TUPLE
-      case 0x74: stack.push(new PyTuple(popMark())); break; // TUPLE
-      case 0x85: stack.push(new PyTuple([pop()])); break; // TUPLE1
-      case 0x86: { const b = pop(); stack.push(new PyTuple([pop(), b])); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); stack.push(new PyTuple([pop(), b, c])); break; } // TUPLE3
-      case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x6c: stack.push(popMark()); break; // LIST
+      case 0x47: push(dv.getFloat64(need(8), false)); break; // BINFLOAT
+      case 0x58: push(text(dv.getUint32(need(4), true), utf8)); break; // BINUNICODE
+      case 0x8c: push(text(bytes[need(1)]!, utf8)); break; // SHORT_BINUNICODE
+      case 0x8d: push(text(size64(), utf8)); break; // BINUNICODE8
+      case 0x54: push(text(dv.getUint32(need(4), true), latin1)); break; // BINSTRING
+      case 0x55: push(text(bytes[need(1)]!, latin1)); break; // SHORT_BINSTRING
+      case 0x42: { const n = dv.getUint32(need(4), true); const s = need(n); push(bytes.slice(s, s + n)); break; } // BINBYTES
+      case 0x43: { const n = bytes[need(1)]!; const s = need(n); push(bytes.slice(s, s + n)); break; } // SHORT_BINBYTES
+      case 0x8e: { const n = size64(); const s = need(n); push(bytes.slice(s, s + n)); break; } // BINBYTES8
+      case 0x29: push(new PyTuple([])); break; // EMPTY_TUPLE
+      case 0x74: push(new PyTuple(popMark())); break; // TUPLE
+      case 0x85: push(new PyTuple([pop()])); break; // TUPLE1
+      case 0x86: { const b = pop(); push(new PyTuple([pop(), b])); break; } // TUPLE2
+      case 0x87: { const c = pop(); const b = pop(); push(new PyTuple([pop(), b, c])); break; } // TUPLE3
+      case 0x5d: push([]); break; // EMPTY_LIST
+      case 0x6c: push(popMark()); break; // LIST
       case 0x61: { const v = pop(); const l = top(); if (!Array.isArray(l)) throw fail(at, `APPEND to ${describePy(l)}`); l.push(v); break; } // APPEND
       case 0x65: { const vs = popMark(); const l = top(); if (!Array.isArray(l)) throw fail(at, `APPENDS to ${describePy(l)}`); for (const v of vs) l.push(v); break; } // APPENDS (a loop: spreading a long list overflows the call stack)
-      case 0x7d: stack.push(new PyDict()); break; // EMPTY_DICT
+      case 0x7d: push(new PyDict()); break; // EMPTY_DICT
       case 0x64: { // DICT
         const kv = popMark();
         const d = new PyDict();
         for (let i = 0; i + 1 < kv.length; i += 2) setItem(d, kv[i]!, kv[i + 1]!, at);
-        stack.push(d);
+        push(d);
         break;
       }
       case 0x73: { const v = pop(); const k = pop(); setItem(top(), k, v, at); break; } // SETITEM
@@ -191,25 +215,25 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
         for (let i = 0; i < kv.length; i += 2) setItem(d, kv[i]!, kv[i + 1]!, at);
         break;
       }
-      case 0x71: memo.set(bytes[need(1)]!, top()); break; // BINPUT
-      case 0x72: memo.set(dv.getUint32(need(4), true), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
+      case 0x71: remember(bytes[need(1)]!, top()); break; // BINPUT
+      case 0x72: remember(dv.getUint32(need(4), true), top()); break; // LONG_BINPUT
+      case 0x94: remember(memo.size, top()); break; // MEMOIZE
       case 0x68: case 0x6a: { // BINGET, LONG_BINGET
         const k = op === 0x68 ? bytes[need(1)]! : dv.getUint32(need(4), true);
         const v = memo.get(k);
         if (v === undefined) throw fail(at, `memo entry ${k} was never stored; the pickle is corrupt`);
-        stack.push(v);
+        push(v);
         break;
       }
-      case 0x63: { const module = line(); stack.push(global(module, line())); break; } // GLOBAL
+      case 0x63: { const module = line(); push(global(module, line())); break; } // GLOBAL
       case 0x93: { // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') throw fail(at, 'STACK_GLOBAL needs two strings');
-        stack.push(global(module, name));
+        push(global(module, name));
         break;
       }
-      case 0x51: stack.push(hooks.persistentLoad(pop())); break; // BINPERSID
+      case 0x51: push(hooks.persistentLoad(pop())); break; // BINPERSID
       case 0x52: { // REDUCE
         const args = pop();
         const fn = pop();
@@ -217,7 +241,7 @@ export function unpickle(bytes: Uint8Array, file: string, hooks: PickleHooks): P
           throw fail(at, `REDUCE calls ${describePy(fn)}, which is not an allowed callable`);
         }
         if (!(args instanceof PyTuple)) throw fail(at, `${fn.qualifiedName} is called with ${describePy(args)}, not an argument tuple`);
-        stack.push(fn.call(args.items));
+        push(fn.call(args.items));
         break;
       }
       case 0x62: { // BUILD
