@@ -71,6 +71,34 @@ test('a pickle pushing or memoizing more than 2^21 values is refused when it rea
   }
 });
 
+test('a central directory of gigabytes is refused by its size, not read whole', async () => {
+  // An 8 GiB file whose end record declares a 4 GiB central directory, read through a source that serves zeros
+  // and refuses any large read (a real one would allocate it, then make an entry object per 46 bytes).
+  const size = 2 ** 33;
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0);
+  eocd.writeUInt16LE(1, 8);
+  eocd.writeUInt16LE(1, 10);
+  eocd.writeUInt32LE(2 ** 32 - 2, 12);
+  eocd.writeUInt32LE(4096, 16);
+  const reads: number[] = [];
+  const source = {
+    name: 'huge.bin',
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      reads.push(length);
+      if (length > 2 ** 20) throw new Error(`read of ${length} bytes`);
+      const out = new Uint8Array(length);
+      if (offset === 0) out.set([0x50, 0x4b, 0x03, 0x04]);
+      const tail = size - eocd.byteLength - offset;
+      if (tail >= 0 && tail < length) out.set(eocd, tail);
+      return out;
+    },
+  };
+  await refused('huge.bin', TorchBinFile.open(source), /central directory has 4294967294 bytes, more than the 67108864 a torch\.save checkpoint's list of entries ever needs/);
+  assert.ok(Math.max(...reads) <= 2 ** 16 + 22, `reads of ${reads.join(', ')} bytes`);
+});
+
 test('an oversized byteorder entry is refused by its size, not read whole and quoted back', async () => {
   const order = Buffer.alloc(1 << 20, 'x');
   const bytes = zip({ 'archive/byteorder': order, 'archive/data.pkl': new Uint8Array([0x80, 0x02, 0x7d, 0x2e]) });

@@ -27,6 +27,13 @@ const maxCommentBytes = 0xffff;
 const u16Max = 0xffff;
 const u32Max = 0xffffffff;
 
+/**
+ * Largest central directory read (64 MiB): torch.save writes some 100 bytes per entry, one entry per storage, so a
+ * real one is a few megabytes at most, while one as large as a multi-gigabyte file would be read whole and make an
+ * object per 46 bytes.
+ */
+const maxCentralDirectoryBytes = 64 * 2 ** 20;
+
 const utf8 = new TextDecoder('utf-8');
 
 function u64(dv: DataView, at: number, file: string, what: string): number {
@@ -96,6 +103,9 @@ export class ZipArchive {
       throw corrupt('the end record points to a ZIP64 record that is missing');
     }
     if (cdOffset + cdSize > source.size) throw corrupt(`the central directory (${cdSize} bytes at offset ${cdOffset}) runs past the end of the ${source.size}-byte file`);
+    if (cdSize > maxCentralDirectoryBytes) {
+      throw new TorchCheckpointError(file, undefined, `the zip's central directory has ${cdSize} bytes, more than the ${maxCentralDirectoryBytes} a torch.save checkpoint's list of entries ever needs; refused: it is not a PyTorch checkpoint`);
+    }
     const cd = await readExactly(source, cdOffset, cdSize, 'the central directory');
     const dv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
     const entries: ZipEntry[] = [];
