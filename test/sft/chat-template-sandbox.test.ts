@@ -65,6 +65,27 @@ test('a chat_template that is neither a string nor named templates is refused na
   refused(`{"chat_template": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`, 'got a list of 1 items;');
 });
 
+// The bounds grew with every variable, the model's own special tokens among them, which come from the same
+// tokenizer_config.json as the template: 20000 additional_special_tokens (200 KB) gave a looping template 21 million
+// steps, 4 s of the event loop for every chat, and a megabyte of them minutes.
+test("a model's special tokens do not raise the bounds on its template's work; the conversation does", () => {
+  const loop = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}';
+  const bound = (tokens: number, conversation = messages) => {
+    const config = { chat_template: loop, additional_special_tokens: Array.from({ length: tokens }, (_, i) => `<t${i}>`) };
+    const t = chatTemplateFromFiles({ tokenizerConfigJson: JSON.stringify(config) }, 'model');
+    try {
+      renderChatTemplate(t, conversation);
+    } catch (e) {
+      const steps = /took more than (\d+) steps/.exec((e as Error).message);
+      if (steps) return Number(steps[1]);
+      throw e;
+    }
+    throw new Error('the loop rendered');
+  };
+  assert.equal(bound(20_000), bound(0));
+  assert.ok(bound(0, Array.from({ length: 100 }, () => ({ role: 'user', content: 'hi' }))) > bound(0) + 100_000);
+});
+
 test('real chat templates render as transformers renders them, a short conversation and one of 4000 messages of 1000 characters alike', () => {
   const short = [{ role: 'user', content: 'What is a fever?' }, { role: 'assistant', content: 'A raised body temperature.' }, { role: 'user', content: 'And a cough?' }];
   const long = Array.from({ length: 4000 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `${i} ${'word '.repeat(200)}`.slice(0, 1000) }));

@@ -151,13 +151,15 @@ export interface BoundedTemplate {
  * Renders a parsed template with `items` as its variables, as Template.render does (with Jinja's globals, and
  * raise_exception's message coming back as a ChatTemplateException), within the sandbox's bounds: range() gives
  * at most MAX_RANGE items; no rendering takes more than MAX_STEPS + MAX_STEPS_PER_VALUE steps per value of
- * `items` + one per character of `items` (each list item made or searched by `in` counts as one, and each
+ * `sizedBy` + one per character of `sizedBy` (each list item made or searched by `in` counts as one, and each
  * CHARS_READ_PER_STEP characters an operator or a call reads) or nests deeper than MAX_DEPTH; no list grows past
  * MAX_ITEMS items, no string or rendered block past MAX_CHARS + MAX_CHARS_PER_CHAR characters per character of
- * `items`, and the text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
+ * `sizedBy`, and the text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
+ * `sizedBy` (default `items`) holds the variables the work grows with: a chat's messages, not the special tokens
+ * that come with the template from the same files.
  * @throws TemplateLimitError when a bound is reached; what the template raises; the engine's errors.
  */
-export function renderBounded(template: BoundedTemplate, items: Record<string, unknown>): string {
+export function renderBounded(template: BoundedTemplate, items: Record<string, unknown>, sizedBy: Record<string, unknown> = items): string {
   const env = new Environment();
   const globals: Record<string, unknown> = {
     false: false, true: true, none: null, False: false, True: true, None: null,
@@ -176,7 +178,7 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
   }
   const evaluate = internals.evaluate.bind(interpreter);
   const renderBlock = internals.renderBlock.bind(interpreter);
-  const size = sizeOf(items);
+  const size = sizeOf(sizedBy);
   const maxSteps = MAX_STEPS + MAX_STEPS_PER_VALUE * size.values + size.chars;
   const maxChars = MAX_CHARS + MAX_CHARS_PER_CHAR * size.chars;
   const maxMade = MAX_MADE_PER_LONGEST * maxChars;

@@ -21,7 +21,7 @@ export interface ChatTemplate {
    * The parsed template (an @huggingface/jinja Template, typed by what is used of it so that this
    * package's declarations do not depend on that package's).
    */
-  readonly compiled: { render(items: Record<string, unknown>): string };
+  readonly compiled: { render(items: Record<string, unknown>, sizedBy?: Record<string, unknown>): string };
 }
 
 /** The contents of the files a chat template is read from; `where` names their folder in errors. */
@@ -139,7 +139,7 @@ export function chatTemplateFromFiles(files: ChatTemplateFiles, where: string): 
   let compiled: ChatTemplate['compiled'];
   try {
     const template = new Template(source);
-    compiled = { render: (items) => renderBounded(template, items) };
+    compiled = { render: (items, sizedBy) => renderBounded(template, items, sizedBy) };
   } catch (e) {
     throw new TemplateError(`${name}: the chat template does not parse as Jinja (${(e as Error).message}); restore the model's original template`);
   }
@@ -162,14 +162,13 @@ export function isChatTemplate(t: object): t is ChatTemplate {
  * @example renderChatTemplate(t, [{ role: 'user', content: 'hi' }]) // '<s>[INST] hi [/INST]' for Llama-2-chat
  */
 export function renderChatTemplate(t: ChatTemplate, messages: readonly { role: string; content: string }[], addGenerationPrompt = true): string {
+  const conversation = messages.map((m) => ({ role: m.role, content: m.content }));
   try {
-    return t.compiled.render({
-      ...t.specialTokens,
-      messages: messages.map((m) => ({ role: m.role, content: m.content })),
-      add_generation_prompt: addGenerationPrompt,
-      tools: null,
-      documents: null,
-    });
+    // The bounds grow with the conversation alone: the special tokens come from the same files as the template.
+    return t.compiled.render(
+      { ...t.specialTokens, messages: conversation, add_generation_prompt: addGenerationPrompt, tools: null, documents: null },
+      { messages: conversation },
+    );
   } catch (e) {
     if (e instanceof ChatTemplateException) throw e;
     if (e instanceof TemplateLimitError) {
