@@ -158,6 +158,9 @@ test('a field nested too deeply to write back, or too long to show, is refused n
   for (const key of ['hidden_size', 'model_type', 'torch_dtype', 'eos_token_id']) {
     expectConfigError(() => parseLlamaConfig({ ...base, [key]: deep }, file), key, file, 'an array nested too deeply to show');
   }
+  for (const ropeScaling of [deep, { rope_type: deep }, { rope_type: 'linear', factor: deep }]) {
+    expectConfigError(() => parseLlamaConfig({ ...base, rope_scaling: ropeScaling }, file), 'rope_scaling', file, 'an array nested too deeply to show');
+  }
   const long = Array.from({ length: 100_000 }, (_, i) => i);
   assert.throws(
     () => parseLlamaConfig({ ...base, hidden_size: long }, file),

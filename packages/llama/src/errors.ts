@@ -81,3 +81,21 @@ export class ModelError extends Error {
     this.name = 'ModelError';
   }
 }
+
+/** Most characters of a value a message shows. */
+const maxShownChars = 100;
+
+/**
+ * A config value as a message shows it: its JSON text, cut at maxShownChars, or its kind where it nests too deeply
+ * for JSON.stringify (whose stack a value thousands of levels deep overflows, which JSON.parse reads).
+ */
+export function shown(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return `${Array.isArray(value) ? 'an array' : 'an object'} nested too deeply to show`;
+  }
+  if (text === undefined) return String(value);
+  return text.length > maxShownChars ? `${text.slice(0, maxShownChars)}...` : text;
+}

@@ -2,7 +2,7 @@
 // architecture with a sliding attention window, or "qwen2": LLaMA with biases on q, k and v) parsed into a typed, validated `LlamaConfig`, written
 // back out, and named presets. Browser-safe.
 
-import { ModelConfigError } from '../errors.js';
+import { ModelConfigError, shown } from '../errors.js';
 import { parseRopeScaling, ropeScalingJson, type LlamaRopeScaling } from './rope-scaling.js';
 
 /** Weight dtypes a Hugging Face config can name in `torch_dtype`. */
@@ -125,24 +125,6 @@ export function hasQkvBias(config: Pick<LlamaConfig, 'modelType'>): boolean {
 }
 
 type Json = Record<string, unknown>;
-
-/** Most characters of a value a message shows. */
-const maxShownChars = 100;
-
-/**
- * A config value as a message shows it: its JSON text, cut at maxShownChars, or its kind where it nests too deeply
- * for JSON.stringify (whose stack a value thousands of levels deep overflows, which JSON.parse reads).
- */
-function shown(value: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch {
-    return `${Array.isArray(value) ? 'an array' : 'an object'} nested too deeply to show`;
-  }
-  if (text === undefined) return String(value);
-  return text.length > maxShownChars ? `${text.slice(0, maxShownChars)}...` : text;
-}
 
 function field(file: string, json: Json, key: string): unknown {
   return Object.prototype.hasOwnProperty.call(json, key) ? json[key] : undefined;

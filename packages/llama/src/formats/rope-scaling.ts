@@ -1,7 +1,7 @@
 // config.json's `rope_scaling`: parsed and checked as transformers' rope_config_validation does (its
 // "rope_type" key, or the older "type"), and written back. Browser-safe.
 
-import { ModelConfigError } from '../errors.js';
+import { ModelConfigError, shown } from '../errors.js';
 
 /**
  * RoPE scaling of a LLaMA config (`rope_scaling`), in camelCase:
@@ -65,20 +65,20 @@ const KEYS: Record<string, readonly string[]> = {
 export function parseRopeScaling(file: string, raw: unknown): LlamaRopeScaling | null {
   if (raw === undefined || raw === null) return null;
   const fail = (what: string) => new ModelConfigError(file, 'rope_scaling', what);
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw fail(`expected null or an object such as {"rope_type": "linear", "factor": 2.0}, got ${JSON.stringify(raw)}`);
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw fail(`expected null or an object such as {"rope_type": "linear", "factor": 2.0}, got ${shown(raw)}`);
   const s = raw as Record<string, unknown>;
   const type = s['rope_type'] ?? s['type'];
-  if (type === undefined || type === null) throw fail(`${JSON.stringify(raw)} has no "rope_type" (or "type"); supported types are ${SUPPORTED}`);
+  if (type === undefined || type === null) throw fail(`${shown(raw)} has no "rope_type" (or "type"); supported types are ${SUPPORTED}`);
   const keys = typeof type === 'string' && Object.prototype.hasOwnProperty.call(KEYS, type) ? KEYS[type]! : undefined;
   if (keys === undefined) {
-    throw fail(`rope_type ${JSON.stringify(type)} is not supported; supported types are ${SUPPORTED} (remove rope_scaling for plain RoPE)`);
+    throw fail(`rope_type ${shown(type)} is not supported; supported types are ${SUPPORTED} (remove rope_scaling for plain RoPE)`);
   }
   const missing = keys.filter((k) => s[k] === undefined || s[k] === null);
-  if (missing.length > 0) throw fail(`rope_type "${type}" requires ${keys.join(', ')}; missing ${missing.join(', ')} in ${JSON.stringify(raw)}`);
+  if (missing.length > 0) throw fail(`rope_type "${type}" requires ${keys.join(', ')}; missing ${missing.join(', ')} in ${shown(raw)}`);
   if (type === 'default') return null;
   const num = (k: string, ok: (v: number) => boolean, expected: string): number => {
     const v = s[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw fail(`${k} must be ${expected}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw fail(`${k} must be ${expected}, got ${shown(v)}`);
     return v;
   };
   const factor = num('factor', (v) => v >= 1, 'a number >= 1');
@@ -115,7 +115,7 @@ function parseYarn(s: Record<string, unknown>, factor: number, num: NumberKey, f
   if (has('mscale')) out.mscale = num('mscale', () => true, 'a number');
   if (has('mscale_all_dim')) out.mscaleAllDim = num('mscale_all_dim', () => true, 'a number');
   if (has('truncate')) {
-    if (typeof s['truncate'] !== 'boolean') throw fail(`truncate must be true or false, got ${JSON.stringify(s['truncate'])}`);
+    if (typeof s['truncate'] !== 'boolean') throw fail(`truncate must be true or false, got ${shown(s['truncate'])}`);
     out.truncate = s['truncate'];
   }
   if (out.attentionFactor === undefined && out.mscale && out.mscaleAllDim) {
