@@ -74,6 +74,34 @@ export function isLlamaTokenizerClass(cls: unknown): boolean {
   return cls === undefined || cls === null || (typeof cls === 'string' && /^llamatokenizer/i.test(cls));
 }
 
+const LLAMA_MODEL_TYPES = [
+  'arcee', 'aria', 'chameleon', 'colpali', 'deepseek_v2', 'deepseek_v3', 'deepseek_vl', 'deepseek_vl_hybrid', 'diffllama', 'ernie4_5',
+  'ernie4_5_moe', 'idefics', 'idefics2', 'idefics3', 'jamba', 'janus', 'jetmoe', 'llama', 'llama4', 'llama4_text', 'llava', 'llava_next',
+  'llava_next_video', 'llava_onevision', 'ministral', 'mistral', 'mistral3', 'mixtral', 'mllama', 'paligemma', 'persimmon', 'phi3',
+  'phimoe', 'video_llava', 'vipllava', 'zamba', 'zamba2',
+];
+const QWEN2_MODEL_TYPES = [
+  'colqwen2', 'internvl', 'qwen2', 'qwen2_5_omni', 'qwen2_5_vl', 'qwen2_audio', 'qwen2_moe', 'qwen2_vl', 'qwen3', 'qwen3_moe', 'qwen3_next',
+  'qwen3_omni_moe', 'qwen3_vl', 'qwen3_vl_moe',
+];
+
+/**
+ * The tokenizer class that transformers 4.57's AutoTokenizer takes for config.json's `model_type` (its
+ * TOKENIZER_MAPPING) where tokenizer_config.json names none: LlamaTokenizerFast or Qwen2TokenizerFast, the classes
+ * whose defaults {@link withClassDefaults} knows; undefined for another model type.
+ */
+export function tokenizerClassOfModelType(modelType: unknown): string | undefined {
+  if (typeof modelType !== 'string') return undefined;
+  if (LLAMA_MODEL_TYPES.includes(modelType)) return 'LlamaTokenizerFast';
+  if (QWEN2_MODEL_TYPES.includes(modelType)) return 'Qwen2TokenizerFast';
+  return undefined;
+}
+
+/** True for tokenizer_config.json's `tokenizer_class` of Qwen2's tokenizer. */
+export function isQwen2TokenizerClass(cls: unknown): boolean {
+  return typeof cls === 'string' && /^Qwen2Tokenizer(Fast)?$/.test(cls);
+}
+
 /** The special tokens that the __init__ of transformers' LlamaTokenizerFast and Qwen2TokenizerFast give where the files name none. */
 const LLAMA_DEFAULTS = { unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>' };
 const QWEN2_DEFAULTS = { unk_token: '<|endoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' };
@@ -83,14 +111,14 @@ const QWEN2_DEFAULTS = { unk_token: '<|endoftext|>', eos_token: '<|endoftext|>',
  * class of its `tokenizer_class` takes by default where it has no such key: LlamaTokenizer's unk_token "<unk>",
  * bos_token "<s>" and eos_token "</s>" (also for "LLaMATokenizer", a name transformers has no class for, and where the
  * folder names no class but has only tokenizer.model, `sentencePiece`); Qwen2Tokenizer's unk_token, eos_token and
- * pad_token "<|endoftext|>"; none for another class, or for a tokenizer.json without a class (transformers takes the
- * class of config.json's model_type then). A token set to null or "" is kept: null is no token, "" has
+ * pad_token "<|endoftext|>"; none for another class, or for a tokenizer.json without a class (tokenizerFromFiles gives it the
+ * class of config.json, as transformers does, where it is given). A token set to null or "" is kept: null is no token, "" has
  * unk_token's id (see {@link specialTokenId}). A default the vocabulary lacks is added, as a token named is.
  */
 export function withClassDefaults(config: Record<string, unknown>, sentencePiece: boolean): Record<string, unknown> {
   const cls = config.tokenizer_class;
   const llama = typeof cls === 'string' ? /^llamatokenizer(fast)?$/i.test(cls) : sentencePiece && isLlamaTokenizerClass(cls);
-  const defaults: Record<string, string> = llama ? LLAMA_DEFAULTS : typeof cls === 'string' && /^Qwen2Tokenizer(Fast)?$/.test(cls) ? QWEN2_DEFAULTS : {};
+  const defaults: Record<string, string> = llama ? LLAMA_DEFAULTS : isQwen2TokenizerClass(cls) ? QWEN2_DEFAULTS : {};
   const out = { ...config };
   for (const [key, token] of Object.entries(defaults)) if (!(key in out)) out[key] = token;
   return out;

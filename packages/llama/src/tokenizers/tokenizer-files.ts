@@ -5,7 +5,7 @@
  */
 import { SentencePieceTokenizer } from './sentencepiece.js';
 import { HfTokenizer, type Tokenizer, type TokenizerLoadOptions } from './tokenizer.js';
-import { isLlamaTokenizerClass, tokenName, type SettingFiles } from './tokenizer-config.js';
+import { isLlamaTokenizerClass, isQwen2TokenizerClass, tokenName, tokenizerClassOfModelType, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** The tokenizer files of one model, as read from a folder or fetched. */
@@ -23,6 +23,11 @@ export interface TokenizerFiles {
   specialTokensMapJson?: string | Uint8Array;
   /** Contents of added_tokens.json (optional): older transformers' `{ "[PAD]": 32000 }` of added tokens. */
   addedTokensJson?: string | Uint8Array;
+  /**
+   * Contents of the model folder's config.json (optional): where tokenizer_config.json names no `tokenizer_class`, its
+   * `tokenizer_class`, else the class of its `model_type`, is the tokenizer's (see {@link tokenizerFromFiles}).
+   */
+  modelConfigJson?: string | Uint8Array;
 }
 
 /** A tokenizer's files by name (see {@link tokenizerFileNames}), byte for byte as they were read. */
@@ -102,10 +107,36 @@ function withLegacyFiles(
 }
 
 /**
+ * `config` (tokenizer_config.json) with the tokenizer class that AutoTokenizer takes from config.json (`modelConfig`,
+ * `file` naming it) where `config` names none (no `tokenizer_class`, or null): config.json's own `tokenizer_class`, else
+ * that of its `model_type` (see tokenizerClassOfModelType). config.json is read only then, as transformers reads it; a
+ * model_type of another tokenizer class, or none, leaves the class unnamed (transformers refuses a folder without one).
+ */
+function withModelClass(config: Record<string, unknown>, modelConfig: string | Uint8Array | undefined, file: string): { config: Record<string, unknown>; classFile?: string; classSource?: string } {
+  if ((config.tokenizer_class !== undefined && config.tokenizer_class !== null) || modelConfig === undefined) return { config };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text(modelConfig));
+  } catch (cause) {
+    throw new TokenizerError(`${file}: not valid JSON (${(cause as Error).message}), read for the tokenizer class that tokenizer_config.json does not name; fix it, or name tokenizer_class in tokenizer_config.json`, { file, cause });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new TokenizerError(`${file}: expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : JSON.stringify(parsed)}, read for the tokenizer class that tokenizer_config.json does not name; fix it, or name tokenizer_class in tokenizer_config.json`, { file });
+  }
+  const model = parsed as Record<string, unknown>;
+  const cls = typeof model.tokenizer_class === 'string' ? model.tokenizer_class : tokenizerClassOfModelType(model.model_type);
+  if (cls === undefined) return { config };
+  const source = typeof model.tokenizer_class === 'string' ? file : `${file}, whose model_type is ${JSON.stringify(model.model_type)},`;
+  return { config: { ...config, tokenizer_class: cls }, classFile: file, classSource: source };
+}
+
+/**
  * Builds a tokenizer from file contents as transformers' AutoTokenizer does: tokenizer.json is
  * preferred over tokenizer.model, except for a LLaMA tokenizer_config.json that sets
  * `add_prefix_space`, which has the tokenizer built from tokenizer.model; special_tokens_map.json and
- * added_tokens.json are read as transformers reads them.
+ * added_tokens.json are read as transformers reads them. Where tokenizer_config.json names no `tokenizer_class`, the
+ * class is config.json's (`files.modelConfigJson`): its `tokenizer_class`, else that of its `model_type` (llama and
+ * mistral take LlamaTokenizerFast, qwen2 and qwen3 Qwen2TokenizerFast), whose default special tokens then apply.
  * `where` prefixes file names in errors; `options.trustTokenizerPatterns` runs tokenizer.json's regular expressions
  * as written (see {@link TokenizerLoadOptions}).
  *
@@ -127,7 +158,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
     }
     return parsed as Record<string, unknown>;
   };
-  const config = object(files.tokenizerConfigJson, name('tokenizer_config.json'));
+  const { config, classFile, classSource } = withModelClass(object(files.tokenizerConfigJson, name('tokenizer_config.json')), files.modelConfigJson, name('config.json'));
   // transformers opens the older files only when tokenizer_config.json has no added_tokens_decoder.
   const legacy = !('added_tokens_decoder' in config);
   const specialTokensMap = legacy ? object(files.specialTokensMapJson, name('special_tokens_map.json')) : {};
@@ -138,6 +169,12 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
     return HfTokenizer.fromJson(text(files.tokenizerJson), completed.config, name('tokenizer.json'), options, completed.files);
   }
   if (files.tokenizerModel !== undefined) {
+    if (isQwen2TokenizerClass(config.tokenizer_class)) {
+      throw new TokenizerError(
+        `${name('tokenizer.model')}: ${classSource ?? name('tokenizer_config.json')} names the tokenizer class ${String(config.tokenizer_class)}, which transformers builds from tokenizer.json, not from tokenizer.model; copy the model's tokenizer.json into ${where === '' ? 'the folder' : where}`,
+        { file: classFile ?? name('tokenizer_config.json') },
+      );
+    }
     const completed = withLegacyFiles(config, specialTokensMap, name('special_tokens_map.json'), addedTokens, name('added_tokens.json'));
     return SentencePieceTokenizer.fromBytes(files.tokenizerModel, name('tokenizer.model'), completed.config, completed.files);
   }
@@ -147,7 +184,8 @@ export function tokenizerFromFiles(files: TokenizerFiles, where = '', options: T
 /**
  * Reads the tokenizer files of a model folder through `read` (a file by name: from disk, or among files picked in a
  * browser; undefined where the folder has none) as transformers' AutoTokenizer reads them: tokenizer.json,
- * tokenizer.model, tokenizer_config.json, special_tokens_map.json and added_tokens.json.
+ * tokenizer.model, tokenizer_config.json, special_tokens_map.json, added_tokens.json and config.json (for the tokenizer
+ * class where tokenizer_config.json names none).
  * Null where the folder has neither tokenizer.json nor tokenizer.model; {@link tokenizerFromFiles} builds the tokenizer.
  *
  * @example
@@ -166,5 +204,7 @@ export async function readTokenizerFiles(read: (file: string) => Promise<Uint8Ar
   if (specialTokensMapJson !== undefined) files.specialTokensMapJson = specialTokensMapJson;
   const addedTokensJson = await read('added_tokens.json');
   if (addedTokensJson !== undefined) files.addedTokensJson = addedTokensJson;
+  const modelConfigJson = await read('config.json');
+  if (modelConfigJson !== undefined) files.modelConfigJson = modelConfigJson;
   return files;
 }
