@@ -1,5 +1,5 @@
 // The tokenizer class that transformers 4.57.6's AutoTokenizer takes from config.json where tokenizer_config.json names
-// none: test/fixtures/tokenizer/model-type-defaults.json, from
+// none, and eos_token null with add_eos_token true: test/fixtures/tokenizer/model-type-defaults.json, from
 // scripts/fixtures/make-tokenizer-model-type-fixture.py (the real transformers and tokenizers libraries).
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,4 +50,15 @@ describe("the tokenizer class of config.json where tokenizer_config.json names n
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('eos_token null, as LlamaTokenizerFast reads it', () => {
+  for (const folder of erring('ValueError: add_eos_token = True but eos_token = None')) {
+    it(`${folder.name} (${folder.source}): refused naming tokenizer_config.json, as LlamaTokenizerFast refuses it`, () => {
+      assert.throws(
+        () => tokenizerFromFiles(filesOf(folder), 'm'),
+        (e: unknown) => e instanceof TokenizerError && e.file === 'm/tokenizer_config.json' && e.message === 'm/tokenizer_config.json: add_eos_token is true but eos_token is null; set add_eos_token to false or name the EOS token in eos_token',
+      );
+    });
+  }
 });

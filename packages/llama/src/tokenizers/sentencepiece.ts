@@ -208,7 +208,15 @@ export class SentencePieceTokenizer implements Tokenizer {
         { file: configFile },
       );
     }
-    // A tokenizer here always has an EOS: eos_token null, no token to transformers, takes the model's own.
+    // A tokenizer here always has an EOS: eos_token null, no token to transformers, takes the model's own, except where
+    // add_eos_token would put it last, which LlamaTokenizerFast refuses.
+    if (config.eos_token === null && this.settings.addEosToken) {
+      const eosFile = settingFiles.eos_token ?? configFile;
+      throw new TokenizerError(
+        `${configFile}: add_eos_token is true but ${eosFile === configFile ? 'eos_token is null' : `${eosFile} has eos_token null`}; set add_eos_token to false or name the EOS token in eos_token${eosFile === configFile ? '' : ` of ${eosFile}`}`,
+        { file: configFile },
+      );
+    }
     this.eosId = specialTokenId(config, 'eos_token', idOf) ?? model.eosId;
     this.vocabSize = n + this.addedPieces.length;
     this.padId = specialTokenId(config, 'pad_token', idOf) ?? (model.padId >= 0 ? model.padId : model.unkId);

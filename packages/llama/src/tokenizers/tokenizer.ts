@@ -84,7 +84,12 @@ export interface Tokenizer {
   readonly bosId: number;
   /** False for a tokenizer without BOS token (tokenizer_config.json's `bos_token` null, as Qwen2's). */
   readonly hasBos: boolean;
-  /** End-of-sequence id. */
+  /**
+   * End-of-sequence id, put last by `addEos`. Where transformers has none (tokenizer_config.json's `eos_token` null, or
+   * no `eos_token` and no default of its class), the model's own: `"</s>"` of tokenizer.json (a tokenizer.json without
+   * one is refused), or tokenizer.model's EOS piece. Generation stops on generation_config.json's `eos_token_id`
+   * (else config.json's), as transformers' generate does, not on this id.
+   */
   readonly eosId: number;
   /** Padding id: LLaMA has none, so HuaTuo and alpaca-lora pad with `<unk>` (0). */
   readonly padId: number;
@@ -335,6 +340,13 @@ export class HfTokenizer implements Tokenizer {
         const bosFile = fileOf('bos_token');
         throw new TokenizerError(
           `${this.configFile}: add_bos_token is ${config.add_bos_token === true ? 'true' : 'unset (true for LlamaTokenizer)'} but ${bosFile === this.configFile ? 'bos_token is null' : `${bosFile} has bos_token null`}; set add_bos_token to false or name the BOS token in bos_token${bosFile === this.configFile ? '' : ` of ${bosFile}`}`,
+          { file: this.configFile },
+        );
+      }
+      if (addEos && config.eos_token === null) {
+        const eosFile = fileOf('eos_token');
+        throw new TokenizerError(
+          `${this.configFile}: add_eos_token is true but ${eosFile === this.configFile ? 'eos_token is null' : `${eosFile} has eos_token null`}; set add_eos_token to false or name the EOS token in eos_token${eosFile === this.configFile ? '' : ` of ${eosFile}`}`,
           { file: this.configFile },
         );
       }
