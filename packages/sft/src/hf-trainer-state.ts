@@ -193,6 +193,81 @@ export function trainEndLog(state: HfTrainerState, seconds: number, samples: num
   };
 }
 
+/**
+ * The Trainer whose step flow a run follows: transformers 4.28.1's (HuaTuo's) with --epoch-remainder carry, 4.57.6's
+ * otherwise.
+ */
+export type TrainerFlow = '4.28' | '4.57';
+
+/** The Trainer a run's logs, evaluations, checkpoints and best model follow. */
+export function trainerFlow(config: Pick<TrainConfig, 'epochRemainder'>): TrainerFlow {
+  return config.epochRemainder === 'carry' ? '4.28' : '4.57';
+}
+
+/** Whether the Trainer logs, evaluates and saves after an optimizer step (TrainerControl's should_log, should_evaluate, should_save). */
+export interface StepFlow {
+  log: boolean;
+  evaluate: boolean;
+  save: boolean;
+}
+
+/**
+ * What DefaultFlowCallback.on_step_end asks after optimizer step `step` of `maxSteps`, with logging, evaluation (where
+ * there is a validation set) and saving every N steps and TrainingArguments' other defaults (no logging_first_step,
+ * eval_delay 0, no eval_on_start; on_epoch_end asks nothing of the "steps" strategies): a log and an evaluation only at
+ * multiples of logging_steps and eval_steps, the last step included only where it is one; a save at multiples of
+ * save_steps and, in 4.57.6 (save_strategy "steps", since transformers 4.40), at the last step, where 4.28.1 only
+ * stops there.
+ */
+export function stepFlow(step: number, maxSteps: number, config: Pick<TrainConfig, 'loggingSteps' | 'evalSteps' | 'saveSteps' | 'epochRemainder'>, evaluates: boolean): StepFlow {
+  return {
+    log: step % config.loggingSteps === 0,
+    evaluate: evaluates && step % config.evalSteps === 0,
+    save: step % config.saveSteps === 0 || (trainerFlow(config) === '4.57' && step >= maxSteps),
+  };
+}
+
+/**
+ * The best model after an evaluation of global_step with metric_for_best_model "loss" (load_best_model_at_end): in
+ * 4.57.6 _determine_best_metric keeps a lower eval_loss as best_metric and its step as best_global_step, whether or not
+ * the step is saved; in 4.28.1 only _save_checkpoint compares (see {@link noteBestAtSave}).
+ */
+export function noteBestAtEvaluation(state: HfTrainerState, evalLoss: number, flow: TrainerFlow): void {
+  if (flow === '4.57' && evalLoss < (state.best_metric ?? Infinity)) {
+    state.best_metric = evalLoss;
+    state.best_global_step = state.global_step;
+  }
+}
+
+/**
+ * best_model_checkpoint (and best_metric in 4.28.1) when the checkpoint of global_step is saved, `checkpointDir(step)`
+ * naming a step's folder. 4.57.6's _save_checkpoint names best_global_step's checkpoint once that folder exists
+ * (`bestExists`; this step's own is being written). 4.28.1's compares the eval_loss of an evaluation at this step
+ * (`stepEvalLoss`, null where none ran or no best model is kept): where it is lower than best_metric, or nothing is
+ * named yet, it becomes best_metric and this checkpoint best_model_checkpoint; an evaluation without a save never
+ * counts. best_global_step, which 4.28.1's TrainerState lacks, then names the step of best_model_checkpoint.
+ */
+export async function noteBestAtSave(
+  state: HfTrainerState,
+  checkpointDir: (step: number) => string,
+  stepEvalLoss: number | null,
+  flow: TrainerFlow,
+  bestExists: (dir: string) => Promise<boolean>,
+): Promise<void> {
+  if (flow === '4.28') {
+    if (stepEvalLoss !== null && (state.best_metric === null || state.best_model_checkpoint === null || stepEvalLoss < state.best_metric)) {
+      state.best_metric = stepEvalLoss;
+      state.best_global_step = state.global_step;
+      state.best_model_checkpoint = checkpointDir(state.global_step);
+    }
+    return;
+  }
+  if (state.best_global_step !== null) {
+    const best = checkpointDir(state.best_global_step);
+    if (state.best_global_step === state.global_step || (await bestExists(best))) state.best_model_checkpoint = best;
+  }
+}
+
 /** TrainerControl's state when `_save_checkpoint` writes it: saving, its log and evaluation done. */
 export function controlAtSave(step: number, maxSteps: number): HfControlState {
   return { args: { should_training_stop: step >= maxSteps, should_epoch_stop: false, should_save: true, should_evaluate: false, should_log: false }, attributes: {} };

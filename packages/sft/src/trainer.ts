@@ -3,7 +3,7 @@
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
 import { checkpointDir, checkpointOrAside, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
-import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, pythonRound, trainEndLog, trainLog, type HfTrainerState } from './hf-trainer-state.js';
+import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, noteBestAtEvaluation, noteBestAtSave, pythonRound, stepFlow, trainEndLog, trainerFlow, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
 import { evaluate } from './evaluate.js';
@@ -127,19 +127,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // for the step, the next step's rate, the epoch rounded to 2 decimals (log()'s round(self.state.epoch, 2)) and no
     // grad_norm (its _maybe_log_save_evaluate logs loss and learning_rate only); 4.57 the rate the step used, read
     // before the scheduler steps, the epoch as it is and the step's grad_norm.
-    const logs428 = config.epochRemainder === 'carry';
+    const flow = trainerFlow(config);
+    const logs428 = flow === '4.28';
     const loggedRate = (stepRate: number) => (logs428 ? learningRateAt(state.lrSchedulerSteps ?? state.step, schedule, config.learningRate) : stepRate);
     const loggedEpoch = (epoch: number) => (logs428 ? pythonRound(epoch, 2) : epoch);
     const elapsed = () => (performance.now() - started) / 1000;
 
-    const save = async (): Promise<string> => {
+    /** Saves the step's checkpoint; `stepEvalLoss`: the validation loss of this step's evaluation where the Trainer's save would see it. */
+    const save = async (stepEvalLoss: number | null): Promise<string> => {
       storeFlos();
-      // The Trainer names the best checkpoint once its folder exists (_save_checkpoint), this one's included; one set aside
-      // by an interrupted save of its step (checkpoint-N.old) exists as writeCheckpoint puts it back before this one is written.
-      if (state.best_global_step !== null) {
-        const best = checkpointDir(config.outputDir, state.best_global_step);
-        if (state.best_global_step === state.step || (await runFiles.exists(await checkpointOrAside(best)))) state.best_model_checkpoint = best;
-      }
+      // A checkpoint set aside by an interrupted save of its step (checkpoint-N.old) exists as writeCheckpoint puts it back before this one is written.
+      const bestLoss = config.loadBestModelAtEnd ? stepEvalLoss : null;
+      await noteBestAtSave(state, (step) => checkpointDir(config.outputDir, step), bestLoss, flow, async (dir) => runFiles.exists(await checkpointOrAside(dir)));
       state.stateful_callbacks = { TrainerControl: controlAtSave(state.step, state.max_steps) };
       const saved = await writeCheckpoint(config.outputDir, state.step, { state, optimizer: await optimizer.stateDict() }, (d) => model.saveAdapter(d));
       const dir = saved.dir;
@@ -194,7 +193,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const scaling = scaler.enabled ? { lossScale, skipped: !stepped } : {};
         options.onProgress?.({ kind: 'step', step: state.step, totalSteps: schedule.totalSteps, loss: stepLoss, lr, elapsedSec: elapsed(), ...scaling });
 
-        if (state.step % config.loggingSteps === 0 || state.step === schedule.totalSteps) {
+        // The Trainer's DefaultFlowCallback: no log or evaluation at the last step unless it is a multiple; 4.57.6 saves there.
+        const asked = stepFlow(state.step, schedule.totalSteps, config, options.val.length > 0);
+        if (asked.log) {
           const now = performance.now();
           const tokensPerSec = (tokensSinceLog * 1000) / Math.max(1, now - timeAtLog);
           const loggedLoss = lossSinceLog / stepsSinceLog;
@@ -210,18 +211,16 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           await appendMetrics(metricsPath, row);
           options.onProgress?.({ kind: 'log', step: state.step, totalSteps: schedule.totalSteps, loss: loggedLoss, lr: logLr, tokensPerSec, elapsedSec: elapsed() });
         }
-        const evalNow = options.val.length > 0 && (state.step % config.evalSteps === 0 || state.step === schedule.totalSteps);
-        if (evalNow) {
+        let stepEvalLoss: number | null = null;
+        if (asked.evaluate) {
           activity = `in the evaluation after step ${state.step} of ${schedule.totalSteps}`;
           const evalStarted = performance.now();
           const valLoss = await evaluate(model, options.val, config, microBatchSize);
           state.history.push({ step: state.step, valLoss });
           state.log_history.push(evalLog(valLoss, (performance.now() - evalStarted) / 1000, options.val.length, microBatchSize, loggedEpoch(epoch), state.step));
+          stepEvalLoss = valLoss;
           // load_best_model_at_end's metric_for_best_model defaults to the evaluation loss, lower being better.
-          if (config.loadBestModelAtEnd && valLoss < (state.best_metric ?? Infinity)) {
-            state.best_metric = valLoss;
-            state.best_global_step = state.step;
-          }
+          if (config.loadBestModelAtEnd) noteBestAtEvaluation(state, valLoss, flow);
           await appendMetrics(metricsPath, { step: state.step, valLoss });
           if (state.bestValLoss === null || valLoss < state.bestValLoss) {
             state.bestValLoss = valLoss;
@@ -230,11 +229,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           await writeLossCurve(runFiles.join(config.outputDir, 'loss.svg'), state.history);
           options.onProgress?.({ kind: 'eval', step: state.step, totalSteps: schedule.totalSteps, valLoss, elapsedSec: elapsed() });
         }
-        const saveNow = state.step % config.saveSteps === 0 || state.step === schedule.totalSteps;
         activity = `while saving the checkpoint of step ${state.step} of ${schedule.totalSteps}`;
-        if (saveNow) await save();
+        if (asked.save) await save(stepEvalLoss);
         if (options.signal?.aborted) {
-          if (!saveNow) await save();
+          // A save the Trainer would not make: under 4.28 its step's evaluation does not choose the best model there, so that a resumed run's equals an uninterrupted one's.
+          if (!asked.save) await save(null);
           interrupted = true;
           break;
         }
