@@ -154,7 +154,8 @@ test('train into a folder holding another run is refused naming --resume and --o
   assert.match(replaced.stdout, /wrote .*adapter_model\.safetensors/, replaced.stderr);
   assert.match(replaced.stdout, /holds an earlier run .*removing it before the first step/);
   const kept = (await listCheckpoints(out)).map((c) => c.step);
-  assert.ok(kept.includes(3) && kept.every((s) => s <= 3), `only the new run's checkpoints, the last kept: ${kept.join(', ')}`);
+  const { best_model_checkpoint: best } = JSON.parse(readFileSync(join(out, 'trainer_state.json'), 'utf8')) as { best_model_checkpoint: string };
+  assert.deepEqual(kept.map((s) => join(out, `checkpoint-${s}`)), [best], `only the new run's best checkpoint, which a finished run keeps with --save-total-limit 1: ${kept.join(', ')}`);
   const rows = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { step: number });
   assert.deepEqual(rows.map((r) => r.step), [1, 1, 2, 2, 3, 3], 'metrics.jsonl holds the new run only');
 });

@@ -100,6 +100,25 @@ test('a run whose pruning cannot remove an old checkpoint goes on, warning with 
   assert.ok(printed.includes(`step 2/3  checkpoint ${join(out, 'checkpoint-2')}\nwarning: could not remove ${oldest}, `), printed);
 });
 
+test("with --save-total-limit 1 a finished run keeps only best_model_checkpoint's checkpoint, as the end of the Trainer's train() removes the newest that rotation kept beside it", async () => {
+  const out = tmp();
+  // Evaluations and saves every 2 steps of 5 and, as transformers 4.57.6 saves, after the last: checkpoints 2, 4 and 5, the best among 2 and 4.
+  const config = smallConfig(writeRecords(tmp(), smallRecords(12)), out, { epochRemainder: 'step', maxSteps: 5, evalSteps: 2, saveSteps: 2, saveTotalLimit: 1 });
+  const events: ProgressEvent[] = [];
+  const result = await run(config, { events });
+  assert.deepEqual(events.filter((e) => e.kind === 'save').map((e) => e.step), [2, 4, 5]);
+  const best = result.state.best_model_checkpoint!;
+  assert.match(best, /checkpoint-[24]$/);
+  assert.deepEqual(await steps(out), [Number(best.slice(best.lastIndexOf('-') + 1))], 'checkpoint-5, kept beside the best until the end, is gone');
+  assert.deepEqual(readFileSync(join(out, 'adapter_model.safetensors')), readFileSync(join(best, 'adapter_model.safetensors')), 'the final adapter is the best');
+  assert.equal(events.find((e) => e.kind === 'done')!.warnings, undefined);
+
+  // Without a validation set no best is named, and the newest stays.
+  const out2 = tmp();
+  await run({ ...config, outputDir: out2, valSetSize: 0 });
+  assert.deepEqual(await steps(out2), [5]);
+});
+
 test("the best model loaded at the end is the checkpoint best_model_checkpoint names, as the Trainer's _load_best_model, also where the best step has no checkpoint", async () => {
   const out = tmp();
   // Evaluations every step, checkpoints every 2: steps 2, 4 and 6.

@@ -296,6 +296,12 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
   }
 }
 
+/** The step of `dir` where it is a checkpoint-N folder of `outputDir`, else null. */
+function checkpointStepIn(outputDir: string, dir: string | null): number | null {
+  const named = dir !== null && files.isInside(dir, outputDir) ? /(?:^|[/\\])checkpoint-(\d+)[/\\]*$/.exec(dir) : null;
+  return named ? Number(named[1]) : null;
+}
+
 /**
  * Removes old checkpoints as the Trainer's _rotate_checkpoints does with save_total_limit `limit` (transformers 4.57.6):
  * the checkpoints by step, the one `bestModelCheckpoint` names (trainer_state.json's best_model_checkpoint) moved
@@ -307,8 +313,8 @@ export async function readCheckpoint(dir: string): Promise<CheckpointPayload> {
  */
 export async function pruneCheckpoints(outputDir: string, limit: number, bestModelCheckpoint: string | null): Promise<string[]> {
   const sorted = await listCheckpoints(outputDir);
-  const named = bestModelCheckpoint !== null && files.isInside(bestModelCheckpoint, outputDir) ? /(?:^|[/\\])checkpoint-(\d+)[/\\]*$/.exec(bestModelCheckpoint) : null;
-  const best = named ? sorted.findIndex((c) => c.step === Number(named[1])) : -1;
+  const bestStep = checkpointStepIn(outputDir, bestModelCheckpoint);
+  const best = sorted.findIndex((c) => c.step === bestStep);
   const bestIsNewest = best !== -1 && best === sorted.length - 1;
   if (best !== -1 && best < sorted.length - 2) {
     const [moved] = sorted.splice(best, 1);
@@ -324,6 +330,27 @@ export async function pruneCheckpoints(outputDir: string, limit: number, bestMod
         `could not remove ${c.dir}, a checkpoint older than the ${limit} that --save-total-limit keeps (${(err as Error).message}). ` +
           `The run goes on, and the next save tries again to remove it; you can also delete it yourself to free its space`,
       );
+    }
+  }
+  return warnings;
+}
+
+/**
+ * What a finished run removes with --save-total-limit 1, as the end of the Trainer's _inner_training_loop (transformers
+ * 4.28 and 4.57.6 alike): where `bestModelCheckpoint` names one of the checkpoints, every other one, the newest that
+ * rotation kept beside it included. Where it names none of them (no validation set, another folder), nothing goes.
+ * @returns A warning for each checkpoint that could not be removed.
+ */
+export async function removeAllButBestCheckpoint(outputDir: string, bestModelCheckpoint: string | null): Promise<string[]> {
+  const bestStep = checkpointStepIn(outputDir, bestModelCheckpoint);
+  const sorted = await listCheckpoints(outputDir);
+  if (!sorted.some((c) => c.step === bestStep)) return [];
+  const warnings: string[] = [];
+  for (const c of sorted.filter((c) => c.step !== bestStep)) {
+    try {
+      await removeCheckpoint(c.dir);
+    } catch (err) {
+      warnings.push(`could not remove ${c.dir}: with --save-total-limit 1 a finished run keeps only the best checkpoint, ${bestModelCheckpoint} (${(err as Error).message}); delete it yourself to free its space`);
     }
   }
   return warnings;

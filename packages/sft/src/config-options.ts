@@ -109,7 +109,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   { key: 'loggingSteps', flag: '--logging-steps', kind: 'int', min: 1, help: 'optimizer steps between log lines' },
   { key: 'evalSteps', flag: '--eval-steps', kind: 'int', min: 1, help: 'optimizer steps between evaluations' },
   { key: 'saveSteps', flag: '--save-steps', kind: 'int', min: 1, help: 'optimizer steps between checkpoints (a multiple of --eval-steps)' },
-  { key: 'saveTotalLimit', flag: '--save-total-limit', kind: 'int', min: 1, help: "checkpoints kept, the best by validation loss (best_model_checkpoint) among them, as the Trainer's save_total_limit: the newest N - 1 and the best, or the newest N when the best is one of them; with 1, the newest and the best (2 when they differ)" },
+  { key: 'saveTotalLimit', flag: '--save-total-limit', kind: 'int', min: 1, help: "checkpoints kept, the best by validation loss (best_model_checkpoint) among them, as the Trainer's save_total_limit: the newest N - 1 and the best, or the newest N when the best is one of them; with 1, the newest and the best (2 when they differ), the best alone once the run finishes" },
   {
     key: 'loadBestModelAtEnd',
     flag: '--load-best-model-at-end',

@@ -2,7 +2,7 @@
 // accumulated micro-batches (train-step.ts), logging, evaluation and checkpoints every N steps, the
 // best checkpoint loaded at the end; exact resumes (resume.ts). One loop for Node and the browser.
 import { AdamW, DeviceError, GradScaler, readyAttention, runtimeStats } from '@huatuo/tensor';
-import { checkpointDir, checkpointOrAside, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
+import { checkpointDir, checkpointOrAside, finishCheckpointReplacements, listCheckpoints, pruneCheckpoints, readCheckpoint, removeAllButBestCheckpoint, writeCheckpoint, writeTrainerState, type TrainerState } from './checkpoint.js';
 import { controlAtSave, derivedHfState, evalLog, hfRunFields, newHfState, noteBestAtEvaluation, noteBestAtSave, pythonRound, stepFlow, trainEndLog, trainerFlow, trainLog, type HfTrainerState } from './hf-trainer-state.js';
 import { learningRateAt, trainingSchedule } from './schedule.js';
 import { TrainingError } from './errors.js';
@@ -280,6 +280,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       storeFlos();
       state.log_history.push(trainEndLog(state, elapsed(), samples, lossSum, loggedEpoch(state.epoch ?? 0)));
       await writeTrainerState(config.outputDir, state);
+      if (finished && config.saveTotalLimit === 1) endWarnings.push(...(await removeAllButBestCheckpoint(config.outputDir, state.best_model_checkpoint)));
     }
     options.onProgress?.({ kind: 'done', step: state.step, totalSteps: schedule.totalSteps, elapsedSec: elapsed(), ...(endWarnings.length > 0 ? { warnings: endWarnings } : {}) });
     return { state, stepLosses, bestCheckpoint, interrupted, adapterDir: config.outputDir };
