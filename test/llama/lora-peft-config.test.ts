@@ -239,3 +239,19 @@ describe('writing adapter_config.json back', () => {
     assert.throws(() => parsePeftConfig({ ...base, target_modules: ['q_proj'], modules_to_save: [''] }, FILE), refusal('modules_to_save'));
   });
 });
+
+describe('a field nested too deeply to write back', () => {
+  // JSON.parse reads it; JSON.stringify's stack overflows on it (a bare RangeError naming neither file nor field).
+  const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown;
+  const fields: [string, Record<string, unknown>][] = [
+    ...['peft_type', 'bias', 'r', 'lora_alpha', 'lora_dropout', 'target_modules', 'use_rslora', 'use_dora', 'modules_to_save', 'layers_to_transform', 'layers_pattern', 'rank_pattern'].map(
+      (key) => [key, { [key]: deep }] as [string, Record<string, unknown>],
+    ),
+    ['alpha_pattern', { alpha_pattern: { q_proj: deep } }],
+  ];
+  for (const [key, given] of fields) {
+    it(`${key} is refused naming the file and the field`, () => {
+      assert.throws(() => parsePeftConfig({ ...base, ...given }, FILE), refusal(key, 'an array nested too deeply to show'));
+    });
+  }
+});

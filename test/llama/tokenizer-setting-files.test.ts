@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { HfTokenizer, TokenizerError, llamaTokenizerDir, loadTokenizer } from '@huatuo/llama';
+import { HfTokenizer, TokenizerError, llamaTokenizerDir, loadTokenizer, tokenizerFromFiles, type TokenizerFiles } from '@huatuo/llama';
 import { tokenizerJson } from './pattern-tokenizers.js';
 
 const dir = llamaTokenizerDir();
@@ -56,4 +56,26 @@ describe('errors about special and added tokens name the file the value came fro
       (e: unknown) => e instanceof TokenizerError && e.file === 'm/tokenizer_config.json' && /^m\/tokenizer\.json: has no "<\/s>".*name the model's token in eos_token of m\/tokenizer_config\.json/.test(e.message),
     );
   });
+});
+
+describe('a setting nested too deeply to write back is refused naming its file', () => {
+  // JSON.parse reads it; JSON.stringify's stack overflows on it (a bare RangeError naming no file).
+  const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+  const dir = llamaTokenizerDir();
+  const model = new Uint8Array(readFileSync(join(dir, 'tokenizer.model')));
+  const json = readFileSync(join(dir, 'tokenizer.json'), 'utf8');
+  const cases: [string, string, TokenizerFiles][] = [
+    ['add_bos_token beside tokenizer.model', 'tokenizer_config.json', { tokenizerModel: model, tokenizerConfigJson: `{"add_bos_token": ${deep}}` }],
+    ['an added_tokens_decoder entry beside tokenizer.json', 'tokenizer_config.json', { tokenizerJson: json, tokenizerConfigJson: `{"added_tokens_decoder": {"5": ${deep}}}` }],
+    ['an added_tokens_decoder entry beside tokenizer.model', 'tokenizer_config.json', { tokenizerModel: model, tokenizerConfigJson: `{"added_tokens_decoder": {"5": ${deep}}}` }],
+    ['an id of added_tokens.json', 'added_tokens.json', { tokenizerJson: json, addedTokensJson: `{"<x>": ${deep}}` }],
+  ];
+  for (const [what, file, files] of cases) {
+    it(what, () => {
+      assert.throws(
+        () => tokenizerFromFiles(files),
+        (e: unknown) => e instanceof TokenizerError && e.file === file && e.message.startsWith(`${file}: `) && e.message.includes('an array nested too deeply to show'),
+      );
+    });
+  }
 });

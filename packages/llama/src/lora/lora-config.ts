@@ -1,7 +1,7 @@
 // LoRA hyperparameters as PEFT's `LoraConfig` holds them (targets, per-module rank and alpha, rsLoRA,
 // layer subsets), their checks, and PEFT's on-disk names of the adapted modules and tensors. Browser-safe.
 
-import { AdapterError } from '../errors.js';
+import { AdapterError, shown } from '../errors.js';
 import { compilePythonRegex } from './python-regex.js';
 
 /** Projections LoRA can adapt, by their Hugging Face module names. */
@@ -143,14 +143,14 @@ function checkModules(v: unknown, field: string, where: string): void {
     if (!isAllLinear(v)) compilePythonRegex(v, where, field);
     return;
   }
-  if (!isNameList(v)) throw new AdapterError(where, `${field} should be a list of module names or a regular expression string, got ${JSON.stringify(v)}`);
+  if (!isNameList(v)) throw new AdapterError(where, `${field} should be a list of module names or a regular expression string, got ${shown(v)}`);
 }
 
 function checkPattern(pattern: unknown, field: string, where: string, isValue: (x: unknown) => boolean, what: string): void {
-  if (pattern === null || typeof pattern !== 'object' || Array.isArray(pattern)) throw new AdapterError(where, `${field} should be an object of module patterns to values, got ${JSON.stringify(pattern)}`);
+  if (pattern === null || typeof pattern !== 'object' || Array.isArray(pattern)) throw new AdapterError(where, `${field} should be an object of module patterns to values, got ${shown(pattern)}`);
   for (const [key, value] of Object.entries(pattern)) {
     compilePythonRegex(key, where, `${field} key`, (p) => `(.*\\.)?(${p})$`);
-    if (!isValue(value)) throw new AdapterError(where, `${field} gives ${JSON.stringify(key)} the value ${JSON.stringify(value)}; ${what}`);
+    if (!isValue(value)) throw new AdapterError(where, `${field} gives ${JSON.stringify(key)} the value ${shown(value)}; ${what}`);
   }
 }
 
@@ -161,33 +161,33 @@ const isAlpha = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x
 export function resolveLoraConfig(options: Partial<LoraConfig> = {}, where = 'LoraConfig', names: LoraFieldNames = apiFieldNames): LoraConfig {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<LoraConfig>;
   const cfg = { ...defaultLoraConfig, ...given };
-  if (!isRank(cfg.r)) throw new AdapterError(where, `${names.r} should be a positive integer, got ${cfg.r}`);
-  if (!isAlpha(cfg.alpha)) throw new AdapterError(where, `${names.alpha} should be a positive number, got ${cfg.alpha}`);
+  if (!isRank(cfg.r)) throw new AdapterError(where, `${names.r} should be a positive integer, got ${shown(cfg.r)}`);
+  if (!isAlpha(cfg.alpha)) throw new AdapterError(where, `${names.alpha} should be a positive number, got ${shown(cfg.alpha)}`);
   if (typeof cfg.dropout !== 'number' || !(cfg.dropout >= 0 && cfg.dropout < 1)) {
-    throw new AdapterError(where, `${names.dropout} should be in [0, 1), got ${cfg.dropout}`);
+    throw new AdapterError(where, `${names.dropout} should be in [0, 1), got ${shown(cfg.dropout)}`);
   }
   if (Array.isArray(cfg.targetModules) && cfg.targetModules.length === 0) {
     throw new AdapterError(where, `${names.targetModules} should name some of ${loraTargetModules.join(', ')}, got an empty list`);
   }
   checkModules(cfg.targetModules, names.targetModules, where);
   if (cfg.excludeModules !== null) checkModules(cfg.excludeModules, names.excludeModules, where);
-  if (typeof cfg.useRslora !== 'boolean') throw new AdapterError(where, `${names.useRslora} should be true or false, got ${JSON.stringify(cfg.useRslora)}`);
-  if (typeof cfg.useDora !== 'boolean') throw new AdapterError(where, `${names.useDora} should be true or false, got ${JSON.stringify(cfg.useDora)}`);
+  if (typeof cfg.useRslora !== 'boolean') throw new AdapterError(where, `${names.useRslora} should be true or false, got ${shown(cfg.useRslora)}`);
+  if (typeof cfg.useDora !== 'boolean') throw new AdapterError(where, `${names.useDora} should be true or false, got ${shown(cfg.useDora)}`);
   if (cfg.modulesToSave !== null && !isNameList(cfg.modulesToSave)) {
-    throw new AdapterError(where, `${names.modulesToSave} should be a list of module names such as ["embed_tokens", "lm_head"], or null, got ${JSON.stringify(cfg.modulesToSave)}`);
+    throw new AdapterError(where, `${names.modulesToSave} should be a list of module names such as ["embed_tokens", "lm_head"], or null, got ${shown(cfg.modulesToSave)}`);
   }
   checkPattern(cfg.rankPattern, names.rankPattern, where, isRank, 'ranks are positive integers');
   checkPattern(cfg.alphaPattern, names.alphaPattern, where, isAlpha, 'alphas are positive numbers');
   if (cfg.layersToTransform !== null) {
     if (!Array.isArray(cfg.layersToTransform) || !cfg.layersToTransform.every((i) => Number.isSafeInteger(i) && i >= 0)) {
-      throw new AdapterError(where, `${names.layersToTransform} should be a list of layer indices (integers from 0), got ${JSON.stringify(cfg.layersToTransform)}`);
+      throw new AdapterError(where, `${names.layersToTransform} should be a list of layer indices (integers from 0), got ${shown(cfg.layersToTransform)}`);
     }
     if (typeof cfg.targetModules === 'string') {
       throw new AdapterError(where, `${names.layersToTransform} cannot be used when ${names.targetModules} is a string (${describeTargets(cfg.targetModules)}); PEFT refuses it too: put the layer indices in the regular expression`);
     }
   }
   if (cfg.layersPattern !== null) {
-    if (!isNameList(cfg.layersPattern)) throw new AdapterError(where, `${names.layersPattern} should be a list of module names such as "layers", got ${JSON.stringify(cfg.layersPattern)}`);
+    if (!isNameList(cfg.layersPattern)) throw new AdapterError(where, `${names.layersPattern} should be a list of module names such as "layers", got ${shown(cfg.layersPattern)}`);
     for (const p of cfg.layersPattern) compilePythonRegex(p, where, names.layersPattern, (q) => `.*\\.${q}\\.(\\d+)\\.`);
     if (cfg.layersPattern.length > 0 && (cfg.layersToTransform === null || cfg.layersToTransform.length === 0)) {
       throw new AdapterError(where, `${names.layersPattern} is given without ${names.layersToTransform}; PEFT refuses it too: give the layer indices to adapt`);

@@ -1,7 +1,7 @@
 // PEFT's adapter_config.json for a LoraConfig: read with every field that changes the computation either
 // honoured or refused by name, and written back with the fields that differ from PEFT's defaults. Browser-safe.
 
-import { AdapterError } from '../errors.js';
+import { AdapterError, shown } from '../errors.js';
 import { peftFieldNames, resolveLoraConfig, type LoraConfig } from './lora-config.js';
 
 /** PEFT's `adapter_config.json` object for `config`; fields at PEFT's defaults that older PEFT versions do not know are left out. */
@@ -60,10 +60,10 @@ export function parsePeftConfig(json: unknown, file: string): LoraConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new AdapterError(file, 'expected a JSON object');
   const j = json as Record<string, unknown>;
   if (j['peft_type'] !== undefined && j['peft_type'] !== 'LORA') {
-    throw new AdapterError(file, `"peft_type" should be "LORA", got ${JSON.stringify(j['peft_type'])}; only LoRA adapters are supported`);
+    throw new AdapterError(file, `"peft_type" should be "LORA", got ${shown(j['peft_type'])}; only LoRA adapters are supported`);
   }
-  for (const f of refused) if (f.isSet(j[f.key])) throw new AdapterError(file, `"${f.key}": ${JSON.stringify(j[f.key])} is set, but ${f.why}`);
-  if (j['bias'] !== undefined && j['bias'] !== 'none') throw new AdapterError(file, `"bias" should be "none", got ${JSON.stringify(j['bias'])}; adapters with trained biases are not supported`);
+  for (const f of refused) if (f.isSet(j[f.key])) throw new AdapterError(file, `"${f.key}": ${shown(j[f.key])} is set, but ${f.why}`);
+  if (j['bias'] !== undefined && j['bias'] !== 'none') throw new AdapterError(file, `"bias" should be "none", got ${shown(j['bias'])}; adapters with trained biases are not supported`);
   // PEFT treats an empty exclude_modules or layers_pattern as absent.
   const orNull = (v: unknown) => (v === undefined || v === '' ? null : v);
   const asList = (v: unknown) => (v === undefined || v === null || v === '' ? null : Array.isArray(v) ? v : [v]);

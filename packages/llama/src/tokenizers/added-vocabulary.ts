@@ -3,6 +3,7 @@
  * then those of added_tokens_decoder and the special tokens it names, each added as the tokenizers library's
  * AddedVocabulary::add_tokens adds it (added_vocabulary.rs).
  */
+import { shown } from '../errors.js';
 import { tokenName } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
@@ -202,7 +203,7 @@ export function transformersAddedTokens(json: Record<string, unknown>, config: R
       const content = tokenName(entry);
       const id = Number(key);
       if (content === undefined || !Number.isInteger(id) || id < 0) {
-        throw new TokenizerError(`${decoderFile}: added_tokens_decoder["${key}"] is ${JSON.stringify(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${decoderFile}`, { file: decoderFile });
+        throw new TokenizerError(`${decoderFile}: added_tokens_decoder["${key}"] is ${shown(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${decoderFile}`, { file: decoderFile });
       }
       decoder.set(id, pending(entry as Record<string, unknown>, content));
     }

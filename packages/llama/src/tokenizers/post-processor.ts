@@ -3,6 +3,7 @@
  * when transformers' fast tokenizers encode with `add_special_tokens=True` (the Rust
  * `tokenizers` library's processors, single-sequence case).
  */
+import { shown } from '../errors.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** Ids put before and after the ids of the text. */
@@ -26,7 +27,7 @@ export function specialTokensAround(processor: unknown, file: string): SpecialTo
   if (processor === undefined || processor === null) return NONE;
   const bad = (what: string): TokenizerError =>
     new TokenizerError(`${file}: post_processor ${what}; replace the file with the model's original tokenizer.json`, { file });
-  if (typeof processor !== 'object' || Array.isArray(processor)) throw bad(`is ${JSON.stringify(processor)}, expected an object with a "type"`);
+  if (typeof processor !== 'object' || Array.isArray(processor)) throw bad(`is ${shown(processor)}, expected an object with a "type"`);
   const p = processor as Record<string, unknown>;
   switch (p.type) {
     case 'ByteLevel':
@@ -38,14 +39,14 @@ export function specialTokensAround(processor: unknown, file: string): SpecialTo
       const idOf = (key: string): number => {
         const pair = p[key];
         if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !Number.isInteger(pair[1])) {
-          throw bad(`of type ${p.type} has ${key} ${JSON.stringify(pair)}, expected [token, id]`);
+          throw bad(`of type ${p.type} has ${key} ${shown(pair)}, expected [token, id]`);
         }
         return pair[1] as number;
       };
       return { prefix: [idOf('cls')], suffix: [idOf('sep')] };
     }
     case 'Sequence': {
-      if (!Array.isArray(p.processors)) throw bad(`of type Sequence has processors ${JSON.stringify(p.processors)}, expected a list`);
+      if (!Array.isArray(p.processors)) throw bad(`of type Sequence has processors ${shown(p.processors)}, expected a list`);
       const prefix: number[] = [];
       const suffix: number[] = [];
       for (const inner of p.processors) {
@@ -57,14 +58,14 @@ export function specialTokensAround(processor: unknown, file: string): SpecialTo
     }
     default:
       throw new TokenizerError(
-        `${file}: post_processor of type ${JSON.stringify(p.type)} is not supported (TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence or null are); replace the file with the model's original tokenizer.json`,
+        `${file}: post_processor of type ${shown(p.type)} is not supported (TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence or null are); replace the file with the model's original tokenizer.json`,
         { file },
       );
   }
 }
 
 function templateSingle(p: Record<string, unknown>, bad: (what: string) => TokenizerError): SpecialTokensAround {
-  if (!Array.isArray(p.single)) throw bad(`of type TemplateProcessing has single ${JSON.stringify(p.single)}, expected a list of pieces`);
+  if (!Array.isArray(p.single)) throw bad(`of type TemplateProcessing has single ${shown(p.single)}, expected a list of pieces`);
   const specials = (typeof p.special_tokens === 'object' && p.special_tokens !== null ? p.special_tokens : {}) as Record<string, unknown>;
   const around: SpecialTokensAround = { prefix: [], suffix: [] };
   let seenSequence = false;
@@ -75,7 +76,7 @@ function templateSingle(p: Record<string, unknown>, bad: (what: string) => Token
       continue;
     }
     const name = entry?.SpecialToken?.id;
-    if (typeof name !== 'string') throw bad(`of type TemplateProcessing has the piece ${JSON.stringify(piece)} in single, expected { "Sequence": ... } or { "SpecialToken": { "id": ... } }`);
+    if (typeof name !== 'string') throw bad(`of type TemplateProcessing has the piece ${shown(piece)} in single, expected { "Sequence": ... } or { "SpecialToken": { "id": ... } }`);
     const ids = (specials[name] as { ids?: unknown } | undefined)?.ids;
     if (!Array.isArray(ids) || !ids.every((id) => Number.isInteger(id) && id >= 0)) {
       throw bad(`of type TemplateProcessing uses "${name}" in single, but its special_tokens give it no ids`);

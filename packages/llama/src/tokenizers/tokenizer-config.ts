@@ -2,6 +2,7 @@
  * The settings of a model's tokenizer_config.json that change how transformers' LlamaTokenizerFast
  * encodes and decodes with a SentencePiece `tokenizer.model` (convert_slow_tokenizer.py's LlamaConverter).
  */
+import { shown } from '../errors.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /** A token of tokenizer_config.json's `added_tokens_decoder`, matched whole in text. */
@@ -154,7 +155,7 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
     const value = config[key];
     if (value === undefined || value === null) return undefined;
     if (typeof value !== 'boolean') {
-      throw new TokenizerError(`${file}: "${key}" is ${JSON.stringify(value)}, expected true, false or null; fix it in ${file}`, { file });
+      throw new TokenizerError(`${file}: "${key}" is ${shown(value)}, expected true, false or null; fix it in ${file}`, { file });
     }
     return value;
   };
@@ -174,7 +175,7 @@ export function llamaTokenizerSettings(config: Record<string, unknown>, file = '
       const content = name(entry);
       const id = Number(key);
       if (content === undefined || !Number.isInteger(id) || id < 0) {
-        throw new TokenizerError(`${file}: added_tokens_decoder["${key}"] is ${JSON.stringify(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${file}`, { file });
+        throw new TokenizerError(`${file}: added_tokens_decoder["${key}"] is ${shown(entry)}, expected an integer id mapped to { "content": ... }; fix it in ${file}`, { file });
       }
       const flags = entry as Record<string, unknown>;
       addedTokens.push({

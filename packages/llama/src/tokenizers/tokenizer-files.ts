@@ -3,6 +3,7 @@
  * `tokenizer.json` when given, else SentencePiece's `tokenizer.model`, each
  * with the settings of `tokenizer_config.json`.
  */
+import { shown } from '../errors.js';
 import { SentencePieceTokenizer } from './sentencepiece.js';
 import { HfTokenizer, type Tokenizer, type TokenizerLoadOptions } from './tokenizer.js';
 import { isLlamaTokenizerClass, isQwen2TokenizerClass, tokenName, tokenizerClassOfModelType, type SettingFiles } from './tokenizer-config.js';
@@ -96,7 +97,7 @@ function withLegacyFiles(
   const decoder: Record<string, unknown> = {};
   for (const [content, id] of entries) {
     if (!Number.isInteger(id)) {
-      throw new TokenizerError(`${addedTokensFile}: "${content}" maps to ${JSON.stringify(id)}, expected an integer id; fix or delete it`, { file: addedTokensFile });
+      throw new TokenizerError(`${addedTokensFile}: "${content}" maps to ${shown(id)}, expected an integer id; fix or delete it`, { file: addedTokensFile });
     }
     const special = specialNames.has(content);
     decoder[String(id)] = { content, special, normalized: !special, lstrip: false, rstrip: false, single_word: false };
