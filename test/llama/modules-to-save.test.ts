@@ -156,7 +156,14 @@ describe("PEFT's modules_to_save: trained embed_tokens and lm_head", () => {
       assertClose(await toArray(loss), [expected.loss], f16tol, 'f16 loss');
       loss.dispose();
       const grads = await trainedByKey(model, (t) => t.grad);
-      for (const key of [EMBED, HEAD]) assertClose(grads.get(key)!, expected.grads[key]!, { atol: 2e-3, rtol: 5e-2 }, `f16 gradient of ${key}`);
+      // The gradients come back through f16 activations, each op rounding at 2^-11: single entries of the embedding's
+      // land up to ~3e-3 from f32 PyTorch's, with the root mean square of the errors about 3e-4.
+      for (const key of [EMBED, HEAD]) {
+        const [got, want] = [grads.get(key)!, expected.grads[key]!];
+        assertClose(got, want, { atol: 4e-3, rtol: 5e-2 }, `f16 gradient of ${key}`);
+        const rms = Math.sqrt(want.reduce((s, w, i) => s + (got[i]! - w) ** 2, 0) / want.length);
+        assert.ok(rms < 5e-4, `f16 gradient of ${key}: root mean square error ${rms}`);
+      }
     } finally {
       model.dispose();
     }
