@@ -57,6 +57,25 @@ describe("the regular expressions of a tokenizer.json", () => {
     }
   });
 
+  it('refuses a part, a pattern or a model nested too deeply to walk or write back, naming the file and the field', () => {
+    // JSON.parse reads a list 100000 deep; walking it for patterns, or JSON.stringify, overflowed the stack (a bare RangeError).
+    const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown;
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ normalizer: deep }, 'normalizer', 'more than 100 levels deep'],
+      [{ pre_tokenizer: { type: 'Sequence', pretokenizers: deep } }, 'pre_tokenizer', 'more than 100 levels deep'],
+      [{ decoder: deep }, 'decoder', 'more than 100 levels deep'],
+      [{ pre_tokenizer: { type: 'Split', pattern: { Regex: deep }, behavior: 'Isolated', invert: false } }, 'pre_tokenizer.pattern.Regex', 'an array nested too deeply to show'],
+    ];
+    for (const [parts, field, word] of cases) {
+      assert.throws(() => HfTokenizer.fromJson(tokenizerJson(parts), CONFIG, FILE), refusal(field, word));
+    }
+    assert.throws(() => HfTokenizer.fromJson({ ...tokenizerJson({}), model: deep }, CONFIG, FILE), refusal('"model"', 'an array nested too deeply to show'));
+    // The deepest a tokenizer nests is a few Sequences: 30 still load.
+    let nested: Record<string, unknown> = { type: 'NFC' };
+    for (let i = 0; i < 30; i++) nested = { type: 'Sequence', normalizers: [nested] };
+    assert.equal(HfTokenizer.fromJson(tokenizerJson({ normalizer: nested }), CONFIG, FILE).vocabSize, HfTokenizer.fromJson(tokenizerJson({}), CONFIG, FILE).vocabSize);
+  });
+
   it("runs the pre-tokenizer patterns of GPT-2, Llama 3, Qwen2, GPT-4o and Mistral NeMo tokenizers, and patterns of bounded alternatives ending in one repeated class", () => {
     const known = [
       "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",

@@ -4,6 +4,7 @@
  * make one backtrack for ever: the patterns of real tokenizers run, and so does any pattern that matches in time
  * linear in the text by its shape; any other is refused, naming the file, the field and the pattern.
  */
+import { shown } from '../errors.js';
 import { TokenizerError } from './tokenizer-errors.js';
 
 /**
@@ -209,16 +210,26 @@ function checkLinear(pattern: string): void {
   }
 }
 
-/** Where `node` holds a `{ "Regex": ... }` pattern, with its JSON path. */
-function* regexPatterns(node: unknown, path: string): Generator<{ path: string; pattern: unknown }> {
+/** Deepest nesting of a normalizer, pre_tokenizer or decoder looked into: a tokenizer's nest a few Sequences deep. */
+const MAX_DEPTH = 100;
+
+/**
+ * Where `node` holds a `{ "Regex": ... }` pattern, with its JSON path. A node nested deeper than MAX_DEPTH is refused
+ * naming `file`, where walking on would overflow the stack (JSON.parse reads a list 100000 deep).
+ */
+function* regexPatterns(node: unknown, path: string, file: string, depth = 0): Generator<{ path: string; pattern: unknown }> {
   if (typeof node !== 'object' || node === null) return;
+  if (depth > MAX_DEPTH) {
+    const field = /^\w+/.exec(path)?.[0] ?? path;
+    throw new TokenizerError(`${file}: ${field} nests lists or objects more than ${MAX_DEPTH} levels deep, where a tokenizer's nests a few; replace the file with the model's original tokenizer.json`, { file });
+  }
   if (Array.isArray(node)) {
-    for (const [i, child] of node.entries()) yield* regexPatterns(child, `${path}[${i}]`);
+    for (const [i, child] of node.entries()) yield* regexPatterns(child, `${path}[${i}]`, file, depth + 1);
     return;
   }
   for (const [key, child] of Object.entries(node)) {
     if (key === 'Regex') yield { path: `${path}.Regex`, pattern: child };
-    else yield* regexPatterns(child, `${path}.${key}`);
+    else yield* regexPatterns(child, `${path}.${key}`, file, depth + 1);
   }
 }
 
@@ -229,9 +240,9 @@ function* regexPatterns(node: unknown, path: string): Generator<{ path: string; 
  */
 export function checkTokenizerPatterns(json: Readonly<Record<string, unknown>>, file: string): void {
   for (const field of ['normalizer', 'pre_tokenizer', 'decoder']) {
-    for (const { path, pattern } of regexPatterns(json[field], field)) {
+    for (const { path, pattern } of regexPatterns(json[field], field, file)) {
       if (typeof pattern !== 'string') {
-        throw new TokenizerError(`${file}: ${path} is ${JSON.stringify(pattern)}, expected a string; replace the file with the model's original tokenizer.json`, { file });
+        throw new TokenizerError(`${file}: ${path} is ${shown(pattern)}, expected a string; replace the file with the model's original tokenizer.json`, { file });
       }
       if (KNOWN_PATTERNS.has(pattern)) continue;
       try {

@@ -4,6 +4,7 @@
  * Hugging Face `tokenizer.json` through `@huggingface/tokenizers`.
  */
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { shown } from '../errors.js';
 import { cleanUpTokenization, isLlamaTokenizerClass, specialTokenId, tokenName, withClassDefaults, type SettingFiles } from './tokenizer-config.js';
 import { TokenizerError } from './tokenizer-errors.js';
 import { specialTokensAround, type SpecialTokensAround } from './post-processor.js';
@@ -384,7 +385,7 @@ export class HfTokenizer implements Tokenizer {
     const obj = parsed as Record<string, unknown>;
     const model = obj.model as Record<string, unknown> | undefined;
     if (typeof model !== 'object' || model === null || typeof model.vocab !== 'object' || model.vocab === null) {
-      throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : JSON.stringify(model).slice(0, 80)}; replace it with the model's original tokenizer.json`, { file });
+      throw new TokenizerError(`${file}: expected "model" with a "vocab", got ${model === undefined ? 'no "model"' : shown(model)}; replace it with the model's original tokenizer.json`, { file });
     }
     const cfg = withClassDefaults(typeof config === 'object' && config !== null ? (config as Record<string, unknown>) : {}, false);
     // transformers reads tokenizer.json's added tokens as added_tokens_decoder where tokenizer_config.json has none.
