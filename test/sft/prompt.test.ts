@@ -79,4 +79,8 @@ test('malformed templates are refused naming the field', () => {
   assert.throws(() => parseTemplate({ ...ok, response_split: 'B:' }, 't.json'), /does not contain response_split/);
   assert.throws(() => parseTemplate({ ...ok, prompt_no_input: 'Q: A:' }, 't.json'), /no \{instruction\} placeholder/);
   assert.throws(() => parseTemplate({ ...ok, prompt_no_input: '{question} A:' }, 't.json'), /unknown placeholder \{question\}/);
+  // JSON.parse reads a list 100000 deep; writing it back with JSON.stringify overflowed the stack (a bare RangeError).
+  const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown;
+  assert.throws(() => parseTemplate({ ...ok, prompt_no_input: deep }, 't.json'), (e: unknown) => e instanceof TemplateError && /^t\.json: "prompt_no_input" must be a string, got an array$/.test(e.message));
+  assert.throws(() => parseTemplate({ ...ok, response_split: 7 }, 't.json'), /^TemplateError: t\.json: "response_split" must be a string, got number 7$/);
 });

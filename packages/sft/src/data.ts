@@ -43,7 +43,8 @@ export function baseName(path: string): string {
 
 const FIELDS = ['instruction', 'input', 'output'] as const;
 
-function typeName(value: unknown): string {
+/** How an error names a value it got: its type and, for a scalar, the start of its JSON. */
+export function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)?.slice(0, 40)}`;

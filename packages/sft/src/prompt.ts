@@ -2,7 +2,7 @@
 // prompt_no_input, response_split}, filled as Python's str.format fills it; the answer is
 // appended right after the prompt, and read back as the text after the response marker.
 
-import { baseName } from './data.js';
+import { baseName, typeName } from './data.js';
 import { TemplateError } from './errors.js';
 
 /** A prompt template, as HuaTuo's `templates/<name>.json` files hold one. */
@@ -112,7 +112,7 @@ export function parseTemplate(json: unknown, name: string): PromptTemplate {
     const v = obj[key];
     if (v === undefined && !required) return null;
     if (typeof v !== 'string') {
-      throw new TemplateError(`${name}: "${key}" must be a string, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+      throw new TemplateError(`${name}: "${key}" must be a string, got ${v === undefined ? 'nothing' : typeName(v)}`);
     }
     return v;
   };
