@@ -51,6 +51,12 @@ test('state dicts round trip and bad values are refused by name', () => {
   a.loadStateDict({ scale: 1024, growthTracker: 3 });
   assert.deepEqual(a.stateDict(), { scale: 1024, growthTracker: 3 });
   assert.throws(() => a.loadStateDict({ scale: Infinity, growthTracker: 0 }), ValueError);
+  // A checkpoint's JSON may hold a list 100000 deep (JSON.parse reads it), which comparing or JSON.stringify overflowed the stack on.
+  const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as number;
+  assert.throws(() => a.loadStateDict({ scale: deep, growthTracker: 0 }), /^ValueError: GradScaler\.loadStateDict: expected a finite scale > 0 and an integer growthTracker >= 0, got scale an Array and growthTracker the number 0$/);
+  assert.throws(() => a.loadStateDict({ scale: 1024, growthTracker: deep }), /got scale the number 1024 and growthTracker an Array$/);
+  assert.throws(() => a.loadStateDict(null as never), /got null$/);
+  assert.deepEqual(a.stateDict(), { scale: 1024, growthTracker: 3 }, 'a refused state dict changes nothing');
   assert.throws(() => new GradScaler({ backoffFactor: 1 }), /backoffFactor/);
   assert.throws(() => new GradScaler({ growthInterval: 0 }), /growthInterval/);
   assert.equal(new GradScaler({ enabled: false }).getScale(), 1);

@@ -8,6 +8,7 @@ import { noGrad } from '../grad-mode.js';
 import { toArray } from '../io.js';
 import { compileKernel, grid1d, packParams } from '../kernels.js';
 import { mul } from '../ops/arithmetic.js';
+import { describeValue } from '../ops/define.js';
 import { runFill } from '../ops/launch.js';
 import { cast } from '../ops/select.js';
 import { cat, reshape } from '../ops/views.js';
@@ -224,10 +225,14 @@ export class GradScaler {
 
   /** Restores {@link stateDict}'s values. */
   loadStateDict(state: GradScalerState): void {
-    if (!(state.scale > 0) || !Number.isFinite(state.scale) || !Number.isInteger(state.growthTracker) || state.growthTracker < 0) {
-      throw new ValueError(`GradScaler.loadStateDict: expected a finite scale > 0 and an integer growthTracker >= 0, got ${JSON.stringify(state)}`);
+    // Read from a checkpoint's JSON: the values are named by kind, never converted or written back whole.
+    const { scale, growthTracker } = (typeof state === 'object' && state !== null ? state : {}) as Partial<Record<keyof GradScalerState, unknown>>;
+    if (typeof scale !== 'number' || !(scale > 0) || !Number.isFinite(scale) || typeof growthTracker !== 'number' || !Number.isInteger(growthTracker) || growthTracker < 0) {
+      throw new ValueError(
+        `GradScaler.loadStateDict: expected a finite scale > 0 and an integer growthTracker >= 0, got ${typeof state === 'object' && state !== null ? `scale ${describeValue(scale)} and growthTracker ${describeValue(growthTracker)}` : describeValue(state)}`,
+      );
     }
-    this.state = { scale: state.scale, growthTracker: state.growthTracker };
+    this.state = { scale, growthTracker };
   }
 }
 
