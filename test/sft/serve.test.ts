@@ -896,6 +896,33 @@ test('beyond the queue bound clients get 503 with Retry-After; the queued ones r
   });
 });
 
+test('with the queue full, a request is refused before its prompt is rendered or tokenized; one with a bad field still gets its 400', async () => {
+  let encoded = 0;
+  const counting = new Proxy(tokenizer, {
+    get(t, key) {
+      const v = Reflect.get(t, key, t) as unknown;
+      if (key === 'encode') return (...args: Parameters<Tokenizer['encode']>) => (encoded++, t.encode(...args));
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+  await withServer({ tokenizer: counting, maxQueue: 0 }, async (server, events) => {
+    const busy = await openStream(server.url, { model: NAME, messages: [{ role: 'user', content: QUESTION }], max_tokens: 400, temperature: 0, stream: true });
+    await waitFor('the busy stream to start', () => events.some((e) => e.type === 'started'));
+    const before = encoded;
+    const refused = await Promise.all([
+      call(`${server.url}/v1/chat/completions`, { body: { model: NAME, messages: [{ role: 'user', content: QUESTION.repeat(50) }], max_tokens: 3 } }),
+      call(`${server.url}/v1/completions`, { body: { model: NAME, prompt: QUESTION.repeat(50), max_tokens: 3 } }),
+      call(`${server.url}/v1/completions`, { body: { model: NAME, prompt: [1, 2, 3], max_tokens: 3 } }),
+    ]);
+    for (const r of refused) assertError(r, 503, null, 'a request beyond the queue');
+    assert.equal(encoded, before, 'no prompt of a refused request was tokenized');
+    assert.equal(events.filter((e) => e.type === 'rejected').length, 3);
+    const invalid = await call(`${server.url}/v1/chat/completions`, { body: { model: NAME, messages: [{ role: 'tool', content: 'x' }] } });
+    assertError(invalid, 400, 'messages[0].role', 'an invalid request while the queue is full');
+    busy.destroy();
+  });
+});
+
 test('gen-data runs end to end against the server: every knowledge pair is asked once and accounted for', async () => {
   // A graph of three entities with two attributes each: six (entity, attribute) pairs.
   const raw = readFileSync(shippedGraphPath(), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -44,19 +44,27 @@ export class JobQueue {
   }
 
   /**
+   * Throws the 503 to answer request `id` if it would be refused now (see {@link push}), so that a server too busy
+   * for it does not render and tokenize its prompt first; {@link push} decides again once it is read.
+   */
+  admit(id: string): void {
+    if (this.closing) throw shuttingDown();
+    const waiting = this.waiting.length;
+    if (waiting >= this.maxQueue && (this.current !== null || waiting > 0)) {
+      this.emit({ type: 'rejected', id, waiting, detail: 'queue full' });
+      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, {
+        'retry-after': String(this.retryAfter()),
+      });
+    }
+  }
+
+  /**
    * Queues `job`, or throws the 503 to answer: the server is closing, or `maxQueue` requests
    * already wait behind a running one (with Retry-After). A job whose client leaves is skipped
    * while it waits and stopped at its next token while it runs.
    */
   push(job: Job): void {
-    if (this.closing) throw shuttingDown();
-    const waiting = this.waiting.length;
-    if (waiting >= this.maxQueue && (this.current !== null || waiting > 0)) {
-      this.emit({ type: 'rejected', id: job.id, waiting, detail: 'queue full' });
-      throw new HttpError(503, `the server is busy: ${waiting} requests are waiting (--max-queue ${this.maxQueue}); retry after the Retry-After header's seconds`, {
-        'retry-after': String(this.retryAfter()),
-      });
-    }
+    this.admit(job.id);
     // A client can leave while its body is read and tokenized, before this listener exists.
     if (job.res.closed) job.cancelled = true;
     job.res.on('close', () => {

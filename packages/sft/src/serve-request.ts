@@ -119,6 +119,11 @@ export interface RequestReaderOptions {
   maxChoices?: number;
   /** Token ids of a prompt text, BOS first when asked (on a worker thread, or the tokenizer itself). */
   encode: EncodeText;
+  /**
+   * Called with a request's id once its fields are checked, before its prompt is rendered and tokenized: throws the
+   * HttpError to answer instead (the queue is full), so that refusing it costs no tokenizing.
+   */
+  admit?: (id: string) => void;
 }
 
 /**
@@ -199,6 +204,7 @@ function newId(prefix: string): string {
 /** Reads /v1/chat/completions and /v1/completions bodies into {@link JobRequest}s, or throws the HttpError to answer. */
 export function createRequestReader(o: RequestReaderOptions): { chat: (body: Body) => Promise<JobRequest>; completion: (body: Body) => Promise<JobRequest> } {
   const { model, tokenizer, template, modelName, defaults, maxTokensLimit, encode } = o;
+  const admit = o.admit ?? (() => {});
   const maxChoices = o.maxChoices ?? DEFAULT_MAX_CHOICES;
   const context = model.maxModelLen;
   const contextSource = model.maxModelLenSource;
@@ -342,6 +348,8 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
+    const id = newId('chatcmpl');
+    admit(id);
     const promptText = prompter.text(messages);
     checkPromptChars(promptText, 'messages');
     const prompt = await prompter.ids(promptText);
@@ -349,7 +357,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const logprobs = wantLogprobs ? (top ?? 0) : null;
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     return {
-      id: newId('chatcmpl'),
+      id,
       kind: 'chat',
       created: Math.floor(Date.now() / 1000),
       prompt,
@@ -371,6 +379,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     refuseUnsupported(body, ['suffix']);
     // Unlike chat's boolean, legacy logprobs 0 still asks for the sampled tokens' log probabilities.
     const logprobs = inRange(body, 'logprobs', 0, MAX_LOGPROBS, true) ?? null;
+    const id = newId('cmpl');
     let raw = body['prompt'];
     if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
     let prompt: number[];
@@ -379,11 +388,13 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (typeof raw === 'string') {
       if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue');
       checkPromptChars(raw, 'prompt');
+      admit(id);
       prompt = await encode(raw, true);
       const prompted = raw;
       text = () => prompted;
     } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
       const ids = raw as number[];
+      admit(id);
       prompt = ids;
       text = () => tokenizer.decode(ids, { skipSpecialTokens: true });
     } else {
@@ -399,7 +410,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
     if (promptLogprobs !== null) refuseBeamLogprobs(s, 'prompt_logprobs');
     return {
-      id: newId('cmpl'),
+      id,
       kind: 'completion',
       created: Math.floor(Date.now() / 1000),
       prompt,

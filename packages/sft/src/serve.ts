@@ -197,7 +197,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
   let read: ReturnType<typeof createRequestReader>;
   try {
-    read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, maxChoices, encode });
+    // A request the queue would refuse is refused before its prompt is rendered and tokenized.
+    read = createRequestReader({ model, tokenizer, template, modelName, defaults, maxTokensLimit, maxChoices, encode, admit: (id) => queue.admit(id) });
   } catch (e) {
     // The worker would keep the process alive after the error.
     await thread?.close();
