@@ -474,6 +474,35 @@ test('a stream counts its stop strings\' characters once per request, not once p
   assert.equal(walks, 1);
 });
 
+// The text a stream holds back was split into characters whole for every token, work that grew with the square of
+// the answer's length. Characters are walked through the string iterator (Python's len), so the walks are counted.
+test('a stream with stop strings walks each token\'s text a bounded number of times, not the whole text so far for every token', async () => {
+  const iterate = String.prototype[Symbol.iterator];
+  const walkedFor = async (server: RunningServer, maxTokens: number): Promise<{ walked: number; text: string }> => {
+    let walked = 0;
+    String.prototype[Symbol.iterator] = function (this: string) {
+      walked += this.length;
+      return iterate.call(this);
+    };
+    let events: any[];
+    try {
+      events = await sseEvents(`${server.url}/v1/completions`, { model: NAME, prompt: 'The patient reports', max_tokens: maxTokens, temperature: 0, stop: ['\u0001\u0001\u0001\u0001'], stream: true });
+    } finally {
+      String.prototype[Symbol.iterator] = iterate;
+    }
+    assert.equal(events.at(-1).choices[0].finish_reason, 'length');
+    return { walked, text: events.map((e) => e.choices[0].text).join('') };
+  };
+  await withServer({}, async (server) => {
+    const short = await walkedFor(server, 100);
+    const long = await walkedFor(server, 400);
+    const whole = await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt: 'The patient reports', max_tokens: 400, temperature: 0, stop: ['\u0001\u0001\u0001\u0001'] } });
+    assert.equal(long.text, whole.json.choices[0].text, 'the stream shows the whole answer');
+    // Four times the tokens: four times the walks when linear, sixteen when quadratic.
+    assert.ok(long.walked < 6 * short.walked, `${short.walked} characters walked for ${[...short.text].length} characters of 100 tokens, ${long.walked} for ${[...long.text].length} of 400`);
+  });
+});
+
 test("stream_options as vLLM's StreamOptions: include_usage true unless given, continuous_usage_stats puts each choice's usage so far in every chunk", async () => {
   await withServer({}, async (server) => {
     const url = (path: string) => `${server.url}/v1/${path}`;

@@ -8,7 +8,7 @@ import type { RowLogprobs } from '@huatuo/tensor';
 import { Cancelled } from './serve-errors.js';
 import type { JobRequest } from './serve-request.js';
 import { chatLogprobs, completionLogprobs, promptLogprobsField } from './serve-logprobs.js';
-import { firstStop, textView, visibleText } from './serve-stream-text.js';
+import { firstStop, StreamedText, textView, visibleText } from './serve-stream-text.js';
 
 /** A queued request with its client: whether the client has gone, and the tokens made so far. */
 export interface Job extends JobRequest {
@@ -119,12 +119,12 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
   // string put back with include_stop_str_in_output; else cut where the characters decoded last, flushed at the end,
   // hold one.
   const finalText = (gen: Generation): string =>
-    gen.finishReason === 'stop' ? visibleText(view.includeStop ? gen.text + (gen.stopString ?? '') : gen.text, { ...view, stops: [], heldBack: 0 }, true) : visibleText(gen.text, view, true);
-  // Each choice's stream: its raw text, the visible text sent, its tokens so far, the log probabilities of its tokens
+    gen.finishReason === 'stop' ? visibleText(view.includeStop ? gen.text + (gen.stopString ?? '') : gen.text, { ...view, stops: [], heldBack: 0 }) : visibleText(gen.text, view);
+  // Each choice's stream: its text as streamed so far, the visible text sent, its tokens so far, the log probabilities of its tokens
   // not yet sent, the characters (Python's len) of its generated text streamed so far, where the next text_offset
   // starts, and (completions with echo) the prompt's rows while the prompt is not sent yet.
   const streams = Array.from({ length: s.n }, () => ({
-    raw: '',
+    text: new StreamedText(view),
     sent: '',
     tokens: 0,
     pending: { ids: [] as number[], rows: [] as RowLogprobs[] },
@@ -209,13 +209,11 @@ export async function reply(job: Job, model: LlamaModel, tokenizer: Tokenizer, m
               c.pending.ids.push(e.token);
               c.pending.rows.push(e.logprobs);
             }
-            c.raw += e.text;
             // The last token's text goes with the finish reason (onFinish).
             if (e.finishReason !== undefined) return;
             // As vLLM's engine gives each step's output, every token makes a chunk, with the text it shows (none while
             // a character is incomplete or the text is held back) and its log-probabilities.
-            const visible = visibleText(c.raw, view, false);
-            const shown = visible.startsWith(c.sent) ? visible.slice(c.sent.length) : '';
+            const shown = c.text.push(e.text);
             c.sent += shown;
             send(e.prompt, shown, null);
           },
