@@ -168,3 +168,44 @@ test('templates that loop, recurse or grow text without end fail at once with a 
   }
   assert.match(results['nestedLoops']!.error!, /rendering 1 messages, a bound real chat templates stay far below, so this one is broken or hostile; use the model's original chat template, or give one with --template path\/to\/template\.jinja$/);
 });
+
+test('a filter or replace() that would make a string longer than the bound is refused before it is made, naming the file', { timeout: 120_000 }, () => {
+  // Each makes 80 to 400 million characters of a message of 10000 (a bound of 1208640 characters).
+  const amplifying: Record<string, string> = {
+    indentWidth: '{{ (messages[0].content ~ "\\n" ~ messages[0].content) | indent(400000000) }}',
+    indentByString: '{{ messages[0].content | join("\\n") | indent(messages[0].content) }}',
+    replaceEmpty: '{{ messages[0].content.replace("", messages[0].content) }}',
+    replaceFilter: '{{ messages[0].content | replace("a", messages[0].content) }}',
+    joinString: '{{ messages[0].content | join(messages[0].content) }}',
+    joinList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | join }}',
+    tojsonList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | tojson }}',
+    tojsonIndent: '{{ messages | tojson(indent=50000000) }}',
+  };
+  // Each in a process of its own, whose peak memory is its own.
+  const script = `
+    import { chatTemplateFromFiles, renderChatTemplate } from '@huatuo/sft';
+    const t = chatTemplateFromFiles({ jinjaFile: { path: 'amplifying.jinja', text: process.argv[1] } }, 'model');
+    const peak = process.resourceUsage().maxRSS;
+    let result;
+    try {
+      result = { output: renderChatTemplate(t, [{ role: 'user', content: 'a'.repeat(10000) }]).length };
+    } catch (e) {
+      result = { error: e.name + ': ' + e.message };
+    }
+    result.peakGrowthMB = (process.resourceUsage().maxRSS - peak) / 1024;
+    process.stdout.write(JSON.stringify(result));`;
+  const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+  const results = Object.fromEntries(
+    Object.entries(amplifying).map(([name, template]) => {
+      const out = execFileSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script, template], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL' });
+      return [name, JSON.parse(out) as { output?: number; error?: string; peakGrowthMB: number }];
+    }),
+  );
+  const wrong = Object.keys(amplifying).flatMap((name) => {
+    const r = results[name]!;
+    const refused = /^TemplateError: amplifying\.jinja: the chat template would make a string of (more than )?\d+ characters with \w+, longer than 1208640 characters rendering 1 messages/.test(r.error ?? '');
+    // Made before it was refused, the string took 80 to 400 MB.
+    return refused && r.peakGrowthMB < 40 ? [] : [`${name}: ${r.error ?? `rendered ${r.output} characters`}; the peak memory grew by ${r.peakGrowthMB} MB`];
+  });
+  assert.deepEqual(wrong, []);
+});

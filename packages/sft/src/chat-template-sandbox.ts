@@ -63,6 +63,88 @@ interface RuntimeValue {
 interface InterpreterInternals {
   evaluate(statement: unknown, environment: Environment): RuntimeValue;
   renderBlock(statements: readonly unknown[], environment: Environment): string;
+  applyFilter(operand: RuntimeValue, filter: unknown, environment: Environment): RuntimeValue;
+  /** A filter's arguments: the positional ones, and the keyword ones by name. */
+  evaluateArguments(args: readonly unknown[], environment: Environment): [RuntimeValue[], Map<string, RuntimeValue>];
+}
+
+/** An expression node, as far as the checks before a filter or a replace() look at it. */
+interface ExpressionNode {
+  readonly type: string;
+  readonly value?: unknown;
+  readonly callee?: ExpressionNode & { readonly object?: ExpressionNode; readonly property?: ExpressionNode; readonly computed?: boolean };
+  readonly args?: readonly ExpressionNode[];
+}
+
+/** A node standing for a value already evaluated, so that a filter's arguments, checked first, are evaluated once. */
+const EVALUATED = 'SandboxEvaluatedValue';
+
+function evaluated(value: RuntimeValue): { type: string; value: RuntimeValue } {
+  return { type: EVALUATED, value };
+}
+
+/** Arguments already evaluated, as a call's argument nodes: the positional ones, then the keyword ones. */
+function evaluatedArgs(args: readonly RuntimeValue[], kwargs: ReadonlyMap<string, RuntimeValue>): object[] {
+  return [...args.map(evaluated), ...[...kwargs].map(([key, value]) => ({ type: 'KeywordArgumentExpression', key: { type: 'Identifier', value: key }, value: evaluated(value) }))];
+}
+
+/**
+ * At least the characters of a value's text (tojson, string, or what `~` and join make of it): its strings with
+ * their repeats, each item one character more, stopping once past `limit`.
+ */
+function textChars(value: RuntimeValue, limit: number, indent = 0, separator = 1, depth = 0): number {
+  let total = 0;
+  const visit = (v: RuntimeValue, d: number): void => {
+    if (total > limit) return;
+    if (typeof v.value === 'string') total += v.value.length;
+    else if (Array.isArray(v.value) || v.value instanceof Map) {
+      const items: RuntimeValue[] = Array.isArray(v.value) ? v.value : [...(v.value as Map<string, RuntimeValue>).values()];
+      if (v.value instanceof Map) for (const key of v.value.keys()) total += String(key).length;
+      // tojson's indent puts each item on a line of its own, indented to its depth, and the closing bracket on another.
+      if (indent > 0 && items.length > 0) total += items.length * (1 + indent * (d + 1)) + 1 + indent * d;
+      total += Math.max(0, items.length - 1) * separator + 1;
+      for (const item of items) visit(item, d + 1);
+    }
+  };
+  visit(value, depth);
+  return total;
+}
+
+/** A filter argument: the positional one at `index`, else the keyword one, else the default. */
+function argument(args: readonly RuntimeValue[], kwargs: ReadonlyMap<string, RuntimeValue>, index: number, name: string): RuntimeValue | undefined {
+  return args[index] ?? kwargs.get(name);
+}
+
+/** The characters `indent` makes of `text`: each line but the first and the empty ones (unless asked) gets the indent. */
+function indentedChars(text: string, width: number, first: boolean, blank: boolean): number {
+  let indented = 0;
+  let start = 0;
+  for (let line = 0; start <= text.length; line++) {
+    const end = text.indexOf('\n', start);
+    const stop = end < 0 ? text.length : end;
+    if ((first || line > 0) && (blank || stop > start)) indented++;
+    if (end < 0) break;
+    start = end + 1;
+  }
+  return text.length + indented * width;
+}
+
+/** The characters Python's str.replace (count < 0: all) makes of `text`, counted before it is made, stopping once past `limit`. */
+function replacedChars(text: string, old: string, by: string, count: number, limit: number): number {
+  if (by.length <= old.length || count === 0) return text.length;
+  const most = count < 0 ? Infinity : count;
+  let found = 0;
+  if (old === '') {
+    // Python puts the replacement before each character and at the end.
+    for (const _ of text) if (++found >= most) break;
+    found = Math.min(found + 1, most);
+  } else {
+    for (let at = text.indexOf(old); at >= 0 && found < most; at = text.indexOf(old, at + old.length)) {
+      found++;
+      if (text.length + found * (by.length - old.length) > limit) break;
+    }
+  }
+  return text.length + found * (by.length - old.length);
 }
 
 /**
@@ -155,6 +237,8 @@ export interface BoundedTemplate {
  * CHARS_READ_PER_STEP characters an operator or a call reads) or nests deeper than MAX_DEPTH; no list grows past
  * MAX_ITEMS items, no string or rendered block past MAX_CHARS + MAX_CHARS_PER_CHAR characters per character of
  * `sizedBy`, and the text made (strings, rendered blocks) adds up to at most MAX_MADE_PER_LONGEST times that.
+ * A filter or replace() that would make a longer string (indent, join, replace, tojson and string of a list) is
+ * refused before the string is made.
  * `sizedBy` (default `items`) holds the variables the work grows with: a chat's messages, not the special tokens
  * that come with the template from the same files.
  * @throws TemplateLimitError when a bound is reached; what the template raises; the engine's errors.
@@ -173,11 +257,12 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
 
   const interpreter = new Interpreter(env);
   const internals = interpreter as unknown as InterpreterInternals;
-  if (typeof internals.evaluate !== 'function' || typeof internals.renderBlock !== 'function') {
-    throw new Error('internal: this @huggingface/jinja has no Interpreter.evaluate and renderBlock for the chat template sandbox to bound; install the version packages/sft/package.json names');
+  if (typeof internals.evaluate !== 'function' || typeof internals.renderBlock !== 'function' || typeof internals.applyFilter !== 'function' || typeof internals.evaluateArguments !== 'function') {
+    throw new Error('internal: this @huggingface/jinja has no Interpreter.evaluate, renderBlock, applyFilter and evaluateArguments for the chat template sandbox to bound; install the version packages/sft/package.json names');
   }
   const evaluate = internals.evaluate.bind(interpreter);
   const renderBlock = internals.renderBlock.bind(interpreter);
+  const applyFilter = internals.applyFilter.bind(interpreter);
   const size = sizeOf(sizedBy);
   const maxSteps = MAX_STEPS + MAX_STEPS_PER_VALUE * size.values + size.chars;
   const maxChars = MAX_CHARS + MAX_CHARS_PER_CHAR * size.chars;
@@ -199,11 +284,68 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
     made += length;
     if (made > maxMade) throw new TemplateLimitError(`made more than ${maxMade} characters of text in all`);
   };
+  // A string a filter or replace() would make longer than a string may be is refused before it is made: `indent` with a
+  // width of 400 million, a replace() or join that multiplies a text, tojson's indent over many items.
+  const refuseLonger = (chars: number, what: string): void => {
+    if (chars > maxChars) throw new TemplateLimitError(`would make a string of ${chars >= maxChars * 2 ? `more than ${maxChars * 2}` : chars} characters with ${what}, longer than ${maxChars} characters`);
+  };
+  const bound = 2 * maxChars;
+  const checkFilter = (name: string, operand: RuntimeValue, args: readonly RuntimeValue[], kwargs: ReadonlyMap<string, RuntimeValue>): void => {
+    const text = typeof operand.value === 'string' ? operand.value : null;
+    if (name === 'indent' && text !== null) {
+      const width = argument(args, kwargs, 0, 'width')?.value ?? 4;
+      const chars = typeof width === 'string' ? width.length : typeof width === 'number' ? Math.max(0, width) : 0;
+      refuseLonger(indentedChars(text, chars, !!argument(args, kwargs, 1, 'first')?.value, !!argument(args, kwargs, 2, 'blank')?.value), 'indent');
+    } else if (name === 'join') {
+      const separator = argument(args, kwargs, 0, 'separator')?.value;
+      const sep = typeof separator === 'string' ? separator.length : 0;
+      if (text !== null) {
+        let chars = 0;
+        for (const _ of text) if (++chars > bound) break;
+        refuseLonger(text.length + Math.max(0, chars - 1) * sep, 'join');
+      } else if (Array.isArray(operand.value)) {
+        let chars = Math.max(0, operand.value.length - 1) * sep;
+        // join writes each item as JavaScript does: an object as "[object Map]", a list as its items' text.
+        for (const item of operand.value as RuntimeValue[]) if (chars <= bound && !(item.value instanceof Map)) chars += textChars(item, bound);
+        refuseLonger(chars, 'join');
+      }
+    } else if (name === 'replace' && text !== null) {
+      const [old, by] = args;
+      const count = argument(args, kwargs, 2, 'count')?.value;
+      if (typeof old?.value === 'string' && typeof by?.value === 'string') refuseLonger(replacedChars(text, old.value, by.value, typeof count === 'number' ? count : -1, bound), 'replace');
+    } else if (name === 'tojson' || (name === 'string' && Array.isArray(operand.value))) {
+      const indent = kwargs.get('indent')?.value;
+      const separators = kwargs.get('separators')?.value;
+      const itemSeparator = Array.isArray(separators) && typeof (separators[0] as RuntimeValue | undefined)?.value === 'string' ? ((separators[0] as RuntimeValue).value as string).length : 1;
+      refuseLonger(textChars(operand, bound, typeof indent === 'number' ? Math.max(0, indent) : 0, itemSeparator), name);
+    }
+  };
+  internals.applyFilter = (operand, filter, environment) => {
+    const node = filter as ExpressionNode;
+    if (node.type === 'Identifier' && typeof node.value === 'string') checkFilter(node.value, operand, [], new Map());
+    else if (node.type === 'CallExpression' && node.callee?.type === 'Identifier' && ['indent', 'join', 'replace', 'tojson'].includes(node.callee.value as string)) {
+      const [args, kwargs] = internals.evaluateArguments(node.args ?? [], environment);
+      checkFilter(node.callee.value as string, operand, args, kwargs);
+      return applyFilter(operand, { ...node, args: evaluatedArgs(args, kwargs) }, environment);
+    }
+    return applyFilter(operand, filter, environment);
+  };
+  // text.replace(old, new): the string and the arguments evaluated once, checked, then replaced by the engine.
+  const evaluateChecked = (statement: unknown, environment: Environment): RuntimeValue => {
+    const node = statement as ExpressionNode | undefined;
+    const callee = node?.callee;
+    if (node?.type !== 'CallExpression' || callee?.type !== 'MemberExpression' || callee.computed || callee.property?.value !== 'replace' || callee.object === undefined) return evaluate(statement, environment);
+    const object = internals.evaluate(callee.object, environment);
+    const [args, kwargs] = internals.evaluateArguments(node.args ?? [], environment);
+    checkFilter('replace', object, args, kwargs);
+    return evaluate({ ...node, callee: { ...callee, object: evaluated(object) }, args: evaluatedArgs(args, kwargs) }, environment);
+  };
   internals.evaluate = (statement, environment) => {
+    if ((statement as ExpressionNode | undefined)?.type === EVALUATED) return (statement as { value: RuntimeValue }).value;
     step(1);
     enter();
     try {
-      const value = evaluate(statement, environment);
+      const value = evaluateChecked(statement, environment);
       const read = reads.get(statement as object);
       if (read !== undefined) {
         if (typeof value.value === 'string') step(Math.ceil(value.value.length / CHARS_READ_PER_STEP));
