@@ -169,7 +169,7 @@ test('templates that loop, recurse or grow text without end fail at once with a 
   assert.match(results['nestedLoops']!.error!, /rendering 1 messages, a bound real chat templates stay far below, so this one is broken or hostile; use the model's original chat template, or give one with --template path\/to\/template\.jinja$/);
 });
 
-test('a filter or replace() that would make a string longer than the bound is refused before it is made, naming the file', { timeout: 120_000 }, () => {
+test('a filter, replace(), ~ or a printed list that would make a string longer than the bound is refused before it is made, naming the file', { timeout: 120_000 }, () => {
   // Each makes 80 to 400 million characters of a message of 10000 (a bound of 1208640 characters).
   const amplifying: Record<string, string> = {
     indentWidth: '{{ (messages[0].content ~ "\\n" ~ messages[0].content) | indent(400000000) }}',
@@ -180,6 +180,8 @@ test('a filter or replace() that would make a string longer than the bound is re
     joinList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | join }}',
     tojsonList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | tojson }}',
     tojsonIndent: '{{ messages | tojson(indent=50000000) }}',
+    printedList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l }}',
+    concatenatedList: '{% set ns = namespace(l=[messages[0].content]) %}{% for i in range(13) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ (ns.l ~ "") | length }}',
   };
   // Each in a process of its own, whose peak memory is its own.
   const script = `
@@ -203,7 +205,7 @@ test('a filter or replace() that would make a string longer than the bound is re
   );
   const wrong = Object.keys(amplifying).flatMap((name) => {
     const r = results[name]!;
-    const refused = /^TemplateError: amplifying\.jinja: the chat template would make a string of (more than )?\d+ characters with \w+, longer than 1208640 characters rendering 1 messages/.test(r.error ?? '');
+    const refused = /^TemplateError: amplifying\.jinja: the chat template would make a string of (more than )?\d+ characters with [\w ~]+, longer than 1208640 characters rendering 1 messages/.test(r.error ?? '');
     // Made before it was refused, the string took 80 to 400 MB.
     return refused && r.peakGrowthMB < 40 ? [] : [`${name}: ${r.error ?? `rendered ${r.output} characters`}; the peak memory grew by ${r.peakGrowthMB} MB`];
   });

@@ -74,6 +74,9 @@ interface ExpressionNode {
   readonly value?: unknown;
   readonly callee?: ExpressionNode & { readonly object?: ExpressionNode; readonly property?: ExpressionNode; readonly computed?: boolean };
   readonly args?: readonly ExpressionNode[];
+  readonly operator?: { readonly value?: unknown };
+  readonly left?: ExpressionNode;
+  readonly right?: ExpressionNode;
 }
 
 /** A node standing for a value already evaluated, so that a filter's arguments, checked first, are evaluated once. */
@@ -107,6 +110,15 @@ function textChars(value: RuntimeValue, limit: number, indent = 0, separator = 1
     }
   };
   visit(value, depth);
+  return total;
+}
+
+/** At least the characters `~` (and `+` beside a string) makes of a value: JavaScript's String of its value, a list's items joined by commas. */
+function concatChars(value: RuntimeValue, limit: number): number {
+  if (typeof value.value === 'string') return value.value.length;
+  if (!Array.isArray(value.value)) return 0;
+  let total = Math.max(0, value.value.length - 1);
+  for (const item of value.value as RuntimeValue[]) if (total <= limit) total += textChars(item, limit);
   return total;
 }
 
@@ -333,6 +345,14 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
   // text.replace(old, new): the string and the arguments evaluated once, checked, then replaced by the engine.
   const evaluateChecked = (statement: unknown, environment: Environment): RuntimeValue => {
     const node = statement as ExpressionNode | undefined;
+    const operator = node?.operator?.value;
+    if (node?.type === 'BinaryExpression' && (operator === '~' || operator === '+') && node.left !== undefined && node.right !== undefined) {
+      const left = internals.evaluate(node.left, environment);
+      const right = internals.evaluate(node.right, environment);
+      const text = operator === '~' || typeof left.value === 'string' || typeof right.value === 'string';
+      if (text && (Array.isArray(left.value) || Array.isArray(right.value))) refuseLonger(concatChars(left, bound) + concatChars(right, bound), operator);
+      return evaluate({ ...node, left: evaluated(left), right: evaluated(right) }, environment);
+    }
     const callee = node?.callee;
     if (node?.type !== 'CallExpression' || callee?.type !== 'MemberExpression' || callee.computed || callee.property?.value !== 'replace' || callee.object === undefined) return evaluate(statement, environment);
     const object = internals.evaluate(callee.object, environment);
@@ -346,6 +366,7 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
     enter();
     try {
       const value = evaluateChecked(statement, environment);
+      if (printed.has(statement as object) && (Array.isArray(value.value) || value.value instanceof Map)) refuseLonger(textChars(value, bound), 'a printed value');
       const read = reads.get(statement as object);
       if (read !== undefined) {
         if (typeof value.value === 'string') step(Math.ceil(value.value.length / CHARS_READ_PER_STEP));
@@ -363,8 +384,11 @@ export function renderBounded(template: BoundedTemplate, items: Record<string, u
       depth--;
     }
   };
+  // The statements of a block that print their value (as its text: a list or an object as tojson writes it).
+  const printed = new WeakSet<object>();
   internals.renderBlock = (statements, environment) => {
     step(1 + statements.length);
+    for (const statement of statements) if (typeof statement === 'object' && statement !== null) printed.add(statement);
     enter();
     try {
       const text = renderBlock(statements, environment);
