@@ -42,24 +42,25 @@ test("pruning keeps the checkpoints transformers 4.57.6's _rotate_checkpoints ke
 });
 
 test('a checkpoint that pruning cannot remove is a warning naming it, and the next save removes it', async () => {
-  // Refused outright (checkpoint-1 left whole), or after its trainer_state.json went (left incomplete, no longer listed).
+  // Refused outright (the rename refused: checkpoint-1 left whole), or once renamed checkpoint-1.removing (left there,
+  // no longer listed).
   for (const from of [1, 2]) {
     const out = tmp();
     for (const step of [1, 2, 3, 4]) await save(out, step);
     const oldest = join(out, 'checkpoint-1');
-    let hook = refuseRemovals(oldest, from);
+    let hook = refuseRemovals(oldest, from, { renames: true });
     const warnings = await pruneCheckpoints(out, 2, null).finally(() => hook.restore());
     const where = `removal refused from its ${from}. rm on`;
     assert.equal(warnings.length, 1, `${where}: ${warnings.join('; ')}`);
     assert.match(warnings[0]!, new RegExp(`^could not remove ${oldest.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}, a checkpoint older than the 2 that --save-total-limit keeps \\(EACCES.*The run goes on, and the next save tries again`), where);
-    assert.ok(existsSync(oldest) && !existsSync(join(out, 'checkpoint-2')), `${where}: the removals after it went on`);
+    assert.ok(existsSync(from === 1 ? oldest : `${oldest}.removing`) && !existsSync(join(out, 'checkpoint-2')), `${where}: the removals after it went on`);
     assert.deepEqual(await steps(out), from === 1 ? [1, 3, 4] : [3, 4], where);
 
     // A save while the removal is still refused warns again, naming the folder; the next one removes it.
-    hook = refuseRemovals(oldest);
+    hook = refuseRemovals(oldest, 1, { renames: true });
     const again = await (async () => [...(await save(out, 5)).warnings, ...(await pruneCheckpoints(out, 2, null))])().finally(() => hook.restore());
     assert.equal(again.length, 1, `${where}: ${again.join('; ')}`);
-    assert.ok(again[0]!.startsWith(`could not remove ${oldest}, `), `${where}: ${again[0]}`);
+    assert.ok(again[0]!.startsWith(`could not remove ${oldest}${from === 1 ? '' : '.removing'}, `), `${where}: ${again[0]}`);
     await save(out, 6);
     assert.deepEqual(await pruneCheckpoints(out, 2, null), [], where);
     assert.deepEqual(readdirSync(out).sort(), ['checkpoint-5', 'checkpoint-6'], `${where}: the leftover is gone`);

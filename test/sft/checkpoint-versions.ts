@@ -31,24 +31,34 @@ export async function saveCheckpointVersion(outputDir: string, step: number, ver
 }
 
 /**
- * Makes fs/promises' rm refuse (EACCES, as a folder the user may not change) the removals under `dir`, from the
- * `from`-th on, until restored; other removals go through.
+ * Makes fs/promises' rm refuse (EACCES, as a folder the user may not change) the removals under `dir` (and under
+ * `dir`.removing), from the `from`-th on, until restored; with `renames`, renaming `dir` away counts and is refused too.
+ * Other calls go through.
  */
-export function refuseRemovals(dir: string, from = 1): { restore(): void } {
+export function refuseRemovals(dir: string, from = 1, { renames = false }: { renames?: boolean } = {}): { restore(): void } {
   const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const rm = promises.rm!;
+  const [rm, rename] = [promises.rm!, promises.rename!];
+  // Pruning renames a checkpoint to checkpoint-N.removing before removing it: that name is refused too.
+  const under = (path: string) => [dir, `${dir}.removing`].some((d) => path === d || path.startsWith(d + sep));
   let seen = 0;
+  const refused = (syscall: string, path: string) => Object.assign(new Error(`EACCES: permission denied, ${syscall} '${path}'`), { code: 'EACCES', syscall, path });
   promises.rm = (...args: unknown[]) => {
     const path = String(args[0]);
-    if ((path === dir || path.startsWith(dir + sep)) && ++seen >= from) {
-      return Promise.reject(Object.assign(new Error(`EACCES: permission denied, rm '${path}'`), { code: 'EACCES', syscall: 'rm', path }));
-    }
+    if (under(path) && ++seen >= from) return Promise.reject(refused('rm', path));
     return rm.apply(fs.promises, args);
   };
+  if (renames) {
+    promises.rename = (...args: unknown[]) => {
+      const path = String(args[0]);
+      if (path === dir && ++seen >= from) return Promise.reject(refused('rename', path));
+      return rename.apply(fs.promises, args);
+    };
+  }
   syncBuiltinESMExports();
   return {
     restore() {
       promises.rm = rm;
+      promises.rename = rename;
       syncBuiltinESMExports();
     },
   };

@@ -171,7 +171,7 @@ test('the adapter written at the end loads into a fresh base model in @huatuo/ll
   }
 });
 
-test('an unfinished checkpoint-N.tmp folder left by a crash, or a checkpoint-N without its trainer_state.json, is ignored by listing and by --resume latest, which removes it', async () => {
+test('an unfinished checkpoint-N.tmp folder left by a crash is ignored by listing and by --resume latest, which removes it; a checkpoint-N without its trainer_state.json (another tool\'s) is ignored and kept', async () => {
   const out = tmp();
   const config = smallConfig(dataPath, out, { saveSteps: 2, evalSteps: 2 });
   const first = await smallRun(config);
@@ -182,7 +182,9 @@ test('an unfinished checkpoint-N.tmp folder left by a crash, or a checkpoint-N w
   }
   mkdirSync(join(out, 'checkpoint-9.tmp'));
   writeFileSync(join(out, 'checkpoint-9.tmp', 'adapter_config.json'), '{');
+  // A folder of another tool by a checkpoint's name: PEFT's adapter files, no trainer_state.json.
   mkdirSync(join(out, 'checkpoint-8'));
+  writeFileSync(join(out, 'checkpoint-8', 'adapter_config.json'), '{}');
   assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [2], 'only complete checkpoints are listed');
   const second = await smallRun(config);
   try {
@@ -191,8 +193,9 @@ test('an unfinished checkpoint-N.tmp folder left by a crash, or a checkpoint-N w
   } finally {
     second.base.model.dispose();
   }
-  // The resume in its own output folder removed them: the unfinished copy, and the checkpoint without its trainer_state.json.
-  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')), ['checkpoint-2']);
+  // The resume in its own output folder removed the unfinished copy, and left the folder it did not write.
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-2', 'checkpoint-8']);
+  assert.deepEqual(readdirSync(join(out, 'checkpoint-8')), ['adapter_config.json']);
 });
 
 test('maxSteps runs that many optimizer steps past the epochs given, the data order continuing into later epochs and the learning rate decaying to 0 at the last', async () => {

@@ -117,9 +117,11 @@ export function checkpointDir(outputDir: string, step: number): string {
 
 /**
  * A checkpoint being written (`checkpoint-N.tmp`), the earlier one of its step set aside while it replaces it (`.old`),
- * or (no suffix) a checkpoint, a leftover where it lacks its trainer_state.json: a removal by pruning cut short.
+ * or one being removed (`.removing`: pruning renames a checkpoint so before removing it, and a removal cut short
+ * leaves that name). A `checkpoint-N` without its trainer_state.json is not listed, and never removed: it may be
+ * another tool's folder.
  */
-const LEFTOVER = /^(checkpoint-\d+)(?:\.(tmp|old))?$/;
+const LEFTOVER = /^(checkpoint-\d+)\.(tmp|old|removing)$/;
 
 /** A checkpoint written by {@link writeCheckpoint}. */
 export interface SavedCheckpoint {
@@ -175,8 +177,8 @@ export async function writeCheckpoint(
 /**
  * Finishes what interrupted checkpoint saves and removals left in `outputDir`: a `checkpoint-N.old` whose replacement
  * did not reach `checkpoint-N` is renamed back to it (unless `restore` is false: it stays its step's checkpoint, see
- * {@link listCheckpoints}), one whose replacement did is removed, and unfinished `.tmp` folders and `checkpoint-N`
- * folders without their trainer_state.json (a removal by {@link pruneCheckpoints} cut short) are discarded. Run
+ * {@link listCheckpoints}), one whose replacement did is removed, and unfinished `.tmp` folders and `.removing` ones
+ * (a removal by {@link pruneCheckpoints} cut short) are discarded. Run
  * before each save; two runs must not write one output folder at once.
  * @returns A warning for each leftover that could not be removed (nothing reads it), naming it and what to do.
  */
@@ -187,10 +189,6 @@ export async function finishCheckpointReplacements(outputDir: string, { restore 
     if (!leftover) continue;
     const path = files.join(outputDir, name);
     const final = files.join(outputDir, leftover[1]!);
-    if (leftover[2] === undefined) {
-      if (!(await files.exists(files.join(path, 'trainer_state.json')))) await removeLeftover(path, final, warnings);
-      continue;
-    }
     const replaced = leftover[2] === 'old' && !(await files.exists(final)) && (await files.exists(files.join(path, 'trainer_state.json')));
     if (replaced && restore) await files.rename(path, final);
     else if (!replaced) await removeLeftover(path, final, warnings);
@@ -206,10 +204,9 @@ async function removeLeftover(leftover: string, final: string, warnings: string[
   try {
     await removeCheckpoint(leftover);
   } catch (err) {
-    const what =
-      leftover === final
-        ? 'a checkpoint that --save-total-limit began to remove (its trainer_state.json is gone)'
-        : leftover.endsWith('.old')
+    const what = leftover.endsWith('.removing')
+      ? `${final} as --save-total-limit began to remove it`
+      : leftover.endsWith('.old')
           ? `the earlier checkpoint of its step, set aside when ${final} was saved again`
           : `an unfinished copy of ${final}`;
     warnings.push(
@@ -237,10 +234,22 @@ export async function checkpointOrAside(dir: string): Promise<string> {
   return (await files.exists(files.join(aside, 'trainer_state.json'))) ? aside : dir;
 }
 
-/** Removes a checkpoint folder, its trainer_state.json first: a removal cut short leaves no folder listed as complete. */
+/** Removes a leftover folder, its trainer_state.json first: a removal cut short leaves no folder listed as complete. */
 async function removeCheckpoint(dir: string): Promise<void> {
   await files.remove(files.join(dir, 'trainer_state.json'));
   await files.remove(dir);
+}
+
+/**
+ * Removes a complete checkpoint: renamed `checkpoint-N.removing` first, so that a removal cut short leaves a leftover by
+ * its name ({@link finishCheckpointReplacements} removes it) and never a `checkpoint-N` that is neither whole nor ours
+ * to remove. A rename refused leaves the checkpoint whole and listed.
+ */
+async function removeCompleteCheckpoint(dir: string): Promise<void> {
+  const removing = `${dir.replace(/\.old$/, '')}.removing`; // a listed checkpoint-N.old stands for checkpoint-N
+  if (await files.exists(removing)) await removeCheckpoint(removing);
+  await files.rename(dir, removing);
+  await removeCheckpoint(removing);
 }
 
 /**
@@ -324,7 +333,7 @@ export async function pruneCheckpoints(outputDir: string, limit: number, bestMod
   const warnings: string[] = [];
   for (const c of sorted.slice(0, Math.max(0, sorted.length - kept))) {
     try {
-      await removeCheckpoint(c.dir);
+      await removeCompleteCheckpoint(c.dir);
     } catch (err) {
       warnings.push(
         `could not remove ${c.dir}, a checkpoint older than the ${limit} that --save-total-limit keeps (${(err as Error).message}). ` +
@@ -348,7 +357,7 @@ export async function removeAllButBestCheckpoint(outputDir: string, bestModelChe
   const warnings: string[] = [];
   for (const c of sorted.filter((c) => c.step !== bestStep)) {
     try {
-      await removeCheckpoint(c.dir);
+      await removeCompleteCheckpoint(c.dir);
     } catch (err) {
       warnings.push(`could not remove ${c.dir}: with --save-total-limit 1 a finished run keeps only the best checkpoint, ${bestModelCheckpoint} (${(err as Error).message}); delete it yourself to free its space`);
     }
