@@ -925,7 +925,7 @@ test('beyond the queue bound clients get 503 with Retry-After; the queued ones r
   });
 });
 
-test('with the queue full, a request is refused before its prompt is rendered or tokenized; one with a bad field still gets its 400', async () => {
+test('with the queue full, a request is refused before its prompt is rendered or tokenized; one with a bad field, sampling fields included, still gets its 400', async () => {
   let encoded = 0;
   const counting = new Proxy(tokenizer, {
     get(t, key) {
@@ -948,6 +948,11 @@ test('with the queue full, a request is refused before its prompt is rendered or
     assert.equal(events.filter((e) => e.type === 'rejected').length, 3);
     const invalid = await call(`${server.url}/v1/chat/completions`, { body: { model: NAME, messages: [{ role: 'tool', content: 'x' }] } });
     assertError(invalid, 400, 'messages[0].role', 'an invalid request while the queue is full');
+    const badSampling = await call(`${server.url}/v1/completions`, { body: { model: NAME, prompt: QUESTION, temperature: 5 } });
+    assertError(badSampling, 400, 'temperature', 'a sampling field out of range while the queue is full');
+    const badChoices = await call(`${server.url}/v1/chat/completions`, { body: { model: NAME, messages: [{ role: 'user', content: QUESTION }], n: 2, num_beams: 2 } });
+    assertError(badChoices, 400, 'n', 'choices with beams while the queue is full');
+    assert.equal(encoded, before, 'no prompt of a refused request was tokenized');
     busy.destroy();
   });
 });

@@ -193,7 +193,7 @@ function parsePromptLogprobs(body: Body, stream: boolean, V: number): number | n
 }
 
 /** Log-probabilities come from greedy decoding and sampling; beam search does not return them. */
-function refuseBeamLogprobs(s: Sampling, param: string): void {
+function refuseBeamLogprobs(s: Pick<Sampling, 'numBeams'>, param: string): void {
   if (s.numBeams > 1) throw new HttpError(400, `${param}: returned by sampling and greedy decoding, not by beam search (num_beams ${s.numBeams}); send num_beams 1 or leave ${param} out`);
 }
 
@@ -219,7 +219,9 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     );
   };
 
-  const sampling = (body: Body, promptTokens: number, extraStops: readonly string[], kind: 'chat' | 'completion'): Sampling => {
+  // A request's sampling fields are checked before its prompt is tokenized (and before the queue may refuse it), then
+  // fitted to the prompt's tokens: the context left, and the device's memory.
+  const sampling = (body: Body, extraStops: readonly string[], kind: 'chat' | 'completion'): { numBeams: number; fit: (promptTokens: number) => Sampling } => {
     const n = optional(body, 'n', isInt, 'an integer') ?? 1;
     if (n < 1) throw new HttpError(400, `n: expected an integer of at least 1 (the choices to generate), got ${n}`);
     if (n > maxChoices) throw new HttpError(400, `n: ${n} choices asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices} or send several requests`);
@@ -230,18 +232,8 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     if (bestOf > maxChoices) throw new HttpError(400, `best_of: ${bestOf} sequences asked for, more than this server's limit of ${maxChoices} (--max-choices); ask for at most ${maxChoices}`);
     const maxCompletion = inRange(body, 'max_completion_tokens', 1, maxTokensLimit, true);
     const maxTokensField = inRange(body, 'max_tokens', 1, maxTokensLimit, true);
-    const left = context - promptTokens;
-    if (left < 1) {
-      throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (${contextSource}), leaving no room for an answer; shorten the messages`);
-    }
     const asked = maxCompletion ?? maxTokensField;
     const askedParam = maxCompletion !== undefined ? 'max_completion_tokens' : 'max_tokens';
-    if (asked !== undefined && asked > left) {
-      throw new HttpError(
-        400,
-        `the prompt is ${promptTokens} tokens and ${askedParam} asks for ${asked} more, beyond this model's context of ${context} tokens; ask for at most ${left} or shorten the prompt`,
-      );
-    }
     const temperature = inRange(body, 'temperature', 0, 2, false) ?? defaults.temperature;
     const topP = inRange(body, 'top_p', 0, 1, false) ?? defaults.topP;
     const topK = inRange(body, 'top_k', 0, model.config.vocabSize, true) ?? defaults.topK;
@@ -262,43 +254,58 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     // vLLM's V0 engine: "best_of must be 1 when using greedy sampling".
     if (bestOf > n && !doSample) throw new HttpError(400, `best_of: ${bestOf} above n ${n} ranks samples, and ${numBeams > 1 ? `beam search (num_beams ${numBeams})` : 'greedy decoding (temperature 0, or top_k 1)'} makes one sequence; sample (temperature above 0, num_beams 1) or send best_of equal to n`);
     const seed = optional(body, 'seed', isInt64, 'an integer from -2^63 to 2^63 - 1') ?? randomInt(2 ** 31);
-    let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
-    // The best_of choices decode together: best_of sequences of the cache.
-    const sequences = numBeams * bestOf;
-    const fit = memoryRefusal(sequences, promptTokens + maxTokens);
-    if (fit !== null) {
-      if (bestOf > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
-        const param = bestOf > n ? 'best_of' : 'n';
-        throw new HttpError(400, `${param}: ${bestOf} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${fit}; ask for fewer choices`);
+    const stop = [...parseStop(body), ...extraStops];
+    const includeStop = optional(body, 'include_stop_str_in_output', isBool, 'a boolean') ?? false;
+    const fit = (promptTokens: number): Sampling => {
+      const left = context - promptTokens;
+      if (left < 1) {
+        throw new HttpError(400, `the prompt is ${promptTokens} tokens, and this model's context is ${context} tokens (${contextSource}), leaving no room for an answer; shorten the messages`);
       }
-      if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${fit}`);
-      // No length asked for: the longest answer that fits.
-      let lo = 0;
-      for (let hi = maxTokens; hi - lo > 1; ) {
-        const mid = (lo + hi) >> 1;
-        if (memoryRefusal(sequences, promptTokens + mid) === null) lo = mid;
-        else hi = mid;
+      if (asked !== undefined && asked > left) {
+        throw new HttpError(
+          400,
+          `the prompt is ${promptTokens} tokens and ${askedParam} asks for ${asked} more, beyond this model's context of ${context} tokens; ask for at most ${left} or shorten the prompt`,
+        );
       }
-      if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${fit}; shorten the messages`);
-      maxTokens = lo;
-    }
-    return {
-      maxTokens,
-      doSample,
-      temperature: temperature > 0 ? temperature : 1,
-      topP: topP > 0 ? topP : 1,
-      topK,
-      numBeams,
-      repetitionPenalty,
-      frequencyPenalty,
-      presencePenalty,
-      logitBias,
-      stop: [...parseStop(body), ...extraStops],
-      includeStop: optional(body, 'include_stop_str_in_output', isBool, 'a boolean') ?? false,
-      seed: Number(BigInt.asUintN(32, BigInt(seed))),
-      n,
-      bestOf,
+      let maxTokens = asked ?? Math.min(defaults.maxTokens, maxTokensLimit, left);
+      // The best_of choices decode together: best_of sequences of the cache.
+      const sequences = numBeams * bestOf;
+      const refusal = memoryRefusal(sequences, promptTokens + maxTokens);
+      if (refusal !== null) {
+        if (bestOf > 1 && memoryRefusal(numBeams, promptTokens + 1) === null && memoryRefusal(sequences, promptTokens + 1) !== null) {
+          const param = bestOf > n ? 'best_of' : 'n';
+          throw new HttpError(400, `${param}: ${bestOf} choices of a prompt of ${promptTokens} tokens do not fit the GPU: ${refusal}; ask for fewer choices`);
+        }
+        if (asked !== undefined) throw new HttpError(400, `${askedParam} ${asked} with a prompt of ${promptTokens} tokens${n > 1 ? ` and n ${n}` : ''} does not fit the GPU: ${refusal}`);
+        // No length asked for: the longest answer that fits.
+        let lo = 0;
+        for (let hi = maxTokens; hi - lo > 1; ) {
+          const mid = (lo + hi) >> 1;
+          if (memoryRefusal(sequences, promptTokens + mid) === null) lo = mid;
+          else hi = mid;
+        }
+        if (lo === 0) throw new HttpError(400, `a prompt of ${promptTokens} tokens does not fit the GPU: ${refusal}; shorten the messages`);
+        maxTokens = lo;
+      }
+      return {
+        maxTokens,
+        doSample,
+        temperature: temperature > 0 ? temperature : 1,
+        topP: topP > 0 ? topP : 1,
+        topK,
+        numBeams,
+        repetitionPenalty,
+        frequencyPenalty,
+        presencePenalty,
+        logitBias,
+        stop,
+        includeStop,
+        seed: Number(BigInt.asUintN(32, BigInt(seed))),
+        n,
+        bestOf,
+      };
     };
+    return { numBeams, fit };
   };
 
   /** Why a generation of `length` tokens (prompt included) on `beams` sequences cannot fit the device, or null. */
@@ -348,14 +355,16 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     }
     const messages = parseMessages(body);
     const stream = optional(body, 'stream', isBool, 'a boolean') ?? false;
+    const fields = sampling(body, prompter.stops, 'chat');
+    const logprobs = wantLogprobs ? (top ?? 0) : null;
+    if (logprobs !== null) refuseBeamLogprobs(fields, 'logprobs');
+    const usageOptions = streamOptions(body, stream);
     const id = newId('chatcmpl');
     admit(id);
     const promptText = prompter.text(messages);
     checkPromptChars(promptText, 'messages');
     const prompt = await prompter.ids(promptText);
-    const s = sampling(body, prompt.length, prompter.stops, 'chat');
-    const logprobs = wantLogprobs ? (top ?? 0) : null;
-    if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
+    const s = fields.fit(prompt.length);
     return {
       id,
       kind: 'chat',
@@ -366,7 +375,7 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
       sampling: s,
       stream,
       streamWhole: false,
-      ...streamOptions(body, stream),
+      ...usageOptions,
       logprobs,
       promptLogprobs: null,
       echoPrompt: false,
@@ -382,21 +391,14 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     const id = newId('cmpl');
     let raw = body['prompt'];
     if (Array.isArray(raw) && raw.length === 1 && (typeof raw[0] === 'string' || Array.isArray(raw[0]))) raw = raw[0];
-    let prompt: number[];
-    // An echoed prompt's text; token ids are decoded only for an echo, once the request is known to fit.
-    let text: () => string;
+    let promptText: string | null = null;
+    let promptIds: number[] | null = null;
     if (typeof raw === 'string') {
       if (raw === '') throw new HttpError(400, 'prompt: is empty; give the text to continue');
       checkPromptChars(raw, 'prompt');
-      admit(id);
-      prompt = await encode(raw, true);
-      const prompted = raw;
-      text = () => prompted;
+      promptText = raw;
     } else if (Array.isArray(raw) && raw.length > 0 && raw.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < model.config.vocabSize)) {
-      const ids = raw as number[];
-      admit(id);
-      prompt = ids;
-      text = () => tokenizer.decode(ids, { skipSpecialTokens: true });
+      promptIds = raw as number[];
     } else {
       throw bad('prompt', `a non-empty string, or one array of token ids in [0, ${model.config.vocabSize}) (one prompt per request)`, raw);
     }
@@ -405,10 +407,15 @@ export function createRequestReader(o: RequestReaderOptions): { chat: (body: Bod
     // vLLM scores an echoed prompt without generating when max_tokens is 0.
     const echoOnly = echo && body['max_tokens'] === 0;
     const promptLogprobs = parsePromptLogprobs(body, stream, model.config.vocabSize);
-    const s = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, prompt.length, [], 'completion');
+    const fields = sampling(echoOnly ? { ...body, max_tokens: 1 } : body, [], 'completion');
     const usageOptions = streamOptions(body, stream);
-    if (logprobs !== null) refuseBeamLogprobs(s, 'logprobs');
-    if (promptLogprobs !== null) refuseBeamLogprobs(s, 'prompt_logprobs');
+    if (logprobs !== null) refuseBeamLogprobs(fields, 'logprobs');
+    if (promptLogprobs !== null) refuseBeamLogprobs(fields, 'prompt_logprobs');
+    admit(id);
+    const prompt = promptText === null ? promptIds! : await encode(promptText, true);
+    // An echoed prompt's text; token ids are decoded only for an echo, once the request is known to fit.
+    const text = (): string => promptText ?? tokenizer.decode(prompt, { skipSpecialTokens: true });
+    const s = fields.fit(prompt.length);
     return {
       id,
       kind: 'completion',
