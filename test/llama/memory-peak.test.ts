@@ -3,8 +3,10 @@
 // step of 64 tokens (loss, backward, LoRA gradients), with and without checkpointing, within 10 %, and
 // what the step adds to the weights (activations, gradients, temporaries such as the copy of a weight
 // the matmul makes for 64 rows or more, taken off where the adapter's matmul makes none) within
-// 10 % too; for an f16 base and for int8 and NF4 bases. Measured on lavapipe: f16 0.987 (step 0.984),
-// int8 0.988 (0.970), nf4 0.982 (0.930), checkpointing or not.
+// 10 % too; for an f16 base and for int8 and NF4 bases. Measured on lavapipe: f16 0.986 (step 0.979),
+// int8 0.989 (1.001), nf4 0.970 (1.001); with checkpointing f16 0.985 (0.978), int8 0.988 (0.988), nf4
+// 0.968 (0.987). The peak is in the MLP's backward: SwiGLU's (int8), gate's or up's product with the copy
+// of its weight (f16) or its decoded block absmaxes (NF4).
 // Heads of 32 (128 of them) instead of LLaMA's 32 heads of 128: the plan differs only in the logsumexp
 // (B H T f32, 8 KiB here), and on lavapipe the first dispatch of the attention backward kernels at
 // head width 128 takes 13 minutes (compiling them: the same step then runs in 5 s), at 32 a second.

@@ -104,7 +104,8 @@ export interface MemoryPlan {
   /**
    * Temporaries of the decoder layers: a projection's copy of its weight (see {@link productWorkspace}),
    * the f32 partial products of a product split along k (at most 16 MiB, where products may split:
-   * {@link MemoryPlanOptions.splitK}) and, in training, the gradients a layer's backward holds at once ([B, T, 3 I + 4 C]).
+   * {@link MemoryPlanOptions.splitK}) and, in training, the gradients a layer's backward holds at once (the
+   * more of [B, T, 3 I + C], and [B, T, 2 I + 2 C] beside the copy).
    */
   readonly workspace: number;
   readonly kvCache: number;
@@ -149,15 +150,16 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const weights = (V * C * (config.tieWordEmbeddings ? 1 : 2) + C) * bytes + L * layerBytes;
 
   let loraElements = 0;
-  let loraInputs = 0;
+  let loraActivations = 0;
   for (const t of options.lora?.targetModules ?? []) {
     const [out, inp] = projectionShape(config, t);
     loraElements += L * options.lora!.r * (out + inp);
-    loraInputs += inp + options.lora!.r;
+    // The adapter's input (dropped out), x A^T and the output with the update added (linearAdd's).
+    loraActivations += inp + options.lora!.r + out;
     if (options.lora!.useDora) {
       // m [out] trains like A and B; the output before DoRA's rescaling is kept for m's gradient.
       loraElements += L * out;
-      loraInputs += out;
+      loraActivations += out;
     }
   }
   // An unmerged adapter at inference keeps A and B cast to the activation dtype beside the f32 leaves.
@@ -189,13 +191,23 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const composed = options.composedAttention ?? composedAttentionFor(B, H, T, S);
   const f32Copies = bytes === 4 ? N * C : N * (3 * C + 2 * kvd);
   const attentionStats = composed ? (4 * H + 3) * B * T * S * 4 + f32Copies * 4 : B * H * T * 4;
+  const limit = limits === undefined ? Infinity : Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   let activations: number;
+  // Training, per layer: the two norms, q/k/v (each adapter's input, x A^T and updated output besides), the
+  // rotations of q and k, v made contiguous for the fused attention kernel, the attention output, its
+  // logsumexp and its [B, T, H D] copy, gate, up and their SwiGLU product, and o_proj's and down_proj's
+  // outputs and the residual sums (one tensor where the residual is added in the product's epilogue:
+  // a dense weight in one part, no adapter on it; Linear.forwardAdd). The last sum is the layer's output.
+  let layer = 0;
   if (training) {
-    // Per layer: residual, two norms, q/k/v and their rotations, attention output and its
-    // logsumexp, o_proj and MLP (gate, up, silu, product, down), LoRA inputs.
-    const layer = N * (9 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats;
-    // With checkpointing each layer keeps only its input [B, T, C]; backward rebuilds one layer at a time.
-    activations = options.gradientCheckpointing ? L * N * C * bytes + layer + 2 * N * C * bytes : L * layer + 2 * N * C * bytes;
+    const adapted = new Set(options.lora?.targetModules ?? []);
+    const fused = (t: 'o_proj' | 'down_proj') => quantize === 'none' && !adapted.has(t) && projectionBytes(...projectionShape(config, t), 'none', bytes) <= limit;
+    const residuals = (fused('o_proj') ? 1 : 2) + (fused('down_proj') ? 1 : 2);
+    layer = N * (6 * C + (composed ? 3 : 4) * kvd + residuals * C + 3 * I + loraActivations) * bytes + attentionStats;
+    // Besides the layers, the embedding (the first layer's input), the final norm and the rows the loss picks.
+    const outside = 3 * N * C * bytes;
+    // With checkpointing each layer keeps only its output [B, T, C]; backward rebuilds one layer at a time.
+    activations = options.gradientCheckpointing ? L * N * C * bytes + layer + outside : L * layer + outside;
   } else {
     activations = N * (4 * C + 2 * kvd + 3 * I) * bytes + attentionStats;
   }
@@ -204,7 +216,6 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
   const logitBytes = logitRows * V * 4;
   // Products copy their weight (productWorkspace): lm_head's largest part over the logit rows, one
   // projection over the tokens.
-  const limit = limits === undefined ? Infinity : Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   // A trained copy of lm_head is f32 and computes in f32.
   const headBytes = savedHead ? 4 : bytes;
   const headRows = Math.max(...(V * C * headBytes > limit ? splitRows(V, C * headBytes, limit) : [V]));
@@ -217,12 +228,16 @@ export function planMemory(config: LlamaConfig, options: MemoryPlanOptions, limi
     const [out, inp] = projectionShape(config, t);
     projectionCopy = Math.max(projectionCopy, productWorkspace(N, out, inp, quantize, bytes));
   }
-  // A layer's backward holds the MLP's three [N, I] gradients and four [N, C] at once.
+  // A layer's backward holds the most at its MLP, beside what the forward kept: in SwiGLU's backward the
+  // residual's gradient [N, C] and the [N, I] gradients of the SwiGLU product, gate and up; then in gate's or
+  // up's product its [N, C] output beside gate's and up's gradients, the residual's and the product's
+  // workspace (the copy of its weight, NF4's decoded block absmaxes).
   const partials = options.splitK === false ? 0 : splitPartials(config, options, N, S, headRows, logitRows, composed, limit);
-  const workspace = projectionCopy + partials + (training ? N * (3 * I + 4 * C) * bytes : 0);
+  const mlpBackward = Math.max(N * (3 * I + C) * bytes, N * (2 * I + 2 * C) * bytes + projectionCopy);
+  const workspace = partials + (training ? mlpBackward : projectionCopy);
   const kvCache = training ? 0 : 2 * L * B * kvd * S * bytes;
   // The loss's logits are freed before backward runs a layer (with checkpointing, rebuilds it): the larger counts.
-  const oneLayer = training && options.gradientCheckpointing ? N * (8 * C + 3 * kvd + 5 * I + loraInputs) * bytes + attentionStats : 0;
+  const oneLayer = training && options.gradientCheckpointing ? layer : 0;
   const transient = training ? Math.max(logits, oneLayer + workspace) - oneLayer : logits + workspace;
   const total = weights + lora + gradients + optimizer + activations + transient + kvCache;
 
