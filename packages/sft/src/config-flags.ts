@@ -96,7 +96,7 @@ export function resolveConfig(overrides: Readonly<Record<string, unknown>> = {},
   }
   // A quantized base trains with checkpointing unless told otherwise, as PEFT's
   // prepare_model_for_kbit_training(use_gradient_checkpointing=True) and QLoRA do: LLaMA-7B with
-  // HuaTuo's recipe plans 7.20 GiB with an int8 base, 13.81 GiB without checkpointing.
+  // HuaTuo's recipe plans 7.20 GiB with an int8 base, 13.47 GiB without checkpointing.
   const given = (key: keyof TrainConfig) => Object.entries(overrides).some(([name, v]) => v !== undefined && (OPTION_BY_KEY.get(name) ?? OPTION_BY_FLAG.get(name))?.key === key);
   if (given('quantize') && config.quantize !== 'none' && !given('gradientCheckpointing')) config.gradientCheckpointing = true;
   checkConfig(config);
