@@ -18,7 +18,9 @@ import { askPage, openApp, serveApp, SKIP_WITHOUT_CHROMIUM } from './web-page.js
 const QUESTION = 'x  (ab)';
 const MAX_TOKENS = 8;
 const PIECES = 15;
-const TOKENIZER_FILES = { 'tokenizer.json': JSON.stringify(deepSeekStyleTokenizerJson()), 'tokenizer_config.json': JSON.stringify(CONFIG) };
+// A tokenizer class without special-token defaults: under config.json's model_type llama, transformers' LlamaTokenizerFast
+// would add "<unk>" and "<s>", which this 15-piece vocabulary lacks, past the model's embedding rows.
+const TOKENIZER_FILES = { 'tokenizer.json': JSON.stringify(deepSeekStyleTokenizerJson()), 'tokenizer_config.json': JSON.stringify({ ...CONFIG, tokenizer_class: 'PreTrainedTokenizerFast' }) };
 
 const ask = (page: Page) => askPage(page, QUESTION, MAX_TOKENS);
 
